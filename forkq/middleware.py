@@ -1,0 +1,46 @@
+"""Client and server middleware chains.
+
+A middleware is a callable ``(job, payload, queue, call_next)``. Client middleware runs at
+enqueue with the job class; returning without calling ``call_next`` (or returning None/False)
+stops the push. Server middleware runs in the processor thread around ``perform`` with the job
+instance; an exception it raises is the job's failure. With no middleware the job is called
+directly, at no cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+Middleware = Callable[[Any, dict, str, Callable[[], Any]], Any]
+
+
+class Chain:
+    def __init__(self) -> None:
+        self.client: list[Middleware] = []
+        self.server: list[Middleware] = []
+
+    def add_client(self, middleware: Middleware) -> None:
+        self.client.append(middleware)
+
+    def add_server(self, middleware: Middleware) -> None:
+        self.server.append(middleware)
+
+    def invoke_client(self, job_class: Any, payload: dict, queue: str,
+                      call: Callable[[], Any]) -> Any:
+        return _invoke(self.client, job_class, payload, queue, call)
+
+    def invoke_server(self, job: Any, payload: dict, queue: str, call: Callable[[], Any]) -> Any:
+        return _invoke(self.server, job, payload, queue, call)
+
+
+def _invoke(chain: list[Middleware], subject: Any, payload: dict, queue: str,
+            call: Callable[[], Any]) -> Any:
+    if not chain:
+        return call()
+
+    def step(index: int) -> Any:
+        if index == len(chain):
+            return call()
+        return chain[index](subject, payload, queue, lambda: step(index + 1))
+
+    return step(0)

@@ -1,0 +1,20 @@
+"""Shared test helpers: waiting on conditions with a deadline, never on bare sleeps."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+             message: str = "") -> Any:
+    """Return the predicate's first truthy value; fail the test when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for "
+                                 f"{message or getattr(predicate, '__name__', 'condition')}")
+        time.sleep(interval)
