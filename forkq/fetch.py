@@ -1,0 +1,161 @@
+"""Fetching jobs: reliable (the default) and basic, plus releasing what a thread holds.
+
+Runs in each processor thread; every processor owns one ``Fetcher`` and one Redis connection.
+
+Reliable fetch moves jobs atomically from a queue into a list private to the fetching thread
+(``forkq:inflight:<slot>:<thread>``). A thread fetches again only after it finished every job
+it holds, so the next fetch acknowledges the whole previous batch by deleting that list. A
+process that dies leaves the list behind for recovery (``recovery.py``).
+
+Busy path: one Lua call acknowledges the previous batch, flushes the thread's stat counters
+and pops up to ``k`` jobs from the queues in an order computed in Python. ``k`` is adaptive:
+1 while queues are shallow, growing to ``MAX_BATCH`` while calls come back full, so no thread
+hoards work that another process could run.
+
+Idle path: when the Lua call finds nothing, the thread blocks in ``BLMOVE`` on one queue for
+``IDLE_TIMEOUT`` so that a push wakes it at once. Idle threads are spread over the queues
+(``ordering.idle_queue``); with more queues than idle threads they rotate, so a push to a queue
+nobody is blocked on waits up to ``IDLE_TIMEOUT`` before it is seen.
+
+Basic fetch pops without a private list (Sidekiq's BRPOP): a job in flight lives only in the
+process, which still pushes it back on a graceful stop, but loses it on kill -9.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from . import ordering
+from .keys import DAILY_STAT_TTL, Keys
+
+#: most jobs one fetch takes for one thread
+MAX_BATCH = 5
+#: seconds an idle thread blocks on a queue before it looks at all queues again
+IDLE_TIMEOUT = 1.0
+
+FETCH_SCRIPT = """
+-- KEYS: private list, stat:processed, stat:failed, daily processed, daily failed, queues...
+-- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0)
+local reliable = ARGV[5] == '1'
+if reliable then redis.call('DEL', KEYS[1]) end
+local processed, failed = tonumber(ARGV[2]), tonumber(ARGV[3])
+if processed > 0 then
+  redis.call('INCRBY', KEYS[2], processed)
+  redis.call('INCRBY', KEYS[4], processed)
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+end
+if failed > 0 then
+  redis.call('INCRBY', KEYS[3], failed)
+  redis.call('INCRBY', KEYS[5], failed)
+  redis.call('EXPIRE', KEYS[5], ARGV[4])
+end
+local want = tonumber(ARGV[1])
+local out = {}
+for i = 6, #KEYS do
+  local jobs = redis.call('RPOP', KEYS[i], want)
+  if jobs then
+    if reliable then redis.call('RPUSH', KEYS[1], unpack(jobs)) end
+    for _, job in ipairs(jobs) do
+      out[#out + 1] = i - 6
+      out[#out + 1] = job
+    end
+    want = want - #jobs
+    if want <= 0 then break end
+  end
+end
+return out
+"""
+
+RELEASE_SCRIPT = """
+-- Acknowledge a thread's finished jobs and put its unstarted ones back at the front of their
+-- queues, atomically. KEYS: private list, queue keys (one per job to requeue, in pop order).
+-- ARGV: the jobs to requeue; ARGV[#] = job to keep in the private list ('' for none).
+for i = #ARGV - 1, 1, -1 do
+  redis.call('RPUSH', KEYS[i + 1], ARGV[i])
+end
+redis.call('DEL', KEYS[1])
+if ARGV[#ARGV] ~= '' then redis.call('RPUSH', KEYS[1], ARGV[#ARGV]) end
+return #ARGV - 1
+"""
+
+
+@dataclass(slots=True)
+class Fetched:
+    queue: str
+    text: str
+
+
+class Counters:
+    """Stat deltas a thread accumulates between flushes; only its own thread touches them."""
+
+    __slots__ = ("processed", "failed")
+
+    def __init__(self) -> None:
+        self.processed = 0
+        self.failed = 0
+
+
+class Fetcher:
+    def __init__(self, redis, keys: Keys, queues, strict: bool, private_key: str,
+                 reliable: bool, thread_index: int, idle_plan: tuple[str, ...]) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.queues = queues
+        self.strict = strict
+        self.private_key = private_key
+        self.reliable = reliable
+        self.thread_index = thread_index
+        self.idle_plan = idle_plan
+        self.counters = Counters()
+        self.batch = 1
+        self.idle_round = 0
+        self._fetch = redis.register_script(FETCH_SCRIPT)
+        self._release = redis.register_script(RELEASE_SCRIPT)
+        self._queue_keys = {q.name: keys.queue(q.name) for q in queues}
+
+    def fetch(self) -> list[Fetched]:
+        """Acknowledge what this thread held, then take up to ``batch`` jobs (never blocks)."""
+        names = ordering.fetch_order(self.queues, self.strict)
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        counters = self.counters
+        keys = [self.private_key, self.keys.stat("processed"), self.keys.stat("failed"),
+                self.keys.daily_stat("processed", day), self.keys.daily_stat("failed", day)]
+        keys.extend(self._queue_keys[name] for name in names)
+        flat = self._fetch(keys, [self.batch, counters.processed, counters.failed,
+                                  DAILY_STAT_TTL, 1 if self.reliable else 0])
+        counters.processed = counters.failed = 0
+        jobs = [Fetched(names[int(flat[i])], flat[i + 1]) for i in range(0, len(flat), 2)]
+        self.batch = min(MAX_BATCH, self.batch * 2) if len(jobs) == self.batch else 1
+        return jobs
+
+    def wait(self) -> list[Fetched]:
+        """Block on one queue until a job arrives or ``IDLE_TIMEOUT`` passes."""
+        name = ordering.idle_queue(self.idle_plan, self.thread_index, self.idle_round)
+        self.idle_round += 1
+        source = self._queue_keys[name]
+        if self.reliable:
+            text = self.redis.blmove(source, self.private_key, IDLE_TIMEOUT, "RIGHT", "RIGHT")
+            return [Fetched(name, text)] if text is not None else []
+        popped = self.redis.brpop([source], IDLE_TIMEOUT)
+        return [Fetched(name, popped[1])] if popped else []
+
+    def flush_stats(self) -> None:
+        counters = self.counters
+        if not counters.processed:
+            return
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        pipe = self.redis.pipeline(transaction=True)
+        for name, delta in (("processed", counters.processed), ("failed", counters.failed)):
+            if delta:
+                pipe.incrby(self.keys.stat(name), delta)
+                pipe.incrby(self.keys.daily_stat(name, day), delta)
+                pipe.expire(self.keys.daily_stat(name, day), DAILY_STAT_TTL)
+        pipe.execute()
+        counters.processed = counters.failed = 0
+
+    def release(self, unstarted: list[Fetched], keep: Fetched | None = None) -> None:
+        """Acknowledge finished jobs; push ``unstarted`` back to the front of their queues."""
+        keys = [self.private_key] + [self._queue_keys.get(f.queue) or self.keys.queue(f.queue)
+                                     for f in unstarted]
+        self._release(keys, [f.text for f in unstarted] + [keep.text if keep else ""])

@@ -1,0 +1,133 @@
+"""The heartbeat: this process's entry in ``processes``, its busy jobs, and remote signals.
+
+A thread of the worker child. The first beat is written synchronously at start, then every
+``heartbeat_interval``. One MULTI writes the ``<identity>`` hash (``info`` JSON and Sidekiq's
+top-level fields), ``<identity>:work`` (Sidekiq 7+) and ``<identity>:workers`` (6.x), all with
+a TTL of ``heartbeat_ttl``, and pops ``<identity>-signals`` (TSTP, TERM, TTIN pushed by the web
+UI, ``forkqctl`` or Sidekiq's own UI), which are handed to the worker's signal loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import redis as redis_py
+
+from . import __version__
+from .log import logger
+
+#: remote signal names accepted from ``<identity>-signals``
+REMOTE_SIGNALS = {"TSTP": signal.SIGTSTP, "TERM": signal.SIGTERM, "TTIN": signal.SIGTTIN,
+                  "USR2": signal.SIGUSR2}
+
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def hostname() -> str:
+    """Heroku's dyno name where there is one (``web.1``), else the host name."""
+    return os.environ.get("DYNO") or socket.gethostname()
+
+
+def rss_kb() -> int:
+    """Current resident memory of this process, in KB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_KB
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def process_info(config, identity: str, started_at: float) -> dict:
+    info = {"hostname": hostname(), "started_at": started_at, "pid": os.getpid(),
+            "tag": config.tag, "concurrency": config.concurrency,
+            "queues": list(config.queue_names), "labels": list(config.labels),
+            "identity": identity, "version": __version__, "embedded": False}
+    if not config.strict:
+        info["weights"] = [{q.name: q.weight for q in config.queues}]
+    return info
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, context, manager, on_signal) -> None:
+        super().__init__(name="heartbeat", daemon=True)
+        self.context = context
+        self.manager = manager
+        self.on_signal = on_signal
+        self.redis = context.make_redis()
+        self.info_json = json.dumps(process_info(context.config, context.identity,
+                                                 time.time()))
+        self.rtt_us = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        interval = self.context.config.heartbeat_interval
+        while not self._halt.wait(interval):
+            self.beat_safely()
+
+    def beat_safely(self) -> None:
+        try:
+            self.beat()
+            self.context.health.succeeded()
+        except redis_py.RedisError as exc:
+            self.context.health.failed(exc)
+
+    def beat(self) -> None:
+        keys, identity = self.context.keys, self.context.identity
+        ttl = int(max(1, round(self.context.config.heartbeat_ttl)))
+        work = {thread_key(p): json.dumps({"queue": f.queue, "payload": f.text,
+                                           "run_at": int(p.run_at)})
+                for p, f in self.manager.running()}
+        started = time.perf_counter()
+        self.redis.ping()
+        self.rtt_us = int((time.perf_counter() - started) * 1e6)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(keys.processes, identity)
+        pipe.hset(keys.process(identity), mapping={
+            "info": self.info_json, "concurrency": self.context.config.concurrency,
+            "busy": len(work), "beat": time.time(),
+            "quiet": "true" if self.context.quiet.is_set() else "false",
+            "rss": rss_kb(), "rtt_us": self.rtt_us})
+        pipe.expire(keys.process(identity), ttl)
+        for work_key in (keys.work(identity), keys.workers(identity)):
+            pipe.delete(work_key)
+            if work:
+                pipe.hset(work_key, mapping=work)
+                pipe.expire(work_key, ttl)
+        pipe.rpop(keys.signals(identity), 10)
+        signals = pipe.execute()[-1] or []
+        for name in signals:
+            self._deliver(name)
+
+    def _deliver(self, name: str) -> None:
+        signum = REMOTE_SIGNALS.get(name)
+        if signum is None:
+            logger.warning("ignoring unknown remote signal %r", name)
+            return
+        logger.info("remote signal %s received", name)
+        self.on_signal(signum)
+
+    def stop(self) -> None:
+        """Stop beating and remove this process from ``processes``."""
+        self._halt.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(5)
+        keys, identity = self.context.keys, self.context.identity
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.srem(keys.processes, identity)
+            pipe.delete(keys.process(identity), keys.work(identity), keys.workers(identity))
+            pipe.execute()
+        except redis_py.RedisError as exc:
+            logger.warning("could not remove this process from 'processes' (%s); its entry "
+                           "expires by itself", exc)
+
+
+def thread_key(processor) -> str:
+    """Sidekiq's thread id field for ``:work``: a short, stable tag of the processor thread."""
+    ident = processor.ident or 0
+    return format(ident % 0xFFFFFF, "x")

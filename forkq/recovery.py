@@ -1,0 +1,181 @@
+"""Orphan recovery: jobs left in the private lists of processes that died (kill -9, OOM, power).
+
+Runs in a worker child: at boot for its own slot (the predecessor a supervisor replaced, found
+at once), and from the poller for slots whose owner's heartbeat has expired (a whole host or
+master gone), under a short lock so that processes do not scan together.
+
+Private lists are keyed by slot (``host:master-pid:child-index``) and thread. A list holding
+one job means that job was running when its process died: it is *charged*, and a job charged
+more than ``POISON_LIMIT`` times within ``POISON_WINDOW`` goes to the dead set with the reason.
+A list holding several jobs is a batch whose running job cannot be told from the prefetched or
+finished ones: its jobs go back uncharged but marked, and a marked job runs alone next time
+(``processor._isolate``), so a job that kills its process is charged from its second crash on.
+Recovered jobs go back to the *front* of their queues, in their original order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .errors import PoisonJobError
+from .log import logger
+from .retry import ISOLATE_KEY, run_death_handlers, with_error
+
+#: recoveries of one job tolerated within the window; one more and it is poison
+POISON_LIMIT = 3
+#: seconds over which recoveries of a job are counted (72 hours)
+POISON_WINDOW = 72 * 3600.0
+
+MOVE_ONE_SCRIPT = """
+-- KEYS: private list, destination (queue list or dead zset). ARGV: job, new text, kind, score.
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if ARGV[3] == 'dead' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+else
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
+FORGET_SLOT_SCRIPT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
+class Recovery:
+    def __init__(self, context, death_handlers) -> None:
+        self.context = context
+        self.death_handlers = death_handlers
+        self.redis = context.make_redis()
+        self.keys = context.keys
+        self._move = self.redis.register_script(MOVE_ONE_SCRIPT)
+        self._forget = self.redis.register_script(FORGET_SLOT_SCRIPT)
+        self.scan_every = min(30.0, max(0.5, context.config.heartbeat_ttl / 2))
+        self.next_scan = 0.0
+        self.recovered = 0
+        self.poisoned = 0
+
+    # --- slots
+
+    def slot_record(self) -> str:
+        return json.dumps({"identity": self.context.identity,
+                           "threads": self.context.config.concurrency})
+
+    def claim_slot(self) -> int:
+        """Recover the lists a predecessor in this slot left, then record this process as owner."""
+        previous = self.redis.hget(self.keys.slots, self.context.slot)
+        threads = self.context.config.concurrency
+        if previous:
+            threads = max(threads, _threads(previous))
+        count = sum(self.recover_list(self.keys.inflight(self.context.slot, i))
+                    for i in range(threads))
+        self.redis.hset(self.keys.slots, self.context.slot, self.slot_record())
+        if count:
+            logger.warning("recovered %d job(s) left by this slot's previous process", count)
+        return count
+
+    def release_slot(self) -> bool:
+        """Forget this slot at a clean stop, unless a job is still in one of its lists."""
+        pipe = self.redis.pipeline(transaction=False)
+        for index in range(self.context.config.concurrency):
+            pipe.llen(self.keys.inflight(self.context.slot, index))
+        if any(pipe.execute()):
+            return False
+        return bool(self._forget([self.keys.slots], [self.context.slot, self.slot_record()]))
+
+    # --- the scan for slots whose owner stopped beating
+
+    def scan_if_due(self) -> int:
+        now = time.monotonic()
+        if now < self.next_scan:
+            return 0
+        self.next_scan = now + self.scan_every
+        lock_ttl = max(1, int(self.scan_every))
+        if not self.redis.set(self.keys.recovery_lock, self.context.identity, nx=True,
+                               ex=lock_ttl):
+            return 0
+        return self.scan()
+
+    def scan(self) -> int:
+        count = 0
+        for slot, record in self.redis.hgetall(self.keys.slots).items():
+            if slot == self.context.slot:
+                continue
+            owner = _owner(record)
+            if owner and self.redis.exists(self.keys.process(owner)):
+                continue
+            moved = sum(self.recover_list(self.keys.inflight(slot, i))
+                        for i in range(_threads(record)))
+            self._forget([self.keys.slots], [slot, record])
+            if moved:
+                logger.warning("recovered %d job(s) from %s, whose heartbeat expired", moved, slot)
+            count += moved
+        return count
+
+    # --- one list
+
+    def recover_list(self, list_key: str) -> int:
+        texts = self.redis.lrange(list_key, 0, -1)
+        charged = len(texts) == 1
+        for text in reversed(texts):
+            self._recover_job(list_key, text, charged)
+        return len(texts)
+
+    def _recover_job(self, list_key: str, text: str, charged: bool) -> None:
+        try:
+            payload = json.loads(text)
+            queue = payload["queue"] if isinstance(payload.get("queue"), str) else "default"
+        except (ValueError, AttributeError, TypeError):
+            self._move([list_key, self.keys.queue("default")], [text, text, "queue", 0])
+            return
+        if not charged:
+            payload[ISOLATE_KEY] = True
+            new_text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            self._move([list_key, self.keys.queue(queue)], [text, new_text, "queue", 0])
+            self.recovered += 1
+            return
+        times = self._charge(str(payload.get("jid")))
+        if times > POISON_LIMIT:
+            self._bury_poison(list_key, text, payload, times)
+        else:
+            self._move([list_key, self.keys.queue(queue)], [text, text, "queue", 0])
+            self.recovered += 1
+
+    def _charge(self, jid: str) -> int:
+        now = time.time()
+        key = self.keys.recovered(jid)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(key, {repr(now): now})
+        pipe.zremrangebyscore(key, "-inf", now - POISON_WINDOW)
+        pipe.expire(key, int(POISON_WINDOW))
+        pipe.zcard(key)
+        return pipe.execute()[-1]
+
+    def _bury_poison(self, list_key: str, text: str, payload: dict, times: int) -> None:
+        now = time.time()
+        exc = PoisonJobError(f"its process died while running it {times} times within "
+                             f"{POISON_WINDOW / 3600:.0f} hours; not retried again")
+        dead = with_error(payload, exc, now)
+        new_text = json.dumps(dead, separators=(",", ":"), ensure_ascii=False)
+        if self._move([list_key, self.keys.dead], [text, new_text, "dead", now]):
+            self.poisoned += 1
+            logger.error("poison job sent to the dead set: class=%s jid=%s: %s",
+                         payload.get("class"), payload.get("jid"), exc)
+            run_death_handlers(self.death_handlers, dead, exc)
+            self.context.dead_set.add(self.redis, new_text, now)
+
+
+def _owner(record: str) -> str | None:
+    try:
+        return json.loads(record).get("identity")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _threads(record: str) -> int:
+    try:
+        return int(json.loads(record).get("threads", 0))
+    except (ValueError, AttributeError, TypeError):
+        return 0

@@ -1,0 +1,55 @@
+"""Signal handling for forkq's loops: handlers only record the signal, the owning loop acts.
+
+A self-pipe wakes the loop from ``select`` at once, so a signal is handled within
+microseconds, not at the next timeout. Used by the worker's and the supervisor's main loops.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+
+
+class SignalQueue:
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def install(self, signums) -> None:
+        for signum in signums:
+            signal.signal(signum, self._record)
+
+    def _record(self, signum, frame) -> None:
+        self.pending.append(signum)
+        try:
+            os.write(self._write, b".")
+        except BlockingIOError:
+            pass
+
+    def push(self, signum: int) -> None:
+        """Queue a signal from code (remote control through Redis) as if it had arrived."""
+        self._record(signum, None)
+
+    def wait(self, timeout: float) -> list[int]:
+        """The signals received since the last call, waiting up to ``timeout`` for one."""
+        if not self.pending:
+            try:
+                select.select([self._read], [], [], max(0.0, timeout))
+            except InterruptedError:
+                pass
+        try:
+            while os.read(self._read, 512):
+                pass
+        except BlockingIOError:
+            pass
+        received = []
+        while self.pending:
+            received.append(self.pending.pop(0))
+        return received
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)

@@ -1,0 +1,216 @@
+"""The admin API against a real Redis: queues, sets, processes, stats."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import time
+import zlib
+
+import pytest
+
+import forkq
+from forkq import api as forkq_api
+from forkq.api import Api, Entry, Queue
+from forkq.keys import Keys
+
+
+class ApiJob(forkq.Job):
+    options = {"queue": "mailers"}
+
+
+def failed_job(jid: str, queue: str = "default", retry_count: int = 0, **extra) -> str:
+    item = {"class": "tests.ApiJob", "args": [1, "two"], "jid": jid, "queue": queue,
+            "retry": True, "created_at": 1700000000.5, "enqueued_at": 1700000001.0,
+            "error_class": "ValueError", "error_message": "bad", "retry_count": retry_count,
+            "failed_at": 1700000002.0, **extra}
+    return json.dumps(item)
+
+
+@pytest.fixture
+def api(redis):
+    return Api(redis, Keys(), dead_max_jobs=5, dead_timeout=3600.0)
+
+
+def test_queue_size_latency_jobs_delete_clear(api, redis):
+    jids = [ApiJob.perform_async(n) for n in range(3)]
+    queue = api.queue("mailers")
+    assert queue.size == 3
+    assert [q.name for q in api.all_queues()] == ["mailers"]
+    assert [e.jid for e in queue.jobs(0, 10)] == jids[::-1]
+    assert 0.0 <= queue.latency < 5.0
+    assert queue.delete(queue.jobs(0, 1)[0]) is True
+    assert queue.size == 2
+    queue.clear()
+    assert queue.size == 0 and api.all_queues() == []
+
+
+def test_latency_from_oldest_job_in_milliseconds(api, redis):
+    redis.lpush(api.keys.queue("q"), json.dumps({"jid": "a", "enqueued_at": int((time.time() - 30) * 1000)}))
+    redis.lpush(api.keys.queue("q"), json.dumps({"jid": "b", "enqueued_at": time.time()}))
+    assert 29.0 < api.queue("q").latency < 35.0
+
+
+def test_module_level_queue_uses_the_client_redis(redis):
+    ApiJob.perform_async(1)
+    assert Queue("mailers").size == 1
+    assert forkq_api.default().stats()["enqueued"] == 1
+
+
+def test_entry_parses_fields_and_normalises_milliseconds():
+    lines = ["app.py:1 in perform", "lib.py:9 in call"]
+    encoded = base64.b64encode(zlib.compress(json.dumps(lines).encode())).decode()
+    entry = Entry(failed_job("abc", retry_count=2, error_backtrace=encoded,
+                             enqueued_at=1700000001500), 12.5)
+    assert entry.jid == "abc" and entry.args == [1, "two"] and entry.queue == "default"
+    assert entry.error_class == "ValueError" and entry.retry_count == 2
+    assert entry.enqueued_at == pytest.approx(1700000001.5)
+    assert entry.created_at == pytest.approx(1700000000.5)
+    assert entry.backtrace == lines
+    assert entry.key == "12.5-abc"
+
+
+def test_malformed_entry_keeps_raw_text():
+    entry = Entry("{not json", 3.0)
+    assert entry.malformed and entry.jid is None and entry.args == []
+    assert entry.raw == "{not json"
+    assert entry.matches(entry.key.partition("-")[2])
+
+
+def test_scheduled_page_find_add_to_queue(api, redis):
+    jids = [ApiJob.perform_in(100 + n, n) for n in range(5)]
+    scheduled = api.scheduled
+    assert scheduled.size == 5
+    assert [e.jid for e in scheduled.page(0, 3)] == jids[:3]
+    assert [e.jid for e in scheduled.page(3, 3)] == jids[3:]
+    entry = scheduled.find(jids[2])
+    assert entry is not None and scheduled.get(entry.key).raw == entry.raw
+    assert scheduled.add_to_queue(entry) is True
+    assert scheduled.add_to_queue(entry) is False, "a second move must not push twice"
+    assert scheduled.size == 4 and api.queue("mailers").size == 1
+    moved = api.queue("mailers").jobs()[0]
+    assert moved.jid == jids[2] and time.time() - moved.enqueued_at < 5
+
+
+def test_retry_now_decrements_count_and_keeps_unknown_keys(api, redis):
+    redis.zadd(api.keys.retry, {failed_job("r1", queue="critical", retry_count=3, custom={"x": 1}): 10})
+    retries = api.retries
+    entry = retries.page()[0]
+    assert retries.retry_now(entry) is True
+    job = api.queue("critical").jobs()[0]
+    assert job.retry_count == 2 and job.item["custom"] == {"x": 1}
+    assert "critical" in {q.name for q in api.all_queues()}
+    assert retries.size == 0
+
+
+def test_kill_moves_to_dead_and_trims(api, redis):
+    redis.zadd(api.keys.dead, {failed_job(f"old{n}"): time.time() - 7200 for n in range(3)})
+    redis.zadd(api.keys.dead, {failed_job(f"d{n}"): time.time() - n for n in range(5)})
+    redis.zadd(api.keys.retry, {failed_job("victim"): 5})
+    assert api.retries.kill(api.retries.page()[0]) is True
+    dead = api.dead
+    assert dead.size == 5, "trimmed to dead_max_jobs and dead_timeout"
+    assert dead.page(0, 1)[0].jid == "victim", "newest first"
+    assert not any(e.jid.startswith("old") for e in dead.page(0, 10))
+
+
+def test_delete_and_filter(api, redis):
+    redis.zadd(api.keys.retry, {failed_job("a1", error_message="needle here"): 1,
+                                failed_job("b2"): 2, "{broken": 3})
+    retries = api.retries
+    assert [e.jid for e in retries.filter("needle")] == ["a1"]
+    assert [e.raw for e in retries.filter("{bro")] == ["{broken"]
+    assert list(retries.filter("*")) == [], "glob characters are literal"
+    broken = retries.get(next(retries.filter("{bro")).key)
+    assert broken is not None and retries.delete(broken) is True
+    assert retries.size == 2
+
+
+def test_malformed_entries_are_left_by_retry_all(api, redis):
+    redis.zadd(api.keys.dead, {"{broken": 1, failed_job("ok1"): 2, failed_job("ok2"): 3})
+    assert api.dead.retry_all(batch=1) == 2
+    assert api.dead.size == 1 and api.queue("default").size == 2
+
+
+def test_all_actions_work_in_batches_over_100k_entries(api, redis):
+    count = 100_000
+    members = {f'{{"jid":"{n:024x}","class":"X","args":[],"queue":"bulk"}}': n for n in range(count)}
+    pipe = redis.pipeline(transaction=False)
+    items = list(members.items())
+    for start in range(0, count, 10_000):
+        pipe.zadd(api.keys.schedule, dict(items[start:start + 10_000]))
+    pipe.execute()
+    scheduled = api.scheduled
+    assert scheduled.size == count
+    assert scheduled.page(99_990, 25)[-1].jid == f"{count - 1:024x}"
+    assert scheduled.find(f"{77_777:024x}").score == 77_777
+    calls = []
+    original = redis.zrange
+    redis.zrange = lambda *a, **k: calls.append(a) or original(*a, **k)
+    try:
+        assert scheduled.add_all_to_queue() == count
+    finally:
+        del redis.zrange
+    assert len(calls) == count // forkq_api.BATCH, "one ZRANGE of a batch at a time"
+    assert all(end - start < forkq_api.BATCH for _, start, end in calls)
+    assert scheduled.size == 0 and api.queue("bulk").size == count
+    redis.zadd(api.keys.dead, dict(items[:5000]))
+    assert api.dead.clear() == 5000 and api.dead.size == 0
+
+
+def test_processes_workers_and_prune(api, redis):
+    identity = "host:123:abc"
+    info = {"hostname": "host", "pid": 123, "tag": "app", "concurrency": 10,
+            "queues": ["default"], "started_at": time.time() - 60, "identity": identity}
+    redis.sadd(api.keys.processes, identity, "gone:1:def")
+    redis.hset(api.keys.process(identity), mapping={
+        "info": json.dumps(info), "busy": 1, "beat": time.time(), "quiet": "false",
+        "rss": 51200, "rtt_us": 150})
+    payload = failed_job("w1")
+    redis.hset(api.keys.work(identity), "t1",
+               json.dumps({"queue": "default", "payload": payload, "run_at": int(time.time())}))
+    processes = api.processes()
+    assert [p.identity for p in processes] == [identity]
+    assert processes[0].busy == 1 and processes[0].rss_kb == 51200 and not processes[0].quiet
+    assert processes[0].tag == "app" and processes[0].concurrency == 10
+    assert redis.smembers(api.keys.processes) == {identity}, "expired identity pruned"
+    [work] = api.workers()
+    assert work.thread == "t1" and work.job.jid == "w1" and work.queue == "default"
+    assert api.stats()["busy"] == 1 and api.stats()["processes"] == 1
+
+
+def test_signal_pushes_with_ttl(api, redis):
+    api.signal("host:1:a", "TSTP")
+    assert redis.lrange(api.keys.signals("host:1:a"), 0, -1) == ["TSTP"]
+    assert 0 < redis.ttl(api.keys.signals("host:1:a")) <= 60
+    with pytest.raises(ValueError):
+        api.signal("host:1:a", "KILL")
+
+
+def test_stats_and_history(api, redis):
+    ApiJob.perform_async(1)
+    ApiJob.perform_in(60, 2)
+    redis.set(api.keys.stat("processed"), 10)
+    redis.set(api.keys.stat("failed"), 2)
+    today = datetime.date(2024, 3, 2)
+    redis.set(api.keys.daily_stat("processed", "2024-03-01"), 7)
+    redis.set(api.keys.daily_stat("failed", "2024-03-02"), 1)
+    stats = api.stats()
+    assert stats == {"processed": 10, "failed": 2, "busy": 0, "enqueued": 1, "scheduled": 1,
+                     "retries": 0, "dead": 0, "processes": 0}
+    history = api.history(3, today=today)
+    assert [(d.day, d.processed, d.failed) for d in history] == [
+        ("2024-02-29", 0, 0), ("2024-03-01", 7, 0), ("2024-03-02", 0, 1)]
+
+
+def test_redis_info(api):
+    info = api.redis_info()
+    assert info["version"].count(".") >= 1 and info["connected_clients"] >= 1
+
+
+def test_namespace_prefixes_keys(redis):
+    namespaced = Api(redis, Keys("ns"))
+    redis.lpush("ns:queue:x", json.dumps({"jid": "1"}))
+    redis.sadd("ns:queues", "x")
+    assert namespaced.queue("x").size == 1 and Api(redis).queue("x").size == 0
