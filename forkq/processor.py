@@ -135,6 +135,7 @@ class Processor(threading.Thread):
         if verbose:
             logger.info("start", extra={"ctx": context})
         started = time.perf_counter()
+        failed = False
         try:
             self._perform(job_class, payload, fetched.queue)
         except Shutdown:
@@ -143,16 +144,19 @@ class Processor(threading.Thread):
             elapsed = time.perf_counter() - started
             if self.abandoned:
                 return
+            failed = True
             counters.failed += 1
             logger.warning("fail: %s: %s", error_class_name(exc), exc, exc_info=exc,
                            extra={"ctx": f"{context} elapsed={elapsed:.3f}"})
             self._handle_failure(job_class, payload, fetched.queue, exc)
         else:
+            elapsed = time.perf_counter() - started
             if verbose:
-                logger.info("done", extra={"ctx": f"{context} elapsed="
-                                                  f"{time.perf_counter() - started:.3f}"})
+                logger.info("done", extra={"ctx": f"{context} elapsed={elapsed:.3f}"})
         counters.processed += 1
         self.jobs_done += 1
+        self.context.observer.job_finished(fetched.queue, payload["class"] if job_class else
+                                           "unknown", elapsed, failed)
 
     def _perform(self, job_class, payload: dict[str, Any], queue: str) -> None:
         if job_class is None:

@@ -135,6 +135,7 @@ class Recovery:
             new_text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
             self._move([list_key, self.keys.queue(queue)], [text, new_text, "queue", 0])
             self.recovered += 1
+            self.context.observer.jobs_recovered(1)
             return
         times = self._charge(str(payload.get("jid")))
         if times > POISON_LIMIT:
@@ -142,6 +143,7 @@ class Recovery:
         else:
             self._move([list_key, self.keys.queue(queue)], [text, text, "queue", 0])
             self.recovered += 1
+            self.context.observer.jobs_recovered(1)
 
     def _charge(self, jid: str) -> int:
         now = time.time()
@@ -161,6 +163,7 @@ class Recovery:
         new_text = json.dumps(dead, separators=(",", ":"), ensure_ascii=False)
         if self._move([list_key, self.keys.dead], [text, new_text, "dead", now]):
             self.poisoned += 1
+            self.context.observer.job_poisoned()
             logger.error("poison job sent to the dead set: class=%s jid=%s: %s",
                          payload.get("class"), payload.get("jid"), exc)
             run_death_handlers(self.death_handlers, dead, exc)

@@ -32,7 +32,7 @@ def redis(redis_url):
     """A client on an empty database; the forkq client is pointed at the same server."""
     client = redis_py.Redis.from_url(redis_url, decode_responses=True)
     client.flushall()
-    forkq_client.configure(redis_url=redis_url)
+    forkq_client.configure(redis_url=redis_url, namespace="")
     yield client
     client.close()
 
@@ -45,3 +45,31 @@ def make_config(redis_url, tmp_path):
         values.setdefault("data_dir", str(tmp_path / "data"))
         return forkq_config.from_mapping(values, "test")
     return make
+
+
+@pytest.fixture
+def start_worker(make_config):
+    """Start in-process workers (threads of this test process); stopped at teardown."""
+    import signal
+    import threading
+
+    from forkq import worker as worker_module
+
+    running = []
+
+    def start(**values):
+        values.setdefault("heartbeat_interval", 0.2)
+        values.setdefault("poll_interval", 0.1)
+        values.setdefault("concurrency", 3)
+        config = make_config(**values)
+        worker = worker_module.Worker(config, config.redis_url, f"test:{len(running)}:0")
+        worker.start()
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        running.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in running:
+        worker.signals.push(signal.SIGTERM)
+        thread.join(30)

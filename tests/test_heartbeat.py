@@ -1,0 +1,50 @@
+"""The heartbeat's keys, as Sidekiq's API and web UI read them, and remote signals."""
+
+import json
+import time
+
+import jobs
+from helpers import wait_for
+
+
+def test_first_beat_is_written_at_start(redis, start_worker):
+    worker = start_worker(heartbeat_interval=30, tag="billing", labels=["blue"],
+                          queues=[["a", 2], ["b", 1]])
+    identity = worker.context.identity
+    assert redis.smembers("processes") == {identity}
+    entry = redis.hgetall(identity)
+    info = json.loads(entry["info"])
+    assert info["identity"] == identity and info["tag"] == "billing" and info["labels"] == ["blue"]
+    assert info["queues"] == ["a", "b"] and info["weights"] == [{"a": 2, "b": 1}]
+    assert info["concurrency"] == 3 and info["pid"] > 0 and info["hostname"]
+    assert entry["busy"] == "0" and entry["quiet"] == "false" and int(entry["rss"]) > 1000
+    assert float(entry["beat"]) > time.time() - 5 and int(entry["rtt_us"]) > 0
+    assert 0 < redis.ttl(identity) <= 60
+
+
+def test_busy_and_work_show_running_jobs(redis, start_worker):
+    jobs.gate.clear()
+    worker = start_worker()
+    identity = worker.context.identity
+    jid = jobs.wait_for_gate.perform_async("w")
+    try:
+        wait_for(lambda: redis.hget(identity, "busy") == "1")
+        for key in (f"{identity}:work", f"{identity}:workers"):
+            (entry,) = redis.hvals(key)
+            work = json.loads(entry)
+            assert work["queue"] == "default" and isinstance(work["run_at"], int)
+            assert json.loads(work["payload"])["jid"] == jid
+    finally:
+        jobs.gate.set()
+    wait_for(lambda: redis.hget(identity, "busy") == "0")
+    assert redis.hlen(f"{identity}:work") == 0
+
+
+def test_remote_ttin_and_term(redis, start_worker, caplog):
+    worker = start_worker()
+    identity = worker.context.identity
+    redis.lpush(f"{identity}-signals", "TTIN")
+    wait_for(lambda: redis.llen(f"{identity}-signals") == 0)
+    redis.lpush(f"{identity}-signals", "TERM")
+    wait_for(lambda: identity not in redis.smembers("processes"), timeout=10)
+    assert not redis.exists(identity)

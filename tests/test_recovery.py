@@ -1,0 +1,96 @@
+"""Orphaned private lists: found, requeued to the front, poison jobs sent to dead."""
+
+import json
+
+import pytest
+
+import jobs
+from forkq.recovery import Recovery
+from forkq.worker import Context
+from helpers import wait_for
+
+
+def job_text(value, jid):
+    return json.dumps({"class": "jobs.Record", "args": [value], "jid": jid, "queue": "default",
+                       "retry": True})
+
+
+def recovery_for(make_config, slot="host:1:0"):
+    config = make_config(concurrency=2)
+    return Recovery(Context(config, config.redis_url, slot), death_handlers=[])
+
+
+def orphan(redis, slot, texts, identity="gone:1:abc"):
+    redis.hset("forkq:slots", slot, json.dumps({"identity": identity, "threads": 2}))
+    for text in texts:
+        redis.rpush(f"forkq:inflight:{slot}:1", text)
+
+
+def test_dead_process_lists_are_recovered_by_a_running_worker(redis, start_worker):
+    orphan(redis, "otherhost:9:0", [job_text("orphan", "a" * 24)])
+    redis.lpush("queue:default", job_text("queued", "b" * 24))
+    start_worker(concurrency=1, heartbeat_ttl=1)
+    wait_for(lambda: sorted(redis.lrange("ran", 0, -1)) == ["orphan", "queued"], timeout=10)
+    assert not redis.hexists("forkq:slots", "otherhost:9:0")
+
+
+def test_live_process_lists_are_left_alone(redis, make_config):
+    redis.hset("alive:1:abc", "beat", 1)
+    orphan(redis, "otherhost:9:0", [job_text("busy", "a" * 24)], identity="alive:1:abc")
+    assert recovery_for(make_config).scan() == 0
+    assert redis.llen("forkq:inflight:otherhost:9:0:1") == 1
+
+
+def test_recovered_jobs_go_to_the_front_in_their_original_order(redis, make_config):
+    redis.lpush("queue:default", "waiting")
+    orphan(redis, "h:2:0", [job_text(1, "1" * 24), job_text(2, "2" * 24)])
+    assert recovery_for(make_config).scan() == 2
+    queue = redis.lrange("queue:default", 0, -1)
+    assert queue[0] == "waiting"
+    assert [json.loads(t)["args"] for t in reversed(queue[1:])] == [[1], [2]]
+    assert all(json.loads(t)["forkq_isolate"] for t in queue[1:])
+
+
+def test_a_job_recovered_more_than_three_times_is_poison(redis, make_config):
+    recovery = recovery_for(make_config)
+    text = job_text("poison", "p" * 24)
+    for attempt in range(3):
+        redis.rpush("forkq:inflight:h:3:0:0", text)
+        assert recovery.recover_list("forkq:inflight:h:3:0:0") == 1
+        assert redis.rpop("queue:default") == text
+    redis.rpush("forkq:inflight:h:3:0:0", text)
+    recovery.recover_list("forkq:inflight:h:3:0:0")
+    assert redis.llen("queue:default") == 0
+    dead = json.loads(redis.zrange("dead", 0, -1)[0])
+    assert dead["jid"] == "p" * 24 and dead["error_class"] == "forkq.errors.PoisonJobError"
+    assert "died while running it 4 times within 72 hours" in dead["error_message"]
+    assert 0 < redis.ttl("forkq:recovered:" + "p" * 24) <= 72 * 3600
+
+
+def test_batch_members_are_not_charged(redis, make_config):
+    recovery = recovery_for(make_config)
+    for _ in range(5):
+        redis.rpush("forkq:inflight:h:4:0:0", job_text(1, "1" * 24), job_text(2, "2" * 24))
+        recovery.recover_list("forkq:inflight:h:4:0:0")
+        redis.delete("queue:default")
+    assert redis.zcard("dead") == 0 and not redis.exists("forkq:recovered:" + "1" * 24)
+
+
+def test_isolated_job_runs_alone_and_releases_its_batch(redis, start_worker):
+    isolated = json.loads(job_text("alone", "i" * 24))
+    isolated["forkq_isolate"] = True
+    redis.lpush("queue:default", json.dumps(isolated), job_text("first", "f" * 24))
+    redis.lpush("queue:default", *[job_text(f"more{i}", f"{i}" * 24) for i in range(4)])
+    redis.lpush("queue:default", *[job_text(f"more{i}", f"{i}" * 24) for i in range(4, 8)])
+    start_worker(concurrency=1)
+    wait_for(lambda: len(redis.lrange("ran", 0, -1)) == 10)
+    assert sorted(redis.lrange("ran", 0, -1)) == sorted(["alone", "first"] + [f"more{i}" for i in range(8)])
+
+
+def test_replacement_in_the_same_slot_recovers_at_boot(redis, make_config):
+    orphan(redis, "h:5:1", [job_text("mine", "m" * 24)], identity="h:5:old")
+    redis.set("h:5:old", "still beating")
+    recovery = recovery_for(make_config, slot="h:5:1")
+    assert recovery.claim_slot() == 1
+    assert json.loads(redis.lindex("queue:default", -1))["args"] == ["mine"]
+    assert json.loads(redis.hget("forkq:slots", "h:5:1"))["identity"] == recovery.context.identity
