@@ -290,13 +290,14 @@ class SortedSet:
         if not movable:
             return 0, len(entries)
         keys, now = [self.key, self.api.keys.queues], time.time()
+        position: dict[str, int] = {}  # queue name -> 1-based index of its list in KEYS
         args: list[Any] = []
         for entry in movable:
             queue = entry.queue or "default"
-            if self.api.keys.queue(queue) not in keys[2:]:
+            if queue not in position:
                 keys.append(self.api.keys.queue(queue))
-            args += [entry.raw, entry.requeued_text(now, decrement),
-                     keys.index(self.api.keys.queue(queue), 2) + 1, queue]
+                position[queue] = len(keys)
+            args += [entry.raw, entry.requeued_text(now, decrement), position[queue], queue]
         return self.api.move_to_queue(keys=keys, args=args), len(entries) - len(movable)
 
     def _kill(self, entries: list[Entry]) -> tuple[int, int]:

@@ -47,7 +47,8 @@ def test_queue_size_latency_jobs_delete_clear(api, redis):
 
 
 def test_latency_from_oldest_job_in_milliseconds(api, redis):
-    redis.lpush(api.keys.queue("q"), json.dumps({"jid": "a", "enqueued_at": int((time.time() - 30) * 1000)}))
+    thirty_seconds_ago_ms = int((time.time() - 30) * 1000)
+    redis.lpush(api.keys.queue("q"), json.dumps({"jid": "a", "enqueued_at": thirty_seconds_ago_ms}))
     redis.lpush(api.keys.queue("q"), json.dumps({"jid": "b", "enqueued_at": time.time()}))
     assert 29.0 < api.queue("q").latency < 35.0
 
@@ -94,7 +95,8 @@ def test_scheduled_page_find_add_to_queue(api, redis):
 
 
 def test_retry_now_decrements_count_and_keeps_unknown_keys(api, redis):
-    redis.zadd(api.keys.retry, {failed_job("r1", queue="critical", retry_count=3, custom={"x": 1}): 10})
+    job = failed_job("r1", queue="critical", retry_count=3, custom={"x": 1})
+    redis.zadd(api.keys.retry, {job: 10})
     retries = api.retries
     entry = retries.page()[0]
     assert retries.retry_now(entry) is True
@@ -135,7 +137,8 @@ def test_malformed_entries_are_left_by_retry_all(api, redis):
 
 def test_all_actions_work_in_batches_over_100k_entries(api, redis):
     count = 100_000
-    members = {f'{{"jid":"{n:024x}","class":"X","args":[],"queue":"bulk"}}': n for n in range(count)}
+    members = {f'{{"jid":"{n:024x}","class":"X","args":[],"queue":"bulk"}}': n
+               for n in range(count)}
     pipe = redis.pipeline(transaction=False)
     items = list(members.items())
     for start in range(0, count, 10_000):

@@ -1,0 +1,165 @@
+"""The WSGI application: authentication, read-only mode, CSRF, headers, then a view.
+
+One ``App`` per server process; it is thread-safe (the Redis client pools connections and
+the app keeps no per-request state). Values from Redis reach HTML only through Jinja2 with
+autoescaping on, and only through templates.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import jinja2
+import redis as redis_py
+
+from .. import __version__
+from ..api import Api
+from ..config import Config
+from . import security, views
+from .http import Request, Response, segment
+
+STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+TEMPLATE_DIR = os.path.join(os.path.dirname(__file__), "templates")
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".svg": "image/svg+xml"}
+
+log = logging.getLogger("forkq.web")
+
+
+class App:
+    def __init__(self, config: Config, redis_client=None, environ=os.environ) -> None:
+        self.api = Api.from_config(config, redis_client)
+        self.auth = security.Auth(config.web, environ)
+        self.read_only = config.web.read_only
+        self.router = views.routes()
+        self.static = _load_static()
+        self.templates = _environment()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
+        request = Request(environ)
+        response = self.handle(request)
+        response.headers += security.HEADERS
+        return response(start_response)
+
+    def handle(self, request: Request) -> Response:
+        if not self.auth.allows(request.header("Authorization")):
+            return Response("Authentication required", 401, "text/plain; charset=utf-8",
+                            [("WWW-Authenticate", 'Basic realm="forkq", charset="UTF-8"')])
+        if request.path.startswith("/static/") and request.method in ("GET", "HEAD"):
+            return self.static_file(request.path[len("/static/"):])
+        handler, arguments, other_method = self.router.match(request.method, request.path)
+        if handler is None:
+            return self.error(request, 405 if other_method else 404,
+                              "Method not allowed" if other_method else "Page not found")
+        refusal = self.refuse_post(request) if request.method == "POST" else None
+        if refusal:
+            return self.error(request, 403, refusal)
+        return self.run(handler, request, arguments)
+
+    def run(self, handler, request: Request, arguments: dict[str, str]) -> Response:
+        request.csrf = request.cookies.get(security.CSRF_COOKIE) or security.new_csrf_token()
+        try:
+            response = handler(self, request, **arguments)
+        except redis_py.RedisError as exc:
+            log.warning("web request %s failed: Redis error: %s", request.path, exc)
+            response = self.error(request, 503, f"Redis is unavailable: {exc}")
+        if request.cookies.get(security.CSRF_COOKIE) != request.csrf:
+            response.set_cookie(security.CSRF_COOKIE, request.csrf,
+                                request.script_name or "/", request.secure)
+        response.headers.append(("Cache-Control", "no-store"))
+        return response
+
+    def refuse_post(self, request: Request) -> str | None:
+        """Why a state-changing request is refused, or None to let it through."""
+        if self.read_only:
+            return "This dashboard is read-only."
+        if not security.same_origin(request.header("Sec-Fetch-Site"), request.header("Origin"),
+                                    request.host):
+            return "Cross-site request refused."
+        if not security.csrf_ok(request.cookies.get(security.CSRF_COOKIE),
+                                request.form.get(security.CSRF_FIELD)):
+            return "Missing or stale form token: reload the page and try again."
+        return None
+
+    def static_file(self, name: str) -> Response:
+        body = self.static.get(name)
+        if body is None:
+            return Response("Not found", 404, "text/plain; charset=utf-8")
+        content_type = STATIC_TYPES.get(os.path.splitext(name)[1], "application/octet-stream")
+        return Response(body, 200, content_type, [("Cache-Control", "max-age=300")])
+
+    def render(self, request: Request, template: str, status: int = 200, **context) -> Response:
+        page = self.templates.get_template(template).render(
+            request=request, url=request.url, read_only=self.read_only, csrf=request.csrf,
+            csrf_field=security.CSRF_FIELD, nav=self._nav(), notice=views.notice(request),
+            now=time.time(), version=__version__, **context)
+        return Response(page, status)
+
+    def error(self, request: Request, status: int, message: str) -> Response:
+        try:
+            return self.render(request, "error.html", status, code=status, message=message)
+        except redis_py.RedisError:
+            return Response(message, status, "text/plain; charset=utf-8")
+
+    def _nav(self) -> dict[str, int]:
+        try:
+            return self.api.stats()
+        except redis_py.RedisError:
+            return {}
+
+
+def _load_static() -> dict[str, bytes]:
+    """Every static file, read once: the name must be one of these, so no path escapes."""
+    files = {}
+    for name in os.listdir(STATIC_DIR):
+        with open(os.path.join(STATIC_DIR, name), "rb") as handle:
+            files[name] = handle.read()
+    return files
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters.update(number=lambda n: f"{n:,}" if isinstance(n, int) else n,
+                       ago=ago, iso=iso, json=_json, pretty=_pretty, duration=duration,
+                       segment=segment)
+    return env
+
+
+def iso(timestamp: float | None) -> str:
+    if timestamp is None:
+        return ""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(seconds: float) -> str:
+    seconds = abs(seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
+
+
+def ago(timestamp: float | None, now: float | None = None) -> str:
+    if timestamp is None:
+        return "–"
+    delta = (now or time.time()) - timestamp
+    if abs(delta) < 1:
+        return "just now"
+    return f"{duration(delta)} ago" if delta > 0 else f"in {duration(delta)}"
+
+
+def _json(value: Any, limit: int = 160) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2)

@@ -1,0 +1,199 @@
+"""The pages, one handler per route, in Sidekiq's URL layout.
+
+GET handlers read through ``forkq.api`` and render a template; POST handlers act and redirect
+(303) back to the page with a notice naming what was done. ``App`` has already checked auth,
+read-only mode and CSRF before any POST handler runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+from ..api import Entry, SortedSet
+from . import charts
+from .http import Request, Response, Router, json_response, redirect, segment
+
+#: rows per page unless ``?count=`` says otherwise
+PAGE_SIZE = 25
+#: matches shown for a filter; a filter scans the set in batches and stops here
+FILTER_LIMIT = 500
+HISTORY_DAYS = (7, 30, 90)
+#: seconds between the dashboard's live updates
+POLL_INTERVAL = 5
+
+
+@dataclass(frozen=True)
+class SetPage:
+    """How one sorted set appears: its path, title and the actions its buttons offer."""
+
+    path: str
+    title: str
+    attribute: str
+    actions: tuple[tuple[str, str], ...]
+    all_actions: tuple[tuple[str, str], ...]
+    score_label: str
+
+
+SET_PAGES = {page.path: page for page in (
+    SetPage("scheduled", "Scheduled", "scheduled", (("add_to_queue", "Add to queue"),
+                                                     ("delete", "Delete")),
+            (("add_all_to_queue", "Add all to queue"), ("delete_all", "Delete all")), "Run at"),
+    SetPage("retries", "Retries", "retries", (("retry_now", "Retry now"), ("delete", "Delete"),
+                                              ("kill", "Kill")),
+            (("retry_all", "Retry all"), ("delete_all", "Delete all"), ("kill_all", "Kill all")),
+            "Next retry"),
+    SetPage("morgue", "Dead", "dead", (("retry_now", "Retry now"), ("delete", "Delete")),
+            (("retry_all", "Retry all"), ("delete_all", "Delete all")), "Died"),
+)}
+
+NOTICES = {
+    "add_to_queue": "{n} job(s) added to their queues",
+    "add_all_to_queue": "{n} job(s) added to their queues",
+    "retry_now": "{n} job(s) queued to run now", "retry_all": "{n} job(s) queued to run now",
+    "delete": "{n} job(s) deleted", "delete_all": "{n} job(s) deleted",
+    "kill": "{n} job(s) moved to the dead set", "kill_all": "{n} job(s) moved to the dead set",
+    "clear": "Queue cleared", "quiet": "Asked {n} process(es) to quiet",
+    "stop": "Asked {n} process(es) to stop", "gone": "That job is no longer there",
+}
+
+
+def notice(request: Request) -> str | None:
+    template = NOTICES.get(request.query.get("done", ""))
+    return template.format(n=request.int_arg("n", 0)) if template else None
+
+
+def dashboard(app, request: Request) -> Response:
+    days = request.int_arg("days", 30)
+    days = days if days in HISTORY_DAYS else 30
+    history = app.api.history(days)
+    return app.render(request, "dashboard.html", days=days, history_days=HISTORY_DAYS,
+                      history=history, chart=charts.history_svg(history),
+                      redis=app.api.redis_info(), poll_interval=POLL_INTERVAL,
+                      totals={"processed": sum(d.processed for d in history),
+                              "failed": sum(d.failed for d in history)})
+
+
+def stats(app, request: Request) -> Response:
+    return json_response({**app.api.stats(), "redis": app.api.redis_info(),
+                          "server_time": time.time()})
+
+
+def busy(app, request: Request) -> Response:
+    return app.render(request, "busy.html", processes=app.api.processes(),
+                      works=app.api.workers())
+
+
+def busy_action(app, request: Request) -> Response:
+    action = request.form.get("action")
+    signal = {"quiet": "TSTP", "stop": "TERM"}.get(action or "")
+    identity = request.form.get("identity", "")
+    if signal is None:
+        return app.error(request, 400, "Unknown action")
+    identities = ([p.identity for p in app.api.processes()] if identity == "*"
+                  else [identity] if identity else [])
+    for each in identities:
+        app.api.signal(each, signal)
+    return redirect(request.url("/busy", done=action, n=len(identities)))
+
+
+def queues(app, request: Request) -> Response:
+    return app.render(request, "queues.html", queues=app.api.all_queues())
+
+
+def queue(app, request: Request, name: str) -> Response:
+    q = app.api.queue(name)
+    page, count = _paging(request)
+    return app.render(request, "queue.html", queue=q, size=q.size, page=page, count=count,
+                      jobs=q.jobs((page - 1) * count, count))
+
+
+def queue_action(app, request: Request, name: str) -> Response:
+    q = app.api.queue(name)
+    action = request.form.get("action")
+    if action == "clear":
+        q.clear()
+        return redirect(request.url("/queues", done="clear"))
+    if action == "delete":
+        deleted = q.delete(Entry(request.form.get("job", "")))
+        return redirect(request.url(f"/queues/{segment(name)}",
+                                    done="delete" if deleted else "gone", n=int(deleted),
+                                    page=request.form.get("page")))
+    return app.error(request, 400, "Unknown action")
+
+
+def sorted_set(app, request: Request, kind: str) -> Response:
+    page_info, entries_set = _set(app, kind)
+    text = request.query.get("q", "").strip()
+    page, count = _paging(request)
+    if text:
+        matches = list(itertools.islice(entries_set.filter(text), FILTER_LIMIT + 1))
+        matches.sort(key=lambda e: e.score or 0.0, reverse=entries_set.descending)
+        entries, total = matches[:FILTER_LIMIT], len(matches)
+    else:
+        entries, total = entries_set.page((page - 1) * count, count), entries_set.size
+    return app.render(request, "sorted_set.html", set_page=page_info, entries=entries,
+                      total=total, page=page, count=count, filter=text,
+                      filter_limit=FILTER_LIMIT)
+
+
+def sorted_set_action(app, request: Request, kind: str) -> Response:
+    page_info, entries_set = _set(app, kind)
+    action = request.form.get("action", "")
+    back = f"/{kind}"
+    if action in dict(page_info.all_actions):
+        done = getattr(entries_set, action)()
+        return redirect(request.url(back, done=action, n=done))
+    if action not in dict(page_info.actions):
+        return app.error(request, 400, "Unknown action")
+    done = 0
+    for key in request.form_lists().get("key", []):
+        entry = entries_set.get(key)
+        done += bool(entry and getattr(entries_set, action)(entry))
+    return redirect(request.url(back, done=action, n=done))
+
+
+def entry(app, request: Request, kind: str, key: str) -> Response:
+    page_info, entries_set = _set(app, kind)
+    found = entries_set.get(key)
+    if found is None:
+        return app.error(request, 404, "That job is no longer in this set: it may have run, "
+                                       "been retried or been deleted.")
+    return app.render(request, "entry.html", set_page=page_info, entry=found)
+
+
+def entry_action(app, request: Request, kind: str, key: str) -> Response:
+    page_info, entries_set = _set(app, kind)
+    action = request.form.get("action", "")
+    if action not in dict(page_info.actions):
+        return app.error(request, 400, "Unknown action")
+    found = entries_set.get(key)
+    done = bool(found and getattr(entries_set, action)(found))
+    return redirect(request.url(f"/{kind}", done=action if done else "gone", n=int(done)))
+
+
+def _set(app, kind: str) -> tuple[SetPage, SortedSet]:
+    page_info = SET_PAGES[kind]
+    return page_info, getattr(app.api, page_info.attribute)
+
+
+def _paging(request: Request) -> tuple[int, int]:
+    return request.int_arg("page", 1, low=1), request.int_arg("count", PAGE_SIZE, low=1, high=1000)
+
+
+def routes() -> Router:
+    router = Router()
+    sets = "(?P<kind>" + "|".join(SET_PAGES) + ")"
+    router.add("GET", "/", dashboard)
+    router.add("GET", "/stats", stats)
+    router.add("GET", "/busy", busy)
+    router.add("POST", "/busy", busy_action)
+    router.add("GET", "/queues", queues)
+    router.add("GET", "/queues/(?P<name>[^/]+)", queue)
+    router.add("POST", "/queues/(?P<name>[^/]+)", queue_action)
+    router.add("GET", f"/{sets}", sorted_set)
+    router.add("POST", f"/{sets}", sorted_set_action)
+    router.add("GET", f"/{sets}/(?P<key>[^/]+)", entry)
+    router.add("POST", f"/{sets}/(?P<key>[^/]+)", entry_action)
+    return router

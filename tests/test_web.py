@@ -1,0 +1,381 @@
+"""The web UI through WSGI: every route, auth, CSRF, escaping, mounting, read-only mode."""
+
+from __future__ import annotations
+
+import base64
+import http.cookies
+import io
+import json
+import re
+import time
+import wsgiref.util
+from html import unescape
+from urllib.parse import urlencode
+
+import pytest
+
+import forkq
+import forkq.web
+from forkq.api import Api
+from forkq.errors import ConfigError
+from forkq.web import charts, security, server
+from forkq.web.app import App
+
+XSS = "<script>alert(1)</script>"
+
+
+class WebJob(forkq.Job):
+    options = {"queue": "default"}
+
+
+class Result:
+    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = int(status.split()[0])
+        self.headers = headers
+        self.text = body.decode("utf-8")
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def form_token(self) -> str:
+        return re.search(r'name="csrf" value="([^"]*)"', self.text).group(1)
+
+
+class Browser:
+    """A tiny WSGI caller that keeps cookies, like a browser on one site."""
+
+    def __init__(self, app, script_name: str = "", auth: tuple[str, str] | None = None) -> None:
+        self.app = app
+        self.script_name = script_name
+        self.auth = auth
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, form: dict | list | None = None,
+                headers: dict[str, str] | None = None) -> Result:
+        path, _, query = path.partition("?")
+        body = urlencode(form or {}, doseq=True).encode()
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+                   "SCRIPT_NAME": self.script_name, "wsgi.input": io.BytesIO(body),
+                   "CONTENT_LENGTH": str(len(body)), "HTTP_HOST": "localhost:7433",
+                   "CONTENT_TYPE": "application/x-www-form-urlencoded"}
+        wsgiref.util.setup_testing_defaults(environ)
+        if self.cookies:
+            environ["HTTP_COOKIE"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        if self.auth:
+            token = base64.b64encode(":".join(self.auth).encode()).decode()
+            environ["HTTP_AUTHORIZATION"] = f"Basic {token}"
+        for name, value in (headers or {}).items():
+            environ["HTTP_" + name.upper().replace("-", "_")] = value
+        captured = {}
+        chunks = self.app(environ, lambda status, hdrs: captured.update(status=status, hdrs=hdrs))
+        result = Result(captured["status"], captured["hdrs"], b"".join(chunks))
+        for name, value in result.headers:
+            if name == "Set-Cookie":
+                jar = http.cookies.SimpleCookie(value)
+                self.cookies.update({k: m.value for k, m in jar.items()})
+        return result
+
+    def get(self, path: str, **kwargs) -> Result:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, form: dict | list, page: str | None = None, **kwargs) -> Result:
+        """Submits like the page's form: fetches the page for its CSRF token first."""
+        token = self.get(page or path.split("?")[0]).form_token()
+        pairs = list(form.items()) if isinstance(form, dict) else list(form)
+        return self.request("POST", path, form=pairs + [("csrf", token)], **kwargs)
+
+
+def failed(jid: str, queue: str = "default", **extra) -> str:
+    return json.dumps({"class": "app.Failing", "args": [1], "jid": jid, "queue": queue,
+                       "error_class": "RuntimeError", "error_message": "boom",
+                       "retry_count": 1, "failed_at": time.time(), **extra})
+
+
+@pytest.fixture
+def api(redis):
+    return Api(redis)
+
+
+@pytest.fixture
+def app(redis, make_config):
+    return App(make_config(), redis, environ={})
+
+
+@pytest.fixture
+def browser(app):
+    return Browser(app)
+
+
+def seed(redis, api) -> None:
+    WebJob.perform_async(XSS)
+    WebJob.perform_in(600, XSS)
+    redis.zadd(api.keys.retry, {failed("r" * 24, error_message=XSS): time.time() + 60})
+    redis.zadd(api.keys.dead, {failed("d" * 24): time.time(), "{not json " + XSS: time.time() - 5})
+    identity = "host:1:abc"
+    redis.sadd(api.keys.processes, identity)
+    redis.hset(api.keys.process(identity), mapping={
+        "info": json.dumps({"hostname": "host", "pid": 1, "tag": XSS, "concurrency": 5,
+                            "queues": ["default"]}),
+        "busy": 1, "beat": time.time(), "quiet": "false", "rss": 2048})
+    redis.hset(api.keys.work(identity), "t1", json.dumps(
+        {"queue": "default", "run_at": int(time.time()),
+         "payload": json.dumps({"class": "app.Slow", "args": [XSS], "jid": "w" * 24})}))
+
+
+PAGES = ["/", "/?days=7", "/?days=90", "/busy", "/queues", "/queues/default",
+         "/queues/default?page=2", "/scheduled", "/retries", "/morgue", "/morgue?q=not+json",
+         "/retries?q=r", "/scheduled?page=3&count=5"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_renders_escaped_with_security_headers(browser, redis, api, path):
+    seed(redis, api)
+    result = browser.get(path)
+    assert result.status == 200
+    assert "<script>alert" not in result.text
+    assert "default-src 'self'" in result.header("Content-Security-Policy")
+    assert result.header("X-Frame-Options") == "DENY"
+    assert result.header("X-Content-Type-Options") == "nosniff"
+    assert "<script>" not in result.text.replace('<script src=', '')
+
+
+def test_escaped_values_are_shown_as_text(browser, redis, api):
+    seed(redis, api)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in browser.get("/queues/default").text
+    assert "&lt;script&gt;" in browser.get("/busy").text
+    assert "&lt;script&gt;" in browser.get("/retries").text
+    assert "&lt;script&gt;" in browser.get("/morgue").text, "malformed entry shown as raw text"
+
+
+def test_detail_pages_and_gone_entries(browser, redis, api):
+    seed(redis, api)
+    for kind, entries in [("retries", api.retries), ("morgue", api.dead),
+                          ("scheduled", api.scheduled)]:
+        for entry in entries.page():
+            result = browser.get(f"/{kind}/{entry.key}")
+            assert result.status == 200, (kind, entry.key)
+            assert "<script>alert" not in result.text
+    assert browser.get("/retries/123.0-nothere").status == 404
+    assert browser.get("/retries/garbage").status == 404
+
+
+def test_backtrace_on_detail_page(browser, redis, api):
+    lines = ["app.py:3 in perform", "lib.py:9 in <lambda>"]
+    encoded = base64.b64encode(__import__("zlib").compress(json.dumps(lines).encode())).decode()
+    redis.zadd(api.keys.retry, {failed("b" * 24, error_backtrace=encoded): 5})
+    text = browser.get(f"/retries/{api.retries.page()[0].key}").text
+    assert "lib.py:9 in &lt;lambda&gt;" in text
+
+
+def test_stats_json(browser, redis, api):
+    seed(redis, api)
+    stats = json.loads(browser.get("/stats").text)
+    assert stats["enqueued"] == 1 and stats["scheduled"] == 1 and stats["retries"] == 1
+    assert stats["dead"] == 2 and stats["busy"] == 1 and stats["processes"] == 1
+    assert stats["redis"]["version"]
+
+
+def test_static_files_and_unknown_paths(browser):
+    css = browser.get("/static/forkq.css")
+    assert css.status == 200 and css.header("Content-Type").startswith("text/css")
+    assert browser.get("/static/forkq.js").header("Content-Type").startswith("text/javascript")
+    assert browser.get("/static/../app.py").status == 404
+    assert browser.get("/static/nothing.css").status == 404
+    assert browser.get("/nowhere").status == 404
+    assert browser.request("DELETE", "/queues").status == 405
+
+
+def test_retry_now_from_the_detail_page(browser, redis, api):
+    seed(redis, api)
+    entry = api.dead.find("d" * 24)
+    result = browser.post(f"/morgue/{entry.key}", {"action": "retry_now"})
+    assert result.status == 303 and result.header("Location").startswith("/morgue?done=retry_now")
+    assert api.dead.find("d" * 24) is None
+    assert any(job.jid == "d" * 24 for job in api.queue("default").jobs())
+    assert "queued to run now" in browser.get(result.header("Location")).text
+
+
+def test_bulk_actions_on_selected_and_all(browser, redis, api):
+    redis.zadd(api.keys.retry, {failed(f"{n:024}"): n for n in range(5)})
+    keys = [entry.key for entry in api.retries.page(0, 2)]
+    result = browser.post("/retries", [("action", "kill")] + [("key", k) for k in keys])
+    assert result.status == 303 and "n=2" in result.header("Location")
+    assert api.retries.size == 3 and api.dead.size == 2
+    browser.post("/retries", {"action": "retry_all"})
+    assert api.retries.size == 0 and api.queue("default").size == 3
+    browser.post("/morgue", {"action": "delete_all"})
+    assert api.dead.size == 0
+
+
+def test_scheduled_add_to_queue_and_delete(browser, redis, api):
+    jids = [WebJob.perform_in(600, n) for n in range(3)]
+    first, second = api.scheduled.find(jids[0]), api.scheduled.find(jids[1])
+    browser.post("/scheduled", {"action": "add_to_queue", "key": first.key})
+    browser.post(f"/scheduled/{second.key}", {"action": "delete"})
+    assert api.queue("default").jobs()[0].jid == jids[0]
+    assert [e.jid for e in api.scheduled.page()] == [jids[2]]
+    assert browser.post("/scheduled", {"action": "frobnicate"}).status == 400
+
+
+def test_queue_delete_job_and_clear(browser, redis, api):
+    jids = [WebJob.perform_async(n) for n in range(3)]
+    raw = api.queue("default").jobs()[0].raw
+    result = browser.post("/queues/default", {"action": "delete", "job": raw, "page": "1"})
+    assert result.header("Location") == "/queues/default?done=delete&n=1&page=1"
+    assert [e.jid for e in api.queue("default").jobs()] == jids[1::-1]
+    browser.post("/queues/default", {"action": "clear"})
+    assert api.queue("default").size == 0 and api.all_queues() == []
+
+
+def test_busy_quiet_and_stop_signal_processes(browser, redis, api):
+    seed(redis, api)
+    browser.post("/busy", {"action": "quiet", "identity": "host:1:abc"})
+    browser.post("/busy", {"action": "stop", "identity": "*"})
+    assert redis.lrange(api.keys.signals("host:1:abc"), 0, -1) == ["TERM", "TSTP"]
+
+
+def test_post_without_csrf_token_is_refused_and_changes_nothing(browser, redis, api):
+    seed(redis, api)
+    browser.get("/morgue")
+    missing = browser.request("POST", "/morgue", form={"action": "delete_all"})
+    wrong = browser.request("POST", "/morgue", form={"action": "delete_all", "csrf": "forged"})
+    assert missing.status == 403 and wrong.status == 403
+    assert api.dead.size == 2
+    stranger = Browser(browser.app)  # no cookie: a cross-site form cannot set ours
+    token = browser.get("/morgue").form_token()
+    assert stranger.request("POST", "/morgue", form={"action": "delete_all",
+                                                     "csrf": token}).status == 403
+    assert api.dead.size == 2
+
+
+@pytest.mark.parametrize("headers", [{"Sec-Fetch-Site": "cross-site"},
+                                     {"Sec-Fetch-Site": "same-site"},
+                                     {"Origin": "https://evil.example"},
+                                     {"Origin": "null"}])
+def test_cross_site_post_is_refused(browser, redis, api, headers):
+    seed(redis, api)
+    result = browser.post("/morgue", {"action": "delete_all"}, headers=headers)
+    assert result.status == 403 and api.dead.size == 2
+
+
+def test_same_origin_post_is_accepted(browser, redis, api):
+    seed(redis, api)
+    result = browser.post("/morgue", {"action": "delete_all"},
+                          headers={"Sec-Fetch-Site": "same-origin",
+                                   "Origin": "http://localhost:7433"})
+    assert result.status == 303 and api.dead.size == 0
+
+
+def test_csrf_cookie_is_strict_and_http_only(app):
+    result = Browser(app, "/admin").get("/")
+    cookie = result.header("Set-Cookie")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
+
+
+def test_script_name_prefixes_links_and_redirects(app, redis, api):
+    seed(redis, api)
+    mounted = Browser(app, "/admin/forkq")
+    page = mounted.get("/retries").text
+    links = re.findall(r'(?:href|src|action)="([^"]+)"', page)
+    assert links and all(link.startswith("/admin/forkq/") for link in links), links
+    assert 'data-stats-url="/admin/forkq/stats"' in mounted.get("/").text
+    result = mounted.post("/morgue", {"action": "retry_all"})
+    assert result.header("Location").startswith("/admin/forkq/morgue?")
+
+
+def test_read_only_hides_buttons_and_refuses_posts(redis, api, make_config):
+    seed(redis, api)
+    viewer = Browser(App(make_config(web={"read_only": True}), redis, environ={}))
+    for path in ["/busy", "/queues", "/queues/default", "/retries", "/morgue", "/scheduled",
+                 f"/retries/{api.retries.page()[0].key}"]:
+        text = viewer.get(path).text
+        assert 'name="action"' not in text and 'type="checkbox"' not in text, path
+        assert 'method="post"' not in text, path
+    refused = viewer.request("POST", "/morgue", form={"action": "delete_all"})
+    assert refused.status == 403 and api.dead.size == 2
+    assert "read-only" in viewer.get("/").text
+
+
+AUTH = {"username": "admin", "password_hash": security.hash_password("s3cret", 1000)}
+
+
+def test_basic_auth_from_config(redis, make_config):
+    app = App(make_config(web=AUTH), redis, environ={})
+    assert Browser(app).get("/").status == 401
+    assert Browser(app).get("/").header("WWW-Authenticate").startswith("Basic")
+    assert Browser(app, auth=("admin", "wrong")).get("/").status == 401
+    assert Browser(app, auth=("other", "s3cret")).get("/").status == 401
+    assert Browser(app).get("/static/forkq.css").status == 401
+    assert Browser(app, auth=("admin", "s3cret")).get("/").status == 200
+    assert Browser(app, auth=("admin", "s3cret")).get("/stats").status == 200
+
+
+def test_basic_auth_from_environment_wins(redis, make_config):
+    environ = {"FORKQ_WEB_USERNAME": "ops", "FORKQ_WEB_PASSWORD": "from-env"}
+    app = App(make_config(web=AUTH), redis, environ=environ)
+    assert Browser(app, auth=("admin", "s3cret")).get("/").status == 401
+    assert Browser(app, auth=("ops", "from-env")).get("/").status == 200
+
+
+def test_half_configured_auth_is_a_config_error(redis, make_config):
+    with pytest.raises(ConfigError, match="username"):
+        App(make_config(web={"username": "admin"}), redis, environ={})
+    with pytest.raises(ConfigError, match="pbkdf2_sha256"):
+        App(make_config(web={"username": "a", "password_hash": "plain"}), redis, environ={})
+
+
+def test_password_hash_round_trip():
+    hashed = security.hash_password("pw", 1000)
+    assert hashed.startswith("pbkdf2_sha256$1000$")
+    assert security.verify_password("pw", hashed) and not security.verify_password("pW", hashed)
+    assert security.hash_password("pw", 1000) != hashed, "salted"
+
+
+def test_serve_refuses_public_bind_without_auth(make_config, monkeypatch):
+    monkeypatch.delenv("FORKQ_WEB_USERNAME", raising=False)
+    monkeypatch.delenv("FORKQ_WEB_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match="without authentication"):
+        server.make_server(make_config(), "0.0.0.0:0")
+    with pytest.raises(ConfigError, match="without authentication"):
+        forkq.web.serve(make_config(web={"bind": "192.0.2.1"}))
+    public = server.make_server(make_config(web=AUTH), "0.0.0.0:0")
+    public.server_close()
+
+
+@pytest.mark.parametrize("bind, expected", [
+    ("127.0.0.1:8000", ("127.0.0.1", 8000)), ("localhost", ("localhost", 7433)),
+    ("[::1]:9000", ("::1", 9000)), (":8080", ("0.0.0.0", 8080)), ("::1", ("::1", 7433))])
+def test_parse_bind(bind, expected):
+    assert server.parse_bind(bind, 7433) == expected
+
+
+def test_loopback_detection():
+    assert server.is_loopback("127.0.0.1") and server.is_loopback("::1")
+    assert server.is_loopback("localhost")
+    assert not server.is_loopback("0.0.0.0") and not server.is_loopback("example.com")
+
+
+def test_redis_down_gives_503(make_config):
+    config = make_config(redis_url="redis://127.0.0.1:1/0")
+    result = Browser(App(config, None, environ={})).get("/queues")
+    assert result.status == 503 and "Redis is unavailable" in unescape(result.text)
+
+
+def test_lazy_module_app_reads_forkq_config(redis, redis_url, tmp_path, monkeypatch):
+    config_file = tmp_path / "forkq.yml"
+    config_file.write_text(f"redis_url: {redis_url}\nweb:\n  read_only: true\n")
+    monkeypatch.setenv("FORKQ_CONFIG", str(config_file))
+    lazy = type(forkq.web.app)()
+    assert "read-only" in Browser(lazy).get("/").text
+
+
+@pytest.mark.parametrize("maximum, step", [(0, 1), (1, 0.5), (7, 2), (100, 50), (4000, 1000),
+                                           (12_345, 5000)])
+def test_chart_steps_are_round(maximum, step):
+    assert charts.nice_step(maximum) == step
+
+
+def test_history_chart_has_a_point_per_day(api):
+    days = api.history(7)
+    svg = charts.history_svg(days)
+    assert svg.count("<title>") == 7 and svg.startswith("<svg")
