@@ -25,10 +25,9 @@ from .errors import MalformedJobError, Shutdown, UnknownJobError
 from .fetch import Fetched, Fetcher
 from .health import next_backoff
 from .job import HOOK_OPTIONS, resolve
-from .log import logger
+from .log import job_log, logger
 from .retry import ISOLATE_KEY, error_class_name
 
-_INFO = 20
 _ISOLATE_MARK = f'"{ISOLATE_KEY}"'
 
 
@@ -131,9 +130,9 @@ class Processor(threading.Thread):
             return
         job_class = resolve(payload["class"])
         context = f"class={payload['class']} jid={payload.get('jid')}"
-        verbose = logger.isEnabledFor(_INFO)
+        verbose = job_log.enabled
         if verbose:
-            logger.info("start", extra={"ctx": context})
+            job_log.write(context, "start")
         started = time.perf_counter()
         failed = False
         try:
@@ -152,7 +151,7 @@ class Processor(threading.Thread):
         else:
             elapsed = time.perf_counter() - started
             if verbose:
-                logger.info("done", extra={"ctx": f"{context} elapsed={elapsed:.3f}"})
+                job_log.write(f"{context} elapsed={elapsed:.3f}", "done")
         counters.processed += 1
         self.jobs_done += 1
         self.context.observer.job_finished(fetched.queue, payload["class"] if job_class else
