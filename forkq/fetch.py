@@ -26,6 +26,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from . import ordering
 from .keys import DAILY_STAT_TTL, Keys
 
@@ -112,22 +116,48 @@ class Fetcher:
         self.idle_round = 0
         self._fetch = redis.register_script(FETCH_SCRIPT)
         self._release = redis.register_script(RELEASE_SCRIPT)
+        #: a connection of its own for the busy path, used without the client's pool, retry
+        #: and instrumentation layers, which cost more than the round trip itself
+        self._connection = redis.connection_pool.get_connection()
+        self._day = ("", 0.0)
         self._queue_keys = {q.name: keys.queue(q.name) for q in queues}
 
     def fetch(self) -> list[Fetched]:
         """Acknowledge what this thread held, then take up to ``batch`` jobs (never blocks)."""
         names = ordering.fetch_order(self.queues, self.strict)
-        day = time.strftime("%Y-%m-%d", time.gmtime())
         counters = self.counters
-        keys = [self.private_key, self.keys.stat("processed"), self.keys.stat("failed"),
-                self.keys.daily_stat("processed", day), self.keys.daily_stat("failed", day)]
-        keys.extend(self._queue_keys[name] for name in names)
-        flat = self._fetch(keys, [self.batch, counters.processed, counters.failed,
-                                  DAILY_STAT_TTL, 1 if self.reliable else 0])
+        keys = self._stat_keys() + [self._queue_keys[name] for name in names]
+        flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
+                                    DAILY_STAT_TTL, 1 if self.reliable else 0))
         counters.processed = counters.failed = 0
         jobs = [Fetched(names[int(flat[i])], flat[i + 1]) for i in range(0, len(flat), 2)]
         self.batch = min(MAX_BATCH, self.batch * 2) if len(jobs) == self.batch else 1
         return jobs
+
+    def _stat_keys(self) -> list[str]:
+        now = time.time()
+        if now >= self._day[1]:
+            day = time.strftime("%Y-%m-%d", time.gmtime(now))
+            self._day = (day, (now // 86400 + 1) * 86400)
+            self._fixed_keys = [
+                self.private_key, self.keys.stat("processed"), self.keys.stat("failed"),
+                self.keys.daily_stat("processed", day), self.keys.daily_stat("failed", day)]
+        return list(self._fixed_keys)
+
+    def _evalsha(self, keys: list[str], args: tuple) -> list:
+        connection = self._connection
+        try:
+            connection.send_command("EVALSHA", self._fetch.sha, len(keys), *keys, *args)
+            return connection.read_response()
+        except NoScriptError:
+            self._fetch.sha = self.redis.script_load(FETCH_SCRIPT)
+            return self._evalsha(keys, args)
+        except (RedisConnectionError, RedisTimeoutError):
+            connection.disconnect()
+            raise
+
+    def close(self) -> None:
+        self.redis.connection_pool.release(self._connection)
 
     def wait(self) -> list[Fetched]:
         """Block on one queue until a job arrives or ``IDLE_TIMEOUT`` passes."""

@@ -76,8 +76,8 @@ class JobLog:
     def configure(self, handler: logging.StreamHandler, enabled: bool) -> None:
         self.handler, self.enabled, self.pid = handler, enabled, os.getpid()
 
-    def write(self, context: str, message: str) -> None:
-        line = f"{timestamp(time.time())} pid={self.pid} tid={thread_tag()} {context} INFO: {message}\n"
+    def write(self, tid: str, context: str, message: str) -> None:
+        line = f"{timestamp(time.time())} pid={self.pid} tid={tid} {context} INFO: {message}\n"
         os.write(self.handler.stream.fileno(), line.encode())
 
 

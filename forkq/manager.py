@@ -13,6 +13,7 @@ import ctypes
 import time
 
 from .errors import Shutdown
+from .fetch import IDLE_TIMEOUT
 from .log import logger
 from .processor import Processor
 
@@ -50,6 +51,11 @@ class Manager:
         self.quiet()
         for processor in self.processors:
             processor.join(max(0.0, deadline - time.monotonic()))
+        for processor in self.processors:
+            if processor.is_alive() and processor.current is None:
+                # Idle in a blocking fetch: let it return and release what it holds, so that
+                # no thread is left fetching when the running jobs are pushed back below.
+                processor.join(IDLE_TIMEOUT + 1.0)
         survivors = [p for p in self.processors if p.is_alive()]
         requeued = sum(self._abandon(p) for p in survivors)
         self.context.stopped.set()

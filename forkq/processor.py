@@ -25,7 +25,7 @@ from .errors import MalformedJobError, Shutdown, UnknownJobError
 from .fetch import Fetched, Fetcher
 from .health import next_backoff
 from .job import HOOK_OPTIONS, resolve
-from .log import job_log, logger
+from .log import job_log, logger, thread_tag
 from .retry import ISOLATE_KEY, error_class_name
 
 _ISOLATE_MARK = f'"{ISOLATE_KEY}"'
@@ -67,6 +67,7 @@ class Processor(threading.Thread):
 
     def run(self) -> None:
         quiet = self.context.quiet
+        self.tid = thread_tag()
         try:
             while not quiet.is_set():
                 try:
@@ -116,6 +117,7 @@ class Processor(threading.Thread):
             unstarted, self.pending = self.pending, []
         self._retrying(lambda: self.fetcher.release(unstarted), until_stopped=False)
         self._retrying(self.fetcher.flush_stats, until_stopped=False)
+        self.fetcher.close()
 
     # --- one job
 
@@ -132,7 +134,7 @@ class Processor(threading.Thread):
         context = f"class={payload['class']} jid={payload.get('jid')}"
         verbose = job_log.enabled
         if verbose:
-            job_log.write(context, "start")
+            job_log.write(self.tid, context, "start")
         started = time.perf_counter()
         failed = False
         try:
@@ -151,7 +153,7 @@ class Processor(threading.Thread):
         else:
             elapsed = time.perf_counter() - started
             if verbose:
-                job_log.write(f"{context} elapsed={elapsed:.3f}", "done")
+                job_log.write(self.tid, f"{context} elapsed={elapsed:.3f}", "done")
         counters.processed += 1
         self.jobs_done += 1
         self.context.observer.job_finished(fetched.queue, payload["class"] if job_class else

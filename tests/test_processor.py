@@ -50,16 +50,15 @@ def test_failure_goes_to_retry_with_error_fields(redis, start_worker):
 def test_retries_then_dead_after_the_retry_count(redis, start_worker):
     start_worker()
     jobs.explode.perform_async(1)
-    for attempt in range(2):
-        wait_for(lambda: redis.zcard("retry") == 1, message=f"retry {attempt}")
+    for tries in (1, 2):
+        wait_for(lambda: redis.llen("tries") == tries and redis.zcard("retry") == 1,
+                 message=f"failure {tries} scheduled for retry")
         (text,) = redis.zrange("retry", 0, -1)
         redis.zadd("retry", {text: 0})
-        wait_for(lambda: redis.zcard("retry") == 0 and len(redis.lrange("tries", 0, -1)) == attempt + 2
-                 or redis.zcard("dead") == 1)
     wait_for(lambda: redis.zcard("dead") == 1)
     dead = json.loads(redis.zrange("dead", 0, -1)[0])
     assert dead["retry_count"] == 2 and dead["retried_at"] >= dead["failed_at"]
-    assert redis.lrange("tries", 0, -1) == ["1", "1", "1"]
+    assert redis.lrange("tries", 0, -1) == ["1", "1", "1"] and redis.zcard("retry") == 0
 
 
 def test_retry_false_is_dropped_after_death_handlers(redis, start_worker):
