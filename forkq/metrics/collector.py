@@ -1,0 +1,269 @@
+"""What the exporter reports at each scrape, read then: status file, psutil, Redis, job files.
+
+Runs in the exporter process, on the HTTP server's request threads. Child facts come from the
+status file the master writes atomically (``<data_dir>/status.json``), CPU and memory from
+psutil by pid, heartbeats from Redis (the ``<identity>`` hash whose ``info`` names this host
+and the child's pid). A Redis that is down or slow makes ``forkq_redis_up`` 0 and leaves out
+the Redis-derived series; everything else is still served.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import psutil
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from redis import RedisError
+
+from .. import __version__, connection
+from ..api import Entry
+from ..errors import ForkqError
+from ..heartbeat import hostname
+from ..keys import Keys
+from ..log import logger
+from . import store
+
+#: seconds a scrape waits for Redis before reporting it down (Prometheus' timeout is 10 s)
+REDIS_TIMEOUT = 2.0
+_CHILD = ["child", "pid"]
+
+
+def status_path(config) -> str:
+    return os.path.join(config.data_dir, "status.json")
+
+
+def read_status(path: str) -> dict | None:
+    """The master's status file, or None before its first write."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            status = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+@dataclass
+class RedisFacts:
+    """What one scrape read from Redis; ``up`` False leaves the rest empty."""
+
+    up: bool = False
+    #: pid → the ``<identity>`` hash fields of this host's processes
+    beats: dict[int, dict] = field(default_factory=dict)
+    #: queue name → (size, latency in seconds)
+    queues: dict[str, tuple[int, float]] = field(default_factory=dict)
+    sets: dict[str, int] = field(default_factory=dict)
+
+
+class RedisReader:
+    """One client for the exporter's lifetime, built once the URL resolves."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.keys = Keys(config.namespace)
+        self.host = hostname()
+        self._client = None
+        self._was_up = True
+
+    def read(self) -> RedisFacts:
+        try:
+            facts = self._read()
+        except (RedisError, OSError, ForkqError) as exc:
+            if self._was_up:
+                logger.warning("metrics: Redis unavailable (%s); serving forkq_redis_up 0", exc)
+            self._was_up = False
+            return RedisFacts()
+        if not self._was_up:
+            logger.info("metrics: Redis is back")
+        self._was_up = True
+        return facts
+
+    def _client_or_connect(self):
+        if self._client is None:
+            url = connection.resolve_url(self.config.redis_url, self.config.data_dir)
+            self._client = connection.make_client(url, socket_timeout=REDIS_TIMEOUT,
+                                                  socket_connect_timeout=REDIS_TIMEOUT)
+        return self._client
+
+    def _read(self) -> RedisFacts:
+        redis, keys = self._client_or_connect(), self.keys
+        pipe = redis.pipeline(transaction=False)
+        pipe.smembers(keys.processes)
+        pipe.smembers(keys.queues)
+        for name in (keys.schedule, keys.retry, keys.dead):
+            pipe.zcard(name)
+        identities, queue_set, scheduled, retries, dead = pipe.execute()
+        identities = sorted(identities)
+        queues = sorted(set(queue_set) | set(self.config.queue_names))
+        for identity in identities:
+            pipe.hmget(keys.process(identity), "info", "busy", "beat", "concurrency")
+        for name in queues:
+            pipe.llen(keys.queue(name))
+            pipe.lindex(keys.queue(name), -1)
+        replies = pipe.execute()
+        now = time.time()
+        beats = self._beats(replies[:len(identities)])
+        tail = replies[len(identities):]
+        sizes = {name: (tail[2 * i], _latency(tail[2 * i + 1], now))
+                 for i, name in enumerate(queues)}
+        return RedisFacts(True, beats, sizes,
+                          {"scheduled": scheduled, "retry": retries, "dead": dead})
+
+    def _beats(self, hashes) -> dict[int, dict]:
+        beats = {}
+        for info_json, busy, beat, concurrency in hashes:
+            try:
+                info = json.loads(info_json) if info_json else None
+            except ValueError:
+                continue
+            if isinstance(info, dict) and info.get("hostname") == self.host:
+                beats[info.get("pid")] = {
+                    "busy": _number(busy), "beat": _number(beat),
+                    "concurrency": _number(concurrency or info.get("concurrency"))}
+        return beats
+
+
+def _latency(oldest: str | None, now: float) -> float:
+    enqueued_at = Entry(oldest).enqueued_at if oldest else None
+    return max(0.0, now - enqueued_at) if enqueued_at else 0.0
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def health(status: dict | None, facts: RedisFacts) -> tuple[bool, str]:
+    """Healthy once every worker child the master runs has written its first heartbeat."""
+    if status is None:
+        return False, "no status file yet"
+    children = status.get("children") or []
+    expected = status.get("processes") or len(children)
+    if not children or len(children) < expected:
+        return False, f"{len(children)} of {expected} worker children started"
+    if not facts.up:
+        return False, "Redis unavailable: cannot see heartbeats"
+    waiting = [str(c.get("slot")) for c in children if c.get("pid") not in facts.beats]
+    if waiting:
+        return False, f"no heartbeat yet from child {', '.join(waiting)}"
+    return True, "ok"
+
+
+class Collector:
+    """A prometheus_client collector over one scrape's reads."""
+
+    def __init__(self, config, directory: str | None) -> None:
+        self.config = config
+        self.directory = directory
+        self.status_path = status_path(config)
+        self.redis = RedisReader(config)
+
+    def read(self) -> tuple[dict | None, RedisFacts]:
+        return read_status(self.status_path), self.redis.read()
+
+    def collect(self):
+        status, facts = self.read()
+        yield from self._info(status)
+        yield from self._memory_limit()
+        yield from _children(status or {}, facts)
+        yield from _redis_series(facts)
+        if self.directory and os.path.isdir(self.directory):
+            yield from store.collect(self.directory)
+
+    def _info(self, status: dict | None):
+        status = status or {}
+        info = GaugeMetricFamily("forkq_info", "forkq version and supervisor shape.",
+                                 labels=["version", "processes", "concurrency"])
+        info.add_metric([str(status.get("version", __version__)),
+                         str(status.get("processes", self.config.processes)),
+                         str(status.get("concurrency", self.config.concurrency))], 1)
+        yield info
+
+
+    def _memory_limit(self):
+        """The recycling limit, so an alert can compare children's memory with it."""
+        if self.config.max_memory_mb:
+            limit = GaugeMetricFamily("forkq_memory_limit_bytes",
+                                      "A child above this resident memory is recycled.")
+            limit.add_metric([], self.config.max_memory_mb * 1024 * 1024)
+            yield limit
+
+
+def _children(status: dict, facts: RedisFacts):
+    families = {
+        "up": GaugeMetricFamily("forkq_child_up", "1 while the worker child's process runs.",
+                                labels=_CHILD),
+        "beat": GaugeMetricFamily("forkq_child_heartbeat_timestamp_seconds",
+                                  "Time of the child's last heartbeat.", labels=_CHILD),
+        "busy": GaugeMetricFamily("forkq_child_busy_threads", "Jobs running in the child.",
+                                  labels=_CHILD),
+        "concurrency": GaugeMetricFamily("forkq_child_concurrency",
+                                         "Processor threads of the child.", labels=_CHILD),
+        "cpu": CounterMetricFamily("forkq_child_cpu_seconds", "CPU (user + system) of the child.",
+                                   labels=_CHILD),
+        "rss": GaugeMetricFamily("forkq_child_resident_memory_bytes",
+                                 "Resident memory of the child.", labels=_CHILD),
+        "restarts": CounterMetricFamily("forkq_child_restarts", "Times the slot was restarted.",
+                                        labels=_CHILD),
+    }
+    for child in status.get("children") or []:
+        _add_child(families, child, status.get("master_pid"), facts)
+    yield from families.values()
+
+
+def _add_child(families: dict, child: dict, master_pid, facts: RedisFacts) -> None:
+    pid = child.get("pid")
+    labels = [str(child.get("slot")), str(pid or "")]
+    families["restarts"].add_metric(labels, child.get("restarts") or 0)
+    usage = _usage(pid, master_pid) if pid else None
+    families["up"].add_metric(labels, 1 if usage else 0)
+    if usage:
+        families["cpu"].add_metric(labels, usage[0])
+        families["rss"].add_metric(labels, usage[1])
+    beat = facts.beats.get(pid)
+    if beat:
+        families["beat"].add_metric(labels, beat["beat"])
+        families["busy"].add_metric(labels, beat["busy"])
+        families["concurrency"].add_metric(labels, beat["concurrency"])
+
+
+def _usage(pid: int, master_pid) -> tuple[float, int] | None:
+    """(CPU seconds, RSS bytes) of a running child; None when gone, a zombie or another's pid."""
+    try:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            if master_pid and process.ppid() != master_pid:
+                return None
+            cpu = process.cpu_times()
+            return cpu.user + cpu.system, process.memory_info().rss
+    except psutil.Error:
+        return None
+
+
+def _redis_series(facts: RedisFacts):
+    up = GaugeMetricFamily("forkq_redis_up", "1 when this scrape could read Redis.")
+    up.add_metric([], 1 if facts.up else 0)
+    yield up
+    if not facts.up:
+        return
+    size = GaugeMetricFamily("forkq_queue_size", "Jobs waiting in the queue.", labels=["queue"])
+    latency = GaugeMetricFamily("forkq_queue_latency_seconds",
+                                "Seconds the oldest job of the queue has waited.",
+                                labels=["queue"])
+    for name, (length, wait) in facts.queues.items():
+        size.add_metric([name], length)
+        latency.add_metric([name], wait)
+    yield size
+    yield latency
+    for name, text in (("scheduled", "Jobs scheduled for later."),
+                       ("retry", "Failed jobs waiting for a retry."),
+                       ("dead", "Jobs in the dead set.")):
+        family = GaugeMetricFamily(f"forkq_{name}_size", text)
+        family.add_metric([], facts.sets[name])
+        yield family
