@@ -21,8 +21,13 @@ class ResizeImage(forkq.Job):
         time.sleep(0.2)
 
 
-@forkq.job(queue="critical", retry=2, backtrace=5)
+def retry_soon(count, exc):
+    """Seconds before retry ``count``: short, so that the demo shows retries succeeding."""
+    return 2 * (count + 1)
+
+
+@forkq.job(queue="critical", retry=2, backtrace=5, retry_in=retry_soon)
 def charge_card(order_id, amount_cents):
-    """Fails one time in three, to show retries with backoff in the log."""
+    """Fails one time in three, to show retries in the log."""
     if random.random() < 0.33:
         raise RuntimeError(f"card declined for order {order_id}")
