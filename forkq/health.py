@@ -1,7 +1,10 @@
 """Redis availability as one process sees it: log the outage once, and the recovery once.
 
 Shared by every thread of a worker; each failing call reports here and backs off, so an
-outage produces two log lines ("went away", "back after 12.3 s"), not one per retry.
+outage produces two log lines ("unavailable", "back after 12.3 s"), not one per retry.
+Right after a recovery, each thread's pooled connection from before the outage fails once
+(broken pipe) and reconnects: failures within ``STALE_GRACE`` of a recovery are logged only
+if they go on past it.
 """
 
 from __future__ import annotations
@@ -14,27 +17,41 @@ from .log import logger
 #: seconds between retries while Redis is down, doubling up to the cap
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
+#: seconds after a recovery during which a failure is taken for a stale connection
+STALE_GRACE = 2.0
 
 
 class RedisHealth:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.down_since: float | None = None
+        self.outage_logged = False
+        self.recovered_at = float("-inf")
 
     def failed(self, exc: BaseException) -> None:
         with self._lock:
+            now = time.monotonic()
             if self.down_since is None:
-                self.down_since = time.monotonic()
-                logger.error("Redis unavailable (%s: %s); retrying with backoff, no job is "
-                             "dropped", type(exc).__name__, exc)
+                self.down_since = now
+            if self.outage_logged:
+                return
+            if now - self.recovered_at < STALE_GRACE and now - self.down_since < STALE_GRACE:
+                return
+            self.outage_logged = True
+            logger.error("Redis unavailable (%s: %s); retrying with backoff, no job is "
+                         "dropped", type(exc).__name__, exc)
 
     def succeeded(self) -> None:
         if self.down_since is None:
             return
         with self._lock:
-            if self.down_since is not None:
-                logger.warning("Redis is back after %.1f s", time.monotonic() - self.down_since)
-                self.down_since = None
+            if self.down_since is None:
+                return
+            if self.outage_logged:
+                self.recovered_at = time.monotonic()
+                logger.warning("Redis is back after %.1f s", self.recovered_at - self.down_since)
+            self.down_since = None
+            self.outage_logged = False
 
 
 def next_backoff(previous: float) -> float:

@@ -1,0 +1,49 @@
+"""Outage logging: one line when Redis goes, one when it returns, stale sockets ignored."""
+
+import logging
+
+from forkq import health
+
+
+def messages(caplog):
+    return [r.getMessage().split(" (")[0].split(" after")[0] for r in caplog.records]
+
+
+def test_an_outage_is_logged_once_and_its_end_once(caplog):
+    state = health.RedisHealth()
+    with caplog.at_level(logging.INFO, logger="forkq"):
+        for _ in range(5):
+            state.failed(ConnectionError("refused"))
+        state.succeeded()
+        state.succeeded()
+    assert messages(caplog) == ["Redis unavailable", "Redis is back"]
+
+
+def test_a_stale_connection_failing_right_after_recovery_is_not_an_outage(caplog):
+    state = health.RedisHealth()
+    state.failed(ConnectionError("refused"))
+    state.succeeded()
+    with caplog.at_level(logging.INFO, logger="forkq"):
+        state.failed(BrokenPipeError("stale"))
+        state.succeeded()
+    assert messages(caplog) == []
+
+
+def test_failures_lasting_past_the_grace_are_logged(caplog, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
+    state = health.RedisHealth()
+    state.failed(ConnectionError("refused"))
+    state.succeeded()
+    with caplog.at_level(logging.INFO, logger="forkq"):
+        state.failed(ConnectionError("again"))
+        clock[0] += health.STALE_GRACE + 0.1
+        state.failed(ConnectionError("again"))
+    assert messages(caplog) == ["Redis unavailable"]
+
+
+def test_backoff_doubles_up_to_the_cap():
+    delays = [0.0]
+    for _ in range(8):
+        delays.append(health.next_backoff(delays[-1]))
+    assert delays[1:4] == [0.1, 0.2, 0.4] and delays[-1] == health.BACKOFF_CAP
