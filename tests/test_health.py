@@ -23,6 +23,7 @@ def test_a_stale_connection_failing_right_after_recovery_is_not_an_outage(caplog
     state = health.RedisHealth()
     state.failed(ConnectionError("refused"))
     state.succeeded()
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="forkq"):
         state.failed(BrokenPipeError("stale"))
         state.succeeded()
@@ -35,6 +36,7 @@ def test_failures_lasting_past_the_grace_are_logged(caplog, monkeypatch):
     state = health.RedisHealth()
     state.failed(ConnectionError("refused"))
     state.succeeded()
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="forkq"):
         state.failed(ConnectionError("again"))
         clock[0] += health.STALE_GRACE + 0.1
