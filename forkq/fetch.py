@@ -118,7 +118,7 @@ class Fetcher:
         self._release = redis.register_script(RELEASE_SCRIPT)
         #: a connection of its own for the busy path, used without the client's pool, retry
         #: and instrumentation layers, which cost more than the round trip itself
-        self._connection = redis.connection_pool.get_connection()
+        self._connection = None
         self._day = ("", 0.0)
         self._queue_keys = {q.name: keys.queue(q.name) for q in queues}
 
@@ -146,6 +146,8 @@ class Fetcher:
 
     def _evalsha(self, keys: list[str], args: tuple) -> list:
         connection = self._connection
+        if connection is None:
+            connection = self._connection = self.redis.connection_pool.get_connection()
         try:
             connection.send_command("EVALSHA", self._fetch.sha, len(keys), *keys, *args)
             return connection.read_response()
@@ -157,7 +159,9 @@ class Fetcher:
             raise
 
     def close(self) -> None:
-        self.redis.connection_pool.release(self._connection)
+        if self._connection is not None:
+            self.redis.connection_pool.release(self._connection)
+            self._connection = None
 
     def wait(self) -> list[Fetched]:
         """Block on one queue until a job arrives or ``IDLE_TIMEOUT`` passes."""

@@ -96,12 +96,13 @@ class Processor(threading.Thread):
                     return
                 self.current, self.pending = fetched, jobs[position + 1:]
                 self.run_at = time.time()
-            if len(jobs) > 1 and _ISOLATE_MARK in fetched.text:
+            isolated = len(jobs) > 1 and _ISOLATE_MARK in fetched.text
+            if isolated:
                 self._isolate(fetched)
             self._process(fetched)
             with self.lock:
                 self.current = None
-                if self.abandoned:
+                if self.abandoned or isolated:
                     return
         self.pending = []
 

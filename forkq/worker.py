@@ -84,6 +84,9 @@ class NullObserver:
     def job_poisoned(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 def import_required(modules) -> None:
     """Import the application modules that register jobs; name the one that failed."""
@@ -191,7 +194,7 @@ def _version() -> str:
 
 def prepare_process(config) -> str:
     """Per-process setup after any fork: logging, random seed, client, Redis URL."""
-    log.setup(config.loglevel, config.logfile)
+    log.setup(config.loglevel, config.logfile, buffered=True)
     random.seed()
     forkq_client.default().use_config(config)
     return connection.resolve_url(config.redis_url, config.data_dir)
@@ -204,8 +207,12 @@ def run(config, slot: str, on_tick=None, observer=None) -> int:
     if observer is not None:
         worker.context.observer = observer
     worker.signals.install(HANDLED_SIGNALS)
-    worker.start()
-    return worker.run()
+    try:
+        worker.start()
+        return worker.run()
+    finally:
+        worker.context.observer.close()
+        log.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,12 +79,13 @@ def test_batch_members_are_not_charged(redis, make_config):
 def test_isolated_job_runs_alone_and_releases_its_batch(redis, start_worker):
     isolated = json.loads(job_text("alone", "i" * 24))
     isolated["forkq_isolate"] = True
-    redis.lpush("queue:default", json.dumps(isolated), job_text("first", "f" * 24))
-    redis.lpush("queue:default", *[job_text(f"more{i}", f"{i}" * 24) for i in range(4)])
-    redis.lpush("queue:default", *[job_text(f"more{i}", f"{i}" * 24) for i in range(4, 8)])
+    # Fetch order (right end first): batches of 1, 2 and 4 put "alone" first in the third.
+    names = ["n1", "n2", "n3", "alone"] + [f"n{i}" for i in range(4, 10)]
+    texts = [json.dumps(isolated) if n == "alone" else job_text(n, n.ljust(24, "0")) for n in names]
+    redis.lpush("queue:default", *texts)
     start_worker(concurrency=1)
-    wait_for(lambda: len(redis.lrange("ran", 0, -1)) == 10)
-    assert sorted(redis.lrange("ran", 0, -1)) == sorted(["alone", "first"] + [f"more{i}" for i in range(8)])
+    wait_for(lambda: redis.get("stat:processed") == "10" and redis.llen("queue:default") == 0)
+    assert sorted(redis.lrange("ran", 0, -1)) == sorted(names)
 
 
 def test_replacement_in_the_same_slot_recovers_at_boot(redis, make_config):

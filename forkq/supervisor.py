@@ -1,0 +1,751 @@
+"""The master process of ``forkq start``: forks worker children and keeps them running.
+
+Runs in the master, single-threaded. Signal handlers only record the signal; the loop acts on
+it. The master imports the application once (``require:``) so children share it copy-on-write,
+and it holds no Redis connection and no thread when it forks: each child sets itself up after
+the fork (here: signal dispositions, the master's file descriptors, process title; then
+``worker.run``: Redis pool, logging, random seed).
+
+Each child owns a *slot*, ``host:master-pid:index``, which keys its private lists in Redis, so a
+replacement in the same slot recovers its predecessor's jobs at boot. A pipe runs from each child
+to the master: the child writes a byte from its main loop at least once a second. The first byte
+says it is ready, every byte that its loop is alive, ``S`` that it is stopping by itself.
+
+Steps of the loop: handle signals, read the pipes, reap exited children, kill hung or overdue
+ones, recycle one that uses too much memory, roll out a re-read config, fork what is missing.
+
+Shutdown: TERM every child; each finishes its jobs until ``timeout``, requeues the rest and
+exits 0. Survivors are SIGKILLed ``GRACE`` seconds after the deadline; then, with no child left,
+the master opens a short-lived Redis connection and pushes whatever their private lists still
+hold back to the front of the queues. It is worse to lose a job than to run it twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, NoReturn
+
+import redis as redis_py
+from setproctitle import setproctitle
+
+from . import __version__, connection, log, worker
+from .errors import ForkqError
+from .heartbeat import hostname
+from .keys import Keys
+from .log import logger
+from .recovery import MOVE_ONE_SCRIPT
+from .signals import SignalQueue
+
+MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2,
+                  signal.SIGHUP, signal.SIGCHLD)
+#: seconds between looks at the children's pipes; a signal (CHLD included) wakes the loop at once
+TICK = 0.2
+#: seconds after a child's shutdown deadline before it is SIGKILLed
+GRACE = 5.0
+#: children exiting non-zero before they are ready, in a row, that stop the master
+CRASH_LIMIT = 5
+#: seconds before the second restart of a failing slot; doubles with each failure after it
+BACKOFF_FIRST = 0.25
+#: seconds: the longest wait before restarting a failing slot
+BACKOFF_CAP = 10.0
+#: seconds a child must have run for its death to count as a first failure again
+STABLE_AFTER = 10.0
+#: seconds between reads of the children's memory
+MEMORY_CHECK_EVERY = 1.0
+#: relative spread of ``max_jobs`` per child, so children do not recycle in lockstep
+MAX_JOBS_JITTER = 0.1
+#: Linux prctl option: a signal delivered to this process when its parent dies
+_PR_SET_PDEATHSIG = 1
+
+
+# --- pure helpers
+
+def restart_delay(failures: int) -> float:
+    """Seconds before restarting a slot whose child failed ``failures`` times in a row."""
+    if failures <= 1:
+        return 0.0
+    return min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (failures - 2))
+
+
+def jittered(limit: int | None, rng: random.Random) -> int | None:
+    if not limit:
+        return None
+    return max(1, round(limit * rng.uniform(1 - MAX_JOBS_JITTER, 1 + MAX_JOBS_JITTER)))
+
+
+def master_title(tag: str, children: int) -> str:
+    return _title("forkq", "master", tag, f"[{children} children]")
+
+
+def child_title(tag: str, busy: int, concurrency: int, stopping: bool) -> str:
+    return _title("forkq", __version__, tag, f"[{busy} of {concurrency} busy]",
+                  "stopping" if stopping else "")
+
+
+def _title(*parts: str) -> str:
+    return " ".join(part for part in parts if part)
+
+
+def notify_address(value: str) -> str:
+    """systemd's ``NOTIFY_SOCKET``: a path, or an abstract socket when it starts with '@'."""
+    return "\0" + value[1:] if value.startswith("@") else value
+
+
+# --- process-level effects of the master
+
+def notify(message: str) -> None:
+    """Tell systemd (``Type=notify``) about readiness or stopping; nothing without it."""
+    value = os.environ.get("NOTIFY_SOCKET")
+    if not value:
+        return
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), notify_address(value))
+    except OSError as exc:
+        logger.warning("could not notify systemd at %s: %s", value, exc)
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def read_pidfile(path: str) -> int | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_forkq_process(pid: int) -> bool:
+    """Whether ``pid`` runs forkq (its title or command line says so), not a reused pid."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return "forkq" in " ".join(process.cmdline()) or "forkq" in process.name()
+    except psutil.Error:
+        return False
+
+
+def claim_pidfile(path: str) -> None:
+    """Write this process's pid, refusing to take the file from another running master."""
+    held = read_pidfile(path)
+    if held and held != os.getpid() and is_forkq_process(held):
+        raise ForkqError(f"pidfile {path} names forkq process {held}, which is running; stop "
+                         f"it first or choose another pidfile")
+    write_atomically(path, f"{os.getpid()}\n")
+
+
+def release_pidfile(path: str) -> None:
+    if read_pidfile(path) == os.getpid():
+        os.unlink(path)
+
+
+def rss_mb(pid: int) -> float:
+    """Current resident memory (not the peak) of a process, in MB; 0 when it is gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+def metrics_module(config):
+    """``forkq.metrics`` when it exists and metrics are enabled, else None."""
+    if config.metrics.port is None or importlib.util.find_spec("forkq.metrics") is None:
+        return None
+    from . import metrics
+
+    return metrics
+
+
+def requeue_slots(redis, keys: Keys, slots: list[str], threads: int) -> int:
+    """Move every job in these slots' private lists to the front of its queue; forget the slots.
+
+    The same move as boot recovery (``recovery.MOVE_ONE_SCRIPT``), but uncharged: these jobs
+    belonged to children the master killed at its own deadline, not to jobs that crashed."""
+    move = redis.register_script(MOVE_ONE_SCRIPT)
+    moved = 0
+    for slot, record in zip(slots, redis.hmget(keys.slots, slots)):
+        for index in range(max(threads, _recorded_threads(record))):
+            list_key = keys.inflight(slot, index)
+            for text in reversed(redis.lrange(list_key, 0, -1)):
+                moved += move([list_key, keys.queue(_queue_of(text))], [text, text, "queue", 0])
+        redis.hdel(keys.slots, slot)
+    return moved
+
+
+def _recorded_threads(record: str | None) -> int:
+    try:
+        return int(json.loads(record or "{}").get("threads", 0))
+    except (ValueError, AttributeError, TypeError):
+        return 0
+
+
+def _queue_of(text: str) -> str:
+    try:
+        queue = json.loads(text).get("queue")
+    except (ValueError, AttributeError):
+        return "default"
+    return queue if isinstance(queue, str) and queue else "default"
+
+
+# --- the child's side
+
+class ChildTick:
+    """``on_tick`` of a worker child: liveness to the master, process title, self-recycling.
+
+    Runs in the child's main loop, at least once a second."""
+
+    def __init__(self, pipe: int, master_pid: int, max_jobs: int | None, tag: str) -> None:
+        self.pipe = pipe
+        self.master_pid = master_pid
+        self.max_jobs = max_jobs
+        self.tag = tag
+
+    def __call__(self, worker_) -> None:
+        if not worker_.stopping:
+            self.stop_if_due(worker_)
+        self.report(b"S" if worker_.stopping else b".")
+        setproctitle(child_title(self.tag, worker_.manager.busy, worker_.config.concurrency,
+                                 worker_.stopping))
+
+    def stop_if_due(self, worker_) -> None:
+        if os.getppid() != self.master_pid:
+            logger.warning("master %d is gone: stopping", self.master_pid)
+            worker_.handle(signal.SIGTERM)
+        elif self.max_jobs and worker_.manager.jobs_done >= self.max_jobs:
+            logger.info("ran %d jobs (max_jobs): stopping to be replaced",
+                        worker_.manager.jobs_done)
+            worker_.handle(signal.SIGTERM)
+
+    def report(self, byte: bytes) -> None:
+        try:
+            os.write(self.pipe, byte)
+        except (BlockingIOError, BrokenPipeError):
+            pass  # a master that does not read is busy or gone; the check above handles gone
+
+
+def die_with_master() -> None:
+    """Ask Linux to TERM this process when the master dies (helper children only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def exit_child(run: Callable[[], int]) -> NoReturn:
+    """Run a forked child's main and end the process: nothing may return into the master's code."""
+    status = 1
+    try:
+        status = run()
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    except ForkqError as exc:
+        logger.error("%s", exc)
+    except redis_py.RedisError as exc:
+        logger.error("cannot reach Redis: %s", exc)
+    except BaseException:
+        logger.exception("child failed")
+    finally:
+        log.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+# --- the master
+
+@dataclass
+class Slot:
+    """One worker child position. Its name keys the child's private lists in Redis."""
+
+    index: int
+    name: str
+    pid: int | None = None
+    #: read end of the child's report pipe
+    pipe: int | None = None
+    #: epoch seconds, for status.json
+    started_at: float = 0.0
+    #: monotonic times of the fork and of the last byte from the child
+    forked: float = 0.0
+    last_seen: float = 0.0
+    ready: bool = False
+    #: monotonic: SIGKILL if the child is still alive then; set once it is stopping
+    kill_at: float | None = None
+    #: stopped on purpose (memory, reload, surplus): replaced at once
+    retiring: bool = False
+    timeout: float = 25.0
+    generation: int = 0
+    restarts: int = 0
+    #: consecutive abnormal exits, for the backoff
+    failures: int = 0
+    respawn_at: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, config, reload: Callable[[], object] | None = None) -> None:
+        self.config = config
+        self.reload_config = reload
+        self.master_pid = 0
+        self.started_at = 0.0
+        self.signals: SignalQueue | None = None
+        self.slots: dict[int, Slot] = {}
+        self.generation = 0
+        self.halting = False
+        self.quiet = False
+        self.failure: str | None = None
+        self.early_exits = 0
+        self.announced_ready = False
+        self.server = None
+        self.metrics = None
+        self.exporter = Slot(-1, "metrics exporter")
+        self.next_memory_check = 0.0
+        #: where this master wrote its pidfile and status file (a reload may rename them)
+        self.pidfile: str | None = None
+        self.status_file: str | None = None
+
+    def run(self) -> int:
+        """Run until TERM/INT; 0 after a clean stop, ``ForkqError`` after a crash loop."""
+        try:
+            self.start()
+            try:
+                self.loop()
+            finally:
+                self.shutdown()
+        finally:
+            self.cleanup()
+        if self.failure:
+            raise ForkqError(self.failure)
+        return 0
+
+    def start(self) -> None:
+        config = self.config
+        log.setup(config.loglevel, config.logfile)
+        self.master_pid = os.getpid()
+        self.started_at = time.time()
+        os.makedirs(config.data_dir, exist_ok=True)
+        if config.pidfile:
+            claim_pidfile(config.pidfile)
+            self.pidfile = config.pidfile
+        self.status_file = os.path.join(config.data_dir, "status.json")
+        # Before the preload, so that the application's own metrics join the children's.
+        self.metrics = metrics_module(config)
+        if self.metrics is not None:
+            self.metrics.prepare(config)
+        worker.import_required(config.require)
+        if not config.redis_url:
+            from .embedded import EmbeddedRedis
+
+            self.server = EmbeddedRedis(config.data_dir).start()
+        self.signals = SignalQueue()
+        self.signals.install(MASTER_SIGNALS)
+        if threading.active_count() > 1:
+            logger.warning("the preloaded application started threads; they do not exist in "
+                           "the forked children")
+        setproctitle(master_title(config.tag, 0))
+        logger.info("forkq %s master started: pid=%d processes=%d concurrency=%d", __version__,
+                    self.master_pid, config.processes, config.concurrency)
+
+    def loop(self) -> None:
+        while not self.halting:
+            for signum in self.signals.wait(TICK):
+                self.handle(signum)
+            self.read_reports()
+            self.reap_children()
+            self.kill_stale()
+            self.recycle_bloated()
+            self.roll_reloaded()
+            self.spawn_missing()
+
+    # --- signals
+
+    def handle(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            logger.info("%s: stopping", signal.Signals(signum).name)
+            self.halting = True
+        elif signum == signal.SIGHUP:
+            self.reload()
+        elif signum == signal.SIGTSTP:
+            # Quiet means nothing new starts, so children that exit are not replaced either.
+            logger.info("TSTP: quiet; children that exit are not replaced")
+            self.quiet = True
+            self.relay(signum)
+        elif signum == signal.SIGUSR2:
+            log.reopen()
+            self.relay(signum)
+            if self.exporter.pid is not None:
+                _kill(self.exporter.pid, signum)
+        elif signum == signal.SIGTTIN:
+            self.relay(signum)
+        # CHLD only wakes the loop: reap_children follows.
+
+    def relay(self, signum: int) -> None:
+        for slot in self.live_slots():
+            _kill(slot.pid, signum)
+
+    def reload(self) -> None:
+        if self.reload_config is None:
+            logger.warning("HUP: there is no config file to re-read")
+            return
+        try:
+            config = self.reload_config()
+        except ForkqError as exc:
+            logger.error("HUP: keeping the current config: %s", exc)
+            return
+        if config.require != self.config.require:
+            logger.warning("HUP: 'require' changed, but the application is preloaded by the "
+                           "master: restart the master to load new code")
+        log.setup(config.loglevel, config.logfile)
+        self.config = config
+        self.generation += 1
+        logger.info("HUP: config re-read from %s; replacing children one at a time",
+                    config.source)
+
+    # --- children's reports and exits
+
+    def read_reports(self) -> None:
+        now = time.monotonic()
+        for slot in self.live_slots():
+            try:
+                data = os.read(slot.pipe, 4096)
+            except BlockingIOError:
+                continue
+            if not data:
+                continue  # the child is exiting; waitpid tells how
+            slot.last_seen = now
+            if b"S" in data and slot.kill_at is None:
+                slot.kill_at = now + slot.timeout + GRACE
+            if not slot.ready:
+                self.child_ready(slot)
+
+    def child_ready(self, slot: Slot) -> None:
+        slot.ready = True
+        self.early_exits = 0
+        logger.info("child %d (slot %d) is ready", slot.pid, slot.index)
+        self.write_status()
+        wanted = [self.slots.get(i) for i in range(self.config.processes)]
+        if not self.announced_ready and all(s and s.ready for s in wanted):
+            self.announced_ready = True
+            logger.info("all %d children are ready", len(wanted))
+            notify("READY=1")
+
+    def reap_children(self) -> None:
+        """Reap every exited child, including orphans inherited as PID 1 in a container."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.exited(pid, os.waitstatus_to_exitcode(status))
+
+    def exited(self, pid: int, code: int) -> None:
+        slot = next((s for s in self.live_slots() if s.pid == pid), None)
+        if slot is not None:
+            self.slot_exited(slot, code)
+        elif pid == self.exporter.pid:
+            self.exporter_exited(code)
+        elif self.server is not None and self.server.process and pid == self.server.process.pid:
+            self.halt(f"the embedded redis-server exited ({_describe(code)}); see "
+                      f"{self.config.data_dir}/redis.log")
+
+    def slot_exited(self, slot: Slot, code: int) -> None:
+        pid, now = slot.pid, time.monotonic()
+        os.close(slot.pipe)
+        slot.pid = slot.pipe = None
+        if self.metrics is not None:
+            self.metrics.mark_dead(pid)
+        level = logging.INFO if code == 0 or slot.retiring else logging.WARNING
+        logger.log(level, "child %d (slot %d) %s", pid, slot.index, _describe(code))
+        if not self.halting:
+            self.plan_restart(slot, code, now)
+        slot.ready = False
+        slot.retiring = False
+        slot.kill_at = None
+        self.set_master_title()
+        self.write_status()
+
+    def plan_restart(self, slot: Slot, code: int, now: float) -> None:
+        if code > 0 and not slot.ready:
+            self.early_exits += 1
+            if self.early_exits >= CRASH_LIMIT:
+                self.halt(f"children exited with status {code} before becoming ready "
+                          f"{self.early_exits} times in a row (an import error, a bad config, "
+                          f"Redis refusing them?); see the log above")
+                return
+        if code == 0 or slot.retiring:
+            slot.failures = 0
+        elif slot.ready and now - slot.forked >= STABLE_AFTER:
+            slot.failures = 1
+        else:
+            slot.failures += 1
+        slot.respawn_at = now + restart_delay(slot.failures)
+        if slot.failures > 1:
+            logger.warning("slot %d failed %d times in a row: restarting it in %.2f s",
+                           slot.index, slot.failures, restart_delay(slot.failures))
+
+    def halt(self, message: str) -> None:
+        logger.error("%s; the master stops", message)
+        self.failure = message
+        self.halting = True
+
+    # --- keeping children healthy
+
+    def kill_stale(self) -> None:
+        """SIGKILL children past their stop deadline, and running ones whose loop went silent.
+
+        A long job is legal: the child's main loop reports while its threads run jobs."""
+        now = time.monotonic()
+        for slot in self.live_slots():
+            if slot.kill_at is not None and now >= slot.kill_at:
+                logger.warning("child %d (slot %d) did not stop %.0f s after its deadline: "
+                               "SIGKILL", slot.pid, slot.index, GRACE)
+                _kill(slot.pid, signal.SIGKILL)
+                slot.kill_at = float("inf")
+            elif slot.kill_at is None and now - slot.last_seen > self.config.liveness_timeout:
+                logger.error("child %d (slot %d) has not reported for %.0f s (liveness_timeout): "
+                             "SIGKILL; its replacement recovers its jobs", slot.pid, slot.index,
+                             now - slot.last_seen)
+                _kill(slot.pid, signal.SIGKILL)
+                slot.kill_at = float("inf")
+
+    def recycle_bloated(self) -> None:
+        limit, now = self.config.max_memory_mb, time.monotonic()
+        if not limit or now < self.next_memory_check or self.retiring() or self.quiet:
+            return
+        self.next_memory_check = now + MEMORY_CHECK_EVERY
+        for slot in self.live_slots():
+            if slot.ready and slot.kill_at is None:
+                used = rss_mb(slot.pid)
+                if used > limit:
+                    self.retire(slot, f"uses {used:.0f} MB, over max_memory_mb {limit}")
+                    return
+
+    def roll_reloaded(self) -> None:
+        """After HUP, stop one outdated child at a time, once every wanted child is up."""
+        if self.retiring() or self.quiet or not self.all_ready():
+            return
+        for slot in self.live_slots():
+            if slot.generation < self.generation or slot.index >= self.config.processes:
+                self.retire(slot, "runs an old config" if slot.index < self.config.processes
+                            else "is beyond 'processes'")
+                return
+
+    def retire(self, slot: Slot, reason: str) -> None:
+        logger.warning("child %d (slot %d) %s: stopping it gracefully to replace it", slot.pid,
+                       slot.index, reason)
+        slot.retiring = True
+        self.stop_child(slot)
+
+    def stop_child(self, slot: Slot) -> None:
+        _kill(slot.pid, signal.SIGTERM)
+        deadline = time.monotonic() + slot.timeout + GRACE
+        slot.kill_at = deadline if slot.kill_at is None else min(slot.kill_at, deadline)
+
+    def retiring(self) -> bool:
+        return any(slot.retiring for slot in self.live_slots())
+
+    def all_ready(self) -> bool:
+        return all(self.slots.get(i) and self.slots[i].ready for i in range(self.config.processes))
+
+    def live_slots(self) -> list[Slot]:
+        return [slot for slot in self.slots.values() if slot.pid is not None]
+
+    # --- forking
+
+    def spawn_missing(self) -> None:
+        if self.halting or self.quiet:
+            return
+        now = time.monotonic()
+        for index in range(self.config.processes):
+            slot = self.slots.setdefault(index, Slot(index, self.slot_name(index)))
+            if slot.pid is None and now >= slot.respawn_at:
+                self.spawn(slot)
+        exporter = self.exporter
+        if self.metrics is not None and exporter.pid is None and now >= exporter.respawn_at:
+            self.spawn_exporter()
+
+    def slot_name(self, index: int) -> str:
+        return f"{hostname()}:{self.master_pid}:{index}"
+
+    def spawn(self, slot: Slot) -> None:
+        config, read_end, write_end = self.config, *os.pipe()
+        # Neither side may block on the other: a full pipe only loses liveness bytes.
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        tick = ChildTick(write_end, self.master_pid, jittered(config.max_jobs, random), config.tag)
+        pid = self.fork()
+        if pid == 0:
+            os.close(read_end)
+            exit_child(lambda: worker.run(config, slot.name, on_tick=tick,
+                                          observer=self.child_observer()))
+        os.close(write_end)
+        if slot.started_at:
+            slot.restarts += 1
+        now = time.monotonic()
+        slot.pid, slot.pipe, slot.started_at = pid, read_end, time.time()
+        slot.forked = slot.last_seen = now
+        slot.ready, slot.kill_at, slot.retiring = False, None, False
+        slot.timeout, slot.generation = config.timeout, self.generation
+        logger.info("forked child %d for slot %d", pid, slot.index)
+        self.set_master_title()
+        self.write_status()
+
+    def spawn_exporter(self) -> None:
+        pid = self.fork()
+        if pid == 0:
+            die_with_master()
+            setproctitle(_title("forkq", "metrics", self.config.tag))
+            exit_child(lambda: self.metrics.run_exporter(self.config) or 0)
+        self.exporter.pid, self.exporter.forked = pid, time.monotonic()
+        logger.info("forked metrics exporter %d", pid)
+
+    def exporter_exited(self, code: int) -> None:
+        """Restart it after a crash; status 0 means told to stop or unable to listen (logged)."""
+        logger.log(logging.WARNING if code else logging.INFO, "metrics exporter %d %s",
+                   self.exporter.pid, _describe(code))
+        now = time.monotonic()
+        self.exporter.pid = None
+        if code == 0:
+            self.exporter.respawn_at = float("inf")
+            return
+        stable = now - self.exporter.forked >= STABLE_AFTER
+        self.exporter.failures = 1 if stable else self.exporter.failures + 1
+        self.exporter.respawn_at = now + restart_delay(self.exporter.failures)
+
+    def fork(self) -> int:
+        """Fork; in the child, drop what belongs to the master before anything else runs."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            self.forget_master_state()
+        return pid
+
+    def forget_master_state(self) -> None:
+        for signum in MASTER_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        # The master owns HUP; one sent to the whole process group (a closed terminal) must not
+        # kill children in the middle of jobs.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.signals.close()
+        for slot in self.live_slots():
+            os.close(slot.pipe)
+
+    def child_observer(self):
+        return self.metrics.JobObserver() if self.metrics is not None else None
+
+    # --- status
+
+    def set_master_title(self) -> None:
+        setproctitle(master_title(self.config.tag, len(self.live_slots())))
+
+    def write_status(self) -> None:
+        """``status.json`` in the data directory, read by the metrics exporter."""
+        config = self.config
+        children = [{"slot": s.index, "pid": s.pid, "started_at": s.started_at, "ready": s.ready,
+                     "restarts": s.restarts} for s in sorted(self.slots.values(),
+                                                             key=lambda s: s.index)
+                    if s.pid is not None or s.index < config.processes]
+        status = {"master_pid": self.master_pid, "started_at": self.started_at,
+                  "version": __version__, "tag": config.tag, "processes": config.processes,
+                  "concurrency": config.concurrency, "children": children}
+        try:
+            write_atomically(self.status_file, json.dumps(status))
+        except OSError as exc:
+            logger.warning("could not write %s: %s", self.status_file, exc)
+
+    # --- shutdown
+
+    def shutdown(self) -> None:
+        """TERM every child, SIGKILL survivors at deadline + GRACE, requeue what they left."""
+        if self.signals is None:
+            return
+        notify("STOPPING=1")
+        for slot in self.live_slots():
+            self.stop_child(slot)
+        if self.exporter.pid is not None:
+            _kill(self.exporter.pid, signal.SIGTERM)
+            self.exporter.kill_at = time.monotonic() + GRACE
+        while self.live_slots() or self.exporter.pid is not None:
+            for signum in self.signals.wait(TICK):
+                if signum in (signal.SIGTTIN, signal.SIGUSR2):
+                    self.handle(signum)
+            self.read_reports()
+            self.reap_children()
+            self.kill_stale()
+            self.kill_overdue_exporter()
+        self.requeue_leftovers()
+        logger.info("master stopped")
+
+    def kill_overdue_exporter(self) -> None:
+        if self.exporter.pid is not None and time.monotonic() >= self.exporter.kill_at:
+            _kill(self.exporter.pid, signal.SIGKILL)
+            self.exporter.kill_at = float("inf")
+
+    def requeue_leftovers(self) -> None:
+        """With every child gone, push back what killed ones left in their private lists."""
+        if not self.slots:
+            return
+        config = self.config
+        names = [slot.name for slot in self.slots.values()]
+        redis = None
+        try:
+            redis = connection.make_client(connection.resolve_url(config.redis_url,
+                                                                  config.data_dir))
+            moved = requeue_slots(redis, Keys(config.namespace), names, config.concurrency)
+        except Exception as exc:
+            logger.error("could not check the children's private lists (%s): jobs left there "
+                         "are recovered once their heartbeats expire", exc)
+            return
+        finally:
+            if redis is not None:
+                redis.close()
+        if moved:
+            logger.warning("pushed %d job(s) left by killed children back to their queues", moved)
+
+    def cleanup(self) -> None:
+        if self.pidfile:
+            with contextlib.suppress(OSError):
+                release_pidfile(self.pidfile)
+        if self.status_file:
+            with contextlib.suppress(OSError):
+                os.unlink(self.status_file)
+        if self.server is not None:
+            self.server.stop()
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # already exited; the reaper will see it
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with status {code}"

@@ -1,0 +1,529 @@
+"""The supervisor: pure helpers, then real ``forkq start`` masters with real signals and kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+import yaml
+
+import e2e_jobs
+from forkq import supervisor
+from forkq.api import Api
+from forkq.keys import Keys
+from helpers import wait_for
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(ROOT, "tests")
+
+#: settings every test master starts from: fast heartbeats and polls, short timeouts
+BASE_SETTINGS = {"require": ["e2e_jobs"], "processes": 2, "concurrency": 3, "timeout": 2,
+                 "heartbeat_interval": 0.5, "heartbeat_ttl": 2, "poll_interval": 0.5,
+                 "metrics": {"port": None}}
+
+
+class Master:
+    """A ``forkq start`` subprocess on a config file written to a temporary directory."""
+
+    def __init__(self, directory, env: dict | None = None, **settings) -> None:
+        self.dir = directory
+        self.config_path = str(directory / "forkq.yml")
+        self.logfile = str(directory / "forkq.log")
+        self.data_dir = str(directory / "data")
+        self.settings = {**BASE_SETTINGS, "logfile": self.logfile, "data_dir": self.data_dir,
+                         **settings}
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen | None = None
+        self.seen: set[int] = set()
+        self.write_config()
+
+    def write_config(self, **changes) -> None:
+        self.settings.update(changes)
+        with open(self.config_path, "w") as handle:
+            yaml.safe_dump({k: v for k, v in self.settings.items() if v is not None}, handle)
+
+    def start(self, *flags: str) -> "Master":
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "NOTIFY_SOCKET")}
+        env["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS, str(self.dir)])
+        env.update(self.extra_env)
+        self.stderr_path = str(self.dir / "stderr.txt")
+        with open(self.stderr_path, "w") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "forkq.cli", "start", "-c", self.config_path, *flags],
+                env=env, cwd=str(self.dir), stdin=subprocess.DEVNULL, stdout=stderr,
+                stderr=stderr)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def status(self) -> dict | None:
+        try:
+            with open(os.path.join(self.data_dir, "status.json")) as handle:
+                status = json.load(handle)
+        except (OSError, ValueError):
+            return None
+        self.seen.update(c["pid"] for c in status["children"] if c["pid"])
+        return status
+
+    def ready_pids(self, count: int | None = None, timeout: float = 15.0) -> list[int]:
+        """Pids of the children once ``count`` of them (default: processes) are ready."""
+        count = count or self.settings["processes"]
+
+        def ready():
+            status = self.status()
+            children = status["children"] if status else []
+            pids = [c["pid"] for c in children if c["ready"] and c["pid"]]
+            return pids if len(pids) == count and len(children) == count else None
+        return wait_for(ready, timeout, message=f"{count} ready children")
+
+    def child(self, slot: int) -> dict:
+        return next(c for c in self.status()["children"] if c["slot"] == slot)
+
+    def send(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait_exit(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def log(self) -> str:
+        with open(self.logfile) as handle:
+            return handle.read()
+
+    def stderr(self) -> str:
+        with open(self.stderr_path) as handle:
+            return handle.read()
+
+    def kill_all(self) -> None:
+        """Teardown: SIGKILL the master and any child of it still running."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.seen.update(p.pid for p in psutil.Process(self.pid).children())
+            self.proc.kill()
+            self.proc.wait()
+        for pid in self.seen:
+            if supervisor.is_forkq_process(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def start_master(tmp_path, redis_url, redis):
+    """Start masters on the test Redis; every one is killed (with its children) at teardown."""
+    masters = []
+
+    def start(*flags, env=None, modules=None, **settings) -> Master:
+        directory = tmp_path / f"m{len(masters)}"
+        directory.mkdir()
+        for name, text in (modules or {}).items():
+            (directory / f"{name}.py").write_text(text)
+        master = Master(directory, env, **{"redis_url": redis_url, **settings})
+        masters.append(master)
+        return master.start(*flags)
+
+    yield start
+    for master in masters:
+        master.kill_all()
+
+
+def started_by(redis, jid: str) -> int | None:
+    pid = redis.hget("e2e:started", jid)
+    return int(pid) if pid else None
+
+
+def gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def title(pid: int) -> str:
+    """The process title setproctitle wrote (the padding of the old argv stripped)."""
+    return " ".join(psutil.Process(pid).cmdline()).strip()
+
+
+def inflight_keys(redis) -> list[str]:
+    return [key for key in redis.keys("forkq:inflight:*") if redis.llen(key)]
+
+
+# --- pure helpers
+
+@pytest.mark.parametrize("failures, delay", [(0, 0.0), (1, 0.0), (2, 0.25), (3, 0.5), (4, 1.0),
+                                             (7, 8.0), (8, 10.0), (50, 10.0)])
+def test_restart_delay_doubles_from_the_second_failure_up_to_the_cap(failures, delay):
+    assert supervisor.restart_delay(failures) == delay
+
+
+def test_max_jobs_is_jittered_within_ten_percent():
+    rng = random.Random(7)
+    limits = [supervisor.jittered(1000, rng) for _ in range(200)]
+    assert all(900 <= limit <= 1100 for limit in limits)
+    assert len(set(limits)) > 20
+    assert supervisor.jittered(None, rng) is None
+    assert supervisor.jittered(1, rng) == 1
+
+
+@pytest.mark.parametrize("tag, busy, stopping, title", [
+    ("", 0, False, "forkq {v} [0 of 10 busy]"),
+    ("app", 3, False, "forkq {v} app [3 of 10 busy]"),
+    ("app", 1, True, "forkq {v} app [1 of 10 busy] stopping"),
+])
+def test_child_title(tag, busy, stopping, title):
+    assert supervisor.child_title(tag, busy, 10, stopping) == title.format(v=_version())
+
+
+def _version() -> str:
+    import forkq
+
+    return forkq.__version__
+
+
+def test_master_title():
+    assert supervisor.master_title("", 2) == "forkq master [2 children]"
+    assert supervisor.master_title("app", 4) == "forkq master app [4 children]"
+
+
+@pytest.mark.parametrize("value, address", [("/run/systemd/notify", "/run/systemd/notify"),
+                                            ("@/org/systemd/notify", "\0/org/systemd/notify")])
+def test_notify_address_maps_a_leading_at_to_the_abstract_namespace(value, address):
+    assert supervisor.notify_address(value) == address
+
+
+def test_notify_sends_one_datagram_to_the_abstract_socket(monkeypatch):
+    name = f"forkq-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind("\0" + name)
+        receiver.settimeout(5)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        supervisor.notify("READY=1")
+        assert receiver.recv(100) == b"READY=1"
+
+
+def test_requeue_slots_pushes_jobs_to_the_front_of_their_queues_and_forgets_the_slots(redis):
+    keys = Keys()
+    redis.rpush("queue:default", '{"jid":"waiting","queue":"default"}')
+    redis.hset(keys.slots, "h:1:0", json.dumps({"identity": "h:1:x", "threads": 3}))
+    # A private list holds jobs in fetch order (RPUSH): the first fetched must run first again.
+    redis.rpush(keys.inflight("h:1:0", 2), '{"jid":"a","queue":"default"}',
+                '{"jid":"b","queue":"default"}')
+    redis.rpush(keys.inflight("h:1:1", 0), '{"jid":"c","queue":"low"}', "not json")
+    moved = supervisor.requeue_slots(redis, keys, ["h:1:0", "h:1:1"], threads=1)
+    assert moved == 4
+    # Consumers take from the right: "not json" runs next, then a, then b, then "waiting".
+    assert redis.lrange("queue:default", 0, -1) == [
+        '{"jid":"waiting","queue":"default"}', '{"jid":"b","queue":"default"}',
+        '{"jid":"a","queue":"default"}', "not json"]
+    assert redis.lrange("queue:low", 0, -1) == ['{"jid":"c","queue":"low"}']
+    assert inflight_keys(redis) == [] and redis.hlen(keys.slots) == 0
+
+
+def test_claim_pidfile_refuses_a_running_forkq_process_and_replaces_a_stale_one(tmp_path):
+    path = str(tmp_path / "forkq.pid")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "forkq"])
+    try:
+        with open(path, "w") as handle:
+            handle.write(f"{holder.pid}\n")
+        with pytest.raises(supervisor.ForkqError, match="names forkq process"):
+            supervisor.claim_pidfile(path)
+    finally:
+        holder.kill()
+        holder.wait()
+    supervisor.claim_pidfile(path)
+    assert supervisor.read_pidfile(path) == os.getpid()
+    supervisor.release_pidfile(path)
+    assert not os.path.exists(path)
+
+
+# --- end to end
+
+@pytest.mark.slow
+def test_children_start_process_jobs_and_stop_cleanly(start_master, redis, tmp_path):
+    notify_path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(notify_path)
+        receiver.settimeout(20)
+        master = start_master(env={"NOTIFY_SOCKET": notify_path}, tag="e2e",
+                              pidfile=str(tmp_path / "forkq.pid"))
+        assert receiver.recv(100) == b"READY=1"
+        pids = master.ready_pids(2)
+        status = master.status()
+        assert status["master_pid"] == master.pid and status["tag"] == "e2e"
+        assert (status["processes"], status["concurrency"]) == (2, 3)
+        assert [c["slot"] for c in status["children"]] == [0, 1]
+        assert title(master.pid) == "forkq master e2e [2 children]"
+        assert all(psutil.Process(pid).ppid() == master.pid for pid in pids)
+        wait_for(lambda: title(pids[0]) == f"forkq {_version()} e2e [0 of 3 busy]", 5,
+                 message="child title")
+        assert supervisor.read_pidfile(str(tmp_path / "forkq.pid")) == master.pid
+
+        jids = e2e_jobs.Record.perform_bulk([[i] for i in range(50)])
+        wait_for(lambda: redis.hlen("e2e:runs") == 50, 10, message="50 jobs run")
+        assert set(redis.hkeys("e2e:runs")) == set(jids)
+
+        master.send(signal.SIGTERM)
+        assert receiver.recv(100) == b"STOPPING=1"
+        assert master.wait_exit(10) == 0
+    assert all(gone(pid) for pid in pids)
+    assert not os.path.exists(tmp_path / "forkq.pid")
+    assert not os.path.exists(os.path.join(master.data_dir, "status.json"))
+    assert redis.hlen("forkq:slots") == 0 and inflight_keys(redis) == []
+
+
+@pytest.mark.slow
+def test_a_child_killed_mid_job_is_replaced_and_its_job_recovered_at_once(start_master, redis):
+    # A long heartbeat TTL: only the replacement's boot recovery can bring the job back in time.
+    master = start_master(processes=1, heartbeat_ttl=60)
+    old = master.ready_pids(1)[0]
+    jid = e2e_jobs.Sleep.perform_async(0.5)
+    wait_for(lambda: started_by(redis, jid) == old, 10, message="job started")
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: redis.hget("e2e:runs", jid) == "1", 10, message="job run again")
+    new = master.ready_pids(1)[0]
+    assert new != old and started_by(redis, jid) == new
+    assert master.child(0)["restarts"] == 1
+    assert "recovered 1 job(s) left by this slot's previous process" in master.log()
+    assert master.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_a_job_that_kills_its_process_runs_again_in_the_replacement(start_master, redis):
+    master = start_master(processes=1, heartbeat_ttl=60)
+    first = master.ready_pids(1)[0]
+    jid = e2e_jobs.CrashOnce.perform_async()
+    wait_for(lambda: redis.hget("e2e:runs", jid) == "1", 15, message="job run again")
+    assert started_by(redis, jid) != first
+    assert "killed by SIGKILL" in master.log()
+
+
+@pytest.mark.slow
+def test_children_of_a_killed_master_requeue_and_exit_then_a_new_master_runs_the_jobs(
+        start_master, redis):
+    master = start_master(timeout=1)
+    pids = master.ready_pids(2)
+    jids = e2e_jobs.Sleep.perform_bulk([[3], [3]])
+    wait_for(lambda: redis.hlen("e2e:started") == 2, 10, message="jobs started")
+    master.proc.kill()
+    master.proc.wait()
+    wait_for(lambda: all(gone(pid) for pid in pids), 10, message="children exit")
+    assert redis.llen("queue:default") == 2 and inflight_keys(redis) == []
+
+    start_master(timeout=1).ready_pids(2)
+    wait_for(lambda: redis.hlen("e2e:runs") == 2, 15, message="jobs run by the new master")
+    assert set(redis.hkeys("e2e:runs")) == set(jids)
+
+
+@pytest.mark.slow
+def test_term_requeues_jobs_longer_than_the_timeout_and_exits_0(start_master, redis):
+    master = start_master(timeout=1)
+    master.ready_pids(2)
+    e2e_jobs.Sleep.perform_bulk([[30]] * 4)
+    wait_for(lambda: redis.hlen("e2e:started") == 4, 10, message="jobs started")
+    master.send(signal.SIGTERM)
+    assert master.wait_exit(1 + supervisor.GRACE) == 0
+    assert redis.llen("queue:default") == 4 and inflight_keys(redis) == []
+    assert redis.hlen("e2e:runs") == 0
+
+
+@pytest.mark.slow
+def test_a_child_that_ignores_term_is_killed_after_the_grace_and_the_master_requeues(
+        start_master, redis):
+    master = start_master(processes=1, timeout=1)
+    pid = master.ready_pids(1)[0]
+    jid = e2e_jobs.Sleep.perform_async(30)
+    wait_for(lambda: started_by(redis, jid) == pid, 10, message="job started")
+    os.kill(pid, signal.SIGSTOP)
+    master.send(signal.SIGTERM)
+    assert master.wait_exit(1 + supervisor.GRACE + 3) == 0
+    assert gone(pid)
+    assert [json.loads(text)["jid"] for text in redis.lrange("queue:default", 0, -1)] == [jid]
+    assert inflight_keys(redis) == []
+    assert "pushed 1 job(s) left by killed children" in master.log()
+
+
+@pytest.mark.slow
+def test_tstp_quiets_every_child(start_master, redis):
+    master = start_master()
+    master.ready_pids(2)
+    api = Api(redis, Keys())
+    wait_for(lambda: len(api.processes()) == 2, 5, message="two heartbeats")
+    master.send(signal.SIGTSTP)
+    wait_for(lambda: all(p.quiet for p in api.processes()), 5, message="quiet heartbeats")
+    jid = e2e_jobs.Sleep.perform_async(0)
+    beats = {p.identity: p.beat for p in api.processes()}
+    wait_for(lambda: all(p.beat > beats[p.identity] for p in api.processes()), 5,
+             message="a later heartbeat")
+    assert not redis.hexists("e2e:started", jid)
+    # A thread blocked on the queue may take the job, but gives it back without starting it.
+    wait_for(lambda: redis.llen("queue:default") == 1, 5, message="the job left in its queue")
+    assert not redis.hexists("e2e:started", jid)
+
+
+@pytest.mark.slow
+def test_usr2_reopens_every_log_file_and_ttin_dumps_the_threads(start_master, redis):
+    master = start_master()
+    pids = master.ready_pids(2)
+    master.send(signal.SIGTTIN)
+    wait_for(lambda: master.log().count("thread heartbeat") == 2, 5, message="stack dumps")
+    os.rename(master.logfile, master.logfile + ".1")
+    master.send(signal.SIGUSR2)
+
+    def new_lines_from_every_child():
+        e2e_jobs.Record.perform_bulk([[i] for i in range(20)])
+        if not os.path.exists(master.logfile):
+            return False
+        return all(f"pid={pid} " in master.log() for pid in pids)
+    wait_for(new_lines_from_every_child, 10, interval=0.2, message="children log to the new file")
+    master.send(signal.SIGTERM)
+    assert master.wait_exit(10) == 0
+    assert f"pid={master.pid} " in master.log()
+    assert "master stopped" in master.log()
+
+
+@pytest.mark.slow
+def test_children_failing_at_start_stop_the_master_instead_of_fork_looping(start_master):
+    master = start_master(redis_url="redis://127.0.0.1:1/0")
+    assert master.wait_exit(30) == 1
+    assert "forkq: children exited with status 1 before becoming ready 5 times in a row" in \
+        master.stderr()
+    assert "cannot reach Redis" in master.log()
+
+
+@pytest.mark.slow
+def test_an_import_error_in_require_stops_the_master_before_any_fork(start_master):
+    master = start_master(require=["e2e_jobs", "e2e_broken"],
+                          modules={"e2e_broken": "raise RuntimeError('broken at import')\n"})
+    assert master.wait_exit(15) == 1
+    assert master.stderr().strip().splitlines() == [
+        "forkq: require: could not import 'e2e_broken': RuntimeError: broken at import"]
+    assert "forked child" not in master.log()
+
+
+@pytest.mark.slow
+def test_a_child_over_max_memory_is_stopped_gracefully_and_replaced(start_master, redis):
+    master = start_master(processes=1, max_memory_mb=120)
+    old = master.ready_pids(1)[0]
+    jid = e2e_jobs.Allocate.perform_async(150)
+    wait_for(lambda: redis.hget("e2e:runs", jid) == "1", 10, message="allocation done")
+    wait_for(lambda: master.child(0)["restarts"] == 1 and master.child(0)["ready"], 15,
+             message="replacement ready")
+    assert master.child(0)["pid"] != old and gone(old)
+    assert "over max_memory_mb 120" in master.log()
+    assert f"child {old} (slot 0) exited with status 0" in master.log()
+
+
+@pytest.mark.slow
+def test_a_child_reaching_max_jobs_recycles_itself(start_master, redis):
+    master = start_master(processes=1, max_jobs=10)
+    old = master.ready_pids(1)[0]
+    e2e_jobs.Record.perform_bulk([[i] for i in range(30)])
+    wait_for(lambda: redis.hlen("e2e:runs") == 30, 20, message="jobs run")
+    wait_for(lambda: master.child(0)["restarts"] >= 1, 10, message="a recycled child")
+    assert "(max_jobs): stopping to be replaced" in master.log()
+    assert gone(old)
+
+
+@pytest.mark.slow
+def test_a_child_whose_loop_stops_reporting_is_killed_and_replaced(start_master, redis):
+    master = start_master(processes=1, liveness_timeout=1.5)
+    old = master.ready_pids(1)[0]
+    os.kill(old, signal.SIGSTOP)
+    wait_for(lambda: master.child(0)["pid"] not in (old, None) and master.child(0)["ready"], 10,
+             message="a replacement")
+    assert gone(old)
+    assert "has not reported for" in master.log()
+
+
+@pytest.mark.slow
+def test_hup_replaces_children_one_at_a_time_with_the_new_config(start_master, redis):
+    master = start_master(concurrency=2)
+    old = set(master.ready_pids(2))
+    master.write_config(concurrency=4)
+    master.send(signal.SIGHUP)
+    most_down = 0
+
+    def all_replaced():
+        nonlocal most_down
+        children = master.status()["children"]
+        most_down = max(most_down, sum(1 for c in children if not c["ready"]))
+        pids = {c["pid"] for c in children if c["ready"]}
+        return len(pids) == 2 and not pids & old
+    wait_for(all_replaced, 20, interval=0.01, message="both children replaced")
+    assert most_down == 1
+    api = Api(redis, Keys())
+    wait_for(lambda: sorted(p.concurrency for p in api.processes() if p.pid not in old) == [4, 4],
+             5, message="heartbeats of the new children")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def scrape(port: int) -> str | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+def exporter_pid(master: Master) -> int | None:
+    for child in psutil.Process(master.pid).children():
+        try:
+            if title(child.pid).startswith("forkq metrics"):
+                return child.pid
+        except psutil.Error:
+            pass  # a child that exited and is not reaped yet
+    return None
+
+
+@pytest.mark.slow
+def test_the_metrics_exporter_is_supervised_and_counts_the_childrens_jobs(start_master, redis):
+    port = free_port()
+    master = start_master(metrics={"bind": "127.0.0.1", "port": port})
+    master.ready_pids(2)
+    e2e_jobs.Record.perform_bulk([[i] for i in range(5)])
+    counted = 'forkq_jobs_processed_total{class="e2e_jobs.Record",queue="default"} 5.0'
+    wait_for(lambda: counted in (scrape(port) or ""), 10, interval=0.1, message="5 jobs counted")
+    first = exporter_pid(master)
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: exporter_pid(master) not in (None, first) and scrape(port), 10,
+             message="a new exporter serving")
+    second = exporter_pid(master)
+    master.send(signal.SIGTERM)
+    assert master.wait_exit(10) == 0
+    assert gone(second)
+
+
+@pytest.mark.slow
+def test_chaos_every_job_runs_at_least_once_despite_kill_9(start_master, redis):
+    master = start_master(processes=2, concurrency=5, heartbeat_ttl=60)
+    master.ready_pids(2)
+    jids = e2e_jobs.Sleep.perform_bulk([[0.01]] * 2000)
+    rng = random.Random()
+    kills = 0
+    while redis.hlen("e2e:runs") < 2000 and kills < 8:
+        pids = master.ready_pids(2, timeout=20)
+        wait_for(lambda: redis.hlen("e2e:runs") > 150 * (kills + 1) or
+                 redis.hlen("e2e:runs") == 2000, 20, message="progress between kills")
+        victim = rng.choice(pids)
+        os.kill(victim, signal.SIGKILL)
+        kills += 1
+        wait_for(lambda: victim not in [c["pid"] for c in master.status()["children"]], 10,
+                 message="the killed child reaped")
+    wait_for(lambda: redis.hlen("e2e:runs") == 2000, 60, interval=0.1, message="every job run")
+    runs = redis.hgetall("e2e:runs")
+    assert set(runs) == set(jids)
+    twice = sum(1 for count in runs.values() if int(count) > 1)
+    print(f"chaos: {kills} kill -9, {len(jids)} jobs, {twice} ran more than once")
+    assert kills >= 4
+    assert master.proc.poll() is None
