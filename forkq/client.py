@@ -71,10 +71,12 @@ class Client:
             self.data_dir = data_dir
         self._redis.reset()
 
-    def use_config(self, config) -> None:
-        """Adopt a worker's or command's parsed config (its ``redis_url`` wins)."""
+    def use_config(self, config, per_thread: bool = False) -> None:
+        """Adopt a worker's or command's parsed config (its ``redis_url`` wins); a worker asks
+        for a connection per thread (``LazyClient``)."""
         self.configure(redis_url=config.redis_url or self.redis_url, namespace=config.namespace,
                        data_dir=config.data_dir)
+        self._redis.per_thread = per_thread
 
     @property
     def redis(self):

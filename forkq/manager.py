@@ -68,7 +68,7 @@ class Manager:
         with processor.lock:
             processor.abandoned = True
             held = ([processor.current] if processor.current else []) + processor.pending
-            processor.pending = []
+            processor.batch = []
         try:
             processor.fetcher.release(held)
             processor.fetcher.flush_stats()

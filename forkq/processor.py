@@ -55,7 +55,9 @@ class Processor(threading.Thread):
         self.lock = threading.Lock()
         self.current: Fetched | None = None
         self.run_at = 0.0
-        self.pending: list[Fetched] = []
+        #: the batch being run and the index of its first job not yet started
+        self.batch: list[Fetched] = []
+        self.next_index = 0
         self.abandoned = False
         self.jobs_done = 0
         self.redis = context.make_redis()
@@ -68,6 +70,7 @@ class Processor(threading.Thread):
     def run(self) -> None:
         quiet = self.context.quiet
         self.tid = thread_tag()
+        self.observer = self.context.observer
         try:
             while not quiet.is_set():
                 try:
@@ -88,13 +91,18 @@ class Processor(threading.Thread):
         if jobs:
             self._run_batch(jobs)
 
+    @property
+    def pending(self) -> list[Fetched]:
+        """Jobs of the batch not started yet (read under ``lock``)."""
+        return self.batch[self.next_index:]
+
     def _run_batch(self, jobs: list[Fetched]) -> None:
+        self.batch, self.next_index = jobs, 0
         for position, fetched in enumerate(jobs):
             with self.lock:
                 if self.abandoned or self.context.quiet.is_set():
-                    self.pending = jobs[position:]
                     return
-                self.current, self.pending = fetched, jobs[position + 1:]
+                self.current, self.next_index = fetched, position + 1
                 self.run_at = time.time()
             isolated = len(jobs) > 1 and _ISOLATE_MARK in fetched.text
             if isolated:
@@ -104,18 +112,18 @@ class Processor(threading.Thread):
                 self.current = None
                 if self.abandoned or isolated:
                     return
-        self.pending = []
+        self.batch = []
 
     def _isolate(self, fetched: Fetched) -> None:
         """A job recovered from a crashed batch runs alone, so a second crash is charged to it."""
         self._retrying(lambda: self.fetcher.release(self.pending, keep=fetched))
-        self.pending = []
+        self.batch = []
 
     def _finish(self) -> None:
         with self.lock:
             if self.abandoned:
                 return
-            unstarted, self.pending = self.pending, []
+            unstarted, self.batch = self.pending, []
         self._retrying(lambda: self.fetcher.release(unstarted), until_stopped=False)
         self._retrying(self.fetcher.flush_stats, until_stopped=False)
         self.fetcher.close()
@@ -132,8 +140,8 @@ class Processor(threading.Thread):
             counters.failed += 1
             return
         job_class = resolve(payload["class"])
-        context = f"class={payload['class']} jid={payload.get('jid')}"
         verbose = job_log.enabled
+        context = f"class={payload['class']} jid={payload.get('jid')}"
         if verbose:
             job_log.write(self.tid, context, "start")
         started = time.perf_counter()
@@ -154,11 +162,11 @@ class Processor(threading.Thread):
         else:
             elapsed = time.perf_counter() - started
             if verbose:
-                job_log.write(self.tid, f"{context} elapsed={elapsed:.3f}", "done")
+                job_log.write(self.tid, context, "done", elapsed)
         counters.processed += 1
         self.jobs_done += 1
-        self.context.observer.job_finished(fetched.queue, payload["class"] if job_class else
-                                           "unknown", elapsed, failed)
+        self.observer.job_finished(fetched.queue, payload["class"] if job_class else "unknown",
+                                   elapsed, failed)
 
     def _perform(self, job_class, payload: dict[str, Any], queue: str) -> None:
         if job_class is None:

@@ -196,7 +196,7 @@ def prepare_process(config) -> str:
     """Per-process setup after any fork: logging, random seed, client, Redis URL."""
     log.setup(config.loglevel, config.logfile, buffered=True)
     random.seed()
-    forkq_client.default().use_config(config)
+    forkq_client.default().use_config(config, per_thread=True)
     return connection.resolve_url(config.redis_url, config.data_dir)
 
 

@@ -114,7 +114,10 @@ def children():
     def start(count: int) -> list[subprocess.Popen]:
         for _ in range(count):
             started.append(subprocess.Popen([sys.executable, "-c",
-                                             "import time; time.sleep(120)"]))
+                                             "import time\n"
+                                             "end = time.process_time() + 0.05\n"
+                                             "while time.process_time() < end: pass\n"
+                                             "time.sleep(120)"]))
         return started[-count:]
 
     yield start
@@ -350,6 +353,8 @@ def test_healthz_waits_for_every_slot(redis, make_config, exporter, children):
 def test_metrics_report_children(redis, make_config, exporter, children):
     config = make_config(concurrency=7)
     alive, = children(1)
+    wait_for(lambda: sum(psutil.Process(alive.pid).cpu_times()[:2]) >= 0.05,
+             message="the stand-in child has used some CPU")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     write_status(config, [{"pid": alive.pid, "restarts": 2}, {"pid": gone.pid}])
