@@ -8,6 +8,7 @@ not as a job that runs with different data than it was given. Nothing is ever pi
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 _SCALARS = (str, int, bool, type(None))
 
@@ -27,10 +28,16 @@ _ADVICE = {
 }
 
 
-def check(args: list, where: str) -> None:
-    """Raise ``TypeError`` for the first argument that JSON would change or refuse."""
+def check(args: list, where: str | Callable[[], str]) -> None:
+    """Raise ``TypeError`` for the first argument that JSON would change or refuse.
+
+    ``where`` names the call for the message; a callable is only called on an error, so that
+    a bulk push does not format a name per job."""
     for index, value in enumerate(args):
-        _check_value(value, f"{where}: args[{index}]")
+        kind = type(value)
+        if kind not in _SCALARS and not (kind is float and math.isfinite(value)):
+            prefix = where() if callable(where) else where
+            _check_value(value, f"{prefix}: args[{index}]")
 
 
 def _check_value(value: object, path: str) -> None:
@@ -43,14 +50,16 @@ def _check_value(value: object, path: str) -> None:
         return
     if kind is list:
         for index, item in enumerate(value):
-            _check_value(item, f"{path}[{index}]")
+            if type(item) not in _SCALARS:
+                _check_value(item, f"{path}[{index}]")
         return
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise TypeError(f"{path} has the key {key!r} of type {type(key).__name__}; JSON "
                                 f"turns dict keys into strings, so pass string keys")
-            _check_value(item, f"{path}[{key!r}]")
+            if type(item) not in _SCALARS:
+                _check_value(item, f"{path}[{key!r}]")
         return
     name = kind.__name__
     advice = _ADVICE.get(name, "pass JSON-native values (str, int, float, bool, None, list, "

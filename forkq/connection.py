@@ -82,3 +82,28 @@ class LazyClient:
         self._url: str | None = None
         self._lock = threading.RLock()
         self._local = threading.local()
+
+
+def send_commands(client: redis.Redis, commands: list[tuple]) -> list:
+    """Send ``commands`` in one write and read their replies: one round trip.
+
+    The enqueue path's cost is mostly redis-py's pipeline machinery, not Redis; this uses a
+    connection of the client directly. A connection found broken while sending (a pooled one
+    from before a Redis restart) is reconnected once; nothing was executed on it."""
+    pool = client.connection_pool
+    own = client.connection
+    connection = own or pool.get_connection()
+    try:
+        packed = connection.pack_commands(commands)
+        try:
+            connection.send_packed_command(packed)
+        except (redis.ConnectionError, redis.TimeoutError):
+            connection.disconnect()
+            connection.send_packed_command(packed)
+        return [connection.read_response() for _ in commands]
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        if own is None:
+            pool.release(connection)

@@ -16,7 +16,7 @@ import time
 
 from . import config as config_module
 from .errors import ForkqError
-from .supervisor import is_forkq_process, read_pidfile
+from .pidfile import is_forkq_process, read_pidfile
 
 #: seconds ``stop`` waits beyond the timeout before it SIGKILLs the master
 STOP_MARGIN = 10.0

@@ -84,6 +84,14 @@ return #ARGV - 1
 """
 
 
+def idle_round() -> int:
+    """The rotation step every thread of every process agrees on: one per ``IDLE_TIMEOUT``.
+
+    Shared, not counted per thread, so that idle threads stay spread over all queues (each
+    thread's own count drifts with the jobs it runs, and queues would go unwatched)."""
+    return int(time.monotonic() // IDLE_TIMEOUT)
+
+
 @dataclass(slots=True)
 class Fetched:
     queue: str
@@ -113,7 +121,6 @@ class Fetcher:
         self.idle_plan = idle_plan
         self.counters = Counters()
         self.batch = 1
-        self.idle_round = 0
         self._fetch = redis.register_script(FETCH_SCRIPT)
         self._release = redis.register_script(RELEASE_SCRIPT)
         #: a connection of its own for the busy path, used without the client's pool, retry
@@ -165,8 +172,7 @@ class Fetcher:
 
     def wait(self) -> list[Fetched]:
         """Block on one queue until a job arrives or ``IDLE_TIMEOUT`` passes."""
-        name = ordering.idle_queue(self.idle_plan, self.thread_index, self.idle_round)
-        self.idle_round += 1
+        name = ordering.idle_queue(self.idle_plan, self.thread_index, idle_round())
         source = self._queue_keys[name]
         if self.reliable:
             text = self.redis.blmove(source, self.private_key, IDLE_TIMEOUT, "RIGHT", "RIGHT")

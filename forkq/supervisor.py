@@ -23,28 +23,28 @@ hold back to the front of the queues. It is worse to lose a job than to run it t
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import json
 import logging
 import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, NoReturn
+from typing import Callable
 
-import redis as redis_py
 from setproctitle import setproctitle
 
 from . import __version__, connection, log, worker
+from .child import ChildTick, die_with_master, exit_child
 from .errors import ForkqError
 from .heartbeat import hostname
 from .keys import Keys
 from .log import logger
+from .notify import notify
+from .pidfile import claim_pidfile, release_pidfile, write_atomically
 from .recovery import MOVE_ONE_SCRIPT
 from .signals import SignalQueue
 
@@ -66,8 +66,6 @@ STABLE_AFTER = 10.0
 MEMORY_CHECK_EVERY = 1.0
 #: relative spread of ``max_jobs`` per child, so children do not recycle in lockstep
 MAX_JOBS_JITTER = 0.1
-#: Linux prctl option: a signal delivered to this process when its parent dies
-_PR_SET_PDEATHSIG = 1
 
 
 # --- pure helpers
@@ -89,76 +87,11 @@ def master_title(tag: str, children: int) -> str:
     return _title("forkq", "master", tag, f"[{children} children]")
 
 
-def child_title(tag: str, busy: int, concurrency: int, stopping: bool) -> str:
-    return _title("forkq", __version__, tag, f"[{busy} of {concurrency} busy]",
-                  "stopping" if stopping else "")
-
-
 def _title(*parts: str) -> str:
     return " ".join(part for part in parts if part)
 
 
-def notify_address(value: str) -> str:
-    """systemd's ``NOTIFY_SOCKET``: a path, or an abstract socket when it starts with '@'."""
-    return "\0" + value[1:] if value.startswith("@") else value
-
-
 # --- process-level effects of the master
-
-def notify(message: str) -> None:
-    """Tell systemd (``Type=notify``) about readiness or stopping; nothing without it."""
-    value = os.environ.get("NOTIFY_SOCKET")
-    if not value:
-        return
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(message.encode(), notify_address(value))
-    except OSError as exc:
-        logger.warning("could not notify systemd at %s: %s", value, exc)
-
-
-def write_atomically(path: str, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
-def read_pidfile(path: str) -> int | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return int(handle.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def is_forkq_process(pid: int) -> bool:
-    """Whether ``pid`` runs forkq (its title or command line says so), not a reused pid."""
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return "forkq" in " ".join(process.cmdline()) or "forkq" in process.name()
-    except psutil.Error:
-        return False
-
-
-def claim_pidfile(path: str) -> None:
-    """Write this process's pid, refusing to take the file from another running master."""
-    held = read_pidfile(path)
-    if held and held != os.getpid() and is_forkq_process(held):
-        raise ForkqError(f"pidfile {path} names forkq process {held}, which is running; stop "
-                         f"it first or choose another pidfile")
-    write_atomically(path, f"{os.getpid()}\n")
-
-
-def release_pidfile(path: str) -> None:
-    if read_pidfile(path) == os.getpid():
-        os.unlink(path)
-
 
 def rss_mb(pid: int) -> float:
     """Current resident memory (not the peak) of a process, in MB; 0 when it is gone."""
@@ -208,71 +141,6 @@ def _queue_of(text: str) -> str:
     except (ValueError, AttributeError):
         return "default"
     return queue if isinstance(queue, str) and queue else "default"
-
-
-# --- the child's side
-
-class ChildTick:
-    """``on_tick`` of a worker child: liveness to the master, process title, self-recycling.
-
-    Runs in the child's main loop, at least once a second."""
-
-    def __init__(self, pipe: int, master_pid: int, max_jobs: int | None, tag: str) -> None:
-        self.pipe = pipe
-        self.master_pid = master_pid
-        self.max_jobs = max_jobs
-        self.tag = tag
-
-    def __call__(self, worker_) -> None:
-        if not worker_.stopping:
-            self.stop_if_due(worker_)
-        self.report(b"S" if worker_.stopping else b".")
-        setproctitle(child_title(self.tag, worker_.manager.busy, worker_.config.concurrency,
-                                 worker_.stopping))
-
-    def stop_if_due(self, worker_) -> None:
-        if os.getppid() != self.master_pid:
-            logger.warning("master %d is gone: stopping", self.master_pid)
-            worker_.handle(signal.SIGTERM)
-        elif self.max_jobs and worker_.manager.jobs_done >= self.max_jobs:
-            logger.info("ran %d jobs (max_jobs): stopping to be replaced",
-                        worker_.manager.jobs_done)
-            worker_.handle(signal.SIGTERM)
-
-    def report(self, byte: bytes) -> None:
-        try:
-            os.write(self.pipe, byte)
-        except (BlockingIOError, BrokenPipeError):
-            pass  # a master that does not read is busy or gone; the check above handles gone
-
-
-def die_with_master() -> None:
-    """Ask Linux to TERM this process when the master dies (helper children only)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
-def exit_child(run: Callable[[], int]) -> NoReturn:
-    """Run a forked child's main and end the process: nothing may return into the master's code."""
-    status = 1
-    try:
-        status = run()
-    except SystemExit as exc:
-        status = exc.code if isinstance(exc.code, int) else 1
-    except ForkqError as exc:
-        logger.error("%s", exc)
-    except redis_py.RedisError as exc:
-        logger.error("cannot reach Redis: %s", exc)
-    except BaseException:
-        logger.exception("child failed")
-    finally:
-        log.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
 
 
 # --- the master

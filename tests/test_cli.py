@@ -12,7 +12,7 @@ import pytest
 import e2e_jobs
 from forkq import cli
 from helpers import wait_for
-from test_supervisor import ROOT, TESTS, start_master  # noqa: F401 (fixture)
+from masters import ROOT, TESTS
 
 
 def run_forkq(*args: str, cwd: str, timeout: float = 20) -> subprocess.CompletedProcess:

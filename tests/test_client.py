@@ -111,3 +111,14 @@ def test_namespace_prefixes_every_key(redis, redis_url):
     forkq.configure(namespace="app1")
     Record.perform_async(1)
     assert redis.llen("app1:queue:default") == 1 and redis.llen("queue:default") == 0
+
+
+def test_bulk_template_text_is_the_json_of_the_job_hash():
+    now = 1764300000.125
+    sample = client.build_payload(Shared, [], {"queue": "q", "retry": 2, "backtrace": True}, now)
+    template = client.BulkTemplate(sample, now)
+    args = [1, {"nested": ["x", None, 2.5]}, "ü"]
+    expected = {**sample, "args": args, "jid": "f" * 24, "enqueued_at": now}
+    text = template.render(args, "f" * 24)
+    assert json.loads(text) == expected
+    assert text == client._dumps(expected)

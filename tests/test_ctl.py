@@ -15,7 +15,6 @@ from forkq import ctl
 from forkq.api import Api
 from forkq.keys import Keys
 from helpers import wait_for
-from test_supervisor import start_master  # noqa: F401 (fixture)
 
 
 def run_ctl(capsys, *args: str) -> tuple[int, str, str]:

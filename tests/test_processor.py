@@ -7,7 +7,6 @@ import pytest
 
 import jobs
 from forkq import client
-from forkq.keys import Keys
 from helpers import wait_for
 
 

@@ -2,9 +2,7 @@
 
 import json
 
-import pytest
-
-import jobs
+import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq.recovery import Recovery
 from forkq.worker import Context
 from helpers import wait_for

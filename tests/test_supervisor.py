@@ -12,145 +12,14 @@ import sys
 
 import psutil
 import pytest
-import yaml
 
 import e2e_jobs
-from forkq import supervisor
+from forkq import child as child_module, notify, pidfile, supervisor
+from forkq.errors import ForkqError
 from forkq.api import Api
 from forkq.keys import Keys
 from helpers import wait_for
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = os.path.join(ROOT, "tests")
-
-#: settings every test master starts from: fast heartbeats and polls, short timeouts
-BASE_SETTINGS = {"require": ["e2e_jobs"], "processes": 2, "concurrency": 3, "timeout": 2,
-                 "heartbeat_interval": 0.5, "heartbeat_ttl": 2, "poll_interval": 0.5,
-                 "metrics": {"port": None}}
-
-
-class Master:
-    """A ``forkq start`` subprocess on a config file written to a temporary directory."""
-
-    def __init__(self, directory, env: dict | None = None, **settings) -> None:
-        self.dir = directory
-        self.config_path = str(directory / "forkq.yml")
-        self.logfile = str(directory / "forkq.log")
-        self.data_dir = str(directory / "data")
-        self.settings = {**BASE_SETTINGS, "logfile": self.logfile, "data_dir": self.data_dir,
-                         **settings}
-        self.extra_env = env or {}
-        self.proc: subprocess.Popen | None = None
-        self.seen: set[int] = set()
-        self.write_config()
-
-    def write_config(self, **changes) -> None:
-        self.settings.update(changes)
-        with open(self.config_path, "w") as handle:
-            yaml.safe_dump({k: v for k, v in self.settings.items() if v is not None}, handle)
-
-    def start(self, *flags: str) -> "Master":
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "NOTIFY_SOCKET")}
-        env["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS, str(self.dir)])
-        env.update(self.extra_env)
-        self.stderr_path = str(self.dir / "stderr.txt")
-        with open(self.stderr_path, "w") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "forkq.cli", "start", "-c", self.config_path, *flags],
-                env=env, cwd=str(self.dir), stdin=subprocess.DEVNULL, stdout=stderr,
-                stderr=stderr)
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def status(self) -> dict | None:
-        try:
-            with open(os.path.join(self.data_dir, "status.json")) as handle:
-                status = json.load(handle)
-        except (OSError, ValueError):
-            return None
-        self.seen.update(c["pid"] for c in status["children"] if c["pid"])
-        return status
-
-    def ready_pids(self, count: int | None = None, timeout: float = 15.0) -> list[int]:
-        """Pids of the children once ``count`` of them (default: processes) are ready."""
-        count = count or self.settings["processes"]
-
-        def ready():
-            status = self.status()
-            children = status["children"] if status else []
-            pids = [c["pid"] for c in children if c["ready"] and c["pid"]]
-            return pids if len(pids) == count and len(children) == count else None
-        return wait_for(ready, timeout, message=f"{count} ready children")
-
-    def child(self, slot: int) -> dict:
-        return next(c for c in self.status()["children"] if c["slot"] == slot)
-
-    def send(self, signum: int) -> None:
-        os.kill(self.pid, signum)
-
-    def wait_exit(self, timeout: float) -> int:
-        return self.proc.wait(timeout)
-
-    def log(self) -> str:
-        with open(self.logfile) as handle:
-            return handle.read()
-
-    def stderr(self) -> str:
-        with open(self.stderr_path) as handle:
-            return handle.read()
-
-    def kill_all(self) -> None:
-        """Teardown: SIGKILL the master and any child of it still running."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.seen.update(p.pid for p in psutil.Process(self.pid).children())
-            self.proc.kill()
-            self.proc.wait()
-        for pid in self.seen:
-            if supervisor.is_forkq_process(pid):
-                os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def start_master(tmp_path, redis_url, redis):
-    """Start masters on the test Redis; every one is killed (with its children) at teardown."""
-    masters = []
-
-    def start(*flags, env=None, modules=None, **settings) -> Master:
-        directory = tmp_path / f"m{len(masters)}"
-        directory.mkdir()
-        for name, text in (modules or {}).items():
-            (directory / f"{name}.py").write_text(text)
-        master = Master(directory, env, **{"redis_url": redis_url, **settings})
-        masters.append(master)
-        return master.start(*flags)
-
-    yield start
-    for master in masters:
-        master.kill_all()
-
-
-def started_by(redis, jid: str) -> int | None:
-    pid = redis.hget("e2e:started", jid)
-    return int(pid) if pid else None
-
-
-def gone(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-
-
-def title(pid: int) -> str:
-    """The process title setproctitle wrote (the padding of the old argv stripped)."""
-    return " ".join(psutil.Process(pid).cmdline()).strip()
-
-
-def inflight_keys(redis) -> list[str]:
-    return [key for key in redis.keys("forkq:inflight:*") if redis.llen(key)]
-
+from masters import Master, gone, inflight_keys, started_by, title
 
 # --- pure helpers
 
@@ -175,7 +44,7 @@ def test_max_jobs_is_jittered_within_ten_percent():
     ("app", 1, True, "forkq {v} app [1 of 10 busy] stopping"),
 ])
 def test_child_title(tag, busy, stopping, title):
-    assert supervisor.child_title(tag, busy, 10, stopping) == title.format(v=_version())
+    assert child_module.child_title(tag, busy, 10, stopping) == title.format(v=_version())
 
 
 def _version() -> str:
@@ -192,7 +61,7 @@ def test_master_title():
 @pytest.mark.parametrize("value, address", [("/run/systemd/notify", "/run/systemd/notify"),
                                             ("@/org/systemd/notify", "\0/org/systemd/notify")])
 def test_notify_address_maps_a_leading_at_to_the_abstract_namespace(value, address):
-    assert supervisor.notify_address(value) == address
+    assert notify.notify_address(value) == address
 
 
 def test_notify_sends_one_datagram_to_the_abstract_socket(monkeypatch):
@@ -201,7 +70,7 @@ def test_notify_sends_one_datagram_to_the_abstract_socket(monkeypatch):
         receiver.bind("\0" + name)
         receiver.settimeout(5)
         monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
-        supervisor.notify("READY=1")
+        notify.notify("READY=1")
         assert receiver.recv(100) == b"READY=1"
 
 
@@ -229,14 +98,14 @@ def test_claim_pidfile_refuses_a_running_forkq_process_and_replaces_a_stale_one(
     try:
         with open(path, "w") as handle:
             handle.write(f"{holder.pid}\n")
-        with pytest.raises(supervisor.ForkqError, match="names forkq process"):
-            supervisor.claim_pidfile(path)
+        with pytest.raises(ForkqError, match="names forkq process"):
+            pidfile.claim_pidfile(path)
     finally:
         holder.kill()
         holder.wait()
-    supervisor.claim_pidfile(path)
-    assert supervisor.read_pidfile(path) == os.getpid()
-    supervisor.release_pidfile(path)
+    pidfile.claim_pidfile(path)
+    assert pidfile.read_pidfile(path) == os.getpid()
+    pidfile.release_pidfile(path)
     assert not os.path.exists(path)
 
 
@@ -260,7 +129,7 @@ def test_children_start_process_jobs_and_stop_cleanly(start_master, redis, tmp_p
         assert all(psutil.Process(pid).ppid() == master.pid for pid in pids)
         wait_for(lambda: title(pids[0]) == f"forkq {_version()} e2e [0 of 3 busy]", 5,
                  message="child title")
-        assert supervisor.read_pidfile(str(tmp_path / "forkq.pid")) == master.pid
+        assert pidfile.read_pidfile(str(tmp_path / "forkq.pid")) == master.pid
 
         jids = e2e_jobs.Record.perform_bulk([[i] for i in range(50)])
         wait_for(lambda: redis.hlen("e2e:runs") == 50, 10, message="50 jobs run")

@@ -1,0 +1,95 @@
+"""The worker child's side of the supervisor: liveness, title, recycling, and how it ends.
+
+Runs in a child forked by ``supervisor.py``, after the fork. ``ChildTick`` is the worker's
+``on_tick``: once a second it writes a byte to the master (the first says "ready", each one
+"alive", ``S`` "stopping by itself"), sets the process title, and stops the worker when the
+master is gone or ``max_jobs`` is reached. ``exit_child`` ends the process with ``os._exit``
+so that nothing returns into the master's code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from typing import Callable, NoReturn
+
+import redis as redis_py
+from setproctitle import setproctitle
+
+from . import __version__, log
+from .errors import ForkqError
+from .log import logger
+
+#: Linux prctl option: a signal delivered to this process when its parent dies
+_PR_SET_PDEATHSIG = 1
+
+
+def child_title(tag: str, busy: int, concurrency: int, stopping: bool) -> str:
+    parts = ("forkq", __version__, tag, f"[{busy} of {concurrency} busy]",
+             "stopping" if stopping else "")
+    return " ".join(part for part in parts if part)
+
+
+class ChildTick:
+    """``on_tick`` of a worker child: liveness to the master, process title, self-recycling.
+
+    Runs in the child's main loop, at least once a second."""
+
+    def __init__(self, pipe: int, master_pid: int, max_jobs: int | None, tag: str) -> None:
+        self.pipe = pipe
+        self.master_pid = master_pid
+        self.max_jobs = max_jobs
+        self.tag = tag
+
+    def __call__(self, worker_) -> None:
+        if not worker_.stopping:
+            self.stop_if_due(worker_)
+        self.report(b"S" if worker_.stopping else b".")
+        setproctitle(child_title(self.tag, worker_.manager.busy, worker_.config.concurrency,
+                                 worker_.stopping))
+
+    def stop_if_due(self, worker_) -> None:
+        if os.getppid() != self.master_pid:
+            logger.warning("master %d is gone: stopping", self.master_pid)
+            worker_.handle(signal.SIGTERM)
+        elif self.max_jobs and worker_.manager.jobs_done >= self.max_jobs:
+            logger.info("ran %d jobs (max_jobs): stopping to be replaced",
+                        worker_.manager.jobs_done)
+            worker_.handle(signal.SIGTERM)
+
+    def report(self, byte: bytes) -> None:
+        try:
+            os.write(self.pipe, byte)
+        except (BlockingIOError, BrokenPipeError):
+            pass  # a master that does not read is busy or gone; the check above handles gone
+
+
+def die_with_master() -> None:
+    """Ask Linux to TERM this process when the master dies (helper children only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def exit_child(run: Callable[[], int]) -> NoReturn:
+    """Run a forked child's main and end the process: nothing may return into the master's code."""
+    status = 1
+    try:
+        status = run()
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    except ForkqError as exc:
+        logger.error("%s", exc)
+    except redis_py.RedisError as exc:
+        logger.error("cannot reach Redis: %s", exc)
+    except BaseException:
+        logger.exception("child failed")
+    finally:
+        log.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
