@@ -124,15 +124,13 @@ def drain_once(server: Server, body: str, fetch: str, processes: int, jobs: int)
             worker.terminate()
             worker.wait(60)
     calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    client_calls = sum(v for k, v in calls.items() if k in CLIENT_COMMANDS)
+    fetch_calls = sum(v for k, v in calls.items() if k in FETCH_COMMANDS)
     return {"rate": jobs / elapsed, "idle_rss": idle_rss, "rss": rss, "cpu_us": cpu / jobs * 1e6,
-            "calls_per_job": client_calls / jobs, "commands_per_job": sum(calls.values()) / jobs}
+            "calls_per_job": fetch_calls / jobs, "commands_per_job": sum(calls.values()) / jobs}
 
 
-#: commands a client sends itself (the rest run inside Lua scripts)
-CLIENT_COMMANDS = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_blmove", "cmdstat_brpop",
-                   "cmdstat_incr", "cmdstat_ping", "cmdstat_multi", "cmdstat_zadd",
-                   "cmdstat_set", "cmdstat_hgetall"}
+#: the commands a worker sends to fetch (the rest run inside its Lua scripts, or in job bodies)
+FETCH_COMMANDS = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_blmove", "cmdstat_brpop"}
 
 
 def enqueue_rates(server: Server, jobs: int) -> dict:
@@ -159,13 +157,15 @@ def latency_once(server: Server, samples: int) -> dict:
             wait_until(lambda: client.scard("processes") >= 1, timeout=60)
             time.sleep(1.5)
             for queue in ("first", "last"):
-                client.delete("bench:latency")
-                for index in range(samples):
+                values = []
+                for _ in range(samples):
                     bench_jobs.Probe.set(queue=queue).perform_async(time.time())
-                    wait_until(lambda: client.llen("bench:latency") > index, timeout=10,
-                               interval=0.0005)
+                    # Block rather than poll: a polling loop would compete for the two CPUs
+                    # with the worker and Redis, and its cost would show as latency.
+                    _, waited = client.blpop("bench:latency", timeout=10)
+                    values.append(float(waited) * 1000)
                     time.sleep(0.01)
-                values = sorted(float(v) * 1000 for v in client.lrange("bench:latency", 0, -1))
+                values.sort()
                 result[queue] = (percentile(values, 50), percentile(values, 99))
         finally:
             worker.terminate()
@@ -192,7 +192,7 @@ def run_drains(server, args) -> None:
                         for _ in range(args.runs)]
                 print(f"  {processes} proc  {fetch:<8} {body:<5} {summary([r['rate'] for r in runs])}"
                       f"  worker CPU µs/job {statistics.median(r['cpu_us'] for r in runs):.1f}"
-                      f"  client calls/job {statistics.median(r['calls_per_job'] for r in runs):.2f}"
+                      f"  fetch round trips/job {statistics.median(r['calls_per_job'] for r in runs):.2f}"
                       f"  redis commands/job {statistics.median(r['commands_per_job'] for r in runs):.2f}"
                       f"  RSS MB idle {runs[-1]['idle_rss']} after {runs[-1]['rss']}")
 

@@ -3,7 +3,6 @@
 import time
 
 import forkq
-from forkq import client
 
 
 class Empty(forkq.Job):
@@ -13,7 +12,7 @@ class Empty(forkq.Job):
 
 class Incr(forkq.Job):
     def perform(self, n):
-        client.default().redis.incr("bench:counter")
+        forkq.redis().incr("bench:counter")
 
 
 class Probe(forkq.Job):
@@ -22,4 +21,4 @@ class Probe(forkq.Job):
     options = {"queue": "default"}
 
     def perform(self, sent_at):
-        client.default().redis.rpush("bench:latency", time.time() - sent_at)
+        forkq.redis().rpush("bench:latency", time.time() - sent_at)

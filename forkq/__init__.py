@@ -9,7 +9,7 @@ from .job import Job, job
 
 __version__ = "0.1.0"
 
-__all__ = ["Job", "job", "configure", "client_middleware", "server_middleware",
+__all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
            "error_handlers", "death_handlers", "ConfigError", "Shutdown", "UnknownJobError",
            "__version__"]
 
@@ -29,3 +29,11 @@ def server_middleware(middleware):
     """Register a server middleware ``(job, payload, queue, call_next)``."""
     _default_client().middleware.add_server(middleware)
     return middleware
+
+
+def redis():
+    """A redis-py client on forkq's Redis, for jobs and application code.
+
+    In a worker each thread gets a connection of its own (no pool lock between the processor
+    threads); elsewhere the process shares one pool. Opens the connection on first use."""
+    return _default_client().redis

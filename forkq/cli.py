@@ -93,7 +93,8 @@ def run_web(args: argparse.Namespace) -> int:
     try:
         from . import web
     except ImportError as exc:
-        raise ForkqError(f"the web UI cannot start: {exc} (reinstall forkq: jinja2 is one of its dependencies)") from None
+        raise ForkqError(f"the web UI cannot start: {exc} (reinstall forkq: jinja2 is one of "
+                         f"its dependencies)") from None
     web.serve(config, args.bind)
     return 0
 

@@ -98,6 +98,13 @@ class Processor(threading.Thread):
 
     def _run_batch(self, jobs: list[Fetched]) -> None:
         self.batch, self.next_index = jobs, 0
+        started = time.perf_counter()
+        try:
+            self._run_jobs(jobs)
+        finally:
+            self.fetcher.seconds_per_job = (time.perf_counter() - started) / len(jobs)
+
+    def _run_jobs(self, jobs: list[Fetched]) -> None:
         for position, fetched in enumerate(jobs):
             with self.lock:
                 if self.abandoned or self.context.quiet.is_set():

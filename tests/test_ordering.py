@@ -39,3 +39,4 @@ def test_idle_plan_covers_every_queue_first(queues, threads, expected):
 def test_idle_queue_rotates():
     plan = ("a", "b", "c")
     assert [ordering.idle_queue(plan, 0, r) for r in range(4)] == ["a", "b", "c", "a"]
+
