@@ -173,6 +173,18 @@ def latency_once(server: Server, samples: int) -> dict:
     return result
 
 
+def idle_ping_ms(client, samples: int) -> tuple[float, float]:
+    """The floor under idle latency: one PING after 10 ms of quiet (p50, p99)."""
+    values = []
+    for _ in range(samples):
+        time.sleep(0.01)
+        started = time.perf_counter()
+        client.ping()
+        values.append((time.perf_counter() - started) * 1000)
+    values.sort()
+    return percentile(values, 50), percentile(values, 99)
+
+
 def percentile(values, pct):
     index = min(len(values) - 1, int(round(pct / 100 * (len(values) - 1))))
     return values[index]
@@ -224,6 +236,8 @@ def main() -> None:
                 p50 = statistics.median(r[queue][0] for r in runs)
                 p99 = statistics.median(r[queue][1] for r in runs)
                 print(f"  {queue:<6} p50 {p50:.3f}  p99 {p99:.3f}")
+            p50, p99 = idle_ping_ms(server.client, args.samples)
+            print(f"  floor: one PING after 10 ms idle  p50 {p50:.3f}  p99 {p99:.3f}")
         if args.only in (None, "drain"):
             run_drains(server, args)
     finally:
