@@ -1,6 +1,7 @@
 """The heartbeat's keys, as Sidekiq's API and web UI read them, and remote signals."""
 
 import json
+import logging
 import time
 
 import jobs
@@ -40,11 +41,26 @@ def test_busy_and_work_show_running_jobs(redis, start_worker):
     assert redis.hlen(f"{identity}:work") == 0
 
 
-def test_remote_ttin_and_term(redis, start_worker, caplog):
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_remote_ttin_and_term(redis, start_worker):
     worker = start_worker()
     identity = worker.context.identity
-    redis.lpush(f"{identity}-signals", "TTIN")
-    wait_for(lambda: redis.llen(f"{identity}-signals") == 0)
+    collect = Collect()
+    logging.getLogger("forkq").addHandler(collect)
+    try:
+        redis.lpush(f"{identity}-signals", "TTIN")
+        wait_for(lambda: any(line.startswith("thread processor-0") for line in collect.lines),
+                 message="a stack dump of every thread")
+    finally:
+        logging.getLogger("forkq").removeHandler(collect)
     redis.lpush(f"{identity}-signals", "TERM")
     wait_for(lambda: identity not in redis.smembers("processes"), timeout=10)
     assert not redis.exists(identity)
