@@ -98,6 +98,10 @@ class Client:
                        data_dir=config.data_dir)
         self._redis.per_thread = per_thread
 
+    def close(self) -> None:
+        """Close the connection, if one was opened; the next push opens a new one."""
+        self._redis.reset()
+
     @property
     def redis(self):
         return self._redis.get(self._url)

@@ -37,7 +37,7 @@ from typing import Callable
 
 from setproctitle import setproctitle
 
-from . import __version__, connection, log, worker
+from . import __version__, client, connection, log, worker
 from .child import ChildTick, die_with_master, exit_child
 from .errors import ForkqError
 from .heartbeat import hostname
@@ -222,11 +222,15 @@ class Supervisor:
         self.metrics = metrics_module(config)
         if self.metrics is not None:
             self.metrics.prepare(config)
-        worker.import_required(config.require)
         if not config.redis_url:
             from .embedded import EmbeddedRedis
 
             self.server = EmbeddedRedis(config.data_dir).start()
+        client.default().use_config(config)
+        worker.import_required(config.require)
+        # A module that enqueued at import opened the client's connection: close it, so that
+        # no Redis socket is shared with the children.
+        client.default().close()
         self.signals = SignalQueue()
         self.signals.install(MASTER_SIGNALS)
         if threading.active_count() > 1:

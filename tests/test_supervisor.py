@@ -396,3 +396,14 @@ def test_chaos_every_job_runs_at_least_once_despite_kill_9(start_master, redis):
     print(f"chaos: {kills} kill -9, {len(jids)} jobs, {twice} ran more than once")
     assert kills >= 4
     assert master.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_an_app_that_enqueues_at_import_leaves_no_redis_socket_in_the_master(start_master, redis):
+    module = "import e2e_jobs\ne2e_jobs.Record.perform_async('at import')\n"
+    master = start_master(require=["e2e_jobs", "e2e_enqueues"], modules={"e2e_enqueues": module})
+    master.ready_pids(2)
+    wait_for(lambda: redis.hlen("e2e:runs") == 1, 10, message="the job enqueued at import ran")
+    streams = [c for c in psutil.Process(master.pid).net_connections(kind="unix")
+               if c.type == socket.SOCK_STREAM]
+    assert streams == []
