@@ -71,6 +71,12 @@ return moved
 """
 
 
+def latency(oldest: str | None, now: float) -> float:
+    """Seconds the job text ``oldest`` (a queue's right end) has waited since it was enqueued."""
+    enqueued_at = Entry(oldest).enqueued_at if oldest else None
+    return max(0.0, now - enqueued_at) if enqueued_at else 0.0
+
+
 def seconds(value: Any) -> float | None:
     """A timestamp as float epoch seconds; Sidekiq 8 writes integer milliseconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -210,9 +216,7 @@ class Queue:
     @property
     def latency(self) -> float:
         """Seconds the oldest job (right end) has waited since it was enqueued."""
-        oldest = self.api.redis.lindex(self.key, -1)
-        enqueued_at = Entry(oldest).enqueued_at if oldest else None
-        return max(0.0, time.time() - enqueued_at) if enqueued_at else 0.0
+        return latency(self.api.redis.lindex(self.key, -1), time.time())
 
     def jobs(self, start: int = 0, count: int = 25) -> list[Entry]:
         """Newest first, as pushed."""

@@ -29,10 +29,6 @@ def resolve(wire_name: str) -> type["Job"] | None:
     return _registry.get(wire_name)
 
 
-def registered() -> dict[str, type["Job"]]:
-    return dict(_registry)
-
-
 def _register(cls: type["Job"]) -> None:
     qualified = f"{cls.__module__}.{cls.__qualname__}"
     _registry[qualified] = cls

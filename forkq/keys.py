@@ -14,9 +14,9 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``<identity>`` | hash | heartbeat | api, recovery | heartbeat_ttl |
 | ``<identity>:work`` / ``:workers`` | hash | heartbeat | api | heartbeat_ttl |
 | ``<identity>-signals`` | list | api, ctl, Sidekiq web | heartbeat | 60 s |
-| ``stat:processed`` / ``stat:failed`` | string | fetch script, heartbeat | api | none |
-| ``stat:<name>:YYYY-MM-DD`` | string | fetch script, heartbeat | api | 5 years |
-| ``forkq:inflight:<slot>:<thread>`` | list | fetch script (private list) | recovery | none |
+| ``stat:processed`` / ``stat:failed`` | string | fetch script, processor at exit | api | none |
+| ``stat:<name>:YYYY-MM-DD`` | string | fetch script, processor at exit | api | 5 years |
+| ``forkq:inflight:<slot>:<thread>`` | list | fetch script (private list) | recovery, master | none |
 | ``forkq:slots`` | hash: slot → JSON {identity, threads} | worker at start | recovery | none |
 | ``forkq:recovered:<jid>`` | zset of recovery times | recovery | recovery | 72 h |
 | ``forkq:recovery-lock`` | string | recovery scan | recovery | a few seconds |
@@ -45,10 +45,6 @@ class Keys:
 
     def queue(self, name: str) -> str:
         return self._k(f"queue:{name}")
-
-    def queue_name(self, key: str) -> str:
-        """The queue name of a ``queue:<name>`` key."""
-        return key[len(self.queue("")):]
 
     @property
     def schedule(self) -> str:

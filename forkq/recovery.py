@@ -124,11 +124,13 @@ class Recovery:
         return len(texts)
 
     def _recover_job(self, list_key: str, text: str, charged: bool) -> None:
+        queue = queue_of(text)
         try:
             payload = json.loads(text)
-            queue = payload["queue"] if isinstance(payload.get("queue"), str) else "default"
-        except (ValueError, AttributeError, TypeError):
-            self._move([list_key, self.keys.queue("default")], [text, text, "queue", 0])
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            self._move([list_key, self.keys.queue(queue)], [text, text, "queue", 0])
             return
         if not charged:
             payload[ISOLATE_KEY] = True
@@ -168,6 +170,31 @@ class Recovery:
                          payload.get("class"), payload.get("jid"), exc)
             run_death_handlers(self.death_handlers, dead, exc)
             self.context.dead_set.add(self.redis, new_text, now)
+
+
+def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
+    """Move every job in these slots' private lists to the front of its queue; forget the slots.
+
+    The supervisor's sweep once its children are gone: the same atomic move as recovery, but
+    uncharged, since these jobs belonged to children the master killed at its own deadline."""
+    move = redis.register_script(MOVE_ONE_SCRIPT)
+    moved = 0
+    for slot, record in zip(slots, redis.hmget(keys.slots, slots)):
+        for index in range(max(threads, _threads(record or "{}"))):
+            list_key = keys.inflight(slot, index)
+            for text in reversed(redis.lrange(list_key, 0, -1)):
+                moved += move([list_key, keys.queue(queue_of(text))], [text, text, "queue", 0])
+        redis.hdel(keys.slots, slot)
+    return moved
+
+
+def queue_of(text: str) -> str:
+    """The queue a job's text names; ``default`` when it names none or is not JSON."""
+    try:
+        queue = json.loads(text).get("queue")
+    except (ValueError, AttributeError):
+        return "default"
+    return queue if isinstance(queue, str) and queue else "default"
 
 
 def _owner(record: str) -> str | None:

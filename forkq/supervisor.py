@@ -45,7 +45,7 @@ from .keys import Keys
 from .log import logger
 from .notify import notify
 from .pidfile import claim_pidfile, release_pidfile, write_atomically
-from .recovery import MOVE_ONE_SCRIPT
+from .recovery import requeue_slots
 from .signals import SignalQueue
 
 MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2,
@@ -110,37 +110,6 @@ def metrics_module(config):
     from . import metrics
 
     return metrics
-
-
-def requeue_slots(redis, keys: Keys, slots: list[str], threads: int) -> int:
-    """Move every job in these slots' private lists to the front of its queue; forget the slots.
-
-    The same move as boot recovery (``recovery.MOVE_ONE_SCRIPT``), but uncharged: these jobs
-    belonged to children the master killed at its own deadline, not to jobs that crashed."""
-    move = redis.register_script(MOVE_ONE_SCRIPT)
-    moved = 0
-    for slot, record in zip(slots, redis.hmget(keys.slots, slots)):
-        for index in range(max(threads, _recorded_threads(record))):
-            list_key = keys.inflight(slot, index)
-            for text in reversed(redis.lrange(list_key, 0, -1)):
-                moved += move([list_key, keys.queue(_queue_of(text))], [text, text, "queue", 0])
-        redis.hdel(keys.slots, slot)
-    return moved
-
-
-def _recorded_threads(record: str | None) -> int:
-    try:
-        return int(json.loads(record or "{}").get("threads", 0))
-    except (ValueError, AttributeError, TypeError):
-        return 0
-
-
-def _queue_of(text: str) -> str:
-    try:
-        queue = json.loads(text).get("queue")
-    except (ValueError, AttributeError):
-        return "default"
-    return queue if isinstance(queue, str) and queue else "default"
 
 
 # --- the master

@@ -116,7 +116,11 @@ class Worker:
         self.stopping = False
 
     def start(self) -> None:
-        check_redis(self.context.make_redis())
+        probe = self.context.make_redis()
+        try:
+            check_redis(probe)
+        finally:
+            probe.close()
         self.heartbeat.beat()
         self.recovery.claim_slot()
         self.heartbeat.start()

@@ -3,7 +3,8 @@
 import json
 
 import jobs  # noqa: F401 (registers the jobs these tests run)
-from forkq.recovery import Recovery
+from forkq.keys import Keys
+from forkq.recovery import Recovery, requeue_slots
 from forkq.worker import Context
 from helpers import wait_for
 
@@ -93,3 +94,21 @@ def test_replacement_in_the_same_slot_recovers_at_boot(redis, make_config):
     assert recovery.claim_slot() == 1
     assert json.loads(redis.lindex("queue:default", -1))["args"] == ["mine"]
     assert json.loads(redis.hget("forkq:slots", "h:5:1"))["identity"] == recovery.context.identity
+
+
+def test_requeue_slots_pushes_jobs_to_the_front_of_their_queues_and_forgets_the_slots(redis):
+    keys = Keys()
+    redis.rpush("queue:default", '{"jid":"waiting","queue":"default"}')
+    redis.hset(keys.slots, "h:1:0", json.dumps({"identity": "h:1:x", "threads": 3}))
+    # A private list holds jobs in fetch order (RPUSH): the first fetched must run first again.
+    redis.rpush(keys.inflight("h:1:0", 2), '{"jid":"a","queue":"default"}',
+                '{"jid":"b","queue":"default"}')
+    redis.rpush(keys.inflight("h:1:1", 0), '{"jid":"c","queue":"low"}', "not json")
+    moved = requeue_slots(redis, keys, ["h:1:0", "h:1:1"], threads=1)
+    assert moved == 4
+    # Consumers take from the right: "not json" runs next, then a, then b, then "waiting".
+    assert redis.lrange("queue:default", 0, -1) == [
+        '{"jid":"waiting","queue":"default"}', '{"jid":"b","queue":"default"}',
+        '{"jid":"a","queue":"default"}', "not json"]
+    assert redis.lrange("queue:low", 0, -1) == ['{"jid":"c","queue":"low"}']
+    assert redis.keys("forkq:inflight:*") == [] and redis.hlen(keys.slots) == 0

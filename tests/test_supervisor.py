@@ -74,24 +74,6 @@ def test_notify_sends_one_datagram_to_the_abstract_socket(monkeypatch):
         assert receiver.recv(100) == b"READY=1"
 
 
-def test_requeue_slots_pushes_jobs_to_the_front_of_their_queues_and_forgets_the_slots(redis):
-    keys = Keys()
-    redis.rpush("queue:default", '{"jid":"waiting","queue":"default"}')
-    redis.hset(keys.slots, "h:1:0", json.dumps({"identity": "h:1:x", "threads": 3}))
-    # A private list holds jobs in fetch order (RPUSH): the first fetched must run first again.
-    redis.rpush(keys.inflight("h:1:0", 2), '{"jid":"a","queue":"default"}',
-                '{"jid":"b","queue":"default"}')
-    redis.rpush(keys.inflight("h:1:1", 0), '{"jid":"c","queue":"low"}', "not json")
-    moved = supervisor.requeue_slots(redis, keys, ["h:1:0", "h:1:1"], threads=1)
-    assert moved == 4
-    # Consumers take from the right: "not json" runs next, then a, then b, then "waiting".
-    assert redis.lrange("queue:default", 0, -1) == [
-        '{"jid":"waiting","queue":"default"}', '{"jid":"b","queue":"default"}',
-        '{"jid":"a","queue":"default"}', "not json"]
-    assert redis.lrange("queue:low", 0, -1) == ['{"jid":"c","queue":"low"}']
-    assert inflight_keys(redis) == [] and redis.hlen(keys.slots) == 0
-
-
 def test_claim_pidfile_refuses_a_running_forkq_process_and_replaces_a_stale_one(tmp_path):
     path = str(tmp_path / "forkq.pid")
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "forkq"])

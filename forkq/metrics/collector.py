@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis import RedisError
 
 from .. import __version__, connection
-from ..api import Entry
+from ..api import latency
 from ..errors import ForkqError
 from ..heartbeat import hostname
 from ..keys import Keys
@@ -106,7 +106,7 @@ class RedisReader:
         now = time.time()
         beats = self._beats(replies[:len(identities)])
         tail = replies[len(identities):]
-        sizes = {name: (tail[2 * i], _latency(tail[2 * i + 1], now))
+        sizes = {name: (tail[2 * i], latency(tail[2 * i + 1], now))
                  for i, name in enumerate(queues)}
         return RedisFacts(True, beats, sizes,
                           {"scheduled": scheduled, "retry": retries, "dead": dead})
@@ -123,11 +123,6 @@ class RedisReader:
                     "busy": _number(busy), "beat": _number(beat),
                     "concurrency": _number(concurrency or info.get("concurrency"))}
         return beats
-
-
-def _latency(oldest: str | None, now: float) -> float:
-    enqueued_at = Entry(oldest).enqueued_at if oldest else None
-    return max(0.0, now - enqueued_at) if enqueued_at else 0.0
 
 
 def _number(value) -> float:
