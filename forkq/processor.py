@@ -207,7 +207,7 @@ class Processor(threading.Thread):
                     "retry_count": 0, "error_class": "forkq.errors.MalformedJobError",
                     "error_message": str(exc), "raw": fetched.text}
         text = json.dumps(envelope, separators=(",", ":"))
-        self._retrying(lambda: self.context.dead_set.add(self.redis, text, now),
+        self._retrying(lambda: self.context.dead_set.add(self.redis, [text], now),
                        until_stopped=False)
 
     # --- Redis errors: back off, log transitions once, never drop what we hold

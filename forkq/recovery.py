@@ -169,7 +169,7 @@ class Recovery:
             logger.error("poison job sent to the dead set: class=%s jid=%s: %s",
                          payload.get("class"), payload.get("jid"), exc)
             run_death_handlers(self.death_handlers, dead, exc)
-            self.context.dead_set.add(self.redis, new_text, now)
+            self.context.dead_set.add(self.redis, [new_text], now)
 
 
 def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:

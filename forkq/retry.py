@@ -98,22 +98,6 @@ def with_error(payload: dict[str, Any], exc: BaseException, now: float) -> dict[
     return failed
 
 
-class DeadSet:
-    """Writes to ``dead``, trimmed on every add by age and count."""
-
-    def __init__(self, keys, max_jobs: int, timeout: float) -> None:
-        self.keys = keys
-        self.max_jobs = max_jobs
-        self.timeout = timeout
-
-    def add(self, redis, text: str, now: float) -> None:
-        pipe = redis.pipeline(transaction=True)
-        pipe.zadd(self.keys.dead, {text: now})
-        pipe.zremrangebyscore(self.keys.dead, "-inf", now - self.timeout)
-        pipe.zremrangebyrank(self.keys.dead, 0, -self.max_jobs - 1)
-        pipe.execute()
-
-
 def run_death_handlers(handlers, payload: dict[str, Any], exc: BaseException) -> None:
     for handler in handlers:
         try:
@@ -125,7 +109,7 @@ def run_death_handlers(handlers, payload: dict[str, Any], exc: BaseException) ->
 class RetryWriter:
     """Applies a ``Decision``: schedule the retry, or kill the job (hooks, handlers, dead set)."""
 
-    def __init__(self, keys, dead_set: DeadSet, max_retries: int, death_handlers) -> None:
+    def __init__(self, keys, dead_set, max_retries: int, death_handlers) -> None:
         self.keys = keys
         self.dead_set = dead_set
         self.max_retries = max_retries
@@ -148,5 +132,5 @@ class RetryWriter:
                 logger.exception("retries_exhausted hook failed for jid=%s", payload.get("jid"))
         run_death_handlers(self.death_handlers, failed, exc)
         if decision.action == "dead" and payload.get("dead", True) is not False:
-            self.dead_set.add(redis, _dumps(failed), now)
+            self.dead_set.add(redis, [_dumps(failed)], now)
         return decision

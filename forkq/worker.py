@@ -32,7 +32,8 @@ from .keys import Keys
 from .log import logger
 from .manager import Manager
 from .recovery import Recovery
-from .retry import DeadSet, RetryWriter
+from .dead import DeadSet
+from .retry import RetryWriter
 from .scheduled import Poller
 from .signals import SignalQueue
 

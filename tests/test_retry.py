@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from forkq import retry
+from forkq import dead, retry
 from forkq.keys import Keys
 
 
@@ -71,19 +71,10 @@ def test_retry_queue_and_backtrace_lines():
     assert len(lines) == 2 and "RuntimeError: deep" in lines[-1]
 
 
-def test_dead_set_is_trimmed_by_count_and_age(redis):
-    keys = Keys()
-    dead = retry.DeadSet(keys, max_jobs=3, timeout=100)
-    dead.add(redis, "ancient", 1000.0)
-    for i in range(5):
-        dead.add(redis, f"job{i}", 1_000_000.0 + i)
-    assert redis.zrange(keys.dead, 0, -1) == ["job2", "job3", "job4"]
-
-
 def test_writer_schedules_retry_then_dies_and_calls_handlers(redis):
     keys = Keys()
     died = []
-    writer = retry.RetryWriter(keys, retry.DeadSet(keys, 10, 1e9), 25, [lambda p, e: died.append(p["jid"])])
+    writer = retry.RetryWriter(keys, dead.DeadSet(keys, 10, 1e9), 25, [lambda p, e: died.append(p["jid"])])
     exhausted = []
     hooks = {"retries_exhausted": lambda p, e: exhausted.append(p["jid"])}
     payload = {"class": "J", "args": [1], "jid": "a" * 24, "queue": "q", "retry": 1}
@@ -99,7 +90,7 @@ def test_writer_schedules_retry_then_dies_and_calls_handlers(redis):
 def test_retry_false_drops_after_handlers_and_dead_false_skips_the_set(redis):
     keys = Keys()
     died = []
-    writer = retry.RetryWriter(keys, retry.DeadSet(keys, 10, 1e9), 25, [lambda p, e: died.append(1)])
+    writer = retry.RetryWriter(keys, dead.DeadSet(keys, 10, 1e9), 25, [lambda p, e: died.append(1)])
     writer.handle(redis, {"jid": "x", "retry": False}, boom(), {})
     writer.handle(redis, {"jid": "y", "retry": 0, "dead": False}, boom(), {})
     assert died == [1, 1]
