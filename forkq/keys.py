@@ -20,6 +20,14 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``forkq:slots`` | hash: slot → JSON {identity, threads} | worker at start | recovery | none |
 | ``forkq:recovered:<jid>`` | zset of recovery times | recovery | recovery | 72 h |
 | ``forkq:recovery-lock`` | string | recovery scan | recovery | a few seconds |
+| ``forkq:periodic:leader`` | string: leader identity | periodic leader (SET NX PX, renewed) | leader, api | lease TTL |
+| ``forkq:periodic:tick:<name>:<tick>`` | string: claiming identity | periodic leader, before the enqueue | periodic leader | claim TTL |
+| ``forkq:periodic:cursor`` | hash: entry name → last tick handled | periodic leader (claim script) | periodic leader | none |
+| ``forkq:periodic:state`` | hash: ``<name>:last`` JSON {tick, jid, at}; ``<name>:next`` tick | periodic leader | api, web | none |
+| ``forkq:unique:<digest>`` | string: holding jid | client (SET NX EX) | processor (compare-and-delete) | unique_for (+ delay) |
+| ``forkq:limiter:concurrent:<name>`` | zset: holder → lease expiry | limiter | limiter | lock_timeout after last use |
+| ``forkq:limiter:window:<name>`` | hash: window (index since the epoch), count | limiter | limiter | to the window's end |
+| ``forkq:limiter:bucket:<name>`` | hash: tokens, at | limiter | limiter | time to refill |
 """
 
 from __future__ import annotations
@@ -93,3 +101,24 @@ class Keys:
     @property
     def recovery_lock(self) -> str:
         return self._k("forkq:recovery-lock")
+
+    @property
+    def periodic_leader(self) -> str:
+        return self._k("forkq:periodic:leader")
+
+    def periodic_tick(self, name: str, tick: str) -> str:
+        return self._k(f"forkq:periodic:tick:{name}:{tick}")
+
+    @property
+    def periodic_cursor(self) -> str:
+        return self._k("forkq:periodic:cursor")
+
+    @property
+    def periodic_state(self) -> str:
+        return self._k("forkq:periodic:state")
+
+    def unique(self, digest: str) -> str:
+        return self._k(f"forkq:unique:{digest}")
+
+    def limiter(self, kind: str, name: str) -> str:
+        return self._k(f"forkq:limiter:{kind}:{name}")

@@ -1,0 +1,247 @@
+"""Periodic entries: what runs when, as pure functions of the time they are given.
+
+Owns the ``periodic:`` list of ``forkq.yml`` (parsing and validation into frozen ``Entry``
+objects), the tick arithmetic (``next_tick``, ``due_ticks``) and the fields a periodic job's
+payload carries. Nothing here touches Redis or reads the clock: the leader
+(``forkq.periodic_leader``) passes the time in, so every rule is tested with fixed clocks.
+
+Ticks are UTC epoch seconds. An ``every: N`` entry ticks at the multiples of N seconds since the
+epoch, and a ``cron`` entry at the times its expression names in its ``tz`` (UTC by default, so
+that hosts in different zones compute the same ticks): two hosts asking for the next tick after
+the same moment get the same number, which is what lets the per-tick claim key deduplicate.
+
+Daylight saving, as Vixie/Debian cron does it: an expression whose minute and hour fields are
+both fixed (``30 2 * * *``, or ``0 30 2 * * *`` with seconds) follows the wall clock; a time that
+falls in the skipped hour runs once, at the first wall-clock minute after the gap (03:00 for a
+02:30 job when 02:00-03:00 is skipped, with the expression's seconds), and a time in the repeated
+hour runs once, at its first occurrence. An expression with a wildcard or step in the minute or
+hour field (``*/15 * * * *``) follows elapsed time: it runs at each real quarter hour, twice in a
+repeated hour's wall-clock range and not at all in a skipped one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from .errors import ConfigError
+
+UTC = timezone.utc
+
+#: what happens to ticks that passed while no leader ran (see ``Entry.missed``)
+MISSED_POLICIES = ("skip", "once")
+#: default policy: a restart or a leader change of a few minutes must not drop a daily job;
+#: running the latest missed tick once, late, never floods the queue after a long outage
+DEFAULT_MISSED = "once"
+ENTRY_KEYS = frozenset({"name", "class", "args", "queue", "cron", "tz", "every", "missed"})
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One periodic job: enqueue ``class_name(*args)`` on ``queue`` at every tick.
+
+    Exactly one of ``cron`` (5 fields, or 6 with seconds first; read in ``tz``) and ``every``
+    (seconds, > 0) is set. ``missed`` says what a leader does with ticks that passed while no
+    leader ran: ``skip`` drops them; ``once`` enqueues the latest of them once, late."""
+
+    name: str
+    class_name: str
+    args: tuple = ()
+    queue: str = "default"
+    cron: str | None = None
+    tz: str = "UTC"
+    every: float | None = None
+    missed: str = DEFAULT_MISSED
+    source: str = "code"
+    zone: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        object.__setattr__(self, "zone", ZoneInfo(self.tz) if self.tz != "UTC" else UTC)
+
+    @property
+    def wall_clock(self) -> bool:
+        """True when the expression names fixed times of day (Debian cron's DST rule)."""
+        if self.cron is None:
+            return False
+        minute, hour = self.cron.split()[-5:-3]
+        return not minute.startswith("*") and not hour.startswith("*")
+
+
+def validate(entry: Entry) -> None:
+    """Raise ``ConfigError`` naming the source, the entry and the bad value."""
+    where = f"{entry.source}: periodic entry {entry.name!r}"
+    if not isinstance(entry.name, str) or not entry.name.strip():
+        raise ConfigError(f"{entry.source}: periodic entry name {entry.name!r} must be a "
+                          f"non-empty string")
+    if not isinstance(entry.class_name, str) or not entry.class_name:
+        raise ConfigError(f"{where}: 'class' must be a job's wire name, got "
+                          f"{entry.class_name!r}")
+    if not isinstance(entry.queue, str) or not entry.queue:
+        raise ConfigError(f"{where}: 'queue' must be a queue name, got {entry.queue!r}")
+    if entry.missed not in MISSED_POLICIES:
+        raise ConfigError(f"{where}: 'missed' is {entry.missed!r}; use 'skip' or 'once'")
+    if (entry.cron is None) == (entry.every is None):
+        raise ConfigError(f"{where}: give exactly one of 'cron' and 'every'")
+    if entry.every is not None:
+        _check_every(entry.every, where)
+        if entry.tz != "UTC":
+            raise ConfigError(f"{where}: 'tz' applies to 'cron' only, not to 'every'")
+    else:
+        _check_cron(entry.cron, entry.tz, where)
+
+
+def _check_every(every: Any, where: str) -> None:
+    if (isinstance(every, bool) or not isinstance(every, (int, float))
+            or not math.isfinite(every) or every <= 0):
+        raise ConfigError(f"{where}: 'every' is {every!r}; give a positive number of seconds")
+
+
+def _check_cron(cron: Any, tz: Any, where: str) -> None:
+    if not isinstance(tz, str):
+        raise ConfigError(f"{where}: 'tz' is {tz!r}; give an IANA zone name like "
+                          f"'Europe/Berlin'")
+    try:
+        zone = ZoneInfo(tz) if tz != "UTC" else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown time zone {tz!r}; give an IANA zone name like "
+                          f"'Europe/Berlin'") from None
+    if not isinstance(cron, str) or len(cron.split()) not in (5, 6):
+        raise ConfigError(f"{where}: cron {cron!r} must have 5 fields, or 6 with seconds "
+                          f"first")
+    try:
+        next(CronSim(cron, datetime.now(zone)))
+    except CronSimError as exc:
+        raise ConfigError(f"{where}: bad cron expression {cron!r}: {exc}") from None
+    except StopIteration:
+        raise ConfigError(f"{where}: cron {cron!r} never fires") from None
+
+
+def entries_from_config(raw: Any, source: str) -> list[Entry]:
+    """Entries from the ``periodic:`` value of a config file (a list of mappings)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: 'periodic' must be a list of entries, got "
+                          f"{type(raw).__name__}")
+    entries = [_entry_from_mapping(item, index, source) for index, item in enumerate(raw)]
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.name in seen:
+            raise ConfigError(f"{source}: periodic entry name {entry.name!r} is used twice")
+        seen.add(entry.name)
+    return entries
+
+
+def _entry_from_mapping(item: Any, index: int, source: str) -> Entry:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{source}: periodic[{index}] must be a mapping, got "
+                          f"{type(item).__name__}")
+    name = item.get("name", f"periodic[{index}]")
+    unknown = sorted(set(map(str, item)) - ENTRY_KEYS)
+    if unknown:
+        raise ConfigError(f"{source}: periodic entry {name!r}: unknown key {unknown[0]!r}; "
+                          f"known keys: {', '.join(sorted(ENTRY_KEYS))}")
+    for required in ("name", "class"):
+        if required not in item:
+            raise ConfigError(f"{source}: periodic entry {name!r}: '{required}' is required")
+    args = item.get("args", [])
+    if not isinstance(args, list):
+        raise ConfigError(f"{source}: periodic entry {name!r}: 'args' must be a list, got "
+                          f"{args!r}")
+    return Entry(name=name, class_name=item["class"], args=tuple(args),
+                 queue=item.get("queue", "default"), cron=item.get("cron"),
+                 tz=item.get("tz", "UTC"), every=item.get("every"),
+                 missed=item.get("missed", DEFAULT_MISSED), source=source)
+
+
+def check_classes(entries: list[Entry], resolve: Callable[[str], Any]) -> None:
+    """Fail on an entry whose class the loaded app does not know.
+
+    ``resolve(wire_name)`` returns the job class, or None or raises when there is none."""
+    for entry in entries:
+        try:
+            known = resolve(entry.class_name) is not None
+        except Exception:
+            known = False
+        if not known:
+            raise ConfigError(f"{entry.source}: periodic entry {entry.name!r}: unknown job "
+                              f"class {entry.class_name!r}; name a job registered by the "
+                              f"modules in 'require'")
+
+
+def next_tick(entry: Entry, after: float) -> float | None:
+    """The entry's first tick strictly after ``after`` (epoch seconds); None if it never fires."""
+    if entry.every is not None:
+        return float(round((_periods(after, entry.every) + 1) * entry.every, 6))
+    try:
+        if entry.wall_clock:
+            return _next_wall_clock_tick(entry, after)
+        local = datetime.fromtimestamp(after, entry.zone)
+        return next(CronSim(entry.cron, local)).timestamp()
+    except StopIteration:
+        return None
+
+
+def _periods(at: float, every: float) -> int:
+    """Whole periods since the epoch; rounded first so that 0.3 / 0.1 counts 3, not 2."""
+    return math.floor(round(at / every, 9))
+
+
+def _next_wall_clock_tick(entry: Entry, after: float) -> float:
+    """Iterate wall-clock times (naive) and map each to the instant it happens."""
+    naive = datetime.fromtimestamp(after, entry.zone).replace(tzinfo=None)
+    for wall in CronSim(entry.cron, naive):
+        at = _wall_to_epoch(wall, entry.zone)
+        if at > after:
+            return at
+    raise StopIteration
+
+
+def _wall_to_epoch(wall: datetime, zone) -> float:
+    """A wall-clock time's instant: the first one if repeated, the end of the gap if skipped."""
+    while _is_skipped(wall, zone):
+        wall += timedelta(minutes=1)
+    return wall.replace(tzinfo=zone, fold=0).timestamp()
+
+
+def _is_skipped(wall: datetime, zone) -> bool:
+    aware = wall.replace(tzinfo=zone, fold=0)
+    return aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall
+
+
+def due_ticks(entry: Entry, cursor: float, now: float, limit: int) -> list[float]:
+    """Ticks in ``(cursor, now]``, oldest first, at most ``limit`` of them."""
+    ticks: list[float] = []
+    tick = next_tick(entry, cursor)
+    while tick is not None and tick <= now and len(ticks) < limit:
+        ticks.append(tick)
+        tick = next_tick(entry, tick)
+    return ticks
+
+
+def last_tick(entry: Entry, at_or_before: float) -> float | None:
+    """The entry's latest tick at or before ``at_or_before``; None if there is none."""
+    if entry.every is not None:
+        return float(round(_periods(at_or_before, entry.every) * entry.every, 6))
+    start = datetime.fromtimestamp(math.floor(at_or_before) + 1, entry.zone)
+    try:
+        if not entry.wall_clock:
+            return next(CronSim(entry.cron, start, reverse=True)).timestamp()
+        for wall in CronSim(entry.cron, start.replace(tzinfo=None), reverse=True):
+            at = _wall_to_epoch(wall, entry.zone)
+            if at <= at_or_before:
+                return at
+    except StopIteration:
+        pass
+    return None
+
+
+def periodic_fields(entry: Entry, tick: float) -> dict[str, Any]:
+    """Fields to merge into the payload of the job enqueued for ``tick``."""
+    return {"periodic": {"name": entry.name, "tick": tick}}

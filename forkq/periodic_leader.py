@@ -1,0 +1,238 @@
+"""The periodic leader: one process among all masters enqueues each tick of each entry, once.
+
+Runs wherever the host calls ``PeriodicScheduler.tick(redis, now)`` from its loop (at least every
+``lease_ttl / 3`` seconds): a master's loop with a connection opened and closed around the call,
+or a supervised child. No threads, no connection kept.
+
+Steps of a call: take or renew the lease (``Leader.try_lead``); if this process leads, for each
+entry compute the ticks due since the entry's cursor (the last tick handled, kept in Redis so a
+new leader carries on where the old one stopped), claim each tick (``claim_tick``: the per-tick
+key ``SET NX`` and the cursor advance in one script), enqueue it through the function given,
+and record the last run and the next tick in the state hash for the web UI.
+
+Failure rules:
+- kill -9 of the leader: its lease expires after ``lease_ttl``; another master's next call takes
+  it and enqueues the ticks the dead one left, in order, still on time if they are less than
+  ``late_after`` seconds old. Nothing the dead leader claimed is enqueued again: the claim and
+  the cursor advance are one atomic step, and the cursor only moves forward.
+- death between a claim and its enqueue loses that one tick (it is claimed, so no one else
+  enqueues it): a window of one local call. An enqueue that raises is undone (claim deleted,
+  cursor put back) and tried again at the next call.
+- ticks that passed with no leader at all for more than ``late_after`` seconds follow the
+  entry's ``missed`` policy: ``skip`` drops them, ``once`` enqueues the latest of them once.
+- clock skew: each host computes ticks from its own clock, but a tick's identity is its
+  scheduled time (the same number on every host), so two hosts can never both enqueue one
+  tick, whatever their clocks say. What skew still does: a leader whose clock runs ahead
+  enqueues a tick early by its skew, and a leader whose clock lags enqueues late by it; a
+  leader change between hosts skewed by more than ``late_after`` may count on-time ticks as
+  missed. Keep hosts on NTP. The lease itself is timed by Redis (``PX``), not by host clocks.
+- a stale leader (paused past its lease while another took over) may still claim a tick, but
+  the claim key and the forward-only cursor keep each tick to one enqueue.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import redis as redis_py
+
+from .keys import Keys
+from .log import logger
+from .periodic import Entry, due_ticks, last_tick, next_tick
+
+#: seconds a leader's lease lasts without renewal; bounds how long the fleet runs leaderless
+LEASE_TTL = 5.0
+#: seconds after its time a tick still counts as on time (run), not missed (``missed`` policy)
+LATE_AFTER = 30.0
+#: seconds a per-tick claim key lives: longer than any takeover, so a claim outlives its race
+CLAIM_TTL = 600.0
+#: ticks of one entry enqueued in one call at most (a tiny ``every`` cannot stall the loop)
+MAX_TICKS_PER_CALL = 100
+
+RENEW_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: tick key, cursor hash. ARGV: identity, ttl ms, entry name, tick.
+CLAIM_SCRIPT = """
+local cursor = redis.call('HGET', KEYS[2], ARGV[3])
+if cursor and tonumber(cursor) >= tonumber(ARGV[4]) then return 0 end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"""
+
+# KEYS: tick key, cursor hash. ARGV: identity, entry name, tick, cursor before the claim.
+UNCLAIM_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[3] then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+end
+return 1
+"""
+
+# KEYS: cursor hash. ARGV: entry name, tick. Moves the cursor forward only.
+ADVANCE_SCRIPT = """
+local cursor = redis.call('HGET', KEYS[1], ARGV[1])
+if cursor and tonumber(cursor) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def tick_text(tick: float) -> str:
+    """A tick as it appears in keys and the cursor: ``1767225600`` or ``1767225600.5``."""
+    return f"{tick:.6f}".rstrip("0").rstrip(".")
+
+
+class Leader:
+    """A lease on ``forkq:periodic:leader``: taken with SET NX PX, renewed only by its holder."""
+
+    def __init__(self, keys: Keys, identity: str, ttl: float = LEASE_TTL) -> None:
+        self.keys = keys
+        self.identity = identity
+        self.ttl_ms = int(ttl * 1000)
+        #: host-clock time until which this process may act as leader without renewing
+        self.valid_until = 0.0
+
+    def try_lead(self, redis: redis_py.Redis, now: float) -> bool:
+        """Renew the lease if held, else take it if free; True while this process leads."""
+        key = self.keys.periodic_leader
+        held = redis.eval(RENEW_SCRIPT, 1, key, self.identity, self.ttl_ms) == 1
+        if not held:
+            held = bool(redis.set(key, self.identity, nx=True, px=self.ttl_ms))
+            if held:
+                logger.info("periodic: %s is now the leader", self.identity)
+        self.valid_until = now + self.ttl_ms / 1000 if held else 0.0
+        return held
+
+    def is_leader(self, now: float) -> bool:
+        return now < self.valid_until
+
+    def release(self, redis: redis_py.Redis) -> bool:
+        """At a clean stop: free the lease at once (only if still ours) for the next leader."""
+        self.valid_until = 0.0
+        return redis.eval(RELEASE_SCRIPT, 1, self.keys.periodic_leader, self.identity) == 1
+
+
+def leader_identity(redis: redis_py.Redis, keys: Keys) -> str | None:
+    """Who leads now (for the web UI, metrics and ``forkqctl status``)."""
+    return redis.get(keys.periodic_leader)
+
+
+def claim_tick(redis: redis_py.Redis, keys: Keys, entry: Entry, tick: float, identity: str,
+               ttl: float = CLAIM_TTL) -> bool:
+    """Claim one tick before enqueueing it; False if it was claimed or handled already."""
+    text = tick_text(tick)
+    return redis.eval(CLAIM_SCRIPT, 2, keys.periodic_tick(entry.name, text),
+                      keys.periodic_cursor, identity, int(ttl * 1000), entry.name, text) == 1
+
+
+class PeriodicScheduler:
+    """Enqueues due ticks while this process leads; see the module docstring for the rules.
+
+    ``enqueue(entry, tick)`` pushes the job (merging ``periodic.periodic_fields``) and returns
+    its jid, or None when a unique lock refused it."""
+
+    def __init__(self, entries: list[Entry], keys: Keys, identity: str,
+                 enqueue: Callable[[Entry, float], str | None], *, lease_ttl: float = LEASE_TTL,
+                 late_after: float = LATE_AFTER, claim_ttl: float = CLAIM_TTL) -> None:
+        self.entries = list(entries)
+        self.keys = keys
+        self.enqueue = enqueue
+        self.leader = Leader(keys, identity, lease_ttl)
+        self.late_after = late_after
+        self.claim_ttl = claim_ttl
+        self._next_written: dict[str, float | None] = {}
+
+    def tick(self, redis: redis_py.Redis, now: float) -> list[tuple[Entry, float, str | None]]:
+        """Enqueue every due tick if this process leads; returns (entry, tick, jid) enqueued."""
+        if not self.entries or not self.leader.try_lead(redis, now):
+            self._next_written.clear()
+            return []
+        names = [entry.name for entry in self.entries]
+        cursors = redis.hmget(self.keys.periodic_cursor, names)
+        enqueued: list[tuple[Entry, float, str | None]] = []
+        for entry, cursor in zip(self.entries, cursors):
+            if cursor is None:
+                redis.hsetnx(self.keys.periodic_cursor, entry.name, tick_text(now))
+            else:
+                self._run_entry(redis, entry, float(cursor), now, enqueued)
+            self._write_next(redis, entry, now)
+        return enqueued
+
+    def stop(self, redis: redis_py.Redis) -> None:
+        """Release the lease at a clean stop, so another master leads without waiting."""
+        self.leader.release(redis)
+
+    def _run_entry(self, redis, entry: Entry, cursor: float, now: float, enqueued: list) -> None:
+        horizon = now - self.late_after
+        late = last_tick(entry, horizon)
+        if late is not None and late > cursor:
+            if entry.missed == "once":
+                if not self._fire(redis, entry, late, cursor, now, enqueued):
+                    return
+                logger.warning("periodic %r: ticks up to %s passed with no leader; enqueued "
+                               "the latest once (missed: once)", entry.name, tick_text(late))
+            else:
+                redis.eval(ADVANCE_SCRIPT, 1, self.keys.periodic_cursor, entry.name,
+                           tick_text(late))
+                logger.warning("periodic %r: ticks up to %s passed with no leader; skipped "
+                               "(missed: skip)", entry.name, tick_text(late))
+            cursor = late
+        for tick in due_ticks(entry, max(cursor, horizon), now, MAX_TICKS_PER_CALL):
+            if not self._fire(redis, entry, tick, cursor, now, enqueued):
+                return
+            cursor = tick
+
+    def _fire(self, redis, entry: Entry, tick: float, previous: float, now: float,
+              enqueued: list) -> bool:
+        """Claim and enqueue one tick; False when the enqueue failed (undone, retried later)."""
+        if not claim_tick(redis, self.keys, entry, tick, self.leader.identity, self.claim_ttl):
+            return True
+        try:
+            jid = self.enqueue(entry, tick)
+        except Exception:
+            self._unclaim(redis, entry, tick, previous)
+            logger.exception("periodic %r: enqueue for tick %s failed; it is tried again at "
+                             "the next call", entry.name, tick_text(tick))
+            return False
+        redis.hset(self.keys.periodic_state, f"{entry.name}:last",
+                   json.dumps({"tick": tick, "jid": jid, "at": now}))
+        enqueued.append((entry, tick, jid))
+        return True
+
+    def _unclaim(self, redis, entry: Entry, tick: float, previous: float) -> None:
+        text = tick_text(tick)
+        redis.eval(UNCLAIM_SCRIPT, 2, self.keys.periodic_tick(entry.name, text),
+                   self.keys.periodic_cursor, self.leader.identity, entry.name, text,
+                   tick_text(previous))
+
+    def _write_next(self, redis, entry: Entry, now: float) -> None:
+        upcoming = next_tick(entry, now)
+        if self._next_written.get(entry.name, -1.0) != upcoming:
+            redis.hset(self.keys.periodic_state, f"{entry.name}:next",
+                       "" if upcoming is None else tick_text(upcoming))
+            self._next_written[entry.name] = upcoming
+
+
+def read_state(redis: redis_py.Redis, keys: Keys) -> dict[str, dict]:
+    """Per entry name: ``last`` ({tick, jid, at} or None) and ``next`` (tick or None)."""
+    state: dict[str, dict] = {}
+    for field, value in redis.hgetall(keys.periodic_state).items():
+        name, _, kind = field.rpartition(":")
+        record = state.setdefault(name, {"last": None, "next": None})
+        if kind == "last":
+            record["last"] = json.loads(value)
+        elif kind == "next" and value:
+            record["next"] = float(value)
+    return state
