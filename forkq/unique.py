@@ -1,0 +1,112 @@
+"""Unique-job locks: one job per digest of (class, queue, args) until it starts or succeeds.
+
+Owns the lock key ``forkq:unique:<digest>`` (a string holding the jid that took it, always with a
+TTL) and the rules around it. Used by the client (``acquire`` before the push: a refused lock
+means a duplicate, and the push returns None) and by the processor (``release`` when the job
+starts, for ``unique_until: start``, or when it succeeds or dies, for ``success``; a retry keeps
+the lock). The digest and the release point travel in the payload (``payload_fields``), so a
+worker releases what the client took without knowing the job's options.
+
+Failure rules: a lock always has a TTL (``unique_for`` is required), so the lock of a job whose
+process was killed, or that was lost, frees itself after at most ``unique_for`` seconds (plus the
+delay of a scheduled job). ``release`` deletes the lock only if it still holds this job's jid:
+once a lock expired and another job took it, the first job's release leaves it alone. A job
+still retrying when its lock expires can run beside a new duplicate: choose ``unique_for`` longer
+than the retries you expect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+import redis as redis_py
+
+from .keys import Keys
+
+#: when the processor releases the lock: as the job starts, or once it succeeded (or died)
+UNTIL = ("start", "success")
+#: ``unique_until`` when a job gives ``unique_for`` only (Sidekiq Enterprise's default)
+DEFAULT_UNTIL = "success"
+
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def digest(class_name: str, queue: str, args: list, key: str | None = None) -> str:
+    """sha256 hex of the lock's identity; a user-given ``key`` stands in for the args.
+
+    Stable across processes and versions: JSON with sorted keys and fixed separators."""
+    material: dict[str, Any] = {"class": class_name, "queue": queue}
+    if key is None:
+        material["args"] = args
+    else:
+        material["key"] = key
+    try:
+        text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{class_name}: unique job arguments must be JSON ({exc})") from None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def validate_options(options: dict[str, Any], where: str) -> tuple[float, str] | None:
+    """``(unique_for, unique_until)`` from job options, None for a job that is not unique."""
+    unique_for = options.get("unique_for")
+    until = options.get("unique_until")
+    if unique_for is None:
+        if until is not None:
+            raise TypeError(f"{where}: option 'unique_until' needs 'unique_for' (seconds): a "
+                            f"lock without a TTL would outlive a crashed process")
+        return None
+    if (isinstance(unique_for, bool) or not isinstance(unique_for, (int, float))
+            or not math.isfinite(unique_for) or unique_for <= 0):
+        raise TypeError(f"{where}: option 'unique_for' must be a positive number of seconds, "
+                        f"not {unique_for!r}")
+    until = DEFAULT_UNTIL if until is None else until
+    if until not in UNTIL:
+        raise TypeError(f"{where}: option 'unique_until' must be 'start' or 'success', "
+                        f"not {until!r}")
+    return float(unique_for), until
+
+
+def lock_ttl(unique_for: float, now: float, run_at: float | None = None) -> float:
+    """Seconds the lock lives: ``unique_for``, from the run time for a scheduled job."""
+    return max(run_at - now, 0.0) + unique_for if run_at is not None else unique_for
+
+
+def payload_fields(lock_digest: str, until: str) -> dict[str, str]:
+    """Fields the client merges into the payload so the processor can release the lock."""
+    return {"unique_digest": lock_digest, "unique_until": until}
+
+
+def releases_at(payload: dict[str, Any], event: str) -> bool:
+    """Whether the processor releases the payload's lock at ``event``.
+
+    ``event``: ``start`` (before perform), ``success``, ``retry`` (a retry was scheduled) or
+    ``dead`` (retries exhausted, ``retry: false`` or 0, or poison)."""
+    until = payload.get("unique_until")
+    if "unique_digest" not in payload or until not in UNTIL:
+        return False
+    if event == "start":
+        return until == "start"
+    return until == "success" and event in ("success", "dead")
+
+
+def acquire(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str, ttl: float) -> bool:
+    """Take the lock for ``jid`` (SET NX with a TTL); False when another job holds it."""
+    ttl_ms = max(int(ttl * 1000), 1)
+    return bool(redis.set(keys.unique(lock_digest), jid, nx=True, px=ttl_ms))
+
+
+def release(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str) -> bool:
+    """Free the lock if ``jid`` still holds it (a lock re-taken by another job stays)."""
+    return redis.eval(RELEASE_SCRIPT, 1, keys.unique(lock_digest), jid) == 1
+
+
+def holder(redis: redis_py.Redis, keys: Keys, lock_digest: str) -> str | None:
+    """The jid holding the lock, if any (for the web UI and tests)."""
+    return redis.get(keys.unique(lock_digest))
