@@ -1,0 +1,237 @@
+"""Rate and concurrency limits shared by every process on forkq's Redis.
+
+Owns the ``forkq:limiter:*`` keys. A limiter is made once, at module level, and used around
+the limited part of a job's ``perform``, in any worker thread::
+
+    STRIPE = forkq.limiter.concurrent("stripe", 2, lock_timeout=30)
+
+    def perform(self, charge_id):
+        with STRIPE:
+            charge(charge_id)
+
+Kinds: ``concurrent`` (at most ``limit`` holders at once), ``window`` (at most ``limit`` entries
+per fixed window of ``seconds``, windows aligned to the epoch) and ``bucket`` (a token bucket of
+``limit`` tokens refilled at ``limit`` per ``seconds``). Over the limit, entering raises
+``OverLimit`` at once (no thread waits) carrying ``retry_in``: when the limiter can next admit
+(the next window, the next token) or, for a concurrent slot, a short jittered wait. The
+processor catches it and reschedules the job for then, counting neither a failure nor a retry.
+
+Each check is one Lua script that reads the time from Redis (``TIME``), not from the host:
+every host then sees the same window boundaries, token refills and lease expiries whatever
+their clock skew, and a host whose clock runs ahead cannot expire another host's lease.
+
+Construction touches nothing; the first ``with`` takes a client from ``forkq.redis()`` (one
+per thread in a worker). A Redis error while entering propagates like any error of the job.
+
+Failure rules (kill -9): a concurrent slot is a lease (a zset member scored by its expiry), so a
+killed holder's slot comes back ``lock_timeout`` seconds after it entered; ``lock_timeout`` must
+therefore exceed the longest run of the limited block, or a slow holder's slot is handed on
+while it still runs. Window and bucket keys expire by themselves when idle; nothing is held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import threading
+import uuid
+
+import redis as redis_py
+
+from . import client as forkq_client
+from .log import logger
+
+#: seconds a concurrent slot is held at most when its holder never leaves (Sidekiq's default)
+LOCK_TIMEOUT = 30.0
+#: range of seconds an over-limit concurrent job waits before it is tried again
+CONCURRENT_RETRY = (1.0, 5.0)
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+"""
+
+# KEYS: zset holder -> lease expiry (ms). ARGV: holder, limit, lock timeout ms.
+CONCURRENT_SCRIPT = _NOW_MS + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS: hash {window, count}. ARGV: limit, window ms. Returns ms until admitted (0: admitted).
+WINDOW_SCRIPT = _NOW_MS + """
+local size = tonumber(ARGV[2])
+local window = math.floor(now / size)
+local state = redis.call('HMGET', KEYS[1], 'window', 'count')
+local count = 0
+if tonumber(state[1]) == window then count = tonumber(state[2]) end
+local left = (window + 1) * size - now
+if count >= tonumber(ARGV[1]) then return left end
+redis.call('HSET', KEYS[1], 'window', window, 'count', count + 1)
+redis.call('PEXPIRE', KEYS[1], left)
+return 0
+"""
+
+# KEYS: hash {tokens, at}. ARGV: capacity, ms to refill the whole bucket.
+# Returns ms until the next token (0: admitted). A missing key is a full bucket.
+BUCKET_SCRIPT = _NOW_MS + """
+local capacity = tonumber(ARGV[1])
+local per_token = tonumber(ARGV[2]) / capacity
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = capacity
+if state[1] then
+  tokens = math.min(capacity, tonumber(state[1]) + (now - tonumber(state[2])) / per_token)
+end
+if tokens < 1 then return math.ceil((1 - tokens) * per_token) end
+tokens = tokens - 1
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) * per_token) + 1)
+return 0
+"""
+
+
+class OverLimit(BaseException):
+    """Raised on entering a limiter that is over its limit; the job is rescheduled.
+
+    A BaseException, like ``forkq.Shutdown``: it is a message to the processor, not an error of
+    the job, so a job's own ``except Exception`` around the limited call must not swallow it and
+    turn a postponed job into a silent success. Catch ``OverLimit`` by name to handle it."""
+
+    def __init__(self, limiter: str, retry_in: float) -> None:
+        super().__init__(f"limiter {limiter!r} is over its limit; retry in {retry_in:.3f} s")
+        self.limiter = limiter
+        #: seconds after which the limiter can next admit the job
+        self.retry_in = retry_in
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a limiter name must be a non-empty string, not {name!r}")
+    return name
+
+
+def _check_limit(name: str, limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limiter {name!r}: limit must be a whole number >= 1, not {limit!r}")
+    return limit
+
+
+def _check_seconds(name: str, what: str, seconds: object) -> float:
+    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds) or seconds < 0.001):
+        raise ValueError(f"limiter {name!r}: {what} must be a positive number of seconds, "
+                         f"not {seconds!r}")
+    return float(seconds)
+
+
+def _check_retry_wait(name: str, retry_wait: object) -> tuple[float, float]:
+    try:
+        low, high = (_check_seconds(name, "retry_wait", value) for value in retry_wait)
+    except (TypeError, ValueError):
+        low = high = -1.0
+    if not 0 < low <= high:
+        raise ValueError(f"limiter {name!r}: retry_wait must be (shortest, longest) seconds, "
+                         f"not {retry_wait!r}")
+    return low, high
+
+
+class _Limiter:
+    kind = ""
+    source = ""
+    sha = ""
+
+    def __init_subclass__(cls) -> None:
+        cls.sha = hashlib.sha1(cls.source.encode()).hexdigest()
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = _check_name(name)
+        self.limit = _check_limit(name, limit)
+
+    def _run(self, *args) -> int:
+        """Run this kind's script on the calling thread's client; its integer reply.
+
+        By sha, loading it on a miss; no client is kept, so nothing crosses a fork."""
+        redis = forkq_client.default().redis
+        key = forkq_client.default().keys.limiter(self.kind, self.name)
+        try:
+            return int(redis.evalsha(self.sha, 1, key, *args))
+        except redis_py.exceptions.NoScriptError:
+            return int(redis.eval(self.source, 1, key, *args))
+
+    def __exit__(self, *exc_info) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} limit={self.limit}>"
+
+
+class ConcurrentLimiter(_Limiter):
+    kind = "concurrent"
+    source = CONCURRENT_SCRIPT
+
+    def __init__(self, name: str, limit: int, lock_timeout: float = LOCK_TIMEOUT,
+                 retry_wait: tuple[float, float] = CONCURRENT_RETRY) -> None:
+        super().__init__(name, limit)
+        self.lock_timeout = _check_seconds(name, "lock_timeout", lock_timeout)
+        self.retry_wait = _check_retry_wait(name, retry_wait)
+        self._held = threading.local()
+
+    def __enter__(self) -> "ConcurrentLimiter":
+        holder = uuid.uuid4().hex
+        if not self._run(holder, self.limit, int(self.lock_timeout * 1000)):
+            raise OverLimit(self.name, random.uniform(*self.retry_wait))
+        self._held.__dict__.setdefault("stack", []).append(holder)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        holder = self._held.stack.pop()
+        try:
+            forkq_client.default().redis.zrem(
+                forkq_client.default().keys.limiter(self.kind, self.name), holder)
+        except redis_py.RedisError as exc:
+            # the block ran: failing the job now would run it twice; the lease frees the slot
+            logger.warning("limiter %r: slot not released (%s); it frees itself within "
+                           "lock_timeout (%s s)", self.name, exc, self.lock_timeout)
+
+
+class _TimedLimiter(_Limiter):
+    """A limiter whose script answers with the milliseconds until it can admit (0: admitted)."""
+
+    def __init__(self, name: str, limit: int, seconds: float) -> None:
+        super().__init__(name, limit)
+        self.seconds = _check_seconds(name, "seconds", seconds)
+
+    def __enter__(self):
+        wait_ms = self._run(self.limit, int(self.seconds * 1000))
+        if wait_ms:
+            raise OverLimit(self.name, wait_ms / 1000)
+        return self
+
+
+class WindowLimiter(_TimedLimiter):
+    kind = "window"
+    source = WINDOW_SCRIPT
+
+
+class BucketLimiter(_TimedLimiter):
+    kind = "bucket"
+    source = BUCKET_SCRIPT
+
+
+def concurrent(name: str, limit: int, lock_timeout: float = LOCK_TIMEOUT,
+               retry_wait: tuple[float, float] = CONCURRENT_RETRY) -> ConcurrentLimiter:
+    """At most ``limit`` holders at once across all hosts; see the module docstring."""
+    return ConcurrentLimiter(name, limit, lock_timeout, retry_wait)
+
+
+def window(name: str, limit: int, seconds: float) -> WindowLimiter:
+    """At most ``limit`` entries per window of ``seconds``, windows aligned to the epoch."""
+    return WindowLimiter(name, limit, seconds)
+
+
+def bucket(name: str, limit: int, seconds: float) -> BucketLimiter:
+    """A bucket of ``limit`` tokens refilled at ``limit`` per ``seconds``, one per entry."""
+    return BucketLimiter(name, limit, seconds)

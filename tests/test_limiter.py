@@ -1,0 +1,151 @@
+"""Limiters on the real Redis: concurrent slots and leases, fixed windows, token buckets."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from forkq import limiter
+from forkq.keys import Keys
+from forkq.limiter import OverLimit
+from helpers import wait_for
+
+KEYS = Keys()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: limiter.concurrent("", 2), "name must be a non-empty string"),
+    (lambda: limiter.concurrent("c", 0), "limiter 'c': limit must be a whole number >= 1, not 0"),
+    (lambda: limiter.concurrent("c", 2.5), "not 2.5"),
+    (lambda: limiter.concurrent("c", True), "not True"),
+    (lambda: limiter.concurrent("c", 2, lock_timeout=0), "lock_timeout must be a positive"),
+    (lambda: limiter.concurrent("c", 2, lock_timeout=float("inf")), "not inf"),
+    (lambda: limiter.concurrent("c", 2, retry_wait=(5, 1)), "retry_wait must be"),
+    (lambda: limiter.concurrent("c", 2, retry_wait=3), "retry_wait must be"),
+    (lambda: limiter.window("w", 2, -1), "limiter 'w': seconds must be a positive"),
+    (lambda: limiter.bucket("b", 2, "1"), "not '1'"),
+])
+def test_bad_arguments_fail_at_construction(make, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        make()
+
+
+def test_construction_opens_no_connection(redis):
+    before = redis.info("clients")["connected_clients"]
+    limiter.concurrent("c", 2), limiter.window("w", 2, 1), limiter.bucket("b", 2, 1)
+    assert redis.info("clients")["connected_clients"] == before
+    assert redis.keys("*") == []
+
+
+def test_over_limit_escapes_a_jobs_except_exception():
+    with pytest.raises(OverLimit):
+        try:
+            raise OverLimit("x", 1.5)
+        except Exception:
+            pass
+    assert OverLimit("x", 1.5).retry_in == 1.5
+
+
+def test_concurrent_limit_two_across_ten_threads(redis):
+    slots = limiter.concurrent("api", 2, lock_timeout=10, retry_wait=(0.01, 0.02))
+    inside, most, entries, lock = [0], [0], [0], threading.Lock()
+
+    def worker():
+        done = 0
+        while done < 3:
+            try:
+                with slots:
+                    with lock:
+                        inside[0] += 1
+                        most[0] = max(most[0], inside[0])
+                        entries[0] += 1
+                    time.sleep(0.02)  # the limited work
+                    with lock:
+                        inside[0] -= 1
+                done += 1
+            except OverLimit as over:
+                assert 0.01 <= over.retry_in <= 0.02
+                time.sleep(over.retry_in)
+
+    threads = [threading.Thread(target=worker) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert entries[0] == 30
+    assert most[0] == 2
+    assert redis.zcard(KEYS.limiter("concurrent", "api")) == 0
+
+
+def test_a_killed_holders_slot_comes_back_after_lock_timeout(redis):
+    slot = limiter.concurrent("one", 1, lock_timeout=0.3)
+    slot.__enter__()  # a holder that dies: it never leaves
+    taken = time.monotonic()
+    assert 0 < redis.pttl(KEYS.limiter("concurrent", "one")) <= 300
+    with pytest.raises(OverLimit) as over:
+        with slot:
+            pass
+    assert 1.0 <= over.value.retry_in <= 5.0
+
+    def enters():
+        try:
+            with slot:
+                return time.monotonic()
+        except OverLimit:
+            return None
+    entered = wait_for(enters, timeout=5, message="the lease to lapse")
+    assert entered - taken >= 0.25
+
+
+def admitted(limit) -> bool:
+    try:
+        with limit:
+            return True
+    except OverLimit:
+        return False
+
+
+def test_a_window_admits_exactly_limit_per_window_aligned_to_the_epoch(redis):
+    per_window = limiter.window("mail", 3, 2.0)
+    key = KEYS.limiter("window", "mail")
+    for _ in range(3):  # a try that straddles a window boundary is repeated
+        results = [admitted(per_window) for _ in range(5)]
+        window_before = int(redis.hget(key, "window"))
+        seconds, micros = redis.time()
+        if window_before == (seconds * 1000 + micros // 1000) // 2000:
+            break
+    assert results == [True, True, True, False, False]
+    with pytest.raises(OverLimit) as over:
+        with per_window:
+            pass
+    assert 0 < over.value.retry_in <= 2.0
+    assert 0 < redis.pttl(key) <= 2000
+    wait_for(lambda: admitted(per_window), timeout=over.value.retry_in + 2,
+             message="the next window")
+    assert int(redis.hget(key, "window")) == window_before + 1
+
+
+def test_a_bucket_refills_at_its_rate(redis):
+    tokens = limiter.bucket("sms", 5, 1.0)  # 5 tokens, one more every 0.2 s
+    assert [admitted(tokens) for _ in range(6)] == [True] * 5 + [False]
+    with pytest.raises(OverLimit) as over:
+        with tokens:
+            pass
+    assert 0 < over.value.retry_in <= 0.2
+    start = time.monotonic()
+    count = 0
+    while time.monotonic() - start < 1.0:
+        count += admitted(tokens)
+        time.sleep(0.01)
+    assert 4 <= count <= 6
+    assert 0 < redis.pttl(KEYS.limiter("bucket", "sms")) <= 1001
+
+
+def test_a_script_flushed_from_redis_is_loaded_again(redis):
+    tokens = limiter.bucket("flushed", 2, 1.0)
+    assert admitted(tokens)
+    redis.script_flush()
+    assert admitted(tokens)
+    assert not admitted(tokens)
