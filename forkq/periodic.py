@@ -21,6 +21,7 @@ repeated hour's wall-clock range and not at all in a skipped one.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -86,6 +87,7 @@ def validate(entry: Entry) -> None:
         raise ConfigError(f"{where}: 'queue' must be a queue name, got {entry.queue!r}")
     if entry.missed not in MISSED_POLICIES:
         raise ConfigError(f"{where}: 'missed' is {entry.missed!r}; use 'skip' or 'once'")
+    _check_args(entry.args, where)
     if (entry.cron is None) == (entry.every is None):
         raise ConfigError(f"{where}: give exactly one of 'cron' and 'every'")
     if entry.every is not None:
@@ -94,6 +96,15 @@ def validate(entry: Entry) -> None:
             raise ConfigError(f"{where}: 'tz' applies to 'cron' only, not to 'every'")
     else:
         _check_cron(entry.cron, entry.tz, where)
+
+
+def _check_args(args: Any, where: str) -> None:
+    if not isinstance(args, (list, tuple)):
+        raise ConfigError(f"{where}: 'args' must be a list, got {args!r}")
+    try:
+        json.dumps(list(args))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: 'args' must be JSON ({exc})") from None
 
 
 def _check_every(every: Any, where: str) -> None:
@@ -233,7 +244,10 @@ def last_tick(entry: Entry, at_or_before: float) -> float | None:
     try:
         if not entry.wall_clock:
             return next(CronSim(entry.cron, start, reverse=True)).timestamp()
-        for wall in CronSim(entry.cron, start.replace(tzinfo=None), reverse=True):
+        # wall-clock times map to instants in order, but a naive start loses the fold of a
+        # repeated hour: start two hours of wall clock later and keep the first one in range
+        later = start.replace(tzinfo=None) + timedelta(hours=2)
+        for wall in CronSim(entry.cron, later, reverse=True):
             at = _wall_to_epoch(wall, entry.zone)
             if at <= at_or_before:
                 return at

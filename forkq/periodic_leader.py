@@ -26,6 +26,8 @@ Failure rules:
   enqueues a tick early by its skew, and a leader whose clock lags enqueues late by it; a
   leader change between hosts skewed by more than ``late_after`` may count on-time ticks as
   missed. Keep hosts on NTP. The lease itself is timed by Redis (``PX``), not by host clocks.
+- Redis errors propagate to the host's loop, which logs the transition; a leader that cannot
+  renew stops acting as one when its lease lapses (``Leader.is_leader`` turns false).
 - a stale leader (paused past its lease while another took over) may still claim a tick, but
   the claim key and the forward-only cursor keep each tick to one enqueue.
 """

@@ -165,6 +165,21 @@ def test_last_tick_across_the_gap_matches_the_forward_tick():
     assert last_tick(entry, gap_tick + 3600) == gap_tick
 
 
+@pytest.mark.parametrize("cron, bound, expected", [
+    ("30 1 * * *", utc(2026, 11, 1, 6), utc(2026, 11, 1, 5, 30)),  # 01:00 EST, second pass
+    ("30 1 * * *", utc(2026, 11, 1, 5, 45), utc(2026, 11, 1, 5, 30)),
+    ("30 1 * * *", utc(2026, 11, 1, 5, 29), utc(2026, 10, 31, 5, 30)),
+    ("30 2 * * *", utc(2026, 3, 8, 7, 30), utc(2026, 3, 8, 7)),  # the skipped 02:30 ran at 03:00
+])
+def test_last_tick_in_new_york_around_dst(cron, bound, expected):
+    assert last_tick(Entry("d", "app.Job", cron=cron, tz="America/New_York"), bound) == expected
+
+
+def test_args_from_code_must_be_json():
+    with pytest.raises(ConfigError, match="periodic entry 'e': 'args' must be JSON"):
+        Entry("e", "app.Job", args=(object(),), every=1)
+
+
 def test_due_ticks_are_bounded_and_ordered():
     entry = Entry("e", "app.Job", every=1)
     assert due_ticks(entry, 10.0, 14.0, 100) == [11.0, 12.0, 13.0, 14.0]
