@@ -1,0 +1,108 @@
+"""The side-by-side benchmark's table: figures of several runs → rows → Markdown.
+
+A row holds every run's value for each system and every run's ratio, so the table shows
+medians with their min–max and the JSON record keeps the raw values. Ratios are oriented so
+that > 1 favours forkq (forkq/Sidekiq for rates, Sidekiq/forkq for costs); targets are those
+of DESIGN.md §8 in the same orientation.
+"""
+
+from __future__ import annotations
+
+from statistics import median
+
+FORMATS = {
+    "rate": lambda v: f"{v:,.0f}",
+    "us": lambda v: f"{v:,.0f} µs",
+    "count": lambda v: f"{v:.2f}",
+    "ms": lambda v: f"{v:.2f} ms",
+    "percent": lambda v: f"{v:.0f} %",
+    "ratio": lambda v: f"{v:.2f}",
+}
+
+
+def spread(values: list[float], kind: str) -> str:
+    show = FORMATS[kind]
+    if len(values) == 1:
+        return show(values[0])
+    return f"{show(median(values))} ({show(min(values))}–{show(max(values))})"
+
+
+def row(figure: str, sidekiq: list[float] | None, forkq: list[float], kind: str,
+        higher_is_better: bool = False, target: str = "–") -> dict:
+    ratios = None
+    if sidekiq is not None:
+        ratios = [f / s if higher_is_better else s / f for s, f in zip(sidekiq, forkq)]
+    return {"figure": figure, "kind": kind, "sidekiq": sidekiq, "forkq": forkq,
+            "ratio": ratios, "target": target}
+
+
+def drain_rows(runs: list[dict], processes: int, targets: dict) -> list[dict]:
+    label = f"{processes} process{'es' if processes > 1 else ''}"
+
+    def values(system: str, field: str) -> list[float]:
+        return [run["drain"][f"{system}-{processes}"][field] for run in runs]
+
+    return [
+        row(f"{label}: steady drain, jobs/s", values("sidekiq", "rate"), values("forkq", "rate"),
+            "rate", True, targets["drain"]),
+        row(f"{label}: steady drain, forkq basic fetch, jobs/s", values("sidekiq", "rate"),
+            values("forkq-basic", "rate"), "rate", True),
+        row(f"{label}: worker CPU per job (all processes)", values("sidekiq", "cpu_us"),
+            values("forkq", "cpu_us"), "us", target="≥ 1"),
+        row(f"{label}: Redis CPU per job", values("sidekiq", "redis_cpu_us"),
+            values("forkq", "redis_cpu_us"), "us", target="≥ 1"),
+        row(f"{label}: Redis round trips per job (reads)", values("sidekiq", "round_trips"),
+            values("forkq", "round_trips"), "count"),
+        row(f"{label}: Redis commands per job (with Lua's)", values("sidekiq", "commands"),
+            values("forkq", "commands"), "count"),
+    ]
+
+
+def ceiling_rows(runs: list[dict], processes: int) -> list[dict]:
+    label = f"{processes} process{'es' if processes > 1 else ''}"
+    body = [run["drain"][f"body-{processes}"] for run in runs]
+    forkq = [run["drain"][f"forkq-{processes}"] for run in runs]
+    return [
+        row(f"{label}: the body alone (ceiling), jobs/s", None, [b["rate"] for b in body], "rate"),
+        row(f"{label}: the body alone, CPU per job", None, [b["cpu_us"] for b in body], "us"),
+        row(f"{label}: forkq's own CPU per job (forkq − body) / body", None,
+            [(f["cpu_us"] - b["cpu_us"]) / b["cpu_us"] * 100 for f, b in zip(forkq, body)],
+            "percent", target="≤ 25 %"),
+    ]
+
+
+def rows(runs: list[dict]) -> list[dict]:
+    def side(section: str, system: str, field: str) -> list[float]:
+        return [run[section][system][field] for run in runs]
+
+    table = drain_rows(runs, 2, {"drain": "≥ 1.2"}) + drain_rows(runs, 1, {"drain": "≥ 1.0"})
+    for pct in ("p50", "p99"):
+        table.append(row(f"idle latency, enqueue to start, {pct}", side("latency", "sidekiq", pct),
+                         side("latency", "forkq", pct), "ms", target="≥ 1"))
+    table.append(row("bulk enqueue, jobs/s", side("enqueue", "sidekiq", "bulk"),
+                     side("enqueue", "forkq", "bulk"), "rate", True, "≥ 1.5"))
+    table.append(row("one-at-a-time enqueue, jobs/s", side("enqueue", "sidekiq", "single"),
+                     side("enqueue", "forkq", "single"), "rate", True, "≥ 1.0"))
+    return table + ceiling_rows(runs, 2) + ceiling_rows(runs, 1)
+
+
+def markdown(meta: dict, table: list[dict]) -> str:
+    lines = [
+        f"forkq {meta['forkq']} (Python {meta['python']}) beside Sidekiq {meta['sidekiq']} (Ruby "
+        f"{meta['ruby']}, redis-rb {meta['redis_rb']}, the body's client: {meta['ruby_client']}), "
+        f"redis-server {meta['redis_server']} on loopback TCP, {meta['cpus']} CPUs; "
+        f"{meta['jobs']:,} jobs a drain, 10 threads a process, {meta['samples']} latency probes; "
+        f"median of {meta['runs']} run(s) (min–max); load average {meta['load_before']:.2f} "
+        f"before, {meta['load_after']:.2f} after.",
+        "",
+        "| figure | Sidekiq | forkq | ratio (> 1: forkq better) | target |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for entry in table:
+        sidekiq = spread(entry["sidekiq"], entry["kind"]) if entry["sidekiq"] else "–"
+        ratio = spread(entry["ratio"], "ratio") if entry["ratio"] else "–"
+        lines.append(f"| {entry['figure']} | {sidekiq} | {spread(entry['forkq'], entry['kind'])} "
+                     f"| {ratio} | {entry['target']} |")
+    lines += ["", "ratio: forkq/Sidekiq for rates, Sidekiq/forkq for costs (CPU, round trips, "
+              "commands, latency), the median of the per-run ratios."]
+    return "\n".join(lines)
