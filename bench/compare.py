@@ -11,8 +11,9 @@ Redis, so anything else running moves the figures. Not a test: nothing here asse
 
 One run starts a private redis-server on loopback TCP, then, for 1 and 2 processes of 10
 threads each: Ruby Sidekiq (``sidekiq -c 10``, BRPOP fetch), forkq (``forkq start``) with
-reliable fetch and with basic fetch, and the body alone (10 threads per process doing only the
-``INCR``, no job system: the ceiling). Every job body is one ``INCR`` through a module-level
+reliable fetch and with basic fetch, and the body alone in Ruby and in Python (10 threads per
+process doing only the ``INCR``, no job system: each system's ceiling, and what its own work
+per job is measured against). Every job body is one ``INCR`` through a module-level
 client (``compare_jobs.py``, ``compare_jobs.rb``), and both systems log at INFO to a file.
 redis-py's client checks a connection out of its pool for each call; redis-rb's ``Redis.new``
 is one connection that its threads take turns on (``--ruby-client pool`` gives Ruby a pool of
@@ -144,13 +145,13 @@ def drain_jobs(server, start, processes: int, jobs: int) -> dict:
     return result
 
 
-def drain_body(server, processes: int, jobs: int) -> dict:
+def drain_body(server, processes: int, jobs: int, language: str) -> dict:
     """The body alone: released by one go element per thread."""
     client = server.client
     client.flushall()
     go = ["go"] * systems.blocked(processes)
-    return drain_once(server, lambda d: systems.start_body(server.url, processes, jobs, d),
-                      processes, jobs, lambda: client.rpush(compare_jobs.GO, *go))
+    start = lambda d: systems.start_body(server.url, processes, jobs, language, d)  # noqa: E731
+    return drain_once(server, start, processes, jobs, lambda: client.rpush(compare_jobs.GO, *go))
 
 
 def drains(server, processes: int, jobs: int) -> dict:
@@ -162,7 +163,8 @@ def drains(server, processes: int, jobs: int) -> dict:
             server, lambda d: systems.start_forkq(url, processes, "reliable", d), processes, jobs),
         f"forkq-basic-{processes}": drain_jobs(
             server, lambda d: systems.start_forkq(url, processes, "basic", d), processes, jobs),
-        f"body-{processes}": drain_body(server, processes, jobs),
+        f"ruby-body-{processes}": drain_body(server, processes, jobs, "ruby"),
+        f"python-body-{processes}": drain_body(server, processes, jobs, "python"),
     }
 
 

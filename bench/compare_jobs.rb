@@ -3,6 +3,10 @@
 require "sidekiq"
 require "redis"
 
+# Debian pairs Sidekiq 6.4.1 with redis-rb 4.8, which warns on stderr at every BRPOP because
+# Sidekiq passes its timeout positionally (two lines a fetch); silence it, as a deployment would.
+Redis.silence_deprecations = true
+
 # The application's client, one per process, shared by every thread: one connection that
 # redis-rb serialises (Redis.new), or with BENCH_RUBY_CLIENT=pool a pool of one connection a
 # thread behind the same interface, as redis-py's client is.
@@ -16,9 +20,11 @@ BENCH_REDIS =
 class BenchIncr
   include Sidekiq::Worker
 
+  # One INCR; the first and the last of total completions also push a mark.
   def perform(total)
     count = BENCH_REDIS.incr("bench:counter")
     BENCH_REDIS.rpush("bench:marks", "#{count} #{Time.now.to_f}") if count == 1 || count == total
+    count
   end
 end
 

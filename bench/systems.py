@@ -1,9 +1,9 @@
 """How the side-by-side benchmark starts each system under test on one Redis, 10 threads per
-process: Ruby Sidekiq, forkq, and the job body alone.
+process: Ruby Sidekiq, forkq, and the job body alone in each language.
 
 Each ``start_*`` returns a ``harness.Group`` whose processes (and their descendants) are the
 system: its CPU time is theirs. ``BLOCKED`` says how many Redis clients a started system
-holds blocked while idle, 10 per process (Sidekiq's BRPOP, forkq's BLMOVE or BRPOP, the body's
+holds blocked while idle, 10 per process (Sidekiq's BRPOP, forkq's BLMOVE or BRPOP, the bodies'
 wait for the go signal); the harness waits for exactly that many before it starts the clock,
 which also proves that every process runs its 10 threads.
 """
@@ -51,6 +51,10 @@ def start_forkq(redis_url: str, processes: int, fetch: str, workdir: str) -> Gro
     return Group(name, [command], environment(redis_url), workdir)
 
 
-def start_body(redis_url: str, processes: int, total: int, workdir: str) -> Group:
-    command = [sys.executable, os.path.join(HERE, "body_alone.py"), str(total), str(THREADS)]
-    return Group(f"body-{processes}", [command] * processes, environment(redis_url), workdir)
+def start_body(redis_url: str, processes: int, total: int, language: str, workdir: str) -> Group:
+    """The body alone, in ``python`` (``body_alone.py``) or ``ruby`` (``body_alone.rb``)."""
+    script = {"python": [sys.executable, os.path.join(HERE, "body_alone.py")],
+              "ruby": ["ruby", os.path.join(HERE, "body_alone.rb")]}[language]
+    command = script + [str(total), str(THREADS)]
+    return Group(f"{language}-body-{processes}", [command] * processes, environment(redis_url),
+                 workdir)
