@@ -5,6 +5,8 @@ Runs against a private redis-server on a loopback TCP port, started and stopped 
 
     python bench/bench.py                 # everything, 3 runs each, 100,000 jobs
     python bench/bench.py --jobs 20000 --runs 1 --only drain
+
+The comparison with Ruby Sidekiq, side by side in one run, is ``compare.py``.
 """
 
 from __future__ import annotations

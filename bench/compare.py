@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -230,13 +231,23 @@ def one_run(server, args) -> dict:
     return run
 
 
-def describe(server, args) -> dict:
-    sidekiq = subprocess.run(["ruby", "-e", 'require "sidekiq"; require "redis"; '
-                              'print Sidekiq::VERSION, " ", Redis::VERSION'],
-                             capture_output=True, text=True).stdout.split()
-    return {"forkq": forkq.__version__, "python": sys.version.split()[0],
-            "sidekiq": sidekiq[0], "redis_rb": sidekiq[1], "ruby": subprocess.run(
-                ["ruby", "-e", "print RUBY_VERSION"], capture_output=True, text=True).stdout,
+def ruby_versions() -> list[str]:
+    """Ruby's, Sidekiq's and redis-rb's versions; exits with the fix when they are missing."""
+    missing = ("bench/compare.py needs ruby and the sidekiq gem 6.4 on PATH: apt-get install "
+               "ruby-sidekiq (bash tests/run installs it)")
+    if not (shutil.which("ruby") and shutil.which("sidekiq")):
+        sys.exit(missing)
+    probe = subprocess.run(["ruby", "-e", 'require "sidekiq"; require "redis"; '
+                            'print RUBY_VERSION, " ", Sidekiq::VERSION, " ", Redis::VERSION'],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        sys.exit(f"{missing}\n{probe.stderr.strip()}")
+    return probe.stdout.split()
+
+
+def describe(server, args, ruby: list[str]) -> dict:
+    return {"forkq": forkq.__version__, "python": sys.version.split()[0], "ruby": ruby[0],
+            "sidekiq": ruby[1], "redis_rb": ruby[2],
             "redis_server": server.client.info("server")["redis_version"],
             "cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "jobs": args.jobs,
             "runs": args.runs, "samples": args.samples, "ruby_client": args.ruby_client}
@@ -259,6 +270,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    ruby = ruby_versions()
     leftovers = leftover_processes(VARIABLE, MARKERS)
     if leftovers:
         sys.exit("bench/compare.py: processes of an earlier run are still running; stop them "
@@ -270,7 +282,7 @@ def main(argv=None) -> None:
     global compare_jobs
     import compare_jobs
     try:
-        meta = describe(server, args)
+        meta = describe(server, args, ruby)
         runs = []
         for number in range(args.runs):
             runs.append(one_run(server, args))
