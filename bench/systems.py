@@ -2,7 +2,7 @@
 process: Ruby Sidekiq, forkq, and the job body alone in each language.
 
 Each ``start_*`` returns a ``harness.Group`` whose processes (and their descendants) are the
-system: its CPU time is theirs. ``BLOCKED`` says how many Redis clients a started system
+system: its CPU time is theirs. ``blocked()`` says how many Redis clients a started system
 holds blocked while idle, 10 per process (Sidekiq's BRPOP, forkq's BLMOVE or BRPOP, the bodies'
 wait for the go signal); the harness waits for exactly that many before it starts the clock,
 which also proves that every process runs its 10 threads.
