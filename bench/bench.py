@@ -5,6 +5,8 @@ Runs against a private redis-server on a loopback TCP port, started and stopped 
 
     python bench/bench.py                 # everything, 3 runs each, 100,000 jobs
     python bench/bench.py --jobs 20000 --runs 1 --only drain
+
+The comparison with Ruby Sidekiq, side by side in one run, is ``compare.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,47 +21,15 @@ import tempfile
 import time
 
 import psutil
-import redis as redis_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
 
 import forkq  # noqa: E402
-from forkq import embedded  # noqa: E402
 
 import bench_jobs  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="forkq-bench-")
-        self.process = subprocess.Popen(
-            [embedded.server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.client = redis_py.Redis.from_url(self.url, decode_responses=True)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis_py.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait()
+from harness import Server, percentile, wait_until  # noqa: E402
 
 
 def commands(client) -> dict[str, int]:
@@ -79,14 +48,6 @@ def spawn_worker(url: str, fetch: str, processes: int, tmp: str, queues=None) ->
     command = ([sys.executable, "-m", "forkq.cli", "start", "-c", path] if processes > 1
                else [sys.executable, "-m", "forkq.worker", "-c", path])
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_until(predicate, timeout=300.0, interval=0.005):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark condition not reached")
-        time.sleep(interval)
 
 
 def tree_rss_mb(process: subprocess.Popen) -> list[float]:
@@ -165,7 +126,6 @@ def latency_once(server: Server, samples: int) -> dict:
                     _, waited = client.blpop("bench:latency", timeout=10)
                     values.append(float(waited) * 1000)
                     time.sleep(0.01)
-                values.sort()
                 result[queue] = (percentile(values, 50), percentile(values, 99))
         finally:
             worker.terminate()
@@ -181,13 +141,7 @@ def idle_ping_ms(client, samples: int) -> tuple[float, float]:
         started = time.perf_counter()
         client.ping()
         values.append((time.perf_counter() - started) * 1000)
-    values.sort()
     return percentile(values, 50), percentile(values, 99)
-
-
-def percentile(values, pct):
-    index = min(len(values) - 1, int(round(pct / 100 * (len(values) - 1))))
-    return values[index]
 
 
 def summary(values) -> str:

@@ -1,0 +1,33 @@
+"""The ceiling of the side-by-side benchmark: 10 threads doing only the job body (one INCR
+through the module-level client of ``compare_jobs``), with no job system around them.
+
+    python bench/body_alone.py TOTAL [THREADS]
+
+Each thread blocks on ``bench:go`` (one element per thread, pushed by the harness once every
+thread of every process is blocked), then runs the body until the counter reaches TOTAL.
+"""
+
+import sys
+import threading
+
+from compare_jobs import GO, REDIS, incr
+
+
+def drain(total: int) -> None:
+    REDIS.blpop(GO)
+    while incr(total) < total:
+        pass
+
+
+def main() -> None:
+    total = int(sys.argv[1])
+    threads = [threading.Thread(target=drain, args=(total,))
+               for _ in range(int(sys.argv[2]) if len(sys.argv) > 2 else 10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+if __name__ == "__main__":
+    main()

