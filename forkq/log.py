@@ -6,9 +6,10 @@ Lines carry the time (UTC), pid, thread, and for job events the class, jid and e
 One record is one line: class names, queue names and error messages come from payloads that
 anyone with access to Redis can write, so control characters in a message or its context
 (newlines, carriage returns, terminal escapes, NUL, U+2028 and the like) are written escaped
-(``\n``, ``\x1b``, ``\u2028``) and cannot forge a line or drive a terminal. A traceback
-follows its record as lines that each start with ``  | `` (escaped the same way), so a line
-at column 0 always starts a record.
+(``\n``, ``\x1b``, ``\u2028``) and cannot forge a line or drive a terminal. A traceback, or
+a text passed as ``extra={"details": text}`` (a thread's stack), follows its record as lines
+that each start with ``  | `` (escaped the same way), so a line at column 0 always starts a
+record.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class _Formatter(logging.Formatter):
         line = escape_controls(f"{timestamp(record.created)} pid={record.process} "
                                f"tid={thread_tag()}{' ' + context if context else ''} "
                                f"{record.levelname}: {record.getMessage()}")
+        details = getattr(record, "details", None)
+        if details:
+            line += indent_block(details)
         if record.exc_info:
             line += indent_block(self.formatException(record.exc_info))
         return line

@@ -74,18 +74,22 @@ def test_control_characters_cannot_forge_lines(logfile, buffered):
         log.logger.warning("fail: %s: %s", "ValueError", exc, exc_info=exc,
                            extra={"ctx": f"class={NASTY} jid=2"})
     log.job_log.write("t1", f"class={NASTY} jid=3", "done", 0.001)
+    log.logger.warning("thread %s:", NASTY, extra={"details": f"  File x\n    {NASTY}\n"})
     log.flush()
 
     text = logfile.read_bytes().decode()
     assert not any(char in text for char in RAW)
     lines = text.splitlines()
-    assert len(lines) == 3 + traceback_lines(error), text
+    # The details' and the traceback's own newlines (NASTY's included) become continuations.
+    assert len(lines) == 4 + traceback_lines(error) + 3, text
     records = [line for line in lines if RECORD_START.match(line)]
     assert [line.split(" INFO: ")[-1].split(" WARNING: ")[-1] for line in records] == [
-        f"queues={ESCAPED}", f"fail: ValueError: {ESCAPED}", "done"]
-    assert all(f"class={ESCAPED} jid=" in line for line in records)
+        f"queues={ESCAPED}", f"fail: ValueError: {ESCAPED}", "done", f"thread {ESCAPED}:"]
+    assert all(f"class={ESCAPED} jid=" in line for line in records[:3])
     continuations = [line for line in lines if not RECORD_START.match(line)]
-    assert len(continuations) == traceback_lines(error)
+    assert continuations[-3:] == [log.BLOCK_PREFIX + line for line in
+                                  ("  File x", "    a", ESCAPED.partition(r"\n")[2])]
+    assert len(continuations) == traceback_lines(error) + 3
     assert all(line.startswith(log.BLOCK_PREFIX) for line in continuations)
 
 
