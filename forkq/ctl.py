@@ -124,6 +124,18 @@ class Master:
         except ProcessLookupError:
             raise CtlError(f"forkq master {self.pid} exited before it got "
                            f"{signal.Signals(signum).name}") from None
+        except PermissionError:
+            raise CtlError(f"not allowed to signal forkq master {self.pid}: run forkqctl as the "
+                           f"user the master runs as") from None
+
+    def kill(self) -> bool:
+        """SIGKILL the master; False when it exited just before."""
+        try:
+            self.send(signal.SIGKILL)
+        except CtlError:
+            print(f"forkqctl: forkq master {self.pid} stopped")
+            return False
+        return True
 
     def wait_gone(self, seconds: float) -> bool:
         """Whether the master exited within ``seconds`` (a zombie counts as exited)."""
@@ -168,7 +180,8 @@ def run_stop(args: argparse.Namespace) -> int:
             print(f"forkqctl: forkq master {master.pid} stopped in "
                   f"{time.monotonic() - started:.1f} s")
             return 0
-        master.send(signal.SIGKILL)
+        if not master.kill():
+            return 0
         master.wait_gone(STOP_MARGIN)
     print(f"forkqctl: forkq master {master.pid} did not stop within "
           f"{timeout + STOP_MARGIN:.0f} s: sent SIGKILL; its children stop by themselves and "
@@ -230,7 +243,7 @@ def master_report(path: str) -> dict:
 def collect(api) -> dict:
     now = time.time()
     processes = [process_report(p, now) for p in api.processes()]
-    queues = [{"name": q.name, "size": q.size, "latency": round(q.latency, 3)}
+    queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency)}
               for q in api.all_queues()]
     stats = api.stats()
     totals = {"processes": len(processes),
@@ -246,7 +259,8 @@ def process_report(process, now: float) -> dict:
     """One heartbeat, any field of which another program (or an attacker) may have written."""
     info = process.info
     return {"identity": process.identity, "hostname": process.hostname, "pid": info.get("pid"),
-            "tag": process.tag, "labels": process.labels, "queues": process.queues,
+            "tag": process.tag, "labels": _strings(info.get("labels")),
+            "queues": _strings(info.get("queues")),
             "busy": process.busy, "concurrency": _count(info.get("concurrency")),
             "rss_kb": process.rss_kb, "beat_age": _age(process.beat, now),
             "quiet": process.quiet}
@@ -259,11 +273,20 @@ def _count(value) -> int:
         return 0
 
 
+def _strings(value) -> list[str]:
+    """A list of names from a heartbeat: anything else is shown as the one value it is."""
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return [str(value)] if value else []
+
+
 def _age(beat: float | None, now: float) -> float | None:
     """Seconds since a heartbeat; None when it holds no usable time."""
-    if beat is None or not math.isfinite(beat):
-        return None
-    return round(now - beat, 1)
+    return None if beat is None else _finite(now - beat, 1)
+
+
+def _finite(seconds: float, digits: int = 3) -> float | None:
+    return round(seconds, digits) if math.isfinite(seconds) else None
 
 
 def render(report: dict) -> str:
@@ -278,8 +301,8 @@ def render(report: dict) -> str:
         lines.append(escape_controls(process_line(p)))
     lines.append(f"queues: {len(report['queues'])}")
     for q in report["queues"]:
-        lines.append(escape_controls(f"  {q['name']}  size={q['size']} "
-                                     f"latency={q['latency']:.2f} s"))
+        latency = "?" if q["latency"] is None else f"{q['latency']:.2f} s"
+        lines.append(escape_controls(f"  {q['name']}  size={q['size']} latency={latency}"))
     return "\n".join(lines)
 
 

@@ -166,7 +166,7 @@ def test_the_readme_commands_find_a_master_started_without_a_pidfile(capsys, sta
 def test_status_escapes_what_an_attacker_wrote_to_redis(capsys, tmp_path, redis, redis_url):
     keys, identity = Keys(), "host\x1b]0;pwned\x07:1:abc"
     info = {"hostname": "web\r\x1b[2Jhost", "pid": "1\n2", "tag": "\x1b[31mred\u2028",
-            "labels": ["l\x00"], "queues": ["q\x1b[0m"], "concurrency": "lots"}
+            "labels": "l\x00", "queues": ["q\x1b[0m"], "concurrency": "lots"}
     redis.sadd(keys.processes, identity)
     redis.hset(keys.process(identity), mapping={"info": json.dumps(info), "busy": 0,
                                                 "beat": "nan"})
@@ -180,7 +180,7 @@ def test_status_escapes_what_an_attacker_wrote_to_redis(capsys, tmp_path, redis,
     assert not any(char in out for char in "\x1b\r\x00\x07\u2028")
     assert len(out.splitlines()) == 6, out
     assert r"evil\n\x1b[1mqueue  size=1" in out and r"tag=\x1b[31mred\u2028" in out
-    assert "beat=?" in out and "busy=0/0" in out
+    assert "beat=?" in out and "busy=0/0" in out and r"labels=l\x00" in out
     code, out, _ = run_ctl(capsys, "status", "-c", str(config), "--json")
     report = json.loads(out)
     assert report["processes"][0]["tag"] == info["tag"] and report["totals"]["threads"] == 0
