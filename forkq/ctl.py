@@ -1,27 +1,37 @@
 """The ``forkqctl`` command: stop, quiet or dump a running master; show what Redis knows.
 
-``stop``, ``quiet`` and ``dump`` signal the master named by a pidfile (``--pidfile``, or the
-``pidfile`` key of the config), after checking that the pid still runs forkq. ``status`` reads
-Redis through ``forkq.api``. An error prints one line, ``forkqctl: <message>``, and exits 1.
+``stop``, ``quiet`` and ``dump`` signal the master named by a pidfile: ``--pidfile``, else the
+config's ``pidfile``, else ``<data_dir>/master.pid``, which every master writes (``data_dir``
+is relative to the directory the master runs in, ``.forkq`` by default). The pid is signalled
+only when its process is the one that wrote the file (same start time, runs forkq): a stale
+pidfile whose pid now belongs to another process is refused, and the signal goes through a
+pidfd, so the pid cannot be reused between the check and the signal.
+
+``status`` reads Redis through ``forkq.api``: each process with the age of its last heartbeat,
+the queues, and totals; the master's pid when its pidfile is found. Everything that came from
+Redis is printed with control characters escaped. An error prints one line,
+``forkqctl: <message>``, and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import select
 import signal
 import sys
 import time
 
 from . import config as config_module
 from .errors import ForkqError
-from .pidfile import is_forkq_process, read_pidfile
+from .log import escape_controls
+from .pidfile import (PidfileError, PidfileMissing, PidRecord, default_pidfile, read_record,
+                      start_time, wrote)
 
 #: seconds ``stop`` waits beyond the timeout before it SIGKILLs the master
 STOP_MARGIN = 10.0
-#: seconds between checks that the master has exited
-POLL = 0.1
 
 
 class CtlError(Exception):
@@ -47,14 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, run, text in (("stop", run_stop, None),
                             ("quiet", run_quiet, "stop fetching new jobs (TSTP)"),
                             ("dump", run_dump, "log every thread's stack in every child (TTIN)"),
-                            ("status", run_status, "processes, queues and sets, from Redis")):
+                            ("status", run_status, "processes, queues and totals, from Redis")):
         command = stop if name == "stop" else commands.add_parser(name, help=text)
         command.add_argument("-c", "--config", help="path to the YAML config (default: "
                              "./forkq.yml when it exists)")
         if name == "status":
             command.add_argument("--json", action="store_true", help="print JSON")
-        else:
-            command.add_argument("--pidfile", help="the master's pidfile (default: the config's)")
+        command.add_argument("--pidfile", help="the master's pidfile (default: the config's "
+                             "pidfile, else <data_dir>/master.pid)")
         command.set_defaults(run=run)
     return parser
 
@@ -65,73 +75,132 @@ def load_config(args: argparse.Namespace):
     return config_module.load(config_path(args))
 
 
-# --- signalling the master
+# --- finding and signalling the master
 
-def master_pid(args: argparse.Namespace, config) -> int:
-    path = args.pidfile or config.pidfile
-    if not path:
-        raise CtlError("no pidfile: pass --pidfile, or -c with a config that sets 'pidfile'")
-    if not os.path.exists(path):
-        raise CtlError(f"pidfile {path} not found (is forkq running?)")
-    pid = read_pidfile(path)
-    if pid is None:
-        raise CtlError(f"pidfile {path} does not hold a pid")
-    if not running(pid):
-        raise CtlError(f"pid {pid} from {path} is not running (stale pidfile)")
-    if not is_forkq_process(pid):
-        raise CtlError(f"pid {pid} from {path} is not a forkq process (stale pidfile, pid reused)")
-    return pid
+def pidfile_path(args: argparse.Namespace, config) -> str:
+    return args.pidfile or config.pidfile or default_pidfile(config.data_dir)
 
 
-def running(pid: int) -> bool:
-    """Alive and not a zombie (an exited master whose parent has not reaped it yet)."""
-    import psutil
+class Master:
+    """The running master a pidfile names, held by a pidfd once its identity is verified."""
 
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    def __init__(self, record: PidRecord, fd: int | None) -> None:
+        self.record = record
+        self.pid = record.pid
+        #: pidfd of the verified process; None where the kernel has no pidfd (before 5.3)
+        self.fd = fd
 
+    def __enter__(self) -> "Master":
+        return self
 
-def wait_gone(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while running(pid):
-        if time.monotonic() >= deadline:
+    def __exit__(self, *exc_info) -> None:
+        _close(self.fd)
+
+    @classmethod
+    def find(cls, path: str) -> "Master":
+        try:
+            record = read_record(path)
+        except PidfileMissing as exc:
+            raise CtlError(f"{exc} (is forkq running from this directory with this config?)"
+                           ) from None
+        except PidfileError as exc:
+            raise CtlError(str(exc)) from None
+        fd = _pidfd(record.pid)
+        if start_time(record.pid) is None:
+            _close(fd)
+            raise CtlError(f"pid {record.pid} from {path} is not running (stale pidfile)")
+        if not wrote(record):
+            _close(fd)
+            raise CtlError(f"pid {record.pid} from {path} is not the forkq master that wrote "
+                           f"it (stale pidfile)")
+        return cls(record, fd)
+
+    def send(self, signum: int) -> None:
+        try:
+            if self.fd is None:
+                os.kill(self.pid, signum)
+            else:
+                signal.pidfd_send_signal(self.fd, signum)
+        except ProcessLookupError:
+            raise CtlError(f"forkq master {self.pid} exited before it got "
+                           f"{signal.Signals(signum).name}") from None
+        except PermissionError:
+            raise CtlError(f"not allowed to signal forkq master {self.pid}: run forkqctl as the "
+                           f"user the master runs as") from None
+
+    def kill(self) -> bool:
+        """SIGKILL the master; False when it exited just before."""
+        try:
+            self.send(signal.SIGKILL)
+        except CtlError:
+            print(f"forkqctl: forkq master {self.pid} stopped")
             return False
-        time.sleep(POLL)
-    return True
+        return True
+
+    def wait_gone(self, seconds: float) -> bool:
+        """Whether the master exited within ``seconds`` (a zombie counts as exited)."""
+        deadline = time.monotonic() + seconds
+        while wrote(self.record):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.fd is None:
+                time.sleep(min(left, 0.1))
+            else:
+                select.select([self.fd], [], [], left)
+        return True
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None  # gone (the checks that follow say so) or no pidfd on this kernel
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def find_master(args: argparse.Namespace, config) -> Master:
+    return Master.find(pidfile_path(args, config))
 
 
 def run_stop(args: argparse.Namespace) -> int:
     config = load_config(args)
-    pid = master_pid(args, config)
     timeout = args.timeout if args.timeout is not None else config.timeout
-    started = time.monotonic()
-    os.kill(pid, signal.SIGTSTP)
-    os.kill(pid, signal.SIGTERM)
-    print(f"forkqctl: sent TSTP and TERM to forkq master {pid}; waiting up to "
-          f"{timeout + STOP_MARGIN:.0f} s")
-    if wait_gone(pid, timeout + STOP_MARGIN):
-        print(f"forkqctl: forkq master {pid} stopped in {time.monotonic() - started:.1f} s")
-        return 0
-    os.kill(pid, signal.SIGKILL)
-    wait_gone(pid, STOP_MARGIN)
-    print(f"forkqctl: forkq master {pid} did not stop within {timeout + STOP_MARGIN:.0f} s: "
-          f"sent SIGKILL; its children stop by themselves and requeue their jobs")
+    with find_master(args, config) as master:
+        started = time.monotonic()
+        master.send(signal.SIGTSTP)
+        master.send(signal.SIGTERM)
+        print(f"forkqctl: sent TSTP and TERM to forkq master {master.pid}; waiting up to "
+              f"{timeout + STOP_MARGIN:.0f} s")
+        if master.wait_gone(timeout + STOP_MARGIN):
+            print(f"forkqctl: forkq master {master.pid} stopped in "
+                  f"{time.monotonic() - started:.1f} s")
+            return 0
+        if not master.kill():
+            return 0
+        master.wait_gone(STOP_MARGIN)
+    print(f"forkqctl: forkq master {master.pid} did not stop within "
+          f"{timeout + STOP_MARGIN:.0f} s: sent SIGKILL; its children stop by themselves and "
+          f"requeue their jobs")
     return 1
 
 
 def run_quiet(args: argparse.Namespace) -> int:
-    pid = master_pid(args, load_config(args))
-    os.kill(pid, signal.SIGTSTP)
-    print(f"forkqctl: sent TSTP to forkq master {pid}: no new jobs will start")
+    with find_master(args, load_config(args)) as master:
+        master.send(signal.SIGTSTP)
+    print(f"forkqctl: sent TSTP to forkq master {master.pid}: no new jobs will start")
     return 0
 
 
 def run_dump(args: argparse.Namespace) -> int:
-    pid = master_pid(args, load_config(args))
-    os.kill(pid, signal.SIGTTIN)
-    print(f"forkqctl: sent TTIN to forkq master {pid}: every child logs its threads' stacks")
+    with find_master(args, load_config(args)) as master:
+        master.send(signal.SIGTTIN)
+    print(f"forkqctl: sent TTIN to forkq master {master.pid}: every child logs its threads' "
+          f"stacks")
     return 0
 
 
@@ -147,6 +216,7 @@ def run_status(args: argparse.Namespace) -> int:
         report = collect(Api.from_config(config))
     except redis.RedisError as exc:
         raise CtlError(f"cannot reach Redis at {redis_location(config)}: {exc}") from None
+    report["master"] = master_report(pidfile_path(args, config))
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
 
@@ -161,31 +231,87 @@ def redis_location(config) -> str:
     return url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()
 
 
+def master_report(path: str) -> dict:
+    """This machine's master for the config, or why it was not found (status still runs)."""
+    try:
+        with Master.find(path) as master:
+            return {"pid": master.pid, "pidfile": path}
+    except CtlError as exc:
+        return {"pid": None, "pidfile": path, "problem": str(exc)}
+
+
 def collect(api) -> dict:
     now = time.time()
-    processes = [{"identity": p.identity, "tag": p.tag, "pid": p.pid, "busy": p.busy,
-                  "concurrency": p.concurrency, "rss_kb": p.rss_kb,
-                  "beat_age": round(now - p.beat, 1) if p.beat else None, "quiet": p.quiet}
-                 for p in api.processes()]
-    queues = [{"name": q.name, "size": q.size, "latency": round(q.latency, 3)}
+    processes = [process_report(p, now) for p in api.processes()]
+    queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency)}
               for q in api.all_queues()]
-    return {"processes": processes, "queues": queues, "retries": api.retries.size,
-            "scheduled": api.scheduled.size, "dead": api.dead.size}
+    stats = api.stats()
+    totals = {"processes": len(processes),
+              "threads": sum(p["concurrency"] for p in processes),
+              "busy": sum(p["busy"] for p in processes),
+              "queued": sum(q["size"] for q in queues),
+              "scheduled": api.scheduled.size, "retries": api.retries.size,
+              "dead": api.dead.size, "processed": stats["processed"], "failed": stats["failed"]}
+    return {"processes": processes, "queues": queues, "totals": totals}
+
+
+def process_report(process, now: float) -> dict:
+    """One heartbeat, any field of which another program (or an attacker) may have written."""
+    info = process.info
+    return {"identity": process.identity, "hostname": process.hostname, "pid": info.get("pid"),
+            "tag": process.tag, "labels": _strings(info.get("labels")),
+            "queues": _strings(info.get("queues")),
+            "busy": process.busy, "concurrency": _count(info.get("concurrency")),
+            "rss_kb": process.rss_kb, "beat_age": _age(process.beat, now),
+            "quiet": process.quiet}
+
+
+def _count(value) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _strings(value) -> list[str]:
+    """A list of names from a heartbeat: anything else is shown as the one value it is."""
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return [str(value)] if value else []
+
+
+def _age(beat: float | None, now: float) -> float | None:
+    """Seconds since a heartbeat; None when it holds no usable time."""
+    return None if beat is None else _finite(now - beat, 1)
+
+
+def _finite(seconds: float, digits: int = 3) -> float | None:
+    return round(seconds, digits) if math.isfinite(seconds) else None
 
 
 def render(report: dict) -> str:
-    lines = [f"processes: {len(report['processes'])}"]
+    """The report as text; every string from Redis with its control characters escaped."""
+    master = report["master"]
+    lines = [escape_controls(f"master: pid {master['pid']} ({master['pidfile']})"
+                             if master["pid"] else f"master: not found: {master['problem']}")]
+    totals = report["totals"]
+    lines.append("totals: " + " ".join(f"{name}={value}" for name, value in totals.items()))
+    lines.append(f"processes: {totals['processes']}")
     for p in report["processes"]:
-        beat = "?" if p["beat_age"] is None else f"{p['beat_age']:.1f} s ago"
-        lines.append(f"  {p['identity']}  tag={p['tag'] or '-'} pid={p['pid']} "
-                     f"busy={p['busy']}/{p['concurrency']} rss={p['rss_kb'] / 1024:.1f} MB "
-                     f"beat={beat}{' QUIET' if p['quiet'] else ''}")
+        lines.append(escape_controls(process_line(p)))
     lines.append(f"queues: {len(report['queues'])}")
     for q in report["queues"]:
-        lines.append(f"  {q['name']}  size={q['size']} latency={q['latency']:.2f} s")
-    lines.append(f"retries={report['retries']} scheduled={report['scheduled']} "
-                 f"dead={report['dead']}")
+        latency = "?" if q["latency"] is None else f"{q['latency']:.2f} s"
+        lines.append(escape_controls(f"  {q['name']}  size={q['size']} latency={latency}"))
     return "\n".join(lines)
+
+
+def process_line(p: dict) -> str:
+    beat = "?" if p["beat_age"] is None else f"{p['beat_age']:.1f} s ago"
+    labels = f" labels={','.join(p['labels'])}" if p["labels"] else ""
+    return (f"  {p['identity']}  host={p['hostname']} tag={p['tag'] or '-'} pid={p['pid']} "
+            f"busy={p['busy']}/{p['concurrency']} rss={p['rss_kb'] / 1024:.1f} MB "
+            f"beat={beat} queues={','.join(p['queues'])}{labels}{' QUIET' if p['quiet'] else ''}")
 
 
 if __name__ == "__main__":

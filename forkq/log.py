@@ -2,6 +2,14 @@
 
 Lines carry the time (UTC), pid, thread, and for job events the class, jid and elapsed time:
 ``2026-11-28T02:00:00.123Z pid=4242 tid=ab1 class=HardJob jid=9f.. elapsed=0.004 INFO: done``.
+
+One record is one line: class names, queue names and error messages come from payloads that
+anyone with access to Redis can write, so control characters in a message or its context
+(newlines, carriage returns, terminal escapes, NUL, U+2028 and the like) are written escaped
+(``\n``, ``\x1b``, ``\u2028``) and cannot forge a line or drive a terminal. A traceback, or
+a text passed as ``extra={"details": text}`` (a thread's stack), follows its record as lines
+that each start with ``  | `` (escaped the same way), so a line at column 0 always starts a
+record.
 """
 
 from __future__ import annotations
@@ -12,18 +20,45 @@ import os
 import sys
 import threading
 import time
+import unicodedata
 
 LOGGER_NAME = "forkq"
 logger = logging.getLogger(LOGGER_NAME)
 
 
+#: Unicode categories escaped in log lines: controls, format characters (bidirectional
+#: overrides, zero-width), line and paragraph separators, lone surrogates (not encodable)
+_ESCAPED_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
+#: how a line of a traceback (or other block) continues its record
+BLOCK_PREFIX = "  | "
+
+
+def escape_controls(text: str) -> str:
+    """``text`` on one line, its control characters written as Python escapes."""
+    if text.isprintable():
+        return text
+    return "".join(char.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(char) in _ESCAPED_CATEGORIES else char
+                   for char in text)
+
+
+def indent_block(text: str) -> str:
+    """A multi-line text (a traceback) as continuation lines of the record before it."""
+    return "".join(f"\n{BLOCK_PREFIX}{escape_controls(line)}"
+                   for line in text.rstrip("\n").split("\n"))
+
+
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         context = getattr(record, "ctx", "")
-        line = (f"{timestamp(record.created)} pid={record.process} tid={thread_tag()}"
-                f"{' ' + context if context else ''} {record.levelname}: {record.getMessage()}")
+        line = escape_controls(f"{timestamp(record.created)} pid={record.process} "
+                               f"tid={thread_tag()}{' ' + context if context else ''} "
+                               f"{record.levelname}: {record.getMessage()}")
+        details = getattr(record, "details", None)
+        if details:
+            line += indent_block(details)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += indent_block(self.formatException(record.exc_info))
         return line
 
 
@@ -62,6 +97,9 @@ class Output:
             view = memoryview(data)
             while view:
                 view = view[os.write(self.fd, view):]
+
+    def write_line(self, line: str) -> None:
+        self.write(line.encode("utf-8", "backslashreplace"))
 
     def reopen(self) -> None:
         if self.path is None:
@@ -112,13 +150,14 @@ class LineBuffer(threading.Thread):
             line = lines.popleft()
             chunk.append(line if type(line) is str else format_job_line(pid, *line))
         if chunk:
-            self.output.write("".join(chunk).encode())
+            self.output.write_line("".join(chunk))
 
 
 def format_job_line(pid: int, at: float, tid: str, context: str, message: str,
                     elapsed: float | None) -> str:
     timing = f" elapsed={elapsed:.3f}" if elapsed is not None else ""
-    return f"{timestamp(at)} pid={pid} tid={tid} {context}{timing} INFO: {message}\n"
+    return (f"{timestamp(at)} pid={pid} tid={tid} {escape_controls(context)}{timing} INFO: "
+            f"{escape_controls(message)}\n")
 
 
 #: seconds a worker's log line may wait to be written with the lines after it
@@ -170,7 +209,7 @@ def setup(level: str = "INFO", logfile: str | None = None, buffered: bool = Fals
     buffer = LineBuffer(output) if buffered else None
     if buffer is not None:
         buffer.start()
-    sink = buffer.put if buffer is not None else lambda line: output.write(line.encode())
+    sink = buffer.put if buffer is not None else output.write_line
     handler = _Handler(sink)
     handler.setFormatter(_Formatter())
     logger.addHandler(handler)

@@ -18,6 +18,11 @@ Shutdown: TERM every child; each finishes its jobs until ``timeout``, requeues t
 exits 0. Survivors are SIGKILLed ``GRACE`` seconds after the deadline; then, with no child left,
 the master opens a short-lived Redis connection and pushes whatever their private lists still
 hold back to the front of the queues. It is worse to lose a job than to run it twice.
+A second TERM or INT (Ctrl-C) during the shutdown forces it: every child is SIGKILLed at once,
+skipping the rest of the timeout, and the same sweep pushes their unfinished jobs back.
+
+The master always writes ``<data_dir>/master.pid`` (and the configured ``pidfile``), the pid
+with its start time, by which ``forkqctl`` finds and verifies it (``pidfile.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from .heartbeat import hostname
 from .keys import Keys
 from .log import logger
 from .notify import notify
-from .pidfile import claim_pidfile, release_pidfile, write_atomically
+from .pidfile import claim_pidfile, default_pidfile, release_pidfile, write_atomically
 from .recovery import requeue_slots
 from .signals import SignalQueue
 
@@ -151,6 +156,8 @@ class Supervisor:
         self.slots: dict[int, Slot] = {}
         self.generation = 0
         self.halting = False
+        #: a second TERM/INT arrived: children are SIGKILLed instead of waited for
+        self.forced = False
         self.quiet = False
         self.failure: str | None = None
         self.early_exits = 0
@@ -159,8 +166,8 @@ class Supervisor:
         self.metrics = None
         self.exporter = Slot(-1, "metrics exporter")
         self.next_memory_check = 0.0
-        #: where this master wrote its pidfile and status file (a reload may rename them)
-        self.pidfile: str | None = None
+        #: where this master wrote its pidfiles and status file (a reload may rename them)
+        self.pidfiles: list[str] = []
         self.status_file: str | None = None
 
     def run(self) -> int:
@@ -183,9 +190,7 @@ class Supervisor:
         self.master_pid = os.getpid()
         self.started_at = time.time()
         os.makedirs(config.data_dir, exist_ok=True)
-        if config.pidfile:
-            claim_pidfile(config.pidfile)
-            self.pidfile = config.pidfile
+        self.claim_pidfiles()
         self.status_file = os.path.join(config.data_dir, "status.json")
         # Before the preload, so that the application's own metrics join the children's.
         self.metrics = metrics_module(config)
@@ -209,6 +214,15 @@ class Supervisor:
         logger.info("forkq %s master started: pid=%d processes=%d concurrency=%d", __version__,
                     self.master_pid, config.processes, config.concurrency)
 
+    def claim_pidfiles(self) -> None:
+        """``<data_dir>/master.pid`` always, so forkqctl finds a master with no ``pidfile``."""
+        config = self.config
+        for path, setting in ((default_pidfile(config.data_dir), "data_dir"),
+                              (config.pidfile, "pidfile")):
+            if path and path not in self.pidfiles:
+                claim_pidfile(path, setting)
+                self.pidfiles.append(path)
+
     def loop(self) -> None:
         while not self.halting:
             for signum in self.signals.wait(TICK):
@@ -224,8 +238,7 @@ class Supervisor:
 
     def handle(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
-            logger.info("%s: stopping", signal.Signals(signum).name)
-            self.halting = True
+            self.stop_requested(signal.Signals(signum).name)
         elif signum == signal.SIGHUP:
             self.reload()
         elif signum == signal.SIGTSTP:
@@ -241,6 +254,29 @@ class Supervisor:
         elif signum == signal.SIGTTIN:
             self.relay(signum)
         # CHLD only wakes the loop: reap_children follows.
+
+    def stop_requested(self, name: str) -> None:
+        """The first TERM/INT stops gracefully; the next one forces the stop."""
+        if not self.halting:
+            logger.info("%s: stopping; running jobs have %.0f s to finish, then go back to their "
+                        "queues; TERM or INT (Ctrl-C) again stops at once", name,
+                        self.config.timeout)
+            self.halting = True
+        elif not self.forced:
+            logger.warning("%s again: stopping at once: SIGKILL to every child; the master then "
+                           "pushes their unfinished jobs back to their queues", name)
+            self.forced = True
+            self.kill_children()
+        else:
+            logger.info("%s: already stopping at once", name)
+
+    def kill_children(self) -> None:
+        for slot in self.live_slots():
+            _kill(slot.pid, signal.SIGKILL)
+            slot.kill_at = float("inf")
+        if self.exporter.pid is not None:
+            _kill(self.exporter.pid, signal.SIGKILL)
+            self.exporter.kill_at = float("inf")
 
     def relay(self, signum: int) -> None:
         for slot in self.live_slots():
@@ -533,7 +569,7 @@ class Supervisor:
             self.exporter.kill_at = time.monotonic() + GRACE
         while self.live_slots() or self.exporter.pid is not None:
             for signum in self.signals.wait(TICK):
-                if signum in (signal.SIGTTIN, signal.SIGUSR2):
+                if signum in (signal.SIGTTIN, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT):
                     self.handle(signum)
             self.read_reports()
             self.reap_children()
@@ -569,9 +605,9 @@ class Supervisor:
             logger.warning("pushed %d job(s) left by killed children back to their queues", moved)
 
     def cleanup(self) -> None:
-        if self.pidfile:
+        for path in self.pidfiles:
             with contextlib.suppress(OSError):
-                release_pidfile(self.pidfile)
+                release_pidfile(path)
         if self.status_file:
             with contextlib.suppress(OSError):
                 os.unlink(self.status_file)

@@ -31,9 +31,10 @@ class Master:
         self.dir = directory
         self.config_path = str(directory / "forkq.yml")
         self.logfile = str(directory / "forkq.log")
-        self.data_dir = str(directory / "data")
-        self.settings = {**BASE_SETTINGS, "logfile": self.logfile, "data_dir": self.data_dir,
-                         **settings}
+        self.settings = {**BASE_SETTINGS, "logfile": self.logfile,
+                         "data_dir": str(directory / "data"), **settings}
+        # data_dir=None leaves it out of the file: the default, relative to the master's cwd
+        self.data_dir = str(directory / (self.settings["data_dir"] or ".forkq"))
         self.extra_env = env or {}
         self.proc: subprocess.Popen | None = None
         self.seen: set[int] = set()
@@ -127,6 +128,17 @@ def start_master(tmp_path, redis_url, redis):
     yield start
     for master in masters:
         master.kill_all()
+
+
+@pytest.fixture
+def tail_forkq_log(tmp_path):
+    """An unrelated process with "forkq" in its command line, as an operator would run."""
+    log = tmp_path / "forkq.log"
+    log.write_text("")
+    process = subprocess.Popen(["tail", "-f", str(log)], stdout=subprocess.DEVNULL)
+    yield process
+    process.kill()
+    process.wait()
 
 
 def started_by(redis, jid: str) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,10 +12,11 @@ import psutil
 import pytest
 
 import e2e_jobs
-from forkq import ctl
+from forkq import ctl, pidfile
 from forkq.api import Api
 from forkq.keys import Keys
 from helpers import wait_for
+from masters import tail_forkq_log  # noqa: F401 (a fixture)
 
 
 def run_ctl(capsys, *args: str) -> tuple[int, str, str]:
@@ -23,32 +25,53 @@ def run_ctl(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.fixture
-def sleeper():
-    """A process that is not forkq, for the pidfile checks."""
-    process = subprocess.Popen(["sleep", "60"])
-    yield process
-    process.kill()
-    process.wait()
+def record_of(process, age: float = 0.0) -> str:
+    """A pidfile written by ``process``; ``age`` seconds earlier: one its pid now reuses."""
+    return pidfile.record_text(process.pid, psutil.Process(process.pid).create_time() - age)
 
 
-def test_errors_are_one_line_and_exit_1(capsys, tmp_path, sleeper):
-    pidfile = tmp_path / "forkq.pid"
-    code, _, err = run_ctl(capsys, "stop")
-    assert (code, err) == (1, "forkqctl: no pidfile: pass --pidfile, or -c with a config that "
-                              "sets 'pidfile'\n")
-    code, _, err = run_ctl(capsys, "quiet", "--pidfile", str(pidfile))
-    assert (code, err) == (1, f"forkqctl: pidfile {pidfile} not found (is forkq running?)\n")
+@pytest.mark.parametrize("command", ["stop", "quiet", "dump"])
+@pytest.mark.parametrize("stale", ["pid and an earlier start time", "pid only"])
+def test_a_stale_pidfile_naming_another_forkq_process_is_refused_and_it_survives(
+        capsys, tmp_path, tail_forkq_log, command, stale):
+    path = tmp_path / "master.pid"
+    path.write_text(record_of(tail_forkq_log, 3600) if stale.startswith("pid and")
+                    else f"{tail_forkq_log.pid}\n")
+    code, out, err = run_ctl(capsys, command, "--pidfile", str(path))
+    assert (code, out) == (1, "")
+    assert err == (f"forkqctl: pid {tail_forkq_log.pid} from {path} is not the forkq master "
+                   f"that wrote it (stale pidfile)\n")
+    assert tail_forkq_log.poll() is None
+    assert psutil.Process(tail_forkq_log.pid).status() != psutil.STATUS_STOPPED
 
-    pidfile.write_text(f"{sleeper.pid}\n")
-    code, _, err = run_ctl(capsys, "dump", "--pidfile", str(pidfile))
-    assert code == 1 and err == (f"forkqctl: pid {sleeper.pid} from {pidfile} is not a forkq "
-                                 f"process (stale pidfile, pid reused)\n")
-    stale = subprocess.Popen(["true"])
-    stale.wait()
-    pidfile.write_text(f"{stale.pid}\n")
-    code, _, err = run_ctl(capsys, "stop", "--pidfile", str(pidfile))
-    assert code == 1 and "is not running (stale pidfile)" in err
+
+@pytest.mark.parametrize("contents", [b"-1\n", b"0\n", b"garbage\n", b"99999999999999999999\n",
+                                      b"", b"\xff\xfe\n", b"1\n"])
+def test_a_pidfile_without_a_usable_pid_is_a_one_line_error(tmp_path, contents):
+    path = tmp_path / "master.pid"
+    path.write_bytes(contents)
+    # A separate process: a signal to pid -1 or 0 must not reach the test run if it is sent.
+    result = subprocess.run([sys.executable, "-m", "forkq.ctl", "quiet", "--pidfile", str(path)],
+                            capture_output=True, text=True, timeout=30, start_new_session=True)
+    assert result.returncode == 1 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"forkqctl: pidfile {path} does not hold a pid") or \
+        result.stderr.startswith("forkqctl: pid 1 from ")
+
+
+def test_missing_pidfiles_and_exited_pids_are_one_line_errors(capsys, tmp_path):
+    config = tmp_path / "forkq.yml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    code, _, err = run_ctl(capsys, "stop", "-c", str(config))
+    assert (code, err) == (1, f"forkqctl: pidfile {tmp_path / 'data' / 'master.pid'} not found "
+                              f"(is forkq running from this directory with this config?)\n")
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    path = tmp_path / "forkq.pid"
+    path.write_text(pidfile.record_text(exited.pid, 0.0))
+    code, _, err = run_ctl(capsys, "stop", "--pidfile", str(path))
+    assert (code, err) == (1, f"forkqctl: pid {exited.pid} from {path} is not running (stale "
+                              f"pidfile)\n")
 
 
 def test_status_says_when_redis_is_unreachable(capsys, tmp_path):
@@ -67,9 +90,9 @@ def test_stop_sigkills_a_master_that_outlives_the_timeout_and_exits_1(capsys, tm
     stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "forkq"])
     try:
         stuck.send_signal(signal.SIGSTOP)
-        pidfile = tmp_path / "forkq.pid"
-        pidfile.write_text(f"{stuck.pid}\n")
-        code, out, _ = run_ctl(capsys, "stop", "--timeout", "0.5", "--pidfile", str(pidfile))
+        path = tmp_path / "forkq.pid"
+        path.write_text(record_of(stuck))
+        code, out, _ = run_ctl(capsys, "stop", "--timeout", "0.5", "--pidfile", str(path))
         assert code == 1 and "sent SIGKILL" in out
         assert stuck.wait(5) == -signal.SIGKILL
     finally:
@@ -92,31 +115,74 @@ def test_stop_exits_0_when_jobs_are_requeued_at_the_deadline(capsys, start_maste
     assert redis.llen("queue:default") == 1
 
 
+def forkqctl(master, *args: str) -> subprocess.CompletedProcess:
+    """``forkqctl`` as an operator types it, in the directory the master runs in."""
+    script = os.path.join(os.path.dirname(sys.executable), "forkqctl")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return subprocess.run([script, *args], cwd=master.dir, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
 @pytest.mark.slow
-def test_status_quiet_and_dump_on_a_running_master(capsys, start_master, redis, tmp_path):
-    pidfile = str(tmp_path / "forkq.pid")
-    master = start_master(pidfile=pidfile, tag="ctl")
+def test_the_readme_commands_find_a_master_started_without_a_pidfile(capsys, start_master,
+                                                                     redis):
+    # The default data_dir (.forkq, in the master's directory) and no pidfile.
+    master = start_master(tag="ctl", data_dir=None)
     pids = master.ready_pids(2)
     api = Api(redis, Keys())
     wait_for(lambda: len(api.processes()) == 2, 5, message="two heartbeats")
     e2e_jobs.Record.set(queue="parked").perform_async()
 
-    code, out, _ = run_ctl(capsys, "status", "-c", master.config_path, "--json")
-    report = json.loads(out)
-    assert code == 0
+    status = forkqctl(master, "status", "-c", "forkq.yml", "--json")
+    report = json.loads(status.stdout)
+    assert status.returncode == 0
+    assert report["master"] == {"pid": master.pid, "pidfile": ".forkq/master.pid"}
     assert sorted(p["pid"] for p in report["processes"]) == sorted(pids)
-    assert {p["tag"] for p in report["processes"]} == {"ctl"}
-    assert all(p["concurrency"] == 3 and p["rss_kb"] > 0 and p["beat_age"] < 5 and
-               not p["quiet"] for p in report["processes"])
+    assert all(p["tag"] == "ctl" and p["concurrency"] == 3 and p["rss_kb"] > 0 and
+               0 <= p["beat_age"] < 5 and not p["quiet"] for p in report["processes"])
     assert [(q["name"], q["size"]) for q in report["queues"]] == [("parked", 1)]
-    assert (report["retries"], report["scheduled"], report["dead"]) == (0, 0, 0)
+    assert report["totals"] == {"processes": 2, "threads": 6, "busy": 0, "queued": 1,
+                                "scheduled": 0, "retries": 0, "dead": 0, "processed": 0,
+                                "failed": 0}
 
-    assert run_ctl(capsys, "quiet", "--pidfile", pidfile)[0] == 0
+    quiet = forkqctl(master, "quiet", "-c", "forkq.yml")
+    assert (quiet.returncode, quiet.stderr) == (0, "")
     wait_for(lambda: all(p.quiet for p in api.processes()), 5, message="quiet heartbeats")
-    code, out, _ = run_ctl(capsys, "status", "-c", master.config_path)
-    assert code == 0 and out.count(" QUIET") == 2 and "parked  size=1" in out
-    assert "retries=0 scheduled=0 dead=0" in out
+    text = forkqctl(master, "status", "-c", "forkq.yml").stdout
+    assert f"master: pid {master.pid} (.forkq/master.pid)" in text
+    assert "totals: processes=2 threads=6 busy=0 queued=1 scheduled=0 retries=0 dead=0 " \
+           "processed=0 failed=0" in text
+    assert text.count(" QUIET") == 2 and "parked  size=1" in text and " s ago" in text
 
-    assert run_ctl(capsys, "dump", "--pidfile", pidfile)[0] == 0
+    assert forkqctl(master, "dump", "-c", "forkq.yml").returncode == 0
     wait_for(lambda: master.log().count("thread heartbeat") == 2, 5, message="stack dumps")
-    assert psutil.Process(master.pid).status() != psutil.STATUS_ZOMBIE
+
+    stop = forkqctl(master, "stop", "--timeout", "25", "-c", "forkq.yml")
+    assert stop.returncode == 0 and f"forkq master {master.pid} stopped in" in stop.stdout
+    assert master.wait_exit(5) == 0
+    assert not os.path.exists(os.path.join(master.data_dir, "master.pid"))
+
+
+def test_status_escapes_what_an_attacker_wrote_to_redis(capsys, tmp_path, redis, redis_url):
+    keys, identity = Keys(), "host\x1b]0;pwned\x07:1:abc"
+    info = {"hostname": "web\r\x1b[2Jhost", "pid": "1\n2", "tag": "\x1b[31mred\u2028",
+            "labels": "l\x00", "queues": ["q\x1b[0m"], "concurrency": "lots"}
+    redis.sadd(keys.processes, identity)
+    redis.hset(keys.process(identity), mapping={"info": json.dumps(info), "busy": 0,
+                                                "beat": "nan"})
+    redis.sadd(keys.queues, "evil\n\x1b[1mqueue")
+    redis.lpush(keys.queue("evil\n\x1b[1mqueue"), "{}")
+    config = tmp_path / "forkq.yml"
+    config.write_text(f"redis_url: {redis_url}\ndata_dir: {tmp_path / 'data'}\n")
+
+    code, out, _ = run_ctl(capsys, "status", "-c", str(config))
+    assert code == 0
+    assert not any(char in out for char in "\x1b\r\x00\x07\u2028")
+    assert len(out.splitlines()) == 6, out
+    assert r"evil\n\x1b[1mqueue  size=1" in out and r"tag=\x1b[31mred\u2028" in out
+    assert "beat=?" in out and "busy=0/0" in out and r"labels=l\x00" in out
+    code, out, _ = run_ctl(capsys, "status", "-c", str(config), "--json")
+    report = json.loads(out)
+    assert report["processes"][0]["tag"] == info["tag"] and report["totals"]["threads"] == 0
+    assert report["master"]["pid"] is None and "not found" in report["master"]["problem"]
+    assert not any(char in out for char in "\x1b\r\x00\x07\u2028")

@@ -80,7 +80,7 @@ def test_claim_pidfile_refuses_a_running_forkq_process_and_replaces_a_stale_one(
     try:
         with open(path, "w") as handle:
             handle.write(f"{holder.pid}\n")
-        with pytest.raises(ForkqError, match="names forkq process"):
+        with pytest.raises(ForkqError, match="names forkq master"):
             pidfile.claim_pidfile(path)
     finally:
         holder.kill()
@@ -179,6 +179,24 @@ def test_term_requeues_jobs_longer_than_the_timeout_and_exits_0(start_master, re
     assert master.wait_exit(1 + supervisor.GRACE) == 0
     assert redis.llen("queue:default") == 4 and inflight_keys(redis) == []
     assert redis.hlen("e2e:runs") == 0
+
+
+@pytest.mark.slow
+def test_a_second_int_stops_at_once_and_still_requeues_the_running_jobs(start_master, redis):
+    master = start_master(timeout=30)
+    master.ready_pids(2)
+    jids = e2e_jobs.Sleep.perform_bulk([[60]] * 3)
+    wait_for(lambda: redis.hlen("e2e:started") == 3, 10, message="jobs started")
+    master.send(signal.SIGINT)
+    wait_for(lambda: "INT: stopping; running jobs have 30 s to finish" in master.log(), 5,
+             message="the first INT logged")
+    assert "TERM or INT (Ctrl-C) again stops at once" in master.log()
+    master.send(signal.SIGINT)
+    assert master.wait_exit(10) == 0
+    assert "INT again: stopping at once: SIGKILL to every child" in master.log()
+    assert sorted(json.loads(text)["jid"] for text in redis.lrange("queue:default", 0, -1)) == \
+        sorted(jids)
+    assert inflight_keys(redis) == [] and redis.hlen("e2e:runs") == 0
 
 
 @pytest.mark.slow

@@ -1,0 +1,120 @@
+"""Log lines: one record a line, whatever a payload holds; tracebacks as marked continuations."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+
+from forkq import log
+from helpers import wait_for
+
+#: a class name, queue name or error message as an attacker would write it
+NASTY = "a\nb\rc\x1b[31md\x00e\u2028f\u202eg\ud800h"
+ESCAPED = r"a\nb\rc\x1b[31md\x00e\u2028f\u202eg\ud800h"
+#: what may not reach a log file or a terminal raw
+RAW = ("\r", "\x1b", "\x00", "\u2028", "\u202e")
+HOSTILE_MODULE = """
+from forkq import Job
+
+
+class Fail(Job):
+    def perform(self, message):
+        raise ValueError(message)
+"""
+RECORD_START = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pid=\d+ tid=")
+
+
+@pytest.mark.parametrize("text, escaped", [
+    ("plain text, café, 日本", "plain text, café, 日本"),
+    ("tab\there", r"tab\there"),
+    (NASTY, ESCAPED),
+    ("\x7f\x85\u200b\U000e0001", r"\x7f\x85\u200b\U000e0001"),
+])
+def test_escape_controls(text, escaped):
+    assert log.escape_controls(text) == escaped
+
+
+@pytest.fixture
+def logfile(tmp_path):
+    """forkq's logging to a file; the previous set-up is restored afterwards."""
+    logger, state = log.logger, dict(log._state)
+    saved = (list(logger.handlers), logger.level, logger.propagate,
+             dict(vars(log.job_log)))
+    path = tmp_path / "forkq.log"
+    yield path
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    if log._state["output"] is not None:
+        log._state["output"].close()
+    handlers, level, propagate, job_log = saved
+    for handler in handlers:
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = propagate
+    vars(log.job_log).update(job_log)
+    log._state.update(state)
+
+
+def traceback_lines(exc: BaseException) -> int:
+    text = logging.Formatter().formatException((type(exc), exc, exc.__traceback__))
+    return len(text.rstrip("\n").split("\n"))
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_control_characters_cannot_forge_lines(logfile, buffered):
+    log.setup("INFO", str(logfile), buffered=buffered)
+    log.logger.info("queues=%s", NASTY, extra={"ctx": f"class={NASTY} jid=1"})
+    try:
+        raise ValueError(NASTY)
+    except ValueError as exc:
+        error = exc
+        log.logger.warning("fail: %s: %s", "ValueError", exc, exc_info=exc,
+                           extra={"ctx": f"class={NASTY} jid=2"})
+    log.job_log.write("t1", f"class={NASTY} jid=3", "done", 0.001)
+    log.logger.warning("thread %s:", NASTY, extra={"details": f"  File x\n    {NASTY}\n"})
+    log.flush()
+
+    text = logfile.read_bytes().decode()
+    assert not any(char in text for char in RAW)
+    lines = text.splitlines()
+    # The details' and the traceback's own newlines (NASTY's included) become continuations.
+    assert len(lines) == 4 + traceback_lines(error) + 3, text
+    records = [line for line in lines if RECORD_START.match(line)]
+    assert [line.split(" INFO: ")[-1].split(" WARNING: ")[-1] for line in records] == [
+        f"queues={ESCAPED}", f"fail: ValueError: {ESCAPED}", "done", f"thread {ESCAPED}:"]
+    assert all(f"class={ESCAPED} jid=" in line for line in records[:3])
+    continuations = [line for line in lines if not RECORD_START.match(line)]
+    assert continuations[-3:] == [log.BLOCK_PREFIX + line for line in
+                                  ("  File x", "    a", ESCAPED.partition(r"\n")[2])]
+    assert len(continuations) == traceback_lines(error) + 3
+    assert all(line.startswith(log.BLOCK_PREFIX) for line in continuations)
+
+
+@pytest.mark.slow
+def test_a_worker_logs_hostile_payloads_one_record_a_line(start_master, redis):
+    master = start_master(processes=1, require=["e2e_jobs", "e2e_hostile"],
+                          modules={"e2e_hostile": HOSTILE_MODULE})
+    master.ready_pids(1)
+    forged = "\n1999-01-01T00:00:00.000Z pid=1 tid=1 INFO: forged"
+    bad_class = {"class": f"Evil{forged}\r\x1b[31m\x00\u2028", "args": [],
+                 "jid": "a" * 24, "queue": f"default{forged}\x1b[2J", "retry": False}
+    bad_jid = {"class": "e2e_jobs.Record", "args": [], "jid": f"\x1b[31m{forged}\u2028",
+               "queue": "default", "retry": False}
+    fail = {"class": "e2e_hostile.Fail", "args": [f"boom{forged}\x1b[2J\x00\u2028"],
+            "jid": "b" * 24, "queue": "default", "retry": False}
+    for payload in (bad_class, bad_jid, fail):
+        redis.lpush("queue:default", json.dumps(payload))
+    wait_for(lambda: redis.hlen("e2e:runs") == 1 and
+             master.log().count(" WARNING: fail: ") == 2, 10, message="three jobs done")
+    wait_for(lambda: redis.hget("e2e:runs", bad_jid["jid"]), 5, message="the hostile jid ran")
+
+    text = master.log()
+    assert not any(char in text for char in RAW)
+    for line in text.splitlines():
+        assert RECORD_START.match(line) or line.startswith(log.BLOCK_PREFIX), line
+    assert r"\n1999-01-01T00:00:00.000Z pid=1 tid=1 INFO: forged" in text
+    assert len([line for line in text.splitlines() if "forged" in line and
+                RECORD_START.match(line)]) >= 5  # start and fail of two jobs, two of Record
