@@ -431,6 +431,21 @@ def test_redis_down_leaves_the_rest_served(make_config, exporter, directory, chi
     assert served.get("/healthz") == (503, "Redis unavailable: cannot see heartbeats\n")
 
 
+@pytest.mark.slow
+def test_an_idle_connection_is_dropped(exporter):
+    """A client that connects and sends nothing must not hold a thread of the exporter."""
+    served = exporter()
+    limit = metrics.exporter.IDLE_TIMEOUT + 5
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=limit) as idle:
+        try:
+            assert idle.recv(1) == b"", "closed without an answer"
+        except TimeoutError:
+            pytest.fail(f"an idle connection was still open after {limit} s")
+    assert time.monotonic() - started < limit
+    assert served.get("/healthz")[0] in (200, 503), "the exporter still answers"
+
+
 def test_a_taken_port_is_a_warning_and_exit_0(make_config, directory):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
