@@ -18,6 +18,7 @@ import urllib.request
 
 import psutil
 import pytest
+import redis as redis_py
 from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -412,6 +413,18 @@ def test_metrics_report_queues_and_sets(redis, make_config, exporter, directory)
     assert found[("forkq_dead_size", frozenset())] == 4
     assert found[("forkq_jobs_processed_total", series("default", "HardJob"))] == 2
     assert found[("forkq_jobs_failed_total", series("default", "HardJob"))] == 1
+
+
+def test_text_that_is_not_utf8_does_not_stop_a_scrape(redis, redis_url, exporter, directory):
+    raw = redis_py.Redis.from_url(redis_url)
+    raw.sadd("queues", b"bad\xff", b"default")
+    raw.lpush(b"queue:bad\xff", b"{}")
+    raw.lpush(b"queue:default", b'{"class":"A","args":["\xfe"],"enqueued_at":NaN}', b"\xff")
+    found = exporter().scrape()
+    assert found[("forkq_redis_up", frozenset())] == 1
+    assert found[("forkq_queue_size", frozenset({"queue": "default"}.items()))] == 2
+    assert found[("forkq_queue_latency_seconds", frozenset({"queue": "default"}.items()))] == 0
+    assert found[("forkq_queue_size", frozenset({"queue": "bad\ufffd"}.items()))] == 1
 
 
 def test_redis_down_leaves_the_rest_served(make_config, exporter, directory, children):
