@@ -51,8 +51,9 @@ _MS_THRESHOLD = 1e11
 _EARLIEST, _LATEST = -62135596800.0, 253402300799.0
 #: a jid longer than this is named by its digest (it has to fit in a URL)
 _MAX_IDENT = 64
-#: queue entries read around an index hint before the whole list is searched
-_HINT_WINDOW = 100
+#: queue entries read per round trip when looking for one job, around its index hint first,
+#: then through the whole list; few, since one job may be megabytes
+_WINDOW = 100
 #: ``<score>-<ident>``: the score as ``repr(float)`` (``-inf``, ``1e-05``), then the ident
 _KEY = re.compile(r"(?P<score>[+-]?(?:inf|\d+(?:\.\d*)?(?:e[+-]?\d+)?))-(?P<ident>.+)\Z",
                   re.DOTALL)
@@ -264,12 +265,11 @@ class Queue:
     def find(self, ident: str, hint: int = 0) -> Entry | None:
         """The job named ``ident``: looked for around index ``hint`` first (jobs shift as
         workers take them), then through the whole list, one batch at a time."""
-        start = max(0, hint - _HINT_WINDOW // 2)
-        found = self._find_in(ident, start, _HINT_WINDOW)
+        found = self._find_in(ident, max(0, hint - _WINDOW // 2), _WINDOW)
         offset = 0
         while found is None and offset < self.size:
-            found = self._find_in(ident, offset, BATCH)
-            offset += BATCH
+            found = self._find_in(ident, offset, _WINDOW)
+            offset += _WINDOW
         return found
 
     def _find_in(self, ident: str, start: int, count: int) -> Entry | None:
