@@ -184,11 +184,11 @@ class Entry:
 
     @property
     def error_class(self) -> str | None:
-        return self._get("error_class")
+        return _text(self._get("error_class"))
 
     @property
     def error_message(self) -> str | None:
-        return self._get("error_message")
+        return _text(self._get("error_message"))
 
     @property
     def enqueued_at(self) -> float | None:
@@ -628,6 +628,13 @@ def _int(value: Any) -> int:
         return int(value or 0)
     except (ValueError, TypeError, OverflowError):
         return 0
+
+
+def _text(value: Any) -> str | None:
+    """A field meant to be text, as text whatever a foreign writer stored (None if absent)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _strings(value: Any) -> list[str]:

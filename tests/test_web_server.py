@@ -220,7 +220,7 @@ def test_with_authentication_any_host_name_may_log_in(serve, monkeypatch):
 
 # --- item 12: whatever Redis holds, every page renders -------------------------------------
 
-def seed_bad_timestamps(redis, api: Api) -> None:
+def seed_odd_data(redis, api: Api) -> None:
     push(redis, api, "default", '{"class":"app.Job","args":[],"jid":"nan0","enqueued_at":NaN}')
     push(redis, api, "default", job("huge", enqueued_at=1e300, created_at="yesterday"))
     push(redis, api, "default", job("ms", enqueued_at=int(time.time() * 1000),
@@ -233,7 +233,9 @@ def seed_bad_timestamps(redis, api: Api) -> None:
                          job("ninf", failed_at=1e300, retried_at=-1e300): -math.inf,
                          job("ms", failed_at=int(time.time() * 1000)): time.time(),
                          '{"class":"app.Job","jid":"n","failed_at":NaN}': 12.5,
-                         job("neg"): -5.0, job("tiny"): 1e-05})
+                         job("neg", error_class=["E"],
+                             error_message={str(n): n for n in range(200)}): -5.0,
+                         job("tiny"): 1e-05})
     identity = "host:1:bad"
     redis.sadd(api.keys.processes, identity)
     redis.hset(api.keys.process(identity), mapping={
@@ -247,7 +249,7 @@ def seed_bad_timestamps(redis, api: Api) -> None:
 
 
 def test_every_page_renders_bad_timestamps_as_raw_values(serve, redis, api):
-    seed_bad_timestamps(redis, api)
+    seed_odd_data(redis, api)
     port = serve()
     client = Client(port)
     pages = ["/", "/?days=90", "/stats", "/queues", "/queues/default", "/queues/deep", "/busy",
@@ -268,7 +270,7 @@ def test_every_page_renders_bad_timestamps_as_raw_values(serve, redis, api):
 
 
 def test_actions_on_infinite_and_negative_scores(serve, redis, api):
-    seed_bad_timestamps(redis, api)
+    seed_odd_data(redis, api)
     client = Client(serve())
     for kind, entries in [("retries", api.retries), ("scheduled", api.scheduled)]:
         keys = [e.key for e in entries.page(0, 100) if e.jid in ("pinf", "ninf", "neg", "tiny")]
@@ -394,7 +396,7 @@ def reader(redis, redis_url):
 
 
 def test_read_only_pages_work_for_a_user_that_may_only_read(serve, redis, api, reader):
-    seed_bad_timestamps(redis, api)
+    seed_odd_data(redis, api)
     redis.sadd(api.keys.processes, "gone:2:abc")  # its heartbeat hash expired
     with pytest.raises(redis_py.exceptions.NoPermissionError):
         redis_py.Redis.from_url(reader).srem(api.keys.processes, "gone:2:abc")
