@@ -70,8 +70,8 @@ def parse_bind(bind: str, default_port: int) -> tuple[str, int]:
     if not port_text:
         return host or "0.0.0.0", default_port
     if not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError(f"forkq web: bind address {bind!r}: the port must be a number from 0 "
-                          f"to 65535 (e.g. 127.0.0.1:7433)")
+        raise ConfigError(f"web bind address {bind!r}: the port must be a number from 0 to "
+                          f"65535 (e.g. 127.0.0.1:7433)")
     return host or "0.0.0.0", int(port_text)
 
 
