@@ -4,8 +4,8 @@ Fine for an admin tool used by a few people; behind heavy traffic, mount ``forkq
 a production WSGI server instead. Without authentication it binds only to loopback.
 
 A connection that sends nothing for ``IDLE_TIMEOUT`` seconds is closed, so idle or trickling
-clients cannot hold the server's threads. Errors the HTTP layer answers itself (a malformed
-request line, 414) carry the same security headers as the app's pages.
+clients cannot hold the server's threads. Errors the HTTP layer answers itself (a request line
+or header too long: 414, 431) carry the same security headers as the app's pages.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class QuietHandler(WSGIRequestHandler):
     """Request lines go to the forkq.web logger at debug level, not to stderr."""
 
     timeout = IDLE_TIMEOUT
+    #: set while the HTTP layer answers an error, so ``end_headers`` adds the security headers
+    _answering_error = False
 
     def log_message(self, format: str, *args) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -53,7 +55,7 @@ class QuietHandler(WSGIRequestHandler):
         super().send_error(code, message, explain)
 
     def end_headers(self) -> None:
-        if getattr(self, "_answering_error", False):
+        if self._answering_error:
             for name, value in HEADERS + [NO_STORE]:
                 self.send_header(name, value)
         super().end_headers()
