@@ -10,8 +10,14 @@ never imports it. Everything goes through ``forkq.keys.Keys`` over one decode_re
     Queue("default").size                    # module-level: the forkq client's own Redis
 
 Entries keep the raw JSON text they were read as: it is the member to ZREM or LREM, so an admin
-action removes exactly what was shown, or nothing when someone else moved it first. A job that
-is not valid JSON is still listed (as raw text) and can be deleted or killed.
+action removes exactly what was shown, or nothing when someone else moved it first. Callers name
+an entry by its ``ident`` (the jid, or a digest of the text when the jid is missing or unusable),
+plus its score in a sorted set or its index in a queue as a hint; the text is looked up again in
+Redis, so no job's text has to travel through a form or a URL. A job that is not valid JSON is
+still listed (as raw text) and can be deleted or killed.
+
+An ``Api`` made ``read_only`` never writes: listing processes then leaves the members of
+``processes`` whose heartbeat expired in place instead of pruning them.
 """
 
 from __future__ import annotations
@@ -21,13 +27,18 @@ import binascii
 import datetime
 import hashlib
 import json
+import math
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterator
 
+from redis.exceptions import NoPermissionError
+
 from .config import Config
+from .dead import DeadSet as DeadWriter
 from .keys import SIGNALS_TTL, Keys
 
 #: entries read or moved per round trip by the ``*_all`` actions and by ``filter``
@@ -36,6 +47,16 @@ BATCH = 1000
 SIGNALS = ("TSTP", "TERM", "TTIN")
 #: a timestamp above this is integer milliseconds (Sidekiq 8), not seconds (year 5138)
 _MS_THRESHOLD = 1e11
+#: epoch seconds a date can show: 0001-01-01 to 9999-12-31 (Python's datetime range)
+_EARLIEST, _LATEST = -62135596800.0, 253402300799.0
+#: a jid longer than this is named by its digest (it has to fit in a URL)
+_MAX_IDENT = 64
+#: queue entries read per round trip when looking for one job, around its index hint first,
+#: then through the whole list; few, since one job may be megabytes
+_WINDOW = 100
+#: ``<score>-<ident>``: the score as ``repr(float)`` (``-inf``, ``1e-05``), then the ident
+_KEY = re.compile(r"(?P<score>[+-]?(?:inf|\d+(?:\.\d*)?(?:e[+-]?\d+)?))-(?P<ident>.+)\Z",
+                  re.DOTALL)
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -55,20 +76,6 @@ end
 return moved
 """
 
-# Moves members to the dead set, then trims it by age and size, as Sidekiq's DeadSet#kill.
-# KEYS: the set, ``dead``; ARGV: now, cutoff, max jobs, members...
-_MOVE_TO_DEAD = """
-local moved = 0
-for i = 4, #ARGV do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
-    moved = moved + 1
-  end
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
-return moved
-"""
 
 
 def latency(oldest: str | None, now: float) -> float:
@@ -78,10 +85,33 @@ def latency(oldest: str | None, now: float) -> float:
 
 
 def seconds(value: Any) -> float | None:
-    """A timestamp as float epoch seconds; Sidekiq 8 writes integer milliseconds."""
+    """A timestamp as float epoch seconds, or None when it cannot be a date.
+
+    Sidekiq 8 writes integer milliseconds. NaN, infinities, strings and values outside the
+    years 1 to 9999 give None: the caller shows the raw value instead."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return value / 1000.0 if value > _MS_THRESHOLD else float(value)
+    try:
+        return as_date(value / 1000.0 if value > _MS_THRESHOLD else float(value))
+    except OverflowError:  # an integer too large for a float
+        return None
+
+
+def as_date(moment: float | None) -> float | None:
+    """Epoch seconds (a sorted-set score, say) that a date can show, else None."""
+    if moment is None or not math.isfinite(moment):
+        return None
+    return moment if _EARLIEST <= moment <= _LATEST else None
+
+
+def wire(text: str) -> str | bytes:
+    """``text`` as sent to Redis: bytes when it holds surrogates (bytes that were not UTF-8,
+    read back with ``surrogateescape``), since hiredis encodes text strictly."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+    return text
 
 
 def decode_backtrace(value: Any) -> list[str]:
@@ -110,7 +140,7 @@ class Entry:
         self.score = score
         try:
             item = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             item = None
         self.item: dict[str, Any] | None = item if isinstance(item, dict) else None
 
@@ -120,6 +150,10 @@ class Entry:
 
     def _get(self, name: str, default: Any = None) -> Any:
         return self.item.get(name, default) if self.item else default
+
+    def field(self, name: str) -> Any:
+        """A field's value as stored (None when absent), e.g. a timestamp that is no date."""
+        return self._get(name)
 
     @property
     def jid(self) -> str | None:
@@ -150,11 +184,11 @@ class Entry:
 
     @property
     def error_class(self) -> str | None:
-        return self._get("error_class")
+        return _text(self._get("error_class"))
 
     @property
     def error_message(self) -> str | None:
-        return self._get("error_message")
+        return _text(self._get("error_message"))
 
     @property
     def enqueued_at(self) -> float | None:
@@ -181,12 +215,18 @@ class Entry:
         return hashlib.sha1(self.raw.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
     @property
+    def ident(self) -> str:
+        """The jid, or the digest of the text when the jid is missing or too long for a URL."""
+        jid = self.jid
+        return jid if jid and len(jid) <= _MAX_IDENT else self.digest
+
+    @property
     def key(self) -> str:
-        """``<score>-<jid>`` naming this entry in its set (a digest stands in for a lost jid)."""
-        return f"{self.score!r}-{self.jid or self.digest}"
+        """``<score>-<ident>`` naming this entry in its sorted set."""
+        return f"{self.score!r}-{self.ident}"
 
     def matches(self, ident: str) -> bool:
-        return ident in (self.jid, self.digest)
+        return ident in (self.ident, self.digest)
 
     def requeued_text(self, now: float, decrement: bool = False) -> str:
         """The text to push back to a queue: ``enqueued_at`` now, unknown keys kept."""
@@ -207,7 +247,7 @@ class Queue:
     def __init__(self, name: str, api: "Api | None" = None) -> None:
         self.name = name
         self.api = api or default()
-        self.key = self.api.keys.queue(name)
+        self.key = wire(self.api.keys.queue(name))
 
     @property
     def size(self) -> int:
@@ -222,13 +262,26 @@ class Queue:
         """Newest first, as pushed."""
         return [Entry(raw) for raw in self.api.redis.lrange(self.key, start, start + count - 1)]
 
+    def find(self, ident: str, hint: int = 0) -> Entry | None:
+        """The job named ``ident``: looked for around index ``hint`` first (jobs shift as
+        workers take them), then through the whole list, one batch at a time."""
+        found = self._find_in(ident, max(0, hint - _WINDOW // 2), _WINDOW)
+        offset = 0
+        while found is None and offset < self.size:
+            found = self._find_in(ident, offset, _WINDOW)
+            offset += _WINDOW
+        return found
+
+    def _find_in(self, ident: str, start: int, count: int) -> Entry | None:
+        return next((e for e in self.jobs(start, count) if e.matches(ident)), None)
+
     def delete(self, entry: Entry) -> bool:
-        return self.api.redis.lrem(self.key, 1, entry.raw) > 0
+        return self.api.redis.lrem(self.key, 1, wire(entry.raw)) > 0
 
     def clear(self) -> None:
         pipe = self.api.redis.pipeline()
         pipe.unlink(self.key)
-        pipe.srem(self.api.keys.queues, self.name)
+        pipe.srem(self.api.keys.queues, wire(self.name))
         pipe.execute()
 
     def __repr__(self) -> str:
@@ -265,16 +318,16 @@ class SortedSet:
 
     def get(self, key: str) -> Entry | None:
         """The entry an ``Entry.key`` names, or None when it has gone."""
-        score, _, ident = key.partition("-")
-        try:
-            value = float(score)
-        except ValueError:
+        parsed = _KEY.match(key)
+        if parsed is None:
             return None
-        pairs = self.api.redis.zrange(self.key, value, value, byscore=True, withscores=True)
-        return next((e for e in (Entry(r, s) for r, s in pairs) if e.matches(ident)), None)
+        score = parsed["score"]
+        pairs = self.api.redis.zrange(self.key, score, score, byscore=True, withscores=True)
+        return next((e for e in (Entry(r, s) for r, s in pairs)
+                     if e.matches(parsed["ident"])), None)
 
     def delete(self, entry: Entry) -> bool:
-        return self.api.redis.zrem(self.key, entry.raw) == 1
+        return self.api.redis.zrem(self.key, wire(entry.raw)) == 1
 
     def clear(self) -> int:
         """Drops every entry at once; Redis frees the memory in the background."""
@@ -299,15 +352,16 @@ class SortedSet:
         for entry in movable:
             queue = entry.queue or "default"
             if queue not in position:
-                keys.append(self.api.keys.queue(queue))
+                keys.append(wire(self.api.keys.queue(queue)))
                 position[queue] = len(keys)
-            args += [entry.raw, entry.requeued_text(now, decrement), position[queue], queue]
+            args += [wire(entry.raw), wire(entry.requeued_text(now, decrement)),
+                     position[queue], wire(queue)]
         return self.api.move_to_queue(keys=keys, args=args), len(entries) - len(movable)
 
     def _kill(self, entries: list[Entry]) -> tuple[int, int]:
-        api, now = self.api, time.time()
-        args = [now, now - api.dead_timeout, api.dead_max_jobs] + [e.raw for e in entries]
-        return api.move_to_dead(keys=[self.key, api.keys.dead], args=args), 0
+        moved = self.api.dead_writer.move_from_zset(self.api.redis, self.key,
+                                                    [(wire(e.raw),) * 2 for e in entries])
+        return moved, 0
 
     def _each_batch(self, action: Callable[[list[Entry]], tuple[int, int]],
                     batch: int = BATCH) -> int:
@@ -389,6 +443,8 @@ class Process:
     info: dict[str, Any]
     busy: int = 0
     beat: float | None = None
+    #: ``beat`` as stored, shown when it is no date
+    raw_beat: str | None = None
     quiet: bool = False
     rss_kb: int = 0
     rtt_us: int = 0
@@ -407,7 +463,7 @@ class Process:
 
     @property
     def labels(self) -> list[str]:
-        return [str(label) for label in self.info.get("labels") or []]
+        return _strings(self.info.get("labels"))
 
     @property
     def started_at(self) -> float | None:
@@ -415,11 +471,11 @@ class Process:
 
     @property
     def concurrency(self) -> int:
-        return int(self.info.get("concurrency") or 0)
+        return _int(self.info.get("concurrency"))
 
     @property
     def queues(self) -> list[str]:
-        return [str(q) for q in self.info.get("queues") or []]
+        return _strings(self.info.get("queues"))
 
     @property
     def version(self) -> str:
@@ -435,6 +491,8 @@ class Work:
     queue: str
     run_at: float | None
     job: Entry = field(repr=False)
+    #: ``run_at`` as stored, shown when it is no date
+    raw_run_at: Any = None
 
 
 @dataclass
@@ -448,23 +506,25 @@ class Api:
     """The admin view of one Redis: queues, sets, processes, stats."""
 
     def __init__(self, redis, keys: Keys | None = None, *, dead_max_jobs: int = 10_000,
-                 dead_timeout: float = Config.dead_timeout) -> None:
+                 dead_timeout: float = Config.dead_timeout, read_only: bool = False) -> None:
         self.redis = redis
         self.keys = keys or Keys()
-        self.dead_max_jobs = dead_max_jobs
-        self.dead_timeout = dead_timeout
+        self.read_only = read_only
+        self.dead_writer = DeadWriter(self.keys, dead_max_jobs, dead_timeout)
         self.move_to_queue = redis.register_script(_MOVE_TO_QUEUE)
-        self.move_to_dead = redis.register_script(_MOVE_TO_DEAD)
 
     @classmethod
-    def from_config(cls, config: Config, redis=None) -> "Api":
+    def from_config(cls, config: Config, redis=None, read_only: bool = False) -> "Api":
         if redis is None:
             from . import connection
 
+            # Text that is not UTF-8 (a buggy producer's job, a queue name) round-trips as
+            # surrogates, so it can be shown, found again and deleted.
             redis = connection.make_client(connection.resolve_url(config.redis_url,
-                                                                  config.data_dir))
+                                                                  config.data_dir),
+                                           encoding_errors="surrogateescape")
         return cls(redis, Keys(config.namespace), dead_max_jobs=config.dead_max_jobs,
-                   dead_timeout=config.dead_timeout)
+                   dead_timeout=config.dead_timeout, read_only=read_only)
 
     def queue(self, name: str) -> Queue:
         return Queue(name, self)
@@ -485,7 +545,8 @@ class Api:
         return DeadSet(self)
 
     def processes(self) -> list[Process]:
-        """Live processes by identity; members whose heartbeat hash expired are pruned."""
+        """Live processes by identity; members whose heartbeat hash expired are pruned
+        (left in place when read-only)."""
         identities = sorted(self.redis.smembers(self.keys.processes))
         pipe = self.redis.pipeline(transaction=False)
         for identity in identities:
@@ -497,7 +558,7 @@ class Api:
                 gone.append(identity)
             else:
                 live.append(_process(identity, fields))
-        if gone:
+        if gone and not self.read_only:
             self.redis.srem(self.keys.processes, *gone)
         return live
 
@@ -532,7 +593,7 @@ class Api:
         pipe.smembers(keys.queues)
         processed, failed, scheduled, retries, dead, queues = pipe.execute()
         for name in queues:
-            pipe.llen(keys.queue(name))
+            pipe.llen(wire(keys.queue(name)))
         enqueued = sum(pipe.execute()) if queues else 0
         processes = self.processes()
         return {"processed": _int(processed), "failed": _int(failed),
@@ -549,7 +610,11 @@ class Api:
         return [DayStat(d, _int(p), _int(f)) for d, p, f in zip(names, processed, failed)]
 
     def redis_info(self) -> dict[str, Any]:
-        info = self.redis.info()
+        """Server facts from INFO; "?" where a Redis user may not run INFO (not a read)."""
+        try:
+            info = self.redis.info()
+        except NoPermissionError:
+            info = {}
         return {"version": info.get("redis_version", "?"),
                 "used_memory": info.get("used_memory_human", "?"),
                 "peak_memory": info.get("used_memory_peak_human", "?"),
@@ -561,8 +626,22 @@ class Api:
 def _int(value: Any) -> int:
     try:
         return int(value or 0)
-    except ValueError:
+    except (ValueError, TypeError, OverflowError):
         return 0
+
+
+def _text(value: Any) -> str | None:
+    """A field meant to be text, as text whatever a foreign writer stored (None if absent)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _strings(value: Any) -> list[str]:
+    """A list of names from a heartbeat's info, whatever a foreign writer put there."""
+    if not value:
+        return []
+    return [str(each) for each in value] if isinstance(value, list) else [str(value)]
 
 
 def _process(identity: str, fields: list[str | None]) -> Process:
@@ -574,11 +653,11 @@ def _process(identity: str, fields: list[str | None]) -> Process:
     if not isinstance(info, dict):
         info = {}
     try:
-        beat_at = float(beat) if beat else None
+        beat_at = as_date(float(beat)) if beat else None
     except ValueError:
         beat_at = None
-    return Process(identity, info, busy=_int(busy), beat=beat_at, quiet=quiet == "true",
-                   rss_kb=_int(rss), rtt_us=_int(rtt_us))
+    return Process(identity, info, busy=_int(busy), beat=beat_at, raw_beat=beat,
+                   quiet=quiet == "true", rss_kb=_int(rss), rtt_us=_int(rtt_us))
 
 
 def _work(identity: str, thread: str, text: str) -> Work:
@@ -592,7 +671,7 @@ def _work(identity: str, thread: str, text: str) -> Work:
     # Sidekiq 7+ stores the payload as a JSON string, 6.x as an object.
     raw = payload if isinstance(payload, str) else json.dumps(payload)
     return Work(identity, thread, str(work.get("queue") or ""), seconds(work.get("run_at")),
-                Entry(raw))
+                Entry(raw), work.get("run_at"))
 
 
 def default() -> Api:

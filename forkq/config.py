@@ -45,6 +45,8 @@ class WebConfig:
     username: str | None = None
     password_hash: str | None = None
     read_only: bool = False
+    #: host names the UI answers to besides loopback ones (DNS rebinding defence)
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ def _web(value: Any) -> WebConfig:
     return _section(value, WebConfig, {
         "bind": _string, "port": _int(0), "username": _optional(_string),
         "password_hash": _optional(_string), "read_only": _bool,
+        "allowed_hosts": _string_list,
     })
 
 

@@ -9,6 +9,7 @@ import time
 import zlib
 
 import pytest
+import redis as redis_py
 
 import forkq
 from forkq import api as forkq_api
@@ -217,3 +218,61 @@ def test_namespace_prefixes_keys(redis):
     redis.lpush("ns:queue:x", json.dumps({"jid": "1"}))
     redis.sadd("ns:queues", "x")
     assert namespaced.queue("x").size == 1 and Api(redis).queue("x").size == 0
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1700000000.5, 1700000000.5), (1700000000500, 1700000000.5), (0, 0.0), (-5.0, -5.0),
+    (float("nan"), None), (float("inf"), None), (float("-inf"), None), (1e300, None),
+    (-1e300, None), (10 ** 400, None), ("1700000000", None), (True, None), (None, None),
+    (99_999_999_999, 99_999_999_999.0), (-62135596800, -62135596800.0), (-62135596801, None)])
+def test_seconds_gives_a_date_or_none(value, expected):
+    assert forkq_api.seconds(value) == expected
+
+
+@pytest.mark.parametrize("score", [12.5, -5.0, 1e-05, 1e16, float("inf"), float("-inf"), 0.0])
+def test_a_key_names_its_entry_at_any_score(api, redis, score):
+    redis.zadd(api.keys.retry, {failed_job("ab-cd/ef"): score, failed_job("other"): score})
+    entry = next(e for e in api.retries.page() if e.jid == "ab-cd/ef")
+    assert api.retries.get(entry.key).raw == entry.raw
+    assert api.retries.get(f"{score!r}-missing") is None and api.retries.get("junk") is None
+
+
+def test_a_long_or_missing_jid_is_named_by_its_digest():
+    long_jid = Entry(failed_job("x" * 5000))
+    assert long_jid.ident == long_jid.digest and long_jid.matches(long_jid.digest)
+    assert Entry('{"class":"X"}').ident == Entry('{"class":"X"}').digest
+    assert Entry(failed_job("abc")).ident == "abc"
+    assert Entry("[" * 100_000).malformed, "nesting too deep to parse is malformed, not a crash"
+
+
+def test_queue_find_by_ident_near_a_hint_or_anywhere(api, redis):
+    for n in range(2500):
+        redis.lpush(api.keys.queue("q"), json.dumps({"jid": f"{n:024}", "class": "X"}))
+    redis.lpush(api.keys.queue("q"), "{broken")
+    queue = api.queue("q")
+    assert queue.find(f"{2499:024}", hint=1).jid == f"{2499:024}"
+    assert queue.find(f"{0:024}", hint=0).jid == f"{0:024}", "found far from the hint"
+    assert queue.find(Entry("{broken").digest).raw == "{broken"
+    assert queue.find("missing", hint=10) is None
+
+
+def test_read_only_api_does_not_prune_processes(redis):
+    redis.sadd(Keys().processes, "gone:1:def")
+    assert Api(redis, read_only=True).processes() == []
+    assert redis.smembers(Keys().processes) == {"gone:1:def"}
+    Api(redis).processes()
+    assert redis.smembers(Keys().processes) == set()
+
+
+def test_text_that_is_not_utf8_round_trips(redis_url, redis):
+    raw = redis_py.Redis.from_url(redis_url)
+    raw.sadd("queues", b"q\xff")
+    raw.lpush(b"queue:q\xff", b'{"jid":"j1","args":["\xfe"]}')
+    api = Api(redis_py.Redis.from_url(redis_url, decode_responses=True,
+                                      encoding_errors="surrogateescape"))
+    [queue] = api.all_queues()
+    [job] = queue.jobs()
+    assert queue.size == 1 and api.stats()["enqueued"] == 1
+    assert queue.delete(queue.find("j1"))
+    queue.clear()
+    assert raw.smembers("queues") == set()

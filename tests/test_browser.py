@@ -148,3 +148,28 @@ def test_retry_a_dead_job_and_screenshot_every_page(browser, server, redis):
     assert api.dead.size == 0
     assert api.queue("mailers").jobs(0, 1)[0].jid == "d" * 24
     page.close()
+
+
+def test_odd_queue_names_and_a_2_mib_job_in_a_browser(browser, server, redis):
+    api = Api(redis)
+    names = ["a/b", "..", "ü 日本 %"]
+    for name in names:
+        redis.sadd(api.keys.queues, name)
+        redis.lpush(api.keys.queue(name), json.dumps({"class": "X", "args": [], "jid": name}))
+    BrowserJob.perform_async("small")
+    big = BrowserJob.perform_async("x" * (2 << 20))
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    for name in names:
+        page.goto(server + "/queues")
+        page.get_by_role("link", name=name, exact=True).click()
+        assert page.locator("h1").inner_text().startswith(f"Queues / {name}"), name
+        page.get_by_role("button", name="Clear queue").click()
+        page.wait_for_url("**/queues?done=clear")
+        assert api.queue(name).size == 0, name
+    page.goto(server + "/queues/default")
+    page.locator("tr", has_text=big).get_by_role("button", name="Delete").click()
+    page.wait_for_url("**/queues/default?*")
+    assert "1 job(s) deleted" in page.locator(".notice").inner_text()
+    assert [job.args for job in api.queue("default").jobs()] == [["small"]]
+    page.close()

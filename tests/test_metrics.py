@@ -18,6 +18,7 @@ import urllib.request
 
 import psutil
 import pytest
+import redis as redis_py
 from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -414,6 +415,18 @@ def test_metrics_report_queues_and_sets(redis, make_config, exporter, directory)
     assert found[("forkq_jobs_failed_total", series("default", "HardJob"))] == 1
 
 
+def test_text_that_is_not_utf8_does_not_stop_a_scrape(redis, redis_url, exporter, directory):
+    raw = redis_py.Redis.from_url(redis_url)
+    raw.sadd("queues", b"bad\xff", b"default")
+    raw.lpush(b"queue:bad\xff", b"{}")
+    raw.lpush(b"queue:default", b'{"class":"A","args":["\xfe"],"enqueued_at":NaN}', b"\xff")
+    found = exporter().scrape()
+    assert found[("forkq_redis_up", frozenset())] == 1
+    assert found[("forkq_queue_size", frozenset({"queue": "default"}.items()))] == 2
+    assert found[("forkq_queue_latency_seconds", frozenset({"queue": "default"}.items()))] == 0
+    assert found[("forkq_queue_size", frozenset({"queue": "bad\ufffd"}.items()))] == 1
+
+
 def test_redis_down_leaves_the_rest_served(make_config, exporter, directory, children):
     config = make_config()
     (child,) = children(1)
@@ -429,6 +442,21 @@ def test_redis_down_leaves_the_rest_served(make_config, exporter, directory, chi
     assert found[("forkq_jobs_processed_total", series("default", "HardJob"))] == 1
     assert not any(name == "forkq_queue_size" for name, _ in found)
     assert served.get("/healthz") == (503, "Redis unavailable: cannot see heartbeats\n")
+
+
+@pytest.mark.slow
+def test_an_idle_connection_is_dropped(exporter):
+    """A client that connects and sends nothing must not hold a thread of the exporter."""
+    served = exporter()
+    limit = metrics.exporter.IDLE_TIMEOUT + 5
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=limit) as idle:
+        try:
+            assert idle.recv(1) == b"", "closed without an answer"
+        except TimeoutError:
+            pytest.fail(f"an idle connection was still open after {limit} s")
+    assert time.monotonic() - started < limit
+    assert served.get("/healthz")[0] in (200, 503), "the exporter still answers"
 
 
 def test_a_taken_port_is_a_warning_and_exit_0(make_config, directory):

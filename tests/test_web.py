@@ -20,6 +20,7 @@ from forkq.api import Api
 from forkq.errors import ConfigError
 from forkq.web import charts, security, server
 from forkq.web.app import App
+from forkq.web.throttle import LoginThrottle
 
 XSS = "<script>alert(1)</script>"
 
@@ -219,8 +220,9 @@ def test_scheduled_add_to_queue_and_delete(browser, redis, api):
 
 def test_queue_delete_job_and_clear(browser, redis, api):
     jids = [WebJob.perform_async(n) for n in range(3)]
-    raw = api.queue("default").jobs()[0].raw
-    result = browser.post("/queues/default", {"action": "delete", "job": raw, "page": "1"})
+    jid = api.queue("default").jobs()[0].jid
+    result = browser.post("/queues/default", {"action": "delete", "job": jid, "index": "0",
+                                              "page": "1"})
     assert result.header("Location") == "/queues/default?done=delete&n=1&page=1"
     assert [e.jid for e in api.queue("default").jobs()] == jids[1::-1]
     browser.post("/queues/default", {"action": "clear"})
@@ -349,6 +351,12 @@ def test_parse_bind(bind, expected):
     assert server.parse_bind(bind, 7433) == expected
 
 
+@pytest.mark.parametrize("bind", ["127.0.0.1:abc", "127.0.0.1:99999", "[::1]:x", ":-1"])
+def test_parse_bind_refuses_a_bad_port(bind):
+    with pytest.raises(ConfigError, match="port must be a number from 0 to 65535"):
+        server.parse_bind(bind, 7433)
+
+
 def test_loopback_detection():
     assert server.is_loopback("127.0.0.1") and server.is_loopback("::1")
     assert server.is_loopback("localhost")
@@ -379,3 +387,45 @@ def test_history_chart_has_a_point_per_day(api):
     days = api.history(7)
     svg = charts.history_svg(days)
     assert svg.count("<title>") == 7 and svg.startswith("<svg")
+
+
+@pytest.mark.parametrize("netloc, loopback_only, listed, any_with_auth", [
+    ("localhost", True, True, True), ("localhost:7433", True, True, True),
+    ("127.0.0.1:1", True, True, True), ("127.9.9.9", True, True, True),
+    ("[::1]:7433", True, True, True), ("LocalHost.", True, True, True),
+    ("forkq.internal:443", False, True, True), ("evil.example", False, False, True),
+    ("127.0.0.1.evil.example", False, False, True), ("0.0.0.0", False, False, True),
+    ("localhost:x", False, False, False), ("[::1", False, False, False), ("", False, False, False),
+])
+def test_hosts_accept_loopback_and_listed_names(netloc, loopback_only, listed, any_with_auth):
+    assert security.Hosts([], authenticated=False).allows(netloc) is loopback_only
+    assert security.Hosts(["forkq.internal"], authenticated=True).allows(netloc) is listed
+    assert security.Hosts([], authenticated=True).allows(netloc) is any_with_auth
+
+
+def test_origin_is_checked_against_the_accepted_names_not_the_host():
+    hosts = security.Hosts(["forkq.internal"], authenticated=False)
+    assert hosts.same_origin(None, None, "localhost:1")
+    assert hosts.same_origin("same-origin", "http://localhost:1", "localhost:1")
+    assert not hosts.same_origin(None, "http://evil.example", "evil.example")
+    assert not hosts.same_origin(None, "http://localhost:2", "localhost:1"), "another port"
+    assert hosts.same_origin(None, "https://forkq.internal", "127.0.0.1:7433"), "via a proxy"
+    assert not hosts.same_origin(None, "null", "localhost:1")
+    assert not hosts.same_origin("cross-site", "http://localhost:1", "localhost:1")
+
+
+def test_login_throttle_is_a_bucket_per_address():
+    now = [0.0]
+    throttle = LoginThrottle(burst=2, refill=1.0, max_clients=3, clock=lambda: now[0])
+    assert throttle.take("a") == 0 and throttle.take("a") == 0
+    assert throttle.take("a") == pytest.approx(1.0)
+    assert throttle.take("b") == 0, "another address has its own bucket"
+    now[0] = 0.5
+    assert throttle.take("a") == pytest.approx(0.5)
+    now[0] = 1.0
+    assert throttle.take("a") == 0
+    throttle.give_back("a")
+    assert throttle.take("a") == 0, "a correct password costs nothing"
+    for address in "cdefg":
+        throttle.take(address)
+    assert len(throttle._buckets) <= 3, "memory is bounded"

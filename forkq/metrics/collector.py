@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis import RedisError
 
 from .. import __version__, connection
-from ..api import latency
+from ..api import latency, wire
 from ..errors import ForkqError
 from ..heartbeat import hostname
 from ..keys import Keys
@@ -83,8 +83,10 @@ class RedisReader:
     def _client_or_connect(self):
         if self._client is None:
             url = connection.resolve_url(self.config.redis_url, self.config.data_dir)
+            # A queue name or job that is not UTF-8 (a buggy producer) must not stop a scrape.
             self._client = connection.make_client(url, socket_timeout=REDIS_TIMEOUT,
-                                                  socket_connect_timeout=REDIS_TIMEOUT)
+                                                  socket_connect_timeout=REDIS_TIMEOUT,
+                                                  encoding_errors="surrogateescape")
         return self._client
 
     def _read(self) -> RedisFacts:
@@ -100,13 +102,13 @@ class RedisReader:
         for identity in identities:
             pipe.hmget(keys.process(identity), "info", "busy", "beat", "concurrency")
         for name in queues:
-            pipe.llen(keys.queue(name))
-            pipe.lindex(keys.queue(name), -1)
+            pipe.llen(wire(keys.queue(name)))
+            pipe.lindex(wire(keys.queue(name)), -1)
         replies = pipe.execute()
         now = time.time()
         beats = self._beats(replies[:len(identities)])
         tail = replies[len(identities):]
-        sizes = {name: (tail[2 * i], latency(tail[2 * i + 1], now))
+        sizes = {_label(name): (tail[2 * i], latency(tail[2 * i + 1], now))
                  for i, name in enumerate(queues)}
         return RedisFacts(True, beats, sizes,
                           {"scheduled": scheduled, "retry": retries, "dead": dead})
@@ -123,6 +125,11 @@ class RedisReader:
                     "busy": _number(busy), "beat": _number(beat),
                     "concurrency": _number(concurrency or info.get("concurrency"))}
         return beats
+
+
+def _label(name: str) -> str:
+    """A queue name as a label value: bytes that are not UTF-8 shown as U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _number(value) -> float:

@@ -5,6 +5,9 @@ nothing is forked from it. Its main thread waits on signals while a threaded HTT
 TERM or INT stop it (exit 0), USR2 reopens log files, and the signals a master relays to all of
 its children (TSTP, TTIN, HUP) are ignored, since their default action would stop or end it.
 
+A connection that sends nothing for ``IDLE_TIMEOUT`` seconds is closed: each connection holds
+a thread, and a scraper sends its request at once.
+
 A port that cannot be bound is a configuration problem, not a crash: the exporter logs a warning
 and returns (exit 0). **The supervisor should restart the exporter only when it exits non-zero
 or by a signal**; one that exited 0 has either been told to stop or cannot listen, and
@@ -29,6 +32,8 @@ from .collector import Collector, health
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 IGNORED_SIGNALS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGHUP)
+#: seconds a connection may stay silent before it is closed
+IDLE_TIMEOUT = 5.0
 
 
 def run_exporter(config) -> None:
@@ -82,6 +87,7 @@ def _listen(config) -> ThreadingHTTPServer | None:
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "forkq-metrics"
+    timeout = IDLE_TIMEOUT
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]

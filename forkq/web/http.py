@@ -13,8 +13,10 @@ from http import HTTPStatus
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, quote, urlencode
 
-#: bytes of form body read at most; admin forms are a few keys and small hidden fields
+#: bytes of form body accepted; forms name jobs by jid, so they are a few short fields
 MAX_FORM_BYTES = 1 << 20
+#: queue names a path segment cannot carry: browsers resolve ``.`` and ``..`` (even encoded)
+_DOT_SEGMENTS = ("", ".", "..")
 
 
 class Request:
@@ -22,10 +24,12 @@ class Request:
         self.environ = environ
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
         self.script_name = environ.get("SCRIPT_NAME", "").rstrip("/")
-        # WSGI hands PATH_INFO over as latin-1 text of the raw bytes; queue names may be UTF-8.
+        # WSGI hands PATH_INFO over as latin-1 text of the raw bytes; queue names may be UTF-8,
+        # or any bytes at all (kept as surrogates, as the Api's client reads them).
         raw_path = environ.get("PATH_INFO", "") or "/"
-        self.path = raw_path.encode("latin-1", "replace").decode("utf-8", "replace")
-        self.query = _first_values(parse_qs(environ.get("QUERY_STRING", "")))
+        self.path = raw_path.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+        self.query = _first_values(parse_qs(environ.get("QUERY_STRING", ""),
+                                            keep_blank_values=True))
         self._form: dict[str, list[str]] | None = None
         #: the CSRF token this response's forms carry; set by the app before a view runs
         self.csrf = ""
@@ -50,12 +54,20 @@ class Request:
     def host(self) -> str:
         return self.header("Host") or self.environ.get("SERVER_NAME", "")
 
+    @property
+    def remote_addr(self) -> str:
+        return self.environ.get("REMOTE_ADDR", "")
+
+    @property
+    def content_length(self) -> int:
+        try:
+            return max(0, int(self.environ.get("CONTENT_LENGTH") or 0))
+        except ValueError:
+            return 0
+
     def form_lists(self) -> dict[str, list[str]]:
         if self._form is None:
-            try:
-                length = min(int(self.environ.get("CONTENT_LENGTH") or 0), MAX_FORM_BYTES)
-            except ValueError:
-                length = 0
+            length = min(self.content_length, MAX_FORM_BYTES)
             body = self.environ["wsgi.input"].read(length) if length > 0 else b""
             self._form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         return self._form
@@ -72,8 +84,14 @@ class Request:
 
     def url(self, path: str, **params: Any) -> str:
         """An absolute path under this app's mount point, with query parameters."""
-        query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+        query = urlencode({k: v for k, v in params.items() if v is not None},
+                          errors="surrogateescape")
         return self.script_name + path + ("?" + query if query else "")
+
+    def queue_url(self, name: str, **params: Any) -> str:
+        """``url`` of the page of queue ``name``, whatever characters the name holds."""
+        path, naming = queue_path(name)
+        return self.url(path, **naming, **params)
 
 
 def _first_values(lists: dict[str, list[str]]) -> dict[str, str]:
@@ -82,14 +100,23 @@ def _first_values(lists: dict[str, list[str]]) -> dict[str, str]:
 
 def segment(value: str) -> str:
     """A value quoted to sit in one path segment."""
-    return quote(value, safe="")
+    return quote(value, safe="", errors="surrogateescape")
+
+
+def queue_path(name: str) -> tuple[str, dict[str, str]]:
+    """The path and query naming queue ``name``: ``/queues/<name>`` (Sidekiq's layout), or
+    ``/queue?name=`` for the names a browser would resolve away (``.``, ``..``, empty)."""
+    if name in _DOT_SEGMENTS:
+        return "/queue", {"name": name}
+    return "/queues/" + segment(name), {}
 
 
 class Response:
     def __init__(self, body: bytes | str = b"", status: int = 200,
                  content_type: str = "text/html; charset=utf-8",
                  headers: Iterable[tuple[str, str]] = ()) -> None:
-        self.body = body.encode("utf-8") if isinstance(body, str) else body
+        # Text from Redis that is not UTF-8 shows as U+FFFD or "?", never as an error.
+        self.body = body.encode("utf-8", "replace") if isinstance(body, str) else body
         self.status = status
         self.headers = [("Content-Type", content_type), *headers]
 
@@ -120,7 +147,7 @@ class Router:
         self.routes: list[tuple[str, re.Pattern[str], Callable[..., Response]]] = []
 
     def add(self, method: str, pattern: str, handler: Callable[..., Response]) -> None:
-        self.routes.append((method, re.compile(pattern + r"\Z"), handler))
+        self.routes.append((method, re.compile(pattern + r"\Z", re.DOTALL), handler))
 
     def match(self, method: str, path: str) -> tuple[Callable[..., Response] | None, dict, bool]:
         """The handler and its path arguments; the flag says the path exists for another method."""

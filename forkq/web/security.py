@@ -9,6 +9,11 @@ State changes are POSTs that carry a CSRF token equal to the ``forkq_csrf`` cook
 submit: a cross-site page can send the cookie but cannot read it to put it in the form; plain
 double submit needs no shared secret, so several server processes behind one balancer agree),
 and whose ``Sec-Fetch-Site`` and ``Origin``, when the browser sends them, say same origin.
+
+DNS rebinding: a page on ``evil.example`` whose name the attacker makes resolve to 127.0.0.1
+reaches a loopback UI with ``Host: evil.example`` and ``Origin: http://evil.example``. So
+``Hosts`` decides which names the UI answers to at all (every request, before anything else),
+and an ``Origin`` must be one of those names too, not merely equal to the request's ``Host``.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import base64
 import getpass
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
+from typing import Iterable
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
@@ -31,6 +38,8 @@ CSRF_FIELD = "csrf"
 #: verified Authorization headers remembered, so PBKDF2 runs once per credential, not per request
 _MAX_REMEMBERED = 64
 
+#: on every response, error pages included; ``Cache-Control`` unless the response set its own
+NO_STORE = ("Cache-Control", "no-store")
 HEADERS = [
     ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; base-uri 'none'; "
                                 "form-action 'self'; frame-ancestors 'none'"),
@@ -88,12 +97,19 @@ class Auth:
     def enabled(self) -> bool:
         return bool(self.username)
 
+    def known(self, authorization: str) -> bool:
+        """Credentials this process has verified before (checked without PBKDF2)."""
+        return self._token(authorization) in self._remembered
+
+    def _token(self, authorization: str) -> bytes:
+        return hmac.new(self._key, authorization.encode(), "sha256").digest()
+
     def allows(self, authorization: str | None) -> bool:
         if not self.enabled:
             return True
         if not authorization or not authorization.startswith("Basic "):
             return False
-        token = hmac.new(self._key, authorization.encode(), "sha256").digest()
+        token = self._token(authorization)
         if token in self._remembered:
             return True
         if not self._check(authorization[6:]):
@@ -124,13 +140,59 @@ def csrf_ok(cookie: str | None, submitted: str | None) -> bool:
     return bool(cookie and submitted) and hmac.compare_digest(cookie.encode(), submitted.encode())
 
 
-def same_origin(sec_fetch_site: str | None, origin: str | None, host: str) -> bool:
-    """False when the browser says the request came from another site."""
-    if sec_fetch_site is not None and sec_fetch_site not in ("same-origin", "none"):
+def is_loopback(host: str) -> bool:
+    """``localhost``, any 127.x address or ``::1`` (no port, no brackets)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
         return False
-    if origin and origin != "null":
-        return urlsplit(origin).netloc == host
-    return origin != "null"
+
+
+def host_name(netloc: str) -> str | None:
+    """The lower-case name of ``host[:port]`` or ``[v6][:port]``; None when malformed."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        name, bracket, port = netloc[1:].partition("]")
+        port = port[1:] if port.startswith(":") else port
+        if not bracket:
+            return None
+    else:
+        name, _, port = netloc.partition(":")
+    if not name or (port and not port.isdigit()):
+        return None
+    return name.rstrip(".") or None
+
+
+class Hosts:
+    """The names in ``Host`` and ``Origin`` the UI accepts.
+
+    Loopback names always; the names in ``web.allowed_hosts`` (any port); and any name when
+    authentication is on and ``allowed_hosts`` is empty (a rebinding page cannot log in: the
+    browser keeps Basic credentials per origin)."""
+
+    def __init__(self, allowed: Iterable[str], authenticated: bool) -> None:
+        self.listed = {name for name in map(host_name, allowed) if name}
+        self.any = authenticated and not self.listed
+
+    def allows(self, netloc: str) -> bool:
+        name = host_name(netloc)
+        return name is not None and (self.any or is_loopback(name) or name in self.listed)
+
+    def same_origin(self, sec_fetch_site: str | None, origin: str | None, host: str) -> bool:
+        """False when the browser says the request came from another site.
+
+        A present ``Origin`` must be an accepted name, and either the request's own ``Host``
+        or a listed name (a reverse proxy may rewrite ``Host``)."""
+        if sec_fetch_site is not None and sec_fetch_site not in ("same-origin", "none"):
+            return False
+        if origin is None:
+            return True
+        netloc = urlsplit(origin).netloc if origin != "null" else ""
+        if not self.allows(netloc):
+            return False
+        return netloc.lower() == host.lower() or host_name(netloc) in self.listed
 
 
 def main() -> None:

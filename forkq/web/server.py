@@ -2,54 +2,79 @@
 
 Fine for an admin tool used by a few people; behind heavy traffic, mount ``forkq.web.app`` in
 a production WSGI server instead. Without authentication it binds only to loopback.
+
+A connection that sends nothing for ``IDLE_TIMEOUT`` seconds is closed, so idle or trickling
+clients cannot hold the server's threads. Errors the HTTP layer answers itself (a request line
+or header too long: 414, 431) carry the same security headers as the app's pages.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import socketserver
+import sys
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from ..config import Config
 from ..errors import ConfigError
 from .app import App
-from .security import Auth
+from .security import HEADERS, NO_STORE, Auth, is_loopback
 
 log = logging.getLogger("forkq.web")
+
+#: seconds a connection may stay silent (before or within a request) before it is closed
+IDLE_TIMEOUT = 5.0
 
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that went silent or away is routine: one debug line, no traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (TimeoutError, ConnectionError)):
+            log.debug("web connection from %s dropped: %s", client_address[0], error)
+        else:
+            super().handle_error(request, client_address)
+
 
 class QuietHandler(WSGIRequestHandler):
     """Request lines go to the forkq.web logger at debug level, not to stderr."""
 
+    timeout = IDLE_TIMEOUT
+    #: set while the HTTP layer answers an error, so ``end_headers`` adds the security headers
+    _answering_error = False
+
     def log_message(self, format: str, *args) -> None:
         log.debug("%s " + format, self.address_string(), *args)
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        self._answering_error = True
+        super().send_error(code, message, explain)
+
+    def end_headers(self) -> None:
+        if self._answering_error:
+            for name, value in HEADERS + [NO_STORE]:
+                self.send_header(name, value)
+        super().end_headers()
 
 
 def parse_bind(bind: str, default_port: int) -> tuple[str, int]:
     """``host``, ``host:port``, ``[v6]:port`` or ``:port``."""
-    host, port = bind, default_port
+    host, port_text = bind, ""
     if bind.startswith("["):
         host, _, rest = bind[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else default_port
+        port_text = rest[1:] if rest.startswith(":") else ""
     elif bind.count(":") == 1:
         host, _, port_text = bind.partition(":")
-        port = int(port_text)
-    return host or "0.0.0.0", port
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    if not port_text:
+        return host or "0.0.0.0", default_port
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"web bind address {bind!r}: the port must be a number from 0 to "
+                          f"65535 (e.g. 127.0.0.1:7433)")
+    return host or "0.0.0.0", int(port_text)
 
 
 def make_server(config: Config, bind: str | None = None, redis_client=None) -> WSGIServer:
@@ -69,11 +94,23 @@ def make_server(config: Config, bind: str | None = None, redis_client=None) -> W
     return server
 
 
-def serve(config: Config, bind: str | None = None) -> None:
-    """Serves until interrupted; ``bind`` defaults to ``web.bind`` and ``web.port``."""
-    server = make_server(config, bind)
+def listening_line(server: WSGIServer) -> str:
+    """``forkq web: listening on http://127.0.0.1:7433/ (read-only, no authentication)``."""
     host, port = server.server_address[:2]
-    log.info("forkq web listening on http://%s:%s/", host, port)
+    app = server.get_app()
+    mode = "read-only" if app.read_only else "read-write"
+    auth = "HTTP Basic authentication" if app.auth.enabled else "no authentication"
+    shown = f"[{host}]" if ":" in host else host
+    return f"forkq web: listening on http://{shown}:{port}/ ({mode}, {auth})"
+
+
+def serve(config: Config, bind: str | None = None) -> None:
+    """Serves until interrupted; ``bind`` defaults to ``web.bind`` and ``web.port``.
+
+    Says where it listens on stderr, whatever the log level: it is the one line a person
+    starting the UI needs."""
+    server = make_server(config, bind)
+    print(listening_line(server), file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

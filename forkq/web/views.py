@@ -1,7 +1,9 @@
 """The pages, one handler per route, in Sidekiq's URL layout.
 
 GET handlers read through ``forkq.api`` and render a template; POST handlers act and redirect
-(303) back to the page with a notice naming what was done. ``App`` has already checked auth,
+(303) back to the page with a notice naming what was done, and how many of the jobs named were
+no longer there. Forms name a job by its ident (``Entry.ident``) and its score (sorted sets) or
+index (queues, a hint), never by its text. ``App`` has already checked the host, auth,
 read-only mode and CSRF before any POST handler runs.
 """
 
@@ -11,9 +13,9 @@ import itertools
 import time
 from dataclasses import dataclass
 
-from ..api import Entry, SortedSet
+from ..api import SortedSet
 from . import charts
-from .http import Request, Response, Router, json_response, redirect, segment
+from .http import Request, Response, Router, json_response, redirect
 
 #: rows per page unless ``?count=`` says otherwise
 PAGE_SIZE = 25
@@ -55,13 +57,26 @@ NOTICES = {
     "delete": "{n} job(s) deleted", "delete_all": "{n} job(s) deleted",
     "kill": "{n} job(s) moved to the dead set", "kill_all": "{n} job(s) moved to the dead set",
     "clear": "Queue cleared", "quiet": "Asked {n} process(es) to quiet",
-    "stop": "Asked {n} process(es) to stop", "gone": "That job is no longer there",
+    "stop": "Asked {n} process(es) to stop",
 }
 
 
+#: actions that send a job to its queue: a malformed entry has none and stays
+_REQUEUES = ("retry_now", "add_to_queue")
+
+
 def notice(request: Request) -> str | None:
+    """What the last action did: ``done`` and ``n``, plus ``gone`` and ``kept`` counts."""
     template = NOTICES.get(request.query.get("done", ""))
-    return template.format(n=request.int_arg("n", 0)) if template else None
+    if template is None:
+        return None
+    n, gone, kept = (request.int_arg(name, 0) for name in ("n", "gone", "kept"))
+    parts = [template.format(n=n)] if n or not (gone or kept) else []
+    if gone:
+        parts.append(f"{gone} job(s) no longer there: run, moved or deleted meanwhile")
+    if kept:
+        parts.append(f"{kept} job(s) left in place: not JSON, so no queue to send them to")
+    return "; ".join(parts)
 
 
 def dashboard(app, request: Request) -> Response:
@@ -105,8 +120,17 @@ def queues(app, request: Request) -> Response:
 def queue(app, request: Request, name: str) -> Response:
     q = app.api.queue(name)
     page, count = _paging(request)
+    first = (page - 1) * count
     return app.render(request, "queue.html", queue=q, size=q.size, page=page, count=count,
-                      jobs=q.jobs((page - 1) * count, count))
+                      jobs=q.jobs(first, count), first_index=first)
+
+
+def queue_by_query(app, request: Request) -> Response:
+    """``/queue?name=``: a queue whose name cannot be a path segment (``..``)."""
+    if "name" not in request.query:
+        return app.error(request, 404, "Page not found")
+    handler = queue_action if request.method == "POST" else queue
+    return handler(app, request, request.query["name"])
 
 
 def queue_action(app, request: Request, name: str) -> Response:
@@ -116,10 +140,11 @@ def queue_action(app, request: Request, name: str) -> Response:
         q.clear()
         return redirect(request.url("/queues", done="clear"))
     if action == "delete":
-        deleted = q.delete(Entry(request.form.get("job", "")))
-        return redirect(request.url(f"/queues/{segment(name)}",
-                                    done="delete" if deleted else "gone", n=int(deleted),
-                                    page=request.form.get("page")))
+        found = q.find(request.form.get("job", ""), _int(request.form.get("index")))
+        deleted = bool(found and q.delete(found))
+        return redirect(request.queue_url(name, done="delete", n=int(deleted),
+                                          gone=int(not deleted) or None,
+                                          page=request.form.get("page") or None))
     return app.error(request, 400, "Unknown action")
 
 
@@ -147,11 +172,22 @@ def sorted_set_action(app, request: Request, kind: str) -> Response:
         return redirect(request.url(back, done=action, n=done))
     if action not in dict(page_info.actions):
         return app.error(request, 400, "Unknown action")
-    done = 0
-    for key in request.form_lists().get("key", []):
+    counts = _act(entries_set, action, request.form_lists().get("key", []))
+    return redirect(request.url(back, done=action, **counts))
+
+
+def _act(entries_set: SortedSet, action: str, keys: list[str]) -> dict[str, int]:
+    """Applies ``action`` to the entries ``keys`` name: how many done, gone, kept in place."""
+    counts = {"n": 0, "gone": 0, "kept": 0}
+    for key in keys:
         entry = entries_set.get(key)
-        done += bool(entry and getattr(entries_set, action)(entry))
-    return redirect(request.url(back, done=action, n=done))
+        if entry is not None and getattr(entries_set, action)(entry):
+            counts["n"] += 1
+        elif entry is not None and entry.malformed and action in _REQUEUES:
+            counts["kept"] += 1
+        else:
+            counts["gone"] += 1
+    return {name: count for name, count in counts.items() if count or name == "n"}
 
 
 def entry(app, request: Request, kind: str, key: str) -> Response:
@@ -168,14 +204,19 @@ def entry_action(app, request: Request, kind: str, key: str) -> Response:
     action = request.form.get("action", "")
     if action not in dict(page_info.actions):
         return app.error(request, 400, "Unknown action")
-    found = entries_set.get(key)
-    done = bool(found and getattr(entries_set, action)(found))
-    return redirect(request.url(f"/{kind}", done=action if done else "gone", n=int(done)))
+    return redirect(request.url(f"/{kind}", done=action, **_act(entries_set, action, [key])))
 
 
 def _set(app, kind: str) -> tuple[SetPage, SortedSet]:
     page_info = SET_PAGES[kind]
     return page_info, getattr(app.api, page_info.attribute)
+
+
+def _int(text: str | None) -> int:
+    try:
+        return max(0, int(text or 0))
+    except ValueError:
+        return 0
 
 
 def _paging(request: Request) -> tuple[int, int]:
@@ -190,10 +231,13 @@ def routes() -> Router:
     router.add("GET", "/busy", busy)
     router.add("POST", "/busy", busy_action)
     router.add("GET", "/queues", queues)
-    router.add("GET", "/queues/(?P<name>[^/]+)", queue)
-    router.add("POST", "/queues/(?P<name>[^/]+)", queue_action)
+    # A queue name may hold "/" (decoded from %2F by the server): the rest of the path is it.
+    router.add("GET", "/queues/(?P<name>.+)", queue)
+    router.add("POST", "/queues/(?P<name>.+)", queue_action)
+    router.add("GET", "/queue", queue_by_query)
+    router.add("POST", "/queue", queue_by_query)
     router.add("GET", f"/{sets}", sorted_set)
     router.add("POST", f"/{sets}", sorted_set_action)
-    router.add("GET", f"/{sets}/(?P<key>[^/]+)", entry)
-    router.add("POST", f"/{sets}/(?P<key>[^/]+)", entry_action)
+    router.add("GET", f"/{sets}/(?P<key>.+)", entry)
+    router.add("POST", f"/{sets}/(?P<key>.+)", entry_action)
     return router
