@@ -153,8 +153,10 @@ class Client:
         """What enqueueing ``job_class`` must respect, worked out at its first push."""
         rules = self._classes.get(job_class)
         if rules is None:
-            rules = self._classes[job_class] = Arity(job_class)
-            if job_class.wire_name().startswith("__main__."):
+            new = Arity(job_class)
+            # setdefault is atomic: of threads racing on a class's first push, one warns.
+            rules = self._classes.setdefault(job_class, new)
+            if rules is new and job_class.wire_name().startswith("__main__."):
                 warnings.warn(
                     f"job class {job_class.wire_name()} is defined in the script being run "
                     f"(__main__), so no worker can resolve it; define it in a module the "
@@ -246,5 +248,6 @@ def default() -> Client:
 
 def configure(redis_url: str | None = None, namespace: str | None = None,
               data_dir: str | None = None) -> None:
-    """Set the client's defaults; opens no connection."""
+    """Set the client's settings over the environment and config file; each value is checked
+    at once (``ConfigError``), but no file is read and no connection opened until a push."""
     _default.configure(redis_url=redis_url, namespace=namespace, data_dir=data_dir)
