@@ -153,7 +153,8 @@ def _perform_parameters(job_class: type["Job"]) -> list[inspect.Parameter] | Non
     raw = job_class.__dict__.get("_function") or inspect.getattr_static(job_class, "perform")
     target = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
     try:
-        parameters = list(inspect.signature(target).parameters.values())
+        # A decorator's own signature, not the one it wraps: it may inject arguments.
+        parameters = list(inspect.signature(target, follow_wrapped=False).parameters.values())
     except (TypeError, ValueError):
         return None
     return parameters if isinstance(raw, staticmethod) else parameters[1:]

@@ -1,5 +1,6 @@
 """Enqueueing against a real Redis: layout, options, bulk push, refusal of non-JSON args."""
 
+import functools
 import json
 import math
 import os
@@ -271,6 +272,19 @@ def test_signatures_with_defaults_star_args_and_keyword_only(redis):
                                         "job cannot receive"):
         keyword.perform_async(1)
     assert redis.llen("queue:default") == 3
+
+
+def test_a_decorator_that_injects_an_argument_is_trusted(redis):
+    def with_connection(perform):
+        @functools.wraps(perform)
+        def wrapper(self, *args):
+            return perform(self, "connection", *args)
+        return wrapper
+
+    injected = type("Injected", (forkq.Job,), {
+        "perform": with_connection(lambda self, connection, user_id: None)})
+    injected.perform_async(7)
+    assert redis.llen("queue:default") == 1
 
 
 def test_two_hundred_threads_enqueue_at_once_without_failing(redis):
