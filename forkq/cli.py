@@ -89,10 +89,11 @@ def run_start(args: argparse.Namespace) -> int:
 
 def run_web(args: argparse.Namespace) -> int:
     config = config_module.load(config_path(args))
-    bind = None
+    host, port = config.web.bind, config.web.port
     if args.bind is not None:
-        host, port = config_module.parse_bind(args.bind, config.web.port)
-        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        host, port = config_module.parse_bind(args.bind, port)
+    # An IPv6 host in brackets, so that the port cannot be read as part of the address.
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         from . import web
     except ImportError as exc:

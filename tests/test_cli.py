@@ -130,6 +130,9 @@ def test_web_serves_the_config_at_the_given_bind(tmp_path, monkeypatch):
     assert [(c.tag, bind) for c, bind in calls] == [("webtag", "127.0.0.1:0")]
     assert cli.main(["web", "-c", str(config), "--bind", "[::1]"]) == 0
     assert calls[-1][1] == "[::1]:7433"
+    config.write_text("web: {bind: '::1', port: 8001}\n")
+    assert cli.main(["web", "-c", str(config)]) == 0
+    assert calls[-1][1] == "[::1]:8001"
 
 
 def test_the_bin_shims_run_the_commands(tmp_path):
