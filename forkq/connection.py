@@ -3,6 +3,8 @@
 ``redis_url`` (config, ``REDIS_URL``) wins; without it every process of the app uses the
 embedded server found through ``data_dir``. Clients are built lazily and dropped in a forked
 child, so a preloaded module that enqueued at import cannot leak a socket into the children.
+The client an application's threads share has a bounded pool that makes them wait for a free
+connection (``WaitingPool``) rather than fail when many enqueue at once.
 """
 
 from __future__ import annotations

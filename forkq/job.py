@@ -22,14 +22,14 @@ import numbers
 import time
 from typing import Any, Callable, Iterable
 
-from .config import MAX_RETRIES, name_problem
+from .config import MAX_RETRIES, YEAR, name_problem
 
 #: options written into every payload
 DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags")
 #: options that are code, kept in the worker's registry and never serialised
 HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
 #: furthest ahead perform_in / perform_at may schedule, in seconds (100 years)
-MAX_DELAY = 100 * 365 * 86400.0
+MAX_DELAY = 100 * YEAR
 
 _registry: dict[str, type["Job"]] = {}
 
