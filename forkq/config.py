@@ -304,6 +304,8 @@ def _section(value: Any, cls: type, parsers: Mapping[str, Callable[[Any], Any]])
         raise ValueError("expected a mapping")
     fields = {}
     for key, raw in value.items():
+        if not isinstance(key, str):
+            raise ValueError(f"key {key!r} is not a string")
         if key not in parsers:
             raise ValueError(f"unknown key {key!r}{_suggest(key, parsers)}")
         try:
@@ -384,7 +386,7 @@ def read_file(path: str) -> dict[str, Any]:
 
     try:
         with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
+            raw = yaml.load(handle, Loader=_strict_loader())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
@@ -401,6 +403,29 @@ def read_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, "
                           f"not a {type(raw).__name__}")
     return raw
+
+
+def _strict_loader() -> type:
+    """YAML's safe loader, except that a key given twice in one mapping is an error: the
+    silent last-one-wins would hide which value an operator meant."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # "<<: *anchor" keys may be overridden, as YAML intends
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, (str, int, float, bool)):
+                    continue  # the base class reports keys that cannot be keys
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
 
 
 def _one_line(exc: Exception) -> str:

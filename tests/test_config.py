@@ -156,6 +156,11 @@ def test_a_bad_environment_value_names_the_variable_and_value():
 
 @pytest.mark.parametrize("content, fragment", [
     (b"1: x\n", "key 1 is not a string"),
+    (b"web: {1: x}\n", "key 'web' has invalid value {1: 'x'}: key 1 is not a string"),
+    (b"web: {[a]: x}\n", "not valid YAML"),
+    (b"concurrency: 2\ntag: a\nconcurrency: 3\n", "not valid YAML: key 'concurrency' appears "
+                                                   "twice at line 3, column 1"),
+    (b"web: {port: 1, port: 2}\n", "key 'port' appears twice"),
     (b"[a, b]\n", "expected a mapping of keys at the top level, not a list"),
     (b"concurrency: 2\ntag: caf\xe9\n", "not UTF-8 text"),
     (b"a: [\n  b: c\n", "not valid YAML"),
@@ -207,3 +212,10 @@ def test_config_file_comes_from_forkq_config_then_the_working_directory(tmp_path
     write(tmp_path, "tag: here\n")
     assert config.default_path({}) == "forkq.yml"
     assert config.default_path({"FORKQ_CONFIG": "/etc/forkq.yml"}) == "/etc/forkq.yml"
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    path = write(tmp_path, "web: &web {bind: 127.0.0.1, port: 8000}\n"
+                           "metrics:\n  <<: *web\n  port: 8001\n")
+    loaded = config.load(path, environ={})
+    assert (loaded.metrics.bind, loaded.metrics.port, loaded.web.port) == ("127.0.0.1", 8001, 8000)
