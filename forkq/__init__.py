@@ -35,5 +35,6 @@ def redis():
     """A redis-py client on forkq's Redis, for jobs and application code.
 
     In a worker each thread gets a connection of its own (no pool lock between the processor
-    threads); elsewhere the process shares one pool. Opens the connection on first use."""
+    threads); elsewhere the process shares one pool of up to 50 connections, which threads
+    wait for (``forkq.connection.POOL_WAIT``). Opens the connection on first use."""
     return _default_client().redis

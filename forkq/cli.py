@@ -2,20 +2,20 @@
 
 Runs in the foreground and never daemonizes: systemd, Heroku or a container runtime owns the
 process (see ``deploy/``). Flags override the config file and the environment. A configuration
-error prints one line, ``forkq: <message>``, and exits 1.
+error (a bad file, key, value or ``--bind``) prints one line, ``forkq: <message>``, and exits 1;
+a flag argparse cannot parse exits 2 with its usage line.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from . import config as config_module
 from .errors import ForkqError
 
-#: read when ``-c`` is not given and it exists in the current directory
-DEFAULT_CONFIG = "forkq.yml"
+#: read when neither ``-c`` nor ``FORKQ_CONFIG`` is given and it exists in the current directory
+DEFAULT_CONFIG = config_module.DEFAULT_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,13 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help=f"path to the YAML config (default: "
-                        f"./{DEFAULT_CONFIG} when it exists)")
+                        f"$FORKQ_CONFIG, else ./{DEFAULT_CONFIG} when it exists)")
 
 
 def config_path(args: argparse.Namespace) -> str | None:
-    if args.config:
-        return args.config
-    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
+    """``-c``, else ``FORKQ_CONFIG``, else ``./forkq.yml`` when it exists: the client's rule."""
+    return args.config or config_module.default_path()
 
 
 def start_flags(args: argparse.Namespace) -> dict:
@@ -90,12 +89,17 @@ def run_start(args: argparse.Namespace) -> int:
 
 def run_web(args: argparse.Namespace) -> int:
     config = config_module.load(config_path(args))
+    host, port = config.web.bind, config.web.port
+    if args.bind is not None:
+        host, port = config_module.parse_bind(args.bind, port)
+    # An IPv6 host in brackets, so that the port cannot be read as part of the address.
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         from . import web
     except ImportError as exc:
         raise ForkqError(f"the web UI cannot start: {exc} (reinstall forkq: jinja2 is one of "
                          f"its dependencies)") from None
-    web.serve(config, args.bind)
+    web.serve(config, bind)
     return 0
 
 

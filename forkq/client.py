@@ -5,9 +5,11 @@ trip (a pipeline of ``SADD queues`` and ``LPUSH``); a bulk push is one multi-val
 queue per batch. ``configure()`` only records settings: the connection opens at the first push,
 so modules that configure at import are safe to preload before ``fork()``.
 
-Where the Redis URL comes from: ``configure(redis_url=...)``, else ``REDIS_URL``, else the
-``redis_url`` of ``forkq.yml`` in the working directory, else the embedded server.
-In a worker process the worker's own config wins (``use_config``).
+The client's settings (``redis_url``, ``namespace``, ``data_dir``) come from the same place as
+the workers': ``configure(...)`` > environment (``REDIS_URL``, ``FORKQ_*``) > the config file
+(``FORKQ_CONFIG``, else ``forkq.yml`` in the working directory) > defaults, read at the first
+push. Without a Redis URL the embedded server under ``data_dir`` is used. In a worker process
+the worker's own config wins (``use_config``).
 """
 
 from __future__ import annotations
@@ -15,15 +17,23 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from typing import Any, Callable, Iterable
 
-from . import arguments, connection
-from .job import DATA_OPTIONS, Job, validate_options
+from . import arguments, config, connection
+from .config import Config
+from .job import DATA_OPTIONS, Arity, Job, validate_options
 from .keys import Keys
 from .middleware import Chain
 
 #: jobs per multi-value LPUSH in a bulk push
 BULK_BATCH = 1000
+#: the source named in messages about values given to ``configure()``
+CONFIGURE = "forkq.configure()"
+
+
+class MainModuleJobWarning(UserWarning):
+    """A job class defined in ``__main__`` was enqueued: workers cannot resolve its name."""
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -71,31 +81,33 @@ class Client:
     """Pushes payloads; ``sink`` is replaced by ``forkq.testing`` to run without Redis."""
 
     def __init__(self) -> None:
-        self.redis_url: str | None = None
-        self.namespace: str | None = None
-        self.data_dir: str = ".forkq"
-        self.keys = Keys()
+        #: client keys given by ``configure()`` (or adopted from a command's config)
+        self._given: dict[str, Any] = {}
+        #: False once a command's parsed config was adopted: its file and environment are read
+        self._read_environment = True
+        self._settings: tuple[Config, Keys] | None = None
+        #: per job class pushed: ``perform``'s arity (and the ``__main__`` warning given once)
+        self._classes: dict[type, Arity] = {}
         self.middleware = Chain()
         self.sink: Callable[[list[dict[str, Any]], float | None], None] | None = None
         self._redis = connection.LazyClient()
 
     def configure(self, redis_url: str | None = None, namespace: str | None = None,
                   data_dir: str | None = None) -> None:
-        """Record settings; opens no connection."""
-        if redis_url is not None:
-            self.redis_url = redis_url
-        if namespace is not None:
-            self.namespace = namespace
-            self.keys = Keys(namespace)
-        if data_dir is not None:
-            self.data_dir = data_dir
-        self._redis.reset()
+        """Record settings (``None`` keeps the current one); opens no connection."""
+        given = {key: value for key, value in (("redis_url", redis_url), ("namespace", namespace),
+                                               ("data_dir", data_dir)) if value is not None}
+        config.from_mapping(given, CONFIGURE)  # a bad value fails here, at the call
+        self._given.update(given)
+        self._forget_settings()
 
-    def use_config(self, config, per_thread: bool = False) -> None:
+    def use_config(self, settings: Config, per_thread: bool = False) -> None:
         """Adopt a worker's or command's parsed config (its ``redis_url`` wins); a worker asks
         for a connection per thread (``LazyClient``)."""
-        self.configure(redis_url=config.redis_url or self.redis_url, namespace=config.namespace,
-                       data_dir=config.data_dir)
+        self._given.update(redis_url=settings.redis_url or self._given.get("redis_url"),
+                           namespace=settings.namespace or "", data_dir=settings.data_dir)
+        self._read_environment = False
+        self._forget_settings()
         self._redis.per_thread = per_thread
 
     def close(self) -> None:
@@ -103,16 +115,61 @@ class Client:
         self._redis.reset()
 
     @property
+    def settings(self) -> Config:
+        """What the client uses: ``configure()`` > environment > config file > defaults.
+
+        Read at the first push (or ``redis()``), so a producer uses the same file and
+        environment as the workers; ``configure()`` reads them again at the next push."""
+        return self._resolved()[0]
+
+    @property
+    def keys(self) -> Keys:
+        return self._resolved()[1]
+
+    def _resolved(self) -> tuple[Config, Keys]:
+        resolved = self._settings
+        if resolved is None:
+            if self._read_environment:
+                settings = config.load(config.default_path(), flags=self._given,
+                                       flags_source=CONFIGURE)
+            else:
+                settings = config.from_mapping(self._given, CONFIGURE)
+            resolved = self._settings = (settings, Keys(settings.namespace))
+        return resolved
+
+    def _forget_settings(self) -> None:
+        self._settings = None
+        self._redis.reset()
+
+    @property
     def redis(self):
         return self._redis.get(self._url)
 
     def _url(self) -> str:
-        url = self.redis_url or os.environ.get("REDIS_URL") or _url_from_local_config()
-        return connection.resolve_url(url, self.data_dir)
+        settings = self.settings
+        return connection.resolve_url(settings.redis_url, settings.data_dir)
+
+    def _rules(self, job_class: type[Job]) -> Arity:
+        """What enqueueing ``job_class`` must respect, worked out at its first push."""
+        rules = self._classes.get(job_class)
+        if rules is None:
+            new = Arity(job_class)
+            # setdefault is atomic: of threads racing on a class's first push, one warns.
+            rules = self._classes.setdefault(job_class, new)
+            if rules is new and job_class.wire_name().startswith("__main__."):
+                warnings.warn(
+                    f"job class {job_class.wire_name()} is defined in the script being run "
+                    f"(__main__), so no worker can resolve it; define it in a module the "
+                    f"workers import (require:) and import it from there", MainModuleJobWarning,
+                    stacklevel=5)
+        return rules
 
     def push(self, job_class: type[Job], args: list, options: dict[str, Any],
              at: float | None = None) -> str | None:
-        where = f"{job_class.wire_name()}.perform_{'at' if at is not None else 'async'}"
+        def where() -> str:  # formatted only for a message
+            return f"{job_class.wire_name()}.perform_{'at' if at is not None else 'async'}"
+
+        self._rules(job_class).check(len(args), where)
         arguments.check(args, where)
         now = time.time()
         payload = build_payload(job_class, args, options, now)
@@ -124,6 +181,7 @@ class Client:
                   batch_size: int = BULK_BATCH) -> list[str]:
         name = job_class.wire_name()
         validate_options(options, f"{name}.perform_bulk")
+        rules = self._rules(job_class)
         now = time.time()
         template = None if self.middleware.client or self.sink else BulkTemplate(
             build_payload(job_class, [], options, now), now)
@@ -133,6 +191,7 @@ class Client:
             if not isinstance(args, list):
                 raise TypeError(f"{name}.perform_bulk: item {index} is a "
                                 f"{type(args).__name__}; pass a list of argument lists")
+            rules.check(len(args), lambda: f"{name}.perform_bulk: item {index}")
             arguments.check(args, lambda: f"{name}.perform_bulk: item {index}")
             if template is None:
                 batch.append(build_payload(job_class, args, options, now))
@@ -163,29 +222,21 @@ class Client:
         if self.sink is not None:
             self.sink(payloads, at)
             return True
+        keys = self.keys
         if at is not None and at > now:
             members: list = []
             for payload in payloads:
                 members += (at, _dumps(payload))
-            commands = [("ZADD", self.keys.schedule, *members)]
+            commands = [("ZADD", keys.schedule, *members)]
         else:
             by_queue: dict[str, list[str]] = {}
             for payload in payloads:
                 payload["enqueued_at"] = now
                 by_queue.setdefault(payload["queue"], []).append(_dumps(payload))
-            commands = [("SADD", self.keys.queues, *by_queue)]
-            commands += [("LPUSH", self.keys.queue(queue), *texts)
-                         for queue, texts in by_queue.items()]
+            commands = [("SADD", keys.queues, *by_queue)]
+            commands += [("LPUSH", keys.queue(queue), *texts) for queue, texts in by_queue.items()]
         connection.send_commands(self.redis, commands)
         return True
-
-
-def _url_from_local_config() -> str | None:
-    if not os.path.exists("forkq.yml"):
-        return None
-    from . import config
-
-    return config.read_file("forkq.yml").get("redis_url")
 
 
 _default = Client()
@@ -197,5 +248,6 @@ def default() -> Client:
 
 def configure(redis_url: str | None = None, namespace: str | None = None,
               data_dir: str | None = None) -> None:
-    """Set the client's defaults; opens no connection."""
+    """Set the client's settings over the environment and config file; each value is checked
+    at once (``ConfigError``), but no file is read and no connection opened until a push."""
     _default.configure(redis_url=redis_url, namespace=namespace, data_dir=data_dir)

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
+import math
 import os
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -23,7 +27,19 @@ LOGLEVELS = {
     "error": "ERROR", "fatal": "CRITICAL", "critical": "CRITICAL",
 }
 
+HOUR = 3600.0
 DAY = 86400.0
+YEAR = 365 * DAY
+#: schemes redis-py connects to
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: characters of a queue name, namespace or host that could drive a terminal or forge a log line
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: highest retry count (config max_retries, job option retry): retry 100 waits about 3 years
+MAX_RETRIES = 100
+#: longest queue name or namespace accepted
+MAX_NAME = 200
+#: read when no config file is named and it exists in the working directory
+DEFAULT_FILE = "forkq.yml"
 
 
 @dataclass(frozen=True)
@@ -93,16 +109,23 @@ class Config:
 
 # --- value parsers: each takes the raw value and returns the parsed one or raises ValueError
 
-def _int(minimum: int) -> Callable[[Any], int]:
+def _number(value: Any, convert: Callable[[str], Any], expected: str) -> Any:
+    """``value`` read as a number; YAML's true/false are not numbers."""
+    if isinstance(value, bool):
+        raise ValueError(expected)
+    try:
+        return convert(str(value).strip())
+    except ValueError:
+        raise ValueError(expected) from None
+
+
+def _int(minimum: int, maximum: int, why: str = "") -> Callable[[Any], int]:
+    expected = f"expected an integer from {minimum} to {maximum}{why}"
+
     def parse(value: Any) -> int:
-        if isinstance(value, bool):
-            raise ValueError("expected an integer")
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            raise ValueError("expected an integer") from None
-        if number < minimum:
-            raise ValueError(f"expected an integer >= {minimum}")
+        number = _number(value, int, expected)
+        if not minimum <= number <= maximum:
+            raise ValueError(expected)
         return number
     return parse
 
@@ -115,21 +138,39 @@ def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return parse_optional
 
 
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a number of seconds")
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ValueError("expected a number of seconds") from None
-    if number <= 0:
-        raise ValueError("expected a positive number of seconds")
-    return number
+def _seconds(maximum: float, minimum: float = 0.0) -> Callable[[Any], float]:
+    """Finite seconds, above zero, within bounds: NaN or a zero poll interval would spin."""
+    expected = (f"expected a number of seconds {f'>= {minimum:g}' if minimum else '> 0'} "
+                f"and <= {maximum:g}")
+
+    def parse(value: Any) -> float:
+        number = _number(value, float, expected)
+        if not (math.isfinite(number) and number > 0 and minimum <= number <= maximum):
+            raise ValueError(expected)
+        return number
+    return parse
 
 
 def _string(value: Any) -> str:
     if isinstance(value, (dict, list)):
         raise ValueError("expected a string")
+    text = str(value)
+    if _CONTROL.search(text):
+        raise ValueError("control characters are not allowed")
+    return text
+
+
+def _path(value: Any) -> str:
+    text = _string(value)
+    if not text.strip():
+        raise ValueError("expected a non-empty path")
+    return text
+
+
+def _name(value: Any) -> str:
+    problem = name_problem(_string(value))
+    if problem:
+        raise ValueError(problem)
     return str(value)
 
 
@@ -149,7 +190,27 @@ def _string_list(value: Any) -> tuple[str, ...]:
         value = [part for part in value.replace(",", " ").split() if part]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise ValueError("expected a list of strings")
-    return tuple(value)
+    return tuple(_string(v) for v in value)
+
+
+def _modules(value: Any) -> tuple[str, ...]:
+    names = _string_list(value)
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"{name!r} is not a module name (write app.jobs, not app/jobs.py)")
+    return names
+
+
+def _redis_url(value: Any) -> str:
+    text = _string(value)
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ValueError(f"expected a URL starting with {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("the port is not a number from 0 to 65535") from None
+    return text
 
 
 def _fetch(value: Any) -> str:
@@ -165,6 +226,36 @@ def _loglevel(value: Any) -> str:
     return level
 
 
+def _host(value: Any) -> str:
+    """A host name or address; the port has its own key (an IPv6 address is written bare)."""
+    host = _string(value).strip()
+    if not host or any(c.isspace() or c in "/[]" for c in host):
+        raise ValueError("expected a host name or IP address")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("expected a host name or IP address; put the port in 'port'") from None
+    return host
+
+
+def name_problem(name: str) -> str | None:
+    """Why a queue name (or namespace) cannot be used, or None.
+
+    Whitespace and control characters could not be listed in ``FORKQ_QUEUES`` or ``-q`` and
+    would forge log lines; a comma is read as ``name,weight`` by every queue list; the length
+    bound keeps keys and log lines readable."""
+    if not name:
+        return "expected a non-empty name"
+    if len(name) > MAX_NAME:
+        return f"longer than {MAX_NAME} characters"
+    if _CONTROL.search(name) or any(c.isspace() for c in name):
+        return "whitespace and control characters are not allowed"
+    if "," in name:
+        return "a comma is not allowed (queue lists read name,weight)"
+    return None
+
+
 def parse_queues(value: Any) -> tuple[tuple[Queue, ...], bool]:
     """Plain names mean strict order; ``[name, weight]`` pairs (or ``name,weight``) are weighted."""
     if isinstance(value, str):
@@ -175,10 +266,10 @@ def parse_queues(value: Any) -> tuple[tuple[Queue, ...], bool]:
     for entry in value:
         if isinstance(entry, str) and "," in entry:
             entry = entry.split(",", 1)
-        if isinstance(entry, str) and entry:
-            queues.append(Queue(entry))
+        if isinstance(entry, str):
+            queues.append(Queue(_queue_name(entry)))
         elif isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str):
-            queues.append(Queue(entry[0], _int(1)(entry[1])))
+            queues.append(Queue(_queue_name(entry[0]), _weight(entry[1])))
             weighted = True
         else:
             raise ValueError(f"queue entry {entry!r} is neither a name nor [name, weight]")
@@ -188,13 +279,24 @@ def parse_queues(value: Any) -> tuple[tuple[Queue, ...], bool]:
     return tuple(queues), not weighted
 
 
+def _queue_name(name: str) -> str:
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"queue {name!r}: {problem}")
+    return name
+
+
+_weight = _int(1, 1000, " (weights are ratios between queues)")
+_port = _int(0, 65535, " (0 picks a free port)")
+
+
 def _metrics(value: Any) -> MetricsConfig:
-    return _section(value, MetricsConfig, {"bind": _string, "port": _optional(_int(0))})
+    return _section(value, MetricsConfig, {"bind": _host, "port": _optional(_port)})
 
 
 def _web(value: Any) -> WebConfig:
     return _section(value, WebConfig, {
-        "bind": _string, "port": _int(0), "username": _optional(_string),
+        "bind": _host, "port": _port, "username": _optional(_string),
         "password_hash": _optional(_string), "read_only": _bool,
         "allowed_hosts": _string_list,
     })
@@ -205,6 +307,8 @@ def _section(value: Any, cls: type, parsers: Mapping[str, Callable[[Any], Any]])
         raise ValueError("expected a mapping")
     fields = {}
     for key, raw in value.items():
+        if not isinstance(key, str):
+            raise ValueError(f"key {key!r} is not a string")
         if key not in parsers:
             raise ValueError(f"unknown key {key!r}{_suggest(key, parsers)}")
         try:
@@ -215,29 +319,30 @@ def _section(value: Any, cls: type, parsers: Mapping[str, Callable[[Any], Any]])
 
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
-    "redis_url": _optional(_string),
-    "namespace": _optional(_string),
-    "data_dir": _string,
-    "require": _string_list,
-    "concurrency": _int(1),
+    "redis_url": _optional(_redis_url),
+    "namespace": _optional(_name),
+    "data_dir": _path,
+    "require": _modules,
+    "concurrency": _int(1, 1000, ": each thread holds a Redis connection and a stack; "
+                                 "past a few hundred the GIL gains nothing, add processes instead"),
     "queues": parse_queues,
-    "timeout": _seconds,
+    "timeout": _seconds(DAY),
     "fetch": _fetch,
-    "max_retries": _int(0),
-    "dead_max_jobs": _int(0),
-    "dead_timeout": _seconds,
-    "poll_interval": _seconds,
-    "heartbeat_interval": _seconds,
-    "heartbeat_ttl": _seconds,
+    "max_retries": _int(0, MAX_RETRIES, ": retry 100 already waits about 3 years"),
+    "dead_max_jobs": _int(0, 10_000_000, ": the dead set is held in Redis' memory"),
+    "dead_timeout": _seconds(10 * YEAR),
+    "poll_interval": _seconds(HOUR, 0.05),
+    "heartbeat_interval": _seconds(HOUR, 0.05),
+    "heartbeat_ttl": _seconds(DAY),
     "tag": _string,
     "labels": _string_list,
-    "logfile": _optional(_string),
+    "logfile": _optional(_path),
     "loglevel": _loglevel,
-    "processes": _int(1),
-    "pidfile": _optional(_string),
-    "max_memory_mb": _optional(_int(1)),
-    "max_jobs": _optional(_int(1)),
-    "liveness_timeout": _seconds,
+    "processes": _int(1, 256, ": each is a forked copy of the application"),
+    "pidfile": _optional(_path),
+    "max_memory_mb": _optional(_int(1, 1_048_576)),
+    "max_jobs": _optional(_int(1, 10**9)),
+    "liveness_timeout": _seconds(DAY),
     "metrics": _metrics,
     "web": _web,
 }
@@ -248,8 +353,11 @@ def _suggest(key: str, known: Mapping[str, Any]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _apply(values: dict[str, Any], raw: Mapping[str, Any], source: str) -> None:
+def _apply(values: dict[str, Any], raw: Mapping[str, Any], source: str,
+           sources: dict[str, str]) -> None:
     for key, value in raw.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{source}: key {key!r} is not a string")
         if key not in PARSERS:
             raise ConfigError(f"{source}: unknown key {key!r}{_suggest(key, PARSERS)}")
         try:
@@ -260,23 +368,74 @@ def _apply(values: dict[str, Any], raw: Mapping[str, Any], source: str) -> None:
             values["queues"], values["strict"] = parsed
         else:
             values[key] = parsed
+        sources[key] = source
+
+
+def _build(values: dict[str, Any], sources: Mapping[str, str]) -> Config:
+    """The Config, once every layer is applied: checks that relate two keys."""
+    config = Config(**values)
+    if config.heartbeat_ttl < 2 * config.heartbeat_interval:
+        key = "heartbeat_ttl" if "heartbeat_ttl" in sources else "heartbeat_interval"
+        raise ConfigError(
+            f"{sources.get(key, 'defaults')}: heartbeat_ttl {config.heartbeat_ttl:g} must be at "
+            f"least twice heartbeat_interval {config.heartbeat_interval:g}, so that one late "
+            f"beat does not make a live process look dead")
+    return config
 
 
 def read_file(path: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; any problem is one line naming the file."""
     import yaml
 
     try:
         with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
+            raw = yaml.load(handle, Loader=_strict_loader())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, "
+                          f"not a {type(raw).__name__}")
     return raw
+
+
+def _strict_loader() -> type:
+    """YAML's safe loader, except that a key given twice in one mapping is an error: the
+    silent last-one-wins would hide which value an operator meant."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # "<<: *anchor" keys may be overridden, as YAML intends
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, (str, int, float, bool)):
+                    continue  # the base class reports keys that cannot be keys
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
+def _one_line(exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -291,19 +450,28 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     return raw
 
 
+def default_path(environ: Mapping[str, str] | None = None) -> str | None:
+    """The config file when none is named: ``FORKQ_CONFIG``, else ``./forkq.yml`` if it exists."""
+    environ = os.environ if environ is None else environ
+    if environ.get("FORKQ_CONFIG"):
+        return environ["FORKQ_CONFIG"]
+    return DEFAULT_FILE if os.path.exists(DEFAULT_FILE) else None
+
+
 def load(path: str | None = None, flags: Mapping[str, Any] | None = None,
-         environ: Mapping[str, str] | None = None) -> Config:
+         environ: Mapping[str, str] | None = None, flags_source: str = "command line") -> Config:
     """Defaults < file < environment < flags; flags whose value is None are ignored."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if path:
-        _apply(values, read_file(path), path)
+        _apply(values, read_file(path), path, sources)
         values["source"] = path
     for key, value in from_environ(environ).items():
-        _apply(values, {key: value}, f"environment variable {_env_name(key)}")
+        _apply(values, {key: value}, f"environment variable {_env_name(key)}", sources)
     given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    _apply(values, given_flags, "command line")
-    return Config(**values)
+    _apply(values, given_flags, flags_source, sources)
+    return _build(values, sources)
 
 
 def _env_name(key: str) -> str:
@@ -313,5 +481,20 @@ def _env_name(key: str) -> str:
 def from_mapping(raw: Mapping[str, Any], source: str = "settings") -> Config:
     """A Config from a mapping of keys as the YAML file would hold them (tests, embedding)."""
     values: dict[str, Any] = {}
-    _apply(values, raw, source)
-    return Config(**values)
+    sources: dict[str, str] = {}
+    _apply(values, raw, source, sources)
+    return _build(values, sources)
+
+
+def parse_bind(text: str, default_port: int, source: str = "command line: --bind") -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port``, ``:port`` or a bare IPv6 address."""
+    host, port = text, default_port
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else default_port
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        return _host(host or "0.0.0.0"), _port(port)
+    except ValueError as exc:
+        raise ConfigError(f"{source} {text!r}: {exc}") from None

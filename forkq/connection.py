@@ -3,6 +3,8 @@
 ``redis_url`` (config, ``REDIS_URL``) wins; without it every process of the app uses the
 embedded server found through ``data_dir``. Clients are built lazily and dropped in a forked
 child, so a preloaded module that enqueued at import cannot leak a socket into the children.
+The client an application's threads share has a bounded pool that makes them wait for a free
+connection (``WaitingPool``) rather than fail when many enqueue at once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,35 @@ from .errors import RedisUnavailableError
 
 #: seconds a command may take before the client gives up; blocking fetches stay below it
 SOCKET_TIMEOUT = 10.0
+#: connections a client opens at most; more threads than this wait for a free one
+POOL_SIZE = 50
+#: seconds a thread waits for a free connection before ``PoolTimeoutError``
+POOL_WAIT = 20.0
+#: what redis-py's blocking pool says when its wait ran out
+_POOL_EMPTY = "No connection available."
+
+
+class PoolTimeoutError(redis.ConnectionError):
+    """Every connection of a client stayed busy for ``POOL_WAIT`` seconds."""
+
+
+class WaitingPool(redis.BlockingConnectionPool):
+    """A pool that makes a thread wait for a free connection instead of failing.
+
+    redis-py's default pool raises ``MaxConnectionsError`` as soon as 100 connections are out
+    (a web server with 200 threads enqueueing at once); waiting a little is what a caller
+    wants, and a wait that runs out says why."""
+
+    def get_connection(self, *args, **kwargs):
+        try:
+            return super().get_connection(*args, **kwargs)
+        except redis.ConnectionError as exc:
+            if str(exc) != _POOL_EMPTY:
+                raise
+            raise PoolTimeoutError(
+                f"all {self.max_connections} Redis connections of this process stayed busy for "
+                f"{self.timeout:g} s (forkq.connection.POOL_SIZE, POOL_WAIT); is Redis slow, or "
+                f"do threads hold connections (pubsub, blocking commands)?") from None
 
 
 def resolve_url(redis_url: str | None, data_dir: str) -> str:
@@ -36,6 +67,17 @@ def make_client(url: str, **options) -> redis.Redis:
     options.setdefault("socket_timeout", SOCKET_TIMEOUT)
     options.setdefault("socket_connect_timeout", 5.0)
     return redis.Redis.from_url(url, decode_responses=True, **options)
+
+
+def make_shared_client(url: str) -> redis.Redis:
+    """A client that any number of an application's threads share: past ``POOL_SIZE``
+    connections they wait for a free one (``WaitingPool``)."""
+    pool = WaitingPool.from_url(url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT,
+                                socket_connect_timeout=5.0, max_connections=POOL_SIZE,
+                                timeout=POOL_WAIT)
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # closing the client closes its own pool
+    return client
 
 
 class LazyClient:
@@ -62,7 +104,7 @@ class LazyClient:
             return client
         with self._lock:
             if self._client is None:
-                self._client = make_client(self._resolve(url_factory))
+                self._client = make_shared_client(self._resolve(url_factory))
             return self._client
 
     def _resolve(self, url_factory) -> str:

@@ -7,19 +7,29 @@ makes forkq import anything.
 
 Options, per job (``options = {...}`` or decorator keywords) and per call (``Job.set(...)``):
 data options travel in the payload (``queue``, ``retry``, ``retry_queue``, ``dead``,
-``backtrace``); hooks stay in the process (``retry_in``, ``retry_on``, ``retries_exhausted``).
+``backtrace``, ``tags``); hooks stay in the process (``retry_in``, ``retry_on``,
+``retries_exhausted``), so they are per job only. Every option is checked where it is written
+(class definition, decoration, ``set()``), and ``perform``'s arity at enqueue. Coroutine
+functions are refused at definition: nothing would await them.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import math
+import numbers
 import time
 from typing import Any, Callable, Iterable
+
+from .config import MAX_RETRIES, YEAR, name_problem
 
 #: options written into every payload
 DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags")
 #: options that are code, kept in the worker's registry and never serialised
 HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
+#: furthest ahead perform_in / perform_at may schedule, in seconds (100 years)
+MAX_DELAY = 100 * YEAR
 
 _registry: dict[str, type["Job"]] = {}
 
@@ -36,24 +46,118 @@ def _register(cls: type["Job"]) -> None:
         _registry[cls.name] = cls
 
 
-def validate_options(options: dict[str, Any], where: str) -> None:
+def validate_options(options: dict[str, Any], where: str, per_call: bool = False) -> None:
     """Reject unknown or ill-typed options where they are written, not when a job fails."""
     for key, value in options.items():
         if key not in DATA_OPTIONS and key not in HOOK_OPTIONS:
             known = ", ".join(DATA_OPTIONS + HOOK_OPTIONS)
             raise TypeError(f"{where}: unknown job option {key!r} (known: {known})")
-    queue = options.get("queue")
-    if queue is not None and (not isinstance(queue, str) or not queue):
-        raise TypeError(f"{where}: option 'queue' must be a non-empty string, not {queue!r}")
-    retry = options.get("retry")
-    if retry is not None and not (isinstance(retry, bool) or (isinstance(retry, int) and retry >= 0)):
-        raise TypeError(f"{where}: option 'retry' must be true, false or a count >= 0, not {retry!r}")
-    backtrace = options.get("backtrace")
-    if backtrace is not None and not (isinstance(backtrace, bool) or isinstance(backtrace, int)):
-        raise TypeError(f"{where}: option 'backtrace' must be true, false or a line count")
-    for hook in ("retry_in", "retries_exhausted"):
-        if options.get(hook) is not None and not callable(options[hook]):
-            raise TypeError(f"{where}: option {hook!r} must be callable")
+        if per_call and key in HOOK_OPTIONS:
+            raise TypeError(f"{where}: option {key!r} is code and cannot travel in a payload; "
+                            f"set it in the job's own options")
+        if value is not None:
+            problem = _OPTION_RULES[key](value)
+            if problem:
+                raise TypeError(f"{where}: option {key!r} must be {problem}, not {value!r}")
+
+
+def _queue_rule(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "a queue name (a string)"
+    problem = name_problem(value)
+    return f"a usable queue name ({problem})" if problem else None
+
+
+def _retry_rule(value: Any) -> str | None:
+    if isinstance(value, bool) or (type(value) is int and 0 <= value <= MAX_RETRIES):
+        return None
+    return f"true, false or a count from 0 to {MAX_RETRIES} (retry {MAX_RETRIES} waits years)"
+
+
+def _backtrace_rule(value: Any) -> str | None:
+    if isinstance(value, bool) or (type(value) is int and value >= 0):
+        return None
+    return "true, false or a line count >= 0"
+
+
+def _retry_on_rule(value: Any) -> str | None:
+    types = value if isinstance(value, tuple) else (value,)
+    if all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        return None
+    return "an exception class or a tuple of them"
+
+
+_OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
+    "queue": _queue_rule,
+    "retry_queue": _queue_rule,
+    "retry": _retry_rule,
+    "dead": lambda value: None if isinstance(value, bool) else "true or false",
+    "backtrace": _backtrace_rule,
+    "tags": lambda value: None if isinstance(value, list) and all(
+        isinstance(tag, str) for tag in value) else "a list of strings",
+    "retry_in": lambda value: None if callable(value) else "callable",
+    "retries_exhausted": lambda value: None if callable(value) else "callable",
+    "retry_on": _retry_on_rule,
+}
+
+
+def refuse_coroutine(function: Any, name: str) -> None:
+    """Coroutine jobs would be called and never awaited: refuse them where they are defined."""
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        raise TypeError(f"{name} is a coroutine function (async def); coroutine jobs are not "
+                        f"supported yet: define it with def (asyncio.run() can run a coroutine "
+                        f"inside it)")
+
+
+class Arity:
+    """How many positional arguments ``perform`` accepts; checked at enqueue, cached per class.
+
+    A payload carries positional arguments only, so a required keyword-only parameter makes
+    the job impossible to run."""
+
+    def __init__(self, job_class: type["Job"]) -> None:
+        self.fewest, self.most, self.text = 0, math.inf, "(*args)"
+        self.unrunnable: str | None = None
+        parameters = _perform_parameters(job_class)
+        if parameters is None:
+            return
+        kinds = inspect.Parameter
+        positional = [p for p in parameters if p.kind in (kinds.POSITIONAL_ONLY,
+                                                         kinds.POSITIONAL_OR_KEYWORD)]
+        self.fewest = sum(p.default is kinds.empty for p in positional)
+        if not any(p.kind is kinds.VAR_POSITIONAL for p in parameters):
+            self.most = len(positional)
+        self.text = f"({', '.join(str(p) for p in parameters)})"
+        required = [p.name for p in parameters
+                    if p.kind is kinds.KEYWORD_ONLY and p.default is kinds.empty]
+        if required:
+            self.unrunnable = (f"perform{self.text} requires the keyword-only argument "
+                               f"{required[0]!r}, which a job cannot receive: payload arguments "
+                               f"are positional")
+
+    def check(self, count: int, where: Any) -> None:
+        if self.fewest <= count <= self.most and self.unrunnable is None:
+            return
+        prefix = where() if callable(where) else where
+        if self.unrunnable:
+            raise TypeError(f"{prefix}: {self.unrunnable}")
+        wanted = (f"{self.fewest}" if self.fewest == self.most else
+                  f"at least {self.fewest}" if self.most == math.inf else
+                  f"{self.fewest} to {self.most}")
+        raise TypeError(f"{prefix}: perform{self.text} takes {wanted} argument"
+                        f"{'' if wanted == '1' else 's'}, but {count} were given")
+
+
+def _perform_parameters(job_class: type["Job"]) -> list[inspect.Parameter] | None:
+    # A decorated function is kept as a staticmethod ``_function``: its own parameters count.
+    raw = job_class.__dict__.get("_function") or inspect.getattr_static(job_class, "perform")
+    target = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+    try:
+        # A decorator's own signature, not the one it wraps: it may inject arguments.
+        parameters = list(inspect.signature(target, follow_wrapped=False).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    return parameters if isinstance(raw, staticmethod) else parameters[1:]
 
 
 class Job:
@@ -70,6 +174,7 @@ class Job:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        refuse_coroutine(cls.perform, f"{cls.__module__}.{cls.__qualname__}.perform")
         own = cls.__dict__.get("options", {})
         validate_options(own, cls.__qualname__)
         cls.options = {**super(cls, cls).options, **own}
@@ -107,7 +212,7 @@ class Setter:
     """Per-call options: ``HardJob.set(queue="critical", retry=False).perform_async(1)``."""
 
     def __init__(self, job_class: type[Job], options: dict[str, Any]) -> None:
-        validate_options(options, f"{job_class.__qualname__}.set()")
+        validate_options(options, f"{job_class.__qualname__}.set()", per_call=True)
         self.job_class = job_class
         self.options = options
 
@@ -120,13 +225,34 @@ class Setter:
     delay = perform_async
 
     def perform_in(self, seconds: float, *args: Any) -> str | None:
-        return self.perform_at(time.time() + float(seconds), *args)
+        now = time.time()
+        delay = _finite(seconds, "perform_in", "seconds", self.job_class)
+        return self._schedule(now + delay, now, args, "perform_in", seconds)
 
     def perform_at(self, timestamp: float, *args: Any) -> str | None:
-        return _client().push(self.job_class, list(args), self.options, at=float(timestamp))
+        at = _finite(timestamp, "perform_at", "timestamp", self.job_class)
+        return self._schedule(at, time.time(), args, "perform_at", timestamp)
+
+    def _schedule(self, at: float, now: float, args: tuple, method: str, given: Any) -> str | None:
+        if at - now > MAX_DELAY:
+            raise ValueError(f"{self.job_class.wire_name()}.{method}: {given!r} is more than 100 "
+                             f"years from now (a timestamp in milliseconds? pass epoch seconds)")
+        return _client().push(self.job_class, list(args), self.options, at=at)
 
     def perform_bulk(self, args_list: Iterable[list], batch_size: int = 1000) -> list[str]:
         return _client().push_bulk(self.job_class, args_list, self.options, batch_size)
+
+
+def _finite(value: Any, method: str, unit: str, job_class: type[Job]) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{job_class.wire_name()}.{method}: {unit} must be a number, not "
+                        f"{value!r} ({type(value).__name__}); for a datetime pass "
+                        f"value.timestamp(), for a timedelta value.total_seconds()")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{job_class.wire_name()}.{method}: {unit} is {value!r}; pass a finite "
+                         f"number of seconds")
+    return number
 
 
 def _client():
@@ -161,10 +287,13 @@ def job(func: Callable[..., Any] | None = None, *, name: str | None = None,
     """Turn a plain function into a job: ``@forkq.job`` or ``@forkq.job(queue="mailers")``."""
 
     def wrap(function: Callable[..., Any]) -> FunctionJob:
+        refuse_coroutine(function, f"{function.__module__}.{function.__qualname__}")
+
         def perform(self: Job, *args: Any) -> Any:
             return function(*args)
 
-        namespace = {"perform": perform, "options": options, "name": name,
+        namespace = {"perform": perform, "_function": staticmethod(function),
+                     "options": options, "name": name,
                      "__module__": function.__module__, "__qualname__": function.__qualname__,
                      "__doc__": function.__doc__}
         job_class = type(function.__name__, (Job,), namespace)

@@ -37,11 +37,45 @@ def test_a_config_error_is_one_line_and_exit_1(tmp_path, config_text, message):
     assert len(lines) == 1 and lines[0].startswith(f"forkq: {path}") and message in lines[0]
 
 
+@pytest.mark.parametrize("module, args, content, prefix, message", [
+    ("forkq.cli", ["start", "-c", "{dir}"], None, "forkq", "{dir}: is a directory"),
+    ("forkq.cli", ["web", "-c", "{file}", "--bind", "0.0.0.0:abc"], "tag: x\n", "forkq",
+     "command line: --bind '0.0.0.0:abc': expected an integer from 0 to 65535"),
+    ("forkq.cli", ["web", "-c", "{file}"], "web: {port: 99999}\n", "forkq",
+     "{file}: key 'web' has invalid value {'port': 99999}: port: expected an integer"),
+    ("forkq.cli", ["worker", "-c", "{file}"], "poll_interval: .nan\n", "forkq",
+     "{file}: key 'poll_interval' has invalid value nan"),
+    ("forkq.worker", ["-c", "{file}"], b"tag: \xff\n", "forkq", "{file}: not UTF-8 text"),
+    ("forkq.ctl", ["status", "-c", "{file}"], "redis_url: ftp://x/\n", "forkqctl",
+     "{file}: key 'redis_url' has invalid value 'ftp://x/'"),
+    ("forkq.ctl", ["stop", "-c", "{file}"], "metrics: {port: -1}\n", "forkqctl",
+     "{file}: key 'metrics' has invalid value {'port': -1}"),
+])
+def test_every_command_reports_a_bad_config_in_one_line(tmp_path, module, args, content,
+                                                        prefix, message):
+    path = tmp_path / "bad.yml"
+    if isinstance(content, str):
+        path.write_text(content)
+    elif content is not None:
+        path.write_bytes(content)
+    fill = {"dir": str(tmp_path), "file": str(path)}
+    args = [a.format(**fill) for a in args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
+    env["PYTHONPATH"] = ROOT
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=str(tmp_path), env=env,
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prefix}: ")
+    assert message.replace("{dir}", fill["dir"]).replace("{file}", fill["file"]) in lines[0]
+
+
 def test_an_invalid_flag_value_names_the_command_line(tmp_path):
     result = run_forkq("start", "-P", "0", cwd=str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip() == ("forkq: command line: key 'processes' has invalid value 0: "
-                                     "expected an integer >= 1")
+                                     "expected an integer from 1 to 256: each is a forked copy "
+                                     "of the application")
 
 
 def test_start_flags_override_the_config_file():
@@ -94,6 +128,11 @@ def test_web_serves_the_config_at_the_given_bind(tmp_path, monkeypatch):
     config.write_text("tag: webtag\n")
     assert cli.main(["web", "-c", str(config), "--bind", "127.0.0.1:0"]) == 0
     assert [(c.tag, bind) for c, bind in calls] == [("webtag", "127.0.0.1:0")]
+    assert cli.main(["web", "-c", str(config), "--bind", "[::1]"]) == 0
+    assert calls[-1][1] == "[::1]:7433"
+    config.write_text("web: {bind: '::1', port: 8001}\n")
+    assert cli.main(["web", "-c", str(config)]) == 0
+    assert calls[-1][1] == "[::1]:8001"
 
 
 def test_the_bin_shims_run_the_commands(tmp_path):

@@ -1,13 +1,23 @@
 """Enqueueing against a real Redis: layout, options, bulk push, refusal of non-JSON args."""
 
+import functools
 import json
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
 import time
+import warnings
 
 import pytest
 
 import forkq
-from forkq import client
+from forkq import client, config, connection
+from forkq.keys import Keys
 from jobs import Record, Shared, add
+from masters import ROOT, TESTS
 
 
 def queued(redis, name="default"):
@@ -122,3 +132,190 @@ def test_bulk_template_text_is_the_json_of_the_job_hash():
     text = template.render(args, "f" * 24)
     assert json.loads(text) == expected
     assert text == client._dumps(expected)
+
+
+# --- the producer's settings come from the workers' file and environment
+
+
+def producer_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS])
+    return {**env, **extra}
+
+
+def test_a_producer_script_uses_the_workers_namespace_and_embedded_redis(tmp_path, redis,
+                                                                         redis_server):
+    path = tmp_path / "forkq.yml"
+    path.write_text(f"namespace: app2\ndata_dir: {redis_server.data_dir}\nrequire: [jobs]\n")
+    script = "import jobs; print(jobs.Record.perform_async(1))"
+    result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), env=producer_env(),
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    worker_keys = Keys(config.load(str(path), environ={}).namespace)
+    (job,) = [json.loads(t) for t in redis.lrange(worker_keys.queue("default"), 0, -1)]
+    assert job["jid"] == result.stdout.strip() and redis.llen("queue:default") == 0
+
+
+def test_configure_then_environment_then_file_then_defaults(tmp_path, redis, redis_url,
+                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    (tmp_path / "forkq.yml").write_text(f"namespace: filens\nredis_url: {redis_url}\n")
+    (tmp_path / "other.yml").write_text(f"namespace: otherns\nredis_url: {redis_url}\n")
+    producer = client.Client()
+    assert producer.settings.namespace == "filens" and producer.settings.data_dir == ".forkq"
+    monkeypatch.setenv("FORKQ_CONFIG", str(tmp_path / "other.yml"))
+    producer.configure(data_dir="d")
+    assert (producer.settings.namespace, producer.settings.data_dir) == ("otherns", "d")
+    monkeypatch.setenv("FORKQ_NAMESPACE", "envns")
+    producer.configure()
+    producer.push(Record, [1], {})
+    producer.configure(namespace="callns")
+    producer.push(Record, [2], {})
+    producer.close()
+    assert redis.llen("envns:queue:default") == 1 and redis.llen("callns:queue:default") == 1
+
+
+def test_configure_reads_nothing_and_a_bad_file_fails_the_push_naming_it(tmp_path, redis,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "forkq.yml").write_text("poll_interval: .nan\n")
+    producer = client.Client()
+    producer.configure(namespace="x")
+    with pytest.raises(forkq.ConfigError, match="forkq.yml: key 'poll_interval' has invalid "
+                                                "value nan"):
+        producer.push(Record, [1], {})
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    ({"redis_url": "ftp://example.com"}, "key 'redis_url' has invalid value 'ftp://example.com'"),
+    ({"namespace": "a b"}, "key 'namespace' has invalid value 'a b'"),
+])
+def test_configure_refuses_a_bad_value_at_the_call(settings, fragment):
+    with pytest.raises(forkq.ConfigError, match=re.escape(f"forkq.configure(): {fragment}")):
+        client.Client().configure(**settings)
+
+
+def test_a_job_class_from_main_warns_once_per_class_at_enqueue(redis):
+    perform = lambda self, value: None  # noqa: E731
+    first = type("MainJob", (forkq.Job,), {"__module__": "__main__", "perform": perform})
+    second = type("OtherMainJob", (forkq.Job,), {"__module__": "__main__", "perform": perform})
+    shared = type("SharedMainJob", (forkq.Job,), {"__module__": "__main__", "perform": perform,
+                                                 "name": "SharedMainJob"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first.perform_async(1)
+        first.perform_bulk([[2], [3]])
+        second.perform_in(10, 4)
+        shared.perform_async(5)
+    messages = [str(w.message) for w in caught if w.category is client.MainModuleJobWarning]
+    assert len(messages) == 2
+    assert "job class __main__.MainJob is defined in the script being run" in messages[0]
+    assert "__main__.OtherMainJob" in messages[1] and "no worker can resolve it" in messages[1]
+    assert redis.llen("queue:default") == 4
+
+
+# --- client validation
+
+
+@pytest.mark.parametrize("method, value, error, fragment", [
+    ("perform_in", math.nan, ValueError, "perform_in: seconds is nan; pass a finite number"),
+    ("perform_in", math.inf, ValueError, "perform_in: seconds is inf"),
+    ("perform_at", -math.inf, ValueError, "perform_at: timestamp is -inf"),
+    ("perform_in", 1e300, ValueError, "perform_in: 1e+300 is more than 100 years from now"),
+    ("perform_at", 1.8e12, ValueError, "perform_at: 1800000000000.0 is more than 100 years from "
+                                       "now (a timestamp in milliseconds? pass epoch seconds)"),
+    ("perform_in", "60", TypeError, "perform_in: seconds must be a number, not '60' (str)"),
+    ("perform_in", True, TypeError, "perform_in: seconds must be a number, not True"),
+    ("perform_at", None, TypeError, "perform_at: timestamp must be a number, not None"),
+])
+def test_times_that_are_not_finite_or_absurd_are_refused(redis, method, value, error, fragment):
+    with pytest.raises(error, match=re.escape(f"jobs.Record.{fragment}")):
+        getattr(Record, method)(value, "x")
+    with pytest.raises(error, match=re.escape(fragment)):
+        getattr(Record.set(queue="low"), method)(value, "x")
+    assert redis.dbsize() == 0
+
+
+def test_bad_options_are_refused_at_enqueue_before_anything_is_pushed(redis):
+    with pytest.raises(TypeError, match="option 'retry_queue' must be a queue name"):
+        Record.set(retry_queue=5).perform_async(1)
+    with pytest.raises(TypeError, match="option 'dead' must be true or false, not 'no'"):
+        Record.set(dead="no").perform_bulk([[1]])
+    assert redis.dbsize() == 0
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda: Record.perform_async(), "jobs.Record.perform_async: perform(value) takes 1 "
+                                     "argument, but 0 were given"),
+    (lambda: Shared.perform_async(1, 2, 3), "HardJob.perform_async: perform(a, b) takes 2 "
+                                            "arguments, but 3 were given"),
+    (lambda: add.perform_in(5, 1), "jobs.add.perform_at: perform(a, b) takes 2 arguments, "
+                                   "but 1 were given"),
+    (lambda: Record.perform_bulk([[1], [2, 3]]), "jobs.Record.perform_bulk: item 1: "
+                                                 "perform(value) takes 1 argument, but 2 were"),
+])
+def test_argument_count_is_checked_against_perform_at_enqueue(redis, call, fragment):
+    with pytest.raises(TypeError, match=re.escape(fragment)):
+        call()
+    assert redis.dbsize() == 0
+
+
+def test_signatures_with_defaults_star_args_and_keyword_only(redis):
+    flexible = type("Flexible", (forkq.Job,), {
+        "perform": lambda self, a, b=2, *rest: None})
+    flexible.perform_bulk([[1], [1, 2], [1, 2, 3, 4]])
+    with pytest.raises(TypeError, match=r"perform\(a, b=2, \*rest\) takes at least 1 argument"):
+        flexible.perform_async()
+    keyword = type("Keyword", (forkq.Job,), {"perform": lambda self, a, *, when: None})
+    with pytest.raises(TypeError, match="requires the keyword-only argument 'when', which a "
+                                        "job cannot receive"):
+        keyword.perform_async(1)
+    assert redis.llen("queue:default") == 3
+
+
+def test_a_decorator_that_injects_an_argument_is_trusted(redis):
+    def with_connection(perform):
+        @functools.wraps(perform)
+        def wrapper(self, *args):
+            return perform(self, "connection", *args)
+        return wrapper
+
+    injected = type("Injected", (forkq.Job,), {
+        "perform": with_connection(lambda self, connection, user_id: None)})
+    injected.perform_async(7)
+    assert redis.llen("queue:default") == 1
+
+
+def test_two_hundred_threads_enqueue_at_once_without_failing(redis):
+    threads, barrier, failures = 200, threading.Barrier(200), []
+
+    def enqueue(index):
+        barrier.wait()
+        for round_ in range(5):
+            try:
+                Record.perform_async(index * 10 + round_)
+            except Exception as exc:  # counted and shown below
+                failures.append(repr(exc))
+
+    workers = [threading.Thread(target=enqueue, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(60)
+    assert failures == [] and redis.llen("queue:default") == threads * 5
+
+
+def test_a_wait_for_a_free_connection_that_runs_out_says_so(redis_url, monkeypatch):
+    monkeypatch.setattr(connection, "POOL_SIZE", 1)
+    monkeypatch.setattr(connection, "POOL_WAIT", 0.2)
+    shared = connection.make_shared_client(redis_url)
+    held = shared.connection_pool.get_connection()
+    try:
+        with pytest.raises(connection.PoolTimeoutError, match="all 1 Redis connections of this "
+                                                              "process stayed busy for 0.2 s"):
+            connection.send_commands(shared, [("PING",)])
+    finally:
+        shared.connection_pool.release(held)
+    assert connection.send_commands(shared, [("PING",)]) == ["PONG"]
+    shared.close()

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from forkq import config
@@ -96,3 +98,124 @@ def test_example_config_at_repository_root_is_valid():
     root = os.path.dirname(os.path.dirname(__file__))
     loaded = config.load(os.path.join(root, "forkq.yml"), environ={})
     assert loaded.require
+
+
+@pytest.mark.parametrize("text, key, reason", [
+    ("poll_interval: .nan\n", "poll_interval", "seconds >= 0.05 and <= 3600"),
+    ("heartbeat_ttl: .nan\n", "heartbeat_ttl", "seconds > 0 and <= 86400"),
+    ("timeout: .inf\n", "timeout", "seconds > 0 and <= 86400"),
+    ("timeout: 0\n", "timeout", "seconds > 0"),
+    ("poll_interval: 0\n", "poll_interval", "seconds >= 0.05"),
+    ("heartbeat_interval: -1\n", "heartbeat_interval", "seconds >= 0.05"),
+    ("dead_timeout: 1e300\n", "dead_timeout", "<= 3.1536e+08"),
+    ("liveness_timeout: -.inf\n", "liveness_timeout", "seconds > 0"),
+    ("concurrency: 100000\n", "concurrency", "from 1 to 1000: each thread holds a Redis connection"),
+    ("concurrency: 0\n", "concurrency", "from 1 to 1000"),
+    ("processes: 1000\n", "processes", "from 1 to 256: each is a forked copy"),
+    ("max_retries: 1000\n", "max_retries", "from 0 to 100"),
+    ("dead_max_jobs: -1\n", "dead_max_jobs", "from 0 to 10000000"),
+    ("max_jobs: 0\n", "max_jobs", "from 1 to"),
+    ("redis_url: ftp://example.com/\n", "redis_url", "starting with redis://, rediss://, unix://"),
+    ("redis_url: 'redis://localhost:abc/0'\n", "redis_url", "port is not a number"),
+    ("web: {port: 99999}\n", "web", "port: expected an integer from 0 to 65535"),
+    ("metrics: {port: -1}\n", "metrics", "port: expected an integer from 0 to 65535"),
+    ("web: {bind: '0.0.0.0:80'}\n", "web", "put the port in 'port'"),
+    ("queues: ['a b']\n", "queues", "whitespace and control characters are not allowed"),
+    ("queues: [\"a\\x1b[31m\"]\n", "queues", "control characters"),
+    ("queues: [[high, 0]]\n", "queues", "from 1 to 1000 (weights are ratios"),
+    ("queues: [" + "q" * 201 + "]\n", "queues", "longer than 200 characters"),
+    ("namespace: 'my app'\n", "namespace", "whitespace"),
+    ("tag: \"x\\ny\"\n", "tag", "control characters are not allowed"),
+    ("require: [app/jobs.py]\n", "require", "write app.jobs, not app/jobs.py"),
+    ("data_dir: ''\n", "data_dir", "non-empty path"),
+])
+def test_values_that_are_not_finite_or_not_sane_are_refused(tmp_path, text, key, reason):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        config.load(path, environ={})
+    message = str(error.value)
+    assert message.startswith(f"{path}: key '{key}' has invalid value ") and reason in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("values", [{"heartbeat_ttl": 15}, {"heartbeat_interval": 40},
+                                    {"heartbeat_interval": 5, "heartbeat_ttl": 9.9}])
+def test_heartbeat_ttl_must_be_twice_the_interval(tmp_path, values):
+    path = write(tmp_path, "".join(f"{k}: {v}\n" for k, v in values.items()))
+    with pytest.raises(ConfigError, match=r"heartbeat_ttl .* must be at least twice "
+                                          r"heartbeat_interval") as error:
+        config.load(path, environ={})
+    assert str(error.value).startswith(path)
+
+
+def test_a_bad_environment_value_names_the_variable_and_value():
+    with pytest.raises(ConfigError, match="environment variable FORKQ_POLL_INTERVAL: key "
+                                          "'poll_interval' has invalid value 'nan'"):
+        config.load(None, environ={"FORKQ_POLL_INTERVAL": "nan"})
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"1: x\n", "key 1 is not a string"),
+    (b"web: {1: x}\n", "key 'web' has invalid value {1: 'x'}: key 1 is not a string"),
+    (b"web: {[a]: x}\n", "not valid YAML"),
+    (b"concurrency: 2\ntag: a\nconcurrency: 3\n", "not valid YAML: key 'concurrency' appears "
+                                                   "twice at line 3, column 1"),
+    (b"web: {port: 1, port: 2}\n", "key 'port' appears twice"),
+    (b"[a, b]\n", "expected a mapping of keys at the top level, not a list"),
+    (b"concurrency: 2\ntag: caf\xe9\n", "not UTF-8 text"),
+    (b"a: [\n  b: c\n", "not valid YAML"),
+    (b"tag: !!python/object:os.system x\n", "not valid YAML"),
+])
+def test_a_bad_file_is_one_line_naming_it(tmp_path, content, fragment):
+    path = tmp_path / "forkq.yml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as error:
+        config.load(str(path), environ={})
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message
+
+
+def test_a_directory_or_unreadable_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory, not a config file"):
+        config.load(str(tmp_path), environ={})
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="cannot read the config file: Not a directory"):
+        config.load(str(tmp_path / "file" / "forkq.yml"), environ={})
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    path = tmp_path / "forkq.yml"
+    path.write_text("concurrency: 2\n")
+    path.chmod(0)
+    with pytest.raises(ConfigError, match="cannot read the config file: Permission denied"):
+        config.load(str(path), environ={})
+
+
+@pytest.mark.parametrize("bind, expected", [
+    ("127.0.0.1:8000", ("127.0.0.1", 8000)), ("[::1]:8000", ("::1", 8000)),
+    ("::1", ("::1", 7433)), (":9000", ("0.0.0.0", 9000)), ("localhost", ("localhost", 7433)),
+])
+def test_bind_forms(bind, expected):
+    assert config.parse_bind(bind, 7433) == expected
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0:abc", "0.0.0.0:99999", "host:-1", "[::1]:x",
+                                  "a b:80", "1.2.3.4:5:6"])
+def test_a_bad_bind_is_refused_naming_it(bind):
+    with pytest.raises(ConfigError) as error:
+        config.parse_bind(bind, 7433)
+    assert str(error.value).startswith(f"command line: --bind {bind!r}: ")
+
+
+def test_config_file_comes_from_forkq_config_then_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert config.default_path({}) is None
+    write(tmp_path, "tag: here\n")
+    assert config.default_path({}) == "forkq.yml"
+    assert config.default_path({"FORKQ_CONFIG": "/etc/forkq.yml"}) == "/etc/forkq.yml"
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    path = write(tmp_path, "web: &web {bind: 127.0.0.1, port: 8000}\n"
+                           "metrics:\n  <<: *web\n  port: 8001\n")
+    loaded = config.load(path, environ={})
+    assert (loaded.metrics.bind, loaded.metrics.port, loaded.web.port) == ("127.0.0.1", 8001, 8000)

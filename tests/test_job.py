@@ -1,5 +1,7 @@
 """The job API: wire names, option inheritance, the decorator, per-call options."""
 
+import re
+
 import pytest
 
 import forkq
@@ -69,3 +71,65 @@ def test_set_and_delay_build_the_payload():
     first, second = queue.jobs
     assert (first["queue"], first["retry"], first["retry_queue"], first["backtrace"]) == ("now", 1, "slow", 10)
     assert second["class"] == "SendWelcome" and second["args"] == [9] and second["queue"] == "mailers"
+
+
+def test_a_coroutine_job_is_refused_at_decoration():
+    with pytest.raises(TypeError, match=r"test_job\.(.*)fetch_page is a coroutine function "
+                                        r"\(async def\); coroutine jobs are not supported yet"):
+        @forkq.job
+        async def fetch_page(url):
+            pass
+    with pytest.raises(TypeError, match="coroutine jobs are not supported yet"):
+        @forkq.job(queue="low")
+        async def stream(url):
+            yield url
+
+
+def test_a_job_class_with_a_coroutine_perform_is_refused_at_definition():
+    with pytest.raises(TypeError, match=r"test_job\..*AsyncJob\.perform is a coroutine function"):
+        class AsyncJob(forkq.Job):
+            async def perform(self, x):
+                pass
+    assert resolve("test_job.test_a_job_class_with_a_coroutine_perform_is_refused_at_"
+                   "definition.<locals>.AsyncJob") is None
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"retry_queue": 5}, "option 'retry_queue' must be a queue name (a string), not 5"),
+    ({"dead": "no"}, "option 'dead' must be true or false, not 'no'"),
+    ({"retry": "yes"}, "option 'retry' must be true, false or a count from 0 to 100"),
+    ({"retry": 10**6}, "option 'retry' must be true, false or a count from 0 to 100"),
+    ({"retry": -1}, "option 'retry' must be"),
+    ({"queue": ""}, "option 'queue' must be a usable queue name (expected a non-empty name)"),
+    ({"queue": "a b"}, "whitespace and control characters are not allowed"),
+    ({"queue": "x\n"}, "whitespace and control characters are not allowed"),
+    ({"queue": "a,b"}, "a comma is not allowed"),
+    ({"queue": "q" * 201}, "longer than 200 characters"),
+    ({"backtrace": "lots"}, "option 'backtrace' must be true, false or a line count >= 0, "
+                            "not 'lots'"),
+    ({"backtrace": -3}, "option 'backtrace' must be"),
+    ({"tags": "urgent"}, "option 'tags' must be a list of strings, not 'urgent'"),
+    ({"retry_on": "ValueError"}, "option 'retry_on' must be an exception class"),
+    ({"colour": "red"}, "unknown job option 'colour'"),
+])
+def test_bad_options_are_refused_naming_option_and_value(options, fragment):
+    with pytest.raises(TypeError, match=re.escape(fragment)):
+        type("Bad", (forkq.Job,), {"options": options, "perform": lambda self: None})
+    if "retry_on" not in options:
+        with pytest.raises(TypeError, match=re.escape(fragment)):
+            Base.set(**options)
+    with pytest.raises(TypeError, match=re.escape(fragment)):
+        forkq.job(**options)(lambda: None)
+
+
+def test_hooks_are_per_job_only():
+    with pytest.raises(TypeError, match="option 'retry_in' is code and cannot travel in a "
+                                        "payload; set it in the job's own options"):
+        Base.set(retry_in=lambda count, exc: 5)
+
+
+def test_any_queue_name_redis_holds_that_lists_can_name_is_accepted():
+    with testing.fake() as queue:
+        Base.set(queue="emails/high").perform_async()
+        Base.set(queue="ünïcode:q", retry_queue="q" * 200).perform_async()
+    assert [job["queue"] for job in queue.jobs] == ["emails/high", "ünïcode:q"]
