@@ -23,46 +23,48 @@ import redis.asyncio as aioredis
 from . import arguments, client, connection, push
 from .job import validate_options
 
-#: asyncio Redis client of each running event loop
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = \
+#: asyncio Redis clients of each running event loop, by URL
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]]" = \
     weakref.WeakKeyDictionary()
 
 
-def redis() -> aioredis.Redis:
-    """The running loop's asyncio client on forkq's Redis (the URL is resolved on first use)."""
-    loop = asyncio.get_running_loop()
-    found = _clients.get(loop)
+def redis(source=None) -> aioredis.Redis:
+    """The running loop's asyncio client on the Redis of ``source`` (a ``client.Client``;
+    default, forkq's client); its URL is resolved as the synchronous client resolves it."""
+    source = source or client.default()
+    url = source._url()
+    by_url = _clients.setdefault(asyncio.get_running_loop(), {})
+    found = by_url.get(url)
     if found is None:
-        url = client.default()._url()
-        found = _clients[loop] = aioredis.Redis.from_url(
+        found = by_url[url] = aioredis.Redis.from_url(
             url, decode_responses=True, socket_timeout=connection.SOCKET_TIMEOUT,
             socket_connect_timeout=5.0)
     return found
 
 
 async def aclose() -> None:
-    """Close the running loop's client; the next call opens a new one."""
-    found = _clients.pop(asyncio.get_running_loop(), None)
-    if found is not None:
+    """Close the running loop's clients; the next call opens new ones."""
+    for found in _clients.pop(asyncio.get_running_loop(), {}).values():
         await found.aclose()
 
 
-async def send(commands: list[tuple]) -> list:
+async def send(commands: list[tuple], source=None) -> list:
     """Send ``commands`` in one round trip (a pipeline without MULTI) and return the replies."""
-    async with redis().pipeline(transaction=False) as pipe:
+    async with redis(source).pipeline(transaction=False) as pipe:
         for command in commands:
             pipe.execute_command(*command)
         return await pipe.execute()
 
 
-async def push_payloads(payloads: list[dict[str, Any]], at: float | None = None) -> None:
-    """Push ready-made payloads (``client.build_payload``) in one round trip."""
-    default = client.default()
-    now = time.time()
-    if default.sink is not None:
-        default.sink(payloads, at)
+async def push_payloads(payloads: list[dict[str, Any]], at: float | None = None,
+                        source=None) -> None:
+    """Push ready-made payloads (``client.build_payload``) in one round trip, through
+    ``source`` (a ``client.Client``; default, forkq's client)."""
+    source = source or client.default()
+    if source.sink is not None:
+        source.sink(payloads, at)
         return
-    await send(push.commands(default.keys, payloads, at, now))
+    await send(push.commands(source.keys, payloads, at, time.time()), source)
 
 
 def _job_class(job):

@@ -43,12 +43,16 @@ class Result:
 
     jid: str
     status: str
+    #: the job's wire name and arguments, as pushed
+    class_name: str | None = None
+    args: list = field(default_factory=list)
     value: Any = None
     #: the last failure: {"class", "message", "traceback"}, or None
     error: dict[str, str] | None = None
     #: every failure, oldest first (retries included)
     errors: list[dict[str, str]] = field(default_factory=list)
     enqueued_at: float | None = None
+    #: when the last run started
     started_at: float | None = None
     finished_at: float | None = None
     #: runs started so far (1 on the first run)
@@ -94,49 +98,55 @@ def queued_commands(keys, payload: dict[str, Any], now: float) -> list[tuple]:
     ttl = ttl_of(payload)
     if ttl is None:
         return []
-    record = {"status": QUEUED, "enqueued_at": now}
+    record = {"status": QUEUED, "enqueued_at": now, "class": payload["class"],
+              "args": payload["args"]}
     return [("SET", keys.result(payload["jid"]), _dumps(record), "EX", ttl)]
 
 
 class ResultRecorder:
     """The writer side, called by the thread that runs a job; a no-op for payloads without
-    ``result_ttl``. ``redis`` is that thread's synchronous client."""
+    ``result_ttl``. ``redis`` is that thread's synchronous client. Each returns the record
+    as written (a dict, for ``decode_record``), or None when the payload keeps no result."""
 
     def __init__(self, keys) -> None:
         self.keys = keys
 
-    def started(self, redis, payload: dict[str, Any], worker_id: str) -> None:
+    def started(self, redis, payload: dict[str, Any], worker_id: str) -> dict | None:
         def change(record: dict[str, Any]) -> None:
             record.update(status=RUNNING, started_at=time.time(), finished_at=None,
                           attempts=int(payload.get("retry_count", -1)) + 2, worker_id=worker_id)
             record.setdefault("enqueued_at", payload.get("enqueued_at"))
+            record.setdefault("class", payload["class"])
+            record.setdefault("args", payload["args"])
             record.setdefault("worker_ids", []).append(worker_id)
 
-        self._update(redis, payload, change)
+        return self._update(redis, payload, change)
 
-    def succeeded(self, redis, payload: dict[str, Any], value: Any) -> None:
+    def succeeded(self, redis, payload: dict[str, Any], value: Any) -> dict | None:
         def change(record: dict[str, Any]) -> None:
             record.update(status=SUCCEEDED, value=value, finished_at=time.time())
 
-        self._update(redis, payload, change)
+        return self._update(redis, payload, change)
 
     def failed(self, redis, payload: dict[str, Any], exc: BaseException,
-               will_retry: bool) -> None:
+               will_retry: bool) -> dict | None:
         def change(record: dict[str, Any]) -> None:
             record.update(status=QUEUED if will_retry else FAILED, finished_at=time.time())
             record.setdefault("errors", []).append(error_of(exc))
 
-        self._update(redis, payload, change)
+        return self._update(redis, payload, change)
 
-    def _update(self, redis, payload: dict[str, Any], change) -> None:
+    def _update(self, redis, payload: dict[str, Any], change) -> dict | None:
         ttl = ttl_of(payload)
         if ttl is None:
-            return
+            return None
         key = self.keys.result(payload["jid"])
         text = redis.get(key)
         record = json.loads(text) if text else {}
         change(record)
-        redis.set(key, _encode(record, payload), ex=ttl)
+        text = _encode(record, payload)
+        redis.set(key, text, ex=ttl)
+        return json.loads(text)
 
 
 def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
@@ -155,31 +165,33 @@ def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
 
 
 def decode(jid: str, text: str | None) -> Result | None:
-    if not text:
-        return None
-    record = json.loads(text)
+    return decode_record(jid, json.loads(text)) if text else None
+
+
+def decode_record(jid: str, record: dict[str, Any]) -> Result:
     errors = record.get("errors") or []
     worker_ids = record.get("worker_ids") or []
-    return Result(jid=jid, status=record["status"], value=record.get("value"),
+    return Result(jid=jid, status=record["status"], class_name=record.get("class"),
+                  args=record.get("args") or [], value=record.get("value"),
                   error=errors[-1] if errors else None, errors=errors,
                   enqueued_at=record.get("enqueued_at"), started_at=record.get("started_at"),
                   finished_at=record.get("finished_at"), attempts=record.get("attempts", 0),
                   worker_id=record.get("worker_id"), worker_ids=worker_ids)
 
 
-def get(jid: str) -> Result | None:
-    """The result of job ``jid`` on the client's Redis, or None (unknown, expired, or kept
-    no result)."""
+def get(jid: str, source=None) -> Result | None:
+    """The result of job ``jid``, or None (unknown, expired, or kept no result). ``source`` is
+    the ``client.Client`` whose Redis and namespace to read; default, forkq's client."""
     from . import client
 
-    default = client.default()
-    return decode(jid, default.redis.get(default.keys.result(jid)))
+    source = source or client.default()
+    return decode(jid, source.redis.get(source.keys.result(jid)))
 
 
-async def aget(jid: str) -> Result | None:
+async def aget(jid: str, source=None) -> Result | None:
     """``get`` for coroutines, on the asyncio client (never blocks the event loop)."""
     from . import aio, client
 
-    redis = aio.redis()
-    return decode(jid, await redis.get(client.default().keys.result(jid)))
+    source = source or client.default()
+    return decode(jid, await aio.redis(source).get(source.keys.result(jid)))
 

@@ -24,6 +24,7 @@ def test_a_result_goes_from_queued_to_running_to_succeeded(redis, recorder):
     connection.send_commands(client.default().redis, push.commands(Keys(), [job], None, 100.0))
     queued = results.get(job["jid"])
     assert queued.status == "queued" and queued.enqueued_at == 100.0 and queued.attempts == 0
+    assert queued.class_name == "jobs.Record" and queued.args == []
     recorder.started(redis, job, "host:1:ab")
     running = results.get(job["jid"])
     assert running.status == "running" and running.attempts == 1
