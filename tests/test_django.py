@@ -23,7 +23,8 @@ from helpers import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = os.path.join(ROOT, "tests", "django_project")
-WORKER_REQUIRE = ["forkq.contrib.django.boot", "shop.tasks", "forkq.contrib.django.mail"]
+WORKER_REQUIRE = ["forkq.contrib.django.boot", "shop.tasks", "shop.jobs",
+                  "forkq.contrib.django.mail"]
 
 pytestmark = pytest.mark.slow
 
@@ -177,6 +178,22 @@ def test_context_async_tasks_and_failures(django_env, redis, start_worker):
     assert unstorable.status == TaskResultStatus.FAILED
     assert "returned a builtins.set" in unstorable.errors[0].traceback
     assert redis.zcard("dead") == 1, "RETRY: 0 sends the failed task to the dead set"
+
+
+def test_enqueue_from_the_django_shell(django_env, redis, start_worker):
+    from shop.tasks import add
+
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(django_env, PYTHONPATH=os.pathsep.join([ROOT, PROJECT]))
+    shell = subprocess.run(
+        [sys.executable, "-m", "django", "shell", "-c",
+         "from shop.tasks import add; print(add.using(priority=3).enqueue(40, 2).id)"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60)
+    assert shell.returncode == 0, shell.stderr
+    jid = shell.stdout.split()[-1]
+    assert redis.llen("queue:default-high") == 1
+    start_worker()
+    assert finished(add.get_result(jid)).return_value == 42
 
 
 def test_aenqueue_and_aget_result(django_env, redis, start_worker):
@@ -353,3 +370,45 @@ def test_options_from_a_forkq_yml(django_env, tmp_path):
     client = parsed.client()
     assert client.keys.queue("default") == "shop:queue:default"
     assert parse({"CONFIG": str(path), "NAMESPACE": "other"}, "x").client() is not client
+
+
+def test_model_arguments_travel_as_references_and_load_fresh_rows(django_env, redis,
+                                                                   start_worker):
+    from shop.jobs import ShipOrder
+    from shop.models import Order
+
+    order = Order.objects.create(item="lamp")
+    ShipOrder.perform_async(order, "post")
+    ShipOrder.set(queue="default").perform_in(0.1, order, "courier")
+    (pushed,) = [json.loads(text) for text in redis.lrange("queue:default", 0, -1)]
+    assert pushed["args"] == [{"_model": "shop.order", "_pk": order.pk}, "post"]
+    Order.objects.filter(pk=order.pk).update(item="brass lamp")
+    gone = Order.objects.create(item="vase")
+    ShipOrder.perform_async(gone, "post")
+    gone_pk = gone.pk
+    gone.delete()
+    start_worker()
+    wait_for(lambda: redis.llen("shop:shipped") == 2, 15, message="two shipments")
+    assert sorted(redis.lrange("shop:shipped", 0, -1)) == ["brass lamp:courier",
+                                                           "brass lamp:post"]
+    (dead,) = [json.loads(t) for t in wait_for(lambda: redis.zrange("dead", 0, -1), 15)]
+    assert dead["error_class"] == "forkq.contrib.django.models.RowGone"
+    assert f"shop.Order pk={gone_pk}, which no longer exists" in dead["error_message"]
+    assert dead["retry_count"] == 0 and redis.zcard("retry") == 0, "retried a deleted row"
+
+
+def test_only_model_jobs_take_instances_and_only_saved_ones(django_env, redis):
+    from shop.jobs import ShipOrder
+    from shop.models import Order
+
+    from jobs import Record
+
+    with pytest.raises(TypeError, match=r"jobs.Record.perform_async: args\[0\] is a "
+                                        r"shop.models.Order"):
+        Record.perform_async(Order.objects.create(item="x"))
+    with pytest.raises(TypeError, match=r"shop.jobs.ShipOrder.perform_async: args\[0\] is an "
+                                        r"unsaved shop.Order"):
+        ShipOrder.perform_async(Order(item="y"), "post")
+    with pytest.raises(TypeError, match=r"ShipOrder.perform_bulk: item 1 is a tuple"):
+        ShipOrder.perform_bulk([[Order.objects.first(), "a"], (1, 2)])
+    assert redis.llen("queue:default") == 0

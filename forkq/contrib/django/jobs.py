@@ -33,8 +33,6 @@ from .taskresults import to_task_result
 
 
 class RunTask(Job):
-    options = {"queue": "default", "retry": True}
-
     def perform(self, module_path: str, args: list, kwargs: dict) -> Any:
         task = registry.lookup(module_path)
         sender = type(task.get_backend())
