@@ -332,7 +332,7 @@ def test_enqueue_refuses_what_the_backend_cannot_run(django_env, redis):
 
     with pytest.raises(TypeError, match=r"shop.tasks.add.enqueue: args\[0\] is a builtins.tuple"):
         add.enqueue((1, 2), 3)
-    with pytest.raises(TypeError, match=r"shop.tasks.add.enqueue: kwargs: args\[0\] is a "
+    with pytest.raises(TypeError, match=r"shop.tasks.add.enqueue: kwargs\['b'\] is a "
                                         r"builtins.set"):
         add.enqueue(1, b={2})
     with pytest.raises(InvalidTask, match="Queue 'nowhere' is not valid"):
@@ -412,3 +412,21 @@ def test_only_model_jobs_take_instances_and_only_saved_ones(django_env, redis):
     with pytest.raises(TypeError, match=r"ShipOrder.perform_bulk: item 1 is a tuple"):
         ShipOrder.perform_bulk([[Order.objects.first(), "a"], (1, 2)])
     assert redis.llen("queue:default") == 0
+
+
+@pytest.mark.parametrize("settings_module, ready", [("project.settings", True), (None, False)])
+def test_the_before_require_entry_point_sets_django_up_only_when_asked(settings_module, ready):
+    """What the worker will call before preloading require: (a fresh interpreter each)."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(PYTHONPATH=os.pathsep.join([ROOT, PROJECT]), SHOP_DB=os.devnull)
+    if settings_module:
+        env["DJANGO_SETTINGS_MODULE"] = settings_module
+    script = ("import sys; from importlib.metadata import entry_points\n"
+              "(hook,) = entry_points(group='forkq.before_require', name='django')\n"
+              "hook.load()()\n"
+              "from django.apps import apps\n"
+              "print(apps.ready)")
+    probe = subprocess.run([sys.executable, "-c", script], env=env, cwd=PROJECT,
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == [str(ready)]

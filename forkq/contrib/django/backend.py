@@ -94,8 +94,9 @@ class ForkqBackend(BaseTaskBackend):
         where = f"{task.module_path}.enqueue"
         args = list(args)
         arguments.check(args, where)
-        arguments.check(list(kwargs.values()), lambda: f"{where}: kwargs")
         kwargs = dict(kwargs)
+        for name, value in kwargs.items():
+            arguments._check_value(value, f"{where}: kwargs[{name!r}]")
         job_options = {"queue": queue_for(task.queue_name, task.priority),
                        "retry": self.settings.retry}
         payload = build_payload(RunTask, [task.module_path, args, kwargs], job_options,

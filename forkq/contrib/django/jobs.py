@@ -33,6 +33,9 @@ from .taskresults import to_task_result
 
 
 class RunTask(Job):
+    #: tells the processor not to record this job's results: it records them itself
+    records_own_result = True
+
     def perform(self, module_path: str, args: list, kwargs: dict) -> Any:
         task = registry.lookup(module_path)
         sender = type(task.get_backend())
