@@ -372,6 +372,19 @@ def test_options_from_a_forkq_yml(django_env, tmp_path):
     assert parse({"CONFIG": str(path), "NAMESPACE": "other"}, "x").client() is not client
 
 
+def test_check_warns_about_queues_the_worker_config_does_not_list(django_env, tmp_path):
+    from forkq.contrib.django import ForkqBackend
+
+    path = tmp_path / "forkq.yml"
+    path.write_text("queues: [emails-high, emails, default]\n")
+    backend = ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": {"CONFIG": str(path)}})
+    (warning,) = backend.check()
+    assert warning.id == "forkq.W001" and "emails-low" in warning.msg
+    assert "emails-high" not in warning.msg
+    path.write_text("queues: [emails-high, emails, emails-low]\n")
+    assert ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": {"CONFIG": str(path)}}).check() == []
+
+
 def test_model_arguments_travel_as_references_and_load_fresh_rows(django_env, redis,
                                                                    start_worker):
     from shop.jobs import ShipOrder

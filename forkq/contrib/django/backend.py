@@ -142,5 +142,15 @@ class ForkqBackend(BaseTaskBackend):
         return self.settings.client()
 
     def check(self, **kwargs):
-        return [checks.Error(problem, obj=f"TASKS[{self.alias!r}]", id="forkq.E001")
-                for problem in self.settings.problems]
+        where = f"TASKS[{self.alias!r}]"
+        found = [checks.Error(problem, obj=where, id="forkq.E001")
+                 for problem in self.settings.problems]
+        listed = self.settings.config_queues
+        missing = [name for name in self.worker_queues() if listed is not None
+                   and name not in listed]
+        if missing:
+            found.append(checks.Warning(
+                f"{where}: the forkq.yml in OPTIONS['CONFIG'] does not list the queues "
+                f"{', '.join(missing)}; tasks sent there wait until a worker takes them",
+                hint=f"queues: {self.worker_queues()}", obj=where, id="forkq.W001"))
+        return found

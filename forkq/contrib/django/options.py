@@ -35,6 +35,8 @@ class Options:
     namespace: str | None = None
     result_ttl: float = DEFAULT_RESULT_TTL
     retry: bool | int = True
+    #: the queues of the ``CONFIG`` file, when one is given (the worker's, presumably)
+    config_queues: tuple[str, ...] | None = None
     #: what is wrong with the OPTIONS, one message each (reported by ``check()``)
     problems: tuple[str, ...] = field(default=())
 
@@ -68,7 +70,8 @@ def parse(raw: dict[str, Any], alias: str) -> Options:
         problems.append(f"{where}['RETRY'] is {retry!r}; give true, false or a count >= 0")
         retry = True
     return Options(redis_url=url, namespace=raw.get("NAMESPACE", from_file.get("namespace")),
-                   result_ttl=ttl, retry=retry, problems=tuple(problems))
+                   result_ttl=ttl, retry=retry, config_queues=from_file.get("queues"),
+                   problems=tuple(problems))
 
 
 def _from_config(path: Any, where: str, problems: list[str]) -> dict[str, Any]:
@@ -81,7 +84,8 @@ def _from_config(path: Any, where: str, problems: list[str]) -> dict[str, Any]:
     except (ForkqError, OSError) as exc:
         problems.append(f"{where}['CONFIG']: {exc}")
         return {}
-    return {"redis_url": parsed.redis_url, "namespace": parsed.namespace}
+    return {"redis_url": parsed.redis_url, "namespace": parsed.namespace,
+            "queues": parsed.queue_names}
 
 
 @functools.lru_cache(maxsize=None)
