@@ -28,6 +28,7 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``forkq:limiter:concurrent:<name>`` | zset: holder → lease expiry | limiter | limiter | lock_timeout after last use |
 | ``forkq:limiter:window:<name>`` | hash: window (index since the epoch), count | limiter | limiter | to the window's end |
 | ``forkq:limiter:bucket:<name>`` | hash: tokens, at | limiter | limiter | time to refill |
+| ``forkq:result:<jid>`` | string: JSON result (status, value, errors, times) | client at enqueue, processor (or a job class owning its results) | ``forkq.results``, Django backend | the job's ``result_ttl`` from each write |
 """
 
 from __future__ import annotations
@@ -122,3 +123,6 @@ class Keys:
 
     def limiter(self, kind: str, name: str) -> str:
         return self._k(f"forkq:limiter:{kind}:{name}")
+
+    def result(self, jid: str) -> str:
+        return self._k(f"forkq:result:{jid}")

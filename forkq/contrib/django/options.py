@@ -1,0 +1,95 @@
+"""The ``OPTIONS`` of a ``ForkqBackend`` in ``TASKS``: parsed once, problems kept for ``check()``.
+
+| key | meaning | default |
+| --- | --- | --- |
+| ``REDIS_URL`` | Redis to push to and read results from | forkq's client (``forkq.configure``, ``REDIS_URL``, ``forkq.yml``) |
+| ``NAMESPACE`` | key namespace, as ``namespace`` in ``forkq.yml`` | none |
+| ``CONFIG`` | path of a ``forkq.yml`` whose ``redis_url`` and ``namespace`` to use | none |
+| ``RESULT_TTL`` | seconds a task's result is kept after each change | 86400 |
+| ``RETRY`` | forkq's ``retry`` option for the tasks: true (``max_retries``), false, or a count | true |
+
+``REDIS_URL`` and ``NAMESPACE`` win over ``CONFIG``'s values. The worker that runs the tasks
+must use the same Redis and namespace (its ``forkq.yml``): results are written where the job
+was fetched from.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from forkq import client as forkq_client
+from forkq import results
+from forkq.errors import ForkqError
+
+KNOWN = ("REDIS_URL", "NAMESPACE", "CONFIG", "RESULT_TTL", "RETRY")
+#: seconds a result is kept by default
+DEFAULT_RESULT_TTL = 86400
+_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+@dataclass(frozen=True)
+class Options:
+    redis_url: str | None = None
+    namespace: str | None = None
+    result_ttl: float = DEFAULT_RESULT_TTL
+    retry: bool | int = True
+    #: the queues of the ``CONFIG`` file, when one is given (the worker's, presumably)
+    config_queues: tuple[str, ...] | None = None
+    #: what is wrong with the OPTIONS, one message each (reported by ``check()``)
+    problems: tuple[str, ...] = field(default=())
+
+    def client(self) -> forkq_client.Client:
+        """The forkq client to push and read through (shared by the backend's threads)."""
+        if self.redis_url is None and self.namespace is None:
+            return forkq_client.default()
+        return _client(self.redis_url, self.namespace)
+
+
+def parse(raw: dict[str, Any], alias: str) -> Options:
+    problems: list[str] = []
+    where = f"TASKS[{alias!r}]['OPTIONS']"
+    for key in raw:
+        if key not in KNOWN:
+            problems.append(f"{where}: unknown key {key!r} (known: {', '.join(KNOWN)})")
+    from_file = _from_config(raw.get("CONFIG"), where, problems)
+    url = raw.get("REDIS_URL", from_file.get("redis_url"))
+    if url is not None and not (isinstance(url, str) and url.startswith(_URL_SCHEMES)):
+        problems.append(f"{where}['REDIS_URL'] is {url!r}; give a redis://, rediss:// or "
+                        f"unix:// URL")
+        url = None
+    ttl = raw.get("RESULT_TTL", DEFAULT_RESULT_TTL)
+    try:
+        results.check_ttl(ttl, where)
+    except TypeError as exc:
+        problems.append(str(exc).replace("option 'result_ttl'", "'RESULT_TTL'"))
+        ttl = DEFAULT_RESULT_TTL
+    retry = raw.get("RETRY", True)
+    if not (isinstance(retry, bool) or (isinstance(retry, int) and retry >= 0)):
+        problems.append(f"{where}['RETRY'] is {retry!r}; give true, false or a count >= 0")
+        retry = True
+    return Options(redis_url=url, namespace=raw.get("NAMESPACE", from_file.get("namespace")),
+                   result_ttl=ttl, retry=retry, config_queues=from_file.get("queues"),
+                   problems=tuple(problems))
+
+
+def _from_config(path: Any, where: str, problems: list[str]) -> dict[str, Any]:
+    if path is None:
+        return {}
+    from forkq import config
+
+    try:
+        parsed = config.load(str(path))
+    except (ForkqError, OSError) as exc:
+        problems.append(f"{where}['CONFIG']: {exc}")
+        return {}
+    return {"redis_url": parsed.redis_url, "namespace": parsed.namespace,
+            "queues": parsed.queue_names}
+
+
+@functools.lru_cache(maxsize=None)
+def _client(redis_url: str | None, namespace: str | None) -> forkq_client.Client:
+    made = forkq_client.Client()
+    made.configure(redis_url=redis_url, namespace=namespace)
+    return made

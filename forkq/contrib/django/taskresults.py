@@ -1,0 +1,53 @@
+"""A forkq job result (``forkq.results.Result``) seen as a Django ``TaskResult``.
+
+Statuses: ``queued`` is ``READY`` (also after a failed run that forkq will retry), ``running``
+is ``RUNNING``, ``succeeded`` is ``SUCCESSFUL``, ``failed`` is ``FAILED``. ``errors`` hold one
+``TaskError`` per failed run (class path and traceback); ``worker_ids`` one worker identity per
+run started, so ``attempts`` counts runs. ``started_at`` and ``last_attempted_at`` are both the
+start of the last run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from django.conf import settings
+
+from forkq import results
+
+from .compat import TaskError, TaskResult, TaskResultStatus
+
+STATUSES = {results.QUEUED: TaskResultStatus.READY, results.RUNNING: TaskResultStatus.RUNNING,
+            results.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
+            results.FAILED: TaskResultStatus.FAILED}
+
+
+def to_task_result(task, jid: str, result: results.Result | None, args: list,
+                   kwargs: dict) -> TaskResult:
+    """The ``TaskResult`` of task ``task`` run as job ``jid``; ``result`` None means none kept
+    yet (a task just pushed)."""
+    result = result or results.Result(jid=jid, status=results.QUEUED)
+    started = when(result.started_at)
+    made = TaskResult(task=task, id=jid, status=STATUSES[result.status],
+                      enqueued_at=when(result.enqueued_at), started_at=started,
+                      finished_at=when(result.finished_at), last_attempted_at=started,
+                      args=args, kwargs=kwargs, backend=task.backend,
+                      errors=[task_error(error) for error in result.errors],
+                      worker_ids=list(result.worker_ids))
+    object.__setattr__(made, "_return_value", result.value)
+    return made
+
+
+def task_error(error: dict[str, str]) -> TaskError:
+    # forkq writes builtins unqualified (Sidekiq's ``error_class``); Django imports the path.
+    path = error["class"] if "." in error["class"] else f"builtins.{error['class']}"
+    return TaskError(exception_class_path=path, traceback=error["traceback"])
+
+
+def when(timestamp: float | None) -> datetime | None:
+    """Epoch seconds as Django's datetimes: aware (UTC) with ``USE_TZ``, else naive local."""
+    if timestamp is None:
+        return None
+    if settings.USE_TZ:
+        return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    return datetime.fromtimestamp(timestamp)

@@ -1,0 +1,197 @@
+"""Job results: a job's status, return value or error, kept as JSON with a TTL.
+
+A job keeps a result only when its payload carries ``result_ttl`` (seconds; off by default for
+plain forkq jobs, on for the Django backend). The record lives under ``forkq:result:<jid>``
+(``keys.py``), written
+
+- at enqueue (``queued``), by the client, in the same round trip as the push;
+- when the job starts (``running``), by the thread that runs it, with the worker's identity;
+- when it returns (``succeeded`` with the value) or raises (``failed`` with the error; back to
+  ``queued`` with the error added to ``errors`` when a retry is scheduled).
+
+Every write renews the TTL. A return value that JSON cannot carry is recorded as a failure of
+the result (the job is not retried: running it again would return the same value).
+
+One writer per jid at a time: the client before the job can be fetched, then the thread that
+runs it. So an update is a plain GET then SET; a job run twice at once (at-least-once delivery
+after a recovery) may lose one attempt's record, never the job.
+
+Readers: ``get(jid)`` and ``aget(jid)`` in any process; ``None`` for an unknown or expired jid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from .log import logger
+from .retry import error_class_name
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a job's result record holds; times are float epoch seconds or None."""
+
+    jid: str
+    status: str
+    #: the job's wire name and arguments, as pushed
+    class_name: str | None = None
+    args: list = field(default_factory=list)
+    value: Any = None
+    #: the last failure: {"class", "message", "traceback"}, or None
+    error: dict[str, str] | None = None
+    #: every failure, oldest first (retries included)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    enqueued_at: float | None = None
+    #: when the last run started
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: runs started so far (1 on the first run)
+    attempts: int = 0
+    #: identity of the worker process of the last run, and of every run
+    worker_id: str | None = None
+    worker_ids: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (SUCCEEDED, FAILED)
+
+
+def check_ttl(value: Any, where: str) -> None:
+    """Refuse a ``result_ttl`` that is not a positive number of seconds, naming the call."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or not math.isfinite(value):
+        raise TypeError(f"{where}: option 'result_ttl' must be a positive number of seconds, "
+                        f"not {value!r}")
+
+
+def ttl_of(payload: dict[str, Any]) -> int | None:
+    """Whole seconds to keep this payload's result, or None when it keeps none."""
+    value = payload.get("result_ttl")
+    if value is None:
+        return None
+    try:
+        check_ttl(value, f"jid={payload.get('jid')}")
+    except TypeError as exc:
+        logger.warning("%s; no result is kept", exc)
+        return None
+    return math.ceil(value)
+
+
+def error_of(exc: BaseException) -> dict[str, str]:
+    return {"class": error_class_name(exc), "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc))}
+
+
+def queued_commands(keys, payload: dict[str, Any], now: float) -> list[tuple]:
+    """The commands that record a pushed payload as ``queued`` (none if it keeps no result);
+    the client sends them in the round trip of the push, before it."""
+    ttl = ttl_of(payload)
+    if ttl is None:
+        return []
+    record = {"status": QUEUED, "enqueued_at": now, "class": payload["class"],
+              "args": payload["args"]}
+    return [("SET", keys.result(payload["jid"]), _dumps(record), "EX", ttl)]
+
+
+class ResultRecorder:
+    """The writer side, called by the thread that runs a job; a no-op for payloads without
+    ``result_ttl``. ``redis`` is that thread's synchronous client. Each returns the record
+    as written (a dict, for ``decode_record``), or None when the payload keeps no result."""
+
+    def __init__(self, keys) -> None:
+        self.keys = keys
+
+    def started(self, redis, payload: dict[str, Any], worker_id: str) -> dict | None:
+        def change(record: dict[str, Any]) -> None:
+            record.update(status=RUNNING, started_at=time.time(), finished_at=None,
+                          attempts=int(payload.get("retry_count", -1)) + 2, worker_id=worker_id)
+            record.setdefault("enqueued_at", payload.get("enqueued_at"))
+            record.setdefault("class", payload["class"])
+            record.setdefault("args", payload["args"])
+            record.setdefault("worker_ids", []).append(worker_id)
+
+        return self._update(redis, payload, change)
+
+    def succeeded(self, redis, payload: dict[str, Any], value: Any) -> dict | None:
+        def change(record: dict[str, Any]) -> None:
+            record.update(status=SUCCEEDED, value=value, finished_at=time.time())
+
+        return self._update(redis, payload, change)
+
+    def failed(self, redis, payload: dict[str, Any], exc: BaseException,
+               will_retry: bool) -> dict | None:
+        def change(record: dict[str, Any]) -> None:
+            record.update(status=QUEUED if will_retry else FAILED, finished_at=time.time())
+            record.setdefault("errors", []).append(error_of(exc))
+
+        return self._update(redis, payload, change)
+
+    def _update(self, redis, payload: dict[str, Any], change) -> dict | None:
+        ttl = ttl_of(payload)
+        if ttl is None:
+            return None
+        key = self.keys.result(payload["jid"])
+        text = redis.get(key)
+        record = json.loads(text) if text else {}
+        change(record)
+        text = _encode(record, payload)
+        redis.set(key, text, ex=ttl)
+        return json.loads(text)
+
+
+def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
+    """The record as JSON; a value JSON cannot carry becomes the record's error."""
+    try:
+        return _dumps(record)
+    except (TypeError, ValueError) as exc:
+        value = record.pop("value", None)
+        problem = TypeError(f"{payload.get('class')} returned a {type(value).__module__}."
+                            f"{type(value).__qualname__}, which JSON cannot store as its result "
+                            f"({exc}); return JSON-native values (str, int, float, bool, None, "
+                            f"list, dict with string keys)")
+        record["status"] = FAILED
+        record.setdefault("errors", []).append(error_of(problem))
+        return _dumps(record)
+
+
+def decode(jid: str, text: str | None) -> Result | None:
+    return decode_record(jid, json.loads(text)) if text else None
+
+
+def decode_record(jid: str, record: dict[str, Any]) -> Result:
+    errors = record.get("errors") or []
+    worker_ids = record.get("worker_ids") or []
+    return Result(jid=jid, status=record["status"], class_name=record.get("class"),
+                  args=record.get("args") or [], value=record.get("value"),
+                  error=errors[-1] if errors else None, errors=errors,
+                  enqueued_at=record.get("enqueued_at"), started_at=record.get("started_at"),
+                  finished_at=record.get("finished_at"), attempts=record.get("attempts", 0),
+                  worker_id=record.get("worker_id"), worker_ids=worker_ids)
+
+
+def get(jid: str, source=None) -> Result | None:
+    """The result of job ``jid``, or None (unknown, expired, or kept no result). ``source`` is
+    the ``client.Client`` whose Redis and namespace to read; default, forkq's client."""
+    from . import client
+
+    source = source or client.default()
+    return decode(jid, source.redis.get(source.keys.result(jid)))
+
+
+async def aget(jid: str, source=None) -> Result | None:
+    """``get`` for coroutines, on the asyncio client (never blocks the event loop)."""
+    from . import aio, client
+
+    source = source or client.default()
+    return decode(jid, await aio.redis(source).get(source.keys.result(jid)))
+

@@ -1,0 +1,118 @@
+"""The asyncio client on a real Redis and a real event loop: same payloads as the sync client,
+and the loop keeps running while a push waits on Redis."""
+
+import asyncio
+import json
+import time
+
+import pytest
+import redis as redis_py
+
+import forkq
+from forkq import aio, client
+from jobs import Record, Shared, add
+
+
+def run(coroutine):
+    async def main():
+        try:
+            return await coroutine
+        finally:
+            await aio.aclose()
+
+    return asyncio.run(main())
+
+
+def queued(redis, name="default"):
+    return [json.loads(t) for t in redis.lrange(f"queue:{name}", 0, -1)]
+
+
+def test_perform_async_pushes_what_the_sync_client_pushes(redis):
+    Shared.set(queue="critical", retry=3).perform_async(1, "x")
+    jid = run(aio.perform_async(Shared, 1, "x", queue="critical", retry=3))
+    sync_job, async_job = reversed(queued(redis, "critical"))
+    assert async_job["jid"] == jid
+    for varying in ("jid", "created_at", "enqueued_at"):
+        sync_job.pop(varying), async_job.pop(varying)
+    assert async_job == sync_job
+    assert redis.smembers("queues") == {"critical"}
+
+
+def test_function_jobs_and_the_schedule(redis):
+    run(aio.perform_async(add, 1, 2))
+    assert queued(redis, "other")[0]["class"] == "jobs.add"
+    before = time.time()
+    later = run(aio.perform_in(Record, 60, "later"))
+    run(aio.perform_at(Record, 1893456000.0, "far"))
+    (first, score), (_, far) = redis.zrange("schedule", 0, -1, withscores=True)
+    assert json.loads(first)["jid"] == later and "enqueued_at" not in json.loads(first)
+    assert before + 59 < score < time.time() + 61 and far == 1893456000.0
+
+
+def test_perform_bulk_pushes_in_batches(redis):
+    jids = run(aio.perform_bulk(Record, [[i] for i in range(25)], batch_size=10, queue="bulk"))
+    assert len(set(jids)) == 25
+    assert [job["args"] for job in queued(redis, "bulk")][::-1] == [[i] for i in range(25)]
+    with pytest.raises(TypeError, match=r"jobs.Record.aperform_bulk: item 1 is a tuple"):
+        run(aio.perform_bulk(Record, [[1], (2,)]))
+
+
+def test_bad_arguments_and_options_fail_at_the_call(redis):
+    with pytest.raises(TypeError, match=r"jobs.Record.aperform_async: args\[0\] is a builtins.set"):
+        run(aio.perform_async(Record, {1}))
+    with pytest.raises(TypeError, match="unknown job option 'colour'"):
+        run(aio.perform_in(Record, 5, 1, colour="red"))
+    assert redis.llen("queue:default") == 0 and redis.zcard("schedule") == 0
+
+
+def test_client_middleware_may_stop_a_push(redis):
+    def refuse_odd(job_class, payload, queue, call_next):
+        return None if payload["args"][0] % 2 else call_next()
+
+    chain = client.default().middleware
+    chain.add_client(refuse_odd)
+    try:
+        assert run(aio.perform_async(Record, 1)) is None
+        assert len(run(aio.perform_bulk(Record, [[1], [2], [4]]))) == 2
+    finally:
+        chain.client.remove(refuse_odd)
+    assert [job["args"] for job in queued(redis)] == [[4], [2]]
+
+
+def test_the_namespace_is_the_sync_clients(redis):
+    forkq.configure(namespace="app")
+    try:
+        run(aio.perform_async(Record, 1))
+    finally:
+        forkq.configure(namespace="")
+    assert redis.llen("app:queue:default") == 1
+
+
+def test_the_loop_keeps_running_while_redis_holds_a_push(redis, redis_url):
+    """Redis pauses writers for 0.5 s; a ticker task must tick during the push."""
+    admin = redis_py.Redis.from_url(redis_url)
+    ticks = []
+
+    async def ticker(stop):
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    async def scenario():
+        await aio.redis().ping()
+        stop = asyncio.Event()
+        ticking = asyncio.create_task(ticker(stop))
+        admin.execute_command("CLIENT", "PAUSE", 500, "WRITE")
+        started = time.monotonic()
+        jid = await aio.perform_async(Record, "paused")
+        finished = time.monotonic()
+        stop.set()
+        await ticking
+        return jid, started, finished
+
+    jid, started, finished = run(scenario())
+    admin.close()
+    assert finished - started >= 0.3, "the pause did not hold the push"
+    during = [t for t in ticks if started < t < finished]
+    assert len(during) >= 5, f"the loop ticked {len(during)} times during a {finished - started:.2f} s push"
+    assert queued(redis)[0]["jid"] == jid

@@ -1,0 +1,445 @@
+"""The Django tasks backend with a real project (``tests/django_project``), a real Redis and real
+``python -m forkq.worker`` processes: enqueue from a view and from code, run, read results
+back, defer, priority, retries, failures with tracebacks, async tasks, signals, enqueue after
+commit, and mail delivered to a real SMTP server.
+
+Runs on Django 6 (``django.tasks``) under Python 3.12+ and on the ``django_tasks`` backport
+under Python 3.11; ``tests/run`` runs it under both.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+
+from helpers import wait_for
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT = os.path.join(ROOT, "tests", "django_project")
+WORKER_REQUIRE = ["forkq.contrib.django.boot", "shop.tasks", "shop.jobs",
+                  "forkq.contrib.django.mail"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def django_env(redis_server, tmp_path_factory):
+    """The project set up in this process, on the test Redis and a fresh sqlite file."""
+    env = {"DJANGO_SETTINGS_MODULE": "project.settings", "SHOP_REDIS_URL": redis_server.url,
+           "SHOP_DB": str(tmp_path_factory.mktemp("shop") / "shop.sqlite3")}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    sys.path.insert(0, PROJECT)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    yield env
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def start_worker(django_env, redis, redis_url, tmp_path):
+    """Start ``python -m forkq.worker`` on the project; each is stopped with TERM at teardown."""
+    from forkq.contrib.django import worker_queues
+
+    running = []
+
+    def start(concurrency=2, **extra_env):
+        config = {"redis_url": redis_url, "queues": worker_queues(["default", "emails"]),
+                  "require": WORKER_REQUIRE, "concurrency": concurrency, "poll_interval": 0.2,
+                  "heartbeat_interval": 0.5, "timeout": 5, "data_dir": str(tmp_path / "data")}
+        path = tmp_path / f"forkq-{len(running)}.yml"
+        path.write_text(json.dumps(config))
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env.update(django_env, PYTHONPATH=os.pathsep.join([ROOT, PROJECT]), **extra_env)
+        log = open(tmp_path / f"worker-{len(running)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "forkq.worker", "-c", str(path)],
+                                cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        running.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in running:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        log.close()
+        assert code == 0, open(log.name).read()
+
+
+def finished(task_result, timeout=15.0):
+    """Wait until the result in Redis is finished; return it refreshed."""
+    def done():
+        task_result.refresh()
+        return task_result.is_finished
+
+    wait_for(done, timeout, message=f"result {task_result.id} to finish")
+    return task_result
+
+
+def test_a_view_enqueues_and_a_worker_runs_the_task(django_env, redis, start_worker):
+    from django.test import Client
+
+    from forkq.contrib.django.compat import TaskResultStatus, task_enqueued
+    from shop.models import Order
+    from shop.tasks import receipt
+
+    enqueued = []
+
+    def on_enqueued(sender, task_result, **kwargs):
+        enqueued.append(task_result.id)
+
+    task_enqueued.connect(on_enqueued)
+    order = Order.objects.create(item="teapot")
+    try:
+        response = Client().post(f"/orders/{order.pk}/receipt")
+    finally:
+        task_enqueued.disconnect(on_enqueued)
+    body = response.json()
+    assert body["status"] == "READY" and enqueued == [body["id"]] and len(body["id"]) == 24
+    assert redis.llen("queue:default") == 1
+    start_worker()
+    result = finished(receipt.get_result(body["id"]))
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == "teapot"
+    assert result.attempts == 1 and len(result.worker_ids) == 1
+    assert result.enqueued_at <= result.started_at <= result.finished_at
+    assert Client().get(f"/results/{body['id']}").json() == {
+        "status": "SUCCESSFUL", "value": "teapot", "errors": []}
+    assert redis.lrange("shop:signals", 0, -1) == ["started:receipt:RUNNING",
+                                                   "finished:receipt:SUCCESSFUL"]
+
+
+def test_enqueue_on_commit_waits_for_the_commit(django_env, redis, start_worker):
+    from django.db import transaction
+    from django.test import Client
+
+    from forkq.contrib.django import enqueue_on_commit
+    from shop.models import Order
+    from shop.tasks import receipt
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback):
+        with transaction.atomic():
+            order = Order.objects.create(item="never")
+            enqueue_on_commit(receipt, order.pk)
+            raise Rollback
+    assert redis.llen("queue:default") == 0
+    with transaction.atomic():
+        order = Order.objects.create(item="kettle")
+        enqueue_on_commit(receipt, order.pk)
+        assert redis.llen("queue:default") == 0, "pushed before the commit"
+    assert redis.llen("queue:default") == 1
+    Client().post("/orders", {"item": "cup"})
+    jids = [json.loads(text)["jid"] for text in redis.lrange("queue:default", 0, -1)]
+    assert len(jids) == 2
+    start_worker()
+    values = wait_for(lambda: _values(receipt, jids), 15, message="both receipts")
+    assert sorted(values) == ["cup", "kettle"]
+
+
+def _values(task, jids):
+    found = [task.get_result(jid) for jid in jids]
+    return [r.return_value for r in found] if all(r.is_finished for r in found) else None
+
+
+def test_context_async_tasks_and_failures(django_env, redis, start_worker):
+    from forkq.contrib.django.compat import TaskResultStatus
+    from shop.tasks import explode, returns_a_set, slow_double, whoami
+
+    context = whoami.enqueue("me")
+    doubled = slow_double.enqueue(21)
+    failed = explode.enqueue("boom")
+    unstorable = returns_a_set.enqueue()
+    start_worker()
+    assert finished(context).return_value == {"attempt": 1, "id": context.id, "label": "me"}
+    assert finished(doubled).return_value == 42
+    failed = finished(failed)
+    assert failed.status == TaskResultStatus.FAILED and failed.attempts == 1
+    (error,) = failed.errors
+    assert error.exception_class is ValueError
+    assert "raise ValueError(message)" in error.traceback and "ValueError: boom" in error.traceback
+    with pytest.raises(ValueError, match="Task failed"):
+        failed.return_value
+    unstorable = finished(unstorable)
+    assert unstorable.status == TaskResultStatus.FAILED
+    assert "returned a builtins.set" in unstorable.errors[0].traceback
+    assert redis.zcard("dead") == 1, "RETRY: 0 sends the failed task to the dead set"
+
+
+def test_enqueue_from_the_django_shell(django_env, redis, start_worker):
+    from shop.tasks import add
+
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(django_env, PYTHONPATH=os.pathsep.join([ROOT, PROJECT]))
+    shell = subprocess.run(
+        [sys.executable, "-m", "django", "shell", "-c",
+         "from shop.tasks import add; print(add.using(priority=3).enqueue(40, 2).id)"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60)
+    assert shell.returncode == 0, shell.stderr
+    jid = shell.stdout.split()[-1]
+    assert redis.llen("queue:default-high") == 1
+    start_worker()
+    assert finished(add.get_result(jid)).return_value == 42
+
+
+def test_aenqueue_and_aget_result(django_env, redis, start_worker):
+    from forkq import aio
+    from shop.tasks import add
+
+    async def scenario():
+        try:
+            pushed = await add.aenqueue(2, 3)
+            while not (await add.aget_result(pushed.id)).is_finished:
+                await asyncio.sleep(0.05)
+            return await add.aget_result(pushed.id)
+        finally:
+            await aio.aclose()
+
+    start_worker()
+    assert asyncio.run(asyncio.wait_for(scenario(), 15)).return_value == 5
+
+
+def test_run_after_goes_through_the_schedule(django_env, redis, start_worker):
+    from django.utils import timezone
+
+    from shop.tasks import add
+
+    run_after = timezone.now() + timedelta(seconds=1)
+    result = add.using(run_after=run_after).enqueue(1, 2)
+    assert redis.zcard("schedule") == 1 and redis.llen("queue:default") == 0
+    start_worker()
+    result = finished(result)
+    assert result.return_value == 3 and result.started_at >= run_after
+
+
+def test_priority_picks_the_band_queue_and_higher_runs_first(django_env, redis, start_worker):
+    from shop.tasks import record
+
+    record.using(priority=-5).enqueue("low")
+    record.enqueue("normal")
+    record.using(priority=50).enqueue("high")
+    assert [redis.llen(f"queue:default{band}") for band in ("-high", "", "-low")] == [1, 1, 1]
+    start_worker(concurrency=1)
+    wait_for(lambda: redis.llen("shop:ran") == 3, 15, message="three tasks")
+    assert redis.lrange("shop:ran", 0, -1) == ["high", "normal", "low"]
+
+
+def test_retries_show_in_errors_and_attempts(django_env, redis, start_worker):
+    from forkq.contrib.django.compat import TaskResultStatus
+    from shop.tasks import flaky
+
+    result = flaky.enqueue("shop:flaky")
+    start_worker()
+
+    def retry_scheduled():
+        result.refresh()
+        return result.errors and redis.zcard("retry") == 1
+
+    wait_for(retry_scheduled, 15, message="the first failure")
+    assert result.status == TaskResultStatus.READY and result.attempts == 1
+    for member in redis.zrange("retry", 0, -1):
+        redis.zadd("retry", {member: 0})  # due now: the poller moves it back to its queue
+    result = finished(result)
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 2
+    assert result.attempts == 2 and [e.exception_class for e in result.errors] == [RuntimeError]
+
+
+def test_the_worker_never_imports_an_unlisted_task_module(django_env, redis, start_worker):
+    from forkq.client import build_payload
+    from forkq.contrib.django.jobs import RunTask
+
+    payload = build_payload(RunTask, ["shop.unlisted.touch", [], {}], {"retry": 0}, time.time())
+    payload["enqueued_at"] = time.time()
+    redis.sadd("queues", "default")
+    redis.lpush("queue:default", json.dumps(payload))
+    start_worker()
+    dead = wait_for(lambda: redis.zrange("dead", 0, -1), 15, message="the job's death")
+    assert json.loads(dead[0])["error_class"] == "forkq.contrib.django.registry.UnknownTaskError"
+    assert redis.get("shop:imported") is None
+
+
+def test_mail_is_sent_by_the_worker_through_smtp(django_env, redis, start_worker):
+    from aiosmtpd.controller import Controller
+    from django.core.mail import EmailMultiAlternatives
+
+    class Inbox:
+        def __init__(self):
+            self.envelopes = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.envelopes.append(envelope)
+            return "250 OK"
+
+    inbox = Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        message = EmailMultiAlternatives("Your receipt", "Thanks!", "shop@example.com",
+                                         ["ann@example.com"], bcc=["audit@example.com"])
+        message.attach_alternative("<p>Thanks!</p>", "text/html")
+        message.attach("receipt.bin", b"\x00\x01binary", "application/octet-stream")
+        assert message.send() == 1
+        assert redis.llen("queue:emails") == 1 and not inbox.envelopes
+        start_worker(SHOP_SMTP_PORT=str(port))
+        (envelope,) = wait_for(lambda: inbox.envelopes, 15, message="the mail")
+    finally:
+        controller.stop()
+    assert envelope.mail_from == "shop@example.com"
+    assert sorted(envelope.rcpt_tos) == ["ann@example.com", "audit@example.com"]
+    text = envelope.content.decode()
+    assert "Subject: Your receipt" in text and "<p>Thanks!</p>" in text
+    assert "receipt.bin" in text and "audit@example.com" not in text.split("\n\n")[0]
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_get_result_of_an_unknown_id_raises(django_env, redis):
+    from forkq import results
+    from forkq.contrib.django.compat import TaskResultDoesNotExist
+    from forkq.keys import Keys
+    from shop.tasks import add
+
+    with pytest.raises(TaskResultDoesNotExist, match="no result 'f+'"):
+        add.get_result("f" * 24)
+    plain = {"class": "jobs.Record", "args": [1], "jid": "e" * 24, "result_ttl": 60}
+    results.ResultRecorder(Keys()).started(redis, plain, "w")
+    with pytest.raises(TaskResultDoesNotExist, match="forkq job 'jobs.Record', not of a task"):
+        add.get_backend().get_result("e" * 24)
+
+
+def test_enqueue_refuses_what_the_backend_cannot_run(django_env, redis):
+    from forkq.contrib.django.compat import InvalidTask
+    from shop.tasks import add
+
+    with pytest.raises(TypeError, match=r"shop.tasks.add.enqueue: args\[0\] is a builtins.tuple"):
+        add.enqueue((1, 2), 3)
+    with pytest.raises(TypeError, match=r"shop.tasks.add.enqueue: kwargs\['b'\] is a "
+                                        r"builtins.set"):
+        add.enqueue(1, b={2})
+    with pytest.raises(InvalidTask, match="Queue 'nowhere' is not valid"):
+        add.using(queue_name="nowhere")
+    assert redis.llen("queue:default") == 0
+
+
+def test_a_bad_configuration_is_reported_by_the_system_checks(django_env, tmp_path):
+    from django.core import checks
+    from django.core.exceptions import ImproperlyConfigured
+
+    from forkq.contrib.django import ForkqBackend
+
+    assert [m for m in checks.run_checks() if m.id.startswith("forkq")] == []
+    backend = ForkqBackend("bad", {"OPTIONS": {"RESULT_TTL": 0, "COLOUR": "red",
+                                               "REDIS_URL": "localhost:6379", "RETRY": -1,
+                                               "CONFIG": str(tmp_path / "missing.yml")}})
+    messages = [m.msg for m in backend.check()]
+    assert {m.id for m in backend.check()} == {"forkq.E001"} and len(messages) == 5
+    assert any("unknown key 'COLOUR'" in m for m in messages)
+    assert any("'RESULT_TTL' must be a positive number" in m for m in messages)
+    assert any("missing.yml: config file not found" in m for m in messages)
+    with pytest.raises(ImproperlyConfigured, match="REDIS_URL"):
+        backend.get_result("a" * 24)
+
+
+def test_options_from_a_forkq_yml(django_env, tmp_path):
+    from forkq.contrib.django.options import parse
+
+    path = tmp_path / "forkq.yml"
+    path.write_text("redis_url: redis://db.example:6380/2\nnamespace: shop\n")
+    parsed = parse({"CONFIG": str(path), "RESULT_TTL": 30}, "default")
+    assert (parsed.redis_url, parsed.namespace, parsed.result_ttl) == \
+        ("redis://db.example:6380/2", "shop", 30) and parsed.problems == ()
+    client = parsed.client()
+    assert client.keys.queue("default") == "shop:queue:default"
+    assert parse({"CONFIG": str(path), "NAMESPACE": "other"}, "x").client() is not client
+
+
+def test_check_warns_about_queues_the_worker_config_does_not_list(django_env, tmp_path):
+    from forkq.contrib.django import ForkqBackend
+
+    path = tmp_path / "forkq.yml"
+    path.write_text("queues: [emails-high, emails, default]\n")
+    backend = ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": {"CONFIG": str(path)}})
+    (warning,) = backend.check()
+    assert warning.id == "forkq.W001" and "emails-low" in warning.msg
+    assert "emails-high" not in warning.msg
+    path.write_text("queues: [emails-high, emails, emails-low]\n")
+    assert ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": {"CONFIG": str(path)}}).check() == []
+
+
+def test_model_arguments_travel_as_references_and_load_fresh_rows(django_env, redis,
+                                                                   start_worker):
+    from shop.jobs import ShipOrder
+    from shop.models import Order
+
+    order = Order.objects.create(item="lamp")
+    ShipOrder.perform_async(order, "post")
+    ShipOrder.set(queue="default").perform_in(0.1, order, "courier")
+    (pushed,) = [json.loads(text) for text in redis.lrange("queue:default", 0, -1)]
+    assert pushed["args"] == [{"_model": "shop.order", "_pk": order.pk}, "post"]
+    Order.objects.filter(pk=order.pk).update(item="brass lamp")
+    gone = Order.objects.create(item="vase")
+    ShipOrder.perform_async(gone, "post")
+    gone_pk = gone.pk
+    gone.delete()
+    start_worker()
+    wait_for(lambda: redis.llen("shop:shipped") == 2, 15, message="two shipments")
+    assert sorted(redis.lrange("shop:shipped", 0, -1)) == ["brass lamp:courier",
+                                                           "brass lamp:post"]
+    (dead,) = [json.loads(t) for t in wait_for(lambda: redis.zrange("dead", 0, -1), 15)]
+    assert dead["error_class"] == "forkq.contrib.django.models.RowGone"
+    assert f"shop.Order pk={gone_pk}, which no longer exists" in dead["error_message"]
+    assert dead["retry_count"] == 0 and redis.zcard("retry") == 0, "retried a deleted row"
+
+
+def test_only_model_jobs_take_instances_and_only_saved_ones(django_env, redis):
+    from shop.jobs import ShipOrder
+    from shop.models import Order
+
+    from jobs import Record
+
+    with pytest.raises(TypeError, match=r"jobs.Record.perform_async: args\[0\] is a "
+                                        r"shop.models.Order"):
+        Record.perform_async(Order.objects.create(item="x"))
+    with pytest.raises(TypeError, match=r"shop.jobs.ShipOrder.perform_async: args\[0\] is an "
+                                        r"unsaved shop.Order"):
+        ShipOrder.perform_async(Order(item="y"), "post")
+    with pytest.raises(TypeError, match=r"ShipOrder.perform_bulk: item 1 is a tuple"):
+        ShipOrder.perform_bulk([[Order.objects.first(), "a"], (1, 2)])
+    assert redis.llen("queue:default") == 0
+
+
+@pytest.mark.parametrize("settings_module, ready", [("project.settings", True), (None, False)])
+def test_the_before_require_entry_point_sets_django_up_only_when_asked(settings_module, ready):
+    """What the worker will call before preloading require: (a fresh interpreter each)."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(PYTHONPATH=os.pathsep.join([ROOT, PROJECT]), SHOP_DB=os.devnull)
+    if settings_module:
+        env["DJANGO_SETTINGS_MODULE"] = settings_module
+    script = ("import sys; from importlib.metadata import entry_points\n"
+              "(hook,) = entry_points(group='forkq.before_require', name='django')\n"
+              "hook.load()()\n"
+              "from django.apps import apps\n"
+              "print(apps.ready)")
+    probe = subprocess.run([sys.executable, "-c", script], env=env, cwd=PROJECT,
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == [str(ready)]
