@@ -266,17 +266,20 @@ def for_job(redis, keys, name: str, now: float, minutes: int = 60) -> ClassMetri
 
 
 def add_histograms(redis, keys, classes: list[ClassMetrics]) -> None:
-    """Sum each class's one-minute histograms over its minutes into ``histogram``."""
+    """Sum each class's one-minute histograms into ``histogram``: only the minutes in which it
+    succeeded are read, since a flush writes a class's counts and histogram together."""
     pipe = redis.pipeline(transaction=False)
-    for metrics in classes:
-        for start in metrics.minutes:
+    timed = [[start for start, done, failed in zip(m.minutes, m.processed, m.failed)
+              if done > failed] for m in classes]
+    for metrics, starts in zip(classes, timed):
+        for start in starts:
             pipe.execute_command("BITFIELD_RO",
                                  keys.job_histogram(metrics.name, histogram_window(utc(start))),
                                  *_HISTOGRAM_GETS)
     replies = iter(pipe.execute())
-    for metrics in classes:
+    for metrics, starts in zip(classes, timed):
         totals = [0] * len(BUCKET_MS)
-        for _ in metrics.minutes:
+        for _ in starts:
             counts = list(next(replies) or []) + [0] * len(BUCKET_MS)
             totals = [a + _count(b) for a, b in zip(totals, counts)]
         metrics.histogram = totals
