@@ -181,3 +181,11 @@ def test_a_worker_flushes_its_jobs_on_each_beat(redis, make_config):
         import signal
         worker.signals.push(signal.SIGTERM)
         runner.join(30)
+
+
+def test_the_last_counts_are_written_when_the_heartbeat_stops(redis, start_worker):
+    worker = start_worker(heartbeat_interval=30)
+    worker.heartbeat.job_metrics.job_finished("default", "LastJob", 0.25, False)
+    worker.heartbeat.stop()
+    totals = SidekiqQuery(redis, time.time()).top_jobs(minutes=2)["LastJob"]
+    assert dict(totals) == {"p": 1, "ms": 250}

@@ -156,3 +156,18 @@ def test_a_worker_runs_and_retries_sidekiq_8_jobs(redis, api, start_worker):
     assert retried.failed_at == 1764320001.0
     assert retried.retried_at == pytest.approx(time.time(), abs=30)
     assert retried.error_message == "no euros for 8"
+
+
+def test_work_payload_as_an_object_and_run_at_in_milliseconds(redis, api):
+    """Sidekiq 6.0-6.1 (``processor.rb`` ``payload: job_hash``) nested the payload as an object;
+    no 7.x or 8.x release does, nor writes ``run_at`` in ms, but either reads."""
+    identity = "old:1:aa"
+    redis.sadd("processes", identity)
+    redis.hset(identity, mapping={"info": json.dumps({"hostname": "old", "concurrency": 2}),
+                                  "busy": 1})
+    redis.hset(f"{identity}:work", "t1", json.dumps(
+        {"queue": "q", "run_at": 1764331190500,
+         "payload": {"class": "OldJob", "args": [1], "jid": "5" * 24, "enqueued_at": 1764331100.5}}))
+    (work,) = api.workers()
+    assert work.run_at == 1764331190.5 and work.job.jid == "5" * 24
+    assert work.job.enqueued_at == 1764331100.5 and work.queue == "q"
