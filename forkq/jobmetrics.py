@@ -117,19 +117,23 @@ class JobMetrics:
     def flush(self, redis, keys, now: float) -> int:
         """Write the counts since the last flush in one MULTI; returns the classes written.
 
-        On a Redis error the counts are kept for the next flush and the error is raised."""
+        On a Redis error the counts are kept for the next flush and the error is raised; a
+        connection lost after Redis ran the MULTI therefore counts that flush twice (metrics
+        only, and rarer than losing them on every failed flush)."""
         counts = self.take()
         if not counts:
             return 0
         try:
-            write(redis, keys, counts, utc(now))
+            write_counts(redis, keys, counts, utc(now))
         except Exception:
             self.give_back(counts)
             raise
         return len(counts)
 
 
-def write(redis, keys, counts: dict[str, _ClassCounts], moment: datetime.datetime) -> None:
+def write_counts(redis, keys, counts: dict[str, _ClassCounts],
+                 moment: datetime.datetime) -> None:
+    """One MULTI: the histograms of ``moment``'s minute, then both ``j|`` rollups."""
     pipe = redis.pipeline(transaction=True)
     window = histogram_window(moment)
     for name, each in counts.items():
