@@ -448,6 +448,8 @@ class Process:
     quiet: bool = False
     rss_kb: int = 0
     rtt_us: int = 0
+    #: the hash's top-level ``concurrency`` field as stored (None when absent)
+    raw_concurrency: str | None = None
 
     @property
     def hostname(self) -> str:
@@ -471,11 +473,31 @@ class Process:
 
     @property
     def concurrency(self) -> int:
-        return _int(self.info.get("concurrency"))
+        """Threads: the top-level field (Sidekiq 8.1.2+ writes it only there), else ``info``'s
+        (forkq, Sidekiq up to 8.1.1), else the sum of ``info.capsules``."""
+        if self.raw_concurrency is not None:
+            return _int(self.raw_concurrency)
+        if "concurrency" in self.info:
+            return _int(self.info.get("concurrency"))
+        return sum(_int(c.get("concurrency")) for c in self._capsules().values())
 
     @property
     def queues(self) -> list[str]:
-        return _strings(self.info.get("queues"))
+        """``info.queues``, else the queues named in the capsules' ``weights`` (as Sidekiq 8.1
+        reads them)."""
+        if "queues" in self.info or not self._capsules():
+            return _strings(self.info.get("queues"))
+        names = [str(q) for c in self._capsules().values()
+                 if isinstance(c.get("weights"), dict) for q in c["weights"]]
+        return list(dict.fromkeys(names))
+
+    def _capsules(self) -> dict[str, dict]:
+        """``info.capsules`` (Sidekiq 8.0.9+: name → concurrency, mode, weights), the
+        entries that are objects."""
+        capsules = self.info.get("capsules")
+        if not isinstance(capsules, dict):
+            return {}
+        return {str(name): c for name, c in capsules.items() if isinstance(c, dict)}
 
     @property
     def version(self) -> str:
@@ -551,7 +573,7 @@ class Api:
         pipe = self.redis.pipeline(transaction=False)
         for identity in identities:
             pipe.hmget(self.keys.process(identity), "info", "busy", "beat", "quiet", "rss",
-                       "rtt_us")
+                       "rtt_us", "concurrency")
         live, gone = [], []
         for identity, fields in zip(identities, pipe.execute()):
             if fields[0] is None:
@@ -645,7 +667,7 @@ def _strings(value: Any) -> list[str]:
 
 
 def _process(identity: str, fields: list[str | None]) -> Process:
-    info_text, busy, beat, quiet, rss, rtt_us = fields
+    info_text, busy, beat, quiet, rss, rtt_us, concurrency = fields
     try:
         info = json.loads(info_text)
     except ValueError:
@@ -657,7 +679,8 @@ def _process(identity: str, fields: list[str | None]) -> Process:
     except ValueError:
         beat_at = None
     return Process(identity, info, busy=_int(busy), beat=beat_at, raw_beat=beat,
-                   quiet=quiet == "true", rss_kb=_int(rss), rtt_us=_int(rtt_us))
+                   quiet=quiet == "true", rss_kb=_int(rss), rtt_us=_int(rtt_us),
+                   raw_concurrency=concurrency)
 
 
 def _work(identity: str, thread: str, text: str) -> Work:
@@ -668,7 +691,7 @@ def _work(identity: str, thread: str, text: str) -> Work:
     if not isinstance(work, dict):
         return Work(identity, thread, "", None, Entry(text))
     payload = work.get("payload")
-    # Sidekiq 7+ stores the payload as a JSON string, 6.x as an object.
+    # Sidekiq 6.2 to 8.1 store the payload as a JSON string, 6.0-6.1 as an object.
     raw = payload if isinstance(payload, str) else json.dumps(payload)
     return Work(identity, thread, str(work.get("queue") or ""), seconds(work.get("run_at")),
                 Entry(raw), work.get("run_at"))

@@ -260,17 +260,10 @@ def process_report(process, now: float) -> dict:
     info = process.info
     return {"identity": process.identity, "hostname": process.hostname, "pid": info.get("pid"),
             "tag": process.tag, "labels": _strings(info.get("labels")),
-            "queues": _strings(info.get("queues")),
-            "busy": process.busy, "concurrency": _count(info.get("concurrency")),
+            "queues": process.queues,
+            "busy": process.busy, "concurrency": max(0, process.concurrency),
             "rss_kb": process.rss_kb, "beat_age": _age(process.beat, now),
             "quiet": process.quiet}
-
-
-def _count(value) -> int:
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError, OverflowError):
-        return 0
 
 
 def _strings(value) -> list[str]:

@@ -4,7 +4,9 @@ A thread of the worker child. The first beat is written synchronously at start, 
 ``heartbeat_interval``. One MULTI writes the ``<identity>`` hash (``info`` JSON and Sidekiq's
 top-level fields), ``<identity>:work`` (Sidekiq 7+) and ``<identity>:workers`` (6.x), all with
 a TTL of ``heartbeat_ttl``, and pops ``<identity>-signals`` (TSTP, TERM, TTIN pushed by the web
-UI, ``forkqctl`` or Sidekiq's own UI), which are handed to the worker's signal loop.
+UI, ``forkqctl`` or Sidekiq's own UI), which are handed to the worker's signal loop. Then it
+flushes the per-class job metrics counted since the last beat (``jobmetrics``), as Sidekiq 8
+does on each beat, and once more at stop.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import redis as redis_py
 
 from . import __version__
+from .jobmetrics import JobMetrics
 from .log import logger
 
 #: remote signal names accepted from ``<identity>-signals``
@@ -48,8 +51,20 @@ def process_info(config, identity: str, started_at: float) -> dict:
             "queues": list(config.queue_names), "labels": list(config.labels),
             "identity": identity, "version": __version__, "embedded": False}
     if not config.strict:
-        info["weights"] = [{q.name: q.weight for q in config.queues}]
+        info["weights"] = [capsule(config)["weights"]]
+    info["capsules"] = {"default": capsule(config)}
     return info
+
+
+def capsule(config) -> dict:
+    """This process as Sidekiq 8.0.9+'s one capsule (``Capsule#to_h``): Sidekiq 8.1 lists a
+    process's queues from the capsules' ``weights`` keys, so every queue is there."""
+    if config.strict:
+        return {"concurrency": config.concurrency, "mode": "strict",
+                "weights": {q.name: 0 for q in config.queues}}
+    weights = {q.name: q.weight for q in config.queues}
+    mode = "random" if all(w == 1 for w in weights.values()) else "weighted"
+    return {"concurrency": config.concurrency, "mode": mode, "weights": weights}
 
 
 class Heartbeat(threading.Thread):
@@ -62,6 +77,8 @@ class Heartbeat(threading.Thread):
         self.info_json = json.dumps(process_info(context.config, context.identity,
                                                  time.time()))
         self.rtt_us = 0
+        #: per-class job counts; the worker makes it one of the processors' observers
+        self.job_metrics = JobMetrics()
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -102,6 +119,7 @@ class Heartbeat(threading.Thread):
         signals = pipe.execute()[-1] or []
         for name in signals:
             self._deliver(name)
+        self.job_metrics.flush(self.redis, keys, time.time())
 
     def _deliver(self, name: str) -> None:
         signum = REMOTE_SIGNALS.get(name)
@@ -117,6 +135,10 @@ class Heartbeat(threading.Thread):
         if self.is_alive() and threading.current_thread() is not self:
             self.join(5)
         keys, identity = self.context.keys, self.context.identity
+        try:
+            self.job_metrics.flush(self.redis, keys, time.time())
+        except redis_py.RedisError as exc:
+            logger.warning("could not write the last per-class job metrics (%s)", exc)
         try:
             pipe = self.redis.pipeline(transaction=True)
             pipe.srem(keys.processes, identity)

@@ -1,4 +1,4 @@
-"""Every Redis key forkq reads or writes, in one place.
+r"""Every Redis key forkq reads or writes, in one place.
 
 Sidekiq-compatible keys (DESIGN.md §3) keep Sidekiq's names so that either side can read them;
 forkq's own keys live under ``forkq:``. An optional namespace prefixes everything.
@@ -16,6 +16,8 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``<identity>-signals`` | list | api, ctl, Sidekiq web | heartbeat | 60 s |
 | ``stat:processed`` / ``stat:failed`` | string | fetch script, processor at exit | api | none |
 | ``stat:<name>:YYYY-MM-DD`` | string | fetch script, processor at exit | api | 5 years |
+| ``j\|YYMMDD\|H:MM`` / ``j\|YYMMDD\|H:M`` | hash: ``<class>\|p``, ``\|f``, ``\|ms`` | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h / 3 days |
+| ``h\|<class>-D-H:M`` | BITFIELD: 26 u16 execution-time buckets | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h |
 | ``forkq:inflight:<slot>:<thread>`` | list | fetch script (private list) | recovery, master | none |
 | ``forkq:slots`` | hash: slot → JSON {identity, threads} | worker at start | recovery | none |
 | ``forkq:recovered:<jid>`` | zset of recovery times | recovery | recovery | 72 h |
@@ -88,6 +90,14 @@ class Keys:
 
     def daily_stat(self, name: str, day: str) -> str:
         return self._k(f"stat:{name}:{day}")
+
+    def job_metrics(self, bucket: str) -> str:
+        """Sidekiq 8's per-class counts of one minute or ten (``jobmetrics``)."""
+        return self._k(f"j|{bucket}")
+
+    def job_histogram(self, class_name: str, window: str) -> str:
+        """Sidekiq 8's execution-time histogram of one class and minute (``jobmetrics``)."""
+        return self._k(f"h|{class_name}-{window}")
 
     def inflight(self, slot: str, thread: int) -> str:
         return self._k(f"forkq:inflight:{slot}:{thread}")

@@ -17,6 +17,7 @@ import pytest
 
 import forkq
 from forkq.api import Api
+from forkq.jobmetrics import JobMetrics
 from forkq.web import make_server
 from helpers import wait_for
 
@@ -103,10 +104,22 @@ def seed(redis, api: Api) -> None:
     redis.hset(api.keys.work(identity), "tid-7", json.dumps({
         "queue": "default", "run_at": int(time.time()) - 3,
         "payload": json.dumps({"class": "reports.Build", "args": [2024], "jid": "e" * 24})}))
+    seed_metrics(redis, api)
     for days_ago in range(30):
         day = time.strftime("%Y-%m-%d", time.gmtime(time.time() - days_ago * 86400))
         redis.set(api.keys.daily_stat("processed", day), 4000 + (days_ago * 733) % 2500)
         redis.set(api.keys.daily_stat("failed", day), (days_ago * 37) % 180)
+
+
+def seed_metrics(redis, api: Api) -> None:
+    """Per-class job metrics over the last hour, one flush a minute, as workers write them."""
+    now = time.time()
+    for minutes_ago in range(60):
+        metrics = JobMetrics()
+        for n in range(20 + minutes_ago % 7):
+            metrics.job_finished("default", "billing.ChargeCard", 0.05 * (1 + n % 9), n % 11 == 0)
+            metrics.job_finished("mailers", "MailerJob", 0.01 * (1 + n % 3), False)
+        metrics.flush(redis, api.keys, now - 60 * minutes_ago)
 
 
 def shoot(page, base: str, path: str, name: str) -> None:
@@ -126,7 +139,8 @@ def test_retry_a_dead_job_and_screenshot_every_page(browser, server, redis):
     page.on("dialog", lambda dialog: dialog.accept())
     for path, name in [("/", "dashboard"), ("/busy", "busy"), ("/queues", "queues"),
                        ("/queues/default", "queue"), ("/scheduled", "scheduled"),
-                       ("/retries", "retries"), ("/morgue", "dead")]:
+                       ("/retries", "retries"), ("/morgue", "dead"), ("/metrics", "metrics"),
+                       ("/metrics/billing.ChargeCard", "metrics-class")]:
         shoot(page, server, path, name)
     shoot(page, server, "/retries/" + api.retries.page()[0].key, "retry-entry")
     assert not errors, f"console errors: {errors}"
@@ -136,6 +150,13 @@ def test_retry_a_dead_job_and_screenshot_every_page(browser, server, redis):
     wait_for(lambda: page.locator("#live-chart polyline").count() > 0 or
              page.locator("#live").is_visible(), 10, message="live chart shown")
     assert page.get_by_text("<script>alert('x')</script>").count() == 0
+
+    page.goto(server + "/metrics")
+    page.get_by_role("link", name="4h").first.click()
+    page.wait_for_url("**/metrics?period=4h*")
+    page.locator("#metrics-table a", has_text="billing.ChargeCard").click()
+    page.wait_for_url("**/metrics/billing.ChargeCard?period=4h")
+    assert page.locator("#class-totals").inner_text().count("p9") == 2
 
     mailers_before = api.queue("mailers").size
     page.goto(server + "/morgue")

@@ -18,9 +18,23 @@ def test_first_beat_is_written_at_start(redis, start_worker):
     assert info["identity"] == identity and info["tag"] == "billing" and info["labels"] == ["blue"]
     assert info["queues"] == ["a", "b"] and info["weights"] == [{"a": 2, "b": 1}]
     assert info["concurrency"] == 3 and info["pid"] > 0 and info["hostname"]
+    assert info["capsules"] == {"default": {"concurrency": 3, "mode": "weighted",
+                                            "weights": {"a": 2, "b": 1}}}
+    assert entry["concurrency"] == "3"  # Sidekiq 8.1.2+ reads only this one
     assert entry["busy"] == "0" and entry["quiet"] == "false" and int(entry["rss"]) > 1000
     assert float(entry["beat"]) > time.time() - 5 and int(entry["rtt_us"]) > 0
     assert 0 < redis.ttl(identity) <= 60
+
+
+def test_capsule_of_strict_and_equal_weight_queues(redis, start_worker):
+    """Sidekiq 8.0.9+ ``Capsule#to_h``: strict queues weigh 0, all-ones is ``random``."""
+    strict = start_worker(queues=["a", "b"])
+    equal = start_worker(queues=[["a", 1], ["b", 1]])
+    capsules = [json.loads(redis.hget(w.context.identity, "info"))["capsules"]
+                for w in (strict, equal)]
+    assert capsules == [
+        {"default": {"concurrency": 3, "mode": "strict", "weights": {"a": 0, "b": 0}}},
+        {"default": {"concurrency": 3, "mode": "random", "weights": {"a": 1, "b": 1}}}]
 
 
 def test_busy_and_work_show_running_jobs(redis, start_worker):

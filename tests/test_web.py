@@ -10,13 +10,14 @@ import re
 import time
 import wsgiref.util
 from html import unescape
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
 import forkq
 import forkq.web
 from forkq.api import Api
+from forkq.jobmetrics import JobMetrics
 from forkq.errors import ConfigError
 from forkq.web import charts, security, server
 from forkq.web.app import App
@@ -121,11 +122,16 @@ def seed(redis, api) -> None:
     redis.hset(api.keys.work(identity), "t1", json.dumps(
         {"queue": "default", "run_at": int(time.time()),
          "payload": json.dumps({"class": "app.Slow", "args": [XSS], "jid": "w" * 24})}))
+    metrics = JobMetrics()
+    for name in (XSS, "app.Job"):
+        metrics.job_finished("default", name, 0.05, False)
+    metrics.flush(redis, api.keys, time.time())
 
 
 PAGES = ["/", "/?days=7", "/?days=90", "/busy", "/queues", "/queues/default",
          "/queues/default?page=2", "/scheduled", "/retries", "/morgue", "/morgue?q=not+json",
-         "/retries?q=r", "/scheduled?page=3&count=5"]
+         "/retries?q=r", "/scheduled?page=3&count=5", "/metrics", "/metrics?period=8h&substr=%3C",
+         "/metrics/app.Job?period=2h", "/metrics/" + quote(XSS, safe="")]
 
 
 @pytest.mark.parametrize("path", PAGES)

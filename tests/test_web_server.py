@@ -402,7 +402,7 @@ def test_read_only_pages_work_for_a_user_that_may_only_read(serve, redis, api, r
         redis_py.Redis.from_url(reader).srem(api.keys.processes, "gone:2:abc")
     client = Client(serve(redis_url=reader, web={"read_only": True}))
     pages = ["/", "/stats", "/busy", "/queues", "/queues/default", "/scheduled", "/retries",
-             "/morgue", "/morgue?q=ms", "/static/forkq.css"]
+             "/morgue", "/morgue?q=ms", "/static/forkq.css", "/metrics", "/metrics/app.Job"]
     pages += [f"/retries/{segment(e.key)}" for e in api.retries.page()]
     for path in pages:
         reply = client.get(path)

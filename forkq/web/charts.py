@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import math
+from dataclasses import dataclass
 from html import escape
 from typing import Sequence
 
@@ -33,31 +35,85 @@ def short_number(value: float) -> str:
     return f"{value:g}"
 
 
+@dataclass(frozen=True)
+class Point:
+    """One x position of a counts chart."""
+
+    #: under the x axis, when there is room
+    label: str
+    #: the tooltip's first words
+    title: str
+    processed: int
+    failed: int
+
+
 def history_svg(days: Sequence[DayStat]) -> Markup:
     """Processed (area) and failed (line) per day, with a grid and a tooltip per point."""
-    highest = max([d.processed for d in days] + [d.failed for d in days] + [1])
+    return counts_svg([Point(d.day[5:], d.day, d.processed, d.failed) for d in days],
+                      "Processed and failed jobs per day")
+
+
+def minutes_svg(minutes: Sequence[float], processed: Sequence[int],
+                failed: Sequence[int]) -> Markup:
+    """Processed and failed per minute (UTC ``HH:MM``)."""
+    points = []
+    for start, done, failures in zip(minutes, processed, failed):
+        at = datetime.datetime.fromtimestamp(start, datetime.timezone.utc)
+        points.append(Point(f"{at:%H:%M}", f"{at:%Y-%m-%d %H:%M} UTC", done, failures))
+    return counts_svg(points, "Processed and failed jobs per minute")
+
+
+def counts_svg(points: Sequence[Point], label: str) -> Markup:
+    """Processed (area) and failed (line) per point, with a grid and a tooltip per point."""
+    highest = max([p.processed for p in points] + [p.failed for p in points] + [1])
     step = nice_step(highest)
     top = step * math.ceil(highest / step)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(index: int) -> float:
-        return LEFT + (plot_w * index / (len(days) - 1) if len(days) > 1 else plot_w / 2)
+        return LEFT + (plot_w * index / (len(points) - 1) if len(points) > 1 else plot_w / 2)
 
     def y(value: float) -> float:
         return TOP + plot_h * (1 - value / top)
 
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-             f'aria-label="Processed and failed jobs per day">']
+             f'aria-label="{escape(label)}">']
     parts += _grid(step, top, y)
-    parts += _x_labels(days, x)
-    processed = [(x(i), y(d.processed)) for i, d in enumerate(days)]
-    failed = [(x(i), y(d.failed)) for i, d in enumerate(days)]
+    parts += _x_labels([p.label for p in points], x)
+    processed = [(x(i), y(p.processed)) for i, p in enumerate(points)]
+    failed = [(x(i), y(p.failed)) for i, p in enumerate(points)]
     base = TOP + plot_h
     area = [(processed[0][0], base), *processed, (processed[-1][0], base)]
     parts.append(f'<polygon class="area-processed" points="{_points(area)}"/>')
     parts.append(f'<polyline class="line-processed" points="{_points(processed)}"/>')
     parts.append(f'<polyline class="line-failed" points="{_points(failed)}"/>')
-    parts += _dots(days, processed, failed)
+    parts += _dots(points, processed, failed)
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def histogram_svg(counts: Sequence[int], labels: Sequence[str]) -> Markup:
+    """One bar per execution-time bucket, labelled by its upper bound."""
+    highest = max(list(counts) + [1])
+    step = nice_step(highest)
+    top = step * math.ceil(highest / step)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    width = plot_w / max(1, len(counts))
+
+    def y(value: float) -> float:
+        return TOP + plot_h * (1 - value / top)
+
+    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+             f'aria-label="Jobs per execution time">']
+    parts += _grid(step, top, y)
+    for index, (count, name) in enumerate(zip(counts, labels)):
+        left = LEFT + index * width
+        parts.append(f'<g class="point"><title>under {escape(name)}: {count:,} job(s)</title>'
+                     f'<rect class="bar" x="{left + 1:.1f}" y="{y(count):.1f}" '
+                     f'width="{width - 2:.1f}" height="{TOP + plot_h - y(count):.1f}"/></g>')
+        if index % 3 == 0:
+            parts.append(f'<text class="axis" x="{left + width / 2:.1f}" y="{HEIGHT - 6}" '
+                         f'text-anchor="middle">{escape(name)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -77,17 +133,18 @@ def _grid(step: float, top: float, y) -> list[str]:
     return lines
 
 
-def _x_labels(days: Sequence[DayStat], x) -> list[str]:
-    every = max(1, math.ceil(len(days) / MAX_X_LABELS))
+def _x_labels(labels: Sequence[str], x) -> list[str]:
+    every = max(1, math.ceil(len(labels) / MAX_X_LABELS))
     return [f'<text class="axis" x="{x(i):.1f}" y="{HEIGHT - 6}" text-anchor="middle">'
-            f'{escape(d.day[5:])}</text>'
-            for i, d in enumerate(days) if (len(days) - 1 - i) % every == 0]
+            f'{escape(label)}</text>'
+            for i, label in enumerate(labels) if (len(labels) - 1 - i) % every == 0]
 
 
-def _dots(days: Sequence[DayStat], processed, failed) -> list[str]:
+def _dots(points: Sequence[Point], processed, failed) -> list[str]:
     dots = []
-    for day, (px, py), (fx, fy) in zip(days, processed, failed):
-        title = f"{escape(day.day)}: {day.processed:,} processed, {day.failed:,} failed"
+    for point, (px, py), (fx, fy) in zip(points, processed, failed):
+        title = (f"{escape(point.title)}: {point.processed:,} processed, "
+                 f"{point.failed:,} failed")
         dots.append(f'<g class="point"><title>{title}</title>'
                     f'<rect class="hit" x="{px - 6:.1f}" y="{TOP}" width="12" '
                     f'height="{HEIGHT - TOP - BOTTOM}"/>'

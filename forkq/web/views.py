@@ -13,6 +13,7 @@ import itertools
 import time
 from dataclasses import dataclass
 
+from .. import jobmetrics
 from ..api import SortedSet
 from . import charts
 from .http import Request, Response, Router, json_response, redirect
@@ -24,6 +25,10 @@ FILTER_LIMIT = 500
 HISTORY_DAYS = (7, 30, 90)
 #: seconds between the dashboard's live updates
 POLL_INTERVAL = 5
+#: classes listed on the Metrics page (busiest first); a filter finds the others
+METRICS_CLASSES = 50
+#: percentiles shown from the execution-time histograms
+PERCENTILES = (50, 95, 99)
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,43 @@ def entry_action(app, request: Request, kind: str, key: str) -> Response:
     return redirect(request.url(f"/{kind}", done=action, **_act(entries_set, action, [key])))
 
 
+def metrics(app, request: Request) -> Response:
+    """Per-class throughput and run times in Sidekiq 8's keys, forkq's and Ruby's alike."""
+    period, minutes = _period(request)
+    substring = request.query.get("substr", "")[:100]
+    now = time.time()
+    found = jobmetrics.top_jobs(app.api.redis, app.api.keys, now, minutes, substring)
+    shown = found[:METRICS_CLASSES]
+    jobmetrics.add_histograms(app.api.redis, app.api.keys, shown)
+    starts = jobmetrics.minute_starts(now, minutes)
+    processed = [sum(col) for col in zip(*(m.processed for m in found))] or [0] * minutes
+    failed = [sum(col) for col in zip(*(m.failed for m in found))] or [0] * minutes
+    return app.render(request, "metrics.html", period=period, periods=jobmetrics.PERIODS,
+                      substring=substring, classes=shown, hidden=len(found) - len(shown),
+                      percentiles=PERCENTILES, chart=charts.minutes_svg(starts, processed, failed),
+                      totals={"processed": sum(processed), "failed": sum(failed)})
+
+
+def metrics_class(app, request: Request, name: str) -> Response:
+    period, minutes = _period(request)
+    found = jobmetrics.for_job(app.api.redis, app.api.keys, name, time.time(), minutes)
+    return app.render(request, "metrics_class.html", period=period, periods=jobmetrics.PERIODS,
+                      job=found, percentiles=PERCENTILES,
+                      chart=charts.minutes_svg(found.minutes, found.processed, found.failed),
+                      histogram=charts.histogram_svg(found.histogram, BUCKET_LABELS))
+
+
+#: Sidekiq's labels of the execution-time buckets (upper bounds)
+BUCKET_LABELS = ["20ms", "30ms", "45ms", "65ms", "100ms", "150ms", "225ms", "335ms", "500ms",
+                 "750ms", "1.1s", "1.7s", "2.5s", "3.8s", "5.75s", "8.5s", "13s", "20s", "30s",
+                 "45s", "65s", "100s", "150s", "225s", "335s", "Slow"]
+
+
+def _period(request: Request) -> tuple[str, int]:
+    period = request.query.get("period", "1h")
+    return (period, jobmetrics.PERIODS[period]) if period in jobmetrics.PERIODS else ("1h", 60)
+
+
 def _set(app, kind: str) -> tuple[SetPage, SortedSet]:
     page_info = SET_PAGES[kind]
     return page_info, getattr(app.api, page_info.attribute)
@@ -230,6 +272,8 @@ def routes() -> Router:
     router.add("GET", "/stats", stats)
     router.add("GET", "/busy", busy)
     router.add("POST", "/busy", busy_action)
+    router.add("GET", "/metrics", metrics)
+    router.add("GET", "/metrics/(?P<name>.+)", metrics_class)
     router.add("GET", "/queues", queues)
     # A queue name may hold "/" (decoded from %2F by the server): the rest of the path is it.
     router.add("GET", "/queues/(?P<name>.+)", queue)
