@@ -16,7 +16,7 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``<identity>-signals`` | list | api, ctl, Sidekiq web | heartbeat | 60 s |
 | ``stat:processed`` / ``stat:failed`` | string | fetch script, processor at exit | api | none |
 | ``stat:<name>:YYYY-MM-DD`` | string | fetch script, processor at exit | api | 5 years |
-| ``forkq:inflight:<slot>:<thread>`` | list | fetch script (private list) | recovery, master | none |
+| ``forkq:inflight:<slot>:<thread>[:alt]`` | list | fetch script (a thread's two private lists, used in turn) | recovery, master | none |
 | ``forkq:slots`` | hash: slot → JSON {identity, threads} | worker at start | recovery | none |
 | ``forkq:recovered:<jid>`` | zset of recovery times | recovery | recovery | 72 h |
 | ``forkq:recovery-lock`` | string | recovery scan | recovery | a few seconds |
@@ -80,8 +80,12 @@ class Keys:
     def daily_stat(self, name: str, day: str) -> str:
         return self._k(f"stat:{name}:{day}")
 
-    def inflight(self, slot: str, thread: int) -> str:
-        return self._k(f"forkq:inflight:{slot}:{thread}")
+    def inflight(self, slot: str, thread: int, side: int = 0) -> str:
+        """One of a thread's two private lists (``side`` 0 or 1; see ``fetch.py``)."""
+        return self._k(f"forkq:inflight:{slot}:{thread}{':alt' if side else ''}")
+
+    def inflight_pair(self, slot: str, thread: int) -> tuple[str, str]:
+        return self.inflight(slot, thread, 0), self.inflight(slot, thread, 1)
 
     @property
     def slots(self) -> str:

@@ -78,11 +78,11 @@ def test_writer_schedules_retry_then_dies_and_calls_handlers(redis):
     exhausted = []
     hooks = {"retries_exhausted": lambda p, e: exhausted.append(p["jid"])}
     payload = {"class": "J", "args": [1], "jid": "a" * 24, "queue": "q", "retry": 1}
-    assert writer.handle(redis, payload, boom(), hooks).action == "retry"
+    assert writer.handle(redis, payload, boom(), hooks).decision.action == "retry"
     (text, score), = redis.zrange(keys.retry, 0, -1, withscores=True)
     assert json.loads(text)["retry_count"] == 0
     redis.delete(keys.retry)
-    assert writer.handle(redis, json.loads(text), boom(), hooks).action == "dead"
+    assert writer.handle(redis, json.loads(text), boom(), hooks).decision.action == "dead"
     assert died == exhausted == ["a" * 24]
     assert json.loads(redis.zrange(keys.dead, 0, -1)[0])["retry_count"] == 1
 
