@@ -153,7 +153,11 @@ def decoded(raw: bytes) -> str | bytes:
 
 
 def queue_of(text: str | bytes) -> str:
-    """The queue a job's text names; ``default`` when it names none or is not a JSON object."""
+    """The queue a job's text names; ``default`` when it names none or is not a JSON object.
+
+    Bytes that are not UTF-8 are read with replacement characters, only to route them."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
     try:
         queue = json.loads(text).get("queue")
     except (ValueError, AttributeError, RecursionError):

@@ -35,17 +35,17 @@ MOVE_BATCH = 100
 
 ENQUEUE_DUE_SCRIPT = r"""
 -- KEYS: sorted set, queues set. ARGV: now, queue key prefix, then per entry: member, queue,
--- whether the job has a top-level enqueued_at (1/0). Returns how many this call moved.
-local function with_enqueued_at(text, has_enqueued_at, now)
+-- its top-level enqueued_at: 0 none, 1 a number, 2 anything else. Returns how many it moved.
+local function with_enqueued_at(text, top_level, now)
   local pattern = '"enqueued_at"%s*:%s*[-0-9.eE+]+'
-  if not has_enqueued_at then
+  if top_level == '0' then
     local open = string.find(text, '{', 1, true)
     local rest = string.sub(text, open + 1)
     local sep = string.match(rest, '^%s*}') and '' or ','
     return string.sub(text, 1, open) .. '"enqueued_at":' .. now .. sep .. rest
   end
   local _, found = string.gsub(text, pattern, '')
-  if found == 1 then
+  if top_level == '1' and found == 1 then
     return (string.gsub(text, pattern, '"enqueued_at":' .. now))
   end
   local job = cjson.decode(text)
@@ -56,7 +56,7 @@ end
 local moved = 0
 for i = 3, #ARGV, 3 do
   local text, queue = ARGV[i], ARGV[i + 1]
-  local ok, spliced = pcall(with_enqueued_at, text, ARGV[i + 2] == '1', ARGV[1])
+  local ok, spliced = pcall(with_enqueued_at, text, ARGV[i + 2], ARGV[1])
   if redis.call('ZREM', KEYS[1], text) == 1 then
     redis.call('SADD', KEYS[2], queue)
     redis.call('LPUSH', ARGV[2] .. queue, ok and spliced or text)
@@ -76,8 +76,16 @@ def sort_due(entries: list[bytes]) -> tuple[list, list[tuple[bytes, str]]]:
         except MalformedJobError as exc:
             bad.append((entry, str(exc)))
             continue
-        good += [entry, payload.get("queue") or "default", 1 if "enqueued_at" in payload else 0]
+        good += [entry, payload.get("queue") or "default", _enqueued_at_kind(payload)]
     return good, bad
+
+
+def _enqueued_at_kind(payload: dict) -> int:
+    """How the script must set ``enqueued_at``: 0 insert it, 1 replace the number in the text,
+    2 re-encode (the top-level value is not a number the text pattern can find)."""
+    if "enqueued_at" not in payload:
+        return 0
+    return 1 if type(payload["enqueued_at"]) in (int, float) else 2
 
 
 def poll_wait(poll_interval: float, rand=random.random) -> float:
