@@ -110,7 +110,9 @@ class Processor(threading.Thread):
                 self._isolate(fetched)
             try:
                 self._process(fetched)
-            except Exception as exc:
+            except Shutdown:
+                raise
+            except BaseException as exc:
                 self._bury_unhandled(fetched, exc)
             with self.lock:
                 self.current = None
@@ -235,7 +237,7 @@ class Processor(threading.Thread):
         self._retrying(lambda: self.context.dead_set.add(self.redis, [text]),
                        until_stopped=False)
 
-    def _bury_unhandled(self, fetched: Fetched, exc: Exception) -> None:
+    def _bury_unhandled(self, fetched: Fetched, exc: BaseException) -> None:
         logger.error("could not handle a job of queue %s", fetched.queue, exc_info=exc)
         self._bury(fetched, f"forkq could not handle this job: {error_class_name(exc)}: "
                             f"{error_message(exc)}")

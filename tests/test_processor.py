@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+import forkq
+
 import jobs
 from forkq import client
 from helpers import LogLines, wait_for
@@ -247,3 +249,23 @@ def test_failure_lines_say_what_happens_next(redis, start_worker, log_lines):
                for line in fails)
     assert any(line.startswith("fail: ValueError: exploded 1; retry 1/2 in ") for line in fails)
     assert "fail: ValueError: no retry; dropped (retry: false)" in fails
+
+
+
+def test_a_job_whose_failure_cannot_be_handled_is_buried_and_the_batch_goes_on(
+        redis, start_worker):
+    def leave(exc, context):
+        raise SystemExit("an error handler that exits")
+
+    forkq.error_handlers.append(leave)
+    try:
+        redis.lpush("queue:default", record_text("before"), missing_text(), record_text("after"))
+        worker = start_worker(concurrency=1)
+        wait_for(lambda: sorted(ran(redis)) == ["after", "before"] and redis.zcard("dead") == 1)
+    finally:
+        forkq.error_handlers.remove(leave)
+    (buried,) = [json.loads(text) for text in redis.zrange("dead", 0, -1)]
+    assert buried["raw"] == missing_text()
+    assert buried["error_message"] == ("forkq could not handle this job: SystemExit: an error "
+                                       "handler that exits")
+    assert worker.manager.processors[0].is_alive()
