@@ -244,7 +244,10 @@ class Fetcher:
                                     DAILY_STAT_TTL, 1 if self.reliable else 0))
         self.unknown = False
         counters.processed = counters.failed = 0
-        jobs = [Fetched(names[flat[i]], decoded(flat[i + 1])) for i in range(0, len(flat), 2)]
+        try:
+            jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)]
+        except UnicodeDecodeError:
+            jobs = [Fetched(names[flat[i]], decoded(flat[i + 1])) for i in range(0, len(flat), 2)]
         self.batch = next_batch(self.batch, len(jobs), self.seconds_per_job)
         return jobs
 
