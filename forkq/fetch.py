@@ -180,8 +180,10 @@ class Counters:
 class Held:
     """What an abandoned processor held, handed to the manager to put back (``bulk_requeue``).
 
-    ``known`` is false when the thread's last call lost its reply: the lists are then left to
-    recovery, which the next process in the slot runs at boot."""
+    ``known`` is false when the thread's last call lost its reply, or when it was caught
+    between calls (no job running: it may have just fetched a batch it has not recorded yet).
+    Its lists are then left whole for recovery, which the next process in the slot runs at
+    boot: finished jobs may run again, none is lost."""
 
     lists: tuple[str, str]
     #: index in ``lists`` of the list holding ``jobs``
@@ -242,13 +244,13 @@ class Fetcher:
             self.unknown, self.side = True, 1 - self.side
         flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
                                     DAILY_STAT_TTL, 1 if self.reliable else 0))
-        self.unknown = False
         counters.processed = counters.failed = 0
         try:
             jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)]
         except UnicodeDecodeError:
             jobs = [Fetched(names[flat[i]], decoded(flat[i + 1])) for i in range(0, len(flat), 2)]
         self.batch = next_batch(self.batch, len(jobs), self.seconds_per_job)
+        self.unknown = False
         return jobs
 
     def adopt(self) -> list[Fetched]:
@@ -259,8 +261,9 @@ class Fetcher:
         came from was lost), as for retries and recovery."""
         keys = [self.lists[1 - self.side], self.lists[self.side]]
         texts = [decoded(raw) for raw in eval_raw(self.redis, self._adopt, keys, ())]
+        jobs = [Fetched(queue_of(text), text) for text in texts]
         self.unknown = False
-        return [Fetched(queue_of(text), text) for text in texts]
+        return jobs
 
     def _stat_keys(self) -> list[str]:
         now = time.time()
@@ -299,8 +302,9 @@ class Fetcher:
             self.unknown = True
             raw = self.redis.execute_command("BLMOVE", source, self.private_key, "RIGHT",
                                              "RIGHT", IDLE_TIMEOUT, **{NEVER_DECODE: True})
+            jobs = [Fetched(name, decoded(raw))] if raw is not None else []
             self.unknown = False
-            return [Fetched(name, decoded(raw))] if raw is not None else []
+            return jobs
         popped = self.redis.execute_command("BRPOP", source, IDLE_TIMEOUT, **{NEVER_DECODE: True})
         return [Fetched(name, decoded(popped[1]))] if popped else []
 
@@ -318,10 +322,11 @@ class Fetcher:
         return release(self._release, self.keys, self.private_key, unstarted, keep,
                        self.reliable)
 
-    def held(self, jobs: list[Fetched]) -> Held:
-        """Hand over ``jobs`` and the stat deltas, for a processor being abandoned."""
+    def held(self, jobs: list[Fetched], known: bool) -> Held:
+        """Hand over ``jobs`` and the stat deltas, for a processor being abandoned; ``known``
+        is false when the processor cannot vouch that ``jobs`` is all it holds."""
         counters = self.counters
-        held = Held(self.lists, self.side, jobs, self.reliable, not self.unknown,
+        held = Held(self.lists, self.side, jobs, self.reliable, known and not self.unknown,
                     counters.processed, counters.failed)
         counters.processed = counters.failed = 0
         return held

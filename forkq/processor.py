@@ -153,7 +153,7 @@ class Processor(threading.Thread):
             self.abandoned = True
             jobs = ([self.current] if self.current else []) + self.batch[self.next_index:]
             self.batch, self.current = [], None
-            return self.fetcher.held(jobs)
+            return self.fetcher.held(jobs, known=bool(jobs))
 
     def kill(self) -> None:
         """Raise ``Shutdown`` in the thread at its next bytecode (a job in C code sees it

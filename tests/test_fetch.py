@@ -77,7 +77,7 @@ def test_idle_wait_blocks_on_one_queue_and_moves_the_job(redis, redis_url):
 def test_a_payload_that_is_not_utf8_spoils_only_itself(redis, redis_url):
     bad = b'{"class":"J","args":["\xff"]}'
     redis.lpush("queue:high", json.dumps({"v": 1}), bad, json.dumps({"v": 2}))
-    take = fetcher(redis_url)
+    take = fetcher(redis_url, idle_plan=("high",))
     take.batch = 3
     assert [j.text for j in take.fetch()] == ['{"v": 1}', bad, '{"v": 2}']
     take.release([])
