@@ -9,7 +9,7 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``queue:<name>`` | list | client LPUSH; recovery/requeue RPUSH | fetch (right end) | none |
 | ``schedule`` | zset | client ``perform_in``/``perform_at`` | poller, api | none |
 | ``retry`` | zset | processor on failure | poller, api | none |
-| ``dead`` | zset | processor, recovery (poison) | api | trimmed on add |
+| ``dead`` | zset | dead.py only (retry writer, processor, poller, recovery, api) | api | trimmed on add |
 | ``processes`` | set | heartbeat | api, recovery | none |
 | ``<identity>`` | hash | heartbeat | api, recovery | heartbeat_ttl |
 | ``<identity>:work`` / ``:workers`` | hash | heartbeat | api | heartbeat_ttl |
