@@ -131,16 +131,21 @@ class Processor(threading.Thread):
         """After an error escaped a batch: its running and unstarted jobs go back to the queues
         (the release pushes back only what is still in the private list)."""
         with self.lock:
-            held = ([self.current] if self.current else []) + self.batch[self.next_index:]
-            self.batch, self.current = [], None
+            held = self._take_unfinished()
         self._retrying(lambda: self.fetcher.release(held), until_stopped=False)
+
+    def _take_unfinished(self) -> list[Fetched]:
+        """Detach the running and unstarted jobs of the batch (the caller holds ``lock``)."""
+        jobs = ([self.current] if self.current else []) + self.batch[self.next_index:]
+        self.batch, self.current = [], None
+        return jobs
 
     def _finish(self) -> None:
         with self.lock:
             if self.abandoned:
                 return
-            unstarted, self.batch = self.batch[self.next_index:], []
-        self._retrying(lambda: self.fetcher.release(unstarted), until_stopped=False)
+            unfinished = self._take_unfinished()
+        self._retrying(lambda: self.fetcher.release(unfinished), until_stopped=False)
         self._retrying(self.fetcher.flush_stats, until_stopped=False)
         self.fetcher.close()
 
@@ -151,8 +156,7 @@ class Processor(threading.Thread):
         for the caller to push back. The thread writes nothing after this."""
         with self.lock:
             self.abandoned = True
-            jobs = ([self.current] if self.current else []) + self.batch[self.next_index:]
-            self.batch, self.current = [], None
+            jobs = self._take_unfinished()
             return self.fetcher.held(jobs, known=bool(jobs))
 
     def kill(self) -> None:
