@@ -14,8 +14,9 @@ which list holds what: the old one only finished jobs, the new one only jobs nev
 whether or not the call ran. Until a reply arrives the lists are *unknown*; the next call
 then *adopts* them (``adopt``): it acknowledges the old list and takes over the new one's jobs
 as its batch, instead of deleting anything blindly. A blocking ``BLMOVE`` that fails is
-adopted the same way. Releasing is idempotent: it pushes back only the jobs it removes from
-the private list, so repeating a release whose reply was lost requeues nothing twice.
+adopted the same way. Releasing pushes back only the jobs it removes from the private list,
+so repeating a release whose reply was lost requeues nothing twice; until it succeeds the
+list counts as unknown, and what it still holds is pushed back with the rest.
 
 Replies are read as bytes and decoded job by job: a payload that is not UTF-8 is handed over
 as ``bytes`` (and buried by the processor) instead of failing the whole batch's reply.
@@ -316,11 +317,17 @@ class Fetcher:
     def release(self, unstarted: list[Fetched], keep: Fetched | None = None) -> int:
         """Acknowledge finished jobs; push ``unstarted`` back to the front of their queues.
 
-        When a call lost its reply, its jobs (never started) are adopted and pushed back too."""
+        When a call lost its reply, what the private list holds is adopted and pushed back
+        too (a release that lost its reply may have run or not: the jobs it would have
+        acknowledged may run again, none is lost)."""
         if self.unknown:
-            unstarted = self.adopt() + unstarted
-        return release(self._release, self.keys, self.private_key, unstarted, keep,
-                       self.reliable)
+            adopted = [job for job in self.adopt() if keep is None or job.text != keep.text]
+            unstarted = adopted + unstarted
+        self.unknown = self.reliable
+        pushed = release(self._release, self.keys, self.private_key, unstarted, keep,
+                         self.reliable)
+        self.unknown = False
+        return pushed
 
     def held(self, jobs: list[Fetched], known: bool) -> Held:
         """Hand over ``jobs`` and the stat deltas, for a processor being abandoned; ``known``

@@ -8,7 +8,7 @@ import redis as redis_py
 
 from forkq.config import Queue
 from forkq.connection import make_client
-from forkq.fetch import Fetched, Fetcher, next_batch
+from forkq.fetch import RELEASE_SCRIPT, Fetched, Fetcher, next_batch
 from forkq.keys import Keys
 
 LISTS = Keys().inflight_pair("h:1:0", 0)
@@ -120,6 +120,43 @@ def test_a_lost_fetch_that_never_ran_acknowledges_the_finished_batch(redis, redi
     take.fetch()
     take.unknown, take.side = True, 1 - take.side
     assert take.fetch() == [] and held(redis) == {}
+
+
+def fail_next_call(client, ran: bool):
+    """The client's next command fails with a lost connection, after running (``ran``) or
+    before reaching Redis."""
+    execute, parse = client.execute_command, client.parse_response
+
+    def parse_then_lose(*args, **options):
+        parse(*args, **options)
+        raise redis_py.ConnectionError("connection lost before the reply")
+
+    def lose_before_sending(*args, **options):
+        raise redis_py.ConnectionError("connection lost before sending")
+
+    if ran:
+        client.parse_response = parse_then_lose
+    else:
+        client.execute_command = lose_before_sending
+    return lambda: (setattr(client, "parse_response", parse),
+                    setattr(client, "execute_command", execute))
+
+
+@pytest.mark.parametrize("ran", [True, False])
+def test_a_release_that_lost_its_reply_loses_no_job(redis, redis_url, ran):
+    redis.lpush("queue:high", *[json.dumps({"v": v, "queue": "high"}) for v in "abc"])
+    take = fetcher(redis_url)
+    take.redis.script_load(RELEASE_SCRIPT)
+    take.batch = 3
+    a, b, c = take.fetch()
+    restore = fail_next_call(take.redis, ran)
+    with pytest.raises(redis_py.ConnectionError):
+        take.release([b, c])
+    restore()
+    take.release([b, c])
+    queued = [json.loads(t)["v"] for t in reversed(redis.lrange("queue:high", 0, -1))]
+    # Not knowing whether the first release ran, the thread pushes back what is still held.
+    assert queued == (["b", "c"] if ran else ["a", "b", "c"]) and held(redis) == {}
 
 
 def test_release_is_idempotent(redis, redis_url):
