@@ -42,12 +42,12 @@ class RedisHealth:
             if now - self.recovered_at < STALE_GRACE and now - self.down_since < STALE_GRACE:
                 return
             self.outage_logged = True
-            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-                logger.error("Redis unavailable (%s: %s); retrying with backoff, no job is "
-                             "dropped", type(exc).__name__, exc)
-            else:
+            if isinstance(exc, redis.ResponseError):
                 logger.error("Redis refused a command (%s: %s); retrying with backoff, the "
                              "job stays in its private list", type(exc).__name__, exc)
+            else:
+                logger.error("Redis unavailable (%s: %s); retrying with backoff, no job is "
+                             "dropped", type(exc).__name__, exc)
 
     def succeeded(self) -> None:
         if self.down_since is None:

@@ -236,7 +236,7 @@ class Processor(threading.Thread):
 
     def _bury(self, fetched: Fetched, reason: str) -> None:
         """Send a payload forkq cannot run to the dead set, raw, with the reason."""
-        logger.error("job in queue %s sent to the dead set: %s", fetched.queue, reason)
+        logger.error("job in queue %s: dead: %s", fetched.queue, reason)
         text = envelope(fetched.text, reason, fetched.queue, new_jid(), time.time())
         self._retrying(lambda: self.context.dead_set.add(self.redis, [text]),
                        until_stopped=False)
@@ -245,6 +245,7 @@ class Processor(threading.Thread):
         logger.error("could not handle a job of queue %s", fetched.queue, exc_info=exc)
         self._bury(fetched, f"forkq could not handle this job: {error_class_name(exc)}: "
                             f"{error_message(exc)}")
+        self.fetcher.counters.processed += 1
         self.fetcher.counters.failed += 1
 
     # --- Redis errors: back off, log transitions once, never drop what we hold

@@ -139,8 +139,7 @@ class Poller(threading.Thread):
                                   new_jid(), now)) for entry, reason in bad]
         if self.context.dead_set.move_from_zset(self.redis, sorted_set, pairs, now):
             for _, reason in bad:
-                logger.error("malformed entry in %s sent to the dead set: %s", sorted_set,
-                             reason)
+                logger.error("entry in %s: dead: %s", sorted_set, reason)
 
     def stop(self) -> None:
         self._halt.set()
