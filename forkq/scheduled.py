@@ -22,11 +22,12 @@ import threading
 import time
 
 import redis as redis_py
+from redis.client import NEVER_DECODE
 
 from .client import new_jid
 from .dead import envelope
 from .errors import MalformedJobError
-from .fetch import NEVER_DECODE, eval_raw, queue_of
+from .fetch import eval_raw, queue_of
 from .log import logger
 from .payload import parse
 
