@@ -2,10 +2,24 @@
 
 Runs in each processor thread; every processor owns one ``Fetcher`` and one Redis connection.
 
-Reliable fetch moves jobs atomically from a queue into a list private to the fetching thread
-(``forkq:inflight:<slot>:<thread>``). A thread fetches again only after it finished every job
-it holds, so the next fetch acknowledges the whole previous batch by deleting that list. A
-process that dies leaves the list behind for recovery (``recovery.py``).
+Reliable fetch moves jobs atomically from a queue into a list private to the fetching thread.
+A thread fetches again only after it finished every job it holds, so the next fetch
+acknowledges the whole previous batch by deleting that list. A process that dies leaves the
+list behind for recovery (``recovery.py``).
+
+Each thread has *two* private lists (``forkq:inflight:<slot>:<thread>`` and ``...:alt``) and
+uses them in turn: a fetch deletes the list holding the finished batch and fills the other.
+So when a call fails without a reply (Redis restarted, connection cut) the thread still knows
+which list holds what: the old one only finished jobs, the new one only jobs never started,
+whether or not the call ran. Until a reply arrives the lists are *unknown*; the next call
+then *adopts* them (``adopt``): it acknowledges the old list and takes over the new one's jobs
+as its batch, instead of deleting anything blindly. A blocking ``BLMOVE`` that fails is
+adopted the same way. Releasing pushes back only the jobs it removes from the private list,
+so repeating a release whose reply was lost requeues nothing twice; until it succeeds the
+list counts as unknown, and what it still holds is pushed back with the rest.
+
+Replies are read as bytes and decoded job by job: a payload that is not UTF-8 is handed over
+as ``bytes`` (and buried by the processor) instead of failing the whole batch's reply.
 
 Busy path: one Lua call acknowledges the previous batch, flushes the thread's stat counters
 and pops up to ``k`` jobs from the queues in an order computed in Python. ``k`` is adaptive
@@ -20,14 +34,17 @@ Idle path: when the Lua call finds nothing, the thread blocks in ``BLMOVE`` on o
 nobody is blocked on waits up to ``IDLE_TIMEOUT`` before it is seen.
 
 Basic fetch pops without a private list (Sidekiq's BRPOP): a job in flight lives only in the
-process, which still pushes it back on a graceful stop, but loses it on kill -9.
+process, which still pushes it back on a graceful stop, but loses it on kill -9, and a fetch
+whose reply is lost (Redis restarted, connection cut) loses the jobs it popped.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
+from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -43,29 +60,30 @@ HOARD_SECONDS = 0.005
 IDLE_TIMEOUT = 1.0
 
 FETCH_SCRIPT = """
--- KEYS: private list, stat:processed, stat:failed, daily processed, daily failed, queues...
+-- KEYS: private list to acknowledge, private list to fill, stat:processed, stat:failed,
+--       daily processed, daily failed, queues...
 -- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0)
 local reliable = ARGV[5] == '1'
 if reliable then redis.call('DEL', KEYS[1]) end
 local processed, failed = tonumber(ARGV[2]), tonumber(ARGV[3])
 if processed > 0 then
-  redis.call('INCRBY', KEYS[2], processed)
-  redis.call('INCRBY', KEYS[4], processed)
-  redis.call('EXPIRE', KEYS[4], ARGV[4])
+  redis.call('INCRBY', KEYS[3], processed)
+  redis.call('INCRBY', KEYS[5], processed)
+  redis.call('EXPIRE', KEYS[5], ARGV[4])
 end
 if failed > 0 then
-  redis.call('INCRBY', KEYS[3], failed)
-  redis.call('INCRBY', KEYS[5], failed)
-  redis.call('EXPIRE', KEYS[5], ARGV[4])
+  redis.call('INCRBY', KEYS[4], failed)
+  redis.call('INCRBY', KEYS[6], failed)
+  redis.call('EXPIRE', KEYS[6], ARGV[4])
 end
 local want = tonumber(ARGV[1])
 local out = {}
-for i = 6, #KEYS do
+for i = 7, #KEYS do
   local jobs = redis.call('RPOP', KEYS[i], want)
   if jobs then
-    if reliable then redis.call('RPUSH', KEYS[1], unpack(jobs)) end
+    if reliable then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
     for _, job in ipairs(jobs) do
-      out[#out + 1] = i - 6
+      out[#out + 1] = i - 7
       out[#out + 1] = job
     end
     want = want - #jobs
@@ -75,16 +93,32 @@ end
 return out
 """
 
+ADOPT_SCRIPT = """
+-- After a call whose reply was lost: acknowledge the list it was to empty, return the other.
+-- KEYS: list holding only finished jobs, list holding only jobs never started.
+redis.call('DEL', KEYS[1])
+return redis.call('LRANGE', KEYS[2], 0, -1)
+"""
+
 RELEASE_SCRIPT = """
 -- Acknowledge a thread's finished jobs and put its unstarted ones back at the front of their
--- queues, atomically. KEYS: private list, queue keys (one per job to requeue, in pop order).
--- ARGV: the jobs to requeue; ARGV[#] = job to keep in the private list ('' for none).
-for i = #ARGV - 1, 1, -1 do
-  redis.call('RPUSH', KEYS[i + 1], ARGV[i])
+-- queues, atomically and idempotently. KEYS: private list, queue keys (one per job, in pop
+-- order). ARGV: the jobs to requeue; then the job to keep in the private list ('' for none);
+-- then reliable (1/0): reliable requeues only what it removes from the private list.
+local n = #ARGV - 2
+local reliable = ARGV[#ARGV] == '1'
+local pushed = 0
+for i = n, 1, -1 do
+  if not reliable or redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    redis.call('RPUSH', KEYS[i + 1], ARGV[i])
+    pushed = pushed + 1
+  end
 end
-redis.call('DEL', KEYS[1])
-if ARGV[#ARGV] ~= '' then redis.call('RPUSH', KEYS[1], ARGV[#ARGV]) end
-return #ARGV - 1
+if reliable then
+  redis.call('DEL', KEYS[1])
+  if ARGV[n + 1] ~= '' then redis.call('RPUSH', KEYS[1], ARGV[n + 1]) end
+end
+return pushed
 """
 
 
@@ -108,11 +142,33 @@ def idle_round() -> int:
 @dataclass(slots=True)
 class Fetched:
     queue: str
-    text: str
+    #: the job's JSON text; the raw ``bytes`` when they are not valid UTF-8
+    text: str | bytes
+
+
+def decoded(raw: bytes) -> str | bytes:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
+def queue_of(text: str | bytes) -> str:
+    """The queue a job's text names; ``default`` when it names none or is not a JSON object.
+
+    Bytes that are not UTF-8 are read with replacement characters, only to route them."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    try:
+        queue = json.loads(text).get("queue")
+    except (ValueError, AttributeError, RecursionError):
+        return "default"
+    return queue if isinstance(queue, str) and queue else "default"
 
 
 class Counters:
-    """Stat deltas a thread accumulates between flushes; only its own thread touches them."""
+    """Stat deltas a thread accumulates between flushes. Owned by its processor thread; the
+    manager takes them (``Fetcher.held``) only from a processor it abandoned."""
 
     __slots__ = ("processed", "failed")
 
@@ -121,14 +177,38 @@ class Counters:
         self.failed = 0
 
 
+@dataclass
+class Held:
+    """What an abandoned processor held, handed to the manager to put back (``bulk_requeue``).
+
+    ``known`` is false when the thread's last call lost its reply, or when it was caught
+    between calls (no job running: it may have just fetched a batch it has not recorded yet).
+    Its lists are then left whole for recovery, which the next process in the slot runs at
+    boot: finished jobs may run again, none is lost."""
+
+    lists: tuple[str, str]
+    #: index in ``lists`` of the list holding ``jobs``
+    side: int
+    #: jobs not finished, the running one first, in fetch order
+    jobs: list[Fetched]
+    reliable: bool
+    known: bool
+    processed: int
+    failed: int
+
+
 class Fetcher:
-    def __init__(self, redis, keys: Keys, queues, strict: bool, private_key: str,
+    def __init__(self, redis, keys: Keys, queues, strict: bool, private_lists: tuple[str, str],
                  reliable: bool, thread_index: int, idle_plan: tuple[str, ...]) -> None:
         self.redis = redis
         self.keys = keys
         self.queues = queues
         self.strict = strict
-        self.private_key = private_key
+        self.lists = private_lists
+        #: index in ``lists`` of the list holding the thread's current batch
+        self.side = 0
+        #: a call changing the lists failed without a reply: ``adopt`` before anything else
+        self.unknown = False
         self.reliable = reliable
         self.thread_index = thread_index
         self.idle_plan = idle_plan
@@ -137,23 +217,53 @@ class Fetcher:
         #: how long the thread's last batch took per job, told by the processor
         self.seconds_per_job = 0.0
         self._fetch = redis.register_script(FETCH_SCRIPT)
+        self._adopt = redis.register_script(ADOPT_SCRIPT)
         self._release = redis.register_script(RELEASE_SCRIPT)
         #: a connection of its own for the busy path, used without the client's pool, retry
         #: and instrumentation layers, which cost more than the round trip itself
         self._connection = None
         self._day = ("", 0.0)
+        self._stat_key_list: list[str] = []
         self._queue_keys = {q.name: keys.queue(q.name) for q in queues}
 
+    @property
+    def private_key(self) -> str:
+        """The private list holding the current batch."""
+        return self.lists[self.side]
+
     def fetch(self) -> list[Fetched]:
-        """Acknowledge what this thread held, then take up to ``batch`` jobs (never blocks)."""
+        """Acknowledge what this thread held, then take up to ``batch`` jobs (never blocks).
+
+        After a failed call, returns instead the jobs that call may have taken (``adopt``)."""
+        if self.unknown:
+            return self.adopt()
         names = ordering.fetch_order(self.queues, self.strict)
         counters = self.counters
-        keys = self._stat_keys() + [self._queue_keys[name] for name in names]
+        ack, fill = self.lists[self.side], self.lists[1 - self.side]
+        keys = [ack, fill] + self._stat_keys() + [self._queue_keys[name] for name in names]
+        if self.reliable:
+            self.unknown, self.side = True, 1 - self.side
         flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
                                     DAILY_STAT_TTL, 1 if self.reliable else 0))
         counters.processed = counters.failed = 0
-        jobs = [Fetched(names[int(flat[i])], flat[i + 1]) for i in range(0, len(flat), 2)]
+        try:
+            jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)]
+        except UnicodeDecodeError:
+            jobs = [Fetched(names[flat[i]], decoded(flat[i + 1])) for i in range(0, len(flat), 2)]
         self.batch = next_batch(self.batch, len(jobs), self.seconds_per_job)
+        self.unknown = False
+        return jobs
+
+    def adopt(self) -> list[Fetched]:
+        """Settle the lists after a call that lost its reply: acknowledge the list of finished
+        jobs, return the other list's jobs (never started) as the thread's batch.
+
+        A job's queue is then the one its payload names (the fetch reply that said where it
+        came from was lost), as for retries and recovery."""
+        keys = [self.lists[1 - self.side], self.lists[self.side]]
+        texts = [decoded(raw) for raw in eval_raw(self.redis, self._adopt, keys, ())]
+        jobs = [Fetched(queue_of(text), text) for text in texts]
+        self.unknown = False
         return jobs
 
     def _stat_keys(self) -> list[str]:
@@ -161,10 +271,10 @@ class Fetcher:
         if now >= self._day[1]:
             day = time.strftime("%Y-%m-%d", time.gmtime(now))
             self._day = (day, (now // 86400 + 1) * 86400)
-            self._fixed_keys = [
-                self.private_key, self.keys.stat("processed"), self.keys.stat("failed"),
+            self._stat_key_list = [
+                self.keys.stat("processed"), self.keys.stat("failed"),
                 self.keys.daily_stat("processed", day), self.keys.daily_stat("failed", day)]
-        return list(self._fixed_keys)
+        return self._stat_key_list
 
     def _evalsha(self, keys: list[str], args: tuple) -> list:
         connection = self._connection
@@ -172,7 +282,7 @@ class Fetcher:
             connection = self._connection = self.redis.connection_pool.get_connection()
         try:
             connection.send_command("EVALSHA", self._fetch.sha, len(keys), *keys, *args)
-            return connection.read_response()
+            return connection.read_response(disable_decoding=True)
         except NoScriptError:
             self._fetch.sha = self.redis.script_load(FETCH_SCRIPT)
             return self._evalsha(keys, args)
@@ -190,27 +300,84 @@ class Fetcher:
         name = ordering.idle_queue(self.idle_plan, self.thread_index, idle_round())
         source = self._queue_keys[name]
         if self.reliable:
-            text = self.redis.blmove(source, self.private_key, IDLE_TIMEOUT, "RIGHT", "RIGHT")
-            return [Fetched(name, text)] if text is not None else []
-        popped = self.redis.brpop([source], IDLE_TIMEOUT)
-        return [Fetched(name, popped[1])] if popped else []
+            self.unknown = True
+            raw = self.redis.execute_command("BLMOVE", source, self.private_key, "RIGHT",
+                                             "RIGHT", IDLE_TIMEOUT, **{NEVER_DECODE: True})
+            jobs = [Fetched(name, decoded(raw))] if raw is not None else []
+            self.unknown = False
+            return jobs
+        popped = self.redis.execute_command("BRPOP", source, IDLE_TIMEOUT, **{NEVER_DECODE: True})
+        return [Fetched(name, decoded(popped[1]))] if popped else []
 
     def flush_stats(self) -> None:
         counters = self.counters
-        if not counters.processed:
-            return
-        day = time.strftime("%Y-%m-%d", time.gmtime())
-        pipe = self.redis.pipeline(transaction=True)
-        for name, delta in (("processed", counters.processed), ("failed", counters.failed)):
-            if delta:
-                pipe.incrby(self.keys.stat(name), delta)
-                pipe.incrby(self.keys.daily_stat(name, day), delta)
-                pipe.expire(self.keys.daily_stat(name, day), DAILY_STAT_TTL)
-        pipe.execute()
+        flush_counters(self.redis, self.keys, counters.processed, counters.failed)
         counters.processed = counters.failed = 0
 
-    def release(self, unstarted: list[Fetched], keep: Fetched | None = None) -> None:
-        """Acknowledge finished jobs; push ``unstarted`` back to the front of their queues."""
-        keys = [self.private_key] + [self._queue_keys.get(f.queue) or self.keys.queue(f.queue)
-                                     for f in unstarted]
-        self._release(keys, [f.text for f in unstarted] + [keep.text if keep else ""])
+    def release(self, unstarted: list[Fetched], keep: Fetched | None = None) -> int:
+        """Acknowledge finished jobs; push ``unstarted`` back to the front of their queues.
+
+        When a call lost its reply, what the private list holds is adopted and pushed back
+        too (a release that lost its reply may have run or not: the jobs it would have
+        acknowledged may run again, none is lost)."""
+        if self.unknown:
+            adopted = [job for job in self.adopt() if keep is None or job.text != keep.text]
+            unstarted = adopted + unstarted
+        self.unknown = self.reliable
+        pushed = release(self._release, self.keys, self.private_key, unstarted, keep,
+                         self.reliable)
+        self.unknown = False
+        return pushed
+
+    def held(self, jobs: list[Fetched], known: bool) -> Held:
+        """Hand over ``jobs`` and the stat deltas, for a processor being abandoned; ``known``
+        is false when the processor cannot vouch that ``jobs`` is all it holds."""
+        counters = self.counters
+        held = Held(self.lists, self.side, jobs, self.reliable, known and not self.unknown,
+                    counters.processed, counters.failed)
+        counters.processed = counters.failed = 0
+        return held
+
+
+def release(script, keys: Keys, private_key: str, unstarted: list[Fetched],
+            keep: Fetched | None, reliable: bool) -> int:
+    queue_keys = [keys.queue(f.queue) for f in unstarted]
+    args = [f.text for f in unstarted] + [keep.text if keep else "", 1 if reliable else 0]
+    return int(script([private_key] + queue_keys, args))
+
+
+def bulk_requeue(redis, keys: Keys, held: list[Held]) -> int:
+    """Put back what abandoned processors held (Sidekiq's ``bulk_requeue``): their unfinished
+    jobs go to the front of their queues, their finished ones are acknowledged, their stat
+    deltas flushed. Lists whose contents are unknown are left whole for recovery."""
+    script = redis.register_script(RELEASE_SCRIPT)
+    pushed = 0
+    for unit in held:
+        if unit.known or not unit.reliable:
+            pushed += release(script, keys, unit.lists[unit.side], unit.jobs, None, unit.reliable)
+        flush_counters(redis, keys, unit.processed, unit.failed)
+    return pushed
+
+
+def flush_counters(redis, keys: Keys, processed: int, failed: int) -> None:
+    if not processed:
+        return
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    pipe = redis.pipeline(transaction=True)
+    for name, delta in (("processed", processed), ("failed", failed)):
+        if delta:
+            pipe.incrby(keys.stat(name), delta)
+            pipe.incrby(keys.daily_stat(name, day), delta)
+            pipe.expire(keys.daily_stat(name, day), DAILY_STAT_TTL)
+    pipe.execute()
+
+
+def eval_raw(redis, script, keys: list[str], args) -> list:
+    """Run a registered script and read its reply as bytes (payloads need not be UTF-8)."""
+    try:
+        return redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args,
+                                     **{NEVER_DECODE: True})
+    except NoScriptError:
+        script.sha = redis.script_load(script.script)
+        return redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args,
+                                     **{NEVER_DECODE: True})

@@ -1,7 +1,9 @@
 """Redis availability as one process sees it: log the outage once, and the recovery once.
 
 Shared by every thread of a worker; each failing call reports here and backs off, so an
-outage produces two log lines ("unavailable", "back after 12.3 s"), not one per retry.
+outage produces two log lines ("unavailable", "back after 12.3 s"), not one per retry. An
+error reply (a full memory, a key of the wrong type) is retried the same way, since giving up
+would drop the job being written, but is logged as what it is.
 Right after a recovery, each thread's pooled connection from before the outage fails once
 (broken pipe) and reconnects: failures within ``STALE_GRACE`` of a recovery are logged only
 if they go on past it.
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
+
+import redis
 
 from .log import logger
 
@@ -38,8 +42,12 @@ class RedisHealth:
             if now - self.recovered_at < STALE_GRACE and now - self.down_since < STALE_GRACE:
                 return
             self.outage_logged = True
-            logger.error("Redis unavailable (%s: %s); retrying with backoff, no job is "
-                         "dropped", type(exc).__name__, exc)
+            if isinstance(exc, redis.ResponseError):
+                logger.error("Redis refused a command (%s: %s); retrying with backoff, the "
+                             "job stays in its private list", type(exc).__name__, exc)
+            else:
+                logger.error("Redis unavailable (%s: %s); retrying with backoff, no job is "
+                             "dropped", type(exc).__name__, exc)
 
     def succeeded(self) -> None:
         if self.down_since is None:

@@ -9,7 +9,7 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``queue:<name>`` | list | client LPUSH; recovery/requeue RPUSH | fetch (right end) | none |
 | ``schedule`` | zset | client ``perform_in``/``perform_at`` | poller, api | none |
 | ``retry`` | zset | processor on failure | poller, api | none |
-| ``dead`` | zset | processor, recovery (poison) | api | trimmed on add |
+| ``dead`` | zset | dead.py only (retry writer, processor, poller, recovery, api) | api | trimmed on add |
 | ``processes`` | set | heartbeat | api, recovery | none |
 | ``<identity>`` | hash | heartbeat | api, recovery | heartbeat_ttl |
 | ``<identity>:work`` / ``:workers`` | hash | heartbeat | api | heartbeat_ttl |
@@ -18,7 +18,7 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``stat:<name>:YYYY-MM-DD`` | string | fetch script, processor at exit | api | 5 years |
 | ``j\|YYMMDD\|H:MM`` / ``j\|YYMMDD\|H:M`` | hash: ``<class>\|p``, ``\|f``, ``\|ms`` | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h / 3 days |
 | ``h\|<class>-D-H:M`` | BITFIELD: 26 u16 execution-time buckets | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h |
-| ``forkq:inflight:<slot>:<thread>`` | list | fetch script (private list) | recovery, master | none |
+| ``forkq:inflight:<slot>:<thread>[:alt]`` | list | fetch script (a thread's two private lists, used in turn) | recovery, master | none |
 | ``forkq:slots`` | hash: slot → JSON {identity, threads} | worker at start | recovery | none |
 | ``forkq:recovered:<jid>`` | zset of recovery times | recovery | recovery | 72 h |
 | ``forkq:recovery-lock`` | string | recovery scan | recovery | a few seconds |
@@ -99,8 +99,12 @@ class Keys:
         """Sidekiq 8's execution-time histogram of one class and minute (``jobmetrics``)."""
         return self._k(f"h|{class_name}-{window}")
 
-    def inflight(self, slot: str, thread: int) -> str:
-        return self._k(f"forkq:inflight:{slot}:{thread}")
+    def inflight(self, slot: str, thread: int, side: int = 0) -> str:
+        """One of a thread's two private lists (``side`` 0 or 1; see ``fetch.py``)."""
+        return self._k(f"forkq:inflight:{slot}:{thread}{':alt' if side else ''}")
+
+    def inflight_pair(self, slot: str, thread: int) -> tuple[str, str]:
+        return self.inflight(slot, thread, 0), self.inflight(slot, thread, 1)
 
     @property
     def slots(self) -> str:

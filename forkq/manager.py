@@ -1,19 +1,18 @@
 """The manager owns a worker child's processor threads: ``start``, ``quiet``, ``stop(deadline)``.
 
 Runs in the worker child's main thread. ``stop`` quiets the processors, waits for running jobs
-until the deadline, then abandons the ones still running: their jobs go back to the front of
-their queues and their finished jobs are acknowledged *before* the process ends, and
-``Shutdown`` is raised in their threads so the jobs' ``finally`` blocks run. It is worse to lose
-a job than to run it twice.
+until the deadline, then abandons the ones still running (Sidekiq's ``Manager#hard_shutdown``):
+each hands over what it held (``Processor.abandon``), those jobs go back to the front of their
+queues and the finished ones are acknowledged *before* the process ends (``bulk_requeue``),
+then ``Shutdown`` is raised in their threads so the jobs' ``finally`` blocks run. It is worse
+to lose a job than to run it twice.
 """
 
 from __future__ import annotations
 
-import ctypes
 import time
 
-from .errors import Shutdown
-from .fetch import IDLE_TIMEOUT
+from .fetch import IDLE_TIMEOUT, Held, bulk_requeue
 from .log import logger
 from .processor import Processor
 
@@ -42,7 +41,8 @@ class Manager:
 
     def running(self) -> list[tuple[Processor, object]]:
         """(processor, fetched job) for every job running now; read by the heartbeat."""
-        return [(p, p.current) for p in self.processors if p.current is not None]
+        running = [(p, p.current) for p in self.processors]
+        return [(p, job) for p, job in running if job is not None and type(job.text) is str]
 
     def stop(self, deadline: float) -> int:
         """Quiet, wait for running jobs until ``deadline`` (monotonic), then requeue the rest.
@@ -57,31 +57,24 @@ class Manager:
                 # no thread is left fetching when the running jobs are pushed back below.
                 processor.join(IDLE_TIMEOUT + 1.0)
         survivors = [p for p in self.processors if p.is_alive()]
-        requeued = sum(self._abandon(p) for p in survivors)
+        requeued = self._requeue([p.abandon() for p in survivors])
+        for processor in survivors:
+            processor.kill()
         self.context.stopped.set()
         if survivors:
             logger.warning("shutdown deadline reached: %d running job(s) pushed back to their "
                            "queues", requeued)
         return requeued
 
-    def _abandon(self, processor: Processor) -> int:
-        with processor.lock:
-            processor.abandoned = True
-            held = ([processor.current] if processor.current else []) + processor.pending
-            processor.batch = []
-        try:
-            processor.fetcher.release(held)
-            processor.fetcher.flush_stats()
-        except Exception as exc:
-            logger.error("could not requeue %d job(s) of %s (%s); they stay in its private "
-                         "list and will be recovered", len(held), processor.name, exc)
+    def _requeue(self, held: list[Held]) -> int:
+        if not held:
             return 0
-        _raise_in_thread(processor, Shutdown)
-        return len(held)
-
-
-def _raise_in_thread(thread, exception: type[BaseException]) -> None:
-    """Raise ``exception`` in ``thread`` at its next bytecode (a job in C code sees it later)."""
-    if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
-                                                   ctypes.py_object(exception))
+        redis = self.context.make_redis()
+        try:
+            return bulk_requeue(redis, self.context.keys, held)
+        except Exception as exc:
+            logger.error("could not requeue the jobs of %d abandoned thread(s) (%s); they stay "
+                         "in their private lists and will be recovered", len(held), exc)
+            return 0
+        finally:
+            redis.close()

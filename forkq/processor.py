@@ -1,19 +1,27 @@
 """One processor thread: fetch, run through the server middleware, acknowledge, repeat.
 
 Owned by the manager; runs in a worker child. Each processor has its own Redis connection and
-private list, so the busy path shares no lock with other threads. Steps of a batch:
+private lists, so the busy path shares no lock with other threads. Steps of a batch:
 take each fetched job in order (stop taking when the process is quieting; the unstarted ones
-go back to the front of their queues), parse it (bad data goes straight to the dead set),
-resolve its class (an unknown class is an ordinary, retried error), run it, and on failure
-hand it to the retry writer. The batch is acknowledged by the next fetch.
+go back to the front of their queues), parse it (a malformed payload goes straight to the dead
+set, ``payload.py``), resolve its class (an unknown class is an ordinary, retried error), run
+it, and on failure hand it to the retry writer. The batch is acknowledged by the next fetch.
 
-At the shutdown deadline the manager may *abandon* a processor: it requeues the processor's
-jobs itself and the processor, when its job returns, writes nothing more.
+The batch is a unit of work with one owner, this thread: no other thread reads or clears it.
+Whatever goes wrong while handling one job (a bug, a payload that breaks the retry writer)
+buries *that* job with the reason and the batch goes on; an error that escapes a batch puts
+its unfinished jobs back before the thread fetches again. Nothing is acknowledged while a
+job of the batch is neither finished nor back in a queue.
+
+At the shutdown deadline the manager *abandons* a processor still running a job (Sidekiq's
+``Processor#kill``): ``abandon()`` hands over what the thread held, which the manager pushes
+back (``fetch.bulk_requeue``), then ``kill()`` raises ``Shutdown`` in the thread, which from
+then on writes nothing.
 """
 
 from __future__ import annotations
 
-import json
+import ctypes
 import threading
 import time
 from typing import Any, Callable
@@ -21,30 +29,16 @@ from typing import Any, Callable
 import redis as redis_py
 
 from .client import new_jid
+from .dead import envelope
 from .errors import MalformedJobError, Shutdown, UnknownJobError
-from .fetch import Fetched, Fetcher
+from .fetch import Fetched, Fetcher, Held
 from .health import next_backoff
 from .job import HOOK_OPTIONS, resolve
 from .log import job_log, logger, thread_tag
-from .retry import ISOLATE_KEY, error_class_name
+from .payload import parse
+from .retry import ISOLATE_KEY, error_class_name, error_message
 
 _ISOLATE_MARK = f'"{ISOLATE_KEY}"'
-
-
-def parse(text: str) -> dict[str, Any]:
-    """A job hash from queue text, or ``MalformedJobError`` saying what is wrong with it."""
-    try:
-        payload = json.loads(text)
-    except ValueError as exc:
-        raise MalformedJobError(f"payload is not valid JSON ({exc})") from None
-    if not isinstance(payload, dict):
-        raise MalformedJobError(f"payload is a JSON {type(payload).__name__}, not an object")
-    if not isinstance(payload.get("class"), str) or not payload["class"]:
-        raise MalformedJobError("payload has no 'class' string naming the job")
-    if not isinstance(payload.get("args"), list):
-        raise MalformedJobError(f"payload's 'args' is {type(payload.get('args')).__name__}, "
-                                f"not a list")
-    return payload
 
 
 class Processor(threading.Thread):
@@ -52,7 +46,9 @@ class Processor(threading.Thread):
         super().__init__(name=f"processor-{index}", daemon=True)
         self.index = index
         self.context = context
+        #: guards the unit of work against ``abandon`` (the only call from another thread)
         self.lock = threading.Lock()
+        #: the job running now (read by the heartbeat)
         self.current: Fetched | None = None
         self.run_at = 0.0
         #: the batch being run and the index of its first job not yet started
@@ -62,7 +58,7 @@ class Processor(threading.Thread):
         self.jobs_done = 0
         self.redis = context.make_redis()
         self.fetcher = Fetcher(self.redis, context.keys, context.config.queues,
-                               context.config.strict, context.private_key(index),
+                               context.config.strict, context.private_lists(index),
                                context.config.fetch == "reliable", index, context.idle_plan)
 
     # --- the loop
@@ -76,8 +72,9 @@ class Processor(threading.Thread):
                 try:
                     self._step()
                 except Exception:
-                    logger.exception("processor error; the jobs it held stay in its private "
-                                     "list and are recovered")
+                    logger.exception("processor error; the jobs of its batch not finished go "
+                                     "back to their queues")
+                    self._put_back_unfinished()
                     quiet.wait(1.0)
         except Shutdown:
             return
@@ -91,11 +88,6 @@ class Processor(threading.Thread):
         if jobs:
             self._run_batch(jobs)
 
-    @property
-    def pending(self) -> list[Fetched]:
-        """Jobs of the batch not started yet (read under ``lock``)."""
-        return self.batch[self.next_index:]
-
     def _run_batch(self, jobs: list[Fetched]) -> None:
         self.batch, self.next_index = jobs, 0
         started = time.perf_counter()
@@ -105,16 +97,23 @@ class Processor(threading.Thread):
             self.fetcher.seconds_per_job = (time.perf_counter() - started) / len(jobs)
 
     def _run_jobs(self, jobs: list[Fetched]) -> None:
+        quiet = self.context.quiet
         for position, fetched in enumerate(jobs):
             with self.lock:
-                if self.abandoned or self.context.quiet.is_set():
+                if self.abandoned or quiet.is_set():
                     return
                 self.current, self.next_index = fetched, position + 1
                 self.run_at = time.time()
-            isolated = len(jobs) > 1 and _ISOLATE_MARK in fetched.text
+            isolated = len(jobs) > 1 and type(fetched.text) is str and \
+                _ISOLATE_MARK in fetched.text
             if isolated:
                 self._isolate(fetched)
-            self._process(fetched)
+            try:
+                self._process(fetched)
+            except Shutdown:
+                raise
+            except BaseException as exc:
+                self._bury_unhandled(fetched, exc)
             with self.lock:
                 self.current = None
                 if self.abandoned or isolated:
@@ -123,17 +122,49 @@ class Processor(threading.Thread):
 
     def _isolate(self, fetched: Fetched) -> None:
         """A job recovered from a crashed batch runs alone, so a second crash is charged to it."""
-        self._retrying(lambda: self.fetcher.release(self.pending, keep=fetched))
-        self.batch = []
+        pending = self.batch[self.next_index:]
+        if self._retrying(lambda: self.fetcher.release(pending, keep=fetched)) is not None:
+            with self.lock:
+                self.batch, self.next_index = [fetched], 1
+
+    def _put_back_unfinished(self) -> None:
+        """After an error escaped a batch: its running and unstarted jobs go back to the queues
+        (the release pushes back only what is still in the private list)."""
+        with self.lock:
+            held = self._take_unfinished()
+        self._retrying(lambda: self.fetcher.release(held), until_stopped=False)
+
+    def _take_unfinished(self) -> list[Fetched]:
+        """Detach the running and unstarted jobs of the batch (the caller holds ``lock``)."""
+        jobs = ([self.current] if self.current else []) + self.batch[self.next_index:]
+        self.batch, self.current = [], None
+        return jobs
 
     def _finish(self) -> None:
         with self.lock:
             if self.abandoned:
                 return
-            unstarted, self.batch = self.pending, []
-        self._retrying(lambda: self.fetcher.release(unstarted), until_stopped=False)
+            unfinished = self._take_unfinished()
+        self._retrying(lambda: self.fetcher.release(unfinished), until_stopped=False)
         self._retrying(self.fetcher.flush_stats, until_stopped=False)
         self.fetcher.close()
+
+    # --- the manager's side, at the shutdown deadline
+
+    def abandon(self) -> Held:
+        """Stop owning the batch: return the running and unstarted jobs and the stat deltas,
+        for the caller to push back. The thread writes nothing after this."""
+        with self.lock:
+            self.abandoned = True
+            jobs = self._take_unfinished()
+            return self.fetcher.held(jobs, known=bool(jobs))
+
+    def kill(self) -> None:
+        """Raise ``Shutdown`` in the thread at its next bytecode (a job in C code sees it
+        later), so that the job's ``finally`` blocks run."""
+        if self.ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.ident),
+                                                       ctypes.py_object(Shutdown))
 
     # --- one job
 
@@ -142,7 +173,7 @@ class Processor(threading.Thread):
         try:
             payload = parse(fetched.text)
         except MalformedJobError as exc:
-            self._bury_malformed(fetched, exc)
+            self._bury(fetched, str(exc))
             counters.processed += 1
             counters.failed += 1
             return
@@ -162,15 +193,16 @@ class Processor(threading.Thread):
             if self.abandoned:
                 return
             failed = True
-            counters.failed += 1
-            logger.warning("fail: %s: %s", error_class_name(exc), exc, exc_info=exc,
-                           extra={"ctx": f"{context} elapsed={elapsed:.3f}"})
-            self._handle_failure(job_class, payload, fetched.queue, exc)
+            self._handle_failure(job_class, payload, fetched.queue, exc,
+                                 f"{context} elapsed={elapsed:.3f}")
         else:
             elapsed = time.perf_counter() - started
             if verbose:
                 job_log.write(self.tid, context, "done", elapsed)
+        if self.abandoned:
+            return
         counters.processed += 1
+        counters.failed += failed
         self.jobs_done += 1
         self.observer.job_finished(fetched.queue, payload["class"] if job_class else "unknown",
                                    elapsed, failed)
@@ -189,32 +221,39 @@ class Processor(threading.Thread):
         else:
             instance.perform(*payload["args"])
 
-    def _handle_failure(self, job_class, payload, queue, exc: BaseException) -> None:
+    def _handle_failure(self, job_class, payload, queue, exc: BaseException, context) -> None:
         for handler in self.context.error_handlers:
             try:
                 handler(exc, {"job": payload, "queue": queue})
             except Exception:
                 logger.exception("error handler %r failed", handler)
         hooks = {name: job_class.options.get(name) for name in HOOK_OPTIONS} if job_class else {}
-        writer = self.context.retry_writer
-        self._retrying(lambda: writer.handle(self.redis, payload, exc, hooks), until_stopped=False)
+        outcome = self.context.retry_writer.handle(
+            self.redis, payload, exc, hooks,
+            attempt=lambda write: self._retrying(write, until_stopped=False))
+        logger.warning("fail: %s: %s; %s", error_class_name(exc), error_message(exc),
+                       outcome.summary, exc_info=exc, extra={"ctx": context})
 
-    def _bury_malformed(self, fetched: Fetched, exc: MalformedJobError) -> None:
-        logger.error("malformed job in queue %r sent to the dead set: %s", fetched.queue, exc)
-        now = time.time()
-        envelope = {"class": "forkq.MalformedJob", "args": [], "queue": fetched.queue,
-                    "jid": new_jid(), "created_at": now, "failed_at": now,
-                    "retry_count": 0, "error_class": "forkq.errors.MalformedJobError",
-                    "error_message": str(exc), "raw": fetched.text}
-        text = json.dumps(envelope, separators=(",", ":"))
-        self._retrying(lambda: self.context.dead_set.add(self.redis, [text], now),
+    def _bury(self, fetched: Fetched, reason: str) -> None:
+        """Send a payload forkq cannot run to the dead set, raw, with the reason."""
+        logger.error("job in queue %s: dead: %s", fetched.queue, reason)
+        text = envelope(fetched.text, reason, fetched.queue, new_jid(), time.time())
+        self._retrying(lambda: self.context.dead_set.add(self.redis, [text]),
                        until_stopped=False)
+
+    def _bury_unhandled(self, fetched: Fetched, exc: BaseException) -> None:
+        logger.error("could not handle a job of queue %s", fetched.queue, exc_info=exc)
+        self._bury(fetched, f"forkq could not handle this job: {error_class_name(exc)}: "
+                            f"{error_message(exc)}")
+        self.fetcher.counters.processed += 1
+        self.fetcher.counters.failed += 1
 
     # --- Redis errors: back off, log transitions once, never drop what we hold
 
     def _retrying(self, call: Callable[[], Any], until_stopped: bool = True) -> Any:
-        """Run ``call`` until Redis answers. Gives up only when the process is quieting
-        (``until_stopped``) or abandoned; what it held is then recovered or requeued."""
+        """Run ``call`` until Redis answers. Gives up (returns None) only when the process is
+        quieting (``until_stopped``) or stopped, or this processor was abandoned; what it held
+        stays in its private lists and is recovered or requeued."""
         health, delay = self.context.health, 0.0
         while True:
             try:

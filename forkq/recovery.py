@@ -10,7 +10,10 @@ more than ``POISON_LIMIT`` times within ``POISON_WINDOW`` goes to the dead set w
 A list holding several jobs is a batch whose running job cannot be told from the prefetched or
 finished ones: its jobs go back uncharged but marked, and a marked job runs alone next time
 (``processor._isolate``), so a job that kills its process is charged from its second crash on.
-Recovered jobs go back to the *front* of their queues, in their original order.
+Recovered jobs go back to the *front* of their queues, in their original order; a poison job
+moves from the list to the dead set in one atomic step (``DeadSet.move_from_list``). Lists are
+read as bytes, so a payload that is not UTF-8 goes back to its queue like any other (and the
+worker that fetches it buries it) instead of stopping recovery.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from __future__ import annotations
 import json
 import time
 
+from redis.client import NEVER_DECODE
+
 from .errors import PoisonJobError
+from .fetch import queue_of
 from .log import logger
 from .retry import ISOLATE_KEY, run_death_handlers, with_error
 
@@ -28,13 +34,9 @@ POISON_LIMIT = 3
 POISON_WINDOW = 72 * 3600.0
 
 MOVE_ONE_SCRIPT = """
--- KEYS: private list, destination (queue list or dead zset). ARGV: job, new text, kind, score.
+-- KEYS: private list, queue. ARGV: job, text to push to the front of the queue.
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
-if ARGV[3] == 'dead' then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
-else
-  redis.call('RPUSH', KEYS[2], ARGV[2])
-end
+redis.call('RPUSH', KEYS[2], ARGV[2])
 return 1
 """
 
@@ -69,8 +71,8 @@ class Recovery:
         threads = self.context.config.concurrency
         if previous:
             threads = max(threads, _threads(previous))
-        count = sum(self.recover_list(self.keys.inflight(self.context.slot, i))
-                    for i in range(threads))
+        count = sum(self.recover_list(key) for key in _private_lists(self.keys,
+                                                                      self.context.slot, threads))
         self.redis.hset(self.keys.slots, self.context.slot, self.slot_record())
         if count:
             logger.warning("recovered %d job(s) left by this slot's previous process", count)
@@ -79,8 +81,8 @@ class Recovery:
     def release_slot(self) -> bool:
         """Forget this slot at a clean stop, unless a job is still in one of its lists."""
         pipe = self.redis.pipeline(transaction=False)
-        for index in range(self.context.config.concurrency):
-            pipe.llen(self.keys.inflight(self.context.slot, index))
+        for key in _private_lists(self.keys, self.context.slot, self.context.config.concurrency):
+            pipe.llen(key)
         if any(pipe.execute()):
             return False
         return bool(self._forget([self.keys.slots], [self.context.slot, self.slot_record()]))
@@ -106,8 +108,8 @@ class Recovery:
             owner = _owner(record)
             if owner and self.redis.exists(self.keys.process(owner)):
                 continue
-            moved = sum(self.recover_list(self.keys.inflight(slot, i))
-                        for i in range(_threads(record)))
+            moved = sum(self.recover_list(key)
+                        for key in _private_lists(self.keys, slot, _threads(record)))
             self._forget([self.keys.slots], [slot, record])
             if moved:
                 logger.warning("recovered %d job(s) from %s, whose heartbeat expired", moved, slot)
@@ -117,25 +119,25 @@ class Recovery:
     # --- one list
 
     def recover_list(self, list_key: str) -> int:
-        texts = self.redis.lrange(list_key, 0, -1)
+        texts = read_list(self.redis, list_key)
         charged = len(texts) == 1
         for text in reversed(texts):
             self._recover_job(list_key, text, charged)
         return len(texts)
 
-    def _recover_job(self, list_key: str, text: str, charged: bool) -> None:
+    def _recover_job(self, list_key: str, text: bytes, charged: bool) -> None:
         queue = queue_of(text)
         try:
             payload = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             payload = None
-        if not isinstance(payload, dict):
-            self._move([list_key, self.keys.queue(queue)], [text, text, "queue", 0])
+        if not isinstance(payload, dict) or not isinstance(payload.get("jid", ""), str):
+            self._move([list_key, self.keys.queue(queue)], [text, text])
             return
         if not charged:
             payload[ISOLATE_KEY] = True
             new_text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-            self._move([list_key, self.keys.queue(queue)], [text, new_text, "queue", 0])
+            self._move([list_key, self.keys.queue(queue)], [text, new_text])
             self.recovered += 1
             self.context.observer.jobs_recovered(1)
             return
@@ -143,7 +145,7 @@ class Recovery:
         if times > POISON_LIMIT:
             self._bury_poison(list_key, text, payload, times)
         else:
-            self._move([list_key, self.keys.queue(queue)], [text, text, "queue", 0])
+            self._move([list_key, self.keys.queue(queue)], [text, text])
             self.recovered += 1
             self.context.observer.jobs_recovered(1)
 
@@ -163,13 +165,12 @@ class Recovery:
                              f"{POISON_WINDOW / 3600:.0f} hours; not retried again")
         dead = with_error(payload, exc, now)
         new_text = json.dumps(dead, separators=(",", ":"), ensure_ascii=False)
-        if self._move([list_key, self.keys.dead], [text, new_text, "dead", now]):
+        if self.context.dead_set.move_from_list(self.redis, list_key, [(text, new_text)], now):
             self.poisoned += 1
             self.context.observer.job_poisoned()
-            logger.error("poison job sent to the dead set: class=%s jid=%s: %s",
-                         payload.get("class"), payload.get("jid"), exc)
+            logger.error("poison job: class=%s jid=%s: dead: %s", payload.get("class"),
+                         payload.get("jid"), exc)
             run_death_handlers(self.death_handlers, dead, exc)
-            self.context.dead_set.add(self.redis, [new_text], now)
 
 
 def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
@@ -180,21 +181,20 @@ def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
     move = redis.register_script(MOVE_ONE_SCRIPT)
     moved = 0
     for slot, record in zip(slots, redis.hmget(keys.slots, slots)):
-        for index in range(max(threads, _threads(record or "{}"))):
-            list_key = keys.inflight(slot, index)
-            for text in reversed(redis.lrange(list_key, 0, -1)):
-                moved += move([list_key, keys.queue(queue_of(text))], [text, text, "queue", 0])
+        for list_key in _private_lists(keys, slot, max(threads, _threads(record or "{}"))):
+            for text in reversed(read_list(redis, list_key)):
+                moved += move([list_key, keys.queue(queue_of(text))], [text, text])
         redis.hdel(keys.slots, slot)
     return moved
 
 
-def queue_of(text: str) -> str:
-    """The queue a job's text names; ``default`` when it names none or is not JSON."""
-    try:
-        queue = json.loads(text).get("queue")
-    except (ValueError, AttributeError):
-        return "default"
-    return queue if isinstance(queue, str) and queue else "default"
+def read_list(redis, key: str) -> list[bytes]:
+    """A private list's jobs as bytes: payloads need not be UTF-8."""
+    return redis.execute_command("LRANGE", key, 0, -1, **{NEVER_DECODE: True})
+
+
+def _private_lists(keys, slot: str, threads: int) -> list[str]:
+    return [key for index in range(threads) for key in keys.inflight_pair(slot, index)]
 
 
 def _owner(record: str) -> str | None:

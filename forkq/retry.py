@@ -6,30 +6,43 @@ until the write succeeded, so a crash in between runs it again rather than losin
 Decisions, in order: ``retry_on`` (exceptions outside it die at once); ``retry: false`` (drop
 after the death handlers); the count (``retry: true`` means ``max_retries``, ``retry: N`` means
 N; 0 dies at once); the job's ``retry_in(count, exc)`` hook (seconds, ``"discard"`` or
-``"kill"``, where a discarded job is dropped without the death handlers); otherwise Sidekiq's backoff ``count**4 + 15 + random(10 * (count + 1))``.
+``"kill"``, where a discarded job is dropped without the death handlers); otherwise Sidekiq's
+backoff ``count**4 + 15 + random(10 * (count + 1))``.
+
+Fields a producer wrote badly never stop this path (it must not lose the job it is about to
+record): like Sidekiq, a ``retry`` that is neither a boolean, null nor an integer means
+``max_retries``, and a negative one means 0; a ``retry_count`` that is not a count >= 0 counts
+from the start; a ``backtrace`` that is not ``true`` or a count > 0 keeps none; a
+``retry_queue`` that is not a queue name is ignored; a ``retry_in`` hook that raises or returns
+something other than a finite delay >= 0 (or ``"discard"``/``"kill"``) gets the default
+backoff. Each such fallback is named in the failure's log line (``Decision.summary``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import random
 import time
 import traceback
 import zlib
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from .log import logger
 
 #: marks a job recovered from a dead process with others; cleared once it fails normally
 ISOLATE_KEY = "forkq_isolate"
+#: retry counts past this are backed off as this one (count**4 seconds is already 300 years)
+BACKOFF_COUNT_CAP = 10_000
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def backoff_delay(count: int, rand_int=random.randrange) -> float:
     """Seconds before retry ``count`` (0-based): Sidekiq's default formula."""
+    count = min(count, BACKOFF_COUNT_CAP)
     return float(count ** 4 + 15 + rand_int(10 * (count + 1)))
 
 
@@ -39,27 +52,85 @@ class Decision:
     action: str
     delay: float = 0.0
     reason: str = ""
+    #: what happens next, for the failure's log line: "retry 3/25 in 96 s", "dead after ..."
+    summary: str = ""
+    #: fallbacks taken for fields or hooks that were not usable
+    notes: tuple[str, ...] = field(default=())
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr`` of a payload value, cut to ``limit`` characters (payloads can be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def retry_limit(value: Any, max_retries: int) -> tuple[int | None, str]:
+    """Retries allowed by a job's ``retry`` field (None: never retried) and a note when the
+    value was not usable."""
+    if value is True:
+        return max_retries, ""
+    if value is False or value is None:
+        return None, ""
+    if type(value) is int:
+        return max(0, value), ""
+    return max_retries, f"retry {shown(value)} is not true, false or a count: {max_retries} used"
+
+
+def previous_count(payload: dict[str, Any]) -> tuple[int, str]:
+    """The job's ``retry_count`` (-1 before its first failure) and a note when it was bad."""
+    if "retry_count" not in payload:
+        return -1, ""
+    value = payload["retry_count"]
+    if type(value) is int and value >= 0:
+        return value, ""
+    return -1, f"retry_count {shown(value)} is not a count: counted from 0"
 
 
 def decide(payload: dict[str, Any], exc: BaseException, hooks: dict[str, Any],
            max_retries: int, rand_int=random.randrange) -> Decision:
-    retry = payload.get("retry", True)
+    limit, note = retry_limit(payload.get("retry", True), max_retries)
+    notes = (note,) if note else ()
     retry_on = hooks.get("retry_on")
     if retry_on and not isinstance(exc, retry_on):
-        return Decision("dead", reason=f"{type(exc).__name__} is not in retry_on")
-    if retry is False or retry is None:
-        return Decision("drop", reason="retry is false")
-    limit = max_retries if retry is True else int(retry)
-    count = int(payload.get("retry_count", -1)) + 1
+        reason = f"{type(exc).__name__} is not in retry_on"
+        return Decision("dead", reason=reason, summary=f"dead: {reason}", notes=notes)
+    if limit is None:
+        return Decision("drop", reason="retry is false", summary="dropped (retry: false)")
+    previous, note = previous_count(payload)
+    notes += (note,) if note else ()
+    count = previous + 1
     if count >= limit:
-        return Decision("dead", reason=f"retries exhausted ({limit})" if limit else "retry is 0")
-    custom = hooks["retry_in"](count, exc) if hooks.get("retry_in") else None
+        summary = f"dead after {limit} retries" if limit else "dead: retry is 0"
+        return Decision("dead", reason=f"retries exhausted ({limit})" if limit else "retry is 0",
+                        summary=summary, notes=notes)
+    custom, note = _custom_delay(hooks.get("retry_in"), count, exc)
+    notes += (note,) if note else ()
     if custom == "discard":
-        return Decision("discard", reason="retry_in returned 'discard'")
+        return Decision("discard", reason="retry_in returned 'discard'",
+                        summary="discarded (retry_in returned 'discard')", notes=notes)
     if custom == "kill":
-        return Decision("dead", reason="retry_in returned 'kill'")
-    delay = float(custom) if isinstance(custom, (int, float)) else backoff_delay(count, rand_int)
-    return Decision("retry", delay=delay)
+        return Decision("dead", reason="retry_in returned 'kill'",
+                        summary="dead: retry_in returned 'kill'", notes=notes)
+    delay = custom if custom is not None else backoff_delay(count, rand_int)
+    return Decision("retry", delay=delay, summary=f"retry {count + 1}/{limit} in {delay:.0f} s",
+                    notes=notes)
+
+
+def _custom_delay(hook: Callable | None, count: int, exc: BaseException):
+    """The ``retry_in`` hook's answer: a delay, ``"discard"``, ``"kill"``, or None for the
+    default backoff, with a note when the hook raised or answered something unusable."""
+    if hook is None:
+        return None, ""
+    try:
+        answer = hook(count, exc)
+    except Exception as hook_error:
+        logger.exception("retry_in hook failed; the default backoff is used")
+        return None, f"retry_in raised {type(hook_error).__name__}: default backoff used"
+    if answer is None or answer in ("discard", "kill"):
+        return answer, ""
+    if type(answer) in (int, float) and math.isfinite(answer) and answer >= 0:
+        return float(answer), ""
+    return None, f"retry_in returned {shown(answer)}: default backoff used"
 
 
 def error_class_name(exc: BaseException) -> str:
@@ -76,25 +147,34 @@ def decode_backtrace(text: str) -> list[str]:
     return json.loads(zlib.decompress(base64.b64decode(text)))
 
 
+def error_message(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception cannot even be shown."""
+    try:
+        return str(exc)
+    except Exception as show_error:
+        return f"(str() of the exception raised {type(show_error).__name__})"
+
+
 def with_error(payload: dict[str, Any], exc: BaseException, now: float) -> dict[str, Any]:
     """The payload with Sidekiq's error fields for this failure."""
     failed = dict(payload)
     failed.pop(ISOLATE_KEY, None)
-    failed["error_message"] = str(exc)
+    failed["error_message"] = error_message(exc)
     failed["error_class"] = error_class_name(exc)
-    if "retry_count" in failed:
-        failed["retry_count"] = int(failed["retry_count"]) + 1
+    previous, _ = previous_count(payload)
+    failed["retry_count"] = previous + 1
+    if previous >= 0:
         failed["retried_at"] = now
     else:
-        failed["retry_count"] = 0
         failed["failed_at"] = now
-    if failed.get("retry_queue"):
-        failed["queue"] = failed["retry_queue"]
+    retry_queue = failed.get("retry_queue")
+    if type(retry_queue) is str and retry_queue:
+        failed["queue"] = retry_queue
     backtrace = payload.get("backtrace")
-    if backtrace:
+    if backtrace is True or (type(backtrace) is int and backtrace > 0):
         lines = [line.rstrip("\n") for line in traceback.format_exception(exc)]
-        limit = None if backtrace is True else int(backtrace)
-        failed["error_backtrace"] = encode_backtrace(lines[-limit:] if limit else lines)
+        failed["error_backtrace"] = encode_backtrace(
+            lines if backtrace is True else lines[-backtrace:])
     return failed
 
 
@@ -104,6 +184,25 @@ def run_death_handlers(handlers, payload: dict[str, Any], exc: BaseException) ->
             handler(payload, exc)
         except Exception:
             logger.exception("death handler %r failed for jid=%s", handler, payload.get("jid"))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A failure decided and encoded, ready to write (the write may be repeated)."""
+
+    decision: Decision
+    #: the job with its error fields, as JSON text
+    text: str
+    score: float
+    bury: bool
+
+    @property
+    def summary(self) -> str:
+        """What happens next, with any fallback taken: ``retry 3/25 in 96 s``."""
+        text = self.decision.summary
+        if self.decision.action == "dead" and not self.bury:
+            text = text.replace("dead", "dropped (dead: false)", 1)
+        return "; ".join((text,) + self.decision.notes)
 
 
 class RetryWriter:
@@ -116,21 +215,30 @@ class RetryWriter:
         self.death_handlers = death_handlers
 
     def handle(self, redis, payload: dict[str, Any], exc: BaseException,
-               hooks: dict[str, Any]) -> Decision:
+               hooks: dict[str, Any], attempt: Callable = lambda write: write()) -> Outcome:
+        """Decide, run the hooks once, then write through ``attempt`` (which may repeat the
+        write while Redis is away; the text written is the same every time)."""
         decision = decide(payload, exc, hooks, self.max_retries)
         now = time.time()
         failed = with_error(payload, exc, now)
-        if decision.action == "retry":
-            redis.zadd(self.keys.retry, {_dumps(failed): now + decision.delay})
-            return decision
-        if decision.action == "discard":
-            return decision
+        outcome = Outcome(decision, _dumps(failed), now + decision.delay,
+                          decision.action == "dead" and payload.get("dead", True) is not False)
+        if decision.action in ("dead", "drop"):
+            self._run_death_hooks(decision, failed, exc, hooks)
+        attempt(lambda: self.write(redis, outcome))
+        return outcome
+
+    def _run_death_hooks(self, decision: Decision, failed: dict[str, Any],
+                         exc: BaseException, hooks: dict[str, Any]) -> None:
         if decision.action == "dead" and hooks.get("retries_exhausted"):
             try:
                 hooks["retries_exhausted"](failed, exc)
             except Exception:
-                logger.exception("retries_exhausted hook failed for jid=%s", payload.get("jid"))
+                logger.exception("retries_exhausted hook failed for jid=%s", failed.get("jid"))
         run_death_handlers(self.death_handlers, failed, exc)
-        if decision.action == "dead" and payload.get("dead", True) is not False:
-            self.dead_set.add(redis, [_dumps(failed)], now)
-        return decision
+
+    def write(self, redis, outcome: Outcome) -> None:
+        if outcome.decision.action == "retry":
+            redis.zadd(self.keys.retry, {outcome.text: outcome.score})
+        elif outcome.bury:
+            self.dead_set.add(redis, [outcome.text], outcome.score)

@@ -1,12 +1,18 @@
 """The poller: moves due jobs from ``schedule`` and ``retry`` to their queues; runs recovery.
 
 A thread of the worker child. Each wait is drawn uniformly from [0.5, 1.5] × ``poll_interval``
-so that many processes started together do not poll together. One Lua call moves a batch of
-due jobs: it removes each from the sorted set and pushes it to its queue in the same atomic
-step, so a job is moved exactly once however many processes poll, and never lost between the
-set and the list. ``enqueued_at`` is set to the time of the move by splicing the number into
-the JSON text; re-encoding (Redis' cjson reorders keys and rounds big integers) happens only
-when the text holds several ``"enqueued_at":`` keys and the top-level one cannot be told apart.
+so that many processes started together do not poll together.
+
+Each round reads a batch of due entries (as bytes) and checks each with the processor's rule
+(``payload.parse``). Good entries move in one Lua call that removes each from the sorted set
+and pushes it to its queue in the same atomic step, so a job is moved exactly once however
+many processes poll, and never lost between the set and the list. ``enqueued_at`` is set to the
+time of the move by splicing the number into the JSON text; re-encoding (Redis' cjson reorders
+keys and rounds big integers) happens only when the text holds several ``"enqueued_at":`` keys
+and the top-level one cannot be told apart, and if that fails the text moves unchanged: the
+script never removes an entry it does not place. A malformed entry (not UTF-8, not a JSON
+object, no class...) moves to the dead set as an envelope with its raw text and the reason,
+in one atomic step too (``DeadSet.move_from_zset``).
 """
 
 from __future__ import annotations
@@ -16,45 +22,71 @@ import threading
 import time
 
 import redis as redis_py
+from redis.client import NEVER_DECODE
 
+from .client import new_jid
+from .dead import envelope
+from .errors import MalformedJobError
+from .fetch import eval_raw, queue_of
 from .log import logger
+from .payload import parse
 
-#: jobs moved per Lua call; the poller repeats while calls come back full
+#: due entries read per round; the poller repeats while rounds come back full
 MOVE_BATCH = 100
 
 ENQUEUE_DUE_SCRIPT = r"""
--- KEYS: sorted set, queues set. ARGV: now, batch size, queue key prefix.
-local function with_enqueued_at(text, job, now)
+-- KEYS: sorted set, queues set. ARGV: now, queue key prefix, then per entry: member, queue,
+-- its top-level enqueued_at: 0 none, 1 a number, 2 anything else. Returns how many it moved.
+local function with_enqueued_at(text, top_level, now)
   local pattern = '"enqueued_at"%s*:%s*[-0-9.eE+]+'
-  if job.enqueued_at == nil then
+  if top_level == '0' then
     local open = string.find(text, '{', 1, true)
     local rest = string.sub(text, open + 1)
     local sep = string.match(rest, '^%s*}') and '' or ','
     return string.sub(text, 1, open) .. '"enqueued_at":' .. now .. sep .. rest
   end
   local _, found = string.gsub(text, pattern, '')
-  if found == 1 then
+  if top_level == '1' and found == 1 then
     return (string.gsub(text, pattern, '"enqueued_at":' .. now))
   end
+  local job = cjson.decode(text)
   job.enqueued_at = tonumber(now)
   return cjson.encode(job)
 end
 
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, text in ipairs(due) do
+local moved = 0
+for i = 3, #ARGV, 3 do
+  local text, queue = ARGV[i], ARGV[i + 1]
+  local ok, spliced = pcall(with_enqueued_at, text, ARGV[i + 2], ARGV[1])
   if redis.call('ZREM', KEYS[1], text) == 1 then
-    local ok, job = pcall(cjson.decode, text)
-    local queue = 'default'
-    if ok and type(job) == 'table' then
-      if type(job.queue) == 'string' and job.queue ~= '' then queue = job.queue end
-      text = with_enqueued_at(text, job, ARGV[1])
-    end
     redis.call('SADD', KEYS[2], queue)
-    redis.call('LPUSH', ARGV[3] .. queue, text)
+    redis.call('LPUSH', ARGV[2] .. queue, ok and spliced or text)
+    moved = moved + 1
   end
 end
-return #due
+return moved
 """
+
+
+def sort_due(entries: list[bytes]) -> tuple[list, list[tuple[bytes, str]]]:
+    """(move arguments for the good entries, (entry, reason) for the malformed ones)."""
+    good, bad = [], []
+    for entry in entries:
+        try:
+            payload = parse(entry)
+        except MalformedJobError as exc:
+            bad.append((entry, str(exc)))
+            continue
+        good += [entry, payload.get("queue") or "default", _enqueued_at_kind(payload)]
+    return good, bad
+
+
+def _enqueued_at_kind(payload: dict) -> int:
+    """How the script must set ``enqueued_at``: 0 insert it, 1 replace the number in the text,
+    2 re-encode (the top-level value is not a number the text pattern can find)."""
+    if "enqueued_at" not in payload:
+        return 0
+    return 1 if type(payload["enqueued_at"]) in (int, float) else 2
 
 
 def poll_wait(poll_interval: float, rand=random.random) -> float:
@@ -77,10 +109,11 @@ class Poller(threading.Thread):
                 self.enqueue_due()
                 self.recovery.scan_if_due()
                 self.context.health.succeeded()
-            except redis_py.RedisError as exc:
+            except (redis_py.ConnectionError, redis_py.TimeoutError) as exc:
                 self.context.health.failed(exc)
             except Exception:
-                logger.exception("poller error; it carries on at the next poll")
+                logger.exception("poller error; entries it did not move stay where they are, "
+                                 "and it tries again at the next poll")
 
     def enqueue_due(self, now: float | None = None) -> int:
         """Move every due job of ``schedule`` and ``retry`` to its queue; returns the count."""
@@ -89,11 +122,25 @@ class Poller(threading.Thread):
         for sorted_set in (keys.schedule, keys.retry):
             while True:
                 stamp = repr(time.time() if now is None else now)
-                count = self._move([sorted_set, keys.queues], [stamp, MOVE_BATCH, keys.queue("")])
-                moved += count
-                if count < MOVE_BATCH:
+                due = self.redis.execute_command("ZRANGEBYSCORE", sorted_set, "-inf", stamp,
+                                                 "LIMIT", 0, MOVE_BATCH, **{NEVER_DECODE: True})
+                good, bad = sort_due(due)
+                if good:
+                    moved += eval_raw(self.redis, self._move, [sorted_set, keys.queues],
+                                      [stamp, keys.queue("")] + good)
+                if bad:
+                    self._bury(sorted_set, bad)
+                if len(due) < MOVE_BATCH:
                     break
         return moved
+
+    def _bury(self, sorted_set: str, bad: list[tuple[bytes, str]]) -> None:
+        now = time.time()
+        pairs = [(entry, envelope(entry, f"in {sorted_set}: {reason}", queue_of(entry),
+                                  new_jid(), now)) for entry, reason in bad]
+        if self.context.dead_set.move_from_zset(self.redis, sorted_set, pairs, now):
+            for _, reason in bad:
+                logger.error("entry in %s: dead: %s", sorted_set, reason)
 
     def stop(self) -> None:
         self._halt.set()

@@ -69,8 +69,8 @@ class Context:
     def make_redis(self):
         return connection.make_client(self.url)
 
-    def private_key(self, thread_index: int) -> str:
-        return self.keys.inflight(self.slot, thread_index)
+    def private_lists(self, thread_index: int) -> tuple[str, str]:
+        return self.keys.inflight_pair(self.slot, thread_index)
 
 
 class NullObserver:

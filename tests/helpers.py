@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable
 
@@ -18,3 +19,22 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
             raise AssertionError(f"timed out after {timeout} s waiting for "
                                  f"{message or getattr(predicate, '__name__', 'condition')}")
         time.sleep(interval)
+
+
+class LogLines(logging.Handler):
+    """Collects the messages of a logger (``attach``/``detach``), for tests reading log lines."""
+
+    def __init__(self, name: str = "forkq") -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.logger = logging.getLogger(name)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def __enter__(self) -> list[str]:
+        self.logger.addHandler(self)
+        return self.lines
+
+    def __exit__(self, *exc_info) -> None:
+        self.logger.removeHandler(self)

@@ -49,3 +49,11 @@ def test_backoff_doubles_up_to_the_cap():
     for _ in range(8):
         delays.append(health.next_backoff(delays[-1]))
     assert delays[1:4] == [0.1, 0.2, 0.4] and delays[-1] == health.BACKOFF_CAP
+
+
+def test_an_error_reply_is_not_called_an_outage(caplog):
+    import redis
+    state = health.RedisHealth()
+    with caplog.at_level(logging.INFO, logger="forkq"):
+        state.failed(redis.ResponseError("OOM command not allowed"))
+    assert messages(caplog) == ["Redis refused a command"]

@@ -1,13 +1,16 @@
 """The job lifecycle in a running worker (in-process threads) against a real Redis."""
 
+import base64
 import json
 import time
 
 import pytest
 
+import forkq
+
 import jobs
 from forkq import client
-from helpers import wait_for
+from helpers import LogLines, wait_for
 
 
 def ran(redis):
@@ -160,3 +163,109 @@ def test_stop_requeues_jobs_running_past_the_timeout(redis, start_worker):
     assert json.loads(redis.lindex("queue:default", -1))["jid"] == jid
     assert not [k for k in redis.keys("forkq:inflight:*")]
     jobs.gate.set()
+
+
+def record_text(value, **fields):
+    job = {"class": "jobs.Record", "args": [value], "jid": f"{value}".ljust(24, "0")[:24],
+           "queue": "default", "retry": True, **fields}
+    return json.dumps(job)
+
+
+def missing_text(**fields):
+    """A job of a class no worker knows: it fails, so its retry fields are read."""
+    return json.dumps({"class": "Missing", "args": [], "jid": "f" * 24, "queue": "default",
+                       **fields}, allow_nan=True)
+
+
+#: payloads a buggy producer might push, and what must become of each
+BAD_PAYLOADS = [
+    (b'{"class":"jobs.Record","args":["\xff\xfe"],"queue":"default"}', "dead", "not UTF-8"),
+    ('{"class":"jobs.Record","args":' + "[" * 100_000 + "]" * 100_000 + "}", "dead",
+     "deeper than the JSON reader allows"),
+    ('{"class":"jobs.Record","args":{}}', "dead", "'args' is dict"),
+    ('{"class":5,"args":[]}', "dead", "'class' is int"),
+    ('{"class":"jobs.Record","args":[1],"jid":{}}', "dead", "'jid' is dict"),
+    ('{"class":"jobs.Record","args":[1],"queue":[]}', "dead", "'queue' is list"),
+    ('{"class":"jobs.Record","args":[1', "dead", "not valid JSON"),
+    ("null", "dead", "JSON null"),
+    ('{"class":"jobs.Record","args":[' + "7" * 5000 + "]}", "dead", "not valid JSON"),
+    (missing_text(retry_count="abc"), "retry", "retry_count 'abc' is not a count"),
+    (missing_text(retry="yes"), "retry", "retry 'yes' is not true, false or a count: 25 used"),
+    (missing_text(retry=float("inf")), "retry", "retry inf is not true"),
+    (missing_text(backtrace="lots"), "retry", "retry 1/25 in"),
+    (missing_text(retry=-1), "died", "dead: retry is 0"),
+    (missing_text().replace('"args"', '"retry":1e400,"args"'), "retry", "retry inf"),
+]
+
+
+@pytest.fixture
+def log_lines():
+    with LogLines() as lines:
+        yield lines
+
+
+def test_each_bad_payload_spoils_only_itself(redis, start_worker, log_lines):
+    texts, good = [], []
+    for index, (raw, _, _) in enumerate(BAD_PAYLOADS):
+        batch = [f"g{index}-{i}" for i in range(15)]
+        good += batch
+        texts += [record_text(v) for v in batch] + [raw]
+    redis.lpush("queue:default", *texts)
+    worker = start_worker(concurrency=2)
+    wait_for(lambda: redis.llen("ran") >= len(good) and redis.llen("queue:default") == 0,
+             timeout=20)
+    expected_dead = [raw for raw, outcome, _ in BAD_PAYLOADS if outcome in ("dead", "died")]
+    wait_for(lambda: redis.zcard("dead") == len(expected_dead), message="bad payloads buried")
+    assert sorted(ran(redis)) == sorted(good)
+    assert all(p.is_alive() for p in worker.manager.processors)
+    assert not [key for key in redis.keys("forkq:inflight:*") if redis.llen(key)]
+    dead = [json.loads(text) for text in redis.zrange("dead", 0, -1)]
+    for raw, outcome, reason in BAD_PAYLOADS:
+        if outcome == "dead":
+            assert any(raw_of(job) == raw and reason in job["error_message"] for job in dead), \
+                reason
+        assert any(reason in line for line in log_lines), reason
+    assert sum(job["class"] == "Missing" for job in dead) == 1
+    retried = [json.loads(text) for text in redis.zrange("retry", 0, -1)]
+    assert len(retried) == sum(1 for _, outcome, _ in BAD_PAYLOADS if outcome == "retry")
+    assert all(job["retry_count"] == 0 and job["error_class"] == "forkq.errors.UnknownJobError"
+               for job in retried)
+
+
+def raw_of(job):
+    if job.get("raw_encoding") == "base64":
+        return base64.b64decode(job["raw"])
+    return job.get("raw", json.dumps(job))
+
+
+def test_failure_lines_say_what_happens_next(redis, start_worker, log_lines):
+    start_worker(concurrency=1, max_retries=3)
+    redis.lpush("queue:default", missing_text(retry_count=2))
+    jobs.explode.perform_async(1)
+    jobs.explode_once.perform_async(2)
+    wait_for(lambda: len([line for line in log_lines if line.startswith("fail:")]) == 3)
+    fails = [line for line in log_lines if line.startswith("fail:")]
+    assert any("UnknownJobError" in line and line.endswith("dead after 3 retries")
+               for line in fails)
+    assert any(line.startswith("fail: ValueError: exploded 1; retry 1/2 in ") for line in fails)
+    assert "fail: ValueError: no retry; dropped (retry: false)" in fails
+
+
+
+def test_a_job_whose_failure_cannot_be_handled_is_buried_and_the_batch_goes_on(
+        redis, start_worker):
+    def leave(exc, context):
+        raise SystemExit("an error handler that exits")
+
+    forkq.error_handlers.append(leave)
+    try:
+        redis.lpush("queue:default", record_text("before"), missing_text(), record_text("after"))
+        worker = start_worker(concurrency=1)
+        wait_for(lambda: sorted(ran(redis)) == ["after", "before"] and redis.zcard("dead") == 1)
+    finally:
+        forkq.error_handlers.remove(leave)
+    (buried,) = [json.loads(text) for text in redis.zrange("dead", 0, -1)]
+    assert buried["raw"] == missing_text()
+    assert buried["error_message"] == ("forkq could not handle this job: SystemExit: an error "
+                                       "handler that exits")
+    assert worker.manager.processors[0].is_alive()

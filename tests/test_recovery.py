@@ -2,6 +2,8 @@
 
 import json
 
+from redis.client import NEVER_DECODE
+
 import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq.keys import Keys
 from forkq.recovery import Recovery, requeue_slots
@@ -112,3 +114,38 @@ def test_requeue_slots_pushes_jobs_to_the_front_of_their_queues_and_forgets_the_
         '{"jid":"a","queue":"default"}', "not json"]
     assert redis.lrange("queue:low", 0, -1) == ['{"jid":"c","queue":"low"}']
     assert redis.keys("forkq:inflight:*") == [] and redis.hlen(keys.slots) == 0
+
+
+def test_a_poison_job_moves_to_dead_in_one_write(redis, make_config):
+    recovery = recovery_for(make_config)
+    text = job_text("poison", "q" * 24)
+    for _ in range(3):
+        redis.rpush("forkq:inflight:h:3:0:0", text)
+        recovery.recover_list("forkq:inflight:h:3:0:0")
+        redis.delete("queue:default")
+    redis.config_resetstat()
+    redis.rpush("forkq:inflight:h:3:0:0", text)
+    recovery.recover_list("forkq:inflight:h:3:0:0")
+    # one ZADD charges the recovery, one buries the job
+    assert redis.info("commandstats")["cmdstat_zadd"]["calls"] == 2
+    assert redis.zcard("dead") == 1 and not redis.exists("forkq:inflight:h:3:0:0")
+
+
+def test_a_list_holding_bytes_that_are_not_utf8_is_recovered(redis, make_config):
+    bad = b'{"class":"jobs.Record","args":["\xff"],"queue":"low"}'
+    orphan(redis, "h:6:0", [job_text("fine", "e" * 24)])
+    redis.rpush("forkq:inflight:h:6:0:1", bad)
+    assert recovery_for(make_config).scan() == 2
+    assert redis.llen("queue:default") == 1
+    assert redis.execute_command("LRANGE", "queue:low", 0, -1, **{NEVER_DECODE: True}) == [bad]
+
+
+def test_both_private_lists_of_a_thread_are_recovered(redis, make_config):
+    keys = Keys()
+    redis.hset(keys.slots, "h:7:0", json.dumps({"identity": "gone:7:x", "threads": 1}))
+    redis.rpush(keys.inflight("h:7:0", 0, side=1), job_text("alt", "a" * 24))
+    assert recovery_for(make_config).scan() == 1
+    assert json.loads(redis.lindex("queue:default", 0))["args"] == ["alt"]
+    redis.rpush(keys.inflight("h:8:0", 0, side=1), job_text("swept", "b" * 24))
+    redis.hset(keys.slots, "h:8:0", json.dumps({"identity": "h:8:x", "threads": 1}))
+    assert requeue_slots(redis, keys, ["h:8:0"], threads=1) == 1

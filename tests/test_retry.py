@@ -78,11 +78,11 @@ def test_writer_schedules_retry_then_dies_and_calls_handlers(redis):
     exhausted = []
     hooks = {"retries_exhausted": lambda p, e: exhausted.append(p["jid"])}
     payload = {"class": "J", "args": [1], "jid": "a" * 24, "queue": "q", "retry": 1}
-    assert writer.handle(redis, payload, boom(), hooks).action == "retry"
+    assert writer.handle(redis, payload, boom(), hooks).decision.action == "retry"
     (text, score), = redis.zrange(keys.retry, 0, -1, withscores=True)
     assert json.loads(text)["retry_count"] == 0
     redis.delete(keys.retry)
-    assert writer.handle(redis, json.loads(text), boom(), hooks).action == "dead"
+    assert writer.handle(redis, json.loads(text), boom(), hooks).decision.action == "dead"
     assert died == exhausted == ["a" * 24]
     assert json.loads(redis.zrange(keys.dead, 0, -1)[0])["retry_count"] == 1
 
@@ -95,3 +95,65 @@ def test_retry_false_drops_after_handlers_and_dead_false_skips_the_set(redis):
     writer.handle(redis, {"jid": "y", "retry": 0, "dead": False}, boom(), {})
     assert died == [1, 1]
     assert redis.zcard(keys.dead) == 0 and redis.zcard(keys.retry) == 0
+
+
+@pytest.mark.parametrize("value, limit, noted", [
+    (True, 25, False), (False, None, False), (None, None, False), (3, 3, False), (0, 0, False),
+    (-1, 0, False), ("yes", 25, True), (float("inf"), 25, True), (2.0, 25, True),
+    ([1], 25, True),
+])
+def test_retry_values_are_read_like_sidekiq(value, limit, noted):
+    got, note = retry.retry_limit(value, 25)
+    assert got == limit and bool(note) == noted
+
+
+@pytest.mark.parametrize("payload, summary", [
+    ({"retry": True, "retry_count": 2}, "retry 4/25 in 96 s"),
+    ({"retry": True, "retry_count": 24}, "dead after 25 retries"),
+    ({"retry": 0}, "dead: retry is 0"),
+    ({"retry": -1}, "dead: retry is 0"),
+    ({"retry": False}, "dropped (retry: false)"),
+    ({"retry": "yes"}, "retry 1/25 in 15 s; retry 'yes' is not true, false or a count: 25 used"),
+    ({"retry_count": "abc"}, "retry 1/25 in 15 s; retry_count 'abc' is not a count: counted "
+                             "from 0"),
+    ({"retry_count": 10**400}, "dead after 25 retries"),
+])
+def test_decisions_say_what_happens_next(payload, summary):
+    decision = retry.decide(payload, boom(), {}, 25, rand_int=lambda n: 0)
+    assert "; ".join((decision.summary,) + decision.notes) == summary
+
+
+@pytest.mark.parametrize("answer, delay, noted", [
+    (7, 7.0, False), (float("nan"), 15.0, True), (-3, 15.0, True), ("soon", 15.0, True),
+    (float("inf"), 15.0, True),
+])
+def test_unusable_retry_in_answers_get_the_default_backoff(answer, delay, noted):
+    decision = retry.decide({}, boom(), {"retry_in": lambda c, e: answer}, 25,
+                            rand_int=lambda n: 0)
+    assert decision.delay == delay and bool(decision.notes) == noted
+
+
+def test_a_retry_in_hook_that_raises_gets_the_default_backoff():
+    def hook(count, exc):
+        raise RuntimeError("hook bug")
+    decision = retry.decide({}, boom(), {"retry_in": hook}, 25, rand_int=lambda n: 0)
+    assert decision.action == "retry" and decision.delay == 15.0
+    assert decision.notes == ("retry_in raised RuntimeError: default backoff used",)
+
+
+def test_bad_failure_fields_are_read_leniently():
+    class Unprintable(Exception):
+        def __str__(self):
+            raise ValueError("no")
+    failed = retry.with_error({"retry_count": "abc", "backtrace": "lots", "retry_queue": 5,
+                               "queue": "q"}, Unprintable(), 1.0)
+    assert failed["retry_count"] == 0 and failed["failed_at"] == 1.0
+    assert "error_backtrace" not in failed and failed["queue"] == "q"
+    assert failed["error_message"] == "(str() of the exception raised ValueError)"
+
+
+def test_dead_false_is_told_as_dropped(redis):
+    keys = Keys()
+    writer = retry.RetryWriter(keys, dead.DeadSet(keys, 10, 1e9), 25, [])
+    outcome = writer.handle(redis, {"jid": "z", "retry": 0, "dead": False}, boom(), {})
+    assert outcome.summary == "dropped (dead: false): retry is 0"

@@ -1,5 +1,6 @@
 """Moving due jobs from schedule and retry: exactly once, enqueued_at spliced into the text."""
 
+import base64
 import json
 import threading
 import time
@@ -8,6 +9,7 @@ import pytest
 
 from forkq import scheduled
 from forkq.worker import Context
+from helpers import LogLines, wait_for
 
 
 def poller(make_config):
@@ -48,3 +50,61 @@ def test_several_pollers_move_each_job_exactly_once(redis, make_config):
         thread.join()
     jids = [json.loads(t)["jid"] for t in redis.lrange("queue:q", 0, -1)]
     assert len(jids) == 3000 and len(set(jids)) == 3000
+
+
+BAD_ENTRIES = [
+    ("[1]", "JSON list, not an object"),
+    ("not json", "not valid JSON"),
+    ('{"args":[]}', "no 'class'"),
+    ('{"class":"J","args":"x","queue":"q"}', "'args' is string"),
+    (b'{"class":"J","args":["\xff"],"queue":"q"}', "not UTF-8"),
+]
+
+
+def dead_jobs(redis):
+    return [json.loads(text) for text in redis.zrange("dead", 0, -1)]
+
+
+def raw_of(job):
+    return base64.b64decode(job["raw"]) if job.get("raw_encoding") == "base64" else job["raw"]
+
+
+@pytest.mark.parametrize("sorted_set", ["schedule", "retry"])
+def test_malformed_entries_go_to_dead_and_good_ones_still_move(redis, make_config, sorted_set):
+    good = '{"class":"J","args":[1],"queue":"q"}'
+    redis.zadd(sorted_set, {raw: 0 for raw, _ in BAD_ENTRIES})
+    redis.zadd(sorted_set, {good: 1})
+    assert poller(make_config).enqueue_due() == 1
+    assert redis.zcard(sorted_set) == 0 and redis.llen("queue:q") == 1
+    buried = {raw_of(job) if isinstance(raw_of(job), bytes) else raw_of(job): job
+              for job in dead_jobs(redis)}
+    for raw, reason in BAD_ENTRIES:
+        assert reason in buried[raw]["error_message"]
+        assert buried[raw]["error_message"].startswith(f"in {sorted_set}: ")
+
+
+def test_a_top_level_enqueued_at_that_is_not_a_number_is_replaced_not_a_nested_one(
+        redis, make_config):
+    text = '{"class":"J","args":[{"enqueued_at":1}],"enqueued_at":"x","queue":"q"}'
+    redis.zadd("schedule", {text: 0})
+    assert poller(make_config).enqueue_due(now=5.0) == 1
+    moved = json.loads(redis.lpop("queue:q"))
+    assert moved["enqueued_at"] == 5.0 and moved["args"] == [{"enqueued_at": 1}]
+
+
+def test_an_entry_the_splice_cannot_rewrite_moves_unchanged(redis, make_config):
+    # The script must re-encode with cjson, which cannot encode 1e999 (inf).
+    text = '{"class":"J","args":[{"enqueued_at":1}],"enqueued_at":"x","n":1e999,"queue":"q"}'
+    redis.zadd("schedule", {text: 0})
+    assert poller(make_config).enqueue_due() == 1
+    assert redis.lrange("queue:q", 0, -1) == [text] and redis.zcard("schedule") == 0
+
+
+def test_the_running_poller_buries_a_bad_entry_without_claiming_an_outage(redis, start_worker):
+    with LogLines() as lines:
+        start_worker()
+        redis.zadd("schedule", {"[1]": 0})
+        wait_for(lambda: redis.zcard("dead") == 1, timeout=5)
+    assert redis.zcard("schedule") == 0
+    assert dead_jobs(redis)[0]["raw"] == "[1]"
+    assert not [line for line in lines if "Redis unavailable" in line]

@@ -1,0 +1,58 @@
+"""What a payload in Redis must hold to run as a job: one check for the processor and the poller.
+
+A payload that fails it is *malformed*: it goes to the dead set at once as an envelope holding
+its raw text and the reason (``dead.envelope``), and is never run. Malformed means forkq cannot
+run it or name it safely: not UTF-8, not JSON (or nested deeper than the JSON reader allows, or
+a number of more than 4,300 digits), not an object, no ``class`` string, ``args`` not a list,
+``jid`` or ``queue`` present but not a string.
+
+Fields read only when a job fails (``retry``, ``retry_count``, ``backtrace``, ``retry_queue``)
+are not checked here: a job with a bad one still runs, and ``retry.py`` reads them leniently.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import MalformedJobError
+
+
+def parse(text: str | bytes) -> dict[str, Any]:
+    """A job hash from queue text, or ``MalformedJobError`` saying what is wrong with it."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode()
+        except UnicodeDecodeError as exc:
+            raise MalformedJobError(f"payload is not UTF-8 text (byte {exc.start}: "
+                                    f"{exc.reason})") from None
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise MalformedJobError(f"payload is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise MalformedJobError("payload nests JSON deeper than the JSON reader allows") from None
+    if type(payload) is not dict:
+        raise MalformedJobError(f"payload is a JSON {_kind(payload)}, not an object")
+    name = payload.get("class")
+    if type(name) is not str or not name:
+        if name is None:
+            raise MalformedJobError("payload has no 'class' string naming the job")
+        raise MalformedJobError(f"payload's 'class' is {_kind(name)}, not a job name")
+    if type(payload.get("args")) is not list:
+        raise MalformedJobError(f"payload's 'args' is {_kind(payload.get('args'))}, "
+                                f"not a list")
+    jid = payload.get("jid")
+    if jid is not None and type(jid) is not str:
+        raise MalformedJobError(f"payload's 'jid' is {_kind(jid)}, not a string")
+    queue = payload.get("queue")
+    if queue is not None and (type(queue) is not str or not queue):
+        raise MalformedJobError(f"payload's 'queue' is {_kind(queue)}, not a queue name")
+    return payload
+
+
+def _kind(value: Any) -> str:
+    kinds = {dict: "dict", list: "list", str: "string", bool: "boolean", type(None): "null",
+             int: "int", float: "float"}
+    kind = kinds.get(type(value), type(value).__name__)
+    return "an empty string" if value == "" else kind
