@@ -28,6 +28,7 @@ from . import connection, log, ordering
 from .errors import ConfigError, ForkqError
 from .health import RedisHealth
 from .heartbeat import Heartbeat, hostname
+from .jobmetrics import WithJobMetrics
 from .keys import Keys
 from .log import logger
 from .manager import Manager
@@ -95,11 +96,27 @@ def import_required(modules) -> None:
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    run_before_require_hooks()
     for name in modules:
         try:
             importlib.import_module(name)
         except Exception as exc:
             raise ConfigError(f"require: could not import {name!r}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+
+def run_before_require_hooks() -> None:
+    """Call every ``forkq.before_require`` entry point (a framework's set-up, e.g. Django's
+    ``django.setup()``) before the application modules are imported; name the one that failed."""
+    from importlib.metadata import entry_points
+
+    for hook in entry_points(group="forkq.before_require"):
+        try:
+            hook.load()()
+        except ForkqError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"before-require hook {hook.name!r} ({hook.value}) failed: "
                               f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -126,6 +143,8 @@ class Worker:
         self.recovery.claim_slot()
         self.heartbeat.start()
         self.poller.start()
+        # Processors read the observer when their threads start: wrap it before that.
+        self.context.observer = WithJobMetrics(self.heartbeat.job_metrics, self.context.observer)
         self.manager.start()
         logger.info("forkq %s started: identity=%s concurrency=%d queues=%s fetch=%s",
                     _version(), self.context.identity, self.config.concurrency,
@@ -156,7 +175,9 @@ class Worker:
 
     def stop(self) -> int:
         deadline = time.monotonic() + self.config.timeout
-        logger.info("stopping: running jobs have %.0f s to finish", self.config.timeout)
+        logger.info("stopping: running jobs have %.0f s to finish, then go back to their queues; "
+                    "a second Ctrl-C or TERM is ignored (under forkq start it forces the stop)",
+                    self.config.timeout)
         self.manager.stop(deadline)
         self.poller.stop()
         try:
@@ -188,7 +209,8 @@ def dump_threads() -> None:
     for thread in threading.enumerate():
         frame = frames.get(thread.ident)
         stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)\n"
-        logger.warning("thread %s (%s):\n%s", thread.name, thread.ident, stack.rstrip())
+        logger.warning("thread %s (%s):", thread.name, thread.ident,
+                       extra={"details": stack.rstrip()})
 
 
 def _version() -> str:
@@ -229,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-C", "--concurrency", type=int)
     args = parser.parse_args(argv)
     try:
-        config = config_module.load(args.config, flags={
+        config = config_module.load(args.config or config_module.default_path(), flags={
             "require": args.require, "queues": args.queues, "concurrency": args.concurrency})
         return _run_standalone(config)
     except ForkqError as exc:

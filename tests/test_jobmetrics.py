@@ -165,8 +165,6 @@ class CountedJob(forkq.Job):
 def test_a_worker_flushes_its_jobs_on_each_beat(redis, make_config):
     config = make_config(heartbeat_interval=0.2, concurrency=2, max_retries=0)
     worker = Worker(config, config.redis_url, "test:metrics:0")
-    # The hook worker.py adds before its manager starts:
-    worker.context.observer = WithJobMetrics(worker.heartbeat.job_metrics, worker.context.observer)
     worker.start()
     runner = threading.Thread(target=worker.run, daemon=True)
     runner.start()
