@@ -20,7 +20,7 @@ import redis as redis_py
 import forkq
 import sidekiq_fixtures
 from forkq import jobmetrics
-from forkq.jobmetrics import JobMetrics, WithJobMetrics
+from forkq.jobmetrics import JobMetrics
 from forkq.keys import Keys
 from forkq.worker import Worker
 from helpers import wait_for
