@@ -86,7 +86,7 @@ def test_good_entries_parse_with_defaults():
         {"name": "berlin", "class": "app.Ping", "cron": "15 0 3 * * mon", "tz": "Europe/Berlin"},
     ], "forkq.yml")
     nightly, ping, berlin = entries
-    assert (nightly.queue, nightly.args, nightly.tz, nightly.missed) == ("default", (), "UTC",
+    assert (nightly.queue, nightly.args, nightly.tz, nightly.missed) == (None, (), "UTC",
                                                                         "once")
     assert (ping.every, ping.args, ping.queue, ping.missed) == (1.5, (1, "a"), "low", "skip")
     assert berlin.wall_clock and not ping.wall_clock
