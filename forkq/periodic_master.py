@@ -53,11 +53,10 @@ def check_entries(entries: list[Entry]) -> None:
     check_classes(entries, resolve)
     for entry in entries:
         try:
-            Arity(resolve(entry.class_name)).check(len(entry.args), "perform")
+            Arity(resolve(entry.class_name)).check(len(entry.args), entry.class_name)
         except TypeError as exc:
             raise ConfigError(f"{entry.source}: periodic entry {entry.name!r}: 'args' "
-                              f"{list(entry.args)!r} do not fit {entry.class_name}: "
-                              f"{exc}") from None
+                              f"{list(entry.args)!r}: {exc}") from None
 
 
 class MasterPeriodic:
