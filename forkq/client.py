@@ -10,6 +10,11 @@ the workers': ``configure(...)`` > environment (``REDIS_URL``, ``FORKQ_*``) > th
 (``FORKQ_CONFIG``, else ``forkq.yml`` in the working directory) > defaults, read at the first
 push. Without a Redis URL the embedded server under ``data_dir`` is used. In a worker process
 the worker's own config wins (``use_config``).
+
+A unique job (``unique_for``) takes its lock (``unique.py``) just before its push, after the
+client middleware, in one more round trip on the push's connection: a refused lock makes the
+push return None; a push that raises releases the locks it took. A bulk push takes the
+locks of a batch in one round trip and pushes only the jobs that got theirs.
 """
 
 from __future__ import annotations

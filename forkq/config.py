@@ -353,8 +353,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "periodic_lease": _seconds(60.0, 0.5),
 }
 
-#: an ``every`` below a tenth of a second would keep the master's loop busy enqueueing
-_every = _seconds(YEAR, 0.1)
+#: a periodic entry's ``every``: below a tenth of a second it would keep the master's loop
+#: busy enqueueing
+periodic_every = _seconds(YEAR, 0.1)
 #: keys whose value is a structure, not settable from one environment variable
 STRUCTURED = ("metrics", "web", "periodic")
 
@@ -369,10 +370,6 @@ def _periodic(value: Any, source: str) -> tuple:
         problem = entry.queue is not None and name_problem(entry.queue)
         if problem:
             raise ConfigError(f"{where}: 'queue' is {entry.queue!r}: {problem}")
-        try:
-            entry.every is None or _every(entry.every)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: 'every' is {entry.every!r}: {exc}") from None
     return tuple(entries)
 
 

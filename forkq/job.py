@@ -8,7 +8,9 @@ makes forkq import anything.
 Options, per job (``options = {...}`` or decorator keywords) and per call (``Job.set(...)``):
 data options travel in the payload (``queue``, ``retry``, ``retry_queue``, ``dead``,
 ``backtrace``, ``tags``); hooks stay in the process (``retry_in``, ``retry_on``,
-``retries_exhausted``), so they are per job only. Every option is checked where it is written
+``retries_exhausted``), so they are per job only; ``unique_for`` and ``unique_until`` are acted on
+by the client at enqueue (``unique.py``), which writes the lock's digest and release point into
+the payload instead. Every option is checked where it is written
 (class definition, decoration, ``set()``), and ``perform``'s arity at enqueue. Coroutine
 functions are refused at definition: nothing would await them.
 """

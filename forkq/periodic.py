@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from .config import periodic_every
 from .errors import ConfigError
 
 UTC = timezone.utc
@@ -113,6 +114,10 @@ def _check_every(every: Any, where: str) -> None:
     if (isinstance(every, bool) or not isinstance(every, (int, float))
             or not math.isfinite(every) or every <= 0):
         raise ConfigError(f"{where}: 'every' is {every!r}; give a positive number of seconds")
+    try:
+        periodic_every(every)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: 'every' is {every!r}: {exc}") from None
 
 
 def _check_cron(cron: Any, tz: Any, where: str) -> None:

@@ -6,13 +6,17 @@ and it holds no Redis connection and no thread when it forks: each child sets it
 the fork (here: signal dispositions, the master's file descriptors, process title; then
 ``worker.run``: Redis pool, logging, random seed).
 
-Each child owns a *slot*, ``host:master-pid:index``, which keys its private lists in Redis, so a
-replacement in the same slot recovers its predecessor's jobs at boot. A pipe runs from each child
-to the master: the child writes a byte from its main loop at least once a second. The first byte
-says it is ready, every byte that its loop is alive, ``S`` that it is stopping by itself.
+Children are ``children.Child`` objects with one set of verbs (fork, stop, kill, retire,
+exited): the worker slots and the metrics exporter alike. Each worker child owns a *slot*,
+``host:master-pid:index``, which keys its private lists in Redis, so a replacement in the same
+slot recovers its predecessor's jobs at boot. A pipe runs from each worker child to the master:
+the child writes a byte from its main loop at least once a second. The first byte says it is
+ready, every byte that its loop is alive, ``S`` that it is stopping by itself.
 
 Steps of the loop: handle signals, read the pipes, reap exited children, kill hung or overdue
-ones, recycle one that uses too much memory, roll out a re-read config, fork what is missing.
+ones, recycle one that uses too much memory, roll out a re-read config, fork what is missing,
+enqueue due periodic jobs while this master leads (``periodic_master.py``, on a connection
+opened and closed within the step).
 
 Shutdown: TERM every child; each finishes its jobs until ``timeout``, requeues the rest and
 exits 0. Survivors are SIGKILLed ``GRACE`` seconds after the deadline; then, with no child left,
