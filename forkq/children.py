@@ -148,6 +148,8 @@ class WorkerSlot(Child):
         self.ready = False
         self.generation = 0
         self.restarts = 0
+        #: the child asked to be replaced (``R`` on its pipe: ``ChildTick.request_retirement``)
+        self.wants_retirement = False
         self._main: Callable[[], None] | None = None
 
     def __str__(self) -> str:
@@ -166,7 +168,7 @@ class WorkerSlot(Child):
         if self.started_at:
             self.restarts += 1
         self.pipe, self.started_at = read_end, time.time()
-        self.last_seen, self.ready = self.forked, False
+        self.last_seen, self.ready, self.wants_retirement = self.forked, False, False
         self.timeout, self.generation = timeout, generation
 
     def run_child(self, supervisor) -> None:
@@ -183,6 +185,8 @@ class WorkerSlot(Child):
         self.last_seen = now
         if b"S" in data and self.kill_at is None:
             self.kill_at = now + self.timeout + GRACE
+        if b"R" in data:
+            self.wants_retirement = True
         if self.ready:
             return False
         self.ready = True

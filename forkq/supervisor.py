@@ -11,7 +11,8 @@ exited): the worker slots and the metrics exporter alike. Each worker child owns
 ``host:master-pid:index``, which keys its private lists in Redis, so a replacement in the same
 slot recovers its predecessor's jobs at boot. A pipe runs from each worker child to the master:
 the child writes a byte from its main loop at least once a second. The first byte says it is
-ready, every byte that its loop is alive, ``S`` that it is stopping by itself.
+ready, every byte that its loop is alive, ``S`` that it is stopping by itself, ``R`` that it
+asks to be retired: the master stops it gracefully and forks its replacement at once.
 
 Steps of the loop: handle signals, read the pipes, reap exited children, kill hung or overdue
 ones, recycle one that uses too much memory, roll out a re-read config, fork what is missing,
@@ -197,6 +198,7 @@ class Supervisor:
             self.read_reports()
             self.reap_children()
             self.kill_stale()
+            self.retire_requested()
             self.recycle_bloated()
             self.roll_reloaded()
             self.spawn_missing()
@@ -346,6 +348,12 @@ class Supervisor:
                 logger.error("%s has not reported for %.0f s (liveness_timeout): SIGKILL; its "
                              "replacement recovers its jobs", slot, silent)
                 slot.kill()
+
+    def retire_requested(self) -> None:
+        """Replace the children that asked for it (one whose job outlived its hard limit)."""
+        for slot in self.live_slots():
+            if slot.wants_retirement and not slot.retiring and slot.kill_at is None:
+                self.retire(slot, "asked to be replaced")
 
     def recycle_bloated(self) -> None:
         limit, now = self.config.max_memory_mb, time.monotonic()
