@@ -256,9 +256,10 @@ class Supervisor:
         if config.require != self.config.require:
             logger.warning("HUP: 'require' changed, but the application is preloaded by the "
                            "master: restart the master to load new code")
-        if config.periodic != self.config.periodic:
-            logger.warning("HUP: 'periodic' changed; restart the master to schedule the new "
-                           "entries")
+        if (config.periodic, config.periodic_lease) != (self.config.periodic,
+                                                         self.config.periodic_lease):
+            logger.warning("HUP: 'periodic' or 'periodic_lease' changed, but periodic entries "
+                           "are read at start: restart the master to apply them")
         log.setup(config.loglevel, config.logfile)
         self.config = config
         self.generation += 1
