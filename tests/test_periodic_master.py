@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from forkq import periodic_leader, periodic_master
 from forkq.keys import Keys
 from forkq.metrics.periodic import periodic_series
 from helpers import wait_for
+from test_supervisor import free_port, scrape
 
 #: the queue periodic test jobs go to: no test master consumes it, so it counts enqueues
 TICKS = "ticks"
@@ -89,8 +91,10 @@ forkq.register_periodic("from-code", e2e_jobs.Record, every=1, args=["x"], queue
 
 
 def test_an_entry_from_code_runs_and_forkqctl_status_names_the_leader(start_master, redis):
+    port = free_port()
     master = start_master(processes=1, concurrency=1, require=["e2e_jobs", "schedule"],
-                          modules={"schedule": CODE_ENTRY}, periodic_lease=1)
+                          modules={"schedule": CODE_ENTRY}, periodic_lease=1,
+                          metrics={"bind": "127.0.0.1", "port": port})
     payload = wait_for(lambda: ticks(redis), 15, message="a tick enqueued")[0]
     assert (payload["args"], payload["periodic"]["name"]) == (["x"], "from-code")
 
@@ -110,6 +114,9 @@ def test_an_entry_from_code_runs_and_forkqctl_status_names_the_leader(start_mast
     status = wait_for(lambda: (master.status() or {}).get("periodic", {}).get("leader")
                       and master.status(), 5, message="status.json naming the leader")
     assert status["periodic"]["identity"] == leader["identity"]
+    wait_for(lambda: re.search(r'^forkq_periodic_enqueued_total\{entry="from-code"\} [1-9]',
+                               scrape(port) or "", re.M), 10, message="the enqueue counted")
+    assert "\nforkq_periodic_leader 1.0\n" in scrape(port)
     master.send(signal.SIGTERM)
     assert master.wait_exit(15) == 0
     assert redis.get(Keys().periodic_leader) is None, "a clean stop releases the lease"
