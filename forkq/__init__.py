@@ -10,8 +10,8 @@ from .job import Job, job
 __version__ = "0.1.0"
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
-           "error_handlers", "death_handlers", "register_periodic", "ConfigError", "Shutdown", "UnknownJobError",
-           "__version__"]
+           "error_handlers", "death_handlers", "register_periodic", "ConfigError", "Shutdown",
+           "UnknownJobError", "__version__"]
 
 #: callables (exc, context) run when a job raises; context holds job, payload and queue
 error_handlers: list = []

@@ -228,10 +228,12 @@ class Client:
                 ("SADD", self.keys.queues, template.queue),
                 ("LPUSH", self.keys.queue(template.queue), *batch)])
             return []
+        # the lock's fields are in the payload before middleware sees it, as in ``push``
+        locked = [(p, unique_lock(job_class, p, options, None, now)) for p in batch]
         if self.middleware.client:
-            batch = [p for p in batch if self.middleware.invoke_client(
+            locked = [(p, lock) for p, lock in locked if self.middleware.invoke_client(
                 job_class, p, p["queue"], lambda: True) not in (None, False)]
-        locks = [unique_lock(job_class, p, options, None, now) for p in batch]
+        batch, locks = [p for p, _ in locked], [lock for _, lock in locked]
         return [p["jid"] for p in self._push_unique(batch, locks, None, now) or ()]
 
     def _push_unique(self, payloads: list[dict[str, Any]], locks: list, at: float | None,

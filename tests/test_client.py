@@ -402,3 +402,21 @@ def test_a_job_that_is_not_unique_takes_no_lock(redis):
     Record.perform_async(1)
     assert redis.llen("queue:default") == 2 and unique_locks(redis) == {}
     assert "unique_digest" not in queued(redis)[0]
+
+
+def test_middleware_sees_the_lock_fields_and_a_stopped_push_takes_no_lock(redis):
+    chain = client.default().middleware
+    seen = []
+
+    def stop_odd(job_class, payload, queue, call_next):
+        seen.append(payload.get("unique_digest"))
+        return None if payload["args"][0] % 2 else call_next()
+
+    chain.add_client(stop_odd)
+    try:
+        assert Report.perform_async(1) is None
+        assert Report.perform_bulk([[2], [3], [4]]) and len(queued(redis)) == 2
+    finally:
+        chain.client.remove(stop_odd)
+    assert len(seen) == 4 and all(len(digest) == 64 for digest in seen)
+    assert len(unique_locks(redis)) == 2, "only the pushed jobs hold a lock"
