@@ -10,8 +10,8 @@ from .job import Job, job
 __version__ = "0.1.0"
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
-           "error_handlers", "death_handlers", "ConfigError", "Shutdown", "UnknownJobError",
-           "__version__"]
+           "error_handlers", "death_handlers", "register_periodic", "ConfigError", "Shutdown",
+           "UnknownJobError", "__version__"]
 
 #: callables (exc, context) run when a job raises; context holds job, payload and queue
 error_handlers: list = []
@@ -38,3 +38,15 @@ def redis():
     threads); elsewhere the process shares one pool of up to 50 connections, which threads
     wait for (``forkq.connection.POOL_WAIT``). Opens the connection on first use."""
     return _default_client().redis
+
+
+def register_periodic(name, job, *, cron=None, every=None, args=(), queue=None, tz="UTC",
+                      missed="once"):
+    """Declare a periodic job from code, at import of a module named in ``require:``.
+
+    ``forkq.register_periodic("nightly", Report, cron="30 2 * * *", tz="Europe/Berlin")``;
+    the keys mean what they mean in ``forkq.yml``'s ``periodic:`` (``forkq.periodic.register``)."""
+    from .periodic import register
+
+    return register(name, job, cron=cron, every=every, args=args, queue=queue, tz=tz,
+                    missed=missed)

@@ -2,8 +2,8 @@
 
 Runs in a child forked by ``supervisor.py``, after the fork. ``ChildTick`` is the worker's
 ``on_tick``: once a second it writes a byte to the master (the first says "ready", each one
-"alive", ``S`` "stopping by itself"), sets the process title, and stops the worker when the
-master is gone or ``max_jobs`` is reached. ``exit_child`` ends the process with ``os._exit``
+"alive", ``S`` "stopping by itself", ``R`` "replace me": ``request_retirement``), sets the
+process title, and stops the worker when the master is gone or ``max_jobs`` is reached. ``exit_child`` ends the process with ``os._exit``
 so that nothing returns into the master's code.
 """
 
@@ -42,13 +42,20 @@ class ChildTick:
         self.master_pid = master_pid
         self.max_jobs = max_jobs
         self.tag = tag
+        self.retirement_requested = False
 
     def __call__(self, worker_) -> None:
         if not worker_.stopping:
             self.stop_if_due(worker_)
-        self.report(b"S" if worker_.stopping else b".")
+        self.report(b"S" if worker_.stopping else b"R" if self.retirement_requested else b".")
         setproctitle(child_title(self.tag, worker_.manager.busy, worker_.config.concurrency,
                                  worker_.stopping))
+
+    def request_retirement(self) -> None:
+        """Ask the master to replace this child: it stops it gracefully (jobs finish until the
+        deadline, the rest are requeued) and forks a new one at once. Any thread may call it;
+        the next tick tells the master."""
+        self.retirement_requested = True
 
     def stop_if_due(self, worker_) -> None:
         if os.getppid() != self.master_pid:

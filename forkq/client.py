@@ -10,6 +10,11 @@ the workers': ``configure(...)`` > environment (``REDIS_URL``, ``FORKQ_*``) > th
 (``FORKQ_CONFIG``, else ``forkq.yml`` in the working directory) > defaults, read at the first
 push. Without a Redis URL the embedded server under ``data_dir`` is used. In a worker process
 the worker's own config wins (``use_config``).
+
+A unique job (``unique_for``) takes its lock (``unique.py``) just before its push, after the
+client middleware, in one more round trip on the push's connection: a refused lock makes the
+push return None; a push that raises releases the locks it took. A bulk push takes the
+locks of a batch in one round trip and pushes only the jobs that got theirs.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import time
 import warnings
 from typing import Any, Callable, Iterable
 
-from . import arguments, config, connection
+from . import arguments, config, connection, unique
 from .config import Config
 from .job import DATA_OPTIONS, Arity, Job, validate_options
 from .keys import Keys
+from .log import logger
 from .middleware import Chain
 
 #: jobs per multi-value LPUSH in a bulk push
@@ -165,7 +171,12 @@ class Client:
         return rules
 
     def push(self, job_class: type[Job], args: list, options: dict[str, Any],
-             at: float | None = None) -> str | None:
+             at: float | None = None, *, fields: dict[str, Any] | None = None,
+             redis=None) -> str | None:
+        """Push one job; its jid, or None when middleware or a unique lock refused it.
+
+        ``fields`` are merged into the payload (a periodic job's tick); ``redis`` is a
+        connection to use instead of the client's own (the master's short-lived one)."""
         def where() -> str:  # formatted only for a message
             return f"{job_class.wire_name()}.perform_{'at' if at is not None else 'async'}"
 
@@ -173,8 +184,12 @@ class Client:
         arguments.check(args, where)
         now = time.time()
         payload = build_payload(job_class, args, options, now)
-        pushed = self.middleware.invoke_client(job_class, payload, payload["queue"],
-                                               lambda: self._push([payload], at, now))
+        if fields:
+            payload.update(fields)
+        lock = unique_lock(job_class, payload, options, at, now)
+        pushed = self.middleware.invoke_client(
+            job_class, payload, payload["queue"],
+            lambda: self._push_unique([payload], [lock], at, now, redis))
         return payload["jid"] if pushed is not False and pushed is not None else None
 
     def push_bulk(self, job_class: type[Job], args_list: Iterable[list], options: dict[str, Any],
@@ -183,7 +198,8 @@ class Client:
         validate_options(options, f"{name}.perform_bulk")
         rules = self._rules(job_class)
         now = time.time()
-        template = None if self.middleware.client or self.sink else BulkTemplate(
+        is_unique = unique_rule(job_class, options) is not None
+        template = None if self.middleware.client or self.sink or is_unique else BulkTemplate(
             build_payload(job_class, [], options, now), now)
         jids: list[str] = []
         batch: list = []
@@ -200,25 +216,49 @@ class Client:
                 jids.append(jid)
                 batch.append(template.render(args, jid))
             if len(batch) >= batch_size:
-                jids.extend(self._push_batch(job_class, batch, now, template))
+                jids.extend(self._push_batch(job_class, batch, options, now, template))
                 batch = []
         if batch:
-            jids.extend(self._push_batch(job_class, batch, now, template))
+            jids.extend(self._push_batch(job_class, batch, options, now, template))
         return jids
 
-    def _push_batch(self, job_class, batch, now, template) -> list[str]:
+    def _push_batch(self, job_class, batch, options, now, template) -> list[str]:
         if template is not None:
             connection.send_commands(self.redis, [
                 ("SADD", self.keys.queues, template.queue),
                 ("LPUSH", self.keys.queue(template.queue), *batch)])
             return []
+        # the lock's fields are in the payload before middleware sees it, as in ``push``
+        locked = [(p, unique_lock(job_class, p, options, None, now)) for p in batch]
         if self.middleware.client:
-            batch = [p for p in batch if self.middleware.invoke_client(
+            locked = [(p, lock) for p, lock in locked if self.middleware.invoke_client(
                 job_class, p, p["queue"], lambda: True) not in (None, False)]
-        self._push(batch, None, now)
-        return [p["jid"] for p in batch]
+        batch, locks = [p for p, _ in locked], [lock for _, lock in locked]
+        return [p["jid"] for p in self._push_unique(batch, locks, None, now) or ()]
 
-    def _push(self, payloads: list[dict[str, Any]], at: float | None, now: float) -> bool:
+    def _push_unique(self, payloads: list[dict[str, Any]], locks: list, at: float | None,
+                     now: float, redis=None) -> list[dict[str, Any]] | None:
+        """Take the unique locks of the payloads that have one, push those that got theirs (or
+        have none), and release the locks again if the push fails. The pushed payloads, or None
+        when none was."""
+        if self.sink is not None or not any(locks):
+            self._push(payloads, at, now, redis)
+            return payloads
+        redis = redis if redis is not None else self.redis
+        taken = acquire_locks(redis, self.keys, payloads, locks)
+        pushed = [payload for payload, lock in zip(payloads, locks) if lock is None or
+                  payload["jid"] in taken]
+        if not pushed:
+            return None
+        try:
+            self._push(pushed, at, now, redis)
+        except BaseException:
+            release_locks(redis, self.keys, taken)
+            raise
+        return pushed
+
+    def _push(self, payloads: list[dict[str, Any]], at: float | None, now: float,
+              redis=None) -> bool:
         if self.sink is not None:
             self.sink(payloads, at)
             return True
@@ -235,8 +275,51 @@ class Client:
                 by_queue.setdefault(payload["queue"], []).append(_dumps(payload))
             commands = [("SADD", keys.queues, *by_queue)]
             commands += [("LPUSH", keys.queue(queue), *texts) for queue, texts in by_queue.items()]
-        connection.send_commands(self.redis, commands)
+        connection.send_commands(redis if redis is not None else self.redis, commands)
         return True
+
+
+def unique_rule(job_class: type[Job], options: dict[str, Any]) -> tuple[float, str] | None:
+    """``(unique_for, unique_until)`` of a push, None when the job is not unique."""
+    if options.get("unique_for") is None and job_class.options.get("unique_for") is None:
+        return None
+    return unique.validate_options({**job_class.options, **options}, job_class.wire_name())
+
+
+def unique_lock(job_class: type[Job], payload: dict[str, Any], options: dict[str, Any],
+                at: float | None, now: float) -> tuple[str, float] | None:
+    """The lock a push must take, ``(digest, ttl)``, with its fields merged into the payload;
+    None for a job that is not unique. A scheduled job holds it until its run time plus
+    ``unique_for``."""
+    rule = unique_rule(job_class, options)
+    if rule is None:
+        return None
+    unique_for, until = rule
+    lock_digest = unique.digest(payload["class"], payload["queue"], payload["args"])
+    payload.update(unique.payload_fields(lock_digest, until))
+    return lock_digest, unique.lock_ttl(unique_for, now, at if at is not None and at > now
+                                        else None)
+
+
+def acquire_locks(redis, keys: Keys, payloads: list[dict[str, Any]], locks: list) -> dict:
+    """One round trip of ``SET NX PX``; jid → digest of each lock taken. A refused lock is a
+    duplicate, logged at debug."""
+    wanted = [(payload, lock) for payload, lock in zip(payloads, locks) if lock is not None]
+    commands = [("SET", keys.unique(lock[0]), payload["jid"], "NX", "PX",
+                 max(int(lock[1] * 1000), 1)) for payload, lock in wanted]
+    taken = {}
+    for (payload, lock), reply in zip(wanted, connection.send_commands(redis, commands)):
+        if reply:
+            taken[payload["jid"]] = lock[0]
+        else:
+            logger.debug("%s %s: a job with unique digest %s is already queued, scheduled or "
+                         "running; not enqueued", payload["class"], payload["args"], lock[0])
+    return taken
+
+
+def release_locks(redis, keys: Keys, taken: dict) -> None:
+    for jid, lock_digest in taken.items():
+        unique.release(redis, keys, lock_digest, jid)
 
 
 _default = Client()

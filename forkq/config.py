@@ -96,6 +96,10 @@ class Config:
     liveness_timeout: float = 60.0
     metrics: MetricsConfig = MetricsConfig()
     web: WebConfig = WebConfig()
+    #: ``periodic.Entry`` objects of the ``periodic:`` list (entries from code are added at start)
+    periodic: tuple = ()
+    #: seconds a periodic leader's lease lasts without renewal (how long a dead leader is missed)
+    periodic_lease: float = 5.0
     #: the file this was read from, for messages; not a key
     source: str = "defaults"
 
@@ -345,7 +349,28 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "liveness_timeout": _seconds(DAY),
     "metrics": _metrics,
     "web": _web,
+    "periodic": None,  # parsed by _periodic, which names the file in its messages
+    "periodic_lease": _seconds(60.0, 0.5),
 }
+
+#: a periodic entry's ``every``: below a tenth of a second it would keep the master's loop
+#: busy enqueueing
+periodic_every = _seconds(YEAR, 0.1)
+#: keys whose value is a structure, not settable from one environment variable
+STRUCTURED = ("metrics", "web", "periodic")
+
+
+def _periodic(value: Any, source: str) -> tuple:
+    """The ``periodic:`` list; every problem is one ``ConfigError`` naming file, entry, value."""
+    from .periodic import entries_from_config  # cronsim is not loaded by a producer's import
+
+    entries = entries_from_config(value, source)
+    for entry in entries:
+        where = f"{source}: periodic entry {entry.name!r}"
+        problem = entry.queue is not None and name_problem(entry.queue)
+        if problem:
+            raise ConfigError(f"{where}: 'queue' is {entry.queue!r}: {problem}")
+    return tuple(entries)
 
 
 def _suggest(key: str, known: Mapping[str, Any]) -> str:
@@ -360,6 +385,9 @@ def _apply(values: dict[str, Any], raw: Mapping[str, Any], source: str,
             raise ConfigError(f"{source}: key {key!r} is not a string")
         if key not in PARSERS:
             raise ConfigError(f"{source}: unknown key {key!r}{_suggest(key, PARSERS)}")
+        if key == "periodic":
+            values[key], sources[key] = _periodic(value, source), source
+            continue
         try:
             parsed = PARSERS[key](value)
         except ValueError as exc:
@@ -445,7 +473,7 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
         raw["redis_url"] = environ["REDIS_URL"]
     for key in PARSERS:
         name = "FORKQ_" + key.upper()
-        if name in environ and key not in ("metrics", "web"):
+        if name in environ and key not in STRUCTURED:
             raw[key] = environ[name]
     return raw
 

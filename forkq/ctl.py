@@ -8,7 +8,8 @@ pidfile whose pid now belongs to another process is refused, and the signal goes
 pidfd, so the pid cannot be reused between the check and the signal.
 
 ``status`` reads Redis through ``forkq.api``: each process with the age of its last heartbeat,
-the queues, and totals; the master's pid when its pidfile is found. Everything that came from
+the queues, and totals; the master's pid when its pidfile is found; the periodic leader
+(identity and its master's pid) and each periodic entry's next and last run (tick, jid). Everything that came from
 Redis is printed with control characters escaped. An error prints one line,
 ``forkqctl: <message>``, and exits 1.
 """
@@ -241,6 +242,8 @@ def master_report(path: str) -> dict:
 
 
 def collect(api) -> dict:
+    from .periodic_leader import report as periodic_report
+
     now = time.time()
     processes = [process_report(p, now) for p in api.processes()]
     queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency)}
@@ -252,7 +255,8 @@ def collect(api) -> dict:
               "queued": sum(q["size"] for q in queues),
               "scheduled": api.scheduled.size, "retries": api.retries.size,
               "dead": api.dead.size, "processed": stats["processed"], "failed": stats["failed"]}
-    return {"processes": processes, "queues": queues, "totals": totals}
+    return {"processes": processes, "queues": queues, "totals": totals,
+            "periodic": periodic_report(api.redis, api.keys)}
 
 
 def process_report(process, now: float) -> dict:
@@ -296,7 +300,31 @@ def render(report: dict) -> str:
     for q in report["queues"]:
         latency = "?" if q["latency"] is None else f"{q['latency']:.2f} s"
         lines.append(escape_controls(f"  {q['name']}  size={q['size']} latency={latency}"))
+    lines.extend(escape_controls(line) for line in periodic_lines(report["periodic"]))
     return "\n".join(lines)
+
+
+def periodic_lines(periodic: dict) -> list[str]:
+    """The leader and each entry's next and last run; nothing when no entry ever ran."""
+    leader = periodic["leader"]
+    if not periodic["entries"] and leader["identity"] is None:
+        return []
+    lines = [f"periodic leader: {leader['identity']} (master pid {leader['master_pid']})"
+             if leader["identity"] else "periodic leader: none"]
+    for entry in periodic["entries"]:
+        last = entry["last"]
+        ran = (f"tick {_utc(last.get('tick'))} jid {last.get('jid')}"
+               if isinstance(last, dict) else "never")
+        lines.append(f"  {entry['name']}  next={_utc(entry['next'])} last={ran}")
+    return lines
+
+
+def _utc(moment) -> str:
+    """An epoch time as ISO 8601 UTC to the second; anything else as it is."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(moment)
 
 
 def process_line(p: dict) -> str:

@@ -8,7 +8,9 @@ makes forkq import anything.
 Options, per job (``options = {...}`` or decorator keywords) and per call (``Job.set(...)``):
 data options travel in the payload (``queue``, ``retry``, ``retry_queue``, ``dead``,
 ``backtrace``, ``tags``); hooks stay in the process (``retry_in``, ``retry_on``,
-``retries_exhausted``), so they are per job only. Every option is checked where it is written
+``retries_exhausted``), so they are per job only; ``unique_for`` and ``unique_until`` are acted on
+by the client at enqueue (``unique.py``), which writes the lock's digest and release point into
+the payload instead. Every option is checked where it is written
 (class definition, decoration, ``set()``), and ``perform``'s arity at enqueue. Coroutine
 functions are refused at definition: nothing would await them.
 """
@@ -22,12 +24,17 @@ import numbers
 import time
 from typing import Any, Callable, Iterable
 
+from . import unique
 from .config import MAX_RETRIES, YEAR, name_problem
 
 #: options written into every payload
 DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags")
 #: options that are code, kept in the worker's registry and never serialised
 HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
+#: options the client acts on at enqueue (``unique.py``): the payload carries the lock's digest
+#: and release point (``unique_digest``, ``unique_until``) instead
+UNIQUE_OPTIONS = ("unique_for", "unique_until")
+KNOWN_OPTIONS = DATA_OPTIONS + HOOK_OPTIONS + UNIQUE_OPTIONS
 #: furthest ahead perform_in / perform_at may schedule, in seconds (100 years)
 MAX_DELAY = 100 * YEAR
 
@@ -49,8 +56,8 @@ def _register(cls: type["Job"]) -> None:
 def validate_options(options: dict[str, Any], where: str, per_call: bool = False) -> None:
     """Reject unknown or ill-typed options where they are written, not when a job fails."""
     for key, value in options.items():
-        if key not in DATA_OPTIONS and key not in HOOK_OPTIONS:
-            known = ", ".join(DATA_OPTIONS + HOOK_OPTIONS)
+        if key not in KNOWN_OPTIONS:
+            known = ", ".join(KNOWN_OPTIONS)
             raise TypeError(f"{where}: unknown job option {key!r} (known: {known})")
         if per_call and key in HOOK_OPTIONS:
             raise TypeError(f"{where}: option {key!r} is code and cannot travel in a payload; "
@@ -59,6 +66,11 @@ def validate_options(options: dict[str, Any], where: str, per_call: bool = False
             problem = _OPTION_RULES[key](value)
             if problem:
                 raise TypeError(f"{where}: option {key!r} must be {problem}, not {value!r}")
+
+
+def validate_unique(options: dict[str, Any], where: str) -> None:
+    """``unique_until`` needs ``unique_for``: checked on a job's options as merged."""
+    unique.validate_options(options, where)
 
 
 def _queue_rule(value: Any) -> str | None:
@@ -98,6 +110,10 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "retry_in": lambda value: None if callable(value) else "callable",
     "retries_exhausted": lambda value: None if callable(value) else "callable",
     "retry_on": _retry_on_rule,
+    "unique_for": lambda value: None if (
+        not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+        and value > 0) else "a positive number of seconds (the lock's TTL)",
+    "unique_until": lambda value: None if value in unique.UNTIL else "'start' or 'success'",
 }
 
 
@@ -178,6 +194,7 @@ class Job:
         own = cls.__dict__.get("options", {})
         validate_options(own, cls.__qualname__)
         cls.options = {**super(cls, cls).options, **own}
+        validate_unique(cls.options, cls.__qualname__)
         _register(cls)
 
     def perform(self, *args: Any) -> Any:
@@ -212,7 +229,9 @@ class Setter:
     """Per-call options: ``HardJob.set(queue="critical", retry=False).perform_async(1)``."""
 
     def __init__(self, job_class: type[Job], options: dict[str, Any]) -> None:
-        validate_options(options, f"{job_class.__qualname__}.set()", per_call=True)
+        where = f"{job_class.__qualname__}.set()"
+        validate_options(options, where, per_call=True)
+        validate_unique({**job_class.options, **options}, where)
         self.job_class = job_class
         self.options = options
 

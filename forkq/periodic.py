@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -30,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from .config import periodic_every
 from .errors import ConfigError
 
 UTC = timezone.utc
@@ -44,7 +46,8 @@ ENTRY_KEYS = frozenset({"name", "class", "args", "queue", "cron", "tz", "every",
 
 @dataclass(frozen=True)
 class Entry:
-    """One periodic job: enqueue ``class_name(*args)`` on ``queue`` at every tick.
+    """One periodic job: enqueue ``class_name(*args)`` on ``queue`` at every tick (``queue``
+    None: the job's own ``queue`` option).
 
     Exactly one of ``cron`` (5 fields, or 6 with seconds first; read in ``tz``) and ``every``
     (seconds, > 0) is set. ``missed`` says what a leader does with ticks that passed while no
@@ -53,7 +56,7 @@ class Entry:
     name: str
     class_name: str
     args: tuple = ()
-    queue: str = "default"
+    queue: str | None = None
     cron: str | None = None
     tz: str = "UTC"
     every: float | None = None
@@ -83,7 +86,7 @@ def validate(entry: Entry) -> None:
     if not isinstance(entry.class_name, str) or not entry.class_name:
         raise ConfigError(f"{where}: 'class' must be a job's wire name, got "
                           f"{entry.class_name!r}")
-    if not isinstance(entry.queue, str) or not entry.queue:
+    if entry.queue is not None and (not isinstance(entry.queue, str) or not entry.queue):
         raise ConfigError(f"{where}: 'queue' must be a queue name, got {entry.queue!r}")
     if entry.missed not in MISSED_POLICIES:
         raise ConfigError(f"{where}: 'missed' is {entry.missed!r}; use 'skip' or 'once'")
@@ -111,6 +114,10 @@ def _check_every(every: Any, where: str) -> None:
     if (isinstance(every, bool) or not isinstance(every, (int, float))
             or not math.isfinite(every) or every <= 0):
         raise ConfigError(f"{where}: 'every' is {every!r}; give a positive number of seconds")
+    try:
+        periodic_every(every)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: 'every' is {every!r}: {exc}") from None
 
 
 def _check_cron(cron: Any, tz: Any, where: str) -> None:
@@ -166,9 +173,47 @@ def _entry_from_mapping(item: Any, index: int, source: str) -> Entry:
         raise ConfigError(f"{source}: periodic entry {name!r}: 'args' must be a list, got "
                           f"{args!r}")
     return Entry(name=name, class_name=item["class"], args=tuple(args),
-                 queue=item.get("queue", "default"), cron=item.get("cron"),
+                 queue=item.get("queue"), cron=item.get("cron"),
                  tz=item.get("tz", "UTC"), every=item.get("every"),
                  missed=item.get("missed", DEFAULT_MISSED), source=source)
+
+
+_registered: list[Entry] = []
+
+
+def register(name: str, job: Any, *, cron: str | None = None, every: float | None = None,
+             args: list | tuple = (), queue: str | None = None, tz: str = "UTC",
+             missed: str = DEFAULT_MISSED) -> Entry:
+    """Declare a periodic entry from code (``forkq.register_periodic``), at import of a module
+    named in ``require:``; the master schedules it beside the config file's entries.
+
+    ``job`` is a job class, an ``@forkq.job`` function or a wire name. Bad values raise
+    ``ConfigError`` at the call; a name used twice fails at start."""
+    wire_name = job if isinstance(job, str) else job.wire_name()
+    caller = sys._getframe(1)
+    while caller.f_back is not None and caller.f_globals.get("__name__", "").startswith("forkq"):
+        caller = caller.f_back
+    source = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+    entry = Entry(name=name, class_name=wire_name, args=tuple(args), queue=queue, cron=cron,
+                  tz=tz, every=every, missed=missed, source=source)
+    _registered.append(entry)
+    return entry
+
+
+def registered() -> list[Entry]:
+    """Entries declared from code in this process, in the order of their declaration."""
+    return list(_registered)
+
+
+def merge(from_file: tuple | list, from_code: list[Entry]) -> list[Entry]:
+    """The file's entries then the code's; one name used twice is an error naming both."""
+    seen: dict[str, Entry] = {}
+    for entry in [*from_file, *from_code]:
+        first = seen.setdefault(entry.name, entry)
+        if first is not entry:
+            raise ConfigError(f"{entry.source}: periodic entry name {entry.name!r} is already "
+                              f"used by {first.source}")
+    return list(seen.values())
 
 
 def check_classes(entries: list[Entry], resolve: Callable[[str], Any]) -> None:

@@ -6,13 +6,18 @@ and it holds no Redis connection and no thread when it forks: each child sets it
 the fork (here: signal dispositions, the master's file descriptors, process title; then
 ``worker.run``: Redis pool, logging, random seed).
 
-Each child owns a *slot*, ``host:master-pid:index``, which keys its private lists in Redis, so a
-replacement in the same slot recovers its predecessor's jobs at boot. A pipe runs from each child
-to the master: the child writes a byte from its main loop at least once a second. The first byte
-says it is ready, every byte that its loop is alive, ``S`` that it is stopping by itself.
+Children are ``children.Child`` objects with one set of verbs (fork, stop, kill, retire,
+exited): the worker slots and the metrics exporter alike. Each worker child owns a *slot*,
+``host:master-pid:index``, which keys its private lists in Redis, so a replacement in the same
+slot recovers its predecessor's jobs at boot. A pipe runs from each worker child to the master:
+the child writes a byte from its main loop at least once a second. The first byte says it is
+ready, every byte that its loop is alive, ``S`` that it is stopping by itself, ``R`` that it
+asks to be retired: the master stops it gracefully and forks its replacement at once.
 
 Steps of the loop: handle signals, read the pipes, reap exited children, kill hung or overdue
-ones, recycle one that uses too much memory, roll out a re-read config, fork what is missing.
+ones, recycle one that uses too much memory, roll out a re-read config, fork what is missing,
+enqueue due periodic jobs while this master leads (``periodic_master.py``, on a connection
+opened and closed within the step).
 
 Shutdown: TERM every child; each finishes its jobs until ``timeout``, requeues the rest and
 exits 0. Survivors are SIGKILLed ``GRACE`` seconds after the deadline; then, with no child left,
@@ -30,25 +35,25 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import logging
 import os
 import random
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from setproctitle import setproctitle
 
 from . import __version__, client, connection, log, worker
 from .child import ChildTick, die_with_master, exit_child
+from .children import GRACE, Child, Helper, WorkerSlot, describe_exit, restart_delay
 from .errors import ForkqError
 from .heartbeat import hostname
 from .keys import Keys
 from .log import logger
 from .notify import notify
+from .periodic_master import MasterPeriodic
 from .pidfile import claim_pidfile, default_pidfile, release_pidfile, write_atomically
 from .recovery import requeue_slots
 from .signals import SignalQueue
@@ -57,16 +62,8 @@ MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN,
                   signal.SIGHUP, signal.SIGCHLD)
 #: seconds between looks at the children's pipes; a signal (CHLD included) wakes the loop at once
 TICK = 0.2
-#: seconds after a child's shutdown deadline before it is SIGKILLed
-GRACE = 5.0
 #: children exiting non-zero before they are ready, in a row, that stop the master
 CRASH_LIMIT = 5
-#: seconds before the second restart of a failing slot; doubles with each failure after it
-BACKOFF_FIRST = 0.25
-#: seconds: the longest wait before restarting a failing slot
-BACKOFF_CAP = 10.0
-#: seconds a child must have run for its death to count as a first failure again
-STABLE_AFTER = 10.0
 #: seconds between reads of the children's memory
 MEMORY_CHECK_EVERY = 1.0
 #: relative spread of ``max_jobs`` per child, so children do not recycle in lockstep
@@ -74,13 +71,6 @@ MAX_JOBS_JITTER = 0.1
 
 
 # --- pure helpers
-
-def restart_delay(failures: int) -> float:
-    """Seconds before restarting a slot whose child failed ``failures`` times in a row."""
-    if failures <= 1:
-        return 0.0
-    return min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (failures - 2))
-
 
 def jittered(limit: int | None, rng: random.Random) -> int | None:
     if not limit:
@@ -119,33 +109,6 @@ def metrics_module(config):
 
 # --- the master
 
-@dataclass
-class Slot:
-    """One worker child position. Its name keys the child's private lists in Redis."""
-
-    index: int
-    name: str
-    pid: int | None = None
-    #: read end of the child's report pipe
-    pipe: int | None = None
-    #: epoch seconds, for status.json
-    started_at: float = 0.0
-    #: monotonic times of the fork and of the last byte from the child
-    forked: float = 0.0
-    last_seen: float = 0.0
-    ready: bool = False
-    #: monotonic: SIGKILL if the child is still alive then; set once it is stopping
-    kill_at: float | None = None
-    #: stopped on purpose (memory, reload, surplus): replaced at once
-    retiring: bool = False
-    timeout: float = 25.0
-    generation: int = 0
-    restarts: int = 0
-    #: consecutive abnormal exits, for the backoff
-    failures: int = 0
-    respawn_at: float = 0.0
-
-
 class Supervisor:
     def __init__(self, config, reload: Callable[[], object] | None = None) -> None:
         self.config = config
@@ -153,7 +116,7 @@ class Supervisor:
         self.master_pid = 0
         self.started_at = 0.0
         self.signals: SignalQueue | None = None
-        self.slots: dict[int, Slot] = {}
+        self.slots: dict[int, WorkerSlot] = {}
         self.generation = 0
         self.halting = False
         #: a second TERM/INT arrived: children are SIGKILLed instead of waited for
@@ -164,7 +127,9 @@ class Supervisor:
         self.announced_ready = False
         self.server = None
         self.metrics = None
-        self.exporter = Slot(-1, "metrics exporter")
+        #: helper children (the metrics exporter), supervised like the worker slots
+        self.helpers: list[Helper] = []
+        self.periodic: MasterPeriodic | None = None
         self.next_memory_check = 0.0
         #: where this master wrote its pidfiles and status file (a reload may rename them)
         self.pidfiles: list[str] = []
@@ -196,6 +161,7 @@ class Supervisor:
         self.metrics = metrics_module(config)
         if self.metrics is not None:
             self.metrics.prepare(config)
+            self.helpers.append(Helper("metrics exporter", self.run_exporter))
         if not config.redis_url:
             from .embedded import EmbeddedRedis
 
@@ -205,6 +171,7 @@ class Supervisor:
         # A module that enqueued at import opened the client's connection: close it, so that
         # no Redis socket is shared with the children.
         client.default().close()
+        self.periodic = MasterPeriodic.from_config(config, self.master_pid)
         self.signals = SignalQueue()
         self.signals.install(MASTER_SIGNALS)
         if threading.active_count() > 1:
@@ -230,9 +197,11 @@ class Supervisor:
             self.read_reports()
             self.reap_children()
             self.kill_stale()
+            self.retire_requested()
             self.recycle_bloated()
             self.roll_reloaded()
             self.spawn_missing()
+            self.run_periodic()
 
     # --- signals
 
@@ -249,8 +218,6 @@ class Supervisor:
         elif signum == signal.SIGUSR2:
             log.reopen()
             self.relay(signum)
-            if self.exporter.pid is not None:
-                _kill(self.exporter.pid, signum)
         elif signum == signal.SIGTTIN:
             self.relay(signum)
         # CHLD only wakes the loop: reap_children follows.
@@ -266,21 +233,15 @@ class Supervisor:
             logger.warning("%s again: stopping at once: SIGKILL to every child; the master then "
                            "pushes their unfinished jobs back to their queues", name)
             self.forced = True
-            self.kill_children()
+            for child in self.live_children():
+                child.kill()
         else:
             logger.info("%s: already stopping at once", name)
 
-    def kill_children(self) -> None:
-        for slot in self.live_slots():
-            _kill(slot.pid, signal.SIGKILL)
-            slot.kill_at = float("inf")
-        if self.exporter.pid is not None:
-            _kill(self.exporter.pid, signal.SIGKILL)
-            self.exporter.kill_at = float("inf")
-
     def relay(self, signum: int) -> None:
-        for slot in self.live_slots():
-            _kill(slot.pid, signum)
+        for child in self.live_children():
+            if signum in child.relays:
+                child.signal(signum)
 
     def reload(self) -> None:
         if self.reload_config is None:
@@ -294,6 +255,10 @@ class Supervisor:
         if config.require != self.config.require:
             logger.warning("HUP: 'require' changed, but the application is preloaded by the "
                            "master: restart the master to load new code")
+        if (config.periodic, config.periodic_lease) != (self.config.periodic,
+                                                         self.config.periodic_lease):
+            logger.warning("HUP: 'periodic' or 'periodic_lease' changed, but periodic entries "
+                           "are read at start: restart the master to apply them")
         log.setup(config.loglevel, config.logfile)
         self.config = config
         self.generation += 1
@@ -305,22 +270,12 @@ class Supervisor:
     def read_reports(self) -> None:
         now = time.monotonic()
         for slot in self.live_slots():
-            try:
-                data = os.read(slot.pipe, 4096)
-            except BlockingIOError:
-                continue
-            if not data:
-                continue  # the child is exiting; waitpid tells how
-            slot.last_seen = now
-            if b"S" in data and slot.kill_at is None:
-                slot.kill_at = now + slot.timeout + GRACE
-            if not slot.ready:
+            if slot.read_report(now):
                 self.child_ready(slot)
 
-    def child_ready(self, slot: Slot) -> None:
-        slot.ready = True
+    def child_ready(self, slot: WorkerSlot) -> None:
         self.early_exits = 0
-        logger.info("child %d (slot %d) is ready", slot.pid, slot.index)
+        logger.info("%s is ready", slot)
         self.write_status()
         wanted = [self.slots.get(i) for i in range(self.config.processes)]
         if not self.announced_ready and all(s and s.ready for s in wanted):
@@ -340,49 +295,36 @@ class Supervisor:
             self.exited(pid, os.waitstatus_to_exitcode(status))
 
     def exited(self, pid: int, code: int) -> None:
-        slot = next((s for s in self.live_slots() if s.pid == pid), None)
-        if slot is not None:
-            self.slot_exited(slot, code)
-        elif pid == self.exporter.pid:
-            self.exporter_exited(code)
+        child = next((c for c in self.live_children() if c.pid == pid), None)
+        if isinstance(child, WorkerSlot):
+            self.slot_exited(child, code)
+        elif child is not None:
+            child.exited(code, time.monotonic())
         elif self.server is not None and self.server.process and pid == self.server.process.pid:
-            self.halt(f"the embedded redis-server exited ({_describe(code)}); see "
+            self.halt(f"the embedded redis-server exited ({describe_exit(code)}); see "
                       f"{self.config.data_dir}/redis.log")
 
-    def slot_exited(self, slot: Slot, code: int) -> None:
+    def slot_exited(self, slot: WorkerSlot, code: int) -> None:
         pid, now = slot.pid, time.monotonic()
-        os.close(slot.pipe)
-        slot.pid = slot.pipe = None
         if self.metrics is not None:
             self.metrics.mark_dead(pid)
-        level = logging.INFO if code == 0 or slot.retiring else logging.WARNING
-        logger.log(level, "child %d (slot %d) %s", pid, slot.index, _describe(code))
+        logger.log(slot.exit_level(code), "%s %s", slot, describe_exit(code))
         if not self.halting:
-            self.plan_restart(slot, code, now)
-        slot.ready = False
-        slot.retiring = False
-        slot.kill_at = None
+            self.count_early_exit(slot, code)
+        slot.exited(code, now)
+        if not self.halting and slot.failures > 1:
+            logger.warning("slot %d failed %d times in a row: restarting it in %.2f s",
+                           slot.index, slot.failures, restart_delay(slot.failures))
         self.set_master_title()
         self.write_status()
 
-    def plan_restart(self, slot: Slot, code: int, now: float) -> None:
+    def count_early_exit(self, slot: WorkerSlot, code: int) -> None:
         if code > 0 and not slot.ready:
             self.early_exits += 1
             if self.early_exits >= CRASH_LIMIT:
                 self.halt(f"children exited with status {code} before becoming ready "
                           f"{self.early_exits} times in a row (an import error, a bad config, "
                           f"Redis refusing them?); see the log above")
-                return
-        if code == 0 or slot.retiring:
-            slot.failures = 0
-        elif slot.ready and now - slot.forked >= STABLE_AFTER:
-            slot.failures = 1
-        else:
-            slot.failures += 1
-        slot.respawn_at = now + restart_delay(slot.failures)
-        if slot.failures > 1:
-            logger.warning("slot %d failed %d times in a row: restarting it in %.2f s",
-                           slot.index, slot.failures, restart_delay(slot.failures))
 
     def halt(self, message: str) -> None:
         logger.error("%s; the master stops", message)
@@ -392,22 +334,26 @@ class Supervisor:
     # --- keeping children healthy
 
     def kill_stale(self) -> None:
-        """SIGKILL children past their stop deadline, and running ones whose loop went silent.
+        """SIGKILL children past their stop deadline, and worker slots whose loop went silent.
 
         A long job is legal: the child's main loop reports while its threads run jobs."""
         now = time.monotonic()
+        for child in self.live_children():
+            if child.overdue(now):
+                logger.warning("%s did not stop %.0f s after its deadline: SIGKILL", child, GRACE)
+                child.kill()
         for slot in self.live_slots():
-            if slot.kill_at is not None and now >= slot.kill_at:
-                logger.warning("child %d (slot %d) did not stop %.0f s after its deadline: "
-                               "SIGKILL", slot.pid, slot.index, GRACE)
-                _kill(slot.pid, signal.SIGKILL)
-                slot.kill_at = float("inf")
-            elif slot.kill_at is None and now - slot.last_seen > self.config.liveness_timeout:
-                logger.error("child %d (slot %d) has not reported for %.0f s (liveness_timeout): "
-                             "SIGKILL; its replacement recovers its jobs", slot.pid, slot.index,
-                             now - slot.last_seen)
-                _kill(slot.pid, signal.SIGKILL)
-                slot.kill_at = float("inf")
+            silent = slot.silent_for(now)
+            if slot.kill_at is None and silent > self.config.liveness_timeout:
+                logger.error("%s has not reported for %.0f s (liveness_timeout): SIGKILL; its "
+                             "replacement recovers its jobs", slot, silent)
+                slot.kill()
+
+    def retire_requested(self) -> None:
+        """Replace the children that asked for it (one whose job outlived its hard limit)."""
+        for slot in self.live_slots():
+            if slot.wants_retirement and not slot.retiring and slot.kill_at is None:
+                self.retire(slot, "asked to be replaced")
 
     def recycle_bloated(self) -> None:
         limit, now = self.config.max_memory_mb, time.monotonic()
@@ -431,16 +377,9 @@ class Supervisor:
                             else "is beyond 'processes'")
                 return
 
-    def retire(self, slot: Slot, reason: str) -> None:
-        logger.warning("child %d (slot %d) %s: stopping it gracefully to replace it", slot.pid,
-                       slot.index, reason)
-        slot.retiring = True
-        self.stop_child(slot)
-
-    def stop_child(self, slot: Slot) -> None:
-        _kill(slot.pid, signal.SIGTERM)
-        deadline = time.monotonic() + slot.timeout + GRACE
-        slot.kill_at = deadline if slot.kill_at is None else min(slot.kill_at, deadline)
+    def retire(self, child: Child, reason: str) -> None:
+        """Replace a child at once: it stops gracefully (a worker requeues what it held)."""
+        child.retire(reason, time.monotonic() + child.timeout)
 
     def retiring(self) -> bool:
         return any(slot.retiring for slot in self.live_slots())
@@ -448,8 +387,11 @@ class Supervisor:
     def all_ready(self) -> bool:
         return all(self.slots.get(i) and self.slots[i].ready for i in range(self.config.processes))
 
-    def live_slots(self) -> list[Slot]:
-        return [slot for slot in self.slots.values() if slot.pid is not None]
+    def live_slots(self) -> list[WorkerSlot]:
+        return [slot for slot in self.slots.values() if slot.alive]
+
+    def live_children(self) -> list[Child]:
+        return [*self.live_slots(), *(helper for helper in self.helpers if helper.alive)]
 
     # --- forking
 
@@ -458,60 +400,35 @@ class Supervisor:
             return
         now = time.monotonic()
         for index in range(self.config.processes):
-            slot = self.slots.setdefault(index, Slot(index, self.slot_name(index)))
-            if slot.pid is None and now >= slot.respawn_at:
+            slot = self.slots.setdefault(index, WorkerSlot(index, self.slot_name(index)))
+            if not slot.alive and now >= slot.respawn_at:
                 self.spawn(slot)
-        exporter = self.exporter
-        if self.metrics is not None and exporter.pid is None and now >= exporter.respawn_at:
-            self.spawn_exporter()
+        for helper in self.helpers:
+            if not helper.alive and now >= helper.respawn_at:
+                helper.fork(self)
+                logger.info("forked %s", helper)
 
     def slot_name(self, index: int) -> str:
         return f"{hostname()}:{self.master_pid}:{index}"
 
-    def spawn(self, slot: Slot) -> None:
-        config, read_end, write_end = self.config, *os.pipe()
-        # Neither side may block on the other: a full pipe only loses liveness bytes.
-        os.set_blocking(read_end, False)
-        os.set_blocking(write_end, False)
-        tick = ChildTick(write_end, self.master_pid, jittered(config.max_jobs, random), config.tag)
-        pid = self.fork()
-        if pid == 0:
-            os.close(read_end)
+    def spawn(self, slot: WorkerSlot) -> None:
+        config = self.config
+        max_jobs = jittered(config.max_jobs, random)
+
+        def main(pipe: int) -> None:
+            tick = ChildTick(pipe, self.master_pid, max_jobs, config.tag)
             exit_child(lambda: worker.run(config, slot.name, on_tick=tick,
                                           observer=self.child_observer()))
-        os.close(write_end)
-        if slot.started_at:
-            slot.restarts += 1
-        now = time.monotonic()
-        slot.pid, slot.pipe, slot.started_at = pid, read_end, time.time()
-        slot.forked = slot.last_seen = now
-        slot.ready, slot.kill_at, slot.retiring = False, None, False
-        slot.timeout, slot.generation = config.timeout, self.generation
-        logger.info("forked child %d for slot %d", pid, slot.index)
+
+        slot.fork_worker(self, main, config.timeout, self.generation)
+        logger.info("forked child %d for slot %d", slot.pid, slot.index)
         self.set_master_title()
         self.write_status()
 
-    def spawn_exporter(self) -> None:
-        pid = self.fork()
-        if pid == 0:
-            die_with_master()
-            setproctitle(_title("forkq", "metrics", self.config.tag))
-            exit_child(lambda: self.metrics.run_exporter(self.config) or 0)
-        self.exporter.pid, self.exporter.forked = pid, time.monotonic()
-        logger.info("forked metrics exporter %d", pid)
-
-    def exporter_exited(self, code: int) -> None:
-        """Restart it after a crash; status 0 means told to stop or unable to listen (logged)."""
-        logger.log(logging.WARNING if code else logging.INFO, "metrics exporter %d %s",
-                   self.exporter.pid, _describe(code))
-        now = time.monotonic()
-        self.exporter.pid = None
-        if code == 0:
-            self.exporter.respawn_at = float("inf")
-            return
-        stable = now - self.exporter.forked >= STABLE_AFTER
-        self.exporter.failures = 1 if stable else self.exporter.failures + 1
-        self.exporter.respawn_at = now + restart_delay(self.exporter.failures)
+    def run_exporter(self) -> None:
+        die_with_master()
+        setproctitle(_title("forkq", "metrics", self.config.tag))
+        exit_child(lambda: self.metrics.run_exporter(self.config) or 0)
 
     def fork(self) -> int:
         """Fork; in the child, drop what belongs to the master before anything else runs."""
@@ -535,6 +452,13 @@ class Supervisor:
     def child_observer(self):
         return self.metrics.JobObserver() if self.metrics is not None else None
 
+    # --- periodic jobs
+
+    def run_periodic(self) -> None:
+        """Enqueue due periodic ticks while this master leads (``periodic_master.py``)."""
+        if self.periodic is not None and self.periodic.run(time.monotonic()):
+            self.write_status()
+
     # --- status
 
     def set_master_title(self) -> None:
@@ -546,10 +470,12 @@ class Supervisor:
         children = [{"slot": s.index, "pid": s.pid, "started_at": s.started_at, "ready": s.ready,
                      "restarts": s.restarts} for s in sorted(self.slots.values(),
                                                              key=lambda s: s.index)
-                    if s.pid is not None or s.index < config.processes]
+                    if s.alive or s.index < config.processes]
         status = {"master_pid": self.master_pid, "started_at": self.started_at,
                   "version": __version__, "tag": config.tag, "processes": config.processes,
                   "concurrency": config.concurrency, "children": children}
+        if self.periodic is not None:
+            status["periodic"] = self.periodic.status()
         try:
             write_atomically(self.status_file, json.dumps(status))
         except OSError as exc:
@@ -562,26 +488,20 @@ class Supervisor:
         if self.signals is None:
             return
         notify("STOPPING=1")
-        for slot in self.live_slots():
-            self.stop_child(slot)
-        if self.exporter.pid is not None:
-            _kill(self.exporter.pid, signal.SIGTERM)
-            self.exporter.kill_at = time.monotonic() + GRACE
-        while self.live_slots() or self.exporter.pid is not None:
+        if self.periodic is not None:
+            self.periodic.stop()
+        now = time.monotonic()
+        for child in self.live_children():
+            child.stop(now + child.timeout)
+        while self.live_children():
             for signum in self.signals.wait(TICK):
                 if signum in (signal.SIGTTIN, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT):
                     self.handle(signum)
             self.read_reports()
             self.reap_children()
             self.kill_stale()
-            self.kill_overdue_exporter()
         self.requeue_leftovers()
         logger.info("master stopped")
-
-    def kill_overdue_exporter(self) -> None:
-        if self.exporter.pid is not None and time.monotonic() >= self.exporter.kill_at:
-            _kill(self.exporter.pid, signal.SIGKILL)
-            self.exporter.kill_at = float("inf")
 
     def requeue_leftovers(self) -> None:
         """With every child gone, push back what killed ones left in their private lists."""
@@ -613,16 +533,3 @@ class Supervisor:
                 os.unlink(self.status_file)
         if self.server is not None:
             self.server.stop()
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass  # already exited; the reaper will see it
-
-
-def _describe(code: int) -> str:
-    if code < 0:
-        return f"was killed by {signal.Signals(-code).name}"
-    return f"exited with status {code}"

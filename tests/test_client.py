@@ -319,3 +319,104 @@ def test_a_wait_for_a_free_connection_that_runs_out_says_so(redis_url, monkeypat
         shared.connection_pool.release(held)
     assert connection.send_commands(shared, [("PING",)]) == ["PONG"]
     shared.close()
+
+
+# --- unique jobs ---------------------------------------------------------------------------
+
+class Report(forkq.Job):
+    options = {"unique_for": 60}
+
+    def perform(self, day):
+        pass
+
+
+def unique_locks(redis) -> dict[str, str]:
+    return {key: redis.get(key) for key in redis.keys("forkq:unique:*")}
+
+
+def test_two_hundred_threads_enqueue_one_unique_job_once(redis):
+    threads, barrier, jids = 200, threading.Barrier(200), []
+
+    def enqueue():
+        barrier.wait()
+        jids.append(Report.perform_async("2026-11-29"))
+
+    workers = [threading.Thread(target=enqueue) for _ in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(60)
+    pushed = [jid for jid in jids if jid is not None]
+    assert len(jids) == threads and len(pushed) == 1
+    assert redis.llen("queue:default") == 1
+    (job,) = queued(redis)
+    assert job["jid"] == pushed[0] and job["unique_until"] == "success"
+    assert unique_locks(redis) == {f"forkq:unique:{job['unique_digest']}": job["jid"]}
+    assert 59 < redis.pttl(f"forkq:unique:{job['unique_digest']}") / 1000 <= 60
+
+
+def test_a_duplicate_returns_none_and_is_logged_at_debug(redis, caplog):
+    import logging
+
+    first = Report.perform_async("a")
+    with caplog.at_level(logging.DEBUG, logger="forkq"):
+        assert Report.perform_async("a") is None
+    assert Report.perform_async("b") is not None, "other args: another lock"
+    assert Report.set(queue="other").perform_async("a") is not None, "another queue"
+    assert [j["jid"] for j in queued(redis)][-1] == first
+    assert "already queued, scheduled or running; not enqueued" in caplog.text
+
+
+def test_a_scheduled_unique_job_holds_its_lock_until_its_run_time_plus_unique_for(redis):
+    jid = Report.set(unique_until="start").perform_in(100, "later")
+    (member,) = redis.zrange("schedule", 0, -1)
+    job = json.loads(member)
+    assert (job["jid"], job["unique_until"]) == (jid, "start")
+    ttl = redis.pttl(f"forkq:unique:{job['unique_digest']}") / 1000
+    assert 159 < ttl <= 160
+    assert Report.perform_async("later") is None
+
+
+def test_a_failed_push_releases_the_lock(redis, monkeypatch):
+    def refuse(*_args):
+        raise ConnectionError("push failed")
+
+    monkeypatch.setattr(client.Client, "_push", lambda self, *args: refuse())
+    with pytest.raises(ConnectionError):
+        Report.perform_async("x")
+    assert unique_locks(redis) == {}
+    monkeypatch.undo()
+    assert Report.perform_async("x") is not None
+
+
+def test_bulk_pushes_each_unique_job_once(redis):
+    Report.perform_async(1)
+    jids = Report.perform_bulk([[1], [2], [2], [3]])
+    assert len(jids) == 2 and all(jids)
+    assert sorted(j["args"][0] for j in queued(redis)) == [1, 2, 3]
+    assert len(unique_locks(redis)) == 3
+
+
+def test_a_job_that_is_not_unique_takes_no_lock(redis):
+    Record.perform_async(1)
+    Record.perform_async(1)
+    assert redis.llen("queue:default") == 2 and unique_locks(redis) == {}
+    assert "unique_digest" not in queued(redis)[0]
+
+
+def test_middleware_sees_the_lock_fields_and_a_stopped_push_takes_no_lock(redis):
+    chain = client.default().middleware
+    seen = []
+
+    def stop_odd(job_class, payload, queue, call_next):
+        seen.append(payload.get("unique_digest"))
+        return None if payload["args"][0] % 2 else call_next()
+
+    chain.add_client(stop_odd)
+    try:
+        assert Report.perform_async(1) is None
+        assert Report.perform_bulk([[2], [3], [4]]) and len(queued(redis)) == 2
+    finally:
+        chain.client.remove(stop_odd)
+    assert len(seen) == 4 and all(len(digest) == 64 for digest in seen)
+    assert len(unique_locks(redis)) == 2, "only the pushed jobs hold a lock"

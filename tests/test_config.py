@@ -222,3 +222,61 @@ def test_yaml_merge_keys_may_be_overridden(tmp_path):
                            "metrics:\n  <<: *web\n  port: 8001\n")
     loaded = config.load(path, environ={})
     assert (loaded.metrics.bind, loaded.metrics.port, loaded.web.port) == ("127.0.0.1", 8001, 8000)
+
+
+PERIODIC = """
+periodic:
+  - name: nightly
+    class: app.Report
+    cron: "30 2 * * *"
+    tz: Europe/Berlin
+  - name: ping
+    class: app.Ping
+    every: 30
+    args: [1]
+    queue: low
+    missed: skip
+periodic_lease: 2
+"""
+
+
+def test_periodic_entries_are_read_from_the_file(tmp_path):
+    loaded = config.load(write(tmp_path, PERIODIC), environ={})
+    nightly, ping = loaded.periodic
+    assert (nightly.name, nightly.class_name, nightly.cron, nightly.tz, nightly.queue) == (
+        "nightly", "app.Report", "30 2 * * *", "Europe/Berlin", None)
+    assert (ping.every, ping.args, ping.queue, ping.missed) == (30, (1,), "low", "skip")
+    assert loaded.periodic_lease == 2.0
+    assert config.load(None, environ={}).periodic == ()
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ('{name: n, class: app.A, cron: "61 * * * *"}', "periodic entry 'n': bad cron expression "
+                                                    "'61 * * * *'"),
+    ('{name: n, class: app.A, cron: "* * *"}', "periodic entry 'n': cron '* * *' must have 5 "
+                                               "fields, or 6 with seconds first"),
+    ('{name: n, class: app.A, cron: "0 2 * * *", tz: Mars/Olympus}',
+     "periodic entry 'n': unknown time zone 'Mars/Olympus'"),
+    ("{name: n, class: app.A, every: -1}", "periodic entry 'n': 'every' is -1; give a positive "
+                                           "number of seconds"),
+    ("{name: n, class: app.A, every: 0.01}", "periodic entry 'n': 'every' is 0.01: expected a "
+                                             "number of seconds >= 0.1"),
+    ("{name: n, class: app.A, every: 5, queue: 'a b'}", "periodic entry 'n': 'queue' is 'a b': "
+                                                        "whitespace and control characters"),
+    ("{name: n, class: app.A}", "periodic entry 'n': give exactly one of 'cron' and 'every'"),
+    ("{name: n, class: app.A, every: 5, when: 3}", "periodic entry 'n': unknown key 'when'"),
+    ("{class: app.A, every: 5}", "'name' is required"),
+])
+def test_a_bad_periodic_entry_is_one_line_naming_file_entry_and_value(tmp_path, entry,
+                                                                       fragment):
+    path = write(tmp_path, f"periodic:\n  - {entry}\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path, environ={})
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message
+
+
+def test_periodic_lease_is_bounded_and_periodic_is_not_read_from_the_environment(tmp_path):
+    with pytest.raises(ConfigError, match="key 'periodic_lease' has invalid value 0.1"):
+        config.load(write(tmp_path, "periodic_lease: 0.1\n"), environ={})
+    assert config.load(None, environ={"FORKQ_PERIODIC": "x"}).periodic == ()

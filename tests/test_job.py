@@ -133,3 +133,28 @@ def test_any_queue_name_redis_holds_that_lists_can_name_is_accepted():
         Base.set(queue="emails/high").perform_async()
         Base.set(queue="ünïcode:q", retry_queue="q" * 200).perform_async()
     assert [job["queue"] for job in queue.jobs] == ["emails/high", "ünïcode:q"]
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"unique_for": 0}, "option 'unique_for' must be a positive number of seconds"),
+    ({"unique_for": float("inf")}, "option 'unique_for' must be a positive number of seconds"),
+    ({"unique_for": True}, "option 'unique_for' must be a positive number of seconds"),
+    ({"unique_for": 5, "unique_until": "end"}, "option 'unique_until' must be 'start' or "
+                                               "'success', not 'end'"),
+    ({"unique_until": "start"}, "option 'unique_until' needs 'unique_for' (seconds)"),
+])
+def test_unique_options_are_checked_where_they_are_written(options, fragment):
+    with pytest.raises(TypeError) as at_definition:
+        type("Unique", (forkq.Job,), {"options": options, "perform": lambda self: None})
+    assert fragment in str(at_definition.value)
+    with pytest.raises(TypeError) as per_call:
+        Child.set(**options)
+    assert fragment in str(per_call.value)
+
+
+def test_a_unique_job_payload_names_its_lock_and_release_point():
+    with testing.fake() as queue:
+        Child.set(unique_for=30, unique_until="start").perform_async()
+    (payload,) = queue.jobs
+    assert payload["unique_until"] == "start" and len(payload["unique_digest"]) == 64
+    assert "unique_for" not in payload

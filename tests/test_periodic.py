@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -86,7 +87,7 @@ def test_good_entries_parse_with_defaults():
         {"name": "berlin", "class": "app.Ping", "cron": "15 0 3 * * mon", "tz": "Europe/Berlin"},
     ], "forkq.yml")
     nightly, ping, berlin = entries
-    assert (nightly.queue, nightly.args, nightly.tz, nightly.missed) == ("default", (), "UTC",
+    assert (nightly.queue, nightly.args, nightly.tz, nightly.missed) == (None, (), "UTC",
                                                                         "once")
     assert (ping.every, ping.args, ping.queue, ping.missed) == (1.5, (1, "a"), "low", "skip")
     assert berlin.wall_clock and not ping.wall_clock
@@ -189,3 +190,20 @@ def test_due_ticks_are_bounded_and_ordered():
 def test_the_payload_carries_the_tick():
     assert periodic_fields(Entry("e", "app.Job", every=1), 12.0) == {
         "periodic": {"name": "e", "tick": 12.0}}
+
+
+def test_entries_from_code_name_their_line_and_clash_with_the_file(monkeypatch):
+    import forkq
+    from forkq import periodic
+
+    monkeypatch.setattr(periodic, "_registered", [])
+    entry = forkq.register_periodic("ping", "app.Ping", every=5, args=[1])
+    line = sys._getframe().f_lineno - 1
+    assert entry.source == f"{__file__}:{line}" and periodic.registered() == [entry]
+    with pytest.raises(ConfigError, match=r"test_periodic.py:\d+: periodic entry 'bad': 'every' "
+                                          r"is 0.05: expected a number of seconds >= 0.1"):
+        forkq.register_periodic("bad", "app.Ping", every=0.05)
+    from_file = entries_from_config([{"name": "ping", "class": "app.P", "every": 1}], "f.yml")
+    with pytest.raises(ConfigError, match=r"test_periodic.py:\d+: periodic entry name 'ping' is "
+                                          r"already used by f.yml"):
+        periodic.merge(from_file, periodic.registered())

@@ -407,3 +407,33 @@ def test_an_app_that_enqueues_at_import_leaves_no_redis_socket_in_the_master(sta
     streams = [c for c in psutil.Process(master.pid).net_connections(kind="unix")
                if c.type == socket.SOCK_STREAM]
     assert streams == []
+
+
+RETIRING_JOB = """
+import gc
+
+import forkq
+from forkq.child import ChildTick
+
+
+class RetireMe(forkq.Job):
+    def perform(self):
+        tick = next(o for o in gc.get_objects() if isinstance(o, ChildTick))
+        tick.request_retirement()
+"""
+
+
+def test_a_child_that_asks_to_be_retired_is_replaced_gracefully(start_master, redis):
+    master = start_master(processes=1, require=["e2e_jobs", "retire"],
+                          modules={"retire": RETIRING_JOB})
+    (first,) = master.ready_pids(1)
+    redis.lpush("queue:default", json.dumps({"class": "retire.RetireMe", "args": [],
+                                             "jid": "r" * 24, "queue": "default"}))
+    def replacement():
+        return next((c["pid"] for c in (master.status() or {"children": []})["children"]
+                     if c["ready"] and c["pid"] not in (None, first)), None)
+    wait_for(replacement, 15, message="a ready replacement child")
+    wait_for(lambda: gone(first), 5, message="the retired child gone")
+    log = master.log()
+    assert f"child {first} (slot 0) asked to be replaced: stopping it gracefully" in log
+    assert f"child {first} (slot 0) exited with status 0" in log

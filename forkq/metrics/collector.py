@@ -25,6 +25,7 @@ from ..heartbeat import hostname
 from ..keys import Keys
 from ..log import logger
 from . import store
+from .periodic import periodic_series
 
 #: seconds a scrape waits for Redis before reporting it down (Prometheus' timeout is 10 s)
 REDIS_TIMEOUT = 2.0
@@ -172,6 +173,7 @@ class Collector:
         yield from self._info(status)
         yield from self._memory_limit()
         yield from _children(status or {}, facts)
+        yield from periodic_series(status or {})
         yield from _redis_series(facts)
         if self.directory and os.path.isdir(self.directory):
             yield from store.collect(self.directory)

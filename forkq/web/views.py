@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .. import jobmetrics
 from ..api import SortedSet
-from . import charts
+from . import charts, periodic_view
 from .http import Request, Response, Router, json_response, redirect
 
 #: rows per page unless ``?count=`` says otherwise
@@ -284,4 +284,5 @@ def routes() -> Router:
     router.add("POST", f"/{sets}", sorted_set_action)
     router.add("GET", f"/{sets}/(?P<key>.+)", entry)
     router.add("POST", f"/{sets}/(?P<key>.+)", entry_action)
+    router.add("GET", "/periodic", periodic_view.page)
     return router
