@@ -122,6 +122,9 @@ class ModelSetter(Setter):
 
     delay = perform_async
 
+    def perform_in(self, seconds: float, *args: Any) -> str | None:
+        return super().perform_in(seconds, *self._dump(args, "perform_in"))
+
     def perform_at(self, timestamp: float, *args: Any) -> str | None:
         return super().perform_at(timestamp, *self._dump(args, "perform_at"))
 
