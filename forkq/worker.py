@@ -175,9 +175,11 @@ class Worker:
 
     def stop(self) -> int:
         deadline = time.monotonic() + self.config.timeout
-        logger.info("stopping: running jobs have %.0f s to finish, then go back to their queues; "
-                    "a second Ctrl-C or TERM is ignored (under forkq start it forces the stop)",
-                    self.config.timeout)
+        # Under forkq start the master owns the second Ctrl-C (it forces the stop) and says so.
+        hint = "" if self.on_tick else ("; a second Ctrl-C or TERM is ignored (kill -9 forces "
+                                        "the stop; the jobs come back by recovery)")
+        logger.info("stopping: running jobs have %.0f s to finish, then go back to their "
+                    "queues%s", self.config.timeout, hint)
         self.manager.stop(deadline)
         self.poller.stop()
         try:
