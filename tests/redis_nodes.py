@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 import redis as redis_py
@@ -134,12 +133,12 @@ def sentinel_config(primary_port: int, port: int) -> str:
 
 
 class SentinelGroup:
-    """A primary, one replica and three sentinels on loopback ports."""
+    """A primary, ``replicas`` replicas and three sentinels on loopback ports."""
 
-    def __init__(self, directory) -> None:
+    def __init__(self, directory, replicas: int = 1) -> None:
         self.primary = Node(directory / "primary", free_port())
-        self.replica = Node(directory / "replica", free_port(), "--replicaof", "127.0.0.1",
-                            str(self.primary.port))
+        self.replicas = [Node(directory / f"replica{index}", free_port(), "--replicaof",
+                              "127.0.0.1", str(self.primary.port)) for index in range(replicas)]
         self.sentinels = []
         for index in range(3):
             port = free_port()
@@ -152,24 +151,24 @@ class SentinelGroup:
         return f"redis+sentinel://{hosts}/{SERVICE}"
 
     def wait_until_ready(self) -> None:
-        """Until every sentinel knows the replica and the two other sentinels."""
+        """Until every sentinel knows the replicas and the two other sentinels."""
         def ready():
             for node in self.sentinels:
                 state = node.client().sentinel_master(SERVICE)
-                if state["num-slaves"] < 1 or state["num-other-sentinels"] < 2:
+                if (state["num-slaves"] < len(self.replicas)
+                        or state["num-other-sentinels"] < 2):
                     return False
-            return self.replica.client().info("replication")["master_link_status"] == "up"
-        wait_for(ready, timeout=30, interval=0.1, message="sentinels to see the replica")
+            return all(replica.client().info("replication")["master_link_status"] == "up"
+                       for replica in self.replicas)
+        wait_for(ready, timeout=30, interval=0.1, message="sentinels to see the replicas")
 
     def primary_port(self) -> int:
+        """The primary's port as the sentinels see it."""
         return int(self.sentinels[0].client().sentinel_get_master_addr_by_name(SERVICE)[1])
 
+    def node(self, port: int) -> Node:
+        return next(n for n in [self.primary, *self.replicas] if n.port == port)
+
     def stop(self) -> None:
-        for node in [*self.sentinels, self.replica, self.primary]:
+        for node in [*self.sentinels, *self.replicas, self.primary]:
             node.stop()
-
-
-def wait_port_closed(port: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _accepts(port) and time.monotonic() < deadline:
-        time.sleep(0.02)
