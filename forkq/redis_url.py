@@ -32,7 +32,6 @@ _SSL_PARAMETERS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile",
 _CONNECTION_PARAMETERS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {
     "client_name", "lib_name", "lib_version"} | set(_SSL_PARAMETERS)
 _SENTINEL_LOGIN = ("sentinel_username", "sentinel_password")
-_USERINFO = re.compile(r"(?<=://)([^@/]*?):([^@/]*)@")
 _SECRET_PARAMETER = re.compile(r"((?:^|[?&])(?:sentinel_password|ssl_password)=)[^&]*")
 
 
@@ -81,9 +80,17 @@ class ShowsURL:
 
 
 def redact(url: str) -> str:
-    """``url`` with its passwords replaced by ``***``, fit for a log line or an error."""
-    url = _USERINFO.sub(lambda m: f"{m.group(1)}:***@", url)
-    return _SECRET_PARAMETER.sub(r"\1***", url)
+    """``url`` with its passwords replaced by ``***``, fit for a log line or an error.
+
+    The login ends at the last ``@`` before the query, so a password with an unescaped ``@``
+    or ``/`` is hidden whole."""
+    head, mark, query = url.partition("?")
+    scheme, separator, rest = head.partition("://")
+    if separator and "@" in rest:
+        login, _, hosts = rest.rpartition("@")
+        user, colon, _ = login.partition(":")
+        head = f"{scheme}://{user}{colon and ':***'}@{hosts}"
+    return head + mark + _SECRET_PARAMETER.sub(r"\1***", query)
 
 
 def parse(url: str) -> Target:

@@ -139,6 +139,7 @@ def drain_through_failover(group, tmp_path, runs_file, make_config, url) -> Outc
         failover_jobs.note.perform_in(0.3, "scheduled-after")
         wait_for(lambda: "scheduled-after" in {v for v, _ in read_runs(runs_file)}
                  and settled(new_primary), timeout=60, message="the queue to drain")
+        wait_for(lambda: new_primary.scard("processes") == 1, message="the heartbeat to follow")
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(20)
