@@ -15,6 +15,7 @@ off as for any outage (``health.py``).
 
 from __future__ import annotations
 
+import os
 import threading
 
 from redis.connection import SSLConnection
@@ -25,6 +26,15 @@ from .redis_url import ShowsURL, Target
 
 _primaries: dict[str, tuple[str, int]] = {}
 _primaries_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    """A fork taken while another thread held the lock must not leave the child stuck on it."""
+    global _primaries_lock
+    _primaries_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 class FollowingConnection(ShowsURL, SentinelManagedConnection):

@@ -11,7 +11,7 @@ import redis as redis_py
 from forkq import client as forkq_client
 from forkq import connection
 from helpers import wait_for
-from redis_nodes import Node, free_port, make_certificates
+from redis_nodes import SERVICE, Node, free_port, make_certificates
 from test_worker import ROOT, TESTS
 
 PASSWORD = "tls-s3cret/pw"
@@ -93,3 +93,25 @@ def test_the_host_name_is_checked_against_the_certificate(tls_server):
     client = connection.make_client(tls_url(tls_server, host="localhost"))
     assert client.ping()
     client.close()
+
+
+def test_a_sentinel_url_over_tls_reaches_the_primary_through_a_tls_sentinel(tls_server,
+                                                                            tmp_path):
+    certificates = tls_server.certificates
+    port = free_port()
+    tls = (f"tls-cert-file {certificates['server.crt']}\n"
+           f"tls-key-file {certificates['server.key']}\n"
+           f"tls-ca-cert-file {certificates['ca.crt']}\ntls-replication yes\n")
+    sentinel = Node(tmp_path / "sentinel", port, "--port", "0", "--tls-port", str(port),
+                    "--sentinel", config=(f"{tls}sentinel monitor {SERVICE} 127.0.0.1 "
+                                          f"{tls_server.port} 1\n"))
+    query = tls_url(tls_server).partition("?")[2]
+    try:
+        client = connection.make_client(
+            f"rediss+sentinel://127.0.0.1:{port}/{SERVICE}/0?{query}")
+        client.set("through", "sentinel")
+        assert client.get("through") == "sentinel"
+        assert client.connection_pool.get_master_address() == ("127.0.0.1", tls_server.port)
+        client.close()
+    finally:
+        sentinel.stop()
