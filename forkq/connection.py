@@ -211,7 +211,13 @@ def call_replicated(client: redis.Redis, connection, *command):
         connection.send_command(*command)
         return connection.read_response()
     connection.send_packed_command(connection.pack_commands([command, ("WAIT", *wait)]))
-    reply = connection.read_response()
+    try:
+        reply = connection.read_response()
+    except redis.ResponseError:
+        # The caller may retry on this connection (NOSCRIPT): read the WAIT's reply too, or
+        # the retry would take it for its own.
+        connection.read_response()
+        raise
     replicas.confirmed(connection.read_response(), wait[0])
     return reply
 

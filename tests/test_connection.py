@@ -137,3 +137,15 @@ def test_a_fetch_acknowledgement_short_of_replicas_is_logged_once_and_not_raised
     assert [r.getMessage() for r in caplog.records].count(
         "Redis replicas confirm fewer writes than wait_replicas=1 (0 did): acknowledgements "
         "may be undone by a failover, and jobs run again") == 1
+
+
+def test_an_error_reply_leaves_the_connection_in_step_for_a_retry(redis, redis_url):
+    """The fetch retries on the same connection after NOSCRIPT: the WAIT's reply must not be
+    taken for the retry's."""
+    client = connection.make_client(redis_url + "?wait_replicas=1&wait_timeout=0.02")
+    held = client.connection_pool.get_connection()
+    with pytest.raises(redis_py.exceptions.NoScriptError):
+        connection.call_replicated(client, held, "EVALSHA", "0" * 40, 0)
+    assert connection.call_replicated(client, held, "ECHO", "mine") == "mine"
+    client.connection_pool.release(held)
+    client.close()

@@ -25,6 +25,8 @@ from test_worker import log_text, spawn
 PRELOADED = 3000
 #: jobs a producer pushes one by one across the failover
 PUSHED = 300
+#: jobs the worker runs while the replicas lag behind the primary, just before its death
+LAG_JOBS = 300
 
 
 @pytest.fixture
@@ -116,6 +118,27 @@ def settled(admin) -> bool:
             and sum(admin.llen(key) for key in inflight) == 0)
 
 
+def kill_primary_while_replicas_lag(group, runs_file) -> tuple[float, float]:
+    """Cut the replicas off (stopped, so they cannot reconnect) while the worker runs
+    ``LAG_JOBS`` more jobs, so that the primary holds writes no replica has; kill -9 it,
+    resume the replicas, and wait for the promotion. Returns the time of the kill and the
+    seconds until the promotion."""
+    for replica in group.replicas:
+        replica.process.send_signal(signal.SIGSTOP)
+    try:
+        group.primary.client().client_kill_filter(_type="replica")
+        ran = len(read_runs(runs_file))
+        wait_for(lambda: len(read_runs(runs_file)) >= ran + LAG_JOBS, timeout=30)
+        old_port, killed = group.primary.port, time.time()
+        group.primary.kill()
+    finally:
+        for replica in group.replicas:
+            replica.process.send_signal(signal.SIGCONT)
+    wait_for(lambda: group.primary_port() != old_port, timeout=30, interval=0.05,
+             message="the sentinels to promote a replica")
+    return killed, time.time() - killed
+
+
 def drain_through_failover(group, tmp_path, runs_file, make_config, url) -> Outcome:
     admin = group.primary.client()
     admin.sadd("queues", "default")
@@ -130,11 +153,7 @@ def drain_through_failover(group, tmp_path, runs_file, make_config, url) -> Outc
     try:
         wait_for(lambda: len(read_runs(runs_file)) >= PRELOADED // 5, timeout=30)
         producer.start()
-        old_port, killed = group.primary.port, time.time()
-        group.primary.kill()
-        wait_for(lambda: group.primary_port() != old_port, timeout=30, interval=0.05,
-                 message="the sentinels to promote a replica")
-        failover = time.time() - killed
+        killed, failover = kill_primary_while_replicas_lag(group, runs_file)
         new_primary = group.node(group.primary_port()).client()
         # The first command on a socket the kill broke fails, as on a restart, and the
         # sentinels may still disagree for a moment after the promotion.
@@ -172,6 +191,7 @@ def test_kill_9_the_primary_without_wait(group, tmp_path, runs_file, make_config
     assert_followed_and_logged_once(outcome)
     assert not {job for job in outcome.lost if job.startswith("j")}, \
         "the worker side never loses a replicated job; only unreplicated pushes can vanish"
+    assert outcome.twice > 0, "work done while the replicas lagged is undone, and redone"
 
 
 @pytest.mark.slow
