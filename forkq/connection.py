@@ -110,10 +110,11 @@ def make_shared_client(url: str) -> redis.Redis:
 
 
 def _pool(target: redis_url.Target, plain_class, sentinel_class, options: dict):
-    options = dict(options, decode_responses=True)
+    """A pool of ``plain_class`` or ``sentinel_class``; the URL's own parameters (a
+    ``socket_timeout`` in its query) win over ``options``, which are forkq's defaults."""
+    settings = dict(options, decode_responses=True, **target.options)
     if target.sentinels is not None:
-        return sentinel.primary_pool(target, sentinel_class, **options)
-    settings = dict(target.options, **options)
+        return sentinel.primary_pool(target, sentinel_class, **settings)
     if settings.pop("ssl"):
         connection_class = ShownSSLConnection
     elif "path" in settings:

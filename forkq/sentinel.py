@@ -70,10 +70,11 @@ def note_primary(service: str, address: tuple[str, int]) -> None:
                        service, *previous, *address)
 
 
-def primary_pool(target: Target, pool_class=SentinelConnectionPool, **options):
-    """A pool (of ``pool_class``, a ``SentinelConnectionPool``) on the current primary."""
+def primary_pool(target: Target, pool_class=SentinelConnectionPool, **settings):
+    """A pool (of ``pool_class``, a ``SentinelConnectionPool``) on the current primary;
+    ``settings`` are the servers' connection options, ``socket_*`` and ``ssl_*`` ones also
+    the sentinels'."""
     sentinels = target.sentinels
-    settings = dict(target.options, **options)
     ssl = settings.pop("ssl", False)
     sentinel_options = {key: value for key, value in settings.items()
                         if key.startswith(("socket_", "ssl_")) and value is not None}

@@ -149,3 +149,10 @@ def test_an_error_reply_leaves_the_connection_in_step_for_a_retry(redis, redis_u
     assert connection.call_replicated(client, held, "ECHO", "mine") == "mine"
     client.connection_pool.release(held)
     client.close()
+
+
+def test_a_timeout_in_the_url_wins_over_forkqs_default():
+    client = connection.make_client("redis://127.0.0.1:1/0?socket_timeout=2.5")
+    assert client.connection_pool.connection_kwargs["socket_timeout"] == 2.5
+    assert connection.make_client("redis://127.0.0.1:1/0").connection_pool.connection_kwargs[
+        "socket_timeout"] == connection.SOCKET_TIMEOUT
