@@ -156,3 +156,11 @@ def test_a_timeout_in_the_url_wins_over_forkqs_default():
     assert client.connection_pool.connection_kwargs["socket_timeout"] == 2.5
     assert connection.make_client("redis://127.0.0.1:1/0").connection_pool.connection_kwargs[
         "socket_timeout"] == connection.SOCKET_TIMEOUT
+
+
+def test_forkqctl_status_shows_where_it_looked_without_passwords():
+    from forkq import ctl
+
+    settings = config.from_mapping({"redis_url": "redis+sentinel://u:topsecret@a:1/svc"
+                                                 "?sentinel_password=alsosecret"}, "forkq.yml")
+    assert ctl.redis_location(settings) == "redis+sentinel://a:1/svc?sentinel_password=***"
