@@ -116,10 +116,14 @@ def parse(url: str) -> Target:
     return Target(url, options, sentinels, replicas, timeout)
 
 
+def _check_tls(url: str, query: dict, tls: bool, scheme: str) -> None:
+    if not tls and any(key.startswith("ssl_") for key in query):
+        raise RedisURLError(url, f"ssl_* parameters need a {scheme}:// URL")
+
+
 def _plain_options(url: str, query: dict) -> dict:
     tls = url.lower().startswith("rediss://")
-    if not tls and any(key.startswith("ssl_") for key in query):
-        raise RedisURLError(url, "ssl_* parameters need a rediss:// URL")
+    _check_tls(url, query, tls, "rediss")
     try:
         options = parse_url(url.split("?", 1)[0])
     except ValueError as exc:
@@ -138,6 +142,7 @@ def _sentinel_target(url: str, scheme: str, query: dict) -> tuple[dict, Sentinel
     if not parts or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
         raise RedisURLError(url, "expected "
                             f"{scheme}://[user:password@]host:port[,host:port...]/service_name[/db]")
+    _check_tls(url, query, scheme == "rediss+sentinel", "rediss+sentinel")
     options = {key: _convert(url, key, value) for key, value in query.items()
                if key not in _SENTINEL_LOGIN}
     options["db"] = int(parts[1]) if len(parts) == 2 else 0

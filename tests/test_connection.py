@@ -42,6 +42,7 @@ REFUSED = [
     ("http://h:1", "unknown scheme 'http'"),
     ("redis://h:1?sokcet_timeout=1", "unknown query parameter 'sokcet_timeout'"),
     ("redis://h:1?ssl_ca_certs=/ca.pem", "ssl_* parameters need a rediss:// URL"),
+    ("redis+sentinel://a:1/s?ssl_ca_certs=/ca.pem", "need a rediss+sentinel:// URL"),
     ("redis://h:1?sentinel_password=x", "sentinel_* parameters need a redis+sentinel://"),
     ("redis+sentinel://a:1", "expected redis+sentinel://[user:password@]host:port"),
     ("redis+sentinel://a:1/svc/zero", "expected redis+sentinel://"),
