@@ -19,6 +19,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from . import redis_url
 from .errors import ConfigError
 
 #: Sidekiq's names are accepted beside Python's.
@@ -31,7 +32,7 @@ HOUR = 3600.0
 DAY = 86400.0
 YEAR = 365 * DAY
 #: schemes redis-py connects to
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 #: characters of a queue name, namespace or host that could drive a terminal or forge a log line
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: highest retry count (config max_retries, job option retry): retry 100 waits about 3 years
@@ -208,12 +209,23 @@ def _modules(value: Any) -> tuple[str, ...]:
 def _redis_url(value: Any) -> str:
     text = _string(value)
     parts = urllib.parse.urlsplit(text)
+    if parts.scheme in redis_url.SENTINEL_SCHEMES:
+        return _parsed_url(text)
     if parts.scheme not in REDIS_SCHEMES:
         raise ValueError(f"expected a URL starting with {', '.join(s + '://' for s in REDIS_SCHEMES)}")
     try:
         parts.port
     except ValueError:
         raise ValueError("the port is not a number from 0 to 65535") from None
+    return _parsed_url(text)
+
+
+def _parsed_url(text: str) -> str:
+    """``text`` once ``redis_url`` can read it: query parameters and Sentinel addresses."""
+    try:
+        redis_url.parse(text)
+    except redis_url.RedisURLError as exc:
+        raise ValueError(exc.reason) from None
     return text
 
 
@@ -391,7 +403,8 @@ def _apply(values: dict[str, Any], raw: Mapping[str, Any], source: str,
         try:
             parsed = PARSERS[key](value)
         except ValueError as exc:
-            raise ConfigError(f"{source}: key {key!r} has invalid value {value!r}: {exc}") from None
+            shown = redis_url.redact(value) if isinstance(value, str) else value
+            raise ConfigError(f"{source}: key {key!r} has invalid value {shown!r}: {exc}") from None
         if key == "queues":
             values["queues"], values["strict"] = parsed
         else:

@@ -5,6 +5,12 @@ embedded server found through ``data_dir``. Clients are built lazily and dropped
 child, so a preloaded module that enqueued at import cannot leak a socket into the children.
 The client an application's threads share has a bounded pool that makes them wait for a free
 connection (``WaitingPool``) rather than fail when many enqueue at once.
+
+URLs are read by ``redis_url.py``: TLS (``rediss://``), ACL users, Sentinel
+(``redis+sentinel://``, connections that follow the primary: ``sentinel.py``) and the opt-in
+``wait_replicas``: a push then returns only once that many replicas confirmed it
+(``send_commands``), and the fetch acknowledgement waits the same way (``call_replicated``).
+Connection errors name the URL, its passwords hidden.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import os
 import threading
 
 import redis
+from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.sentinel import SentinelConnectionPool
 
-from . import embedded
+from . import embedded, redis_url, sentinel
 from .errors import RedisUnavailableError
+from .log import logger
 
 #: seconds a command may take before the client gives up; blocking fetches stay below it
 SOCKET_TIMEOUT = 10.0
@@ -50,6 +59,26 @@ class WaitingPool(redis.BlockingConnectionPool):
                 f"do threads hold connections (pubsub, blocking commands)?") from None
 
 
+class SentinelWaitingPool(SentinelConnectionPool, WaitingPool):
+    """A ``WaitingPool`` whose connections follow a Sentinel-managed primary."""
+
+
+class ReplicaTimeoutError(redis.RedisError):
+    """A write reached the primary, but fewer replicas than ``wait_replicas`` confirmed it."""
+
+
+class ShownConnection(redis_url.ShowsURL, Connection):
+    pass
+
+
+class ShownSSLConnection(redis_url.ShowsURL, SSLConnection):
+    pass
+
+
+class ShownUnixConnection(redis_url.ShowsURL, UnixDomainSocketConnection):
+    pass
+
+
 def resolve_url(redis_url: str | None, data_dir: str) -> str:
     """The URL to connect to; without one configured, the embedded server must be running."""
     if redis_url:
@@ -62,21 +91,45 @@ def resolve_url(redis_url: str | None, data_dir: str) -> str:
     return embedded.socket_url(data_dir)
 
 
-def make_client(url: str, **options) -> redis.Redis:
+def make_client(url: str, single_connection_client: bool = False, **options) -> redis.Redis:
     """A client with its own connection pool; one per thread on the hot path."""
     options.setdefault("socket_timeout", SOCKET_TIMEOUT)
     options.setdefault("socket_connect_timeout", 5.0)
-    return redis.Redis.from_url(url, decode_responses=True, **options)
+    target = redis_url.parse(url)
+    pool = _pool(target, redis.ConnectionPool, SentinelConnectionPool, options)
+    return _client(pool, target, single_connection_client)
 
 
 def make_shared_client(url: str) -> redis.Redis:
     """A client that any number of an application's threads share: past ``POOL_SIZE``
     connections they wait for a free one (``WaitingPool``)."""
-    pool = WaitingPool.from_url(url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT,
-                                socket_connect_timeout=5.0, max_connections=POOL_SIZE,
-                                timeout=POOL_WAIT)
-    client = redis.Redis(connection_pool=pool)
+    target = redis_url.parse(url)
+    options = dict(socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=5.0,
+                   max_connections=POOL_SIZE, timeout=POOL_WAIT)
+    return _client(_pool(target, WaitingPool, SentinelWaitingPool, options), target, False)
+
+
+def _pool(target: redis_url.Target, plain_class, sentinel_class, options: dict):
+    """A pool of ``plain_class`` or ``sentinel_class``; the URL's own parameters (a
+    ``socket_timeout`` in its query) win over ``options``, which are forkq's defaults."""
+    settings = dict(options, decode_responses=True, **target.options)
+    if target.sentinels is not None:
+        return sentinel.primary_pool(target, sentinel_class, **settings)
+    if settings.pop("ssl"):
+        connection_class = ShownSSLConnection
+    elif "path" in settings:
+        connection_class = ShownUnixConnection
+    else:
+        connection_class = ShownConnection
+    return plain_class(connection_class=connection_class, shown_url=target.shown, **settings)
+
+
+def _client(pool, target: redis_url.Target, single_connection_client: bool) -> redis.Redis:
+    client = redis.Redis(connection_pool=pool, single_connection_client=single_connection_client)
     client.auto_close_connection_pool = True  # closing the client closes its own pool
+    #: (replicas, timeout in ms) every write waits for, or None
+    client.forkq_wait = ((target.wait_replicas, int(target.wait_timeout * 1000))
+                         if target.wait_replicas else None)
     return client
 
 
@@ -131,7 +184,69 @@ def send_commands(client: redis.Redis, commands: list[tuple]) -> list:
 
     The enqueue path's cost is mostly redis-py's pipeline machinery, not Redis; this uses a
     connection of the client directly. A connection found broken while sending (a pooled one
-    from before a Redis restart) is reconnected once; nothing was executed on it."""
+    from before a Redis restart or a failover) is reconnected once; nothing was executed on it.
+    With ``wait_replicas``, a ``WAIT`` follows in the same write, and too few confirmations
+    raise ``ReplicaTimeoutError`` (the commands were executed on the primary)."""
+    wait = getattr(client, "forkq_wait", None)
+    if wait is not None:
+        commands = [*commands, ("WAIT", *wait)]
+    replies = _send(client, commands)
+    if wait is not None:
+        confirmed = replies.pop()
+        if confirmed < wait[0]:
+            raise ReplicaTimeoutError(
+                f"written to the Redis primary but confirmed by {confirmed} of {wait[0]} "
+                f"replica(s) within {wait[1]} ms (wait_replicas, wait_timeout): a failover now "
+                f"would lose it")
+    return replies
+
+
+def call_replicated(client: redis.Redis, connection, *command):
+    """Send ``command`` on ``connection`` (one taken from ``client``'s pool) and return its
+    reply; with ``wait_replicas``, a ``WAIT`` follows in the same write.
+
+    For the fetch acknowledgement: too few confirmations are logged (``replicas``), never
+    raised, since the reply holds jobs this thread now owns."""
+    wait = getattr(client, "forkq_wait", None)
+    if wait is None:
+        connection.send_command(*command)
+        return connection.read_response()
+    connection.send_packed_command(connection.pack_commands([command, ("WAIT", *wait)]))
+    try:
+        reply = connection.read_response()
+    except redis.ResponseError:
+        # The caller may retry on this connection (NOSCRIPT): read the WAIT's reply too, or
+        # the retry would take it for its own.
+        connection.read_response()
+        raise
+    replicas.confirmed(connection.read_response(), wait[0])
+    return reply
+
+
+class ReplicaWatch:
+    """Logs when replicas stop confirming the fetch acknowledgements, and when they resume:
+    two lines per episode, not one per fetch."""
+
+    def __init__(self) -> None:
+        self.short = False
+
+    def confirmed(self, count: int, wanted: int) -> None:
+        short = count < wanted
+        if short == self.short:
+            return
+        self.short = short
+        if short:
+            logger.warning("Redis replicas confirm fewer writes than wait_replicas=%d (%d did): "
+                           "acknowledgements may be undone by a failover, and jobs run again",
+                           wanted, count)
+        else:
+            logger.warning("Redis replicas confirm writes again (wait_replicas=%d)", wanted)
+
+
+replicas = ReplicaWatch()
+
+
+def _send(client: redis.Redis, commands: list[tuple]) -> list:
     pool = client.connection_pool
     own = client.connection
     connection = own or pool.get_connection()

@@ -223,13 +223,15 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def redis_location(config) -> str:
-    """Where status looked, without the password a URL may carry."""
+    """Where status looked, without the passwords a URL may carry."""
     if not config.redis_url:
         return f"the embedded server under {config.data_dir}"
     from urllib.parse import urlsplit
 
+    from .redis_url import redact
+
     url = urlsplit(config.redis_url)
-    return url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()
+    return redact(url._replace(netloc=url.netloc.rpartition("@")[2]).geturl())
 
 
 def master_report(path: str) -> dict:

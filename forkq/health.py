@@ -6,7 +6,9 @@ error reply (a full memory, a key of the wrong type) is retried the same way, si
 would drop the job being written, but is logged as what it is.
 Right after a recovery, each thread's pooled connection from before the outage fails once
 (broken pipe) and reconnects: failures within ``STALE_GRACE`` of a recovery are logged only
-if they go on past it.
+if they go on past it. Failures are an outage only once they have gone on for
+``OUTAGE_GRACE``: when a primary dies, a thread whose reply was already on its way reports a
+success just after another thread's failure, and that blip is not an outage of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 #: seconds after a recovery during which a failure is taken for a stale connection
 STALE_GRACE = 2.0
+#: seconds failures must go on, without a success between them, to be logged as an outage
+OUTAGE_GRACE = 0.5
 
 
 class RedisHealth:
@@ -37,7 +41,7 @@ class RedisHealth:
             now = time.monotonic()
             if self.down_since is None:
                 self.down_since = now
-            if self.outage_logged:
+            if self.outage_logged or now - self.down_since < OUTAGE_GRACE:
                 return
             if now - self.recovered_at < STALE_GRACE and now - self.down_since < STALE_GRACE:
                 return

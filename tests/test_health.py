@@ -9,12 +9,32 @@ def messages(caplog):
     return [r.getMessage().split(" (")[0].split(" after")[0] for r in caplog.records]
 
 
-def test_an_outage_is_logged_once_and_its_end_once(caplog):
+def test_an_outage_is_logged_once_and_its_end_once(caplog, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
     state = health.RedisHealth()
     with caplog.at_level(logging.INFO, logger="forkq"):
         for _ in range(5):
             state.failed(ConnectionError("refused"))
+            clock[0] += health.OUTAGE_GRACE / 2
         state.succeeded()
+        state.succeeded()
+    assert messages(caplog) == ["Redis unavailable", "Redis is back"]
+
+
+def test_a_failure_with_a_success_right_after_it_is_not_an_outage(caplog, monkeypatch):
+    """When a primary dies, one thread's failure may be followed by another thread's success
+    (its reply was already on the way): that is not an outage of its own."""
+    clock = [100.0]
+    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
+    state = health.RedisHealth()
+    with caplog.at_level(logging.INFO, logger="forkq"):
+        state.failed(ConnectionError("closed by server"))
+        clock[0] += 0.002
+        state.succeeded()
+        for _ in range(4):
+            clock[0] += 0.2
+            state.failed(ConnectionError("no primary"))
         state.succeeded()
     assert messages(caplog) == ["Redis unavailable", "Redis is back"]
 

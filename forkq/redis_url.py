@@ -1,0 +1,188 @@
+"""Redis URLs: what they say (``parse``) and how to show them without their secrets (``redact``).
+
+Pure functions, used wherever a client is made (``connection.py``) and wherever a URL reaches a
+log line or an error message. Four schemes:
+
+- ``redis://[user:password@]host:port/db``, ``unix://[user:password@]/path?db=N``: plain;
+- ``rediss://...``: TLS, with redis-py's query parameters ``ssl_ca_certs``, ``ssl_certfile``,
+  ``ssl_keyfile``, ``ssl_cert_reqs`` (``required``, ``optional``, ``none``), ``ssl_check_hostname``;
+- ``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]`` (and
+  ``rediss+sentinel://`` for TLS to the sentinels and the servers alike), plus
+  ``sentinel_username`` / ``sentinel_password`` when the sentinels ask for their own login.
+
+Any of them may carry forkq's own ``wait_replicas=N`` and ``wait_timeout=SECONDS``: writes
+then wait until N replicas confirmed them (``connection.py``). Every other query parameter is
+one redis-py reads (``socket_timeout``...); an unknown one is refused, naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
+
+#: seconds ``wait_replicas`` waits for the replicas when ``wait_timeout`` is not given
+DEFAULT_WAIT_TIMEOUT = 1.0
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+_SCHEMES = ("redis", "rediss", "unix") + SENTINEL_SCHEMES
+_SSL_PARAMETERS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile",
+                   "ssl_cert_reqs", "ssl_password", "ssl_ciphers")
+_CONNECTION_PARAMETERS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {
+    "client_name", "lib_name", "lib_version"} | set(_SSL_PARAMETERS)
+_SENTINEL_LOGIN = ("sentinel_username", "sentinel_password")
+_SECRET_PARAMETER = re.compile(r"((?:^|[?&])(?:sentinel_password|ssl_password)=)[^&]*")
+
+
+class RedisURLError(ValueError):
+    """A Redis URL forkq cannot use; the message names it (password hidden) and the fix."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"Redis URL {redact(url)}: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Sentinels:
+    """Where to ask for the primary of ``service``, and how to log in to the sentinels."""
+
+    addresses: tuple[tuple[str, int], ...]
+    service: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed URL: keyword arguments for a redis-py connection, sentinels where used, and
+    how many replicas a write waits for (0: none)."""
+
+    url: str
+    options: dict
+    sentinels: Sentinels | None = None
+    wait_replicas: int = 0
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT
+
+    @property
+    def shown(self) -> str:
+        return redact(self.url)
+
+
+class ShowsURL:
+    """A connection mixin: errors name the URL (passwords hidden), not only host and port."""
+
+    def __init__(self, **kwargs):
+        self.shown_url = kwargs.pop("shown_url", "")
+        super().__init__(**kwargs)
+
+    def _error_message(self, exception):
+        return f"{self.shown_url}: {super()._error_message(exception)}"
+
+
+def redact(url: str) -> str:
+    """``url`` with its passwords replaced by ``***``, fit for a log line or an error.
+
+    The login ends at the last ``@`` before the query, so a password with an unescaped ``@``
+    or ``/`` is hidden whole."""
+    head, mark, query = url.partition("?")
+    scheme, separator, rest = head.partition("://")
+    if separator and "@" in rest:
+        login, _, hosts = rest.rpartition("@")
+        user, colon, _ = login.partition(":")
+        head = f"{scheme}://{user}{colon and ':***'}@{hosts}"
+    return head + mark + _SECRET_PARAMETER.sub(r"\1***", query)
+
+
+def parse(url: str) -> Target:
+    scheme = url.partition("://")[0].lower()
+    if scheme not in _SCHEMES:
+        raise RedisURLError(url, f"unknown scheme {scheme!r}; use one of "
+                            f"{', '.join(s + '://' for s in _SCHEMES)}")
+    query = dict(parse_qsl(urlsplit(url).query))
+    replicas, timeout = _wait_settings(url, query.pop("wait_replicas", None),
+                                       query.pop("wait_timeout", None))
+    unknown = sorted(set(query) - _CONNECTION_PARAMETERS - set(_SENTINEL_LOGIN))
+    if unknown:
+        raise RedisURLError(url, f"unknown query parameter {unknown[0]!r} "
+                            f"(forkq reads wait_replicas, wait_timeout, sentinel_username, "
+                            f"sentinel_password and redis-py's connection parameters)")
+    if scheme in SENTINEL_SCHEMES:
+        options, sentinels = _sentinel_target(url, scheme, query)
+    else:
+        if set(query) & set(_SENTINEL_LOGIN):
+            raise RedisURLError(url, "sentinel_* parameters need a "
+                                "redis+sentinel:// URL")
+        options, sentinels = _plain_options(url, query), None
+    return Target(url, options, sentinels, replicas, timeout)
+
+
+def _check_tls(url: str, query: dict, tls: bool, scheme: str) -> None:
+    if not tls and any(key.startswith("ssl_") for key in query):
+        raise RedisURLError(url, f"ssl_* parameters need a {scheme}:// URL")
+
+
+def _plain_options(url: str, query: dict) -> dict:
+    tls = url.lower().startswith("rediss://")
+    _check_tls(url, query, tls, "rediss")
+    try:
+        options = parse_url(url.split("?", 1)[0])
+    except ValueError as exc:
+        raise RedisURLError(url, str(exc)) from None
+    options.pop("connection_class", None)
+    options.update((key, _convert(url, key, value)) for key, value in query.items())
+    options["ssl"] = tls
+    return options
+
+
+def _sentinel_target(url: str, scheme: str, query: dict) -> tuple[dict, Sentinels]:
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    userinfo, _, hosts_and_path = rest.rpartition("@")
+    hosts, _, path = hosts_and_path.partition("/")
+    parts = [unquote(p) for p in path.split("/") if p]
+    if not parts or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise RedisURLError(url, "expected "
+                            f"{scheme}://[user:password@]host:port[,host:port...]/service_name[/db]")
+    _check_tls(url, query, scheme == "rediss+sentinel", "rediss+sentinel")
+    options = {key: _convert(url, key, value) for key, value in query.items()
+               if key not in _SENTINEL_LOGIN}
+    options["db"] = int(parts[1]) if len(parts) == 2 else 0
+    options["ssl"] = scheme == "rediss+sentinel"
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        options.update(username=unquote(user) or None, password=unquote(password) or None)
+    login = {key.removeprefix("sentinel_"): query[key] for key in _SENTINEL_LOGIN if key in query}
+    return options, Sentinels(_addresses(url, hosts), parts[0], login)
+
+
+def _addresses(url: str, hosts: str) -> tuple[tuple[str, int], ...]:
+    addresses = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise RedisURLError(url, f"sentinel address {item!r} is not "
+                                f"host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return tuple(addresses)
+
+
+def _convert(url: str, key: str, value: str):
+    parser = URL_QUERY_ARGUMENT_PARSERS.get(key)
+    if parser is None:
+        return value
+    try:
+        return parser(value)
+    except (TypeError, ValueError):
+        raise RedisURLError(url, f"{key}={value!r} is not valid") from None
+
+
+def _wait_settings(url: str, replicas: str | None, timeout: str | None) -> tuple[int, float]:
+    try:
+        count = int(replicas) if replicas is not None else 0
+        seconds = float(timeout) if timeout is not None else DEFAULT_WAIT_TIMEOUT
+    except ValueError:
+        count, seconds = -1, -1.0
+    if count < 0 or seconds <= 0:
+        raise RedisURLError(url, f"wait_replicas must be a whole number "
+                            f">= 0 and wait_timeout a number of seconds > 0 (got "
+                            f"wait_replicas={replicas}, wait_timeout={timeout})")
+    return count, seconds

@@ -1,0 +1,87 @@
+"""Connections that follow a Sentinel-managed primary, in every process and thread that uses one.
+
+redis-py's ``SentinelManagedConnection`` asks the sentinels for the primary only in
+``connect()``, which its pool calls when it hands a connection out. A connection kept outside
+the pool (the fetcher's busy-path connection, a per-thread single-connection client, a blocking
+``BLMOVE``) reconnects after an error through ``connect_check_health()`` instead, to the host
+and port it had: the dead primary. ``FollowingConnection`` asks the sentinels on every
+(re)connect, however it is reached.
+
+A change of primary is logged once per process (``note_primary``), whatever number of pools and
+threads see it. Between the primary's death and the promotion (``down-after-milliseconds`` plus
+the election) connecting fails with ``MasterNotFoundError``, a ``ConnectionError``: callers back
+off as for any outage (``health.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from redis.connection import SSLConnection
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+
+from .log import logger
+from .redis_url import ShowsURL, Target
+
+_primaries: dict[str, tuple[str, int]] = {}
+_primaries_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    """A fork taken while another thread held the lock must not leave the child stuck on it."""
+    global _primaries_lock
+    _primaries_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+class FollowingConnection(ShowsURL, SentinelManagedConnection):
+    """A connection to the current primary of its service, looked up at each (re)connect."""
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True):
+        if self._sock:
+            return
+        pool = self.connection_pool
+        self.host, self.port = address = pool.get_master_address()
+        note_primary(pool.service_name, address)
+        super().connect_check_health(check_health=check_health,
+                                     retry_socket_connect=retry_socket_connect)
+
+    def _connect_retry(self):
+        self.connect_check_health(check_health=self.connection_pool.check_connection,
+                                  retry_socket_connect=False)
+
+
+class FollowingSSLConnection(FollowingConnection, SSLConnection):
+    pass
+
+
+def note_primary(service: str, address: tuple[str, int]) -> None:
+    """Log a new primary for ``service`` once in this process (not at the first lookup)."""
+    with _primaries_lock:
+        previous = _primaries.get(service)
+        if previous == address:
+            return
+        _primaries[service] = address
+    if previous is not None:
+        logger.warning("Redis primary of Sentinel service %r moved from %s:%s to %s:%s",
+                       service, *previous, *address)
+
+
+def primary_pool(target: Target, pool_class=SentinelConnectionPool, **settings):
+    """A pool (of ``pool_class``, a ``SentinelConnectionPool``) on the current primary;
+    ``settings`` are the servers' connection options, ``socket_*`` and ``ssl_*`` ones also
+    the sentinels'."""
+    sentinels = target.sentinels
+    ssl = settings.pop("ssl", False)
+    sentinel_options = {key: value for key, value in settings.items()
+                        if key.startswith(("socket_", "ssl_")) and value is not None}
+    if ssl:
+        sentinel_options["ssl"] = True
+    sentinel_options.update(sentinels.options)
+    manager = Sentinel(list(sentinels.addresses), sentinel_kwargs=sentinel_options)
+    connection_class = FollowingSSLConnection if ssl else FollowingConnection
+    return pool_class(sentinels.service, manager, connection_class=connection_class,
+                      shown_url=target.shown, **settings)

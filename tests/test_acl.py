@@ -1,0 +1,137 @@
+"""ACL users: each role (worker, producer, read-only web UI) works with exactly the rule the
+README gives it, on a real redis-server, and a password never reaches a log or an error."""
+
+import json
+import signal
+import time
+
+import pytest
+import redis as redis_py
+
+from forkq import client as forkq_client
+from forkq import connection
+from forkq.web.app import App
+from helpers import wait_for
+from redis_nodes import Node, free_port
+from test_web import PAGES, Browser
+from test_worker import log_text, spawn
+
+#: the rules as README.md "Production Redis" gives them (keep the two in step)
+WORKER_RULE = ("~* -@all +ping +select +info +config|get +time +evalsha +eval +script|load "
+               "+blmove +brpop +rpop +lpush +rpush +lrange +lindex +lrem +llen +del +exists "
+               "+expire +pexpire +get +set +incrby +scan +sadd +srem +smembers +hset +hsetnx "
+               "+hget +hmget +hgetall +hdel +zadd +zrem +zcard +zrangebyscore +zremrangebyscore "
+               "+zremrangebyrank +multi +exec")
+PRODUCER_RULE = "~* -@all +select +sadd +lpush +zadd"
+WEB_READ_ONLY_RULE = "~* +@read"
+PASSWORD = "acl-pa55/word"
+
+
+@pytest.fixture(scope="module")
+def acl_server(tmp_path_factory):
+    node = Node(tmp_path_factory.mktemp("acl"), free_port())
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def admin(acl_server, redis, redis_url):
+    """The default user on an empty database; the roles' users are removed afterwards."""
+    client = acl_server.client()
+    client.flushall()
+    client.acl_log_reset()
+    yield client
+    for user in client.acl_users():
+        if user != "default":
+            client.acl_deluser(user)
+    forkq_client.configure(redis_url=redis_url)
+    client.close()
+
+
+def user_url(server, admin, name: str, rule: str) -> str:
+    admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{PASSWORD}", *rule.split())
+    return f"redis://{name}:{PASSWORD.replace('/', '%2F')}@127.0.0.1:{server.port}/0"
+
+
+def denied(admin) -> list:
+    return [(entry["username"], entry["object"]) for entry in admin.acl_log()]
+
+
+def job(klass: str, *args, jid: str, **extra) -> str:
+    return json.dumps({"class": klass, "args": list(args), "jid": jid.ljust(24, "0"),
+                       "queue": "default", "retry": True, **extra})
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_a_worker_with_the_worker_rule_runs_retries_polls_beats_and_recovers(
+        acl_server, admin, tmp_path):
+    url = user_url(acl_server, admin, "worker", WORKER_RULE)
+    first = spawn(tmp_path, url, "first.log")
+    admin.lpush("queue:default", job("jobs.slow", "victim", 60, jid="victim"))
+    wait_for(lambda: admin.lrange("started", 0, -1) == ["victim"], timeout=15)
+    first.kill()
+    first.wait()
+    admin.delete("started")
+    due = time.time() - 1
+    admin.zadd("schedule", {job("jobs.Record", "scheduled", jid="s"): due})
+    admin.zadd("retry", {job("jobs.Record", "retried", jid="r", retry_count=0): due})
+    admin.lpush("queue:default", job("jobs.Record", "plain", jid="p"),
+                job("jobs.explode", "boom", jid="e"))
+    second = spawn(tmp_path, url, "second.log", timeout=1)
+    try:
+        wait_for(lambda: admin.lrange("started", 0, -1) == ["victim"] and {
+            "scheduled", "retried", "plain"} <= set(admin.lrange("ran", 0, -1)), timeout=30,
+            message="every job to run, the killed one recovered: " + str(denied(admin)))
+        wait_for(lambda: admin.zcard("retry") == 1, timeout=10, message="the failure retried")
+        wait_for(lambda: beating(admin, second.pid), message="the heartbeat")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0
+    assert denied(admin) == []
+    logs = log_text(tmp_path, "first.log") + log_text(tmp_path, "second.log")
+    assert "whose heartbeat expired" in logs
+    assert PASSWORD not in logs and "pa55" not in logs
+
+
+def beating(admin, pid: int) -> bool:
+    return any(json.loads(admin.hget(identity, "info") or "{}").get("pid") == pid
+               for identity in admin.smembers("processes"))
+
+
+def test_a_producer_with_the_producer_rule_enqueues_schedules_and_bulk(acl_server, admin):
+    import jobs
+
+    forkq_client.configure(redis_url=user_url(acl_server, admin, "producer", PRODUCER_RULE))
+    jobs.Record.perform_async("now")
+    jobs.Record.perform_in(60, "later")
+    jobs.Record.perform_bulk([[i] for i in range(5)])
+    forkq_client.default().close()
+    assert denied(admin) == []
+    assert admin.llen("queue:default") == 6 and admin.zcard("schedule") == 1
+
+
+def test_the_producer_rule_cannot_read_jobs(acl_server, admin):
+    producer = connection.make_client(user_url(acl_server, admin, "producer", PRODUCER_RULE))
+    with pytest.raises(redis_py.exceptions.NoPermissionError):
+        producer.lrange("queue:default", 0, -1)
+
+
+def test_the_read_only_web_ui_serves_every_page_to_a_read_user(acl_server, admin, make_config):
+    import test_web
+    from forkq.api import Api
+
+    test_web.seed(admin, Api(admin))
+    url = user_url(acl_server, admin, "viewer", WEB_READ_ONLY_RULE)
+    viewer = Browser(App(make_config(redis_url=url, web={"read_only": True}), None, environ={}))
+    statuses = {path: viewer.get(path).status for path in PAGES}
+    assert statuses == {path: 200 for path in PAGES}, denied(admin)
+    assert set(denied(admin)) <= {("viewer", "info")}, "INFO only: the dashboard shows '?'"
+
+
+def test_a_refused_login_names_the_url_without_the_password(acl_server, admin):
+    url = user_url(acl_server, admin, "worker", WORKER_RULE).replace(PASSWORD.replace("/", "%2F"),
+                                                                      "wrong-pa55")
+    with pytest.raises(redis_py.AuthenticationError) as raised:
+        connection.make_client(url).ping()
+    assert "pa55" not in str(raised.value)

@@ -1,0 +1,167 @@
+"""Redis URLs (parsing, redaction, refusals) and the clients made from them: errors that name
+the URL without its password, and ``wait_replicas`` on a server without replicas."""
+
+import logging
+
+import pytest
+import redis as redis_py
+
+from forkq import config, connection, redis_url
+from forkq.errors import ConfigError
+
+PARSED = [
+    ("redis://localhost:6380/2", {"host": "localhost", "port": 6380, "db": 2, "ssl": False}),
+    ("redis://worker:p%40ss@h:1/0", {"username": "worker", "password": "p@ss", "host": "h"}),
+    ("rediss://h:1/0?ssl_ca_certs=/ca.pem&ssl_cert_reqs=none&ssl_check_hostname=false",
+     {"ssl": True, "ssl_ca_certs": "/ca.pem", "ssl_cert_reqs": "none",
+      "ssl_check_hostname": False}),
+    ("unix:///run/redis.sock?db=3", {"path": "/run/redis.sock", "db": 3}),
+    ("redis://h:1/0?socket_timeout=2.5", {"socket_timeout": 2.5}),
+    ("redis+sentinel://u:pw@a:26379,b:26380/mymaster/4?socket_timeout=1",
+     {"username": "u", "password": "pw", "db": 4, "ssl": False, "socket_timeout": 1.0}),
+    ("rediss+sentinel://a:1/svc?ssl_ca_certs=/ca.pem", {"ssl": True, "db": 0}),
+]
+
+
+@pytest.mark.parametrize("url, expected", PARSED)
+def test_urls_give_connection_options(url, expected):
+    options = redis_url.parse(url).options
+    assert {key: options.get(key) for key in expected} == expected
+
+
+def test_a_sentinel_url_names_its_sentinels_service_and_their_login():
+    target = redis_url.parse("redis+sentinel://a:1,[::1]:2/svc?sentinel_password=s3&"
+                             "sentinel_username=watch&wait_replicas=1&wait_timeout=0.5")
+    assert target.sentinels.addresses == (("a", 1), ("::1", 2))
+    assert target.sentinels.service == "svc"
+    assert target.sentinels.options == {"username": "watch", "password": "s3"}
+    assert (target.wait_replicas, target.wait_timeout) == (1, 0.5)
+
+
+REFUSED = [
+    ("http://h:1", "unknown scheme 'http'"),
+    ("redis://h:1?sokcet_timeout=1", "unknown query parameter 'sokcet_timeout'"),
+    ("redis://h:1?ssl_ca_certs=/ca.pem", "ssl_* parameters need a rediss:// URL"),
+    ("redis+sentinel://a:1/s?ssl_ca_certs=/ca.pem", "need a rediss+sentinel:// URL"),
+    ("redis://h:1?sentinel_password=x", "sentinel_* parameters need a redis+sentinel://"),
+    ("redis+sentinel://a:1", "expected redis+sentinel://[user:password@]host:port"),
+    ("redis+sentinel://a:1/svc/zero", "expected redis+sentinel://"),
+    ("redis+sentinel://a/svc", "sentinel address 'a' is not host:port"),
+    ("redis://h:1?wait_replicas=two", "wait_replicas must be a whole number"),
+    ("redis://h:1?wait_replicas=1&wait_timeout=0", "wait_timeout a number of seconds > 0"),
+    ("redis://h:1?socket_timeout=soon", "socket_timeout='soon' is not valid"),
+]
+
+
+@pytest.mark.parametrize("url, reason", REFUSED)
+def test_unusable_urls_are_refused_with_the_reason(url, reason):
+    with pytest.raises(redis_url.RedisURLError, match=r"^Redis URL .*") as raised:
+        redis_url.parse(url)
+    assert reason in str(raised.value)
+
+
+REDACTED = [
+    ("redis://user:secret@h:1/0", "redis://user:***@h:1/0"),
+    ("redis://:secret@h:1/0", "redis://:***@h:1/0"),
+    ("rediss://u:p@ss:w@rd@h:1/0", "rediss://u:***@h:1/0"),
+    ("redis+sentinel://u:secret@a:1,b:2/svc?sentinel_password=other&db=1",
+     "redis+sentinel://u:***@a:1,b:2/svc?sentinel_password=***&db=1"),
+    ("rediss://h:1/0?ssl_password=key-secret", "rediss://h:1/0?ssl_password=***"),
+    ("redis://user@h:1/0", "redis://user@h:1/0"),
+]
+
+
+@pytest.mark.parametrize("url, shown", REDACTED)
+def test_passwords_are_hidden_wherever_a_url_is_shown(url, shown):
+    assert redis_url.redact(url) == shown
+
+
+def test_a_refused_url_never_shows_its_password():
+    with pytest.raises(redis_url.RedisURLError) as raised:
+        redis_url.parse("redis://u:topsecret@h:1?sentinel_password=alsosecret")
+    assert "secret" not in str(raised.value)
+
+
+def test_config_accepts_sentinel_urls_and_hides_passwords_in_its_errors():
+    url = "redis+sentinel://u:pw@a:1,b:2/svc"
+    assert config.from_mapping({"redis_url": url}, "forkq.yml").redis_url == url
+    with pytest.raises(ConfigError) as raised:
+        config.from_mapping({"redis_url": "redis://u:topsecret@h:1?bogus=1"}, "forkq.yml")
+    assert "topsecret" not in str(raised.value)
+    assert "redis://u:***@h:1?bogus=1" in str(raised.value)
+    assert "unknown query parameter 'bogus'" in str(raised.value)
+
+
+def test_a_connection_error_names_the_url_without_the_password():
+    client = connection.make_client("redis://app:topsecret@127.0.0.1:1/0",
+                                    socket_connect_timeout=1)
+    with pytest.raises(redis_py.ConnectionError) as raised:
+        client.ping()
+    assert str(raised.value).startswith("redis://app:***@127.0.0.1:1/0: Error 111")
+    assert "topsecret" not in str(raised.value)
+
+
+def test_a_push_confirmed_by_too_few_replicas_raises_after_writing(redis, redis_url):
+    client = connection.make_client(redis_url + "?wait_replicas=1&wait_timeout=0.05")
+    with pytest.raises(connection.ReplicaTimeoutError, match="confirmed by 0 of 1 replica"):
+        connection.send_commands(client, [("LPUSH", "queue:default", "job")])
+    assert redis.llen("queue:default") == 1, "the write stands on the primary"
+    client.close()
+
+
+def test_a_shared_client_waits_for_replicas_too(redis, redis_url):
+    client = connection.make_shared_client(redis_url + "?wait_replicas=1&wait_timeout=0.05")
+    with pytest.raises(connection.ReplicaTimeoutError):
+        connection.send_commands(client, [("SADD", "queues", "default")])
+    client.close()
+
+
+def test_without_wait_replicas_nothing_waits(redis, redis_url):
+    client = connection.make_client(redis_url)
+    assert connection.send_commands(client, [("LPUSH", "queue:default", "job")]) == [1]
+    held = client.connection_pool.get_connection()
+    assert connection.call_replicated(client, held, "LLEN", "queue:default") == 1
+    client.connection_pool.release(held)
+    client.close()
+
+
+def test_a_fetch_acknowledgement_short_of_replicas_is_logged_once_and_not_raised(
+        redis, redis_url, caplog, monkeypatch):
+    monkeypatch.setattr(connection, "replicas", connection.ReplicaWatch())
+    client = connection.make_client(redis_url + "?wait_replicas=1&wait_timeout=0.02")
+    held = client.connection_pool.get_connection()
+    with caplog.at_level(logging.WARNING, logger="forkq"):
+        for _ in range(3):
+            assert connection.call_replicated(client, held, "PING") == "PONG"
+    client.connection_pool.release(held)
+    client.close()
+    assert [r.getMessage() for r in caplog.records].count(
+        "Redis replicas confirm fewer writes than wait_replicas=1 (0 did): acknowledgements "
+        "may be undone by a failover, and jobs run again") == 1
+
+
+def test_an_error_reply_leaves_the_connection_in_step_for_a_retry(redis, redis_url):
+    """The fetch retries on the same connection after NOSCRIPT: the WAIT's reply must not be
+    taken for the retry's."""
+    client = connection.make_client(redis_url + "?wait_replicas=1&wait_timeout=0.02")
+    held = client.connection_pool.get_connection()
+    with pytest.raises(redis_py.exceptions.NoScriptError):
+        connection.call_replicated(client, held, "EVALSHA", "0" * 40, 0)
+    assert connection.call_replicated(client, held, "ECHO", "mine") == "mine"
+    client.connection_pool.release(held)
+    client.close()
+
+
+def test_a_timeout_in_the_url_wins_over_forkqs_default():
+    client = connection.make_client("redis://127.0.0.1:1/0?socket_timeout=2.5")
+    assert client.connection_pool.connection_kwargs["socket_timeout"] == 2.5
+    assert connection.make_client("redis://127.0.0.1:1/0").connection_pool.connection_kwargs[
+        "socket_timeout"] == connection.SOCKET_TIMEOUT
+
+
+def test_forkqctl_status_shows_where_it_looked_without_passwords():
+    from forkq import ctl
+
+    settings = config.from_mapping({"redis_url": "redis+sentinel://u:topsecret@a:1/svc"
+                                                 "?sentinel_password=alsosecret"}, "forkq.yml")
+    assert ctl.redis_location(settings) == "redis+sentinel://a:1/svc?sentinel_password=***"
