@@ -201,7 +201,7 @@ def send_commands(client: redis.Redis, commands: list[tuple]) -> list:
     return replies
 
 
-def call_replicated(client: redis.Redis, connection, *command):
+def call_replicated(client: redis.Redis, connection, *command, disable_decoding=False):
     """Send ``command`` on ``connection`` (one taken from ``client``'s pool) and return its
     reply; with ``wait_replicas``, a ``WAIT`` follows in the same write.
 
@@ -210,10 +210,10 @@ def call_replicated(client: redis.Redis, connection, *command):
     wait = getattr(client, "forkq_wait", None)
     if wait is None:
         connection.send_command(*command)
-        return connection.read_response()
+        return connection.read_response(disable_decoding=disable_decoding)
     connection.send_packed_command(connection.pack_commands([command, ("WAIT", *wait)]))
     try:
-        reply = connection.read_response()
+        reply = connection.read_response(disable_decoding=disable_decoding)
     except redis.ResponseError:
         # The caller may retry on this connection (NOSCRIPT): read the WAIT's reply too, or
         # the retry would take it for its own.

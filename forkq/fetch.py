@@ -50,6 +50,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import ordering
+from .connection import call_replicated
 from .keys import DAILY_STAT_TTL, Keys
 
 #: most jobs one fetch takes for one thread
@@ -281,8 +282,8 @@ class Fetcher:
         if connection is None:
             connection = self._connection = self.redis.connection_pool.get_connection()
         try:
-            connection.send_command("EVALSHA", self._fetch.sha, len(keys), *keys, *args)
-            return connection.read_response(disable_decoding=True)
+            return call_replicated(self.redis, connection, "EVALSHA", self._fetch.sha, len(keys),
+                                   *keys, *args, disable_decoding=True)
         except NoScriptError:
             self._fetch.sha = self.redis.script_load(FETCH_SCRIPT)
             return self._evalsha(keys, args)

@@ -194,8 +194,10 @@ class Worker:
 def check_redis(redis) -> None:
     """Fail fast with a clear message when Redis is absent or too old; warn about eviction."""
     try:
-        info = redis.info("server")
-        policy = redis.config_get("maxmemory-policy").get("maxmemory-policy", "noeviction")
+        # INFO's default sections hold both the version and the eviction policy, so a worker's
+        # ACL user needs no CONFIG rights.
+        info = redis.info()
+        policy = info.get("maxmemory_policy", "noeviction")
     except Exception as exc:
         raise ForkqError(f"cannot reach Redis: {type(exc).__name__}: {exc}") from exc
     version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])

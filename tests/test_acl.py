@@ -17,11 +17,11 @@ from test_web import PAGES, Browser
 from test_worker import log_text, spawn
 
 #: the rules as README.md "Production Redis" gives them (keep the two in step)
-WORKER_RULE = ("~* -@all +ping +select +info +config|get +time +evalsha +eval +script|load "
+WORKER_RULE = ("~* -@all +ping +select +info +time +evalsha +eval +script|load "
                "+blmove +brpop +rpop +lpush +rpush +lrange +lindex +lrem +llen +del +exists "
                "+expire +pexpire +get +set +incrby +scan +sadd +srem +smembers +hset +hsetnx "
-               "+hget +hmget +hgetall +hdel +zadd +zrem +zcard +zrangebyscore +zremrangebyscore "
-               "+zremrangebyrank +multi +exec")
+               "+hincrby +hget +hmget +hgetall +hdel +zadd +zrem +zcard +zrangebyscore +zremrangebyscore "
+               "+zremrangebyrank +bitfield +multi +exec")
 PRODUCER_RULE = "~* -@all +select +sadd +lpush +zadd"
 WEB_READ_ONLY_RULE = "~* +@read"
 PASSWORD = "acl-pa55/word"
