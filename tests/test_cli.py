@@ -200,7 +200,10 @@ def test_enqueue_schedules_with_the_given_queue_and_retry(tmp_path, redis_url, r
                     "--retry", "0", "--in", "60", cwd=str(tmp_path))
     second = enqueue("Other::RubyJob", '["x"]', "-c", str(config), "--retry", "false",
                      "--at", "2030-01-31T09:00:00+01:00", cwd=str(tmp_path))
+    past = enqueue("Late", "[]", "-c", str(config), "--at", "1", cwd=str(tmp_path))
     assert (first.returncode, first.stderr, second.returncode, second.stderr) == (0, "", 0, "")
+    [late] = api_on(redis).queue("default").jobs()  # a time in the past enqueues at once
+    assert (past.returncode, late.jid, late.job_class) == (0, past.stdout.strip(), "Late")
     entries = {entry.jid: entry for entry in api_on(redis).scheduled.page()}
     soon, later = entries[first.stdout.strip()], entries[second.stdout.strip()]
     assert (soon.job_class, soon.queue, soon.field("retry"), soon.args) == (

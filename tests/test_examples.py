@@ -23,6 +23,8 @@ from helpers import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")
+if ROOT not in sys.path:  # the examples are a package of the repository, not installed
+    sys.path.insert(0, ROOT)
 PREFIX = "/forkq"
 #: a queue no worker of this module listens to, so its jobs stay for the UI to clear
 PARKED = "parked"
