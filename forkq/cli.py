@@ -1,15 +1,21 @@
-"""The ``forkq`` command: ``start`` (the supervisor), ``worker`` (one process), ``web``.
+"""The ``forkq`` command: ``start`` (the supervisor), ``worker`` (one process), ``web``,
+``enqueue`` (push one job by its wire name, for operators and scripts).
 
 Runs in the foreground and never daemonizes: systemd, Heroku or a container runtime owns the
 process (see ``deploy/``). Flags override the config file and the environment. A configuration
-error (a bad file, key, value or ``--bind``) prints one line, ``forkq: <message>``, and exits 1;
-a flag argparse cannot parse exits 2 with its usage line.
+error (a bad file, key, value or ``--bind``) or a bad value given to ``enqueue`` prints one line,
+``forkq: <message>``, and exits 1; a flag argparse cannot parse exits 2 with its usage line.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import math
 import sys
+import time
+from typing import Any
 
 from . import config as config_module
 from .errors import ForkqError
@@ -58,8 +64,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flag(web)
     web.add_argument("--bind", help="host:port (default: web.bind and web.port of the config; "
                      "anything but loopback needs web.username and web.password_hash)")
+    web.add_argument("--hash-password", action="store_true", help="print a web.password_hash "
+                     "for a password (typed twice without echo, or the first line of standard "
+                     "input when it is not a terminal) and exit")
     web.set_defaults(run=run_web)
+    add_enqueue_parser(commands)
     return parser
+
+
+ENQUEUE_HELP = """\
+Push one job by its wire name (the payload's "class": module.QualifiedName, or the job's name)
+and print its jid. The job class need not be importable here, as with Sidekiq's client API: the
+payload is built from the command line alone, so its queue is --queue or "default" (the class's
+own options are not read) and its retry --retry or true. With --check, the modules of the
+config's require: are imported first (as a worker does) and the job goes through the class
+itself: an unknown name or a wrong argument count is refused, and the class's own options
+(queue, retry...) apply unless a flag overrides them. Redis, namespace and data_dir come from
+the config, as for every command."""
+
+
+def add_enqueue_parser(commands) -> None:
+    enqueue = commands.add_parser(
+        "enqueue", help="push one job by its class name, with JSON arguments; prints the jid",
+        description=ENQUEUE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    enqueue.add_argument("job_class", metavar="CLASS", help="the job's wire name, e.g. "
+                         "app.jobs.send_welcome or HardJob")
+    enqueue.add_argument("arguments", metavar="ARGS_JSON", help="the arguments as a JSON "
+                         "array, e.g. '[42, \"ann@example.com\"]' ('[]' for none)")
+    add_config_flag(enqueue)
+    enqueue.add_argument("-q", "--queue", help="queue name (default: \"default\", or the "
+                         "class's queue with --check)")
+    when = enqueue.add_mutually_exclusive_group()
+    when.add_argument("--in", dest="in_seconds", metavar="SECONDS",
+                      help="run that many seconds from now (through the schedule)")
+    when.add_argument("--at", metavar="TIME", help="run at this time: epoch seconds, or ISO "
+                      "8601 with a UTC offset (2030-01-31T09:00:00Z, ...T10:00:00+01:00); a "
+                      "time in the past enqueues at once")
+    enqueue.add_argument("--retry", metavar="true|false|N", help="retries on failure: true "
+                         "(max_retries), false (dropped) or a count (0: dead at once)")
+    enqueue.add_argument("--check", action="store_true", help="import require: and push through "
+                         "the job class: refuse an unknown class or a wrong argument count")
+    enqueue.set_defaults(run=run_enqueue)
 
 
 def add_config_flag(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +133,11 @@ def run_start(args: argparse.Namespace) -> int:
 
 
 def run_web(args: argparse.Namespace) -> int:
+    if args.hash_password:
+        from .web import security
+
+        print(security.hash_password(security.read_new_password()))
+        return 0
     config = config_module.load(config_path(args))
     host, port = config.web.bind, config.web.port
     if args.bind is not None:
@@ -101,6 +151,183 @@ def run_web(args: argparse.Namespace) -> int:
                          f"its dependencies)") from None
     web.serve(config, bind)
     return 0
+
+
+def run_enqueue(args: argparse.Namespace) -> int:
+    import redis
+
+    from . import client
+
+    job_args = parse_job_arguments(args.arguments)
+    at = parse_when(args.in_seconds, args.at, time.time())
+    options = parse_options(args.job_class, args.queue, args.retry)
+    config = config_module.load(config_path(args))
+    client.default().use_config(config)
+    try:
+        if args.check:
+            jid = push_checked(args.job_class, job_args, options, at, config.require)
+        else:
+            jid = push_by_name(args.job_class, job_args, options, at)
+    except TypeError as exc:
+        raise ForkqError(f"enqueue: {exc}") from None
+    except redis.RedisError as exc:
+        where = config.redis_url or f"the embedded server under {config.data_dir}"
+        raise ForkqError(f"enqueue: Redis at {where}: {exc} (nothing was enqueued)") from None
+    print(jid)
+    return 0
+
+
+def parse_job_arguments(text: str) -> list:
+    """ARGS_JSON as the job's argument list: a JSON array whose values survive a round trip."""
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON, and no job argument can carry it")
+
+    def finite(number_text: str) -> float:
+        number = float(number_text)
+        if math.isinf(number):
+            raise ValueError(f"{number_text} is too large for a float; pass it as a string")
+        return number
+
+    def unique_keys(pairs: list) -> dict:
+        keys = [key for key, _ in pairs]
+        repeated = next((key for key in keys if keys.count(key) > 1), None)
+        if repeated is not None:
+            raise ValueError(f"the key {repeated!r} appears twice in one object")
+        return dict(pairs)
+
+    try:
+        value = json.loads(text, parse_constant=refuse_constant, parse_float=finite,
+                           object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as exc:
+        raise ForkqError(f"enqueue: ARGS_JSON {_shorten(text)} is not valid JSON: {exc}") from None
+    except ValueError as exc:
+        raise ForkqError(f"enqueue: ARGS_JSON {_shorten(text)}: {exc}") from None
+    if not isinstance(value, list):
+        raise ForkqError(f"enqueue: ARGS_JSON must be a JSON array of the job's arguments, "
+                         f"e.g. '[42, \"x\"]' ('[]' for none), not a JSON "
+                         f"{_json_kind(value)}: {_shorten(text)}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "object", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def parse_when(in_seconds: str | None, at: str | None, now: float) -> float | None:
+    """The epoch time to run at, or None to enqueue now; bounded as ``perform_in``/``_at``."""
+    from .job import MAX_DELAY
+
+    if in_seconds is not None:
+        delay = _finite_number(in_seconds, "--in")
+        if delay < 0:
+            raise ForkqError(f"enqueue: --in {in_seconds!r}: expected seconds >= 0")
+        moment, given = now + delay, f"--in {in_seconds!r}"
+    elif at is not None:
+        moment, given = _parse_at(at), f"--at {at!r}"
+    else:
+        return None
+    if moment - now > MAX_DELAY:
+        raise ForkqError(f"enqueue: {given} is more than 100 years from now (milliseconds? "
+                         f"pass seconds)")
+    return moment
+
+
+def _finite_number(text: str, flag: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise ForkqError(f"enqueue: {flag} {text!r}: expected a number of seconds") from None
+    if not math.isfinite(number):
+        raise ForkqError(f"enqueue: {flag} {text!r}: expected a finite number of seconds")
+    return number
+
+
+def _parse_at(text: str) -> float:
+    try:
+        return _finite_number(text, "--at")
+    except ForkqError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ForkqError(f"enqueue: --at {text!r}: expected epoch seconds or an ISO 8601 time "
+                         f"with a UTC offset, e.g. 2030-01-31T09:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ForkqError(f"enqueue: --at {text!r} has no UTC offset, so its moment depends on "
+                         f"the machine's time zone; add one (Z for UTC, or +01:00)")
+    return moment.timestamp()
+
+
+def parse_options(name: str, queue: str | None, retry: str | None) -> dict[str, Any]:
+    """The per-call options given by flags, checked as ``Job.set()`` checks them."""
+    from .job import validate_options
+
+    if not name or not name.isprintable() or any(char.isspace() for char in name):
+        raise ForkqError(f"enqueue: CLASS {name!r}: expected a job's wire name, without "
+                         f"whitespace or control characters")
+    options = {key: value for key, value in (("queue", queue), ("retry", parse_retry(retry)))
+               if value is not None}
+    try:
+        validate_options(options, name, per_call=True)
+    except TypeError as exc:
+        raise ForkqError(f"enqueue: {exc}") from None
+    return options
+
+
+def parse_retry(text: str | None) -> bool | int | None:
+    if text is None:
+        return None
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.isascii() and text.isdigit():
+        return int(text)
+    raise ForkqError(f"enqueue: --retry {text!r}: expected true, false or a count of retries")
+
+
+class NamedJob:
+    """A job known only by its wire name: what ``client.build_payload`` needs of a class."""
+
+    options = {"queue": "default", "retry": True}
+
+    def __init__(self, wire_name: str) -> None:
+        self._wire_name = wire_name
+
+    def wire_name(self) -> str:
+        return self._wire_name
+
+
+def push_by_name(name: str, job_args: list, options: dict, at: float | None) -> str:
+    from . import client, connection, push
+
+    producer = client.default()
+    now = time.time()
+    payload = client.build_payload(NamedJob(name), job_args, options, now)
+    connection.send_commands(producer.redis, push.commands(producer.keys, [payload], at, now))
+    return payload["jid"]
+
+
+def push_checked(name: str, job_args: list, options: dict, at: float | None,
+                 modules: tuple[str, ...]) -> str:
+    from .job import resolve
+    from .worker import import_required
+
+    import_required(modules)
+    job_class = resolve(name)
+    if job_class is None:
+        raise ForkqError(f"enqueue --check: no job named {name!r} is registered by the modules "
+                         f"of require: {list(modules)}; check the name, or drop --check to push "
+                         f"it by name anyway")
+    setter = job_class.set(**options)
+    jid = setter.perform_async(*job_args) if at is None else setter.perform_at(at, *job_args)
+    if jid is None:
+        raise ForkqError(f"enqueue: a client middleware stopped the push of {name}; nothing "
+                         f"was enqueued")
+    return jid
 
 
 if __name__ == "__main__":

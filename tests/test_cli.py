@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -105,12 +107,18 @@ def test_worker_runs_one_standalone_worker(tmp_path, redis_url, redis):
     config.write_text(f"redis_url: {redis_url}\nrequire: [e2e_jobs]\nconcurrency: 2\n"
                       f"data_dir: {tmp_path / 'data'}\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, TESTS]))
-    worker = subprocess.Popen([sys.executable, "-m", "forkq.cli", "worker", "-c", str(config)],
-                              cwd=str(tmp_path), env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
+    with running(["-m", "forkq.cli", "worker", "-c", str(config)], str(tmp_path), env):
         jid = e2e_jobs.Record.perform_async()
         wait_for(lambda: redis.hget("e2e:runs", jid) == "1", 15, message="job run")
+
+
+@contextlib.contextmanager
+def running(argv: list[str], cwd: str, env: dict):
+    """A worker process for the block; stopped with TERM after it, which it must obey."""
+    worker = subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield worker
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(10) == 0
     finally:
@@ -143,3 +151,221 @@ def test_the_bin_shims_run_the_commands(tmp_path):
         result = subprocess.run([sys.executable, shim, "--help"], cwd=str(tmp_path),
                                 capture_output=True, text=True, timeout=20)
         assert result.returncode == 0 and f"usage: {name}" in result.stdout
+
+
+def enqueue(*args: str, cwd: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``forkq enqueue`` as an operator runs it: a subprocess, the config found from ``cwd``."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
+    env = dict(env, PYTHONPATH=os.pathsep.join([ROOT, TESTS]))
+    return subprocess.run([sys.executable, "-m", "forkq.cli", "enqueue", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=20)
+
+
+def api_on(redis, namespace: str = ""):
+    from forkq.api import Api
+    from forkq.keys import Keys
+
+    return Api(redis, Keys(namespace))
+
+
+@pytest.mark.slow
+def test_enqueue_pushes_by_name_and_a_worker_runs_it(tmp_path, redis_url, redis):
+    # The file names the namespace and a Redis nobody listens on; REDIS_URL wins over it, as
+    # for every command. The job's module is not importable by the enqueueing process.
+    (tmp_path / "forkq.yml").write_text(
+        f"redis_url: redis://127.0.0.1:1/0\nnamespace: ops\nrequire: [e2e_jobs]\n"
+        f"poll_interval: 0.1\nheartbeat_interval: 0.5\ndata_dir: {tmp_path / 'data'}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORKQ_")}
+    env.update(REDIS_URL=redis_url, PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", "forkq.cli", "enqueue", "e2e_jobs.Record",
+                             '[7, "seven", {"k": [1.5, null]}]'], cwd=str(tmp_path), env=env,
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    jid = result.stdout.strip()
+    assert len(jid) == 24 and result.stdout == jid + "\n"
+    [entry] = api_on(redis, "ops").queue("default").jobs()
+    assert (entry.jid, entry.job_class, entry.args, entry.field("retry")) == (
+        jid, "e2e_jobs.Record", [7, "seven", {"k": [1.5, None]}], True)
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS])
+    with running(["-m", "forkq.worker"], str(tmp_path), env):
+        wait_for(lambda: redis.hget("e2e:runs", jid) == "1", 15, message="the job's run")
+
+
+def test_enqueue_schedules_with_the_given_queue_and_retry(tmp_path, redis_url, redis):
+    config = tmp_path / "forkq.yml"
+    config.write_text(f"redis_url: {redis_url}\n")
+    before = time.time()
+    first = enqueue("NotImportable", "[]", "-c", str(config), "--queue", "critical",
+                    "--retry", "0", "--in", "60", cwd=str(tmp_path))
+    second = enqueue("Other::RubyJob", '["x"]', "-c", str(config), "--retry", "false",
+                     "--at", "2030-01-31T09:00:00+01:00", cwd=str(tmp_path))
+    past = enqueue("Late", "[]", "-c", str(config), "--at", "1", cwd=str(tmp_path))
+    assert (first.returncode, first.stderr, second.returncode, second.stderr) == (0, "", 0, "")
+    [late] = api_on(redis).queue("default").jobs()  # a time in the past enqueues at once
+    assert (past.returncode, late.jid, late.job_class) == (0, past.stdout.strip(), "Late")
+    entries = {entry.jid: entry for entry in api_on(redis).scheduled.page()}
+    soon, later = entries[first.stdout.strip()], entries[second.stdout.strip()]
+    assert (soon.job_class, soon.queue, soon.field("retry"), soon.args) == (
+        "NotImportable", "critical", 0, [])
+    assert before + 60 <= soon.score <= time.time() + 60
+    assert (later.job_class, later.queue, later.field("retry"), later.args) == (
+        "Other::RubyJob", "default", False, ["x"])
+    assert later.score == 1896076800.0  # 2030-01-31T08:00:00Z
+
+
+def test_enqueue_check_goes_through_the_job_class(tmp_path, redis_url, redis):
+    config = tmp_path / "forkq.yml"
+    config.write_text(f"redis_url: {redis_url}\nrequire: [jobs]\n")
+    ok = enqueue("--check", "jobs.add", "[1, 2]", "-c", str(config), cwd=str(tmp_path))
+    named = enqueue("--check", "HardJob", '["a", "b"]', "-c", str(config), cwd=str(tmp_path))
+    arity = enqueue("--check", "jobs.add", "[1]", "-c", str(config), cwd=str(tmp_path))
+    unknown = enqueue("--check", "jobs.nope", "[]", "-c", str(config), cwd=str(tmp_path))
+    assert (ok.returncode, ok.stderr, named.returncode, named.stderr) == (0, "", 0, "")
+    [entry] = api_on(redis).queue("other").jobs()  # the class's own queue
+    assert (entry.jid, entry.job_class, entry.args) == (ok.stdout.strip(), "jobs.add", [1, 2])
+    assert api_on(redis).queue("default").jobs()[0].job_class == "HardJob"
+    assert (arity.returncode, arity.stdout) == (1, "")
+    assert arity.stderr == ("forkq: enqueue: jobs.add.perform_async: perform(a, b) takes 2 "
+                            "arguments, but 1 were given\n")
+    assert unknown.returncode == 1 and unknown.stderr.startswith(
+        "forkq: enqueue --check: no job named 'jobs.nope' is registered by the modules of "
+        "require: ['jobs']")
+    assert api_on(redis).queue("other").size == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["X", "[1,"], "ARGS_JSON '[1,' is not valid JSON: Expecting value: line 1 column 4"),
+    (["X", '{"a": 1}'], "ARGS_JSON must be a JSON array of the job's arguments, e.g. '[42, \"x\"]'"
+                        " ('[]' for none), not a JSON object: '{\"a\": 1}'"),
+    (["X", "42"], "not a JSON number: '42'"),
+    (["X", "[NaN]"], "ARGS_JSON '[NaN]': NaN is not JSON, and no job argument can carry it"),
+    (["X", "[-Infinity]"], "-Infinity is not JSON"),
+    (["X", "[1e400]"], "1e400 is too large for a float; pass it as a string"),
+    (["X", '[{"a": 1, "a": 2}]'], "the key 'a' appears twice in one object"),
+    (["X", "[]", "--in", "soon"], "--in 'soon': expected a number of seconds"),
+    (["X", "[]", "--in", "inf"], "--in 'inf': expected a finite number of seconds"),
+    (["X", "[]", "--in", "-5"], "--in '-5': expected seconds >= 0"),
+    (["X", "[]", "--at", "tomorrow"], "--at 'tomorrow': expected epoch seconds or an ISO 8601"),
+    (["X", "[]", "--at", "2030-01-31T09:00"], "--at '2030-01-31T09:00' has no UTC offset"),
+    (["X", "[]", "--at", "1893456000000"], "--at '1893456000000' is more than 100 years"),
+    (["X", "[]", "--retry", "yes"], "--retry 'yes': expected true, false or a count"),
+    (["X", "[]", "--retry", "101"], "X: option 'retry' must be true, false or a count from 0"),
+    (["X", "[]", "--queue", "a,b"], "X: option 'queue' must be a usable queue name"),
+    (["a job", "[]"], "CLASS 'a job': expected a job's wire name, without whitespace"),
+    (["", "[]"], "CLASS '': expected a job's wire name"),
+])
+def test_enqueue_refuses_bad_input_in_one_line(argv, message, capsys):
+    assert cli.main(["enqueue", *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("forkq: enqueue: ") and message in captured.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["X", "[]", "--bogus"], "unrecognized arguments: --bogus"),
+    (["X", "[]", "--in", "1", "--at", "2"], "argument --at: not allowed with argument --in"),
+    (["X"], "the following arguments are required: ARGS_JSON"),
+])
+def test_enqueue_flags_argparse_refuses_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["enqueue", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_enqueue_without_redis_says_so_and_pushes_nothing(tmp_path):
+    result = enqueue("X", "[]", cwd=str(tmp_path),
+                     env=dict(os.environ, REDIS_URL="redis://127.0.0.1:1/0"))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("forkq: enqueue: Redis at redis://127.0.0.1:1/0: ")
+    assert result.stderr.rstrip().endswith("(nothing was enqueued)")
+    assert result.stderr.count("\n") == 1
+
+
+def test_enqueue_help_says_what_the_class_name_needs(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["enqueue", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exit_info.value.code == 0
+    assert "The job class need not be importable here" in text
+    assert "With --check, the modules of the config's require: are imported" in text
+
+
+def hash_password(stdin: str, *command: str) -> subprocess.CompletedProcess:
+    command = command or ("-m", "forkq.cli", "web", "--hash-password")
+    return subprocess.run([sys.executable, *command], input=stdin, capture_output=True,
+                          text=True, timeout=20, env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def test_hash_password_reads_a_piped_password_and_prints_only_the_hash():
+    from forkq.web import security
+
+    result = hash_password("pa ss\nignored\n")
+    assert result.returncode == 0 and result.stderr == ""
+    hashed = result.stdout.strip()
+    assert result.stdout == hashed + "\n"
+    security.check_hash_format(hashed)
+    assert security.verify_password("pa ss", hashed) and not security.verify_password("pa", hashed)
+
+
+def test_hash_password_refuses_an_empty_password():
+    result = hash_password("\n")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith("forkq: web --hash-password: the password is empty")
+
+
+def test_the_old_module_entry_point_still_prints_a_hash():
+    from forkq.web import security
+
+    result = hash_password("s3cret\n", "-m", "forkq.web.security")
+    assert result.returncode == 0
+    assert security.verify_password("s3cret", result.stdout.strip())
+
+
+def read_terminal(fd: int, seen: bytearray, wanted: bytes | None, timeout: float = 10.0) -> None:
+    """Read the terminal's output into ``seen`` until it holds ``wanted`` (None: until closed)."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    while wanted is None or wanted not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {wanted!r} on the terminal; it showed {bytes(seen)!r}"
+        if select.select([fd], [], [], remaining)[0]:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            if not chunk:
+                assert wanted is None, f"terminal closed before {wanted!r}: {bytes(seen)!r}"
+                return
+            seen += chunk
+
+
+@pytest.mark.parametrize("second, code", [(b"tty pw", 0), (b"other", 1)])
+def test_hash_password_on_a_terminal_asks_twice_without_echo(second, code):
+    import pty
+
+    from forkq.web import security
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty, as in an operator's shell
+        os.execve(sys.executable, [sys.executable, "-m", "forkq.cli", "web", "--hash-password"],
+                  dict(os.environ, PYTHONPATH=ROOT))
+    seen = bytearray()
+    try:
+        read_terminal(fd, seen, b"Password for the forkq web UI: ")
+        os.write(fd, b"tty pw\n")
+        read_terminal(fd, seen, b"Again: ")
+        os.write(fd, second + b"\n")
+        read_terminal(fd, seen, None)
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    output = bytes(seen).decode()
+    assert os.waitstatus_to_exitcode(status) == code, output
+    assert "tty pw" not in output and "other" not in output and "Warning" not in output
+    if code == 0:
+        hashed = output.split("Again: ", 1)[1].strip()
+        assert security.verify_password("tty pw", hashed)
+    else:
+        assert "forkq: web --hash-password: the two passwords differ; nothing printed" in output

@@ -3,7 +3,7 @@
 Authentication is HTTP Basic against ``web.username`` and ``web.password_hash`` (config) or
 ``FORKQ_WEB_USERNAME`` and ``FORKQ_WEB_PASSWORD`` (environment, which wins, as everywhere).
 ``password_hash`` has the form ``pbkdf2_sha256$<iterations>$<salt>$<hash>`` (salt and hash in
-unpadded urlsafe base64); make one with ``python -m forkq.web.security``.
+unpadded urlsafe base64); make one with ``forkq web --hash-password`` (``read_new_password``).
 
 State changes are POSTs that carry a CSRF token equal to the ``forkq_csrf`` cookie (double
 submit: a cross-site page can send the cookie but cannot read it to put it in the form; plain
@@ -25,10 +25,11 @@ import hmac
 import ipaddress
 import os
 import secrets
+import sys
 from typing import Iterable
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ForkqError
 
 ALGORITHM = "pbkdf2_sha256"
 #: PBKDF2 rounds for new hashes; the count is stored in the hash, so old hashes keep working
@@ -67,7 +68,7 @@ def check_hash_format(password_hash: str) -> None:
     parts = password_hash.split("$")
     if len(parts) != 4 or parts[0] != ALGORITHM or not parts[1].isdigit():
         raise ConfigError(f"web.password_hash must look like {ALGORITHM}$<iterations>$<salt>$"
-                          f"<hash>; make one with: python -m forkq.web.security")
+                          f"<hash>; make one with: forkq web --hash-password")
 
 
 def verify_password(password: str, password_hash: str) -> bool:
@@ -195,13 +196,28 @@ class Hosts:
         return netloc.lower() == host.lower() or host_name(netloc) in self.listed
 
 
-def main() -> None:
-    """Prints a password hash for ``web.password_hash``."""
-    password = getpass.getpass("Password for the forkq web UI: ")
-    if password != getpass.getpass("Again: "):
-        raise SystemExit("the passwords differ")
-    print(hash_password(password))
+def read_new_password(stdin=None) -> str:
+    """The password to hash: typed twice without echo on a terminal, else the first line of
+    standard input (for scripts: ``printf '%s\\n' "$PW" | forkq web --hash-password``)."""
+    stdin = sys.stdin if stdin is None else stdin
+    try:
+        if stdin.isatty():
+            password = getpass.getpass("Password for the forkq web UI: ")
+            if password != getpass.getpass("Again: "):
+                raise ForkqError("web --hash-password: the two passwords differ; nothing printed")
+        else:
+            password = stdin.readline().rstrip("\r\n")
+    except (EOFError, KeyboardInterrupt):
+        raise ForkqError("web --hash-password: cancelled; nothing printed") from None
+    if not password:
+        raise ForkqError("web --hash-password: the password is empty (on a terminal, type it; "
+                          "in a script, pipe it in on the first line of standard input)")
+    return password
 
 
 if __name__ == "__main__":
-    main()
+    # Kept for scripts written before ``forkq web --hash-password``; that command does the same
+    # without the RuntimeWarning that ``-m`` on a module its package already imported gives.
+    from ..cli import main
+
+    sys.exit(main(["web", "--hash-password"]))
