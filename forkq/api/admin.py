@@ -35,7 +35,8 @@ class DayStat:
 class Api:
     """The admin view of one Redis: queues, sets, processes, stats."""
 
-    def __init__(self, redis, keys: Keys | None = None, *, dead_max_jobs: int = Config.dead_max_jobs,
+    def __init__(self, redis, keys: Keys | None = None, *,
+                 dead_max_jobs: int = Config.dead_max_jobs,
                  dead_timeout: float = Config.dead_timeout, read_only: bool = False) -> None:
         self.redis = redis
         self.keys = keys or Keys()
