@@ -27,14 +27,14 @@ A second TERM or INT (Ctrl-C) during the shutdown forces it: every child is SIGK
 skipping the rest of the timeout, and the same sweep pushes their unfinished jobs back.
 
 The master always writes ``<data_dir>/master.pid`` (and the configured ``pidfile``), the pid
-with its start time, by which ``forkqctl`` finds and verifies it (``pidfile.py``).
+with its start time, by which ``forkqctl`` finds and verifies it (``pidfile.py``), and
+``<data_dir>/status.json``, from which the metrics exporter learns its children (``status.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import random
 import signal
@@ -54,9 +54,10 @@ from .keys import Keys
 from .log import logger
 from .notify import notify
 from .periodic_master import MasterPeriodic
-from .pidfile import claim_pidfile, default_pidfile, release_pidfile, write_atomically
+from .pidfile import claim_pidfile, default_pidfile, release_pidfile
 from .recovery import requeue_slots
 from .signals import SignalQueue
+from .status import StatusFile, master_status
 
 MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2,
                   signal.SIGHUP, signal.SIGCHLD)
@@ -131,9 +132,9 @@ class Supervisor:
         self.helpers: list[Helper] = []
         self.periodic: MasterPeriodic | None = None
         self.next_memory_check = 0.0
-        #: where this master wrote its pidfiles and status file (a reload may rename them)
+        #: the files this master wrote, removed as it stops (a reload may change the config's paths)
         self.pidfiles: list[str] = []
-        self.status_file: str | None = None
+        self.status_file: StatusFile | None = None
 
     def run(self) -> int:
         """Run until TERM/INT; 0 after a clean stop, ``ForkqError`` after a crash loop."""
@@ -156,7 +157,7 @@ class Supervisor:
         self.started_at = time.time()
         os.makedirs(config.data_dir, exist_ok=True)
         self.claim_pidfiles()
-        self.status_file = os.path.join(config.data_dir, "status.json")
+        self.status_file = StatusFile(config.data_dir)
         # Before the preload, so that the application's own metrics join the children's.
         self.metrics = metrics_module(config)
         if self.metrics is not None:
@@ -465,21 +466,9 @@ class Supervisor:
         setproctitle(master_title(self.config.tag, len(self.live_slots())))
 
     def write_status(self) -> None:
-        """``status.json`` in the data directory, read by the metrics exporter."""
-        config = self.config
-        children = [{"slot": s.index, "pid": s.pid, "started_at": s.started_at, "ready": s.ready,
-                     "restarts": s.restarts} for s in sorted(self.slots.values(),
-                                                             key=lambda s: s.index)
-                    if s.alive or s.index < config.processes]
-        status = {"master_pid": self.master_pid, "started_at": self.started_at,
-                  "version": __version__, "tag": config.tag, "processes": config.processes,
-                  "concurrency": config.concurrency, "children": children}
-        if self.periodic is not None:
-            status["periodic"] = self.periodic.status()
-        try:
-            write_atomically(self.status_file, json.dumps(status))
-        except OSError as exc:
-            logger.warning("could not write %s: %s", self.status_file, exc)
+        periodic = self.periodic.status() if self.periodic is not None else None
+        self.status_file.write(master_status(self.config, self.master_pid, self.started_at,
+                                             self.slots.values(), periodic))
 
     # --- shutdown
 
@@ -528,8 +517,7 @@ class Supervisor:
         for path in self.pidfiles:
             with contextlib.suppress(OSError):
                 release_pidfile(path)
-        if self.status_file:
-            with contextlib.suppress(OSError):
-                os.unlink(self.status_file)
+        if self.status_file is not None:
+            self.status_file.remove()
         if self.server is not None:
             self.server.stop()
