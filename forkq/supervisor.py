@@ -59,6 +59,7 @@ from .recovery import requeue_slots
 from .signals import SignalQueue
 from .status import StatusFile, master_status
 
+#: signals the master acts on in its loop; a child resets them after the fork
 MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2,
                   signal.SIGHUP, signal.SIGCHLD)
 #: seconds between looks at the children's pipes; a signal (CHLD included) wakes the loop at once
@@ -74,6 +75,7 @@ MAX_JOBS_JITTER = 0.1
 # --- pure helpers
 
 def jittered(limit: int | None, rng: random.Random) -> int | None:
+    """One child's ``max_jobs``: ``limit`` spread by ``MAX_JOBS_JITTER``; None for no limit."""
     if not limit:
         return None
     return max(1, round(limit * rng.uniform(1 - MAX_JOBS_JITTER, 1 + MAX_JOBS_JITTER)))
@@ -126,7 +128,9 @@ class Supervisor:
         self.failure: str | None = None
         self.early_exits = 0
         self.announced_ready = False
-        self.server = None
+        #: the private redis-server this master runs when no ``redis_url`` is configured
+        self.embedded_redis = None
+        #: the ``forkq.metrics`` module when the exporter runs, else None
         self.metrics = None
         #: helper children (the metrics exporter), supervised like the worker slots
         self.helpers: list[Helper] = []
@@ -166,7 +170,7 @@ class Supervisor:
         if not config.redis_url:
             from .embedded import EmbeddedRedis
 
-            self.server = EmbeddedRedis(config.data_dir).start()
+            self.embedded_redis = EmbeddedRedis(config.data_dir).start()
         client.default().use_config(config)
         worker.import_required(config.require)
         # A module that enqueued at import opened the client's connection: close it, so that
@@ -301,9 +305,13 @@ class Supervisor:
             self.slot_exited(child, code)
         elif child is not None:
             child.exited(code, time.monotonic())
-        elif self.server is not None and self.server.process and pid == self.server.process.pid:
+        elif pid == self.embedded_redis_pid():
             self.halt(f"the embedded redis-server exited ({describe_exit(code)}); see "
                       f"{self.config.data_dir}/redis.log")
+
+    def embedded_redis_pid(self) -> int | None:
+        server = self.embedded_redis
+        return server.process.pid if server is not None and server.process else None
 
     def slot_exited(self, slot: WorkerSlot, code: int) -> None:
         pid, now = slot.pid, time.monotonic()
@@ -519,5 +527,5 @@ class Supervisor:
                 release_pidfile(path)
         if self.status_file is not None:
             self.status_file.remove()
-        if self.server is not None:
-            self.server.stop()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()
