@@ -46,7 +46,7 @@ from typing import Callable
 from setproctitle import setproctitle
 
 from . import __version__, client, connection, log, worker
-from .child import ChildTick, die_with_master, exit_child
+from .child import ChildTick, die_with_master, exit_child, title
 from .children import GRACE, Child, Helper, WorkerSlot, describe_exit, restart_delay
 from .errors import ForkqError
 from .heartbeat import hostname
@@ -82,11 +82,7 @@ def jittered(limit: int | None, rng: random.Random) -> int | None:
 
 
 def master_title(tag: str, children: int) -> str:
-    return _title("forkq", "master", tag, f"[{children} children]")
-
-
-def _title(*parts: str) -> str:
-    return " ".join(part for part in parts if part)
+    return title("forkq", "master", tag, f"[{children} children]")
 
 
 # --- process-level effects of the master
@@ -436,7 +432,7 @@ class Supervisor:
 
     def run_exporter(self) -> None:
         die_with_master()
-        setproctitle(_title("forkq", "metrics", self.config.tag))
+        setproctitle(title("forkq", "metrics", self.config.tag))
         exit_child(lambda: self.metrics.run_exporter(self.config) or 0)
 
     def fork(self) -> int:
