@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from .. import jobmetrics
 from ..api import SortedSet
-from . import charts, periodic_view
+from ..periodic_leader import report as periodic_report
+from . import charts
 from .http import Request, Response, Router, json_response, redirect
 
 #: rows per page unless ``?count=`` says otherwise
@@ -242,6 +243,13 @@ def metrics_class(app, request: Request, name: str) -> Response:
                       histogram=charts.histogram_svg(found.histogram, BUCKET_LABELS))
 
 
+def periodic(app, request: Request) -> Response:
+    """The leader and each entry's next and last run, as the leading master wrote them
+    (``periodic_leader.report``): an entry appears once a leader has scheduled it."""
+    return app.render(request, "periodic.html", periodic=periodic_report(app.api.redis,
+                                                                         app.api.keys))
+
+
 def _period(request: Request) -> tuple[str, int]:
     """``?period=`` and its minutes; the last hour unless it names one of ``PERIODS``."""
     period = request.query.get("period", "1h")
@@ -286,5 +294,5 @@ def routes() -> Router:
     router.add("POST", f"/{sets}", sorted_set_action)
     router.add("GET", f"/{sets}/(?P<key>.+)", entry)
     router.add("POST", f"/{sets}/(?P<key>.+)", entry_action)
-    router.add("GET", "/periodic", periodic_view.page)
+    router.add("GET", "/periodic", periodic)
     return router
