@@ -15,7 +15,7 @@ from ..config import Config
 from ..dead import DeadSet as DeadWriter
 from ..keys import SIGNALS_TTL, Keys
 from .entry import as_int, wire
-from .processes import Process, Work, parse_process, parse_work
+from .processes import PROCESS_FIELDS, Process, Work, parse_process, parse_work
 from .queue import Queue
 from .sets import MOVE_TO_QUEUE, DeadSet, RetrySet, ScheduledSet
 
@@ -81,8 +81,7 @@ class Api:
         identities = sorted(self.redis.smembers(self.keys.processes))
         pipe = self.redis.pipeline(transaction=False)
         for identity in identities:
-            pipe.hmget(self.keys.process(identity), "info", "busy", "beat", "quiet", "rss",
-                       "rtt_us", "concurrency")
+            pipe.hmget(self.keys.process(identity), *PROCESS_FIELDS)
         live, gone = [], []
         for identity, fields in zip(identities, pipe.execute()):
             if fields[0] is None:

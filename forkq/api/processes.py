@@ -12,6 +12,8 @@ from typing import Any
 
 from .entry import Entry, as_date, as_int, seconds
 
+#: the fields of an ``<identity>`` hash read for a ``Process``, in ``parse_process``'s order
+PROCESS_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency")
 
 @dataclass
 class Process:
@@ -103,6 +105,7 @@ def _strings(value: Any) -> list[str]:
 
 
 def parse_process(identity: str, fields: list[str | None]) -> Process:
+    """A process from the values of its hash's ``PROCESS_FIELDS``, whatever a writer stored."""
     info_text, busy, beat, quiet, rss, rtt_us, concurrency = fields
     try:
         info = json.loads(info_text)
@@ -120,6 +123,8 @@ def parse_process(identity: str, fields: list[str | None]) -> Process:
 
 
 def parse_work(identity: str, thread: str, text: str) -> Work:
+    """The job a thread runs, from its field of ``<identity>:work``; text that is not the
+    expected object shows as a job of unknown queue and time."""
     try:
         work = json.loads(text)
     except ValueError:
