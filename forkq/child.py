@@ -3,8 +3,8 @@
 Runs in a child forked by ``supervisor.py``, after the fork. ``ChildTick`` is the worker's
 ``on_tick``: once a second it writes a byte to the master (the first says "ready", each one
 "alive", ``S`` "stopping by itself", ``R`` "replace me": ``request_retirement``), sets the
-process title, and stops the worker when the master is gone or ``max_jobs`` is reached. ``exit_child`` ends the process with ``os._exit``
-so that nothing returns into the master's code.
+process title, and stops the worker when the master is gone or ``max_jobs`` is reached.
+``exit_child`` ends the process with ``os._exit`` so that nothing returns into the master's code.
 """
 
 from __future__ import annotations
@@ -26,10 +26,14 @@ from .log import logger
 _PR_SET_PDEATHSIG = 1
 
 
-def child_title(tag: str, busy: int, concurrency: int, stopping: bool) -> str:
-    parts = ("forkq", __version__, tag, f"[{busy} of {concurrency} busy]",
-             "stopping" if stopping else "")
+def title(*parts: str) -> str:
+    """A process title: the parts that are not empty (no tag, say), space-separated."""
     return " ".join(part for part in parts if part)
+
+
+def child_title(tag: str, busy: int, concurrency: int, stopping: bool) -> str:
+    return title("forkq", __version__, tag, f"[{busy} of {concurrency} busy]",
+                 "stopping" if stopping else "")
 
 
 class ChildTick:
@@ -79,7 +83,7 @@ def die_with_master() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
-        pass
+        pass  # no prctl (not Linux): only the master's own shutdown stops the helper
 
 
 def exit_child(run: Callable[[], int]) -> NoReturn:

@@ -145,8 +145,11 @@ class WorkerSlot(Child):
         self.started_at = 0.0
         #: monotonic time of the last byte from the child
         self.last_seen = 0.0
+        #: the child has written its first byte since its fork
         self.ready = False
+        #: the master's config generation (HUPs applied) when this child was forked
         self.generation = 0
+        #: forks of this slot after its first, for status.json
         self.restarts = 0
         #: the child asked to be replaced (``R`` on its pipe: ``ChildTick.request_retirement``)
         self.wants_retirement = False

@@ -9,9 +9,9 @@ pidfd, so the pid cannot be reused between the check and the signal.
 
 ``status`` reads Redis through ``forkq.api``: each process with the age of its last heartbeat,
 the queues, and totals; the master's pid when its pidfile is found; the periodic leader
-(identity and its master's pid) and each periodic entry's next and last run (tick, jid). Everything that came from
-Redis is printed with control characters escaped. An error prints one line,
-``forkqctl: <message>``, and exits 1.
+(identity and its master's pid) and each periodic entry's next and last run (tick, jid).
+Everything that came from Redis is printed with control characters escaped. An error prints one
+line, ``forkqctl: <message>``, and exits 1.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forkqctl", description="Control a running forkq.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     stop = commands.add_parser("stop", help="quiet, then stop the master; SIGKILL it if it "
-                               "outlives the timeout by 10 s")
+                               f"outlives the timeout by {STOP_MARGIN:.0f} s")
     stop.add_argument("--timeout", type=float, help="seconds jobs get to finish (default: the "
                       "config's timeout)")
     for name, run, text in (("stop", run_stop, None),
@@ -244,6 +244,7 @@ def master_report(path: str) -> dict:
 
 
 def collect(api) -> dict:
+    """What ``status`` shows of Redis: processes, queues, totals and the periodic leader."""
     from .periodic_leader import report as periodic_report
 
     now = time.time()
@@ -255,28 +256,19 @@ def collect(api) -> dict:
               "threads": sum(p["concurrency"] for p in processes),
               "busy": sum(p["busy"] for p in processes),
               "queued": sum(q["size"] for q in queues),
-              "scheduled": api.scheduled.size, "retries": api.retries.size,
-              "dead": api.dead.size, "processed": stats["processed"], "failed": stats["failed"]}
+              "scheduled": stats["scheduled"], "retries": stats["retries"],
+              "dead": stats["dead"], "processed": stats["processed"], "failed": stats["failed"]}
     return {"processes": processes, "queues": queues, "totals": totals,
             "periodic": periodic_report(api.redis, api.keys)}
 
 
 def process_report(process, now: float) -> dict:
     """One heartbeat, any field of which another program (or an attacker) may have written."""
-    info = process.info
-    return {"identity": process.identity, "hostname": process.hostname, "pid": info.get("pid"),
-            "tag": process.tag, "labels": _strings(info.get("labels")),
-            "queues": process.queues,
+    return {"identity": process.identity, "hostname": process.hostname, "pid": process.pid,
+            "tag": process.tag, "labels": process.labels, "queues": process.queues,
             "busy": process.busy, "concurrency": max(0, process.concurrency),
             "rss_kb": process.rss_kb, "beat_age": _age(process.beat, now),
             "quiet": process.quiet}
-
-
-def _strings(value) -> list[str]:
-    """A list of names from a heartbeat: anything else is shown as the one value it is."""
-    if isinstance(value, list):
-        return [str(item) for item in value]
-    return [str(value)] if value else []
 
 
 def _age(beat: float | None, now: float) -> float | None:

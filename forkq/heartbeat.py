@@ -28,6 +28,7 @@ from .log import logger
 REMOTE_SIGNALS = {"TSTP": signal.SIGTSTP, "TERM": signal.SIGTERM, "TTIN": signal.SIGTTIN,
                   "USR2": signal.SIGUSR2}
 
+#: KB in one memory page, the unit of /proc/self/statm
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -46,13 +47,15 @@ def rss_kb() -> int:
 
 
 def process_info(config, identity: str, started_at: float) -> dict:
+    """The ``info`` JSON of this process's ``<identity>`` hash, in Sidekiq's fields."""
     info = {"hostname": hostname(), "started_at": started_at, "pid": os.getpid(),
             "tag": config.tag, "concurrency": config.concurrency,
             "queues": list(config.queue_names), "labels": list(config.labels),
             "identity": identity, "version": __version__, "embedded": False}
+    default = capsule(config)
     if not config.strict:
-        info["weights"] = [capsule(config)["weights"]]
-    info["capsules"] = {"default": capsule(config)}
+        info["weights"] = [default["weights"]]
+    info["capsules"] = {"default": default}
     return info
 
 
@@ -76,6 +79,7 @@ class Heartbeat(threading.Thread):
         self.redis = context.make_redis()
         self.info_json = json.dumps(process_info(context.config, context.identity,
                                                  time.time()))
+        #: microseconds the last beat's PING took (Sidekiq's ``rtt_us``)
         self.rtt_us = 0
         #: per-class job counts; the worker makes it one of the processors' observers
         self.job_metrics = JobMetrics()

@@ -16,7 +16,7 @@ are neither written nor read here.
 machine), and the heartbeat thread calls ``flush`` once per beat, which writes everything
 counted since the last flush in one MULTI, stamped with the minute of the flush, as Sidekiq
 does. A flush that fails puts its counts back for the next one. ``WithJobMetrics`` puts it in
-front of the worker's other observer (Prometheus, or none).
+front of the worker's other observer (Prometheus' ``JobObserver``, else ``NullObserver``).
 
 The read side (``top_jobs``, ``for_job``) serves the web UI's Metrics pages: one pipeline of
 HGETALL (or HMGET) per minute, and BITFIELD_RO for the histograms, so a ``+@read`` user will do.
@@ -289,6 +289,7 @@ def add_histograms(redis, keys, classes: list[ClassMetrics]) -> None:
         metrics.histogram = totals
 
 
+#: BITFIELD_RO arguments that read every bucket's counter of one histogram
 _HISTOGRAM_GETS = [part for index in range(len(BUCKET_MS)) for part in ("GET", "u16", f"#{index}")]
 
 

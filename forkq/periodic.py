@@ -41,6 +41,7 @@ MISSED_POLICIES = ("skip", "once")
 #: default policy: a restart or a leader change of a few minutes must not drop a daily job;
 #: running the latest missed tick once, late, never floods the queue after a long outage
 DEFAULT_MISSED = "once"
+#: the keys an entry of ``periodic:`` may have
 ENTRY_KEYS = frozenset({"name", "class", "args", "queue", "cron", "tz", "every", "missed"})
 
 
@@ -66,7 +67,7 @@ class Entry:
 
     def __post_init__(self) -> None:
         validate(self)
-        object.__setattr__(self, "zone", ZoneInfo(self.tz) if self.tz != "UTC" else UTC)
+        object.__setattr__(self, "zone", _zone(self.tz))
 
     @property
     def wall_clock(self) -> bool:
@@ -125,7 +126,7 @@ def _check_cron(cron: Any, tz: Any, where: str) -> None:
         raise ConfigError(f"{where}: 'tz' is {tz!r}; give an IANA zone name like "
                           f"'Europe/Berlin'")
     try:
-        zone = ZoneInfo(tz) if tz != "UTC" else UTC
+        zone = _zone(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{where}: unknown time zone {tz!r}; give an IANA zone name like "
                           f"'Europe/Berlin'") from None
@@ -138,6 +139,11 @@ def _check_cron(cron: Any, tz: Any, where: str) -> None:
         raise ConfigError(f"{where}: bad cron expression {cron!r}: {exc}") from None
     except StopIteration:
         raise ConfigError(f"{where}: cron {cron!r} never fires") from None
+
+
+def _zone(tz: str):
+    """The zone an IANA name names; UTC needs no tz database."""
+    return ZoneInfo(tz) if tz != "UTC" else UTC
 
 
 def entries_from_config(raw: Any, source: str) -> list[Entry]:
@@ -178,6 +184,7 @@ def _entry_from_mapping(item: Any, index: int, source: str) -> Entry:
                  missed=item.get("missed", DEFAULT_MISSED), source=source)
 
 
+#: entries declared from code in this process (``register``), in order
 _registered: list[Entry] = []
 
 

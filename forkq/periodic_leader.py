@@ -1,8 +1,8 @@
 """The periodic leader: one process among all masters enqueues each tick of each entry, once.
 
 Runs wherever the host calls ``PeriodicScheduler.tick(redis, now)`` from its loop (at least every
-``lease_ttl / 3`` seconds): a master's loop with a connection opened and closed around the call,
-or a supervised child. No threads, no connection kept.
+``lease_ttl / 3`` seconds): the master's loop, with a connection opened and closed around the
+call (``periodic_master.py``). No threads, no connection kept.
 
 Steps of a call: take or renew the lease (``Leader.try_lead``); if this process leads, for each
 entry compute the ticks due since the entry's cursor (the last tick handled, kept in Redis so a
@@ -52,6 +52,7 @@ CLAIM_TTL = 600.0
 #: ticks of one entry enqueued in one call at most (a tiny ``every`` cannot stall the loop)
 MAX_TICKS_PER_CALL = 100
 
+# KEYS: lease key. ARGV: identity, ttl ms. Renews the lease only for its holder.
 RENEW_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -59,6 +60,7 @@ end
 return 0
 """
 
+# KEYS: lease key. ARGV: identity. Frees the lease only for its holder.
 RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -154,6 +156,7 @@ class PeriodicScheduler:
         self.leader = Leader(keys, identity, lease_ttl)
         self.late_after = late_after
         self.claim_ttl = claim_ttl
+        #: entry name → the next tick last written to the state hash (written on change only)
         self._next_written: dict[str, float | None] = {}
 
     def tick(self, redis: redis_py.Redis, now: float) -> list[tuple[Entry, float, str | None]]:

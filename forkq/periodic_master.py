@@ -45,6 +45,7 @@ RETRY_AFTER = 2.0
 
 
 def process_identity(master_pid: int) -> str:
+    """``hostname:master-pid:hex``: random hex, so a restarted master is a new identity."""
     return f"{hostname()}:{master_pid}:{os.urandom(6).hex()}"
 
 
@@ -68,12 +69,16 @@ class MasterPeriodic:
                                            self._enqueue, lease_ttl=config.periodic_lease)
         #: seconds between calls: the lease is renewed at least three times per TTL
         self.every = min(1.0, config.periodic_lease / 3)
+        #: monotonic time before which ``run`` does nothing
         self.next_run = 0.0
         #: entry name → jobs this master enqueued (``forkq_periodic_enqueued_total``)
         self.enqueued = {entry.name: 0 for entry in entries}
+        #: this master held the lease at the end of the last ``run``
         self.leading = False
         #: epoch seconds when Redis started failing, None while it answers
         self.failing_since: float | None = None
+        #: the connection of the call in progress, which ``_enqueue`` (called back by the
+        #: scheduler) pushes through; None between calls, so none survives into a fork
         self._redis = None
 
     @classmethod

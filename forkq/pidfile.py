@@ -56,6 +56,7 @@ def record_text(pid: int, started: float) -> str:
 
 
 def parse_record(path: str, text: str) -> PidRecord:
+    """The record in a pidfile's ``text``; ``PidfileError`` naming ``path`` when it holds none."""
     lines = text.splitlines()
     first = lines[0].strip() if lines else ""
     if not (first.isascii() and first.isdigit()) or not 1 <= int(first) <= PID_MAX:
@@ -106,7 +107,8 @@ def start_time(pid: int) -> float | None:
 
 
 def is_forkq_process(pid: int) -> bool:
-    """Whether ``pid`` runs forkq (its title or command line says so), not a reused pid."""
+    """Whether ``pid``'s title or command line names forkq. A weak test alone (``tail -f
+    forkq.log`` passes it): ``wrote`` pairs it with the start time."""
     import psutil
 
     try:
@@ -143,6 +145,7 @@ def claim_pidfile(path: str, setting: str = "pidfile") -> None:
 
 
 def release_pidfile(path: str) -> None:
+    """Remove the file, unless it now names another process (a master that took it over)."""
     if read_pidfile(path) == os.getpid():
         os.unlink(path)
 

@@ -27,14 +27,14 @@ A second TERM or INT (Ctrl-C) during the shutdown forces it: every child is SIGK
 skipping the rest of the timeout, and the same sweep pushes their unfinished jobs back.
 
 The master always writes ``<data_dir>/master.pid`` (and the configured ``pidfile``), the pid
-with its start time, by which ``forkqctl`` finds and verifies it (``pidfile.py``).
+with its start time, by which ``forkqctl`` finds and verifies it (``pidfile.py``), and
+``<data_dir>/status.json``, from which the metrics exporter learns its children (``status.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import random
 import signal
@@ -46,7 +46,7 @@ from typing import Callable
 from setproctitle import setproctitle
 
 from . import __version__, client, connection, log, worker
-from .child import ChildTick, die_with_master, exit_child
+from .child import ChildTick, die_with_master, exit_child, title
 from .children import GRACE, Child, Helper, WorkerSlot, describe_exit, restart_delay
 from .errors import ForkqError
 from .heartbeat import hostname
@@ -54,10 +54,12 @@ from .keys import Keys
 from .log import logger
 from .notify import notify
 from .periodic_master import MasterPeriodic
-from .pidfile import claim_pidfile, default_pidfile, release_pidfile, write_atomically
+from .pidfile import claim_pidfile, default_pidfile, release_pidfile
 from .recovery import requeue_slots
 from .signals import SignalQueue
+from .status import StatusFile, master_status
 
+#: signals the master acts on in its loop; a child resets them after the fork
 MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2,
                   signal.SIGHUP, signal.SIGCHLD)
 #: seconds between looks at the children's pipes; a signal (CHLD included) wakes the loop at once
@@ -73,17 +75,14 @@ MAX_JOBS_JITTER = 0.1
 # --- pure helpers
 
 def jittered(limit: int | None, rng: random.Random) -> int | None:
+    """One child's ``max_jobs``: ``limit`` spread by ``MAX_JOBS_JITTER``; None for no limit."""
     if not limit:
         return None
     return max(1, round(limit * rng.uniform(1 - MAX_JOBS_JITTER, 1 + MAX_JOBS_JITTER)))
 
 
 def master_title(tag: str, children: int) -> str:
-    return _title("forkq", "master", tag, f"[{children} children]")
-
-
-def _title(*parts: str) -> str:
-    return " ".join(part for part in parts if part)
+    return title("forkq", "master", tag, f"[{children} children]")
 
 
 # --- process-level effects of the master
@@ -125,15 +124,17 @@ class Supervisor:
         self.failure: str | None = None
         self.early_exits = 0
         self.announced_ready = False
-        self.server = None
+        #: the private redis-server this master runs when no ``redis_url`` is configured
+        self.embedded_redis = None
+        #: the ``forkq.metrics`` module when the exporter runs, else None
         self.metrics = None
         #: helper children (the metrics exporter), supervised like the worker slots
         self.helpers: list[Helper] = []
         self.periodic: MasterPeriodic | None = None
         self.next_memory_check = 0.0
-        #: where this master wrote its pidfiles and status file (a reload may rename them)
+        #: the files this master wrote, removed as it stops (a reload may change the config's paths)
         self.pidfiles: list[str] = []
-        self.status_file: str | None = None
+        self.status_file: StatusFile | None = None
 
     def run(self) -> int:
         """Run until TERM/INT; 0 after a clean stop, ``ForkqError`` after a crash loop."""
@@ -156,7 +157,7 @@ class Supervisor:
         self.started_at = time.time()
         os.makedirs(config.data_dir, exist_ok=True)
         self.claim_pidfiles()
-        self.status_file = os.path.join(config.data_dir, "status.json")
+        self.status_file = StatusFile(config.data_dir)
         # Before the preload, so that the application's own metrics join the children's.
         self.metrics = metrics_module(config)
         if self.metrics is not None:
@@ -165,7 +166,7 @@ class Supervisor:
         if not config.redis_url:
             from .embedded import EmbeddedRedis
 
-            self.server = EmbeddedRedis(config.data_dir).start()
+            self.embedded_redis = EmbeddedRedis(config.data_dir).start()
         client.default().use_config(config)
         worker.import_required(config.require)
         # A module that enqueued at import opened the client's connection: close it, so that
@@ -300,9 +301,13 @@ class Supervisor:
             self.slot_exited(child, code)
         elif child is not None:
             child.exited(code, time.monotonic())
-        elif self.server is not None and self.server.process and pid == self.server.process.pid:
+        elif pid == self.embedded_redis_pid():
             self.halt(f"the embedded redis-server exited ({describe_exit(code)}); see "
                       f"{self.config.data_dir}/redis.log")
+
+    def embedded_redis_pid(self) -> int | None:
+        server = self.embedded_redis
+        return server.process.pid if server is not None and server.process else None
 
     def slot_exited(self, slot: WorkerSlot, code: int) -> None:
         pid, now = slot.pid, time.monotonic()
@@ -427,7 +432,7 @@ class Supervisor:
 
     def run_exporter(self) -> None:
         die_with_master()
-        setproctitle(_title("forkq", "metrics", self.config.tag))
+        setproctitle(title("forkq", "metrics", self.config.tag))
         exit_child(lambda: self.metrics.run_exporter(self.config) or 0)
 
     def fork(self) -> int:
@@ -465,21 +470,9 @@ class Supervisor:
         setproctitle(master_title(self.config.tag, len(self.live_slots())))
 
     def write_status(self) -> None:
-        """``status.json`` in the data directory, read by the metrics exporter."""
-        config = self.config
-        children = [{"slot": s.index, "pid": s.pid, "started_at": s.started_at, "ready": s.ready,
-                     "restarts": s.restarts} for s in sorted(self.slots.values(),
-                                                             key=lambda s: s.index)
-                    if s.alive or s.index < config.processes]
-        status = {"master_pid": self.master_pid, "started_at": self.started_at,
-                  "version": __version__, "tag": config.tag, "processes": config.processes,
-                  "concurrency": config.concurrency, "children": children}
-        if self.periodic is not None:
-            status["periodic"] = self.periodic.status()
-        try:
-            write_atomically(self.status_file, json.dumps(status))
-        except OSError as exc:
-            logger.warning("could not write %s: %s", self.status_file, exc)
+        periodic = self.periodic.status() if self.periodic is not None else None
+        self.status_file.write(master_status(self.config, self.master_pid, self.started_at,
+                                             self.slots.values(), periodic))
 
     # --- shutdown
 
@@ -528,8 +521,7 @@ class Supervisor:
         for path in self.pidfiles:
             with contextlib.suppress(OSError):
                 release_pidfile(path)
-        if self.status_file:
-            with contextlib.suppress(OSError):
-                os.unlink(self.status_file)
-        if self.server is not None:
-            self.server.stop()
+        if self.status_file is not None:
+            self.status_file.remove()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()

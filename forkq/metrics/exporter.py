@@ -2,16 +2,17 @@
 
 The master forks it and supervises it like a worker child; it may use threads and Redis because
 nothing is forked from it. Its main thread waits on signals while a threaded HTTP server answers:
-TERM or INT stop it (exit 0), USR2 reopens log files, and the signals a master relays to all of
-its children (TSTP, TTIN, HUP) are ignored, since their default action would stop or end it.
+TERM or INT stop it (exit 0), USR2 (relayed by the master) reopens log files, and TSTP, TTIN and
+HUP, which reach it when sent to the whole process group (Ctrl-Z, a closed terminal), are
+ignored, since their default action would stop or end it.
 
 A connection that sends nothing for ``IDLE_TIMEOUT`` seconds is closed: each connection holds
 a thread, and a scraper sends its request at once.
 
 A port that cannot be bound is a configuration problem, not a crash: the exporter logs a warning
-and returns (exit 0). **The supervisor should restart the exporter only when it exits non-zero
-or by a signal**; one that exited 0 has either been told to stop or cannot listen, and
-restarting it would be a crash loop on a port someone else holds.
+and returns (exit 0). The supervisor restarts the exporter only when it exits non-zero or by a
+signal (``children.Helper``): one that exited 0 has either been told to stop or cannot listen,
+and restarting it would be a crash loop on a port someone else holds.
 """
 
 from __future__ import annotations

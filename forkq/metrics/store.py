@@ -30,6 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from ..log import logger
 
+#: the environment variable by which prometheus_client finds the directory
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: metric types whose values add up across processes, and so can be folded into an archive
 SUMMED_TYPES = ("counter", "histogram", "summary")
@@ -52,6 +53,7 @@ def prepare(config) -> str:
 
 
 def child_file(directory: str, kind: str, pid: int) -> str:
+    """The file of forkq's own ``kind`` metrics (counter, histogram) of child ``pid``."""
     return os.path.join(directory, f"{kind}_forkq_{pid}.db")
 
 

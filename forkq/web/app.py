@@ -177,6 +177,7 @@ def iso(timestamp: float | None) -> str:
 
 
 def duration(seconds: float) -> str:
+    """A length of time in its largest unit, rounded; the sign is dropped (``ago`` says it)."""
     seconds = abs(seconds)
     for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
         if seconds >= size:
@@ -194,6 +195,7 @@ def ago(timestamp: float | None, now: float | None = None) -> str:
 
 
 def _json(value: Any, limit: int = 160) -> str:
+    """``value`` as one line of JSON, cut to ``limit`` characters for a table cell."""
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 

@@ -12,9 +12,12 @@ from markupsafe import Markup
 
 from ..api import DayStat
 
+#: a chart's size, in SVG units (the page scales it)
 WIDTH, HEIGHT = 800, 240
 #: room for the y-axis labels on the left and the dates below, in SVG units
 LEFT, RIGHT, TOP, BOTTOM = 72, 36, 16, 40
+#: the plot inside those margins, in SVG units
+PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 #: dates labelled on the x axis at most
 MAX_X_LABELS = 8
 
@@ -29,10 +32,28 @@ def nice_step(maximum: float, ticks: int = 4) -> float:
 
 
 def short_number(value: float) -> str:
+    """An axis label: three significant digits and k, M or G."""
     for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= limit:
             return f"{value / limit:.3g}{suffix}"
     return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class YScale:
+    """The value axis of a chart: from 0 to ``top``, a grid line every ``step``."""
+
+    step: float
+    top: float
+
+    @classmethod
+    def up_to(cls, highest: float) -> "YScale":
+        step = nice_step(highest)
+        return cls(step, step * math.ceil(highest / step))
+
+    def y(self, value: float) -> float:
+        """Where ``value`` is drawn, in SVG units from the top."""
+        return TOP + PLOT_H * (1 - value / self.top)
 
 
 @dataclass(frozen=True)
@@ -65,24 +86,18 @@ def minutes_svg(minutes: Sequence[float], processed: Sequence[int],
 
 def counts_svg(points: Sequence[Point], label: str) -> Markup:
     """Processed (area) and failed (line) per point, with a grid and a tooltip per point."""
-    highest = max([p.processed for p in points] + [p.failed for p in points] + [1])
-    step = nice_step(highest)
-    top = step * math.ceil(highest / step)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    scale = YScale.up_to(max([p.processed for p in points] + [p.failed for p in points] + [1]))
+    y = scale.y
 
     def x(index: int) -> float:
-        return LEFT + (plot_w * index / (len(points) - 1) if len(points) > 1 else plot_w / 2)
+        return LEFT + (PLOT_W * index / (len(points) - 1) if len(points) > 1 else PLOT_W / 2)
 
-    def y(value: float) -> float:
-        return TOP + plot_h * (1 - value / top)
-
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-             f'aria-label="{escape(label)}">']
-    parts += _grid(step, top, y)
+    parts = [_svg_start(label)]
+    parts += _grid(scale)
     parts += _x_labels([p.label for p in points], x)
     processed = [(x(i), y(p.processed)) for i, p in enumerate(points)]
     failed = [(x(i), y(p.failed)) for i, p in enumerate(points)]
-    base = TOP + plot_h
+    base = TOP + PLOT_H
     area = [(processed[0][0], base), *processed, (processed[-1][0], base)]
     parts.append(f'<polygon class="area-processed" points="{_points(area)}"/>')
     parts.append(f'<polyline class="line-processed" points="{_points(processed)}"/>')
@@ -94,23 +109,16 @@ def counts_svg(points: Sequence[Point], label: str) -> Markup:
 
 def histogram_svg(counts: Sequence[int], labels: Sequence[str]) -> Markup:
     """One bar per execution-time bucket, labelled by its upper bound."""
-    highest = max(list(counts) + [1])
-    step = nice_step(highest)
-    top = step * math.ceil(highest / step)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    width = plot_w / max(1, len(counts))
-
-    def y(value: float) -> float:
-        return TOP + plot_h * (1 - value / top)
-
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-             f'aria-label="Jobs per execution time">']
-    parts += _grid(step, top, y)
+    scale = YScale.up_to(max(list(counts) + [1]))
+    y = scale.y
+    width = PLOT_W / max(1, len(counts))
+    parts = [_svg_start("Jobs per execution time")]
+    parts += _grid(scale)
     for index, (count, name) in enumerate(zip(counts, labels)):
         left = LEFT + index * width
         parts.append(f'<g class="point"><title>under {escape(name)}: {count:,} job(s)</title>'
                      f'<rect class="bar" x="{left + 1:.1f}" y="{y(count):.1f}" '
-                     f'width="{width - 2:.1f}" height="{TOP + plot_h - y(count):.1f}"/></g>')
+                     f'width="{width - 2:.1f}" height="{TOP + PLOT_H - y(count):.1f}"/></g>')
         if index % 3 == 0:
             parts.append(f'<text class="axis" x="{left + width / 2:.1f}" y="{HEIGHT - 6}" '
                          f'text-anchor="middle">{escape(name)}</text>')
@@ -118,17 +126,23 @@ def histogram_svg(counts: Sequence[int], labels: Sequence[str]) -> Markup:
     return Markup("".join(parts))
 
 
+def _svg_start(label: str) -> str:
+    return (f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+            f'aria-label="{escape(label)}">')
+
+
 def _points(points: Sequence[tuple[float, float]]) -> str:
     return " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
 
 
-def _grid(step: float, top: float, y) -> list[str]:
+def _grid(scale: YScale) -> list[str]:
     lines = []
-    for n in range(int(round(top / step)) + 1):
-        value = n * step
+    for n in range(int(round(scale.top / scale.step)) + 1):
+        value = n * scale.step
+        y = scale.y(value)
         lines.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" '
-                     f'y1="{y(value):.1f}" y2="{y(value):.1f}"/>')
-        lines.append(f'<text class="axis" x="{LEFT - 8}" y="{y(value):.1f}" text-anchor="end" '
+                     f'y1="{y:.1f}" y2="{y:.1f}"/>')
+        lines.append(f'<text class="axis" x="{LEFT - 8}" y="{y:.1f}" text-anchor="end" '
                      f'dominant-baseline="middle">{short_number(value)}</text>')
     return lines
 
@@ -147,7 +161,7 @@ def _dots(points: Sequence[Point], processed, failed) -> list[str]:
                  f"{point.failed:,} failed")
         dots.append(f'<g class="point"><title>{title}</title>'
                     f'<rect class="hit" x="{px - 6:.1f}" y="{TOP}" width="12" '
-                    f'height="{HEIGHT - TOP - BOTTOM}"/>'
+                    f'height="{PLOT_H}"/>'
                     f'<circle class="dot-processed" cx="{px:.1f}" cy="{py:.1f}" r="3"/>'
                     f'<circle class="dot-failed" cx="{fx:.1f}" cy="{fy:.1f}" r="2.5"/></g>')
     return dots

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 
 from .. import jobmetrics
 from ..api import SortedSet
-from . import charts, periodic_view
+from ..periodic_leader import report as periodic_report
+from . import charts
 from .http import Request, Response, Router, json_response, redirect
 
 #: rows per page unless ``?count=`` says otherwise
 PAGE_SIZE = 25
 #: matches shown for a filter; a filter scans the set in batches and stops here
 FILTER_LIMIT = 500
+#: days of history the dashboard offers (``?days=``); 30 unless another of these is asked
 HISTORY_DAYS = (7, 30, 90)
 #: seconds between the dashboard's live updates
 POLL_INTERVAL = 5
@@ -29,6 +31,9 @@ POLL_INTERVAL = 5
 METRICS_CLASSES = 50
 #: percentiles shown from the execution-time histograms
 PERCENTILES = (50, 95, 99)
+#: Sidekiq's labels of the execution-time buckets: each one's upper bound, the last "Slow"
+BUCKET_LABELS = [f"{ms}ms" if ms < 1000 else f"{ms / 1000:g}s"
+                 for ms in jobmetrics.BUCKET_MS[:-1]] + ["Slow"]
 
 
 @dataclass(frozen=True)
@@ -238,15 +243,19 @@ def metrics_class(app, request: Request, name: str) -> Response:
                       histogram=charts.histogram_svg(found.histogram, BUCKET_LABELS))
 
 
-#: Sidekiq's labels of the execution-time buckets (upper bounds)
-BUCKET_LABELS = ["20ms", "30ms", "45ms", "65ms", "100ms", "150ms", "225ms", "335ms", "500ms",
-                 "750ms", "1.1s", "1.7s", "2.5s", "3.8s", "5.75s", "8.5s", "13s", "20s", "30s",
-                 "45s", "65s", "100s", "150s", "225s", "335s", "Slow"]
+def periodic(app, request: Request) -> Response:
+    """The leader and each entry's next and last run, as the leading master wrote them
+    (``periodic_leader.report``): an entry appears once a leader has scheduled it."""
+    return app.render(request, "periodic.html", periodic=periodic_report(app.api.redis,
+                                                                         app.api.keys))
 
 
 def _period(request: Request) -> tuple[str, int]:
+    """``?period=`` and its minutes; the last hour unless it names one of ``PERIODS``."""
     period = request.query.get("period", "1h")
-    return (period, jobmetrics.PERIODS[period]) if period in jobmetrics.PERIODS else ("1h", 60)
+    if period not in jobmetrics.PERIODS:
+        period = "1h"
+    return period, jobmetrics.PERIODS[period]
 
 
 def _set(app, kind: str) -> tuple[SetPage, SortedSet]:
@@ -255,6 +264,7 @@ def _set(app, kind: str) -> tuple[SetPage, SortedSet]:
 
 
 def _int(text: str | None) -> int:
+    """A form's index hint: 0 when absent, negative or not a number."""
     try:
         return max(0, int(text or 0))
     except ValueError:
@@ -284,5 +294,5 @@ def routes() -> Router:
     router.add("POST", f"/{sets}", sorted_set_action)
     router.add("GET", f"/{sets}/(?P<key>.+)", entry)
     router.add("POST", f"/{sets}/(?P<key>.+)", entry_action)
-    router.add("GET", "/periodic", periodic_view.page)
+    router.add("GET", "/periodic", periodic)
     return router

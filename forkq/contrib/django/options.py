@@ -23,6 +23,7 @@ from forkq import client as forkq_client
 from forkq import results
 from forkq.errors import ForkqError
 
+#: the OPTIONS keys a ForkqBackend reads; any other is reported by ``check()``
 KNOWN = ("REDIS_URL", "NAMESPACE", "CONFIG", "RESULT_TTL", "RETRY")
 #: seconds a result is kept by default
 DEFAULT_RESULT_TTL = 86400

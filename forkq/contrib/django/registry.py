@@ -15,6 +15,7 @@ class UnknownTaskError(UnknownJobError):
     """A payload names a task this process has not defined (retried like an unknown job)."""
 
 
+#: module path → the task defined under it in this process
 _tasks: dict = {}
 
 

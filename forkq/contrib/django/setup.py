@@ -1,9 +1,10 @@
 """Django set-up in a forkq worker, before it imports the modules under ``require:``.
 
-``before_require()`` is registered as a ``forkq.before_require`` entry point (``pyproject.toml``)
-for the worker to call before it preloads ``require:``: with ``DJANGO_SETTINGS_MODULE`` in the
-environment it runs ``django.setup()``, and does nothing otherwise. Until the worker calls the
-entry points, list ``forkq.contrib.django.boot`` first under ``require:`` (it calls ``setup()``).
+``before_require()`` is registered as a ``forkq.before_require`` entry point (``pyproject.toml``),
+which the worker calls before it preloads ``require:`` (``worker.run_before_require_hooks``):
+with ``DJANGO_SETTINGS_MODULE`` in the environment it runs ``django.setup()``, and does nothing
+otherwise. Listing ``forkq.contrib.django.boot`` first under ``require:`` makes the set-up
+required: it calls ``setup()``, which fails, naming the fix, without ``DJANGO_SETTINGS_MODULE``.
 
 After the set-up the database connections it opened are closed, so that none is shared by the
 worker children forked afterwards: each thread opens its own.
@@ -17,6 +18,7 @@ from forkq.errors import ConfigError
 
 
 def before_require() -> None:
+    """The entry point: set Django up when this process has settings, else nothing."""
     if os.environ.get("DJANGO_SETTINGS_MODULE"):
         setup()
 

@@ -1,0 +1,74 @@
+"""A queue as the read side sees it: the ``queue:<name>`` list, its size, latency and jobs."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .entry import Entry, wire
+
+if TYPE_CHECKING:
+    from .admin import Api
+
+#: queue entries read per round trip when looking for one job, around its index hint first,
+#: then through the whole list; few, since one job may be megabytes
+_WINDOW = 100
+
+
+def latency(oldest: str | None, now: float) -> float:
+    """Seconds the job text ``oldest`` (a queue's right end) has waited since it was enqueued."""
+    enqueued_at = Entry(oldest).enqueued_at if oldest else None
+    return max(0.0, now - enqueued_at) if enqueued_at else 0.0
+
+
+class Queue:
+    """A ``queue:<name>`` list: producers push left, workers take from the right."""
+
+    def __init__(self, name: str, api: "Api | None" = None) -> None:
+        self.name = name
+        self.api = api or _default()
+        self.key = wire(self.api.keys.queue(name))
+
+    @property
+    def size(self) -> int:
+        return self.api.redis.llen(self.key)
+
+    @property
+    def latency(self) -> float:
+        """Seconds the oldest job (right end) has waited since it was enqueued."""
+        return latency(self.api.redis.lindex(self.key, -1), time.time())
+
+    def jobs(self, start: int = 0, count: int = 25) -> list[Entry]:
+        """Newest first, as pushed."""
+        return [Entry(raw) for raw in self.api.redis.lrange(self.key, start, start + count - 1)]
+
+    def find(self, ident: str, hint: int = 0) -> Entry | None:
+        """The job named ``ident``: looked for around index ``hint`` first (jobs shift as
+        workers take them), then through the whole list, one batch at a time."""
+        found = self._find_in(ident, max(0, hint - _WINDOW // 2), _WINDOW)
+        offset = 0
+        while found is None and offset < self.size:
+            found = self._find_in(ident, offset, _WINDOW)
+            offset += _WINDOW
+        return found
+
+    def _find_in(self, ident: str, start: int, count: int) -> Entry | None:
+        return next((e for e in self.jobs(start, count) if e.matches(ident)), None)
+
+    def delete(self, entry: Entry) -> bool:
+        return self.api.redis.lrem(self.key, 1, wire(entry.raw)) > 0
+
+    def clear(self) -> None:
+        pipe = self.api.redis.pipeline()
+        pipe.unlink(self.key)
+        pipe.srem(self.api.keys.queues, wire(self.name))
+        pipe.execute()
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name}>"
+
+
+def _default() -> "Api":
+    from .admin import default  # admin imports this module, so not at import time
+
+    return default()

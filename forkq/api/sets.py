@@ -1,0 +1,194 @@
+"""The ``schedule``, ``retry`` and ``dead`` sorted sets: paged, searched and moved in batches.
+
+An action names the entries it moves by their raw text, so it removes exactly what was shown,
+or nothing when someone (another admin, the poller) moved it first.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from .entry import Entry, wire
+
+if TYPE_CHECKING:
+    from .admin import Api
+
+#: entries read or moved per round trip by the ``*_all`` actions and by ``filter``
+BATCH = 1000
+#: ``<score>-<ident>``: the score as ``repr(float)`` (``-inf``, ``1e-05``), then the ident
+_KEY = re.compile(r"(?P<score>[+-]?(?:inf|\d+(?:\.\d*)?(?:e[+-]?\d+)?))-(?P<ident>.+)\Z",
+                  re.DOTALL)
+
+# Moves members from a sorted set to their queues, each only if this call removed it, so two
+# admins (or an admin and the poller) racing on one job push it once. The pushed text is
+# prepared in Python, which keeps key order and large integers, unlike Lua's cjson.
+# KEYS: the set, ``queues``, then each queue list; ARGV: (member, text, KEYS index, queue name)*
+MOVE_TO_QUEUE = """
+local moved = 0
+for i = 1, #ARGV, 4 do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('SADD', KEYS[2], ARGV[i + 3])
+    redis.call('LPUSH', KEYS[tonumber(ARGV[i + 2])], ARGV[i + 1])
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis MATCH pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+class SortedSet:
+    """``schedule``, ``retry`` or ``dead``: paged by index, searched by ZSCAN, moved by Lua."""
+
+    #: newest (highest score) first when paging
+    descending = False
+
+    def __init__(self, key: str, api: "Api | None" = None) -> None:
+        self.api = api or _default()
+        self.key = key
+
+    @property
+    def size(self) -> int:
+        return self.api.redis.zcard(self.key)
+
+    def page(self, offset: int = 0, count: int = 25) -> list[Entry]:
+        pairs = self.api.redis.zrange(self.key, offset, offset + count - 1,
+                                      desc=self.descending, withscores=True)
+        return [Entry(raw, score) for raw, score in pairs]
+
+    def filter(self, text: str, batch: int = BATCH) -> Iterator[Entry]:
+        """Entries whose JSON contains ``text``, matched by Redis one batch at a time."""
+        pattern = f"*{glob_escape(text)}*"
+        for raw, score in self.api.redis.zscan_iter(self.key, match=pattern, count=batch):
+            yield Entry(raw, score)
+
+    def find(self, jid: str) -> Entry | None:
+        return next((e for e in self.filter(jid) if e.jid == jid), None)
+
+    def get(self, key: str) -> Entry | None:
+        """The entry an ``Entry.key`` names, or None when it has gone."""
+        parsed = _KEY.match(key)
+        if parsed is None:
+            return None
+        score = parsed["score"]
+        pairs = self.api.redis.zrange(self.key, score, score, byscore=True, withscores=True)
+        return next((e for e in (Entry(r, s) for r, s in pairs)
+                     if e.matches(parsed["ident"])), None)
+
+    def delete(self, entry: Entry) -> bool:
+        return self.api.redis.zrem(self.key, wire(entry.raw)) == 1
+
+    def clear(self) -> int:
+        """Drops every entry at once; Redis frees the memory in the background."""
+        pipe = self.api.redis.pipeline()
+        pipe.zcard(self.key)
+        pipe.unlink(self.key)
+        return pipe.execute()[0]
+
+    delete_all = clear
+
+    def _requeue(self, entries: list[Entry], decrement: bool) -> tuple[int, int]:
+        """Moves entries to their queues in one script call; returns (moved, left in place).
+
+        Malformed entries stay: there is no queue to send them to.
+        """
+        movable = [e for e in entries if not e.malformed]
+        if not movable:
+            return 0, len(entries)
+        keys, now = [self.key, self.api.keys.queues], time.time()
+        position: dict[str, int] = {}  # queue name -> 1-based index of its list in KEYS
+        args: list[Any] = []
+        for entry in movable:
+            queue = entry.queue or "default"
+            if queue not in position:
+                keys.append(wire(self.api.keys.queue(queue)))
+                position[queue] = len(keys)
+            args += [wire(entry.raw), wire(entry.requeued_text(now, decrement)),
+                     position[queue], wire(queue)]
+        return self.api.move_to_queue(keys=keys, args=args), len(entries) - len(movable)
+
+    def _kill(self, entries: list[Entry]) -> tuple[int, int]:
+        moved = self.api.dead_writer.move_from_zset(self.api.redis, self.key,
+                                                    [(wire(e.raw),) * 2 for e in entries])
+        return moved, 0
+
+    def _each_batch(self, action: Callable[[list[Entry]], tuple[int, int]],
+                    batch: int = BATCH) -> int:
+        """Applies ``action`` to the entries present at the start, ``batch`` at a time.
+
+        Moved entries leave the set, so the next batch starts at the entries left in place.
+        Stopping after the starting size keeps a steady inflow from making this endless.
+        """
+        done = kept = 0
+        remaining = self.size
+        while remaining > 0:
+            pairs = self.api.redis.zrange(self.key, kept, kept + min(batch, remaining) - 1,
+                                          withscores=True)
+            if not pairs:
+                break
+            moved, left = action([Entry(raw, score) for raw, score in pairs])
+            done, kept, remaining = done + moved, kept + left, remaining - len(pairs)
+        return done
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.key} size={self.size}>"
+
+
+class ScheduledSet(SortedSet):
+    """Score = run-at; soonest first."""
+
+    def __init__(self, api: "Api | None" = None) -> None:
+        api = api or _default()
+        super().__init__(api.keys.schedule, api)
+
+    def add_to_queue(self, entry: Entry) -> bool:
+        return self._requeue([entry], decrement=False)[0] == 1
+
+    def add_all_to_queue(self, batch: int = BATCH) -> int:
+        return self._each_batch(lambda entries: self._requeue(entries, False), batch)
+
+
+class FailedSet(SortedSet):
+    """A set of failed jobs (``retry``, ``dead``), which an admin may retry at once."""
+
+    def retry_now(self, entry: Entry) -> bool:
+        return self._requeue([entry], decrement=True)[0] == 1
+
+    def retry_all(self, batch: int = BATCH) -> int:
+        return self._each_batch(lambda entries: self._requeue(entries, True), batch)
+
+
+class RetrySet(FailedSet):
+    """Score = next retry; soonest first."""
+
+    def __init__(self, api: "Api | None" = None) -> None:
+        api = api or _default()
+        super().__init__(api.keys.retry, api)
+
+    def kill(self, entry: Entry) -> bool:
+        return self._kill([entry])[0] == 1
+
+    def kill_all(self, batch: int = BATCH) -> int:
+        return self._each_batch(self._kill, batch)
+
+
+class DeadSet(FailedSet):
+    """Score = time of death; newest first. Trimmed by ``dead_max_jobs`` and ``dead_timeout``."""
+
+    descending = True
+
+    def __init__(self, api: "Api | None" = None) -> None:
+        api = api or _default()
+        super().__init__(api.keys.dead, api)
+
+
+def _default() -> "Api":
+    from .admin import default  # admin imports this module, so not at import time
+
+    return default()
