@@ -37,10 +37,10 @@ def check(args: list, where: str | Callable[[], str]) -> None:
         kind = type(value)
         if kind not in _SCALARS and not (kind is float and math.isfinite(value)):
             prefix = where() if callable(where) else where
-            _check_value(value, f"{prefix}: args[{index}]")
+            check_value(value, f"{prefix}: args[{index}]")
 
 
-def _check_value(value: object, path: str) -> None:
+def check_value(value: object, path: str) -> None:
     kind = type(value)
     if kind in _SCALARS:
         return
@@ -51,7 +51,7 @@ def _check_value(value: object, path: str) -> None:
     if kind is list:
         for index, item in enumerate(value):
             if type(item) not in _SCALARS:
-                _check_value(item, f"{path}[{index}]")
+                check_value(item, f"{path}[{index}]")
         return
     if kind is dict:
         for key, item in value.items():
@@ -59,7 +59,7 @@ def _check_value(value: object, path: str) -> None:
                 raise TypeError(f"{path} has the key {key!r} of type {type(key).__name__}; JSON "
                                 f"turns dict keys into strings, so pass string keys")
             if type(item) not in _SCALARS:
-                _check_value(item, f"{path}[{key!r}]")
+                check_value(item, f"{path}[{key!r}]")
         return
     name = kind.__name__
     advice = _ADVICE.get(name, "pass JSON-native values (str, int, float, bool, None, list, "

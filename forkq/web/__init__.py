@@ -1,15 +1,15 @@
 """The web UI: Sidekiq's pages over forkq's Redis, as a WSGI application.
 
-- ``forkq.web.app``: a module-level WSGI callable; reads ``forkq.config.load(FORKQ_CONFIG)``
-  at its first request (mount it in Django, Flask or any WSGI server).
+- ``forkq.web.app``: a module-level WSGI callable; reads the config file every command reads
+  (``FORKQ_CONFIG``, else ``./forkq.yml``) at its first request (mount it in Django, Flask or
+  any WSGI server).
 - ``forkq.web.make_app(config, redis_client=None)``: an app for a config you hold.
 - ``forkq.web.serve(config, bind=None)``: standalone server (``forkq web``), threaded wsgiref.
-- ``python -m forkq.web.security``: prints a ``web.password_hash`` for a password.
+- ``forkq web --hash-password``: prints a ``web.password_hash`` for a password.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any, Callable
 
@@ -37,7 +37,7 @@ class _LazyApp:
                 if self._app is None:
                     from .. import config
 
-                    self._app = App(config.load(os.environ.get("FORKQ_CONFIG")))
+                    self._app = make_app(config.load(config.default_path()))
         return self._app(environ, start_response)
 
 

@@ -79,11 +79,11 @@ def parse_bind(bind: str, default_port: int) -> tuple[str, int]:
 
 def make_server(config: Config, bind: str | None = None, redis_client=None) -> WSGIServer:
     """A bound server, not yet serving; refuses a non-loopback address without auth."""
-    host, port = parse_bind(bind or f"{config.web.bind}:{config.web.port}", config.web.port)
+    host, port = parse_bind(bind, config.web.port) if bind else (config.web.bind, config.web.port)
     if not is_loopback(host) and not Auth(config.web).enabled:
         raise ConfigError(
             f"forkq web: refusing to listen on {host}:{port} without authentication; set "
-            f"web.username and web.password_hash (python -m forkq.web.security makes one) or "
+            f"web.username and web.password_hash (forkq web --hash-password makes one) or "
             f"FORKQ_WEB_USERNAME and FORKQ_WEB_PASSWORD, or bind to 127.0.0.1")
     server_class = ThreadingWSGIServer
     if ":" in host:

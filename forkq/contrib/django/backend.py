@@ -96,7 +96,7 @@ class ForkqBackend(BaseTaskBackend):
         arguments.check(args, where)
         kwargs = dict(kwargs)
         for name, value in kwargs.items():
-            arguments._check_value(value, f"{where}: kwargs[{name!r}]")
+            arguments.check_value(value, f"{where}: kwargs[{name!r}]")
         job_options = {"queue": queue_for(task.queue_name, task.priority),
                        "retry": self.settings.retry}
         payload = build_payload(RunTask, [task.module_path, args, kwargs], job_options,
