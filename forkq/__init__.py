@@ -10,8 +10,8 @@ from .job import Job, job
 __version__ = "0.1.0"
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
-           "error_handlers", "death_handlers", "ConfigError", "Shutdown", "UnknownJobError",
-           "__version__"]
+           "error_handlers", "death_handlers", "result", "aresult", "ConfigError", "Shutdown",
+           "UnknownJobError", "__version__"]
 
 #: callables (exc, context) run when a job raises; context holds job, payload and queue
 error_handlers: list = []
@@ -38,3 +38,18 @@ def redis():
     threads); elsewhere the process shares one pool of up to 50 connections, which threads
     wait for (``forkq.connection.POOL_WAIT``). Opens the connection on first use."""
     return _default_client().redis
+
+
+def result(jid: str):
+    """The result of job ``jid`` (``forkq.results.Result``: ``status``, ``value``, ``error``,
+    timestamps), or None when it is unknown, expired, or kept none (``result_ttl`` unset)."""
+    from . import results
+
+    return results.get(jid)
+
+
+async def aresult(jid: str):
+    """``result`` for coroutines, read on ``redis.asyncio`` (never blocks the event loop)."""
+    from . import results
+
+    return await results.aget(jid)
