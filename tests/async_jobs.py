@@ -87,3 +87,13 @@ class OwnResult(Job):
 
     def perform(self):
         return "mine"
+
+
+class FlakyThreaded(Job):
+    """``Flaky`` as a threaded job."""
+    options = {"retry_in": lambda count, exc: 0.01}
+
+    def perform(self, value):
+        if _redis().hincrby("async:started", self.jid, 1) == 1:
+            raise ValueError(f"first run of {value}")
+        return value
