@@ -5,7 +5,10 @@ private lists, so the busy path shares no lock with other threads. Steps of a ba
 take each fetched job in order (stop taking when the process is quieting; the unstarted ones
 go back to the front of their queues), parse it (a malformed payload goes straight to the dead
 set, ``payload.py``), resolve its class (an unknown class is an ordinary, retried error), run
-it, and on failure hand it to the retry writer. The batch is acknowledged by the next fetch.
+it (writing its result record when the payload asks, ``results.py``), and on failure hand it
+to the retry writer. A coroutine job is handed to the process's event loop instead
+(``aio_runner.py``), which takes it out of this thread's private list first. The batch is
+acknowledged by the next fetch.
 
 The batch is a unit of work with one owner, this thread: no other thread reads or clears it.
 Whatever goes wrong while handling one job (a bug, a payload that breaks the retry writer)
