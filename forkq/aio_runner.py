@@ -3,18 +3,20 @@
 Owned by the manager; started at the first coroutine job. Three parts, each with one owner:
 
 - *Hand-over*, in the processor thread that fetched the job: wait for one of
-  ``async_concurrency`` slots, record the result as running (when kept), then move the job
+  ``async_concurrency`` + ``concurrency`` hand-over slots, record the result as running (when
+  kept), then move the job
   out of the thread's private list into the loop's (``forkq:inflight:<slot>:async``) with one
   Lua call, and schedule it on the loop. The thread goes on with its batch at once: a
   coroutine waiting on I/O holds no thread, and the thread's next fetch (which acknowledges its
   batch by deleting its private list) no longer holds the job.
-- *The loop thread* runs each job through the server middleware and awaits it.
+- *The loop thread* starts each job once fewer than ``async_concurrency`` run, runs it
+  through the server middleware and awaits it, and frees its slot when it ends.
 - *The finisher thread* does the synchronous writes of finished jobs, in order: result record,
   error handlers and retry or dead set (as a processor thread does), metrics, then the
-  acknowledgement (``LREM`` from the loop's list, stat counters) of a batch in one call, and
-  frees the slots. It also watches the loop: a loop that has not turned for ``STALL_SECONDS``
-  is blocked by a job (a blocking call in a coroutine is the job's bug); one warning a stall,
-  naming the job and the loop thread's stack.
+  acknowledgement (``LREM`` from the loop's list, stat counters) of a batch in one call. It also
+  watches the loop: a loop that has not turned for ``STALL_SECONDS`` is blocked by a job (a
+  blocking call in a coroutine is the job's bug); one warning a stall, naming the job and the
+  loop thread's stack.
 
 Server middleware is synchronous: for a coroutine job it runs in the loop thread when the job
 starts, and ``call_next()`` returns the job's coroutine, which forkq awaits once the chain has
@@ -91,14 +93,16 @@ _tags = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
 
 @dataclass(eq=False)
 class Running:
-    """A coroutine job handed to the loop; ``ident`` and ``run_at`` as a processor's, for the
-    heartbeat's busy entries."""
+    """A coroutine job handed to the loop; once ``started``, ``ident`` and ``run_at`` stand for
+    a processor's in the heartbeat's busy entries."""
 
     fetched: Fetched
     payload: dict[str, Any]
     job_class: type
     keeps_result: bool
-    run_at: float = field(default_factory=time.time)
+    #: set by the loop when the job starts (it may wait for a running slot first)
+    started: bool = False
+    run_at: float = 0.0
     ident: int = field(default_factory=lambda: next(_tags))
     task: asyncio.Task | None = None
     #: set by the loop when it ends: (elapsed seconds, value, exception or None)
@@ -110,7 +114,12 @@ class CoroutineRunner:
         self.context = context
         self.list_key = context.keys.inflight_async(context.slot)
         self.reliable = context.config.fetch == "reliable"
-        self.slots = threading.BoundedSemaphore(context.config.async_concurrency)
+        limit = context.config.async_concurrency
+        #: coroutine jobs running at once, in the loop
+        self.running_limit = asyncio.Semaphore(limit)
+        #: jobs handed over at once: the running ones, plus one waiting per processor thread,
+        #: so that a job ending lets the next start within the loop, without a thread's turn
+        self.slots = threading.BoundedSemaphore(limit + context.config.concurrency)
         #: jobs handed over and not yet acknowledged (written by hand-over and finisher)
         self.running: dict[int, Running] = {}
         self.jobs_done = 0
@@ -152,18 +161,25 @@ class CoroutineRunner:
         job.task = self.loop.create_task(self._run(job))
 
     async def _run(self, job: Running) -> None:
-        started = time.perf_counter()
         try:
-            value = await self._perform(job)
+            async with self.running_limit:
+                job.started, job.run_at = True, time.time()
+                started = time.perf_counter()
+                try:
+                    value = await self._perform(job)
+                except asyncio.CancelledError:
+                    if self._closing.is_set():
+                        return  # stop() pushes it back
+                    job.ending = (time.perf_counter() - started, None, asyncio.CancelledError(
+                        "the coroutine job was cancelled"))
+                except BaseException as exc:
+                    job.ending = (time.perf_counter() - started, None, exc)
+                else:
+                    job.ending = (time.perf_counter() - started, value, None)
         except asyncio.CancelledError:
-            if self._closing.is_set():
-                return  # stop() pushes it back
-            job.ending = (time.perf_counter() - started, None, asyncio.CancelledError(
-                "the coroutine job was cancelled"))
-        except BaseException as exc:
-            job.ending = (time.perf_counter() - started, None, exc)
-        else:
-            job.ending = (time.perf_counter() - started, value, None)
+            return  # cancelled before it started, at stop(): pushed back
+        finally:
+            self.slots.release()
         self.finished.put(job)
 
     async def _perform(self, job: Running) -> Any:
@@ -221,7 +237,6 @@ class CoroutineRunner:
         self._retrying(lambda: self._acknowledge(redis, batch, failed))
         for job in batch:
             self.running.pop(job.ident, None)
-            self.slots.release()
         self.jobs_done += len(batch)
 
     def _record(self, redis, job: Running) -> bool:
@@ -310,7 +325,7 @@ class CoroutineRunner:
 
     @property
     def busy(self) -> int:
-        return len(self.running)
+        return sum(1 for job in list(self.running.values()) if job.started)
 
     def stop(self, deadline: float) -> int:
         """Let coroutine jobs run until ``deadline`` (monotonic), cancel the rest and push them

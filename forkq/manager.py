@@ -48,7 +48,8 @@ class Manager:
         """(processor, fetched job) for every job running now, a coroutine job's record
         standing for its processor; read by the heartbeat."""
         running = [(p, p.current) for p in self.processors]
-        running += [(job, job.fetched) for job in list(self.coroutines.running.values())]
+        running += [(job, job.fetched) for job in list(self.coroutines.running.values())
+                    if job.started]
         return [(p, job) for p, job in running if job is not None and type(job.text) is str]
 
     def stop(self, deadline: float) -> int:
