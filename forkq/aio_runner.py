@@ -60,6 +60,8 @@ TICK_SECONDS = 0.1
 CANCEL_GRACE = 2.0
 #: most finished jobs acknowledged in one call
 ACK_BATCH = 100
+#: seconds the finisher lets finished jobs gather before it acknowledges them
+ACK_GATHER = 0.005
 
 HAND_OVER_SCRIPT = """
 -- Move a job from a thread's private list to the event loop's. Repeatable: a second call after
@@ -222,6 +224,8 @@ class CoroutineRunner:
             batch = [self.finished.get(timeout=TICK_SECONDS)]
         except queue.Empty:
             return []
+        # Let more jobs end first: one wake-up and one round trip acknowledge them all.
+        time.sleep(ACK_GATHER)
         while len(batch) < ACK_BATCH and not self.finished.empty():
             batch.append(self.finished.get())
         return batch
