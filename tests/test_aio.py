@@ -139,3 +139,12 @@ def test_aperform_methods_on_jobs_setters_and_function_jobs(redis):
         run(Record.aperform_in("soon", 1))
     with pytest.raises(ValueError, match=r"more than 100 years from now"):
         run(Record.aperform_at(1893456000000.0, 1))
+
+
+def test_the_arity_of_perform_is_checked_as_by_the_sync_client(redis):
+    with pytest.raises(TypeError, match=r"HardJob.aperform_async: perform\(a, b\) takes 2 "
+                                        r"arguments, but 1 were given"):
+        run(Shared.aperform_async(1))
+    with pytest.raises(TypeError, match=r"aperform_bulk: item 1: perform\(a, b\) takes 2"):
+        run(aio.perform_bulk(Shared, [[1, 2], [1]]))
+    assert redis.llen("queue:default") == 0
