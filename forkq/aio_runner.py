@@ -201,7 +201,13 @@ class CoroutineRunner:
         if not chain.server:
             return await instance.perform(*args)
         inner = _Inner(instance.perform(*args))
-        returned = chain.invoke_server(instance, job.payload, job.fetched.queue, inner.call_next)
+        try:
+            returned = chain.invoke_server(instance, job.payload, job.fetched.queue,
+                                           inner.call_next)
+        except BaseException:
+            if not inner.called:
+                inner.coroutine.close()  # the chain failed before the job: never awaited
+            raise
         if inspect.isawaitable(returned):
             await returned
         if inner.called and not inner.started:

@@ -23,7 +23,7 @@ def runs(redis):
 
 
 def test_coroutine_jobs_wait_together_on_one_thread(redis, start_worker):
-    jids = [Nap.perform_async(1.0) for _ in range(20)]
+    jids = [Nap.perform_async(2.0) for _ in range(20)]
     jids.append(double.perform_async(21))
     worker = start_worker(concurrency=1, async_concurrency=50)
     wait_for(lambda: worker.manager.busy >= 10, 5, message="coroutine jobs running together")
