@@ -10,7 +10,8 @@ from .job import Job, job
 __version__ = "0.1.0"
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
-           "error_handlers", "death_handlers", "register_periodic", "ConfigError", "Shutdown",
+           "error_handlers", "death_handlers", "register_periodic", "result", "aresult",
+           "ConfigError", "Shutdown",
            "UnknownJobError", "__version__"]
 
 #: callables (exc, context) run when a job raises; context holds job, payload and queue
@@ -50,3 +51,18 @@ def register_periodic(name, job, *, cron=None, every=None, args=(), queue=None, 
 
     return register(name, job, cron=cron, every=every, args=args, queue=queue, tz=tz,
                     missed=missed)
+
+
+def result(jid: str):
+    """The result of job ``jid`` (``forkq.results.Result``: ``status``, ``value``, ``error``,
+    timestamps), or None when it is unknown, expired, or kept none (``result_ttl`` unset)."""
+    from . import results
+
+    return results.get(jid)
+
+
+async def aresult(jid: str):
+    """``result`` for coroutines, read on ``redis.asyncio`` (never blocks the event loop)."""
+    from . import results
+
+    return await results.aget(jid)

@@ -91,6 +91,7 @@ async def perform_bulk(job, args_list: Iterable[list], batch_size: int = client.
     job_class = _job_class(job)
     name = job_class.wire_name()
     validate_options(options, f"{name}.aperform_bulk")
+    rules = client.default()._rules(job_class)  # perform's arity, as the sync client checks it
     now = time.time()
     jids: list[str] = []
     batch: list[dict[str, Any]] = []
@@ -98,6 +99,7 @@ async def perform_bulk(job, args_list: Iterable[list], batch_size: int = client.
         if not isinstance(args, list):
             raise TypeError(f"{name}.aperform_bulk: item {index} is a "
                             f"{type(args).__name__}; pass a list of argument lists")
+        rules.check(len(args), lambda: f"{name}.aperform_bulk: item {index}")
         arguments.check(args, lambda: f"{name}.aperform_bulk: item {index}")
         payload = client.build_payload(job_class, args, options, now)
         if _allowed(job_class, payload):
@@ -120,6 +122,7 @@ async def _push_one(job_class, args: list, options: dict[str, Any],
     name = job_class.wire_name()
     where = f"{name}.aperform_{'at' if at is not None else 'async'}"
     validate_options(options, where)
+    client.default()._rules(job_class).check(len(args), where)
     arguments.check(args, where)
     payload = client.build_payload(job_class, args, options, time.time())
     if not _allowed(job_class, payload):

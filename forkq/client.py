@@ -1,8 +1,9 @@
 """The enqueue side: build a payload, check it, run client middleware, push it to Redis.
 
 Runs in any process of the application (web requests, scripts, jobs). One push is one round
-trip (a pipeline of ``SADD queues`` and ``LPUSH``); a bulk push is one multi-value ``LPUSH`` per
-queue per batch. ``configure()`` only records settings: the connection opens at the first push,
+trip (``push.commands``: ``SADD queues`` and ``LPUSH``, after a ``SET`` of the ``queued`` result
+record for jobs that keep results, sent on one connection without redis-py's pipeline layer);
+a bulk push is one multi-value ``LPUSH`` per queue per batch. ``configure()`` only records settings: the connection opens at the first push,
 so modules that configure at import are safe to preload before ``fork()``.
 
 The client's settings (``redis_url``, ``namespace``, ``data_dir``) come from the same place as
@@ -25,7 +26,7 @@ import time
 import warnings
 from typing import Any, Callable, Iterable
 
-from . import arguments, config, connection, unique
+from . import arguments, config, connection, push, unique
 from .config import Config
 from .job import DATA_OPTIONS, Arity, Job, validate_options
 from .keys import Keys
@@ -198,9 +199,12 @@ class Client:
         validate_options(options, f"{name}.perform_bulk")
         rules = self._rules(job_class)
         now = time.time()
+        sample = build_payload(job_class, [], options, now)
+        # A unique job takes a lock per job, and a job keeping a result is recorded one by one
+        # (``push.commands``): neither can use the template.
         is_unique = unique_rule(job_class, options) is not None
-        template = None if self.middleware.client or self.sink or is_unique else BulkTemplate(
-            build_payload(job_class, [], options, now), now)
+        template = None if self.middleware.client or self.sink or is_unique or \
+            "result_ttl" in sample else BulkTemplate(sample, now)
         jids: list[str] = []
         batch: list = []
         for index, args in enumerate(args_list):
@@ -262,20 +266,8 @@ class Client:
         if self.sink is not None:
             self.sink(payloads, at)
             return True
-        keys = self.keys
-        if at is not None and at > now:
-            members: list = []
-            for payload in payloads:
-                members += (at, _dumps(payload))
-            commands = [("ZADD", keys.schedule, *members)]
-        else:
-            by_queue: dict[str, list[str]] = {}
-            for payload in payloads:
-                payload["enqueued_at"] = now
-                by_queue.setdefault(payload["queue"], []).append(_dumps(payload))
-            commands = [("SADD", keys.queues, *by_queue)]
-            commands += [("LPUSH", keys.queue(queue), *texts) for queue, texts in by_queue.items()]
-        connection.send_commands(redis if redis is not None else self.redis, commands)
+        connection.send_commands(redis if redis is not None else self.redis,
+                                 push.commands(self.keys, payloads, at, now))
         return True
 
 

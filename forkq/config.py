@@ -73,6 +73,8 @@ class Config:
     data_dir: str = ".forkq"
     require: tuple[str, ...] = ()
     concurrency: int = 10
+    #: coroutine jobs one worker process runs at once on its event loop (``aio_runner.py``)
+    async_concurrency: int = 100
     queues: tuple[Queue, ...] = (Queue("default"),)
     #: True when queues were given as plain names: strict order, as in Sidekiq.
     strict: bool = True
@@ -341,6 +343,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "require": _modules,
     "concurrency": _int(1, 1000, ": each thread holds a Redis connection and a stack; "
                                  "past a few hundred the GIL gains nothing, add processes instead"),
+    "async_concurrency": _int(1, 10_000, ": coroutine jobs share one event loop thread; "
+                                         "past a few thousand add processes instead"),
     "queues": parse_queues,
     "timeout": _seconds(DAY),
     "fetch": _fetch,

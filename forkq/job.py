@@ -7,12 +7,16 @@ makes forkq import anything.
 
 Options, per job (``options = {...}`` or decorator keywords) and per call (``Job.set(...)``):
 data options travel in the payload (``queue``, ``retry``, ``retry_queue``, ``dead``,
-``backtrace``, ``tags``); hooks stay in the process (``retry_in``, ``retry_on``,
-``retries_exhausted``), so they are per job only; ``unique_for`` and ``unique_until`` are acted on
-by the client at enqueue (``unique.py``), which writes the lock's digest and release point into
-the payload instead. Every option is checked where it is written
-(class definition, decoration, ``set()``), and ``perform``'s arity at enqueue. Coroutine
-functions are refused at definition: nothing would await them.
+``backtrace``, ``tags``, ``result_ttl``); hooks stay in the process (``retry_in``,
+``retry_on``, ``retries_exhausted``), so they are per job only; ``unique_for`` and
+``unique_until`` are acted on by the client at enqueue (``unique.py``), which writes the lock's
+digest and release point into the payload instead. Every option is checked where it is written
+(class definition, decoration, ``set()``), and ``perform``'s arity at enqueue.
+
+A job whose ``perform`` is a coroutine function (``async def``, or ``@forkq.job`` on an
+``async def``) is a *coroutine job*: the worker runs it on its event loop (``aio_runner.py``),
+not in a processor thread. Async generator functions are refused at definition. The enqueue
+methods have asyncio twins (``aperform_async``...) that delegate to ``aio.py``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from typing import Any, Callable, Iterable
 
 from . import unique
 from .config import MAX_RETRIES, YEAR, name_problem
+from .results import check_ttl
 
 #: options written into every payload
-DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags")
+DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags", "result_ttl")
 #: options that are code, kept in the worker's registry and never serialised
 HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
 #: options the client acts on at enqueue (``unique.py``): the payload carries the lock's digest
@@ -99,6 +104,14 @@ def _retry_on_rule(value: Any) -> str | None:
     return "an exception class or a tuple of them"
 
 
+def _result_ttl_rule(value: Any) -> str | None:
+    try:
+        check_ttl(value, "result_ttl")
+    except TypeError:
+        return "a positive number of seconds"
+    return None
+
+
 _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "queue": _queue_rule,
     "retry_queue": _queue_rule,
@@ -114,15 +127,16 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
         not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
         and value > 0) else "a positive number of seconds (the lock's TTL)",
     "unique_until": lambda value: None if value in unique.UNTIL else "'start' or 'success'",
+    "result_ttl": _result_ttl_rule,
 }
 
 
-def refuse_coroutine(function: Any, name: str) -> None:
-    """Coroutine jobs would be called and never awaited: refuse them where they are defined."""
-    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
-        raise TypeError(f"{name} is a coroutine function (async def); coroutine jobs are not "
-                        f"supported yet: define it with def (asyncio.run() can run a coroutine "
-                        f"inside it)")
+def refuse_async_generator(function: Any, name: str) -> None:
+    """An async generator would be iterated by nobody: refuse it where it is defined."""
+    if inspect.isasyncgenfunction(function):
+        raise TypeError(f"{name} is an async generator function (async def with yield); a job "
+                        f"must be a plain function or a coroutine function (async def without "
+                        f"yield)")
 
 
 class Arity:
@@ -184,13 +198,17 @@ class Job:
     #: a wire name shared with other languages (e.g. "HardJob"); default module.QualifiedName
     name: str | None = None
 
+    #: True when ``perform`` is ``async def``: the worker's event loop runs it (set per class)
+    coroutine: bool = False
+
     #: set on the instance by the processor before perform()
     jid: str
     payload: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        refuse_coroutine(cls.perform, f"{cls.__module__}.{cls.__qualname__}.perform")
+        refuse_async_generator(cls.perform, f"{cls.__module__}.{cls.__qualname__}.perform")
+        cls.coroutine = inspect.iscoroutinefunction(cls.perform)
         own = cls.__dict__.get("options", {})
         validate_options(own, cls.__qualname__)
         cls.options = {**super(cls, cls).options, **own}
@@ -223,6 +241,22 @@ class Job:
     @classmethod
     def perform_bulk(cls, args_list: Iterable[list], batch_size: int = 1000) -> list[str]:
         return Setter(cls, {}).perform_bulk(args_list, batch_size)
+
+    @classmethod
+    async def aperform_async(cls, *args: Any) -> str | None:
+        return await Setter(cls, {}).aperform_async(*args)
+
+    @classmethod
+    async def aperform_in(cls, seconds: float, *args: Any) -> str | None:
+        return await Setter(cls, {}).aperform_in(seconds, *args)
+
+    @classmethod
+    async def aperform_at(cls, timestamp: float, *args: Any) -> str | None:
+        return await Setter(cls, {}).aperform_at(timestamp, *args)
+
+    @classmethod
+    async def aperform_bulk(cls, args_list: Iterable[list], batch_size: int = 1000) -> list[str]:
+        return await Setter(cls, {}).aperform_bulk(args_list, batch_size)
 
 
 class Setter:
@@ -261,6 +295,26 @@ class Setter:
     def perform_bulk(self, args_list: Iterable[list], batch_size: int = 1000) -> list[str]:
         return _client().push_bulk(self.job_class, args_list, self.options, batch_size)
 
+    # --- the asyncio twins, on ``redis.asyncio`` (``aio.py``): they never block the loop
+
+    async def aperform_async(self, *args: Any) -> str | None:
+        return await _aio().perform_async(self.job_class, *args, **self.options)
+
+    async def aperform_in(self, seconds: float, *args: Any) -> str | None:
+        delay = _finite(seconds, "aperform_in", "seconds", self.job_class)
+        return await self.aperform_at(time.time() + delay, *args)
+
+    async def aperform_at(self, timestamp: float, *args: Any) -> str | None:
+        at = _finite(timestamp, "aperform_at", "timestamp", self.job_class)
+        if at - time.time() > MAX_DELAY:
+            raise ValueError(f"{self.job_class.wire_name()}.aperform_at: {timestamp!r} is more "
+                             f"than 100 years from now (a timestamp in milliseconds? pass epoch "
+                             f"seconds)")
+        return await _aio().perform_at(self.job_class, at, *args, **self.options)
+
+    async def aperform_bulk(self, args_list: Iterable[list], batch_size: int = 1000) -> list[str]:
+        return await _aio().perform_bulk(self.job_class, args_list, batch_size, **self.options)
+
 
 def _finite(value: Any, method: str, unit: str, job_class: type[Job]) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -280,6 +334,12 @@ def _client():
     return client.default()
 
 
+def _aio():
+    from . import aio  # imports redis.asyncio: only for applications that use it
+
+    return aio
+
+
 class FunctionJob:
     """What ``@forkq.job`` returns: the function, still callable, plus the enqueue methods."""
 
@@ -293,7 +353,8 @@ class FunctionJob:
 
     def __getattr__(self, attribute: str) -> Any:
         if attribute in ("perform_async", "perform_in", "perform_at", "perform_bulk", "set",
-                         "wire_name", "options", "name"):
+                         "aperform_async", "aperform_in", "aperform_at", "aperform_bulk",
+                         "wire_name", "options", "name", "coroutine"):
             return getattr(self.job_class, attribute)
         raise AttributeError(attribute)
 
@@ -306,10 +367,13 @@ def job(func: Callable[..., Any] | None = None, *, name: str | None = None,
     """Turn a plain function into a job: ``@forkq.job`` or ``@forkq.job(queue="mailers")``."""
 
     def wrap(function: Callable[..., Any]) -> FunctionJob:
-        refuse_coroutine(function, f"{function.__module__}.{function.__qualname__}")
-
-        def perform(self: Job, *args: Any) -> Any:
-            return function(*args)
+        refuse_async_generator(function, f"{function.__module__}.{function.__qualname__}")
+        if inspect.iscoroutinefunction(function):
+            async def perform(self: Job, *args: Any) -> Any:
+                return await function(*args)
+        else:
+            def perform(self: Job, *args: Any) -> Any:
+                return function(*args)
 
         namespace = {"perform": perform, "_function": staticmethod(function),
                      "options": options, "name": name,

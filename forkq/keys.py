@@ -19,6 +19,7 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``j\|YYMMDD\|H:MM`` / ``j\|YYMMDD\|H:M`` | hash: ``<class>\|p``, ``\|f``, ``\|ms`` | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h / 3 days |
 | ``h\|<class>-D-H:M`` | BITFIELD: 26 u16 execution-time buckets | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h |
 | ``forkq:inflight:<slot>:<thread>[:alt]`` | list | fetch script (a thread's two private lists, used in turn) | recovery, master | none |
+| ``forkq:inflight:<slot>:async`` | list | processor thread (hand-over script moves a coroutine job in) | coroutine runner (LREM when finished, requeue at the deadline), recovery, master | none |
 | ``forkq:slots`` | hash: slot → JSON {identity, threads} | worker at start | recovery | none |
 | ``forkq:recovered:<jid>`` | zset of recovery times | recovery | recovery | 72 h |
 | ``forkq:recovery-lock`` | string | recovery scan | recovery | a few seconds |
@@ -105,6 +106,10 @@ class Keys:
 
     def inflight_pair(self, slot: str, thread: int) -> tuple[str, str]:
         return self.inflight(slot, thread, 0), self.inflight(slot, thread, 1)
+
+    def inflight_async(self, slot: str) -> str:
+        """The private list of a process's event loop: coroutine jobs it runs (``aio_runner``)."""
+        return self._k(f"forkq:inflight:{slot}:async")
 
     @property
     def slots(self) -> str:

@@ -4,14 +4,17 @@ Runs in the worker child's main thread. ``stop`` quiets the processors, waits fo
 until the deadline, then abandons the ones still running (Sidekiq's ``Manager#hard_shutdown``):
 each hands over what it held (``Processor.abandon``), those jobs go back to the front of their
 queues and the finished ones are acknowledged *before* the process ends (``bulk_requeue``),
-then ``Shutdown`` is raised in their threads so the jobs' ``finally`` blocks run. It is worse
-to lose a job than to run it twice.
+then ``Shutdown`` is raised in their threads so the jobs' ``finally`` blocks run. The event
+loop of coroutine jobs (``aio_runner.py``) stops last, under the same deadline, so that no
+thread hands it a job while it pushes back its own. It is worse to lose a job than to run it
+twice.
 """
 
 from __future__ import annotations
 
 import time
 
+from .aio_runner import CoroutineRunner
 from .fetch import IDLE_TIMEOUT, Held, bulk_requeue
 from .log import logger
 from .processor import Processor
@@ -21,6 +24,8 @@ class Manager:
     def __init__(self, context) -> None:
         self.context = context
         self.processors = [Processor(i, context) for i in range(context.config.concurrency)]
+        #: the event loop of coroutine jobs, which processors hand them to
+        self.coroutines = context.coroutines = CoroutineRunner(context)
 
     def start(self) -> None:
         for processor in self.processors:
@@ -33,15 +38,18 @@ class Manager:
 
     @property
     def busy(self) -> int:
-        return sum(1 for p in self.processors if p.current is not None)
+        return sum(1 for p in self.processors if p.current is not None) + self.coroutines.busy
 
     @property
     def jobs_done(self) -> int:
-        return sum(p.jobs_done for p in self.processors)
+        return sum(p.jobs_done for p in self.processors) + self.coroutines.jobs_done
 
     def running(self) -> list[tuple[Processor, object]]:
-        """(processor, fetched job) for every job running now; read by the heartbeat."""
+        """(processor, fetched job) for every job running now, a coroutine job's record
+        standing for its processor; read by the heartbeat."""
         running = [(p, p.current) for p in self.processors]
+        running += [(job, job.fetched) for job in list(self.coroutines.running.values())
+                    if job.started]
         return [(p, job) for p, job in running if job is not None and type(job.text) is str]
 
     def stop(self, deadline: float) -> int:
@@ -60,6 +68,8 @@ class Manager:
         requeued = self._requeue([p.abandon() for p in survivors])
         for processor in survivors:
             processor.kill()
+        # After the threads: none hands over a coroutine job any more.
+        requeued += self.coroutines.stop(deadline)
         self.context.stopped.set()
         if survivors:
             logger.warning("shutdown deadline reached: %d running job(s) pushed back to their "

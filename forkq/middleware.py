@@ -5,6 +5,11 @@ enqueue with the job class; returning without calling ``call_next`` (or returnin
 stops the push. Server middleware runs in the processor thread around ``perform`` with the job
 instance; an exception it raises is the job's failure. With no middleware the job is called
 directly, at no cost.
+
+Middleware is synchronous. For a coroutine job it runs in the worker's event loop thread when
+the job starts, and ``call_next()`` returns the job's coroutine, which the runner awaits once
+the chain has returned (``aio_runner.py``); a middleware that acts after the job returns a
+coroutine awaiting it. Middleware must not block there: it would stall every coroutine job.
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ private lists, so the busy path shares no lock with other threads. Steps of a ba
 take each fetched job in order (stop taking when the process is quieting; the unstarted ones
 go back to the front of their queues), parse it (a malformed payload goes straight to the dead
 set, ``payload.py``), resolve its class (an unknown class is an ordinary, retried error), run
-it, and on failure hand it to the retry writer. The batch is acknowledged by the next fetch.
+it (writing its result record when the payload asks, ``results.py``), and on failure hand it
+to the retry writer. A coroutine job is handed to the process's event loop instead
+(``aio_runner.py``), which takes it out of this thread's private list first. The batch is
+acknowledged by the next fetch.
 
 The batch is a unit of work with one owner, this thread: no other thread reads or clears it.
 Whatever goes wrong while handling one job (a bug, a payload that breaks the retry writer)
@@ -178,14 +181,20 @@ class Processor(threading.Thread):
             counters.failed += 1
             return
         job_class = resolve(payload["class"])
+        if job_class is not None and job_class.coroutine:
+            self.context.coroutines.hand_over(self, fetched, payload, job_class)
+            return
         verbose = job_log.enabled
         context = f"class={payload['class']} jid={payload.get('jid')}"
         if verbose:
             job_log.write(self.tid, context, "start")
+        keeps_result = self.context.results.keeps(job_class, payload)
+        if keeps_result:
+            self._record_result("started", payload, self.context.identity)
         started = time.perf_counter()
         failed = False
         try:
-            self._perform(job_class, payload, fetched.queue)
+            value = self._perform(job_class, payload, fetched.queue)
         except Shutdown:
             raise
         except BaseException as exc:
@@ -193,10 +202,14 @@ class Processor(threading.Thread):
             if self.abandoned:
                 return
             failed = True
-            self._handle_failure(job_class, payload, fetched.queue, exc,
-                                 f"{context} elapsed={elapsed:.3f}")
+            outcome = self._handle_failure(job_class, payload, fetched.queue, exc,
+                                           f"{context} elapsed={elapsed:.3f}")
+            if keeps_result:
+                self._record_result("failed", payload, exc, outcome.decision.action == "retry")
         else:
             elapsed = time.perf_counter() - started
+            if keeps_result:
+                self._record_result("succeeded", payload, value)
             if verbose:
                 job_log.write(self.tid, context, "done", elapsed)
         if self.abandoned:
@@ -207,7 +220,8 @@ class Processor(threading.Thread):
         self.observer.job_finished(fetched.queue, payload["class"] if job_class else "unknown",
                                    elapsed, failed)
 
-    def _perform(self, job_class, payload: dict[str, Any], queue: str) -> None:
+    def _perform(self, job_class, payload: dict[str, Any], queue: str) -> Any:
+        """Run the job through the server middleware; return what ``perform`` returned."""
         if job_class is None:
             raise UnknownJobError(
                 f"unknown job class {payload['class']!r}: no module listed under 'require:' "
@@ -216,23 +230,23 @@ class Processor(threading.Thread):
         instance.jid = payload.get("jid")
         instance.payload = payload
         chain = self.context.middleware
-        if chain.server:
-            chain.invoke_server(instance, payload, queue, lambda: instance.perform(*payload["args"]))
-        else:
-            instance.perform(*payload["args"])
+        if not chain.server:
+            return instance.perform(*payload["args"])
+        # perform's own value, whether or not each middleware passes it on
+        returned = []
+        chain.invoke_server(instance, payload, queue,
+                            lambda: returned.append(instance.perform(*payload["args"])))
+        return returned[0] if returned else None
 
-    def _handle_failure(self, job_class, payload, queue, exc: BaseException, context) -> None:
-        for handler in self.context.error_handlers:
-            try:
-                handler(exc, {"job": payload, "queue": queue})
-            except Exception:
-                logger.exception("error handler %r failed", handler)
-        hooks = {name: job_class.options.get(name) for name in HOOK_OPTIONS} if job_class else {}
-        outcome = self.context.retry_writer.handle(
-            self.redis, payload, exc, hooks,
-            attempt=lambda write: self._retrying(write, until_stopped=False))
-        logger.warning("fail: %s: %s; %s", error_class_name(exc), error_message(exc),
-                       outcome.summary, exc_info=exc, extra={"ctx": context})
+    def _handle_failure(self, job_class, payload, queue, exc: BaseException, context):
+        return handle_failure(self.context, self.redis, job_class, payload, queue, exc, context,
+                              lambda write: self._retrying(write, until_stopped=False))
+
+    def _record_result(self, step: str, payload: dict[str, Any], *details: Any) -> None:
+        """Write the job's result record (``results.ResultRecorder``); retried while Redis is
+        away, like every write about a job."""
+        write = getattr(self.context.results, step)
+        self._retrying(lambda: write(self.redis, payload, *details), until_stopped=False)
 
     def _bury(self, fetched: Fetched, reason: str) -> None:
         """Send a payload forkq cannot run to the dead set, raw, with the reason."""
@@ -266,3 +280,20 @@ class Processor(threading.Thread):
             stop = self.context.quiet if until_stopped else self.context.stopped
             if stop.wait(delay) or self.abandoned:
                 return None
+
+
+def handle_failure(context, redis, job_class, payload, queue, exc: BaseException, where: str,
+                   attempt: Callable):
+    """A job raised: run the error handlers, schedule its retry or bury it (``attempt`` repeats
+    the write while Redis is away), log it; returns the retry writer's ``Outcome``. Shared by
+    the processor threads and the coroutine runner (``aio_runner.py``)."""
+    for handler in context.error_handlers:
+        try:
+            handler(exc, {"job": payload, "queue": queue})
+        except Exception:
+            logger.exception("error handler %r failed", handler)
+    hooks = {name: job_class.options.get(name) for name in HOOK_OPTIONS} if job_class else {}
+    outcome = context.retry_writer.handle(redis, payload, exc, hooks, attempt=attempt)
+    logger.warning("fail: %s: %s; %s", error_class_name(exc), error_message(exc),
+                   outcome.summary, exc_info=exc, extra={"ctx": where})
+    return outcome

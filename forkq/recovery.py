@@ -4,8 +4,9 @@ Runs in a worker child: at boot for its own slot (the predecessor a supervisor r
 at once), and from the poller for slots whose owner's heartbeat has expired (a whole host or
 master gone), under a short lock so that processes do not scan together.
 
-Private lists are keyed by slot (``host:master-pid:child-index``) and thread. A list holding
-one job means that job was running when its process died: it is *charged*, and a job charged
+Private lists are keyed by slot (``host:master-pid:child-index``) and thread, plus one for the
+slot's event loop (coroutine jobs, ``aio_runner.py``). A list holding one job, and every job of
+the event loop's list, was running when its process died: it is *charged*, and a job charged
 more than ``POISON_LIMIT`` times within ``POISON_WINDOW`` goes to the dead set with the reason.
 A list holding several jobs is a batch whose running job cannot be told from the prefetched or
 finished ones: its jobs go back uncharged but marked, and a marked job runs alone next time
@@ -28,6 +29,8 @@ from .fetch import queue_of
 from .log import logger
 from .retry import ISOLATE_KEY, run_death_handlers, with_error
 
+#: how the event loop's private list ends (``Keys.inflight_async``)
+ASYNC_SUFFIX = ":async"
 #: recoveries of one job tolerated within the window; one more and it is poison
 POISON_LIMIT = 3
 #: seconds over which recoveries of a job are counted (72 hours)
@@ -120,7 +123,8 @@ class Recovery:
 
     def recover_list(self, list_key: str) -> int:
         texts = read_list(self.redis, list_key)
-        charged = len(texts) == 1
+        # Every job in the event loop's list had started; a thread's list is a batch.
+        charged = len(texts) == 1 or list_key.endswith(ASYNC_SUFFIX)
         for text in reversed(texts):
             self._recover_job(list_key, text, charged)
         return len(texts)
@@ -194,7 +198,9 @@ def read_list(redis, key: str) -> list[bytes]:
 
 
 def _private_lists(keys, slot: str, threads: int) -> list[str]:
-    return [key for index in range(threads) for key in keys.inflight_pair(slot, index)]
+    """A slot's private lists: two per processor thread, one for its event loop."""
+    return [key for index in range(threads) for key in keys.inflight_pair(slot, index)] + \
+        [keys.inflight_async(slot)]
 
 
 def _owner(record: str) -> str | None:

@@ -111,6 +111,12 @@ class ResultRecorder:
     def __init__(self, keys) -> None:
         self.keys = keys
 
+    @staticmethod
+    def keeps(job_class, payload: dict[str, Any]) -> bool:
+        """Whether the worker records this job's result: its payload asks (``result_ttl``) and
+        its class does not record its own (``records_own_result``, e.g. the Django backend)."""
+        return "result_ttl" in payload and not getattr(job_class, "records_own_result", False)
+
     def started(self, redis, payload: dict[str, Any], worker_id: str) -> dict | None:
         def change(record: dict[str, Any]) -> None:
             record.update(status=RUNNING, started_at=time.time(), finished_at=None,

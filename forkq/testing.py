@@ -1,6 +1,7 @@
 """Test modes for applications' own suites, without Redis.
 
-``inline()`` runs each job at enqueue, in the calling thread. ``fake()`` collects enqueued jobs
+``inline()`` runs each job at enqueue, in the calling thread (a coroutine job on an event loop
+of its own). ``fake()`` collects enqueued jobs
 in memory; ``drain()`` runs them. Both take every job through the same JSON round trip as
 production, so a job that would receive different data from Redis fails here too.
 
@@ -15,6 +16,8 @@ production, so a job that would receive different data from Redis fails here too
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 from typing import Any, Iterator
@@ -33,7 +36,20 @@ def run_payload(payload: dict[str, Any]) -> Any:
     instance = job_class()
     instance.jid = decoded["jid"]
     instance.payload = decoded
+    if job_class.coroutine:
+        return _run_coroutine(instance.perform(*decoded["args"]))
     return instance.perform(*decoded["args"])
+
+
+def _run_coroutine(coroutine) -> Any:
+    """Run a coroutine job to its end, on a loop of its own (in a thread of its own when the
+    caller is itself in a running loop, e.g. a test enqueueing with ``aperform_async``)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class FakeQueue:

@@ -34,6 +34,7 @@ from .log import logger
 from .manager import Manager
 from .recovery import Recovery
 from .dead import DeadSet
+from .results import ResultRecorder
 from .retry import RetryWriter
 from .scheduled import Poller
 from .signals import SignalQueue
@@ -63,6 +64,9 @@ class Context:
         self.dead_set = DeadSet(self.keys, config.dead_max_jobs, config.dead_timeout)
         self.retry_writer = RetryWriter(self.keys, self.dead_set, config.max_retries,
                                         self.death_handlers)
+        self.results = ResultRecorder(self.keys)
+        #: the event loop running coroutine jobs; the manager sets it
+        self.coroutines = None
         self.idle_plan = ordering.idle_plan(config.queues, config.concurrency)
         #: told about each finished job; the metrics module replaces it in supervised children
         self.observer = NullObserver()

@@ -116,3 +116,35 @@ def test_the_loop_keeps_running_while_redis_holds_a_push(redis, redis_url):
     during = [t for t in ticks if started < t < finished]
     assert len(during) >= 5, f"the loop ticked {len(during)} times during a {finished - started:.2f} s push"
     assert queued(redis)[0]["jid"] == jid
+
+
+def test_aperform_methods_on_jobs_setters_and_function_jobs(redis):
+    async def scenario():
+        return (await Record.aperform_async(1),
+                await Shared.set(queue="critical").aperform_async(1, 2),
+                await add.aperform_async(3, 4),
+                await Record.aperform_in(60, "later"),
+                await add.set(retry=1).aperform_at(1893456000.0, 5, 6),
+                await Record.set(result_ttl=30).aperform_bulk([[7], [8]]))
+
+    one, shared, added, later, at, bulk = run(scenario())
+    assert [job["jid"] for job in queued(redis)] == bulk[::-1] + [one]
+    assert queued(redis, "critical")[0]["jid"] == shared
+    assert queued(redis, "other")[0]["args"] == [3, 4]
+    scheduled = {json.loads(text)["jid"]: score
+                 for text, score in redis.zrange("schedule", 0, -1, withscores=True)}
+    assert set(scheduled) == {later, at} and scheduled[at] == 1893456000.0
+    assert [forkq.result(jid).status for jid in bulk] == ["queued", "queued"]
+    with pytest.raises(TypeError, match=r"jobs.Record.aperform_in: seconds must be a number"):
+        run(Record.aperform_in("soon", 1))
+    with pytest.raises(ValueError, match=r"more than 100 years from now"):
+        run(Record.aperform_at(1893456000000.0, 1))
+
+
+def test_the_arity_of_perform_is_checked_as_by_the_sync_client(redis):
+    with pytest.raises(TypeError, match=r"HardJob.aperform_async: perform\(a, b\) takes 2 "
+                                        r"arguments, but 1 were given"):
+        run(Shared.aperform_async(1))
+    with pytest.raises(TypeError, match=r"aperform_bulk: item 1: perform\(a, b\) takes 2"):
+        run(aio.perform_bulk(Shared, [[1, 2], [1]]))
+    assert redis.llen("queue:default") == 0

@@ -111,6 +111,7 @@ def test_example_config_at_repository_root_is_valid():
     ("liveness_timeout: -.inf\n", "liveness_timeout", "seconds > 0"),
     ("concurrency: 100000\n", "concurrency", "from 1 to 1000: each thread holds a Redis connection"),
     ("concurrency: 0\n", "concurrency", "from 1 to 1000"),
+    ("async_concurrency: 0\n", "async_concurrency", "from 1 to 10000: coroutine jobs share"),
     ("processes: 1000\n", "processes", "from 1 to 256: each is a forked copy"),
     ("max_retries: 1000\n", "max_retries", "from 0 to 100"),
     ("dead_max_jobs: -1\n", "dead_max_jobs", "from 0 to 10000000"),

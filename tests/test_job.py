@@ -1,5 +1,6 @@
 """The job API: wire names, option inheritance, the decorator, per-call options."""
 
+import inspect
 import re
 
 import pytest
@@ -73,25 +74,41 @@ def test_set_and_delay_build_the_payload():
     assert second["class"] == "SendWelcome" and second["args"] == [9] and second["queue"] == "mailers"
 
 
-def test_a_coroutine_job_is_refused_at_decoration():
-    with pytest.raises(TypeError, match=r"test_job\.(.*)fetch_page is a coroutine function "
-                                        r"\(async def\); coroutine jobs are not supported yet"):
+def test_coroutine_functions_become_coroutine_jobs_and_async_generators_are_refused():
+    @forkq.job(queue="low")
+    async def fetch_page(url):
+        return url
+
+    class AsyncJob(forkq.Job):
+        async def perform(self, x):
+            return x
+
+    assert fetch_page.coroutine and AsyncJob.coroutine and not forkq.Job.coroutine
+    assert inspect.iscoroutinefunction(fetch_page.job_class.perform)
+    with pytest.raises(TypeError, match=r"test_job\.(.*)stream is an async generator function"):
         @forkq.job
-        async def fetch_page(url):
-            pass
-    with pytest.raises(TypeError, match="coroutine jobs are not supported yet"):
-        @forkq.job(queue="low")
         async def stream(url):
             yield url
-
-
-def test_a_job_class_with_a_coroutine_perform_is_refused_at_definition():
-    with pytest.raises(TypeError, match=r"test_job\..*AsyncJob\.perform is a coroutine function"):
-        class AsyncJob(forkq.Job):
+    with pytest.raises(TypeError, match=r"test_job\..*Streaming\.perform is an async generator"):
+        class Streaming(forkq.Job):
             async def perform(self, x):
-                pass
-    assert resolve("test_job.test_a_job_class_with_a_coroutine_perform_is_refused_at_"
-                   "definition.<locals>.AsyncJob") is None
+                yield x
+    assert resolve("test_job.test_coroutine_functions_become_coroutine_jobs_and_async_"
+                   "generators_are_refused.<locals>.Streaming") is None
+
+
+def test_result_ttl_is_a_checked_data_option():
+    class Kept(forkq.Job):
+        options = {"result_ttl": 60}
+
+        def perform(self):
+            pass
+
+    assert Kept.options["result_ttl"] == 60
+    for bad in (0, -1, True, "60", float("inf")):
+        with pytest.raises(TypeError, match=r"option 'result_ttl' must be a positive number of "
+                                            r"seconds"):
+            Kept.set(result_ttl=bad)
 
 
 @pytest.mark.parametrize("options, fragment", [

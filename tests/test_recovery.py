@@ -149,3 +149,18 @@ def test_both_private_lists_of_a_thread_are_recovered(redis, make_config):
     redis.rpush(keys.inflight("h:8:0", 0, side=1), job_text("swept", "b" * 24))
     redis.hset(keys.slots, "h:8:0", json.dumps({"identity": "h:8:x", "threads": 1}))
     assert requeue_slots(redis, keys, ["h:8:0"], threads=1) == 1
+
+
+def test_the_event_loops_list_is_recovered_charged_and_swept(redis, make_config):
+    keys = Keys()
+    texts = [job_text(n, str(n) * 24) for n in (1, 2)]
+    redis.rpush(keys.inflight_async("h:9:0"), *texts)
+    recovery = recovery_for(make_config, slot="h:9:0")
+    assert recovery.claim_slot() == 2
+    assert redis.lrange("queue:default", 0, -1) == texts[::-1]
+    # every job of the loop's list had started: each is charged, none marked for isolation
+    assert redis.exists("forkq:recovered:" + "1" * 24, "forkq:recovered:" + "2" * 24) == 2
+    redis.rpush(keys.inflight_async("h:9:1"), texts[0])
+    redis.hset(keys.slots, "h:9:1", json.dumps({"identity": "h:9:x", "threads": 1}))
+    assert requeue_slots(redis, keys, ["h:9:1"], threads=1) == 1
+    assert redis.keys("forkq:inflight:*") == []

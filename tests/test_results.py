@@ -4,6 +4,8 @@ import asyncio
 
 import pytest
 
+import forkq
+
 from forkq import client, connection, push, results
 from forkq.keys import Keys
 
@@ -96,3 +98,63 @@ def test_check_ttl_refuses_what_is_not_a_positive_number(value):
     with pytest.raises(TypeError, match="'result_ttl' must be a positive number"):
         results.check_ttl(value, "Job.set()")
     assert results.ttl_of(payload(result_ttl=value)) is None
+
+
+# --- results written by a real worker, read through forkq.result / forkq.aresult
+
+def wait_finished(jid):
+    from helpers import wait_for
+
+    return wait_for(lambda: (r := forkq.result(jid)) and r.finished and r, 10,
+                    message=f"the result of {jid}")
+
+
+def test_a_worker_records_a_threaded_jobs_value_and_error(redis, start_worker):
+    from async_jobs import Square
+
+    good, bad = Square.perform_async(7), Square.perform_async(-1)
+    assert forkq.result(good).status == "queued"
+    plain = Square.set(result_ttl=None).perform_async(2)
+    assert forkq.result(plain) is None
+    worker = start_worker(concurrency=2)
+    done, failed = wait_finished(good), wait_finished(bad)
+    assert done.status == "succeeded" and done.value == 49 and done.attempts == 1
+    assert done.worker_id == worker.context.identity and done.started_at <= done.finished_at
+    assert failed.status == "failed" and failed.error["class"] == "ValueError"
+    assert "-1 has no square here" in failed.error["traceback"]
+    assert asyncio.run(_aresult(good)).value == 49
+
+
+async def _aresult(jid):
+    from forkq import aio
+
+    try:
+        return await forkq.aresult(jid)
+    finally:
+        await aio.aclose()
+
+
+@pytest.mark.parametrize("name", ["Flaky", "FlakyThreaded"])
+def test_a_retried_failure_shows_queued_with_its_error(redis, start_worker, name):
+    import async_jobs
+    from helpers import wait_for
+
+    jid = getattr(async_jobs, name).set(result_ttl=60).perform_async(3)
+    start_worker(concurrency=1, poll_interval=60)  # the retry waits in the retry set
+    between = wait_for(lambda: (r := forkq.result(jid)) and r.errors and r, 10)
+    assert between.status == "queued" and between.error["message"] == "first run of 3"
+    assert redis.zcard("retry") == 1
+
+
+def test_bulk_pushes_record_every_job_and_own_results_are_left_alone(redis, start_worker):
+    from async_jobs import OwnResult, Square
+    from forkq import api
+    from helpers import wait_for
+
+    jids = Square.perform_bulk([[1], [2], [3]])
+    assert [forkq.result(jid).status for jid in jids] == ["queued"] * 3
+    own = OwnResult.set(result_ttl=60).perform_async()
+    start_worker(concurrency=1)
+    assert [wait_finished(jid).value for jid in jids] == [1, 4, 9]
+    wait_for(lambda: api.default().stats()["processed"] == 4, 10)
+    assert forkq.result(own).status == "queued"

@@ -4,7 +4,6 @@ everything follows the promoted replica. Counts jobs run twice and jobs lost, wi
 
 import contextlib
 import json
-import os
 import signal
 import threading
 import time

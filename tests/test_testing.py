@@ -53,3 +53,26 @@ def test_modes_restore_the_real_client():
         pass
     with pytest.raises(Exception, match="(?i)connect"):
         remember.perform_async(1)
+
+
+def test_coroutine_jobs_run_to_their_end_inline_and_when_drained():
+    import asyncio
+
+    ran = []
+
+    @forkq.job
+    async def note(value):
+        await asyncio.sleep(0)
+        ran.append(value)
+
+    with testing.inline():
+        note.perform_async(2)
+
+        async def from_a_loop():
+            return await note.aperform_async(3)
+
+        assert asyncio.run(from_a_loop())
+    with testing.fake() as queue:
+        note.perform_async(4)
+        queue.drain()
+    assert ran == [2, 3, 4]

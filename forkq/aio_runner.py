@@ -1,0 +1,425 @@
+"""Coroutine jobs: one event loop per worker process runs every ``async def perform``.
+
+Owned by the manager; started at the first coroutine job. Three parts, each with one owner:
+
+- *Hand-over*, in the processor thread that fetched the job: wait for one of
+  ``async_concurrency`` + ``concurrency`` hand-over slots, record the result as running (when
+  kept), then move the job
+  out of the thread's private list into the loop's (``forkq:inflight:<slot>:async``) with one
+  Lua call, and schedule it on the loop. The thread goes on with its batch at once: a
+  coroutine waiting on I/O holds no thread, and the thread's next fetch (which acknowledges its
+  batch by deleting its private list) no longer holds the job.
+- *The loop thread* starts each job once fewer than ``async_concurrency`` run, runs it
+  through the server middleware and awaits it, and frees its slot when it ends.
+- *The finisher thread* does the synchronous writes of finished jobs, in order: result record,
+  error handlers and retry or dead set (as a processor thread does), metrics, then the
+  acknowledgement (``LREM`` from the loop's list, stat counters) of a batch in one call. It also
+  watches the loop: a loop that has not turned for ``STALL_SECONDS`` is blocked by a job (a
+  blocking call in a coroutine is the job's bug); one warning a stall, naming the job and the
+  loop thread's stack.
+
+Server middleware is synchronous: for a coroutine job it runs in the loop thread when the job
+starts, and ``call_next()`` returns the job's coroutine, which forkq awaits once the chain has
+returned (a middleware that must act after the job returns a coroutine awaiting it). It must
+not block: it stalls every coroutine job of the process.
+
+Shutdown (``stop(deadline)``): coroutine jobs may run until the deadline; then the unfinished
+ones are cancelled (their ``finally`` blocks run), finished ones acknowledged, and the rest
+pushed back to the front of their queues before the process exits. A process killed outright
+leaves the loop's list to recovery (``recovery.py``), like a thread's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis as redis_py
+from redis.exceptions import NoScriptError
+
+from . import connection
+from .fetch import Fetched
+from .health import next_backoff
+from .keys import DAILY_STAT_TTL
+from .log import logger
+from .processor import handle_failure
+from .recovery import MOVE_ONE_SCRIPT
+
+#: seconds without a turn of the loop after which a stall is reported
+STALL_SECONDS = 0.5
+#: seconds between the loop's ticks, which the finisher watches
+TICK_SECONDS = 0.1
+#: seconds cancelled jobs get to run their ``finally`` blocks at the deadline
+CANCEL_GRACE = 2.0
+#: most finished jobs acknowledged in one call
+ACK_BATCH = 100
+#: seconds the finisher lets finished jobs gather before it acknowledges them
+ACK_GATHER = 0.005
+
+HAND_OVER_SCRIPT = """
+-- Move a job from a thread's private list to the event loop's. Repeatable: a second call after
+-- a lost reply finds the job already moved. KEYS: thread's private list, loop's list. ARGV: job
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+if redis.call('LPOS', KEYS[2], ARGV[1]) then return 1 end
+return 0
+"""
+
+ACK_SCRIPT = """
+-- Acknowledge finished coroutine jobs and count them. KEYS: loop's list, stat:processed,
+-- stat:failed, daily processed, daily failed. ARGV: processed, failed, daily TTL, jobs...
+for i = 4, #ARGV do redis.call('LREM', KEYS[1], 1, ARGV[i]) end
+local counts = {tonumber(ARGV[1]), tonumber(ARGV[2])}
+for i = 1, 2 do
+  if counts[i] > 0 then
+    redis.call('INCRBY', KEYS[i + 1], counts[i])
+    redis.call('INCRBY', KEYS[i + 3], counts[i])
+    redis.call('EXPIRE', KEYS[i + 3], ARGV[3])
+  end
+end
+return 1
+"""
+
+#: tags for the heartbeat's ``:work`` field of coroutine jobs (threads use their ident)
+_tags = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
+
+
+@dataclass(eq=False)
+class Running:
+    """A coroutine job handed to the loop; once ``started``, ``ident`` and ``run_at`` stand for
+    a processor's in the heartbeat's busy entries."""
+
+    fetched: Fetched
+    payload: dict[str, Any]
+    job_class: type
+    keeps_result: bool
+    #: set by the loop when the job starts (it may wait for a running slot first)
+    started: bool = False
+    run_at: float = 0.0
+    ident: int = field(default_factory=lambda: next(_tags))
+    task: asyncio.Task | None = None
+    #: set by the loop when it ends: (elapsed seconds, value, exception or None)
+    ending: tuple[float, Any, BaseException | None] | None = None
+
+
+class CoroutineRunner:
+    def __init__(self, context) -> None:
+        self.context = context
+        self.list_key = context.keys.inflight_async(context.slot)
+        self.reliable = context.config.fetch == "reliable"
+        limit = context.config.async_concurrency
+        #: coroutine jobs running at once, in the loop
+        self.running_limit = asyncio.Semaphore(limit)
+        #: jobs handed over at once: the running ones, plus one waiting per processor thread,
+        #: so that a job ending lets the next start within the loop, without a thread's turn
+        self.slots = threading.BoundedSemaphore(limit + context.config.concurrency)
+        #: jobs handed over and not yet acknowledged (written by hand-over and finisher)
+        self.running: dict[int, Running] = {}
+        self.jobs_done = 0
+        self.finished: queue.SimpleQueue[Running] = queue.SimpleQueue()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._start_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._last_tick = time.monotonic()
+
+    # --- processor threads
+
+    def hand_over(self, processor, fetched: Fetched, payload: dict[str, Any], job_class) -> None:
+        """Give a fetched coroutine job to the loop (blocks while every slot is taken).
+
+        Returns without running it when the processor is abandoned meanwhile: the job is then
+        among what the processor handed to the manager, or already in the loop's list."""
+        self._ensure_started()
+        while not self.slots.acquire(timeout=TICK_SECONDS):
+            if processor.abandoned:
+                return
+        job = Running(fetched, payload, job_class,
+                      self.context.results.keeps(job_class, payload))
+        if job.keeps_result:
+            processor._record_result("started", payload, self.context.identity)
+        if self.reliable and processor._retrying(lambda: self._move_in(processor, fetched),
+                                                 until_stopped=False) is None:
+            self.slots.release()
+            return
+        self.running[job.ident] = job
+        self.loop.call_soon_threadsafe(self._start, job)
+
+    def _move_in(self, processor, fetched: Fetched) -> int:
+        # The enqueue path's direct send: redis-py's command layers cost more than the call.
+        command = ("EVALSHA", self._hand_over.sha, 2, processor.fetcher.private_key,
+                   self.list_key, fetched.text)
+        try:
+            return connection.send_commands(processor.redis, [command])[0]
+        except NoScriptError:
+            self._hand_over.sha = processor.redis.script_load(HAND_OVER_SCRIPT)
+            return self._move_in(processor, fetched)
+
+    # --- the loop thread
+
+    def _start(self, job: Running) -> None:
+        job.task = self.loop.create_task(self._run(job))
+
+    async def _run(self, job: Running) -> None:
+        try:
+            async with self.running_limit:
+                job.started, job.run_at = True, time.time()
+                started = time.perf_counter()
+                try:
+                    value = await self._perform(job)
+                except asyncio.CancelledError:
+                    if self._closing.is_set():
+                        return  # stop() pushes it back
+                    job.ending = (time.perf_counter() - started, None, asyncio.CancelledError(
+                        "the coroutine job was cancelled"))
+                except BaseException as exc:
+                    job.ending = (time.perf_counter() - started, None, exc)
+                else:
+                    job.ending = (time.perf_counter() - started, value, None)
+        except asyncio.CancelledError:
+            return  # cancelled before it started, at stop(): pushed back
+        finally:
+            self.slots.release()
+        self.finished.put(job)
+
+    async def _perform(self, job: Running) -> Any:
+        instance = job.job_class()
+        instance.jid = job.payload.get("jid")
+        instance.payload = job.payload
+        args = job.payload["args"]
+        chain = self.context.middleware
+        if not chain.server:
+            return await instance.perform(*args)
+        inner = _Inner(instance.perform(*args))
+        try:
+            returned = chain.invoke_server(instance, job.payload, job.fetched.queue,
+                                           inner.call_next)
+        except BaseException:
+            if not inner.called:
+                inner.coroutine.close()  # the chain failed before the job: never awaited
+            raise
+        if inspect.isawaitable(returned):
+            await returned
+        if inner.called and not inner.started:
+            await inner.pending  # a middleware called call_next() but did not return its result
+        elif not inner.called:
+            inner.coroutine.close()  # a middleware skipped the job
+        return inner.value
+
+    def _tick(self) -> None:
+        self._last_tick = time.monotonic()
+        self.loop.call_later(TICK_SECONDS, self._tick)
+
+    # --- the finisher thread
+
+    def _finish_forever(self) -> None:
+        redis = self.context.make_redis()
+        try:
+            while not (self._closing.is_set() and self.finished.empty()):
+                batch = self._take_finished()
+                if batch:
+                    self._finish(redis, batch)
+                self._watch_stall()
+        finally:
+            redis.close()
+
+    def _take_finished(self) -> list[Running]:
+        try:
+            batch = [self.finished.get(timeout=TICK_SECONDS)]
+        except queue.Empty:
+            return []
+        # Let more jobs end first: one wake-up and one round trip acknowledge them all.
+        time.sleep(ACK_GATHER)
+        while len(batch) < ACK_BATCH and not self.finished.empty():
+            batch.append(self.finished.get())
+        return batch
+
+    def _finish(self, redis, batch: list[Running]) -> None:
+        failed = 0
+        for job in batch:
+            try:
+                failed += self._record(redis, job)
+            except Exception as exc:
+                logger.exception("could not record the end of coroutine job jid=%s: %s",
+                                 job.payload.get("jid"), exc)
+        self._retrying(lambda: self._acknowledge(redis, batch, failed))
+        for job in batch:
+            self.running.pop(job.ident, None)
+        self.jobs_done += len(batch)
+
+    def _record(self, redis, job: Running) -> bool:
+        """Write what a finished job left: result, retry or death, metrics; True if it failed."""
+        elapsed, value, exc = job.ending
+        payload, queue_name = job.payload, job.fetched.queue
+        where = f"class={payload['class']} jid={payload.get('jid')} elapsed={elapsed:.3f}"
+        if exc is None:
+            if job.keeps_result:
+                self._retrying(lambda: self.context.results.succeeded(redis, payload, value))
+        else:
+            outcome = handle_failure(self.context, redis, job.job_class, payload, queue_name,
+                                     exc, where, self._retrying)
+            if job.keeps_result:
+                self._retrying(lambda: self.context.results.failed(
+                    redis, payload, exc, outcome.decision.action == "retry"))
+        self.context.observer.job_finished(queue_name, payload["class"], elapsed,
+                                           exc is not None)
+        return exc is not None
+
+    def _acknowledge(self, redis, batch: list[Running], failed: int) -> None:
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        keys = self.context.keys
+        texts = [job.fetched.text for job in batch] if self.reliable else []
+        self._ack(keys=[self.list_key, keys.stat("processed"), keys.stat("failed"),
+                        keys.daily_stat("processed", day), keys.daily_stat("failed", day)],
+                  args=[len(batch), failed, DAILY_STAT_TTL, *texts], client=redis)
+
+    def _retrying(self, write) -> Any:
+        """Repeat a write while Redis is away, until the process stops (what the loop's list
+        holds is then recovered)."""
+        health, delay = self.context.health, 0.0
+        while True:
+            try:
+                result = write()
+                health.succeeded()
+                return result
+            except redis_py.RedisError as exc:
+                health.failed(exc)
+            delay = next_backoff(delay)
+            if self.context.stopped.wait(delay):
+                return None
+
+    def _watch_stall(self) -> None:
+        lag = time.monotonic() - self._last_tick
+        if lag < STALL_SECONDS or self._stall_reported == self._last_tick:
+            return
+        self._stall_reported = self._last_tick
+        task = asyncio.current_task(self.loop)
+        job = next((j for j in list(self.running.values()) if j.task is task and task), None)
+        frame = sys._current_frames().get(self.thread.ident)
+        stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)\n"
+        what = (f"class={job.payload['class']} jid={job.payload.get('jid')}" if job else
+                "(no coroutine job: middleware or forkq)")
+        logger.warning("event loop stalled for %.1f s by %s: a coroutine job made a blocking "
+                       "call (use await, or asyncio.to_thread for blocking code); every "
+                       "coroutine job of this process waits meanwhile", lag, what,
+                       extra={"details": stack.rstrip()})
+
+    # --- the manager's side
+
+    def _ensure_started(self) -> None:
+        if self.loop is not None:
+            return
+        with self._start_lock:
+            if self.loop is not None:
+                return
+            redis = self.context.make_redis()
+            self._hand_over = redis.register_script(HAND_OVER_SCRIPT)
+            self._ack = redis.register_script(ACK_SCRIPT)
+            self._stall_reported = 0.0
+            loop = asyncio.new_event_loop()
+            self.thread = threading.Thread(target=self._serve, args=(loop,), name="event-loop",
+                                           daemon=True)
+            self.finisher = threading.Thread(target=self._finish_forever,
+                                             name="coroutine-finisher", daemon=True)
+            # Published last: a thread that sees the loop finds the scripts set.
+            self.loop = loop
+            self.thread.start()
+            self.finisher.start()
+
+    def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(self._tick)
+        loop.run_forever()
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for job in list(self.running.values()) if job.started)
+
+    def stop(self, deadline: float) -> int:
+        """Let coroutine jobs run until ``deadline`` (monotonic), cancel the rest and push them
+        back to the front of their queues; returns how many were pushed back."""
+        if self.loop is None:
+            return 0
+        while self.running and time.monotonic() < deadline:
+            time.sleep(TICK_SECONDS / 2)
+        self._closing.set()
+        self._cancel_all()
+        self.finisher.join()
+        # Not acknowledged: cancelled, or ended after the finisher stopped (runs again).
+        unfinished = list(self.running.values())
+        requeued = self._requeue(unfinished)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(CANCEL_GRACE)
+        if unfinished:
+            logger.warning("shutdown deadline reached: %d coroutine job(s) cancelled and pushed "
+                           "back to their queues", requeued)
+        return requeued
+
+    def _cancel_all(self) -> None:
+        async def cancel() -> None:
+            tasks = [job.task for job in list(self.running.values()) if job.task]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(CANCEL_GRACE + 1.0)
+        except Exception as exc:  # a job that ignores cancellation: pushed back all the same
+            logger.warning("coroutine jobs did not all end when cancelled: %s", exc)
+
+    def _requeue(self, jobs: list[Running]) -> int:
+        if not jobs:
+            return 0
+        redis = self.context.make_redis()
+        try:
+            move = redis.register_script(MOVE_ONE_SCRIPT)
+            keys = self.context.keys
+            pushed = 0
+            for job in reversed(jobs):
+                queue_key, text = keys.queue(job.fetched.queue), job.fetched.text
+                if self.reliable:
+                    pushed += move([self.list_key, queue_key], [text, text])
+                else:
+                    redis.rpush(queue_key, text)
+                    pushed += 1
+            return pushed
+        except Exception as exc:
+            logger.error("could not push back %d coroutine job(s) (%s); they stay in %s and "
+                         "will be recovered", len(jobs), exc, self.list_key)
+            return 0
+        finally:
+            redis.close()
+
+
+class _Inner:
+    """The job's coroutine as a middleware chain's ``call_next`` sees it."""
+
+    def __init__(self, coroutine) -> None:
+        self.coroutine = coroutine
+        self.pending = None
+        self.started = False
+        self.value = None
+
+    @property
+    def called(self) -> bool:
+        return self.pending is not None
+
+    def call_next(self):
+        self.pending = self._run()
+        return self.pending
+
+    async def _run(self) -> Any:
+        self.started = True
+        self.value = await self.coroutine
+        return self.value

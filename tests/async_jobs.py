@@ -1,0 +1,99 @@
+"""Coroutine jobs (and result-keeping jobs) for the tests of ``aio_runner`` and results, run by
+in-process workers and by ``forkq start`` children (``require: [async_jobs]``).
+
+Each records in Redis what it did, through forkq's client (a worker points it at its Redis):
+
+| key | type | written by |
+| --- | --- | --- |
+| ``async:runs`` | hash jid → times the job finished | every job, at its end |
+| ``async:started`` | hash jid → times the job started | ``Nap``, ``Flaky`` |
+| ``async:peak`` | string: most ``Nap`` jobs running at once in one process | ``Nap`` |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import forkq
+from forkq import Job, client
+
+#: Nap jobs running now in this process (all on its one event loop thread)
+_running = 0
+
+
+def _redis():
+    return client.default().redis
+
+
+class Nap(Job):
+    options = {"retry": 0}
+
+    async def perform(self, seconds: float) -> str:
+        global _running
+        _running += 1
+        redis = _redis()
+        redis.hincrby("async:started", self.jid, 1)
+        redis.eval("if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
+                   "redis.call('SET', KEYS[1], ARGV[1]) end", 1, "async:peak", _running)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            _running -= 1
+        redis.hincrby("async:runs", self.jid, 1)
+        return f"slept {seconds}"
+
+
+class Flaky(Job):
+    """Fails its first run, then returns its argument; retried at once."""
+    options = {"retry_in": lambda count, exc: 0.01}
+
+    async def perform(self, value):
+        await asyncio.sleep(0)
+        if _redis().hincrby("async:started", self.jid, 1) == 1:
+            raise ValueError(f"first run of {value}")
+        _redis().hincrby("async:runs", self.jid, 1)
+        return value
+
+
+class Blocker(Job):
+    """A coroutine job with the user's bug: a blocking call."""
+
+    async def perform(self, seconds: float) -> None:
+        time.sleep(seconds)
+        _redis().hincrby("async:runs", self.jid, 1)
+
+
+@forkq.job(queue="default")
+async def double(value):
+    await asyncio.sleep(0.01)
+    _redis().hincrby("async:runs", "double", 1)
+    return value * 2
+
+
+class Square(Job):
+    """A threaded job that keeps its result."""
+    options = {"result_ttl": 60, "retry": False}
+
+    def perform(self, value):
+        if value < 0:
+            raise ValueError(f"{value} has no square here")
+        return value * value
+
+
+class OwnResult(Job):
+    """Records its own results: the worker must not."""
+    records_own_result = True
+
+    def perform(self):
+        return "mine"
+
+
+class FlakyThreaded(Job):
+    """``Flaky`` as a threaded job."""
+    options = {"retry_in": lambda count, exc: 0.01}
+
+    def perform(self, value):
+        if _redis().hincrby("async:started", self.jid, 1) == 1:
+            raise ValueError(f"first run of {value}")
+        return value

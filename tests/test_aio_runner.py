@@ -1,0 +1,133 @@
+"""Coroutine jobs on a worker's event loop, on a real Redis: in-process workers, then real
+``forkq start`` children killed and stopped with real signals."""
+
+import json
+import os
+import signal
+
+import pytest
+
+import forkq
+from async_jobs import Blocker, Flaky, Nap, double
+from forkq import api
+from helpers import LogLines, wait_for
+from masters import inflight_keys
+
+
+def stats():
+    return api.default().stats()
+
+
+def runs(redis):
+    return {jid: int(count) for jid, count in redis.hgetall("async:runs").items()}
+
+
+def test_coroutine_jobs_wait_together_on_one_thread(redis, start_worker):
+    jids = [Nap.perform_async(2.0) for _ in range(20)]
+    jids.append(double.perform_async(21))
+    worker = start_worker(concurrency=1, async_concurrency=50)
+    wait_for(lambda: worker.manager.busy >= 10, 5, message="coroutine jobs running together")
+    identity = worker.context.identity
+    wait_for(lambda: redis.hlen(f"{identity}:work") >= 10, 5, message="busy entries")
+    entry = json.loads(next(iter(redis.hgetall(f"{identity}:work").values())))
+    assert json.loads(entry["payload"])["class"] == "async_jobs.Nap"
+    wait_for(lambda: len(runs(redis)) == 21, 10, message="every coroutine job finished")
+    assert int(redis.get("async:peak")) >= 10
+    assert stats()['processed'] == 21
+
+    def counted():  # per-class metrics (Sidekiq 8's keys, flushed by the heartbeat): each job
+        # counts in a one-minute and in a ten-minute hash
+        return sum(int(redis.hget(key, "async_jobs.Nap|p") or 0) for key in redis.keys("j|*")
+                   if redis.type(key) == "hash")
+    wait_for(lambda: counted() == 2 * 20, 5, message="coroutine jobs in the job metrics")
+    assert api.Queue("default").size == 0 and inflight_keys(redis) == []
+
+
+@pytest.mark.parametrize("fetch", ["reliable", "basic"])
+def test_async_concurrency_bounds_the_jobs_running_at_once(redis, start_worker, fetch):
+    for _ in range(9):
+        Nap.perform_async(0.2)
+    start_worker(concurrency=2, async_concurrency=3, fetch=fetch)
+    wait_for(lambda: len(runs(redis)) == 9, 10, message="every coroutine job finished")
+    assert int(redis.get("async:peak")) == 3
+
+
+def test_a_failing_coroutine_job_is_retried_and_keeps_its_result(redis, start_worker):
+    jid = Flaky.set(result_ttl=60).perform_async("v")
+    start_worker(concurrency=1)
+    result = wait_for(lambda: (r := forkq.result(jid)) and r.status == "succeeded" and r,
+                      10, message="the retry succeeded")
+    assert result.value == "v" and result.attempts == 2
+    assert [e["message"] for e in result.errors] == ["first run of v"]
+    assert (stats()['failed'], stats()['processed']) == (1, 2)
+
+
+def test_server_middleware_wraps_a_coroutine_job(redis, start_worker):
+    seen = []
+
+    def middleware(job, payload, queue, call_next):
+        if payload["args"] == [5]:
+            call_next()  # does not return call_next()'s coroutine: forkq awaits it all the same
+            return
+        seen.append(("before", payload["class"]))
+        coroutine = call_next()
+
+        async def after():
+            value = await coroutine
+            seen.append(("after", value))
+            return value
+
+        return after()
+
+    chain = forkq.client.default().middleware
+    chain.add_server(middleware)
+    try:
+        wrapped = double.set(result_ttl=60).perform_async(4)
+        forgotten = double.set(result_ttl=60).perform_async(5)
+        start_worker(concurrency=1)
+        wait_for(lambda: all((r := forkq.result(jid)) and r.status == "succeeded"
+                             for jid in (wrapped, forgotten)), 10)
+    finally:
+        chain.server.remove(middleware)
+    assert (forkq.result(wrapped).value, forkq.result(forgotten).value) == (8, 10)
+    assert seen == [("before", "async_jobs.double"), ("after", 8)]
+
+
+def test_a_blocking_call_in_a_coroutine_job_is_reported_once(redis, start_worker):
+    with LogLines() as lines:
+        jid = Blocker.perform_async(1.0)
+        start_worker(concurrency=1)
+        wait_for(lambda: runs(redis).get(jid), 10, message="the blocking job finished")
+    stalls = [line for line in lines if "event loop stalled" in line]
+    assert len(stalls) == 1 and f"class=async_jobs.Blocker jid={jid}" in stalls[0]
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_kill_9_of_a_worker_running_coroutine_jobs_loses_none(start_master, redis):
+    master = start_master(processes=1, concurrency=2, require=["async_jobs"])
+    old = master.ready_pids(1)[0]
+    jids = [Nap.perform_async(30) for _ in range(15)]
+    wait_for(lambda: redis.hlen("async:started") == 15, 10, message="all 15 running")
+    assert redis.llen(next(k for k in redis.keys("forkq:inflight:*:async"))) == 15
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: [p for p in master.ready_pids(1) if p != old], 15, message="replacement")
+    wait_for(lambda: all(int(redis.hget("async:started", jid) or 0) == 2 for jid in jids),
+             10, message="every coroutine job recovered and started again")
+    assert "recovered 15 job(s) left by this slot's previous process" in master.log()
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_term_pushes_back_coroutine_jobs_running_past_the_deadline(start_master, redis):
+    master = start_master(processes=1, concurrency=2, timeout=1, require=["async_jobs"])
+    master.ready_pids(1)
+    quick = Nap.perform_async(0.3)
+    slow = [Nap.perform_async(30) for _ in range(5)]
+    wait_for(lambda: redis.hlen("async:started") == 6, 10, message="all running")
+    master.send(signal.SIGTERM)
+    assert master.wait_exit(20) == 0
+    assert runs(redis) == {quick: 1}
+    queued = [json.loads(text)["jid"] for text in redis.lrange("queue:default", 0, -1)]
+    assert sorted(queued) == sorted(slow) and inflight_keys(redis) == []
+    assert "5 coroutine job(s) cancelled and pushed back" in master.log()
