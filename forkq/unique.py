@@ -110,3 +110,12 @@ def release(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str) -> bo
 def holder(redis: redis_py.Redis, keys: Keys, lock_digest: str) -> str | None:
     """The jid holding the lock, if any (for the web UI and tests)."""
     return redis.get(keys.unique(lock_digest))
+
+
+def release_at(redis: redis_py.Redis, keys: Keys, payload: dict[str, Any], event: str) -> bool:
+    """The processor's call at each ``event`` (see ``releases_at``): free the payload's lock if
+    it is released then and this job still holds it."""
+    lock_digest = payload.get("unique_digest")
+    if not isinstance(lock_digest, str) or not releases_at(payload, event):
+        return False
+    return release(redis, keys, lock_digest, str(payload.get("jid")))

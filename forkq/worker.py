@@ -37,8 +37,12 @@ from .dead import DeadSet
 from .retry import RetryWriter
 from .scheduled import Poller
 from .signals import SignalQueue
+from .timelimit import Watchdog
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2)
+#: exit status of a standalone worker that retired itself (a job ran past its time_limit):
+#: EX_TEMPFAIL, so that its supervisor restarts it
+RETIRED_STATUS = 75
 
 
 class Context:
@@ -66,6 +70,10 @@ class Context:
         self.idle_plan = ordering.idle_plan(config.queues, config.concurrency)
         #: told about each finished job; the metrics module replaces it in supervised children
         self.observer = NullObserver()
+        #: calls back at running jobs' time limits (``timelimit.py``)
+        self.watchdog = Watchdog()
+        #: ``retire(reason)``: replace this process (a job ran past its time_limit); any thread
+        self.retire = lambda reason: None
 
     def make_redis(self):
         return connection.make_client(self.url)
@@ -81,6 +89,12 @@ class NullObserver:
         pass
 
     def jobs_recovered(self, count: int) -> None:
+        pass
+
+    def job_rescheduled(self, queue: str, limiter: str) -> None:
+        pass
+
+    def job_expired(self, queue: str) -> None:
         pass
 
     def job_poisoned(self) -> None:
@@ -132,6 +146,8 @@ class Worker:
         self.poller = Poller(self.context, self.recovery)
         self.on_tick = on_tick
         self.stopping = False
+        self.retired = False
+        self.context.retire = self.retire
 
     def start(self) -> None:
         probe = self.context.make_redis()
@@ -145,6 +161,7 @@ class Worker:
         self.poller.start()
         # Processors read the observer when their threads start: wrap it before that.
         self.context.observer = WithJobMetrics(self.heartbeat.job_metrics, self.context.observer)
+        self.context.watchdog.start()
         self.manager.start()
         logger.info("forkq %s started: identity=%s concurrency=%d queues=%s fetch=%s",
                     _version(), self.context.identity, self.config.concurrency,
@@ -173,12 +190,26 @@ class Worker:
         elif signum == signal.SIGUSR2:
             log.reopen()
 
+    def retire(self, reason: str) -> None:
+        """Have this process replaced: it takes no new job, and under ``forkq start`` asks the
+        master for a successor (which stops it gracefully); alone, it stops and exits with
+        ``RETIRED_STATUS`` for its supervisor to restart it."""
+        logger.warning("retiring this process: %s", reason)
+        self.retired = True
+        self.manager.quiet()
+        request = getattr(self.on_tick, "request_retirement", None)
+        if request is not None:
+            request()
+        else:
+            self.signals.push(signal.SIGTERM)
+
     def stop(self) -> int:
         deadline = time.monotonic() + self.config.timeout
         logger.info("stopping: running jobs have %.0f s to finish, then go back to their queues; "
                     "a second Ctrl-C or TERM is ignored (under forkq start it forces the stop)",
                     self.config.timeout)
         self.manager.stop(deadline)
+        self.context.watchdog.halt()
         self.poller.stop()
         try:
             self.recovery.release_slot()
@@ -186,7 +217,7 @@ class Worker:
             logger.warning("could not release slot %s: %s", self.context.slot, exc)
         self.heartbeat.stop()
         logger.info("stopped")
-        return 0
+        return RETIRED_STATUS if self.retired and self.on_tick is None else 0
 
 
 def check_redis(redis) -> None:
