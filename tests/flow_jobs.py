@@ -127,3 +127,13 @@ class CatchesSoftLimit(forkq.Job):
         except SoftTimeLimitExceeded:
             forkq.redis().rpush("flow:cleaned", self.jid)
         _done(self)
+
+
+class MissesSoftLimit(forkq.Job):
+    """Does not catch the soft limit: fails with it and is retried."""
+
+    options = {"soft_time_limit": 0.3, "retry": 3}
+
+    def perform(self) -> None:
+        while True:
+            time.sleep(0.01)

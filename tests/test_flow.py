@@ -146,3 +146,39 @@ def test_rescheduled_and_expired_jobs_are_counted_apart(directory):
     assert found[("forkq_jobs_rescheduled_total",
                   frozenset({"queue": "default", "limiter": "stripe"}.items()))] == 2
     assert found[("forkq_jobs_expired_total", frozenset({"queue": "low"}.items()))] == 1
+
+
+# --- soft time limits -----------------------------------------------------------------------
+
+def test_a_soft_time_limit_is_raised_in_the_job_which_cleans_up(redis, start_worker):
+    start_worker()
+    started = time.monotonic()
+    jid = flow_jobs.CatchesSoftLimit.perform_async()
+    wait_for(lambda: runs(redis) == [jid])
+    assert 0.3 <= time.monotonic() - started < 3
+    assert redis.lrange("flow:cleaned", 0, -1) == [jid]
+    assert redis.zcard("retry") == 0
+
+
+def test_a_soft_time_limit_not_caught_fails_the_job(redis, start_worker):
+    worker = start_worker()
+    jid = flow_jobs.MissesSoftLimit.perform_async()
+    wait_for(lambda: redis.zcard("retry") == 1)
+    job = json.loads(redis.zrange("retry", 0, -1)[0])
+    assert job["jid"] == jid and job["error_class"] == "forkq.SoftTimeLimitExceeded"
+    assert not worker.context.watchdog.entries
+    flow_jobs.UniqueStart.perform_async(2)  # the thread runs on, no exception left pending
+    wait_for(lambda: len(runs(redis)) == 1)
+
+
+# --- options --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option", ["soft_time_limit", "time_limit", "expires_in"])
+def test_limit_options_travel_in_the_payload_and_are_checked(redis, option):
+    flow_jobs.Slow.set(**{option: 2.5}).perform_async(0)
+    (text,) = redis.lrange("queue:default", 0, -1)
+    assert json.loads(text)[option] == 2.5
+    for bad in (0, -1, "5", True, float("inf")):
+        with pytest.raises(TypeError, match=f"option '{option}' must be a positive number of "
+                                            f"seconds, not"):
+            flow_jobs.Slow.set(**{option: bad})
