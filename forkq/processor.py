@@ -13,6 +13,11 @@ buries *that* job with the reason and the batch goes on; an error that escapes a
 its unfinished jobs back before the thread fetches again. Nothing is acknowledged while a
 job of the batch is neither finished nor back in a queue.
 
+Flow control around a job is ``flow.py``'s: an expired job is discarded before it starts, a
+unique lock released at start or success, a job over a limiter's limit rescheduled (not failed),
+and time limits watched by the process's watchdog thread, which at a hard limit takes the batch
+from this thread (``time_limit_hit``) as the manager does at shutdown:
+
 At the shutdown deadline the manager *abandons* a processor still running a job (Sidekiq's
 ``Processor#kill``): ``abandon()`` hands over what the thread held, which the manager pushes
 back (``fetch.bulk_requeue``), then ``kill()`` raises ``Shutdown`` in the thread, which from
