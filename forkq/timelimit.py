@@ -11,9 +11,10 @@ at the soft limit ``SoftTimeLimitExceeded`` is raised in the job's thread (``rai
 a job blocked in a system call sees only when the call returns; at the hard limit the job is
 written to retry with ``TimeLimitExceeded`` and its process is replaced.
 
-Callbacks run in the watchdog thread, each at most once; a soft one never after ``Entry.close``
-returned, a hard one possibly just after (its owner checks the job still runs). Any runner can use the interface: a coroutine runner passes callbacks that cancel
-its task through its loop (``loop.call_soon_threadsafe(task.cancel)``).
+Callbacks run in the watchdog thread, each at most once; a soft one never after
+``Entry.close`` returned, a hard one possibly just after (its owner checks the job still
+runs). Any runner can use the interface: a coroutine runner passes callbacks that cancel its
+task through its loop (``loop.call_soon_threadsafe(task.cancel)``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import flow_jobs
-from forkq import client, metrics
+from forkq import metrics
 from forkq.metrics import store
 from forkq.postpone import postponed
 from helpers import LogLines, wait_for
