@@ -180,3 +180,44 @@ def test_limit_options_travel_in_the_payload_and_are_checked(redis, option):
         with pytest.raises(TypeError, match=f"option '{option}' must be a positive number of "
                                             f"seconds, not"):
             flow_jobs.Slow.set(**{option: bad})
+
+
+def test_a_poison_job_frees_its_lock_and_a_recovered_one_keeps_it(redis, make_config):
+    from forkq.recovery import Recovery
+    from forkq.worker import Context
+
+    config = make_config(concurrency=1)
+    recovery = Recovery(Context(config, config.redis_url, "h:1:0"), death_handlers=[])
+    redis.set("forkq:unique:d2", "p" * 24, px=60_000)
+    text = json.dumps({"class": "flow_jobs.Slow", "args": [0], "jid": "p" * 24, "retry": True,
+                       "queue": "default", "unique_digest": "d2", "unique_until": "success"})
+    for _ in range(3):
+        redis.rpush("forkq:inflight:h:9:0:0", text)
+        recovery.recover_list("forkq:inflight:h:9:0:0")
+        assert redis.rpop("queue:default") == text and redis.exists("forkq:unique:d2")
+    redis.rpush("forkq:inflight:h:9:0:0", text)
+    recovery.recover_list("forkq:inflight:h:9:0:0")
+    assert redis.zcard("dead") == 1 and not redis.exists("forkq:unique:d2")
+
+
+@pytest.mark.parametrize("fields, hooks, released", [
+    ({"retry": True}, {}, False),
+    ({"retry": False}, {}, True),
+    ({"retry": 0}, {}, True),
+    ({"retry": True}, {"retry_in": lambda count, exc: "discard"}, True),
+    ({"retry": True}, {"retry_in": lambda count, exc: "kill"}, True),
+    ({"retry": True}, {"retry_on": (KeyError,)}, True),
+    ({"retry": True, "unique_until": "start"}, {"retry_on": (KeyError,)}, False),
+])
+def test_every_way_of_dying_frees_the_lock_and_a_retry_keeps_it(redis, fields, hooks, released):
+    from forkq.dead import DeadSet
+    from forkq.keys import Keys
+    from forkq.retry import RetryWriter
+
+    keys = Keys("")
+    writer = RetryWriter(keys, DeadSet(keys, 100, 3600), 25, [])
+    redis.set("forkq:unique:d3", "j" * 24, px=60_000)
+    payload = {"class": "X", "args": [], "jid": "j" * 24, "queue": "default",
+               "unique_digest": "d3", "unique_until": "success", **fields}
+    writer.handle(redis, payload, RuntimeError("boom"), hooks)
+    assert redis.exists("forkq:unique:d3") == (0 if released else 1)
