@@ -43,6 +43,8 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN
 #: exit status of a standalone worker that retired itself (a job ran past its time_limit):
 #: EX_TEMPFAIL, so that its supervisor restarts it
 RETIRED_STATUS = 75
+#: seconds a retired process's other running jobs get to finish before they are requeued
+RETIRE_TIMEOUT = 5.0
 
 
 class Context:
@@ -204,10 +206,12 @@ class Worker:
             self.signals.push(signal.SIGTERM)
 
     def stop(self) -> int:
-        deadline = time.monotonic() + self.config.timeout
+        # Retired, its successor already runs: the other jobs need not hold this process long.
+        timeout = min(self.config.timeout, RETIRE_TIMEOUT) if self.retired else self.config.timeout
+        deadline = time.monotonic() + timeout
         logger.info("stopping: running jobs have %.0f s to finish, then go back to their queues; "
                     "a second Ctrl-C or TERM is ignored (under forkq start it forces the stop)",
-                    self.config.timeout)
+                    timeout)
         self.manager.stop(deadline)
         self.context.watchdog.halt()
         self.poller.stop()
