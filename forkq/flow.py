@@ -38,7 +38,7 @@ class Flow:
         logger.warning("expired: class=%s jid=%s in queue %s not started within expires_in "
                        "%s s (%.1f s late); discarded", payload.get("class"), payload.get("jid"),
                        fetched.queue, payload.get("expires_in"), late)
-        self.release(payload, "dead")
+        self.release(payload, "expired")
         self.processor.observer.job_expired(fetched.queue)
         return True
 

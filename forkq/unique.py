@@ -87,13 +87,16 @@ def payload_fields(lock_digest: str, until: str) -> dict[str, str]:
 def releases_at(payload: dict[str, Any], event: str) -> bool:
     """Whether the processor releases the payload's lock at ``event``.
 
-    ``event``: ``start`` (before perform), ``success``, ``retry`` (a retry was scheduled) or
-    ``dead`` (retries exhausted, ``retry: false`` or 0, or poison)."""
+    ``event``: ``start`` (before perform), ``success``, ``retry`` (a retry was scheduled),
+    ``dead`` (retries exhausted, ``retry: false`` or 0, or poison) or ``expired`` (discarded
+    before it started, so a ``start`` lock too)."""
     until = payload.get("unique_until")
     if "unique_digest" not in payload or until not in UNTIL:
         return False
     if event == "start":
         return until == "start"
+    if event == "expired":
+        return True
     return until == "success" and event in ("success", "dead")
 
 

@@ -112,14 +112,16 @@ def test_a_job_not_started_within_expires_in_is_discarded_and_its_lock_released(
     redis.set("forkq:unique:d1", "old-float", px=60_000)
     push_raw(redis, "old-float", expires_in=5, enqueued_at=now - 10,
              unique_digest="d1", unique_until="success")
-    push_raw(redis, "old-ms", expires_in=5, created_at=int((now - 10) * 1000))
+    redis.set("forkq:unique:d0", "old-ms", px=60_000)
+    push_raw(redis, "old-ms", expires_in=5, created_at=int((now - 10) * 1000),
+             unique_digest="d0", unique_until="start")
     push_raw(redis, "fresh", expires_in=5, enqueued_at=now)
     with LogLines() as lines:
         start_worker()
         wait_for(lambda: runs(redis) == ["fresh"])
         wait_for(lambda: sum("expired:" in line for line in lines) == 2)
     assert runs(redis) == ["fresh"]
-    assert not redis.exists("forkq:unique:d1")
+    assert not redis.exists("forkq:unique:d1") and not redis.exists("forkq:unique:d0")
     assert redis.zcard("retry") == 0 and redis.zcard("dead") == 0
     assert any("jid=old-ms" in line and "expires_in 5 s" in line for line in lines)
 
