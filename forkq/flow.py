@@ -59,8 +59,12 @@ class Flow:
                     extra={"ctx": f"class={payload.get('class')} jid={payload.get('jid')}"})
         processor.observer.job_rescheduled(fetched.queue, over.limiter)
 
-    def watch(self, fetched, payload: dict[str, Any], job_class):
-        """Register the job's time limits with the watchdog; None when it has none."""
+    def watch(self, fetched, payload: dict[str, Any], job_class, on_soft=None):
+        """Register the job's time limits with the watchdog; None when it has none.
+
+        ``on_soft`` runs at the soft limit in the watchdog thread: by default it raises
+        ``SoftTimeLimitExceeded`` in this processor's thread; a coroutine job passes one that
+        cancels its task (``loop.call_soon_threadsafe(task.cancel)``)."""
         soft, hard = limits(payload)
         if soft is None and hard is None:
             return None
@@ -69,7 +73,8 @@ class Flow:
         if hard is not None:
             def on_hard():
                 processor.time_limit_hit(fetched, payload, job_class, hard, entry)
-        entry = processor.context.watchdog.watch(soft, hard, processor.soft_limit_hit, on_hard)
+        entry = processor.context.watchdog.watch(soft, hard, on_soft or processor.soft_limit_hit,
+                                                 on_hard)
         return entry
 
     def unwatch(self, entry) -> None:
