@@ -4,14 +4,15 @@ The application side imports only this package's client half (``redis`` and ``js
 """
 
 from .client import configure, default as _default_client
-from .errors import ConfigError, Shutdown, UnknownJobError
+from .errors import (ConfigError, Shutdown, SoftTimeLimitExceeded, TimeLimitExceeded,
+                     UnknownJobError)
 from .job import Job, job
 
 __version__ = "0.1.0"
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
            "error_handlers", "death_handlers", "register_periodic", "result", "aresult",
-           "ConfigError", "Shutdown",
+           "ConfigError", "Shutdown", "SoftTimeLimitExceeded", "TimeLimitExceeded",
            "UnknownJobError", "__version__"]
 
 #: callables (exc, context) run when a job raises; context holds job, payload and queue

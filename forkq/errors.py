@@ -30,3 +30,18 @@ class Shutdown(BaseException):
 
     A BaseException so that a job's own ``except Exception`` does not swallow it.
     """
+
+
+class SoftTimeLimitExceeded(Exception):
+    """Raised in a job's thread at its ``soft_time_limit``: the job may catch it and clean up.
+
+    An Exception, unlike ``Shutdown``: a job that does not catch it fails like any error (and
+    is retried). A job blocked in a system call sees it only when the call returns."""
+
+
+class TimeLimitExceeded(ForkqError):
+    """The reason recorded on a job that ran past its ``time_limit`` (its process is replaced)."""
+
+
+# Named as exported (``forkq.SoftTimeLimitExceeded``): the error_class a retried job shows.
+SoftTimeLimitExceeded.__module__ = TimeLimitExceeded.__module__ = "forkq"

@@ -7,7 +7,8 @@ makes forkq import anything.
 
 Options, per job (``options = {...}`` or decorator keywords) and per call (``Job.set(...)``):
 data options travel in the payload (``queue``, ``retry``, ``retry_queue``, ``dead``,
-``backtrace``, ``tags``, ``result_ttl``); hooks stay in the process (``retry_in``,
+``backtrace``, ``tags``, ``result_ttl``, and ``soft_time_limit``, ``time_limit``,
+``expires_in``, which the worker acts on); hooks stay in the process (``retry_in``,
 ``retry_on``, ``retries_exhausted``), so they are per job only; ``unique_for`` and
 ``unique_until`` are acted on by the client at enqueue (``unique.py``), which writes the lock's
 digest and release point into the payload instead. Every option is checked where it is written
@@ -32,8 +33,10 @@ from . import unique
 from .config import MAX_RETRIES, YEAR, name_problem
 from .results import check_ttl
 
-#: options written into every payload
-DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags", "result_ttl")
+#: options written into every payload; the last three are acted on by the worker (seconds:
+#: ``timelimit.py``, ``expiry.py``)
+DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags", "result_ttl",
+                "soft_time_limit", "time_limit", "expires_in")
 #: options that are code, kept in the worker's registry and never serialised
 HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
 #: options the client acts on at enqueue (``unique.py``): the payload carries the lock's digest
@@ -112,6 +115,13 @@ def _result_ttl_rule(value: Any) -> str | None:
     return None
 
 
+def _seconds_rule(value: Any) -> str | None:
+    if not isinstance(value, bool) and isinstance(value, numbers.Real) and \
+            math.isfinite(value) and value > 0:
+        return None
+    return "a positive number of seconds"
+
+
 _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "queue": _queue_rule,
     "retry_queue": _queue_rule,
@@ -128,6 +138,9 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
         and value > 0) else "a positive number of seconds (the lock's TTL)",
     "unique_until": lambda value: None if value in unique.UNTIL else "'start' or 'success'",
     "result_ttl": _result_ttl_rule,
+    "soft_time_limit": _seconds_rule,
+    "time_limit": _seconds_rule,
+    "expires_in": _seconds_rule,
 }
 
 

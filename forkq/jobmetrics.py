@@ -174,6 +174,12 @@ class WithJobMetrics:
     def job_poisoned(self) -> None:
         self.observer.job_poisoned()
 
+    def job_rescheduled(self, queue: str, limiter: str) -> None:
+        self.observer.job_rescheduled(queue, limiter)
+
+    def job_expired(self, queue: str) -> None:
+        self.observer.job_expired(queue)
+
     def close(self) -> None:
         self.observer.close()
 

@@ -7,7 +7,7 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | --- | --- | --- | --- | --- |
 | ``queues`` | set | client (SADD on push) | worker, api | none |
 | ``queue:<name>`` | list | client LPUSH; recovery/requeue RPUSH | fetch (right end) | none |
-| ``schedule`` | zset | client ``perform_in``/``perform_at`` | poller, api | none |
+| ``schedule`` | zset | client ``perform_in``/``perform_at``; processor (over-limit reschedule, ``postpone.py``) | poller, api | none |
 | ``retry`` | zset | processor on failure | poller, api | none |
 | ``dead`` | zset | dead.py only (retry writer, processor, poller, recovery, api) | api | trimmed on add |
 | ``processes`` | set | heartbeat | api, recovery | none |
@@ -27,7 +27,7 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``forkq:periodic:tick:<name>:<tick>`` | string: claiming identity | periodic leader, before the enqueue | periodic leader | claim TTL |
 | ``forkq:periodic:cursor`` | hash: entry name → last tick handled | periodic leader (claim script) | periodic leader | none |
 | ``forkq:periodic:state`` | hash: ``<name>:last`` JSON {tick, jid, at}; ``<name>:next`` tick | periodic leader | api, web | none |
-| ``forkq:unique:<digest>`` | string: holding jid | client (SET NX EX) | processor (compare-and-delete) | unique_for (+ delay) |
+| ``forkq:unique:<digest>`` | string: holding jid | client (SET NX PX) | processor, retry writer, recovery (compare-and-delete) at start, success or death | unique_for (+ delay) |
 | ``forkq:limiter:concurrent:<name>`` | zset: holder → lease expiry | limiter | limiter | lock_timeout after last use |
 | ``forkq:limiter:window:<name>`` | hash: window (index since the epoch), count | limiter | limiter | to the window's end |
 | ``forkq:limiter:bucket:<name>`` | hash: tokens, at | limiter | limiter | time to refill |

@@ -58,9 +58,10 @@ class Manager:
         Returns how many jobs were pushed back at the deadline."""
         self.quiet()
         for processor in self.processors:
-            processor.join(max(0.0, deadline - time.monotonic()))
+            if not processor.abandoned:  # a thread stuck past its time_limit is not waited for
+                processor.join(max(0.0, deadline - time.monotonic()))
         for processor in self.processors:
-            if processor.is_alive() and processor.current is None:
+            if processor.is_alive() and processor.current is None and not processor.abandoned:
                 # Idle in a blocking fetch: let it return and release what it holds, so that
                 # no thread is left fetching when the running jobs are pushed back below.
                 processor.join(IDLE_TIMEOUT + 1.0)

@@ -16,6 +16,11 @@ buries *that* job with the reason and the batch goes on; an error that escapes a
 its unfinished jobs back before the thread fetches again. Nothing is acknowledged while a
 job of the batch is neither finished nor back in a queue.
 
+Flow control around a job is ``flow.py``'s: an expired job is discarded before it starts, a
+unique lock released at start or success, a job over a limiter's limit rescheduled (not failed),
+and time limits watched by the process's watchdog thread, which at a hard limit takes the batch
+from this thread (``time_limit_hit``) as the manager does at shutdown:
+
 At the shutdown deadline the manager *abandons* a processor still running a job (Sidekiq's
 ``Processor#kill``): ``abandon()`` hands over what the thread held, which the manager pushes
 back (``fetch.bulk_requeue``), then ``kill()`` raises ``Shutdown`` in the thread, which from
@@ -33,13 +38,16 @@ import redis as redis_py
 
 from .client import new_jid
 from .dead import envelope
-from .errors import MalformedJobError, Shutdown, UnknownJobError
-from .fetch import Fetched, Fetcher, Held
+from .errors import MalformedJobError, Shutdown, SoftTimeLimitExceeded, UnknownJobError
+from .fetch import Fetched, Fetcher, Held, bulk_requeue
+from .flow import Flow, time_limit_error
 from .health import next_backoff
 from .job import HOOK_OPTIONS, resolve
+from .limiter import OverLimit
 from .log import job_log, logger, thread_tag
 from .payload import parse
 from .retry import ISOLATE_KEY, error_class_name, error_message
+from .timelimit import raise_in
 
 _ISOLATE_MARK = f'"{ISOLATE_KEY}"'
 
@@ -63,6 +71,9 @@ class Processor(threading.Thread):
         self.fetcher = Fetcher(self.redis, context.keys, context.config.queues,
                                context.config.strict, context.private_lists(index),
                                context.config.fetch == "reliable", index, context.idle_plan)
+        self.flow = Flow(self)
+        #: the time-limit watch of the running job, if it has limits
+        self.limited = None
 
     # --- the loop
 
@@ -71,7 +82,7 @@ class Processor(threading.Thread):
         self.tid = thread_tag()
         self.observer = self.context.observer
         try:
-            while not quiet.is_set():
+            while not quiet.is_set() and not self.abandoned:
                 try:
                     self._step()
                 except Exception:
@@ -158,9 +169,12 @@ class Processor(threading.Thread):
         """Stop owning the batch: return the running and unstarted jobs and the stat deltas,
         for the caller to push back. The thread writes nothing after this."""
         with self.lock:
-            self.abandoned = True
-            jobs = self._take_unfinished()
-            return self.fetcher.held(jobs, known=bool(jobs))
+            return self._abandon()
+
+    def _abandon(self) -> Held:
+        self.abandoned = True
+        jobs = self._take_unfinished()
+        return self.fetcher.held(jobs, known=bool(jobs))
 
     def kill(self) -> None:
         """Raise ``Shutdown`` in the thread at its next bytecode (a job in C code sees it
@@ -181,6 +195,8 @@ class Processor(threading.Thread):
             counters.failed += 1
             return
         job_class = resolve(payload["class"])
+        if "expires_in" in payload and self.flow.expired(fetched, payload):
+            return
         if job_class is not None and job_class.coroutine:
             self.context.coroutines.hand_over(self, fetched, payload, job_class)
             return
@@ -191,12 +207,26 @@ class Processor(threading.Thread):
         keeps_result = self.context.results.keeps(job_class, payload)
         if keeps_result:
             self._record_result("started", payload, self.context.identity)
+        if job_class is not None and "unique_digest" in payload:
+            self.flow.release(payload, "start")
+        limited = self.flow.watch(fetched, payload, job_class) if (
+            "time_limit" in payload or "soft_time_limit" in payload) else None
         started = time.perf_counter()
         failed = False
         try:
-            value = self._perform(job_class, payload, fetched.queue)
+            self.limited = limited
+            try:
+                value = self._perform(job_class, payload, fetched.queue)
+            finally:
+                if limited is not None:
+                    self.limited = None
+                    self.flow.unwatch(limited)
         except Shutdown:
             raise
+        except OverLimit as over:
+            if not self.abandoned:
+                self.flow.postpone(fetched, payload, over)
+            return
         except BaseException as exc:
             elapsed = time.perf_counter() - started
             if self.abandoned:
@@ -212,6 +242,8 @@ class Processor(threading.Thread):
                 self._record_result("succeeded", payload, value)
             if verbose:
                 job_log.write(self.tid, context, "done", elapsed)
+            if "unique_digest" in payload and not self.abandoned:
+                self.flow.release(payload, "success")
         if self.abandoned:
             return
         counters.processed += 1
@@ -248,6 +280,49 @@ class Processor(threading.Thread):
         write = getattr(self.context.results, step)
         self._retrying(lambda: write(self.redis, payload, *details), until_stopped=False)
 
+    # --- time limits: called by the watchdog thread (``timelimit.py``)
+
+    def soft_limit_hit(self) -> None:
+        """Raise ``SoftTimeLimitExceeded`` in the job (the watchdog holds its lock, so the
+        job's watch is still open)."""
+        raise_in(self.ident, SoftTimeLimitExceeded)
+
+    def time_limit_hit(self, fetched: Fetched, payload, job_class, limit: float, watch) -> None:
+        """At a job's hard limit: take the batch from this thread (it writes nothing more),
+        write the job to retry or dead with ``TimeLimitExceeded``, put the batch's other jobs
+        back, then retire the process, whose other threads stop gracefully.
+
+        The write to retry comes before the requeue that acknowledges the private list: a
+        process killed between the two leaves the job in both, and it may run twice."""
+        with self.lock:
+            if self.abandoned or self.current is not fetched or self.limited is not watch:
+                return
+            held = self._abandon()
+        exc = time_limit_error(payload, limit)
+        tell_error_handlers(self.context.error_handlers, exc, payload, fetched.queue)
+        summary = self._write_time_limited(held, payload, job_class, exc)
+        self.observer.job_finished(fetched.queue, payload["class"] if job_class else "unknown",
+                                   time.time() - self.run_at, True)
+        logger.error("fail: %s: %s; %s", error_class_name(exc), exc, summary,
+                     extra={"ctx": f"class={payload['class']} jid={payload.get('jid')}"})
+        self.context.retire(f"jid={payload.get('jid')} ran past its time_limit of {limit:g} s")
+
+    def _write_time_limited(self, held: Held, payload, job_class, exc) -> str:
+        if not held.known:
+            return "this thread's lists are left for recovery"
+        hooks = {name: job_class.options.get(name) for name in HOOK_OPTIONS} if job_class else {}
+        redis = self.context.make_redis()
+        try:
+            outcome = self.context.retry_writer.handle(redis, payload, exc, hooks)
+            held.jobs, held.processed, held.failed = (held.jobs[1:], held.processed + 1,
+                                                      held.failed + 1)
+            bulk_requeue(redis, self.context.keys, [held])
+            return outcome.summary
+        except redis_py.RedisError as error:
+            return f"not written ({error}): this thread's lists are left for recovery"
+        finally:
+            redis.close()
+
     def _bury(self, fetched: Fetched, reason: str) -> None:
         """Send a payload forkq cannot run to the dead set, raw, with the reason."""
         logger.error("job in queue %s: dead: %s", fetched.queue, reason)
@@ -282,16 +357,21 @@ class Processor(threading.Thread):
                 return None
 
 
+def tell_error_handlers(handlers, exc: BaseException, payload, queue: str) -> None:
+    """Run each error handler; one that raises is logged and the others still run."""
+    for handler in handlers:
+        try:
+            handler(exc, {"job": payload, "queue": queue})
+        except Exception:
+            logger.exception("error handler %r failed", handler)
+
+
 def handle_failure(context, redis, job_class, payload, queue, exc: BaseException, where: str,
                    attempt: Callable):
     """A job raised: run the error handlers, schedule its retry or bury it (``attempt`` repeats
     the write while Redis is away), log it; returns the retry writer's ``Outcome``. Shared by
     the processor threads and the coroutine runner (``aio_runner.py``)."""
-    for handler in context.error_handlers:
-        try:
-            handler(exc, {"job": payload, "queue": queue})
-        except Exception:
-            logger.exception("error handler %r failed", handler)
+    tell_error_handlers(context.error_handlers, exc, payload, queue)
     hooks = {name: job_class.options.get(name) for name in HOOK_OPTIONS} if job_class else {}
     outcome = context.retry_writer.handle(redis, payload, exc, hooks, attempt=attempt)
     logger.warning("fail: %s: %s; %s", error_class_name(exc), error_message(exc),

@@ -24,6 +24,7 @@ import time
 
 from redis.client import NEVER_DECODE
 
+from . import unique
 from .errors import PoisonJobError
 from .fetch import queue_of
 from .log import logger
@@ -174,6 +175,7 @@ class Recovery:
             self.context.observer.job_poisoned()
             logger.error("poison job: class=%s jid=%s: dead: %s", payload.get("class"),
                          payload.get("jid"), exc)
+            unique.release_at(self.redis, self.keys, payload, "dead")
             run_death_handlers(self.death_handlers, dead, exc)
 
 

@@ -30,6 +30,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import unique
 from .log import logger
 
 #: marks a job recovered from a dead process with others; cleared once it fails normally
@@ -195,6 +196,8 @@ class Outcome:
     text: str
     score: float
     bury: bool
+    #: (digest, jid) of the unique lock the job's death releases, if any
+    unlock: tuple[str, str] | None = None
 
     @property
     def summary(self) -> str:
@@ -222,7 +225,8 @@ class RetryWriter:
         now = time.time()
         failed = with_error(payload, exc, now)
         outcome = Outcome(decision, _dumps(failed), now + decision.delay,
-                          decision.action == "dead" and payload.get("dead", True) is not False)
+                          decision.action == "dead" and payload.get("dead", True) is not False,
+                          death_unlock(payload) if decision.action != "retry" else None)
         if decision.action in ("dead", "drop"):
             self._run_death_hooks(decision, failed, exc, hooks)
         attempt(lambda: self.write(redis, outcome))
@@ -240,5 +244,16 @@ class RetryWriter:
     def write(self, redis, outcome: Outcome) -> None:
         if outcome.decision.action == "retry":
             redis.zadd(self.keys.retry, {outcome.text: outcome.score})
-        elif outcome.bury:
+            return
+        if outcome.bury:
             self.dead_set.add(redis, [outcome.text], outcome.score)
+        if outcome.unlock:
+            unique.release(redis, self.keys, *outcome.unlock)
+
+
+def death_unlock(payload: dict[str, Any]) -> tuple[str, str] | None:
+    """The unique lock a job's death (dead, dropped or discarded) releases, if any."""
+    lock_digest = payload.get("unique_digest")
+    if isinstance(lock_digest, str) and unique.releases_at(payload, "dead"):
+        return lock_digest, str(payload.get("jid"))
+    return None

@@ -35,6 +35,7 @@ RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+RELEASE_SHA = hashlib.sha1(RELEASE_SCRIPT.encode()).hexdigest()
 
 
 def digest(class_name: str, queue: str, args: list, key: str | None = None) -> str:
@@ -86,13 +87,16 @@ def payload_fields(lock_digest: str, until: str) -> dict[str, str]:
 def releases_at(payload: dict[str, Any], event: str) -> bool:
     """Whether the processor releases the payload's lock at ``event``.
 
-    ``event``: ``start`` (before perform), ``success``, ``retry`` (a retry was scheduled) or
-    ``dead`` (retries exhausted, ``retry: false`` or 0, or poison)."""
+    ``event``: ``start`` (before perform), ``success``, ``retry`` (a retry was scheduled),
+    ``dead`` (retries exhausted, ``retry: false`` or 0, or poison) or ``expired`` (discarded
+    before it started, so a ``start`` lock too)."""
     until = payload.get("unique_until")
     if "unique_digest" not in payload or until not in UNTIL:
         return False
     if event == "start":
         return until == "start"
+    if event == "expired":
+        return True
     return until == "success" and event in ("success", "dead")
 
 
@@ -104,9 +108,22 @@ def acquire(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str, ttl: 
 
 def release(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str) -> bool:
     """Free the lock if ``jid`` still holds it (a lock re-taken by another job stays)."""
-    return redis.eval(RELEASE_SCRIPT, 1, keys.unique(lock_digest), jid) == 1
+    key = keys.unique(lock_digest)
+    try:
+        return redis.evalsha(RELEASE_SHA, 1, key, jid) == 1
+    except redis_py.exceptions.NoScriptError:
+        return redis.eval(RELEASE_SCRIPT, 1, key, jid) == 1
 
 
 def holder(redis: redis_py.Redis, keys: Keys, lock_digest: str) -> str | None:
     """The jid holding the lock, if any (for the web UI and tests)."""
     return redis.get(keys.unique(lock_digest))
+
+
+def release_at(redis: redis_py.Redis, keys: Keys, payload: dict[str, Any], event: str) -> bool:
+    """The processor's call at each ``event`` (see ``releases_at``): free the payload's lock if
+    it is released then and this job still holds it."""
+    lock_digest = payload.get("unique_digest")
+    if not isinstance(lock_digest, str) or not releases_at(payload, event):
+        return False
+    return release(redis, keys, lock_digest, str(payload.get("jid")))

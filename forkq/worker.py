@@ -38,8 +38,14 @@ from .results import ResultRecorder
 from .retry import RetryWriter
 from .scheduled import Poller
 from .signals import SignalQueue
+from .timelimit import Watchdog
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2)
+#: exit status of a standalone worker that retired itself (a job ran past its time_limit):
+#: EX_TEMPFAIL, so that its supervisor restarts it
+RETIRED_STATUS = 75
+#: seconds a retired process's other running jobs get to finish before they are requeued
+RETIRE_TIMEOUT = 5.0
 
 
 class Context:
@@ -70,6 +76,10 @@ class Context:
         self.idle_plan = ordering.idle_plan(config.queues, config.concurrency)
         #: told about each finished job; the metrics module replaces it in supervised children
         self.observer = NullObserver()
+        #: calls back at running jobs' time limits (``timelimit.py``)
+        self.watchdog = Watchdog()
+        #: ``retire(reason)``: replace this process (a job ran past its time_limit); any thread
+        self.retire = lambda reason: None
 
     def make_redis(self):
         return connection.make_client(self.url)
@@ -85,6 +95,12 @@ class NullObserver:
         pass
 
     def jobs_recovered(self, count: int) -> None:
+        pass
+
+    def job_rescheduled(self, queue: str, limiter: str) -> None:
+        pass
+
+    def job_expired(self, queue: str) -> None:
         pass
 
     def job_poisoned(self) -> None:
@@ -136,6 +152,8 @@ class Worker:
         self.poller = Poller(self.context, self.recovery)
         self.on_tick = on_tick
         self.stopping = False
+        self.retired = False
+        self.context.retire = self.retire
 
     def start(self) -> None:
         probe = self.context.make_redis()
@@ -149,6 +167,7 @@ class Worker:
         self.poller.start()
         # Processors read the observer when their threads start: wrap it before that.
         self.context.observer = WithJobMetrics(self.heartbeat.job_metrics, self.context.observer)
+        self.context.watchdog.start()
         self.manager.start()
         logger.info("forkq %s started: identity=%s concurrency=%d queues=%s fetch=%s",
                     _version(), self.context.identity, self.config.concurrency,
@@ -177,14 +196,30 @@ class Worker:
         elif signum == signal.SIGUSR2:
             log.reopen()
 
+    def retire(self, reason: str) -> None:
+        """Have this process replaced: it takes no new job, and under ``forkq start`` asks the
+        master for a successor (which stops it gracefully); alone, it stops and exits with
+        ``RETIRED_STATUS`` for its supervisor to restart it."""
+        logger.warning("retiring this process: %s", reason)
+        self.retired = True
+        self.manager.quiet()
+        request = getattr(self.on_tick, "request_retirement", None)
+        if request is not None:
+            request()
+        else:
+            self.signals.push(signal.SIGTERM)
+
     def stop(self) -> int:
-        deadline = time.monotonic() + self.config.timeout
+        # Retired, its successor already runs: the other jobs need not hold this process long.
+        timeout = min(self.config.timeout, RETIRE_TIMEOUT) if self.retired else self.config.timeout
+        deadline = time.monotonic() + timeout
         # Under forkq start the master owns the second Ctrl-C (it forces the stop) and says so.
         hint = "" if self.on_tick else ("; a second Ctrl-C or TERM is ignored (kill -9 forces "
                                         "the stop; the jobs come back by recovery)")
         logger.info("stopping: running jobs have %.0f s to finish, then go back to their "
-                    "queues%s", self.config.timeout, hint)
+                    "queues%s", timeout, hint)
         self.manager.stop(deadline)
+        self.context.watchdog.halt()
         self.poller.stop()
         try:
             self.recovery.release_slot()
@@ -192,7 +227,7 @@ class Worker:
             logger.warning("could not release slot %s: %s", self.context.slot, exc)
         self.heartbeat.stop()
         logger.info("stopped")
-        return 0
+        return RETIRED_STATUS if self.retired and self.on_tick is None else 0
 
 
 def check_redis(redis) -> None:

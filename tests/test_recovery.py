@@ -32,7 +32,8 @@ def test_dead_process_lists_are_recovered_by_a_running_worker(redis, start_worke
     redis.lpush("queue:default", job_text("queued", "b" * 24))
     start_worker(concurrency=1, heartbeat_ttl=1)
     wait_for(lambda: sorted(redis.lrange("ran", 0, -1)) == ["orphan", "queued"], timeout=10)
-    assert not redis.hexists("forkq:slots", "otherhost:9:0")
+    wait_for(lambda: not redis.hexists("forkq:slots", "otherhost:9:0"),
+             message="the dead slot forgotten")
 
 
 def test_live_process_lists_are_left_alone(redis, make_config):

@@ -84,6 +84,8 @@ def test_a_scheduled_job_holds_its_lock_until_run_time_plus_unique_for(unique_fo
     ("success", "retry", False),
     ("success", "success", True),
     ("success", "dead", True),
+    ("start", "expired", True),
+    ("success", "expired", True),
     (None, "success", False),
 ])
 def test_release_points(until, event, released):

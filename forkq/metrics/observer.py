@@ -40,7 +40,11 @@ _HELP = {
     "forkq_job_duration_seconds": "Seconds a job ran, failed ones included.",
     "forkq_jobs_recovered": "Jobs put back on their queue after their process died.",
     "forkq_jobs_poison": "Jobs sent to the dead set for killing their process too often.",
+    "forkq_jobs_rescheduled": "Jobs put back in schedule because a limiter was over its limit.",
+    "forkq_jobs_expired": "Jobs discarded because they did not start within expires_in.",
 }
+#: labelled event counters: name → label names
+_EVENTS = {"forkq_jobs_rescheduled": ["queue", "limiter"], "forkq_jobs_expired": ["queue"]}
 
 
 class _Series:
@@ -68,6 +72,8 @@ class JobObserver:
         self._series: dict[tuple[str, str], _Series] = {}
         self._recovered = 0
         self._poisoned = 0
+        #: (counter name, label values) → count, for the ``_EVENTS`` counters
+        self._events: dict[tuple[str, tuple[str, ...]], int] = {}
         self._files = _ChildFiles(directory, os.getpid())
         self._halt = threading.Event()
         self.flush()
@@ -94,6 +100,16 @@ class JobObserver:
         with self._lock:
             self._poisoned += 1
 
+    def job_rescheduled(self, queue: str, limiter: str) -> None:
+        self._count_event("forkq_jobs_rescheduled", (queue, limiter))
+
+    def job_expired(self, queue: str) -> None:
+        self._count_event("forkq_jobs_expired", (queue,))
+
+    def _count_event(self, name: str, labels: tuple[str, ...]) -> None:
+        with self._lock:
+            self._events[(name, labels)] = self._events.get((name, labels), 0) + 1
+
     def flush(self) -> None:
         """Write the totals that changed since the last flush."""
         with self._flush_lock:
@@ -103,7 +119,9 @@ class JobObserver:
                 for key, processed, *_ in changed:
                     self._series[key].written = processed
                 recovered, poisoned = self._recovered, self._poisoned
+                events = dict(self._events)
             self._files.write(changed, recovered, poisoned)
+            self._files.write_events(events)
 
     def close(self) -> None:
         """Stop the flushing thread after a last flush."""
@@ -134,6 +152,11 @@ class _ChildFiles:
             self._histograms.write_value(sum_key, seconds, 0.0)
             for bucket_key, count in zip(bucket_keys, buckets):
                 self._histograms.write_value(bucket_key, count, 0.0)
+
+    def write_events(self, events: dict[tuple[str, tuple[str, ...]], int]) -> None:
+        for (name, labels), value in events.items():
+            key = mmap_key(name, name + "_total", _EVENTS[name], list(labels), _HELP[name])
+            self._counters.write_value(key, value, 0.0)
 
     def _counter(self, name: str, value: int) -> None:
         key = mmap_key(name, name + "_total", [], [], _HELP[name])

@@ -1,0 +1,157 @@
+"""What a unique lock or a limiter adds to a job: worker CPU and Redis round trips per job.
+
+Not a test: it prints figures. Drains the same ``INCR`` body four ways (plain, unique until
+success, inside a window limiter, inside a concurrent limiter; limits high enough never to
+refuse), each from a queue filled beforehand, on a private redis-server on loopback TCP, one
+worker process of 10 threads; and enqueues the plain and the unique job one at a time.
+
+    python bench/flow_cost.py                  # 20,000 jobs each way, median of 3 runs
+    python bench/flow_cost.py --jobs 5000 --runs 1
+
+Round trips are counted from Redis' ``commandstats``: the commands a client sends itself
+(``EVALSHA``/``EVAL``: fetch, limiter and lock-release scripts; ``BLMOVE``; ``ZREM``: leaving
+a concurrent slot; ``SET``: taking a unique lock; ``LPUSH``/``SADD``: a push), not the ones the
+scripts run inside Redis, plus the body's one ``INCRBY`` a job (redis-py sends ``INCR`` as
+``INCRBY``, which the fetch script also runs inside Redis, so it is not counted from the stats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [ROOT, HERE]
+
+import forkq  # noqa: E402
+from forkq import limiter  # noqa: E402
+
+from bench import commands  # noqa: E402
+from harness import Server, tree_cpu_seconds, wait_until  # noqa: E402
+
+#: admits everything: the cost measured is the check, not a wait
+WIDE_WINDOW = limiter.window("bench-window", 10**9, 60)
+WIDE_SLOTS = limiter.concurrent("bench-slots", 10**6)
+#: commands a client sends itself (see the module docstring)
+ROUND_TRIP_COMMANDS = ("evalsha", "eval", "blmove", "brpop", "zrem", "set", "lpush", "rpush",
+                       "sadd")
+
+
+class Plain(forkq.Job):
+    def perform(self, n):
+        forkq.redis().incr("bench:counter")
+
+
+class Unique(forkq.Job):
+    options = {"unique_for": 600}
+
+    def perform(self, n):
+        forkq.redis().incr("bench:counter")
+
+
+class Windowed(forkq.Job):
+    def perform(self, n):
+        with WIDE_WINDOW:
+            forkq.redis().incr("bench:counter")
+
+
+class Slotted(forkq.Job):
+    def perform(self, n):
+        with WIDE_SLOTS:
+            forkq.redis().incr("bench:counter")
+
+
+KINDS = {"plain": Plain, "unique": Unique, "window": Windowed, "concurrent": Slotted}
+
+
+def round_trips(before: dict, after: dict) -> int:
+    return sum(after.get(f"cmdstat_{name}", 0) - before.get(f"cmdstat_{name}", 0)
+               for name in ROUND_TRIP_COMMANDS)
+
+
+def spawn_worker(url: str, tmp: str) -> subprocess.Popen:
+    config = {"redis_url": url, "require": ["flow_cost"], "concurrency": 10,
+              "loglevel": "warning", "heartbeat_interval": 1, "poll_interval": 1,
+              "metrics": {"port": None}, "data_dir": tmp}
+    path = os.path.join(tmp, "forkq.yml")
+    with open(path, "w") as handle:
+        json.dump(config, handle)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE]))
+    return subprocess.Popen([sys.executable, "-m", "forkq.worker", "-c", path], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def enqueue_once(server: Server, kind: str, jobs: int) -> dict:
+    server.client.flushall()
+    job = KINDS[kind]
+    before, started = commands(server.client), time.perf_counter()
+    for n in range(jobs):
+        job.perform_async(n)
+    elapsed = time.perf_counter() - started
+    return {"us": elapsed / jobs * 1e6,
+            "trips": round_trips(before, commands(server.client)) / jobs}  # no body here
+
+
+def drain_once(server: Server, kind: str, jobs: int) -> dict:
+    client = server.client
+    client.flushall()
+    # Filled where the worker does not look, then renamed into place once it idles: the
+    # counts then hold the drain alone, not the push or the start.
+    KINDS[kind].set(queue="staging").perform_bulk([[n] for n in range(jobs)])
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = spawn_worker(server.url, tmp)
+        try:
+            wait_until(lambda: client.scard("processes") >= 1, timeout=60)
+            time.sleep(1.0)  # let its threads reach their idle wait
+            before, cpu_before = commands(client), tree_cpu_seconds([worker.pid])
+            client.rename("queue:staging", "queue:default")
+            wait_until(lambda: int(client.get("bench:counter") or 0) >= jobs)
+            cpu = tree_cpu_seconds([worker.pid]) - cpu_before
+            after = commands(client)
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    if kind == "unique":
+        assert not client.keys("forkq:unique:*"), "unique locks left after success"
+    return {"cpu_us": cpu / jobs * 1e6, "trips": round_trips(before, after) / jobs + 1.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    server = Server()
+    forkq.configure(redis_url=server.url)
+    print(f"forkq {forkq.__version__}, Python {sys.version.split()[0]}, {args.jobs:,} jobs, "
+          f"median of {args.runs} runs, {os.cpu_count()} CPUs")
+    try:
+        print("\nWorker drain (INCR body, 1 process, 10 threads):")
+        base = None
+        for kind in KINDS:
+            runs = [drain_once(server, kind, args.jobs) for _ in range(args.runs)]
+            cpu = statistics.median(r["cpu_us"] for r in runs)
+            trips = statistics.median(r["trips"] for r in runs)
+            base = base or (cpu, trips)
+            print(f"  {kind:<10} CPU {cpu:6.1f} µs/job (+{cpu - base[0]:5.1f})  round trips "
+                  f"{trips:.2f}/job (+{trips - base[1]:.2f})")
+        print("\nEnqueue one at a time (client process):")
+        for kind in ("plain", "unique"):
+            runs = [enqueue_once(server, kind, args.jobs) for _ in range(args.runs)]
+            print(f"  {kind:<10} {statistics.median(r['us'] for r in runs):6.1f} µs/job  round "
+                  f"trips {statistics.median(r['trips'] for r in runs):.2f}/job")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    import flow_cost  # the job classes as the worker names them (not ``__main__.Plain``)
+
+    flow_cost.main()
