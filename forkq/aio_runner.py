@@ -46,12 +46,16 @@ from typing import Any
 import redis as redis_py
 from redis.exceptions import NoScriptError
 
-from . import connection
+from . import connection, unique
+from .errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from .fetch import Fetched
 from .health import next_backoff
 from .keys import DAILY_STAT_TTL
 from .log import logger
+from .limiter import OverLimit
+from .postpone import POSTPONE_SCRIPT, postponed
 from .processor import handle_failure
+from .timelimit import limits
 from .recovery import MOVE_ONE_SCRIPT
 
 #: seconds without a turn of the loop after which a stall is reported
@@ -148,6 +152,7 @@ class CoroutineRunner:
                       self.context.results.keeps(job_class, payload))
         if job.keeps_result:
             processor._record_result("started", payload, self.context.identity)
+        processor.flow.release(payload, "start")
         if self.reliable and processor._retrying(lambda: self._move_in(processor, fetched),
                                                  until_stopped=False) is None:
             self.slots.release()
@@ -176,7 +181,7 @@ class CoroutineRunner:
                 job.started, job.run_at = True, time.time()
                 started = time.perf_counter()
                 try:
-                    value = await self._perform(job)
+                    value = await self._within_limits(job)
                 except asyncio.CancelledError:
                     if self._closing.is_set():
                         return  # stop() pushes it back
@@ -191,6 +196,24 @@ class CoroutineRunner:
         finally:
             self.slots.release()
         self.finished.put(job)
+
+    async def _within_limits(self, job: Running) -> Any:
+        """Run the job; past its ``soft_time_limit`` or ``time_limit`` (the sooner) it is
+        cancelled (``CancelledError`` inside the coroutine, which may clean up) and fails with
+        ``SoftTimeLimitExceeded`` or ``TimeLimitExceeded``. A cancelled coroutine frees the loop,
+        so no process is retired for it, unlike a thread stuck in a system call."""
+        soft, hard = limits(job.payload)
+        if soft is None and hard is None:
+            return await self._perform(job)
+        limit, kind = min((value, kind) for value, kind in ((soft, SoftTimeLimitExceeded),
+                                                            (hard, TimeLimitExceeded))
+                          if value is not None)
+        try:
+            return await asyncio.wait_for(self._perform(job), limit)
+        except asyncio.TimeoutError:
+            name = "soft_time_limit" if kind is SoftTimeLimitExceeded else "time_limit"
+            raise kind(f"time limit: the coroutine job ran past its {name} of {limit:g} s and "
+                       f"was cancelled (jid={job.payload.get('jid')})") from None
 
     async def _perform(self, job: Running) -> Any:
         instance = job.job_class()
@@ -245,26 +268,35 @@ class CoroutineRunner:
         return batch
 
     def _finish(self, redis, batch: list[Running]) -> None:
-        failed = 0
+        ends = []
         for job in batch:
             try:
-                failed += self._record(redis, job)
+                ends.append(self._record(redis, job))
             except Exception as exc:
+                ends.append("failed")
                 logger.exception("could not record the end of coroutine job jid=%s: %s",
                                  job.payload.get("jid"), exc)
-        self._retrying(lambda: self._acknowledge(redis, batch, failed))
+        processed, failed = len(ends) - ends.count("postponed"), ends.count("failed")
+        self._retrying(lambda: self._acknowledge(redis, batch, processed, failed))
         for job in batch:
             self.running.pop(job.ident, None)
         self.jobs_done += len(batch)
 
-    def _record(self, redis, job: Running) -> bool:
-        """Write what a finished job left: result, retry or death, metrics; True if it failed."""
+    def _record(self, redis, job: Running) -> str:
+        """Write what a finished job left: result, retry or death, reschedule, unique lock,
+        metrics; returns ``"done"``, ``"failed"`` or ``"postponed"``."""
         elapsed, value, exc = job.ending
         payload, queue_name = job.payload, job.fetched.queue
         where = f"class={payload['class']} jid={payload.get('jid')} elapsed={elapsed:.3f}"
+        if isinstance(exc, OverLimit):
+            self._postpone(redis, job, exc, where)
+            return "postponed"
         if exc is None:
             if job.keeps_result:
                 self._retrying(lambda: self.context.results.succeeded(redis, payload, value))
+            if "unique_digest" in payload:
+                self._retrying(lambda: unique.release_at(redis, self.context.keys, payload,
+                                                         "success"))
         else:
             outcome = handle_failure(self.context, redis, job.job_class, payload, queue_name,
                                      exc, where, self._retrying)
@@ -273,15 +305,26 @@ class CoroutineRunner:
                     redis, payload, exc, outcome.decision.action == "retry"))
         self.context.observer.job_finished(queue_name, payload["class"], elapsed,
                                            exc is not None)
-        return exc is not None
+        return "done" if exc is None else "failed"
 
-    def _acknowledge(self, redis, batch: list[Running], failed: int) -> None:
+    def _postpone(self, redis, job: Running, over: OverLimit, where: str) -> None:
+        """Over its limiter: the job leaves the loop's list for ``schedule`` in one script
+        (``postpone.py``), neither failed nor retried."""
+        run_at = time.time() + over.retry_in
+        self._retrying(lambda: redis.eval(
+            POSTPONE_SCRIPT, 2, self.list_key, self.context.keys.schedule, job.fetched.text,
+            postponed(job.payload), repr(run_at), 1 if self.reliable else 0))
+        logger.info("over limit %s; again in %.1f s", over.limiter, over.retry_in,
+                    extra={"ctx": where})
+        self.context.observer.job_rescheduled(job.fetched.queue, over.limiter)
+
+    def _acknowledge(self, redis, batch: list[Running], processed: int, failed: int) -> None:
         day = time.strftime("%Y-%m-%d", time.gmtime())
         keys = self.context.keys
         texts = [job.fetched.text for job in batch] if self.reliable else []
         self._ack(keys=[self.list_key, keys.stat("processed"), keys.stat("failed"),
                         keys.daily_stat("processed", day), keys.daily_stat("failed", day)],
-                  args=[len(batch), failed, DAILY_STAT_TTL, *texts], client=redis)
+                  args=[processed, failed, DAILY_STAT_TTL, *texts], client=redis)
 
     def _retrying(self, write) -> Any:
         """Repeat a write while Redis is away, until the process stops (what the loop's list

@@ -16,7 +16,7 @@ import asyncio
 import time
 
 import forkq
-from forkq import Job, client
+from forkq import Job, client, limiter
 
 #: Nap jobs running now in this process (all on its one event loop thread)
 _running = 0
@@ -97,3 +97,39 @@ class FlakyThreaded(Job):
         if _redis().hincrby("async:started", self.jid, 1) == 1:
             raise ValueError(f"first run of {value}")
         return value
+
+
+class UniqueNap(Job):
+    """A unique coroutine job; records whether its lock was still held while it ran."""
+    options = {"unique_for": 60, "retry": 0}
+
+    async def perform(self, key):
+        redis = _redis()
+        held = bool(redis.keys("forkq:unique:*"))
+        redis.rpush("async:lock_while_running", "held" if held else "free")
+        await asyncio.sleep(0)
+        redis.hincrby("async:runs", self.jid, 1)
+
+
+class Overrun(Job):
+    """Sleeps past its time limit; records that it was cancelled and cleaned up."""
+    options = {"time_limit": 0.3, "retry": 0}
+
+    async def perform(self):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            _redis().rpush("async:cleaned_up", self.jid)
+            raise
+
+
+ONE_AT_A_TIME = limiter.window("async-window", 1, 2)
+
+
+class WindowedNap(Job):
+    """One per two-second window across the system: the second is rescheduled, not failed."""
+    options = {"retry": 0}
+
+    async def perform(self, n):
+        with ONE_AT_A_TIME:
+            _redis().rpush("async:windowed", f"{n} {time.time()}")

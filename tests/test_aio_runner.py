@@ -132,3 +132,43 @@ def test_term_pushes_back_coroutine_jobs_running_past_the_deadline(start_master,
     queued = [json.loads(text)["jid"] for text in redis.lrange("queue:default", 0, -1)]
     assert sorted(queued) == sorted(slow) and inflight_keys(redis) == []
     assert "5 coroutine job(s) cancelled and pushed back" in master.log()
+
+
+# --- flow control for coroutine jobs: unique locks, time limits, limiters ---------------------
+
+def test_a_unique_coroutine_job_holds_its_lock_while_running_and_frees_it_after(redis,
+                                                                                start_worker):
+    from async_jobs import UniqueNap
+
+    jid = UniqueNap.perform_async("k")
+    assert UniqueNap.perform_async("k") is None
+    start_worker(concurrency=1)
+    wait_for(lambda: runs(redis) == {jid: 1}, 10, message="the unique job ran")
+    assert redis.lrange("async:lock_while_running", 0, -1) == ["held"]
+    wait_for(lambda: not redis.keys("forkq:unique:*"), 5, message="lock released after success")
+
+
+def test_a_coroutine_job_past_its_time_limit_is_cancelled_and_fails_with_the_reason(
+        redis, start_worker):
+    from async_jobs import Overrun
+
+    jid = Overrun.perform_async()
+    start_worker(concurrency=1)
+    wait_for(lambda: redis.zcard("dead") == 1, 10, message="the overrunning job died")
+    (dead,) = [json.loads(text) for text in redis.zrange("dead", 0, -1)]
+    assert dead["jid"] == jid and dead["error_class"] == "forkq.TimeLimitExceeded"
+    assert "time_limit of 0.3 s" in dead["error_message"]
+    assert redis.lrange("async:cleaned_up", 0, -1) == [jid]
+
+
+def test_an_over_limit_coroutine_job_is_rescheduled_not_failed(redis, start_worker):
+    from async_jobs import WindowedNap
+
+    start_worker(concurrency=1, poll_interval=0.1)
+    WindowedNap.perform_async(1), WindowedNap.perform_async(2)
+    wait_for(lambda: redis.llen("async:windowed") == 2, 10, message="both ran, in two windows")
+    times = sorted(float(entry.split()[1]) for entry in redis.lrange("async:windowed", 0, -1))
+    assert int(times[1] // 2) == int(times[0] // 2) + 1
+    assert redis.zcard("retry") == 0 and redis.zcard("dead") == 0
+    wait_for(lambda: stats()["processed"] == 2, 5, message="two jobs counted, not three")
+    assert stats()["failed"] == 0
