@@ -23,6 +23,8 @@ WORKER_RULE = ("~* -@all +ping +select +info +time +evalsha +eval +script|load "
                "+hincrby +hget +hmget +hgetall +hdel +zadd +zrem +zcard +zrangebyscore +zremrangebyscore "
                "+zremrangebyrank +bitfield +multi +exec")
 PRODUCER_RULE = "~* -@all +select +sadd +lpush +zadd"
+#: what unique jobs (the lock) and result_ttl (the queued record) add to a producer's rule
+PRODUCER_EXTRAS = "+set +evalsha +eval"
 WEB_READ_ONLY_RULE = "~* +@read"
 PASSWORD = "acl-pa55/word"
 
@@ -109,6 +111,21 @@ def test_a_producer_with_the_producer_rule_enqueues_schedules_and_bulk(acl_serve
     forkq_client.default().close()
     assert denied(admin) == []
     assert admin.llen("queue:default") == 6 and admin.zcard("schedule") == 1
+
+
+def test_unique_and_result_keeping_jobs_need_only_the_producer_rule_plus_its_extras(
+        acl_server, admin):
+    import jobs
+
+    rule = PRODUCER_RULE + " " + PRODUCER_EXTRAS
+    forkq_client.configure(redis_url=user_url(acl_server, admin, "producer", rule))
+    assert jobs.Record.set(unique_for=60).perform_async("once") is not None
+    assert jobs.Record.set(unique_for=60).perform_async("once") is None
+    jobs.Record.set(unique_for=60).perform_bulk([["a"], ["b"]])
+    jobs.Record.set(result_ttl=60).perform_async("kept")
+    forkq_client.default().close()
+    assert denied(admin) == []
+    assert admin.llen("queue:default") == 4 and admin.keys("forkq:result:*")
 
 
 def test_the_producer_rule_cannot_read_jobs(acl_server, admin):
