@@ -4,6 +4,7 @@ The application side imports only this package's client half (``redis`` and ``js
 """
 
 from .client import configure, default as _default_client
+from .hooks import registry as _hooks
 from .errors import (ConfigError, Shutdown, SoftTimeLimitExceeded, TimeLimitExceeded,
                      UnknownJobError)
 from .job import Job, job
@@ -15,21 +16,21 @@ __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_midd
            "ConfigError", "Shutdown", "SoftTimeLimitExceeded", "TimeLimitExceeded",
            "UnknownJobError", "__version__"]
 
-#: callables (exc, context) run when a job raises; context holds job, payload and queue
-error_handlers: list = []
+#: callables (exc, context) run when a job raises; context holds job (payload) and queue
+error_handlers: list = _hooks.error_handlers
 #: callables (payload, exc) run when a job dies (retries exhausted, retry: false or 0, poison)
-death_handlers: list = []
+death_handlers: list = _hooks.death_handlers
 
 
 def client_middleware(middleware):
     """Register a client middleware ``(job_class, payload, queue, call_next)``."""
-    _default_client().middleware.add_client(middleware)
+    _hooks.middleware.add_client(middleware)
     return middleware
 
 
 def server_middleware(middleware):
     """Register a server middleware ``(job, payload, queue, call_next)``."""
-    _default_client().middleware.add_server(middleware)
+    _hooks.middleware.add_server(middleware)
     return middleware
 
 

@@ -26,7 +26,7 @@ import time
 import warnings
 from typing import Any, Callable, Iterable
 
-from . import arguments, config, connection, push, unique
+from . import arguments, config, connection, hooks, push, unique
 from .config import Config
 from .job import DATA_OPTIONS, Arity, Job, validate_options
 from .keys import Keys
@@ -87,7 +87,7 @@ class BulkTemplate:
 class Client:
     """Pushes payloads; ``sink`` is replaced by ``forkq.testing`` to run without Redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, middleware: Chain | None = None) -> None:
         #: client keys given by ``configure()`` (or adopted from a command's config)
         self._given: dict[str, Any] = {}
         #: False once a command's parsed config was adopted: its file and environment are read
@@ -95,7 +95,8 @@ class Client:
         self._settings: tuple[Config, Keys] | None = None
         #: per job class pushed: ``perform``'s arity (and the ``__main__`` warning given once)
         self._classes: dict[type, Arity] = {}
-        self.middleware = Chain()
+        #: the client middleware this client runs (the default client: the process's registry)
+        self.middleware = middleware if middleware is not None else Chain()
         self.sink: Callable[[list[dict[str, Any]], float | None], None] | None = None
         self._redis = connection.LazyClient()
 
@@ -314,7 +315,7 @@ def release_locks(redis, keys: Keys, taken: dict) -> None:
         unique.release(redis, keys, lock_digest, jid)
 
 
-_default = Client()
+_default = Client(hooks.registry.middleware)
 
 
 def default() -> Client:

@@ -28,6 +28,7 @@ from . import connection, log, ordering
 from .errors import ConfigError, ForkqError
 from .health import RedisHealth
 from .heartbeat import Heartbeat, hostname
+from .hooks import Hooks, registry
 from .jobmetrics import WithJobMetrics
 from .keys import Keys
 from .log import logger
@@ -51,9 +52,8 @@ RETIRE_TIMEOUT = 5.0
 class Context:
     """What every thread of a worker shares: config, keys, events, writers. Built after fork."""
 
-    def __init__(self, config, url: str, slot: str) -> None:
-        import forkq
-
+    def __init__(self, config, url: str, slot: str, hooks: Hooks | None = None) -> None:
+        hooks = hooks or registry
         self.config = config
         self.url = url
         self.slot = slot
@@ -64,9 +64,10 @@ class Context:
         #: set at the shutdown deadline: retries of Redis writes give up then
         self.stopped = threading.Event()
         self.health = RedisHealth()
-        self.middleware = forkq_client.default().middleware
-        self.error_handlers = forkq.error_handlers
-        self.death_handlers = forkq.death_handlers
+        #: what the application registered (``hooks.py``): middleware and handlers
+        self.middleware = hooks.middleware
+        self.error_handlers = hooks.error_handlers
+        self.death_handlers = hooks.death_handlers
         self.dead_set = DeadSet(self.keys, config.dead_max_jobs, config.dead_timeout)
         self.retry_writer = RetryWriter(self.keys, self.dead_set, config.max_retries,
                                         self.death_handlers)
@@ -142,9 +143,10 @@ def run_before_require_hooks() -> None:
 
 class Worker:
     def __init__(self, config, url: str, slot: str,
-                 on_tick: Callable[["Worker"], None] | None = None) -> None:
+                 on_tick: Callable[["Worker"], None] | None = None,
+                 hooks: Hooks | None = None) -> None:
         self.config = config
-        self.context = Context(config, url, slot)
+        self.context = Context(config, url, slot, hooks)
         self.signals = SignalQueue()
         self.manager = Manager(self.context)
         self.heartbeat = Heartbeat(self.context, self.manager, self.signals.push)

@@ -410,6 +410,19 @@ def test_model_arguments_travel_as_references_and_load_fresh_rows(django_env, re
     assert dead["retry_count"] == 0 and redis.zcard("retry") == 0, "retried a deleted row"
 
 
+def test_stale_connections_are_closed_around_every_job_not_only_tasks(django_env, redis,
+                                                                       start_worker):
+    """The Django set-up's server middleware (forkq's hooks) closes the connection a job left
+    (CONN_MAX_AGE 0, as after a request), so the next job on that thread starts with none."""
+    from shop.jobs import TouchDatabase
+
+    for _ in range(3):
+        TouchDatabase.perform_async()
+    start_worker(concurrency=1)
+    wait_for(lambda: redis.llen("shop:connection_at_start") == 3, 15, message="three jobs ran")
+    assert redis.lrange("shop:connection_at_start", 0, -1) == ["closed"] * 3
+
+
 def test_only_model_jobs_take_instances_and_only_saved_ones(django_env, redis):
     from shop.jobs import ShipOrder
     from shop.models import Order

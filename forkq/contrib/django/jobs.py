@@ -1,10 +1,11 @@
 """``RunTask``: the one forkq job that runs every Django task, in a forkq worker's thread.
 
 Its arguments are ``[module_path, args, kwargs]``; the task is looked up among the tasks this
-process defined (``registry``), never imported from the payload. Steps: close stale database
-connections (as Django's request cycle does), record the run as started, send
-``task_started``, call the task (with a ``TaskContext`` when it ``takes_context``), record the
-value or the error, send ``task_finished``, close stale connections again. A failure is raised
+process defined (``registry``), never imported from the payload. Steps: record the run as
+started, send ``task_started``, call the task (with a ``TaskContext`` when it
+``takes_context``), record the value or the error, send ``task_finished``. Stale database
+connections are closed around every job, tasks or not, by the server middleware that the
+Django set-up registers in forkq's hooks (``setup.close_connections_around``). A failure is raised
 on to forkq, which retries it per the payload's ``retry`` (the backend's ``RETRY``) and finally
 sends it to the dead set; the result shows every failure in ``errors``.
 
@@ -18,8 +19,6 @@ from __future__ import annotations
 import os
 import threading
 from typing import Any
-
-from django.db import close_old_connections
 
 from forkq import Job, client, results
 from forkq.config import Config
@@ -42,25 +41,20 @@ class RunTask(Job):
         source = client.default()
         recorder = results.ResultRecorder(source.keys)
         redis = source.redis
-        close_old_connections()
+        record = recorder.started(redis, self.payload, worker_id())
+        running = self._task_result(task, record, args, kwargs)
+        task_started.send(sender, task_result=running)
         try:
-            record = recorder.started(redis, self.payload, worker_id())
-            running = self._task_result(task, record, args, kwargs)
-            task_started.send(sender, task_result=running)
-            try:
-                value = call(task, running, args, kwargs)
-            except Shutdown:
-                raise
-            except BaseException as exc:
-                record = recorder.failed(redis, self.payload, exc, self._will_retry(exc))
-                task_finished.send(sender, task_result=self._task_result(task, record, args,
-                                                                         kwargs))
-                raise
-            record = recorder.succeeded(redis, self.payload, value)
+            value = call(task, running, args, kwargs)
+        except Shutdown:
+            raise
+        except BaseException as exc:
+            record = recorder.failed(redis, self.payload, exc, self._will_retry(exc))
             task_finished.send(sender, task_result=self._task_result(task, record, args, kwargs))
-            return value
-        finally:
-            close_old_connections()
+            raise
+        record = recorder.succeeded(redis, self.payload, value)
+        task_finished.send(sender, task_result=self._task_result(task, record, args, kwargs))
+        return value
 
     def _task_result(self, task, record: dict | None, args: list, kwargs: dict):
         result = results.decode_record(self.jid, record) if record is not None else None

@@ -7,7 +7,9 @@ otherwise. Listing ``forkq.contrib.django.boot`` first under ``require:`` makes 
 required: it calls ``setup()``, which fails, naming the fix, without ``DJANGO_SETTINGS_MODULE``.
 
 After the set-up the database connections it opened are closed, so that none is shared by the
-worker children forked afterwards: each thread opens its own.
+worker children forked afterwards: each thread opens its own. The set-up also registers a
+server middleware in forkq's hooks (``forkq.hooks.registry``) that closes stale connections
+around every job, as Django's request cycle does around a request.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 
 from forkq.errors import ConfigError
+from forkq.hooks import registry
 
 
 def before_require() -> None:
@@ -35,3 +38,17 @@ def setup() -> None:
     if not apps.ready:
         django.setup()
     connections.close_all()
+    if close_connections_around not in registry.middleware.server:
+        registry.middleware.add_server(close_connections_around)
+
+
+def close_connections_around(job, payload, queue, call_next):
+    """Server middleware: close the thread's stale or broken database connections before and
+    after each job, as Django's request cycle does around a request (``CONN_MAX_AGE``)."""
+    from django.db import close_old_connections
+
+    close_old_connections()
+    try:
+        return call_next()
+    finally:
+        close_old_connections()
