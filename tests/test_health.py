@@ -71,9 +71,13 @@ def test_backoff_doubles_up_to_the_cap():
     assert delays[1:4] == [0.1, 0.2, 0.4] and delays[-1] == health.BACKOFF_CAP
 
 
-def test_an_error_reply_is_not_called_an_outage(caplog):
+def test_an_error_reply_is_not_called_an_outage(caplog, monkeypatch):
     import redis
+    clock = [100.0]
+    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
     state = health.RedisHealth()
     with caplog.at_level(logging.INFO, logger="forkq"):
-        state.failed(redis.ResponseError("OOM command not allowed"))
+        for _ in range(3):
+            state.failed(redis.ResponseError("OOM command not allowed"))
+            clock[0] += health.OUTAGE_GRACE / 2
     assert messages(caplog) == ["Redis refused a command"]
