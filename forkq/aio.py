@@ -96,11 +96,7 @@ async def perform_bulk(job, args_list: Iterable[list], batch_size: int = client.
     jids: list[str] = []
     batch: list[dict[str, Any]] = []
     for index, args in enumerate(args_list):
-        if not isinstance(args, list):
-            raise TypeError(f"{name}.aperform_bulk: item {index} is a "
-                            f"{type(args).__name__}; pass a list of argument lists")
-        rules.check(len(args), lambda: f"{name}.aperform_bulk: item {index}")
-        arguments.check(args, lambda: f"{name}.aperform_bulk: item {index}")
+        client.check_bulk_item(args, index, rules, f"{name}.aperform_bulk")
         payload = client.build_payload(job_class, args, options, now)
         if _allowed(job_class, payload):
             batch.append(payload)

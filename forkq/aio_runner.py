@@ -43,13 +43,12 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis as redis_py
 from redis.exceptions import NoScriptError
 
 from . import connection, unique
 from .errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from .fetch import Fetched
-from .health import next_backoff
+from .health import retrying
 from .keys import DAILY_STAT_TTL
 from .log import logger
 from .limiter import OverLimit
@@ -329,17 +328,7 @@ class CoroutineRunner:
     def _retrying(self, write) -> Any:
         """Repeat a write while Redis is away, until the process stops (what the loop's list
         holds is then recovered)."""
-        health, delay = self.context.health, 0.0
-        while True:
-            try:
-                result = write()
-                health.succeeded()
-                return result
-            except redis_py.RedisError as exc:
-                health.failed(exc)
-            delay = next_backoff(delay)
-            if self.context.stopped.wait(delay):
-                return None
+        return retrying(write, self.context.health, self.context.stopped.wait)
 
     def _watch_stall(self) -> None:
         lag = time.monotonic() - self._last_tick

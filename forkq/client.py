@@ -209,11 +209,7 @@ class Client:
         jids: list[str] = []
         batch: list = []
         for index, args in enumerate(args_list):
-            if not isinstance(args, list):
-                raise TypeError(f"{name}.perform_bulk: item {index} is a "
-                                f"{type(args).__name__}; pass a list of argument lists")
-            rules.check(len(args), lambda: f"{name}.perform_bulk: item {index}")
-            arguments.check(args, lambda: f"{name}.perform_bulk: item {index}")
+            check_bulk_item(args, index, rules, f"{name}.perform_bulk")
             if template is None:
                 batch.append(build_payload(job_class, args, options, now))
             else:
@@ -270,6 +266,15 @@ class Client:
         connection.send_commands(redis if redis is not None else self.redis,
                                  push.commands(self.keys, payloads, at, now))
         return True
+
+
+def check_bulk_item(args: Any, index: int, rules: Arity, where: str) -> None:
+    """One item of a bulk push: a list of arguments that fits ``perform`` and JSON."""
+    if not isinstance(args, list):
+        raise TypeError(f"{where}: item {index} is a {type(args).__name__}; pass a list of "
+                        f"argument lists")
+    rules.check(len(args), lambda: f"{where}: item {index}")
+    arguments.check(args, lambda: f"{where}: item {index}")
 
 
 def unique_rule(job_class: type[Job], options: dict[str, Any]) -> tuple[float, str] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any, Callable
 
 import redis
 
@@ -68,3 +69,22 @@ class RedisHealth:
 
 def next_backoff(previous: float) -> float:
     return min(BACKOFF_CAP, max(BACKOFF_START, previous * 2))
+
+
+def retrying(call: Callable[[], Any], health: RedisHealth,
+             give_up: Callable[[float], bool]) -> Any:
+    """Run ``call`` until Redis answers, backing off between tries and reporting each failure
+    and the recovery to ``health``. ``give_up(delay)`` waits out the delay and says whether to
+    stop trying (the process is stopping): then None is returned, and what the caller held
+    stays where recovery finds it."""
+    delay = 0.0
+    while True:
+        try:
+            result = call()
+            health.succeeded()
+            return result
+        except redis.RedisError as exc:
+            health.failed(exc)
+        delay = next_backoff(delay)
+        if give_up(delay):
+            return None

@@ -41,7 +41,7 @@ from .dead import envelope
 from .errors import MalformedJobError, Shutdown, SoftTimeLimitExceeded, UnknownJobError
 from .fetch import Fetched, Fetcher, Held, bulk_requeue
 from .flow import Flow, time_limit_error
-from .health import next_backoff
+from .health import retrying
 from .job import HOOK_OPTIONS, resolve
 from .limiter import OverLimit
 from .log import job_log, logger, thread_tag
@@ -343,18 +343,9 @@ class Processor(threading.Thread):
         """Run ``call`` until Redis answers. Gives up (returns None) only when the process is
         quieting (``until_stopped``) or stopped, or this processor was abandoned; what it held
         stays in its private lists and is recovered or requeued."""
-        health, delay = self.context.health, 0.0
-        while True:
-            try:
-                result = call()
-                health.succeeded()
-                return result
-            except redis_py.RedisError as exc:
-                health.failed(exc)
-            delay = next_backoff(delay)
-            stop = self.context.quiet if until_stopped else self.context.stopped
-            if stop.wait(delay) or self.abandoned:
-                return None
+        stop = self.context.quiet if until_stopped else self.context.stopped
+        return retrying(call, self.context.health,
+                        lambda delay: stop.wait(delay) or self.abandoned)
 
 
 def tell_error_handlers(handlers, exc: BaseException, payload, queue: str) -> None:
