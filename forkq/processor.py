@@ -266,8 +266,12 @@ class Processor(threading.Thread):
             return instance.perform(*payload["args"])
         # perform's own value, whether or not each middleware passes it on
         returned = []
-        chain.invoke_server(instance, payload, queue,
-                            lambda: returned.append(instance.perform(*payload["args"])))
+
+        def run() -> Any:
+            returned.append(instance.perform(*payload["args"]))
+            return returned[0]
+
+        chain.invoke_server(instance, payload, queue, run)
         return returned[0] if returned else None
 
     def _handle_failure(self, job_class, payload, queue, exc: BaseException, context):

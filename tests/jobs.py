@@ -17,6 +17,7 @@ def record(key, value):
 class Record(forkq.Job):
     def perform(self, value):
         record("ran", value)
+        return f"recorded {value}"
 
 
 class Shared(forkq.Job):

@@ -107,7 +107,8 @@ def test_server_middleware_wraps_perform(redis, start_worker):
 
     def around(job, payload, queue, call_next):
         seen.append((type(job).__name__, payload["jid"], queue))
-        return call_next()
+        seen.append(call_next())  # what perform returned
+        return seen[-1]
 
     client.default().middleware.add_server(around)
     try:
@@ -116,7 +117,7 @@ def test_server_middleware_wraps_perform(redis, start_worker):
         wait_for(lambda: ran(redis) == ["m"])
     finally:
         client.default().middleware.server.remove(around)
-    assert seen == [("Record", jid, "default")]
+    assert seen == [("Record", jid, "default"), "recorded m"]
 
 
 def test_strict_queues_drain_in_order(redis, start_worker):

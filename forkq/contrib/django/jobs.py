@@ -1,15 +1,16 @@
 """``RunTask``: the one forkq job that runs every Django task, in a forkq worker's thread.
 
 Its arguments are ``[module_path, args, kwargs]``; the task is looked up among the tasks this
-process defined (``registry``), never imported from the payload. Steps: record the run as
-started, send ``task_started``, call the task (with a ``TaskContext`` when it
-``takes_context``), record the value or the error, send ``task_finished``. Stale database
-connections are closed around every job, tasks or not, by the server middleware that the
-Django set-up registers in forkq's hooks (``setup.close_connections_around``). A failure is raised
+process defined (``registry``), never imported from the payload. The job itself only calls the
+task (with a ``TaskContext`` when it ``takes_context``); the task's run protocol is a server
+middleware the Django set-up registers in forkq's hooks (``task_protocol``): record the run as
+started, send ``task_started``, let the job run, record the value or the error, send
+``task_finished``. Stale database connections are closed around every job, tasks or not, by
+another such middleware (``setup.close_connections_around``). A failure is raised
 on to forkq, which retries it per the payload's ``retry`` (the backend's ``RETRY``) and finally
 sends it to the dead set; the result shows every failure in ``errors``.
 
-This job writes its own results (the backend owns its tasks' results). A failure's result is
+The protocol writes the task's results (the backend owns its tasks' results). A failure's result is
 ``READY`` when forkq will retry it: decided here with forkq's rule and the default
 ``max_retries`` (25), which a worker configured otherwise may contradict for ``RETRY: true``.
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 from forkq import Job, client, results
 from forkq.config import Config
-from forkq.errors import Shutdown
+from forkq.errors import ConfigError, Shutdown
 from forkq.heartbeat import hostname
 from forkq.retry import decide
 
@@ -32,36 +33,53 @@ from .taskresults import to_task_result
 
 
 class RunTask(Job):
-    #: tells the processor not to record this job's results: it records them itself
+    #: tells the processor not to record this job's results: ``task_protocol`` records them
     records_own_result = True
 
     def perform(self, module_path: str, args: list, kwargs: dict) -> Any:
-        task = registry.lookup(module_path)
-        sender = type(task.get_backend())
-        source = client.default()
-        recorder = results.ResultRecorder(source.keys)
-        redis = source.redis
-        record = recorder.started(redis, self.payload, worker_id())
-        running = self._task_result(task, record, args, kwargs)
-        task_started.send(sender, task_result=running)
-        try:
-            value = call(task, running, args, kwargs)
-        except Shutdown:
-            raise
-        except BaseException as exc:
-            record = recorder.failed(redis, self.payload, exc, self._will_retry(exc))
-            task_finished.send(sender, task_result=self._task_result(task, record, args, kwargs))
-            raise
-        record = recorder.succeeded(redis, self.payload, value)
-        task_finished.send(sender, task_result=self._task_result(task, record, args, kwargs))
-        return value
+        running = getattr(self, "task_result", None)
+        if running is None:
+            raise ConfigError("a Django task ran without forkq's Django set-up (no result, no "
+                              "signals): start the worker with DJANGO_SETTINGS_MODULE set, or "
+                              "list forkq.contrib.django.boot first under require:")
+        return call(self.task, running, args, kwargs)
 
-    def _task_result(self, task, record: dict | None, args: list, kwargs: dict):
-        result = results.decode_record(self.jid, record) if record is not None else None
-        return to_task_result(task, self.jid, result, args, kwargs)
 
-    def _will_retry(self, exc: BaseException) -> bool:
-        return decide(self.payload, exc, {}, Config.max_retries).action == "retry"
+def task_protocol(job, payload: dict[str, Any], queue: str, call_next) -> Any:
+    """Server middleware that the Django set-up registers in forkq's hooks: around a
+    ``RunTask`` job, find the task, record the run as started, send ``task_started``, let the
+    job call the task, record the value or the error and send ``task_finished``. Other jobs
+    pass through."""
+    if not isinstance(job, RunTask) or len(payload["args"]) != 3:
+        return call_next()  # a malformed RunTask fails in perform, naming its arguments
+    module_path, args, kwargs = payload["args"]
+    task = registry.lookup(module_path)
+    sender = type(task.get_backend())
+    source = client.default()
+    recorder, redis = results.ResultRecorder(source.keys), source.redis
+    record = recorder.started(redis, payload, worker_id())
+    job.task, job.task_result = task, _task_result(task, job.jid, record, args, kwargs)
+    task_started.send(sender, task_result=job.task_result)
+    try:
+        value = call_next()
+    except Shutdown:
+        raise
+    except BaseException as exc:
+        record = recorder.failed(redis, payload, exc, _will_retry(payload, exc))
+        task_finished.send(sender, task_result=_task_result(task, job.jid, record, args, kwargs))
+        raise
+    record = recorder.succeeded(redis, payload, value)
+    task_finished.send(sender, task_result=_task_result(task, job.jid, record, args, kwargs))
+    return value
+
+
+def _task_result(task, jid: str, record: dict | None, args: list, kwargs: dict):
+    result = results.decode_record(jid, record) if record is not None else None
+    return to_task_result(task, jid, result, args, kwargs)
+
+
+def _will_retry(payload: dict[str, Any], exc: BaseException) -> bool:
+    return decide(payload, exc, {}, Config.max_retries).action == "retry"
 
 
 def call(task, task_result, args: list, kwargs: dict) -> Any:

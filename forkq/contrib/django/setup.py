@@ -7,9 +7,10 @@ otherwise. Listing ``forkq.contrib.django.boot`` first under ``require:`` makes 
 required: it calls ``setup()``, which fails, naming the fix, without ``DJANGO_SETTINGS_MODULE``.
 
 After the set-up the database connections it opened are closed, so that none is shared by the
-worker children forked afterwards: each thread opens its own. The set-up also registers a
-server middleware in forkq's hooks (``forkq.hooks.registry``) that closes stale connections
-around every job, as Django's request cycle does around a request.
+worker children forked afterwards: each thread opens its own. The set-up also registers two
+server middlewares in forkq's hooks (``forkq.hooks.registry``): one closes stale connections
+around every job, as Django's request cycle does around a request; the other is the tasks'
+run protocol (results and signals, ``jobs.task_protocol``).
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ def setup() -> None:
     if not apps.ready:
         django.setup()
     connections.close_all()
-    if close_connections_around not in registry.middleware.server:
-        registry.middleware.add_server(close_connections_around)
+    from .jobs import task_protocol
+
+    for middleware in (close_connections_around, task_protocol):
+        if middleware not in registry.middleware.server:
+            registry.middleware.add_server(middleware)
 
 
 def close_connections_around(job, payload, queue, call_next):
