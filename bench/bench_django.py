@@ -13,9 +13,7 @@ connections around each job; plain forkq jobs keep no result.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +25,7 @@ ROOT = os.path.dirname(HERE)
 PROJECT = os.path.join(ROOT, "tests", "django_project")
 sys.path[:0] = [ROOT, HERE, PROJECT]
 
-from harness import Server, wait_until  # noqa: E402
+from harness import Server, spawn_worker, wait_until  # noqa: E402
 
 
 def setup_django(url: str, db: str) -> None:
@@ -50,12 +48,7 @@ def drain(server: Server, tmp: str, jobs: int) -> tuple[float, float]:
               "queues": ["default"], "concurrency": 10, "heartbeat_interval": 1,
               "poll_interval": 1, "logfile": os.path.join(tmp, "log"), "loglevel": "warn",
               "data_dir": tmp}
-    path = os.path.join(tmp, "forkq.yml")
-    with open(path, "w") as handle:
-        json.dump(config, handle)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE, PROJECT]))
-    worker = subprocess.Popen([sys.executable, "-m", "forkq.worker", "-c", path], env=env,
-                              cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = spawn_worker(config, tmp, [ROOT, HERE, PROJECT], cwd=PROJECT)
     process = psutil.Process(worker.pid)
     client = server.client
     try:

@@ -13,9 +13,7 @@ jobs × 0.1 s / jobs at once.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +27,7 @@ sys.path[:0] = [ROOT, HERE]
 import forkq  # noqa: E402
 
 import sleep_jobs  # noqa: E402
-from harness import Server, wait_until  # noqa: E402
+from harness import Server, spawn_worker, wait_until  # noqa: E402
 
 #: the settings compared: name → (job class, config keys)
 SETTINGS = {
@@ -40,16 +38,11 @@ SETTINGS = {
 }
 
 
-def spawn_worker(url: str, tmp: str, keys: dict) -> subprocess.Popen:
+def spawn_sleep_worker(url: str, tmp: str, keys: dict):
     config = {"redis_url": url, "require": ["sleep_jobs"], "queues": ["default"],
               "heartbeat_interval": 1, "poll_interval": 1, "logfile": os.path.join(tmp, "log"),
               "data_dir": tmp, "metrics": {"port": None}, **keys}
-    path = os.path.join(tmp, "forkq.yml")
-    with open(path, "w") as handle:
-        json.dump(config, handle)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE]))
-    return subprocess.Popen([sys.executable, "-m", "forkq.worker", "-c", path], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return spawn_worker(config, tmp, [ROOT, HERE])
 
 
 def drain(server: Server, name: str, jobs: int, seconds: float) -> dict:
@@ -58,7 +51,7 @@ def drain(server: Server, name: str, jobs: int, seconds: float) -> dict:
     client.flushall()
     job.perform_bulk([[seconds] for _ in range(jobs)])
     with tempfile.TemporaryDirectory() as tmp:
-        worker = spawn_worker(server.url, tmp, keys)
+        worker = spawn_sleep_worker(server.url, tmp, keys)
         process = psutil.Process(worker.pid)
         try:
             wait_until(lambda: client.scard("processes") >= 1, timeout=60)

@@ -18,10 +18,8 @@ scripts run inside Redis, plus the body's one ``INCRBY`` a job (redis-py sends `
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ import forkq  # noqa: E402
 from forkq import limiter  # noqa: E402
 
 from bench import commands  # noqa: E402
-from harness import Server, tree_cpu_seconds, wait_until  # noqa: E402
+from harness import Server, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
 
 #: admits everything: the cost measured is the check, not a wait
 WIDE_WINDOW = limiter.window("bench-window", 10**9, 60)
@@ -76,16 +74,11 @@ def round_trips(before: dict, after: dict) -> int:
                for name in ROUND_TRIP_COMMANDS)
 
 
-def spawn_worker(url: str, tmp: str) -> subprocess.Popen:
+def spawn_flow_worker(url: str, tmp: str):
     config = {"redis_url": url, "require": ["flow_cost"], "concurrency": 10,
               "loglevel": "warning", "heartbeat_interval": 1, "poll_interval": 1,
               "metrics": {"port": None}, "data_dir": tmp}
-    path = os.path.join(tmp, "forkq.yml")
-    with open(path, "w") as handle:
-        json.dump(config, handle)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE]))
-    return subprocess.Popen([sys.executable, "-m", "forkq.worker", "-c", path], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return spawn_worker(config, tmp, [ROOT, HERE])
 
 
 def enqueue_once(server: Server, kind: str, jobs: int) -> dict:
@@ -106,7 +99,7 @@ def drain_once(server: Server, kind: str, jobs: int) -> dict:
     # counts then hold the drain alone, not the push or the start.
     KINDS[kind].set(queue="staging").perform_bulk([[n] for n in range(jobs)])
     with tempfile.TemporaryDirectory() as tmp:
-        worker = spawn_worker(server.url, tmp)
+        worker = spawn_flow_worker(server.url, tmp)
         try:
             wait_until(lambda: client.scard("processes") >= 1, timeout=60)
             time.sleep(1.0)  # let its threads reach their idle wait

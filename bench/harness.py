@@ -7,6 +7,7 @@ persistence off, and belongs to one benchmark run: started here, stopped here.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,8 @@ import socket
 import subprocess
 import tempfile
 import time
+
+import sys
 
 import psutil
 import redis as redis_py
@@ -57,6 +60,18 @@ class Server:
         self.process.terminate()
         self.process.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def spawn_worker(config: dict, tmp: str, paths: list[str], cwd: str | None = None
+                 ) -> subprocess.Popen:
+    """One ``python -m forkq.worker`` on ``config`` (written to ``tmp``), with ``paths`` on its
+    PYTHONPATH and its output discarded."""
+    path = os.path.join(tmp, "forkq.yml")
+    with open(path, "w") as handle:
+        json.dump(config, handle)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    return subprocess.Popen([sys.executable, "-m", "forkq.worker", "-c", path], env=env, cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def wait_until(predicate, timeout=300.0, interval=0.005, what="benchmark condition"):
