@@ -206,7 +206,7 @@ class Processor(threading.Thread):
             job_log.write(self.tid, context, "start")
         keeps_result = self.context.results.keeps(job_class, payload)
         if keeps_result:
-            self._record_result("started", payload, self.context.identity)
+            started_record = self._record_result("started", payload, self.context.identity)
         if job_class is not None and "unique_digest" in payload:
             self.flow.release(payload, "start")
         limited = self.flow.watch(fetched, payload, job_class) if (
@@ -235,11 +235,12 @@ class Processor(threading.Thread):
             outcome = self._handle_failure(job_class, payload, fetched.queue, exc,
                                            f"{context} elapsed={elapsed:.3f}")
             if keeps_result:
-                self._record_result("failed", payload, exc, outcome.decision.action == "retry")
+                self._record_result("failed", payload, exc, outcome.decision.action == "retry",
+                                    started_record)
         else:
             elapsed = time.perf_counter() - started
             if keeps_result:
-                self._record_result("succeeded", payload, value)
+                self._record_result("succeeded", payload, value, started_record)
             if verbose:
                 job_log.write(self.tid, context, "done", elapsed)
             if "unique_digest" in payload and not self.abandoned:
@@ -278,11 +279,11 @@ class Processor(threading.Thread):
         return handle_failure(self.context, self.redis, job_class, payload, queue, exc, context,
                               lambda write: self._retrying(write, until_stopped=False))
 
-    def _record_result(self, step: str, payload: dict[str, Any], *details: Any) -> None:
+    def _record_result(self, step: str, payload: dict[str, Any], *details: Any) -> dict | None:
         """Write the job's result record (``results.ResultRecorder``); retried while Redis is
-        away, like every write about a job."""
+        away, like every write about a job. Returns the record as written."""
         write = getattr(self.context.results, step)
-        self._retrying(lambda: write(self.redis, payload, *details), until_stopped=False)
+        return self._retrying(lambda: write(self.redis, payload, *details), until_stopped=False)
 
     # --- time limits: called by the watchdog thread (``timelimit.py``)
 

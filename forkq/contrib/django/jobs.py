@@ -65,10 +65,10 @@ def task_protocol(job, payload: dict[str, Any], queue: str, call_next) -> Any:
     except Shutdown:
         raise
     except BaseException as exc:
-        record = recorder.failed(redis, payload, exc, _will_retry(payload, exc))
+        record = recorder.failed(redis, payload, exc, _will_retry(payload, exc), record)
         task_finished.send(sender, task_result=_task_result(task, job.jid, record, args, kwargs))
         raise
-    record = recorder.succeeded(redis, payload, value)
+    record = recorder.succeeded(redis, payload, value, record)
     task_finished.send(sender, task_result=_task_result(task, job.jid, record, args, kwargs))
     return value
 
