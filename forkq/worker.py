@@ -290,10 +290,13 @@ def run(config, slot: str, on_tick=None, observer=None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m forkq.worker",
                                      description="Run one forkq worker process.")
-    parser.add_argument("-c", "--config", help="path to forkq.yml")
-    parser.add_argument("-r", "--require", action="append", help="module that registers jobs")
-    parser.add_argument("-q", "--queue", action="append", dest="queues", help="queue name")
-    parser.add_argument("-C", "--concurrency", type=int)
+    parser.add_argument("-c", "--config", help="path to the YAML config (default: "
+                        "$FORKQ_CONFIG, else ./forkq.yml when it exists)")
+    parser.add_argument("-r", "--require", action="append",
+                        help="module that registers jobs (repeatable)")
+    parser.add_argument("-q", "--queue", action="append", dest="queues",
+                        help="queue name, or name,weight (repeatable)")
+    parser.add_argument("-C", "--concurrency", type=int, help="threads")
     args = parser.parse_args(argv)
     try:
         config = config_module.load(args.config or config_module.default_path(), flags={
