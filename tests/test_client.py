@@ -12,6 +12,7 @@ import time
 import warnings
 
 import pytest
+import redis as redis_py
 
 import forkq
 from forkq import client, config, connection
@@ -377,15 +378,13 @@ def test_a_scheduled_unique_job_holds_its_lock_until_its_run_time_plus_unique_fo
     assert Report.perform_async("later") is None
 
 
-def test_a_failed_push_releases_the_lock(redis, monkeypatch):
-    def refuse(*_args):
-        raise ConnectionError("push failed")
-
-    monkeypatch.setattr(client.Client, "_push", lambda self, *args: refuse())
-    with pytest.raises(ConnectionError):
+def test_a_failed_push_releases_the_lock(redis):
+    queue_key = client.default().keys.queue(Report.options.get("queue", "default"))
+    redis.set(queue_key, "not a list")  # the real LPUSH fails: WRONGTYPE
+    with pytest.raises(redis_py.ResponseError):
         Report.perform_async("x")
     assert unique_locks(redis) == {}
-    monkeypatch.undo()
+    redis.delete(queue_key)
     assert Report.perform_async("x") is not None
 
 

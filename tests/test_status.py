@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import types
 
 from forkq import __version__, status
+from forkq import config as forkq_config
 from forkq.children import WorkerSlot
 from forkq.log import logger
 
@@ -18,7 +18,7 @@ def slot(index: int, pid: int | None) -> WorkerSlot:
 
 
 def test_master_status_lists_live_and_wanted_slots_by_index():
-    config = types.SimpleNamespace(processes=2, tag="app", concurrency=5)
+    config = forkq_config.from_mapping({"processes": 2, "tag": "app", "concurrency": 5}, "test")
     # Slot 2 is beyond 'processes' (a HUP shrank it) and still runs; slot 3 has exited.
     slots = [slot(2, 302), slot(0, 300), slot(1, None), slot(3, None)]
     held = status.master_status(config, 42, 7.5, slots, None)
