@@ -256,10 +256,12 @@ class Supervisor:
         if config.require != self.config.require:
             logger.warning("HUP: 'require' changed, but the application is preloaded by the "
                            "master: restart the master to load new code")
-        if (config.periodic, config.periodic_lease) != (self.config.periodic,
-                                                         self.config.periodic_lease):
-            logger.warning("HUP: 'periodic' or 'periodic_lease' changed, but periodic entries "
-                           "are read at start: restart the master to apply them")
+        read_at_start = ("periodic", "periodic_lease", "redis_url", "namespace")
+        changed = [key for key in read_at_start if getattr(config, key) != getattr(self.config, key)]
+        if changed:
+            logger.warning("HUP: %s changed, but the master's periodic scheduler reads them at "
+                           "start: restart the master to apply them to it",
+                           ", ".join(repr(key) for key in changed))
         log.setup(config.loglevel, config.logfile)
         self.config = config
         self.generation += 1
