@@ -257,7 +257,8 @@ class Supervisor:
             logger.warning("HUP: 'require' changed, but the application is preloaded by the "
                            "master: restart the master to load new code")
         read_at_start = ("periodic", "periodic_lease", "redis_url", "namespace")
-        changed = [key for key in read_at_start if getattr(config, key) != getattr(self.config, key)]
+        changed = [key for key in read_at_start
+                   if getattr(config, key) != getattr(self.config, key)]
         if changed:
             logger.warning("HUP: %s changed, but the master's periodic scheduler reads them at "
                            "start: restart the master to apply them to it",
