@@ -20,8 +20,8 @@ from typing import Any, Iterable
 
 import redis.asyncio as aioredis
 
-from . import arguments, client, connection, push
-from .job import validate_options
+from . import arguments, client, connection, push, redis_url, unique
+from .job import run_at, validate_options, validate_unique
 
 #: asyncio Redis clients of each running event loop, by URL
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]]" = \
@@ -36,9 +36,29 @@ def redis(source=None) -> aioredis.Redis:
     by_url = _clients.setdefault(asyncio.get_running_loop(), {})
     found = by_url.get(url)
     if found is None:
-        found = by_url[url] = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=connection.SOCKET_TIMEOUT,
-            socket_connect_timeout=5.0)
+        found = by_url[url] = _make_client(url)
+    return found
+
+
+def _make_client(url: str) -> aioredis.Redis:
+    """An asyncio client on the URL as ``redis_url.parse`` reads it (its query parameters,
+    ``wait_replicas``), the way ``connection.make_client`` builds the synchronous one. Sentinel
+    URLs are refused: the asyncio client does not follow a Sentinel failover."""
+    target = redis_url.parse(url)
+    if target.sentinels is not None:
+        raise redis_url.RedisURLError(url, "the asyncio client (forkq.aio, aperform_*) does not "
+                                      "support Sentinel; push with the synchronous client")
+    settings = dict(socket_timeout=connection.SOCKET_TIMEOUT, socket_connect_timeout=5.0,
+                    decode_responses=True, **target.options)
+    if settings.pop("ssl"):
+        connection_class = aioredis.SSLConnection
+    elif "path" in settings:
+        connection_class = aioredis.UnixDomainSocketConnection
+    else:
+        connection_class = aioredis.Connection
+    found = aioredis.Redis.from_pool(
+        aioredis.ConnectionPool(connection_class=connection_class, **settings))
+    found.forkq_wait = connection.wait_setting(target)
     return found
 
 
@@ -50,10 +70,15 @@ async def aclose() -> None:
 
 async def send(commands: list[tuple], source=None) -> list:
     """Send ``commands`` in one round trip (a pipeline without MULTI) and return the replies."""
-    async with redis(source).pipeline(transaction=False) as pipe:
-        for command in commands:
+    found = redis(source)
+    wait = found.forkq_wait
+    async with found.pipeline(transaction=False) as pipe:
+        for command in [*commands, ("WAIT", *wait)] if wait is not None else commands:
             pipe.execute_command(*command)
-        return await pipe.execute()
+        replies = await pipe.execute()
+    if wait is not None:
+        connection.check_wait(replies.pop(), wait)
+    return replies
 
 
 async def push_payloads(payloads: list[dict[str, Any]], at: float | None = None,
@@ -65,6 +90,31 @@ async def push_payloads(payloads: list[dict[str, Any]], at: float | None = None,
         source.sink(payloads, at)
         return
     await send(push.commands(source.keys, payloads, at, time.time()), source)
+
+
+async def _push_unique(payloads: list[dict[str, Any]], locks: list,
+                       at: float | None) -> list[dict[str, Any]]:
+    """``Client._push_unique`` on the asyncio connection: take the unique locks of the payloads
+    that have one (``client.lock_commands``), push those that got theirs (or have none), and
+    release the locks taken if the push fails. The payloads pushed."""
+    source = client.default()
+    if source.sink is not None or not any(locks):
+        await push_payloads(payloads, at, source)
+        return payloads
+    keys = source.keys
+    taken = client.locks_taken(payloads, locks,
+                               await send(client.lock_commands(keys, payloads, locks), source))
+    pushed = [payload for payload, lock in zip(payloads, locks)
+              if lock is None or payload["jid"] in taken]
+    if not pushed:
+        return []
+    try:
+        await push_payloads(pushed, at, source)
+    except BaseException:
+        await send([("EVAL", unique.RELEASE_SCRIPT, 1, keys.unique(lock_digest), jid)
+                    for jid, lock_digest in taken.items()], source)
+        raise
+    return pushed
 
 
 def _job_class(job):
@@ -82,7 +132,15 @@ async def perform_in(job, seconds: float, *args: Any, **options: Any) -> str | N
 
 
 async def perform_at(job, timestamp: float, *args: Any, **options: Any) -> str | None:
-    return await _push_one(_job_class(job), list(args), options, float(timestamp))
+    job_class = _job_class(job)
+    at = run_at(job_class, timestamp, "aperform_at", time.time())
+    return await _push_one(job_class, list(args), options, at)
+
+
+def _check_options(job_class, options: dict[str, Any], where: str) -> None:
+    """The per-call option checks of ``Job.set()``."""
+    validate_options(options, where, per_call=True)
+    validate_unique({**job_class.options, **options}, where)
 
 
 async def perform_bulk(job, args_list: Iterable[list], batch_size: int = client.BULK_BATCH,
@@ -90,7 +148,7 @@ async def perform_bulk(job, args_list: Iterable[list], batch_size: int = client.
     """Push one job per argument list, ``batch_size`` jobs a round trip; returns their jids."""
     job_class = _job_class(job)
     name = job_class.wire_name()
-    validate_options(options, f"{name}.aperform_bulk")
+    _check_options(job_class, options, f"{name}.aperform_bulk")
     rules = client.default()._rules(job_class)  # perform's arity, as the sync client checks it
     now = time.time()
     jids: list[str] = []
@@ -98,8 +156,10 @@ async def perform_bulk(job, args_list: Iterable[list], batch_size: int = client.
     for index, args in enumerate(args_list):
         client.check_bulk_item(args, index, rules, f"{name}.aperform_bulk")
         payload = client.build_payload(job_class, args, options, now)
+        # the lock's fields are in the payload before middleware sees it, as in the sync client
+        lock = client.unique_lock(job_class, payload, options, None, now)
         if _allowed(job_class, payload):
-            batch.append(payload)
+            batch.append((payload, lock))
         if len(batch) >= batch_size:
             jids += await _push_batch(batch)
             batch = []
@@ -108,23 +168,24 @@ async def perform_bulk(job, args_list: Iterable[list], batch_size: int = client.
     return jids
 
 
-async def _push_batch(batch: list[dict[str, Any]]) -> list[str]:
-    await push_payloads(batch)
-    return [payload["jid"] for payload in batch]
+async def _push_batch(batch: list[tuple[dict[str, Any], Any]]) -> list[str]:
+    pushed = await _push_unique([p for p, _ in batch], [lock for _, lock in batch], None)
+    return [payload["jid"] for payload in pushed]
 
 
 async def _push_one(job_class, args: list, options: dict[str, Any],
                     at: float | None) -> str | None:
     name = job_class.wire_name()
     where = f"{name}.aperform_{'at' if at is not None else 'async'}"
-    validate_options(options, where)
+    _check_options(job_class, options, where)
     client.default()._rules(job_class).check(len(args), where)
     arguments.check(args, where)
-    payload = client.build_payload(job_class, args, options, time.time())
+    now = time.time()
+    payload = client.build_payload(job_class, args, options, now)
+    lock = client.unique_lock(job_class, payload, options, at, now)
     if not _allowed(job_class, payload):
         return None
-    await push_payloads([payload], at)
-    return payload["jid"]
+    return payload["jid"] if await _push_unique([payload], [lock], at) else None
 
 
 def _allowed(job_class, payload: dict[str, Any]) -> bool:

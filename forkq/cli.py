@@ -171,7 +171,10 @@ def run_enqueue(args: argparse.Namespace) -> int:
     except TypeError as exc:
         raise ForkqError(f"enqueue: {exc}") from None
     except redis.RedisError as exc:
-        where = config.redis_url or f"the embedded server under {config.data_dir}"
+        from .redis_url import redact  # the password stays out of the message
+
+        where = (redact(config.redis_url) if config.redis_url
+                 else f"the embedded server under {config.data_dir}")
         raise ForkqError(f"enqueue: Redis at {where}: {exc} (nothing was enqueued)") from None
     print(jid)
     return 0
@@ -325,8 +328,8 @@ def push_checked(name: str, job_args: list, options: dict, at: float | None,
     setter = job_class.set(**options)
     jid = setter.perform_async(*job_args) if at is None else setter.perform_at(at, *job_args)
     if jid is None:
-        raise ForkqError(f"enqueue: a client middleware stopped the push of {name}; nothing "
-                         f"was enqueued")
+        raise ForkqError(f"enqueue: the push of {name} was refused, by a client middleware or "
+                         f"by a unique lock another job holds (unique_for); nothing was enqueued")
     return jid
 
 

@@ -302,11 +302,22 @@ def unique_lock(job_class: type[Job], payload: dict[str, Any], options: dict[str
 def acquire_locks(redis, keys: Keys, payloads: list[dict[str, Any]], locks: list) -> dict:
     """One round trip of ``SET NX PX``; jid → digest of each lock taken. A refused lock is a
     duplicate, logged at debug."""
+    commands = lock_commands(keys, payloads, locks)
+    return locks_taken(payloads, locks, connection.send_commands(redis, commands))
+
+
+def lock_commands(keys: Keys, payloads: list[dict[str, Any]], locks: list) -> list[tuple]:
+    """The ``SET NX PX`` of each lock wanted (the sync and asyncio clients send them)."""
+    return [("SET", keys.unique(lock[0]), payload["jid"], "NX", "PX",
+             max(int(lock[1] * 1000), 1))
+            for payload, lock in zip(payloads, locks) if lock is not None]
+
+
+def locks_taken(payloads: list[dict[str, Any]], locks: list, replies: list) -> dict:
+    """jid → digest of each lock whose ``SET NX`` (``lock_commands``) succeeded."""
     wanted = [(payload, lock) for payload, lock in zip(payloads, locks) if lock is not None]
-    commands = [("SET", keys.unique(lock[0]), payload["jid"], "NX", "PX",
-                 max(int(lock[1] * 1000), 1)) for payload, lock in wanted]
     taken = {}
-    for (payload, lock), reply in zip(wanted, connection.send_commands(redis, commands)):
+    for (payload, lock), reply in zip(wanted, replies):
         if reply:
             taken[payload["jid"]] = lock[0]
         else:

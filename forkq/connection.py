@@ -128,9 +128,14 @@ def _client(pool, target: redis_url.Target, single_connection_client: bool) -> r
     client = redis.Redis(connection_pool=pool, single_connection_client=single_connection_client)
     client.auto_close_connection_pool = True  # closing the client closes its own pool
     #: (replicas, timeout in ms) every write waits for, or None
-    client.forkq_wait = ((target.wait_replicas, int(target.wait_timeout * 1000))
-                         if target.wait_replicas else None)
+    client.forkq_wait = wait_setting(target)
     return client
+
+
+def wait_setting(target: redis_url.Target) -> tuple[int, int] | None:
+    """(replicas, timeout in ms) every write waits for, or None."""
+    return ((target.wait_replicas, int(target.wait_timeout * 1000))
+            if target.wait_replicas else None)
 
 
 class LazyClient:
@@ -192,13 +197,17 @@ def send_commands(client: redis.Redis, commands: list[tuple]) -> list:
         commands = [*commands, ("WAIT", *wait)]
     replies = _send(client, commands)
     if wait is not None:
-        confirmed = replies.pop()
-        if confirmed < wait[0]:
-            raise ReplicaTimeoutError(
-                f"written to the Redis primary but confirmed by {confirmed} of {wait[0]} "
-                f"replica(s) within {wait[1]} ms (wait_replicas, wait_timeout): a failover now "
-                f"would lose it")
+        check_wait(replies.pop(), wait)
     return replies
+
+
+def check_wait(confirmed: int, wait: tuple[int, int]) -> None:
+    """Raise ``ReplicaTimeoutError`` when a write's ``WAIT`` got too few confirmations."""
+    if confirmed < wait[0]:
+        raise ReplicaTimeoutError(
+            f"written to the Redis primary but confirmed by {confirmed} of {wait[0]} "
+            f"replica(s) within {wait[1]} ms (wait_replicas, wait_timeout): a failover now "
+            f"would lose it")
 
 
 def call_replicated(client: redis.Redis, connection, *command, disable_decoding=False):

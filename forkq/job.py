@@ -300,9 +300,7 @@ class Setter:
         return self._schedule(at, time.time(), args, "perform_at", timestamp)
 
     def _schedule(self, at: float, now: float, args: tuple, method: str, given: Any) -> str | None:
-        if at - now > MAX_DELAY:
-            raise ValueError(f"{self.job_class.wire_name()}.{method}: {given!r} is more than 100 "
-                             f"years from now (a timestamp in milliseconds? pass epoch seconds)")
+        check_run_at(self.job_class, at, now, method, given)
         return _client().push(self.job_class, list(args), self.options, at=at)
 
     def perform_bulk(self, args_list: Iterable[list], batch_size: int = 1000) -> list[str]:
@@ -318,15 +316,24 @@ class Setter:
         return await self.aperform_at(time.time() + delay, *args)
 
     async def aperform_at(self, timestamp: float, *args: Any) -> str | None:
-        at = _finite(timestamp, "aperform_at", "timestamp", self.job_class)
-        if at - time.time() > MAX_DELAY:
-            raise ValueError(f"{self.job_class.wire_name()}.aperform_at: {timestamp!r} is more "
-                             f"than 100 years from now (a timestamp in milliseconds? pass epoch "
-                             f"seconds)")
-        return await _aio().perform_at(self.job_class, at, *args, **self.options)
+        return await _aio().perform_at(self.job_class, timestamp, *args, **self.options)
 
     async def aperform_bulk(self, args_list: Iterable[list], batch_size: int = 1000) -> list[str]:
         return await _aio().perform_bulk(self.job_class, args_list, batch_size, **self.options)
+
+
+def run_at(job_class: type[Job], timestamp: Any, method: str, now: float) -> float:
+    """A scheduled push's run time as a finite float of epoch seconds, at most 100 years
+    ahead (a timestamp in milliseconds is refused); shared by the sync and asyncio clients."""
+    at = _finite(timestamp, method, "timestamp", job_class)
+    check_run_at(job_class, at, now, method, timestamp)
+    return at
+
+
+def check_run_at(job_class: type[Job], at: float, now: float, method: str, given: Any) -> None:
+    if at - now > MAX_DELAY:
+        raise ValueError(f"{job_class.wire_name()}.{method}: {given!r} is more than 100 "
+                         f"years from now (a timestamp in milliseconds? pass epoch seconds)")
 
 
 def _finite(value: Any, method: str, unit: str, job_class: type[Job]) -> float:

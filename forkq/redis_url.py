@@ -17,6 +17,7 @@ one redis-py reads (``socket_timeout``...); an unknown one is refused, naming it
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -32,7 +33,11 @@ _SSL_PARAMETERS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile",
 _CONNECTION_PARAMETERS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {
     "client_name", "lib_name", "lib_version"} | set(_SSL_PARAMETERS)
 _SENTINEL_LOGIN = ("sentinel_username", "sentinel_password")
-_SECRET_PARAMETER = re.compile(r"((?:^|[?&])(?:sentinel_password|ssl_password)=)[^&]*")
+_SECRET_PARAMETER = re.compile(r"((?:^|[?&#])(?:sentinel_password|ssl_password)=)[^&#]*")
+#: what may follow the login: a host list, then the end, a path, a query or a fragment
+_HOSTS = re.compile(r"[\w.\-:\[\],%]*(?:$|[/?#])")
+#: ``ssl_cert_reqs`` values redis-py knows
+_CERT_REQS = ("required", "optional", "none")
 
 
 class RedisURLError(ValueError):
@@ -82,15 +87,29 @@ class ShowsURL:
 def redact(url: str) -> str:
     """``url`` with its passwords replaced by ``***``, fit for a log line or an error.
 
-    The login ends at the last ``@`` before the query, so a password with an unescaped ``@``
-    or ``/`` is hidden whole."""
-    head, mark, query = url.partition("?")
-    scheme, separator, rest = head.partition("://")
-    if separator and "@" in rest:
-        login, _, hosts = rest.rpartition("@")
-        user, colon, _ = login.partition(":")
-        head = f"{scheme}://{user}{colon and ':***'}@{hosts}"
-    return head + mark + _SECRET_PARAMETER.sub(r"\1***", query)
+    The login ends at the last ``@`` that a host list follows (up to the next ``/``, ``?`` or
+    ``#``), so a password with an unescaped ``@``, ``/``, ``?`` or ``#`` is hidden whole; when in
+    doubt more is hidden, never less."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return _SECRET_PARAMETER.sub(r"\1***", url)
+    at = _login_end(rest)
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        rest = f"{user}{colon and ':***'}@{rest[at + 1:]}"
+    return f"{scheme}://" + _SECRET_PARAMETER.sub(r"\1***", rest)
+
+
+def _login_end(rest: str) -> int:
+    """Index of the ``@`` that ends the login in ``rest`` (the URL after ``://``), or -1."""
+    last = -1
+    at = rest.rfind("@")
+    while at >= 0:
+        last = at if last < 0 else last
+        if _HOSTS.match(rest, at + 1):
+            return at
+        at = rest.rfind("@", 0, at)
+    return last
 
 
 def parse(url: str) -> Target:
@@ -106,7 +125,14 @@ def parse(url: str) -> Target:
         raise RedisURLError(url, f"unknown query parameter {unknown[0]!r} "
                             f"(forkq reads wait_replicas, wait_timeout, sentinel_username, "
                             f"sentinel_password and redis-py's connection parameters)")
+    cert_reqs = query.get("ssl_cert_reqs")
+    if cert_reqs is not None and cert_reqs.lower() not in _CERT_REQS:
+        raise RedisURLError(url, f"ssl_cert_reqs={cert_reqs!r} is not valid; use "
+                            f"{', '.join(_CERT_REQS)}")
     if scheme in SENTINEL_SCHEMES:
+        if "db" in query:
+            raise RedisURLError(url, "a sentinel URL takes its db in the path "
+                                "(/service_name/db), not as db= in the query")
         options, sentinels = _sentinel_target(url, scheme, query)
     else:
         if set(query) & set(_SENTINEL_LOGIN):
@@ -124,10 +150,19 @@ def _check_tls(url: str, query: dict, tls: bool, scheme: str) -> None:
 def _plain_options(url: str, query: dict) -> dict:
     tls = url.lower().startswith("rediss://")
     _check_tls(url, query, tls, "rediss")
+    # redis-py's own message may quote part of a password: forkq words its own
+    form = ("unix://[user:password@]/path?db=N" if url[:5].lower() == "unix:"
+            else "redis[s]://[user:password@]host:port/db")
+    problem = f"expected {form}; percent-encode @ / : ? # and % in a user name or password"
     try:
         options = parse_url(url.split("?", 1)[0])
-    except ValueError as exc:
-        raise RedisURLError(url, str(exc)) from None
+    except ValueError:
+        raise RedisURLError(url, problem) from None
+    if not url.lower().startswith("unix:"):
+        rest = url.split("://", 1)[1]
+        path = re.split(r"[?#]", rest[_login_end(rest) + 1:], maxsplit=1)[0].partition("/")[2]
+        if path.strip("/") and not path.strip("/").isdigit():
+            raise RedisURLError(url, f"the db in the path must be a number; {problem}")
     options.pop("connection_class", None)
     options.update((key, _convert(url, key, value)) for key, value in query.items())
     options["ssl"] = tls
@@ -181,8 +216,9 @@ def _wait_settings(url: str, replicas: str | None, timeout: str | None) -> tuple
         seconds = float(timeout) if timeout is not None else DEFAULT_WAIT_TIMEOUT
     except ValueError:
         count, seconds = -1, -1.0
-    if count < 0 or seconds <= 0:
+    # WAIT takes whole milliseconds, and WAIT n 0 waits for ever
+    if count < 0 or not math.isfinite(seconds) or seconds < 0.001:
         raise RedisURLError(url, f"wait_replicas must be a whole number "
-                            f">= 0 and wait_timeout a number of seconds > 0 (got "
+                            f">= 0 and wait_timeout a finite number of seconds >= 0.001 (got "
                             f"wait_replicas={replicas}, wait_timeout={timeout})")
     return count, seconds

@@ -9,7 +9,8 @@ import pytest
 import redis as redis_py
 
 import forkq
-from forkq import aio, client
+from forkq import aio, client, connection
+from forkq.redis_url import RedisURLError
 from jobs import Record, Shared, add
 
 
@@ -148,3 +149,75 @@ def test_the_arity_of_perform_is_checked_as_by_the_sync_client(redis):
     with pytest.raises(TypeError, match=r"aperform_bulk: item 1: perform\(a, b\) takes 2"):
         run(aio.perform_bulk(Shared, [[1, 2], [1]]))
     assert redis.llen("queue:default") == 0
+
+
+# --- the same checks and unique locks as the sync client -------------------------------------
+
+class AioReport(forkq.Job):
+    options = {"unique_for": 60}
+
+    def perform(self, day):
+        pass
+
+
+def test_a_unique_job_takes_its_lock_in_the_asyncio_client(redis):
+    async def scenario():
+        first = await aio.perform_async(AioReport, "mon")
+        again = await AioReport.aperform_async("mon")
+        other = await aio.perform_async(AioReport, "tue")
+        bulk = await aio.perform_bulk(AioReport, [["mon"], ["wed"], ["wed"]])
+        return first, again, other, bulk
+
+    first, again, other, bulk = run(scenario())
+    assert first and other and again is None and len(bulk) == 1
+    jobs = queued(redis)
+    assert sorted(job["args"][0] for job in jobs) == ["mon", "tue", "wed"]
+    for job in jobs:
+        assert redis.get(f"forkq:unique:{job['unique_digest']}") == job["jid"]
+        assert 59 < redis.pttl(f"forkq:unique:{job['unique_digest']}") / 1000 <= 60
+
+
+def test_a_scheduled_unique_job_holds_its_lock_until_its_run_time_plus_unique_for(redis):
+    jid = run(aio.perform_in(AioReport, 100, "later"))
+    assert run(aio.perform_in(AioReport, 5, "later")) is None
+    job = json.loads(redis.zrange("schedule", 0, -1)[0])
+    assert job["jid"] == jid and 159 < redis.pttl(f"forkq:unique:{job['unique_digest']}") / 1000
+
+
+def test_a_failed_push_releases_the_locks_it_took(redis, monkeypatch):
+    async def broken(payloads, at=None, source=None):
+        raise redis_py.ConnectionError("gone")
+
+    monkeypatch.setattr(aio, "push_payloads", broken)
+    with pytest.raises(redis_py.ConnectionError):
+        run(aio.perform_async(AioReport, "fri"))
+    assert redis.keys("forkq:unique:*") == []
+
+
+@pytest.mark.parametrize("timestamp", [1.9e12, float("nan"), float("inf")])
+def test_perform_at_refuses_milliseconds_and_non_finite_timestamps(redis, timestamp):
+    with pytest.raises(ValueError, match=r"jobs.Record.aperform_at: .*(milliseconds|finite)"):
+        run(aio.perform_at(Record, timestamp, 1))
+    assert redis.zcard("schedule") == 0
+
+
+def test_per_call_and_unique_options_are_checked_as_by_set(redis):
+    with pytest.raises(TypeError, match="'retry_in' is code"):
+        run(aio.perform_async(Record, 1, retry_in=lambda count, exc: 5))
+    with pytest.raises(TypeError, match="'retry_in' is code"):
+        run(aio.perform_bulk(Record, [[1]], retry_in=lambda count, exc: 5))
+    with pytest.raises(TypeError, match="'unique_until' needs 'unique_for'"):
+        run(aio.perform_async(Record, 1, unique_until="start"))
+    with pytest.raises(TypeError, match="'unique_for' must be a positive number"):
+        run(aio.perform_bulk(Record, [[1]], unique_for=-1))
+    assert redis.llen("queue:default") == 0
+
+
+def test_the_asyncio_client_reads_the_url_as_forkq_does(redis, redis_url):
+    forkq.configure(redis_url=redis_url + ("&" if "?" in redis_url else "?") +
+                    "wait_replicas=1&wait_timeout=0.05")
+    with pytest.raises(connection.ReplicaTimeoutError, match="confirmed by 0 of 1"):
+        run(aio.perform_async(Record, 1))
+    forkq.configure(redis_url="redis+sentinel://127.0.0.1:26379/mymaster")
+    with pytest.raises(RedisURLError, match="does not support Sentinel"):
+        run(aio.perform_async(Record, 1))

@@ -12,7 +12,9 @@ import time
 import pytest
 
 import e2e_jobs
+import forkq
 from forkq import cli
+from forkq.errors import ForkqError
 from helpers import wait_for
 from masters import ROOT, TESTS
 
@@ -280,6 +282,31 @@ def test_enqueue_without_redis_says_so_and_pushes_nothing(tmp_path):
     assert result.stderr.startswith("forkq: enqueue: Redis at redis://127.0.0.1:1/0: ")
     assert result.stderr.rstrip().endswith("(nothing was enqueued)")
     assert result.stderr.count("\n") == 1
+
+
+def test_enqueue_without_redis_keeps_the_password_out(tmp_path):
+    result = enqueue("X", "[]", cwd=str(tmp_path),
+                     env=dict(os.environ, REDIS_URL="redis://:s3cretpw@127.0.0.1:1/0"))
+    assert result.returncode == 1 and "s3cretpw" not in result.stderr
+    assert result.stderr.startswith("forkq: enqueue: Redis at redis://:***@127.0.0.1:1/0: ")
+
+
+class UniqueReport(forkq.Job):
+    options = {"unique_for": 60}
+
+    def perform(self, day):
+        pass
+
+
+def test_enqueue_check_names_both_reasons_a_push_returns_none(redis):
+    name = UniqueReport.wire_name()
+    assert cli.push_checked(name, ["mon"], {}, None, ())
+    with pytest.raises(ForkqError) as refused:
+        cli.push_checked(name, ["mon"], {}, None, ())
+    assert str(refused.value) == (
+        f"enqueue: the push of {name} was refused, by a client middleware or by a unique lock "
+        f"another job holds (unique_for); nothing was enqueued")
+    assert redis.llen("queue:default") == 1
 
 
 def test_enqueue_help_says_what_the_class_name_needs(capsys):

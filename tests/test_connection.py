@@ -48,7 +48,13 @@ REFUSED = [
     ("redis+sentinel://a:1/svc/zero", "expected redis+sentinel://"),
     ("redis+sentinel://a/svc", "sentinel address 'a' is not host:port"),
     ("redis://h:1?wait_replicas=two", "wait_replicas must be a whole number"),
-    ("redis://h:1?wait_replicas=1&wait_timeout=0", "wait_timeout a number of seconds > 0"),
+    ("redis://h:1?wait_replicas=1&wait_timeout=0", "wait_timeout a finite number of seconds"),
+    ("redis://h:1?wait_replicas=1&wait_timeout=nan", "finite number of seconds >= 0.001"),
+    ("redis://h:1?wait_replicas=1&wait_timeout=inf", "finite number of seconds >= 0.001"),
+    ("redis://h:1?wait_replicas=1&wait_timeout=1e-9", "finite number of seconds >= 0.001"),
+    ("redis+sentinel://h:1/svc?db=3", "takes its db in the path (/service_name/db)"),
+    ("redis://:pw@host/x", "the db in the path must be a number"),
+    ("rediss://h:1/0?ssl_cert_reqs=bogus", "ssl_cert_reqs='bogus' is not valid"),
     ("redis://h:1?socket_timeout=soon", "socket_timeout='soon' is not valid"),
 ]
 
@@ -68,12 +74,32 @@ REDACTED = [
      "redis+sentinel://u:***@a:1,b:2/svc?sentinel_password=***&db=1"),
     ("rediss://h:1/0?ssl_password=key-secret", "rediss://h:1/0?ssl_password=***"),
     ("redis://user@h:1/0", "redis://user@h:1/0"),
+    ("redis://user:pa?ss@host/0", "redis://user:***@host/0"),
+    ("redis://user:pa#ss@host/0", "redis://user:***@host/0"),
+    ("redis://user:pa/ss@host/0", "redis://user:***@host/0"),
+    ("redis://:pw@h:1/0?client_name=a@b&ssl_password=k",
+     "redis://:***@h:1/0?client_name=a@b&ssl_password=***"),
 ]
 
 
 @pytest.mark.parametrize("url, shown", REDACTED)
 def test_passwords_are_hidden_wherever_a_url_is_shown(url, shown):
     assert redis_url.redact(url) == shown
+
+
+@pytest.mark.parametrize("url", ["redis://user:pa?ssw0rd@host/0", "redis://u:ab#cd@h/0"])
+def test_a_malformed_url_is_refused_in_forkqs_words_without_its_password(url):
+    with pytest.raises(redis_url.RedisURLError) as raised:
+        redis_url.parse(url)
+    password = url.split("://")[1].split(":", 1)[1].rsplit("@", 1)[0]
+    assert password not in str(raised.value) and "percent-encode" in str(raised.value)
+
+
+def test_wait_timeout_and_ssl_cert_reqs_that_are_valid_still_parse():
+    target = redis_url.parse(
+        "rediss://h:1/2?wait_replicas=1&wait_timeout=0.001&ssl_cert_reqs=none")
+    assert (target.wait_timeout, target.options["db"], target.options["ssl_cert_reqs"]) == \
+        (0.001, 2, "none")
 
 
 def test_a_refused_url_never_shows_its_password():
