@@ -134,6 +134,9 @@ class CoroutineRunner:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._start_lock = threading.Lock()
         self._closing = threading.Event()
+        #: set by stop() at the deadline: the finisher stops retrying writes while Redis is
+        #: away (the manager sets ``context.stopped`` only after stop() returns)
+        self._give_up = threading.Event()
         self._last_tick = time.monotonic()
 
     # --- processor threads
@@ -326,9 +329,10 @@ class CoroutineRunner:
                   args=[processed, failed, DAILY_STAT_TTL, *texts], client=redis)
 
     def _retrying(self, write) -> Any:
-        """Repeat a write while Redis is away, until the process stops (what the loop's list
-        holds is then recovered)."""
-        return retrying(write, self.context.health, self.context.stopped.wait)
+        """Repeat a write while Redis is away, until the shutdown deadline or the process stops
+        (what the loop's list holds is then recovered)."""
+        return retrying(write, self.context.health,
+                        lambda delay: self._give_up.wait(delay) or self.context.stopped.is_set())
 
     def _watch_stall(self) -> None:
         lag = time.monotonic() - self._last_tick
@@ -386,9 +390,16 @@ class CoroutineRunner:
             time.sleep(TICK_SECONDS / 2)
         self._closing.set()
         self._cancel_all()
-        self.finisher.join()
-        # Not acknowledged: cancelled, or ended after the finisher stopped (runs again).
-        unfinished = list(self.running.values())
+        self._give_up.set()
+        self.finisher.join(CANCEL_GRACE)
+        stuck = self.finisher.is_alive()
+        if stuck:
+            logger.warning("the coroutine finisher did not end by the shutdown deadline; its "
+                           "unacknowledged jobs stay in %s for recovery", self.list_key)
+        # Not acknowledged: cancelled, or ended after the finisher stopped (runs again); those
+        # a finisher still running holds are left to it and to recovery.
+        unfinished = [job for job in list(self.running.values())
+                      if not (stuck and job.ending is not None)]
         requeued = self._requeue(unfinished)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(CANCEL_GRACE)
