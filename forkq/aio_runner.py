@@ -53,7 +53,7 @@ from .keys import DAILY_STAT_TTL
 from .log import logger
 from .limiter import OverLimit
 from .postpone import POSTPONE_SCRIPT, postponed
-from .processor import handle_failure
+from .processor import bury, handle_failure, unhandled_reason
 from .timelimit import limits
 from .recovery import MOVE_ONE_SCRIPT
 
@@ -275,14 +275,16 @@ class CoroutineRunner:
             try:
                 ends.append(self._record(redis, job))
             except Exception as exc:
+                # Not lost with the acknowledgement: the raw job goes to the dead set first.
                 ends.append("failed")
-                logger.exception("could not record the end of coroutine job jid=%s: %s",
-                                 job.payload.get("jid"), exc)
+                logger.error("could not record the end of coroutine job jid=%s",
+                             job.payload.get("jid"), exc_info=exc)
+                bury(self.context, redis, job.fetched, unhandled_reason(exc), self._retrying)
         processed, failed = len(ends) - ends.count("postponed"), ends.count("failed")
         self._retrying(lambda: self._acknowledge(redis, batch, processed, failed))
         for job in batch:
             self.running.pop(job.ident, None)
-        self.jobs_done += len(batch)
+        self.jobs_done += processed
 
     def _record(self, redis, job: Running) -> str:
         """Write what a finished job left: result, retry or death, reschedule, unique lock,

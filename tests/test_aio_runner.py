@@ -217,3 +217,33 @@ def test_stop_gives_up_on_redis_at_the_deadline_instead_of_hanging(make_config):
     assert not stopper.is_alive(), "stop() hung while Redis was away"
     runner.finisher.join(5)
     assert not runner.finisher.is_alive()
+
+
+def test_a_coroutine_job_whose_end_cannot_be_recorded_goes_to_the_dead_set(
+        redis, start_worker, monkeypatch):
+    from forkq.aio_runner import CoroutineRunner
+
+    def broken(self, redis_, job):
+        raise ValueError("cannot record")
+
+    monkeypatch.setattr(CoroutineRunner, "_record", broken)
+    jid = Nap.perform_async(0.0)
+    worker = start_worker(concurrency=1)
+    wait_for(lambda: redis.zcard("dead") == 1, 10, message="the job buried")
+    dead = json.loads(redis.zrange("dead", 0, -1)[0])
+    assert "cannot record" in dead["error_message"]
+    assert json.loads(dead["raw"])["jid"] == jid
+    wait_for(lambda: stats()['failed'] == 1, 5, message="counted as failed")
+    assert worker.manager.coroutines.jobs_done == 1
+    assert api.Queue("default").size == 0 and inflight_keys(redis) == []
+
+
+def test_postponed_coroutine_jobs_are_not_counted_as_done(redis, start_worker, monkeypatch):
+    from forkq.aio_runner import CoroutineRunner
+
+    monkeypatch.setattr(CoroutineRunner, "_record", lambda self, redis_, job: "postponed")
+    Nap.perform_async(0.0)
+    worker = start_worker(concurrency=1)
+    wait_for(lambda: redis.hlen("async:runs") == 1, 10, message="the job ran")
+    wait_for(lambda: not worker.manager.coroutines.running, 5, message="acknowledged")
+    assert worker.manager.coroutines.jobs_done == 0
