@@ -219,7 +219,10 @@ class Processor(threading.Thread):
                 value = self._perform(job_class, payload, fetched.queue)
             finally:
                 if limited is not None:
-                    self.limited = None
+                    # Under the lock: time_limit_hit checks it there, and must not take a job
+                    # whose perform has returned.
+                    with self.lock:
+                        self.limited = None
                     self.flow.unwatch(limited)
         except Shutdown:
             raise
