@@ -315,9 +315,10 @@ class CoroutineRunner:
         """Over its limiter: the job leaves the loop's list for ``schedule`` in one script
         (``postpone.py``), neither failed nor retried."""
         run_at = time.time() + over.retry_in
-        self._retrying(lambda: redis.eval(
-            POSTPONE_SCRIPT, 2, self.list_key, self.context.keys.schedule, job.fetched.text,
-            postponed(job.payload), repr(run_at), 1 if self.reliable else 0))
+        self._retrying(lambda: self._postpone_script(
+            keys=[self.list_key, self.context.keys.schedule],
+            args=[job.fetched.text, postponed(job.payload), repr(run_at),
+                  1 if self.reliable else 0], client=redis))
         logger.info("over limit %s; again in %.1f s", over.limiter, over.retry_in,
                     extra={"ctx": where})
         self.context.observer.job_rescheduled(job.fetched.queue, over.limiter)
@@ -363,6 +364,7 @@ class CoroutineRunner:
             redis = self.context.make_redis()
             self._hand_over = redis.register_script(HAND_OVER_SCRIPT)
             self._ack = redis.register_script(ACK_SCRIPT)
+            self._postpone_script = redis.register_script(POSTPONE_SCRIPT)
             self._stall_reported = 0.0
             loop = asyncio.new_event_loop()
             self.thread = threading.Thread(target=self._serve, args=(loop,), name="event-loop",
