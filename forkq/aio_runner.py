@@ -53,7 +53,7 @@ from .keys import DAILY_STAT_TTL
 from .log import logger
 from .limiter import OverLimit
 from .postpone import POSTPONE_SCRIPT, postponed
-from .processor import handle_failure
+from .processor import bury, handle_failure, unhandled_reason
 from .timelimit import limits
 from .recovery import MOVE_ONE_SCRIPT
 
@@ -134,6 +134,9 @@ class CoroutineRunner:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._start_lock = threading.Lock()
         self._closing = threading.Event()
+        #: set by stop() at the deadline: the finisher stops retrying writes while Redis is
+        #: away (the manager sets ``context.stopped`` only after stop() returns)
+        self._give_up = threading.Event()
         self._last_tick = time.monotonic()
 
     # --- processor threads
@@ -272,14 +275,16 @@ class CoroutineRunner:
             try:
                 ends.append(self._record(redis, job))
             except Exception as exc:
+                # Not lost with the acknowledgement: the raw job goes to the dead set first.
                 ends.append("failed")
-                logger.exception("could not record the end of coroutine job jid=%s: %s",
-                                 job.payload.get("jid"), exc)
+                logger.error("could not record the end of coroutine job jid=%s",
+                             job.payload.get("jid"), exc_info=exc)
+                bury(self.context, redis, job.fetched, unhandled_reason(exc), self._retrying)
         processed, failed = len(ends) - ends.count("postponed"), ends.count("failed")
         self._retrying(lambda: self._acknowledge(redis, batch, processed, failed))
         for job in batch:
             self.running.pop(job.ident, None)
-        self.jobs_done += len(batch)
+        self.jobs_done += processed
 
     def _record(self, redis, job: Running) -> str:
         """Write what a finished job left: result, retry or death, reschedule, unique lock,
@@ -310,9 +315,10 @@ class CoroutineRunner:
         """Over its limiter: the job leaves the loop's list for ``schedule`` in one script
         (``postpone.py``), neither failed nor retried."""
         run_at = time.time() + over.retry_in
-        self._retrying(lambda: redis.eval(
-            POSTPONE_SCRIPT, 2, self.list_key, self.context.keys.schedule, job.fetched.text,
-            postponed(job.payload), repr(run_at), 1 if self.reliable else 0))
+        self._retrying(lambda: self._postpone_script(
+            keys=[self.list_key, self.context.keys.schedule],
+            args=[job.fetched.text, postponed(job.payload), repr(run_at),
+                  1 if self.reliable else 0], client=redis))
         logger.info("over limit %s; again in %.1f s", over.limiter, over.retry_in,
                     extra={"ctx": where})
         self.context.observer.job_rescheduled(job.fetched.queue, over.limiter)
@@ -326,9 +332,10 @@ class CoroutineRunner:
                   args=[processed, failed, DAILY_STAT_TTL, *texts], client=redis)
 
     def _retrying(self, write) -> Any:
-        """Repeat a write while Redis is away, until the process stops (what the loop's list
-        holds is then recovered)."""
-        return retrying(write, self.context.health, self.context.stopped.wait)
+        """Repeat a write while Redis is away, until the shutdown deadline or the process stops
+        (what the loop's list holds is then recovered)."""
+        return retrying(write, self.context.health,
+                        lambda delay: self._give_up.wait(delay) or self.context.stopped.is_set())
 
     def _watch_stall(self) -> None:
         lag = time.monotonic() - self._last_tick
@@ -357,6 +364,7 @@ class CoroutineRunner:
             redis = self.context.make_redis()
             self._hand_over = redis.register_script(HAND_OVER_SCRIPT)
             self._ack = redis.register_script(ACK_SCRIPT)
+            self._postpone_script = redis.register_script(POSTPONE_SCRIPT)
             self._stall_reported = 0.0
             loop = asyncio.new_event_loop()
             self.thread = threading.Thread(target=self._serve, args=(loop,), name="event-loop",
@@ -386,9 +394,16 @@ class CoroutineRunner:
             time.sleep(TICK_SECONDS / 2)
         self._closing.set()
         self._cancel_all()
-        self.finisher.join()
-        # Not acknowledged: cancelled, or ended after the finisher stopped (runs again).
-        unfinished = list(self.running.values())
+        self._give_up.set()
+        self.finisher.join(CANCEL_GRACE)
+        stuck = self.finisher.is_alive()
+        if stuck:
+            logger.warning("the coroutine finisher did not end by the shutdown deadline; its "
+                           "unacknowledged jobs stay in %s for recovery", self.list_key)
+        # Not acknowledged: cancelled, or ended after the finisher stopped (runs again); those
+        # a finisher still running holds are left to it and to recovery.
+        unfinished = [job for job in list(self.running.values())
+                      if not (stuck and job.ending is not None)]
         requeued = self._requeue(unfinished)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(CANCEL_GRACE)

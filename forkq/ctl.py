@@ -53,15 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     stop = commands.add_parser("stop", help="quiet, then stop the master; SIGKILL it if it "
                                f"outlives the timeout by {STOP_MARGIN:.0f} s")
-    stop.add_argument("--timeout", type=float, help="seconds jobs get to finish (default: the "
-                      "config's timeout)")
+    stop.add_argument("--timeout", type=float, help="seconds forkqctl waits for the master, "
+                      f"plus {STOP_MARGIN:.0f} s, before it sends SIGKILL (default: the config's "
+                      "timeout); the master's jobs get the master's own configured timeout, "
+                      "whatever this says")
     for name, run, text in (("stop", run_stop, None),
                             ("quiet", run_quiet, "stop fetching new jobs (TSTP)"),
                             ("dump", run_dump, "log every thread's stack in every child (TTIN)"),
                             ("status", run_status, "processes, queues and totals, from Redis")):
         command = stop if name == "stop" else commands.add_parser(name, help=text)
         command.add_argument("-c", "--config", help="path to the YAML config (default: "
-                             "./forkq.yml when it exists)")
+                             "$FORKQ_CONFIG when set, else ./forkq.yml when it exists)")
         if name == "status":
             command.add_argument("--json", action="store_true", help="print JSON")
         command.add_argument("--pidfile", help="the master's pidfile (default: the config's "

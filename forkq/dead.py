@@ -16,9 +16,12 @@ Scripts elsewhere that must bury inside their own atomic step prepend ``DEAD_LUA
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from typing import Sequence
+
+from redis.exceptions import NoScriptError
 
 #: Lua helpers shared by every script that writes ``dead``.
 DEAD_LUA = """
@@ -52,6 +55,8 @@ return buried
 """
 
 #: the ``class`` of an envelope holding a payload forkq could not run
+#: SHA1 of ``BURY_SCRIPT``, for EVALSHA on whatever client a caller passes
+BURY_SHA = hashlib.sha1(BURY_SCRIPT.encode()).hexdigest()
 MALFORMED_CLASS = "forkq.MalformedJob"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -90,7 +95,11 @@ class DeadSet:
         args = self.trim_args(now) + [kind]
         for member, text in pairs:
             args += [member, text]
-        return int(redis.eval(BURY_SCRIPT, 2, self.keys.dead, source, *args))
+        # EVALSHA: the script's text goes over the wire only when the server lacks it.
+        try:
+            return int(redis.evalsha(BURY_SHA, 2, self.keys.dead, source, *args))
+        except NoScriptError:
+            return int(redis.eval(BURY_SCRIPT, 2, self.keys.dead, source, *args))
 
 
 def envelope(raw: str | bytes, reason: str, queue: str | None, jid: str,

@@ -28,6 +28,13 @@ and pops up to ``k`` jobs from the queues in an order computed in Python. ``k`` 
 holds more than a few milliseconds of work that another thread or process could run. Fast jobs
 get large batches (the round trip is most of their cost); jobs of 5 ms or more go one by one.
 
+The stat counters (processed, failed) are zeroed only once the busy path's reply arrives. A
+call that fails without a reply may or may not have run, and nothing tells which (``adopt``
+flushes no counters): the counts are kept and sent with the next call, so a call that ran but
+lost its reply counts that batch's jobs twice in ``stat:processed``/``stat:failed`` (and the
+daily keys). Zeroing them before the call would instead lose them whenever the call did not
+run, which is the usual case while Redis is away; a rare over-count is the lesser error.
+
 Idle path: when the Lua call finds nothing, the thread blocks in ``BLMOVE`` on one queue for
 ``IDLE_TIMEOUT`` so that a push wakes it at once. Idle threads are spread over the queues
 (``ordering.idle_queue``); with more queues than idle threads they rotate, so a push to a queue
@@ -246,7 +253,7 @@ class Fetcher:
             self.unknown, self.side = True, 1 - self.side
         flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
                                     DAILY_STAT_TTL, 1 if self.reliable else 0))
-        counters.processed = counters.failed = 0
+        counters.processed = counters.failed = 0  # only now: see the module docstring
         try:
             jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)]
         except UnicodeDecodeError:

@@ -30,6 +30,8 @@ import threading
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
+from .api import wire
+
 #: upper bounds (exclusive) of the execution-time buckets, ms; the last one is "too slow"
 BUCKET_MS = (20, 30, 45, 65, 100, 150, 225, 335, 500, 750, 1100, 1700, 2500, 3800, 5750,
              8500, 13000, 20000, 30000, 45000, 65000, 100000, 150000, 225000, 335000, 1e20)
@@ -264,8 +266,8 @@ def for_job(redis, keys, name: str, now: float, minutes: int = 60) -> ClassMetri
     starts = minute_starts(now, minutes)
     pipe = redis.pipeline(transaction=False)
     for start in starts:
-        pipe.hmget(keys.job_metrics(minute_bucket(utc(start))), f"{name}|p", f"{name}|f",
-                   f"{name}|ms")
+        pipe.hmget(keys.job_metrics(minute_bucket(utc(start))), wire(f"{name}|p"),
+                   wire(f"{name}|f"), wire(f"{name}|ms"))
     metrics = _empty(name, starts)
     for index, (processed, failed, ms) in enumerate(pipe.execute()):
         metrics.processed[index] = _count(processed)
@@ -283,9 +285,8 @@ def add_histograms(redis, keys, classes: list[ClassMetrics]) -> None:
               if done > failed] for m in classes]
     for metrics, starts in zip(classes, timed):
         for start in starts:
-            pipe.execute_command("BITFIELD_RO",
-                                 keys.job_histogram(metrics.name, histogram_window(utc(start))),
-                                 *_HISTOGRAM_GETS)
+            key = keys.job_histogram(metrics.name, histogram_window(utc(start)))
+            pipe.execute_command("BITFIELD_RO", wire(key), *_HISTOGRAM_GETS)
     replies = iter(pipe.execute())
     for metrics, starts in zip(classes, timed):
         totals = [0] * len(BUCKET_MS)

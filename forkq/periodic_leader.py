@@ -158,6 +158,8 @@ class PeriodicScheduler:
         self.claim_ttl = claim_ttl
         #: entry name → the next tick last written to the state hash (written on change only)
         self._next_written: dict[str, float | None] = {}
+        #: names of entries whose failing enqueue was logged (again only after one succeeds)
+        self._failing: set[str] = set()
 
     def tick(self, redis: redis_py.Redis, now: float) -> list[tuple[Entry, float, str | None]]:
         """Enqueue every due tick if this process leads; returns (entry, tick, jid) enqueued."""
@@ -208,9 +210,16 @@ class PeriodicScheduler:
             jid = self.enqueue(entry, tick)
         except Exception:
             self._unclaim(redis, entry, tick, previous)
-            logger.exception("periodic %r: enqueue for tick %s failed; it is tried again at "
-                             "the next call", entry.name, tick_text(tick))
+            if entry.name not in self._failing:  # once, not at every call while it fails
+                self._failing.add(entry.name)
+                logger.exception("periodic %r: enqueue for tick %s failed; it is tried again "
+                                 "at each call (logged again only after one succeeds)",
+                                 entry.name, tick_text(tick))
             return False
+        if entry.name in self._failing:
+            self._failing.discard(entry.name)
+            logger.info("periodic %r: enqueue works again (tick %s)", entry.name,
+                        tick_text(tick))
         redis.hset(self.keys.periodic_state, f"{entry.name}:last",
                    json.dumps({"tick": tick, "jid": jid, "at": now}))
         enqueued.append((entry, tick, jid))

@@ -219,7 +219,10 @@ class Processor(threading.Thread):
                 value = self._perform(job_class, payload, fetched.queue)
             finally:
                 if limited is not None:
-                    self.limited = None
+                    # Under the lock: time_limit_hit checks it there, and must not take a job
+                    # whose perform has returned.
+                    with self.lock:
+                        self.limited = None
                     self.flow.unwatch(limited)
         except Shutdown:
             raise
@@ -330,15 +333,12 @@ class Processor(threading.Thread):
 
     def _bury(self, fetched: Fetched, reason: str) -> None:
         """Send a payload forkq cannot run to the dead set, raw, with the reason."""
-        logger.error("job in queue %s: dead: %s", fetched.queue, reason)
-        text = envelope(fetched.text, reason, fetched.queue, new_jid(), time.time())
-        self._retrying(lambda: self.context.dead_set.add(self.redis, [text]),
-                       until_stopped=False)
+        bury(self.context, self.redis, fetched, reason,
+             lambda call: self._retrying(call, until_stopped=False))
 
     def _bury_unhandled(self, fetched: Fetched, exc: BaseException) -> None:
         logger.error("could not handle a job of queue %s", fetched.queue, exc_info=exc)
-        self._bury(fetched, f"forkq could not handle this job: {error_class_name(exc)}: "
-                            f"{error_message(exc)}")
+        self._bury(fetched, unhandled_reason(exc))
         self.fetcher.counters.processed += 1
         self.fetcher.counters.failed += 1
 
@@ -351,6 +351,20 @@ class Processor(threading.Thread):
         stop = self.context.quiet if until_stopped else self.context.stopped
         return retrying(call, self.context.health,
                         lambda delay: stop.wait(delay) or self.abandoned)
+
+
+def bury(context, redis, fetched: Fetched, reason: str,
+         retrying: Callable[[Callable[[], Any]], Any]) -> None:
+    """Send a payload forkq cannot run to the dead set, raw, with the reason; ``retrying``
+    repeats the write while Redis is away."""
+    logger.error("job in queue %s: dead: %s", fetched.queue, reason)
+    text = envelope(fetched.text, reason, fetched.queue, new_jid(), time.time())
+    retrying(lambda: context.dead_set.add(redis, [text]))
+
+
+def unhandled_reason(exc: BaseException) -> str:
+    """The dead set's reason for a job forkq failed to handle with ``exc``."""
+    return f"forkq could not handle this job: {error_class_name(exc)}: {error_message(exc)}"
 
 
 def tell_error_handlers(handlers, exc: BaseException, payload, queue: str) -> None:

@@ -172,3 +172,78 @@ def test_an_over_limit_coroutine_job_is_rescheduled_not_failed(redis, start_work
     assert redis.zcard("retry") == 0 and redis.zcard("dead") == 0
     wait_for(lambda: stats()["processed"] == 2, 5, message="two jobs counted, not three")
     assert stats()["failed"] == 0
+
+
+def _runner_on_dead_redis(make_config):
+    """A coroutine runner whose Redis is gone (nothing listens on the port)."""
+    import socket
+    import threading
+    from types import SimpleNamespace
+
+    import redis as redis_py
+
+    from forkq.aio_runner import CoroutineRunner
+    from forkq.health import RedisHealth
+    from forkq.keys import Keys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = make_config(async_concurrency=2, concurrency=1)
+    context = SimpleNamespace(
+        config=config, slot=0, keys=Keys(), health=RedisHealth(), stopped=threading.Event(),
+        make_redis=lambda: redis_py.Redis(port=port, socket_connect_timeout=0.2),
+        observer=SimpleNamespace(job_finished=lambda *a: None))
+    return CoroutineRunner(context)
+
+
+def test_stop_gives_up_on_redis_at_the_deadline_instead_of_hanging(make_config):
+    import threading
+    import time
+
+    from forkq.aio_runner import Running
+    from forkq.fetch import Fetched
+
+    runner = _runner_on_dead_redis(make_config)
+    runner._ensure_started()
+    job = Running(Fetched("default", '{"class":"X","args":[],"jid":"j1"}'),
+                  {"class": "X", "args": [], "jid": "j1"}, object, False)
+    job.ending = (0.0, None, None)
+    runner.running[job.ident] = job
+    runner.finished.put(job)
+    stopper = threading.Thread(target=runner.stop, args=(time.monotonic() + 0.3,), daemon=True)
+    stopper.start()
+    stopper.join(10)
+    assert not stopper.is_alive(), "stop() hung while Redis was away"
+    runner.finisher.join(5)
+    assert not runner.finisher.is_alive()
+
+
+def test_a_coroutine_job_whose_end_cannot_be_recorded_goes_to_the_dead_set(
+        redis, start_worker, monkeypatch):
+    from forkq.aio_runner import CoroutineRunner
+
+    def broken(self, redis_, job):
+        raise ValueError("cannot record")
+
+    monkeypatch.setattr(CoroutineRunner, "_record", broken)
+    jid = Nap.perform_async(0.0)
+    worker = start_worker(concurrency=1)
+    wait_for(lambda: redis.zcard("dead") == 1, 10, message="the job buried")
+    dead = json.loads(redis.zrange("dead", 0, -1)[0])
+    assert "cannot record" in dead["error_message"]
+    assert json.loads(dead["raw"])["jid"] == jid
+    wait_for(lambda: stats()['failed'] == 1, 5, message="counted as failed")
+    assert worker.manager.coroutines.jobs_done == 1
+    assert api.Queue("default").size == 0 and inflight_keys(redis) == []
+
+
+def test_postponed_coroutine_jobs_are_not_counted_as_done(redis, start_worker, monkeypatch):
+    from forkq.aio_runner import CoroutineRunner
+
+    monkeypatch.setattr(CoroutineRunner, "_record", lambda self, redis_, job: "postponed")
+    Nap.perform_async(0.0)
+    worker = start_worker(concurrency=1)
+    wait_for(lambda: redis.hlen("async:runs") == 1, 10, message="the job ran")
+    wait_for(lambda: not worker.manager.coroutines.running, 5, message="acknowledged")
+    assert worker.manager.coroutines.jobs_done == 0

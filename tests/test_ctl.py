@@ -186,3 +186,12 @@ def test_status_escapes_what_an_attacker_wrote_to_redis(capsys, tmp_path, redis,
     assert report["processes"][0]["tag"] == info["tag"] and report["totals"]["threads"] == 0
     assert report["master"]["pid"] is None and "not found" in report["master"]["problem"]
     assert not any(char in out for char in "\x1b\r\x00\x07\u2028")
+
+
+def test_stop_help_says_what_the_timeout_and_the_config_default_are(capsys):
+    with pytest.raises(SystemExit):
+        ctl.main(["stop", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "seconds forkqctl waits for the master" in text and "SIGKILL" in text
+    assert "jobs get to finish" not in text
+    assert "$FORKQ_CONFIG when set, else ./forkq.yml" in text

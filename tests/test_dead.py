@@ -45,3 +45,16 @@ def test_envelope_keeps_text_and_bytes_losslessly():
     binary = json.loads(dead.envelope(raw, "not UTF-8", None, "j" * 24, 5.0))
     assert binary["raw_encoding"] == "base64" and binary["queue"] == "default"
     assert base64.b64decode(binary["raw"]) == raw
+
+
+def test_bury_sends_the_script_text_only_when_the_server_lacks_it(redis, monkeypatch):
+    dead_set = dead.DeadSet(Keys(), max_jobs=10, timeout=3600)
+    redis.script_flush()
+    sent = []
+    real_eval = redis.eval
+    monkeypatch.setattr(redis, "eval", lambda *a: sent.append(a) or real_eval(*a))
+    dead_set.add(redis, ['{"jid":"a"}'])
+    assert len(sent) == 1 and redis.script_exists(dead.BURY_SHA) == [True]
+    dead_set.add(redis, ['{"jid":"b"}'])
+    dead_set.add(redis, ['{"jid":"c"}'])
+    assert len(sent) == 1 and redis.zcard("dead") == 3

@@ -16,7 +16,7 @@ from forkq.keys import Keys
 from forkq.periodic import Entry
 from forkq.periodic_leader import (Leader, PeriodicScheduler, claim_tick, leader_identity,
                                    read_state)
-from helpers import wait_for
+from helpers import LogLines, wait_for
 
 KEYS = Keys()
 T0 = 1_800_000_000.0  # a fixed clock: ticks are computed from the time given, not read
@@ -108,6 +108,32 @@ def test_a_failed_enqueue_is_undone_and_tried_again(redis):
     scheduler.tick(redis, T0)
     assert scheduler.tick(redis, T0 + 12) == []
     assert [tick for _, tick, _ in scheduler.tick(redis, T0 + 13)] == [T0 + 10]
+
+
+def test_a_failing_enqueue_is_logged_once_until_one_succeeds(redis):
+    entry = Entry("e", "app.Job", every=10)
+    calls, enqueue = recorder()
+    failing = [True]
+    tried = []
+
+    def flaky(entry, tick):
+        tried.append(tick)
+        if failing:
+            raise ConnectionError("queue unreachable")
+        return enqueue(entry, tick)
+
+    scheduler = PeriodicScheduler([entry], KEYS, "a", flaky)
+    with LogLines() as lines:
+        for second in (0, 12, 13, 14, 15):
+            scheduler.tick(redis, T0 + second)
+        assert len(tried) >= 3
+        assert len([line for line in lines if "enqueue for tick" in line]) == 1
+        failing.clear()
+        assert scheduler.tick(redis, T0 + 16) != []
+        failing.append(True)
+        scheduler.tick(redis, T0 + 21)
+        scheduler.tick(redis, T0 + 22)
+        assert len([line for line in lines if "enqueue for tick" in line]) == 2
 
 
 def test_a_clean_stop_hands_over_at_once(redis):

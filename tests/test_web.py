@@ -454,3 +454,17 @@ def test_the_periodic_page_lists_leader_and_entries_escaped(redis, make_config):
     assert "j" * 24 in page
     assert XSS not in page and "&lt;script&gt;" in page
     assert 'href="/periodic" class="active"' in page
+
+
+def test_the_periodic_page_shows_odd_timestamps_raw(redis, make_config):
+    keys = Keys()
+    browser = Browser(App(make_config(), redis, environ={}))
+    redis.hset(keys.periodic_state, mapping={
+        "huge:next": "1e300", "huge:last": json.dumps({"tick": 1e300, "jid": "a"}),
+        "nan:next": "nan", "nan:last": json.dumps({"tick": -5, "jid": "b"}),
+        "text:last": json.dumps({"tick": "soon", "jid": "c"}),
+        "ok:next": "1767225601"})
+    response = browser.get("/periodic")
+    assert response.status == 200
+    assert "1e+300" in response.text and "soon" in response.text
+    assert "2026-01-01 00:00:01 UTC" in response.text

@@ -90,3 +90,17 @@ def test_class_names_of_any_shape_have_a_page(serve, redis, name):  # noqa: F811
     detail = client.get(link)
     assert detail.status == 200 and facts(detail.text)["Processed"] == "1"
     assert "<b>x</b>" not in detail.text
+
+
+def test_a_class_name_that_is_not_utf8_has_pages(serve, redis):  # noqa: F811
+    from forkq.jobmetrics import minute_bucket, utc
+
+    now = time.time()
+    key = Keys().job_metrics(minute_bucket(utc(now)))
+    redis.hset(key, mapping={b"Bad\xff|p": 2, b"Bad\xff|f": 1, b"Bad\xff|ms": 300})
+    client = Client(serve())
+    page = client.get("/metrics")
+    assert page.status == 200
+    link = unescape(re.search(r'href="(/metrics/Bad[^"?]+)\?period=1h"', page.text).group(1))
+    detail = client.get(link)
+    assert detail.status == 200 and facts(detail.text)["Processed"] == "2"
