@@ -64,7 +64,7 @@ def test_death_frees_the_lock(redis, start_worker):
 
 
 def test_a_lock_taken_over_by_another_job_is_not_released(redis, start_worker):
-    jid = flow_jobs.UniqueSuccess.perform_async(1)
+    flow_jobs.UniqueSuccess.perform_async(1)
     (lock,) = unique_locks(redis)
     redis.set(lock, "another-jid", px=60_000)  # the first lock expired; another job took it
     start_worker()
@@ -79,9 +79,12 @@ def test_over_limit_jobs_are_rescheduled_to_the_next_window_not_failed(redis, st
     forkq_logger = logging.getLogger("forkq")
     level = forkq_logger.level
     forkq_logger.setLevel(logging.INFO)
-    with LogLines() as lines:
-        jids = [flow_jobs.Windowed.perform_async(i) for i in range(2)]
-        wait_for(lambda: sorted(runs(redis)) == sorted(jids), timeout=10)
+    try:
+        with LogLines() as lines:
+            jids = [flow_jobs.Windowed.perform_async(i) for i in range(2)]
+            wait_for(lambda: sorted(runs(redis)) == sorted(jids), timeout=10)
+    finally:
+        forkq_logger.setLevel(level)
     times = sorted(float(span.split()[1]) for span in redis.lrange("flow:spans", 0, -1))
     # one per two-second window aligned to the epoch: the second ran in the next window
     assert int(times[1] // 2) == int(times[0] // 2) + 1
