@@ -174,8 +174,8 @@ def test_release_is_idempotent(redis, redis_url):
     (4, 3, 0.00001, 1),      # came back short: back to one
     (1, 1, 0.00001, 2),      # full and fast: double
     (8, 8, 0.00001, 10),     # capped by MAX_BATCH
-    (4, 4, 0.002, 2),        # 2 ms jobs: at most 5 ms of work held
-    (1, 1, 0.010, 1),        # slow jobs go one by one
+    (4, 4, 0.008, 2),        # 8 ms jobs: at most 20 ms of work held
+    (1, 1, 0.040, 1),        # slow jobs go one by one
     (2, 2, 0.0, 4),          # no timing yet: by count alone
 ])
 def test_batch_size_adapts_to_queue_depth_and_job_duration(current, got, seconds_per_job, expected):
