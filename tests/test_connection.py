@@ -2,12 +2,17 @@
 the URL without its password, and ``wait_replicas`` on a server without replicas."""
 
 import logging
+import os
+import threading
+import time
 
 import pytest
 import redis as redis_py
 
 from forkq import config, connection, redis_url
 from forkq.errors import ConfigError
+
+from helpers import wait_for
 
 PARSED = [
     ("redis://localhost:6380/2", {"host": "localhost", "port": 6380, "db": 2, "ssl": False}),
@@ -191,3 +196,54 @@ def test_forkqctl_status_shows_where_it_looked_without_passwords():
     settings = config.from_mapping({"redis_url": "redis+sentinel://u:topsecret@a:1/svc"
                                                  "?sentinel_password=alsosecret"}, "forkq.yml")
     assert ctl.redis_location(settings) == "redis+sentinel://a:1/svc?sentinel_password=***"
+
+
+# --- the shared client's pool: ready connections, waiters, fork ------------------------------
+
+def test_a_pooled_connection_is_reused_and_reconnected_when_the_server_closed_it(redis,
+                                                                                redis_url):
+    shared = connection.make_shared_client(redis_url)
+    try:
+        assert connection.send_commands(shared, [("CLIENT", "ID")]) == \
+            connection.send_commands(shared, [("CLIENT", "ID")])
+        redis.client_kill_filter(_type="normal", skipme=True)
+        assert connection.send_commands(shared, [("PING",)]) == ["PONG"]
+    finally:
+        shared.close()
+
+
+def test_a_thread_waiting_for_the_pool_gets_the_connection_given_back(redis_url, monkeypatch):
+    monkeypatch.setattr(connection, "POOL_SIZE", 1)
+    monkeypatch.setattr(connection, "POOL_WAIT", 10.0)
+    shared = connection.make_shared_client(redis_url)
+    pool = shared.connection_pool
+    held = pool.get_connection()
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(pool.get_connection()))
+    waiter.start()
+    wait_for(lambda: pool._waiting == 1, timeout=5, message="a thread waiting for the pool")
+    started = time.monotonic()
+    pool.release(held)
+    waiter.join(5)
+    try:
+        assert got == [held] and time.monotonic() - started < 5
+        pool.release(got[0])
+        assert connection.send_commands(shared, [("PING",)]) == ["PONG"]
+    finally:
+        shared.close()
+
+
+def test_a_forked_child_uses_the_shared_pool_without_the_parents_connections(redis_url):
+    shared = connection.make_shared_client(redis_url)
+    parent_id = connection.send_commands(shared, [("CLIENT", "ID")])[0]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child_id = connection.send_commands(shared, [("CLIENT", "ID")])[0]
+            os._exit(0 if child_id != parent_id else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert connection.send_commands(shared, [("CLIENT", "ID")]) == [parent_id]
+    shared.close()
