@@ -30,7 +30,11 @@ per-job costs divide the deltas by the jobs completed between the two samples.
 Idle latency: ``--samples`` jobs pushed one at a time 10 ms apart to one idle process; each
 body records the time since its push. Enqueue: forkq's ``perform_bulk`` / ``perform_async``
 here, Sidekiq's ``Sidekiq::Client.push_bulk`` / ``perform_async`` in Ruby
-(``compare_enqueue.rb``), each timed in its own process after it connected.
+(``compare_enqueue.rb``), each timed in its own process after it connected, with the CPU
+time of that process per one-at-a-time push. That rate is one round trip per push, so it
+follows where the scheduler puts the pushing process and Redis: on this VM a round trip
+between two CPUs costs several times one on a shared CPU, and the two placements alternate
+from minute to minute; the CPU per push moves less.
 
 Every figure is the median of ``--runs`` runs with the min–max beside it. A ratio is the median
 of the per-run ratios, oriented so that > 1 favours forkq: forkq/Sidekiq for rates,
@@ -200,10 +204,12 @@ def forkq_enqueue(server, jobs: int, single_jobs: int) -> dict:
     started = time.perf_counter()
     compare_jobs.BenchIncr.perform_bulk(args)
     bulk = jobs / (time.perf_counter() - started)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(single_jobs):
         compare_jobs.BenchIncr.perform_async(single_jobs)
-    return {"bulk": bulk, "single": single_jobs / (time.perf_counter() - started)}
+    single = single_jobs / (time.perf_counter() - started)
+    return {"bulk": bulk, "single": single,
+            "single_cpu_us": (time.process_time() - cpu_started) / single_jobs * 1e6}
 
 
 def sidekiq_enqueue(server, jobs: int, single_jobs: int) -> dict:

@@ -101,6 +101,9 @@ def rows(runs: list[dict]) -> list[dict]:
                      side("enqueue", "forkq", "bulk"), "rate", True, "≥ 1.5"))
     table.append(row("one-at-a-time enqueue, jobs/s", side("enqueue", "sidekiq", "single"),
                      side("enqueue", "forkq", "single"), "rate", True, "≥ 1.0"))
+    table.append(row("one-at-a-time enqueue, client CPU per job",
+                     side("enqueue", "sidekiq", "single_cpu_us"),
+                     side("enqueue", "forkq", "single_cpu_us"), "us", target="≥ 1"))
     return table + ceiling_rows(runs, 2) + ceiling_rows(runs, 1)
 
 
