@@ -66,15 +66,23 @@ class _Formatter(logging.Formatter):
 
 #: (an epoch second, its text): ``timestamp`` formats each second once
 _second_cache: tuple[int, str] = (-1, "")
+#: (an epoch millisecond, its text): a busy worker writes several lines a millisecond
+_milli_cache: tuple[int, str] = (-1, "")
 
 
 def timestamp(now: float) -> str:
-    """ISO 8601 UTC with milliseconds; the seconds part is formatted once per second."""
-    global _second_cache
-    second = int(now)
+    """ISO 8601 UTC with milliseconds; the seconds part is formatted once per second, the
+    whole once per millisecond."""
+    global _second_cache, _milli_cache
+    milli = int(now * 1000)
+    if milli == _milli_cache[0]:
+        return _milli_cache[1]
+    second = milli // 1000
     if second != _second_cache[0]:
         _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_second_cache[1]}.{int((now - second) * 1000):03d}Z"
+    text = f"{_second_cache[1]}.{milli % 1000:03d}Z"
+    _milli_cache = (milli, text)
+    return text
 
 
 def thread_tag() -> str:

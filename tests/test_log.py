@@ -118,3 +118,10 @@ def test_a_worker_logs_hostile_payloads_one_record_a_line(start_master, redis):
     assert r"\n1999-01-01T00:00:00.000Z pid=1 tid=1 INFO: forged" in text
     assert len([line for line in text.splitlines() if "forged" in line and
                 RECORD_START.match(line)]) >= 5  # start and fail of two jobs, two of Record
+
+
+def test_timestamps_keep_their_millisecond_across_the_cache():
+    assert [log.timestamp(t) for t in (1764392400.0004, 1764392400.0009, 1764392400.9995,
+                                       1764392401.0001, 1764392400.0004)] == [
+        "2025-11-29T05:00:00.000Z", "2025-11-29T05:00:00.000Z", "2025-11-29T05:00:00.999Z",
+        "2025-11-29T05:00:01.000Z", "2025-11-29T05:00:00.000Z"]
