@@ -79,24 +79,41 @@ class WaitingPool(redis.BlockingConnectionPool):
                 self._waiting -= 1
 
     def release(self, connection) -> None:
-        if self._ready_pid == os.getpid() and connection.pid == self._ready_pid:
+        # A connection the pool no longer owns (another process's, or a Sentinel pool's old
+        # primary's) or one marked for reconnection takes redis-py's path, which drops it.
+        if self._ready_pid == os.getpid() and self.owns_connection(connection) and \
+                not marked_for_reconnect(connection):
             with self._ready_lock:
                 if not self._waiting:
                     self._ready.append(connection)
                     return
         super().release(connection)
 
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the pool's connections; ``inuse_connections=False`` (what a Sentinel pool asks
+        when the primary moved) closes the idle ones, the ready stack's included, which go
+        back to the blocking pool's queue."""
+        super().disconnect(inuse_connections)
+        if inuse_connections or self._ready_pid != os.getpid():
+            return
+        with self._ready_lock:
+            idle, self._ready = self._ready, []
+        for connection in idle:
+            connection.disconnect()
+            super().release(connection)
+
     def _checked(self, connection):
-        """A ready connection, reconnected when the server closed it or it holds stray data
-        (what redis-py's checkout checks)."""
+        """A ready connection, reconnected once when the server closed it or it holds stray
+        data, as redis-py's own checkout does."""
         try:
+            connection.connect()
             try:
                 stale = connection.can_read()
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 stale = True
             if stale:
                 connection.disconnect()
-            connection.connect()
+                connection.connect()
         except BaseException:
             super().release(connection)
             raise
@@ -112,6 +129,13 @@ class WaitingPool(redis.BlockingConnectionPool):
                 f"all {self.max_connections} Redis connections of this process stayed busy for "
                 f"{self.timeout:g} s (forkq.connection.POOL_SIZE, POOL_WAIT); is Redis slow, or "
                 f"do threads hold connections (pubsub, blocking commands)?") from None
+
+
+def marked_for_reconnect(connection) -> bool:
+    """Whether redis-py's maintenance notifications marked ``connection`` to reconnect (older
+    redis-py releases, which forkq accepts, have no such mark)."""
+    marked = getattr(connection, "should_reconnect", None)
+    return marked is not None and marked()
 
 
 class SentinelWaitingPool(SentinelConnectionPool, WaitingPool):

@@ -247,3 +247,16 @@ def test_a_forked_child_uses_the_shared_pool_without_the_parents_connections(red
     assert os.waitstatus_to_exitcode(status) == 0
     assert connection.send_commands(shared, [("CLIENT", "ID")]) == [parent_id]
     shared.close()
+
+
+def test_closing_the_idle_connections_closes_the_ready_ones_too(redis, redis_url):
+    shared = connection.make_shared_client(redis_url)
+    try:
+        connection.send_commands(shared, [("CLIENT", "SETNAME", "forkq-ready")])
+        named = lambda: [c for c in redis.client_list() if c["name"] == "forkq-ready"]  # noqa: E731
+        assert len(named()) == 1
+        shared.connection_pool.disconnect(inuse_connections=False)
+        wait_for(lambda: not named(), timeout=5, message="the ready connection closed")
+        assert connection.send_commands(shared, [("PING",)]) == ["PONG"]
+    finally:
+        shared.close()
