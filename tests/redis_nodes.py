@@ -65,8 +65,12 @@ class Node:
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
-        wait_for(lambda: self.process.poll() is not None or _accepts(port), timeout=10,
-                 message=f"redis-server on port {port}")
+        try:
+            wait_for(lambda: self.process.poll() is not None or _accepts(port), timeout=10,
+                     message=f"redis-server on port {port}")
+        except BaseException:
+            self.kill()  # no Node to stop at teardown: the caller never got one
+            raise
         if self.process.poll() is not None:
             raise RuntimeError(f"redis-server {' '.join(args)} exited: {self.log()}")
 
@@ -136,10 +140,20 @@ class SentinelGroup:
     """A primary, ``replicas`` replicas and three sentinels on loopback ports."""
 
     def __init__(self, directory, replicas: int = 1) -> None:
+        self.primary: Node | None = None
+        self.replicas: list[Node] = []
+        self.sentinels: list[Node] = []
+        try:
+            self._start(directory, replicas)
+        except BaseException:
+            self.stop()  # the nodes already up: no group reaches the caller's teardown
+            raise
+
+    def _start(self, directory, replicas: int) -> None:
         self.primary = Node(directory / "primary", free_port())
-        self.replicas = [Node(directory / f"replica{index}", free_port(), "--replicaof",
-                              "127.0.0.1", str(self.primary.port)) for index in range(replicas)]
-        self.sentinels = []
+        for index in range(replicas):
+            self.replicas.append(Node(directory / f"replica{index}", free_port(), "--replicaof",
+                                      "127.0.0.1", str(self.primary.port)))
         for index in range(3):
             port = free_port()
             self.sentinels.append(Node(directory / f"sentinel{index}", port, "--sentinel",
@@ -171,4 +185,5 @@ class SentinelGroup:
 
     def stop(self) -> None:
         for node in [*self.sentinels, *self.replicas, self.primary]:
-            node.stop()
+            if node is not None:
+                node.stop()

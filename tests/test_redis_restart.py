@@ -18,7 +18,7 @@ import redis as redis_py
 
 from forkq.embedded import server_binary
 from helpers import wait_for
-from test_worker import spawn
+from test_worker import spawn, stop_all
 
 CYCLES = 5
 JOBS_PER_CYCLE = 1000
@@ -73,9 +73,19 @@ def held(client) -> int:
                                               for key in client.keys("forkq:inflight:*"))
 
 
+@pytest.fixture
+def server(tmp_path):
+    """The durable server; the process current at teardown (the test restarts it) is killed
+    even when the test or its own cleanup failed."""
+    server = DurableRedis(tmp_path / "redis")
+    try:
+        yield server.start()
+    finally:
+        server.kill()
+
+
 @pytest.mark.fault
-def test_jobs_survive_repeated_redis_kills(tmp_path, capsys):
-    server = DurableRedis(tmp_path / "redis").start()
+def test_jobs_survive_repeated_redis_kills(server, tmp_path, capsys):
     runs_file = str(tmp_path / "runs.txt")
     workers = []
     for index in range(2):
@@ -101,11 +111,7 @@ def test_jobs_survive_repeated_redis_kills(tmp_path, capsys):
         # A job's run is on file before it is acknowledged: once Redis holds none, all ran.
         wait_for(lambda: held(client) == 0, timeout=30, message="nothing left in Redis")
     finally:
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.wait(20)
-        server.kill()
+        stop_all(workers, 20)
     counted = runs(runs_file)
     assert set(counted) == set(jids), f"{len(set(jids) - set(counted))} job(s) never ran"
     twice = sum(1 for n in counted.values() if n > 1)

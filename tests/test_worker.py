@@ -31,6 +31,33 @@ def spawn(tmp_path, redis_url, log_name="worker.log", **settings):
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path))
 
 
+def stop_all(workers, timeout):
+    """Teardown: TERM every worker, then wait for each; one still running after the timeout is
+    killed and the test fails naming it, so that no worker outlives the test."""
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    stuck = []
+    for worker in workers:
+        try:
+            worker.wait(timeout)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+            stuck.append(worker.pid)
+    assert not stuck, f"worker(s) {stuck} still running {timeout} s after TERM: killed"
+
+
+@pytest.fixture
+def restartable_redis(tmp_path):
+    """An embedded server of the test's own, which the test stops and starts again; the
+    process current at teardown is stopped even when the test or its own cleanup failed."""
+    server = EmbeddedRedis(str(tmp_path / "redis"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
 def log_text(tmp_path, name="worker.log"):
     return (tmp_path / name).read_text()
 
@@ -78,8 +105,8 @@ def test_kill_9_mid_job_is_recovered_by_the_next_worker(redis, redis_url, tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.fault
-def test_redis_restart_is_logged_once_and_no_job_is_lost(tmp_path):
-    server = EmbeddedRedis(str(tmp_path / "redis")).start()
+def test_redis_restart_is_logged_once_and_no_job_is_lost(tmp_path, restartable_redis):
+    server = restartable_redis
     client = redis_py.Redis.from_url(server.url, decode_responses=True)
     worker = spawn(tmp_path, server.url)
     try:
@@ -97,9 +124,7 @@ def test_redis_restart_is_logged_once_and_no_job_is_lost(tmp_path):
         assert sorted(map(int, client.lrange("ran", 0, -1))) == list(range(100))
         assert log_text(tmp_path).count("Redis unavailable") == 1
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(15)
-        server.stop()
+        stop_all([worker], 15)
 
 
 @pytest.mark.slow
