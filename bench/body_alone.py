@@ -8,9 +8,8 @@ thread of every process is blocked), then runs the body until the counter reache
 """
 
 import sys
-import threading
 
-from compare_jobs import GO, REDIS, incr
+from compare_jobs import GO, REDIS, incr, run_threads
 
 
 def drain(total: int) -> None:
@@ -21,12 +20,7 @@ def drain(total: int) -> None:
 
 def main() -> None:
     total = int(sys.argv[1])
-    threads = [threading.Thread(target=drain, args=(total,))
-               for _ in range(int(sys.argv[2]) if len(sys.argv) > 2 else 10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(lambda index: drain(total), int(sys.argv[2]) if len(sys.argv) > 2 else 10)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ One run starts a private redis-server on loopback TCP, then, for 1 and 2 process
 threads each: Ruby Sidekiq (``sidekiq -c 10``, BRPOP fetch), forkq (``forkq start``) with
 reliable fetch and with basic fetch, and the body alone in Ruby and in Python (10 threads per
 process doing only the ``INCR``, no job system: each system's ceiling, and what its own work
-per job is measured against). Every job body is one ``INCR`` through a module-level
-client (``compare_jobs.py``, ``compare_jobs.rb``), and both systems log at INFO to a file.
+per job is measured against), and a minimal Python job loop (the floor, below). Every job body
+is one ``INCR`` through a module-level client (``compare_jobs.py``, ``compare_jobs.rb``), and
+both systems log at INFO to a file.
 redis-py's client checks a connection out of its pool for each call; redis-rb's ``Redis.new``
 is one connection that its threads take turns on (``--ruby-client pool`` gives Ruby a pool of
 10 behind the same interface instead).
@@ -26,6 +27,11 @@ mark; the harness blocks on those marks and, at each, samples the CPU time of th
 processes and their children, the server's ``INFO`` (``used_cpu_*``, ``total_commands_processed``,
 ``total_reads_processed``) and the counter. jobs/s comes from the bodies' own timestamps; the
 per-job costs divide the deltas by the jobs completed between the two samples.
+
+The floor: ``floor_loop.py`` drains the same staged jobs with the least a Python job system with
+reliable fetch does (a script call per 10 jobs that acknowledges the last batch and fills a
+private list, JSON decoding, the call), released like the body alone. Its CPU per job above the
+body's is what any such system pays here; forkq's is weighed against both.
 
 Idle latency: ``--samples`` jobs pushed one at a time 10 ms apart to one idle process; each
 body records the time since its push. Enqueue: forkq's ``perform_bulk`` / ``perform_async``
@@ -159,6 +165,22 @@ def drain_body(server, processes: int, jobs: int, language: str) -> dict:
     return drain_once(server, start, processes, jobs, lambda: client.rpush(compare_jobs.GO, *go))
 
 
+def drain_floor(server, processes: int, jobs: int) -> dict:
+    """The minimal Python loop around the body: the staged jobs and the go elements together."""
+    client = server.client
+    client.flushall()
+    compare_jobs.BenchIncr.perform_bulk([[jobs]] * jobs)
+    client.rename(QUEUE, STAGED)
+    go = ["go"] * systems.blocked(processes)
+    start = lambda d: systems.start_floor(server.url, processes, d)  # noqa: E731
+
+    def release() -> None:
+        client.rename(STAGED, QUEUE)
+        client.rpush(compare_jobs.GO, *go)
+
+    return drain_once(server, start, processes, jobs, release)
+
+
 def drains(server, processes: int, jobs: int) -> dict:
     url = server.url
     return {
@@ -170,6 +192,7 @@ def drains(server, processes: int, jobs: int) -> dict:
             server, lambda d: systems.start_forkq(url, processes, "basic", d), processes, jobs),
         f"ruby-body-{processes}": drain_body(server, processes, jobs, "ruby"),
         f"python-body-{processes}": drain_body(server, processes, jobs, "python"),
+        f"python-floor-{processes}": drain_floor(server, processes, jobs),
     }
 
 

@@ -6,6 +6,7 @@ hold it (``BENCH_REDIS_URL``), never through forkq's own connections.
 """
 
 import os
+import threading
 import time
 
 import redis
@@ -28,6 +29,16 @@ def incr(total: int) -> int:
     if count == 1 or count == total:
         REDIS.rpush(MARKS, f"{count} {time.time()}")
     return count
+
+
+def run_threads(target, count: int) -> None:
+    """Run ``target(index)`` in ``count`` threads and wait for them all (the loops without a
+    job system: ``body_alone.py``, ``floor_loop.py``)."""
+    threads = [threading.Thread(target=target, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 class BenchIncr(forkq.Job):

@@ -83,6 +83,10 @@ def ceiling_rows(runs: list[dict], processes: int) -> list[dict]:
         row(f"{label}: own CPU per job, (system − its body alone) / body alone",
             own_share("sidekiq", "ruby-body"), own_share("forkq", "python-body"), "percent",
             target="forkq ≤ 25 %"),
+        row(f"{label}: the minimal Python job loop (floor_loop.py), CPU per job", None,
+            values("python-floor", "cpu_us"), "us"),
+        row(f"{label}: the minimal loop's own CPU per job, (loop − body alone) / body alone",
+            None, own_share("python-floor", "python-body"), "percent"),
     ]
     for entry in ceiling:
         entry["ratio"] = None
@@ -127,5 +131,6 @@ def markdown(meta: dict, table: list[dict]) -> str:
     lines += ["", "ratio: forkq/Sidekiq for rates, Sidekiq/forkq for costs (CPU, round trips, "
               "commands, latency), the median of the per-run ratios. The body alone: 10 threads "
               "a process doing only the job's INCR, in Ruby (Sidekiq's column) and in Python "
-              "(forkq's)."]
+              "(forkq's). The minimal loop: reliable fetch of 10 jobs a call, JSON decoding and "
+              "the body, nothing else (bench/floor_loop.py)."]
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """How the side-by-side benchmark starts each system under test on one Redis, 10 threads per
-process: Ruby Sidekiq, forkq, and the job body alone in each language.
+process: Ruby Sidekiq, forkq, the job body alone in each language, and the least a Python job
+system with reliable fetch does around it (``floor_loop.py``).
 
 Each ``start_*`` returns a ``harness.Group`` whose processes (and their descendants) are the
 system: its CPU time is theirs. ``blocked()`` says how many Redis clients a started system
@@ -57,4 +58,11 @@ def start_body(redis_url: str, processes: int, total: int, language: str, workdi
               "ruby": ["ruby", os.path.join(HERE, "body_alone.rb")]}[language]
     command = script + [str(total), str(THREADS)]
     return Group(f"{language}-body-{processes}", [command] * processes, environment(redis_url),
+                 workdir)
+
+
+def start_floor(redis_url: str, processes: int, workdir: str) -> Group:
+    """``floor_loop.py``: reliable fetch in batches of 10, JSON decoding and the body, alone."""
+    command = [sys.executable, os.path.join(HERE, "floor_loop.py"), str(THREADS)]
+    return Group(f"python-floor-{processes}", [command] * processes, environment(redis_url),
                  workdir)
