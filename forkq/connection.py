@@ -297,7 +297,7 @@ def call_replicated(client: redis.Redis, connection, *command, disable_decoding=
     raised, since the reply holds jobs this thread now owns."""
     wait = getattr(client, "forkq_wait", None)
     if wait is None:
-        connection.send_command(*command)
+        connection.send_packed_command([hiredis.pack_command(command)])
         return connection.read_response(disable_decoding=disable_decoding)
     connection.send_packed_command(connection.pack_commands([command, ("WAIT", *wait)]))
     try:

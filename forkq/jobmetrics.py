@@ -45,6 +45,8 @@ COUNTER_MAX = 65535
 
 def bucket_index(ms: int) -> int:
     """The histogram bucket of a run of ``ms`` milliseconds: the first bound above it."""
+    if ms < BUCKET_MS[0]:  # most jobs: skip the search
+        return 0
     return min(bisect_right(BUCKET_MS, ms), len(BUCKET_MS) - 1)
 
 
