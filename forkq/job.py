@@ -54,6 +54,12 @@ def resolve(wire_name: str) -> type["Job"] | None:
     return _registry.get(wire_name)
 
 
+def hooks_of(job_class: type["Job"] | None) -> dict[str, Any]:
+    """The hook options a failure of ``job_class`` is decided with (``retry.decide``); none
+    for a class this process does not know."""
+    return {name: job_class.options.get(name) for name in HOOK_OPTIONS} if job_class else {}
+
+
 def _register(cls: type["Job"]) -> None:
     qualified = f"{cls.__module__}.{cls.__qualname__}"
     _registry[qualified] = cls

@@ -42,7 +42,7 @@ from .errors import MalformedJobError, Shutdown, SoftTimeLimitExceeded, UnknownJ
 from .fetch import Fetched, Fetcher, Held, bulk_requeue
 from .flow import Flow, time_limit_error
 from .health import retrying
-from .job import HOOK_OPTIONS, resolve
+from .job import hooks_of, resolve
 from .limiter import OverLimit
 from .log import job_log, logger, thread_tag
 from .payload import parse
@@ -318,7 +318,7 @@ class Processor(threading.Thread):
     def _write_time_limited(self, held: Held, payload, job_class, exc) -> str:
         if not held.known:
             return "this thread's lists are left for recovery"
-        hooks = {name: job_class.options.get(name) for name in HOOK_OPTIONS} if job_class else {}
+        hooks = hooks_of(job_class)
         redis = self.context.make_redis()
         try:
             outcome = self.context.retry_writer.handle(redis, payload, exc, hooks)
@@ -382,7 +382,7 @@ def handle_failure(context, redis, job_class, payload, queue, exc: BaseException
     the write while Redis is away), log it; returns the retry writer's ``Outcome``. Shared by
     the processor threads and the coroutine runner (``aio_runner.py``)."""
     tell_error_handlers(context.error_handlers, exc, payload, queue)
-    hooks = {name: job_class.options.get(name) for name in HOOK_OPTIONS} if job_class else {}
+    hooks = hooks_of(job_class)
     outcome = context.retry_writer.handle(redis, payload, exc, hooks, attempt=attempt)
     logger.warning("fail: %s: %s; %s", error_class_name(exc), error_message(exc),
                    outcome.summary, exc_info=exc, extra={"ctx": where})
