@@ -88,7 +88,8 @@ class Client:
     """Pushes payloads; ``sink`` is replaced by ``forkq.testing`` to run without Redis."""
 
     def __init__(self, middleware: Chain | None = None) -> None:
-        #: client keys given by ``configure()`` (or adopted from a command's config)
+        #: client keys given by ``configure()`` (or adopted from a command's config, with its
+        #: ``max_retries``)
         self._given: dict[str, Any] = {}
         #: False once a command's parsed config was adopted: its file and environment are read
         self._read_environment = True
@@ -111,9 +112,11 @@ class Client:
 
     def use_config(self, settings: Config, per_thread: bool = False) -> None:
         """Adopt a worker's or command's parsed config (its ``redis_url`` wins); a worker asks
-        for a connection per thread (``LazyClient``)."""
+        for a connection per thread (``LazyClient``). Its ``max_retries`` is kept too, so that
+        code running in the worker (server middleware) reads the limit its retries follow."""
         self._given.update(redis_url=settings.redis_url or self._given.get("redis_url"),
-                           namespace=settings.namespace or "", data_dir=settings.data_dir)
+                           namespace=settings.namespace or "", data_dir=settings.data_dir,
+                           max_retries=settings.max_retries)
         self._read_environment = False
         self._forget_settings()
         self._redis.per_thread = per_thread

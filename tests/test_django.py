@@ -52,15 +52,17 @@ def django_env(redis_server, tmp_path_factory):
 
 @pytest.fixture
 def start_worker(django_env, redis, redis_url, tmp_path):
-    """Start ``python -m forkq.worker`` on the project; each is stopped with TERM at teardown."""
+    """Start ``python -m forkq.worker`` on the project (``settings``: more forkq.yml keys); each
+    is stopped with TERM at teardown."""
     from forkq.contrib.django import worker_queues
 
     running = []
 
-    def start(concurrency=2, **extra_env):
+    def start(concurrency=2, settings=None, **extra_env):
         config = {"redis_url": redis_url, "queues": worker_queues(["default", "emails"]),
                   "require": WORKER_REQUIRE, "concurrency": concurrency, "poll_interval": 0.2,
-                  "heartbeat_interval": 0.5, "timeout": 5, "data_dir": str(tmp_path / "data")}
+                  "heartbeat_interval": 0.5, "timeout": 5, "data_dir": str(tmp_path / "data"),
+                  **(settings or {})}
         path = tmp_path / f"forkq-{len(running)}.yml"
         path.write_text(json.dumps(config))
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
@@ -256,6 +258,20 @@ def test_retries_show_in_errors_and_attempts(django_env, redis, start_worker):
     result = finished(result)
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 2
     assert result.attempts == 2 and [e.exception_class for e in result.errors] == [RuntimeError]
+
+
+def test_retry_true_follows_the_workers_max_retries(django_env, redis, start_worker):
+    """A worker with ``max_retries: 0`` sends a ``RETRY: true`` task to the dead set at its
+    first failure; its result says so (FAILED), not READY ("will retry")."""
+    from forkq.contrib.django.compat import TaskResultStatus
+    from shop.tasks import explode
+
+    result = explode.using(backend="patient").enqueue("no retries left")
+    start_worker(settings={"max_retries": 0})
+    wait_for(lambda: redis.zcard("dead") == 1, 15, message="the task's death")
+    result.refresh()  # the result is written before the job goes to the dead set
+    assert result.status == TaskResultStatus.FAILED and redis.zcard("retry") == 0
+    assert result.attempts == 1 and [e.exception_class for e in result.errors] == [ValueError]
 
 
 def test_the_worker_never_imports_an_unlisted_task_module(django_env, redis, start_worker):

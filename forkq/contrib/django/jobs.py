@@ -11,8 +11,9 @@ on to forkq, which retries it per the payload's ``retry`` (the backend's ``RETRY
 sends it to the dead set; the result shows every failure in ``errors``.
 
 The protocol writes the task's results (the backend owns its tasks' results). A failure's result is
-``READY`` when forkq will retry it: decided here with forkq's rule and the default
-``max_retries`` (25), which a worker configured otherwise may contradict for ``RETRY: true``.
+``READY`` when forkq will retry it, else ``FAILED``: decided here with the inputs the worker's
+retry writer uses (``retry.decide``): the payload's ``retry``, ``RunTask``'s hook options and the
+worker's ``max_retries``, which the worker's config gives the process's client (``use_config``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import threading
 from typing import Any
 
 from forkq import Job, client, results
-from forkq.config import Config
 from forkq.errors import ConfigError, Shutdown
 from forkq.heartbeat import hostname
+from forkq.job import hooks_of
 from forkq.retry import decide
 
 from . import registry
@@ -65,7 +66,8 @@ def task_protocol(job, payload: dict[str, Any], queue: str, call_next) -> Any:
     except Shutdown:
         raise
     except BaseException as exc:
-        record = recorder.failed(redis, payload, exc, _will_retry(payload, exc), record)
+        retried = _will_retry(job, payload, exc, source.settings.max_retries)
+        record = recorder.failed(redis, payload, exc, retried, record)
         task_finished.send(sender, task_result=_task_result(task, job.jid, record, args, kwargs))
         raise
     record = recorder.succeeded(redis, payload, value, record)
@@ -78,8 +80,8 @@ def _task_result(task, jid: str, record: dict | None, args: list, kwargs: dict):
     return to_task_result(task, jid, result, args, kwargs)
 
 
-def _will_retry(payload: dict[str, Any], exc: BaseException) -> bool:
-    return decide(payload, exc, {}, Config.max_retries).action == "retry"
+def _will_retry(job, payload: dict[str, Any], exc: BaseException, max_retries: int) -> bool:
+    return decide(payload, exc, hooks_of(type(job)), max_retries).action == "retry"
 
 
 def call(task, task_result, args: list, kwargs: dict) -> Any:

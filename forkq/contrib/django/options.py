@@ -6,7 +6,7 @@
 | ``NAMESPACE`` | key namespace, as ``namespace`` in ``forkq.yml`` | none |
 | ``CONFIG`` | path of a ``forkq.yml`` whose ``redis_url`` and ``namespace`` to use | none |
 | ``RESULT_TTL`` | seconds a task's result is kept after each change | 86400 |
-| ``RETRY`` | forkq's ``retry`` option for the tasks: true (``max_retries``), false, or a count | true |
+| ``RETRY`` | forkq's ``retry`` option for the tasks: true (the worker's ``max_retries``), false, or a count | true |
 
 ``REDIS_URL`` and ``NAMESPACE`` win over ``CONFIG``'s values. The worker that runs the tasks
 must use the same Redis and namespace (its ``forkq.yml``): results are written where the job

@@ -30,6 +30,9 @@ TASKS = {
     "retrying": {"BACKEND": "forkq.contrib.django.ForkqBackend",
                  "QUEUES": ["default"],
                  "OPTIONS": {"REDIS_URL": REDIS_URL, "RETRY": 1}},
+    "patient": {"BACKEND": "forkq.contrib.django.ForkqBackend",
+                "QUEUES": ["default"],
+                "OPTIONS": {"REDIS_URL": REDIS_URL, "RETRY": True}},
 }
 
 FORKQ_EMAIL_QUEUE = "emails"
