@@ -3,7 +3,8 @@
 Same payloads, checks, client middleware and keys as the synchronous client (``client.py``):
 the payload is built by ``client.build_payload`` and the commands by ``push.commands``; only
 the round trip differs, awaited on an asyncio connection. Settings come from the synchronous
-client (``forkq.configure``, ``REDIS_URL``, ``forkq.yml``), so both push to the same Redis.
+client (``forkq.configure``, ``REDIS_URL``, ``forkq.yml``), so both push to the same Redis; on
+a Sentinel URL the connections follow the primary through a failover (``aio_sentinel.py``).
 
 An asyncio Redis client belongs to the event loop that made it: one is kept per running loop
 and opened on first use. Client middleware runs in the loop; it must not block.
@@ -20,7 +21,7 @@ from typing import Any, Iterable
 
 import redis.asyncio as aioredis
 
-from . import arguments, client, connection, push, redis_url, unique
+from . import aio_sentinel, arguments, client, connection, push, redis_url, unique
 from .job import run_at, validate_options, validate_unique
 
 #: asyncio Redis clients of each running event loop, by URL
@@ -42,24 +43,26 @@ def redis(source=None) -> aioredis.Redis:
 
 def _make_client(url: str) -> aioredis.Redis:
     """An asyncio client on the URL as ``redis_url.parse`` reads it (its query parameters,
-    ``wait_replicas``), the way ``connection.make_client`` builds the synchronous one. Sentinel
-    URLs are refused: the asyncio client does not follow a Sentinel failover."""
+    ``wait_replicas``), the way ``connection.make_client`` builds the synchronous one; on a
+    Sentinel URL its connections follow the primary (``aio_sentinel.py``)."""
     target = redis_url.parse(url)
-    if target.sentinels is not None:
-        raise redis_url.RedisURLError(url, "the asyncio client (forkq.aio, aperform_*) does not "
-                                      "support Sentinel; push with the synchronous client")
     settings = dict(socket_timeout=connection.SOCKET_TIMEOUT, socket_connect_timeout=5.0,
                     decode_responses=True, **target.options)
+    found = aioredis.Redis.from_pool(_pool(target, settings))
+    found.forkq_wait = connection.wait_setting(target)
+    return found
+
+
+def _pool(target: redis_url.Target, settings: dict) -> aioredis.ConnectionPool:
+    if target.sentinels is not None:
+        return aio_sentinel.primary_pool(target, **settings)
     if settings.pop("ssl"):
         connection_class = aioredis.SSLConnection
     elif "path" in settings:
         connection_class = aioredis.UnixDomainSocketConnection
     else:
         connection_class = aioredis.Connection
-    found = aioredis.Redis.from_pool(
-        aioredis.ConnectionPool(connection_class=connection_class, **settings))
-    found.forkq_wait = connection.wait_setting(target)
-    return found
+    return aioredis.ConnectionPool(connection_class=connection_class, **settings)
 
 
 async def aclose() -> None:

@@ -5,7 +5,7 @@ redis-py's ``SentinelManagedConnection`` asks the sentinels for the primary only
 the pool (the fetcher's busy-path connection, a per-thread single-connection client, a blocking
 ``BLMOVE``) reconnects after an error through ``connect_check_health()`` instead, to the host
 and port it had: the dead primary. ``FollowingConnection`` asks the sentinels on every
-(re)connect, however it is reached.
+(re)connect, however it is reached (its asyncio twin: ``aio_sentinel.py``).
 
 A change of primary is logged once per process (``note_primary``), whatever number of pools and
 threads see it. Between the primary's death and the promotion (``down-after-milliseconds`` plus
@@ -70,18 +70,26 @@ def note_primary(service: str, address: tuple[str, int]) -> None:
                        service, *previous, *address)
 
 
-def primary_pool(target: Target, pool_class=SentinelConnectionPool, **settings):
+def primary_pool(target: Target, pool_class=SentinelConnectionPool, *, sentinel_class=Sentinel,
+                 connection_classes=(FollowingConnection, FollowingSSLConnection), **settings):
     """A pool (of ``pool_class``, a ``SentinelConnectionPool``) on the current primary;
     ``settings`` are the servers' connection options, ``socket_*`` and ``ssl_*`` ones also
-    the sentinels'."""
-    sentinels = target.sentinels
+    the sentinels'. ``sentinel_class`` and the (plain, TLS) ``connection_classes`` are
+    redis-py's synchronous or asyncio ones, as the pool is (``aio_sentinel.py``)."""
     ssl = settings.pop("ssl", False)
-    sentinel_options = {key: value for key, value in settings.items()
-                        if key.startswith(("socket_", "ssl_")) and value is not None}
-    if ssl:
-        sentinel_options["ssl"] = True
-    sentinel_options.update(sentinels.options)
-    manager = Sentinel(list(sentinels.addresses), sentinel_kwargs=sentinel_options)
-    connection_class = FollowingSSLConnection if ssl else FollowingConnection
-    return pool_class(sentinels.service, manager, connection_class=connection_class,
+    manager = sentinel_class(list(target.sentinels.addresses),
+                             sentinel_kwargs=_sentinel_options(target, ssl, settings))
+    connection_class = connection_classes[1] if ssl else connection_classes[0]
+    return pool_class(target.sentinels.service, manager, connection_class=connection_class,
                       shown_url=target.shown, **settings)
+
+
+def _sentinel_options(target: Target, ssl: bool, settings: dict) -> dict:
+    """The sentinels' connection options: the servers' ``socket_*`` and ``ssl_*`` ones, TLS
+    when the servers have it, and the URL's ``sentinel_username`` / ``sentinel_password``."""
+    options = {key: value for key, value in settings.items()
+               if key.startswith(("socket_", "ssl_")) and value is not None}
+    if ssl:
+        options["ssl"] = True
+    options.update(target.sentinels.options)
+    return options

@@ -7,11 +7,12 @@ import time
 
 import pytest
 import redis as redis_py
+from redis.asyncio.sentinel import MasterNotFoundError
 
 import forkq
 from forkq import aio, client, connection
-from forkq.redis_url import RedisURLError
 from jobs import Record, Shared, add
+from redis_nodes import free_port
 
 
 def run(coroutine):
@@ -218,6 +219,12 @@ def test_the_asyncio_client_reads_the_url_as_forkq_does(redis, redis_url):
                     "wait_replicas=1&wait_timeout=0.05")
     with pytest.raises(connection.ReplicaTimeoutError, match="confirmed by 0 of 1"):
         run(aio.perform_async(Record, 1))
-    forkq.configure(redis_url="redis+sentinel://127.0.0.1:26379/mymaster")
-    with pytest.raises(RedisURLError, match="does not support Sentinel"):
+
+def test_a_sentinel_url_asks_the_sentinels_and_keeps_passwords_out_of_errors(redis):
+    """No sentinel listens: the push fails naming the service, never a password (the
+    failover itself: ``test_sentinel.py``)."""
+    forkq.configure(redis_url=f"redis+sentinel://app:data-secret@127.0.0.1:{free_port()}/"
+                              f"mymaster?sentinel_password=sentinel-secret")
+    with pytest.raises(MasterNotFoundError, match="No master found for 'mymaster'") as failed:
         run(aio.perform_async(Record, 1))
+    assert "secret" not in str(failed.value)

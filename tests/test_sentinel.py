@@ -2,8 +2,10 @@
 everything follows the promoted replica. Counts jobs run twice and jobs lost, with and without
 ``wait_replicas`` (README.md, "Production Redis", says what each guarantees)."""
 
+import asyncio
 import contextlib
 import json
+import re
 import signal
 import threading
 import time
@@ -12,10 +14,12 @@ from dataclasses import dataclass, field
 import pytest
 import redis as redis_py
 
+import forkq
+from forkq import aio, connection
 from forkq import client as forkq_client
-from forkq import connection
 from forkq.web.app import App
 from helpers import wait_for
+from jobs import Record
 from redis_nodes import SentinelGroup
 from test_web import Browser
 from test_worker import log_text, spawn
@@ -239,3 +243,54 @@ def test_the_replicas_confirm_a_push_with_wait_replicas(group):
     client.connection_pool.release(held)
     client.close()
     refused.close()
+
+
+async def until_done(call, timeout: float, message: str):
+    """``call()``'s result once it stops raising ``RedisError``, within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await call()
+        except redis_py.RedisError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {message}") from None
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.fault
+def test_the_asyncio_client_follows_the_new_primary(group, redis):
+    """kill -9 the primary under a running event loop: the next push reaches the promoted
+    replica through the same asyncio client, and so does a connection held out of its pool."""
+    forkq.configure(redis_url=group.url + "?wait_replicas=3&wait_timeout=0.2")
+    with pytest.raises(connection.ReplicaTimeoutError, match="confirmed by 2 of 3 replica"):
+        asyncio.run(push_and_close(aio.perform_async(Record, "too few replicas")))
+    forkq.configure(redis_url=group.url)
+
+    async def scenario():
+        before = await aio.perform_async(Record, "before")
+        held = await aio.redis().connection_pool.get_connection()
+        old_port = group.primary.port
+        group.primary.kill()
+        with pytest.raises(redis_py.ConnectionError, match=re.escape(group.url)):
+            await aio.perform_async(Record, "while the sentinels still name the dead primary")
+        await asyncio.to_thread(wait_for, lambda: group.primary_port() != old_port,
+                                timeout=15, interval=0.05, message="a promotion")
+        after = await until_done(lambda: aio.perform_async(Record, "after"), 10, "a push")
+        await held.disconnect()
+        await until_done(lambda: held.send_command("PING"), 5, "the held connection")
+        assert await held.read_response() == "PONG" and held.port == group.primary_port()
+        await aio.redis().connection_pool.release(held)
+        return before, after
+
+    before, after = asyncio.run(push_and_close(scenario()))
+    new_primary = group.node(group.primary_port()).client()
+    jobs = [json.loads(job) for job in new_primary.lrange("queue:default", 0, -1)]
+    assert [job["jid"] for job in jobs[:2]] == [after, before]
+    assert jobs[2]["args"] == ["too few replicas"], "WAIT follows the write it confirms"
+
+
+async def push_and_close(coroutine):
+    try:
+        return await coroutine
+    finally:
+        await aio.aclose()
