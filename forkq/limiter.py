@@ -1,13 +1,18 @@
 """Rate and concurrency limits shared by every process on forkq's Redis.
 
 Owns the ``forkq:limiter:*`` keys. A limiter is made once, at module level, and used around
-the limited part of a job's ``perform``, in any worker thread::
+the limited part of a job's ``perform``, in any worker thread, or with ``async with`` in a
+coroutine job::
 
     STRIPE = forkq.limiter.concurrent("stripe", 2, lock_timeout=30)
 
     def perform(self, charge_id):
         with STRIPE:
             charge(charge_id)
+
+    async def perform(self, charge_id):
+        async with STRIPE:
+            await charge(charge_id)
 
 Kinds: ``concurrent`` (at most ``limit`` holders at once), ``window`` (at most ``limit`` entries
 per fixed window of ``seconds``, windows aligned to the epoch) and ``bucket`` (a token bucket of
@@ -20,11 +25,19 @@ Each check is one Lua script that reads the time from Redis (``TIME``), not from
 every host then sees the same window boundaries, token refills and lease expiries whatever
 their clock skew, and a host whose clock runs ahead cannot expire another host's lease.
 
-Construction touches nothing; the first ``with`` takes a client from ``forkq.redis()`` (one
-per thread in a worker). A Redis error while entering propagates like any error of the job.
+Construction touches nothing. ``with`` takes a client from ``forkq.redis()`` (one per thread in
+a worker); ``async with`` awaits the same scripts and release on the running event loop's
+asyncio client (``forkq.aio.redis()``, opened on first use by the process that runs the loop),
+so it never blocks the loop; a Sentinel URL is refused there, as in ``forkq.aio``. ``with``
+still works in a coroutine, at the cost of blocking the loop for its round trips. A Redis error
+while entering propagates like any error of the job; one while leaving a concurrent slot is
+logged, and the lease frees the slot. A concurrent slot is left by the thread or asyncio task
+that entered it (each keeps its own stack of holders), so coroutines interleaving on the loop's
+thread each release their own; enter and leave it in the same thread or task.
 
 Failure rules (kill -9): a concurrent slot is a lease (a zset member scored by its expiry), so a
-killed holder's slot comes back ``lock_timeout`` seconds after it entered; ``lock_timeout`` must
+killed holder's slot (or that of a coroutine cancelled again while it releases the slot) comes
+back ``lock_timeout`` seconds after it entered; ``lock_timeout`` must
 therefore exceed the longest run of the limited block, or a slow holder's slot is handed on
 while it still runs. Window and bucket keys expire by themselves when idle; nothing is held.
 """
