@@ -1,13 +1,18 @@
 """Rate and concurrency limits shared by every process on forkq's Redis.
 
 Owns the ``forkq:limiter:*`` keys. A limiter is made once, at module level, and used around
-the limited part of a job's ``perform``, in any worker thread::
+the limited part of a job's ``perform``, in any worker thread, or with ``async with`` in a
+coroutine job::
 
     STRIPE = forkq.limiter.concurrent("stripe", 2, lock_timeout=30)
 
     def perform(self, charge_id):
         with STRIPE:
             charge(charge_id)
+
+    async def perform(self, charge_id):
+        async with STRIPE:
+            await charge(charge_id)
 
 Kinds: ``concurrent`` (at most ``limit`` holders at once), ``window`` (at most ``limit`` entries
 per fixed window of ``seconds``, windows aligned to the epoch) and ``bucket`` (a token bucket of
@@ -20,21 +25,29 @@ Each check is one Lua script that reads the time from Redis (``TIME``), not from
 every host then sees the same window boundaries, token refills and lease expiries whatever
 their clock skew, and a host whose clock runs ahead cannot expire another host's lease.
 
-Construction touches nothing; the first ``with`` takes a client from ``forkq.redis()`` (one
-per thread in a worker). A Redis error while entering propagates like any error of the job.
+Construction touches nothing. ``with`` takes a client from ``forkq.redis()`` (one per thread in
+a worker); ``async with`` awaits the same scripts and release on the running event loop's
+asyncio client (``forkq.aio.redis()``, opened on first use by the process that runs the loop),
+so it never blocks the loop; a Sentinel URL is refused there, as in ``forkq.aio``. ``with``
+still works in a coroutine, at the cost of blocking the loop for its round trips. A Redis error
+while entering propagates like any error of the job; one while leaving a concurrent slot is
+logged, and the lease frees the slot. A concurrent slot is left by the thread or asyncio task
+that entered it (each keeps its own stack of holders), so coroutines interleaving on the loop's
+thread each release their own; enter and leave it in the same thread or task.
 
 Failure rules (kill -9): a concurrent slot is a lease (a zset member scored by its expiry), so a
-killed holder's slot comes back ``lock_timeout`` seconds after it entered; ``lock_timeout`` must
+killed holder's slot (or that of a coroutine cancelled again while it releases the slot) comes
+back ``lock_timeout`` seconds after it entered; ``lock_timeout`` must
 therefore exceed the longest run of the limited block, or a slow holder's slot is handed on
 while it still runs. Window and bucket keys expire by themselves when idle; nothing is held.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import math
 import random
-import threading
 import uuid
 
 import redis as redis_py
@@ -150,18 +163,44 @@ class _Limiter:
         self.name = _check_name(name)
         self.limit = _check_limit(name, limit)
 
+    def _key(self) -> str:
+        return forkq_client.default().keys.limiter(self.kind, self.name)
+
     def _run(self, *args) -> int:
         """Run this kind's script on the calling thread's client; its integer reply.
 
         By sha, loading it on a miss; no client is kept, so nothing crosses a fork."""
         redis = forkq_client.default().redis
-        key = forkq_client.default().keys.limiter(self.kind, self.name)
         try:
-            return int(redis.evalsha(self.sha, 1, key, *args))
+            return int(redis.evalsha(self.sha, 1, self._key(), *args))
         except redis_py.exceptions.NoScriptError:
-            return int(redis.eval(self.source, 1, key, *args))
+            return int(redis.eval(self.source, 1, self._key(), *args))
+
+    async def _arun(self, *args) -> int:
+        """``_run`` awaited on the running event loop's client (``_loop_redis``)."""
+        redis = self._loop_redis()
+        try:
+            return int(await redis.evalsha(self.sha, 1, self._key(), *args))
+        except redis_py.exceptions.NoScriptError:
+            return int(await redis.eval(self.source, 1, self._key(), *args))
+
+    def _loop_redis(self):
+        """The running event loop's asyncio client (``aio.redis()``: one a loop, made in the
+        process that runs the loop, so none crosses a fork)."""
+        from . import aio, redis_url  # redis.asyncio is loaded only by coroutine code
+
+        try:
+            return aio.redis()
+        except redis_url.RedisURLError as exc:
+            raise redis_url.RedisURLError(
+                forkq_client.default()._url(),
+                f"limiter {self.name!r}: `async with` runs on the asyncio client, which does "
+                f"not support Sentinel; use `with` (a blocking call) there") from exc
 
     def __exit__(self, *exc_info) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info) -> None:
         return None
 
     def __repr__(self) -> str:
@@ -177,24 +216,58 @@ class ConcurrentLimiter(_Limiter):
         super().__init__(name, limit)
         self.lock_timeout = _check_seconds(name, "lock_timeout", lock_timeout)
         self.retry_wait = _check_retry_wait(name, retry_wait)
-        self._held = threading.local()
+        # Each thread and each asyncio task sees its own stack of the holders it entered (a
+        # task starts with a copy of its creator's context, a thread with its own), so a holder
+        # left is the one that same thread or task entered last, whatever other coroutines on
+        # the loop's thread do meanwhile. Immutable: a copied context cannot change another's.
+        self._holders: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+            f"forkq limiter {name!r} holders", default=())
 
     def __enter__(self) -> "ConcurrentLimiter":
         holder = uuid.uuid4().hex
-        if not self._run(holder, self.limit, int(self.lock_timeout * 1000)):
-            raise OverLimit(self.name, random.uniform(*self.retry_wait))
-        self._held.__dict__.setdefault("stack", []).append(holder)
+        self._admitted(holder, self._run(holder, self.limit, self._lease_ms()))
         return self
 
+    async def __aenter__(self) -> "ConcurrentLimiter":
+        holder = uuid.uuid4().hex
+        self._admitted(holder, await self._arun(holder, self.limit, self._lease_ms()))
+        return self
+
+    def _lease_ms(self) -> int:
+        return int(self.lock_timeout * 1000)
+
+    def _admitted(self, holder: str, admitted: int) -> None:
+        if not admitted:
+            raise OverLimit(self.name, random.uniform(*self.retry_wait))
+        self._holders.set((*self._holders.get(), holder))
+
+    def _leaving(self) -> str:
+        """The holder this thread or task entered last, taken off its stack."""
+        holders = self._holders.get()
+        if not holders:
+            raise RuntimeError(f"limiter {self.name!r}: left without being entered in this "
+                               f"thread or task; enter and leave it in the same one")
+        self._holders.set(holders[:-1])
+        return holders[-1]
+
     def __exit__(self, *exc_info) -> None:
-        holder = self._held.stack.pop()
+        holder = self._leaving()
         try:
-            forkq_client.default().redis.zrem(
-                forkq_client.default().keys.limiter(self.kind, self.name), holder)
+            forkq_client.default().redis.zrem(self._key(), holder)
         except redis_py.RedisError as exc:
-            # the block ran: failing the job now would run it twice; the lease frees the slot
-            logger.warning("limiter %r: slot not released (%s); it frees itself within "
-                           "lock_timeout (%s s)", self.name, exc, self.lock_timeout)
+            self._not_released(exc)
+
+    async def __aexit__(self, *exc_info) -> None:
+        holder = self._leaving()
+        try:
+            await self._loop_redis().zrem(self._key(), holder)
+        except redis_py.RedisError as exc:
+            self._not_released(exc)
+
+    def _not_released(self, exc: Exception) -> None:
+        # the block ran: failing the job now would run it twice; the lease frees the slot
+        logger.warning("limiter %r: slot not released (%s); it frees itself within "
+                       "lock_timeout (%s s)", self.name, exc, self.lock_timeout)
 
 
 class _TimedLimiter(_Limiter):
@@ -205,10 +278,16 @@ class _TimedLimiter(_Limiter):
         self.seconds = _check_seconds(name, "seconds", seconds)
 
     def __enter__(self):
-        wait_ms = self._run(self.limit, int(self.seconds * 1000))
+        self._admitted(self._run(self.limit, int(self.seconds * 1000)))
+        return self
+
+    async def __aenter__(self):
+        self._admitted(await self._arun(self.limit, int(self.seconds * 1000)))
+        return self
+
+    def _admitted(self, wait_ms: int) -> None:
         if wait_ms:
             raise OverLimit(self.name, wait_ms / 1000)
-        return self
 
 
 class WindowLimiter(_TimedLimiter):

@@ -8,6 +8,7 @@ Each records in Redis what it did, through forkq's client (a worker points it at
 | ``async:runs`` | hash jid → times the job finished | every job, at its end |
 | ``async:started`` | hash jid → times the job started | ``Nap``, ``Flaky`` |
 | ``async:peak`` | string: most ``Nap`` jobs running at once in one process | ``Nap`` |
+| ``async:single`` | list of "jid start end holders" while holding ``SINGLE`` | ``Single`` |
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import time
 
 import forkq
-from forkq import Job, client, limiter
+from forkq import Job, aio, client, limiter
 
 #: Nap jobs running now in this process (all on its one event loop thread)
 _running = 0
@@ -133,3 +134,21 @@ class WindowedNap(Job):
     async def perform(self, n):
         with ONE_AT_A_TIME:
             _redis().rpush("async:windowed", f"{n} {time.time()}")
+
+
+SINGLE = limiter.concurrent("async-single", 1, lock_timeout=30, retry_wait=(0.05, 0.1))
+
+
+class Single(Job):
+    """One at a time across every process (``async with SINGLE``); records its span and the
+    holders the limiter counted meanwhile, on the loop's asyncio client."""
+    options = {"retry": 0}
+
+    async def perform(self):
+        async with SINGLE:
+            redis = aio.redis()
+            started = time.time()
+            await asyncio.sleep(0.05)
+            holders = await redis.zcard(client.default().keys.limiter("concurrent",
+                                                                      "async-single"))
+            await redis.rpush("async:single", f"{self.jid} {started!r} {time.time()!r} {holders}")

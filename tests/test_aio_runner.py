@@ -174,6 +174,25 @@ def test_an_over_limit_coroutine_job_is_rescheduled_not_failed(redis, start_work
     assert stats()["failed"] == 0
 
 
+@pytest.mark.slow
+def test_async_with_a_concurrent_limit_of_one_holds_across_two_worker_processes(start_master,
+                                                                                 redis):
+    from async_jobs import Single
+    from test_flow_processes import most_at_once
+
+    master = start_master(processes=2, concurrency=1, poll_interval=0.1, require=["async_jobs"])
+    jids = [Single.perform_async() for _ in range(6)]
+    wait_for(lambda: redis.llen("async:single") == 6, 30, message="six runs")
+    runs = [line.split() for line in redis.lrange("async:single", 0, -1)]
+    assert sorted(jid for jid, *_ in runs) == sorted(jids)  # each ran once
+    assert {holders for *_, holders in runs} == {"1"}
+    assert most_at_once([(float(start), float(end)) for _, start, end, _ in runs]) == 1
+    assert redis.zcard("retry") == 0 and redis.zcard("dead") == 0
+    wait_for(lambda: stats()["processed"] == 6, 5, message="six jobs counted, no more")
+    assert stats()["failed"] == 0
+    assert "over limit async-single; again in" in master.log()
+
+
 def _runner_on_dead_redis(make_config):
     """A coroutine runner whose Redis is gone (nothing listens on the port)."""
     import socket

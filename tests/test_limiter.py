@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import pytest
 
-from forkq import limiter
+from forkq import aio, limiter
 from forkq.keys import Keys
 from forkq.limiter import OverLimit
-from helpers import wait_for
+from helpers import LogLines, wait_for
 
 KEYS = Keys()
 
@@ -149,3 +150,102 @@ def test_a_script_flushed_from_redis_is_loaded_again(redis):
     redis.script_flush()
     assert admitted(tokens)
     assert not admitted(tokens)
+
+
+# --- coroutines: several share the loop's thread ----------------------------------------------
+
+async def hold(slots, form: str, entered: asyncio.Event, leave: asyncio.Event) -> None:
+    if form == "with":  # the blocking form, still allowed in a coroutine
+        with slots:
+            entered.set()
+            await leave.wait()
+    else:
+        async with slots:
+            entered.set()
+            await leave.wait()
+
+
+@pytest.mark.parametrize("form", ["with", "async with"])
+def test_interleaved_coroutines_each_leave_their_own_slot(redis, form):
+    slots = limiter.concurrent("loop", 2, lock_timeout=10)
+    key = KEYS.limiter("concurrent", "loop")
+
+    def members():
+        return set(redis.zrange(key, 0, -1))
+
+    async def a_enters_b_enters_a_leaves_b_leaves():
+        a_in, a_out, b_in, b_out = (asyncio.Event() for _ in range(4))
+        a = asyncio.create_task(hold(slots, form, a_in, a_out))
+        await a_in.wait()
+        (a_holder,) = members()
+        b = asyncio.create_task(hold(slots, form, b_in, b_out))
+        await b_in.wait()
+        (b_holder,) = members() - {a_holder}
+        a_out.set()
+        await a
+        assert members() == {b_holder}  # A's slot is free, B's still held
+        b_out.set()
+        await b
+        assert members() == set()
+        await aio.aclose()
+
+    asyncio.run(a_enters_b_enters_a_leaves_b_leaves())
+
+
+def test_async_with_admits_and_refuses_as_with_does(redis):
+    one = limiter.concurrent("one-async", 1, lock_timeout=10, retry_wait=(0.2, 0.3))
+    tokens = limiter.bucket("sms-async", 2, 10.0)
+
+    async def use():
+        async with one:
+            assert redis.zcard(KEYS.limiter("concurrent", "one-async")) == 1
+            with pytest.raises(OverLimit) as sync_over:
+                with one:
+                    pass
+            with pytest.raises(OverLimit) as async_over:
+                async with one:
+                    pass
+        for _ in range(2):
+            async with tokens:
+                pass
+        with pytest.raises(OverLimit) as bucket_over:
+            async with tokens:
+                pass
+        await aio.aclose()
+        return sync_over.value, async_over.value, bucket_over.value
+
+    sync_over, async_over, bucket_over = asyncio.run(use())
+    assert 0.2 <= sync_over.retry_in <= 0.3 and 0.2 <= async_over.retry_in <= 0.3
+    assert 4.0 < bucket_over.retry_in <= 5.0  # one token every 5 s
+    assert redis.zcard(KEYS.limiter("concurrent", "one-async")) == 0
+    assert not admitted(tokens)  # the same bucket as the blocking form's
+
+
+def test_async_with_loads_a_flushed_script_and_logs_a_failed_release(redis):
+    slot = limiter.concurrent("flushed-async", 1, lock_timeout=10)
+    key = KEYS.limiter("concurrent", "flushed-async")
+
+    async def enter_after_flush_then_break_the_key():
+        redis.script_flush()
+        async with slot:
+            redis.delete(key)
+            redis.set(key, "not a sorted set")  # ZREM at the exit fails: WRONGTYPE
+        await aio.aclose()
+
+    with LogLines() as lines:
+        asyncio.run(enter_after_flush_then_break_the_key())
+    assert any("limiter 'flushed-async': slot not released (WRONGTYPE" in line
+               for line in lines), lines
+
+
+def test_async_with_on_a_sentinel_url_names_the_blocking_form(redis, redis_url):
+    from forkq import client
+    from forkq.redis_url import RedisURLError
+
+    client.configure(redis_url="redis+sentinel://127.0.0.1:1/main")
+    try:
+        with pytest.raises(RedisURLError, match="limiter 'tokens': `async with` runs on the "
+                                                "asyncio client, .* use `with`"):
+            asyncio.run(limiter.window("tokens", 1, 1.0).__aenter__())
+    finally:
+        client.configure(redis_url=redis_url, namespace="")
