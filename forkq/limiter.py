@@ -28,7 +28,7 @@ their clock skew, and a host whose clock runs ahead cannot expire another host's
 Construction touches nothing. ``with`` takes a client from ``forkq.redis()`` (one per thread in
 a worker); ``async with`` awaits the same scripts and release on the running event loop's
 asyncio client (``forkq.aio.redis()``, opened on first use by the process that runs the loop),
-so it never blocks the loop; a Sentinel URL is refused there, as in ``forkq.aio``. ``with``
+so it never blocks the loop (on a Sentinel URL too, as ``forkq.aio`` follows failovers). ``with``
 still works in a coroutine, at the cost of blocking the loop for its round trips. A Redis error
 while entering propagates like any error of the job; one while leaving a concurrent slot is
 logged, and the lease frees the slot. A concurrent slot is left by the thread or asyncio task
@@ -187,15 +187,9 @@ class _Limiter:
     def _loop_redis(self):
         """The running event loop's asyncio client (``aio.redis()``: one a loop, made in the
         process that runs the loop, so none crosses a fork)."""
-        from . import aio, redis_url  # redis.asyncio is loaded only by coroutine code
+        from . import aio  # redis.asyncio is loaded only by coroutine code
 
-        try:
-            return aio.redis()
-        except redis_url.RedisURLError as exc:
-            raise redis_url.RedisURLError(
-                forkq_client.default()._url(),
-                f"limiter {self.name!r}: `async with` runs on the asyncio client, which does "
-                f"not support Sentinel; use `with` (a blocking call) there") from exc
+        return aio.redis()
 
     def __exit__(self, *exc_info) -> None:
         return None

@@ -236,16 +236,3 @@ def test_async_with_loads_a_flushed_script_and_logs_a_failed_release(redis):
         asyncio.run(enter_after_flush_then_break_the_key())
     assert any("limiter 'flushed-async': slot not released (WRONGTYPE" in line
                for line in lines), lines
-
-
-def test_async_with_on_a_sentinel_url_names_the_blocking_form(redis, redis_url):
-    from forkq import client
-    from forkq.redis_url import RedisURLError
-
-    client.configure(redis_url="redis+sentinel://127.0.0.1:1/main")
-    try:
-        with pytest.raises(RedisURLError, match="limiter 'tokens': `async with` runs on the "
-                                                "asyncio client, .* use `with`"):
-            asyncio.run(limiter.window("tokens", 1, 1.0).__aenter__())
-    finally:
-        client.configure(redis_url=redis_url, namespace="")
