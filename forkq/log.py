@@ -75,12 +75,14 @@ def timestamp(now: float) -> str:
     whole once per millisecond."""
     global _second_cache, _milli_cache
     milli = int(now * 1000)
-    if milli == _milli_cache[0]:
-        return _milli_cache[1]
-    second = milli // 1000
-    if second != _second_cache[0]:
-        _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    text = f"{_second_cache[1]}.{milli % 1000:03d}Z"
+    cached = _milli_cache  # one read of each cache: other threads replace them whole
+    if milli == cached[0]:
+        return cached[1]
+    second, seconds = milli // 1000, _second_cache
+    if second != seconds[0]:
+        seconds = _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                          time.gmtime(second)))
+    text = f"{seconds[1]}.{milli % 1000:03d}Z"
     _milli_cache = (milli, text)
     return text
 
@@ -140,6 +142,7 @@ class LineBuffer(threading.Thread):
         self.output = output
         self.lines: collections.deque = collections.deque()
         self.pending = threading.Event()
+        self.flushing = threading.Lock()
         self.pid = os.getpid()
 
     def put(self, line) -> None:
@@ -155,11 +158,15 @@ class LineBuffer(threading.Thread):
             self.flush()
 
     def flush(self) -> None:
-        lines, pid = self.lines, self.pid
-        taken = [lines.popleft() for _ in range(len(lines))]
-        if taken:
-            self.output.write_line("".join([
-                line if type(line) is str else format_job_line(pid, *line) for line in taken]))
+        # Under a lock: the writer thread and the main thread (USR2's reopen, the exit) both
+        # flush, and each must write whole, in order, the lines it takes.
+        with self.flushing:
+            lines, pid = self.lines, self.pid
+            taken = [lines.popleft() for _ in range(len(lines))]
+            if taken:
+                self.output.write_line("".join([
+                    line if type(line) is str else format_job_line(pid, *line)
+                    for line in taken]))
 
 
 def format_job_line(pid: int, at: float, tid: str, context: str, message: str,

@@ -125,3 +125,37 @@ def test_timestamps_keep_their_millisecond_across_the_cache():
                                        1764392401.0001, 1764392400.0004)] == [
         "2025-11-29T05:00:00.000Z", "2025-11-29T05:00:00.000Z", "2025-11-29T05:00:00.999Z",
         "2025-11-29T05:00:01.000Z", "2025-11-29T05:00:00.000Z"]
+
+
+def test_two_threads_flushing_at_once_write_every_line_once(tmp_path):
+    import sys
+    import threading
+
+    output = log.Output(str(tmp_path / "lines.log"))
+    buffer = log.LineBuffer(output)
+    errors: list = []
+
+    def flush(start):
+        start.wait()
+        try:
+            buffer.flush()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        for round_ in range(100):
+            for index in range(2000):
+                buffer.put(f"{round_}-{index}\n")
+            start = threading.Barrier(2)
+            flushers = [threading.Thread(target=flush, args=(start,)) for _ in range(2)]
+            for thread in flushers:
+                thread.start()
+            for thread in flushers:
+                thread.join(10)
+    finally:
+        sys.setswitchinterval(interval)
+    output.close()
+    written = (tmp_path / "lines.log").read_text().splitlines()
+    assert errors == [] and len(written) == 200000 and len(set(written)) == 200000
