@@ -34,11 +34,20 @@ def redis(source=None) -> aioredis.Redis:
     default, forkq's client); its URL is resolved as the synchronous client resolves it."""
     source = source or client.default()
     url = source._url()
+    _forget_closed_loops()
     by_url = _clients.setdefault(asyncio.get_running_loop(), {})
     found = by_url.get(url)
     if found is None:
         found = by_url[url] = _make_client(url)
     return found
+
+
+def _forget_closed_loops() -> None:
+    """Drop the clients of loops that were closed without ``aclose()`` (each
+    ``asyncio.run`` is a new loop): the clients hold their loop, so the weak keys alone never
+    let go. Their sockets close when the clients are collected."""
+    for loop in [loop for loop in _clients if loop.is_closed()]:
+        del _clients[loop]
 
 
 def _make_client(url: str) -> aioredis.Redis:

@@ -82,7 +82,7 @@ class WaitingPool(redis.BlockingConnectionPool):
         # A connection the pool no longer owns (another process's, or a Sentinel pool's old
         # primary's) or one marked for reconnection takes redis-py's path, which drops it.
         if self._ready_pid == os.getpid() and self.owns_connection(connection) and \
-                not marked_for_reconnect(connection):
+                not connection.should_reconnect():
             with self._ready_lock:
                 if not self._waiting:
                     self._ready.append(connection)
@@ -129,13 +129,6 @@ class WaitingPool(redis.BlockingConnectionPool):
                 f"all {self.max_connections} Redis connections of this process stayed busy for "
                 f"{self.timeout:g} s (forkq.connection.POOL_SIZE, POOL_WAIT); is Redis slow, or "
                 f"do threads hold connections (pubsub, blocking commands)?") from None
-
-
-def marked_for_reconnect(connection) -> bool:
-    """Whether redis-py's maintenance notifications marked ``connection`` to reconnect (older
-    redis-py releases, which forkq accepts, have no such mark)."""
-    marked = getattr(connection, "should_reconnect", None)
-    return marked is not None and marked()
 
 
 class SentinelWaitingPool(SentinelConnectionPool, WaitingPool):

@@ -228,3 +228,12 @@ def test_a_sentinel_url_asks_the_sentinels_and_keeps_passwords_out_of_errors(red
     with pytest.raises(MasterNotFoundError, match="No master found for 'mymaster'") as failed:
         run(aio.perform_async(Record, 1))
     assert "secret" not in str(failed.value)
+
+
+def test_the_clients_of_loops_closed_without_aclose_are_let_go(redis):
+    async def push_and_count() -> int:
+        await aio.perform_async(Record, 1)
+        return len(aio._clients)
+
+    counts = [asyncio.run(push_and_count()) for _ in range(3)]
+    assert counts == [1, 1, 1] and redis.llen("queue:default") == 3
