@@ -1,10 +1,11 @@
 """The asyncio client: enqueue from coroutines on ``redis.asyncio``, never blocking the loop.
 
 Same payloads, checks, client middleware and keys as the synchronous client (``client.py``):
-the payload is built by ``client.build_payload`` and the commands by ``push.commands``; only
-the round trip differs, awaited on an asyncio connection. Settings come from the synchronous
-client (``forkq.configure``, ``REDIS_URL``, ``forkq.yml``), so both push to the same Redis; on
-a Sentinel URL the connections follow the primary through a failover (``aio_sentinel.py``).
+the payload is built by ``client.build_payload``, the commands by ``push.commands`` (a unique
+job's by ``unique_push.script_call``); only the round trip differs, awaited on an asyncio
+connection. Settings come from the synchronous client (``forkq.configure``, ``REDIS_URL``,
+``forkq.yml``), so both push to the same Redis; on a Sentinel URL the connections follow the
+primary through a failover (``aio_sentinel.py``).
 
 An asyncio Redis client belongs to the event loop that made it: one is kept per running loop
 and opened on first use. Client middleware runs in the loop; it must not block.
@@ -20,8 +21,9 @@ import weakref
 from typing import Any, Iterable
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
-from . import aio_sentinel, arguments, client, connection, push, redis_url, unique
+from . import aio_sentinel, arguments, client, connection, push, redis_url, unique_push
 from .job import run_at, validate_options, validate_unique
 
 #: asyncio Redis clients of each running event loop, by URL
@@ -106,27 +108,18 @@ async def push_payloads(payloads: list[dict[str, Any]], at: float | None = None,
 
 async def _push_unique(payloads: list[dict[str, Any]], locks: list,
                        at: float | None) -> list[dict[str, Any]]:
-    """``Client._push_unique`` on the asyncio connection: take the unique locks of the payloads
-    that have one (``client.lock_commands``), push those that got theirs (or have none), and
-    release the locks taken if the push fails. The payloads pushed."""
+    """``Client._push_unique`` on the asyncio connection: lock and push the payloads in one
+    round trip (``unique_push.py``). The payloads pushed."""
     source = client.default()
     if source.sink is not None or not any(locks):
         await push_payloads(payloads, at, source)
         return payloads
-    keys = source.keys
-    taken = client.locks_taken(payloads, locks,
-                               await send(client.lock_commands(keys, payloads, locks), source))
-    pushed = [payload for payload, lock in zip(payloads, locks)
-              if lock is None or payload["jid"] in taken]
-    if not pushed:
-        return []
+    call = unique_push.script_call(source.keys, payloads, locks, at, time.time())
     try:
-        await push_payloads(pushed, at, source)
-    except BaseException:
-        await send([("EVAL", unique.RELEASE_SCRIPT, 1, keys.unique(lock_digest), jid)
-                    for jid, lock_digest in taken.items()], source)
-        raise
-    return pushed
+        (reply,) = await send([call], source)
+    except NoScriptError:
+        (reply,) = await send([unique_push.with_text(call)], source)
+    return unique_push.pushed(payloads, locks, reply)
 
 
 def _job_class(job):

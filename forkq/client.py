@@ -12,10 +12,11 @@ the workers': ``configure(...)`` > environment (``REDIS_URL``, ``FORKQ_*``) > th
 push. Without a Redis URL the embedded server under ``data_dir`` is used. In a worker process
 the worker's own config wins (``use_config``).
 
-A unique job (``unique_for``) takes its lock (``unique.py``) just before its push, after the
-client middleware, in one more round trip on the push's connection: a refused lock makes the
-push return None; a push that raises releases the locks it took. A bulk push takes the
-locks of a batch in one round trip and pushes only the jobs that got theirs.
+A unique job (``unique_for``) takes its lock (``unique.py``) after the client middleware, in
+the same round trip as its push: one script call (``unique_push.py``) takes the lock and pushes
+only if it got it, so a refused lock makes the push return None and a lock never stands
+without its job. A bulk push locks and pushes each batch in one script call and returns the
+jids of the jobs that got their lock.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import time
 import warnings
 from typing import Any, Callable, Iterable
 
-from . import arguments, config, connection, hooks, push, unique
+from redis.exceptions import NoScriptError
+
+from . import arguments, config, connection, hooks, push, unique, unique_push
 from .config import Config
 from .job import DATA_OPTIONS, Arity, Job, validate_options
 from .keys import Keys
-from .log import logger
 from .middleware import Chain
 
 #: jobs per multi-value LPUSH in a bulk push
@@ -242,24 +244,18 @@ class Client:
 
     def _push_unique(self, payloads: list[dict[str, Any]], locks: list, at: float | None,
                      now: float, redis=None) -> list[dict[str, Any]] | None:
-        """Take the unique locks of the payloads that have one, push those that got theirs (or
-        have none), and release the locks again if the push fails. The pushed payloads, or None
-        when none was."""
+        """Lock and push the payloads in one round trip (``unique_push.py``): those with a lock
+        are pushed only if they took it. The pushed payloads, or None when none was."""
         if self.sink is not None or not any(locks):
             self._push(payloads, at, now, redis)
             return payloads
         redis = redis if redis is not None else self.redis
-        taken = acquire_locks(redis, self.keys, payloads, locks)
-        pushed = [payload for payload, lock in zip(payloads, locks) if lock is None or
-                  payload["jid"] in taken]
-        if not pushed:
-            return None
+        call = unique_push.script_call(self.keys, payloads, locks, at, now)
         try:
-            self._push(pushed, at, now, redis)
-        except BaseException:
-            release_locks(redis, self.keys, taken)
-            raise
-        return pushed
+            (reply,) = connection.send_commands(redis, [call])
+        except NoScriptError:
+            (reply,) = connection.send_commands(redis, [unique_push.with_text(call)])
+        return unique_push.pushed(payloads, locks, reply) or None
 
     def _push(self, payloads: list[dict[str, Any]], at: float | None, now: float,
               redis=None) -> bool:
@@ -300,38 +296,6 @@ def unique_lock(job_class: type[Job], payload: dict[str, Any], options: dict[str
     payload.update(unique.payload_fields(lock_digest, until))
     return lock_digest, unique.lock_ttl(unique_for, now, at if at is not None and at > now
                                         else None)
-
-
-def acquire_locks(redis, keys: Keys, payloads: list[dict[str, Any]], locks: list) -> dict:
-    """One round trip of ``SET NX PX``; jid → digest of each lock taken. A refused lock is a
-    duplicate, logged at debug."""
-    commands = lock_commands(keys, payloads, locks)
-    return locks_taken(payloads, locks, connection.send_commands(redis, commands))
-
-
-def lock_commands(keys: Keys, payloads: list[dict[str, Any]], locks: list) -> list[tuple]:
-    """The ``SET NX PX`` of each lock wanted (the sync and asyncio clients send them)."""
-    return [("SET", keys.unique(lock[0]), payload["jid"], "NX", "PX",
-             max(int(lock[1] * 1000), 1))
-            for payload, lock in zip(payloads, locks) if lock is not None]
-
-
-def locks_taken(payloads: list[dict[str, Any]], locks: list, replies: list) -> dict:
-    """jid → digest of each lock whose ``SET NX`` (``lock_commands``) succeeded."""
-    wanted = [(payload, lock) for payload, lock in zip(payloads, locks) if lock is not None]
-    taken = {}
-    for (payload, lock), reply in zip(wanted, replies):
-        if reply:
-            taken[payload["jid"]] = lock[0]
-        else:
-            logger.debug("%s %s: a job with unique digest %s is already queued, scheduled or "
-                         "running; not enqueued", payload["class"], payload["args"], lock[0])
-    return taken
-
-
-def release_locks(redis, keys: Keys, taken: dict) -> None:
-    for jid, lock_digest in taken.items():
-        unique.release(redis, keys, lock_digest, jid)
 
 
 _default = Client(hooks.registry.middleware)

@@ -1,10 +1,10 @@
 """Unique-job locks: one job per digest of (class, queue, args) until it starts or succeeds.
 
 Owns the lock key ``forkq:unique:<digest>`` (a string holding the jid that took it, always with a
-TTL) and the rules around it. Used by the client (``acquire`` before the push: a refused lock
-means a duplicate, and the push returns None) and by the processor (``release`` when the job
-starts, for ``unique_until: start``, or when it succeeds or dies, for ``success``; a retry keeps
-the lock). The digest and the release point travel in the payload (``payload_fields``), so a
+TTL) and the rules around it. The client takes the lock in the script that pushes the job
+(``unique_push.py``: a refused lock means a duplicate, and the push returns None); the
+processor releases it (``release`` when the job starts, for ``unique_until: start``, or when it
+succeeds or dies, for ``success``; a retry keeps the lock). The digest and the release point travel in the payload (``payload_fields``), so a
 worker releases what the client took without knowing the job's options.
 
 Failure rules: a lock always has a TTL (``unique_for`` is required), so the lock of a job whose
@@ -101,7 +101,8 @@ def releases_at(payload: dict[str, Any], event: str) -> bool:
 
 
 def acquire(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str, ttl: float) -> bool:
-    """Take the lock for ``jid`` (SET NX with a TTL); False when another job holds it."""
+    """Take the lock for ``jid`` (SET NX with a TTL); False when another job holds it. The
+    client does not call this: it locks in its push script (``unique_push.py``)."""
     ttl_ms = max(int(ttl * 1000), 1)
     return bool(redis.set(keys.unique(lock_digest), jid, nx=True, px=ttl_ms))
 

@@ -24,7 +24,7 @@ WORKER_RULE = ("~* -@all +ping +select +info +time +evalsha +eval +script|load "
                "+zremrangebyrank +bitfield +multi +exec")
 PRODUCER_RULE = "~* -@all +select +sadd +lpush +zadd"
 #: what unique jobs (the lock) and result_ttl (the queued record) add to a producer's rule
-PRODUCER_EXTRAS = "+set +evalsha +eval"
+PRODUCER_EXTRAS = "+set +del +evalsha +eval"
 WEB_READ_ONLY_RULE = "~* +@read"
 PASSWORD = "acl-pa55/word"
 

@@ -185,16 +185,6 @@ def test_a_scheduled_unique_job_holds_its_lock_until_its_run_time_plus_unique_fo
     assert job["jid"] == jid and 159 < redis.pttl(f"forkq:unique:{job['unique_digest']}") / 1000
 
 
-def test_a_failed_push_releases_the_locks_it_took(redis, monkeypatch):
-    async def broken(payloads, at=None, source=None):
-        raise redis_py.ConnectionError("gone")
-
-    monkeypatch.setattr(aio, "push_payloads", broken)
-    with pytest.raises(redis_py.ConnectionError):
-        run(aio.perform_async(AioReport, "fri"))
-    assert redis.keys("forkq:unique:*") == []
-
-
 @pytest.mark.parametrize("timestamp", [1.9e12, float("nan"), float("inf")])
 def test_perform_at_refuses_milliseconds_and_non_finite_timestamps(redis, timestamp):
     with pytest.raises(ValueError, match=r"jobs.Record.aperform_at: .*(milliseconds|finite)"):
