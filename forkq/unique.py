@@ -100,13 +100,6 @@ def releases_at(payload: dict[str, Any], event: str) -> bool:
     return until == "success" and event in ("success", "dead")
 
 
-def acquire(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str, ttl: float) -> bool:
-    """Take the lock for ``jid`` (SET NX with a TTL); False when another job holds it. The
-    client does not call this: it locks in its push script (``unique_push.py``)."""
-    ttl_ms = max(int(ttl * 1000), 1)
-    return bool(redis.set(keys.unique(lock_digest), jid, nx=True, px=ttl_ms))
-
-
 def release(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str) -> bool:
     """Free the lock if ``jid`` still holds it (a lock re-taken by another job stays)."""
     key = keys.unique(lock_digest)

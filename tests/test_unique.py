@@ -6,11 +6,17 @@ import threading
 
 import pytest
 
+import forkq
 from forkq import unique
 from forkq.keys import Keys
 from helpers import wait_for
 
 KEYS = Keys()
+
+
+def take(redis, lock_digest: str, jid: str, ttl: float) -> bool:
+    """A lock taken as the client's push script takes it (``SET NX PX``)."""
+    return bool(redis.set(KEYS.unique(lock_digest), jid, nx=True, px=max(int(ttl * 1000), 1)))
 
 
 def test_the_digest_is_stable_and_ignores_key_order():
@@ -94,42 +100,41 @@ def test_release_points(until, event, released):
 
 
 def test_release_only_frees_the_holders_lock(redis):
-    assert unique.acquire(redis, KEYS, "d", "jid1", 60)
-    assert not unique.acquire(redis, KEYS, "d", "jid2", 60)
+    assert take(redis, "d", "jid1", 60)
+    assert not take(redis, "d", "jid2", 60)
     assert not unique.release(redis, KEYS, "d", "jid2")
     assert unique.holder(redis, KEYS, "d") == "jid1"
     assert unique.release(redis, KEYS, "d", "jid1")
-    assert unique.acquire(redis, KEYS, "d", "jid2", 60)
+    assert take(redis, "d", "jid2", 60)
 
 
 def test_a_lock_expires_by_itself(redis):
-    assert unique.acquire(redis, KEYS, "d", "jid1", 0.1)
+    assert take(redis, "d", "jid1", 0.1)
     assert 0 < redis.pttl(KEYS.unique("d")) <= 100
-    wait_for(lambda: unique.acquire(redis, KEYS, "d", "jid2", 60), timeout=3,
+    wait_for(lambda: take(redis, "d", "jid2", 60), timeout=3,
              message="the lock to expire")
     assert not unique.release(redis, KEYS, "d", "jid1")
     assert unique.holder(redis, KEYS, "d") == "jid2"
 
 
-def test_two_hundred_threads_racing_for_one_digest_one_wins(redis_url, redis):
-    import redis as redis_py
+class Racing(forkq.Job):
+    options = {"unique_for": 60}
 
-    lock_digest = unique.digest("app.Job", "default", [1])
+
+def test_two_hundred_threads_pushing_one_unique_job_push_it_once(redis):
     start = threading.Barrier(200)
-    winners = []
+    jids: list = []
 
-    def race(n):
-        client = redis_py.Redis.from_url(redis_url, decode_responses=True)
-        client.ping()
+    def race():
         start.wait()
-        if unique.acquire(client, KEYS, lock_digest, f"jid{n}", 60):
-            winners.append(n)
-        client.close()
+        jids.append(Racing.perform_async(1))
 
-    threads = [threading.Thread(target=race, args=(n,)) for n in range(200)]
+    threads = [threading.Thread(target=race) for _ in range(200)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert len(winners) == 1
-    assert unique.holder(redis, KEYS, lock_digest) == f"jid{winners[0]}"
+    pushed = [jid for jid in jids if jid is not None]
+    assert len(jids) == 200 and len(pushed) == 1 and redis.llen("queue:default") == 1
+    lock_digest = unique.digest(Racing.wire_name(), "default", [1])
+    assert unique.holder(redis, KEYS, lock_digest) == pushed[0]
