@@ -8,11 +8,10 @@ worker process of 10 threads; and enqueues the plain and the unique job one at a
     python bench/flow_cost.py                  # 20,000 jobs each way, median of 3 runs
     python bench/flow_cost.py --jobs 5000 --runs 1
 
-Round trips are counted from Redis' ``commandstats``: the commands a client sends itself
-(``EVALSHA``/``EVAL``: fetch, limiter and lock-release scripts; ``BLMOVE``; ``ZREM``: leaving
-a concurrent slot; ``SET``: taking a unique lock; ``LPUSH``/``SADD``: a push), not the ones the
-scripts run inside Redis, plus the body's one ``INCRBY`` a job (redis-py sends ``INCR`` as
-``INCRBY``, which the fetch script also runs inside Redis, so it is not counted from the stats).
+Round trips are the server's reads (``INFO``'s ``total_reads_processed``: a command, a
+pipeline or a script call is one, whatever the script runs inside Redis), less the harness's
+own: its rename that starts a drain, its polls of the counter and its closing ``INFO``. They
+include the body's one ``INCR`` a job and the worker's heartbeats.
 """
 
 from __future__ import annotations
@@ -31,15 +30,11 @@ sys.path[:0] = [ROOT, HERE]
 import forkq  # noqa: E402
 from forkq import limiter  # noqa: E402
 
-from bench import commands  # noqa: E402
 from harness import Server, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
 
 #: admits everything: the cost measured is the check, not a wait
 WIDE_WINDOW = limiter.window("bench-window", 10**9, 60)
 WIDE_SLOTS = limiter.concurrent("bench-slots", 10**6)
-#: commands a client sends itself (see the module docstring)
-ROUND_TRIP_COMMANDS = ("evalsha", "eval", "blmove", "brpop", "zrem", "set", "lpush", "rpush",
-                       "sadd")
 
 
 class Plain(forkq.Job):
@@ -69,9 +64,9 @@ class Slotted(forkq.Job):
 KINDS = {"plain": Plain, "unique": Unique, "window": Windowed, "concurrent": Slotted}
 
 
-def round_trips(before: dict, after: dict) -> int:
-    return sum(after.get(f"cmdstat_{name}", 0) - before.get(f"cmdstat_{name}", 0)
-               for name in ROUND_TRIP_COMMANDS)
+def reads(client) -> int:
+    """The server's reads so far (this ``INFO`` included)."""
+    return client.info("stats")["total_reads_processed"]
 
 
 def spawn_flow_worker(url: str, tmp: str):
@@ -84,12 +79,12 @@ def spawn_flow_worker(url: str, tmp: str):
 def enqueue_once(server: Server, kind: str, jobs: int) -> dict:
     server.client.flushall()
     job = KINDS[kind]
-    before, started = commands(server.client), time.perf_counter()
+    before, started = reads(server.client), time.perf_counter()
     for n in range(jobs):
         job.perform_async(n)
     elapsed = time.perf_counter() - started
     return {"us": elapsed / jobs * 1e6,
-            "trips": round_trips(before, commands(server.client)) / jobs}  # no body here
+            "trips": (reads(server.client) - before - 1) / jobs}  # less the closing INFO
 
 
 def drain_once(server: Server, kind: str, jobs: int) -> dict:
@@ -103,17 +98,23 @@ def drain_once(server: Server, kind: str, jobs: int) -> dict:
         try:
             wait_until(lambda: client.scard("processes") >= 1, timeout=60)
             time.sleep(1.0)  # let its threads reach their idle wait
-            before, cpu_before = commands(client), tree_cpu_seconds([worker.pid])
+            polls = []
+
+            def drained() -> bool:
+                polls.append(1)
+                return int(client.get("bench:counter") or 0) >= jobs
+
+            before, cpu_before = reads(client), tree_cpu_seconds([worker.pid])
             client.rename("queue:staging", "queue:default")
-            wait_until(lambda: int(client.get("bench:counter") or 0) >= jobs)
+            wait_until(drained)
             cpu = tree_cpu_seconds([worker.pid]) - cpu_before
-            after = commands(client)
+            after = reads(client) - 2 - len(polls)  # the rename, the INFO, the polls
         finally:
             worker.terminate()
             worker.wait(60)
     if kind == "unique":
         assert not client.keys("forkq:unique:*"), "unique locks left after success"
-    return {"cpu_us": cpu / jobs * 1e6, "trips": round_trips(before, after) / jobs + 1.0}
+    return {"cpu_us": cpu / jobs * 1e6, "trips": (after - before) / jobs}
 
 
 def main() -> None:
