@@ -29,21 +29,28 @@ Construction touches nothing. ``with`` takes a client from ``forkq.redis()`` (on
 a worker); ``async with`` awaits the same scripts and release on the running event loop's
 asyncio client (``forkq.aio.redis()``, opened on first use by the process that runs the loop),
 so it never blocks the loop (on a Sentinel URL too, as ``forkq.aio`` follows failovers). ``with``
-still works in a coroutine, at the cost of blocking the loop for its round trips. A Redis error
-while entering propagates like any error of the job; one while leaving a concurrent slot is
-logged, and the lease frees the slot. A concurrent slot is left by the thread or asyncio task
-that entered it (each keeps its own stack of holders), so coroutines interleaving on the loop's
-thread each release their own; enter and leave it in the same thread or task.
+still works in a coroutine, at the cost of blocking the loop for its round trips. An error while
+entering (a Redis error, a cancellation) propagates like any error of the job; for a concurrent
+slot it first removes the holder the script may have added before the reply was lost. A Redis
+error while removing a holder (leaving, or after such an entry) is logged as a warning and not
+raised, and the lease frees the slot. With ``async with``, that removal and the release run in a
+shielded task: cancelling the coroutine again does not cut them. A concurrent slot is left by
+the thread or asyncio task that entered it (each keeps its own stack of holders), so coroutines
+interleaving on the loop's thread each release their own; enter and leave it in the same thread
+or task.
 
-Failure rules (kill -9): a concurrent slot is a lease (a zset member scored by its expiry), so a
-killed holder's slot (or that of a coroutine cancelled again while it releases the slot) comes
-back ``lock_timeout`` seconds after it entered; ``lock_timeout`` must
-therefore exceed the longest run of the limited block, or a slow holder's slot is handed on
+Failure rules (kill -9): a concurrent slot is a lease (a zset member scored by its expiry). A slot
+comes back only ``lock_timeout`` seconds after it was entered when its holder is not removed: the
+process was killed (or its event loop closed) before the removal ran, the removal failed on a
+Redis error (logged), or the removal after a failed entry reached Redis before that entry's
+script did (the failed connection is closed, so the two go on different ones). ``lock_timeout``
+must therefore exceed the longest run of the limited block, or a slow holder's slot is handed on
 while it still runs. Window and bucket keys expire by themselves when idle; nothing is held.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import math
@@ -219,12 +226,27 @@ class ConcurrentLimiter(_Limiter):
 
     def __enter__(self) -> "ConcurrentLimiter":
         holder = uuid.uuid4().hex
-        self._admitted(holder, self._run(holder, self.limit, self._lease_ms()))
+        try:
+            admitted = self._run(holder, self.limit, self._lease_ms())
+        except BaseException:
+            # the script may have run and added the holder before the reply was lost
+            self._remove(holder)
+            raise
+        self._admitted(holder, admitted)
         return self
 
     async def __aenter__(self) -> "ConcurrentLimiter":
         holder = uuid.uuid4().hex
-        self._admitted(holder, await self._arun(holder, self.limit, self._lease_ms()))
+        try:
+            admitted = await self._arun(holder, self.limit, self._lease_ms())
+        except BaseException:
+            # cancelled or failed awaiting the reply: the script may have run all the same
+            try:
+                await asyncio.shield(self._aremove(holder))
+            except asyncio.CancelledError:
+                pass  # cancelled again: the shielded removal runs on
+            raise
+        self._admitted(holder, admitted)
         return self
 
     def _lease_ms(self) -> int:
@@ -245,21 +267,27 @@ class ConcurrentLimiter(_Limiter):
         return holders[-1]
 
     def __exit__(self, *exc_info) -> None:
-        holder = self._leaving()
+        self._remove(self._leaving())
+
+    async def __aexit__(self, *exc_info) -> None:
+        # shielded: a task cancelled while leaving still frees its slot
+        await asyncio.shield(self._aremove(self._leaving()))
+
+    def _remove(self, holder: str) -> None:
         try:
             forkq_client.default().redis.zrem(self._key(), holder)
         except redis_py.RedisError as exc:
-            self._not_released(exc)
+            self._not_removed(exc)
 
-    async def __aexit__(self, *exc_info) -> None:
-        holder = self._leaving()
+    async def _aremove(self, holder: str) -> None:
         try:
             await self._loop_redis().zrem(self._key(), holder)
         except redis_py.RedisError as exc:
-            self._not_released(exc)
+            self._not_removed(exc)
 
-    def _not_released(self, exc: Exception) -> None:
-        # the block ran: failing the job now would run it twice; the lease frees the slot
+    def _not_removed(self, exc: Exception) -> None:
+        # never raised: after the block ran, failing the job would run it twice; after a failed
+        # entry, the entry's own error is the one to report. The lease frees the slot.
         logger.warning("limiter %r: slot not released (%s); it frees itself within "
                        "lock_timeout (%s s)", self.name, exc, self.lock_timeout)
 

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import redis as redis_py
 
 from forkq import aio, limiter
 from forkq.keys import Keys
@@ -236,3 +237,83 @@ def test_async_with_loads_a_flushed_script_and_logs_a_failed_release(redis):
         asyncio.run(enter_after_flush_then_break_the_key())
     assert any("limiter 'flushed-async': slot not released (WRONGTYPE" in line
                for line in lines), lines
+
+
+# --- interrupted entries and releases: the holder must not outlive them ------------------------
+
+# Holds Redis' only thread for ARGV[1] microseconds: commands sent meanwhile wait, unread, and
+# run after it even if their client has closed the connection by then.
+BUSY_SCRIPT = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1])
+return 1
+"""
+
+
+def keep_redis_busy(redis_url, seconds: float) -> threading.Thread:
+    """Start a script that holds Redis for ``seconds``; return once Redis no longer answers."""
+    def busy():
+        with redis_py.Redis.from_url(redis_url) as client:
+            client.eval(BUSY_SCRIPT, 0, int(seconds * 1_000_000))
+
+    def redis_is_busy():
+        with redis_py.Redis.from_url(redis_url, socket_timeout=0.05) as probe:
+            try:
+                return not probe.ping()
+            except redis_py.TimeoutError:
+                return True
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    wait_for(redis_is_busy, timeout=5, message="the busy script to hold Redis")
+    return thread
+
+
+def evalsha_calls(redis) -> int:
+    return redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+@pytest.mark.fault
+def test_an_entry_cancelled_awaiting_its_reply_leaves_no_holder(redis, redis_url):
+    slot = limiter.concurrent("cancelled-entry", 1, lock_timeout=30)
+    key = KEYS.limiter("concurrent", "cancelled-entry")
+
+    async def enter_cancelled_while_redis_is_busy():
+        async with slot:  # loads the script, opens the loop's client
+            pass
+        calls = evalsha_calls(redis)
+        busy = keep_redis_busy(redis_url, 0.5)
+        with pytest.raises(asyncio.TimeoutError):  # a job's time limit, say
+            await asyncio.wait_for(slot.__aenter__(), 0.1)
+        await asyncio.get_running_loop().run_in_executor(None, busy.join)
+        await aio.aclose()
+        return calls
+
+    calls = asyncio.run(enter_cancelled_while_redis_is_busy())
+    wait_for(lambda: evalsha_calls(redis) > calls, timeout=5,
+             message="the cancelled entry's admit script to run")
+    wait_for(lambda: redis.zcard(key) == 0, timeout=2, message="the holder to be removed")
+    with slot:  # the only slot is free at once, not after lock_timeout
+        pass
+
+
+@pytest.mark.fault
+def test_a_release_cancelled_while_redis_is_paused_still_frees_the_slot(redis):
+    if tuple(map(int, redis.info("server")["redis_version"].split(".")[:2])) < (6, 2):
+        pytest.skip("CLIENT PAUSE ... WRITE needs Redis >= 6.2")
+    slot = limiter.concurrent("cancelled-release", 1, lock_timeout=30)
+    key = KEYS.limiter("concurrent", "cancelled-release")
+
+    async def leave_cancelled_while_writes_wait():
+        await slot.__aenter__()
+        redis.client_pause(400, all=False)  # the release's ZREM waits on the server
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(slot.__aexit__(None, None, None), 0.05)
+        assert redis.zcard(key) == 1
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: wait_for(lambda: redis.zcard(key) == 0, timeout=3,
+                                   message="the shielded release to run"))
+        await aio.aclose()
+
+    asyncio.run(leave_cancelled_while_writes_wait())
