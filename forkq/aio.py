@@ -109,17 +109,20 @@ async def push_payloads(payloads: list[dict[str, Any]], at: float | None = None,
 async def _push_unique(payloads: list[dict[str, Any]], locks: list,
                        at: float | None) -> list[dict[str, Any]]:
     """``Client._push_unique`` on the asyncio connection: lock and push the payloads in one
-    round trip (``unique_push.py``). The payloads pushed."""
+    round trip per ``unique_push.SCRIPT_BATCH`` (``unique_push.py``). The payloads pushed."""
     source = client.default()
     if source.sink is not None or not any(locks):
         await push_payloads(payloads, at, source)
         return payloads
-    call = unique_push.script_call(source.keys, payloads, locks, at, time.time())
-    try:
-        (reply,) = await send([call], source)
-    except NoScriptError:
-        (reply,) = await send([unique_push.with_text(call)], source)
-    return unique_push.pushed(payloads, locks, reply)
+    pushed: list[dict[str, Any]] = []
+    for part, part_locks in unique_push.parts(payloads, locks):
+        call = unique_push.script_call(source.keys, part, part_locks, at, time.time())
+        try:
+            (reply,) = await send([call], source)
+        except NoScriptError:
+            (reply,) = await send([unique_push.with_text(call)], source)
+        pushed += unique_push.pushed(part, part_locks, reply)
+    return pushed
 
 
 def _job_class(job):

@@ -244,18 +244,24 @@ class Client:
 
     def _push_unique(self, payloads: list[dict[str, Any]], locks: list, at: float | None,
                      now: float, redis=None) -> list[dict[str, Any]] | None:
-        """Lock and push the payloads in one round trip (``unique_push.py``): those with a lock
-        are pushed only if they took it. The pushed payloads, or None when none was."""
+        """Lock and push the payloads in one round trip per ``unique_push.SCRIPT_BATCH``
+        (``unique_push.py``): those with a lock are pushed only if they took it. The pushed
+        payloads, or None when none was (or middleware left none to push)."""
+        if not payloads:
+            return None
         if self.sink is not None or not any(locks):
             self._push(payloads, at, now, redis)
             return payloads
         redis = redis if redis is not None else self.redis
-        call = unique_push.script_call(self.keys, payloads, locks, at, now)
-        try:
-            (reply,) = connection.send_commands(redis, [call])
-        except NoScriptError:
-            (reply,) = connection.send_commands(redis, [unique_push.with_text(call)])
-        return unique_push.pushed(payloads, locks, reply) or None
+        pushed: list[dict[str, Any]] = []
+        for part, part_locks in unique_push.parts(payloads, locks):
+            call = unique_push.script_call(self.keys, part, part_locks, at, now)
+            try:
+                (reply,) = connection.send_commands(redis, [call])
+            except NoScriptError:
+                (reply,) = connection.send_commands(redis, [unique_push.with_text(call)])
+            pushed += unique_push.pushed(part, part_locks, reply)
+        return pushed or None
 
     def _push(self, payloads: list[dict[str, Any]], at: float | None, now: float,
               redis=None) -> bool:

@@ -110,7 +110,7 @@ def release(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str) -> bo
 
 
 def holder(redis: redis_py.Redis, keys: Keys, lock_digest: str) -> str | None:
-    """The jid holding the lock, if any (for the web UI and tests)."""
+    """The jid holding the lock, if any (for inspection: a shell, tests)."""
     return redis.get(keys.unique(lock_digest))
 
 

@@ -15,7 +15,9 @@ the same keys, members and list order.
 
 Failure: a push command that fails (``WRONGTYPE`` on a queue key) makes the script delete the
 lock it just took for that payload and return the error, which the client raises; payloads
-before it in the call are pushed and hold their locks. A reply lost to a cut connection leaves
+before it in the call are pushed and hold their locks, those after it are not run, and what
+that payload's commands wrote before the failing one (its ``queued`` result record, ``SADD
+queues``) stays. A reply lost to a cut connection leaves
 the push done or not done as a whole: a retried call then finds the job's lock (a duplicate).
 """
 
@@ -59,6 +61,16 @@ return pushed
 """
 #: SHA1 of ``LOCK_PUSH_SCRIPT``, for EVALSHA
 LOCK_PUSH_SHA = hashlib.sha1(LOCK_PUSH_SCRIPT.encode()).hexdigest()
+#: most payloads per script call: a bulk push with a bigger ``batch_size`` makes several calls,
+#: since one call is one command (Redis takes at most 1,048,576 arguments, about 58,000 jobs,
+#: and runs nothing else while the script runs)
+SCRIPT_BATCH = 1000
+
+
+def parts(payloads: list[dict[str, Any]], locks: list):
+    """``(payloads, locks)`` in slices of at most ``SCRIPT_BATCH``, one script call each."""
+    for start in range(0, len(payloads), SCRIPT_BATCH):
+        yield payloads[start:start + SCRIPT_BATCH], locks[start:start + SCRIPT_BATCH]
 
 
 def script_call(keys, payloads: list[dict[str, Any]], locks: list, at: float | None,

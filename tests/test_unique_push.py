@@ -155,3 +155,29 @@ def test_the_script_runs_the_commands_push_commands_builds():
     assert call[:5] == ("EVALSHA", unique_push.LOCK_PUSH_SHA, 3, "forkq:unique:d", sadd[1])
     assert call[5:] == (lpush[1], "j1", 1500, 2, "SADD", 1, "low", "LPUSH", 1, lpush[2])
     assert unique_push.with_text(call)[:2] == ("EVAL", unique_push.LOCK_PUSH_SCRIPT)
+
+
+@pytest.mark.parametrize("side", ["sync", "asyncio"])
+def test_a_batch_bigger_than_a_script_call_takes_several(redis, side, monkeypatch):
+    monkeypatch.setattr(unique_push, "SCRIPT_BATCH", 2)
+    bulk = {"sync": lambda: Daily.perform_bulk([[n] for n in range(5)], batch_size=10),
+            "asyncio": lambda: run(aio.perform_bulk(Daily, [[n] for n in range(5)],
+                                                    batch_size=10))}[side]
+    jids, sent = sent_by_clients(redis, bulk)
+    assert sent == ["EVALSHA"] * 3 and len(jids) == 5
+    assert sorted(job["args"][0] for job in queued(redis)) == [0, 1, 2, 3, 4]
+
+
+def test_a_bulk_batch_that_middleware_refuses_whole_pushes_nothing(redis):
+    chain = client.default().middleware
+
+    def refuse(job_class, payload, queue, call_next):
+        return None
+
+    chain.add_client(refuse)
+    try:
+        assert Daily.perform_bulk([[1], [2]]) == []
+        assert Kept.perform_bulk([[1]]) == []
+    finally:
+        chain.client.remove(refuse)
+    assert redis.keys("*") == []
