@@ -157,6 +157,7 @@ async def perform_bulk(job, args_list: Iterable[list], batch_size: int = client.
     job_class = _job_class(job)
     name = job_class.wire_name()
     _check_options(job_class, options, f"{name}.aperform_bulk")
+    client.check_batch_size(batch_size, f"{name}.aperform_bulk")
     rules = client.default()._rules(job_class)  # perform's arity, as the sync client checks it
     now = time.time()
     jids: list[str] = []

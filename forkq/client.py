@@ -203,6 +203,7 @@ class Client:
                   batch_size: int = BULK_BATCH) -> list[str]:
         name = job_class.wire_name()
         validate_options(options, f"{name}.perform_bulk")
+        check_batch_size(batch_size, f"{name}.perform_bulk")
         rules = self._rules(job_class)
         now = time.time()
         sample = build_payload(job_class, [], options, now)
@@ -271,6 +272,13 @@ class Client:
         connection.send_commands(redis if redis is not None else self.redis,
                                  push.commands(self.keys, payloads, at, now))
         return True
+
+
+def check_batch_size(batch_size: Any, where: str) -> None:
+    """A bulk push's ``batch_size``: a whole number of jobs per round trip, at least 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"{where}: batch_size is {batch_size!r}; give a whole number of jobs "
+                         f"per round trip, at least 1 (default {BULK_BATCH})")
 
 
 def check_bulk_item(args: Any, index: int, rules: Arity, where: str) -> None:

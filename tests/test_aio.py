@@ -64,6 +64,8 @@ def test_bad_arguments_and_options_fail_at_the_call(redis):
         run(aio.perform_async(Record, {1}))
     with pytest.raises(TypeError, match="unknown job option 'colour'"):
         run(aio.perform_in(Record, 5, 1, colour="red"))
+    with pytest.raises(ValueError, match="jobs.Record.aperform_bulk: batch_size is 0"):
+        run(aio.perform_bulk(Record, [[1]], batch_size=0))
     assert redis.llen("queue:default") == 0 and redis.zcard("schedule") == 0
 
 

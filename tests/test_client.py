@@ -84,6 +84,14 @@ def test_bulk_push_refuses_bad_items_before_pushing(redis):
     assert redis.llen("queue:default") == 0
 
 
+@pytest.mark.parametrize("batch_size", [0, -5, True, 2.5, "10", None])
+def test_a_batch_size_that_is_not_a_count_of_jobs_is_refused(redis, batch_size):
+    with pytest.raises(ValueError, match=rf"jobs.Record.perform_bulk: batch_size is "
+                                         rf"{re.escape(repr(batch_size))}; give a whole number"):
+        Record.perform_bulk([[1], [2]], batch_size=batch_size)
+    assert redis.llen("queue:default") == 0
+
+
 def test_unknown_option_is_refused():
     with pytest.raises(TypeError, match="unknown job option 'queeu'"):
         Record.set(queeu="x")
