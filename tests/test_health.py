@@ -2,17 +2,25 @@
 
 import logging
 
+import pytest
+
 from forkq import health
+
+
+@pytest.fixture
+def clocked(monkeypatch):
+    """A ``RedisHealth`` on a clock the test moves (``clock[0]``, seconds)."""
+    clock = [100.0]
+    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
+    return health.RedisHealth(), clock
 
 
 def messages(caplog):
     return [r.getMessage().split(" (")[0].split(" after")[0] for r in caplog.records]
 
 
-def test_an_outage_is_logged_once_and_its_end_once(caplog, monkeypatch):
-    clock = [100.0]
-    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
-    state = health.RedisHealth()
+def test_an_outage_is_logged_once_and_its_end_once(caplog, clocked):
+    state, clock = clocked
     with caplog.at_level(logging.INFO, logger="forkq"):
         for _ in range(5):
             state.failed(ConnectionError("refused"))
@@ -22,12 +30,10 @@ def test_an_outage_is_logged_once_and_its_end_once(caplog, monkeypatch):
     assert messages(caplog) == ["Redis unavailable", "Redis is back"]
 
 
-def test_a_failure_with_a_success_right_after_it_is_not_an_outage(caplog, monkeypatch):
+def test_a_failure_with_a_success_right_after_it_is_not_an_outage(caplog, clocked):
     """When a primary dies, one thread's failure may be followed by another thread's success
     (its reply was already on the way): that is not an outage of its own."""
-    clock = [100.0]
-    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
-    state = health.RedisHealth()
+    state, clock = clocked
     with caplog.at_level(logging.INFO, logger="forkq"):
         state.failed(ConnectionError("closed by server"))
         clock[0] += 0.002
@@ -50,10 +56,8 @@ def test_a_stale_connection_failing_right_after_recovery_is_not_an_outage(caplog
     assert messages(caplog) == []
 
 
-def test_failures_lasting_past_the_grace_are_logged(caplog, monkeypatch):
-    clock = [100.0]
-    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
-    state = health.RedisHealth()
+def test_failures_lasting_past_the_grace_are_logged(caplog, clocked):
+    state, clock = clocked
     state.failed(ConnectionError("refused"))
     state.succeeded()
     caplog.clear()
@@ -71,11 +75,9 @@ def test_backoff_doubles_up_to_the_cap():
     assert delays[1:4] == [0.1, 0.2, 0.4] and delays[-1] == health.BACKOFF_CAP
 
 
-def test_an_error_reply_is_not_called_an_outage(caplog, monkeypatch):
+def test_an_error_reply_is_not_called_an_outage(caplog, clocked):
     import redis
-    clock = [100.0]
-    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
-    state = health.RedisHealth()
+    state, clock = clocked
     with caplog.at_level(logging.INFO, logger="forkq"):
         for _ in range(3):
             state.failed(redis.ResponseError("OOM command not allowed"))
