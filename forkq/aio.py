@@ -36,8 +36,11 @@ def redis(source=None) -> aioredis.Redis:
     default, forkq's client); its URL is resolved as the synchronous client resolves it."""
     source = source or client.default()
     url = source._url()
-    _forget_closed_loops()
-    by_url = _clients.setdefault(asyncio.get_running_loop(), {})
+    loop = asyncio.get_running_loop()
+    by_url = _clients.get(loop)
+    if by_url is None:  # a loop's first push: the time to let go of closed ones
+        _forget_closed_loops()
+        by_url = _clients[loop] = {}
     found = by_url.get(url)
     if found is None:
         found = by_url[url] = _make_client(url)
