@@ -21,7 +21,7 @@ import sys
 import psutil
 import redis as redis_py
 
-from forkq import embedded
+from forkq.connection import embedded
 
 #: seconds a system gets to stop after SIGTERM before it is killed
 STOP_TIMEOUT = 30.0

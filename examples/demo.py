@@ -16,7 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import forkq  # noqa: E402
-from forkq import api, embedded  # noqa: E402
+from forkq import api
+from forkq.connection import embedded  # noqa: E402
 from examples import jobs  # noqa: E402
 
 DATA_DIR = os.path.join(ROOT, ".forkq")

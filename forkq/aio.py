@@ -23,7 +23,8 @@ from typing import Any, Iterable
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from . import aio_sentinel, arguments, client, connection, push, redis_url, unique_push
+from .connection import aio as aio_sentinel, urls as redis_url
+from . import arguments, client, connection, push, unique_push
 from .job import run_at, validate_options, validate_unique
 
 #: asyncio Redis clients of each running event loop, by URL

@@ -171,7 +171,7 @@ def run_enqueue(args: argparse.Namespace) -> int:
     except TypeError as exc:
         raise ForkqError(f"enqueue: {exc}") from None
     except redis.RedisError as exc:
-        from .redis_url import redact  # the password stays out of the message
+        from .connection.urls import redact  # the password stays out of the message
 
         where = (redact(config.redis_url) if config.redis_url
                  else f"the embedded server under {config.data_dir}")

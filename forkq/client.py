@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterable
 
 from redis.exceptions import NoScriptError
 
-from . import arguments, config, connection, hooks, push, unique, unique_push
+from . import arguments, config, connection, hooks, push, unique_push
+from .flow import unique
 from .config import Config
 from .job import DATA_OPTIONS, Arity, Job, validate_options
 from .keys import Keys

@@ -19,7 +19,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import redis_url
+from .connection import urls as redis_url
 from .errors import ConfigError
 
 #: Sidekiq's names are accepted beside Python's.

@@ -28,7 +28,7 @@ import time
 from . import config as config_module
 from .errors import ForkqError
 from .log import escape_controls
-from .pidfile import (PidfileError, PidfileMissing, PidRecord, default_pidfile, read_record,
+from .supervisor.pidfile import (PidfileError, PidfileMissing, PidRecord, default_pidfile, read_record,
                       start_time, wrote)
 
 #: seconds ``stop`` waits beyond the timeout before it SIGKILLs the master
@@ -230,7 +230,7 @@ def redis_location(config) -> str:
         return f"the embedded server under {config.data_dir}"
     from urllib.parse import urlsplit
 
-    from .redis_url import redact
+    from .connection.urls import redact
 
     url = urlsplit(config.redis_url)
     return redact(url._replace(netloc=url.netloc.rpartition("@")[2]).geturl())
@@ -247,7 +247,7 @@ def master_report(path: str) -> dict:
 
 def collect(api) -> dict:
     """What ``status`` shows of Redis: processes, queues, totals and the periodic leader."""
-    from .periodic_leader import report as periodic_report
+    from .periodic.leader import report as periodic_report
 
     now = time.time()
     processes = [process_report(p, now) for p in api.processes()]

@@ -29,7 +29,7 @@ import numbers
 import time
 from typing import Any, Callable, Iterable
 
-from . import unique
+from .flow import unique
 from .config import MAX_RETRIES, YEAR, name_problem
 from .results import check_ttl
 

@@ -56,3 +56,9 @@ def _kind(value: Any) -> str:
              int: "int", float: "float"}
     kind = kinds.get(type(value), type(value).__name__)
     return "an empty string" if value == "" else kind
+
+
+def error_class_name(exc: BaseException) -> str:
+    """A payload's ``error_class``: the bare name for builtins, ``module.QualName`` otherwise."""
+    kind = type(exc)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"

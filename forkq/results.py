@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .log import logger
-from .retry import error_class_name
+from .payload import error_class_name
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)

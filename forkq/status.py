@@ -14,9 +14,9 @@ import os
 from typing import Iterable
 
 from . import __version__
-from .children import WorkerSlot
+from .supervisor.children import WorkerSlot
 from .log import logger
-from .pidfile import write_atomically
+from .supervisor.pidfile import write_atomically
 
 #: the file's name inside ``data_dir``
 STATUS_NAME = "status.json"

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from forkq import client as forkq_client  # noqa: E402
 from forkq import config as forkq_config  # noqa: E402
-from forkq.embedded import EmbeddedRedis  # noqa: E402
+from forkq.connection.embedded import EmbeddedRedis  # noqa: E402
 from masters import start_master  # noqa: E402,F401 (a fixture for the end-to-end tests)
 
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 import yaml
 
-from forkq import pidfile
+from forkq.supervisor import pidfile
 from helpers import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,7 +17,7 @@ import redis as redis_py
 
 from forkq.keys import Keys
 from forkq.periodic import Entry
-from forkq.periodic_leader import PeriodicScheduler
+from forkq.periodic.leader import PeriodicScheduler
 
 #: seconds of the test hosts' lease: a takeover within ~1.1 s keeps every tick on time
 LEASE_TTL = 1.0

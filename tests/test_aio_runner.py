@@ -201,8 +201,8 @@ def _runner_on_dead_redis(make_config):
 
     import redis as redis_py
 
-    from forkq.aio_runner import CoroutineRunner
-    from forkq.health import RedisHealth
+    from forkq.worker.coroutines import CoroutineRunner
+    from forkq.connection.health import RedisHealth
     from forkq.keys import Keys
 
     with socket.socket() as sock:
@@ -220,8 +220,8 @@ def test_stop_gives_up_on_redis_at_the_deadline_instead_of_hanging(make_config):
     import threading
     import time
 
-    from forkq.aio_runner import Running
-    from forkq.fetch import Fetched
+    from forkq.worker.coroutines import Running
+    from forkq.worker.fetch import Fetched
 
     runner = _runner_on_dead_redis(make_config)
     runner._ensure_started()
@@ -240,7 +240,7 @@ def test_stop_gives_up_on_redis_at_the_deadline_instead_of_hanging(make_config):
 
 def test_a_coroutine_job_whose_end_cannot_be_recorded_goes_to_the_dead_set(
         redis, start_worker, monkeypatch):
-    from forkq.aio_runner import CoroutineRunner
+    from forkq.worker.coroutines import CoroutineRunner
 
     def broken(self, redis_, job):
         raise ValueError("cannot record")
@@ -258,7 +258,7 @@ def test_a_coroutine_job_whose_end_cannot_be_recorded_goes_to_the_dead_set(
 
 
 def test_postponed_coroutine_jobs_are_not_counted_as_done(redis, start_worker, monkeypatch):
-    from forkq.aio_runner import CoroutineRunner
+    from forkq.worker.coroutines import CoroutineRunner
 
     monkeypatch.setattr(CoroutineRunner, "_record", lambda self, redis_, job: "postponed")
     Nap.perform_async(0.0)

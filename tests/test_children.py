@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from forkq import children
+from forkq.supervisor import children
 from helpers import wait_for
 
 

@@ -9,7 +9,8 @@ import time
 import pytest
 import redis as redis_py
 
-from forkq import config, connection, redis_url
+from forkq import config, connection
+from forkq.connection import urls as redis_url
 from forkq.errors import ConfigError
 
 from helpers import wait_for

@@ -12,7 +12,8 @@ import psutil
 import pytest
 
 import e2e_jobs
-from forkq import ctl, pidfile
+from forkq import ctl
+from forkq.supervisor import pidfile
 from forkq.api import Api
 from forkq.keys import Keys
 from helpers import wait_for

@@ -8,7 +8,7 @@ import redis as redis_py
 
 from forkq.config import Queue
 from forkq.connection import make_client
-from forkq.fetch import RELEASE_SCRIPT, Fetched, Fetcher, next_batch
+from forkq.worker.fetch import RELEASE_SCRIPT, Fetched, Fetcher, next_batch
 from forkq.keys import Keys
 
 LISTS = Keys().inflight_pair("h:1:0", 0)

@@ -11,7 +11,7 @@ import pytest
 import flow_jobs
 from forkq import metrics
 from forkq.metrics import store
-from forkq.postpone import postponed
+from forkq.flow.postpone import postponed
 from helpers import LogLines, wait_for
 
 
@@ -188,7 +188,7 @@ def test_limit_options_travel_in_the_payload_and_are_checked(redis, option):
 
 
 def test_a_poison_job_frees_its_lock_and_a_recovered_one_keeps_it(redis, make_config):
-    from forkq.recovery import Recovery
+    from forkq.worker.recovery import Recovery
     from forkq.worker import Context
 
     config = make_config(concurrency=1)
@@ -217,7 +217,7 @@ def test_a_poison_job_frees_its_lock_and_a_recovered_one_keeps_it(redis, make_co
 def test_every_way_of_dying_frees_the_lock_and_a_retry_keeps_it(redis, fields, hooks, released):
     from forkq.dead import DeadSet
     from forkq.keys import Keys
-    from forkq.retry import RetryWriter
+    from forkq.worker.retry import RetryWriter
 
     keys = Keys("")
     writer = RetryWriter(keys, DeadSet(keys, 100, 3600), 25, [])

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from forkq import health
+from forkq.connection import health
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from forkq import metrics
-from forkq.heartbeat import hostname
+from forkq.worker.heartbeat import hostname
 from forkq.metrics import store
 
 from helpers import wait_for
@@ -69,7 +69,7 @@ def http_get(url: str) -> tuple[int, str]:
 
 def beat(redis, pid: int, busy: int = 0, concurrency: int = 10, host: str | None = None,
          when: float | None = None) -> float:
-    """Write a heartbeat as forkq.heartbeat.Heartbeat.beat does; returns its time."""
+    """Write a heartbeat as forkq.worker.heartbeat.Heartbeat.beat does; returns its time."""
     host = host or hostname()
     identity = f"{host}:{pid}:{os.urandom(6).hex()}"
     when = when or time.time()

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from forkq import ordering
+from forkq.worker import ordering
 from forkq.config import Queue
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from forkq.keys import Keys
 from forkq.periodic import Entry
-from forkq.periodic_leader import (Leader, PeriodicScheduler, claim_tick, leader_identity,
+from forkq.periodic.leader import (Leader, PeriodicScheduler, claim_tick, leader_identity,
                                    read_state)
 from helpers import LogLines, wait_for
 

@@ -17,7 +17,7 @@ import pytest
 
 import e2e_jobs  # noqa: F401 (registers the jobs the entries name)
 
-from forkq import periodic_leader, periodic_master
+from forkq.periodic import leader as periodic_leader, master as periodic_master
 from forkq.keys import Keys
 from forkq.metrics.periodic import periodic_series
 from helpers import wait_for

@@ -7,7 +7,7 @@ import os
 import psutil
 import pytest
 
-from forkq import pidfile
+from forkq.supervisor import pidfile
 from forkq.errors import ForkqError
 from masters import tail_forkq_log  # noqa: F401 (a fixture)
 

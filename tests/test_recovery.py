@@ -6,7 +6,7 @@ from redis.client import NEVER_DECODE
 
 import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq.keys import Keys
-from forkq.recovery import Recovery, requeue_slots
+from forkq.worker.recovery import Recovery, requeue_slots
 from forkq.worker import Context
 from helpers import wait_for
 

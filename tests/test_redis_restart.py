@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import redis as redis_py
 
-from forkq.embedded import server_binary
+from forkq.connection.embedded import server_binary
 from helpers import wait_for
 from test_worker import spawn, stop_all
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from forkq import dead, retry
+from forkq import dead, payload
+from forkq.worker import retry
 from forkq.keys import Keys
 
 
@@ -57,7 +58,7 @@ def test_error_fields_first_and_later_failures():
 
 def test_error_class_is_qualified_outside_builtins():
     from forkq.errors import UnknownJobError
-    assert retry.error_class_name(UnknownJobError()) == "forkq.errors.UnknownJobError"
+    assert payload.error_class_name(UnknownJobError()) == "forkq.errors.UnknownJobError"
 
 
 def test_retry_queue_and_backtrace_lines():

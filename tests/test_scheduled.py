@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from forkq import scheduled
+from forkq.worker import poller as scheduled
 from forkq.worker import Context
 from helpers import LogLines, wait_for
 

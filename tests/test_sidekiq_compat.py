@@ -15,7 +15,7 @@ import pytest
 
 import forkq
 import jobs
-from forkq.retry import encode_backtrace
+from forkq.worker.retry import encode_backtrace
 from helpers import wait_for
 
 RUBY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ruby")

@@ -7,7 +7,7 @@ import os
 
 from forkq import __version__, status
 from forkq import config as forkq_config
-from forkq.children import WorkerSlot
+from forkq.supervisor.children import WorkerSlot
 from forkq.log import logger
 
 

@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 import e2e_jobs
-from forkq import child as child_module, notify, pidfile, supervisor
+from forkq.supervisor import child as child_module, notify, pidfile
+from forkq import supervisor
 from forkq.errors import ForkqError
 from forkq.api import Api
 from forkq.keys import Keys
@@ -413,7 +414,7 @@ RETIRING_JOB = """
 import gc
 
 import forkq
-from forkq.child import ChildTick
+from forkq.supervisor.child import ChildTick
 
 
 class RetireMe(forkq.Job):

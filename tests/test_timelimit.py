@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from forkq.timelimit import Watchdog, limits
+from forkq.flow.timelimit import Watchdog, limits
 from helpers import wait_for
 
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import forkq
-from forkq import unique
+from forkq.flow import unique
 from forkq.keys import Keys
 from helpers import wait_for
 

@@ -10,7 +10,7 @@ import time
 import pytest
 import redis as redis_py
 
-from forkq.embedded import EmbeddedRedis
+from forkq.connection.embedded import EmbeddedRedis
 from helpers import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,7 +160,7 @@ def test_embedded_redis_is_started_found_by_clients_and_stopped(tmp_path):
     worker = subprocess.Popen([sys.executable, "-m", "forkq.worker", "-c", str(config)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
-        from forkq import embedded
+        from forkq.connection import embedded
         wait_for(lambda: embedded.is_running(str(data)), timeout=15)
         script = ("import forkq, jobs; forkq.configure(data_dir=%r); jobs.Record.perform_async('e')"
                   % str(data))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .. import jobmetrics
 from ..api import SortedSet
-from ..periodic_leader import report as periodic_report
+from ..periodic.leader import report as periodic_report
 from . import charts
 from .http import Request, Response, Router, json_response, redirect
 

@@ -25,8 +25,8 @@ from typing import Any
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from forkq import aio, arguments, connection, push, results
-from forkq.client import build_payload
+from ... import aio, arguments, connection, push, results
+from ...client import build_payload
 
 from . import options, registry
 from .compat import BaseTaskBackend, InvalidTask, TaskResultDoesNotExist, task_enqueued

@@ -22,11 +22,11 @@ import os
 import threading
 from typing import Any
 
-from forkq import Job, client, results
-from forkq.errors import ConfigError, Shutdown
-from forkq.heartbeat import hostname
-from forkq.job import hooks_of
-from forkq.retry import decide
+from ... import Job, client, results
+from ...errors import ConfigError, Shutdown
+from ...worker.heartbeat import hostname
+from ...job import hooks_of
+from ...worker.retry import decide
 
 from . import registry
 from .compat import TaskContext, task_finished, task_started

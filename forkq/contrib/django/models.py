@@ -21,8 +21,8 @@ from typing import Any, Iterable
 from django.apps import apps
 from django.db import models
 
-from forkq.errors import ForkqError
-from forkq.job import Setter
+from ...errors import ForkqError
+from ...job import Setter
 
 MODEL_KEY, PK_KEY = "_model", "_pk"
 

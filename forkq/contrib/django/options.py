@@ -19,9 +19,9 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from forkq import client as forkq_client
-from forkq import results
-from forkq.errors import ForkqError
+from ... import client as forkq_client
+from ... import results
+from ...errors import ForkqError
 
 #: the OPTIONS keys a ForkqBackend reads; any other is reported by ``check()``
 KNOWN = ("REDIS_URL", "NAMESPACE", "CONFIG", "RESULT_TTL", "RETRY")
@@ -78,7 +78,7 @@ def parse(raw: dict[str, Any], alias: str) -> Options:
 def _from_config(path: Any, where: str, problems: list[str]) -> dict[str, Any]:
     if path is None:
         return {}
-    from forkq import config
+    from ... import config
 
     try:
         parsed = config.load(str(path))

@@ -8,7 +8,7 @@ because a payload says so (DESIGN.md §5).
 
 from __future__ import annotations
 
-from forkq.errors import UnknownJobError
+from ...errors import UnknownJobError
 
 
 class UnknownTaskError(UnknownJobError):

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 
-from forkq.errors import ConfigError
-from forkq.hooks import registry
+from ...errors import ConfigError
+from ...hooks import registry
 
 
 def before_require() -> None:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from django.conf import settings
 
-from forkq import results
+from ... import results
 
 from .compat import TaskError, TaskResult, TaskResultStatus
 

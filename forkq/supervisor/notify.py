@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 
-from .log import logger
+from ..log import logger
 
 
 def notify_address(value: str) -> str:

@@ -18,9 +18,9 @@ from typing import Callable, NoReturn
 import redis as redis_py
 from setproctitle import setproctitle
 
-from . import __version__, log
-from .errors import ForkqError
-from .log import logger
+from .. import __version__, log
+from ..errors import ForkqError
+from ..log import logger
 
 #: Linux prctl option: a signal delivered to this process when its parent dies
 _PR_SET_PDEATHSIG = 1

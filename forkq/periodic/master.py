@@ -29,14 +29,14 @@ import time
 
 from redis import RedisError
 
-from . import client, connection
-from .errors import ConfigError, ForkqError
-from .heartbeat import hostname
-from .job import Arity, resolve
-from .keys import Keys
-from .log import logger
-from .periodic import Entry, check_classes, merge, periodic_fields, registered
-from .periodic_leader import PeriodicScheduler, tick_text
+from .. import client, connection
+from ..errors import ConfigError, ForkqError
+from ..worker.heartbeat import hostname
+from ..job import Arity, resolve
+from ..keys import Keys
+from ..log import logger
+from . import Entry, check_classes, merge, periodic_fields, registered
+from .leader import PeriodicScheduler, tick_text
 
 #: seconds any socket operation of the master's periodic connection may take
 SOCKET_TIMEOUT = 0.5

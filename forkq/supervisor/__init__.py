@@ -45,19 +45,19 @@ from typing import Callable
 
 from setproctitle import setproctitle
 
-from . import __version__, client, connection, log, worker
+from .. import __version__, client, connection, log, worker
 from .child import ChildTick, die_with_master, exit_child, title
 from .children import GRACE, Child, Helper, WorkerSlot, describe_exit, restart_delay
-from .errors import ForkqError
-from .heartbeat import hostname
-from .keys import Keys
-from .log import logger
+from ..errors import ForkqError
+from ..worker.heartbeat import hostname
+from ..keys import Keys
+from ..log import logger
 from .notify import notify
-from .periodic_master import MasterPeriodic
+from ..periodic.master import MasterPeriodic
 from .pidfile import claim_pidfile, default_pidfile, release_pidfile
-from .recovery import requeue_slots
-from .signals import SignalQueue
-from .status import StatusFile, master_status
+from ..worker.recovery import requeue_slots
+from ..signals import SignalQueue
+from ..status import StatusFile, master_status
 
 #: signals the master acts on in its loop; a child resets them after the fork
 MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2,
@@ -101,7 +101,7 @@ def metrics_module(config):
     """``forkq.metrics`` when it exists and metrics are enabled, else None."""
     if config.metrics.port is None or importlib.util.find_spec("forkq.metrics") is None:
         return None
-    from . import metrics
+    from .. import metrics
 
     return metrics
 
@@ -164,7 +164,7 @@ class Supervisor:
             self.metrics.prepare(config)
             self.helpers.append(Helper("metrics exporter", self.run_exporter))
         if not config.redis_url:
-            from .embedded import EmbeddedRedis
+            from ..connection.embedded import EmbeddedRedis
 
             self.embedded_redis = EmbeddedRedis(config.data_dir).start()
         client.default().use_config(config)

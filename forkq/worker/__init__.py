@@ -22,24 +22,25 @@ import time
 import traceback
 from typing import Callable
 
-from . import client as forkq_client
-from . import config as config_module
-from . import connection, log, ordering
-from .errors import ConfigError, ForkqError
-from .health import RedisHealth
+from .. import client as forkq_client
+from .. import config as config_module
+from .. import connection, log
+from . import ordering
+from ..errors import ConfigError, ForkqError
+from ..connection.health import RedisHealth
 from .heartbeat import Heartbeat, hostname
-from .hooks import Hooks, registry
-from .jobmetrics import WithJobMetrics
-from .keys import Keys
-from .log import logger
+from ..hooks import Hooks, registry
+from ..jobmetrics import WithJobMetrics
+from ..keys import Keys
+from ..log import logger
 from .manager import Manager
 from .recovery import Recovery
-from .dead import DeadSet
-from .results import ResultRecorder
+from ..dead import DeadSet
+from ..results import ResultRecorder
 from .retry import RetryWriter
-from .scheduled import Poller
-from .signals import SignalQueue
-from .timelimit import Watchdog
+from .poller import Poller
+from ..signals import SignalQueue
+from ..flow.timelimit import Watchdog
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2)
 #: exit status of a standalone worker that retired itself (a job ran past its time_limit):
@@ -259,7 +260,7 @@ def dump_threads() -> None:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_standalone(config) -> int:
-    from .embedded import EmbeddedRedis
+    from ..connection.embedded import EmbeddedRedis
 
     server = None
     if not config.redis_url:
@@ -319,7 +320,3 @@ def _run_standalone(config) -> int:
     finally:
         if server is not None:
             server.stop()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 
-from .errors import RedisUnavailableError
+from ..errors import RedisUnavailableError
 
 #: seconds to wait for a freshly started server to answer PING
 START_TIMEOUT = 10.0

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from .log import logger
+from ..log import logger
 
 #: longest the watchdog sleeps with nothing due, seconds (it is woken by ``watch`` anyway)
 IDLE_WAIT = 5.0

@@ -30,8 +30,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import unique
-from .log import logger
+from ..flow import unique
+from ..log import logger
+from ..payload import error_class_name
 
 #: marks a job recovered from a dead process with others; cleared once it fails normally
 ISOLATE_KEY = "forkq_isolate"
@@ -132,11 +133,6 @@ def _custom_delay(hook: Callable | None, count: int, exc: BaseException):
     if type(answer) in (int, float) and math.isfinite(answer) and answer >= 0:
         return float(answer), ""
     return None, f"retry_in returned {shown(answer)}: default backoff used"
-
-
-def error_class_name(exc: BaseException) -> str:
-    kind = type(exc)
-    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
 def encode_backtrace(lines: list[str]) -> str:

@@ -22,7 +22,7 @@ import signal
 import time
 from typing import Callable
 
-from .log import logger
+from ..log import logger
 
 #: seconds after a child's stop deadline before it is SIGKILLed
 GRACE = 5.0

@@ -3,7 +3,7 @@
 Owns the ``periodic:`` list of ``forkq.yml`` (parsing and validation into frozen ``Entry``
 objects), the tick arithmetic (``next_tick``, ``due_ticks``) and the fields a periodic job's
 payload carries. Nothing here touches Redis or reads the clock: the leader
-(``forkq.periodic_leader``) passes the time in, so every rule is tested with fixed clocks.
+(``forkq.periodic.leader``) passes the time in, so every rule is tested with fixed clocks.
 
 Ticks are UTC epoch seconds. An ``every: N`` entry ticks at the multiples of N seconds since the
 epoch, and a ``cron`` entry at the times its expression names in its ``tz`` (UTC by default, so
@@ -31,8 +31,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from .config import periodic_every
-from .errors import ConfigError
+from ..config import periodic_every
+from ..errors import ConfigError
 
 UTC = timezone.utc
 

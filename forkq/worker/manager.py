@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import time
 
-from .aio_runner import CoroutineRunner
+from .coroutines import CoroutineRunner
 from .fetch import IDLE_TIMEOUT, Held, bulk_requeue
-from .log import logger
+from ..log import logger
 from .processor import Processor
 
 

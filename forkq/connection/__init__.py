@@ -23,9 +23,9 @@ import redis
 from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.sentinel import SentinelConnectionPool
 
-from . import embedded, redis_url, sentinel
-from .errors import RedisUnavailableError
-from .log import logger
+from . import embedded, urls as redis_url, sentinel
+from ..errors import RedisUnavailableError
+from ..log import logger
 
 #: seconds a command may take before the client gives up; blocking fetches stay below it
 SOCKET_TIMEOUT = 10.0

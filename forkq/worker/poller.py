@@ -29,12 +29,12 @@ import time
 import redis as redis_py
 from redis.client import NEVER_DECODE
 
-from .client import new_jid
-from .dead import envelope
-from .errors import MalformedJobError
+from ..client import new_jid
+from ..dead import envelope
+from ..errors import MalformedJobError
 from .fetch import eval_raw, queue_of
-from .log import logger
-from .payload import parse
+from ..log import logger
+from ..payload import parse
 
 #: due entries read per round; the poller repeats while rounds come back full
 MOVE_BATCH = 100

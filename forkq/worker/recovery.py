@@ -24,10 +24,10 @@ import time
 
 from redis.client import NEVER_DECODE
 
-from . import unique
-from .errors import PoisonJobError
+from ..flow import unique
+from ..errors import PoisonJobError
 from .fetch import queue_of
-from .log import logger
+from ..log import logger
 from .retry import ISOLATE_KEY, run_death_handlers, with_error
 
 #: how the event loop's private list ends (``Keys.inflight_async``)

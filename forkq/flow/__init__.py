@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from . import expiry, unique
-from .errors import TimeLimitExceeded
-from .log import logger
+from ..errors import TimeLimitExceeded
+from ..log import logger
 from .postpone import Postponer
 from .timelimit import clear_pending, limits
 

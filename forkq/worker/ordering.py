@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from .config import Queue
+from ..config import Queue
 
 
 def fetch_order(queues: Sequence[Queue], strict: bool, rand=random.random) -> list[str]:

@@ -45,16 +45,17 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from . import connection, unique
-from .errors import SoftTimeLimitExceeded, TimeLimitExceeded
+from .. import connection
+from ..flow import unique
+from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from .fetch import Fetched
-from .health import retrying
-from .keys import DAILY_STAT_TTL
-from .log import logger
-from .limiter import OverLimit
-from .postpone import POSTPONE_SCRIPT, postponed
+from ..connection.health import retrying
+from ..keys import DAILY_STAT_TTL
+from ..log import logger
+from ..limiter import OverLimit
+from ..flow.postpone import POSTPONE_SCRIPT, postponed
 from .processor import bury, handle_failure, unhandled_reason
-from .timelimit import limits
+from ..flow.timelimit import limits
 from .recovery import MOVE_ONE_SCRIPT
 
 #: seconds without a turn of the loop after which a stall is reported

@@ -21,8 +21,8 @@ import threading
 from redis.connection import SSLConnection
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
-from .log import logger
-from .redis_url import ShowsURL, Target
+from ..log import logger
+from .urls import ShowsURL, Target
 
 _primaries: dict[str, tuple[str, int]] = {}
 _primaries_lock = threading.Lock()

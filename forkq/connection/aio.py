@@ -18,7 +18,7 @@ from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from . import sentinel
-from .redis_url import ShowsURL, Target
+from .urls import ShowsURL, Target
 
 
 class FollowingConnection(ShowsURL, SentinelManagedConnection):

@@ -20,9 +20,9 @@ import time
 
 import redis as redis_py
 
-from . import __version__
-from .jobmetrics import JobMetrics
-from .log import logger
+from .. import __version__
+from ..jobmetrics import JobMetrics
+from ..log import logger
 
 #: remote signal names accepted from ``<identity>-signals``
 REMOTE_SIGNALS = {"TSTP": signal.SIGTSTP, "TERM": signal.SIGTERM, "TTIN": signal.SIGTTIN,

@@ -39,9 +39,9 @@ from typing import Callable
 
 import redis as redis_py
 
-from .keys import Keys
-from .log import logger
-from .periodic import Entry, due_ticks, last_tick, next_tick
+from ..keys import Keys
+from ..log import logger
+from . import Entry, due_ticks, last_tick, next_tick
 
 #: seconds a leader's lease lasts without renewal; bounds how long the fleet runs leaderless
 LEASE_TTL = 5.0

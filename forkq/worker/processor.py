@@ -36,18 +36,19 @@ from typing import Any, Callable
 
 import redis as redis_py
 
-from .client import new_jid
-from .dead import envelope
-from .errors import MalformedJobError, Shutdown, SoftTimeLimitExceeded, UnknownJobError
+from ..client import new_jid
+from ..dead import envelope
+from ..errors import MalformedJobError, Shutdown, SoftTimeLimitExceeded, UnknownJobError
 from .fetch import Fetched, Fetcher, Held, bulk_requeue
-from .flow import Flow, time_limit_error
-from .health import retrying
-from .job import hooks_of, resolve
-from .limiter import OverLimit
-from .log import job_log, logger, thread_tag
-from .payload import parse
-from .retry import ISOLATE_KEY, error_class_name, error_message
-from .timelimit import raise_in
+from ..flow import Flow, time_limit_error
+from ..connection.health import retrying
+from ..job import hooks_of, resolve
+from ..limiter import OverLimit
+from ..log import job_log, logger, thread_tag
+from ..payload import parse
+from ..payload import error_class_name
+from .retry import ISOLATE_KEY, error_message
+from ..flow.timelimit import raise_in
 
 _ISOLATE_MARK = f'"{ISOLATE_KEY}"'
 

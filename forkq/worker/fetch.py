@@ -63,8 +63,8 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import ordering
-from .connection import call_replicated
-from .keys import DAILY_STAT_TTL, Keys
+from ..connection import call_replicated
+from ..keys import DAILY_STAT_TTL, Keys
 
 #: most jobs one fetch takes for one thread
 MAX_BATCH = 10

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import redis
 
-from .log import logger
+from ..log import logger
 
 #: seconds between retries while Redis is down, doubling up to the cap
 BACKOFF_START = 0.1

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .errors import ForkqError
+from ..errors import ForkqError
 
 #: the file every master writes in its data directory
 DEFAULT_NAME = "master.pid"

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis as redis_py
 
-from .keys import Keys
+from ..keys import Keys
 
 #: when the processor releases the lock: as the job starts, or once it succeeded (or died)
 UNTIL = ("start", "success")
