@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 import e2e_jobs
-from forkq.supervisor import child as child_module, notify, pidfile
+from forkq.supervisor import child as child_module, pidfile
+from forkq.supervisor.notify import notify, notify_address
 from forkq import supervisor
 from forkq.errors import ForkqError
 from forkq.api import Api
@@ -62,7 +63,7 @@ def test_master_title():
 @pytest.mark.parametrize("value, address", [("/run/systemd/notify", "/run/systemd/notify"),
                                             ("@/org/systemd/notify", "\0/org/systemd/notify")])
 def test_notify_address_maps_a_leading_at_to_the_abstract_namespace(value, address):
-    assert notify.notify_address(value) == address
+    assert notify_address(value) == address
 
 
 def test_notify_sends_one_datagram_to_the_abstract_socket(monkeypatch):
@@ -71,7 +72,7 @@ def test_notify_sends_one_datagram_to_the_abstract_socket(monkeypatch):
         receiver.bind("\0" + name)
         receiver.settimeout(5)
         monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
-        notify.notify("READY=1")
+        notify("READY=1")
         assert receiver.recv(100) == b"READY=1"
 
 
