@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 import e2e_jobs
-from forkq.supervisor import child as child_module, notify, pidfile
+from forkq.supervisor import child as child_module, files, notify, pidfile
 from forkq import supervisor
 from forkq.errors import ForkqError
 from forkq.api import Api
@@ -55,8 +55,8 @@ def _version() -> str:
 
 
 def test_master_title():
-    assert supervisor.master_title("", 2) == "forkq master [2 children]"
-    assert supervisor.master_title("app", 4) == "forkq master app [4 children]"
+    assert files.master_title("", 2) == "forkq master [2 children]"
+    assert files.master_title("app", 4) == "forkq master app [4 children]"
 
 
 @pytest.mark.parametrize("value, address", [("/run/systemd/notify", "/run/systemd/notify"),

@@ -33,7 +33,6 @@ with its start time, by which ``forkqctl`` finds and verifies it (``pidfile.py``
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import random
@@ -48,16 +47,16 @@ from setproctitle import setproctitle
 from .. import __version__, client, connection, log, worker
 from .child import ChildTick, die_with_master, exit_child, title
 from .children import GRACE, Child, Helper, WorkerSlot, describe_exit, restart_delay
+from .files import MasterFiles
 from ..errors import ForkqError
 from ..worker.heartbeat import hostname
 from ..keys import Keys
 from ..log import logger
-from .notify import notify
+from . import notify as systemd
 from ..periodic.master import MasterPeriodic
-from .pidfile import claim_pidfile, default_pidfile, release_pidfile
 from ..worker.recovery import requeue_slots
 from ..signals import SignalQueue
-from ..status import StatusFile, master_status
+from ..status import master_status
 
 #: signals the master acts on in its loop; a child resets them after the fork
 MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2,
@@ -79,10 +78,6 @@ def jittered(limit: int | None, rng: random.Random) -> int | None:
     if not limit:
         return None
     return max(1, round(limit * rng.uniform(1 - MAX_JOBS_JITTER, 1 + MAX_JOBS_JITTER)))
-
-
-def master_title(tag: str, children: int) -> str:
-    return title("forkq", "master", tag, f"[{children} children]")
 
 
 # --- process-level effects of the master
@@ -132,9 +127,7 @@ class Supervisor:
         self.helpers: list[Helper] = []
         self.periodic: MasterPeriodic | None = None
         self.next_memory_check = 0.0
-        #: the files this master wrote, removed as it stops (a reload may change the config's paths)
-        self.pidfiles: list[str] = []
-        self.status_file: StatusFile | None = None
+        self.files = MasterFiles(config.data_dir, config.pidfile)
 
     def run(self) -> int:
         """Run until TERM/INT; 0 after a clean stop, ``ForkqError`` after a crash loop."""
@@ -155,9 +148,7 @@ class Supervisor:
         log.setup(config.loglevel, config.logfile)
         self.master_pid = os.getpid()
         self.started_at = time.time()
-        os.makedirs(config.data_dir, exist_ok=True)
-        self.claim_pidfiles()
-        self.status_file = StatusFile(config.data_dir)
+        self.files.claim()
         # Before the preload, so that the application's own metrics join the children's.
         self.metrics = metrics_module(config)
         if self.metrics is not None:
@@ -178,18 +169,9 @@ class Supervisor:
         if threading.active_count() > 1:
             logger.warning("the preloaded application started threads; they do not exist in "
                            "the forked children")
-        setproctitle(master_title(config.tag, 0))
+        self.files.show(config.tag, 0)
         logger.info("forkq %s master started: pid=%d processes=%d concurrency=%d", __version__,
                     self.master_pid, config.processes, config.concurrency)
-
-    def claim_pidfiles(self) -> None:
-        """``<data_dir>/master.pid`` always, so forkqctl finds a master with no ``pidfile``."""
-        config = self.config
-        for path, setting in ((default_pidfile(config.data_dir), "data_dir"),
-                              (config.pidfile, "pidfile")):
-            if path and path not in self.pidfiles:
-                claim_pidfile(path, setting)
-                self.pidfiles.append(path)
 
     def loop(self) -> None:
         while not self.halting:
@@ -285,7 +267,7 @@ class Supervisor:
         if not self.announced_ready and all(s and s.ready for s in wanted):
             self.announced_ready = True
             logger.info("all %d children are ready", len(wanted))
-            notify("READY=1")
+            systemd.notify("READY=1")
 
     def reap_children(self) -> None:
         """Reap every exited child, including orphans inherited as PID 1 in a container."""
@@ -323,8 +305,7 @@ class Supervisor:
         if not self.halting and slot.failures > 1:
             logger.warning("slot %d failed %d times in a row: restarting it in %.2f s",
                            slot.index, slot.failures, restart_delay(slot.failures))
-        self.set_master_title()
-        self.write_status()
+        self.show_children()
 
     def count_early_exit(self, slot: WorkerSlot, code: int) -> None:
         if code > 0 and not slot.ready:
@@ -430,8 +411,7 @@ class Supervisor:
 
         slot.fork_worker(self, main, config.timeout, self.generation)
         logger.info("forked child %d for slot %d", slot.pid, slot.index)
-        self.set_master_title()
-        self.write_status()
+        self.show_children()
 
     def run_exporter(self) -> None:
         die_with_master()
@@ -469,13 +449,15 @@ class Supervisor:
 
     # --- status
 
-    def set_master_title(self) -> None:
-        setproctitle(master_title(self.config.tag, len(self.live_slots())))
+    def show_children(self) -> None:
+        """Title and status file, after a change to the children."""
+        self.files.show(self.config.tag, len(self.live_slots()))
+        self.write_status()
 
     def write_status(self) -> None:
         periodic = self.periodic.status() if self.periodic is not None else None
-        self.status_file.write(master_status(self.config, self.master_pid, self.started_at,
-                                             self.slots.values(), periodic))
+        self.files.write_status(master_status(self.config, self.master_pid, self.started_at,
+                                              self.slots.values(), periodic))
 
     # --- shutdown
 
@@ -483,7 +465,7 @@ class Supervisor:
         """TERM every child, SIGKILL survivors at deadline + GRACE, requeue what they left."""
         if self.signals is None:
             return
-        notify("STOPPING=1")
+        systemd.notify("STOPPING=1")
         if self.periodic is not None:
             self.periodic.stop()
         now = time.monotonic()
@@ -521,10 +503,6 @@ class Supervisor:
             logger.warning("pushed %d job(s) left by killed children back to their queues", moved)
 
     def cleanup(self) -> None:
-        for path in self.pidfiles:
-            with contextlib.suppress(OSError):
-                release_pidfile(path)
-        if self.status_file is not None:
-            self.status_file.remove()
+        self.files.release()
         if self.embedded_redis is not None:
             self.embedded_redis.stop()
