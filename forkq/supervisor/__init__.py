@@ -46,7 +46,7 @@ from setproctitle import setproctitle
 
 from .. import __version__, client, connection, log, worker
 from .child import ChildTick, die_with_master, exit_child, title
-from .children import GRACE, Child, Helper, WorkerSlot, describe_exit, restart_delay
+from .children import GRACE, Child, Helper, Slots, WorkerSlot, describe_exit, restart_delay
 from .files import MasterFiles
 from ..errors import ForkqError
 from ..worker.heartbeat import hostname
@@ -65,8 +65,6 @@ MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN,
 TICK = 0.2
 #: children exiting non-zero before they are ready, in a row, that stop the master
 CRASH_LIMIT = 5
-#: seconds between reads of the children's memory
-MEMORY_CHECK_EVERY = 1.0
 #: relative spread of ``max_jobs`` per child, so children do not recycle in lockstep
 MAX_JOBS_JITTER = 0.1
 
@@ -81,16 +79,6 @@ def jittered(limit: int | None, rng: random.Random) -> int | None:
 
 
 # --- process-level effects of the master
-
-def rss_mb(pid: int) -> float:
-    """Current resident memory (not the peak) of a process, in MB; 0 when it is gone."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).memory_info().rss / 2**20
-    except psutil.Error:
-        return 0.0
-
 
 def metrics_module(config):
     """``forkq.metrics`` when it exists and metrics are enabled, else None."""
@@ -110,7 +98,8 @@ class Supervisor:
         self.master_pid = 0
         self.started_at = 0.0
         self.signals: SignalQueue | None = None
-        self.slots: dict[int, WorkerSlot] = {}
+        #: the worker slots, made at start, when the master's pid that names them is known
+        self.slots: Slots | None = None
         self.generation = 0
         self.halting = False
         #: a second TERM/INT arrived: children are SIGKILLed instead of waited for
@@ -126,7 +115,6 @@ class Supervisor:
         #: helper children (the metrics exporter), supervised like the worker slots
         self.helpers: list[Helper] = []
         self.periodic: MasterPeriodic | None = None
-        self.next_memory_check = 0.0
         self.files = MasterFiles(config.data_dir, config.pidfile)
 
     def run(self) -> int:
@@ -147,6 +135,7 @@ class Supervisor:
         config = self.config
         log.setup(config.loglevel, config.logfile)
         self.master_pid = os.getpid()
+        self.slots = Slots(f"{hostname()}:{self.master_pid}")
         self.started_at = time.time()
         self.files.claim()
         # Before the preload, so that the application's own metrics join the children's.
@@ -180,9 +169,7 @@ class Supervisor:
             self.read_reports()
             self.reap_children()
             self.kill_stale()
-            self.retire_requested()
-            self.recycle_bloated()
-            self.roll_reloaded()
+            self.slots.replace_unwanted(self.config, self.generation, self.quiet)
             self.spawn_missing()
             self.run_periodic()
 
@@ -255,7 +242,7 @@ class Supervisor:
 
     def read_reports(self) -> None:
         now = time.monotonic()
-        for slot in self.live_slots():
+        for slot in self.slots.live():
             if slot.read_report(now):
                 self.child_ready(slot)
 
@@ -263,10 +250,9 @@ class Supervisor:
         self.early_exits = 0
         logger.info("%s is ready", slot)
         self.write_status()
-        wanted = [self.slots.get(i) for i in range(self.config.processes)]
-        if not self.announced_ready and all(s and s.ready for s in wanted):
+        if not self.announced_ready and self.slots.all_ready(self.config.processes):
             self.announced_ready = True
-            logger.info("all %d children are ready", len(wanted))
+            logger.info("all %d children are ready", self.config.processes)
             systemd.notify("READY=1")
 
     def reap_children(self) -> None:
@@ -331,56 +317,15 @@ class Supervisor:
             if child.overdue(now):
                 logger.warning("%s did not stop %.0f s after its deadline: SIGKILL", child, GRACE)
                 child.kill()
-        for slot in self.live_slots():
+        for slot in self.slots.live():
             silent = slot.silent_for(now)
             if slot.kill_at is None and silent > self.config.liveness_timeout:
                 logger.error("%s has not reported for %.0f s (liveness_timeout): SIGKILL; its "
                              "replacement recovers its jobs", slot, silent)
                 slot.kill()
 
-    def retire_requested(self) -> None:
-        """Replace the children that asked for it (one whose job outlived its hard limit)."""
-        for slot in self.live_slots():
-            if slot.wants_retirement and not slot.retiring and slot.kill_at is None:
-                self.retire(slot, "asked to be replaced")
-
-    def recycle_bloated(self) -> None:
-        limit, now = self.config.max_memory_mb, time.monotonic()
-        if not limit or now < self.next_memory_check or self.retiring() or self.quiet:
-            return
-        self.next_memory_check = now + MEMORY_CHECK_EVERY
-        for slot in self.live_slots():
-            if slot.ready and slot.kill_at is None:
-                used = rss_mb(slot.pid)
-                if used > limit:
-                    self.retire(slot, f"uses {used:.0f} MB, over max_memory_mb {limit}")
-                    return
-
-    def roll_reloaded(self) -> None:
-        """After HUP, stop one outdated child at a time, once every wanted child is up."""
-        if self.retiring() or self.quiet or not self.all_ready():
-            return
-        for slot in self.live_slots():
-            if slot.generation < self.generation or slot.index >= self.config.processes:
-                self.retire(slot, "runs an old config" if slot.index < self.config.processes
-                            else "is beyond 'processes'")
-                return
-
-    def retire(self, child: Child, reason: str) -> None:
-        """Replace a child at once: it stops gracefully (a worker requeues what it held)."""
-        child.retire(reason, time.monotonic() + child.timeout)
-
-    def retiring(self) -> bool:
-        return any(slot.retiring for slot in self.live_slots())
-
-    def all_ready(self) -> bool:
-        return all(self.slots.get(i) and self.slots[i].ready for i in range(self.config.processes))
-
-    def live_slots(self) -> list[WorkerSlot]:
-        return [slot for slot in self.slots.values() if slot.alive]
-
     def live_children(self) -> list[Child]:
-        return [*self.live_slots(), *(helper for helper in self.helpers if helper.alive)]
+        return [*self.slots.live(), *(helper for helper in self.helpers if helper.alive)]
 
     # --- forking
 
@@ -388,17 +333,12 @@ class Supervisor:
         if self.halting or self.quiet:
             return
         now = time.monotonic()
-        for index in range(self.config.processes):
-            slot = self.slots.setdefault(index, WorkerSlot(index, self.slot_name(index)))
-            if not slot.alive and now >= slot.respawn_at:
-                self.spawn(slot)
+        for slot in self.slots.due(self.config.processes, now):
+            self.spawn(slot)
         for helper in self.helpers:
             if not helper.alive and now >= helper.respawn_at:
                 helper.fork(self)
                 logger.info("forked %s", helper)
-
-    def slot_name(self, index: int) -> str:
-        return f"{hostname()}:{self.master_pid}:{index}"
 
     def spawn(self, slot: WorkerSlot) -> None:
         config = self.config
@@ -434,7 +374,7 @@ class Supervisor:
         # kill children in the middle of jobs.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.signals.close()
-        for slot in self.live_slots():
+        for slot in self.slots.live():
             os.close(slot.pipe)
 
     def child_observer(self):
@@ -451,13 +391,13 @@ class Supervisor:
 
     def show_children(self) -> None:
         """Title and status file, after a change to the children."""
-        self.files.show(self.config.tag, len(self.live_slots()))
+        self.files.show(self.config.tag, len(self.slots.live()))
         self.write_status()
 
     def write_status(self) -> None:
         periodic = self.periodic.status() if self.periodic is not None else None
         self.files.write_status(master_status(self.config, self.master_pid, self.started_at,
-                                              self.slots.values(), periodic))
+                                              self.slots, periodic))
 
     # --- shutdown
 
@@ -483,10 +423,10 @@ class Supervisor:
 
     def requeue_leftovers(self) -> None:
         """With every child gone, push back what killed ones left in their private lists."""
-        if not self.slots:
+        names = self.slots.names()
+        if not names:
             return
         config = self.config
-        names = [slot.name for slot in self.slots.values()]
         redis = None
         try:
             redis = connection.make_client(connection.resolve_url(config.redis_url,
