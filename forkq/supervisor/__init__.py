@@ -3,32 +3,34 @@
 Runs in the master, single-threaded. Signal handlers only record the signal; the loop acts on
 it. The master imports the application once (``require:``) so children share it copy-on-write,
 and it holds no Redis connection and no thread when it forks: each child sets itself up after
-the fork (here: signal dispositions, the master's file descriptors, process title; then
-``worker.run``: Redis pool, logging, random seed).
+the fork (here: signal dispositions, the master's file descriptors; then ``child.py``'s process
+title and ``worker.run``: Redis pool, logging, random seed).
 
-Children are ``children.Child`` objects with one set of verbs (fork, stop, kill, retire,
+This module owns the loop and the master's effects on processes (signals, fork, the shutdown
+sweep). Children are ``children.Child`` objects with one set of verbs (fork, stop, kill, retire,
 exited): the worker slots and the metrics exporter alike. Each worker child owns a *slot*,
 ``host:master-pid:index``, which keys its private lists in Redis, so a replacement in the same
-slot recovers its predecessor's jobs at boot. A pipe runs from each worker child to the master:
-the child writes a byte from its main loop at least once a second. The first byte says it is
-ready, every byte that its loop is alive, ``S`` that it is stopping by itself, ``R`` that it
-asks to be retired: the master stops it gracefully and forks its replacement at once.
+slot recovers its predecessor's jobs at boot; ``children.Slots`` holds them and decides which
+to fork and which to replace. A pipe runs from each worker child to the master: the child
+writes a byte from its main loop at least once a second. The first byte says it is ready, every
+byte that its loop is alive, ``S`` that it is stopping by itself, ``R`` that it asks to be
+retired: the master stops it gracefully and forks its replacement at once.
 
-Steps of the loop: handle signals, read the pipes, reap exited children, kill hung or overdue
-ones, recycle one that uses too much memory, roll out a re-read config, fork what is missing,
-enqueue due periodic jobs while this master leads (``periodic_master.py``, on a connection
-opened and closed within the step).
+Steps of the loop: act on signals, read the pipes, reap exited children, kill hung or overdue
+ones (``watch``); replace the unwanted (asked to be, too big, running an old config), fork what
+is missing, enqueue due periodic jobs while this master leads (``periodic/master.py``, on a
+connection opened and closed within the step).
 
-Shutdown: TERM every child; each finishes its jobs until ``timeout``, requeues the rest and
-exits 0. Survivors are SIGKILLed ``GRACE`` seconds after the deadline; then, with no child left,
-the master opens a short-lived Redis connection and pushes whatever their private lists still
-hold back to the front of the queues. It is worse to lose a job than to run it twice.
-A second TERM or INT (Ctrl-C) during the shutdown forces it: every child is SIGKILLed at once,
-skipping the rest of the timeout, and the same sweep pushes their unfinished jobs back.
+Shutdown: TERM every child, then ``watch`` until none is left; each finishes its jobs until
+``timeout``, requeues the rest and exits 0. Survivors are SIGKILLed ``GRACE`` seconds after the
+deadline; then, with no child left, the master opens a short-lived Redis connection and pushes
+whatever their private lists still hold back to the front of the queues. It is worse to lose a
+job than to run it twice. A second TERM or INT (Ctrl-C) during the shutdown forces it: every
+child is SIGKILLed at once, skipping the rest of the timeout, and the same sweep pushes their
+unfinished jobs back.
 
-The master always writes ``<data_dir>/master.pid`` (and the configured ``pidfile``), the pid
-with its start time, by which ``forkqctl`` finds and verifies it (``pidfile.py``), and
-``<data_dir>/status.json``, from which the metrics exporter learns its children (``status.py``).
+What the outside sees of the master, its pidfiles (found and verified by ``forkqctl``), its
+``status.json`` (read by the metrics exporter) and its title, is ``files.MasterFiles``.
 """
 
 from __future__ import annotations
@@ -63,8 +65,6 @@ MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN,
                   signal.SIGHUP, signal.SIGCHLD)
 #: seconds between looks at the children's pipes; a signal (CHLD included) wakes the loop at once
 TICK = 0.2
-#: children exiting non-zero before they are ready, in a row, that stop the master
-CRASH_LIMIT = 5
 #: relative spread of ``max_jobs`` per child, so children do not recycle in lockstep
 MAX_JOBS_JITTER = 0.1
 
@@ -89,6 +89,34 @@ def metrics_module(config):
     return metrics
 
 
+def run_exporter(metrics, config) -> None:
+    """Main of the metrics exporter child, after the fork."""
+    die_with_master()
+    setproctitle(title("forkq", "metrics", config.tag))
+    exit_child(lambda: metrics.run_exporter(config) or 0)
+
+
+def requeue_leftovers(config, names: list[str]) -> None:
+    """With every child gone, push back what killed ones left in the private lists of the
+    slots ``names``, on a connection opened and closed here."""
+    if not names:
+        return
+    redis = None
+    try:
+        redis = connection.make_client(connection.resolve_url(config.redis_url,
+                                                              config.data_dir))
+        moved = requeue_slots(redis, Keys(config.namespace), names, config.concurrency)
+    except Exception as exc:
+        logger.error("could not check the children's private lists (%s): jobs left there "
+                     "are recovered once their heartbeats expire", exc)
+        return
+    finally:
+        if redis is not None:
+            redis.close()
+    if moved:
+        logger.warning("pushed %d job(s) left by killed children back to their queues", moved)
+
+
 # --- the master
 
 class Supervisor:
@@ -104,9 +132,10 @@ class Supervisor:
         self.halting = False
         #: a second TERM/INT arrived: children are SIGKILLed instead of waited for
         self.forced = False
+        #: every child was told to stop (``shutdown``): HUP and TSTP have nothing left to act on
+        self.stopping = False
         self.quiet = False
         self.failure: str | None = None
-        self.early_exits = 0
         self.announced_ready = False
         #: the private redis-server this master runs when no ``redis_url`` is configured
         self.embedded_redis = None
@@ -142,7 +171,8 @@ class Supervisor:
         self.metrics = metrics_module(config)
         if self.metrics is not None:
             self.metrics.prepare(config)
-            self.helpers.append(Helper("metrics exporter", self.run_exporter))
+            self.helpers.append(Helper("metrics exporter",
+                                       lambda: run_exporter(self.metrics, self.config)))
         if not config.redis_url:
             from ..connection.embedded import EmbeddedRedis
 
@@ -164,18 +194,42 @@ class Supervisor:
 
     def loop(self) -> None:
         while not self.halting:
-            for signum in self.signals.wait(TICK):
-                self.handle(signum)
-            self.read_reports()
-            self.reap_children()
-            self.kill_stale()
+            self.watch()
             self.slots.replace_unwanted(self.config, self.generation, self.quiet)
             self.spawn_missing()
             self.run_periodic()
 
+    def shutdown(self) -> None:
+        """TERM every child, SIGKILL survivors at deadline + GRACE, requeue what they left."""
+        if self.signals is None:
+            return
+        systemd.notify("STOPPING=1")
+        self.stopping = True
+        if self.periodic is not None:
+            self.periodic.stop()
+        now = time.monotonic()
+        for child in self.live_children():
+            child.stop(now + child.timeout)
+        while self.live_children():
+            self.watch()
+        requeue_leftovers(self.config, self.slots.names())
+        logger.info("master stopped")
+
+    def watch(self) -> None:
+        """The steps of the loop that the shutdown drives too, until no child is left."""
+        for signum in self.signals.wait(TICK):
+            self.handle(signum)
+        self.read_reports()
+        self.reap_children()
+        self.kill_stale()
+
     # --- signals
 
     def handle(self, signum: int) -> None:
+        """Act on a recorded signal (DESIGN.md §2), then relay it to the children whose
+        ``relays`` name it. CHLD only wakes the loop: ``reap_children`` follows."""
+        if self.stopping and signum in (signal.SIGHUP, signal.SIGTSTP):
+            return
         if signum in (signal.SIGTERM, signal.SIGINT):
             self.stop_requested(signal.Signals(signum).name)
         elif signum == signal.SIGHUP:
@@ -184,13 +238,11 @@ class Supervisor:
             # Quiet means nothing new starts, so children that exit are not replaced either.
             logger.info("TSTP: quiet; children that exit are not replaced")
             self.quiet = True
-            self.relay(signum)
         elif signum == signal.SIGUSR2:
             log.reopen()
-            self.relay(signum)
-        elif signum == signal.SIGTTIN:
-            self.relay(signum)
-        # CHLD only wakes the loop: reap_children follows.
+        for child in self.live_children():
+            if signum in child.relays:
+                child.signal(signum)
 
     def stop_requested(self, name: str) -> None:
         """The first TERM/INT stops gracefully; the next one forces the stop."""
@@ -207,11 +259,6 @@ class Supervisor:
                 child.kill()
         else:
             logger.info("%s: already stopping at once", name)
-
-    def relay(self, signum: int) -> None:
-        for child in self.live_children():
-            if signum in child.relays:
-                child.signal(signum)
 
     def reload(self) -> None:
         if self.reload_config is None:
@@ -241,19 +288,14 @@ class Supervisor:
     # --- children's reports and exits
 
     def read_reports(self) -> None:
-        now = time.monotonic()
-        for slot in self.slots.live():
-            if slot.read_report(now):
-                self.child_ready(slot)
-
-    def child_ready(self, slot: WorkerSlot) -> None:
-        self.early_exits = 0
-        logger.info("%s is ready", slot)
-        self.write_status()
-        if not self.announced_ready and self.slots.all_ready(self.config.processes):
-            self.announced_ready = True
-            logger.info("all %d children are ready", self.config.processes)
-            systemd.notify("READY=1")
+        """Read the children's pipes; tell systemd once every wanted child is ready."""
+        for slot in self.slots.read_reports(time.monotonic()):
+            logger.info("%s is ready", slot)
+            self.publish()
+            if not self.announced_ready and self.slots.all_ready(self.config.processes):
+                self.announced_ready = True
+                logger.info("all %d children are ready", self.config.processes)
+                systemd.notify("READY=1")
 
     def reap_children(self) -> None:
         """Reap every exited child, including orphans inherited as PID 1 in a container."""
@@ -268,38 +310,29 @@ class Supervisor:
 
     def exited(self, pid: int, code: int) -> None:
         child = next((c for c in self.live_children() if c.pid == pid), None)
+        server = self.embedded_redis
         if isinstance(child, WorkerSlot):
             self.slot_exited(child, code)
         elif child is not None:
             child.exited(code, time.monotonic())
-        elif pid == self.embedded_redis_pid():
+        elif server is not None and server.process and pid == server.process.pid:
             self.halt(f"the embedded redis-server exited ({describe_exit(code)}); see "
                       f"{self.config.data_dir}/redis.log")
-
-    def embedded_redis_pid(self) -> int | None:
-        server = self.embedded_redis
-        return server.process.pid if server is not None and server.process else None
 
     def slot_exited(self, slot: WorkerSlot, code: int) -> None:
         pid, now = slot.pid, time.monotonic()
         if self.metrics is not None:
             self.metrics.mark_dead(pid)
         logger.log(slot.exit_level(code), "%s %s", slot, describe_exit(code))
-        if not self.halting:
-            self.count_early_exit(slot, code)
+        if not self.halting and self.slots.crash_loop(slot, code):
+            self.halt(f"children exited with status {code} before becoming ready "
+                      f"{self.slots.early_exits} times in a row (an import error, a bad "
+                      f"config, Redis refusing them?); see the log above")
         slot.exited(code, now)
         if not self.halting and slot.failures > 1:
             logger.warning("slot %d failed %d times in a row: restarting it in %.2f s",
                            slot.index, slot.failures, restart_delay(slot.failures))
-        self.show_children()
-
-    def count_early_exit(self, slot: WorkerSlot, code: int) -> None:
-        if code > 0 and not slot.ready:
-            self.early_exits += 1
-            if self.early_exits >= CRASH_LIMIT:
-                self.halt(f"children exited with status {code} before becoming ready "
-                          f"{self.early_exits} times in a row (an import error, a bad config, "
-                          f"Redis refusing them?); see the log above")
+        self.publish()
 
     def halt(self, message: str) -> None:
         logger.error("%s; the master stops", message)
@@ -351,12 +384,10 @@ class Supervisor:
 
         slot.fork_worker(self, main, config.timeout, self.generation)
         logger.info("forked child %d for slot %d", slot.pid, slot.index)
-        self.show_children()
+        self.publish()
 
-    def run_exporter(self) -> None:
-        die_with_master()
-        setproctitle(title("forkq", "metrics", self.config.tag))
-        exit_child(lambda: self.metrics.run_exporter(self.config) or 0)
+    def child_observer(self):
+        return self.metrics.JobObserver() if self.metrics is not None else None
 
     def fork(self) -> int:
         """Fork; in the child, drop what belongs to the master before anything else runs."""
@@ -364,83 +395,29 @@ class Supervisor:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            self.forget_master_state()
+            for signum in MASTER_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            # The master owns HUP; one sent to the whole process group (a closed terminal)
+            # must not kill children in the middle of jobs.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            self.signals.close()
+            for slot in self.slots.live():
+                os.close(slot.pipe)
         return pid
 
-    def forget_master_state(self) -> None:
-        for signum in MASTER_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        # The master owns HUP; one sent to the whole process group (a closed terminal) must not
-        # kill children in the middle of jobs.
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        self.signals.close()
-        for slot in self.slots.live():
-            os.close(slot.pipe)
-
-    def child_observer(self):
-        return self.metrics.JobObserver() if self.metrics is not None else None
-
-    # --- periodic jobs
+    # --- periodic jobs and what the outside sees
 
     def run_periodic(self) -> None:
-        """Enqueue due periodic ticks while this master leads (``periodic_master.py``)."""
+        """Enqueue due periodic ticks while this master leads (``periodic/master.py``)."""
         if self.periodic is not None and self.periodic.run(time.monotonic()):
-            self.write_status()
+            self.publish()
 
-    # --- status
-
-    def show_children(self) -> None:
-        """Title and status file, after a change to the children."""
+    def publish(self) -> None:
+        """Title and status file, after a change to the children or the periodic counts."""
         self.files.show(self.config.tag, len(self.slots.live()))
-        self.write_status()
-
-    def write_status(self) -> None:
         periodic = self.periodic.status() if self.periodic is not None else None
         self.files.write_status(master_status(self.config, self.master_pid, self.started_at,
                                               self.slots, periodic))
-
-    # --- shutdown
-
-    def shutdown(self) -> None:
-        """TERM every child, SIGKILL survivors at deadline + GRACE, requeue what they left."""
-        if self.signals is None:
-            return
-        systemd.notify("STOPPING=1")
-        if self.periodic is not None:
-            self.periodic.stop()
-        now = time.monotonic()
-        for child in self.live_children():
-            child.stop(now + child.timeout)
-        while self.live_children():
-            for signum in self.signals.wait(TICK):
-                if signum in (signal.SIGTTIN, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT):
-                    self.handle(signum)
-            self.read_reports()
-            self.reap_children()
-            self.kill_stale()
-        self.requeue_leftovers()
-        logger.info("master stopped")
-
-    def requeue_leftovers(self) -> None:
-        """With every child gone, push back what killed ones left in their private lists."""
-        names = self.slots.names()
-        if not names:
-            return
-        config = self.config
-        redis = None
-        try:
-            redis = connection.make_client(connection.resolve_url(config.redis_url,
-                                                                  config.data_dir))
-            moved = requeue_slots(redis, Keys(config.namespace), names, config.concurrency)
-        except Exception as exc:
-            logger.error("could not check the children's private lists (%s): jobs left there "
-                         "are recovered once their heartbeats expire", exc)
-            return
-        finally:
-            if redis is not None:
-                redis.close()
-        if moved:
-            logger.warning("pushed %d job(s) left by killed children back to their queues", moved)
 
     def cleanup(self) -> None:
         self.files.release()

@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..log import logger
 
@@ -34,6 +34,8 @@ BACKOFF_CAP = 10.0
 STABLE_AFTER = 10.0
 #: seconds between reads of the children's memory
 MEMORY_CHECK_EVERY = 1.0
+#: children exiting non-zero before they are ready, in a row, that stop the master
+CRASH_LIMIT = 5
 
 
 def restart_delay(failures: int) -> float:
@@ -260,6 +262,8 @@ class Slots:
         self.by_index: dict[int, WorkerSlot] = {}
         #: monotonic time of the next read of the children's memory
         self.next_memory_check = 0.0
+        #: children that exited non-zero before becoming ready, in a row
+        self.early_exits = 0
 
     def __iter__(self):
         return iter(self.by_index.values())
@@ -272,6 +276,21 @@ class Slots:
 
     def retiring(self) -> bool:
         return any(slot.retiring for slot in self.live())
+
+    def read_reports(self, now: float) -> Iterator[WorkerSlot]:
+        """Read every live child's pipe; yield each that this read made ready (which ends a
+        run of early exits)."""
+        for slot in self.live():
+            if slot.read_report(now):
+                self.early_exits = 0
+                yield slot
+
+    def crash_loop(self, slot: WorkerSlot, code: int) -> bool:
+        """Count an exit: True once ``CRASH_LIMIT`` children in a row exited non-zero before
+        becoming ready (an import error, a bad config, Redis refusing them)."""
+        if code > 0 and not slot.ready:
+            self.early_exits += 1
+        return self.early_exits >= CRASH_LIMIT
 
     def names(self) -> list[str]:
         return [slot.name for slot in self]
