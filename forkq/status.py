@@ -9,12 +9,9 @@ module imports nothing of either side, so the exporter loads no supervisor code 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from . import __version__
-
-if TYPE_CHECKING:
-    from .supervisor.children import WorkerSlot
 
 #: the file's name inside ``data_dir``
 STATUS_NAME = "status.json"
@@ -24,10 +21,10 @@ def status_path(data_dir: str) -> str:
     return os.path.join(data_dir, STATUS_NAME)
 
 
-def master_status(config, master_pid: int, started_at: float, slots: Iterable[WorkerSlot],
+def master_status(config, master_pid: int, started_at: float, slots: Iterable,
                   periodic: dict | None) -> dict:
-    """The master, its sizes, each slot it keeps (alive, or wanted by ``processes``) by
-    index, and its periodic scheduler's counts when it has one."""
+    """The master, its sizes, each slot it keeps (``supervisor.children.WorkerSlot``s: alive,
+    or wanted by ``processes``) by index, and its periodic scheduler's counts when it has one."""
     children = [{"slot": s.index, "pid": s.pid, "started_at": s.started_at, "ready": s.ready,
                  "restarts": s.restarts}
                 for s in sorted(slots, key=lambda s: s.index)

@@ -1,6 +1,7 @@
-"""The master's view of its children: one kind of object, whatever the child runs.
+"""The master's view of its children: one kind of object, whatever the child runs, and the
+policy that keeps the worker slots filled.
 
-Runs in the master, single-threaded (``supervisor.py`` owns the loop). A ``Child`` is a
+Runs in the master, single-threaded (``supervisor/__init__.py`` owns the loop). A ``Child`` is a
 process the master forks and keeps running: a worker slot (``WorkerSlot``) or a helper such as
 the metrics exporter (``Helper``). Every child answers the same verbs:
 
@@ -12,6 +13,10 @@ the metrics exporter (``Helper``). Every child answers the same verbs:
 - ``exited(code, now)``: the master reaped it; the child plans its own restart.
 
 Signals relayed by the master go to the children whose ``relays`` name them.
+
+``Slots`` holds a master's worker slots by index: it names the slots due a fork, retires the
+children to replace, and counts early exits in a row; the master forks, and halts on a crash
+loop.
 """
 
 from __future__ import annotations
@@ -254,7 +259,8 @@ def rss_mb(pid: int) -> float:
 class Slots:
     """The worker slots of one master, by index, and the policy that keeps them: which slots
     to fork, and which children to replace (asked to be, too big, outdated, beyond
-    ``processes``). Replacements go one at a time, so that at most one slot is down for it."""
+    ``processes``). Every child that asks is replaced at once; the master's own reasons
+    (memory, a reload) replace one child at a time, so that at most one slot is down for them."""
 
     def __init__(self, prefix: str) -> None:
         #: ``host:master-pid``; a slot's name adds its index
