@@ -27,7 +27,7 @@ deadline; then, with no child left, the master opens a short-lived Redis connect
 whatever their private lists still hold back to the front of the queues. It is worse to lose a
 job than to run it twice. A second TERM or INT (Ctrl-C) during the shutdown forces it: every
 child is SIGKILLed at once, skipping the rest of the timeout, and the same sweep pushes their
-unfinished jobs back.
+unfinished jobs back. HUP and TSTP are ignored once every child is told to stop.
 
 What the outside sees of the master, its pidfiles (found and verified by ``forkqctl``), its
 ``status.json`` (read by the metrics exporter) and its title, is ``files.MasterFiles``.
@@ -120,6 +120,8 @@ def requeue_leftovers(config, names: list[str]) -> None:
 # --- the master
 
 class Supervisor:
+    """One master: ``run()`` starts it, keeps its children running until TERM/INT, stops them."""
+
     def __init__(self, config, reload: Callable[[], object] | None = None) -> None:
         self.config = config
         self.reload_config = reload
