@@ -1,4 +1,5 @@
-"""The master's children as objects: real forked processes, real signals, no master loop."""
+"""The master's children as objects, and the slot policy: real forked processes, real signals,
+no master loop."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 
 import pytest
 
+from forkq import config as forkq_config
 from forkq.supervisor import children
 from helpers import wait_for
 
@@ -95,3 +97,70 @@ def test_a_worker_slot_reports_ready_stopping_and_asks_to_be_retired():
     slot.exited(code, time.monotonic())
     assert (slot.pipe, slot.ready, slot.retiring, slot.failures) == (None, False, False, 0)
     assert slot.respawn_at <= time.monotonic(), "a retired child is replaced at once"
+
+
+def test_slots_due_are_the_wanted_ones_without_a_child_past_their_backoff():
+    slots = children.Slots("host:9")
+    first, second = slots.due(2, 100.0)
+    assert (first.name, second.name) == ("host:9:0", "host:9:1")
+    first.pid, second.respawn_at = 4242, 101.0  # a child runs in slot 0; slot 1 backs off
+    assert slots.due(2, 100.0) == []
+    assert slots.due(2, 101.0) == [second]
+    assert slots.due(1, 101.0) == [], "a slot beyond 'processes' is not forked"
+    assert slots.names() == ["host:9:0", "host:9:1"]
+
+
+def test_early_exits_in_a_row_are_a_crash_loop_and_a_ready_child_ends_the_run():
+    slots = children.Slots("host:9")
+    (slot,) = slots.due(1, 0.0)
+    assert [slots.crash_loop(slot, 1) for _ in range(children.CRASH_LIMIT - 1)] == \
+        [False] * (children.CRASH_LIMIT - 1)
+    assert not slots.crash_loop(slot, 0) and not slots.crash_loop(slot, -signal.SIGKILL), \
+        "a clean exit or a kill is no early failure"
+    slot.ready = True
+    assert not slots.crash_loop(slot, 1), "a child that became ready did not fail at start"
+    slot.ready = False
+    assert slots.crash_loop(slot, 1)
+
+    slots.early_exits = 3
+    slot.fork_worker(Forker, report_and_wait, timeout=1.0, generation=0)
+    try:
+        wait_for(lambda: all_ready(slots, 1), 5, message="ready")
+        assert slots.early_exits == 0
+    finally:
+        slot.kill()
+        slot.exited(wait_exit(slot.pid), time.monotonic())
+
+
+def report_and_wait(pipe: int) -> None:
+    os.write(pipe, b".")
+    time.sleep(60)
+    os._exit(0)
+
+
+def all_ready(slots: children.Slots, processes: int) -> bool:
+    list(slots.read_reports(time.monotonic()))
+    return slots.all_ready(processes)
+
+
+def test_slots_replace_children_of_an_old_config_one_at_a_time_once_all_are_ready():
+    config = forkq_config.from_mapping({"processes": 2}, "test")
+    slots = children.Slots("host:9")
+    for slot in slots.due(2, time.monotonic()):
+        slot.fork_worker(Forker, report_and_wait, timeout=5.0, generation=0)
+    try:
+        wait_for(lambda: all_ready(slots, 2), 5, message="both ready")
+        slots.replace_unwanted(config, generation=1, quiet=True)
+        assert not any(slot.retiring for slot in slots), "a quiet master replaces nothing"
+        slots.replace_unwanted(config, generation=1, quiet=False)
+        retiring = [slot for slot in slots if slot.retiring]
+        assert len(retiring) == 1 and retiring[0].kill_at is not None
+        slots.replace_unwanted(config, generation=1, quiet=False)
+        assert [slot for slot in slots if slot.retiring] == retiring, "one at a time"
+        retiring[0].exited(wait_exit(retiring[0].pid), time.monotonic())
+        slots.replace_unwanted(config, generation=1, quiet=False)
+        assert not any(slot.retiring for slot in slots), "not until every wanted child is up"
+    finally:
+        for slot in slots.live():
+            slot.kill()
+            slot.exited(wait_exit(slot.pid), time.monotonic())

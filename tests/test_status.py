@@ -1,13 +1,16 @@
-"""The master's status file: what it holds, written whole, removed at stop."""
+"""The master's status file: what it holds (``status.py``), written whole and removed at stop
+(``supervisor/files.py``)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from forkq import __version__, status
 from forkq import config as forkq_config
 from forkq.supervisor.children import WorkerSlot
+from forkq.supervisor.files import MasterFiles
 from forkq.log import logger
 
 
@@ -33,20 +36,31 @@ def test_master_status_lists_live_and_wanted_slots_by_index():
 
 
 def test_status_file_is_written_whole_and_removed(tmp_path, caplog):
-    status_file = status.StatusFile(str(tmp_path))
-    assert status_file.path == os.path.join(str(tmp_path), "status.json")
-    status_file.write({"master_pid": 1})
-    status_file.write({"master_pid": 2})
-    assert json.loads(open(status_file.path).read()) == {"master_pid": 2}
-    assert os.listdir(tmp_path) == ["status.json"], "no temporary file left behind"
-    status_file.remove()
-    status_file.remove()
-    assert not os.path.exists(status_file.path)
-    missing = status.StatusFile(str(tmp_path / "gone"))
+    files = MasterFiles(str(tmp_path), None)
+    files.claim()
+    assert files.status_path == os.path.join(str(tmp_path), "status.json")
+    files.write_status({"master_pid": 1})
+    files.write_status({"master_pid": 2})
+    assert json.loads(open(files.status_path).read()) == {"master_pid": 2}
+    assert sorted(os.listdir(tmp_path)) == ["master.pid", "status.json"], \
+        "no temporary file left behind"
+    files.release()
+    files.release()
+    assert os.listdir(tmp_path) == []
+    missing = MasterFiles(str(tmp_path / "gone"), None)
+    missing.claim()
+    shutil.rmtree(tmp_path / "gone")
     # The handler goes on forkq's logger itself: log.setup stops it propagating to the root.
     logger.addHandler(caplog.handler)
     try:
-        missing.write({"master_pid": 3})
+        missing.write_status({"master_pid": 3})
     finally:
         logger.removeHandler(caplog.handler)
-    assert "could not write" in caplog.text and missing.path in caplog.text
+    assert "could not write" in caplog.text and missing.status_path in caplog.text
+
+
+def test_a_master_refused_at_start_leaves_the_running_masters_status_file(tmp_path):
+    with open(tmp_path / "status.json", "w") as handle:
+        handle.write('{"master_pid": 1}')
+    MasterFiles(str(tmp_path), None).release()
+    assert os.listdir(tmp_path) == ["status.json"]

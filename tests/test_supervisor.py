@@ -14,8 +14,7 @@ import psutil
 import pytest
 
 import e2e_jobs
-from forkq.supervisor import child as child_module, pidfile
-from forkq.supervisor.notify import notify, notify_address
+from forkq.supervisor import child as child_module, files, notify, pidfile
 from forkq import supervisor
 from forkq.errors import ForkqError
 from forkq.api import Api
@@ -56,14 +55,14 @@ def _version() -> str:
 
 
 def test_master_title():
-    assert supervisor.master_title("", 2) == "forkq master [2 children]"
-    assert supervisor.master_title("app", 4) == "forkq master app [4 children]"
+    assert files.master_title("", 2) == "forkq master [2 children]"
+    assert files.master_title("app", 4) == "forkq master app [4 children]"
 
 
 @pytest.mark.parametrize("value, address", [("/run/systemd/notify", "/run/systemd/notify"),
                                             ("@/org/systemd/notify", "\0/org/systemd/notify")])
 def test_notify_address_maps_a_leading_at_to_the_abstract_namespace(value, address):
-    assert notify_address(value) == address
+    assert notify.notify_address(value) == address
 
 
 def test_notify_sends_one_datagram_to_the_abstract_socket(monkeypatch):
@@ -72,7 +71,7 @@ def test_notify_sends_one_datagram_to_the_abstract_socket(monkeypatch):
         receiver.bind("\0" + name)
         receiver.settimeout(5)
         monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
-        notify("READY=1")
+        notify.notify("READY=1")
         assert receiver.recv(100) == b"READY=1"
 
 

@@ -24,16 +24,13 @@ from ..errors import ForkqError
 from ..worker.heartbeat import hostname
 from ..keys import Keys
 from ..log import logger
+from ..status import status_path
 from . import store
 from .periodic import periodic_series
 
 #: seconds a scrape waits for Redis before reporting it down (Prometheus' timeout is 10 s)
 REDIS_TIMEOUT = 2.0
 _CHILD = ["child", "pid"]
-
-
-def status_path(config) -> str:
-    return os.path.join(config.data_dir, "status.json")
 
 
 def read_status(path: str) -> dict | None:
@@ -162,7 +159,7 @@ class Collector:
     def __init__(self, config, directory: str | None) -> None:
         self.config = config
         self.directory = directory
-        self.status_path = status_path(config)
+        self.status_path = status_path(config.data_dir)
         self.redis = RedisReader(config)
 
     def read(self) -> tuple[dict | None, RedisFacts]:

@@ -1,6 +1,7 @@
-"""The master's view of its children: one kind of object, whatever the child runs.
+"""The master's view of its children: one kind of object, whatever the child runs, and the
+policy that keeps the worker slots filled.
 
-Runs in the master, single-threaded (``supervisor.py`` owns the loop). A ``Child`` is a
+Runs in the master, single-threaded (``supervisor/__init__.py`` owns the loop). A ``Child`` is a
 process the master forks and keeps running: a worker slot (``WorkerSlot``) or a helper such as
 the metrics exporter (``Helper``). Every child answers the same verbs:
 
@@ -12,6 +13,10 @@ the metrics exporter (``Helper``). Every child answers the same verbs:
 - ``exited(code, now)``: the master reaped it; the child plans its own restart.
 
 Signals relayed by the master go to the children whose ``relays`` name them.
+
+``Slots`` holds a master's worker slots by index: it names the slots due a fork, retires the
+children to replace, and counts early exits in a row; the master forks, and halts on a crash
+loop.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 import os
 import signal
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..log import logger
 
@@ -32,6 +37,10 @@ BACKOFF_FIRST = 0.25
 BACKOFF_CAP = 10.0
 #: seconds a child must have run for its death to count as a first failure again
 STABLE_AFTER = 10.0
+#: seconds between reads of the children's memory
+MEMORY_CHECK_EVERY = 1.0
+#: children exiting non-zero before they are ready, in a row, that stop the master
+CRASH_LIMIT = 5
 
 
 def restart_delay(failures: int) -> float:
@@ -235,3 +244,111 @@ class Helper(Child):
         super().exited(code, now)
         if code == 0:
             self.respawn_at = float("inf")
+
+
+def rss_mb(pid: int) -> float:
+    """Current resident memory (not the peak) of a process, in MB; 0 when it is gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+class Slots:
+    """The worker slots of one master, by index, and the policy that keeps them: which slots
+    to fork, and which children to replace (asked to be, too big, outdated, beyond
+    ``processes``). Every child that asks is replaced at once; the master's own reasons
+    (memory, a reload) replace one child at a time, so that at most one slot is down for them."""
+
+    def __init__(self, prefix: str) -> None:
+        #: ``host:master-pid``; a slot's name adds its index
+        self.prefix = prefix
+        self.by_index: dict[int, WorkerSlot] = {}
+        #: monotonic time of the next read of the children's memory
+        self.next_memory_check = 0.0
+        #: children that exited non-zero before becoming ready, in a row
+        self.early_exits = 0
+
+    def __iter__(self):
+        return iter(self.by_index.values())
+
+    def live(self) -> list[WorkerSlot]:
+        return [slot for slot in self if slot.alive]
+
+    def all_ready(self, processes: int) -> bool:
+        return all(self.by_index.get(i) and self.by_index[i].ready for i in range(processes))
+
+    def retiring(self) -> bool:
+        return any(slot.retiring for slot in self.live())
+
+    def read_reports(self, now: float) -> Iterator[WorkerSlot]:
+        """Read every live child's pipe; yield each that this read made ready (which ends a
+        run of early exits)."""
+        for slot in self.live():
+            if slot.read_report(now):
+                self.early_exits = 0
+                yield slot
+
+    def crash_loop(self, slot: WorkerSlot, code: int) -> bool:
+        """Count an exit: True once ``CRASH_LIMIT`` children in a row exited non-zero before
+        becoming ready (an import error, a bad config, Redis refusing them)."""
+        if code > 0 and not slot.ready:
+            self.early_exits += 1
+        return self.early_exits >= CRASH_LIMIT
+
+    def names(self) -> list[str]:
+        return [slot.name for slot in self]
+
+    def due(self, processes: int, now: float) -> list[WorkerSlot]:
+        """The slots wanted by ``processes`` that have no child and may be forked now."""
+        for index in range(processes):
+            if index not in self.by_index:
+                self.by_index[index] = WorkerSlot(index, f"{self.prefix}:{index}")
+        wanted = [self.by_index[index] for index in range(processes)]
+        return [slot for slot in wanted if not slot.alive and now >= slot.respawn_at]
+
+    def replace_unwanted(self, config, generation: int, quiet: bool) -> None:
+        """Retire the children that asked for it; then, unless one is already being replaced
+        or the master is quiet, one that is too big, or else one that runs an old config."""
+        self.retire_asking()
+        if self.retiring() or quiet:
+            return
+        if not self.recycle_bloated(config.max_memory_mb):
+            self.roll_reloaded(config.processes, generation)
+
+    def retire_asking(self) -> None:
+        """Replace the children that asked for it (one whose job outlived its hard limit)."""
+        for slot in self.live():
+            if slot.wants_retirement and not slot.retiring and slot.kill_at is None:
+                self.retire(slot, "asked to be replaced")
+
+    def recycle_bloated(self, limit: int | None) -> bool:
+        """Retire the first ready child over ``limit`` MB; True when one was."""
+        now = time.monotonic()
+        if not limit or now < self.next_memory_check:
+            return False
+        self.next_memory_check = now + MEMORY_CHECK_EVERY
+        for slot in self.live():
+            if slot.ready and slot.kill_at is None:
+                used = rss_mb(slot.pid)
+                if used > limit:
+                    self.retire(slot, f"uses {used:.0f} MB, over max_memory_mb {limit}")
+                    return True
+        return False
+
+    def roll_reloaded(self, processes: int, generation: int) -> None:
+        """After HUP, retire one outdated child, once every wanted child is up."""
+        if not self.all_ready(processes):
+            return
+        for slot in self.live():
+            if slot.generation < generation or slot.index >= processes:
+                self.retire(slot, "runs an old config" if slot.index < processes
+                            else "is beyond 'processes'")
+                return
+
+    @staticmethod
+    def retire(slot: WorkerSlot, reason: str) -> None:
+        """Replace a child at once: it stops gracefully (a worker requeues what it held)."""
+        slot.retire(reason, time.monotonic() + slot.timeout)
