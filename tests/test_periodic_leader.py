@@ -77,6 +77,19 @@ def test_due_ticks_are_enqueued_once_by_the_leader_only(redis):
     assert state["next"] == T0 + 30
 
 
+@pytest.mark.parametrize("every_ms", [1100, 100])
+def test_a_fractional_every_is_enqueued_at_each_of_its_ticks(redis, every_ms):
+    """Called every 0.1 s over 24 s: each tick once, in order, none stuck behind the cursor."""
+    entry = Entry("e", "app.Job", every=every_ms / 1000)
+    calls, enqueue = recorder()
+    scheduler = PeriodicScheduler([entry], KEYS, "a", enqueue)
+    scheduler.tick(redis, T0)
+    for step in range(1, 241):
+        scheduler.tick(redis, T0 + step / 10)
+    start, end = int(T0 * 1000) // every_ms + 1, int((T0 + 24) * 1000) // every_ms
+    assert [tick for _, tick in calls] == [k * every_ms / 1000 for k in range(start, end + 1)]
+
+
 @pytest.mark.parametrize("missed, expected", [
     ("skip", [T0 + 970, T0 + 980, T0 + 990, T0 + 1000]),
     ("once", [T0 + 960, T0 + 970, T0 + 980, T0 + 990, T0 + 1000]),
