@@ -1,7 +1,9 @@
 """Redis URLs: what they say (``parse``) and how to show them without their secrets (``redact``).
 
 Pure functions, used wherever a client is made (``connection.py``) and wherever a URL reaches a
-log line or an error message. Four schemes:
+log line or an error message; the one side effect is a warning, once per process and URL (a
+forked child inherits what its parent said), for a URL that turns certificate checks off.
+Four schemes:
 
 - ``redis://[user:password@]host:port/db``, ``unix://[user:password@]/path?db=N``: plain;
 - ``rediss://...``: TLS, with redis-py's query parameters ``ssl_ca_certs``, ``ssl_certfile``,
@@ -19,10 +21,13 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
+
+from ..log import logger
 
 #: seconds ``wait_replicas`` waits for the replicas when ``wait_timeout`` is not given
 DEFAULT_WAIT_TIMEOUT = 1.0
@@ -42,6 +47,9 @@ _SECRET_NAME = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
 _HOSTS = re.compile(r"[\w.\-:\[\],%]*(?:$|[/?#])")
 #: ``ssl_cert_reqs`` values redis-py knows
 _CERT_REQS = ("required", "optional", "none")
+#: URLs (as shown) whose ``ssl_cert_reqs=none`` this process warned about
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
 
 
 class RedisURLError(ValueError):
@@ -141,6 +149,8 @@ def parse(url: str) -> Target:
     if cert_reqs is not None and cert_reqs.lower() not in _CERT_REQS:
         raise RedisURLError(url, f"ssl_cert_reqs={cert_reqs!r} is not valid; use "
                             f"{', '.join(_CERT_REQS)}")
+    if cert_reqs is not None and cert_reqs.lower() == "none":
+        _warn_unverified(url)
     if scheme in SENTINEL_SCHEMES:
         if "db" in query:
             raise RedisURLError(url, "a sentinel URL takes its db in the path "
@@ -152,6 +162,17 @@ def parse(url: str) -> Target:
                                 "redis+sentinel:// URL")
         options, sentinels = _plain_options(url, query), None
     return Target(url, options, sentinels, replicas, timeout)
+
+
+def _warn_unverified(url: str) -> None:
+    shown = redact(url)
+    with _warned_lock:
+        if shown in _warned:
+            return
+        _warned.add(shown)
+    logger.warning("Redis URL %s: with ssl_cert_reqs=none the server's certificate is not "
+                   "verified: anyone on the network path can pose as the server and read the "
+                   "jobs and the password; for tests only (give ssl_ca_certs instead)", shown)
 
 
 def _query(url: str) -> dict:
