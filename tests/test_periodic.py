@@ -205,6 +205,8 @@ def test_ticks_are_whole_milliseconds_that_survive_their_text():
     entry = Entry("e", "app.Job", every=1.1)
     for tick in due_ticks(entry, NOW, NOW + 30, 100):
         assert tick == round(tick, 3) == float(f"{tick:.3f}")
+        assert next_tick(entry, float(f"{tick - 0.000001:.6f}")) == tick
+        assert last_tick(entry, float(f"{tick - 0.000001:.6f}")) == round(tick - 1.1, 3)
 
 
 def test_args_from_code_must_be_json():

@@ -125,9 +125,9 @@ def _check_every(every: Any, where: str) -> None:
         periodic_every(every)
     except ValueError as exc:
         raise ConfigError(f"{where}: 'every' is {every!r}: {exc}") from None
-    if not math.isclose(every * 1000, every_ms(every), rel_tol=0, abs_tol=1e-6):
+    if not math.isclose(every * 1000, _every_ms(every), rel_tol=0, abs_tol=1e-6):
         raise ConfigError(f"{where}: 'every' is {every!r}; give whole milliseconds "
-                          f"(e.g. {every_ms(every) / 1000:g})")
+                          f"(e.g. {_every_ms(every) / 1000:g})")
 
 
 def _check_cron(cron: Any, tz: Any, where: str) -> None:
@@ -250,7 +250,7 @@ def check_classes(entries: list[Entry], resolve: Callable[[str], Any]) -> None:
 def next_tick(entry: Entry, after: float) -> float | None:
     """The entry's first tick strictly after ``after`` (epoch seconds); None if it never fires."""
     if entry.every is not None:
-        step = every_ms(entry.every)
+        step = _every_ms(entry.every)
         return (_ms(after) // step + 1) * step / 1000
     try:
         if entry.wall_clock:
@@ -261,15 +261,18 @@ def next_tick(entry: Entry, after: float) -> float | None:
         return None
 
 
-def every_ms(every: float) -> int:
+def _every_ms(every: float) -> int:
     """An ``every`` in whole milliseconds (validation refuses one that is not)."""
     return round(every * 1000)
 
 
 def _ms(at: float) -> int:
-    """Epoch seconds to the nearest millisecond: a tick given back as a float, or read back
-    from its text, is its own millisecond again, never the one before."""
-    return round(at * 1000)
+    """Epoch seconds to whole milliseconds, rounded down with half a microsecond of slack.
+
+    A float near today's epoch is exact to about 0.24 µs: the slack maps a tick given back as
+    a float, or read back from its text, to its own millisecond, never the one before, while
+    a time one microsecond (the cursor text's precision) before a tick stays before it."""
+    return math.floor(at * 1000 + 0.0005)
 
 
 def _next_wall_clock_tick(entry: Entry, after: float) -> float:
@@ -307,7 +310,7 @@ def due_ticks(entry: Entry, cursor: float, now: float, limit: int) -> list[float
 def last_tick(entry: Entry, at_or_before: float) -> float | None:
     """The entry's latest tick at or before ``at_or_before``; None if there is none."""
     if entry.every is not None:
-        step = every_ms(entry.every)
+        step = _every_ms(entry.every)
         return _ms(at_or_before) // step * step / 1000
     start = datetime.fromtimestamp(math.floor(at_or_before) + 1, entry.zone)
     try:
