@@ -138,6 +138,28 @@ def test_unique_and_result_keeping_jobs_need_only_the_producer_rule_plus_its_ext
     assert admin.llen("queue:default") == 4 and admin.keys("forkq:result:*")
 
 
+def test_the_asyncio_client_needs_no_more_than_the_producer_rule(acl_server, admin):
+    import asyncio
+
+    import jobs
+    from forkq import aio
+
+    rule = PRODUCER_RULE + " " + PRODUCER_EXTRAS
+    forkq_client.configure(redis_url=user_url(acl_server, admin, "producer", rule))
+
+    async def main():
+        try:
+            await jobs.Record.aperform_async("now")
+            await jobs.Record.set(unique_for=60).aperform_async("once")
+            await jobs.Record.set(result_ttl=60).aperform_async("kept")
+            await jobs.Record.aperform_in(60, "later")
+        finally:
+            await aio.aclose()
+    asyncio.run(main())
+    assert denied(admin) == []
+    assert admin.llen("queue:default") == 3 and admin.zcard("schedule") == 1
+
+
 #: writes the producer rule must refuse: over a queue, the retry and dead sets, the process
 #: records and the periodic lease (which with no TTL stopped periodic jobs for good)
 HOSTILE_WRITES = [
