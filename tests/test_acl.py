@@ -2,6 +2,7 @@
 README gives it, on a real redis-server, and a password never reaches a log or an error."""
 
 import json
+import shlex
 import signal
 import time
 
@@ -22,9 +23,17 @@ WORKER_RULE = ("~* -@all +ping +select +info +time +evalsha +eval +script|load "
                "+expire +pexpire +get +set +incrby +scan +sadd +srem +smembers +hset +hsetnx "
                "+hincrby +hget +hmget +hgetall +hdel +zadd +zrem +zcard +zrangebyscore +zremrangebyscore "
                "+zremrangebyrank +bitfield +multi +exec")
-PRODUCER_RULE = "~* -@all +select +sadd +lpush +zadd"
+#: each write command on the keys it is for only (Redis 7 selectors): a producer cannot write
+#: over ``retry``, ``dead``, the process records or the periodic lease
+PRODUCER_RULE = ('resetkeys -@all +select ~queues ~queue:* ~schedule "(+sadd ~queues)" '
+                 '"(+lpush ~queue:*)" "(+zadd ~schedule)"')
 #: what unique jobs (the lock) and result_ttl (the queued record) add to a producer's rule
-PRODUCER_EXTRAS = "+set +del +evalsha +eval"
+PRODUCER_EXTRAS = ('+evalsha +eval ~forkq:unique:* ~forkq:result:* '
+                   '"(+set ~forkq:unique:* ~forkq:result:*)" "(+del ~forkq:unique:*)"')
+#: the closest rule on Redis 6.2, which has no selectors: it still lets a producer SET or DEL
+#: a queue key or a result record, nothing else of the list below
+PRODUCER_RULE_6_2 = ("resetkeys -@all +select +sadd +lpush +zadd +set +del +evalsha +eval "
+                     "~queues ~queue:* ~schedule ~forkq:unique:* ~forkq:result:*")
 WEB_READ_ONLY_RULE = "~* +@read"
 PASSWORD = "acl-pa55/word"
 
@@ -51,7 +60,8 @@ def admin(acl_server, redis, redis_url):
 
 
 def user_url(server, admin, name: str, rule: str) -> str:
-    admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{PASSWORD}", *rule.split())
+    admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{PASSWORD}",
+                          *shlex.split(rule))
     return f"redis://{name}:{PASSWORD.replace('/', '%2F')}@127.0.0.1:{server.port}/0"
 
 
@@ -126,6 +136,66 @@ def test_unique_and_result_keeping_jobs_need_only_the_producer_rule_plus_its_ext
     forkq_client.default().close()
     assert denied(admin) == []
     assert admin.llen("queue:default") == 4 and admin.keys("forkq:result:*")
+
+
+def test_the_asyncio_client_needs_no_more_than_the_producer_rule(acl_server, admin):
+    import asyncio
+
+    import jobs
+    from forkq import aio
+
+    rule = PRODUCER_RULE + " " + PRODUCER_EXTRAS
+    forkq_client.configure(redis_url=user_url(acl_server, admin, "producer", rule))
+
+    async def main():
+        try:
+            await jobs.Record.aperform_async("now")
+            await jobs.Record.set(unique_for=60).aperform_async("once")
+            await jobs.Record.set(result_ttl=60).aperform_async("kept")
+            await jobs.Record.aperform_in(60, "later")
+        finally:
+            await aio.aclose()
+    asyncio.run(main())
+    assert denied(admin) == []
+    assert admin.llen("queue:default") == 3 and admin.zcard("schedule") == 1
+
+
+#: writes the producer rule must refuse: over a queue, the retry and dead sets, the process
+#: records and the periodic lease (which with no TTL stopped periodic jobs for good)
+HOSTILE_WRITES = [
+    ("SET", "queue:default", "x"),
+    ("DEL", "queue:default"),
+    ("DEL", "dead"),
+    ("ZADD", "dead", "1", "x"),
+    ("LPUSH", "retry", "x"),
+    ("SADD", "processes", "queue:x"),
+    ("HSET", "forkq:periodic:cursor", "e", "9e99"),
+    ("SET", "forkq:periodic:leader", "x"),
+    ("SET", "forkq:periodic:tick:e:1", "x"),
+    ("DEL", "forkq:result:x"),
+]
+
+
+@pytest.mark.parametrize("rule, command", [
+    *(pytest.param(PRODUCER_RULE + " " + PRODUCER_EXTRAS, command, id=" ".join(command))
+      for command in HOSTILE_WRITES),
+    *(pytest.param(PRODUCER_RULE_6_2, command, id="6.2 " + " ".join(command))
+      for command in HOSTILE_WRITES[2:-1]),
+])
+def test_the_producer_rule_with_its_extras_cannot_write_beyond_pushing(acl_server, admin,
+                                                                       rule, command):
+    producer = connection.make_client(user_url(acl_server, admin, "producer", rule))
+    admin.lpush("queue:default", "job")
+    admin.zadd("dead", {"corpse": 1})
+    admin.set("forkq:periodic:leader", "host:1:abc", px=5000)
+    with pytest.raises(redis_py.exceptions.NoPermissionError):
+        producer.execute_command(*command)
+    script = "return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))"
+    with pytest.raises(redis_py.exceptions.ResponseError, match="(?i)permission|can.t access"):
+        producer.eval(script, 1, command[1], command[0], *command[2:])
+    assert admin.lrange("queue:default", 0, -1) == ["job"] and admin.zcard("dead") == 1
+    assert admin.get("forkq:periodic:leader") == "host:1:abc"
+    producer.close()
 
 
 def test_the_producer_rule_cannot_read_jobs(acl_server, admin):

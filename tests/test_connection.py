@@ -85,6 +85,9 @@ REDACTED = [
     ("redis://user:pa/ss@host/0", "redis://user:***@host/0"),
     ("redis://:pw@h:1/0?client_name=a@b&ssl_password=k",
      "redis://:***@h:1/0?client_name=a@b&ssl_password=***"),
+    ("redis://h:1/0?password=p&db=1", "redis://h:1/0?password=***&db=1"),
+    ("redis://h:1/0?Sentinel_Password=p", "redis://h:1/0?Sentinel_Password=***"),
+    ("redis://h:1/0?pass%77ord=p", "redis://h:1/0?pass%77ord=***"),
 ]
 
 
@@ -112,6 +115,29 @@ def test_a_refused_url_never_shows_its_password():
     with pytest.raises(redis_url.RedisURLError) as raised:
         redis_url.parse("redis://u:topsecret@h:1?sentinel_password=alsosecret")
     assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize("url", [
+    "redis://h:6379/0?password=hunter2",
+    "redis://h/0?PASSWORD=hunter2",
+    "redis://h/0?pass%77ord=hunter2",
+    "redis://h/0?passwd=hunter2",
+    "redis://h/0?token=hunter2",
+    "rediss+sentinel://h:1/svc?password=hunter2",
+    "redis://h/0?socket_timeout=1&password=hunter2#x",
+    "redis://h/0?password=hunter2&wait_replicas=x",
+    "redis://u:hun?ter2=1@h:1/0",
+])
+def test_a_password_given_as_a_query_parameter_is_refused_without_showing_it(url):
+    with pytest.raises(redis_url.RedisURLError) as raised:
+        redis_url.parse(url)
+    assert "hunter2" not in str(raised.value) and "ter2" not in str(raised.value)
+    assert "***" in str(raised.value)
+
+
+def test_a_password_parameter_is_refused_with_where_the_password_goes():
+    with pytest.raises(redis_url.RedisURLError, match=r"password=\*\*\*: .*in the URL's login"):
+        redis_url.parse("redis://h:6379/0?password=hunter2")
 
 
 def test_config_accepts_sentinel_urls_and_hides_passwords_in_its_errors():

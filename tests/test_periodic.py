@@ -49,10 +49,15 @@ GOOD = {"name": "nightly", "class": "app.Report", "cron": "30 2 * * *"}
     ({"name": "n", "class": "app.Report", "every": float("inf")}, "'every' is inf"),
     ({"name": "n", "class": "app.Report", "every": float("nan")}, "'every' is nan"),
     ({"name": "n", "class": "app.Report", "every": "5"}, "'every' is '5'"),
+    ({"name": "n", "class": "app.Report", "every": 0.1234},
+     "'every' is 0.1234; give whole milliseconds (e.g. 0.123)"),
+    ({"name": "n", "class": "app.Report", "every": 0.05}, "'every' is 0.05: expected"),
     ({"name": "n", "class": "app.Report", "every": True}, "'every' is True"),
     ({"name": "n", "class": "app.Report", "every": 5, "tz": "Europe/Berlin"},
      "'tz' applies to 'cron' only"),
     ({**GOOD, "args": "x"}, "'args' must be a list, got 'x'"),
+    ({**GOOD, "args": [float("nan")]}, "'args': args[0] is nan, which JSON cannot carry"),
+    ({**GOOD, "args": [[1, float("inf")]]}, "'args': args[0][1] is inf"),
     ({**GOOD, "sched": "x"}, "unknown key 'sched'"),
     ({**GOOD, "missed": "all"}, "'missed' is 'all'; use 'skip' or 'once'"),
     ({"class": "app.Report", "every": 5}, "'name' is required"),
@@ -176,9 +181,49 @@ def test_last_tick_in_new_york_around_dst(cron, bound, expected):
     assert last_tick(Entry("d", "app.Job", cron=cron, tz="America/New_York"), bound) == expected
 
 
+#: an epoch of today's size: at 1.8e9 a float keeps about 7 decimals, not the 9 a rounding of
+#: ``tick / every`` to 9 decimals assumes
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize("every, expected", [(1.1, 91), (0.1, 1000), (0.7, 143), (2.5, 40)])
+def test_fractional_every_keeps_ticking_at_the_right_count_over_a_span(every, expected):
+    """Each tick found is strictly after the one before: the cursor always moves on."""
+    entry = Entry("e", "app.Job", every=every)
+    ticks, cursor = [], NOW
+    while (found := due_ticks(entry, cursor, NOW + 100, 7)):
+        assert found == sorted(set(found)) and found[0] > cursor
+        ticks += found
+        cursor = found[-1]
+    assert len(ticks) == expected
+    assert ticks[-1] == last_tick(entry, NOW + 100)
+    for tick in ticks:
+        assert next_tick(entry, tick) > tick and last_tick(entry, tick) == tick
+
+
+def test_ticks_are_whole_milliseconds_that_survive_their_text():
+    entry = Entry("e", "app.Job", every=1.1)
+    for tick in due_ticks(entry, NOW, NOW + 30, 100):
+        assert tick == round(tick, 3) == float(f"{tick:.3f}")
+        assert next_tick(entry, float(f"{tick - 0.000001:.6f}")) == tick
+        assert last_tick(entry, float(f"{tick - 0.000001:.6f}")) == round(tick - 1.1, 3)
+
+
 def test_args_from_code_must_be_json():
-    with pytest.raises(ConfigError, match="periodic entry 'e': 'args' must be JSON"):
+    with pytest.raises(ConfigError, match="periodic entry 'e': 'args': args\\[0\\] is a "
+                                          "builtins.object, which is not JSON-native"):
         Entry("e", "app.Job", args=(object(),), every=1)
+
+
+def test_yaml_nan_in_args_stops_start_up_naming_file_entry_and_value(tmp_path):
+    """``.nan`` passes ``json.dumps``; the client refuses it at every enqueue, so refuse it
+    once, at start."""
+    import yaml
+
+    raw = yaml.safe_load("- {name: n, class: app.Job, every: 5, args: [1, .nan]}")
+    with pytest.raises(ConfigError) as caught:
+        entries_from_config(raw, "forkq.yml")
+    assert str(caught.value).startswith("forkq.yml: periodic entry 'n': 'args': args[1] is nan")
 
 
 def test_due_ticks_are_bounded_and_ordered():

@@ -42,6 +42,32 @@ def test_one_leader_at_a_time_and_only_the_holder_renews_or_releases(redis):
     assert b.try_lead(redis, T0 + 2)
 
 
+@pytest.mark.parametrize("plant", [
+    lambda redis, key: redis.set(key, "intruder"),  # no TTL: would hold for good
+    lambda redis, key: redis.set(key, "intruder", ex=10 ** 8),  # longer than any lease
+    lambda redis, key: redis.delete(key) + redis.lpush(key, "x"),  # not a string
+])
+def test_a_lease_key_no_leader_wrote_is_replaced_and_logged_once(redis, plant):
+    a = Leader(KEYS, "a")
+    with LogLines() as lines:
+        for second in range(3):
+            plant(redis, KEYS.periodic_leader)
+            assert a.try_lead(redis, T0 + second)
+            assert leader_identity(redis, KEYS) == "a"
+            assert 0 < redis.pttl(KEYS.periodic_leader) <= 5000
+    assert len([line for line in lines if "no leader wrote" in line]) == 1
+
+
+def test_a_lease_key_with_no_ttl_does_not_stop_periodic_jobs(redis):
+    entry = Entry("e", "app.Job", every=10)
+    calls, enqueue = recorder()
+    scheduler = PeriodicScheduler([entry], KEYS, "a", enqueue)
+    redis.set(KEYS.periodic_leader, "hostname:1:abcdef")
+    scheduler.tick(redis, T0)
+    scheduler.tick(redis, T0 + 25)
+    assert [tick for _, tick in calls] == [T0 + 10, T0 + 20]
+
+
 def test_a_lease_not_renewed_passes_to_another(redis):
     a, b = Leader(KEYS, "a", ttl=0.2), Leader(KEYS, "b", ttl=0.2)
     assert a.try_lead(redis, T0)
@@ -75,6 +101,19 @@ def test_due_ticks_are_enqueued_once_by_the_leader_only(redis):
     state = read_state(redis, KEYS)["e"]
     assert state["last"] == {"tick": T0 + 20, "jid": "jid2", "at": T0 + 25}
     assert state["next"] == T0 + 30
+
+
+@pytest.mark.parametrize("every_ms", [1100, 100])
+def test_a_fractional_every_is_enqueued_at_each_of_its_ticks(redis, every_ms):
+    """Called every 0.1 s over 24 s: each tick once, in order, none stuck behind the cursor."""
+    entry = Entry("e", "app.Job", every=every_ms / 1000)
+    calls, enqueue = recorder()
+    scheduler = PeriodicScheduler([entry], KEYS, "a", enqueue)
+    scheduler.tick(redis, T0)
+    for step in range(1, 241):
+        scheduler.tick(redis, T0 + step / 10)
+    start, end = int(T0 * 1000) // every_ms + 1, int((T0 + 24) * 1000) // every_ms
+    assert [tick for _, tick in calls] == [k * every_ms / 1000 for k in range(start, end + 1)]
 
 
 @pytest.mark.parametrize("missed, expected", [

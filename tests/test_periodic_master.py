@@ -63,6 +63,21 @@ def test_two_masters_enqueue_each_tick_once_across_a_kill_9_of_the_leader(start_
     assert f"periodic: {redis.get(Keys().periodic_leader)} is now the leader" in survivor.log()
 
 
+@pytest.mark.slow
+def test_fractional_every_entries_keep_ticking_in_a_real_master(start_master, redis):
+    """1.1 s and 0.1 s entries once stalled for good after a few ticks (float rounding)."""
+    entries = [{**PING, "name": "slow", "every": 1.1}, {**PING, "name": "fast", "every": 0.1}]
+    start_master(processes=1, concurrency=1, periodic=entries, periodic_lease=1)
+    wait_for(lambda: leader_pid(redis), 15, message="a leader")
+    wait_for(lambda: len([p for p in ticks(redis) if p["periodic"]["name"] == "slow"]) >= 6,
+             15, message="6 ticks of the 1.1 s entry")
+    for name, step in (("slow", 1100), ("fast", 100)):
+        stamps = [round(p["periodic"]["tick"] * 1000) for p in ticks(redis)
+                  if p["periodic"]["name"] == name]
+        assert [b - a for a, b in zip(stamps, stamps[1:])] == [step] * (len(stamps) - 1)
+    assert len(stamps) >= 50
+
+
 def test_an_unknown_periodic_class_stops_start_up_with_one_line(start_master, redis):
     master = start_master(processes=1, periodic=[{**PING, "class": "e2e_jobs.Nope"}])
     assert master.wait_exit(15) == 1

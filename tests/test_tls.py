@@ -1,6 +1,7 @@
 """TLS: ``rediss://`` URLs with redis-py's certificate parameters, against a real redis-server
 listening only on ``--tls-port`` and asking for client certificates."""
 
+import logging
 import subprocess
 import sys
 from urllib.parse import quote
@@ -115,3 +116,23 @@ def test_a_sentinel_url_over_tls_reaches_the_primary_through_a_tls_sentinel(tls_
         client.close()
     finally:
         sentinel.stop()
+
+
+def test_a_url_without_certificate_checks_is_warned_about_once_without_its_password(
+        tls_server, caplog):
+    """``ssl_cert_reqs=none`` works (tests), but anyone on the path can then pose as the
+    server: said once per process, at the first client, naming the URL, never the password."""
+    url = tls_url(tls_server, user="app").replace("ssl_cert_reqs=required",
+                                                  "ssl_cert_reqs=none")
+    with caplog.at_level(logging.WARNING, logger="forkq"):
+        for _ in range(3):
+            client = connection.make_client(url)
+            client.close()
+    warnings = [r.getMessage() for r in caplog.records if "ssl_cert_reqs=none" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "rediss://app:***@127.0.0.1" in warnings[0] and "not verified" in warnings[0]
+    assert quote(PASSWORD, safe="") not in warnings[0] and PASSWORD not in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="forkq"):
+        connection.make_client(tls_url(tls_server, user="app")).close()
+    assert not caplog.records

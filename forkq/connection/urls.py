@@ -1,7 +1,9 @@
 """Redis URLs: what they say (``parse``) and how to show them without their secrets (``redact``).
 
 Pure functions, used wherever a client is made (``connection.py``) and wherever a URL reaches a
-log line or an error message. Four schemes:
+log line or an error message; the one side effect is a warning, once per process and URL (a
+forked child inherits what its parent said), for a URL that turns certificate checks off.
+Four schemes:
 
 - ``redis://[user:password@]host:port/db``, ``unix://[user:password@]/path?db=N``: plain;
 - ``rediss://...``: TLS, with redis-py's query parameters ``ssl_ca_certs``, ``ssl_certfile``,
@@ -19,10 +21,13 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
+
+from ..log import logger
 
 #: seconds ``wait_replicas`` waits for the replicas when ``wait_timeout`` is not given
 DEFAULT_WAIT_TIMEOUT = 1.0
@@ -33,18 +38,25 @@ _SSL_PARAMETERS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile",
 _CONNECTION_PARAMETERS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {
     "client_name", "lib_name", "lib_version"} | set(_SSL_PARAMETERS)
 _SENTINEL_LOGIN = ("sentinel_username", "sentinel_password")
-_SECRET_PARAMETER = re.compile(r"((?:^|[?&#])(?:sentinel_password|ssl_password)=)[^&#]*")
+#: a query parameter, its name and its value (a value ends at the next ``&`` or ``#``)
+_PARAMETER = re.compile(r"(^|[?&#])([^=&#?]*)=([^&#]*)")
+#: a parameter name (decoded, any case) that says its value is a secret: ``password``,
+#: ``sentinel_password``, ``ssl_password``, and the misspellings a user may try
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
 #: what may follow the login: a host list, then the end, a path, a query or a fragment
 _HOSTS = re.compile(r"[\w.\-:\[\],%]*(?:$|[/?#])")
 #: ``ssl_cert_reqs`` values redis-py knows
 _CERT_REQS = ("required", "optional", "none")
+#: URLs (as shown) whose ``ssl_cert_reqs=none`` this process warned about
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
 
 
 class RedisURLError(ValueError):
     """A Redis URL forkq cannot use; the message names it (password hidden) and the fix."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"Redis URL {redact(url)}: {reason}")
+    def __init__(self, url: str, reason: str, hide: tuple[str, ...] = ()) -> None:
+        super().__init__(f"Redis URL {redact(url, hide)}: {reason}")
         self.reason = reason
 
 
@@ -84,20 +96,31 @@ class ShowsURL:
         return f"{self.shown_url}: {super()._error_message(exception)}"
 
 
-def redact(url: str) -> str:
+def redact(url: str, hide: tuple[str, ...] = ()) -> str:
     """``url`` with its passwords replaced by ``***``, fit for a log line or an error.
 
     The login ends at the last ``@`` that a host list follows (up to the next ``/``, ``?`` or
-    ``#``), so a password with an unescaped ``@``, ``/``, ``?`` or ``#`` is hidden whole; when in
-    doubt more is hidden, never less."""
+    ``#``), so a password with an unescaped ``@``, ``/``, ``?`` or ``#`` is hidden whole. A
+    query parameter is hidden when its name, decoded, looks like a secret's (``password=``,
+    ``PASSWORD=``, ``pass%77ord=``) or is one of ``hide`` (names forkq does not know, whose
+    value may be anything); when in doubt more is hidden, never less."""
     scheme, separator, rest = url.partition("://")
     if not separator:
-        return _SECRET_PARAMETER.sub(r"\1***", url)
+        return _hide_values(url, hide)
     at = _login_end(rest)
     if at >= 0:
         user, colon, _ = rest[:at].partition(":")
         rest = f"{user}{colon and ':***'}@{rest[at + 1:]}"
-    return f"{scheme}://" + _SECRET_PARAMETER.sub(r"\1***", rest)
+    return f"{scheme}://" + _hide_values(rest, hide)
+
+
+def _hide_values(text: str, hide: tuple[str, ...]) -> str:
+    def hidden(match: re.Match) -> str:
+        name = unquote_plus(match[2])
+        if _SECRET_NAME.search(name) or name in hide:
+            return f"{match[1]}{match[2]}=***"
+        return match[0]
+    return _PARAMETER.sub(hidden, text)
 
 
 def _login_end(rest: str) -> int:
@@ -117,18 +140,17 @@ def parse(url: str) -> Target:
     if scheme not in _SCHEMES:
         raise RedisURLError(url, f"unknown scheme {scheme!r}; use one of "
                             f"{', '.join(s + '://' for s in _SCHEMES)}")
-    query = dict(parse_qsl(urlsplit(url).query))
+    query = _query(url)
+    _refuse_unknown(url, set(query) - _CONNECTION_PARAMETERS - set(_SENTINEL_LOGIN)
+                    - {"wait_replicas", "wait_timeout"})
     replicas, timeout = _wait_settings(url, query.pop("wait_replicas", None),
                                        query.pop("wait_timeout", None))
-    unknown = sorted(set(query) - _CONNECTION_PARAMETERS - set(_SENTINEL_LOGIN))
-    if unknown:
-        raise RedisURLError(url, f"unknown query parameter {unknown[0]!r} "
-                            f"(forkq reads wait_replicas, wait_timeout, sentinel_username, "
-                            f"sentinel_password and redis-py's connection parameters)")
     cert_reqs = query.get("ssl_cert_reqs")
     if cert_reqs is not None and cert_reqs.lower() not in _CERT_REQS:
         raise RedisURLError(url, f"ssl_cert_reqs={cert_reqs!r} is not valid; use "
                             f"{', '.join(_CERT_REQS)}")
+    if cert_reqs is not None and cert_reqs.lower() == "none":
+        _warn_unverified(url)
     if scheme in SENTINEL_SCHEMES:
         if "db" in query:
             raise RedisURLError(url, "a sentinel URL takes its db in the path "
@@ -140,6 +162,36 @@ def parse(url: str) -> Target:
                                 "redis+sentinel:// URL")
         options, sentinels = _plain_options(url, query), None
     return Target(url, options, sentinels, replicas, timeout)
+
+
+def _warn_unverified(url: str) -> None:
+    shown = redact(url)
+    with _warned_lock:
+        if shown in _warned:
+            return
+        _warned.add(shown)
+    logger.warning("Redis URL %s: with ssl_cert_reqs=none the server's certificate is not "
+                   "verified: anyone on the network path can pose as the server and read the "
+                   "jobs and the password; for tests only (give ssl_ca_certs instead)", shown)
+
+
+def _query(url: str) -> dict:
+    """The query parameters, read after the login: in a password with an unescaped ``?``,
+    what follows it is not a query (its text must not come back as a parameter's name)."""
+    rest = url.partition("://")[2]
+    return dict(parse_qsl(urlsplit("//" + rest[_login_end(rest) + 1:]).query))
+
+
+def _refuse_unknown(url: str, unknown: set[str]) -> None:
+    """Refuse the first unknown parameter; the message hides the values of all of them."""
+    if not unknown:
+        return
+    first = sorted(unknown)[0]
+    hint = (f"; a password goes in the URL's login, {url.partition('://')[0]}://user:password@"
+            f"host, percent-encoded" if _SECRET_NAME.search(first) else "")
+    raise RedisURLError(url, f"unknown query parameter {first!r} (forkq reads wait_replicas, "
+                        f"wait_timeout, sentinel_username, sentinel_password and redis-py's "
+                        f"connection parameters){hint}", tuple(unknown))
 
 
 def _check_tls(url: str, query: dict, tls: bool, scheme: str) -> None:

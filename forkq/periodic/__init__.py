@@ -6,9 +6,13 @@ payload carries. Nothing here touches Redis or reads the clock: the leader
 (``forkq.periodic.leader``) passes the time in, so every rule is tested with fixed clocks.
 
 Ticks are UTC epoch seconds. An ``every: N`` entry ticks at the multiples of N seconds since the
-epoch, and a ``cron`` entry at the times its expression names in its ``tz`` (UTC by default, so
-that hosts in different zones compute the same ticks): two hosts asking for the next tick after
-the same moment get the same number, which is what lets the per-tick claim key deduplicate.
+epoch, counted in whole milliseconds (``every`` must be a whole number of them, 0.1 at least):
+integer arithmetic, because at today's epoch a float keeps about 7 decimals, and a quotient
+such as ``tick / 1.1`` rounded in floats can land just below a whole number and give back the
+tick it started from, which stalled a fractional entry for good. A ``cron`` entry ticks at
+the times its expression names in its ``tz`` (UTC by default, so that hosts in different zones
+compute the same ticks): two hosts asking for the next tick after the same moment get the
+same number, which is what lets the per-tick claim key deduplicate.
 
 Daylight saving, as Vixie/Debian cron does it: an expression whose minute and hour fields are
 both fixed (``30 2 * * *``, or ``0 30 2 * * *`` with seconds) follows the wall clock; a time that
@@ -21,7 +25,6 @@ repeated hour's wall-clock range and not at all in a skipped one.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from .. import arguments
 from ..config import periodic_every
 from ..errors import ConfigError
 
@@ -103,12 +107,14 @@ def validate(entry: Entry) -> None:
 
 
 def _check_args(args: Any, where: str) -> None:
+    """The client's rule for job arguments, at start: what it would refuse at every tick
+    (YAML's ``.nan``, a date) stops start-up instead."""
     if not isinstance(args, (list, tuple)):
         raise ConfigError(f"{where}: 'args' must be a list, got {args!r}")
     try:
-        json.dumps(list(args))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: 'args' must be JSON ({exc})") from None
+        arguments.check(list(args), f"{where}: 'args'")
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _check_every(every: Any, where: str) -> None:
@@ -119,6 +125,9 @@ def _check_every(every: Any, where: str) -> None:
         periodic_every(every)
     except ValueError as exc:
         raise ConfigError(f"{where}: 'every' is {every!r}: {exc}") from None
+    if not math.isclose(every * 1000, _every_ms(every), rel_tol=0, abs_tol=1e-6):
+        raise ConfigError(f"{where}: 'every' is {every!r}; give whole milliseconds "
+                          f"(e.g. {_every_ms(every) / 1000:g})")
 
 
 def _check_cron(cron: Any, tz: Any, where: str) -> None:
@@ -241,7 +250,8 @@ def check_classes(entries: list[Entry], resolve: Callable[[str], Any]) -> None:
 def next_tick(entry: Entry, after: float) -> float | None:
     """The entry's first tick strictly after ``after`` (epoch seconds); None if it never fires."""
     if entry.every is not None:
-        return float(round((_periods(after, entry.every) + 1) * entry.every, 6))
+        step = _every_ms(entry.every)
+        return (_ms(after) // step + 1) * step / 1000
     try:
         if entry.wall_clock:
             return _next_wall_clock_tick(entry, after)
@@ -251,9 +261,18 @@ def next_tick(entry: Entry, after: float) -> float | None:
         return None
 
 
-def _periods(at: float, every: float) -> int:
-    """Whole periods since the epoch; rounded first so that 0.3 / 0.1 counts 3, not 2."""
-    return math.floor(round(at / every, 9))
+def _every_ms(every: float) -> int:
+    """An ``every`` in whole milliseconds (validation refuses one that is not)."""
+    return round(every * 1000)
+
+
+def _ms(at: float) -> int:
+    """Epoch seconds to whole milliseconds, rounded down with half a microsecond of slack.
+
+    A float near today's epoch is exact to about 0.24 µs: the slack maps a tick given back as
+    a float, or read back from its text, to its own millisecond, never the one before, while
+    a time one microsecond (the cursor text's precision) before a tick stays before it."""
+    return math.floor(at * 1000 + 0.0005)
 
 
 def _next_wall_clock_tick(entry: Entry, after: float) -> float:
@@ -291,7 +310,8 @@ def due_ticks(entry: Entry, cursor: float, now: float, limit: int) -> list[float
 def last_tick(entry: Entry, at_or_before: float) -> float | None:
     """The entry's latest tick at or before ``at_or_before``; None if there is none."""
     if entry.every is not None:
-        return float(round(_periods(at_or_before, entry.every) * entry.every, 6))
+        step = _every_ms(entry.every)
+        return _ms(at_or_before) // step * step / 1000
     start = datetime.fromtimestamp(math.floor(at_or_before) + 1, entry.zone)
     try:
         if not entry.wall_clock:

@@ -30,6 +30,9 @@ Failure rules:
   renew stops acting as one when its lease lapses (``Leader.is_leader`` turns false).
 - a stale leader (paused past its lease while another took over) may still claim a tick, but
   the claim key and the forward-only cursor keep each tick to one enqueue.
+- a lease key no leader wrote (no TTL, a TTL longer than any lease, not a string: set by hand
+  or by a client with too broad rights) would otherwise stop periodic jobs for good: the next
+  call replaces it and logs that once.
 """
 
 from __future__ import annotations
@@ -52,12 +55,27 @@ CLAIM_TTL = 600.0
 #: ticks of one entry enqueued in one call at most (a tiny ``every`` cannot stall the loop)
 MAX_TICKS_PER_CALL = 100
 
-# KEYS: lease key. ARGV: identity, ttl ms. Renews the lease only for its holder.
-RENEW_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+#: the longest lease a leader takes (the bound the config puts on ``periodic_lease``): a lease
+#: key whose TTL is longer was not written by a leader
+LONGEST_LEASE = 60.0
+
+# KEYS: lease key. ARGV: identity, ttl ms, longest lease ms. Renews the lease for its holder;
+# takes it when it is free or when the key is none a leader writes: not a string, no TTL, or a
+# TTL beyond any lease (set by hand or by another program, it would stop periodic jobs for
+# good). Returns 1 renewed, 2 taken, 3 taken over such a key, 0 another leader holds it.
+LEAD_SCRIPT = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'string' then
+  if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return 1
+  end
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 and ttl <= tonumber(ARGV[3]) then return 0 end
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if kind == 'none' then return 2 end
+return 3
 """
 
 # KEYS: lease key. ARGV: identity. Frees the lease only for its holder.
@@ -99,7 +117,8 @@ def tick_text(tick: float) -> str:
 
 
 class Leader:
-    """A lease on ``forkq:periodic:leader``: taken with SET NX PX, renewed only by its holder."""
+    """A lease on ``forkq:periodic:leader``, a string with a TTL (``LEAD_SCRIPT``): taken when
+    free, renewed only by its holder, replaced when no leader wrote it."""
 
     def __init__(self, keys: Keys, identity: str, ttl: float = LEASE_TTL) -> None:
         self.keys = keys
@@ -107,15 +126,24 @@ class Leader:
         self.ttl_ms = int(ttl * 1000)
         #: host-clock time until which this process may act as leader without renewing
         self.valid_until = 0.0
+        #: a replaced lease key was logged (once: a writer that keeps planting it must not
+        #: flood the log)
+        self._replaced_logged = False
 
     def try_lead(self, redis: redis_py.Redis, now: float) -> bool:
         """Renew the lease if held, else take it if free; True while this process leads."""
         key = self.keys.periodic_leader
-        held = redis.eval(RENEW_SCRIPT, 1, key, self.identity, self.ttl_ms) == 1
-        if not held:
-            held = bool(redis.set(key, self.identity, nx=True, px=self.ttl_ms))
-            if held:
-                logger.info("periodic: %s is now the leader", self.identity)
+        longest_ms = max(int(LONGEST_LEASE * 1000), self.ttl_ms)
+        outcome = redis.eval(LEAD_SCRIPT, 1, key, self.identity, self.ttl_ms, longest_ms)
+        if outcome == 3 and not self._replaced_logged:
+            self._replaced_logged = True
+            logger.warning("periodic: %s held a value no leader wrote (not a string, no TTL or "
+                           "a TTL beyond %g s); replaced it. Something else writes there: keep "
+                           "producers to the ACL rule the README gives (logged once)", key,
+                           longest_ms / 1000)
+        if outcome in (2, 3):
+            logger.info("periodic: %s is now the leader", self.identity)
+        held = outcome != 0
         self.valid_until = now + self.ttl_ms / 1000 if held else 0.0
         return held
 
