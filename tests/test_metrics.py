@@ -23,7 +23,7 @@ from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from forkq import metrics
-from forkq.worker.heartbeat import hostname
+from forkq.ident import hostname
 from forkq.metrics import store
 
 from helpers import wait_for

@@ -24,7 +24,7 @@ from typing import Any
 
 from ... import Job, client, results
 from ...errors import ConfigError, Shutdown
-from ...worker.heartbeat import hostname
+from ...ident import identity
 from ...job import hooks_of
 from ...worker.retry import decide
 
@@ -92,4 +92,4 @@ def call(task, task_result, args: list, kwargs: dict) -> Any:
 
 def worker_id() -> str:
     """This run's worker: host, process and thread (a result's ``worker_ids``)."""
-    return f"{hostname()}:{os.getpid()}:{threading.current_thread().name}"
+    return identity(os.getpid(), threading.current_thread().name)
