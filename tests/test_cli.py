@@ -318,8 +318,8 @@ def test_enqueue_help_says_what_the_class_name_needs(capsys):
     assert "With --check, the modules of the config's require: are imported" in text
 
 
-def hash_password(stdin: str, *command: str) -> subprocess.CompletedProcess:
-    command = command or ("-m", "forkq.cli", "web", "--hash-password")
+def hash_password(stdin: str) -> subprocess.CompletedProcess:
+    command = ("-m", "forkq.cli", "web", "--hash-password")
     return subprocess.run([sys.executable, *command], input=stdin, capture_output=True,
                           text=True, timeout=20, env=dict(os.environ, PYTHONPATH=ROOT))
 
@@ -339,14 +339,6 @@ def test_hash_password_refuses_an_empty_password():
     result = hash_password("\n")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.startswith("forkq: web --hash-password: the password is empty")
-
-
-def test_the_old_module_entry_point_still_prints_a_hash():
-    from forkq.web import security
-
-    result = hash_password("s3cret\n", "-m", "forkq.web.security")
-    assert result.returncode == 0
-    assert security.verify_password("s3cret", result.stdout.strip())
 
 
 def read_terminal(fd: int, seen: bytearray, wanted: bytes | None, timeout: float = 10.0) -> None:
