@@ -223,7 +223,7 @@ def _shorten(text: str, limit: int = 60) -> str:
 
 def parse_when(in_seconds: str | None, at: str | None, now: float) -> float | None:
     """The epoch time to run at, or None to enqueue now; bounded as ``perform_in``/``_at``."""
-    from .job import MAX_DELAY
+    from .options import MAX_DELAY
 
     if in_seconds is not None:
         delay = _finite_number(in_seconds, "--in")
@@ -268,7 +268,7 @@ def _parse_at(text: str) -> float:
 
 def parse_options(name: str, queue: str | None, retry: str | None) -> dict[str, Any]:
     """The per-call options given by flags, checked as ``Job.set()`` checks them."""
-    from .job import validate_options
+    from .options import validate_options
 
     if not name or not name.isprintable() or any(char.isspace() for char in name):
         raise ForkqError(f"enqueue: CLASS {name!r}: expected a job's wire name, without "

@@ -16,6 +16,7 @@ import redis as redis_py
 
 import forkq
 from forkq import client, config, connection
+from forkq.connection.source import Source
 from forkq.keys import Keys
 from jobs import Record, Shared, add
 from masters import ROOT, TESTS
@@ -171,17 +172,18 @@ def test_configure_then_environment_then_file_then_defaults(tmp_path, redis, red
     monkeypatch.delenv("REDIS_URL", raising=False)
     (tmp_path / "forkq.yml").write_text(f"namespace: filens\nredis_url: {redis_url}\n")
     (tmp_path / "other.yml").write_text(f"namespace: otherns\nredis_url: {redis_url}\n")
-    producer = client.Client()
-    assert producer.settings.namespace == "filens" and producer.settings.data_dir == ".forkq"
+    source = Source()
+    producer = client.Client(source=source)
+    assert source.settings.namespace == "filens" and source.settings.data_dir == ".forkq"
     monkeypatch.setenv("FORKQ_CONFIG", str(tmp_path / "other.yml"))
-    producer.configure(data_dir="d")
-    assert (producer.settings.namespace, producer.settings.data_dir) == ("otherns", "d")
+    source.configure(data_dir="d")
+    assert (source.settings.namespace, source.settings.data_dir) == ("otherns", "d")
     monkeypatch.setenv("FORKQ_NAMESPACE", "envns")
-    producer.configure()
+    source.configure()
     producer.push(Record, [1], {})
-    producer.configure(namespace="callns")
+    source.configure(namespace="callns")
     producer.push(Record, [2], {})
-    producer.close()
+    source.close()
     assert redis.llen("envns:queue:default") == 1 and redis.llen("callns:queue:default") == 1
 
 
@@ -189,8 +191,9 @@ def test_configure_reads_nothing_and_a_bad_file_fails_the_push_naming_it(tmp_pat
                                                                          monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "forkq.yml").write_text("poll_interval: .nan\n")
-    producer = client.Client()
-    producer.configure(namespace="x")
+    source = Source()
+    source.configure(namespace="x")
+    producer = client.Client(source=source)
     with pytest.raises(forkq.ConfigError, match="forkq.yml: key 'poll_interval' has invalid "
                                                 "value nan"):
         producer.push(Record, [1], {})
@@ -202,7 +205,7 @@ def test_configure_reads_nothing_and_a_bad_file_fails_the_push_naming_it(tmp_pat
 ])
 def test_configure_refuses_a_bad_value_at_the_call(settings, fragment):
     with pytest.raises(forkq.ConfigError, match=re.escape(f"forkq.configure(): {fragment}")):
-        client.Client().configure(**settings)
+        Source().configure(**settings)
 
 
 def test_a_job_class_from_main_warns_once_per_class_at_enqueue(redis):
