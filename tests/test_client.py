@@ -430,3 +430,54 @@ def test_middleware_sees_the_lock_fields_and_a_stopped_push_takes_no_lock(redis)
         chain.client.remove(stop_odd)
     assert len(seen) == 4 and all(len(digest) == 64 for digest in seen)
     assert len(unique_locks(redis)) == 2, "only the pushed jobs hold a lock"
+
+
+def run_python(script: str) -> subprocess.CompletedProcess:
+    """``script`` in a fresh interpreter (nothing imported yet), with the repository on the path."""
+    return subprocess.run([sys.executable, "-c", script], env=producer_env(), capture_output=True,
+                          text=True, timeout=60)
+
+
+LOADED = "import sys; print(' '.join(sorted(m for m in sys.modules if m.startswith({!r}))))"
+
+
+def test_import_forkq_loads_the_client_half_only():
+    result = run_python("import forkq\n" + LOADED.format(""))
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.split()
+    server = [name for name in loaded if name.startswith(("forkq.worker", "forkq.supervisor",
+                                                          "forkq.periodic", "forkq.api",
+                                                          "forkq.web", "forkq.metrics"))]
+    heavy = [name for name in loaded if name.split(".")[0] in ("psutil", "prometheus_client",
+                                                               "cronsim")]
+    assert server == [] and heavy == []
+    assert not {"forkq.aio", "forkq.connection.aio", "forkq.limiter"} & set(loaded)
+
+
+def test_limiter_and_aio_work_after_a_plain_import_forkq():
+    result = run_python("import forkq, sys\n"
+                        "print(forkq.limiter.concurrent('api', 2).limit, 'forkq.limiter' in "
+                        "sys.modules)\n"
+                        "print(callable(forkq.aio.perform_async), 'forkq.aio' in sys.modules)\n"
+                        "forkq.nothing_here")
+    assert result.stdout.split() == ["2", "True", "True", "True"]
+    assert "AttributeError: module 'forkq' has no attribute 'nothing_here'" in result.stderr
+
+
+def test_every_public_path_still_imports():
+    result = run_python(
+        "import forkq, forkq.results, forkq.testing, forkq.hooks, forkq.connection, forkq.api\n"
+        "import forkq.web, forkq.contrib.django\n"
+        "assert forkq.job and forkq.Job and forkq.configure and forkq.result and forkq.aresult\n"
+        "assert forkq.results.Result and forkq.limiter.window and forkq.aio.perform_bulk\n"
+        "assert forkq.testing.inline and forkq.hooks.registry.middleware\n"
+        "assert issubclass(forkq.connection.PoolTimeoutError, Exception)\n"
+        "assert forkq.api.Api and forkq.api.Queue and forkq.api.DeadSet and forkq.api.default\n"
+        "assert callable(forkq.web.app)\n"
+        "assert '__getattr__' in vars(forkq.contrib.django)\n"
+        "from forkq.cli import main; from forkq.ctl import main as ctl_main")
+    assert result.returncode == 0, result.stderr
+    for module in ("forkq.worker", "forkq.cli", "forkq.ctl"):
+        shown = subprocess.run([sys.executable, "-m", module, "--help"], env=producer_env(),
+                               capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0 and "usage:" in shown.stdout, (module, shown.stderr)
