@@ -120,6 +120,14 @@ class Api(Store):
         failed = self.redis.mget([self.keys.daily_stat("failed", d) for d in names])
         return [DayStat(d, as_int(p), as_int(f)) for d, p, f in zip(names, processed, failed)]
 
+    def periodic(self) -> dict:
+        """The periodic leader (``identity``, ``master_pid``; None when no master leads) and
+        each entry's ``next`` and ``last`` run, as the leading master wrote them
+        (``periodic.leader.report``)."""
+        from ..periodic.leader import report  # imports cronsim: only when this is asked
+
+        return report(self.redis, self.keys)
+
     def redis_info(self) -> dict[str, Any]:
         """Server facts from INFO; "?" where a Redis user may not run INFO (not a read)."""
         try:
