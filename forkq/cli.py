@@ -19,9 +19,7 @@ from typing import Any
 
 from . import config as config_module
 from .errors import ForkqError
-
-#: read when neither ``-c`` nor ``FORKQ_CONFIG`` is given and it exists in the current directory
-DEFAULT_CONFIG = config_module.DEFAULT_FILE
+from .flags import add_config_flag, add_worker_flags, config_path, worker_flags
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,11 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = commands.add_parser("start", help="start the supervisor and its worker children")
     add_config_flag(start)
-    start.add_argument("-r", "--require", action="append", help="module that registers jobs "
-                       "(repeatable)")
-    start.add_argument("-q", "--queue", action="append", dest="queues",
-                       help="queue name, or name,weight (repeatable)")
-    start.add_argument("-C", "--concurrency", type=int, help="threads per child")
+    add_worker_flags(start, threads_help="threads per child")
     start.add_argument("-P", "--processes", type=int, help="worker children (default: CPUs)")
     start.add_argument("-t", "--timeout", type=float, help="seconds jobs get at shutdown")
     start.add_argument("-g", "--tag", help="tag shown in process titles and the web UI")
@@ -107,19 +101,8 @@ def add_enqueue_parser(commands) -> None:
     enqueue.set_defaults(run=run_enqueue)
 
 
-def add_config_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", help=f"path to the YAML config (default: "
-                        f"$FORKQ_CONFIG, else ./{DEFAULT_CONFIG} when it exists)")
-
-
-def config_path(args: argparse.Namespace) -> str | None:
-    """``-c``, else ``FORKQ_CONFIG``, else ``./forkq.yml`` when it exists: the client's rule."""
-    return args.config or config_module.default_path()
-
-
 def start_flags(args: argparse.Namespace) -> dict:
-    return {"require": args.require, "queues": args.queues, "concurrency": args.concurrency,
-            "processes": args.processes, "timeout": args.timeout, "tag": args.tag,
+    return {**worker_flags(args), "processes": args.processes, "timeout": args.timeout, "tag": args.tag,
             "logfile": args.logfile, "pidfile": args.pidfile}
 
 

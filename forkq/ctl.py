@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace):
-    from .cli import config_path
+    from .flags import config_path
 
     return config_module.load(config_path(args))
 
