@@ -139,13 +139,13 @@ def run_web(args: argparse.Namespace) -> int:
 def run_enqueue(args: argparse.Namespace) -> int:
     import redis
 
-    from . import client
+    from .connection.source import default_source
 
     job_args = parse_job_arguments(args.arguments)
     at = parse_when(args.in_seconds, args.at, time.time())
     options = parse_options(args.job_class, args.queue, args.retry)
     config = config_module.load(config_path(args))
-    client.default().use_config(config)
+    default_source().use_config(config)
     try:
         if args.check:
             jid = push_checked(args.job_class, job_args, options, at, config.require)
@@ -288,12 +288,12 @@ class NamedJob:
 
 
 def push_by_name(name: str, job_args: list, options: dict, at: float | None) -> str:
-    from . import client, connection, push
+    from . import client
 
-    producer = client.default()
     now = time.time()
     payload = client.build_payload(NamedJob(name), job_args, options, now)
-    connection.send_commands(producer.redis, push.commands(producer.keys, [payload], at, now))
+    # No middleware, no arity: the class is not known here (``--check`` pushes through it).
+    client.default().push_payloads([client.Prepared(NamedJob(name), payload, None)], at, now=now)
     return payload["jid"]
 
 
