@@ -111,10 +111,6 @@ class Client:
     # --- the source's, for code that holds a client
 
     @property
-    def settings(self):
-        return self.source.settings
-
-    @property
     def keys(self):
         return self.source.keys
 

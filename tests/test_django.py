@@ -507,3 +507,17 @@ def test_the_before_require_entry_point_sets_django_up_only_when_asked(settings_
                            capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == [str(ready)]
+
+
+def test_the_backend_loads_no_worker_code_in_the_application(django_env):
+    script = ("import sys, django; django.setup()\n"
+              "from shop.tasks import add\n"
+              "add.get_backend()\n"
+              "print(' '.join(m for m in sys.modules if m.startswith(('forkq.worker', "
+              "'forkq.supervisor'))))")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(django_env, PYTHONPATH=os.pathsep.join([ROOT, PROJECT]))
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []
