@@ -85,8 +85,6 @@ class BulkTemplate:
         return f"{head}{_dumps(args)}{middle}{jid}{end}"
 
 
-
-
 class Prepared(NamedTuple):
     """A checked payload ready to push, and the unique lock its push must take, if any."""
 

@@ -30,9 +30,9 @@ return moved
 """
 
 
-
 class Store:
-    """One Redis and its keys; ``read_only`` tells the views not to prune or write."""
+    """One Redis and its keys, with the two writes the sorted sets share (``move_to_queue``,
+    the dead set's ``dead_writer``); a ``read_only`` store never writes."""
 
     def __init__(self, redis, keys: Keys | None = None, *,
                  dead_max_jobs: int = Config.dead_max_jobs,
