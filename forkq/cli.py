@@ -102,8 +102,8 @@ def add_enqueue_parser(commands) -> None:
 
 
 def start_flags(args: argparse.Namespace) -> dict:
-    return {**worker_flags(args), "processes": args.processes, "timeout": args.timeout, "tag": args.tag,
-            "logfile": args.logfile, "pidfile": args.pidfile}
+    return {**worker_flags(args), "processes": args.processes, "timeout": args.timeout,
+            "tag": args.tag, "logfile": args.logfile, "pidfile": args.pidfile}
 
 
 def run_start(args: argparse.Namespace) -> int:

@@ -10,8 +10,8 @@ follow the rules of ``options.py``: every option is checked where it is written 
 definition, decoration, ``set()``), and ``perform``'s arity at enqueue.
 
 A job whose ``perform`` is a coroutine function (``async def``, or ``@forkq.job`` on an
-``async def``) is a *coroutine job*: the worker runs it on its event loop (``worker/coroutines.py``),
-not in a processor thread. Async generator functions are refused at definition. The enqueue
+``async def``) is a *coroutine job*: the worker runs it on its event loop
+(``worker/coroutines.py``), not in a processor thread. Async generator functions are refused at definition. The enqueue
 methods have asyncio twins (``aperform_async``...) that delegate to ``aio.py``.
 """
 

@@ -24,13 +24,13 @@ from .config import MAX_RETRIES, YEAR, name_problem
 from .flow import unique
 
 #: options written into every payload; the last three are acted on by the worker (seconds:
-#: ``timelimit.py``, ``expiry.py``)
+#: ``flow/timelimit.py``, ``flow/expiry.py``)
 DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags", "result_ttl",
                 "soft_time_limit", "time_limit", "expires_in")
 #: options that are code, kept in the worker's registry and never serialised
 HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
-#: options the client acts on at enqueue (``unique.py``): the payload carries the lock's digest
-#: and release point (``unique_digest``, ``unique_until``) instead
+#: options the client acts on at enqueue (``flow/unique.py``): the payload carries the lock's
+#: digest and release point (``unique_digest``, ``unique_until``) instead
 UNIQUE_OPTIONS = ("unique_for", "unique_until")
 KNOWN_OPTIONS = DATA_OPTIONS + HOOK_OPTIONS + UNIQUE_OPTIONS
 #: furthest ahead perform_in / perform_at may schedule, in seconds (100 years)
