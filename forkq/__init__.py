@@ -1,15 +1,23 @@
 """forkq: background jobs for Python, Sidekiq-compatible, at-least-once by default.
 
-The application side imports only this package's client half (``redis`` and ``json``).
+The application side imports only this package's client half (``redis`` and ``json``): no
+worker or supervisor code. ``forkq.limiter`` and ``forkq.aio`` (which imports
+``redis.asyncio``) are imported at their first use as attributes of the package.
 """
 
-from .client import configure, default as _default_client
+import importlib as _importlib
+
+from .client import configure
+from .connection.source import default_source as _default_source
 from .hooks import registry as _hooks
 from .errors import (ConfigError, Shutdown, SoftTimeLimitExceeded, TimeLimitExceeded,
                      UnknownJobError)
 from .job import Job, job
 
 __version__ = "0.1.0"
+
+#: submodules an application reaches as ``forkq.<name>`` without importing them first
+_LAZY_MODULES = ("aio", "limiter")
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
            "error_handlers", "death_handlers", "register_periodic", "result", "aresult",
@@ -40,7 +48,7 @@ def redis():
     In a worker each thread gets a connection of its own (no pool lock between the processor
     threads); elsewhere the process shares one pool of up to 50 connections, which threads
     wait for (``forkq.connection.POOL_WAIT``). Opens the connection on first use."""
-    return _default_client().redis
+    return _default_source().redis
 
 
 def register_periodic(name, job, *, cron=None, every=None, args=(), queue=None, tz="UTC",
@@ -68,3 +76,11 @@ async def aresult(jid: str):
     from . import results
 
     return await results.aget(jid)
+
+
+def __getattr__(name: str):
+    """``forkq.aio`` and ``forkq.limiter`` after a plain ``import forkq``, imported at first
+    use so that a producer that never uses them does not pay for them."""
+    if name in _LAZY_MODULES:
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,9 +19,7 @@ from typing import Any
 
 from . import config as config_module
 from .errors import ForkqError
-
-#: read when neither ``-c`` nor ``FORKQ_CONFIG`` is given and it exists in the current directory
-DEFAULT_CONFIG = config_module.DEFAULT_FILE
+from .flags import add_config_flag, add_worker_flags, config_path, worker_flags
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,11 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = commands.add_parser("start", help="start the supervisor and its worker children")
     add_config_flag(start)
-    start.add_argument("-r", "--require", action="append", help="module that registers jobs "
-                       "(repeatable)")
-    start.add_argument("-q", "--queue", action="append", dest="queues",
-                       help="queue name, or name,weight (repeatable)")
-    start.add_argument("-C", "--concurrency", type=int, help="threads per child")
+    add_worker_flags(start, threads_help="threads per child")
     start.add_argument("-P", "--processes", type=int, help="worker children (default: CPUs)")
     start.add_argument("-t", "--timeout", type=float, help="seconds jobs get at shutdown")
     start.add_argument("-g", "--tag", help="tag shown in process titles and the web UI")
@@ -107,20 +101,9 @@ def add_enqueue_parser(commands) -> None:
     enqueue.set_defaults(run=run_enqueue)
 
 
-def add_config_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", help=f"path to the YAML config (default: "
-                        f"$FORKQ_CONFIG, else ./{DEFAULT_CONFIG} when it exists)")
-
-
-def config_path(args: argparse.Namespace) -> str | None:
-    """``-c``, else ``FORKQ_CONFIG``, else ``./forkq.yml`` when it exists: the client's rule."""
-    return args.config or config_module.default_path()
-
-
 def start_flags(args: argparse.Namespace) -> dict:
-    return {"require": args.require, "queues": args.queues, "concurrency": args.concurrency,
-            "processes": args.processes, "timeout": args.timeout, "tag": args.tag,
-            "logfile": args.logfile, "pidfile": args.pidfile}
+    return {**worker_flags(args), "processes": args.processes, "timeout": args.timeout,
+            "tag": args.tag, "logfile": args.logfile, "pidfile": args.pidfile}
 
 
 def run_start(args: argparse.Namespace) -> int:
@@ -156,13 +139,13 @@ def run_web(args: argparse.Namespace) -> int:
 def run_enqueue(args: argparse.Namespace) -> int:
     import redis
 
-    from . import client
+    from .connection.source import default_source
 
     job_args = parse_job_arguments(args.arguments)
     at = parse_when(args.in_seconds, args.at, time.time())
     options = parse_options(args.job_class, args.queue, args.retry)
     config = config_module.load(config_path(args))
-    client.default().use_config(config)
+    default_source().use_config(config)
     try:
         if args.check:
             jid = push_checked(args.job_class, job_args, options, at, config.require)
@@ -223,7 +206,7 @@ def _shorten(text: str, limit: int = 60) -> str:
 
 def parse_when(in_seconds: str | None, at: str | None, now: float) -> float | None:
     """The epoch time to run at, or None to enqueue now; bounded as ``perform_in``/``_at``."""
-    from .job import MAX_DELAY
+    from .options import MAX_DELAY
 
     if in_seconds is not None:
         delay = _finite_number(in_seconds, "--in")
@@ -268,7 +251,7 @@ def _parse_at(text: str) -> float:
 
 def parse_options(name: str, queue: str | None, retry: str | None) -> dict[str, Any]:
     """The per-call options given by flags, checked as ``Job.set()`` checks them."""
-    from .job import validate_options
+    from .options import validate_options
 
     if not name or not name.isprintable() or any(char.isspace() for char in name):
         raise ForkqError(f"enqueue: CLASS {name!r}: expected a job's wire name, without "
@@ -305,12 +288,12 @@ class NamedJob:
 
 
 def push_by_name(name: str, job_args: list, options: dict, at: float | None) -> str:
-    from . import client, connection, push
+    from . import client
 
-    producer = client.default()
     now = time.time()
     payload = client.build_payload(NamedJob(name), job_args, options, now)
-    connection.send_commands(producer.redis, push.commands(producer.keys, [payload], at, now))
+    # No middleware, no arity: the class is not known here (``--check`` pushes through it).
+    client.default().push_payloads([client.Prepared(NamedJob(name), payload, None)], at, now=now)
     return payload["jid"]
 
 

@@ -3,18 +3,18 @@
 Runs in any process of the application (web requests, scripts, jobs). One push is one round
 trip (``push.commands``: ``SADD queues`` and ``LPUSH``, after a ``SET`` of the ``queued`` result
 record for jobs that keep results, sent on one connection without redis-py's pipeline layer);
-a bulk push is one multi-value ``LPUSH`` per queue per batch. ``configure()`` only records settings: the connection opens at the first push,
-so modules that configure at import are safe to preload before ``fork()``.
+a bulk push is one multi-value ``LPUSH`` per queue per batch.
 
-The client's settings (``redis_url``, ``namespace``, ``data_dir``) come from the same place as
-the workers': ``configure(...)`` > environment (``REDIS_URL``, ``FORKQ_*``) > the config file
-(``FORKQ_CONFIG``, else ``forkq.yml`` in the working directory) > defaults, read at the first
-push. Without a Redis URL the embedded server under ``data_dir`` is used. In a worker process
-the worker's own config wins (``use_config``).
+Where to push is the client's ``source`` (``connection/source.py``: settings, keys, the
+connection, opened at the first push); the default client pushes through the process's
+source, which ``configure()`` sets. A push goes in steps that the asyncio client
+(``aio.py``) and the Django backend share: ``prepare`` (check ``perform``'s arity and the
+arguments, build the payload, work out its unique lock), client middleware (around the push,
+or ``admit`` before an asyncio one), ``push_payloads`` (lock and push).
 
-A unique job (``unique_for``) takes its lock (``unique.py``) after the client middleware, in
-the same round trip as its push: one script call (``unique_push.py``) takes the lock and pushes
-only if it got it, so a refused lock makes the push return None and a lock never stands
+A unique job (``unique_for``) takes its lock (``flow/unique.py``) after the client middleware,
+in the same round trip as its push: one script call (``push.script_call``) takes the lock and
+pushes only if it got it, so a refused lock makes the push return None and a lock never stands
 without its job. A bulk push locks and pushes each batch in one script call and returns the
 jids of the jobs that got their lock.
 """
@@ -25,21 +25,19 @@ import json
 import os
 import time
 import warnings
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from redis.exceptions import NoScriptError
 
-from . import arguments, config, connection, hooks, push, unique_push
+from . import connection, hooks, push
+from .connection.source import Source, default_source
 from .flow import unique
-from .config import Config
-from .job import DATA_OPTIONS, Arity, Job, validate_options
-from .keys import Keys
 from .middleware import Chain
+from .options import DATA_OPTIONS, Arity, validate_options
+from .payload import check_args
 
 #: jobs per multi-value LPUSH in a bulk push
 BULK_BATCH = 1000
-#: the source named in messages about values given to ``configure()``
-CONFIGURE = "forkq.configure()"
 
 
 class MainModuleJobWarning(UserWarning):
@@ -52,7 +50,7 @@ def new_jid() -> str:
     return os.urandom(12).hex()
 
 
-def build_payload(job_class: type[Job], args: list, options: dict[str, Any],
+def build_payload(job_class: type, args: list, options: dict[str, Any],
                   now: float) -> dict[str, Any]:
     """The Sidekiq-format job hash; pure apart from the jid."""
     merged = {**job_class.options, **options}
@@ -87,84 +85,47 @@ class BulkTemplate:
         return f"{head}{_dumps(args)}{middle}{jid}{end}"
 
 
-class Client:
-    """Pushes payloads; ``sink`` is replaced by ``forkq.testing`` to run without Redis."""
+class Prepared(NamedTuple):
+    """A checked payload ready to push, and the unique lock its push must take, if any."""
 
-    def __init__(self, middleware: Chain | None = None) -> None:
-        #: client keys given by ``configure()`` (or adopted from a command's config, with its
-        #: ``max_retries``)
-        self._given: dict[str, Any] = {}
-        #: False once a command's parsed config was adopted: its file and environment are read
-        self._read_environment = True
-        self._settings: tuple[Config, Keys] | None = None
+    job_class: type
+    payload: dict[str, Any]
+    #: ``(digest, ttl seconds)``, or None for a job that is not unique
+    lock: tuple[str, float] | None
+
+
+class Client:
+    """Pushes payloads through ``source`` (default, the process's); ``sink`` is replaced by
+    ``forkq.testing`` to run without Redis."""
+
+    def __init__(self, middleware: Chain | None = None, source: Source | None = None) -> None:
+        self.source = source if source is not None else default_source()
         #: per job class pushed: ``perform``'s arity (and the ``__main__`` warning given once)
         self._classes: dict[type, Arity] = {}
         #: the client middleware this client runs (the default client: the process's registry)
         self.middleware = middleware if middleware is not None else Chain()
         self.sink: Callable[[list[dict[str, Any]], float | None], None] | None = None
-        self._redis = connection.LazyClient()
 
-    def configure(self, redis_url: str | None = None, namespace: str | None = None,
-                  data_dir: str | None = None) -> None:
-        """Record settings (``None`` keeps the current one); opens no connection."""
-        given = {key: value for key, value in (("redis_url", redis_url), ("namespace", namespace),
-                                               ("data_dir", data_dir)) if value is not None}
-        config.from_mapping(given, CONFIGURE)  # a bad value fails here, at the call
-        self._given.update(given)
-        self._forget_settings()
-
-    def use_config(self, settings: Config, per_thread: bool = False) -> None:
-        """Adopt a worker's or command's parsed config (its ``redis_url`` wins); a worker asks
-        for a connection per thread (``LazyClient``). Its ``max_retries`` is kept too, so that
-        code running in the worker (server middleware) reads the limit its retries follow."""
-        self._given.update(redis_url=settings.redis_url or self._given.get("redis_url"),
-                           namespace=settings.namespace or "", data_dir=settings.data_dir,
-                           max_retries=settings.max_retries)
-        self._read_environment = False
-        self._forget_settings()
-        self._redis.per_thread = per_thread
-
-    def close(self) -> None:
-        """Close the connection, if one was opened; the next push opens a new one."""
-        self._redis.reset()
+    # --- the source's, for code that holds a client
 
     @property
-    def settings(self) -> Config:
-        """What the client uses: ``configure()`` > environment > config file > defaults.
-
-        Read at the first push (or ``redis()``), so a producer uses the same file and
-        environment as the workers; ``configure()`` reads them again at the next push."""
-        return self._resolved()[0]
-
-    @property
-    def keys(self) -> Keys:
-        return self._resolved()[1]
-
-    def _resolved(self) -> tuple[Config, Keys]:
-        resolved = self._settings
-        if resolved is None:
-            if self._read_environment:
-                settings = config.load(config.default_path(), flags=self._given,
-                                       flags_source=CONFIGURE)
-            else:
-                settings = config.from_mapping(self._given, CONFIGURE)
-            resolved = self._settings = (settings, Keys(settings.namespace))
-        return resolved
-
-    def _forget_settings(self) -> None:
-        self._settings = None
-        self._redis.reset()
+    def keys(self):
+        return self.source.keys
 
     @property
     def redis(self):
-        return self._redis.get(self._url)
+        return self.source.redis
 
-    def _url(self) -> str:
-        settings = self.settings
-        return connection.resolve_url(settings.redis_url, settings.data_dir)
+    def use_config(self, settings, per_thread: bool = False) -> None:
+        self.source.use_config(settings, per_thread)
 
-    def _rules(self, job_class: type[Job]) -> Arity:
-        """What enqueueing ``job_class`` must respect, worked out at its first push."""
+    def close(self) -> None:
+        self.source.close()
+
+    # --- the steps of a push
+
+    def check_args(self, job_class: type, args: list, where: str | Callable[[], str]) -> None:
+        """Refuse arguments that do not fit ``perform`` or JSON, naming ``where``."""
         rules = self._classes.get(job_class)
         if rules is None:
             new = Arity(job_class)
@@ -176,103 +137,126 @@ class Client:
                     f"(__main__), so no worker can resolve it; define it in a module the "
                     f"workers import (require:) and import it from there", MainModuleJobWarning,
                     stacklevel=5)
-        return rules
+        rules.check(len(args), where)
+        check_args(args, where)
 
-    def push(self, job_class: type[Job], args: list, options: dict[str, Any],
+    def prepare(self, job_class: type, args: list, options: dict[str, Any],
+                at: float | None = None, *, where: str | Callable[[], str] | None = None,
+                now: float | None = None) -> Prepared:
+        """Check ``args``, build the payload and work out its lock, whose fields it carries
+        (so client middleware sees them); ``where`` names the call in messages."""
+        def named() -> str:  # formatted only for a message
+            return f"{job_class.wire_name()}.perform_{'at' if at is not None else 'async'}"
+
+        self.check_args(job_class, args, where or named)
+        now = time.time() if now is None else now
+        payload = build_payload(job_class, args, options, now)
+        return Prepared(job_class, payload, unique_lock(job_class, payload, options, at, now))
+
+    def admit(self, prepared: list[Prepared]) -> list[Prepared]:
+        """Those the client middleware lets through (None or False stops a push), for a push
+        the middleware cannot wrap: an asyncio one, or a bulk push."""
+        if not self.middleware.client:
+            return prepared
+        return [item for item in prepared if self.middleware.invoke_client(
+            item.job_class, item.payload, item.payload["queue"], lambda: True)
+            not in (None, False)]
+
+    def push_payloads(self, prepared: list[Prepared], at: float | None = None, *,
+                      now: float | None = None, redis=None) -> list[dict[str, Any]]:
+        """Lock and push, in one round trip per ``push.SCRIPT_BATCH``: those with a lock are
+        pushed only if they took it. The payloads pushed; no middleware runs here. ``now``:
+        the push's time (``enqueued_at``), default the clock's."""
+        payloads = [item.payload for item in prepared]
+        locks = [item.lock for item in prepared]
+        if not payloads:
+            return []
+        if self.sink is not None:
+            self.sink(payloads, at)
+            return payloads
+        redis = redis if redis is not None else self.redis
+        now = time.time() if now is None else now
+        if not any(locks):
+            connection.send_commands(redis, push.commands(self.keys, payloads, at, now))
+            return payloads
+        pushed: list[dict[str, Any]] = []
+        for part, part_locks in push.parts(payloads, locks):
+            call = push.script_call(self.keys, part, part_locks, at, now)
+            try:
+                (reply,) = connection.send_commands(redis, [call])
+            except NoScriptError:
+                (reply,) = connection.send_commands(redis, [push.with_text(call)])
+            pushed += push.pushed(part, part_locks, reply)
+        return pushed
+
+    def push_prepared(self, prepared: Prepared, at: float | None = None, *,
+                      redis=None) -> bool:
+        """Push one through the client middleware, which wraps the push; whether it went."""
+        payload = prepared.payload
+        pushed = self.middleware.invoke_client(
+            prepared.job_class, payload, payload["queue"],
+            lambda: bool(self.push_payloads([prepared], at, now=payload["created_at"],
+                                            redis=redis)))
+        return pushed is not False and pushed is not None
+
+    # --- what ``Job`` calls
+
+    def push(self, job_class: type, args: list, options: dict[str, Any],
              at: float | None = None, *, fields: dict[str, Any] | None = None,
              redis=None) -> str | None:
         """Push one job; its jid, or None when middleware or a unique lock refused it.
 
         ``fields`` are merged into the payload (a periodic job's tick); ``redis`` is a
         connection to use instead of the client's own (the master's short-lived one)."""
-        def where() -> str:  # formatted only for a message
-            return f"{job_class.wire_name()}.perform_{'at' if at is not None else 'async'}"
-
-        self._rules(job_class).check(len(args), where)
-        arguments.check(args, where)
-        now = time.time()
-        payload = build_payload(job_class, args, options, now)
+        prepared = self.prepare(job_class, args, options, at)
         if fields:
-            payload.update(fields)
-        lock = unique_lock(job_class, payload, options, at, now)
-        pushed = self.middleware.invoke_client(
-            job_class, payload, payload["queue"],
-            lambda: self._push_unique([payload], [lock], at, now, redis))
-        return payload["jid"] if pushed is not False and pushed is not None else None
+            prepared.payload.update(fields)
+        return prepared.payload["jid"] if self.push_prepared(prepared, at, redis=redis) else None
 
-    def push_bulk(self, job_class: type[Job], args_list: Iterable[list], options: dict[str, Any],
+    def push_bulk(self, job_class: type, args_list: Iterable[list], options: dict[str, Any],
                   batch_size: int = BULK_BATCH) -> list[str]:
-        name = job_class.wire_name()
-        validate_options(options, f"{name}.perform_bulk")
-        check_batch_size(batch_size, f"{name}.perform_bulk")
-        rules = self._rules(job_class)
+        where = f"{job_class.wire_name()}.perform_bulk"
+        validate_options(options, where)
+        check_batch_size(batch_size, where)
         now = time.time()
-        sample = build_payload(job_class, [], options, now)
-        # A unique job takes a lock per job, and a job keeping a result is recorded one by one
-        # (``push.commands``): neither can use the template.
-        is_unique = unique_rule(job_class, options) is not None
-        template = None if self.middleware.client or self.sink or is_unique or \
-            "result_ttl" in sample else BulkTemplate(sample, now)
+        template = self._template(job_class, options, now)
         jids: list[str] = []
         batch: list = []
         for index, args in enumerate(args_list):
-            check_bulk_item(args, index, rules, f"{name}.perform_bulk")
+            item = check_bulk_item(args, index, where)
             if template is None:
-                batch.append(build_payload(job_class, args, options, now))
+                batch.append(self.prepare(job_class, args, options, where=item, now=now))
             else:
+                self.check_args(job_class, args, item)
                 jid = new_jid()
                 jids.append(jid)
                 batch.append(template.render(args, jid))
             if len(batch) >= batch_size:
-                jids.extend(self._push_batch(job_class, batch, options, now, template))
+                jids.extend(self._push_batch(batch, template, now))
                 batch = []
         if batch:
-            jids.extend(self._push_batch(job_class, batch, options, now, template))
+            jids.extend(self._push_batch(batch, template, now))
         return jids
 
-    def _push_batch(self, job_class, batch, options, now, template) -> list[str]:
+    def _template(self, job_class: type, options: dict[str, Any],
+                  now: float) -> BulkTemplate | None:
+        """The bulk template, unless the jobs must be pushed payload by payload: a unique job
+        takes a lock per job, a job keeping a result is recorded one by one
+        (``push.commands``), and middleware and the testing sink see payloads."""
+        sample = build_payload(job_class, [], options, now)
+        if self.middleware.client or self.sink or unique_rule(job_class, options) is not None \
+                or "result_ttl" in sample:
+            return None
+        return BulkTemplate(sample, now)
+
+    def _push_batch(self, batch: list, template: BulkTemplate | None, now: float) -> list[str]:
         if template is not None:
             connection.send_commands(self.redis, [
                 ("SADD", self.keys.queues, template.queue),
                 ("LPUSH", self.keys.queue(template.queue), *batch)])
             return []
-        # the lock's fields are in the payload before middleware sees it, as in ``push``
-        locked = [(p, unique_lock(job_class, p, options, None, now)) for p in batch]
-        if self.middleware.client:
-            locked = [(p, lock) for p, lock in locked if self.middleware.invoke_client(
-                job_class, p, p["queue"], lambda: True) not in (None, False)]
-        batch, locks = [p for p, _ in locked], [lock for _, lock in locked]
-        return [p["jid"] for p in self._push_unique(batch, locks, None, now) or ()]
-
-    def _push_unique(self, payloads: list[dict[str, Any]], locks: list, at: float | None,
-                     now: float, redis=None) -> list[dict[str, Any]] | None:
-        """Lock and push the payloads in one round trip per ``unique_push.SCRIPT_BATCH``
-        (``unique_push.py``): those with a lock are pushed only if they took it. The pushed
-        payloads, or None when none was (or middleware left none to push)."""
-        if not payloads:
-            return None
-        if self.sink is not None or not any(locks):
-            self._push(payloads, at, now, redis)
-            return payloads
-        redis = redis if redis is not None else self.redis
-        pushed: list[dict[str, Any]] = []
-        for part, part_locks in unique_push.parts(payloads, locks):
-            call = unique_push.script_call(self.keys, part, part_locks, at, now)
-            try:
-                (reply,) = connection.send_commands(redis, [call])
-            except NoScriptError:
-                (reply,) = connection.send_commands(redis, [unique_push.with_text(call)])
-            pushed += unique_push.pushed(part, part_locks, reply)
-        return pushed or None
-
-    def _push(self, payloads: list[dict[str, Any]], at: float | None, now: float,
-              redis=None) -> bool:
-        if self.sink is not None:
-            self.sink(payloads, at)
-            return True
-        connection.send_commands(redis if redis is not None else self.redis,
-                                 push.commands(self.keys, payloads, at, now))
-        return True
+        pushed = self.push_payloads(self.admit(batch), now=now)
+        return [payload["jid"] for payload in pushed]
 
 
 def check_batch_size(batch_size: Any, where: str) -> None:
@@ -282,23 +266,22 @@ def check_batch_size(batch_size: Any, where: str) -> None:
                          f"per round trip, at least 1 (default {BULK_BATCH})")
 
 
-def check_bulk_item(args: Any, index: int, rules: Arity, where: str) -> None:
-    """One item of a bulk push: a list of arguments that fits ``perform`` and JSON."""
+def check_bulk_item(args: Any, index: int, where: str) -> Callable[[], str]:
+    """One item of a bulk push must be a list of arguments; the item's name for messages."""
     if not isinstance(args, list):
         raise TypeError(f"{where}: item {index} is a {type(args).__name__}; pass a list of "
                         f"argument lists")
-    rules.check(len(args), lambda: f"{where}: item {index}")
-    arguments.check(args, lambda: f"{where}: item {index}")
+    return lambda: f"{where}: item {index}"
 
 
-def unique_rule(job_class: type[Job], options: dict[str, Any]) -> tuple[float, str] | None:
+def unique_rule(job_class: type, options: dict[str, Any]) -> tuple[float, str] | None:
     """``(unique_for, unique_until)`` of a push, None when the job is not unique."""
     if options.get("unique_for") is None and job_class.options.get("unique_for") is None:
         return None
     return unique.validate_options({**job_class.options, **options}, job_class.wire_name())
 
 
-def unique_lock(job_class: type[Job], payload: dict[str, Any], options: dict[str, Any],
+def unique_lock(job_class: type, payload: dict[str, Any], options: dict[str, Any],
                 at: float | None, now: float) -> tuple[str, float] | None:
     """The lock a push must take, ``(digest, ttl)``, with its fields merged into the payload;
     None for a job that is not unique. A scheduled job holds it until its run time plus
@@ -322,6 +305,6 @@ def default() -> Client:
 
 def configure(redis_url: str | None = None, namespace: str | None = None,
               data_dir: str | None = None) -> None:
-    """Set the client's settings over the environment and config file; each value is checked
+    """Set the process's settings over the environment and config file; each value is checked
     at once (``ConfigError``), but no file is read and no connection opened until a push."""
-    _default.configure(redis_url=redis_url, namespace=namespace, data_dir=data_dir)
+    default_source().configure(redis_url=redis_url, namespace=namespace, data_dir=data_dir)

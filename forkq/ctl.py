@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace):
-    from .cli import config_path
+    from .flags import config_path
 
     return config_module.load(config_path(args))
 
@@ -247,8 +247,6 @@ def master_report(path: str) -> dict:
 
 def collect(api) -> dict:
     """What ``status`` shows of Redis: processes, queues, totals and the periodic leader."""
-    from .periodic.leader import report as periodic_report
-
     now = time.time()
     processes = [process_report(p, now) for p in api.processes()]
     queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency)}
@@ -261,7 +259,7 @@ def collect(api) -> dict:
               "scheduled": stats["scheduled"], "retries": stats["retries"],
               "dead": stats["dead"], "processed": stats["processed"], "failed": stats["failed"]}
     return {"processes": processes, "queues": queues, "totals": totals,
-            "periodic": periodic_report(api.redis, api.keys)}
+            "periodic": api.periodic()}
 
 
 def process_report(process, now: float) -> dict:

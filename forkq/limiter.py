@@ -59,7 +59,7 @@ import uuid
 
 import redis as redis_py
 
-from . import client as forkq_client
+from .connection.source import default_source
 from .log import logger
 
 #: seconds a concurrent slot is held at most when its holder never leaves (Sidekiq's default)
@@ -171,13 +171,13 @@ class _Limiter:
         self.limit = _check_limit(name, limit)
 
     def _key(self) -> str:
-        return forkq_client.default().keys.limiter(self.kind, self.name)
+        return default_source().keys.limiter(self.kind, self.name)
 
     def _run(self, *args) -> int:
         """Run this kind's script on the calling thread's client; its integer reply.
 
         By sha, loading it on a miss; no client is kept, so nothing crosses a fork."""
-        redis = forkq_client.default().redis
+        redis = default_source().redis
         try:
             return int(redis.evalsha(self.sha, 1, self._key(), *args))
         except redis_py.exceptions.NoScriptError:
@@ -192,9 +192,9 @@ class _Limiter:
             return int(await redis.eval(self.source, 1, self._key(), *args))
 
     def _loop_redis(self):
-        """The running event loop's asyncio client (``aio.redis()``: one a loop, made in the
-        process that runs the loop, so none crosses a fork)."""
-        from . import aio  # redis.asyncio is loaded only by coroutine code
+        """The running event loop's asyncio client (``connection.aio.redis()``: one a loop, made
+        in the process that runs the loop, so none crosses a fork)."""
+        from .connection import aio  # redis.asyncio is loaded only by coroutine code
 
         return aio.redis()
 
@@ -275,7 +275,7 @@ class ConcurrentLimiter(_Limiter):
 
     def _remove(self, holder: str) -> None:
         try:
-            forkq_client.default().redis.zrem(self._key(), holder)
+            default_source().redis.zrem(self._key(), holder)
         except redis_py.RedisError as exc:
             self._not_removed(exc)
 

@@ -8,12 +8,16 @@ a number of more than 4,300 digits), not an object, no ``class`` string, ``args`
 
 Fields read only when a job fails (``retry``, ``retry_count``, ``backtrace``, ``retry_queue``)
 are not checked here: a job with a bad one still runs, and ``retry.py`` reads them leniently.
+
+The other side of the format, at enqueue: ``check_args`` refuses job arguments that JSON would
+change or refuse (used by the synchronous and asyncio clients and the Django backend).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Any, Callable
 
 from .errors import MalformedJobError
 
@@ -62,3 +66,66 @@ def error_class_name(exc: BaseException) -> str:
     """A payload's ``error_class``: the bare name for builtins, ``module.QualName`` otherwise."""
     kind = type(exc)
     return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+# --- the rule for job arguments, checked by the clients at enqueue: only values that survive a
+# JSON round trip unchanged. Anything else is refused with a ``TypeError`` naming the argument,
+# its type and what to pass instead, so a mistake shows at the call site and not as a job that
+# runs with different data than it was given. Nothing is ever pickled.
+
+_SCALARS = (str, int, bool, type(None))
+
+#: what to pass instead, by type name
+_ADVICE = {
+    "datetime": "pass an ISO 8601 string (value.isoformat()) or an epoch timestamp",
+    "date": "pass an ISO 8601 string (value.isoformat())",
+    "time": "pass an ISO 8601 string (value.isoformat())",
+    "timedelta": "pass a number of seconds (value.total_seconds())",
+    "Decimal": "pass a string (str(value)) to keep its precision, or a float",
+    "UUID": "pass a string (str(value))",
+    "set": "pass a list (sorted(value))",
+    "frozenset": "pass a list (sorted(value))",
+    "tuple": "pass a list: JSON has no tuples, so it would arrive as a list",
+    "bytes": "pass a string (decode it, or base64-encode binary data)",
+    "bytearray": "pass a string (decode it, or base64-encode binary data)",
+}
+
+
+def check_args(args: list, where: str | Callable[[], str]) -> None:
+    """Raise ``TypeError`` for the first argument that JSON would change or refuse.
+
+    ``where`` names the call for the message; a callable is only called on an error, so that
+    a bulk push does not format a name per job."""
+    for index, value in enumerate(args):
+        kind = type(value)
+        if kind not in _SCALARS and not (kind is float and math.isfinite(value)):
+            prefix = where() if callable(where) else where
+            check_value(value, f"{prefix}: args[{index}]")
+
+
+def check_value(value: object, path: str) -> None:
+    kind = type(value)
+    if kind in _SCALARS:
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            raise TypeError(f"{path} is {value!r}, which JSON cannot carry; pass None or a string")
+        return
+    if kind is list:
+        for index, item in enumerate(value):
+            if type(item) not in _SCALARS:
+                check_value(item, f"{path}[{index}]")
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError(f"{path} has the key {key!r} of type {type(key).__name__}; JSON "
+                                f"turns dict keys into strings, so pass string keys")
+            if type(item) not in _SCALARS:
+                check_value(item, f"{path}[{key!r}]")
+        return
+    name = kind.__name__
+    advice = _ADVICE.get(name, "pass JSON-native values (str, int, float, bool, None, list, "
+                               "dict with string keys), e.g. an id to load the object by")
+    raise TypeError(f"{path} is a {kind.__module__}.{kind.__qualname__}, which is not JSON-native; "
+                    f"{advice}")

@@ -28,7 +28,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from .connection.source import default_source
 from .log import logger
+from .options import check_ttl
 from .payload import error_class_name
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -64,14 +66,6 @@ class Result:
     @property
     def finished(self) -> bool:
         return self.status in (SUCCEEDED, FAILED)
-
-
-def check_ttl(value: Any, where: str) -> None:
-    """Refuse a ``result_ttl`` that is not a positive number of seconds, naming the call."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or not math.isfinite(value):
-        raise TypeError(f"{where}: option 'result_ttl' must be a positive number of seconds, "
-                        f"not {value!r}")
 
 
 def ttl_of(payload: dict[str, Any]) -> int | None:
@@ -193,17 +187,14 @@ def decode_record(jid: str, record: dict[str, Any]) -> Result:
 
 def get(jid: str, source=None) -> Result | None:
     """The result of job ``jid``, or None (unknown, expired, or kept no result). ``source`` is
-    the ``client.Client`` whose Redis and namespace to read; default, forkq's client."""
-    from . import client
-
-    source = source or client.default()
+    the ``connection.source.Source`` whose Redis and namespace to read; default, forkq's."""
+    source = source or default_source()
     return decode(jid, source.redis.get(source.keys.result(jid)))
 
 
 async def aget(jid: str, source=None) -> Result | None:
     """``get`` for coroutines, on the asyncio client (never blocks the event loop)."""
-    from . import aio, client
+    from .connection import aio  # imports redis.asyncio: only for applications that use it
 
-    source = source or client.default()
+    source = source or default_source()
     return decode(jid, await aio.redis(source).get(source.keys.result(jid)))
-

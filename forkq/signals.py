@@ -2,6 +2,12 @@
 
 A self-pipe wakes the loop from ``select`` at once, so a signal is handled within
 microseconds, not at the next timeout. Used by the worker's and the supervisor's main loops.
+
+``REMOTE_SIGNALS`` is the one list of signals a running worker takes through Redis
+(``<identity>-signals``): the admin API (``api.Api.signal``, the web UI, ``forkqctl``) refuses
+any other, and the heartbeat hands these to the worker's loop as if they had arrived. USR2 is
+one of them: the worker's answer to it is to reopen its log files (``log.reopen``), harmless
+from afar, and Sidekiq's heartbeat passes on whatever signal name it finds there.
 """
 
 from __future__ import annotations
@@ -9,6 +15,10 @@ from __future__ import annotations
 import os
 import select
 import signal
+
+#: signals a worker takes from ``<identity>-signals`` (pushed by ``api``), by name
+REMOTE_SIGNALS = {"TSTP": signal.SIGTSTP, "TERM": signal.SIGTERM, "TTIN": signal.SIGTTIN,
+                  "USR2": signal.SIGUSR2}
 
 
 class SignalQueue:

@@ -11,6 +11,7 @@ from redis.asyncio.sentinel import MasterNotFoundError
 
 import forkq
 from forkq import aio, client, connection
+from forkq.connection import aio as aio_connection
 from jobs import Record, Shared, add
 from redis_nodes import free_port
 
@@ -225,7 +226,7 @@ def test_a_sentinel_url_asks_the_sentinels_and_keeps_passwords_out_of_errors(red
 def test_the_clients_of_loops_closed_without_aclose_are_let_go(redis):
     async def push_and_count() -> int:
         await aio.perform_async(Record, 1)
-        return len(aio._clients)
+        return len(aio_connection._clients)
 
     counts = [asyncio.run(push_and_count()) for _ in range(3)]
     assert counts == [1, 1, 1] and redis.llen("queue:default") == 3

@@ -192,6 +192,15 @@ def test_signal_pushes_with_ttl(api, redis):
         api.signal("host:1:a", "KILL")
 
 
+def test_the_api_sends_the_signals_a_worker_takes():
+    """One list: what the API accepts is what the heartbeat hands to the worker (USR2 reopens
+    its log files)."""
+    from forkq import api
+    from forkq.worker import heartbeat
+
+    assert set(api.SIGNALS) == set(heartbeat.REMOTE_SIGNALS) == {"TSTP", "TERM", "TTIN", "USR2"}
+
+
 def test_stats_and_history(api, redis):
     ApiJob.perform_async(1)
     ApiJob.perform_in(60, 2)

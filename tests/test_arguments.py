@@ -4,14 +4,14 @@ import uuid
 
 import pytest
 
-from forkq import arguments
+from forkq import payload
 
 
 @pytest.mark.parametrize("args", [
     [], [1, "a", None, True, 1.5], [{"a": [1, {"b": None}]}], [[1, [2, [3]]]], [2 ** 70],
 ])
 def test_json_native_arguments_pass(args):
-    arguments.check(args, "Job.perform_async")
+    payload.check_args(args, "Job.perform_async")
 
 
 @pytest.mark.parametrize("value, fragment", [
@@ -29,11 +29,11 @@ def test_json_native_arguments_pass(args):
 ])
 def test_non_json_arguments_are_refused_with_advice(value, fragment):
     with pytest.raises(TypeError) as error:
-        arguments.check([value], "HardJob.perform_async")
+        payload.check_args([value], "HardJob.perform_async")
     assert fragment in str(error.value)
     assert str(error.value).startswith("HardJob.perform_async: args[0]")
 
 
 def test_nested_path_is_named():
     with pytest.raises(TypeError, match=r"args\[1\]\['when'\]\[0\] is a datetime"):
-        arguments.check([1, {"when": [datetime.datetime.now()]}], "J")
+        payload.check_args([1, {"when": [datetime.datetime.now()]}], "J")

@@ -104,6 +104,28 @@ def test_start_applies_flags_to_the_children(start_master, redis):
 
 
 @pytest.mark.slow
+def test_a_lone_worker_takes_the_worker_flags_of_forkq_start(monkeypatch, tmp_path):
+    from forkq import worker
+
+    loaded = []
+    monkeypatch.setattr(worker.config_module, "load",
+                        lambda path, flags: loaded.append((path, flags)) or exit_early())
+    monkeypatch.setattr(cli.config_module, "load",
+                        lambda path, flags: loaded.append((path, flags)) or exit_early())
+    flags = ["-c", "x.yml", "-r", "jobs", "-q", "a,2", "-q", "b", "-C", "3"]
+    for command in (lambda: worker.main(flags), lambda: cli.main(["start", *flags])):
+        with pytest.raises(SystemExit):
+            command()
+    (worker_path, worker_flags), (start_path, start_flags) = loaded
+    assert worker_path == start_path == "x.yml"
+    assert worker_flags == {"require": ["jobs"], "queues": ["a,2", "b"], "concurrency": 3}
+    assert {key: start_flags[key] for key in worker_flags} == worker_flags
+
+
+def exit_early():
+    raise SystemExit(0)
+
+
 def test_worker_runs_one_standalone_worker(tmp_path, redis_url, redis):
     config = tmp_path / "forkq.yml"
     config.write_text(f"redis_url: {redis_url}\nrequire: [e2e_jobs]\nconcurrency: 2\n"
@@ -318,8 +340,8 @@ def test_enqueue_help_says_what_the_class_name_needs(capsys):
     assert "With --check, the modules of the config's require: are imported" in text
 
 
-def hash_password(stdin: str, *command: str) -> subprocess.CompletedProcess:
-    command = command or ("-m", "forkq.cli", "web", "--hash-password")
+def hash_password(stdin: str) -> subprocess.CompletedProcess:
+    command = ("-m", "forkq.cli", "web", "--hash-password")
     return subprocess.run([sys.executable, *command], input=stdin, capture_output=True,
                           text=True, timeout=20, env=dict(os.environ, PYTHONPATH=ROOT))
 
@@ -339,14 +361,6 @@ def test_hash_password_refuses_an_empty_password():
     result = hash_password("\n")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.startswith("forkq: web --hash-password: the password is empty")
-
-
-def test_the_old_module_entry_point_still_prints_a_hash():
-    from forkq.web import security
-
-    result = hash_password("s3cret\n", "-m", "forkq.web.security")
-    assert result.returncode == 0
-    assert security.verify_password("s3cret", result.stdout.strip())
 
 
 def read_terminal(fd: int, seen: bytearray, wanted: bytes | None, timeout: float = 10.0) -> None:

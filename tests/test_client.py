@@ -16,6 +16,7 @@ import redis as redis_py
 
 import forkq
 from forkq import client, config, connection
+from forkq.connection.source import Source
 from forkq.keys import Keys
 from jobs import Record, Shared, add
 from masters import ROOT, TESTS
@@ -171,17 +172,18 @@ def test_configure_then_environment_then_file_then_defaults(tmp_path, redis, red
     monkeypatch.delenv("REDIS_URL", raising=False)
     (tmp_path / "forkq.yml").write_text(f"namespace: filens\nredis_url: {redis_url}\n")
     (tmp_path / "other.yml").write_text(f"namespace: otherns\nredis_url: {redis_url}\n")
-    producer = client.Client()
-    assert producer.settings.namespace == "filens" and producer.settings.data_dir == ".forkq"
+    source = Source()
+    producer = client.Client(source=source)
+    assert source.settings.namespace == "filens" and source.settings.data_dir == ".forkq"
     monkeypatch.setenv("FORKQ_CONFIG", str(tmp_path / "other.yml"))
-    producer.configure(data_dir="d")
-    assert (producer.settings.namespace, producer.settings.data_dir) == ("otherns", "d")
+    source.configure(data_dir="d")
+    assert (source.settings.namespace, source.settings.data_dir) == ("otherns", "d")
     monkeypatch.setenv("FORKQ_NAMESPACE", "envns")
-    producer.configure()
+    source.configure()
     producer.push(Record, [1], {})
-    producer.configure(namespace="callns")
+    source.configure(namespace="callns")
     producer.push(Record, [2], {})
-    producer.close()
+    source.close()
     assert redis.llen("envns:queue:default") == 1 and redis.llen("callns:queue:default") == 1
 
 
@@ -189,8 +191,9 @@ def test_configure_reads_nothing_and_a_bad_file_fails_the_push_naming_it(tmp_pat
                                                                          monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "forkq.yml").write_text("poll_interval: .nan\n")
-    producer = client.Client()
-    producer.configure(namespace="x")
+    source = Source()
+    source.configure(namespace="x")
+    producer = client.Client(source=source)
     with pytest.raises(forkq.ConfigError, match="forkq.yml: key 'poll_interval' has invalid "
                                                 "value nan"):
         producer.push(Record, [1], {})
@@ -202,7 +205,7 @@ def test_configure_reads_nothing_and_a_bad_file_fails_the_push_naming_it(tmp_pat
 ])
 def test_configure_refuses_a_bad_value_at_the_call(settings, fragment):
     with pytest.raises(forkq.ConfigError, match=re.escape(f"forkq.configure(): {fragment}")):
-        client.Client().configure(**settings)
+        Source().configure(**settings)
 
 
 def test_a_job_class_from_main_warns_once_per_class_at_enqueue(redis):
@@ -427,3 +430,54 @@ def test_middleware_sees_the_lock_fields_and_a_stopped_push_takes_no_lock(redis)
         chain.client.remove(stop_odd)
     assert len(seen) == 4 and all(len(digest) == 64 for digest in seen)
     assert len(unique_locks(redis)) == 2, "only the pushed jobs hold a lock"
+
+
+def run_python(script: str) -> subprocess.CompletedProcess:
+    """``script`` in a fresh interpreter (nothing imported yet), with the repository on the path."""
+    return subprocess.run([sys.executable, "-c", script], env=producer_env(), capture_output=True,
+                          text=True, timeout=60)
+
+
+LOADED = "import sys; print(' '.join(sorted(m for m in sys.modules if m.startswith({!r}))))"
+
+
+def test_import_forkq_loads_the_client_half_only():
+    result = run_python("import forkq\n" + LOADED.format(""))
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.split()
+    server = [name for name in loaded if name.startswith(("forkq.worker", "forkq.supervisor",
+                                                          "forkq.periodic", "forkq.api",
+                                                          "forkq.web", "forkq.metrics"))]
+    heavy = [name for name in loaded if name.split(".")[0] in ("psutil", "prometheus_client",
+                                                               "cronsim")]
+    assert server == [] and heavy == []
+    assert not {"forkq.aio", "forkq.connection.aio", "forkq.limiter"} & set(loaded)
+
+
+def test_limiter_and_aio_work_after_a_plain_import_forkq():
+    result = run_python("import forkq, sys\n"
+                        "print(forkq.limiter.concurrent('api', 2).limit, 'forkq.limiter' in "
+                        "sys.modules)\n"
+                        "print(callable(forkq.aio.perform_async), 'forkq.aio' in sys.modules)\n"
+                        "forkq.nothing_here")
+    assert result.stdout.split() == ["2", "True", "True", "True"]
+    assert "AttributeError: module 'forkq' has no attribute 'nothing_here'" in result.stderr
+
+
+def test_every_public_path_still_imports():
+    result = run_python(
+        "import forkq, forkq.results, forkq.testing, forkq.hooks, forkq.connection, forkq.api\n"
+        "import forkq.web, forkq.contrib.django\n"
+        "assert forkq.job and forkq.Job and forkq.configure and forkq.result and forkq.aresult\n"
+        "assert forkq.results.Result and forkq.limiter.window and forkq.aio.perform_bulk\n"
+        "assert forkq.testing.inline and forkq.hooks.registry.middleware\n"
+        "assert issubclass(forkq.connection.PoolTimeoutError, Exception)\n"
+        "assert forkq.api.Api and forkq.api.Queue and forkq.api.DeadSet and forkq.api.default\n"
+        "assert callable(forkq.web.app)\n"
+        "assert '__getattr__' in vars(forkq.contrib.django)\n"
+        "from forkq.cli import main; from forkq.ctl import main as ctl_main")
+    assert result.returncode == 0, result.stderr
+    for module in ("forkq.worker", "forkq.cli", "forkq.ctl"):
+        shown = subprocess.run([sys.executable, "-m", module, "--help"], env=producer_env(),
+                               capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0 and "usage:" in shown.stdout, (module, shown.stderr)

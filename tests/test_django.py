@@ -356,6 +356,41 @@ def test_enqueue_refuses_what_the_backend_cannot_run(django_env, redis):
     assert redis.llen("queue:default") == 0
 
 
+def test_tasks_go_through_client_middleware_like_any_job(django_env, redis):
+    from forkq import aio
+    from forkq.contrib.django.compat import task_enqueued
+    from forkq.hooks import registry
+    from shop.tasks import add
+
+    seen, announced = [], []
+
+    def record(job_class, payload, queue, call_next):
+        seen.append((job_class.wire_name(), payload["args"][0], queue))
+        return None if payload["args"][1] == [0, 0] else call_next()
+
+    def on_enqueued(sender, task_result, **kwargs):
+        announced.append(task_result.id)
+
+    async def push_from_a_coroutine():
+        try:
+            return await add.aenqueue(3, 4)
+        finally:
+            await aio.aclose()
+
+    registry.middleware.add_client(record)
+    task_enqueued.connect(on_enqueued)
+    try:
+        sync = add.enqueue(1, 2)
+        pushed = asyncio.run(push_from_a_coroutine())
+        refused = add.enqueue(0, 0)
+    finally:
+        registry.middleware.client.remove(record)
+        task_enqueued.disconnect(on_enqueued)
+    assert seen == [("forkq.contrib.django.jobs.RunTask", "shop.tasks.add", "default")] * 3
+    assert redis.llen("queue:default") == 2 and announced == [sync.id, pushed.id]
+    assert refused.id not in announced
+
+
 def test_a_bad_configuration_is_reported_by_the_system_checks(django_env, tmp_path):
     from django.core import checks
     from django.core.exceptions import ImproperlyConfigured
@@ -472,3 +507,17 @@ def test_the_before_require_entry_point_sets_django_up_only_when_asked(settings_
                            capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == [str(ready)]
+
+
+def test_the_backend_loads_no_worker_code_in_the_application(django_env):
+    script = ("import sys, django; django.setup()\n"
+              "from shop.tasks import add\n"
+              "add.get_backend()\n"
+              "print(' '.join(m for m in sys.modules if m.startswith(('forkq.worker', "
+              "'forkq.supervisor'))))")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(django_env, PYTHONPATH=os.pathsep.join([ROOT, PROJECT]))
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []

@@ -20,6 +20,7 @@ import redis as redis_py
 import forkq
 import sidekiq_fixtures
 from forkq import jobmetrics
+from forkq.api import jobmetrics as metrics_read
 from forkq.jobmetrics import JobMetrics
 from forkq.keys import Keys
 from forkq.worker import Worker
@@ -123,16 +124,16 @@ def test_flushed_counts_read_back_as_sidekiq_reads_them(redis):
 
 def test_sidekiq_8_metrics_read_by_forkq(redis):
     sidekiq_fixtures.load(redis, "sidekiq-8.1.7-metrics")
-    charge, mailer = jobmetrics.top_jobs(redis, Keys(), FIXTURE_NOW, 60)
+    charge, mailer = metrics_read.top_jobs(redis, Keys(), FIXTURE_NOW, 60)
     assert (charge.name, charge.total_processed, charge.total_failed) == ("ChargeJob", 16, 2)
     assert charge.total_seconds == 9.5 and charge.average_ms == pytest.approx(9500 / 14)
     assert charge.processed[-3:] == [6, 10, 0] and charge.minutes[-1] == FIXTURE_NOW
     assert (mailer.name, mailer.total_processed, mailer.average_ms) == ("MailerJob", 3, 30)
-    detail = jobmetrics.for_job(redis, Keys(), "ChargeJob", FIXTURE_NOW, 60)
+    detail = metrics_read.for_job(redis, Keys(), "ChargeJob", FIXTURE_NOW, 60)
     assert detail.total_processed == 16 and sum(detail.histogram) == 14
     assert [detail.percentile_ms(p) for p in (50, 95, 99)] == [750, 3800, 3800]
-    assert jobmetrics.top_jobs(redis, Keys(), FIXTURE_NOW, 60, substring="mail")[0].name == "MailerJob"
-    assert jobmetrics.for_job(redis, Keys(), "NoSuchJob", FIXTURE_NOW, 60).percentile_ms(50) is None
+    assert metrics_read.top_jobs(redis, Keys(), FIXTURE_NOW, 60, substring="mail")[0].name == "MailerJob"
+    assert metrics_read.for_job(redis, Keys(), "NoSuchJob", FIXTURE_NOW, 60).percentile_ms(50) is None
 
 
 def test_a_failed_flush_keeps_its_counts_for_the_next(redis, redis_server):

@@ -23,7 +23,7 @@ from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from forkq import metrics
-from forkq.worker.heartbeat import hostname
+from forkq.ident import hostname
 from forkq.metrics import store
 
 from helpers import wait_for
@@ -624,3 +624,14 @@ def test_prometheus_scrapes_the_exporter(redis, make_config, exporter, directory
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_the_exporter_loads_no_worker_code():
+    script = ("import sys, forkq.metrics.exporter, forkq.metrics.collector\n"
+              "print(' '.join(m for m in sys.modules if m.startswith(('forkq.worker', "
+              "'forkq.supervisor'))))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, env=dict(os.environ, PYTHONPATH=root))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []

@@ -6,7 +6,7 @@ import pytest
 
 import forkq
 
-from forkq import client, connection, push, results
+from forkq import client, connection, options, push, results
 from forkq.keys import Keys
 
 
@@ -96,7 +96,7 @@ def test_the_namespace_prefixes_the_result_key(redis):
 @pytest.mark.parametrize("value", [0, -1, True, "60", float("inf"), float("nan")])
 def test_check_ttl_refuses_what_is_not_a_positive_number(value):
     with pytest.raises(TypeError, match="'result_ttl' must be a positive number"):
-        results.check_ttl(value, "Job.set()")
+        options.check_ttl(value, "Job.set()")
     assert results.ttl_of(payload(result_ttl=value)) is None
 
 

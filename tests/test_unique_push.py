@@ -10,7 +10,8 @@ import pytest
 import redis as redis_py
 
 import forkq
-from forkq import aio, client, connection, push, unique_push
+from forkq.keys import Keys
+from forkq import aio, client, connection, push
 from test_aio import run  # the asyncio tests' runner: a loop that closes its clients
 
 MARK = "end-of-push"
@@ -37,7 +38,7 @@ def sent_by_clients(redis, action, cached=True) -> tuple[object, list[str]]:
     script made and connection handshakes left out: one command is one round trip. ``cached``:
     the server has the script already, as after a process's first unique push."""
     if cached:
-        redis.script_load(unique_push.LOCK_PUSH_SCRIPT)
+        redis.script_load(push.LOCK_PUSH_SCRIPT)
     with redis.monitor() as monitor:
         returned = action()
         redis.echo(MARK)
@@ -150,16 +151,16 @@ def test_wait_replicas_follows_the_script_in_the_same_write(redis, redis_url, si
 
 def test_the_script_runs_the_commands_push_commands_builds():
     payload = {"class": "app.Job", "args": [1], "queue": "low", "jid": "j1", "created_at": 5.0}
-    call = unique_push.script_call(client.Keys(), [payload], [("d", 1.5)], None, 7.0)
-    (sadd, lpush) = push.commands(client.Keys(), [dict(payload)], None, 7.0)
-    assert call[:5] == ("EVALSHA", unique_push.LOCK_PUSH_SHA, 3, "forkq:unique:d", sadd[1])
+    call = push.script_call(Keys(), [payload], [("d", 1.5)], None, 7.0)
+    (sadd, lpush) = push.commands(Keys(), [dict(payload)], None, 7.0)
+    assert call[:5] == ("EVALSHA", push.LOCK_PUSH_SHA, 3, "forkq:unique:d", sadd[1])
     assert call[5:] == (lpush[1], "j1", 1500, 2, "SADD", 1, "low", "LPUSH", 1, lpush[2])
-    assert unique_push.with_text(call)[:2] == ("EVAL", unique_push.LOCK_PUSH_SCRIPT)
+    assert push.with_text(call)[:2] == ("EVAL", push.LOCK_PUSH_SCRIPT)
 
 
 @pytest.mark.parametrize("side", ["sync", "asyncio"])
 def test_a_batch_bigger_than_a_script_call_takes_several(redis, side, monkeypatch):
-    monkeypatch.setattr(unique_push, "SCRIPT_BATCH", 2)
+    monkeypatch.setattr(push, "SCRIPT_BATCH", 2)
     bulk = {"sync": lambda: Daily.perform_bulk([[n] for n in range(5)], batch_size=10),
             "asyncio": lambda: run(aio.perform_bulk(Daily, [[n] for n in range(5)],
                                                     batch_size=10))}[side]

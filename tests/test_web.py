@@ -468,3 +468,23 @@ def test_the_periodic_page_shows_odd_timestamps_raw(redis, make_config):
     assert response.status == 200
     assert "1e+300" in response.text and "soon" in response.text
     assert "2026-01-01 00:00:01 UTC" in response.text
+
+
+def test_the_web_ui_reads_redis_only_through_the_api():
+    """Its forkq imports are the api, the config and the errors, nothing that reads Redis."""
+    import ast
+    import pathlib
+
+    allowed = {"forkq", "forkq.api", "forkq.config", "forkq.errors"}
+    folder = pathlib.Path(forkq.web.__file__).parent
+    found = set()
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                found.add(f"forkq.{node.module}")
+            elif isinstance(node, ast.ImportFrom) and node.level == 2:  # from .. import name
+                found.update("forkq" if alias.name.startswith("__") else f"forkq.{alias.name}"
+                             for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("forkq."):
+                found.add(node.module)
+    assert found <= allowed, found - allowed

@@ -19,8 +19,10 @@ still listed (as raw text) and can be deleted or killed.
 An ``Api`` made ``read_only`` never writes: listing processes then leaves the members of
 ``processes`` whose heartbeat expired in place instead of pruning them.
 
-Modules: ``entry`` (one job as stored, and its timestamps), ``queue``, ``sets`` (schedule,
-retry, dead), ``processes`` (heartbeats and running jobs), ``admin`` (``Api``, stats).
+Modules: ``source`` (``Store``: the Redis and keys read, by default the process's), ``entry``
+(one job as stored, and its timestamps), ``queue``, ``sets`` (schedule, retry, dead),
+``processes`` (heartbeats and running jobs), ``admin`` (``Api``: stats, remote signals, the
+periodic leader), ``jobmetrics`` (the per-class metrics, read side).
 """
 
 from .admin import SIGNALS, Api, DayStat, default

@@ -11,16 +11,18 @@ from typing import Any
 
 from redis.exceptions import NoPermissionError
 
-from ..config import Config
-from ..dead import DeadSet as DeadWriter
-from ..keys import SIGNALS_TTL, Keys
+from ..connection.source import default_source
+from ..keys import SIGNALS_TTL
+from ..signals import REMOTE_SIGNALS
 from .entry import as_int, wire
 from .processes import PROCESS_FIELDS, Process, Work, parse_process, parse_work
 from .queue import Queue
-from .sets import MOVE_TO_QUEUE, DeadSet, RetrySet, ScheduledSet
+from .sets import DeadSet, RetrySet, ScheduledSet
+from .source import Store
 
-#: remote signals a running process understands (DESIGN.md §3, heartbeat)
-SIGNALS = ("TSTP", "TERM", "TTIN")
+#: remote signals a running process understands (``signals.REMOTE_SIGNALS``, which the
+#: heartbeat acts on: USR2 reopens its log files)
+SIGNALS = tuple(REMOTE_SIGNALS)
 
 
 @dataclass
@@ -32,30 +34,8 @@ class DayStat:
     failed: int
 
 
-class Api:
+class Api(Store):
     """The admin view of one Redis: queues, sets, processes, stats."""
-
-    def __init__(self, redis, keys: Keys | None = None, *,
-                 dead_max_jobs: int = Config.dead_max_jobs,
-                 dead_timeout: float = Config.dead_timeout, read_only: bool = False) -> None:
-        self.redis = redis
-        self.keys = keys or Keys()
-        self.read_only = read_only
-        self.dead_writer = DeadWriter(self.keys, dead_max_jobs, dead_timeout)
-        self.move_to_queue = redis.register_script(MOVE_TO_QUEUE)
-
-    @classmethod
-    def from_config(cls, config: Config, redis=None, read_only: bool = False) -> "Api":
-        if redis is None:
-            from .. import connection
-
-            # Text that is not UTF-8 (a buggy producer's job, a queue name) round-trips as
-            # surrogates, so it can be shown, found again and deleted.
-            redis = connection.make_client(connection.resolve_url(config.redis_url,
-                                                                  config.data_dir),
-                                           encoding_errors="surrogateescape")
-        return cls(redis, Keys(config.namespace), dead_max_jobs=config.dead_max_jobs,
-                   dead_timeout=config.dead_timeout, read_only=read_only)
 
     def queue(self, name: str) -> Queue:
         return Queue(name, self)
@@ -104,7 +84,8 @@ class Api:
         return sorted(works, key=lambda w: w.run_at or 0.0)
 
     def signal(self, identity: str, signal: str) -> None:
-        """Asks a process to quiet (TSTP), stop (TERM) or dump its threads (TTIN)."""
+        """Asks a process to quiet (TSTP), stop (TERM), dump its threads (TTIN) or reopen its
+        log files (USR2)."""
         if signal not in SIGNALS:
             raise ValueError(f"signal must be one of {', '.join(SIGNALS)}, not {signal!r}")
         pipe = self.redis.pipeline()
@@ -139,6 +120,14 @@ class Api:
         failed = self.redis.mget([self.keys.daily_stat("failed", d) for d in names])
         return [DayStat(d, as_int(p), as_int(f)) for d, p, f in zip(names, processed, failed)]
 
+    def periodic(self) -> dict:
+        """The periodic leader (``identity``, ``master_pid``; None when no master leads) and
+        each entry's ``next`` and ``last`` run, as the leading master wrote them
+        (``periodic.leader.report``)."""
+        from ..periodic.leader import report  # imports cronsim: only when this is asked
+
+        return report(self.redis, self.keys)
+
     def redis_info(self) -> dict[str, Any]:
         """Server facts from INFO; "?" where a Redis user may not run INFO (not a read)."""
         try:
@@ -154,7 +143,6 @@ class Api:
 
 
 def default() -> Api:
-    """An Api over the forkq client's Redis and namespace (``forkq.configure``)."""
-    from .. import client
-
-    return Api(client.default().redis, client.default().keys)
+    """An Api over the process's Redis and namespace (``forkq.configure``)."""
+    source = default_source()
+    return Api(source.redis, source.keys)

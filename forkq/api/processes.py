@@ -1,6 +1,6 @@
 """Worker processes as their heartbeats describe them, and the jobs running on their threads.
 
-Pure parsing of what ``heartbeat.py`` (or Sidekiq) wrote: the ``<identity>`` hash and its
+Pure parsing of what ``worker/heartbeat.py`` (or Sidekiq) wrote: the ``<identity>`` hash and its
 ``<identity>:work`` hash; ``admin.Api`` reads them from Redis.
 """
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
-
 from .entry import Entry, wire
-
-if TYPE_CHECKING:
-    from .admin import Api
+from .source import Store, default_store
 
 #: queue entries read per round trip when looking for one job, around its index hint first,
 #: then through the whole list; few, since one job may be megabytes
@@ -24,9 +20,9 @@ def latency(oldest: str | None, now: float) -> float:
 class Queue:
     """A ``queue:<name>`` list: producers push left, workers take from the right."""
 
-    def __init__(self, name: str, api: "Api | None" = None) -> None:
+    def __init__(self, name: str, api: Store | None = None) -> None:
         self.name = name
-        self.api = api or _default()
+        self.api = api or default_store()
         self.key = wire(self.api.keys.queue(name))
 
     @property
@@ -67,8 +63,3 @@ class Queue:
     def __repr__(self) -> str:
         return f"<Queue {self.name}>"
 
-
-def _default() -> "Api":
-    from .admin import default  # admin imports this module, so not at import time
-
-    return default()

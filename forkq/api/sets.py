@@ -8,35 +8,16 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .entry import Entry, wire
-
-if TYPE_CHECKING:
-    from .admin import Api
+from .source import Store, default_store
 
 #: entries read or moved per round trip by the ``*_all`` actions and by ``filter``
 BATCH = 1000
 #: ``<score>-<ident>``: the score as ``repr(float)`` (``-inf``, ``1e-05``), then the ident
 _KEY = re.compile(r"(?P<score>[+-]?(?:inf|\d+(?:\.\d*)?(?:e[+-]?\d+)?))-(?P<ident>.+)\Z",
                   re.DOTALL)
-
-# Moves members from a sorted set to their queues, each only if this call removed it, so two
-# admins (or an admin and the poller) racing on one job push it once. The pushed text is
-# prepared in Python, which keeps key order and large integers, unlike Lua's cjson.
-# KEYS: the set, ``queues``, then each queue list; ARGV: (member, text, KEYS index, queue name)*
-MOVE_TO_QUEUE = """
-local moved = 0
-for i = 1, #ARGV, 4 do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('SADD', KEYS[2], ARGV[i + 3])
-    redis.call('LPUSH', KEYS[tonumber(ARGV[i + 2])], ARGV[i + 1])
-    moved = moved + 1
-  end
-end
-return moved
-"""
-
 
 def glob_escape(text: str) -> str:
     """``text`` as a literal inside a Redis MATCH pattern."""
@@ -49,8 +30,8 @@ class SortedSet:
     #: newest (highest score) first when paging
     descending = False
 
-    def __init__(self, key: str, api: "Api | None" = None) -> None:
-        self.api = api or _default()
+    def __init__(self, key: str, api: Store | None = None) -> None:
+        self.api = api or default_store()
         self.key = key
 
     @property
@@ -143,8 +124,8 @@ class SortedSet:
 class ScheduledSet(SortedSet):
     """Score = run-at; soonest first."""
 
-    def __init__(self, api: "Api | None" = None) -> None:
-        api = api or _default()
+    def __init__(self, api: Store | None = None) -> None:
+        api = api or default_store()
         super().__init__(api.keys.schedule, api)
 
     def add_to_queue(self, entry: Entry) -> bool:
@@ -167,8 +148,8 @@ class FailedSet(SortedSet):
 class RetrySet(FailedSet):
     """Score = next retry; soonest first."""
 
-    def __init__(self, api: "Api | None" = None) -> None:
-        api = api or _default()
+    def __init__(self, api: Store | None = None) -> None:
+        api = api or default_store()
         super().__init__(api.keys.retry, api)
 
     def kill(self, entry: Entry) -> bool:
@@ -183,12 +164,7 @@ class DeadSet(FailedSet):
 
     descending = True
 
-    def __init__(self, api: "Api | None" = None) -> None:
-        api = api or _default()
+    def __init__(self, api: Store | None = None) -> None:
+        api = api or default_store()
         super().__init__(api.keys.dead, api)
 
-
-def _default() -> "Api":
-    from .admin import default  # admin imports this module, so not at import time
-
-    return default()

@@ -6,11 +6,15 @@ child, so a preloaded module that enqueued at import cannot leak a socket into t
 The client an application's threads share has a bounded pool that makes them wait for a free
 connection (``WaitingPool``) rather than fail when many enqueue at once.
 
-URLs are read by ``redis_url.py``: TLS (``rediss://``), ACL users, Sentinel
+URLs are read by ``urls.py``: TLS (``rediss://``), ACL users, Sentinel
 (``redis+sentinel://``, connections that follow the primary: ``sentinel.py``) and the opt-in
 ``wait_replicas``: a push then returns only once that many replicas confirmed it
 (``send_commands``), and the fetch acknowledgement waits the same way (``call_replicated``).
 Connection errors name the URL, its passwords hidden.
+
+Beside this module: ``source.py`` (which Redis and namespace a producer uses, from
+``forkq.configure``, the environment and ``forkq.yml``) and ``aio.py`` (the asyncio clients,
+one per event loop).
 """
 
 from __future__ import annotations

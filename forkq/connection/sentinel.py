@@ -5,7 +5,7 @@ redis-py's ``SentinelManagedConnection`` asks the sentinels for the primary only
 the pool (the fetcher's busy-path connection, a per-thread single-connection client, a blocking
 ``BLMOVE``) reconnects after an error through ``connect_check_health()`` instead, to the host
 and port it had: the dead primary. ``FollowingConnection`` asks the sentinels on every
-(re)connect, however it is reached (its asyncio twin: ``aio_sentinel.py``).
+(re)connect, however it is reached (its asyncio twin: ``connection/aio.py``).
 
 A change of primary is logged once per process (``note_primary``), whatever number of pools and
 threads see it. Between the primary's death and the promotion (``down-after-milliseconds`` plus
@@ -75,7 +75,7 @@ def primary_pool(target: Target, pool_class=SentinelConnectionPool, *, sentinel_
     """A pool (of ``pool_class``, a ``SentinelConnectionPool``) on the current primary;
     ``settings`` are the servers' connection options, ``socket_*`` and ``ssl_*`` ones also
     the sentinels'. ``sentinel_class`` and the (plain, TLS) ``connection_classes`` are
-    redis-py's synchronous or asyncio ones, as the pool is (``aio_sentinel.py``)."""
+    redis-py's synchronous or asyncio ones, as the pool is (``aio.py``)."""
     ssl = settings.pop("ssl", False)
     manager = sentinel_class(list(target.sentinels.addresses),
                              sentinel_kwargs=_sentinel_options(target, ssl, settings))

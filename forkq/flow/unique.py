@@ -2,7 +2,7 @@
 
 Owns the lock key ``forkq:unique:<digest>`` (a string holding the jid that took it, always with a
 TTL) and the rules around it. The client takes the lock in the script that pushes the job
-(``unique_push.py``: a refused lock means a duplicate, and the push returns None); the
+(``push.py``: a refused lock means a duplicate, and the push returns None); the
 processor releases it (``release`` when the job starts, for ``unique_until: start``, or when it
 succeeds or dies, for ``success``; a retry keeps the lock). The digest and the release point travel in the payload (``payload_fields``), so a
 worker releases what the client took without knowing the job's options.

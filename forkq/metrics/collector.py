@@ -21,7 +21,7 @@ from redis import RedisError
 from .. import __version__, connection
 from ..api import latency, wire
 from ..errors import ForkqError
-from ..worker.heartbeat import hostname
+from ..ident import hostname
 from ..keys import Keys
 from ..log import logger
 from ..status import status_path

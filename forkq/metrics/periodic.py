@@ -1,7 +1,7 @@
 """Periodic-job series, read at each scrape from the master's ``status.json``.
 
 Runs in the exporter process. The master counts what its periodic scheduler enqueued and
-whether it leads, and writes both to its status file (``periodic_master.py``), so the master
+whether it leads, and writes both to its status file (``periodic/master.py``), so the master
 holds no prometheus_client state at all across its forks. The counter restarts at 0 with its
 master, which Prometheus reads as a counter reset.
 

@@ -31,8 +31,9 @@ from redis import RedisError
 
 from .. import client, connection
 from ..errors import ConfigError, ForkqError
-from ..worker.heartbeat import hostname
-from ..job import Arity, resolve
+from ..ident import hostname
+from ..job import resolve
+from ..options import Arity
 from ..keys import Keys
 from ..log import logger
 from . import Entry, check_classes, merge, periodic_fields, registered

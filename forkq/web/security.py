@@ -214,10 +214,3 @@ def read_new_password(stdin=None) -> str:
                           "in a script, pipe it in on the first line of standard input)")
     return password
 
-
-if __name__ == "__main__":
-    # Kept for scripts written before ``forkq web --hash-password``; that command does the same
-    # without the RuntimeWarning that ``-m`` on a module its package already imported gives.
-    from ..cli import main
-
-    sys.exit(main(["web", "--hash-password"]))

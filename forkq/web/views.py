@@ -13,9 +13,7 @@ import itertools
 import time
 from dataclasses import dataclass
 
-from .. import jobmetrics
-from ..api import SortedSet
-from ..periodic.leader import report as periodic_report
+from ..api import SortedSet, jobmetrics
 from . import charts
 from .http import Request, Response, Router, json_response, redirect
 
@@ -245,9 +243,8 @@ def metrics_class(app, request: Request, name: str) -> Response:
 
 def periodic(app, request: Request) -> Response:
     """The leader and each entry's next and last run, as the leading master wrote them
-    (``periodic_leader.report``): an entry appears once a leader has scheduled it."""
-    return app.render(request, "periodic.html", periodic=periodic_report(app.api.redis,
-                                                                         app.api.keys))
+    (``Api.periodic``): an entry appears once a leader has scheduled it."""
+    return app.render(request, "periodic.html", periodic=app.api.periodic())
 
 
 def _period(request: Request) -> tuple[str, int]:

@@ -27,6 +27,7 @@ from .. import config as config_module
 from .. import connection, log
 from . import ordering
 from ..errors import ConfigError, ForkqError
+from ..flags import add_config_flag, add_worker_flags, config_path, worker_flags
 from ..connection.health import RedisHealth
 from .heartbeat import Heartbeat, hostname
 from ..hooks import Hooks, registry
@@ -291,17 +292,11 @@ def run(config, slot: str, on_tick=None, observer=None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m forkq.worker",
                                      description="Run one forkq worker process.")
-    parser.add_argument("-c", "--config", help="path to the YAML config (default: "
-                        "$FORKQ_CONFIG, else ./forkq.yml when it exists)")
-    parser.add_argument("-r", "--require", action="append",
-                        help="module that registers jobs (repeatable)")
-    parser.add_argument("-q", "--queue", action="append", dest="queues",
-                        help="queue name, or name,weight (repeatable)")
-    parser.add_argument("-C", "--concurrency", type=int, help="threads")
+    add_config_flag(parser)
+    add_worker_flags(parser, threads_help="threads")
     args = parser.parse_args(argv)
     try:
-        config = config_module.load(args.config or config_module.default_path(), flags={
-            "require": args.require, "queues": args.queues, "concurrency": args.concurrency})
+        config = config_module.load(config_path(args), flags=worker_flags(args))
         return _run_standalone(config)
     except ForkqError as exc:
         print(f"forkq: {exc}", file=sys.stderr)

@@ -3,7 +3,7 @@
 A thread of the worker child. The first beat is written synchronously at start, then every
 ``heartbeat_interval``. One MULTI writes the ``<identity>`` hash (``info`` JSON and Sidekiq's
 top-level fields), ``<identity>:work`` (Sidekiq 7+) and ``<identity>:workers`` (6.x), all with
-a TTL of ``heartbeat_ttl``, and pops ``<identity>-signals`` (TSTP, TERM, TTIN pushed by the web
+a TTL of ``heartbeat_ttl``, and pops ``<identity>-signals`` (``signals.REMOTE_SIGNALS`` pushed by the web
 UI, ``forkqctl`` or Sidekiq's own UI), which are handed to the worker's signal loop. Then it
 flushes the per-class job metrics counted since the last beat (``jobmetrics``), as Sidekiq 8
 does on each beat, and once more at stop.
@@ -13,28 +13,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import threading
 import time
 
 import redis as redis_py
 
 from .. import __version__
+from ..ident import hostname
 from ..jobmetrics import JobMetrics
 from ..log import logger
-
-#: remote signal names accepted from ``<identity>-signals``
-REMOTE_SIGNALS = {"TSTP": signal.SIGTSTP, "TERM": signal.SIGTERM, "TTIN": signal.SIGTTIN,
-                  "USR2": signal.SIGUSR2}
+from ..signals import REMOTE_SIGNALS
 
 #: KB in one memory page, the unit of /proc/self/statm
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def hostname() -> str:
-    """Heroku's dyno name where there is one (``web.1``), else the host name."""
-    return os.environ.get("DYNO") or socket.gethostname()
 
 
 def rss_kb() -> int:

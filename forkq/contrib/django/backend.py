@@ -14,19 +14,20 @@ the tasks by importing their modules, listed under ``require:``). Every task is 
   0 to ``<queue>`` itself, < 0 to ``<queue>-low``. Within a band, jobs run in push order.
 - Results are kept ``RESULT_TTL`` seconds (``forkq.results``) and read by ``get_result``.
 - Arguments must be JSON-native (forkq's rule, checked at enqueue; tuples are refused).
-- Client middleware does not run for tasks.
+- A task is pushed as any job is (``Client.prepare``, then ``Client.push_prepared`` or, for
+  ``aenqueue``, ``Client.admit`` and ``aio.push_payloads``): client middleware runs for tasks.
+  A push the middleware stops sends no ``task_enqueued``; its result is never found.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from ... import aio, arguments, connection, push, results
-from ...client import build_payload
+from ... import aio, results
+from ...payload import check_args, check_value
 
 from . import options, registry
 from .compat import BaseTaskBackend, InvalidTask, TaskResultDoesNotExist, task_enqueued
@@ -75,50 +76,50 @@ class ForkqBackend(BaseTaskBackend):
     # --- enqueue
 
     def enqueue(self, task, args, kwargs):
-        payload, at = self._payload(task, args, kwargs)
-        source = self._client()
-        if source.sink is not None:
-            source.sink([payload], at)
-        else:
-            connection.send_commands(source.redis,
-                                     push.commands(source.keys, [payload], at, time.time()))
-        return self._enqueued(task, payload, args, kwargs)
+        producer = self._client()
+        prepared, at = self._prepare(producer, task, args, kwargs)
+        pushed = producer.push_prepared(prepared, at)
+        return self._enqueued(task, prepared.payload, args, kwargs, pushed)
 
     async def aenqueue(self, task, args, kwargs):
-        payload, at = self._payload(task, args, kwargs)
-        await aio.push_payloads([payload], at, self._client())
-        return self._enqueued(task, payload, args, kwargs)
+        producer = self._client()
+        prepared, at = self._prepare(producer, task, args, kwargs)
+        admitted = producer.admit([prepared])
+        pushed = bool(admitted) and bool(await aio.push_payloads(admitted, at, producer))
+        return self._enqueued(task, prepared.payload, args, kwargs, pushed)
 
-    def _payload(self, task, args, kwargs) -> tuple[dict[str, Any], float | None]:
+    def _prepare(self, producer, task, args, kwargs) -> tuple[Any, float | None]:
+        """The ``RunTask`` push of a task (``Client.prepare``) and its run time."""
         self.validate_task(task)
         where = f"{task.module_path}.enqueue"
         args = list(args)
-        arguments.check(args, where)
+        check_args(args, where)
         kwargs = dict(kwargs)
         for name, value in kwargs.items():
-            arguments.check_value(value, f"{where}: kwargs[{name!r}]")
+            check_value(value, f"{where}: kwargs[{name!r}]")
         job_options = {"queue": queue_for(task.queue_name, task.priority),
-                       "retry": self.settings.retry}
-        payload = build_payload(RunTask, [task.module_path, args, kwargs], job_options,
-                                time.time())
-        payload["result_ttl"] = self.settings.result_ttl
+                       "retry": self.settings.retry, "result_ttl": self.settings.result_ttl}
         at = task.run_after.timestamp() if task.run_after is not None else None
-        return payload, at
+        prepared = producer.prepare(RunTask, [task.module_path, args, kwargs], job_options, at,
+                                    where=where)
+        return prepared, at
 
-    def _enqueued(self, task, payload: dict[str, Any], args, kwargs):
+    def _enqueued(self, task, payload: dict[str, Any], args, kwargs, pushed: bool):
         queued = results.Result(jid=payload["jid"], status=results.QUEUED,
                                 enqueued_at=payload["created_at"])
         task_result = to_task_result(task, payload["jid"], queued, list(args), dict(kwargs))
-        task_enqueued.send(type(self), task_result=task_result)
+        if pushed:
+            task_enqueued.send(type(self), task_result=task_result)
         return task_result
 
     # --- results
 
     def get_result(self, result_id: str):
-        return self._task_result(result_id, results.get(result_id, self._client()))
+        return self._task_result(result_id, results.get(result_id, self._client().source))
 
     async def aget_result(self, result_id: str):
-        return self._task_result(result_id, await results.aget(result_id, self._client()))
+        return self._task_result(result_id, await results.aget(result_id,
+                                                               self._client().source))
 
     def _task_result(self, result_id: str, result: results.Result | None):
         if result is None:

@@ -13,7 +13,7 @@ sends it to the dead set; the result shows every failure in ``errors``.
 The protocol writes the task's results (the backend owns its tasks' results). A failure's result is
 ``READY`` when forkq will retry it, else ``FAILED``: decided here with the inputs the worker's
 retry writer uses (``retry.decide``): the payload's ``retry``, ``RunTask``'s hook options and the
-worker's ``max_retries``, which the worker's config gives the process's client (``use_config``).
+worker's ``max_retries``, which the worker's config gives the process's source (``use_config``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import os
 import threading
 from typing import Any
 
-from ... import Job, client, results
+from ... import Job, results
+from ...connection.source import default_source
 from ...errors import ConfigError, Shutdown
-from ...worker.heartbeat import hostname
+from ...ident import identity
 from ...job import hooks_of
-from ...worker.retry import decide
 
 from . import registry
 from .compat import TaskContext, task_finished, task_started
@@ -56,7 +56,7 @@ def task_protocol(job, payload: dict[str, Any], queue: str, call_next) -> Any:
     module_path, args, kwargs = payload["args"]
     task = registry.lookup(module_path)
     sender = type(task.get_backend())
-    source = client.default()
+    source = default_source()
     recorder, redis = results.ResultRecorder(source.keys), source.redis
     record = recorder.started(redis, payload, worker_id())
     job.task, job.task_result = task, _task_result(task, job.jid, record, args, kwargs)
@@ -81,6 +81,10 @@ def _task_result(task, jid: str, record: dict | None, args: list, kwargs: dict):
 
 
 def _will_retry(job, payload: dict[str, Any], exc: BaseException, max_retries: int) -> bool:
+    # Runs in the worker only: the application's processes import this module for ``RunTask``
+    # (the backend pushes it) and need no worker code.
+    from ...worker.retry import decide
+
     return decide(payload, exc, hooks_of(type(job)), max_retries).action == "retry"
 
 
@@ -92,4 +96,4 @@ def call(task, task_result, args: list, kwargs: dict) -> Any:
 
 def worker_id() -> str:
     """This run's worker: host, process and thread (a result's ``worker_ids``)."""
-    return f"{hostname()}:{os.getpid()}:{threading.current_thread().name}"
+    return identity(os.getpid(), threading.current_thread().name)

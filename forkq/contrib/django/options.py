@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ... import client as forkq_client
-from ... import results
+from ... import hooks
+from ...connection.source import Source
 from ...errors import ForkqError
+from ...options import check_ttl
 
 #: the OPTIONS keys a ForkqBackend reads; any other is reported by ``check()``
 KNOWN = ("REDIS_URL", "NAMESPACE", "CONFIG", "RESULT_TTL", "RETRY")
@@ -62,7 +64,7 @@ def parse(raw: dict[str, Any], alias: str) -> Options:
         url = None
     ttl = raw.get("RESULT_TTL", DEFAULT_RESULT_TTL)
     try:
-        results.check_ttl(ttl, where)
+        check_ttl(ttl, where)
     except TypeError as exc:
         problems.append(str(exc).replace("option 'result_ttl'", "'RESULT_TTL'"))
         ttl = DEFAULT_RESULT_TTL
@@ -91,6 +93,8 @@ def _from_config(path: Any, where: str, problems: list[str]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _client(redis_url: str | None, namespace: str | None) -> forkq_client.Client:
-    made = forkq_client.Client()
-    made.configure(redis_url=redis_url, namespace=namespace)
-    return made
+    """A client on this Redis and namespace that runs the process's client middleware, as
+    forkq's own client does."""
+    source = Source()
+    source.configure(redis_url=redis_url, namespace=namespace)
+    return forkq_client.Client(hooks.registry.middleware, source)

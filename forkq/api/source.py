@@ -1,0 +1,61 @@
+"""``Store``: the Redis the read side works on, its keys, and the writes its entries share.
+
+The base of ``admin.Api``, and what ``Queue`` and the sorted sets read through when none is
+given: ``default_store()``, over the process's Redis and namespace (``forkq.configure``).
+Runs in whatever process reads (web UI, ``forkqctl``, tests), never on the server side.
+"""
+
+from __future__ import annotations
+
+from .. import connection
+from ..config import Config
+from ..connection.source import default_source
+from ..dead import DeadSet as DeadWriter
+from ..keys import Keys
+
+# Moves members from a sorted set to their queues, each only if this call removed it, so two
+# admins (or an admin and the poller) racing on one job push it once. The pushed text is
+# prepared in Python, which keeps key order and large integers, unlike Lua's cjson.
+# KEYS: the set, ``queues``, then each queue list; ARGV: (member, text, KEYS index, queue name)*
+MOVE_TO_QUEUE = """
+local moved = 0
+for i = 1, #ARGV, 4 do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('SADD', KEYS[2], ARGV[i + 3])
+    redis.call('LPUSH', KEYS[tonumber(ARGV[i + 2])], ARGV[i + 1])
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+class Store:
+    """One Redis and its keys, with the two writes the sorted sets share (``move_to_queue``,
+    the dead set's ``dead_writer``); a ``read_only`` store never writes."""
+
+    def __init__(self, redis, keys: Keys | None = None, *,
+                 dead_max_jobs: int = Config.dead_max_jobs,
+                 dead_timeout: float = Config.dead_timeout, read_only: bool = False) -> None:
+        self.redis = redis
+        self.keys = keys or Keys()
+        self.read_only = read_only
+        self.dead_writer = DeadWriter(self.keys, dead_max_jobs, dead_timeout)
+        self.move_to_queue = redis.register_script(MOVE_TO_QUEUE)
+
+    @classmethod
+    def from_config(cls, config: Config, redis=None, read_only: bool = False):
+        if redis is None:
+            # Text that is not UTF-8 (a buggy producer's job, a queue name) round-trips as
+            # surrogates, so it can be shown, found again and deleted.
+            redis = connection.make_client(connection.resolve_url(config.redis_url,
+                                                                  config.data_dir),
+                                           encoding_errors="surrogateescape")
+        return cls(redis, Keys(config.namespace), dead_max_jobs=config.dead_max_jobs,
+                   dead_timeout=config.dead_timeout, read_only=read_only)
+
+
+def default_store() -> Store:
+    """A store over the process's Redis and namespace."""
+    source = default_source()
+    return Store(source.redis, source.keys)

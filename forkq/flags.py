@@ -1,0 +1,37 @@
+"""The command-line flags that ``forkq`` (``cli.py``, ``ctl.py``) and ``python -m forkq.worker``
+share, and the config keys they set.
+
+Defined once so that ``forkq start`` and a lone worker read ``-c``, ``-r``, ``-q`` and ``-C``
+alike. Pure argparse, imported by the commands in the process that parses them; it imports
+neither the commands nor the worker, so each of them may import it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from . import config as config_module
+
+
+def add_config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help=f"path to the YAML config (default: "
+                        f"$FORKQ_CONFIG, else ./{config_module.DEFAULT_FILE} when it exists)")
+
+
+def config_path(args: argparse.Namespace) -> str | None:
+    """``-c``, else ``FORKQ_CONFIG``, else ``./forkq.yml`` when it exists: the client's rule."""
+    return args.config or config_module.default_path()
+
+
+def add_worker_flags(parser: argparse.ArgumentParser, threads_help: str) -> None:
+    """``-r``, ``-q`` and ``-C``: what a worker runs, with how many threads."""
+    parser.add_argument("-r", "--require", action="append", help="module that registers jobs "
+                        "(repeatable)")
+    parser.add_argument("-q", "--queue", action="append", dest="queues",
+                        help="queue name, or name,weight (repeatable)")
+    parser.add_argument("-C", "--concurrency", type=int, help=threads_help)
+
+
+def worker_flags(args: argparse.Namespace) -> dict:
+    """The config keys ``add_worker_flags``' flags set (None: not given)."""
+    return {"require": args.require, "queues": args.queues, "concurrency": args.concurrency}
