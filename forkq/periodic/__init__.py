@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from .. import arguments
+from ..payload import check_args
 from ..config import periodic_every
 from ..errors import ConfigError
 
@@ -112,7 +112,7 @@ def _check_args(args: Any, where: str) -> None:
     if not isinstance(args, (list, tuple)):
         raise ConfigError(f"{where}: 'args' must be a list, got {args!r}")
     try:
-        arguments.check(list(args), f"{where}: 'args'")
+        check_args(list(args), f"{where}: 'args'")
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
 
