@@ -96,21 +96,20 @@ end
 return 1
 """
 
-#: tags for the heartbeat's ``:work`` field of coroutine jobs (threads use their ident)
+#: tags of coroutine jobs in the ``WorkState`` (threads are tagged with their ident)
 _tags = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
 
 
 @dataclass(eq=False)
 class Running:
-    """A coroutine job handed to the loop; once ``started``, it is published to the process's
-    ``WorkState`` under ``ident``, as a processor thread under its own."""
+    """A coroutine job handed to the loop; once it starts (it may wait for a running slot
+    first), it is published to the process's ``WorkState`` under ``ident``, as a processor
+    thread is under its own."""
 
     fetched: Fetched
     payload: dict[str, Any]
     job_class: type
     keeps_result: bool
-    #: set by the loop when the job starts (it may wait for a running slot first)
-    started: bool = False
     ident: int = field(default_factory=lambda: next(_tags))
     task: asyncio.Task | None = None
     #: set by the loop when it ends: (elapsed seconds, value, exception or None)
@@ -184,7 +183,6 @@ class CoroutineRunner:
     async def _run(self, job: Running) -> None:
         try:
             async with self.running_limit:
-                job.started = True
                 self.work_state.started(job.ident, job.fetched.queue, job.fetched.text)
                 started = time.perf_counter()
                 try:

@@ -9,9 +9,11 @@ it (writing its result record when the payload asks, ``results.py``), and on fai
 to the retry writer; what a job leaves (result record, retry or death, unique lock, metrics) is
 written by the process's ``OutcomeWriter`` (``outcome.py``), which coroutine jobs share. A
 coroutine job is handed to the process's event loop instead (``coroutines.py``), which takes it
-out of this thread's private list first. The batch is acknowledged by the next fetch. The job
-running now is published to the process's ``WorkState`` (``workstate.py``), which the
-heartbeat, the manager and the worker's tick read; no other thread reads this one's fields.
+out of this thread's private list first. The batch is acknowledged by the next fetch. One job
+is three steps: ``_start`` (parse, resolve, expiry, hand-over, start records), ``_run``
+(perform under its time limits), then ``_succeeded`` or ``_failed``. The job running now is
+published to the process's ``WorkState`` (``workstate.py``), where the heartbeat, the manager
+and the worker's tick read it, instead of reading this thread's fields.
 
 The batch is a unit of work with one owner, this thread: no other thread reads or clears it.
 Whatever goes wrong while handling one job (a bug, a payload that breaks the retry writer)

@@ -5,7 +5,7 @@ at once), and from the poller for slots whose owner's heartbeat has expired (a w
 master gone), under a short lock so that processes do not scan together.
 
 Private lists are keyed by slot (``host:master-pid:child-index``) and thread, plus one for the
-slot's event loop (coroutine jobs, ``aio_runner.py``). A list holding one job, and every job of
+slot's event loop (coroutine jobs, ``coroutines.py``). A list holding one job, and every job of
 the event loop's list, was running when its process died: it is *charged*, and a job charged
 more than ``POISON_LIMIT`` times within ``POISON_WINDOW`` goes to the dead set with the reason.
 A list holding several jobs is a batch whose running job cannot be told from the prefetched or
