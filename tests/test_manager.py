@@ -108,4 +108,4 @@ def test_at_the_deadline_a_running_coroutine_job_goes_back_to_its_queue(redis, m
     requeued = workers.stop(time.monotonic() + 0.5)
     assert requeued == 1
     assert [entry.jid for entry in api.Queue("default").jobs()] == [jid]
-    assert private_jobs(redis) == []
+    assert private_jobs(redis) == [] and workers.services.work_state.busy == 0

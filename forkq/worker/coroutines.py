@@ -231,11 +231,11 @@ class CoroutineRunner:
     # --- the finisher thread
 
     def _finish_forever(self) -> None:
-        redis = self.services.make_redis()
         services = self.services
-        flow = Flow(redis=redis, keys=services.keys, observer=services.observer,
-                    attempt=self._retrying, source=self)
+        redis = services.make_redis()
         try:
+            flow = Flow(redis=redis, keys=services.keys, observer=services.observer,
+                        attempt=self._retrying, source=self)
             while not (self._closing.is_set() and self.finished.empty()):
                 batch = self._take_finished()
                 if batch:
@@ -367,6 +367,8 @@ class CoroutineRunner:
         unfinished = [job for job in list(self.running.values())
                       if not (stuck and job.ending is not None)]
         requeued = self._requeue(unfinished)
+        for job in unfinished:
+            self.work_state.finished(job.ident)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(CANCEL_GRACE)
         if unfinished:
