@@ -411,4 +411,3 @@ class CoroutineRunner:
             return 0
         finally:
             redis.close()
-

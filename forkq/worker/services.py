@@ -56,6 +56,8 @@ class NullObserver:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Services:
+    """One worker process's shared parts; build with ``Services.build``."""
+
     config: Any
     url: str
     slot: str
