@@ -5,7 +5,8 @@ Redis writes), so the processor's loop stays one story.
 One ``Flow`` per processor thread, on the thread's connection, and one for the coroutine
 runner's finisher thread (reschedules only). It is given what it uses (connection, keys,
 observer, watchdog, the runner's retry rule), never the runner itself. The time-limit
-callbacks a runner passes to ``watch`` run in the watchdog thread (``timelimit.py``).
+callbacks a runner passes to ``watch`` run in the watchdog thread (``timelimit.py``); a
+coroutine job's limits are awaited in the event loop instead (``within_limits``).
 
 Unique locks (``unique.py``) are released before perform for ``unique_until: start``, after
 success for ``success``, and when the job dies (``retry.py`` and ``recovery.py``); never on a
@@ -14,11 +15,12 @@ retry, a requeue at shutdown, a recovery or an over-limit reschedule.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from . import expiry, unique
-from ..errors import TimeLimitExceeded
+from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..log import logger
 from .postpone import Postponer
 from .timelimit import clear_pending, limits
@@ -89,3 +91,22 @@ class Flow:
 def time_limit_error(payload: dict[str, Any], limit: float) -> TimeLimitExceeded:
     return TimeLimitExceeded(f"time limit: ran past its time_limit of {limit:g} s; its worker "
                              f"process was replaced (jid={payload.get('jid')})")
+
+
+async def within_limits(coroutine, payload: dict[str, Any]) -> Any:
+    """Await a coroutine job; past its ``soft_time_limit`` or ``time_limit`` (the sooner) it is
+    cancelled (``CancelledError`` inside the coroutine, which may clean up) and fails with
+    ``SoftTimeLimitExceeded`` or ``TimeLimitExceeded``. A cancelled coroutine frees the loop,
+    so no process is retired for it, unlike a thread stuck in a system call."""
+    soft, hard = limits(payload)
+    if soft is None and hard is None:
+        return await coroutine
+    limit, kind = min((value, kind) for value, kind in ((soft, SoftTimeLimitExceeded),
+                                                        (hard, TimeLimitExceeded))
+                      if value is not None)
+    try:
+        return await asyncio.wait_for(coroutine, limit)
+    except asyncio.TimeoutError:
+        name = "soft_time_limit" if kind is SoftTimeLimitExceeded else "time_limit"
+        raise kind(f"time limit: the coroutine job ran past its {name} of {limit:g} s and "
+                   f"was cancelled (jid={payload.get('jid')})") from None

@@ -11,8 +11,8 @@ processors; started at the first coroutine job. Three parts, each with one owner
   coroutine waiting on I/O holds no thread, and the thread's next fetch (which acknowledges its
   batch by deleting its private list) no longer holds the job.
 - *The loop thread* starts each job once fewer than ``async_concurrency`` run (publishing it
-  to the process's ``WorkState``), runs it through the server middleware and awaits it, and
-  frees its slot when it ends.
+  to the process's ``WorkState``), runs it through the server middleware and awaits it under
+  its time limits (``flow.within_limits``), and frees its slot when it ends.
 - *The finisher thread* does the synchronous writes of finished jobs, in order, through the
   same ``OutcomeWriter`` as the processor threads (``outcome.py``): result record, error
   handlers and retry or dead set, unique lock, metrics; an over-limit job is rescheduled by
@@ -49,9 +49,7 @@ from redis.exceptions import NoScriptError
 
 from .. import connection
 from ..connection.health import retrying
-from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
-from ..flow import Flow
-from ..flow.timelimit import limits
+from ..flow import Flow, within_limits
 from ..keys import DAILY_STAT_TTL
 from ..limiter import OverLimit
 from ..log import logger
@@ -186,7 +184,8 @@ class CoroutineRunner:
                 self.work_state.started(job.ident, job.fetched.queue, job.fetched.text)
                 started = time.perf_counter()
                 try:
-                    value = await self._within_limits(job)
+                    value = await within_limits(self.outcome.perform_coroutine(
+                        job.job_class, job.payload, job.fetched.queue), job.payload)
                 except asyncio.CancelledError:
                     if self._closing.is_set():
                         return  # stop() pushes it back
@@ -201,28 +200,6 @@ class CoroutineRunner:
         finally:
             self.slots.release()
         self.finished.put(job)
-
-    async def _within_limits(self, job: Running) -> Any:
-        """Run the job; past its ``soft_time_limit`` or ``time_limit`` (the sooner) it is
-        cancelled (``CancelledError`` inside the coroutine, which may clean up) and fails with
-        ``SoftTimeLimitExceeded`` or ``TimeLimitExceeded``. A cancelled coroutine frees the loop,
-        so no process is retired for it, unlike a thread stuck in a system call."""
-        soft, hard = limits(job.payload)
-        if soft is None and hard is None:
-            return await self._perform(job)
-        limit, kind = min((value, kind) for value, kind in ((soft, SoftTimeLimitExceeded),
-                                                            (hard, TimeLimitExceeded))
-                          if value is not None)
-        try:
-            return await asyncio.wait_for(self._perform(job), limit)
-        except asyncio.TimeoutError:
-            name = "soft_time_limit" if kind is SoftTimeLimitExceeded else "time_limit"
-            raise kind(f"time limit: the coroutine job ran past its {name} of {limit:g} s and "
-                       f"was cancelled (jid={job.payload.get('jid')})") from None
-
-    async def _perform(self, job: Running) -> Any:
-        return await self.outcome.perform_coroutine(job.job_class, job.payload,
-                                                    job.fetched.queue)
 
     def _tick(self) -> None:
         self._last_tick = time.monotonic()

@@ -278,9 +278,10 @@ class Processor(threading.Thread):
     def _run(self, job: Started) -> Any:
         """Perform the job under its time limits, if it has any."""
         payload = job.payload
-        limited = self.flow.watch(payload, self.soft_limit_hit, lambda limit, entry: (
-            self.time_limit_hit(job.fetched, payload, job.job_class, limit, entry))) if (
-            "time_limit" in payload or "soft_time_limit" in payload) else None
+        limited = None
+        if "time_limit" in payload or "soft_time_limit" in payload:
+            limited = self.flow.watch(payload, self.soft_limit_hit, lambda limit, entry: (
+                self.time_limit_hit(job.fetched, payload, job.job_class, limit, entry)))
         job.began = time.perf_counter()
         self.limited = limited
         try:
