@@ -1,6 +1,9 @@
-"""Fetching jobs: reliable (the default) and basic, plus releasing what a thread holds.
+"""Fetching jobs: reliable (the default) and basic (``FetchMode``), plus releasing what a
+thread holds.
 
-Runs in each processor thread; every processor owns one ``Fetcher`` and one Redis connection.
+Runs in each processor thread; every processor owns one ``Fetcher`` and one Redis connection,
+given the queues and their order (``ordering.QueueOrder``), the mode, its private lists, its
+index and the idle plan, all keyword arguments.
 
 Reliable fetch moves jobs atomically from a queue into a list private to the fetching thread.
 A thread fetches again only after it finished every job it holds, so the next fetch

@@ -1,4 +1,5 @@
-"""Queue order: pure functions deciding which queue a fetch looks at first.
+"""Queue order: pure functions deciding which queue a fetch looks at first, and the
+``QueueOrder`` value a fetcher is given (the queues and whether their order is strict).
 
 Strict queues (plain names) are always taken in the configured order. Weighted queues are
 ordered at random on each fetch, each queue coming first with probability weight / total
