@@ -24,7 +24,7 @@ def manager(redis, make_config):
         values.setdefault("concurrency", 1)
         config = make_config(**values)
         services = Services.build(config, config.redis_url, f"test:{len(built)}:0")
-        built.append(Manager(services))
+        built.append(Manager(services=services))
         return built[-1]
 
     jobs.gate.clear()

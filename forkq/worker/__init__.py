@@ -109,7 +109,7 @@ class Worker:
         self.signals = SignalQueue()
         self.services = services = Services.build(config, url, slot, hooks=hooks,
                                                   observer=observer, retire=self.retire)
-        self.manager = Manager(services)
+        self.manager = Manager(services=services)
         self.heartbeat = Heartbeat(
             redis=services.make_redis(), config=config, keys=services.keys,
             identity=services.identity, quiet=services.quiet, health=services.health,

@@ -24,7 +24,7 @@ from .processor import Processor
 
 
 class Manager:
-    def __init__(self, services) -> None:
+    def __init__(self, *, services) -> None:
         self.services = services
         #: the event loop of coroutine jobs, which processors hand them to
         self.coroutines = CoroutineRunner(services=services)
