@@ -3,7 +3,7 @@
 ``registry`` holds the client and server middleware chains, the error handlers and the death
 handlers. ``forkq.client_middleware``, ``forkq.server_middleware``, ``forkq.error_handlers``
 and ``forkq.death_handlers`` all write here; the default client reads its client middleware
-from it, and a worker is *given* it when it is built (``worker.Context``) rather than reading
+from it, and a worker is *given* it when it is built (``worker.Services``) rather than reading
 the client's state. Framework integrations register their per-job wrappers here at set-up
 (``forkq.contrib.django`` adds a server middleware that closes stale database connections
 around each job), before the master preloads the application and forks, so that every child

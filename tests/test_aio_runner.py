@@ -26,8 +26,8 @@ def test_coroutine_jobs_wait_together_on_one_thread(redis, start_worker):
     jids = [Nap.perform_async(2.0) for _ in range(20)]
     jids.append(double.perform_async(21))
     worker = start_worker(concurrency=1, async_concurrency=50)
-    wait_for(lambda: worker.manager.busy >= 10, 5, message="coroutine jobs running together")
-    identity = worker.context.identity
+    wait_for(lambda: worker.snapshot().busy >= 10, 5, message="coroutine jobs running together")
+    identity = worker.services.identity
     wait_for(lambda: redis.hlen(f"{identity}:work") >= 10, 5, message="busy entries")
     entry = json.loads(next(iter(redis.hgetall(f"{identity}:work").values())))
     assert json.loads(entry["payload"])["class"] == "async_jobs.Nap"
@@ -195,25 +195,26 @@ def test_async_with_a_concurrent_limit_of_one_holds_across_two_worker_processes(
 
 def _runner_on_dead_redis(make_config):
     """A coroutine runner whose Redis is gone (nothing listens on the port)."""
+    import dataclasses
     import socket
-    import threading
-    from types import SimpleNamespace
 
     import redis as redis_py
 
     from forkq.worker.coroutines import CoroutineRunner
-    from forkq.connection.health import RedisHealth
-    from forkq.keys import Keys
+    from forkq.worker.services import Services
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = make_config(async_concurrency=2, concurrency=1)
-    context = SimpleNamespace(
-        config=config, slot=0, keys=Keys(), health=RedisHealth(), stopped=threading.Event(),
-        make_redis=lambda: redis_py.Redis(port=port, socket_connect_timeout=0.2),
-        observer=SimpleNamespace(job_finished=lambda *a: None))
-    return CoroutineRunner(context)
+
+    class Unreachable(Services):
+        def make_redis(self):
+            return redis_py.Redis(port=port, socket_connect_timeout=0.2)
+
+    built = Services.build(config, f"redis://127.0.0.1:{port}", "t:1:0")
+    services = Unreachable(**{f.name: getattr(built, f.name) for f in dataclasses.fields(built)})
+    return CoroutineRunner(services=services)
 
 
 def test_stop_gives_up_on_redis_at_the_deadline_instead_of_hanging(make_config):
@@ -242,7 +243,7 @@ def test_a_coroutine_job_whose_end_cannot_be_recorded_goes_to_the_dead_set(
         redis, start_worker, monkeypatch):
     from forkq.worker.coroutines import CoroutineRunner
 
-    def broken(self, redis_, job):
+    def broken(self, redis_, flow, job):
         raise ValueError("cannot record")
 
     monkeypatch.setattr(CoroutineRunner, "_record", broken)
@@ -253,16 +254,16 @@ def test_a_coroutine_job_whose_end_cannot_be_recorded_goes_to_the_dead_set(
     assert "cannot record" in dead["error_message"]
     assert json.loads(dead["raw"])["jid"] == jid
     wait_for(lambda: stats()['failed'] == 1, 5, message="counted as failed")
-    assert worker.manager.coroutines.jobs_done == 1
+    assert worker.snapshot().jobs_done == 1
     assert api.Queue("default").size == 0 and inflight_keys(redis) == []
 
 
 def test_postponed_coroutine_jobs_are_not_counted_as_done(redis, start_worker, monkeypatch):
     from forkq.worker.coroutines import CoroutineRunner
 
-    monkeypatch.setattr(CoroutineRunner, "_record", lambda self, redis_, job: "postponed")
+    monkeypatch.setattr(CoroutineRunner, "_record", lambda self, redis_, flow, job: "postponed")
     Nap.perform_async(0.0)
     worker = start_worker(concurrency=1)
     wait_for(lambda: redis.hlen("async:runs") == 1, 10, message="the job ran")
     wait_for(lambda: not worker.manager.coroutines.running, 5, message="acknowledged")
-    assert worker.manager.coroutines.jobs_done == 0
+    assert worker.snapshot().jobs_done == 0

@@ -8,15 +8,18 @@ import redis as redis_py
 
 from forkq.config import Queue
 from forkq.connection import make_client
-from forkq.worker.fetch import RELEASE_SCRIPT, Fetched, Fetcher, next_batch
+from forkq.worker.fetch import RELEASE_SCRIPT, Fetched, Fetcher, FetchMode, next_batch
+from forkq.worker.ordering import QueueOrder
 from forkq.keys import Keys
 
 LISTS = Keys().inflight_pair("h:1:0", 0)
 
 
 def fetcher(redis_url, reliable=True, idle_plan=("high", "low")):
-    queues = (Queue("high"), Queue("low"))
-    return Fetcher(make_client(redis_url), Keys(), queues, True, LISTS, reliable, 0, idle_plan)
+    queues = QueueOrder((Queue("high"), Queue("low")), strict=True)
+    mode = FetchMode.RELIABLE if reliable else FetchMode.BASIC
+    return Fetcher(make_client(redis_url), Keys(), queues=queues, mode=mode, lists=LISTS,
+                   thread_index=0, idle_plan=idle_plan)
 
 
 def held(redis):

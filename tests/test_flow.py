@@ -169,7 +169,7 @@ def test_a_soft_time_limit_not_caught_fails_the_job(redis, start_worker):
     wait_for(lambda: redis.zcard("retry") == 1)
     job = json.loads(redis.zrange("retry", 0, -1)[0])
     assert job["jid"] == jid and job["error_class"] == "forkq.SoftTimeLimitExceeded"
-    assert not worker.context.watchdog.entries
+    assert not worker.services.watchdog.entries
     flow_jobs.UniqueStart.perform_async(2)  # the thread runs on, no exception left pending
     wait_for(lambda: len(runs(redis)) == 1)
 
@@ -189,10 +189,10 @@ def test_limit_options_travel_in_the_payload_and_are_checked(redis, option):
 
 def test_a_poison_job_frees_its_lock_and_a_recovered_one_keeps_it(redis, make_config):
     from forkq.worker.recovery import Recovery
-    from forkq.worker import Context
+    from forkq.worker.services import Services
 
     config = make_config(concurrency=1)
-    recovery = Recovery(Context(config, config.redis_url, "h:1:0"), death_handlers=[])
+    recovery = Recovery(Services.build(config, config.redis_url, "h:1:0"), death_handlers=[])
     redis.set("forkq:unique:d2", "p" * 24, px=60_000)
     text = json.dumps({"class": "flow_jobs.Slow", "args": [0], "jid": "p" * 24, "retry": True,
                        "queue": "default", "unique_digest": "d2", "unique_until": "success"})

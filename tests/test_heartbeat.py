@@ -11,7 +11,7 @@ from helpers import wait_for
 def test_first_beat_is_written_at_start(redis, start_worker):
     worker = start_worker(heartbeat_interval=30, tag="billing", labels=["blue"],
                           queues=[["a", 2], ["b", 1]])
-    identity = worker.context.identity
+    identity = worker.services.identity
     assert redis.smembers("processes") == {identity}
     entry = redis.hgetall(identity)
     info = json.loads(entry["info"])
@@ -30,7 +30,7 @@ def test_capsule_of_strict_and_equal_weight_queues(redis, start_worker):
     """Sidekiq 8.0.9+ ``Capsule#to_h``: strict queues weigh 0, all-ones is ``random``."""
     strict = start_worker(queues=["a", "b"])
     equal = start_worker(queues=[["a", 1], ["b", 1]])
-    capsules = [json.loads(redis.hget(w.context.identity, "info"))["capsules"]
+    capsules = [json.loads(redis.hget(w.services.identity, "info"))["capsules"]
                 for w in (strict, equal)]
     assert capsules == [
         {"default": {"concurrency": 3, "mode": "strict", "weights": {"a": 0, "b": 0}}},
@@ -40,7 +40,7 @@ def test_capsule_of_strict_and_equal_weight_queues(redis, start_worker):
 def test_busy_and_work_show_running_jobs(redis, start_worker):
     jobs.gate.clear()
     worker = start_worker()
-    identity = worker.context.identity
+    identity = worker.services.identity
     jid = jobs.wait_for_gate.perform_async("w")
     try:
         wait_for(lambda: redis.hget(identity, "busy") == "1")
@@ -66,7 +66,7 @@ class Collect(logging.Handler):
 
 def test_remote_ttin_and_term(redis, start_worker):
     worker = start_worker()
-    identity = worker.context.identity
+    identity = worker.services.identity
     collect = Collect()
     logging.getLogger("forkq").addHandler(collect)
     try:

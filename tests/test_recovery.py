@@ -7,7 +7,7 @@ from redis.client import NEVER_DECODE
 import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq.keys import Keys
 from forkq.worker.recovery import Recovery, requeue_slots
-from forkq.worker import Context
+from forkq.worker.services import Services
 from helpers import wait_for
 
 
@@ -18,7 +18,7 @@ def job_text(value, jid):
 
 def recovery_for(make_config, slot="host:1:0"):
     config = make_config(concurrency=2)
-    return Recovery(Context(config, config.redis_url, slot), death_handlers=[])
+    return Recovery(Services.build(config, config.redis_url, slot), death_handlers=[])
 
 
 def orphan(redis, slot, texts, identity="gone:1:abc"):

@@ -119,7 +119,7 @@ def test_a_worker_records_a_threaded_jobs_value_and_error(redis, start_worker):
     worker = start_worker(concurrency=2)
     done, failed = wait_finished(good), wait_finished(bad)
     assert done.status == "succeeded" and done.value == 49 and done.attempts == 1
-    assert done.worker_id == worker.context.identity and done.started_at <= done.finished_at
+    assert done.worker_id == worker.services.identity and done.started_at <= done.finished_at
     assert failed.status == "failed" and failed.error["class"] == "ValueError"
     assert "-1 has no square here" in failed.error["traceback"]
     assert asyncio.run(_aresult(good)).value == 49

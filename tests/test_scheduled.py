@@ -8,13 +8,13 @@ import time
 import pytest
 
 from forkq.worker import poller as scheduled
-from forkq.worker import Context
+from forkq.worker.services import Services
 from helpers import LogLines, wait_for
 
 
 def poller(make_config):
     config = make_config()
-    return scheduled.Poller(Context(config, config.redis_url, "t:1:0"), recovery=None)
+    return scheduled.Poller(Services.build(config, config.redis_url, "t:1:0"), recovery=None)
 
 
 @pytest.mark.parametrize("rand, wait", [(0.0, 2.5), (0.5, 5.0), (0.999999, 7.5)])

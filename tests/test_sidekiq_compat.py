@@ -71,7 +71,7 @@ def test_ruby_api_reads_forkq_processes_queues_sets_and_work(redis, redis_url, s
     worker = start_worker(tag="compat")
     try:
         running = jobs.wait_for_gate.perform_async("held")
-        wait_for(lambda: redis.hget(worker.context.identity, "busy") == "1")
+        wait_for(lambda: redis.hget(worker.services.identity, "busy") == "1")
         waiting = jobs.Record.set(queue="waiting").perform_async("queued")
         redis.zadd("retry", {json.dumps({"class": "jobs.Record", "args": [1], "jid": "r" * 24,
                                          "queue": "default", "retry_count": 0, "error_class": "ValueError",
@@ -87,7 +87,7 @@ def test_ruby_api_reads_forkq_processes_queues_sets_and_work(redis, redis_url, s
     finally:
         jobs.gate.set()
     (process,) = seen["processes"]
-    assert process["identity"] == worker.context.identity and process["busy"] == 1
+    assert process["identity"] == worker.services.identity and process["busy"] == 1
     assert process["tag"] == "compat" and process["queues"] == ["default"] and process["quiet"] is False
     assert {"name": "waiting", "size": 1} == {k: v for k, v in seen["queues"][-1].items() if k != "latency"}
     assert 0 <= seen["queues"][-1]["latency"] < 60

@@ -172,3 +172,47 @@ def test_embedded_redis_is_started_found_by_clients_and_stopped(tmp_path):
         worker.send_signal(signal.SIGTERM)
         worker.wait(20)
     assert not embedded.is_running(str(data))
+
+
+class Parent:
+    """A worker's parent that asks it to stop once it has run ``max_jobs`` jobs."""
+
+    def __init__(self, max_jobs):
+        self.max_jobs = max_jobs
+        self.states = []
+        self.retirements = 0
+
+    def tick(self, state):
+        self.states.append(state)
+        return "max_jobs" if state.jobs_done >= self.max_jobs else None
+
+    def request_retirement(self):
+        self.retirements += 1
+
+
+def test_a_parent_told_each_tick_stops_the_worker_with_its_reason(redis, make_config):
+    import threading
+
+    import jobs
+    from forkq.worker import Worker
+
+    config = make_config(concurrency=2, heartbeat_interval=0.2, poll_interval=0.1)
+    parent = Parent(max_jobs=2)
+    worker = Worker(config, config.redis_url, "test:9:0", parent)
+    worker.start()
+    exit_status = []
+    thread = threading.Thread(target=lambda: exit_status.append(worker.run()), daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: parent.states)[0].concurrency == 2
+        jobs.Record.perform_bulk([["a"], ["b"]])
+        thread.join(15)
+    finally:
+        if thread.is_alive():
+            worker.request_stop("test teardown")
+            thread.join(15)
+    assert exit_status == [0] and worker.stop_reason == "max_jobs"
+    assert sorted(redis.lrange("ran", 0, -1)) == ["a", "b"]
+    assert [s.stopping for s in parent.states][-1] is False and parent.retirements == 0
+    worker.retire("a test")
+    assert parent.retirements == 1

@@ -1,9 +1,12 @@
-"""Flow control around one job run, for the processor thread: expiry, unique-lock release,
-over-limit reschedules and time limits. The processor calls these hooks; this module owns what
-they do (log lines, metrics, Redis writes), so the processor's loop stays one story.
+"""Flow control around one job run: expiry, unique-lock release, over-limit reschedules and
+time limits. The runners call these hooks; this module owns what they do (log lines, metrics,
+Redis writes), so the processor's loop stays one story.
 
-Runs in a processor thread (one ``Flow`` each, on the thread's connection), except
-``time_limit_hit``, which the watchdog thread calls (``timelimit.py``).
+One ``Flow`` per processor thread, on the thread's connection, and one for the coroutine
+runner's finisher thread (reschedules only). It is given what it uses (connection, keys,
+observer, watchdog, the runner's retry rule), never the runner itself. The time-limit
+callbacks a runner passes to ``watch`` run in the watchdog thread (``timelimit.py``); a
+coroutine job's limits are awaited in the event loop instead (``within_limits``).
 
 Unique locks (``unique.py``) are released before perform for ``unique_until: start``, after
 success for ``success``, and when the job dies (``retry.py`` and ``recovery.py``); never on a
@@ -12,22 +15,30 @@ retry, a requeue at shutdown, a recovery or an over-limit reschedule.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from . import expiry, unique
-from ..errors import TimeLimitExceeded
+from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..log import logger
 from .postpone import Postponer
 from .timelimit import clear_pending, limits
 
 
 class Flow:
-    def __init__(self, processor) -> None:
-        self.processor = processor
-        context = processor.context
-        self.keys = context.keys
-        self.postponer = Postponer(processor.redis, context.keys.schedule)
+    """One per job runner, on its Redis connection: ``attempt(write)`` repeats a write while
+    Redis is away; ``source`` is what a postponed job leaves (an object with ``private_key``
+    and ``reliable``: the thread's fetcher, or the coroutine runner)."""
+
+    def __init__(self, *, redis, keys, observer, attempt, source, watchdog=None) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.observer = observer
+        self.attempt = attempt
+        self.source = source
+        self.watchdog = watchdog
+        self.postponer = Postponer(redis, keys.schedule)
 
     def expired(self, fetched, payload: dict[str, Any]) -> bool:
         """Discard the job if it missed its ``expires_in`` (it stays in the private list, which
@@ -39,50 +50,63 @@ class Flow:
                        "%s s (%.1f s late); discarded", payload.get("class"), payload.get("jid"),
                        fetched.queue, payload.get("expires_in"), late)
         self.release(payload, "expired")
-        self.processor.observer.job_expired(fetched.queue)
+        self.observer.job_expired(fetched.queue)
         return True
 
     def release(self, payload: dict[str, Any], event: str) -> None:
         """Free the job's unique lock if it is released at ``event``."""
         if "unique_digest" in payload:
-            processor = self.processor
-            processor._retrying(lambda: unique.release_at(processor.redis, self.keys, payload,
-                                                          event), until_stopped=False)
+            self.attempt(lambda: unique.release_at(self.redis, self.keys, payload, event))
 
     def postpone(self, fetched, payload: dict[str, Any], over) -> None:
         """Reschedule an over-limit job for when its limiter can admit it."""
-        processor = self.processor
-        processor._retrying(lambda: self.postponer.postpone(
-            processor.fetcher, fetched.text, payload, time.time() + over.retry_in),
-            until_stopped=False)
+        self.attempt(lambda: self.postponer.postpone(
+            self.source, fetched.text, payload, time.time() + over.retry_in))
         logger.info("over limit %s; again in %.1f s", over.limiter, over.retry_in,
                     extra={"ctx": f"class={payload.get('class')} jid={payload.get('jid')}"})
-        processor.observer.job_rescheduled(fetched.queue, over.limiter)
+        self.observer.job_rescheduled(fetched.queue, over.limiter)
 
-    def watch(self, fetched, payload: dict[str, Any], job_class, on_soft=None):
+    def watch(self, payload: dict[str, Any], on_soft, on_hard):
         """Register the job's time limits with the watchdog; None when it has none.
 
-        ``on_soft`` runs at the soft limit in the watchdog thread: by default it raises
-        ``SoftTimeLimitExceeded`` in this processor's thread; a coroutine job passes one that
-        cancels its task (``loop.call_soon_threadsafe(task.cancel)``)."""
+        ``on_soft()`` runs at the soft limit in the watchdog thread; ``on_hard(limit, entry)``
+        at the hard one."""
         soft, hard = limits(payload)
         if soft is None and hard is None:
             return None
-        processor = self.processor
-        on_hard = None
+        hard_hit = None
         if hard is not None:
-            def on_hard():
-                processor.time_limit_hit(fetched, payload, job_class, hard, entry)
-        entry = processor.context.watchdog.watch(soft, hard, on_soft or processor.soft_limit_hit,
-                                                 on_hard)
+            def hard_hit():
+                on_hard(hard, entry)
+        entry = self.watchdog.watch(soft, hard, on_soft, hard_hit)
         return entry
 
-    def unwatch(self, entry) -> None:
-        """The job ended: no callback follows; a soft exception not yet seen is withdrawn."""
+    def unwatch(self, entry, thread_id: int) -> None:
+        """The job ended: no callback follows; a soft exception not yet seen by the thread
+        ``thread_id`` is withdrawn."""
         if entry.close():
-            clear_pending(self.processor.ident)
+            clear_pending(thread_id)
 
 
 def time_limit_error(payload: dict[str, Any], limit: float) -> TimeLimitExceeded:
     return TimeLimitExceeded(f"time limit: ran past its time_limit of {limit:g} s; its worker "
                              f"process was replaced (jid={payload.get('jid')})")
+
+
+async def within_limits(coroutine, payload: dict[str, Any]) -> Any:
+    """Await a coroutine job; past its ``soft_time_limit`` or ``time_limit`` (the sooner) it is
+    cancelled (``CancelledError`` inside the coroutine, which may clean up) and fails with
+    ``SoftTimeLimitExceeded`` or ``TimeLimitExceeded``. A cancelled coroutine frees the loop,
+    so no process is retired for it, unlike a thread stuck in a system call."""
+    soft, hard = limits(payload)
+    if soft is None and hard is None:
+        return await coroutine
+    limit, kind = min((value, kind) for value, kind in ((soft, SoftTimeLimitExceeded),
+                                                        (hard, TimeLimitExceeded))
+                      if value is not None)
+    try:
+        return await asyncio.wait_for(coroutine, limit)
+    except asyncio.TimeoutError:
+        name = "soft_time_limit" if kind is SoftTimeLimitExceeded else "time_limit"
+        raise kind(f"time limit: the coroutine job ran past its {name} of {limit:g} s and "
+                   f"was cancelled (jid={payload.get('jid')})") from None

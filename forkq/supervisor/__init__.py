@@ -381,7 +381,7 @@ class Supervisor:
 
         def main(pipe: int) -> None:
             tick = ChildTick(pipe, self.master_pid, max_jobs, config.tag)
-            exit_child(lambda: worker.run(config, slot.name, on_tick=tick,
+            exit_child(lambda: worker.run(config, slot.name, parent=tick,
                                           observer=self.child_observer()))
 
         slot.fork_worker(self, main, config.timeout, self.generation)

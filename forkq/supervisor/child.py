@@ -1,9 +1,10 @@
 """The worker child's side of the supervisor: liveness, title, recycling, and how it ends.
 
-Runs in a child forked by ``supervisor.py``, after the fork. ``ChildTick`` is the worker's
-``on_tick``: once a second it writes a byte to the master (the first says "ready", each one
-"alive", ``S`` "stopping by itself", ``R`` "replace me": ``request_retirement``), sets the
-process title, and stops the worker when the master is gone or ``max_jobs`` is reached.
+Runs in a child forked by the supervisor, after the fork. ``ChildTick`` is the worker's
+parent (``worker.Parent``): at each ``tick(state)``, at least once a second, it writes a byte
+to the master (the first says "ready", each one "alive", ``S`` "stopping by itself", ``R``
+"replace me": ``request_retirement``), sets the process title from the worker's snapshot, and
+answers with a reason to stop when the master is gone or ``max_jobs`` is reached.
 ``exit_child`` ends the process with ``os._exit`` so that nothing returns into the master's code.
 """
 
@@ -37,9 +38,9 @@ def child_title(tag: str, busy: int, concurrency: int, stopping: bool) -> str:
 
 
 class ChildTick:
-    """``on_tick`` of a worker child: liveness to the master, process title, self-recycling.
+    """The parent of a worker child: liveness to the master, process title, self-recycling.
 
-    Runs in the child's main loop, at least once a second."""
+    ``tick`` runs in the child's main loop, at least once a second."""
 
     def __init__(self, pipe: int, master_pid: int, max_jobs: int | None, tag: str) -> None:
         self.pipe = pipe
@@ -48,12 +49,14 @@ class ChildTick:
         self.tag = tag
         self.retirement_requested = False
 
-    def __call__(self, worker_) -> None:
-        if not worker_.stopping:
-            self.stop_if_due(worker_)
-        self.report(b"S" if worker_.stopping else b"R" if self.retirement_requested else b".")
-        setproctitle(child_title(self.tag, worker_.manager.busy, worker_.config.concurrency,
-                                 worker_.stopping))
+    def tick(self, state) -> str | None:
+        """Report to the master and set the title; returns why the worker must stop, if it
+        must (``state`` is the worker's ``Snapshot``)."""
+        reason = None if state.stopping else self.stop_reason(state)
+        stopping = state.stopping or reason is not None
+        self.report(b"S" if stopping else b"R" if self.retirement_requested else b".")
+        setproctitle(child_title(self.tag, state.busy, state.concurrency, stopping))
+        return reason
 
     def request_retirement(self) -> None:
         """Ask the master to replace this child: it stops it gracefully (jobs finish until the
@@ -61,14 +64,14 @@ class ChildTick:
         the next tick tells the master."""
         self.retirement_requested = True
 
-    def stop_if_due(self, worker_) -> None:
+    def stop_reason(self, state) -> str | None:
         if os.getppid() != self.master_pid:
             logger.warning("master %d is gone: stopping", self.master_pid)
-            worker_.handle(signal.SIGTERM)
-        elif self.max_jobs and worker_.manager.jobs_done >= self.max_jobs:
-            logger.info("ran %d jobs (max_jobs): stopping to be replaced",
-                        worker_.manager.jobs_done)
-            worker_.handle(signal.SIGTERM)
+            return "master gone"
+        if self.max_jobs and state.jobs_done >= self.max_jobs:
+            logger.info("ran %d jobs (max_jobs): stopping to be replaced", state.jobs_done)
+            return "max_jobs"
+        return None
 
     def report(self, byte: bytes) -> None:
         try:

@@ -1,8 +1,14 @@
 """A worker process: the manager's processor threads, the poller and the heartbeat.
 
 ``python -m forkq.worker -c forkq.yml`` runs one standalone; the supervisor forks children
-that call ``run`` with their slot. Everything that touches the process (signal dispositions,
-Redis connections, random seed) is set up here, after any fork.
+that call ``run`` with their slot and a *parent* (``supervisor/child.py``). Everything that
+touches the process (signal dispositions, Redis connections, random seed) is set up here,
+after any fork; what the threads share is built once, before they start (``services.py``).
+
+The protocol with a parent: the worker's loop calls ``parent.tick(snapshot)`` at start and at
+least once a second with a ``Snapshot`` (busy, jobs done, stopping), and stops when it returns
+a reason; ``parent.request_retirement()`` asks it for a successor (any thread). Others ask the
+worker, never reach into it: ``snapshot()``, ``request_stop(reason)``.
 
 Steps: connect and check Redis (warn unless ``maxmemory-policy`` is ``noeviction``); write the
 first heartbeat; recover the lists this slot's predecessor left; start the poller and the
@@ -20,28 +26,23 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 from .. import client as forkq_client
 from .. import config as config_module
 from .. import connection, log
-from . import ordering
 from ..errors import ConfigError, ForkqError
 from ..flags import add_config_flag, add_worker_flags, config_path, worker_flags
-from ..connection.health import RedisHealth
-from .heartbeat import Heartbeat, hostname
-from ..hooks import Hooks, registry
-from ..jobmetrics import WithJobMetrics
-from ..keys import Keys
+from ..hooks import Hooks
 from ..log import logger
-from .manager import Manager
-from .recovery import Recovery
-from ..dead import DeadSet
-from ..results import ResultRecorder
-from .retry import RetryWriter
-from .poller import Poller
 from ..signals import SignalQueue
-from ..flow.timelimit import Watchdog
+from ..ident import hostname
+from .heartbeat import Heartbeat
+from .manager import Manager
+from .poller import Poller
+from .recovery import Recovery
+from .services import NullObserver, Services  # noqa: F401 (NullObserver: the observer's shape)
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2)
 #: exit status of a standalone worker that retired itself (a job ran past its time_limit):
@@ -51,66 +52,25 @@ RETIRED_STATUS = 75
 RETIRE_TIMEOUT = 5.0
 
 
-class Context:
-    """What every thread of a worker shares: config, keys, events, writers. Built after fork."""
+@dataclass(frozen=True)
+class Snapshot:
+    """What a worker's parent is told at each tick."""
 
-    def __init__(self, config, url: str, slot: str, hooks: Hooks | None = None) -> None:
-        hooks = hooks or registry
-        self.config = config
-        self.url = url
-        self.slot = slot
-        self.keys = Keys(config.namespace)
-        self.identity = f"{hostname()}:{os.getpid()}:{os.urandom(6).hex()}"
-        #: set when the process stops taking new jobs (TSTP, or the start of a stop)
-        self.quiet = threading.Event()
-        #: set at the shutdown deadline: retries of Redis writes give up then
-        self.stopped = threading.Event()
-        self.health = RedisHealth()
-        #: what the application registered (``hooks.py``): middleware and handlers
-        self.middleware = hooks.middleware
-        self.error_handlers = hooks.error_handlers
-        self.death_handlers = hooks.death_handlers
-        self.dead_set = DeadSet(self.keys, config.dead_max_jobs, config.dead_timeout)
-        self.retry_writer = RetryWriter(self.keys, self.dead_set, config.max_retries,
-                                        self.death_handlers)
-        self.results = ResultRecorder(self.keys)
-        #: the event loop running coroutine jobs; the manager sets it
-        self.coroutines = None
-        self.idle_plan = ordering.idle_plan(config.queues, config.concurrency)
-        #: told about each finished job; the metrics module replaces it in supervised children
-        self.observer = NullObserver()
-        #: calls back at running jobs' time limits (``timelimit.py``)
-        self.watchdog = Watchdog()
-        #: ``retire(reason)``: replace this process (a job ran past its time_limit); any thread
-        self.retire = lambda reason: None
-
-    def make_redis(self):
-        return connection.make_client(self.url)
-
-    def private_lists(self, thread_index: int) -> tuple[str, str]:
-        return self.keys.inflight_pair(self.slot, thread_index)
+    busy: int
+    concurrency: int
+    #: jobs run to their end since the process started (``max_jobs`` counts them)
+    jobs_done: int
+    stopping: bool
 
 
-class NullObserver:
-    """Receives job events; metrics, when enabled, provide a real one."""
+class Parent(Protocol):
+    """The one a worker reports to (``supervisor.child.ChildTick`` in a supervised child)."""
 
-    def job_finished(self, queue: str, class_name: str, seconds: float, failed: bool) -> None:
-        pass
+    def tick(self, state: Snapshot) -> str | None:
+        """Called at start and at least once a second; a reason to stop, or None."""
 
-    def jobs_recovered(self, count: int) -> None:
-        pass
-
-    def job_rescheduled(self, queue: str, limiter: str) -> None:
-        pass
-
-    def job_expired(self, queue: str) -> None:
-        pass
-
-    def job_poisoned(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    def request_retirement(self) -> None:
+        """Have this process replaced (any thread)."""
 
 
 def import_required(modules) -> None:
@@ -144,23 +104,31 @@ def run_before_require_hooks() -> None:
 
 
 class Worker:
-    def __init__(self, config, url: str, slot: str,
-                 on_tick: Callable[["Worker"], None] | None = None,
-                 hooks: Hooks | None = None) -> None:
+    def __init__(self, config, url: str, slot: str, parent: Parent | None = None, *,
+                 hooks: Hooks | None = None, observer=None) -> None:
         self.config = config
-        self.context = Context(config, url, slot, hooks)
+        self.parent = parent
         self.signals = SignalQueue()
-        self.manager = Manager(self.context)
-        self.heartbeat = Heartbeat(self.context, self.manager, self.signals.push)
-        self.recovery = Recovery(self.context, self.context.death_handlers)
-        self.poller = Poller(self.context, self.recovery)
-        self.on_tick = on_tick
-        self.stopping = False
+        self.services = services = Services.build(config, url, slot, hooks=hooks,
+                                                  observer=observer, retire=self.retire)
+        self.manager = Manager(services=services)
+        self.heartbeat = Heartbeat(
+            redis=services.make_redis(), config=config, keys=services.keys,
+            identity=services.identity, quiet=services.quiet, health=services.health,
+            work_state=services.work_state, job_metrics=services.job_metrics,
+            on_signal=self.signals.push)
+        self.recovery = Recovery(services, services.death_handlers)
+        self.poller = Poller(services, self.recovery)
+        #: why the process stops (set once, by ``request_stop``)
+        self.stop_reason: str | None = None
         self.retired = False
-        self.context.retire = self.retire
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_reason is not None
 
     def start(self) -> None:
-        probe = self.context.make_redis()
+        probe = self.services.make_redis()
         try:
             check_redis(probe)
         finally:
@@ -169,30 +137,38 @@ class Worker:
         self.recovery.claim_slot()
         self.heartbeat.start()
         self.poller.start()
-        # Processors read the observer when their threads start: wrap it before that.
-        self.context.observer = WithJobMetrics(self.heartbeat.job_metrics, self.context.observer)
-        self.context.watchdog.start()
+        self.services.watchdog.start()
         self.manager.start()
         logger.info("forkq %s started: identity=%s concurrency=%d queues=%s fetch=%s",
-                    _version(), self.context.identity, self.config.concurrency,
+                    _version(), self.services.identity, self.config.concurrency,
                     ",".join(self.config.queue_names), self.config.fetch)
 
     def run(self) -> int:
-        """Loop on signals until told to stop; returns the exit status (0).
-
-        ``on_tick(worker)`` runs at start and at least once a second (the supervisor's child
-        uses it for liveness, readiness and the process title)."""
+        """Loop on signals until told to stop; returns the exit status."""
         while True:
-            if self.on_tick is not None:
-                self.on_tick(self)
+            if self.parent is not None:
+                reason = self.parent.tick(self.snapshot())
+                if reason:
+                    self.request_stop(reason)
             if self.stopping:
                 return self.stop()
             for signum in self.signals.wait(timeout=1.0):
                 self.handle(signum)
 
+    def snapshot(self) -> Snapshot:
+        work_state = self.services.work_state
+        return Snapshot(busy=work_state.busy, concurrency=self.config.concurrency,
+                        jobs_done=work_state.jobs_done, stopping=self.stopping)
+
+    def request_stop(self, reason: str) -> None:
+        """Stop at the loop's next turn (within a second): quiet, let running jobs finish
+        until ``timeout``, requeue the rest. The first reason is kept."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
     def handle(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
-            self.stopping = True
+            self.request_stop(signal.Signals(signum).name)
         elif signum == signal.SIGTSTP:
             self.manager.quiet()
         elif signum == signal.SIGTTIN:
@@ -207,9 +183,8 @@ class Worker:
         logger.warning("retiring this process: %s", reason)
         self.retired = True
         self.manager.quiet()
-        request = getattr(self.on_tick, "request_retirement", None)
-        if request is not None:
-            request()
+        if self.parent is not None:
+            self.parent.request_retirement()
         else:
             self.signals.push(signal.SIGTERM)
 
@@ -218,20 +193,20 @@ class Worker:
         timeout = min(self.config.timeout, RETIRE_TIMEOUT) if self.retired else self.config.timeout
         deadline = time.monotonic() + timeout
         # Under forkq start the master owns the second Ctrl-C (it forces the stop) and says so.
-        hint = "" if self.on_tick else ("; a second Ctrl-C or TERM is ignored (kill -9 forces "
-                                        "the stop; the jobs come back by recovery)")
-        logger.info("stopping: running jobs have %.0f s to finish, then go back to their "
-                    "queues%s", timeout, hint)
+        hint = "" if self.parent else ("; a second Ctrl-C or TERM is ignored (kill -9 forces "
+                                       "the stop; the jobs come back by recovery)")
+        logger.info("stopping (%s): running jobs have %.0f s to finish, then go back to their "
+                    "queues%s", self.stop_reason, timeout, hint)
         self.manager.stop(deadline)
-        self.context.watchdog.halt()
+        self.services.watchdog.halt()
         self.poller.stop()
         try:
             self.recovery.release_slot()
         except Exception as exc:
-            logger.warning("could not release slot %s: %s", self.context.slot, exc)
+            logger.warning("could not release slot %s: %s", self.services.slot, exc)
         self.heartbeat.stop()
         logger.info("stopped")
-        return RETIRED_STATUS if self.retired and self.on_tick is None else 0
+        return RETIRED_STATUS if self.retired and self.parent is None else 0
 
 
 def check_redis(redis) -> None:
@@ -274,18 +249,17 @@ def prepare_process(config) -> str:
     return connection.resolve_url(config.redis_url, config.data_dir)
 
 
-def run(config, slot: str, on_tick=None, observer=None) -> int:
-    """Run a worker until it is told to stop; the supervisor's children call this."""
+def run(config, slot: str, parent: Parent | None = None, observer=None) -> int:
+    """Run a worker until it is told to stop; the supervisor's children call this with their
+    ``parent`` and, with metrics on, an ``observer`` of finished jobs."""
     url = prepare_process(config)
-    worker = Worker(config, url, slot, on_tick)
-    if observer is not None:
-        worker.context.observer = observer
+    worker = Worker(config, url, slot, parent, observer=observer)
     worker.signals.install(HANDLED_SIGNALS)
     try:
         worker.start()
         return worker.run()
     finally:
-        worker.context.observer.close()
+        worker.services.observer.close()
         log.flush()
 
 

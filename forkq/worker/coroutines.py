@@ -1,6 +1,7 @@
 """Coroutine jobs: one event loop per worker process runs every ``async def perform``.
 
-Owned by the manager; started at the first coroutine job. Three parts, each with one owner:
+Owned by the manager, which builds it with the process's ``Services`` and gives it to the
+processors; started at the first coroutine job. Three parts, each with one owner:
 
 - *Hand-over*, in the processor thread that fetched the job: wait for one of
   ``async_concurrency`` + ``concurrency`` hand-over slots, record the result as running (when
@@ -9,19 +10,21 @@ Owned by the manager; started at the first coroutine job. Three parts, each with
   Lua call, and schedule it on the loop. The thread goes on with its batch at once: a
   coroutine waiting on I/O holds no thread, and the thread's next fetch (which acknowledges its
   batch by deleting its private list) no longer holds the job.
-- *The loop thread* starts each job once fewer than ``async_concurrency`` run, runs it
-  through the server middleware and awaits it, and frees its slot when it ends.
-- *The finisher thread* does the synchronous writes of finished jobs, in order: result record,
-  error handlers and retry or dead set (as a processor thread does), metrics, then the
-  acknowledgement (``LREM`` from the loop's list, stat counters) of a batch in one call. It also
+- *The loop thread* starts each job once fewer than ``async_concurrency`` run (publishing it
+  to the process's ``WorkState``), runs it through the server middleware and awaits it under
+  its time limits (``flow.within_limits``), and frees its slot when it ends.
+- *The finisher thread* does the synchronous writes of finished jobs, in order, through the
+  same ``OutcomeWriter`` as the processor threads (``outcome.py``): result record, error
+  handlers and retry or dead set, unique lock, metrics; an over-limit job is rescheduled by
+  its ``Flow``; then the acknowledgement (``LREM`` from the loop's list, stat counters) of a
+  batch in one call, after which the jobs leave the ``WorkState``. It also
   watches the loop: a loop that has not turned for ``STALL_SECONDS`` is blocked by a job (a
   blocking call in a coroutine is the job's bug); one warning a stall, naming the job and the
   loop thread's stack.
 
 Server middleware is synchronous: for a coroutine job it runs in the loop thread when the job
-starts, and ``call_next()`` returns the job's coroutine, which forkq awaits once the chain has
-returned (a middleware that must act after the job returns a coroutine awaiting it). It must
-not block: it stalls every coroutine job of the process.
+starts (``OutcomeWriter.perform_coroutine``); a middleware that must act after the job returns
+a coroutine awaiting it. It must not block: it stalls every coroutine job of the process.
 
 Shutdown (``stop(deadline)``): coroutine jobs may run until the deadline; then the unfinished
 ones are cancelled (their ``finally`` blocks run), finished ones acknowledged, and the rest
@@ -32,7 +35,6 @@ leaves the loop's list to recovery (``recovery.py``), like a thread's.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import os
 import queue
@@ -46,16 +48,13 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from .. import connection
-from ..flow import unique
-from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
-from .fetch import Fetched
 from ..connection.health import retrying
+from ..flow import Flow, within_limits
 from ..keys import DAILY_STAT_TTL
-from ..log import logger
 from ..limiter import OverLimit
-from ..flow.postpone import POSTPONE_SCRIPT, postponed
-from .processor import bury, handle_failure, unhandled_reason
-from ..flow.timelimit import limits
+from ..log import logger
+from .fetch import Fetched, FetchMode
+from .outcome import unhandled_reason
 from .recovery import MOVE_ONE_SCRIPT
 
 #: seconds without a turn of the loop after which a stall is reported
@@ -95,22 +94,20 @@ end
 return 1
 """
 
-#: tags for the heartbeat's ``:work`` field of coroutine jobs (threads use their ident)
+#: tags of coroutine jobs in the ``WorkState`` (threads are tagged with their ident)
 _tags = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
 
 
 @dataclass(eq=False)
 class Running:
-    """A coroutine job handed to the loop; once ``started``, ``ident`` and ``run_at`` stand for
-    a processor's in the heartbeat's busy entries."""
+    """A coroutine job handed to the loop; once it starts (it may wait for a running slot
+    first), it is published to the process's ``WorkState`` under ``ident``, as a processor
+    thread is under its own."""
 
     fetched: Fetched
     payload: dict[str, Any]
     job_class: type
     keeps_result: bool
-    #: set by the loop when the job starts (it may wait for a running slot first)
-    started: bool = False
-    run_at: float = 0.0
     ident: int = field(default_factory=lambda: next(_tags))
     task: asyncio.Task | None = None
     #: set by the loop when it ends: (elapsed seconds, value, exception or None)
@@ -118,60 +115,63 @@ class Running:
 
 
 class CoroutineRunner:
-    def __init__(self, context) -> None:
-        self.context = context
-        self.list_key = context.keys.inflight_async(context.slot)
-        self.reliable = context.config.fetch == "reliable"
-        limit = context.config.async_concurrency
+    def __init__(self, *, services) -> None:
+        self.services = services
+        self.outcome = services.outcome
+        self.work_state = services.work_state
+        self.list_key = services.keys.inflight_async(services.slot)
+        #: the loop's list as a postponed job's source (``Flow.postpone``)
+        self.private_key = self.list_key
+        self.reliable = services.fetch_mode is FetchMode.RELIABLE
+        limit = services.config.async_concurrency
         #: coroutine jobs running at once, in the loop
         self.running_limit = asyncio.Semaphore(limit)
         #: jobs handed over at once: the running ones, plus one waiting per processor thread,
         #: so that a job ending lets the next start within the loop, without a thread's turn
-        self.slots = threading.BoundedSemaphore(limit + context.config.concurrency)
+        self.slots = threading.BoundedSemaphore(limit + services.config.concurrency)
         #: jobs handed over and not yet acknowledged (written by hand-over and finisher)
         self.running: dict[int, Running] = {}
-        self.jobs_done = 0
         self.finished: queue.SimpleQueue[Running] = queue.SimpleQueue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._start_lock = threading.Lock()
         self._closing = threading.Event()
         #: set by stop() at the deadline: the finisher stops retrying writes while Redis is
-        #: away (the manager sets ``context.stopped`` only after stop() returns)
+        #: away (the manager sets ``services.stopped`` only after stop() returns)
         self._give_up = threading.Event()
         self._last_tick = time.monotonic()
 
     # --- processor threads
 
-    def hand_over(self, processor, fetched: Fetched, payload: dict[str, Any], job_class) -> None:
-        """Give a fetched coroutine job to the loop (blocks while every slot is taken).
+    def hand_over(self, fetched: Fetched, payload: dict[str, Any], job_class, *, redis,
+                  private_key: str, attempt, abandoned) -> None:
+        """Give a fetched coroutine job to the loop (blocks while every slot is taken), from
+        the thread's ``private_key`` list, on its ``redis``, writing through its ``attempt``.
 
-        Returns without running it when the processor is abandoned meanwhile: the job is then
-        among what the processor handed to the manager, or already in the loop's list."""
+        Returns without running it when the thread is ``abandoned()`` meanwhile: the job is then
+        among what the thread handed to the manager, or already in the loop's list."""
         self._ensure_started()
         while not self.slots.acquire(timeout=TICK_SECONDS):
-            if processor.abandoned:
+            if abandoned():
                 return
-        job = Running(fetched, payload, job_class,
-                      self.context.results.keeps(job_class, payload))
+        job = Running(fetched, payload, job_class, self.outcome.keeps_result(job_class, payload))
         if job.keeps_result:
-            processor._record_result("started", payload, self.context.identity)
-        processor.flow.release(payload, "start")
-        if self.reliable and processor._retrying(lambda: self._move_in(processor, fetched),
-                                                 until_stopped=False) is None:
+            self.outcome.started(redis, payload, attempt)
+        if "unique_digest" in payload:
+            self.outcome.unlock(redis, payload, "start", attempt)
+        if self.reliable and attempt(lambda: self._move_in(redis, private_key, fetched)) is None:
             self.slots.release()
             return
         self.running[job.ident] = job
         self.loop.call_soon_threadsafe(self._start, job)
 
-    def _move_in(self, processor, fetched: Fetched) -> int:
+    def _move_in(self, redis, private_key: str, fetched: Fetched) -> int:
         # The enqueue path's direct send: redis-py's command layers cost more than the call.
-        command = ("EVALSHA", self._hand_over.sha, 2, processor.fetcher.private_key,
-                   self.list_key, fetched.text)
+        command = ("EVALSHA", self._hand_over.sha, 2, private_key, self.list_key, fetched.text)
         try:
-            return connection.send_commands(processor.redis, [command])[0]
+            return connection.send_commands(redis, [command])[0]
         except NoScriptError:
-            self._hand_over.sha = processor.redis.script_load(HAND_OVER_SCRIPT)
-            return self._move_in(processor, fetched)
+            self._hand_over.sha = redis.script_load(HAND_OVER_SCRIPT)
+            return self._move_in(redis, private_key, fetched)
 
     # --- the loop thread
 
@@ -181,10 +181,11 @@ class CoroutineRunner:
     async def _run(self, job: Running) -> None:
         try:
             async with self.running_limit:
-                job.started, job.run_at = True, time.time()
+                self.work_state.started(job.ident, job.fetched.queue, job.fetched.text)
                 started = time.perf_counter()
                 try:
-                    value = await self._within_limits(job)
+                    value = await within_limits(self.outcome.perform_coroutine(
+                        job.job_class, job.payload, job.fetched.queue), job.payload)
                 except asyncio.CancelledError:
                     if self._closing.is_set():
                         return  # stop() pushes it back
@@ -200,48 +201,6 @@ class CoroutineRunner:
             self.slots.release()
         self.finished.put(job)
 
-    async def _within_limits(self, job: Running) -> Any:
-        """Run the job; past its ``soft_time_limit`` or ``time_limit`` (the sooner) it is
-        cancelled (``CancelledError`` inside the coroutine, which may clean up) and fails with
-        ``SoftTimeLimitExceeded`` or ``TimeLimitExceeded``. A cancelled coroutine frees the loop,
-        so no process is retired for it, unlike a thread stuck in a system call."""
-        soft, hard = limits(job.payload)
-        if soft is None and hard is None:
-            return await self._perform(job)
-        limit, kind = min((value, kind) for value, kind in ((soft, SoftTimeLimitExceeded),
-                                                            (hard, TimeLimitExceeded))
-                          if value is not None)
-        try:
-            return await asyncio.wait_for(self._perform(job), limit)
-        except asyncio.TimeoutError:
-            name = "soft_time_limit" if kind is SoftTimeLimitExceeded else "time_limit"
-            raise kind(f"time limit: the coroutine job ran past its {name} of {limit:g} s and "
-                       f"was cancelled (jid={job.payload.get('jid')})") from None
-
-    async def _perform(self, job: Running) -> Any:
-        instance = job.job_class()
-        instance.jid = job.payload.get("jid")
-        instance.payload = job.payload
-        args = job.payload["args"]
-        chain = self.context.middleware
-        if not chain.server:
-            return await instance.perform(*args)
-        inner = _Inner(instance.perform(*args))
-        try:
-            returned = chain.invoke_server(instance, job.payload, job.fetched.queue,
-                                           inner.call_next)
-        except BaseException:
-            if not inner.called:
-                inner.coroutine.close()  # the chain failed before the job: never awaited
-            raise
-        if inspect.isawaitable(returned):
-            await returned
-        if inner.called and not inner.started:
-            await inner.pending  # a middleware called call_next() but did not return its result
-        elif not inner.called:
-            inner.coroutine.close()  # a middleware skipped the job
-        return inner.value
-
     def _tick(self) -> None:
         self._last_tick = time.monotonic()
         self.loop.call_later(TICK_SECONDS, self._tick)
@@ -249,12 +208,15 @@ class CoroutineRunner:
     # --- the finisher thread
 
     def _finish_forever(self) -> None:
-        redis = self.context.make_redis()
+        services = self.services
+        redis = services.make_redis()
         try:
+            flow = Flow(redis=redis, keys=services.keys, observer=services.observer,
+                        attempt=self._retrying, source=self)
             while not (self._closing.is_set() and self.finished.empty()):
                 batch = self._take_finished()
                 if batch:
-                    self._finish(redis, batch)
+                    self._finish(redis, flow, batch)
                 self._watch_stall()
         finally:
             redis.close()
@@ -270,63 +232,44 @@ class CoroutineRunner:
             batch.append(self.finished.get())
         return batch
 
-    def _finish(self, redis, batch: list[Running]) -> None:
+    def _finish(self, redis, flow: Flow, batch: list[Running]) -> None:
         ends = []
         for job in batch:
             try:
-                ends.append(self._record(redis, job))
+                ends.append(self._record(redis, flow, job))
             except Exception as exc:
                 # Not lost with the acknowledgement: the raw job goes to the dead set first.
                 ends.append("failed")
                 logger.error("could not record the end of coroutine job jid=%s",
                              job.payload.get("jid"), exc_info=exc)
-                bury(self.context, redis, job.fetched, unhandled_reason(exc), self._retrying)
+                self.outcome.bury(redis, job.fetched, unhandled_reason(exc), self._retrying)
         processed, failed = len(ends) - ends.count("postponed"), ends.count("failed")
         self._retrying(lambda: self._acknowledge(redis, batch, processed, failed))
-        for job in batch:
+        for job, end in zip(batch, ends):
             self.running.pop(job.ident, None)
-        self.jobs_done += processed
+            self.work_state.finished(job.ident, done=end != "postponed")
 
-    def _record(self, redis, job: Running) -> str:
-        """Write what a finished job left: result, retry or death, reschedule, unique lock,
-        metrics; returns ``"done"``, ``"failed"`` or ``"postponed"``."""
+    def _record(self, redis, flow: Flow, job: Running) -> str:
+        """Write what a finished job left (``OutcomeWriter``), or reschedule it when over its
+        limiter; returns ``"done"``, ``"failed"`` or ``"postponed"``."""
         elapsed, value, exc = job.ending
         payload, queue_name = job.payload, job.fetched.queue
-        where = f"class={payload['class']} jid={payload.get('jid')} elapsed={elapsed:.3f}"
         if isinstance(exc, OverLimit):
-            self._postpone(redis, job, exc, where)
+            flow.postpone(job.fetched, payload, exc)
             return "postponed"
         if exc is None:
-            if job.keeps_result:
-                self._retrying(lambda: self.context.results.succeeded(redis, payload, value))
-            if "unique_digest" in payload:
-                self._retrying(lambda: unique.release_at(redis, self.context.keys, payload,
-                                                         "success"))
+            self.outcome.succeeded(redis, payload, value, self._retrying,
+                                   keeps_result=job.keeps_result)
         else:
-            outcome = handle_failure(self.context, redis, job.job_class, payload, queue_name,
-                                     exc, where, self._retrying)
-            if job.keeps_result:
-                self._retrying(lambda: self.context.results.failed(
-                    redis, payload, exc, outcome.decision.action == "retry"))
-        self.context.observer.job_finished(queue_name, payload["class"], elapsed,
-                                           exc is not None)
+            where = f"class={payload['class']} jid={payload.get('jid')} elapsed={elapsed:.3f}"
+            self.outcome.failed(redis, job.job_class, payload, queue_name, exc, where,
+                                self._retrying, keeps_result=job.keeps_result)
+        self.outcome.finished(queue_name, payload["class"], elapsed, exc is not None)
         return "done" if exc is None else "failed"
-
-    def _postpone(self, redis, job: Running, over: OverLimit, where: str) -> None:
-        """Over its limiter: the job leaves the loop's list for ``schedule`` in one script
-        (``postpone.py``), neither failed nor retried."""
-        run_at = time.time() + over.retry_in
-        self._retrying(lambda: self._postpone_script(
-            keys=[self.list_key, self.context.keys.schedule],
-            args=[job.fetched.text, postponed(job.payload), repr(run_at),
-                  1 if self.reliable else 0], client=redis))
-        logger.info("over limit %s; again in %.1f s", over.limiter, over.retry_in,
-                    extra={"ctx": where})
-        self.context.observer.job_rescheduled(job.fetched.queue, over.limiter)
 
     def _acknowledge(self, redis, batch: list[Running], processed: int, failed: int) -> None:
         day = time.strftime("%Y-%m-%d", time.gmtime())
-        keys = self.context.keys
+        keys = self.services.keys
         texts = [job.fetched.text for job in batch] if self.reliable else []
         self._ack(keys=[self.list_key, keys.stat("processed"), keys.stat("failed"),
                         keys.daily_stat("processed", day), keys.daily_stat("failed", day)],
@@ -335,8 +278,8 @@ class CoroutineRunner:
     def _retrying(self, write) -> Any:
         """Repeat a write while Redis is away, until the shutdown deadline or the process stops
         (what the loop's list holds is then recovered)."""
-        return retrying(write, self.context.health,
-                        lambda delay: self._give_up.wait(delay) or self.context.stopped.is_set())
+        return retrying(write, self.services.health,
+                        lambda delay: self._give_up.wait(delay) or self.services.stopped.is_set())
 
     def _watch_stall(self) -> None:
         lag = time.monotonic() - self._last_tick
@@ -362,10 +305,9 @@ class CoroutineRunner:
         with self._start_lock:
             if self.loop is not None:
                 return
-            redis = self.context.make_redis()
+            redis = self.services.make_redis()
             self._hand_over = redis.register_script(HAND_OVER_SCRIPT)
             self._ack = redis.register_script(ACK_SCRIPT)
-            self._postpone_script = redis.register_script(POSTPONE_SCRIPT)
             self._stall_reported = 0.0
             loop = asyncio.new_event_loop()
             self.thread = threading.Thread(target=self._serve, args=(loop,), name="event-loop",
@@ -381,10 +323,6 @@ class CoroutineRunner:
         asyncio.set_event_loop(loop)
         loop.call_soon(self._tick)
         loop.run_forever()
-
-    @property
-    def busy(self) -> int:
-        return sum(1 for job in list(self.running.values()) if job.started)
 
     def stop(self, deadline: float) -> int:
         """Let coroutine jobs run until ``deadline`` (monotonic), cancel the rest and push them
@@ -406,6 +344,8 @@ class CoroutineRunner:
         unfinished = [job for job in list(self.running.values())
                       if not (stuck and job.ending is not None)]
         requeued = self._requeue(unfinished)
+        for job in unfinished:
+            self.work_state.finished(job.ident)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(CANCEL_GRACE)
         if unfinished:
@@ -429,10 +369,10 @@ class CoroutineRunner:
     def _requeue(self, jobs: list[Running]) -> int:
         if not jobs:
             return 0
-        redis = self.context.make_redis()
+        redis = self.services.make_redis()
         try:
             move = redis.register_script(MOVE_ONE_SCRIPT)
-            keys = self.context.keys
+            keys = self.services.keys
             pushed = 0
             for job in reversed(jobs):
                 queue_key, text = keys.queue(job.fetched.queue), job.fetched.text
@@ -448,26 +388,3 @@ class CoroutineRunner:
             return 0
         finally:
             redis.close()
-
-
-class _Inner:
-    """The job's coroutine as a middleware chain's ``call_next`` sees it."""
-
-    def __init__(self, coroutine) -> None:
-        self.coroutine = coroutine
-        self.pending = None
-        self.started = False
-        self.value = None
-
-    @property
-    def called(self) -> bool:
-        return self.pending is not None
-
-    def call_next(self):
-        self.pending = self._run()
-        return self.pending
-
-    async def _run(self) -> Any:
-        self.started = True
-        self.value = await self.coroutine
-        return self.value

@@ -1,6 +1,9 @@
-"""Fetching jobs: reliable (the default) and basic, plus releasing what a thread holds.
+"""Fetching jobs: reliable (the default) and basic (``FetchMode``), plus releasing what a
+thread holds.
 
-Runs in each processor thread; every processor owns one ``Fetcher`` and one Redis connection.
+Runs in each processor thread; every processor owns one ``Fetcher`` and one Redis connection,
+given the queues and their order (``ordering.QueueOrder``), the mode, its private lists, its
+index and the idle plan, all keyword arguments.
 
 Reliable fetch moves jobs atomically from a queue into a list private to the fetching thread.
 A thread fetches again only after it finished every job it holds, so the next fetch
@@ -53,6 +56,7 @@ whose reply is lost (Redis restarted, connection cut) loses the jobs it popped.
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from dataclasses import dataclass
@@ -136,6 +140,14 @@ return pushed
 """
 
 
+class FetchMode(enum.Enum):
+    """The config's ``fetch``: ``reliable`` keeps fetched jobs in a private list until they
+    finish; ``basic`` pops them (Sidekiq's BRPOP), and kill -9 loses the jobs in flight."""
+
+    RELIABLE = "reliable"
+    BASIC = "basic"
+
+
 def next_batch(current: int, got: int, seconds_per_job: float) -> int:
     """Jobs to ask for next: 1 when the last call came back short, else double, within the
     count and time bounds."""
@@ -212,18 +224,19 @@ class Held:
 
 
 class Fetcher:
-    def __init__(self, redis, keys: Keys, queues, strict: bool, private_lists: tuple[str, str],
-                 reliable: bool, thread_index: int, idle_plan: tuple[str, ...]) -> None:
+    def __init__(self, redis, keys: Keys, *, queues: ordering.QueueOrder, mode: FetchMode,
+                 lists: tuple[str, str], thread_index: int, idle_plan: tuple[str, ...]) -> None:
         self.redis = redis
         self.keys = keys
         self.queues = queues
-        self.strict = strict
-        self.lists = private_lists
+        self.mode = mode
+        self.lists = lists
         #: index in ``lists`` of the list holding the thread's current batch
         self.side = 0
         #: a call changing the lists failed without a reply: ``adopt`` before anything else
         self.unknown = False
-        self.reliable = reliable
+        #: the mode as the scripts' flag (``postpone.Postponer`` reads it too)
+        self.reliable = mode is FetchMode.RELIABLE
         self.thread_index = thread_index
         self.idle_plan = idle_plan
         self.counters = Counters()
@@ -238,7 +251,7 @@ class Fetcher:
         self._connection = None
         self._day = ("", 0.0)
         self._stat_key_list: list[str] = []
-        self._queue_keys = {q.name: keys.queue(q.name) for q in queues}
+        self._queue_keys = {name: keys.queue(name) for name in queues.names()}
 
     @property
     def private_key(self) -> str:
@@ -251,7 +264,7 @@ class Fetcher:
         After a failed call, returns instead the jobs that call may have taken (``adopt``)."""
         if self.unknown:
             return self.adopt()
-        names = ordering.fetch_order(self.queues, self.strict)
+        names = self.queues.order()
         counters = self.counters
         ack, fill = self.lists[self.side], self.lists[1 - self.side]
         keys = [ack, fill] + self._stat_keys() + [self._queue_keys[name] for name in names]

@@ -6,7 +6,8 @@ top-level fields), ``<identity>:work`` (Sidekiq 7+) and ``<identity>:workers`` (
 a TTL of ``heartbeat_ttl``, and pops ``<identity>-signals`` (``signals.REMOTE_SIGNALS`` pushed by the web
 UI, ``forkqctl`` or Sidekiq's own UI), which are handed to the worker's signal loop. Then it
 flushes the per-class job metrics counted since the last beat (``jobmetrics``), as Sidekiq 8
-does on each beat, and once more at stop.
+does on each beat, and once more at stop. The busy jobs are read from the process's
+``WorkState`` (``workstate.py``), where the processors and the coroutine runner publish them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..ident import hostname
 from ..jobmetrics import JobMetrics
 from ..log import logger
 from ..signals import REMOTE_SIGNALS
+from .workstate import WorkState
 
 #: KB in one memory page, the unit of /proc/self/statm
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -62,47 +64,51 @@ def capsule(config) -> dict:
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, context, manager, on_signal) -> None:
+    def __init__(self, *, redis, config, keys, identity: str, quiet: threading.Event,
+                 health, work_state: WorkState, job_metrics: JobMetrics, on_signal) -> None:
         super().__init__(name="heartbeat", daemon=True)
-        self.context = context
-        self.manager = manager
+        self.redis = redis
+        self.config = config
+        self.keys = keys
+        self.identity = identity
+        self.quiet = quiet
+        self.health = health
+        self.work_state = work_state
+        #: per-class job counts, which the process's observer fills
+        self.job_metrics = job_metrics
         self.on_signal = on_signal
-        self.redis = context.make_redis()
-        self.info_json = json.dumps(process_info(context.config, context.identity,
-                                                 time.time()))
+        self.info_json = json.dumps(process_info(config, identity, time.time()))
         #: microseconds the last beat's PING took (Sidekiq's ``rtt_us``)
         self.rtt_us = 0
-        #: per-class job counts; the worker makes it one of the processors' observers
-        self.job_metrics = JobMetrics()
         self._halt = threading.Event()
 
     def run(self) -> None:
-        interval = self.context.config.heartbeat_interval
+        interval = self.config.heartbeat_interval
         while not self._halt.wait(interval):
             self.beat_safely()
 
     def beat_safely(self) -> None:
         try:
             self.beat()
-            self.context.health.succeeded()
+            self.health.succeeded()
         except redis_py.RedisError as exc:
-            self.context.health.failed(exc)
+            self.health.failed(exc)
 
     def beat(self) -> None:
-        keys, identity = self.context.keys, self.context.identity
-        ttl = int(max(1, round(self.context.config.heartbeat_ttl)))
-        work = {thread_key(p): json.dumps({"queue": f.queue, "payload": f.text,
-                                           "run_at": int(p.run_at)})
-                for p, f in self.manager.running()}
+        keys, identity = self.keys, self.identity
+        ttl = int(max(1, round(self.config.heartbeat_ttl)))
+        work = {thread_key(tag): json.dumps({"queue": w.queue, "payload": w.text,
+                                             "run_at": int(w.run_at)})
+                for tag, w in self.work_state.running().items() if type(w.text) is str}
         started = time.perf_counter()
         self.redis.ping()
         self.rtt_us = int((time.perf_counter() - started) * 1e6)
         pipe = self.redis.pipeline(transaction=True)
         pipe.sadd(keys.processes, identity)
         pipe.hset(keys.process(identity), mapping={
-            "info": self.info_json, "concurrency": self.context.config.concurrency,
+            "info": self.info_json, "concurrency": self.config.concurrency,
             "busy": len(work), "beat": time.time(),
-            "quiet": "true" if self.context.quiet.is_set() else "false",
+            "quiet": "true" if self.quiet.is_set() else "false",
             "rss": rss_kb(), "rtt_us": self.rtt_us})
         pipe.expire(keys.process(identity), ttl)
         for work_key in (keys.work(identity), keys.workers(identity)):
@@ -129,7 +135,7 @@ class Heartbeat(threading.Thread):
         self._halt.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(5)
-        keys, identity = self.context.keys, self.context.identity
+        keys, identity = self.keys, self.identity
         try:
             self.job_metrics.flush(self.redis, keys, time.time())
         except redis_py.RedisError as exc:
@@ -144,7 +150,7 @@ class Heartbeat(threading.Thread):
                            "expires by itself", exc)
 
 
-def thread_key(processor) -> str:
-    """Sidekiq's thread id field for ``:work``: a short, stable tag of the processor thread."""
-    ident = processor.ident or 0
-    return format(ident % 0xFFFFFF, "x")
+def thread_key(tag: int) -> str:
+    """Sidekiq's thread id field for ``:work``: a short, stable form of a runner's tag (a
+    processor thread's ident, a coroutine job's tag)."""
+    return format(tag % 0xFFFFFF, "x")

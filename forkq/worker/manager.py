@@ -5,9 +5,12 @@ until the deadline, then abandons the ones still running (Sidekiq's ``Manager#ha
 each hands over what it held (``Processor.abandon``), those jobs go back to the front of their
 queues and the finished ones are acknowledged *before* the process ends (``bulk_requeue``),
 then ``Shutdown`` is raised in their threads so the jobs' ``finally`` blocks run. The event
-loop of coroutine jobs (``aio_runner.py``) stops last, under the same deadline, so that no
+loop of coroutine jobs (``coroutines.py``) stops last, under the same deadline, so that no
 thread hands it a job while it pushes back its own. It is worse to lose a job than to run it
 twice.
+
+Which threads run a job is read from the process's ``WorkState`` (``workstate.py``), where
+the processors publish it, not from their fields.
 """
 
 from __future__ import annotations
@@ -21,36 +24,21 @@ from .processor import Processor
 
 
 class Manager:
-    def __init__(self, context) -> None:
-        self.context = context
-        self.processors = [Processor(i, context) for i in range(context.config.concurrency)]
+    def __init__(self, *, services) -> None:
+        self.services = services
         #: the event loop of coroutine jobs, which processors hand them to
-        self.coroutines = context.coroutines = CoroutineRunner(context)
+        self.coroutines = CoroutineRunner(services=services)
+        self.processors = [Processor(index=i, services=services, coroutines=self.coroutines)
+                           for i in range(services.config.concurrency)]
 
     def start(self) -> None:
         for processor in self.processors:
             processor.start()
 
     def quiet(self) -> None:
-        if not self.context.quiet.is_set():
+        if not self.services.quiet.is_set():
             logger.info("quiet: no new jobs will start")
-            self.context.quiet.set()
-
-    @property
-    def busy(self) -> int:
-        return sum(1 for p in self.processors if p.current is not None) + self.coroutines.busy
-
-    @property
-    def jobs_done(self) -> int:
-        return sum(p.jobs_done for p in self.processors) + self.coroutines.jobs_done
-
-    def running(self) -> list[tuple[Processor, object]]:
-        """(processor, fetched job) for every job running now, a coroutine job's record
-        standing for its processor; read by the heartbeat."""
-        running = [(p, p.current) for p in self.processors]
-        running += [(job, job.fetched) for job in list(self.coroutines.running.values())
-                    if job.started]
-        return [(p, job) for p, job in running if job is not None and type(job.text) is str]
+            self.services.quiet.set()
 
     def stop(self, deadline: float) -> int:
         """Quiet, wait for running jobs until ``deadline`` (monotonic), then requeue the rest.
@@ -60,8 +48,10 @@ class Manager:
         for processor in self.processors:
             if not processor.abandoned:  # a thread stuck past its time_limit is not waited for
                 processor.join(max(0.0, deadline - time.monotonic()))
+        work_state = self.services.work_state
         for processor in self.processors:
-            if processor.is_alive() and processor.current is None and not processor.abandoned:
+            if (processor.is_alive() and not work_state.runs(processor.ident)
+                    and not processor.abandoned):
                 # Idle in a blocking fetch: let it return and release what it holds, so that
                 # no thread is left fetching when the running jobs are pushed back below.
                 processor.join(IDLE_TIMEOUT + 1.0)
@@ -71,7 +61,7 @@ class Manager:
             processor.kill()
         # After the threads: none hands over a coroutine job any more.
         requeued += self.coroutines.stop(deadline)
-        self.context.stopped.set()
+        self.services.stopped.set()
         if survivors:
             logger.warning("shutdown deadline reached: %d running job(s) pushed back to their "
                            "queues", requeued)
@@ -80,9 +70,9 @@ class Manager:
     def _requeue(self, held: list[Held]) -> int:
         if not held:
             return 0
-        redis = self.context.make_redis()
+        redis = self.services.make_redis()
         try:
-            return bulk_requeue(redis, self.context.keys, held)
+            return bulk_requeue(redis, self.services.keys, held)
         except Exception as exc:
             logger.error("could not requeue the jobs of %d abandoned thread(s) (%s); they stay "
                          "in their private lists and will be recovered", len(held), exc)

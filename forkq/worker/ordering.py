@@ -1,4 +1,5 @@
-"""Queue order: pure functions deciding which queue a fetch looks at first.
+"""Queue order: pure functions deciding which queue a fetch looks at first, and the
+``QueueOrder`` value a fetcher is given (the queues and whether their order is strict).
 
 Strict queues (plain names) are always taken in the configured order. Weighted queues are
 ordered at random on each fetch, each queue coming first with probability weight / total
@@ -11,6 +12,7 @@ waiter whenever there are at least as many idle threads as queues, the rest by w
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Sequence
 
 from ..config import Queue
@@ -21,6 +23,21 @@ def fetch_order(queues: Sequence[Queue], strict: bool, rand=random.random) -> li
         return [q.name for q in queues]
     keyed = sorted(queues, key=lambda q: rand() ** (1.0 / q.weight), reverse=True)
     return [q.name for q in keyed]
+
+
+@dataclass(frozen=True)
+class QueueOrder:
+    """The configured queues and how a fetch orders them: strict (plain names) or by weight."""
+
+    queues: tuple[Queue, ...]
+    strict: bool
+
+    def names(self) -> list[str]:
+        return [q.name for q in self.queues]
+
+    def order(self, rand=random.random) -> list[str]:
+        """The queue names in the order one fetch looks at them."""
+        return fetch_order(self.queues, self.strict, rand)
 
 
 def idle_plan(queues: Sequence[Queue], threads: int) -> tuple[str, ...]:

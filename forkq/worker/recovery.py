@@ -5,7 +5,7 @@ at once), and from the poller for slots whose owner's heartbeat has expired (a w
 master gone), under a short lock so that processes do not scan together.
 
 Private lists are keyed by slot (``host:master-pid:child-index``) and thread, plus one for the
-slot's event loop (coroutine jobs, ``aio_runner.py``). A list holding one job, and every job of
+slot's event loop (coroutine jobs, ``coroutines.py``). A list holding one job, and every job of
 the event loop's list, was running when its process died: it is *charged*, and a job charged
 more than ``POISON_LIMIT`` times within ``POISON_WINDOW`` goes to the dead set with the reason.
 A list holding several jobs is a batch whose running job cannot be told from the prefetched or
@@ -60,8 +60,6 @@ class Recovery:
         self._forget = self.redis.register_script(FORGET_SLOT_SCRIPT)
         self.scan_every = min(30.0, max(0.5, context.config.heartbeat_ttl / 2))
         self.next_scan = 0.0
-        self.recovered = 0
-        self.poisoned = 0
 
     # --- slots
 
@@ -143,7 +141,6 @@ class Recovery:
             payload[ISOLATE_KEY] = True
             new_text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
             self._move([list_key, self.keys.queue(queue)], [text, new_text])
-            self.recovered += 1
             self.context.observer.jobs_recovered(1)
             return
         times = self._charge(str(payload.get("jid")))
@@ -151,7 +148,6 @@ class Recovery:
             self._bury_poison(list_key, text, payload, times)
         else:
             self._move([list_key, self.keys.queue(queue)], [text, text])
-            self.recovered += 1
             self.context.observer.jobs_recovered(1)
 
     def _charge(self, jid: str) -> int:
@@ -171,7 +167,6 @@ class Recovery:
         dead = with_error(payload, exc, now)
         new_text = json.dumps(dead, separators=(",", ":"), ensure_ascii=False)
         if self.context.dead_set.move_from_list(self.redis, list_key, [(text, new_text)], now):
-            self.poisoned += 1
             self.context.observer.job_poisoned()
             logger.error("poison job: class=%s jid=%s: dead: %s", payload.get("class"),
                          payload.get("jid"), exc)

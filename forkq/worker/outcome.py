@@ -1,0 +1,189 @@
+"""What becomes of a job: performing it through the server middleware, then its success,
+failure or burial, for processor threads and coroutine jobs alike.
+
+One ``OutcomeWriter`` per worker process (``Services.outcome``), called by the processor
+threads and by the coroutine runner's loop and finisher threads; it holds no state of its own.
+Each write gets the caller's Redis connection and ``attempt``, which repeats the write while
+Redis is away (the caller decides until when). Steps:
+
+- ``perform`` / ``perform_coroutine``: run the job through the server middleware (which is
+  synchronous: for a coroutine job ``call_next()`` returns the job's coroutine, awaited once
+  the chain has returned).
+- ``started``: the result record, when the payload keeps one (``results.py``).
+- ``succeeded``: the result record, then the unique lock released at success.
+- ``failed``: the error handlers, the retry writer's retry or death (``retry.py``), one log
+  line saying what happens next, the result record.
+- ``bury``: a payload forkq cannot run, or a job it failed to handle, goes to the dead set
+  raw, with the reason.
+- ``finished``: the observer (metrics) counts the job.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any, Callable
+
+from ..client import new_jid
+from ..dead import envelope
+from ..errors import UnknownJobError
+from ..flow import unique
+from ..job import hooks_of
+from ..log import logger
+from ..payload import error_class_name
+from .fetch import Fetched
+from .retry import error_message
+
+#: ``attempt(write)``: run ``write`` until Redis answers, or give up (returns None)
+Attempt = Callable[[Callable[[], Any]], Any]
+
+
+def unhandled_reason(exc: BaseException) -> str:
+    """The dead set's reason for a job forkq failed to handle with ``exc``."""
+    return f"forkq could not handle this job: {error_class_name(exc)}: {error_message(exc)}"
+
+
+class OutcomeWriter:
+    def __init__(self, *, keys, identity: str, middleware, error_handlers, results,
+                 retry_writer, dead_set, observer) -> None:
+        self.keys = keys
+        self.identity = identity
+        self.middleware = middleware
+        self.error_handlers = error_handlers
+        self.results = results
+        self.retry_writer = retry_writer
+        self.dead_set = dead_set
+        self.observer = observer
+
+    # --- running the job
+
+    def perform(self, job_class, payload: dict[str, Any], queue: str) -> Any:
+        """Run the job through the server middleware; return what ``perform`` returned."""
+        instance = self._instance(job_class, payload)
+        chain = self.middleware
+        if not chain.server:
+            return instance.perform(*payload["args"])
+        # perform's own value, whether or not each middleware passes it on
+        returned = []
+
+        def run() -> Any:
+            returned.append(instance.perform(*payload["args"]))
+            return returned[0]
+
+        chain.invoke_server(instance, payload, queue, run)
+        return returned[0] if returned else None
+
+    async def perform_coroutine(self, job_class, payload: dict[str, Any], queue: str) -> Any:
+        """Await a coroutine job through the server middleware (in the event loop's thread)."""
+        instance = self._instance(job_class, payload)
+        chain = self.middleware
+        if not chain.server:
+            return await instance.perform(*payload["args"])
+        inner = _Inner(instance.perform(*payload["args"]))
+        try:
+            returned = chain.invoke_server(instance, payload, queue, inner.call_next)
+        except BaseException:
+            if not inner.called:
+                inner.coroutine.close()  # the chain failed before the job: never awaited
+            raise
+        if inspect.isawaitable(returned):
+            await returned
+        if inner.called and not inner.started:
+            await inner.pending  # a middleware called call_next() but did not return its result
+        elif not inner.called:
+            inner.coroutine.close()  # a middleware skipped the job
+        return inner.value
+
+    @staticmethod
+    def _instance(job_class, payload: dict[str, Any]):
+        if job_class is None:
+            raise UnknownJobError(
+                f"unknown job class {payload['class']!r}: no module listed under 'require:' "
+                f"registers it (a producer may be deployed ahead of this worker)")
+        instance = job_class()
+        instance.jid = payload.get("jid")
+        instance.payload = payload
+        return instance
+
+    # --- what it left
+
+    def keeps_result(self, job_class, payload: dict[str, Any]) -> bool:
+        return self.results.keeps(job_class, payload)
+
+    def started(self, redis, payload: dict[str, Any], attempt: Attempt) -> dict | None:
+        """Write the result record as running; returns it, for the end's write."""
+        return attempt(lambda: self.results.started(redis, payload, self.identity))
+
+    def succeeded(self, redis, payload: dict[str, Any], value: Any, attempt: Attempt, *,
+                  keeps_result: bool, record: dict | None = None,
+                  owned: Callable[[], bool] = lambda: True) -> None:
+        """The result record, then the unique lock released at success unless the job is no
+        longer ``owned`` (pushed back at the shutdown deadline: it will run again)."""
+        if keeps_result:
+            attempt(lambda: self.results.succeeded(redis, payload, value, record))
+        if "unique_digest" in payload and owned():
+            self.unlock(redis, payload, "success", attempt)
+
+    def unlock(self, redis, payload: dict[str, Any], event: str, attempt: Attempt) -> None:
+        """Free the job's unique lock if it is released at ``event`` (``unique.py``)."""
+        attempt(lambda: unique.release_at(redis, self.keys, payload, event))
+
+    def failed(self, redis, job_class, payload: dict[str, Any], queue: str, exc: BaseException,
+               where: str, attempt: Attempt, *, keeps_result: bool,
+               record: dict | None = None) -> None:
+        """A job raised: run the error handlers, schedule its retry or bury it, log it, write
+        the result record."""
+        self.tell_error_handlers(exc, payload, queue)
+        decided = self.retry_or_bury(redis, job_class, payload, exc, attempt)
+        logger.warning("fail: %s: %s; %s", error_class_name(exc), error_message(exc),
+                       decided.summary, exc_info=exc, extra={"ctx": where})
+        if keeps_result:
+            will_retry = decided.decision.action == "retry"
+            attempt(lambda: self.results.failed(redis, payload, exc, will_retry, record))
+
+    def retry_or_bury(self, redis, job_class, payload: dict[str, Any], exc: BaseException,
+                      attempt: Attempt = lambda write: write()):
+        """Schedule the job's retry or kill it (``retry.py``); returns the retry writer's
+        ``Outcome``, which says what happens next."""
+        return self.retry_writer.handle(redis, payload, exc, hooks_of(job_class), attempt=attempt)
+
+    def tell_error_handlers(self, exc: BaseException, payload: dict[str, Any],
+                            queue: str) -> None:
+        """Run each error handler; one that raises is logged and the others still run."""
+        for handler in self.error_handlers:
+            try:
+                handler(exc, {"job": payload, "queue": queue})
+            except Exception:
+                logger.exception("error handler %r failed", handler)
+
+    def bury(self, redis, fetched: Fetched, reason: str, attempt: Attempt) -> None:
+        """Send a payload forkq cannot run to the dead set, raw, with the reason."""
+        logger.error("job in queue %s: dead: %s", fetched.queue, reason)
+        text = envelope(fetched.text, reason, fetched.queue, new_jid(), time.time())
+        attempt(lambda: self.dead_set.add(redis, [text]))
+
+    def finished(self, queue: str, class_name: str, seconds: float, failed: bool) -> None:
+        self.observer.job_finished(queue, class_name, seconds, failed)
+
+
+class _Inner:
+    """The job's coroutine as a middleware chain's ``call_next`` sees it."""
+
+    def __init__(self, coroutine) -> None:
+        self.coroutine = coroutine
+        self.pending = None
+        self.started = False
+        self.value = None
+
+    @property
+    def called(self) -> bool:
+        return self.pending is not None
+
+    def call_next(self):
+        self.pending = self._run()
+        return self.pending
+
+    async def _run(self) -> Any:
+        self.started = True
+        self.value = await self.coroutine
+        return self.value

@@ -1,0 +1,121 @@
+"""What the threads of one worker process share, built once and frozen before they start.
+
+``Services.build`` runs in the worker process after any fork (``Worker.__init__``), before
+the first thread starts; nothing is assigned to it afterwards (a frozen dataclass). What a
+later part supplies (the metrics observer, the callback that retires the process) is passed to
+``build``, not filled in by whoever comes next. Its parts with state of their own guard it
+themselves: the events, ``RedisHealth``, ``WorkState``, the watchdog, the observers.
+Sidekiq 7's ``Capsule`` is the shape: the processors and the coroutine runner take this, each
+smaller part (``Fetcher``, ``Flow``, ``Heartbeat``) is given only what it uses.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .. import connection
+from ..connection.health import RedisHealth
+from ..dead import DeadSet
+from ..flow.timelimit import Watchdog
+from ..hooks import Hooks, registry
+from ..jobmetrics import JobMetrics, WithJobMetrics
+from ..keys import Keys
+from ..results import ResultRecorder
+from . import ordering
+from .fetch import FetchMode
+from .heartbeat import hostname
+from .outcome import OutcomeWriter
+from .retry import RetryWriter
+from .workstate import WorkState
+
+
+class NullObserver:
+    """Receives job events; metrics, when enabled, provide a real one."""
+
+    def job_finished(self, queue: str, class_name: str, seconds: float, failed: bool) -> None:
+        pass
+
+    def jobs_recovered(self, count: int) -> None:
+        pass
+
+    def job_rescheduled(self, queue: str, limiter: str) -> None:
+        pass
+
+    def job_expired(self, queue: str) -> None:
+        pass
+
+    def job_poisoned(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Services:
+    """One worker process's shared parts; build with ``Services.build``."""
+
+    config: Any
+    url: str
+    slot: str
+    keys: Keys
+    identity: str
+    #: set when the process stops taking new jobs (TSTP, or the start of a stop)
+    quiet: threading.Event
+    #: set at the shutdown deadline: retries of Redis writes give up then
+    stopped: threading.Event
+    health: RedisHealth
+    #: the application's death handlers (``hooks.py``), which recovery runs for poison jobs
+    death_handlers: list
+    dead_set: DeadSet
+    #: the job-outcome writer shared by threads and coroutines (``outcome.py``)
+    outcome: OutcomeWriter
+    queues: ordering.QueueOrder
+    fetch_mode: FetchMode
+    #: the queue each idle thread blocks on (``ordering.idle_plan``)
+    idle_plan: tuple[str, ...]
+    #: per-class job counts, flushed by the heartbeat (``jobmetrics``)
+    job_metrics: JobMetrics
+    #: told about each finished, rescheduled, expired, recovered or poisoned job
+    observer: Any
+    #: calls back at running jobs' time limits (``timelimit.py``)
+    watchdog: Watchdog
+    #: what runs now, published by the runners (``workstate.py``)
+    work_state: WorkState
+    #: ``retire(reason)``: replace this process (a job ran past its time_limit); any thread
+    retire: Callable[[str], None]
+
+    @classmethod
+    def build(cls, config, url: str, slot: str, *, hooks: Hooks | None = None,
+              observer=None, retire: Callable[[str], None] = lambda reason: None) -> Services:
+        """Everything a worker process's threads share; ``observer`` is the metrics one
+        (supervised children with metrics), else a ``NullObserver``."""
+        hooks = hooks or registry
+        keys = Keys(config.namespace)
+        identity = f"{hostname()}:{os.getpid()}:{os.urandom(6).hex()}"
+        dead_set = DeadSet(keys, config.dead_max_jobs, config.dead_timeout)
+        job_metrics = JobMetrics()
+        observer = WithJobMetrics(job_metrics, observer or NullObserver())
+        outcome = OutcomeWriter(
+            keys=keys, identity=identity, middleware=hooks.middleware,
+            error_handlers=hooks.error_handlers, results=ResultRecorder(keys),
+            retry_writer=RetryWriter(keys, dead_set, config.max_retries, hooks.death_handlers),
+            dead_set=dead_set, observer=observer)
+        return cls(config=config, url=url, slot=slot, keys=keys, identity=identity,
+                   quiet=threading.Event(), stopped=threading.Event(), health=RedisHealth(),
+                   death_handlers=hooks.death_handlers,
+                   dead_set=dead_set, outcome=outcome,
+                   queues=ordering.QueueOrder(tuple(config.queues), config.strict),
+                   fetch_mode=FetchMode(config.fetch),
+                   idle_plan=ordering.idle_plan(config.queues, config.concurrency),
+                   job_metrics=job_metrics, observer=observer, watchdog=Watchdog(),
+                   work_state=WorkState(), retire=retire)
+
+    def make_redis(self):
+        return connection.make_client(self.url)
+
+    def private_lists(self, thread_index: int) -> tuple[str, str]:
+        return self.keys.inflight_pair(self.slot, thread_index)

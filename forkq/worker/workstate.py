@@ -1,0 +1,67 @@
+"""What a worker process runs now, published for the threads that watch it (Sidekiq's
+``Processor::WORK_STATE``).
+
+One ``WorkState`` per worker process (``Services.work_state``), guarded by its own lock. The
+runners write: a processor thread when a job of its batch starts and ends, the coroutine
+runner when a coroutine job starts on the loop and when its end is acknowledged. The watchers
+read a copy: the heartbeat (busy count, ``:work`` entries), the manager (which threads are
+idle at shutdown) and the worker's tick (busy count, jobs done, for the child's title and
+``max_jobs``). No watcher reads a runner's own fields.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One running job as the watchers see it."""
+
+    queue: str
+    #: the job's JSON text; the raw ``bytes`` when they are not valid UTF-8
+    text: str | bytes
+    #: epoch seconds at which it started
+    run_at: float
+
+
+class WorkState:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: tag of the runner (a thread's ident, a coroutine job's tag) -> its running job
+        self._work: dict[int, Work] = {}
+        self._jobs_done = 0
+
+    def started(self, tag: int, queue: str, text: str | bytes,
+                run_at: float | None = None) -> None:
+        work = Work(queue, text, time.time() if run_at is None else run_at)
+        with self._lock:
+            self._work[tag] = work
+
+    def finished(self, tag: int, done: bool = False) -> None:
+        """The runner ``tag`` runs nothing now; ``done`` counts a job that ran to its end (not
+        rescheduled, expired or pushed back), as ``max_jobs`` counts them."""
+        with self._lock:
+            self._work.pop(tag, None)
+            self._jobs_done += done
+
+    def running(self) -> dict[int, Work]:
+        """A copy: runner tag -> the job it runs."""
+        with self._lock:
+            return dict(self._work)
+
+    def runs(self, tag: int) -> bool:
+        with self._lock:
+            return tag in self._work
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._work)
+
+    @property
+    def jobs_done(self) -> int:
+        with self._lock:
+            return self._jobs_done
