@@ -10,7 +10,7 @@ one script call, so a job is never in neither place; when the member has already
 source (another process moved it), nothing is added.
 
 Scripts elsewhere that must bury inside their own atomic step prepend ``DEAD_LUA`` and call
-``dead_add`` per member and ``dead_trim`` once; ``DeadSet.trim_args`` gives the trim's values.
+``dead_add`` per member and ``dead_trim`` once; ``DeadWriter.trim_args`` gives the trim's values.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ MALFORMED_CLASS = "forkq.MalformedJob"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-class DeadSet:
+class DeadWriter:
     """Writes to ``dead`` for one process; holds the trim limits from the config."""
 
     def __init__(self, keys, max_jobs: int, timeout: float) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from redis.exceptions import NoPermissionError
 
 from ..config import Config
-from ..dead import DeadSet as DeadWriter
+from ..dead import DeadWriter
 from ..keys import SIGNALS_TTL, Keys
 from .entry import as_int, wire
 from .processes import PROCESS_FIELDS, Process, Work, parse_process, parse_work

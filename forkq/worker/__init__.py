@@ -35,7 +35,7 @@ from ..keys import Keys
 from ..log import logger
 from .manager import Manager
 from .recovery import Recovery
-from ..dead import DeadSet
+from ..dead import DeadWriter
 from ..results import ResultRecorder
 from .retry import RetryWriter
 from .poller import Poller
@@ -69,7 +69,7 @@ class Context:
         self.middleware = hooks.middleware
         self.error_handlers = hooks.error_handlers
         self.death_handlers = hooks.death_handlers
-        self.dead_set = DeadSet(self.keys, config.dead_max_jobs, config.dead_timeout)
+        self.dead_set = DeadWriter(self.keys, config.dead_max_jobs, config.dead_timeout)
         self.retry_writer = RetryWriter(self.keys, self.dead_set, config.max_retries,
                                         self.death_handlers)
         self.results = ResultRecorder(self.keys)

@@ -12,7 +12,7 @@ keys and rounds big integers) happens only when the text holds several ``"enqueu
 and the top-level one cannot be told apart, and if that fails the text moves unchanged: the
 script never removes an entry it does not place. A malformed entry (not UTF-8, not a JSON
 object, no class...) moves to the dead set as an envelope with its raw text and the reason,
-in one atomic step too (``DeadSet.move_from_zset``).
+in one atomic step too (``DeadWriter.move_from_zset``).
 
 Cost: a round is two calls (the read, then the move) where one script could do both, and each
 due entry is parsed in Python. That is the price of the check: a script cannot tell a payload

@@ -12,7 +12,7 @@ A list holding several jobs is a batch whose running job cannot be told from the
 finished ones: its jobs go back uncharged but marked, and a marked job runs alone next time
 (``processor._isolate``), so a job that kills its process is charged from its second crash on.
 Recovered jobs go back to the *front* of their queues, in their original order; a poison job
-moves from the list to the dead set in one atomic step (``DeadSet.move_from_list``). Lists are
+moves from the list to the dead set in one atomic step (``DeadWriter.move_from_list``). Lists are
 read as bytes, so a payload that is not UTF-8 goes back to its queue like any other (and the
 worker that fetches it buries it) instead of stopping recovery.
 """

@@ -140,10 +140,6 @@ def encode_backtrace(lines: list[str]) -> str:
     return base64.b64encode(zlib.compress(json.dumps(lines).encode())).decode()
 
 
-def decode_backtrace(text: str) -> list[str]:
-    return json.loads(zlib.decompress(base64.b64decode(text)))
-
-
 def error_message(exc: BaseException) -> str:
     """``str(exc)``, or a stand-in when the exception cannot even be shown."""
     try:
