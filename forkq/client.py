@@ -21,7 +21,6 @@ jids of the jobs that got their lock.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -34,6 +33,7 @@ from .flow import unique
 from .config import Config
 from .job import DATA_OPTIONS, Arity, Job, validate_options
 from .keys import Keys
+from .payload import dumps
 from .middleware import Chain
 
 #: jobs per multi-value LPUSH in a bulk push
@@ -45,7 +45,6 @@ CONFIGURE = "forkq.configure()"
 class MainModuleJobWarning(UserWarning):
     """A job class defined in ``__main__`` was enqueued: workers cannot resolve its name."""
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def new_jid() -> str:
@@ -72,19 +71,19 @@ class BulkTemplate:
 
     Encoding each job hash whole costs more than the rest of a bulk push; this encodes the
     shared part once and splices each job's arguments and jid into it. The text is the same as
-    ``json.dumps`` of the job hash would give, key for key."""
+    ``payload.dumps`` of the job hash would give, key for key."""
 
     def __init__(self, sample: dict[str, Any], now: float) -> None:
         sample = {**sample, "enqueued_at": now}
         self.queue = sample["queue"]
-        text = _dumps(sample)
+        text = dumps(sample)
         head, tail = text.split('"args":[]', 1)
         middle, end = tail.split(f'"jid":"{sample["jid"]}"', 1)
         self.parts = (head + '"args":', middle + '"jid":"', '"' + end)
 
     def render(self, args: list, jid: str) -> str:
         head, middle, end = self.parts
-        return f"{head}{_dumps(args)}{middle}{jid}{end}"
+        return f"{head}{dumps(args)}{middle}{jid}{end}"
 
 
 class Client:

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import time
 from typing import Sequence
 
 from redis.exceptions import NoScriptError
+
+from .payload import dumps
 
 #: Lua helpers shared by every script that writes ``dead``.
 DEAD_LUA = """
@@ -59,7 +60,6 @@ return buried
 BURY_SHA = hashlib.sha1(BURY_SCRIPT.encode()).hexdigest()
 MALFORMED_CLASS = "forkq.MalformedJob"
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class DeadWriter:
@@ -118,4 +118,4 @@ def envelope(raw: str | bytes, reason: str, queue: str | None, jid: str,
             job["raw_encoding"] = "base64"
             raw = base64.b64encode(raw).decode("ascii")
     job["raw"] = raw
-    return _dumps(job)
+    return dumps(job)

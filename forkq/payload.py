@@ -1,10 +1,21 @@
-"""What a payload in Redis must hold to run as a job: one check for the processor and the poller.
+"""The job format: what a payload in Redis must hold to run as a job, and forkq's JSON.
 
-A payload that fails it is *malformed*: it goes to the dead set at once as an envelope holding
+``parse`` is the one check for the processor and the poller; ``dumps`` and ``loads`` are the
+one encoder and decoder for JSON that forkq writes to Redis (payloads, results, dead-set
+members, heartbeats); ``epoch_seconds`` is the one rule for reading a payload's timestamps.
+Pure functions, used by every process.
+
+forkq's JSON is standard JSON: compact (no spaces, as Sidekiq writes it), UTF-8 text rather
+than ``\\u`` escapes, and without NaN or Infinity, which Python's ``json`` would write and
+read but Sidekiq and most other readers refuse. A value JSON cannot carry is refused where it
+enters (job arguments at enqueue, ``arguments.py``; a job's return value becomes its result's
+error, ``results.py``), so a payload parsed here can always be written back.
+
+A payload that fails ``parse`` is *malformed*: it goes to the dead set at once as an envelope holding
 its raw text and the reason (``dead.envelope``), and is never run. Malformed means forkq cannot
 run it or name it safely: not UTF-8, not JSON (or nested deeper than the JSON reader allows, or
 a number of more than 4,300 digits), not an object, no ``class`` string, ``args`` not a list,
-``jid`` or ``queue`` present but not a string.
+``jid`` or ``queue`` present but not a string. A NaN or Infinity constant is not JSON either.
 
 Fields read only when a job fails (``retry``, ``retry_count``, ``backtrace``, ``retry_queue``)
 are not checked here: a job with a bad one still runs, and ``retry.py`` reads them leniently.
@@ -13,9 +24,30 @@ are not checked here: a job with a bad one still runs, and ``retry.py`` reads th
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from .errors import MalformedJobError
+
+#: a timestamp above this is milliseconds (1e11 seconds is the year 5138): Sidekiq 8 writes
+#: integer milliseconds, older Sidekiq and forkq float seconds
+MS_THRESHOLD = 1e11
+
+#: forkq's JSON text of a value; ``ValueError`` for NaN or Infinity, ``TypeError`` for a
+#: value JSON has no form for
+dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
+
+
+def loads(text: str | bytes) -> Any:
+    """The value of JSON text; ``ValueError`` for text that is not UTF-8 or not standard JSON."""
+    return _decode(text.decode() if isinstance(text, bytes) else text)
 
 
 def parse(text: str | bytes) -> dict[str, Any]:
@@ -27,7 +59,7 @@ def parse(text: str | bytes) -> dict[str, Any]:
             raise MalformedJobError(f"payload is not UTF-8 text (byte {exc.start}: "
                                     f"{exc.reason})") from None
     try:
-        payload = json.loads(text)
+        payload = _decode(text)
     except ValueError as exc:
         raise MalformedJobError(f"payload is not valid JSON ({exc})") from None
     except RecursionError:
@@ -62,3 +94,15 @@ def error_class_name(exc: BaseException) -> str:
     """A payload's ``error_class``: the bare name for builtins, ``module.QualName`` otherwise."""
     kind = type(exc)
     return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def epoch_seconds(value: Any) -> float | None:
+    """A payload timestamp (``enqueued_at``, ``created_at``...) as float seconds, read as
+    milliseconds past ``MS_THRESHOLD``; None when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = value / 1000.0 if value > MS_THRESHOLD else float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return seconds if math.isfinite(seconds) else None

@@ -8,12 +8,10 @@ worker that fetches it at once always finds the record.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from . import results
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+from .payload import dumps
 
 
 def commands(keys, payloads: list[dict[str, Any]], at: float | None,
@@ -25,11 +23,11 @@ def commands(keys, payloads: list[dict[str, Any]], at: float | None,
     if at is not None and at > now:
         members: list = []
         for payload in payloads:
-            members += (at, _dumps(payload))
+            members += (at, dumps(payload))
         return recorded + [("ZADD", keys.schedule, *members)]
     by_queue: dict[str, list[str]] = {}
     for payload in payloads:
         payload["enqueued_at"] = now
-        by_queue.setdefault(payload["queue"], []).append(_dumps(payload))
+        by_queue.setdefault(payload["queue"], []).append(dumps(payload))
     return recorded + [("SADD", keys.queues, *by_queue)] + [
         ("LPUSH", keys.queue(queue), *texts) for queue, texts in by_queue.items()]

@@ -29,12 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .log import logger
-from .payload import error_class_name
+from .payload import dumps, error_class_name
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def queued_commands(keys, payload: dict[str, Any], now: float) -> list[tuple]:
         return []
     record = {"status": QUEUED, "enqueued_at": now, "class": payload["class"],
               "args": payload["args"]}
-    return [("SET", keys.result(payload["jid"]), _dumps(record), "EX", ttl)]
+    return [("SET", keys.result(payload["jid"]), dumps(record), "EX", ttl)]
 
 
 class ResultRecorder:
@@ -164,7 +163,7 @@ class ResultRecorder:
 def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
     """The record as JSON; a value JSON cannot carry becomes the record's error."""
     try:
-        return _dumps(record)
+        return dumps(record)
     except (TypeError, ValueError) as exc:
         value = record.pop("value", None)
         problem = TypeError(f"{payload.get('class')} returned a {type(value).__module__}."
@@ -173,7 +172,7 @@ def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
                             f"list, dict with string keys)")
         record["status"] = FAILED
         record.setdefault("errors", []).append(error_of(problem))
-        return _dumps(record)
+        return dumps(record)
 
 
 def decode(jid: str, text: str | None) -> Result | None:

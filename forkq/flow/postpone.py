@@ -14,8 +14,9 @@ a process killed in between loses it, as basic fetch loses any job it runs.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from ..payload import dumps
 
 POSTPONE_SCRIPT = """
 -- KEYS: the thread's private list, schedule. ARGV: job as fetched, job to schedule, run time,
@@ -25,13 +26,11 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return 1
 """
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
 
 def postponed(payload: dict[str, Any]) -> str:
     """The text to schedule: the payload with its reschedule count raised by one."""
     count = payload.get("overrated")
-    return _dumps({**payload, "overrated": (count if type(count) is int else 0) + 1})
+    return dumps({**payload, "overrated": (count if type(count) is int else 0) + 1})
 
 
 class Postponer:

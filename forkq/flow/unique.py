@@ -47,6 +47,7 @@ def digest(class_name: str, queue: str, args: list, key: str | None = None) -> s
         material["args"] = args
     else:
         material["key"] = key
+    # Not payload.dumps: a digest needs sorted keys, so that key order never changes it.
     try:
         text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:

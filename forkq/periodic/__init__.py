@@ -21,7 +21,6 @@ repeated hour's wall-clock range and not at all in a skipped one.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from cronsim import CronSim, CronSimError
 
 from ..config import periodic_every
 from ..errors import ConfigError
+from ..payload import dumps
 
 UTC = timezone.utc
 
@@ -106,7 +106,7 @@ def _check_args(args: Any, where: str) -> None:
     if not isinstance(args, (list, tuple)):
         raise ConfigError(f"{where}: 'args' must be a list, got {args!r}")
     try:
-        json.dumps(list(args))
+        dumps(list(args))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: 'args' must be JSON ({exc})") from None
 

@@ -41,6 +41,7 @@ import redis as redis_py
 
 from ..keys import Keys
 from ..log import logger
+from ..payload import dumps
 from . import Entry, due_ticks, last_tick, next_tick
 
 #: seconds a leader's lease lasts without renewal; bounds how long the fleet runs leaderless
@@ -221,7 +222,7 @@ class PeriodicScheduler:
             logger.info("periodic %r: enqueue works again (tick %s)", entry.name,
                         tick_text(tick))
         redis.hset(self.keys.periodic_state, f"{entry.name}:last",
-                   json.dumps({"tick": tick, "jid": jid, "at": now}))
+                   dumps({"tick": tick, "jid": jid, "at": now}))
         enqueued.append((entry, tick, jid))
         return True
 

@@ -28,6 +28,7 @@ from ..flow import unique
 from ..errors import PoisonJobError
 from .fetch import queue_of
 from ..log import logger
+from ..payload import dumps, loads
 from .retry import ISOLATE_KEY, run_death_handlers, with_error
 
 #: how the event loop's private list ends (``Keys.inflight_async``)
@@ -133,7 +134,7 @@ class Recovery:
     def _recover_job(self, list_key: str, text: bytes, charged: bool) -> None:
         queue = queue_of(text)
         try:
-            payload = json.loads(text)
+            payload = loads(text)
         except (ValueError, RecursionError):
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("jid", ""), str):
@@ -141,7 +142,7 @@ class Recovery:
             return
         if not charged:
             payload[ISOLATE_KEY] = True
-            new_text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            new_text = dumps(payload)
             self._move([list_key, self.keys.queue(queue)], [text, new_text])
             self.recovered += 1
             self.context.observer.jobs_recovered(1)
@@ -169,7 +170,7 @@ class Recovery:
         exc = PoisonJobError(f"its process died while running it {times} times within "
                              f"{POISON_WINDOW / 3600:.0f} hours; not retried again")
         dead = with_error(payload, exc, now)
-        new_text = json.dumps(dead, separators=(",", ":"), ensure_ascii=False)
+        new_text = dumps(dead)
         if self.context.dead_set.move_from_list(self.redis, list_key, [(text, new_text)], now):
             self.poisoned += 1
             self.context.observer.job_poisoned()
