@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 
 from .flow import unique
 from .config import MAX_RETRIES, YEAR, name_problem
-from .results import check_ttl
+from .values import is_positive_seconds
 
 #: options written into every payload; the last three are acted on by the worker (seconds:
 #: ``timelimit.py``, ``expiry.py``)
@@ -113,19 +113,8 @@ def _retry_on_rule(value: Any) -> str | None:
     return "an exception class or a tuple of them"
 
 
-def _result_ttl_rule(value: Any) -> str | None:
-    try:
-        check_ttl(value, "result_ttl")
-    except TypeError:
-        return "a positive number of seconds"
-    return None
-
-
 def _seconds_rule(value: Any) -> str | None:
-    if not isinstance(value, bool) and isinstance(value, numbers.Real) and \
-            math.isfinite(value) and value > 0:
-        return None
-    return "a positive number of seconds"
+    return None if is_positive_seconds(value) else "a positive number of seconds"
 
 
 _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
@@ -139,11 +128,10 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "retry_in": lambda value: None if callable(value) else "callable",
     "retries_exhausted": lambda value: None if callable(value) else "callable",
     "retry_on": _retry_on_rule,
-    "unique_for": lambda value: None if (
-        not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-        and value > 0) else "a positive number of seconds (the lock's TTL)",
+    "unique_for": lambda value: None if is_positive_seconds(value)
+    else "a positive number of seconds (the lock's TTL)",
     "unique_until": lambda value: None if value in unique.UNTIL else "'start' or 'success'",
-    "result_ttl": _result_ttl_rule,
+    "result_ttl": _seconds_rule,
     "soft_time_limit": _seconds_rule,
     "time_limit": _seconds_rule,
     "expires_in": _seconds_rule,

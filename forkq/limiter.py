@@ -53,7 +53,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
-import math
 import random
 import uuid
 
@@ -61,6 +60,7 @@ import redis as redis_py
 
 from . import client as forkq_client
 from .log import logger
+from .values import positive_seconds
 
 #: seconds a concurrent slot is held at most when its holder never leaves (Sidekiq's default)
 LOCK_TIMEOUT = 30.0
@@ -140,11 +140,7 @@ def _check_limit(name: str, limit: object) -> int:
 
 
 def _check_seconds(name: str, what: str, seconds: object) -> float:
-    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-            or not math.isfinite(seconds) or seconds < 0.001):
-        raise ValueError(f"limiter {name!r}: {what} must be a positive number of seconds, "
-                         f"not {seconds!r}")
-    return float(seconds)
+    return positive_seconds(seconds, f"limiter {name!r}: {what}", ValueError, minimum=0.001)
 
 
 def _check_retry_wait(name: str, retry_wait: object) -> tuple[float, float]:

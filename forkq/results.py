@@ -30,6 +30,7 @@ from typing import Any
 
 from .log import logger
 from .payload import dumps, error_class_name
+from .values import positive_seconds
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
@@ -67,10 +68,7 @@ class Result:
 
 def check_ttl(value: Any, where: str) -> None:
     """Refuse a ``result_ttl`` that is not a positive number of seconds, naming the call."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or not math.isfinite(value):
-        raise TypeError(f"{where}: option 'result_ttl' must be a positive number of seconds, "
-                        f"not {value!r}")
+    positive_seconds(value, f"{where}: option 'result_ttl'")
 
 
 def ttl_of(payload: dict[str, Any]) -> int | None:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
 import redis as redis_py
 
 from ..keys import Keys
+from ..values import positive_seconds
 
 #: when the processor releases the lock: as the job starts, or once it succeeded (or died)
 UNTIL = ("start", "success")
@@ -64,15 +64,12 @@ def validate_options(options: dict[str, Any], where: str) -> tuple[float, str] |
             raise TypeError(f"{where}: option 'unique_until' needs 'unique_for' (seconds): a "
                             f"lock without a TTL would outlive a crashed process")
         return None
-    if (isinstance(unique_for, bool) or not isinstance(unique_for, (int, float))
-            or not math.isfinite(unique_for) or unique_for <= 0):
-        raise TypeError(f"{where}: option 'unique_for' must be a positive number of seconds, "
-                        f"not {unique_for!r}")
+    unique_for = positive_seconds(unique_for, f"{where}: option 'unique_for'")
     until = DEFAULT_UNTIL if until is None else until
     if until not in UNTIL:
         raise TypeError(f"{where}: option 'unique_until' must be 'start' or 'success', "
                         f"not {until!r}")
-    return float(unique_for), until
+    return unique_for, until
 
 
 def lock_ttl(unique_for: float, now: float, run_at: float | None = None) -> float:
