@@ -21,7 +21,6 @@ import weakref
 from typing import Any, Iterable
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from .connection import aio as aio_sentinel, urls as redis_url
 from . import arguments, client, connection, push, unique_push
@@ -121,10 +120,8 @@ async def _push_unique(payloads: list[dict[str, Any]], locks: list,
     pushed: list[dict[str, Any]] = []
     for part, part_locks in unique_push.parts(payloads, locks):
         call = unique_push.script_call(source.keys, part, part_locks, at, time.time())
-        try:
-            (reply,) = await send([call], source)
-        except NoScriptError:
-            (reply,) = await send([unique_push.with_text(call)], source)
+        (reply,) = await unique_push.LOCK_PUSH.send_by_async(
+            lambda command: send([command], source), call)
         pushed += unique_push.pushed(part, part_locks, reply)
     return pushed
 

@@ -26,8 +26,6 @@ import time
 import warnings
 from typing import Any, Callable, Iterable
 
-from redis.exceptions import NoScriptError
-
 from . import arguments, config, connection, hooks, push, unique_push
 from .flow import unique
 from .config import Config
@@ -257,10 +255,8 @@ class Client:
         pushed: list[dict[str, Any]] = []
         for part, part_locks in unique_push.parts(payloads, locks):
             call = unique_push.script_call(self.keys, part, part_locks, at, now)
-            try:
-                (reply,) = connection.send_commands(redis, [call])
-            except NoScriptError:
-                (reply,) = connection.send_commands(redis, [unique_push.with_text(call)])
+            reply = unique_push.LOCK_PUSH.send_by(
+                lambda command: connection.send_commands(redis, [command])[0], call)
             pushed += unique_push.pushed(part, part_locks, reply)
         return pushed or None
 

@@ -16,12 +16,10 @@ Scripts elsewhere that must bury inside their own atomic step prepend ``DEAD_LUA
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 from typing import Sequence
 
-from redis.exceptions import NoScriptError
-
+from .connection.scripts import Script
 from .payload import dumps
 
 #: Lua helpers shared by every script that writes ``dead``.
@@ -55,9 +53,8 @@ dead_trim(KEYS[1], ARGV[2], ARGV[3])
 return buried
 """
 
+BURY = Script(BURY_SCRIPT)
 #: the ``class`` of an envelope holding a payload forkq could not run
-#: SHA1 of ``BURY_SCRIPT``, for EVALSHA on whatever client a caller passes
-BURY_SHA = hashlib.sha1(BURY_SCRIPT.encode()).hexdigest()
 MALFORMED_CLASS = "forkq.MalformedJob"
 
 
@@ -95,11 +92,7 @@ class DeadWriter:
         args = self.trim_args(now) + [kind]
         for member, text in pairs:
             args += [member, text]
-        # EVALSHA: the script's text goes over the wire only when the server lacks it.
-        try:
-            return int(redis.evalsha(BURY_SHA, 2, self.keys.dead, source, *args))
-        except NoScriptError:
-            return int(redis.eval(BURY_SCRIPT, 2, self.keys.dead, source, *args))
+        return int(BURY(redis, [self.keys.dead, source], args))
 
 
 def envelope(raw: str | bytes, reason: str, queue: str | None, jid: str,

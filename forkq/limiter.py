@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import random
 import uuid
 
 import redis as redis_py
 
 from . import client as forkq_client
+from .connection.scripts import Script
 from .log import logger
 from .values import positive_seconds
 
@@ -157,10 +157,10 @@ def _check_retry_wait(name: str, retry_wait: object) -> tuple[float, float]:
 class _Limiter:
     kind = ""
     source = ""
-    sha = ""
+    script = Script("")
 
     def __init_subclass__(cls) -> None:
-        cls.sha = hashlib.sha1(cls.source.encode()).hexdigest()
+        cls.script = Script(cls.source)
 
     def __init__(self, name: str, limit: int) -> None:
         self.name = _check_name(name)
@@ -173,19 +173,11 @@ class _Limiter:
         """Run this kind's script on the calling thread's client; its integer reply.
 
         By sha, loading it on a miss; no client is kept, so nothing crosses a fork."""
-        redis = forkq_client.default().redis
-        try:
-            return int(redis.evalsha(self.sha, 1, self._key(), *args))
-        except redis_py.exceptions.NoScriptError:
-            return int(redis.eval(self.source, 1, self._key(), *args))
+        return int(self.script(forkq_client.default().redis, [self._key()], args))
 
     async def _arun(self, *args) -> int:
         """``_run`` awaited on the running event loop's client (``_loop_redis``)."""
-        redis = self._loop_redis()
-        try:
-            return int(await redis.evalsha(self.sha, 1, self._key(), *args))
-        except redis_py.exceptions.NoScriptError:
-            return int(await redis.eval(self.source, 1, self._key(), *args))
+        return int(await self.script.call_async(self._loop_redis(), [self._key()], args))
 
     def _loop_redis(self):
         """The running event loop's asyncio client (``aio.redis()``: one a loop, made in the

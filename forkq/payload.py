@@ -1,21 +1,21 @@
 """The job format: what a payload in Redis must hold to run as a job, and forkq's JSON.
 
-``parse`` is the one check for the processor and the poller; ``dumps`` and ``loads`` are the
-one encoder and decoder for JSON that forkq writes to Redis (payloads, results, dead-set
-members, heartbeats); ``epoch_seconds`` is the one rule for reading a payload's timestamps.
-Pure functions, used by every process.
+``parse`` is the one check for the processor and the poller; ``dumps`` is the one encoder of
+the JSON forkq writes to Redis (payloads, results, dead-set members); ``epoch_seconds`` is the
+one rule for reading a payload's timestamps. Pure functions, used by every process.
 
-forkq's JSON is standard JSON: compact (no spaces, as Sidekiq writes it), UTF-8 text rather
-than ``\\u`` escapes, and without NaN or Infinity, which Python's ``json`` would write and
-read but Sidekiq and most other readers refuse. A value JSON cannot carry is refused where it
-enters (job arguments at enqueue, ``arguments.py``; a job's return value becomes its result's
-error, ``results.py``), so a payload parsed here can always be written back.
+``dumps`` writes compact JSON (no spaces, as Sidekiq writes it) as UTF-8 text rather than
+``\\u`` escapes. It writes back whatever ``parse`` read, NaN and infinities included (a
+foreign producer's ``NaN``, or ``1e400``, which every JSON reader takes for infinity), so that
+a job is retried, postponed or buried rather than lost over a number. Values forkq creates are
+refused at their edge instead: job arguments at enqueue (``arguments.py``), options by their
+rules, a job's return value when its result is stored (``results.py``).
 
 A payload that fails ``parse`` is *malformed*: it goes to the dead set at once as an envelope holding
 its raw text and the reason (``dead.envelope``), and is never run. Malformed means forkq cannot
 run it or name it safely: not UTF-8, not JSON (or nested deeper than the JSON reader allows, or
 a number of more than 4,300 digits), not an object, no ``class`` string, ``args`` not a list,
-``jid`` or ``queue`` present but not a string. A NaN or Infinity constant is not JSON either.
+``jid`` or ``queue`` present but not a string.
 
 Fields read only when a job fails (``retry``, ``retry_count``, ``backtrace``, ``retry_queue``)
 are not checked here: a job with a bad one still runs, and ``retry.py`` reads them leniently.
@@ -33,21 +33,8 @@ from .errors import MalformedJobError
 #: integer milliseconds, older Sidekiq and forkq float seconds
 MS_THRESHOLD = 1e11
 
-#: forkq's JSON text of a value; ``ValueError`` for NaN or Infinity, ``TypeError`` for a
-#: value JSON has no form for
-dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
-
-
-def loads(text: str | bytes) -> Any:
-    """The value of JSON text; ``ValueError`` for text that is not UTF-8 or not standard JSON."""
-    return _decode(text.decode() if isinstance(text, bytes) else text)
+#: forkq's JSON text of a value; ``TypeError`` for a value JSON has no form for
+dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def parse(text: str | bytes) -> dict[str, Any]:
@@ -59,7 +46,7 @@ def parse(text: str | bytes) -> dict[str, Any]:
             raise MalformedJobError(f"payload is not UTF-8 text (byte {exc.start}: "
                                     f"{exc.reason})") from None
     try:
-        payload = _decode(text)
+        payload = json.loads(text)
     except ValueError as exc:
         raise MalformedJobError(f"payload is not valid JSON ({exc})") from None
     except RecursionError:

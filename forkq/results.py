@@ -161,6 +161,7 @@ class ResultRecorder:
 def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
     """The record as JSON; a value JSON cannot carry becomes the record's error."""
     try:
+        _refuse_non_finite(record.get("value"))
         return dumps(record)
     except (TypeError, ValueError) as exc:
         value = record.pop("value", None)
@@ -171,6 +172,20 @@ def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
         record["status"] = FAILED
         record.setdefault("errors", []).append(error_of(problem))
         return dumps(record)
+
+
+def _refuse_non_finite(value: Any) -> None:
+    """``ValueError`` for a NaN or infinity anywhere in ``value``: standard JSON has none, and
+    ``payload.dumps`` would write them (it must, to write back any payload it reads)."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not JSON")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _refuse_non_finite(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _refuse_non_finite(item)
 
 
 def decode(jid: str, text: str | None) -> Result | None:

@@ -23,10 +23,10 @@ the push done or not done as a whole: a retried call then finds the job's lock (
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from . import push
+from .connection.scripts import Script
 from .log import logger
 
 # KEYS, per payload: its lock key (when it has a lock), then the key of each push command.
@@ -60,7 +60,7 @@ end
 return pushed
 """
 #: SHA1 of ``LOCK_PUSH_SCRIPT``, for EVALSHA
-LOCK_PUSH_SHA = hashlib.sha1(LOCK_PUSH_SCRIPT.encode()).hexdigest()
+LOCK_PUSH = Script(LOCK_PUSH_SCRIPT)
 #: most payloads per script call: a bulk push with a bigger ``batch_size`` makes several calls,
 #: since one call is one command (Redis takes at most 1,048,576 arguments, about 58,000 jobs,
 #: and runs nothing else while the script runs)
@@ -87,12 +87,7 @@ def script_call(keys, payloads: list[dict[str, Any]], locks: list, at: float | N
         for name, key, *rest in commands:
             script_keys.append(key)
             script_args += [name, len(rest), *rest]
-    return ("EVALSHA", LOCK_PUSH_SHA, len(script_keys), *script_keys, *script_args)
-
-
-def with_text(call: tuple) -> tuple:
-    """``call`` as an ``EVAL`` carrying the script, for a server that answered NOSCRIPT."""
-    return ("EVAL", LOCK_PUSH_SCRIPT, *call[2:])
+    return LOCK_PUSH.command(script_keys, script_args)
 
 
 def lock_ms(lock: tuple[str, float]) -> int:

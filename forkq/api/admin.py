@@ -6,12 +6,14 @@ Runs in whatever process reads (web UI, ``forkqctl``, tests), never on the serve
 from __future__ import annotations
 
 import datetime
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import NoPermissionError
 
 from ..config import Config
+from ..connection.scripts import Script
 from ..dead import DeadWriter
 from ..keys import SIGNALS_TTL, Keys
 from .entry import as_int, wire
@@ -19,6 +21,7 @@ from .processes import PROCESS_FIELDS, Process, Work, parse_process, parse_work
 from .queue import Queue
 from .sets import MOVE_TO_QUEUE, DeadSet, RetrySet, ScheduledSet
 
+_MOVE_TO_QUEUE = Script(MOVE_TO_QUEUE)
 #: remote signals a running process understands (DESIGN.md §3, heartbeat)
 SIGNALS = ("TSTP", "TERM", "TTIN")
 
@@ -42,7 +45,7 @@ class Api:
         self.keys = keys or Keys()
         self.read_only = read_only
         self.dead_writer = DeadWriter(self.keys, dead_max_jobs, dead_timeout)
-        self.move_to_queue = redis.register_script(MOVE_TO_QUEUE)
+        self.move_to_queue = functools.partial(_MOVE_TO_QUEUE, redis)
 
     @classmethod
     def from_config(cls, config: Config, redis=None, read_only: bool = False) -> "Api":

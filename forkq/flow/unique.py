@@ -23,6 +23,7 @@ from typing import Any
 
 import redis as redis_py
 
+from ..connection.scripts import Script
 from ..keys import Keys
 from ..values import positive_seconds
 
@@ -35,7 +36,7 @@ RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-RELEASE_SHA = hashlib.sha1(RELEASE_SCRIPT.encode()).hexdigest()
+RELEASE = Script(RELEASE_SCRIPT)
 
 
 def digest(class_name: str, queue: str, args: list, key: str | None = None) -> str:
@@ -100,11 +101,7 @@ def releases_at(payload: dict[str, Any], event: str) -> bool:
 
 def release(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str) -> bool:
     """Free the lock if ``jid`` still holds it (a lock re-taken by another job stays)."""
-    key = keys.unique(lock_digest)
-    try:
-        return redis.evalsha(RELEASE_SHA, 1, key, jid) == 1
-    except redis_py.exceptions.NoScriptError:
-        return redis.eval(RELEASE_SCRIPT, 1, key, jid) == 1
+    return RELEASE(redis, [keys.unique(lock_digest)], [jid]) == 1
 
 
 def holder(redis: redis_py.Redis, keys: Keys, lock_digest: str) -> str | None:

@@ -43,20 +43,19 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from .. import connection
 from ..flow import unique
 from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from .fetch import Fetched
 from ..connection.health import retrying
+from ..connection.scripts import Script
 from ..keys import DAILY_STAT_TTL
 from ..log import logger
 from ..limiter import OverLimit
-from ..flow.postpone import POSTPONE_SCRIPT, postponed
+from ..flow.postpone import POSTPONE, postponed
 from .processor import bury, handle_failure, unhandled_reason
 from ..flow.timelimit import limits
-from .recovery import MOVE_ONE_SCRIPT
+from .recovery import MOVE_ONE
 
 #: seconds without a turn of the loop after which a stall is reported
 STALL_SECONDS = 0.5
@@ -94,6 +93,7 @@ for i = 1, 2 do
 end
 return 1
 """
+HAND_OVER, ACK = Script(HAND_OVER_SCRIPT), Script(ACK_SCRIPT)
 
 #: tags for the heartbeat's ``:work`` field of coroutine jobs (threads use their ident)
 _tags = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
@@ -165,13 +165,9 @@ class CoroutineRunner:
 
     def _move_in(self, processor, fetched: Fetched) -> int:
         # The enqueue path's direct send: redis-py's command layers cost more than the call.
-        command = ("EVALSHA", self._hand_over.sha, 2, processor.fetcher.private_key,
-                   self.list_key, fetched.text)
-        try:
-            return connection.send_commands(processor.redis, [command])[0]
-        except NoScriptError:
-            self._hand_over.sha = processor.redis.script_load(HAND_OVER_SCRIPT)
-            return self._move_in(processor, fetched)
+        return HAND_OVER.send_by(
+            lambda command: connection.send_commands(processor.redis, [command])[0],
+            HAND_OVER.command([processor.fetcher.private_key, self.list_key], [fetched.text]))
 
     # --- the loop thread
 
@@ -316,10 +312,10 @@ class CoroutineRunner:
         """Over its limiter: the job leaves the loop's list for ``schedule`` in one script
         (``postpone.py``), neither failed nor retried."""
         run_at = time.time() + over.retry_in
-        self._retrying(lambda: self._postpone_script(
-            keys=[self.list_key, self.context.keys.schedule],
+        self._retrying(lambda: POSTPONE(
+            redis, keys=[self.list_key, self.context.keys.schedule],
             args=[job.fetched.text, postponed(job.payload), repr(run_at),
-                  1 if self.reliable else 0], client=redis))
+                  1 if self.reliable else 0]))
         logger.info("over limit %s; again in %.1f s", over.limiter, over.retry_in,
                     extra={"ctx": where})
         self.context.observer.job_rescheduled(job.fetched.queue, over.limiter)
@@ -328,9 +324,9 @@ class CoroutineRunner:
         day = time.strftime("%Y-%m-%d", time.gmtime())
         keys = self.context.keys
         texts = [job.fetched.text for job in batch] if self.reliable else []
-        self._ack(keys=[self.list_key, keys.stat("processed"), keys.stat("failed"),
-                        keys.daily_stat("processed", day), keys.daily_stat("failed", day)],
-                  args=[processed, failed, DAILY_STAT_TTL, *texts], client=redis)
+        ACK(redis, keys=[self.list_key, keys.stat("processed"), keys.stat("failed"),
+                         keys.daily_stat("processed", day), keys.daily_stat("failed", day)],
+            args=[processed, failed, DAILY_STAT_TTL, *texts])
 
     def _retrying(self, write) -> Any:
         """Repeat a write while Redis is away, until the shutdown deadline or the process stops
@@ -362,17 +358,13 @@ class CoroutineRunner:
         with self._start_lock:
             if self.loop is not None:
                 return
-            redis = self.context.make_redis()
-            self._hand_over = redis.register_script(HAND_OVER_SCRIPT)
-            self._ack = redis.register_script(ACK_SCRIPT)
-            self._postpone_script = redis.register_script(POSTPONE_SCRIPT)
             self._stall_reported = 0.0
             loop = asyncio.new_event_loop()
             self.thread = threading.Thread(target=self._serve, args=(loop,), name="event-loop",
                                            daemon=True)
             self.finisher = threading.Thread(target=self._finish_forever,
                                              name="coroutine-finisher", daemon=True)
-            # Published last: a thread that sees the loop finds the scripts set.
+            # Published last: a thread that sees the loop finds its threads made.
             self.loop = loop
             self.thread.start()
             self.finisher.start()
@@ -431,13 +423,12 @@ class CoroutineRunner:
             return 0
         redis = self.context.make_redis()
         try:
-            move = redis.register_script(MOVE_ONE_SCRIPT)
             keys = self.context.keys
             pushed = 0
             for job in reversed(jobs):
                 queue_key, text = keys.queue(job.fetched.queue), job.fetched.text
                 if self.reliable:
-                    pushed += move([self.list_key, queue_key], [text, text])
+                    pushed += MOVE_ONE(redis, [self.list_key, queue_key], [text, text])
                 else:
                     redis.rpush(queue_key, text)
                     pushed += 1

@@ -59,11 +59,11 @@ from dataclasses import dataclass
 
 from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import ordering
 from ..connection import call_replicated
+from ..connection.scripts import Script
 from ..keys import DAILY_STAT_TTL, Keys
 
 #: most jobs one fetch takes for one thread
@@ -134,6 +134,7 @@ if reliable then
 end
 return pushed
 """
+FETCH, ADOPT, RELEASE = Script(FETCH_SCRIPT), Script(ADOPT_SCRIPT), Script(RELEASE_SCRIPT)
 
 
 def next_batch(current: int, got: int, seconds_per_job: float) -> int:
@@ -230,9 +231,6 @@ class Fetcher:
         self.batch = 1
         #: how long the thread's last batch took per job, told by the processor
         self.seconds_per_job = 0.0
-        self._fetch = redis.register_script(FETCH_SCRIPT)
-        self._adopt = redis.register_script(ADOPT_SCRIPT)
-        self._release = redis.register_script(RELEASE_SCRIPT)
         #: a connection of its own for the busy path, used without the client's pool, retry
         #: and instrumentation layers, which cost more than the round trip itself
         self._connection = None
@@ -275,7 +273,7 @@ class Fetcher:
         A job's queue is then the one its payload names (the fetch reply that said where it
         came from was lost), as for retries and recovery."""
         keys = [self.lists[1 - self.side], self.lists[self.side]]
-        texts = [decoded(raw) for raw in eval_raw(self.redis, self._adopt, keys, ())]
+        texts = [decoded(raw) for raw in ADOPT(self.redis, keys, raw=True)]
         jobs = [Fetched(queue_of(text), text) for text in texts]
         self.unknown = False
         return jobs
@@ -295,11 +293,8 @@ class Fetcher:
         if connection is None:
             connection = self._connection = self.redis.connection_pool.get_connection()
         try:
-            return call_replicated(self.redis, connection, "EVALSHA", self._fetch.sha, len(keys),
-                                   *keys, *args, disable_decoding=True)
-        except NoScriptError:
-            self._fetch.sha = self.redis.script_load(FETCH_SCRIPT)
-            return self._evalsha(keys, args)
+            return FETCH.send_by(lambda command: call_replicated(
+                self.redis, connection, *command, disable_decoding=True), FETCH.command(keys, args))
         except (RedisConnectionError, RedisTimeoutError):
             connection.disconnect()
             raise
@@ -338,7 +333,7 @@ class Fetcher:
             adopted = [job for job in self.adopt() if keep is None or job.text != keep.text]
             unstarted = adopted + unstarted
         self.unknown = self.reliable
-        pushed = release(self._release, self.keys, self.private_key, unstarted, keep,
+        pushed = release(self.redis, self.keys, self.private_key, unstarted, keep,
                          self.reliable)
         self.unknown = False
         return pushed
@@ -353,22 +348,21 @@ class Fetcher:
         return held
 
 
-def release(script, keys: Keys, private_key: str, unstarted: list[Fetched],
+def release(redis, keys: Keys, private_key: str, unstarted: list[Fetched],
             keep: Fetched | None, reliable: bool) -> int:
     queue_keys = [keys.queue(f.queue) for f in unstarted]
     args = [f.text for f in unstarted] + [keep.text if keep else "", 1 if reliable else 0]
-    return int(script([private_key] + queue_keys, args))
+    return int(RELEASE(redis, [private_key] + queue_keys, args))
 
 
 def bulk_requeue(redis, keys: Keys, held: list[Held]) -> int:
     """Put back what abandoned processors held (Sidekiq's ``bulk_requeue``): their unfinished
     jobs go to the front of their queues, their finished ones are acknowledged, their stat
     deltas flushed. Lists whose contents are unknown are left whole for recovery."""
-    script = redis.register_script(RELEASE_SCRIPT)
     pushed = 0
     for unit in held:
         if unit.known or not unit.reliable:
-            pushed += release(script, keys, unit.lists[unit.side], unit.jobs, None, unit.reliable)
+            pushed += release(redis, keys, unit.lists[unit.side], unit.jobs, None, unit.reliable)
         flush_counters(redis, keys, unit.processed, unit.failed)
     return pushed
 
@@ -384,14 +378,3 @@ def flush_counters(redis, keys: Keys, processed: int, failed: int) -> None:
             pipe.incrby(keys.daily_stat(name, day), delta)
             pipe.expire(keys.daily_stat(name, day), DAILY_STAT_TTL)
     pipe.execute()
-
-
-def eval_raw(redis, script, keys: list[str], args) -> list:
-    """Run a registered script and read its reply as bytes (payloads need not be UTF-8)."""
-    try:
-        return redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args,
-                                     **{NEVER_DECODE: True})
-    except NoScriptError:
-        script.sha = redis.script_load(script.script)
-        return redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args,
-                                     **{NEVER_DECODE: True})

@@ -19,16 +19,18 @@ worker that fetches it buries it) instead of stopping recovery.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
 from redis.client import NEVER_DECODE
 
 from ..flow import unique
+from ..connection.scripts import Script
 from ..errors import PoisonJobError
 from .fetch import queue_of
 from ..log import logger
-from ..payload import dumps, loads
+from ..payload import dumps
 from .retry import ISOLATE_KEY, run_death_handlers, with_error
 
 #: how the event loop's private list ends (``Keys.inflight_async``)
@@ -49,6 +51,7 @@ FORGET_SLOT_SCRIPT = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
 """
+MOVE_ONE, FORGET_SLOT = Script(MOVE_ONE_SCRIPT), Script(FORGET_SLOT_SCRIPT)
 
 
 class Recovery:
@@ -57,8 +60,8 @@ class Recovery:
         self.death_handlers = death_handlers
         self.redis = context.make_redis()
         self.keys = context.keys
-        self._move = self.redis.register_script(MOVE_ONE_SCRIPT)
-        self._forget = self.redis.register_script(FORGET_SLOT_SCRIPT)
+        self._move = functools.partial(MOVE_ONE, self.redis)
+        self._forget = functools.partial(FORGET_SLOT, self.redis)
         self.scan_every = min(30.0, max(0.5, context.config.heartbeat_ttl / 2))
         self.next_scan = 0.0
         self.recovered = 0
@@ -134,7 +137,7 @@ class Recovery:
     def _recover_job(self, list_key: str, text: bytes, charged: bool) -> None:
         queue = queue_of(text)
         try:
-            payload = loads(text)
+            payload = json.loads(text)
         except (ValueError, RecursionError):
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("jid", ""), str):
@@ -185,12 +188,11 @@ def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
 
     The supervisor's sweep once its children are gone: the same atomic move as recovery, but
     uncharged, since these jobs belonged to children the master killed at its own deadline."""
-    move = redis.register_script(MOVE_ONE_SCRIPT)
     moved = 0
     for slot, record in zip(slots, redis.hmget(keys.slots, slots)):
         for list_key in _private_lists(keys, slot, max(threads, _threads(record or "{}"))):
             for text in reversed(read_list(redis, list_key)):
-                moved += move([list_key, keys.queue(queue_of(text))], [text, text])
+                moved += MOVE_ONE(redis, [list_key, keys.queue(queue_of(text))], [text, text])
         redis.hdel(keys.slots, slot)
     return moved
 
