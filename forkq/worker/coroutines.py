@@ -49,7 +49,7 @@ from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from .fetch import Fetched
 from ..connection.health import retrying
 from ..connection.scripts import Script
-from ..keys import DAILY_STAT_TTL
+from ..keys import DAILY_STAT_TTL, STATS_LUA
 from ..log import logger
 from ..limiter import OverLimit
 from ..flow.postpone import POSTPONE, postponed
@@ -79,18 +79,11 @@ if redis.call('LPOS', KEYS[2], ARGV[1]) then return 1 end
 return 0
 """
 
-ACK_SCRIPT = """
+ACK_SCRIPT = STATS_LUA + """
 -- Acknowledge finished coroutine jobs and count them. KEYS: loop's list, stat:processed,
 -- stat:failed, daily processed, daily failed. ARGV: processed, failed, daily TTL, jobs...
 for i = 4, #ARGV do redis.call('LREM', KEYS[1], 1, ARGV[i]) end
-local counts = {tonumber(ARGV[1]), tonumber(ARGV[2])}
-for i = 1, 2 do
-  if counts[i] > 0 then
-    redis.call('INCRBY', KEYS[i + 1], counts[i])
-    redis.call('INCRBY', KEYS[i + 3], counts[i])
-    redis.call('EXPIRE', KEYS[i + 3], ARGV[3])
-  end
-end
+count_stats(2, ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
 HAND_OVER, ACK = Script(HAND_OVER_SCRIPT), Script(ACK_SCRIPT)
@@ -324,8 +317,7 @@ class CoroutineRunner:
         day = time.strftime("%Y-%m-%d", time.gmtime())
         keys = self.context.keys
         texts = [job.fetched.text for job in batch] if self.reliable else []
-        ACK(redis, keys=[self.list_key, keys.stat("processed"), keys.stat("failed"),
-                         keys.daily_stat("processed", day), keys.daily_stat("failed", day)],
+        ACK(redis, keys=[self.list_key, *keys.stat_keys(day)],
             args=[processed, failed, DAILY_STAT_TTL, *texts])
 
     def _retrying(self, write) -> Any:

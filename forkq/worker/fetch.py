@@ -64,7 +64,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import ordering
 from ..connection import call_replicated
 from ..connection.scripts import Script
-from ..keys import DAILY_STAT_TTL, Keys
+from ..keys import DAILY_STAT_TTL, STATS_LUA, Keys
 
 #: most jobs one fetch takes for one thread
 MAX_BATCH = 10
@@ -73,23 +73,13 @@ HOARD_SECONDS = 0.02
 #: seconds an idle thread blocks on a queue before it looks at all queues again
 IDLE_TIMEOUT = 1.0
 
-FETCH_SCRIPT = """
+FETCH_SCRIPT = STATS_LUA + """
 -- KEYS: private list to acknowledge, private list to fill, stat:processed, stat:failed,
 --       daily processed, daily failed, queues...
 -- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0)
 local reliable = ARGV[5] == '1'
 if reliable then redis.call('DEL', KEYS[1]) end
-local processed, failed = tonumber(ARGV[2]), tonumber(ARGV[3])
-if processed > 0 then
-  redis.call('INCRBY', KEYS[3], processed)
-  redis.call('INCRBY', KEYS[5], processed)
-  redis.call('EXPIRE', KEYS[5], ARGV[4])
-end
-if failed > 0 then
-  redis.call('INCRBY', KEYS[4], failed)
-  redis.call('INCRBY', KEYS[6], failed)
-  redis.call('EXPIRE', KEYS[6], ARGV[4])
-end
+count_stats(3, ARGV[2], ARGV[3], ARGV[4])
 local want = tonumber(ARGV[1])
 local out = {}
 for i = 7, #KEYS do
@@ -135,6 +125,7 @@ end
 return pushed
 """
 FETCH, ADOPT, RELEASE = Script(FETCH_SCRIPT), Script(ADOPT_SCRIPT), Script(RELEASE_SCRIPT)
+COUNT_STATS = Script(STATS_LUA + "count_stats(1, ARGV[1], ARGV[2], ARGV[3])")
 
 
 def next_batch(current: int, got: int, seconds_per_job: float) -> int:
@@ -283,9 +274,7 @@ class Fetcher:
         if now >= self._day[1]:
             day = time.strftime("%Y-%m-%d", time.gmtime(now))
             self._day = (day, (now // 86400 + 1) * 86400)
-            self._stat_key_list = [
-                self.keys.stat("processed"), self.keys.stat("failed"),
-                self.keys.daily_stat("processed", day), self.keys.daily_stat("failed", day)]
+            self._stat_key_list = self.keys.stat_keys(day)
         return self._stat_key_list
 
     def _evalsha(self, keys: list[str], args: tuple) -> list:
@@ -371,10 +360,4 @@ def flush_counters(redis, keys: Keys, processed: int, failed: int) -> None:
     if not processed:
         return
     day = time.strftime("%Y-%m-%d", time.gmtime())
-    pipe = redis.pipeline(transaction=True)
-    for name, delta in (("processed", processed), ("failed", failed)):
-        if delta:
-            pipe.incrby(keys.stat(name), delta)
-            pipe.incrby(keys.daily_stat(name, day), delta)
-            pipe.expire(keys.daily_stat(name, day), DAILY_STAT_TTL)
-    pipe.execute()
+    COUNT_STATS(redis, keys.stat_keys(day), [processed, failed, DAILY_STAT_TTL])
