@@ -39,6 +39,7 @@ from typing import Callable
 
 import redis as redis_py
 
+from ..connection.scripts import Script
 from ..keys import Keys
 from ..log import logger
 from ..payload import dumps
@@ -92,6 +93,9 @@ if cursor and tonumber(cursor) >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
+RENEW, RELEASE, CLAIM, UNCLAIM, ADVANCE = (
+    Script(text) for text in (RENEW_SCRIPT, RELEASE_SCRIPT, CLAIM_SCRIPT, UNCLAIM_SCRIPT,
+                              ADVANCE_SCRIPT))
 
 
 def tick_text(tick: float) -> str:
@@ -112,7 +116,7 @@ class Leader:
     def try_lead(self, redis: redis_py.Redis, now: float) -> bool:
         """Renew the lease if held, else take it if free; True while this process leads."""
         key = self.keys.periodic_leader
-        held = redis.eval(RENEW_SCRIPT, 1, key, self.identity, self.ttl_ms) == 1
+        held = RENEW(redis, [key], [self.identity, self.ttl_ms]) == 1
         if not held:
             held = bool(redis.set(key, self.identity, nx=True, px=self.ttl_ms))
             if held:
@@ -126,7 +130,7 @@ class Leader:
     def release(self, redis: redis_py.Redis) -> bool:
         """At a clean stop: free the lease at once (only if still ours) for the next leader."""
         self.valid_until = 0.0
-        return redis.eval(RELEASE_SCRIPT, 1, self.keys.periodic_leader, self.identity) == 1
+        return RELEASE(redis, [self.keys.periodic_leader], [self.identity]) == 1
 
 
 def leader_identity(redis: redis_py.Redis, keys: Keys) -> str | None:
@@ -138,8 +142,8 @@ def claim_tick(redis: redis_py.Redis, keys: Keys, entry: Entry, tick: float, ide
                ttl: float = CLAIM_TTL) -> bool:
     """Claim one tick before enqueueing it; False if it was claimed or handled already."""
     text = tick_text(tick)
-    return redis.eval(CLAIM_SCRIPT, 2, keys.periodic_tick(entry.name, text),
-                      keys.periodic_cursor, identity, int(ttl * 1000), entry.name, text) == 1
+    return CLAIM(redis, [keys.periodic_tick(entry.name, text), keys.periodic_cursor],
+                 [identity, int(ttl * 1000), entry.name, text]) == 1
 
 
 class PeriodicScheduler:
@@ -192,8 +196,7 @@ class PeriodicScheduler:
                 logger.warning("periodic %r: ticks up to %s passed with no leader; enqueued "
                                "the latest once (missed: once)", entry.name, tick_text(late))
             else:
-                redis.eval(ADVANCE_SCRIPT, 1, self.keys.periodic_cursor, entry.name,
-                           tick_text(late))
+                ADVANCE(redis, [self.keys.periodic_cursor], [entry.name, tick_text(late)])
                 logger.warning("periodic %r: ticks up to %s passed with no leader; skipped "
                                "(missed: skip)", entry.name, tick_text(late))
             cursor = late
@@ -228,9 +231,8 @@ class PeriodicScheduler:
 
     def _unclaim(self, redis, entry: Entry, tick: float, previous: float) -> None:
         text = tick_text(tick)
-        redis.eval(UNCLAIM_SCRIPT, 2, self.keys.periodic_tick(entry.name, text),
-                   self.keys.periodic_cursor, self.leader.identity, entry.name, text,
-                   tick_text(previous))
+        UNCLAIM(redis, [self.keys.periodic_tick(entry.name, text), self.keys.periodic_cursor],
+                [self.leader.identity, entry.name, text, tick_text(previous)])
 
     def _write_next(self, redis, entry: Entry, now: float) -> None:
         upcoming = next_tick(entry, now)
