@@ -29,10 +29,10 @@ from typing import Any, Callable, Iterable
 from . import arguments, config, connection, hooks, push, unique_push
 from .flow import unique
 from .config import Config
+from .hooks import Chain
 from .job import DATA_OPTIONS, Arity, Job, validate_options
 from .keys import Keys
 from .payload import dumps
-from .middleware import Chain
 
 #: jobs per multi-value LPUSH in a bulk push
 BULK_BATCH = 1000

@@ -66,7 +66,7 @@ class Config:
     data_dir: str = ".forkq"
     require: tuple[str, ...] = ()
     concurrency: int = 10
-    #: coroutine jobs one worker process runs at once on its event loop (``aio_runner.py``)
+    #: coroutine jobs one worker process runs at once on its event loop (``worker/coroutines.py``)
     async_concurrency: int = 100
     queues: tuple[Queue, ...] = (Queue("default"),)
     #: True when queues were given as plain names: strict order, as in Sidekiq.
