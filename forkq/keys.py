@@ -130,7 +130,7 @@ class Keys:
         return self.inflight(slot, thread, 0), self.inflight(slot, thread, 1)
 
     def inflight_async(self, slot: str) -> str:
-        """The private list of a process's event loop: coroutine jobs it runs (``aio_runner``)."""
+        """The private list of a process's event loop: coroutine jobs it runs (``worker/coroutines.py``)."""
         return self._k(f"forkq:inflight:{slot}:async")
 
     @property
