@@ -58,7 +58,6 @@ BURY = Script(BURY_SCRIPT)
 MALFORMED_CLASS = "forkq.MalformedJob"
 
 
-
 class DeadWriter:
     """Writes to ``dead`` for one process; holds the trim limits from the config."""
 

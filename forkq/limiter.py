@@ -172,7 +172,7 @@ class _Limiter:
     def _run(self, *args) -> int:
         """Run this kind's script on the calling thread's client; its integer reply.
 
-        By sha, loading it on a miss; no client is kept, so nothing crosses a fork."""
+        By sha (``connection/scripts.py``); no client is kept, so nothing crosses a fork."""
         return int(self.script(forkq_client.default().redis, [self._key()], args))
 
     async def _arun(self, *args) -> int:

@@ -4,8 +4,8 @@ of its enqueue is discarded, not run.
 Runs in the processor thread, before a job starts. The enqueue time is the payload's
 ``enqueued_at`` (set again each time the job enters a queue: pushed, moved from ``schedule`` or
 ``retry`` by the poller, requeued), else its ``created_at``; each is read as float seconds or,
-past ``payload.MS_THRESHOLD``, as integer milliseconds (Sidekiq 8). A job without a readable time or a
-usable ``expires_in`` never expires. The processor logs the discard, counts it
+past ``payload.MS_THRESHOLD``, as integer milliseconds (Sidekiq 8: ``payload.epoch_seconds``).
+A job without a readable time or a usable ``expires_in`` never expires. The processor logs the discard, counts it
 (``forkq_jobs_expired_total``) and releases the job's unique lock.
 """
 
