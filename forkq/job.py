@@ -30,8 +30,8 @@ import time
 from typing import Any, Callable, Iterable
 
 from .flow import unique
-from .config import MAX_RETRIES, YEAR, name_problem
-from .values import is_positive_seconds
+from .config import MAX_RETRIES
+from .values import YEAR, is_positive_seconds, name_problem
 
 #: options written into every payload; the last three are acted on by the worker (seconds:
 #: ``timelimit.py``, ``expiry.py``)
