@@ -16,8 +16,6 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from redis.exceptions import NoScriptError
-
 from . import client, push
 from .client import Prepared
 from .connection.aio import aclose, redis, send
@@ -47,10 +45,7 @@ async def push_payloads(prepared: list[Prepared], at: float | None = None,
     pushed: list[dict[str, Any]] = []
     for part, part_locks in push.parts(payloads, locks):
         call = push.script_call(keys, part, part_locks, at, now)
-        try:
-            (reply,) = await send([call], source)
-        except NoScriptError:
-            (reply,) = await send([push.with_text(call)], source)
+        (reply,) = await push.LOCK_PUSH.send_by_async(lambda command: send([command], source), call)
         pushed += push.pushed(part, part_locks, reply)
     return pushed
 

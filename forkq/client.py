@@ -21,20 +21,17 @@ jids of the jobs that got their lock.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
 from typing import Any, Callable, Iterable, NamedTuple
 
-from redis.exceptions import NoScriptError
-
 from . import connection, hooks, push
 from .connection.source import Source, default_source
 from .flow import unique
-from .middleware import Chain
+from .hooks import Chain
 from .options import DATA_OPTIONS, Arity, validate_options
-from .payload import check_args
+from .payload import check_args, dumps
 
 #: jobs per multi-value LPUSH in a bulk push
 BULK_BATCH = 1000
@@ -43,7 +40,6 @@ BULK_BATCH = 1000
 class MainModuleJobWarning(UserWarning):
     """A job class defined in ``__main__`` was enqueued: workers cannot resolve its name."""
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def new_jid() -> str:
@@ -70,19 +66,19 @@ class BulkTemplate:
 
     Encoding each job hash whole costs more than the rest of a bulk push; this encodes the
     shared part once and splices each job's arguments and jid into it. The text is the same as
-    ``json.dumps`` of the job hash would give, key for key."""
+    ``payload.dumps`` of the job hash would give, key for key."""
 
     def __init__(self, sample: dict[str, Any], now: float) -> None:
         sample = {**sample, "enqueued_at": now}
         self.queue = sample["queue"]
-        text = _dumps(sample)
+        text = dumps(sample)
         head, tail = text.split('"args":[]', 1)
         middle, end = tail.split(f'"jid":"{sample["jid"]}"', 1)
         self.parts = (head + '"args":', middle + '"jid":"', '"' + end)
 
     def render(self, args: list, jid: str) -> str:
         head, middle, end = self.parts
-        return f"{head}{_dumps(args)}{middle}{jid}{end}"
+        return f"{head}{dumps(args)}{middle}{jid}{end}"
 
 
 class Prepared(NamedTuple):
@@ -182,10 +178,8 @@ class Client:
         pushed: list[dict[str, Any]] = []
         for part, part_locks in push.parts(payloads, locks):
             call = push.script_call(self.keys, part, part_locks, at, now)
-            try:
-                (reply,) = connection.send_commands(redis, [call])
-            except NoScriptError:
-                (reply,) = connection.send_commands(redis, [push.with_text(call)])
+            reply = push.LOCK_PUSH.send_by(
+                lambda command: connection.send_commands(redis, [command])[0], call)
             pushed += push.pushed(part, part_locks, reply)
         return pushed
 

@@ -4,23 +4,23 @@ Precedence: defaults < YAML file < environment (``REDIS_URL``, ``FORKQ_<KEY>``) 
 One schema serves ``forkq start``, ``python -m forkq.worker``, ``forkq web`` and ``forkqctl``,
 so a command accepts keys only another command uses. Unknown keys and invalid values raise
 ``ConfigError`` naming the source (file, variable or flag), the key and the value.
-All durations are float seconds.
+All durations are float seconds. The parsers of plain values (numbers, seconds, names) are
+``values.py``'s; this module holds the schema and the layering.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import ipaddress
-import math
 import os
-import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .connection import urls as redis_url
 from .errors import ConfigError
+from .values import (DAY, HOUR, YEAR, boolean, host, integer, modules, name, name_problem,
+                     optional, path, seconds, string, string_list)
 
 #: Sidekiq's names are accepted beside Python's.
 LOGLEVELS = {
@@ -28,17 +28,10 @@ LOGLEVELS = {
     "error": "ERROR", "fatal": "CRITICAL", "critical": "CRITICAL",
 }
 
-HOUR = 3600.0
-DAY = 86400.0
-YEAR = 365 * DAY
 #: schemes redis-py connects to
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
-#: characters of a queue name, namespace or host that could drive a terminal or forge a log line
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: highest retry count (config max_retries, job option retry): retry 100 waits about 3 years
 MAX_RETRIES = 100
-#: longest queue name or namespace accepted
-MAX_NAME = 200
 #: read when no config file is named and it exists in the working directory
 DEFAULT_FILE = "forkq.yml"
 
@@ -73,7 +66,7 @@ class Config:
     data_dir: str = ".forkq"
     require: tuple[str, ...] = ()
     concurrency: int = 10
-    #: coroutine jobs one worker process runs at once on its event loop (``aio_runner.py``)
+    #: coroutine jobs one worker process runs at once on its event loop (``worker/coroutines.py``)
     async_concurrency: int = 100
     queues: tuple[Queue, ...] = (Queue("default"),)
     #: True when queues were given as plain names: strict order, as in Sidekiq.
@@ -114,102 +107,10 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-# --- value parsers: each takes the raw value and returns the parsed one or raises ValueError
-
-def _number(value: Any, convert: Callable[[str], Any], expected: str) -> Any:
-    """``value`` read as a number; YAML's true/false are not numbers."""
-    if isinstance(value, bool):
-        raise ValueError(expected)
-    try:
-        return convert(str(value).strip())
-    except ValueError:
-        raise ValueError(expected) from None
-
-
-def _int(minimum: int, maximum: int, why: str = "") -> Callable[[Any], int]:
-    expected = f"expected an integer from {minimum} to {maximum}{why}"
-
-    def parse(value: Any) -> int:
-        number = _number(value, int, expected)
-        if not minimum <= number <= maximum:
-            raise ValueError(expected)
-        return number
-    return parse
-
-
-def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def parse_optional(value: Any) -> Any:
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
-            return None
-        return parse(value)
-    return parse_optional
-
-
-def _seconds(maximum: float, minimum: float = 0.0) -> Callable[[Any], float]:
-    """Finite seconds, above zero, within bounds: NaN or a zero poll interval would spin."""
-    expected = (f"expected a number of seconds {f'>= {minimum:g}' if minimum else '> 0'} "
-                f"and <= {maximum:g}")
-
-    def parse(value: Any) -> float:
-        number = _number(value, float, expected)
-        if not (math.isfinite(number) and number > 0 and minimum <= number <= maximum):
-            raise ValueError(expected)
-        return number
-    return parse
-
-
-def _string(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        raise ValueError("expected a string")
-    text = str(value)
-    if _CONTROL.search(text):
-        raise ValueError("control characters are not allowed")
-    return text
-
-
-def _path(value: Any) -> str:
-    text = _string(value)
-    if not text.strip():
-        raise ValueError("expected a non-empty path")
-    return text
-
-
-def _name(value: Any) -> str:
-    problem = name_problem(_string(value))
-    if problem:
-        raise ValueError(problem)
-    return str(value)
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _string_list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [part for part in value.replace(",", " ").split() if part]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ValueError("expected a list of strings")
-    return tuple(_string(v) for v in value)
-
-
-def _modules(value: Any) -> tuple[str, ...]:
-    names = _string_list(value)
-    for name in names:
-        if not all(part.isidentifier() for part in name.split(".")):
-            raise ValueError(f"{name!r} is not a module name (write app.jobs, not app/jobs.py)")
-    return names
-
+# --- parsers of values only the config reads (the shared ones are in values.py)
 
 def _redis_url(value: Any) -> str:
-    text = _string(value)
+    text = string(value)
     parts = urllib.parse.urlsplit(text)
     if parts.scheme in redis_url.SENTINEL_SCHEMES:
         return _parsed_url(text)
@@ -244,36 +145,6 @@ def _loglevel(value: Any) -> str:
     return level
 
 
-def _host(value: Any) -> str:
-    """A host name or address; the port has its own key (an IPv6 address is written bare)."""
-    host = _string(value).strip()
-    if not host or any(c.isspace() or c in "/[]" for c in host):
-        raise ValueError("expected a host name or IP address")
-    if ":" in host:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError("expected a host name or IP address; put the port in 'port'") from None
-    return host
-
-
-def name_problem(name: str) -> str | None:
-    """Why a queue name (or namespace) cannot be used, or None.
-
-    Whitespace and control characters could not be listed in ``FORKQ_QUEUES`` or ``-q`` and
-    would forge log lines; a comma is read as ``name,weight`` by every queue list; the length
-    bound keeps keys and log lines readable."""
-    if not name:
-        return "expected a non-empty name"
-    if len(name) > MAX_NAME:
-        return f"longer than {MAX_NAME} characters"
-    if _CONTROL.search(name) or any(c.isspace() for c in name):
-        return "whitespace and control characters are not allowed"
-    if "," in name:
-        return "a comma is not allowed (queue lists read name,weight)"
-    return None
-
-
 def parse_queues(value: Any) -> tuple[tuple[Queue, ...], bool]:
     """Plain names mean strict order; ``[name, weight]`` pairs (or ``name,weight``) are weighted."""
     if isinstance(value, str):
@@ -297,26 +168,26 @@ def parse_queues(value: Any) -> tuple[tuple[Queue, ...], bool]:
     return tuple(queues), not weighted
 
 
-def _queue_name(name: str) -> str:
-    problem = name_problem(name)
+def _queue_name(text: str) -> str:
+    problem = name_problem(text)
     if problem:
-        raise ValueError(f"queue {name!r}: {problem}")
-    return name
+        raise ValueError(f"queue {text!r}: {problem}")
+    return text
 
 
-_weight = _int(1, 1000, " (weights are ratios between queues)")
-_port = _int(0, 65535, " (0 picks a free port)")
+_weight = integer(1, 1000, " (weights are ratios between queues)")
+_port = integer(0, 65535, " (0 picks a free port)")
 
 
 def _metrics(value: Any) -> MetricsConfig:
-    return _section(value, MetricsConfig, {"bind": _host, "port": _optional(_port)})
+    return _section(value, MetricsConfig, {"bind": host, "port": optional(_port)})
 
 
 def _web(value: Any) -> WebConfig:
     return _section(value, WebConfig, {
-        "bind": _host, "port": _port, "username": _optional(_string),
-        "password_hash": _optional(_string), "read_only": _bool,
-        "allowed_hosts": _string_list,
+        "bind": host, "port": _port, "username": optional(string),
+        "password_hash": optional(string), "read_only": boolean,
+        "allowed_hosts": string_list,
     })
 
 
@@ -337,41 +208,38 @@ def _section(value: Any, cls: type, parsers: Mapping[str, Callable[[Any], Any]])
 
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
-    "redis_url": _optional(_redis_url),
-    "namespace": _optional(_name),
-    "data_dir": _path,
-    "require": _modules,
-    "concurrency": _int(1, 1000, ": each thread holds a Redis connection and a stack; "
+    "redis_url": optional(_redis_url),
+    "namespace": optional(name),
+    "data_dir": path,
+    "require": modules,
+    "concurrency": integer(1, 1000, ": each thread holds a Redis connection and a stack; "
                                  "past a few hundred the GIL gains nothing, add processes instead"),
-    "async_concurrency": _int(1, 10_000, ": coroutine jobs share one event loop thread; "
+    "async_concurrency": integer(1, 10_000, ": coroutine jobs share one event loop thread; "
                                          "past a few thousand add processes instead"),
     "queues": parse_queues,
-    "timeout": _seconds(DAY),
+    "timeout": seconds(DAY),
     "fetch": _fetch,
-    "max_retries": _int(0, MAX_RETRIES, ": retry 100 already waits about 3 years"),
-    "dead_max_jobs": _int(0, 10_000_000, ": the dead set is held in Redis' memory"),
-    "dead_timeout": _seconds(10 * YEAR),
-    "poll_interval": _seconds(HOUR, 0.05),
-    "heartbeat_interval": _seconds(HOUR, 0.05),
-    "heartbeat_ttl": _seconds(DAY),
-    "tag": _string,
-    "labels": _string_list,
-    "logfile": _optional(_path),
+    "max_retries": integer(0, MAX_RETRIES, ": retry 100 already waits about 3 years"),
+    "dead_max_jobs": integer(0, 10_000_000, ": the dead set is held in Redis' memory"),
+    "dead_timeout": seconds(10 * YEAR),
+    "poll_interval": seconds(HOUR, 0.05),
+    "heartbeat_interval": seconds(HOUR, 0.05),
+    "heartbeat_ttl": seconds(DAY),
+    "tag": string,
+    "labels": string_list,
+    "logfile": optional(path),
     "loglevel": _loglevel,
-    "processes": _int(1, 256, ": each is a forked copy of the application"),
-    "pidfile": _optional(_path),
-    "max_memory_mb": _optional(_int(1, 1_048_576)),
-    "max_jobs": _optional(_int(1, 10**9)),
-    "liveness_timeout": _seconds(DAY),
+    "processes": integer(1, 256, ": each is a forked copy of the application"),
+    "pidfile": optional(path),
+    "max_memory_mb": optional(integer(1, 1_048_576)),
+    "max_jobs": optional(integer(1, 10**9)),
+    "liveness_timeout": seconds(DAY),
     "metrics": _metrics,
     "web": _web,
     "periodic": None,  # parsed by _periodic, which names the file in its messages
-    "periodic_lease": _seconds(60.0, 0.5),
+    "periodic_lease": seconds(60.0, 0.5),
 }
 
-#: a periodic entry's ``every``: below a tenth of a second it would keep the master's loop
-#: busy enqueueing
-periodic_every = _seconds(YEAR, 0.1)
 #: keys whose value is a structure, not settable from one environment variable
 STRUCTURED = ("metrics", "web", "periodic")
 
@@ -489,9 +357,9 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     if environ.get("REDIS_URL"):
         raw["redis_url"] = environ["REDIS_URL"]
     for key in PARSERS:
-        name = "FORKQ_" + key.upper()
-        if name in environ and key not in STRUCTURED:
-            raw[key] = environ[name]
+        variable = "FORKQ_" + key.upper()
+        if variable in environ and key not in STRUCTURED:
+            raw[key] = environ[variable]
     return raw
 
 
@@ -533,13 +401,13 @@ def from_mapping(raw: Mapping[str, Any], source: str = "settings") -> Config:
 
 def parse_bind(text: str, default_port: int, source: str = "command line: --bind") -> tuple[str, int]:
     """``host``, ``host:port``, ``[v6]:port``, ``:port`` or a bare IPv6 address."""
-    host, port = text, default_port
+    address, port = text, default_port
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        address, _, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else default_port
     elif text.count(":") == 1:
-        host, _, port = text.partition(":")
+        address, _, port = text.partition(":")
     try:
-        return _host(host or "0.0.0.0"), _port(port)
+        return host(address or "0.0.0.0"), _port(port)
     except ValueError as exc:
         raise ConfigError(f"{source} {text!r}: {exc}") from None

@@ -10,18 +10,17 @@ one script call, so a job is never in neither place; when the member has already
 source (another process moved it), nothing is added.
 
 Scripts elsewhere that must bury inside their own atomic step prepend ``DEAD_LUA`` and call
-``dead_add`` per member and ``dead_trim`` once; ``DeadSet.trim_args`` gives the trim's values.
+``dead_add`` per member and ``dead_trim`` once; ``DeadWriter.trim_args`` gives the trim's values.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import time
 from typing import Sequence
 
-from redis.exceptions import NoScriptError
+from .connection.scripts import Script
+from .payload import dumps
 
 #: Lua helpers shared by every script that writes ``dead``.
 DEAD_LUA = """
@@ -54,15 +53,12 @@ dead_trim(KEYS[1], ARGV[2], ARGV[3])
 return buried
 """
 
+BURY = Script(BURY_SCRIPT)
 #: the ``class`` of an envelope holding a payload forkq could not run
-#: SHA1 of ``BURY_SCRIPT``, for EVALSHA on whatever client a caller passes
-BURY_SHA = hashlib.sha1(BURY_SCRIPT.encode()).hexdigest()
 MALFORMED_CLASS = "forkq.MalformedJob"
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-
-class DeadSet:
+class DeadWriter:
     """Writes to ``dead`` for one process; holds the trim limits from the config."""
 
     def __init__(self, keys, max_jobs: int, timeout: float) -> None:
@@ -95,11 +91,7 @@ class DeadSet:
         args = self.trim_args(now) + [kind]
         for member, text in pairs:
             args += [member, text]
-        # EVALSHA: the script's text goes over the wire only when the server lacks it.
-        try:
-            return int(redis.evalsha(BURY_SHA, 2, self.keys.dead, source, *args))
-        except NoScriptError:
-            return int(redis.eval(BURY_SCRIPT, 2, self.keys.dead, source, *args))
+        return int(BURY(redis, [self.keys.dead, source], args))
 
 
 def envelope(raw: str | bytes, reason: str, queue: str | None, jid: str,
@@ -118,4 +110,4 @@ def envelope(raw: str | bytes, reason: str, queue: str | None, jid: str,
             job["raw_encoding"] = "base64"
             raw = base64.b64encode(raw).decode("ascii")
     job["raw"] = raw
-    return _dumps(job)
+    return dumps(job)

@@ -1,4 +1,4 @@
-"""What an application plugs into forkq, in one registry per process.
+"""What an application plugs into forkq, in one registry per process: middleware and handlers.
 
 ``registry`` holds the client and server middleware chains, the error handlers and the death
 handlers. ``forkq.client_middleware``, ``forkq.server_middleware``, ``forkq.error_handlers``
@@ -8,14 +8,60 @@ the client's state. Framework integrations register their per-job wrappers here 
 (``forkq.contrib.django`` adds a server middleware that closes stale database connections
 around each job), before the master preloads the application and forks, so that every child
 inherits them; the core has no branch for any framework.
+
+A middleware is a callable ``(job, payload, queue, call_next)``. Client middleware runs at
+enqueue with the job class; returning without calling ``call_next`` (or returning None/False)
+stops the push. Server middleware runs in the processor thread around ``perform`` with the job
+instance; an exception it raises is the job's failure. With no middleware the job is called
+directly, at no cost.
+
+Middleware is synchronous. For a coroutine job it runs in the worker's event loop thread when
+the job starts, and ``call_next()`` returns the job's coroutine, which the runner awaits once
+the chain has returned (``worker/coroutines.py``); a middleware that acts after the job
+returns a coroutine awaiting it. Middleware must not block there: it would stall every
+coroutine job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
-from .middleware import Chain
+Middleware = Callable[[Any, dict, str, Callable[[], Any]], Any]
+
+
+class Chain:
+    """The client and the server middleware, each run in the order added."""
+
+    def __init__(self) -> None:
+        self.client: list[Middleware] = []
+        self.server: list[Middleware] = []
+
+    def add_client(self, middleware: Middleware) -> None:
+        self.client.append(middleware)
+
+    def add_server(self, middleware: Middleware) -> None:
+        self.server.append(middleware)
+
+    def invoke_client(self, job_class: Any, payload: dict, queue: str,
+                      call: Callable[[], Any]) -> Any:
+        return _invoke(self.client, job_class, payload, queue, call)
+
+    def invoke_server(self, job: Any, payload: dict, queue: str, call: Callable[[], Any]) -> Any:
+        return _invoke(self.server, job, payload, queue, call)
+
+
+def _invoke(chain: list[Middleware], subject: Any, payload: dict, queue: str,
+            call: Callable[[], Any]) -> Any:
+    if not chain:
+        return call()
+
+    def step(index: int) -> Any:
+        if index == len(chain):
+            return call()
+        return chain[index](subject, payload, queue, lambda: step(index + 1))
+
+    return step(0)
 
 
 @dataclass

@@ -14,8 +14,8 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``<identity>`` | hash | heartbeat | api, recovery | heartbeat_ttl |
 | ``<identity>:work`` / ``:workers`` | hash | heartbeat | api | heartbeat_ttl |
 | ``<identity>-signals`` | list | api, ctl, Sidekiq web | heartbeat | 60 s |
-| ``stat:processed`` / ``stat:failed`` | string | fetch script, processor at exit | api | none |
-| ``stat:<name>:YYYY-MM-DD`` | string | fetch script, processor at exit | api | 5 years |
+| ``stat:processed`` / ``stat:failed`` | string | ``STATS_LUA``: fetch script, coroutine ack, flush at exit | api | none |
+| ``stat:<name>:YYYY-MM-DD`` | string | ``STATS_LUA``: fetch script, coroutine ack, flush at exit | api | 5 years |
 | ``j\|YYMMDD\|H:MM`` / ``j\|YYMMDD\|H:M`` | hash: ``<class>\|p``, ``\|f``, ``\|ms`` | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h / 3 days |
 | ``h\|<class>-D-H:M`` | BITFIELD: 26 u16 execution-time buckets | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h |
 | ``forkq:inflight:<slot>:<thread>[:alt]`` | list | fetch script (a thread's two private lists, used in turn) | recovery, master | none |
@@ -42,6 +42,23 @@ from dataclasses import dataclass
 DAILY_STAT_TTL = 5 * 365 * 86400
 #: seconds a remote-signal list lives after a push
 SIGNALS_TTL = 60
+
+#: Lua for every script that counts finished jobs (the fetch, the coroutine runner's
+#: acknowledgement, the flush at shutdown): ``count_stats(first, processed, failed, ttl)``
+#: adds the deltas to the four keys of ``Keys.stat_keys``, which are ``KEYS[first]`` on, and
+#: keeps the daily ones for ``ttl`` seconds.
+STATS_LUA = """
+local function count_stats(first, processed, failed, ttl)
+  local deltas = {tonumber(processed), tonumber(failed)}
+  for i = 1, 2 do
+    if deltas[i] > 0 then
+      redis.call('INCRBY', KEYS[first + i - 1], deltas[i])
+      redis.call('INCRBY', KEYS[first + i + 1], deltas[i])
+      redis.call('EXPIRE', KEYS[first + i + 1], ttl)
+    end
+  end
+end
+"""
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,11 @@ class Keys:
     def daily_stat(self, name: str, day: str) -> str:
         return self._k(f"stat:{name}:{day}")
 
+    def stat_keys(self, day: str) -> list[str]:
+        """The keys ``STATS_LUA`` counts in: processed and failed, in total and on ``day``."""
+        return [self.stat("processed"), self.stat("failed"),
+                self.daily_stat("processed", day), self.daily_stat("failed", day)]
+
     def job_metrics(self, bucket: str) -> str:
         """Sidekiq 8's per-class counts of one minute or ten (``jobmetrics``)."""
         return self._k(f"j|{bucket}")
@@ -108,7 +130,7 @@ class Keys:
         return self.inflight(slot, thread, 0), self.inflight(slot, thread, 1)
 
     def inflight_async(self, slot: str) -> str:
-        """The private list of a process's event loop: coroutine jobs it runs (``aio_runner``)."""
+        """The private list of a process's event loop: coroutine jobs it runs (``worker/coroutines.py``)."""
         return self._k(f"forkq:inflight:{slot}:async")
 
     @property

@@ -52,15 +52,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
-import math
 import random
 import uuid
 
 import redis as redis_py
 
+from .connection.scripts import Script
 from .connection.source import default_source
 from .log import logger
+from .values import positive_seconds
 
 #: seconds a concurrent slot is held at most when its holder never leaves (Sidekiq's default)
 LOCK_TIMEOUT = 30.0
@@ -140,11 +140,7 @@ def _check_limit(name: str, limit: object) -> int:
 
 
 def _check_seconds(name: str, what: str, seconds: object) -> float:
-    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-            or not math.isfinite(seconds) or seconds < 0.001):
-        raise ValueError(f"limiter {name!r}: {what} must be a positive number of seconds, "
-                         f"not {seconds!r}")
-    return float(seconds)
+    return positive_seconds(seconds, f"limiter {name!r}: {what}", ValueError, minimum=0.001)
 
 
 def _check_retry_wait(name: str, retry_wait: object) -> tuple[float, float]:
@@ -161,10 +157,10 @@ def _check_retry_wait(name: str, retry_wait: object) -> tuple[float, float]:
 class _Limiter:
     kind = ""
     source = ""
-    sha = ""
+    script = Script("")
 
     def __init_subclass__(cls) -> None:
-        cls.sha = hashlib.sha1(cls.source.encode()).hexdigest()
+        cls.script = Script(cls.source)
 
     def __init__(self, name: str, limit: int) -> None:
         self.name = _check_name(name)
@@ -176,20 +172,12 @@ class _Limiter:
     def _run(self, *args) -> int:
         """Run this kind's script on the calling thread's client; its integer reply.
 
-        By sha, loading it on a miss; no client is kept, so nothing crosses a fork."""
-        redis = default_source().redis
-        try:
-            return int(redis.evalsha(self.sha, 1, self._key(), *args))
-        except redis_py.exceptions.NoScriptError:
-            return int(redis.eval(self.source, 1, self._key(), *args))
+        By sha (``connection/scripts.py``); no client is kept, so nothing crosses a fork."""
+        return int(self.script(default_source().redis, [self._key()], args))
 
     async def _arun(self, *args) -> int:
         """``_run`` awaited on the running event loop's client (``_loop_redis``)."""
-        redis = self._loop_redis()
-        try:
-            return int(await redis.evalsha(self.sha, 1, self._key(), *args))
-        except redis_py.exceptions.NoScriptError:
-            return int(await redis.eval(self.source, 1, self._key(), *args))
+        return int(await self.script.call_async(self._loop_redis(), [self._key()], args))
 
     def _loop_redis(self):
         """The running event loop's asyncio client (``connection.aio.redis()``: one a loop, made

@@ -20,8 +20,9 @@ import math
 import numbers
 from typing import Any, Callable
 
-from .config import MAX_RETRIES, YEAR, name_problem
+from .config import MAX_RETRIES
 from .flow import unique
+from .values import YEAR, is_positive_seconds, name_problem, positive_seconds
 
 #: options written into every payload; the last three are acted on by the worker (seconds:
 #: ``flow/timelimit.py``, ``flow/expiry.py``)
@@ -36,12 +37,10 @@ KNOWN_OPTIONS = DATA_OPTIONS + HOOK_OPTIONS + UNIQUE_OPTIONS
 #: furthest ahead perform_in / perform_at may schedule, in seconds (100 years)
 MAX_DELAY = 100 * YEAR
 
+
 def check_ttl(value: Any, where: str) -> None:
     """Refuse a ``result_ttl`` that is not a positive number of seconds, naming the call."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or not math.isfinite(value):
-        raise TypeError(f"{where}: option 'result_ttl' must be a positive number of seconds, "
-                        f"not {value!r}")
+    positive_seconds(value, f"{where}: option 'result_ttl'")
 
 
 def validate_options(options: dict[str, Any], where: str, per_call: bool = False) -> None:
@@ -90,19 +89,8 @@ def _retry_on_rule(value: Any) -> str | None:
     return "an exception class or a tuple of them"
 
 
-def _result_ttl_rule(value: Any) -> str | None:
-    try:
-        check_ttl(value, "result_ttl")
-    except TypeError:
-        return "a positive number of seconds"
-    return None
-
-
 def _seconds_rule(value: Any) -> str | None:
-    if not isinstance(value, bool) and isinstance(value, numbers.Real) and \
-            math.isfinite(value) and value > 0:
-        return None
-    return "a positive number of seconds"
+    return None if is_positive_seconds(value) else "a positive number of seconds"
 
 
 _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
@@ -116,11 +104,10 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "retry_in": lambda value: None if callable(value) else "callable",
     "retries_exhausted": lambda value: None if callable(value) else "callable",
     "retry_on": _retry_on_rule,
-    "unique_for": lambda value: None if (
-        not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-        and value > 0) else "a positive number of seconds (the lock's TTL)",
+    "unique_for": lambda value: None if is_positive_seconds(value)
+    else "a positive number of seconds (the lock's TTL)",
     "unique_until": lambda value: None if value in unique.UNTIL else "'start' or 'success'",
-    "result_ttl": _result_ttl_rule,
+    "result_ttl": _seconds_rule,
     "soft_time_limit": _seconds_rule,
     "time_limit": _seconds_rule,
     "expires_in": _seconds_rule,

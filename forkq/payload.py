@@ -1,6 +1,17 @@
-"""What a payload in Redis must hold to run as a job: one check for the processor and the poller.
+"""The job format: what a payload in Redis must hold to run as a job, and forkq's JSON.
 
-A payload that fails it is *malformed*: it goes to the dead set at once as an envelope holding
+``parse`` is the one check for the processor and the poller; ``dumps`` is the one encoder of
+the JSON forkq writes to Redis (payloads, results, dead-set members); ``epoch_seconds`` is the
+one rule for reading a payload's timestamps. Pure functions, used by every process.
+
+``dumps`` writes compact JSON (no spaces, as Sidekiq writes it) as UTF-8 text rather than
+``\\u`` escapes. It writes back whatever ``parse`` read, NaN and infinities included (a
+foreign producer's ``NaN``, or ``1e400``, which every JSON reader takes for infinity), so that
+a job is retried, postponed or buried rather than lost over a number. Values forkq creates are
+refused at their edge instead: job arguments at enqueue (``arguments.py``), options by their
+rules, a job's return value when its result is stored (``results.py``).
+
+A payload that fails ``parse`` is *malformed*: it goes to the dead set at once as an envelope holding
 its raw text and the reason (``dead.envelope``), and is never run. Malformed means forkq cannot
 run it or name it safely: not UTF-8, not JSON (or nested deeper than the JSON reader allows, or
 a number of more than 4,300 digits), not an object, no ``class`` string, ``args`` not a list,
@@ -20,6 +31,13 @@ import math
 from typing import Any, Callable
 
 from .errors import MalformedJobError
+
+#: a timestamp above this is milliseconds (1e11 seconds is the year 5138): Sidekiq 8 writes
+#: integer milliseconds, older Sidekiq and forkq float seconds
+MS_THRESHOLD = 1e11
+
+#: forkq's JSON text of a value; ``TypeError`` for a value JSON has no form for
+dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def parse(text: str | bytes) -> dict[str, Any]:
@@ -129,3 +147,13 @@ def check_value(value: object, path: str) -> None:
                                "dict with string keys), e.g. an id to load the object by")
     raise TypeError(f"{path} is a {kind.__module__}.{kind.__qualname__}, which is not JSON-native; "
                     f"{advice}")
+def epoch_seconds(value: Any) -> float | None:
+    """A payload timestamp (``enqueued_at``, ``created_at``...) as float seconds, read as
+    milliseconds past ``MS_THRESHOLD``; None when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = value / 1000.0 if value > MS_THRESHOLD else float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return seconds if math.isfinite(seconds) else None

@@ -29,14 +29,12 @@ a retried call then finds the job's lock (a duplicate).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from . import results
+from .connection.scripts import Script
 from .log import logger
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+from .payload import dumps
 
 
 def commands(keys, payloads: list[dict[str, Any]], at: float | None,
@@ -48,12 +46,12 @@ def commands(keys, payloads: list[dict[str, Any]], at: float | None,
     if at is not None and at > now:
         members: list = []
         for payload in payloads:
-            members += (at, _dumps(payload))
+            members += (at, dumps(payload))
         return recorded + [("ZADD", keys.schedule, *members)]
     by_queue: dict[str, list[str]] = {}
     for payload in payloads:
         payload["enqueued_at"] = now
-        by_queue.setdefault(payload["queue"], []).append(_dumps(payload))
+        by_queue.setdefault(payload["queue"], []).append(dumps(payload))
     return recorded + [("SADD", keys.queues, *by_queue)] + [
         ("LPUSH", keys.queue(queue), *texts) for queue, texts in by_queue.items()]
 
@@ -88,8 +86,7 @@ while a <= #ARGV do
 end
 return pushed
 """
-#: SHA1 of ``LOCK_PUSH_SCRIPT``, for EVALSHA
-LOCK_PUSH_SHA = hashlib.sha1(LOCK_PUSH_SCRIPT.encode()).hexdigest()
+LOCK_PUSH = Script(LOCK_PUSH_SCRIPT)
 #: most payloads per script call: a bulk push with a bigger ``batch_size`` makes several calls,
 #: since one call is one command (Redis takes at most 1,048,576 arguments, about 58,000 jobs,
 #: and runs nothing else while the script runs)
@@ -116,12 +113,7 @@ def script_call(keys, payloads: list[dict[str, Any]], locks: list, at: float | N
         for name, key, *rest in pushed_by:
             script_keys.append(key)
             script_args += [name, len(rest), *rest]
-    return ("EVALSHA", LOCK_PUSH_SHA, len(script_keys), *script_keys, *script_args)
-
-
-def with_text(call: tuple) -> tuple:
-    """``call`` as an ``EVAL`` carrying the script, for a server that answered NOSCRIPT."""
-    return ("EVAL", LOCK_PUSH_SCRIPT, *call[2:])
+    return LOCK_PUSH.command(script_keys, script_args)
 
 
 def lock_ms(lock: tuple[str, float]) -> int:

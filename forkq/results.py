@@ -31,12 +31,11 @@ from typing import Any
 from .connection.source import default_source
 from .log import logger
 from .options import check_ttl
-from .payload import error_class_name
+from .payload import dumps, error_class_name
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def queued_commands(keys, payload: dict[str, Any], now: float) -> list[tuple]:
         return []
     record = {"status": QUEUED, "enqueued_at": now, "class": payload["class"],
               "args": payload["args"]}
-    return [("SET", keys.result(payload["jid"]), _dumps(record), "EX", ttl)]
+    return [("SET", keys.result(payload["jid"]), dumps(record), "EX", ttl)]
 
 
 class ResultRecorder:
@@ -158,7 +157,8 @@ class ResultRecorder:
 def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
     """The record as JSON; a value JSON cannot carry becomes the record's error."""
     try:
-        return _dumps(record)
+        _refuse_non_finite(record.get("value"))
+        return dumps(record)
     except (TypeError, ValueError) as exc:
         value = record.pop("value", None)
         problem = TypeError(f"{payload.get('class')} returned a {type(value).__module__}."
@@ -167,7 +167,21 @@ def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
                             f"list, dict with string keys)")
         record["status"] = FAILED
         record.setdefault("errors", []).append(error_of(problem))
-        return _dumps(record)
+        return dumps(record)
+
+
+def _refuse_non_finite(value: Any) -> None:
+    """``ValueError`` for a NaN or infinity anywhere in ``value``: standard JSON has none, and
+    ``payload.dumps`` would write them (it must, to write back any payload it reads)."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not JSON")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _refuse_non_finite(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _refuse_non_finite(item)
 
 
 def decode(jid: str, text: str | None) -> Result | None:

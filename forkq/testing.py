@@ -25,11 +25,12 @@ from typing import Any, Iterator
 from . import client as client_module
 from .errors import UnknownJobError
 from .job import resolve
+from .payload import dumps
 
 
 def run_payload(payload: dict[str, Any]) -> Any:
     """Run one job as a worker would see it: decoded from JSON, resolved by its wire name."""
-    decoded = json.loads(json.dumps(payload))
+    decoded = json.loads(dumps(payload))
     job_class = resolve(decoded["class"])
     if job_class is None:
         raise UnknownJobError(f"unknown job class {decoded['class']!r}: is its module imported?")
@@ -60,7 +61,7 @@ class FakeQueue:
 
     def push(self, payloads: list[dict[str, Any]], at: float | None) -> None:
         for payload in payloads:
-            entry = json.loads(json.dumps(payload))
+            entry = json.loads(dumps(payload))
             if at is not None:
                 entry["at"] = at
             self.jobs.append(entry)

@@ -15,7 +15,7 @@ import pytest
 import redis as redis_py
 
 import forkq
-from forkq import client, config, connection
+from forkq import client, config, connection, payload
 from forkq.connection.source import Source
 from forkq.keys import Keys
 from jobs import Record, Shared, add
@@ -141,7 +141,7 @@ def test_bulk_template_text_is_the_json_of_the_job_hash():
     expected = {**sample, "args": args, "jid": "f" * 24, "enqueued_at": now}
     text = template.render(args, "f" * 24)
     assert json.loads(text) == expected
-    assert text == client._dumps(expected)
+    assert text == payload.dumps(expected)
 
 
 # --- the producer's settings come from the workers' file and environment

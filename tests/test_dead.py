@@ -11,7 +11,7 @@ from forkq.keys import Keys
 
 def test_add_trims_by_count_and_age(redis):
     keys = Keys()
-    dead_set = dead.DeadSet(keys, max_jobs=3, timeout=100)
+    dead_set = dead.DeadWriter(keys, max_jobs=3, timeout=100)
     dead_set.add(redis, ["ancient"], 1000.0)
     for i in range(5):
         dead_set.add(redis, [f"job{i}"], 1_000_000.0 + i)
@@ -20,7 +20,7 @@ def test_add_trims_by_count_and_age(redis):
 
 def test_move_from_zset_buries_only_what_it_removed(redis):
     keys = Keys()
-    dead_set = dead.DeadSet(keys, max_jobs=10, timeout=1e9)
+    dead_set = dead.DeadWriter(keys, max_jobs=10, timeout=1e9)
     redis.zadd(keys.retry, {"a": 1.0, "b": 2.0})
     moved = dead_set.move_from_zset(redis, keys.retry, [("a", "a*"), ("gone", "gone*")])
     assert moved == 1
@@ -30,7 +30,7 @@ def test_move_from_zset_buries_only_what_it_removed(redis):
 
 def test_move_from_list_removes_one_copy(redis):
     keys = Keys()
-    dead_set = dead.DeadSet(keys, max_jobs=10, timeout=1e9)
+    dead_set = dead.DeadWriter(keys, max_jobs=10, timeout=1e9)
     redis.rpush("inflight", "x", "x", "y")
     assert dead_set.move_from_list(redis, "inflight", [("x", "x-dead")]) == 1
     assert redis.lrange("inflight", 0, -1) == ["x", "y"]
@@ -48,13 +48,14 @@ def test_envelope_keeps_text_and_bytes_losslessly():
 
 
 def test_bury_sends_the_script_text_only_when_the_server_lacks_it(redis, monkeypatch):
-    dead_set = dead.DeadSet(Keys(), max_jobs=10, timeout=3600)
+    dead_set = dead.DeadWriter(Keys(), max_jobs=10, timeout=3600)
     redis.script_flush()
     sent = []
-    real_eval = redis.eval
-    monkeypatch.setattr(redis, "eval", lambda *a: sent.append(a) or real_eval(*a))
+    real_execute = redis.execute_command
+    monkeypatch.setattr(redis, "execute_command",
+                        lambda *a, **options: sent.append(a[0]) or real_execute(*a, **options))
     dead_set.add(redis, ['{"jid":"a"}'])
-    assert len(sent) == 1 and redis.script_exists(dead.BURY_SHA) == [True]
+    assert sent == ["EVALSHA", "EVAL"] and redis.script_exists(dead.BURY.sha) == [True]
     dead_set.add(redis, ['{"jid":"b"}'])
     dead_set.add(redis, ['{"jid":"c"}'])
-    assert len(sent) == 1 and redis.zcard("dead") == 3
+    assert sent.count("EVAL") == 1 and redis.zcard("dead") == 3

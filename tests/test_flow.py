@@ -215,12 +215,12 @@ def test_a_poison_job_frees_its_lock_and_a_recovered_one_keeps_it(redis, make_co
     ({"retry": True, "unique_until": "start"}, {"retry_on": (KeyError,)}, False),
 ])
 def test_every_way_of_dying_frees_the_lock_and_a_retry_keeps_it(redis, fields, hooks, released):
-    from forkq.dead import DeadSet
+    from forkq.dead import DeadWriter
     from forkq.keys import Keys
     from forkq.worker.retry import RetryWriter
 
     keys = Keys("")
-    writer = RetryWriter(keys, DeadSet(keys, 100, 3600), 25, [])
+    writer = RetryWriter(keys, DeadWriter(keys, 100, 3600), 25, [])
     redis.set("forkq:unique:d3", "j" * 24, px=60_000)
     payload = {"class": "X", "args": [], "jid": "j" * 24, "queue": "default",
                "unique_digest": "d3", "unique_until": "success", **fields}

@@ -64,6 +64,16 @@ def test_a_value_json_cannot_store_is_an_error_on_the_result(redis, recorder):
     assert "jobs.Record returned a builtins.set" in result.error["message"]
 
 
+@pytest.mark.parametrize("value", [float("nan"), [1.0, float("inf")], {"x": (float("-inf"),)}])
+def test_a_value_holding_nan_or_infinity_is_an_error_on_the_result(redis, recorder, value):
+    job = payload()
+    recorder.started(redis, job, "w1")
+    recorder.succeeded(redis, job, value)
+    result = results.get(job["jid"])
+    assert result.status == "failed" and result.value is None
+    assert "which JSON cannot store as its result" in result.error["message"]
+
+
 def test_payloads_without_result_ttl_keep_nothing(redis, recorder):
     job = payload(result_ttl=None)
     assert push.commands(Keys(), [job], None, 1.0)[0][0] == "SADD"

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from forkq import dead, payload
+from forkq.api.entry import decode_backtrace
 from forkq.worker import retry
 from forkq.keys import Keys
 
@@ -68,14 +69,14 @@ def test_retry_queue_and_backtrace_lines():
         failed = retry.with_error({"retry_queue": "slow", "queue": "q", "backtrace": 2}, exc, 1.0)
     assert failed["queue"] == "slow"
     assert "\n" not in failed["error_backtrace"]
-    lines = retry.decode_backtrace(failed["error_backtrace"])
+    lines = decode_backtrace(failed["error_backtrace"])
     assert len(lines) == 2 and "RuntimeError: deep" in lines[-1]
 
 
 def test_writer_schedules_retry_then_dies_and_calls_handlers(redis):
     keys = Keys()
     died = []
-    writer = retry.RetryWriter(keys, dead.DeadSet(keys, 10, 1e9), 25, [lambda p, e: died.append(p["jid"])])
+    writer = retry.RetryWriter(keys, dead.DeadWriter(keys, 10, 1e9), 25, [lambda p, e: died.append(p["jid"])])
     exhausted = []
     hooks = {"retries_exhausted": lambda p, e: exhausted.append(p["jid"])}
     payload = {"class": "J", "args": [1], "jid": "a" * 24, "queue": "q", "retry": 1}
@@ -91,7 +92,7 @@ def test_writer_schedules_retry_then_dies_and_calls_handlers(redis):
 def test_retry_false_drops_after_handlers_and_dead_false_skips_the_set(redis):
     keys = Keys()
     died = []
-    writer = retry.RetryWriter(keys, dead.DeadSet(keys, 10, 1e9), 25, [lambda p, e: died.append(1)])
+    writer = retry.RetryWriter(keys, dead.DeadWriter(keys, 10, 1e9), 25, [lambda p, e: died.append(1)])
     writer.handle(redis, {"jid": "x", "retry": False}, boom(), {})
     writer.handle(redis, {"jid": "y", "retry": 0, "dead": False}, boom(), {})
     assert died == [1, 1]
@@ -155,6 +156,6 @@ def test_bad_failure_fields_are_read_leniently():
 
 def test_dead_false_is_told_as_dropped(redis):
     keys = Keys()
-    writer = retry.RetryWriter(keys, dead.DeadSet(keys, 10, 1e9), 25, [])
+    writer = retry.RetryWriter(keys, dead.DeadWriter(keys, 10, 1e9), 25, [])
     outcome = writer.handle(redis, {"jid": "z", "retry": 0, "dead": False}, boom(), {})
     assert outcome.summary == "dropped (dead: false): retry is 0"

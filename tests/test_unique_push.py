@@ -153,9 +153,9 @@ def test_the_script_runs_the_commands_push_commands_builds():
     payload = {"class": "app.Job", "args": [1], "queue": "low", "jid": "j1", "created_at": 5.0}
     call = push.script_call(Keys(), [payload], [("d", 1.5)], None, 7.0)
     (sadd, lpush) = push.commands(Keys(), [dict(payload)], None, 7.0)
-    assert call[:5] == ("EVALSHA", push.LOCK_PUSH_SHA, 3, "forkq:unique:d", sadd[1])
+    assert call[:5] == ("EVALSHA", push.LOCK_PUSH.sha, 3, "forkq:unique:d", sadd[1])
     assert call[5:] == (lpush[1], "j1", 1500, 2, "SADD", 1, "low", "LPUSH", 1, lpush[2])
-    assert push.with_text(call)[:2] == ("EVAL", push.LOCK_PUSH_SCRIPT)
+    assert push.LOCK_PUSH.fallback(call)[:2] == ("EVAL", push.LOCK_PUSH_SCRIPT)
 
 
 @pytest.mark.parametrize("side", ["sync", "asyncio"])

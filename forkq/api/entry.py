@@ -16,27 +16,21 @@ import zlib
 from functools import cached_property
 from typing import Any
 
-#: a timestamp above this is integer milliseconds (Sidekiq 8), not seconds (year 5138)
-_MS_THRESHOLD = 1e11
+from ..payload import dumps, epoch_seconds
+
 #: epoch seconds a date can show: 0001-01-01 to 9999-12-31 (Python's datetime range)
 _EARLIEST, _LATEST = -62135596800.0, 253402300799.0
 #: characters; a jid longer than this is named by its digest (it has to fit in a URL)
 _MAX_IDENT = 64
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
 
 def seconds(value: Any) -> float | None:
     """A timestamp as float epoch seconds, or None when it cannot be a date.
 
-    Sidekiq 8 writes integer milliseconds. NaN, infinities, strings and values outside the
-    years 1 to 9999 give None: the caller shows the raw value instead."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        return as_date(value / 1000.0 if value > _MS_THRESHOLD else float(value))
-    except OverflowError:  # an integer too large for a float
-        return None
+    Sidekiq 8 writes integer milliseconds (``payload.epoch_seconds``). NaN, infinities,
+    strings and values outside the years 1 to 9999 give None: the caller shows the raw value
+    instead."""
+    return as_date(epoch_seconds(value))
 
 
 def as_date(moment: float | None) -> float | None:
@@ -187,7 +181,7 @@ class Entry:
         # As Sidekiq: a manual retry does not spend one of the job's automatic retries.
         if decrement and isinstance(item.get("retry_count"), int):
             item["retry_count"] -= 1
-        return _dumps(item)
+        return dumps(item)
 
     def __repr__(self) -> str:
         return f"<Entry {self.display_class or '?'} jid={self.jid} score={self.score}>"

@@ -7,10 +7,13 @@ Runs in whatever process reads (web UI, ``forkqctl``, tests), never on the serve
 
 from __future__ import annotations
 
+import functools
+
 from .. import connection
 from ..config import Config
 from ..connection.source import default_source
-from ..dead import DeadSet as DeadWriter
+from ..connection.scripts import Script
+from ..dead import DeadWriter
 from ..keys import Keys
 
 # Moves members from a sorted set to their queues, each only if this call removed it, so two
@@ -28,6 +31,7 @@ for i = 1, #ARGV, 4 do
 end
 return moved
 """
+_MOVE_TO_QUEUE = Script(MOVE_TO_QUEUE)
 
 
 class Store:
@@ -41,7 +45,7 @@ class Store:
         self.keys = keys or Keys()
         self.read_only = read_only
         self.dead_writer = DeadWriter(self.keys, dead_max_jobs, dead_timeout)
-        self.move_to_queue = redis.register_script(MOVE_TO_QUEUE)
+        self.move_to_queue = functools.partial(_MOVE_TO_QUEUE, redis)
 
     @classmethod
     def from_config(cls, config: Config, redis=None, read_only: bool = False):

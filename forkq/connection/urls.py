@@ -19,7 +19,6 @@ one redis-py reads (``socket_timeout``...); an unknown one is refused, naming it
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 
 from ..log import logger
+from ..values import is_positive_seconds
 
 #: seconds ``wait_replicas`` waits for the replicas when ``wait_timeout`` is not given
 DEFAULT_WAIT_TIMEOUT = 1.0
@@ -269,7 +269,7 @@ def _wait_settings(url: str, replicas: str | None, timeout: str | None) -> tuple
     except ValueError:
         count, seconds = -1, -1.0
     # WAIT takes whole milliseconds, and WAIT n 0 waits for ever
-    if count < 0 or not math.isfinite(seconds) or seconds < 0.001:
+    if count < 0 or not is_positive_seconds(seconds, minimum=0.001):
         raise RedisURLError(url, f"wait_replicas must be a whole number "
                             f">= 0 and wait_timeout a finite number of seconds >= 0.001 (got "
                             f"wait_replicas={replicas}, wait_timeout={timeout})")

@@ -4,8 +4,8 @@ of its enqueue is discarded, not run.
 Runs in the processor thread, before a job starts. The enqueue time is the payload's
 ``enqueued_at`` (set again each time the job enters a queue: pushed, moved from ``schedule`` or
 ``retry`` by the poller, requeued), else its ``created_at``; each is read as float seconds or,
-past ``MS_THRESHOLD``, as integer milliseconds (Sidekiq 8). A job without a readable time or a
-usable ``expires_in`` never expires. The processor logs the discard, counts it
+past ``payload.MS_THRESHOLD``, as integer milliseconds (Sidekiq 8: ``payload.epoch_seconds``).
+A job without a readable time or a usable ``expires_in`` never expires. The processor logs the discard, counts it
 (``forkq_jobs_expired_total``) and releases the job's unique lock.
 """
 
@@ -14,16 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-#: a timestamp above this is milliseconds (1e11 seconds is the year 5138)
-MS_THRESHOLD = 1e11
-
-
-def epoch_seconds(value: Any) -> float | None:
-    """A payload timestamp as float seconds, or None when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value):
-        return None
-    return value / 1000.0 if value > MS_THRESHOLD else float(value)
+from ..payload import epoch_seconds
 
 
 def overdue(payload: dict[str, Any], now: float) -> float | None:

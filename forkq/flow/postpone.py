@@ -14,8 +14,11 @@ a process killed in between loses it, as basic fetch loses any job it runs.
 
 from __future__ import annotations
 
-import json
+import functools
 from typing import Any
+
+from ..connection.scripts import Script
+from ..payload import dumps
 
 POSTPONE_SCRIPT = """
 -- KEYS: the thread's private list, schedule. ARGV: job as fetched, job to schedule, run time,
@@ -24,14 +27,13 @@ if ARGV[4] == '1' then redis.call('LREM', KEYS[1], 1, ARGV[1]) end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return 1
 """
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+POSTPONE = Script(POSTPONE_SCRIPT)
 
 
 def postponed(payload: dict[str, Any]) -> str:
     """The text to schedule: the payload with its reschedule count raised by one."""
     count = payload.get("overrated")
-    return _dumps({**payload, "overrated": (count if type(count) is int else 0) + 1})
+    return dumps({**payload, "overrated": (count if type(count) is int else 0) + 1})
 
 
 class Postponer:
@@ -39,7 +41,7 @@ class Postponer:
 
     def __init__(self, redis, schedule_key: str) -> None:
         self.schedule_key = schedule_key
-        self._script = redis.register_script(POSTPONE_SCRIPT)
+        self._script = functools.partial(POSTPONE, redis)
 
     def postpone(self, fetcher, fetched_text: str, payload: dict[str, Any], run_at: float) -> None:
         """Move the job from the thread's private list to ``schedule`` at ``run_at``."""

@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable
 
 from ..log import logger
+from ..values import is_positive_seconds
 
 #: longest the watchdog sleeps with nothing due, seconds (it is woken by ``watch`` anyway)
 IDLE_WAIT = 5.0
@@ -37,8 +38,7 @@ def limits(payload: dict[str, Any]) -> tuple[float | None, float | None]:
     found = []
     for name in ("soft_time_limit", "time_limit"):
         value = payload.get(name)
-        usable = (not isinstance(value, bool) and isinstance(value, (int, float))
-                  and math.isfinite(value) and value > 0)
+        usable = is_positive_seconds(value)
         if value is not None and not usable:
             logger.warning("jid=%s: %s %r is not a positive number of seconds; ignored",
                            payload.get("jid"), name, value)

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
 import redis as redis_py
 
+from ..connection.scripts import Script
 from ..keys import Keys
+from ..values import positive_seconds
 
 #: when the processor releases the lock: as the job starts, or once it succeeded (or died)
 UNTIL = ("start", "success")
@@ -35,7 +36,7 @@ RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-RELEASE_SHA = hashlib.sha1(RELEASE_SCRIPT.encode()).hexdigest()
+RELEASE = Script(RELEASE_SCRIPT)
 
 
 def digest(class_name: str, queue: str, args: list, key: str | None = None) -> str:
@@ -47,6 +48,7 @@ def digest(class_name: str, queue: str, args: list, key: str | None = None) -> s
         material["args"] = args
     else:
         material["key"] = key
+    # Not payload.dumps: a digest needs sorted keys, so that key order never changes it.
     try:
         text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
@@ -63,15 +65,12 @@ def validate_options(options: dict[str, Any], where: str) -> tuple[float, str] |
             raise TypeError(f"{where}: option 'unique_until' needs 'unique_for' (seconds): a "
                             f"lock without a TTL would outlive a crashed process")
         return None
-    if (isinstance(unique_for, bool) or not isinstance(unique_for, (int, float))
-            or not math.isfinite(unique_for) or unique_for <= 0):
-        raise TypeError(f"{where}: option 'unique_for' must be a positive number of seconds, "
-                        f"not {unique_for!r}")
+    unique_for = positive_seconds(unique_for, f"{where}: option 'unique_for'")
     until = DEFAULT_UNTIL if until is None else until
     if until not in UNTIL:
         raise TypeError(f"{where}: option 'unique_until' must be 'start' or 'success', "
                         f"not {until!r}")
-    return float(unique_for), until
+    return unique_for, until
 
 
 def lock_ttl(unique_for: float, now: float, run_at: float | None = None) -> float:
@@ -102,11 +101,7 @@ def releases_at(payload: dict[str, Any], event: str) -> bool:
 
 def release(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str) -> bool:
     """Free the lock if ``jid`` still holds it (a lock re-taken by another job stays)."""
-    key = keys.unique(lock_digest)
-    try:
-        return redis.evalsha(RELEASE_SHA, 1, key, jid) == 1
-    except redis_py.exceptions.NoScriptError:
-        return redis.eval(RELEASE_SCRIPT, 1, key, jid) == 1
+    return RELEASE(redis, [keys.unique(lock_digest)], [jid]) == 1
 
 
 def holder(redis: redis_py.Redis, keys: Keys, lock_digest: str) -> str | None:

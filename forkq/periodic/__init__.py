@@ -34,9 +34,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from ..payload import check_args
-from ..config import periodic_every
 from ..errors import ConfigError
+from ..payload import check_args
+from ..values import YEAR, is_positive_seconds, seconds
 
 UTC = timezone.utc
 
@@ -117,12 +117,16 @@ def _check_args(args: Any, where: str) -> None:
         raise ConfigError(str(exc)) from None
 
 
+#: a periodic entry's ``every``: below a tenth of a second it would keep the master's loop
+#: busy enqueueing
+_every_bounds = seconds(YEAR, 0.1)
+
+
 def _check_every(every: Any, where: str) -> None:
-    if (isinstance(every, bool) or not isinstance(every, (int, float))
-            or not math.isfinite(every) or every <= 0):
+    if not is_positive_seconds(every):
         raise ConfigError(f"{where}: 'every' is {every!r}; give a positive number of seconds")
     try:
-        periodic_every(every)
+        _every_bounds(every)
     except ValueError as exc:
         raise ConfigError(f"{where}: 'every' is {every!r}: {exc}") from None
     if not math.isclose(every * 1000, _every_ms(every), rel_tol=0, abs_tol=1e-6):

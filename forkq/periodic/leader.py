@@ -42,8 +42,10 @@ from typing import Callable
 
 import redis as redis_py
 
+from ..connection.scripts import Script
 from ..keys import Keys
 from ..log import logger
+from ..payload import dumps
 from . import Entry, due_ticks, last_tick, next_tick
 
 #: seconds a leader's lease lasts without renewal; bounds how long the fleet runs leaderless
@@ -109,6 +111,9 @@ if cursor and tonumber(cursor) >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
+LEAD, RELEASE, CLAIM, UNCLAIM, ADVANCE = (
+    Script(text) for text in (LEAD_SCRIPT, RELEASE_SCRIPT, CLAIM_SCRIPT, UNCLAIM_SCRIPT,
+                              ADVANCE_SCRIPT))
 
 
 def tick_text(tick: float) -> str:
@@ -134,7 +139,7 @@ class Leader:
         """Renew the lease if held, else take it if free; True while this process leads."""
         key = self.keys.periodic_leader
         longest_ms = max(int(LONGEST_LEASE * 1000), self.ttl_ms)
-        outcome = redis.eval(LEAD_SCRIPT, 1, key, self.identity, self.ttl_ms, longest_ms)
+        outcome = LEAD(redis, [key], [self.identity, self.ttl_ms, longest_ms])
         if outcome == 3 and not self._replaced_logged:
             self._replaced_logged = True
             logger.warning("periodic: %s held a value no leader wrote (not a string, no TTL or "
@@ -153,7 +158,7 @@ class Leader:
     def release(self, redis: redis_py.Redis) -> bool:
         """At a clean stop: free the lease at once (only if still ours) for the next leader."""
         self.valid_until = 0.0
-        return redis.eval(RELEASE_SCRIPT, 1, self.keys.periodic_leader, self.identity) == 1
+        return RELEASE(redis, [self.keys.periodic_leader], [self.identity]) == 1
 
 
 def leader_identity(redis: redis_py.Redis, keys: Keys) -> str | None:
@@ -165,8 +170,8 @@ def claim_tick(redis: redis_py.Redis, keys: Keys, entry: Entry, tick: float, ide
                ttl: float = CLAIM_TTL) -> bool:
     """Claim one tick before enqueueing it; False if it was claimed or handled already."""
     text = tick_text(tick)
-    return redis.eval(CLAIM_SCRIPT, 2, keys.periodic_tick(entry.name, text),
-                      keys.periodic_cursor, identity, int(ttl * 1000), entry.name, text) == 1
+    return CLAIM(redis, [keys.periodic_tick(entry.name, text), keys.periodic_cursor],
+                 [identity, int(ttl * 1000), entry.name, text]) == 1
 
 
 class PeriodicScheduler:
@@ -219,8 +224,7 @@ class PeriodicScheduler:
                 logger.warning("periodic %r: ticks up to %s passed with no leader; enqueued "
                                "the latest once (missed: once)", entry.name, tick_text(late))
             else:
-                redis.eval(ADVANCE_SCRIPT, 1, self.keys.periodic_cursor, entry.name,
-                           tick_text(late))
+                ADVANCE(redis, [self.keys.periodic_cursor], [entry.name, tick_text(late)])
                 logger.warning("periodic %r: ticks up to %s passed with no leader; skipped "
                                "(missed: skip)", entry.name, tick_text(late))
             cursor = late
@@ -249,15 +253,14 @@ class PeriodicScheduler:
             logger.info("periodic %r: enqueue works again (tick %s)", entry.name,
                         tick_text(tick))
         redis.hset(self.keys.periodic_state, f"{entry.name}:last",
-                   json.dumps({"tick": tick, "jid": jid, "at": now}))
+                   dumps({"tick": tick, "jid": jid, "at": now}))
         enqueued.append((entry, tick, jid))
         return True
 
     def _unclaim(self, redis, entry: Entry, tick: float, previous: float) -> None:
         text = tick_text(tick)
-        redis.eval(UNCLAIM_SCRIPT, 2, self.keys.periodic_tick(entry.name, text),
-                   self.keys.periodic_cursor, self.leader.identity, entry.name, text,
-                   tick_text(previous))
+        UNCLAIM(redis, [self.keys.periodic_tick(entry.name, text), self.keys.periodic_cursor],
+                [self.leader.identity, entry.name, text, tick_text(previous)])
 
     def _write_next(self, redis, entry: Entry, now: float) -> None:
         upcoming = next_tick(entry, now)

@@ -45,17 +45,16 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from .. import connection
 from ..connection.health import retrying
+from ..connection.scripts import Script
 from ..flow import Flow, within_limits
-from ..keys import DAILY_STAT_TTL
+from ..keys import DAILY_STAT_TTL, STATS_LUA
 from ..limiter import OverLimit
 from ..log import logger
 from .fetch import Fetched, FetchMode
 from .outcome import unhandled_reason
-from .recovery import MOVE_ONE_SCRIPT
+from .recovery import MOVE_ONE
 
 #: seconds without a turn of the loop after which a stall is reported
 STALL_SECONDS = 0.5
@@ -79,20 +78,14 @@ if redis.call('LPOS', KEYS[2], ARGV[1]) then return 1 end
 return 0
 """
 
-ACK_SCRIPT = """
+ACK_SCRIPT = STATS_LUA + """
 -- Acknowledge finished coroutine jobs and count them. KEYS: loop's list, stat:processed,
 -- stat:failed, daily processed, daily failed. ARGV: processed, failed, daily TTL, jobs...
 for i = 4, #ARGV do redis.call('LREM', KEYS[1], 1, ARGV[i]) end
-local counts = {tonumber(ARGV[1]), tonumber(ARGV[2])}
-for i = 1, 2 do
-  if counts[i] > 0 then
-    redis.call('INCRBY', KEYS[i + 1], counts[i])
-    redis.call('INCRBY', KEYS[i + 3], counts[i])
-    redis.call('EXPIRE', KEYS[i + 3], ARGV[3])
-  end
-end
+count_stats(2, ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
+HAND_OVER, ACK = Script(HAND_OVER_SCRIPT), Script(ACK_SCRIPT)
 
 #: tags of coroutine jobs in the ``WorkState`` (threads are tagged with their ident)
 _tags = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
@@ -166,12 +159,9 @@ class CoroutineRunner:
 
     def _move_in(self, redis, private_key: str, fetched: Fetched) -> int:
         # The enqueue path's direct send: redis-py's command layers cost more than the call.
-        command = ("EVALSHA", self._hand_over.sha, 2, private_key, self.list_key, fetched.text)
-        try:
-            return connection.send_commands(redis, [command])[0]
-        except NoScriptError:
-            self._hand_over.sha = redis.script_load(HAND_OVER_SCRIPT)
-            return self._move_in(redis, private_key, fetched)
+        return HAND_OVER.send_by(
+            lambda command: connection.send_commands(redis, [command])[0],
+            HAND_OVER.command([private_key, self.list_key], [fetched.text]))
 
     # --- the loop thread
 
@@ -271,9 +261,8 @@ class CoroutineRunner:
         day = time.strftime("%Y-%m-%d", time.gmtime())
         keys = self.services.keys
         texts = [job.fetched.text for job in batch] if self.reliable else []
-        self._ack(keys=[self.list_key, keys.stat("processed"), keys.stat("failed"),
-                        keys.daily_stat("processed", day), keys.daily_stat("failed", day)],
-                  args=[processed, failed, DAILY_STAT_TTL, *texts], client=redis)
+        ACK(redis, keys=[self.list_key, *keys.stat_keys(day)],
+            args=[processed, failed, DAILY_STAT_TTL, *texts])
 
     def _retrying(self, write) -> Any:
         """Repeat a write while Redis is away, until the shutdown deadline or the process stops
@@ -305,16 +294,13 @@ class CoroutineRunner:
         with self._start_lock:
             if self.loop is not None:
                 return
-            redis = self.services.make_redis()
-            self._hand_over = redis.register_script(HAND_OVER_SCRIPT)
-            self._ack = redis.register_script(ACK_SCRIPT)
             self._stall_reported = 0.0
             loop = asyncio.new_event_loop()
             self.thread = threading.Thread(target=self._serve, args=(loop,), name="event-loop",
                                            daemon=True)
             self.finisher = threading.Thread(target=self._finish_forever,
                                              name="coroutine-finisher", daemon=True)
-            # Published last: a thread that sees the loop finds the scripts set.
+            # Published last: a thread that sees the loop finds its threads made.
             self.loop = loop
             self.thread.start()
             self.finisher.start()
@@ -371,13 +357,12 @@ class CoroutineRunner:
             return 0
         redis = self.services.make_redis()
         try:
-            move = redis.register_script(MOVE_ONE_SCRIPT)
             keys = self.services.keys
             pushed = 0
             for job in reversed(jobs):
                 queue_key, text = keys.queue(job.fetched.queue), job.fetched.text
                 if self.reliable:
-                    pushed += move([self.list_key, queue_key], [text, text])
+                    pushed += MOVE_ONE(redis, [self.list_key, queue_key], [text, text])
                 else:
                     redis.rpush(queue_key, text)
                     pushed += 1

@@ -63,12 +63,12 @@ from dataclasses import dataclass
 
 from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import ordering
 from ..connection import call_replicated
-from ..keys import DAILY_STAT_TTL, Keys
+from ..connection.scripts import Script
+from ..keys import DAILY_STAT_TTL, STATS_LUA, Keys
 
 #: most jobs one fetch takes for one thread
 MAX_BATCH = 10
@@ -77,23 +77,13 @@ HOARD_SECONDS = 0.02
 #: seconds an idle thread blocks on a queue before it looks at all queues again
 IDLE_TIMEOUT = 1.0
 
-FETCH_SCRIPT = """
+FETCH_SCRIPT = STATS_LUA + """
 -- KEYS: private list to acknowledge, private list to fill, stat:processed, stat:failed,
 --       daily processed, daily failed, queues...
 -- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0)
 local reliable = ARGV[5] == '1'
 if reliable then redis.call('DEL', KEYS[1]) end
-local processed, failed = tonumber(ARGV[2]), tonumber(ARGV[3])
-if processed > 0 then
-  redis.call('INCRBY', KEYS[3], processed)
-  redis.call('INCRBY', KEYS[5], processed)
-  redis.call('EXPIRE', KEYS[5], ARGV[4])
-end
-if failed > 0 then
-  redis.call('INCRBY', KEYS[4], failed)
-  redis.call('INCRBY', KEYS[6], failed)
-  redis.call('EXPIRE', KEYS[6], ARGV[4])
-end
+count_stats(3, ARGV[2], ARGV[3], ARGV[4])
 local want = tonumber(ARGV[1])
 local out = {}
 for i = 7, #KEYS do
@@ -138,6 +128,8 @@ if reliable then
 end
 return pushed
 """
+FETCH, ADOPT, RELEASE = Script(FETCH_SCRIPT), Script(ADOPT_SCRIPT), Script(RELEASE_SCRIPT)
+COUNT_STATS = Script(STATS_LUA + "count_stats(1, ARGV[1], ARGV[2], ARGV[3])")
 
 
 class FetchMode(enum.Enum):
@@ -243,9 +235,6 @@ class Fetcher:
         self.batch = 1
         #: how long the thread's last batch took per job, told by the processor
         self.seconds_per_job = 0.0
-        self._fetch = redis.register_script(FETCH_SCRIPT)
-        self._adopt = redis.register_script(ADOPT_SCRIPT)
-        self._release = redis.register_script(RELEASE_SCRIPT)
         #: a connection of its own for the busy path, used without the client's pool, retry
         #: and instrumentation layers, which cost more than the round trip itself
         self._connection = None
@@ -288,7 +277,7 @@ class Fetcher:
         A job's queue is then the one its payload names (the fetch reply that said where it
         came from was lost), as for retries and recovery."""
         keys = [self.lists[1 - self.side], self.lists[self.side]]
-        texts = [decoded(raw) for raw in eval_raw(self.redis, self._adopt, keys, ())]
+        texts = [decoded(raw) for raw in ADOPT(self.redis, keys, raw=True)]
         jobs = [Fetched(queue_of(text), text) for text in texts]
         self.unknown = False
         return jobs
@@ -298,9 +287,7 @@ class Fetcher:
         if now >= self._day[1]:
             day = time.strftime("%Y-%m-%d", time.gmtime(now))
             self._day = (day, (now // 86400 + 1) * 86400)
-            self._stat_key_list = [
-                self.keys.stat("processed"), self.keys.stat("failed"),
-                self.keys.daily_stat("processed", day), self.keys.daily_stat("failed", day)]
+            self._stat_key_list = self.keys.stat_keys(day)
         return self._stat_key_list
 
     def _evalsha(self, keys: list[str], args: tuple) -> list:
@@ -308,11 +295,8 @@ class Fetcher:
         if connection is None:
             connection = self._connection = self.redis.connection_pool.get_connection()
         try:
-            return call_replicated(self.redis, connection, "EVALSHA", self._fetch.sha, len(keys),
-                                   *keys, *args, disable_decoding=True)
-        except NoScriptError:
-            self._fetch.sha = self.redis.script_load(FETCH_SCRIPT)
-            return self._evalsha(keys, args)
+            return FETCH.send_by(lambda command: call_replicated(
+                self.redis, connection, *command, disable_decoding=True), FETCH.command(keys, args))
         except (RedisConnectionError, RedisTimeoutError):
             connection.disconnect()
             raise
@@ -351,7 +335,7 @@ class Fetcher:
             adopted = [job for job in self.adopt() if keep is None or job.text != keep.text]
             unstarted = adopted + unstarted
         self.unknown = self.reliable
-        pushed = release(self._release, self.keys, self.private_key, unstarted, keep,
+        pushed = release(self.redis, self.keys, self.private_key, unstarted, keep,
                          self.reliable)
         self.unknown = False
         return pushed
@@ -366,22 +350,21 @@ class Fetcher:
         return held
 
 
-def release(script, keys: Keys, private_key: str, unstarted: list[Fetched],
+def release(redis, keys: Keys, private_key: str, unstarted: list[Fetched],
             keep: Fetched | None, reliable: bool) -> int:
     queue_keys = [keys.queue(f.queue) for f in unstarted]
     args = [f.text for f in unstarted] + [keep.text if keep else "", 1 if reliable else 0]
-    return int(script([private_key] + queue_keys, args))
+    return int(RELEASE(redis, [private_key] + queue_keys, args))
 
 
 def bulk_requeue(redis, keys: Keys, held: list[Held]) -> int:
     """Put back what abandoned processors held (Sidekiq's ``bulk_requeue``): their unfinished
     jobs go to the front of their queues, their finished ones are acknowledged, their stat
     deltas flushed. Lists whose contents are unknown are left whole for recovery."""
-    script = redis.register_script(RELEASE_SCRIPT)
     pushed = 0
     for unit in held:
         if unit.known or not unit.reliable:
-            pushed += release(script, keys, unit.lists[unit.side], unit.jobs, None, unit.reliable)
+            pushed += release(redis, keys, unit.lists[unit.side], unit.jobs, None, unit.reliable)
         flush_counters(redis, keys, unit.processed, unit.failed)
     return pushed
 
@@ -390,21 +373,4 @@ def flush_counters(redis, keys: Keys, processed: int, failed: int) -> None:
     if not processed:
         return
     day = time.strftime("%Y-%m-%d", time.gmtime())
-    pipe = redis.pipeline(transaction=True)
-    for name, delta in (("processed", processed), ("failed", failed)):
-        if delta:
-            pipe.incrby(keys.stat(name), delta)
-            pipe.incrby(keys.daily_stat(name, day), delta)
-            pipe.expire(keys.daily_stat(name, day), DAILY_STAT_TTL)
-    pipe.execute()
-
-
-def eval_raw(redis, script, keys: list[str], args) -> list:
-    """Run a registered script and read its reply as bytes (payloads need not be UTF-8)."""
-    try:
-        return redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args,
-                                     **{NEVER_DECODE: True})
-    except NoScriptError:
-        script.sha = redis.script_load(script.script)
-        return redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args,
-                                     **{NEVER_DECODE: True})
+    COUNT_STATS(redis, keys.stat_keys(day), [processed, failed, DAILY_STAT_TTL])

@@ -12,7 +12,7 @@ keys and rounds big integers) happens only when the text holds several ``"enqueu
 and the top-level one cannot be told apart, and if that fails the text moves unchanged: the
 script never removes an entry it does not place. A malformed entry (not UTF-8, not a JSON
 object, no class...) moves to the dead set as an envelope with its raw text and the reason,
-in one atomic step too (``DeadSet.move_from_zset``).
+in one atomic step too (``DeadWriter.move_from_zset``).
 
 Cost: a round is two calls (the read, then the move) where one script could do both, and each
 due entry is parsed in Python. That is the price of the check: a script cannot tell a payload
@@ -30,9 +30,10 @@ import redis as redis_py
 from redis.client import NEVER_DECODE
 
 from ..client import new_jid
+from ..connection.scripts import Script
 from ..dead import envelope
 from ..errors import MalformedJobError
-from .fetch import eval_raw, queue_of
+from .fetch import queue_of
 from ..log import logger
 from ..payload import parse
 
@@ -71,6 +72,7 @@ for i = 3, #ARGV, 3 do
 end
 return moved
 """
+ENQUEUE_DUE = Script(ENQUEUE_DUE_SCRIPT)
 
 
 def sort_due(entries: list[bytes]) -> tuple[list, list[tuple[bytes, str]]]:
@@ -105,7 +107,6 @@ class Poller(threading.Thread):
         self.context = context
         self.recovery = recovery
         self.redis = context.make_redis()
-        self._move = self.redis.register_script(ENQUEUE_DUE_SCRIPT)
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -131,8 +132,8 @@ class Poller(threading.Thread):
                                                  "LIMIT", 0, MOVE_BATCH, **{NEVER_DECODE: True})
                 good, bad = sort_due(due)
                 if good:
-                    moved += eval_raw(self.redis, self._move, [sorted_set, keys.queues],
-                                      [stamp, keys.queue("")] + good)
+                    moved += ENQUEUE_DUE(self.redis, [sorted_set, keys.queues],
+                                         [stamp, keys.queue("")] + good, raw=True)
                 if bad:
                     self._bury(sorted_set, bad)
                 if len(due) < MOVE_BATCH:

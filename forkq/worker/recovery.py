@@ -12,22 +12,25 @@ A list holding several jobs is a batch whose running job cannot be told from the
 finished ones: its jobs go back uncharged but marked, and a marked job runs alone next time
 (``processor._isolate``), so a job that kills its process is charged from its second crash on.
 Recovered jobs go back to the *front* of their queues, in their original order; a poison job
-moves from the list to the dead set in one atomic step (``DeadSet.move_from_list``). Lists are
+moves from the list to the dead set in one atomic step (``DeadWriter.move_from_list``). Lists are
 read as bytes, so a payload that is not UTF-8 goes back to its queue like any other (and the
 worker that fetches it buries it) instead of stopping recovery.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
 from redis.client import NEVER_DECODE
 
 from ..flow import unique
+from ..connection.scripts import Script
 from ..errors import PoisonJobError
 from .fetch import queue_of
 from ..log import logger
+from ..payload import dumps
 from .retry import ISOLATE_KEY, run_death_handlers, with_error
 
 #: how the event loop's private list ends (``Keys.inflight_async``)
@@ -48,6 +51,7 @@ FORGET_SLOT_SCRIPT = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
 """
+MOVE_ONE, FORGET_SLOT = Script(MOVE_ONE_SCRIPT), Script(FORGET_SLOT_SCRIPT)
 
 
 class Recovery:
@@ -56,8 +60,8 @@ class Recovery:
         self.death_handlers = death_handlers
         self.redis = context.make_redis()
         self.keys = context.keys
-        self._move = self.redis.register_script(MOVE_ONE_SCRIPT)
-        self._forget = self.redis.register_script(FORGET_SLOT_SCRIPT)
+        self._move = functools.partial(MOVE_ONE, self.redis)
+        self._forget = functools.partial(FORGET_SLOT, self.redis)
         self.scan_every = min(30.0, max(0.5, context.config.heartbeat_ttl / 2))
         self.next_scan = 0.0
 
@@ -139,7 +143,7 @@ class Recovery:
             return
         if not charged:
             payload[ISOLATE_KEY] = True
-            new_text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            new_text = dumps(payload)
             self._move([list_key, self.keys.queue(queue)], [text, new_text])
             self.context.observer.jobs_recovered(1)
             return
@@ -165,7 +169,7 @@ class Recovery:
         exc = PoisonJobError(f"its process died while running it {times} times within "
                              f"{POISON_WINDOW / 3600:.0f} hours; not retried again")
         dead = with_error(payload, exc, now)
-        new_text = json.dumps(dead, separators=(",", ":"), ensure_ascii=False)
+        new_text = dumps(dead)
         if self.context.dead_set.move_from_list(self.redis, list_key, [(text, new_text)], now):
             self.context.observer.job_poisoned()
             logger.error("poison job: class=%s jid=%s: dead: %s", payload.get("class"),
@@ -179,12 +183,11 @@ def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
 
     The supervisor's sweep once its children are gone: the same atomic move as recovery, but
     uncharged, since these jobs belonged to children the master killed at its own deadline."""
-    move = redis.register_script(MOVE_ONE_SCRIPT)
     moved = 0
     for slot, record in zip(slots, redis.hmget(keys.slots, slots)):
         for list_key in _private_lists(keys, slot, max(threads, _threads(record or "{}"))):
             for text in reversed(read_list(redis, list_key)):
-                moved += move([list_key, keys.queue(queue_of(text))], [text, text])
+                moved += MOVE_ONE(redis, [list_key, keys.queue(queue_of(text))], [text, text])
         redis.hdel(keys.slots, slot)
     return moved
 

@@ -32,14 +32,13 @@ from typing import Any, Callable
 
 from ..flow import unique
 from ..log import logger
-from ..payload import error_class_name
+from ..payload import dumps, error_class_name
 
 #: marks a job recovered from a dead process with others; cleared once it fails normally
 ISOLATE_KEY = "forkq_isolate"
 #: retry counts past this are backed off as this one (count**4 seconds is already 300 years)
 BACKOFF_COUNT_CAP = 10_000
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def backoff_delay(count: int, rand_int=random.randrange) -> float:
@@ -136,12 +135,11 @@ def _custom_delay(hook: Callable | None, count: int, exc: BaseException):
 
 
 def encode_backtrace(lines: list[str]) -> str:
-    """Sidekiq's format: strict base64 of zlib-compressed JSON of an array of strings."""
+    """Sidekiq's format: strict base64 of zlib-compressed JSON of an array of strings.
+
+    ASCII escapes, not ``payload.dumps``: a line may hold lone surrogates (a file name or a
+    message read with ``surrogateescape``), which only an escape turns into UTF-8 bytes."""
     return base64.b64encode(zlib.compress(json.dumps(lines).encode())).decode()
-
-
-def decode_backtrace(text: str) -> list[str]:
-    return json.loads(zlib.decompress(base64.b64decode(text)))
 
 
 def error_message(exc: BaseException) -> str:
@@ -220,7 +218,7 @@ class RetryWriter:
         decision = decide(payload, exc, hooks, self.max_retries)
         now = time.time()
         failed = with_error(payload, exc, now)
-        outcome = Outcome(decision, _dumps(failed), now + decision.delay,
+        outcome = Outcome(decision, dumps(failed), now + decision.delay,
                           decision.action == "dead" and payload.get("dead", True) is not False,
                           death_unlock(payload) if decision.action != "retry" else None)
         if decision.action in ("dead", "drop"):

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from .. import connection
 from ..connection.health import RedisHealth
-from ..dead import DeadSet
+from ..dead import DeadWriter
 from ..flow.timelimit import Watchdog
 from ..hooks import Hooks, registry
 from ..jobmetrics import JobMetrics, WithJobMetrics
@@ -70,7 +70,7 @@ class Services:
     health: RedisHealth
     #: the application's death handlers (``hooks.py``), which recovery runs for poison jobs
     death_handlers: list
-    dead_set: DeadSet
+    dead_set: DeadWriter
     #: the job-outcome writer shared by threads and coroutines (``outcome.py``)
     outcome: OutcomeWriter
     queues: ordering.QueueOrder
@@ -96,7 +96,7 @@ class Services:
         hooks = hooks or registry
         keys = Keys(config.namespace)
         identity = f"{hostname()}:{os.getpid()}:{os.urandom(6).hex()}"
-        dead_set = DeadSet(keys, config.dead_max_jobs, config.dead_timeout)
+        dead_set = DeadWriter(keys, config.dead_max_jobs, config.dead_timeout)
         job_metrics = JobMetrics()
         observer = WithJobMetrics(job_metrics, observer or NullObserver())
         outcome = OutcomeWriter(
