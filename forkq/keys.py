@@ -23,7 +23,7 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``forkq:slots`` | hash: slot → JSON {identity, threads} | worker at start | recovery | none |
 | ``forkq:recovered:<jid>`` | zset of recovery times | recovery | recovery | 72 h |
 | ``forkq:recovery-lock`` | string | recovery scan | recovery | a few seconds |
-| ``forkq:periodic:leader`` | string: leader identity | periodic leader (SET NX PX, renewed) | leader, api | lease TTL |
+| ``forkq:periodic:leader`` | string: leader identity | periodic leader (one script takes, renews or replaces it, with PX) | leader, api | lease TTL |
 | ``forkq:periodic:tick:<name>:<tick>`` | string: claiming identity | periodic leader, before the enqueue | periodic leader | claim TTL |
 | ``forkq:periodic:cursor`` | hash: entry name → last tick handled | periodic leader (claim script) | periodic leader | none |
 | ``forkq:periodic:state`` | hash: ``<name>:last`` JSON {tick, jid, at}; ``<name>:next`` tick | periodic leader | api, web | none |

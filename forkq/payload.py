@@ -8,7 +8,7 @@ one rule for reading a payload's timestamps. Pure functions, used by every proce
 ``\\u`` escapes. It writes back whatever ``parse`` read, NaN and infinities included (a
 foreign producer's ``NaN``, or ``1e400``, which every JSON reader takes for infinity), so that
 a job is retried, postponed or buried rather than lost over a number. Values forkq creates are
-refused at their edge instead: job arguments at enqueue (``arguments.py``), options by their
+refused at their edge instead: job arguments at enqueue (``check_args`` below), options by their
 rules, a job's return value when its result is stored (``results.py``).
 
 A payload that fails ``parse`` is *malformed*: it goes to the dead set at once as an envelope holding

@@ -1,4 +1,4 @@
-"""Coroutine jobs (and result-keeping jobs) for the tests of ``aio_runner`` and results, run by
+"""Coroutine jobs (and result-keeping jobs) for the tests of ``worker/coroutines.py`` and results, run by
 in-process workers and by ``forkq start`` children (``require: [async_jobs]``).
 
 Each records in Redis what it did, through forkq's client (a worker points it at its Redis):

@@ -1,6 +1,6 @@
 """Redis URLs: what they say (``parse``) and how to show them without their secrets (``redact``).
 
-Pure functions, used wherever a client is made (``connection.py``) and wherever a URL reaches a
+Pure functions, used wherever a client is made (``connection/__init__.py``) and wherever a URL reaches a
 log line or an error message; the one side effect is a warning, once per process and URL (a
 forked child inherits what its parent said), for a URL that turns certificate checks off.
 Four schemes:
@@ -13,7 +13,7 @@ Four schemes:
   ``sentinel_username`` / ``sentinel_password`` when the sentinels ask for their own login.
 
 Any of them may carry forkq's own ``wait_replicas=N`` and ``wait_timeout=SECONDS``: writes
-then wait until N replicas confirmed them (``connection.py``). Every other query parameter is
+then wait until N replicas confirmed them (``connection/__init__.py``). Every other query parameter is
 one redis-py reads (``socket_timeout``...); an unknown one is refused, naming it.
 """
 

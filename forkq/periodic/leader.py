@@ -2,7 +2,7 @@
 
 Runs wherever the host calls ``PeriodicScheduler.tick(redis, now)`` from its loop (at least every
 ``lease_ttl / 3`` seconds): the master's loop, with a connection opened and closed around the
-call (``periodic_master.py``). No threads, no connection kept.
+call (``master.py``). No threads, no connection kept.
 
 Steps of a call: take or renew the lease (``Leader.try_lead``); if this process leads, for each
 entry compute the ticks due since the entry's cursor (the last tick handled, kept in Redis so a

@@ -5,7 +5,7 @@ Runs in the master of ``forkq start``, single-threaded. Entries come from ``fork
 after the preload ``from_config`` checks that every entry names a job the app registered and
 that its args fit ``perform``. Then, at most every ``min(1, periodic_lease / 3)`` seconds, the
 loop calls ``run``: open a client with short socket timeouts, ``PeriodicScheduler.tick``
-(lease, claim, enqueue: ``periodic_leader.py``), close it. A clean stop releases the lease.
+(lease, claim, enqueue: ``leader.py``), close it. A clean stop releases the lease.
 
 Why in the master and not in a supervised child: the master is the member of the fleet whose
 life the lease stands for: kill -9 of the master must end its leadership, and a child that
