@@ -15,7 +15,7 @@ from ..connection.source import default_source
 from ..keys import SIGNALS_TTL
 from ..signals import REMOTE_SIGNALS
 from .entry import as_int, wire
-from .processes import PROCESS_FIELDS, Process, Work, parse_process, parse_work
+from .processes import Process, Work, parse_work, read_processes
 from .queue import Queue
 from .sets import DeadSet, RetrySet, ScheduledSet
 from .source import Store
@@ -56,31 +56,25 @@ class Api(Store):
         return DeadSet(self)
 
     def processes(self) -> list[Process]:
-        """Live processes by identity; members whose heartbeat hash expired are pruned
-        (left in place when read-only)."""
+        """Live processes by identity, bad records included (``Process.problem``); members
+        whose heartbeat hash expired are pruned (left in place when read-only)."""
         identities = sorted(self.redis.smembers(self.keys.processes))
-        pipe = self.redis.pipeline(transaction=False)
-        for identity in identities:
-            pipe.hmget(self.keys.process(identity), *PROCESS_FIELDS)
-        live, gone = [], []
-        for identity, fields in zip(identities, pipe.execute()):
-            if fields[0] is None:
-                gone.append(identity)
-            else:
-                live.append(parse_process(identity, fields))
+        found = read_processes(self.redis, self.keys, identities)
+        gone = [identity for identity, process in zip(identities, found) if process is None]
         if gone and not self.read_only:
             self.redis.srem(self.keys.processes, *gone)
-        return live
+        return [process for process in found if process is not None]
 
     def workers(self) -> list[Work]:
-        """Running jobs of live processes, longest running first."""
-        processes = self.processes()
+        """Running jobs of live processes, longest running first; a ``:work`` key that is not
+        a hash shows no jobs."""
+        processes = [p for p in self.processes() if p.problem is None]
         pipe = self.redis.pipeline(transaction=False)
         for process in processes:
             pipe.hgetall(self.keys.work(process.identity))
         works = [parse_work(p.identity, thread, text)
-                 for p, threads in zip(processes, pipe.execute())
-                 for thread, text in threads.items()]
+                 for p, threads in zip(processes, pipe.execute(raise_on_error=False))
+                 if isinstance(threads, dict) for thread, text in threads.items()]
         return sorted(works, key=lambda w: w.run_at or 0.0)
 
     def signal(self, identity: str, signal: str) -> None:
@@ -121,10 +115,9 @@ class Api(Store):
         return [DayStat(d, as_int(p), as_int(f)) for d, p, f in zip(names, processed, failed)]
 
     def periodic(self) -> dict:
-        """The periodic leader (``identity``, ``master_pid``; None when no master leads) and
-        each entry's ``next`` and ``last`` run, as the leading master wrote them
-        (``periodic.leader.report``)."""
-        from ..periodic.leader import report  # imports cronsim: only when this is asked
+        """The periodic leader and each entry's next and last run, as the leading master
+        wrote them (``api.periodic.report``, which names what it could not read)."""
+        from .periodic import report  # imports cronsim: only when this is asked
 
         return report(self.redis, self.keys)
 

@@ -4,7 +4,10 @@ Runs in the exporter process, on the HTTP server's request threads. Child facts 
 status file the master writes atomically (``<data_dir>/status.json``), CPU and memory from
 psutil by pid, heartbeats from Redis (the ``<identity>`` hash whose ``info`` names this host
 and the child's pid). A Redis that is down or slow makes ``forkq_redis_up`` 0 and leaves out
-the Redis-derived series; everything else is still served.
+the Redis-derived series; everything else is still served. A bad heartbeat record (another
+writer's, a producer's ``SADD processes`` of another key) is Redis answering, not Redis down:
+it is read by ``api.processes.read_processes``, counted in ``forkq_bad_heartbeats`` and
+otherwise left out.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from redis import RedisError
 
 from .. import __version__, connection
 from ..api import latency, wire
+from ..api.processes import read_processes
 from ..errors import ForkqError
 from ..ident import hostname
 from ..keys import Keys
@@ -50,6 +54,8 @@ class RedisFacts:
     up: bool = False
     #: pid → the ``<identity>`` hash fields of this host's processes
     beats: dict[int, dict] = field(default_factory=dict)
+    #: members of ``processes`` whose record could not be read
+    bad_beats: int = 0
     #: queue name → (size, latency in seconds)
     queues: dict[str, tuple[int, float]] = field(default_factory=dict)
     sets: dict[str, int] = field(default_factory=dict)
@@ -95,46 +101,28 @@ class RedisReader:
         for name in (keys.schedule, keys.retry, keys.dead):
             pipe.zcard(name)
         identities, queue_set, scheduled, retries, dead = pipe.execute()
-        identities = sorted(identities)
         queues = sorted(set(queue_set) | set(self.config.queue_names))
-        for identity in identities:
-            pipe.hmget(keys.process(identity), "info", "busy", "beat", "concurrency")
         for name in queues:
             pipe.llen(wire(keys.queue(name)))
             pipe.lindex(wire(keys.queue(name)), -1)
-        replies = pipe.execute()
-        now = time.time()
-        beats = self._beats(replies[:len(identities)])
-        tail = replies[len(identities):]
+        tail, now = pipe.execute(), time.time()
         sizes = {_label(name): (tail[2 * i], latency(tail[2 * i + 1], now))
                  for i, name in enumerate(queues)}
-        return RedisFacts(True, beats, sizes,
-                          {"scheduled": scheduled, "retry": retries, "dead": dead})
+        processes = [p for p in read_processes(redis, keys, sorted(identities)) if p]
+        return RedisFacts(True, self._beats(processes), sum(1 for p in processes if p.problem),
+                          sizes, {"scheduled": scheduled, "retry": retries, "dead": dead})
 
-    def _beats(self, hashes) -> dict[int, dict]:
-        beats = {}
-        for info_json, busy, beat, concurrency in hashes:
-            try:
-                info = json.loads(info_json) if info_json else None
-            except ValueError:
-                continue
-            if isinstance(info, dict) and info.get("hostname") == self.host:
-                beats[info.get("pid")] = {
-                    "busy": _number(busy), "beat": _number(beat),
-                    "concurrency": _number(concurrency or info.get("concurrency"))}
-        return beats
+    def _beats(self, processes) -> dict[int, dict]:
+        """This host's sound heartbeats by pid."""
+        return {p.pid: {"busy": float(p.busy), "beat": p.beat or 0.0,
+                        "concurrency": float(p.concurrency)}
+                for p in processes
+                if p.problem is None and p.info.get("hostname") == self.host}
 
 
 def _label(name: str) -> str:
     """A queue name as a label value: bytes that are not UTF-8 shown as U+FFFD."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _number(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def health(status: dict | None, facts: RedisFacts) -> tuple[bool, str]:
@@ -253,6 +241,10 @@ def _redis_series(facts: RedisFacts):
     yield up
     if not facts.up:
         return
+    bad = GaugeMetricFamily("forkq_bad_heartbeats", "Members of the processes set whose "
+                            "heartbeat record cannot be read (shown as bad in the web UI).")
+    bad.add_metric([], facts.bad_beats)
+    yield bad
     size = GaugeMetricFamily("forkq_queue_size", "Jobs waiting in the queue.", labels=["queue"])
     latency = GaugeMetricFamily("forkq_queue_latency_seconds",
                                 "Seconds the oldest job of the queue has waited.",
