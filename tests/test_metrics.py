@@ -635,3 +635,23 @@ def test_the_exporter_loads_no_worker_code():
                             timeout=60, env=dict(os.environ, PYTHONPATH=root))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == []
+
+
+def test_a_bad_heartbeat_is_not_redis_down(redis, make_config, exporter, children):
+    """Neither a deep ``info`` nor a producer's ``SADD processes queue:x`` stops a scrape or
+    reads as Redis down (which fires ForkqRedisDown); the good child's heartbeat still counts."""
+    config = make_config()
+    (child,) = children(1)
+    write_status(config, [{"pid": child.pid}])
+    beat(redis, child.pid, busy=2)
+    redis.sadd("processes", "deep:1:abc", "queue:x")
+    redis.hset("deep:1:abc", mapping={"info": "[" * 5000 + "]" * 5000, "busy": 1})
+    redis.lpush("queue:x", "{}")
+    served = exporter()
+
+    found = served.scrape()
+    assert found[("forkq_redis_up", frozenset())] == 1
+    assert found[("forkq_bad_heartbeats", frozenset())] == 2
+    labels = frozenset({"child": "0", "pid": str(child.pid)}.items())
+    assert found[("forkq_child_busy_threads", labels)] == 2
+    assert served.get("/healthz") == (200, "ok\n")

@@ -488,3 +488,38 @@ def test_the_web_ui_reads_redis_only_through_the_api():
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("forkq."):
                 found.add(node.module)
     assert found <= allowed, found - allowed
+
+
+def poison(redis, keys: Keys) -> None:
+    """One of each bad record a producer with write access can leave for the admin side."""
+    from forkq.jobmetrics import minute_bucket, utc
+
+    deep = "[" * 5000 + "]" * 5000
+    redis.sadd(keys.processes, "deep:1:abc", "queue:x")
+    redis.hset(keys.process("deep:1:abc"), mapping={"info": deep, "busy": 1,
+                                                     "beat": time.time()})
+    redis.lpush("queue:x", "{}")
+    redis.hset(keys.periodic_state, mapping={"deep:last": deep, "deep:next": "1" * 400})
+    redis.hset(keys.job_metrics(minute_bucket(utc(time.time()))),
+               mapping={"app.Huge|p": "9" * 400, "app.Huge|ms": "9" * 400})
+
+
+@pytest.mark.parametrize("path", PAGES + ["/periodic", "/stats", "/metrics/app.Huge"])
+def test_a_poisoned_record_never_takes_a_page_down(browser, redis, api, path):
+    seed(redis, api)
+    poison(redis, api.keys)
+    response = browser.get(path)
+    assert response.status == 200, response.text
+
+
+def test_bad_records_are_shown_as_bad_with_their_reason(browser, redis, api):
+    poison(redis, api.keys)
+    busy = unescape(browser.get("/busy").text)
+    assert busy.count("bad record") == 2
+    assert "info nests JSON deeper than 32 levels" in busy
+    assert "its key is not a heartbeat hash (WRONGTYPE" in busy
+    periodic = unescape(browser.get("/periodic").text)
+    assert "bad record" in periodic and "last nests JSON deeper than 32 levels" in periodic
+    metrics = unescape(browser.get("/metrics").text)
+    assert "2 bad record(s)" in metrics and "app.Huge|" in metrics
+    assert json.loads(browser.get("/stats").text)["processes"] == 2
