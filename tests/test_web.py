@@ -471,11 +471,12 @@ def test_the_periodic_page_shows_odd_timestamps_raw(redis, make_config):
 
 
 def test_the_web_ui_reads_redis_only_through_the_api():
-    """Its forkq imports are the api, the config and the errors, nothing that reads Redis."""
+    """Its forkq imports are the api, the config, the errors and the log's escaping, nothing
+    that reads Redis."""
     import ast
     import pathlib
 
-    allowed = {"forkq", "forkq.api", "forkq.config", "forkq.errors"}
+    allowed = {"forkq", "forkq.api", "forkq.config", "forkq.errors", "forkq.log"}
     folder = pathlib.Path(forkq.web.__file__).parent
     found = set()
     for path in folder.glob("*.py"):
@@ -523,3 +524,41 @@ def test_bad_records_are_shown_as_bad_with_their_reason(browser, redis, api):
     metrics = unescape(browser.get("/metrics").text)
     assert "2 bad record(s)" in metrics and "app.Huge|" in metrics
     assert json.loads(browser.get("/stats").text)["processes"] == 2
+
+
+#: a name that reads as "default" with its tail reversed, with a zero-width space and a
+#: right-to-left mark: what a producer can name a queue, a class or a host
+TRICKY = "evil\u202eexe.\u200bdefault\u200f\u2066x"
+INVISIBLE = "\u202e\u200b\u200f\u2066"
+
+
+@pytest.mark.parametrize("path", ["/queues", "/queue?name=" + quote(TRICKY, safe=""), "/busy",
+                                  "/retries", "/retries/1767225600.0-" + "r" * 24, "/metrics",
+                                  "/periodic"])
+def test_names_with_bidi_or_zero_width_characters_are_shown_escaped(browser, redis, api, path):
+    redis.sadd(api.keys.queues, TRICKY)
+    redis.lpush(api.keys.queue(TRICKY), json.dumps({"class": TRICKY, "args": [TRICKY],
+                                                    "jid": "q" * 24, "queue": TRICKY}))
+    redis.zadd(api.keys.retry, {failed("r" * 24, queue=TRICKY, error_message=TRICKY,
+                                       **{"class": TRICKY}): 1767225600.0})
+    redis.sadd(api.keys.processes, "h:1:a")
+    redis.hset(api.keys.process("h:1:a"), mapping={"info": json.dumps(
+        {"hostname": TRICKY, "tag": TRICKY, "queues": [TRICKY]}), "beat": time.time()})
+    redis.hset(api.keys.periodic_state, f"{TRICKY}:next", "1767225601")
+    metrics = JobMetrics()
+    metrics.job_finished(TRICKY, TRICKY, 0.05, False)
+    metrics.flush(redis, api.keys, time.time())
+
+    page = browser.get(path)
+    assert page.status == 200
+    assert not any(char in page.text for char in INVISIBLE)
+    assert r"evil\u202eexe.\u200bdefault\u200f\u2066x" in unescape(page.text)
+
+
+def test_multi_line_text_keeps_its_lines_and_escapes_the_rest():
+    from forkq.web.app import visible
+    from markupsafe import Markup
+
+    assert visible("a\u202eb\nc\td\r") == "a\\u202eb\nc\\td\\r"
+    assert visible(Markup("<b>\u200b</b>")) == Markup("<b>\u200b</b>")
+    assert visible(5) == 5
