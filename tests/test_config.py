@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from forkq import config
+from forkq import config, configfile
 from forkq.config import Queue
 from forkq.errors import ConfigError
 
@@ -316,8 +316,8 @@ def test_a_file_over_the_size_bound_is_refused_naming_file_and_size(tmp_path):
     with pytest.raises(ConfigError, match=rf"^{path}: 25,165,824 bytes; a config file may "
                                           r"hold at most 1,048,576 bytes$"):
         config.load(str(path), environ={})
-    path.write_bytes(b"concurrency: 3\n" + b"#" * (config.MAX_FILE_BYTES - 16) + b"\n")
-    assert os.path.getsize(path) == config.MAX_FILE_BYTES
+    path.write_bytes(b"concurrency: 3\n" + b"#" * (configfile.MAX_FILE_BYTES - 16) + b"\n")
+    assert os.path.getsize(path) == configfile.MAX_FILE_BYTES
     assert config.load(str(path), environ={}).concurrency == 3
 
 
