@@ -249,8 +249,8 @@ def collect(api) -> dict:
     """What ``status`` shows of Redis: processes, queues, totals and the periodic leader."""
     now = time.time()
     processes = [process_report(p, now) for p in api.processes()]
-    queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency)}
-              for q in api.all_queues()]
+    queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency),
+               "problem": q.problem} for q in api.all_queues()]
     stats = api.stats()
     totals = {"processes": len(processes),
               "threads": sum(p["concurrency"] for p in processes),
@@ -293,7 +293,8 @@ def render(report: dict) -> str:
     lines.append(f"queues: {len(report['queues'])}")
     for q in report["queues"]:
         latency = "?" if q["latency"] is None else f"{q['latency']:.2f} s"
-        lines.append(escape_controls(f"  {q['name']}  size={q['size']} latency={latency}"))
+        bad = f" BAD RECORD: {q['problem']}" if q["problem"] else ""
+        lines.append(escape_controls(f"  {q['name']}  size={q['size']} latency={latency}{bad}"))
     lines.extend(escape_controls(line) for line in periodic_lines(report["periodic"]))
     return "\n".join(lines)
 

@@ -356,3 +356,24 @@ def test_bad_metrics_counters_count_zero_and_are_named(api, redis):
     one = jobmetrics.for_job(api.redis, api.keys, "B", now)
     assert one.total_processed == 3 and one.bad == 2
     assert one.problem.startswith("a minute's key holds another type (WRONGTYPE")
+
+
+def test_keys_of_another_type_read_as_empty_with_the_reason(api, redis):
+    redis.sadd(api.keys.queues, "hashed", "good")
+    redis.hset(api.keys.queue("hashed"), "a", "b")
+    redis.lpush(api.keys.queue("good"), failed_job("g1"))
+    redis.lpush(api.keys.retry, "x")  # a producer's LPUSH retry x
+    good, hashed = api.all_queues()
+    assert (hashed.size, hashed.latency, hashed.jobs()) == (0, 0.0, [])
+    assert hashed.problem.startswith("its key is not a list (WRONGTYPE")
+    assert good.size == 1 and good.problem is None
+    retries = api.retries
+    assert (retries.size, retries.page(), list(retries.filter("x")), retries.retry_all()) == \
+        (0, [], [], 0)
+    assert retries.problem.startswith("its key is not a sorted set (WRONGTYPE")
+    assert api.stats()["enqueued"] == 1 and api.stats()["retries"] == 0
+    redis.delete(api.keys.queues, api.keys.processes)
+    redis.set(api.keys.queues, "x")
+    redis.set(api.keys.processes, "x")
+    assert api.all_queues() == [] and api.processes() == []
+    assert redis.type(api.keys.retry) == "list", "the producer's key is left alone"

@@ -503,9 +503,14 @@ def poison(redis, keys: Keys) -> None:
     redis.hset(keys.periodic_state, mapping={"deep:last": deep, "deep:next": "1" * 400})
     redis.hset(keys.job_metrics(minute_bucket(utc(time.time()))),
                mapping={"app.Huge|p": "9" * 400, "app.Huge|ms": "9" * 400})
+    redis.sadd(keys.queues, "hashed")
+    redis.hset(keys.queue("hashed"), "a", "b")
+    redis.delete(keys.retry)
+    redis.lpush(keys.retry, "x")
 
 
-@pytest.mark.parametrize("path", PAGES + ["/periodic", "/stats", "/metrics/app.Huge"])
+@pytest.mark.parametrize("path", PAGES + ["/periodic", "/stats", "/metrics/app.Huge",
+                                          "/queues/hashed", "/retries?q=x"])
 def test_a_poisoned_record_never_takes_a_page_down(browser, redis, api, path):
     seed(redis, api)
     poison(redis, api.keys)
@@ -523,7 +528,12 @@ def test_bad_records_are_shown_as_bad_with_their_reason(browser, redis, api):
     assert "bad record" in periodic and "last nests JSON deeper than 32 levels" in periodic
     metrics = unescape(browser.get("/metrics").text)
     assert "2 bad record(s)" in metrics and "app.Huge|" in metrics
-    assert json.loads(browser.get("/stats").text)["processes"] == 2
+    stats = json.loads(browser.get("/stats").text)
+    assert stats["processes"] == 2 and stats["retries"] == 0
+    for path in ("/queues", "/queues/hashed"):
+        assert "bad record" in browser.get(path).text
+        assert "its key is not a list (WRONGTYPE" in unescape(browser.get(path).text)
+    assert "its key is not a sorted set (WRONGTYPE" in unescape(browser.get("/retries").text)
 
 
 #: a name that reads as "default" with its tail reversed, with a zero-width space and a

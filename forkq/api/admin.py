@@ -17,6 +17,7 @@ from ..signals import REMOTE_SIGNALS
 from .entry import as_int, wire
 from .processes import Process, Work, parse_work, read_processes
 from .queue import Queue
+from .records import keyed_read
 from .sets import DeadSet, RetrySet, ScheduledSet
 from .source import Store
 
@@ -41,7 +42,9 @@ class Api(Store):
         return Queue(name, self)
 
     def all_queues(self) -> list[Queue]:
-        return [Queue(name, self) for name in sorted(self.redis.smembers(self.keys.queues))]
+        """Every queue in ``queues`` (none when that key is not a set)."""
+        names, _ = keyed_read(lambda: self.redis.smembers(self.keys.queues), set(), "set")
+        return [Queue(name, self) for name in sorted(names)]
 
     @property
     def scheduled(self) -> ScheduledSet:
@@ -58,7 +61,8 @@ class Api(Store):
     def processes(self) -> list[Process]:
         """Live processes by identity, bad records included (``Process.problem``); members
         whose heartbeat hash expired are pruned (left in place when read-only)."""
-        identities = sorted(self.redis.smembers(self.keys.processes))
+        identities, _ = keyed_read(lambda: self.redis.smembers(self.keys.processes), set(), "set")
+        identities = sorted(identities)
         found = read_processes(self.redis, self.keys, identities)
         gone = [identity for identity, process in zip(identities, found) if process is None]
         if gone and not self.read_only:
@@ -88,6 +92,8 @@ class Api(Store):
         pipe.execute()
 
     def stats(self) -> dict[str, int]:
+        """Totals for the dashboard; a key of another type (a producer's mistake) counts 0,
+        as its page shows (``Queue.problem``, ``SortedSet.problem``)."""
         keys = self.keys
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(keys.stat("processed"))
@@ -96,15 +102,16 @@ class Api(Store):
         pipe.zcard(keys.retry)
         pipe.zcard(keys.dead)
         pipe.smembers(keys.queues)
-        processed, failed, scheduled, retries, dead, queues = pipe.execute()
+        processed, failed, scheduled, retries, dead, queues = pipe.execute(raise_on_error=False)
+        queues = queues if isinstance(queues, set) else set()
         for name in queues:
             pipe.llen(wire(keys.queue(name)))
-        enqueued = sum(pipe.execute()) if queues else 0
+        enqueued = sum(map(as_int, pipe.execute(raise_on_error=False))) if queues else 0
         processes = self.processes()
         return {"processed": as_int(processed), "failed": as_int(failed),
                 "busy": sum(p.busy for p in processes), "enqueued": enqueued,
-                "scheduled": scheduled, "retries": retries, "dead": dead,
-                "processes": len(processes)}
+                "scheduled": as_int(scheduled), "retries": as_int(retries),
+                "dead": as_int(dead), "processes": len(processes)}
 
     def history(self, days: int = 7, today: datetime.date | None = None) -> list[DayStat]:
         """Processed and failed per UTC day, oldest first, ending today."""

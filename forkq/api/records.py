@@ -19,7 +19,9 @@ Limits, and why:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
+
+from redis.exceptions import ResponseError
 
 #: levels of nested arrays and objects a JSON record may hold
 MAX_DEPTH = 32
@@ -63,6 +65,18 @@ def count(text: Any, what: str) -> tuple[int, str | None]:
     if not 0 <= value <= MAX_COUNT:
         return 0, f"{what} is out of a counter's range ({_short(str(text))})"
     return value, None
+
+
+def keyed_read(read: Callable[[], Any], default: Any, kind: str) -> tuple[Any, str | None]:
+    """``(read(), None)``, or ``(default, reason)`` when Redis refuses the read because the key
+    holds another type than ``kind`` (a producer's ``LPUSH retry x``); other errors propagate:
+    they are Redis' own problems, not the record's."""
+    try:
+        return read(), None
+    except ResponseError as exc:
+        if not str(exc).startswith("WRONGTYPE"):
+            raise
+        return default, f"its key is not a {kind} ({exc})"
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

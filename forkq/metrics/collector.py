@@ -4,10 +4,10 @@ Runs in the exporter process, on the HTTP server's request threads. Child facts 
 status file the master writes atomically (``<data_dir>/status.json``), CPU and memory from
 psutil by pid, heartbeats from Redis (the ``<identity>`` hash whose ``info`` names this host
 and the child's pid). A Redis that is down or slow makes ``forkq_redis_up`` 0 and leaves out
-the Redis-derived series; everything else is still served. A bad heartbeat record (another
-writer's, a producer's ``SADD processes`` of another key) is Redis answering, not Redis down:
-it is read by ``api.processes.read_processes``, counted in ``forkq_bad_heartbeats`` and
-otherwise left out.
+the Redis-derived series; everything else is still served. A bad record (a heartbeat another
+writer left, a producer's ``SADD processes queue:x``, a queue or set key of another type) is
+Redis answering, not Redis down: heartbeats are read by ``api.processes.read_processes``, and
+each bad record is counted in ``forkq_bad_records{kind}`` and otherwise left out.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis import RedisError
+from redis.exceptions import ResponseError
 
 from .. import __version__, connection
 from ..api import latency, wire
@@ -54,8 +55,8 @@ class RedisFacts:
     up: bool = False
     #: pid → the ``<identity>`` hash fields of this host's processes
     beats: dict[int, dict] = field(default_factory=dict)
-    #: members of ``processes`` whose record could not be read
-    bad_beats: int = 0
+    #: records that could not be read, by kind: heartbeat, queue, set
+    bad: dict[str, int] = field(default_factory=dict)
     #: queue name → (size, latency in seconds)
     queues: dict[str, tuple[int, float]] = field(default_factory=dict)
     sets: dict[str, int] = field(default_factory=dict)
@@ -100,17 +101,21 @@ class RedisReader:
         pipe.smembers(keys.queues)
         for name in (keys.schedule, keys.retry, keys.dead):
             pipe.zcard(name)
-        identities, queue_set, scheduled, retries, dead = pipe.execute()
-        queues = sorted(set(queue_set) | set(self.config.queue_names))
+        identities, queue_set, *set_sizes = pipe.execute(raise_on_error=False)
+        queues = sorted(_members(queue_set) | set(self.config.queue_names))
         for name in queues:
             pipe.llen(wire(keys.queue(name)))
             pipe.lindex(wire(keys.queue(name)), -1)
-        tail, now = pipe.execute(), time.time()
+        tail, now = pipe.execute(raise_on_error=False), time.time()
         sizes = {_label(name): (tail[2 * i], latency(tail[2 * i + 1], now))
-                 for i, name in enumerate(queues)}
-        processes = [p for p in read_processes(redis, keys, sorted(identities)) if p]
-        return RedisFacts(True, self._beats(processes), sum(1 for p in processes if p.problem),
-                          sizes, {"scheduled": scheduled, "retry": retries, "dead": dead})
+                 for i, name in enumerate(queues) if not _refused(tail[2 * i])}
+        processes = [p for p in read_processes(redis, keys, sorted(_members(identities))) if p]
+        bad = {"heartbeat": sum(1 for p in processes if p.problem),
+               "queue": len(queues) - len(sizes),
+               "set": sum(map(_refused, set_sizes + [identities, queue_set]))}
+        return RedisFacts(True, self._beats(processes), bad, sizes,
+                          {name: 0 if _refused(size) else size
+                           for name, size in zip(("scheduled", "retry", "dead"), set_sizes)})
 
     def _beats(self, processes) -> dict[int, dict]:
         """This host's sound heartbeats by pid."""
@@ -118,6 +123,15 @@ class RedisReader:
                         "concurrency": float(p.concurrency)}
                 for p in processes
                 if p.problem is None and p.info.get("hostname") == self.host}
+
+
+def _refused(reply) -> bool:
+    """Whether a pipelined reply is Redis refusing the read (a key of another type)."""
+    return isinstance(reply, ResponseError)
+
+
+def _members(reply) -> set:
+    return set() if _refused(reply) else reply
 
 
 def _label(name: str) -> str:
@@ -241,9 +255,10 @@ def _redis_series(facts: RedisFacts):
     yield up
     if not facts.up:
         return
-    bad = GaugeMetricFamily("forkq_bad_heartbeats", "Members of the processes set whose "
-                            "heartbeat record cannot be read (shown as bad in the web UI).")
-    bad.add_metric([], facts.bad_beats)
+    bad = GaugeMetricFamily("forkq_bad_records", "Records in Redis this scrape could not read "
+                            "(shown as bad in the web UI), by kind.", labels=["kind"])
+    for kind, count in sorted(facts.bad.items()):
+        bad.add_metric([kind], count)
     yield bad
     size = GaugeMetricFamily("forkq_queue_size", "Jobs waiting in the queue.", labels=["queue"])
     latency = GaugeMetricFamily("forkq_queue_latency_seconds",
