@@ -377,3 +377,14 @@ def test_keys_of_another_type_read_as_empty_with_the_reason(api, redis):
     redis.set(api.keys.processes, "x")
     assert api.all_queues() == [] and api.processes() == []
     assert redis.type(api.keys.retry) == "list", "the producer's key is left alone"
+
+
+def test_only_a_wrong_type_is_a_bad_record_other_error_replies_are_raised():
+    from forkq.api.records import wrong_type
+
+    assert wrong_type(redis_py.ResponseError("WRONGTYPE Operation against a key")) is True
+    assert wrong_type({"a": "b"}) is False and wrong_type(None) is False
+    for error in (redis_py.ResponseError("NOPERM this user has no permissions"),
+                  redis_py.ConnectionError("gone")):
+        with pytest.raises(type(error)):
+            wrong_type(error)

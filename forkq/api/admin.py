@@ -17,7 +17,7 @@ from ..signals import REMOTE_SIGNALS
 from .entry import as_int, wire
 from .processes import Process, Work, parse_work, read_processes
 from .queue import Queue
-from .records import keyed_read
+from .records import keyed_read, wrong_type
 from .sets import DeadSet, RetrySet, ScheduledSet
 from .source import Store
 
@@ -78,7 +78,7 @@ class Api(Store):
             pipe.hgetall(self.keys.work(process.identity))
         works = [parse_work(p.identity, thread, text)
                  for p, threads in zip(processes, pipe.execute(raise_on_error=False))
-                 if isinstance(threads, dict) for thread, text in threads.items()]
+                 if not wrong_type(threads) for thread, text in threads.items()]
         return sorted(works, key=lambda w: w.run_at or 0.0)
 
     def signal(self, identity: str, signal: str) -> None:
@@ -102,11 +102,13 @@ class Api(Store):
         pipe.zcard(keys.retry)
         pipe.zcard(keys.dead)
         pipe.smembers(keys.queues)
-        processed, failed, scheduled, retries, dead, queues = pipe.execute(raise_on_error=False)
-        queues = queues if isinstance(queues, set) else set()
-        for name in queues:
+        replies = [None if wrong_type(reply) else reply
+                   for reply in pipe.execute(raise_on_error=False)]
+        processed, failed, scheduled, retries, dead, queues = replies
+        for name in queues or ():
             pipe.llen(wire(keys.queue(name)))
-        enqueued = sum(map(as_int, pipe.execute(raise_on_error=False))) if queues else 0
+        enqueued = sum(as_int(None if wrong_type(size) else size)
+                       for size in pipe.execute(raise_on_error=False)) if queues else 0
         processes = self.processes()
         return {"processed": as_int(processed), "failed": as_int(failed),
                 "busy": sum(p.busy for p in processes), "enqueued": enqueued,

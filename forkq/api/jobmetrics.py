@@ -15,10 +15,8 @@ import math
 from dataclasses import dataclass, field
 
 from ..jobmetrics import BUCKET_MS, histogram_window, minute_bucket, utc
-from redis.exceptions import ResponseError
-
 from .entry import wire
-from .records import count
+from .records import count, wrong_type
 
 #: periods the Metrics pages offer, in minutes (the one-minute hashes live 8 hours)
 PERIODS = {"1h": 60, "2h": 120, "4h": 240, "8h": 480}
@@ -96,7 +94,7 @@ def top_jobs(redis, keys, now: float, minutes: int = 60, substring: str = "") ->
     found: dict[str, ClassMetrics] = {}
     for index, fields in enumerate(pipe.execute(raise_on_error=False)):
         # A key of another type (a producer's mistake) holds no counts: nothing to show.
-        for field_name, value in (fields.items() if isinstance(fields, dict) else ()):
+        for field_name, value in (() if wrong_type(fields) else fields.items()):
             name, _, metric = field_name.rpartition("|")
             if not name or metric not in ("p", "f", "ms"):
                 continue
@@ -116,7 +114,7 @@ def for_job(redis, keys, name: str, now: float, minutes: int = 60) -> ClassMetri
                    wire(f"{name}|f"), wire(f"{name}|ms"))
     metrics = _empty(name, starts)
     for index, reply in enumerate(pipe.execute(raise_on_error=False)):
-        if isinstance(reply, ResponseError):
+        if wrong_type(reply):
             metrics.note(f"a minute's key holds another type ({reply})")
             continue
         processed, failed, ms = reply
@@ -142,7 +140,7 @@ def add_histograms(redis, keys, classes: list[ClassMetrics]) -> None:
         totals = [0] * len(BUCKET_MS)
         for _ in starts:
             reply = next(replies)
-            if isinstance(reply, ResponseError):
+            if wrong_type(reply):
                 metrics.note(f"a histogram key holds another type ({reply})")
                 continue
             counts = list(reply or []) + [0] * len(BUCKET_MS)

@@ -11,10 +11,8 @@ stops the read.
 
 from __future__ import annotations
 
-from redis.exceptions import ResponseError
-
 from ..periodic.leader import master_pid
-from .records import json_object
+from .records import json_object, wrong_type
 
 
 def report(redis, keys) -> dict:
@@ -26,10 +24,10 @@ def report(redis, keys) -> dict:
     pipe.hgetall(keys.periodic_state)
     identity, state = pipe.execute(raise_on_error=False)
     problems = []
-    if isinstance(identity, ResponseError):
+    if wrong_type(identity):
         problems.append(f"the leader key is not a string ({identity})")
         identity = None
-    if isinstance(state, ResponseError):
+    if wrong_type(state):
         problems.append(f"the state key is not a hash ({state})")
         state = {}
     return {"leader": {"identity": identity, "master_pid": master_pid(identity)},

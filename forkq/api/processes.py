@@ -13,10 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from .entry import Entry, as_date, as_int, seconds
-from .records import count, json_object
+from .records import count, json_object, wrong_type
 
 #: the fields of an ``<identity>`` hash read for a ``Process``, in ``parse_process``'s order
 PROCESS_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency")
@@ -123,7 +121,7 @@ def read_processes(redis, keys, identities: list[str]) -> list[Process | None]:
 
 
 def _process(identity: str, fields) -> Process | None:
-    if isinstance(fields, ResponseError):
+    if wrong_type(fields):
         # A producer's SADD of another key's name: the key is the producer's, left alone.
         return Process(identity, {}, problem=f"its key is not a heartbeat hash ({fields})")
     return None if fields[0] is None else parse_process(identity, fields)

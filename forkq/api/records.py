@@ -74,9 +74,20 @@ def keyed_read(read: Callable[[], Any], default: Any, kind: str) -> tuple[Any, s
     try:
         return read(), None
     except ResponseError as exc:
-        if not str(exc).startswith("WRONGTYPE"):
+        if not wrong_type(exc):
             raise
         return default, f"its key is not a {kind} ({exc})"
+
+
+def wrong_type(reply: Any) -> bool:
+    """Whether a reply (of ``pipeline.execute(raise_on_error=False)``, say) is Redis refusing a
+    read because the key holds another type; any other error reply is raised: it is Redis'
+    own problem (down, out of memory, no permission), not the record's."""
+    if not isinstance(reply, Exception):
+        return False
+    if isinstance(reply, ResponseError) and str(reply).startswith("WRONGTYPE"):
+        return True
+    raise reply
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis import RedisError
-from redis.exceptions import ResponseError
 
 from .. import __version__, connection
 from ..api import latency, wire
 from ..api.processes import read_processes
+from ..api.records import wrong_type
 from ..errors import ForkqError
 from ..ident import hostname
 from ..keys import Keys
@@ -108,13 +108,13 @@ class RedisReader:
             pipe.lindex(wire(keys.queue(name)), -1)
         tail, now = pipe.execute(raise_on_error=False), time.time()
         sizes = {_label(name): (tail[2 * i], latency(tail[2 * i + 1], now))
-                 for i, name in enumerate(queues) if not _refused(tail[2 * i])}
+                 for i, name in enumerate(queues) if not wrong_type(tail[2 * i])}
         processes = [p for p in read_processes(redis, keys, sorted(_members(identities))) if p]
         bad = {"heartbeat": sum(1 for p in processes if p.problem),
                "queue": len(queues) - len(sizes),
-               "set": sum(map(_refused, set_sizes + [identities, queue_set]))}
+               "set": sum(map(wrong_type, set_sizes + [identities, queue_set]))}
         return RedisFacts(True, self._beats(processes), bad, sizes,
-                          {name: 0 if _refused(size) else size
+                          {name: 0 if wrong_type(size) else size
                            for name, size in zip(("scheduled", "retry", "dead"), set_sizes)})
 
     def _beats(self, processes) -> dict[int, dict]:
@@ -125,13 +125,8 @@ class RedisReader:
                 if p.problem is None and p.info.get("hostname") == self.host}
 
 
-def _refused(reply) -> bool:
-    """Whether a pipelined reply is Redis refusing the read (a key of another type)."""
-    return isinstance(reply, ResponseError)
-
-
 def _members(reply) -> set:
-    return set() if _refused(reply) else reply
+    return set() if wrong_type(reply) else reply
 
 
 def _label(name: str) -> str:
