@@ -65,7 +65,8 @@ def register_periodic(name, job, *, cron=None, every=None, args=(), queue=None, 
 
 def result(jid: str):
     """The result of job ``jid`` (``forkq.results.Result``: ``status``, ``value``, ``error``,
-    timestamps), or None when it is unknown, expired, or kept none (``result_ttl`` unset)."""
+    timestamps), or None when it is unknown, expired, or kept none (``result_ttl`` unset).
+    ``forkq.errors.ResultRecordError`` names the jid when the record in Redis is not a result."""
     from . import results
 
     return results.get(jid)

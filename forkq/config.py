@@ -5,7 +5,8 @@ One schema serves ``forkq start``, ``python -m forkq.worker``, ``forkq web`` and
 so a command accepts keys only another command uses. Unknown keys and invalid values raise
 ``ConfigError`` naming the source (file, variable or flag), the key and the value.
 All durations are float seconds. The parsers of plain values (numbers, seconds, names) are
-``values.py``'s; this module holds the schema and the layering.
+``values.py``'s, and the YAML file is read (with its size and alias bounds) by
+``configfile.py``; this module holds the schema and the layering.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from .configfile import read_file
 from .connection import urls as redis_url
 from .errors import ConfigError
 from .values import (DAY, HOUR, YEAR, boolean, host, integer, modules, name, name_problem,
@@ -294,61 +296,6 @@ def _build(values: dict[str, Any], sources: Mapping[str, str]) -> Config:
             f"least twice heartbeat_interval {config.heartbeat_interval:g}, so that one late "
             f"beat does not make a live process look dead")
     return config
-
-
-def read_file(path: str) -> dict[str, Any]:
-    """The top-level mapping of a YAML file; any problem is one line naming the file."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.load(handle, Loader=_strict_loader())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level, "
-                          f"not a {type(raw).__name__}")
-    return raw
-
-
-def _strict_loader() -> type:
-    """YAML's safe loader, except that a key given twice in one mapping is an error: the
-    silent last-one-wins would hide which value an operator meant."""
-    import yaml
-
-    class StrictLoader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            seen = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # "<<: *anchor" keys may be overridden, as YAML intends
-                key = self.construct_object(key_node, deep=deep)
-                if not isinstance(key, (str, int, float, bool)):
-                    continue  # the base class reports keys that cannot be keys
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key!r} appears twice", key_node.start_mark)
-                seen.add(key)
-            return super().construct_mapping(node, deep)
-
-    return StrictLoader
-
-
-def _one_line(exc: Exception) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    return " ".join(f"{problem}{where}".split())
 
 
 def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:

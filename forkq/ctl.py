@@ -249,8 +249,8 @@ def collect(api) -> dict:
     """What ``status`` shows of Redis: processes, queues, totals and the periodic leader."""
     now = time.time()
     processes = [process_report(p, now) for p in api.processes()]
-    queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency)}
-              for q in api.all_queues()]
+    queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency),
+               "problem": q.problem} for q in api.all_queues()]
     stats = api.stats()
     totals = {"processes": len(processes),
               "threads": sum(p["concurrency"] for p in processes),
@@ -268,7 +268,7 @@ def process_report(process, now: float) -> dict:
             "tag": process.tag, "labels": process.labels, "queues": process.queues,
             "busy": process.busy, "concurrency": max(0, process.concurrency),
             "rss_kb": process.rss_kb, "beat_age": _age(process.beat, now),
-            "quiet": process.quiet}
+            "quiet": process.quiet, "problem": process.problem}
 
 
 def _age(beat: float | None, now: float) -> float | None:
@@ -293,7 +293,8 @@ def render(report: dict) -> str:
     lines.append(f"queues: {len(report['queues'])}")
     for q in report["queues"]:
         latency = "?" if q["latency"] is None else f"{q['latency']:.2f} s"
-        lines.append(escape_controls(f"  {q['name']}  size={q['size']} latency={latency}"))
+        bad = f" BAD RECORD: {q['problem']}" if q["problem"] else ""
+        lines.append(escape_controls(f"  {q['name']}  size={q['size']} latency={latency}{bad}"))
     lines.extend(escape_controls(line) for line in periodic_lines(report["periodic"]))
     return "\n".join(lines)
 
@@ -301,20 +302,24 @@ def render(report: dict) -> str:
 def periodic_lines(periodic: dict) -> list[str]:
     """The leader and each entry's next and last run; nothing when no entry ever ran."""
     leader = periodic["leader"]
-    if not periodic["entries"] and leader["identity"] is None:
+    if not periodic["entries"] and leader["identity"] is None and not periodic.get("problem"):
         return []
     lines = [f"periodic leader: {leader['identity']} (master pid {leader['master_pid']})"
              if leader["identity"] else "periodic leader: none"]
+    lines += [f"  BAD RECORD: {periodic['problem']}"] if periodic.get("problem") else []
     for entry in periodic["entries"]:
         last = entry["last"]
         ran = (f"tick {_utc(last.get('tick'))} jid {last.get('jid')}"
                if isinstance(last, dict) else "never")
-        lines.append(f"  {entry['name']}  next={_utc(entry['next'])} last={ran}")
+        bad = f" BAD RECORD: {entry['problem']}" if entry.get("problem") else ""
+        lines.append(f"  {entry['name']}  next={_utc(entry['next'])} last={ran}{bad}")
     return lines
 
 
 def _utc(moment) -> str:
-    """An epoch time as ISO 8601 UTC to the second; anything else as it is."""
+    """An epoch time as ISO 8601 UTC to the second; "-" for none; anything else as it is."""
+    if moment is None:
+        return "-"  # time.gmtime(None) would be the present
     try:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
     except (TypeError, ValueError, OverflowError, OSError):
@@ -326,7 +331,8 @@ def process_line(p: dict) -> str:
     labels = f" labels={','.join(p['labels'])}" if p["labels"] else ""
     return (f"  {p['identity']}  host={p['hostname']} tag={p['tag'] or '-'} pid={p['pid']} "
             f"busy={p['busy']}/{p['concurrency']} rss={p['rss_kb'] / 1024:.1f} MB "
-            f"beat={beat} queues={','.join(p['queues'])}{labels}{' QUIET' if p['quiet'] else ''}")
+            f"beat={beat} queues={','.join(p['queues'])}{labels}{' QUIET' if p['quiet'] else ''}"
+            f"{' BAD RECORD: ' + p['problem'] if p['problem'] else ''}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ class MalformedJobError(ForkqError):
     """A payload in Redis is not a job: bad JSON, no class, args not a list."""
 
 
+class ResultRecordError(ForkqError, ValueError):
+    """A job's result record in Redis cannot be read as one (another writer's, a producer's):
+    names the jid and what is wrong, instead of a raw JSON or key error."""
+
+
 class PoisonJobError(ForkqError):
     """A job whose process died while running it too often; it is sent to the dead set."""
 

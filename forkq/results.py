@@ -17,18 +17,26 @@ runs it. So an update is a plain GET then SET; a job run twice at once (at-least
 after a recovery) may lose one attempt's record, never the job.
 
 Readers: ``get(jid)`` and ``aget(jid)`` in any process; ``None`` for an unknown or expired jid.
+A record that is not one this module writes (not JSON, too deep, an unknown status, a field of
+the wrong type: anyone with write access to Redis can leave one) raises ``ResultRecordError``
+naming the jid and the field, never a raw ``JSONDecodeError``, ``KeyError`` or
+``RecursionError``. An error's class is a name in the record: ``exception_class`` resolves it
+only among the modules this process has already imported, and never imports one.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 from .connection.source import default_source
+from .errors import ResultRecordError
 from .log import logger
 from .options import check_ttl
 from .payload import dumps, error_class_name
@@ -185,10 +193,32 @@ def _refuse_non_finite(value: Any) -> None:
 
 
 def decode(jid: str, text: str | None) -> Result | None:
-    return decode_record(jid, json.loads(text)) if text else None
+    """The ``Result`` a stored record holds, None for no record; ``ResultRecordError`` for a
+    record that is not one."""
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except RecursionError:
+        raise ResultRecordError(f"result record of job {jid} nests JSON deeper than the JSON "
+                                f"reader allows") from None
+    except ValueError as exc:
+        raise ResultRecordError(f"result record of job {jid} is not JSON ({exc})") from None
+    return decode_record(jid, record)
 
 
-def decode_record(jid: str, record: dict[str, Any]) -> Result:
+#: the record's fields and the types a reader may rely on (None is allowed for all but status)
+_NUMBER = (int, float)
+_FIELDS = {"class": str, "args": list, "errors": list, "enqueued_at": _NUMBER,
+           "started_at": _NUMBER, "finished_at": _NUMBER, "attempts": int, "worker_id": str,
+           "worker_ids": list}
+
+
+def decode_record(jid: str, record: Any) -> Result:
+    """A ``Result`` from a record as stored; ``ResultRecordError`` names what does not fit."""
+    problem = _record_problem(record)
+    if problem:
+        raise ResultRecordError(f"result record of job {jid} is not a result: {problem}")
     errors = record.get("errors") or []
     worker_ids = record.get("worker_ids") or []
     return Result(jid=jid, status=record["status"], class_name=record.get("class"),
@@ -197,6 +227,41 @@ def decode_record(jid: str, record: dict[str, Any]) -> Result:
                   enqueued_at=record.get("enqueued_at"), started_at=record.get("started_at"),
                   finished_at=record.get("finished_at"), attempts=record.get("attempts", 0),
                   worker_id=record.get("worker_id"), worker_ids=worker_ids)
+
+
+def _record_problem(record: Any) -> str | None:
+    """What keeps ``record`` from being a result record this module wrote, or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    if record.get("status") not in STATUSES:
+        return f"status {record.get('status')!r} is none of {', '.join(STATUSES)}"
+    for name, kind in _FIELDS.items():
+        value = record.get(name)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"{name!r} is a {type(value).__name__}"
+    for index, error in enumerate(record.get("errors") or []):
+        if not (isinstance(error, dict)
+                and all(isinstance(error.get(k), str) for k in ("class", "message", "traceback"))):
+            return f"errors[{index}] is not an object of strings class, message and traceback"
+    if not all(isinstance(each, str) for each in record.get("worker_ids") or []):
+        return "'worker_ids' holds something other than strings"
+    return None
+
+
+def exception_class(path: str) -> type[BaseException]:
+    """The exception class a result's error names (``module.QualName``; builtins by bare
+    name), found only among the modules this process has imported: a record is data anyone
+    with access to Redis may write, so naming a module must never run its code. ``ValueError``
+    when no loaded module holds such a class."""
+    parts = path.split(".") if "." in path else ["builtins", path]
+    for split in range(len(parts) - 1, 0, -1):
+        found = sys.modules.get(".".join(parts[:split]))
+        for name in parts[split:] if found is not None else ():
+            found = getattr(found, name, None)
+        if inspect.isclass(found) and issubclass(found, BaseException):
+            return found
+    raise ValueError(f"{path!r} names no exception class of a module this process has "
+                     f"imported (forkq never imports a module a result record names)")
 
 
 def get(jid: str, source=None) -> Result | None:

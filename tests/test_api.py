@@ -285,3 +285,106 @@ def test_text_that_is_not_utf8_round_trips(redis_url, redis):
     assert queue.delete(queue.find("j1"))
     queue.clear()
     assert raw.smembers("queues") == set()
+
+
+#: JSON nested far deeper than any record (and than Python's stack allows to decode)
+DEEP = "[" * 5000 + "]" * 5000
+
+
+def test_a_bad_heartbeat_is_listed_with_its_reason_and_reads_go_on(api, redis):
+    good = "host:1:abc"
+    redis.sadd(api.keys.processes, good, "deep:2:abc", "queue:x", "huge:3:abc")
+    redis.hset(api.keys.process(good), mapping={"info": json.dumps({"hostname": "host"}),
+                                                 "busy": 2, "concurrency": 5})
+    redis.hset(api.keys.process("deep:2:abc"), mapping={"info": DEEP, "busy": 1})
+    redis.lpush("queue:x", "{}")  # a producer's SADD processes queue:x: a list, not a hash
+    redis.hset(api.keys.process("huge:3:abc"), mapping={"info": "[1]", "busy": "9" * 400,
+                                                         "rss": "-1"})
+    redis.hset(api.keys.work(good), mapping={"t1": DEEP, "t2": "[" * 900 + "]" * 900})
+    redis.hset(api.keys.work("deep:2:abc"), "t1", "{}")
+
+    found = {p.identity: p for p in api.processes()}
+    assert found[good].problem is None and found[good].busy == 2
+    assert found["deep:2:abc"].problem == "info nests JSON deeper than 32 levels"
+    assert "its key is not a heartbeat hash (WRONGTYPE" in found["queue:x"].problem
+    assert found["huge:3:abc"].problem == (
+        "info is a JSON list, not an object; busy is out of a counter's range (" + "9" * 59
+        + "…); rss is out of a counter's range (-1)")
+    assert found["huge:3:abc"].busy == 0 and found["huge:3:abc"].rss_kb == 0
+    assert redis.type("queue:x") == "list", "the producer's key is left alone"
+    assert sorted(w.job.malformed for w in api.workers()) == [True, True]
+    stats = api.stats()
+    assert stats["busy"] == 3 and stats["processes"] == 4
+
+
+def test_a_bad_periodic_state_is_reported_with_its_reason(api, redis):
+    redis.hset(api.keys.periodic_state, mapping={
+        "deep:last": DEEP, "deep:next": "1767225601", "odd:next": "soon",
+        "ok:last": json.dumps({"tick": 1, "jid": "j"})})
+    report = api.periodic()
+    entries = {e["name"]: e for e in report["entries"]}
+    assert entries["deep"]["last"] is None and entries["deep"]["next"] == 1767225601.0
+    assert entries["deep"]["problem"] == "last nests JSON deeper than 32 levels"
+    assert entries["odd"]["problem"] == "next is not a time ('soon')"
+    assert entries["ok"] == {"name": "ok", "next": None, "last": {"tick": 1, "jid": "j"},
+                             "problem": None}
+    redis.delete(api.keys.periodic_state)
+    redis.hset(api.keys.periodic_leader, "a", "b")
+    redis.lpush(api.keys.periodic_state, "x")
+    report = api.periodic()
+    assert report["leader"] == {"identity": None, "master_pid": None}
+    assert "the leader key is not a string" in report["problem"]
+    assert "the state key is not a hash" in report["problem"]
+
+
+def test_bad_metrics_counters_count_zero_and_are_named(api, redis):
+    from forkq.api import jobmetrics
+    from forkq.jobmetrics import histogram_window, minute_bucket, utc
+
+    now = time.time()
+    redis.hset(api.keys.job_metrics(minute_bucket(utc(now))),
+               mapping={"A|p": "9" * 400, "A|ms": "9" * 400, "A|f": "x", "B|p": 3, "B|ms": 30})
+    redis.lpush(api.keys.job_histogram("B", histogram_window(utc(now))), "not a bitfield")
+    redis.lpush(api.keys.job_metrics(minute_bucket(utc(now - 60))), "a list")
+    found = {m.name: m for m in jobmetrics.top_jobs(api.redis, api.keys, now)}
+    assert found["A"].total_processed == 0 and found["A"].bad == 3
+    assert found["A"].problem in ("A|f is not an integer ('x')",
+                                  f"A|p is out of a counter's range ({'9' * 59}…)",
+                                  f"A|ms is out of a counter's range ({'9' * 59}…)")
+    assert found["A"].average_ms == 0 and found["A"].total_seconds == 0
+    assert found["B"].total_processed == 3 and found["B"].problem is None
+    one = jobmetrics.for_job(api.redis, api.keys, "B", now)
+    assert one.total_processed == 3 and one.bad == 2
+    assert one.problem.startswith("a minute's key holds another type (WRONGTYPE")
+
+
+def test_keys_of_another_type_read_as_empty_with_the_reason(api, redis):
+    redis.sadd(api.keys.queues, "hashed", "good")
+    redis.hset(api.keys.queue("hashed"), "a", "b")
+    redis.lpush(api.keys.queue("good"), failed_job("g1"))
+    redis.lpush(api.keys.retry, "x")  # a producer's LPUSH retry x
+    good, hashed = api.all_queues()
+    assert (hashed.size, hashed.latency, hashed.jobs()) == (0, 0.0, [])
+    assert hashed.problem.startswith("its key is not a list (WRONGTYPE")
+    assert good.size == 1 and good.problem is None
+    retries = api.retries
+    assert (retries.size, retries.page(), list(retries.filter("x")), retries.retry_all()) == \
+        (0, [], [], 0)
+    assert retries.problem.startswith("its key is not a sorted set (WRONGTYPE")
+    assert api.stats()["enqueued"] == 1 and api.stats()["retries"] == 0
+    redis.delete(api.keys.queues, api.keys.processes)
+    redis.set(api.keys.queues, "x")
+    redis.set(api.keys.processes, "x")
+    assert api.all_queues() == [] and api.processes() == []
+    assert redis.type(api.keys.retry) == "list", "the producer's key is left alone"
+
+
+def test_only_a_wrong_type_is_a_bad_record_other_error_replies_are_raised():
+    from forkq.api.records import wrong_type
+
+    assert wrong_type(redis_py.ResponseError("WRONGTYPE Operation against a key")) is True
+    assert wrong_type({"a": "b"}) is False and wrong_type(None) is False
+    for error in (redis_py.ResponseError("NOPERM this user has no permissions"),
+                  redis_py.ConnectionError("gone")):
+        with pytest.raises(type(error)):
+            wrong_type(error)

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from forkq import config
+from forkq import config, configfile
 from forkq.config import Queue
 from forkq.errors import ConfigError
 
@@ -281,3 +281,48 @@ def test_periodic_lease_is_bounded_and_periodic_is_not_read_from_the_environment
     with pytest.raises(ConfigError, match="key 'periodic_lease' has invalid value 0.1"):
         config.load(write(tmp_path, "periodic_lease: 0.1\n"), environ={})
     assert config.load(None, environ={"FORKQ_PERIODIC": "x"}).periodic == ()
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """A few hundred bytes whose aliases of aliases name 9**levels strings."""
+    parts, previous = ['&a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'], "a0"
+    for level in range(1, levels):
+        parts.append(f"&a{level} [" + ",".join([f"*{previous}"] * 9) + "]")
+        previous = f"a{level}"
+    return "tag: [" + ", ".join(parts) + "]\n"
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (alias_bomb(), "not valid YAML: its aliases expand to more than 100,000 values"),
+    ("tag: &a [1, *a]\n", "not valid YAML: an alias names a node that holds it"),
+    ("tag: &a {b: *a}\n", "not valid YAML: an alias names a node that holds it"),
+    ("tag: " + "[" * 100_000 + "]" * 100_000 + "\n", "nest"),
+    ("tag: [" + "1," * 100_001 + "1]\n", "more than 100,000 values"),
+])
+def test_yaml_that_expands_beyond_reason_is_refused_naming_the_file(tmp_path, content,
+                                                                     fragment):
+    path = write(tmp_path, content)
+    assert len(content) < 1024 * 1024  # well under the size bound: the expansion is refused
+    with pytest.raises(ConfigError) as error:
+        config.load(path, environ={})
+    assert str(error.value).startswith(f"{path}: ") and fragment in str(error.value)
+
+
+def test_a_file_over_the_size_bound_is_refused_naming_file_and_size(tmp_path):
+    path = tmp_path / "forkq.yml"
+    with open(path, "wb") as handle:
+        handle.write(b"concurrency: 2\n")
+        handle.truncate(24 * 1024 * 1024)  # sparse: 24 MB to refuse, nothing to read
+    with pytest.raises(ConfigError, match=rf"^{path}: 25,165,824 bytes; a config file may "
+                                          r"hold at most 1,048,576 bytes$"):
+        config.load(str(path), environ={})
+    path.write_bytes(b"concurrency: 3\n" + b"#" * (configfile.MAX_FILE_BYTES - 16) + b"\n")
+    assert os.path.getsize(path) == configfile.MAX_FILE_BYTES
+    assert config.load(str(path), environ={}).concurrency == 3
+
+
+def test_aliases_within_reason_still_work(tmp_path):
+    path = write(tmp_path, "web: &w {allowed_hosts: &h [a.example, b.example]}\n"
+                           "metrics: {bind: 127.0.0.1}\nqueues: [x, y]\n"
+                           "labels: *h\n")
+    assert config.load(path, environ={}).labels == ("a.example", "b.example")

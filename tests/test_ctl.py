@@ -196,3 +196,27 @@ def test_stop_help_says_what_the_timeout_and_the_config_default_are(capsys):
     assert "seconds forkqctl waits for the master" in text and "SIGKILL" in text
     assert "jobs get to finish" not in text
     assert "$FORKQ_CONFIG when set, else ./forkq.yml" in text
+
+
+def test_status_shows_bad_records_as_bad_and_exits_0(capsys, tmp_path, redis, redis_url):
+    keys, deep = Keys(), "[" * 5000 + "]" * 5000
+    redis.sadd(keys.processes, "deep:1:abc", "queue:x")
+    redis.hset(keys.process("deep:1:abc"), mapping={"info": deep, "rss": "9" * 400})
+    redis.lpush("queue:x", "{}")
+    redis.hset(keys.periodic_state, "tick:last", deep)
+    redis.sadd(keys.queues, "hashed")
+    redis.hset(keys.queue("hashed"), "a", "b")
+    redis.lpush(keys.retry, "x")
+    config = tmp_path / "forkq.yml"
+    config.write_text(f"redis_url: {redis_url}\ndata_dir: {tmp_path / 'data'}\n")
+
+    code, out, err = run_ctl(capsys, "status", "-c", str(config))
+    assert code == 0 and "Traceback" not in out + err
+    assert "deep:1:abc  host=deep" in out and "rss=0.0 MB" in out
+    assert "BAD RECORD: info nests JSON deeper than 32 levels; rss is out of a counter" in out
+    assert "queue:x  host=queue" in out and "BAD RECORD: its key is not a heartbeat hash" in out
+    assert "tick  next=- last=never BAD RECORD: last nests JSON deeper than 32 levels" in out
+    assert "hashed  size=0 latency=0.00 s BAD RECORD: its key is not a list (WRONGTYPE" in out
+    assert "retries=0" in out
+    report = json.loads(run_ctl(capsys, "status", "-c", str(config), "--json")[1])
+    assert [bool(p["problem"]) for p in report["processes"]] == [True, True]

@@ -635,3 +635,32 @@ def test_the_exporter_loads_no_worker_code():
                             timeout=60, env=dict(os.environ, PYTHONPATH=root))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == []
+
+
+def test_bad_records_are_not_redis_down(redis, make_config, exporter, children):
+    """No deep ``info``, producer's ``SADD processes queue:x``, ``LPUSH retry x`` or queue of
+    another type stops a scrape or reads as Redis down (which fires ForkqRedisDown); the good
+    child's heartbeat and the good queue still count."""
+    config = make_config()
+    (child,) = children(1)
+    write_status(config, [{"pid": child.pid}])
+    beat(redis, child.pid, busy=2)
+    redis.sadd("processes", "deep:1:abc", "queue:x")
+    redis.hset("deep:1:abc", mapping={"info": "[" * 5000 + "]" * 5000, "busy": 1})
+    redis.lpush("queue:x", "{}")
+    redis.lpush("retry", "x")
+    redis.sadd("queues", "default", "hashed")
+    redis.hset("queue:hashed", "a", "b")
+    redis.lpush("queue:default", "{}")
+    served = exporter()
+
+    found = served.scrape()
+    assert found[("forkq_redis_up", frozenset())] == 1
+    bad = {kind: found[("forkq_bad_records", frozenset({"kind": kind}.items()))]
+           for kind in ("heartbeat", "queue", "set")}
+    assert bad == {"heartbeat": 2, "queue": 1, "set": 1}
+    assert found[("forkq_queue_size", frozenset({"queue": "default"}.items()))] == 1
+    assert found[("forkq_retry_size", frozenset())] == 0
+    labels = frozenset({"child": "0", "pid": str(child.pid)}.items())
+    assert found[("forkq_child_busy_threads", labels)] == 2
+    assert served.get("/healthz") == (200, "ok\n")

@@ -12,10 +12,10 @@ from collections import Counter
 
 import pytest
 
+from forkq.api.periodic import read_state
 from forkq.keys import Keys
 from forkq.periodic import Entry
-from forkq.periodic.leader import (Leader, PeriodicScheduler, claim_tick, leader_identity,
-                                   read_state)
+from forkq.periodic.leader import Leader, PeriodicScheduler, claim_tick, leader_identity
 from helpers import LogLines, wait_for
 
 KEYS = Keys()
@@ -98,7 +98,7 @@ def test_due_ticks_are_enqueued_once_by_the_leader_only(redis):
     assert [(e.name, tick, jid) for e, tick, jid in fired] == [("e", T0 + 10, "jid1"),
                                                              ("e", T0 + 20, "jid2")]
     assert a.tick(redis, T0 + 25) == [] and calls_b == []
-    state = read_state(redis, KEYS)["e"]
+    state = read_state(redis.hgetall(KEYS.periodic_state))["e"]
     assert state["last"] == {"tick": T0 + 20, "jid": "jid2", "at": T0 + 25}
     assert state["next"] == T0 + 30
 

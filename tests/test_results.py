@@ -168,3 +168,88 @@ def test_bulk_pushes_record_every_job_and_own_results_are_left_alone(redis, star
     assert [wait_finished(jid).value for jid in jids] == [1, 4, 9]
     wait_for(lambda: api.default().stats()["processed"] == 4, 10)
     assert forkq.result(own).status == "queued"
+
+
+#: (record text, words of the reason): records anyone with write access to Redis can leave
+BAD_RECORDS = [
+    ("{not json", "is not JSON"),
+    ("[" * 5000 + "]" * 5000, "nests JSON deeper than the JSON reader allows"),
+    ('{"status":"succeeded","value":' + "7" * 5000 + "}", "is not JSON"),
+    ("[1]", "a JSON list, not an object"),
+    ('{"value": 1}', "status None is none of queued, running, succeeded, failed"),
+    ('{"status":"done"}', "status 'done' is none of"),
+    ('{"status":"failed","errors":[{"class":"ValueError"}]}', "errors[0] is not an object"),
+    ('{"status":"failed","errors":{"class":"x"}}', "'errors' is a dict"),
+    ('{"status":"running","worker_ids":[1]}', "'worker_ids' holds something other"),
+    ('{"status":"running","attempts":"2"}', "'attempts' is a str"),
+    ('{"status":"running","started_at":true}', "'started_at' is a bool"),
+]
+
+
+@pytest.mark.parametrize("text, reason", BAD_RECORDS)
+def test_a_bad_record_is_an_error_naming_the_jid_sync_and_async(redis, text, reason):
+    jid = "c" * 24
+    redis.set(Keys().result(jid), text)
+    with pytest.raises(forkq.errors.ResultRecordError) as raised:
+        forkq.result(jid)
+    assert str(raised.value).startswith(f"result record of job {jid} ")
+    assert reason in str(raised.value)
+
+    async def read():
+        from forkq import aio
+        try:
+            return await forkq.aresult(jid)
+        finally:
+            await aio.aclose()
+
+    with pytest.raises(forkq.errors.ResultRecordError, match=jid):
+        asyncio.run(read())
+
+
+def test_an_error_class_is_found_only_among_imported_modules():
+    import subprocess
+    import sys
+
+    assert results.exception_class("ValueError") is ValueError
+    assert results.exception_class("builtins.KeyError") is KeyError
+    assert results.exception_class("forkq.SoftTimeLimitExceeded") is forkq.SoftTimeLimitExceeded
+    assert results.exception_class("json.decoder.JSONDecodeError").__name__ == "JSONDecodeError"
+    for path in ("os.system", "forkq.Job", "no_such_module.Error", "os.path.nothing"):
+        with pytest.raises(ValueError, match="forkq never imports a module"):
+            results.exception_class(path)
+    # In a fresh process: naming a module that is not loaded must not load it.
+    code = ("import sys; from forkq import results\n"
+            "try: results.exception_class('antigravity.Error')\n"
+            "except ValueError: pass\n"
+            "print('antigravity' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_django_task_error_never_imports_the_module_its_record_names():
+    """Django's own ``TaskError.exception_class`` imports the path; the backend's does not.
+    Run in a fresh process: Django's settings are configured once per process."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import sys
+        import django
+        from django.conf import settings
+        settings.configure(INSTALLED_APPS=[] if django.VERSION >= (6,) else ["django_tasks"])
+        django.setup()
+        from forkq.contrib.django.taskresults import task_error
+        error = task_error({"class": "antigravity.Error", "message": "m", "traceback": "t"})
+        try:
+            error.exception_class
+        except ValueError as exc:
+            print(exc)
+        print("antigravity" in sys.modules)
+        print(task_error({"class": "KeyError", "message": "", "traceback": ""}).exception_class)
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "'antigravity.Error' names no exception class of a module this process has imported "
+        "(forkq never imports a module a result record names)", "False", "<class 'KeyError'>"]

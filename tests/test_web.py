@@ -471,11 +471,12 @@ def test_the_periodic_page_shows_odd_timestamps_raw(redis, make_config):
 
 
 def test_the_web_ui_reads_redis_only_through_the_api():
-    """Its forkq imports are the api, the config and the errors, nothing that reads Redis."""
+    """Its forkq imports are the api, the config, the errors and the log's escaping, nothing
+    that reads Redis."""
     import ast
     import pathlib
 
-    allowed = {"forkq", "forkq.api", "forkq.config", "forkq.errors"}
+    allowed = {"forkq", "forkq.api", "forkq.config", "forkq.errors", "forkq.log"}
     folder = pathlib.Path(forkq.web.__file__).parent
     found = set()
     for path in folder.glob("*.py"):
@@ -488,3 +489,86 @@ def test_the_web_ui_reads_redis_only_through_the_api():
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("forkq."):
                 found.add(node.module)
     assert found <= allowed, found - allowed
+
+
+def poison(redis, keys: Keys) -> None:
+    """One of each bad record a producer with write access can leave for the admin side."""
+    from forkq.jobmetrics import minute_bucket, utc
+
+    deep = "[" * 5000 + "]" * 5000
+    redis.sadd(keys.processes, "deep:1:abc", "queue:x")
+    redis.hset(keys.process("deep:1:abc"), mapping={"info": deep, "busy": 1,
+                                                     "beat": time.time()})
+    redis.lpush("queue:x", "{}")
+    redis.hset(keys.periodic_state, mapping={"deep:last": deep, "deep:next": "1" * 400})
+    redis.hset(keys.job_metrics(minute_bucket(utc(time.time()))),
+               mapping={"app.Huge|p": "9" * 400, "app.Huge|ms": "9" * 400})
+    redis.sadd(keys.queues, "hashed")
+    redis.hset(keys.queue("hashed"), "a", "b")
+    redis.delete(keys.retry)
+    redis.lpush(keys.retry, "x")
+
+
+@pytest.mark.parametrize("path", PAGES + ["/periodic", "/stats", "/metrics/app.Huge",
+                                          "/queues/hashed", "/retries?q=x"])
+def test_a_poisoned_record_never_takes_a_page_down(browser, redis, api, path):
+    seed(redis, api)
+    poison(redis, api.keys)
+    response = browser.get(path)
+    assert response.status == 200, response.text
+
+
+def test_bad_records_are_shown_as_bad_with_their_reason(browser, redis, api):
+    poison(redis, api.keys)
+    busy = unescape(browser.get("/busy").text)
+    assert busy.count("bad record") == 2
+    assert "info nests JSON deeper than 32 levels" in busy
+    assert "its key is not a heartbeat hash (WRONGTYPE" in busy
+    periodic = unescape(browser.get("/periodic").text)
+    assert "bad record" in periodic and "last nests JSON deeper than 32 levels" in periodic
+    metrics = unescape(browser.get("/metrics").text)
+    assert "2 bad record(s)" in metrics and "app.Huge|" in metrics
+    stats = json.loads(browser.get("/stats").text)
+    assert stats["processes"] == 2 and stats["retries"] == 0
+    for path in ("/queues", "/queues/hashed"):
+        assert "bad record" in browser.get(path).text
+        assert "its key is not a list (WRONGTYPE" in unescape(browser.get(path).text)
+    assert "its key is not a sorted set (WRONGTYPE" in unescape(browser.get("/retries").text)
+
+
+#: a name that reads as "default" with its tail reversed, with a zero-width space and a
+#: right-to-left mark: what a producer can name a queue, a class or a host
+TRICKY = "evil\u202eexe.\u200bdefault\u200f\u2066x"
+INVISIBLE = "\u202e\u200b\u200f\u2066"
+
+
+@pytest.mark.parametrize("path", ["/queues", "/queue?name=" + quote(TRICKY, safe=""), "/busy",
+                                  "/retries", "/retries/1767225600.0-" + "r" * 24, "/metrics",
+                                  "/periodic"])
+def test_names_with_bidi_or_zero_width_characters_are_shown_escaped(browser, redis, api, path):
+    redis.sadd(api.keys.queues, TRICKY)
+    redis.lpush(api.keys.queue(TRICKY), json.dumps({"class": TRICKY, "args": [TRICKY],
+                                                    "jid": "q" * 24, "queue": TRICKY}))
+    redis.zadd(api.keys.retry, {failed("r" * 24, queue=TRICKY, error_message=TRICKY,
+                                       **{"class": TRICKY}): 1767225600.0})
+    redis.sadd(api.keys.processes, "h:1:a")
+    redis.hset(api.keys.process("h:1:a"), mapping={"info": json.dumps(
+        {"hostname": TRICKY, "tag": TRICKY, "queues": [TRICKY]}), "beat": time.time()})
+    redis.hset(api.keys.periodic_state, f"{TRICKY}:next", "1767225601")
+    metrics = JobMetrics()
+    metrics.job_finished(TRICKY, TRICKY, 0.05, False)
+    metrics.flush(redis, api.keys, time.time())
+
+    page = browser.get(path)
+    assert page.status == 200
+    assert not any(char in page.text for char in INVISIBLE)
+    assert r"evil\u202eexe.\u200bdefault\u200f\u2066x" in unescape(page.text)
+
+
+def test_multi_line_text_keeps_its_lines_and_escapes_the_rest():
+    from forkq.web.app import visible
+    from markupsafe import Markup
+
+    assert visible("a\u202eb\nc\td\r") == "a\\u202eb\nc\\td\\r"
+    assert visible(Markup("<b>\u200b</b>")) == Markup("<b>\u200b</b>")
+    assert visible(5) == 5

@@ -15,8 +15,9 @@ from ..connection.source import default_source
 from ..keys import SIGNALS_TTL
 from ..signals import REMOTE_SIGNALS
 from .entry import as_int, wire
-from .processes import PROCESS_FIELDS, Process, Work, parse_process, parse_work
+from .processes import Process, Work, parse_work, read_processes
 from .queue import Queue
+from .records import keyed_read, wrong_type
 from .sets import DeadSet, RetrySet, ScheduledSet
 from .source import Store
 
@@ -41,7 +42,9 @@ class Api(Store):
         return Queue(name, self)
 
     def all_queues(self) -> list[Queue]:
-        return [Queue(name, self) for name in sorted(self.redis.smembers(self.keys.queues))]
+        """Every queue in ``queues`` (none when that key is not a set)."""
+        names, _ = keyed_read(lambda: self.redis.smembers(self.keys.queues), set(), "set")
+        return [Queue(name, self) for name in sorted(names)]
 
     @property
     def scheduled(self) -> ScheduledSet:
@@ -56,31 +59,26 @@ class Api(Store):
         return DeadSet(self)
 
     def processes(self) -> list[Process]:
-        """Live processes by identity; members whose heartbeat hash expired are pruned
-        (left in place when read-only)."""
-        identities = sorted(self.redis.smembers(self.keys.processes))
-        pipe = self.redis.pipeline(transaction=False)
-        for identity in identities:
-            pipe.hmget(self.keys.process(identity), *PROCESS_FIELDS)
-        live, gone = [], []
-        for identity, fields in zip(identities, pipe.execute()):
-            if fields[0] is None:
-                gone.append(identity)
-            else:
-                live.append(parse_process(identity, fields))
+        """Live processes by identity, bad records included (``Process.problem``); members
+        whose heartbeat hash expired are pruned (left in place when read-only)."""
+        identities, _ = keyed_read(lambda: self.redis.smembers(self.keys.processes), set(), "set")
+        identities = sorted(identities)
+        found = read_processes(self.redis, self.keys, identities)
+        gone = [identity for identity, process in zip(identities, found) if process is None]
         if gone and not self.read_only:
             self.redis.srem(self.keys.processes, *gone)
-        return live
+        return [process for process in found if process is not None]
 
     def workers(self) -> list[Work]:
-        """Running jobs of live processes, longest running first."""
-        processes = self.processes()
+        """Running jobs of live processes, longest running first; a ``:work`` key that is not
+        a hash shows no jobs."""
+        processes = [p for p in self.processes() if p.problem is None]
         pipe = self.redis.pipeline(transaction=False)
         for process in processes:
             pipe.hgetall(self.keys.work(process.identity))
         works = [parse_work(p.identity, thread, text)
-                 for p, threads in zip(processes, pipe.execute())
-                 for thread, text in threads.items()]
+                 for p, threads in zip(processes, pipe.execute(raise_on_error=False))
+                 if not wrong_type(threads) for thread, text in threads.items()]
         return sorted(works, key=lambda w: w.run_at or 0.0)
 
     def signal(self, identity: str, signal: str) -> None:
@@ -94,6 +92,8 @@ class Api(Store):
         pipe.execute()
 
     def stats(self) -> dict[str, int]:
+        """Totals for the dashboard; a key of another type (a producer's mistake) counts 0,
+        as its page shows (``Queue.problem``, ``SortedSet.problem``)."""
         keys = self.keys
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(keys.stat("processed"))
@@ -102,15 +102,18 @@ class Api(Store):
         pipe.zcard(keys.retry)
         pipe.zcard(keys.dead)
         pipe.smembers(keys.queues)
-        processed, failed, scheduled, retries, dead, queues = pipe.execute()
-        for name in queues:
+        replies = [None if wrong_type(reply) else reply
+                   for reply in pipe.execute(raise_on_error=False)]
+        processed, failed, scheduled, retries, dead, queues = replies
+        for name in queues or ():
             pipe.llen(wire(keys.queue(name)))
-        enqueued = sum(pipe.execute()) if queues else 0
+        enqueued = sum(as_int(None if wrong_type(size) else size)
+                       for size in pipe.execute(raise_on_error=False)) if queues else 0
         processes = self.processes()
         return {"processed": as_int(processed), "failed": as_int(failed),
                 "busy": sum(p.busy for p in processes), "enqueued": enqueued,
-                "scheduled": scheduled, "retries": retries, "dead": dead,
-                "processes": len(processes)}
+                "scheduled": as_int(scheduled), "retries": as_int(retries),
+                "dead": as_int(dead), "processes": len(processes)}
 
     def history(self, days: int = 7, today: datetime.date | None = None) -> list[DayStat]:
         """Processed and failed per UTC day, oldest first, ending today."""
@@ -121,10 +124,9 @@ class Api(Store):
         return [DayStat(d, as_int(p), as_int(f)) for d, p, f in zip(names, processed, failed)]
 
     def periodic(self) -> dict:
-        """The periodic leader (``identity``, ``master_pid``; None when no master leads) and
-        each entry's ``next`` and ``last`` run, as the leading master wrote them
-        (``periodic.leader.report``)."""
-        from ..periodic.leader import report  # imports cronsim: only when this is asked
+        """The periodic leader and each entry's next and last run, as the leading master
+        wrote them (``api.periodic.report``, which names what it could not read)."""
+        from .periodic import report  # imports cronsim: only when this is asked
 
         return report(self.redis, self.keys)
 

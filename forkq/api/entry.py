@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from ..payload import dumps, epoch_seconds
+from .records import MAX_COUNT
 
 #: epoch seconds a date can show: 0001-01-01 to 9999-12-31 (Python's datetime range)
 _EARLIEST, _LATEST = -62135596800.0, 253402300799.0
@@ -64,11 +65,13 @@ def decode_backtrace(value: Any) -> list[str]:
 
 
 def as_int(value: Any) -> int:
-    """A counter as stored (text, None, anything a foreign writer left), 0 when it is none."""
+    """A counter as stored (text, None, anything a foreign writer left), 0 when it is none or
+    outside a 64-bit integer (which no Redis counter holds, and no float division survives)."""
     try:
-        return int(value or 0)
+        number = int(value or 0)
     except (ValueError, TypeError, OverflowError):
         return 0
+    return number if -MAX_COUNT - 1 <= number <= MAX_COUNT else 0
 
 
 def _text(value: Any) -> str | None:

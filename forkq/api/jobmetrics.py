@@ -3,6 +3,10 @@
 Serves the web UI's Metrics pages, in whatever process reads. The writer and the key layout
 are ``forkq/jobmetrics.py`` (it runs in the worker); this reads the same keys: one pipeline of
 HGETALL (or HMGET) per minute, and BITFIELD_RO for the histograms, so a ``+@read`` user will do.
+
+A counter that is no count (text, a 400-digit number: ``records.count``) or a key of another
+type counts 0 and is named in the class's ``problem`` (``bad`` says how many there were), so
+one bad record shows as such instead of taking the Metrics pages down.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..jobmetrics import BUCKET_MS, histogram_window, minute_bucket, utc
 from .entry import wire
+from .records import count, wrong_type
 
 #: periods the Metrics pages offer, in minutes (the one-minute hashes live 8 hours)
 PERIODS = {"1h": 60, "2h": 120, "4h": 240, "8h": 480}
@@ -28,6 +33,19 @@ class ClassMetrics:
     ms: list[int]
     #: execution-time counts per bucket of ``BUCKET_MS``, summed over the period
     histogram: list[int] = field(default_factory=lambda: [0] * len(BUCKET_MS))
+    #: the first counter or key that could not be read, and how many could not
+    problem: str | None = None
+    bad: int = 0
+
+    def count(self, value, what: str) -> int:
+        """A counter of this class as stored; a bad one counts 0 and is remembered."""
+        number, problem = count(value, what)
+        if problem:
+            self.note(problem)
+        return number
+
+    def note(self, problem: str) -> None:
+        self.problem, self.bad = self.problem or problem, self.bad + 1
 
     @property
     def total_processed(self) -> int:
@@ -74,15 +92,16 @@ def top_jobs(redis, keys, now: float, minutes: int = 60, substring: str = "") ->
     for start in starts:
         pipe.hgetall(keys.job_metrics(minute_bucket(utc(start))))
     found: dict[str, ClassMetrics] = {}
-    for index, fields in enumerate(pipe.execute()):
-        for field_name, value in fields.items():
+    for index, fields in enumerate(pipe.execute(raise_on_error=False)):
+        # A key of another type (a producer's mistake) holds no counts: nothing to show.
+        for field_name, value in (() if wrong_type(fields) else fields.items()):
             name, _, metric = field_name.rpartition("|")
             if not name or metric not in ("p", "f", "ms"):
                 continue
             if substring and substring.lower() not in name.lower():
                 continue
             metrics = found.get(name) or found.setdefault(name, _empty(name, starts))
-            _series(metrics, metric)[index] += _count(value)
+            _series(metrics, metric)[index] += metrics.count(value, field_name)
     return sorted(found.values(), key=lambda m: (-m.total_processed, m.name))
 
 
@@ -94,10 +113,14 @@ def for_job(redis, keys, name: str, now: float, minutes: int = 60) -> ClassMetri
         pipe.hmget(keys.job_metrics(minute_bucket(utc(start))), wire(f"{name}|p"),
                    wire(f"{name}|f"), wire(f"{name}|ms"))
     metrics = _empty(name, starts)
-    for index, (processed, failed, ms) in enumerate(pipe.execute()):
-        metrics.processed[index] = _count(processed)
-        metrics.failed[index] = _count(failed)
-        metrics.ms[index] = _count(ms)
+    for index, reply in enumerate(pipe.execute(raise_on_error=False)):
+        if wrong_type(reply):
+            metrics.note(f"a minute's key holds another type ({reply})")
+            continue
+        processed, failed, ms = reply
+        metrics.processed[index] = metrics.count(processed, f"{name}|p")
+        metrics.failed[index] = metrics.count(failed, f"{name}|f")
+        metrics.ms[index] = metrics.count(ms, f"{name}|ms")
     add_histograms(redis, keys, [metrics])
     return metrics
 
@@ -112,12 +135,16 @@ def add_histograms(redis, keys, classes: list[ClassMetrics]) -> None:
         for start in starts:
             key = keys.job_histogram(metrics.name, histogram_window(utc(start)))
             pipe.execute_command("BITFIELD_RO", wire(key), *_HISTOGRAM_GETS)
-    replies = iter(pipe.execute())
+    replies = iter(pipe.execute(raise_on_error=False))
     for metrics, starts in zip(classes, timed):
         totals = [0] * len(BUCKET_MS)
         for _ in starts:
-            counts = list(next(replies) or []) + [0] * len(BUCKET_MS)
-            totals = [a + _count(b) for a, b in zip(totals, counts)]
+            reply = next(replies)
+            if wrong_type(reply):
+                metrics.note(f"a histogram key holds another type ({reply})")
+                continue
+            counts = list(reply or []) + [0] * len(BUCKET_MS)
+            totals = [a + metrics.count(b, "histogram") for a, b in zip(totals, counts)]
         metrics.histogram = totals
 
 
@@ -133,10 +160,3 @@ def _empty(name: str, starts: list[float]) -> ClassMetrics:
 def _series(metrics: ClassMetrics, metric: str) -> list[int]:
     return {"p": metrics.processed, "f": metrics.failed, "ms": metrics.ms}[metric]
 
-
-def _count(value) -> int:
-    """A counter another writer stored: anything that is not an integer counts 0."""
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
-        return 0

@@ -1,7 +1,10 @@
 """Worker processes as their heartbeats describe them, and the jobs running on their threads.
 
-Pure parsing of what ``worker/heartbeat.py`` (or Sidekiq) wrote: the ``<identity>`` hash and its
-``<identity>:work`` hash; ``admin.Api`` reads them from Redis.
+What ``worker/heartbeat.py`` (or Sidekiq) wrote: the ``<identity>`` hash and its
+``<identity>:work`` hash. ``read_processes`` is the one reader of heartbeats, for ``admin.Api``
+and the metrics exporter alike: a member of ``processes`` whose record is bad (``info`` not a
+JSON object, a counter that is no count, a key that is not a hash at all) is still listed, with
+the reason in ``Process.problem``, and never stops the read.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .entry import Entry, as_date, as_int, seconds
+from .records import count, json_object, wrong_type
 
 #: the fields of an ``<identity>`` hash read for a ``Process``, in ``parse_process``'s order
 PROCESS_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency")
@@ -30,6 +34,8 @@ class Process:
     rtt_us: int = 0
     #: the hash's top-level ``concurrency`` field as stored (None when absent)
     raw_concurrency: str | None = None
+    #: why this record is bad (shown instead of trusted), None when it is sound
+    problem: str | None = None
 
     @property
     def hostname(self) -> str:
@@ -104,32 +110,49 @@ def _strings(value: Any) -> list[str]:
     return [str(each) for each in value] if isinstance(value, list) else [str(value)]
 
 
+def read_processes(redis, keys, identities: list[str]) -> list[Process | None]:
+    """Each identity's heartbeat, in order, in one round trip: None where the hash is gone
+    (expired), a ``Process`` with a ``problem`` where the record is bad."""
+    pipe = redis.pipeline(transaction=False)
+    for identity in identities:
+        pipe.hmget(keys.process(identity), *PROCESS_FIELDS)
+    return [_process(identity, fields)
+            for identity, fields in zip(identities, pipe.execute(raise_on_error=False))]
+
+
+def _process(identity: str, fields) -> Process | None:
+    if wrong_type(fields):
+        # A producer's SADD of another key's name: the key is the producer's, left alone.
+        return Process(identity, {}, problem=f"its key is not a heartbeat hash ({fields})")
+    return None if fields[0] is None else parse_process(identity, fields)
+
+
 def parse_process(identity: str, fields: list[str | None]) -> Process:
-    """A process from the values of its hash's ``PROCESS_FIELDS``, whatever a writer stored."""
+    """A process from the values of its hash's ``PROCESS_FIELDS``, whatever a writer stored;
+    what cannot be read counts 0 and is named in ``problem``."""
     info_text, busy, beat, quiet, rss, rtt_us, concurrency = fields
-    try:
-        info = json.loads(info_text)
-    except ValueError:
-        info = {}
-    if not isinstance(info, dict):
-        info = {}
+    info, problem = json_object(info_text, "info")
+    problems = [problem] if problem else []
+    counts = {}
+    for name, text in (("busy", busy), ("rss", rss), ("rtt_us", rtt_us),
+                       ("concurrency", concurrency)):
+        counts[name], problem = count(text, name)
+        problems += [problem] if problem else []
     try:
         beat_at = as_date(float(beat)) if beat else None
     except ValueError:
         beat_at = None
-    return Process(identity, info, busy=as_int(busy), beat=beat_at, raw_beat=beat,
-                   quiet=quiet == "true", rss_kb=as_int(rss), rtt_us=as_int(rtt_us),
-                   raw_concurrency=concurrency)
+    return Process(identity, info, busy=counts["busy"], beat=beat_at, raw_beat=beat,
+                   quiet=quiet == "true", rss_kb=counts["rss"], rtt_us=counts["rtt_us"],
+                   raw_concurrency=None if concurrency is None else str(counts["concurrency"]),
+                   problem="; ".join(problems) or None)
 
 
 def parse_work(identity: str, thread: str, text: str) -> Work:
     """The job a thread runs, from its field of ``<identity>:work``; text that is not the
     expected object shows as a job of unknown queue and time."""
-    try:
-        work = json.loads(text)
-    except ValueError:
-        work = None
-    if not isinstance(work, dict):
+    work, problem = json_object(text, "work")
+    if problem:
         return Work(identity, thread, "", None, Entry(text))
     payload = work.get("payload")
     # Sidekiq 6.2 to 8.1 store the payload as a JSON string, 6.0-6.1 as an object.

@@ -1,9 +1,16 @@
-"""A queue as the read side sees it: the ``queue:<name>`` list, its size, latency and jobs."""
+"""A queue as the read side sees it: the ``queue:<name>`` list, its size, latency and jobs.
+
+A producer may have left another type of key under a queue's name (``SADD queues x`` over a
+hash ``queue:x``): the queue then reads as empty, with the reason in ``problem``, instead of
+taking the page or the scrape that lists it down.
+"""
 
 from __future__ import annotations
 
 import time
+
 from .entry import Entry, wire
+from .records import keyed_read
 from .source import Store, default_store
 
 #: queue entries read per round trip when looking for one job, around its index hint first,
@@ -24,19 +31,28 @@ class Queue:
         self.name = name
         self.api = api or default_store()
         self.key = wire(self.api.keys.queue(name))
+        #: why the key cannot be read as a queue (it holds another type), once a read found it
+        self.problem: str | None = None
+
+    def _read(self, read, default=None):
+        """``read()`` of the list; ``default`` (and ``problem`` set) when the key is no list."""
+        value, problem = keyed_read(read, default, "list")
+        self.problem = self.problem or problem
+        return value
 
     @property
     def size(self) -> int:
-        return self.api.redis.llen(self.key)
+        return self._read(lambda: self.api.redis.llen(self.key), 0)
 
     @property
     def latency(self) -> float:
         """Seconds the oldest job (right end) has waited since it was enqueued."""
-        return latency(self.api.redis.lindex(self.key, -1), time.time())
+        return latency(self._read(lambda: self.api.redis.lindex(self.key, -1)), time.time())
 
     def jobs(self, start: int = 0, count: int = 25) -> list[Entry]:
         """Newest first, as pushed."""
-        return [Entry(raw) for raw in self.api.redis.lrange(self.key, start, start + count - 1)]
+        texts = self._read(lambda: self.api.redis.lrange(self.key, start, start + count - 1), [])
+        return [Entry(raw) for raw in texts]
 
     def find(self, ident: str, hint: int = 0) -> Entry | None:
         """The job named ``ident``: looked for around index ``hint`` first (jobs shift as

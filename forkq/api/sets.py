@@ -1,7 +1,9 @@
 """The ``schedule``, ``retry`` and ``dead`` sorted sets: paged, searched and moved in batches.
 
 An action names the entries it moves by their raw text, so it removes exactly what was shown,
-or nothing when someone (another admin, the poller) moved it first.
+or nothing when someone (another admin, the poller) moved it first. A key of another type
+under a set's name (a producer's ``LPUSH retry x``) reads as an empty set with the reason in
+``problem``, so the pages and the scrape that show it stay up.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from .entry import Entry, wire
+from .records import keyed_read
 from .source import Store, default_store
 
 #: entries read or moved per round trip by the ``*_all`` actions and by ``filter``
@@ -33,18 +36,28 @@ class SortedSet:
     def __init__(self, key: str, api: Store | None = None) -> None:
         self.api = api or default_store()
         self.key = key
+        #: why the key cannot be read as a sorted set (it holds another type), once a read found it
+        self.problem: str | None = None
+
+    def _read(self, read, default):
+        """``read()`` of the set; ``default`` (and ``problem`` set) when the key is no zset."""
+        value, problem = keyed_read(read, default, "sorted set")
+        self.problem = self.problem or problem
+        return value
 
     @property
     def size(self) -> int:
-        return self.api.redis.zcard(self.key)
+        return self._read(lambda: self.api.redis.zcard(self.key), 0)
 
     def page(self, offset: int = 0, count: int = 25) -> list[Entry]:
-        pairs = self.api.redis.zrange(self.key, offset, offset + count - 1,
-                                      desc=self.descending, withscores=True)
+        pairs = self._read(lambda: self.api.redis.zrange(
+            self.key, offset, offset + count - 1, desc=self.descending, withscores=True), [])
         return [Entry(raw, score) for raw, score in pairs]
 
     def filter(self, text: str, batch: int = BATCH) -> Iterator[Entry]:
         """Entries whose JSON contains ``text``, matched by Redis one batch at a time."""
+        if self.size == 0:  # nothing to match, or a key of another type (``problem``)
+            return
         pattern = f"*{glob_escape(text)}*"
         for raw, score in self.api.redis.zscan_iter(self.key, match=pattern, count=batch):
             yield Entry(raw, score)
@@ -58,7 +71,8 @@ class SortedSet:
         if parsed is None:
             return None
         score = parsed["score"]
-        pairs = self.api.redis.zrange(self.key, score, score, byscore=True, withscores=True)
+        pairs = self._read(lambda: self.api.redis.zrange(self.key, score, score, byscore=True,
+                                                         withscores=True), [])
         return next((e for e in (Entry(r, s) for r, s in pairs)
                      if e.matches(parsed["ident"])), None)
 

@@ -4,7 +4,10 @@ Runs in the exporter process, on the HTTP server's request threads. Child facts 
 status file the master writes atomically (``<data_dir>/status.json``), CPU and memory from
 psutil by pid, heartbeats from Redis (the ``<identity>`` hash whose ``info`` names this host
 and the child's pid). A Redis that is down or slow makes ``forkq_redis_up`` 0 and leaves out
-the Redis-derived series; everything else is still served.
+the Redis-derived series; everything else is still served. A bad record (a heartbeat another
+writer left, a producer's ``SADD processes queue:x``, a queue or set key of another type) is
+Redis answering, not Redis down: heartbeats are read by ``api.processes.read_processes``, and
+each bad record is counted in ``forkq_bad_records{kind}`` and otherwise left out.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from redis import RedisError
 
 from .. import __version__, connection
 from ..api import latency, wire
+from ..api.processes import read_processes
+from ..api.records import wrong_type
 from ..errors import ForkqError
 from ..ident import hostname
 from ..keys import Keys
@@ -50,6 +55,8 @@ class RedisFacts:
     up: bool = False
     #: pid → the ``<identity>`` hash fields of this host's processes
     beats: dict[int, dict] = field(default_factory=dict)
+    #: records that could not be read, by kind: heartbeat, queue, set
+    bad: dict[str, int] = field(default_factory=dict)
     #: queue name → (size, latency in seconds)
     queues: dict[str, tuple[int, float]] = field(default_factory=dict)
     sets: dict[str, int] = field(default_factory=dict)
@@ -94,47 +101,37 @@ class RedisReader:
         pipe.smembers(keys.queues)
         for name in (keys.schedule, keys.retry, keys.dead):
             pipe.zcard(name)
-        identities, queue_set, scheduled, retries, dead = pipe.execute()
-        identities = sorted(identities)
-        queues = sorted(set(queue_set) | set(self.config.queue_names))
-        for identity in identities:
-            pipe.hmget(keys.process(identity), "info", "busy", "beat", "concurrency")
+        identities, queue_set, *set_sizes = pipe.execute(raise_on_error=False)
+        queues = sorted(_members(queue_set) | set(self.config.queue_names))
         for name in queues:
             pipe.llen(wire(keys.queue(name)))
             pipe.lindex(wire(keys.queue(name)), -1)
-        replies = pipe.execute()
-        now = time.time()
-        beats = self._beats(replies[:len(identities)])
-        tail = replies[len(identities):]
+        tail, now = pipe.execute(raise_on_error=False), time.time()
         sizes = {_label(name): (tail[2 * i], latency(tail[2 * i + 1], now))
-                 for i, name in enumerate(queues)}
-        return RedisFacts(True, beats, sizes,
-                          {"scheduled": scheduled, "retry": retries, "dead": dead})
+                 for i, name in enumerate(queues) if not wrong_type(tail[2 * i])}
+        processes = [p for p in read_processes(redis, keys, sorted(_members(identities))) if p]
+        bad = {"heartbeat": sum(1 for p in processes if p.problem),
+               "queue": len(queues) - len(sizes),
+               "set": sum(map(wrong_type, set_sizes + [identities, queue_set]))}
+        return RedisFacts(True, self._beats(processes), bad, sizes,
+                          {name: 0 if wrong_type(size) else size
+                           for name, size in zip(("scheduled", "retry", "dead"), set_sizes)})
 
-    def _beats(self, hashes) -> dict[int, dict]:
-        beats = {}
-        for info_json, busy, beat, concurrency in hashes:
-            try:
-                info = json.loads(info_json) if info_json else None
-            except ValueError:
-                continue
-            if isinstance(info, dict) and info.get("hostname") == self.host:
-                beats[info.get("pid")] = {
-                    "busy": _number(busy), "beat": _number(beat),
-                    "concurrency": _number(concurrency or info.get("concurrency"))}
-        return beats
+    def _beats(self, processes) -> dict[int, dict]:
+        """This host's sound heartbeats by pid."""
+        return {p.pid: {"busy": float(p.busy), "beat": p.beat or 0.0,
+                        "concurrency": float(p.concurrency)}
+                for p in processes
+                if p.problem is None and p.info.get("hostname") == self.host}
+
+
+def _members(reply) -> set:
+    return set() if wrong_type(reply) else reply
 
 
 def _label(name: str) -> str:
     """A queue name as a label value: bytes that are not UTF-8 shown as U+FFFD."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _number(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def health(status: dict | None, facts: RedisFacts) -> tuple[bool, str]:
@@ -253,6 +250,11 @@ def _redis_series(facts: RedisFacts):
     yield up
     if not facts.up:
         return
+    bad = GaugeMetricFamily("forkq_bad_records", "Records in Redis this scrape could not read "
+                            "(shown as bad in the web UI), by kind.", labels=["kind"])
+    for kind, count in sorted(facts.bad.items()):
+        bad.add_metric([kind], count)
+    yield bad
     size = GaugeMetricFamily("forkq_queue_size", "Jobs waiting in the queue.", labels=["queue"])
     latency = GaugeMetricFamily("forkq_queue_latency_seconds",
                                 "Seconds the oldest job of the queue has waited.",

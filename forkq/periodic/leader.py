@@ -37,7 +37,6 @@ Failure rules:
 
 from __future__ import annotations
 
-import json
 from typing import Callable
 
 import redis as redis_py
@@ -270,47 +269,8 @@ class PeriodicScheduler:
             self._next_written[entry.name] = upcoming
 
 
-def read_state(redis: redis_py.Redis, keys: Keys) -> dict[str, dict]:
-    """Per entry name: ``last`` ({tick, jid, at} or None) and ``next`` (tick or None).
-
-    A field another program wrote in another shape reads as None, not as an error."""
-    state: dict[str, dict] = {}
-    for field, value in redis.hgetall(keys.periodic_state).items():
-        name, _, kind = field.rpartition(":")
-        record = state.setdefault(name, {"last": None, "next": None})
-        if kind == "last":
-            record["last"] = _json_object(value)
-        elif kind == "next" and value:
-            record["next"] = _float(value)
-    return state
-
-
-def _json_object(text: str) -> dict | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
 def master_pid(identity: str | None) -> int | None:
     """The master's pid in a ``hostname:pid:hex`` identity; None if it holds none."""
     parts = (identity or "").rsplit(":", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
-
-def report(redis: redis_py.Redis, keys: Keys) -> dict:
-    """What ``forkqctl status``, the web UI and tests show: the leader (identity and its
-    master's pid, None when no master leads) and each entry's next and last run, by name."""
-    identity = leader_identity(redis, keys)
-    entries = [{"name": name, "next": record["next"], "last": record["last"]}
-               for name, record in sorted(read_state(redis, keys).items())]
-    return {"leader": {"identity": identity, "master_pid": master_pid(identity)},
-            "entries": entries}

@@ -2,7 +2,10 @@
 
 One ``App`` per server process; it is thread-safe (the Redis client pools connections and
 the app keeps no per-request state). Values from Redis reach HTML only through Jinja2 with
-autoescaping on, and only through templates.
+autoescaping on, and only through templates, where every value shown passes ``visible``: a
+queue, class or host name can hold bidirectional overrides or zero-width characters that would
+make it look like another name (or reorder the text around it), so they are shown as escapes
+(``\u202e``), line by line, as ``forkq.log`` writes them.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from typing import Any, Callable
 
 import jinja2
 import redis as redis_py
+from markupsafe import Markup
 
 from .. import __version__
 from ..api import Api, as_date
 from ..config import Config
+from ..log import escape_controls
 from . import security, views
 from .http import MAX_FORM_BYTES, Request, Response, queue_path, segment
 from .throttle import LoginThrottle
@@ -162,11 +167,20 @@ def _load_static() -> dict[str, bytes]:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True,
-                             undefined=jinja2.StrictUndefined)
+                             undefined=jinja2.StrictUndefined, finalize=visible)
     env.filters.update(number=lambda n: f"{n:,}" if isinstance(n, int) else n,
                        ago=ago, iso=iso, json=_json, pretty=_pretty, duration=duration,
                        segment=segment, date=as_date)
     return env
+
+
+def visible(value: Any) -> Any:
+    """What a template shows of ``value``: text with its invisible and control characters
+    escaped (newlines kept, for multi-line blocks such as backtraces); markup built by a macro
+    or a chart has been through this already."""
+    if not isinstance(value, str) or isinstance(value, Markup):
+        return value
+    return "\n".join(escape_controls(line) for line in value.split("\n"))
 
 
 def iso(timestamp: float | None) -> str:

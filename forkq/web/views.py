@@ -167,7 +167,7 @@ def sorted_set(app, request: Request, kind: str) -> Response:
     else:
         entries, total = entries_set.page((page - 1) * count, count), entries_set.size
     return app.render(request, "sorted_set.html", set_page=page_info, entries=entries,
-                      total=total, page=page, count=count, filter=text,
+                      entries_set=entries_set, total=total, page=page, count=count, filter=text,
                       filter_limit=FILTER_LIMIT)
 
 

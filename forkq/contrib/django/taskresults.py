@@ -38,10 +38,22 @@ def to_task_result(task, jid: str, result: results.Result | None, args: list,
     return made
 
 
+class RecordedError(TaskError):
+    """A ``TaskError`` whose class path comes from a record in Redis: ``exception_class``
+    resolves it among the modules already imported (``results.exception_class``), where
+    Django's would import whatever module the record names."""
+
+    __slots__ = ()
+
+    @property
+    def exception_class(self) -> type[BaseException]:
+        return results.exception_class(self.exception_class_path)
+
+
 def task_error(error: dict[str, str]) -> TaskError:
-    # forkq writes builtins unqualified (Sidekiq's ``error_class``); Django imports the path.
+    # forkq writes builtins unqualified (Sidekiq's ``error_class``); Django shows the path.
     path = error["class"] if "." in error["class"] else f"builtins.{error['class']}"
-    return TaskError(exception_class_path=path, traceback=error["traceback"])
+    return RecordedError(exception_class_path=path, traceback=error["traceback"])
 
 
 def when(timestamp: float | None) -> datetime | None:
