@@ -1,6 +1,7 @@
 """Configuration: one frozen object parsed once, shared by every forkq command.
 
-Precedence: defaults < YAML file < environment (``REDIS_URL``, ``FORKQ_<KEY>``) < flags.
+Precedence: defaults < YAML file < environment (``REDIS_URL``, ``FORKQ_<KEY>``,
+``FORKQ_<SECTION>__<KEY>`` such as ``FORKQ_METRICS__PORT``) < flags.
 One schema serves ``forkq start``, ``python -m forkq.worker``, ``forkq web`` and ``forkqctl``,
 so a command accepts keys only another command uses. Unknown keys and invalid values raise
 ``ConfigError`` naming the source (file, variable or flag), the key and the value.
@@ -180,15 +181,11 @@ _port = integer(0, 65535, " (0 picks a free port)")
 
 
 def _metrics(value: Any) -> MetricsConfig:
-    return _section(value, MetricsConfig, {"bind": host, "port": optional(_port)})
+    return _section(value, MetricsConfig, SECTIONS["metrics"])
 
 
 def _web(value: Any) -> WebConfig:
-    return _section(value, WebConfig, {
-        "bind": host, "port": _port, "username": optional(string),
-        "password_hash": optional(string), "read_only": boolean,
-        "allowed_hosts": string_list,
-    })
+    return _section(value, WebConfig, SECTIONS["web"])
 
 
 def _section(value: Any, cls: type, parsers: Mapping[str, Callable[[Any], Any]]) -> Any:
@@ -351,16 +348,67 @@ def _one_line(exc: Exception) -> str:
     return " ".join(f"{problem}{where}".split())
 
 
+#: FORKQ_* variables that are not config keys: read by the commands and the web UI themselves
+OTHER_VARIABLES = ("FORKQ_CONFIG", "FORKQ_WEB_USERNAME", "FORKQ_WEB_PASSWORD")
+#: parsers of the keys of each section, for ``FORKQ_<SECTION>__<KEY>``
+SECTIONS: dict[str, Mapping[str, Callable[[Any], Any]]] = {
+    "metrics": {"bind": host, "port": optional(_port)},
+    "web": {"bind": host, "port": _port, "username": optional(string),
+            "password_hash": optional(string), "read_only": boolean,
+            "allowed_hosts": string_list},
+}
+
+
+def environment_names() -> list[str]:
+    """Every FORKQ_* variable forkq reads: one per scalar or list key, ``FORKQ_<SECTION>__<KEY>``
+    (two underscores: one would be ambiguous with keys like ``max_retries``) per section key."""
+    names = ["FORKQ_" + key.upper() for key in PARSERS if key not in STRUCTURED]
+    names += [f"FORKQ_{section.upper()}__{key.upper()}"
+              for section, keys in SECTIONS.items() for key in keys]
+    return names + list(OTHER_VARIABLES)
+
+
 def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``REDIS_URL`` and ``FORKQ_<KEY>`` for every top-level scalar or list key."""
+    """``REDIS_URL``, ``FORKQ_<KEY>`` and ``FORKQ_<SECTION>__<KEY>``, keyed by variable name.
+
+    An unknown ``FORKQ_*`` variable is a ``ConfigError`` with the closest known name, as an
+    unknown file key is: a misspelt variable silently ignored is a setting silently lost."""
+    known = environment_names()
     raw: dict[str, Any] = {}
     if environ.get("REDIS_URL"):
-        raw["redis_url"] = environ["REDIS_URL"]
-    for key in PARSERS:
-        variable = "FORKQ_" + key.upper()
-        if variable in environ and key not in STRUCTURED:
-            raw[key] = environ[variable]
+        raw["REDIS_URL"] = environ["REDIS_URL"]
+    for variable in sorted(environ):
+        if not variable.startswith("FORKQ_") or variable in OTHER_VARIABLES:
+            continue
+        if variable not in known:
+            close = difflib.get_close_matches(variable, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            structured = variable[6:].lower() in STRUCTURED
+            why = " (a structure: set it in the config file)" if structured else ""
+            raise ConfigError(f"environment variable {variable}: not a forkq setting{why}{hint}")
+        raw[variable] = environ[variable]
     return raw
+
+
+def _apply_environ(values: dict[str, Any], environ: Mapping[str, str],
+                   sources: dict[str, str]) -> None:
+    for variable, value in from_environ(environ).items():
+        source = f"environment variable {variable}"
+        if variable == "REDIS_URL":
+            _apply(values, {"redis_url": value}, source, sources)
+            continue
+        section, _, key = variable[6:].lower().partition("__")
+        if not key:
+            _apply(values, {section: value}, source, sources)
+            continue
+        parsers = SECTIONS[section]
+        try:
+            parsed = parsers[key](value)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {section}.{key} has invalid value {value!r}: {exc}"
+                              ) from None
+        current = values.get(section) or (MetricsConfig() if section == "metrics" else WebConfig())
+        values[section], sources[section] = dataclasses.replace(current, **{key: parsed}), source
 
 
 def default_path(environ: Mapping[str, str] | None = None) -> str | None:
@@ -380,15 +428,10 @@ def load(path: str | None = None, flags: Mapping[str, Any] | None = None,
     if path:
         _apply(values, read_file(path), path, sources)
         values["source"] = path
-    for key, value in from_environ(environ).items():
-        _apply(values, {key: value}, f"environment variable {_env_name(key)}", sources)
+    _apply_environ(values, environ, sources)
     given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
     _apply(values, given_flags, flags_source, sources)
     return _build(values, sources)
-
-
-def _env_name(key: str) -> str:
-    return "REDIS_URL" if key == "redis_url" else "FORKQ_" + key.upper()
 
 
 def from_mapping(raw: Mapping[str, Any], source: str = "settings") -> Config:

@@ -280,4 +280,33 @@ def test_a_bad_periodic_entry_is_one_line_naming_file_entry_and_value(tmp_path, 
 def test_periodic_lease_is_bounded_and_periodic_is_not_read_from_the_environment(tmp_path):
     with pytest.raises(ConfigError, match="key 'periodic_lease' has invalid value 0.1"):
         config.load(write(tmp_path, "periodic_lease: 0.1\n"), environ={})
-    assert config.load(None, environ={"FORKQ_PERIODIC": "x"}).periodic == ()
+    with pytest.raises(ConfigError, match="FORKQ_PERIODIC: not a forkq setting .a structure"):
+        config.load(None, environ={"FORKQ_PERIODIC": "x"})
+
+
+def test_section_keys_come_from_double_underscore_variables(tmp_path):
+    path = write(tmp_path, "metrics:\n  bind: 0.0.0.0\nweb:\n  read_only: true\n")
+    environ = {"FORKQ_METRICS__PORT": "9300", "FORKQ_WEB__PORT": "7000",
+               "FORKQ_WEB__ALLOWED_HOSTS": "a.example, b.example"}
+    loaded = config.load(path, environ=environ)
+    assert (loaded.metrics.bind, loaded.metrics.port) == ("0.0.0.0", 9300)
+    assert (loaded.web.port, loaded.web.read_only) == (7000, True)
+    assert loaded.web.allowed_hosts == ("a.example", "b.example")
+    with pytest.raises(ConfigError, match="environment variable FORKQ_METRICS__PORT: "
+                                          "metrics.port has invalid value 'x'"):
+        config.load(None, environ={"FORKQ_METRICS__PORT": "x"})
+
+
+@pytest.mark.parametrize("variable, suggestion", [
+    ("FORKQ_METRICS_PORT", "FORKQ_METRICS__PORT"), ("FORKQ_CONCURENCY", "FORKQ_CONCURRENCY"),
+    ("FORKQ_WEB_BIND", "FORKQ_WEB__BIND")])
+def test_an_unknown_forkq_variable_is_an_error_with_a_suggestion(variable, suggestion):
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, environ={variable: "1"})
+    assert str(caught.value) == (f"environment variable {variable}: not a forkq setting "
+                                 f"(did you mean {suggestion}?)")
+
+
+def test_variables_read_elsewhere_are_not_unknown():
+    environ = {"FORKQ_CONFIG": "x.yml", "FORKQ_WEB_USERNAME": "ops", "FORKQ_WEB_PASSWORD": "pw"}
+    assert config.load(None, environ=environ).web.port == 7433
