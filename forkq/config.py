@@ -442,10 +442,14 @@ def from_mapping(raw: Mapping[str, Any], source: str = "settings") -> Config:
     return _build(values, sources)
 
 
-def parse_bind(text: str, default_port: int, source: str = "command line: --bind") -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port``, ``:port`` or a bare IPv6 address."""
+def parse_bind(text: str, default_port: int, source: str = "command line: --bind",
+               default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port``, ``:port`` (all interfaces), a bare IPv6 address,
+    or a bare port number (on ``default_host``: a number is never a host name)."""
     address, port = text, default_port
-    if text.startswith("["):
+    if text.isascii() and text.isdigit():
+        address, port = default_host, text
+    elif text.startswith("["):
         address, _, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else default_port
     elif text.count(":") == 1:

@@ -197,9 +197,14 @@ def test_a_directory_or_unreadable_file_is_named(tmp_path):
 @pytest.mark.parametrize("bind, expected", [
     ("127.0.0.1:8000", ("127.0.0.1", 8000)), ("[::1]:8000", ("::1", 8000)),
     ("::1", ("::1", 7433)), (":9000", ("0.0.0.0", 9000)), ("localhost", ("localhost", 7433)),
+    ("7613", ("127.0.0.1", 7613)),
 ])
 def test_bind_forms(bind, expected):
     assert config.parse_bind(bind, 7433) == expected
+
+
+def test_a_bare_port_number_keeps_the_configured_host():
+    assert config.parse_bind("7613", 7433, default_host="0.0.0.0") == ("0.0.0.0", 7613)
 
 
 @pytest.mark.parametrize("bind", ["0.0.0.0:abc", "0.0.0.0:99999", "host:-1", "[::1]:x",

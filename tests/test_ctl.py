@@ -196,3 +196,36 @@ def test_stop_help_says_what_the_timeout_and_the_config_default_are(capsys):
     assert "seconds forkqctl waits for the master" in text and "SIGKILL" in text
     assert "jobs get to finish" not in text
     assert "$FORKQ_CONFIG when set, else ./forkq.yml" in text
+
+
+def test_reload_sends_hup_to_the_master(capsys, tmp_path):
+    # A process named forkq that reports the HUP it got on its standard output.
+    code = ("import signal, sys; signal.signal(signal.SIGHUP, lambda *a: print('HUP', flush=True))"
+            "; print('ready', flush=True); signal.pause()")
+    master = subprocess.Popen([sys.executable, "-c", code, "forkq"], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert master.stdout.readline() == "ready\n"
+        path = tmp_path / "forkq.pid"
+        path.write_text(record_of(master))
+        code, out, _ = run_ctl(capsys, "reload", "--pidfile", str(path))
+        assert code == 0 and out.startswith(f"forkqctl: sent HUP to forkq master {master.pid}")
+        assert master.stdout.readline() == "HUP\n"
+    finally:
+        master.kill()
+        master.wait()
+
+
+def test_status_into_a_closed_pipe_exits_quietly(tmp_path, redis_url):
+    # The reader is gone before status writes (``forkqctl status | head -0``), every time.
+    config = tmp_path / "forkq.yml"
+    config.write_text(f"redis_url: {redis_url}\ndata_dir: {tmp_path}\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "forkq.ctl", "status", "-c", str(config)],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=30,
+                                env={k: v for k, v in os.environ.items() if k != "REDIS_URL"})
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")

@@ -351,19 +351,6 @@ def test_serve_refuses_public_bind_without_auth(make_config, monkeypatch):
     public.server_close()
 
 
-@pytest.mark.parametrize("bind, expected", [
-    ("127.0.0.1:8000", ("127.0.0.1", 8000)), ("localhost", ("localhost", 7433)),
-    ("[::1]:9000", ("::1", 9000)), (":8080", ("0.0.0.0", 8080)), ("::1", ("::1", 7433))])
-def test_parse_bind(bind, expected):
-    assert server.parse_bind(bind, 7433) == expected
-
-
-@pytest.mark.parametrize("bind", ["127.0.0.1:abc", "127.0.0.1:99999", "[::1]:x", ":-1"])
-def test_parse_bind_refuses_a_bad_port(bind):
-    with pytest.raises(ConfigError, match="port must be a number from 0 to 65535"):
-        server.parse_bind(bind, 7433)
-
-
 def test_loopback_detection():
     assert server.is_loopback("127.0.0.1") and server.is_loopback("::1")
     assert server.is_loopback("localhost")
