@@ -86,11 +86,11 @@ def test_start_flags_override_the_config_file():
     args = cli.build_parser().parse_args(
         ["start", "-c", "x.yml", "-r", "app.jobs", "-r", "app.more", "-q", "critical,3",
          "-q", "default", "-C", "7", "-P", "3", "-t", "9", "-g", "blue", "--logfile", "f.log",
-         "--pidfile", "f.pid"])
+         "--pidfile", "f.pid", "--loglevel", "error"])
     assert cli.start_flags(args) == {
         "require": ["app.jobs", "app.more"], "queues": ["critical,3", "default"],
         "concurrency": 7, "processes": 3, "timeout": 9.0, "tag": "blue", "logfile": "f.log",
-        "pidfile": "f.pid"}
+        "pidfile": "f.pid", "loglevel": "error"}
 
 
 @pytest.mark.slow
