@@ -438,3 +438,21 @@ def test_a_child_that_asks_to_be_retired_is_replaced_gracefully(start_master, re
     log = master.log()
     assert f"child {first} (slot 0) asked to be replaced: stopping it gracefully" in log
     assert f"child {first} (slot 0) exited with status 0" in log
+
+
+@pytest.mark.slow
+def test_an_unreachable_redis_stops_the_master_before_any_fork_in_one_line(start_master):
+    master = start_master(redis_url="redis://:s3cret@127.0.0.1:1/0", logfile=None)
+    assert master.wait_exit(20) == 1
+    [line] = master.stderr().splitlines()
+    assert line.startswith("forkq: Redis at redis://:***@127.0.0.1:1/0 does not answer: ")
+    assert line.endswith("(check redis_url or REDIS_URL, and that the server runs); no worker "
+                         "was started")
+
+
+@pytest.mark.slow
+def test_the_master_holds_no_redis_connection_once_it_has_checked(start_master):
+    master = start_master()
+    master.ready_pids()
+    # No socket at all: the check's connection was closed before the first fork.
+    assert psutil.Process(master.pid).net_connections("all") == []
