@@ -1,5 +1,6 @@
 """The ``forkq`` command: ``start`` (the supervisor), ``worker`` (one process), ``web``,
-``enqueue`` (push one job by its wire name, for operators and scripts).
+``enqueue`` (push one job by its wire name, for operators and scripts), ``redis`` (the embedded
+server in the foreground).
 
 Runs in the foreground and never daemonizes: systemd, Heroku or a container runtime owns the
 process (see ``deploy/``). Flags override the config file and the environment. A configuration
@@ -44,15 +45,27 @@ def main(argv: list[str] | None = None) -> int:
         return closed_pipe()
 
 
-START_HELP = """Start the supervisor: it reads the config, checks that Redis answers, preloads the modules of
+START_HELP = """\
+Start the supervisor: it reads the config, checks that Redis answers, preloads the modules of
 require:, then forks the worker children (processes:, default one per CPU), each running
 concurrency: job threads, and restarts any child that exits. Runs in the foreground until TERM
 or INT (forkqctl stop); HUP (forkqctl reload) re-reads the config. Without redis_url it starts
 an embedded redis-server under data_dir and stops it on exit."""
 
-WEB_HELP = """Serve the web UI (queues, busy threads, retries, scheduled and dead jobs, metrics) over HTTP,
+WEB_HELP = """\
+Serve the web UI (queues, busy threads, retries, scheduled and dead jobs, metrics) over HTTP,
 reading Redis as the config says. Without redis_url it uses the embedded redis-server under
-data_dir, and starts it when no forkq start runs, so the UI outlives the workers."""
+data_dir: the one that runs (forkq start's, or forkq redis's), else one it starts and stops
+when it exits. The embedded server stops with the command that started it: to keep it up
+while forkq start and forkq web come and go, run forkq redis first, in a terminal of its own."""
+
+REDIS_HELP = """\
+Run the embedded redis-server under the config's data_dir in the foreground, until Ctrl-C or
+TERM. forkq start, forkq web, forkq enqueue and the application find it there by the directory
+alone (no redis_url) and leave it running when they stop, so that stopping the workers does not
+take the web UI and the data with them. Its append-only file under data_dir keeps the jobs
+between runs. Exits 1 when a server already runs there, or when redis_url is configured (then
+there is no embedded server to run)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "input when it is not a terminal) and exit")
     web.set_defaults(run=run_web)
     add_enqueue_parser(commands)
+    redis = commands.add_parser("redis", help="run the embedded redis-server of the config's "
+                                "data_dir in the foreground", description=REDIS_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flag(redis)
+    redis.set_defaults(run=run_redis)
     return parser
 
 
@@ -162,13 +180,40 @@ def run_web(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ForkqError(f"the web UI cannot start: {exc} (reinstall forkq: jinja2 is one of "
                          f"its dependencies)") from None
-    web.serve(config, bind)
+    from .connection.embedded import serving
+
+    with serving(config.redis_url, config.data_dir):
+        web.serve(config, bind)
+    return 0
+
+
+def run_redis(args: argparse.Namespace) -> int:
+    import signal
+
+    from .connection.embedded import EmbeddedRedis, is_running
+
+    config = config_module.load(config_path(args))
+    if config.redis_url:
+        raise ForkqError("redis: the config names a Redis (redis_url or REDIS_URL): there is "
+                         "no embedded server to run")
+    if is_running(config.data_dir):
+        raise ForkqError(f"redis: an embedded server already runs under {config.data_dir}")
+    server = EmbeddedRedis(config.data_dir).start()
+    # TERM ends the wait as Ctrl-C does, so that the server is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"forkq: embedded Redis at {server.url} (data in {server.data_dir}); Ctrl-C stops it",
+          file=sys.stderr, flush=True)
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 
 def run_enqueue(args: argparse.Namespace) -> int:
-    import redis
-
+    from .connection.embedded import serving
     from .connection.source import default_source
 
     job_args = parse_job_arguments(args.arguments)
@@ -176,6 +221,14 @@ def run_enqueue(args: argparse.Namespace) -> int:
     options = parse_options(args.job_class, args.queue, args.retry)
     config = config_module.load(config_path(args))
     default_source().use_config(config)
+    with serving(config.redis_url, config.data_dir):
+        return enqueue_one(args, config, job_args, options, at)
+
+
+def enqueue_one(args: argparse.Namespace, config, job_args: list, options: dict,
+                at: float | None) -> int:
+    import redis
+
     try:
         if args.check:
             jid = push_checked(args.job_class, job_args, options, at, config.require)

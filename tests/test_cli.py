@@ -112,13 +112,14 @@ def test_a_lone_worker_takes_the_worker_flags_of_forkq_start(monkeypatch, tmp_pa
                         lambda path, flags: loaded.append((path, flags)) or exit_early())
     monkeypatch.setattr(cli.config_module, "load",
                         lambda path, flags: loaded.append((path, flags)) or exit_early())
-    flags = ["-c", "x.yml", "-r", "jobs", "-q", "a,2", "-q", "b", "-C", "3"]
+    flags = ["-c", "x.yml", "-r", "jobs", "-q", "a,2", "-q", "b", "-C", "3", "-v"]
     for command in (lambda: worker.main(flags), lambda: cli.main(["start", *flags])):
         with pytest.raises(SystemExit):
             command()
     (worker_path, worker_flags), (start_path, start_flags) = loaded
     assert worker_path == start_path == "x.yml"
-    assert worker_flags == {"require": ["jobs"], "queues": ["a,2", "b"], "concurrency": 3}
+    assert worker_flags == {"require": ["jobs"], "queues": ["a,2", "b"], "concurrency": 3,
+                            "loglevel": "debug"}
     assert {key: start_flags[key] for key in worker_flags} == worker_flags
 
 
@@ -470,3 +471,65 @@ def test_a_missing_require_module_says_where_modules_are_found(tmp_path, monkeyp
         f"require: could not import 'myapp_nowhere.jobs': ModuleNotFoundError: No module named "
         f"'myapp_nowhere' (modules are found from the working directory {tmp_path}, which "
         f"forkq puts on sys.path: run forkq from your project's root, or set PYTHONPATH)")
+
+
+def test_enqueue_starts_the_embedded_redis_when_none_runs_and_the_job_stays(tmp_path):
+    from forkq.connection.embedded import EmbeddedRedis, is_running
+
+    data = tmp_path / "data"
+    (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\n")
+    result = enqueue("--no-check", "Later", "[1]", cwd=str(tmp_path))
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert not is_running(str(data))  # stopped by the command that started it
+    server = EmbeddedRedis(str(data)).start()
+    try:
+        [entry] = api_on(server_client(server)).queue("default").jobs()
+        assert (entry.jid, entry.job_class) == (result.stdout.strip(), "Later")
+    finally:
+        server.stop()
+
+
+def server_client(server):
+    import redis as redis_py
+
+    return redis_py.Redis(unix_socket_path=server.url[len("unix://"):], decode_responses=True)
+
+
+def test_web_starts_the_embedded_redis_when_none_runs(tmp_path, monkeypatch):
+    import forkq.web
+    from forkq.connection.embedded import is_running
+
+    data = str(tmp_path / "data")
+    seen = []
+    monkeypatch.setattr(forkq.web, "serve", lambda config, bind: seen.append(is_running(data)))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\n")
+    assert cli.main(["web", "-c", str(tmp_path / "forkq.yml")]) == 0
+    assert seen == [True] and not is_running(data)
+
+
+@pytest.mark.slow
+def test_forkq_redis_keeps_the_embedded_server_until_terminated(tmp_path):
+    from forkq.connection.embedded import is_running
+
+    data = str(tmp_path / "data")
+    (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
+    env["PYTHONPATH"] = ROOT
+    server = subprocess.Popen([sys.executable, "-m", "forkq.cli", "redis"], cwd=str(tmp_path),
+                              env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr.readline().startswith(f"forkq: embedded Redis at unix://{data}/")
+        assert is_running(data)
+        second = enqueue("--no-check", "X", "[]", cwd=str(tmp_path))  # finds it, leaves it
+        assert second.returncode == 0 and is_running(data)
+        again = subprocess.run([sys.executable, "-m", "forkq.cli", "redis"], cwd=str(tmp_path),
+                               env=env, capture_output=True, text=True, timeout=30)
+        assert (again.returncode, again.stderr) == (
+            1, f"forkq: redis: an embedded server already runs under {data}\n")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+        assert not is_running(data)
+    finally:
+        server.kill()
+        server.wait()
