@@ -180,14 +180,6 @@ _weight = integer(1, 1000, " (weights are ratios between queues)")
 _port = integer(0, 65535, " (0 picks a free port)")
 
 
-def _metrics(value: Any) -> MetricsConfig:
-    return _section(value, MetricsConfig, SECTIONS["metrics"])
-
-
-def _web(value: Any) -> WebConfig:
-    return _section(value, WebConfig, SECTIONS["web"])
-
-
 def _section(value: Any, cls: type, parsers: Mapping[str, Callable[[Any], Any]]) -> Any:
     if not isinstance(value, dict):
         raise ValueError("expected a mapping")
@@ -231,8 +223,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_memory_mb": optional(integer(1, 1_048_576)),
     "max_jobs": optional(integer(1, 10**9)),
     "liveness_timeout": seconds(DAY),
-    "metrics": _metrics,
-    "web": _web,
+    "metrics": lambda value: _section(value, MetricsConfig, SECTIONS["metrics"]),
+    "web": lambda value: _section(value, WebConfig, SECTIONS["web"]),
     "periodic": None,  # parsed by _periodic, which names the file in its messages
     "periodic_lease": seconds(60.0, 0.5),
 }
@@ -394,20 +386,17 @@ def _apply_environ(values: dict[str, Any], environ: Mapping[str, str],
                    sources: dict[str, str]) -> None:
     for variable, value in from_environ(environ).items():
         source = f"environment variable {variable}"
-        if variable == "REDIS_URL":
-            _apply(values, {"redis_url": value}, source, sources)
-            continue
-        section, _, key = variable[6:].lower().partition("__")
+        section, _, key = ("redis_url" if variable == "REDIS_URL" else variable[6:].lower()
+                           ).partition("__")
         if not key:
             _apply(values, {section: value}, source, sources)
             continue
-        parsers = SECTIONS[section]
         try:
-            parsed = parsers[key](value)
+            parsed = SECTIONS[section][key](value)
         except ValueError as exc:
             raise ConfigError(f"{source}: {section}.{key} has invalid value {value!r}: {exc}"
                               ) from None
-        current = values.get(section) or (MetricsConfig() if section == "metrics" else WebConfig())
+        current = values.get(section) or {"metrics": MetricsConfig(), "web": WebConfig()}[section]
         values[section], sources[section] = dataclasses.replace(current, **{key: parsed}), source
 
 
