@@ -75,6 +75,8 @@ class Config:
     timeout: float = 25.0
     fetch: str = "reliable"
     max_retries: int = 25
+    #: traceback lines kept with a failed job whose options do not say ``backtrace``
+    default_backtrace: int = 10
     dead_max_jobs: int = 10_000
     dead_timeout: float = 180 * DAY
     #: average seconds between scheduled/retry polls; each wait is randomised around it
@@ -209,6 +211,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "timeout": seconds(DAY),
     "fetch": _fetch,
     "max_retries": integer(0, MAX_RETRIES, ": retry 100 already waits about 3 years"),
+    "default_backtrace": integer(0, 1000, ": lines of traceback kept in retry and dead"),
     "dead_max_jobs": integer(0, 10_000_000, ": the dead set is held in Redis' memory"),
     "dead_timeout": seconds(10 * YEAR),
     "poll_interval": seconds(HOUR, 0.05),

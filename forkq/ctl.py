@@ -265,7 +265,7 @@ def collect(api) -> dict:
     now = time.time()
     processes = [process_report(p, now) for p in api.processes()]
     queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency)}
-              for q in api.all_queues()]
+              for q in api.all_queues(listened=True)]
     stats = api.stats()
     totals = {"processes": len(processes),
               "threads": sum(p["concurrency"] for p in processes),

@@ -40,8 +40,14 @@ class Api(Store):
     def queue(self, name: str) -> Queue:
         return Queue(name, self)
 
-    def all_queues(self) -> list[Queue]:
-        return [Queue(name, self) for name in sorted(self.redis.smembers(self.keys.queues))]
+    def all_queues(self, listened: bool = False) -> list[Queue]:
+        """The queues pushed to (the ``queues`` set, as Sidekiq lists them); with ``listened``,
+        also those a live process fetches from that nobody pushed to yet."""
+        names = set(self.redis.smembers(self.keys.queues))
+        if listened:
+            names.update(name for process in self.processes() for name in process.queues
+                         if isinstance(name, str))
+        return [Queue(name, self) for name in sorted(names)]
 
     @property
     def scheduled(self) -> ScheduledSet:
