@@ -179,7 +179,8 @@ def test_status_escapes_what_an_attacker_wrote_to_redis(capsys, tmp_path, redis,
     code, out, _ = run_ctl(capsys, "status", "-c", str(config))
     assert code == 0
     assert not any(char in out for char in "\x1b\r\x00\x07\u2028")
-    assert len(out.splitlines()) == 6, out
+    assert len(out.splitlines()) == 7, out  # the queue the process listens to is listed too
+    assert r"  q\x1b[0m  size=0" in out
     assert r"evil\n\x1b[1mqueue  size=1" in out and r"tag=\x1b[31mred\u2028" in out
     assert "beat=?" in out and "busy=0/0" in out and r"labels=l\x00" in out
     code, out, _ = run_ctl(capsys, "status", "-c", str(config), "--json")
