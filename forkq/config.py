@@ -368,7 +368,7 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
 
     An unknown ``FORKQ_*`` variable is a ``ConfigError`` with the closest known name, as an
     unknown file key is: a misspelt variable silently ignored is a setting silently lost."""
-    known = environment_names()
+    known = dict.fromkeys(environment_names())
     raw: dict[str, Any] = {}
     if environ.get("REDIS_URL"):
         raw["REDIS_URL"] = environ["REDIS_URL"]
@@ -376,11 +376,9 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
         if not variable.startswith("FORKQ_") or variable in OTHER_VARIABLES:
             continue
         if variable not in known:
-            close = difflib.get_close_matches(variable, known, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            structured = variable[6:].lower() in STRUCTURED
-            why = " (a structure: set it in the config file)" if structured else ""
-            raise ConfigError(f"environment variable {variable}: not a forkq setting{why}{hint}")
+            why = (" (a structure: set it in the config file)"
+                   if variable[6:].lower() in STRUCTURED else _suggest(variable, known))
+            raise ConfigError(f"environment variable {variable}: not a forkq setting{why}")
         raw[variable] = environ[variable]
     return raw
 

@@ -309,7 +309,7 @@ def test_an_unknown_forkq_variable_is_an_error_with_a_suggestion(variable, sugge
     with pytest.raises(ConfigError) as caught:
         config.load(None, environ={variable: "1"})
     assert str(caught.value) == (f"environment variable {variable}: not a forkq setting "
-                                 f"(did you mean {suggestion}?)")
+                                 f"(did you mean {suggestion!r}?)")
 
 
 def test_variables_read_elsewhere_are_not_unknown():
