@@ -141,7 +141,8 @@ def test_the_readme_commands_find_a_master_started_without_a_pidfile(capsys, sta
     assert sorted(p["pid"] for p in report["processes"]) == sorted(pids)
     assert all(p["tag"] == "ctl" and p["concurrency"] == 3 and p["rss_kb"] > 0 and
                0 <= p["beat_age"] < 5 and not p["quiet"] for p in report["processes"])
-    assert [(q["name"], q["size"]) for q in report["queues"]] == [("parked", 1)]
+    # default: the queue the workers listen to, listed before anything was pushed to it
+    assert [(q["name"], q["size"]) for q in report["queues"]] == [("default", 0), ("parked", 1)]
     assert report["totals"] == {"processes": 2, "threads": 6, "busy": 0, "queued": 1,
                                 "scheduled": 0, "retries": 0, "dead": 0, "processed": 0,
                                 "failed": 0}
