@@ -38,7 +38,7 @@ def enqueue_examples():
         jobs.greet.perform_async(name)
     jobs.ResizeImage.perform_bulk([[image, 640] for image in range(1, 6)])
     for order in range(100, 106):
-        jobs.charge_card.perform_async(order, 1999)
+        jobs.ChargeCard.perform_async(order, 1999)
     jobs.greet.perform_in(3, "the future")
 
 

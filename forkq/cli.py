@@ -1,5 +1,6 @@
 """The ``forkq`` command: ``start`` (the supervisor), ``worker`` (one process), ``web``,
-``enqueue`` (push one job by its wire name, for operators and scripts).
+``enqueue`` (push one job by its wire name, for operators and scripts), ``redis`` (the embedded
+server in the foreground).
 
 Runs in the foreground and never daemonizes: systemd, Heroku or a container runtime owns the
 process (see ``deploy/``). Flags override the config file and the environment. A configuration
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import difflib
 import json
 import math
 import sys
@@ -19,7 +21,7 @@ from typing import Any
 
 from . import config as config_module
 from .errors import ForkqError
-from .flags import add_config_flag, add_worker_flags, config_path, worker_flags
+from .flags import add_config_flag, add_worker_flags, closed_pipe, config_path, worker_flags
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,20 +30,55 @@ def main(argv: list[str] | None = None) -> int:
         # Everything after "worker" is the worker's own command line.
         from . import worker
 
-        return worker.main(argv[1:])
-    args = build_parser().parse_args(argv)
+        return worker.main(argv[1:], prog="forkq worker")
+    parser = build_parser()
+    if not argv:
+        parser.print_help(sys.stderr)  # the commands, rather than "a command is required"
+        return 2
+    args = parser.parse_args(argv)
     try:
         return args.run(args)
     except ForkqError as exc:
         print(f"forkq: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return closed_pipe()
+
+
+START_HELP = """\
+Start the supervisor: it reads the config, checks that Redis answers, preloads the modules of
+require:, then forks the worker children (processes:, default one per CPU), each running
+concurrency: job threads, and restarts any child that exits. Runs in the foreground until TERM
+or INT (forkqctl stop); HUP (forkqctl reload) re-reads the config. Without redis_url it starts
+an embedded redis-server under data_dir and stops it on exit."""
+
+WEB_HELP = """\
+Serve the web UI (queues, busy threads, retries, scheduled and dead jobs, metrics) over HTTP,
+reading Redis as the config says. Without redis_url it uses the embedded redis-server under
+data_dir: the one that runs (forkq start's, or forkq redis's), else one it starts and stops
+when it exits. The embedded server stops with the command that started it: to keep it up
+while forkq start and forkq web come and go, run forkq redis first, in a terminal of its own."""
+
+REDIS_HELP = """\
+Run the embedded redis-server under the config's data_dir in the foreground, until Ctrl-C or
+TERM. forkq start, forkq web, forkq enqueue and the application find it there by the directory
+alone (no redis_url) and leave it running when they stop, so that stopping the workers does not
+take the web UI and the data with them. Its append-only file under data_dir keeps the jobs
+between runs. Exits 1 when a server already runs there, or when redis_url is configured (then
+there is no embedded server to run)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="forkq", description="Run forkq background jobs.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    from . import __version__
 
-    start = commands.add_parser("start", help="start the supervisor and its worker children")
+    parser = argparse.ArgumentParser(prog="forkq", description="Run forkq background jobs.")
+    parser.add_argument("--version", action="version", version=f"forkq {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, title="commands",
+                                     metavar="command")
+
+    start = commands.add_parser("start", help="start the supervisor and its worker children",
+                                description=START_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flag(start)
     add_worker_flags(start, threads_help="threads per child")
     start.add_argument("-P", "--processes", type=int, help="worker children (default: CPUs)")
@@ -51,30 +88,39 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--pidfile", help="write the master's pid here")
     start.set_defaults(run=run_start)
 
-    commands.add_parser("worker", help="run one worker process without a supervisor (the "
-                        "options of python -m forkq.worker)")
+    commands.add_parser("worker", help="run one worker process without a supervisor "
+                        "(forkq worker --help lists its options)")
 
-    web = commands.add_parser("web", help="serve the web UI")
+    web = commands.add_parser("web", help="serve the web UI", description=WEB_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flag(web)
-    web.add_argument("--bind", help="host:port (default: web.bind and web.port of the config; "
-                     "anything but loopback needs web.username and web.password_hash)")
+    web.add_argument("--bind", help="host:port, host, or a bare port number (default: web.bind "
+                     "and web.port of the config; anything but loopback needs web.username and "
+                     "web.password_hash)")
     web.add_argument("--hash-password", action="store_true", help="print a web.password_hash "
                      "for a password (typed twice without echo, or the first line of standard "
                      "input when it is not a terminal) and exit")
     web.set_defaults(run=run_web)
     add_enqueue_parser(commands)
+    redis = commands.add_parser("redis", help="run the embedded redis-server of the config's "
+                                "data_dir in the foreground", description=REDIS_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flag(redis)
+    redis.set_defaults(run=run_redis)
     return parser
 
 
 ENQUEUE_HELP = """\
 Push one job by its wire name (the payload's "class": module.QualifiedName, or the job's name)
-and print its jid. The job class need not be importable here, as with Sidekiq's client API: the
-payload is built from the command line alone, so its queue is --queue or "default" (the class's
-own options are not read) and its retry --retry or true. With --check, the modules of the
-config's require: are imported first (as a worker does) and the job goes through the class
-itself: an unknown name or a wrong argument count is refused, and the class's own options
-(queue, retry...) apply unless a flag overrides them. Redis, namespace and data_dir come from
-the config, as for every command."""
+and print its jid. By default the name is checked first: the modules of the config's require:
+are imported (as a worker does) and the job goes through the class itself, so an unknown name
+(with the closest registered one), a wrong argument count or bad options are refused, and the
+class's own options (queue, retry...) apply unless a flag overrides them. With --no-check the
+class need not be importable here, as with Sidekiq's client API (a job that Ruby Sidekiq or
+another program runs): the payload is built from the command line alone, so its queue is
+--queue or "default" and its retry --retry or true. Redis, namespace and data_dir come from
+the config, as for every command; without redis_url, the embedded redis-server under data_dir
+is used, and started when no forkq start runs."""
 
 
 def add_enqueue_parser(commands) -> None:
@@ -86,8 +132,8 @@ def add_enqueue_parser(commands) -> None:
     enqueue.add_argument("arguments", metavar="ARGS_JSON", help="the arguments as a JSON "
                          "array, e.g. '[42, \"ann@example.com\"]' ('[]' for none)")
     add_config_flag(enqueue)
-    enqueue.add_argument("-q", "--queue", help="queue name (default: \"default\", or the "
-                         "class's queue with --check)")
+    enqueue.add_argument("-q", "--queue", help="queue name (default: the class's queue; "
+                         "\"default\" with --no-check)")
     when = enqueue.add_mutually_exclusive_group()
     when.add_argument("--in", dest="in_seconds", metavar="SECONDS",
                       help="run that many seconds from now (through the schedule)")
@@ -96,8 +142,10 @@ def add_enqueue_parser(commands) -> None:
                       "time in the past enqueues at once")
     enqueue.add_argument("--retry", metavar="true|false|N", help="retries on failure: true "
                          "(max_retries), false (dropped) or a count (0: dead at once)")
-    enqueue.add_argument("--check", action="store_true", help="import require: and push through "
-                         "the job class: refuse an unknown class or a wrong argument count")
+    enqueue.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                         help="import require: and push through the job class: refuse an "
+                         "unknown class or a wrong argument count (default: check; --no-check "
+                         "pushes by name)")
     enqueue.set_defaults(run=run_enqueue)
 
 
@@ -124,7 +172,7 @@ def run_web(args: argparse.Namespace) -> int:
     config = config_module.load(config_path(args))
     host, port = config.web.bind, config.web.port
     if args.bind is not None:
-        host, port = config_module.parse_bind(args.bind, port)
+        host, port = config_module.parse_bind(args.bind, port, default_host=host)
     # An IPv6 host in brackets, so that the port cannot be read as part of the address.
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
@@ -132,13 +180,40 @@ def run_web(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ForkqError(f"the web UI cannot start: {exc} (reinstall forkq: jinja2 is one of "
                          f"its dependencies)") from None
-    web.serve(config, bind)
+    from .connection.embedded import serving
+
+    with serving(config.redis_url, config.data_dir):
+        web.serve(config, bind)
+    return 0
+
+
+def run_redis(args: argparse.Namespace) -> int:
+    import signal
+
+    from .connection.embedded import EmbeddedRedis, is_running
+
+    config = config_module.load(config_path(args))
+    if config.redis_url:
+        raise ForkqError("redis: the config names a Redis (redis_url or REDIS_URL): there is "
+                         "no embedded server to run")
+    if is_running(config.data_dir):
+        raise ForkqError(f"redis: an embedded server already runs under {config.data_dir}")
+    server = EmbeddedRedis(config.data_dir).start()
+    # TERM ends the wait as Ctrl-C does, so that the server is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"forkq: embedded Redis at {server.url} (data in {server.data_dir}); Ctrl-C stops it",
+          file=sys.stderr, flush=True)
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 
 def run_enqueue(args: argparse.Namespace) -> int:
-    import redis
-
+    from .connection.embedded import serving
     from .connection.source import default_source
 
     job_args = parse_job_arguments(args.arguments)
@@ -146,6 +221,14 @@ def run_enqueue(args: argparse.Namespace) -> int:
     options = parse_options(args.job_class, args.queue, args.retry)
     config = config_module.load(config_path(args))
     default_source().use_config(config)
+    with serving(config.redis_url, config.data_dir):
+        return enqueue_one(args, config, job_args, options, at)
+
+
+def enqueue_one(args: argparse.Namespace, config, job_args: list, options: dict,
+                at: float | None) -> int:
+    import redis
+
     try:
         if args.check:
             jid = push_checked(args.job_class, job_args, options, at, config.require)
@@ -299,15 +382,17 @@ def push_by_name(name: str, job_args: list, options: dict, at: float | None) -> 
 
 def push_checked(name: str, job_args: list, options: dict, at: float | None,
                  modules: tuple[str, ...]) -> str:
-    from .job import resolve
+    from .job import known_names, resolve
     from .worker import import_required
 
     import_required(modules)
     job_class = resolve(name)
     if job_class is None:
-        raise ForkqError(f"enqueue --check: no job named {name!r} is registered by the modules "
-                         f"of require: {list(modules)}; check the name, or drop --check to push "
-                         f"it by name anyway")
+        close = difflib.get_close_matches(name, known_names(), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ForkqError(f"enqueue: no job named {name!r} is registered by the modules of "
+                         f"require: {list(modules)}{hint}; check the name, or pass --no-check "
+                         f"to push it by name anyway (a job another program runs)")
     setter = job_class.set(**options)
     jid = setter.perform_async(*job_args) if at is None else setter.perform_at(at, *job_args)
     if jid is None:

@@ -1,6 +1,7 @@
 """Configuration: one frozen object parsed once, shared by every forkq command.
 
-Precedence: defaults < YAML file < environment (``REDIS_URL``, ``FORKQ_<KEY>``) < flags.
+Precedence: defaults < YAML file < environment (``REDIS_URL``, ``FORKQ_<KEY>``,
+``FORKQ_<SECTION>__<KEY>`` such as ``FORKQ_METRICS__PORT``) < flags.
 One schema serves ``forkq start``, ``python -m forkq.worker``, ``forkq web`` and ``forkqctl``,
 so a command accepts keys only another command uses. Unknown keys and invalid values raise
 ``ConfigError`` naming the source (file, variable or flag), the key and the value.
@@ -76,6 +77,8 @@ class Config:
     timeout: float = 25.0
     fetch: str = "reliable"
     max_retries: int = 25
+    #: traceback lines kept with a failed job whose options do not say ``backtrace``
+    default_backtrace: int = 10
     dead_max_jobs: int = 10_000
     dead_timeout: float = 180 * DAY
     #: average seconds between scheduled/retry polls; each wait is randomised around it
@@ -181,18 +184,6 @@ _weight = integer(1, 1000, " (weights are ratios between queues)")
 _port = integer(0, 65535, " (0 picks a free port)")
 
 
-def _metrics(value: Any) -> MetricsConfig:
-    return _section(value, MetricsConfig, {"bind": host, "port": optional(_port)})
-
-
-def _web(value: Any) -> WebConfig:
-    return _section(value, WebConfig, {
-        "bind": host, "port": _port, "username": optional(string),
-        "password_hash": optional(string), "read_only": boolean,
-        "allowed_hosts": string_list,
-    })
-
-
 def _section(value: Any, cls: type, parsers: Mapping[str, Callable[[Any], Any]]) -> Any:
     if not isinstance(value, dict):
         raise ValueError("expected a mapping")
@@ -222,6 +213,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "timeout": seconds(DAY),
     "fetch": _fetch,
     "max_retries": integer(0, MAX_RETRIES, ": retry 100 already waits about 3 years"),
+    "default_backtrace": integer(0, 1000, ": lines of traceback kept in retry and dead"),
     "dead_max_jobs": integer(0, 10_000_000, ": the dead set is held in Redis' memory"),
     "dead_timeout": seconds(10 * YEAR),
     "poll_interval": seconds(HOUR, 0.05),
@@ -236,8 +228,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_memory_mb": optional(integer(1, 1_048_576)),
     "max_jobs": optional(integer(1, 10**9)),
     "liveness_timeout": seconds(DAY),
-    "metrics": _metrics,
-    "web": _web,
+    "metrics": lambda value: _section(value, MetricsConfig, SECTIONS["metrics"]),
+    "web": lambda value: _section(value, WebConfig, SECTIONS["web"]),
     "periodic": None,  # parsed by _periodic, which names the file in its messages
     "periodic_lease": seconds(60.0, 0.5),
 }
@@ -298,16 +290,62 @@ def _build(values: dict[str, Any], sources: Mapping[str, str]) -> Config:
     return config
 
 
+#: FORKQ_* variables that are not config keys: read by the commands and the web UI themselves
+OTHER_VARIABLES = ("FORKQ_CONFIG", "FORKQ_WEB_USERNAME", "FORKQ_WEB_PASSWORD")
+#: parsers of the keys of each section, for ``FORKQ_<SECTION>__<KEY>``
+SECTIONS: dict[str, Mapping[str, Callable[[Any], Any]]] = {
+    "metrics": {"bind": host, "port": optional(_port)},
+    "web": {"bind": host, "port": _port, "username": optional(string),
+            "password_hash": optional(string), "read_only": boolean,
+            "allowed_hosts": string_list},
+}
+
+
+def environment_names() -> list[str]:
+    """Every FORKQ_* variable forkq reads: one per scalar or list key, ``FORKQ_<SECTION>__<KEY>``
+    (two underscores: one would be ambiguous with keys like ``max_retries``) per section key."""
+    names = ["FORKQ_" + key.upper() for key in PARSERS if key not in STRUCTURED]
+    names += [f"FORKQ_{section.upper()}__{key.upper()}"
+              for section, keys in SECTIONS.items() for key in keys]
+    return names + list(OTHER_VARIABLES)
+
+
 def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``REDIS_URL`` and ``FORKQ_<KEY>`` for every top-level scalar or list key."""
+    """``REDIS_URL``, ``FORKQ_<KEY>`` and ``FORKQ_<SECTION>__<KEY>``, keyed by variable name.
+
+    An unknown ``FORKQ_*`` variable is a ``ConfigError`` with the closest known name, as an
+    unknown file key is: a misspelt variable silently ignored is a setting silently lost."""
+    known = dict.fromkeys(environment_names())
     raw: dict[str, Any] = {}
     if environ.get("REDIS_URL"):
-        raw["redis_url"] = environ["REDIS_URL"]
-    for key in PARSERS:
-        variable = "FORKQ_" + key.upper()
-        if variable in environ and key not in STRUCTURED:
-            raw[key] = environ[variable]
+        raw["REDIS_URL"] = environ["REDIS_URL"]
+    for variable in sorted(environ):
+        if not variable.startswith("FORKQ_") or variable in OTHER_VARIABLES:
+            continue
+        if variable not in known:
+            why = (" (a structure: set it in the config file)"
+                   if variable[6:].lower() in STRUCTURED else _suggest(variable, known))
+            raise ConfigError(f"environment variable {variable}: not a forkq setting{why}")
+        raw[variable] = environ[variable]
     return raw
+
+
+def _apply_environ(values: dict[str, Any], environ: Mapping[str, str],
+                   sources: dict[str, str]) -> None:
+    for variable, value in from_environ(environ).items():
+        source = f"environment variable {variable}"
+        section, _, key = ("redis_url" if variable == "REDIS_URL" else variable[6:].lower()
+                           ).partition("__")
+        if not key:
+            _apply(values, {section: value}, source, sources)
+            continue
+        try:
+            parsed = SECTIONS[section][key](value)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {section}.{key} has invalid value {value!r}: {exc}"
+                              ) from None
+        current = values.get(section) or {"metrics": MetricsConfig(), "web": WebConfig()}[section]
+        values[section], sources[section] = dataclasses.replace(current, **{key: parsed}), source
 
 
 def default_path(environ: Mapping[str, str] | None = None) -> str | None:
@@ -327,15 +365,10 @@ def load(path: str | None = None, flags: Mapping[str, Any] | None = None,
     if path:
         _apply(values, read_file(path), path, sources)
         values["source"] = path
-    for key, value in from_environ(environ).items():
-        _apply(values, {key: value}, f"environment variable {_env_name(key)}", sources)
+    _apply_environ(values, environ, sources)
     given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
     _apply(values, given_flags, flags_source, sources)
     return _build(values, sources)
-
-
-def _env_name(key: str) -> str:
-    return "REDIS_URL" if key == "redis_url" else "FORKQ_" + key.upper()
 
 
 def from_mapping(raw: Mapping[str, Any], source: str = "settings") -> Config:
@@ -346,10 +379,14 @@ def from_mapping(raw: Mapping[str, Any], source: str = "settings") -> Config:
     return _build(values, sources)
 
 
-def parse_bind(text: str, default_port: int, source: str = "command line: --bind") -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port``, ``:port`` or a bare IPv6 address."""
+def parse_bind(text: str, default_port: int, source: str = "command line: --bind",
+               default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port``, ``:port`` (all interfaces), a bare IPv6 address,
+    or a bare port number (on ``default_host``: a number is never a host name)."""
     address, port = text, default_port
-    if text.startswith("["):
+    if text.isascii() and text.isdigit():
+        address, port = default_host, text
+    elif text.startswith("["):
         address, _, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else default_port
     elif text.count(":") == 1:

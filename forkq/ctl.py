@@ -1,6 +1,6 @@
-"""The ``forkqctl`` command: stop, quiet or dump a running master; show what Redis knows.
+"""The ``forkqctl`` command: stop, quiet, reload or dump a running master; show what Redis knows.
 
-``stop``, ``quiet`` and ``dump`` signal the master named by a pidfile: ``--pidfile``, else the
+``stop``, ``quiet``, ``reload`` and ``dump`` signal the master named by a pidfile: ``--pidfile``, else the
 config's ``pidfile``, else ``<data_dir>/master.pid``, which every master writes (``data_dir``
 is relative to the directory the master runs in, ``.forkq`` by default). The pid is signalled
 only when its process is the one that wrote the file (same start time, runs forkq): a stale
@@ -11,7 +11,8 @@ pidfd, so the pid cannot be reused between the check and the signal.
 the queues, and totals; the master's pid when its pidfile is found; the periodic leader
 (identity and its master's pid) and each periodic entry's next and last run (tick, jid).
 Everything that came from Redis is printed with control characters escaped. An error prints one
-line, ``forkqctl: <message>``, and exits 1.
+line, ``forkqctl: <message>``, and exits 1; output cut short by its reader (``| head``) ends
+quietly with exit code 141, as a process killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -40,12 +41,16 @@ class CtlError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .flags import closed_pipe
+
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except (CtlError, ForkqError) as exc:
         print(f"forkqctl: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return closed_pipe()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, run, text in (("stop", run_stop, None),
                             ("quiet", run_quiet, "stop fetching new jobs (TSTP)"),
                             ("dump", run_dump, "log every thread's stack in every child (TTIN)"),
+                            ("reload", run_reload, "re-read the config and replace the children "
+                             "one at a time, each stopped gracefully (HUP)"),
                             ("status", run_status, "processes, queues and totals, from Redis")):
         command = stop if name == "stop" else commands.add_parser(name, help=text)
         command.add_argument("-c", "--config", help="path to the YAML config (default: "
@@ -207,6 +214,14 @@ def run_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_reload(args: argparse.Namespace) -> int:
+    with find_master(args, load_config(args)) as master:
+        master.send(signal.SIGHUP)
+    print(f"forkqctl: sent HUP to forkq master {master.pid}: it re-reads its config and "
+          f"replaces its children one at a time")
+    return 0
+
+
 # --- status
 
 def run_status(args: argparse.Namespace) -> int:
@@ -250,7 +265,7 @@ def collect(api) -> dict:
     now = time.time()
     processes = [process_report(p, now) for p in api.processes()]
     queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency),
-               "problem": q.problem} for q in api.all_queues()]
+               "problem": q.problem} for q in api.all_queues(listened=True)]
     stats = api.stats()
     totals = {"processes": len(processes),
               "threads": sum(p["concurrency"] for p in processes),

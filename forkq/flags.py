@@ -9,6 +9,9 @@ neither the commands nor the worker, so each of them may import it.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
 
 from . import config as config_module
 
@@ -30,8 +33,27 @@ def add_worker_flags(parser: argparse.ArgumentParser, threads_help: str) -> None
     parser.add_argument("-q", "--queue", action="append", dest="queues",
                         help="queue name, or name,weight (repeatable)")
     parser.add_argument("-C", "--concurrency", type=int, help=threads_help)
+    levels = ", ".join(sorted(config_module.LOGLEVELS))
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("--loglevel", metavar="LEVEL", help=f"log level ({levels}; default: "
+                           f"the config's loglevel, else info)")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log at debug level "
+                           "(--loglevel debug)")
 
 
 def worker_flags(args: argparse.Namespace) -> dict:
     """The config keys ``add_worker_flags``' flags set (None: not given)."""
-    return {"require": args.require, "queues": args.queues, "concurrency": args.concurrency}
+    return {"require": args.require, "queues": args.queues, "concurrency": args.concurrency,
+            "loglevel": "debug" if args.verbose else args.loglevel}
+
+
+def closed_pipe() -> int:
+    """The exit code when the reader of standard output went away (``forkqctl status | head``).
+
+    Not an error of the command: it exits quietly, with the shell's code for a process ended by
+    SIGPIPE (141). Standard output is pointed at /dev/null first, so that the interpreter's own
+    flush at exit does not raise a second BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE

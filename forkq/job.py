@@ -32,6 +32,11 @@ def resolve(wire_name: str) -> type["Job"] | None:
     return _registry.get(wire_name)
 
 
+def known_names() -> list[str]:
+    """Every wire name this process can resolve (for "did you mean" in messages)."""
+    return sorted(_registry)
+
+
 def hooks_of(job_class: type["Job"] | None) -> dict[str, Any]:
     """The hook options a failure of ``job_class`` is decided with (``retry.decide``); none
     for a class this process does not know."""

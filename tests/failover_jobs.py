@@ -9,5 +9,5 @@ import forkq
 
 @forkq.job
 def note(value):
-    with open(os.environ["FORKQ_RUNS_FILE"], "a") as runs:
+    with open(os.environ["FAILOVER_RUNS_FILE"], "a") as runs:
         runs.write(f"{value} {time.time():.3f}\n")

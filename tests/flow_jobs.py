@@ -105,6 +105,16 @@ class StuckInSleep(forkq.Job):
         time.sleep(1000)
 
 
+class Overrun(forkq.Job):
+    """Runs past its hard limit, but returns before its process stops."""
+
+    options = {"time_limit": 1, "retry": 3}
+
+    def perform(self) -> None:
+        forkq.redis().hset("flow:started", self.jid, os.getpid())
+        time.sleep(2.5)
+
+
 class StuckInRecv(forkq.Job):
     """Blocked reading a socket that never sends (the other end is kept open)."""
 

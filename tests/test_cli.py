@@ -13,7 +13,7 @@ import pytest
 
 import e2e_jobs
 import forkq
-from forkq import cli
+from forkq import cli, config
 from forkq.errors import ForkqError
 from helpers import wait_for
 from masters import ROOT, TESTS
@@ -86,11 +86,11 @@ def test_start_flags_override_the_config_file():
     args = cli.build_parser().parse_args(
         ["start", "-c", "x.yml", "-r", "app.jobs", "-r", "app.more", "-q", "critical,3",
          "-q", "default", "-C", "7", "-P", "3", "-t", "9", "-g", "blue", "--logfile", "f.log",
-         "--pidfile", "f.pid"])
+         "--pidfile", "f.pid", "--loglevel", "error"])
     assert cli.start_flags(args) == {
         "require": ["app.jobs", "app.more"], "queues": ["critical,3", "default"],
         "concurrency": 7, "processes": 3, "timeout": 9.0, "tag": "blue", "logfile": "f.log",
-        "pidfile": "f.pid"}
+        "pidfile": "f.pid", "loglevel": "error"}
 
 
 @pytest.mark.slow
@@ -112,13 +112,14 @@ def test_a_lone_worker_takes_the_worker_flags_of_forkq_start(monkeypatch, tmp_pa
                         lambda path, flags: loaded.append((path, flags)) or exit_early())
     monkeypatch.setattr(cli.config_module, "load",
                         lambda path, flags: loaded.append((path, flags)) or exit_early())
-    flags = ["-c", "x.yml", "-r", "jobs", "-q", "a,2", "-q", "b", "-C", "3"]
+    flags = ["-c", "x.yml", "-r", "jobs", "-q", "a,2", "-q", "b", "-C", "3", "-v"]
     for command in (lambda: worker.main(flags), lambda: cli.main(["start", *flags])):
         with pytest.raises(SystemExit):
             command()
     (worker_path, worker_flags), (start_path, start_flags) = loaded
     assert worker_path == start_path == "x.yml"
-    assert worker_flags == {"require": ["jobs"], "queues": ["a,2", "b"], "concurrency": 3}
+    assert worker_flags == {"require": ["jobs"], "queues": ["a,2", "b"], "concurrency": 3,
+                            "loglevel": "debug"}
     assert {key: start_flags[key] for key in worker_flags} == worker_flags
 
 
@@ -202,7 +203,8 @@ def test_enqueue_pushes_by_name_and_a_worker_runs_it(tmp_path, redis_url, redis)
         f"poll_interval: 0.1\nheartbeat_interval: 0.5\ndata_dir: {tmp_path / 'data'}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORKQ_")}
     env.update(REDIS_URL=redis_url, PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-m", "forkq.cli", "enqueue", "e2e_jobs.Record",
+    result = subprocess.run([sys.executable, "-m", "forkq.cli", "enqueue", "--no-check",
+                             "e2e_jobs.Record",
                              '[7, "seven", {"k": [1.5, null]}]'], cwd=str(tmp_path), env=env,
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 0 and result.stderr == "", result.stderr
@@ -220,11 +222,11 @@ def test_enqueue_schedules_with_the_given_queue_and_retry(tmp_path, redis_url, r
     config = tmp_path / "forkq.yml"
     config.write_text(f"redis_url: {redis_url}\n")
     before = time.time()
-    first = enqueue("NotImportable", "[]", "-c", str(config), "--queue", "critical",
+    first = enqueue("--no-check", "NotImportable", "[]", "-c", str(config), "--queue", "critical",
                     "--retry", "0", "--in", "60", cwd=str(tmp_path))
-    second = enqueue("Other::RubyJob", '["x"]', "-c", str(config), "--retry", "false",
+    second = enqueue("--no-check", "Other::RubyJob", '["x"]', "-c", str(config), "--retry", "false",
                      "--at", "2030-01-31T09:00:00+01:00", cwd=str(tmp_path))
-    past = enqueue("Late", "[]", "-c", str(config), "--at", "1", cwd=str(tmp_path))
+    past = enqueue("--no-check", "Late", "[]", "-c", str(config), "--at", "1", cwd=str(tmp_path))
     assert (first.returncode, first.stderr, second.returncode, second.stderr) == (0, "", 0, "")
     [late] = api_on(redis).queue("default").jobs()  # a time in the past enqueues at once
     assert (past.returncode, late.jid, late.job_class) == (0, past.stdout.strip(), "Late")
@@ -245,6 +247,7 @@ def test_enqueue_check_goes_through_the_job_class(tmp_path, redis_url, redis):
     named = enqueue("--check", "HardJob", '["a", "b"]', "-c", str(config), cwd=str(tmp_path))
     arity = enqueue("--check", "jobs.add", "[1]", "-c", str(config), cwd=str(tmp_path))
     unknown = enqueue("--check", "jobs.nope", "[]", "-c", str(config), cwd=str(tmp_path))
+    misspelt = enqueue("jobs.ad", "[1, 2]", "-c", str(config), cwd=str(tmp_path))  # by default
     assert (ok.returncode, ok.stderr, named.returncode, named.stderr) == (0, "", 0, "")
     [entry] = api_on(redis).queue("other").jobs()  # the class's own queue
     assert (entry.jid, entry.job_class, entry.args) == (ok.stdout.strip(), "jobs.add", [1, 2])
@@ -253,8 +256,13 @@ def test_enqueue_check_goes_through_the_job_class(tmp_path, redis_url, redis):
     assert arity.stderr == ("forkq: enqueue: jobs.add.perform_async: perform(a, b) takes 2 "
                             "arguments, but 1 were given\n")
     assert unknown.returncode == 1 and unknown.stderr.startswith(
-        "forkq: enqueue --check: no job named 'jobs.nope' is registered by the modules of "
+        "forkq: enqueue: no job named 'jobs.nope' is registered by the modules of "
         "require: ['jobs']")
+    assert (misspelt.returncode, misspelt.stdout) == (1, "")
+    assert misspelt.stderr == (
+        "forkq: enqueue: no job named 'jobs.ad' is registered by the modules of require: "
+        "['jobs'] (did you mean jobs.add?); check the name, or pass --no-check to push it by "
+        "name anyway (a job another program runs)\n")
     assert api_on(redis).queue("other").size == 1
 
 
@@ -298,7 +306,7 @@ def test_enqueue_flags_argparse_refuses_exit_2(argv, message, capsys):
 
 
 def test_enqueue_without_redis_says_so_and_pushes_nothing(tmp_path):
-    result = enqueue("X", "[]", cwd=str(tmp_path),
+    result = enqueue("--no-check", "X", "[]", cwd=str(tmp_path),
                      env=dict(os.environ, REDIS_URL="redis://127.0.0.1:1/0"))
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("forkq: enqueue: Redis at redis://127.0.0.1:1/0: ")
@@ -307,7 +315,7 @@ def test_enqueue_without_redis_says_so_and_pushes_nothing(tmp_path):
 
 
 def test_enqueue_without_redis_keeps_the_password_out(tmp_path):
-    result = enqueue("X", "[]", cwd=str(tmp_path),
+    result = enqueue("--no-check", "X", "[]", cwd=str(tmp_path),
                      env=dict(os.environ, REDIS_URL="redis://:s3cretpw@127.0.0.1:1/0"))
     assert result.returncode == 1 and "s3cretpw" not in result.stderr
     assert result.stderr.startswith("forkq: enqueue: Redis at redis://:***@127.0.0.1:1/0: ")
@@ -336,8 +344,8 @@ def test_enqueue_help_says_what_the_class_name_needs(capsys):
         cli.main(["enqueue", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert exit_info.value.code == 0
-    assert "The job class need not be importable here" in text
-    assert "With --check, the modules of the config's require: are imported" in text
+    assert "By default the name is checked first: the modules of the config's require:" in text
+    assert "With --no-check the class need not be importable here" in text
 
 
 def hash_password(stdin: str) -> subprocess.CompletedProcess:
@@ -410,3 +418,118 @@ def test_hash_password_on_a_terminal_asks_twice_without_echo(second, code):
         assert security.verify_password("tty pw", hashed)
     else:
         assert "forkq: web --hash-password: the two passwords differ; nothing printed" in output
+
+
+def test_web_reads_a_bare_number_as_the_port(tmp_path, monkeypatch):
+    import forkq.web
+
+    calls = []
+    monkeypatch.setattr(forkq.web, "serve", lambda config, bind: calls.append(bind))
+    config = tmp_path / "forkq.yml"
+    config.write_text(f"data_dir: {tmp_path}\nredis_url: redis://127.0.0.1:1/0\n")
+    assert cli.main(["web", "-c", str(config), "--bind", "7613"]) == 0
+    assert calls == ["127.0.0.1:7613"]
+
+
+def test_version_and_a_bare_forkq_list_what_there_is(capsys):
+    from forkq import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert (exit_info.value.code, capsys.readouterr().out) == (0, f"forkq {__version__}\n")
+    assert cli.main([]) == 2
+    listing = capsys.readouterr().err
+    for command in ("start", "worker", "web", "enqueue"):
+        assert f"\n    {command} " in listing
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["start", "--help"], "Start the supervisor: it reads the config, checks that Redis answers"),
+    (["web", "--help"], "Serve the web UI (queues, busy threads"),
+    (["worker", "--help"], "usage: forkq worker [-h]"),
+])
+def test_every_command_help_describes_it(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 0 and fragment in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, level", [([], "INFO"), (["-v"], "DEBUG"),
+                                         (["--loglevel", "warn"], "WARNING")])
+def test_start_takes_the_log_level_from_the_command_line(argv, level):
+    args = cli.build_parser().parse_args(["start", *argv])
+    assert config.load(None, cli.start_flags(args), environ={}).loglevel == level
+
+
+def test_a_missing_require_module_says_where_modules_are_found(tmp_path, monkeypatch):
+    from forkq.worker import import_required
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ForkqError) as caught:
+        import_required(["myapp_nowhere.jobs"])
+    assert str(caught.value) == (
+        f"require: could not import 'myapp_nowhere.jobs': ModuleNotFoundError: No module named "
+        f"'myapp_nowhere' (modules are found from the working directory {tmp_path}, which "
+        f"forkq puts on sys.path: run forkq from your project's root, or set PYTHONPATH)")
+
+
+def test_enqueue_starts_the_embedded_redis_when_none_runs_and_the_job_stays(tmp_path):
+    from forkq.connection.embedded import EmbeddedRedis, is_running
+
+    data = tmp_path / "data"
+    (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\n")
+    result = enqueue("--no-check", "Later", "[1]", cwd=str(tmp_path))
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert not is_running(str(data))  # stopped by the command that started it
+    server = EmbeddedRedis(str(data)).start()
+    try:
+        [entry] = api_on(server_client(server)).queue("default").jobs()
+        assert (entry.jid, entry.job_class) == (result.stdout.strip(), "Later")
+    finally:
+        server.stop()
+
+
+def server_client(server):
+    import redis as redis_py
+
+    return redis_py.Redis(unix_socket_path=server.url[len("unix://"):], decode_responses=True)
+
+
+def test_web_starts_the_embedded_redis_when_none_runs(tmp_path, monkeypatch):
+    import forkq.web
+    from forkq.connection.embedded import is_running
+
+    data = str(tmp_path / "data")
+    seen = []
+    monkeypatch.setattr(forkq.web, "serve", lambda config, bind: seen.append(is_running(data)))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\n")
+    assert cli.main(["web", "-c", str(tmp_path / "forkq.yml")]) == 0
+    assert seen == [True] and not is_running(data)
+
+
+@pytest.mark.slow
+def test_forkq_redis_keeps_the_embedded_server_until_terminated(tmp_path):
+    from forkq.connection.embedded import is_running
+
+    data = str(tmp_path / "data")
+    (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
+    env["PYTHONPATH"] = ROOT
+    server = subprocess.Popen([sys.executable, "-m", "forkq.cli", "redis"], cwd=str(tmp_path),
+                              env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr.readline().startswith(f"forkq: embedded Redis at unix://{data}/")
+        assert is_running(data)
+        second = enqueue("--no-check", "X", "[]", cwd=str(tmp_path))  # finds it, leaves it
+        assert second.returncode == 0 and is_running(data)
+        again = subprocess.run([sys.executable, "-m", "forkq.cli", "redis"], cwd=str(tmp_path),
+                               env=env, capture_output=True, text=True, timeout=30)
+        assert (again.returncode, again.stderr) == (
+            1, f"forkq: redis: an embedded server already runs under {data}\n")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+        assert not is_running(data)
+    finally:
+        server.kill()
+        server.wait()

@@ -197,9 +197,14 @@ def test_a_directory_or_unreadable_file_is_named(tmp_path):
 @pytest.mark.parametrize("bind, expected", [
     ("127.0.0.1:8000", ("127.0.0.1", 8000)), ("[::1]:8000", ("::1", 8000)),
     ("::1", ("::1", 7433)), (":9000", ("0.0.0.0", 9000)), ("localhost", ("localhost", 7433)),
+    ("7613", ("127.0.0.1", 7613)),
 ])
 def test_bind_forms(bind, expected):
     assert config.parse_bind(bind, 7433) == expected
+
+
+def test_a_bare_port_number_keeps_the_configured_host():
+    assert config.parse_bind("7613", 7433, default_host="0.0.0.0") == ("0.0.0.0", 7613)
 
 
 @pytest.mark.parametrize("bind", ["0.0.0.0:abc", "0.0.0.0:99999", "host:-1", "[::1]:x",
@@ -280,7 +285,8 @@ def test_a_bad_periodic_entry_is_one_line_naming_file_entry_and_value(tmp_path, 
 def test_periodic_lease_is_bounded_and_periodic_is_not_read_from_the_environment(tmp_path):
     with pytest.raises(ConfigError, match="key 'periodic_lease' has invalid value 0.1"):
         config.load(write(tmp_path, "periodic_lease: 0.1\n"), environ={})
-    assert config.load(None, environ={"FORKQ_PERIODIC": "x"}).periodic == ()
+    with pytest.raises(ConfigError, match="FORKQ_PERIODIC: not a forkq setting .a structure"):
+        config.load(None, environ={"FORKQ_PERIODIC": "x"})
 
 
 def alias_bomb(levels: int = 9) -> str:
@@ -326,3 +332,31 @@ def test_aliases_within_reason_still_work(tmp_path):
                            "metrics: {bind: 127.0.0.1}\nqueues: [x, y]\n"
                            "labels: *h\n")
     assert config.load(path, environ={}).labels == ("a.example", "b.example")
+
+
+def test_section_keys_come_from_double_underscore_variables(tmp_path):
+    path = write(tmp_path, "metrics:\n  bind: 0.0.0.0\nweb:\n  read_only: true\n")
+    environ = {"FORKQ_METRICS__PORT": "9300", "FORKQ_WEB__PORT": "7000",
+               "FORKQ_WEB__ALLOWED_HOSTS": "a.example, b.example"}
+    loaded = config.load(path, environ=environ)
+    assert (loaded.metrics.bind, loaded.metrics.port) == ("0.0.0.0", 9300)
+    assert (loaded.web.port, loaded.web.read_only) == (7000, True)
+    assert loaded.web.allowed_hosts == ("a.example", "b.example")
+    with pytest.raises(ConfigError, match="environment variable FORKQ_METRICS__PORT: "
+                                          "metrics.port has invalid value 'x'"):
+        config.load(None, environ={"FORKQ_METRICS__PORT": "x"})
+
+
+@pytest.mark.parametrize("variable, suggestion", [
+    ("FORKQ_METRICS_PORT", "FORKQ_METRICS__PORT"), ("FORKQ_CONCURENCY", "FORKQ_CONCURRENCY"),
+    ("FORKQ_WEB_BIND", "FORKQ_WEB__BIND")])
+def test_an_unknown_forkq_variable_is_an_error_with_a_suggestion(variable, suggestion):
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, environ={variable: "1"})
+    assert str(caught.value) == (f"environment variable {variable}: not a forkq setting "
+                                 f"(did you mean {suggestion!r}?)")
+
+
+def test_variables_read_elsewhere_are_not_unknown():
+    environ = {"FORKQ_CONFIG": "x.yml", "FORKQ_WEB_USERNAME": "ops", "FORKQ_WEB_PASSWORD": "pw"}
+    assert config.load(None, environ=environ).web.port == 7433

@@ -141,7 +141,8 @@ def test_the_readme_commands_find_a_master_started_without_a_pidfile(capsys, sta
     assert sorted(p["pid"] for p in report["processes"]) == sorted(pids)
     assert all(p["tag"] == "ctl" and p["concurrency"] == 3 and p["rss_kb"] > 0 and
                0 <= p["beat_age"] < 5 and not p["quiet"] for p in report["processes"])
-    assert [(q["name"], q["size"]) for q in report["queues"]] == [("parked", 1)]
+    # default: the queue the workers listen to, listed before anything was pushed to it
+    assert [(q["name"], q["size"]) for q in report["queues"]] == [("default", 0), ("parked", 1)]
     assert report["totals"] == {"processes": 2, "threads": 6, "busy": 0, "queued": 1,
                                 "scheduled": 0, "retries": 0, "dead": 0, "processed": 0,
                                 "failed": 0}
@@ -179,7 +180,8 @@ def test_status_escapes_what_an_attacker_wrote_to_redis(capsys, tmp_path, redis,
     code, out, _ = run_ctl(capsys, "status", "-c", str(config))
     assert code == 0
     assert not any(char in out for char in "\x1b\r\x00\x07\u2028")
-    assert len(out.splitlines()) == 6, out
+    assert len(out.splitlines()) == 7, out  # the queue the process listens to is listed too
+    assert r"  q\x1b[0m  size=0" in out
     assert r"evil\n\x1b[1mqueue  size=1" in out and r"tag=\x1b[31mred\u2028" in out
     assert "beat=?" in out and "busy=0/0" in out and r"labels=l\x00" in out
     code, out, _ = run_ctl(capsys, "status", "-c", str(config), "--json")
@@ -220,3 +222,34 @@ def test_status_shows_bad_records_as_bad_and_exits_0(capsys, tmp_path, redis, re
     assert "retries=0" in out
     report = json.loads(run_ctl(capsys, "status", "-c", str(config), "--json")[1])
     assert [bool(p["problem"]) for p in report["processes"]] == [True, True]
+def test_reload_sends_hup_to_the_master(capsys, tmp_path):
+    # A process named forkq that reports the HUP it got on its standard output.
+    code = ("import signal, sys; signal.signal(signal.SIGHUP, lambda *a: print('HUP', flush=True))"
+            "; print('ready', flush=True); signal.pause()")
+    master = subprocess.Popen([sys.executable, "-c", code, "forkq"], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert master.stdout.readline() == "ready\n"
+        path = tmp_path / "forkq.pid"
+        path.write_text(record_of(master))
+        code, out, _ = run_ctl(capsys, "reload", "--pidfile", str(path))
+        assert code == 0 and out.startswith(f"forkqctl: sent HUP to forkq master {master.pid}")
+        assert master.stdout.readline() == "HUP\n"
+    finally:
+        master.kill()
+        master.wait()
+
+
+def test_status_into_a_closed_pipe_exits_quietly(tmp_path, redis_url):
+    # The reader is gone before status writes (``forkqctl status | head -0``), every time.
+    config = tmp_path / "forkq.yml"
+    config.write_text(f"redis_url: {redis_url}\ndata_dir: {tmp_path}\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "forkq.ctl", "status", "-c", str(config)],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=30,
+                                env={k: v for k, v in os.environ.items() if k != "REDIS_URL"})
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")

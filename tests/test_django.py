@@ -521,3 +521,33 @@ def test_the_backend_loads_no_worker_code_in_the_application(django_env):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == []
+
+
+CHECK_SETTINGS = """\
+SECRET_KEY = "test-only"
+INSTALLED_APPS = {apps!r}
+TASKS = {{"default": {{"BACKEND": "forkq.contrib.django.ForkqBackend",
+                      "OPTIONS": {{"COLOUR": "red"}}}}}}
+"""
+
+
+def manage_check(tmp_path, apps: list[str]) -> subprocess.CompletedProcess:
+    """``django-admin check`` on a project whose settings hold only what is given."""
+    (tmp_path / "check_settings.py").write_text(CHECK_SETTINGS.format(apps=apps))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]),
+               DJANGO_SETTINGS_MODULE="check_settings")
+    return subprocess.run([sys.executable, "-m", "django", "check"], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("framework_app", [False, True])
+def test_manage_py_check_reports_bad_options_once_from_the_app_config(tmp_path, framework_app):
+    try:
+        import django.tasks  # noqa: F401 (Django 6+: no app to install)
+        framework = []
+    except ImportError:
+        framework = ["django_tasks"] if framework_app else []
+    result = manage_check(tmp_path, [*framework, "forkq.contrib.django"])
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("forkq.E001") == 1
+    assert "TASKS['default']['OPTIONS']: unknown key 'COLOUR'" in result.stderr

@@ -176,9 +176,31 @@ def drive_django() -> None:
     driver = Driver(lambda path: respond(client.get(path)),
                     lambda path, form: respond(client.post(
                         path, urlencode(form), "application/x-www-form-urlencoded")))
-    signup = Client(HTTP_HOST="localhost").post("/signup", {"email": "ann@example.com"})
+    # As the settings' curl sends it: a form post, no cookie, CSRF checks enforced.
+    signup = client.post("/signup", "email=ann%40example.com",
+                         "application/x-www-form-urlencoded")
     assert signup.status_code == 202, signup.content
     redis = redis_py.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
     exercise(driver, signup.json()["jid"], redis)
     assert client.cookies["forkq_csrf"]["path"] == PREFIX
     print("django example: ok")
+
+
+def test_the_demo_declines_the_same_orders_on_every_run():
+    from examples import jobs
+    from forkq.testing import run_payload
+
+    def declined(order: int, **failed) -> bool:
+        payload = {"class": jobs.ChargeCard.wire_name(), "args": [order, 1999],
+                   "jid": "d" * 24, **failed}
+        try:
+            run_payload(payload)
+        except RuntimeError as exc:
+            assert str(exc) == f"card declined for order {order}"
+            return True
+        return False
+
+    first = [order for order in range(100, 106) if declined(order)]
+    retried = [order for order in range(100, 106) if declined(order, retry_count=0)]
+    assert (first, retried) == ([101, 103, 104], [103])
+    assert declined(103, retry_count=1)  # and so on to the dead set

@@ -4,6 +4,7 @@ time limits that replace the worker process (under ``forkq start`` and alone).""
 import json
 import signal
 
+import psutil
 import pytest
 
 import flow_jobs
@@ -87,3 +88,25 @@ def test_a_standalone_worker_past_a_hard_limit_exits_for_its_supervisor(redis, r
     assert json.loads(requeued)["jid"] == other
     assert not redis.keys("forkq:inflight:*")
     assert "retiring this process" in log_text(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_hard_time_limit_forks_the_successor_at_once_and_logs_the_job_once(
+        redis, start_master):
+    # timeout 25: the leaving child gives its other running job RETIRE_TIMEOUT (5 s).
+    master = start_master(require=["flow_jobs"], processes=1, concurrency=2, timeout=25)
+    (first,) = master.ready_pids()
+    other = flow_jobs.Slow.perform_async(8)
+    wait_for(lambda: redis.hget("flow:started", other), message="the other job started")
+    overrun = flow_jobs.Overrun.perform_async()
+    wait_for(lambda: redis.zcard("retry") == 1, timeout=10, message="the job in retry")
+    after = flow_jobs.Slow.perform_async(0)
+    wait_for(lambda: redis.hget("flow:started", after), timeout=10, message="the next job")
+    # The next job ran in the successor while the leaving child still ran the other job.
+    assert int(redis.hget("flow:started", after)) != first
+    assert psutil.Process(first).status() != psutil.STATUS_ZOMBIE
+    assert other not in runs(redis)
+    wait_for(lambda: not psutil.pid_exists(first), timeout=15, message="the leaving child gone")
+    lines = [line for line in master.log().splitlines() if f"jid={overrun}" in line]
+    assert [line for line in lines if "INFO: done" in line] == [], lines
+    assert len([line for line in lines if "fail: forkq.TimeLimitExceeded" in line]) == 1

@@ -8,6 +8,7 @@ from forkq import dead, payload
 from forkq.api.entry import decode_backtrace
 from forkq.worker import retry
 from forkq.keys import Keys
+from helpers import wait_for
 
 
 @pytest.mark.parametrize("count, rand, expected", [
@@ -159,3 +160,19 @@ def test_dead_false_is_told_as_dropped(redis):
     writer = retry.RetryWriter(keys, dead.DeadWriter(keys, 10, 1e9), 25, [])
     outcome = writer.handle(redis, {"jid": "z", "retry": 0, "dead": False}, boom(), {})
     assert outcome.summary == "dropped (dead: false): retry is 0"
+
+
+@pytest.mark.parametrize("settings, kept", [({}, 10), ({"default_backtrace": 2}, 2),
+                                            ({"default_backtrace": 0}, 0)])
+def test_a_failed_job_keeps_the_last_lines_of_its_traceback_by_default(
+        redis, start_worker, settings, kept):
+    import jobs
+    from forkq.api import Api
+
+    start_worker(**settings)
+    jobs.explode.perform_async(1)
+    wait_for(lambda: redis.zcard("retry") == 1, 10, message="the job in retry")
+    [entry] = Api(redis).retries.page()
+    assert len(entry.backtrace) == min(kept, 7)  # the whole traceback of explode: 7 entries
+    if kept:
+        assert entry.backtrace[-1] == "ValueError: exploded 1"

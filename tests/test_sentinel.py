@@ -46,7 +46,7 @@ def group(tmp_path):
 def runs_file(tmp_path, monkeypatch, redis, redis_url):
     path = tmp_path / "runs"
     path.touch()
-    monkeypatch.setenv("FORKQ_RUNS_FILE", str(path))
+    monkeypatch.setenv("FAILOVER_RUNS_FILE", str(path))
     yield path
     forkq_client.configure(redis_url=redis_url)
 

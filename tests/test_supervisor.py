@@ -257,11 +257,13 @@ def test_usr2_reopens_every_log_file_and_ttin_dumps_the_threads(start_master, re
 
 @pytest.mark.slow
 def test_children_failing_at_start_stop_the_master_instead_of_fork_looping(start_master):
-    master = start_master(redis_url="redis://127.0.0.1:1/0")
+    # Every child exits at once after the fork (the master itself is fine: Redis answers it).
+    failing = "import os\nos.register_at_fork(after_in_child=lambda: os._exit(1))\n"
+    master = start_master(require=["e2e_jobs", "e2e_fork_fails"],
+                          modules={"e2e_fork_fails": failing})
     assert master.wait_exit(30) == 1
     assert "forkq: children exited with status 1 before becoming ready 5 times in a row" in \
         master.stderr()
-    assert "cannot reach Redis" in master.log()
 
 
 @pytest.mark.slow
@@ -438,3 +440,21 @@ def test_a_child_that_asks_to_be_retired_is_replaced_gracefully(start_master, re
     log = master.log()
     assert f"child {first} (slot 0) asked to be replaced: stopping it gracefully" in log
     assert f"child {first} (slot 0) exited with status 0" in log
+
+
+@pytest.mark.slow
+def test_an_unreachable_redis_stops_the_master_before_any_fork_in_one_line(start_master):
+    master = start_master(redis_url="redis://:s3cret@127.0.0.1:1/0", logfile=None)
+    assert master.wait_exit(20) == 1
+    [line] = master.stderr().splitlines()
+    assert line.startswith("forkq: Redis at redis://:***@127.0.0.1:1/0 does not answer: ")
+    assert line.endswith("(check redis_url or REDIS_URL, and that the server runs); no worker "
+                         "was started")
+
+
+@pytest.mark.slow
+def test_the_master_holds_no_redis_connection_once_it_has_checked(start_master):
+    master = start_master()
+    master.ready_pids()
+    # No socket at all: the check's connection was closed before the first fork.
+    assert psutil.Process(master.pid).net_connections("all") == []

@@ -351,19 +351,6 @@ def test_serve_refuses_public_bind_without_auth(make_config, monkeypatch):
     public.server_close()
 
 
-@pytest.mark.parametrize("bind, expected", [
-    ("127.0.0.1:8000", ("127.0.0.1", 8000)), ("localhost", ("localhost", 7433)),
-    ("[::1]:9000", ("::1", 9000)), (":8080", ("0.0.0.0", 8080)), ("::1", ("::1", 7433))])
-def test_parse_bind(bind, expected):
-    assert server.parse_bind(bind, 7433) == expected
-
-
-@pytest.mark.parametrize("bind", ["127.0.0.1:abc", "127.0.0.1:99999", "[::1]:x", ":-1"])
-def test_parse_bind_refuses_a_bad_port(bind):
-    with pytest.raises(ConfigError, match="port must be a number from 0 to 65535"):
-        server.parse_bind(bind, 7433)
-
-
 def test_loopback_detection():
     assert server.is_loopback("127.0.0.1") and server.is_loopback("::1")
     assert server.is_loopback("localhost")
@@ -572,3 +559,55 @@ def test_multi_line_text_keeps_its_lines_and_escapes_the_rest():
     assert visible("a\u202eb\nc\td\r") == "a\\u202eb\nc\\td\\r"
     assert visible(Markup("<b>\u200b</b>")) == Markup("<b>\u200b</b>")
     assert visible(5) == 5
+@pytest.mark.parametrize("path, text", [("/retries", "No jobs waiting to retry."),
+                                        ("/morgue", "No dead jobs."),
+                                        ("/scheduled", "No scheduled jobs.")])
+def test_an_empty_set_says_so_in_plain_words(browser, path, text):
+    page = browser.get(path).text
+    assert text in page and "No retries jobs" not in page
+
+
+def test_class_names_wrap_between_their_parts_and_tracebacks_show_in_the_list(browser, redis,
+                                                                              api):
+    from forkq.worker.retry import encode_backtrace
+
+    lines = [f"  File \"app/billing.py\", line {n}" for n in range(8)] + ["RuntimeError: boom"]
+    redis.zadd(api.keys.dead, {failed("d" * 24, **{"class": "app.billing.ChargeCardJob"},
+                                      error_backtrace=encode_backtrace(lines)): time.time()})
+    page = browser.get("/morgue").text
+    assert '<span class="class-name">app.<wbr>billing.<wbr>ChargeCardJob</span>' in page
+    shown = re.search(r"<summary>Traceback</summary><pre[^>]*>(.*?)</pre>", page, re.S).group(1)
+    assert unescape(shown).splitlines() == lines[-5:]
+    css = browser.get("/static/forkq.css").text
+    rule = re.search(r"\.class-name \{([^}]*)\}", css).group(1)
+    assert "anywhere" not in rule and "word-break: normal" in rule
+
+
+def test_the_chart_legends_say_utc_apart_from_the_counts(browser, redis, api):
+    seed(redis, api)
+    page = browser.get("/metrics").text
+    assert re.search(r"failed [\d,]+ <span class=\"muted\">· times in UTC</span>", page)
+
+
+def test_busy_says_how_old_its_jobs_are_and_the_live_chart_is_seeded(browser, redis, api):
+    seed(redis, api)
+    assert "As of each process's last heartbeat" in browser.get("/busy").text
+    live = re.search(r'<section class="panel live"[^>]*>', browser.get("/").text).group(0)
+    stats = api.stats()
+    assert (f'data-processed="{stats["processed"]}"' in live
+            and f'data-failed="{stats["failed"]}"' in live)
+
+
+def test_queues_a_worker_listens_to_show_before_anything_was_pushed(browser, redis, api):
+    from forkq import ctl
+
+    identity = "host:2:def"
+    redis.sadd(api.keys.processes, identity)
+    redis.hset(api.keys.process(identity), mapping={
+        "info": json.dumps({"hostname": "host", "pid": 2, "concurrency": 5,
+                            "queues": ["critical", "default"]}),
+        "busy": 0, "beat": time.time(), "quiet": "false", "rss": 2048})
+    page = browser.get("/queues").text
+    assert "critical" in page and "default" in page
+    assert [q["name"] for q in ctl.collect(api)["queues"]] == ["critical", "default"]
+    assert api.all_queues() == []  # Sidekiq's list: the queues pushed to

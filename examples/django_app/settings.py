@@ -1,4 +1,4 @@
-"""Settings of the Django example: no database, no apps; one view enqueues a forkq job.
+"""Settings of the Django example: no database; one view enqueues a forkq job.
 
 From the repository root, with the workers running (``forkq start -r examples.welcome -P 1``):
 
@@ -17,7 +17,7 @@ SECRET_KEY = "example-only"
 DEBUG = True
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 ROOT_URLCONF = "examples.django_app.urls"
-INSTALLED_APPS = []
+INSTALLED_APPS = ["forkq.contrib.django"]  # its system checks (manage.py check)
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",

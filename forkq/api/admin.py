@@ -41,9 +41,15 @@ class Api(Store):
     def queue(self, name: str) -> Queue:
         return Queue(name, self)
 
-    def all_queues(self) -> list[Queue]:
-        """Every queue in ``queues`` (none when that key is not a set)."""
+    def all_queues(self, listened: bool = False) -> list[Queue]:
+        """The queues pushed to (the ``queues`` set, as Sidekiq lists them; none when that key
+        is not a set); with ``listened``, also those a live process fetches from that nobody
+        pushed to yet."""
         names, _ = keyed_read(lambda: self.redis.smembers(self.keys.queues), set(), "set")
+        names = set(names)
+        if listened:
+            names.update(name for process in self.processes() for name in process.queues
+                         if isinstance(name, str))
         return [Queue(name, self) for name in sorted(names)]
 
     @property

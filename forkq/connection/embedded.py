@@ -2,12 +2,15 @@
 
 It listens on a Unix socket under the data directory, with append-only persistence, so that
 every process of the same app (master, children, a client script, ``forkq web``) finds it by
-the directory alone. Whoever starts it owns it and stops it; others only connect. For
+the directory alone. Whoever starts it owns it and stops it; others only connect: ``forkq
+start`` and a lone worker for as long as they run, ``forkq web`` and ``forkq enqueue`` when none
+runs (``serving``), ``forkq redis`` until Ctrl-C, so that it outlives the others. For
 development, demos and the test suite; production points at a real Redis.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -58,6 +61,19 @@ def is_running(data_dir: str) -> bool:
         return False
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def serving(redis_url: str | None, data_dir: str):
+    """For the duration: nothing when a Redis URL is configured; else the embedded server
+    under ``data_dir``, the one that runs or one started here and stopped at the end (its
+    append-only file keeps what was written, for the next server in the same directory)."""
+    server = None if redis_url else EmbeddedRedis(data_dir).start()
+    try:
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
 
 
 class EmbeddedRedis:

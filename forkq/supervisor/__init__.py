@@ -50,6 +50,7 @@ from .. import __version__, client, connection, log, worker
 from .child import ChildTick, die_with_master, exit_child, title
 from .children import GRACE, Child, Helper, Slots, WorkerSlot, describe_exit, restart_delay
 from .files import MasterFiles
+from .preflight import check_redis
 from ..errors import ForkqError
 from ..worker.heartbeat import hostname
 from ..keys import Keys
@@ -179,6 +180,7 @@ class Supervisor:
             from ..connection.embedded import EmbeddedRedis
 
             self.embedded_redis = EmbeddedRedis(config.data_dir).start()
+        check_redis(config)
         client.default().use_config(config)
         worker.import_required(config.require)
         # A module that enqueued at import opened the client's connection: close it, so that

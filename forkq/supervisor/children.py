@@ -266,6 +266,10 @@ class Slots:
         #: ``host:master-pid``; a slot's name adds its index
         self.prefix = prefix
         self.by_index: dict[int, WorkerSlot] = {}
+        #: children that asked to be replaced and still stop, their slot already handed over
+        self.leaving: list[WorkerSlot] = []
+        #: names of slots handed over, whose lists the shutdown sweep checks too
+        self.left_names: list[str] = []
         #: monotonic time of the next read of the children's memory
         self.next_memory_check = 0.0
         #: children that exited non-zero before becoming ready, in a row
@@ -275,7 +279,8 @@ class Slots:
         return iter(self.by_index.values())
 
     def live(self) -> list[WorkerSlot]:
-        return [slot for slot in self if slot.alive]
+        """Every running child: the slots' and the leaving ones'."""
+        return [slot for slot in (*self, *self.leaving) if slot.alive]
 
     def all_ready(self, processes: int) -> bool:
         return all(self.by_index.get(i) and self.by_index[i].ready for i in range(processes))
@@ -299,7 +304,7 @@ class Slots:
         return self.early_exits >= CRASH_LIMIT
 
     def names(self) -> list[str]:
-        return [slot.name for slot in self]
+        return [slot.name for slot in self] + self.left_names
 
     def due(self, processes: int, now: float) -> list[WorkerSlot]:
         """The slots wanted by ``processes`` that have no child and may be forked now."""
@@ -319,10 +324,25 @@ class Slots:
             self.roll_reloaded(config.processes, generation)
 
     def retire_asking(self) -> None:
-        """Replace the children that asked for it (one whose job outlived its hard limit)."""
+        """Replace the children that asked for it (one whose job outlived its hard limit), and
+        fork their successors at once: a stuck thread may hold a leaving child until its
+        deadline, and with ``processes: 1`` nothing would fetch meanwhile."""
+        self.leaving = [slot for slot in self.leaving if slot.alive]
         for slot in self.live():
             if slot.wants_retirement and not slot.retiring and slot.kill_at is None:
                 self.retire(slot, "asked to be replaced")
+                self.hand_over(slot)
+
+    def hand_over(self, slot: WorkerSlot) -> None:
+        """Give a leaving child's index to a new slot, due at once. The new slot has its own
+        name, so that its boot recovery leaves alone the lists the leaving child still works
+        from; the leaving child requeues them as it stops (or, killed, the shutdown sweep or
+        the orphan scan does)."""
+        successor = WorkerSlot(slot.index, f"{self.prefix}:{slot.index}.{len(self.left_names) + 1}")
+        successor.started_at, successor.restarts = slot.started_at, slot.restarts
+        self.by_index[slot.index] = successor
+        self.leaving.append(slot)
+        self.left_names.append(slot.name)
 
     def recycle_bloated(self, limit: int | None) -> bool:
         """Retire the first ready child over ``limit`` MB; True when one was."""

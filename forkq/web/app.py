@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable
 
 import jinja2
+from markupsafe import Markup, escape
 import redis as redis_py
 from markupsafe import Markup
 
@@ -170,7 +171,7 @@ def _environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, finalize=visible)
     env.filters.update(number=lambda n: f"{n:,}" if isinstance(n, int) else n,
                        ago=ago, iso=iso, json=_json, pretty=_pretty, duration=duration,
-                       segment=segment, date=as_date)
+                       segment=segment, date=as_date, breakable=breakable)
     return env
 
 
@@ -181,6 +182,11 @@ def visible(value: Any) -> Any:
     if not isinstance(value, str) or isinstance(value, Markup):
         return value
     return "\n".join(escape_controls(line) for line in value.split("\n"))
+def breakable(name: str) -> Markup:
+    """A class name, escaped, with a line-break opportunity after each ``.`` and ``::``, so a
+    narrow column wraps it between its parts rather than inside a word."""
+    text = str(escape(visible(name)))
+    return Markup(text.replace("::", "::<wbr>").replace(".", ".<wbr>"))
 
 
 def iso(timestamp: float | None) -> str:

@@ -16,7 +16,7 @@ import socketserver
 import sys
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from ..config import Config
+from ..config import Config, parse_bind
 from ..errors import ConfigError
 from .app import App
 from .security import HEADERS, NO_STORE, Auth, is_loopback
@@ -61,25 +61,11 @@ class QuietHandler(WSGIRequestHandler):
         super().end_headers()
 
 
-def parse_bind(bind: str, default_port: int) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or ``:port``."""
-    host, port_text = bind, ""
-    if bind.startswith("["):
-        host, _, rest = bind[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif bind.count(":") == 1:
-        host, _, port_text = bind.partition(":")
-    if not port_text:
-        return host or "0.0.0.0", default_port
-    if not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError(f"web bind address {bind!r}: the port must be a number from 0 to "
-                          f"65535 (e.g. 127.0.0.1:7433)")
-    return host or "0.0.0.0", int(port_text)
-
-
 def make_server(config: Config, bind: str | None = None, redis_client=None) -> WSGIServer:
     """A bound server, not yet serving; refuses a non-loopback address without auth."""
-    host, port = parse_bind(bind, config.web.port) if bind else (config.web.bind, config.web.port)
+    host, port = (parse_bind(bind, config.web.port, "web bind address",
+                             default_host=config.web.bind) if bind
+                  else (config.web.bind, config.web.port))
     if not is_loopback(host) and not Auth(config.web).enabled:
         raise ConfigError(
             f"forkq web: refusing to listen on {host}:{port} without authentication; set "

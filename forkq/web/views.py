@@ -44,18 +44,21 @@ class SetPage:
     actions: tuple[tuple[str, str], ...]
     all_actions: tuple[tuple[str, str], ...]
     score_label: str
+    #: what the page says when the set is empty
+    nothing: str
 
 
 SET_PAGES = {page.path: page for page in (
     SetPage("scheduled", "Scheduled", "scheduled", (("add_to_queue", "Add to queue"),
                                                      ("delete", "Delete")),
-            (("add_all_to_queue", "Add all to queue"), ("delete_all", "Delete all")), "Run at"),
+            (("add_all_to_queue", "Add all to queue"), ("delete_all", "Delete all")), "Run at",
+            "No scheduled jobs."),
     SetPage("retries", "Retries", "retries", (("retry_now", "Retry now"), ("delete", "Delete"),
                                               ("kill", "Kill")),
             (("retry_all", "Retry all"), ("delete_all", "Delete all"), ("kill_all", "Kill all")),
-            "Next retry"),
+            "Next retry", "No jobs waiting to retry."),
     SetPage("morgue", "Dead", "dead", (("retry_now", "Retry now"), ("delete", "Delete")),
-            (("retry_all", "Retry all"), ("delete_all", "Delete all")), "Died"),
+            (("retry_all", "Retry all"), ("delete_all", "Delete all")), "Died", "No dead jobs."),
 )}
 
 NOTICES = {
@@ -122,7 +125,7 @@ def busy_action(app, request: Request) -> Response:
 
 
 def queues(app, request: Request) -> Response:
-    return app.render(request, "queues.html", queues=app.api.all_queues())
+    return app.render(request, "queues.html", queues=app.api.all_queues(listened=True))
 
 
 def queue(app, request: Request, name: str) -> Response:

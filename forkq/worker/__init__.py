@@ -85,7 +85,16 @@ def import_required(modules) -> None:
             importlib.import_module(name)
         except Exception as exc:
             raise ConfigError(f"require: could not import {name!r}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+                              f"{type(exc).__name__}: {exc}{_path_hint(name, exc)}") from exc
+
+
+def _path_hint(name: str, exc: Exception) -> str:
+    """Where modules are looked for, when the module itself (not one it imports) is missing."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing is None or not (name == missing or name.startswith(missing + ".")):
+        return ""
+    return (f" (modules are found from the working directory {os.getcwd()}, which forkq puts "
+            f"on sys.path: run forkq from your project's root, or set PYTHONPATH)")
 
 
 def run_before_require_hooks() -> None:
@@ -263,8 +272,8 @@ def run(config, slot: str, parent: Parent | None = None, observer=None) -> int:
         log.flush()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m forkq.worker",
+def main(argv: list[str] | None = None, prog: str = "python -m forkq.worker") -> int:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Run one forkq worker process.")
     add_config_flag(parser)
     add_worker_flags(parser, threads_help="threads")

@@ -305,7 +305,7 @@ class Processor(threading.Thread):
 
     def _succeeded(self, job: Started, value: Any) -> bool:
         elapsed = time.perf_counter() - job.began
-        if job.verbose:
+        if job.verbose and not self.abandoned:  # abandoned: logged as failed at its limit
             job_log.write(self.tid, job.where, "done", elapsed)
         self.outcome.succeeded(self.redis, job.payload, value, self._attempt,
                                keeps_result=job.keeps_result, record=job.record,

@@ -150,8 +150,10 @@ def error_message(exc: BaseException) -> str:
         return f"(str() of the exception raised {type(show_error).__name__})"
 
 
-def with_error(payload: dict[str, Any], exc: BaseException, now: float) -> dict[str, Any]:
-    """The payload with Sidekiq's error fields for this failure."""
+def with_error(payload: dict[str, Any], exc: BaseException, now: float,
+               default_backtrace: int = 0) -> dict[str, Any]:
+    """The payload with Sidekiq's error fields for this failure; a job whose options do not
+    say ``backtrace`` keeps the last ``default_backtrace`` lines (config ``default_backtrace``)."""
     failed = dict(payload)
     failed.pop(ISOLATE_KEY, None)
     failed["error_message"] = error_message(exc)
@@ -165,7 +167,7 @@ def with_error(payload: dict[str, Any], exc: BaseException, now: float) -> dict[
     retry_queue = failed.get("retry_queue")
     if type(retry_queue) is str and retry_queue:
         failed["queue"] = retry_queue
-    backtrace = payload.get("backtrace")
+    backtrace = payload.get("backtrace", default_backtrace)
     if backtrace is True or (type(backtrace) is int and backtrace > 0):
         lines = [line.rstrip("\n") for line in traceback.format_exception(exc)]
         failed["error_backtrace"] = encode_backtrace(
@@ -205,11 +207,13 @@ class Outcome:
 class RetryWriter:
     """Applies a ``Decision``: schedule the retry, or kill the job (hooks, handlers, dead set)."""
 
-    def __init__(self, keys, dead_set, max_retries: int, death_handlers) -> None:
+    def __init__(self, keys, dead_set, max_retries: int, death_handlers,
+                 default_backtrace: int = 0) -> None:
         self.keys = keys
         self.dead_set = dead_set
         self.max_retries = max_retries
         self.death_handlers = death_handlers
+        self.default_backtrace = default_backtrace
 
     def handle(self, redis, payload: dict[str, Any], exc: BaseException,
                hooks: dict[str, Any], attempt: Callable = lambda write: write()) -> Outcome:
@@ -217,7 +221,7 @@ class RetryWriter:
         write while Redis is away; the text written is the same every time)."""
         decision = decide(payload, exc, hooks, self.max_retries)
         now = time.time()
-        failed = with_error(payload, exc, now)
+        failed = with_error(payload, exc, now, self.default_backtrace)
         outcome = Outcome(decision, dumps(failed), now + decision.delay,
                           decision.action == "dead" and payload.get("dead", True) is not False,
                           death_unlock(payload) if decision.action != "retry" else None)

@@ -102,7 +102,8 @@ class Services:
         outcome = OutcomeWriter(
             keys=keys, identity=identity, middleware=hooks.middleware,
             error_handlers=hooks.error_handlers, results=ResultRecorder(keys),
-            retry_writer=RetryWriter(keys, dead_set, config.max_retries, hooks.death_handlers),
+            retry_writer=RetryWriter(keys, dead_set, config.max_retries, hooks.death_handlers,
+                                     config.default_backtrace),
             dead_set=dead_set, observer=observer)
         return cls(config=config, url=url, slot=slot, keys=keys, identity=identity,
                    quiet=threading.Event(), stopped=threading.Event(), health=RedisHealth(),

@@ -32,7 +32,10 @@ function startLiveChart(panel) {
   var svg = document.getElementById("live-chart");
   var toggle = document.getElementById("live-toggle");
   var samples = [];  // {processed, failed} deltas, oldest first
-  var last = null;
+  // Seeded with the counters the page was rendered with, so the first poll already draws a
+  // sample (the jobs since the page loaded), and the axes show at once.
+  var last = {processed: Number(panel.getAttribute("data-processed")),
+              failed: Number(panel.getAttribute("data-failed"))};
   var paused = false;
   var MAX_SAMPLES = 60;
 
@@ -59,7 +62,8 @@ function startLiveChart(panel) {
       })
       .catch(function () { /* the next poll tries again */ });
   }
-  poll();
+  draw(svg, samples, MAX_SAMPLES);
+  window.setTimeout(poll, Math.min(interval, 1000));
   window.setInterval(poll, interval);
 }
 
