@@ -127,3 +127,69 @@ def test_not_instrumented_forkq_registers_nothing(spans):
     ForkqInstrumentor().uninstrument()
     assert (chain.client, chain.bulk, chain.server, hooks.registry.child_exit) == \
         ([], [], [], [])
+
+
+def instrumented_env(directory) -> dict:
+    """Environment for ``opentelemetry-instrument``: the entry points forkq's pyproject
+    registers (``opentelemetry_instrumentor``) and the SDK configurator that
+    ``opentelemetry-distro`` registers, as a distribution on the path; spans to stdout."""
+    info = directory / "forkq_traced-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: forkq-traced\nVersion: 0\n")
+    (info / "entry_points.txt").write_text(
+        "[opentelemetry_instrumentor]\nforkq = forkq.contrib.otel:ForkqInstrumentor\n\n"
+        "[opentelemetry_configurator]\nsdk = opentelemetry.sdk._configuration:"
+        "_OTelSDKConfigurator\n")
+    return {"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none", "OTEL_SERVICE_NAME": "forkq-e2e",
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ""}
+
+
+def printed_spans(text: str) -> list[dict]:
+    """The spans the console exporter printed (pretty JSON objects) among other lines."""
+    decoder, found, index = json.JSONDecoder(), [], 0
+    while (index := text.find("{\n", index)) != -1:
+        span, index = decoder.raw_decode(text, index)
+        found.append(span)
+    return found
+
+
+@pytest.mark.slow
+def test_opentelemetry_instrument_traces_a_job_and_its_retry_across_processes(
+        redis, redis_url, spans, tmp_path):
+    """The producer span here; the process spans in a worker child of ``forkq start`` run
+    under ``opentelemetry-instrument``, which prints them at its exit at the latest (the
+    export delay is longer than the test, so only the child-exit flush can print them)."""
+    from masters import Master
+
+    class Instrumented(Master):
+        launcher = [os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")]
+
+    directory = tmp_path / "m"
+    directory.mkdir()
+    env = {**instrumented_env(directory), "OTEL_BSP_SCHEDULE_DELAY": "600000"}
+    master = Instrumented(directory, env, redis_url=redis_url, require=["otel_jobs"],
+                          processes=1, poll_interval=0.2)
+    try:
+        master.start()
+        master.ready_pids(1)
+        jid = FailsOnce.perform_async()
+        wait_for(lambda: redis.lrange("obs:runs", 0, -1) == [jid], 20, message="the retry")
+        master.send(signal.SIGTERM)
+        assert master.wait_exit(20) == 0
+    finally:
+        master.kill_all()
+    (send,) = named(spans, "send default")
+    runs = [span for span in printed_spans(master.stderr())
+            if span["attributes"].get("messaging.message.id") == jid]
+    assert [run["name"] for run in runs] == ["process default"] * 2, master.stderr()
+    for run in runs:
+        assert run["kind"] == "SpanKind.CONSUMER"
+        assert run["context"]["trace_id"] == f"0x{send.context.trace_id:032x}"
+        assert run["parent_id"] == f"0x{send.context.span_id:016x}"
+        assert run["resource"]["attributes"]["service.name"] == "forkq-e2e"
+    first, retry = sorted(runs, key=lambda run: run["start_time"])
+    assert first["status"]["status_code"] == "ERROR"
+    assert first["events"][0]["attributes"]["exception.type"] == "ValueError"
+    assert retry["status"]["status_code"] == "UNSET"
+    assert retry["attributes"]["messaging.forkq.job.retry_count"] == 0
