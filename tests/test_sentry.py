@@ -1,0 +1,101 @@
+"""Error tracking (``forkq/contrib/sentry.py``) with sentry-sdk's own client and a transport
+that records what it would send (no network): events and transactions of real job runs."""
+
+from __future__ import annotations
+
+import pytest
+import sentry_sdk
+from sentry_sdk.integrations import _installed_integrations, _processed_integrations
+from sentry_sdk.transport import Transport
+
+from forkq import hooks
+from forkq.contrib import sentry as forkq_sentry
+from forkq.contrib.sentry import ForkqIntegration
+from helpers import wait_for
+from otel_jobs import AsyncFailsOnce, FailsOnce, Traced
+
+
+class Recording(Transport):
+    """A transport that keeps each envelope instead of sending it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.envelopes: list = []
+
+    def capture_envelope(self, envelope) -> None:
+        self.envelopes.append(envelope)
+
+    def items(self, kind: str) -> list[dict]:
+        return [item.payload.json for envelope in self.envelopes for item in envelope.items
+                if item.type == kind]
+
+
+@pytest.fixture
+def sent():
+    """Sentry on in this process with the forkq integration; its hooks removed at the end."""
+    transport = Recording()
+    sentry_sdk.init(dsn="https://public@sentry.invalid/1", transport=transport,
+                    traces_sample_rate=1.0, integrations=[ForkqIntegration()])
+    yield transport
+    sentry_sdk.get_client().close()
+    sentry_sdk.init()
+    # sentry-sdk runs an integration's setup_once once per process: forget it, so that the
+    # next test's init registers the hooks again and other modules run without them
+    _installed_integrations.discard(ForkqIntegration.identifier)
+    _processed_integrations.discard(ForkqIntegration.identifier)
+    registry = hooks.registry
+    for chain, hook in ((registry.middleware.client, forkq_sentry.enqueue),
+                        (registry.middleware.server, forkq_sentry.run),
+                        (registry.child_exit, forkq_sentry.flush)):
+        chain.remove(hook)
+
+
+def job_transactions(sent, jid: str) -> list[dict]:
+    return [t for t in sent.items("transaction")
+            if t["contexts"]["trace"].get("data", {}).get("messaging.message.id") == jid]
+
+
+@pytest.mark.parametrize("job", [FailsOnce, AsyncFailsOnce], ids=["thread", "coroutine"])
+def test_a_failure_reaches_sentry_with_the_job_and_each_run_is_a_transaction(
+        redis, sent, start_worker, job):
+    with sentry_sdk.start_transaction(name="POST /orders", op="http.server") as request:
+        jid = job.perform_async()
+    start_worker()
+    wait_for(lambda: redis.lrange("obs:runs", 0, -1) == [jid], 15, message="the retry's end")
+    wait_for(lambda: len(job_transactions(sent, jid)) == 2, 5, message="two transactions")
+    (event,) = sent.items("event")
+    (exception,) = event["exception"]["values"]
+    assert exception["type"] == "ValueError"
+    assert exception["mechanism"] == {"type": "forkq", "handled": False}
+    assert event["tags"] == {"forkq.class": job.wire_name(), "forkq.jid": jid,
+                             "forkq.queue": "default"}
+    assert event["contexts"]["forkq"] == {"class": job.wire_name(), "jid": jid,
+                                          "queue": "default"}
+    assert event["transaction"] == job.wire_name()
+    first, retry = sorted(job_transactions(sent, jid), key=lambda t: t["start_timestamp"])
+    for run in (first, retry):
+        assert run["transaction"] == job.wire_name()
+        assert run["contexts"]["trace"]["op"] == "queue.task.forkq"
+        assert run["contexts"]["trace"]["trace_id"] == request.trace_id
+    assert event["contexts"]["trace"]["trace_id"] == request.trace_id
+    assert first["contexts"]["trace"]["status"] == "internal_error"
+    assert retry["contexts"]["trace"]["status"] == "ok"
+    assert retry["contexts"]["trace"]["data"]["messaging.message.retry.count"] == 0
+
+
+def test_a_retried_run_tags_its_retry_count_and_args_only_with_pii(redis, sent):
+    context = forkq_sentry.job_context({"class": "C", "jid": "j", "args": [1],
+                                        "retry_count": 2}, "q")
+    assert context == {"class": "C", "jid": "j", "queue": "q", "retry_count": 2}
+    sentry_sdk.get_client().options["send_default_pii"] = True
+    assert forkq_sentry.job_context({"class": "C", "args": [1]}, "q")["args"] == [1]
+
+
+def test_without_the_integration_the_hooks_pass_through(redis, sent, start_worker):
+    sentry_sdk.init(dsn="https://public@sentry.invalid/1", transport=sent,
+                    traces_sample_rate=1.0, default_integrations=False)
+    jid = Traced.perform_async(1)
+    assert "sentry" not in redis.lrange("queue:default", 0, -1)[0]
+    start_worker()
+    wait_for(lambda: redis.lrange("obs:runs", 0, -1) == [jid], 15, message="the run")
+    assert sent.items("transaction") == [] and sent.items("event") == []
