@@ -193,3 +193,16 @@ def test_opentelemetry_instrument_traces_a_job_and_its_retry_across_processes(
     assert first["events"][0]["attributes"]["exception.type"] == "ValueError"
     assert retry["status"]["status_code"] == "UNSET"
     assert retry["attributes"]["messaging.forkq.job.retry_count"] == 0
+
+
+def test_without_an_sdk_the_middleware_passes_straight_through(redis):
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    instrumentor = ForkqInstrumentor()
+    instrumentor.instrument()
+    try:
+        Traced.perform_async(1)
+        Record.perform_bulk([[1], [2]])
+    finally:
+        instrumentor.uninstrument()
+    assert [key for payload in queued(redis) for key in payload
+            if key in ("traceparent", "tracestate", "baggage")] == []

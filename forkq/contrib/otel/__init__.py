@@ -39,7 +39,7 @@ class ForkqInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         provider = kwargs.get("tracer_provider")
-        tracing = Tracing(trace.get_tracer(__name__, __version__, provider))
+        tracing = Tracing(trace.get_tracer(__name__, __version__, provider), provider)
         middleware = hooks.registry.middleware
         self._registered = [(middleware.client, tracing.send),
                             (middleware.bulk, tracing.send_bulk),

@@ -18,13 +18,16 @@ processor threads and its coroutine loop (server middleware). Steps of one job's
   ``error.type``). A job over a limiter's limit is postponed, not failed: the span gets a
   ``postponed`` event and no error. A payload that already carries a creation context when
   it is enqueued (one a caller put there) keeps it, and no span is made for its push.
+
+With no SDK configured (the API's default provider, or its no-op one), the middleware passes
+straight through: no span, no context extracted or injected (``Tracing.live``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from ...errors import Shutdown
@@ -47,58 +50,80 @@ def _attributes(operation: str, queue: str) -> dict[str, Any]:
 
 
 class Tracing:
-    """forkq's middleware, making spans with ``tracer``."""
+    """forkq's middleware, making spans with ``tracer``, from ``provider`` (None: the global
+    one, looked up at each span, since an application may configure the SDK after it
+    instrumented forkq)."""
 
-    def __init__(self, tracer: trace.Tracer) -> None:
+    def __init__(self, tracer: trace.Tracer, provider: trace.TracerProvider | None) -> None:
         self.tracer = tracer
+        self.provider = provider
+
+    def live(self) -> bool:
+        """Whether an SDK makes the spans. Without one (the API's default provider), the
+        middleware passes straight through: its spans would record nothing, and extracting
+        and injecting contexts would cost a job about what forkq itself costs."""
+        provider = self.provider if self.provider is not None else trace.get_tracer_provider()
+        return not isinstance(provider, _NO_SDK)
 
     # --- enqueue
 
     def send(self, job_class, payload: dict, queue: str, call_next: Callable[[], Any]) -> Any:
         """Client middleware: one job's ``send`` span around its push."""
-        if TRACEPARENT in payload:
+        if TRACEPARENT in payload or not self.live():
             return call_next()
         attributes = _attributes("send", queue)
         attributes["messaging.message.id"] = payload["jid"]
         attributes[JOB_CLASS] = payload["class"]
-        with self.tracer.start_as_current_span(f"send {queue}", kind=SpanKind.PRODUCER,
-                                               attributes=attributes):
-            propagate.inject(payload)
-            return call_next()
+        span = self.tracer.start_span(f"send {queue}", kind=SpanKind.PRODUCER,
+                                      attributes=attributes)
+        within = trace.set_span_in_context(span)
+        propagate.inject(payload, context=within)
+        return _around(span, within, call_next)
 
     def send_bulk(self, job_class, fields: dict, queue: str,
                   call_next: Callable[[], Any]) -> Any:
         """Bulk middleware: one ``send`` span around a whole bulk push, whose context every
         job of the push carries."""
+        if not self.live():
+            return call_next()
         attributes = _attributes("send", queue)
         attributes[JOB_CLASS] = job_class.wire_name()
-        with self.tracer.start_as_current_span(f"send {queue}", kind=SpanKind.PRODUCER,
-                                               attributes=attributes) as span:
-            propagate.inject(fields)
-            jids = call_next()
-            span.set_attribute("messaging.batch.message_count", len(jids))
-            return jids
+        span = self.tracer.start_span(f"send {queue}", kind=SpanKind.PRODUCER,
+                                      attributes=attributes)
+        within = trace.set_span_in_context(span)
+        propagate.inject(fields, context=within)
+        jids = _around(span, within, call_next, end=False)
+        span.set_attribute("messaging.batch.message_count", len(jids))
+        span.end()
+        return jids
 
     # --- a run
 
     def process(self, job, payload: dict, queue: str, call_next: Callable[[], Any]) -> Any:
         """Server middleware: the ``process`` span around one run of a job (for a coroutine
         job, around the awaiting of its coroutine, in the job's own task)."""
+        if not self.live():
+            return call_next()
         if getattr(job, "coroutine", False):
             return self._process_coroutine(payload, queue, call_next)
-        with self._processing(payload, queue) as span:
-            return _recorded(span, call_next)
+        return _around(*self._processing(payload, queue), call_next)
 
     async def _process_coroutine(self, payload: dict, queue: str,
                                  call_next: Callable[[], Any]) -> Any:
-        with self._processing(payload, queue) as span:
-            try:
-                return await call_next()
-            except BaseException as exc:
-                _record(span, exc)
-                raise
+        span, within = self._processing(payload, queue)
+        token = context.attach(within)
+        try:
+            return await call_next()
+        except BaseException as exc:
+            _record(span, exc)
+            raise
+        finally:
+            context.detach(token)
+            span.end()
 
     def _processing(self, payload: dict, queue: str):
+        """The started ``process`` span, and the context the job runs in (the span, in the
+        creation context, whose baggage the job sees)."""
         created = propagate.extract(payload)
         creation = trace.get_current_span(created).get_span_context()
         attributes = _attributes("process", queue)
@@ -106,18 +131,31 @@ class Tracing:
         attributes[JOB_CLASS] = payload["class"]
         if "retry_count" in payload:
             attributes[RETRY_COUNT] = payload["retry_count"]
-        return self.tracer.start_as_current_span(
+        span = self.tracer.start_span(
             f"process {queue}", context=created, kind=SpanKind.CONSUMER, attributes=attributes,
-            links=[Link(creation)] if creation.is_valid else None,
-            record_exception=False, set_status_on_exception=False)
+            links=[Link(creation)] if creation.is_valid else None)
+        return span, trace.set_span_in_context(span, created)
 
 
-def _recorded(span, call: Callable[[], Any]) -> Any:
+#: providers that make no spans: the API's default (no SDK set) and its no-op one
+_NO_SDK = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+
+def _around(span, within, call: Callable[[], Any], end: bool = True) -> Any:
+    """Run ``call`` with ``within`` as the current context; record how it failed, if it did,
+    and end ``span`` (unless told not to: the caller ends it)."""
+    token = context.attach(within)
     try:
         return call()
     except BaseException as exc:
         _record(span, exc)
+        if not end:
+            span.end()
         raise
+    finally:
+        context.detach(token)
+        if end:
+            span.end()
 
 
 def _record(span, exc: BaseException) -> None:
