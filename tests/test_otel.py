@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -206,3 +207,13 @@ def test_without_an_sdk_the_middleware_passes_straight_through(redis):
         instrumentor.uninstrument()
     assert [key for payload in queued(redis) for key in payload
             if key in ("traceparent", "tracestate", "baggage")] == []
+
+
+def test_without_the_extra_the_import_says_what_to_install():
+    script = ("import sys; sys.modules['opentelemetry'] = None\n"
+              "import forkq.contrib.otel")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.path.dirname(TESTS)})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "install them with pip install 'forkq[otel]'")

@@ -3,6 +3,10 @@ that records what it would send (no network): events and transactions of real jo
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import sentry_sdk
 from sentry_sdk.integrations import _installed_integrations, _processed_integrations
@@ -13,6 +17,8 @@ from forkq.contrib import sentry as forkq_sentry
 from forkq.contrib.sentry import ForkqIntegration
 from helpers import wait_for
 from otel_jobs import AsyncFailsOnce, FailsOnce, Traced
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Recording(Transport):
@@ -99,3 +105,12 @@ def test_without_the_integration_the_hooks_pass_through(redis, sent, start_worke
     start_worker()
     wait_for(lambda: redis.lrange("obs:runs", 0, -1) == [jid], 15, message="the run")
     assert sent.items("transaction") == [] and sent.items("event") == []
+
+
+def test_without_the_extra_the_import_says_what_to_install():
+    script = "import sys; sys.modules['sentry_sdk'] = None\nimport forkq.contrib.sentry"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "install it with pip install 'forkq[sentry]'")

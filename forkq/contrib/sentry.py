@@ -29,7 +29,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import sentry_sdk
+try:
+    import sentry_sdk
+except ImportError as missing:
+    raise ImportError(f"forkq.contrib.sentry needs sentry-sdk ({missing}); install it with "
+                      f"pip install 'forkq[sentry]'") from missing
 from sentry_sdk.api import continue_trace, get_baggage, get_traceparent
 from sentry_sdk.consts import OP, SPANDATA, SPANSTATUS
 from sentry_sdk.integrations import Integration

@@ -19,8 +19,13 @@ from __future__ import annotations
 
 from typing import Any, Collection
 
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+try:
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+except ImportError as missing:
+    raise ImportError(f"forkq.contrib.otel needs opentelemetry-api and "
+                      f"opentelemetry-instrumentation ({missing}); install them with "
+                      f"pip install 'forkq[otel]'") from missing
 
 from ... import __version__, hooks
 from .spans import SYSTEM, Tracing
