@@ -85,7 +85,7 @@ def run(job, payload: dict, queue: str, call_next: Callable[[], Any]) -> Any:
         return call_next()
     if getattr(job, "coroutine", False):
         return _run_coroutine(payload, queue, call_next)
-    with _transaction(payload, queue) as transaction:
+    with _JobTransaction(payload, queue) as transaction:
         try:
             value = call_next()
         except BaseException as exc:
@@ -96,7 +96,7 @@ def run(job, payload: dict, queue: str, call_next: Callable[[], Any]) -> Any:
 
 
 async def _run_coroutine(payload: dict, queue: str, call_next: Callable[[], Any]) -> Any:
-    with _transaction(payload, queue) as transaction:
+    with _JobTransaction(payload, queue) as transaction:
         try:
             value = await call_next()
         except BaseException as exc:
@@ -106,7 +106,7 @@ async def _run_coroutine(payload: dict, queue: str, call_next: Callable[[], Any]
         return value
 
 
-class _transaction:
+class _JobTransaction:
     """An isolation scope with the job's context, and the job's transaction in it."""
 
     def __init__(self, payload: dict, queue: str) -> None:
