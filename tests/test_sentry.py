@@ -3,6 +3,7 @@ that records what it would send (no network): events and transactions of real jo
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -114,3 +115,47 @@ def test_without_the_extra_the_import_says_what_to_install():
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].endswith(
         "install it with pip install 'forkq[sentry]'")
+
+
+WORKER_SETUP = """
+import json, os
+
+import sentry_sdk
+from sentry_sdk.transport import Transport
+
+import otel_jobs  # noqa: F401 (the jobs)
+from forkq.contrib.sentry import ForkqIntegration
+
+
+class ToFile(Transport):
+    def capture_envelope(self, envelope):
+        with open(os.environ["SENTRY_ITEMS_FILE"], "a") as handle:
+            for item in envelope.items:
+                handle.write(json.dumps({"type": item.type, "pid": os.getpid(),
+                                         "body": item.payload.json}) + "\\n")
+
+
+sentry_sdk.init(dsn="https://public@sentry.invalid/1", transport=ToFile(),
+                traces_sample_rate=1.0, integrations=[ForkqIntegration()])
+"""
+
+
+@pytest.mark.slow
+def test_set_up_in_the_master_a_worker_child_reports_its_jobs(redis, start_master, tmp_path):
+    items_file = tmp_path / "sentry.jsonl"
+    master = start_master(modules={"sentry_worker": WORKER_SETUP}, require=["sentry_worker"],
+                          processes=1, env={"SENTRY_ITEMS_FILE": str(items_file)})
+    (child,) = master.ready_pids(1)
+    jid = FailsOnce.perform_async()
+    wait_for(lambda: redis.lrange("obs:runs", 0, -1) == [jid], 20, message="the retry")
+
+    def items():
+        lines = items_file.read_text().splitlines() if items_file.exists() else []
+        return [json.loads(line) for line in lines]
+    wait_for(lambda: len([i for i in items() if i["type"] == "transaction"]) == 2, 10,
+             message="two transactions")
+    (event,) = [item for item in items() if item["type"] == "event"]
+    assert event["pid"] == child
+    assert event["body"]["tags"]["forkq.jid"] == jid
+    assert event["body"]["exception"]["values"][0]["type"] == "ValueError"
+    assert {item["pid"] for item in items()} == {child}
