@@ -1,13 +1,15 @@
 """What an application plugs into forkq, in one registry per process: middleware and handlers.
 
 ``registry`` holds the client, bulk and server middleware chains, the error handlers, the death
-handlers and the child-exit hooks. ``forkq.client_middleware``, ``forkq.server_middleware``, ``forkq.error_handlers``
-and ``forkq.death_handlers`` all write here; the default client reads its client middleware
-from it, and a worker is *given* it when it is built (``worker.Services``) rather than reading
-the client's state. Framework integrations register their per-job wrappers here at set-up
-(``forkq.contrib.django`` adds a server middleware that closes stale database connections
-around each job), before the master preloads the application and forks, so that every child
-inherits them; the core has no branch for any framework.
+handlers and the child-exit hooks. ``forkq.client_middleware``, ``forkq.server_middleware``,
+``forkq.error_handlers`` and ``forkq.death_handlers`` all write here; the default client reads
+its client and bulk middleware from it, and a worker is *given* it when it is built
+(``worker.Services``) rather than reading the client's state. Framework integrations register
+their per-job wrappers here at set-up (``forkq.contrib.django`` adds a server middleware that
+closes stale database connections around each job), before the master preloads the
+application and forks, so that every child inherits them; the core has no branch for any
+framework (nor for tracing or error trackers: ``forkq.contrib.otel`` and
+``forkq.contrib.sentry`` register here too).
 
 A middleware is a callable ``(job, payload, queue, call_next)``. Client middleware runs at
 enqueue with the job class; returning without calling ``call_next`` (or returning None/False)
