@@ -22,6 +22,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from forkq import hooks
 from forkq.contrib.otel import ForkqInstrumentor
+from forkq.contrib.otel import spans as otel_spans
+from forkq.errors import Shutdown
+from forkq.limiter import OverLimit
 from helpers import wait_for
 from jobs import Record
 from otel_jobs import AsyncFailsOnce, FailsOnce, Traced
@@ -217,3 +220,21 @@ def test_without_the_extra_the_import_says_what_to_install():
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].endswith(
         "install them with pip install 'forkq[otel]'")
+
+
+@pytest.mark.parametrize("exc, event, status", [
+    (OverLimit("api", 1.5), "postponed", StatusCode.UNSET),
+    (Shutdown(), "abandoned at shutdown: the job goes back to its queue", StatusCode.UNSET),
+    (KeyError("k"), "exception", StatusCode.ERROR),
+], ids=["postponed", "shutdown", "failure"])
+def test_only_a_failure_is_an_error_on_the_span(exc, event, status):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = provider.get_tracer("test").start_span("process default")
+    otel_spans._record(span, exc)
+    span.end()
+    (done,) = exporter.get_finished_spans()
+    assert [e.name for e in done.events] == [event]
+    assert done.status.status_code is status
+    assert ("error.type" in done.attributes) is (status is StatusCode.ERROR)
