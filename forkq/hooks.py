@@ -18,9 +18,11 @@ instance; an exception it raises is the job's failure. With no middleware the jo
 directly, at no cost.
 
 A bulk middleware is a callable ``(job_class, fields, queue, call_next)`` run once around a
-whole bulk push (``perform_bulk`` of the synchronous client) before any of its jobs is built:
-what it puts in the dict ``fields`` is merged into every payload of the push, before the
-client middleware sees each one; it must return what ``call_next()`` returns (the jids). With
+whole bulk push (``perform_bulk``) before any of its jobs is built: what it puts in the dict
+``fields`` is merged into every payload of the push, before the client middleware sees each
+one; it must return what ``call_next()`` returns (the jids). For an asyncio bulk push
+(``forkq.aio.perform_bulk``), ``call_next()`` returns the push's coroutine, not yet started:
+the middleware returns an awaitable of the jids (that coroutine, or one awaiting it). With
 none registered, a bulk push runs as before.
 
 Middleware is synchronous. For a coroutine job it runs in the worker's event loop thread when

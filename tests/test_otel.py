@@ -7,6 +7,7 @@ print their spans with the SDK's console exporter.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from forkq import hooks
+from forkq import aio, hooks
 from forkq.contrib.otel import ForkqInstrumentor
 from forkq.contrib.otel import spans as otel_spans
 from forkq.errors import Shutdown
@@ -83,6 +84,20 @@ def test_a_bulk_push_is_one_send_span_that_every_job_carries(redis, spans):
     payloads = queued(redis)
     assert sorted(p["jid"] for p in payloads) == sorted(jids)
     assert {p["traceparent"][:-3] for p in payloads} == {traceparent(send)}
+
+
+def test_an_asyncio_bulk_push_is_one_send_span_around_its_round_trips(redis, spans):
+    async def push():
+        try:
+            return await aio.perform_bulk(Record, [[i] for i in range(25)], batch_size=10)
+        finally:
+            await aio.aclose()
+
+    jids = asyncio.run(push())
+    (send,) = spans()
+    assert send.attributes["messaging.batch.message_count"] == 25
+    assert {p["traceparent"][:-3] for p in queued(redis)} == {traceparent(send)}
+    assert sorted(p["jid"] for p in queued(redis)) == sorted(jids)
 
 
 def test_a_run_is_a_consumer_span_child_of_the_enqueue_and_a_retry_too(redis, spans,

@@ -8,10 +8,10 @@ processor threads and its coroutine loop (server middleware). Steps of one job's
   injected into the payload by the process's propagator (W3C ``traceparent``/``tracestate``
   by default) as top-level fields, the carrier Ruby Sidekiq's OpenTelemetry instrumentation
   also uses; Sidekiq itself ignores them, and a retry keeps them.
-- a bulk push: one PRODUCER span ``send <queue>`` for the whole push, with
-  ``messaging.batch.message_count``; its context is the creation context of every job of the
-  push (the conventions' rule when there are no per-message "create" spans), so a bulk push
-  of 10,000 jobs makes one span, not 10,000.
+- a bulk push (``perform_bulk``, synchronous or asyncio): one PRODUCER span ``send <queue>``
+  for the whole push, with ``messaging.batch.message_count``; its context is the creation
+  context of every job of the push (the conventions' rule when there are no per-message
+  "create" spans), so a bulk push of 10,000 jobs makes one span, not 10,000.
 - each run, retries included: a CONSUMER span ``process <queue>``, child of the creation
   context and linked to it (the conventions' parent option for single messages), with the
   job's class and retry count; a failure is recorded on it (exception event, status ERROR,
@@ -25,6 +25,7 @@ straight through: no span, no context extracted or injected (``Tracing.live``).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 from opentelemetry import context, propagate, trace
@@ -93,8 +94,9 @@ class Tracing:
         within = trace.set_span_in_context(span)
         propagate.inject(fields, context=within)
         jids = _around(span, within, call_next, end=False)
-        span.set_attribute("messaging.batch.message_count", len(jids))
-        span.end()
+        if inspect.isawaitable(jids):  # an asyncio push, not started yet
+            return _sent_later(span, within, jids)
+        _sent(span, jids)
         return jids
 
     # --- a run
@@ -135,6 +137,26 @@ class Tracing:
             f"process {queue}", context=created, kind=SpanKind.CONSUMER, attributes=attributes,
             links=[Link(creation)] if creation.is_valid else None)
         return span, trace.set_span_in_context(span, created)
+
+
+def _sent(span, jids: list[str]) -> None:
+    span.set_attribute("messaging.batch.message_count", len(jids))
+    span.end()
+
+
+async def _sent_later(span, within, push) -> list[str]:
+    """Await an asyncio bulk push with its ``send`` span current, then end the span."""
+    token = context.attach(within)
+    try:
+        jids = await push
+    except BaseException as exc:
+        _record(span, exc)
+        span.end()
+        raise
+    finally:
+        context.detach(token)
+    _sent(span, jids)
+    return jids
 
 
 #: providers that make no spans: the API's default (no SDK set) and its no-op one
