@@ -129,7 +129,8 @@ class Tracing:
         created = propagate.extract(payload)
         creation = trace.get_current_span(created).get_span_context()
         attributes = _attributes("process", queue)
-        attributes["messaging.message.id"] = payload.get("jid") or ""
+        if "jid" in payload:
+            attributes["messaging.message.id"] = payload["jid"]
         attributes[JOB_CLASS] = payload["class"]
         if "retry_count" in payload:
             attributes[RETRY_COUNT] = payload["retry_count"]
