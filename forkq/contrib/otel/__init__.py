@@ -40,7 +40,9 @@ class ForkqInstrumentor(BaseInstrumentor):
     """Traces enqueues and runs of forkq jobs in this process (and children it forks)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("forkq",)
+        # forkq instruments itself: the library is there whenever this class is. Naming it
+        # would make instrument() refuse to run from a checkout that is not pip-installed.
+        return ()
 
     def _instrument(self, **kwargs: Any) -> None:
         provider = kwargs.get("tracer_provider")
