@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -159,3 +160,7 @@ def test_set_up_in_the_master_a_worker_child_reports_its_jobs(redis, start_maste
     assert event["body"]["tags"]["forkq.jid"] == jid
     assert event["body"]["exception"]["values"][0]["type"] == "ValueError"
     assert {item["pid"] for item in items()} == {child}
+    # Stopped, not killed at teardown: a killed child's blocked fetch could still take the
+    # next test's job from Redis.
+    master.send(signal.SIGTERM)
+    assert master.wait_exit(20) == 0
