@@ -78,19 +78,34 @@ def _check_options(job_class, options: dict[str, Any], where: str) -> None:
 
 async def perform_bulk(job, args_list: Iterable[list], batch_size: int = client.BULK_BATCH,
                        **options: Any) -> list[str]:
-    """Push one job per argument list, ``batch_size`` jobs a round trip; returns their jids."""
+    """Push one job per argument list, ``batch_size`` jobs a round trip; returns their jids.
+    Bulk middleware runs once around the whole push (``hooks.py``): its ``call_next()``
+    returns the push's coroutine, which it must return awaitable."""
     job_class = _job_class(job)
     where = f"{job_class.wire_name()}.aperform_bulk"
     _check_options(job_class, options, where)
     client.check_batch_size(batch_size, where)
     producer = client.default()
+    if not producer.middleware.bulk:
+        return await _push_bulk(producer, job_class, args_list, batch_size, options, {})
+    fields: dict[str, Any] = {}
+    return await producer.middleware.invoke_bulk(
+        job_class, fields, client.queue_of({**job_class.options, **options}),
+        lambda: _push_bulk(producer, job_class, args_list, batch_size, options, fields))
+
+
+async def _push_bulk(producer: client.Client, job_class, args_list: Iterable[list],
+                     batch_size: int, options: dict[str, Any],
+                     fields: dict[str, Any]) -> list[str]:
+    where = f"{job_class.wire_name()}.aperform_bulk"
     now = time.time()
     jids: list[str] = []
     batch: list[Prepared] = []
     for index, args in enumerate(args_list):
         item = client.check_bulk_item(args, index, where)
-        batch += producer.admit([producer.prepare(job_class, args, options, where=item,
-                                                  now=now)])
+        prepared = producer.prepare(job_class, args, options, where=item, now=now)
+        prepared.payload.update(fields)
+        batch += producer.admit([prepared])
         if len(batch) >= batch_size:
             jids += [payload["jid"] for payload in await push_payloads(batch)]
             batch = []

@@ -46,12 +46,17 @@ def new_jid() -> str:
     return os.urandom(12).hex()
 
 
+def queue_of(merged_options: dict[str, Any]) -> str:
+    """The queue a push goes to, from the job class's options merged with the call's."""
+    return merged_options.get("queue") or "default"
+
+
 def build_payload(job_class: type, args: list, options: dict[str, Any],
                   now: float) -> dict[str, Any]:
     """The Sidekiq-format job hash; pure apart from the jid."""
     merged = {**job_class.options, **options}
     payload: dict[str, Any] = {"class": job_class.wire_name(), "args": args,
-                               "queue": merged.get("queue") or "default",
+                               "queue": queue_of(merged),
                                "retry": merged.get("retry", True)}
     for key in DATA_OPTIONS:
         if key not in payload and merged.get(key) is not None:
@@ -209,17 +214,31 @@ class Client:
 
     def push_bulk(self, job_class: type, args_list: Iterable[list], options: dict[str, Any],
                   batch_size: int = BULK_BATCH) -> list[str]:
+        """Push many jobs of one class; the jids pushed. Bulk middleware, when there is any,
+        runs once around the whole push and gives fields that every payload gets."""
         where = f"{job_class.wire_name()}.perform_bulk"
         validate_options(options, where)
         check_batch_size(batch_size, where)
+        if not self.middleware.bulk:
+            return self._push_bulk(job_class, args_list, options, batch_size, {})
+        fields: dict[str, Any] = {}
+        return self.middleware.invoke_bulk(
+            job_class, fields, queue_of({**job_class.options, **options}),
+            lambda: self._push_bulk(job_class, args_list, options, batch_size, fields))
+
+    def _push_bulk(self, job_class: type, args_list: Iterable[list], options: dict[str, Any],
+                   batch_size: int, fields: dict[str, Any]) -> list[str]:
+        where = f"{job_class.wire_name()}.perform_bulk"
         now = time.time()
-        template = self._template(job_class, options, now)
+        template = self._template(job_class, options, now, fields)
         jids: list[str] = []
         batch: list = []
         for index, args in enumerate(args_list):
             item = check_bulk_item(args, index, where)
             if template is None:
-                batch.append(self.prepare(job_class, args, options, where=item, now=now))
+                prepared = self.prepare(job_class, args, options, where=item, now=now)
+                prepared.payload.update(fields)
+                batch.append(prepared)
             else:
                 self.check_args(job_class, args, item)
                 jid = new_jid()
@@ -232,8 +251,8 @@ class Client:
             jids.extend(self._push_batch(batch, template, now))
         return jids
 
-    def _template(self, job_class: type, options: dict[str, Any],
-                  now: float) -> BulkTemplate | None:
+    def _template(self, job_class: type, options: dict[str, Any], now: float,
+                  fields: dict[str, Any]) -> BulkTemplate | None:
         """The bulk template, unless the jobs must be pushed payload by payload: a unique job
         takes a lock per job, a job keeping a result is recorded one by one
         (``push.commands``), and middleware and the testing sink see payloads."""
@@ -241,7 +260,7 @@ class Client:
         if self.middleware.client or self.sink or unique_rule(job_class, options) is not None \
                 or "result_ttl" in sample:
             return None
-        return BulkTemplate(sample, now)
+        return BulkTemplate({**sample, **fields}, now)
 
     def _push_batch(self, batch: list, template: BulkTemplate | None, now: float) -> list[str]:
         if template is not None:

@@ -27,6 +27,9 @@ BASE_SETTINGS = {"require": ["e2e_jobs"], "processes": 2, "concurrency": 3, "tim
 class Master:
     """A ``forkq start`` subprocess on a config file written to a temporary directory."""
 
+    #: a command the master runs under (``opentelemetry-instrument``), before the interpreter
+    launcher: list[str] = []
+
     def __init__(self, directory, env: dict | None = None, **settings) -> None:
         self.dir = directory
         self.config_path = str(directory / "forkq.yml")
@@ -52,7 +55,7 @@ class Master:
         self.stderr_path = str(self.dir / "stderr.txt")
         with open(self.stderr_path, "w") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "forkq.cli", "start", "-c", self.config_path, *flags],
+                [*self.launcher, sys.executable, "-m", "forkq.cli", "start", "-c", self.config_path, *flags],
                 env=env, cwd=str(self.dir), stdin=subprocess.DEVNULL, stdout=stderr,
                 stderr=stderr)
         return self

@@ -432,6 +432,38 @@ def test_middleware_sees_the_lock_fields_and_a_stopped_push_takes_no_lock(redis)
     assert len(unique_locks(redis)) == 2, "only the pushed jobs hold a lock"
 
 
+@pytest.mark.parametrize("with_client_middleware", [False, True],
+                         ids=["bulk template", "payload by payload"])
+def test_bulk_middleware_wraps_the_push_once_and_its_fields_reach_every_job(
+        redis, with_client_middleware):
+    chain = forkq.hooks.registry.middleware
+    calls, seen = [], []
+
+    def note(job_class, fields, queue, call_next):
+        fields["note"] = "from the bulk middleware"
+        jids = call_next()
+        calls.append((job_class, queue, len(jids)))
+        return jids
+
+    def look(job_class, payload, queue, call_next):
+        seen.append(payload.get("note"))
+        return call_next()
+
+    chain.add_bulk(note)
+    if with_client_middleware:
+        chain.add_client(look)
+    try:
+        jids = Record.set(queue="bulk").perform_bulk([[1], [2], [3]], batch_size=2)
+    finally:
+        chain.bulk.remove(note)
+        if with_client_middleware:
+            chain.client.remove(look)
+    assert calls == [(Record, "bulk", 3)]
+    assert sorted(job["jid"] for job in queued(redis, "bulk")) == sorted(jids)
+    assert {job["note"] for job in queued(redis, "bulk")} == {"from the bulk middleware"}
+    assert seen == (["from the bulk middleware"] * 3 if with_client_middleware else [])
+
+
 def run_python(script: str) -> subprocess.CompletedProcess:
     """``script`` in a fresh interpreter (nothing imported yet), with the repository on the path."""
     return subprocess.run([sys.executable, "-c", script], env=producer_env(), capture_output=True,
@@ -448,8 +480,12 @@ def test_import_forkq_loads_the_client_half_only():
     server = [name for name in loaded if name.startswith(("forkq.worker", "forkq.supervisor",
                                                           "forkq.periodic", "forkq.api",
                                                           "forkq.web", "forkq.metrics"))]
+    # redis-py itself imports the OpenTelemetry SDK where it is installed, and the SDK psutil:
+    # only what forkq adds to ``import redis`` counts
+    by_redis = set(run_python("import redis\n" + LOADED.format("")).stdout.split())
     heavy = [name for name in loaded if name.split(".")[0] in ("psutil", "prometheus_client",
-                                                               "cronsim")]
+                                                               "cronsim")
+             and name not in by_redis]
     assert server == [] and heavy == []
     assert not {"forkq.aio", "forkq.connection.aio", "forkq.limiter"} & set(loaded)
 

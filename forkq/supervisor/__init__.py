@@ -190,8 +190,13 @@ class Supervisor:
         self.signals = SignalQueue()
         self.signals.install(MASTER_SIGNALS)
         if threading.active_count() > 1:
-            logger.warning("the preloaded application started threads; they do not exist in "
-                           "the forked children")
+            # Named, so that a library that re-creates its threads after a fork (the
+            # OpenTelemetry SDK's span processors) is told apart from one that does not.
+            logger.warning("the preloaded application started threads (%s); they do not exist "
+                           "in the forked children unless their library starts them again "
+                           "after a fork", ", ".join(sorted(
+                               t.name for t in threading.enumerate()
+                               if t is not threading.main_thread())))
         self.files.show(config.tag, 0)
         logger.info("forkq %s master started: pid=%d processes=%d concurrency=%d", __version__,
                     self.master_pid, config.processes, config.concurrency)

@@ -5,7 +5,8 @@ parent (``worker.Parent``): at each ``tick(state)``, at least once a second, it 
 to the master (the first says "ready", each one "alive", ``S`` "stopping by itself", ``R``
 "replace me": ``request_retirement``), sets the process title from the worker's snapshot, and
 answers with a reason to stop when the master is gone or ``max_jobs`` is reached.
-``exit_child`` ends the process with ``os._exit`` so that nothing returns into the master's code.
+``exit_child`` ends the process with ``os._exit`` so that nothing returns into the master's code,
+after the child-exit hooks (``hooks.Hooks.child_exit``) that ``atexit`` would have reached.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Callable, NoReturn
 import redis as redis_py
 from setproctitle import setproctitle
 
-from .. import __version__, log
+from .. import __version__, hooks, log
 from ..errors import ForkqError
 from ..log import logger
 
@@ -103,7 +104,17 @@ def exit_child(run: Callable[[], int]) -> NoReturn:
     except BaseException:
         logger.exception("child failed")
     finally:
+        run_exit_hooks()
         log.flush()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
+
+
+def run_exit_hooks() -> None:
+    """The child-exit hooks, each in turn; one that raises is logged and the others still run."""
+    for hook in hooks.registry.child_exit:
+        try:
+            hook()
+        except BaseException:  # nothing may keep the child from its os._exit
+            logger.exception("child-exit hook %r failed", hook)
