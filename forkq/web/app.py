@@ -19,9 +19,8 @@ import time
 from typing import Any, Callable
 
 import jinja2
-from markupsafe import Markup, escape
 import redis as redis_py
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from .. import __version__
 from ..api import Api, as_date
