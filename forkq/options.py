@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from .config import MAX_RETRIES
 from .flow import unique
-from .values import YEAR, is_positive_seconds, name_problem, positive_seconds
+from .values import MAX_SECONDS, is_positive_seconds, name_problem, positive_seconds, too_long
 
 #: options written into every payload; the last three are acted on by the worker (seconds:
 #: ``flow/timelimit.py``, ``flow/expiry.py``)
@@ -35,7 +35,7 @@ HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
 UNIQUE_OPTIONS = ("unique_for", "unique_until")
 KNOWN_OPTIONS = DATA_OPTIONS + HOOK_OPTIONS + UNIQUE_OPTIONS
 #: furthest ahead perform_in / perform_at may schedule, in seconds (100 years)
-MAX_DELAY = 100 * YEAR
+MAX_DELAY = MAX_SECONDS
 
 
 def check_ttl(value: Any, where: str) -> None:
@@ -90,7 +90,7 @@ def _retry_on_rule(value: Any) -> str | None:
 
 
 def _seconds_rule(value: Any) -> str | None:
-    return None if is_positive_seconds(value) else "a positive number of seconds"
+    return None if is_positive_seconds(value) else f"a positive number of seconds{too_long(value)}"
 
 
 _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
@@ -105,7 +105,7 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "retries_exhausted": lambda value: None if callable(value) else "callable",
     "retry_on": _retry_on_rule,
     "unique_for": lambda value: None if is_positive_seconds(value)
-    else "a positive number of seconds (the lock's TTL)",
+    else f"a positive number of seconds{too_long(value)} (the lock's TTL)",
     "unique_until": lambda value: None if value in unique.UNTIL else "'start' or 'success'",
     "result_ttl": _seconds_rule,
     "soft_time_limit": _seconds_rule,
