@@ -273,3 +273,58 @@ def test_a_job_whose_failure_cannot_be_handled_is_buried_and_the_batch_goes_on(
     assert buried["error_message"] == ("forkq could not handle this job: SystemExit: an error "
                                        "handler that exits")
     assert worker.manager.processors[0].is_alive()
+
+
+def test_jobs_redis_refuses_to_record_hold_no_thread(redis, start_worker, log_lines):
+    """A ``result_ttl`` beyond what Redis' EX accepts, pushed by a producer past the client's
+    check: five such jobs once held all five threads for ever, and none of 200 others ran."""
+    redis.lpush("queue:default", *[record_text(f"p{i}", result_ttl=1e300) for i in range(5)])
+    jobs.Record.perform_bulk([[i] for i in range(200)])
+    start_worker(concurrency=5)
+    wait_for(lambda: redis.llen("ran") == 205, timeout=30)
+    assert sum("option 'result_ttl' must be a positive number of seconds up to" in line
+               for line in log_lines) >= 5
+    assert not redis.keys("forkq:result:*")
+
+
+def test_a_command_refused_for_a_jobs_data_buries_that_job_only(redis, start_worker):
+    """A unique lock a producer made a hash: releasing it at start is refused (WRONGTYPE) for
+    ever; that job goes to the dead set with the reason, the threads go on. Released at
+    success, the refusal is logged and the job, which ran, is not buried."""
+    redis.hset("forkq:unique:d1", "x", "y")
+    redis.hset("forkq:unique:d2", "x", "y")
+    at_start = [record_text(f"s{i}", unique_digest="d1", unique_until="start") for i in range(3)]
+    at_success = record_text("ok", unique_digest="d2", unique_until="success")
+    redis.lpush("queue:default", *at_start, at_success)
+    jobs.Record.perform_bulk([[i] for i in range(50)])
+    start_worker(concurrency=2)
+    wait_for(lambda: redis.llen("ran") == 51 and redis.zcard("dead") == 3, timeout=20)
+    assert "ok" in ran(redis)
+    dead = [json.loads(text) for text in redis.zrange("dead", 0, -1)]
+    assert sorted(raw_of(job) for job in dead) == sorted(at_start)
+    assert all(job["error_message"].startswith("Redis refused a command about this job: ")
+               and "WRONGTYPE" in job["error_message"] for job in dead)
+
+
+def test_a_retry_set_made_a_list_sends_failing_jobs_to_dead(redis, start_worker, log_lines):
+    """A producer's ``LPUSH retry x``: each failing job goes to the dead set saying why
+    instead of holding its thread, the poller says so once, and still moves scheduled jobs."""
+    redis.lpush("retry", "x")
+    for value in range(5):
+        jobs.explode.perform_async(value)
+    jobs.Record.perform_bulk([[i] for i in range(200)])
+    start_worker(concurrency=5)
+    wait_for(lambda: redis.llen("ran") == 200 and redis.zcard("dead") == 5, timeout=30)
+    for job in map(json.loads, redis.zrange("dead", 0, -1)):
+        assert job["error_class"] == "ValueError" and job["retry_count"] == 0
+        assert job["error_message"] == (f"exploded {job['args'][0]} [not retried: Redis refused "
+                                        f"its retry: WRONGTYPE Operation against a key holding "
+                                        f"the wrong kind of value]")
+    for value in ("later1", "later2", "later3"):  # each moved by a poll of its own
+        jobs.Record.perform_at(time.time() - 1, value)
+        wait_for(lambda: value in ran(redis))
+    assert sum(line.startswith("retry cannot be polled") for line in log_lines) == 1
+    assert not [line for line in log_lines if line.startswith("poller error")]
+    assert redis.lrange("retry", 0, -1) == ["x"]
+    redis.delete("retry")
+    wait_for(lambda: "retry can be polled again" in log_lines)

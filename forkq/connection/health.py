@@ -2,8 +2,11 @@
 
 Shared by every thread of a worker; each failing call reports here and backs off, so an
 outage produces two log lines ("unavailable", "back after 12.3 s"), not one per retry. An
-error reply (a full memory, a key of the wrong type) is retried the same way, since giving up
-would drop the job being written, but is logged as what it is.
+error reply that a wait can cure (a full memory, a replica during a failover, a busy script,
+an ACL being fixed) is retried the same way, since giving up would drop the job being written,
+but is logged as what it is. A command refused for its data (a key of the wrong type, a TTL out
+of range: ``refused_for_data``) would be refused for ever: it is raised to the caller, which
+fails or buries that one job instead of holding its thread.
 Right after a recovery, each thread's pooled connection from before the outage fails once
 (broken pipe) and reconnects: failures within ``STALE_GRACE`` of a recovery are logged only
 if they go on past it. Failures are an outage only once they have gone on for
@@ -13,6 +16,7 @@ success just after another thread's failure, and that blip is not an outage of i
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any, Callable
@@ -28,6 +32,14 @@ BACKOFF_CAP = 5.0
 STALE_GRACE = 2.0
 #: seconds failures must go on, without a success between them, to be logged as an outage
 OUTAGE_GRACE = 0.5
+#: error codes of replies that a wait can cure; any other error reply refuses the data
+_PASSING = re.compile(r"(?:^|[\s:-])(OOM|LOADING|BUSY|MASTERDOWN|NOREPLICAS|READONLY|TRYAGAIN|"
+                      r"CLUSTERDOWN|NOPERM|NOAUTH|UNBLOCKED)\b")
+#: the same, as redis-py names them (it strips the code from the message of these)
+_PASSING_TYPES = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError,
+                  redis.exceptions.NoPermissionError, redis.exceptions.NoScriptError,
+                  redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+                  redis.exceptions.AskError)
 
 
 class RedisHealth:
@@ -67,6 +79,16 @@ class RedisHealth:
             self.outage_logged = False
 
 
+def refused_for_data(exc: BaseException) -> bool:
+    """True for an error reply that repeating the command will not change (``WRONGTYPE``, ``ERR
+    invalid expire time``, a script's error): Redis is up, but refuses what was sent. Connection
+    errors, timeouts and replies a wait can cure (``_PASSING``, also inside a script's error
+    text) are not."""
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    return not (isinstance(exc, _PASSING_TYPES) or _PASSING.search(str(exc)))
+
+
 def next_backoff(previous: float) -> float:
     return min(BACKOFF_CAP, max(BACKOFF_START, previous * 2))
 
@@ -76,7 +98,8 @@ def retrying(call: Callable[[], Any], health: RedisHealth,
     """Run ``call`` until Redis answers, backing off between tries and reporting each failure
     and the recovery to ``health``. ``give_up(delay)`` waits out the delay and says whether to
     stop trying (the process is stopping): then None is returned, and what the caller held
-    stays where recovery finds it."""
+    stays where recovery finds it. A command ``refused_for_data`` is raised at once: retrying
+    it would hold the calling thread for ever."""
     delay = 0.0
     while True:
         try:
@@ -84,6 +107,9 @@ def retrying(call: Callable[[], Any], health: RedisHealth,
             health.succeeded()
             return result
         except redis.RedisError as exc:
+            if refused_for_data(exc):
+                health.succeeded()  # Redis answered: it is up
+                raise
             health.failed(exc)
         delay = next_backoff(delay)
         if give_up(delay):

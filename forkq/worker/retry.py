@@ -15,7 +15,9 @@ record): like Sidekiq, a ``retry`` that is neither a boolean, null nor an intege
 from the start; a ``backtrace`` that is not ``true`` or a count > 0 keeps none; a
 ``retry_queue`` that is not a queue name is ignored; a ``retry_in`` hook that raises or returns
 something other than a finite delay >= 0 (or ``"discard"``/``"kill"``) gets the default
-backoff. Each such fallback is named in the failure's log line (``Decision.summary``).
+backoff. Each such fallback is named in the failure's log line (``Decision.summary``). A retry
+that Redis refuses for its data (``retry`` made a list by a producer) sends the job to the dead
+set instead, the refusal appended to its ``error_message``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import traceback
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import redis as redis_py
 
 from ..flow import unique
 from ..log import logger
@@ -223,6 +227,24 @@ class RetryWriter:
                           death_unlock(payload) if decision.action != "retry" else None)
         if decision.action in ("dead", "drop"):
             self._run_death_hooks(decision, failed, exc, hooks)
+        try:
+            attempt(lambda: self.write(redis, outcome))
+        except redis_py.ResponseError as refused:
+            # only a refusal for the data gets past ``attempt``: it would be refused again
+            if decision.action != "retry":
+                raise
+            return self._bury_refused(redis, failed, exc, refused, attempt)
+        return outcome
+
+    def _bury_refused(self, redis, failed: dict[str, Any], exc: BaseException,
+                      refused: Exception, attempt: Callable) -> Outcome:
+        """The retry could not be written (``retry`` is not a sorted set...): the job goes to
+        the dead set instead, its error message saying why, rather than hold its thread."""
+        reason = f"Redis refused its retry: {refused}"
+        failed["error_message"] = f"{failed['error_message']} [not retried: {reason}]"
+        outcome = Outcome(Decision("dead", reason=reason, summary=f"dead: {reason}"),
+                          dumps(failed), time.time(), True, death_unlock(failed))
+        run_death_handlers(self.death_handlers, failed, exc)
         attempt(lambda: self.write(redis, outcome))
         return outcome
 
