@@ -257,6 +257,22 @@ def test_bad_options_are_refused_at_enqueue_before_anything_is_pushed(redis):
     assert redis.dbsize() == 0
 
 
+@pytest.mark.parametrize("option, value, problem", [
+    ("retry_queue", "slow\nq", "a usable queue name (whitespace and control characters are not "
+                               "allowed)"),
+    ("retry_queue", "slow,2", "a usable queue name (a comma is not allowed"),
+    # beyond what Redis' EX/PX accept: once pushed, the worker's write would be refused
+    ("result_ttl", 1e300, "a positive number of seconds up to 3153600000 (100 years)"),
+    ("unique_for", 1e300, "a positive number of seconds up to 3153600000 (100 years)"),
+    ("expires_in", 10 ** 400, "a positive number of seconds up to 3153600000 (100 years)"),
+])
+def test_values_no_worker_or_redis_could_use_are_refused_before_the_push(
+        redis, option, value, problem):
+    with pytest.raises(TypeError, match=re.escape(f"option {option!r} must be {problem}")):
+        Record.set(**{option: value}).perform_async(1)
+    assert redis.dbsize() == 0
+
+
 @pytest.mark.parametrize("call, fragment", [
     (lambda: Record.perform_async(), "jobs.Record.perform_async: perform(value) takes 1 "
                                      "argument, but 0 were given"),

@@ -37,6 +37,7 @@ import redis as redis_py
 from ..flow import unique
 from ..log import logger
 from ..payload import dumps, error_class_name
+from ..values import name_problem
 
 #: marks a job recovered from a dead process with others; cleared once it fails normally
 ISOLATE_KEY = "forkq_isolate"
@@ -91,10 +92,24 @@ def previous_count(payload: dict[str, Any]) -> tuple[int, str]:
     return -1, f"retry_count {shown(value)} is not a count: counted from 0"
 
 
+def queue_to_retry_in(payload: dict[str, Any]) -> tuple[str | None, str]:
+    """The job's ``retry_queue`` when it is a usable queue name (the config's rule, so some
+    worker can be told to read it), else None, with a note when one was given: a name with a
+    comma or a newline would strand the job in a queue no worker is configured to read."""
+    value = payload.get("retry_queue")
+    if value is None:
+        return None, ""
+    problem = name_problem(value) if isinstance(value, str) else "not a string"
+    if problem is None:
+        return value, ""
+    return None, f"retry_queue {shown(value)} is not a queue name ({problem}): ignored"
+
+
 def decide(payload: dict[str, Any], exc: BaseException, hooks: dict[str, Any],
            max_retries: int, rand_int=random.randrange) -> Decision:
     limit, note = retry_limit(payload.get("retry", True), max_retries)
-    notes = (note,) if note else ()
+    _, queue_note = queue_to_retry_in(payload)
+    notes = tuple(n for n in (note, queue_note) if n)
     retry_on = hooks.get("retry_on")
     if retry_on and not isinstance(exc, retry_on):
         reason = f"{type(exc).__name__} is not in retry_on"
@@ -166,8 +181,8 @@ def with_error(payload: dict[str, Any], exc: BaseException, now: float) -> dict[
         failed["retried_at"] = now
     else:
         failed["failed_at"] = now
-    retry_queue = failed.get("retry_queue")
-    if type(retry_queue) is str and retry_queue:
+    retry_queue, _ = queue_to_retry_in(payload)
+    if retry_queue is not None:
         failed["queue"] = retry_queue
     backtrace = payload.get("backtrace")
     if backtrace is True or (type(backtrace) is int and backtrace > 0):
