@@ -174,9 +174,13 @@ def run_at(job_class: type, timestamp: Any, method: str, now: float) -> float:
 
 
 def check_run_at(job_class: type, at: float, now: float, method: str, given: Any) -> None:
-    if at - now > MAX_DELAY:
-        raise ValueError(f"{job_class.wire_name()}.{method}: {given!r} is more than 100 "
-                         f"years from now (a timestamp in milliseconds? pass epoch seconds)")
+    if at - now <= MAX_DELAY:
+        return
+    if method.endswith("perform_in"):
+        raise ValueError(f"{job_class.wire_name()}.{method}: seconds {given!r} is more than "
+                         f"the longest delay, {MAX_DELAY:.0f} (100 years)")
+    raise ValueError(f"{job_class.wire_name()}.{method}: {given!r} is more than 100 "
+                     f"years from now (a timestamp in milliseconds? pass epoch seconds)")
 
 
 def finite(value: Any, method: str, unit: str, job_class: type) -> float:
@@ -184,8 +188,12 @@ def finite(value: Any, method: str, unit: str, job_class: type) -> float:
         raise TypeError(f"{job_class.wire_name()}.{method}: {unit} must be a number, not "
                         f"{value!r} ({type(value).__name__}); for a datetime pass "
                         f"value.timestamp(), for a timedelta value.total_seconds()")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float: far beyond the longest delay too
+        number = math.inf
     if not math.isfinite(number):
-        raise ValueError(f"{job_class.wire_name()}.{method}: {unit} is {value!r}; pass a finite "
-                         f"number of seconds")
+        shown = value if isinstance(value, float) else f"an int of {value.bit_length()} bits"
+        raise ValueError(f"{job_class.wire_name()}.{method}: {unit} is {shown}; pass a finite "
+                         f"number of seconds, at most {MAX_DELAY:.0f} (100 years) ahead")
     return number

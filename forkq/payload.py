@@ -91,7 +91,31 @@ def error_class_name(exc: BaseException) -> str:
 # its type and what to pass instead, so a mistake shows at the call site and not as a job that
 # runs with different data than it was given. Nothing is ever pickled.
 
-_SCALARS = (str, int, bool, type(None))
+_SCALARS = (bool, type(None))
+#: ints from here on are refused: JSON readers take at most 4,300 digits (Python's default
+#: ``sys.get_int_max_str_digits``), so the worker could not read the payload
+_INT_LIMIT = 10 ** 4300
+#: deepest nesting of lists and dicts accepted in an argument: Ruby's JSON reader refuses
+#: deeper by default (``max_nesting``), and Python's recursion limit is not far away
+MAX_DEPTH = 100
+
+
+def _plain(value: object, kind: type) -> bool:
+    """True for a scalar JSON carries unchanged: checked inline, before any call."""
+    if kind is str:
+        return value.isascii() or _encodable(value)
+    if kind is int:
+        return -_INT_LIMIT < value < _INT_LIMIT
+    return kind in _SCALARS or (kind is float and math.isfinite(value))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 #: what to pass instead, by type name
 _ADVICE = {
@@ -115,38 +139,58 @@ def check_args(args: list, where: str | Callable[[], str]) -> None:
     ``where`` names the call for the message; a callable is only called on an error, so that
     a bulk push does not format a name per job."""
     for index, value in enumerate(args):
-        kind = type(value)
-        if kind not in _SCALARS and not (kind is float and math.isfinite(value)):
+        if not _plain(value, type(value)):
             prefix = where() if callable(where) else where
             check_value(value, f"{prefix}: args[{index}]")
 
 
-def check_value(value: object, path: str) -> None:
+def check_value(value: object, path: str, depth: int = 0) -> None:
     kind = type(value)
-    if kind in _SCALARS:
+    if _plain(value, kind):
         return
-    if kind is float:
-        if not math.isfinite(value):
-            raise TypeError(f"{path} is {value!r}, which JSON cannot carry; pass None or a string")
-        return
+    if kind in (float, int, str):
+        raise TypeError(f"{path} is {_unplain(value, kind)}")
+    if depth >= MAX_DEPTH and kind in (list, dict):
+        raise TypeError(f"{path} nests lists and dicts more than {MAX_DEPTH} deep, which JSON "
+                        f"readers refuse (Ruby's among them); flatten it")
     if kind is list:
         for index, item in enumerate(value):
-            if type(item) not in _SCALARS:
-                check_value(item, f"{path}[{index}]")
+            if not _plain(item, type(item)):
+                check_value(item, f"{path}[{index}]", depth + 1)
         return
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str:
-                raise TypeError(f"{path} has the key {key!r} of type {type(key).__name__}; JSON "
-                                f"turns dict keys into strings, so pass string keys")
-            if type(item) not in _SCALARS:
-                check_value(item, f"{path}[{key!r}]")
+            if type(key) is not str or not _plain(key, str):
+                raise TypeError(f"{path} has the key {_shown(key)} of type "
+                                f"{type(key).__name__}; JSON turns dict keys into strings, so "
+                                f"pass string keys (valid UTF-8)")
+            if not _plain(item, type(item)):
+                check_value(item, f"{path}[{key!r}]", depth + 1)
         return
     name = kind.__name__
     advice = _ADVICE.get(name, "pass JSON-native values (str, int, float, bool, None, list, "
                                "dict with string keys), e.g. an id to load the object by")
     raise TypeError(f"{path} is a {kind.__module__}.{kind.__qualname__}, which is not JSON-native; "
                     f"{advice}")
+def _unplain(value: Any, kind: type) -> str:
+    """What is wrong with a float, int or str that ``_plain`` refused, and what to pass."""
+    if kind is float:
+        return f"{value!r}, which JSON cannot carry; pass None or a string"
+    if kind is int:
+        return "an int of more than 4300 digits, which JSON readers refuse: pass it as a string"
+    index = next(i for i, char in enumerate(value) if "\ud800" <= char <= "\udfff")
+    return (f"a string holding a lone surrogate ({value[index]!r} at index {index}), which "
+            f"UTF-8 cannot encode; pass valid text, or base64 for binary data")
+
+
+def _shown(value: Any) -> str:
+    """``repr`` of a value for a message, cut short (a str of an int past 4300 digits raises)."""
+    if type(value) is int and not -_INT_LIMIT < value < _INT_LIMIT:
+        return "<an int of more than 4300 digits>"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
 def epoch_seconds(value: Any) -> float | None:
     """A payload timestamp (``enqueued_at``, ``created_at``...) as float seconds, read as
     milliseconds past ``MS_THRESHOLD``; None when it is not a finite number."""
