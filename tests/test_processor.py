@@ -328,3 +328,18 @@ def test_a_retry_set_made_a_list_sends_failing_jobs_to_dead(redis, start_worker,
     assert redis.lrange("retry", 0, -1) == ["x"]
     redis.delete("retry")
     wait_for(lambda: "retry can be polled again" in log_lines)
+
+
+def test_a_queue_key_made_a_string_is_waited_out_logged_once(redis, start_worker, log_lines):
+    """A fetch refused for its data holds no job to fail: the threads wait it out as an outage
+    (one line, not a traceback a second per thread) and run the queue once the key is fixed."""
+    redis.set("queue:default", "not a list")
+    start_worker(concurrency=3)
+    wait_for(lambda: any(line.startswith("Redis refuses the fetch") for line in log_lines))
+    redis.delete("queue:default")
+    jobs.Record.perform_bulk([[i] for i in range(20)])
+    wait_for(lambda: redis.llen("ran") == 20)
+    assert sum(line.startswith("Redis refuses the fetch (ResponseError: ") and "WRONGTYPE" in line
+               for line in log_lines) == 1
+    assert log_lines.count("Redis accepts the fetch again") == 1
+    assert not [line for line in log_lines if line.startswith("processor error")]

@@ -48,6 +48,8 @@ class RedisHealth:
         self.down_since: float | None = None
         self.outage_logged = False
         self.recovered_at = float("-inf")
+        #: what Redis refuses for its data, where nothing can be failed (``refused``)
+        self.refusing: set[str] = set()
 
     def failed(self, exc: BaseException) -> None:
         with self._lock:
@@ -60,11 +62,28 @@ class RedisHealth:
                 return
             self.outage_logged = True
             if isinstance(exc, redis.ResponseError):
-                logger.error("Redis refused a command (%s: %s); retrying with backoff, the "
-                             "job stays in its private list", type(exc).__name__, exc)
+                logger.error("Redis refused a command (%s: %s); retrying with backoff, no "
+                             "job is dropped", type(exc).__name__, exc)
             else:
                 logger.error("Redis unavailable (%s: %s); retrying with backoff, no job is "
                              "dropped", type(exc).__name__, exc)
+
+    def refused(self, what: str, exc: BaseException) -> None:
+        """Redis refuses ``what`` (a fetch) for its data, and there is no job to fail: logged
+        once, by the first thread, until ``accepted``."""
+        with self._lock:
+            if what in self.refusing:
+                return
+            self.refusing.add(what)
+        logger.error("Redis refuses the %s (%s: %s); retrying with backoff until the key is "
+                     "fixed, no job is dropped", what, type(exc).__name__, exc)
+
+    def accepted(self, what: str) -> None:
+        with self._lock:
+            if what not in self.refusing:
+                return
+            self.refusing.discard(what)
+        logger.warning("Redis accepts the %s again", what)
 
     def succeeded(self) -> None:
         if self.down_since is None:
@@ -94,23 +113,30 @@ def next_backoff(previous: float) -> float:
 
 
 def retrying(call: Callable[[], Any], health: RedisHealth,
-             give_up: Callable[[float], bool]) -> Any:
+             give_up: Callable[[float], bool], refusals: str = "") -> Any:
     """Run ``call`` until Redis answers, backing off between tries and reporting each failure
     and the recovery to ``health``. ``give_up(delay)`` waits out the delay and says whether to
     stop trying (the process is stopping): then None is returned, and what the caller held
     stays where recovery finds it. A command ``refused_for_data`` is raised at once: retrying
-    it would hold the calling thread for ever."""
+    it would hold the calling thread for ever, when failing would free it. Given ``refusals``,
+    the name of what is called (``"fetch"``: there is no job to fail), it is retried instead,
+    logged once (``RedisHealth.refused``) until it is accepted again."""
     delay = 0.0
     while True:
         try:
             result = call()
             health.succeeded()
+            if refusals and health.refusing:
+                health.accepted(refusals)
             return result
         except redis.RedisError as exc:
-            if refused_for_data(exc):
+            if not refused_for_data(exc):
+                health.failed(exc)
+            elif refusals:
+                health.refused(refusals, exc)
+            else:
                 health.succeeded()  # Redis answered: it is up
                 raise
-            health.failed(exc)
         delay = next_backoff(delay)
         if give_up(delay):
             return None
