@@ -8,8 +8,8 @@ one rule for reading a payload's timestamps. Pure functions, used by every proce
 ``\\u`` escapes. It writes back whatever ``parse`` read, NaN and infinities included (a
 foreign producer's ``NaN``, or ``1e400``, which every JSON reader takes for infinity), so that
 a job is retried, postponed or buried rather than lost over a number. Values forkq creates are
-refused at their edge instead: job arguments at enqueue (``arguments.py``), options by their
-rules, a job's return value when its result is stored (``results.py``).
+refused at their edge instead: job arguments at enqueue (``check_args``, below), options by
+their rules (``options.py``), a job's return value when its result is stored (``results.py``).
 
 A payload that fails ``parse`` is *malformed*: it goes to the dead set at once as an envelope holding
 its raw text and the reason (``dead.envelope``), and is never run. Malformed means forkq cannot
@@ -21,7 +21,9 @@ Fields read only when a job fails (``retry``, ``retry_count``, ``backtrace``, ``
 are not checked here: a job with a bad one still runs, and ``retry.py`` reads them leniently.
 
 The other side of the format, at enqueue: ``check_args`` refuses job arguments that JSON would
-change or refuse (used by the synchronous and asyncio clients and the Django backend).
+change or refuse, or that a reader could not read back (an int past 4,300 digits, nesting past
+``MAX_DEPTH``, a lone surrogate, which UTF-8 cannot encode), naming the argument; used by the
+synchronous and asyncio clients, ``forkq enqueue`` and the Django backend.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ the result (the job is not retried: running it again would return the same value
 
 One writer per jid at a time: the client before the job can be fetched, then the thread that
 runs it. So an update is a plain GET then SET; a job run twice at once (at-least-once delivery
-after a recovery) may lose one attempt's record, never the job.
+after a recovery) may lose one attempt's record, never the job. A record that is not one (not
+JSON, not an object, a key of another type) is written anew with a warning: a record is never
+worth the job, and the worker logs a write Redis refuses and runs the job on (``outcome.py``).
 
 Readers: ``get(jid)`` and ``aget(jid)`` in any process; ``None`` for an unknown or expired jid.
 """
