@@ -274,7 +274,7 @@ class Processor(threading.Thread):
         if job.keeps_result:
             job.record = self.outcome.started(self.redis, payload, self._attempt)
         if job_class is not None and "unique_digest" in payload:
-            self.flow.release(payload, "start")
+            self.outcome.unlock(self.redis, payload, "start", self._attempt)
         return job
 
     def _run(self, job: Started) -> Any:
