@@ -334,7 +334,7 @@ def test_a_retry_set_made_a_list_sends_failing_jobs_to_dead(redis, start_worker,
                                         f"its retry: WRONGTYPE Operation against a key holding "
                                         f"the wrong kind of value]")
     for value in ("later1", "later2", "later3"):  # each moved by a poll of its own
-        jobs.Record.perform_at(time.time() - 1, value)
+        jobs.Record.perform_in(0.2, value)
         wait_for(lambda: value in ran(redis))
     assert sum(line.startswith("retry cannot be polled") for line in log_lines) == 1
     assert not [line for line in log_lines if line.startswith("poller error")]
