@@ -6,7 +6,8 @@ error reply that a wait can cure (a full memory, a replica during a failover, a 
 an ACL being fixed) is retried the same way, since giving up would drop the job being written,
 but is logged as what it is. A command refused for its data (a key of the wrong type, a TTL out
 of range: ``refused_for_data``) would be refused for ever: it is raised to the caller, which
-fails or buries that one job instead of holding its thread.
+fails or buries that one job instead of holding its thread; a fetch, which holds no job to
+fail, waits it out instead, logged once when it starts and once when it ends.
 Right after a recovery, each thread's pooled connection from before the outage fails once
 (broken pipe) and reconnects: failures within ``STALE_GRACE`` of a recovery are logged only
 if they go on past it. Failures are an outage only once they have gone on for
