@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from . import client, push
 from .client import Prepared
 from .connection.aio import aclose, redis, send
-from .options import run_at, validate_options, validate_unique
+from .options import check_run_at, finite, run_at, validate_options, validate_unique
 
 __all__ = ["perform_async", "perform_in", "perform_at", "perform_bulk", "push_payloads",
            "redis", "send", "aclose"]
@@ -61,7 +61,10 @@ async def perform_async(job, *args: Any, **options: Any) -> str | None:
 
 
 async def perform_in(job, seconds: float, *args: Any, **options: Any) -> str | None:
-    return await perform_at(job, time.time() + float(seconds), *args, **options)
+    job_class, now = _job_class(job), time.time()
+    delay = finite(seconds, "aperform_in", "seconds", job_class)
+    check_run_at(job_class, now + delay, now, "aperform_in", seconds)
+    return await _push_one(job_class, list(args), options, now + delay)
 
 
 async def perform_at(job, timestamp: float, *args: Any, **options: Any) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any
 from . import config as config_module
 from .errors import ForkqError
 from .flags import add_config_flag, add_worker_flags, closed_pipe, config_path, worker_flags
+from .payload import check_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,10 +272,17 @@ def parse_job_arguments(text: str) -> list:
         raise ForkqError(f"enqueue: ARGS_JSON {_shorten(text)} is not valid JSON: {exc}") from None
     except ValueError as exc:
         raise ForkqError(f"enqueue: ARGS_JSON {_shorten(text)}: {exc}") from None
+    except RecursionError:
+        raise ForkqError(f"enqueue: ARGS_JSON {_shorten(text)} nests deeper than the JSON "
+                         f"reader allows; flatten it") from None
     if not isinstance(value, list):
         raise ForkqError(f"enqueue: ARGS_JSON must be a JSON array of the job's arguments, "
                          f"e.g. '[42, \"x\"]' ('[]' for none), not a JSON "
                          f"{_json_kind(value)}: {_shorten(text)}")
+    try:  # the client's rule, told before any connection: a lone surrogate, an int too long
+        check_args(value, "enqueue: ARGS_JSON")
+    except TypeError as exc:
+        raise ForkqError(str(exc)) from None
     return value
 
 

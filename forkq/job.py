@@ -167,8 +167,7 @@ class Setter:
         return await _aio().perform_async(self.job_class, *args, **self.options)
 
     async def aperform_in(self, seconds: float, *args: Any) -> str | None:
-        delay = finite(seconds, "aperform_in", "seconds", self.job_class)
-        return await self.aperform_at(time.time() + delay, *args)
+        return await _aio().perform_in(self.job_class, seconds, *args, **self.options)
 
     async def aperform_at(self, timestamp: float, *args: Any) -> str | None:
         return await _aio().perform_at(self.job_class, timestamp, *args, **self.options)

@@ -25,7 +25,9 @@ Each check is one Lua script that reads the time from Redis (``TIME``), not from
 every host then sees the same window boundaries, token refills and lease expiries whatever
 their clock skew, and a host whose clock runs ahead cannot expire another host's lease.
 
-Construction touches nothing. ``with`` takes a client from ``forkq.redis()`` (one per thread in
+Construction touches nothing but checks its arguments (``ValueError``): every duration is from
+0.001 s to ``values.MAX_SECONDS`` (100 years), so that the milliseconds the scripts give Redis
+(``PX``, ``PEXPIRE``) are always in its range. ``with`` takes a client from ``forkq.redis()`` (one per thread in
 a worker); ``async with`` awaits the same scripts and release on the running event loop's
 asyncio client (``forkq.aio.redis()``, opened on first use by the process that runs the loop),
 so it never blocks the loop (on a Sentinel URL too, as ``forkq.aio`` follows failovers). ``with``

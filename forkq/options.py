@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from .config import MAX_RETRIES
 from .flow import unique
-from .values import YEAR, is_positive_seconds, name_problem, positive_seconds
+from .values import MAX_SECONDS, is_positive_seconds, name_problem, positive_seconds, too_long
 
 #: options written into every payload; the last three are acted on by the worker (seconds:
 #: ``flow/timelimit.py``, ``flow/expiry.py``)
@@ -35,7 +35,7 @@ HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
 UNIQUE_OPTIONS = ("unique_for", "unique_until")
 KNOWN_OPTIONS = DATA_OPTIONS + HOOK_OPTIONS + UNIQUE_OPTIONS
 #: furthest ahead perform_in / perform_at may schedule, in seconds (100 years)
-MAX_DELAY = 100 * YEAR
+MAX_DELAY = MAX_SECONDS
 
 
 def check_ttl(value: Any, where: str) -> None:
@@ -90,7 +90,7 @@ def _retry_on_rule(value: Any) -> str | None:
 
 
 def _seconds_rule(value: Any) -> str | None:
-    return None if is_positive_seconds(value) else "a positive number of seconds"
+    return None if is_positive_seconds(value) else f"a positive number of seconds{too_long(value)}"
 
 
 _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
@@ -105,7 +105,7 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "retries_exhausted": lambda value: None if callable(value) else "callable",
     "retry_on": _retry_on_rule,
     "unique_for": lambda value: None if is_positive_seconds(value)
-    else "a positive number of seconds (the lock's TTL)",
+    else f"a positive number of seconds{too_long(value)} (the lock's TTL)",
     "unique_until": lambda value: None if value in unique.UNTIL else "'start' or 'success'",
     "result_ttl": _seconds_rule,
     "soft_time_limit": _seconds_rule,
@@ -174,9 +174,13 @@ def run_at(job_class: type, timestamp: Any, method: str, now: float) -> float:
 
 
 def check_run_at(job_class: type, at: float, now: float, method: str, given: Any) -> None:
-    if at - now > MAX_DELAY:
-        raise ValueError(f"{job_class.wire_name()}.{method}: {given!r} is more than 100 "
-                         f"years from now (a timestamp in milliseconds? pass epoch seconds)")
+    if at - now <= MAX_DELAY:
+        return
+    if method.endswith("perform_in"):
+        raise ValueError(f"{job_class.wire_name()}.{method}: seconds {given!r} is more than "
+                         f"the longest delay, {MAX_DELAY:.0f} (100 years)")
+    raise ValueError(f"{job_class.wire_name()}.{method}: {given!r} is more than 100 "
+                     f"years from now (a timestamp in milliseconds? pass epoch seconds)")
 
 
 def finite(value: Any, method: str, unit: str, job_class: type) -> float:
@@ -184,8 +188,12 @@ def finite(value: Any, method: str, unit: str, job_class: type) -> float:
         raise TypeError(f"{job_class.wire_name()}.{method}: {unit} must be a number, not "
                         f"{value!r} ({type(value).__name__}); for a datetime pass "
                         f"value.timestamp(), for a timedelta value.total_seconds()")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float: far beyond the longest delay too
+        number = math.inf
     if not math.isfinite(number):
-        raise ValueError(f"{job_class.wire_name()}.{method}: {unit} is {value!r}; pass a finite "
-                         f"number of seconds")
+        shown = value if isinstance(value, float) else f"an int of {value.bit_length()} bits"
+        raise ValueError(f"{job_class.wire_name()}.{method}: {unit} is {shown}; pass a finite "
+                         f"number of seconds, at most {MAX_DELAY:.0f} (100 years) ahead")
     return number

@@ -8,8 +8,8 @@ one rule for reading a payload's timestamps. Pure functions, used by every proce
 ``\\u`` escapes. It writes back whatever ``parse`` read, NaN and infinities included (a
 foreign producer's ``NaN``, or ``1e400``, which every JSON reader takes for infinity), so that
 a job is retried, postponed or buried rather than lost over a number. Values forkq creates are
-refused at their edge instead: job arguments at enqueue (``check_args`` below), options by their
-rules, a job's return value when its result is stored (``results.py``).
+refused at their edge instead: job arguments at enqueue (``check_args``, below), options by
+their rules (``options.py``), a job's return value when its result is stored (``results.py``).
 
 A payload that fails ``parse`` is *malformed*: it goes to the dead set at once as an envelope holding
 its raw text and the reason (``dead.envelope``), and is never run. Malformed means forkq cannot
@@ -21,7 +21,9 @@ Fields read only when a job fails (``retry``, ``retry_count``, ``backtrace``, ``
 are not checked here: a job with a bad one still runs, and ``retry.py`` reads them leniently.
 
 The other side of the format, at enqueue: ``check_args`` refuses job arguments that JSON would
-change or refuse (used by the synchronous and asyncio clients and the Django backend).
+change or refuse, or that a reader could not read back (an int past 4,300 digits, nesting past
+``MAX_DEPTH``, a lone surrogate, which UTF-8 cannot encode), naming the argument; used by the
+synchronous and asyncio clients, ``forkq enqueue`` and the Django backend.
 """
 
 from __future__ import annotations
@@ -91,7 +93,31 @@ def error_class_name(exc: BaseException) -> str:
 # its type and what to pass instead, so a mistake shows at the call site and not as a job that
 # runs with different data than it was given. Nothing is ever pickled.
 
-_SCALARS = (str, int, bool, type(None))
+_SCALARS = (bool, type(None))
+#: ints from here on are refused: JSON readers take at most 4,300 digits (Python's default
+#: ``sys.get_int_max_str_digits``), so the worker could not read the payload
+_INT_LIMIT = 10 ** 4300
+#: deepest nesting of lists and dicts accepted in an argument: Ruby's JSON reader refuses
+#: deeper by default (``max_nesting``), and Python's recursion limit is not far away
+MAX_DEPTH = 100
+
+
+def _plain(value: object, kind: type) -> bool:
+    """True for a scalar JSON carries unchanged: checked inline, before any call."""
+    if kind is str:
+        return value.isascii() or _encodable(value)
+    if kind is int:
+        return -_INT_LIMIT < value < _INT_LIMIT
+    return kind in _SCALARS or (kind is float and math.isfinite(value))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 #: what to pass instead, by type name
 _ADVICE = {
@@ -115,38 +141,58 @@ def check_args(args: list, where: str | Callable[[], str]) -> None:
     ``where`` names the call for the message; a callable is only called on an error, so that
     a bulk push does not format a name per job."""
     for index, value in enumerate(args):
-        kind = type(value)
-        if kind not in _SCALARS and not (kind is float and math.isfinite(value)):
+        if not _plain(value, type(value)):
             prefix = where() if callable(where) else where
             check_value(value, f"{prefix}: args[{index}]")
 
 
-def check_value(value: object, path: str) -> None:
+def check_value(value: object, path: str, depth: int = 0) -> None:
     kind = type(value)
-    if kind in _SCALARS:
+    if _plain(value, kind):
         return
-    if kind is float:
-        if not math.isfinite(value):
-            raise TypeError(f"{path} is {value!r}, which JSON cannot carry; pass None or a string")
-        return
+    if kind in (float, int, str):
+        raise TypeError(f"{path} is {_unplain(value, kind)}")
+    if depth >= MAX_DEPTH and kind in (list, dict):
+        raise TypeError(f"{path} nests lists and dicts more than {MAX_DEPTH} deep, which JSON "
+                        f"readers refuse (Ruby's among them); flatten it")
     if kind is list:
         for index, item in enumerate(value):
-            if type(item) not in _SCALARS:
-                check_value(item, f"{path}[{index}]")
+            if not _plain(item, type(item)):
+                check_value(item, f"{path}[{index}]", depth + 1)
         return
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str:
-                raise TypeError(f"{path} has the key {key!r} of type {type(key).__name__}; JSON "
-                                f"turns dict keys into strings, so pass string keys")
-            if type(item) not in _SCALARS:
-                check_value(item, f"{path}[{key!r}]")
+            if type(key) is not str or not _plain(key, str):
+                raise TypeError(f"{path} has the key {_shown(key)} of type "
+                                f"{type(key).__name__}; JSON turns dict keys into strings, so "
+                                f"pass string keys (valid UTF-8)")
+            if not _plain(item, type(item)):
+                check_value(item, f"{path}[{key!r}]", depth + 1)
         return
     name = kind.__name__
     advice = _ADVICE.get(name, "pass JSON-native values (str, int, float, bool, None, list, "
                                "dict with string keys), e.g. an id to load the object by")
     raise TypeError(f"{path} is a {kind.__module__}.{kind.__qualname__}, which is not JSON-native; "
                     f"{advice}")
+def _unplain(value: Any, kind: type) -> str:
+    """What is wrong with a float, int or str that ``_plain`` refused, and what to pass."""
+    if kind is float:
+        return f"{value!r}, which JSON cannot carry; pass None or a string"
+    if kind is int:
+        return "an int of more than 4300 digits, which JSON readers refuse: pass it as a string"
+    index = next(i for i, char in enumerate(value) if "\ud800" <= char <= "\udfff")
+    return (f"a string holding a lone surrogate ({value[index]!r} at index {index}), which "
+            f"UTF-8 cannot encode; pass valid text, or base64 for binary data")
+
+
+def _shown(value: Any) -> str:
+    """``repr`` of a value for a message, cut short (a str of an int past 4300 digits raises)."""
+    if type(value) is int and not -_INT_LIMIT < value < _INT_LIMIT:
+        return "<an int of more than 4300 digits>"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
 def epoch_seconds(value: Any) -> float | None:
     """A payload timestamp (``enqueued_at``, ``created_at``...) as float seconds, read as
     milliseconds past ``MS_THRESHOLD``; None when it is not a finite number."""

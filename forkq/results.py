@@ -14,7 +14,9 @@ the result (the job is not retried: running it again would return the same value
 
 One writer per jid at a time: the client before the job can be fetched, then the thread that
 runs it. So an update is a plain GET then SET; a job run twice at once (at-least-once delivery
-after a recovery) may lose one attempt's record, never the job.
+after a recovery) may lose one attempt's record, never the job. A record that is not one (not
+JSON, not an object, a key of another type) is written anew with a warning: a record is never
+worth the job, and the worker logs a write Redis refuses and runs the job on (``outcome.py``).
 
 Readers: ``get(jid)`` and ``aget(jid)`` in any process; ``None`` for an unknown or expired jid.
 A record that is not one this module writes (not JSON, too deep, an unknown status, a field of
@@ -35,6 +37,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis as redis_py
+
+from .connection.health import refused_for_data
 from .connection.source import default_source
 from .errors import ResultRecordError
 from .log import logger
@@ -119,13 +124,16 @@ class ResultRecorder:
         return "result_ttl" in payload and not getattr(job_class, "records_own_result", False)
 
     def started(self, redis, payload: dict[str, Any], worker_id: str) -> dict | None:
+        count = payload.get("retry_count")
+        attempts = count + 2 if type(count) is int and count >= 0 else 1
+
         def change(record: dict[str, Any]) -> None:
             record.update(status=RUNNING, started_at=time.time(), finished_at=None,
-                          attempts=int(payload.get("retry_count", -1)) + 2, worker_id=worker_id)
+                          attempts=attempts, worker_id=worker_id)
             record.setdefault("enqueued_at", payload.get("enqueued_at"))
             record.setdefault("class", payload["class"])
             record.setdefault("args", payload["args"])
-            record.setdefault("worker_ids", []).append(worker_id)
+            _append(record, "worker_ids", worker_id)
 
         return self._update(redis, payload, change)
 
@@ -141,7 +149,7 @@ class ResultRecorder:
                will_retry: bool, previous: dict | None = None) -> dict | None:
         def change(record: dict[str, Any]) -> None:
             record.update(status=QUEUED if will_retry else FAILED, finished_at=time.time())
-            record.setdefault("errors", []).append(error_of(exc))
+            _append(record, "errors", error_of(exc))
 
         return self._update(redis, payload, change, previous)
 
@@ -154,12 +162,38 @@ class ResultRecorder:
         if previous is not None:
             record = previous  # the one writer of this jid wrote it last (see the module notes)
         else:
-            text = redis.get(key)
-            record = json.loads(text) if text else {}
+            record = _readable(redis, key)
         change(record)
         text = _encode(record, payload)
         redis.set(key, text, ex=ttl)
         return json.loads(text)
+
+
+def _readable(redis, key: str) -> dict[str, Any]:
+    """The record stored at ``key`` to update, or a new one when what is there is not a record
+    (not a JSON object, or not a string: a producer's or an older writer's): it is then written
+    over, with a warning, and the job runs as if it had none."""
+    try:
+        text = redis.get(key)
+        record = json.loads(text) if text else {}
+    except (ValueError, RecursionError, redis_py.ResponseError) as exc:
+        if isinstance(exc, redis_py.ResponseError) and not refused_for_data(exc):
+            raise  # Redis is busy or failing over: the caller's ``attempt`` waits
+        logger.warning("result record %s is not readable (%s: %.200s); written anew", key,
+                       type(exc).__name__, exc)
+        return {}
+    if not isinstance(record, dict):
+        logger.warning("result record %s holds a JSON %s, not an object; written anew", key,
+                       type(record).__name__)
+        return {}
+    return record
+
+
+def _append(record: dict[str, Any], name: str, item: Any) -> None:
+    """Append to the list ``record[name]``, starting one if what is there is not a list."""
+    if not isinstance(record.get(name), list):
+        record[name] = []
+    record[name].append(item)
 
 
 def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
@@ -174,7 +208,7 @@ def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
                             f"({exc}); return JSON-native values (str, int, float, bool, None, "
                             f"list, dict with string keys)")
         record["status"] = FAILED
-        record.setdefault("errors", []).append(error_of(problem))
+        _append(record, "errors", error_of(problem))
         return dumps(record)
 
 

@@ -22,23 +22,40 @@ YEAR = 365 * DAY
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: longest queue name or namespace accepted
 MAX_NAME = 200
+#: longest duration, in seconds, that forkq accepts for a TTL, delay or limit (100 years).
+#: Redis refuses an EX/PX whose milliseconds, added to now, pass 2**63, and refuses the
+#: command only when it runs, after the job was pushed: a bound far inside that range,
+#: checked where the value is given, keeps every TTL storable.
+MAX_SECONDS = 100 * YEAR
 
 
-def is_positive_seconds(value: Any, minimum: float = 0.0) -> bool:
-    """True for a finite int or float above zero (and at least ``minimum``); a bool is not a
-    number of seconds, and other number types would not survive the payload's JSON."""
-    return (not isinstance(value, bool) and isinstance(value, (int, float))
-            and math.isfinite(value) and value > 0 and value >= minimum)
+def is_positive_seconds(value: Any, minimum: float = 0.0, maximum: float = MAX_SECONDS) -> bool:
+    """True for a finite int or float above zero, at least ``minimum`` and at most ``maximum``;
+    a bool is not a number of seconds, and other number types would not survive the JSON."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    # an int is compared as it is: math.isfinite(10**400) would raise OverflowError
+    return (isinstance(value, int) or math.isfinite(value)) and 0 < value and \
+        minimum <= value <= maximum
 
 
 def positive_seconds(value: Any, where: str, error: type[Exception] = TypeError,
-                     minimum: float = 0.0) -> float:
+                     minimum: float = 0.0, maximum: float = MAX_SECONDS) -> float:
     """``value`` as float seconds, or ``error`` saying that ``where`` must be a positive number
-    of seconds (``where`` names the call and the option: ``"Report.set: option 'result_ttl'"``)."""
-    if not is_positive_seconds(value, minimum):
-        raise error(f"{where} must be a positive number of seconds, not {value!r}")
+    of seconds (``where`` names the call and the option: ``"Report.set: option 'result_ttl'"``)
+    no greater than ``maximum`` (default ``MAX_SECONDS``, 100 years)."""
+    if not is_positive_seconds(value, minimum, maximum):
+        raise error(f"{where} must be a positive number of seconds{too_long(value, maximum)}, "
+                    f"not {value!r}")
     return float(value)
 
+
+def too_long(value: Any, maximum: float = MAX_SECONDS) -> str:
+    """`` up to 3153600000 (100 years)`` for a number beyond ``maximum``, else nothing: the
+    bound is named only to whoever passed it."""
+    if not is_positive_seconds(value, maximum=math.inf) or value <= maximum:
+        return ""
+    return f" up to {maximum:.0f}{' (100 years)' if maximum == MAX_SECONDS else ''}"
 
 # --- parsers of configuration values: each returns the parsed value or raises ValueError
 

@@ -144,6 +144,12 @@ def test_aperform_methods_on_jobs_setters_and_function_jobs(redis):
         run(Record.aperform_in("soon", 1))
     with pytest.raises(ValueError, match=r"more than 100 years from now"):
         run(Record.aperform_at(1893456000000.0, 1))
+    with pytest.raises(ValueError, match=r"jobs.Record.aperform_in: seconds is an int of 1329 "
+                                         r"bits; pass a finite number"):
+        run(aio.perform_in(Record, 10 ** 400, 1))
+    with pytest.raises(ValueError, match=r"jobs.Record.aperform_in: seconds 1e\+300 is more "
+                                         r"than the longest delay"):
+        run(Record.aperform_in(1e300, 1))
 
 
 def test_the_arity_of_perform_is_checked_as_by_the_sync_client(redis):

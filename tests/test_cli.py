@@ -275,6 +275,13 @@ def test_enqueue_check_goes_through_the_job_class(tmp_path, redis_url, redis):
     (["X", "[-Infinity]"], "-Infinity is not JSON"),
     (["X", "[1e400]"], "1e400 is too large for a float; pass it as a string"),
     (["X", '[{"a": 1, "a": 2}]'], "the key 'a' appears twice in one object"),
+    (["X", "[" * 60_000 + "]" * 60_000], "nests deeper than the JSON reader allows; flatten it"),
+    (["X", "[1, " + "[" * 101 + "]" * 101 + "]"], "ARGS_JSON: args[1]" + "[0]" * 100 +
+                                                  " nests lists and dicts more than 100 deep"),
+    (["X", '[1, "\\ud800"]'], "ARGS_JSON: args[1] is a string holding a lone surrogate "
+                              "('\\ud800' at index 0), which UTF-8 cannot encode"),
+    (["X", '["\udcff"]'], "ARGS_JSON: args[0] is a string holding a lone surrogate"),
+    (["X", "[" + "9" * 5000 + "]"], "Exceeds the limit (4300 digits) for integer string"),
     (["X", "[]", "--in", "soon"], "--in 'soon': expected a number of seconds"),
     (["X", "[]", "--in", "inf"], "--in 'inf': expected a finite number of seconds"),
     (["X", "[]", "--in", "-5"], "--in '-5': expected seconds >= 0"),

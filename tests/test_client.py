@@ -234,7 +234,10 @@ def test_a_job_class_from_main_warns_once_per_class_at_enqueue(redis):
     ("perform_in", math.nan, ValueError, "perform_in: seconds is nan; pass a finite number"),
     ("perform_in", math.inf, ValueError, "perform_in: seconds is inf"),
     ("perform_at", -math.inf, ValueError, "perform_at: timestamp is -inf"),
-    ("perform_in", 1e300, ValueError, "perform_in: 1e+300 is more than 100 years from now"),
+    ("perform_in", 1e300, ValueError, "perform_in: seconds 1e+300 is more than the longest "
+                                      "delay, 3153600000 (100 years)"),
+    ("perform_in", 10 ** 400, ValueError, "perform_in: seconds is an int of 1329 bits; pass a "
+                                          "finite number of seconds, at most 3153600000"),
     ("perform_at", 1.8e12, ValueError, "perform_at: 1800000000000.0 is more than 100 years from "
                                        "now (a timestamp in milliseconds? pass epoch seconds)"),
     ("perform_in", "60", TypeError, "perform_in: seconds must be a number, not '60' (str)"),
@@ -254,6 +257,22 @@ def test_bad_options_are_refused_at_enqueue_before_anything_is_pushed(redis):
         Record.set(retry_queue=5).perform_async(1)
     with pytest.raises(TypeError, match="option 'dead' must be true or false, not 'no'"):
         Record.set(dead="no").perform_bulk([[1]])
+    assert redis.dbsize() == 0
+
+
+@pytest.mark.parametrize("option, value, problem", [
+    ("retry_queue", "slow\nq", "a usable queue name (whitespace and control characters are not "
+                               "allowed)"),
+    ("retry_queue", "slow,2", "a usable queue name (a comma is not allowed"),
+    # beyond what Redis' EX/PX accept: once pushed, the worker's write would be refused
+    ("result_ttl", 1e300, "a positive number of seconds up to 3153600000 (100 years)"),
+    ("unique_for", 1e300, "a positive number of seconds up to 3153600000 (100 years)"),
+    ("expires_in", 10 ** 400, "a positive number of seconds up to 3153600000 (100 years)"),
+])
+def test_values_no_worker_or_redis_could_use_are_refused_before_the_push(
+        redis, option, value, problem):
+    with pytest.raises(TypeError, match=re.escape(f"option {option!r} must be {problem}")):
+        Record.set(**{option: value}).perform_async(1)
     assert redis.dbsize() == 0
 
 

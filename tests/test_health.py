@@ -83,3 +83,50 @@ def test_an_error_reply_is_not_called_an_outage(caplog, clocked):
             state.failed(redis.ResponseError("OOM command not allowed"))
             clock[0] += health.OUTAGE_GRACE / 2
     assert messages(caplog) == ["Redis refused a command"]
+
+
+def _reply(redis, *command):
+    """The error a real Redis answers to ``command``."""
+    import redis as redis_py
+    try:
+        redis.execute_command(*command)
+    except redis_py.ResponseError as exc:
+        return exc
+    raise AssertionError(f"{command} was accepted")
+
+
+def test_a_command_refused_for_its_data_is_told_from_a_passing_refusal(redis):
+    import redis as redis_py
+    redis.lpush("retry", "x")
+    refused = [
+        _reply(redis, "ZADD", "retry", 1, "job"),
+        _reply(redis, "SET", "k", "v", "PX", 10 ** 30),
+        _reply(redis, "SET", "k", "v", "EX", 2 ** 62),
+        _reply(redis, "EVAL", "return redis.call('ZADD', KEYS[1], 1, 'job')", 1, "retry"),
+        _reply(redis, "EVAL", "return redis.call('SET', KEYS[1], 'v', 'PX', ARGV[1])", 1, "k",
+               "1e300"),
+    ]
+    assert [health.refused_for_data(exc) for exc in refused] == [True] * len(refused)
+    redis.config_set("maxmemory", 1)
+    try:
+        full = [_reply(redis, "SET", "k", "v"),
+                _reply(redis, "EVAL", "return redis.call('SET', KEYS[1], 'v')", 1, "k")]
+    finally:
+        redis.config_set("maxmemory", 0)
+    passing = full + [
+        redis_py.ReadOnlyError("You can't write against a read only replica."),
+        redis_py.ResponseError("BUSY Redis is busy running a script."),
+        redis_py.ResponseError("UNBLOCKED force unblock from blocking operation"),
+        redis_py.ResponseError("Error running script: @user_script:1: -MASTERDOWN Link down"),
+        redis_py.ConnectionError("refused"), redis_py.TimeoutError("timed out")]
+    assert [health.refused_for_data(exc) for exc in passing] == [False] * len(passing)
+
+
+def test_retrying_raises_a_command_refused_for_its_data_at_once(redis):
+    import redis as redis_py
+    redis.lpush("retry", "x")
+    waits = []
+    with pytest.raises(redis_py.ResponseError, match="WRONGTYPE"):
+        health.retrying(lambda: redis.zadd("retry", {"job": 1}), health.RedisHealth(),
+                        lambda delay: waits.append(delay))
+    assert waits == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 
@@ -12,6 +13,7 @@ import redis as redis_py
 from forkq import aio, limiter
 from forkq.keys import Keys
 from forkq.limiter import OverLimit
+from forkq.values import MAX_SECONDS
 from helpers import LogLines, wait_for
 
 KEYS = Keys()
@@ -28,10 +30,27 @@ KEYS = Keys()
     (lambda: limiter.concurrent("c", 2, retry_wait=3), "retry_wait must be"),
     (lambda: limiter.window("w", 2, -1), "limiter 'w': seconds must be a positive"),
     (lambda: limiter.bucket("b", 2, "1"), "not '1'"),
+    # beyond Redis' PX range every entry would fail: refused here, naming the bound
+    (lambda: limiter.window("w", 2, 1e300), "limiter 'w': seconds must be a positive number of "
+                                            "seconds up to 3153600000 (100 years), not 1e+300"),
+    (lambda: limiter.bucket("b", 2, 1e300), "limiter 'b': seconds must be a positive"),
+    (lambda: limiter.concurrent("c", 2, lock_timeout=1e300), "lock_timeout must be a positive"),
+    (lambda: limiter.concurrent("c", 2, retry_wait=(1, 1e300)), "retry_wait must be"),
 ])
 def test_bad_arguments_fail_at_construction(make, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         make()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: limiter.window("w-max", 1, MAX_SECONDS),
+    lambda: limiter.bucket("b-max", 1, MAX_SECONDS),
+    lambda: limiter.concurrent("c-max", 1, lock_timeout=MAX_SECONDS),
+])
+def test_the_longest_duration_accepted_is_one_redis_stores(redis, make):
+    with make():
+        pass
+    assert all(0 < redis.pttl(key) for key in redis.keys("forkq:limiter:*"))
 
 
 def test_construction_opens_no_connection(redis):

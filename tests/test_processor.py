@@ -273,3 +273,86 @@ def test_a_job_whose_failure_cannot_be_handled_is_buried_and_the_batch_goes_on(
     assert buried["error_message"] == ("forkq could not handle this job: SystemExit: an error "
                                        "handler that exits")
     assert worker.manager.processors[0].is_alive()
+
+
+def test_jobs_redis_refuses_to_record_hold_no_thread(redis, start_worker, log_lines):
+    """A ``result_ttl`` beyond what Redis' EX accepts, pushed by a producer past the client's
+    check: five such jobs once held all five threads for ever, and none of 200 others ran."""
+    redis.lpush("queue:default", *[record_text(f"p{i}", result_ttl=1e300) for i in range(5)])
+    jobs.Record.perform_bulk([[i] for i in range(200)])
+    start_worker(concurrency=5)
+    wait_for(lambda: redis.llen("ran") == 205, timeout=30)
+    assert sum("option 'result_ttl' must be a positive number of seconds up to" in line
+               for line in log_lines) >= 5
+    assert not redis.keys("forkq:result:*")
+
+
+def test_a_command_refused_for_a_jobs_data_buries_that_job_only(redis, start_worker):
+    """Over-limit jobs while a producer made ``schedule`` a list: rescheduling each is refused
+    (WRONGTYPE) for ever; each goes to the dead set with the reason, and the threads go on."""
+    import flow_jobs
+
+    redis.lpush("schedule", "x")
+    windowed = [flow_jobs.Windowed.perform_async(i) for i in range(5)]
+    jobs.Record.perform_bulk([[i] for i in range(50)])
+    start_worker(concurrency=2)
+    wait_for(lambda: redis.llen("ran") == 50
+             and redis.llen("flow:runs") + redis.zcard("dead") == 5, timeout=20)
+    dead = [json.loads(text) for text in redis.zrange("dead", 0, -1)]
+    assert len(dead) >= 3 and {job["jid"] for job in map(json.loads, (
+        raw_of(d) for d in dead))} <= set(windowed)
+    assert all(job["error_message"].startswith("Redis refused a command about this job: ")
+               and "WRONGTYPE" in job["error_message"] for job in dead)
+
+
+def test_a_unique_lock_redis_refuses_to_release_does_not_stop_its_job(
+        redis, start_worker, log_lines):
+    """A unique lock a producer made a hash: its release at start or at success is refused;
+    logged, and the job runs (the lock's TTL frees it)."""
+    redis.hset("forkq:unique:d1", "x", "y")
+    redis.hset("forkq:unique:d2", "x", "y")
+    redis.lpush("queue:default", record_text("start", unique_digest="d1", unique_until="start"),
+                record_text("success", unique_digest="d2", unique_until="success"))
+    start_worker(concurrency=1)
+    wait_for(lambda: sorted(ran(redis)) == ["start", "success"])
+    wait_for(lambda: len([line for line in log_lines if "unique lock not released" in line]) == 2)
+    assert redis.zcard("dead") == 0
+
+
+def test_a_retry_set_made_a_list_sends_failing_jobs_to_dead(redis, start_worker, log_lines):
+    """A producer's ``LPUSH retry x``: each failing job goes to the dead set saying why
+    instead of holding its thread, the poller says so once, and still moves scheduled jobs."""
+    redis.lpush("retry", "x")
+    for value in range(5):
+        jobs.explode.perform_async(value)
+    jobs.Record.perform_bulk([[i] for i in range(200)])
+    start_worker(concurrency=5)
+    wait_for(lambda: redis.llen("ran") == 200 and redis.zcard("dead") == 5, timeout=30)
+    for job in map(json.loads, redis.zrange("dead", 0, -1)):
+        assert job["error_class"] == "ValueError" and job["retry_count"] == 0
+        assert job["error_message"] == (f"exploded {job['args'][0]} [not retried: Redis refused "
+                                        f"its retry: WRONGTYPE Operation against a key holding "
+                                        f"the wrong kind of value]")
+    for value in ("later1", "later2", "later3"):  # each moved by a poll of its own
+        jobs.Record.perform_in(0.2, value)
+        wait_for(lambda: value in ran(redis))
+    assert sum(line.startswith("retry cannot be polled") for line in log_lines) == 1
+    assert not [line for line in log_lines if line.startswith("poller error")]
+    assert redis.lrange("retry", 0, -1) == ["x"]
+    redis.delete("retry")
+    wait_for(lambda: "retry can be polled again" in log_lines)
+
+
+def test_a_queue_key_made_a_string_is_waited_out_logged_once(redis, start_worker, log_lines):
+    """A fetch refused for its data holds no job to fail: the threads wait it out as an outage
+    (one line, not a traceback a second per thread) and run the queue once the key is fixed."""
+    redis.set("queue:default", "not a list")
+    start_worker(concurrency=3)
+    wait_for(lambda: any(line.startswith("Redis refuses the fetch") for line in log_lines))
+    redis.delete("queue:default")
+    jobs.Record.perform_bulk([[i] for i in range(20)])
+    wait_for(lambda: redis.llen("ran") == 20)
+    assert sum(line.startswith("Redis refuses the fetch (ResponseError: ") and "WRONGTYPE" in line
+               for line in log_lines) == 1
+    assert log_lines.count("Redis accepts the fetch again") == 1
+    assert not [line for line in log_lines if line.startswith("processor error")]

@@ -253,3 +253,49 @@ def test_a_django_task_error_never_imports_the_module_its_record_names():
     assert out.stdout.splitlines() == [
         "'antigravity.Error' names no exception class of a module this process has imported "
         "(forkq never imports a module a result record names)", "False", "<class 'KeyError'>"]
+
+
+def _deep(levels):
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda redis, key: redis.set(key, "not json{"),
+    lambda redis, key: redis.set(key, "[1, 2]"),
+    lambda redis, key: redis.set(key, _deep(5000)),
+    lambda redis, key: redis.set(key, '{"status": "queued", "errors": "x", "worker_ids": 5}'),
+    lambda redis, key: redis.hset(key, "status", "queued"),
+    lambda redis, key: redis.lpush(key, "x"),
+], ids=["garbage", "list", "deep", "bad-fields", "hash", "redis-list"])
+def test_a_bad_record_is_written_anew_and_the_job_runs(redis, start_worker, spoil):
+    """A record that is not one (a producer's, or garbage) once sent the job to the dead set
+    without running it."""
+    import async_jobs  # noqa: F401  (registers async_jobs.Square with the in-process worker)
+    from helpers import wait_for
+
+    jid = client.new_jid()
+    redis.lpush("queue:default", client.dumps({"class": "async_jobs.Square", "args": [6],
+                                               "jid": jid, "queue": "default",
+                                               "result_ttl": 60, "retry": True}))
+    spoil(redis, f"forkq:result:{jid}")
+    start_worker(concurrency=1)
+    done = wait_for(lambda: _readable_result(jid), 10, message=f"the result of {jid}")
+    assert done.status == "succeeded" and done.value == 36 and done.attempts == 1
+    assert redis.zcard("dead") == 0
+
+
+def _readable_result(jid):
+    """The finished result, once the worker has written over the bad record (reading the bad
+    one is the reader's business, not this test's)."""
+    try:
+        result = forkq.result(jid)
+    except Exception:
+        return None
+    return result if result and result.finished else None
+
+
+def test_a_retried_job_with_a_bad_retry_count_still_records(redis, recorder):
+    job = payload(retry_count="x")
+    assert recorder.started(redis, job, "w1")["attempts"] == 1
+    redis.set(f"forkq:result:{job['jid']}", "garbage")
+    assert recorder.failed(redis, job, ValueError("no"), will_retry=False)["status"] == "failed"

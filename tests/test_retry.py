@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from forkq import dead, payload
+from forkq import dead, payload, values
 from forkq.api.entry import decode_backtrace
 from forkq.worker import retry
 from forkq.keys import Keys
@@ -176,3 +176,16 @@ def test_a_failed_job_keeps_the_last_lines_of_its_traceback_by_default(
     assert len(entry.backtrace) == min(kept, 7)  # the whole traceback of explode: 7 entries
     if kept:
         assert entry.backtrace[-1] == "ValueError: exploded 1"
+
+
+@pytest.mark.parametrize("bad", ["slow\nq", "slow,2", "", " ", "q" * 201, 5, ["slow"]])
+def test_a_retry_queue_no_worker_could_read_is_ignored_and_said(bad):
+    """A name with a newline or a comma could not be listed in any worker's queues: the job
+    would be stranded there. It is retried in its own queue, and the failure's line says so."""
+    job = {"jid": "j" * 24, "queue": "q", "retry_queue": bad}
+    assert retry.with_error(job, boom(), 1.0)["queue"] == "q"
+    decision = retry.decide(job, boom(), {}, 25, rand_int=lambda n: 0)
+    assert decision.action == "retry"
+    assert decision.notes == (f"retry_queue {retry.shown(bad)} is not a queue name "
+                              f"({values.name_problem(bad) if isinstance(bad, str) else 'not a string'}"
+                              f"): ignored",)

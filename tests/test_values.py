@@ -53,3 +53,11 @@ def test_name_problem(name, problem):
 @pytest.mark.parametrize("raw, parsed", [("yes", True), ("Off", False), (True, True), ("0", False)])
 def test_boolean(raw, parsed):
     assert values.boolean(raw) is parsed
+
+
+@pytest.mark.parametrize("value", [1e300, values.MAX_SECONDS + 1, 10 ** 400])
+def test_positive_seconds_refuses_what_redis_could_not_store_naming_the_bound(value):
+    assert values.positive_seconds(values.MAX_SECONDS, "here") == values.MAX_SECONDS
+    with pytest.raises(TypeError, match=r"^Report.set: option 'result_ttl' must be a positive "
+                                        r"number of seconds up to 3153600000 \(100 years\), not "):
+        values.positive_seconds(value, "Report.set: option 'result_ttl'")

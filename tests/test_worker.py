@@ -216,3 +216,39 @@ def test_a_parent_told_each_tick_stops_the_worker_with_its_reason(redis, make_co
     assert [s.stopping for s in parent.states][-1] is False and parent.retirements == 0
     worker.retire("a test")
     assert parent.retirements == 1
+
+
+EDGE_JOBS = '''
+from forkq import Job, client
+
+
+class Fails(Job):
+    def perform(self, n):
+        raise ValueError(f"fails {n}")
+'''
+
+
+@pytest.mark.slow
+def test_jobs_redis_refuses_for_their_data_stop_no_real_worker(redis, start_master):
+    """A ``forkq start`` child with five threads, five jobs whose result Redis cannot store,
+    five failing jobs while ``retry`` is a list, and 200 good jobs: every good job runs, the
+    failing ones are dead with the reason, and no thread is held (once, none of the 200 ran)."""
+    from forkq.client import new_jid
+
+    def raw(job_class, **fields):
+        return json.dumps({"class": job_class, "args": [1], "jid": new_jid(), "queue": "default",
+                           "retry": True, **fields})
+
+    redis.lpush("retry", "x")
+    redis.lpush("queue:default", *[raw("e2e_jobs.Record", result_ttl=1e300) for _ in range(5)],
+                *[raw("edge_jobs.Fails") for _ in range(5)])
+    redis.lpush("queue:default", *[raw("e2e_jobs.Record") for _ in range(200)])
+    master = start_master(processes=1, concurrency=5, require=["e2e_jobs", "edge_jobs"],
+                          modules={"edge_jobs": EDGE_JOBS})
+    wait_for(lambda: redis.hlen("e2e:runs") == 205 and redis.zcard("dead") == 5, 60)
+    assert all(int(n) == 1 for n in redis.hvals("e2e:runs"))
+    dead = [json.loads(text) for text in redis.zrange("dead", 0, -1)]
+    assert all("[not retried: Redis refused its retry: WRONGTYPE" in job["error_message"]
+               for job in dead)
+    wait_for(lambda: "retry cannot be polled" in master.log(), 10)
+    assert "poller error" not in master.log()

@@ -2,8 +2,12 @@
 
 Shared by every thread of a worker; each failing call reports here and backs off, so an
 outage produces two log lines ("unavailable", "back after 12.3 s"), not one per retry. An
-error reply (a full memory, a key of the wrong type) is retried the same way, since giving up
-would drop the job being written, but is logged as what it is.
+error reply that a wait can cure (a full memory, a replica during a failover, a busy script,
+an ACL being fixed) is retried the same way, since giving up would drop the job being written,
+but is logged as what it is. A command refused for its data (a key of the wrong type, a TTL out
+of range: ``refused_for_data``) would be refused for ever: it is raised to the caller, which
+fails or buries that one job instead of holding its thread; a fetch, which holds no job to
+fail, waits it out instead, logged once when it starts and once when it ends.
 Right after a recovery, each thread's pooled connection from before the outage fails once
 (broken pipe) and reconnects: failures within ``STALE_GRACE`` of a recovery are logged only
 if they go on past it. Failures are an outage only once they have gone on for
@@ -13,6 +17,7 @@ success just after another thread's failure, and that blip is not an outage of i
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any, Callable
@@ -28,6 +33,14 @@ BACKOFF_CAP = 5.0
 STALE_GRACE = 2.0
 #: seconds failures must go on, without a success between them, to be logged as an outage
 OUTAGE_GRACE = 0.5
+#: error codes of replies that a wait can cure; any other error reply refuses the data
+_PASSING = re.compile(r"(?:^|[\s:-])(OOM|LOADING|BUSY|MASTERDOWN|NOREPLICAS|READONLY|TRYAGAIN|"
+                      r"CLUSTERDOWN|NOPERM|NOAUTH|UNBLOCKED)\b")
+#: the same, as redis-py names them (it strips the code from the message of these)
+_PASSING_TYPES = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError,
+                  redis.exceptions.NoPermissionError, redis.exceptions.NoScriptError,
+                  redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+                  redis.exceptions.AskError)
 
 
 class RedisHealth:
@@ -36,6 +49,8 @@ class RedisHealth:
         self.down_since: float | None = None
         self.outage_logged = False
         self.recovered_at = float("-inf")
+        #: what Redis refuses for its data, where nothing can be failed (``refused``)
+        self.refusing: set[str] = set()
 
     def failed(self, exc: BaseException) -> None:
         with self._lock:
@@ -48,11 +63,28 @@ class RedisHealth:
                 return
             self.outage_logged = True
             if isinstance(exc, redis.ResponseError):
-                logger.error("Redis refused a command (%s: %s); retrying with backoff, the "
-                             "job stays in its private list", type(exc).__name__, exc)
+                logger.error("Redis refused a command (%s: %s); retrying with backoff, no "
+                             "job is dropped", type(exc).__name__, exc)
             else:
                 logger.error("Redis unavailable (%s: %s); retrying with backoff, no job is "
                              "dropped", type(exc).__name__, exc)
+
+    def refused(self, what: str, exc: BaseException) -> None:
+        """Redis refuses ``what`` (a fetch) for its data, and there is no job to fail: logged
+        once, by the first thread, until ``accepted``."""
+        with self._lock:
+            if what in self.refusing:
+                return
+            self.refusing.add(what)
+        logger.error("Redis refuses the %s (%s: %s); retrying with backoff until the key is "
+                     "fixed, no job is dropped", what, type(exc).__name__, exc)
+
+    def accepted(self, what: str) -> None:
+        with self._lock:
+            if what not in self.refusing:
+                return
+            self.refusing.discard(what)
+        logger.warning("Redis accepts the %s again", what)
 
     def succeeded(self) -> None:
         if self.down_since is None:
@@ -67,24 +99,45 @@ class RedisHealth:
             self.outage_logged = False
 
 
+def refused_for_data(exc: BaseException) -> bool:
+    """True for an error reply that repeating the command will not change (``WRONGTYPE``, ``ERR
+    invalid expire time``, a script's error): Redis is up, but refuses what was sent. Connection
+    errors, timeouts and replies a wait can cure (``_PASSING``, also inside a script's error
+    text) are not."""
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    return not (isinstance(exc, _PASSING_TYPES) or _PASSING.search(str(exc)))
+
+
 def next_backoff(previous: float) -> float:
     return min(BACKOFF_CAP, max(BACKOFF_START, previous * 2))
 
 
 def retrying(call: Callable[[], Any], health: RedisHealth,
-             give_up: Callable[[float], bool]) -> Any:
+             give_up: Callable[[float], bool], refusals: str = "") -> Any:
     """Run ``call`` until Redis answers, backing off between tries and reporting each failure
     and the recovery to ``health``. ``give_up(delay)`` waits out the delay and says whether to
     stop trying (the process is stopping): then None is returned, and what the caller held
-    stays where recovery finds it."""
+    stays where recovery finds it. A command ``refused_for_data`` is raised at once: retrying
+    it would hold the calling thread for ever, when failing would free it. Given ``refusals``,
+    the name of what is called (``"fetch"``: there is no job to fail), it is retried instead,
+    logged once (``RedisHealth.refused``) until it is accepted again."""
     delay = 0.0
     while True:
         try:
             result = call()
             health.succeeded()
+            if refusals and health.refusing:
+                health.accepted(refusals)
             return result
         except redis.RedisError as exc:
-            health.failed(exc)
+            if not refused_for_data(exc):
+                health.failed(exc)
+            elif refusals:
+                health.refused(refusals, exc)
+            else:
+                health.succeeded()  # Redis answered: it is up
+                raise
         delay = next_backoff(delay)
         if give_up(delay):
             return None

@@ -24,6 +24,8 @@ import inspect
 import time
 from typing import Any, Callable
 
+import redis as redis_py
+
 from ..client import new_jid
 from ..dead import envelope
 from ..errors import UnknownJobError
@@ -40,6 +42,9 @@ Attempt = Callable[[Callable[[], Any]], Any]
 
 def unhandled_reason(exc: BaseException) -> str:
     """The dead set's reason for a job forkq failed to handle with ``exc``."""
+    if isinstance(exc, redis_py.ResponseError):
+        return (f"Redis refused a command about this job: {error_message(exc)} (fix the key, "
+                f"then retry the job)")
     return f"forkq could not handle this job: {error_class_name(exc)}: {error_message(exc)}"
 
 
@@ -112,7 +117,8 @@ class OutcomeWriter:
 
     def started(self, redis, payload: dict[str, Any], attempt: Attempt) -> dict | None:
         """Write the result record as running; returns it, for the end's write."""
-        return attempt(lambda: self.results.started(redis, payload, self.identity))
+        return self._record(payload, attempt,
+                            lambda: self.results.started(redis, payload, self.identity))
 
     def succeeded(self, redis, payload: dict[str, Any], value: Any, attempt: Attempt, *,
                   keeps_result: bool, record: dict | None = None,
@@ -120,13 +126,31 @@ class OutcomeWriter:
         """The result record, then the unique lock released at success unless the job is no
         longer ``owned`` (pushed back at the shutdown deadline: it will run again)."""
         if keeps_result:
-            attempt(lambda: self.results.succeeded(redis, payload, value, record))
+            self._record(payload, attempt,
+                         lambda: self.results.succeeded(redis, payload, value, record))
         if "unique_digest" in payload and owned():
             self.unlock(redis, payload, "success", attempt)
 
+    @staticmethod
+    def _record(payload: dict[str, Any], attempt: Attempt, write: Callable[[], Any]) -> Any:
+        """A result record's write; one Redis refuses for its data (its TTL, a key a producer
+        overwrote) is logged and the job goes on: a record is not worth the job."""
+        try:
+            return attempt(write)
+        except redis_py.ResponseError as refused:
+            logger.error("jid=%s: result record not written (%s: %s); the job goes on",
+                         payload.get("jid"), error_class_name(refused), refused)
+            return None
+
     def unlock(self, redis, payload: dict[str, Any], event: str, attempt: Attempt) -> None:
-        """Free the job's unique lock if it is released at ``event`` (``unique.py``)."""
-        attempt(lambda: unique.release_at(redis, self.keys, payload, event))
+        """Free the job's unique lock if it is released at ``event`` (``unique.py``); a release
+        Redis refuses for its data is logged: the lock's TTL frees it."""
+        try:
+            attempt(lambda: unique.release_at(redis, self.keys, payload, event))
+        except redis_py.ResponseError as refused:
+            logger.error("jid=%s: unique lock not released at %s (%s: %s); it frees itself "
+                         "at its TTL", payload.get("jid"), event, error_class_name(refused),
+                         refused)
 
     def failed(self, redis, job_class, payload: dict[str, Any], queue: str, exc: BaseException,
                where: str, attempt: Attempt, *, keeps_result: bool,
@@ -139,7 +163,8 @@ class OutcomeWriter:
                        decided.summary, exc_info=exc, extra={"ctx": where})
         if keeps_result:
             will_retry = decided.decision.action == "retry"
-            attempt(lambda: self.results.failed(redis, payload, exc, will_retry, record))
+            self._record(payload, attempt,
+                         lambda: self.results.failed(redis, payload, exc, will_retry, record))
 
     def retry_or_bury(self, redis, job_class, payload: dict[str, Any], exc: BaseException,
                       attempt: Attempt = lambda write: write()):

@@ -18,6 +18,10 @@ Cost: a round is two calls (the read, then the move) where one script could do b
 due entry is parsed in Python. That is the price of the check: a script cannot tell a payload
 the processor would refuse, and a poll moves at most ``MOVE_BATCH`` jobs a call, a few times
 a second per process, so it stays off the per-job hot path.
+
+A sorted set that Redis refuses to read as one (a producer made ``retry`` a list) is left as it
+is and the other is still polled; the refusal is logged once when it starts and once when the
+key is readable again, not at every poll.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import redis as redis_py
 from redis.client import NEVER_DECODE
 
 from ..client import new_jid
+from ..connection.health import refused_for_data
 from ..connection.scripts import Script
 from ..dead import envelope
 from ..errors import MalformedJobError
@@ -108,6 +113,8 @@ class Poller(threading.Thread):
         self.recovery = recovery
         self.redis = context.make_redis()
         self._halt = threading.Event()
+        #: the sorted sets Redis refuses to read as such, logged when they became so
+        self.refused: set[str] = set()
 
     def run(self) -> None:
         while not self._halt.wait(poll_wait(self.context.config.poll_interval)):
@@ -126,19 +133,42 @@ class Poller(threading.Thread):
         keys = self.context.keys
         moved = 0
         for sorted_set in (keys.schedule, keys.retry):
-            while True:
-                stamp = repr(time.time() if now is None else now)
-                due = self.redis.execute_command("ZRANGEBYSCORE", sorted_set, "-inf", stamp,
-                                                 "LIMIT", 0, MOVE_BATCH, **{NEVER_DECODE: True})
-                good, bad = sort_due(due)
-                if good:
-                    moved += ENQUEUE_DUE(self.redis, [sorted_set, keys.queues],
-                                         [stamp, keys.queue("")] + good, raw=True)
-                if bad:
-                    self._bury(sorted_set, bad)
-                if len(due) < MOVE_BATCH:
-                    break
+            try:
+                moved += self._move_due(sorted_set, now)
+            except redis_py.ResponseError as exc:
+                if not refused_for_data(exc):
+                    raise
+                self._refused(sorted_set, exc)
+            else:
+                self._readable(sorted_set)
         return moved
+
+    def _move_due(self, sorted_set: str, now: float | None) -> int:
+        keys = self.context.keys
+        moved = 0
+        while True:
+            stamp = repr(time.time() if now is None else now)
+            due = self.redis.execute_command("ZRANGEBYSCORE", sorted_set, "-inf", stamp,
+                                             "LIMIT", 0, MOVE_BATCH, **{NEVER_DECODE: True})
+            good, bad = sort_due(due)
+            if good:
+                moved += ENQUEUE_DUE(self.redis, [sorted_set, keys.queues],
+                                     [stamp, keys.queue("")] + good, raw=True)
+            if bad:
+                self._bury(sorted_set, bad)
+            if len(due) < MOVE_BATCH:
+                return moved
+
+    def _refused(self, sorted_set: str, exc: Exception) -> None:
+        if sorted_set not in self.refused:
+            self.refused.add(sorted_set)
+            logger.error("%s cannot be polled: Redis refuses it (%s); what it holds waits "
+                         "there until the key is a sorted set again", sorted_set, exc)
+
+    def _readable(self, sorted_set: str) -> None:
+        if sorted_set in self.refused:
+            self.refused.discard(sorted_set)
+            logger.warning("%s can be polled again", sorted_set)
 
     def _bury(self, sorted_set: str, bad: list[tuple[bytes, str]]) -> None:
         now = time.time()

@@ -126,9 +126,11 @@ class Processor(threading.Thread):
             self._finish()
 
     def _step(self) -> None:
-        jobs = self._retrying(self.fetcher.fetch)
+        # A fetch refused for its data (a queue key a producer made a string) has no job to
+        # fail: it is waited out, logged once, until the key is fixed.
+        jobs = self._retrying(self.fetcher.fetch, refusals="fetch")
         if not jobs and not self.services.quiet.is_set():
-            jobs = self._retrying(self.fetcher.wait)
+            jobs = self._retrying(self.fetcher.wait, refusals="fetch")
         if jobs:
             self._run_batch(jobs)
 
@@ -272,7 +274,7 @@ class Processor(threading.Thread):
         if job.keeps_result:
             job.record = self.outcome.started(self.redis, payload, self._attempt)
         if job_class is not None and "unique_digest" in payload:
-            self.flow.release(payload, "start")
+            self.outcome.unlock(self.redis, payload, "start", self._attempt)
         return job
 
     def _run(self, job: Started) -> Any:
@@ -353,13 +355,16 @@ class Processor(threading.Thread):
 
     # --- Redis errors: back off, log transitions once, never drop what we hold
 
-    def _retrying(self, call: Callable[[], Any], until_stopped: bool = True) -> Any:
+    def _retrying(self, call: Callable[[], Any], until_stopped: bool = True,
+                  refusals: str = "") -> Any:
         """Run ``call`` until Redis answers. Gives up (returns None) only when the process is
         quieting (``until_stopped``) or stopped, or this processor was abandoned; what it held
-        stays in its private lists and is recovered or requeued."""
+        stays in its private lists and is recovered or requeued. A command Redis refuses for
+        its data is raised (the caller fails that job), unless ``refusals``."""
         services = self.services
         stop = services.quiet if until_stopped else services.stopped
-        return retrying(call, services.health, lambda delay: stop.wait(delay) or self.abandoned)
+        return retrying(call, services.health, lambda delay: stop.wait(delay) or self.abandoned,
+                        refusals)
 
     def _attempt(self, call: Callable[[], Any]) -> Any:
         """A write about a job: retried past the quiet, until the process stops."""

@@ -15,7 +15,9 @@ record): like Sidekiq, a ``retry`` that is neither a boolean, null nor an intege
 from the start; a ``backtrace`` that is not ``true`` or a count > 0 keeps none; a
 ``retry_queue`` that is not a queue name is ignored; a ``retry_in`` hook that raises or returns
 something other than a finite delay >= 0 (or ``"discard"``/``"kill"``) gets the default
-backoff. Each such fallback is named in the failure's log line (``Decision.summary``).
+backoff. Each such fallback is named in the failure's log line (``Decision.summary``). A retry
+that Redis refuses for its data (``retry`` made a list by a producer) sends the job to the dead
+set instead, the refusal appended to its ``error_message``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import redis as redis_py
+
 from ..flow import unique
 from ..log import logger
 from ..payload import dumps, error_class_name
+from ..values import name_problem
 
 #: marks a job recovered from a dead process with others; cleared once it fails normally
 ISOLATE_KEY = "forkq_isolate"
@@ -87,10 +92,24 @@ def previous_count(payload: dict[str, Any]) -> tuple[int, str]:
     return -1, f"retry_count {shown(value)} is not a count: counted from 0"
 
 
+def queue_to_retry_in(payload: dict[str, Any]) -> tuple[str | None, str]:
+    """The job's ``retry_queue`` when it is a usable queue name (the config's rule, so some
+    worker can be told to read it), else None, with a note when one was given: a name with a
+    comma or a newline would strand the job in a queue no worker is configured to read."""
+    value = payload.get("retry_queue")
+    if value is None:
+        return None, ""
+    problem = name_problem(value) if isinstance(value, str) else "not a string"
+    if problem is None:
+        return value, ""
+    return None, f"retry_queue {shown(value)} is not a queue name ({problem}): ignored"
+
+
 def decide(payload: dict[str, Any], exc: BaseException, hooks: dict[str, Any],
            max_retries: int, rand_int=random.randrange) -> Decision:
     limit, note = retry_limit(payload.get("retry", True), max_retries)
-    notes = (note,) if note else ()
+    _, queue_note = queue_to_retry_in(payload)
+    notes = tuple(n for n in (note, queue_note) if n)
     retry_on = hooks.get("retry_on")
     if retry_on and not isinstance(exc, retry_on):
         reason = f"{type(exc).__name__} is not in retry_on"
@@ -164,8 +183,8 @@ def with_error(payload: dict[str, Any], exc: BaseException, now: float,
         failed["retried_at"] = now
     else:
         failed["failed_at"] = now
-    retry_queue = failed.get("retry_queue")
-    if type(retry_queue) is str and retry_queue:
+    retry_queue, _ = queue_to_retry_in(payload)
+    if retry_queue is not None:
         failed["queue"] = retry_queue
     backtrace = payload.get("backtrace", default_backtrace)
     if backtrace is True or (type(backtrace) is int and backtrace > 0):
@@ -227,6 +246,24 @@ class RetryWriter:
                           death_unlock(payload) if decision.action != "retry" else None)
         if decision.action in ("dead", "drop"):
             self._run_death_hooks(decision, failed, exc, hooks)
+        try:
+            attempt(lambda: self.write(redis, outcome))
+        except redis_py.ResponseError as refused:
+            # only a refusal for the data gets past ``attempt``: it would be refused again
+            if decision.action != "retry":
+                raise
+            return self._bury_refused(redis, failed, exc, refused, attempt)
+        return outcome
+
+    def _bury_refused(self, redis, failed: dict[str, Any], exc: BaseException,
+                      refused: Exception, attempt: Callable) -> Outcome:
+        """The retry could not be written (``retry`` is not a sorted set...): the job goes to
+        the dead set instead, its error message saying why, rather than hold its thread."""
+        reason = f"Redis refused its retry: {refused}"
+        failed["error_message"] = f"{failed['error_message']} [not retried: {reason}]"
+        outcome = Outcome(Decision("dead", reason=reason, summary=f"dead: {reason}"),
+                          dumps(failed), time.time(), True, death_unlock(failed))
+        run_death_handlers(self.death_handlers, failed, exc)
         attempt(lambda: self.write(redis, outcome))
         return outcome
 
