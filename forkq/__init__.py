@@ -12,6 +12,10 @@ from .connection.source import default_source as _default_source
 from .hooks import registry as _hooks
 from .errors import (ConfigError, Shutdown, SoftTimeLimitExceeded, TimeLimitExceeded,
                      UnknownJobError)
+from .flow.batch import Batch as batch
+from .flow.batch import status as batch_status
+from .flow.chain import Chain as chain
+from .flow.chain import Chord as chord
 from .job import Job, job
 
 __version__ = "0.1.0"
@@ -21,6 +25,7 @@ _LAZY_MODULES = ("aio", "limiter")
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
            "error_handlers", "death_handlers", "register_periodic", "result", "aresult",
+           "batch", "batch_status", "chain", "chord",
            "ConfigError", "Shutdown", "SoftTimeLimitExceeded", "TimeLimitExceeded",
            "UnknownJobError", "__version__"]
 

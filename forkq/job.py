@@ -86,6 +86,26 @@ class Job:
         return cls.name or f"{cls.__module__}.{cls.__qualname__}"
 
     @classmethod
+    def s(cls, *args: Any, **options: Any):
+        """A signature: this job with ``args`` and ``options``, for ``forkq.chain`` and
+        ``forkq.chord``; as a later chain step it gets the previous step's value first."""
+        from .flow.chain import Signature
+
+        return Signature(cls, args, options)
+
+    @classmethod
+    def si(cls, *args: Any, **options: Any):
+        """An immutable signature: it does not take the previous step's value."""
+        from .flow.chain import Signature
+
+        return Signature(cls, args, options, immutable=True)
+
+    @property
+    def bid(self) -> str | None:
+        """The batch this running job belongs to (``forkq.batch.reopen(self.bid)``)."""
+        return (getattr(self, "payload", None) or {}).get("bid")
+
+    @classmethod
     def set(cls, **options: Any) -> "Setter":
         return Setter(cls, options)
 

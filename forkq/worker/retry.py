@@ -30,7 +30,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..flow import unique
+from ..flow import batch_scripts, unique
 from ..log import logger
 from ..payload import dumps, error_class_name
 
@@ -223,7 +223,7 @@ class RetryWriter:
                           death_unlock(payload) if decision.action != "retry" else None)
         if decision.action in ("dead", "drop"):
             self._run_death_hooks(decision, failed, exc, hooks)
-        attempt(lambda: self.write(redis, outcome))
+        attempt(lambda: self.write(redis, outcome, payload))
         return outcome
 
     def _run_death_hooks(self, decision: Decision, failed: dict[str, Any],
@@ -235,11 +235,14 @@ class RetryWriter:
                 logger.exception("retries_exhausted hook failed for jid=%s", failed.get("jid"))
         run_death_handlers(self.death_handlers, failed, exc)
 
-    def write(self, redis, outcome: Outcome) -> None:
-        if outcome.decision.action == "retry":
+    def write(self, redis, outcome: Outcome, payload: dict[str, Any] | None = None) -> None:
+        if payload is not None and "bid" in payload:
+            # a batch member: the count is written by the same script as the retry or death
+            batch_scripts.failed(redis, self.keys, payload, outcome,
+                                 self.dead_set.trim_args(outcome.score))
+        elif outcome.decision.action == "retry":
             redis.zadd(self.keys.retry, {outcome.text: outcome.score})
-            return
-        if outcome.bury:
+        elif outcome.bury:
             self.dead_set.add(redis, [outcome.text], outcome.score)
         if outcome.unlock:
             unique.release(redis, self.keys, *outcome.unlock)

@@ -1,0 +1,226 @@
+"""The batch scripts: a batch's commit, and each member's end counted in the same script as
+that end (``flow/batch.py`` has the semantics and the client side).
+
+A member's end is one script call, atomic with the job's own terminal transition:
+
+- success (``succeeded``): the job leaves the thread's private list (``LREM``: the
+  acknowledgement) and, only if it was still there, leaves the batch's ``pending`` and
+  ``unrun`` sets; a chain's next step is pushed in the same call. A job pushed back at the
+  shutdown deadline, or already recovered by another process, is no longer in the list: the
+  call counts nothing and the job counts when it runs again.
+- failure (``failed``): the retry written (``ZADD retry``) or the job buried (``dead.DEAD_LUA``)
+  and the job leaves ``unrun`` and enters the ``failed`` hash (and ``dead`` when it died).
+
+Counting by jid in sets makes each count idempotent: a job retried ten times, or run again
+after kill -9, leaves ``pending`` once. After each change ``settle_up`` fires what became
+due, each event at most once (``HSETNX fired_<event>``), then walks up to the parent batch
+when a child completed or succeeded. A callback is pushed by the same call, its JSON text
+built at the commit, ``enqueued_at`` spliced in here (never decoded and re-encoded).
+
+Runs in the worker's processor threads and coroutine finisher; the commit in the producer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..connection.scripts import Script
+from ..dead import DEAD_LUA
+from ..payload import dumps
+
+BATCH_LUA = """
+local function now_text()
+  local t = redis.call('TIME')
+  return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+end
+-- push a job's JSON text (without enqueued_at) to the front of its queue
+local function push_text(queues_key, queue_name, queue_key, text, now)
+  redis.call('SADD', queues_key, queue_name)
+  redis.call('LPUSH', queue_key, string.sub(text, 1, -2) .. ',"enqueued_at":' .. now .. '}')
+end
+-- a hash written after the commit lives as long as the record
+local function same_ttl(rec, key)
+  local ttl = redis.call('PTTL', rec)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+-- a chord's callback: its header's results, in header order, spliced in as the first argument
+local function chord_text(rec)
+  local f = redis.call('HMGET', rec, 'chord_head', 'chord_tail', 'chord_size')
+  local values = {}
+  local results = rec .. ':results'
+  for i = 0, tonumber(f[3]) - 1 do
+    values[#values + 1] = redis.call('HGET', results, tostring(i)) or 'null'
+  end
+  return f[1] .. '[' .. table.concat(values, ',') .. ']' .. f[2]
+end
+local function fire(rec, queues_key, event, now)
+  if redis.call('HSETNX', rec, 'fired_' .. event, now) == 0 then return end
+  local text = redis.call('HGET', rec, 'cb_' .. event)
+  if event == 'success' and redis.call('HEXISTS', rec, 'chord_head') == 1 then
+    text = chord_text(rec)
+  end
+  if text then
+    local q = redis.call('HMGET', rec, 'cb_queue', 'cb_queue_key')
+    push_text(queues_key, q[1], q[2], text, now)
+  end
+end
+-- fire what became due in batch bid, then in its parents while a child's state changed
+local function settle_up(prefix, queues_key, batches_key, bid, now)
+  while bid do
+    local rec = prefix .. bid
+    local f = redis.call('HMGET', rec, 'sealed', 'kids_open', 'kids_unok', 'parent', 'keep',
+                         'fired_complete', 'fired_success')
+    if not f[1] then return end
+    local parent, up, complete = f[4], false, f[6]
+    if not complete and tonumber(f[2] or '0') <= 0 and redis.call('SCARD', rec .. ':unrun') == 0 then
+      fire(rec, queues_key, 'complete', now)
+      complete = true
+      if parent then redis.call('HINCRBY', prefix .. parent, 'kids_open', -1); up = true end
+    end
+    if complete and not f[7] and tonumber(f[3] or '0') <= 0
+        and redis.call('SCARD', rec .. ':pending') == 0 then
+      fire(rec, queues_key, 'success', now)
+      redis.call('ZREM', batches_key, bid)
+      for _, suffix in ipairs({'', ':pending', ':unrun', ':failed', ':dead', ':results'}) do
+        redis.call('EXPIRE', rec .. suffix, f[5])
+      end
+      if parent then redis.call('HINCRBY', prefix .. parent, 'kids_unok', -1); up = true end
+    end
+    if not up then return end
+    bid = parent
+  end
+end
+"""
+
+# KEYS: queues, batches. ARGV: prefix, bid, parent ('' none), expires_in, created_at,
+# reopen (1/0), field count n, n field/value pairs, then the jids joining the batch.
+OPEN_SCRIPT = BATCH_LUA + """
+local prefix, bid, parent = ARGV[1], ARGV[2], ARGV[3]
+local rec = prefix .. bid
+if ARGV[6] == '1' and redis.call('HEXISTS', rec, 'sealed') == 0 then
+  return redis.error_reply('no batch ' .. bid .. ' (unknown, or its record expired)')
+end
+local n, i = tonumber(ARGV[7]), 8
+for _ = 1, n do
+  redis.call('HSET', rec, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('HINCRBY', rec, 'total', #ARGV - i + 1)
+for j = i, #ARGV, 500 do
+  local last = math.min(j + 499, #ARGV)
+  redis.call('SADD', rec .. ':pending', unpack(ARGV, j, last))
+  redis.call('SADD', rec .. ':unrun', unpack(ARGV, j, last))
+end
+if ARGV[6] == '0' then
+  redis.call('HSET', rec, 'sealed', '1')
+  redis.call('ZADD', KEYS[2], ARGV[5], bid)
+  if parent ~= '' then
+    redis.call('HSET', rec, 'parent', parent)
+    redis.call('HINCRBY', prefix .. parent, 'kids_open', 1)
+    redis.call('HINCRBY', prefix .. parent, 'kids_unok', 1)
+  end
+  for _, suffix in ipairs({'', ':pending', ':unrun'}) do
+    redis.call('EXPIRE', rec .. suffix, ARGV[4])
+  end
+else
+  for _, suffix in ipairs({':pending', ':unrun'}) do same_ttl(rec, rec .. suffix) end
+end
+settle_up(prefix, KEYS[1], KEYS[2], bid, now_text())
+return 1
+"""
+
+# KEYS: queues, batches, private list, next step's queue. ARGV: prefix, bid ('' none), jid,
+# job text ('' when there is no private list: basic fetch), header index ('' none), value
+# JSON, next step's text ('' none), its queue name, its jid. Returns 0 when the job was no
+# longer in the private list (nothing counted, nothing pushed).
+SUCCEEDED_SCRIPT = BATCH_LUA + """
+if ARGV[4] ~= '' and redis.call('LREM', KEYS[3], 1, ARGV[4]) == 0 then return 0 end
+local now, prefix, bid = now_text(), ARGV[1], ARGV[2]
+local rec = prefix .. bid
+local member = bid ~= '' and redis.call('EXISTS', rec) == 1
+if ARGV[7] ~= '' then
+  if member then  -- the next step joins the batch before this one leaves it
+    redis.call('SADD', rec .. ':pending', ARGV[9])
+    redis.call('SADD', rec .. ':unrun', ARGV[9])
+    redis.call('HINCRBY', rec, 'total', 1)
+  end
+  push_text(KEYS[1], ARGV[8], KEYS[4], ARGV[7], now)
+end
+if member then
+  if ARGV[5] ~= '' then
+    redis.call('HSET', rec .. ':results', ARGV[5], ARGV[6])
+    same_ttl(rec, rec .. ':results')
+  end
+  redis.call('SREM', rec .. ':pending', ARGV[3])
+  redis.call('SREM', rec .. ':unrun', ARGV[3])
+  redis.call('HDEL', rec .. ':failed', ARGV[3])
+  settle_up(prefix, KEYS[1], KEYS[2], bid, now)
+end
+return 1
+"""
+
+# KEYS: queues, batches, retry, dead. ARGV: prefix, bid, jid, action ('retry', 'dead',
+# 'drop', 'discard'), job text, score, bury (1/0), then dead_trim's now, cutoff, max jobs,
+# then the error for the batch's failure list.
+FAILED_SCRIPT = BATCH_LUA + DEAD_LUA + """
+local prefix, bid, jid, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if action == 'retry' then
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+elseif ARGV[7] == '1' then
+  dead_add(KEYS[4], ARGV[6], ARGV[5])
+  dead_trim(KEYS[4], ARGV[9], ARGV[10])
+end
+local rec = prefix .. bid
+if bid == '' or redis.call('EXISTS', rec) == 0 then return 1 end
+local now = now_text()
+redis.call('SREM', rec .. ':unrun', jid)
+redis.call('HSET', rec .. ':failed', jid, ARGV[11])
+same_ttl(rec, rec .. ':failed')
+if action ~= 'retry' then
+  redis.call('SADD', rec .. ':dead', jid)
+  same_ttl(rec, rec .. ':dead')
+  fire(rec, KEYS[1], 'death', now)
+end
+settle_up(prefix, KEYS[1], KEYS[2], bid, now)
+return 1
+"""
+
+OPEN, SUCCEEDED, FAILED = Script(OPEN_SCRIPT), Script(SUCCEEDED_SCRIPT), Script(FAILED_SCRIPT)
+
+
+def open_command(keys, bid: str, jids: list[str], fields: dict[str, Any], *,
+                 parent: str = "", expires_in: float = 0, created_at: float = 0,
+                 reopen: bool = False) -> tuple:
+    """The commit's script call as an ``EVAL`` carrying its text: it is sent inside a
+    ``MULTI`` with the pushes, where a NOSCRIPT could not be answered by a second send."""
+    args: list = [keys.batch_prefix, bid, parent, int(expires_in), repr(created_at),
+                  1 if reopen else 0, len(fields)]
+    for name, value in fields.items():
+        args += [name, value if isinstance(value, str) else dumps(value)]
+    return ("EVAL", OPEN.text, 2, keys.queues, keys.batches, *args, *jids)
+
+
+def succeeded(redis, keys, payload: dict[str, Any], ack: tuple[str, str],
+              value_json: str = "", after: tuple[str, str, str] | None = None) -> int:
+    """Count a member's success, atomically with its acknowledgement ``ack`` (private list,
+    job text; text '' without a private list) and the push of ``after`` (queue, text, jid),
+    a chain's next step; 0 when the job was no longer held (nothing done)."""
+    queue, text, next_jid = after or ("", "", "")
+    index = payload.get("chord_index")
+    return int(SUCCEEDED(redis, [keys.queues, keys.batches, ack[0] or keys.batches,
+                                 keys.queue(queue) if queue else keys.batches],
+                         [keys.batch_prefix, payload.get("bid") or "", payload.get("jid", ""),
+                          ack[1], "" if index is None else str(index), value_json or "null",
+                          text, queue, next_jid]))
+
+
+def failed(redis, keys, payload: dict[str, Any], outcome, trim_args: list) -> int:
+    """Write a member's retry or death (``retry.Outcome``) and count it, in one call."""
+    decision = outcome.decision
+    failed_job = json.loads(outcome.text)
+    error = f"{failed_job.get('error_class')}: {failed_job.get('error_message')}"
+    return int(FAILED(redis, [keys.queues, keys.batches, keys.retry, keys.dead],
+                      [keys.batch_prefix, payload.get("bid") or "", payload.get("jid", ""),
+                       decision.action, outcome.text, repr(outcome.score),
+                       1 if outcome.bury else 0, *trim_args, error]))
