@@ -123,6 +123,9 @@ class Batch:
         if self._outer is not None and not self.reopened:
             self._outer.children += commands
             return
+        if len(commands) == 1:
+            send_commands(client.redis, commands)
+            return
         replies = send_commands(client.redis, [("MULTI",), *commands, ("EXEC",)])
         for reply in replies[-1] or ():
             if isinstance(reply, Exception):
@@ -131,17 +134,16 @@ class Batch:
     def _commands(self, keys) -> list[tuple]:
         now = time.time()
         parent = "" if self.reopened else (self._outer.bid if self._outer else _running.get())
-        opened = batch_scripts.open_command(
-            keys, self.bid, self.jids, {} if self.reopened else self._fields(keys, now),
-            parent=parent or "", expires_in=self.expires_in, created_at=now,
-            reopen=self.reopened)
-        commands = [opened]
         by_time: dict[float | None, list[dict[str, Any]]] = {}
         for payload, at in self.jobs:
             by_time.setdefault(at, []).append(payload)
+        pushes: list[tuple] = []
         for at, payloads in by_time.items():
-            commands += push_layout.commands(keys, payloads, at, now)
-        return commands
+            pushes += push_layout.commands(keys, payloads, at, now)
+        return [batch_scripts.open_command(
+            keys, self.bid, self.jids, {} if self.reopened else self._fields(keys, now),
+            pushes, parent=parent or "", expires_in=self.expires_in, created_at=now,
+            reopen=self.reopened)]
 
     def _fields(self, keys, now: float) -> dict[str, Any]:
         queue = self.callback_queue or (self.jobs[0][0]["queue"] if self.jobs else "default")

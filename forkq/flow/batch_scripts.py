@@ -94,7 +94,9 @@ end
 """
 
 # KEYS: queues, batches. ARGV: prefix, bid, parent ('' none), expires_in, created_at,
-# reopen (1/0), field count n, n field/value pairs, then the jids joining the batch.
+# reopen (1/0), field count n, n field/value pairs, jid count m, the m jids joining the batch,
+# then the push commands as data (``push.commands``: name, key, argument count, arguments),
+# run only once the batch is known to exist, so a refused reopen pushes nothing.
 OPEN_SCRIPT = BATCH_LUA + """
 local prefix, bid, parent = ARGV[1], ARGV[2], ARGV[3]
 local rec = prefix .. bid
@@ -106,11 +108,19 @@ for _ = 1, n do
   redis.call('HSET', rec, ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-redis.call('HINCRBY', rec, 'total', #ARGV - i + 1)
-for j = i, #ARGV, 500 do
-  local last = math.min(j + 499, #ARGV)
-  redis.call('SADD', rec .. ':pending', unpack(ARGV, j, last))
-  redis.call('SADD', rec .. ':unrun', unpack(ARGV, j, last))
+local m = tonumber(ARGV[i])
+local first, last = i + 1, i + m
+redis.call('HINCRBY', rec, 'total', m)
+for j = first, last, 500 do
+  local upto = math.min(j + 499, last)
+  redis.call('SADD', rec .. ':pending', unpack(ARGV, j, upto))
+  redis.call('SADD', rec .. ':unrun', unpack(ARGV, j, upto))
+end
+i = last + 1
+while i <= #ARGV do
+  local count = tonumber(ARGV[i + 2])
+  redis.call(ARGV[i], ARGV[i + 1], unpack(ARGV, i + 3, i + 2 + count))
+  i = i + 3 + count
 end
 if ARGV[6] == '0' then
   redis.call('HSET', rec, 'sealed', '1')
@@ -189,16 +199,20 @@ return 1
 OPEN, SUCCEEDED, FAILED = Script(OPEN_SCRIPT), Script(SUCCEEDED_SCRIPT), Script(FAILED_SCRIPT)
 
 
-def open_command(keys, bid: str, jids: list[str], fields: dict[str, Any], *,
-                 parent: str = "", expires_in: float = 0, created_at: float = 0,
-                 reopen: bool = False) -> tuple:
-    """The commit's script call as an ``EVAL`` carrying its text: it is sent inside a
-    ``MULTI`` with the pushes, where a NOSCRIPT could not be answered by a second send."""
+def open_command(keys, bid: str, jids: list[str], fields: dict[str, Any],
+                 pushes: list[tuple], *, parent: str = "", expires_in: float = 0,
+                 created_at: float = 0, reopen: bool = False) -> tuple:
+    """The commit's script call, which runs ``pushes`` (``push.commands``) once the record is
+    written. An ``EVAL`` carrying its text: a parent's commit sends its children's in one
+    ``MULTI``, where a NOSCRIPT could not be answered by a second send."""
     args: list = [keys.batch_prefix, bid, parent, int(expires_in), repr(created_at),
                   1 if reopen else 0, len(fields)]
     for name, value in fields.items():
         args += [name, value if isinstance(value, str) else dumps(value)]
-    return ("EVAL", OPEN.text, 2, keys.queues, keys.batches, *args, *jids)
+    args += [len(jids), *jids]
+    for name, key, *rest in pushes:
+        args += [name, key, len(rest), *rest]
+    return ("EVAL", OPEN.text, 2, keys.queues, keys.batches, *args)
 
 
 def succeeded(redis, keys, payload: dict[str, Any], ack: tuple[str, str],

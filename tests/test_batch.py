@@ -1,0 +1,279 @@
+"""Batches (``flow/batch.py``, ``flow/batch_scripts.py``): the commit, each member's end
+counted once, callbacks fired once, children, reopening, and the whole under kill -9 of a
+worker child and of Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+import forkq
+from batch_jobs import (AsyncSquare, Callback, Doomed, Flaky, Parent, Record, Slowish,
+                        Spawner)
+from forkq import client as forkq_client
+from forkq.flow import batch_scripts
+from forkq.keys import Keys
+from forkq.worker.retry import Decision, Outcome
+from helpers import wait_for
+
+KEYS = Keys()
+
+
+def callbacks(redis) -> list:
+    return [json.loads(text) for text in redis.lrange("batch:callbacks", 0, -1)]
+
+
+def events(redis, bid: str) -> list[str]:
+    return sorted(event for b, event, _ in callbacks(redis) if b == bid)
+
+
+def queued(redis, queue: str = "default") -> list[dict]:
+    return [json.loads(text) for text in redis.lrange(f"queue:{queue}", 0, -1)]
+
+
+# --- the commit
+
+
+def test_jobs_join_the_batch_and_are_pushed_with_its_record_at_the_blocks_end(redis):
+    with forkq.batch(description="import", on_success=Callback) as b:
+        jid = Record.perform_async(1)
+        bulk = Record.perform_bulk([[2], [3]])
+        later = Record.perform_in(60, 4)
+        assert redis.llen("queue:default") == 0 and forkq.batch_status(b.bid) is None
+    status = forkq.batch_status(b.bid)
+    assert status.total == 4 and status.pending == 4 and status.description == "import"
+    assert not status.complete and not status.success
+    pushed = queued(redis)
+    assert sorted(p["jid"] for p in pushed) == sorted([jid, *bulk])
+    assert {p["bid"] for p in pushed} == {b.bid}
+    (scheduled,) = redis.zrange("schedule", 0, -1)
+    assert json.loads(scheduled)["jid"] == later and json.loads(scheduled)["bid"] == b.bid
+    assert sorted(b.jids) == sorted([jid, *bulk, later])
+
+
+def test_a_block_that_raises_pushes_nothing_and_writes_no_record(redis):
+    with pytest.raises(RuntimeError):
+        with forkq.batch(on_success=Callback) as b:
+            Record.perform_async(1)
+            raise RuntimeError("producer failed")
+    assert redis.llen("queue:default") == 0 and forkq.batch_status(b.bid) is None
+    assert redis.keys("forkq:batch*") == []
+    Record.perform_async(2)  # the block is closed: a push goes straight out again
+    assert "bid" not in queued(redis)[0]
+
+
+def test_an_empty_batch_fires_its_callbacks_at_its_commit(redis):
+    with forkq.batch(on_complete=Callback, on_success="Other::Callback",
+                     callback_queue="critical", data=[1]) as b:
+        pass
+    texts = [json.loads(t) for t in redis.lrange("queue:critical", 0, -1)]
+    assert sorted((t["class"], t["args"][1]) for t in texts) == [
+        ("Other::Callback", "success"), ("batch_jobs.Callback", "complete")]
+    assert all(t["args"] == [b.bid, t["args"][1], [1]] and "enqueued_at" in t for t in texts)
+    status = forkq.batch_status(b.bid)
+    assert status.complete and status.success and status.total == 0
+    assert 0 < redis.ttl(KEYS.batch(b.bid)) <= 86400  # kept for a day after success
+
+
+def test_unique_jobs_are_refused_inside_a_batch_naming_the_job(redis):
+    with pytest.raises(ValueError, match="unique job .* cannot join batch"):
+        with forkq.batch():
+            Record.set(unique_for=60).perform_async(1)
+    assert redis.llen("queue:default") == 0
+
+
+def test_a_batch_inside_an_open_block_is_its_child_committed_with_it(redis):
+    with forkq.batch() as outer:
+        Record.perform_async(1)
+        with forkq.batch() as inner:
+            Record.perform_async(2)
+        assert forkq.batch_status(inner.bid) is None  # not before its parent's commit
+    assert forkq.batch_status(inner.bid).parent == outer.bid
+    assert redis.hget(KEYS.batch(outer.bid), "kids_unok") == "1"
+
+
+def test_reopening_an_unknown_batch_is_refused(redis):
+    with pytest.raises(Exception, match="no batch nope"):
+        with forkq.batch.reopen("nope"):
+            Record.perform_async(1)
+    assert redis.llen("queue:default") == 0
+
+
+# --- counting, script by script (the key layout is what is under test)
+
+
+def failure(payload: dict, action: str) -> Outcome:
+    text = json.dumps({**payload, "error_class": "RuntimeError", "error_message": "no"})
+    return Outcome(Decision(action), text, 1.0, bury=action == "dead")
+
+
+def test_a_job_retried_three_times_counts_once_and_success_fires_once(redis):
+    with forkq.batch(on_complete=Callback, on_success=Callback) as b:
+        Record.perform_async(1)
+    (payload,) = queued(redis)
+    redis.delete("queue:default")
+    for count in range(3):
+        batch_scripts.failed(redis, KEYS, payload,
+                             failure({**payload, "retry_count": count}, "retry"), [0, 0, 100])
+    status = forkq.batch_status(b.bid)
+    assert status.complete and status.failures == 1 and status.pending == 1
+    assert redis.zcard("retry") == 3  # each retry written by the counting script
+    redis.rpush("private", "job-text")
+    assert batch_scripts.succeeded(redis, KEYS, payload, ("private", "job-text")) == 1
+    assert batch_scripts.succeeded(redis, KEYS, payload, ("private", "job-text")) == 0
+    status = forkq.batch_status(b.bid)
+    assert status.success and status.failures == 0 and status.pending == 0
+    assert [json.loads(t)["args"][1] for t in redis.lrange("queue:default", 0, -1)] == [
+        "success", "complete"]
+
+
+def test_a_success_no_longer_held_counts_nothing(redis):
+    """A job pushed back at the shutdown deadline (or recovered elsewhere) runs again: its
+    first success is not counted."""
+    with forkq.batch(on_success=Callback) as b:
+        Record.perform_async(1)
+    (payload,) = queued(redis)
+    assert batch_scripts.succeeded(redis, KEYS, payload, ("private", "not-there")) == 0
+    assert forkq.batch_status(b.bid).pending == 1
+
+
+def test_a_death_fires_death_and_complete_once_and_never_success(redis):
+    with forkq.batch(on_death=Callback, on_complete=Callback, on_success=Callback) as b:
+        Record.perform_async(1)
+        Record.perform_async(2)
+    first, second = queued(redis)
+    redis.delete("queue:default")
+    for payload in (first, second):
+        batch_scripts.failed(redis, KEYS, payload, failure(payload, "dead"), [2.0, 0, 100])
+    status = forkq.batch_status(b.bid)
+    assert status.complete and not status.success and status.failures == 2
+    assert sorted(status.dead_jids) == sorted([first["jid"], second["jid"]])
+    assert status.failed_jids[first["jid"]] == "RuntimeError: no"
+    assert redis.zcard("dead") == 2
+    assert sorted(json.loads(t)["args"][1] for t in redis.lrange("queue:default", 0, -1)) == [
+        "complete", "death"]
+
+
+# --- real workers
+
+
+def test_retry_then_success_fires_complete_then_success(redis, start_worker):
+    with forkq.batch(on_complete=Callback, on_success=Callback, data={"u": 7}) as b:
+        for index in range(5):
+            Record.perform_async(index)
+        flaky = Flaky.perform_async("b1")
+    start_worker(poll_interval=60)  # the retry waits in the retry set
+    wait_for(lambda: events(redis, b.bid) == ["complete"], 10, message="complete")
+    status = forkq.batch_status(b.bid)
+    assert status.failures == 1 and list(status.failed_jids) == [flaky]
+    assert "first run of b1" in status.failed_jids[flaky] and status.pending == 1
+    start_worker(poll_interval=0.1)
+    wait_for(lambda: events(redis, b.bid) == ["complete", "success"], 10, message="success")
+    status = forkq.batch_status(b.bid)
+    assert (status.total, status.pending, status.failures) == (6, 0, 0)
+    assert [data for _, _, data in callbacks(redis)] == [{"u": 7}] * 2
+
+
+def test_a_dead_job_fires_death_and_complete_but_not_success(redis, start_worker):
+    with forkq.batch(on_complete=Callback, on_success=Callback, on_death=Callback) as b:
+        Record.perform_async(1)
+        dead = Doomed.perform_async()
+    start_worker()
+    wait_for(lambda: events(redis, b.bid) == ["complete", "death"], 10)
+    status = forkq.batch_status(b.bid)
+    assert status.dead_jids == [dead] and not status.success and status.pending == 1
+    assert redis.zcard("dead") == 1
+
+
+def test_a_running_job_adds_to_its_batch_before_it_finishes(redis, start_worker):
+    with forkq.batch(on_success=Callback) as b:
+        Spawner.perform_async(3)
+    start_worker()
+    wait_for(lambda: events(redis, b.bid) == ["success"], 10)
+    assert redis.llen("batch:ran") == 4
+    assert forkq.batch_status(b.bid).total == 4
+
+
+def test_a_child_batch_succeeds_before_its_parent(redis, start_worker):
+    with forkq.batch(on_success=Callback, on_complete=Callback, description="parent") as b:
+        Parent.perform_async(3)
+    start_worker()
+    wait_for(lambda: "success" in events(redis, b.bid), 15, message="parent success")
+    order = [(bid, event) for bid, event, _ in callbacks(redis)]
+    child = next(bid for bid, _ in order if bid != b.bid)
+    assert forkq.batch_status(child).parent == b.bid
+    # fired by the same script when the child's last job succeeded: never the parent first
+    inner, outer = forkq.batch_status(child).fired, forkq.batch_status(b.bid).fired
+    assert inner["success"] <= outer["success"] and inner["complete"] <= outer["complete"]
+    assert sorted(order) == sorted([(child, "complete"), (child, "success"),
+                                    (b.bid, "complete"), (b.bid, "success")])
+
+
+def test_coroutine_jobs_count_in_a_batch(redis, start_worker):
+    with forkq.batch(on_success=Callback) as b:
+        for n in range(4):
+            AsyncSquare.perform_async(n)
+    start_worker()
+    wait_for(lambda: events(redis, b.bid) == ["success"], 10)
+    assert forkq.batch_status(b.bid).pending == 0
+
+
+def test_asyncio_enqueues_join_the_batch(redis):
+    import asyncio
+
+    from forkq import aio
+
+    async def enqueue():
+        try:
+            return await aio.perform_async(Record, 1)
+        finally:
+            await aio.aclose()
+
+    with forkq.batch() as b:
+        jid = asyncio.run(enqueue())
+    assert b.jids == [jid] and queued(redis)[0]["bid"] == b.bid
+
+
+# --- kill -9 of a worker child and of Redis, mid-batch
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_2000_jobs_through_a_child_kill_and_a_redis_restart_fire_each_callback_once(
+        tmp_path, redis_url):
+    from masters import Master
+    from test_redis_restart import DurableRedis
+
+    server = DurableRedis(tmp_path / "redis").start()
+    master = None
+    try:
+        forkq_client.configure(redis_url=server.url, namespace="")
+        client = server.client()
+        with forkq.batch(on_complete=Callback, on_success=Callback, on_death=Callback) as b:
+            Slowish.perform_bulk([[i] for i in range(1990)])
+            for i in range(10):
+                Flaky.perform_async(f"big-{i}")
+        (tmp_path / "m").mkdir()
+        master = Master(tmp_path / "m", redis_url=server.url, require=["batch_jobs"],
+                        processes=2, concurrency=4, poll_interval=0.2).start()
+        pids = master.ready_pids()
+        wait_for(lambda: client.llen("batch:ran") >= 400, 30, message="400 runs")
+        os.kill(pids[0], signal.SIGKILL)
+        wait_for(lambda: client.llen("batch:ran") >= 1000, 30, message="1000 runs")
+        server.kill()
+        server.start()
+        wait_for(lambda: "success" in events(client, b.bid), 45, message="success")
+        wait_for(lambda: client.llen("queue:default") == 0 and not client.keys(
+            "forkq:inflight:*"), 10, message="drained")
+        status = forkq.batch_status(b.bid)
+        assert events(client, b.bid) == ["complete", "success"]
+        assert (status.total, status.pending, status.failures) == (2000, 0, 0)
+        assert set(client.lrange("batch:ran", 0, -1)) == set(b.jids)
+    finally:
+        if master is not None:
+            master.kill_all()
+        server.kill()
+        forkq_client.configure(redis_url=redis_url, namespace="")
