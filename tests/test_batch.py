@@ -157,6 +157,24 @@ def test_a_death_fires_death_and_complete_once_and_never_success(redis):
         "complete", "death"]
 
 
+def test_a_poison_member_is_buried_and_counted_in_one_step(redis, make_config):
+    from test_recovery import recovery_for
+
+    with forkq.batch(on_death=Callback, on_complete=Callback) as b:
+        Record.perform_async(1)
+    (text,) = redis.lrange("queue:default", 0, -1)
+    redis.delete("queue:default")
+    recovery = recovery_for(make_config)
+    for _ in range(4):  # its process died while running it, four times
+        redis.rpush("forkq:inflight:h:3:0:0", text)
+        recovery.recover_list("forkq:inflight:h:3:0:0")
+        redis.delete("queue:default")
+    assert redis.zcard("dead") == 1 and not redis.exists("forkq:inflight:h:3:0:0")
+    status = forkq.batch_status(b.bid)
+    assert status.complete and len(status.dead_jids) == 1
+    assert "PoisonJobError" in status.failed_jids[status.dead_jids[0]]
+
+
 # --- real workers
 
 

@@ -9,7 +9,8 @@ A member's end is one script call, atomic with the job's own terminal transition
   shutdown deadline, or already recovered by another process, is no longer in the list: the
   call counts nothing and the job counts when it runs again.
 - failure (``failed``): the retry written (``ZADD retry``) or the job buried (``dead.DEAD_LUA``)
-  and the job leaves ``unrun`` and enters the ``failed`` hash (and ``dead`` when it died).
+  and the job leaves ``unrun`` and enters the ``failed`` hash (and ``dead`` when it died). A
+  poison job (``worker/recovery.py``) leaves its dead process's private list in the same call.
 
 Counting by jid in sets makes each count idempotent: a job retried ten times, or run again
 after kill -9, leaves ``pending`` once. After each change ``settle_up`` fires what became
@@ -170,11 +171,13 @@ end
 return 1
 """
 
-# KEYS: queues, batches, retry, dead. ARGV: prefix, bid, jid, action ('retry', 'dead',
-# 'drop', 'discard'), job text, score, bury (1/0), then dead_trim's now, cutoff, max jobs,
-# then the error for the batch's failure list.
+# KEYS: queues, batches, retry, dead, source list (a poison job's private list). ARGV:
+# prefix, bid, jid, action ('retry', 'dead', 'drop', 'discard'), job text, score, bury (1/0),
+# then dead_trim's now, cutoff, max jobs, then the error for the batch's failure list, then
+# the job's text in the source list ('' none). Returns 0 when it was no longer there.
 FAILED_SCRIPT = BATCH_LUA + DEAD_LUA + """
 local prefix, bid, jid, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if ARGV[12] ~= '' and redis.call('LREM', KEYS[5], 1, ARGV[12]) == 0 then return 0 end
 if action == 'retry' then
   redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
 elseif ARGV[7] == '1' then
@@ -229,12 +232,15 @@ def succeeded(redis, keys, payload: dict[str, Any], ack: tuple[str, str],
                           text, queue, next_jid]))
 
 
-def failed(redis, keys, payload: dict[str, Any], outcome, trim_args: list) -> int:
-    """Write a member's retry or death (``retry.Outcome``) and count it, in one call."""
+def failed(redis, keys, payload: dict[str, Any], outcome, trim_args: list,
+           source: tuple[str, str] = ("", "")) -> int:
+    """Write a member's retry or death (``retry.Outcome``) and count it, in one call; with a
+    ``source`` (list, text), only if the job was still in that list, which it leaves."""
     decision = outcome.decision
     failed_job = json.loads(outcome.text)
     error = f"{failed_job.get('error_class')}: {failed_job.get('error_message')}"
-    return int(FAILED(redis, [keys.queues, keys.batches, keys.retry, keys.dead],
+    return int(FAILED(redis, [keys.queues, keys.batches, keys.retry, keys.dead,
+                              source[0] or keys.dead],
                       [keys.batch_prefix, payload.get("bid") or "", payload.get("jid", ""),
                        decision.action, outcome.text, repr(outcome.score),
-                       1 if outcome.bury else 0, *trim_args, error]))
+                       1 if outcome.bury else 0, *trim_args, error, source[1]]))
