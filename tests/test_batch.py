@@ -175,6 +175,48 @@ def test_a_poison_member_is_buried_and_counted_in_one_step(redis, make_config):
     assert "PoisonJobError" in status.failed_jids[status.dead_jids[0]]
 
 
+def test_the_api_and_the_batches_page_show_progress_and_link_dead_jobs(redis, make_config):
+    from test_web import Browser
+
+    from forkq.api import Api
+    from forkq.web.app import App
+
+    xss = "<script>alert(1)</script>"
+    with forkq.batch(description=xss) as b:
+        Record.perform_async(1)
+        Record.perform_async(2)
+    first, second = queued(redis)
+    batch_scripts.failed(redis, KEYS, first, failure(first, "dead"), [2.0, 0, 100])
+    redis.rpush("private", "text")
+    batch_scripts.succeeded(redis, KEYS, second, ("private", "text"))
+    with forkq.batch() as done:
+        pass
+    api = Api(redis)
+    assert api.batches.size == 1 and [s.bid for s in api.batches.page()] == [b.bid]
+    browser = Browser(App(make_config(), redis, environ={}))
+    listing = browser.get("/batches").text
+    assert b.bid in listing and done.bid not in listing  # succeeded: no longer open
+    assert xss not in listing and "&lt;script&gt;" in listing and "1 / 2" in listing
+    page = browser.get(f"/batches/{b.bid}").text
+    assert f'href="/morgue/{first["jid"]}"' in page and "RuntimeError: no" in page
+    assert browser.get("/batches/nope").status == 404
+    redis.delete(KEYS.batch(b.bid))  # expired: dropped from the index when listed
+    assert api.batches.page() == [] and api.batches.size == 0
+
+
+def test_the_open_batches_gauge(redis, make_config):
+    from forkq.metrics import collector
+
+    with forkq.batch():
+        Record.perform_async(1)
+    with forkq.batch():
+        pass  # succeeded at once: not open
+    facts = collector.RedisReader(make_config()).read()
+    gauges = {family.name: family.samples[0].value for family in collector._redis_series(facts)
+              if family.name == "forkq_batches_open"}
+    assert gauges == {"forkq_batches_open": 1}
+
+
 # --- real workers
 
 

@@ -14,6 +14,7 @@ from redis.exceptions import NoPermissionError
 from ..connection.source import default_source
 from ..keys import SIGNALS_TTL
 from ..signals import REMOTE_SIGNALS
+from .batches import Batches
 from .entry import as_int, wire
 from .processes import PROCESS_FIELDS, Process, Work, parse_process, parse_work
 from .queue import Queue
@@ -54,6 +55,11 @@ class Api(Store):
     @property
     def dead(self) -> DeadSet:
         return DeadSet(self)
+
+    @property
+    def batches(self) -> Batches:
+        """Open batches and each batch's status (``api/batches.py``)."""
+        return Batches(self)
 
     def processes(self) -> list[Process]:
         """Live processes by identity; members whose heartbeat hash expired are pruned

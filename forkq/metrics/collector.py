@@ -92,9 +92,9 @@ class RedisReader:
         pipe = redis.pipeline(transaction=False)
         pipe.smembers(keys.processes)
         pipe.smembers(keys.queues)
-        for name in (keys.schedule, keys.retry, keys.dead):
+        for name in (keys.schedule, keys.retry, keys.dead, keys.batches):
             pipe.zcard(name)
-        identities, queue_set, scheduled, retries, dead = pipe.execute()
+        identities, queue_set, scheduled, retries, dead, batches = pipe.execute()
         identities = sorted(identities)
         queues = sorted(set(queue_set) | set(self.config.queue_names))
         for identity in identities:
@@ -109,7 +109,8 @@ class RedisReader:
         sizes = {_label(name): (tail[2 * i], latency(tail[2 * i + 1], now))
                  for i, name in enumerate(queues)}
         return RedisFacts(True, beats, sizes,
-                          {"scheduled": scheduled, "retry": retries, "dead": dead})
+                          {"scheduled": scheduled, "retry": retries, "dead": dead,
+                           "batches": batches})
 
     def _beats(self, hashes) -> dict[int, dict]:
         beats = {}
@@ -268,3 +269,8 @@ def _redis_series(facts: RedisFacts):
         family = GaugeMetricFamily(f"forkq_{name}_size", text)
         family.add_metric([], facts.sets[name])
         yield family
+    # the index of open batches (flow/batch.py): one that never succeeds (a job died) counts
+    # until its record expires and the web UI's listing drops it
+    family = GaugeMetricFamily("forkq_batches_open", "Batches created and not yet succeeded.")
+    family.add_metric([], facts.sets.get("batches", 0))
+    yield family
