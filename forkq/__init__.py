@@ -25,7 +25,7 @@ _LAZY_MODULES = ("aio", "limiter")
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
            "error_handlers", "death_handlers", "register_periodic", "result", "aresult",
-           "batch", "batch_status", "chain", "chord",
+           "batch", "batch_status", "chain", "chord", "IterableJob",
            "ConfigError", "Shutdown", "SoftTimeLimitExceeded", "TimeLimitExceeded",
            "UnknownJobError", "__version__"]
 
@@ -88,4 +88,6 @@ def __getattr__(name: str):
     use so that a producer that never uses them does not pay for them."""
     if name in _LAZY_MODULES:
         return _importlib.import_module(f"{__name__}.{name}")
+    if name == "IterableJob":  # imports the limiter, for its reschedule
+        return _importlib.import_module(f"{__name__}.flow.iterable").IterableJob
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

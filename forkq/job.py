@@ -67,6 +67,14 @@ class Job:
     #: set on the instance by the processor before perform()
     jid: str
     payload: dict[str, Any]
+    #: the worker process's quiet event (None outside a worker), read by ``stopping``
+    quiet: Any = None
+
+    @property
+    def stopping(self) -> bool:
+        """True once the worker process is shutting down (it finishes running jobs until its
+        deadline): a long job may stop between steps (``IterableJob`` does)."""
+        return self.quiet is not None and self.quiet.is_set()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -35,6 +35,7 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``forkq:batch:<bid>:pending`` / ``:unrun`` | set: jids not yet succeeded / not yet run once | client at commit and reopen; worker scripts (``flow/batch_lua.py``) | same | as the record |
 | ``forkq:batch:<bid>:failed`` / ``:dead`` | hash jid → error / set of dead jids | worker scripts at a retry or death | api, web | as the record |
 | ``forkq:batch:<bid>:results`` | hash: header index → JSON value (chords) | worker success script | worker success script (the chord's callback) | as the record |
+| ``forkq:iteration:<jid>`` | string: JSON ``{cursor, at}`` or ``{done: true}`` | a resumable job (``flow/iterable.py``) after its items | the same job when it runs again | ``cursor_ttl`` (30 days) from each save |
 | ``forkq:batches`` | zset: bid → created_at, batches not yet succeeded | client at commit; worker success script (ZREM) | api, metrics gauge (pruned of expired records) | none |
 | ``forkq:result:<jid>`` | string: JSON result (status, value, errors, times) | client at enqueue, processor (or a job class owning its results) | ``forkq.results``, Django backend | the job's ``result_ttl`` from each write |
 """
@@ -185,3 +186,7 @@ class Keys:
     @property
     def batches(self) -> str:
         return self._k("forkq:batches")
+
+    def iteration(self, jid: str) -> str:
+        """A resumable job's saved cursor (``flow/iterable.py``)."""
+        return self._k(f"forkq:iteration:{jid}")

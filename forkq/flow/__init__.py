@@ -62,7 +62,10 @@ class Flow:
         """Reschedule an over-limit job for when its limiter can admit it."""
         self.attempt(lambda: self.postponer.postpone(
             self.source, fetched.text, payload, time.time() + over.retry_in))
-        logger.info("over limit %s; again in %.1f s", over.limiter, over.retry_in,
+        # a job that stopped itself says why (``iterable.Interrupted``)
+        line = getattr(over, "note", None) or \
+            f"over limit {over.limiter}; again in {over.retry_in:.1f} s"
+        logger.info("%s", line,
                     extra={"ctx": f"class={payload.get('class')} jid={payload.get('jid')}"})
         self.observer.job_rescheduled(fetched.queue, over.limiter)
 

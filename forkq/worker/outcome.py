@@ -47,7 +47,7 @@ def unhandled_reason(exc: BaseException) -> str:
 
 class OutcomeWriter:
     def __init__(self, *, keys, identity: str, middleware, error_handlers, results,
-                 retry_writer, dead_set, observer) -> None:
+                 retry_writer, dead_set, observer, quiet=None) -> None:
         self.keys = keys
         self.identity = identity
         self.middleware = middleware
@@ -56,6 +56,8 @@ class OutcomeWriter:
         self.retry_writer = retry_writer
         self.dead_set = dead_set
         self.observer = observer
+        #: the process's quiet event, which a job reads as ``self.stopping`` (``Job``)
+        self.quiet = quiet
 
     # --- running the job
 
@@ -107,8 +109,7 @@ class OutcomeWriter:
             inner.coroutine.close()  # a middleware skipped the job
         return inner.value
 
-    @staticmethod
-    def _instance(job_class, payload: dict[str, Any]):
+    def _instance(self, job_class, payload: dict[str, Any]):
         if job_class is None:
             raise UnknownJobError(
                 f"unknown job class {payload['class']!r}: no module listed under 'require:' "
@@ -116,6 +117,7 @@ class OutcomeWriter:
         instance = job_class()
         instance.jid = payload.get("jid")
         instance.payload = payload
+        instance.quiet = self.quiet
         return instance
 
     # --- what it left
