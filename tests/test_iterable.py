@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import signal
 
 import pytest
@@ -133,3 +134,25 @@ def test_after_kill_9_at_most_the_item_in_flight_runs_again(redis, redis_url, tm
     counts = collections.Counter(items(redis))
     assert set(counts) == set(range(40))
     assert sum(n - 1 for n in counts.values()) <= 1
+
+
+def test_the_busy_page_shows_a_running_jobs_saved_cursor(redis, make_config):
+    import time
+
+    from forkq.api import Api
+    from forkq.web.app import App
+    from test_web import Browser
+
+    identity = "host:1:abc"
+    redis.sadd("processes", identity)
+    redis.hset(identity, mapping={"info": json.dumps({"hostname": "host", "pid": 1}),
+                                  "busy": 2, "beat": time.time()})
+    for thread, jid in (("t1", "d" * 24), ("t2", "e" * 24)):
+        redis.hset(f"{identity}:work", thread, json.dumps(
+            {"queue": "default", "run_at": int(time.time()),
+             "payload": json.dumps({"class": "iterable_jobs.Export", "args": [], "jid": jid})}))
+    redis.set(KEYS.iteration("d" * 24), json.dumps({"cursor": {"after": 41}, "at": 1.0}))
+    cursors = {w.job.jid: w.cursor for w in Api(redis).workers()}
+    assert cursors == {"d" * 24: {"after": 41}, "e" * 24: None}
+    page = Browser(App(make_config(), redis, environ={})).get("/busy").text
+    assert re.search(r"cursor <code>\{(&#34;|&quot;)after(&#34;|&quot;): ?41\}</code>", page)

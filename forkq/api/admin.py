@@ -6,6 +6,7 @@ Runs in whatever process reads (web UI, ``forkqctl``, tests), never on the serve
 from __future__ import annotations
 
 import datetime
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +88,19 @@ class Api(Store):
         works = [parse_work(p.identity, thread, text)
                  for p, threads in zip(processes, pipe.execute())
                  for thread, text in threads.items()]
+        self._add_cursors(works)
         return sorted(works, key=lambda w: w.run_at or 0.0)
+
+    def _add_cursors(self, works: list[Work]) -> None:
+        """The saved cursor of each running resumable job (one GET per running job)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for work in works:
+            pipe.get(self.keys.iteration(str(work.job.jid)))
+        for work, text in zip(works, pipe.execute() if works else []):
+            try:
+                work.cursor = json.loads(text).get("cursor") if text else None
+            except (ValueError, AttributeError):
+                work.cursor = None
 
     def signal(self, identity: str, signal: str) -> None:
         """Asks a process to quiet (TSTP), stop (TERM), dump its threads (TTIN) or reopen its
