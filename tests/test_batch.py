@@ -54,6 +54,19 @@ def test_jobs_join_the_batch_and_are_pushed_with_its_record_at_the_blocks_end(re
     assert sorted(b.jids) == sorted([jid, *bulk, later])
 
 
+def test_a_batch_of_ten_thousand_jobs_commits_in_one_script(redis):
+    with forkq.batch() as b:
+        jids = Record.perform_bulk([[i] for i in range(10_000)])
+        Record.set(queue="other").perform_bulk([[i] for i in range(10)])
+        later = [Record.perform_in(60, i) for i in range(2)]
+    assert forkq.batch_status(b.bid).total == 10_012
+    assert redis.llen("queue:default") == 10_000 and redis.zcard("schedule") == 2
+    # the order of one multi-value push: the first job at the right end, fetched first
+    assert json.loads(redis.lindex("queue:default", -1))["jid"] == jids[0]
+    assert json.loads(redis.lindex("queue:default", 0))["jid"] == jids[-1]
+    assert redis.llen("queue:other") == 10 and later
+
+
 def test_a_block_that_raises_pushes_nothing_and_writes_no_record(redis):
     with pytest.raises(RuntimeError):
         with forkq.batch(on_success=Callback) as b:

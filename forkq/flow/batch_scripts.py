@@ -214,9 +214,26 @@ def open_command(keys, bid: str, jids: list[str], fields: dict[str, Any],
     for name, value in fields.items():
         args += [name, value if isinstance(value, str) else dumps(value)]
     args += [len(jids), *jids]
-    for name, key, *rest in pushes:
+    for name, key, *rest in chunked(pushes):
         args += [name, key, len(rest), *rest]
     return ("EVAL", OPEN.text, 2, keys.queues, keys.batches, *args)
+
+
+#: arguments of one command the commit script runs (Lua's ``unpack`` stops near 8,000)
+CHUNK = 1000
+
+
+def chunked(commands: list[tuple]) -> list[tuple]:
+    """``commands`` with each long ``LPUSH``/``SADD``/``ZADD`` cut into several of at most
+    ``CHUNK`` arguments; the same keys, members and list order as the long one."""
+    out: list[tuple] = []
+    for name, key, *rest in commands:
+        step = CHUNK - CHUNK % 2 if name == "ZADD" else CHUNK  # ZADD takes (score, member)
+        if name not in ("LPUSH", "SADD", "ZADD") or len(rest) <= step:
+            out.append((name, key, *rest))
+            continue
+        out += [(name, key, *rest[i:i + step]) for i in range(0, len(rest), step)]
+    return out
 
 
 def succeeded(redis, keys, payload: dict[str, Any], ack: tuple[str, str],
