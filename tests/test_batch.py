@@ -108,6 +108,16 @@ def test_a_batch_inside_an_open_block_is_its_child_committed_with_it(redis):
     assert redis.hget(KEYS.batch(outer.bid), "kids_unok") == "1"
 
 
+def test_under_forkq_testing_batch_jobs_go_to_its_sink_and_no_record_is_written(redis):
+    from forkq import testing
+
+    with testing.fake() as jobs:
+        with forkq.batch(on_success=Callback) as b:
+            Record.perform_async(1)
+    assert [j["args"] for j in jobs.jobs_for(Record)] == [[1]]
+    assert forkq.batch_status(b.bid) is None and redis.llen("queue:default") == 0
+
+
 def test_reopening_an_unknown_batch_is_refused(redis):
     with pytest.raises(Exception, match="no batch nope"):
         with forkq.batch.reopen("nope"):

@@ -82,8 +82,7 @@ class Batch:
     @classmethod
     def reopen(cls, bid: str) -> "Batch":
         """A block adding jobs to batch ``bid`` (from one of its running jobs, typically)."""
-        batch = cls.__new__(cls)
-        cls.__init__(batch)
+        batch = cls()
         batch.bid, batch.reopened = bid, True
         return batch
 
@@ -119,6 +118,8 @@ class Batch:
         """Write the record and push the jobs in one ``MULTI`` (or hand the commands to the
         enclosing batch block, whose commit sends them)."""
         client = default()
+        if client.sink is not None:
+            return  # forkq.testing: the jobs went to its sink; no record, no callback
         commands = self.children + self._commands(client.keys)
         if self._outer is not None and not self.reopened:
             self._outer.children += commands
