@@ -106,6 +106,24 @@ def test_a_batch_inside_an_open_block_is_its_child_committed_with_it(redis):
         assert forkq.batch_status(inner.bid) is None  # not before its parent's commit
     assert forkq.batch_status(inner.bid).parent == outer.bid
     assert redis.hget(KEYS.batch(outer.bid), "kids_unok") == "1"
+    with forkq.batch(on_success=Callback) as empty:
+        with forkq.batch(on_success=Callback) as empty_child:
+            pass
+    # the child succeeded at the commit, then its parent, counted before: both fired
+    assert forkq.batch_status(empty.bid).success and forkq.batch_status(empty_child.bid).success
+    assert redis.hget(KEYS.batch(empty.bid), "kids_unok") == "0"
+
+
+def test_a_batch_opened_by_a_job_whose_batch_expired_has_no_parent(redis):
+    from forkq.flow import context
+
+    token = context.running({"bid": "expired"})
+    try:
+        with forkq.batch() as b:
+            Record.perform_async(1)
+    finally:
+        context.done(token)
+    assert forkq.batch_status(b.bid).parent is None and not redis.exists(KEYS.batch("expired"))
 
 
 def test_under_forkq_testing_batch_jobs_go_to_its_sink_and_no_record_is_written(redis):

@@ -14,7 +14,8 @@ asyncio) is collected instead of pushed, with the payload field ``bid`` (Ruby Si
 ignores it). At the block's normal end one ``MULTI`` writes the batch record and pushes every
 job: all or nothing. A block that raises pushes none. A batch opened inside an open block, or
 inside a running batch job, is that batch's child (the parent succeeds only after it); a child
-opened inside an open block is committed with its parent's ``MULTI``.
+opened inside an open block is committed in its parent's ``MULTI``, after the parent,
+which counts it.
 
 A running job adds jobs to its own batch with ``forkq.batch.reopen(bid)`` (``self.bid``): the
 jobs are counted and pushed when that block ends, before the running job ends, so the batch
@@ -71,8 +72,10 @@ class Batch:
         self.reopened = False
         #: (payload, at) of the jobs enqueued in the block, in order
         self.jobs: list[tuple[dict[str, Any], float | None]] = []
-        #: commands of child batches committed inside this block (sent before this one's)
+        #: commands of child batches committed inside this block (sent after this one's,
+        #: which counts them) and how many children they write
         self.children: list[tuple] = []
+        self.child_count = 0
         #: a chord's callback: (head, tail, size) of its JSON text around the results;
         #: (text, "", -1) for an immutable callback
         self.chord: tuple[str, str, int] | None = None
@@ -120,9 +123,10 @@ class Batch:
         client = default()
         if client.sink is not None:
             return  # forkq.testing: the jobs went to its sink; no record, no callback
-        commands = self.children + self._commands(client.keys)
+        commands = self._commands(client.keys) + self.children
         if self._outer is not None and not self.reopened:
             self._outer.children += commands
+            self._outer.child_count += 1
             return
         if len(commands) == 1:
             send_commands(client.redis, commands)
@@ -144,7 +148,8 @@ class Batch:
         return [batch_scripts.open_command(
             keys, self.bid, self.jids, {} if self.reopened else self._fields(keys, now),
             pushes, parent=parent or "", expires_in=self.expires_in, created_at=now,
-            reopen=self.reopened)]
+            reopen=self.reopened, children=self.child_count,
+            counted=self._outer is not None)]
 
     def _fields(self, keys, now: float) -> dict[str, Any]:
         queue = self.callback_queue or (self.jobs[0][0]["queue"] if self.jobs else "default")

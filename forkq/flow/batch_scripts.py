@@ -96,7 +96,9 @@ end
 """
 
 # KEYS: queues, batches. ARGV: prefix, bid, parent ('' none), expires_in, created_at,
-# reopen (1/0), field count n, n field/value pairs, jid count m, the m jids joining the batch,
+# reopen (1/0), children committed with it (counted here, before they are written), whether
+# its parent already counted it (1/0), field count n, n field/value pairs, jid count m, the m
+# jids joining the batch,
 # then the push commands as data (``push.commands``: name, key, argument count, arguments),
 # run only once the batch is known to exist, so a refused reopen pushes nothing.
 OPEN_SCRIPT = BATCH_LUA + """
@@ -105,7 +107,7 @@ local rec = prefix .. bid
 if ARGV[6] == '1' and redis.call('HEXISTS', rec, 'sealed') == 0 then
   return redis.error_reply('no batch ' .. bid .. ' (unknown, or its record expired)')
 end
-local n, i = tonumber(ARGV[7]), 8
+local n, i = tonumber(ARGV[9]), 10
 for _ = 1, n do
   redis.call('HSET', rec, ARGV[i], ARGV[i + 1])
   i = i + 2
@@ -125,12 +127,15 @@ while i <= #ARGV do
   i = i + 3 + count
 end
 if ARGV[6] == '0' then
-  redis.call('HSET', rec, 'sealed', '1')
+  redis.call('HSET', rec, 'sealed', '1', 'kids_open', ARGV[7], 'kids_unok', ARGV[7])
   redis.call('ZADD', KEYS[2], ARGV[5], bid)
-  if parent ~= '' then
+  -- a parent whose record expired gets no child (its record would be rewritten without TTL)
+  if parent ~= '' and (ARGV[8] == '1' or redis.call('EXISTS', prefix .. parent) == 1) then
     redis.call('HSET', rec, 'parent', parent)
-    redis.call('HINCRBY', prefix .. parent, 'kids_open', 1)
-    redis.call('HINCRBY', prefix .. parent, 'kids_unok', 1)
+    if ARGV[8] == '0' then
+      redis.call('HINCRBY', prefix .. parent, 'kids_open', 1)
+      redis.call('HINCRBY', prefix .. parent, 'kids_unok', 1)
+    end
   end
   for _, suffix in ipairs({'', ':pending', ':unrun'}) do
     redis.call('EXPIRE', rec .. suffix, ARGV[4])
@@ -205,12 +210,14 @@ OPEN, SUCCEEDED, FAILED = Script(OPEN_SCRIPT), Script(SUCCEEDED_SCRIPT), Script(
 
 def open_command(keys, bid: str, jids: list[str], fields: dict[str, Any],
                  pushes: list[tuple], *, parent: str = "", expires_in: float = 0,
-                 created_at: float = 0, reopen: bool = False) -> tuple:
+                 created_at: float = 0, reopen: bool = False, children: int = 0,
+                 counted: bool = False) -> tuple:
     """The commit's script call, which runs ``pushes`` (``push.commands``) once the record is
-    written. An ``EVAL`` carrying its text: a parent's commit sends its children's in one
-    ``MULTI``, where a NOSCRIPT could not be answered by a second send."""
+    written; ``children``: child batches committed after it in the same ``MULTI``, which are
+    ``counted`` by it. An ``EVAL`` carrying its text: in a ``MULTI`` a NOSCRIPT could not be
+    answered by a second send."""
     args: list = [keys.batch_prefix, bid, parent, int(expires_in), repr(created_at),
-                  1 if reopen else 0, len(fields)]
+                  1 if reopen else 0, children, 1 if counted else 0, len(fields)]
     for name, value in fields.items():
         args += [name, value if isinstance(value, str) else dumps(value)]
     args += [len(jids), *jids]
