@@ -378,3 +378,27 @@ def test_2000_jobs_through_a_child_kill_and_a_redis_restart_fire_each_callback_o
             master.kill_all()
         server.kill()
         forkq_client.configure(redis_url=redis_url, namespace="")
+
+
+@pytest.mark.slow
+def test_batch_jobs_stay_runnable_by_ruby_sidekiq_oss(redis, redis_url, tmp_path):
+    import subprocess
+
+    from test_sidekiq_compat import RUBY_DIR, RubyJob, sidekiq_available
+
+    if sidekiq_available() is not None:
+        pytest.skip(sidekiq_available())
+    with forkq.batch() as b:
+        RubyJob.perform_async(7, "in a batch")
+    assert queued(redis)[0]["bid"] == b.bid
+    with open(tmp_path / "sidekiq.log", "w") as log:
+        server = subprocess.Popen(
+            ["sidekiq", "-r", os.path.join(RUBY_DIR, "jobs.rb"), "-c", "2", "-t", "2"],
+            env=dict(os.environ, REDIS_URL=redis_url), stdout=log, stderr=subprocess.STDOUT,
+            cwd=str(tmp_path))
+    try:
+        wait_for(lambda: redis.lrange("ruby:ran", 0, -1) == ["7:in a batch"], 40,
+                 message="Ruby Sidekiq running a batch job")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
