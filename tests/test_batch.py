@@ -337,6 +337,18 @@ def test_asyncio_enqueues_join_the_batch(redis):
         jid = asyncio.run(enqueue())
     assert b.jids == [jid] and queued(redis)[0]["bid"] == b.bid
 
+    async def in_async_block():
+        try:
+            async with forkq.batch(description="async") as block:
+                await aio.perform_async(Record, 2)
+                assert redis.llen("queue:default") == 1  # not yet pushed
+            return block
+        finally:
+            await aio.aclose()
+
+    block = asyncio.run(in_async_block())
+    assert forkq.batch_status(block.bid).total == 1 and redis.llen("queue:default") == 2
+
 
 # --- kill -9 of a worker child and of Redis, mid-batch
 

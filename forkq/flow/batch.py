@@ -104,6 +104,16 @@ class Batch:
             self.commit()
         return False
 
+    async def __aenter__(self) -> "Batch":
+        return self.__enter__()
+
+    async def __aexit__(self, kind, error, trace) -> bool:
+        """``async with``: the commit goes out on the asyncio connection."""
+        _open.reset(self._token)
+        if kind is None:
+            await self.commit_async()
+        return False
+
     def add(self, prepared: list, at: float | None) -> list[dict[str, Any]]:
         """Collect pushes (``client.Prepared``) made in the block; what a push returns."""
         for item in prepared:
@@ -120,21 +130,30 @@ class Batch:
     def commit(self) -> None:
         """Write the record and push the jobs in one ``MULTI`` (or hand the commands to the
         enclosing batch block, whose commit sends them)."""
+        commands = self._to_send()
+        if commands:
+            _raise_any(send_commands(default().redis, commands))
+
+    async def commit_async(self) -> None:
+        """``commit`` on the asyncio connection (``forkq.aio``)."""
+        from ..connection import aio  # imports redis.asyncio: only for applications using it
+
+        commands = self._to_send()
+        if commands:
+            _raise_any(await aio.send(commands, default().source))
+
+    def _to_send(self) -> list[tuple]:
+        """What the commit sends: the script calls, in a ``MULTI`` when there are several;
+        nothing when they go with the enclosing block's, or under ``forkq.testing``."""
         client = default()
         if client.sink is not None:
-            return  # forkq.testing: the jobs went to its sink; no record, no callback
+            return []  # forkq.testing: the jobs went to its sink; no record, no callback
         commands = self._commands(client.keys) + self.children
         if self._outer is not None and not self.reopened:
             self._outer.children += commands
             self._outer.child_count += 1
-            return
-        if len(commands) == 1:
-            send_commands(client.redis, commands)
-            return
-        replies = send_commands(client.redis, [("MULTI",), *commands, ("EXEC",)])
-        for reply in replies[-1] or ():
-            if isinstance(reply, Exception):
-                raise reply
+            return []
+        return commands if len(commands) == 1 else [("MULTI",), *commands, ("EXEC",)]
 
     def _commands(self, keys) -> list[tuple]:
         now = time.time()
@@ -167,6 +186,13 @@ class Batch:
             fields.update(chord_head=self.chord[0], chord_tail=self.chord[1],
                           chord_size=self.chord[2])
         return fields
+
+
+def _raise_any(replies: list) -> None:
+    """Raise the error a script of a ``MULTI`` answered, if any (``EXEC``'s reply is last)."""
+    for reply in replies[-1] if isinstance(replies[-1], list) else ():
+        if isinstance(reply, Exception):
+            raise reply
 
 
 def callback_text(target, args: list, queue: str, now: float) -> str:
