@@ -110,8 +110,16 @@ class Job:
 
     @property
     def bid(self) -> str | None:
-        """The batch this running job belongs to (``forkq.batch.reopen(self.bid)``)."""
+        """The batch this running job belongs to, or None."""
         return (getattr(self, "payload", None) or {}).get("bid")
+
+    @property
+    def batch(self):
+        """A block adding jobs to this job's batch (``with self.batch: ...``; the same as
+        ``forkq.batch.reopen(self.bid)``), or None when the job is in no batch."""
+        from .flow.batch import Batch
+
+        return Batch.reopen(self.bid) if self.bid else None
 
     @classmethod
     def set(cls, **options: Any) -> "Setter":

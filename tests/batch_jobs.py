@@ -66,6 +66,15 @@ class Spawner(forkq.Job):
         _ran(self)
 
 
+class SpawnerByHandle(forkq.Job):
+    """Adds ``count`` jobs to its own batch through its handle."""
+
+    def perform(self, count):
+        with self.batch:
+            Record.perform_bulk([[index] for index in range(count)])
+        _ran(self)
+
+
 class Parent(forkq.Job):
     """Opens a child batch of ``count`` jobs."""
 
@@ -101,3 +110,14 @@ class Boom(forkq.Job):
 class AsyncSquare(forkq.Job):
     async def perform(self, n):
         return n * n
+
+
+class OverOnce(forkq.Job):
+    """Over a limiter's limit on its first run (rescheduled, not failed)."""
+
+    def perform(self, key):
+        from forkq.limiter import OverLimit
+
+        if forkq.redis().incr(f"batch:over:{key}") == 1:
+            raise OverLimit("batch-test", 0.05)
+        _ran(self)

@@ -289,13 +289,29 @@ def test_a_dead_job_fires_death_and_complete_but_not_success(redis, start_worker
     assert redis.zcard("dead") == 1
 
 
+def test_a_limiters_reschedule_counts_nothing(redis, start_worker):
+    from batch_jobs import OverOnce
+
+    with forkq.batch(on_complete=Callback, on_success=Callback) as b:
+        OverOnce.perform_async("a")
+    start_worker()
+    wait_for(lambda: events(redis, b.bid) == ["complete", "success"], 10)
+    assert redis.get("batch:over:a") == "2"  # rescheduled once, then ran
+    status = forkq.batch_status(b.bid)
+    assert status.failures == 0 and status.failed_jids == {}
+    assert status.fired["complete"] == status.fired["success"]  # both at its one success
+
+
 def test_a_running_job_adds_to_its_batch_before_it_finishes(redis, start_worker):
+    from batch_jobs import SpawnerByHandle
+
     with forkq.batch(on_success=Callback) as b:
         Spawner.perform_async(3)
+        SpawnerByHandle.perform_async(2)
     start_worker()
     wait_for(lambda: events(redis, b.bid) == ["success"], 10)
-    assert redis.llen("batch:ran") == 4
-    assert forkq.batch_status(b.bid).total == 4
+    assert redis.llen("batch:ran") == 7
+    assert forkq.batch_status(b.bid).total == 7
 
 
 def test_a_child_batch_succeeds_before_its_parent(redis, start_worker):
