@@ -11,13 +11,14 @@ status = forkq.batch_status(b.bid)
 The producer side runs in any process: while a ``batch`` block is open in the current context
 (thread or task), every enqueue through the default client (one at a time, bulk, scheduled,
 asyncio) is collected instead of pushed, with the payload field ``bid`` (Ruby Sidekiq OSS
-ignores it). At the block's normal end one ``MULTI`` writes the batch record and pushes every
-job: all or nothing. A block that raises pushes none. A batch opened inside an open block, or
-inside a running batch job, is that batch's child (the parent succeeds only after it); a child
-opened inside an open block is committed in its parent's ``MULTI``, after the parent,
-which counts it.
+ignores it). At the block's normal end one script call (``batch_scripts.OPEN_SCRIPT``) writes
+the batch record and pushes every job: all or nothing. A block that raises pushes none. A batch
+opened inside an open block, or inside a running batch job, is that batch's child (the parent
+succeeds only after it); a child opened inside an open block is committed with its parent, in
+one ``MULTI``, after the parent, which counts it. ``async with`` commits on the asyncio
+connection. Under ``forkq.testing`` the jobs go to its sink and no record is written.
 
-A running job adds jobs to its own batch with ``forkq.batch.reopen(bid)`` (``self.bid``): the
+A running job adds jobs to its own batch with ``forkq.batch.reopen(bid)`` (``self.batch``): the
 jobs are counted and pushed when that block ends, before the running job ends, so the batch
 cannot complete in between. A reopened batch that had already succeeded counts them but fires
 no callback again.
