@@ -392,8 +392,10 @@ def test_2000_jobs_through_a_child_kill_and_a_redis_restart_fire_each_callback_o
         wait_for(lambda: client.llen("batch:ran") >= 400, 30, message="400 runs")
         os.kill(pids[0], signal.SIGKILL)
         wait_for(lambda: client.llen("batch:ran") >= 1000, 30, message="1000 runs")
+        ran_before_restart = client.llen("batch:ran")
         server.kill()
         server.start()
+        assert ran_before_restart < 2000, "the batch ended before Redis was killed"
         wait_for(lambda: "success" in events(client, b.bid), 45, message="success")
         wait_for(lambda: client.llen("queue:default") == 0 and not client.keys(
             "forkq:inflight:*"), 10, message="drained")
