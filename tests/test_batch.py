@@ -289,6 +289,20 @@ def test_a_dead_job_fires_death_and_complete_but_not_success(redis, start_worker
     assert redis.zcard("dead") == 1
 
 
+def test_an_expired_member_counts_as_dead(redis, start_worker):
+    with forkq.batch(on_complete=Callback, on_death=Callback, on_success=Callback) as b:
+        late = Record.set(expires_in=0.01).perform_async(1)
+        Record.perform_async(2)
+    wait_for(lambda: (redis.time()[0] + redis.time()[1] / 1e6) > json.loads(
+        redis.lindex("queue:default", -1))["enqueued_at"] + 0.05, 5)
+    start_worker()
+    wait_for(lambda: events(redis, b.bid) == ["complete", "death"], 10)
+    status = forkq.batch_status(b.bid)
+    assert status.dead_jids == [late] and "expired" in status.failed_jids[late]
+    assert not status.success and redis.llen("batch:ran") == 1
+    wait_for(lambda: not any(redis.lrange(k, 0, -1) for k in redis.keys("forkq:inflight*")), 5)
+
+
 def test_a_limiters_reschedule_counts_nothing(redis, start_worker):
     from batch_jobs import OverOnce
 

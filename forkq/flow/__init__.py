@@ -19,7 +19,7 @@ import asyncio
 import time
 from typing import Any
 
-from . import expiry, unique
+from . import batch_scripts, expiry, unique
 from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..log import logger
 from .postpone import Postponer
@@ -50,6 +50,10 @@ class Flow:
                        "%s s (%.1f s late); discarded", payload.get("class"), payload.get("jid"),
                        fetched.queue, payload.get("expires_in"), late)
         self.release(payload, "expired")
+        if "bid" in payload:  # a batch member that will never run: dead for its batch
+            source = self.source
+            held = (source.private_key, fetched.text) if source.reliable else ("", "")
+            self.attempt(lambda: batch_scripts.expired(self.redis, self.keys, payload, held))
         self.observer.job_expired(fetched.queue)
         return True
 

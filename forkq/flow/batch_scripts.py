@@ -263,11 +263,23 @@ def failed(redis, keys, payload: dict[str, Any], outcome, trim_args: list,
            source: tuple[str, str] = ("", "")) -> int:
     """Write a member's retry or death (``retry.Outcome``) and count it, in one call; with a
     ``source`` (list, text), only if the job was still in that list, which it leaves."""
-    decision = outcome.decision
     failed_job = json.loads(outcome.text)
     error = f"{failed_job.get('error_class')}: {failed_job.get('error_message')}"
+    return ended(redis, keys, payload, outcome.decision.action, outcome.text, outcome.score,
+                 outcome.bury, trim_args, error, source)
+
+
+def expired(redis, keys, payload: dict[str, Any], source: tuple[str, str]) -> int:
+    """A member discarded unstarted (``expires_in``): out of its private list (``source``) and
+    counted as dead in its batch, in one call; it can no longer succeed."""
+    error = f"expired: not started within expires_in {payload.get('expires_in')} s"
+    return ended(redis, keys, payload, "discard", "", 0.0, False, [0, 0, 0], error, source)
+
+
+def ended(redis, keys, payload: dict[str, Any], action: str, text: str, score: float,
+          bury: bool, trim_args: list, error: str, source: tuple[str, str]) -> int:
     return int(FAILED(redis, [keys.queues, keys.batches, keys.retry, keys.dead,
                               source[0] or keys.dead],
                       [keys.batch_prefix, payload.get("bid") or "", payload.get("jid", ""),
-                       decision.action, outcome.text, repr(outcome.score),
-                       1 if outcome.bury else 0, *trim_args, error, source[1]]))
+                       action, text, repr(score), 1 if bury else 0, *trim_args, error,
+                       source[1]]))
