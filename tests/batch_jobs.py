@@ -3,7 +3,7 @@
 
 | key | type | written by |
 | --- | --- | --- |
-| ``batch:ran`` | list of jids | ``Record``, ``Flaky``, ``Doomed``, ``Spawner``, ``Parent``, ``Slowish`` |
+| ``batch:ran`` | list of jids | ``Record``, ``Flaky``, ``Spawner``, ``Parent``, ``Slowish``... |
 | ``batch:callbacks`` | list of JSON ``[bid, event, data]`` | ``Callback`` |
 | ``batch:flaky:<key>`` | string: runs so far | ``Flaky`` |
 """

@@ -27,8 +27,9 @@ The worker side (``batch_scripts.py``) counts each member's end in the script th
 that end. Events: ``complete`` once every job has run at least once (succeeded, or failed and
 is retrying or dead) and every child completed; ``success`` once every job succeeded and every
 child succeeded (never while a job is dead); ``death`` the first time a job dies (dead,
-dropped with ``retry: false``, or expired unstarted). Each fires at most once; a callback is a job with args
-``[bid, event, data]`` on ``callback_queue`` (default: the queue of the batch's first job).
+dropped with ``retry: false``, or expired unstarted). Each fires at most once; a callback is a
+job with args ``[bid, event, data]`` on ``callback_queue`` (default: the queue of the batch's
+first job).
 An empty batch completes and succeeds at its commit.
 
 Records expire ``expires_in`` seconds (30 days) after the commit, and ``keep`` seconds (24 h)

@@ -75,7 +75,8 @@ local function settle_up(prefix, queues_key, batches_key, bid, now)
                          'fired_complete', 'fired_success')
     if not f[1] then return end
     local parent, up, complete = f[4], false, f[6]
-    if not complete and tonumber(f[2] or '0') <= 0 and redis.call('SCARD', rec .. ':unrun') == 0 then
+    if not complete and tonumber(f[2] or '0') <= 0
+        and redis.call('SCARD', rec .. ':unrun') == 0 then
       fire(rec, queues_key, 'complete', now)
       complete = true
       if parent then redis.call('HINCRBY', prefix .. parent, 'kids_open', -1); up = true end
