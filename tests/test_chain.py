@@ -92,3 +92,9 @@ def test_a_chain_started_in_a_batch_keeps_the_batch_open_until_its_last_step(red
     wait_for(lambda: redis.llen("batch:callbacks") == 1, 5)
     status = forkq.batch_status(b.bid)
     assert status.success and status.total == 2
+
+
+def test_an_empty_chord_calls_back_at_once_with_no_values(redis, start_worker):
+    jid = forkq.chord([], Listed.s("y")).perform_async()
+    start_worker()
+    assert final(jid).value == {"values": [], "extra": ["y"]}
