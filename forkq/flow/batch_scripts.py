@@ -86,7 +86,7 @@ local function settle_up(prefix, queues_key, batches_key, bid, now)
       fire(rec, queues_key, 'success', now)
       redis.call('ZREM', batches_key, bid)
       for _, suffix in ipairs({'', ':pending', ':unrun', ':failed', ':dead', ':results'}) do
-        redis.call('EXPIRE', rec .. suffix, f[5])
+        redis.call('EXPIRE', rec .. suffix, f[5] or '86400')
       end
       if parent then redis.call('HINCRBY', prefix .. parent, 'kids_unok', -1); up = true end
     end
