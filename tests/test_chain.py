@@ -30,6 +30,8 @@ def test_signatures_are_checked_when_the_chain_is_pushed(redis):
         forkq.chain(Add.s(1), Mul.s(1, 2)).perform_async()  # Mul gets the value: 3 args
     with pytest.raises(TypeError, match="item 1 is a int"):
         forkq.chain(Add.s(1), 5)
+    with pytest.raises(TypeError, match="on_success is the chord's own"):
+        forkq.chord([Add.s(1)], Add.s(), on_success=Add)
     assert redis.llen("queue:default") == 0
 
 

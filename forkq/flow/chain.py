@@ -109,6 +109,11 @@ class Chord:
     def __init__(self, header, callback: Signature, **batch_options: Any) -> None:
         self.header = _signatures(header, "forkq.chord")
         (self.callback,) = _signatures([callback], "forkq.chord callback")
+        taken = {"on_success", "callback_queue"} & set(batch_options)
+        if taken:
+            raise TypeError(f"forkq.chord: {', '.join(sorted(taken))} is the chord's own (its "
+                            f"callback, on its queue); set the callback's queue with "
+                            f"{callback!r}'s options")
         self.batch_options = batch_options
 
     def perform_async(self) -> str:
