@@ -121,3 +121,13 @@ class OverOnce(forkq.Job):
         if forkq.redis().incr(f"batch:over:{key}") == 1:
             raise OverLimit("batch-test", 0.05)
         _ran(self)
+
+
+class SlowFirst(forkq.Job):
+    """Sleeps 3 s on its first run (long enough to be pushed back at a shutdown deadline)."""
+
+    def perform(self):
+        if forkq.redis().incr(f"batch:slow:{self.jid}") == 1:
+            forkq.redis().rpush("batch:started", self.jid)
+            time.sleep(3)
+        _ran(self)

@@ -380,6 +380,33 @@ def test_asyncio_enqueues_join_the_batch(redis):
     assert forkq.batch_status(block.bid).total == 1 and redis.llen("queue:default") == 2
 
 
+@pytest.mark.slow
+def test_a_job_pushed_back_at_the_shutdown_deadline_counts_when_it_runs_again(
+        redis, redis_url, tmp_path):
+    from batch_jobs import SlowFirst
+    from test_worker import spawn
+
+    with forkq.batch(on_complete=Callback, on_success=Callback) as b:
+        jid = SlowFirst.perform_async()
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = spawn(tmp_path / "a", redis_url, require=["batch_jobs"], timeout=0.5)
+    try:
+        wait_for(lambda: redis.lrange("batch:started", 0, -1) == [jid], 15, message="started")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(15) == 0
+    finally:
+        first.kill()
+    assert redis.lrange("queue:default", 0, -1) and callbacks(redis) == []
+    assert forkq.batch_status(b.bid).pending == 1 and not forkq.batch_status(b.bid).complete
+    second = spawn(tmp_path / "b", redis_url, require=["batch_jobs"])
+    try:
+        wait_for(lambda: events(redis, b.bid) == ["complete", "success"], 15)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(15)
+    assert redis.lrange("batch:ran", 0, -1) == [jid]
+
+
 # --- kill -9 of a worker child and of Redis, mid-batch
 
 
