@@ -12,6 +12,10 @@ from .connection.source import default_source as _default_source
 from .hooks import registry as _hooks
 from .errors import (ConfigError, Shutdown, SoftTimeLimitExceeded, TimeLimitExceeded,
                      UnknownJobError)
+from .flow.batch import Batch as batch
+from .flow.batch import status as batch_status
+from .flow.chain import Chain as chain
+from .flow.chain import Chord as chord
 from .job import Job, job
 
 __version__ = "0.1.0"
@@ -21,6 +25,7 @@ _LAZY_MODULES = ("aio", "limiter")
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
            "error_handlers", "death_handlers", "register_periodic", "result", "aresult",
+           "batch", "batch_status", "chain", "chord", "IterableJob",
            "ConfigError", "Shutdown", "SoftTimeLimitExceeded", "TimeLimitExceeded",
            "UnknownJobError", "__version__"]
 
@@ -84,4 +89,6 @@ def __getattr__(name: str):
     use so that a producer that never uses them does not pay for them."""
     if name in _LAZY_MODULES:
         return _importlib.import_module(f"{__name__}.{name}")
+    if name == "IterableJob":  # imports the limiter, for its reschedule
+        return _importlib.import_module(f"{__name__}.flow.iterable").IterableJob
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

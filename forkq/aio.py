@@ -17,6 +17,7 @@ import time
 from typing import Any, Iterable
 
 from . import client, push
+from .flow import context as workflow_context
 from .client import Prepared
 from .connection.aio import aclose, redis, send
 from .options import check_run_at, finite, run_at, validate_options, validate_unique
@@ -38,6 +39,9 @@ async def push_payloads(prepared: list[Prepared], at: float | None = None,
     if producer.sink is not None:
         producer.sink(payloads, at)
         return payloads
+    open_batch = workflow_context.collecting()
+    if open_batch is not None:
+        return open_batch.add(prepared, at)  # pushed when the batch block ends
     keys, source, now = producer.keys, producer.source, time.time()
     if not any(locks):
         await send(push.commands(keys, payloads, at, now), source)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 from . import connection, hooks, push
 from .connection.source import Source, default_source
+from .flow import context as workflow_context
 from .flow import unique
 from .hooks import Chain
 from .options import DATA_OPTIONS, Arity, validate_options
@@ -175,6 +176,9 @@ class Client:
         if self.sink is not None:
             self.sink(payloads, at)
             return payloads
+        open_batch = workflow_context.collecting()
+        if open_batch is not None:
+            return open_batch.add(prepared, at)  # pushed when the batch block ends
         redis = redis if redis is not None else self.redis
         now = time.time() if now is None else now
         if not any(locks):
@@ -255,10 +259,10 @@ class Client:
                   fields: dict[str, Any]) -> BulkTemplate | None:
         """The bulk template, unless the jobs must be pushed payload by payload: a unique job
         takes a lock per job, a job keeping a result is recorded one by one
-        (``push.commands``), and middleware and the testing sink see payloads."""
+        (``push.commands``), and middleware, the testing sink and an open batch see payloads."""
         sample = build_payload(job_class, [], options, now)
         if self.middleware.client or self.sink or unique_rule(job_class, options) is not None \
-                or "result_ttl" in sample:
+                or "result_ttl" in sample or workflow_context.collecting() is not None:
             return None
         return BulkTemplate({**sample, **fields}, now)
 

@@ -72,6 +72,14 @@ class Job:
     #: set on the instance by the processor before perform()
     jid: str
     payload: dict[str, Any]
+    #: the worker process's quiet event (None outside a worker), read by ``stopping``
+    quiet: Any = None
+
+    @property
+    def stopping(self) -> bool:
+        """True once the worker process is shutting down (it finishes running jobs until its
+        deadline): a long job may stop between steps (``IterableJob`` does)."""
+        return self.quiet is not None and self.quiet.is_set()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -89,6 +97,34 @@ class Job:
     @classmethod
     def wire_name(cls) -> str:
         return cls.name or f"{cls.__module__}.{cls.__qualname__}"
+
+    @classmethod
+    def s(cls, *args: Any, **options: Any):
+        """A signature: this job with ``args`` and ``options``, for ``forkq.chain`` and
+        ``forkq.chord``; as a later chain step it gets the previous step's value first."""
+        from .flow.chain import Signature
+
+        return Signature(cls, args, options)
+
+    @classmethod
+    def si(cls, *args: Any, **options: Any):
+        """An immutable signature: it does not take the previous step's value."""
+        from .flow.chain import Signature
+
+        return Signature(cls, args, options, immutable=True)
+
+    @property
+    def bid(self) -> str | None:
+        """The batch this running job belongs to, or None."""
+        return (getattr(self, "payload", None) or {}).get("bid")
+
+    @property
+    def batch(self):
+        """A block adding jobs to this job's batch (``with self.batch: ...``; the same as
+        ``forkq.batch.reopen(self.bid)``), or None when the job is in no batch."""
+        from .flow.batch import Batch
+
+        return Batch.reopen(self.bid) if self.bid else None
 
     @classmethod
     def set(cls, **options: Any) -> "Setter":

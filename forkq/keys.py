@@ -31,6 +31,12 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``forkq:limiter:concurrent:<name>`` | zset: holder → lease expiry | limiter | limiter | lock_timeout after last use |
 | ``forkq:limiter:window:<name>`` | hash: window (index since the epoch), count | limiter | limiter | to the window's end |
 | ``forkq:limiter:bucket:<name>`` | hash: tokens, at | limiter | limiter | time to refill |
+| ``forkq:batch:<bid>`` | hash: the batch record (``flow/batch.py``: counts, callbacks, parent, events fired) | client at the batch's commit; worker scripts at each member's end | ``flow/batch.py``, api, web | ``expires_in`` (30 days) from commit; ``keep`` (24 h) from success |
+| ``forkq:batch:<bid>:pending`` / ``:unrun`` | set: jids not yet succeeded / not yet run once | client at commit and reopen; worker scripts (``flow/batch_lua.py``) | same | as the record |
+| ``forkq:batch:<bid>:failed`` / ``:dead`` | hash jid → error / set of dead jids | worker scripts at a retry or death | api, web | as the record |
+| ``forkq:batch:<bid>:results`` | hash: header index → JSON value (chords) | worker success script | worker success script (the chord's callback) | as the record |
+| ``forkq:iteration:<jid>`` | string: JSON ``{cursor, at}`` or ``{done: true}`` | a resumable job (``flow/iterable.py``) after its items | the same job when it runs again | ``cursor_ttl`` (30 days) from each save |
+| ``forkq:batches`` | zset: bid → created_at, batches not yet succeeded | client at commit; worker success script (ZREM) | api, metrics gauge (pruned of expired records) | none |
 | ``forkq:result:<jid>`` | string: JSON result (status, value, errors, times) | client at enqueue, processor (or a job class owning its results) | ``forkq.results``, Django backend | the job's ``result_ttl`` from each write |
 """
 
@@ -167,3 +173,20 @@ class Keys:
 
     def result(self, jid: str) -> str:
         return self._k(f"forkq:result:{jid}")
+
+    def batch(self, bid: str) -> str:
+        """A batch's record; its sets are this key plus ``:pending`` etc. (``flow/batch.py``)."""
+        return self._k(f"forkq:batch:{bid}")
+
+    @property
+    def batch_prefix(self) -> str:
+        """What a batch's record key is made of with its bid (the worker scripts' parents)."""
+        return self._k("forkq:batch:")
+
+    @property
+    def batches(self) -> str:
+        return self._k("forkq:batches")
+
+    def iteration(self, jid: str) -> str:
+        """A resumable job's saved cursor (``flow/iterable.py``)."""
+        return self._k(f"forkq:iteration:{jid}")

@@ -21,16 +21,17 @@ An ``Api`` made ``read_only`` never writes: listing processes then leaves the me
 
 Modules: ``source`` (``Store``: the Redis and keys read, by default the process's), ``entry``
 (one job as stored, and its timestamps), ``queue``, ``sets`` (schedule, retry, dead),
-``processes`` (heartbeats and running jobs), ``admin`` (``Api``: stats, remote signals, the
-periodic leader), ``jobmetrics`` (the per-class metrics, read side).
+``processes`` (heartbeats and running jobs), ``batches`` (open batches), ``admin`` (``Api``:
+stats, remote signals, the periodic leader), ``jobmetrics`` (the per-class metrics, read side).
 """
 
 from .admin import SIGNALS, Api, DayStat, default
+from .batches import Batches
 from .entry import Entry, as_date, decode_backtrace, seconds, wire
 from .processes import Process, Work
 from .queue import Queue, latency
 from .sets import BATCH, DeadSet, FailedSet, RetrySet, ScheduledSet, SortedSet, glob_escape
 
-__all__ = ["BATCH", "SIGNALS", "Api", "DayStat", "DeadSet", "Entry", "FailedSet", "Process",
+__all__ = ["BATCH", "SIGNALS", "Api", "Batches", "DayStat", "DeadSet", "Entry", "FailedSet", "Process",
            "Queue", "RetrySet", "ScheduledSet", "SortedSet", "Work", "as_date", "decode_backtrace",
            "default", "glob_escape", "latency", "seconds", "wire"]

@@ -6,6 +6,7 @@ Runs in whatever process reads (web UI, ``forkqctl``, tests), never on the serve
 from __future__ import annotations
 
 import datetime
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from redis.exceptions import NoPermissionError
 from ..connection.source import default_source
 from ..keys import SIGNALS_TTL
 from ..signals import REMOTE_SIGNALS
+from .batches import Batches
 from .entry import as_int, wire
 from .processes import Process, Work, parse_work, read_processes
 from .queue import Queue
@@ -64,6 +66,11 @@ class Api(Store):
     def dead(self) -> DeadSet:
         return DeadSet(self)
 
+    @property
+    def batches(self) -> Batches:
+        """Open batches and each batch's status (``api/batches.py``)."""
+        return Batches(self)
+
     def processes(self) -> list[Process]:
         """Live processes by identity, bad records included (``Process.problem``); members
         whose heartbeat hash expired are pruned (left in place when read-only)."""
@@ -85,7 +92,19 @@ class Api(Store):
         works = [parse_work(p.identity, thread, text)
                  for p, threads in zip(processes, pipe.execute(raise_on_error=False))
                  if not wrong_type(threads) for thread, text in threads.items()]
+        self._add_cursors(works)
         return sorted(works, key=lambda w: w.run_at or 0.0)
+
+    def _add_cursors(self, works: list[Work]) -> None:
+        """The saved cursor of each running resumable job (one GET per running job)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for work in works:
+            pipe.get(self.keys.iteration(str(work.job.jid)))
+        for work, text in zip(works, pipe.execute() if works else []):
+            try:
+                work.cursor = json.loads(text).get("cursor") if text else None
+            except (ValueError, AttributeError):
+                work.cursor = None
 
     def signal(self, identity: str, signal: str) -> None:
         """Asks a process to quiet (TSTP), stop (TERM), dump its threads (TTIN) or reopen its

@@ -101,6 +101,8 @@ class Work:
     job: Entry = field(repr=False)
     #: ``run_at`` as stored, shown when it is no date
     raw_run_at: Any = None
+    #: a resumable job's last saved cursor (``flow/iterable.py``), else None
+    cursor: Any = None
 
 
 def _strings(value: Any) -> list[str]:

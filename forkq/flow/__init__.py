@@ -19,7 +19,7 @@ import asyncio
 import time
 from typing import Any
 
-from . import expiry, unique
+from . import batch_scripts, expiry, unique
 from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..log import logger
 from .postpone import Postponer
@@ -50,6 +50,10 @@ class Flow:
                        "%s s (%.1f s late); discarded", payload.get("class"), payload.get("jid"),
                        fetched.queue, payload.get("expires_in"), late)
         self.release(payload, "expired")
+        if "bid" in payload:  # a batch member that will never run: dead for its batch
+            source = self.source
+            held = (source.private_key, fetched.text) if source.reliable else ("", "")
+            self.attempt(lambda: batch_scripts.expired(self.redis, self.keys, payload, held))
         self.observer.job_expired(fetched.queue)
         return True
 
@@ -62,7 +66,10 @@ class Flow:
         """Reschedule an over-limit job for when its limiter can admit it."""
         self.attempt(lambda: self.postponer.postpone(
             self.source, fetched.text, payload, time.time() + over.retry_in))
-        logger.info("over limit %s; again in %.1f s", over.limiter, over.retry_in,
+        # a job that stopped itself says why (``iterable.Interrupted``)
+        line = getattr(over, "note", None) or \
+            f"over limit {over.limiter}; again in {over.retry_in:.1f} s"
+        logger.info("%s", line,
                     extra={"ctx": f"class={payload.get('class')} jid={payload.get('jid')}"})
         self.observer.job_rescheduled(fetched.queue, over.limiter)
 

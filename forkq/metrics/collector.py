@@ -99,7 +99,7 @@ class RedisReader:
         pipe = redis.pipeline(transaction=False)
         pipe.smembers(keys.processes)
         pipe.smembers(keys.queues)
-        for name in (keys.schedule, keys.retry, keys.dead):
+        for name in (keys.schedule, keys.retry, keys.dead, keys.batches):
             pipe.zcard(name)
         identities, queue_set, *set_sizes = pipe.execute(raise_on_error=False)
         queues = sorted(_members(queue_set) | set(self.config.queue_names))
@@ -115,7 +115,8 @@ class RedisReader:
                "set": sum(map(wrong_type, set_sizes + [identities, queue_set]))}
         return RedisFacts(True, self._beats(processes), bad, sizes,
                           {name: 0 if wrong_type(size) else size
-                           for name, size in zip(("scheduled", "retry", "dead"), set_sizes)})
+                           for name, size in zip(("scheduled", "retry", "dead", "batches"),
+                                                 set_sizes)})
 
     def _beats(self, processes) -> dict[int, dict]:
         """This host's sound heartbeats by pid."""
@@ -270,3 +271,8 @@ def _redis_series(facts: RedisFacts):
         family = GaugeMetricFamily(f"forkq_{name}_size", text)
         family.add_metric([], facts.sets[name])
         yield family
+    # the index of open batches (flow/batch.py): one that never succeeds (a job died) counts
+    # until its record expires and the web UI's listing drops it
+    family = GaugeMetricFamily("forkq_batches_open", "Batches created and not yet succeeded.")
+    family.add_metric([], facts.sets.get("batches", 0))
+    yield family

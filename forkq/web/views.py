@@ -250,6 +250,22 @@ def periodic(app, request: Request) -> Response:
     return app.render(request, "periodic.html", periodic=app.api.periodic())
 
 
+def batches(app, request: Request) -> Response:
+    """Open batches (created, not yet succeeded), newest first, with their progress."""
+    page, count = _paging(request)
+    found = app.api.batches
+    return app.render(request, "batches.html", batches=found.page((page - 1) * count, count),
+                      total=found.size, page=page, count=count)
+
+
+def batch(app, request: Request, bid: str) -> Response:
+    """One batch: counts, events fired, and its failed jobs linked to the dead set."""
+    found = app.api.batches.get(bid)
+    if found is None:
+        return app.error(request, 404, "No such batch: unknown, or its record expired")
+    return app.render(request, "batch.html", batch=found)
+
+
 def _period(request: Request) -> tuple[str, int]:
     """``?period=`` and its minutes; the last hour unless it names one of ``PERIODS``."""
     period = request.query.get("period", "1h")
@@ -295,4 +311,6 @@ def routes() -> Router:
     router.add("GET", f"/{sets}/(?P<key>.+)", entry)
     router.add("POST", f"/{sets}/(?P<key>.+)", entry_action)
     router.add("GET", "/periodic", periodic)
+    router.add("GET", "/batches", batches)
+    router.add("GET", "/batches/(?P<bid>[^/]+)", batch)
     return router

@@ -248,8 +248,9 @@ class CoroutineRunner:
             flow.postpone(job.fetched, payload, exc)
             return "postponed"
         if exc is None:
+            ack = (self.list_key, job.fetched.text) if self.reliable else ("", "")
             self.outcome.succeeded(redis, payload, value, self._retrying,
-                                   keeps_result=job.keeps_result)
+                                   keeps_result=job.keeps_result, ack=ack)
         else:
             where = f"class={payload['class']} jid={payload.get('jid')} elapsed={elapsed:.3f}"
             self.outcome.failed(redis, job.job_class, payload, queue_name, exc, where,

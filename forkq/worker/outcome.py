@@ -10,7 +10,8 @@ Redis is away (the caller decides until when). Steps:
   synchronous: for a coroutine job ``call_next()`` returns the job's coroutine, awaited once
   the chain has returned).
 - ``started``: the result record, when the payload keeps one (``results.py``).
-- ``succeeded``: the result record, then the unique lock released at success.
+- ``succeeded``: a batch or chain member's count and next step (``flow/chain.py``), the
+  result record, then the unique lock released at success.
 - ``failed``: the error handlers, the retry writer's retry or death (``retry.py``), one log
   line saying what happens next, the result record.
 - ``bury``: a payload forkq cannot run, or a job it failed to handle, goes to the dead set
@@ -29,6 +30,7 @@ import redis as redis_py
 from ..client import new_jid
 from ..dead import envelope
 from ..errors import UnknownJobError
+from ..flow import chain as workflow
 from ..flow import unique
 from ..job import hooks_of
 from ..log import logger
@@ -50,7 +52,7 @@ def unhandled_reason(exc: BaseException) -> str:
 
 class OutcomeWriter:
     def __init__(self, *, keys, identity: str, middleware, error_handlers, results,
-                 retry_writer, dead_set, observer) -> None:
+                 retry_writer, dead_set, observer, quiet=None) -> None:
         self.keys = keys
         self.identity = identity
         self.middleware = middleware
@@ -59,12 +61,19 @@ class OutcomeWriter:
         self.retry_writer = retry_writer
         self.dead_set = dead_set
         self.observer = observer
+        #: the process's quiet event, which a job reads as ``self.stopping`` (``Job``)
+        self.quiet = quiet
 
     # --- running the job
 
     def perform(self, job_class, payload: dict[str, Any], queue: str) -> Any:
         """Run the job through the server middleware; return what ``perform`` returned."""
         instance = self._instance(job_class, payload)
+        if workflow.member(payload):
+            return workflow.checked(payload, lambda: self._perform(instance, payload, queue))
+        return self._perform(instance, payload, queue)
+
+    def _perform(self, instance, payload: dict[str, Any], queue: str) -> Any:
         chain = self.middleware
         if not chain.server:
             return instance.perform(*payload["args"])
@@ -81,6 +90,12 @@ class OutcomeWriter:
     async def perform_coroutine(self, job_class, payload: dict[str, Any], queue: str) -> Any:
         """Await a coroutine job through the server middleware (in the event loop's thread)."""
         instance = self._instance(job_class, payload)
+        if workflow.member(payload):
+            return await workflow.checked_async(
+                payload, lambda: self._perform_coroutine(instance, payload, queue))
+        return await self._perform_coroutine(instance, payload, queue)
+
+    async def _perform_coroutine(self, instance, payload: dict[str, Any], queue: str) -> Any:
         chain = self.middleware
         if not chain.server:
             return await instance.perform(*payload["args"])
@@ -99,8 +114,7 @@ class OutcomeWriter:
             inner.coroutine.close()  # a middleware skipped the job
         return inner.value
 
-    @staticmethod
-    def _instance(job_class, payload: dict[str, Any]):
+    def _instance(self, job_class, payload: dict[str, Any]):
         if job_class is None:
             raise UnknownJobError(
                 f"unknown job class {payload['class']!r}: no module listed under 'require:' "
@@ -108,6 +122,7 @@ class OutcomeWriter:
         instance = job_class()
         instance.jid = payload.get("jid")
         instance.payload = payload
+        instance.quiet = self.quiet
         return instance
 
     # --- what it left
@@ -122,9 +137,14 @@ class OutcomeWriter:
 
     def succeeded(self, redis, payload: dict[str, Any], value: Any, attempt: Attempt, *,
                   keeps_result: bool, record: dict | None = None,
-                  owned: Callable[[], bool] = lambda: True) -> None:
+                  owned: Callable[[], bool] = lambda: True,
+                  ack: tuple[str, str] = ("", "")) -> None:
         """The result record, then the unique lock released at success unless the job is no
-        longer ``owned`` (pushed back at the shutdown deadline: it will run again)."""
+        longer ``owned`` (pushed back at the shutdown deadline: it will run again). A batch or
+        chain member's success is counted with its acknowledgement ``ack`` (private list, job
+        text; ``("", "")`` without a private list), in one script (``flow/chain.py``)."""
+        if workflow.member(payload):
+            attempt(lambda: workflow.succeeded(redis, self.keys, payload, value, ack))
         if keeps_result:
             self._record(payload, attempt,
                          lambda: self.results.succeeded(redis, payload, value, record))
@@ -161,6 +181,8 @@ class OutcomeWriter:
         decided = self.retry_or_bury(redis, job_class, payload, exc, attempt)
         logger.warning("fail: %s: %s; %s", error_class_name(exc), error_message(exc),
                        decided.summary, exc_info=exc, extra={"ctx": where})
+        if decided.decision.action != "retry" and workflow.member(payload):
+            attempt(lambda: workflow.stopped(redis, self.keys, payload, exc))
         if keeps_result:
             will_retry = decided.decision.action == "retry"
             self._record(payload, attempt,

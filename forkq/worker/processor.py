@@ -309,9 +309,10 @@ class Processor(threading.Thread):
         elapsed = time.perf_counter() - job.began
         if job.verbose and not self.abandoned:  # abandoned: logged as failed at its limit
             job_log.write(self.tid, job.where, "done", elapsed)
+        ack = (self.fetcher.private_key, job.fetched.text) if self.fetcher.reliable else ("", "")
         self.outcome.succeeded(self.redis, job.payload, value, self._attempt,
                                keeps_result=job.keeps_result, record=job.record,
-                               owned=lambda: not self.abandoned)
+                               owned=lambda: not self.abandoned, ack=ack)
         return self._finished(job, elapsed, failed=False)
 
     def _finished(self, job: Started, elapsed: float, failed: bool) -> bool:

@@ -25,13 +25,13 @@ import time
 
 from redis.client import NEVER_DECODE
 
-from ..flow import unique
+from ..flow import batch_scripts, unique
 from ..connection.scripts import Script
 from ..errors import PoisonJobError
 from .fetch import queue_of
 from ..log import logger
 from ..payload import dumps
-from .retry import ISOLATE_KEY, run_death_handlers, with_error
+from .retry import ISOLATE_KEY, Decision, Outcome, run_death_handlers, with_error
 
 #: how the event loop's private list ends (``Keys.inflight_async``)
 ASYNC_SUFFIX = ":async"
@@ -170,12 +170,24 @@ class Recovery:
                              f"{POISON_WINDOW / 3600:.0f} hours; not retried again")
         dead = with_error(payload, exc, now)
         new_text = dumps(dead)
-        if self.context.dead_set.move_from_list(self.redis, list_key, [(text, new_text)], now):
+        if self._move_to_dead(list_key, text, new_text, payload, now):
             self.context.observer.job_poisoned()
             logger.error("poison job: class=%s jid=%s: dead: %s", payload.get("class"),
                          payload.get("jid"), exc)
             unique.release_at(self.redis, self.keys, payload, "dead")
             run_death_handlers(self.death_handlers, dead, exc)
+
+
+    def _move_to_dead(self, list_key: str, text: str, new_text: str, payload: dict,
+                      now: float) -> int:
+        """Bury the poison job out of ``list_key``; a batch member's death is counted in the
+        same script (``flow/batch_scripts.py``)."""
+        dead_set = self.context.dead_set
+        if "bid" not in payload:
+            return dead_set.move_from_list(self.redis, list_key, [(text, new_text)], now)
+        outcome = Outcome(Decision("dead"), new_text, now, bury=True)
+        return batch_scripts.failed(self.redis, self.keys, payload, outcome,
+                                    dead_set.trim_args(now), source=(list_key, text))
 
 
 def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import redis as redis_py
 
-from ..flow import unique
+from ..flow import batch_scripts, unique
 from ..log import logger
 from ..payload import dumps, error_class_name
 from ..values import name_problem
@@ -247,16 +247,16 @@ class RetryWriter:
         if decision.action in ("dead", "drop"):
             self._run_death_hooks(decision, failed, exc, hooks)
         try:
-            attempt(lambda: self.write(redis, outcome))
+            attempt(lambda: self.write(redis, outcome, payload))
         except redis_py.ResponseError as refused:
             # only a refusal for the data gets past ``attempt``: it would be refused again
             if decision.action != "retry":
                 raise
-            return self._bury_refused(redis, failed, exc, refused, attempt)
+            return self._bury_refused(redis, payload, failed, exc, refused, attempt)
         return outcome
 
-    def _bury_refused(self, redis, failed: dict[str, Any], exc: BaseException,
-                      refused: Exception, attempt: Callable) -> Outcome:
+    def _bury_refused(self, redis, payload: dict[str, Any], failed: dict[str, Any],
+                      exc: BaseException, refused: Exception, attempt: Callable) -> Outcome:
         """The retry could not be written (``retry`` is not a sorted set...): the job goes to
         the dead set instead, its error message saying why, rather than hold its thread."""
         reason = f"Redis refused its retry: {refused}"
@@ -264,7 +264,7 @@ class RetryWriter:
         outcome = Outcome(Decision("dead", reason=reason, summary=f"dead: {reason}"),
                           dumps(failed), time.time(), True, death_unlock(failed))
         run_death_handlers(self.death_handlers, failed, exc)
-        attempt(lambda: self.write(redis, outcome))
+        attempt(lambda: self.write(redis, outcome, payload))
         return outcome
 
     def _run_death_hooks(self, decision: Decision, failed: dict[str, Any],
@@ -276,11 +276,14 @@ class RetryWriter:
                 logger.exception("retries_exhausted hook failed for jid=%s", failed.get("jid"))
         run_death_handlers(self.death_handlers, failed, exc)
 
-    def write(self, redis, outcome: Outcome) -> None:
-        if outcome.decision.action == "retry":
+    def write(self, redis, outcome: Outcome, payload: dict[str, Any] | None = None) -> None:
+        if payload is not None and "bid" in payload:
+            # a batch member: the count is written by the same script as the retry or death
+            batch_scripts.failed(redis, self.keys, payload, outcome,
+                                 self.dead_set.trim_args(outcome.score))
+        elif outcome.decision.action == "retry":
             redis.zadd(self.keys.retry, {outcome.text: outcome.score})
-            return
-        if outcome.bury:
+        elif outcome.bury:
             self.dead_set.add(redis, [outcome.text], outcome.score)
         if outcome.unlock:
             unique.release(redis, self.keys, *outcome.unlock)

@@ -99,14 +99,15 @@ class Services:
         dead_set = DeadWriter(keys, config.dead_max_jobs, config.dead_timeout)
         job_metrics = JobMetrics()
         observer = WithJobMetrics(job_metrics, observer or NullObserver())
+        quiet = threading.Event()
         outcome = OutcomeWriter(
             keys=keys, identity=identity, middleware=hooks.middleware,
             error_handlers=hooks.error_handlers, results=ResultRecorder(keys),
             retry_writer=RetryWriter(keys, dead_set, config.max_retries, hooks.death_handlers,
                                      config.default_backtrace),
-            dead_set=dead_set, observer=observer)
+            dead_set=dead_set, observer=observer, quiet=quiet)
         return cls(config=config, url=url, slot=slot, keys=keys, identity=identity,
-                   quiet=threading.Event(), stopped=threading.Event(), health=RedisHealth(),
+                   quiet=quiet, stopped=threading.Event(), health=RedisHealth(),
                    death_handlers=hooks.death_handlers,
                    dead_set=dead_set, outcome=outcome,
                    queues=ordering.QueueOrder(tuple(config.queues), config.strict),

@@ -1,0 +1,163 @@
+"""What a batch adds to a job, and how long a chain step takes, side by side with plain jobs.
+
+Not a test: it prints figures. On a private redis-server on loopback TCP, one worker process
+of 10 threads:
+
+- drain: the same ``INCR`` body drained from a queue filled beforehand, as plain jobs and as
+  the members of one batch (with a success callback); worker CPU, Redis server CPU (``INFO
+  cpu`` deltas) and Redis round trips per job;
+- latency: a chain of ``--steps`` steps of the same body, from ``perform_async`` to its last
+  step's result, per step; beside it a plain job's enqueue → result, one job at a time.
+
+    python bench/workflow_cost.py                  # 20,000 jobs, median of 3 runs
+    python bench/workflow_cost.py --jobs 5000 --runs 1
+
+Round trips are the server's reads (``INFO``'s ``total_reads_processed``), less the harness's
+own (its rename that starts a drain, its polls, its closing ``INFO``); they include the body's
+one ``INCR`` a job and the worker's heartbeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [ROOT, HERE]
+
+import forkq  # noqa: E402
+
+from harness import Server, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
+
+
+class Body(forkq.Job):
+    def perform(self, *args):
+        forkq.redis().incr("bench:counter")
+        return 1
+
+
+class Done(forkq.Job):
+    def perform(self, bid, event, data):
+        forkq.redis().set("bench:callback", event)
+
+
+def reads(client) -> int:
+    return client.info("stats")["total_reads_processed"]
+
+
+def redis_cpu(client) -> float:
+    info = client.info("cpu")
+    return info["used_cpu_sys"] + info["used_cpu_user"]
+
+
+def start_worker(url: str, tmp: str):
+    config = {"redis_url": url, "require": ["workflow_cost"], "concurrency": 10,
+              "loglevel": "warning", "heartbeat_interval": 1, "poll_interval": 1,
+              "metrics": {"port": None}, "data_dir": tmp}
+    return spawn_worker(config, tmp, [ROOT, HERE])
+
+
+def fill(kind: str, jobs: int) -> None:
+    args = [[n] for n in range(jobs)]
+    if kind == "plain":
+        Body.set(queue="staging").perform_bulk(args)
+        return
+    with forkq.batch(on_success=Done, callback_queue="default"):
+        Body.set(queue="staging").perform_bulk(args)
+
+
+def drain_once(server: Server, kind: str, jobs: int) -> dict:
+    client = server.client
+    client.flushall()
+    # Filled where the worker does not look, then renamed into place once it idles.
+    fill(kind, jobs)
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = start_worker(server.url, tmp)
+        try:
+            wait_until(lambda: client.scard("processes") >= 1, timeout=60)
+            time.sleep(1.0)  # let its threads reach their idle wait
+            polls = []
+
+            def drained() -> bool:
+                polls.append(1)
+                return int(client.get("bench:counter") or 0) >= jobs
+
+            before, cpu_before = reads(client), tree_cpu_seconds([worker.pid])
+            server_before = redis_cpu(client)
+            client.rename("queue:staging", "queue:default")
+            wait_until(drained)
+            cpu = tree_cpu_seconds([worker.pid]) - cpu_before
+            server_cpu = redis_cpu(client) - server_before
+            after = reads(client) - 3 - len(polls)  # the rename, two INFOs, the polls
+            if kind == "batch":
+                wait_until(lambda: client.get("bench:callback") == "success", timeout=30)
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    return {"cpu_us": cpu / jobs * 1e6, "redis_us": server_cpu / jobs * 1e6,
+            "trips": (after - before) / jobs}
+
+
+def latency_once(server: Server, steps: int) -> dict:
+    server.client.flushall()
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = start_worker(server.url, tmp)
+        try:
+            wait_until(lambda: server.client.scard("processes") >= 1, timeout=60)
+            time.sleep(1.0)
+            plain = []
+            for _ in range(steps):
+                started = time.perf_counter()
+                jid = Body.set(result_ttl=60).perform_async()
+                wait_until(lambda: (r := forkq.result(jid)) and r.finished, interval=0.0005)
+                plain.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            jid = forkq.chain(*[Body.si() for _ in range(steps)]).perform_async()
+            wait_until(lambda: (r := forkq.result(jid)) and r.finished, interval=0.0005)
+            chained = (time.perf_counter() - started) / steps
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    return {"plain_ms": statistics.median(plain) * 1e3, "step_ms": chained * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    server = Server()
+    forkq.configure(redis_url=server.url)
+    print(f"forkq {forkq.__version__}, Python {sys.version.split()[0]}, {args.jobs:,} jobs, "
+          f"median of {args.runs} runs, {os.cpu_count()} CPUs")
+    try:
+        print("\nWorker drain (INCR body, 1 process, 10 threads):")
+        base = None
+        for kind in ("plain", "batch"):
+            runs = [drain_once(server, kind, args.jobs) for _ in range(args.runs)]
+            cpu, redis_us, trips = (statistics.median(r[name] for r in runs)
+                                    for name in ("cpu_us", "redis_us", "trips"))
+            base = base or (cpu, redis_us, trips)
+            print(f"  {kind:<6} worker CPU {cpu:6.1f} µs/job (+{cpu - base[0]:5.1f})  Redis CPU "
+                  f"{redis_us:5.1f} µs/job (+{redis_us - base[1]:5.1f})  round trips "
+                  f"{trips:.2f}/job (+{trips - base[2]:.2f})")
+        print(f"\nLatency ({args.steps} steps, 1 process, 10 threads):")
+        runs = [latency_once(server, args.steps) for _ in range(args.runs)]
+        print(f"  plain job, enqueue → result (median): "
+              f"{statistics.median(r['plain_ms'] for r in runs):.2f} ms")
+        print(f"  chain step, per step:                 "
+              f"{statistics.median(r['step_ms'] for r in runs):.2f} ms")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    import workflow_cost  # the job classes as the worker names them (not ``__main__.Body``)
+
+    workflow_cost.main()

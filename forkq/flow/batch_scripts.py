@@ -1,0 +1,286 @@
+"""The batch scripts: a batch's commit, and each member's end counted in the same script as
+that end (``flow/batch.py`` has the semantics and the client side).
+
+A member's end is one script call, atomic with the job's own terminal transition:
+
+- success (``succeeded``): the job leaves the thread's private list (``LREM``: the
+  acknowledgement) and, only if it was still there, leaves the batch's ``pending`` and
+  ``unrun`` sets; a chain's next step is pushed in the same call. A job pushed back at the
+  shutdown deadline, or already recovered by another process, is no longer in the list: the
+  call counts nothing and the job counts when it runs again.
+- failure (``failed``): the retry written (``ZADD retry``) or the job buried (``dead.DEAD_LUA``)
+  and the job leaves ``unrun`` and enters the ``failed`` hash (and ``dead`` when it died). A
+  poison job (``worker/recovery.py``) leaves its dead process's private list in the same call.
+
+Counting by jid in sets makes each count idempotent: a job retried ten times, or run again
+after kill -9, leaves ``pending`` once. After each change ``settle_up`` fires what became
+due, each event at most once (``HSETNX fired_<event>``), then walks up to the parent batch
+when a child completed or succeeded. A callback is pushed by the same call, its JSON text
+built at the commit, ``enqueued_at`` spliced in here (never decoded and re-encoded).
+
+Runs in the worker's processor threads and coroutine finisher; the commit in the producer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..connection import send_commands
+from ..connection.scripts import Script
+from ..dead import DEAD_LUA
+from ..payload import dumps
+
+BATCH_LUA = """
+local function now_text()
+  local t = redis.call('TIME')
+  return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+end
+-- push a job's JSON text (without enqueued_at) to the front of its queue
+local function push_text(queues_key, queue_name, queue_key, text, now)
+  redis.call('SADD', queues_key, queue_name)
+  redis.call('LPUSH', queue_key, string.sub(text, 1, -2) .. ',"enqueued_at":' .. now .. '}')
+end
+-- a hash written after the commit lives as long as the record
+local function same_ttl(rec, key)
+  local ttl = redis.call('PTTL', rec)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+-- a chord's callback: its header's results, in header order, spliced in as the first argument
+local function chord_text(rec)
+  local f = redis.call('HMGET', rec, 'chord_head', 'chord_tail', 'chord_size')
+  local values = {}
+  local results = rec .. ':results'
+  for i = 0, tonumber(f[3]) - 1 do
+    values[#values + 1] = redis.call('HGET', results, tostring(i)) or 'null'
+  end
+  return f[1] .. '[' .. table.concat(values, ',') .. ']' .. f[2]
+end
+local function fire(rec, queues_key, event, now)
+  if redis.call('HSETNX', rec, 'fired_' .. event, now) == 0 then return end
+  local text = redis.call('HGET', rec, 'cb_' .. event)
+  if event == 'success' and redis.call('HEXISTS', rec, 'chord_head') == 1 then
+    text = chord_text(rec)
+  end
+  if text then
+    local q = redis.call('HMGET', rec, 'cb_queue', 'cb_queue_key')
+    push_text(queues_key, q[1], q[2], text, now)
+  end
+end
+-- fire what became due in batch bid, then in its parents while a child's state changed
+local function settle_up(prefix, queues_key, batches_key, bid, now)
+  while bid do
+    local rec = prefix .. bid
+    local f = redis.call('HMGET', rec, 'sealed', 'kids_open', 'kids_unok', 'parent', 'keep',
+                         'fired_complete', 'fired_success')
+    if not f[1] then return end
+    local parent, up, complete = f[4], false, f[6]
+    if not complete and tonumber(f[2] or '0') <= 0
+        and redis.call('SCARD', rec .. ':unrun') == 0 then
+      fire(rec, queues_key, 'complete', now)
+      complete = true
+      if parent then redis.call('HINCRBY', prefix .. parent, 'kids_open', -1); up = true end
+    end
+    if complete and not f[7] and tonumber(f[3] or '0') <= 0
+        and redis.call('SCARD', rec .. ':pending') == 0 then
+      fire(rec, queues_key, 'success', now)
+      redis.call('ZREM', batches_key, bid)
+      for _, suffix in ipairs({'', ':pending', ':unrun', ':failed', ':dead', ':results'}) do
+        redis.call('EXPIRE', rec .. suffix, f[5] or '86400')
+      end
+      if parent then redis.call('HINCRBY', prefix .. parent, 'kids_unok', -1); up = true end
+    end
+    if not up then return end
+    bid = parent
+  end
+end
+"""
+
+# KEYS: queues, batches. ARGV: prefix, bid, parent ('' none), expires_in, created_at,
+# reopen (1/0), children committed with it (counted here, before they are written), whether
+# its parent already counted it (1/0), field count n, n field/value pairs, jid count m, the m
+# jids joining the batch,
+# then the push commands as data (``push.commands``: name, key, argument count, arguments),
+# run only once the batch is known to exist, so a refused reopen pushes nothing.
+OPEN_SCRIPT = BATCH_LUA + """
+local prefix, bid, parent = ARGV[1], ARGV[2], ARGV[3]
+local rec = prefix .. bid
+if ARGV[6] == '1' and redis.call('HEXISTS', rec, 'sealed') == 0 then
+  return redis.error_reply('no batch ' .. bid .. ' (unknown, or its record expired)')
+end
+local n, i = tonumber(ARGV[9]), 10
+for _ = 1, n do
+  redis.call('HSET', rec, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+local m = tonumber(ARGV[i])
+local first, last = i + 1, i + m
+redis.call('HINCRBY', rec, 'total', m)
+for j = first, last, 500 do
+  local upto = math.min(j + 499, last)
+  redis.call('SADD', rec .. ':pending', unpack(ARGV, j, upto))
+  redis.call('SADD', rec .. ':unrun', unpack(ARGV, j, upto))
+end
+i = last + 1
+while i <= #ARGV do
+  local count = tonumber(ARGV[i + 2])
+  redis.call(ARGV[i], ARGV[i + 1], unpack(ARGV, i + 3, i + 2 + count))
+  i = i + 3 + count
+end
+if ARGV[6] == '0' then
+  redis.call('HSET', rec, 'sealed', '1', 'kids_open', ARGV[7], 'kids_unok', ARGV[7])
+  redis.call('ZADD', KEYS[2], ARGV[5], bid)
+  -- a parent whose record expired gets no child (its record would be rewritten without TTL)
+  if parent ~= '' and (ARGV[8] == '1' or redis.call('EXISTS', prefix .. parent) == 1) then
+    redis.call('HSET', rec, 'parent', parent)
+    if ARGV[8] == '0' then
+      redis.call('HINCRBY', prefix .. parent, 'kids_open', 1)
+      redis.call('HINCRBY', prefix .. parent, 'kids_unok', 1)
+    end
+  end
+  for _, suffix in ipairs({'', ':pending', ':unrun'}) do
+    redis.call('EXPIRE', rec .. suffix, ARGV[4])
+  end
+else
+  for _, suffix in ipairs({':pending', ':unrun'}) do same_ttl(rec, rec .. suffix) end
+end
+settle_up(prefix, KEYS[1], KEYS[2], bid, now_text())
+return 1
+"""
+
+# KEYS: queues, batches, private list, next step's queue. ARGV: prefix, bid ('' none), jid,
+# job text ('' when there is no private list: basic fetch), header index ('' none), value
+# JSON, next step's text ('' none), its queue name, its jid. Returns 0 when the job was no
+# longer in the private list (nothing counted, nothing pushed).
+SUCCEEDED_SCRIPT = BATCH_LUA + """
+if ARGV[4] ~= '' and redis.call('LREM', KEYS[3], 1, ARGV[4]) == 0 then return 0 end
+local now, prefix, bid = now_text(), ARGV[1], ARGV[2]
+local rec = prefix .. bid
+local member = bid ~= '' and redis.call('EXISTS', rec) == 1
+if ARGV[7] ~= '' then
+  if member then  -- the next step joins the batch before this one leaves it
+    redis.call('SADD', rec .. ':pending', ARGV[9])
+    redis.call('SADD', rec .. ':unrun', ARGV[9])
+    redis.call('HINCRBY', rec, 'total', 1)
+  end
+  push_text(KEYS[1], ARGV[8], KEYS[4], ARGV[7], now)
+end
+if member then
+  if ARGV[5] ~= '' then
+    redis.call('HSET', rec .. ':results', ARGV[5], ARGV[6])
+    same_ttl(rec, rec .. ':results')
+  end
+  redis.call('SREM', rec .. ':pending', ARGV[3])
+  redis.call('SREM', rec .. ':unrun', ARGV[3])
+  redis.call('HDEL', rec .. ':failed', ARGV[3])
+  settle_up(prefix, KEYS[1], KEYS[2], bid, now)
+end
+return 1
+"""
+
+# KEYS: queues, batches, retry, dead, source list (a poison job's private list). ARGV:
+# prefix, bid, jid, action ('retry', 'dead', 'drop', 'discard'), job text, score, bury (1/0),
+# then dead_trim's now, cutoff, max jobs, then the error for the batch's failure list, then
+# the job's text in the source list ('' none). Returns 0 when it was no longer there.
+FAILED_SCRIPT = BATCH_LUA + DEAD_LUA + """
+local prefix, bid, jid, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if ARGV[12] ~= '' and redis.call('LREM', KEYS[5], 1, ARGV[12]) == 0 then return 0 end
+if action == 'retry' then
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+elseif ARGV[7] == '1' then
+  dead_add(KEYS[4], ARGV[6], ARGV[5])
+  dead_trim(KEYS[4], ARGV[9], ARGV[10])
+end
+local rec = prefix .. bid
+if bid == '' or redis.call('EXISTS', rec) == 0 then return 1 end
+local now = now_text()
+redis.call('SREM', rec .. ':unrun', jid)
+redis.call('HSET', rec .. ':failed', jid, ARGV[11])
+same_ttl(rec, rec .. ':failed')
+if action ~= 'retry' then
+  redis.call('SADD', rec .. ':dead', jid)
+  same_ttl(rec, rec .. ':dead')
+  fire(rec, KEYS[1], 'death', now)
+end
+settle_up(prefix, KEYS[1], KEYS[2], bid, now)
+return 1
+"""
+
+OPEN, SUCCEEDED, FAILED = Script(OPEN_SCRIPT), Script(SUCCEEDED_SCRIPT), Script(FAILED_SCRIPT)
+
+
+def open_command(keys, bid: str, jids: list[str], fields: dict[str, Any],
+                 pushes: list[tuple], *, parent: str = "", expires_in: float = 0,
+                 created_at: float = 0, reopen: bool = False, children: int = 0,
+                 counted: bool = False) -> tuple:
+    """The commit's script call, which runs ``pushes`` (``push.commands``) once the record is
+    written; ``children``: child batches committed after it in the same ``MULTI``, which are
+    ``counted`` by it. An ``EVAL`` carrying its text: in a ``MULTI`` a NOSCRIPT could not be
+    answered by a second send."""
+    args: list = [keys.batch_prefix, bid, parent, int(expires_in), repr(created_at),
+                  1 if reopen else 0, children, 1 if counted else 0, len(fields)]
+    for name, value in fields.items():
+        args += [name, value if isinstance(value, str) else dumps(value)]
+    args += [len(jids), *jids]
+    for name, key, *rest in chunked(pushes):
+        args += [name, key, len(rest), *rest]
+    return ("EVAL", OPEN.text, 2, keys.queues, keys.batches, *args)
+
+
+#: arguments of one command the commit script runs (Lua's ``unpack`` stops near 8,000)
+CHUNK = 1000
+
+
+def chunked(commands: list[tuple]) -> list[tuple]:
+    """``commands`` with each long ``LPUSH``/``SADD``/``ZADD`` cut into several of at most
+    ``CHUNK`` arguments; the same keys, members and list order as the long one."""
+    out: list[tuple] = []
+    for name, key, *rest in commands:
+        step = CHUNK - CHUNK % 2 if name == "ZADD" else CHUNK  # ZADD takes (score, member)
+        if name not in ("LPUSH", "SADD", "ZADD") or len(rest) <= step:
+            out.append((name, key, *rest))
+            continue
+        out += [(name, key, *rest[i:i + step]) for i in range(0, len(rest), step)]
+    return out
+
+
+def succeeded(redis, keys, payload: dict[str, Any], ack: tuple[str, str],
+              value_json: str = "", after: tuple[str, str, str] | None = None) -> int:
+    """Count a member's success, atomically with its acknowledgement ``ack`` (private list,
+    job text; text '' without a private list) and the push of ``after`` (queue, text, jid),
+    a chain's next step; 0 when the job was no longer held (nothing done)."""
+    queue, text, next_jid = after or ("", "", "")
+    index = payload.get("chord_index")
+    command = SUCCEEDED.command(
+        [keys.queues, keys.batches, ack[0] or keys.batches,
+         keys.queue(queue) if queue else keys.batches],
+        [keys.batch_prefix, payload.get("bid") or "", payload.get("jid", ""), ack[1],
+         "" if index is None else str(index), value_json or "null", text, queue, next_jid])
+    # the enqueue path's direct send: redis-py's command layers cost more than the call
+    return int(SUCCEEDED.send_by(lambda sent: send_commands(redis, [sent])[0], command))
+
+
+def failed(redis, keys, payload: dict[str, Any], outcome, trim_args: list,
+           source: tuple[str, str] = ("", "")) -> int:
+    """Write a member's retry or death (``retry.Outcome``) and count it, in one call; with a
+    ``source`` (list, text), only if the job was still in that list, which it leaves."""
+    failed_job = json.loads(outcome.text)
+    error = f"{failed_job.get('error_class')}: {failed_job.get('error_message')}"
+    return ended(redis, keys, payload, outcome.decision.action, outcome.text, outcome.score,
+                 outcome.bury, trim_args, error, source)
+
+
+def expired(redis, keys, payload: dict[str, Any], source: tuple[str, str]) -> int:
+    """A member discarded unstarted (``expires_in``): out of its private list (``source``) and
+    counted as dead in its batch, in one call; it can no longer succeed."""
+    error = f"expired: not started within expires_in {payload.get('expires_in')} s"
+    return ended(redis, keys, payload, "discard", "", 0.0, False, [0, 0, 0], error, source)
+
+
+def ended(redis, keys, payload: dict[str, Any], action: str, text: str, score: float,
+          bury: bool, trim_args: list, error: str, source: tuple[str, str]) -> int:
+    return int(FAILED(redis, [keys.queues, keys.batches, keys.retry, keys.dead,
+                              source[0] or keys.dead],
+                      [keys.batch_prefix, payload.get("bid") or "", payload.get("jid", ""),
+                       action, text, repr(score), 1 if bury else 0, *trim_args, error,
+                       source[1]]))
