@@ -39,21 +39,22 @@ def test_escape_controls(text, escaped):
 
 @pytest.fixture
 def logfile(tmp_path):
-    """forkq's logging to a file; the previous set-up is restored afterwards."""
-    logger, state = log.logger, dict(log._state)
-    saved = (list(logger.handlers), logger.level, logger.propagate,
-             dict(vars(log.job_log)))
+    """forkq's logging to a file; the previous set-up (forkq's and the root logger's) is
+    restored afterwards."""
+    logger, root, state = log.logger, logging.getLogger(), dict(log._state)
+    saved = [(each, list(each.handlers), each.level, each.propagate) for each in (logger, root)]
+    job_log = dict(vars(log.job_log))
     path = tmp_path / "forkq.log"
     yield path
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
     if log._state["output"] is not None:
         log._state["output"].close()
-    handlers, level, propagate, job_log = saved
-    for handler in handlers:
-        logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = propagate
+    for each, handlers, level, propagate in saved:
+        for handler in list(each.handlers):
+            each.removeHandler(handler)
+        for handler in handlers:
+            each.addHandler(handler)
+        each.setLevel(level)
+        each.propagate = propagate
     vars(log.job_log).update(job_log)
     log._state.update(state)
 
@@ -66,14 +67,14 @@ def traceback_lines(exc: BaseException) -> int:
 @pytest.mark.parametrize("buffered", [False, True])
 def test_control_characters_cannot_forge_lines(logfile, buffered):
     log.setup("INFO", str(logfile), buffered=buffered)
-    log.logger.info("queues=%s", NASTY, extra={"ctx": f"class={NASTY} jid=1"})
+    log.logger.info("queues=%s", NASTY, extra=log.job_extra((NASTY, "1", "q")))
     try:
         raise ValueError(NASTY)
     except ValueError as exc:
         error = exc
         log.logger.warning("fail: %s: %s", "ValueError", exc, exc_info=exc,
-                           extra={"ctx": f"class={NASTY} jid=2"})
-    log.job_log.write("t1", f"class={NASTY} jid=3", "done", 0.001)
+                           extra=log.job_extra((NASTY, "2", "q")))
+    log.job_log.write("t1", (NASTY, "3", "q"), "done", 0.001)
     log.logger.warning("thread %s:", NASTY, extra={"details": f"  File x\n    {NASTY}\n"})
     log.flush()
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import expiry, unique
 from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
-from ..log import logger
+from ..log import job_context, job_extra, logger
 from .postpone import Postponer
 from .timelimit import clear_pending, limits
 
@@ -63,7 +63,7 @@ class Flow:
         self.attempt(lambda: self.postponer.postpone(
             self.source, fetched.text, payload, time.time() + over.retry_in))
         logger.info("over limit %s; again in %.1f s", over.limiter, over.retry_in,
-                    extra={"ctx": f"class={payload.get('class')} jid={payload.get('jid')}"})
+                    extra=job_extra(job_context(payload, fetched.queue)))
         self.observer.job_rescheduled(fetched.queue, over.limiter)
 
     def watch(self, payload: dict[str, Any], on_soft, on_hard):

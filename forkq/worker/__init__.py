@@ -243,7 +243,8 @@ def _version() -> str:
 
 def prepare_process(config) -> str:
     """Per-process setup after any fork: logging, random seed, client, Redis URL."""
-    log.setup(config.loglevel, config.logfile, buffered=True)
+    log.setup(config.loglevel, config.logfile, buffered=True, log_format=config.log_format,
+              root=config.log_root)
     random.seed()
     forkq_client.default().use_config(config, per_thread=True)
     return connection.resolve_url(config.redis_url, config.data_dir)
