@@ -347,6 +347,13 @@ def setup(level: str = "INFO", logfile: str | None = None, buffered: bool = Fals
     job_log.enabled = logger.isEnabledFor(logging.INFO)
 
 
+def setup_from(config, buffered: bool = False) -> None:
+    """``setup`` with a ``Config``'s ``loglevel``, ``logfile``, ``log_format`` and
+    ``log_root``."""
+    setup(config.loglevel, config.logfile, buffered, log_format=config.log_format,
+          root=config.log_root)
+
+
 def _take_root(handler: logging.Handler, level: str, take: bool) -> None:
     """Give the root logger ``handler`` alone (``take``), or only remove forkq's previous one
     (a config re-read that hands the root logger back to the application)."""
