@@ -268,9 +268,10 @@ class Processor(threading.Thread):
                                       private_key=self.fetcher.private_key,
                                       attempt=self._attempt, abandoned=lambda: self.abandoned)
             return None
+        # log.job_context's tuple, built here without the call: a tenth of a µs a job
+        context = (payload["class"], payload.get("jid"), fetched.queue)
         job = Started(fetched, payload, job_class,
-                      self.outcome.keeps_result(job_class, payload), job_log.enabled,
-                      job_context(payload, fetched.queue))
+                      self.outcome.keeps_result(job_class, payload), job_log.enabled, context)
         if job.verbose:
             job_log.write(self.tid, job.context, "start")
         if job.keeps_result:
