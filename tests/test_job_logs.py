@@ -18,9 +18,11 @@ CHATTY_MODULE = """
 import asyncio
 import logging
 
+import forkq
 from forkq import Job
 
 logger = logging.getLogger(__name__)
+forkq.error_handlers.append(lambda exc, context: logger.error("reported: %s", exc))
 #: coroutine jobs started in this process and not yet past their wait
 waiting = set()
 
@@ -32,8 +34,6 @@ class Chatty(Job):
 
 
 class Failing(Job):
-    options = {"retry": False}
-
     def perform(self):
         raise ValueError("the job failed")
 
@@ -41,8 +41,6 @@ class Failing(Job):
 class Overlapping(Job):
     '''Logs before and after a wait that ends once ``count`` of them run at once, so that each
     one's lines are written while the others run on the same event loop.'''
-    options = {"retry": False}
-
     async def perform(self, word, count):
         logger.info("before %s", word)
         waiting.add(word)
@@ -51,6 +49,11 @@ class Overlapping(Job):
                 break
             await asyncio.sleep(0.01)
         logger.info("after %s", word)
+
+
+class FailingCoroutine(Job):
+    async def perform(self):
+        raise ValueError("the coroutine failed")
 """
 
 RECORD_START = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pid=\d+ tid=\w+ ")
@@ -59,7 +62,7 @@ RECORD_START = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pid=\d+ tid=\
 def push(redis, job_class: str, args: list, jid: str) -> None:
     redis.sadd("queues", "default")
     redis.lpush("queue:default", json.dumps({"class": f"e2e_chatty.{job_class}", "args": args,
-                                             "jid": jid, "queue": "default"}))
+                                             "jid": jid, "queue": "default", "retry": False}))
 
 
 def start(start_master, **settings):
@@ -117,8 +120,10 @@ def test_a_coroutine_jobs_lines_carry_its_own_jid_while_others_run(start_master,
     words = [f"w{index}" for index in range(4)]
     for index, word in enumerate(words):
         push(redis, "Overlapping", [word, len(words)], f"{index:024x}")
-    wait_for(lambda: master.log().count(" INFO: after w") == len(words), 15,
-             message="every coroutine job's last line")
+    push(redis, "FailingCoroutine", [], "f" * 24)
+    wait_for(lambda: master.log().count(" INFO: after w") == len(words) and
+             "reported: the coroutine failed" in master.log(), 15,
+             message="every coroutine job's last line, the error handler's")
 
     lines = master.log().splitlines()
     before = [index for index, line in enumerate(lines) if " INFO: before w" in line]
@@ -130,6 +135,12 @@ def test_a_coroutine_jobs_lines_carry_its_own_jid_while_others_run(start_master,
         assert mine[0] == "INFO: start" and re.fullmatch(r"elapsed=[\d.]+ INFO: done", mine[-1])
         assert [line for line in mine if "INFO: before" in line or "INFO: after" in line] == \
             [f"INFO: before {word}", f"INFO: after {word}"]
+    # The error handler runs in the finisher thread, still with the job's context.
+    failing = [line.split(" jid=" + "f" * 24 + " ", 1)[1] for line in lines
+               if RECORD_START.match(line) and " jid=" + "f" * 24 + " " in line]
+    assert failing[:2] == ["INFO: start", "ERROR: reported: the coroutine failed"]
+    assert re.match(r"elapsed=[\d.]+ WARNING: fail: ValueError: the coroutine failed; ",
+                    failing[2]) and len(failing) == 3
 
 
 def test_an_import_error_names_the_file_and_line(tmp_path, monkeypatch):

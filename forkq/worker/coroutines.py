@@ -257,7 +257,15 @@ class CoroutineRunner:
 
     def _record(self, redis, flow: Flow, job: Running) -> str:
         """Write what a finished job left (``OutcomeWriter``), or reschedule it when over its
-        limiter; returns ``"done"``, ``"failed"`` or ``"postponed"``."""
+        limiter; returns ``"done"``, ``"failed"`` or ``"postponed"``. The error and death
+        handlers it runs log with the job's context, as in a processor thread."""
+        running = current_job.set(job.context)
+        try:
+            return self._write_end(redis, flow, job)
+        finally:
+            current_job.reset(running)
+
+    def _write_end(self, redis, flow: Flow, job: Running) -> str:
         elapsed, value, exc = job.ending
         payload, queue_name = job.payload, job.fetched.queue
         if isinstance(exc, OverLimit):
