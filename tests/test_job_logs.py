@@ -108,6 +108,8 @@ def test_json_lines_parse_one_by_one_with_the_jobs_fields(start_master, redis):
     assert isinstance(mine[-1]["elapsed"], float)
     failed = next(record for record in records if record["message"].startswith("fail:"))
     assert failed["jid"] == "c" * 24 and failed["level"] == "WARNING"
+    reported = next(record for record in records if record["message"].startswith("reported:"))
+    assert reported["jid"] == "c" * 24 and reported["logger"] == "e2e_chatty"  # error handler
     assert failed["exception"].startswith("Traceback") and \
         failed["exception"].endswith("ValueError: the job failed")
     assert any(record["message"].startswith("forkq ") and "master started" in

@@ -279,3 +279,25 @@ def test_the_filter_gives_an_applications_handlers_the_jobs_fields():
     formatter = logging.Formatter("%(job_class)s|%(jid)s|%(queue)s|%(message)s")
     assert [formatter.format(record) for record in records] == [
         "|||outside", "app.Report|j9|low|inside"]
+
+
+def test_the_documented_configuration_for_log_root_application_runs(logfile, capsys):
+    import sys
+
+    text = open(os.path.join(os.path.dirname(__file__), "..", "docs", "observability.md")).read()
+    block = next(code for code in re.findall(r"```python\n(.*?)```", text, re.S)
+                 if "JobContextFilter" in code)
+    disabled = {name: each.disabled for name, each in logging.root.manager.loggerDict.items()
+                if isinstance(each, logging.Logger)}
+    log.setup("INFO", str(logfile), root="application")
+    exec(compile(block, "docs/observability.md", "exec"), {})
+    console = logging.getLogger().handlers[-1]
+    console.setStream(sys.stdout)
+    token = log.current_job.set(("shop.ChargeOrder", "j7", "default"))
+    logging.getLogger("shop").info("charging order 42")
+    log.current_job.reset(token)
+    log.logger.info("still forkq's")
+    assert capsys.readouterr().out.endswith(" INFO shop.ChargeOrder j7 charging order 42\n")
+    assert logfile.read_text().endswith(" INFO: still forkq's\n")
+    assert all(not logging.getLogger(name).disabled for name, was in disabled.items()
+               if not was)
