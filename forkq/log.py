@@ -345,6 +345,7 @@ def setup(level: str = "INFO", logfile: str | None = None, buffered: bool = Fals
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    logger.disabled = False  # see ``reclaim``: a forked child inherits the master's flag
     _take_root(handler, level, root == "forkq")
     _state.update(output=output, buffer=buffer, handler=handler)
     job_log.sink, job_log.pid, job_log.buffered = sink, os.getpid(), buffer is not None
@@ -372,6 +373,18 @@ def _take_root(handler: logging.Handler, level: str, take: bool) -> None:
         root.removeHandler(previous)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def reclaim() -> None:
+    """After the application's modules are imported: keep forkq's logger enabled. A
+    ``logging.config.dictConfig`` without ``disable_existing_loggers: False`` (Django's
+    ``LOGGING`` too) disables every logger that exists, forkq's included, which would silence
+    every line forkq writes."""
+    if logger.disabled:
+        logger.disabled = False
+        logger.warning("the application's logging configuration disabled the 'forkq' logger "
+                       "(dictConfig's disable_existing_loggers is true unless set to false); "
+                       "forkq's lines are written all the same")
 
 
 def flush() -> None:

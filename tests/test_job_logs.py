@@ -88,6 +88,21 @@ def test_a_jobs_info_and_warning_lines_reach_the_logfile_with_its_context(start_
 
 
 @pytest.mark.slow
+def test_forkqs_lines_survive_an_application_that_disables_existing_loggers(start_master,
+                                                                            redis):
+    master = start_master(processes=1, require=["e2e_chatty", "e2e_logging_config"], modules={
+        "e2e_chatty": CHATTY_MODULE,
+        "e2e_logging_config": "import logging.config\n"
+                              "logging.config.dictConfig({'version': 1})\n"})
+    master.ready_pids(1)
+    push(redis, "Chatty", ["hello"], "d" * 24)
+    wait_for(lambda: " INFO: done" in master.log(), 10, message="the job's done line")
+    text = master.log()
+    assert "master started" in text and "disabled the 'forkq' logger" in text
+    assert "jid=" + "d" * 24 + " INFO: start" in text
+
+
+@pytest.mark.slow
 def test_json_lines_parse_one_by_one_with_the_jobs_fields(start_master, redis):
     master = start(start_master, log_format="json")
     push(redis, "Chatty", ["hello"], "b" * 24)

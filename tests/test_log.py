@@ -301,3 +301,20 @@ def test_the_documented_configuration_for_log_root_application_runs(logfile, cap
     assert logfile.read_text().endswith(" INFO: still forkq's\n")
     assert all(not logging.getLogger(name).disabled for name, was in disabled.items()
                if not was)
+
+
+def test_forkqs_logger_stays_enabled_when_the_application_disables_existing_loggers(logfile):
+    log.setup("INFO", str(logfile))
+    # What logging.config.dictConfig does to every logger that exists, unless told otherwise.
+    log.logger.disabled = True
+    log.reclaim()
+    log.logger.info("still written")
+    log.logger.disabled = True
+    log.setup("INFO", str(logfile))  # a forked child inherits the flag
+    log.logger.info("written by the child")
+    log.reclaim()
+    lines = logfile.read_text().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "the application's logging configuration disabled the 'forkq' logger (dictConfig's "
+        "disable_existing_loggers is true unless set to false); forkq's lines are written all "
+        "the same", "still written", "written by the child"]

@@ -89,6 +89,7 @@ def import_required(modules) -> None:
             message = exc.msg if isinstance(exc, SyntaxError) else exc
             raise ConfigError(f"require: could not import {name!r}: {import_location(exc)}"
                               f"{type(exc).__name__}: {message}") from exc
+    log.reclaim()
 
 
 def import_location(exc: BaseException) -> str:
