@@ -265,9 +265,11 @@ def format_job_line(pid: int, at: float, tid: str, context: tuple, message: str,
     writer thread formats every job's lines, and a shared builder costs it 70% more."""
     timing = f" elapsed={elapsed:.3f}" if elapsed is not None else ""
     job_class, jid, _ = context
-    where = f"class={job_class} jid={jid}"
-    if not where.isprintable():  # escape_controls' own test, without the call
-        where = escape_controls(where)
+    # escape_controls' own test, on the parts, without the call or a string to escape
+    if job_class.isprintable() and (jid is None or jid.isprintable()):
+        return (f"{timestamp(at)} pid={pid} tid={tid} class={job_class} jid={jid}{timing} "
+                f"INFO: {message}\n")
+    where = escape_controls(f"class={job_class} jid={jid}")
     return f"{timestamp(at)} pid={pid} tid={tid} {where}{timing} INFO: {message}\n"
 
 
