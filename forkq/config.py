@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 from .configfile import read_file
 from .connection import urls as redis_url
 from .errors import ConfigError
+from .log import FORMATS as LOG_FORMATS, ROOT_OWNERS as LOG_ROOT_OWNERS
 from .values import (DAY, HOUR, YEAR, boolean, host, integer, modules, name, name_problem,
                      optional, path, seconds, string, string_list)
 
@@ -90,6 +91,10 @@ class Config:
     labels: tuple[str, ...] = ()
     logfile: str | None = None
     loglevel: str = "INFO"
+    #: ``text`` (one line a record) or ``json`` (one object a line), ``log.py``
+    log_format: str = "text"
+    #: who configures the root logger in forkq's processes: ``forkq`` or ``application``
+    log_root: str = "forkq"
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     pidfile: str | None = None
     max_memory_mb: int | None = None
@@ -137,10 +142,13 @@ def _parsed_url(text: str) -> str:
     return text
 
 
-def _fetch(value: Any) -> str:
-    if value not in ("reliable", "basic"):
-        raise ValueError("expected 'reliable' or 'basic'")
-    return value
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    """A parser of a value that must be one of ``choices``."""
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError("expected " + " or ".join(repr(choice) for choice in choices))
+        return value
+    return parse
 
 
 def _loglevel(value: Any) -> str:
@@ -211,7 +219,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
                                          "past a few thousand add processes instead"),
     "queues": parse_queues,
     "timeout": seconds(DAY),
-    "fetch": _fetch,
+    "fetch": _one_of("reliable", "basic"),
     "max_retries": integer(0, MAX_RETRIES, ": retry 100 already waits about 3 years"),
     "default_backtrace": integer(0, 1000, ": lines of traceback kept in retry and dead"),
     "dead_max_jobs": integer(0, 10_000_000, ": the dead set is held in Redis' memory"),
@@ -223,6 +231,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "labels": string_list,
     "logfile": optional(path),
     "loglevel": _loglevel,
+    "log_format": _one_of(*LOG_FORMATS),
+    "log_root": _one_of(*LOG_ROOT_OWNERS),
     "processes": integer(1, 256, ": each is a forked copy of the application"),
     "pidfile": optional(path),
     "max_memory_mb": optional(integer(1, 1_048_576)),

@@ -2,6 +2,19 @@
 
 Lines carry the time (UTC), pid, thread, and for job events the class, jid and elapsed time:
 ``2026-11-28T02:00:00.123Z pid=4242 tid=ab1 class=HardJob jid=9f.. elapsed=0.004 INFO: done``.
+With ``log_format: json`` each line is one JSON object instead (``JsonFormatter``): ``time``,
+``level``, ``pid``, ``tid``, ``logger``, and for job events ``class``, ``jid``, ``queue``
+(``elapsed`` on ``done`` and ``fail``), then ``message``, ``exception`` (a traceback) and
+``details`` (a thread's stack) when there are any.
+
+Lines from the jobs themselves: the job a thread or coroutine runs is ``current_job``, a context
+variable, so each processor thread and each asyncio task of the event loop sees its own; the
+formatters add its class, jid (and queue) to every record logged while it runs, whichever
+logger wrote it. With ``log_root: forkq`` (the default, as Celery's worker hijacks the root
+logger) ``setup`` replaces the root logger's handlers with forkq's and sets its level, so an
+application's ``logging.getLogger(__name__).info(...)`` reaches forkq's log; with
+``log_root: application`` it leaves the root logger alone, and ``JobContextFilter`` gives an
+application's own handlers the job's fields.
 
 One record is one line: class names, queue names and error messages come from payloads that
 anyone with access to Redis can write, so control characters in a message or its context
@@ -9,22 +22,29 @@ anyone with access to Redis can write, so control characters in a message or its
 (``\n``, ``\x1b``, ``\u2028``) and cannot forge a line or drive a terminal. A traceback, or
 a text passed as ``extra={"details": text}`` (a thread's stack), follows its record as lines
 that each start with ``  | `` (escaped the same way), so a line at column 0 always starts a
-record.
+record. JSON lines escape every character outside printable ASCII the same way JSON does.
 """
 
 from __future__ import annotations
 
 import collections
+import contextvars
+import json
 import logging
 import os
 import sys
 import threading
 import time
 import unicodedata
+from typing import Any
 
 LOGGER_NAME = "forkq"
 logger = logging.getLogger(LOGGER_NAME)
 
+#: ``log_format`` values
+FORMATS = ("text", "json")
+#: ``log_root`` values: who configures Python's root logger in forkq's processes
+ROOT_OWNERS = ("forkq", "application")
 
 #: Unicode categories escaped in log lines: controls, format characters (bidirectional
 #: overrides, zero-width), line and paragraph separators, lone surrogates (not encodable)
@@ -33,6 +53,22 @@ _ESCAPED_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
 BLOCK_PREFIX = "  | "
 #: seconds a worker's log line may wait to be written with the lines after it
 FLUSH_DELAY = 0.05
+
+#: the job the current thread or asyncio task runs, as ``job_context`` makes it, or None
+current_job: contextvars.ContextVar[tuple | None] = contextvars.ContextVar(
+    "forkq_job", default=None)
+
+
+def job_context(payload: dict, queue: str) -> tuple:
+    """What a job's log lines carry: (class, jid, queue), strings (``payload.parse`` checks
+    them; the jid may be None). A processor thread builds the same tuple inline."""
+    return (payload["class"], payload.get("jid"), queue)
+
+
+def job_extra(context: tuple, elapsed: float | None = None) -> dict:
+    """``extra`` for forkq's lines about a job, written outside the job's own context (a
+    finisher thread, the watchdog) or with its elapsed time."""
+    return {"forkq_job": context, "forkq_elapsed": elapsed}
 
 
 def escape_controls(text: str) -> str:
@@ -50,11 +86,21 @@ def indent_block(text: str) -> str:
                    for line in text.rstrip("\n").split("\n"))
 
 
-class _Formatter(logging.Formatter):
+def _job_of(record: logging.LogRecord) -> tuple[tuple | None, float | None]:
+    """The job a record is about (named in its ``extra``, else the one running where it was
+    logged) and its elapsed seconds."""
+    return (getattr(record, "forkq_job", None) or current_job.get(),
+            getattr(record, "forkq_elapsed", None))
+
+
+class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        context = getattr(record, "ctx", "")
+        job, elapsed = _job_of(record)
+        context = f" class={job[0]} jid={job[1]}" if job else ""
+        if elapsed is not None:
+            context += f" elapsed={elapsed:.3f}"
         line = escape_controls(f"{timestamp(record.created)} pid={record.process} "
-                               f"tid={thread_tag()}{' ' + context if context else ''} "
+                               f"tid={thread_tag()}{context} "
                                f"{record.levelname}: {record.getMessage()}")
         details = getattr(record, "details", None)
         if details:
@@ -62,6 +108,49 @@ class _Formatter(logging.Formatter):
         if record.exc_info:
             line += indent_block(self.formatException(record.exc_info))
         return line
+
+
+#: JSON for log lines. Not ``payload.dumps``: that one keeps UTF-8 as Sidekiq writes payloads;
+#: a log line escapes everything outside ASCII, so that no reader (``str.splitlines`` splits
+#: at U+2028) and no terminal sees a control character from a payload.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+#: a string as ``_encode_json`` writes one (quoted, escaped to ASCII)
+_json_string = json.encoder.encode_basestring_ascii
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log shippers; the fields are listed in the module's doc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {"time": timestamp(record.created), "level": record.levelname,
+                                  "pid": record.process, "tid": thread_tag(),
+                                  "logger": record.name}
+        job, elapsed = _job_of(record)
+        if job:
+            fields["class"], fields["jid"], fields["queue"] = job
+        if elapsed is not None:
+            fields["elapsed"] = round(elapsed, 6)
+        fields["message"] = record.getMessage()
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        details = getattr(record, "details", None)
+        if details:
+            fields["details"] = details
+        return _encode_json(fields)
+
+
+FORMATTERS = {"text": TextFormatter, "json": JsonFormatter}
+
+
+class JobContextFilter(logging.Filter):
+    """Adds the running job's ``job_class``, ``jid`` and ``queue`` to every record (empty
+    strings outside a job), for an application that keeps its own handlers
+    (``log_root: application``): ``%(jid)s`` in its format, or the fields of its JSON."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = current_job.get()
+        record.job_class, record.jid, record.queue = job if job else ("", "", "")
+        return True
 
 
 #: (an epoch second, its text): ``timestamp`` formats each second once
@@ -132,14 +221,15 @@ class LineBuffer(threading.Thread):
 
     A worker's threads would otherwise make two ``write`` system calls per job, each releasing
     and retaking the GIL under contention, which cost more than the rest of a job's overhead at
-    full speed. Job lines arrive as tuples and are formatted here, off the processors' path.
-    The cost: a line reaches the file up to ``FLUSH_DELAY`` later, and a process killed with
-    -9 loses at most that much of its log. Only worker processes use it (the supervisor's
-    master must have no threads)."""
+    full speed. Job lines arrive as tuples and are formatted here (by ``format_job``), off the
+    processors' path. The cost: a line reaches the file up to ``FLUSH_DELAY`` later, and a
+    process killed with -9 loses at most that much of its log. Only worker processes use it
+    (the supervisor's master must have no threads)."""
 
-    def __init__(self, output: Output) -> None:
+    def __init__(self, output: Output, format_job=None) -> None:
         super().__init__(name="log-writer", daemon=True)
         self.output = output
+        self.format_job = format_job or format_job_line
         self.lines: collections.deque = collections.deque()
         self.pending = threading.Event()
         self.flushing = threading.Lock()
@@ -161,21 +251,42 @@ class LineBuffer(threading.Thread):
         # Under a lock: the writer thread and the main thread (USR2's reopen, the exit) both
         # flush, and each must write whole, in order, the lines it takes.
         with self.flushing:
-            lines, pid = self.lines, self.pid
+            lines, pid, format_job = self.lines, self.pid, self.format_job
             taken = [lines.popleft() for _ in range(len(lines))]
             if taken:
                 self.output.write_line("".join([
-                    line if type(line) is str else format_job_line(pid, *line)
+                    line if type(line) is str else format_job(pid, *line)
                     for line in taken]))
 
 
-def format_job_line(pid: int, at: float, tid: str, context: str, message: str,
+def format_job_line(pid: int, at: float, tid: str, context: tuple, message: str,
                     elapsed: float | None) -> str:
-    """A job's line in ``_Formatter``'s format, written out again rather than shared: the
+    """A job's line in ``TextFormatter``'s format, written out again rather than shared: the
     writer thread formats every job's lines, and a shared builder costs it 70% more."""
     timing = f" elapsed={elapsed:.3f}" if elapsed is not None else ""
-    return (f"{timestamp(at)} pid={pid} tid={tid} {escape_controls(context)}{timing} INFO: "
-            f"{message}\n")
+    job_class, jid, _ = context
+    # escape_controls' own test, on the parts, without the call or a string to escape
+    if job_class.isprintable() and (jid is None or jid.isprintable()):
+        return (f"{timestamp(at)} pid={pid} tid={tid} class={job_class} jid={jid}{timing} "
+                f"INFO: {message}\n")
+    where = escape_controls(f"class={job_class} jid={jid}")
+    return f"{timestamp(at)} pid={pid} tid={tid} {where}{timing} INFO: {message}\n"
+
+
+def format_job_json(pid: int, at: float, tid: str, context: tuple, message: str,
+                    elapsed: float | None) -> str:
+    """A job's line in ``JsonFormatter``'s format, the fields written out by hand: the writer
+    thread formats every job's lines, and the encoder costs it three times as much. Only the
+    context's strings come from a payload; each is encoded as the encoder would."""
+    job_class, jid, queue = context
+    timing = f'"elapsed":{round(elapsed, 6)!r},' if elapsed is not None else ""
+    return (f'{{"time":"{timestamp(at)}","level":"INFO","pid":{pid},"tid":"{tid}",'
+            f'"logger":"{LOGGER_NAME}","class":{_json_string(job_class)},'
+            f'"jid":{"null" if jid is None else _json_string(jid)},'
+            f'"queue":{_json_string(queue)},{timing}"message":"{message}"}}\n')
+
+
+JOB_FORMATTERS = {"text": format_job_line, "json": format_job_json}
 
 
 class _Handler(logging.Handler):
@@ -201,39 +312,81 @@ class JobLog:
         self.sink = None
         self.pid = 0
         self.buffered = False
+        self.format = format_job_line
 
-    def write(self, tid: str, context: str, message: str, elapsed: float | None = None) -> None:
+    def write(self, tid: str, context: tuple, message: str,
+              elapsed: float | None = None) -> None:
         """``message`` is one of forkq's own words ("start", "done"), written unescaped;
-        ``context`` holds payload text and is escaped."""
+        ``context`` (``job_context``) holds payload text and is escaped."""
         entry = (time.time(), tid, context, message, elapsed)
-        self.sink(entry if self.buffered else format_job_line(self.pid, *entry))
+        self.sink(entry if self.buffered else self.format(self.pid, *entry))
 
 
 job_log = JobLog()
-_state: dict = {"output": None, "buffer": None}
+_state: dict = {"output": None, "buffer": None, "handler": None}
 
 
-def setup(level: str = "INFO", logfile: str | None = None, buffered: bool = False) -> None:
+def setup(level: str = "INFO", logfile: str | None = None, buffered: bool = False, *,
+          log_format: str = "text", root: str = "forkq") -> None:
     """Replace forkq's handlers; called once per process (again in a forked child is fine).
 
-    ``buffered`` starts the writer thread: for worker processes only."""
+    ``buffered`` starts the writer thread: for worker processes only. ``root``: ``"forkq"``
+    takes over the root logger (its handlers replaced by forkq's, its level set to
+    ``level``); ``"application"`` leaves it as the application set it."""
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     if _state["output"] is not None:
         _state["output"].close()
     output = Output(logfile)
-    buffer = LineBuffer(output) if buffered else None
+    buffer = LineBuffer(output, JOB_FORMATTERS[log_format]) if buffered else None
     if buffer is not None:
         buffer.start()
     sink = buffer.put if buffer is not None else output.write_line
     handler = _Handler(sink)
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(FORMATTERS[log_format]())
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
-    _state.update(output=output, buffer=buffer)
+    logger.disabled = False  # see ``reclaim``: a forked child inherits the master's flag
+    _take_root(handler, level, root == "forkq")
+    _state.update(output=output, buffer=buffer, handler=handler)
     job_log.sink, job_log.pid, job_log.buffered = sink, os.getpid(), buffer is not None
+    job_log.format = JOB_FORMATTERS[log_format]
     job_log.enabled = logger.isEnabledFor(logging.INFO)
+
+
+def setup_from(config, buffered: bool = False) -> None:
+    """``setup`` with a ``Config``'s ``loglevel``, ``logfile``, ``log_format`` and
+    ``log_root``."""
+    setup(config.loglevel, config.logfile, buffered, log_format=config.log_format,
+          root=config.log_root)
+
+
+def _take_root(handler: logging.Handler, level: str, take: bool) -> None:
+    """Give the root logger ``handler`` alone (``take``), or only remove forkq's previous one
+    (a config re-read that hands the root logger back to the application)."""
+    root = logging.getLogger()
+    if _state["handler"] in root.handlers:
+        root.removeHandler(_state["handler"])
+    if not take:
+        return
+    # Removed, not closed: the application may still hold them elsewhere.
+    for previous in list(root.handlers):
+        root.removeHandler(previous)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def reclaim() -> None:
+    """After the application's modules are imported: keep forkq's logger enabled. A
+    ``logging.config.dictConfig`` without ``disable_existing_loggers: False`` (Django's
+    ``LOGGING`` too) disables every logger that exists, forkq's included, which would silence
+    every line forkq writes."""
+    if logger.disabled:
+        logger.disabled = False
+        logger.warning("the application's logging configuration disabled the 'forkq' logger "
+                       "(dictConfig's disable_existing_loggers is true unless set to false); "
+                       "forkq's lines are written all the same")
 
 
 def flush() -> None:

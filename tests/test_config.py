@@ -43,6 +43,9 @@ def test_queue_forms(queues, expected, strict):
     ("queues: []\n", "key 'queues'"),
     ("queues: [a, a]\n", "listed twice"),
     ("loglevel: loud\n", "key 'loglevel'"),
+    ("log_format: xml\n", "key 'log_format' has invalid value 'xml': expected 'text' or 'json'"),
+    ("log_root: app\n", "key 'log_root' has invalid value 'app': expected 'forkq' or "
+                        "'application'"),
     ("metrics: {prot: 1}\n", "unknown key 'prot'"),
     ("- a\n- b\n", "expected a mapping"),
     ("a: [\n", "not valid YAML"),

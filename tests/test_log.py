@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 
 import pytest
 
 from forkq import log
-from helpers import wait_for
+from helpers import LogLines, wait_for
 
 #: a class name, queue name or error message as an attacker would write it
 NASTY = "a\nb\rc\x1b[31md\x00e\u2028f\u202eg\ud800h"
@@ -39,21 +40,22 @@ def test_escape_controls(text, escaped):
 
 @pytest.fixture
 def logfile(tmp_path):
-    """forkq's logging to a file; the previous set-up is restored afterwards."""
-    logger, state = log.logger, dict(log._state)
-    saved = (list(logger.handlers), logger.level, logger.propagate,
-             dict(vars(log.job_log)))
+    """forkq's logging to a file; the previous set-up (forkq's and the root logger's) is
+    restored afterwards."""
+    logger, root, state = log.logger, logging.getLogger(), dict(log._state)
+    saved = [(each, list(each.handlers), each.level, each.propagate) for each in (logger, root)]
+    job_log = dict(vars(log.job_log))
     path = tmp_path / "forkq.log"
     yield path
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
     if log._state["output"] is not None:
         log._state["output"].close()
-    handlers, level, propagate, job_log = saved
-    for handler in handlers:
-        logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = propagate
+    for each, handlers, level, propagate in saved:
+        for handler in list(each.handlers):
+            each.removeHandler(handler)
+        for handler in handlers:
+            each.addHandler(handler)
+        each.setLevel(level)
+        each.propagate = propagate
     vars(log.job_log).update(job_log)
     log._state.update(state)
 
@@ -66,14 +68,14 @@ def traceback_lines(exc: BaseException) -> int:
 @pytest.mark.parametrize("buffered", [False, True])
 def test_control_characters_cannot_forge_lines(logfile, buffered):
     log.setup("INFO", str(logfile), buffered=buffered)
-    log.logger.info("queues=%s", NASTY, extra={"ctx": f"class={NASTY} jid=1"})
+    log.logger.info("queues=%s", NASTY, extra=log.job_extra((NASTY, "1", "q")))
     try:
         raise ValueError(NASTY)
     except ValueError as exc:
         error = exc
         log.logger.warning("fail: %s: %s", "ValueError", exc, exc_info=exc,
-                           extra={"ctx": f"class={NASTY} jid=2"})
-    log.job_log.write("t1", f"class={NASTY} jid=3", "done", 0.001)
+                           extra=log.job_extra((NASTY, "2", "q")))
+    log.job_log.write("t1", (NASTY, "3", "q"), "done", 0.001)
     log.logger.warning("thread %s:", NASTY, extra={"details": f"  File x\n    {NASTY}\n"})
     log.flush()
 
@@ -159,3 +161,160 @@ def test_two_threads_flushing_at_once_write_every_line_once(tmp_path):
     output.close()
     written = (tmp_path / "lines.log").read_text().splitlines()
     assert errors == [] and len(written) == 200000 and len(set(written)) == 200000
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_json_lines_escape_what_payloads_hold_and_parse_back(logfile, buffered):
+    log.setup("INFO", str(logfile), buffered=buffered, log_format="json")
+    context = (NASTY, f"jid{NASTY}", f"queue{NASTY}")
+    log.logger.info("queues=%s", NASTY, extra=log.job_extra(context))
+    try:
+        raise ValueError(NASTY)
+    except ValueError as exc:
+        log.logger.warning("fail: %s", exc, exc_info=exc, extra=log.job_extra(context, 0.25))
+    log.job_log.write("t1", context, "done", 0.001)
+    log.logger.warning("thread %s:", NASTY, extra={"details": f"  File x\n    {NASTY}\n"})
+    log.flush()
+
+    text = logfile.read_bytes().decode()
+    assert text.isascii() and not any(char in text for char in RAW)
+    records = [json.loads(line) for line in text.splitlines()]
+    assert [record["message"] for record in records] == [
+        f"queues={NASTY}", f"fail: {NASTY}", "done", f"thread {NASTY}:"]
+    job = {"class": NASTY, "jid": f"jid{NASTY}", "queue": f"queue{NASTY}"}
+    assert all(record.items() >= job.items() for record in records[:3])
+    assert "class" not in records[3] and records[3]["details"] == f"  File x\n    {NASTY}\n"
+    assert [record.get("elapsed") for record in records] == [None, 0.25, 0.001, None]
+    assert records[1]["exception"].endswith(f"ValueError: {NASTY}")
+    assert [(r["level"], r["logger"], r["pid"]) for r in records] == [
+        ("INFO", "forkq", os.getpid()), ("WARNING", "forkq", os.getpid()),
+        ("INFO", "forkq", os.getpid()), ("WARNING", "forkq", os.getpid())]
+    assert records[2]["tid"] == "t1" and records[0]["tid"] == log.thread_tag()
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"])
+               for record in records)
+
+
+def test_forkq_owns_the_root_logger_unless_the_application_keeps_it(logfile):
+    root, app = logging.getLogger(), logging.getLogger("app.jobs")
+    with LogLines("") as seen_by_the_application:
+        log.setup("INFO", str(logfile), root="application")
+        app.warning("kept by the application")
+        log.logger.info("a line of forkq's")
+        assert seen_by_the_application == ["kept by the application"]
+        log.setup("INFO", str(logfile), root="forkq")
+        token = log.current_job.set(("app.jobs.Report", "j1", "default"))
+        try:
+            app.info("an info line of the job")
+        finally:
+            log.current_job.reset(token)
+        app.debug("below the level")
+        assert seen_by_the_application == ["kept by the application"]
+        assert root.level == logging.INFO
+        # A config re-read that hands the root logger back takes forkq's handler off it.
+        log.setup("INFO", str(logfile), root="application")
+        assert log._state["handler"] not in root.handlers
+        app.warning("the application's again")
+    lines = logfile.read_text().splitlines()
+    assert [line.split(" INFO: ", 1)[1] for line in lines] == [
+        "a line of forkq's", "an info line of the job"]
+    assert " class=app.jobs.Report jid=j1 INFO: an info line" in lines[1]
+
+
+def test_the_running_jobs_context_follows_its_thread_and_its_task(logfile):
+    import asyncio
+    import threading
+
+    log.setup("INFO", str(logfile))
+    app = logging.getLogger("app.jobs")
+    in_job, logged = threading.Event(), threading.Event()
+
+    def job_thread():
+        log.current_job.set(("app.Slow", "thread-job", "default"))
+        in_job.set()
+        logged.wait(5)
+        app.info("from the job's thread")
+
+    async def coroutine_job(jid: str, peers: asyncio.Barrier):
+        log.current_job.set(("app.Async", jid, "default"))
+        app.info("before %s", jid)
+        await peers.wait()  # the other coroutine sets its own job meanwhile
+        app.info("after %s", jid)
+
+    async def two_jobs():
+        peers = asyncio.Barrier(2)
+        await asyncio.gather(coroutine_job("c1", peers), coroutine_job("c2", peers))
+
+    thread = threading.Thread(target=job_thread)
+    thread.start()
+    in_job.wait(5)
+    app.info("from another thread")
+    logged.set()
+    thread.join(5)
+    asyncio.run(two_jobs())
+    lines = [line.split(" pid=", 1)[1] for line in logfile.read_text().splitlines()]
+    texts = [line.split(" ", 2)[2] for line in lines]
+    assert texts[:4] == [
+        "INFO: from another thread", "class=app.Slow jid=thread-job INFO: from the job's thread",
+        "class=app.Async jid=c1 INFO: before c1", "class=app.Async jid=c2 INFO: before c2"]
+    assert sorted(texts[4:]) == [
+        "class=app.Async jid=c1 INFO: after c1", "class=app.Async jid=c2 INFO: after c2"]
+
+
+def test_the_filter_gives_an_applications_handlers_the_jobs_fields():
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    handler.addFilter(log.JobContextFilter())
+    app = logging.getLogger("app.filtered")
+    app.addHandler(handler)
+    app.propagate = False
+    try:
+        app.warning("outside")
+        token = log.current_job.set(("app.Report", "j9", "low"))
+        app.warning("inside")
+        log.current_job.reset(token)
+    finally:
+        app.removeHandler(handler)
+        app.propagate = True
+    formatter = logging.Formatter("%(job_class)s|%(jid)s|%(queue)s|%(message)s")
+    assert [formatter.format(record) for record in records] == [
+        "|||outside", "app.Report|j9|low|inside"]
+
+
+def test_the_documented_configuration_for_log_root_application_runs(logfile, capsys):
+    import sys
+
+    text = open(os.path.join(os.path.dirname(__file__), "..", "docs", "observability.md")).read()
+    block = next(code for code in re.findall(r"```python\n(.*?)```", text, re.S)
+                 if "JobContextFilter" in code)
+    disabled = {name: each.disabled for name, each in logging.root.manager.loggerDict.items()
+                if isinstance(each, logging.Logger)}
+    log.setup("INFO", str(logfile), root="application")
+    exec(compile(block, "docs/observability.md", "exec"), {})
+    console = logging.getLogger().handlers[-1]
+    console.setStream(sys.stdout)
+    token = log.current_job.set(("shop.ChargeOrder", "j7", "default"))
+    logging.getLogger("shop").info("charging order 42")
+    log.current_job.reset(token)
+    log.logger.info("still forkq's")
+    assert capsys.readouterr().out.endswith(" INFO shop.ChargeOrder j7 charging order 42\n")
+    assert logfile.read_text().endswith(" INFO: still forkq's\n")
+    assert all(not logging.getLogger(name).disabled for name, was in disabled.items()
+               if not was)
+
+
+def test_forkqs_logger_stays_enabled_when_the_application_disables_existing_loggers(logfile):
+    log.setup("INFO", str(logfile))
+    # What logging.config.dictConfig does to every logger that exists, unless told otherwise.
+    log.logger.disabled = True
+    log.reclaim()
+    log.logger.info("still written")
+    log.logger.disabled = True
+    log.setup("INFO", str(logfile))  # a forked child inherits the flag
+    log.logger.info("written by the child")
+    log.reclaim()
+    lines = logfile.read_text().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "the application's logging configuration disabled the 'forkq' logger (dictConfig's "
+        "disable_existing_loggers is true unless set to false); forkq's lines are written all "
+        "the same", "still written", "written by the child"]

@@ -272,7 +272,8 @@ def test_an_import_error_in_require_stops_the_master_before_any_fork(start_maste
                           modules={"e2e_broken": "raise RuntimeError('broken at import')\n"})
     assert master.wait_exit(15) == 1
     assert master.stderr().strip().splitlines() == [
-        "forkq: require: could not import 'e2e_broken': RuntimeError: broken at import"]
+        "forkq: require: could not import 'e2e_broken': e2e_broken.py:1: RuntimeError: broken at "
+        "import"]
     assert "forked child" not in master.log()
 
 

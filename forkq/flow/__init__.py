@@ -21,7 +21,7 @@ from typing import Any
 
 from . import batch_scripts, expiry, unique
 from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
-from ..log import logger
+from ..log import job_context, job_extra, logger
 from .postpone import Postponer
 from .timelimit import clear_pending, limits
 
@@ -69,8 +69,7 @@ class Flow:
         # a job that stopped itself says why (``iterable.Interrupted``)
         line = getattr(over, "note", None) or \
             f"over limit {over.limiter}; again in {over.retry_in:.1f} s"
-        logger.info("%s", line,
-                    extra={"ctx": f"class={payload.get('class')} jid={payload.get('jid')}"})
+        logger.info("%s", line, extra=job_extra(job_context(payload, fetched.queue)))
         self.observer.job_rescheduled(fetched.queue, over.limiter)
 
     def watch(self, payload: dict[str, Any], on_soft, on_hard):

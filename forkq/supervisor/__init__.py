@@ -165,7 +165,7 @@ class Supervisor:
 
     def start(self) -> None:
         config = self.config
-        log.setup(config.loglevel, config.logfile)
+        log.setup_from(config)
         self.master_pid = os.getpid()
         self.slots = Slots(f"{hostname()}:{self.master_pid}")
         self.started_at = time.time()
@@ -288,7 +288,7 @@ class Supervisor:
             logger.warning("HUP: %s changed, but the master's periodic scheduler reads them at "
                            "start: restart the master to apply them to it",
                            ", ".join(repr(key) for key in changed))
-        log.setup(config.loglevel, config.logfile)
+        log.setup_from(config)
         self.config = config
         self.generation += 1
         logger.info("HUP: config re-read from %s; replacing children one at a time",

@@ -19,10 +19,12 @@ requeue the rest, exit 0), TSTP quiets, TTIN logs every thread's stack, USR2 reo
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import random
 import signal
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -74,9 +76,8 @@ class Parent(Protocol):
 
 
 def import_required(modules) -> None:
-    """Import the application modules that register jobs; name the one that failed."""
-    import importlib
-
+    """Import the application modules that register jobs; name the one that failed, and the
+    file and line where it failed (its traceback is logged at debug level)."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     run_before_require_hooks()
@@ -84,8 +85,11 @@ def import_required(modules) -> None:
         try:
             importlib.import_module(name)
         except Exception as exc:
-            raise ConfigError(f"require: could not import {name!r}: "
-                              f"{type(exc).__name__}: {exc}{_path_hint(name, exc)}") from exc
+            logger.debug("require: importing %r failed", name, exc_info=exc)
+            message = exc.msg if isinstance(exc, SyntaxError) else exc
+            raise ConfigError(f"require: could not import {name!r}: {import_location(exc)}"
+                              f"{type(exc).__name__}: {message}{_path_hint(name, exc)}") from exc
+    log.reclaim()
 
 
 def _path_hint(name: str, exc: Exception) -> str:
@@ -95,6 +99,46 @@ def _path_hint(name: str, exc: Exception) -> str:
         return ""
     return (f" (modules are found from the working directory {os.getcwd()}, which forkq puts "
             f"on sys.path: run forkq from your project's root, or set PYTHONPATH)")
+
+
+def import_location(exc: BaseException) -> str:
+    """``file:line: `` of a failed import: the innermost line of the application's code (a
+    ``SyntaxError``'s own line), not of importlib, forkq or an installed library; when the
+    error was raised further in, ``(raised in file:line)`` is added. Empty when the traceback
+    holds no such line (the required module itself was not found)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{_shown_path(exc.filename)}:{exc.lineno}: "
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not _is_machinery(frame.filename)]
+    if not frames:
+        return ""
+    own = [frame for frame in frames if not _is_library(frame.filename)] or frames
+    where = f"{_shown_path(own[-1].filename)}:{own[-1].lineno}"
+    if own[-1] is not frames[-1]:
+        where += f" (raised in {_shown_path(frames[-1].filename)}:{frames[-1].lineno})"
+    return where + ": "
+
+
+#: code an import error passes through but does not start in: importlib and forkq itself
+_MACHINERY = ("<frozen ", os.path.dirname(importlib.__file__) + os.sep,
+              os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep)
+#: the standard library's directories (installed packages are told by their folder's name)
+_STDLIB = tuple({sysconfig.get_paths()[key] + os.sep for key in ("stdlib", "platstdlib")})
+_INSTALLED = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+
+
+def _is_machinery(filename: str) -> bool:
+    return filename.startswith(_MACHINERY)
+
+
+def _is_library(filename: str) -> bool:
+    return filename.startswith(_STDLIB) or any(folder in filename for folder in _INSTALLED)
+
+
+def _shown_path(filename: str) -> str:
+    """``filename`` relative to the working directory when it is under it."""
+    relative = os.path.relpath(filename)
+    return filename if relative.startswith(os.pardir + os.sep) else relative
 
 
 def run_before_require_hooks() -> None:
@@ -252,7 +296,7 @@ def _version() -> str:
 
 def prepare_process(config) -> str:
     """Per-process setup after any fork: logging, random seed, client, Redis URL."""
-    log.setup(config.loglevel, config.logfile, buffered=True)
+    log.setup_from(config, buffered=True)
     random.seed()
     forkq_client.default().use_config(config, per_thread=True)
     return connection.resolve_url(config.redis_url, config.data_dir)
@@ -293,6 +337,7 @@ def _run_standalone(config) -> int:
     if not config.redis_url:
         server = EmbeddedRedis(config.data_dir).start()
     try:
+        log.setup_from(config)  # before the import, whose traceback is logged at debug level
         import_required(config.require)
         return run(config, slot=f"{hostname()}:{os.getpid()}:0")
     finally:

@@ -12,7 +12,9 @@ processors; started at the first coroutine job. Three parts, each with one owner
   batch by deleting its private list) no longer holds the job.
 - *The loop thread* starts each job once fewer than ``async_concurrency`` run (publishing it
   to the process's ``WorkState``), runs it through the server middleware and awaits it under
-  its time limits (``flow.within_limits``), and frees its slot when it ends.
+  its time limits (``flow.within_limits``), and frees its slot when it ends. It logs the
+  job's ``start`` and ``done`` lines as a processor thread does; each job is its own asyncio
+  task, whose copy of ``log.current_job`` gives the lines logged while it runs its context.
 - *The finisher thread* does the synchronous writes of finished jobs, in order, through the
   same ``OutcomeWriter`` as the processor threads (``outcome.py``): result record, error
   handlers and retry or dead set, unique lock, metrics; an over-limit job is rescheduled by
@@ -51,7 +53,7 @@ from ..connection.scripts import Script
 from ..flow import Flow, within_limits
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 from ..limiter import OverLimit
-from ..log import logger
+from ..log import current_job, job_context, job_extra, job_log, logger, thread_tag
 from .fetch import Fetched, FetchMode
 from .outcome import unhandled_reason
 from .recovery import MOVE_ONE
@@ -105,6 +107,11 @@ class Running:
     task: asyncio.Task | None = None
     #: set by the loop when it ends: (elapsed seconds, value, exception or None)
     ending: tuple[float, Any, BaseException | None] | None = None
+    #: what its log lines carry (``log.job_context``)
+    context: tuple = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.context = job_context(self.payload, self.fetched.queue)
 
 
 class CoroutineRunner:
@@ -132,6 +139,8 @@ class CoroutineRunner:
         #: away (the manager sets ``services.stopped`` only after stop() returns)
         self._give_up = threading.Event()
         self._last_tick = time.monotonic()
+        #: the loop thread's tag in log lines (set when it starts)
+        self.tid = ""
 
     # --- processor threads
 
@@ -169,9 +178,14 @@ class CoroutineRunner:
         job.task = self.loop.create_task(self._run(job))
 
     async def _run(self, job: Running) -> None:
+        # The task's own copy of the context: the job's lines carry its jid, not another's.
+        current_job.set(job.context)
+        verbose = job_log.enabled
         try:
             async with self.running_limit:
                 self.work_state.started(job.ident, job.fetched.queue, job.fetched.text)
+                if verbose:
+                    job_log.write(self.tid, job.context, "start")
                 started = time.perf_counter()
                 try:
                     value = await within_limits(self.outcome.perform_coroutine(
@@ -185,6 +199,8 @@ class CoroutineRunner:
                     job.ending = (time.perf_counter() - started, None, exc)
                 else:
                     job.ending = (time.perf_counter() - started, value, None)
+                    if verbose:
+                        job_log.write(self.tid, job.context, "done", job.ending[0])
         except asyncio.CancelledError:
             return  # cancelled before it started, at stop(): pushed back
         finally:
@@ -241,7 +257,15 @@ class CoroutineRunner:
 
     def _record(self, redis, flow: Flow, job: Running) -> str:
         """Write what a finished job left (``OutcomeWriter``), or reschedule it when over its
-        limiter; returns ``"done"``, ``"failed"`` or ``"postponed"``."""
+        limiter; returns ``"done"``, ``"failed"`` or ``"postponed"``. The error and death
+        handlers it runs log with the job's context, as in a processor thread."""
+        running = current_job.set(job.context)
+        try:
+            return self._write_end(redis, flow, job)
+        finally:
+            current_job.reset(running)
+
+    def _write_end(self, redis, flow: Flow, job: Running) -> str:
         elapsed, value, exc = job.ending
         payload, queue_name = job.payload, job.fetched.queue
         if isinstance(exc, OverLimit):
@@ -252,9 +276,9 @@ class CoroutineRunner:
             self.outcome.succeeded(redis, payload, value, self._retrying,
                                    keeps_result=job.keeps_result, ack=ack)
         else:
-            where = f"class={payload['class']} jid={payload.get('jid')} elapsed={elapsed:.3f}"
-            self.outcome.failed(redis, job.job_class, payload, queue_name, exc, where,
-                                self._retrying, keeps_result=job.keeps_result)
+            self.outcome.failed(redis, job.job_class, payload, queue_name, exc,
+                                job_extra(job.context, elapsed), self._retrying,
+                                keeps_result=job.keeps_result)
         self.outcome.finished(queue_name, payload["class"], elapsed, exc is not None)
         return "done" if exc is None else "failed"
 
@@ -308,6 +332,7 @@ class CoroutineRunner:
 
     def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_event_loop(loop)
+        self.tid = thread_tag()
         loop.call_soon(self._tick)
         loop.run_forever()
 

@@ -173,14 +173,14 @@ class OutcomeWriter:
                          refused)
 
     def failed(self, redis, job_class, payload: dict[str, Any], queue: str, exc: BaseException,
-               where: str, attempt: Attempt, *, keeps_result: bool,
+               about: dict, attempt: Attempt, *, keeps_result: bool,
                record: dict | None = None) -> None:
-        """A job raised: run the error handlers, schedule its retry or bury it, log it, write
-        the result record."""
+        """A job raised: run the error handlers, schedule its retry or bury it, log it (with
+        ``about``, ``log.job_extra``), write the result record."""
         self.tell_error_handlers(exc, payload, queue)
         decided = self.retry_or_bury(redis, job_class, payload, exc, attempt)
         logger.warning("fail: %s: %s; %s", error_class_name(exc), error_message(exc),
-                       decided.summary, exc_info=exc, extra={"ctx": where})
+                       decided.summary, exc_info=exc, extra=about)
         if decided.decision.action != "retry" and workflow.member(payload):
             attempt(lambda: workflow.stopped(redis, self.keys, payload, exc))
         if keeps_result:

@@ -47,7 +47,7 @@ from ..flow import Flow, time_limit_error
 from ..flow.timelimit import raise_in
 from ..job import resolve
 from ..limiter import OverLimit
-from ..log import job_log, logger, thread_tag
+from ..log import current_job, job_context, job_extra, job_log, logger, thread_tag
 from ..payload import error_class_name, parse
 from .fetch import Fetched, Fetcher, Held, bulk_requeue
 from .outcome import unhandled_reason
@@ -65,14 +65,12 @@ class Started:
     job_class: type | None
     keeps_result: bool
     verbose: bool
+    #: what its log lines carry (``log.job_context``)
+    context: tuple
     #: the result record as written at start (saves a read at the end)
     record: dict | None = None
     #: ``perf_counter`` when perform began
     began: float = 0.0
-
-    @property
-    def where(self) -> str:
-        return f"class={self.payload['class']} jid={self.payload.get('jid')}"
 
     @property
     def class_name(self) -> str:
@@ -234,10 +232,12 @@ class Processor(threading.Thread):
     # --- one job: start, run, finish
 
     def _process(self, fetched: Fetched) -> bool:
-        """Run one job to its end; True when it counts as done."""
+        """Run one job to its end; True when it counts as done. While it runs, the lines
+        logged in this thread carry its context (``log.current_job``)."""
         job = self._start(fetched)
         if job is None:
             return False
+        running = current_job.set(job.context)
         try:
             value = self._run(job)
         except Shutdown:
@@ -248,7 +248,10 @@ class Processor(threading.Thread):
             return False
         except BaseException as exc:
             return self._failed(job, exc)
-        return self._succeeded(job, value)
+        else:
+            return self._succeeded(job, value)
+        finally:
+            current_job.reset(running)
 
     def _start(self, fetched: Fetched) -> Started | None:
         """Parse and resolve the job, and do what comes before perform; None when it does not
@@ -267,10 +270,12 @@ class Processor(threading.Thread):
                                       private_key=self.fetcher.private_key,
                                       attempt=self._attempt, abandoned=lambda: self.abandoned)
             return None
+        # log.job_context's tuple, built here without the call: a tenth of a µs a job
+        context = (payload["class"], payload.get("jid"), fetched.queue)
         job = Started(fetched, payload, job_class,
-                      self.outcome.keeps_result(job_class, payload), job_log.enabled)
+                      self.outcome.keeps_result(job_class, payload), job_log.enabled, context)
         if job.verbose:
-            job_log.write(self.tid, job.where, "start")
+            job_log.write(self.tid, job.context, "start")
         if job.keeps_result:
             job.record = self.outcome.started(self.redis, payload, self._attempt)
         if job_class is not None and "unique_digest" in payload:
@@ -301,14 +306,14 @@ class Processor(threading.Thread):
         if self.abandoned:
             return False
         self.outcome.failed(self.redis, job.job_class, job.payload, job.fetched.queue, exc,
-                            f"{job.where} elapsed={elapsed:.3f}", self._attempt,
+                            job_extra(job.context, elapsed), self._attempt,
                             keeps_result=job.keeps_result, record=job.record)
         return self._finished(job, elapsed, failed=True)
 
     def _succeeded(self, job: Started, value: Any) -> bool:
         elapsed = time.perf_counter() - job.began
         if job.verbose and not self.abandoned:  # abandoned: logged as failed at its limit
-            job_log.write(self.tid, job.where, "done", elapsed)
+            job_log.write(self.tid, job.context, "done", elapsed)
         ack = (self.fetcher.private_key, job.fetched.text) if self.fetcher.reliable else ("", "")
         self.outcome.succeeded(self.redis, job.payload, value, self._attempt,
                                keeps_result=job.keeps_result, record=job.record,
@@ -351,7 +356,7 @@ class Processor(threading.Thread):
         self.outcome.finished(fetched.queue, payload["class"] if job_class else "unknown",
                               time.time() - self.run_at, True)
         logger.error("fail: %s: %s; %s", error_class_name(exc), exc, summary,
-                     extra={"ctx": f"class={payload['class']} jid={payload.get('jid')}"})
+                     extra=job_extra(job_context(payload, fetched.queue)))
         self.services.retire(f"jid={payload.get('jid')} ran past its time_limit of {limit:g} s")
 
     # --- Redis errors: back off, log transitions once, never drop what we hold
