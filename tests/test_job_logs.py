@@ -192,5 +192,7 @@ def test_an_import_error_names_the_file_and_line(tmp_path, monkeypatch):
     assert messages["bad_dependency"] == f"{prefix}'bad_dependency': bad_dependency.py:1: " \
         "ModuleNotFoundError: No module named 'no_such_dependency_here'"
     assert messages["no_such_module_here"] == f"{prefix}'no_such_module_here': " \
-        "ModuleNotFoundError: No module named 'no_such_module_here'"
+        "ModuleNotFoundError: No module named 'no_such_module_here' (modules are found from " \
+        f"the working directory {tmp_path}, which forkq puts on sys.path: run forkq from your " \
+        "project's root, or set PYTHONPATH)"
     assert logged.count("require: importing 'bad_name' failed") == 1
