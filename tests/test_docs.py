@@ -139,3 +139,167 @@ def test_a_file_block_is_valid_python():
     for block in ALL_BLOCKS:
         if block.file and block.file.endswith(".py"):
             compile(block.code, block.where, "exec")
+
+
+# --- the site
+
+@pytest.mark.slow
+def test_the_site_builds_strict_and_offline(tmp_path):
+    """``mkdocs build --strict`` (a warning fails it), without a network where ``unshare`` can
+    take it away; the generated pages hold what they are generated from."""
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)]
+    if subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0:
+        command = ["unshare", "-rn"] + command
+    started = time.monotonic()
+    build = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONPATH=str(ROOT)))
+    assert build.returncode == 0, build.stderr
+    print(f"mkdocs build: {time.monotonic() - started:.1f} s")
+    api = (tmp_path / "reference/api/index.html").read_text()
+    for module in ("forkq.client", "forkq.aio", "forkq.results", "forkq.limiter", "forkq.testing",
+                   "forkq.hooks", "forkq.api", "forkq.contrib.django.backend"):
+        assert f'id="{module}"' in api, module
+    assert 'id="forkq.job.Job"' in api and 'id="forkq.job.job"' in api
+    assert 'id="concurrency"' in (tmp_path / "reference/configuration/index.html").read_text()
+    assert "usage: forkq start" in (tmp_path / "reference/cli/index.html").read_text()
+    assert "fonts.googleapis" not in (tmp_path / "index.html").read_text()
+
+
+# --- the generated references
+
+def test_the_configuration_reference_has_every_key_and_section_field():
+    import dataclasses
+
+    from forkq import config
+
+    page = gen_reference.configuration()
+    defaults = config.Config()
+    for key in config.PARSERS:
+        assert f"### `{key}` {{#{key}}}" in page, key
+        section = getattr(defaults, key)
+        for field in dataclasses.fields(section) if dataclasses.is_dataclass(section) else ():
+            assert f"#### `{key}.{field.name}`" in page, f"{key}.{field.name}"
+    assert "Default: `25`; environment: `FORKQ_TIMEOUT`." in page
+    assert "`REDIS_URL`" in page.split("### `redis_url`")[1].split("###")[0]
+
+
+def test_a_key_that_forkq_yml_does_not_document_stops_the_build(tmp_path, monkeypatch):
+    text = (ROOT / "forkq.yml").read_text()
+    block = "# Seconds running jobs get to finish after TERM (> 0, at most 86400); the rest go back to\n# their queues.\n"
+    assert block in text
+    undocumented = tmp_path / "forkq.yml"
+    undocumented.write_text(text.replace(block, ""))
+    monkeypatch.setattr(gen_reference, "EXAMPLE", undocumented)
+    with pytest.raises(gen_reference.UndocumentedKey, match="'timeout'"):
+        gen_reference.configuration()
+
+
+def test_the_cli_reference_has_the_help_of_every_command():
+    from forkq import cli, ctl
+
+    page = gen_reference.cli()
+    for program, module in (("forkq", cli), ("forkqctl", ctl)):
+        assert f"## `{program}`\n" in page
+        for command in gen_reference._commands(module.build_parser()):
+            section = page.split(f"## `{program} {command}`\n", 1)
+            assert len(section) == 2, f"{program} {command}"
+            assert "usage:" in section[1].split("## `", 1)[0], f"{program} {command}"
+
+
+def test_every_metric_is_documented():
+    page = (DOCS / "reference/metrics.md").read_text()
+    source = " ".join(p.read_text() for p in (ROOT / "forkq/metrics").glob("*.py"))
+    names = set(re.findall(r'"(forkq_[a-z_]+?)(?:_total)?"', source))
+    sizes = re.search(r'for name, text in \((.*?)\):\n.*?f"forkq_\{name\}_size"', source, re.S)
+    names |= {f"forkq_{name}_size" for name in re.findall(r'\("(\w+)", "', sizes[1])}
+    assert len(names) >= 20
+    for name in sorted(names):
+        assert f"`{name}`" in page or f"`{name}_total`" in page, f"{name} is not in metrics.md"
+
+
+# --- the README, and what moved out of it
+
+def test_the_readme_is_short_and_its_two_commands_are_true():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    assert ("python3 -m venv .venv && .venv/bin/pip install -q . && "
+            ".venv/bin/python examples/demo.py") in text
+    assert (ROOT / "examples/demo.py").is_file()
+    assert "\nbash tests/run\n" in text and "bash tests/run" in (ROOT / ".ci/run").read_text()
+    assert "pip install '.[django]'" in text
+    for line in text.splitlines():
+        if "forkq[django]" in line:
+            assert "published" in line, line
+
+
+def dependency_names() -> list[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = project["dependencies"] + [s for extra in project["optional-dependencies"].values()
+                                       for s in extra if not s.startswith("forkq")]
+    return sorted({re.match(r"[A-Za-z0-9_.-]+", spec)[0] for spec in specs})
+
+
+def test_every_dependency_is_listed():
+    readme = (ROOT / "README.md").read_text().split("## Dependencies", 1)[1].split("\n## ", 1)[0]
+    page = (DOCS / "reference/dependencies.md").read_text()
+    for name in dependency_names():
+        assert f"`{name}" in page, f"{name} is not in docs/reference/dependencies.md"
+        if name in runtime_dependencies():
+            assert f"`{name}" in readme, f"{name} is not in the README's Dependencies"
+
+
+def runtime_dependencies() -> set[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {re.match(r"[A-Za-z0-9_.-]+", spec)[0] for spec in project["dependencies"]}
+
+
+#: each heading of the README before the docs site (953 lines), with words of its text
+FORMER_README = {
+    "New to forkq?": "goes from a module of your own jobs to a running worker",
+    "Two commands": "On a fresh Debian/Ubuntu machine with Python 3.11+, from",
+    "What forkq does not do yet": "Redis Cluster: forkq runs on one Redis primary",
+    "Usage": "Arguments must survive a JSON round trip unchanged.",
+    "Coroutine jobs": "A job whose `perform` is `async def`, or `@forkq.job`",
+    "Results": "With the `result_ttl` option (seconds; off by default) a",
+    "The asyncio client": "Every enqueue method has an awaitable twin on `redis.asyncio`,",
+    "Where an enqueueing process finds Redis": "A producer (a web app, a script) reads the",
+    "Job options": "(`options = {...}` or decorator keywords) and per call (`.set(...)`)",
+    "Middleware and handlers": "`forkq.client_middleware(fn)` registers `fn(job_class, payload,",
+    "Testing your application": "`forkq.testing` runs without Redis, taking every job through",
+    "Running": "`forkq enqueue` pushes one job by its wire name",
+    "The web UI": "`forkq web -c forkq.yml` serves Sidekiq's pages (dashboard `/`,",
+    "Configuration": "at the repository root documents every key with its default",
+    "The delivery contract": "**At least once.** A job leaves Redis only",
+    "So a job can run twice": "pass ids, not objects, and load fresh state in",
+    "Periodic jobs, unique jobs and limits": "What exists so far, as it behaves in this",
+    "Periodic jobs": "Declared in `forkq.yml` (`periodic:`, a list;",
+    "When": "An `every: N` entry ticks at the multiples of",
+    "Exactly one enqueue per tick": "masters share the Redis. The masters' loops compete",
+    "Ticks a leader did not enqueue": "A new leader carries on from the cursor: ticks",
+    "The job": "The entry's class with its `args`, on its `queue`",
+    "Visible": "`forkqctl status` prints `periodic leader: <identity> (master pid N)`",
+    "Unique jobs": "`unique_for` (seconds, > 0) makes a job unique; it",
+    "Limits": "`forkq/limiter.py` holds `concurrent(name, limit, lock_timeout=30,",
+    "Time limits": "`soft_time_limit` and `time_limit` are seconds from the job's start",
+    "Expiring jobs": "`expires_in` (seconds): a job not started within that time",
+    "Keys, and what survives kill -9": "kill -9 of the leading master: its lease",
+    "Cost": "`python bench/flow_cost.py` (20,000 jobs each way, median of 3",
+    "Production Redis": "forkq talks to Redis through redis-py 8.1 or later",
+    "TLS": "Certificates are URL query parameters, named as redis-py names",
+    "ACL users": "Give each role its own Redis user with the",
+    "Sentinel": "names the sentinels and the service; the user",
+    "What a failover can undo": "Redis replicates asynchronously: the promoted replica holds the old",
+    "Performance": "Every figure is a ratio to Ruby Sidekiq 6.4,",
+    "Dependencies": "An application that only enqueues imports `redis` and `json` only.",
+    "Layout": "The folders of `forkq/` are the process tree of",
+}
+
+
+@pytest.mark.parametrize("heading", FORMER_README)
+def test_each_section_of_the_former_readme_is_in_the_docs(heading):
+    docs = " ".join(" ".join(p.read_text().split()) for p in DOCS.rglob("*.md"))
+    assert FORMER_README[heading] in docs, f"README section {heading!r} is not in docs/"
