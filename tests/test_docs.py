@@ -185,7 +185,8 @@ def test_the_configuration_reference_has_every_key_and_section_field():
 
 def test_a_key_that_forkq_yml_does_not_document_stops_the_build(tmp_path, monkeypatch):
     text = (ROOT / "forkq.yml").read_text()
-    block = "# Seconds running jobs get to finish after TERM (> 0, at most 86400); the rest go back to\n# their queues.\n"
+    block = ("# Seconds running jobs get to finish after TERM (> 0, at most 86400); the rest go "
+             "back to\n# their queues.\n")
     assert block in text
     undocumented = tmp_path / "forkq.yml"
     undocumented.write_text(text.replace(block, ""))
@@ -292,7 +293,7 @@ FORMER_README = {
     "TLS": "Certificates are URL query parameters, named as redis-py names",
     "ACL users": "Give each role its own Redis user with the",
     "Sentinel": "names the sentinels and the service; the user",
-    "What a failover can undo": "Redis replicates asynchronously: the promoted replica holds the old",
+    "What a failover can undo": "Redis replicates asynchronously: the promoted replica",
     "Performance": "Every figure is a ratio to Ruby Sidekiq 6.4,",
     "Dependencies": "An application that only enqueues imports `redis` and `json` only.",
     "Layout": "The folders of `forkq/` are the process tree of",
