@@ -131,7 +131,9 @@ def _prose(lines: list[str]) -> str:
 
 
 def _default(cls: type, defaults, key: str) -> str:
-    field = next(f for f in dataclasses.fields(cls) if f.name == key)
+    field = next((f for f in dataclasses.fields(cls) if f.name == key), None)
+    if field is None:  # a key parsed into another field (as queues sets strict)
+        return "–"
     if field.default_factory is not dataclasses.MISSING:
         return "computed at start"
     return _yaml(getattr(defaults, key))

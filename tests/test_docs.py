@@ -162,7 +162,9 @@ def test_the_site_builds_strict_and_offline(tmp_path):
     assert 'id="forkq.job.Job"' in api and 'id="forkq.job.job"' in api
     assert 'id="concurrency"' in (tmp_path / "reference/configuration/index.html").read_text()
     assert "usage: forkq start" in (tmp_path / "reference/cli/index.html").read_text()
-    assert "fonts.googleapis" not in (tmp_path / "index.html").read_text()
+    for page in ("index.html", "reference/api/index.html"):  # the pages load nothing remote
+        html = (tmp_path / page).read_text()
+        assert not re.search(r'<(script|link)[^>]+(src|href)="(https?:)?//', html), page
 
 
 # --- the generated references
