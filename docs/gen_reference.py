@@ -92,7 +92,7 @@ def configuration() -> str:
     parts, defaults = [header], config.Config()
     for key in config.PARSERS:
         parts.append(_entry(key, _default(config.Config, defaults, key), docs))
-        section = getattr(defaults, key)
+        section = getattr(defaults, key, None)
         if dataclasses.is_dataclass(section):
             for field in dataclasses.fields(section):
                 parts.append(_entry(f"{key}.{field.name}", _yaml(getattr(section, field.name)),

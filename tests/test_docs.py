@@ -306,3 +306,12 @@ FORMER_README = {
 def test_each_section_of_the_former_readme_is_in_the_docs(heading):
     docs = " ".join(" ".join(p.read_text().split()) for p in DOCS.rglob("*.md"))
     assert FORMER_README[heading] in docs, f"README section {heading!r} is not in docs/"
+
+
+def test_the_readme_links_point_at_pages_that_exist():
+    """The README is read on the forge, outside MkDocs' link check."""
+    text = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    assert len(links) >= 10
+    for link in links:
+        assert (ROOT / link).is_file(), link
