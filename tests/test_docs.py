@@ -8,7 +8,7 @@ Code blocks (README.md and docs/**/*.md), by the line right before the opening f
 - ``<!-- file: path/to/module.py -->``: the block is written to that path (with the packages'
   ``__init__.py``) in the page's scratch directory, for the page's later blocks to import.
 - no marker, ``python``: run. A page's Python blocks run in order, as one module (not
-  ``__main__``) in a fresh interpreter, against the test suite's Redis (``REDIS_URL``), under a
+  ``__main__``, ``import forkq`` done first) in a fresh interpreter, against the test suite's Redis (``REDIS_URL``), under a
   namespace of their own, in a scratch directory.
 - no marker, ``yaml``: loaded by ``forkq.config.load`` as a forkq.yml: it must be a valid
   configuration.
