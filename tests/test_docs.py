@@ -17,6 +17,7 @@ Code blocks (README.md and docs/**/*.md), by the line right before the opening f
 - any other block without a marker fails this test.
 """
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -29,8 +30,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-sys.path.insert(0, str(DOCS))
-import gen_reference  # noqa: E402  (docs/gen_reference.py, the MkDocs hook)
+
+
+def _load_hook():
+    """docs/gen_reference.py, the MkDocs hook, which is not in a package."""
+    spec = importlib.util.spec_from_file_location("gen_reference", DOCS / "gen_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_reference = _load_hook()
 
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 MARK = re.compile(r"^<!-- (not run(?::[^>]*)?|file: (?P<path>\S+)) -->$")
