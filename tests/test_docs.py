@@ -36,6 +36,7 @@ def _load_hook():
     """docs/gen_reference.py, the MkDocs hook, which is not in a package."""
     spec = importlib.util.spec_from_file_location("gen_reference", DOCS / "gen_reference.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
