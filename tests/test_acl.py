@@ -1,5 +1,6 @@
-"""ACL users: each role (worker, producer, read-only web UI) works with exactly the rule the
-README gives it, on a real redis-server, and a password never reaches a log or an error."""
+"""ACL users: each role (worker, producer, read-only web UI) works with exactly the rule that
+docs/guides/production-redis.md gives it, on a real redis-server, and a password never reaches
+a log or an error."""
 
 import json
 import shlex
@@ -17,7 +18,7 @@ from redis_nodes import Node, free_port
 from test_web import PAGES, Browser
 from test_worker import log_text, spawn
 
-#: the rules as README.md "Production Redis" gives them (keep the two in step)
+#: the rules as docs/guides/production-redis.md gives them (keep the two in step)
 WORKER_RULE = ("~* -@all +ping +select +info +time +evalsha +eval +script|load "
                "+blmove +brpop +rpop +lpush +rpush +lrange +lindex +lrem +llen +del +exists "
                "+expire +pexpire +get +set +incrby +scan +sadd +srem +smembers +hset +hsetnx "

@@ -1,6 +1,7 @@
-"""The layout's rules (README "Layout"), read from the source as text: no import circle between
-forkq's modules (imports inside functions count), the server side never imports the admin side,
-and the top of ``forkq/`` stays what an application imports plus the shared ground."""
+"""The layout's rules (docs/contributing.md, "Layout"), read from the source as text: no import
+circle between forkq's modules (imports inside functions count), the server side never imports
+the admin side, and the top of ``forkq/`` stays what an application imports plus the shared
+ground."""
 
 from __future__ import annotations
 

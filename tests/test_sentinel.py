@@ -1,6 +1,6 @@
 """Sentinel failover: kill -9 the primary while a real worker drains jobs and a producer pushes;
 everything follows the promoted replica. Counts jobs run twice and jobs lost, with and without
-``wait_replicas`` (README.md, "Production Redis", says what each guarantees)."""
+``wait_replicas`` (docs/guides/production-redis.md says what each guarantees)."""
 
 import asyncio
 import contextlib

@@ -143,7 +143,8 @@ class Leader:
             self._replaced_logged = True
             logger.warning("periodic: %s held a value no leader wrote (not a string, no TTL or "
                            "a TTL beyond %g s); replaced it. Something else writes there: keep "
-                           "producers to the ACL rule the README gives (logged once)", key,
+                           "producers to the ACL rule of the docs' Production Redis page "
+                           "(logged once)", key,
                            longest_ms / 1000)
         if outcome in (2, 3):
             logger.info("periodic: %s is now the leader", self.identity)
