@@ -171,8 +171,9 @@ class ResultRecorder:
 
 def _readable(redis, key: str) -> dict[str, Any]:
     """The record stored at ``key`` to update, or a new one when what is there is not a record
-    (not a JSON object, or not a string: a producer's or an older writer's): it is then written
-    over, with a warning, and the job runs as if it had none."""
+    as ``decode_record`` reads one (not JSON, not an object, a field of the wrong type, not a
+    string key: a producer's or an older writer's): it is then written over, with a warning,
+    and the job runs as if it had none."""
     try:
         text = redis.get(key)
         record = json.loads(text) if text else {}
@@ -182,9 +183,10 @@ def _readable(redis, key: str) -> dict[str, Any]:
         logger.warning("result record %s is not readable (%s: %.200s); written anew", key,
                        type(exc).__name__, exc)
         return {}
-    if not isinstance(record, dict):
-        logger.warning("result record %s holds a JSON %s, not an object; written anew", key,
-                       type(record).__name__)
+    problem = _record_problem(record) if text else None
+    if problem:
+        # the reader's rule: a record the worker kept would still be refused by forkq.result
+        logger.warning("result record %s is not a result (%s); written anew", key, problem)
         return {}
     return record
 
