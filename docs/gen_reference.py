@@ -5,8 +5,8 @@ A MkDocs hook (``mkdocs.yml``: ``hooks``): at build time, a page line that is ex
 from the definitions themselves, so the pages cannot drift from the code:
 
 - configuration: every key of ``forkq.config.PARSERS`` (and the fields of its sections), its
-  default from the ``Config`` dataclasses, the environment variable that sets it (found by
-  asking ``config.from_environ``), and the comment that documents it in ``forkq.yml``. A key
+  default from the ``Config`` dataclasses, the environment variables that set it (the names
+  ``config.environment_names`` lists), and the comment that documents it in ``forkq.yml``. A key
   that ``forkq.yml`` does not document stops the build.
 - cli: the ``--help`` of ``forkq``, ``forkqctl`` and each of their commands, as printed.
 
@@ -155,29 +155,12 @@ def _yaml(value) -> str:
 
 
 def environment_variables(key: str) -> list[str]:
-    """The variables that set ``key``, found by asking the config's own reader of them."""
+    """The variables that set ``key``: the names the config's own reader of them accepts."""
     from forkq import config
 
-    dotted = key.upper().replace(".", "__")
-    candidates = ["REDIS_URL"] if key == "redis_url" else []
-    candidates += [f"FORKQ_{dotted}", f"FORKQ_{dotted.replace('__', '_')}"]
-    found = []
-    for variable in dict.fromkeys(candidates):
-        try:
-            read = config.from_environ({variable: "1"})
-        except Exception:  # noqa: BLE001 - a reader that refuses the variable does not take it
-            continue
-        if _sets(read, key.split(".")):
-            found.append(variable)
-    return found
-
-
-def _sets(read, path: list[str]) -> bool:
-    for part in path:
-        if not isinstance(read, dict) or part not in read:
-            return False
-        read = read[part]
-    return True
+    variable = "FORKQ_" + key.upper().replace(".", "__")
+    found = ["REDIS_URL"] if key == "redis_url" else []
+    return found + ([variable] if variable in config.environment_names() else [])
 
 
 def cli() -> str:
