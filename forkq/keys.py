@@ -16,8 +16,8 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``<identity>-signals`` | list | api, ctl, Sidekiq web | heartbeat | 60 s |
 | ``stat:processed`` / ``stat:failed`` | string | ``STATS_LUA``: fetch script, coroutine ack, flush at exit | api | none |
 | ``stat:<name>:YYYY-MM-DD`` | string | ``STATS_LUA``: fetch script, coroutine ack, flush at exit | api | 5 years |
-| ``j\|YYMMDD\|H:MM`` / ``j\|YYMMDD\|H:M`` | hash: ``<class>\|p``, ``\|f``, ``\|ms`` | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h / 3 days |
-| ``h\|<class>-D-H:M`` | BITFIELD: 26 u16 execution-time buckets | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h |
+| ``j|YYMMDD|H:MM`` / ``j|YYMMDD|H:M`` | hash: ``<class>|p``, ``|f``, ``|ms`` | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h / 3 days |
+| ``h|<class>-D-H:M`` | BITFIELD: 26 u16 execution-time buckets | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h |
 | ``forkq:inflight:<slot>:<thread>[:alt]`` | list | fetch script (a thread's two private lists, used in turn) | recovery, master | none |
 | ``forkq:inflight:<slot>:async`` | list | processor thread (hand-over script moves a coroutine job in) | coroutine runner (LREM when finished, requeue at the deadline), recovery, master | none |
 | ``forkq:slots`` | hash: slot → JSON {identity, threads} | worker at start | recovery | none |
