@@ -48,7 +48,7 @@ from ..flow.timelimit import raise_in
 from ..job import resolve
 from ..limiter import OverLimit
 from ..log import job_log, logger, thread_tag
-from ..payload import error_class_name, parse
+from ..payload import display_class, error_class_name, parse
 from .fetch import Fetched, Fetcher, Held, bulk_requeue
 from .outcome import unhandled_reason
 from .retry import ISOLATE_KEY
@@ -72,11 +72,11 @@ class Started:
 
     @property
     def where(self) -> str:
-        return f"class={self.payload['class']} jid={self.payload.get('jid')}"
+        return f"class={display_class(self.payload)} jid={self.payload.get('jid')}"
 
     @property
     def class_name(self) -> str:
-        return self.payload["class"] if self.job_class else "unknown"
+        return display_class(self.payload) if self.job_class else "unknown"
 
 
 class Processor(threading.Thread):
@@ -345,10 +345,10 @@ class Processor(threading.Thread):
         exc = time_limit_error(payload, limit)
         self.outcome.tell_error_handlers(exc, payload, fetched.queue)
         summary = write_time_limited(self.services, held, payload, job_class, exc)
-        self.outcome.finished(fetched.queue, payload["class"] if job_class else "unknown",
+        self.outcome.finished(fetched.queue, display_class(payload) if job_class else "unknown",
                               time.time() - self.run_at, True)
         logger.error("fail: %s: %s; %s", error_class_name(exc), exc, summary,
-                     extra={"ctx": f"class={payload['class']} jid={payload.get('jid')}"})
+                     extra={"ctx": f"class={display_class(payload)} jid={payload.get('jid')}"})
         self.services.retire(f"jid={payload.get('jid')} ran past its time_limit of {limit:g} s")
 
     # --- Redis errors: back off, log transitions once, never drop what we hold
