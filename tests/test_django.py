@@ -183,6 +183,29 @@ def test_context_async_tasks_and_failures(django_env, redis, start_worker):
     assert redis.zcard("dead") == 1, "RETRY: 0 sends the failed task to the dead set"
 
 
+def test_a_task_is_shown_under_its_own_name(django_env, redis, start_worker, tmp_path):
+    """As Sidekiq shows an ActiveJob job under its ``wrapped`` class: the log's ``class=``, the
+    admin API (the web UI's source) and the per-class metrics name the task, not RunTask."""
+    from forkq.api import Api
+    from forkq.api.jobmetrics import top_jobs
+    from forkq.keys import Keys
+    from shop.tasks import add, explode
+
+    explode.enqueue("shown")
+    pushed = add.enqueue(1, 1)
+    (queued,) = [e for e in Api(redis).queue("default").jobs() if e.jid == pushed.id]
+    assert queued.display_class == "shop.tasks.add"
+    start_worker()
+    finished(pushed)
+    (dead,) = wait_for(lambda: Api(redis).dead.page(), 15, message="the dead task")
+    assert dead.display_class == "shop.tasks.explode"
+    names = wait_for(lambda: {m.name for m in top_jobs(redis, Keys(), time.time())} or None,
+                     15, message="the job metrics flush")
+    assert names == {"shop.tasks.add", "shop.tasks.explode"}
+    log = (tmp_path / "worker-0.log").read_text()
+    assert f"class=shop.tasks.add jid={pushed.id}" in log and "class=forkq.contrib" not in log
+
+
 def _shell(django_env, command):
     """``command`` in a fresh process of the project, after ``django.setup()``; its output."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
