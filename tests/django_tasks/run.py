@@ -27,6 +27,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path[:0] = [HERE, ROOT]  # this checkout's forkq, in this process as in the worker
 
 
 def django_tests(source: str | None, scratch: str) -> str:
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
     env.update(DJANGO_SETTINGS_MODULE="port_settings", FORKQ_PORT_REDIS_URL=server.url,
                PYTHONPATH=os.pathsep.join([scratch, HERE, ROOT]))
     os.environ.update(env)
-    sys.path[:0] = [scratch, HERE, ROOT]
+    sys.path.insert(0, scratch)
     worker, log = start_worker(scratch, server.url, env, options.require)
     try:
         result = run_tests()
@@ -106,11 +107,15 @@ def main(argv=None) -> int:
 
 
 def report(result, worker_log: str) -> int:
-    failed = len(result.failures) + len(result.errors)
-    print(f"Django tests/tasks on ForkqBackend: {result.testsRun} run, "
-          f"{result.testsRun - failed - len(result.skipped)} passed, "
-          f"{len(result.failures)} failed, {len(result.errors)} errors, "
-          f"{len(result.skipped)} skipped (reasons: tests/django_tasks/port.py SKIPS)")
+    """Print the counts (a test whose subtests fail counts once); 1 when any failed."""
+    def case(test):
+        return getattr(test, "test_case", test).id()  # a subtest's test
+
+    failed = {case(test) for test, _ in result.failures + result.errors}
+    passed = result.testsRun - len(failed) - len(result.skipped)
+    print(f"Django tests/tasks on ForkqBackend: {result.testsRun} tests, {passed} passed, "
+          f"{len(failed)} failed, {len(result.skipped)} skipped (the reasons: "
+          f"tests/django_tasks/port.py SKIPS)")
     if failed:
         with open(worker_log, errors="replace") as file:
             print("--- the worker's log (last 40 lines)\n" + "".join(file.readlines()[-40:]))
