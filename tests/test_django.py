@@ -335,6 +335,27 @@ def test_the_worker_never_imports_an_unlisted_task_module(django_env, redis, sta
     assert redis.get("shop:imported") is None
 
 
+def test_a_task_pushed_with_three_arguments_still_runs(django_env, redis, start_worker):
+    """RunTask jobs queued before the task's using() settings travelled with it (arguments
+    ``[module_path, args, kwargs]``) run, and read back as the task's own settings."""
+    from forkq import results
+    from forkq.client import build_payload
+    from forkq.contrib.django.jobs import RunTask
+    from forkq.keys import Keys
+    from shop.tasks import add
+
+    payload = build_payload(RunTask, ["shop.tasks.add", [20, 22], {}],
+                            {"retry": 0, "result_ttl": 60}, time.time())
+    for command in results.queued_commands(Keys(), payload, time.time()):
+        redis.execute_command(*command)
+    payload["enqueued_at"] = time.time()
+    redis.sadd("queues", "default")
+    redis.lpush("queue:default", json.dumps(payload))
+    start_worker()
+    result = finished(add.get_result(payload["jid"]))
+    assert result.return_value == 42 and result.task == add
+
+
 def test_mail_is_sent_by_the_worker_through_smtp(django_env, redis, start_worker):
     from aiosmtpd.controller import Controller
     from django.core.mail import EmailMultiAlternatives
