@@ -39,10 +39,21 @@ def run_payload(payload: dict[str, Any]) -> Any:
     instance.jid = decoded["jid"]
     instance.payload = decoded
     if hasattr(instance, "run_under_test"):  # a job that wraps another's run (a Django task)
-        return instance.run_under_test(decoded)
+        return _off_the_loop(instance.run_under_test, decoded)
     if job_class.coroutine:
         return _run_coroutine(instance.perform(*decoded["args"]))
     return instance.perform(*decoded["args"])
+
+
+def _off_the_loop(function, *args) -> Any:
+    """``function(*args)``, in a thread of its own when the caller is in a running event loop
+    (a test enqueueing with ``aenqueue``), where a synchronous run may not start another."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return function(*args)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
 
 
 def _run_coroutine(coroutine) -> Any:

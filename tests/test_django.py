@@ -466,7 +466,7 @@ def test_the_enqueued_result_equals_the_stored_one_with_its_using_settings(djang
 def test_inline_and_fake_run_django_tasks(django_env, redis):
     from forkq import testing
     from forkq.contrib.django.compat import TaskResultStatus, task_finished
-    from shop.tasks import add, explode, whoami
+    from shop.tasks import add, explode, slow_double, whoami
 
     finished_names = []
 
@@ -483,6 +483,7 @@ def test_inline_and_fake_run_django_tasks(django_env, redis):
             assert context.return_value == {"attempt": 1, "id": context.id, "label": "me"}
             with pytest.raises(ValueError, match="boom"):
                 explode.enqueue("boom")
+            assert asyncio.run(slow_double.aenqueue(4)).return_value == 8
         with testing.fake() as jobs:
             queued = add.using(priority=1).enqueue(4, 5)
             assert [j["args"][1] for j in jobs.jobs_for(add)] == [[4, 5]]
@@ -492,7 +493,8 @@ def test_inline_and_fake_run_django_tasks(django_env, redis):
     finally:
         task_finished.disconnect(on_finished)
     assert finished_names == [("add", "SUCCESSFUL"), ("whoami", "SUCCESSFUL"),
-                              ("explode", "FAILED"), ("add", "SUCCESSFUL")]
+                              ("explode", "FAILED"), ("slow_double", "SUCCESSFUL"),
+                              ("add", "SUCCESSFUL")]
     assert redis.llen("queue:default") == 0 and redis.keys("forkq:result:*") == []
 
 
