@@ -5,14 +5,17 @@ Each Django test class is run unchanged as a subclass here whose ``TASKS`` point
 and left ``READY``), its immediate backend ``RunBackend`` (a real worker runs each task before
 ``enqueue`` returns). ``test_custom_backend.py`` tests backend classes it defines itself, no
 backend under test, so it is not ported. Django tests that assert something only Django's own
-backends do are skipped, each with its reason, listed in ``SKIPS`` below and nowhere else.
+backends do are skipped, each with its reason, listed in ``SKIPS`` below and nowhere else;
+where such a test also checks the result, those checks are kept in a ``*_in_the_worker`` test.
+``RUN`` tasks are not retried (``RETRY: 0``), as Django's immediate backend runs a task once.
 """
 
 import unittest
 
+from django.tasks import TaskResultStatus
 from django.test import override_settings
 from port_settings import HELD, RUN, REDIS_URL
-from tasks import test_dummy_backend, test_immediate_backend, test_tasks
+from tasks import tasks, test_dummy_backend, test_immediate_backend, test_tasks
 
 #: why a Django test is not run against ForkqBackend
 BACKEND_CLASS = ("asserts that the backend is Django's own DummyBackend or ImmediateBackend "
@@ -70,12 +73,69 @@ def ported(test, **settings):
                           "immediate": {**RUN, "QUEUES": []},
                           "missing": {"BACKEND": "does.not.exist"}})
 class TaskTest(test_tasks.TaskTestCase):
-    pass
+    """``test_task_error_*`` without their log assertion (``LOGS``): ``*_in_the_worker``."""
+
+    def failed_in_the_worker(self):
+        result = tasks.failing_task_value_error.using(backend="immediate").enqueue()
+        self.assertEqual(len(result.errors), 1)
+        return result.errors[0]
+
+    def test_task_error_invalid_exception_in_the_worker(self):
+        error = self.failed_in_the_worker()
+        object.__setattr__(error, "exception_class_path", "subprocess.run")
+        with self.assertRaisesMessage(
+                ValueError, "'subprocess.run' does not reference a valid exception."):
+            error.exception_class
+
+    def test_task_error_unknown_module_in_the_worker(self):
+        error = self.failed_in_the_worker()
+        object.__setattr__(error, "exception_class_path", "does.not.exist")
+        with self.assertRaises(ImportError):
+            error.exception_class
 
 
 @override_settings(TASKS={"default": {**RUN, "QUEUES": []}})
 class ImmediateTest(test_immediate_backend.ImmediateBackendTestCase):
-    pass
+    """Django's tests that also assert log records (``LOGS``) are skipped; their assertions on
+    the result are kept below, as the ``*_in_the_worker`` tests."""
+
+    def assert_failed_run(self, result, exception, traceback_end):
+        self.assertEqual(result.status, TaskResultStatus.FAILED)
+        with self.assertRaisesMessage(ValueError, "Task failed"):
+            result.return_value
+        self.assertIs(result.is_finished, True)
+        self.assertGreaterEqual(result.started_at, result.enqueued_at)
+        self.assertGreaterEqual(result.last_attempted_at, result.started_at)
+        self.assertGreaterEqual(result.finished_at, result.started_at)
+        self.assertIsNone(result._return_value)
+        self.assertEqual(result.errors[0].exception_class, exception)
+        self.assertIs(result.errors[0].traceback.endswith(traceback_end), True,
+                      result.errors[0].traceback)
+        self.assertEqual((result.args, result.kwargs), ([], {}))
+
+    def test_catches_exception_in_the_worker(self):
+        for task, exception, message in [
+                (tasks.failing_task_value_error, ValueError,
+                 "This Task failed due to ValueError"),
+                (tasks.failing_task_system_exit, SystemExit,
+                 "This Task failed due to SystemExit")]:
+            with self.subTest(task):
+                result = task.enqueue()
+                self.assert_failed_run(result, exception, f"{exception.__name__}: {message}\n")
+                self.assertEqual(result.task, task)
+
+    def test_complex_exception_in_the_worker(self):
+        result = tasks.complex_exception.enqueue()
+        self.assert_failed_run(result, ValueError, "ValueError: This task failed\n")
+        self.assertIn('ValueError(ValueError("This task failed"))', result.errors[0].traceback)
+
+    def test_complex_return_value_in_the_worker(self):
+        # Django's message is "Unsupported type"; forkq's names the task and the type.
+        result = tasks.complex_return_value.enqueue()
+        self.assertEqual(result.status, TaskResultStatus.FAILED)
+        self.assertIsNone(result._return_value)
+        self.assertEqual(result.errors[0].exception_class, TypeError)
+        self.assertIn("returned a builtins.function", result.errors[0].traceback)
 
 
 class ImmediateTransactionTest(test_immediate_backend.ImmediateBackendTransactionTestCase):
@@ -107,3 +167,4 @@ def _skip_listed() -> None:
 
 
 _skip_listed()
+
