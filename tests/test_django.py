@@ -665,3 +665,22 @@ def test_the_backend_loads_no_worker_code_in_the_application(django_env):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == []
+
+
+def test_a_tasks_module_that_fails_to_import_is_named(django_env, tmp_path, monkeypatch):
+    """The set-up imports every installed app's tasks module; one that raises stops it, named."""
+    from django.test import override_settings
+
+    from forkq.contrib.django.setup import discover_tasks
+    from forkq.errors import ConfigError
+
+    package = tmp_path / "brokenapp"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tasks.py").write_text("raise RuntimeError('no database here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with override_settings(INSTALLED_APPS=["shop", "brokenapp"]):
+        with pytest.raises(ConfigError, match=r"could not import the tasks module "
+                                              r"'brokenapp.tasks': RuntimeError: no database"):
+            discover_tasks()
+    assert discover_tasks() == ["shop.tasks", "forkq.contrib.django.mail"]
