@@ -90,7 +90,7 @@ class ForkqBackend(BaseTaskBackend):
         if task.func.__module__ == "__main__":
             raise InvalidTask(f"task {task.name!r} is defined in __main__, which a worker cannot "
                               f"import; define it in an installed app's tasks.py")
-        if not getattr(task.func, "stand_in", False):
+        if not getattr(task.func, "forkq_stand_in", False):
             registry.register(task)
 
     # --- enqueue

@@ -89,7 +89,7 @@ def stand_in(record: Record, alias: str):
                                         f"process (its module was never imported)")
 
     absent.__module__, absent.__qualname__, absent.__name__ = module, name, name
-    absent.stand_in = True  # ForkqBackend.validate_task does not register it
+    absent.forkq_stand_in = True  # ForkqBackend.validate_task does not register it
     settings = {"backend": alias, **using_settings(record.settings)}
     try:
         return Task(func=absent, **settings)
