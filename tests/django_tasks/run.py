@@ -103,7 +103,12 @@ def main(argv=None) -> int:
         worker.wait(30)
         log.close()
         server.stop()
-    return report(result, os.path.join(scratch, "worker.log"))
+    code = report(result, os.path.join(scratch, "worker.log"))
+    if code == 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        print(f"kept for inspection: {scratch}")
+    return code
 
 
 def report(result, worker_log: str) -> int:
