@@ -27,9 +27,11 @@ __all__ = ["perform_async", "perform_in", "perform_at", "perform_bulk", "push_pa
 
 
 async def push_payloads(prepared: list[Prepared], at: float | None = None,
-                        producer: client.Client | None = None) -> list[dict[str, Any]]:
+                        producer: client.Client | None = None, *,
+                        now: float | None = None) -> list[dict[str, Any]]:
     """``Client.push_payloads`` on the asyncio connection of ``producer`` (default, forkq's
     client): lock and push in one round trip per ``push.SCRIPT_BATCH``; the payloads pushed.
+    ``now``: the push's time (``enqueued_at``), default the clock's.
     No middleware runs here (``Client.admit`` does)."""
     producer = producer or client.default()
     payloads = [item.payload for item in prepared]
@@ -42,7 +44,8 @@ async def push_payloads(prepared: list[Prepared], at: float | None = None,
     open_batch = workflow_context.collecting()
     if open_batch is not None:
         return open_batch.add(prepared, at)  # pushed when the batch block ends
-    keys, source, now = producer.keys, producer.source, time.time()
+    keys, source = producer.keys, producer.source
+    now = time.time() if now is None else now
     if not any(locks):
         await send(push.commands(keys, payloads, at, now), source)
         return payloads

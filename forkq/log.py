@@ -38,6 +38,8 @@ import time
 import unicodedata
 from typing import Any
 
+from .payload import display_class
+
 LOGGER_NAME = "forkq"
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -61,8 +63,9 @@ current_job: contextvars.ContextVar[tuple | None] = contextvars.ContextVar(
 
 def job_context(payload: dict, queue: str) -> tuple:
     """What a job's log lines carry: (class, jid, queue), strings (``payload.parse`` checks
-    them; the jid may be None). A processor thread builds the same tuple inline."""
-    return (payload["class"], payload.get("jid"), queue)
+    them; the jid may be None; the class is the one the job is shown under). A processor thread
+    builds the same tuple inline."""
+    return (display_class(payload), payload.get("jid"), queue)
 
 
 def job_extra(context: tuple, elapsed: float | None = None) -> dict:

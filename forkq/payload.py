@@ -82,6 +82,14 @@ def _kind(value: Any) -> str:
     return "an empty string" if value == "" else kind
 
 
+def display_class(payload: dict[str, Any]) -> str:
+    """The name a job is shown under (log ``class=``, metrics labels, the web UI): the
+    ``wrapped`` class of a wrapper job (Sidekiq's rule for ActiveJob; forkq's Django tasks),
+    else ``class``."""
+    wrapped = payload.get("wrapped")
+    return wrapped if isinstance(wrapped, str) and wrapped else str(payload.get("class"))
+
+
 def error_class_name(exc: BaseException) -> str:
     """A payload's ``error_class``: the bare name for builtins, ``module.QualName`` otherwise."""
     kind = type(exc)

@@ -68,6 +68,8 @@ class Result:
     enqueued_at: float | None = None
     #: when the last run started
     started_at: float | None = None
+    #: when the first run started (None in records written before it was kept)
+    first_started_at: float | None = None
     finished_at: float | None = None
     #: runs started so far (1 on the first run)
     attempts: int = 0
@@ -130,6 +132,7 @@ class ResultRecorder:
         def change(record: dict[str, Any]) -> None:
             record.update(status=RUNNING, started_at=time.time(), finished_at=None,
                           attempts=attempts, worker_id=worker_id)
+            record.setdefault("first_started_at", record["started_at"])
             record.setdefault("enqueued_at", payload.get("enqueued_at"))
             record.setdefault("class", payload["class"])
             record.setdefault("args", payload["args"])
@@ -261,6 +264,7 @@ def decode_record(jid: str, record: Any) -> Result:
                   args=record.get("args") or [], value=record.get("value"),
                   error=errors[-1] if errors else None, errors=errors,
                   enqueued_at=record.get("enqueued_at"), started_at=record.get("started_at"),
+                  first_started_at=record.get("first_started_at"),
                   finished_at=record.get("finished_at"), attempts=record.get("attempts", 0),
                   worker_id=record.get("worker_id"), worker_ids=worker_ids)
 

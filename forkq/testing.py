@@ -2,7 +2,8 @@
 
 ``inline()`` runs each job at enqueue, in the calling thread (a coroutine job on an event loop
 of its own). ``fake()`` collects enqueued jobs
-in memory; ``drain()`` runs them. Both take every job through the same JSON round trip as
+in memory; ``drain()`` runs them. Django tasks (``ForkqBackend``) take the same paths: their
+signals are sent and their results kept in memory, so ``get_result`` reads them. Both take every job through the same JSON round trip as
 production, so a job that would receive different data from Redis fails here too.
 
     from forkq import testing
@@ -37,9 +38,22 @@ def run_payload(payload: dict[str, Any]) -> Any:
     instance = job_class()
     instance.jid = decoded["jid"]
     instance.payload = decoded
+    if hasattr(instance, "run_under_test"):  # a job that wraps another's run (a Django task)
+        return _off_the_loop(instance.run_under_test, decoded)
     if job_class.coroutine:
         return _run_coroutine(instance.perform(*decoded["args"]))
     return instance.perform(*decoded["args"])
+
+
+def _off_the_loop(function, *args) -> Any:
+    """``function(*args)``, in a thread of its own when the caller is in a running event loop
+    (a test enqueueing with ``aenqueue``), where a synchronous run may not start another."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return function(*args)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
 
 
 def _run_coroutine(coroutine) -> Any:
@@ -67,8 +81,11 @@ class FakeQueue:
             self.jobs.append(entry)
 
     def jobs_for(self, job: Any) -> list[dict[str, Any]]:
-        name = job.wire_name()
-        return [j for j in self.jobs if j["class"] == name]
+        """The jobs of ``job``: a job class, or a Django task (a wrapped job, by its
+        ``module_path``)."""
+        if hasattr(job, "wire_name"):
+            return [j for j in self.jobs if j["class"] == job.wire_name()]
+        return [j for j in self.jobs if j.get("wrapped") == job.module_path]
 
     def clear(self) -> None:
         self.jobs.clear()

@@ -23,8 +23,8 @@ from helpers import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = os.path.join(ROOT, "tests", "django_project")
-WORKER_REQUIRE = ["forkq.contrib.django.boot", "shop.tasks", "shop.jobs",
-                  "forkq.contrib.django.mail"]
+#: the tasks (shop.tasks, forkq's mail task) are not listed: the Django set-up discovers them
+WORKER_REQUIRE = ["forkq.contrib.django.boot", "shop.jobs"]
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +63,7 @@ def start_worker(django_env, redis, redis_url, tmp_path):
                   "require": WORKER_REQUIRE, "concurrency": concurrency, "poll_interval": 0.2,
                   "heartbeat_interval": 0.5, "timeout": 5, "data_dir": str(tmp_path / "data"),
                   **(settings or {})}
+        config = {key: value for key, value in config.items() if value is not None}
         path = tmp_path / f"forkq-{len(running)}.yml"
         path.write_text(json.dumps(config))
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
@@ -182,20 +183,60 @@ def test_context_async_tasks_and_failures(django_env, redis, start_worker):
     assert redis.zcard("dead") == 1, "RETRY: 0 sends the failed task to the dead set"
 
 
-def test_enqueue_from_the_django_shell(django_env, redis, start_worker):
-    from shop.tasks import add
+def test_a_task_is_shown_under_its_own_name(django_env, redis, start_worker, tmp_path):
+    """As Sidekiq shows an ActiveJob job under its ``wrapped`` class: the log's ``class=``, the
+    admin API (the web UI's source) and the per-class metrics name the task, not RunTask."""
+    from forkq.api import Api
+    from forkq.api.jobmetrics import top_jobs
+    from forkq.keys import Keys
+    from shop.tasks import add, explode
 
+    explode.enqueue("shown")
+    pushed = add.enqueue(1, 1)
+    (queued,) = [e for e in Api(redis).queue("default").jobs() if e.jid == pushed.id]
+    assert queued.display_class == "shop.tasks.add"
+    start_worker()
+    finished(pushed)
+    (dead,) = wait_for(lambda: Api(redis).dead.page(), 15, message="the dead task")
+    assert dead.display_class == "shop.tasks.explode"
+    names = wait_for(lambda: {m.name for m in top_jobs(redis, Keys(), time.time())} or None,
+                     15, message="the job metrics flush")
+    assert names == {"shop.tasks.add", "shop.tasks.explode"}
+    log = (tmp_path / "worker-0.log").read_text()
+    assert f"class=shop.tasks.add jid={pushed.id}" in log and "class=forkq.contrib" not in log
+
+
+def _shell(django_env, command):
+    """``command`` in a fresh process of the project, after ``django.setup()``; its output."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(django_env, PYTHONPATH=os.pathsep.join([ROOT, PROJECT]))
-    shell = subprocess.run(
-        [sys.executable, "-m", "django", "shell", "-c",
-         "from shop.tasks import add; print(add.using(priority=3).enqueue(40, 2).id)"],
-        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60)
+    shell = subprocess.run([sys.executable, "-c", f"import django; django.setup()\n{command}"],
+                           cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60)
     assert shell.returncode == 0, shell.stderr
-    jid = shell.stdout.split()[-1]
-    assert redis.llen("queue:default-high") == 1
-    start_worker()
-    assert finished(add.get_result(jid)).return_value == 42
+    return shell.stdout.split()
+
+
+def test_a_task_with_a_priority_runs_on_a_default_worker(django_env, redis, start_worker):
+    """Enqueued from the shell with a priority, run by a worker whose forkq.yml names neither
+    queues nor the task's module, read back by a process that never imported the module."""
+    jid = _shell(django_env, "from shop.tasks import add; "
+                             "print(add.using(priority=3).enqueue(40, 2).id)")[-1]
+    assert redis.llen("queue:default") == 1
+    start_worker(settings={"queues": None})
+    wait_for(lambda: redis.get("stat:processed") == "1", 15, message="the task's run")
+    tasks_package = "django.tasks" if _django6() else "django_tasks"
+    seen = _shell(django_env, (
+        f"import sys; from {tasks_package} import task_backends\n"
+        f"r = task_backends['default'].get_result({jid!r})\n"
+        "print(r.status, r.return_value, r.task.module_path, r.task.name, r.task.priority, "
+        "'shop.tasks' in sys.modules)"))
+    assert seen == ["SUCCESSFUL", "42", "shop.tasks.add", "add", "3", "False"]
+
+
+def _django6():
+    import django
+
+    return django.VERSION >= (6,)
 
 
 def test_aenqueue_and_aget_result(django_env, redis, start_worker):
@@ -228,14 +269,17 @@ def test_run_after_goes_through_the_schedule(django_env, redis, start_worker):
     assert result.return_value == 3 and result.started_at >= run_after
 
 
-def test_priority_picks_the_band_queue_and_higher_runs_first(django_env, redis, start_worker):
+def test_priority_bands_pick_the_band_queue_and_higher_runs_first(django_env, redis,
+                                                                   start_worker):
+    from forkq.contrib.django import worker_queues
     from shop.tasks import record
 
-    record.using(priority=-5).enqueue("low")
-    record.enqueue("normal")
-    record.using(priority=50).enqueue("high")
+    banded = record.using(backend="banded")
+    banded.using(priority=-5).enqueue("low")
+    banded.enqueue("normal")
+    banded.using(priority=50).enqueue("high")
     assert [redis.llen(f"queue:default{band}") for band in ("-high", "", "-low")] == [1, 1, 1]
-    start_worker(concurrency=1)
+    start_worker(concurrency=1, settings={"queues": worker_queues(["default"], bands=True)})
     wait_for(lambda: redis.llen("shop:ran") == 3, 15, message="three tasks")
     assert redis.lrange("shop:ran", 0, -1) == ["high", "normal", "low"]
 
@@ -253,11 +297,14 @@ def test_retries_show_in_errors_and_attempts(django_env, redis, start_worker):
 
     wait_for(retry_scheduled, 15, message="the first failure")
     assert result.status == TaskResultStatus.READY and result.attempts == 1
+    first_start = result.started_at
     for member in redis.zrange("retry", 0, -1):
         redis.zadd("retry", {member: 0})  # due now: the poller moves it back to its queue
     result = finished(result)
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 2
     assert result.attempts == 2 and [e.exception_class for e in result.errors] == [RuntimeError]
+    # Django: started_at is when the task first started; last_attempted_at, the last run
+    assert result.started_at == first_start < result.last_attempted_at
 
 
 def test_retry_true_follows_the_workers_max_retries(django_env, redis, start_worker):
@@ -286,6 +333,27 @@ def test_the_worker_never_imports_an_unlisted_task_module(django_env, redis, sta
     dead = wait_for(lambda: redis.zrange("dead", 0, -1), 15, message="the job's death")
     assert json.loads(dead[0])["error_class"] == "forkq.contrib.django.registry.UnknownTaskError"
     assert redis.get("shop:imported") is None
+
+
+def test_a_task_pushed_with_three_arguments_still_runs(django_env, redis, start_worker):
+    """RunTask jobs queued before the task's using() settings travelled with it (arguments
+    ``[module_path, args, kwargs]``) run, and read back as the task's own settings."""
+    from forkq import results
+    from forkq.client import build_payload
+    from forkq.contrib.django.jobs import RunTask
+    from forkq.keys import Keys
+    from shop.tasks import add
+
+    payload = build_payload(RunTask, ["shop.tasks.add", [20, 22], {}],
+                            {"retry": 0, "result_ttl": 60}, time.time())
+    for command in results.queued_commands(Keys(), payload, time.time()):
+        redis.execute_command(*command)
+    payload["enqueued_at"] = time.time()
+    redis.sadd("queues", "default")
+    redis.lpush("queue:default", json.dumps(payload))
+    start_worker()
+    result = finished(add.get_result(payload["jid"]))
+    assert result.return_value == 42 and result.task == add
 
 
 def test_mail_is_sent_by_the_worker_through_smtp(django_env, redis, start_worker):
@@ -342,18 +410,92 @@ def test_get_result_of_an_unknown_id_raises(django_env, redis):
         add.get_backend().get_result("e" * 24)
 
 
-def test_enqueue_refuses_what_the_backend_cannot_run(django_env, redis):
+def test_django_checks_the_arguments_first_then_forkq(django_env, redis):
+    """Django's own message for what it refuses; what Django normalises (a tuple becomes a
+    list) is pushed normalised; forkq's rule only for what Django lets through (NaN)."""
+    from datetime import datetime
+
     from forkq.contrib.django.compat import InvalidTask
     from shop.tasks import add
 
-    with pytest.raises(TypeError, match=r"shop.tasks.add.enqueue: args\[0\] is a builtins.tuple"):
-        add.enqueue((1, 2), 3)
-    with pytest.raises(TypeError, match=r"shop.tasks.add.enqueue: kwargs\['b'\] is a "
-                                        r"builtins.set"):
+    with pytest.raises(TypeError, match="Unsupported type"):
+        add.enqueue(datetime.now())
+    with pytest.raises(TypeError, match="Unsupported type"):
         add.enqueue(1, b={2})
+    with pytest.raises(TypeError, match=r"shop.tasks.add.enqueue: args\[0\] is nan"):
+        add.enqueue(float("nan"), 1)
     with pytest.raises(InvalidTask, match="Queue 'nowhere' is not valid"):
         add.using(queue_name="nowhere")
     assert redis.llen("queue:default") == 0
+    result = add.enqueue((1, 2), b=(3,))
+    assert result.args == [[1, 2]] and result.kwargs == {"b": [3]}
+    (pushed,) = [json.loads(text) for text in redis.lrange("queue:default", 0, -1)]
+    assert pushed["args"][1:3] == [[[1, 2]], {"b": [3]}]
+
+
+def test_the_enqueued_result_equals_the_stored_one_with_its_using_settings(django_env, redis):
+    """``enqueue``/``aenqueue`` return what ``get_result`` reads back (one clock read), with
+    the task's ``using()`` settings and backend alias; ``refresh()`` works on a second alias."""
+    from django.utils import timezone
+
+    from forkq import aio
+    from shop.tasks import add
+
+    later = timezone.now() + timedelta(hours=1)
+    tuned = add.using(priority=7, queue_name="emails", run_after=later)
+    sync = tuned.enqueue(1, 2)
+    assert tuned.get_result(sync.id) == sync and add.get_result(sync.id) == sync
+    assert sync.task == tuned and sync.task.run_after == later
+
+    async def pushed_from_a_coroutine():
+        try:
+            return await add.using(priority=-2).aenqueue(3, 4)
+        finally:
+            await aio.aclose()
+
+    coroutine = asyncio.run(pushed_from_a_coroutine())
+    assert add.get_result(coroutine.id) == coroutine and coroutine.task.priority == -2
+    patient = add.using(backend="patient").enqueue(5, 6)
+    found = patient.task.get_result(patient.id)
+    assert found == patient and found.task.backend == "patient" and found.backend == "patient"
+    assert add.get_backend().get_result(patient.id).task.backend == "patient"
+    patient.refresh()
+    assert patient == found
+
+
+def test_inline_and_fake_run_django_tasks(django_env, redis):
+    from forkq import testing
+    from forkq.contrib.django.compat import TaskResultStatus, task_finished
+    from shop.tasks import add, explode, slow_double, whoami
+
+    finished_names = []
+
+    def on_finished(sender, task_result, **kwargs):
+        finished_names.append((task_result.task.name, task_result.status))
+
+    task_finished.connect(on_finished)
+    try:
+        with testing.inline():
+            result = add.enqueue(2, 3)
+            assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 5
+            assert add.get_result(result.id) == result
+            context = whoami.enqueue("me")
+            assert context.return_value == {"attempt": 1, "id": context.id, "label": "me"}
+            with pytest.raises(ValueError, match="boom"):
+                explode.enqueue("boom")
+            assert asyncio.run(slow_double.aenqueue(4)).return_value == 8
+        with testing.fake() as jobs:
+            queued = add.using(priority=1).enqueue(4, 5)
+            assert [j["args"][1] for j in jobs.jobs_for(add)] == [[4, 5]]
+            assert add.get_result(queued.id).status == TaskResultStatus.READY
+            assert jobs.drain() == 1
+            assert add.get_result(queued.id).return_value == 9
+    finally:
+        task_finished.disconnect(on_finished)
+    assert finished_names == [("add", "SUCCESSFUL"), ("whoami", "SUCCESSFUL"),
+                              ("explode", "FAILED"), ("slow_double", "SUCCESSFUL"),
+                              ("add", "SUCCESSFUL")]
+    assert redis.llen("queue:default") == 0 and redis.keys("forkq:result:*") == []
 
 
 def test_tasks_go_through_client_middleware_like_any_job(django_env, redis):
@@ -428,12 +570,14 @@ def test_check_warns_about_queues_the_worker_config_does_not_list(django_env, tm
 
     path = tmp_path / "forkq.yml"
     path.write_text("queues: [emails-high, emails, default]\n")
-    backend = ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": {"CONFIG": str(path)}})
+    banded = {"CONFIG": str(path), "PRIORITY_BANDS": True}
+    backend = ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": banded})
     (warning,) = backend.check()
     assert warning.id == "forkq.W001" and "emails-low" in warning.msg
     assert "emails-high" not in warning.msg
-    path.write_text("queues: [emails-high, emails, emails-low]\n")
     assert ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": {"CONFIG": str(path)}}).check() == []
+    path.write_text("queues: [emails-high, emails, emails-low]\n")
+    assert ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": banded}).check() == []
 
 
 def test_model_arguments_travel_as_references_and_load_fresh_rows(django_env, redis,
@@ -551,3 +695,22 @@ def test_manage_py_check_reports_bad_options_once_from_the_app_config(tmp_path, 
     assert result.returncode == 1, result.stderr
     assert result.stderr.count("forkq.E001") == 1
     assert "TASKS['default']['OPTIONS']: unknown key 'COLOUR'" in result.stderr
+
+
+def test_a_tasks_module_that_fails_to_import_is_named(django_env, tmp_path, monkeypatch):
+    """The set-up imports every installed app's tasks module; one that raises stops it, named."""
+    from django.test import override_settings
+
+    from forkq.contrib.django.setup import discover_tasks
+    from forkq.errors import ConfigError
+
+    package = tmp_path / "brokenapp"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tasks.py").write_text("raise RuntimeError('no database here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with override_settings(INSTALLED_APPS=["shop", "brokenapp"]):
+        with pytest.raises(ConfigError, match=r"could not import the tasks module "
+                                              r"'brokenapp.tasks': RuntimeError: no database"):
+            discover_tasks()
+    assert discover_tasks() == ["shop.tasks", "forkq.contrib.django.mail"]

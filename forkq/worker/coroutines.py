@@ -54,6 +54,7 @@ from ..flow import Flow, within_limits
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 from ..limiter import OverLimit
 from ..log import current_job, job_context, job_extra, job_log, logger, thread_tag
+from ..payload import display_class
 from .fetch import Fetched, FetchMode
 from .outcome import unhandled_reason
 from .recovery import MOVE_ONE
@@ -279,7 +280,7 @@ class CoroutineRunner:
             self.outcome.failed(redis, job.job_class, payload, queue_name, exc,
                                 job_extra(job.context, elapsed), self._retrying,
                                 keeps_result=job.keeps_result)
-        self.outcome.finished(queue_name, payload["class"], elapsed, exc is not None)
+        self.outcome.finished(queue_name, display_class(payload), elapsed, exc is not None)
         return "done" if exc is None else "failed"
 
     def _acknowledge(self, redis, batch: list[Running], processed: int, failed: int) -> None:
@@ -304,7 +305,7 @@ class CoroutineRunner:
         job = next((j for j in list(self.running.values()) if j.task is task and task), None)
         frame = sys._current_frames().get(self.thread.ident)
         stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)\n"
-        what = (f"class={job.payload['class']} jid={job.payload.get('jid')}" if job else
+        what = (f"class={display_class(job.payload)} jid={job.payload.get('jid')}" if job else
                 "(no coroutine job: middleware or forkq)")
         logger.warning("event loop stalled for %.1f s by %s: a coroutine job made a blocking "
                        "call (use await, or asyncio.to_thread for blocking code); every "

@@ -48,7 +48,7 @@ from ..flow.timelimit import raise_in
 from ..job import resolve
 from ..limiter import OverLimit
 from ..log import current_job, job_context, job_extra, job_log, logger, thread_tag
-from ..payload import error_class_name, parse
+from ..payload import display_class, error_class_name, parse
 from .fetch import Fetched, Fetcher, Held, bulk_requeue
 from .outcome import unhandled_reason
 from .retry import ISOLATE_KEY
@@ -74,7 +74,7 @@ class Started:
 
     @property
     def class_name(self) -> str:
-        return self.payload["class"] if self.job_class else "unknown"
+        return display_class(self.payload) if self.job_class else "unknown"
 
 
 class Processor(threading.Thread):
@@ -271,7 +271,7 @@ class Processor(threading.Thread):
                                       attempt=self._attempt, abandoned=lambda: self.abandoned)
             return None
         # log.job_context's tuple, built here without the call: a tenth of a µs a job
-        context = (payload["class"], payload.get("jid"), fetched.queue)
+        context = (display_class(payload), payload.get("jid"), fetched.queue)
         job = Started(fetched, payload, job_class,
                       self.outcome.keeps_result(job_class, payload), job_log.enabled, context)
         if job.verbose:
@@ -353,7 +353,7 @@ class Processor(threading.Thread):
         exc = time_limit_error(payload, limit)
         self.outcome.tell_error_handlers(exc, payload, fetched.queue)
         summary = write_time_limited(self.services, held, payload, job_class, exc)
-        self.outcome.finished(fetched.queue, payload["class"] if job_class else "unknown",
+        self.outcome.finished(fetched.queue, display_class(payload) if job_class else "unknown",
                               time.time() - self.run_at, True)
         logger.error("fail: %s: %s; %s", error_class_name(exc), exc, summary,
                      extra=job_extra(job_context(payload, fetched.queue)))

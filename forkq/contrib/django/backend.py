@@ -5,18 +5,26 @@
                          "OPTIONS": {"REDIS_URL": "redis://localhost:6379/0"}}}
 
 Runs in the application's processes (enqueue, results) and in forkq's workers (which define
-the tasks by importing their modules, listed under ``require:``). Every task is pushed as a
-``RunTask`` job (``jobs.py``) whose ``jid`` is the ``TaskResult``'s ``id``.
+the tasks by importing their installed apps' ``tasks`` modules and ``require:``). Every task is
+pushed as a ``RunTask`` job (``jobs.py``) whose ``jid`` is the ``TaskResult``'s ``id``, whose
+``wrapped`` field is the task's module path (logs, the web UI and metrics show that name) and
+whose arguments carry the task's ``using()`` settings (``records.py``).
 
+- Arguments are checked by Django first (``TaskResult`` normalises them to JSON: its
+  ``TypeError`` names the unsupported type), then by forkq's rule (no NaN, no non-string keys);
+  what is pushed is the normalised form, which is what the task receives and the result shows.
 - ``run_after`` puts the job in forkq's ``schedule`` (it runs once due, as ``perform_at``).
-- Priority chooses among three queues per task queue, to be listed in strict order by the
-  worker (``worker_queues()`` gives the list): priority > 0 goes to ``<queue>-high``,
-  0 to ``<queue>`` itself, < 0 to ``<queue>-low``. Within a band, jobs run in push order.
+- Priority is kept with the task (``get_result`` shows it). It picks a queue only with
+  ``PRIORITY_BANDS`` (``options.py``): priority > 0 goes to ``<queue>-high``, 0 to ``<queue>``,
+  < 0 to ``<queue>-low``, listed in strict order by the worker (``worker_queues()``). Without
+  it every task goes to its own queue, which a worker with the default configuration takes.
+- The ``TaskResult`` that ``enqueue`` returns equals ``get_result(id)`` until the job starts:
+  ``enqueued_at`` is the push's one clock read, which the ``queued`` record also holds.
 - Results are kept ``RESULT_TTL`` seconds (``forkq.results``) and read by ``get_result``.
-- Arguments must be JSON-native (forkq's rule, checked at enqueue; tuples are refused).
 - A task is pushed as any job is (``Client.prepare``, then ``Client.push_prepared`` or, for
   ``aenqueue``, ``Client.admit`` and ``aio.push_payloads``): client middleware runs for tasks.
   A push the middleware stops sends no ``task_enqueued``; its result is never found.
+- Under ``forkq.testing.inline()``/``fake()`` tasks go to the test sink, as any job does.
 """
 
 from __future__ import annotations
@@ -27,16 +35,19 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from ... import aio, results
+from ... import client as forkq_client
 from ...payload import check_args, check_value
 
-from . import options, registry
-from .compat import BaseTaskBackend, InvalidTask, TaskResultDoesNotExist, task_enqueued
-from .jobs import RunTask
+from . import options, records, registry
+from .compat import (BaseTaskBackend, InvalidTask, TaskResult, TaskResultDoesNotExist,
+                     TaskResultStatus, task_enqueued)
+from .jobs import RESULTS_UNDER_TEST, RunTask
 from .taskresults import to_task_result
 
 
 def queue_for(queue_name: str, priority: int) -> str:
-    """The forkq queue of a task queue and priority (see the module's docstring)."""
+    """The forkq queue of a task queue and priority with ``PRIORITY_BANDS`` (see the
+    module's docstring)."""
     if priority > 0:
         return f"{queue_name}-high"
     if priority < 0:
@@ -44,11 +55,19 @@ def queue_for(queue_name: str, priority: int) -> str:
     return queue_name
 
 
-def worker_queues(queue_names) -> list[str]:
-    """The forkq queues to list, in this strict order, under ``queues:`` of the worker."""
+def worker_queues(queue_names, bands: bool = True) -> list[str]:
+    """The forkq queues to list, in this strict order, under ``queues:`` of the worker; with
+    ``bands`` False (no ``PRIORITY_BANDS``), the task queues themselves."""
     names = sorted(queue_names)
+    if not bands:
+        return names
     return ([queue_for(name, 1) for name in names] + names
             + [queue_for(name, -1) for name in names])
+
+
+def _under_test() -> bool:
+    """Whether ``forkq.testing``'s ``inline()`` or ``fake()`` holds the process's pushes."""
+    return forkq_client.default().sink is not None
 
 
 class ForkqBackend(BaseTaskBackend):
@@ -62,7 +81,7 @@ class ForkqBackend(BaseTaskBackend):
         self.settings = options.parse(self.options, alias)
 
     def worker_queues(self) -> list[str]:
-        return worker_queues(self.queues)
+        return worker_queues(self.queues, self.settings.priority_bands)
 
     # --- definition
 
@@ -70,76 +89,100 @@ class ForkqBackend(BaseTaskBackend):
         super().validate_task(task)
         if task.func.__module__ == "__main__":
             raise InvalidTask(f"task {task.name!r} is defined in __main__, which a worker cannot "
-                              f"import; define it in a module listed under 'require:'")
-        registry.register(task)
+                              f"import; define it in an installed app's tasks.py")
+        if not getattr(task.func, "forkq_stand_in", False):
+            registry.register(task)
 
     # --- enqueue
 
     def enqueue(self, task, args, kwargs):
         producer = self._client()
-        prepared, at = self._prepare(producer, task, args, kwargs)
+        draft, prepared, at = self._prepare(producer, task, args, kwargs)
         pushed = producer.push_prepared(prepared, at)
-        return self._enqueued(task, prepared.payload, args, kwargs, pushed)
+        return self._enqueued(draft, prepared.payload, pushed)
 
     async def aenqueue(self, task, args, kwargs):
         producer = self._client()
-        prepared, at = self._prepare(producer, task, args, kwargs)
+        draft, prepared, at = self._prepare(producer, task, args, kwargs)
         admitted = producer.admit([prepared])
-        pushed = bool(admitted) and bool(await aio.push_payloads(admitted, at, producer))
-        return self._enqueued(task, prepared.payload, args, kwargs, pushed)
+        pushed = bool(admitted) and bool(await aio.push_payloads(
+            admitted, at, producer, now=prepared.payload["created_at"]))
+        return self._enqueued(draft, prepared.payload, pushed)
 
-    def _prepare(self, producer, task, args, kwargs) -> tuple[Any, float | None]:
-        """The ``RunTask`` push of a task (``Client.prepare``) and its run time."""
+    def _prepare(self, producer, task, args, kwargs):
+        """Django's checks (the task, then its arguments, by building the ``TaskResult``),
+        then forkq's; the ``RunTask`` push (``Client.prepare``) and its run time."""
         self.validate_task(task)
+        draft = TaskResult(task=task, id="", status=TaskResultStatus.READY, enqueued_at=None,
+                           started_at=None, finished_at=None, last_attempted_at=None,
+                           args=args, kwargs=kwargs, backend=self.alias, errors=[],
+                           worker_ids=[])
         where = f"{task.module_path}.enqueue"
-        args = list(args)
-        check_args(args, where)
-        kwargs = dict(kwargs)
-        for name, value in kwargs.items():
+        check_args(draft.args, where)
+        for name, value in draft.kwargs.items():
             check_value(value, f"{where}: kwargs[{name!r}]")
-        job_options = {"queue": queue_for(task.queue_name, task.priority),
-                       "retry": self.settings.retry, "result_ttl": self.settings.result_ttl}
+        queue = (queue_for(task.queue_name, task.priority) if self.settings.priority_bands
+                 else task.queue_name)
+        job_options = {"queue": queue, "retry": self.settings.retry,
+                       "result_ttl": self.settings.result_ttl}
         at = task.run_after.timestamp() if task.run_after is not None else None
-        prepared = producer.prepare(RunTask, [task.module_path, args, kwargs], job_options, at,
-                                    where=where)
-        return prepared, at
+        prepared = producer.prepare(RunTask, records.pack(task, draft.args, draft.kwargs),
+                                    job_options, at, where=where)
+        prepared.payload["wrapped"] = task.module_path
+        return draft, prepared, at
 
-    def _enqueued(self, task, payload: dict[str, Any], args, kwargs, pushed: bool):
+    def _enqueued(self, draft, payload: dict[str, Any], pushed: bool):
         queued = results.Result(jid=payload["jid"], status=results.QUEUED,
                                 enqueued_at=payload["created_at"])
-        task_result = to_task_result(task, payload["jid"], queued, list(args), dict(kwargs))
+        task_result = to_task_result(draft.task, payload["jid"], queued, draft.args,
+                                     draft.kwargs)
         if pushed:
             task_enqueued.send(type(self), task_result=task_result)
+        if _under_test():  # inline() ran it already: its result; fake() holds it: READY
+            return RESULTS_UNDER_TEST.setdefault(payload["jid"], task_result)
         return task_result
 
     # --- results
 
     def get_result(self, result_id: str):
+        if _under_test():
+            return self._result_under_test(result_id)
         return self._task_result(result_id, results.get(result_id, self._client().source))
 
     async def aget_result(self, result_id: str):
+        if _under_test():
+            return self._result_under_test(result_id)
         return self._task_result(result_id, await results.aget(result_id,
                                                                self._client().source))
+
+    def _result_under_test(self, result_id: str):
+        found = RESULTS_UNDER_TEST.get(result_id)
+        if found is None:
+            raise TaskResultDoesNotExist(f"no result {result_id!r} enqueued under "
+                                         f"forkq.testing")
+        return found
 
     def _task_result(self, result_id: str, result: results.Result | None):
         if result is None:
             raise TaskResultDoesNotExist(f"no result {result_id!r} (unknown, or older than "
                                          f"RESULT_TTL={self.settings.result_ttl} s)")
-        if result.class_name != RunTask.wire_name() or len(result.args) != 3:
+        record = records.unpack(result.args)
+        if result.class_name != RunTask.wire_name() or record is None:
             raise TaskResultDoesNotExist(f"{result_id!r} is the result of the forkq job "
                                          f"{result.class_name!r}, not of a task")
-        module_path, args, kwargs = result.args
         try:
-            task = registry.lookup(module_path)
-        except registry.UnknownTaskError as exc:
+            task = records.task_of(record, self.alias)
+        except InvalidTask as exc:
             raise TaskResultDoesNotExist(f"result {result_id!r}: {exc}") from None
-        return to_task_result(task, result_id, result, args, kwargs)
+        return to_task_result(task, result_id, result, record.args, record.kwargs)
 
     # --- configuration
 
     def _client(self):
         if self.settings.problems:
             raise ImproperlyConfigured("; ".join(self.settings.problems))
+        if _under_test():
+            return forkq_client.default()  # inline() or fake(): every job goes to its sink
         return self.settings.client()
 
     def check(self, **kwargs):

@@ -1,7 +1,8 @@
 """``RunTask``: the one forkq job that runs every Django task, in a forkq worker's thread.
 
-Its arguments are ``[module_path, args, kwargs]``; the task is looked up among the tasks this
-process defined (``registry``), never imported from the payload. The job itself only calls the
+Its arguments are ``[module_path, args, kwargs, settings]`` (``records.py``); the task is looked
+up among the tasks this process defined (``registry``), never imported from the payload, and
+given its ``using()`` settings back. The job itself only calls the
 task (with a ``TaskContext`` when it ``takes_context``); the task's run protocol is a server
 middleware the Django set-up registers in forkq's hooks (``task_protocol``): record the run as
 started, send ``task_started``, let the job run, record the value or the error, send
@@ -14,12 +15,14 @@ The protocol writes the task's results (the backend owns its tasks' results). A 
 ``READY`` when forkq will retry it, else ``FAILED``: decided here with the inputs the worker's
 retry writer uses (``retry.decide``): the payload's ``retry``, ``RunTask``'s hook options and the
 worker's ``max_retries``, which the worker's config gives the process's source (``use_config``).
+Under ``forkq.testing`` the job runs the task itself (``run_under_test``), results in memory.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from ... import Job, results
@@ -28,7 +31,7 @@ from ...errors import ConfigError, Shutdown
 from ...ident import identity
 from ...job import hooks_of
 
-from . import registry
+from . import records
 from .compat import TaskContext, task_finished, task_started
 from .taskresults import to_task_result
 
@@ -37,7 +40,8 @@ class RunTask(Job):
     #: tells the processor not to record this job's results: ``task_protocol`` records them
     records_own_result = True
 
-    def perform(self, module_path: str, args: list, kwargs: dict) -> Any:
+    def perform(self, module_path: str, args: list, kwargs: dict,
+                settings: dict | None = None) -> Any:
         running = getattr(self, "task_result", None)
         if running is None:
             raise ConfigError("a Django task ran without forkq's Django set-up (no result, no "
@@ -45,21 +49,51 @@ class RunTask(Job):
                               "list forkq.contrib.django.boot first under require:")
         return call(self.task, running, args, kwargs)
 
+    def run_under_test(self, payload: dict[str, Any]) -> Any:
+        """How ``forkq.testing``'s ``inline()``/``fake()`` run a task: in this thread, with
+        its signals, the result kept in memory (``RESULTS_UNDER_TEST``), not in Redis. A
+        failure is raised on, as ``inline()`` does for any job."""
+        record = records.unpack(payload["args"])
+        if record is None:
+            return self.perform(*payload["args"])  # fails, naming its arguments
+        task = records.task_of(record, "default")
+        sender, now = type(task.get_backend()), time.time()
+        trace = {"status": results.RUNNING, "enqueued_at": payload.get("created_at", now),
+                 "started_at": now, "worker_ids": ["forkq.testing"], "errors": []}
+        self.task, self.task_result = task, _task_result(task, self.jid, trace, record)
+        task_started.send(sender, task_result=self.task_result)
+        try:
+            trace["value"] = call(task, self.task_result, record.args, record.kwargs)
+            trace["status"] = results.SUCCEEDED
+        except BaseException as exc:
+            trace["status"] = results.FAILED
+            trace["errors"].append(results.error_of(exc))
+            raise
+        finally:
+            trace["finished_at"] = time.time()
+            finished = RESULTS_UNDER_TEST[self.jid] = _task_result(task, self.jid, trace, record)
+            task_finished.send(sender, task_result=finished)
+        return trace["value"]
+
+
+#: jid → the ``TaskResult`` of a task run by ``forkq.testing`` (read by ``get_result`` there)
+RESULTS_UNDER_TEST: dict[str, Any] = {}
+
 
 def task_protocol(job, payload: dict[str, Any], queue: str, call_next) -> Any:
     """Server middleware that the Django set-up registers in forkq's hooks: around a
     ``RunTask`` job, find the task, record the run as started, send ``task_started``, let the
     job call the task, record the value or the error and send ``task_finished``. Other jobs
     pass through."""
-    if not isinstance(job, RunTask) or len(payload["args"]) != 3:
+    record = records.unpack(payload["args"]) if isinstance(job, RunTask) else None
+    if record is None:
         return call_next()  # a malformed RunTask fails in perform, naming its arguments
-    module_path, args, kwargs = payload["args"]
-    task = registry.lookup(module_path)
+    task = records.task_of(record, "default", strict=True)
     sender = type(task.get_backend())
     source = default_source()
     recorder, redis = results.ResultRecorder(source.keys), source.redis
-    record = recorder.started(redis, payload, worker_id())
-    job.task, job.task_result = task, _task_result(task, job.jid, record, args, kwargs)
+    written = recorder.started(redis, payload, worker_id())
+    job.task, job.task_result = task, _task_result(task, job.jid, written, record)
     task_started.send(sender, task_result=job.task_result)
     try:
         value = call_next()
@@ -67,17 +101,17 @@ def task_protocol(job, payload: dict[str, Any], queue: str, call_next) -> Any:
         raise
     except BaseException as exc:
         retried = _will_retry(job, payload, exc, source.settings.max_retries)
-        record = recorder.failed(redis, payload, exc, retried, record)
-        task_finished.send(sender, task_result=_task_result(task, job.jid, record, args, kwargs))
+        written = recorder.failed(redis, payload, exc, retried, written)
+        task_finished.send(sender, task_result=_task_result(task, job.jid, written, record))
         raise
-    record = recorder.succeeded(redis, payload, value, record)
-    task_finished.send(sender, task_result=_task_result(task, job.jid, record, args, kwargs))
+    written = recorder.succeeded(redis, payload, value, written)
+    task_finished.send(sender, task_result=_task_result(task, job.jid, written, record))
     return value
 
 
-def _task_result(task, jid: str, record: dict | None, args: list, kwargs: dict):
-    result = results.decode_record(jid, record) if record is not None else None
-    return to_task_result(task, jid, result, args, kwargs)
+def _task_result(task, jid: str, written: dict | None, record: records.Record):
+    result = results.decode_record(jid, written) if written is not None else None
+    return to_task_result(task, jid, result, record.args, record.kwargs)
 
 
 def _will_retry(job, payload: dict[str, Any], exc: BaseException, max_retries: int) -> bool:

@@ -13,8 +13,8 @@ Before (``EMAIL_BACKEND``): the worker delivers with ``FORKQ_EMAIL_BACKEND``.
 
 Each message becomes one ``send_email`` task, on the ``FORKQ_EMAIL_QUEUE`` queue (default
 ``default``) of the ``FORKQ_EMAIL_TASK_BACKEND`` tasks backend (default ``default``), so a
-failed delivery is retried as any task. The worker must define the task: list
-``forkq.contrib.django.mail`` under its ``require:``.
+failed delivery is retried as any task. The worker's Django set-up defines the task when the
+settings use this backend (``setup.discover_tasks``); nothing needs listing under ``require:``.
 
 A message travels as JSON: subject, body, addresses, headers, alternatives and attachments
 given as ``(filename, content, mimetype)`` (bytes travel base64-encoded). A ``MIMEBase``

@@ -3,8 +3,8 @@
 Statuses: ``queued`` is ``READY`` (also after a failed run that forkq will retry), ``running``
 is ``RUNNING``, ``succeeded`` is ``SUCCESSFUL``, ``failed`` is ``FAILED``. ``errors`` hold one
 ``TaskError`` per failed run (class path and traceback); ``worker_ids`` one worker identity per
-run started, so ``attempts`` counts runs. ``started_at`` and ``last_attempted_at`` are both the
-start of the last run.
+run started, so ``attempts`` counts runs. ``started_at`` is the start of the first run (Django's
+definition), ``last_attempted_at`` that of the last.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ def to_task_result(task, jid: str, result: results.Result | None, args: list,
     """The ``TaskResult`` of task ``task`` run as job ``jid``; ``result`` None means none kept
     yet (a task just pushed)."""
     result = result or results.Result(jid=jid, status=results.QUEUED)
-    started = when(result.started_at)
+    last = when(result.started_at)
+    first = when(result.first_started_at) if result.first_started_at is not None else last
     made = TaskResult(task=task, id=jid, status=STATUSES[result.status],
-                      enqueued_at=when(result.enqueued_at), started_at=started,
-                      finished_at=when(result.finished_at), last_attempted_at=started,
+                      enqueued_at=when(result.enqueued_at), started_at=first,
+                      finished_at=when(result.finished_at), last_attempted_at=last,
                       args=args, kwargs=kwargs, backend=task.backend,
                       errors=[task_error(error) for error in result.errors],
                       worker_ids=list(result.worker_ids))
