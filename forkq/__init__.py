@@ -10,8 +10,8 @@ import importlib as _importlib
 from .client import configure
 from .connection.source import default_source as _default_source
 from .hooks import registry as _hooks
-from .errors import (ConfigError, Shutdown, SoftTimeLimitExceeded, TimeLimitExceeded,
-                     UnknownJobError)
+from .errors import (Cancelled, ConfigError, Shutdown, SoftTimeLimitExceeded,
+                     TimeLimitExceeded, UnknownJobError)
 from .job import Job, job
 
 __version__ = "0.1.0"
@@ -21,7 +21,7 @@ _LAZY_MODULES = ("aio", "limiter")
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
            "error_handlers", "death_handlers", "register_periodic", "result", "aresult",
-           "ConfigError", "Shutdown", "SoftTimeLimitExceeded", "TimeLimitExceeded",
+           "cancel", "Cancelled", "ConfigError", "Shutdown", "SoftTimeLimitExceeded", "TimeLimitExceeded",
            "UnknownJobError", "__version__"]
 
 #: callables (exc, context) run when a job raises; context holds job (payload) and queue
@@ -63,19 +63,31 @@ def register_periodic(name, job, *, cron=None, every=None, args=(), queue=None, 
                     missed=missed)
 
 
-def result(jid: str):
+def result(jid: str, wait: float | None = None):
     """The result of job ``jid`` (``forkq.results.Result``: ``status``, ``value``, ``error``,
-    timestamps), or None when it is unknown, expired, or kept none (``result_ttl`` unset)."""
+    timestamps), or None when it is unknown, expired, or kept none (``result_ttl`` unset).
+
+    ``wait=30`` blocks up to 30 s until the status is final (succeeded, failed, cancelled),
+    without polling; a job that keeps no result returns None at once."""
     from . import results
 
-    return results.get(jid)
+    return results.get(jid, wait=wait)
 
 
-async def aresult(jid: str):
+async def aresult(jid: str, wait: float | None = None):
     """``result`` for coroutines, read on ``redis.asyncio`` (never blocks the event loop)."""
     from . import results
 
-    return await results.aget(jid)
+    return await results.aget(jid, wait=wait)
+
+
+def cancel(jid: str):
+    """Cancel job ``jid``; returns where it was found: ``"queued"``, ``"scheduled"``,
+    ``"retry"`` (removed), ``"running"`` (a worker holds it: interrupted within about a second,
+    or dropped before it starts), or None (found nowhere). See ``forkq.flow.cancel``."""
+    from .flow.cancel import cancel as cancel_job
+
+    return cancel_job(jid)
 
 
 def __getattr__(name: str):

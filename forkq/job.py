@@ -67,6 +67,9 @@ class Job:
     #: set on the instance by the processor before perform()
     jid: str
     payload: dict[str, Any]
+    #: set by the worker that runs the job: its process's copy of the cancels
+    #: (``flow.cancel.CancelView``); None elsewhere
+    cancels: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -80,6 +83,12 @@ class Job:
 
     def perform(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
+
+    def cancelled(self) -> bool:
+        """Whether this job was cancelled (``forkq.cancel``) while it runs, for a long job to
+        check between steps; no round trip (its worker learns of cancels twice a second).
+        Always False outside a worker (inline tests, direct calls)."""
+        return self.cancels is not None and self.cancels.requested(getattr(self, "jid", None))
 
     @classmethod
     def wire_name(cls) -> str:

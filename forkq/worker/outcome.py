@@ -13,6 +13,8 @@ Redis is away (the caller decides until when). Steps:
 - ``succeeded``: the result record, then the unique lock released at success.
 - ``failed``: the error handlers, the retry writer's retry or death (``retry.py``), one log
   line saying what happens next, the result record.
+- ``cancelled``: a job cancelled before or while it ran (``flow/cancel.py``): result record,
+  unique lock, counter; never retried, never dead.
 - ``bury``: a payload forkq cannot run, or a job it failed to handle, goes to the dead set
   raw, with the reason.
 - ``finished``: the observer (metrics) counts the job.
@@ -28,6 +30,7 @@ from ..client import new_jid
 from ..dead import envelope
 from ..errors import UnknownJobError
 from ..flow import unique
+from ..flow.cancel import ended_cancelled
 from ..job import hooks_of
 from ..log import logger
 from ..payload import error_class_name
@@ -44,10 +47,12 @@ def unhandled_reason(exc: BaseException) -> str:
 
 
 class OutcomeWriter:
-    def __init__(self, *, keys, identity: str, middleware, error_handlers, results,
+    def __init__(self, *, keys, identity: str, cancels, middleware, error_handlers, results,
                  retry_writer, dead_set, observer) -> None:
         self.keys = keys
         self.identity = identity
+        #: the process's copy of the cancels, which each job instance can ask (``cancelled()``)
+        self.cancels = cancels
         self.middleware = middleware
         self.error_handlers = error_handlers
         self.results = results
@@ -94,8 +99,7 @@ class OutcomeWriter:
             inner.coroutine.close()  # a middleware skipped the job
         return inner.value
 
-    @staticmethod
-    def _instance(job_class, payload: dict[str, Any]):
+    def _instance(self, job_class, payload: dict[str, Any]):
         if job_class is None:
             raise UnknownJobError(
                 f"unknown job class {payload['class']!r}: no module listed under 'require:' "
@@ -103,6 +107,7 @@ class OutcomeWriter:
         instance = job_class()
         instance.jid = payload.get("jid")
         instance.payload = payload
+        instance.cancels = self.cancels
         return instance
 
     # --- what it left
@@ -155,6 +160,14 @@ class OutcomeWriter:
                 handler(exc, {"job": payload, "queue": queue})
             except Exception:
                 logger.exception("error handler %r failed", handler)
+
+    def cancelled(self, redis, payload: dict[str, Any], queue: str, attempt: Attempt, *,
+                  started: bool, record: dict | None = None) -> None:
+        """End a cancelled job (``started``: interrupted while it ran, else dropped before)."""
+        logger.info("cancelled %s in queue %s", "while running" if started else "before it "
+                    "started", queue,
+                    extra={"ctx": f"class={payload.get('class')} jid={payload.get('jid')}"})
+        attempt(lambda: ended_cancelled(redis, self.keys, payload, record))
 
     def bury(self, redis, fetched: Fetched, reason: str, attempt: Attempt) -> None:
         """Send a payload forkq cannot run to the dead set, raw, with the reason."""

@@ -42,9 +42,9 @@ from typing import Any, Callable
 import redis as redis_py
 
 from ..connection.health import retrying
-from ..errors import MalformedJobError, Shutdown, SoftTimeLimitExceeded
+from ..errors import Cancelled, MalformedJobError, Shutdown, SoftTimeLimitExceeded
 from ..flow import Flow, time_limit_error
-from ..flow.timelimit import raise_in
+from ..flow.timelimit import clear_pending, raise_in
 from ..job import resolve
 from ..limiter import OverLimit
 from ..log import job_log, logger, thread_tag
@@ -54,6 +54,9 @@ from .outcome import unhandled_reason
 from .retry import ISOLATE_KEY
 
 _ISOLATE_MARK = f'"{ISOLATE_KEY}"'
+#: seconds a job interrupted by a cancel has to end before it is handled as stuck (its
+#: thread is taken from it and the process replaced, as at a hard time limit)
+CANCEL_GRACE = 5.0
 
 
 @dataclass(eq=False)
@@ -69,6 +72,8 @@ class Started:
     record: dict | None = None
     #: ``perf_counter`` when perform began
     began: float = 0.0
+    #: its time-limit watch, if it has limits
+    limited: Any = None
 
     @property
     def where(self) -> str:
@@ -99,12 +104,18 @@ class Processor(threading.Thread):
         self.redis = services.make_redis()
         self.fetcher = Fetcher(self.redis, services.keys, queues=services.queues,
                                mode=services.fetch_mode, lists=services.private_lists(index),
-                               thread_index=index, idle_plan=services.idle_plan)
+                               thread_index=index, idle_plan=services.idle_plan,
+                               paused=services.paused)
         self.flow = Flow(redis=self.redis, keys=services.keys, observer=services.observer,
                          attempt=self._attempt, source=self.fetcher,
                          watchdog=services.watchdog)
         #: the time-limit watch of the running job, if it has limits
         self.limited = None
+        #: the job in perform now, and the watch of the cancel raised in it (at most one a job;
+        #: both under ``lock``)
+        self.performing: Started | None = None
+        self.cancel_watch = None
+        services.cancels.listen(self.cancel_if_running)
 
     # --- the loop
 
@@ -128,7 +139,7 @@ class Processor(threading.Thread):
     def _step(self) -> None:
         jobs = self._retrying(self.fetcher.fetch)
         if not jobs and not self.services.quiet.is_set():
-            jobs = self._retrying(self.fetcher.wait)
+            jobs = self._retrying(lambda: self.fetcher.wait(self.services.quiet))
         if jobs:
             self._run_batch(jobs)
 
@@ -240,6 +251,8 @@ class Processor(threading.Thread):
             value = self._run(job)
         except Shutdown:
             raise
+        except Cancelled:
+            return self._cancelled(job)
         except OverLimit as over:
             if not self.abandoned:
                 self.flow.postpone(fetched, job.payload, over)
@@ -256,6 +269,10 @@ class Processor(threading.Thread):
         except MalformedJobError as exc:
             self.outcome.bury(self.redis, fetched, str(exc), self._attempt)
             self._count(failed=True)
+            return None
+        if self._cancel_requested(fetched, payload):
+            self.outcome.cancelled(self.redis, payload, fetched.queue, self._attempt,
+                                   started=False)
             return None
         job_class = resolve(payload["class"])
         if "expires_in" in payload and self.flow.expired(fetched, payload):
@@ -283,21 +300,38 @@ class Processor(threading.Thread):
             limited = self.flow.watch(payload, self.soft_limit_hit, lambda limit, entry: (
                 self.time_limit_hit(job.fetched, payload, job.job_class, limit, entry)))
         job.began = time.perf_counter()
-        self.limited = limited
+        self.limited = job.limited = limited
+        with self.lock:
+            self.performing = job
         try:
             return self.outcome.perform(job.job_class, payload, job.fetched.queue)
         finally:
-            if limited is not None:
-                # Under the lock: time_limit_hit checks it there, and must not take a job
-                # whose perform has returned.
-                with self.lock:
-                    self.limited = None
-                self.flow.unwatch(limited, self.ident)
+            if self._stop_performing(job):
+                raise Cancelled(f"cancelled while running (jid={payload.get('jid')})")
+
+    def _stop_performing(self, job: Started) -> bool:
+        """The job left perform (repeatable: a cancel's exception may arrive in the middle):
+        no watch calls back any more. True when a cancel was raised in this thread for it; an
+        exception of it not seen yet is withdrawn (the caller ends the job as cancelled)."""
+        with self.lock:
+            # Under the lock: time_limit_hit and cancel_if_running check these there, and
+            # must not act on a job whose perform has returned.
+            self.performing = self.limited = None
+            watch, self.cancel_watch = self.cancel_watch, None
+        if job.limited is not None:
+            self.flow.unwatch(job.limited, self.ident)
+        if watch is None:
+            return False
+        watch.close()
+        clear_pending(self.ident)
+        return True
 
     def _failed(self, job: Started, exc: BaseException) -> bool:
         elapsed = time.perf_counter() - job.began
         if self.abandoned:
             return False
+        if self.services.cancels.requested(job.payload.get("jid")):
+            return self._cancelled(job)  # it failed once cancelled: not retried
         self.outcome.failed(self.redis, job.job_class, job.payload, job.fetched.queue, exc,
                             f"{job.where} elapsed={elapsed:.3f}", self._attempt,
                             keeps_result=job.keeps_result, record=job.record)
@@ -312,6 +346,15 @@ class Processor(threading.Thread):
                                owned=lambda: not self.abandoned)
         return self._finished(job, elapsed, failed=False)
 
+    def _cancelled(self, job: Started) -> bool:
+        self._stop_performing(job)
+        elapsed = time.perf_counter() - job.began
+        if self.abandoned:
+            return False
+        self.outcome.cancelled(self.redis, job.payload, job.fetched.queue, self._attempt,
+                               started=True, record=job.record)
+        return self._finished(job, elapsed, failed=False)
+
     def _finished(self, job: Started, elapsed: float, failed: bool) -> bool:
         if self.abandoned:
             return False
@@ -323,6 +366,44 @@ class Processor(threading.Thread):
         counters = self.fetcher.counters
         counters.processed += 1
         counters.failed += failed
+
+    # --- cancels: called by the control watch (``flow/control.py``) and the watchdog
+
+    def _cancel_requested(self, fetched: Fetched, payload: dict[str, Any]) -> bool:
+        """Whether the job was cancelled before it started: this process knows (no round
+        trip), or the fetch flagged it and its mark is there (a round trip, flagged jobs only)."""
+        jid = payload.get("jid")
+        if self.services.cancels.requested(jid):
+            return True
+        if not fetched.maybe_cancelled or not isinstance(jid, str):
+            return False
+        return self._attempt(lambda: self.redis.zscore(self.services.keys.cancels, jid)) \
+            is not None
+
+    def cancel_if_running(self, jids: set[str]) -> None:
+        """Raise ``Cancelled`` in the job if it is one of ``jids``, once; past ``CANCEL_GRACE``
+        a job still running is handled as stuck (``cancel_stuck``)."""
+        with self.lock:
+            job = self.performing
+            if job is None or self.cancel_watch is not None or job.payload.get("jid") not in jids:
+                return
+            raise_in(self.ident, Cancelled)
+            self.cancel_watch = self.services.watchdog.watch(
+                None, CANCEL_GRACE, None, lambda: self.cancel_stuck(job))
+
+    def cancel_stuck(self, job: Started) -> None:
+        """A cancelled job still runs after ``CANCEL_GRACE`` (it caught ``Cancelled``, or is
+        blocked in C code): take the batch from this thread, end the job as cancelled, put the
+        batch's other jobs back, and retire the process, as at a hard time limit."""
+        with self.lock:
+            if self.abandoned or self.performing is not job:
+                return
+            held = self._abandon()
+        payload = job.payload
+        summary = write_cancel_stuck(self.services, held, payload, job.fetched.queue)
+        logger.error("a cancelled job did not end within %g s; %s", CANCEL_GRACE, summary,
+                     extra={"ctx": job.where})
+        self.services.retire(f"jid={payload.get('jid')} ignored its cancel")
 
     # --- time limits: called by the watchdog thread (``timelimit.py``)
 
@@ -364,6 +445,23 @@ class Processor(threading.Thread):
     def _attempt(self, call: Callable[[], Any]) -> Any:
         """A write about a job: retried past the quiet, until the process stops."""
         return self._retrying(call, until_stopped=False)
+
+
+def write_cancel_stuck(services, held: Held, payload, queue: str) -> str:
+    """End a cancelled job that did not stop, then put back what its thread held but that job
+    (``Processor.cancel_stuck``); returns what happened, for the log."""
+    if not held.known:
+        return "this thread's lists are left for recovery (its mark drops the job there)"
+    redis = services.make_redis()
+    try:
+        services.outcome.cancelled(redis, payload, queue, lambda write: write(), started=True)
+        held.jobs, held.processed = held.jobs[1:], held.processed + 1
+        bulk_requeue(redis, services.keys, [held])
+        return "ended as cancelled; this process is replaced"
+    except redis_py.RedisError as error:
+        return f"not written ({error}): this thread's lists are left for recovery"
+    finally:
+        redis.close()
 
 
 def write_time_limited(services, held: Held, payload, job_class, exc) -> str:
