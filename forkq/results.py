@@ -239,22 +239,22 @@ def get(jid: str, source=None, wait: float | None = None) -> Result | None:
 
     ``wait`` (seconds): block until the result is final (``Result.finished``) or the time is
     up, then return the record as it is; a jid with no record returns None at once (there is
-    nothing that would announce its end). The wait holds a connection of its own, opened for
-    the call, so that any number of threads can wait at once."""
+    nothing that would announce its end). A wait holds a connection of its own, opened for
+    the call, so that any number of threads or coroutines can wait at once."""
     slices = _slices(wait)
     source = source or default_source()
     key = source.keys.result(jid)
-    found = decode(jid, source.redis.get(key))
-    if not slices or found is None or found.finished:
-        return found
+    if not slices:
+        return decode(jid, source.redis.get(key))
     from . import connection
 
     blocker = connection.make_client(source.url(), single_connection_client=True)
     try:
-        for seconds in slices:
-            if blocker.blmove(*_rotate(source.keys.done(jid)), seconds) is not None:
-                break
-        return decode(jid, blocker.get(key))
+        found = decode(jid, blocker.get(key))
+        for seconds in slices if found is not None and not found.finished else ():
+            if blocker.blmove(*_rotate(source.keys.done(jid), seconds)) is not None:
+                return decode(jid, blocker.get(key))
+        return found if found is None or found.finished else decode(jid, blocker.get(key))
     finally:
         blocker.close()
 
@@ -265,14 +265,18 @@ async def aget(jid: str, source=None, wait: float | None = None) -> Result | Non
 
     slices = _slices(wait)
     source = source or default_source()
-    client, key = aio.redis(source), source.keys.result(jid)
-    found = decode(jid, await client.get(key))
-    if not slices or found is None or found.finished:
-        return found
-    for seconds in slices:
-        if await client.blmove(*_rotate(source.keys.done(jid)), seconds) is not None:
-            break
-    return decode(jid, await client.get(key))
+    key = source.keys.result(jid)
+    if not slices:
+        return decode(jid, await aio.redis(source).get(key))
+    blocker = aio.own_client(source)
+    try:
+        found = decode(jid, await blocker.get(key))
+        for seconds in slices if found is not None and not found.finished else ():
+            if await blocker.blmove(*_rotate(source.keys.done(jid), seconds)) is not None:
+                return decode(jid, await blocker.get(key))
+        return found if found is None or found.finished else decode(jid, await blocker.get(key))
+    finally:
+        await blocker.aclose()
 
 
 def _slices(wait: float | None) -> list[float]:
@@ -284,7 +288,7 @@ def _slices(wait: float | None) -> list[float]:
     return [WAIT_SLICE] * int(whole) + ([rest] if rest >= 0.001 else [])
 
 
-def _rotate(done: str) -> tuple:
-    """``BLMOVE`` arguments that move the done list's item onto the same list: the waiter
+def _rotate(done: str, seconds: float) -> tuple:
+    """``blmove`` arguments that move the done list's item onto the same list: the waiter
     wakes, and the item stays for the other waiters."""
-    return done, done, "RIGHT", "LEFT"
+    return done, done, seconds, "RIGHT", "LEFT"

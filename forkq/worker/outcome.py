@@ -18,6 +18,8 @@ Redis is away (the caller decides until when). Steps:
 - ``bury``: a payload forkq cannot run, or a job it failed to handle, goes to the dead set
   raw, with the reason.
 - ``finished``: the observer (metrics) counts the job.
+- ``write_time_limited`` / ``write_cancel_stuck``: a job whose thread was taken from it (past
+  its hard time limit, or ignoring its cancel) is written, and what its thread held put back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import inspect
 import time
 from typing import Any, Callable
+
+import redis as redis_py
 
 from ..client import new_jid
 from ..dead import envelope
@@ -34,7 +38,7 @@ from ..flow.cancel import ended_cancelled
 from ..job import hooks_of
 from ..log import logger
 from ..payload import error_class_name
-from .fetch import Fetched
+from .fetch import Fetched, Held, bulk_requeue
 from .retry import error_message
 
 #: ``attempt(write)``: run ``write`` until Redis answers, or give up (returns None)
@@ -177,6 +181,41 @@ class OutcomeWriter:
 
     def finished(self, queue: str, class_name: str, seconds: float, failed: bool) -> None:
         self.observer.job_finished(queue, class_name, seconds, failed)
+
+
+def write_cancel_stuck(services, held: Held, payload, queue: str) -> str:
+    """End a cancelled job that did not stop, then put back what its thread held but that job
+    (``Processor.cancel_stuck``); returns what happened, for the log."""
+    if not held.known:
+        return "this thread's lists are left for recovery (its mark drops the job there)"
+    redis = services.make_redis()
+    try:
+        services.outcome.cancelled(redis, payload, queue, lambda write: write(), started=True)
+        held.jobs, held.processed = held.jobs[1:], held.processed + 1
+        bulk_requeue(redis, services.keys, [held])
+        return "ended as cancelled; this process is replaced"
+    except redis_py.RedisError as error:
+        return f"not written ({error}): this thread's lists are left for recovery"
+    finally:
+        redis.close()
+
+
+def write_time_limited(services, held: Held, payload, job_class, exc) -> str:
+    """Write a job past its hard limit to retry or dead, then put back what its thread held
+    but that job (``Processor.time_limit_hit``); returns what happened, for the log."""
+    if not held.known:
+        return "this thread's lists are left for recovery"
+    redis = services.make_redis()
+    try:
+        decided = services.outcome.retry_or_bury(redis, job_class, payload, exc)
+        held.jobs, held.processed, held.failed = (held.jobs[1:], held.processed + 1,
+                                                  held.failed + 1)
+        bulk_requeue(redis, services.keys, [held])
+        return decided.summary
+    except redis_py.RedisError as error:
+        return f"not written ({error}): this thread's lists are left for recovery"
+    finally:
+        redis.close()
 
 
 class _Inner:

@@ -39,8 +39,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import redis as redis_py
-
 from ..connection.health import retrying
 from ..errors import Cancelled, MalformedJobError, Shutdown, SoftTimeLimitExceeded
 from ..flow import Flow, time_limit_error
@@ -49,8 +47,8 @@ from ..job import resolve
 from ..limiter import OverLimit
 from ..log import job_log, logger, thread_tag
 from ..payload import error_class_name, parse
-from .fetch import Fetched, Fetcher, Held, bulk_requeue
-from .outcome import unhandled_reason
+from .fetch import Fetched, Fetcher, Held
+from .outcome import unhandled_reason, write_cancel_stuck, write_time_limited
 from .retry import ISOLATE_KEY
 
 _ISOLATE_MARK = f'"{ISOLATE_KEY}"'
@@ -445,38 +443,3 @@ class Processor(threading.Thread):
     def _attempt(self, call: Callable[[], Any]) -> Any:
         """A write about a job: retried past the quiet, until the process stops."""
         return self._retrying(call, until_stopped=False)
-
-
-def write_cancel_stuck(services, held: Held, payload, queue: str) -> str:
-    """End a cancelled job that did not stop, then put back what its thread held but that job
-    (``Processor.cancel_stuck``); returns what happened, for the log."""
-    if not held.known:
-        return "this thread's lists are left for recovery (its mark drops the job there)"
-    redis = services.make_redis()
-    try:
-        services.outcome.cancelled(redis, payload, queue, lambda write: write(), started=True)
-        held.jobs, held.processed = held.jobs[1:], held.processed + 1
-        bulk_requeue(redis, services.keys, [held])
-        return "ended as cancelled; this process is replaced"
-    except redis_py.RedisError as error:
-        return f"not written ({error}): this thread's lists are left for recovery"
-    finally:
-        redis.close()
-
-
-def write_time_limited(services, held: Held, payload, job_class, exc) -> str:
-    """Write a job past its hard limit to retry or dead, then put back what its thread held
-    but that job (``Processor.time_limit_hit``); returns what happened, for the log."""
-    if not held.known:
-        return "this thread's lists are left for recovery"
-    redis = services.make_redis()
-    try:
-        decided = services.outcome.retry_or_bury(redis, job_class, payload, exc)
-        held.jobs, held.processed, held.failed = (held.jobs[1:], held.processed + 1,
-                                                  held.failed + 1)
-        bulk_requeue(redis, services.keys, [held])
-        return decided.summary
-    except redis_py.RedisError as error:
-        return f"not written ({error}): this thread's lists are left for recovery"
-    finally:
-        redis.close()
