@@ -12,6 +12,8 @@ from typing import Any
 from redis.exceptions import NoPermissionError
 
 from ..connection.source import default_source
+from ..flow import cancel as cancelling
+from ..flow import pause as pausing
 from ..keys import SIGNALS_TTL
 from ..signals import REMOTE_SIGNALS
 from .entry import as_int, wire
@@ -42,6 +44,19 @@ class Api(Store):
 
     def all_queues(self) -> list[Queue]:
         return [Queue(name, self) for name in sorted(self.redis.smembers(self.keys.queues))]
+
+    def paused_queues(self) -> set[str]:
+        """Names of the paused queues (``Queue.pause``)."""
+        return pausing.paused(self.redis, self.keys)
+
+    def cancel(self, jid: str) -> str | None:
+        """``forkq.cancel`` on this Redis: where the job was found, or None."""
+        return cancelling.cancel(jid, self)
+
+    @property
+    def cancelled(self) -> int:
+        """Jobs ended as cancelled, in total."""
+        return as_int(self.redis.get(self.keys.cancelled))
 
     @property
     def scheduled(self) -> ScheduledSet:
