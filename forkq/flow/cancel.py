@@ -109,7 +109,7 @@ def cancel(jid: str, source=None) -> str | None:
 
 def _take_from_set(redis, key: str, jid: str) -> str | None:
     pattern = "*" + re.sub(r"([*?\[\]\\])", r"\\\1", jid) + "*"
-    for member in redis.zscan_iter(key, match=pattern, count=SCAN_COUNT):
+    for member, _ in redis.zscan_iter(key, match=pattern, count=SCAN_COUNT):
         if _jid_of(member) == jid and redis.zrem(key, member):
             return member
     return None
