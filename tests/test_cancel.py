@@ -112,3 +112,17 @@ def test_a_job_ignoring_its_cancel_is_handled_as_stuck(redis, worker, tmp_path):
     assert redis.zcard("retry") == 0 and redis.zcard("dead") == 0
     wait_for(lambda: worker.poll() is not None, timeout=20, message="the process retired")
     assert "ignored its cancel" in log_text(tmp_path)
+
+
+def test_forkqctl_cancel_says_where_the_job_was(capsys, tmp_path, redis, redis_url):
+    from forkq import ctl
+
+    config = tmp_path / "forkq.yml"
+    config.write_text(f"redis_url: {redis_url}\ndata_dir: {tmp_path / 'data'}\n")
+    jid = control_jobs.Plain.perform_async(1)
+    assert ctl.main(["cancel", jid, "-c", str(config)]) == 0
+    assert f"job {jid} was queued: removed" in capsys.readouterr().out
+    assert ctl.main(["cancel", jid, "-c", str(config)]) == 1
+    assert "was found nowhere" in capsys.readouterr().out
+    assert ctl.main(["status", "-c", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["cancelled"] == 1

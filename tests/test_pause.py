@@ -1,6 +1,7 @@
 """Pausing a queue: the paused set, the fetch script's check, and two worker processes that
 stop and resume taking a paused queue's jobs."""
 
+import json
 import threading
 import time
 
@@ -100,3 +101,23 @@ def test_two_workers_stop_taking_a_paused_queue_and_resume_it(redis, redis_url, 
         assert len(media) == 20 and api.Queue("media").size == 0
     finally:
         stop_all(workers, 15)
+
+
+def test_forkqctl_pauses_resumes_and_status_shows_it(capsys, tmp_path, redis, redis_url):
+    from forkq import ctl
+
+    config = tmp_path / "forkq.yml"
+    config.write_text(f"redis_url: {redis_url}\ndata_dir: {tmp_path / 'data'}\n")
+    control_jobs.Plain.perform_async(1)
+    assert ctl.main(["pause", "reports", "-c", str(config)]) == 0
+    assert "queue reports paused" in capsys.readouterr().out
+    assert ctl.main(["pause", "default", "-c", str(config)]) == 0
+    assert ctl.main(["status", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "default  size=1 latency=" in out and out.count(" PAUSED") == 2
+    assert "reports  size=0" in out
+    assert ctl.main(["resume", "default", "-c", str(config)]) == 0
+    assert "queue default resumed" in capsys.readouterr().out
+    assert ctl.main(["status", "-c", str(config), "--json"]) == 0
+    queues = {q["name"]: q["paused"] for q in json.loads(capsys.readouterr().out)["queues"]}
+    assert queues == {"default": False, "reports": True}
