@@ -53,6 +53,10 @@ class RedisFacts:
     #: queue name → (size, latency in seconds)
     queues: dict[str, tuple[int, float]] = field(default_factory=dict)
     sets: dict[str, int] = field(default_factory=dict)
+    #: names of the paused queues (``flow/pause.py``)
+    paused: set[str] = field(default_factory=set)
+    #: jobs ended as cancelled, in total (``flow/cancel.py``)
+    cancelled: int = 0
 
 
 class RedisReader:
@@ -94,9 +98,11 @@ class RedisReader:
         pipe.smembers(keys.queues)
         for name in (keys.schedule, keys.retry, keys.dead):
             pipe.zcard(name)
-        identities, queue_set, scheduled, retries, dead = pipe.execute()
+        pipe.smembers(keys.paused)
+        pipe.get(keys.cancelled)
+        identities, queue_set, scheduled, retries, dead, paused, cancelled = pipe.execute()
         identities = sorted(identities)
-        queues = sorted(set(queue_set) | set(self.config.queue_names))
+        queues = sorted(set(queue_set) | set(self.config.queue_names) | set(paused))
         for identity in identities:
             pipe.hmget(keys.process(identity), "info", "busy", "beat", "concurrency")
         for name in queues:
@@ -109,7 +115,8 @@ class RedisReader:
         sizes = {_label(name): (tail[2 * i], latency(tail[2 * i + 1], now))
                  for i, name in enumerate(queues)}
         return RedisFacts(True, beats, sizes,
-                          {"scheduled": scheduled, "retry": retries, "dead": dead})
+                          {"scheduled": scheduled, "retry": retries, "dead": dead},
+                          {_label(name) for name in paused}, int(_number(cancelled)))
 
     def _beats(self, hashes) -> dict[int, dict]:
         beats = {}
@@ -257,11 +264,20 @@ def _redis_series(facts: RedisFacts):
     latency = GaugeMetricFamily("forkq_queue_latency_seconds",
                                 "Seconds the oldest job of the queue has waited.",
                                 labels=["queue"])
+    paused = GaugeMetricFamily("forkq_queue_paused",
+                               "1 while the queue is paused (workers take none of its jobs).",
+                               labels=["queue"])
     for name, (length, wait) in facts.queues.items():
         size.add_metric([name], length)
         latency.add_metric([name], wait)
+        paused.add_metric([name], 1 if name in facts.paused else 0)
     yield size
     yield latency
+    yield paused
+    cancelled = CounterMetricFamily("forkq_jobs_cancelled",
+                                    "Jobs ended as cancelled (forkq.cancel), on this Redis.")
+    cancelled.add_metric([], facts.cancelled)
+    yield cancelled
     for name, text in (("scheduled", "Jobs scheduled for later."),
                        ("retry", "Failed jobs waiting for a retry."),
                        ("dead", "Jobs in the dead set.")):
