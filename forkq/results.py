@@ -161,6 +161,12 @@ class ResultRecorder:
 
         return self._update(redis, payload, change, previous)
 
+    @staticmethod
+    def read(redis, keys, jid: str) -> dict | None:
+        """The record of ``jid`` as stored, or None."""
+        text = redis.get(keys.result(jid))
+        return json.loads(text) if text else None
+
     def _update(self, redis, payload: dict[str, Any], change,
                 previous: dict | None = None) -> dict | None:
         ttl = ttl_of(payload)

@@ -6,7 +6,8 @@ Its steps:
 1. *Mark*: add the jid to the zset ``forkq:cancels`` (score: Redis' clock), which every fetch
    reads (``worker/fetch.py``: a ``ZCARD``, and a look-up per fetched job only while the zset
    is not empty) and every worker process's control watch reads twice a second
-   (``control.py``). Marks are kept ``KEEP`` seconds, then trimmed.
+   (``control.py``). A mark goes when its job ends as cancelled, else after ``KEEP`` seconds:
+   while any is kept, each fetched job costs the fetch script a jid match and a ``ZSCORE``.
 2. *Remove*: look for the job where it may wait, in the direction jobs move (scheduled, retry,
    then each queue), and remove it where found: sorted sets by ``ZSCAN`` with a pattern, lists
    ``SCAN_COUNT`` entries per script call, so that no call blocks Redis long however long the
@@ -18,7 +19,8 @@ Its steps:
    starts (a batch's later job, or a job fetched after the mark: the fetch flags it).
 
 A job found nowhere (``None``: finished, unknown, or moving between two places as the search
-passed) is still caught by its mark if it is fetched within ``KEEP`` seconds. What a job
+passed) is still caught by its mark if it is fetched within ``KEEP`` seconds; when its result
+record says it ended, the mark is dropped at once. What a job
 cancelled by a worker leaves is written by ``ended_cancelled`` too: the result record (if kept)
 says ``cancelled``, its unique lock is released, the counter ``forkq:cancelled`` (the metric
 ``forkq_jobs_cancelled_total``) goes up; it is never retried and never dead.
@@ -38,7 +40,7 @@ from typing import Any, Callable
 from . import unique
 from ..connection.scripts import Script
 from ..connection.source import default_source
-from ..results import ResultRecorder
+from ..results import FINAL, ResultRecorder
 
 #: seconds a cancel's mark is kept: a job in motion when it was cancelled (between two places,
 #: or retried as it was cancelled) is dropped if it is fetched within this time
@@ -104,7 +106,10 @@ def cancel(jid: str, source=None) -> str | None:
         text = _take_from_list(redis, keys.queue(name), jid)
         if text is not None:
             return _removed(redis, keys, jid, text, "queued")
-    return "running" if FIND_IN_LISTS(redis, _private_lists(redis, keys), [jid]) else None
+    if FIND_IN_LISTS(redis, _private_lists(redis, keys), [jid]):
+        return "running"
+    _found_nowhere(redis, keys, jid)
+    return None
 
 
 def _take_from_set(redis, key: str, jid: str) -> str | None:
@@ -140,8 +145,14 @@ def _private_lists(redis, keys) -> list[str]:
 
 def _removed(redis, keys, jid: str, text: str, where: str) -> str:
     ended_cancelled(redis, keys, json.loads(text))
-    redis.zrem(keys.cancels, jid)  # nothing left to catch: the fetch check goes quiet again
     return where
+
+
+def _found_nowhere(redis, keys, jid: str) -> None:
+    """Drop the mark when the job's result record says it ended: nothing left to catch."""
+    record = ResultRecorder.read(redis, keys, jid)
+    if record is not None and record.get("status") in FINAL:
+        redis.zrem(keys.cancels, jid)
 
 
 def _jid_of(text: str) -> Any:
@@ -154,11 +165,15 @@ def _jid_of(text: str) -> Any:
 def ended_cancelled(redis, keys, payload: dict[str, Any], record: dict | None = None) -> None:
     """What a cancelled job leaves, written by whoever ended it: the result record (when the
     payload keeps one; ``record``: the one its runner wrote at start), the unique lock released,
-    the cancel counter."""
+    the cancel counter; its mark is dropped (nothing left to catch: the fetch check goes quiet
+    again)."""
     if "result_ttl" in payload:
         ResultRecorder(keys).cancelled(redis, payload, record)
     unique.release_at(redis, keys, payload, "cancelled")
-    redis.incr(keys.cancelled)
+    pipe = redis.pipeline(transaction=False)
+    pipe.incr(keys.cancelled)
+    pipe.zrem(keys.cancels, str(payload.get("jid")))
+    pipe.execute()
 
 
 class CancelView:
