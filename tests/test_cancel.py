@@ -74,6 +74,21 @@ def test_a_job_pushed_after_its_cancel_is_dropped_at_fetch(redis, start_worker):
     assert redis.zcard("retry") == 0 and redis.zcard("dead") == 0
 
 
+def test_a_fetched_job_whose_cancel_the_process_knows_is_dropped_before_it_starts(
+        redis, start_worker):
+    """A job a thread holds in its batch when the process learns of its cancel: the processor
+    asks the process's copy of the marks (no mark in Redis is needed then)."""
+    worker = start_worker(require=["control_jobs"], concurrency=1)
+    jid = "f" * 24
+    worker.services.cancels.learn([(jid, time.time())], time.time())
+    redis.lpush("queue:default", json.dumps({"class": "control_jobs.Plain", "args": [1],
+                                             "jid": jid, "queue": "default", **KEEP_RESULT}))
+    wait_for(lambda: status(jid) == "cancelled", message="dropped as cancelled")
+    after = control_jobs.Plain.set(**KEEP_RESULT).perform_async(2)
+    assert forkq.result(after, wait=10).status == "succeeded"
+    assert lines(redis, "runs") == ["default 2"] and api.default().cancelled == 1
+
+
 @pytest.fixture
 def worker(redis, redis_url, tmp_path):
     process = spawn(tmp_path, redis_url, require=["control_jobs"], concurrency=2, timeout=5)
