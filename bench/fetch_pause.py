@@ -8,8 +8,8 @@ outside the timing. Per call it reports the Redis server's CPU (``INFO cpu`` del
 bounds a fleet on one Redis) and the caller's wall time (round trip included); the median
 of the blocks, and the ratio today / before.
 
-Cases: nothing paused and no cancel marks (every fetch: the two extra reads, ``SCARD`` and
-``ZCARD``); one of the three queues paused (a ``SISMEMBER`` per queue looked at); 100 cancel
+Cases: nothing paused and no cancel marks (every fetch: one ``EXISTS`` of the two keys); one
+of the three queues paused (a ``SISMEMBER`` per queue looked at); 100 cancel
 marks kept (the hour after cancels of jobs not found: a jid match and a ``ZSCORE`` per job).
 
     python bench/fetch_pause.py                 # 2,000 calls a block, 7 blocks a side

@@ -4,7 +4,7 @@
 Its steps:
 
 1. *Mark*: add the jid to the zset ``forkq:cancels`` (score: Redis' clock), which every fetch
-   reads (``worker/fetch.py``: a ``ZCARD``, and a look-up per fetched job only while the zset
+   reads (``worker/fetch.py``: an ``EXISTS``, and a look-up per fetched job only while the zset
    is not empty) and every worker process's control watch reads twice a second
    (``control.py``). A mark goes when its job ends as cancelled, else after ``KEEP`` seconds:
    while any is kept, each fetched job costs the fetch script a jid match and a ``ZSCORE``.

@@ -4,8 +4,8 @@ The paused state is the set ``forkq:paused`` of queue names (``keys.py``), so it
 restarts of workers and of Redis (with persistence) and is shared by every worker on that
 Redis. Written here only (``pause``, ``resume``), by the admin side (``forkq.api``,
 ``forkqctl``, the web UI); read on the hot path by the fetch script itself (``worker/fetch.py``:
-a ``SCARD``, and a ``SISMEMBER`` per queue only while some queue is paused, inside the call a
-fetch makes anyway), and once a second by each worker process's control watch
+an ``EXISTS``, and a ``SISMEMBER`` per queue only while some queue is paused, inside the call
+a fetch makes anyway), and once a second by each worker process's control watch
 (``control.py``), whose copy (``PausedView``) steers the idle ``BLMOVE`` waits away from
 paused queues.
 

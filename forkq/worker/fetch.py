@@ -88,9 +88,12 @@ FETCH_SCRIPT = STATS_LUA + """
 local reliable = ARGV[5] == '1'
 if reliable then redis.call('DEL', KEYS[1]) end
 count_stats(3, ARGV[2], ARGV[3], ARGV[4])
--- Both are empty almost always: then pausing and cancelling cost these two calls per fetch.
-local paused = redis.call('SCARD', KEYS[7]) > 0
-local cancels = redis.call('ZCARD', KEYS[8]) > 0
+-- Both are absent almost always: then pausing and cancelling cost this one call per fetch.
+local paused, cancels = false, false
+if redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
+  paused = redis.call('EXISTS', KEYS[7]) == 1
+  cancels = redis.call('EXISTS', KEYS[8]) == 1
+end
 local prefix = tonumber(ARGV[6])
 local want = tonumber(ARGV[1])
 local out = {}
