@@ -21,8 +21,8 @@ _LAZY_MODULES = ("aio", "limiter")
 
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
            "error_handlers", "death_handlers", "register_periodic", "result", "aresult",
-           "cancel", "Cancelled", "ConfigError", "Shutdown", "SoftTimeLimitExceeded", "TimeLimitExceeded",
-           "UnknownJobError", "__version__"]
+           "cancel", "Cancelled", "ConfigError", "Shutdown", "SoftTimeLimitExceeded",
+           "TimeLimitExceeded", "UnknownJobError", "__version__"]
 
 #: callables (exc, context) run when a job raises; context holds job (payload) and queue
 error_handlers: list = _hooks.error_handlers

@@ -153,7 +153,8 @@ class ResultRecorder:
 
         return self._update(redis, payload, change, previous)
 
-    def cancelled(self, redis, payload: dict[str, Any], previous: dict | None = None) -> dict | None:
+    def cancelled(self, redis, payload: dict[str, Any],
+                  previous: dict | None = None) -> dict | None:
         def change(record: dict[str, Any]) -> None:
             record.update(status=CANCELLED, finished_at=time.time())
             record.setdefault("class", payload.get("class"))

@@ -13,8 +13,8 @@ worker, never reach into it: ``snapshot()``, ``request_stop(reason)``.
 Steps: connect and check Redis (warn unless ``maxmemory-policy`` is ``noeviction``); write the
 first heartbeat; read the paused queues and cancels (``flow/control.py``, a thread that
 reads them again twice a second); recover the lists this slot's predecessor left; start the
-poller and the processors; then loop on signals: TERM/INT stop (quiet, finish running jobs until ``timeout``,
-requeue the rest, exit 0), TSTP quiets, TTIN logs every thread's stack, USR2 reopens logs.
+poller and the processors; then loop on signals: TERM/INT stop (quiet, finish running jobs
+until ``timeout``, requeue the rest, exit 0), TSTP quiets, TTIN logs every thread's stack, USR2 reopens logs.
 """
 
 from __future__ import annotations
