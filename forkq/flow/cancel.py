@@ -186,8 +186,9 @@ class CancelView:
         self._listeners: list[Callable[[set[str]], None]] = []
 
     def requested(self, jid: Any) -> bool:
-        """Whether ``jid`` was cancelled (as of the last look, at most about a second ago)."""
-        return jid in self._marks
+        """Whether ``jid`` was cancelled (as of the last look, at most about a second ago); a
+        jid that is not a string (a producer's bug) never is."""
+        return isinstance(jid, str) and jid in self._marks
 
     def listen(self, callback: Callable[[set[str]], None]) -> None:
         """Call ``callback(jids)`` with each look's new marks (in the control watch's thread)."""

@@ -19,6 +19,7 @@ import time
 
 import redis as redis_py
 
+from ..log import logger
 from .cancel import KEEP, CancelView
 from .pause import PausedView
 
@@ -45,6 +46,10 @@ class ControlWatch(threading.Thread):
                 self.look()
             except redis_py.RedisError:
                 pass  # the copies stay as they are until Redis answers again
+            except Exception:
+                # A bug must not end the watch: pauses and cancels would go unseen.
+                logger.exception("control watch: could not read the paused queues and "
+                                 "cancels; trying again in %g s", INTERVAL)
 
     def look(self) -> None:
         """Read both sets once (also called at start, before the processors fetch)."""

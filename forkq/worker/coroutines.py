@@ -147,7 +147,8 @@ class CoroutineRunner:
         if self.loop is None:
             return
         for job in list(self.running.values()):
-            if job.payload.get("jid") in jids and not job.cancel_requested:
+            jid = job.payload.get("jid")
+            if isinstance(jid, str) and jid in jids and not job.cancel_requested:
                 job.cancel_requested = True
                 self.loop.call_soon_threadsafe(self._cancel_task, job)
 

@@ -26,6 +26,12 @@ unique lock released at start or success, a job over a limiter's limit reschedul
 and time limits watched by the process's watchdog thread, which at a hard limit takes the batch
 from this thread (``time_limit_hit``) as the manager does at shutdown.
 
+A cancelled job (``flow/cancel.py``) is dropped before it starts when the process knows of
+its cancel or the fetch flagged it; while it runs, the control watch has ``Cancelled`` raised
+in this thread (``cancel_if_running``), once; a job still running ``CANCEL_GRACE`` later is
+taken from the thread as at a hard time limit (``cancel_stuck``). Either way it is written as
+cancelled, never retried.
+
 At the shutdown deadline the manager *abandons* a processor still running a job (Sidekiq's
 ``Processor#kill``): ``abandon()`` hands over what the thread held, which the manager pushes
 back (``fetch.bulk_requeue``), then ``kill()`` raises ``Shutdown`` in the thread, which from
@@ -383,7 +389,8 @@ class Processor(threading.Thread):
         a job still running is handled as stuck (``cancel_stuck``)."""
         with self.lock:
             job = self.performing
-            if job is None or self.cancel_watch is not None or job.payload.get("jid") not in jids:
+            if job is None or self.cancel_watch is not None or \
+                    not _one_of(job.payload.get("jid"), jids):
                 return
             raise_in(self.ident, Cancelled)
             self.cancel_watch = self.services.watchdog.watch(
@@ -443,3 +450,8 @@ class Processor(threading.Thread):
     def _attempt(self, call: Callable[[], Any]) -> Any:
         """A write about a job: retried past the quiet, until the process stops."""
         return self._retrying(call, until_stopped=False)
+
+
+def _one_of(jid: Any, jids: set[str]) -> bool:
+    """Whether a payload's ``jid`` (any JSON value, from a buggy producer too) is in ``jids``."""
+    return isinstance(jid, str) and jid in jids
