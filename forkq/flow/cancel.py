@@ -176,6 +176,12 @@ def ended_cancelled(redis, keys, payload: dict[str, Any], record: dict | None = 
     pipe.execute()
 
 
+def among(payload: dict[str, Any], jids: set[str]) -> bool:
+    """Whether the payload's jid (any JSON value, from a buggy producer too) is in ``jids``."""
+    jid = payload.get("jid")
+    return isinstance(jid, str) and jid in jids
+
+
 class CancelView:
     """One worker process's copy of the recent marks (jid → mark time), fed by the control
     watch (``learn``); thread-safe."""

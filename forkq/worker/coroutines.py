@@ -49,6 +49,7 @@ from .. import connection
 from ..connection.health import retrying
 from ..connection.scripts import Script
 from ..errors import Cancelled
+from ..flow.cancel import among
 from ..flow import Flow, within_limits
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 from ..limiter import OverLimit
@@ -147,8 +148,7 @@ class CoroutineRunner:
         if self.loop is None:
             return
         for job in list(self.running.values()):
-            jid = job.payload.get("jid")
-            if isinstance(jid, str) and jid in jids and not job.cancel_requested:
+            if among(job.payload, jids) and not job.cancel_requested:
                 job.cancel_requested = True
                 self.loop.call_soon_threadsafe(self._cancel_task, job)
 

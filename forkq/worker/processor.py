@@ -48,6 +48,7 @@ from typing import Any, Callable
 from ..connection.health import retrying
 from ..errors import Cancelled, MalformedJobError, Shutdown, SoftTimeLimitExceeded
 from ..flow import Flow, time_limit_error
+from ..flow.cancel import among
 from ..flow.timelimit import clear_pending, raise_in
 from ..job import resolve
 from ..limiter import OverLimit
@@ -115,8 +116,7 @@ class Processor(threading.Thread):
                          watchdog=services.watchdog)
         #: the time-limit watch of the running job, if it has limits
         self.limited = None
-        #: the job in perform now, and the watch of the cancel raised in it (at most one a job;
-        #: both under ``lock``)
+        #: the job in perform now, and the watch of its cancel (once a job; under ``lock``)
         self.performing: Started | None = None
         self.cancel_watch = None
         services.cancels.listen(self.cancel_if_running)
@@ -389,8 +389,7 @@ class Processor(threading.Thread):
         a job still running is handled as stuck (``cancel_stuck``)."""
         with self.lock:
             job = self.performing
-            if job is None or self.cancel_watch is not None or \
-                    not _one_of(job.payload.get("jid"), jids):
+            if job is None or self.cancel_watch is not None or not among(job.payload, jids):
                 return
             raise_in(self.ident, Cancelled)
             self.cancel_watch = self.services.watchdog.watch(
@@ -450,8 +449,3 @@ class Processor(threading.Thread):
     def _attempt(self, call: Callable[[], Any]) -> Any:
         """A write about a job: retried past the quiet, until the process stops."""
         return self._retrying(call, until_stopped=False)
-
-
-def _one_of(jid: Any, jids: set[str]) -> bool:
-    """Whether a payload's ``jid`` (any JSON value, from a buggy producer too) is in ``jids``."""
-    return isinstance(jid, str) and jid in jids
