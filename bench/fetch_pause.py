@@ -9,9 +9,10 @@ commandstats``' ``usec`` of ``evalsha``: the server's own measure of the command
 socket work both variants share; what bounds a fleet on one Redis) and the caller's wall time
 (round trip included); the median of the blocks, and the ratio today / before.
 
-Cases: nothing paused and no cancel marks (every fetch: one ``EXISTS`` of the two keys); one
-of the three queues paused (a ``SISMEMBER`` per queue looked at); 100 cancel
-marks kept (the hour after cancels of jobs not found: a jid match and a ``ZSCORE`` per job).
+Cases, with the check flag a worker sends in each: nothing paused and no cancel marks (the
+process knows of none: the script does not look at either set); one of the three queues
+paused (an ``EXISTS`` of both sets, a ``SISMEMBER`` per queue looked at); 100 cancel marks
+kept (an ``EXISTS``, and a jid match and a ``ZSCORE`` per job).
 
     python bench/fetch_pause.py                 # 2,000 calls a block, 7 blocks a side
     python bench/fetch_pause.py --calls 500 --blocks 3
@@ -69,17 +70,17 @@ def job(n: int) -> str:
                        "enqueued_at": 1.0})
 
 
-def call(redis, today: bool, batch: int, side: int) -> list:
+def call(redis, today: bool, batch: int, side: int, check: int) -> list:
     stats = KEYS.stat_keys("2026-01-01")
     queues = [KEYS.queue(name) for name in QUEUES]
     ack, fill = LISTS[side], LISTS[1 - side]
     if today:
         return FETCH(redis, [ack, fill, *stats, KEYS.paused, KEYS.cancels, *queues],
-                     [batch, 0, 0, DAILY_STAT_TTL, 1, len(KEYS.queue(""))])
+                     [batch, 0, 0, DAILY_STAT_TTL, 1, len(KEYS.queue("")), check])
     return BEFORE(redis, [ack, fill, *stats, *queues], [batch, 0, 0, DAILY_STAT_TTL, 1])
 
 
-def block(server, today: bool, batch: int, calls: int) -> tuple[float, float]:
+def block(server, today: bool, batch: int, calls: int, check: int) -> tuple[float, float]:
     """(Redis µs in the script, caller wall µs) per call over ``calls`` fetches of ``batch``
     jobs."""
     redis = server.client
@@ -92,17 +93,17 @@ def block(server, today: bool, batch: int, calls: int) -> tuple[float, float]:
     redis.config_resetstat()
     started = time.perf_counter()
     for index in range(calls):
-        call(redis, today, batch, index % 2)
+        call(redis, today, batch, index % 2, check)
     wall = time.perf_counter() - started
     script_usec = redis.info("commandstats")["cmdstat_evalsha"]["usec"]
     return script_usec / calls, wall / calls * 1e6
 
 
-def case(server, name: str, batch: int, calls: int, blocks: int) -> None:
+def case(server, name: str, batch: int, calls: int, blocks: int, check: int) -> None:
     figures = {True: [], False: []}
     for _ in range(blocks):
         for today in (False, True):
-            figures[today].append(block(server, today, batch, calls))
+            figures[today].append(block(server, today, batch, calls, check))
     median = {side: [statistics.median(f[i] for f in figures[side]) for i in (0, 1)]
               for side in figures}
     print(f"{name:<44} batch {batch:>2}: in Redis {median[False][0]:6.2f} -> "
@@ -120,16 +121,16 @@ def main() -> None:
     try:
         redis = server.client
         for batch in (10, 1):
-            case(server, "nothing paused, no cancel marks", batch, args.calls, args.blocks)
+            case(server, "nothing paused, no cancel marks", batch, args.calls, args.blocks, 0)
         redis.sadd(KEYS.paused, "critical")
         for batch in (10, 1):
             case(server, "queue 'critical' paused (jobs in 'default')", batch, args.calls,
-                 args.blocks)
+                 args.blocks, 1)
         redis.delete(KEYS.paused)
         redis.zadd(KEYS.cancels, {f"{n:024x}-gone": time.time() for n in range(100)})
         for batch in (10, 1):
             case(server, "100 cancel marks kept (none matches)", batch, args.calls,
-                 args.blocks)
+                 args.blocks, 1)
     finally:
         server.stop()
 

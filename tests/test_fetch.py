@@ -12,6 +12,7 @@ from forkq.connection import make_client
 from forkq.worker.fetch import RELEASE_SCRIPT, Fetched, Fetcher, FetchMode, next_batch
 from forkq.worker.ordering import QueueOrder
 from forkq.keys import Keys
+from forkq.flow.cancel import CancelView
 from forkq.flow.pause import PausedView
 
 LISTS = Keys().inflight_pair("h:1:0", 0)
@@ -21,7 +22,8 @@ def fetcher(redis_url, reliable=True, idle_plan=("high", "low")):
     queues = QueueOrder((Queue("high"), Queue("low")), strict=True)
     mode = FetchMode.RELIABLE if reliable else FetchMode.BASIC
     return Fetcher(make_client(redis_url), Keys(), queues=queues, mode=mode, lists=LISTS,
-                   thread_index=0, idle_plan=idle_plan, paused=PausedView())
+                   thread_index=0, idle_plan=idle_plan, paused=PausedView(),
+                   cancels=CancelView())
 
 
 def held(redis):

@@ -13,6 +13,7 @@ from forkq.config import Queue as QueueSpec
 from forkq.connection import make_client
 from forkq.flow import pause
 from forkq.flow.control import INTERVAL
+from forkq.flow.cancel import CancelView
 from forkq.flow.pause import PausedView
 from forkq.keys import Keys
 from forkq.worker.fetch import Fetcher, FetchMode
@@ -27,7 +28,7 @@ def fetcher(redis_url, keys=Keys()):
     queues = QueueOrder((QueueSpec("media"), QueueSpec("default")), strict=True)
     return Fetcher(make_client(redis_url), keys, queues=queues, mode=FetchMode.RELIABLE,
                    lists=LISTS, thread_index=0, idle_plan=("media", "default"),
-                   paused=PausedView())
+                   paused=PausedView(), cancels=CancelView())
 
 
 def test_pause_resume_and_paused_through_the_api(redis):
@@ -40,12 +41,16 @@ def test_pause_resume_and_paused_through_the_api(redis):
 
 
 @pytest.mark.parametrize("namespace", ["", "app"])
-def test_the_fetch_script_skips_a_paused_queue_at_once(redis, redis_url, namespace):
+def test_the_fetch_script_skips_a_paused_queue_its_process_knows_of(redis, redis_url,
+                                                                    namespace):
     keys = Keys(namespace or None)
     take = fetcher(redis_url, keys)
     redis.lpush(keys.queue("media"), '{"jid":"m1","class":"x","args":[]}')
     redis.lpush(keys.queue("default"), '{"jid":"d1","class":"x","args":[]}')
-    pause.pause(redis, keys, "media")  # the fetcher's own copy does not know yet
+    pause.pause(redis, keys, "media")
+    # The process's copy knows of a pause (another queue's, here): the script reads the
+    # paused set itself, so a copy behind Redis does not matter.
+    take.paused.update({"other"})
     assert [job.queue for job in take.fetch()] == ["default"]
     assert [job.queue for job in take.fetch()] == []
     assert redis.llen(keys.queue("media")) == 1
@@ -121,3 +126,14 @@ def test_forkqctl_pauses_resumes_and_status_shows_it(capsys, tmp_path, redis, re
     assert ctl.main(["status", "-c", str(config), "--json"]) == 0
     queues = {q["name"]: q["paused"] for q in json.loads(capsys.readouterr().out)["queues"]}
     assert queues == {"default": False, "reports": True}
+
+
+def test_a_process_that_knows_of_no_pause_leaves_the_check_out_of_its_fetch(redis, redis_url):
+    """The cost of pausing is nothing while nothing is paused: the script does not read the
+    set. A pause reaches such a process through its control watch, within half a second."""
+    take = fetcher(redis_url)
+    redis.lpush("queue:media", '{"jid":"m1","class":"x","args":[]}')
+    pause.pause(redis, Keys(), "media")
+    redis.config_resetstat()
+    assert [job.queue for job in take.fetch()] == ["media"]
+    assert "cmdstat_exists" not in redis.info("commandstats")

@@ -3,11 +3,11 @@
 ``cancel`` runs in any process (an application, ``forkqctl``, the web UI through ``forkq.api``).
 Its steps:
 
-1. *Mark*: add the jid to the zset ``forkq:cancels`` (score: Redis' clock), which every fetch
-   reads (``worker/fetch.py``: an ``EXISTS``, and a look-up per fetched job only while the zset
-   is not empty) and every worker process's control watch reads twice a second
-   (``control.py``). A mark goes when its job ends as cancelled, else after ``KEEP`` seconds:
-   while any is kept, each fetched job costs the fetch script a jid match and a ``ZSCORE``.
+1. *Mark*: add the jid to the zset ``forkq:cancels`` (score: Redis' clock), which every worker
+   process's control watch reads twice a second (``control.py``); while the zset is not
+   empty, every fetch script checks the jobs it takes against it (``worker/fetch.py``: a jid
+   match and a ``ZSCORE`` per job). A mark goes when its job ends as cancelled, else after
+   ``KEEP`` seconds.
 2. *Remove*: look for the job where it may wait, in the direction jobs move (scheduled, retry,
    then each queue), and remove it where found: sorted sets by ``ZSCAN`` with a pattern, lists
    ``SCAN_COUNT`` entries per script call, so that no call blocks Redis long however long the
@@ -190,6 +190,8 @@ class CancelView:
         self._lock = threading.Lock()
         self._marks: dict[str, float] = {}
         self._listeners: list[Callable[[set[str]], None]] = []
+        #: whether Redis held any mark at the last look (the fetch checks jobs then)
+        self.marked = False
 
     def requested(self, jid: Any) -> bool:
         """Whether ``jid`` was cancelled (as of the last look, at most about a second ago); a
@@ -207,9 +209,11 @@ class CancelView:
         with self._lock:
             return max(self._marks.values(), default=0.0)
 
-    def learn(self, marks: list[tuple[str, float]], now: float) -> bool:
-        """Take the marks read (jid, time); forget those older than ``KEEP`` at ``now``; tell
-        the listeners the new ones. True when a mark read was past ``KEEP`` (to trim)."""
+    def learn(self, marks: list[tuple[str, float]], now: float, kept: int | None = None) -> bool:
+        """Take the marks read (jid, time) and the number ``kept`` in Redis (None: as many as
+        read); forget those older than ``KEEP`` at ``now``; tell the listeners the new ones.
+        True when a mark read was past ``KEEP`` (to trim)."""
+        self.marked = bool(len(marks) if kept is None else kept)
         with self._lock:
             new = {jid for jid, _ in marks if jid not in self._marks}
             self._marks.update(marks)

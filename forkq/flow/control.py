@@ -2,11 +2,12 @@
 
 Started and stopped with the worker (``worker/__init__.py``), on a connection of its own.
 Every ``INTERVAL`` seconds one pipeline reads the paused set (``pause.py``) into the process's
-``PausedView`` and the cancel marks newer than the last it saw (``cancel.py``) into its
-``CancelView``, which tells the runners (processor threads, the coroutine runner) so that they
-interrupt a cancelled job they run. That is the whole cost of control per process: two reads
-twice a second, whatever the job rate; the per-job path gains no round trip (the fetch script
-checks both sets itself).
+``PausedView``, and the cancel marks newer than the last it saw and their number (``cancel.py``)
+into its ``CancelView``, which tells the runners (processor threads, the coroutine runner) so
+that they interrupt a cancelled job they run. That is the whole cost of control per process:
+one round trip twice a second, whatever the job rate. The per-job path gains no round trip:
+while either copy holds something, the fetch script checks both sets itself; while both are
+empty, it does not look at them at all.
 
 Redis unavailable: the watch logs nothing of its own (the processors report the outage) and
 keeps the last copies, which only steer idle waits and interruptions.
@@ -58,11 +59,12 @@ class ControlWatch(threading.Thread):
         pipe.smembers(self.keys.paused)
         pipe.zrangebyscore(self.keys.cancels, since if since > 0 else "-inf", "+inf",
                            withscores=True)
-        names, marks = pipe.execute()
+        pipe.zcard(self.keys.cancels)
+        names, marks, kept = pipe.execute()
         self.paused.update(names)
         now = time.time()
         text_marks = [(_text(jid), at) for jid, at in marks]
-        if self.cancels.learn(text_marks, now):
+        if self.cancels.learn(text_marks, now, kept):
             self.redis.zremrangebyscore(self.keys.cancels, "-inf", now - KEEP)
 
     def stop(self) -> None:

@@ -3,14 +3,14 @@
 The paused state is the set ``forkq:paused`` of queue names (``keys.py``), so it survives
 restarts of workers and of Redis (with persistence) and is shared by every worker on that
 Redis. Written here only (``pause``, ``resume``), by the admin side (``forkq.api``,
-``forkqctl``, the web UI); read on the hot path by the fetch script itself (``worker/fetch.py``:
-an ``EXISTS``, and a ``SISMEMBER`` per queue only while some queue is paused, inside the call
-a fetch makes anyway), and once a second by each worker process's control watch
+``forkqctl``, the web UI); read twice a second by each worker process's control watch
 (``control.py``), whose copy (``PausedView``) steers the idle ``BLMOVE`` waits away from
-paused queues.
+paused queues and, while it holds a paused queue, has every fetch script read the set itself
+(``worker/fetch.py``: an ``EXISTS`` and a ``SISMEMBER`` per queue, inside the call a fetch
+makes anyway; nothing while no queue is paused).
 
 What pausing guarantees: within about a second every worker stops starting jobs of that queue
-(jobs already running finish; a job a thread fetched before the pause, in the same batch, may
+(jobs already running finish; a job a thread fetched before its process saw the pause may
 still start); the jobs stay in the queue, in order, and its latency keeps growing.
 """
 

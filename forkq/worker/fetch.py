@@ -68,6 +68,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import ordering
 from ..connection import call_replicated
 from ..connection.scripts import Script
+from ..flow.cancel import CancelView
 from ..flow.pause import PausedView
 from ..keys import DAILY_STAT_TTL, STATS_LUA, Keys
 
@@ -82,15 +83,15 @@ FETCH_SCRIPT = STATS_LUA + """
 -- KEYS: private list to acknowledge, private list to fill, stat:processed, stat:failed,
 --       daily processed, daily failed, paused set, cancels zset, queues...
 -- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0), length of the
---       queue keys' prefix (a queue key minus it is the name the paused set holds)
+--       queue keys' prefix (a queue key minus it is the name the paused set holds), check
+--       (1/0: the process knows of a paused queue or a cancel mark; see Fetcher.fetch)
 -- Returns pairs (queue index, job); the index is -1 - index for a job that may have been
 -- cancelled (a "jid":"..." in its compact JSON is in the cancels zset): the processor checks.
 local reliable = ARGV[5] == '1'
 if reliable then redis.call('DEL', KEYS[1]) end
 count_stats(3, ARGV[2], ARGV[3], ARGV[4])
--- Both are absent almost always: then pausing and cancelling cost this one call per fetch.
 local paused, cancels = false, false
-if redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
   paused = redis.call('EXISTS', KEYS[7]) == 1
   cancels = redis.call('EXISTS', KEYS[8]) == 1
 end
@@ -244,7 +245,7 @@ class Held:
 class Fetcher:
     def __init__(self, redis, keys: Keys, *, queues: ordering.QueueOrder, mode: FetchMode,
                  lists: tuple[str, str], thread_index: int, idle_plan: tuple[str, ...],
-                 paused: PausedView) -> None:
+                 paused: PausedView, cancels: CancelView) -> None:
         self.redis = redis
         self.keys = keys
         self.queues = queues
@@ -258,9 +259,10 @@ class Fetcher:
         self.reliable = mode is FetchMode.RELIABLE
         self.thread_index = thread_index
         self.idle_plan = idle_plan
-        #: the process's copy of the paused queues, for the idle wait (the fetch script reads
-        #: the paused set itself)
+        #: the process's copies of the paused queues (for the idle wait) and of the cancels;
+        #: while either holds something, the fetch script reads both sets itself
         self.paused = paused
+        self.cancels = cancels
         self.counters = Counters()
         self.batch = 1
         #: how long the thread's last batch took per job, told by the processor
@@ -292,8 +294,13 @@ class Fetcher:
                 *[self._queue_keys[name] for name in names]]
         if self.reliable:
             self.unknown, self.side = True, 1 - self.side
+        # Checked in Redis only while this process knows of a pause or a mark (its control
+        # watch looks twice a second): otherwise the script does what it did before pausing
+        # and cancelling existed (bench/fetch_pause.py).
+        check = 1 if self.paused.names or self.cancels.marked else 0
         flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
-                                    DAILY_STAT_TTL, 1 if self.reliable else 0, self._prefix))
+                                    DAILY_STAT_TTL, 1 if self.reliable else 0, self._prefix,
+                                    check))
         counters.processed = counters.failed = 0  # only now: see the module docstring
         try:
             jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)
