@@ -101,8 +101,9 @@ def block(server, today: bool, batch: int, calls: int, check: int) -> tuple[floa
 
 def case(server, name: str, batch: int, calls: int, blocks: int, check: int) -> None:
     figures = {True: [], False: []}
-    for _ in range(blocks):
-        for today in (False, True):
+    for index in range(blocks):
+        # Each goes first in every other round, so that neither always follows the refill.
+        for today in ((False, True) if index % 2 == 0 else (True, False)):
             figures[today].append(block(server, today, batch, calls, check))
     median = {side: [statistics.median(f[i] for f in figures[side]) for i in (0, 1)]
               for side in figures}
