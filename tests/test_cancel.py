@@ -142,3 +142,21 @@ def test_forkqctl_cancel_says_where_the_job_was(capsys, tmp_path, redis, redis_u
     assert "was found nowhere" in capsys.readouterr().out
     assert ctl.main(["status", "-c", str(config), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["totals"]["cancelled"] == 1
+
+
+def test_the_fetch_flags_a_job_whose_jid_is_marked(redis, redis_url):
+    """While its process knows marks exist, the fetch script checks each job it takes,
+    whichever "jid" of its text (args may hold one) is marked; the processor then asks for
+    the job's own jid."""
+    from test_pause import fetcher
+
+    take = fetcher(redis_url)
+    take.cancels.marked = True
+    assert forkq.cancel("a" * 24) is None
+    plain = json.dumps({"class": "x", "args": [], "jid": "b" * 24})
+    marked = json.dumps({"class": "x", "args": [], "jid": "a" * 24}, separators=(",", ":"))
+    nested = json.dumps({"class": "x", "args": [{"jid": "a" * 24}], "jid": "c" * 24})
+    redis.lpush("queue:default", plain, marked, nested)  # fetched from the right: in order
+    take.batch = 10
+    assert [(json.loads(f.text)["jid"][0], f.maybe_cancelled) for f in take.fetch()] == [
+        ("b", False), ("a", True), ("c", True)]

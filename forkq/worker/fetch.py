@@ -86,7 +86,7 @@ FETCH_SCRIPT = STATS_LUA + """
 --       queue keys' prefix (a queue key minus it is the name the paused set holds), check
 --       (1/0: the process knows of a paused queue or a cancel mark; see Fetcher.fetch)
 -- Returns pairs (queue index, job); the index is -1 - index for a job that may have been
--- cancelled (a "jid":"..." in its compact JSON is in the cancels zset): the processor checks.
+-- cancelled (a "jid": "..." in its text is in the cancels zset): the processor checks.
 local reliable = ARGV[5] == '1'
 if reliable then redis.call('DEL', KEYS[1]) end
 count_stats(3, ARGV[2], ARGV[3], ARGV[4])
@@ -109,11 +109,11 @@ for i = 9, #KEYS do
       local index = i - 9
       if cancels then
         -- every "jid":"..." of the text (args may hold one too); plain finds are cheap
-        local at = string.find(job, '"jid":"', 1, true)
+        local at = string.find(job, '"jid":', 1, true)
         while at do
-          local jid = string.match(job, '^[^"]+', at + 7)
+          local jid = string.match(job, '^%s*"([^"]+)"', at + 6)
           if jid and redis.call('ZSCORE', KEYS[8], jid) then index = -1 - index; break end
-          at = string.find(job, '"jid":"', at + 7, true)
+          at = string.find(job, '"jid":', at + 6, true)
         end
       end
       out[#out + 1] = index
