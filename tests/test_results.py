@@ -1,6 +1,7 @@
 """Job results on a real Redis: the record's life from enqueue to finish, TTL, bad values."""
 
 import asyncio
+import math
 import threading
 import time
 
@@ -245,17 +246,20 @@ def test_a_thousand_waiters_block_in_redis_and_all_wake_at_the_end(redis, record
 
     threads = [threading.Thread(target=wait_in_thread) for _ in range(1000)]
     threads.append(threading.Thread(target=lambda: asyncio.run(wait_in_loop())))
+    started = time.monotonic()
     for thread in threads:
         thread.start()
     wait_for(lambda: blocked_clients(redis) == 2000, timeout=60, message="2,000 blocked waiters")
-    waiting = redis.info("commandstats")
     recorder.succeeded(redis, job, "done")
     for thread in threads:
         thread.join(30)
     assert len(got) == 2000 and {r.status for r in got} == {"succeeded"}
     stats = {k: v["calls"] for k, v in redis.info("commandstats").items()}
     print("commands served to 2,000 waiters:", stats)
-    assert waiting["cmdstat_blmove"]["calls"] == stats["cmdstat_blmove"] == 2000  # no polling
+    # One blocking pop per waiter and WAIT_SLICE seconds waited, not a loop of reads: on a
+    # loaded machine the first waiters may block again before the last one is in.
+    slices = math.ceil((time.monotonic() - started) / results.WAIT_SLICE)
+    assert 2000 <= stats["cmdstat_blmove"] <= 2000 * slices
     # each waiter's read before the wait and after it, and the writer's read of the record
     assert stats["cmdstat_get"] == 4001
     setup = {"cmdstat_client", "cmdstat_hello", "cmdstat_info", "cmdstat_config"}
