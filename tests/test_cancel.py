@@ -160,3 +160,25 @@ def test_the_fetch_flags_a_job_whose_jid_is_marked(redis, redis_url):
     take.batch = 10
     assert [(json.loads(f.text)["jid"][0], f.maybe_cancelled) for f in take.fetch()] == [
         ("b", False), ("a", True), ("c", True)]
+
+
+@pytest.mark.slow
+def test_a_coroutine_job_waiting_for_a_running_slot_is_cancelled_unstarted(
+        redis, redis_url, tmp_path):
+    process = spawn(tmp_path, redis_url, require=["control_jobs"], concurrency=2,
+                    async_concurrency=1, timeout=2)
+    try:
+        first = control_jobs.AsyncSleeper.set(**KEEP_RESULT).perform_async(60)
+        wait_for(lambda: lines(redis, "started") == [first], timeout=15, message="one runs")
+        waiting = control_jobs.AsyncSleeper.set(**KEEP_RESULT).perform_async(60)
+        wait_for(lambda: any(waiting in text for key in redis.keys("forkq:inflight:*:async")
+                             for text in redis.lrange(key, 0, -1)),
+                 timeout=15, message="handed to the loop")
+        assert forkq.cancel(waiting) == "running"
+        assert forkq.result(waiting, wait=10).status == "cancelled"
+        assert lines(redis, "started") == [first]  # it never started
+        assert forkq.cancel(first) == "running"
+        assert forkq.result(first, wait=10).status == "cancelled"
+        assert redis.zcard("retry") == 0 and redis.zcard("dead") == 0
+    finally:
+        stop_all([process], 20)
