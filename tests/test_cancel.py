@@ -182,3 +182,35 @@ def test_a_coroutine_job_waiting_for_a_running_slot_is_cancelled_unstarted(
         assert redis.zcard("retry") == 0 and redis.zcard("dead") == 0
     finally:
         stop_all([process], 20)
+
+
+# --- batches and chains
+
+
+def test_a_cancelled_batch_member_counts_as_done_not_success(redis):
+    from batch_jobs import Callback, Record
+    from forkq.flow import batch_scripts
+
+    with forkq.batch(on_complete=Callback, on_success=Callback, on_death=Callback) as b:
+        first = Record.perform_async(1)
+        Record.perform_async(2)
+    assert forkq.cancel(first) == "queued"
+    (second,) = [json.loads(t) for t in redis.lrange("queue:default", 0, -1)]
+    status = forkq.batch_status(b.bid)
+    assert not status.complete and status.pending == 2
+    assert status.failed_jids == {first: "Cancelled: cancelled (forkq.cancel)"}
+    assert batch_scripts.succeeded(redis, Keys(), second, ("", "")) == 1
+    status = forkq.batch_status(b.bid)
+    assert status.complete and not status.success and status.dead_jids == []
+    callbacks = [json.loads(t) for t in redis.lrange("queue:default", 0, -1)]
+    assert [c["args"][1] for c in callbacks if c["class"] == "batch_jobs.Callback"] == [
+        "complete"]
+
+
+def test_a_cancelled_chain_step_ends_its_chain_as_cancelled(redis):
+    from batch_jobs import Add, Mul
+
+    last = forkq.chain(Add.s(1, 2), Mul.s(10)).perform_async()
+    (first,) = [json.loads(t) for t in redis.lrange("queue:default", 0, -1)]
+    assert forkq.cancel(first["jid"]) == "queued"
+    assert status(last) == "cancelled" and redis.llen("queue:default") == 0
