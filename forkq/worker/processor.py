@@ -29,7 +29,7 @@ from this thread (``time_limit_hit``) as the manager does at shutdown.
 A cancelled job (``flow/cancel.py``) is dropped before it starts when the process knows of
 its cancel or the fetch flagged it; while it runs, the control watch has ``Cancelled`` raised
 in this thread (``cancel_if_running``), once; a job still running ``CANCEL_GRACE`` later is
-taken from the thread as at a hard time limit (``cancel_stuck``). Either way it is written as
+taken from the thread as at a hard time limit (``cancel_stuck``): ``cancelling.py``. Either way it is written as
 cancelled, never retried.
 
 At the shutdown deadline the manager *abandons* a processor still running a job (Sidekiq's
@@ -48,20 +48,17 @@ from typing import Any, Callable
 from ..connection.health import retrying
 from ..errors import Cancelled, MalformedJobError, Shutdown, SoftTimeLimitExceeded
 from ..flow import Flow, time_limit_error
-from ..flow.cancel import among
 from ..flow.timelimit import clear_pending, raise_in
 from ..job import resolve
 from ..limiter import OverLimit
 from ..log import current_job, job_context, job_extra, job_log, logger, thread_tag
 from ..payload import error_class_name, parse
+from .cancelling import CancelHandling
 from .fetch import Fetched, Fetcher, Held
-from .outcome import unhandled_reason, write_cancel_stuck, write_time_limited
+from .outcome import unhandled_reason, write_time_limited
 from .retry import ISOLATE_KEY
 
 _ISOLATE_MARK = f'"{ISOLATE_KEY}"'
-#: seconds a job interrupted by a cancel has to end before it is handled as stuck (its
-#: thread is taken from it and the process replaced, as at a hard time limit)
-CANCEL_GRACE = 5.0
 
 
 @dataclass(eq=False)
@@ -87,7 +84,7 @@ class Started:
         return self.payload["class"] if self.job_class else "unknown"
 
 
-class Processor(threading.Thread):
+class Processor(CancelHandling, threading.Thread):
     def __init__(self, *, index: int, services, coroutines) -> None:
         super().__init__(name=f"processor-{index}", daemon=True)
         self.services = services
@@ -379,44 +376,6 @@ class Processor(threading.Thread):
         counters = self.fetcher.counters
         counters.processed += 1
         counters.failed += failed
-
-    # --- cancels: called by the control watch (``flow/control.py``) and the watchdog
-
-    def _cancel_requested(self, fetched: Fetched, payload: dict[str, Any]) -> bool:
-        """Whether the job was cancelled before it started: this process knows (no round
-        trip), or the fetch flagged it and its mark is there (a round trip, flagged jobs only)."""
-        jid = payload.get("jid")
-        if self.services.cancels.requested(jid):
-            return True
-        if not fetched.maybe_cancelled or not isinstance(jid, str):
-            return False
-        return self._attempt(lambda: self.redis.zscore(self.services.keys.cancels, jid)) \
-            is not None
-
-    def cancel_if_running(self, jids: set[str]) -> None:
-        """Raise ``Cancelled`` in the job if it is one of ``jids``, once; past ``CANCEL_GRACE``
-        a job still running is handled as stuck (``cancel_stuck``)."""
-        with self.lock:
-            job = self.performing
-            if job is None or self.cancel_watch is not None or not among(job.payload, jids):
-                return
-            raise_in(self.ident, Cancelled)
-            self.cancel_watch = self.services.watchdog.watch(
-                None, CANCEL_GRACE, None, lambda: self.cancel_stuck(job))
-
-    def cancel_stuck(self, job: Started) -> None:
-        """A cancelled job still runs after ``CANCEL_GRACE`` (it caught ``Cancelled``, or is
-        blocked in C code): take the batch from this thread, end the job as cancelled, put the
-        batch's other jobs back, and retire the process, as at a hard time limit."""
-        with self.lock:
-            if self.abandoned or self.performing is not job:
-                return
-            held = self._abandon()
-        payload = job.payload
-        summary = write_cancel_stuck(self.services, held, payload, job.fetched.queue)
-        logger.error("a cancelled job did not end within %g s; %s", CANCEL_GRACE, summary,
-                     extra={"ctx": job.where})
-        self.services.retire(f"jid={payload.get('jid')} ignored its cancel")
 
     # --- time limits: called by the watchdog thread (``timelimit.py``)
 
