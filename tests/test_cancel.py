@@ -127,7 +127,12 @@ def test_a_job_ignoring_its_cancel_is_handled_as_stuck(redis, worker, tmp_path):
     assert forkq.result(jid, wait=15).status == "cancelled"
     assert redis.zcard("retry") == 0 and redis.zcard("dead") == 0
     wait_for(lambda: worker.poll() is not None, timeout=20, message="the process retired")
-    assert "ignored its cancel" in log_text(tmp_path)
+    text = log_text(tmp_path)
+    assert "ignored its cancel" in text
+    # forkq's lines about the job carry its context, as its own lines do
+    for words in ("cancelled while running", "did not end within"):
+        (line,) = [each for each in text.splitlines() if words in each]
+        assert f"jid={jid}" in line, line
 
 
 def test_forkqctl_cancel_says_where_the_job_was(capsys, tmp_path, redis, redis_url):

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import Cancelled
 from ..flow.cancel import among
 from ..flow.timelimit import raise_in
-from ..log import logger
+from ..log import job_extra, logger
 from .fetch import Fetched
 from .outcome import write_cancel_stuck
 
@@ -60,5 +60,5 @@ class CancelHandling:
         payload = job.payload
         summary = write_cancel_stuck(self.services, held, payload, job.fetched.queue)
         logger.error("a cancelled job did not end within %g s; %s", CANCEL_GRACE, summary,
-                     extra={"ctx": job.where})
+                     extra=job_extra(job.context))
         self.services.retire(f"jid={payload.get('jid')} ignored its cancel")

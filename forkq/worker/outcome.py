@@ -38,7 +38,7 @@ from ..flow import chain as workflow
 from ..flow import unique
 from ..flow.cancel import ended_cancelled
 from ..job import hooks_of
-from ..log import logger
+from ..log import job_context, job_extra, logger
 from ..payload import error_class_name
 from .fetch import Fetched, Held, bulk_requeue
 from .retry import error_message
@@ -216,7 +216,7 @@ class OutcomeWriter:
         """End a cancelled job (``started``: interrupted while it ran, else dropped before)."""
         logger.info("cancelled %s in queue %s", "while running" if started else "before it "
                     "started", queue,
-                    extra={"ctx": f"class={payload.get('class')} jid={payload.get('jid')}"})
+                    extra=job_extra(job_context(payload, queue)))
         attempt(lambda: ended_cancelled(redis, self.keys, payload, record))
 
     def bury(self, redis, fetched: Fetched, reason: str, attempt: Attempt) -> None:
