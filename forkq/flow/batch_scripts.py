@@ -182,9 +182,9 @@ return 1
 """
 
 # KEYS: queues, batches, retry, dead, source list (a poison job's private list). ARGV:
-# prefix, bid, jid, action ('retry', 'dead', 'drop', 'discard', 'cancel'), job text, score, bury (1/0),
-# then dead_trim's now, cutoff, max jobs, then the error for the batch's failure list, then
-# the job's text in the source list ('' none). Returns 0 when it was no longer there.
+# prefix, bid, jid, action ('retry', 'dead', 'drop', 'discard', 'cancel'), job text, score,
+# bury (1/0), then dead_trim's now, cutoff, max jobs, then the error for the batch's failure
+# list, then the job's text in the source list ('' none). Returns 0 when it was no longer there.
 FAILED_SCRIPT = BATCH_LUA + DEAD_LUA + """
 local prefix, bid, jid, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if ARGV[12] ~= '' and redis.call('LREM', KEYS[5], 1, ARGV[12]) == 0 then return 0 end
