@@ -10,8 +10,8 @@ import importlib as _importlib
 from .client import configure
 from .connection.source import default_source as _default_source
 from .hooks import registry as _hooks
-from .errors import (ConfigError, Shutdown, SoftTimeLimitExceeded, TimeLimitExceeded,
-                     UnknownJobError)
+from .errors import (Cancelled, ConfigError, Shutdown, SoftTimeLimitExceeded,
+                     TimeLimitExceeded, UnknownJobError)
 from .flow.batch import Batch as batch
 from .flow.batch import status as batch_status
 from .flow.chain import Chain as chain
@@ -26,8 +26,8 @@ _LAZY_MODULES = ("aio", "limiter")
 __all__ = ["Job", "job", "configure", "redis", "client_middleware", "server_middleware",
            "error_handlers", "death_handlers", "register_periodic", "result", "aresult",
            "batch", "batch_status", "chain", "chord", "IterableJob",
-           "ConfigError", "Shutdown", "SoftTimeLimitExceeded", "TimeLimitExceeded",
-           "UnknownJobError", "__version__"]
+           "cancel", "Cancelled", "ConfigError", "Shutdown", "SoftTimeLimitExceeded",
+           "TimeLimitExceeded", "UnknownJobError", "__version__"]
 
 #: callables (exc, context) run when a job raises; context holds job (payload) and queue
 error_handlers: list = _hooks.error_handlers
@@ -68,20 +68,32 @@ def register_periodic(name, job, *, cron=None, every=None, args=(), queue=None, 
                     missed=missed)
 
 
-def result(jid: str):
+def result(jid: str, wait: float | None = None):
     """The result of job ``jid`` (``forkq.results.Result``: ``status``, ``value``, ``error``,
     timestamps), or None when it is unknown, expired, or kept none (``result_ttl`` unset).
-    ``forkq.errors.ResultRecordError`` names the jid when the record in Redis is not a result."""
+    ``forkq.errors.ResultRecordError`` names the jid when the record in Redis is not a result.
+
+    ``wait=30`` blocks up to 30 s until the status is final (succeeded, failed, cancelled),
+    without polling; a job that keeps no result returns None at once."""
     from . import results
 
-    return results.get(jid)
+    return results.get(jid, wait=wait)
 
 
-async def aresult(jid: str):
+async def aresult(jid: str, wait: float | None = None):
     """``result`` for coroutines, read on ``redis.asyncio`` (never blocks the event loop)."""
     from . import results
 
-    return await results.aget(jid)
+    return await results.aget(jid, wait=wait)
+
+
+def cancel(jid: str):
+    """Cancel job ``jid``; returns where it was found: ``"queued"``, ``"scheduled"``,
+    ``"retry"`` (removed), ``"running"`` (a worker holds it: interrupted within about a second,
+    or dropped before it starts), or None (found nowhere). See ``forkq.flow.cancel``."""
+    from .flow.cancel import cancel as cancel_job
+
+    return cancel_job(jid)
 
 
 def __getattr__(name: str):

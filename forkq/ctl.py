@@ -1,18 +1,22 @@
 """The ``forkqctl`` command: stop, quiet, reload or dump a running master; show what Redis knows.
 
-``stop``, ``quiet``, ``reload`` and ``dump`` signal the master named by a pidfile: ``--pidfile``, else the
-config's ``pidfile``, else ``<data_dir>/master.pid``, which every master writes (``data_dir``
-is relative to the directory the master runs in, ``.forkq`` by default). The pid is signalled
-only when its process is the one that wrote the file (same start time, runs forkq): a stale
-pidfile whose pid now belongs to another process is refused, and the signal goes through a
-pidfd, so the pid cannot be reused between the check and the signal.
+``stop``, ``quiet``, ``reload`` and ``dump`` signal the master named by a pidfile:
+``--pidfile``, else the config's ``pidfile``, else ``<data_dir>/master.pid``, which every master
+writes (``data_dir`` is relative to the directory the master runs in, ``.forkq`` by default).
+The pid is signalled only when its process is the one that wrote the file (same start time, runs
+forkq): a stale pidfile whose pid now belongs to another process is refused, and the signal goes
+through a pidfd, so the pid cannot be reused between the check and the signal.
+
+``pause QUEUE`` / ``resume QUEUE`` and ``cancel JID`` write through ``forkq.api`` (what every
+worker on that Redis obeys within about a second: ``flow/pause.py``, ``flow/cancel.py``).
 
 ``status`` reads Redis through ``forkq.api``: each process with the age of its last heartbeat,
-the queues, and totals; the master's pid when its pidfile is found; the periodic leader
-(identity and its master's pid) and each periodic entry's next and last run (tick, jid).
-Everything that came from Redis is printed with control characters escaped. An error prints one
-line, ``forkqctl: <message>``, and exits 1; output cut short by its reader (``| head``) ends
-quietly with exit code 141, as a process killed by SIGPIPE.
+the queues (``PAUSED`` marks a paused one, ``BAD RECORD`` one whose key is not a list), and
+totals; the master's pid when its pidfile is found; the periodic leader (identity and its
+master's pid) and each periodic entry's next and last run (tick, jid). Everything that came from
+Redis is printed with control characters escaped. An error prints one line, ``forkqctl:
+<message>``, and exits 1; output cut short by its reader (``| head``) ends quietly with exit
+code 141, as a process killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -75,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true", help="print JSON")
         command.add_argument("--pidfile", help="the master's pidfile (default: the config's "
                              "pidfile, else <data_dir>/master.pid)")
+        command.set_defaults(run=run)
+    for name, run, text, target in (
+            ("pause", run_pause, "stop every worker taking jobs from a queue (pushes go on)",
+             "queue"),
+            ("resume", run_resume, "let workers take jobs from a paused queue again", "queue"),
+            ("cancel", run_cancel, "cancel a job: remove it, or interrupt it where it runs",
+             "jid")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument(target, help="the queue's name" if target == "queue" else
+                             "the job's jid")
+        command.add_argument("-c", "--config", help="path to the YAML config (default: "
+                             "$FORKQ_CONFIG when set, else ./forkq.yml when it exists)")
         command.set_defaults(run=run)
     return parser
 
@@ -222,6 +238,54 @@ def run_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pause, resume, cancel: writes through forkq.api
+
+def _api(args: argparse.Namespace):
+    from .api import Api
+
+    return Api.from_config(load_config(args))
+
+
+def _redis_call(args: argparse.Namespace, call):
+    import redis
+
+    try:
+        return call(_api(args))
+    except redis.RedisError as exc:
+        raise CtlError(f"cannot reach Redis: {exc}") from None
+
+
+def run_pause(args: argparse.Namespace) -> int:
+    changed = _redis_call(args, lambda api: api.queue(args.queue).pause())
+    print(escape_controls(f"forkqctl: queue {args.queue} "
+                          f"{'paused' if changed else 'was already paused'}: workers take no "
+                          f"job from it within a second; running jobs finish"))
+    return 0
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    changed = _redis_call(args, lambda api: api.queue(args.queue).resume())
+    print(escape_controls(f"forkqctl: queue {args.queue} "
+                          f"{'resumed' if changed else 'was not paused'}"))
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    """Exit 1 when the job was found nowhere (finished, unknown, or expired)."""
+    try:
+        where = _redis_call(args, lambda api: api.cancel(args.jid))
+    except TypeError as exc:
+        raise CtlError(str(exc)) from None
+    if where is None:
+        print(escape_controls(f"forkqctl: job {args.jid} was found nowhere (finished or "
+                              f"unknown); a copy fetched within the hour is dropped"))
+        return 1
+    what = ("interrupted within about a second, or dropped before it starts"
+            if where == "running" else "removed")
+    print(escape_controls(f"forkqctl: job {args.jid} was {where}: {what}"))
+    return 0
+
+
 # --- status
 
 def run_status(args: argparse.Namespace) -> int:
@@ -264,15 +328,20 @@ def collect(api) -> dict:
     """What ``status`` shows of Redis: processes, queues, totals and the periodic leader."""
     now = time.time()
     processes = [process_report(p, now) for p in api.processes()]
+    paused = api.paused_queues()
     queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency),
-               "problem": q.problem} for q in api.all_queues(listened=True)]
+               "problem": q.problem, "paused": q.name in paused}
+              for q in api.all_queues(listened=True)]
+    queues += [{"name": name, "size": 0, "latency": 0.0, "problem": None, "paused": True}
+               for name in sorted(paused - {q["name"] for q in queues})]
     stats = api.stats()
     totals = {"processes": len(processes),
               "threads": sum(p["concurrency"] for p in processes),
               "busy": sum(p["busy"] for p in processes),
               "queued": sum(q["size"] for q in queues),
               "scheduled": stats["scheduled"], "retries": stats["retries"],
-              "dead": stats["dead"], "processed": stats["processed"], "failed": stats["failed"]}
+              "dead": stats["dead"], "processed": stats["processed"], "failed": stats["failed"],
+              "cancelled": api.cancelled}
     return {"processes": processes, "queues": queues, "totals": totals,
             "periodic": api.periodic()}
 
@@ -309,7 +378,8 @@ def render(report: dict) -> str:
     for q in report["queues"]:
         latency = "?" if q["latency"] is None else f"{q['latency']:.2f} s"
         bad = f" BAD RECORD: {q['problem']}" if q["problem"] else ""
-        lines.append(escape_controls(f"  {q['name']}  size={q['size']} latency={latency}{bad}"))
+        lines.append(escape_controls(f"  {q['name']}  size={q['size']} latency={latency}"
+                                     f"{' PAUSED' if q['paused'] else ''}{bad}"))
     lines.extend(escape_controls(line) for line in periodic_lines(report["periodic"]))
     return "\n".join(lines)
 

@@ -37,6 +37,14 @@ class Shutdown(BaseException):
     """
 
 
+class Cancelled(BaseException):
+    """Raised in a job's thread when the job is cancelled (``forkq.cancel``) while it runs.
+
+    A BaseException, like ``Shutdown``, so that a job's ``except Exception`` does not swallow
+    it; its ``finally`` blocks run. A cancelled job is not retried and not sent to the dead
+    set."""
+
+
 class SoftTimeLimitExceeded(Exception):
     """Raised in a job's thread at its ``soft_time_limit``: the job may catch it and clean up.
 
@@ -49,4 +57,4 @@ class TimeLimitExceeded(ForkqError):
 
 
 # Named as exported (``forkq.SoftTimeLimitExceeded``): the error_class a retried job shows.
-SoftTimeLimitExceeded.__module__ = TimeLimitExceeded.__module__ = "forkq"
+SoftTimeLimitExceeded.__module__ = TimeLimitExceeded.__module__ = Cancelled.__module__ = "forkq"

@@ -80,6 +80,9 @@ class Job:
         """True once the worker process is shutting down (it finishes running jobs until its
         deadline): a long job may stop between steps (``IterableJob`` does)."""
         return self.quiet is not None and self.quiet.is_set()
+    #: set by the worker that runs the job: its process's copy of the cancels
+    #: (``flow.cancel.CancelView``); None elsewhere
+    cancels: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -93,6 +96,12 @@ class Job:
 
     def perform(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
+
+    def cancelled(self) -> bool:
+        """Whether this job was cancelled (``forkq.cancel``) while it runs, for a long job to
+        check between steps; no round trip (its worker learns of cancels twice a second).
+        Always False outside a worker (inline tests, direct calls)."""
+        return self.cancels is not None and self.cancels.requested(getattr(self, "jid", None))
 
     @classmethod
     def wire_name(cls) -> str:

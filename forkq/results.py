@@ -7,7 +7,15 @@ plain forkq jobs, on for the Django backend). The record lives under ``forkq:res
 - at enqueue (``queued``), by the client, in the same round trip as the push;
 - when the job starts (``running``), by the thread that runs it, with the worker's identity;
 - when it returns (``succeeded`` with the value) or raises (``failed`` with the error; back to
-  ``queued`` with the error added to ``errors`` when a retry is scheduled).
+  ``queued`` with the error added to ``errors`` when a retry is scheduled);
+- when it is cancelled (``cancelled``, ``flow/cancel.py``), by whoever ends it.
+
+A final status (succeeded, failed, cancelled) is written in one MULTI with the *done* list
+``forkq:done:<jid>`` (one item, kept ``DONE_TTL`` at most): a waiter (``get(jid, wait=)``)
+reads the record and, unless it is final, blocks in ``BLMOVE`` of that list onto itself, which
+wakes every waiter of the jid at once and leaves the item for the others. No waiter polls:
+a thousand waiters are a thousand blocked connections, which cost Redis nothing until the job
+ends, then one ``BLMOVE`` and one ``GET`` each.
 
 Every write renews the TTL. A return value that JSON cannot carry is recorded as a failure of
 the result (the job is not retried: running it again would return the same value).
@@ -45,10 +53,18 @@ from .errors import ResultRecordError
 from .log import logger
 from .options import check_ttl
 from .payload import dumps, error_class_name
+from .values import positive_seconds
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
-
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "queued", "running", "succeeded", "failed", "cancelled")
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINAL = (SUCCEEDED, FAILED, CANCELLED)
+#: seconds the done list lives at most: it only bridges a waiter's read of a record not yet
+#: final and its blocking pop (the record itself says final afterwards)
+DONE_TTL = 300
+#: seconds one blocking pop waits at most: below the client's socket timeout
+#: (``connection.SOCKET_TIMEOUT``), so a long wait is a few pops, each blocked in Redis
+WAIT_SLICE = 5.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,7 @@ class Result:
 
     @property
     def finished(self) -> bool:
-        return self.status in (SUCCEEDED, FAILED)
+        return self.status in FINAL
 
 
 def ttl_of(payload: dict[str, Any]) -> int | None:
@@ -156,6 +172,21 @@ class ResultRecorder:
 
         return self._update(redis, payload, change, previous)
 
+    def cancelled(self, redis, payload: dict[str, Any],
+                  previous: dict | None = None) -> dict | None:
+        def change(record: dict[str, Any]) -> None:
+            record.update(status=CANCELLED, finished_at=time.time())
+            record.setdefault("class", payload.get("class"))
+            record.setdefault("args", payload.get("args") or [])
+
+        return self._update(redis, payload, change, previous)
+
+    @staticmethod
+    def read(redis, keys, jid: str) -> dict | None:
+        """The record of ``jid`` as stored, or None."""
+        text = redis.get(keys.result(jid))
+        return json.loads(text) if text else None
+
     def _update(self, redis, payload: dict[str, Any], change,
                 previous: dict | None = None) -> dict | None:
         ttl = ttl_of(payload)
@@ -168,8 +199,18 @@ class ResultRecorder:
             record = _readable(redis, key)
         change(record)
         text = _encode(record, payload)
-        redis.set(key, text, ex=ttl)
-        return json.loads(text)
+        written = json.loads(text)
+        if written["status"] not in FINAL:
+            redis.set(key, text, ex=ttl)
+            return written
+        done = self.keys.done(payload["jid"])
+        pipe = redis.pipeline(transaction=True)
+        pipe.set(key, text, ex=ttl)
+        pipe.delete(done)
+        pipe.rpush(done, "1")
+        pipe.expire(done, min(ttl, DONE_TTL))
+        pipe.execute()
+        return written
 
 
 def _readable(redis, key: str) -> dict[str, Any]:
@@ -304,16 +345,62 @@ def exception_class(path: str) -> type[BaseException]:
                      f"imported (forkq never imports a module a result record names)")
 
 
-def get(jid: str, source=None) -> Result | None:
+def get(jid: str, source=None, wait: float | None = None) -> Result | None:
     """The result of job ``jid``, or None (unknown, expired, or kept no result). ``source`` is
-    the ``connection.source.Source`` whose Redis and namespace to read; default, forkq's."""
+    the ``connection.source.Source`` whose Redis and namespace to read; default, forkq's.
+
+    ``wait`` (seconds): block until the result is final (``Result.finished``) or the time is
+    up, then return the record as it is; a jid with no record returns None at once (there is
+    nothing that would announce its end). A wait holds a connection of its own, opened for
+    the call, so that any number of threads or coroutines can wait at once."""
+    slices = _slices(wait)
     source = source or default_source()
-    return decode(jid, source.redis.get(source.keys.result(jid)))
+    key = source.keys.result(jid)
+    if not slices:
+        return decode(jid, source.redis.get(key))
+    from . import connection
+
+    blocker = connection.make_client(source.url(), single_connection_client=True)
+    try:
+        found = decode(jid, blocker.get(key))
+        for seconds in slices if found is not None and not found.finished else ():
+            if blocker.blmove(*_rotate(source.keys.done(jid), seconds)) is not None:
+                return decode(jid, blocker.get(key))
+        return found if found is None or found.finished else decode(jid, blocker.get(key))
+    finally:
+        blocker.close()
 
 
-async def aget(jid: str, source=None) -> Result | None:
+async def aget(jid: str, source=None, wait: float | None = None) -> Result | None:
     """``get`` for coroutines, on the asyncio client (never blocks the event loop)."""
     from .connection import aio  # imports redis.asyncio: only for applications that use it
 
+    slices = _slices(wait)
     source = source or default_source()
-    return decode(jid, await aio.redis(source).get(source.keys.result(jid)))
+    key = source.keys.result(jid)
+    if not slices:
+        return decode(jid, await aio.redis(source).get(key))
+    blocker = aio.own_client(source)
+    try:
+        found = decode(jid, await blocker.get(key))
+        for seconds in slices if found is not None and not found.finished else ():
+            if await blocker.blmove(*_rotate(source.keys.done(jid), seconds)) is not None:
+                return decode(jid, await blocker.get(key))
+        return found if found is None or found.finished else decode(jid, await blocker.get(key))
+    finally:
+        await blocker.aclose()
+
+
+def _slices(wait: float | None) -> list[float]:
+    """``wait`` (checked: positive seconds, or None for no wait) cut into blocking pops of at
+    most ``WAIT_SLICE`` seconds."""
+    if wait is None:
+        return []
+    whole, rest = divmod(positive_seconds(wait, "forkq.result: wait"), WAIT_SLICE)
+    return [WAIT_SLICE] * int(whole) + ([rest] if rest >= 0.001 else [])
+
+
+def _rotate(done: str, seconds: float) -> tuple:
+    """``blmove`` arguments that move the done list's item onto the same list: the waiter
+    wakes, and the item stays for the other waiters."""
+    return done, done, seconds, "RIGHT", "LEFT"

@@ -145,7 +145,7 @@ def test_the_readme_commands_find_a_master_started_without_a_pidfile(capsys, sta
     assert [(q["name"], q["size"]) for q in report["queues"]] == [("default", 0), ("parked", 1)]
     assert report["totals"] == {"processes": 2, "threads": 6, "busy": 0, "queued": 1,
                                 "scheduled": 0, "retries": 0, "dead": 0, "processed": 0,
-                                "failed": 0}
+                                "failed": 0, "cancelled": 0}
 
     quiet = forkqctl(master, "quiet", "-c", "forkq.yml")
     assert (quiet.returncode, quiet.stderr) == (0, "")

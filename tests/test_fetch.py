@@ -1,6 +1,7 @@
 """Fetching against a real Redis: the private list, acknowledgement, release, batch sizes."""
 
 import json
+import threading
 
 import pytest
 
@@ -11,6 +12,8 @@ from forkq.connection import make_client
 from forkq.worker.fetch import RELEASE_SCRIPT, Fetched, Fetcher, FetchMode, next_batch
 from forkq.worker.ordering import QueueOrder
 from forkq.keys import Keys
+from forkq.flow.cancel import CancelView
+from forkq.flow.pause import PausedView
 
 LISTS = Keys().inflight_pair("h:1:0", 0)
 
@@ -19,7 +22,8 @@ def fetcher(redis_url, reliable=True, idle_plan=("high", "low")):
     queues = QueueOrder((Queue("high"), Queue("low")), strict=True)
     mode = FetchMode.RELIABLE if reliable else FetchMode.BASIC
     return Fetcher(make_client(redis_url), Keys(), queues=queues, mode=mode, lists=LISTS,
-                   thread_index=0, idle_plan=idle_plan)
+                   thread_index=0, idle_plan=idle_plan, paused=PausedView(),
+                   cancels=CancelView())
 
 
 def held(redis):
@@ -73,7 +77,7 @@ def test_release_can_keep_one_job_in_the_private_list(redis, redis_url):
 def test_idle_wait_blocks_on_one_queue_and_moves_the_job(redis, redis_url):
     push(redis, "high", "h1")
     take = fetcher(redis_url, idle_plan=("high",))
-    (job,) = take.wait()
+    (job,) = take.wait(threading.Event())
     assert job.queue == "high" and held(redis) == {take.private_key: [job.text]}
 
 
@@ -85,7 +89,7 @@ def test_a_payload_that_is_not_utf8_spoils_only_itself(redis, redis_url):
     assert [j.text for j in take.fetch()] == ['{"v": 1}', bad, '{"v": 2}']
     take.release([])
     redis.lpush("queue:high", bad)
-    assert [j.text for j in take.wait()] == [bad]
+    assert [j.text for j in take.wait(threading.Event())] == [bad]
 
 
 def lose_next_reply(take):

@@ -156,3 +156,22 @@ def test_the_busy_page_shows_a_running_jobs_saved_cursor(redis, make_config):
     assert cursors == {"d" * 24: {"after": 41}, "e" * 24: None}
     page = Browser(App(make_config(), redis, environ={})).get("/busy").text
     assert re.search(r"cursor <code>\{(&#34;|&quot;)after(&#34;|&quot;): ?41\}</code>", page)
+
+
+class CancelAfter:
+    """A process's cancel view that knows of the job's cancel once ``count`` items ran."""
+
+    def __init__(self, redis, count: int) -> None:
+        self.redis, self.count = redis, count
+
+    def requested(self, jid) -> bool:
+        return self.redis.llen("iter:items") >= self.count
+
+
+def test_a_cancel_stops_between_items_saving_the_cursor(redis):
+    instance = job(Sparse, "c" * 24)
+    instance.cancels = CancelAfter(redis, 4)
+    with pytest.raises(forkq.Cancelled, match="cancelled between items"):
+        instance.perform(10)
+    assert items(redis) == [0, 1, 2, 3]
+    assert json.loads(redis.get(KEYS.iteration("c" * 24)))["cursor"] == 3

@@ -415,6 +415,18 @@ def test_metrics_report_queues_and_sets(redis, make_config, exporter, directory)
     assert found[("forkq_jobs_failed_total", series("default", "HardJob"))] == 1
 
 
+def test_metrics_report_paused_queues_and_cancelled_jobs(redis, exporter, directory):
+    import control_jobs
+    from forkq import api, cancel
+
+    assert cancel(control_jobs.Plain.perform_async(1)) == "queued"
+    api.Queue("media").pause()
+    found = exporter(queues=["default"]).scrape()
+    assert found[("forkq_queue_paused", frozenset({"queue": "media"}.items()))] == 1
+    assert found[("forkq_queue_paused", frozenset({"queue": "default"}.items()))] == 0
+    assert found[("forkq_jobs_cancelled_total", frozenset())] == 1
+
+
 def test_text_that_is_not_utf8_does_not_stop_a_scrape(redis, redis_url, exporter, directory):
     raw = redis_py.Redis.from_url(redis_url)
     raw.sadd("queues", b"bad\xff", b"default")

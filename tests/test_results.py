@@ -1,6 +1,9 @@
 """Job results on a real Redis: the record's life from enqueue to finish, TTL, bad values."""
 
 import asyncio
+import math
+import threading
+import time
 
 import pytest
 
@@ -8,6 +11,7 @@ import forkq
 
 from forkq import client, connection, options, push, results
 from forkq.keys import Keys
+from helpers import wait_for
 
 
 def payload(**extra):
@@ -299,3 +303,95 @@ def test_a_retried_job_with_a_bad_retry_count_still_records(redis, recorder):
     assert recorder.started(redis, job, "w1")["attempts"] == 1
     redis.set(f"forkq:result:{job['jid']}", "garbage")
     assert recorder.failed(redis, job, ValueError("no"), will_retry=False)["status"] == "failed"
+# --- waiting on a result (``wait=``)
+
+def queued_job(redis, **extra):
+    job = payload(**extra)
+    connection.send_commands(client.default().redis, push.commands(Keys(), [job], None, 100.0))
+    return job
+
+
+def blocked_clients(redis) -> int:
+    return redis.info("clients")["blocked_clients"]
+
+
+def test_wait_returns_as_soon_as_the_result_is_final(redis, recorder):
+    job = queued_job(redis)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(forkq.result(job["jid"], wait=20)))
+    waiter.start()
+    wait_for(lambda: blocked_clients(redis) == 1, message="the waiter blocked in Redis")
+    recorder.succeeded(redis, job, {"rows": 3})
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert got[0].status == "succeeded" and got[0].value == {"rows": 3}
+
+
+def test_wait_gives_up_after_its_time_with_the_record_as_it_is(redis):
+    job = queued_job(redis)
+    started = time.monotonic()
+    found = forkq.result(job["jid"], wait=0.3)
+    assert found.status == "queued" and time.monotonic() - started >= 0.3
+
+
+def test_wait_returns_at_once_for_a_final_result_or_a_job_without_one(redis, recorder):
+    job = queued_job(redis)
+    recorder.failed(redis, job, ValueError("bad row"), will_retry=False)
+    started = time.monotonic()
+    assert forkq.result(job["jid"], wait=30).status == "failed"
+    assert forkq.result("f" * 24, wait=30) is None  # no record: nothing would announce its end
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_retry_is_not_final_and_a_bad_wait_is_refused(redis, recorder):
+    job = queued_job(redis)
+    recorder.failed(redis, job, ValueError("once"), will_retry=True)
+    assert not redis.exists(Keys().done(job["jid"]))
+    with pytest.raises(TypeError, match="wait must be a positive number of seconds"):
+        forkq.result(job["jid"], wait=-1)
+
+
+def test_the_done_list_lives_no_longer_than_done_ttl(redis, recorder):
+    job = queued_job(redis, result_ttl=3600)
+    recorder.succeeded(redis, job, 1)
+    assert 0 < redis.ttl(Keys().done(job["jid"])) <= results.DONE_TTL
+
+
+@pytest.mark.slow
+def test_a_thousand_waiters_block_in_redis_and_all_wake_at_the_end(redis, recorder):
+    """1,000 threads and 1,000 coroutines wait on one job: Redis serves 3 commands per waiter
+    in all (read, blocking pop, read; plus its connection's set-up), however long the wait."""
+    job = queued_job(redis)
+    redis.config_resetstat()
+    got = []
+
+    def wait_in_thread():
+        got.append(forkq.result(job["jid"], wait=30))
+
+    async def wait_in_loop():
+        async def one():
+            got.append(await forkq.aresult(job["jid"], wait=30))
+        await asyncio.gather(*[one() for _ in range(1000)])
+
+    threads = [threading.Thread(target=wait_in_thread) for _ in range(1000)]
+    threads.append(threading.Thread(target=lambda: asyncio.run(wait_in_loop())))
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: blocked_clients(redis) == 2000, timeout=60, message="2,000 blocked waiters")
+    recorder.succeeded(redis, job, "done")
+    for thread in threads:
+        thread.join(30)
+    assert len(got) == 2000 and {r.status for r in got} == {"succeeded"}
+    stats = {k: v["calls"] for k, v in redis.info("commandstats").items()}
+    print("commands served to 2,000 waiters:", stats)
+    # One blocking pop per waiter and WAIT_SLICE seconds waited, not a loop of reads: on a
+    # loaded machine the first waiters may block again before the last one is in.
+    slices = math.ceil((time.monotonic() - started) / results.WAIT_SLICE)
+    assert 2000 <= stats["cmdstat_blmove"] <= 2000 * slices
+    # each waiter's read before the wait and after it, and the writer's read of the record
+    assert stats["cmdstat_get"] == 4001
+    setup = {"cmdstat_client", "cmdstat_hello", "cmdstat_info", "cmdstat_config"}
+    job_writes = {"cmdstat_multi", "cmdstat_exec", "cmdstat_set", "cmdstat_del", "cmdstat_rpush",
+                  "cmdstat_expire"}
+    assert set(stats) - setup - job_writes == {"cmdstat_blmove", "cmdstat_get"}, stats

@@ -236,6 +236,25 @@ def test_queue_delete_job_and_clear(browser, redis, api):
     assert api.queue("default").size == 0 and api.all_queues() == []
 
 
+def test_queues_page_pauses_and_resumes_and_queue_page_cancels(browser, redis, api):
+    jids = [WebJob.perform_async(n) for n in range(2)]
+    page = browser.get("/queues")
+    assert 'value="pause"' in page.text and "paused</span>" not in page.text
+    result = browser.post("/queues/default", {"action": "pause"}, page="/queues")
+    assert result.header("Location") == "/queues?done=pause" and api.queue("default").paused
+    page = browser.get("/queues?done=pause")
+    assert "paused</span>" in page.text and 'value="resume"' in page.text
+    assert "Queue paused" in page.text
+    browser.post("/queues/default", {"action": "resume"}, page="/queues")
+    assert not api.queue("default").paused
+    assert 'value="cancel"' in browser.get("/queues/default").text
+    result = browser.post("/busy", {"action": "cancel", "jid": jids[0]}, page="/queues/default")
+    assert result.header("Location") == "/busy?done=cancel&n=1"
+    assert [e.jid for e in api.queue("default").jobs()] == [jids[1]] and api.cancelled == 1
+    result = browser.post("/busy", {"action": "cancel", "jid": jids[0]}, page="/queues")
+    assert result.header("Location") == "/busy?done=cancel&n=0&gone=1"
+
+
 def test_busy_quiet_and_stop_signal_processes(browser, redis, api):
     seed(redis, api)
     browser.post("/busy", {"action": "quiet", "identity": "host:1:abc"})

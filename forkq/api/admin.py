@@ -13,6 +13,8 @@ from typing import Any
 from redis.exceptions import NoPermissionError
 
 from ..connection.source import default_source
+from ..flow import cancel as cancelling
+from ..flow import pause as pausing
 from ..keys import SIGNALS_TTL
 from ..signals import REMOTE_SIGNALS
 from .batches import Batches
@@ -53,6 +55,19 @@ class Api(Store):
             names.update(name for process in self.processes() for name in process.queues
                          if isinstance(name, str))
         return [Queue(name, self) for name in sorted(names)]
+
+    def paused_queues(self) -> set[str]:
+        """Names of the paused queues (``Queue.pause``)."""
+        return pausing.paused(self.redis, self.keys)
+
+    def cancel(self, jid: str) -> str | None:
+        """``forkq.cancel`` on this Redis: where the job was found, or None."""
+        return cancelling.cancel(jid, self)
+
+    @property
+    def cancelled(self) -> int:
+        """Jobs ended as cancelled, in total."""
+        return as_int(self.redis.get(self.keys.cancelled))
 
     @property
     def scheduled(self) -> ScheduledSet:

@@ -1,4 +1,5 @@
-"""A queue as the read side sees it: the ``queue:<name>`` list, its size, latency and jobs.
+"""A queue as the read side sees it: the ``queue:<name>`` list, its size, latency and jobs,
+and whether it is paused (``flow/pause.py``).
 
 A producer may have left another type of key under a queue's name (``SADD queues x`` over a
 hash ``queue:x``): the queue then reads as empty, with the reason in ``problem``, instead of
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from ..flow import pause as pausing
 from .entry import Entry, wire
 from .records import keyed_read
 from .source import Store, default_store
@@ -69,6 +71,20 @@ class Queue:
 
     def delete(self, entry: Entry) -> bool:
         return self.api.redis.lrem(self.key, 1, wire(entry.raw)) > 0
+
+    @property
+    def paused(self) -> bool:
+        """Whether workers take no jobs from this queue (``pause``)."""
+        return bool(self.api.redis.sismember(self.api.keys.paused, self.name))
+
+    def pause(self) -> bool:
+        """Stop every worker on this Redis taking jobs from the queue, within about a second;
+        running jobs finish, pushes go on, nothing is lost. False when already paused."""
+        return pausing.pause(self.api.redis, self.api.keys, self.name)
+
+    def resume(self) -> bool:
+        """Let workers take jobs from the queue again. False when it was not paused."""
+        return pausing.resume(self.api.redis, self.api.keys, self.name)
 
     def clear(self) -> None:
         pipe = self.api.redis.pipeline()

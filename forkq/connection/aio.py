@@ -95,6 +95,12 @@ def redis(source=None) -> aioredis.Redis:
     return found
 
 
+def own_client(source=None) -> aioredis.Redis:
+    """A client with a pool of its own on ``source``'s Redis, for one blocking wait (the
+    loop's shared pool is bounded); the caller closes it (``aclose()``)."""
+    return _make_client((source or default_source()).url())
+
+
 def _forget_closed_loops() -> None:
     """Drop the clients of loops that were closed without ``aclose()`` (each
     ``asyncio.run`` is a new loop): the clients hold their loop, so the weak keys alone never

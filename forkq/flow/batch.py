@@ -220,7 +220,8 @@ class BatchStatus:
     total: int
     #: jobs not yet succeeded
     pending: int
-    #: jobs whose last run failed (retrying or dead) and that have not succeeded since
+    #: jobs whose last run failed (retrying or dead) or that were cancelled, and that have
+    #: not succeeded since
     failures: int
     #: jid → "ErrorClass: message" of those jobs
     failed_jids: dict[str, str] = field(default_factory=dict)

@@ -11,6 +11,9 @@ A member's end is one script call, atomic with the job's own terminal transition
 - failure (``failed``): the retry written (``ZADD retry``) or the job buried (``dead.DEAD_LUA``)
   and the job leaves ``unrun`` and enters the ``failed`` hash (and ``dead`` when it died). A
   poison job (``worker/recovery.py``) leaves its dead process's private list in the same call.
+- cancel (``cancelled``, from ``flow/cancel.ended_cancelled``): the job leaves ``unrun`` and
+  enters ``failed`` with the reason, but stays ``pending``: the batch can complete and never
+  succeeds; it is not dead (no ``death`` callback).
 
 Counting by jid in sets makes each count idempotent: a job retried ten times, or run again
 after kill -9, leaves ``pending`` once. After each change ``settle_up`` fires what became
@@ -179,9 +182,9 @@ return 1
 """
 
 # KEYS: queues, batches, retry, dead, source list (a poison job's private list). ARGV:
-# prefix, bid, jid, action ('retry', 'dead', 'drop', 'discard'), job text, score, bury (1/0),
-# then dead_trim's now, cutoff, max jobs, then the error for the batch's failure list, then
-# the job's text in the source list ('' none). Returns 0 when it was no longer there.
+# prefix, bid, jid, action ('retry', 'dead', 'drop', 'discard', 'cancel'), job text, score,
+# bury (1/0), then dead_trim's now, cutoff, max jobs, then the error for the batch's failure
+# list, then the job's text in the source list ('' none). Returns 0 when it was no longer there.
 FAILED_SCRIPT = BATCH_LUA + DEAD_LUA + """
 local prefix, bid, jid, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if ARGV[12] ~= '' and redis.call('LREM', KEYS[5], 1, ARGV[12]) == 0 then return 0 end
@@ -197,7 +200,7 @@ local now = now_text()
 redis.call('SREM', rec .. ':unrun', jid)
 redis.call('HSET', rec .. ':failed', jid, ARGV[11])
 same_ttl(rec, rec .. ':failed')
-if action ~= 'retry' then
+if action ~= 'retry' and action ~= 'cancel' then
   redis.call('SADD', rec .. ':dead', jid)
   same_ttl(rec, rec .. ':dead')
   fire(rec, KEYS[1], 'death', now)
@@ -275,6 +278,13 @@ def expired(redis, keys, payload: dict[str, Any], source: tuple[str, str]) -> in
     counted as dead in its batch, in one call; it can no longer succeed."""
     error = f"expired: not started within expires_in {payload.get('expires_in')} s"
     return ended(redis, keys, payload, "discard", "", 0.0, False, [0, 0, 0], error, source)
+
+
+def cancelled(redis, keys, payload: dict[str, Any]) -> int:
+    """Count a member ended as cancelled: done (out of ``unrun``), not success (still
+    ``pending``), not dead. Counting by jid makes a second count of the same end harmless."""
+    return ended(redis, keys, payload, "cancel", "", 0.0, False, [0, 0, 0],
+                 "Cancelled: cancelled (forkq.cancel)", ("", ""))
 
 
 def ended(redis, keys, payload: dict[str, Any], action: str, text: str, score: float,

@@ -228,10 +228,28 @@ def stopped(redis, keys, payload: dict[str, Any], exc: BaseException) -> None:
     result is ``failed`` with this error."""
     from ..results import ResultRecorder
 
-    final = None
-    if payload.get("chain"):
-        final = payload["chain"][-1]["job"]
-    elif isinstance(payload.get("chord_callback"), dict):
-        final = payload["chord_callback"]
+    final = _final(payload)
     if final is not None:
         ResultRecorder(keys).failed(redis, final, exc, will_retry=False)
+
+
+def cancelled(redis, keys, payload: dict[str, Any]) -> None:
+    """A member ended as cancelled (``flow/cancel.py``): counted in its batch as done, not
+    success; a chain's last step and a chord's callback will never run: their result is
+    ``cancelled``."""
+    from ..results import ResultRecorder
+
+    if "bid" in payload:
+        batch_scripts.cancelled(redis, keys, payload)
+    final = _final(payload)
+    if final is not None:
+        ResultRecorder(keys).cancelled(redis, final)
+
+
+def _final(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The job whose result stands for a chain's or chord's end, when ``payload`` has one."""
+    if payload.get("chain"):
+        return payload["chain"][-1]["job"]
+    if isinstance(payload.get("chord_callback"), dict):
+        return payload["chord_callback"]
+    return None

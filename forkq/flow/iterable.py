@@ -18,6 +18,8 @@ the job checks ``self.stopping`` (the worker is shutting down): it then saves th
 raises ``Interrupted``, which the processor handles as a limiter's reschedule (``postpone.py``):
 the job leaves the thread's private list and is rescheduled for now, in one script, so the
 poller puts it back in its queue; it is not failed, not retried and counts nowhere (batches).
+It checks ``self.cancelled()`` there too: a job cancelled while it runs (``forkq.cancel``)
+saves its cursor and raises ``Cancelled`` between items, ending as cancelled.
 
 When the enumerator is exhausted the cursor is replaced by a ``done`` mark (kept
 ``cursor_ttl``): a run after that (the job recovered after a kill -9 that came between the last
@@ -35,6 +37,7 @@ import json
 import time
 from typing import Any, Iterable
 
+from ..errors import Cancelled
 from ..job import Job
 from ..limiter import OverLimit
 from ..payload import dumps
@@ -74,9 +77,10 @@ class IterableJob(Job):
             return
         cursor, unsaved, last_save = saved.get("cursor"), 0, time.monotonic()
         for item, next_cursor in self.build_enumerator(*args, cursor=cursor):
-            if self.stopping:
+            if self.stopping or self.cancelled():
                 self._save(cursor) if unsaved else None
-                raise Interrupted(self.jid)
+                raise (Cancelled(f"cancelled between items (jid={self.jid})")
+                       if self.cancelled() else Interrupted(self.jid))
             self.each_iteration(item, *args)
             cursor, unsaved = next_cursor, unsaved + 1
             if unsaved >= self.cursor_every or (

@@ -87,14 +87,15 @@ def releases_at(payload: dict[str, Any], event: str) -> bool:
     """Whether the processor releases the payload's lock at ``event``.
 
     ``event``: ``start`` (before perform), ``success``, ``retry`` (a retry was scheduled),
-    ``dead`` (retries exhausted, ``retry: false`` or 0, or poison) or ``expired`` (discarded
-    before it started, so a ``start`` lock too)."""
+    ``dead`` (retries exhausted, ``retry: false`` or 0, or poison), ``expired`` (discarded
+    before it started, so a ``start`` lock too) or ``cancelled`` (``cancel.py``: it never runs
+    again, whenever it was cancelled)."""
     until = payload.get("unique_until")
     if "unique_digest" not in payload or until not in UNTIL:
         return False
     if event == "start":
         return until == "start"
-    if event == "expired":
+    if event in ("expired", "cancelled"):
         return True
     return until == "success" and event in ("success", "dead")
 

@@ -23,6 +23,7 @@ from redis import RedisError
 
 from .. import __version__, connection
 from ..api import latency, wire
+from ..api.entry import as_int
 from ..api.processes import read_processes
 from ..api.records import wrong_type
 from ..errors import ForkqError
@@ -60,6 +61,10 @@ class RedisFacts:
     #: queue name → (size, latency in seconds)
     queues: dict[str, tuple[int, float]] = field(default_factory=dict)
     sets: dict[str, int] = field(default_factory=dict)
+    #: names of the paused queues (``flow/pause.py``)
+    paused: set[str] = field(default_factory=set)
+    #: jobs ended as cancelled, in total (``flow/cancel.py``)
+    cancelled: int = 0
 
 
 class RedisReader:
@@ -101,8 +106,10 @@ class RedisReader:
         pipe.smembers(keys.queues)
         for name in (keys.schedule, keys.retry, keys.dead, keys.batches):
             pipe.zcard(name)
-        identities, queue_set, *set_sizes = pipe.execute(raise_on_error=False)
-        queues = sorted(_members(queue_set) | set(self.config.queue_names))
+        pipe.smembers(keys.paused)
+        pipe.get(keys.cancelled)
+        identities, queue_set, *set_sizes, paused, cancelled = pipe.execute(raise_on_error=False)
+        queues = sorted(_members(queue_set) | set(self.config.queue_names) | _members(paused))
         for name in queues:
             pipe.llen(wire(keys.queue(name)))
             pipe.lindex(wire(keys.queue(name)), -1)
@@ -112,11 +119,12 @@ class RedisReader:
         processes = [p for p in read_processes(redis, keys, sorted(_members(identities))) if p]
         bad = {"heartbeat": sum(1 for p in processes if p.problem),
                "queue": len(queues) - len(sizes),
-               "set": sum(map(wrong_type, set_sizes + [identities, queue_set]))}
+               "set": sum(map(wrong_type, set_sizes + [identities, queue_set, paused]))}
         return RedisFacts(True, self._beats(processes), bad, sizes,
                           {name: 0 if wrong_type(size) else size
                            for name, size in zip(("scheduled", "retry", "dead", "batches"),
-                                                 set_sizes)})
+                                                 set_sizes)},
+                          {_label(name) for name in _members(paused)}, as_int(cancelled))
 
     def _beats(self, processes) -> dict[int, dict]:
         """This host's sound heartbeats by pid."""
@@ -260,11 +268,20 @@ def _redis_series(facts: RedisFacts):
     latency = GaugeMetricFamily("forkq_queue_latency_seconds",
                                 "Seconds the oldest job of the queue has waited.",
                                 labels=["queue"])
+    paused = GaugeMetricFamily("forkq_queue_paused",
+                               "1 while the queue is paused (workers take none of its jobs).",
+                               labels=["queue"])
     for name, (length, wait) in facts.queues.items():
         size.add_metric([name], length)
         latency.add_metric([name], wait)
+        paused.add_metric([name], 1 if name in facts.paused else 0)
     yield size
     yield latency
+    yield paused
+    cancelled = CounterMetricFamily("forkq_jobs_cancelled",
+                                    "Jobs ended as cancelled (forkq.cancel), on this Redis.")
+    cancelled.add_metric([], facts.cancelled)
+    yield cancelled
     for name, text in (("scheduled", "Jobs scheduled for later."),
                        ("retry", "Failed jobs waiting for a retry."),
                        ("dead", "Jobs in the dead set.")):

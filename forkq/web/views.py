@@ -68,6 +68,9 @@ NOTICES = {
     "delete": "{n} job(s) deleted", "delete_all": "{n} job(s) deleted",
     "kill": "{n} job(s) moved to the dead set", "kill_all": "{n} job(s) moved to the dead set",
     "clear": "Queue cleared", "quiet": "Asked {n} process(es) to quiet",
+    "pause": "Queue paused: workers take none of its jobs within a second",
+    "resume": "Queue resumed",
+    "cancel": "{n} job(s) cancelled: interrupted within about a second, or removed",
     "stop": "Asked {n} process(es) to stop",
 }
 
@@ -113,6 +116,10 @@ def busy(app, request: Request) -> Response:
 
 def busy_action(app, request: Request) -> Response:
     action = request.form.get("action")
+    if action == "cancel":
+        found = app.api.cancel(request.form.get("jid", "")) is not None
+        return redirect(request.url("/busy", done="cancel", n=int(found),
+                                    gone=int(not found) or None))
     signal = {"quiet": "TSTP", "stop": "TERM"}.get(action or "")
     identity = request.form.get("identity", "")
     if signal is None:
@@ -150,6 +157,9 @@ def queue_action(app, request: Request, name: str) -> Response:
     if action == "clear":
         q.clear()
         return redirect(request.url("/queues", done="clear"))
+    if action in ("pause", "resume"):
+        q.pause() if action == "pause" else q.resume()
+        return redirect(request.url("/queues", done=action))
     if action == "delete":
         found = q.find(request.form.get("job", ""), _int(request.form.get("index")))
         deleted = bool(found and q.delete(found))

@@ -11,9 +11,10 @@ a reason; ``parent.request_retirement()`` asks it for a successor (any thread). 
 worker, never reach into it: ``snapshot()``, ``request_stop(reason)``.
 
 Steps: connect and check Redis (warn unless ``maxmemory-policy`` is ``noeviction``); write the
-first heartbeat; recover the lists this slot's predecessor left; start the poller and the
-processors; then loop on signals: TERM/INT stop (quiet, finish running jobs until ``timeout``,
-requeue the rest, exit 0), TSTP quiets, TTIN logs every thread's stack, USR2 reopens logs.
+first heartbeat; read the paused queues and cancels (``flow/control.py``, a thread that
+reads them again twice a second); recover the lists this slot's predecessor left; start the
+poller and the processors; then loop on signals: TERM/INT stop (quiet, finish running jobs
+until ``timeout``, requeue the rest, exit 0), TSTP quiets, TTIN logs every thread's stack, USR2 reopens logs.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .. import client as forkq_client
 from .. import config as config_module
 from .. import connection, log
 from ..errors import ConfigError, ForkqError
+from ..flow.control import ControlWatch
 from ..flags import add_config_flag, add_worker_flags, config_path, worker_flags
 from ..hooks import Hooks
 from ..log import logger
@@ -170,6 +172,8 @@ class Worker:
             identity=services.identity, quiet=services.quiet, health=services.health,
             work_state=services.work_state, job_metrics=services.job_metrics,
             on_signal=self.signals.push)
+        self.control = ControlWatch(redis=services.make_redis(), keys=services.keys,
+                                    paused=services.paused, cancels=services.cancels)
         self.recovery = Recovery(services, services.death_handlers)
         self.poller = Poller(services, self.recovery)
         #: why the process stops (set once, by ``request_stop``)
@@ -187,9 +191,11 @@ class Worker:
         finally:
             probe.close()
         self.heartbeat.beat()
+        self.control.look()
         self.recovery.claim_slot()
         self.heartbeat.start()
         self.poller.start()
+        self.control.start()
         self.services.watchdog.start()
         self.manager.start()
         logger.info("forkq %s started: identity=%s concurrency=%d queues=%s fetch=%s",
@@ -252,6 +258,7 @@ class Worker:
                     "queues%s", self.stop_reason, timeout, hint)
         self.manager.stop(deadline)
         self.services.watchdog.halt()
+        self.control.stop()
         self.poller.stop()
         try:
             self.recovery.release_slot()

@@ -50,6 +50,8 @@ from typing import Any
 from .. import connection
 from ..connection.health import retrying
 from ..connection.scripts import Script
+from ..errors import Cancelled
+from ..flow.cancel import among
 from ..flow import Flow, within_limits
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 from ..limiter import OverLimit
@@ -106,6 +108,10 @@ class Running:
     keeps_result: bool
     ident: int = field(default_factory=lambda: next(_tags))
     task: asyncio.Task | None = None
+    #: it was cancelled (``forkq.cancel``): however it ends, it ends as cancelled
+    cancel_requested: bool = False
+    #: it started (a running slot was free) before it ended
+    began: bool = False
     #: set by the loop when it ends: (elapsed seconds, value, exception or None)
     ending: tuple[float, Any, BaseException | None] | None = None
     #: what its log lines carry (``log.job_context``)
@@ -142,6 +148,24 @@ class CoroutineRunner:
         self._last_tick = time.monotonic()
         #: the loop thread's tag in log lines (set when it starts)
         self.tid = ""
+        services.cancels.listen(self.cancel_if_running)
+
+    # --- the control watch (``flow/control.py``)
+
+    def cancel_if_running(self, jids: set[str]) -> None:
+        """Cancel the task of each job handed over whose jid is in ``jids`` (started or still
+        waiting for a running slot); it ends as cancelled (``_record``)."""
+        if self.loop is None:
+            return
+        for job in list(self.running.values()):
+            if among(job.payload, jids) and not job.cancel_requested:
+                job.cancel_requested = True
+                self.loop.call_soon_threadsafe(self._cancel_task, job)
+
+    @staticmethod
+    def _cancel_task(job: Running) -> None:
+        if job.task is not None:
+            job.task.cancel()
 
     # --- processor threads
 
@@ -182,12 +206,13 @@ class CoroutineRunner:
         # The task's own copy of the context: the job's lines carry its jid, not another's.
         current_job.set(job.context)
         verbose = job_log.enabled
+        started = time.perf_counter()
         try:
             async with self.running_limit:
                 self.work_state.started(job.ident, job.fetched.queue, job.fetched.text)
                 if verbose:
                     job_log.write(self.tid, job.context, "start")
-                started = time.perf_counter()
+                job.began, started = True, time.perf_counter()
                 try:
                     value = await within_limits(self.outcome.perform_coroutine(
                         job.job_class, job.payload, job.fetched.queue), job.payload)
@@ -203,9 +228,13 @@ class CoroutineRunner:
                     if verbose:
                         job_log.write(self.tid, job.context, "done", job.ending[0])
         except asyncio.CancelledError:
-            return  # cancelled before it started, at stop(): pushed back
+            if self._closing.is_set() or not job.cancel_requested:
+                return  # cancelled before it started, at stop(): pushed back
         finally:
             self.slots.release()
+        if job.cancel_requested:  # however it ended, even by swallowing the cancellation
+            job.ending = (time.perf_counter() - started, None, Cancelled(
+                f"cancelled (jid={job.payload.get('jid')})"))
         self.finished.put(job)
 
     def _tick(self) -> None:
@@ -258,8 +287,9 @@ class CoroutineRunner:
 
     def _record(self, redis, flow: Flow, job: Running) -> str:
         """Write what a finished job left (``OutcomeWriter``), or reschedule it when over its
-        limiter; returns ``"done"``, ``"failed"`` or ``"postponed"``. The error and death
-        handlers it runs log with the job's context, as in a processor thread."""
+        limiter; returns ``"done"``, ``"failed"``, ``"cancelled"`` or ``"postponed"``. The
+        error and death handlers it runs log with the job's context, as in a processor
+        thread."""
         running = current_job.set(job.context)
         try:
             return self._write_end(redis, flow, job)
@@ -272,6 +302,9 @@ class CoroutineRunner:
         if isinstance(exc, OverLimit):
             flow.postpone(job.fetched, payload, exc)
             return "postponed"
+        if isinstance(exc, Cancelled):
+            self.outcome.cancelled(redis, payload, queue_name, self._retrying, started=job.began)
+            return "cancelled"
         if exc is None:
             ack = (self.list_key, job.fetched.text) if self.reliable else ("", "")
             self.outcome.succeeded(redis, payload, value, self._retrying,

@@ -68,6 +68,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import ordering
 from ..connection import call_replicated
 from ..connection.scripts import Script
+from ..flow.cancel import CancelView
+from ..flow.pause import PausedView
 from ..keys import DAILY_STAT_TTL, STATS_LUA, Keys
 
 #: most jobs one fetch takes for one thread
@@ -79,19 +81,42 @@ IDLE_TIMEOUT = 1.0
 
 FETCH_SCRIPT = STATS_LUA + """
 -- KEYS: private list to acknowledge, private list to fill, stat:processed, stat:failed,
---       daily processed, daily failed, queues...
--- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0)
+--       daily processed, daily failed, paused set, cancels zset, queues...
+-- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0), length of the
+--       queue keys' prefix (a queue key minus it is the name the paused set holds), check
+--       (1/0: the process knows of a paused queue or a cancel mark; see Fetcher.fetch)
+-- Returns pairs (queue index, job); the index is -1 - index for a job that may have been
+-- cancelled (a "jid": "..." in its text is in the cancels zset): the processor checks.
 local reliable = ARGV[5] == '1'
 if reliable then redis.call('DEL', KEYS[1]) end
 count_stats(3, ARGV[2], ARGV[3], ARGV[4])
+local paused, cancels = false, false
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
+  paused = redis.call('EXISTS', KEYS[7]) == 1
+  cancels = redis.call('EXISTS', KEYS[8]) == 1
+end
+local prefix = tonumber(ARGV[6])
 local want = tonumber(ARGV[1])
 local out = {}
-for i = 7, #KEYS do
-  local jobs = redis.call('RPOP', KEYS[i], want)
+for i = 9, #KEYS do
+  local jobs = nil
+  if not (paused and redis.call('SISMEMBER', KEYS[7], string.sub(KEYS[i], prefix + 1)) == 1) then
+    jobs = redis.call('RPOP', KEYS[i], want)
+  end
   if jobs then
     if reliable then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
     for _, job in ipairs(jobs) do
-      out[#out + 1] = i - 7
+      local index = i - 9
+      if cancels then
+        -- every "jid":"..." of the text (args may hold one too); plain finds are cheap
+        local at = string.find(job, '"jid":', 1, true)
+        while at do
+          local jid = string.match(job, '^%s*"([^"]+)"', at + 6)
+          if jid and redis.call('ZSCORE', KEYS[8], jid) then index = -1 - index; break end
+          at = string.find(job, '"jid":', at + 6, true)
+        end
+      end
+      out[#out + 1] = index
       out[#out + 1] = job
     end
     want = want - #jobs
@@ -162,6 +187,8 @@ class Fetched:
     queue: str
     #: the job's JSON text; the raw ``bytes`` when they are not valid UTF-8
     text: str | bytes
+    #: the fetch script found a jid of its text among the cancels (``flow/cancel.py``)
+    maybe_cancelled: bool = False
 
 
 def decoded(raw: bytes) -> str | bytes:
@@ -217,7 +244,8 @@ class Held:
 
 class Fetcher:
     def __init__(self, redis, keys: Keys, *, queues: ordering.QueueOrder, mode: FetchMode,
-                 lists: tuple[str, str], thread_index: int, idle_plan: tuple[str, ...]) -> None:
+                 lists: tuple[str, str], thread_index: int, idle_plan: tuple[str, ...],
+                 paused: PausedView, cancels: CancelView) -> None:
         self.redis = redis
         self.keys = keys
         self.queues = queues
@@ -231,6 +259,10 @@ class Fetcher:
         self.reliable = mode is FetchMode.RELIABLE
         self.thread_index = thread_index
         self.idle_plan = idle_plan
+        #: the process's copies of the paused queues (for the idle wait) and of the cancels;
+        #: while either holds something, the fetch script reads both sets itself
+        self.paused = paused
+        self.cancels = cancels
         self.counters = Counters()
         self.batch = 1
         #: how long the thread's last batch took per job, told by the processor
@@ -241,6 +273,8 @@ class Fetcher:
         self._day = ("", 0.0)
         self._stat_key_list: list[str] = []
         self._queue_keys = {name: keys.queue(name) for name in queues.names()}
+        self._control_keys = [keys.paused, keys.cancels]
+        self._prefix = len(keys.queue(""))
 
     @property
     def private_key(self) -> str:
@@ -256,16 +290,27 @@ class Fetcher:
         names = self.queues.order()
         counters = self.counters
         ack, fill = self.lists[self.side], self.lists[1 - self.side]
-        keys = [ack, fill] + self._stat_keys() + [self._queue_keys[name] for name in names]
+        keys = [ack, fill, *self._stat_keys(), *self._control_keys,
+                *[self._queue_keys[name] for name in names]]
         if self.reliable:
             self.unknown, self.side = True, 1 - self.side
+        # Checked in Redis only while this process knows of a pause or a mark (its control
+        # watch looks twice a second): otherwise the script does what it did before pausing
+        # and cancelling existed (bench/fetch_pause.py).
+        check = 1 if self.paused.names or self.cancels.marked else 0
         flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
-                                    DAILY_STAT_TTL, 1 if self.reliable else 0))
+                                    DAILY_STAT_TTL, 1 if self.reliable else 0, self._prefix,
+                                    check))
         counters.processed = counters.failed = 0  # only now: see the module docstring
         try:
-            jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)]
+            jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)
+                    if flat[i] >= 0]
         except UnicodeDecodeError:
-            jobs = [Fetched(names[flat[i]], decoded(flat[i + 1])) for i in range(0, len(flat), 2)]
+            jobs = [Fetched(names[flat[i]], decoded(flat[i + 1])) for i in range(0, len(flat), 2)
+                    if flat[i] >= 0]
+        if len(jobs) * 2 < len(flat):
+            jobs = [Fetched(names[index if index >= 0 else -1 - index], decoded(raw), index < 0)
+                    for index, raw in zip(flat[::2], flat[1::2])]
         self.batch = next_batch(self.batch, len(jobs), self.seconds_per_job)
         self.unknown = False
         return jobs
@@ -306,9 +351,23 @@ class Fetcher:
             self.redis.connection_pool.release(self._connection)
             self._connection = None
 
-    def wait(self) -> list[Fetched]:
-        """Block on one queue until a job arrives or ``IDLE_TIMEOUT`` passes."""
-        name = ordering.idle_queue(self.idle_plan, self.thread_index, idle_round())
+    def wait(self, quiet) -> list[Fetched]:
+        """Block on one queue until a job arrives or ``IDLE_TIMEOUT`` passes; with every queue
+        paused, just wait (on the ``quiet`` event, which ends the wait at shutdown)."""
+        paused = self.paused.names
+        plan = tuple(q for q in self.idle_plan if q not in paused) if paused else self.idle_plan
+        if not plan:
+            quiet.wait(IDLE_TIMEOUT)
+            return []
+        name = ordering.idle_queue(plan, self.thread_index, idle_round())
+        jobs = self._block_on(name)
+        if jobs and name in self.paused.names:
+            # Paused while this thread was blocked on it: not started, put back in front.
+            self.release(jobs)
+            return []
+        return jobs
+
+    def _block_on(self, name: str) -> list[Fetched]:
         source = self._queue_keys[name]
         if self.reliable:
             self.unknown = True

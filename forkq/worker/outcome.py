@@ -14,9 +14,13 @@ Redis is away (the caller decides until when). Steps:
   result record, then the unique lock released at success.
 - ``failed``: the error handlers, the retry writer's retry or death (``retry.py``), one log
   line saying what happens next, the result record.
+- ``cancelled``: a job cancelled before or while it ran (``flow/cancel.py``): result record,
+  unique lock, counter; never retried, never dead.
 - ``bury``: a payload forkq cannot run, or a job it failed to handle, goes to the dead set
   raw, with the reason.
 - ``finished``: the observer (metrics) counts the job.
+- ``write_time_limited`` / ``write_cancel_stuck``: a job whose thread was taken from it (past
+  its hard time limit, or ignoring its cancel) is written, and what its thread held put back.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from ..dead import envelope
 from ..errors import UnknownJobError
 from ..flow import chain as workflow
 from ..flow import unique
+from ..flow.cancel import ended_cancelled
 from ..job import hooks_of
-from ..log import logger
+from ..log import job_context, job_extra, logger
 from ..payload import error_class_name
-from .fetch import Fetched
+from .fetch import Fetched, Held, bulk_requeue
 from .retry import error_message
 
 #: ``attempt(write)``: run ``write`` until Redis answers, or give up (returns None)
@@ -51,10 +56,12 @@ def unhandled_reason(exc: BaseException) -> str:
 
 
 class OutcomeWriter:
-    def __init__(self, *, keys, identity: str, middleware, error_handlers, results,
+    def __init__(self, *, keys, identity: str, cancels, middleware, error_handlers, results,
                  retry_writer, dead_set, observer, quiet=None) -> None:
         self.keys = keys
         self.identity = identity
+        #: the process's copy of the cancels, which each job instance can ask (``cancelled()``)
+        self.cancels = cancels
         self.middleware = middleware
         self.error_handlers = error_handlers
         self.results = results
@@ -123,6 +130,7 @@ class OutcomeWriter:
         instance.jid = payload.get("jid")
         instance.payload = payload
         instance.quiet = self.quiet
+        instance.cancels = self.cancels
         return instance
 
     # --- what it left
@@ -203,6 +211,14 @@ class OutcomeWriter:
             except Exception:
                 logger.exception("error handler %r failed", handler)
 
+    def cancelled(self, redis, payload: dict[str, Any], queue: str, attempt: Attempt, *,
+                  started: bool, record: dict | None = None) -> None:
+        """End a cancelled job (``started``: interrupted while it ran, else dropped before)."""
+        logger.info("cancelled %s in queue %s", "while running" if started else "before it "
+                    "started", queue,
+                    extra=job_extra(job_context(payload, queue)))
+        attempt(lambda: ended_cancelled(redis, self.keys, payload, record))
+
     def bury(self, redis, fetched: Fetched, reason: str, attempt: Attempt) -> None:
         """Send a payload forkq cannot run to the dead set, raw, with the reason."""
         logger.error("job in queue %s: dead: %s", fetched.queue, reason)
@@ -211,6 +227,41 @@ class OutcomeWriter:
 
     def finished(self, queue: str, class_name: str, seconds: float, failed: bool) -> None:
         self.observer.job_finished(queue, class_name, seconds, failed)
+
+
+def write_cancel_stuck(services, held: Held, payload, queue: str) -> str:
+    """End a cancelled job that did not stop, then put back what its thread held but that job
+    (``Processor.cancel_stuck``); returns what happened, for the log."""
+    if not held.known:
+        return "this thread's lists are left for recovery (its mark drops the job there)"
+    redis = services.make_redis()
+    try:
+        services.outcome.cancelled(redis, payload, queue, lambda write: write(), started=True)
+        held.jobs, held.processed = held.jobs[1:], held.processed + 1
+        bulk_requeue(redis, services.keys, [held])
+        return "ended as cancelled; this process is replaced"
+    except redis_py.RedisError as error:
+        return f"not written ({error}): this thread's lists are left for recovery"
+    finally:
+        redis.close()
+
+
+def write_time_limited(services, held: Held, payload, job_class, exc) -> str:
+    """Write a job past its hard limit to retry or dead, then put back what its thread held
+    but that job (``Processor.time_limit_hit``); returns what happened, for the log."""
+    if not held.known:
+        return "this thread's lists are left for recovery"
+    redis = services.make_redis()
+    try:
+        decided = services.outcome.retry_or_bury(redis, job_class, payload, exc)
+        held.jobs, held.processed, held.failed = (held.jobs[1:], held.processed + 1,
+                                                  held.failed + 1)
+        bulk_requeue(redis, services.keys, [held])
+        return decided.summary
+    except redis_py.RedisError as error:
+        return f"not written ({error}): this thread's lists are left for recovery"
+    finally:
+        redis.close()
 
 
 class _Inner:

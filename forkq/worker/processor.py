@@ -26,6 +26,12 @@ unique lock released at start or success, a job over a limiter's limit reschedul
 and time limits watched by the process's watchdog thread, which at a hard limit takes the batch
 from this thread (``time_limit_hit``) as the manager does at shutdown.
 
+A cancelled job (``flow/cancel.py``) is dropped before it starts when the process knows of
+its cancel or the fetch flagged it; while it runs, the control watch has ``Cancelled`` raised
+in this thread (``cancel_if_running``), once; a job still running ``CANCEL_GRACE`` later is
+taken from the thread as at a hard time limit (``cancel_stuck``): ``cancelling.py``. Either way it is written as
+cancelled, never retried.
+
 At the shutdown deadline the manager *abandons* a processor still running a job (Sidekiq's
 ``Processor#kill``): ``abandon()`` hands over what the thread held, which the manager pushes
 back (``fetch.bulk_requeue``), then ``kill()`` raises ``Shutdown`` in the thread, which from
@@ -39,18 +45,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import redis as redis_py
-
 from ..connection.health import retrying
-from ..errors import MalformedJobError, Shutdown, SoftTimeLimitExceeded
+from ..errors import Cancelled, MalformedJobError, Shutdown, SoftTimeLimitExceeded
 from ..flow import Flow, time_limit_error
-from ..flow.timelimit import raise_in
+from ..flow.timelimit import clear_pending, raise_in
 from ..job import resolve
 from ..limiter import OverLimit
 from ..log import current_job, job_context, job_extra, job_log, logger, thread_tag
 from ..payload import display_class, error_class_name, parse
-from .fetch import Fetched, Fetcher, Held, bulk_requeue
-from .outcome import unhandled_reason
+from .cancelling import CancelHandling
+from .fetch import Fetched, Fetcher, Held
+from .outcome import unhandled_reason, write_time_limited
 from .retry import ISOLATE_KEY
 
 _ISOLATE_MARK = f'"{ISOLATE_KEY}"'
@@ -71,13 +76,15 @@ class Started:
     record: dict | None = None
     #: ``perf_counter`` when perform began
     began: float = 0.0
+    #: its time-limit watch, if it has limits
+    limited: Any = None
 
     @property
     def class_name(self) -> str:
         return display_class(self.payload) if self.job_class else "unknown"
 
 
-class Processor(threading.Thread):
+class Processor(CancelHandling, threading.Thread):
     def __init__(self, *, index: int, services, coroutines) -> None:
         super().__init__(name=f"processor-{index}", daemon=True)
         self.services = services
@@ -97,12 +104,17 @@ class Processor(threading.Thread):
         self.redis = services.make_redis()
         self.fetcher = Fetcher(self.redis, services.keys, queues=services.queues,
                                mode=services.fetch_mode, lists=services.private_lists(index),
-                               thread_index=index, idle_plan=services.idle_plan)
+                               thread_index=index, idle_plan=services.idle_plan,
+                               paused=services.paused, cancels=services.cancels)
         self.flow = Flow(redis=self.redis, keys=services.keys, observer=services.observer,
                          attempt=self._attempt, source=self.fetcher,
                          watchdog=services.watchdog)
         #: the time-limit watch of the running job, if it has limits
         self.limited = None
+        #: the job in perform now, and the watch of its cancel (once a job; under ``lock``)
+        self.performing: Started | None = None
+        self.cancel_watch = None
+        services.cancels.listen(self.cancel_if_running)
 
     # --- the loop
 
@@ -128,7 +140,8 @@ class Processor(threading.Thread):
         # fail: it is waited out, logged once, until the key is fixed.
         jobs = self._retrying(self.fetcher.fetch, refusals="fetch")
         if not jobs and not self.services.quiet.is_set():
-            jobs = self._retrying(self.fetcher.wait, refusals="fetch")
+            jobs = self._retrying(lambda: self.fetcher.wait(self.services.quiet),
+                                  refusals="fetch")
         if jobs:
             self._run_batch(jobs)
 
@@ -242,6 +255,8 @@ class Processor(threading.Thread):
             value = self._run(job)
         except Shutdown:
             raise
+        except Cancelled:
+            return self._cancelled(job)
         except OverLimit as over:
             if not self.abandoned:
                 self.flow.postpone(fetched, job.payload, over)
@@ -261,6 +276,10 @@ class Processor(threading.Thread):
         except MalformedJobError as exc:
             self.outcome.bury(self.redis, fetched, str(exc), self._attempt)
             self._count(failed=True)
+            return None
+        if self._cancel_requested(fetched, payload):
+            self.outcome.cancelled(self.redis, payload, fetched.queue, self._attempt,
+                                   started=False)
             return None
         job_class = resolve(payload["class"])
         if "expires_in" in payload and self.flow.expired(fetched, payload):
@@ -290,21 +309,38 @@ class Processor(threading.Thread):
             limited = self.flow.watch(payload, self.soft_limit_hit, lambda limit, entry: (
                 self.time_limit_hit(job.fetched, payload, job.job_class, limit, entry)))
         job.began = time.perf_counter()
-        self.limited = limited
+        self.limited = job.limited = limited
+        with self.lock:
+            self.performing = job
         try:
             return self.outcome.perform(job.job_class, payload, job.fetched.queue)
         finally:
-            if limited is not None:
-                # Under the lock: time_limit_hit checks it there, and must not take a job
-                # whose perform has returned.
-                with self.lock:
-                    self.limited = None
-                self.flow.unwatch(limited, self.ident)
+            if self._stop_performing(job):
+                raise Cancelled(f"cancelled while running (jid={payload.get('jid')})")
+
+    def _stop_performing(self, job: Started) -> bool:
+        """The job left perform (repeatable: a cancel's exception may arrive in the middle):
+        no watch calls back any more. True when a cancel was raised in this thread for it; an
+        exception of it not seen yet is withdrawn (the caller ends the job as cancelled)."""
+        with self.lock:
+            # Under the lock: time_limit_hit and cancel_if_running check these there, and
+            # must not act on a job whose perform has returned.
+            self.performing = self.limited = None
+            watch, self.cancel_watch = self.cancel_watch, None
+        if job.limited is not None:
+            self.flow.unwatch(job.limited, self.ident)
+        if watch is None:
+            return False
+        watch.close()
+        clear_pending(self.ident)
+        return True
 
     def _failed(self, job: Started, exc: BaseException) -> bool:
         elapsed = time.perf_counter() - job.began
         if self.abandoned:
             return False
+        if self.services.cancels.requested(job.payload.get("jid")):
+            return self._cancelled(job)  # it failed once cancelled: not retried
         self.outcome.failed(self.redis, job.job_class, job.payload, job.fetched.queue, exc,
                             job_extra(job.context, elapsed), self._attempt,
                             keeps_result=job.keeps_result, record=job.record)
@@ -318,6 +354,15 @@ class Processor(threading.Thread):
         self.outcome.succeeded(self.redis, job.payload, value, self._attempt,
                                keeps_result=job.keeps_result, record=job.record,
                                owned=lambda: not self.abandoned, ack=ack)
+        return self._finished(job, elapsed, failed=False)
+
+    def _cancelled(self, job: Started) -> bool:
+        self._stop_performing(job)
+        elapsed = time.perf_counter() - job.began
+        if self.abandoned:
+            return False
+        self.outcome.cancelled(self.redis, job.payload, job.fetched.queue, self._attempt,
+                               started=True, record=job.record)
         return self._finished(job, elapsed, failed=False)
 
     def _finished(self, job: Started, elapsed: float, failed: bool) -> bool:
@@ -375,21 +420,3 @@ class Processor(threading.Thread):
     def _attempt(self, call: Callable[[], Any]) -> Any:
         """A write about a job: retried past the quiet, until the process stops."""
         return self._retrying(call, until_stopped=False)
-
-
-def write_time_limited(services, held: Held, payload, job_class, exc) -> str:
-    """Write a job past its hard limit to retry or dead, then put back what its thread held
-    but that job (``Processor.time_limit_hit``); returns what happened, for the log."""
-    if not held.known:
-        return "this thread's lists are left for recovery"
-    redis = services.make_redis()
-    try:
-        decided = services.outcome.retry_or_bury(redis, job_class, payload, exc)
-        held.jobs, held.processed, held.failed = (held.jobs[1:], held.processed + 1,
-                                                  held.failed + 1)
-        bulk_requeue(redis, services.keys, [held])
-        return decided.summary
-    except redis_py.RedisError as error:
-        return f"not written ({error}): this thread's lists are left for recovery"
-    finally:
-        redis.close()

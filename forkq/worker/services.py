@@ -19,6 +19,8 @@ from typing import Any, Callable
 from .. import connection
 from ..connection.health import RedisHealth
 from ..dead import DeadWriter
+from ..flow.cancel import CancelView
+from ..flow.pause import PausedView
 from ..flow.timelimit import Watchdog
 from ..hooks import Hooks, registry
 from ..jobmetrics import JobMetrics, WithJobMetrics
@@ -85,6 +87,10 @@ class Services:
     watchdog: Watchdog
     #: what runs now, published by the runners (``workstate.py``)
     work_state: WorkState
+    #: copies of the paused queues and recent cancels, kept by the control watch
+    #: (``flow/control.py``)
+    paused: PausedView
+    cancels: CancelView
     #: ``retire(reason)``: replace this process (a job ran past its time_limit); any thread
     retire: Callable[[str], None]
 
@@ -100,8 +106,9 @@ class Services:
         job_metrics = JobMetrics()
         observer = WithJobMetrics(job_metrics, observer or NullObserver())
         quiet = threading.Event()
+        cancels = CancelView()
         outcome = OutcomeWriter(
-            keys=keys, identity=identity, middleware=hooks.middleware,
+            keys=keys, identity=identity, cancels=cancels, middleware=hooks.middleware,
             error_handlers=hooks.error_handlers, results=ResultRecorder(keys),
             retry_writer=RetryWriter(keys, dead_set, config.max_retries, hooks.death_handlers,
                                      config.default_backtrace),
@@ -114,7 +121,8 @@ class Services:
                    fetch_mode=FetchMode(config.fetch),
                    idle_plan=ordering.idle_plan(config.queues, config.concurrency),
                    job_metrics=job_metrics, observer=observer, watchdog=Watchdog(),
-                   work_state=WorkState(), retire=retire)
+                   work_state=WorkState(), paused=PausedView(), cancels=cancels,
+                   retire=retire)
 
     def make_redis(self):
         return connection.make_client(self.url)

@@ -19,7 +19,9 @@ from .compat import TaskError, TaskResult, TaskResultStatus
 
 STATUSES = {results.QUEUED: TaskResultStatus.READY, results.RUNNING: TaskResultStatus.RUNNING,
             results.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
-            results.FAILED: TaskResultStatus.FAILED}
+            results.FAILED: TaskResultStatus.FAILED,
+            # Django's tasks have no cancelled status: a cancelled task did not succeed
+            results.CANCELLED: TaskResultStatus.FAILED}
 
 
 def to_task_result(task, jid: str, result: results.Result | None, args: list,
