@@ -30,7 +30,7 @@ sys.path[:0] = [ROOT, HERE]
 import forkq  # noqa: E402
 from forkq import limiter  # noqa: E402
 
-from harness import Server, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
+from harness import Server, drain_worker, server_reads, staged_drain  # noqa: E402
 
 #: admits everything: the cost measured is the check, not a wait
 WIDE_WINDOW = limiter.window("bench-window", 10**9, 60)
@@ -64,57 +64,31 @@ class Slotted(forkq.Job):
 KINDS = {"plain": Plain, "unique": Unique, "window": Windowed, "concurrent": Slotted}
 
 
-def reads(client) -> int:
-    """The server's reads so far (this ``INFO`` included)."""
-    return client.info("stats")["total_reads_processed"]
-
-
-def spawn_flow_worker(url: str, tmp: str):
-    config = {"redis_url": url, "require": ["flow_cost"], "concurrency": 10,
-              "loglevel": "warning", "heartbeat_interval": 1, "poll_interval": 1,
-              "metrics": {"port": None}, "data_dir": tmp}
-    return spawn_worker(config, tmp, [ROOT, HERE])
-
-
 def enqueue_once(server: Server, kind: str, jobs: int) -> dict:
     server.client.flushall()
     job = KINDS[kind]
-    before, started = reads(server.client), time.perf_counter()
+    before, started = server_reads(server.client), time.perf_counter()
     for n in range(jobs):
         job.perform_async(n)
     elapsed = time.perf_counter() - started
     return {"us": elapsed / jobs * 1e6,
-            "trips": (reads(server.client) - before - 1) / jobs}  # less the closing INFO
+            "trips": (server_reads(server.client) - before - 1) / jobs}  # less the closing INFO
 
 
 def drain_once(server: Server, kind: str, jobs: int) -> dict:
     client = server.client
     client.flushall()
-    # Filled where the worker does not look, then renamed into place once it idles: the
-    # counts then hold the drain alone, not the push or the start.
     KINDS[kind].set(queue="staging").perform_bulk([[n] for n in range(jobs)])
     with tempfile.TemporaryDirectory() as tmp:
-        worker = spawn_flow_worker(server.url, tmp)
+        worker = drain_worker(server.url, tmp, "flow_cost", [ROOT, HERE])
         try:
-            wait_until(lambda: client.scard("processes") >= 1, timeout=60)
-            time.sleep(1.0)  # let its threads reach their idle wait
-            polls = []
-
-            def drained() -> bool:
-                polls.append(1)
-                return int(client.get("bench:counter") or 0) >= jobs
-
-            before, cpu_before = reads(client), tree_cpu_seconds([worker.pid])
-            client.rename("queue:staging", "queue:default")
-            wait_until(drained)
-            cpu = tree_cpu_seconds([worker.pid]) - cpu_before
-            after = reads(client) - 2 - len(polls)  # the rename, the INFO, the polls
+            drain = staged_drain(client, worker, jobs)
         finally:
             worker.terminate()
             worker.wait(60)
     if kind == "unique":
         assert not client.keys("forkq:unique:*"), "unique locks left after success"
-    return {"cpu_us": cpu / jobs * 1e6, "trips": (after - before) / jobs}
+    return drain
 
 
 def main() -> None:

@@ -74,6 +74,49 @@ def spawn_worker(config: dict, tmp: str, paths: list[str], cwd: str | None = Non
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def drain_worker(url: str, tmp: str, module: str, paths: list[str]) -> subprocess.Popen:
+    """The worker the one-process drains of ``flow_cost``, ``workflow_cost`` and
+    ``tracing_cost`` run: 10 threads, ``require: [module]``, warnings only, no exporter."""
+    config = {"redis_url": url, "require": [module], "concurrency": 10,
+              "loglevel": "warning", "heartbeat_interval": 1, "poll_interval": 1,
+              "metrics": {"port": None}, "data_dir": tmp}
+    return spawn_worker(config, tmp, paths)
+
+
+def server_reads(client) -> int:
+    """The server's reads so far (this ``INFO`` included)."""
+    return client.info("stats")["total_reads_processed"]
+
+
+def server_cpu_seconds(client) -> float:
+    info = client.info("cpu")
+    return info["used_cpu_sys"] + info["used_cpu_user"]
+
+
+def staged_drain(client, worker: subprocess.Popen, jobs: int) -> dict:
+    """Worker CPU µs, Redis CPU µs and round trips per job of draining ``jobs`` jobs that wait
+    in ``queue:staging``, where ``worker`` does not look: once it idles they are renamed into
+    ``queue:default``, so the counts hold the drain alone, not the push or the start. The
+    jobs' body counts its runs in ``bench:counter``."""
+    wait_until(lambda: client.scard("processes") >= 1, timeout=60)
+    time.sleep(1.0)  # let its threads reach their idle wait
+    polls = []
+
+    def drained() -> bool:
+        polls.append(1)
+        return int(client.get("bench:counter") or 0) >= jobs
+
+    server_before = server_cpu_seconds(client)
+    before, cpu_before = server_reads(client), tree_cpu_seconds([worker.pid])
+    client.rename("queue:staging", "queue:default")
+    wait_until(drained)
+    cpu = tree_cpu_seconds([worker.pid]) - cpu_before
+    after = server_reads(client) - 2 - len(polls)  # the rename, this INFO, the polls
+    server_cpu = server_cpu_seconds(client) - server_before
+    return {"cpu_us": cpu / jobs * 1e6, "redis_us": server_cpu / jobs * 1e6,
+            "trips": (after - before) / jobs}
+
+
 def wait_until(predicate, timeout=300.0, interval=0.005, what="benchmark condition"):
     deadline = time.monotonic() + timeout
     while not predicate():

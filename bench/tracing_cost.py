@@ -34,10 +34,10 @@ sys.path[:0] = [ROOT, HERE]
 
 import forkq  # noqa: E402
 
-from harness import Server, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
+from harness import Server, drain_worker, staged_drain  # noqa: E402
 
 #: how the worker sets tracing up, read when it imports this module (``require:``)
-MODE = os.environ.get("FORKQ_BENCH_TRACING", "today")
+MODE = os.environ.get("BENCH_TRACING_MODE", "today")
 MODES = ("today", "off", "api", "sdk")
 
 
@@ -83,25 +83,15 @@ def drain_once(server: Server, mode: str, jobs: int) -> float:
     """Worker CPU µs per job of one drain of ``jobs`` jobs, traced as ``mode`` says."""
     client = server.client
     client.flushall()
-    # Filled where the worker does not look, then renamed into place once it idles.
     Plain.set(queue="staging").perform_bulk([[n] for n in range(jobs)])
-    config = {"redis_url": server.url, "require": ["tracing_cost"], "concurrency": 10,
-              "loglevel": "warning", "heartbeat_interval": 1, "poll_interval": 1,
-              "metrics": {"port": None}}
-    os.environ["FORKQ_BENCH_TRACING"] = mode
+    os.environ["BENCH_TRACING_MODE"] = mode
     with tempfile.TemporaryDirectory() as tmp:
-        worker = spawn_worker({**config, "data_dir": tmp}, tmp, [ROOT, HERE])
+        worker = drain_worker(server.url, tmp, "tracing_cost", [ROOT, HERE])
         try:
-            wait_until(lambda: client.scard("processes") >= 1, timeout=60)
-            time.sleep(1.0)  # let its threads reach their idle wait
-            cpu_before = tree_cpu_seconds([worker.pid])
-            client.rename("queue:staging", "queue:default")
-            wait_until(lambda: int(client.get("bench:counter") or 0) >= jobs)
-            cpu = tree_cpu_seconds([worker.pid]) - cpu_before
+            return staged_drain(client, worker, jobs)["cpu_us"]
         finally:
             worker.terminate()
             worker.wait(60)
-    return cpu / jobs * 1e6
 
 
 def enqueue_once(server: Server, jobs: int) -> float:

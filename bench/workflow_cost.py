@@ -32,7 +32,7 @@ sys.path[:0] = [ROOT, HERE]
 
 import forkq  # noqa: E402
 
-from harness import Server, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
+from harness import Server, drain_worker, staged_drain, wait_until  # noqa: E402
 
 
 class Body(forkq.Job):
@@ -46,20 +46,8 @@ class Done(forkq.Job):
         forkq.redis().set("bench:callback", event)
 
 
-def reads(client) -> int:
-    return client.info("stats")["total_reads_processed"]
-
-
-def redis_cpu(client) -> float:
-    info = client.info("cpu")
-    return info["used_cpu_sys"] + info["used_cpu_user"]
-
-
 def start_worker(url: str, tmp: str):
-    config = {"redis_url": url, "require": ["workflow_cost"], "concurrency": 10,
-              "loglevel": "warning", "heartbeat_interval": 1, "poll_interval": 1,
-              "metrics": {"port": None}, "data_dir": tmp}
-    return spawn_worker(config, tmp, [ROOT, HERE])
+    return drain_worker(url, tmp, "workflow_cost", [ROOT, HERE])
 
 
 def fill(kind: str, jobs: int) -> None:
@@ -74,33 +62,17 @@ def fill(kind: str, jobs: int) -> None:
 def drain_once(server: Server, kind: str, jobs: int) -> dict:
     client = server.client
     client.flushall()
-    # Filled where the worker does not look, then renamed into place once it idles.
     fill(kind, jobs)
     with tempfile.TemporaryDirectory() as tmp:
         worker = start_worker(server.url, tmp)
         try:
-            wait_until(lambda: client.scard("processes") >= 1, timeout=60)
-            time.sleep(1.0)  # let its threads reach their idle wait
-            polls = []
-
-            def drained() -> bool:
-                polls.append(1)
-                return int(client.get("bench:counter") or 0) >= jobs
-
-            before, cpu_before = reads(client), tree_cpu_seconds([worker.pid])
-            server_before = redis_cpu(client)
-            client.rename("queue:staging", "queue:default")
-            wait_until(drained)
-            cpu = tree_cpu_seconds([worker.pid]) - cpu_before
-            server_cpu = redis_cpu(client) - server_before
-            after = reads(client) - 3 - len(polls)  # the rename, two INFOs, the polls
+            drain = staged_drain(client, worker, jobs)
             if kind == "batch":
                 wait_until(lambda: client.get("bench:callback") == "success", timeout=30)
         finally:
             worker.terminate()
             worker.wait(60)
-    return {"cpu_us": cpu / jobs * 1e6, "redis_us": server_cpu / jobs * 1e6,
-            "trips": (after - before) / jobs}
+    return drain
 
 
 def latency_once(server: Server, steps: int) -> dict:

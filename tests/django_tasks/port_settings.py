@@ -12,7 +12,7 @@ Three ways to point the tests at ``ForkqBackend``, each on the Redis ``run.py`` 
 
 import os
 
-REDIS_URL = os.environ.get("FORKQ_PORT_REDIS_URL", "redis://localhost:6379/0")
+REDIS_URL = os.environ.get("PORT_REDIS_URL", "redis://localhost:6379/0")
 
 HELD = {"BACKEND": "backends.HeldBackend",
         "OPTIONS": {"REDIS_URL": REDIS_URL, "NAMESPACE": "held"}}

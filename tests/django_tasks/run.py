@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     shutil.copytree(django_tests(options.source, scratch), os.path.join(scratch, "tasks"))
     server = EmbeddedRedis(os.path.join(scratch, "redis")).start()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(DJANGO_SETTINGS_MODULE="port_settings", FORKQ_PORT_REDIS_URL=server.url,
+    env.update(DJANGO_SETTINGS_MODULE="port_settings", PORT_REDIS_URL=server.url,
                PYTHONPATH=os.pathsep.join([scratch, HERE, ROOT]))
     os.environ.update(env)
     sys.path.insert(0, scratch)
