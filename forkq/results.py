@@ -332,17 +332,22 @@ def _record_problem(record: Any) -> str | None:
 def exception_class(path: str) -> type[BaseException]:
     """The exception class a result's error names (``module.QualName``; builtins by bare
     name), found only among the modules this process has imported: a record is data anyone
-    with access to Redis may write, so naming a module must never run its code. ``ValueError``
-    when no loaded module holds such a class."""
+    with access to Redis may write, so naming a module must never run its code. Failing, it
+    raises what Django's ``TaskError.exception_class`` raises: ``ValueError`` for a path that
+    names something other than an exception class, ``ImportError`` for one that names nothing
+    (here: nothing in a module already imported)."""
     parts = path.split(".") if "." in path else ["builtins", path]
     for split in range(len(parts) - 1, 0, -1):
         found = sys.modules.get(".".join(parts[:split]))
         for name in parts[split:] if found is not None else ():
             found = getattr(found, name, None)
+        if found is None:
+            continue
         if inspect.isclass(found) and issubclass(found, BaseException):
             return found
-    raise ValueError(f"{path!r} names no exception class of a module this process has "
-                     f"imported (forkq never imports a module a result record names)")
+        raise ValueError(f"{path!r} does not reference a valid exception.")
+    raise ImportError(f"{path!r} names nothing in a module this process has imported (forkq "
+                      f"never imports a module a result record names)")
 
 
 def get(jid: str, source=None, wait: float | None = None) -> Result | None:
