@@ -30,7 +30,7 @@ sys.path[:0] = [ROOT, HERE]
 import forkq  # noqa: E402
 from forkq import limiter  # noqa: E402
 
-from harness import Server, drain_worker, server_reads, staged_drain  # noqa: E402
+from harness import Server, start_drain_bench, drain_worker, server_reads, staged_drain  # noqa: E402
 
 #: admits everything: the cost measured is the check, not a wait
 WIDE_WINDOW = limiter.window("bench-window", 10**9, 60)
@@ -93,13 +93,7 @@ def drain_once(server: Server, kind: str, jobs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    server = Server()
-    forkq.configure(redis_url=server.url)
-    print(f"forkq {forkq.__version__}, Python {sys.version.split()[0]}, {args.jobs:,} jobs, "
-          f"median of {args.runs} runs, {os.cpu_count()} CPUs")
+    args, server = start_drain_bench(parser)
     try:
         print("\nWorker drain (INCR body, 1 process, 10 threads):")
         base = None

@@ -7,6 +7,7 @@ persistence off, and belongs to one benchmark run: started here, stopped here.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import sys
 import psutil
 import redis as redis_py
 
+import forkq
 from forkq.connection import embedded
 
 #: seconds a system gets to stop after SIGTERM before it is killed
@@ -81,6 +83,19 @@ def drain_worker(url: str, tmp: str, module: str, paths: list[str]) -> subproces
               "loglevel": "warning", "heartbeat_interval": 1, "poll_interval": 1,
               "metrics": {"port": None}, "data_dir": tmp}
     return spawn_worker(config, tmp, paths)
+
+
+def start_drain_bench(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, "Server"]:
+    """``--jobs`` and ``--runs`` (besides what ``parser`` already has) parsed, a private Redis
+    started and forkq's client pointed at it, the run's header printed."""
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    server = Server()
+    forkq.configure(redis_url=server.url)
+    print(f"forkq {forkq.__version__}, Python {sys.version.split()[0]}, {args.jobs:,} jobs, "
+          f"median of {args.runs} runs, {os.cpu_count()} CPUs")
+    return args, server
 
 
 def server_reads(client) -> int:

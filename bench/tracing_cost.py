@@ -34,7 +34,7 @@ sys.path[:0] = [ROOT, HERE]
 
 import forkq  # noqa: E402
 
-from harness import Server, drain_worker, staged_drain  # noqa: E402
+from harness import Server, start_drain_bench, drain_worker, staged_drain  # noqa: E402
 
 #: how the worker sets tracing up, read when it imports this module (``require:``)
 MODE = os.environ.get("BENCH_TRACING_MODE", "today")
@@ -104,13 +104,7 @@ def enqueue_once(server: Server, jobs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    server = Server()
-    forkq.configure(redis_url=server.url)
-    print(f"forkq {forkq.__version__}, Python {sys.version.split()[0]}, {args.jobs:,} jobs, "
-          f"median of {args.runs} runs, {os.cpu_count()} CPUs")
+    args, server = start_drain_bench(parser)
     try:
         print("\nWorker CPU per job (INCR body, 1 process, 10 threads), runs interleaved:")
         cpu: dict[str, list[float]] = {mode: [] for mode in MODES}

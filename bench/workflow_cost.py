@@ -32,7 +32,7 @@ sys.path[:0] = [ROOT, HERE]
 
 import forkq  # noqa: E402
 
-from harness import Server, drain_worker, staged_drain, wait_until  # noqa: E402
+from harness import Server, start_drain_bench, drain_worker, staged_drain, wait_until  # noqa: E402
 
 
 class Body(forkq.Job):
@@ -100,14 +100,8 @@ def latency_once(server: Server, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    server = Server()
-    forkq.configure(redis_url=server.url)
-    print(f"forkq {forkq.__version__}, Python {sys.version.split()[0]}, {args.jobs:,} jobs, "
-          f"median of {args.runs} runs, {os.cpu_count()} CPUs")
+    args, server = start_drain_bench(parser)
     try:
         print("\nWorker drain (INCR body, 1 process, 10 threads):")
         base = None
