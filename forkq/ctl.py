@@ -215,27 +215,21 @@ def run_stop(args: argparse.Namespace) -> int:
     return 1
 
 
-def run_quiet(args: argparse.Namespace) -> int:
-    with find_master(args, load_config(args)) as master:
-        master.send(signal.SIGTSTP)
-    print(f"forkqctl: sent TSTP to forkq master {master.pid}: no new jobs will start")
-    return 0
+def signal_master(signum: int, effect: str):
+    """A subcommand that sends ``signum`` to the master and says what follows."""
+    def run(args: argparse.Namespace) -> int:
+        with find_master(args, load_config(args)) as master:
+            master.send(signum)
+        print(f"forkqctl: sent {signal.Signals(signum).name[3:]} to forkq master {master.pid}: "
+              f"{effect}")
+        return 0
+    return run
 
 
-def run_dump(args: argparse.Namespace) -> int:
-    with find_master(args, load_config(args)) as master:
-        master.send(signal.SIGTTIN)
-    print(f"forkqctl: sent TTIN to forkq master {master.pid}: every child logs its threads' "
-          f"stacks")
-    return 0
-
-
-def run_reload(args: argparse.Namespace) -> int:
-    with find_master(args, load_config(args)) as master:
-        master.send(signal.SIGHUP)
-    print(f"forkqctl: sent HUP to forkq master {master.pid}: it re-reads its config and "
-          f"replaces its children one at a time")
-    return 0
+run_quiet = signal_master(signal.SIGTSTP, "no new jobs will start")
+run_dump = signal_master(signal.SIGTTIN, "every child logs its threads' stacks")
+run_reload = signal_master(signal.SIGHUP, "it re-reads its config and replaces its children "
+                                          "one at a time")
 
 
 # --- pause, resume, cancel: writes through forkq.api
