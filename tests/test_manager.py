@@ -27,23 +27,12 @@ def manager(redis, make_config):
         built.append(Manager(services=services))
         return built[-1]
 
-    drop_stale_blocking_fetches(redis)
     jobs.gate.clear()
     yield make
     jobs.gate.set()
     for made in built:
         if not made.services.stopped.is_set():
             made.stop(time.monotonic() + 5)
-
-
-def drop_stale_blocking_fetches(redis) -> None:
-    """An earlier test's worker thread can leave its connection blocked in a fetch on Redis
-    (the thread gone, the command still waiting): it would take this test's first job into a
-    private list nobody reads. No worker runs before these tests start, so every blocked
-    client is such a leftover."""
-    for client in redis.client_list():
-        if "b" in client.get("flags", ""):
-            redis.client_kill_filter(_id=client["id"])
 
 
 def values(redis, key):
