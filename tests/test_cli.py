@@ -358,7 +358,7 @@ def test_enqueue_help_says_what_the_class_name_needs(capsys):
 def hash_password(stdin: str) -> subprocess.CompletedProcess:
     command = ("-m", "forkq.cli", "web", "--hash-password")
     return subprocess.run([sys.executable, *command], input=stdin, capture_output=True,
-                          text=True, timeout=20, env=dict(os.environ, PYTHONPATH=ROOT))
+                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 def test_hash_password_reads_a_piped_password_and_prints_only_the_hash():

@@ -110,7 +110,7 @@ def test_every_good_job_runs_once_and_every_bad_one_is_buried(redis, start_maste
         redis.lpush(f"queue:{queue}", *texts)
     bad_count = sum(bad.values()) + 2 * len(MALFORMED_ENTRIES)
     wait_for(lambda: redis.hlen("e2e:runs") == len(good) and redis.zcard("dead") == bad_count,
-             timeout=30, message="good jobs run and bad ones buried")
+             timeout=60, message="good jobs run and bad ones buried")
     wait_for(lambda: not inflight_keys(redis), timeout=5, message="private lists acknowledged")
 
     runs = redis.hgetall("e2e:runs")

@@ -193,7 +193,7 @@ def test_opentelemetry_instrument_traces_a_job_and_its_retry_across_processes(
         master.start()
         master.ready_pids(1)
         jid = FailsOnce.perform_async()
-        wait_for(lambda: redis.lrange("obs:runs", 0, -1) == [jid], 20, message="the retry")
+        wait_for(lambda: redis.lrange("obs:runs", 0, -1) == [jid], 45, message="the retry")
         master.send(signal.SIGTERM)
         assert master.wait_exit(20) == 0
     finally:
