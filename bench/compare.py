@@ -181,19 +181,32 @@ def drain_floor(server, processes: int, jobs: int) -> dict:
     return drain_once(server, start, processes, jobs, release)
 
 
-def drains(server, processes: int, jobs: int) -> dict:
+#: the columns of the table: the Ruby body's client and both systems' log level. ``pooled``
+#: is the headline (redis-py's client is a pool too); ``shared`` gives Ruby's ten threads one
+#: ``Redis.new``; ``quiet`` logs no line per job on either side. forkq's side of ``shared`` is
+#: its ``pooled`` run: nothing on forkq's side differs.
+SETUPS = {"pooled": ("pool", "info"), "shared": ("shared", "info"), "quiet": ("pool", "warn")}
+
+
+def drains(server, processes: int, jobs: int, setups: list[str], basic: bool) -> dict:
     url = server.url
-    return {
-        f"sidekiq-{processes}": drain_jobs(
-            server, lambda d: systems.start_sidekiq(url, processes, d), processes, jobs),
-        f"forkq-{processes}": drain_jobs(
-            server, lambda d: systems.start_forkq(url, processes, "reliable", d), processes, jobs),
-        f"forkq-basic-{processes}": drain_jobs(
-            server, lambda d: systems.start_forkq(url, processes, "basic", d), processes, jobs),
-        f"ruby-body-{processes}": drain_body(server, processes, jobs, "ruby"),
-        f"python-body-{processes}": drain_body(server, processes, jobs, "python"),
-        f"python-floor-{processes}": drain_floor(server, processes, jobs),
-    }
+    found = {}
+    for setup in setups:
+        client, level = SETUPS[setup]
+        found[f"sidekiq-{setup}-{processes}"] = drain_jobs(
+            server, lambda d: systems.start_sidekiq(url, processes, d, client, level),
+            processes, jobs)
+    for level in sorted({SETUPS[setup][1] for setup in setups}):
+        found[f"forkq-{level}-{processes}"] = drain_jobs(
+            server, lambda d: systems.start_forkq(url, processes, "reliable", d, level),
+            processes, jobs)
+    if basic:
+        found[f"forkq-basic-{processes}"] = drain_jobs(
+            server, lambda d: systems.start_forkq(url, processes, "basic", d), processes, jobs)
+    found[f"ruby-body-{processes}"] = drain_body(server, processes, jobs, "ruby")
+    found[f"python-body-{processes}"] = drain_body(server, processes, jobs, "python")
+    found[f"python-floor-{processes}"] = drain_floor(server, processes, jobs)
+    return found
 
 
 def latency_once(server, start, samples: int) -> dict:
@@ -247,13 +260,17 @@ def sidekiq_enqueue(server, jobs: int, single_jobs: int) -> dict:
 
 def one_run(server, args) -> dict:
     url = server.url
-    run = {"drain": {}}
+    run = {"drain": {}, "latency": {}}
     for processes in (1, 2):
-        run["drain"].update(drains(server, processes, args.jobs))
-    run["latency"] = {
-        "sidekiq": latency_once(server, lambda d: systems.start_sidekiq(url, 1, d), args.samples),
-        "forkq": latency_once(server, lambda d: systems.start_forkq(url, 1, "reliable", d),
-                              args.samples)}
+        run["drain"].update(drains(server, processes, args.jobs, args.setups, args.basic_fetch))
+    # One job at a time: the Ruby body's client makes no difference, the log lines may.
+    for setup in [s for s in args.setups if s != "shared"]:
+        client, level = SETUPS[setup]
+        run["latency"][setup] = {
+            "sidekiq": latency_once(server, lambda d: systems.start_sidekiq(url, 1, d, client,
+                                                                            level), args.samples),
+            "forkq": latency_once(server, lambda d: systems.start_forkq(url, 1, "reliable", d,
+                                                                        level), args.samples)}
     single_jobs = max(2000, args.jobs // 10)
     run["enqueue"] = {"sidekiq": sidekiq_enqueue(server, args.jobs, single_jobs),
                       "forkq": forkq_enqueue(server, args.jobs, single_jobs)}
@@ -279,7 +296,8 @@ def describe(server, args, ruby: list[str]) -> dict:
             "sidekiq": ruby[1], "redis_rb": ruby[2],
             "redis_server": server.client.info("server")["redis_version"],
             "cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "jobs": args.jobs,
-            "runs": args.runs, "samples": args.samples, "ruby_client": args.ruby_client}
+            "runs": args.runs, "samples": args.samples, "setups": args.setups,
+            "basic_fetch": args.basic_fetch}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -287,13 +305,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per drain")
     parser.add_argument("--runs", type=int, default=3, help="runs; each figure is their median")
     parser.add_argument("--samples", type=int, default=200, help="latency probes per run")
-    parser.add_argument("--ruby-client", choices=["shared", "pool"], default="shared",
-                        help="the Ruby body's module-level client: one Redis.new shared by the "
-                        "threads (default), or a pool of 10 behind the same interface")
+    parser.add_argument("--setups", default=",".join(SETUPS), type=lambda text: text.split(","),
+                        help="comma-separated columns of the table, from: pooled (the headline: "
+                        "Ruby's body on a pool of 10 connections, both at INFO), shared (Ruby's "
+                        "body on one Redis.new), quiet (pooled, no log line per job on either "
+                        "side); default: all three")
+    parser.add_argument("--basic-fetch", action="store_true",
+                        help="also drain with forkq's basic fetch (a row of its own)")
     parser.add_argument("--json", metavar="PATH", help="also write every run's figures here")
     args = parser.parse_args(argv)
     if args.jobs < 100 or args.runs < 1 or args.samples < 2:
         parser.error("--jobs must be at least 100, --runs at least 1, --samples at least 2")
+    unknown = [setup for setup in args.setups if setup not in SETUPS]
+    if unknown or "pooled" not in args.setups:
+        parser.error(f"--setups takes pooled (always) and any of shared, quiet; got "
+                     f"{','.join(args.setups)}")
     return args
 
 
@@ -306,7 +332,6 @@ def main(argv=None) -> None:
                  "first:\n  " + "\n  ".join(leftovers))
     server = Server()
     os.environ[VARIABLE] = server.url
-    os.environ["BENCH_RUBY_CLIENT"] = args.ruby_client
     forkq.configure(redis_url=server.url)
     global compare_jobs
     import compare_jobs
@@ -319,8 +344,10 @@ def main(argv=None) -> None:
         meta["load_after"] = os.getloadavg()[0]
     finally:
         server.stop()
-    rows = report.rows(runs)
+    rows = report.rows(runs, args.setups, args.basic_fetch)
     print(report.markdown(meta, rows))
+    print()
+    print(report.summary(rows))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"meta": meta, "runs": runs, "table": rows}, handle, indent=1)
