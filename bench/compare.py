@@ -69,10 +69,11 @@ from harness import Server, leftover_processes, percentile, wait_until  # noqa: 
 
 STAGED = "bench:staged"
 QUEUE = "queue:default"
-#: what only this benchmark's processes carry: a variable in their environment, a fragment
-#: of the private server's command line
-VARIABLE = "BENCH_REDIS_URL"
-MARKERS = ["forkq-bench-"]
+#: what only this benchmark's processes carry: a variable in their environment (not
+#: ``BENCH_REDIS_URL``, which the other benchmarks' processes carry too), a fragment of the
+#: private server's command line
+VARIABLE = "BENCH_COMPARE_RUN"
+MARKERS = ["forkq-compare-"]
 #: seconds a system gets to start (Ruby boots in seconds on a busy machine)
 START_TIMEOUT = 120.0
 #: seconds the harness waits for the next mark of a drain
@@ -330,8 +331,9 @@ def main(argv=None) -> None:
     if leftovers:
         sys.exit("bench/compare.py: processes of an earlier run are still running; stop them "
                  "first:\n  " + "\n  ".join(leftovers))
-    server = Server()
-    os.environ[VARIABLE] = server.url
+    server = Server(prefix="forkq-compare-server-")
+    os.environ[VARIABLE] = str(os.getpid())
+    os.environ["BENCH_REDIS_URL"] = server.url
     forkq.configure(redis_url=server.url)
     global compare_jobs
     import compare_jobs
