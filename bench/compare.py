@@ -262,7 +262,7 @@ def sidekiq_enqueue(server, jobs: int, single_jobs: int) -> dict:
 def one_run(server, args) -> dict:
     url = server.url
     run = {"drain": {}, "latency": {}}
-    for processes in (1, 2):
+    for processes in args.processes:
         run["drain"].update(drains(server, processes, args.jobs, args.setups, args.basic_fetch))
     # One job at a time: the Ruby body's client makes no difference, the log lines may.
     for setup in [s for s in args.setups if s != "shared"]:
@@ -298,6 +298,7 @@ def describe(server, args, ruby: list[str]) -> dict:
             "redis_server": server.client.info("server")["redis_version"],
             "cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "jobs": args.jobs,
             "runs": args.runs, "samples": args.samples, "setups": args.setups,
+            "processes": args.processes,
             "basic_fetch": args.basic_fetch}
 
 
@@ -311,6 +312,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "Ruby's body on a pool of 10 connections, both at INFO), shared (Ruby's "
                         "body on one Redis.new), quiet (pooled, no log line per job on either "
                         "side); default: all three")
+    parser.add_argument("--processes", default=[1, 2],
+                        type=lambda text: [int(count) for count in text.split(",")],
+                        help="comma-separated process counts of the drains (default: 1,2)")
     parser.add_argument("--basic-fetch", action="store_true",
                         help="also drain with forkq's basic fetch (a row of its own)")
     parser.add_argument("--json", metavar="PATH", help="also write every run's figures here")
@@ -346,7 +350,7 @@ def main(argv=None) -> None:
         meta["load_after"] = os.getloadavg()[0]
     finally:
         server.stop()
-    rows = report.rows(runs, args.setups, args.basic_fetch)
+    rows = report.rows(runs, args.setups, args.basic_fetch, args.processes)
     print(report.markdown(meta, rows))
     print()
     print(report.summary(rows))

@@ -1,5 +1,9 @@
 """The side-by-side benchmark's tables: figures of several runs → rows → Markdown.
 
+    python bench/report.py a.json b.json   # one table over the runs of several invocations
+
+(each file written by ``compare.py --json`` with the same setups and process counts).
+
 A row holds, for each setup (column group: ``pooled``, the headline, ``shared`` and ``quiet``,
 see ``compare.SETUPS``), every run's value for each system and every run's ratio, so the table
 shows medians with their min–max and the JSON record keeps the raw values. Ratios are oriented
@@ -9,6 +13,8 @@ those of DESIGN.md §8 and issue 19 in the same orientation.
 
 from __future__ import annotations
 
+import json
+import sys
 from statistics import median
 
 #: kind of figure → (how its numbers print, its unit)
@@ -131,14 +137,16 @@ def ceiling_rows(runs: list[dict], processes: int) -> list[dict]:
     return table
 
 
-def rows(runs: list[dict], setups: list[str], basic: bool = False) -> list[dict]:
+def rows(runs: list[dict], setups: list[str], basic: bool = False,
+         processes: list[int] = (1, 2)) -> list[dict]:
     def side(setup: str, system: str, field: str) -> list[float]:
         return [run["latency"][setup][system][field] for run in runs]
 
     def enqueue(system: str, field: str) -> list[float]:
         return [run["enqueue"][system][field] for run in runs]
 
-    table = drain_rows(runs, 2, setups, basic) + drain_rows(runs, 1, setups, basic)
+    counts = sorted(processes, reverse=True)
+    table = [entry for count in counts for entry in drain_rows(runs, count, setups, basic)]
     timed = [setup for setup in setups if setup in runs[0]["latency"]]
     for pct in ("p50", "p99"):
         table.append(row(f"idle latency, enqueue to start, {pct}", "ms", {
@@ -154,7 +162,7 @@ def rows(runs: list[dict], setups: list[str], basic: bool = False) -> list[dict]
             {"pooled": cell(enqueue("sidekiq", "single_cpu_us"),
                             enqueue("forkq", "single_cpu_us"), target="≥ 1")}),
     ]
-    return table + ceiling_rows(runs, 2) + ceiling_rows(runs, 1)
+    return table + [entry for count in counts for entry in ceiling_rows(runs, count)]
 
 
 def setups_of(table: list[dict]) -> list[str]:
@@ -209,3 +217,26 @@ def summary(table: list[dict]) -> str:
             lines.append(f"| {entry['figure']} | "
                          + " | ".join(_text(r, "ratio") for r in ratios) + " |")
     return "\n".join(lines)
+
+
+def merged(paths: list[str]) -> tuple[dict, list[dict]]:
+    """The runs of several ``--json`` records, and a header that names their loads."""
+    records = [json.load(open(path)) for path in paths]
+    meta = dict(records[0]["meta"])
+    meta["runs"] = sum(len(record["runs"]) for record in records)
+    meta["load_before"] = min(record["meta"]["load_before"] for record in records)
+    meta["load_after"] = max(record["meta"]["load_after"] for record in records)
+    return meta, [run for record in records for run in record["runs"]]
+
+
+def main(paths: list[str]) -> None:
+    meta, runs = merged(paths)
+    table = rows(runs, meta["setups"], meta.get("basic_fetch", False),
+                 meta.get("processes", [1, 2]))
+    print(markdown(meta, table))
+    print()
+    print(summary(table))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

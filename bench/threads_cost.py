@@ -58,8 +58,6 @@ VARIANTS = {
 CPU_VARIANTS = ["1 thread", "10 threads", "2 processes × 1 thread", "2 processes × 10 threads"]
 #: body → (job class name in the workers, jobs a drain as a share of ``--jobs``)
 BODIES = {"INCR": ("BenchIncr", 1), "1 ms of pure Python, then INCR": ("BenchSpin", 0.05)}
-#: seconds an idle worker is watched
-IDLE_SECONDS = 10.0
 
 
 def context_switches(pid: int) -> int:
@@ -144,7 +142,7 @@ def _spin_class():
     return threads_worker.BenchSpin
 
 
-def idle(server, variant: str) -> dict:
+def idle(server, variant: str, seconds: float) -> dict:
     """CPU ms per second and context switches per second of a worker with nothing to do."""
     server.client.flushall()
     with tempfile.TemporaryDirectory(prefix="forkq-threads-") as tmp:
@@ -152,14 +150,13 @@ def idle(server, variant: str) -> dict:
         try:
             pids = [worker.pid for worker in workers]
             before = sample(server, pids)
-            time.sleep(IDLE_SECONDS)
+            time.sleep(seconds)
             after = sample(server, pids)
         finally:
             stop(workers)
     user, system, switches, redis_cpu = (b - a for a, b in zip(before, after))
-    return {"cpu_ms_per_s": (user + system) / IDLE_SECONDS * 1e3,
-            "switches_per_s": switches / IDLE_SECONDS,
-            "redis_ms_per_s": redis_cpu / IDLE_SECONDS * 1e3}
+    return {"cpu_ms_per_s": (user + system) / seconds * 1e3, "switches_per_s": switches / seconds,
+            "redis_ms_per_s": redis_cpu / seconds * 1e3}
 
 
 def line(name: str, values: list[dict], fields: list[tuple[str, str]]) -> str:
@@ -178,6 +175,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000,
                         help="INCR jobs a drain (the CPU-bound body drains a twentieth)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--idle-seconds", type=float, default=10.0,
+                        help="seconds an idle worker is watched")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         type=lambda text: text.split(","), help="comma-separated, of: "
                         + ", ".join(VARIANTS))
@@ -195,7 +194,7 @@ def main() -> None:
             for body, variant in drains:
                 drains[body, variant].append(drain(server, variant, body, args.jobs))
             for variant in idles:
-                idles[variant].append(idle(server, variant))
+                idles[variant].append(idle(server, variant, args.idle_seconds))
             print(f"run {number + 1} of {args.runs} done", file=sys.stderr)
     finally:
         server.stop()
