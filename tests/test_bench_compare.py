@@ -30,7 +30,7 @@ def run_bench(script: str, *args: str) -> str:
 @pytest.mark.skipif(sidekiq_available() is not None, reason=str(sidekiq_available()))
 def test_compare_runs_every_setup_side_by_side(tmp_path):
     path = tmp_path / "compare.json"
-    out = run_bench("compare.py", "--jobs", "100", "--runs", "1", "--samples", "2",
+    out = run_bench("compare.py", "--jobs", "2000", "--runs", "1", "--samples", "2",
                     "--processes", "1", "--json", str(path))
     record = json.loads(path.read_text())
     assert record["meta"]["setups"] == ["pooled", "shared", "quiet"]
