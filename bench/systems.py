@@ -22,8 +22,11 @@ ROOT = os.path.dirname(HERE)
 THREADS = 10
 
 
-def environment(redis_url: str) -> dict:
+def environment(redis_url: str, ruby_client: str = "pool", loglevel: str = "info") -> dict:
+    """What every process of a system gets: the server, and for the Ruby side its body's
+    client (``pool`` or ``shared``) and log level (``info`` or ``warn``)."""
     return dict(os.environ, REDIS_URL=redis_url, BENCH_REDIS_URL=redis_url,
+                BENCH_RUBY_CLIENT=ruby_client, BENCH_LOGLEVEL=loglevel,
                 PYTHONPATH=os.pathsep.join([ROOT, HERE]))
 
 
@@ -31,19 +34,24 @@ def blocked(processes: int) -> int:
     return THREADS * processes
 
 
-def start_sidekiq(redis_url: str, processes: int, workdir: str) -> Group:
-    """``processes`` independent ``sidekiq`` processes, as Sidekiq (without Enterprise) runs."""
+def start_sidekiq(redis_url: str, processes: int, workdir: str, ruby_client: str = "pool",
+                  loglevel: str = "info") -> Group:
+    """``processes`` independent ``sidekiq`` processes, as Sidekiq (without Enterprise) runs;
+    the body's client and the log level as ``environment`` says."""
     command = ["sidekiq", "-r", os.path.join(HERE, "compare_jobs.rb"), "-c", str(THREADS),
                "-q", "default", "-t", "5"]
-    return Group(f"sidekiq-{processes}", [command] * processes, environment(redis_url), workdir)
+    return Group(f"sidekiq-{ruby_client}-{loglevel}-{processes}", [command] * processes,
+                 environment(redis_url, ruby_client, loglevel), workdir)
 
 
-def start_forkq(redis_url: str, processes: int, fetch: str, workdir: str) -> Group:
-    """``forkq start``: the master and its ``processes`` children, as forkq is deployed."""
-    name = f"forkq-{fetch}-{processes}"
+def start_forkq(redis_url: str, processes: int, fetch: str, workdir: str,
+                loglevel: str = "info") -> Group:
+    """``forkq start``: the master and its ``processes`` children, as forkq is deployed; at
+    ``warn`` no line is logged per job."""
+    name = f"forkq-{fetch}-{loglevel}-{processes}"
     config = {"redis_url": redis_url, "require": ["compare_jobs"], "concurrency": THREADS,
               "processes": processes, "fetch": fetch, "queues": ["default"],
-              "logfile": os.path.join(workdir, f"{name}-worker.log"), "loglevel": "info",
+              "logfile": os.path.join(workdir, f"{name}-worker.log"), "loglevel": loglevel,
               "metrics": {"port": None}, "data_dir": os.path.join(workdir, "data")}
     path = os.path.join(workdir, f"{name}.yml")
     with open(path, "w") as handle:

@@ -61,7 +61,7 @@ from .retry import ISOLATE_KEY
 _ISOLATE_MARK = f'"{ISOLATE_KEY}"'
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Started:
     """A job this thread started: what its end needs."""
 
@@ -81,7 +81,8 @@ class Started:
 
     @property
     def class_name(self) -> str:
-        return display_class(self.payload) if self.job_class else "unknown"
+        # context[0] is display_class(payload), computed once at start
+        return self.context[0] if self.job_class else "unknown"
 
 
 class Processor(CancelHandling, threading.Thread):
@@ -353,7 +354,7 @@ class Processor(CancelHandling, threading.Thread):
         ack = (self.fetcher.private_key, job.fetched.text) if self.fetcher.reliable else ("", "")
         self.outcome.succeeded(self.redis, job.payload, value, self._attempt,
                                keeps_result=job.keeps_result, record=job.record,
-                               owned=lambda: not self.abandoned, ack=ack)
+                               owned=self._owned, ack=ack)
         return self._finished(job, elapsed, failed=False)
 
     def _cancelled(self, job: Started) -> bool:
@@ -371,6 +372,10 @@ class Processor(CancelHandling, threading.Thread):
         self._count(failed)
         self.outcome.finished(job.fetched.queue, job.class_name, elapsed, failed)
         return True
+
+    def _owned(self) -> bool:
+        """Whether the running job is still this thread's (not pushed back at the deadline)."""
+        return not self.abandoned
 
     def _count(self, failed: bool) -> None:
         counters = self.fetcher.counters

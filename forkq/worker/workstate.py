@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Work:
-    """One running job as the watchers see it."""
+    """One running job as the watchers see it; never changed once made (not ``frozen``: a
+    frozen dataclass's ``__init__`` costs twice as much, and one is made for every job)."""
 
     queue: str
     #: the job's JSON text; the raw ``bytes`` when they are not valid UTF-8
