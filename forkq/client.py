@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 from . import connection, hooks, push
 from .connection.source import Source, default_source
 from .flow import context as workflow_context
-from .flow import unique
+from .flow import priority, unique
 from .hooks import Chain
 from .options import DATA_OPTIONS, Arity, validate_options
 from .payload import check_args, dumps
@@ -77,6 +77,7 @@ class BulkTemplate:
     def __init__(self, sample: dict[str, Any], now: float) -> None:
         sample = {**sample, "enqueued_at": now}
         self.queue = sample["queue"]
+        self.level = priority.level_of(sample)
         text = dumps(sample)
         head, tail = text.split('"args":[]', 1)
         middle, end = tail.split(f'"jid":"{sample["jid"]}"', 1)
@@ -182,7 +183,7 @@ class Client:
         redis = redis if redis is not None else self.redis
         now = time.time() if now is None else now
         if not any(locks):
-            connection.send_commands(redis, push.commands(self.keys, payloads, at, now))
+            connection.send_commands(redis, push.sendable(self.keys, payloads, at, now))
             return payloads
         pushed: list[dict[str, Any]] = []
         for part, part_locks in push.parts(payloads, locks):
@@ -268,9 +269,10 @@ class Client:
 
     def _push_batch(self, batch: list, template: BulkTemplate | None, now: float) -> list[str]:
         if template is not None:
-            connection.send_commands(self.redis, [
-                ("SADD", self.keys.queues, template.queue),
-                ("LPUSH", self.keys.queue(template.queue), *batch)])
+            sent = [("SADD", self.keys.queues, template.queue),
+                    *priority.push_commands(self.keys, template.queue, template.level, batch)]
+            connection.send_commands(self.redis, [("MULTI",), *sent, ("EXEC",)]
+                                     if template.level else sent)
             return []
         pushed = self.push_payloads(self.admit(batch), now=now)
         return [payload["jid"] for payload in pushed]

@@ -42,6 +42,10 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``forkq:paused`` | set of paused queue names | ``flow.pause`` (api, forkqctl, web) | fetch script, control watch, api, metrics | none |
 | ``forkq:cancels`` | zset: jid → Redis time of the cancel | ``flow.cancel`` | fetch script, control watch (trims past ``cancel.KEEP``) | trimmed |
 | ``forkq:cancelled`` | string: jobs ended as cancelled | ``cancel.ended_cancelled`` (client or worker) | metrics, api | none |
+| ``forkq:level:<level>:<name>`` | list: jobs of priority ``<level>`` (not 0) of queue ``<name>``, LPUSH / taken right | client push; put-backs (release, recovery, poller) RPUSH | fetch script, api | none |
+| ``forkq:levels:<name>`` | zset: level → level, the levels of ``<name>`` that may hold jobs | push and put-backs (after the job's list); fetch script removes a level it finds empty | fetch script, api | none |
+| ``forkq:prioritized`` | set of queue names that ever had a level (the fetch's guard) | push and put-backs at a level; api (queue deleted) | control watch, api | none |
+| ``forkq:bell:<name>`` | list of at most 16 wake-up tokens | push at a level (LPUSH, LTRIM) | idle threads (BRPOP) | none |
 """
 
 from __future__ import annotations
@@ -77,6 +81,12 @@ class Keys:
 
     def _k(self, name: str) -> str:
         return f"{self.namespace}:{name}" if self.namespace else name
+
+    @property
+    def root(self) -> str:
+        """What every key starts with: the namespace and its colon, or nothing (for scripts
+        that make a queue's level keys from its name)."""
+        return self._k("")
 
     @property
     def queues(self) -> str:
@@ -205,6 +215,20 @@ class Keys:
     @property
     def cancels(self) -> str:
         return self._k("forkq:cancels")
+
+    def level(self, queue: str, level: int) -> str:
+        """The list of ``queue``'s jobs of priority ``level`` (not 0: ``flow/priority.py``)."""
+        return self._k(f"forkq:level:{level}:{queue}")
+
+    def levels(self, queue: str) -> str:
+        return self._k(f"forkq:levels:{queue}")
+
+    @property
+    def prioritized(self) -> str:
+        return self._k("forkq:prioritized")
+
+    def bell(self, queue: str) -> str:
+        return self._k(f"forkq:bell:{queue}")
 
     @property
     def cancelled(self) -> str:

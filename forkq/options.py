@@ -4,7 +4,8 @@ Pure rules, no Redis, shared by ``job.py`` (class definition, decoration, ``set(
 synchronous and asyncio clients (``client.py``, ``aio.py``) and the result records
 (``results.py``). Options come in three kinds: data options travel in the payload (``queue``,
 ``retry``, ``retry_queue``, ``dead``, ``backtrace``, ``tags``, ``result_ttl``, and
-``soft_time_limit``, ``time_limit``, ``expires_in``, which the worker acts on); hooks stay in
+``soft_time_limit``, ``time_limit``, ``expires_in``, which the worker acts on, and ``priority``,
+which places the job in its queue); hooks stay in
 the process (``retry_in``, ``retry_on``, ``retries_exhausted``), so they are per job only;
 ``unique_for`` and ``unique_until`` are acted on by the client at enqueue (``flow/unique.py``),
 which writes the lock's digest and release point into the payload instead.
@@ -21,13 +22,14 @@ import numbers
 from typing import Any, Callable
 
 from .config import MAX_RETRIES
-from .flow import unique
+from .flow import priority, unique
 from .values import MAX_SECONDS, is_positive_seconds, name_problem, positive_seconds, too_long
 
-#: options written into every payload; the last three are acted on by the worker (seconds:
-#: ``flow/timelimit.py``, ``flow/expiry.py``)
+#: options written into every payload; ``soft_time_limit``, ``time_limit`` and ``expires_in``
+#: are acted on by the worker (seconds: ``flow/timelimit.py``, ``flow/expiry.py``), ``priority``
+#: by the push and the fetch (``flow/priority.py``)
 DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags", "result_ttl",
-                "soft_time_limit", "time_limit", "expires_in")
+                "soft_time_limit", "time_limit", "expires_in", "priority")
 #: options that are code, kept in the worker's registry and never serialised
 HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
 #: options the client acts on at enqueue (``flow/unique.py``): the payload carries the lock's
@@ -111,6 +113,7 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "soft_time_limit": _seconds_rule,
     "time_limit": _seconds_rule,
     "expires_in": _seconds_rule,
+    "priority": priority.rule,
 }
 
 

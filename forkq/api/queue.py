@@ -1,5 +1,6 @@
-"""A queue as the read side sees it: the ``queue:<name>`` list, its size, latency and jobs,
-and whether it is paused (``flow/pause.py``).
+"""A queue as the read side sees it: the ``queue:<name>`` list and the lists of its priority
+levels (``flow/priority.py``), its size, latency and jobs, and whether it is paused
+(``flow/pause.py``).
 
 A producer may have left another type of key under a queue's name (``SADD queues x`` over a
 hash ``queue:x``): the queue then reads as empty, with the reason in ``problem``, instead of
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 
 from ..flow import pause as pausing
+from ..flow import priority
 from .entry import Entry, wire
 from .records import keyed_read
 from .source import Store, default_store
@@ -42,18 +44,41 @@ class Queue:
         self.problem = self.problem or problem
         return value
 
+    def _level_keys(self) -> dict[int, str]:
+        """The lists of the queue's priority levels other than 0, by level, highest first."""
+        return priority.level_lists(self.api.redis, self.api.keys, [self.name]).get(self.name, {})
+
+    def _key(self, level: int) -> str:
+        return self.key if level == 0 else wire(self.api.keys.level(self.name, level))
+
     @property
     def size(self) -> int:
-        return self._read(lambda: self.api.redis.llen(self.key), 0)
+        """Jobs waiting, at every priority level."""
+        return sum(self.levels.values())
+
+    @property
+    def levels(self) -> dict[int, int]:
+        """Jobs waiting at each priority level, highest first; 0 always, others while used."""
+        levels = sorted({0, *self._level_keys()}, reverse=True)
+        pipe = self.api.redis.pipeline(transaction=False)
+        for level in levels:
+            pipe.llen(self._key(level))
+        sizes = self._read(lambda: pipe.execute(), [0] * len(levels))
+        return {level: size for level, size in zip(levels, sizes) if size or level == 0}
 
     @property
     def latency(self) -> float:
-        """Seconds the oldest job (right end) has waited since it was enqueued."""
-        return latency(self._read(lambda: self.api.redis.lindex(self.key, -1)), time.time())
+        """Seconds the oldest job (right end of a list) has waited since it was enqueued."""
+        pipe = self.api.redis.pipeline(transaction=False)
+        for level in {0, *self._level_keys()}:
+            pipe.lindex(self._key(level), -1)
+        now = time.time()
+        return max(latency(oldest, now) for oldest in self._read(lambda: pipe.execute(), [None]))
 
-    def jobs(self, start: int = 0, count: int = 25) -> list[Entry]:
-        """Newest first, as pushed."""
-        texts = self._read(lambda: self.api.redis.lrange(self.key, start, start + count - 1), [])
+    def jobs(self, start: int = 0, count: int = 25, level: int = 0) -> list[Entry]:
+        """The jobs of one priority level, newest first, as pushed."""
+        key = self._key(level)
+        texts = self._read(lambda: self.api.redis.lrange(key, start, start + count - 1), [])
         return [Entry(raw) for raw in texts]
 
     def find(self, ident: str, hint: int = 0) -> Entry | None:
@@ -70,7 +95,8 @@ class Queue:
         return next((e for e in self.jobs(start, count) if e.matches(ident)), None)
 
     def delete(self, entry: Entry) -> bool:
-        return self.api.redis.lrem(self.key, 1, wire(entry.raw)) > 0
+        key = self._key(priority.level_of_text(entry.raw))
+        return self.api.redis.lrem(key, 1, wire(entry.raw)) > 0
 
     @property
     def paused(self) -> bool:
@@ -87,9 +113,13 @@ class Queue:
         return pausing.resume(self.api.redis, self.api.keys, self.name)
 
     def clear(self) -> None:
+        """Delete every waiting job, at every level, and forget the queue."""
+        keys, name = self.api.keys, wire(self.name)
         pipe = self.api.redis.pipeline()
-        pipe.unlink(self.key)
-        pipe.srem(self.api.keys.queues, wire(self.name))
+        pipe.unlink(self.key, *self._level_keys().values(), keys.levels(self.name),
+                    keys.bell(self.name))
+        pipe.srem(keys.queues, name)
+        pipe.srem(keys.prioritized, name)
         pipe.execute()
 
     def __repr__(self) -> str:

@@ -37,7 +37,7 @@ import re
 import threading
 from typing import Any, Callable
 
-from . import chain, unique
+from . import chain, priority, unique
 from ..connection.scripts import Script
 from ..connection.source import default_source
 from ..results import FINAL, ResultRecorder
@@ -102,10 +102,13 @@ def cancel(jid: str, source=None) -> str | None:
         text = _take_from_set(redis, key, jid)
         if text is not None:
             return _removed(redis, keys, jid, text, where)
-    for name in sorted(redis.smembers(keys.queues)):
-        text = _take_from_list(redis, keys.queue(name), jid)
-        if text is not None:
-            return _removed(redis, keys, jid, text, "queued")
+    names = sorted(redis.smembers(keys.queues))
+    levels = priority.level_lists(redis, keys, names)
+    for name in names:
+        for key in [*levels.get(name, {}).values(), keys.queue(name)]:
+            text = _take_from_list(redis, key, jid)
+            if text is not None:
+                return _removed(redis, keys, jid, text, "queued")
     if FIND_IN_LISTS(redis, _private_lists(redis, keys), [jid]):
         return "running"
     _found_nowhere(redis, keys, jid)

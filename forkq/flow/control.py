@@ -1,10 +1,12 @@
-"""The control watch: one thread per worker process reads the paused queues and new cancels.
+"""The control watch: one thread per worker process reads the paused queues, new cancels and
+the queues with priority levels.
 
 Started and stopped with the worker (``worker/__init__.py``), on a connection of its own.
 Every ``INTERVAL`` seconds one pipeline reads the paused set (``pause.py``) into the process's
 ``PausedView``, and the cancel marks newer than the last it saw and their number (``cancel.py``)
 into its ``CancelView``, which tells the runners (processor threads, the coroutine runner) so
-that they interrupt a cancelled job they run. That is the whole cost of control per process:
+that they interrupt a cancelled job they run, and the queues that ever had a priority level
+(``priority.py``) into its ``PriorityView``, which the fetch and idle waits read. That is the whole cost of control per process:
 one round trip twice a second, whatever the job rate. The per-job path gains no round trip:
 while either copy holds something, the fetch script checks both sets itself; while both are
 empty, it does not look at them at all.
@@ -23,6 +25,7 @@ import redis as redis_py
 from ..log import logger
 from .cancel import KEEP, CancelView
 from .pause import PausedView
+from .priority import PriorityView
 
 #: seconds between two looks: a pause or a cancel reaches every worker within this, plus
 #: the running job's next bytecode
@@ -33,12 +36,14 @@ OVERLAP = 2.0
 
 
 class ControlWatch(threading.Thread):
-    def __init__(self, *, redis, keys, paused: PausedView, cancels: CancelView) -> None:
+    def __init__(self, *, redis, keys, paused: PausedView, cancels: CancelView,
+                 priority: PriorityView) -> None:
         super().__init__(name="control-watch", daemon=True)
         self.redis = redis
         self.keys = keys
         self.paused = paused
         self.cancels = cancels
+        self.priority = priority
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -53,15 +58,17 @@ class ControlWatch(threading.Thread):
                                  "cancels; trying again in %g s", INTERVAL)
 
     def look(self) -> None:
-        """Read both sets once (also called at start, before the processors fetch)."""
+        """Read the sets once (also called at start, before the processors fetch)."""
         since = self.cancels.latest - OVERLAP
         pipe = self.redis.pipeline(transaction=False)
         pipe.smembers(self.keys.paused)
         pipe.zrangebyscore(self.keys.cancels, since if since > 0 else "-inf", "+inf",
                            withscores=True)
         pipe.zcard(self.keys.cancels)
-        names, marks, kept = pipe.execute()
+        pipe.smembers(self.keys.prioritized)
+        names, marks, kept, prioritized = pipe.execute()
         self.paused.update(names)
+        self.priority.update(prioritized)
         now = time.time()
         text_marks = [(_text(jid), at) for jid, at in marks]
         if self.cancels.learn(text_marks, now, kept):

@@ -27,6 +27,7 @@ from ..api.entry import as_int
 from ..api.processes import read_processes
 from ..api.records import wrong_type
 from ..errors import ForkqError
+from ..flow import priority
 from ..ident import hostname
 from ..keys import Keys
 from ..log import logger
@@ -110,12 +111,19 @@ class RedisReader:
         pipe.get(keys.cancelled)
         identities, queue_set, *set_sizes, paused, cancelled = pipe.execute(raise_on_error=False)
         queues = sorted(_members(queue_set) | set(self.config.queue_names) | _members(paused))
+        lists = _queue_lists(redis, keys, queues)
         for name in queues:
-            pipe.llen(wire(keys.queue(name)))
-            pipe.lindex(wire(keys.queue(name)), -1)
-        tail, now = pipe.execute(raise_on_error=False), time.time()
-        sizes = {_label(name): (tail[2 * i], latency(tail[2 * i + 1], now))
-                 for i, name in enumerate(queues) if not wrong_type(tail[2 * i])}
+            for key in lists[name]:
+                pipe.llen(wire(key))
+                pipe.lindex(wire(key), -1)
+        tail, now = iter(pipe.execute(raise_on_error=False)), time.time()
+        sizes = {}
+        for name in queues:
+            ends = [(next(tail), next(tail)) for _ in lists[name]]
+            if not wrong_type(ends[0][0]):
+                sizes[_label(name)] = (sum(as_int(size) for size, _ in ends if not wrong_type(size)),
+                                       max(latency(None if wrong_type(oldest) else oldest, now)
+                                           for _, oldest in ends))
         processes = [p for p in read_processes(redis, keys, sorted(_members(identities))) if p]
         bad = {"heartbeat": sum(1 for p in processes if p.problem),
                "queue": len(queues) - len(sizes),
@@ -132,6 +140,12 @@ class RedisReader:
                         "concurrency": float(p.concurrency)}
                 for p in processes
                 if p.problem is None and p.info.get("hostname") == self.host}
+
+
+def _queue_lists(redis, keys, queues) -> dict[str, list[str]]:
+    """Each queue's lists: ``queue:<name>`` first, then its priority levels' (``priority.py``)."""
+    levels = priority.level_lists(redis, keys, queues)
+    return {name: [keys.queue(name), *levels.get(name, {}).values()] for name in queues}
 
 
 def _members(reply) -> set:

@@ -68,8 +68,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import ordering
 from ..connection import call_replicated
 from ..connection.scripts import Script
+from ..flow import priority
 from ..flow.cancel import CancelView
 from ..flow.pause import PausedView
+from ..flow.priority import MARK_LUA, PriorityView
 from ..keys import DAILY_STAT_TTL, STATS_LUA, Keys
 
 #: most jobs one fetch takes for one thread
@@ -84,7 +86,9 @@ FETCH_SCRIPT = STATS_LUA + """
 --       daily processed, daily failed, paused set, cancels zset, queues...
 -- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0), length of the
 --       queue keys' prefix (a queue key minus it is the name the paused set holds), check
---       (1/0: the process knows of a paused queue or a cancel mark; see Fetcher.fetch)
+--       (1/0: the process knows of a paused queue or a cancel mark; see Fetcher.fetch),
+--       levels ('' when no queue of the process ever had a priority level, else one 1/0 per
+--       queue key: look at that queue's levels), the namespace prefix of forkq's keys
 -- Returns pairs (queue index, job); the index is -1 - index for a job that may have been
 -- cancelled (a "jid": "..." in its text is in the cancels zset): the processor checks.
 local reliable = ARGV[5] == '1'
@@ -96,32 +100,65 @@ if ARGV[7] == '1' and redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
   cancels = redis.call('EXISTS', KEYS[8]) == 1
 end
 local prefix = tonumber(ARGV[6])
+local levels, root = ARGV[8], ARGV[9]
 local want = tonumber(ARGV[1])
 local out = {}
-for i = 9, #KEYS do
-  local jobs = nil
-  if not (paused and redis.call('SISMEMBER', KEYS[7], string.sub(KEYS[i], prefix + 1)) == 1) then
-    jobs = redis.call('RPOP', KEYS[i], want)
-  end
-  if jobs then
-    if reliable then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
-    for _, job in ipairs(jobs) do
-      local index = i - 9
-      if cancels then
-        -- every "jid":"..." of the text (args may hold one too); plain finds are cheap
-        local at = string.find(job, '"jid":', 1, true)
-        while at do
-          local jid = string.match(job, '^%s*"([^"]+)"', at + 6)
-          if jid and redis.call('ZSCORE', KEYS[8], jid) then index = -1 - index; break end
-          at = string.find(job, '"jid":', at + 6, true)
-        end
+
+-- Pop up to want jobs from the right of list key; returns how many it took.
+local function take(key, index)
+  local jobs = redis.call('RPOP', key, want)
+  if not jobs then return 0 end
+  if reliable then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
+  for _, job in ipairs(jobs) do
+    local shown = index
+    if cancels then
+      -- every "jid":"..." of the text (args may hold one too); plain finds are cheap
+      local at = string.find(job, '"jid":', 1, true)
+      while at do
+        local jid = string.match(job, '^%s*"([^"]+)"', at + 6)
+        if jid and redis.call('ZSCORE', KEYS[8], jid) then shown = -1 - index; break end
+        at = string.find(job, '"jid":', at + 6, true)
       end
-      out[#out + 1] = index
-      out[#out + 1] = job
     end
-    want = want - #jobs
-    if want <= 0 then break end
+    out[#out + 1] = shown
+    out[#out + 1] = job
   end
+  want = want - #jobs
+  return #jobs
+end
+
+-- A queue with levels (flow/priority.py): the highest level first, the plain list as level
+-- 0; a level found empty leaves the sorted set, so each call looks at a few levels at most.
+local function take_levels(key, name, index)
+  local levels_key = root .. 'forkq:levels:' .. name
+  local plain = true
+  while want > 0 do
+    local top = redis.call('ZREVRANGE', levels_key, 0, 0)[1]
+    if plain and (top == nil or tonumber(top) < 0) then
+      take(key, index)
+      plain = false
+    elseif top == nil then
+      return
+    else
+      local asked = want
+      if take(root .. 'forkq:level:' .. top .. ':' .. name, index) < asked then
+        redis.call('ZREM', levels_key, top)
+      end
+    end
+  end
+end
+
+for i = 9, #KEYS do
+  local leveled = levels ~= '' and string.byte(levels, i - 8) == 49
+  local name = (paused or leveled) and string.sub(KEYS[i], prefix + 1)
+  if not (paused and redis.call('SISMEMBER', KEYS[7], name) == 1) then
+    if leveled then
+      take_levels(KEYS[i], name, i - 9)
+    else
+      take(KEYS[i], i - 9)
+    end
+  end
+  if want <= 0 then break end
 end
 return out
 """
@@ -133,23 +170,26 @@ redis.call('DEL', KEYS[1])
 return redis.call('LRANGE', KEYS[2], 0, -1)
 """
 
-RELEASE_SCRIPT = """
+RELEASE_SCRIPT = MARK_LUA + """
 -- Acknowledge a thread's finished jobs and put its unstarted ones back at the front of their
--- queues, atomically and idempotently. KEYS: private list, queue keys (one per job, in pop
--- order). ARGV: the jobs to requeue; then the job to keep in the private list ('' for none);
--- then reliable (1/0): reliable requeues only what it removes from the private list.
-local n = #ARGV - 2
+-- queues, atomically and idempotently. KEYS: private list, then per job (in pop order) the
+-- keys of flow/priority.py's front_keys padded to three. ARGV: per job its text, level and
+-- queue name; then the job to keep in the private list ('' for none); then reliable (1/0):
+-- reliable requeues only what it removes from the private list.
+local n = (#ARGV - 2) / 3
 local reliable = ARGV[#ARGV] == '1'
 local pushed = 0
 for i = n, 1, -1 do
-  if not reliable or redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
-    redis.call('RPUSH', KEYS[i + 1], ARGV[i])
+  local text, level, k = ARGV[3 * i - 2], ARGV[3 * i - 1], 3 * i - 1
+  if not reliable or redis.call('LREM', KEYS[1], 1, text) == 1 then
+    redis.call('RPUSH', KEYS[k], text)
+    if level ~= '0' then mark_level(KEYS[k + 1], KEYS[k + 2], level, ARGV[3 * i]) end
     pushed = pushed + 1
   end
 end
 if reliable then
   redis.call('DEL', KEYS[1])
-  if ARGV[n + 1] ~= '' then redis.call('RPUSH', KEYS[1], ARGV[n + 1]) end
+  if ARGV[#ARGV - 1] ~= '' then redis.call('RPUSH', KEYS[1], ARGV[#ARGV - 1]) end
 end
 return pushed
 """
@@ -245,7 +285,7 @@ class Held:
 class Fetcher:
     def __init__(self, redis, keys: Keys, *, queues: ordering.QueueOrder, mode: FetchMode,
                  lists: tuple[str, str], thread_index: int, idle_plan: tuple[str, ...],
-                 paused: PausedView, cancels: CancelView) -> None:
+                 paused: PausedView, cancels: CancelView, priority: PriorityView) -> None:
         self.redis = redis
         self.keys = keys
         self.queues = queues
@@ -263,6 +303,9 @@ class Fetcher:
         #: while either holds something, the fetch script reads both sets itself
         self.paused = paused
         self.cancels = cancels
+        #: the process's copy of the queues that ever had priority levels: the fetch script
+        #: looks at the levels of those only, and idle threads ring-watch their bells
+        self.priority = priority
         self.counters = Counters()
         self.batch = 1
         #: how long the thread's last batch took per job, told by the processor
@@ -298,9 +341,11 @@ class Fetcher:
         # watch looks twice a second): otherwise the script does what it did before pausing
         # and cancelling existed (bench/fetch_pause.py).
         check = 1 if self.paused.names or self.cancels.marked else 0
+        leveled = self.priority.names
+        levels = "".join("1" if name in leveled else "0" for name in names) if leveled else ""
         flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
                                     DAILY_STAT_TTL, 1 if self.reliable else 0, self._prefix,
-                                    check))
+                                    check, levels, self.keys.root))
         counters.processed = counters.failed = 0  # only now: see the module docstring
         try:
             jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)
@@ -359,13 +404,23 @@ class Fetcher:
         if not plan:
             quiet.wait(IDLE_TIMEOUT)
             return []
-        name = ordering.idle_queue(plan, self.thread_index, idle_round())
+        step = idle_round()
+        name = ordering.idle_queue(plan, self.thread_index, step)
+        if name in self.priority.names and (self.thread_index + step) % 2:
+            self._ring_wait(name)
+            return []
         jobs = self._block_on(name)
         if jobs and name in self.paused.names:
             # Paused while this thread was blocked on it: not started, put back in front.
             self.release(jobs)
             return []
         return jobs
+
+    def _ring_wait(self, name: str) -> None:
+        """Wait for a push at one of the queue's levels (its bell), which the next fetch then
+        takes by level. Half the idle turns on a queue with levels go here, half to
+        ``queue:<name>``, which only a plain push wakes (one BLMOVE cannot watch both)."""
+        self.redis.execute_command("BRPOP", self.keys.bell(name), IDLE_TIMEOUT)
 
     def _block_on(self, name: str) -> list[Fetched]:
         source = self._queue_keys[name]
@@ -411,9 +466,14 @@ class Fetcher:
 
 def release(redis, keys: Keys, private_key: str, unstarted: list[Fetched],
             keep: Fetched | None, reliable: bool) -> int:
-    queue_keys = [keys.queue(f.queue) for f in unstarted]
-    args = [f.text for f in unstarted] + [keep.text if keep else "", 1 if reliable else 0]
-    return int(RELEASE(redis, [private_key] + queue_keys, args))
+    script_keys, args = [private_key], []
+    for job in unstarted:
+        level = priority.level_of_text(job.text)
+        front = priority.front_keys(keys, job.queue, level)
+        script_keys += front + front[:1] * (3 - len(front))
+        args += [job.text, level, job.queue]
+    args += [keep.text if keep else "", 1 if reliable else 0]
+    return int(RELEASE(redis, script_keys, args))
 
 
 def bulk_requeue(redis, keys: Keys, held: list[Held]) -> int:

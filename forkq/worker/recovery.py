@@ -25,7 +25,8 @@ import time
 
 from redis.client import NEVER_DECODE
 
-from ..flow import batch_scripts, unique
+from ..flow import batch_scripts, priority, unique
+from ..flow.priority import MARK_LUA
 from ..connection.scripts import Script
 from ..errors import PoisonJobError
 from .fetch import queue_of
@@ -40,10 +41,12 @@ POISON_LIMIT = 3
 #: seconds over which recoveries of a job are counted (72 hours)
 POISON_WINDOW = 72 * 3600.0
 
-MOVE_ONE_SCRIPT = """
--- KEYS: private list, queue. ARGV: job, text to push to the front of the queue.
+MOVE_ONE_SCRIPT = MARK_LUA + """
+-- KEYS: private list, then flow/priority.py's front_keys (the list, and for a level its sorted
+-- set and the prioritized set). ARGV: job, text to push to the front, level, queue name.
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
+if #KEYS > 2 then mark_level(KEYS[3], KEYS[4], ARGV[3], ARGV[4]) end
 return 1
 """
 
@@ -60,7 +63,7 @@ class Recovery:
         self.death_handlers = death_handlers
         self.redis = context.make_redis()
         self.keys = context.keys
-        self._move = functools.partial(MOVE_ONE, self.redis)
+        self._move = lambda move: MOVE_ONE(self.redis, *move)
         self._forget = functools.partial(FORGET_SLOT, self.redis)
         self.scan_every = min(30.0, max(0.5, context.config.heartbeat_ttl / 2))
         self.next_scan = 0.0
@@ -139,19 +142,19 @@ class Recovery:
         except (ValueError, RecursionError):
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("jid", ""), str):
-            self._move([list_key, self.keys.queue(queue)], [text, text])
+            self._move(move_one(self.keys, list_key, queue, 0, text))
             return
+        level = priority.level_of(payload)
         if not charged:
             payload[ISOLATE_KEY] = True
-            new_text = dumps(payload)
-            self._move([list_key, self.keys.queue(queue)], [text, new_text])
+            self._move(move_one(self.keys, list_key, queue, level, text, dumps(payload)))
             self.context.observer.jobs_recovered(1)
             return
         times = self._charge(str(payload.get("jid")))
         if times > POISON_LIMIT:
             self._bury_poison(list_key, text, payload, times)
         else:
-            self._move([list_key, self.keys.queue(queue)], [text, text])
+            self._move(move_one(self.keys, list_key, queue, level, text))
             self.context.observer.jobs_recovered(1)
 
     def _charge(self, jid: str) -> int:
@@ -199,9 +202,17 @@ def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
     for slot, record in zip(slots, redis.hmget(keys.slots, slots)):
         for list_key in _private_lists(keys, slot, max(threads, _threads(record or "{}"))):
             for text in reversed(read_list(redis, list_key)):
-                moved += MOVE_ONE(redis, [list_key, keys.queue(queue_of(text))], [text, text])
+                moved += MOVE_ONE(redis, *move_one(keys, list_key, queue_of(text),
+                                                   priority.level_of_text(text), text))
         redis.hdel(keys.slots, slot)
     return moved
+
+
+def move_one(keys, list_key: str, queue: str, level: int, text, new_text=None) -> tuple:
+    """``MOVE_ONE``'s keys and arguments: ``text`` out of ``list_key``, ``new_text`` (default
+    the same) to the front of ``queue`` at ``level``."""
+    return ([list_key, *priority.front_keys(keys, queue, level)],
+            [text, text if new_text is None else new_text, level, queue])
 
 
 def read_list(redis, key: str) -> list[bytes]:
