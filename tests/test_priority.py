@@ -1,0 +1,203 @@
+"""Priority within a queue (``flow/priority.py``): the option, the key layout, the fetch order
+in both modes, put-backs at their level, the admin reads, and real workers (order with two
+processes, kill -9 recovery, idle wake-up)."""
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+
+import priority_jobs
+from forkq import api
+from forkq.config import Queue
+from forkq.connection import make_client
+from forkq.flow.cancel import CancelView, cancel
+from forkq.flow.pause import PausedView
+from forkq.flow.priority import PriorityView, level_of
+from forkq.keys import Keys
+from forkq.worker.fetch import Fetcher, FetchMode
+from forkq.worker.ordering import QueueOrder
+from forkq.worker.poller import Poller
+from forkq.worker.services import Services
+from helpers import wait_for
+from test_worker import spawn, stop_all
+
+Record = priority_jobs.Record
+LISTS = ("forkq:inflight:t:0", "forkq:inflight:t:0:alt")
+
+
+def fetcher(redis_url, mode=FetchMode.RELIABLE, keys=Keys()):
+    take = Fetcher(make_client(redis_url), keys, queues=QueueOrder((Queue("default"),), True),
+                   mode=mode, lists=LISTS, thread_index=0, idle_plan=("default",),
+                   paused=PausedView(), cancels=CancelView(), priority=PriorityView())
+    take.priority.update({"default"})
+    return take
+
+
+def push(levels):
+    """One job per level given, labelled ``<level>:<index>``, in that order."""
+    return [Record.set(priority=level).perform_async(f"{level}:{i}")
+            for i, level in enumerate(levels)]
+
+
+def drain(take, batch=1):
+    labels = []
+    while True:
+        take.batch = batch
+        jobs = take.fetch()
+        if not jobs:
+            return labels
+        labels += [json.loads(job.text)["args"][0] for job in jobs]
+
+
+@pytest.mark.parametrize("bad", [101, -101, 1.5, "high", True])
+def test_a_priority_out_of_range_or_not_a_whole_number_is_refused_where_it_is_written(redis,
+                                                                                       bad):
+    with pytest.raises(TypeError, match=r"option 'priority' must be a whole number from -100 "
+                                        r"to 100 \(higher runs first"):
+        Record.set(priority=bad).perform_async("x")
+    with pytest.raises(TypeError, match="option 'priority'"):
+        type("Bad", (priority_jobs.forkq.Job,), {"options": {"priority": bad},
+                                                 "perform": lambda self: None})
+    assert api.Queue("default").size == 0
+
+
+def test_priority_zero_keeps_sidekiqs_layout_and_a_level_goes_to_forkqs_keys(redis):
+    Record.perform_async("plain")
+    Record.set(priority=5).perform_async("urgent")
+    Record.set(priority=-2).perform_bulk([["low-a"], ["low-b"]])
+    (plain,) = redis.lrange("queue:default", 0, -1)
+    assert "priority" not in json.loads(plain)
+    assert [json.loads(t)["args"][0] for t in redis.lrange("forkq:level:5:default", 0, -1)] == \
+        ["urgent"]
+    assert [json.loads(t)["args"][0] for t in redis.lrange("forkq:level:-2:default", 0, -1)] == \
+        ["low-b", "low-a"]
+    assert redis.zrange("forkq:levels:default", 0, -1, withscores=True) == [("-2", -2.0),
+                                                                           ("5", 5.0)]
+    assert redis.smembers("forkq:prioritized") == {"default"}
+    assert redis.llen("forkq:bell:default") == 3
+    assert redis.smembers("queues") == {"default"}
+
+
+@pytest.mark.parametrize("mode", [FetchMode.RELIABLE, FetchMode.BASIC])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_the_fetch_takes_higher_levels_first_fifo_within_a_level(redis, redis_url, mode, batch):
+    push([0, 5, -3, 5, 10, 0, -3, 100, -100])
+    take = fetcher(redis_url, mode)
+    assert drain(take, batch) == ["100:7", "10:4", "5:1", "5:3", "0:0", "0:5", "-3:2", "-3:6",
+                                  "-100:8"]
+    assert not redis.exists("forkq:levels:default")  # each level left once it was empty
+
+
+def test_levels_are_not_looked_at_by_a_process_that_knows_of_none(redis, redis_url):
+    push([0, 5])
+    take = fetcher(redis_url)
+    take.priority.update(set())
+    assert drain(take) == ["0:0"]
+    take.priority.update({"default"})
+    assert drain(take) == ["5:1"]
+
+
+def test_a_released_job_goes_back_to_the_front_of_its_level(redis, redis_url):
+    push([3, 3, 0])
+    take = fetcher(redis_url)
+    take.batch = 2
+    jobs = take.fetch()
+    assert take.release(jobs) == 2
+    assert drain(take) == ["3:0", "3:1", "0:2"]
+
+
+def test_the_poller_and_retry_now_move_jobs_to_their_level(redis, make_config):
+    Record.set(priority=9).perform_in(1, "due")
+    Record.set(priority=-9).perform_in(3600, "later")
+    config = make_config()
+    poller = Poller(Services.build(config, config.redis_url, "t:1:0"), recovery=None)
+    assert poller.enqueue_due(now=time.time() + 2) == 1
+    assert api.Queue("default").levels == {9: 1, 0: 0}
+    assert api.ScheduledSet().add_all_to_queue() == 1
+    assert api.Queue("default").levels == {9: 1, 0: 0, -9: 1}
+    assert redis.llen("forkq:bell:default") == 2  # each move rang it
+
+
+def test_admin_reads_count_every_level(redis):
+    push([0, 4, 4, -1])
+    queue = api.Queue("default")
+    assert queue.size == 4 and queue.levels == {4: 2, 0: 1, -1: 1}
+    assert [e.args for e in queue.jobs(level=4)] == [["4:2"], ["4:1"]]
+    assert queue.latency >= 0 and api.default().stats()["enqueued"] == 4
+    assert queue.delete(queue.jobs(level=-1)[0]) and queue.levels == {4: 2, 0: 1}
+    jid = json.loads(redis.lindex("forkq:level:4:default", 0))["jid"]
+    assert cancel(jid) == "queued" and queue.levels == {4: 1, 0: 1}
+    queue.clear()
+    assert queue.size == 0 and not redis.keys("forkq:level*") and not redis.keys("queue:*")
+
+
+def starts(redis):
+    """Labels in the order the jobs started (by their recorded time)."""
+    lines = [line.split() for line in redis.lrange("prio:started", 0, -1)]
+    return [label for label, _ in sorted(lines, key=lambda line: float(line[1]))]
+
+
+@pytest.mark.slow
+def test_two_worker_processes_start_jobs_by_priority_fifo_within_a_level(redis, redis_url,
+                                                                         tmp_path):
+    levels = [0, 2, -5, 2, 7, 0, -5, 7, 2, 0] * 3
+    push(levels)
+    workers = [spawn(tmp_path, redis_url, f"w{i}.log", require=["priority_jobs"], concurrency=1)
+               for i in range(2)]
+    try:
+        wait_for(lambda: redis.llen("prio:started") == len(levels), timeout=30,
+                 message="every job started")
+    finally:
+        stop_all(workers, 15)
+    order = starts(redis)
+    ranks = [(-int(label.split(":")[0]), int(label.split(":")[1])) for label in order]
+    # Two processes take one job each at a time: a job may start just before the one the
+    # other process fetched first, never before one fetched two places earlier.
+    late = [(a, b) for i, a in enumerate(ranks) for b in ranks[i + 2:] if a > b]
+    assert not late, order
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_a_prioritized_job_recovered_after_kill_9_goes_back_to_its_level(redis, redis_url,
+                                                                         tmp_path):
+    first = spawn(tmp_path, redis_url, "first.log", require=["priority_jobs"], concurrency=1)
+    Record.set(priority=7).perform_async("victim", 60)
+    wait_for(lambda: redis.llen("prio:started") == 1, timeout=15, message="the job started")
+    first.kill()
+    first.wait()
+    api.Queue("default").pause()
+    second = spawn(tmp_path, redis_url, "second.log", require=["priority_jobs"], timeout=1)
+    try:
+        wait_for(lambda: api.Queue("default").levels.get(7) == 1, timeout=20,
+                 message="the killed worker's job back at level 7")
+    finally:
+        stop_all([second], 15)
+    (text,) = redis.lrange("forkq:level:7:default", 0, -1)
+    assert json.loads(text)["args"] == ["victim", 60] and level_of(json.loads(text)) == 7
+
+
+def idle_waiters(redis):
+    return sum(1 for client in redis.client_list() if client.get("cmd") in ("brpop", "blmove"))
+
+
+@pytest.mark.slow
+def test_an_idle_worker_starts_a_prioritized_job_as_fast_as_a_plain_one(redis, redis_url,
+                                                                        tmp_path):
+    worker = spawn(tmp_path, redis_url, require=["priority_jobs"], concurrency=2)
+    try:
+        Record.set(priority=1).perform_async("known", 0)  # the queue now has levels
+        wait_for(lambda: redis.llen("prio:started") == 1, timeout=15, message="first job")
+        for round_, level in enumerate([3, 0, -4, 3, 0, 3]):
+            wait_for(lambda: idle_waiters(redis) == 2, message="both threads idle")
+            pushed = time.time()
+            Record.set(priority=level).perform_async(f"{level}:{round_}", 0)
+            wait_for(lambda: redis.llen("prio:started") == round_ + 2, timeout=5)
+            started = float(redis.lindex("prio:started", -1).split()[1])
+            # An unheard push waits for the next idle round: IDLE_TIMEOUT, 1 s.
+            assert started - pushed < 0.4, (level, started - pushed)
+    finally:
+        stop_all([worker], 15)
