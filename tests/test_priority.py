@@ -201,3 +201,18 @@ def test_an_idle_worker_starts_a_prioritized_job_as_fast_as_a_plain_one(redis, r
             assert started - pushed < 0.4, (level, started - pushed)
     finally:
         stop_all([worker], 15)
+
+
+def test_the_queue_page_shows_each_level_and_deletes_a_job_of_one(redis, make_config):
+    from forkq.web.app import App
+    from test_web import Browser
+
+    push([0, 6, 6, -2])
+    web = Browser(App(make_config(), redis, environ={}))
+    page = web.get("/queues/default").text
+    assert "6 (2)" in page and "0 (1)" in page and "-2 (1)" in page and "0:0" in page
+    page = web.get("/queues/default?level=6").text
+    assert "6:1" in page and "6:2" in page and "0:0" not in page
+    (job,) = api.Queue("default").jobs(0, 1, level=6)
+    web.post("/queues/default", {"action": "delete", "job": job.ident, "index": 0, "level": 6})
+    assert api.Queue("default").levels == {6: 1, 0: 1, -2: 1}

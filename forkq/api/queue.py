@@ -63,8 +63,13 @@ class Queue:
         pipe = self.api.redis.pipeline(transaction=False)
         for level in levels:
             pipe.llen(self._key(level))
-        sizes = self._read(lambda: pipe.execute(), [0] * len(levels))
+        sizes = [self._reply(reply, 0) for reply in pipe.execute(raise_on_error=False)]
         return {level: size for level, size in zip(levels, sizes) if size or level == 0}
+
+    def _reply(self, reply, default):
+        """A pipeline's ``reply`` for a list; ``default`` (and ``problem`` set) when Redis
+        refused it because the key holds another type."""
+        return self._read(lambda: _raised(reply), default)
 
     @property
     def latency(self) -> float:
@@ -73,7 +78,8 @@ class Queue:
         for level in {0, *self._level_keys()}:
             pipe.lindex(self._key(level), -1)
         now = time.time()
-        return max(latency(oldest, now) for oldest in self._read(lambda: pipe.execute(), [None]))
+        return max(latency(self._reply(oldest, None), now)
+                   for oldest in pipe.execute(raise_on_error=False))
 
     def jobs(self, start: int = 0, count: int = 25, level: int = 0) -> list[Entry]:
         """The jobs of one priority level, newest first, as pushed."""
@@ -81,18 +87,19 @@ class Queue:
         texts = self._read(lambda: self.api.redis.lrange(key, start, start + count - 1), [])
         return [Entry(raw) for raw in texts]
 
-    def find(self, ident: str, hint: int = 0) -> Entry | None:
-        """The job named ``ident``: looked for around index ``hint`` first (jobs shift as
-        workers take them), then through the whole list, one batch at a time."""
-        found = self._find_in(ident, max(0, hint - _WINDOW // 2), _WINDOW)
-        offset = 0
-        while found is None and offset < self.size:
-            found = self._find_in(ident, offset, _WINDOW)
+    def find(self, ident: str, hint: int = 0, level: int = 0) -> Entry | None:
+        """The job named ``ident`` in priority ``level``'s list: looked for around index
+        ``hint`` first (jobs shift as workers take them), then through the whole list, one
+        batch at a time."""
+        found = self._find_in(ident, max(0, hint - _WINDOW // 2), _WINDOW, level)
+        offset, size = 0, self._read(lambda: self.api.redis.llen(self._key(level)), 0)
+        while found is None and offset < size:
+            found = self._find_in(ident, offset, _WINDOW, level)
             offset += _WINDOW
         return found
 
-    def _find_in(self, ident: str, start: int, count: int) -> Entry | None:
-        return next((e for e in self.jobs(start, count) if e.matches(ident)), None)
+    def _find_in(self, ident: str, start: int, count: int, level: int) -> Entry | None:
+        return next((e for e in self.jobs(start, count, level) if e.matches(ident)), None)
 
     def delete(self, entry: Entry) -> bool:
         key = self._key(priority.level_of_text(entry.raw))
@@ -125,3 +132,8 @@ class Queue:
     def __repr__(self) -> str:
         return f"<Queue {self.name}>"
 
+
+def _raised(reply):
+    if isinstance(reply, Exception):
+        raise reply
+    return reply

@@ -136,11 +136,15 @@ def queues(app, request: Request) -> Response:
 
 
 def queue(app, request: Request, name: str) -> Response:
+    """A queue's jobs of one priority level (``?level=``, default 0), and the size of each."""
     q = app.api.queue(name)
     page, count = _paging(request)
     first = (page - 1) * count
-    return app.render(request, "queue.html", queue=q, size=q.size, page=page, count=count,
-                      jobs=q.jobs(first, count), first_index=first)
+    level = _level(request.query.get("level"))
+    levels = q.levels
+    return app.render(request, "queue.html", queue=q, size=sum(levels.values()), page=page,
+                      count=count, level=level, levels=levels, level_size=levels.get(level, 0),
+                      jobs=q.jobs(first, count, level), first_index=first)
 
 
 def queue_by_query(app, request: Request) -> Response:
@@ -161,7 +165,8 @@ def queue_action(app, request: Request, name: str) -> Response:
         q.pause() if action == "pause" else q.resume()
         return redirect(request.url("/queues", done=action))
     if action == "delete":
-        found = q.find(request.form.get("job", ""), _int(request.form.get("index")))
+        found = q.find(request.form.get("job", ""), _int(request.form.get("index")),
+                       _level(request.form.get("level")))
         deleted = bool(found and q.delete(found))
         return redirect(request.queue_url(name, done="delete", n=int(deleted),
                                           gone=int(not deleted) or None,
@@ -293,6 +298,14 @@ def _int(text: str | None) -> int:
     """A form's index hint: 0 when absent, negative or not a number."""
     try:
         return max(0, int(text or 0))
+    except ValueError:
+        return 0
+
+
+def _level(text: str | None) -> int:
+    """A priority level from a query or form: 0 when absent or not a whole number."""
+    try:
+        return int(text or 0)
     except ValueError:
         return 0
 
