@@ -22,12 +22,12 @@ import numbers
 from typing import Any, Callable
 
 from .config import MAX_RETRIES
-from .flow import priority, unique
+from .flow import placement, unique
 from .values import MAX_SECONDS, is_positive_seconds, name_problem, positive_seconds, too_long
 
 #: options written into every payload; ``soft_time_limit``, ``time_limit`` and ``expires_in``
 #: are acted on by the worker (seconds: ``flow/timelimit.py``, ``flow/expiry.py``), ``priority``
-#: by the push and the fetch (``flow/priority.py``)
+#: by the push and the fetch (``flow/placement.py``)
 DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags", "result_ttl",
                 "soft_time_limit", "time_limit", "expires_in", "priority")
 #: options that are code, kept in the worker's registry and never serialised
@@ -35,7 +35,10 @@ HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
 #: options the client acts on at enqueue (``flow/unique.py``): the payload carries the lock's
 #: digest and release point (``unique_digest``, ``unique_until``) instead
 UNIQUE_OPTIONS = ("unique_for", "unique_until")
-KNOWN_OPTIONS = DATA_OPTIONS + HOOK_OPTIONS + UNIQUE_OPTIONS
+#: the tenant of a fair share (``flow/placement.py``): a string, or per job a function of the
+#: arguments giving it; the payload carries the string
+FAIR_OPTIONS = ("fair_key",)
+KNOWN_OPTIONS = DATA_OPTIONS + HOOK_OPTIONS + UNIQUE_OPTIONS + FAIR_OPTIONS
 #: furthest ahead perform_in / perform_at may schedule, in seconds (100 years)
 MAX_DELAY = MAX_SECONDS
 
@@ -51,13 +54,33 @@ def validate_options(options: dict[str, Any], where: str, per_call: bool = False
         if key not in KNOWN_OPTIONS:
             known = ", ".join(KNOWN_OPTIONS)
             raise TypeError(f"{where}: unknown job option {key!r} (known: {known})")
-        if per_call and key in HOOK_OPTIONS:
+        if per_call and (key in HOOK_OPTIONS or (key in FAIR_OPTIONS and callable(value))):
             raise TypeError(f"{where}: option {key!r} is code and cannot travel in a payload; "
                             f"set it in the job's own options")
         if value is not None:
             problem = _OPTION_RULES[key](value)
             if problem:
                 raise TypeError(f"{where}: option {key!r} must be {problem}, not {value!r}")
+
+
+def fair_key(merged: dict[str, Any], args: list, where) -> str | None:
+    """The tenant of a push from its merged options (a function of the arguments is called);
+    refused with the reason when it is not a usable name, or given with a priority other than
+    0 (a fair queue takes tenants in turn, each FIFO: there is no order to pass)."""
+    key = merged.get("fair_key")
+    if key is None:
+        return None
+    if callable(key):
+        key = key(*args)
+    problem = placement.fair_key_problem(key)
+    prefix = where() if callable(where) else where
+    if problem:
+        raise TypeError(f"{prefix}: option 'fair_key' must give {problem}, not {key!r}")
+    if merged.get("priority"):
+        raise TypeError(f"{prefix}: options 'fair_key' and 'priority' cannot be combined: a "
+                        f"fair queue takes its tenants in turn, each in push order; give urgent "
+                        f"jobs a queue of their own")
+    return key
 
 
 def validate_unique(options: dict[str, Any], where: str) -> None:
@@ -113,7 +136,8 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "soft_time_limit": _seconds_rule,
     "time_limit": _seconds_rule,
     "expires_in": _seconds_rule,
-    "priority": priority.rule,
+    "priority": placement.priority_rule,
+    "fair_key": lambda value: None if callable(value) else placement.fair_key_problem(value),
 }
 
 

@@ -1,8 +1,8 @@
 """The Redis commands that push payloads: pure, shared by the synchronous and asyncio clients.
 
 A payload with a future ``at`` goes to ``schedule``; otherwise it gets ``enqueued_at`` and goes
-to its queue (``SADD queues`` then one multi-value ``LPUSH`` per queue and priority level:
-``flow/priority.py``). A payload that keeps
+to its queue (``SADD queues`` then one multi-value ``LPUSH`` per queue and place, a
+priority level or a tenant: ``flow/placement.py``). A payload that keeps
 a result (``result_ttl``) is recorded as ``queued`` by a ``SET`` sent before its push, so a
 worker that fetches it at once always finds the record (``commands``).
 
@@ -34,7 +34,7 @@ from typing import Any
 
 from . import results
 from .connection.scripts import Script
-from .flow import priority
+from .flow import placement
 from .log import logger
 from .payload import dumps
 
@@ -50,24 +50,25 @@ def commands(keys, payloads: list[dict[str, Any]], at: float | None,
         for payload in payloads:
             members += (at, dumps(payload))
         return recorded + [("ZADD", keys.schedule, *members)]
-    by_place: dict[tuple[str, int], list[str]] = {}
+    by_place: dict[placement.Place, list[str]] = {}
     for payload in payloads:
         payload["enqueued_at"] = now
-        place = (payload["queue"], priority.level_of(payload))
+        place = placement.place_of(payload, payload["queue"])
         by_place.setdefault(place, []).append(dumps(payload))
-    queues = dict.fromkeys(queue for queue, _ in by_place)
+    queues = dict.fromkeys(place.queue for place in by_place)
     return recorded + [("SADD", keys.queues, *queues)] + [
-        command for (queue, level), texts in by_place.items()
-        for command in priority.push_commands(keys, queue, level, texts)]
+        command for place, texts in by_place.items()
+        for command in placement.push_commands(keys, place, texts)]
 
 
 def sendable(keys, payloads: list[dict[str, Any]], at: float | None,
              now: float) -> list[tuple]:
-    """``commands``, in a MULTI when they push at a level: a job's list and its level are
-    written together (``flow/priority.py``), else a cut connection could leave a job where no
-    fetch looks. A plain push needs none: each of its commands stands alone."""
+    """``commands``, in a MULTI when they push to a level or a tenant: a job's list and its
+    member of the sorted set are written together (``flow/placement.py``), else a cut
+    connection could leave a job where no fetch looks. A plain push needs none."""
     sent = commands(keys, payloads, at, now)
-    if (at is not None and at > now) or not any(priority.level_of(p) for p in payloads):
+    if (at is not None and at > now) or all(
+            placement.place_of(p, p["queue"]).plain for p in payloads):
         return sent
     return [("MULTI",), *sent, ("EXEC",)]
 

@@ -15,7 +15,7 @@ from forkq.flow import pause
 from forkq.flow.control import INTERVAL
 from forkq.flow.cancel import CancelView
 from forkq.flow.pause import PausedView
-from forkq.flow.priority import PriorityView
+from forkq.flow.placement import PlacementView
 from forkq.keys import Keys
 from forkq.worker.fetch import Fetcher, FetchMode
 from forkq.worker.ordering import QueueOrder
@@ -30,7 +30,7 @@ def fetcher(redis_url, keys=Keys()):
     return Fetcher(make_client(redis_url), keys, queues=queues, mode=FetchMode.RELIABLE,
                    lists=LISTS, thread_index=0, idle_plan=("media", "default"),
                    paused=PausedView(), cancels=CancelView(),
-                   priority=PriorityView())
+                   placement=PlacementView())
 
 
 def test_pause_resume_and_paused_through_the_api(redis):

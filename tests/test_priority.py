@@ -1,4 +1,4 @@
-"""Priority within a queue (``flow/priority.py``): the option, the key layout, the fetch order
+"""Priority within a queue (``flow/placement.py``): the option, the key layout, the fetch order
 in both modes, put-backs at their level, the admin reads, and real workers (order with two
 processes, kill -9 recovery, idle wake-up)."""
 
@@ -15,7 +15,7 @@ from forkq.config import Queue
 from forkq.connection import make_client
 from forkq.flow.cancel import CancelView, cancel
 from forkq.flow.pause import PausedView
-from forkq.flow.priority import PriorityView, level_of
+from forkq.flow.placement import PlacementView, place_of
 from forkq.keys import Keys
 from forkq.worker.fetch import Fetcher, FetchMode
 from forkq.worker.ordering import QueueOrder
@@ -31,8 +31,8 @@ LISTS = ("forkq:inflight:t:0", "forkq:inflight:t:0:alt")
 def fetcher(redis_url, mode=FetchMode.RELIABLE, keys=Keys()):
     take = Fetcher(make_client(redis_url), keys, queues=QueueOrder((Queue("default"),), True),
                    mode=mode, lists=LISTS, thread_index=0, idle_plan=("default",),
-                   paused=PausedView(), cancels=CancelView(), priority=PriorityView())
-    take.priority.update({"default"})
+                   paused=PausedView(), cancels=CancelView(), placement=PlacementView())
+    take.placement.update({"default"}, ())
     return take
 
 
@@ -94,9 +94,9 @@ def test_the_fetch_takes_higher_levels_first_fifo_within_a_level(redis, redis_ur
 def test_levels_are_not_looked_at_by_a_process_that_knows_of_none(redis, redis_url):
     push([0, 5])
     take = fetcher(redis_url)
-    take.priority.update(set())
+    take.placement.update((), ())
     assert drain(take) == ["0:0"]
-    take.priority.update({"default"})
+    take.placement.update({"default"}, ())
     assert drain(take) == ["5:1"]
 
 
@@ -177,7 +177,7 @@ def test_a_prioritized_job_recovered_after_kill_9_goes_back_to_its_level(redis, 
     finally:
         stop_all([second], 15)
     (text,) = redis.lrange("forkq:level:7:default", 0, -1)
-    assert json.loads(text)["args"] == ["victim", 60] and level_of(json.loads(text)) == 7
+    assert json.loads(text)["args"] == ["victim", 60] and place_of(json.loads(text), "default").level == 7
 
 
 def idle_waiters(redis):

@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any, Callable, Iterator
 
-from ..flow import priority
+from ..flow import placement
 from .entry import Entry, wire
 from .records import keyed_read
 from .source import Store, default_store
@@ -105,8 +105,9 @@ class SortedSet:
             if queue not in position:
                 keys.append(wire(self.api.keys.queue(queue)))
                 position[queue] = len(keys)
+            place = placement.place_of_text(entry.raw, queue)
             args += [wire(entry.raw), wire(entry.requeued_text(now, decrement)),
-                     position[queue], wire(queue), priority.level_of_text(entry.raw)]
+                     position[queue], wire(queue), place.level, wire(place.tenant)]
         return self.api.move_to_queue(keys=keys, args=args), len(entries) - len(movable)
 
     def _kill(self, entries: list[Entry]) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from .. import connection
 from ..config import Config
 from ..connection.source import default_source
 from ..connection.scripts import Script
-from ..flow.priority import PUSH_LUA
+from ..flow.placement import PUSH_LUA
 from ..dead import DeadWriter
 from ..keys import Keys
 
@@ -23,15 +23,16 @@ from ..keys import Keys
 # KEYS: the set, ``queues``, then each queue list; ARGV: (member, text, KEYS index, queue name)*
 MOVE_TO_QUEUE = PUSH_LUA + """
 -- KEYS: sorted set, queues set, queue lists. ARGV: Keys.root, then per entry: member, text to
--- push, index of its queue's list in KEYS, queue name, priority level (flow/priority.py).
+-- push, index of its queue's list in KEYS, queue name, priority level, tenant ('' none:
+-- flow/placement.py).
 local moved = 0
-for i = 2, #ARGV, 5 do
+for i = 2, #ARGV, 6 do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
     redis.call('SADD', KEYS[2], ARGV[i + 3])
-    if ARGV[i + 4] == '0' then
+    if ARGV[i + 4] == '0' and ARGV[i + 5] == '' then
       redis.call('LPUSH', KEYS[tonumber(ARGV[i + 2])], ARGV[i + 1])
     else
-      push_at_level(ARGV[1], ARGV[i + 3], ARGV[i + 4], ARGV[i + 1])
+      push_placed(ARGV[1], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 1])
     end
     moved = moved + 1
   end

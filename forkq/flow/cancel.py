@@ -37,7 +37,7 @@ import re
 import threading
 from typing import Any, Callable
 
-from . import chain, priority, unique
+from . import chain, placement, unique
 from ..connection.scripts import Script
 from ..connection.source import default_source
 from ..results import FINAL, ResultRecorder
@@ -103,9 +103,8 @@ def cancel(jid: str, source=None) -> str | None:
         if text is not None:
             return _removed(redis, keys, jid, text, where)
     names = sorted(redis.smembers(keys.queues))
-    levels = priority.level_lists(redis, keys, names)
-    for name in names:
-        for key in [*levels.get(name, {}).values(), keys.queue(name)]:
+    for name, lists in placement.waiting_lists(redis, keys, names).items():
+        for key in lists:
             text = _take_from_list(redis, key, jid)
             if text is not None:
                 return _removed(redis, keys, jid, text, "queued")

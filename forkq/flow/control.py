@@ -6,7 +6,7 @@ Every ``INTERVAL`` seconds one pipeline reads the paused set (``pause.py``) into
 ``PausedView``, and the cancel marks newer than the last it saw and their number (``cancel.py``)
 into its ``CancelView``, which tells the runners (processor threads, the coroutine runner) so
 that they interrupt a cancelled job they run, and the queues that ever had a priority level
-(``priority.py``) into its ``PriorityView``, which the fetch and idle waits read. That is the whole cost of control per process:
+or a tenant (``placement.py``) into its ``PlacementView``, which the fetch and idle waits read. That is the whole cost of control per process:
 one round trip twice a second, whatever the job rate. The per-job path gains no round trip:
 while either copy holds something, the fetch script checks both sets itself; while both are
 empty, it does not look at them at all.
@@ -25,7 +25,7 @@ import redis as redis_py
 from ..log import logger
 from .cancel import KEEP, CancelView
 from .pause import PausedView
-from .priority import PriorityView
+from .placement import PlacementView
 
 #: seconds between two looks: a pause or a cancel reaches every worker within this, plus
 #: the running job's next bytecode
@@ -37,13 +37,13 @@ OVERLAP = 2.0
 
 class ControlWatch(threading.Thread):
     def __init__(self, *, redis, keys, paused: PausedView, cancels: CancelView,
-                 priority: PriorityView) -> None:
+                 placement: PlacementView) -> None:
         super().__init__(name="control-watch", daemon=True)
         self.redis = redis
         self.keys = keys
         self.paused = paused
         self.cancels = cancels
-        self.priority = priority
+        self.placement = placement
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -66,9 +66,10 @@ class ControlWatch(threading.Thread):
                            withscores=True)
         pipe.zcard(self.keys.cancels)
         pipe.smembers(self.keys.prioritized)
-        names, marks, kept, prioritized = pipe.execute()
+        pipe.smembers(self.keys.fair)
+        names, marks, kept, prioritized, fair = pipe.execute()
         self.paused.update(names)
-        self.priority.update(prioritized)
+        self.placement.update(prioritized, fair)
         now = time.time()
         text_marks = [(_text(jid), at) for jid, at in marks]
         if self.cancels.learn(text_marks, now, kept):

@@ -27,7 +27,7 @@ from ..api.entry import as_int
 from ..api.processes import read_processes
 from ..api.records import wrong_type
 from ..errors import ForkqError
-from ..flow import priority
+from ..flow import placement
 from ..ident import hostname
 from ..keys import Keys
 from ..log import logger
@@ -111,7 +111,7 @@ class RedisReader:
         pipe.get(keys.cancelled)
         identities, queue_set, *set_sizes, paused, cancelled = pipe.execute(raise_on_error=False)
         queues = sorted(_members(queue_set) | set(self.config.queue_names) | _members(paused))
-        lists = _queue_lists(redis, keys, queues)
+        lists = placement.waiting_lists(redis, keys, queues)
         for name in queues:
             for key in lists[name]:
                 pipe.llen(wire(key))
@@ -140,12 +140,6 @@ class RedisReader:
                         "concurrency": float(p.concurrency)}
                 for p in processes
                 if p.problem is None and p.info.get("hostname") == self.host}
-
-
-def _queue_lists(redis, keys, queues) -> dict[str, list[str]]:
-    """Each queue's lists: ``queue:<name>`` first, then its priority levels' (``priority.py``)."""
-    levels = priority.level_lists(redis, keys, queues)
-    return {name: [keys.queue(name), *levels.get(name, {}).values()] for name in queues}
 
 
 def _members(reply) -> set:

@@ -174,7 +174,7 @@ class Worker:
             on_signal=self.signals.push)
         self.control = ControlWatch(redis=services.make_redis(), keys=services.keys,
                                     paused=services.paused, cancels=services.cancels,
-                                    priority=services.priority)
+                                    placement=services.placement)
         self.recovery = Recovery(services, services.death_handlers)
         self.poller = Poller(services, self.recovery)
         #: why the process stops (set once, by ``request_stop``)

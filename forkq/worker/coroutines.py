@@ -52,7 +52,7 @@ from ..connection.health import retrying
 from ..connection.scripts import Script
 from ..errors import Cancelled
 from ..flow.cancel import among
-from ..flow import Flow, priority, within_limits
+from ..flow import Flow, placement, within_limits
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 from ..limiter import OverLimit
 from ..log import current_job, job_context, job_extra, job_log, logger, thread_tag
@@ -421,9 +421,9 @@ class CoroutineRunner:
             pushed = 0
             for job in reversed(jobs):
                 if self.reliable:
-                    pushed += MOVE_ONE(redis, *move_one(
-                        keys, self.list_key, job.fetched.queue, priority.level_of(job.payload),
-                        job.fetched.text))
+                    place = placement.place_of(job.payload, job.fetched.queue)
+                    pushed += MOVE_ONE(redis, *move_one(keys, self.list_key, place,
+                                                        job.fetched.text))
                 else:  # not in the private list: just put back, at its level
                     pushed += release(redis, keys, self.list_key, [job.fetched], None, False)
             return pushed

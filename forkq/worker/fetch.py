@@ -68,10 +68,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import ordering
 from ..connection import call_replicated
 from ..connection.scripts import Script
-from ..flow import priority
+from ..flow import placement
 from ..flow.cancel import CancelView
 from ..flow.pause import PausedView
-from ..flow.priority import MARK_LUA, PriorityView
+from ..flow.placement import MARK_LUA, PlacementView
 from ..keys import DAILY_STAT_TTL, STATS_LUA, Keys
 
 #: most jobs one fetch takes for one thread
@@ -87,8 +87,9 @@ FETCH_SCRIPT = STATS_LUA + """
 -- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0), length of the
 --       queue keys' prefix (a queue key minus it is the name the paused set holds), check
 --       (1/0: the process knows of a paused queue or a cancel mark; see Fetcher.fetch),
---       levels ('' when no queue of the process ever had a priority level, else one 1/0 per
---       queue key: look at that queue's levels), the namespace prefix of forkq's keys
+--       places ('' when no queue of the process ever had a priority level or a tenant, else
+--       a digit per queue key: +1 look at its levels, +2 at its tenants' turns), the
+--       namespace prefix of forkq's keys
 -- Returns pairs (queue index, job); the index is -1 - index for a job that may have been
 -- cancelled (a "jid": "..." in its text is in the cancels zset): the processor checks.
 local reliable = ARGV[5] == '1'
@@ -100,7 +101,7 @@ if ARGV[7] == '1' and redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
   cancels = redis.call('EXISTS', KEYS[8]) == 1
 end
 local prefix = tonumber(ARGV[6])
-local levels, root = ARGV[8], ARGV[9]
+local places, root = ARGV[8], ARGV[9]
 local want = tonumber(ARGV[1])
 local out = {}
 
@@ -127,15 +128,38 @@ local function take(key, index)
   return #jobs
 end
 
--- A queue with levels (flow/priority.py): the highest level first, the plain list as level
--- 0; a level found empty leaves the sorted set, so each call looks at a few levels at most.
-local function take_levels(key, name, index)
+-- A queue with tenants (flow/placement.py): one job from the tenant whose turn is oldest,
+-- which then gets the next turn, or leaves when its list is empty; queue:<name> takes its
+-- turn as the tenant ''. A few commands a job, whatever the number of tenants.
+local function take_fair(key, name, index)
+  local turns = root .. 'forkq:turns:' .. name
+  if redis.call('EXISTS', key) == 1 then redis.call('ZADD', turns, 'NX', 0, '') end
+  while want > 0 do
+    local tenant = redis.call('ZRANGE', turns, 0, 0)[1]
+    if tenant == nil then return end
+    local list = tenant == '' and key or root .. 'forkq:tenant:' .. name .. ',' .. tenant
+    local asked = want
+    want = 1
+    local got = take(list, index)
+    want = asked - got
+    if got == 0 or redis.call('EXISTS', list) == 0 then
+      redis.call('ZREM', turns, tenant)
+    else
+      redis.call('ZADD', turns, 'XX', redis.call('INCR', root .. 'forkq:turn:' .. name), tenant)
+    end
+  end
+end
+
+-- A queue with levels: the highest level first; priority 0 (queue:<name>, or the tenants'
+-- turns) between the levels above 0 and those below. A level found empty leaves the sorted
+-- set, so each call looks at a few levels at most.
+local function take_levels(key, name, index, fair)
   local levels_key = root .. 'forkq:levels:' .. name
   local plain = true
   while want > 0 do
     local top = redis.call('ZREVRANGE', levels_key, 0, 0)[1]
     if plain and (top == nil or tonumber(top) < 0) then
-      take(key, index)
+      if fair then take_fair(key, name, index) else take(key, index) end
       plain = false
     elseif top == nil then
       return
@@ -149,11 +173,13 @@ local function take_levels(key, name, index)
 end
 
 for i = 9, #KEYS do
-  local leveled = levels ~= '' and string.byte(levels, i - 8) == 49
-  local name = (paused or leveled) and string.sub(KEYS[i], prefix + 1)
+  local place = places ~= '' and string.byte(places, i - 8) - 48 or 0
+  local name = (paused or place > 0) and string.sub(KEYS[i], prefix + 1)
   if not (paused and redis.call('SISMEMBER', KEYS[7], name) == 1) then
-    if leveled then
-      take_levels(KEYS[i], name, i - 9)
+    if place % 2 == 1 then
+      take_levels(KEYS[i], name, i - 9, place >= 2)
+    elseif place >= 2 then
+      take_fair(KEYS[i], name, i - 9)
     else
       take(KEYS[i], i - 9)
     end
@@ -173,17 +199,18 @@ return redis.call('LRANGE', KEYS[2], 0, -1)
 RELEASE_SCRIPT = MARK_LUA + """
 -- Acknowledge a thread's finished jobs and put its unstarted ones back at the front of their
 -- queues, atomically and idempotently. KEYS: private list, then per job (in pop order) the
--- keys of flow/priority.py's front_keys padded to three. ARGV: per job its text, level and
--- queue name; then the job to keep in the private list ('' for none); then reliable (1/0):
--- reliable requeues only what it removes from the private list.
-local n = (#ARGV - 2) / 3
+-- keys of flow/placement.py's front, padded to three. ARGV: per job its text and front's
+-- score, member and queue name ('' for queue:<name>); then the job to keep in the private
+-- list ('' for none); then reliable (1/0): reliable requeues only what it removes from the
+-- private list.
+local n = (#ARGV - 2) / 4
 local reliable = ARGV[#ARGV] == '1'
 local pushed = 0
 for i = n, 1, -1 do
-  local text, level, k = ARGV[3 * i - 2], ARGV[3 * i - 1], 3 * i - 1
-  if not reliable or redis.call('LREM', KEYS[1], 1, text) == 1 then
-    redis.call('RPUSH', KEYS[k], text)
-    if level ~= '0' then mark_level(KEYS[k + 1], KEYS[k + 2], level, ARGV[3 * i]) end
+  local a, k = 4 * i - 3, 3 * i - 1
+  if not reliable or redis.call('LREM', KEYS[1], 1, ARGV[a]) == 1 then
+    redis.call('RPUSH', KEYS[k], ARGV[a])
+    if ARGV[a + 3] ~= '' then mark(KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]) end
     pushed = pushed + 1
   end
 end
@@ -285,7 +312,7 @@ class Held:
 class Fetcher:
     def __init__(self, redis, keys: Keys, *, queues: ordering.QueueOrder, mode: FetchMode,
                  lists: tuple[str, str], thread_index: int, idle_plan: tuple[str, ...],
-                 paused: PausedView, cancels: CancelView, priority: PriorityView) -> None:
+                 paused: PausedView, cancels: CancelView, placement: PlacementView) -> None:
         self.redis = redis
         self.keys = keys
         self.queues = queues
@@ -303,9 +330,9 @@ class Fetcher:
         #: while either holds something, the fetch script reads both sets itself
         self.paused = paused
         self.cancels = cancels
-        #: the process's copy of the queues that ever had priority levels: the fetch script
-        #: looks at the levels of those only, and idle threads ring-watch their bells
-        self.priority = priority
+        #: the process's copy of the queues that ever had priority levels or tenants: the
+        #: fetch script looks at those places only, and idle threads wait on their bells
+        self.placement = placement
         self.counters = Counters()
         self.batch = 1
         #: how long the thread's last batch took per job, told by the processor
@@ -341,11 +368,9 @@ class Fetcher:
         # watch looks twice a second): otherwise the script does what it did before pausing
         # and cancelling existed (bench/fetch_pause.py).
         check = 1 if self.paused.names or self.cancels.marked else 0
-        leveled = self.priority.names
-        levels = "".join("1" if name in leveled else "0" for name in names) if leveled else ""
         flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
                                     DAILY_STAT_TTL, 1 if self.reliable else 0, self._prefix,
-                                    check, levels, self.keys.root))
+                                    check, self.placement.flags(names), self.keys.root))
         counters.processed = counters.failed = 0  # only now: see the module docstring
         try:
             jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)
@@ -406,7 +431,7 @@ class Fetcher:
             return []
         step = idle_round()
         name = ordering.idle_queue(plan, self.thread_index, step)
-        if name in self.priority.names and (self.thread_index + step) % 2:
+        if name in self.placement.names and (self.thread_index + step) % 2:
             self._ring_wait(name)
             return []
         jobs = self._block_on(name)
@@ -417,8 +442,8 @@ class Fetcher:
         return jobs
 
     def _ring_wait(self, name: str) -> None:
-        """Wait for a push at one of the queue's levels (its bell), which the next fetch then
-        takes by level. Half the idle turns on a queue with levels go here, half to
+        """Wait for a push to one of the queue's levels or tenants (its bell), which the next
+        fetch then takes in order. Half the idle turns on such a queue go here, half to
         ``queue:<name>``, which only a plain push wakes (one BLMOVE cannot watch both)."""
         self.redis.execute_command("BRPOP", self.keys.bell(name), IDLE_TIMEOUT)
 
@@ -468,10 +493,9 @@ def release(redis, keys: Keys, private_key: str, unstarted: list[Fetched],
             keep: Fetched | None, reliable: bool) -> int:
     script_keys, args = [private_key], []
     for job in unstarted:
-        level = priority.level_of_text(job.text)
-        front = priority.front_keys(keys, job.queue, level)
-        script_keys += front + front[:1] * (3 - len(front))
-        args += [job.text, level, job.queue]
+        front_keys, marks = placement.front(keys, placement.place_of_text(job.text, job.queue))
+        script_keys += front_keys + front_keys[:1] * (3 - len(front_keys))
+        args += [job.text, *marks]
     args += [keep.text if keep else "", 1 if reliable else 0]
     return int(RELEASE(redis, script_keys, args))
 

@@ -38,8 +38,8 @@ from ..connection.health import refused_for_data
 from ..connection.scripts import Script
 from ..dead import envelope
 from ..errors import MalformedJobError
-from ..flow import priority
-from ..flow.priority import PUSH_LUA
+from ..flow import placement
+from ..flow.placement import PUSH_LUA
 from .fetch import queue_of
 from ..log import logger
 from ..payload import parse
@@ -49,8 +49,8 @@ MOVE_BATCH = 100
 
 ENQUEUE_DUE_SCRIPT = PUSH_LUA + r"""
 -- KEYS: sorted set, queues set. ARGV: now, queue key prefix, Keys.root, then per entry:
--- member, queue, its top-level enqueued_at: 0 none, 1 a number, 2 anything else, its priority
--- level (flow/priority.py). Returns how many it moved.
+-- member, queue, its top-level enqueued_at: 0 none, 1 a number, 2 anything else, its place:
+-- priority level and tenant ('' none; flow/placement.py). Returns how many it moved.
 local function with_enqueued_at(text, top_level, now)
   local pattern = '"enqueued_at"%s*:%s*[-0-9.eE+]+'
   if top_level == '0' then
@@ -69,15 +69,15 @@ local function with_enqueued_at(text, top_level, now)
 end
 
 local moved = 0
-for i = 4, #ARGV, 4 do
-  local text, queue, level = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+for i = 4, #ARGV, 5 do
+  local text, queue, level, tenant = ARGV[i], ARGV[i + 1], ARGV[i + 3], ARGV[i + 4]
   local ok, spliced = pcall(with_enqueued_at, text, ARGV[i + 2], ARGV[1])
   if redis.call('ZREM', KEYS[1], text) == 1 then
     redis.call('SADD', KEYS[2], queue)
-    if level == '0' then
+    if level == '0' and tenant == '' then
       redis.call('LPUSH', ARGV[2] .. queue, ok and spliced or text)
     else
-      push_at_level(ARGV[3], queue, level, ok and spliced or text)
+      push_placed(ARGV[3], queue, level, tenant, ok and spliced or text)
     end
     moved = moved + 1
   end
@@ -96,8 +96,8 @@ def sort_due(entries: list[bytes]) -> tuple[list, list[tuple[bytes, str]]]:
         except MalformedJobError as exc:
             bad.append((entry, str(exc)))
             continue
-        good += [entry, payload.get("queue") or "default", _enqueued_at_kind(payload),
-                 priority.level_of(payload)]
+        place = placement.place_of(payload, payload.get("queue") or "default")
+        good += [entry, place.queue, _enqueued_at_kind(payload), place.level, place.tenant]
     return good, bad
 
 

@@ -106,7 +106,7 @@ class Processor(CancelHandling, threading.Thread):
                                mode=services.fetch_mode, lists=services.private_lists(index),
                                thread_index=index, idle_plan=services.idle_plan,
                                paused=services.paused, cancels=services.cancels,
-                               priority=services.priority)
+                               placement=services.placement)
         self.flow = Flow(redis=self.redis, keys=services.keys, observer=services.observer,
                          attempt=self._attempt, source=self.fetcher,
                          watchdog=services.watchdog)

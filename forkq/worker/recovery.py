@@ -25,8 +25,8 @@ import time
 
 from redis.client import NEVER_DECODE
 
-from ..flow import batch_scripts, priority, unique
-from ..flow.priority import MARK_LUA
+from ..flow import batch_scripts, placement, unique
+from ..flow.placement import MARK_LUA
 from ..connection.scripts import Script
 from ..errors import PoisonJobError
 from .fetch import queue_of
@@ -42,11 +42,12 @@ POISON_LIMIT = 3
 POISON_WINDOW = 72 * 3600.0
 
 MOVE_ONE_SCRIPT = MARK_LUA + """
--- KEYS: private list, then flow/priority.py's front_keys (the list, and for a level its sorted
--- set and the prioritized set). ARGV: job, text to push to the front, level, queue name.
+-- KEYS: private list, then flow/placement.py's front keys (the list, and for a level or a
+-- tenant its sorted set and set of names). ARGV: job, text to push to the front, then front's
+-- score, member and queue name.
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
-if #KEYS > 2 then mark_level(KEYS[3], KEYS[4], ARGV[3], ARGV[4]) end
+if #KEYS > 2 then mark(KEYS[3], KEYS[4], ARGV[3], ARGV[4], ARGV[5]) end
 return 1
 """
 
@@ -142,19 +143,19 @@ class Recovery:
         except (ValueError, RecursionError):
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("jid", ""), str):
-            self._move(move_one(self.keys, list_key, queue, 0, text))
+            self._move(move_one(self.keys, list_key, placement.Place(queue), text))
             return
-        level = priority.level_of(payload)
+        place = placement.place_of(payload, queue)
         if not charged:
             payload[ISOLATE_KEY] = True
-            self._move(move_one(self.keys, list_key, queue, level, text, dumps(payload)))
+            self._move(move_one(self.keys, list_key, place, text, dumps(payload)))
             self.context.observer.jobs_recovered(1)
             return
         times = self._charge(str(payload.get("jid")))
         if times > POISON_LIMIT:
             self._bury_poison(list_key, text, payload, times)
         else:
-            self._move(move_one(self.keys, list_key, queue, level, text))
+            self._move(move_one(self.keys, list_key, place, text))
             self.context.observer.jobs_recovered(1)
 
     def _charge(self, jid: str) -> int:
@@ -202,17 +203,17 @@ def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
     for slot, record in zip(slots, redis.hmget(keys.slots, slots)):
         for list_key in _private_lists(keys, slot, max(threads, _threads(record or "{}"))):
             for text in reversed(read_list(redis, list_key)):
-                moved += MOVE_ONE(redis, *move_one(keys, list_key, queue_of(text),
-                                                   priority.level_of_text(text), text))
+                place = placement.place_of_text(text, queue_of(text))
+                moved += MOVE_ONE(redis, *move_one(keys, list_key, place, text))
         redis.hdel(keys.slots, slot)
     return moved
 
 
-def move_one(keys, list_key: str, queue: str, level: int, text, new_text=None) -> tuple:
+def move_one(keys, list_key: str, place, text, new_text=None) -> tuple:
     """``MOVE_ONE``'s keys and arguments: ``text`` out of ``list_key``, ``new_text`` (default
-    the same) to the front of ``queue`` at ``level``."""
-    return ([list_key, *priority.front_keys(keys, queue, level)],
-            [text, text if new_text is None else new_text, level, queue])
+    the same) to the front of its place (``flow/placement.py``)."""
+    front_keys, marks = placement.front(keys, place)
+    return [list_key, *front_keys], [text, text if new_text is None else new_text, *marks]
 
 
 def read_list(redis, key: str) -> list[bytes]:

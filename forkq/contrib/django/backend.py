@@ -15,7 +15,7 @@ whose arguments carry the task's ``using()`` settings (``records.py``).
   what is pushed is the normalised form, which is what the task receives and the result shows.
 - ``run_after`` puts the job in forkq's ``schedule`` (it runs once due, as ``perform_at``).
 - A task's priority (-100..100, Django's range) is the job's ``priority`` option
-  (``flow/priority.py``): within its queue, a task of higher priority starts before any of
+  (``flow/placement.py``): within its queue, a task of higher priority starts before any of
   lower priority, in push order within one priority. ``get_result`` shows it.
 - The ``TaskResult`` that ``enqueue`` returns equals ``get_result(id)`` until the job starts:
   ``enqueued_at`` is the push's one clock read, which the ``queued`` record also holds.
