@@ -15,7 +15,7 @@ from forkq.config import Queue
 from forkq.connection import make_client
 from forkq.flow.cancel import CancelView, cancel
 from forkq.flow.pause import PausedView
-from forkq.flow.placement import PlacementView, place_of
+from forkq.flow.placement import PlacementView
 from forkq.keys import Keys
 from forkq.worker.fetch import Fetcher, FetchMode
 from forkq.worker.ordering import QueueOrder
@@ -162,22 +162,24 @@ def test_two_worker_processes_start_jobs_by_priority_fifo_within_a_level(redis, 
 
 @pytest.mark.slow
 @pytest.mark.fault
-def test_a_prioritized_job_recovered_after_kill_9_goes_back_to_its_level(redis, redis_url,
-                                                                         tmp_path):
+@pytest.mark.parametrize("options, key", [({"priority": 7}, "forkq:level:7:default"),
+                                          ({"fair_key": "t1"}, "forkq:tenant:default,t1")])
+def test_a_job_recovered_after_kill_9_goes_back_to_its_level_or_tenant(redis, redis_url,
+                                                                        tmp_path, options, key):
     first = spawn(tmp_path, redis_url, "first.log", require=["priority_jobs"], concurrency=1)
-    Record.set(priority=7).perform_async("victim", 60)
+    Record.set(**options).perform_async("victim", 60)
     wait_for(lambda: redis.llen("prio:started") == 1, timeout=15, message="the job started")
     first.kill()
     first.wait()
     api.Queue("default").pause()
     second = spawn(tmp_path, redis_url, "second.log", require=["priority_jobs"], timeout=1)
     try:
-        wait_for(lambda: api.Queue("default").levels.get(7) == 1, timeout=20,
-                 message="the killed worker's job back at level 7")
+        wait_for(lambda: redis.llen(key) == 1, timeout=20,
+                 message="the killed worker's job back in its place")
     finally:
         stop_all([second], 15)
-    (text,) = redis.lrange("forkq:level:7:default", 0, -1)
-    assert json.loads(text)["args"] == ["victim", 60] and place_of(json.loads(text), "default").level == 7
+    (text,) = redis.lrange(key, 0, -1)
+    assert json.loads(text)["args"] == ["victim", 60] and api.Queue("default").size == 1
 
 
 def idle_waiters(redis):
@@ -216,3 +218,134 @@ def test_the_queue_page_shows_each_level_and_deletes_a_job_of_one(redis, make_co
     (job,) = api.Queue("default").jobs(0, 1, level=6)
     web.post("/queues/default", {"action": "delete", "job": job.ident, "index": 0, "level": 6})
     assert api.Queue("default").levels == {6: 1, 0: 1, -2: 1}
+    Record.set(fair_key="acme", queue="shared").perform_bulk([["acme0"], ["acme1"]])
+    Record.set(fair_key="initech", queue="shared").perform_async("initech0")
+    page = web.get("/queues/shared").text
+    assert "2 tenants with jobs waiting" in page and "acme</a> (2), " in page
+    page = web.get("/queues/shared?tenant=initech").text
+    assert "initech0" in page and "acme0" not in page
+
+
+# --- fair shares (fair_key)
+
+class Tenanted(priority_jobs.forkq.Job):
+    options = {"fair_key": lambda account, *rest: f"account-{account}"}
+
+    def perform(self, account, label):
+        pass
+
+
+def labels(texts):
+    return [json.loads(text)["args"][-1] for text in texts]
+
+
+def test_a_fair_key_goes_to_its_tenants_list_and_joins_the_turns(redis):
+    Record.set(fair_key="t1").perform_async("a")
+    Record.set(fair_key="t1").perform_bulk([["b"], ["c"]])
+    Tenanted.perform_async(7, "d")
+    Tenanted.perform_bulk([[7, "e"], [8, "f"]])
+    assert labels(redis.lrange("forkq:tenant:default,t1", 0, -1)) == ["c", "b", "a"]
+    assert labels(redis.lrange("forkq:tenant:default,account-7", 0, -1)) == ["e", "d"]
+    assert redis.zrange("forkq:turns:default", 0, -1, withscores=True) == [
+        ("account-7", 0.0), ("account-8", 0.0), ("t1", 0.0)]
+    assert redis.smembers("forkq:fair") == {"default"} and not redis.exists("queue:default")
+    queue = api.Queue("default")
+    assert queue.size == 6 and queue.tenants() == (3, [("t1", 3), ("account-7", 2),
+                                                       ("account-8", 1)])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"fair_key": ""}, "option 'fair_key' must be a usable tenant name"),
+    ({"fair_key": 42}, "option 'fair_key' must be a string naming the tenant"),
+    ({"fair_key": lambda *args: None}, "is code and cannot travel in a payload"),
+    ({"fair_key": "t", "priority": 5}, "'fair_key' and 'priority' cannot be combined"),
+])
+def test_a_bad_fair_key_or_one_with_a_priority_is_refused(redis, options, message):
+    with pytest.raises(TypeError, match=message):
+        Record.set(**options).perform_async("x")
+    assert api.Queue("default").size == 0
+
+
+def test_a_fair_key_function_giving_no_name_is_refused_naming_the_class(redis):
+    with pytest.raises(TypeError, match=r"Tenanted.perform_async: option 'fair_key' must "
+                                        r"give a usable tenant name"):
+        type("Tenanted", (Tenanted,), {"options": {"fair_key": lambda *a: "has space"}}
+             ).perform_async(1, "x")
+
+
+@pytest.mark.parametrize("mode", [FetchMode.RELIABLE, FetchMode.BASIC])
+def test_the_fetch_takes_tenants_in_turn_each_fifo_and_plain_jobs_take_a_turn(redis, redis_url,
+                                                                              mode):
+    Record.set(fair_key="big").perform_bulk([[f"big{i}"] for i in range(6)])
+    Record.set(fair_key="small").perform_bulk([["small0"], ["small1"]])
+    Record.perform_async("plain0")
+    take = fetcher(redis_url, mode)
+    take.placement.update((), {"default"})
+    order = drain(take, batch=4)
+    assert order[:6] == ["plain0", "big0", "small0", "big1", "small1", "big2"]
+    assert order[6:] == ["big3", "big4", "big5"]
+    assert not redis.exists("forkq:turns:default")
+
+
+def test_a_released_fair_job_goes_back_to_the_front_of_its_tenant(redis, redis_url):
+    Record.set(fair_key="t").perform_bulk([["t0"], ["t1"]])
+    take = fetcher(redis_url)
+    take.placement.update((), {"default"})
+    jobs = take.fetch()
+    assert take.release(jobs) == 1
+    assert drain(take) == ["t0", "t1"]
+
+
+def commands_per_fetch(redis, take):
+    """Redis commands one fetch of one job runs (the script's calls counted one by one)."""
+    redis.config_resetstat()
+    take.batch = 1
+    assert len(take.fetch()) == 1
+    stats = redis.info("commandstats")
+    return sum(stat["calls"] for name, stat in stats.items()
+               if name not in ("cmdstat_evalsha", "cmdstat_config", "cmdstat_info"))
+
+
+def test_ten_thousand_tenants_cost_a_fetch_no_more_commands_than_ten(redis, redis_url):
+    take = fetcher(redis_url)
+    take.placement.update((), {"default"})
+    counts = []
+    for tenants in (10, 10_000):
+        redis.flushall()
+        pipe = redis.pipeline(transaction=False)
+        for i in range(tenants):
+            text = json.dumps({"class": "x", "args": [i], "queue": "default", "fair_key": f"t{i}"})
+            pipe.lpush(f"forkq:tenant:default,t{i}", text, text)
+            pipe.zadd("forkq:turns:default", {f"t{i}": 0})
+        pipe.execute()
+        redis.sadd("forkq:fair", "default")
+        take.fetch()  # settles the first tenant's turn, as in a running queue
+        counts.append(commands_per_fetch(redis, take))
+    assert counts[0] == counts[1] and counts[0] <= 12, counts
+
+
+def done(redis):
+    return [line.split()[0] for line in redis.lrange("prio:started", 0, -1)]
+
+
+@pytest.mark.slow
+def test_a_tenant_behind_5000_jobs_of_another_is_done_within_about_100_of_them(redis, redis_url,
+                                                                               tmp_path):
+    Record.set(fair_key="A").perform_bulk([[f"A{i}", 0] for i in range(5000)])
+    Record.set(fair_key="B").perform_bulk([[f"B{i}", 0] for i in range(50)])
+    workers = [spawn(tmp_path, redis_url, f"w{i}.log", require=["priority_jobs"], concurrency=2)
+               for i in range(2)]
+    try:
+        wait_for(lambda: sum(label.startswith("B") for label in done(redis)) == 50, timeout=60,
+                 message="all of B's jobs")
+    finally:
+        stop_all(workers, 15)
+    order = done(redis)
+    last_b = max(i for i, label in enumerate(order) if label.startswith("B"))
+    # Taken in turn, B's 50 go with 50 of A's: the last of B's is about the 100th job. The
+    # margin is the jobs in flight between fetch and start (4 threads).
+    assert last_b < 110, last_b
+    # B's own jobs in push order, but for threads overtaking each other between fetch and start
+    b_order = [int(label[1:]) for label in order if label.startswith("B")]
+    assert sorted(b_order) == list(range(50))
+    assert all(abs(position - index) < 4 for position, index in enumerate(b_order)), b_order

@@ -86,8 +86,7 @@ class Queue:
         (all when None), largest first. Reads every tenant's list length: an admin read."""
         tenants = self._tenant_keys()
         sizes = self._sizes([wire(key) for key in tenants.values()])
-        largest = sorted(zip(tenants, sizes), key=lambda pair: (-pair[1], pair[0]))
-        return len(tenants), largest[:top] if top is not None else largest
+        return len(tenants), placement.largest(tenants, sizes, top)
 
     @property
     def latency(self) -> float:

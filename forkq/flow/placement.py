@@ -158,37 +158,44 @@ def _names(keys, place: Place) -> tuple:
 def level_lists(redis, keys, names) -> dict[str, dict[int, str]]:
     """For each queue of ``names`` that has levels in use, its level lists by level, highest
     first (the admin side's reads: sizes, latency, clearing, cancelling). Two round trips."""
-    marked = {_text(name) for name in redis.smembers(keys.prioritized)}
-    names = [name for name in names if name in marked]
-    if not names:
-        return {}
-    pipe = redis.pipeline(transaction=False)
-    for name in names:
-        pipe.zrevrange(keys.levels(name), 0, -1)
-    return {name: {int(_text(level)): keys.level(name, int(_text(level))) for level in levels}
-            for name, levels in zip(names, pipe.execute()) if levels}
+    return {name: {int(level): keys.level(name, int(level)) for level in levels}
+            for name, levels in _members(redis, names, keys.prioritized, keys.levels).items()}
 
 
 def tenant_lists(redis, keys, names) -> dict[str, dict[str, str]]:
     """For each queue of ``names`` that has tenants waiting, their lists by tenant, in turn
-    order (the plain list's turn left out). One read of every tenant: for admin reads."""
-    marked = {_text(name) for name in redis.smembers(keys.fair)}
+    order (the plain list's turn left out). Reads every tenant: for admin reads."""
+    turns = _members(redis, names, keys.fair, keys.turns, lowest_first=True)
+    return {name: {t: keys.tenant(name, t) for t in tenants if t}
+            for name, tenants in turns.items()}
+
+
+def _members(redis, names, marked_key: str, zset_of, lowest_first=False) -> dict[str, list]:
+    """The members of ``zset_of(name)`` for each of ``names`` in the set ``marked_key``."""
+    marked = {_text(name) for name in redis.smembers(marked_key)}
     names = [name for name in names if name in marked]
     if not names:
         return {}
     pipe = redis.pipeline(transaction=False)
     for name in names:
-        pipe.zrange(keys.turns(name), 0, -1)
-    return {name: {_text(t): keys.tenant(name, _text(t)) for t in tenants if _text(t)}
-            for name, tenants in zip(names, pipe.execute()) if tenants}
+        pipe.zrange(zset_of(name), 0, -1, desc=not lowest_first)
+    return {name: [_text(member) for member in members]
+            for name, members in zip(names, pipe.execute()) if members}
 
 
-def waiting_lists(redis, keys, names) -> dict[str, list[str]]:
+def waiting_lists(redis, keys, names, tenants=None) -> dict[str, list[str]]:
     """Every list holding each queue's waiting jobs: ``queue:<name>`` first, then its levels'
-    and tenants' lists."""
-    levels, tenants = level_lists(redis, keys, names), tenant_lists(redis, keys, names)
+    and last its tenants' lists (``tenants``: ``tenant_lists``' reply, when read already)."""
+    levels = level_lists(redis, keys, names)
+    tenants = tenant_lists(redis, keys, names) if tenants is None else tenants
     return {name: [keys.queue(name), *levels.get(name, {}).values(),
                    *tenants.get(name, {}).values()] for name in names}
+
+
+def largest(tenants, sizes, top: int | None) -> list[tuple[str, int]]:
+    """The ``top`` (None: all) largest backlogs as (tenant, size), largest first."""
+    ranked = sorted(zip(tenants, sizes), key=lambda pair: (-pair[1], pair[0]))
+    return ranked[:top] if top is not None else ranked
 
 
 def _text(value) -> str:

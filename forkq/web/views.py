@@ -78,6 +78,9 @@ NOTICES = {
 #: actions that send a job to its queue: a malformed entry has none and stays
 _REQUEUES = ("retry_now", "add_to_queue")
 
+#: tenants of a fair queue its page lists, the largest backlogs first
+TOP_TENANTS = 10
+
 
 def notice(request: Request) -> str | None:
     """What the last action did: ``done`` and ``n``, plus ``gone`` and ``kept`` counts."""
@@ -136,15 +139,21 @@ def queues(app, request: Request) -> Response:
 
 
 def queue(app, request: Request, name: str) -> Response:
-    """A queue's jobs of one priority level (``?level=``, default 0), and the size of each."""
+    """A queue's jobs of one priority level (``?level=``, default 0) or of one tenant
+    (``?tenant=``), the size of each level, and the tenants with the largest backlogs."""
     q = app.api.queue(name)
     page, count = _paging(request)
     first = (page - 1) * count
     level = _level(request.query.get("level"))
+    tenant = request.query.get("tenant") or None
     levels = q.levels
-    return app.render(request, "queue.html", queue=q, size=sum(levels.values()), page=page,
-                      count=count, level=level, levels=levels, level_size=levels.get(level, 0),
-                      jobs=q.jobs(first, count, level), first_index=first)
+    tenants, largest = q.tenants(TOP_TENANTS)
+    shown = dict(largest).get(tenant, 0) if tenant else levels.get(level, 0)
+    return app.render(request, "queue.html", queue=q, page=page, count=count, level=level,
+                      levels=levels, tenant=tenant, tenants=tenants, largest=largest,
+                      size=q.size,
+                      level_size=shown, jobs=q.jobs(first, count, level, tenant),
+                      first_index=first)
 
 
 def queue_by_query(app, request: Request) -> Response:
@@ -166,7 +175,7 @@ def queue_action(app, request: Request, name: str) -> Response:
         return redirect(request.url("/queues", done=action))
     if action == "delete":
         found = q.find(request.form.get("job", ""), _int(request.form.get("index")),
-                       _level(request.form.get("level")))
+                       _level(request.form.get("level")), request.form.get("tenant") or None)
         deleted = bool(found and q.delete(found))
         return redirect(request.queue_url(name, done="delete", n=int(deleted),
                                           gone=int(not deleted) or None,
