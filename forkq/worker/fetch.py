@@ -135,11 +135,13 @@ local function take_fair(key, name, index)
   local turns = root .. 'forkq:turns:' .. name
   if redis.call('EXISTS', key) == 1 then redis.call('ZADD', turns, 'NX', 0, '') end
   while want > 0 do
-    local tenant = redis.call('ZRANGE', turns, 0, 0)[1]
+    local heads = redis.call('ZRANGE', turns, 0, 1)
+    local tenant = heads[1]
     if tenant == nil then return end
     local list = tenant == '' and key or root .. 'forkq:tenant:' .. name .. ',' .. tenant
+    -- one job a turn; a tenant alone in the queue (plain jobs alone, too) takes the batch
     local asked = want
-    want = 1
+    if heads[2] then want = 1 end
     local got = take(list, index)
     want = asked - got
     if got == 0 or redis.call('EXISTS', list) == 0 then
