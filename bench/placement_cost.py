@@ -91,9 +91,14 @@ def main() -> None:
     args, server = start_drain_bench(parser)
     try:
         print(f"\nWorker drain (INCR body, 1 process, 10 threads; fair: {args.tenants} tenants):")
+        kinds = ("plain", "plain, guarded", "priority", "fair")
+        # Interleaved, so that the machine's load drifting during the run weighs on every kind.
+        results = {kind: [] for kind in kinds}
+        for _ in range(args.runs):
+            for kind in kinds:
+                results[kind].append(drain_once(server, kind, args.jobs, args.tenants))
         base = None
-        for kind in ("plain", "plain, guarded", "priority", "fair"):
-            runs = [drain_once(server, kind, args.jobs, args.tenants) for _ in range(args.runs)]
+        for kind, runs in results.items():
             cpu = statistics.median(r["cpu_us"] for r in runs)
             redis_cpu = statistics.median(r["redis_us"] for r in runs)
             trips = statistics.median(r["trips"] for r in runs)

@@ -1,15 +1,16 @@
 """The control watch: one thread per worker process reads the paused queues, new cancels and
-the queues with priority levels.
+the queues with priority levels or tenants.
 
 Started and stopped with the worker (``worker/__init__.py``), on a connection of its own.
 Every ``INTERVAL`` seconds one pipeline reads the paused set (``pause.py``) into the process's
 ``PausedView``, and the cancel marks newer than the last it saw and their number (``cancel.py``)
 into its ``CancelView``, which tells the runners (processor threads, the coroutine runner) so
 that they interrupt a cancelled job they run, and the queues that ever had a priority level
-or a tenant (``placement.py``) into its ``PlacementView``, which the fetch and idle waits read. That is the whole cost of control per process:
-one round trip twice a second, whatever the job rate. The per-job path gains no round trip:
-while either copy holds something, the fetch script checks both sets itself; while both are
-empty, it does not look at them at all.
+or a tenant (``placement.py``) into its ``PlacementView``, which the fetch and idle waits
+read. That is the whole cost of control per process: one round trip twice a second, whatever
+the job rate. The per-job path gains no round trip: while the paused or cancel copy holds
+something, the fetch script checks both sets itself; while both are empty, it does not look
+at them at all (nor at a queue's levels or tenants while the placement copy does not name it).
 
 Redis unavailable: the watch logs nothing of its own (the processors report the outage) and
 keeps the last copies, which only steer idle waits and interruptions.

@@ -10,9 +10,8 @@
 
 A task's priority needs no setting: it orders the task within its queue (``PRIORITY_BANDS``,
 which sent it to another queue, is refused with that advice). ``REDIS_URL`` and ``NAMESPACE``
-win over ``CONFIG``'s values. The worker that runs the tasks
-must use the same Redis and namespace (its ``forkq.yml``): results are written where the job
-was fetched from.
+win over ``CONFIG``'s values. The worker that runs the tasks must use the same Redis and
+namespace (its ``forkq.yml``): results are written where the job was fetched from.
 """
 
 from __future__ import annotations
