@@ -351,3 +351,16 @@ def test_a_tenant_behind_5000_jobs_of_another_is_done_within_about_100_of_them(r
     b_order = [int(label[1:]) for label in order if label.startswith("B")]
     assert sorted(b_order) == list(range(50))
     assert all(abs(position - index) < 4 for position, index in enumerate(b_order)), b_order
+
+
+def test_the_asyncio_client_places_jobs_as_the_synchronous_one(redis):
+    import asyncio
+
+    async def push():
+        await Record.set(priority=3).aperform_async("urgent")
+        await Record.set(fair_key="t1").aperform_bulk([["t1-a"], ["t1-b"]])
+        await Record.set(priority=-1, fair_key=None).aperform_async("low")
+
+    asyncio.run(push())
+    assert api.Queue("default").levels == {3: 1, 0: 0, -1: 1}
+    assert api.Queue("default").tenants() == (1, [("t1", 2)])
