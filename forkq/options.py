@@ -61,6 +61,14 @@ def validate_options(options: dict[str, Any], where: str, per_call: bool = False
             problem = _OPTION_RULES[key](value)
             if problem:
                 raise TypeError(f"{where}: option {key!r} must be {problem}, not {value!r}")
+    if options.get("fair_key") is not None and options.get("priority"):
+        _refuse_priority_with_fair_key(where)
+
+
+def _refuse_priority_with_fair_key(where: str):
+    raise TypeError(f"{where}: options 'fair_key' and 'priority' cannot be combined: a fair "
+                    f"queue takes its tenants in turn, each in push order; give urgent jobs a "
+                    f"queue of their own")
 
 
 def fair_key(merged: dict[str, Any], args: list, where) -> str | None:
@@ -77,9 +85,7 @@ def fair_key(merged: dict[str, Any], args: list, where) -> str | None:
     if problem:
         raise TypeError(f"{prefix}: option 'fair_key' must give {problem}, not {key!r}")
     if merged.get("priority"):
-        raise TypeError(f"{prefix}: options 'fair_key' and 'priority' cannot be combined: a "
-                        f"fair queue takes its tenants in turn, each in push order; give urgent "
-                        f"jobs a queue of their own")
+        _refuse_priority_with_fair_key(prefix)
     return key
 
 

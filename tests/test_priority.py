@@ -266,6 +266,16 @@ def test_a_bad_fair_key_or_one_with_a_priority_is_refused(redis, options, messag
     assert api.Queue("default").size == 0
 
 
+def test_a_priority_with_a_fair_key_is_refused_where_the_pair_is_first_written(redis):
+    with pytest.raises(TypeError, match="'fair_key' and 'priority' cannot be combined"):
+        type("Both", (priority_jobs.forkq.Job,), {"options": {"priority": 3, "fair_key": "t"},
+                                                  "perform": lambda self: None})
+    with pytest.raises(TypeError, match=r"Tenanted.perform_async: options 'fair_key' and "
+                                        r"'priority' cannot be combined"):
+        Tenanted.set(priority=2).perform_async(1, "x")
+    assert api.Queue("default").size == 0
+
+
 def test_a_fair_key_function_giving_no_name_is_refused_naming_the_class(redis):
     with pytest.raises(TypeError, match=r"Tenanted.perform_async: option 'fair_key' must "
                                         r"give a usable tenant name"):
