@@ -109,11 +109,12 @@ def server_cpu_seconds(client) -> float:
     return info["used_cpu_sys"] + info["used_cpu_user"]
 
 
-def staged_drain(client, worker: subprocess.Popen, jobs: int) -> dict:
+def staged_drain(client, worker: subprocess.Popen, jobs: int, release=None) -> dict:
     """Worker CPU µs, Redis CPU µs and round trips per job of draining ``jobs`` jobs that wait
     in ``queue:staging``, where ``worker`` does not look: once it idles they are renamed into
-    ``queue:default``, so the counts hold the drain alone, not the push or the start. The
-    jobs' body counts its runs in ``bench:counter``."""
+    ``queue:default`` (or ``release(client)`` moves them, in one round trip), so the counts
+    hold the drain alone, not the push or the start. The jobs' body counts its runs in
+    ``bench:counter``."""
     wait_until(lambda: client.scard("processes") >= 1, timeout=60)
     time.sleep(1.0)  # let its threads reach their idle wait
     polls = []
@@ -124,7 +125,10 @@ def staged_drain(client, worker: subprocess.Popen, jobs: int) -> dict:
 
     server_before = server_cpu_seconds(client)
     before, cpu_before = server_reads(client), tree_cpu_seconds([worker.pid])
-    client.rename("queue:staging", "queue:default")
+    if release is None:
+        client.rename("queue:staging", "queue:default")
+    else:
+        release(client)
     wait_until(drained)
     cpu = tree_cpu_seconds([worker.pid]) - cpu_before
     after = server_reads(client) - 2 - len(polls)  # the rename, this INFO, the polls

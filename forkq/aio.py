@@ -47,7 +47,7 @@ async def push_payloads(prepared: list[Prepared], at: float | None = None,
     keys, source = producer.keys, producer.source
     now = time.time() if now is None else now
     if not any(locks):
-        await send(push.commands(keys, payloads, at, now), source)
+        await send(push.sendable(keys, payloads, at, now), source)
         return payloads
     pushed: list[dict[str, Any]] = []
     for part, part_locks in push.parts(payloads, locks):

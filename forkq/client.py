@@ -29,9 +29,9 @@ from typing import Any, Callable, Iterable, NamedTuple
 from . import connection, hooks, push
 from .connection.source import Source, default_source
 from .flow import context as workflow_context
-from .flow import unique
+from .flow import placement, unique
 from .hooks import Chain
-from .options import DATA_OPTIONS, Arity, validate_options
+from .options import DATA_OPTIONS, Arity, fair_key, validate_options
 from .payload import check_args, dumps
 
 #: jobs per multi-value LPUSH in a bulk push
@@ -53,8 +53,8 @@ def queue_of(merged_options: dict[str, Any]) -> str:
 
 
 def build_payload(job_class: type, args: list, options: dict[str, Any],
-                  now: float) -> dict[str, Any]:
-    """The Sidekiq-format job hash; pure apart from the jid."""
+                  now: float, where: str | Callable[[], str] = "") -> dict[str, Any]:
+    """The Sidekiq-format job hash; pure apart from the jid (and a ``fair_key`` function)."""
     merged = {**job_class.options, **options}
     payload: dict[str, Any] = {"class": job_class.wire_name(), "args": args,
                                "queue": queue_of(merged),
@@ -62,6 +62,9 @@ def build_payload(job_class: type, args: list, options: dict[str, Any],
     for key in DATA_OPTIONS:
         if key not in payload and merged.get(key) is not None:
             payload[key] = merged[key]
+    tenant = fair_key(merged, args, where or f"{job_class.wire_name()}.perform_async")
+    if tenant is not None:
+        payload["fair_key"] = tenant
     payload["jid"] = new_jid()
     payload["created_at"] = now
     return payload
@@ -77,6 +80,7 @@ class BulkTemplate:
     def __init__(self, sample: dict[str, Any], now: float) -> None:
         sample = {**sample, "enqueued_at": now}
         self.queue = sample["queue"]
+        self.place = placement.place_of(sample, self.queue)
         text = dumps(sample)
         head, tail = text.split('"args":[]', 1)
         middle, end = tail.split(f'"jid":"{sample["jid"]}"', 1)
@@ -152,7 +156,7 @@ class Client:
 
         self.check_args(job_class, args, where or named)
         now = time.time() if now is None else now
-        payload = build_payload(job_class, args, options, now)
+        payload = build_payload(job_class, args, options, now, where or named)
         return Prepared(job_class, payload, unique_lock(job_class, payload, options, at, now))
 
     def admit(self, prepared: list[Prepared]) -> list[Prepared]:
@@ -182,7 +186,7 @@ class Client:
         redis = redis if redis is not None else self.redis
         now = time.time() if now is None else now
         if not any(locks):
-            connection.send_commands(redis, push.commands(self.keys, payloads, at, now))
+            connection.send_commands(redis, push.sendable(self.keys, payloads, at, now))
             return payloads
         pushed: list[dict[str, Any]] = []
         for part, part_locks in push.parts(payloads, locks):
@@ -260,6 +264,8 @@ class Client:
         """The bulk template, unless the jobs must be pushed payload by payload: a unique job
         takes a lock per job, a job keeping a result is recorded one by one
         (``push.commands``), and middleware, the testing sink and an open batch see payloads."""
+        if callable({**job_class.options, **options}.get("fair_key")):
+            return None  # each job's tenant comes from its own arguments
         sample = build_payload(job_class, [], options, now)
         if self.middleware.client or self.sink or unique_rule(job_class, options) is not None \
                 or "result_ttl" in sample or workflow_context.collecting() is not None:
@@ -268,9 +274,10 @@ class Client:
 
     def _push_batch(self, batch: list, template: BulkTemplate | None, now: float) -> list[str]:
         if template is not None:
-            connection.send_commands(self.redis, [
-                ("SADD", self.keys.queues, template.queue),
-                ("LPUSH", self.keys.queue(template.queue), *batch)])
+            sent = [("SADD", self.keys.queues, template.queue),
+                    *placement.push_commands(self.keys, template.place, batch)]
+            connection.send_commands(self.redis, sent if template.place.plain
+                                     else [("MULTI",), *sent, ("EXEC",)])
             return []
         pushed = self.push_payloads(self.admit(batch), now=now)
         return [payload["jid"] for payload in pushed]

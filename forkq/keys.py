@@ -42,6 +42,14 @@ forkq's own keys live under ``forkq:``. An optional namespace prefixes everythin
 | ``forkq:paused`` | set of paused queue names | ``flow.pause`` (api, forkqctl, web) | fetch script, control watch, api, metrics | none |
 | ``forkq:cancels`` | zset: jid → Redis time of the cancel | ``flow.cancel`` | fetch script, control watch (trims past ``cancel.KEEP``) | trimmed |
 | ``forkq:cancelled`` | string: jobs ended as cancelled | ``cancel.ended_cancelled`` (client or worker) | metrics, api | none |
+| ``forkq:level:<level>:<name>`` | list: jobs of priority ``<level>`` (not 0) of queue ``<name>``, LPUSH / taken right (``flow/placement.py``) | client push, poller; put-backs (release, recovery) RPUSH | fetch script, api | none |
+| ``forkq:levels:<name>`` | zset: level → level, the levels of ``<name>`` that may hold jobs | push and put-backs (after the job's list); fetch script removes a level it finds empty | fetch script, api | none |
+| ``forkq:prioritized`` | set of queue names that ever had a level (the fetch's guard) | push and put-backs at a level; api (queue cleared) | control watch, api | none |
+| ``forkq:tenant:<name>,<tenant>`` | list: jobs of fair key ``<tenant>`` of queue ``<name>``, LPUSH / taken right | client push, poller; put-backs RPUSH | fetch script, api | none |
+| ``forkq:turns:<name>`` | zset: tenant → its last turn (0: not served since it joined); ``""`` is ``queue:<name>``'s turn | push and put-backs (ZADD NX 0, after the job's list); fetch script (next turn, or removed when its list is empty) | fetch script, api, metrics | none |
+| ``forkq:turn:<name>`` | string: the queue's turn counter | fetch script (INCR) | fetch script | none |
+| ``forkq:fair`` | set of queue names that ever had a tenant (the fetch's guard) | push and put-backs for a tenant; api (queue cleared) | control watch, api | none |
+| ``forkq:bell:<name>`` | list of at most 16 wake-up tokens | a push not to ``queue:<name>`` (LPUSH, LTRIM) | idle threads (BRPOP) | none |
 """
 
 from __future__ import annotations
@@ -77,6 +85,12 @@ class Keys:
 
     def _k(self, name: str) -> str:
         return f"{self.namespace}:{name}" if self.namespace else name
+
+    @property
+    def root(self) -> str:
+        """What every key starts with: the namespace and its colon, or nothing (for scripts
+        that make a queue's level keys from its name)."""
+        return self._k("")
 
     @property
     def queues(self) -> str:
@@ -205,6 +219,34 @@ class Keys:
     @property
     def cancels(self) -> str:
         return self._k("forkq:cancels")
+
+    def level(self, queue: str, level: int) -> str:
+        """The list of ``queue``'s jobs of priority ``level`` (not 0: ``flow/placement.py``)."""
+        return self._k(f"forkq:level:{level}:{queue}")
+
+    def levels(self, queue: str) -> str:
+        return self._k(f"forkq:levels:{queue}")
+
+    @property
+    def prioritized(self) -> str:
+        return self._k("forkq:prioritized")
+
+    def tenant(self, queue: str, tenant: str) -> str:
+        """The list of ``queue``'s jobs of fair key ``tenant`` (a queue name holds no comma)."""
+        return self._k(f"forkq:tenant:{queue},{tenant}")
+
+    def turns(self, queue: str) -> str:
+        return self._k(f"forkq:turns:{queue}")
+
+    def turn(self, queue: str) -> str:
+        return self._k(f"forkq:turn:{queue}")
+
+    @property
+    def fair(self) -> str:
+        return self._k("forkq:fair")
+
+    def bell(self, queue: str) -> str:
+        return self._k(f"forkq:bell:{queue}")
 
     @property
     def cancelled(self) -> str:

@@ -4,7 +4,8 @@ Pure rules, no Redis, shared by ``job.py`` (class definition, decoration, ``set(
 synchronous and asyncio clients (``client.py``, ``aio.py``) and the result records
 (``results.py``). Options come in three kinds: data options travel in the payload (``queue``,
 ``retry``, ``retry_queue``, ``dead``, ``backtrace``, ``tags``, ``result_ttl``, and
-``soft_time_limit``, ``time_limit``, ``expires_in``, which the worker acts on); hooks stay in
+``soft_time_limit``, ``time_limit``, ``expires_in``, which the worker acts on, and ``priority``,
+which places the job in its queue); hooks stay in
 the process (``retry_in``, ``retry_on``, ``retries_exhausted``), so they are per job only;
 ``unique_for`` and ``unique_until`` are acted on by the client at enqueue (``flow/unique.py``),
 which writes the lock's digest and release point into the payload instead.
@@ -21,19 +22,23 @@ import numbers
 from typing import Any, Callable
 
 from .config import MAX_RETRIES
-from .flow import unique
+from .flow import placement, unique
 from .values import MAX_SECONDS, is_positive_seconds, name_problem, positive_seconds, too_long
 
-#: options written into every payload; the last three are acted on by the worker (seconds:
-#: ``flow/timelimit.py``, ``flow/expiry.py``)
+#: options written into every payload; ``soft_time_limit``, ``time_limit`` and ``expires_in``
+#: are acted on by the worker (seconds: ``flow/timelimit.py``, ``flow/expiry.py``), ``priority``
+#: by the push and the fetch (``flow/placement.py``)
 DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags", "result_ttl",
-                "soft_time_limit", "time_limit", "expires_in")
+                "soft_time_limit", "time_limit", "expires_in", "priority")
 #: options that are code, kept in the worker's registry and never serialised
 HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
 #: options the client acts on at enqueue (``flow/unique.py``): the payload carries the lock's
 #: digest and release point (``unique_digest``, ``unique_until``) instead
 UNIQUE_OPTIONS = ("unique_for", "unique_until")
-KNOWN_OPTIONS = DATA_OPTIONS + HOOK_OPTIONS + UNIQUE_OPTIONS
+#: the tenant of a fair share (``flow/placement.py``): a string, or per job a function of the
+#: arguments giving it; the payload carries the string
+FAIR_OPTIONS = ("fair_key",)
+KNOWN_OPTIONS = DATA_OPTIONS + HOOK_OPTIONS + UNIQUE_OPTIONS + FAIR_OPTIONS
 #: furthest ahead perform_in / perform_at may schedule, in seconds (100 years)
 MAX_DELAY = MAX_SECONDS
 
@@ -49,13 +54,39 @@ def validate_options(options: dict[str, Any], where: str, per_call: bool = False
         if key not in KNOWN_OPTIONS:
             known = ", ".join(KNOWN_OPTIONS)
             raise TypeError(f"{where}: unknown job option {key!r} (known: {known})")
-        if per_call and key in HOOK_OPTIONS:
+        if per_call and (key in HOOK_OPTIONS or (key in FAIR_OPTIONS and callable(value))):
             raise TypeError(f"{where}: option {key!r} is code and cannot travel in a payload; "
                             f"set it in the job's own options")
         if value is not None:
             problem = _OPTION_RULES[key](value)
             if problem:
                 raise TypeError(f"{where}: option {key!r} must be {problem}, not {value!r}")
+    if options.get("fair_key") is not None and options.get("priority"):
+        _refuse_priority_with_fair_key(where)
+
+
+def _refuse_priority_with_fair_key(where: str):
+    raise TypeError(f"{where}: options 'fair_key' and 'priority' cannot be combined: a fair "
+                    f"queue takes its tenants in turn, each in push order; give urgent jobs a "
+                    f"queue of their own")
+
+
+def fair_key(merged: dict[str, Any], args: list, where) -> str | None:
+    """The tenant of a push from its merged options (a function of the arguments is called);
+    refused with the reason when it is not a usable name, or given with a priority other than
+    0 (a fair queue takes tenants in turn, each FIFO: there is no order to pass)."""
+    key = merged.get("fair_key")
+    if key is None:
+        return None
+    if callable(key):
+        key = key(*args)
+    problem = placement.fair_key_problem(key)
+    prefix = where() if callable(where) else where
+    if problem:
+        raise TypeError(f"{prefix}: option 'fair_key' must give {problem}, not {key!r}")
+    if merged.get("priority"):
+        _refuse_priority_with_fair_key(prefix)
+    return key
 
 
 def validate_unique(options: dict[str, Any], where: str) -> None:
@@ -111,6 +142,8 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "soft_time_limit": _seconds_rule,
     "time_limit": _seconds_rule,
     "expires_in": _seconds_rule,
+    "priority": placement.priority_rule,
+    "fair_key": lambda value: None if callable(value) else placement.fair_key_problem(value),
 }
 
 

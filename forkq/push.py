@@ -1,7 +1,8 @@
 """The Redis commands that push payloads: pure, shared by the synchronous and asyncio clients.
 
 A payload with a future ``at`` goes to ``schedule``; otherwise it gets ``enqueued_at`` and goes
-to its queue (``SADD queues`` then one multi-value ``LPUSH`` per queue). A payload that keeps
+to its queue (``SADD queues`` then one multi-value ``LPUSH`` per queue and place, a
+priority level or a tenant: ``flow/placement.py``). A payload that keeps
 a result (``result_ttl``) is recorded as ``queued`` by a ``SET`` sent before its push, so a
 worker that fetches it at once always finds the record (``commands``).
 
@@ -33,6 +34,7 @@ from typing import Any
 
 from . import results
 from .connection.scripts import Script
+from .flow import placement
 from .log import logger
 from .payload import dumps
 
@@ -48,12 +50,27 @@ def commands(keys, payloads: list[dict[str, Any]], at: float | None,
         for payload in payloads:
             members += (at, dumps(payload))
         return recorded + [("ZADD", keys.schedule, *members)]
-    by_queue: dict[str, list[str]] = {}
+    by_place: dict[placement.Place, list[str]] = {}
     for payload in payloads:
         payload["enqueued_at"] = now
-        by_queue.setdefault(payload["queue"], []).append(dumps(payload))
-    return recorded + [("SADD", keys.queues, *by_queue)] + [
-        ("LPUSH", keys.queue(queue), *texts) for queue, texts in by_queue.items()]
+        place = placement.place_of(payload, payload["queue"])
+        by_place.setdefault(place, []).append(dumps(payload))
+    queues = dict.fromkeys(place.queue for place in by_place)
+    return recorded + [("SADD", keys.queues, *queues)] + [
+        command for place, texts in by_place.items()
+        for command in placement.push_commands(keys, place, texts)]
+
+
+def sendable(keys, payloads: list[dict[str, Any]], at: float | None,
+             now: float) -> list[tuple]:
+    """``commands``, in a MULTI when they push to a level or a tenant: a job's list and its
+    member of the sorted set are written together (``flow/placement.py``), else a cut
+    connection could leave a job where no fetch looks. A plain push needs none."""
+    sent = commands(keys, payloads, at, now)
+    if (at is not None and at > now) or all(
+            placement.place_of(p, p["queue"]).plain for p in payloads):
+        return sent
+    return [("MULTI",), *sent, ("EXEC",)]
 
 
 # KEYS, per payload: its lock key (when it has a lock), then the key of each push command.

@@ -221,7 +221,7 @@ def test_a_task_with_a_priority_runs_on_a_default_worker(django_env, redis, star
     queues nor the task's module, read back by a process that never imported the module."""
     jid = _shell(django_env, "from shop.tasks import add; "
                              "print(add.using(priority=3).enqueue(40, 2).id)")[-1]
-    assert redis.llen("queue:default") == 1
+    assert redis.llen("forkq:level:3:default") == 1
     start_worker(settings={"queues": None})
     wait_for(lambda: redis.get("stat:processed") == "1", 15, message="the task's run")
     tasks_package = "django.tasks" if _django6() else "django_tasks"
@@ -269,17 +269,15 @@ def test_run_after_goes_through_the_schedule(django_env, redis, start_worker):
     assert result.return_value == 3 and result.started_at >= run_after
 
 
-def test_priority_bands_pick_the_band_queue_and_higher_runs_first(django_env, redis,
-                                                                   start_worker):
-    from forkq.contrib.django import worker_queues
+def test_a_tasks_priority_orders_it_within_its_queue(django_env, redis, start_worker):
+    from forkq import api
     from shop.tasks import record
 
-    banded = record.using(backend="banded")
-    banded.using(priority=-5).enqueue("low")
-    banded.enqueue("normal")
-    banded.using(priority=50).enqueue("high")
-    assert [redis.llen(f"queue:default{band}") for band in ("-high", "", "-low")] == [1, 1, 1]
-    start_worker(concurrency=1, settings={"queues": worker_queues(["default"], bands=True)})
+    record.using(priority=-5).enqueue("low")
+    record.enqueue("normal")
+    record.using(priority=50).enqueue("high")
+    assert api.Queue("default").levels == {50: 1, 0: 1, -5: 1}
+    start_worker(concurrency=1)
     wait_for(lambda: redis.llen("shop:ran") == 3, 15, message="three tasks")
     assert redis.lrange("shop:ran", 0, -1) == ["high", "normal", "low"]
 
@@ -569,15 +567,21 @@ def test_check_warns_about_queues_the_worker_config_does_not_list(django_env, tm
     from forkq.contrib.django import ForkqBackend
 
     path = tmp_path / "forkq.yml"
-    path.write_text("queues: [emails-high, emails, default]\n")
-    banded = {"CONFIG": str(path), "PRIORITY_BANDS": True}
-    backend = ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": banded})
+    path.write_text("queues: [emails, default]\n")
+    backend = ForkqBackend("x", {"QUEUES": ["emails", "reports"],
+                                 "OPTIONS": {"CONFIG": str(path)}})
     (warning,) = backend.check()
-    assert warning.id == "forkq.W001" and "emails-low" in warning.msg
-    assert "emails-high" not in warning.msg
+    assert warning.id == "forkq.W001" and "reports" in warning.msg
+    assert "emails," not in warning.msg
     assert ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": {"CONFIG": str(path)}}).check() == []
-    path.write_text("queues: [emails-high, emails, emails-low]\n")
-    assert ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": banded}).check() == []
+
+
+def test_priority_bands_are_refused_with_the_advice_to_remove_them(django_env):
+    from forkq.contrib.django import ForkqBackend
+
+    backend = ForkqBackend("x", {"QUEUES": ["emails"], "OPTIONS": {"PRIORITY_BANDS": True}})
+    (error,) = backend.check()
+    assert error.id == "forkq.E001" and "orders it within its own queue" in error.msg
 
 
 def test_model_arguments_travel_as_references_and_load_fresh_rows(django_env, redis,

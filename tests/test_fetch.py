@@ -14,6 +14,7 @@ from forkq.worker.ordering import QueueOrder
 from forkq.keys import Keys
 from forkq.flow.cancel import CancelView
 from forkq.flow.pause import PausedView
+from forkq.flow.placement import PlacementView
 
 LISTS = Keys().inflight_pair("h:1:0", 0)
 
@@ -23,7 +24,7 @@ def fetcher(redis_url, reliable=True, idle_plan=("high", "low")):
     mode = FetchMode.RELIABLE if reliable else FetchMode.BASIC
     return Fetcher(make_client(redis_url), Keys(), queues=queues, mode=mode, lists=LISTS,
                    thread_index=0, idle_plan=idle_plan, paused=PausedView(),
-                   cancels=CancelView())
+                   cancels=CancelView(), placement=PlacementView())
 
 
 def held(redis):

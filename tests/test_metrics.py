@@ -676,3 +676,23 @@ def test_bad_records_are_not_redis_down(redis, make_config, exporter, children):
     labels = frozenset({"child": "0", "pid": str(child.pid)}.items())
     assert found[("forkq_child_busy_threads", labels)] == 2
     assert served.get("/healthz") == (200, "ok\n")
+
+
+def test_metrics_count_every_level_and_the_largest_tenant_backlogs(redis, exporter, directory):
+    from forkq.metrics.collector import TOP_TENANTS
+    from priority_jobs import Record
+
+    Record.set(priority=4).perform_async("urgent")
+    Record.perform_async("plain")
+    for tenant in range(TOP_TENANTS + 2):
+        Record.set(fair_key=f"t{tenant}", queue="shared").perform_bulk(
+            [[tenant]] * (tenant + 1))
+    found = exporter(queues=["default", "shared"]).scrape()
+    assert found[("forkq_queue_size", frozenset({"queue": "default"}.items()))] == 2
+    assert found[("forkq_queue_size", frozenset({"queue": "shared"}.items()))] == \
+        sum(range(1, TOP_TENANTS + 3))
+    assert found[("forkq_queue_tenants", frozenset({"queue": "shared"}.items()))] == \
+        TOP_TENANTS + 2
+    backlog = {dict(labels)["tenant"]: value for (name, labels), value in found.items()
+               if name == "forkq_queue_tenant_backlog"}
+    assert backlog == {f"t{t}": t + 1 for t in range(2, TOP_TENANTS + 2)}

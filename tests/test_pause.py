@@ -15,6 +15,7 @@ from forkq.flow import pause
 from forkq.flow.control import INTERVAL
 from forkq.flow.cancel import CancelView
 from forkq.flow.pause import PausedView
+from forkq.flow.placement import PlacementView
 from forkq.keys import Keys
 from forkq.worker.fetch import Fetcher, FetchMode
 from forkq.worker.ordering import QueueOrder
@@ -28,7 +29,8 @@ def fetcher(redis_url, keys=Keys()):
     queues = QueueOrder((QueueSpec("media"), QueueSpec("default")), strict=True)
     return Fetcher(make_client(redis_url), keys, queues=queues, mode=FetchMode.RELIABLE,
                    lists=LISTS, thread_index=0, idle_plan=("media", "default"),
-                   paused=PausedView(), cancels=CancelView())
+                   paused=PausedView(), cancels=CancelView(),
+                   placement=PlacementView())
 
 
 def test_pause_resume_and_paused_through_the_api(redis):

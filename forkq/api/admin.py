@@ -15,6 +15,7 @@ from redis.exceptions import NoPermissionError
 from ..connection.source import default_source
 from ..flow import cancel as cancelling
 from ..flow import pause as pausing
+from ..flow import placement
 from ..keys import SIGNALS_TTL
 from ..signals import REMOTE_SIGNALS
 from .batches import Batches
@@ -145,8 +146,9 @@ class Api(Store):
         replies = [None if wrong_type(reply) else reply
                    for reply in pipe.execute(raise_on_error=False)]
         processed, failed, scheduled, retries, dead, queues = replies
-        for name in queues or ():
-            pipe.llen(wire(keys.queue(name)))
+        for lists in placement.waiting_lists(self.redis, keys, queues or ()).values():
+            for key in lists:
+                pipe.llen(wire(key))
         enqueued = sum(as_int(None if wrong_type(size) else size)
                        for size in pipe.execute(raise_on_error=False)) if queues else 0
         processes = self.processes()

@@ -1,5 +1,6 @@
-"""A queue as the read side sees it: the ``queue:<name>`` list, its size, latency and jobs,
-and whether it is paused (``flow/pause.py``).
+"""A queue as the read side sees it: the ``queue:<name>`` list and the lists of its priority
+levels and tenants (``flow/placement.py``), its size, latency and jobs, and whether it is paused
+(``flow/pause.py``).
 
 A producer may have left another type of key under a queue's name (``SADD queues x`` over a
 hash ``queue:x``): the queue then reads as empty, with the reason in ``problem``, instead of
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 
 from ..flow import pause as pausing
+from ..flow import placement
 from .entry import Entry, wire
 from .records import keyed_read
 from .source import Store, default_store
@@ -42,35 +44,90 @@ class Queue:
         self.problem = self.problem or problem
         return value
 
+    def _level_keys(self) -> dict[int, str]:
+        """The lists of the queue's priority levels other than 0, by level, highest first."""
+        return placement.level_lists(self.api.redis, self.api.keys, [self.name]).get(self.name, {})
+
+    def _tenant_keys(self) -> dict[str, str]:
+        """The lists of the queue's tenants with jobs waiting, in turn order."""
+        return placement.tenant_lists(self.api.redis, self.api.keys, [self.name]).get(self.name, {})
+
+    def _key(self, level: int = 0, tenant: str = "") -> str:
+        place = placement.Place(self.name, level, tenant or "")
+        return self.key if place.plain else wire(placement.place_list(self.api.keys, place))
+
+    def _sizes(self, keys: list[str]) -> list[int]:
+        pipe = self.api.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(key)
+        return [self._reply(reply, 0) for reply in pipe.execute(raise_on_error=False)]
+
+    def _reply(self, reply, default):
+        """A pipeline's ``reply`` for a list; ``default`` (and ``problem`` set) when Redis
+        refused it because the key holds another type."""
+        return self._read(lambda: _raised(reply), default)
+
     @property
     def size(self) -> int:
-        return self._read(lambda: self.api.redis.llen(self.key), 0)
+        """Jobs waiting, at every priority level and for every tenant."""
+        return sum(self.levels.values()) + sum(self._sizes(
+            [wire(key) for key in self._tenant_keys().values()]))
+
+    @property
+    def levels(self) -> dict[int, int]:
+        """Jobs waiting at each priority level, highest first; 0 (``queue:<name>``, tenants
+        not counted) always, others while used."""
+        levels = sorted({0, *self._level_keys()}, reverse=True)
+        sizes = self._sizes([self._key(level) for level in levels])
+        return {level: size for level, size in zip(levels, sizes) if size or level == 0}
+
+    def tenants(self, top: int | None = None) -> tuple[int, list[tuple[str, int]]]:
+        """Fair shares: how many tenants have jobs waiting, and the ``top`` largest backlogs
+        (all when None), largest first. Reads every tenant's list length: an admin read."""
+        tenants = self._tenant_keys()
+        sizes = self._sizes([wire(key) for key in tenants.values()])
+        return len(tenants), placement.largest(tenants, sizes, top)
 
     @property
     def latency(self) -> float:
-        """Seconds the oldest job (right end) has waited since it was enqueued."""
-        return latency(self._read(lambda: self.api.redis.lindex(self.key, -1)), time.time())
+        """Seconds the oldest job (right end of a list) has waited since it was enqueued."""
+        keys = [self.key, *map(wire, self._level_keys().values()),
+                *map(wire, self._tenant_keys().values())]
+        pipe = self.api.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.lindex(key, -1)
+        now = time.time()
+        return max(latency(self._reply(oldest, None), now)
+                   for oldest in pipe.execute(raise_on_error=False))
 
-    def jobs(self, start: int = 0, count: int = 25) -> list[Entry]:
-        """Newest first, as pushed."""
-        texts = self._read(lambda: self.api.redis.lrange(self.key, start, start + count - 1), [])
+    def jobs(self, start: int = 0, count: int = 25, level: int = 0,
+             tenant: str | None = None) -> list[Entry]:
+        """The jobs of one priority level (or of one tenant), newest first, as pushed."""
+        key = self._key(level, tenant or "")
+        texts = self._read(lambda: self.api.redis.lrange(key, start, start + count - 1), [])
         return [Entry(raw) for raw in texts]
 
-    def find(self, ident: str, hint: int = 0) -> Entry | None:
-        """The job named ``ident``: looked for around index ``hint`` first (jobs shift as
-        workers take them), then through the whole list, one batch at a time."""
-        found = self._find_in(ident, max(0, hint - _WINDOW // 2), _WINDOW)
+    def find(self, ident: str, hint: int = 0, level: int = 0,
+             tenant: str | None = None) -> Entry | None:
+        """The job named ``ident`` in the list of ``level`` (or ``tenant``): looked for around
+        index ``hint`` first (jobs shift as workers take them), then through the whole list,
+        one batch at a time."""
+        found = self._find_in(ident, max(0, hint - _WINDOW // 2), _WINDOW, level, tenant)
         offset = 0
-        while found is None and offset < self.size:
-            found = self._find_in(ident, offset, _WINDOW)
+        size = self._read(lambda: self.api.redis.llen(self._key(level, tenant or "")), 0)
+        while found is None and offset < size:
+            found = self._find_in(ident, offset, _WINDOW, level, tenant)
             offset += _WINDOW
         return found
 
-    def _find_in(self, ident: str, start: int, count: int) -> Entry | None:
-        return next((e for e in self.jobs(start, count) if e.matches(ident)), None)
+    def _find_in(self, ident: str, start: int, count: int, level: int,
+                 tenant: str | None) -> Entry | None:
+        return next((e for e in self.jobs(start, count, level, tenant) if e.matches(ident)),
+                    None)
 
     def delete(self, entry: Entry) -> bool:
-        return self.api.redis.lrem(self.key, 1, wire(entry.raw)) > 0
+        place = placement.place_of_text(entry.raw, self.name)
+        return self.api.redis.lrem(self._key(place.level, place.tenant), 1, wire(entry.raw)) > 0
 
     @property
     def paused(self) -> bool:
@@ -87,11 +144,25 @@ class Queue:
         return pausing.resume(self.api.redis, self.api.keys, self.name)
 
     def clear(self) -> None:
+        """Delete every waiting job, at every level and of every tenant, and forget the
+        queue. A job pushed to a level or tenant that appears during the clear (between its
+        read of the members and its MULTI) stays in its list, unseen until that member is
+        marked again by the next push there."""
+        keys, name = self.api.keys, wire(self.name)
         pipe = self.api.redis.pipeline()
-        pipe.unlink(self.key)
-        pipe.srem(self.api.keys.queues, wire(self.name))
+        pipe.unlink(self.key, *self._level_keys().values(), *self._tenant_keys().values(),
+                    keys.levels(self.name), keys.turns(self.name), keys.turn(self.name),
+                    keys.bell(self.name))
+        pipe.srem(keys.queues, name)
+        pipe.srem(keys.prioritized, name)
+        pipe.srem(keys.fair, name)
         pipe.execute()
 
     def __repr__(self) -> str:
         return f"<Queue {self.name}>"
 
+
+def _raised(reply):
+    if isinstance(reply, Exception):
+        raise reply
+    return reply

@@ -12,6 +12,7 @@ import re
 import time
 from typing import Any, Callable, Iterator
 
+from ..flow import placement
 from .entry import Entry, wire
 from .records import keyed_read
 from .source import Store, default_store
@@ -98,14 +99,15 @@ class SortedSet:
             return 0, len(entries)
         keys, now = [self.key, self.api.keys.queues], time.time()
         position: dict[str, int] = {}  # queue name -> 1-based index of its list in KEYS
-        args: list[Any] = []
+        args: list[Any] = [self.api.keys.root]
         for entry in movable:
             queue = entry.queue or "default"
             if queue not in position:
                 keys.append(wire(self.api.keys.queue(queue)))
                 position[queue] = len(keys)
+            place = placement.place_of_text(entry.raw, queue)
             args += [wire(entry.raw), wire(entry.requeued_text(now, decrement)),
-                     position[queue], wire(queue)]
+                     position[queue], wire(queue), place.level, wire(place.tenant)]
         return self.api.move_to_queue(keys=keys, args=args), len(entries) - len(movable)
 
     def _kill(self, entries: list[Entry]) -> tuple[int, int]:

@@ -13,6 +13,7 @@ from .. import connection
 from ..config import Config
 from ..connection.source import default_source
 from ..connection.scripts import Script
+from ..flow.placement import PUSH_LUA
 from ..dead import DeadWriter
 from ..keys import Keys
 
@@ -20,12 +21,19 @@ from ..keys import Keys
 # admins (or an admin and the poller) racing on one job push it once. The pushed text is
 # prepared in Python, which keeps key order and large integers, unlike Lua's cjson.
 # KEYS: the set, ``queues``, then each queue list; ARGV: (member, text, KEYS index, queue name)*
-MOVE_TO_QUEUE = """
+MOVE_TO_QUEUE = PUSH_LUA + """
+-- KEYS: sorted set, queues set, queue lists. ARGV: Keys.root, then per entry: member, text to
+-- push, index of its queue's list in KEYS, queue name, priority level, tenant ('' none:
+-- flow/placement.py).
 local moved = 0
-for i = 1, #ARGV, 4 do
+for i = 2, #ARGV, 6 do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
     redis.call('SADD', KEYS[2], ARGV[i + 3])
-    redis.call('LPUSH', KEYS[tonumber(ARGV[i + 2])], ARGV[i + 1])
+    if ARGV[i + 4] == '0' and ARGV[i + 5] == '' then
+      redis.call('LPUSH', KEYS[tonumber(ARGV[i + 2])], ARGV[i + 1])
+    else
+      push_placed(ARGV[1], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 1])
+    end
     moved = moved + 1
   end
 end

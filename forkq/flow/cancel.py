@@ -37,7 +37,7 @@ import re
 import threading
 from typing import Any, Callable
 
-from . import chain, unique
+from . import chain, placement, unique
 from ..connection.scripts import Script
 from ..connection.source import default_source
 from ..results import FINAL, ResultRecorder
@@ -102,10 +102,12 @@ def cancel(jid: str, source=None) -> str | None:
         text = _take_from_set(redis, key, jid)
         if text is not None:
             return _removed(redis, keys, jid, text, where)
-    for name in sorted(redis.smembers(keys.queues)):
-        text = _take_from_list(redis, keys.queue(name), jid)
-        if text is not None:
-            return _removed(redis, keys, jid, text, "queued")
+    names = sorted(redis.smembers(keys.queues))
+    for name, lists in placement.waiting_lists(redis, keys, names).items():
+        for key in lists:
+            text = _take_from_list(redis, key, jid)
+            if text is not None:
+                return _removed(redis, keys, jid, text, "queued")
     if FIND_IN_LISTS(redis, _private_lists(redis, keys), [jid]):
         return "running"
     _found_nowhere(redis, keys, jid)

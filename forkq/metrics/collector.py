@@ -27,12 +27,16 @@ from ..api.entry import as_int
 from ..api.processes import read_processes
 from ..api.records import wrong_type
 from ..errors import ForkqError
+from ..flow import placement
 from ..ident import hostname
 from ..keys import Keys
 from ..log import logger
 from ..status import status_path
 from . import store
 from .periodic import periodic_series
+
+#: tenants of a fair queue whose backlog ``/metrics`` shows: the largest ones
+TOP_TENANTS = 10
 
 #: seconds a scrape waits for Redis before reporting it down (Prometheus' timeout is 10 s)
 REDIS_TIMEOUT = 2.0
@@ -61,6 +65,9 @@ class RedisFacts:
     #: queue name → (size, latency in seconds)
     queues: dict[str, tuple[int, float]] = field(default_factory=dict)
     sets: dict[str, int] = field(default_factory=dict)
+    #: fair queue name → (tenants with jobs waiting, the ``TOP_TENANTS`` largest backlogs as
+    #: (tenant, size), largest first)
+    tenants: dict[str, tuple[int, list[tuple[str, int]]]] = field(default_factory=dict)
     #: names of the paused queues (``flow/pause.py``)
     paused: set[str] = field(default_factory=set)
     #: jobs ended as cancelled, in total (``flow/cancel.py``)
@@ -110,12 +117,22 @@ class RedisReader:
         pipe.get(keys.cancelled)
         identities, queue_set, *set_sizes, paused, cancelled = pipe.execute(raise_on_error=False)
         queues = sorted(_members(queue_set) | set(self.config.queue_names) | _members(paused))
+        tenants = placement.tenant_lists(redis, keys, queues)
+        lists = placement.waiting_lists(redis, keys, queues, tenants)
         for name in queues:
-            pipe.llen(wire(keys.queue(name)))
-            pipe.lindex(wire(keys.queue(name)), -1)
-        tail, now = pipe.execute(raise_on_error=False), time.time()
-        sizes = {_label(name): (tail[2 * i], latency(tail[2 * i + 1], now))
-                 for i, name in enumerate(queues) if not wrong_type(tail[2 * i])}
+            for key in lists[name]:
+                pipe.llen(wire(key))
+                pipe.lindex(wire(key), -1)
+        tail, now = iter(pipe.execute(raise_on_error=False)), time.time()
+        sizes, shares = {}, {}
+        for name in queues:
+            ends = [(next(tail), next(tail)) for _ in lists[name]]
+            counts = [0 if wrong_type(size) else as_int(size) for size, _ in ends]
+            if not wrong_type(ends[0][0]):
+                sizes[_label(name)] = (sum(counts), max(
+                    latency(None if wrong_type(oldest) else oldest, now) for _, oldest in ends))
+            if name in tenants:
+                shares[_label(name)] = top_tenants(tenants[name], counts[-len(tenants[name]):])
         processes = [p for p in read_processes(redis, keys, sorted(_members(identities))) if p]
         bad = {"heartbeat": sum(1 for p in processes if p.problem),
                "queue": len(queues) - len(sizes),
@@ -124,7 +141,8 @@ class RedisReader:
                           {name: 0 if wrong_type(size) else size
                            for name, size in zip(("scheduled", "retry", "dead", "batches"),
                                                  set_sizes)},
-                          {_label(name) for name in _members(paused)}, as_int(cancelled))
+                          shares, {_label(name) for name in _members(paused)},
+                          as_int(cancelled))
 
     def _beats(self, processes) -> dict[int, dict]:
         """This host's sound heartbeats by pid."""
@@ -132,6 +150,12 @@ class RedisReader:
                         "concurrency": float(p.concurrency)}
                 for p in processes
                 if p.problem is None and p.info.get("hostname") == self.host}
+
+
+def top_tenants(tenants, sizes: list[int]) -> tuple[int, list[tuple[str, int]]]:
+    """How many tenants wait, and the ``TOP_TENANTS`` largest backlogs, largest first."""
+    return len(sizes), [(_label(t), size)
+                        for t, size in placement.largest(tenants, sizes, TOP_TENANTS)]
 
 
 def _members(reply) -> set:
@@ -253,6 +277,22 @@ def _usage(pid: int, master_pid) -> tuple[float, int] | None:
         return None
 
 
+def _tenant_series(tenants: dict[str, tuple[int, list[tuple[str, int]]]]):
+    """Fair queues: tenants waiting, and the backlog of the largest few only (a series per
+    tenant would grow with the tenants)."""
+    waiting = GaugeMetricFamily("forkq_queue_tenants", "Tenants with jobs waiting in the fair "
+                                "queue (fair_key).", labels=["queue"])
+    backlog = GaugeMetricFamily("forkq_queue_tenant_backlog",
+                                f"Jobs waiting of the {TOP_TENANTS} tenants with the most "
+                                f"waiting in the queue.", labels=["queue", "tenant"])
+    for name, (count, largest) in tenants.items():
+        waiting.add_metric([name], count)
+        for tenant, size in largest:
+            backlog.add_metric([name, tenant], size)
+    yield waiting
+    yield backlog
+
+
 def _redis_series(facts: RedisFacts):
     up = GaugeMetricFamily("forkq_redis_up", "1 when this scrape could read Redis.")
     up.add_metric([], 1 if facts.up else 0)
@@ -278,6 +318,7 @@ def _redis_series(facts: RedisFacts):
     yield size
     yield latency
     yield paused
+    yield from _tenant_series(facts.tenants)
     cancelled = CounterMetricFamily("forkq_jobs_cancelled",
                                     "Jobs ended as cancelled (forkq.cancel), on this Redis.")
     cancelled.add_metric([], facts.cancelled)

@@ -78,6 +78,9 @@ NOTICES = {
 #: actions that send a job to its queue: a malformed entry has none and stays
 _REQUEUES = ("retry_now", "add_to_queue")
 
+#: tenants of a fair queue its page lists, the largest backlogs first
+TOP_TENANTS = 10
+
 
 def notice(request: Request) -> str | None:
     """What the last action did: ``done`` and ``n``, plus ``gone`` and ``kept`` counts."""
@@ -136,11 +139,21 @@ def queues(app, request: Request) -> Response:
 
 
 def queue(app, request: Request, name: str) -> Response:
+    """A queue's jobs of one priority level (``?level=``, default 0) or of one tenant
+    (``?tenant=``), the size of each level, and the tenants with the largest backlogs."""
     q = app.api.queue(name)
     page, count = _paging(request)
     first = (page - 1) * count
-    return app.render(request, "queue.html", queue=q, size=q.size, page=page, count=count,
-                      jobs=q.jobs(first, count), first_index=first)
+    level = _level(request.query.get("level"))
+    tenant = request.query.get("tenant") or None
+    levels = q.levels
+    tenants, largest = q.tenants(TOP_TENANTS)
+    shown = dict(largest).get(tenant, 0) if tenant else levels.get(level, 0)
+    return app.render(request, "queue.html", queue=q, page=page, count=count, level=level,
+                      levels=levels, tenant=tenant, tenants=tenants, largest=largest,
+                      size=q.size,
+                      level_size=shown, jobs=q.jobs(first, count, level, tenant),
+                      first_index=first)
 
 
 def queue_by_query(app, request: Request) -> Response:
@@ -161,7 +174,8 @@ def queue_action(app, request: Request, name: str) -> Response:
         q.pause() if action == "pause" else q.resume()
         return redirect(request.url("/queues", done=action))
     if action == "delete":
-        found = q.find(request.form.get("job", ""), _int(request.form.get("index")))
+        found = q.find(request.form.get("job", ""), _int(request.form.get("index")),
+                       _level(request.form.get("level")), request.form.get("tenant") or None)
         deleted = bool(found and q.delete(found))
         return redirect(request.queue_url(name, done="delete", n=int(deleted),
                                           gone=int(not deleted) or None,
@@ -293,6 +307,14 @@ def _int(text: str | None) -> int:
     """A form's index hint: 0 when absent, negative or not a number."""
     try:
         return max(0, int(text or 0))
+    except ValueError:
+        return 0
+
+
+def _level(text: str | None) -> int:
+    """A priority level from a query or form: 0 when absent or not a whole number."""
+    try:
+        return int(text or 0)
     except ValueError:
         return 0
 

@@ -173,7 +173,8 @@ class Worker:
             work_state=services.work_state, job_metrics=services.job_metrics,
             on_signal=self.signals.push)
         self.control = ControlWatch(redis=services.make_redis(), keys=services.keys,
-                                    paused=services.paused, cancels=services.cancels)
+                                    paused=services.paused, cancels=services.cancels,
+                                    placement=services.placement)
         self.recovery = Recovery(services, services.death_handlers)
         self.poller = Poller(services, self.recovery)
         #: why the process stops (set once, by ``request_stop``)

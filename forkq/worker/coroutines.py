@@ -52,14 +52,14 @@ from ..connection.health import retrying
 from ..connection.scripts import Script
 from ..errors import Cancelled
 from ..flow.cancel import among
-from ..flow import Flow, within_limits
+from ..flow import Flow, placement, within_limits
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 from ..limiter import OverLimit
 from ..log import current_job, job_context, job_extra, job_log, logger, thread_tag
 from ..payload import display_class
-from .fetch import Fetched, FetchMode
+from .fetch import Fetched, FetchMode, release
 from .outcome import unhandled_reason
-from .recovery import MOVE_ONE
+from .recovery import MOVE_ONE, move_one
 
 #: seconds without a turn of the loop after which a stall is reported
 STALL_SECONDS = 0.5
@@ -420,12 +420,12 @@ class CoroutineRunner:
             keys = self.services.keys
             pushed = 0
             for job in reversed(jobs):
-                queue_key, text = keys.queue(job.fetched.queue), job.fetched.text
                 if self.reliable:
-                    pushed += MOVE_ONE(redis, [self.list_key, queue_key], [text, text])
-                else:
-                    redis.rpush(queue_key, text)
-                    pushed += 1
+                    place = placement.place_of(job.payload, job.fetched.queue)
+                    pushed += MOVE_ONE(redis, *move_one(keys, self.list_key, place,
+                                                        job.fetched.text))
+                else:  # not in the private list: just put back, at its level
+                    pushed += release(redis, keys, self.list_key, [job.fetched], None, False)
             return pushed
         except Exception as exc:
             logger.error("could not push back %d coroutine job(s) (%s); they stay in %s and "

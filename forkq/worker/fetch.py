@@ -68,8 +68,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import ordering
 from ..connection import call_replicated
 from ..connection.scripts import Script
+from ..flow import placement
 from ..flow.cancel import CancelView
 from ..flow.pause import PausedView
+from ..flow.placement import MARK_LUA, PlacementView
 from ..keys import DAILY_STAT_TTL, STATS_LUA, Keys
 
 #: most jobs one fetch takes for one thread
@@ -84,7 +86,10 @@ FETCH_SCRIPT = STATS_LUA + """
 --       daily processed, daily failed, paused set, cancels zset, queues...
 -- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0), length of the
 --       queue keys' prefix (a queue key minus it is the name the paused set holds), check
---       (1/0: the process knows of a paused queue or a cancel mark; see Fetcher.fetch)
+--       (1/0: the process knows of a paused queue or a cancel mark; see Fetcher.fetch),
+--       places ('' when no queue of the process ever had a priority level or a tenant, else
+--       a digit per queue key: +1 look at its levels, +2 at its tenants' turns), the
+--       namespace prefix of forkq's keys
 -- Returns pairs (queue index, job); the index is -1 - index for a job that may have been
 -- cancelled (a "jid": "..." in its text is in the cancels zset): the processor checks.
 local reliable = ARGV[5] == '1'
@@ -96,32 +101,92 @@ if ARGV[7] == '1' and redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
   cancels = redis.call('EXISTS', KEYS[8]) == 1
 end
 local prefix = tonumber(ARGV[6])
+local places, root = ARGV[8], ARGV[9]
 local want = tonumber(ARGV[1])
 local out = {}
-for i = 9, #KEYS do
-  local jobs = nil
-  if not (paused and redis.call('SISMEMBER', KEYS[7], string.sub(KEYS[i], prefix + 1)) == 1) then
-    jobs = redis.call('RPOP', KEYS[i], want)
-  end
-  if jobs then
-    if reliable then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
-    for _, job in ipairs(jobs) do
-      local index = i - 9
-      if cancels then
-        -- every "jid":"..." of the text (args may hold one too); plain finds are cheap
-        local at = string.find(job, '"jid":', 1, true)
-        while at do
-          local jid = string.match(job, '^%s*"([^"]+)"', at + 6)
-          if jid and redis.call('ZSCORE', KEYS[8], jid) then index = -1 - index; break end
-          at = string.find(job, '"jid":', at + 6, true)
-        end
+
+-- Pop up to want jobs from the right of list key; returns how many it took.
+local function take(key, index)
+  local jobs = redis.call('RPOP', key, want)
+  if not jobs then return 0 end
+  if reliable then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
+  for _, job in ipairs(jobs) do
+    local shown = index
+    if cancels then
+      -- every "jid":"..." of the text (args may hold one too); plain finds are cheap
+      local at = string.find(job, '"jid":', 1, true)
+      while at do
+        local jid = string.match(job, '^%s*"([^"]+)"', at + 6)
+        if jid and redis.call('ZSCORE', KEYS[8], jid) then shown = -1 - index; break end
+        at = string.find(job, '"jid":', at + 6, true)
       end
-      out[#out + 1] = index
-      out[#out + 1] = job
     end
-    want = want - #jobs
-    if want <= 0 then break end
+    out[#out + 1] = shown
+    out[#out + 1] = job
   end
+  want = want - #jobs
+  return #jobs
+end
+
+-- A queue with tenants (flow/placement.py): one job from the tenant whose turn is oldest,
+-- which then gets the next turn, or leaves when its list is empty; queue:<name> takes its
+-- turn as the tenant ''. A few commands a job, whatever the number of tenants.
+local function take_fair(key, name, index)
+  local turns = root .. 'forkq:turns:' .. name
+  if redis.call('EXISTS', key) == 1 then redis.call('ZADD', turns, 'NX', 0, '') end
+  while want > 0 do
+    local heads = redis.call('ZRANGE', turns, 0, 1)
+    local tenant = heads[1]
+    if tenant == nil then return end
+    local list = tenant == '' and key or root .. 'forkq:tenant:' .. name .. ',' .. tenant
+    -- one job a turn; a tenant alone in the queue (plain jobs alone, too) takes the batch
+    local asked = want
+    if heads[2] then want = 1 end
+    local got = take(list, index)
+    want = asked - got
+    if got == 0 or redis.call('EXISTS', list) == 0 then
+      redis.call('ZREM', turns, tenant)
+    else
+      redis.call('ZADD', turns, 'XX', redis.call('INCR', root .. 'forkq:turn:' .. name), tenant)
+    end
+  end
+end
+
+-- A queue with levels: the highest level first; priority 0 (queue:<name>, or the tenants'
+-- turns) between the levels above 0 and those below. A level found empty leaves the sorted
+-- set, so each call looks at a few levels at most.
+local function take_levels(key, name, index, fair)
+  local levels_key = root .. 'forkq:levels:' .. name
+  local plain = true
+  while want > 0 do
+    local top = redis.call('ZREVRANGE', levels_key, 0, 0)[1]
+    if plain and (top == nil or tonumber(top) < 0) then
+      if fair then take_fair(key, name, index) else take(key, index) end
+      plain = false
+    elseif top == nil then
+      return
+    else
+      local asked = want
+      if take(root .. 'forkq:level:' .. top .. ':' .. name, index) < asked then
+        redis.call('ZREM', levels_key, top)
+      end
+    end
+  end
+end
+
+for i = 9, #KEYS do
+  local place = places ~= '' and string.byte(places, i - 8) - 48 or 0
+  local name = (paused or place > 0) and string.sub(KEYS[i], prefix + 1)
+  if not (paused and redis.call('SISMEMBER', KEYS[7], name) == 1) then
+    if place % 2 == 1 then
+      take_levels(KEYS[i], name, i - 9, place >= 2)
+    elseif place >= 2 then
+      take_fair(KEYS[i], name, i - 9)
+    else
+      take(KEYS[i], i - 9)
+    end
+  end
+  if want <= 0 then break end
 end
 return out
 """
@@ -133,23 +198,27 @@ redis.call('DEL', KEYS[1])
 return redis.call('LRANGE', KEYS[2], 0, -1)
 """
 
-RELEASE_SCRIPT = """
+RELEASE_SCRIPT = MARK_LUA + """
 -- Acknowledge a thread's finished jobs and put its unstarted ones back at the front of their
--- queues, atomically and idempotently. KEYS: private list, queue keys (one per job, in pop
--- order). ARGV: the jobs to requeue; then the job to keep in the private list ('' for none);
--- then reliable (1/0): reliable requeues only what it removes from the private list.
-local n = #ARGV - 2
+-- queues, atomically and idempotently. KEYS: private list, then per job (in pop order) the
+-- keys of flow/placement.py's front, padded to three. ARGV: per job its text and front's
+-- score, member and queue name ('' for queue:<name>); then the job to keep in the private
+-- list ('' for none); then reliable (1/0): reliable requeues only what it removes from the
+-- private list.
+local n = (#ARGV - 2) / 4
 local reliable = ARGV[#ARGV] == '1'
 local pushed = 0
 for i = n, 1, -1 do
-  if not reliable or redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
-    redis.call('RPUSH', KEYS[i + 1], ARGV[i])
+  local a, k = 4 * i - 3, 3 * i - 1
+  if not reliable or redis.call('LREM', KEYS[1], 1, ARGV[a]) == 1 then
+    redis.call('RPUSH', KEYS[k], ARGV[a])
+    if ARGV[a + 3] ~= '' then mark(KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]) end
     pushed = pushed + 1
   end
 end
 if reliable then
   redis.call('DEL', KEYS[1])
-  if ARGV[n + 1] ~= '' then redis.call('RPUSH', KEYS[1], ARGV[n + 1]) end
+  if ARGV[#ARGV - 1] ~= '' then redis.call('RPUSH', KEYS[1], ARGV[#ARGV - 1]) end
 end
 return pushed
 """
@@ -245,7 +314,7 @@ class Held:
 class Fetcher:
     def __init__(self, redis, keys: Keys, *, queues: ordering.QueueOrder, mode: FetchMode,
                  lists: tuple[str, str], thread_index: int, idle_plan: tuple[str, ...],
-                 paused: PausedView, cancels: CancelView) -> None:
+                 paused: PausedView, cancels: CancelView, placement: PlacementView) -> None:
         self.redis = redis
         self.keys = keys
         self.queues = queues
@@ -263,6 +332,9 @@ class Fetcher:
         #: while either holds something, the fetch script reads both sets itself
         self.paused = paused
         self.cancels = cancels
+        #: the process's copy of the queues that ever had priority levels or tenants: the
+        #: fetch script looks at those places only, and idle threads wait on their bells
+        self.placement = placement
         self.counters = Counters()
         self.batch = 1
         #: how long the thread's last batch took per job, told by the processor
@@ -300,7 +372,7 @@ class Fetcher:
         check = 1 if self.paused.names or self.cancels.marked else 0
         flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
                                     DAILY_STAT_TTL, 1 if self.reliable else 0, self._prefix,
-                                    check))
+                                    check, self.placement.flags(names), self.keys.root))
         counters.processed = counters.failed = 0  # only now: see the module docstring
         try:
             jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)
@@ -359,13 +431,23 @@ class Fetcher:
         if not plan:
             quiet.wait(IDLE_TIMEOUT)
             return []
-        name = ordering.idle_queue(plan, self.thread_index, idle_round())
+        step = idle_round()
+        name = ordering.idle_queue(plan, self.thread_index, step)
+        if name in self.placement.names and (self.thread_index + step) % 2:
+            self._ring_wait(name)
+            return []
         jobs = self._block_on(name)
         if jobs and name in self.paused.names:
             # Paused while this thread was blocked on it: not started, put back in front.
             self.release(jobs)
             return []
         return jobs
+
+    def _ring_wait(self, name: str) -> None:
+        """Wait for a push to one of the queue's levels or tenants (its bell), which the next
+        fetch then takes in order. Half the idle turns on such a queue go here, half to
+        ``queue:<name>``, which only a plain push wakes (one BLMOVE cannot watch both)."""
+        self.redis.execute_command("BRPOP", self.keys.bell(name), IDLE_TIMEOUT)
 
     def _block_on(self, name: str) -> list[Fetched]:
         source = self._queue_keys[name]
@@ -411,9 +493,13 @@ class Fetcher:
 
 def release(redis, keys: Keys, private_key: str, unstarted: list[Fetched],
             keep: Fetched | None, reliable: bool) -> int:
-    queue_keys = [keys.queue(f.queue) for f in unstarted]
-    args = [f.text for f in unstarted] + [keep.text if keep else "", 1 if reliable else 0]
-    return int(RELEASE(redis, [private_key] + queue_keys, args))
+    script_keys, args = [private_key], []
+    for job in unstarted:
+        front_keys, marks = placement.front(keys, placement.place_of_text(job.text, job.queue))
+        script_keys += front_keys + front_keys[:1] * (3 - len(front_keys))
+        args += [job.text, *marks]
+    args += [keep.text if keep else "", 1 if reliable else 0]
+    return int(RELEASE(redis, script_keys, args))
 
 
 def bulk_requeue(redis, keys: Keys, held: list[Held]) -> int:

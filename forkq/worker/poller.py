@@ -38,6 +38,8 @@ from ..connection.health import refused_for_data
 from ..connection.scripts import Script
 from ..dead import envelope
 from ..errors import MalformedJobError
+from ..flow import placement
+from ..flow.placement import PUSH_LUA
 from .fetch import queue_of
 from ..log import logger
 from ..payload import parse
@@ -45,9 +47,10 @@ from ..payload import parse
 #: due entries read per round; the poller repeats while rounds come back full
 MOVE_BATCH = 100
 
-ENQUEUE_DUE_SCRIPT = r"""
--- KEYS: sorted set, queues set. ARGV: now, queue key prefix, then per entry: member, queue,
--- its top-level enqueued_at: 0 none, 1 a number, 2 anything else. Returns how many it moved.
+ENQUEUE_DUE_SCRIPT = PUSH_LUA + r"""
+-- KEYS: sorted set, queues set. ARGV: now, queue key prefix, Keys.root, then per entry:
+-- member, queue, its top-level enqueued_at: 0 none, 1 a number, 2 anything else, its place:
+-- priority level and tenant ('' none; flow/placement.py). Returns how many it moved.
 local function with_enqueued_at(text, top_level, now)
   local pattern = '"enqueued_at"%s*:%s*[-0-9.eE+]+'
   if top_level == '0' then
@@ -66,12 +69,16 @@ local function with_enqueued_at(text, top_level, now)
 end
 
 local moved = 0
-for i = 3, #ARGV, 3 do
-  local text, queue = ARGV[i], ARGV[i + 1]
+for i = 4, #ARGV, 5 do
+  local text, queue, level, tenant = ARGV[i], ARGV[i + 1], ARGV[i + 3], ARGV[i + 4]
   local ok, spliced = pcall(with_enqueued_at, text, ARGV[i + 2], ARGV[1])
   if redis.call('ZREM', KEYS[1], text) == 1 then
     redis.call('SADD', KEYS[2], queue)
-    redis.call('LPUSH', ARGV[2] .. queue, ok and spliced or text)
+    if level == '0' and tenant == '' then
+      redis.call('LPUSH', ARGV[2] .. queue, ok and spliced or text)
+    else
+      push_placed(ARGV[3], queue, level, tenant, ok and spliced or text)
+    end
     moved = moved + 1
   end
 end
@@ -89,7 +96,8 @@ def sort_due(entries: list[bytes]) -> tuple[list, list[tuple[bytes, str]]]:
         except MalformedJobError as exc:
             bad.append((entry, str(exc)))
             continue
-        good += [entry, payload.get("queue") or "default", _enqueued_at_kind(payload)]
+        place = placement.place_of(payload, payload.get("queue") or "default")
+        good += [entry, place.queue, _enqueued_at_kind(payload), place.level, place.tenant]
     return good, bad
 
 
@@ -153,7 +161,7 @@ class Poller(threading.Thread):
             good, bad = sort_due(due)
             if good:
                 moved += ENQUEUE_DUE(self.redis, [sorted_set, keys.queues],
-                                     [stamp, keys.queue("")] + good, raw=True)
+                                     [stamp, keys.queue(""), keys.root] + good, raw=True)
             if bad:
                 self._bury(sorted_set, bad)
             if len(due) < MOVE_BATCH:

@@ -106,7 +106,8 @@ class Processor(CancelHandling, threading.Thread):
         self.fetcher = Fetcher(self.redis, services.keys, queues=services.queues,
                                mode=services.fetch_mode, lists=services.private_lists(index),
                                thread_index=index, idle_plan=services.idle_plan,
-                               paused=services.paused, cancels=services.cancels)
+                               paused=services.paused, cancels=services.cancels,
+                               placement=services.placement)
         self.flow = Flow(redis=self.redis, keys=services.keys, observer=services.observer,
                          attempt=self._attempt, source=self.fetcher,
                          watchdog=services.watchdog)

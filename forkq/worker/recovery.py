@@ -25,7 +25,8 @@ import time
 
 from redis.client import NEVER_DECODE
 
-from ..flow import batch_scripts, unique
+from ..flow import batch_scripts, placement, unique
+from ..flow.placement import MARK_LUA
 from ..connection.scripts import Script
 from ..errors import PoisonJobError
 from .fetch import queue_of
@@ -40,10 +41,13 @@ POISON_LIMIT = 3
 #: seconds over which recoveries of a job are counted (72 hours)
 POISON_WINDOW = 72 * 3600.0
 
-MOVE_ONE_SCRIPT = """
--- KEYS: private list, queue. ARGV: job, text to push to the front of the queue.
+MOVE_ONE_SCRIPT = MARK_LUA + """
+-- KEYS: private list, then flow/placement.py's front keys (the list, and for a level or a
+-- tenant its sorted set and set of names). ARGV: job, text to push to the front, then front's
+-- score, member and queue name.
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
+if #KEYS > 2 then mark(KEYS[3], KEYS[4], ARGV[3], ARGV[4], ARGV[5]) end
 return 1
 """
 
@@ -60,7 +64,7 @@ class Recovery:
         self.death_handlers = death_handlers
         self.redis = context.make_redis()
         self.keys = context.keys
-        self._move = functools.partial(MOVE_ONE, self.redis)
+        self._move = lambda move: MOVE_ONE(self.redis, *move)
         self._forget = functools.partial(FORGET_SLOT, self.redis)
         self.scan_every = min(30.0, max(0.5, context.config.heartbeat_ttl / 2))
         self.next_scan = 0.0
@@ -139,19 +143,19 @@ class Recovery:
         except (ValueError, RecursionError):
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("jid", ""), str):
-            self._move([list_key, self.keys.queue(queue)], [text, text])
+            self._move(move_one(self.keys, list_key, placement.Place(queue), text))
             return
+        place = placement.place_of(payload, queue)
         if not charged:
             payload[ISOLATE_KEY] = True
-            new_text = dumps(payload)
-            self._move([list_key, self.keys.queue(queue)], [text, new_text])
+            self._move(move_one(self.keys, list_key, place, text, dumps(payload)))
             self.context.observer.jobs_recovered(1)
             return
         times = self._charge(str(payload.get("jid")))
         if times > POISON_LIMIT:
             self._bury_poison(list_key, text, payload, times)
         else:
-            self._move([list_key, self.keys.queue(queue)], [text, text])
+            self._move(move_one(self.keys, list_key, place, text))
             self.context.observer.jobs_recovered(1)
 
     def _charge(self, jid: str) -> int:
@@ -199,9 +203,17 @@ def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
     for slot, record in zip(slots, redis.hmget(keys.slots, slots)):
         for list_key in _private_lists(keys, slot, max(threads, _threads(record or "{}"))):
             for text in reversed(read_list(redis, list_key)):
-                moved += MOVE_ONE(redis, [list_key, keys.queue(queue_of(text))], [text, text])
+                place = placement.place_of_text(text, queue_of(text))
+                moved += MOVE_ONE(redis, *move_one(keys, list_key, place, text))
         redis.hdel(keys.slots, slot)
     return moved
+
+
+def move_one(keys, list_key: str, place, text, new_text=None) -> tuple:
+    """``MOVE_ONE``'s keys and arguments: ``text`` out of ``list_key``, ``new_text`` (default
+    the same) to the front of its place (``flow/placement.py``)."""
+    front_keys, marks = placement.front(keys, place)
+    return [list_key, *front_keys], [text, text if new_text is None else new_text, *marks]
 
 
 def read_list(redis, key: str) -> list[bytes]:

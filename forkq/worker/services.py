@@ -21,6 +21,7 @@ from ..connection.health import RedisHealth
 from ..dead import DeadWriter
 from ..flow.cancel import CancelView
 from ..flow.pause import PausedView
+from ..flow.placement import PlacementView
 from ..flow.timelimit import Watchdog
 from ..hooks import Hooks, registry
 from ..jobmetrics import JobMetrics, WithJobMetrics
@@ -91,6 +92,8 @@ class Services:
     #: (``flow/control.py``)
     paused: PausedView
     cancels: CancelView
+    #: copy of the queues that ever had priority levels or tenants, kept by the control watch
+    placement: PlacementView
     #: ``retire(reason)``: replace this process (a job ran past its time_limit); any thread
     retire: Callable[[str], None]
 
@@ -122,6 +125,7 @@ class Services:
                    idle_plan=ordering.idle_plan(config.queues, config.concurrency),
                    job_metrics=job_metrics, observer=observer, watchdog=Watchdog(),
                    work_state=WorkState(), paused=PausedView(), cancels=cancels,
+                   placement=PlacementView(),
                    retire=retire)
 
     def make_redis(self):

@@ -7,9 +7,9 @@ Names are imported on first use, so that ``forkq.contrib.django.setup`` (an entr
 worker loads) imports without Django installed.
 """
 
-__all__ = ["ForkqBackend", "enqueue_on_commit", "queue_for", "worker_queues"]
+__all__ = ["ForkqBackend", "enqueue_on_commit", "worker_queues"]
 
-_HOMES = {"ForkqBackend": "backend", "queue_for": "backend", "worker_queues": "backend",
+_HOMES = {"ForkqBackend": "backend", "worker_queues": "backend",
           "enqueue_on_commit": "commit"}
 
 

@@ -14,10 +14,9 @@ whose arguments carry the task's ``using()`` settings (``records.py``).
   ``TypeError`` names the unsupported type), then by forkq's rule (no NaN, no non-string keys);
   what is pushed is the normalised form, which is what the task receives and the result shows.
 - ``run_after`` puts the job in forkq's ``schedule`` (it runs once due, as ``perform_at``).
-- Priority is kept with the task (``get_result`` shows it). It picks a queue only with
-  ``PRIORITY_BANDS`` (``options.py``): priority > 0 goes to ``<queue>-high``, 0 to ``<queue>``,
-  < 0 to ``<queue>-low``, listed in strict order by the worker (``worker_queues()``). Without
-  it every task goes to its own queue, which a worker with the default configuration takes.
+- A task's priority (-100..100, Django's range) is the job's ``priority`` option
+  (``flow/placement.py``): within its queue, a task of higher priority starts before any of
+  lower priority, in push order within one priority. ``get_result`` shows it.
 - The ``TaskResult`` that ``enqueue`` returns equals ``get_result(id)`` until the job starts:
   ``enqueued_at`` is the push's one clock read, which the ``queued`` record also holds.
 - Results are kept ``RESULT_TTL`` seconds (``forkq.results``) and read by ``get_result``.
@@ -45,24 +44,9 @@ from .jobs import RESULTS_UNDER_TEST, RunTask
 from .taskresults import to_task_result
 
 
-def queue_for(queue_name: str, priority: int) -> str:
-    """The forkq queue of a task queue and priority with ``PRIORITY_BANDS`` (see the
-    module's docstring)."""
-    if priority > 0:
-        return f"{queue_name}-high"
-    if priority < 0:
-        return f"{queue_name}-low"
-    return queue_name
-
-
-def worker_queues(queue_names, bands: bool = True) -> list[str]:
-    """The forkq queues to list, in this strict order, under ``queues:`` of the worker; with
-    ``bands`` False (no ``PRIORITY_BANDS``), the task queues themselves."""
-    names = sorted(queue_names)
-    if not bands:
-        return names
-    return ([queue_for(name, 1) for name in names] + names
-            + [queue_for(name, -1) for name in names])
+def worker_queues(queue_names) -> list[str]:
+    """The forkq queues to list under ``queues:`` of the worker: the task queues, sorted."""
+    return sorted(queue_names)
 
 
 def _under_test() -> bool:
@@ -81,7 +65,7 @@ class ForkqBackend(BaseTaskBackend):
         self.settings = options.parse(self.options, alias)
 
     def worker_queues(self) -> list[str]:
-        return worker_queues(self.queues, self.settings.priority_bands)
+        return worker_queues(self.queues)
 
     # --- definition
 
@@ -121,10 +105,10 @@ class ForkqBackend(BaseTaskBackend):
         check_args(draft.args, where)
         for name, value in draft.kwargs.items():
             check_value(value, f"{where}: kwargs[{name!r}]")
-        queue = (queue_for(task.queue_name, task.priority) if self.settings.priority_bands
-                 else task.queue_name)
-        job_options = {"queue": queue, "retry": self.settings.retry,
+        job_options = {"queue": task.queue_name, "retry": self.settings.retry,
                        "result_ttl": self.settings.result_ttl}
+        if task.priority:
+            job_options["priority"] = task.priority
         at = task.run_after.timestamp() if task.run_after is not None else None
         prepared = producer.prepare(RunTask, records.pack(task, draft.args, draft.kwargs),
                                     job_options, at, where=where)

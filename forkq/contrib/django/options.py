@@ -7,11 +7,11 @@
 | ``CONFIG`` | path of a ``forkq.yml`` whose ``redis_url`` and ``namespace`` to use | none |
 | ``RESULT_TTL`` | seconds a task's result is kept after each change | 86400 |
 | ``RETRY`` | forkq's ``retry`` option for the tasks: true (the worker's ``max_retries``), false, or a count | true |
-| ``PRIORITY_BANDS`` | true: a task's priority picks ``<queue>-high``/``<queue>``/``<queue>-low``, which the worker must list (``worker_queues()``); false: every task goes to its own queue | false |
 
-``REDIS_URL`` and ``NAMESPACE`` win over ``CONFIG``'s values. The worker that runs the tasks
-must use the same Redis and namespace (its ``forkq.yml``): results are written where the job
-was fetched from.
+A task's priority needs no setting: it orders the task within its queue (``PRIORITY_BANDS``,
+which sent it to another queue, is refused with that advice). ``REDIS_URL`` and ``NAMESPACE``
+win over ``CONFIG``'s values. The worker that runs the tasks must use the same Redis and
+namespace (its ``forkq.yml``): results are written where the job was fetched from.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ...errors import ForkqError
 from ...options import check_ttl
 
 #: the OPTIONS keys a ForkqBackend reads; any other is reported by ``check()``
-KNOWN = ("REDIS_URL", "NAMESPACE", "CONFIG", "RESULT_TTL", "RETRY", "PRIORITY_BANDS")
+KNOWN = ("REDIS_URL", "NAMESPACE", "CONFIG", "RESULT_TTL", "RETRY")
 #: seconds a result is kept by default
 DEFAULT_RESULT_TTL = 86400
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -39,8 +39,6 @@ class Options:
     namespace: str | None = None
     result_ttl: float = DEFAULT_RESULT_TTL
     retry: bool | int = True
-    #: whether priority picks a band queue (off: a default worker runs every task)
-    priority_bands: bool = False
     #: the queues of the ``CONFIG`` file, when one is given (the worker's, presumably)
     config_queues: tuple[str, ...] | None = None
     #: what is wrong with the OPTIONS, one message each (reported by ``check()``)
@@ -57,7 +55,10 @@ def parse(raw: dict[str, Any], alias: str) -> Options:
     problems: list[str] = []
     where = f"TASKS[{alias!r}]['OPTIONS']"
     for key in raw:
-        if key not in KNOWN:
+        if key == "PRIORITY_BANDS":
+            problems.append(f"{where}: 'PRIORITY_BANDS' is gone: a task's priority now orders it "
+                            f"within its own queue, with no band queues to list; remove the key")
+        elif key not in KNOWN:
             problems.append(f"{where}: unknown key {key!r} (known: {', '.join(KNOWN)})")
     from_file = _from_config(raw.get("CONFIG"), where, problems)
     url = raw.get("REDIS_URL", from_file.get("redis_url"))
@@ -75,12 +76,8 @@ def parse(raw: dict[str, Any], alias: str) -> Options:
     if not (isinstance(retry, bool) or (isinstance(retry, int) and retry >= 0)):
         problems.append(f"{where}['RETRY'] is {retry!r}; give true, false or a count >= 0")
         retry = True
-    bands = raw.get("PRIORITY_BANDS", False)
-    if not isinstance(bands, bool):
-        problems.append(f"{where}['PRIORITY_BANDS'] is {bands!r}; give True or False")
-        bands = False
     return Options(redis_url=url, namespace=raw.get("NAMESPACE", from_file.get("namespace")),
-                   result_ttl=ttl, retry=retry, priority_bands=bands,
+                   result_ttl=ttl, retry=retry,
                    config_queues=from_file.get("queues"), problems=tuple(problems))
 
 

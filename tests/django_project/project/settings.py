@@ -33,9 +33,6 @@ TASKS = {
     "patient": {"BACKEND": "forkq.contrib.django.ForkqBackend",
                 "QUEUES": ["default"],
                 "OPTIONS": {"REDIS_URL": REDIS_URL, "RETRY": True}},
-    "banded": {"BACKEND": "forkq.contrib.django.ForkqBackend",
-               "QUEUES": ["default"],
-               "OPTIONS": {"REDIS_URL": REDIS_URL, "PRIORITY_BANDS": True}},
 }
 
 FORKQ_EMAIL_QUEUE = "emails"
