@@ -71,9 +71,15 @@ end
 """
 
 
+#: the tail of the cluster layout's directory of queues (``ClusterKeys.queues``)
+CLUSTER_QUEUES = "forkq:{meta}:queues"
+
+
 @dataclass(frozen=True)
 class Keys:
     namespace: str | None = None
+    #: the key layout's name (``layout`` in the config)
+    layout = "default"
 
     def _k(self, name: str) -> str:
         return f"{self.namespace}:{name}" if self.namespace else name
@@ -92,6 +98,14 @@ class Keys:
     @property
     def retry(self) -> str:
         return self._k("retry")
+
+    def schedule_for(self, queue: str) -> str:
+        """The sorted set a job of ``queue`` waits in until its time (one for all here)."""
+        return self.schedule
+
+    def retry_for(self, queue: str) -> str:
+        """The sorted set a failed job of ``queue`` waits in until its retry."""
+        return self.retry
 
     @property
     def dead(self) -> str:
@@ -142,6 +156,17 @@ class Keys:
     def inflight_async(self, slot: str) -> str:
         """The private list of a process's event loop: coroutine jobs it runs (``worker/coroutines.py``)."""
         return self._k(f"forkq:inflight:{slot}:async")
+
+    def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
+        """A slot's private lists: two per processor thread, one for its event loop
+        (``queues``, the slot's queue names, place them in the cluster layout)."""
+        return [key for index in range(threads) for key in self.inflight_pair(slot, index)] + \
+            [self.inflight_async(slot)]
+
+    def home_queue(self, private_list: str) -> str | None:
+        """The queue whose jobs ``private_list`` holds, where the layout says (cluster);
+        None here: a job goes back to the queue its payload names."""
+        return None
 
     @property
     def slots(self) -> str:
@@ -210,3 +235,73 @@ class Keys:
     def cancelled(self) -> str:
         """Jobs ended as cancelled, in total (``forkq_jobs_cancelled_total``)."""
         return self._k("forkq:cancelled")
+
+
+@dataclass(frozen=True)
+class ClusterKeys(Keys):
+    """The cluster layout (``layout: cluster``, docs/redis-cluster.md): one hash tag per queue.
+
+    What one script call touches for one queue shares its tag ``{q:<name>}``, so every call
+    stays in one hash slot: the queue's list, the threads' private lists for it, its
+    ``schedule`` and ``retry`` sets and its counters. Everything else (the directory of queues,
+    processes, heartbeats, slots, the dead set, recovery marks) shares the tag ``{meta}``.
+    Ruby Sidekiq cannot read this layout.
+
+    | key | type | slot |
+    | --- | --- | --- |
+    | ``forkq:{q:<name>}:jobs`` | list: the queue | queue's |
+    | ``forkq:{q:<name>}:inflight:<slot>:<thread>[:alt]`` | list: a thread's private list | queue's |
+    | ``forkq:{q:<name>}:schedule`` / ``:retry`` | zset | queue's |
+    | ``forkq:{q:<name>}:stat:processed`` / ``:failed`` / ``:<name>:<day>`` | string | queue's |
+    | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
+    """
+
+    layout = "cluster"
+
+    def _k(self, name: str) -> str:
+        tagged = "forkq:{meta}:" + name.removeprefix("forkq:")
+        return f"{self.namespace}:{tagged}" if self.namespace else tagged
+
+    def _q(self, queue: str, name: str) -> str:
+        tagged = f"forkq:{{q:{queue}}}:{name}"
+        return f"{self.namespace}:{tagged}" if self.namespace else tagged
+
+    def queue(self, name: str) -> str:
+        return self._q(name, "jobs")
+
+    @property
+    def schedule(self) -> str:
+        raise TypeError("the cluster layout has a schedule set per queue: schedule_for(queue)")
+
+    @property
+    def retry(self) -> str:
+        raise TypeError("the cluster layout has a retry set per queue: retry_for(queue)")
+
+    def schedule_for(self, queue: str) -> str:
+        return self._q(queue, "schedule")
+
+    def retry_for(self, queue: str) -> str:
+        return self._q(queue, "retry")
+
+    def queue_stat_keys(self, queue: str, day: str) -> list[str]:
+        """``stat_keys`` of one queue: the counters of the jobs fetched from it."""
+        return [self._q(queue, "stat:processed"), self._q(queue, "stat:failed"),
+                self._q(queue, f"stat:processed:{day}"), self._q(queue, f"stat:failed:{day}")]
+
+    def queue_inflight(self, queue: str, slot: str, thread: int, side: int = 0) -> str:
+        """One of a thread's two private lists for ``queue`` (``worker/clusterfetch.py``)."""
+        return self._q(queue, f"inflight:{slot}:{thread}{':alt' if side else ''}")
+
+    def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
+        return [self.queue_inflight(queue, slot, index, side) for queue in queues
+                for index in range(threads) for side in (0, 1)]
+
+    def home_queue(self, private_list: str) -> str | None:
+        """The queue named by the hash tag of a private list (``queue_inflight``)."""
+        tagged = private_list.partition("forkq:{q:")[2]
+        return tagged.rpartition("}:inflight:")[0] or None
+
+
+def keys_for(layout: str, namespace: str | None) -> Keys:
+    """The keys of a config's ``layout``."""
+    return ClusterKeys(namespace) if layout == "cluster" else Keys(namespace)

@@ -1,0 +1,162 @@
+"""The cluster layout (``layout: cluster``) on a real Redis Cluster of 3 primaries and 3
+replicas (``cluster_nodes.py``): URLs and config, the refusals, the push, both fetch modes,
+retries and the schedule, the dead set, heartbeats and stats."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import jobs  # noqa: F401 (registers the jobs these tests run)
+from forkq import client as forkq_client
+from forkq import config
+from forkq.api import Api
+from forkq.connection import cluster as cluster_connection
+from forkq.connection import make_client, urls
+from forkq.errors import ClusterUnsupported, ConfigError, ForkqError
+from forkq.keys import ClusterKeys
+from forkq.supervisor.preflight import check_redis as preflight
+from forkq.worker.poller import Poller
+from forkq.worker.services import Services
+from helpers import wait_for
+from redis_nodes import Node, free_port
+
+KEYS = ClusterKeys()
+
+
+# --- URLs and config (pure)
+
+def test_a_cluster_url_lists_start_nodes_and_takes_no_db():
+    target = urls.parse("rediss+cluster://u:s%40cret@10.0.0.1:7000,10.0.0.2:7001/0"
+                        "?ssl_cert_reqs=required")
+    assert target.cluster == (("10.0.0.1", 7000), ("10.0.0.2", 7001))
+    assert target.options["ssl"] and target.options["password"] == "s@cret"
+    with pytest.raises(urls.RedisURLError, match="only database 0"):
+        urls.parse("redis+cluster://h:7000/3")
+    with pytest.raises(urls.RedisURLError, match="wait_replicas is not supported in cluster"):
+        urls.parse("redis+cluster://h:7000?wait_replicas=1")
+    with pytest.raises(urls.RedisURLError, match="cluster node address 'h' is not host:port"):
+        urls.parse("redis+cluster://h")
+
+
+def test_the_layout_follows_the_url_and_a_contradiction_is_refused():
+    assert config.from_mapping({"redis_url": "redis+cluster://h:7000"}).layout == "cluster"
+    assert config.from_mapping({"redis_url": "redis://h:6379/0"}).layout == "default"
+    with pytest.raises(ConfigError, match="test: layout: cluster needs a Redis Cluster URL"):
+        config.from_mapping({"redis_url": "redis://h:6379/0", "layout": "cluster"}, "test")
+    with pytest.raises(ConfigError, match="layout: default cannot run on a Redis Cluster"):
+        config.from_mapping({"redis_url": "redis+cluster://h:7000", "layout": "default"})
+
+
+def test_each_queue_keeps_its_keys_in_one_slot_and_queues_spread(cluster):
+    client = cluster.client()
+    for name in ("default", "mail"):
+        slots = {client.keyslot(key) for key in (
+            KEYS.queue(name), KEYS.schedule_for(name), KEYS.retry_for(name),
+            KEYS.queue_inflight(name, "h:1:0", 3, 1), *KEYS.queue_stat_keys(name, "2026-01-01"))}
+        assert len(slots) == 1
+    assert KEYS.home_queue(KEYS.queue_inflight("a:b", "h:1:0", 0)) == "a:b"
+    owners = {client.get_node_from_key(KEYS.queue(f"q{i}")).name for i in range(12)}
+    assert len(owners) == 3  # a dozen queues land on all three primaries
+
+
+# --- refused at start, naming the thing at fault
+
+def test_start_refuses_the_default_layout_on_a_cluster_node(cluster, make_config):
+    node = f"redis://127.0.0.1:{cluster.nodes[0].port}/0"
+    with pytest.raises(ForkqError, match="is a Redis Cluster node: the default layout"):
+        preflight(make_config(redis_url=node))
+
+
+def test_start_refuses_the_cluster_layout_on_a_single_server(tmp_path, make_config):
+    single = Node(tmp_path / "single", free_port())
+    try:
+        with pytest.raises(ForkqError, match="not a cluster node"):
+            preflight(make_config(redis_url=f"redis+cluster://127.0.0.1:{single.port}",
+                                  metrics={"port": None}))
+    finally:
+        single.stop()
+
+
+def test_start_refuses_features_cluster_mode_does_not_run_yet(cluster, make_config):
+    with pytest.raises(ClusterUnsupported, match=r"/metrics exporter \(metrics.port\): cluster "
+                                                 r"mode \(layout: cluster\) does not support"):
+        preflight(make_config(redis_url=cluster.url))
+    with pytest.raises(ClusterUnsupported, match="periodic jobs"):
+        preflight(make_config(redis_url=cluster.url, metrics={"port": None}, periodic=[
+            {"name": "tick", "class": "jobs.Record", "cron": "* * * * *", "args": [1]}]))
+    preflight(make_config(redis_url=cluster.url, metrics={"port": None}))
+
+
+def test_unique_jobs_are_refused_at_the_push(cluster):
+    with pytest.raises(ClusterUnsupported, match=r"unique jobs \(unique_for\)"):
+        jobs.Record.set(unique_for=60).perform_async(1)
+
+
+# --- the push and the fetch
+
+@pytest.mark.parametrize("fetch", ["reliable", "basic"])
+def test_pushed_jobs_run_from_queues_on_every_primary(cluster, start_worker, fetch):
+    names = [f"q{i}" for i in range(6)]
+    for index, name in enumerate(names):
+        jobs.Record.set(queue=name).perform_async(f"one-{index}")
+    jobs.Record.set(queue="q0").perform_bulk([[f"bulk-{i}"] for i in range(50)])
+    redis = forkq_client.default().redis
+    assert redis.llen(KEYS.queue("q0")) == 51
+    assert redis.smembers(KEYS.queues) == set(names)
+    start_worker(redis_url=cluster.url, queues=names, fetch=fetch)
+    wait_for(lambda: redis.llen("ran") == 56, message="56 jobs to run")
+    assert set(redis.lrange("ran", 0, -1)) == {f"one-{i}" for i in range(6)} | {
+        f"bulk-{i}" for i in range(50)}
+    wait_for(lambda: Api(redis, KEYS).stats()["processed"] == 56, message="the stats flushed")
+
+
+def test_a_scheduled_job_moves_to_its_queue_and_runs(cluster, start_worker):
+    jobs.Record.set(queue="later").perform_in(0.3, "scheduled")
+    redis = forkq_client.default().redis
+    assert redis.zcard(KEYS.schedule_for("later")) == 1
+    start_worker(redis_url=cluster.url, queues=["later"])
+    wait_for(lambda: redis.lrange("ran", 0, -1) == ["scheduled"], message="the scheduled job")
+    assert redis.zcard(KEYS.schedule_for("later")) == 0
+
+
+def test_a_failure_goes_to_its_queues_retry_set_then_runs_again(cluster, start_worker,
+                                                                 make_config):
+    jobs.explode.set(queue="boom").perform_async("x")
+    redis = forkq_client.default().redis
+    start_worker(redis_url=cluster.url, queues=["boom"])
+    wait_for(lambda: redis.zcard(KEYS.retry_for("boom")) == 1, message="the retry")
+    failed = json.loads(redis.zrange(KEYS.retry_for("boom"), 0, 0)[0])
+    assert failed["error_message"] == "exploded x" and failed["retry_count"] == 0
+    poller = Poller(Services.build(make_config(redis_url=cluster.url, queues=["boom"]),
+                                   cluster.url, "t:0:0"), recovery=None)
+    assert poller.enqueue_due(now=time.time() + 3600) == 1
+    wait_for(lambda: redis.llen("tries") == 2, message="the second try")
+
+
+def test_a_job_out_of_retries_goes_to_the_dead_set(cluster, start_worker):
+    jobs.explode_once.set(queue="boom", retry=0).perform_async("y")
+    redis = forkq_client.default().redis
+    start_worker(redis_url=cluster.url, queues=["boom"])
+    wait_for(lambda: redis.zcard(KEYS.dead) == 1, message="the dead job")
+    assert json.loads(redis.zrange(KEYS.dead, 0, 0)[0])["error_message"] == "no retry"
+
+
+def test_a_malformed_scheduled_entry_is_buried_in_two_steps(cluster, make_config):
+    redis = forkq_client.default().redis
+    redis.zadd(KEYS.schedule_for("bad"), {"not json": 1.0})
+    poller = Poller(Services.build(make_config(redis_url=cluster.url, queues=["bad"]),
+                                   cluster.url, "t:0:0"), recovery=None)
+    poller.enqueue_due()
+    assert redis.zcard(KEYS.schedule_for("bad")) == 0
+    dead = json.loads(redis.zrange(KEYS.dead, 0, -1)[0])
+    assert dead["raw"] == "not json"
+
+
+def test_heartbeat_and_process_record(cluster, start_worker):
+    worker = start_worker(redis_url=cluster.url, queues=["default"])
+    api = Api(forkq_client.default().redis, KEYS)
+    wait_for(lambda: [p for p in api.processes() if p.identity == worker.services.identity],
+             message="the process record")
