@@ -28,7 +28,6 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 from . import connection, hooks, push
 from .connection.source import Source, default_source
-from .errors import ClusterUnsupported
 from .flow import context as workflow_context
 from .flow import unique
 from .hooks import Chain
@@ -185,8 +184,6 @@ class Client:
         if not any(locks):
             connection.send_commands(redis, push.commands(self.keys, payloads, at, now))
             return payloads
-        if self.keys.layout == "cluster":
-            raise ClusterUnsupported("unique jobs (unique_for)")
         pushed: list[dict[str, Any]] = []
         for part, part_locks in push.parts(payloads, locks):
             call = push.script_call(self.keys, part, part_locks, at, now)

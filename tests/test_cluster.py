@@ -5,10 +5,14 @@ retries and the schedule, the dead set, heartbeats and stats."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
 
+import e2e_jobs
+import forkq
 import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq import client as forkq_client
 from forkq import config
@@ -17,10 +21,12 @@ from forkq.connection import cluster as cluster_connection
 from forkq.connection import make_client, urls
 from forkq.errors import ClusterUnsupported, ConfigError, ForkqError
 from forkq.keys import ClusterKeys
+from forkq.web.app import App
 from forkq.supervisor.preflight import check_redis as preflight
 from forkq.worker.poller import Poller
 from forkq.worker.services import Services
 from helpers import wait_for
+from masters import Master, started_by
 from redis_nodes import Node, free_port
 
 KEYS = ClusterKeys()
@@ -90,11 +96,6 @@ def test_start_refuses_features_cluster_mode_does_not_run_yet(cluster, make_conf
     preflight(make_config(redis_url=cluster.url, metrics={"port": None}))
 
 
-def test_unique_jobs_are_refused_at_the_push(cluster):
-    with pytest.raises(ClusterUnsupported, match=r"unique jobs \(unique_for\)"):
-        jobs.Record.set(unique_for=60).perform_async(1)
-
-
 # --- the push and the fetch
 
 @pytest.mark.parametrize("fetch", ["reliable", "basic"])
@@ -160,3 +161,71 @@ def test_heartbeat_and_process_record(cluster, start_worker):
     api = Api(forkq_client.default().redis, KEYS)
     wait_for(lambda: [p for p in api.processes() if p.identity == worker.services.identity],
              message="the process record")
+
+
+# --- real ``forkq start`` masters on the cluster
+
+@pytest.fixture
+def cluster_master(cluster, tmp_path):
+    """Start a master on the cluster (metrics off: refused in cluster mode); killed at the end."""
+    started = []
+
+    def start(**settings) -> Master:
+        directory = tmp_path / f"m{len(started)}"
+        directory.mkdir()
+        master = Master(directory, **{"redis_url": cluster.url, "metrics": {"port": None},
+                                      **settings})
+        started.append(master)
+        return master.start()
+
+    yield start
+    for master in started:
+        master.kill_all()
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_a_child_killed_mid_job_is_replaced_and_its_job_recovered(cluster_master):
+    master = cluster_master(processes=1, heartbeat_ttl=60, queues=["alpha", "beta"])
+    old = master.ready_pids(1)[0]
+    redis = forkq_client.default().redis
+    jid = e2e_jobs.Sleep.set(queue="beta").perform_async(0.5)
+    wait_for(lambda: started_by(redis, jid) == old, 10, message="job started")
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: redis.hget("e2e:runs", jid) == "1", 15, message="job run again")
+    assert started_by(redis, jid) == master.ready_pids(1)[0] != old
+    assert "recovered 1 job(s) left by this slot's previous process" in master.log()
+
+
+@pytest.mark.slow
+def test_a_graceful_stop_puts_unstarted_jobs_back_and_leaves_no_private_list(cluster,
+                                                                            cluster_master):
+    master = cluster_master(processes=1, concurrency=2, timeout=1, queues=["alpha"])
+    master.ready_pids(1)
+    redis = forkq_client.default().redis
+    jids = [e2e_jobs.Sleep.set(queue="alpha").perform_async(0.3) for _ in range(20)]
+    wait_for(lambda: redis.hlen("e2e:started") >= 2, 10, message="jobs started")
+    master.send(signal.SIGTERM)
+    assert master.wait_exit(20) == 0
+    ran = redis.hlen("e2e:runs")
+    assert redis.llen(KEYS.queue("alpha")) + ran == len(jids)
+    assert not [key for node in cluster.primaries() for key in node.client().keys("*inflight*")]
+
+
+def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config):
+    with pytest.raises(ClusterUnsupported, match=r"unique jobs \(unique_for\): cluster mode"):
+        jobs.Record.set(unique_for=60).perform_async(1)
+    with pytest.raises(ClusterUnsupported, match=r"job results \(result_ttl"):
+        jobs.Record.set(result_ttl=60).perform_async(1)
+    with pytest.raises(ClusterUnsupported, match=r"cancelling jobs"):
+        forkq.cancel("0" * 24)
+    with pytest.raises(ClusterUnsupported, match=r"the web UI"):
+        App(make_config(redis_url=cluster.url))
+    assert forkq_client.default().redis.dbsize() == 0  # nothing half-written
+
+
+def test_a_worker_refuses_coroutine_jobs_at_start(cluster, start_worker):
+    import async_jobs  # noqa: F401 (registers coroutine jobs)
+
+    with pytest.raises(ClusterUnsupported, match=r"coroutine jobs \(async def perform: "):
+        start_worker(redis_url=cluster.url, require=["async_jobs"])

@@ -93,7 +93,8 @@ def check_layout(client, layout: str, shown: str) -> None:
 
 
 def refuse_unsupported(config) -> None:
-    """At start, in the cluster layout: refuse the configured features it does not run yet."""
+    """At ``forkq start``, in the cluster layout: refuse the configured features it does not
+    run yet. Those only code asks for are refused at the call (``keys.ClusterKeys``)."""
     if config.layout != "cluster":
         return
     if config.periodic:
@@ -101,3 +102,12 @@ def refuse_unsupported(config) -> None:
     if config.metrics.port is not None:
         raise ClusterUnsupported("the /metrics exporter (metrics.port)",
                                  "set metrics: {port: null}")
+
+
+def refuse_coroutines(config, job_classes) -> None:
+    """At a worker's start, in the cluster layout: refuse coroutine jobs among the classes
+    its application registered."""
+    coroutines = sorted(c.wire_name() for c in job_classes if c.coroutine)
+    if config.layout == "cluster" and coroutines:
+        raise ClusterUnsupported(f"coroutine jobs (async def perform: {', '.join(coroutines)})",
+                                 "run them on a default-layout Redis")
