@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -229,3 +230,47 @@ def test_a_worker_refuses_coroutine_jobs_at_start(cluster, start_worker):
 
     with pytest.raises(ClusterUnsupported, match=r"coroutine jobs \(async def perform: "):
         start_worker(redis_url=cluster.url, require=["async_jobs"])
+
+
+def queue_in_slot(client, slot: int) -> str:
+    """A queue name whose keys hash to ``slot``."""
+    return next(f"m{i}" for i in range(10**6) if client.keyslot(KEYS.queue(f"m{i}")) == slot)
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_a_queue_whose_slot_moves_mid_drain_loses_nothing(cluster, start_worker):
+    client = cluster.client()
+    name = queue_in_slot(client, 0)  # the first slot of its primary: reshard moves it first
+    source = client.get_node_from_key(KEYS.queue(name))
+    target = next(node for node in client.get_primaries() if node.name != source.name)
+    ids = _node_ids(cluster)
+    jobs.slow.set(queue=name).perform_bulk([[i, 0.01] for i in range(600)])
+    redis = forkq_client.default().redis
+    start_worker(redis_url=cluster.url, queues=[name])
+    wait_for(lambda: redis.llen("ran") >= 20, message="the drain under way")
+    done = subprocess.run(
+        ["redis-cli", "--cluster", "reshard", source.name, "--cluster-from", ids[source.name],
+         "--cluster-to", ids[target.name], "--cluster-slots", "1", "--cluster-yes"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-1000:]
+    assert _owner(cluster, 0) == target.name
+    assert redis.llen(KEYS.queue(name)) > 0  # moved with jobs left: the drain goes on there
+    wait_for(lambda: len(set(redis.lrange("ran", 0, -1))) == 600, timeout=30,
+             message="every job run")
+    assert redis.llen(KEYS.queue(name)) == 0
+
+
+def _node_ids(cluster) -> dict[str, str]:
+    """host:port → node id, from CLUSTER NODES."""
+    with cluster.nodes[0].client() as node:
+        nodes = node.execute_command("CLUSTER NODES")
+    return {address.split("@")[0]: fields["node_id"] for address, fields in nodes.items()}
+
+
+def _owner(cluster, slot: int) -> str:
+    with cluster.nodes[0].client() as node:
+        for start, end, primary, *_ in node.execute_command("CLUSTER SLOTS"):
+            if start <= slot <= end:
+                return f"{primary[0]}:{primary[1]}"
+    return ""

@@ -18,16 +18,22 @@ Paused queues are skipped in Python, from the process's view of ``forkq:paused``
 second): a queue paused between two looks may give one more batch. Cancel marks are not
 checked by the fetch (cancelling is refused in cluster mode).
 
-Connection: the calls go through redis-py's ``RedisCluster``, which sends each to the primary
-of its slot and follows ``MOVED``/``ASK`` while slots move, instead of the default layout's
-own connection (a cluster client has no single pool to take one from).
+Connection: the busy path's call goes on a connection of the queue's primary that the thread
+keeps (taken from that node's pool in redis-py's ``RedisCluster``, which knows the slot
+table): the cluster client's own routing costs about twice the round trip. When the slot has
+moved (``MOVED``, ``ASK``) the call goes again through ``RedisCluster``, which follows the
+redirection and refreshes its table; the idle wait and the rest go through it directly.
 """
 
 from __future__ import annotations
 
 from redis.client import NEVER_DECODE
+from redis.exceptions import AskError, ClusterDownError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .fetch import IDLE_TIMEOUT, Fetched, Fetcher, decoded, next_batch
+from ..connection import call_replicated
 from ..connection.scripts import Script
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 
@@ -56,6 +62,8 @@ class ClusterFetcher(Fetcher):
         #: whether ``lists[side]`` may hold a finished batch not yet acknowledged
         self.holding = False
         self._day_keys: dict[str, tuple[str, list[str]]] = {}
+        #: node name → (its pool, a connection of it) for the busy path (``_call``)
+        self._connections: dict[str, tuple] = {}
 
     def fetch(self) -> list[Fetched]:
         if self.unknown:
@@ -75,15 +83,41 @@ class ClusterFetcher(Fetcher):
         keys = [ack, fill, *self._queue_stat_keys(name), self._queue_keys[name]]
         if self.reliable:
             self.unknown, self.side = True, 1 - self.side
-        raw = CLUSTER_FETCH(self.redis, keys, (self.batch, counters.processed, counters.failed,
-                                               DAILY_STAT_TTL, 1 if self.reliable else 0),
-                            raw=True)
+        raw = self._call(keys, (self.batch, counters.processed, counters.failed,
+                                DAILY_STAT_TTL, 1 if self.reliable else 0))
         counters.processed = counters.failed = 0  # only now: see fetch.py's docstring
         jobs = [Fetched(name, decoded(text)) for text in raw]
         self.batch = next_batch(self.batch, len(jobs), self.seconds_per_job)
         self.holding = bool(jobs)
         self.unknown = False
         return jobs
+
+    def _call(self, keys: list[str], args: tuple) -> list:
+        """The fetch script on a connection of the queue's primary, kept for the next call:
+        ``RedisCluster``'s routing layers cost more than the round trip. A redirection
+        (the slot moved: ``MOVED``, ``ASK``, ``TRYAGAIN``) or a cluster that is down means the
+        node did not run it: the call is sent again through the cluster client, which follows
+        the redirection and learns the new slot table."""
+        node = self.redis.get_node_from_key(keys[-1])
+        connection = self._connections.get(node.name)
+        if connection is None:
+            pool = node.redis_connection.connection_pool
+            connection = self._connections[node.name] = (pool, pool.get_connection())
+        try:
+            return CLUSTER_FETCH.send_by(lambda command: call_replicated(
+                self.redis, connection[1], *command, disable_decoding=True),
+                CLUSTER_FETCH.command(keys, args))
+        except (AskError, TryAgainError, ClusterDownError):
+            self._drop(node.name)
+            return CLUSTER_FETCH(self.redis, keys, args, raw=True)
+        except (RedisConnectionError, RedisTimeoutError):
+            connection[1].disconnect()
+            self._drop(node.name)
+            raise
+
+    def _drop(self, name: str) -> None:
+        pool, connection = self._connections.pop(name)
+        pool.release(connection)
 
     def _settle(self, name: str) -> None:
         """Make ``name``'s private lists the thread's, acknowledging the finished batch held
@@ -131,4 +165,5 @@ class ClusterFetcher(Fetcher):
         return pushed
 
     def close(self) -> None:
-        """Nothing of its own to give back: the cluster client owns its connections."""
+        for name in list(self._connections):
+            self._drop(name)
