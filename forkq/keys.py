@@ -1,7 +1,9 @@
 r"""Every Redis key forkq reads or writes, in one place.
 
 Sidekiq-compatible keys (DESIGN.md §3) keep Sidekiq's names so that either side can read them;
-forkq's own keys live under ``forkq:``. An optional namespace prefixes everything.
+forkq's own keys live under ``forkq:``. An optional namespace prefixes everything. The table is
+the default layout's; the cluster layout (``layout: cluster``) places the same data under hash
+tags, one per queue (``ClusterKeys``, docs/redis-cluster.md).
 
 | key | type | writer | reader | TTL |
 | --- | --- | --- | --- | --- |

@@ -19,6 +19,10 @@ due entry is parsed in Python. That is the price of the check: a script cannot t
 the processor would refuse, and a poll moves at most ``MOVE_BATCH`` jobs a call, a few times
 a second per process, so it stays off the per-job hot path.
 
+In the cluster layout (``layout: cluster``) each queue has its own ``schedule`` and ``retry``;
+a round polls those of this process's queues and of the directory of queues, each moved by
+``CLUSTER_ENQUEUE_DUE`` within the queue's hash slot.
+
 A sorted set that Redis refuses to read as one (a producer made ``retry`` a list) is left as it
 is and the other is still polled; the refusal is logged once when it starts and once when the
 key is readable again, not at every poll.
