@@ -12,6 +12,7 @@ figures hold the drain alone. Median of ``--runs`` runs, cases alternating.
 
     python bench/cluster.py                      # 20,000 jobs, 3 runs
     python bench/cluster.py --jobs 5000 --runs 1
+    python bench/cluster.py --queues 1           # one queue: no switching between queues
 
 On this 2-core machine the workers and every Redis share two cores: jobs/s is capped by the
 total CPU per job, and a cluster's extra primaries do not add cores here. What carries over to
@@ -40,6 +41,7 @@ from forkq.keys import ClusterKeys, Keys  # noqa: E402
 from harness import free_port, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
 
 SERVER = shutil.which("redis-server") or "redis-server"
+#: the queues drained (``--queues`` of them; in the cluster, q0 to q2 are on three primaries)
 QUEUES = ["q0", "q1", "q2"]
 
 
@@ -78,6 +80,11 @@ def cpu(port: int) -> float:
     return info["used_cpu_sys"] + info["used_cpu_user"]
 
 
+def commands(ports: list[int]) -> int:
+    """Commands the servers ran so far (a script call counts once, not its inner calls)."""
+    return sum(redis_py.Redis(port=p).info("stats")["total_commands_processed"] for p in ports)
+
+
 def stage(client, keys, jobs: int) -> None:
     """``jobs`` Incr jobs in a staging list beside each queue (same hash slot)."""
     for index, name in enumerate(QUEUES):
@@ -102,6 +109,7 @@ def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str) -> dict
         wait_until(lambda: client.scard(keys.processes) >= 2, timeout=60, what="workers")
         time.sleep(1.0)  # their threads reach the idle wait
         before = [cpu(p) for p in ports]
+        commands_before = commands(ports)
         worker_before = tree_cpu_seconds([w.pid for w in workers])
         started = time.perf_counter()
         for name in QUEUES:
@@ -109,19 +117,23 @@ def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str) -> dict
         wait_until(lambda: int(client.get("bench:counter") or 0) >= jobs, interval=0.01)
         seconds = time.perf_counter() - started
         redis_us = [(cpu(p) - b) / jobs * 1e6 for p, b in zip(ports, before)]
+        calls = (commands(ports) - commands_before) / jobs
         worker_us = (tree_cpu_seconds([w.pid for w in workers]) - worker_before) / jobs * 1e6
     finally:
         for worker in workers:
             worker.terminate()
             worker.wait()
-    return {"jobs/s": jobs / seconds, "redis_us": redis_us, "worker_us": worker_us}
+    return {"jobs/s": jobs / seconds, "redis_us": redis_us, "worker_us": worker_us,
+            "calls": calls}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--queues", type=int, default=3, choices=(1, 2, 3))
     args = parser.parse_args()
+    del QUEUES[args.queues:]
     tmp = tempfile.mkdtemp(prefix="forkq-cluster-bench-")
     processes, ports = start_cluster(os.path.join(tmp, "cluster"))
     single, single_port = start_node(tmp)
@@ -134,7 +146,8 @@ def main() -> None:
         "default, 1 server": (f"redis://127.0.0.1:{single_port}/0", [single_port],
                               redis_py.Redis(port=single_port, decode_responses=True), Keys())}
     results: dict[str, list[dict]] = {name: [] for name in cases}
-    print(f"{args.jobs:,} jobs, median of {args.runs}, load {os.getloadavg()[0]:.2f}")
+    print(f"{args.jobs:,} jobs, {len(QUEUES)} weighted queue(s), median of {args.runs}, load "
+          f"{os.getloadavg()[0]:.2f}")
     try:
         for _ in range(args.runs):
             for name, case in cases.items():
@@ -145,7 +158,9 @@ def main() -> None:
             print(f"{name}: {statistics.median(r['jobs/s'] for r in runs):,.0f} jobs/s, "
                   f"Redis CPU per job {sum(per_node):.1f} us in total "
                   f"({' / '.join(f'{u:.1f}' for u in per_node)} per node), worker CPU per "
-                  f"job {statistics.median(r['worker_us'] for r in runs):.0f} us")
+                  f"job {statistics.median(r['worker_us'] for r in runs):.0f} us, Redis "
+                  f"commands per job {statistics.median(r['calls'] for r in runs):.2f} "
+                  f"(the body's INCR is one)")
         print(f"load after: {os.getloadavg()[0]:.2f}")
     finally:
         for process in processes:

@@ -93,23 +93,28 @@ class ClusterFetcher(Fetcher):
         return jobs
 
     def _call(self, keys: list[str], args: tuple) -> list:
-        """The fetch script on a connection of the queue's primary, kept for the next call:
-        ``RedisCluster``'s routing layers cost more than the round trip. A redirection
-        (the slot moved: ``MOVED``, ``ASK``, ``TRYAGAIN``) or a cluster that is down means the
-        node did not run it: the call is sent again through the cluster client, which follows
-        the redirection and learns the new slot table."""
-        node = self.redis.get_node_from_key(keys[-1])
+        """The fetch script on the queue's primary (``_on_node``)."""
+        command = CLUSTER_FETCH.command(keys, args)
+        return self._on_node(keys[-1], lambda send: CLUSTER_FETCH.send_by(send, command),
+                             lambda: CLUSTER_FETCH(self.redis, keys, args, raw=True))
+
+    def _on_node(self, key: str, send_with, fallback):
+        """``send_with(send)`` on a connection of ``key``'s primary, kept for the next call:
+        ``RedisCluster``'s routing layers cost more than the round trip. A redirection (the
+        slot moved: ``MOVED``, ``ASK``, ``TRYAGAIN``) or a cluster that is down means the node
+        did not run it: ``fallback()`` sends it again through the cluster client, which
+        follows the redirection and learns the new slot table."""
+        node = self.redis.get_node_from_key(key)
         connection = self._connections.get(node.name)
         if connection is None:
             pool = node.redis_connection.connection_pool
             connection = self._connections[node.name] = (pool, pool.get_connection())
         try:
-            return CLUSTER_FETCH.send_by(lambda command: call_replicated(
-                self.redis, connection[1], *command, disable_decoding=True),
-                CLUSTER_FETCH.command(keys, args))
+            return send_with(lambda command: call_replicated(
+                self.redis, connection[1], *command, disable_decoding=True))
         except (AskError, TryAgainError, ClusterDownError):
             self._drop(node.name)
-            return CLUSTER_FETCH(self.redis, keys, args, raw=True)
+            return fallback()
         except (RedisConnectionError, RedisTimeoutError):
             connection[1].disconnect()
             self._drop(node.name)
@@ -125,7 +130,9 @@ class ClusterFetcher(Fetcher):
         if name == self.home:
             return
         if self.holding and self.reliable:
-            self.redis.delete(self.lists[self.side])
+            finished = self.lists[self.side]
+            self._on_node(finished, lambda send: send(("DEL", finished)),
+                          lambda: self.redis.delete(finished))
         self.holding = False
         self.home = name
         self.lists = (self.keys.queue_inflight(name, self.slot, self.thread_index, 0),
