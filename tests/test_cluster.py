@@ -112,7 +112,9 @@ def test_pushed_jobs_run_from_queues_on_every_primary(cluster, start_worker, fet
     wait_for(lambda: redis.llen("ran") == 56, message="56 jobs to run")
     assert set(redis.lrange("ran", 0, -1)) == {f"one-{i}" for i in range(6)} | {
         f"bulk-{i}" for i in range(50)}
-    wait_for(lambda: Api(redis, KEYS).stats()["processed"] == 56, message="the stats flushed")
+    api = Api(redis, KEYS)
+    wait_for(lambda: api.stats()["processed"] == 56, message="the stats flushed")
+    assert api.history(1)[-1].processed == 56
 
 
 def test_a_scheduled_job_moves_to_its_queue_and_runs(cluster, start_worker):
@@ -274,3 +276,12 @@ def _owner(cluster, slot: int) -> str:
             if start <= slot <= end:
                 return f"{primary[0]}:{primary[1]}"
     return ""
+
+
+def test_a_malformed_payload_in_a_queue_goes_to_the_dead_set(cluster, start_worker):
+    redis = forkq_client.default().redis
+    redis.lpush(KEYS.queue("bad"), "{not json")
+    start_worker(redis_url=cluster.url, queues=["bad"])
+    wait_for(lambda: redis.zcard(KEYS.dead) == 1, message="the malformed job buried")
+    assert json.loads(redis.zrange(KEYS.dead, 0, 0)[0])["raw"] == "{not json"
+    assert redis.llen(KEYS.queue("bad")) == 0

@@ -187,9 +187,24 @@ class Api(Store):
         """Processed and failed per UTC day, oldest first, ending today."""
         today = today or datetime.datetime.now(datetime.timezone.utc).date()
         names = [(today - datetime.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
-        processed = self.redis.mget([self.keys.daily_stat("processed", d) for d in names])
-        failed = self.redis.mget([self.keys.daily_stat("failed", d) for d in names])
-        return [DayStat(d, as_int(p), as_int(f)) for d, p, f in zip(names, processed, failed)]
+        processed, failed = self._daily("processed", names), self._daily("failed", names)
+        return [DayStat(d, p, f) for d, p, f in zip(names, processed, failed)]
+
+    def _daily(self, stat: str, days: list[str]) -> list[int]:
+        """The ``stat`` count of each day; in the cluster layout, summed over the queues of
+        the directory (their own daily keys) and the counters flushed at exits."""
+        counts = [as_int(v) for v in self.redis.mget([self.keys.daily_stat(stat, d)
+                                                      for d in days])]
+        if self.keys.layout != "cluster":
+            return counts
+        index = 2 if stat == "processed" else 3
+        pipe = self.redis.pipeline(transaction=False)
+        queues = sorted(self.redis.smembers(self.keys.queues))
+        for name in queues:
+            for day in days:
+                pipe.get(self.keys.queue_stat_keys(name, day)[index])
+        values = [as_int(v) for v in pipe.execute()] if queues else []
+        return [count + sum(values[i::len(days)]) for i, count in enumerate(counts)]
 
     def periodic(self) -> dict:
         """The periodic leader and each entry's next and last run, as the leading master
