@@ -23,7 +23,11 @@ from redis_nodes import Node, server_binary
 #: primaries, each with one replica
 PRIMARIES = 3
 #: milliseconds before a silent node counts as failed (short: the failover tests wait on it)
-NODE_TIMEOUT_MS = 2000
+NODE_TIMEOUT_MS = 1000
+#: a replica may take over however long it was cut off from its primary (validity factor 0)
+NODE_ARGS = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+             "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--appendonly", "no",
+             "--cluster-replica-validity-factor", "0")
 
 
 def cli_binary() -> str:
@@ -60,10 +64,7 @@ class Cluster:
         self.nodes: list[Node] = []
         try:
             for index in range(PRIMARIES * 2):
-                self.nodes.append(Node(
-                    directory / f"node{index}", cluster_port(), "--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--appendonly", "no"))
+                self.nodes.append(Node(directory / f"node{index}", cluster_port(), *NODE_ARGS))
             self._create(cli)
         except BaseException:
             self.stop()
@@ -81,9 +82,15 @@ class Cluster:
     def _ready(self) -> bool:
         for node in self.nodes:
             with node.client() as client:
-                info = client.cluster("info")
+                try:
+                    info = client.cluster("info")
+                except redis_py.ConnectionError:  # a node restarted by ``restart``, not up yet
+                    return False
                 if info.get("cluster_state") != "ok" or int(info["cluster_known_nodes"]) < \
                         len(self.nodes):
+                    return False
+                replication = client.info("replication")
+                if replication["role"] == "slave" and replication["master_link_status"] != "up":
                     return False
         return True
 
@@ -99,6 +106,14 @@ class Cluster:
         """The nodes that are primaries now (a failover changes them)."""
         return [node for node in self.nodes
                 if node.process.poll() is None and _role(node) == "master"]
+
+    def restart(self, node: Node) -> Node:
+        """Start a killed node again on its port and directory (it rejoins as a replica) and
+        wait until every node says cluster_state:ok."""
+        index = self.nodes.index(node)
+        self.nodes[index] = Node(node.directory, node.port, *NODE_ARGS)
+        wait_for(self._ready, timeout=30, interval=0.05, message="the cluster whole again")
+        return self.nodes[index]
 
     def flush(self) -> None:
         for node in self.primaries():

@@ -11,6 +11,8 @@ import subprocess
 import time
 
 import pytest
+import redis as redis_py
+from redis.exceptions import RedisClusterException
 
 import e2e_jobs
 import forkq
@@ -285,3 +287,33 @@ def test_a_malformed_payload_in_a_queue_goes_to_the_dead_set(cluster, start_work
     wait_for(lambda: redis.zcard(KEYS.dead) == 1, message="the malformed job buried")
     assert json.loads(redis.zrange(KEYS.dead, 0, 0)[0])["raw"] == "{not json"
     assert redis.llen(KEYS.queue("bad")) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_a_primary_killed_mid_drain_fails_over_and_every_job_runs(cluster, start_worker):
+    """A drain with no pushes during it: what a failover can undo (an acknowledgement, a
+    fetch not yet replicated) brings jobs back to run again, never loses one."""
+    client = cluster.client()
+    name = "failover"
+    jobs.slow.set(queue=name).perform_bulk([[i, 0.01] for i in range(400)])
+    primary = next(node for node in cluster.nodes
+                   if f"127.0.0.1:{node.port}" == client.get_node_from_key(KEYS.queue(name)).name)
+    redis = forkq_client.default().redis
+    start_worker(redis_url=cluster.url, queues=[name])
+    wait_for(lambda: redis.llen("ran") >= 20, message="the drain under way")
+    primary.kill()
+    try:
+        wait_for(lambda: _answered(lambda: len(set(redis.lrange("ran", 0, -1)))) == 400,
+                 timeout=60, message="every job run after the failover")
+        assert redis.llen(KEYS.queue(name)) == 0
+    finally:
+        cluster.restart(primary)
+
+
+def _answered(read):
+    """``read()``, or None while the cluster fails over (it says it is down meanwhile)."""
+    try:
+        return read()
+    except (redis_py.RedisError, RedisClusterException):
+        return None

@@ -103,7 +103,8 @@ class ClusterFetcher(Fetcher):
         ``RedisCluster``'s routing layers cost more than the round trip. A redirection (the
         slot moved: ``MOVED``, ``ASK``, ``TRYAGAIN``) or a cluster that is down means the node
         did not run it: ``fallback()`` sends it again through the cluster client, which
-        follows the redirection and learns the new slot table."""
+        follows the redirection and learns the new slot table. A node that does not answer makes the
+        cluster client read the slot table again (``_relearn``) before the error is raised."""
         node = self.redis.get_node_from_key(key)
         connection = self._connections.get(node.name)
         if connection is None:
@@ -118,7 +119,17 @@ class ClusterFetcher(Fetcher):
         except (RedisConnectionError, RedisTimeoutError):
             connection[1].disconnect()
             self._drop(node.name)
+            self._relearn()
             raise
+
+    def _relearn(self) -> None:
+        """After a node stopped answering (a failover may be under way): have the cluster
+        client read the slot table again, so that the next try goes to the new primary. A
+        cluster still failing over may not answer yet: the next failure tries again."""
+        try:
+            self.redis.nodes_manager.initialize()
+        except Exception:  # the caller's retry (with back-off) comes back here
+            pass
 
     def _drop(self, name: str) -> None:
         pool, connection = self._connections.pop(name)
