@@ -317,3 +317,17 @@ def _answered(read):
         return read()
     except (redis_py.RedisError, RedisClusterException):
         return None
+
+
+def test_a_paused_queue_is_skipped_until_resumed(cluster, start_worker):
+    redis = forkq_client.default().redis
+    api = Api(redis, KEYS)
+    api.queue("held").pause()
+    jobs.Record.set(queue="held").perform_async("held")
+    jobs.Record.set(queue="open").perform_async("open")
+    start_worker(redis_url=cluster.url, queues=["held", "open"])
+    wait_for(lambda: redis.lrange("ran", 0, -1) == ["open"], message="the open queue's job")
+    assert api.queue("held").size == 1
+    api.queue("held").resume()
+    wait_for(lambda: sorted(redis.lrange("ran", 0, -1)) == ["held", "open"],
+             message="the resumed queue's job")
