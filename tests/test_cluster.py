@@ -226,6 +226,12 @@ def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config)
         forkq.cancel("0" * 24)
     with pytest.raises(ClusterUnsupported, match=r"the web UI"):
         App(make_config(redis_url=cluster.url))
+    with pytest.raises(ClusterUnsupported, match=r"limiters \(forkq.limiter\)"):
+        with forkq.limiter.concurrent("api", 2):
+            pass
+    with pytest.raises(ClusterUnsupported, match=r"workflows \(batches, chains, chords\)"):
+        with forkq.batch():
+            jobs.Record.perform_async("in a batch")
     assert forkq_client.default().redis.dbsize() == 0  # nothing half-written
 
 
