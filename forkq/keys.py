@@ -299,12 +299,6 @@ class ClusterKeys(Keys):
     # What the layout does not place yet: the features that use these keys are refused at
     # the call, naming the feature, rather than run with keys that cross hash slots.
 
-    def result(self, jid: str) -> str:
-        raise ClusterUnsupported("job results (result_ttl, forkq.results)")
-
-    def done(self, jid: str) -> str:
-        raise ClusterUnsupported("job results (result_ttl, forkq.results)")
-
     def unique(self, digest: str) -> str:
         raise ClusterUnsupported("unique jobs (unique_for)")
 

@@ -220,8 +220,6 @@ def test_a_graceful_stop_puts_unstarted_jobs_back_and_leaves_no_private_list(clu
 def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config):
     with pytest.raises(ClusterUnsupported, match=r"unique jobs \(unique_for\): cluster mode"):
         jobs.Record.set(unique_for=60).perform_async(1)
-    with pytest.raises(ClusterUnsupported, match=r"job results \(result_ttl"):
-        jobs.Record.set(result_ttl=60).perform_async(1)
     with pytest.raises(ClusterUnsupported, match=r"cancelling jobs"):
         forkq.cancel("0" * 24)
     with pytest.raises(ClusterUnsupported, match=r"the web UI"):
@@ -337,3 +335,21 @@ def test_a_paused_queue_is_skipped_until_resumed(cluster, start_worker):
     api.queue("held").resume()
     wait_for(lambda: sorted(redis.lrange("ran", 0, -1)) == ["held", "open"],
              message="the resumed queue's job")
+
+
+def test_results_are_kept_and_awaited(cluster, start_worker):
+    jid = jobs.Record.set(queue="kept", result_ttl=60).perform_async("value")
+    assert forkq.results.get(jid).status == "queued"
+    start_worker(redis_url=cluster.url, queues=["kept"])
+    result = forkq.results.get(jid, wait=10)
+    assert result.status == "succeeded" and result.value == "recorded value"
+
+
+def test_a_failing_job_keeping_results_goes_to_retry_and_records_the_error(cluster,
+                                                                           start_worker):
+    jid = jobs.explode.set(queue="kept", result_ttl=60).perform_async("z")
+    redis = forkq_client.default().redis
+    start_worker(redis_url=cluster.url, queues=["kept"])
+    wait_for(lambda: redis.zcard(KEYS.retry_for("kept")) == 1, message="the retry")
+    wait_for(lambda: forkq.results.get(jid).errors, message="the error recorded")
+    assert forkq.results.get(jid).errors[-1]["message"] == "exploded z"
