@@ -33,7 +33,8 @@ LOGLEVELS = {
 }
 
 #: schemes redis-py connects to
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+                 "rediss+cluster")
 #: highest retry count (config max_retries, job option retry): retry 100 waits about 3 years
 MAX_RETRIES = 100
 #: read when no config file is named and it exists in the working directory
@@ -66,6 +67,9 @@ class WebConfig:
 @dataclass(frozen=True)
 class Config:
     redis_url: str | None = None
+    #: ``default`` (Sidekiq's keys) or ``cluster`` (``keys.ClusterKeys``, a Redis Cluster);
+    #: follows the URL's scheme when not given
+    layout: str = "default"
     namespace: str | None = None
     data_dir: str = ".forkq"
     require: tuple[str, ...] = ()
@@ -122,7 +126,7 @@ class Config:
 def _redis_url(value: Any) -> str:
     text = string(value)
     parts = urllib.parse.urlsplit(text)
-    if parts.scheme in redis_url.SENTINEL_SCHEMES:
+    if parts.scheme in redis_url.SENTINEL_SCHEMES + redis_url.CLUSTER_SCHEMES:
         return _parsed_url(text)
     if parts.scheme not in REDIS_SCHEMES:
         raise ValueError(f"expected a URL starting with {', '.join(s + '://' for s in REDIS_SCHEMES)}")
@@ -210,6 +214,7 @@ def _section(value: Any, cls: type, parsers: Mapping[str, Callable[[Any], Any]])
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "redis_url": optional(_redis_url),
+    "layout": _one_of("default", "cluster"),
     "namespace": optional(name),
     "data_dir": path,
     "require": modules,
@@ -288,8 +293,26 @@ def _apply(values: dict[str, Any], raw: Mapping[str, Any], source: str,
         sources[key] = source
 
 
+def _layout(values: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """The layout: as given, else the URL's (a ``redis+cluster://`` URL means ``cluster``);
+    one given that contradicts the URL is refused, naming both."""
+    url = values.get("redis_url") or ""
+    by_url = "cluster" if url.partition("://")[0] in redis_url.CLUSTER_SCHEMES else "default"
+    given = values.get("layout")
+    if given is None or given == by_url:
+        return by_url
+    if given == "cluster":
+        raise ConfigError(f"{sources['layout']}: layout: cluster needs a Redis Cluster URL "
+                          f"(redis+cluster://host:port[,host:port...] or rediss+cluster://); "
+                          f"redis_url is {redis_url.redact(url) if url else 'not set'}")
+    raise ConfigError(f"{sources['layout']}: layout: default cannot run on a Redis Cluster "
+                      f"(redis_url {redis_url.redact(url)}): Sidekiq's keys cross hash slots; "
+                      f"set layout: cluster")
+
+
 def _build(values: dict[str, Any], sources: Mapping[str, str]) -> Config:
     """The Config, once every layer is applied: checks that relate two keys."""
+    values["layout"] = _layout(values, sources)
     config = Config(**values)
     if config.heartbeat_ttl < 2 * config.heartbeat_interval:
         key = "heartbeat_ttl" if "heartbeat_ttl" in sources else "heartbeat_interval"

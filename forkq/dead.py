@@ -7,7 +7,8 @@ Sidekiq's ``DeadSet#kill`` does.
 
 A move into ``dead`` takes the member out of its source (a sorted set or a list) and adds it in
 one script call, so a job is never in neither place; when the member has already left the
-source (another process moved it), nothing is added.
+source (another process moved it), nothing is added. In the cluster layout the source is in
+another hash slot, and the move is two idempotent steps instead (``_bury_in_two_steps``).
 
 Scripts elsewhere that must bury inside their own atomic step prepend ``DEAD_LUA`` and call
 ``dead_add`` per member and ``dead_trim`` once; ``DeadWriter.trim_args`` gives the trim's values.
@@ -33,7 +34,7 @@ local function dead_trim(dead, cutoff, max_jobs)
 end
 """
 
-# KEYS: dead, source ('' for none). ARGV: now, cutoff, max jobs, source kind ('none', 'zset',
+# KEYS: dead, source (none for kind 'none'). ARGV: now, cutoff, max jobs, source kind ('none', 'zset',
 # 'list'), then (member in source, text to bury) pairs. Returns how many were buried.
 BURY_SCRIPT = DEAD_LUA + """
 local kind, buried = ARGV[4], 0
@@ -88,10 +89,30 @@ class DeadWriter:
         if not pairs:
             return 0
         now = time.time() if now is None else now
+        if source and self.keys.layout == "cluster":
+            return self._bury_in_two_steps(redis, source, kind, pairs, now)
         args = self.trim_args(now) + [kind]
         for member, text in pairs:
             args += [member, text]
-        return int(BURY(redis, [self.keys.dead, source], args))
+        return int(BURY(redis, [self.keys.dead, source] if source else [self.keys.dead], args))
+
+    def _bury_in_two_steps(self, redis, source: str, kind: str, pairs, now: float) -> int:
+        """The cluster layout's move into ``dead`` from another hash slot: add to ``dead``
+        first, then remove from the source; when the member had already left the source
+        (another process moved it), take the copy back out of ``dead``. Nothing is lost: a
+        crash between the steps leaves the job in both places (the only cost of the split)."""
+        buried = 0
+        for member, text in pairs:
+            self._bury(redis, "", "none", [(text, text)], now)
+            if kind == "zset":
+                removed = redis.zrem(source, member)
+            else:
+                removed = redis.lrem(source, 1, member)
+            if removed:
+                buried += 1
+            else:
+                redis.zrem(self.keys.dead, text)
+        return buried
 
 
 def envelope(raw: str | bytes, reason: str, queue: str | None, jid: str,

@@ -58,3 +58,12 @@ class TimeLimitExceeded(ForkqError):
 
 # Named as exported (``forkq.SoftTimeLimitExceeded``): the error_class a retried job shows.
 SoftTimeLimitExceeded.__module__ = TimeLimitExceeded.__module__ = Cancelled.__module__ = "forkq"
+
+
+class ClusterUnsupported(ForkqError):
+    """A feature the cluster layout (``layout: cluster``) does not run yet, refused where it
+    is asked for: at start for what the config names, at the call for the rest."""
+
+    def __init__(self, feature: str, fix: str = "") -> None:
+        super().__init__(f"{feature}: cluster mode (layout: cluster) does not support it yet"
+                         f"{'; ' + fix if fix else ''}")

@@ -1,7 +1,9 @@
 r"""Every Redis key forkq reads or writes, in one place.
 
 Sidekiq-compatible keys (DESIGN.md §3) keep Sidekiq's names so that either side can read them;
-forkq's own keys live under ``forkq:``. An optional namespace prefixes everything.
+forkq's own keys live under ``forkq:``. An optional namespace prefixes everything. The table is
+the default layout's; the cluster layout (``layout: cluster``) places the same data under hash
+tags, one per queue (``ClusterKeys``, docs/redis-cluster.md).
 
 | key | type | writer | reader | TTL |
 | --- | --- | --- | --- | --- |
@@ -56,6 +58,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import ClusterUnsupported
+
 #: seconds a daily stat key lives (Sidekiq's 5 years)
 DAILY_STAT_TTL = 5 * 365 * 86400
 #: seconds a remote-signal list lives after a push
@@ -79,9 +83,15 @@ end
 """
 
 
+#: the tail of the cluster layout's directory of queues (``ClusterKeys.queues``)
+CLUSTER_QUEUES = "forkq:{meta}:queues"
+
+
 @dataclass(frozen=True)
 class Keys:
     namespace: str | None = None
+    #: the key layout's name (``layout`` in the config)
+    layout = "default"
 
     def _k(self, name: str) -> str:
         return f"{self.namespace}:{name}" if self.namespace else name
@@ -106,6 +116,14 @@ class Keys:
     @property
     def retry(self) -> str:
         return self._k("retry")
+
+    def schedule_for(self, queue: str) -> str:
+        """The sorted set a job of ``queue`` waits in until its time (one for all here)."""
+        return self.schedule
+
+    def retry_for(self, queue: str) -> str:
+        """The sorted set a failed job of ``queue`` waits in until its retry."""
+        return self.retry
 
     @property
     def dead(self) -> str:
@@ -156,6 +174,17 @@ class Keys:
     def inflight_async(self, slot: str) -> str:
         """The private list of a process's event loop: coroutine jobs it runs (``worker/coroutines.py``)."""
         return self._k(f"forkq:inflight:{slot}:async")
+
+    def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
+        """A slot's private lists: two per processor thread, one for its event loop
+        (``queues``, the slot's queue names, place them in the cluster layout)."""
+        return [key for index in range(threads) for key in self.inflight_pair(slot, index)] + \
+            [self.inflight_async(slot)]
+
+    def home_queue(self, private_list: str) -> str | None:
+        """The queue whose jobs ``private_list`` holds, where the layout says (cluster);
+        None here: a job goes back to the queue its payload names."""
+        return None
 
     @property
     def slots(self) -> str:
@@ -252,3 +281,108 @@ class Keys:
     def cancelled(self) -> str:
         """Jobs ended as cancelled, in total (``forkq_jobs_cancelled_total``)."""
         return self._k("forkq:cancelled")
+
+
+@dataclass(frozen=True)
+class ClusterKeys(Keys):
+    """The cluster layout (``layout: cluster``, docs/redis-cluster.md): one hash tag per queue.
+
+    What one script call touches for one queue shares its tag ``{q:<name>}``, so every call
+    stays in one hash slot: the queue's list, the threads' private lists for it, its
+    ``schedule`` and ``retry`` sets and its counters. Everything else (the directory of queues,
+    processes, heartbeats, slots, the dead set, recovery marks) shares the tag ``{meta}``.
+    Ruby Sidekiq cannot read this layout.
+
+    | key | type | slot |
+    | --- | --- | --- |
+    | ``forkq:{q:<name>}:jobs`` | list: the queue | queue's |
+    | ``forkq:{q:<name>}:inflight:<slot>:<thread>[:alt]`` | list: a thread's private list | queue's |
+    | ``forkq:{q:<name>}:schedule`` / ``:retry`` | zset | queue's |
+    | ``forkq:{q:<name>}:stat:processed`` / ``:failed`` / ``:<name>:<day>`` | string | queue's |
+    | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
+    """
+
+    layout = "cluster"
+
+    def _k(self, name: str) -> str:
+        tagged = "forkq:{meta}:" + name.removeprefix("forkq:")
+        return f"{self.namespace}:{tagged}" if self.namespace else tagged
+
+    def _q(self, queue: str, name: str) -> str:
+        tagged = f"forkq:{{q:{queue}}}:{name}"
+        return f"{self.namespace}:{tagged}" if self.namespace else tagged
+
+    def queue(self, name: str) -> str:
+        return self._q(name, "jobs")
+
+    @property
+    def schedule(self) -> str:
+        raise TypeError("the cluster layout has a schedule set per queue: schedule_for(queue)")
+
+    @property
+    def retry(self) -> str:
+        raise TypeError("the cluster layout has a retry set per queue: retry_for(queue)")
+
+    def schedule_for(self, queue: str) -> str:
+        return self._q(queue, "schedule")
+
+    def retry_for(self, queue: str) -> str:
+        return self._q(queue, "retry")
+
+    def queue_stat_keys(self, queue: str, day: str) -> list[str]:
+        """``stat_keys`` of one queue: the counters of the jobs fetched from it."""
+        return [self._q(queue, "stat:processed"), self._q(queue, "stat:failed"),
+                self._q(queue, f"stat:processed:{day}"), self._q(queue, f"stat:failed:{day}")]
+
+    def queue_inflight(self, queue: str, slot: str, thread: int, side: int = 0) -> str:
+        """One of a thread's two private lists for ``queue`` (``worker/clusterfetch.py``)."""
+        return self._q(queue, f"inflight:{slot}:{thread}{':alt' if side else ''}")
+
+    # What the layout does not place yet: the features that use these keys are refused at
+    # the call, naming the feature, rather than run with keys that cross hash slots.
+
+    def unique(self, digest: str) -> str:
+        raise ClusterUnsupported("unique jobs (unique_for)")
+
+    def limiter(self, kind: str, name: str) -> str:
+        raise ClusterUnsupported("limiters (forkq.limiter)")
+
+    def batch(self, bid: str) -> str:
+        raise ClusterUnsupported("workflows (batches, chains, chords)")
+
+    @property
+    def batch_prefix(self) -> str:
+        raise ClusterUnsupported("workflows (batches, chains, chords)")
+
+    @property
+    def batches(self) -> str:
+        raise ClusterUnsupported("workflows (batches, chains, chords)")
+
+    @property
+    def periodic_leader(self) -> str:
+        raise ClusterUnsupported("periodic jobs (periodic:)")
+
+    def iteration(self, jid: str) -> str:
+        raise ClusterUnsupported("resumable jobs (forkq.flow.iterable)")
+
+    # A job's own list at a level or of a tenant: pushing one is refused; the sets that say
+    # which exist stay readable (always empty here), so readers of a queue need no branch.
+    def level(self, queue: str, level: int) -> str:
+        raise ClusterUnsupported("priority within a queue (the priority option)")
+
+    def tenant(self, queue: str, tenant: str) -> str:
+        raise ClusterUnsupported("fair shares (the fair_key option)")
+
+    def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
+        return [self.queue_inflight(queue, slot, index, side) for queue in queues
+                for index in range(threads) for side in (0, 1)]
+
+    def home_queue(self, private_list: str) -> str | None:
+        """The queue named by the hash tag of a private list (``queue_inflight``)."""
+        tagged = private_list.partition("forkq:{q:")[2]
+        return tagged.rpartition("}:inflight:")[0] or None
+
+
+def keys_for(layout: str, namespace: str | None) -> Keys:
+    """The keys of a config's ``layout``."""
+    return ClusterKeys(namespace) if layout == "cluster" else Keys(namespace)

@@ -211,3 +211,10 @@ def epoch_seconds(value: Any) -> float | None:
     except OverflowError:  # an integer too large for a float
         return None
     return seconds if math.isfinite(seconds) else None
+
+
+def queue_named(payload: dict | None) -> str:
+    """The queue a parsed job names (``default`` when none): where its retry or postponed
+    run goes back (``Keys.retry_for``, ``Keys.schedule_for``)."""
+    queue = payload.get("queue") if payload else None
+    return queue if isinstance(queue, str) and queue else "default"

@@ -46,10 +46,11 @@ def commands(keys, payloads: list[dict[str, Any]], at: float | None,
     for payload in payloads:
         recorded += results.queued_commands(keys, payload, now)
     if at is not None and at > now:
-        members: list = []
+        by_set: dict[str, list] = {}
         for payload in payloads:
-            members += (at, dumps(payload))
-        return recorded + [("ZADD", keys.schedule, *members)]
+            by_set.setdefault(keys.schedule_for(payload["queue"]), []).extend(
+                (at, dumps(payload)))
+        return recorded + [("ZADD", key, *members) for key, members in by_set.items()]
     by_place: dict[placement.Place, list[str]] = {}
     for payload in payloads:
         payload["enqueued_at"] = now

@@ -14,6 +14,7 @@ from forkq import client as forkq_client  # noqa: E402
 from forkq import config as forkq_config  # noqa: E402
 from forkq.connection.embedded import EmbeddedRedis  # noqa: E402
 from masters import start_master  # noqa: E402,F401 (a fixture for the end-to-end tests)
+from cluster_nodes import cluster, redis_cluster  # noqa: E402,F401 (the cluster-layout tests')
 
 
 @pytest.fixture(scope="session")

@@ -136,6 +136,8 @@ class Api(Store):
         """Totals for the dashboard; a key of another type (a producer's mistake) counts 0,
         as its page shows (``Queue.problem``, ``SortedSet.problem``)."""
         keys = self.keys
+        if keys.layout == "cluster":
+            return self._cluster_stats()
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(keys.stat("processed"))
         pipe.get(keys.stat("failed"))
@@ -157,13 +159,54 @@ class Api(Store):
                 "scheduled": as_int(scheduled), "retries": as_int(retries),
                 "dead": as_int(dead), "processes": len(processes)}
 
+    def _cluster_stats(self) -> dict[str, int]:
+        """``stats`` in the cluster layout: each queue has its own counters and sets (the
+        queues known to the directory), summed here, plus the counters flushed at exits."""
+        keys, redis = self.keys, self.redis
+        queues = sorted(redis.smembers(keys.queues))
+        pipe = redis.pipeline(transaction=False)
+        for name in queues:
+            processed, failed = keys.queue_stat_keys(name, "")[:2]
+            pipe.get(processed)
+            pipe.get(failed)
+            pipe.llen(keys.queue(name))
+            pipe.zcard(keys.schedule_for(name))
+            pipe.zcard(keys.retry_for(name))
+        pipe.get(keys.stat("processed"))
+        pipe.get(keys.stat("failed"))
+        pipe.zcard(keys.dead)
+        replies = [0 if wrong_type(reply) else as_int(reply)
+                   for reply in pipe.execute(raise_on_error=False)]
+        per_queue, (processed, failed, dead) = replies[:-3], replies[-3:]
+        sums = [sum(per_queue[i::5]) for i in range(5)]
+        processes = self.processes()
+        return {"processed": processed + sums[0], "failed": failed + sums[1],
+                "busy": sum(p.busy for p in processes), "enqueued": sums[2],
+                "scheduled": sums[3], "retries": sums[4], "dead": dead,
+                "processes": len(processes)}
+
     def history(self, days: int = 7, today: datetime.date | None = None) -> list[DayStat]:
         """Processed and failed per UTC day, oldest first, ending today."""
         today = today or datetime.datetime.now(datetime.timezone.utc).date()
         names = [(today - datetime.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
-        processed = self.redis.mget([self.keys.daily_stat("processed", d) for d in names])
-        failed = self.redis.mget([self.keys.daily_stat("failed", d) for d in names])
-        return [DayStat(d, as_int(p), as_int(f)) for d, p, f in zip(names, processed, failed)]
+        processed, failed = self._daily("processed", names), self._daily("failed", names)
+        return [DayStat(d, p, f) for d, p, f in zip(names, processed, failed)]
+
+    def _daily(self, stat: str, days: list[str]) -> list[int]:
+        """The ``stat`` count of each day; in the cluster layout, summed over the queues of
+        the directory (their own daily keys) and the counters flushed at exits."""
+        counts = [as_int(v) for v in self.redis.mget([self.keys.daily_stat(stat, d)
+                                                      for d in days])]
+        if self.keys.layout != "cluster":
+            return counts
+        index = 2 if stat == "processed" else 3
+        pipe = self.redis.pipeline(transaction=False)
+        queues = sorted(self.redis.smembers(self.keys.queues))
+        for name in queues:
+            for day in days:
+                pipe.get(self.keys.queue_stat_keys(name, day)[index])
+        values = [as_int(v) for v in pipe.execute()] if queues else []
+        return [count + sum(values[i::len(days)]) for i, count in enumerate(counts)]
 
     def periodic(self) -> dict:
         """The periodic leader and each entry's next and last run, as the leading master

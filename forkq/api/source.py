@@ -15,7 +15,7 @@ from ..connection.source import default_source
 from ..connection.scripts import Script
 from ..flow.placement import PUSH_LUA
 from ..dead import DeadWriter
-from ..keys import Keys
+from ..keys import Keys, keys_for
 
 # Moves members from a sorted set to their queues, each only if this call removed it, so two
 # admins (or an admin and the poller) racing on one job push it once. The pushed text is
@@ -63,7 +63,7 @@ class Store:
             redis = connection.make_client(connection.resolve_url(config.redis_url,
                                                                   config.data_dir),
                                            encoding_errors="surrogateescape")
-        return cls(redis, Keys(config.namespace), dead_max_jobs=config.dead_max_jobs,
+        return cls(redis, keys_for(config.layout, config.namespace), dead_max_jobs=config.dead_max_jobs,
                    dead_timeout=config.dead_timeout, read_only=read_only)
 
 

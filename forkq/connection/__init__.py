@@ -7,7 +7,8 @@ The client an application's threads share has a bounded pool that makes them wai
 connection (``WaitingPool``) rather than fail when many enqueue at once.
 
 URLs are read by ``urls.py``: TLS (``rediss://``), ACL users, Sentinel
-(``redis+sentinel://``, connections that follow the primary: ``sentinel.py``) and the opt-in
+(``redis+sentinel://``, connections that follow the primary: ``sentinel.py``), Redis Cluster
+(``redis+cluster://``: ``cluster.py``) and the opt-in
 ``wait_replicas``: a push then returns only once that many replicas confirmed it
 (``send_commands``), and the fetch acknowledgement waits the same way (``call_replicated``).
 Connection errors name the URL, its passwords hidden.
@@ -27,7 +28,7 @@ import redis
 from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.sentinel import SentinelConnectionPool
 
-from . import embedded, urls as redis_url, sentinel
+from . import cluster, embedded, urls as redis_url, sentinel
 from ..errors import RedisUnavailableError
 from ..log import logger
 
@@ -172,6 +173,8 @@ def make_client(url: str, single_connection_client: bool = False, **options) -> 
     options.setdefault("socket_timeout", SOCKET_TIMEOUT)
     options.setdefault("socket_connect_timeout", 5.0)
     target = redis_url.parse(url)
+    if target.cluster is not None:
+        return cluster.client(target, options)
     pool = _pool(target, redis.ConnectionPool, SentinelConnectionPool, options)
     return _client(pool, target, single_connection_client)
 
@@ -182,6 +185,8 @@ def make_shared_client(url: str) -> redis.Redis:
     target = redis_url.parse(url)
     options = dict(socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=5.0,
                    max_connections=POOL_SIZE, timeout=POOL_WAIT)
+    if target.cluster is not None:
+        return cluster.client(target, options)
     return _client(_pool(target, WaitingPool, SentinelWaitingPool, options), target, False)
 
 
@@ -267,7 +272,10 @@ def send_commands(client: redis.Redis, commands: list[tuple]) -> list:
     connection of the client directly. A connection found broken while sending (a pooled one
     from before a Redis restart or a failover) is reconnected once; nothing was executed on it.
     With ``wait_replicas``, a ``WAIT`` follows in the same write, and too few confirmations
-    raise ``ReplicaTimeoutError`` (the commands were executed on the primary)."""
+    raise ``ReplicaTimeoutError`` (the commands were executed on the primary). A cluster
+    client sends each command to its node (``cluster.send_commands``)."""
+    if isinstance(client, cluster.ClusterClient):
+        return cluster.send_commands(client, commands)
     wait = getattr(client, "forkq_wait", None)
     if wait is not None:
         commands = [*commands, ("WAIT", *wait)]

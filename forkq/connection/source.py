@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import config
 from ..config import Config
-from ..keys import Keys
+from ..keys import Keys, keys_for
 from . import LazyClient, resolve_url
 
 #: the source named in messages about values given to ``configure()``
@@ -93,7 +93,7 @@ class Source:
                                        flags_source=CONFIGURE)
             else:
                 settings = config.from_mapping(self._given, CONFIGURE)
-            resolved = self._settings = (settings, Keys(settings.namespace))
+            resolved = self._settings = (settings, keys_for(settings.layout, settings.namespace))
         return resolved
 
     def _forget_settings(self) -> None:

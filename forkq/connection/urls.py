@@ -10,7 +10,9 @@ Four schemes:
   ``ssl_keyfile``, ``ssl_cert_reqs`` (``required``, ``optional``, ``none``), ``ssl_check_hostname``;
 - ``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]`` (and
   ``rediss+sentinel://`` for TLS to the sentinels and the servers alike), plus
-  ``sentinel_username`` / ``sentinel_password`` when the sentinels ask for their own login.
+  ``sentinel_username`` / ``sentinel_password`` when the sentinels ask for their own login;
+- ``redis+cluster://[user:password@]host:port[,host:port...][/0]`` (``rediss+cluster://`` for
+  TLS): a Redis Cluster, reached through any of the nodes listed (``layout: cluster``).
 
 Any of them may carry forkq's own ``wait_replicas=N`` and ``wait_timeout=SECONDS``: writes
 then wait until N replicas confirmed them (``connection/__init__.py``). Every other query parameter is
@@ -32,7 +34,8 @@ from ..values import is_positive_seconds
 #: seconds ``wait_replicas`` waits for the replicas when ``wait_timeout`` is not given
 DEFAULT_WAIT_TIMEOUT = 1.0
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
-_SCHEMES = ("redis", "rediss", "unix") + SENTINEL_SCHEMES
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+_SCHEMES = ("redis", "rediss", "unix") + SENTINEL_SCHEMES + CLUSTER_SCHEMES
 _SSL_PARAMETERS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile",
                    "ssl_cert_reqs", "ssl_password", "ssl_ciphers")
 _CONNECTION_PARAMETERS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {
@@ -79,6 +82,8 @@ class Target:
     sentinels: Sentinels | None = None
     wait_replicas: int = 0
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT
+    #: the cluster nodes to start from, for a ``redis+cluster://`` URL
+    cluster: tuple[tuple[str, int], ...] | None = None
 
     @property
     def shown(self) -> str:
@@ -156,6 +161,11 @@ def parse(url: str) -> Target:
             raise RedisURLError(url, "a sentinel URL takes its db in the path "
                                 "(/service_name/db), not as db= in the query")
         options, sentinels = _sentinel_target(url, scheme, query)
+    elif scheme in CLUSTER_SCHEMES:
+        if replicas:
+            raise RedisURLError(url, "wait_replicas is not supported in cluster mode yet")
+        options, nodes = _cluster_target(url, scheme, query)
+        return Target(url, options, None, 0, timeout, nodes)
     else:
         if set(query) & set(_SENTINEL_LOGIN):
             raise RedisURLError(url, "sentinel_* parameters need a "
@@ -241,13 +251,30 @@ def _sentinel_target(url: str, scheme: str, query: dict) -> tuple[dict, Sentinel
     return options, Sentinels(_addresses(url, hosts), parts[0], login)
 
 
-def _addresses(url: str, hosts: str) -> tuple[tuple[str, int], ...]:
+def _cluster_target(url: str, scheme: str, query: dict) -> tuple[dict, tuple]:
+    rest = url.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
+    userinfo, _, hosts_and_path = rest.rpartition("@")
+    hosts, _, path = hosts_and_path.partition("/")
+    if path.strip("/") not in ("", "0") or "db" in query:
+        raise RedisURLError(url, "a Redis Cluster has only database 0; expected "
+                            f"{scheme}://[user:password@]host:port[,host:port...]")
+    _check_tls(url, query, scheme == "rediss+cluster", "rediss+cluster")
+    if set(query) & set(_SENTINEL_LOGIN):
+        raise RedisURLError(url, "sentinel_* parameters need a redis+sentinel:// URL")
+    options = {key: _convert(url, key, value) for key, value in query.items()}
+    options["ssl"] = scheme == "rediss+cluster"
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        options.update(username=unquote(user) or None, password=unquote(password) or None)
+    return options, _addresses(url, hosts, "cluster node")
+
+
+def _addresses(url: str, hosts: str, what: str = "sentinel") -> tuple[tuple[str, int], ...]:
     addresses = []
     for item in hosts.split(","):
         host, _, port = item.strip().rpartition(":")
         if not host or not port.isdigit():
-            raise RedisURLError(url, f"sentinel address {item!r} is not "
-                                f"host:port")
+            raise RedisURLError(url, f"{what} address {item!r} is not host:port")
         addresses.append((host.strip("[]"), int(port)))
     return tuple(addresses)
 

@@ -38,7 +38,7 @@ class Flow:
         self.attempt = attempt
         self.source = source
         self.watchdog = watchdog
-        self.postponer = Postponer(redis, keys.schedule)
+        self.postponer = Postponer(redis, keys)
 
     def expired(self, fetched, payload: dict[str, Any]) -> bool:
         """Discard the job if it missed its ``expires_in`` (it stays in the private list, which

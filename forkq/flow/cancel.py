@@ -40,6 +40,7 @@ from typing import Any, Callable
 from . import chain, placement, unique
 from ..connection.scripts import Script
 from ..connection.source import default_source
+from ..errors import ClusterUnsupported
 from ..results import FINAL, ResultRecorder
 
 #: seconds a cancel's mark is kept: a job in motion when it was cancelled (between two places,
@@ -97,6 +98,8 @@ def cancel(jid: str, source=None) -> str | None:
                         f"quotes or backslashes), not {jid!r}")
     source = source or default_source()
     redis, keys = source.redis, source.keys
+    if keys.layout == "cluster":
+        raise ClusterUnsupported("cancelling jobs (forkq.cancel)")
     MARK(redis, [keys.cancels], [jid, KEEP])
     for where, key in (("scheduled", keys.schedule), ("retry", keys.retry)):
         text = _take_from_set(redis, key, jid)

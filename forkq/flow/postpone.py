@@ -18,7 +18,7 @@ import functools
 from typing import Any
 
 from ..connection.scripts import Script
-from ..payload import dumps
+from ..payload import dumps, queue_named
 
 POSTPONE_SCRIPT = """
 -- KEYS: the thread's private list, schedule. ARGV: job as fetched, job to schedule, run time,
@@ -39,12 +39,13 @@ def postponed(payload: dict[str, Any]) -> str:
 class Postponer:
     """One per processor thread, on its connection."""
 
-    def __init__(self, redis, schedule_key: str) -> None:
-        self.schedule_key = schedule_key
+    def __init__(self, redis, keys) -> None:
+        self.keys = keys
         self._script = functools.partial(POSTPONE, redis)
 
     def postpone(self, fetcher, fetched_text: str, payload: dict[str, Any], run_at: float) -> None:
         """Move the job from the thread's private list to ``schedule`` at ``run_at``."""
-        self._script(keys=[fetcher.private_key, self.schedule_key],
+        # the job's queue's set: in the cluster layout, the slot of its private list
+        self._script(keys=[fetcher.private_key, self.keys.schedule_for(queue_named(payload))],
                      args=[fetched_text, postponed(payload), repr(run_at),
                            1 if fetcher.reliable else 0])

@@ -53,7 +53,7 @@ from .files import MasterFiles
 from .preflight import check_redis
 from ..errors import ForkqError
 from ..worker.heartbeat import hostname
-from ..keys import Keys
+from ..keys import keys_for
 from ..log import logger
 from . import notify as systemd
 from ..periodic.master import MasterPeriodic
@@ -106,7 +106,8 @@ def requeue_leftovers(config, names: list[str]) -> None:
     try:
         redis = connection.make_client(connection.resolve_url(config.redis_url,
                                                               config.data_dir))
-        moved = requeue_slots(redis, Keys(config.namespace), names, config.concurrency)
+        moved = requeue_slots(redis, keys_for(config.layout, config.namespace), names,
+                              config.concurrency)
     except Exception as exc:
         logger.error("could not check the children's private lists (%s): jobs left there "
                      "are recovered once their heartbeats expire", exc)

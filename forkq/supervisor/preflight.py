@@ -10,6 +10,7 @@ from __future__ import annotations
 import redis
 
 from .. import connection
+from ..connection import cluster
 from ..connection.urls import redact
 from ..errors import ForkqError
 
@@ -17,15 +18,23 @@ from ..errors import ForkqError
 def check_redis(config) -> None:
     """Connect, PING and close; one ``ForkqError`` line naming the URL (passwords hidden) when
     Redis does not answer. The connection is closed here: the master must hold no Redis socket
-    when it forks (the children would share it)."""
+    when it forks (the children would share it). A server of the wrong kind for the
+    ``layout`` (a cluster node for the default one, a single server for ``cluster``) and a
+    feature the cluster layout does not run yet are refused the same way."""
+    cluster.refuse_unsupported(config)
     url = connection.resolve_url(config.redis_url, config.data_dir)
     shown = redact(url) if config.redis_url else f"the embedded server under {config.data_dir}"
-    client = connection.make_client(url)
+    client = None
     try:
+        client = connection.make_client(url)
         client.ping()
+        cluster.check_layout(client, config.layout, shown)
+    except cluster.LayoutError as exc:
+        raise ForkqError(f"{exc}; no worker was started") from None
     except redis.RedisError as exc:
         raise ForkqError(f"Redis at {shown} does not answer: {type(exc).__name__}: {exc} "
                          f"(check redis_url or REDIS_URL, and that the server runs); no worker "
                          f"was started") from None
     finally:
-        client.connection_pool.disconnect()  # the pool is the client's own: close its sockets
+        if client is not None:
+            client.close()  # the pool is the client's own: close its sockets

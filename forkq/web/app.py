@@ -25,6 +25,7 @@ from markupsafe import Markup, escape
 from .. import __version__
 from ..api import Api, as_date
 from ..config import Config
+from ..errors import ClusterUnsupported
 from ..log import escape_controls
 from . import security, views
 from .http import MAX_FORM_BYTES, Request, Response, queue_path, segment
@@ -40,6 +41,8 @@ log = logging.getLogger("forkq.web")
 
 class App:
     def __init__(self, config: Config, redis_client=None, environ=os.environ) -> None:
+        if config.layout == "cluster":
+            raise ClusterUnsupported("the web UI (forkq web)")
         self.read_only = config.web.read_only
         self.api = Api.from_config(config, redis_client, read_only=self.read_only)
         self.auth = security.Auth(config.web, environ)

@@ -35,10 +35,12 @@ from typing import Protocol
 from .. import client as forkq_client
 from .. import config as config_module
 from .. import connection, log
+from ..connection import cluster
 from ..errors import ConfigError, ForkqError
 from ..flow.control import ControlWatch
 from ..flags import add_config_flag, add_worker_flags, config_path, worker_flags
 from ..hooks import Hooks
+from ..job import registered
 from ..log import logger
 from ..signals import SignalQueue
 from ..ident import hostname
@@ -186,9 +188,10 @@ class Worker:
         return self.stop_reason is not None
 
     def start(self) -> None:
+        cluster.refuse_coroutines(self.config, registered(self.config.require))
         probe = self.services.make_redis()
         try:
-            check_redis(probe)
+            check_redis(probe, self.config.layout)
         finally:
             probe.close()
         self.heartbeat.beat()
@@ -270,13 +273,18 @@ class Worker:
         return RETIRED_STATUS if self.retired and self.parent is None else 0
 
 
-def check_redis(redis) -> None:
-    """Fail fast with a clear message when Redis is absent or too old; warn about eviction."""
+def check_redis(redis, layout: str = "default") -> None:
+    """Fail fast with a clear message when Redis is absent, too old or of the wrong kind for
+    the ``layout``; warn about eviction. A cluster answers for one of its nodes."""
     try:
         # INFO's default sections hold both the version and the eviction policy, so a worker's
         # ACL user needs no CONFIG rights.
-        info = redis.info()
+        info = redis.info(target_nodes=redis.get_random_node()) if layout == "cluster" \
+            else redis.info()
         policy = info.get("maxmemory_policy", "noeviction")
+        cluster.check_layout(redis, layout, "Redis")
+    except cluster.LayoutError as exc:
+        raise ForkqError(str(exc)) from None
     except Exception as exc:
         raise ForkqError(f"cannot reach Redis: {type(exc).__name__}: {exc}") from exc
     version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])

@@ -19,6 +19,10 @@ due entry is parsed in Python. That is the price of the check: a script cannot t
 the processor would refuse, and a poll moves at most ``MOVE_BATCH`` jobs a call, a few times
 a second per process, so it stays off the per-job hot path.
 
+In the cluster layout (``layout: cluster``) each queue has its own ``schedule`` and ``retry``;
+a round polls those of this process's queues and of the directory of queues, each moved by
+``CLUSTER_ENQUEUE_DUE`` within the queue's hash slot.
+
 A sorted set that Redis refuses to read as one (a producer made ``retry`` a list) is left as it
 is and the other is still polled; the refusal is logged once when it starts and once when the
 key is readable again, not at every poll.
@@ -47,10 +51,9 @@ from ..payload import parse
 #: due entries read per round; the poller repeats while rounds come back full
 MOVE_BATCH = 100
 
-ENQUEUE_DUE_SCRIPT = PUSH_LUA + r"""
--- KEYS: sorted set, queues set. ARGV: now, queue key prefix, Keys.root, then per entry:
--- member, queue, its top-level enqueued_at: 0 none, 1 a number, 2 anything else, its place:
--- priority level and tenant ('' none; flow/placement.py). Returns how many it moved.
+#: Lua: ``with_enqueued_at(text, kind, now)``, the job text with its top-level ``enqueued_at``
+#: set to ``now`` (kind: 0 none in the text, 1 a number, 2 anything else)
+ENQUEUED_AT_LUA = r"""
 local function with_enqueued_at(text, top_level, now)
   local pattern = '"enqueued_at"%s*:%s*[-0-9.eE+]+'
   if top_level == '0' then
@@ -67,7 +70,12 @@ local function with_enqueued_at(text, top_level, now)
   job.enqueued_at = tonumber(now)
   return cjson.encode(job)
 end
+"""
 
+ENQUEUE_DUE_SCRIPT = ENQUEUED_AT_LUA + PUSH_LUA + r"""
+-- KEYS: sorted set, queues set. ARGV: now, queue key prefix, Keys.root, then per entry:
+-- member, queue, its top-level enqueued_at: 0 none, 1 a number, 2 anything else, its place:
+-- priority level and tenant ('' none; flow/placement.py). Returns how many it moved.
 local moved = 0
 for i = 4, #ARGV, 5 do
   local text, queue, level, tenant = ARGV[i], ARGV[i + 1], ARGV[i + 3], ARGV[i + 4]
@@ -85,6 +93,23 @@ end
 return moved
 """
 ENQUEUE_DUE = Script(ENQUEUE_DUE_SCRIPT)
+
+CLUSTER_ENQUEUE_DUE_SCRIPT = ENQUEUED_AT_LUA + r"""
+-- The cluster layout's move (one queue's sorted set to that queue, one hash slot).
+-- KEYS: sorted set, queue. ARGV as ENQUEUE_DUE's (the prefix, the root and each entry's
+-- queue and place unused: the cluster layout refuses levels and tenants).
+local moved = 0
+for i = 4, #ARGV, 5 do
+  local text = ARGV[i]
+  local ok, spliced = pcall(with_enqueued_at, text, ARGV[i + 2], ARGV[1])
+  if redis.call('ZREM', KEYS[1], text) == 1 then
+    redis.call('LPUSH', KEYS[2], ok and spliced or text)
+    moved = moved + 1
+  end
+end
+return moved
+"""
+CLUSTER_ENQUEUE_DUE = Script(CLUSTER_ENQUEUE_DUE_SCRIPT)
 
 
 def sort_due(entries: list[bytes]) -> tuple[list, list[tuple[bytes, str]]]:
@@ -138,11 +163,10 @@ class Poller(threading.Thread):
 
     def enqueue_due(self, now: float | None = None) -> int:
         """Move every due job of ``schedule`` and ``retry`` to its queue; returns the count."""
-        keys = self.context.keys
         moved = 0
-        for sorted_set in (keys.schedule, keys.retry):
+        for sorted_set, queue in self._due_sets():
             try:
-                moved += self._move_due(sorted_set, now)
+                moved += self._move_due(sorted_set, queue, now)
             except redis_py.ResponseError as exc:
                 if not refused_for_data(exc):
                     raise
@@ -151,7 +175,17 @@ class Poller(threading.Thread):
                 self._readable(sorted_set)
         return moved
 
-    def _move_due(self, sorted_set: str, now: float | None) -> int:
+    def _due_sets(self) -> list[tuple[str, str | None]]:
+        """(sorted set, its queue) to poll: ``schedule`` and ``retry`` for every queue; in
+        the cluster layout a pair per queue, those of this process and those pushed to."""
+        keys = self.context.keys
+        if keys.layout != "cluster":
+            return [(keys.schedule, None), (keys.retry, None)]
+        names = set(self.context.config.queue_names) | self.redis.smembers(keys.queues)
+        return [(key, name) for name in sorted(names)
+                for key in (keys.schedule_for(name), keys.retry_for(name))]
+
+    def _move_due(self, sorted_set: str, queue: str | None, now: float | None) -> int:
         keys = self.context.keys
         moved = 0
         while True:
@@ -159,9 +193,12 @@ class Poller(threading.Thread):
             due = self.redis.execute_command("ZRANGEBYSCORE", sorted_set, "-inf", stamp,
                                              "LIMIT", 0, MOVE_BATCH, **{NEVER_DECODE: True})
             good, bad = sort_due(due)
-            if good:
+            if good and queue is None:
                 moved += ENQUEUE_DUE(self.redis, [sorted_set, keys.queues],
                                      [stamp, keys.queue(""), keys.root] + good, raw=True)
+            elif good:
+                moved += CLUSTER_ENQUEUE_DUE(self.redis, [sorted_set, keys.queue(queue)],
+                                             [stamp, "", ""] + good, raw=True)
             if bad:
                 self._bury(sorted_set, bad)
             if len(due) < MOVE_BATCH:

@@ -54,7 +54,7 @@ from ..limiter import OverLimit
 from ..log import current_job, job_context, job_extra, job_log, logger, thread_tag
 from ..payload import display_class, error_class_name, parse
 from .cancelling import CancelHandling
-from .fetch import Fetched, Fetcher, Held
+from .fetch import Fetched, Held
 from .outcome import unhandled_reason, write_time_limited
 from .retry import ISOLATE_KEY
 
@@ -103,11 +103,7 @@ class Processor(CancelHandling, threading.Thread):
         self.next_index = 0
         self.abandoned = False
         self.redis = services.make_redis()
-        self.fetcher = Fetcher(self.redis, services.keys, queues=services.queues,
-                               mode=services.fetch_mode, lists=services.private_lists(index),
-                               thread_index=index, idle_plan=services.idle_plan,
-                               paused=services.paused, cancels=services.cancels,
-                               placement=services.placement)
+        self.fetcher = services.make_fetcher(self.redis, index)
         self.flow = Flow(redis=self.redis, keys=services.keys, observer=services.observer,
                          attempt=self._attempt, source=self.fetcher,
                          watchdog=services.watchdog)

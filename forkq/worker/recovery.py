@@ -73,16 +73,19 @@ class Recovery:
 
     def slot_record(self) -> str:
         return json.dumps({"identity": self.context.identity,
-                           "threads": self.context.config.concurrency})
+                           "threads": self.context.config.concurrency,
+                           "queues": list(self.context.config.queue_names)})
 
     def claim_slot(self) -> int:
         """Recover the lists a predecessor in this slot left, then record this process as owner."""
         previous = self.redis.hget(self.keys.slots, self.context.slot)
         threads = self.context.config.concurrency
+        queues = set(self.context.config.queue_names)
         if previous:
             threads = max(threads, _threads(previous))
-        count = sum(self.recover_list(key) for key in _private_lists(self.keys,
-                                                                      self.context.slot, threads))
+            queues.update(_queues(previous))
+        count = sum(self.recover_list(key) for key in self.keys.private_lists(
+            self.context.slot, threads, sorted(queues)))
         self.redis.hset(self.keys.slots, self.context.slot, self.slot_record())
         if count:
             logger.warning("recovered %d job(s) left by this slot's previous process", count)
@@ -91,7 +94,8 @@ class Recovery:
     def release_slot(self) -> bool:
         """Forget this slot at a clean stop, unless a job is still in one of its lists."""
         pipe = self.redis.pipeline(transaction=False)
-        for key in _private_lists(self.keys, self.context.slot, self.context.config.concurrency):
+        for key in self.keys.private_lists(self.context.slot, self.context.config.concurrency,
+                                           self.context.config.queue_names):
             pipe.llen(key)
         if any(pipe.execute()):
             return False
@@ -118,8 +122,8 @@ class Recovery:
             owner = _owner(record)
             if owner and self.redis.exists(self.keys.process(owner)):
                 continue
-            moved = sum(self.recover_list(key)
-                        for key in _private_lists(self.keys, slot, _threads(record)))
+            moved = sum(self.recover_list(key) for key in self.keys.private_lists(
+                slot, _threads(record), _queues(record)))
             self._forget([self.keys.slots], [slot, record])
             if moved:
                 logger.warning("recovered %d job(s) from %s, whose heartbeat expired", moved, slot)
@@ -137,7 +141,7 @@ class Recovery:
         return len(texts)
 
     def _recover_job(self, list_key: str, text: bytes, charged: bool) -> None:
-        queue = queue_of(text)
+        queue = self.keys.home_queue(list_key) or queue_of(text)
         try:
             payload = json.loads(text)
         except (ValueError, RecursionError):
@@ -201,9 +205,11 @@ def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
     uncharged, since these jobs belonged to children the master killed at its own deadline."""
     moved = 0
     for slot, record in zip(slots, redis.hmget(keys.slots, slots)):
-        for list_key in _private_lists(keys, slot, max(threads, _threads(record or "{}"))):
+        for list_key in keys.private_lists(slot, max(threads, _threads(record or "{}")),
+                                           _queues(record or "{}")):
+            queue = keys.home_queue(list_key)
             for text in reversed(read_list(redis, list_key)):
-                place = placement.place_of_text(text, queue_of(text))
+                place = placement.place_of_text(text, queue or queue_of(text))
                 moved += MOVE_ONE(redis, *move_one(keys, list_key, place, text))
         redis.hdel(keys.slots, slot)
     return moved
@@ -221,17 +227,20 @@ def read_list(redis, key: str) -> list[bytes]:
     return redis.execute_command("LRANGE", key, 0, -1, **{NEVER_DECODE: True})
 
 
-def _private_lists(keys, slot: str, threads: int) -> list[str]:
-    """A slot's private lists: two per processor thread, one for its event loop."""
-    return [key for index in range(threads) for key in keys.inflight_pair(slot, index)] + \
-        [keys.inflight_async(slot)]
-
-
 def _owner(record: str) -> str | None:
     try:
         return json.loads(record).get("identity")
     except (ValueError, AttributeError):
         return None
+
+
+def _queues(record: str) -> list[str]:
+    """The queue names a slot record lists (records written before they did list none)."""
+    try:
+        queues = json.loads(record).get("queues") or []
+    except (ValueError, AttributeError):
+        return []
+    return [name for name in queues if isinstance(name, str)]
 
 
 def _threads(record: str) -> int:

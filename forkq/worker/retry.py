@@ -36,7 +36,7 @@ import redis as redis_py
 
 from ..flow import batch_scripts, unique
 from ..log import logger
-from ..payload import dumps, error_class_name
+from ..payload import dumps, error_class_name, queue_named
 from ..values import name_problem
 
 #: marks a job recovered from a dead process with others; cleared once it fails normally
@@ -282,7 +282,7 @@ class RetryWriter:
             batch_scripts.failed(redis, self.keys, payload, outcome,
                                  self.dead_set.trim_args(outcome.score))
         elif outcome.decision.action == "retry":
-            redis.zadd(self.keys.retry, {outcome.text: outcome.score})
+            redis.zadd(self.keys.retry_for(queue_named(payload)), {outcome.text: outcome.score})
         elif outcome.bury:
             self.dead_set.add(redis, [outcome.text], outcome.score)
         if outcome.unlock:

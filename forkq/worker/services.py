@@ -25,10 +25,11 @@ from ..flow.placement import PlacementView
 from ..flow.timelimit import Watchdog
 from ..hooks import Hooks, registry
 from ..jobmetrics import JobMetrics, WithJobMetrics
-from ..keys import Keys
+from ..keys import Keys, keys_for
 from ..results import ResultRecorder
 from . import ordering
-from .fetch import FetchMode
+from .clusterfetch import ClusterFetcher
+from .fetch import Fetcher, FetchMode
 from .heartbeat import hostname
 from .outcome import OutcomeWriter
 from .retry import RetryWriter
@@ -103,7 +104,7 @@ class Services:
         """Everything a worker process's threads share; ``observer`` is the metrics one
         (supervised children with metrics), else a ``NullObserver``."""
         hooks = hooks or registry
-        keys = Keys(config.namespace)
+        keys = keys_for(config.layout, config.namespace)
         identity = f"{hostname()}:{os.getpid()}:{os.urandom(6).hex()}"
         dead_set = DeadWriter(keys, config.dead_max_jobs, config.dead_timeout)
         job_metrics = JobMetrics()
@@ -131,5 +132,13 @@ class Services:
     def make_redis(self):
         return connection.make_client(self.url)
 
-    def private_lists(self, thread_index: int) -> tuple[str, str]:
-        return self.keys.inflight_pair(self.slot, thread_index)
+    def make_fetcher(self, redis, thread_index: int) -> Fetcher:
+        """A processor thread's fetcher: its private lists are per queue in the cluster
+        layout (``clusterfetch.py``), a pair per thread otherwise."""
+        options = dict(queues=self.queues, mode=self.fetch_mode, thread_index=thread_index,
+                       idle_plan=self.idle_plan, paused=self.paused, cancels=self.cancels,
+                       placement=self.placement)
+        if self.keys.layout == "cluster":
+            return ClusterFetcher(redis, self.keys, slot=self.slot, **options)
+        return Fetcher(redis, self.keys, lists=self.keys.inflight_pair(self.slot, thread_index),
+                       **options)

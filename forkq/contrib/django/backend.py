@@ -35,6 +35,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ... import aio, results
 from ... import client as forkq_client
+from ...errors import ClusterUnsupported
 from ...payload import check_args, check_value
 
 from . import options, records, registry
@@ -167,7 +168,10 @@ class ForkqBackend(BaseTaskBackend):
             raise ImproperlyConfigured("; ".join(self.settings.problems))
         if _under_test():
             return forkq_client.default()  # inline() or fake(): every job goes to its sink
-        return self.settings.client()
+        client = self.settings.client()
+        if client.keys.layout == "cluster":
+            raise ClusterUnsupported("the Django tasks backend (forkq.contrib.django)")
+        return client
 
     def check(self, **kwargs):
         where = f"TASKS[{self.alias!r}]"

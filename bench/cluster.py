@@ -1,0 +1,173 @@
+"""The cluster layout against the default one, side by side in one run: jobs/s, Redis CPU per
+job on each primary and in total, worker CPU per job.
+
+Not a test: it prints figures. Two targets, started here on loopback TCP with Debian's
+``redis-server`` (persistence off): a Redis Cluster of 3 primaries (no replicas, so that
+replication does not share the two cores) and one plain server. On each, 2 worker processes
+(``python -m forkq.worker``, 10 threads, reliable fetch) drain ``--jobs`` jobs spread over three
+weighted queues, each job's body one ``INCR`` through forkq's client (in the cluster that key
+sits on one primary, as an application's key would). The jobs are pushed first into a staging
+list in each queue's hash slot and renamed into the queues once the workers idle, so the
+figures hold the drain alone. Median of ``--runs`` runs, cases alternating.
+
+    python bench/cluster.py                      # 20,000 jobs, 3 runs
+    python bench/cluster.py --jobs 5000 --runs 1
+    python bench/cluster.py --queues 1           # one queue: no switching between queues
+
+On this 2-core machine the workers and every Redis share two cores: jobs/s is capped by the
+total CPU per job, and a cluster's extra primaries do not add cores here. What carries over to
+a fleet is Redis CPU per job on the busiest primary: the capacity per primary core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [ROOT, HERE]
+
+import redis as redis_py  # noqa: E402
+from redis.cluster import RedisCluster  # noqa: E402
+
+from forkq.keys import ClusterKeys, Keys  # noqa: E402
+from harness import free_port, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
+
+SERVER = shutil.which("redis-server") or "redis-server"
+#: the queues drained (``--queues`` of them; in the cluster, q0 to q2 are on three primaries)
+QUEUES = ["q0", "q1", "q2"]
+
+
+def start_node(directory: str, *args: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    while port > 55535:  # the cluster bus listens 10,000 above
+        port = free_port()
+    process = subprocess.Popen([SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", directory, *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis_py.Redis(port=port)
+    wait_until(lambda: _answers(client), timeout=10, what=f"redis-server on {port}")
+    return process, port
+
+
+def _answers(client) -> bool:
+    try:
+        return client.ping()
+    except redis_py.ConnectionError:
+        return False
+
+
+def start_cluster(directory: str) -> tuple[list[subprocess.Popen], list[int]]:
+    nodes = [start_node(os.path.join(directory, f"n{i}"), "--cluster-enabled", "yes")
+             for i in range(3) if not os.makedirs(os.path.join(directory, f"n{i}"))]
+    ports = [port for _, port in nodes]
+    subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                    "--cluster-yes"], check=True, stdout=subprocess.DEVNULL)
+    wait_until(lambda: all(redis_py.Redis(port=p).cluster("info")["cluster_state"] == "ok"
+                           for p in ports), timeout=30, what="cluster_state:ok")
+    return [process for process, _ in nodes], ports
+
+
+def cpu(port: int) -> float:
+    info = redis_py.Redis(port=port).info("cpu")
+    return info["used_cpu_sys"] + info["used_cpu_user"]
+
+
+def commands(ports: list[int]) -> int:
+    """Commands the servers ran so far (a script call counts once, not its inner calls)."""
+    return sum(redis_py.Redis(port=p).info("stats")["total_commands_processed"] for p in ports)
+
+
+def stage(client, keys, jobs: int) -> None:
+    """``jobs`` Incr jobs in a staging list beside each queue (same hash slot)."""
+    for index, name in enumerate(QUEUES):
+        text = ('{"class":"bench_jobs.Incr","args":[0],"queue":"%s","retry":true,'
+                '"jid":"%024x","created_at":1.0,"enqueued_at":1.0}')
+        batch = [text % (name, n) for n in range(index, jobs, len(QUEUES))]
+        for start in range(0, len(batch), 1000):
+            client.lpush(keys.queue(name) + ":staging", *batch[start:start + 1000])
+
+
+def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str) -> dict:
+    for port in ports:
+        redis_py.Redis(port=port).flushall()
+    stage(client, keys, jobs)
+    config = {"redis_url": url, "require": ["bench_jobs"], "concurrency": 10,
+              "queues": [[name, 1] for name in QUEUES], "loglevel": "warning",
+              "heartbeat_interval": 1, "poll_interval": 1, "metrics": {"port": None},
+              "data_dir": tmp}
+    workers = [spawn_worker(config, os.path.join(tmp, f"w{i}"), [ROOT, HERE])
+               for i in range(2) if not os.makedirs(os.path.join(tmp, f"w{i}"), exist_ok=True)]
+    try:
+        wait_until(lambda: client.scard(keys.processes) >= 2, timeout=60, what="workers")
+        time.sleep(1.0)  # their threads reach the idle wait
+        before = [cpu(p) for p in ports]
+        commands_before = commands(ports)
+        worker_before = tree_cpu_seconds([w.pid for w in workers])
+        started = time.perf_counter()
+        for name in QUEUES:
+            client.rename(keys.queue(name) + ":staging", keys.queue(name))
+        wait_until(lambda: int(client.get("bench:counter") or 0) >= jobs, interval=0.01)
+        seconds = time.perf_counter() - started
+        redis_us = [(cpu(p) - b) / jobs * 1e6 for p, b in zip(ports, before)]
+        calls = (commands(ports) - commands_before) / jobs
+        worker_us = (tree_cpu_seconds([w.pid for w in workers]) - worker_before) / jobs * 1e6
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait()
+    return {"jobs/s": jobs / seconds, "redis_us": redis_us, "worker_us": worker_us,
+            "calls": calls}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--queues", type=int, default=3, choices=(1, 2, 3))
+    args = parser.parse_args()
+    del QUEUES[args.queues:]
+    tmp = tempfile.mkdtemp(prefix="forkq-cluster-bench-")
+    processes, ports = start_cluster(os.path.join(tmp, "cluster"))
+    single, single_port = start_node(tmp)
+    processes.append(single)
+    cases = {
+        "cluster, 3 primaries": (f"redis+cluster://127.0.0.1:{ports[0]}", ports,
+                                 RedisCluster(host="127.0.0.1", port=ports[0],
+                                              decode_responses=True),
+                                 ClusterKeys()),
+        "default, 1 server": (f"redis://127.0.0.1:{single_port}/0", [single_port],
+                              redis_py.Redis(port=single_port, decode_responses=True), Keys())}
+    results: dict[str, list[dict]] = {name: [] for name in cases}
+    print(f"{args.jobs:,} jobs, {len(QUEUES)} weighted queue(s), median of {args.runs}, load "
+          f"{os.getloadavg()[0]:.2f}")
+    try:
+        for _ in range(args.runs):
+            for name, case in cases.items():
+                results[name].append(drain(*case, args.jobs, os.path.join(tmp, "w")))
+        for name, runs in results.items():
+            per_node = [statistics.median(r["redis_us"][i] for r in runs)
+                        for i in range(len(runs[0]["redis_us"]))]
+            print(f"{name}: {statistics.median(r['jobs/s'] for r in runs):,.0f} jobs/s, "
+                  f"Redis CPU per job {sum(per_node):.1f} us in total "
+                  f"({' / '.join(f'{u:.1f}' for u in per_node)} per node), worker CPU per "
+                  f"job {statistics.median(r['worker_us'] for r in runs):.0f} us, Redis "
+                  f"commands per job {statistics.median(r['calls'] for r in runs):.2f} "
+                  f"(the body's INCR is one)")
+        print(f"load after: {os.getloadavg()[0]:.2f}")
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

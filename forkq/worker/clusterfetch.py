@@ -1,0 +1,187 @@
+"""Fetching in the cluster layout (``layout: cluster``): ``Fetcher`` with one queue per call.
+
+Runs in each processor thread, as ``fetch.Fetcher`` does, whose rules it keeps: two private
+lists used in turn, adoption after a lost reply, release that requeues only what it removes,
+stat deltas zeroed only once a reply arrived. What differs is that a script call may touch one
+hash slot only (``keys.ClusterKeys``): a thread has its two private lists *per queue*, in the
+queue's slot, and one call acknowledges the previous batch, counts the stats into the queue's
+counters and pops up to ``batch`` jobs from that queue alone.
+
+Queue order: the queues are visited in the order ``ordering.QueueOrder`` gives (strict, or
+weighted at random), one call each, until one yields jobs. So a busy thread whose first queue
+has jobs makes one call per batch, as in the default layout; each empty queue ahead of the one
+that has jobs costs a round trip more (strict order with an empty first queue: two calls a
+batch). When the thread moves to another queue, the private list of its finished batch (in
+the old queue's slot) is acknowledged first by a ``DEL`` of its own.
+
+Paused queues are skipped in Python, from the process's view of ``forkq:paused`` (twice a
+second): a queue paused between two looks may give one more batch. Cancel marks are not
+checked by the fetch (cancelling is refused in cluster mode).
+
+Connection: the busy path's call goes on a connection of the queue's primary that the thread
+keeps (taken from that node's pool in redis-py's ``RedisCluster``, which knows the slot
+table): the cluster client's own routing costs about twice the round trip. When the slot has
+moved (``MOVED``, ``ASK``) the call goes again through ``RedisCluster``, which follows the
+redirection and refreshes its table; the idle wait and the rest go through it directly.
+"""
+
+from __future__ import annotations
+
+from redis.client import NEVER_DECODE
+from redis.exceptions import AskError, ClusterDownError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .fetch import IDLE_TIMEOUT, Fetched, Fetcher, decoded, next_batch
+from ..connection import call_replicated
+from ..connection.scripts import Script
+from ..keys import DAILY_STAT_TTL, STATS_LUA
+
+CLUSTER_FETCH_SCRIPT = STATS_LUA + """
+-- KEYS: private list to acknowledge, private list to fill, the queue's 4 stat keys, the queue
+-- (all in the queue's hash slot). ARGV: max jobs, processed delta, failed delta, daily TTL,
+-- reliable (1/0). Returns the jobs taken.
+if ARGV[5] == '1' then redis.call('DEL', KEYS[1]) end
+count_stats(3, ARGV[2], ARGV[3], ARGV[4])
+local jobs = redis.call('RPOP', KEYS[7], ARGV[1])
+if not jobs then return {} end
+if ARGV[5] == '1' then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
+return jobs
+"""
+CLUSTER_FETCH = Script(CLUSTER_FETCH_SCRIPT)
+
+
+class ClusterFetcher(Fetcher):
+    """A processor thread's fetcher in the cluster layout; ``slot`` names its private lists."""
+
+    def __init__(self, redis, keys, *, slot: str, **options) -> None:
+        super().__init__(redis, keys, lists=("", ""), **options)
+        self.slot = slot
+        #: the queue whose private lists ``lists`` are; None before the first call
+        self.home: str | None = None
+        #: whether ``lists[side]`` may hold a finished batch not yet acknowledged
+        self.holding = False
+        self._day_keys: dict[str, tuple[str, list[str]]] = {}
+        #: node name → (its pool, a connection of it) for the busy path (``_call``)
+        self._connections: dict[str, tuple] = {}
+
+    def fetch(self) -> list[Fetched]:
+        if self.unknown:
+            return self.adopt()
+        paused = self.paused.names
+        for name in self.queues.order():
+            if name not in paused:
+                jobs = self._fetch_from(name)
+                if jobs:
+                    return jobs
+        return []
+
+    def _fetch_from(self, name: str) -> list[Fetched]:
+        self._settle(name)
+        counters = self.counters
+        ack, fill = self.lists[self.side], self.lists[1 - self.side]
+        keys = [ack, fill, *self._queue_stat_keys(name), self._queue_keys[name]]
+        if self.reliable:
+            self.unknown, self.side = True, 1 - self.side
+        raw = self._call(keys, (self.batch, counters.processed, counters.failed,
+                                DAILY_STAT_TTL, 1 if self.reliable else 0))
+        counters.processed = counters.failed = 0  # only now: see fetch.py's docstring
+        jobs = [Fetched(name, decoded(text)) for text in raw]
+        self.batch = next_batch(self.batch, len(jobs), self.seconds_per_job)
+        self.holding = bool(jobs)
+        self.unknown = False
+        return jobs
+
+    def _call(self, keys: list[str], args: tuple) -> list:
+        """The fetch script on the queue's primary (``_on_node``)."""
+        command = CLUSTER_FETCH.command(keys, args)
+        return self._on_node(keys[-1], lambda send: CLUSTER_FETCH.send_by(send, command),
+                             lambda: CLUSTER_FETCH(self.redis, keys, args, raw=True))
+
+    def _on_node(self, key: str, send_with, fallback):
+        """``send_with(send)`` on a connection of ``key``'s primary, kept for the next call:
+        ``RedisCluster``'s routing layers cost more than the round trip. A redirection (the
+        slot moved: ``MOVED``, ``ASK``, ``TRYAGAIN``) or a cluster that is down means the node
+        did not run it: ``fallback()`` sends it again through the cluster client, which
+        follows the redirection and learns the new slot table. A node that does not answer makes the
+        cluster client read the slot table again (``_relearn``) before the error is raised."""
+        node = self.redis.get_node_from_key(key)
+        connection = self._connections.get(node.name)
+        if connection is None:
+            pool = node.redis_connection.connection_pool
+            connection = self._connections[node.name] = (pool, pool.get_connection())
+        try:
+            return send_with(lambda command: call_replicated(
+                self.redis, connection[1], *command, disable_decoding=True))
+        except (AskError, TryAgainError, ClusterDownError):
+            self._drop(node.name)
+            return fallback()
+        except (RedisConnectionError, RedisTimeoutError):
+            connection[1].disconnect()
+            self._drop(node.name)
+            self._relearn()
+            raise
+
+    def _relearn(self) -> None:
+        """After a node stopped answering (a failover may be under way): have the cluster
+        client read the slot table again, so that the next try goes to the new primary. A
+        cluster still failing over may not answer yet: the next failure tries again."""
+        try:
+            self.redis.nodes_manager.initialize()
+        except Exception:  # the caller's retry (with back-off) comes back here
+            pass
+
+    def _drop(self, name: str) -> None:
+        pool, connection = self._connections.pop(name)
+        pool.release(connection)
+
+    def _settle(self, name: str) -> None:
+        """Make ``name``'s private lists the thread's, acknowledging the finished batch held
+        in another queue's list first (another slot: a call of its own)."""
+        if name == self.home:
+            return
+        if self.holding and self.reliable:
+            finished = self.lists[self.side]
+            self._on_node(finished, lambda send: send(("DEL", finished)),
+                          lambda: self.redis.delete(finished))
+        self.holding = False
+        self.home = name
+        self.lists = (self.keys.queue_inflight(name, self.slot, self.thread_index, 0),
+                      self.keys.queue_inflight(name, self.slot, self.thread_index, 1))
+
+    def _queue_stat_keys(self, name: str) -> list[str]:
+        self._stat_keys()  # keeps ``_day`` on today (UTC)
+        day = self._day[0]
+        cached = self._day_keys.get(name)
+        if cached is None or cached[0] != day:
+            cached = self._day_keys[name] = (day, self.keys.queue_stat_keys(name, day))
+        return cached[1]
+
+    def adopt(self) -> list[Fetched]:
+        """As ``Fetcher.adopt``; a job's queue is the one its private list belongs to."""
+        jobs = [Fetched(self.home, job.text) for job in super().adopt()]
+        self.holding = bool(jobs)
+        return jobs
+
+    def _block_on(self, name: str) -> list[Fetched]:
+        self._settle(name)
+        source = self._queue_keys[name]
+        if not self.reliable:
+            popped = self.redis.execute_command("BRPOP", source, IDLE_TIMEOUT,
+                                                **{NEVER_DECODE: True})
+            return [Fetched(name, decoded(popped[1]))] if popped else []
+        self.unknown = True
+        raw = self.redis.execute_command("BLMOVE", source, self.private_key, "RIGHT", "RIGHT",
+                                         IDLE_TIMEOUT, **{NEVER_DECODE: True})
+        self.unknown = False
+        self.holding = raw is not None
+        return [Fetched(name, decoded(raw))] if raw is not None else []
+
+    def release(self, unstarted: list[Fetched], keep: Fetched | None = None) -> int:
+        pushed = super().release(unstarted, keep)
+        self.holding = keep is not None
+        return pushed
+
+    def close(self) -> None:
+        for name in list(self._connections):
+            self._drop(name)
