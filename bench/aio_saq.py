@@ -28,18 +28,24 @@ settings = {"queue": queue, "functions": [incr, sleep, probe],
             "concurrency": int(os.environ.get("BENCH_AT_ONCE", "100"))}
 
 
+#: the pushing side's queue, made in the loop that pushes (SAQ's binds to its loop)
+_producer = None
+
+
 async def open_producer() -> None:
-    await queue.connect()
+    global _producer
+    _producer = Queue.from_url(os.environ["BENCH_REDIS_URL"])
+    await _producer.connect()
 
 
 async def close_producer() -> None:
-    await queue.disconnect()
+    await _producer.disconnect()
 
 
 async def push(body: str, count: int, args: list) -> None:
     kwargs = {"stamp": args[0]} if args else {}
     for start in range(0, count, CHUNK):
-        await asyncio.gather(*(queue.enqueue(body, **kwargs)
+        await asyncio.gather(*(_producer.enqueue(body, **kwargs)
                                for _ in range(min(CHUNK, count - start))))
 
 

@@ -200,10 +200,15 @@ def table(runs: list[dict], names: list[str]) -> list[dict]:
             pick = max if higher else min
             best = pick(peers, key=lambda name: median(values[name]))
             entry["best_peer"] = best
-            entry["ratio"] = [(f / p if higher else p / f)
+            entry["ratio"] = [_ratio(f, p) if higher else _ratio(p, f)
                               for f, p in zip(values["forkq"], values[best])]
         rows.append(entry)
     return rows
+
+
+def _ratio(top: float, bottom: float) -> float:
+    # a figure too small to measure (Redis CPU of a tiny drain) is no ratio
+    return top / bottom if bottom else float("nan")
 
 
 def markdown(meta: dict, rows: list[dict], names: list[str]) -> str:
