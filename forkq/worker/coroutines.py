@@ -216,7 +216,13 @@ class CoroutineRunner:
         if pending is None:
             return
         jobs = pending.jobs
-        if self.reliable and pending.attempt(lambda: self._move_in(pending, jobs)) is None:
+        try:
+            moved = not self.reliable or pending.attempt(
+                lambda: self._move_in(pending, jobs)) is not None
+        except BaseException:
+            self.pending[ident] = pending  # still the thread's, to put back (take_pending)
+            raise
+        if not moved:  # given up at the stop: left in the thread's list for recovery
             for _ in jobs:
                 self.slots.release()
             return
