@@ -16,6 +16,7 @@ to the best peer on each figure (> 1 favours forkq), and keeps the raw figures a
 
     python bench/compare_async.py                       # 5,000 jobs, 3 runs, every system
     python bench/compare_async.py --jobs 20 --runs 1 --probes 3 --only forkq arq
+    python bench/compare_async.py --only forkq forkq-threads   # coroutine beside thread jobs
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ SYSTEMS = {
     "saq": ("aio_saq", "saq"),
     "taskiq": ("aio_taskiq", "taskiq_redis"),
     "streaq": ("aio_streaq", "streaq"),
+    # not a peer: forkq's thread jobs with the same bodies (10 threads), beside its coroutines
+    "forkq-threads": ("aio_forkq_threads", "forkq"),
 }
+#: the systems that are forkq (the others are the peers it is rated against)
+OURS = ("forkq", "forkq-threads")
 BODIES = ("incr", "sleep")
 #: seconds between latency probes
 PROBE_GAP = 0.01
@@ -87,8 +92,8 @@ def available(binary: str | None) -> dict[str, str]:
 
 def worker_command(name: str, workdir: str, url: str, at_once: int) -> list[str]:
     """The worker process as each system starts it, at its fastest documented setting."""
-    if name == "forkq":
-        config = {"redis_url": url, "require": ["aio_forkq"], "processes": 1,
+    if name in OURS:
+        config = {"redis_url": url, "require": [SYSTEMS[name][0]], "processes": 1,
                   "concurrency": 10, "async_concurrency": at_once, "queues": ["default"],
                   "loglevel": "warning", "metrics": {"port": None},
                   "logfile": os.path.join(workdir, "forkq-worker.log"),
@@ -195,7 +200,9 @@ def table(runs: list[dict], names: list[str]) -> list[dict]:
                   for name in names}
         entry = {"figure": label, "kind": kind, "values": values, "best_peer": None,
                  "ratio": None}
-        peers = [name for name in names if name != "forkq" and values[name]]
+        # without a peer in the run, forkq's coroutine jobs are rated against its thread jobs
+        peers = ([name for name in names if name not in OURS and values[name]]
+                 or [name for name in names if name == "forkq-threads" and values[name]])
         if "forkq" in names and peers and values["forkq"]:
             pick = max if higher else min
             best = pick(peers, key=lambda name: median(values[name]))
@@ -234,7 +241,9 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--at-once", type=int, default=100, help="jobs running at once")
-    parser.add_argument("--only", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
+    parser.add_argument("--only", nargs="+", choices=list(SYSTEMS),
+                        default=[name for name in SYSTEMS if name != "forkq-threads"],
+                        help="systems to run (forkq-threads: forkq's thread jobs, same bodies)")
     parser.add_argument("--json", help="where to write the raw figures")
     return parser.parse_args(argv)
 
