@@ -124,8 +124,10 @@ def memory(group: Group) -> dict:
     return {"rss_mb": rss / 2**20, "pss_mb": pss / 2**20}
 
 
-def drain(server: Server, group: Group, jobs: int) -> dict:
-    """Wait for the first completion, then time the rest of the drain."""
+def drain(server: Server, group: Group, jobs: int, spawned: float, redis_before: float) -> dict:
+    """Wait for the first completion, then time the rest of the drain. A drain that ended
+    before the first look (a few jobs) is timed from the worker's start instead (``spawned``,
+    its ``perf_counter``; ``redis_before``, the server's CPU seconds then)."""
     client = server.client
 
     def count() -> int:
@@ -135,6 +137,8 @@ def drain(server: Server, group: Group, jobs: int) -> dict:
                what="the first completion")
     started, done = time.perf_counter(), count()
     cpu, redis_cpu = group.cpu_seconds(), server_cpu_seconds(client)
+    if done >= jobs:
+        started, done, cpu, redis_cpu = spawned, 0, 0.0, redis_before
     wait_until(lambda: count() >= jobs, timeout=600, interval=POLL, what="the drain's end")
     elapsed = time.perf_counter() - started
     ran = jobs - done
@@ -164,11 +168,13 @@ async def measure(server: Server, name: str, args: argparse.Namespace) -> dict:
             for body in BODIES:
                 server.client.flushall()
                 await module.push(body, args.jobs, [])
+                spawned, redis_before = time.perf_counter(), server_cpu_seconds(server.client)
                 group = Group(f"{name}-{body}", [worker_command(name, workdir, server.url,
                                                                 args.at_once)],
                               environment(server.url, args.at_once), workdir)
                 try:
-                    figures[body] = await asyncio.to_thread(drain, server, group, args.jobs)
+                    figures[body] = await asyncio.to_thread(drain, server, group, args.jobs,
+                                                            spawned, redis_before)
                     if body == "incr" and args.probes:
                         figures["latency"] = await latency(server, module, args.probes)
                 finally:
