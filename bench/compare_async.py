@@ -226,10 +226,10 @@ def _ratio(top: float, bottom: float) -> float:
 
 def markdown(meta: dict, rows: list[dict], names: list[str]) -> str:
     lines = [f"forkq {meta['forkq']}, Python {meta['python']}, {meta['jobs']:,} jobs a drain, "
-             f"{meta['at_once']} at once, {meta['probes']} latency probes, redis-server {meta['redis']} on loopback TCP, "
-             f"median of "
-             f"{meta['runs']} run(s) (min–max); load average {meta['load_before']:.2f} before, "
-             f"{meta['load_after']:.2f} after; {meta['cpus']} CPUs.", "",
+             f"{meta['at_once']} at once, {meta['probes']} latency probes, redis-server "
+             f"{meta['redis']} on loopback TCP, median of {meta['runs']} run(s) (min–max); "
+             f"load average {meta['load_before']:.2f} before, {meta['load_after']:.2f} after; "
+             f"{meta['cpus']} CPUs.", "",
              "| figure | " + " | ".join(names) + " | forkq / best peer (> 1: forkq better) |",
              "| --- | " + " | ".join("---" for _ in names) + " | --- |"]
     for entry in rows:
