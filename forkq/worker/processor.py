@@ -168,6 +168,7 @@ class Processor(CancelHandling, threading.Thread):
                     return
             self.batch = []
         finally:
+            self.coroutines.flush(self.ident)
             self.fetcher.seconds_per_job = (time.perf_counter() - started) / len(jobs)
 
     def _begin(self, fetched: Fetched, position: int) -> bool:
@@ -207,7 +208,8 @@ class Processor(CancelHandling, threading.Thread):
 
     def _take_unfinished(self) -> list[Fetched]:
         """Detach the running and unstarted jobs of the batch (the caller holds ``lock``)."""
-        jobs = ([self.current] if self.current else []) + self.batch[self.next_index:]
+        jobs = (self.coroutines.take_pending(self.ident) + ([self.current] if self.current else [])
+                + self.batch[self.next_index:])
         self.batch, self.current = [], None
         self.work_state.finished(self.ident)
         return jobs
@@ -287,6 +289,7 @@ class Processor(CancelHandling, threading.Thread):
                                       private_key=self.fetcher.private_key,
                                       attempt=self._attempt, abandoned=lambda: self.abandoned)
             return None
+        self.coroutines.flush(self.ident)  # coroutine jobs set aside don't wait for this one
         # log.job_context's tuple, built here without the call: a tenth of a µs a job
         context = (display_class(payload), payload.get("jid"), fetched.queue)
         job = Started(fetched, payload, job_class,

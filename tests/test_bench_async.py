@@ -1,0 +1,53 @@
+"""bench/compare_async.py runs end to end with a tiny count, so that it cannot rot.
+
+It asserts that every system ran each body and gave each figure, never how fast: speed is
+measured by the benchmark itself, side by side (DESIGN.md §8). A peer whose package (or, for
+streaq, a redis-server 7) is missing here is skipped with the benchmark's reason; tests/run
+installs the ``bench`` extra, so there none is.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEMS = ["forkq", "arq", "saq", "taskiq", "streaq", "forkq-threads"]
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "async.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "compare_async.py"), "--jobs", "20", "--runs", "1",
+         "--probes", "2", "--json", str(out), "--only", *SYSTEMS],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+        timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_each_system_drains_both_bodies_and_answers_the_probes(record, system):
+    if system in record["meta"]["skipped"]:
+        pytest.skip(record["meta"]["skipped"][system])
+    figures = record["runs"][0][system]
+    for body in ("incr", "sleep"):
+        # CPU times tick in 10 ms: a 20-job drain may show none
+        assert figures[body]["rate"] > 0 and figures[body]["cpu_us"] >= 0, (body, figures)
+        assert figures[body]["rss_mb"] > 0
+    assert 0 <= figures["latency"]["p50"] <= figures["latency"]["p99"]
+
+
+@pytest.mark.slow
+def test_the_table_rates_forkq_against_the_best_peer(record):
+    ran = [system for system in SYSTEMS if system not in record["meta"]["skipped"]]
+    if ran == ["forkq", "forkq-threads"]:
+        pytest.skip("no peer installed: " + "; ".join(record["meta"]["skipped"].values()))
+    rate = next(row for row in record["rows"] if row["figure"] == "incr: jobs/s")
+    assert rate["best_peer"] in ran and not rate["best_peer"].startswith("forkq")
+    assert len(rate["ratio"]) == 1
