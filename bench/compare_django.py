@@ -75,8 +75,9 @@ def available(systems: list[str]) -> tuple[list[str], list[str]]:
 
 
 def environment(server: Server, system: str, db: str) -> dict:
+    backend = "forkq" if system == "plain" else system
     return dict(os.environ, DJANGO_SETTINGS_MODULE="benchsite.settings",
-                BENCH_DJANGO_BACKEND=system, BENCH_REDIS_URL=server.url, BENCH_DB=db,
+                BENCH_DJANGO_BACKEND=backend, BENCH_REDIS_URL=server.url, REDIS_URL=server.url, BENCH_DB=db,
                 PYTHONPATH=os.pathsep.join([ROOT, SITE]))
 
 
@@ -92,8 +93,9 @@ def migrated_template(server: Server, workdir: str) -> str:
 
 def start_workers(system: str, processes: int, env: dict, workdir: str) -> Group:
     manage = [sys.executable, os.path.join(SITE, "manage.py")]
-    if system == "forkq":
+    if system in ("forkq", "plain"):
         config = {"redis_url": env["BENCH_REDIS_URL"], "processes": processes,
+                  "require": ["benchtasks.jobs"],
                   "logfile": os.path.join(workdir, "forkq-worker.log"),
                   "metrics": {"port": None}, "data_dir": os.path.join(workdir, "data")}
         path = os.path.join(workdir, "forkq.yml")
@@ -148,8 +150,9 @@ def measure(server: Server, system: str, processes: int, body: str, tasks: int,
     db = os.path.join(workdir, "bench.sqlite3")
     shutil.copyfile(template, db)
     env = environment(server, system, db)
-    sent = subprocess.run([sys.executable, os.path.join(SITE, "enqueue.py"), body, str(tasks)],
-                          env=env, cwd=workdir, check=True, capture_output=True, text=True)
+    sent = subprocess.run([sys.executable, os.path.join(SITE, "enqueue.py"), system, body,
+                           str(tasks)], env=env, cwd=workdir, check=True, capture_output=True,
+                          text=True)
     enqueue = json.loads(sent.stdout.strip().splitlines()[-1])
     group, completed = start_workers(system, processes, env, workdir), Completed(body, server, db)
     try:
