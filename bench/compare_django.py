@@ -51,8 +51,10 @@ import forkq  # noqa: E402
 from harness import Group, Server, server_cpu_seconds, wait_until  # noqa: E402
 from report import spread  # noqa: E402
 
-#: system → (its label, the packages it needs)
+#: system → (its label, the packages it needs); ``plain`` is no peer: the same bodies as plain
+#: forkq jobs (``benchtasks.jobs``), what a Django task costs above
 SYSTEMS = {"forkq": ("forkq", ()),
+           "plain": ("plain forkq job", ()),
            "rq": ("django-tasks-rq", ("django_tasks_rq", "django_rq", "rq")),
            "db": ("django-tasks-db", ("django_tasks_db",))}
 BODIES = ("incr", "orm")
@@ -183,7 +185,7 @@ def ratios(runs: list[dict], case: str, peers: list[str], field: str, higher: bo
 
 
 def table(runs: list[dict], systems: list[str], processes: list[int], bodies: list[str]) -> str:
-    peers = [system for system in systems if system != "forkq"]
+    peers = [system for system in systems if system not in ("forkq", "plain")]
     lines = ["| body, processes | figure | " + " | ".join(SYSTEMS[s][0] for s in systems)
              + " | forkq / best peer |", "| --- " * (len(systems) + 3) + "|"]
     for body in bodies:
@@ -196,6 +198,12 @@ def table(runs: list[dict], systems: list[str], processes: list[int], bodies: li
                          if peers and field != "redis_us" else "–")
                 lines.append(f"| {body}, {count} | {figure} | " + " | ".join(cells)
                              + f" | {ratio} |")
+            if "plain" in systems:
+                above = [run[f"forkq-{case}"]["cpu_us"] / run[f"plain-{case}"]["cpu_us"]
+                         for run in runs]
+                lines.append(f"| {body}, {count} | a task's worker CPU / a plain job's | "
+                             + " | ".join(spread(above, "ratio") if system == "forkq" else "–"
+                                          for system in systems) + " | – |")
     return "\n".join(lines)
 
 
@@ -213,7 +221,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--bodies", nargs="+", choices=BODIES, default=list(BODIES))
-    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
+    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
+                        help="forkq, plain forkq jobs, the peers (default: all)")
     parser.add_argument("--json", default="compare_django.json",
                         help="where to keep every run's figures (default: %(default)s)")
     args = parser.parse_args(argv)
