@@ -130,6 +130,10 @@ class Completed:
 
 
 def drain(group: Group, completed: Completed, server: Server, tasks: int) -> dict:
+    """From the first completed task to the last; when all of them ran before the first look
+    (a handful of tasks), from the start of the workers instead, start-up included."""
+    launched = time.perf_counter()
+
     def started() -> bool:
         group.check_alive()
         return completed() >= 1
@@ -138,6 +142,8 @@ def drain(group: Group, completed: Completed, server: Server, tasks: int) -> dic
                what=f"{group.name}: first task")
     first, began = completed(), time.perf_counter()
     cpu, redis_cpu = group.cpu_seconds(), server_cpu_seconds(server.client)
+    if first >= tasks:
+        first, began, cpu = 0, launched, 0.0
     wait_until(lambda: completed() >= tasks, interval=completed.interval,
                what=f"{group.name}: all {tasks} tasks")
     elapsed = time.perf_counter() - began
@@ -180,8 +186,13 @@ def ratios(runs: list[dict], case: str, peers: list[str], field: str, higher: bo
         ours = run[f"forkq-{case}"][field]
         theirs = [run[f"{peer}-{case}"][field] for peer in peers]
         best = max(theirs) if higher else min(theirs)
-        found.append(ours / best if higher else (best / ours if ours else 0.0))
+        found.append(over(ours, best) if higher else over(best, ours))
     return found
+
+
+def over(numerator: float, denominator: float) -> float:
+    """A ratio; NaN where a handful of tasks left a CPU time below the clock's tick (0)."""
+    return numerator / denominator if denominator else float("nan")
 
 
 def table(runs: list[dict], systems: list[str], processes: list[int], bodies: list[str]) -> str:
@@ -199,7 +210,7 @@ def table(runs: list[dict], systems: list[str], processes: list[int], bodies: li
                 lines.append(f"| {body}, {count} | {figure} | " + " | ".join(cells)
                              + f" | {ratio} |")
             if "plain" in systems:
-                above = [run[f"forkq-{case}"]["cpu_us"] / run[f"plain-{case}"]["cpu_us"]
+                above = [over(run[f"forkq-{case}"]["cpu_us"], run[f"plain-{case}"]["cpu_us"])
                          for run in runs]
                 lines.append(f"| {body}, {count} | a task's worker CPU / a plain job's | "
                              + " | ".join(spread(above, "ratio") if system == "forkq" else "–"

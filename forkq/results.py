@@ -236,11 +236,9 @@ class ResultRecorder:
             return self._update(redis, payload, change)  # not a string: written anew
         record = _parsed(key, replaced)
         change(record)
-        if record == guessed:
-            return json.loads(text)
-        text = _encode(record, payload)
-        redis.set(key, text, ex=ttl)
-        return json.loads(text)
+        if record != guessed:
+            redis.set(key, _encode(record, payload), ex=ttl)
+        return record  # as written: its values came from JSON (the payload, the record)
 
 
 #: a final record and its done list, in one call (as a MULTI would, in one command)
