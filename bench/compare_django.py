@@ -2,6 +2,7 @@
 ``django-tasks-rq`` (rq's worker) and ``django-tasks-db`` (its ``db_worker``).
 
     python bench/compare_django.py                        # 2,000 tasks, median of 3 runs
+    python bench/compare_django.py --rq-tasks 300         # rq's forking worker: fewer tasks
     python bench/compare_django.py --tasks 200 --runs 1   # a quick check
     python bench/compare_django.py --json django.json     # keep every run's figures elsewhere
 
@@ -79,8 +80,8 @@ def available(systems: list[str]) -> tuple[list[str], list[str]]:
 def environment(server: Server, system: str, db: str) -> dict:
     backend = "forkq" if system == "plain" else system
     return dict(os.environ, DJANGO_SETTINGS_MODULE="benchsite.settings",
-                BENCH_DJANGO_BACKEND=backend, BENCH_REDIS_URL=server.url, REDIS_URL=server.url, BENCH_DB=db,
-                PYTHONPATH=os.pathsep.join([ROOT, SITE]))
+                BENCH_DJANGO_BACKEND=backend, BENCH_REDIS_URL=server.url,
+                REDIS_URL=server.url, BENCH_DB=db, PYTHONPATH=os.pathsep.join([ROOT, SITE]))
 
 
 def migrated_template(server: Server, workdir: str) -> str:
@@ -222,13 +223,17 @@ def header(args: argparse.Namespace, systems: list[str]) -> dict:
     import django
 
     return {"forkq": forkq.__version__, "django": django.__version__,
-            "python": sys.version.split()[0], "tasks": args.tasks, "runs": args.runs,
+            "python": sys.version.split()[0], "tasks": args.tasks, "rq_tasks": args.rq_tasks,
+            "runs": args.runs,
             "systems": systems, "cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--rq-tasks", type=int, default=None,
+                        help="tasks a drain for django-tasks-rq, whose worker forks a process "
+                             "a task: a few hundred measure it (default: --tasks)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--bodies", nargs="+", choices=BODIES, default=list(BODIES))
@@ -237,7 +242,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", default="compare_django.json",
                         help="where to keep every run's figures (default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.tasks < 2:
+    args.rq_tasks = args.rq_tasks or args.tasks
+    if min(args.tasks, args.rq_tasks) < 2:
         parser.error("--tasks: give at least 2 (the first one opens the connections)")
     return args
 
@@ -249,15 +255,16 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"skipped {reason}")
     meta = header(args, systems)
     print(f"forkq {meta['forkq']}, Django {meta['django']}, Python {meta['python']}, "
-          f"{args.tasks:,} tasks a drain, median of {args.runs} run(s), {meta['cpus']} CPUs, "
-          f"load average {meta['load_before']:.2f}", flush=True)
+          f"{args.tasks:,} tasks a drain ({args.rq_tasks:,} for rq), median of {args.runs} "
+          f"run(s), {meta['cpus']} CPUs, load average {meta['load_before']:.2f}", flush=True)
     server, runs = Server(), []
     try:
         with tempfile.TemporaryDirectory(prefix="forkq-bench-django-") as workdir:
             template = migrated_template(server, workdir)
             for _ in range(args.runs):
                 runs.append({f"{system}-{body}-{count}": measure(
-                    server, system, count, body, args.tasks, workdir, template)
+                    server, system, count, body, args.rq_tasks if system == "rq" else args.tasks,
+                    workdir, template)
                     for body in args.bodies for count in args.processes for system in systems})
     finally:
         server.stop()
