@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -168,10 +169,27 @@ def measure(server: Server, system: str, processes: int, body: str, tasks: int,
         figures = drain(group, completed, server, tasks)
     finally:
         completed.close()
-        group.stop()
+        stop(group)
     return {**figures, "enqueue_rate": enqueue["rate"], "enqueue_cpu_us": enqueue["cpu_us"]}
 
 
+def stop(group: Group) -> None:
+    """TERM the workers; a second TERM after ``GRACE`` seconds (rq's and db_worker's way to
+    stop at once: a warm shutdown of rq's worker sometimes waits out its job monitoring
+    interval, 30 s); then the harness's stop, which kills what is left."""
+    for process in group.processes:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE
+    while time.monotonic() < deadline and any(p.poll() is None for p in group.processes):
+        time.sleep(0.05)
+    for process in group.processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    group.stop()
+
+
+#: seconds the workers get to stop after the first TERM before the second
+GRACE = 2.0
 #: (figure, field, kind, whether higher is better)
 FIGURES = [("drain, tasks/s", "rate", "rate", True),
            ("worker CPU per task", "cpu_us", "us", False),
@@ -198,6 +216,8 @@ def over(numerator: float, denominator: float) -> float:
 
 def table(runs: list[dict], systems: list[str], processes: list[int], bodies: list[str]) -> str:
     peers = [system for system in systems if system not in ("forkq", "plain")]
+    if "forkq" not in systems:
+        peers = []  # no ratio to show
     lines = ["| body, processes | figure | " + " | ".join(SYSTEMS[s][0] for s in systems)
              + " | forkq / best peer |", "| --- " * (len(systems) + 3) + "|"]
     for body in bodies:
@@ -210,7 +230,7 @@ def table(runs: list[dict], systems: list[str], processes: list[int], bodies: li
                          if peers and field != "redis_us" else "–")
                 lines.append(f"| {body}, {count} | {figure} | " + " | ".join(cells)
                              + f" | {ratio} |")
-            if "plain" in systems:
+            if {"forkq", "plain"} <= set(systems):
                 above = [over(run[f"forkq-{case}"]["cpu_us"], run[f"plain-{case}"]["cpu_us"])
                          for run in runs]
                 lines.append(f"| {body}, {count} | a task's worker CPU / a plain job's | "
