@@ -24,6 +24,10 @@ worker processes, on an empty Redis and a fresh copy of the migrated database:
   independent processes for the peers. From the first completed task to the last: tasks/s,
   the CPU of every process of the system and their children per task, and Redis' CPU per task.
 
+Beside them, not a peer: ``plain``, the same bodies as plain forkq jobs (``@forkq.job``,
+``benchtasks.jobs``) in the same Django worker; the table shows a task's worker CPU over a
+plain job's. ``--rq-tasks`` gives rq's worker, which forks a process a task, fewer tasks.
+
 Each figure is the median of ``--runs`` runs with the min–max beside it; a ratio is the median
 of the per-run ratios of forkq to the best peer of that run (rates: forkq / best; costs: best
 / forkq), so > 1 favours forkq. The JSON keeps every run's raw figures.
