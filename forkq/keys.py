@@ -40,7 +40,7 @@ tags, one per queue (``ClusterKeys``, docs/redis-cluster.md).
 | ``forkq:iteration:<jid>`` | string: JSON ``{cursor, at}`` or ``{done: true}`` | a resumable job (``flow/iterable.py``) after its items | the same job when it runs again | ``cursor_ttl`` (30 days) from each save |
 | ``forkq:batches`` | zset: bid → created_at, batches not yet succeeded | client at commit; worker success script (ZREM) | api, metrics gauge (pruned of expired records) | none |
 | ``forkq:result:<jid>`` | string: JSON result (status, value, errors, times) | client at enqueue, processor (or a job class owning its results) | ``forkq.results``, Django backend | the job's ``result_ttl`` from each write |
-| ``forkq:done:<jid>`` | list of one item: the job reached a final status | result writer, in the MULTI of the final record | ``results.get(jid, wait=)`` (BLMOVE onto itself) | ``results.DONE_TTL`` at most |
+| ``forkq:done:<jid>`` | list of one item: the job reached a final status | result writer, in the script call of the final record (`results.FINISH`) | ``results.get(jid, wait=)`` (BLMOVE onto itself) | ``results.DONE_TTL`` at most |
 | ``forkq:paused`` | set of paused queue names | ``flow.pause`` (api, forkqctl, web) | fetch script, control watch, api, metrics | none |
 | ``forkq:cancels`` | zset: jid → Redis time of the cancel | ``flow.cancel`` | fetch script, control watch (trims past ``cancel.KEEP``) | trimmed |
 | ``forkq:cancelled`` | string: jobs ended as cancelled | ``cancel.ended_cancelled`` (client or worker) | metrics, api | none |

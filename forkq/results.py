@@ -10,7 +10,8 @@ plain forkq jobs, on for the Django backend). The record lives under ``forkq:res
   ``queued`` with the error added to ``errors`` when a retry is scheduled);
 - when it is cancelled (``cancelled``, ``flow/cancel.py``), by whoever ends it.
 
-A final status (succeeded, failed, cancelled) is written in one MULTI with the *done* list
+A final status (succeeded, failed, cancelled) is written in one script call (``FINISH``,
+atomic as a MULTI, one command where a MULTI is six) with the *done* list
 ``forkq:done:<jid>`` (one item, kept ``DONE_TTL`` at most): a waiter (``get(jid, wait=)``)
 reads the record and, unless it is final, blocks in ``BLMOVE`` of that list onto itself, which
 wakes every waiter of the jid at once and leaves the item for the others. No waiter polls:
@@ -21,8 +22,9 @@ Every write renews the TTL. A return value that JSON cannot carry is recorded as
 the result (the job is not retried: running it again would return the same value).
 
 One writer per jid at a time: the client before the job can be fetched, then the thread that
-runs it. So an update is a plain GET then SET; a job run twice at once (at-least-once delivery
-after a recovery) may lose one attempt's record, never the job. A record that is not one (not
+runs it. So an update is a plain GET then SET (a first run's start, one ``SET ... GET``:
+``ResultRecorder._first_start``); a job run twice at once (at-least-once delivery after a
+recovery) may lose one attempt's record, never the job. A record that is not one (not
 JSON, not an object, a key of another type) is written anew with a warning: a record is never
 worth the job, and the worker logs a write Redis refuses and runs the job on (``outcome.py``).
 
@@ -48,6 +50,7 @@ from typing import Any
 import redis as redis_py
 
 from .connection.health import refused_for_data
+from .connection.scripts import Script
 from .connection.source import default_source
 from .errors import ResultRecordError
 from .log import logger
@@ -144,16 +147,19 @@ class ResultRecorder:
     def started(self, redis, payload: dict[str, Any], worker_id: str) -> dict | None:
         count = payload.get("retry_count")
         attempts = count + 2 if type(count) is int and count >= 0 else 1
+        now = time.time()
 
         def change(record: dict[str, Any]) -> None:
-            record.update(status=RUNNING, started_at=time.time(), finished_at=None,
+            record.update(status=RUNNING, started_at=now, finished_at=None,
                           attempts=attempts, worker_id=worker_id)
-            record.setdefault("first_started_at", record["started_at"])
+            record.setdefault("first_started_at", now)
             record.setdefault("enqueued_at", payload.get("enqueued_at"))
             record.setdefault("class", payload["class"])
             record.setdefault("args", payload["args"])
             _append(record, "worker_ids", worker_id)
 
+        if attempts == 1 and "created_at" in payload:
+            return self._first_start(redis, payload, change)
         return self._update(redis, payload, change)
 
     def succeeded(self, redis, payload: dict[str, Any], value: Any,
@@ -203,27 +209,69 @@ class ResultRecorder:
         if written["status"] not in FINAL:
             redis.set(key, text, ex=ttl)
             return written
-        done = self.keys.done(payload["jid"])
-        pipe = redis.pipeline(transaction=True)
-        pipe.set(key, text, ex=ttl)
-        pipe.delete(done)
-        pipe.rpush(done, "1")
-        pipe.expire(done, min(ttl, DONE_TTL))
-        pipe.execute()
+        FINISH(redis, [key, self.keys.done(payload["jid"])], [text, ttl, min(ttl, DONE_TTL)])
         return written
+
+    def _first_start(self, redis, payload: dict[str, Any], change) -> dict | None:
+        """``started`` of a first run in one round trip, where ``_update`` takes two: what is
+        stored is almost always the ``queued`` record of the push (``queued_commands``, whose
+        time the Django backend takes from ``created_at``), so the running record is built on
+        that guess and swapped in with ``SET ... GET``. When the record it replaced was
+        another (a run recovered after its worker died, a record expired, a plain job pushed
+        a moment after ``created_at``), the record built on it is written right after: for
+        that moment a reader sees the run without the earlier history."""
+        ttl = ttl_of(payload)
+        if ttl is None:
+            return None
+        key = self.keys.result(payload["jid"])
+        guessed = {"status": QUEUED, "enqueued_at": payload["created_at"],
+                   "class": payload["class"], "args": payload["args"]}
+        change(guessed)
+        text = _encode(guessed, payload)
+        try:
+            replaced = redis.set(key, text, ex=ttl, get=True)
+        except redis_py.ResponseError as exc:
+            if not refused_for_data(exc):
+                raise  # Redis is busy or failing over: the caller's ``attempt`` waits
+            return self._update(redis, payload, change)  # not a string: written anew
+        record = _parsed(key, replaced)
+        change(record)
+        if record != guessed:
+            redis.set(key, _encode(record, payload), ex=ttl)
+        return record  # as written: its values came from JSON (the payload, the record)
+
+
+#: a final record and its done list, in one call (as a MULTI would, in one command)
+FINISH = Script("""
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('RPUSH', KEYS[2], '1')
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+""")
 
 
 def _readable(redis, key: str) -> dict[str, Any]:
     """The record stored at ``key`` to update, or a new one when what is there is not a record
-    as ``decode_record`` reads one (not JSON, not an object, a field of the wrong type, not a
-    string key: a producer's or an older writer's): it is then written over, with a warning,
-    and the job runs as if it had none."""
+    as ``decode_record`` reads one (``_parsed``)."""
     try:
         text = redis.get(key)
-        record = json.loads(text) if text else {}
-    except (ValueError, RecursionError, redis_py.ResponseError) as exc:
-        if isinstance(exc, redis_py.ResponseError) and not refused_for_data(exc):
+    except redis_py.ResponseError as exc:
+        if not refused_for_data(exc):
             raise  # Redis is busy or failing over: the caller's ``attempt`` waits
+        logger.warning("result record %s is not readable (%s: %.200s); written anew", key,
+                       type(exc).__name__, exc)
+        return {}
+    return _parsed(key, text)
+
+
+def _parsed(key: str, text: str | bytes | None) -> dict[str, Any]:
+    """The record ``text`` holds, or a new one when it is not a record as ``decode_record``
+    reads one (not JSON, not an object, a field of the wrong type, not a string key: a
+    producer's or an older writer's): it is then written over, with a warning, and the job
+    runs as if it had none."""
+    try:
+        record = json.loads(text) if text else {}
+    except (ValueError, RecursionError) as exc:
         logger.warning("result record %s is not readable (%s: %.200s); written anew", key,
                        type(exc).__name__, exc)
         return {}

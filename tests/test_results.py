@@ -1,6 +1,7 @@
 """Job results on a real Redis: the record's life from enqueue to finish, TTL, bad values."""
 
 import asyncio
+import json
 import math
 import threading
 import time
@@ -40,6 +41,45 @@ def test_a_result_goes_from_queued_to_running_to_succeeded(redis, recorder):
     assert done.status == "succeeded" and done.value == {"total": [1, 2]} and done.finished
     assert done.error is None and done.finished_at >= done.started_at
     assert 0 < redis.ttl(f"forkq:result:{job['jid']}") <= 60
+
+
+def push_recorded(job, now=100.0):
+    connection.send_commands(client.default().redis, push.commands(Keys(), [job], None, now))
+
+
+def test_a_first_start_over_the_pushed_record_is_one_set_and_no_get(redis, recorder):
+    job = payload(created_at=100.0)
+    push_recorded(job)
+    redis.config_resetstat()
+    written = recorder.started(redis, job, "w1")
+    calls = {k: v["calls"] for k, v in redis.info("commandstats").items()}
+    assert calls.get("cmdstat_set") == 1 and "cmdstat_get" not in calls, calls
+    running = results.get(job["jid"])
+    assert running.status == "running" and running.enqueued_at == 100.0
+    assert running.worker_ids == ["w1"] and running.first_started_at == running.started_at
+    assert written == json.loads(redis.get(f"forkq:result:{job['jid']}"))
+
+
+def test_a_first_start_after_a_lost_run_keeps_its_history(redis, recorder):
+    """A run recovered after its worker died has no retry_count: the record it finds is not
+    the pushed one, so the record built on what was there is written."""
+    job = payload(created_at=100.0)
+    push_recorded(job)
+    lost = recorder.started(redis, job, "w0")
+    recorder.started(redis, job, "w1")
+    found = results.get(job["jid"])
+    assert found.worker_ids == ["w0", "w1"] and found.worker_id == "w1"
+    assert found.first_started_at == lost["started_at"] and found.enqueued_at == 100.0
+
+
+def test_a_first_start_over_an_expired_or_foreign_record_writes_it_anew(redis, recorder):
+    job = payload(created_at=100.0, enqueued_at=101.0)
+    recorder.started(redis, job, "w1")  # nothing stored: as _update, enqueued_at from the payload
+    assert results.get(job["jid"]).enqueued_at == 101.0
+    other = payload(jid="b" * 24, created_at=100.0)
+    redis.rpush(f"forkq:result:{other['jid']}", "not a record")
+    recorder.started(redis, other, "w1")
+    assert results.get(other["jid"]).status == "running"
 
 
 def test_a_retried_failure_keeps_every_error_and_counts_attempts(redis, recorder):
@@ -397,6 +437,6 @@ def test_a_thousand_waiters_block_in_redis_and_all_wake_at_the_end(redis, record
     # each waiter's read before the wait and after it, and the writer's read of the record
     assert stats["cmdstat_get"] == 4001
     setup = {"cmdstat_client", "cmdstat_hello", "cmdstat_info", "cmdstat_config"}
-    job_writes = {"cmdstat_multi", "cmdstat_exec", "cmdstat_set", "cmdstat_del", "cmdstat_rpush",
-                  "cmdstat_expire"}
+    job_writes = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_set", "cmdstat_del",
+                  "cmdstat_rpush", "cmdstat_expire"}
     assert set(stats) - setup - job_writes == {"cmdstat_blmove", "cmdstat_get"}, stats

@@ -130,4 +130,12 @@ def call(task, task_result, args: list, kwargs: dict) -> Any:
 
 def worker_id() -> str:
     """This run's worker: host, process and thread (a result's ``worker_ids``)."""
-    return identity(os.getpid(), threading.current_thread().name)
+    key = (os.getpid(), threading.current_thread().name)
+    found = _WORKER_IDS.get(key)
+    if found is None:
+        found = _WORKER_IDS[key] = identity(*key)
+    return found
+
+
+#: (pid, thread name) → its identity: the host name is a system call, and threads live long
+_WORKER_IDS: dict[tuple[int, str], str] = {}

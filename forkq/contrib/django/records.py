@@ -64,7 +64,8 @@ def task_of(record: Record, alias: str, *, strict: bool = False):
         base = registry.lookup(record.module_path)
     else:
         base = registry.find(record.module_path) or stand_in(record, alias)
-    changes = using_settings(record.settings)
+    changes = {name: value for name, value in using_settings(record.settings).items()
+               if getattr(base, name) != value}  # using() builds and validates a new Task
     try:
         return base.using(**changes) if changes else base
     except (InvalidTask, InvalidTaskBackend):

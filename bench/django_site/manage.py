@@ -1,0 +1,11 @@
+#!/usr/bin/env python
+"""The comparison's ``manage.py``: rq's and django-tasks-db's workers run through it."""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchsite.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
