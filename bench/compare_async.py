@@ -262,7 +262,7 @@ def main(argv=None) -> dict:
         if name in missing:
             print(f"skipped {name}: {missing[name]}")
     names = [name for name in args.only if name not in missing]
-    server = Server(binary)
+    server = Server(binary=binary)
     os.environ["BENCH_REDIS_URL"] = server.url  # the push modules read it when imported
     meta = {"forkq": forkq.__version__, "python": sys.version.split()[0], "jobs": args.jobs,
             "runs": args.runs, "probes": args.probes, "at_once": args.at_once,
