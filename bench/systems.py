@@ -31,18 +31,22 @@ def blocked(processes: int) -> int:
     return THREADS * processes
 
 
-def start_sidekiq(redis_url: str, processes: int, workdir: str) -> Group:
-    """``processes`` independent ``sidekiq`` processes, as Sidekiq (without Enterprise) runs."""
+def start_sidekiq(redis_url: str, processes: int, workdir: str, queues=("default",)) -> Group:
+    """``processes`` independent ``sidekiq`` processes, as Sidekiq (without Enterprise) runs;
+    ``queues`` as forkq's config has them (names, or ``[name, weight]`` pairs)."""
     command = ["sidekiq", "-r", os.path.join(HERE, "compare_jobs.rb"), "-c", str(THREADS),
-               "-q", "default", "-t", "5"]
+               "-t", "5"]
+    for queue in queues:
+        command += ["-q", queue if isinstance(queue, str) else f"{queue[0]},{queue[1]}"]
     return Group(f"sidekiq-{processes}", [command] * processes, environment(redis_url), workdir)
 
 
-def start_forkq(redis_url: str, processes: int, fetch: str, workdir: str) -> Group:
+def start_forkq(redis_url: str, processes: int, fetch: str, workdir: str,
+                queues=("default",)) -> Group:
     """``forkq start``: the master and its ``processes`` children, as forkq is deployed."""
     name = f"forkq-{fetch}-{processes}"
     config = {"redis_url": redis_url, "require": ["compare_jobs"], "concurrency": THREADS,
-              "processes": processes, "fetch": fetch, "queues": ["default"],
+              "processes": processes, "fetch": fetch, "queues": list(queues),
               "logfile": os.path.join(workdir, f"{name}-worker.log"), "loglevel": "info",
               "metrics": {"port": None}, "data_dir": os.path.join(workdir, "data")}
     path = os.path.join(workdir, f"{name}.yml")
