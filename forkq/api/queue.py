@@ -9,10 +9,11 @@ taking the page or the scrape that lists it down.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from ..flow import pause as pausing
 from .entry import Entry, wire
-from .records import keyed_read
+from .records import keyed_read, keyed_reply
 from .source import Store, default_store
 
 #: queue entries read per round trip when looking for one job, around its index hint first,
@@ -95,3 +96,34 @@ class Queue:
     def __repr__(self) -> str:
         return f"<Queue {self.name}>"
 
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    """A queue as the queues list shows it: what ``Queue`` reads one round trip at a time."""
+
+    name: str
+    size: int
+    #: seconds the oldest job has waited
+    latency: float
+    paused: bool
+    problem: str | None
+
+
+def summaries(api: Store, names: list[str]) -> list[QueueSummary]:
+    """Size, latency and pause of every queue in ``names``, in one round trip whatever their
+    number (a page listing 1,000 queues three reads each took seconds)."""
+    pipe = api.redis.pipeline(transaction=False)
+    pipe.smembers(api.keys.paused)
+    for name in names:
+        key = wire(api.keys.queue(name))
+        pipe.llen(key)
+        pipe.lindex(key, -1)
+    paused, *replies = pipe.execute(raise_on_error=False)
+    paused, _ = keyed_reply(paused, set(), "set")
+    now, found = time.time(), []
+    for index, name in enumerate(names):
+        size, problem = keyed_reply(replies[2 * index], 0, "list")
+        oldest, _ = keyed_reply(replies[2 * index + 1], None, "list")
+        found.append(QueueSummary(name, size, latency(oldest, now), name in paused, problem))
+    return found
