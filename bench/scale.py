@@ -395,7 +395,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--web-dead", type=int, default=100_000)
     parser.add_argument("--no-sidekiq", action="store_true", help="forkq's columns only")
     parser.add_argument("--tiny", action="store_true",
-                        help="sizes of a few hundred and one run: checks that it runs")
+                        help="a thousand jobs or so and one run: checks that it runs")
     parser.add_argument("--json", metavar="PATH", help="also write every run's figures here")
     args = parser.parse_args(argv)
     args.sections = [name for name in args.sections.split(",") if name]
@@ -404,8 +404,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; "
                      f"choose from {', '.join(SECTIONS)}")
     if args.tiny:
-        args.runs, args.sample, args.due, args.idle_seconds = 1, 200, 100, 0.5
-        args.depths, args.queue_counts, args.set_sizes = [300], [3], [300]
+        # 1,000 jobs a drain: with fewer, a slow harness may see them all done at its first
+        # sample, and a drain needs jobs left after it
+        args.runs, args.sample, args.due, args.idle_seconds = 1, 1000, 100, 0.5
+        args.depths, args.queue_counts, args.set_sizes = [1500], [3], [300]
         args.web_queue, args.web_dead = 300, 100
     return args
 
