@@ -354,7 +354,7 @@ def web_rows(runs: dict, args) -> list[dict]:
              "/queues/default?page=40000": "queue page, page 40,000",
              "/morgue": "dead page, first page", "/morgue?page=4000": "dead page, page 4,000",
              "/retries": "retries page", "/metrics": "job metrics page",
-             "exporter /metrics": "Prometheus scrape (exporter /metrics)"}
+             "exporter /metrics": "Prometheus scrape"}
     return [report.row(f"{names[page]} ({page})", None, [r["ms"] for r in runs[page]], "ms",
                        target="< 1000 ms") for page in runs]
 
