@@ -79,6 +79,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    if args.jobs < CHUNK or args.records < 1 or args.runs < 1:
+        parser.error(f"--jobs must be at least {CHUNK} (the lines of one write), --records and "
+                     f"--runs at least 1")
     for log_format in log.FORMATS:
         runs = [(*job_lines(log_format, args.jobs), record_lines(log_format, args.records))
                 for _ in range(args.runs)]

@@ -35,22 +35,25 @@ def blocked(processes: int) -> int:
 
 
 def start_sidekiq(redis_url: str, processes: int, workdir: str, ruby_client: str = "pool",
-                  loglevel: str = "info") -> Group:
+                  loglevel: str = "info", queues=("default",)) -> Group:
     """``processes`` independent ``sidekiq`` processes, as Sidekiq (without Enterprise) runs;
-    the body's client and the log level as ``environment`` says."""
+    the body's client and the log level as ``environment`` says; ``queues`` as forkq's config
+    has them (names, or ``[name, weight]`` pairs)."""
     command = ["sidekiq", "-r", os.path.join(HERE, "compare_jobs.rb"), "-c", str(THREADS),
-               "-q", "default", "-t", "5"]
+               "-t", "5"]
+    for queue in queues:
+        command += ["-q", queue if isinstance(queue, str) else f"{queue[0]},{queue[1]}"]
     return Group(f"sidekiq-{ruby_client}-{loglevel}-{processes}", [command] * processes,
                  environment(redis_url, ruby_client, loglevel), workdir)
 
 
 def start_forkq(redis_url: str, processes: int, fetch: str, workdir: str,
-                loglevel: str = "info") -> Group:
+                loglevel: str = "info", queues=("default",)) -> Group:
     """``forkq start``: the master and its ``processes`` children, as forkq is deployed; at
     ``warn`` no line is logged per job."""
     name = f"forkq-{fetch}-{loglevel}-{processes}"
     config = {"redis_url": redis_url, "require": ["compare_jobs"], "concurrency": THREADS,
-              "processes": processes, "fetch": fetch, "queues": ["default"],
+              "processes": processes, "fetch": fetch, "queues": list(queues),
               "logfile": os.path.join(workdir, f"{name}-worker.log"), "loglevel": loglevel,
               "metrics": {"port": None}, "data_dir": os.path.join(workdir, "data")}
     path = os.path.join(workdir, f"{name}.yml")

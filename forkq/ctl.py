@@ -324,8 +324,8 @@ def collect(api) -> dict:
     processes = [process_report(p, now) for p in api.processes()]
     paused = api.paused_queues()
     queues = [{"name": q.name, "size": q.size, "latency": _finite(q.latency),
-               "problem": q.problem, "paused": q.name in paused}
-              for q in api.all_queues(listened=True)]
+               "problem": q.problem, "paused": q.paused}
+              for q in api.queue_summaries(listened=True)]
     queues += [{"name": name, "size": 0, "latency": 0.0, "problem": None, "paused": True}
                for name in sorted(paused - {q["name"] for q in queues})]
     stats = api.stats()

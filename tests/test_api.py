@@ -388,3 +388,20 @@ def test_only_a_wrong_type_is_a_bad_record_other_error_replies_are_raised():
                   redis_py.ConnectionError("gone")):
         with pytest.raises(type(error)):
             wrong_type(error)
+
+
+def test_queue_summaries_read_what_each_queue_reads_in_one_round_trip(api, redis):
+    redis.sadd(api.keys.queues, "hashed", *[f"q{index:03}" for index in range(300)])
+    redis.hset(api.keys.queue("hashed"), "a", "b")
+    redis.lpush(api.keys.queue("q007"), failed_job("old"), failed_job("new"))
+    api.queue("q010").pause()
+    reads = redis.info("stats")["total_reads_processed"]
+    found = api.queue_summaries()
+    assert redis.info("stats")["total_reads_processed"] - reads < 10, "not one per queue"
+    assert [s.name for s in found] == [q.name for q in api.all_queues()]
+    for summary, queue in zip(found, api.all_queues()):
+        assert (summary.size, summary.latency, summary.paused) == \
+            (queue.size, pytest.approx(queue.latency, abs=5), queue.paused), queue.name
+        assert summary.problem == queue.problem
+    assert found[0].problem.startswith("its key is not a list (WRONGTYPE")
+    assert found[8].size == 2 and found[8].latency > 0 and found[11].paused

@@ -10,7 +10,7 @@ import redis as redis_py
 from forkq.config import Queue
 from forkq.connection import make_client
 from forkq.worker.fetch import RELEASE_SCRIPT, Fetched, Fetcher, FetchMode, next_batch
-from forkq.worker.ordering import QueueOrder
+from forkq.worker.ordering import HEAD, QueueOrder
 from forkq.keys import Keys
 from forkq.flow.cancel import CancelView
 from forkq.flow.pause import PausedView
@@ -188,3 +188,15 @@ def test_release_is_idempotent(redis, redis_url):
 ])
 def test_batch_size_adapts_to_queue_depth_and_job_duration(current, got, seconds_per_job, expected):
     assert next_batch(current, got, seconds_per_job) == expected
+
+
+def test_with_many_queues_a_job_beyond_the_first_ones_is_taken_by_one_fetch(redis, redis_url):
+    names = [f"q{index}" for index in range(HEAD * 3)]
+    push(redis, names[-1], "last")
+    take = Fetcher(make_client(redis_url), Keys(),
+                   queues=QueueOrder(tuple(Queue(name) for name in names), strict=True),
+                   mode=FetchMode.RELIABLE, lists=LISTS, thread_index=0,
+                   idle_plan=tuple(names), paused=PausedView(), cancels=CancelView())
+    jobs = take.fetch()
+    assert [(j.queue, json.loads(j.text)["v"]) for j in jobs] == [(names[-1], "last")]
+    assert held(redis) == {take.private_key: [jobs[0].text]}

@@ -40,3 +40,44 @@ def test_idle_queue_rotates():
     plan = ("a", "b", "c")
     assert [ordering.idle_queue(plan, 0, r) for r in range(4)] == ["a", "b", "c", "a"]
 
+
+
+def many(count, weight=1):
+    return tuple(Queue(f"q{index}", weight) for index in range(count))
+
+
+def test_few_queues_are_all_named_by_one_fetch():
+    order = ordering.QueueOrder(many(ordering.HEAD), strict=False)
+    assert sorted(order.order()) == sorted(order.names())
+    assert order.sweep() is None
+
+
+def test_many_strict_queues_name_the_first_then_all_in_order():
+    order = ordering.QueueOrder(many(1000), strict=True)
+    assert order.order() == [f"q{index}" for index in range(ordering.HEAD)]
+    assert order.sweep() == order.names()
+
+
+def test_many_weighted_queues_name_a_distinct_head_then_all():
+    order = ordering.QueueOrder(many(1000), strict=False)
+    head = order.order()
+    assert len(head) == len(set(head)) == ordering.HEAD
+    sweep = order.sweep()
+    assert sorted(sweep) == sorted(order.names())
+    start = sweep.index("q0")
+    assert sweep[start:] + sweep[:start] == order.names()
+
+
+def test_many_weighted_queues_come_first_by_weight():
+    queues = (Queue("heavy", 50),) + many(50)
+    order = ordering.QueueOrder(queues, strict=False)
+    rng = random.Random(3)
+    firsts = collections.Counter(order.order(rng.random)[0] for _ in range(20_000))
+    assert firsts["heavy"] / 20_000 == pytest.approx(0.5, abs=0.02)
+    assert firsts["q7"] / 20_000 == pytest.approx(0.01, abs=0.005)
+
+
+def test_a_weighted_head_stops_short_rather_than_drawing_forever():
+    queues = (Queue("huge", 10**9),) + many(ordering.HEAD)
+    head = ordering.QueueOrder(queues, strict=False).order()
+    assert head[0] == "huge" and 1 <= len(head) <= ordering.HEAD

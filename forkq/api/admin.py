@@ -21,7 +21,7 @@ from ..signals import REMOTE_SIGNALS
 from .batches import Batches
 from .entry import as_int, wire
 from .processes import Process, Work, parse_work, read_processes
-from .queue import Queue
+from .queue import Queue, QueueSummary, summaries
 from .records import keyed_read, wrong_type
 from .sets import DeadSet, RetrySet, ScheduledSet
 from .source import Store
@@ -50,12 +50,19 @@ class Api(Store):
         """The queues pushed to (the ``queues`` set, as Sidekiq lists them; none when that key
         is not a set); with ``listened``, also those a live process fetches from that nobody
         pushed to yet."""
+        return [Queue(name, self) for name in self._queue_names(listened)]
+
+    def queue_summaries(self, listened: bool = False) -> list[QueueSummary]:
+        """``all_queues`` with each one's size, latency, pause and problem, read together."""
+        return summaries(self, self._queue_names(listened))
+
+    def _queue_names(self, listened: bool) -> list[str]:
         names, _ = keyed_read(lambda: self.redis.smembers(self.keys.queues), set(), "set")
         names = set(names)
         if listened:
             names.update(name for process in self.processes() for name in process.queues
                          if isinstance(name, str))
-        return [Queue(name, self) for name in sorted(names)]
+        return sorted(names)
 
     def paused_queues(self) -> set[str]:
         """Names of the paused queues (``Queue.pause``)."""

@@ -10,11 +10,12 @@ taking the page or the scrape that lists it down.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from ..flow import pause as pausing
 from ..flow import placement
 from .entry import Entry, wire
-from .records import keyed_read
+from .records import keyed_read, keyed_reply
 from .source import Store, default_store
 
 #: queue entries read per round trip when looking for one job, around its index hint first,
@@ -166,3 +167,44 @@ def _raised(reply):
     if isinstance(reply, Exception):
         raise reply
     return reply
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    """A queue as the queues list shows it: what ``Queue`` reads one round trip at a time."""
+
+    name: str
+    size: int
+    #: seconds the oldest job has waited
+    latency: float
+    paused: bool
+    problem: str | None
+
+
+def summaries(api: Store, names: list[str]) -> list[QueueSummary]:
+    """Size, latency and pause of every queue in ``names`` (every priority level and tenant
+    counted), in a few round trips whatever their number (a page listing 1,000 queues three
+    reads each took seconds)."""
+    lists = {name: [api.keys.queue(name)] for name in names}
+    for placed in (placement.level_lists(api.redis, api.keys, names),
+                   placement.tenant_lists(api.redis, api.keys, names)):
+        for name, keys in placed.items():
+            lists[name] += keys.values()
+    pipe = api.redis.pipeline(transaction=False)
+    pipe.smembers(api.keys.paused)
+    for name in names:
+        for key in lists[name]:
+            pipe.llen(wire(key))
+            pipe.lindex(wire(key), -1)
+    paused, *replies = pipe.execute(raise_on_error=False)
+    paused, _ = keyed_reply(paused, set(), "set")
+    now, found, at = time.time(), [], 0
+    for name in names:
+        size, waited, problem = 0, 0.0, None
+        for _ in lists[name]:
+            length, unreadable = keyed_reply(replies[at], 0, "list")
+            oldest, _ = keyed_reply(replies[at + 1], None, "list")
+            size, waited = size + length, max(waited, latency(oldest, now))
+            problem, at = problem or unreadable, at + 2
+        found.append(QueueSummary(name, size, waited, name in paused, problem))
+    return found

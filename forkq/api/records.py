@@ -79,6 +79,13 @@ def keyed_read(read: Callable[[], Any], default: Any, kind: str) -> tuple[Any, s
         return default, f"its key is not a {kind} ({exc})"
 
 
+def keyed_reply(reply: Any, default: Any, kind: str) -> tuple[Any, str | None]:
+    """``keyed_read`` for a reply already read (a pipeline's, ``raise_on_error=False``)."""
+    if wrong_type(reply):
+        return default, f"its key is not a {kind} ({reply})"
+    return reply, None
+
+
 def wrong_type(reply: Any) -> bool:
     """Whether a reply (of ``pipeline.execute(raise_on_error=False)``, say) is Redis refusing a
     read because the key holds another type; any other error reply is raised: it is Redis'

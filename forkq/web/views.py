@@ -135,7 +135,7 @@ def busy_action(app, request: Request) -> Response:
 
 
 def queues(app, request: Request) -> Response:
-    return app.render(request, "queues.html", queues=app.api.all_queues(listened=True))
+    return app.render(request, "queues.html", queues=app.api.queue_summaries(listened=True))
 
 
 def queue(app, request: Request, name: str) -> Response:
