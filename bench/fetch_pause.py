@@ -76,7 +76,8 @@ def call(redis, today: bool, batch: int, side: int, check: int) -> list:
     ack, fill = LISTS[side], LISTS[1 - side]
     if today:
         return FETCH(redis, [ack, fill, *stats, KEYS.paused, KEYS.cancels, *queues],
-                     [batch, 0, 0, DAILY_STAT_TTL, 1, len(KEYS.queue("")), check])
+                     [batch, 0, 0, DAILY_STAT_TTL, 1, len(KEYS.queue("")), check, "",
+                      KEYS.root])
     return BEFORE(redis, [ack, fill, *stats, *queues], [batch, 0, 0, DAILY_STAT_TTL, 1])
 
 

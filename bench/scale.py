@@ -151,13 +151,19 @@ def depth_rows(runs: dict, args) -> list[dict]:
     return rows
 
 
+def flat_row(figure: str, sidekiq: list[float] | None, forkq: list[float], kind: str,
+             higher: bool = False, target: str = "–") -> dict:
+    """One figure of this script's tables: both sides' values and the per-run ratios."""
+    return {"figure": figure, "kind": kind, **report.cell(sidekiq, forkq, higher, target)}
+
+
 def _row(figure: str, runs: dict, case, field: str, kind: str, higher=False) -> dict:
     """forkq's and Sidekiq's ``field`` in ``case``; no ratio where a value is 0 (a cost too
     small for the clock to see)."""
     forkq_values = [r[field] for r in runs[f"forkq-{case}"]]
     sidekiq = [r[field] for r in runs.get(f"sidekiq-{case}", [])] or None
     comparable = sidekiq is not None and all(sidekiq) and all(forkq_values)
-    entry = report.row(figure, sidekiq if comparable else None, forkq_values, kind, higher)
+    entry = flat_row(figure, sidekiq if comparable else None, forkq_values, kind, higher)
     entry["sidekiq"] = sidekiq
     return entry
 
@@ -295,8 +301,8 @@ def memory_rows(runs: dict, args) -> list[dict]:
     for count in args.depths:
         rows.append(_row(f"{count:,} queued: Redis memory per job, bytes", runs,
                          f"queued-{count}", "bytes", "rate"))
-        rows.append(report.row(f"{count:,} scheduled: Redis memory per entry, bytes", None,
-                               [r["bytes"] for r in runs[f"forkq-scheduled-{count}"]], "rate"))
+        rows.append(flat_row(f"{count:,} scheduled: Redis memory per entry, bytes", None,
+                             [r["bytes"] for r in runs[f"forkq-scheduled-{count}"]], "rate"))
     return rows
 
 
@@ -355,8 +361,8 @@ def web_rows(runs: dict, args) -> list[dict]:
              "/morgue": "dead page, first page", "/morgue?page=4000": "dead page, page 4,000",
              "/retries": "retries page", "/metrics": "job metrics page",
              "exporter /metrics": "Prometheus scrape"}
-    return [report.row(f"{names[page]} ({page})", None, [r["ms"] for r in runs[page]], "ms",
-                       target="< 1000 ms") for page in runs]
+    return [flat_row(f"{names[page]} ({page})", None, [r["ms"] for r in runs[page]], "ms",
+                     target="< 1000 ms") for page in runs]
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -416,7 +422,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     ruby = None if args.no_sidekiq else compare.ruby_versions()
     server = Server()
-    os.environ[compare.VARIABLE] = server.url
+    os.environ["BENCH_REDIS_URL"] = server.url
     os.environ["BENCH_RUBY_CLIENT"] = "pool"
     forkq.configure(redis_url=server.url)
     global compare_jobs

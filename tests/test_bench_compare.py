@@ -40,6 +40,8 @@ def test_compare_runs_every_setup_side_by_side(tmp_path):
         ratio = drain["cells"][setup]["ratio"]
         assert len(ratio) == 1 and ratio[0] > 0
     assert "| figure | both pooled, INFO | Ruby on one shared connection, INFO |" in out
+    merged = run_bench("report.py", str(path), str(path))
+    assert "| figure | both pooled, INFO | Ruby on one shared connection, INFO |" in merged
 
 
 def test_compare_refuses_a_table_without_its_headline():

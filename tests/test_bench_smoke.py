@@ -3,10 +3,9 @@ here with tiny counts and must exit 0 and print its table. Nothing looks at a fi
 never assert on speed.
 
 Each test starts its scripts at once, each on its own private Redis, and names every one that
-failed. ``compare.py`` refuses to start while another benchmark's processes run, so it runs in
-a process namespace of its own where ``unshare`` can make one (other tests and other checkouts
-on the same machine run theirs), and skips, saying why, where it cannot. What needs Ruby
-Sidekiq skips, saying so, where Debian's ``ruby-sidekiq`` is missing. Each test stands alone,
+failed. ``compare.py`` and ``report.py`` have their own test (``test_bench_compare.py``), so
+that no two ``compare.py`` runs meet (it refuses to start beside another one's processes).
+What needs Ruby Sidekiq skips, saying so, where Debian's ``ruby-sidekiq`` is missing. Each test stands alone,
 so that pytest-xdist may hand them to different workers.
 """
 
@@ -28,8 +27,6 @@ HAS_RUBY = bool(shutil.which("ruby") and shutil.which("sidekiq"))
 NO_RUBY = "needs Ruby Sidekiq: apt-get install ruby-sidekiq (bash tests/run installs it)"
 #: seconds one tiny run may take on a loaded machine before it counts as hung
 TIMEOUT = 600
-#: what compare.py says when it refuses to start beside another benchmark's processes
-REFUSED = "processes of an earlier run are still running"
 
 #: run id → (script and its tiny arguments, a fragment its output must hold)
 RUNS = {
@@ -46,14 +43,15 @@ RUNS = {
                       "chain step"),
     "scale": (["scale.py", "--tiny", "--no-sidekiq", "--sections", "queues,sets,web"],
               "### Web UI page times"),
+    "placement_cost": (["placement_cost.py", "--jobs", "200", "--runs", "1"], "Worker drain"),
+    # a Redis Cluster of Debian's redis-server and redis-cli (tests/run installs both)
+    "cluster": (["cluster.py", "--jobs", "200", "--runs", "1", "--queues", "1"], "load after"),
 }
 #: the same for the runs beside Ruby Sidekiq; compare.py drains 2,000 jobs, since fewer can
 #: all finish before its first sample
 SIDEKIQ_RUNS = {
     "scale_sidekiq": (["scale.py", "--tiny", "--sections", "depth,memory"],
                       "### Redis memory per job"),
-    "compare": (["compare.py", "--jobs", "2000", "--runs", "1", "--samples", "2"],
-                "| figure | Sidekiq | forkq |"),
 }
 
 
@@ -61,25 +59,14 @@ def command(script: list[str]) -> list[str]:
     return [sys.executable, os.path.join(BENCH, script[0]), *script[1:]]
 
 
-def own_processes() -> list[str]:
-    """A prefix that runs a command in a process namespace of its own, where ``unshare`` can
-    make one: there ``compare.py`` sees no other benchmark's processes."""
-    prefix = ["unshare", "-rpf", "--mount-proc"]
-    try:
-        usable = subprocess.run(prefix + ["true"], capture_output=True).returncode == 0
-    except OSError:
-        usable = False
-    return prefix if usable else []
-
-
-def run_all(runs: dict, directory, prefixes: dict | None = None) -> dict[str, tuple[int, str]]:
+def run_all(runs: dict, directory) -> dict[str, tuple[int, str]]:
     """Every run started at once, then waited for: run id → (exit code, output)."""
     started = {}
     for name, (script, _) in runs.items():
         path = directory / f"{name}.out"
         with open(path, "w") as output:
             started[name] = (path, subprocess.Popen(
-                (prefixes or {}).get(name, []) + command(script), cwd=ROOT, stdout=output,
+                command(script), cwd=ROOT, stdout=output,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
     results = {}
     for name, (path, process) in started.items():
@@ -105,15 +92,8 @@ def test_the_benchmarks_run_with_tiny_counts(tmp_path):
 
 @pytest.mark.skipif(not HAS_RUBY, reason=f"compare.py and scale.py beside Sidekiq {NO_RUBY}")
 def test_the_benchmarks_beside_sidekiq_run_with_tiny_counts(tmp_path):
-    results = run_all(SIDEKIQ_RUNS, tmp_path, {"compare": own_processes()})
-    refused = REFUSED in results["compare"][1]
-    if refused:
-        del results["compare"]
-    failed = failures(SIDEKIQ_RUNS, results)
+    failed = failures(SIDEKIQ_RUNS, run_all(SIDEKIQ_RUNS, tmp_path))
     assert not failed, "\n\n".join(failed)
-    if refused:
-        pytest.skip(f"compare.py: another benchmark runs on this machine and unshare cannot "
-                    f"give it a process namespace of its own")
 
 
 def test_the_loops_without_a_job_system_drain_their_jobs(redis, redis_url):
