@@ -11,7 +11,8 @@ more than ``POISON_LIMIT`` times within ``POISON_WINDOW`` goes to the dead set w
 A list holding several jobs is a batch whose running job cannot be told from the prefetched or
 finished ones: its jobs go back uncharged but marked, and a marked job runs alone next time
 (``processor._isolate``), so a job that kills its process is charged from its second crash on.
-Recovered jobs go back to the *front* of their queues, in their original order; a poison job
+Recovered jobs go back to the *front* of their queues, in their original order, and a list
+left empty gives back its tenants' counts (``flow/fairlimit.py``); a poison job
 moves from the list to the dead set in one atomic step (``DeadWriter.move_from_list``). Lists are
 read as bytes, so a payload that is not UTF-8 goes back to its queue like any other (and the
 worker that fetches it buries it) instead of stopping recovery.
@@ -25,7 +26,7 @@ import time
 
 from redis.client import NEVER_DECODE
 
-from ..flow import batch_scripts, placement, unique
+from ..flow import batch_scripts, fairlimit, placement, unique
 from ..flow.placement import MARK_LUA
 from ..connection.scripts import Script
 from ..errors import PoisonJobError
@@ -138,6 +139,7 @@ class Recovery:
         charged = len(texts) == 1 or list_key.endswith(ASYNC_SUFFIX)
         for text in reversed(texts):
             self._recover_job(list_key, text, charged)
+        fairlimit.give_back_emptied(self.redis, self.keys, list_key)
         return len(texts)
 
     def _recover_job(self, list_key: str, text: bytes, charged: bool) -> None:
@@ -211,6 +213,7 @@ def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
             for text in reversed(read_list(redis, list_key)):
                 place = placement.place_of_text(text, queue or queue_of(text))
                 moved += MOVE_ONE(redis, *move_one(keys, list_key, place, text))
+            fairlimit.give_back_emptied(redis, keys, list_key)
         redis.hdel(keys.slots, slot)
     return moved
 
