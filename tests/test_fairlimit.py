@@ -3,7 +3,8 @@ skipping a tenant at its limit, the counts given back by every way a job ends, a
 workers (two processes, kill -9 recovery)."""
 
 import json
-import time
+import os
+import signal
 
 import pytest
 
@@ -16,7 +17,7 @@ from helpers import wait_for
 from test_priority import drain, fetcher
 from test_worker import spawn, stop_all
 
-Record = priority_jobs.Record
+Record, Span = priority_jobs.Record, priority_jobs.Span
 
 
 def running(redis):
@@ -120,3 +121,87 @@ def test_a_release_gives_back_all_but_the_kept_job(redis, redis_url):
     assert running(redis) == {"a": 1} and api.Queue("default").size == 1
     take.release([jobs[0]])
     assert running(redis) == {} and api.Queue("default").size == 2
+
+
+def spans(redis):
+    """(label, start, end) of every ``Span`` that ended."""
+    return [(label, float(start), float(end)) for label, start, end in
+            (line.split() for line in redis.lrange("prio:spans", 0, -1))]
+
+
+def most_at_once(intervals):
+    """The largest number of (start, end) intervals overlapping at one moment."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    at_once = most = 0
+    for _, step in edges:
+        at_once += step
+        most = max(most, at_once)
+    return most
+
+
+@pytest.mark.slow
+def test_two_processes_run_at_most_the_limit_of_a_tenant_while_others_proceed(redis, redis_url,
+                                                                              tmp_path):
+    Span.set(fair_key="A", fair_limit=2).perform_bulk([[f"A{i}"] for i in range(10)])
+    Span.set(fair_key="B").perform_bulk([[f"B{i}"] for i in range(10)])
+    workers = [spawn(tmp_path, redis_url, f"w{i}.log", require=["priority_jobs"], concurrency=3)
+               for i in range(2)]
+    try:
+        wait_for(lambda: len(spans(redis)) == 20, timeout=30, message="every job ended")
+        wait_for(lambda: running(redis) == {}, timeout=5, message="A's count back to 0")
+    finally:
+        stop_all(workers, 15)
+    ended = spans(redis)
+    a = [(start, end) for label, start, end in ended if label.startswith("A")]
+    b = [(start, end) for label, start, end in ended if label.startswith("B")]
+    assert most_at_once(a) == 2, a
+    # B is not held back by A's limit: it runs on the threads A may not use
+    assert most_at_once(b) >= 3 and max(e for _, e in b) < max(e for _, e in a)
+
+
+@pytest.mark.slow
+def test_a_failed_job_gives_back_its_count_and_waits_for_its_retry(redis, redis_url, tmp_path):
+    Span.set(fair_key="A", fair_limit=1).perform_async("A0", 0.1, True)
+    worker = spawn(tmp_path, redis_url, require=["priority_jobs"], concurrency=1)
+    try:
+        wait_for(lambda: api.RetrySet().size == 1, timeout=15, message="the job in retry")
+        wait_for(lambda: running(redis) == {}, timeout=5, message="A's count back to 0")
+    finally:
+        stop_all([worker], 15)
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_kill_9_of_a_worker_gives_back_the_counts_of_the_jobs_recovered(redis, start_master):
+    master = start_master(require=["priority_jobs"], processes=1, concurrency=2)
+    (child,) = master.ready_pids()
+    Span.set(fair_key="A", fair_limit=2).perform_bulk([["A0", 60], ["A1", 60], ["A2", 60]])
+    wait_for(lambda: running(redis) == {"A": 2}, timeout=15, message="two of A's jobs held")
+    api.Queue("default").pause()
+    os.kill(child, signal.SIGKILL)
+    # the replacement recovers the slot at boot: both jobs back in A's list, counts given back
+    wait_for(lambda: redis.llen("forkq:tenant:default,A") == 3, timeout=20,
+             message="the killed worker's jobs back in their tenant's list")
+    wait_for(lambda: running(redis) == {}, timeout=5, message="A's count back to 0")
+    assert not [key for key in redis.keys("forkq:inflight:*:fair")]
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_a_master_killed_whole_has_its_counts_given_back_by_another_hosts_recovery(
+        redis, redis_url, start_master, tmp_path):
+    master = start_master(require=["priority_jobs"], processes=1, concurrency=2)
+    (child,) = master.ready_pids()
+    Span.set(fair_key="A", fair_limit=2).perform_bulk([["A0", 60], ["A1", 60]])
+    wait_for(lambda: running(redis) == {"A": 2}, timeout=15, message="two of A's jobs held")
+    api.Queue("default").pause()
+    master.send(signal.SIGKILL)
+    os.kill(child, signal.SIGKILL)
+    # another process (another slot) finds the heartbeat expired and recovers the lists
+    other = spawn(tmp_path, redis_url, require=["priority_jobs"], concurrency=1)
+    try:
+        wait_for(lambda: redis.llen("forkq:tenant:default,A") == 2, timeout=20,
+                 message="the dead master's jobs back in their tenant's list")
+        wait_for(lambda: running(redis) == {}, timeout=5, message="A's count back to 0")
+    finally:
+        stop_all([other], 15)
