@@ -196,7 +196,8 @@ def test_with_many_queues_a_job_beyond_the_first_ones_is_taken_by_one_fetch(redi
     take = Fetcher(make_client(redis_url), Keys(),
                    queues=QueueOrder(tuple(Queue(name) for name in names), strict=True),
                    mode=FetchMode.RELIABLE, lists=LISTS, thread_index=0,
-                   idle_plan=tuple(names), paused=PausedView(), cancels=CancelView())
+                   idle_plan=tuple(names), paused=PausedView(), cancels=CancelView(),
+                   placement=PlacementView())
     jobs = take.fetch()
     assert [(j.queue, json.loads(j.text)["v"]) for j in jobs] == [(names[-1], "last")]
     assert held(redis) == {take.private_key: [jobs[0].text]}
