@@ -205,3 +205,11 @@ def test_a_master_killed_whole_has_its_counts_given_back_by_another_hosts_recove
         wait_for(lambda: running(redis) == {}, timeout=5, message="A's count back to 0")
     finally:
         stop_all([other], 15)
+
+
+def test_counts_go_back_after_the_process_stops_knowing_of_any_tenant(redis, redis_url):
+    Record.set(fair_key="a", fair_limit=2).perform_async("a0")
+    take = fair_fetcher(redis_url)
+    assert labels(take.fetch()) == ["a0"] and running(redis) == {"a": 1}
+    take.placement.update((), ())  # the queue was cleared and left forkq:fair
+    assert take.fetch() == [] and running(redis) == {}

@@ -28,7 +28,8 @@ from ..connection.scripts import Script
 #: the largest ``fair_limit`` accepted
 MOST = 10_000
 #: tenants the fetch looks at past the first two when those are at their limit: a fetch whose
-#: 16 oldest turns are all tenants at their limit takes nothing from the queue's tenants
+#: LOOK_AHEAD + 2 (18) oldest turns are all tenants at their limit takes nothing from the
+#: queue's tenants until one of their jobs ends
 LOOK_AHEAD = 16
 
 #: Lua: read, count and give back; ``root`` is the namespace prefix (``Keys.root``)

@@ -384,6 +384,9 @@ class Fetcher:
         #: the process's copy of the queues that ever had priority levels or tenants: the
         #: fetch script looks at those places only, and idle threads wait on their bells
         self.placement = placement
+        #: a fetch looked at levels or tenants once: every later fetch gives back the counts
+        #: its thread held (``flow/fairlimit.py``), even when the process knows of none any more
+        self._placed = False
         self.counters = Counters()
         self.batch = 1
         #: how long the thread's last batch took per job, told by the processor
@@ -429,9 +432,13 @@ class Fetcher:
         # watch looks twice a second): otherwise the script does what it did before pausing
         # and cancelling existed (bench/fetch_pause.py).
         check = 1 if self.paused.names or self.cancels.marked else 0
+        places = self.placement.flags(names)
+        if not places and self._placed:
+            places = "0" * len(names)  # all plain now (a cleared queue left the fair set)
+        self._placed = bool(places)
         flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
                                     DAILY_STAT_TTL, 1 if self.reliable else 0, self._prefix,
-                                    check, self.placement.flags(names), self.keys.root))
+                                    check, places, self.keys.root))
         counters.processed = counters.failed = 0  # only now: see the module docstring
         try:
             jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)
