@@ -94,12 +94,15 @@ class Recovery:
 
     def release_slot(self) -> bool:
         """Forget this slot at a clean stop, unless a job is still in one of its lists."""
+        lists = self.keys.private_lists(self.context.slot, self.context.config.concurrency,
+                                        self.context.config.queue_names)
         pipe = self.redis.pipeline(transaction=False)
-        for key in self.keys.private_lists(self.context.slot, self.context.config.concurrency,
-                                           self.context.config.queue_names):
+        for key in lists:
             pipe.llen(key)
         if any(pipe.execute()):
             return False
+        for key in lists:  # a count a thread could not give back must not outlive the slot
+            fairlimit.give_back_emptied(self.redis, self.keys, key)
         return bool(self._forget([self.keys.slots], [self.context.slot, self.slot_record()]))
 
     # --- the scan for slots whose owner stopped beating
