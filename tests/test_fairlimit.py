@@ -13,6 +13,8 @@ from forkq import api
 from forkq.flow import fairlimit
 from forkq.keys import Keys
 from forkq.worker.fetch import FetchMode
+from forkq.worker.recovery import Recovery
+from forkq.worker.services import Services
 from helpers import wait_for
 from test_priority import drain, fetcher
 from test_worker import spawn, stop_all
@@ -213,3 +215,14 @@ def test_counts_go_back_after_the_process_stops_knowing_of_any_tenant(redis, red
     assert labels(take.fetch()) == ["a0"] and running(redis) == {"a": 1}
     take.placement.update((), ())  # the queue was cleared and left forkq:fair
     assert take.fetch() == [] and running(redis) == {}
+
+
+def test_a_clean_stop_gives_back_what_its_slots_records_still_hold(redis, make_config):
+    config = make_config(concurrency=2)
+    recovery = Recovery(Services.build(config, config.redis_url, "host:1:0"), death_handlers=[])
+    recovery.claim_slot()
+    redis.hset("forkq:inflight:host:1:0:1:alt:fair", "default,a", 2)
+    redis.hset("forkq:fair-running:default", mapping={"a": 3, "b": 1})  # 1 of a's elsewhere
+    assert recovery.release_slot()
+    assert running(redis) == {"a": 1, "b": 1}
+    assert not redis.exists("forkq:inflight:host:1:0:1:alt:fair")
