@@ -8,7 +8,9 @@ beforehand, on a private redis-server on loopback TCP, one worker process of 10 
 - ``plain, guarded``: the same, but the queue is in ``forkq:prioritized`` and ``forkq:fair``
   (it had levels and tenants once), so every fetch looks for them and finds none;
 - ``priority``: the jobs spread evenly over the levels 10, 5, 0, -5;
-- ``fair``: the jobs spread evenly over ``--tenants`` tenants (``fair_key``).
+- ``fair``: the jobs spread evenly over ``--tenants`` tenants (``fair_key``);
+- ``fair, limited``: the same with ``fair_limit=10``, a cap the 10 threads never reach, so
+  the figures are the cost of counting (``flow/fairlimit.py``), not of waiting.
 
     python bench/placement_cost.py                  # 20,000 jobs each way, median of 3 runs
     python bench/placement_cost.py --jobs 5000 --runs 1 --tenants 1000
@@ -50,9 +52,10 @@ def stage(kind: str, jobs: int, tenants: int) -> int:
         for level in LEVELS:
             Plain.set(priority=level).perform_bulk([[n] for n in range(jobs // len(LEVELS))])
         return jobs // len(LEVELS) * len(LEVELS)
-    if kind == "fair":
+    if kind.startswith("fair"):
+        limit = {"fair_limit": 10} if kind == "fair, limited" else {}
         for tenant in range(tenants):
-            Plain.set(fair_key=f"t{tenant}").perform_bulk(
+            Plain.set(fair_key=f"t{tenant}", **limit).perform_bulk(
                 [[n] for n in range(jobs // tenants)])
         return jobs // tenants * tenants
     Plain.perform_bulk([[n] for n in range(jobs)])
@@ -91,7 +94,7 @@ def main() -> None:
     args, server = start_drain_bench(parser)
     try:
         print(f"\nWorker drain (INCR body, 1 process, 10 threads; fair: {args.tenants} tenants):")
-        kinds = ("plain", "plain, guarded", "priority", "fair")
+        kinds = ("plain", "plain, guarded", "priority", "fair", "fair, limited")
         # Interleaved, so that the machine's load drifting during the run weighs on every kind.
         results = {kind: [] for kind in kinds}
         for _ in range(args.runs):

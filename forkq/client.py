@@ -65,6 +65,8 @@ def build_payload(job_class: type, args: list, options: dict[str, Any],
     tenant = fair_key(merged, args, where or f"{job_class.wire_name()}.perform_async")
     if tenant is not None:
         payload["fair_key"] = tenant
+        if merged.get("fair_limit") is not None:
+            payload["fair_limit"] = merged["fair_limit"]
     payload["jid"] = new_jid()
     payload["created_at"] = now
     return payload

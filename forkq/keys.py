@@ -51,6 +51,8 @@ tags, one per queue (``ClusterKeys``, docs/redis-cluster.md).
 | ``forkq:turns:<name>`` | zset: tenant → its last turn (0: not served since it joined); ``""`` is ``queue:<name>``'s turn | push and put-backs (ZADD NX 0, after the job's list); fetch script (next turn, or removed when its list is empty) | fetch script, api, metrics | none |
 | ``forkq:turn:<name>`` | string: the queue's turn counter | fetch script (INCR) | fetch script | none |
 | ``forkq:fair`` | set of queue names that ever had a tenant (the fetch's guard) | push and put-backs for a tenant; api (queue cleared) | control watch, api | none |
+| ``forkq:fair-running:<name>`` | hash: tenant → jobs of ``<name>`` held under a ``fair_limit`` (``flow/fairlimit.py``) | fetch script (HINCRBY when it takes such a job); release, adopt and recovery give back | fetch script, api | none |
+| ``forkq:inflight:<slot>:<thread>[:alt]:fair`` | hash: ``<queue>,<tenant>`` → jobs the fetch counted into that private list | fetch script | fetch script (gives back the list it acknowledges), release, adopt, recovery | none |
 | ``forkq:bell:<name>`` | list of at most 16 wake-up tokens | a push not to ``queue:<name>`` (LPUSH, LTRIM) | idle threads (BRPOP) | none |
 """
 
@@ -273,6 +275,10 @@ class Keys:
     @property
     def fair(self) -> str:
         return self._k("forkq:fair")
+
+    def fair_running(self, queue: str) -> str:
+        """Jobs of ``queue`` held under a ``fair_limit``, by tenant (``flow/fairlimit.py``)."""
+        return self._k(f"forkq:fair-running:{queue}")
 
     def bell(self, queue: str) -> str:
         return self._k(f"forkq:bell:{queue}")

@@ -22,7 +22,7 @@ import numbers
 from typing import Any, Callable
 
 from .config import MAX_RETRIES
-from .flow import placement, unique
+from .flow import fairlimit, placement, unique
 from .values import MAX_SECONDS, is_positive_seconds, name_problem, positive_seconds, too_long
 
 #: options written into every payload; ``soft_time_limit``, ``time_limit`` and ``expires_in``
@@ -36,8 +36,9 @@ HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
 #: digest and release point (``unique_digest``, ``unique_until``) instead
 UNIQUE_OPTIONS = ("unique_for", "unique_until")
 #: the tenant of a fair share (``flow/placement.py``): a string, or per job a function of the
-#: arguments giving it; the payload carries the string
-FAIR_OPTIONS = ("fair_key",)
+#: arguments giving it; the payload carries the string, and the tenant's concurrency cap
+#: (``fair_limit``, ``flow/fairlimit.py``) when one is set
+FAIR_OPTIONS = ("fair_key", "fair_limit")
 KNOWN_OPTIONS = DATA_OPTIONS + HOOK_OPTIONS + UNIQUE_OPTIONS + FAIR_OPTIONS
 #: furthest ahead perform_in / perform_at may schedule, in seconds (100 years)
 MAX_DELAY = MAX_SECONDS
@@ -77,6 +78,10 @@ def fair_key(merged: dict[str, Any], args: list, where) -> str | None:
     0 (a fair queue takes tenants in turn, each FIFO: there is no order to pass)."""
     key = merged.get("fair_key")
     if key is None:
+        if merged.get("fair_limit") is not None:
+            prefix = where() if callable(where) else where
+            raise TypeError(f"{prefix}: option 'fair_limit' caps the jobs of one tenant and "
+                            f"needs a 'fair_key' naming the tenant")
         return None
     if callable(key):
         key = key(*args)
@@ -144,6 +149,7 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "expires_in": _seconds_rule,
     "priority": placement.priority_rule,
     "fair_key": lambda value: None if callable(value) else placement.fair_key_problem(value),
+    "fair_limit": fairlimit.limit_rule,
 }
 
 

@@ -5,6 +5,7 @@ Each records its start in Redis through ``forkq.redis()``:
 | key | type | written by |
 | --- | --- | --- |
 | ``prio:started`` | list of "label time" (``time.time()`` at the start) | ``Record`` |
+| ``prio:spans`` | list of "label start end" (``time.time()`` at the start and the end) | ``Span`` |
 """
 
 from __future__ import annotations
@@ -22,3 +23,15 @@ class Record(forkq.Job):
         forkq.redis().rpush("prio:started", f"{label} {time.time()!r}")
         time.sleep(seconds)
 
+
+
+class Span(forkq.Job):
+    """Works ``seconds``, then records its label with its start and end times; ``fail``
+    raises instead (and records nothing)."""
+
+    def perform(self, label, seconds=0.2, fail=False):
+        start = time.time()
+        if fail:
+            raise RuntimeError(f"{label} fails on purpose")
+        time.sleep(seconds)
+        forkq.redis().rpush("prio:spans", f"{label} {start!r} {time.time()!r}")

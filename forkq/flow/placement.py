@@ -20,6 +20,8 @@ higher first, default 0) and its ``fair_key`` (a tenant: fair shares within the 
   and Ruby-pushed jobs are not starved.
 - ``forkq:prioritized`` and ``forkq:fair`` are the sets of queue names that ever had a level or
   a tenant (the worker's guard: the fetch script looks at levels and turns only for those).
+- A tenant's concurrency cap (the ``fair_limit`` option) is counted by the fetch script and
+  given back by the release and recovery (``flow/fairlimit.py``).
 - ``forkq:bell:<name>`` is a short list of wake-up tokens: a push that does not go to
   ``queue:<name>`` rings it, so that an idle thread waiting on it runs a fetch at once.
 

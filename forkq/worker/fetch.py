@@ -73,6 +73,7 @@ from ..connection.scripts import Script
 from ..flow import placement
 from ..flow.cancel import CancelView
 from ..flow.pause import PausedView
+from ..flow.fairlimit import FAIR_LIMIT_LUA, LOOK_AHEAD
 from ..flow.placement import MARK_LUA, PlacementView
 from ..keys import DAILY_STAT_TTL, STATS_LUA, Keys
 
@@ -83,7 +84,7 @@ HOARD_SECONDS = 0.02
 #: seconds an idle thread blocks on a queue before it looks at all queues again
 IDLE_TIMEOUT = 1.0
 
-FETCH_SCRIPT = STATS_LUA + """
+FETCH_SCRIPT = STATS_LUA + FAIR_LIMIT_LUA + f"local LOOK_AHEAD = {LOOK_AHEAD}\n" + """
 -- KEYS: private list to acknowledge, private list to fill, stat:processed, stat:failed,
 --       daily processed, daily failed, paused set, cancels zset, queues...
 -- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0), length of the
@@ -96,6 +97,12 @@ FETCH_SCRIPT = STATS_LUA + """
 -- cancelled (a "jid": "..." in its text is in the cancels zset): the processor checks.
 local reliable = ARGV[5] == '1'
 if reliable then redis.call('DEL', KEYS[1]) end
+local places, root = ARGV[8], ARGV[9]
+-- the counts of the acknowledged list go back (in basic mode the thread's one list: what it
+-- took last time has ended); a process none of whose queues has tenants counted nothing
+if places ~= '' then give_back(KEYS[1] .. ':fair', root) end
+-- where this call's counts go: the list it fills (basic mode: the one it gives back next call)
+local record = (reliable and KEYS[2] or KEYS[1]) .. ':fair'
 count_stats(3, ARGV[2], ARGV[3], ARGV[4])
 local paused, cancels = false, false
 if ARGV[7] == '1' and redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
@@ -103,7 +110,6 @@ if ARGV[7] == '1' and redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
   cancels = redis.call('EXISTS', KEYS[8]) == 1
 end
 local prefix = tonumber(ARGV[6])
-local places, root = ARGV[8], ARGV[9]
 local want = tonumber(ARGV[1])
 local out = {}
 
@@ -137,21 +143,48 @@ local function take(key, index)
   return #jobs
 end
 
+-- How many jobs a tenant may be given now (its head job's fair_limit minus its jobs held):
+-- nil when that job has no limit.
+local function room(list, tenant, running)
+  if tenant == '' then return nil end
+  local limit = limit_of(redis.call('LINDEX', list, -1))
+  if not limit then return nil end
+  return limit - (tonumber(redis.call('HGET', running, tenant)) or 0)
+end
+
+-- The tenant to serve: the oldest turn not at its limit among the first LOOK_AHEAD (a tenant
+-- at its limit keeps its turn), with its list, its room and whether another tenant waits.
+local function next_tenant(key, name, turns, running)
+  local heads = redis.call('ZRANGE', turns, 0, 1)
+  local others = heads[2] ~= nil
+  for pass = 1, 2 do
+    for _, tenant in ipairs(heads) do
+      local list = tenant == '' and key or root .. 'forkq:tenant:' .. name .. ',' .. tenant
+      local free = room(list, tenant, running)
+      if free == nil or free > 0 then return tenant, list, free, others end
+    end
+    if pass == 2 or not others then return nil end
+    heads = redis.call('ZRANGE', turns, 2, LOOK_AHEAD + 1)
+  end
+end
+
 -- A queue with tenants (flow/placement.py): one job from the tenant whose turn is oldest,
 -- which then gets the next turn, or leaves when its list is empty; queue:<name> takes its
--- turn as the tenant ''. A few commands a job, whatever the number of tenants.
+-- turn as the tenant ''. A few commands a job, whatever the number of tenants; a tenant at
+-- its fair_limit (flow/fairlimit.py) is passed over, up to LOOK_AHEAD of them.
 local function take_fair(key, name, index)
   local turns = root .. 'forkq:turns:' .. name
+  local running = root .. 'forkq:fair-running:' .. name
   if redis.call('EXISTS', key) == 1 then redis.call('ZADD', turns, 'NX', 0, '') end
   while want > 0 do
-    local heads = redis.call('ZRANGE', turns, 0, 1)
-    local tenant = heads[1]
+    local tenant, list, free, others = next_tenant(key, name, turns, running)
     if tenant == nil then return end
-    local list = tenant == '' and key or root .. 'forkq:tenant:' .. name .. ',' .. tenant
-    -- one job a turn; a tenant alone in the queue (plain jobs alone, too) takes the batch
+    -- one job a turn; a tenant alone in the queue (plain jobs alone, too) takes the batch,
+    -- unless it is limited: then one job a call, each checked against its own limit
     local asked = want
-    if heads[2] then want = 1 end
+    if others or free then want = 1 end
     local got = take(list, index)
+    if free and got > 0 then count_held(record, root, name, tenant, got) end
     want = asked - got
     if got == 0 or redis.call('EXISTS', list) == 0 then
       redis.call('ZREM', turns, tenant)
@@ -200,22 +233,29 @@ end
 return out
 """
 
-ADOPT_SCRIPT = """
+ADOPT_SCRIPT = FAIR_LIMIT_LUA + """
 -- After a call whose reply was lost: acknowledge the list it was to empty, return the other.
--- KEYS: list holding only finished jobs, list holding only jobs never started.
+-- KEYS: list holding only finished jobs, list holding only jobs never started. ARGV: root.
 redis.call('DEL', KEYS[1])
+give_back(KEYS[1] .. ':fair', ARGV[1])
 return redis.call('LRANGE', KEYS[2], 0, -1)
 """
 
-RELEASE_SCRIPT = MARK_LUA + """
+RELEASE_SCRIPT = MARK_LUA + FAIR_LIMIT_LUA + """
 -- Acknowledge a thread's finished jobs and put its unstarted ones back at the front of their
 -- queues, atomically and idempotently. KEYS: private list, then per job (in pop order) the
 -- keys of flow/placement.py's front, padded to three. ARGV: per job its text and front's
 -- score, member and queue name ('' for queue:<name>); then the job to keep in the private
--- list ('' for none); then reliable (1/0): reliable requeues only what it removes from the
--- private list.
-local n = (#ARGV - 2) / 4
+-- list ('' for none), its queue and its tenant ('' for none); then root; then reliable
+-- (1/0): reliable requeues only what it removes from the private list. The list's counts
+-- (flow/fairlimit.py) go back, but for the kept job's.
+local n = (#ARGV - 5) / 4
 local reliable = ARGV[#ARGV] == '1'
+local keep, root = ARGV[#ARGV - 4], ARGV[#ARGV - 1]
+give_back(KEYS[1] .. ':fair', root)
+if ARGV[#ARGV - 2] ~= '' and limit_of(keep) then
+  count_held(KEYS[1] .. ':fair', root, ARGV[#ARGV - 3], ARGV[#ARGV - 2], 1)
+end
 local pushed = 0
 for i = n, 1, -1 do
   local a, k = 4 * i - 3, 3 * i - 1
@@ -227,7 +267,7 @@ for i = n, 1, -1 do
 end
 if reliable then
   redis.call('DEL', KEYS[1])
-  if ARGV[#ARGV - 1] ~= '' then redis.call('RPUSH', KEYS[1], ARGV[#ARGV - 1]) end
+  if keep ~= '' then redis.call('RPUSH', KEYS[1], keep) end
 end
 return pushed
 """
@@ -344,6 +384,9 @@ class Fetcher:
         #: the process's copy of the queues that ever had priority levels or tenants: the
         #: fetch script looks at those places only, and idle threads wait on their bells
         self.placement = placement
+        #: a fetch looked at levels or tenants once: every later fetch gives back the counts
+        #: its thread held (``flow/fairlimit.py``), even when the process knows of none any more
+        self._placed = False
         self.counters = Counters()
         self.batch = 1
         #: how long the thread's last batch took per job, told by the processor
@@ -389,9 +432,13 @@ class Fetcher:
         # watch looks twice a second): otherwise the script does what it did before pausing
         # and cancelling existed (bench/fetch_pause.py).
         check = 1 if self.paused.names or self.cancels.marked else 0
+        places = self.placement.flags(names)
+        if not places and self._placed:
+            places = "0" * len(names)  # all plain now (a cleared queue left the fair set)
+        self._placed = bool(places)
         flat = self._evalsha(keys, (self.batch, counters.processed, counters.failed,
                                     DAILY_STAT_TTL, 1 if self.reliable else 0, self._prefix,
-                                    check, self.placement.flags(names), self.keys.root))
+                                    check, places, self.keys.root))
         counters.processed = counters.failed = 0  # only now: see the module docstring
         try:
             jobs = [Fetched(names[flat[i]], flat[i + 1].decode()) for i in range(0, len(flat), 2)
@@ -412,7 +459,7 @@ class Fetcher:
         A job's queue is then the one its payload names (the fetch reply that said where it
         came from was lost), as for retries and recovery."""
         keys = [self.lists[1 - self.side], self.lists[self.side]]
-        texts = [decoded(raw) for raw in ADOPT(self.redis, keys, raw=True)]
+        texts = [decoded(raw) for raw in ADOPT(self.redis, keys, [self.keys.root], raw=True)]
         jobs = [Fetched(queue_of(text), text) for text in texts]
         self.unknown = False
         return jobs
@@ -516,7 +563,8 @@ def release(redis, keys: Keys, private_key: str, unstarted: list[Fetched],
         front_keys, marks = placement.front(keys, placement.place_of_text(job.text, job.queue))
         script_keys += front_keys + front_keys[:1] * (3 - len(front_keys))
         args += [job.text, *marks]
-    args += [keep.text if keep else "", 1 if reliable else 0]
+    kept = placement.place_of_text(keep.text, keep.queue) if keep else placement.Place("")
+    args += [keep.text if keep else "", kept.queue, kept.tenant, keys.root, 1 if reliable else 0]
     return int(RELEASE(redis, script_keys, args))
 
 

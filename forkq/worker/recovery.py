@@ -11,7 +11,8 @@ more than ``POISON_LIMIT`` times within ``POISON_WINDOW`` goes to the dead set w
 A list holding several jobs is a batch whose running job cannot be told from the prefetched or
 finished ones: its jobs go back uncharged but marked, and a marked job runs alone next time
 (``processor._isolate``), so a job that kills its process is charged from its second crash on.
-Recovered jobs go back to the *front* of their queues, in their original order; a poison job
+Recovered jobs go back to the *front* of their queues, in their original order, and a list
+left empty gives back its tenants' counts (``flow/fairlimit.py``); a poison job
 moves from the list to the dead set in one atomic step (``DeadWriter.move_from_list``). Lists are
 read as bytes, so a payload that is not UTF-8 goes back to its queue like any other (and the
 worker that fetches it buries it) instead of stopping recovery.
@@ -25,7 +26,7 @@ import time
 
 from redis.client import NEVER_DECODE
 
-from ..flow import batch_scripts, placement, unique
+from ..flow import batch_scripts, fairlimit, placement, unique
 from ..flow.placement import MARK_LUA
 from ..connection.scripts import Script
 from ..errors import PoisonJobError
@@ -93,12 +94,15 @@ class Recovery:
 
     def release_slot(self) -> bool:
         """Forget this slot at a clean stop, unless a job is still in one of its lists."""
+        lists = self.keys.private_lists(self.context.slot, self.context.config.concurrency,
+                                        self.context.config.queue_names)
         pipe = self.redis.pipeline(transaction=False)
-        for key in self.keys.private_lists(self.context.slot, self.context.config.concurrency,
-                                           self.context.config.queue_names):
+        for key in lists:
             pipe.llen(key)
         if any(pipe.execute()):
             return False
+        for key in lists:  # a count a thread could not give back must not outlive the slot
+            fairlimit.give_back_emptied(self.redis, self.keys, key)
         return bool(self._forget([self.keys.slots], [self.context.slot, self.slot_record()]))
 
     # --- the scan for slots whose owner stopped beating
@@ -138,6 +142,7 @@ class Recovery:
         charged = len(texts) == 1 or list_key.endswith(ASYNC_SUFFIX)
         for text in reversed(texts):
             self._recover_job(list_key, text, charged)
+        fairlimit.give_back_emptied(self.redis, self.keys, list_key)
         return len(texts)
 
     def _recover_job(self, list_key: str, text: bytes, charged: bool) -> None:
@@ -211,6 +216,7 @@ def requeue_slots(redis, keys, slots: list[str], threads: int) -> int:
             for text in reversed(read_list(redis, list_key)):
                 place = placement.place_of_text(text, queue or queue_of(text))
                 moved += MOVE_ONE(redis, *move_one(keys, list_key, place, text))
+            fairlimit.give_back_emptied(redis, keys, list_key)
         redis.hdel(keys.slots, slot)
     return moved
 
