@@ -178,4 +178,6 @@ def name_problem(text: str) -> str | None:
         return "whitespace and control characters are not allowed"
     if "," in text:
         return "a comma is not allowed (queue lists read name,weight)"
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        return "a lone surrogate cannot be written as UTF-8"
     return None

@@ -257,6 +257,7 @@ def test_a_fair_key_goes_to_its_tenants_list_and_joins_the_turns(redis):
 @pytest.mark.parametrize("options, message", [
     ({"fair_key": ""}, "option 'fair_key' must be a usable tenant name"),
     ({"fair_key": 42}, "option 'fair_key' must be a string naming the tenant"),
+    ({"fair_key": "t\udc80"}, "option 'fair_key' must be a usable tenant name .a lone surrogate"),
     ({"fair_key": lambda *args: None}, "is code and cannot travel in a payload"),
     ({"fair_key": "t", "priority": 5}, "'fair_key' and 'priority' cannot be combined"),
 ])

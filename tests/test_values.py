@@ -43,7 +43,7 @@ def test_seconds_parser_says_what_it_expected(raw):
 @pytest.mark.parametrize("name, problem", [
     ("default", None), ("", "expected a non-empty name"), ("a b", "whitespace"),
     ("a\x85b", "control characters"), ("a,b", "a comma is not allowed"),
-    ("x" * 201, "longer than 200 characters"),
+    ("x" * 201, "longer than 200 characters"), ("a\udc80", "a lone surrogate"),
 ])
 def test_name_problem(name, problem):
     found = values.name_problem(name)
