@@ -48,6 +48,9 @@ def test_a_cluster_url_lists_start_nodes_and_takes_no_db():
         urls.parse("redis+cluster://h:7000?wait_replicas=1")
     with pytest.raises(urls.RedisURLError, match="cluster node address 'h' is not host:port"):
         urls.parse("redis+cluster://h")
+    for bad in ("h:0", "h:65536", "h:99999"):
+        with pytest.raises(urls.RedisURLError, match=f"'{bad}' is not host:port .a port from 1"):
+            urls.parse(f"redis+cluster://h:7000,{bad}")
 
 
 def test_the_layout_follows_the_url_and_a_contradiction_is_refused():

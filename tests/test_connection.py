@@ -53,6 +53,7 @@ REFUSED = [
     ("redis+sentinel://a:1", "expected redis+sentinel://[user:password@]host:port"),
     ("redis+sentinel://a:1/svc/zero", "expected redis+sentinel://"),
     ("redis+sentinel://a/svc", "sentinel address 'a' is not host:port"),
+    ("redis+sentinel://a:70000/svc", "sentinel address 'a:70000' is not host:port"),
     ("redis://h:1?wait_replicas=two", "wait_replicas must be a whole number"),
     ("redis://h:1?wait_replicas=1&wait_timeout=0", "wait_timeout a finite number of seconds"),
     ("redis://h:1?wait_replicas=1&wait_timeout=nan", "finite number of seconds >= 0.001"),

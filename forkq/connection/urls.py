@@ -273,8 +273,9 @@ def _addresses(url: str, hosts: str, what: str = "sentinel") -> tuple[tuple[str,
     addresses = []
     for item in hosts.split(","):
         host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise RedisURLError(url, f"{what} address {item!r} is not host:port")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise RedisURLError(url, f"{what} address {item!r} is not host:port (a port from "
+                                     f"1 to 65535)")
         addresses.append((host.strip("[]"), int(port)))
     return tuple(addresses)
 
