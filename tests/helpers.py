@@ -21,6 +21,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
+def most_at_once(spans) -> int:
+    """The largest number of (start, end) spans overlapping at one moment (an end before a
+    start at the same instant)."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _, change in edges:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
 class LogLines(logging.Handler):
     """Collects the messages of a logger (``attach``/``detach``), for tests reading log lines."""
 

@@ -15,7 +15,7 @@ from forkq.keys import Keys
 from forkq.worker.fetch import FetchMode
 from forkq.worker.recovery import Recovery
 from forkq.worker.services import Services
-from helpers import wait_for
+from helpers import most_at_once, wait_for
 from test_priority import drain, fetcher
 from test_worker import spawn, stop_all
 
@@ -129,16 +129,6 @@ def spans(redis):
     """(label, start, end) of every ``Span`` that ended."""
     return [(label, float(start), float(end)) for label, start, end in
             (line.split() for line in redis.lrange("prio:spans", 0, -1))]
-
-
-def most_at_once(intervals):
-    """The largest number of (start, end) intervals overlapping at one moment."""
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    at_once = most = 0
-    for _, step in edges:
-        at_once += step
-        most = max(most, at_once)
-    return most
 
 
 @pytest.mark.slow

@@ -8,22 +8,12 @@ import psutil
 import pytest
 
 import flow_jobs
-from helpers import wait_for
+from helpers import most_at_once, wait_for
 from test_worker import log_text, spawn
 
 
 def runs(redis):
     return redis.lrange("flow:runs", 0, -1)
-
-
-def most_at_once(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans],
-                    key=lambda event: (event[0], event[1]))
-    running = peak = 0
-    for _, change in events:
-        running += change
-        peak = max(peak, running)
-    return peak
 
 
 @pytest.mark.slow
