@@ -8,6 +8,7 @@ built without TLS. Sentinels are that same binary run with ``--sentinel``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +22,8 @@ from helpers import wait_for
 DEBIAN_SERVER = "/usr/bin/redis-server"
 #: the Sentinel service name the tests use
 SERVICE = "forkq"
+#: a sentinel's log line for a promotion: ``+switch-master <service> <ip> <old> <ip> <new>``
+SWITCH = re.compile(rf"\+switch-master {SERVICE} \S+ (\d+) \S+ (\d+)")
 
 
 def server_binary() -> str:
@@ -179,6 +182,17 @@ class SentinelGroup:
     def primary_port(self) -> int:
         """The primary's port as the sentinels see it."""
         return int(self.sentinels[0].client().sentinel_get_master_addr_by_name(SERVICE)[1])
+
+    def switches(self) -> list[tuple[int, int]]:
+        """The primary's moves (old port, new port) in order, from the sentinels' logs: more
+        than one when a loaded machine makes the sentinels give up on a promotion."""
+        moves: list[tuple[int, int]] = []
+        for node in self.sentinels:
+            with open(os.path.join(node.directory, "node.log")) as handle:
+                for old, new in SWITCH.findall(handle.read()):
+                    if (int(old), int(new)) not in moves:
+                        moves.append((int(old), int(new)))
+        return moves
 
     def node(self, port: int) -> Node:
         return next(n for n in [self.primary, *self.replicas] if n.port == port)
