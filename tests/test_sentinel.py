@@ -306,3 +306,21 @@ async def push_and_close(coroutine):
         return await coroutine
     finally:
         await aio.aclose()
+
+
+def test_two_deployments_naming_their_service_alike_are_no_move(tmp_path, caplog):
+    """A process that talks to two Sentinel deployments whose services share a name logs no
+    move of the primary when it connects to one, then the other, then the first again."""
+    first = SentinelGroup(tmp_path / "first", replicas=0)
+    second = SentinelGroup(tmp_path / "second", replicas=0)
+    try:
+        first.wait_until_ready()
+        second.wait_until_ready()
+        for group in (first, second, first):
+            client = connection.make_client(group.url)
+            assert client.ping()
+            client.close()
+    finally:
+        first.stop()
+        second.stop()
+    assert "moved from" not in caplog.text

@@ -45,7 +45,7 @@ class FollowingConnection(ShowsURL, SentinelManagedConnection):
             return
         pool = self.connection_pool
         self.host, self.port = address = await pool.get_master_address()
-        sentinel.note_primary(pool.service_name, address)
+        sentinel.note_primary(self.shown_url, pool.service_name, address)
         await super().connect_check_health(check_health=check_health,
                                            retry_socket_connect=retry_socket_connect)
 

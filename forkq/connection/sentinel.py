@@ -7,8 +7,8 @@ the pool (the fetcher's busy-path connection, a per-thread single-connection cli
 and port it had: the dead primary. ``FollowingConnection`` asks the sentinels on every
 (re)connect, however it is reached (its asyncio twin: ``connection/aio.py``).
 
-A change of primary is logged once per process (``note_primary``), whatever number of pools and
-threads see it. Between the primary's death and the promotion (``down-after-milliseconds`` plus
+A change of primary is logged once per process and deployment (``note_primary``: sentinels and
+service, as the URL names them), whatever number of pools and threads see it. Between the primary's death and the promotion (``down-after-milliseconds`` plus
 the election) connecting fails with ``MasterNotFoundError``, a ``ConnectionError``: callers back
 off as for any outage (``health.py``).
 """
@@ -24,6 +24,7 @@ from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConn
 from ..log import logger
 from .urls import ShowsURL, Target
 
+#: the last primary seen, by the URL (passwords hidden) that names the sentinels and service
 _primaries: dict[str, tuple[str, int]] = {}
 _primaries_lock = threading.Lock()
 
@@ -45,7 +46,7 @@ class FollowingConnection(ShowsURL, SentinelManagedConnection):
             return
         pool = self.connection_pool
         self.host, self.port = address = pool.get_master_address()
-        note_primary(pool.service_name, address)
+        note_primary(self.shown_url, pool.service_name, address)
         super().connect_check_health(check_health=check_health,
                                      retry_socket_connect=retry_socket_connect)
 
@@ -58,13 +59,14 @@ class FollowingSSLConnection(FollowingConnection, SSLConnection):
     pass
 
 
-def note_primary(service: str, address: tuple[str, int]) -> None:
-    """Log a new primary for ``service`` once in this process (not at the first lookup)."""
+def note_primary(deployment: str, service: str, address: tuple[str, int]) -> None:
+    """Log a new primary for ``service`` of ``deployment`` (its URL) once in this process (not
+    at the first lookup): two deployments may name their services alike ("mymaster")."""
     with _primaries_lock:
-        previous = _primaries.get(service)
+        previous = _primaries.get(deployment)
         if previous == address:
             return
-        _primaries[service] = address
+        _primaries[deployment] = address
     if previous is not None:
         logger.warning("Redis primary of Sentinel service %r moved from %s:%s to %s:%s",
                        service, *previous, *address)
