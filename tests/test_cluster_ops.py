@@ -90,16 +90,24 @@ def test_every_page_renders_and_each_action_works_across_the_primaries(cluster, 
             == 303
     assert (redis.llen(KEYS.queue(b)), redis.zcard(KEYS.schedule_for(b))) == (2, 0)
     assert redis.zcard(KEYS.schedule_for(c)) == 0 and api.scheduled.size == 2
+    web.post("/scheduled", {"action": "add_all_to_queue"})
+    assert api.scheduled.size == 0 and redis.llen(KEYS.queue(a)) == 3
 
     retries = api.retries.page(0, 10)
     for action, jid in (("retry_now", f"r-{a}"), ("kill", f"r-{b}"), ("delete", f"r-{c}")):
         web.post("/retries", {"action": action, "key": key_of(retries, jid)})
     assert json.loads(redis.lindex(KEYS.queue(a), 0))["retry_count"] == 0  # not spent
     assert api.retries.size == 0 and {e.jid for e in api.dead.page()} == {"dead-c", f"r-{b}"}
-    web.post("/morgue", {"action": "retry_now", "key": key_of(api.dead.page(), "dead-c")})
+    (stale,) = [entry for entry in api.dead.page() if entry.jid == "dead-c"]
+    web.post("/morgue", {"action": "retry_now", "key": stale.key})
     assert [e.jid for e in api.dead.page()] == [f"r-{b}"]
-    assert json.loads(redis.lindex(KEYS.queue(c), 0))["jid"] == "dead-c"
+    assert not api.dead.retry_now(stale)  # a second admin's click: its copy taken back out
+    assert [json.loads(text)["jid"] for text in redis.lrange(KEYS.queue(c), 0, -1)] == \
+        ["dead-c", c]
 
+    (job,) = [entry for entry in api.queue(b).jobs() if entry.args == [b]]
+    web.post(f"/queues/{b}", {"action": "delete", "job": job.ident, "index": "1"})
+    assert [entry.args for entry in api.queue(b).jobs()] == [["sched-1-job"]]
     web.post(f"/queues/{a}", {"action": "pause"})
     web.post(f"/queues/{c}", {"action": "clear"})
     assert api.paused_queues() == {a} and not redis.exists(KEYS.queue(c))

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 from .entry import Entry
 from .records import keyed_reply
-from .sets import BATCH, RetrySet, ScheduledSet, SortedSet, parse_key
+from .sets import BATCH, RetrySet, ScheduledSet, SortedSet, entry_named
 
 
 class QueueSets:
@@ -75,15 +75,13 @@ class QueueSets:
         return next((e for e in self.filter(jid) if e.jid == jid), None)
 
     def get(self, key: str) -> Entry | None:
-        parsed = parse_key(key)
-        if parsed is None:
-            return None
-        score, ident = parsed
-        replies = self._each(lambda pipe, name: pipe.zrange(name, score, score, byscore=True,
-                                                            withscores=True), [])
-        found = (Entry(raw, at, name) for name, pairs in zip(self.parts, replies)
-                 for raw, at in pairs)
-        return next((entry for entry in found if entry.matches(ident)), None)
+        def at_score(score: str) -> list[Entry]:
+            replies = self._each(lambda pipe, name: pipe.zrange(
+                name, score, score, byscore=True, withscores=True), [])
+            return [Entry(raw, at, name) for name, pairs in zip(self.parts, replies)
+                    for raw, at in pairs]
+
+        return entry_named(key, at_score)
 
     def _on_entry(self, action: str, entry: Entry) -> bool:
         part = self.parts.get(entry.source)

@@ -28,10 +28,13 @@ BATCH = 1000
 _KEY = re.compile(r"(?P<score>[+-]?(?:inf|\d+(?:\.\d*)?(?:e[+-]?\d+)?))-(?P<ident>.+)\Z",
                   re.DOTALL)
 
-def parse_key(key: str) -> tuple[str, str] | None:
-    """The score (as Redis reads it) and the ident of an ``Entry.key``; None when it is none."""
+def entry_named(key: str, at_score: Callable[[str], list[Entry]]) -> Entry | None:
+    """The entry an ``Entry.key`` names among ``at_score(score)``, the entries read at its
+    score (given as Redis reads it); None when it is gone or the key names none."""
     parsed = _KEY.match(key)
-    return (parsed["score"], parsed["ident"]) if parsed else None
+    if parsed is None:
+        return None
+    return next((e for e in at_score(parsed["score"]) if e.matches(parsed["ident"])), None)
 
 
 def glob_escape(text: str) -> str:
@@ -81,14 +84,12 @@ class SortedSet:
 
     def get(self, key: str) -> Entry | None:
         """The entry an ``Entry.key`` names, or None when it has gone."""
-        parsed = parse_key(key)
-        if parsed is None:
-            return None
-        score, ident = parsed
-        pairs = self._read(lambda: self.api.redis.zrange(self.key, score, score, byscore=True,
-                                                         withscores=True), [])
-        return next((e for e in (Entry(r, s, self.key) for r, s in pairs)
-                     if e.matches(ident)), None)
+        def at_score(score: str) -> list[Entry]:
+            pairs = self._read(lambda: self.api.redis.zrange(
+                self.key, score, score, byscore=True, withscores=True), [])
+            return [Entry(raw, at, self.key) for raw, at in pairs]
+
+        return entry_named(key, at_score)
 
     def delete(self, entry: Entry) -> bool:
         return self.api.redis.zrem(self.key, wire(entry.raw)) == 1
