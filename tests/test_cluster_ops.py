@@ -102,8 +102,8 @@ def test_every_page_renders_and_each_action_works_across_the_primaries(cluster, 
     web.post("/morgue", {"action": "retry_now", "key": stale.key})
     assert [e.jid for e in api.dead.page()] == [f"r-{b}"]
     assert not api.dead.retry_now(stale)  # a second admin's click: its copy taken back out
-    assert [json.loads(text)["jid"] for text in redis.lrange(KEYS.queue(c), 0, -1)] == \
-        ["dead-c", c]
+    assert [json.loads(text)["args"] for text in redis.lrange(KEYS.queue(c), 0, -1)] == \
+        [["dead-c"], [c]]
 
     (job,) = [entry for entry in api.queue(b).jobs() if entry.args == [b]]
     web.post(f"/queues/{b}", {"action": "delete", "job": job.ident, "index": "1"})
