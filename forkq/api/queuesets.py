@@ -62,10 +62,12 @@ class QueueSets:
     def page(self, offset: int = 0, count: int = 25) -> list[Entry]:
         replies = self._each(lambda pipe, key: pipe.zrange(
             key, 0, offset + count - 1, desc=self.descending, withscores=True), [])
-        runs = [[Entry(raw, score, key) for raw, score in pairs]
+        # merged as (score, text, set) and parsed only for the page shown
+        runs = [[(score, raw, key) for raw, score in pairs]
                 for key, pairs in zip(self.parts, replies)]
-        merged = heapq.merge(*runs, key=lambda entry: entry.score, reverse=self.descending)
-        return list(itertools.islice(merged, offset, offset + count))
+        merged = heapq.merge(*runs, key=lambda run: run[0], reverse=self.descending)
+        return [Entry(raw, score, key)
+                for score, raw, key in itertools.islice(merged, offset, offset + count)]
 
     def filter(self, text: str, batch: int = BATCH) -> Iterator[Entry]:
         for part in self.parts.values():
