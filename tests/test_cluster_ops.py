@@ -112,6 +112,8 @@ def test_every_page_renders_and_each_action_works_across_the_primaries(cluster, 
     web.post(f"/queues/{c}", {"action": "clear"})
     assert api.paused_queues() == {a} and not redis.exists(KEYS.queue(c))
     assert c not in redis.smembers(KEYS.queues)
+    web.post("/morgue", {"action": "retry_all"})
+    assert api.dead.size == 0 and json.loads(redis.lindex(KEYS.queue(b), 0))["jid"] == f"r-{b}"
     web.post("/busy", {"action": "quiet", "identity": "*"})
     wait_for(lambda: all(p.quiet for p in api.processes()), message="a quiet heartbeat")
 

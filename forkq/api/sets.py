@@ -28,6 +28,7 @@ BATCH = 1000
 _KEY = re.compile(r"(?P<score>[+-]?(?:inf|\d+(?:\.\d*)?(?:e[+-]?\d+)?))-(?P<ident>.+)\Z",
                   re.DOTALL)
 
+
 def entry_named(key: str, at_score: Callable[[str], list[Entry]]) -> Entry | None:
     """The entry an ``Entry.key`` names among ``at_score(score)``, the entries read at its
     score (given as Redis reads it); None when it is gone or the key names none."""

@@ -7,7 +7,10 @@ and the child's pid). A Redis that is down or slow makes ``forkq_redis_up`` 0 an
 the Redis-derived series; everything else is still served. A bad record (a heartbeat another
 writer left, a producer's ``SADD processes queue:x``, a queue or set key of another type) is
 Redis answering, not Redis down: heartbeats are read by ``api.processes.read_processes``, and
-each bad record is counted in ``forkq_bad_records{kind}`` and otherwise left out.
+each bad record is counted in ``forkq_bad_records{kind}`` and otherwise left out. In the cluster
+layout (``layout: cluster``) the scheduled and retry sizes are summed over the sets of every
+queue the directory or the config names (``Keys.schedule_sets``), read in the pipeline of the
+queues' sizes; the open batches count 0 (workflows are refused there).
 """
 
 from __future__ import annotations
