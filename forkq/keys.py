@@ -127,6 +127,14 @@ class Keys:
         """The sorted set a failed job of ``queue`` waits in until its retry."""
         return self.retry
 
+    def schedule_sets(self, queues) -> list[str]:
+        """Every ``schedule`` set the jobs of ``queues`` wait in (one for all here)."""
+        return [self.schedule]
+
+    def retry_sets(self, queues) -> list[str]:
+        """Every ``retry`` set the failed jobs of ``queues`` wait in (one for all here)."""
+        return [self.retry]
+
     @property
     def dead(self) -> str:
         return self._k("dead")
@@ -334,6 +342,12 @@ class ClusterKeys(Keys):
 
     def retry_for(self, queue: str) -> str:
         return self._q(queue, "retry")
+
+    def schedule_sets(self, queues) -> list[str]:
+        return [self.schedule_for(queue) for queue in queues]
+
+    def retry_sets(self, queues) -> list[str]:
+        return [self.retry_for(queue) for queue in queues]
 
     def queue_stat_keys(self, queue: str, day: str) -> list[str]:
         """``stat_keys`` of one queue: the counters of the jobs fetched from it."""

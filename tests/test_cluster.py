@@ -24,7 +24,6 @@ from forkq.connection import cluster as cluster_connection
 from forkq.connection import make_client, urls
 from forkq.errors import ClusterUnsupported, ConfigError, ForkqError
 from forkq.keys import ClusterKeys
-from forkq.web.app import App
 from forkq.supervisor.preflight import check_redis as preflight
 from forkq.worker.poller import Poller
 from forkq.worker.services import Services
@@ -93,13 +92,10 @@ def test_start_refuses_the_cluster_layout_on_a_single_server(tmp_path, make_conf
 
 
 def test_start_refuses_features_cluster_mode_does_not_run_yet(cluster, make_config):
-    with pytest.raises(ClusterUnsupported, match=r"/metrics exporter \(metrics.port\): cluster "
-                                                 r"mode \(layout: cluster\) does not support"):
-        preflight(make_config(redis_url=cluster.url))
     with pytest.raises(ClusterUnsupported, match="periodic jobs"):
         preflight(make_config(redis_url=cluster.url, metrics={"port": None}, periodic=[
             {"name": "tick", "class": "jobs.Record", "cron": "* * * * *", "args": [1]}]))
-    preflight(make_config(redis_url=cluster.url, metrics={"port": None}))
+    preflight(make_config(redis_url=cluster.url))  # the /metrics exporter included
 
 
 # --- the push and the fetch
@@ -175,7 +171,7 @@ def test_heartbeat_and_process_record(cluster, start_worker):
 
 @pytest.fixture
 def cluster_master(cluster, tmp_path):
-    """Start a master on the cluster (metrics off: refused in cluster mode); killed at the end."""
+    """Start a master on the cluster (metrics off unless asked); killed at the end."""
     started = []
 
     def start(**settings) -> Master:
@@ -229,8 +225,6 @@ def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config)
         jobs.Record.set(priority=5).perform_async(1)
     with pytest.raises(ClusterUnsupported, match=r"fair shares \(the fair_key option\)"):
         jobs.Record.set(fair_key="tenant-1").perform_async(1)
-    with pytest.raises(ClusterUnsupported, match=r"the web UI"):
-        App(make_config(redis_url=cluster.url))
     with pytest.raises(ClusterUnsupported, match=r"limiters \(forkq.limiter\)"):
         with forkq.limiter.concurrent("api", 2):
             pass

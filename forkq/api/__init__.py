@@ -22,7 +22,9 @@ An ``Api`` made ``read_only`` never writes: listing processes then leaves the me
 Modules: ``source`` (``Store``: the Redis and keys read, by default the process's), ``entry``
 (one job as stored, and its timestamps), ``queue``, ``sets`` (schedule, retry, dead),
 ``processes`` (heartbeats and running jobs), ``batches`` (open batches), ``admin`` (``Api``:
-stats, remote signals, the periodic leader), ``jobmetrics`` (the per-class metrics, read side).
+stats, remote signals, the periodic leader), ``jobmetrics`` (the per-class metrics, read side);
+in the cluster layout, ``queuesets`` (every queue's ``schedule`` or ``retry`` read as one) and
+``clustermove`` (the moves to a queue there, within a slot or in two steps).
 """
 
 from .admin import SIGNALS, Api, DayStat, default

@@ -13,6 +13,7 @@ from typing import Any
 from redis.exceptions import NoPermissionError
 
 from ..connection.source import default_source
+from ..errors import ClusterUnsupported
 from ..flow import cancel as cancelling
 from ..flow import pause as pausing
 from ..flow import placement
@@ -22,6 +23,7 @@ from .batches import Batches
 from .entry import as_int, wire
 from .processes import Process, Work, parse_work, read_processes
 from .queue import Queue, QueueSummary, summaries
+from .queuesets import QueueRetries, QueueScheduled
 from .records import keyed_read, wrong_type
 from .sets import DeadSet, RetrySet, ScheduledSet
 from .source import Store
@@ -56,12 +58,15 @@ class Api(Store):
         """``all_queues`` with each one's size, latency, pause and problem, read together."""
         return summaries(self, self._queue_names(listened))
 
-    def _queue_names(self, listened: bool) -> list[str]:
+    def _queue_names(self, listened: bool, processes: list[Process] | None = None) -> list[str]:
+        """The directory's names; with ``listened``, those of live processes (``processes``
+        when read already) too."""
         names, _ = keyed_read(lambda: self.redis.smembers(self.keys.queues), set(), "set")
         names = set(names)
         if listened:
-            names.update(name for process in self.processes() for name in process.queues
-                         if isinstance(name, str))
+            names.update(name for process in (self.processes() if processes is None
+                                              else processes)
+                         for name in process.queues if isinstance(name, str))
         return sorted(names)
 
     def paused_queues(self) -> set[str]:
@@ -78,11 +83,18 @@ class Api(Store):
         return as_int(self.redis.get(self.keys.cancelled))
 
     @property
-    def scheduled(self) -> ScheduledSet:
+    def scheduled(self) -> ScheduledSet | QueueScheduled:
+        """The ``schedule`` set; in the cluster layout every queue's, read as one (the
+        queues the directory or a live process names, as the pollers poll them)."""
+        if self.keys.layout == "cluster":
+            return QueueScheduled(self, self._queue_names(listened=True))
         return ScheduledSet(self)
 
     @property
-    def retries(self) -> RetrySet:
+    def retries(self) -> RetrySet | QueueRetries:
+        """The ``retry`` set; in the cluster layout every queue's, as ``scheduled``."""
+        if self.keys.layout == "cluster":
+            return QueueRetries(self, self._queue_names(listened=True))
         return RetrySet(self)
 
     @property
@@ -115,7 +127,8 @@ class Api(Store):
         works = [parse_work(p.identity, thread, text)
                  for p, threads in zip(processes, pipe.execute(raise_on_error=False))
                  if not wrong_type(threads) for thread, text in threads.items()]
-        self._add_cursors(works)
+        if self.keys.layout != "cluster":  # resumable jobs, refused there, have no cursor
+            self._add_cursors(works)
         return sorted(works, key=lambda w: w.run_at or 0.0)
 
     def _add_cursors(self, works: list[Work]) -> None:
@@ -168,9 +181,11 @@ class Api(Store):
 
     def _cluster_stats(self) -> dict[str, int]:
         """``stats`` in the cluster layout: each queue has its own counters and sets (the
-        queues known to the directory), summed here, plus the counters flushed at exits."""
+        queues the directory or a live process names), summed here, plus the counters
+        flushed at exits."""
         keys, redis = self.keys, self.redis
-        queues = sorted(redis.smembers(keys.queues))
+        processes = self.processes()
+        queues = self._queue_names(listened=True, processes=processes)
         pipe = redis.pipeline(transaction=False)
         for name in queues:
             processed, failed = keys.queue_stat_keys(name, "")[:2]
@@ -186,7 +201,6 @@ class Api(Store):
                    for reply in pipe.execute(raise_on_error=False)]
         per_queue, (processed, failed, dead) = replies[:-3], replies[-3:]
         sums = [sum(per_queue[i::5]) for i in range(5)]
-        processes = self.processes()
         return {"processed": processed + sums[0], "failed": failed + sums[1],
                 "busy": sum(p.busy for p in processes), "enqueued": sums[2],
                 "scheduled": sums[3], "retries": sums[4], "dead": dead,
@@ -220,7 +234,11 @@ class Api(Store):
         wrote them (``api.periodic.report``, which names what it could not read)."""
         from .periodic import report  # imports cronsim: only when this is asked
 
-        return report(self.redis, self.keys)
+        try:
+            return report(self.redis, self.keys)
+        except ClusterUnsupported:  # refused at start there: no master leads
+            return {"leader": {"identity": None, "master_pid": None}, "entries": [],
+                    "problem": None}
 
     def redis_info(self) -> dict[str, Any]:
         """Server facts from INFO; "?" where a Redis user may not run INFO (not a read)."""

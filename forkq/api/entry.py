@@ -82,11 +82,14 @@ def _text(value: Any) -> str | None:
 
 
 class Entry:
-    """One job as stored: ``raw`` text, its ``score`` in a sorted set, and parsed fields."""
+    """One job as stored: ``raw`` text, its ``score`` in a sorted set, and parsed fields;
+    ``source``, the sorted set it was read from where several are read as one (the cluster
+    layout's ``schedule`` and ``retry``, a set per queue: ``api/queuesets.py``)."""
 
-    def __init__(self, raw: str, score: float | None = None) -> None:
+    def __init__(self, raw: str, score: float | None = None, source: str | None = None) -> None:
         self.raw = raw
         self.score = score
+        self.source = source
         try:
             item = json.loads(raw)
         except (ValueError, RecursionError):

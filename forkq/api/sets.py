@@ -4,6 +4,10 @@ An action names the entries it moves by their raw text, so it removes exactly wh
 or nothing when someone (another admin, the poller) moved it first. A key of another type
 under a set's name (a producer's ``LPUSH retry x``) reads as an empty set with the reason in
 ``problem``, so the pages and the scrape that show it stay up.
+
+In the cluster layout each queue has its own ``schedule`` and ``retry`` (a ``ScheduledSet`` or
+``RetrySet`` made with its ``queue``), read as one by ``api/queuesets.py``; the moves to a queue
+that cross hash slots there are ``api/clustermove.py``'s.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from ..flow import placement
+from . import clustermove
 from .entry import Entry, wire
 from .records import keyed_read
 from .source import Store, default_store
@@ -22,6 +27,16 @@ BATCH = 1000
 #: ``<score>-<ident>``: the score as ``repr(float)`` (``-inf``, ``1e-05``), then the ident
 _KEY = re.compile(r"(?P<score>[+-]?(?:inf|\d+(?:\.\d*)?(?:e[+-]?\d+)?))-(?P<ident>.+)\Z",
                   re.DOTALL)
+
+
+def entry_named(key: str, at_score: Callable[[str], list[Entry]]) -> Entry | None:
+    """The entry an ``Entry.key`` names among ``at_score(score)``, the entries read at its
+    score (given as Redis reads it); None when it is gone or the key names none."""
+    parsed = _KEY.match(key)
+    if parsed is None:
+        return None
+    return next((e for e in at_score(parsed["score"]) if e.matches(parsed["ident"])), None)
+
 
 def glob_escape(text: str) -> str:
     """``text`` as a literal inside a Redis MATCH pattern."""
@@ -34,9 +49,11 @@ class SortedSet:
     #: newest (highest score) first when paging
     descending = False
 
-    def __init__(self, key: str, api: Store | None = None) -> None:
+    def __init__(self, key: str, api: Store | None = None, queue: str | None = None) -> None:
         self.api = api or default_store()
         self.key = key
+        #: the queue whose own set this is (the cluster layout's): its entries go back there
+        self.queue = queue
         #: why the key cannot be read as a sorted set (it holds another type), once a read found it
         self.problem: str | None = None
 
@@ -53,7 +70,7 @@ class SortedSet:
     def page(self, offset: int = 0, count: int = 25) -> list[Entry]:
         pairs = self._read(lambda: self.api.redis.zrange(
             self.key, offset, offset + count - 1, desc=self.descending, withscores=True), [])
-        return [Entry(raw, score) for raw, score in pairs]
+        return [Entry(raw, score, self.key) for raw, score in pairs]
 
     def filter(self, text: str, batch: int = BATCH) -> Iterator[Entry]:
         """Entries whose JSON contains ``text``, matched by Redis one batch at a time."""
@@ -61,21 +78,19 @@ class SortedSet:
             return
         pattern = f"*{glob_escape(text)}*"
         for raw, score in self.api.redis.zscan_iter(self.key, match=pattern, count=batch):
-            yield Entry(raw, score)
+            yield Entry(raw, score, self.key)
 
     def find(self, jid: str) -> Entry | None:
         return next((e for e in self.filter(jid) if e.jid == jid), None)
 
     def get(self, key: str) -> Entry | None:
         """The entry an ``Entry.key`` names, or None when it has gone."""
-        parsed = _KEY.match(key)
-        if parsed is None:
-            return None
-        score = parsed["score"]
-        pairs = self._read(lambda: self.api.redis.zrange(self.key, score, score, byscore=True,
-                                                         withscores=True), [])
-        return next((e for e in (Entry(r, s) for r, s in pairs)
-                     if e.matches(parsed["ident"])), None)
+        def at_score(score: str) -> list[Entry]:
+            pairs = self._read(lambda: self.api.redis.zrange(
+                self.key, score, score, byscore=True, withscores=True), [])
+            return [Entry(raw, at, self.key) for raw, at in pairs]
+
+        return entry_named(key, at_score)
 
     def delete(self, entry: Entry) -> bool:
         return self.api.redis.zrem(self.key, wire(entry.raw)) == 1
@@ -97,6 +112,12 @@ class SortedSet:
         movable = [e for e in entries if not e.malformed]
         if not movable:
             return 0, len(entries)
+        if self.api.keys.layout == "cluster":
+            now = time.time()
+            moves = [(self.queue or e.queue or "default", wire(e.raw),
+                      wire(e.requeued_text(now, decrement))) for e in movable]
+            return clustermove.requeue(self.api, self.key, moves, self.queue is not None), \
+                len(entries) - len(movable)
         keys, now = [self.key, self.api.keys.queues], time.time()
         position: dict[str, int] = {}  # queue name -> 1-based index of its list in KEYS
         args: list[Any] = [self.api.keys.root]
@@ -129,7 +150,7 @@ class SortedSet:
                                           withscores=True)
             if not pairs:
                 break
-            moved, left = action([Entry(raw, score) for raw, score in pairs])
+            moved, left = action([Entry(raw, score, self.key) for raw, score in pairs])
             done, kept, remaining = done + moved, kept + left, remaining - len(pairs)
         return done
 
@@ -138,11 +159,12 @@ class SortedSet:
 
 
 class ScheduledSet(SortedSet):
-    """Score = run-at; soonest first."""
+    """Score = run-at; soonest first. With ``queue``, that queue's own set (cluster layout)."""
 
-    def __init__(self, api: Store | None = None) -> None:
+    def __init__(self, api: Store | None = None, queue: str | None = None) -> None:
         api = api or default_store()
-        super().__init__(api.keys.schedule, api)
+        super().__init__(api.keys.schedule_for(queue) if queue else api.keys.schedule, api,
+                         queue)
 
     def add_to_queue(self, entry: Entry) -> bool:
         return self._requeue([entry], decrement=False)[0] == 1
@@ -162,11 +184,12 @@ class FailedSet(SortedSet):
 
 
 class RetrySet(FailedSet):
-    """Score = next retry; soonest first."""
+    """Score = next retry; soonest first. With ``queue``, that queue's own set (cluster
+    layout)."""
 
-    def __init__(self, api: Store | None = None) -> None:
+    def __init__(self, api: Store | None = None, queue: str | None = None) -> None:
         api = api or default_store()
-        super().__init__(api.keys.retry, api)
+        super().__init__(api.keys.retry_for(queue) if queue else api.keys.retry, api, queue)
 
     def kill(self, entry: Entry) -> bool:
         return self._kill([entry])[0] == 1

@@ -99,9 +99,6 @@ def refuse_unsupported(config) -> None:
         return
     if config.periodic:
         raise ClusterUnsupported("periodic jobs (periodic:)", "remove the periodic: entries")
-    if config.metrics.port is not None:
-        raise ClusterUnsupported("the /metrics exporter (metrics.port)",
-                                 "set metrics: {port: null}")
 
 
 def refuse_coroutines(config, job_classes) -> None:

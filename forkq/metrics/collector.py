@@ -7,7 +7,10 @@ and the child's pid). A Redis that is down or slow makes ``forkq_redis_up`` 0 an
 the Redis-derived series; everything else is still served. A bad record (a heartbeat another
 writer left, a producer's ``SADD processes queue:x``, a queue or set key of another type) is
 Redis answering, not Redis down: heartbeats are read by ``api.processes.read_processes``, and
-each bad record is counted in ``forkq_bad_records{kind}`` and otherwise left out.
+each bad record is counted in ``forkq_bad_records{kind}`` and otherwise left out. In the cluster
+layout (``layout: cluster``) the scheduled and retry sizes are summed over the sets of every
+queue the directory or the config names (``Keys.schedule_sets``), read in the pipeline of the
+queues' sizes; the open batches count 0 (workflows are refused there).
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from ..api import latency, wire
 from ..api.entry import as_int
 from ..api.processes import read_processes
 from ..api.records import wrong_type
-from ..errors import ForkqError
+from ..errors import ClusterUnsupported, ForkqError
 from ..flow import placement
 from ..ident import hostname
-from ..keys import Keys
+from ..keys import keys_for
 from ..log import logger
 from ..status import status_path
 from . import store
@@ -79,7 +82,7 @@ class RedisReader:
 
     def __init__(self, config) -> None:
         self.config = config
-        self.keys = Keys(config.namespace)
+        self.keys = keys_for(config.layout, config.namespace)
         self.host = hostname()
         self._client = None
         self._was_up = True
@@ -111,19 +114,27 @@ class RedisReader:
         pipe = redis.pipeline(transaction=False)
         pipe.smembers(keys.processes)
         pipe.smembers(keys.queues)
-        for name in (keys.schedule, keys.retry, keys.dead, keys.batches):
-            pipe.zcard(name)
+        pipe.zcard(keys.dead)
         pipe.smembers(keys.paused)
         pipe.get(keys.cancelled)
-        identities, queue_set, *set_sizes, paused, cancelled = pipe.execute(raise_on_error=False)
+        if self._batches:
+            pipe.zcard(self._batches)
+        identities, queue_set, dead, paused, cancelled, *batches = pipe.execute(
+            raise_on_error=False)
         queues = sorted(_members(queue_set) | set(self.config.queue_names) | _members(paused))
         tenants = placement.tenant_lists(redis, keys, queues)
         lists = placement.waiting_lists(redis, keys, queues, tenants)
+        waiting_sets = (keys.schedule_sets(queues), keys.retry_sets(queues))
+        for name in (name for sets in waiting_sets for name in sets):
+            pipe.zcard(wire(name))
         for name in queues:
             for key in lists[name]:
                 pipe.llen(wire(key))
                 pipe.lindex(wire(key), -1)
         tail, now = iter(pipe.execute(raise_on_error=False)), time.time()
+        # the cluster layout's schedule and retry are a set per queue: summed, each counted
+        set_sizes = [[next(tail) for _ in sets] for sets in waiting_sets] + [[dead],
+                                                                             batches or [0]]
         sizes, shares = {}, {}
         for name in queues:
             ends = [(next(tail), next(tail)) for _ in lists[name]]
@@ -136,13 +147,22 @@ class RedisReader:
         processes = [p for p in read_processes(redis, keys, sorted(_members(identities))) if p]
         bad = {"heartbeat": sum(1 for p in processes if p.problem),
                "queue": len(queues) - len(sizes),
-               "set": sum(map(wrong_type, set_sizes + [identities, queue_set, paused]))}
+               "set": sum(map(wrong_type, [size for each in set_sizes for size in each]
+                              + [identities, queue_set, paused]))}
         return RedisFacts(True, self._beats(processes), bad, sizes,
-                          {name: 0 if wrong_type(size) else size
-                           for name, size in zip(("scheduled", "retry", "dead", "batches"),
+                          {name: sum(0 if wrong_type(size) else size for size in each)
+                           for name, each in zip(("scheduled", "retry", "dead", "batches"),
                                                  set_sizes)},
                           shares, {_label(name) for name in _members(paused)},
                           as_int(cancelled))
+
+    @property
+    def _batches(self) -> str | None:
+        """The index of open batches; None where workflows are refused (cluster layout)."""
+        try:
+            return self.keys.batches
+        except ClusterUnsupported:
+            return None
 
     def _beats(self, processes) -> dict[int, dict]:
         """This host's sound heartbeats by pid."""

@@ -41,8 +41,6 @@ log = logging.getLogger("forkq.web")
 
 class App:
     def __init__(self, config: Config, redis_client=None, environ=os.environ) -> None:
-        if config.layout == "cluster":
-            raise ClusterUnsupported("the web UI (forkq web)")
         self.read_only = config.web.read_only
         self.api = Api.from_config(config, redis_client, read_only=self.read_only)
         self.auth = security.Auth(config.web, environ)
@@ -109,6 +107,8 @@ class App:
         except redis_py.RedisError as exc:
             log.warning("web request %s failed: Redis error: %s", request.path, exc)
             response = self.error(request, 503, f"Redis is unavailable: {exc}")
+        except ClusterUnsupported as exc:  # a page or action of a feature the layout refuses
+            response = self.error(request, 501, str(exc))
         if request.cookies.get(security.CSRF_COOKIE) != request.csrf:
             response.set_cookie(security.CSRF_COOKIE, request.csrf,
                                 request.script_name or "/", request.secure)
