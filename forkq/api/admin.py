@@ -15,7 +15,7 @@ from redis.exceptions import NoPermissionError
 from ..connection.source import default_source
 from ..flow import cancel as cancelling
 from ..flow import pause as pausing
-from ..flow import placement
+from ..flow import placement, shards
 from ..keys import SIGNALS_TTL
 from ..signals import REMOTE_SIGNALS
 from .batches import Batches
@@ -167,10 +167,10 @@ class Api(Store):
                 "dead": as_int(dead), "processes": len(processes)}
 
     def _cluster_stats(self) -> dict[str, int]:
-        """``stats`` in the cluster layout: each queue has its own counters and sets (the
-        queues known to the directory), summed here, plus the counters flushed at exits."""
+        """``stats`` in the cluster layout: each queue (each shard of a sharded one) has its
+        own counters and sets (the queues known to the directory), summed here, plus the counters flushed at exits."""
         keys, redis = self.keys, self.redis
-        queues = sorted(redis.smembers(keys.queues))
+        queues = shards.every_list(redis, keys, sorted(redis.smembers(keys.queues)))
         pipe = redis.pipeline(transaction=False)
         for name in queues:
             processed, failed = keys.queue_stat_keys(name, "")[:2]
@@ -208,7 +208,8 @@ class Api(Store):
             return counts
         index = 2 if stat == "processed" else 3
         pipe = self.redis.pipeline(transaction=False)
-        queues = sorted(self.redis.smembers(self.keys.queues))
+        queues = shards.every_list(self.redis, self.keys, sorted(self.redis.smembers(
+            self.keys.queues)))
         for name in queues:
             for day in days:
                 pipe.get(self.keys.queue_stat_keys(name, day)[index])
