@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 from .configfile import read_file
 from .connection import urls as redis_url
 from .errors import ConfigError
-from .keys import MAX_SHARDS
+from .keys import MAX_SHARDS, cluster_name_problem
 from .log import FORMATS as LOG_FORMATS, ROOT_OWNERS as LOG_ROOT_OWNERS
 from .values import (DAY, HOUR, YEAR, boolean, host, integer, modules, name, name_problem,
                      optional, path, seconds, string, string_list)
@@ -361,9 +361,9 @@ def _check_shards(config: Config, source: str) -> None:
                 f"{source}: queue {queue.name!r} has shards: {queue.shards}, which only the "
                 f"cluster layout runs (a redis+cluster:// URL): one Redis server gains nothing "
                 f"from splitting a queue; remove shards or use a Redis Cluster")
-        if config.layout == "cluster" and "#" in queue.name:
-            raise ConfigError(f"{source}: queue {queue.name!r}: '#' is not allowed in a queue "
-                              f"name in the cluster layout (it names a queue's shards)")
+        problem = config.layout == "cluster" and cluster_name_problem(queue.name)
+        if problem:
+            raise ConfigError(f"{source}: queue {queue.name!r}: {problem}")
 
 
 #: FORKQ_* variables that are not config keys: read by the commands and the web UI themselves

@@ -119,6 +119,13 @@ def shard_tag(queue: str, index: int) -> str:
     raise AssertionError("unreachable: count() does not end")
 
 
+def cluster_name_problem(queue: str) -> str | None:
+    """Why ``queue`` cannot name a queue in the cluster layout, or None: ``#`` names shards."""
+    if "#" in queue:
+        return "'#' is not allowed in a queue name in the cluster layout (it names a queue's shards)"
+    return None
+
+
 def shard_index(value) -> int:
     """A payload's ``shard``: an int from 1 to ``MAX_SHARDS`` - 1, else 0 (the first shard,
     which is the unsharded queue: a payload written by other code is placed, never refused)."""

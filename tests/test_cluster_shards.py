@@ -119,6 +119,14 @@ def test_a_shard_key_keeps_its_jobs_in_order_on_one_shard(cluster, start_worker)
     assert redis.lrange("ran", 0, -1) == [str(i) for i in range(14)]
 
 
+def test_a_push_to_a_queue_name_holding_a_hash_sign_is_refused(cluster):
+    with pytest.raises(TypeError, match=r"queue 'media#1': '#' is not allowed"):
+        jobs.Record.set(queue="media#1").perform_async(1)
+    with pytest.raises(TypeError, match=r"queue 'media#1': '#' is not allowed"):
+        jobs.Record.set(queue="media#1").perform_bulk([[1], [2]])
+    assert forkq_client.default().redis.dbsize() == 0
+
+
 def test_a_producer_before_any_worker_pushes_to_shard_zero_and_the_job_runs(cluster,
                                                                              start_worker):
     redis = forkq_client.default().redis
@@ -158,6 +166,24 @@ def test_retries_and_scheduled_jobs_of_a_sharded_queue_stay_on_their_shard(clust
     assert poller.enqueue_due(now=time.time() + 3600) == 1
     wait_for(lambda: redis.llen("tries") == 2, message="the second try")
     wait_for(lambda: redis.zcard(KEYS.retry_for(home)) == 1, message="the next retry")
+
+
+def test_released_jobs_go_back_into_the_shard_they_came_from(cluster, make_config):
+    """What a graceful stop does with a thread's unstarted jobs (``Fetcher.release``)."""
+    redis = forkq_client.default().redis
+    services = Services.build(make_config(redis_url=cluster.url, queues=SHARDED), cluster.url,
+                              "t:0:0")
+    services.shards.record(redis)
+    jobs.Record.set(queue="media").perform_bulk([[i] for i in range(8)])
+    assert sizes(redis) == [2, 2, 2, 2]
+    fetcher = services.make_fetcher(services.make_redis(), 0)
+    fetcher.batch = 10
+    taken = fetcher.fetch()
+    assert len(taken) == 2 and {job.queue for job in taken} == {"media"}
+    assert sorted(sizes(redis)) == [0, 2, 2, 2]
+    assert fetcher.release(taken) == 2
+    assert sizes(redis) == [2, 2, 2, 2]
+    fetcher.close()
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ import zlib
 from typing import Any
 
 from ..connection.scripts import Script
+from ..keys import cluster_name_problem
 
 #: seconds a client keeps the shard counts it read
 REFRESH = 5.0
@@ -85,6 +86,11 @@ class ShardCounts:
         self._lock = threading.Lock()
 
     def count(self, redis, keys, queue: str) -> int:
+        """``queue``'s shard count, as read at most ``REFRESH`` seconds ago; a queue name the
+        cluster layout cannot tell from a shard's is refused, naming it."""
+        problem = cluster_name_problem(queue)
+        if problem:
+            raise TypeError(f"queue {queue!r}: {problem}")
         read_at, counts = self._counts
         if time.monotonic() - read_at > REFRESH:
             counts = {_text(name): int(n) for name, n in redis.hgetall(keys.shards).items()}

@@ -90,7 +90,9 @@ class ClusterFetcher(Fetcher):
         paused = self.paused.names
         for name in self.queues.order():
             if name not in paused:
+                asked = self.batch  # an empty shard does not shrink the ask of the next one
                 for index, home in self._homes(name):
+                    self.batch = asked
                     jobs = self._fetch_from(name, home)
                     if jobs:
                         self._turned(name, index)
