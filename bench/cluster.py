@@ -143,6 +143,15 @@ def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str, shards:
             "calls": calls}
 
 
+def placement(client, keys, ports: list[int], shards: int) -> str:
+    """Which node holds what: the queue's shards and the body's counter, node by node."""
+    held = {port: [] for port in ports}
+    for name, _, shard in lists(keys, shards):
+        held[client.get_node_from_key(keys.queue(shard)).port].append(shard)
+    held[client.get_node_from_key("bench:counter").port].append("the counter")
+    return "per node: " + " / ".join(", ".join(held[port]) or "-" for port in ports)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20_000)
@@ -183,6 +192,8 @@ def main() -> None:
                   f"job {statistics.median(r['worker_us'] for r in runs):.0f} us, Redis "
                   f"commands per job {statistics.median(r['calls'] for r in runs):.2f} "
                   f"(the body's INCR is one)")
+        if args.shards > 1:
+            print(placement(cluster[2], cluster[3], ports, args.shards))
         print(f"load after: {os.getloadavg()[0]:.2f}")
     finally:
         for process in processes:
