@@ -106,8 +106,9 @@ def shard_tag(queue: str, index: int) -> str:
     the tag's slot within ``_SHARD_WINDOW`` slots after its target. The targets spread over
     the slot space from shard 0's slot by bit reversal (a half-turn, then quarters, then
     eighths...), so shards 0..n-1 of any count n are spread evenly: with slots split in
-    contiguous ranges (``redis-cli --cluster create``), every primary owning at least 1/n of
-    them holds a shard. Deterministic: every client and worker computes the same tags."""
+    contiguous ranges (``redis-cli --cluster create``), a primary whose range spans 1/p of
+    them (p the largest power of two not above n, plus the window) holds a shard.
+    Deterministic: every client and worker computes the same tags."""
     if index == 0:
         return f"q:{queue}"
     spread = int(f"{index:014b}"[::-1], 2)  # bit reversal of a 14-bit index: 16,384 slots
