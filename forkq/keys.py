@@ -123,7 +123,8 @@ def shard_tag(queue: str, index: int) -> str:
 def cluster_name_problem(queue: str) -> str | None:
     """Why ``queue`` cannot name a queue in the cluster layout, or None: ``#`` names shards."""
     if "#" in queue:
-        return "'#' is not allowed in a queue name in the cluster layout (it names a queue's shards)"
+        return ("'#' is not allowed in a queue name in the cluster layout (it names a "
+                "queue's shards)")
     return None
 
 

@@ -64,6 +64,9 @@ def test_shards_are_read_from_queue_entries_and_bad_ones_refused_naming_queue_va
                              "queues": [["media", {"shards": 4}]]}, "forkq.yml")
     with pytest.raises(ConfigError, match=r"queue 'a#1': '#' is not allowed"):
         config.from_mapping({"redis_url": url, "queues": ["a#1"]})
+    for bad in ("", "two words", 7):
+        with pytest.raises(TypeError, match=r"option 'shard_key' must be a non-empty string"):
+            jobs.Record.set(shard_key=bad)
 
 
 # --- placement
