@@ -13,6 +13,12 @@ figures hold the drain alone. Median of ``--runs`` runs, cases alternating.
     python bench/cluster.py                      # 20,000 jobs, 3 runs
     python bench/cluster.py --jobs 5000 --runs 1
     python bench/cluster.py --queues 1           # one queue: no switching between queues
+    python bench/cluster.py --shards 8           # one queue in 8 shards against 1 shard
+
+With ``--shards N`` both cases run on the cluster: one queue split into N shards
+(``queues: [[q0, 1, {shards: N}]]``, its jobs staged evenly over the shards) against the same
+queue unsharded, so what the figures compare is how the queue's Redis work spreads over the
+primaries and what the shards cost in calls.
 
 On this 2-core machine the workers and every Redis share two cores: jobs/s is capped by the
 total CPU per job, and a cluster's extra primaries do not add cores here. What carries over to
@@ -37,6 +43,7 @@ sys.path[:0] = [ROOT, HERE]
 import redis as redis_py  # noqa: E402
 from redis.cluster import RedisCluster  # noqa: E402
 
+from forkq.flow.shards import shard_names  # noqa: E402
 from forkq.keys import ClusterKeys, Keys  # noqa: E402
 from harness import free_port, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
 
@@ -85,22 +92,31 @@ def commands(ports: list[int]) -> int:
     return sum(redis_py.Redis(port=p).info("stats")["total_commands_processed"] for p in ports)
 
 
-def stage(client, keys, jobs: int) -> None:
-    """``jobs`` Incr jobs in a staging list beside each queue (same hash slot)."""
-    for index, name in enumerate(QUEUES):
+def lists(keys, shards: int) -> list[tuple[str, int, str]]:
+    """(queue, shard index, list name) of every list drained: each queue's shards."""
+    return [(name, index, shard) for name in QUEUES
+            for index, shard in enumerate(shard_names(keys, name, shards))]
+
+
+def stage(client, keys, jobs: int, shards: int) -> None:
+    """``jobs`` Incr jobs in a staging list beside each queue or shard (same hash slot)."""
+    drained = lists(keys, shards)
+    for position, (name, index, shard) in enumerate(drained):
         text = ('{"class":"bench_jobs.Incr","args":[0],"queue":"%s","retry":true,'
-                '"jid":"%024x","created_at":1.0,"enqueued_at":1.0}')
-        batch = [text % (name, n) for n in range(index, jobs, len(QUEUES))]
+                '"jid":"%024x","created_at":1.0,"enqueued_at":1.0' +
+                (f',"shard":{index}}}' if index else '}'))
+        batch = [text % (name, n) for n in range(position, jobs, len(drained))]
         for start in range(0, len(batch), 1000):
-            client.lpush(keys.queue(name) + ":staging", *batch[start:start + 1000])
+            client.lpush(keys.queue(shard) + ":staging", *batch[start:start + 1000])
 
 
-def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str) -> dict:
+def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str, shards: int = 1) -> dict:
     for port in ports:
         redis_py.Redis(port=port).flushall()
-    stage(client, keys, jobs)
+    stage(client, keys, jobs, shards)
+    queues = [[name, 1, {"shards": shards}] if shards > 1 else [name, 1] for name in QUEUES]
     config = {"redis_url": url, "require": ["bench_jobs"], "concurrency": 10,
-              "queues": [[name, 1] for name in QUEUES], "loglevel": "warning",
+              "queues": queues, "loglevel": "warning",
               "heartbeat_interval": 1, "poll_interval": 1, "metrics": {"port": None},
               "data_dir": tmp}
     workers = [spawn_worker(config, os.path.join(tmp, f"w{i}"), [ROOT, HERE])
@@ -112,8 +128,8 @@ def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str) -> dict
         commands_before = commands(ports)
         worker_before = tree_cpu_seconds([w.pid for w in workers])
         started = time.perf_counter()
-        for name in QUEUES:
-            client.rename(keys.queue(name) + ":staging", keys.queue(name))
+        for _, _, shard in lists(keys, shards):
+            client.rename(keys.queue(shard) + ":staging", keys.queue(shard))
         wait_until(lambda: int(client.get("bench:counter") or 0) >= jobs, interval=0.01)
         seconds = time.perf_counter() - started
         redis_us = [(cpu(p) - b) / jobs * 1e6 for p, b in zip(ports, before)]
@@ -127,31 +143,46 @@ def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str) -> dict
             "calls": calls}
 
 
+def placement(client, keys, ports: list[int], shards: int) -> str:
+    """Which node holds what: the queue's shards and the body's counter, node by node."""
+    held = {port: [] for port in ports}
+    for name, _, shard in lists(keys, shards):
+        held[client.get_node_from_key(keys.queue(shard)).port].append(shard)
+    held[client.get_node_from_key("bench:counter").port].append("the counter")
+    return "per node: " + " / ".join(", ".join(held[port]) or "-" for port in ports)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--queues", type=int, default=3, choices=(1, 2, 3))
+    parser.add_argument("--shards", type=int, default=1,
+                        help="one queue in this many shards against 1 shard, both on the cluster")
     args = parser.parse_args()
-    del QUEUES[args.queues:]
+    del QUEUES[1 if args.shards > 1 else args.queues:]
     tmp = tempfile.mkdtemp(prefix="forkq-cluster-bench-")
     processes, ports = start_cluster(os.path.join(tmp, "cluster"))
-    single, single_port = start_node(tmp)
-    processes.append(single)
-    cases = {
-        "cluster, 3 primaries": (f"redis+cluster://127.0.0.1:{ports[0]}", ports,
-                                 RedisCluster(host="127.0.0.1", port=ports[0],
-                                              decode_responses=True),
-                                 ClusterKeys()),
-        "default, 1 server": (f"redis://127.0.0.1:{single_port}/0", [single_port],
-                              redis_py.Redis(port=single_port, decode_responses=True), Keys())}
+    cluster = (f"redis+cluster://127.0.0.1:{ports[0]}", ports,
+               RedisCluster(host="127.0.0.1", port=ports[0], decode_responses=True),
+               ClusterKeys())
+    if args.shards > 1:
+        cases = {f"cluster, 1 queue in {args.shards} shards": (*cluster, args.shards),
+                 "cluster, 1 queue, 1 shard": (*cluster, 1)}
+    else:
+        single, single_port = start_node(tmp)
+        processes.append(single)
+        cases = {"cluster, 3 primaries": (*cluster, 1),
+                 "default, 1 server": (f"redis://127.0.0.1:{single_port}/0", [single_port],
+                                       redis_py.Redis(port=single_port, decode_responses=True),
+                                       Keys(), 1)}
     results: dict[str, list[dict]] = {name: [] for name in cases}
     print(f"{args.jobs:,} jobs, {len(QUEUES)} weighted queue(s), median of {args.runs}, load "
           f"{os.getloadavg()[0]:.2f}")
     try:
         for _ in range(args.runs):
-            for name, case in cases.items():
-                results[name].append(drain(*case, args.jobs, os.path.join(tmp, "w")))
+            for name, (*case, shards) in cases.items():
+                results[name].append(drain(*case, args.jobs, os.path.join(tmp, "w"), shards))
         for name, runs in results.items():
             per_node = [statistics.median(r["redis_us"][i] for r in runs)
                         for i in range(len(runs[0]["redis_us"]))]
@@ -161,6 +192,8 @@ def main() -> None:
                   f"job {statistics.median(r['worker_us'] for r in runs):.0f} us, Redis "
                   f"commands per job {statistics.median(r['calls'] for r in runs):.2f} "
                   f"(the body's INCR is one)")
+        if args.shards > 1:
+            print(placement(cluster[2], cluster[3], ports, args.shards))
         print(f"load after: {os.getloadavg()[0]:.2f}")
     finally:
         for process in processes:

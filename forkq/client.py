@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 from . import connection, hooks, push
 from .connection.source import Source, default_source
 from .flow import context as workflow_context
-from .flow import placement, unique
+from .flow import placement, shards, unique
 from .hooks import Chain
 from .options import DATA_OPTIONS, Arity, fair_key, validate_options
 from .payload import check_args, dumps
@@ -79,10 +79,12 @@ class BulkTemplate:
     shared part once and splices each job's arguments and jid into it. The text is the same as
     ``payload.dumps`` of the job hash would give, key for key."""
 
-    def __init__(self, sample: dict[str, Any], now: float) -> None:
+    def __init__(self, sample: dict[str, Any], now: float, keys=None) -> None:
         sample = {**sample, "enqueued_at": now}
         self.queue = sample["queue"]
-        self.place = placement.place_of(sample, self.queue)
+        home = keys.shard_queue(self.queue, sample["shard"]) if "shard" in sample else self.queue
+        self.place = placement.place_of(sample, home)
+        self.sample = sample
         text = dumps(sample)
         head, tail = text.split('"args":[]', 1)
         middle, end = tail.split(f'"jid":"{sample["jid"]}"', 1)
@@ -113,6 +115,8 @@ class Client:
         #: the client middleware this client runs (the default client: the process's registry)
         self.middleware = middleware if middleware is not None else Chain()
         self.sink: Callable[[list[dict[str, Any]], float | None], None] | None = None
+        #: the shard counts read from Redis and the round-robin turns (cluster layout)
+        self.shards = shards.ShardCounts()
 
     # --- the source's, for code that holds a client
 
@@ -187,6 +191,8 @@ class Client:
             return open_batch.add(prepared, at)  # pushed when the batch block ends
         redis = redis if redis is not None else self.redis
         now = time.time() if now is None else now
+        if self.keys.layout == "cluster":
+            self.shards.assign(redis, self.keys, payloads)
         if not any(locks):
             connection.send_commands(redis, push.sendable(self.keys, payloads, at, now))
             return payloads
@@ -241,6 +247,7 @@ class Client:
         where = f"{job_class.wire_name()}.perform_bulk"
         now = time.time()
         template = self._template(job_class, options, now, fields)
+        by_shard = self._shard_templates(template, now)
         jids: list[str] = []
         batch: list = []
         for index, args in enumerate(args_list):
@@ -253,7 +260,8 @@ class Client:
                 self.check_args(job_class, args, item)
                 jid = new_jid()
                 jids.append(jid)
-                batch.append(template.render(args, jid))
+                shard = by_shard[self.shards.turn(template.queue, len(by_shard))]
+                batch.append((shard, shard.render(args, jid)))
             if len(batch) >= batch_size:
                 jids.extend(self._push_batch(batch, template, now))
                 batch = []
@@ -274,10 +282,29 @@ class Client:
             return None
         return BulkTemplate({**sample, **fields}, now)
 
+    def _shard_templates(self, template: BulkTemplate | None, now: float) -> list:
+        """The template of each shard the bulk push spreads its jobs over, in turn (cluster
+        layout): one per shard of the queue, or the shard of its ``shard_key``."""
+        if template is None or self.keys.layout != "cluster":
+            return [template]
+        sample = template.sample
+        count = self.shards.count(self.redis, self.keys, template.queue)
+        if count == 1:
+            return [template]
+        if isinstance(sample.get("shard_key"), str):
+            picked = [shards.shard_of_key(sample["shard_key"], count)]
+        else:
+            picked = list(range(count))
+        return [BulkTemplate({**sample, "shard": index}, now, self.keys) for index in picked]
+
     def _push_batch(self, batch: list, template: BulkTemplate | None, now: float) -> list[str]:
         if template is not None:
+            by_place: dict[placement.Place, list[str]] = {}
+            for shard, text in batch:
+                by_place.setdefault(shard.place, []).append(text)
             sent = [("SADD", self.keys.queues, template.queue),
-                    *placement.push_commands(self.keys, template.place, batch)]
+                    *[command for place, texts in by_place.items()
+                      for command in placement.push_commands(self.keys, place, texts)]]
             connection.send_commands(self.redis, sent if template.place.plain
                                      else [("MULTI",), *sent, ("EXEC",)])
             return []

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 from .configfile import read_file
 from .connection import urls as redis_url
 from .errors import ConfigError
+from .keys import MAX_SHARDS, cluster_name_problem
 from .log import FORMATS as LOG_FORMATS, ROOT_OWNERS as LOG_ROOT_OWNERS
 from .values import (DAY, HOUR, YEAR, boolean, host, integer, modules, name, name_problem,
                      optional, path, seconds, string, string_list)
@@ -45,6 +46,8 @@ DEFAULT_FILE = "forkq.yml"
 class Queue:
     name: str
     weight: int = 1
+    #: lists the queue is split into on a Redis Cluster (``flow/shards.py``); 1 elsewhere
+    shards: int = 1
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,9 @@ def _loglevel(value: Any) -> str:
 
 
 def parse_queues(value: Any) -> tuple[tuple[Queue, ...], bool]:
-    """Plain names mean strict order; ``[name, weight]`` pairs (or ``name,weight``) are weighted."""
+    """Plain names mean strict order; ``[name, weight]`` pairs (or ``name,weight``) are weighted.
+    Either may end with a mapping of options: ``[name, {shards: 8}]`` (strict) or
+    ``[name, weight, {shards: 8}]`` (weighted)."""
     if isinstance(value, str):
         value = value.replace(";", " ").split()
     if not isinstance(value, (list, tuple)) or not value:
@@ -174,15 +179,38 @@ def parse_queues(value: Any) -> tuple[tuple[Queue, ...], bool]:
             entry = entry.split(",", 1)
         if isinstance(entry, str):
             queues.append(Queue(_queue_name(entry)))
-        elif isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str):
-            queues.append(Queue(_queue_name(entry[0]), _weight(entry[1])))
-            weighted = True
-        else:
-            raise ValueError(f"queue entry {entry!r} is neither a name nor [name, weight]")
+            continue
+        queue = _queue_entry(entry)
+        weighted = weighted or _has_weight(entry)
+        queues.append(queue)
     names = [q.name for q in queues]
     if len(set(names)) != len(names):
         raise ValueError("a queue is listed twice")
     return tuple(queues), not weighted
+
+
+def _has_weight(entry: Any) -> bool:
+    return len(entry) == 3 or not isinstance(entry[-1], dict)
+
+
+def _queue_entry(entry: Any) -> Queue:
+    """``[name, weight]``, ``[name, {options}]`` or ``[name, weight, {options}]``."""
+    shape = isinstance(entry, (list, tuple)) and len(entry) in (2, 3) and \
+        isinstance(entry[0], str) and (len(entry) == 2 or isinstance(entry[2], dict))
+    if not shape:
+        raise ValueError(f"queue entry {entry!r} is neither a name, [name, weight], "
+                         f"[name, {{options}}] nor [name, weight, {{options}}]")
+    name = _queue_name(entry[0])
+    weight = _weight(entry[1]) if _has_weight(entry) else 1
+    options = entry[-1] if isinstance(entry[-1], dict) else {}
+    for key in options:
+        if key != "shards":
+            raise ValueError(f"queue {name!r}: unknown option {key!r} (known: shards)")
+    try:
+        shards = _shards(options.get("shards", 1))
+    except ValueError as exc:
+        raise ValueError(f"queue {name!r}: shards {options['shards']!r}: {exc}") from None
+    return Queue(name, weight, shards)
 
 
 def _queue_name(text: str) -> str:
@@ -193,6 +221,7 @@ def _queue_name(text: str) -> str:
 
 
 _weight = integer(1, 1000, " (weights are ratios between queues)")
+_shards = integer(1, MAX_SHARDS, " (lists one queue is split into, on a Redis Cluster)")
 _port = integer(0, 65535, " (0 picks a free port)")
 
 
@@ -314,6 +343,7 @@ def _build(values: dict[str, Any], sources: Mapping[str, str]) -> Config:
     """The Config, once every layer is applied: checks that relate two keys."""
     values["layout"] = _layout(values, sources)
     config = Config(**values)
+    _check_shards(config, sources.get("queues", "defaults"))
     if config.heartbeat_ttl < 2 * config.heartbeat_interval:
         key = "heartbeat_ttl" if "heartbeat_ttl" in sources else "heartbeat_interval"
         raise ConfigError(
@@ -321,6 +351,19 @@ def _build(values: dict[str, Any], sources: Mapping[str, str]) -> Config:
             f"least twice heartbeat_interval {config.heartbeat_interval:g}, so that one late "
             f"beat does not make a live process look dead")
     return config
+
+
+def _check_shards(config: Config, source: str) -> None:
+    """Shards run in the cluster layout only, whose shard names take ``#`` (``keys.py``)."""
+    for queue in config.queues:
+        if queue.shards > 1 and config.layout != "cluster":
+            raise ConfigError(
+                f"{source}: queue {queue.name!r} has shards: {queue.shards}, which only the "
+                f"cluster layout runs (a redis+cluster:// URL): one Redis server gains nothing "
+                f"from splitting a queue; remove shards or use a Redis Cluster")
+        problem = config.layout == "cluster" and cluster_name_problem(queue.name)
+        if problem:
+            raise ConfigError(f"{source}: queue {queue.name!r}: {problem}")
 
 
 #: FORKQ_* variables that are not config keys: read by the commands and the web UI themselves

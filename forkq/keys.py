@@ -42,6 +42,8 @@ tags, one per queue (``ClusterKeys``, docs/redis-cluster.md).
 | ``forkq:result:<jid>`` | string: JSON result (status, value, errors, times) | client at enqueue, processor (or a job class owning its results) | ``forkq.results``, Django backend | the job's ``result_ttl`` from each write |
 | ``forkq:done:<jid>`` | list of one item: the job reached a final status | result writer, in the script call of the final record (`results.FINISH`) | ``results.get(jid, wait=)`` (BLMOVE onto itself) | ``results.DONE_TTL`` at most |
 | ``forkq:paused`` | set of paused queue names | ``flow.pause`` (api, forkqctl, web) | fetch script, control watch, api, metrics | none |
+| ``forkq:shards`` | hash: queue → its shard count (cluster layout, ``flow/shards.py``) | each worker at its start (``queues:`` entries) | clients (cached a few seconds) | none |
+| ``forkq:shards-ever`` | hash: queue → the highest shard count ever recorded | each worker at its start | workers (drain every index below), poller, api | none |
 | ``forkq:cancels`` | zset: jid → Redis time of the cancel | ``flow.cancel`` | fetch script, control watch (trims past ``cancel.KEEP``) | trimmed |
 | ``forkq:cancelled`` | string: jobs ended as cancelled | ``cancel.ended_cancelled`` (client or worker) | metrics, api | none |
 | ``forkq:level:<level>:<name>`` | list: jobs of priority ``<level>`` (not 0) of queue ``<name>``, LPUSH / taken right (``flow/placement.py``) | client push, poller; put-backs (release, recovery) RPUSH | fetch script, api | none |
@@ -59,6 +61,10 @@ tags, one per queue (``ClusterKeys``, docs/redis-cluster.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import count
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from .errors import ClusterUnsupported
 
@@ -87,6 +93,47 @@ end
 
 #: the tail of the cluster layout's directory of queues (``ClusterKeys.queues``)
 CLUSTER_QUEUES = "forkq:{meta}:queues"
+#: most shards one queue may have (``shards`` in a ``queues:`` entry, cluster layout)
+MAX_SHARDS = 256
+#: the slots a shard's tag may land in from its target (``shard_tag``): 1/256 of the slots
+_SHARD_WINDOW = REDIS_CLUSTER_HASH_SLOTS // MAX_SHARDS
+
+
+@lru_cache(maxsize=4096)
+def shard_tag(queue: str, index: int) -> str:
+    """The hash tag of shard ``index`` of ``queue``: ``q:<name>`` for shard 0 (the unsharded
+    queue's), ``q:<name>#<index>.<salt>`` for the others, ``salt`` the first number that puts
+    the tag's slot within ``_SHARD_WINDOW`` slots after its target. The targets spread over
+    the slot space from shard 0's slot by bit reversal (a half-turn, then quarters, then
+    eighths...), so shards 0..n-1 of any count n are spread evenly: with slots split in
+    contiguous ranges (``redis-cli --cluster create``), a primary whose range spans 1/p of
+    them (p the largest power of two not above n, plus the window) holds a shard.
+    Deterministic: every client and worker computes the same tags."""
+    if index == 0:
+        return f"q:{queue}"
+    spread = int(f"{index:014b}"[::-1], 2)  # bit reversal of a 14-bit index: 16,384 slots
+    target = (key_slot(f"q:{queue}".encode()) + spread) % REDIS_CLUSTER_HASH_SLOTS
+    for salt in count():
+        tag = f"q:{queue}#{index}.{salt}"
+        if (key_slot(tag.encode()) - target) % REDIS_CLUSTER_HASH_SLOTS < _SHARD_WINDOW:
+            return tag
+    raise AssertionError("unreachable: count() does not end")
+
+
+def cluster_name_problem(queue: str) -> str | None:
+    """Why ``queue`` cannot name a queue in the cluster layout, or None: ``#`` names shards."""
+    if "#" in queue:
+        return ("'#' is not allowed in a queue name in the cluster layout (it names a "
+                "queue's shards)")
+    return None
+
+
+def shard_index(value) -> int:
+    """A payload's ``shard``: an int from 1 to ``MAX_SHARDS`` - 1, else 0 (the first shard,
+    which is the unsharded queue: a payload written by other code is placed, never refused)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < MAX_SHARDS:
+        return value
+    return 0
 
 
 @dataclass(frozen=True)
@@ -122,6 +169,22 @@ class Keys:
     def schedule_for(self, queue: str) -> str:
         """The sorted set a job of ``queue`` waits in until its time (one for all here)."""
         return self.schedule
+
+    def shard_queue(self, queue: str, shard=0) -> str:
+        """The name the keys of shard ``shard`` of ``queue`` are made from (a payload's
+        ``shard``, checked by ``shard_index``): the queue itself here, which has no shards."""
+        return queue
+
+    @property
+    def shards(self) -> str:
+        """Hash: queue → its shard count, as the last worker to start configured it."""
+        return self._k("forkq:shards")
+
+    @property
+    def shards_ever(self) -> str:
+        """Hash: queue → the highest shard count ever recorded (every index below may hold
+        jobs, so workers drain them all)."""
+        return self._k("forkq:shards-ever")
 
     def retry_for(self, queue: str) -> str:
         """The sorted set a failed job of ``queue`` waits in until its retry."""
@@ -313,6 +376,8 @@ class ClusterKeys(Keys):
     | ``forkq:{q:<name>}:inflight:<slot>:<thread>[:alt]`` | list: a thread's private list | queue's |
     | ``forkq:{q:<name>}:schedule`` / ``:retry`` | zset | queue's |
     | ``forkq:{q:<name>}:stat:processed`` / ``:failed`` / ``:<name>:<day>`` | string | queue's |
+    | ``forkq:{q:<name>#<i>.<salt>}:...`` | the same keys for shard ``i`` > 0 of a sharded queue (``shard_tag``) | shard's |
+    | ``forkq:{meta}:shards`` / ``:shards-ever`` | hash: queue → shard count, last recorded / highest | meta |
     | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
     """
 
@@ -323,8 +388,14 @@ class ClusterKeys(Keys):
         return f"{self.namespace}:{tagged}" if self.namespace else tagged
 
     def _q(self, queue: str, name: str) -> str:
-        tagged = f"forkq:{{q:{queue}}}:{name}"
+        tagged = f"forkq:{{{_tag_of(queue)}}}:{name}"
         return f"{self.namespace}:{tagged}" if self.namespace else tagged
+
+    def shard_queue(self, queue: str, shard=0) -> str:
+        """``<queue>#<index>`` for shards 1 and up (whose keys carry ``shard_tag``), the queue
+        itself for shard 0 and for a payload without a valid ``shard``."""
+        index = shard_index(shard)
+        return f"{queue}#{index}" if index else queue
 
     def queue(self, name: str) -> str:
         return self._q(name, "jobs")
@@ -398,9 +469,26 @@ class ClusterKeys(Keys):
                 for index in range(threads) for side in (0, 1)]
 
     def home_queue(self, private_list: str) -> str | None:
-        """The queue named by the hash tag of a private list (``queue_inflight``)."""
+        """The queue (or shard, ``shard_queue``) named by the hash tag of a private list
+        (``queue_inflight``)."""
         tagged = private_list.partition("forkq:{q:")[2]
-        return tagged.rpartition("}:inflight:")[0] or None
+        return _untagged(tagged.rpartition("}:inflight:")[0]) or None
+
+
+def _tag_of(name: str) -> str:
+    """The hash tag of a queue or shard name (``ClusterKeys.shard_queue``)."""
+    queue, _, index = name.rpartition("#")
+    if queue and index.isdigit() and shard_index(int(index)) and index == str(int(index)):
+        return shard_tag(queue, int(index))
+    return f"q:{name}"
+
+
+def _untagged(tag: str) -> str:
+    """The queue or shard name whose tag is ``tag`` (the inverse of ``_tag_of``)."""
+    name, _, salt = tag.rpartition(".")
+    if salt.isdigit() and _tag_of(name) == f"q:{tag}":
+        return name
+    return tag
 
 
 def keys_for(layout: str, namespace: str | None) -> Keys:

@@ -4,8 +4,9 @@ Pure rules, no Redis, shared by ``job.py`` (class definition, decoration, ``set(
 synchronous and asyncio clients (``client.py``, ``aio.py``) and the result records
 (``results.py``). Options come in three kinds: data options travel in the payload (``queue``,
 ``retry``, ``retry_queue``, ``dead``, ``backtrace``, ``tags``, ``result_ttl``, and
-``soft_time_limit``, ``time_limit``, ``expires_in``, which the worker acts on, and ``priority``,
-which places the job in its queue); hooks stay in
+``soft_time_limit``, ``time_limit``, ``expires_in``, which the worker acts on, ``priority``,
+which places the job in its queue, and ``shard_key``, which picks a sharded queue's shard);
+hooks stay in
 the process (``retry_in``, ``retry_on``, ``retries_exhausted``), so they are per job only;
 ``unique_for`` and ``unique_until`` are acted on by the client at enqueue (``flow/unique.py``),
 which writes the lock's digest and release point into the payload instead.
@@ -27,9 +28,10 @@ from .values import MAX_SECONDS, is_positive_seconds, name_problem, positive_sec
 
 #: options written into every payload; ``soft_time_limit``, ``time_limit`` and ``expires_in``
 #: are acted on by the worker (seconds: ``flow/timelimit.py``, ``flow/expiry.py``), ``priority``
-#: by the push and the fetch (``flow/placement.py``)
+#: by the push and the fetch (``flow/placement.py``), ``shard_key`` by the push
+#: (``flow/shards.py``)
 DATA_OPTIONS = ("queue", "retry", "retry_queue", "dead", "backtrace", "tags", "result_ttl",
-                "soft_time_limit", "time_limit", "expires_in", "priority")
+                "soft_time_limit", "time_limit", "expires_in", "priority", "shard_key")
 #: options that are code, kept in the worker's registry and never serialised
 HOOK_OPTIONS = ("retry_in", "retry_on", "retries_exhausted")
 #: options the client acts on at enqueue (``flow/unique.py``): the payload carries the lock's
@@ -150,6 +152,8 @@ _OPTION_RULES: dict[str, Callable[[Any], str | None]] = {
     "priority": placement.priority_rule,
     "fair_key": lambda value: None if callable(value) else placement.fair_key_problem(value),
     "fair_limit": fairlimit.limit_rule,
+    "shard_key": lambda value: None if isinstance(value, str) and value and not name_problem(
+        value) else "a non-empty string without whitespace or commas (a key's jobs share a shard)",
 }
 
 

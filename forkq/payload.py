@@ -218,3 +218,10 @@ def queue_named(payload: dict | None) -> str:
     run goes back (``Keys.retry_for``, ``Keys.schedule_for``)."""
     queue = payload.get("queue") if payload else None
     return queue if isinstance(queue, str) and queue else "default"
+
+
+def home_named(keys, payload: dict | None) -> str:
+    """The list a parsed job waits in: its queue (``queue_named``), or the shard of it its
+    ``shard`` names (``Keys.shard_queue``, cluster layout); where its retry, scheduled or
+    postponed run goes too, so a job keeps its shard for life."""
+    return keys.shard_queue(queue_named(payload), payload.get("shard") if payload else None)

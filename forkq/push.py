@@ -36,7 +36,7 @@ from . import results
 from .connection.scripts import Script
 from .flow import placement
 from .log import logger
-from .payload import dumps
+from .payload import dumps, home_named
 
 
 def commands(keys, payloads: list[dict[str, Any]], at: float | None,
@@ -48,15 +48,15 @@ def commands(keys, payloads: list[dict[str, Any]], at: float | None,
     if at is not None and at > now:
         by_set: dict[str, list] = {}
         for payload in payloads:
-            by_set.setdefault(keys.schedule_for(payload["queue"]), []).extend(
+            by_set.setdefault(keys.schedule_for(home_named(keys, payload)), []).extend(
                 (at, dumps(payload)))
         return recorded + [("ZADD", key, *members) for key, members in by_set.items()]
     by_place: dict[placement.Place, list[str]] = {}
     for payload in payloads:
         payload["enqueued_at"] = now
-        place = placement.place_of(payload, payload["queue"])
+        place = placement.place_of(payload, home_named(keys, payload))
         by_place.setdefault(place, []).append(dumps(payload))
-    queues = dict.fromkeys(place.queue for place in by_place)
+    queues = dict.fromkeys(payload["queue"] for payload in payloads)
     return recorded + [("SADD", keys.queues, *queues)] + [
         command for place, texts in by_place.items()
         for command in placement.push_commands(keys, place, texts)]

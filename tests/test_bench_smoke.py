@@ -46,6 +46,8 @@ RUNS = {
     "placement_cost": (["placement_cost.py", "--jobs", "200", "--runs", "1"], "Worker drain"),
     # a Redis Cluster of Debian's redis-server and redis-cli (tests/run installs both)
     "cluster": (["cluster.py", "--jobs", "200", "--runs", "1", "--queues", "1"], "load after"),
+    "cluster_shards": (["cluster.py", "--jobs", "200", "--runs", "1", "--shards", "3"],
+                       "1 queue in 3 shards"),
 }
 #: the same for the runs beside Ruby Sidekiq; compare.py drains 2,000 jobs, since fewer can
 #: all finish before its first sample

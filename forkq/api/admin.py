@@ -16,7 +16,7 @@ from ..connection.source import default_source
 from ..errors import ClusterUnsupported
 from ..flow import cancel as cancelling
 from ..flow import pause as pausing
-from ..flow import placement
+from ..flow import placement, shards
 from ..keys import SIGNALS_TTL
 from ..signals import REMOTE_SIGNALS
 from .batches import Batches
@@ -69,6 +69,11 @@ class Api(Store):
                          for name in process.queues if isinstance(name, str))
         return sorted(names)
 
+    def _every_list(self) -> list[str]:
+        """The cluster layout's queues as ``_queue_names(listened=True)``, each sharded one
+        as its every shard (``flow/shards.py``)."""
+        return shards.every_list(self.redis, self.keys, self._queue_names(listened=True))
+
     def paused_queues(self) -> set[str]:
         """Names of the paused queues (``Queue.pause``)."""
         return pausing.paused(self.redis, self.keys)
@@ -84,17 +89,17 @@ class Api(Store):
 
     @property
     def scheduled(self) -> ScheduledSet | QueueScheduled:
-        """The ``schedule`` set; in the cluster layout every queue's, read as one (the
-        queues the directory or a live process names, as the pollers poll them)."""
+        """The ``schedule`` set; in the cluster layout every queue's (every shard's), read as
+        one (the queues the directory or a live process names, as the pollers poll them)."""
         if self.keys.layout == "cluster":
-            return QueueScheduled(self, self._queue_names(listened=True))
+            return QueueScheduled(self, self._every_list())
         return ScheduledSet(self)
 
     @property
     def retries(self) -> RetrySet | QueueRetries:
         """The ``retry`` set; in the cluster layout every queue's, as ``scheduled``."""
         if self.keys.layout == "cluster":
-            return QueueRetries(self, self._queue_names(listened=True))
+            return QueueRetries(self, self._every_list())
         return RetrySet(self)
 
     @property
@@ -180,12 +185,13 @@ class Api(Store):
                 "dead": as_int(dead), "processes": len(processes)}
 
     def _cluster_stats(self) -> dict[str, int]:
-        """``stats`` in the cluster layout: each queue has its own counters and sets (the
-        queues the directory or a live process names), summed here, plus the counters
-        flushed at exits."""
+        """``stats`` in the cluster layout: each queue (each shard of a sharded one) has its
+        own counters and sets (the queues the directory or a live process names), summed
+        here, plus the counters flushed at exits."""
         keys, redis = self.keys, self.redis
         processes = self.processes()
-        queues = self._queue_names(listened=True, processes=processes)
+        queues = shards.every_list(redis, keys,
+                                   self._queue_names(listened=True, processes=processes))
         pipe = redis.pipeline(transaction=False)
         for name in queues:
             processed, failed = keys.queue_stat_keys(name, "")[:2]
@@ -222,7 +228,8 @@ class Api(Store):
             return counts
         index = 2 if stat == "processed" else 3
         pipe = self.redis.pipeline(transaction=False)
-        queues = sorted(self.redis.smembers(self.keys.queues))
+        queues = shards.every_list(self.redis, self.keys, sorted(self.redis.smembers(
+            self.keys.queues)))
         for name in queues:
             for day in days:
                 pipe.get(self.keys.queue_stat_keys(name, day)[index])

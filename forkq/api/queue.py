@@ -1,6 +1,8 @@
 """A queue as the read side sees it: the ``queue:<name>`` list and the lists of its priority
 levels and tenants (``flow/placement.py``), its size, latency and jobs, and whether it is paused
-(``flow/pause.py``).
+(``flow/pause.py``). A sharded queue (cluster layout, ``flow/shards.py``) is one queue here:
+its size and latency cover every shard, ``shard_sizes`` gives each; its job listing, ``find``
+and ``clear`` read the first shard (the queue's own list) only.
 
 A producer may have left another type of key under a queue's name (``SADD queues x`` over a
 hash ``queue:x``): the queue then reads as empty, with the reason in ``problem``, instead of
@@ -13,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from ..flow import pause as pausing
-from ..flow import placement
+from ..flow import placement, shards
 from .entry import Entry, wire
 from .records import keyed_read, keyed_reply
 from .source import Store, default_store
@@ -68,11 +70,24 @@ class Queue:
         refused it because the key holds another type."""
         return self._read(lambda: _raised(reply), default)
 
+    def _shard_keys(self) -> list[str]:
+        """The lists of the queue's shards other than the first (``flow/shards.py``): every
+        index ever recorded, in the cluster layout; none elsewhere."""
+        if self.api.keys.layout != "cluster":
+            return []
+        names = shards.every_list(self.api.redis, self.api.keys, [self.name])[1:]
+        return [wire(self.api.keys.queue(name)) for name in names]
+
+    def shard_sizes(self) -> list[int]:
+        """Jobs waiting in each shard, shard 0 (the queue's own list) first: one size for a
+        queue that is not sharded."""
+        return self._sizes([self.key, *self._shard_keys()])
+
     @property
     def size(self) -> int:
-        """Jobs waiting, at every priority level and for every tenant."""
+        """Jobs waiting, at every priority level, for every tenant and in every shard."""
         return sum(self.levels.values()) + sum(self._sizes(
-            [wire(key) for key in self._tenant_keys().values()]))
+            [wire(key) for key in self._tenant_keys().values()] + self._shard_keys()))
 
     @property
     def levels(self) -> dict[int, int]:
@@ -93,7 +108,7 @@ class Queue:
     def latency(self) -> float:
         """Seconds the oldest job (right end of a list) has waited since it was enqueued."""
         keys = [self.key, *map(wire, self._level_keys().values()),
-                *map(wire, self._tenant_keys().values())]
+                *map(wire, self._tenant_keys().values()), *self._shard_keys()]
         pipe = self.api.redis.pipeline(transaction=False)
         for key in keys:
             pipe.lindex(key, -1)

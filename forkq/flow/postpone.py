@@ -18,7 +18,7 @@ import functools
 from typing import Any
 
 from ..connection.scripts import Script
-from ..payload import dumps, queue_named
+from ..payload import dumps, home_named
 
 POSTPONE_SCRIPT = """
 -- KEYS: the thread's private list, schedule. ARGV: job as fetched, job to schedule, run time,
@@ -46,6 +46,7 @@ class Postponer:
     def postpone(self, fetcher, fetched_text: str, payload: dict[str, Any], run_at: float) -> None:
         """Move the job from the thread's private list to ``schedule`` at ``run_at``."""
         # the job's queue's set: in the cluster layout, the slot of its private list
-        self._script(keys=[fetcher.private_key, self.keys.schedule_for(queue_named(payload))],
+        self._script(keys=[fetcher.private_key,
+                           self.keys.schedule_for(home_named(self.keys, payload))],
                      args=[fetched_text, postponed(payload), repr(run_at),
                            1 if fetcher.reliable else 0])

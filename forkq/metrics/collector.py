@@ -30,7 +30,7 @@ from ..api.entry import as_int
 from ..api.processes import read_processes
 from ..api.records import wrong_type
 from ..errors import ClusterUnsupported, ForkqError
-from ..flow import placement
+from ..flow import placement, shards
 from ..ident import hostname
 from ..keys import keys_for
 from ..log import logger
@@ -124,7 +124,14 @@ class RedisReader:
         queues = sorted(_members(queue_set) | set(self.config.queue_names) | _members(paused))
         tenants = placement.tenant_lists(redis, keys, queues)
         lists = placement.waiting_lists(redis, keys, queues, tenants)
-        waiting_sets = (keys.schedule_sets(queues), keys.retry_sets(queues))
+        every = queues
+        if keys.layout == "cluster":  # a sharded queue's other shards: their lists and sets
+            counts = shards.highest_counts(redis, keys)
+            named = {name: shards.shard_names(keys, name, counts.get(name, 1)) for name in queues}
+            every = [shard for name in queues for shard in named[name]]
+            for name in queues:
+                lists[name] += [keys.queue(shard) for shard in named[name][1:]]
+        waiting_sets = (keys.schedule_sets(every), keys.retry_sets(every))
         for name in (name for sets in waiting_sets for name in sets):
             pipe.zcard(wire(name))
         for name in queues:

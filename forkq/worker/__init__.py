@@ -192,6 +192,7 @@ class Worker:
         probe = self.services.make_redis()
         try:
             check_redis(probe, self.config.layout)
+            self.services.shards.record(probe)
         finally:
             probe.close()
         self.heartbeat.beat()

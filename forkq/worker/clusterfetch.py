@@ -14,6 +14,13 @@ that has jobs costs a round trip more (strict order with an empty first queue: t
 batch). When the thread moves to another queue, the private list of its finished batch (in
 the old queue's slot) is acknowledged first by a ``DEL`` of its own.
 
+Sharded queues (``flow/shards.py``): each shard is a list of its own slot, tried at its queue's
+place in the order (the queue's weight covers all its shards), from the shard the thread is on:
+a thread stays on a shard that gives it jobs for ``STAY`` calls, then starts at the next one,
+so no shard starves and the ``DEL`` of a move is paid once in ``STAY`` calls. A job fetched
+from a shard is named by its queue (``Fetched.queue``) and put back into its shard
+(``Fetched.home``).
+
 Paused queues are skipped in Python, from the process's view of ``forkq:paused`` (twice a
 second): a queue paused between two looks may give one more batch. Cancel marks are not
 checked by the fetch (cancelling is refused in cluster mode).
@@ -27,12 +34,14 @@ redirection and refreshes its table; the idle wait and the rest go through it di
 
 from __future__ import annotations
 
+import random
+
 from redis.client import NEVER_DECODE
 from redis.exceptions import AskError, ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .fetch import IDLE_TIMEOUT, Fetched, Fetcher, decoded, next_batch
+from .fetch import IDLE_TIMEOUT, Fetched, Fetcher, decoded, idle_round, next_batch
 from ..connection import call_replicated
 from ..connection.scripts import Script
 from ..keys import DAILY_STAT_TTL, STATS_LUA
@@ -49,21 +58,31 @@ if ARGV[5] == '1' then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
 return jobs
 """
 CLUSTER_FETCH = Script(CLUSTER_FETCH_SCRIPT)
+#: calls in a row a thread starts at the same shard of a sharded queue (``_turned``)
+STAY = 16
 
 
 class ClusterFetcher(Fetcher):
-    """A processor thread's fetcher in the cluster layout; ``slot`` names its private lists."""
+    """A processor thread's fetcher in the cluster layout; ``slot`` names its private lists,
+    ``shards`` (``flow.shards.ShardPlan``) the lists of each queue."""
 
-    def __init__(self, redis, keys, *, slot: str, **options) -> None:
+    def __init__(self, redis, keys, *, slot: str, shards, **options) -> None:
         super().__init__(redis, keys, lists=("", ""), **options)
         self.slot = slot
-        #: the queue whose private lists ``lists`` are; None before the first call
+        self.shards = shards
+        #: the queue or shard whose private lists ``lists`` are; None before the first call
         self.home: str | None = None
+        #: the queue ``home`` is (a shard of)
+        self.home_queue: str | None = None
         #: whether ``lists[side]`` may hold a finished batch not yet acknowledged
         self.holding = False
         self._day_keys: dict[str, tuple[str, list[str]]] = {}
         #: node name → (its pool, a connection of it) for the busy path (``_call``)
         self._connections: dict[str, tuple] = {}
+        #: per sharded queue: the shard index a fetch starts at, and the calls in a row the
+        #: thread has started there (``_turned``)
+        self._turns: dict[str, int] = {}
+        self._stay = 0
 
     def fetch(self) -> list[Fetched]:
         if self.unknown:
@@ -71,26 +90,65 @@ class ClusterFetcher(Fetcher):
         paused = self.paused.names
         for name in self.queues.order():
             if name not in paused:
-                jobs = self._fetch_from(name)
-                if jobs:
-                    return jobs
+                asked = self.batch  # an empty shard does not shrink the ask of the next one
+                for index, home in self._homes(name):
+                    self.batch = asked
+                    jobs = self._fetch_from(name, home)
+                    if jobs:
+                        self._turned(name, index)
+                        return jobs
         return []
 
-    def _fetch_from(self, name: str) -> list[Fetched]:
-        self._settle(name)
+    def _homes(self, name: str) -> list[tuple[int, str]]:
+        """The lists of queue ``name`` in the order a fetch tries them: its shards in turn
+        from the thread's current one (a random one at first), else the queue alone."""
+        homes = self.shards.names(name)
+        if len(homes) == 1:
+            return [(0, name)]
+        start = self._turns.get(name)
+        if start is None:
+            start = self._turns[name] = random.randrange(len(homes))
+        return [((start + step) % len(homes), homes[(start + step) % len(homes)])
+                for step in range(len(homes))]
+
+    def _turned(self, name: str, index: int) -> None:
+        """A thread stays on the shard that gave it jobs for up to ``STAY`` calls (each move
+        costs the finished batch's ``DEL`` in the old shard's slot), then starts at the next
+        one, so that every shard is visited while others keep filling."""
+        count = len(self.shards.names(name))
+        if count == 1:
+            return
+        self._stay = self._stay + 1 if self._turns.get(name) == index else 1
+        moving = self._stay >= STAY
+        self._turns[name] = (index + 1) % count if moving else index
+        self._stay = 0 if moving else self._stay
+
+    def _fetch_from(self, name: str, home: str) -> list[Fetched]:
+        self._settle(name, home)
         counters = self.counters
         ack, fill = self.lists[self.side], self.lists[1 - self.side]
-        keys = [ack, fill, *self._queue_stat_keys(name), self._queue_keys[name]]
+        keys = [ack, fill, *self._queue_stat_keys(home), self._list(home)]
         if self.reliable:
             self.unknown, self.side = True, 1 - self.side
         raw = self._call(keys, (self.batch, counters.processed, counters.failed,
                                 DAILY_STAT_TTL, 1 if self.reliable else 0))
         counters.processed = counters.failed = 0  # only now: see fetch.py's docstring
-        jobs = [Fetched(name, decoded(text)) for text in raw]
+        jobs = [self._fetched(decoded(text)) for text in raw]
         self.batch = next_batch(self.batch, len(jobs), self.seconds_per_job)
         self.holding = bool(jobs)
         self.unknown = False
         return jobs
+
+    def _fetched(self, text) -> Fetched:
+        """A job of the current list: named by its queue, put back into its shard."""
+        home = self.home if self.home != self.home_queue else None
+        return Fetched(self.home_queue, text, home=home)
+
+    def _list(self, home: str) -> bytes:
+        key = self._queue_keys.get(home)
+        if key is None:
+            key = self._queue_keys[home] = self.keys.queue(home).encode()
+        return key
 
     def _call(self, keys: list[str], args: tuple) -> list:
         """The fetch script on the queue's primary (``_on_node``)."""
@@ -135,19 +193,20 @@ class ClusterFetcher(Fetcher):
         pool, connection = self._connections.pop(name)
         pool.release(connection)
 
-    def _settle(self, name: str) -> None:
-        """Make ``name``'s private lists the thread's, acknowledging the finished batch held
-        in another queue's list first (another slot: a call of its own)."""
-        if name == self.home:
+    def _settle(self, name: str, home: str) -> None:
+        """Make the private lists of ``home`` (queue ``name`` or a shard of it) the thread's,
+        acknowledging the finished batch held in another list's first (another slot: a call
+        of its own)."""
+        if home == self.home:
             return
         if self.holding and self.reliable:
             finished = self.lists[self.side]
             self._on_node(finished, lambda send: send(("DEL", finished)),
                           lambda: self.redis.delete(finished))
         self.holding = False
-        self.home = name
-        self.lists = (self.keys.queue_inflight(name, self.slot, self.thread_index, 0),
-                      self.keys.queue_inflight(name, self.slot, self.thread_index, 1))
+        self.home, self.home_queue = home, name
+        self.lists = (self.keys.queue_inflight(home, self.slot, self.thread_index, 0),
+                      self.keys.queue_inflight(home, self.slot, self.thread_index, 1))
 
     def _queue_stat_keys(self, name: str) -> list[str]:
         self._stat_keys()  # keeps ``_day`` on today (UTC)
@@ -159,23 +218,28 @@ class ClusterFetcher(Fetcher):
 
     def adopt(self) -> list[Fetched]:
         """As ``Fetcher.adopt``; a job's queue is the one its private list belongs to."""
-        jobs = [Fetched(self.home, job.text) for job in super().adopt()]
+        jobs = [self._fetched(job.text) for job in super().adopt()]
         self.holding = bool(jobs)
         return jobs
 
     def _block_on(self, name: str) -> list[Fetched]:
-        self._settle(name)
-        source = self._queue_keys[name]
+        """The idle wait on queue ``name``; on a sharded one, on the shard that the thread's
+        index and the idle round give (``idle_round``), so idle threads spread over its
+        shards and move on each round: a job pushed to a shard no thread waits on is taken
+        by the next fetch, within ``IDLE_TIMEOUT``."""
+        homes = self.shards.names(name)
+        self._settle(name, homes[(self.thread_index + idle_round()) % len(homes)])
+        source = self._list(self.home)
         if not self.reliable:
             popped = self.redis.execute_command("BRPOP", source, IDLE_TIMEOUT,
                                                 **{NEVER_DECODE: True})
-            return [Fetched(name, decoded(popped[1]))] if popped else []
+            return [self._fetched(decoded(popped[1]))] if popped else []
         self.unknown = True
         raw = self.redis.execute_command("BLMOVE", source, self.private_key, "RIGHT", "RIGHT",
                                          IDLE_TIMEOUT, **{NEVER_DECODE: True})
         self.unknown = False
         self.holding = raw is not None
-        return [Fetched(name, decoded(raw))] if raw is not None else []
+        return [self._fetched(decoded(raw))] if raw is not None else []
 
     def release(self, unstarted: list[Fetched], keep: Fetched | None = None) -> int:
         pushed = super().release(unstarted, keep)

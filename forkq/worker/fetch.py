@@ -307,6 +307,9 @@ class Fetched:
     text: str | bytes
     #: the fetch script found a jid of its text among the cancels (``flow/cancel.py``)
     maybe_cancelled: bool = False
+    #: the list it came from when not ``queue``'s own: a shard of it (``flow/shards.py``),
+    #: where a put-back returns it
+    home: str | None = None
 
 
 def decoded(raw: bytes) -> str | bytes:
@@ -560,10 +563,12 @@ def release(redis, keys: Keys, private_key: str, unstarted: list[Fetched],
             keep: Fetched | None, reliable: bool) -> int:
     script_keys, args = [private_key], []
     for job in unstarted:
-        front_keys, marks = placement.front(keys, placement.place_of_text(job.text, job.queue))
+        front_keys, marks = placement.front(keys, placement.place_of_text(
+            job.text, job.home or job.queue))
         script_keys += front_keys + front_keys[:1] * (3 - len(front_keys))
         args += [job.text, *marks]
-    kept = placement.place_of_text(keep.text, keep.queue) if keep else placement.Place("")
+    kept = placement.place_of_text(keep.text, keep.home or keep.queue) if keep \
+        else placement.Place("")
     args += [keep.text if keep else "", kept.queue, kept.tenant, keys.root, 1 if reliable else 0]
     return int(RELEASE(redis, script_keys, args))
 

@@ -21,7 +21,8 @@ a second per process, so it stays off the per-job hot path.
 
 In the cluster layout (``layout: cluster``) each queue has its own ``schedule`` and ``retry``;
 a round polls those of this process's queues and of the directory of queues, each moved by
-``CLUSTER_ENQUEUE_DUE`` within the queue's hash slot.
+``CLUSTER_ENQUEUE_DUE`` within the queue's hash slot; a sharded queue's, those of every shard
+up to its highest count ever recorded (``flow/shards.py``), each moved into its own shard.
 
 A sorted set that Redis refuses to read as one (a producer made ``retry`` a list) is left as it
 is and the other is still polled; the refusal is logged once when it starts and once when the
@@ -42,7 +43,7 @@ from ..connection.health import refused_for_data
 from ..connection.scripts import Script
 from ..dead import envelope
 from ..errors import MalformedJobError
-from ..flow import placement
+from ..flow import placement, shards
 from ..flow.placement import PUSH_LUA
 from .fetch import queue_of
 from ..log import logger
@@ -181,8 +182,11 @@ class Poller(threading.Thread):
         keys = self.context.keys
         if keys.layout != "cluster":
             return [(keys.schedule, None), (keys.retry, None)]
-        names = set(self.context.config.queue_names) | self.redis.smembers(keys.queues)
-        return [(key, name) for name in sorted(names)
+        queues = set(self.context.config.queue_names) | self.redis.smembers(keys.queues)
+        counts = shards.highest_counts(self.redis, keys)  # every index that may hold jobs
+        names = [name for queue in sorted(queues) for name in shards.shard_names(
+            keys, queue, max(counts.get(queue, 1), self.context.shards.counts.get(queue, 1)))]
+        return [(key, name) for name in names
                 for key in (keys.schedule_for(name), keys.retry_for(name))]
 
     def _move_due(self, sorted_set: str, queue: str | None, now: float | None) -> int:

@@ -75,13 +75,13 @@ class Recovery:
     def slot_record(self) -> str:
         return json.dumps({"identity": self.context.identity,
                            "threads": self.context.config.concurrency,
-                           "queues": list(self.context.config.queue_names)})
+                           "queues": list(self.context.queue_names)})
 
     def claim_slot(self) -> int:
         """Recover the lists a predecessor in this slot left, then record this process as owner."""
         previous = self.redis.hget(self.keys.slots, self.context.slot)
         threads = self.context.config.concurrency
-        queues = set(self.context.config.queue_names)
+        queues = set(self.context.queue_names)
         if previous:
             threads = max(threads, _threads(previous))
             queues.update(_queues(previous))
@@ -95,7 +95,7 @@ class Recovery:
     def release_slot(self) -> bool:
         """Forget this slot at a clean stop, unless a job is still in one of its lists."""
         lists = self.keys.private_lists(self.context.slot, self.context.config.concurrency,
-                                        self.context.config.queue_names)
+                                        self.context.queue_names)
         pipe = self.redis.pipeline(transaction=False)
         for key in lists:
             pipe.llen(key)

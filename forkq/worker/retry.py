@@ -36,7 +36,7 @@ import redis as redis_py
 
 from ..flow import batch_scripts, unique
 from ..log import logger
-from ..payload import dumps, error_class_name, queue_named
+from ..payload import dumps, error_class_name, home_named
 from ..values import name_problem
 
 #: marks a job recovered from a dead process with others; cleared once it fails normally
@@ -184,8 +184,9 @@ def with_error(payload: dict[str, Any], exc: BaseException, now: float,
     else:
         failed["failed_at"] = now
     retry_queue, _ = queue_to_retry_in(payload)
-    if retry_queue is not None:
+    if retry_queue is not None and retry_queue != failed.get("queue"):
         failed["queue"] = retry_queue
+        failed.pop("shard", None)  # the shard was the old queue's (``flow/shards.py``)
     backtrace = payload.get("backtrace", default_backtrace)
     if backtrace is True or (type(backtrace) is int and backtrace > 0):
         lines = [line.rstrip("\n") for line in traceback.format_exception(exc)]
@@ -282,7 +283,8 @@ class RetryWriter:
             batch_scripts.failed(redis, self.keys, payload, outcome,
                                  self.dead_set.trim_args(outcome.score))
         elif outcome.decision.action == "retry":
-            redis.zadd(self.keys.retry_for(queue_named(payload)), {outcome.text: outcome.score})
+            redis.zadd(self.keys.retry_for(home_named(self.keys, payload)),
+                       {outcome.text: outcome.score})
         elif outcome.bury:
             self.dead_set.add(redis, [outcome.text], outcome.score)
         if outcome.unlock:

@@ -22,6 +22,7 @@ from ..dead import DeadWriter
 from ..flow.cancel import CancelView
 from ..flow.pause import PausedView
 from ..flow.placement import PlacementView
+from ..flow.shards import ShardPlan
 from ..flow.timelimit import Watchdog
 from ..hooks import Hooks, registry
 from ..jobmetrics import JobMetrics, WithJobMetrics
@@ -78,6 +79,8 @@ class Services:
     #: the job-outcome writer shared by threads and coroutines (``outcome.py``)
     outcome: OutcomeWriter
     queues: ordering.QueueOrder
+    #: the shards of each queue this process drains (``flow/shards.py``), filled at its start
+    shards: ShardPlan
     fetch_mode: FetchMode
     #: the queue each idle thread blocks on (``ordering.idle_plan``)
     idle_plan: tuple[str, ...]
@@ -122,12 +125,18 @@ class Services:
                    death_handlers=hooks.death_handlers,
                    dead_set=dead_set, outcome=outcome,
                    queues=ordering.QueueOrder(tuple(config.queues), config.strict),
+                   shards=ShardPlan(keys, config.queues),
                    fetch_mode=FetchMode(config.fetch),
                    idle_plan=ordering.idle_plan(config.queues, config.concurrency),
                    job_metrics=job_metrics, observer=observer, watchdog=Watchdog(),
                    work_state=WorkState(), paused=PausedView(), cancels=cancels,
                    placement=PlacementView(),
                    retire=retire)
+
+    @property
+    def queue_names(self) -> list[str]:
+        """The lists this process drains: its queues, each sharded one as its shards."""
+        return self.shards.all_names()
 
     def make_redis(self):
         return connection.make_client(self.url)
@@ -139,6 +148,7 @@ class Services:
                        idle_plan=self.idle_plan, paused=self.paused, cancels=self.cancels,
                        placement=self.placement)
         if self.keys.layout == "cluster":
-            return ClusterFetcher(redis, self.keys, slot=self.slot, **options)
+            return ClusterFetcher(redis, self.keys, slot=self.slot, shards=self.shards,
+                                  **options)
         return Fetcher(redis, self.keys, lists=self.keys.inflight_pair(self.slot, thread_index),
                        **options)
