@@ -158,6 +158,11 @@ class Keys:
         return [self.stat("processed"), self.stat("failed"),
                 self.daily_stat("processed", day), self.daily_stat("failed", day)]
 
+    def queue_stat_keys(self, queue: str, day: str) -> list[str]:
+        """``stat_keys`` that the jobs fetched from ``queue`` count in (the same for every
+        queue here; the queue's own in the cluster layout)."""
+        return self.stat_keys(day)
+
     def job_metrics(self, bucket: str) -> str:
         """Sidekiq 8's per-class counts of one minute or ten (``jobmetrics``)."""
         return self._k(f"j|{bucket}")
@@ -173,8 +178,10 @@ class Keys:
     def inflight_pair(self, slot: str, thread: int) -> tuple[str, str]:
         return self.inflight(slot, thread, 0), self.inflight(slot, thread, 1)
 
-    def inflight_async(self, slot: str) -> str:
-        """The private list of a process's event loop: coroutine jobs it runs (``worker/coroutines.py``)."""
+    def inflight_async(self, slot: str, queue: str | None = None) -> str:
+        """The private list of a process's event loop: coroutine jobs it runs
+        (``worker/coroutines.py``); one for every queue here, one per ``queue`` (the queue a
+        job was fetched from) in the cluster layout."""
         return self._k(f"forkq:inflight:{slot}:async")
 
     def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
@@ -303,6 +310,7 @@ class ClusterKeys(Keys):
     | --- | --- | --- |
     | ``forkq:{q:<name>}:jobs`` | list: the queue | queue's |
     | ``forkq:{q:<name>}:inflight:<slot>:<thread>[:alt]`` | list: a thread's private list | queue's |
+    | ``forkq:{q:<name>}:inflight:<slot>:async`` | list: the event loop's private list for the queue's coroutine jobs | queue's |
     | ``forkq:{q:<name>}:schedule`` / ``:retry`` | zset | queue's |
     | ``forkq:{q:<name>}:stat:processed`` / ``:failed`` / ``:<name>:<day>`` | string | queue's |
     | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
@@ -344,6 +352,14 @@ class ClusterKeys(Keys):
         """One of a thread's two private lists for ``queue`` (``worker/clusterfetch.py``)."""
         return self._q(queue, f"inflight:{slot}:{thread}{':alt' if side else ''}")
 
+    def inflight_async(self, slot: str, queue: str | None = None) -> str:
+        """The event loop's private list for ``queue``'s coroutine jobs, in the queue's slot
+        with the threads' lists they are handed over from (``worker/coroutines.py``)."""
+        if queue is None:
+            raise TypeError("the cluster layout has an event loop list per queue: "
+                            "inflight_async(slot, queue)")
+        return self._q(queue, f"inflight:{slot}:async")
+
     # What the layout does not place yet: the features that use these keys are refused at
     # the call, naming the feature, rather than run with keys that cross hash slots.
 
@@ -380,8 +396,10 @@ class ClusterKeys(Keys):
         raise ClusterUnsupported("fair shares (the fair_key option)")
 
     def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
-        return [self.queue_inflight(queue, slot, index, side) for queue in queues
-                for index in range(threads) for side in (0, 1)]
+        return [key for queue in queues for key in [
+            *(self.queue_inflight(queue, slot, index, side)
+              for index in range(threads) for side in (0, 1)),
+            self.inflight_async(slot, queue)]]
 
     def home_queue(self, private_list: str) -> str | None:
         """The queue named by the hash tag of a private list (``queue_inflight``)."""

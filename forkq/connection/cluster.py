@@ -103,11 +103,3 @@ def refuse_unsupported(config) -> None:
         raise ClusterUnsupported("the /metrics exporter (metrics.port)",
                                  "set metrics: {port: null}")
 
-
-def refuse_coroutines(config, job_classes) -> None:
-    """At a worker's start, in the cluster layout: refuse coroutine jobs among the classes
-    its application registered."""
-    coroutines = sorted(c.wire_name() for c in job_classes if c.coroutine)
-    if config.layout == "cluster" and coroutines:
-        raise ClusterUnsupported(f"coroutine jobs (async def perform: {', '.join(coroutines)})",
-                                 "run them on a default-layout Redis")
