@@ -5,6 +5,7 @@ start`` children killed and stopped with real signals."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import pytest
 
 import forkq
 from async_jobs import Flaky, Nap
+from forkq import aio
 from forkq import client as forkq_client
 from forkq.api import Api
 from forkq.keys import ClusterKeys
@@ -67,6 +69,22 @@ def test_coroutine_jobs_run_from_queues_on_every_primary_and_keep_results(cluste
     assert redis.get(KEYS.queue_stat_keys("q1", "")[0]) == "5"  # its queue's own counter
     assert api.stats()["enqueued"] == api.stats()["retries"] == 0
     wait_for(lambda: not held_lists(cluster), message="every private list acknowledged")
+
+
+def test_the_asyncio_client_pushes_to_and_awaits_results_from_the_cluster(cluster,
+                                                                          start_worker):
+    async def scenario():
+        try:
+            jids = [await aio.perform_async(Nap, 0.01, queue=name, result_ttl=60)
+                    for name in ("q0", "q1", "q2")]
+            return [await forkq.aresult(jid, wait=10) for jid in jids]
+        finally:
+            await aio.aclose()
+
+    start_worker(redis_url=cluster.url, queues=["q0", "q1", "q2"])
+    results = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert [(result.status, result.value) for result in results] == [("succeeded",
+                                                                        "slept 0.01")] * 3
 
 
 @pytest.mark.slow
