@@ -21,7 +21,7 @@ tags, one per queue (``ClusterKeys``, docs/redis-cluster.md).
 | ``j|YYMMDD|H:MM`` / ``j|YYMMDD|H:M`` | hash: ``<class>|p``, ``|f``, ``|ms`` | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h / 3 days |
 | ``h|<class>-D-H:M`` | BITFIELD: 26 u16 execution-time buckets | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h |
 | ``forkq:inflight:<slot>:<thread>[:alt]`` | list | fetch script (a thread's two private lists, used in turn) | recovery, master | none |
-| ``forkq:inflight:<slot>:async`` | list | processor thread (hand-over script moves a coroutine job in) | coroutine runner (LREM when finished, requeue at the deadline), recovery, master | none |
+| ``forkq:inflight:<slot>:async`` | list (the cluster layout has one per queue: ``ClusterKeys.inflight_async``) | processor thread (hand-over script moves a coroutine job in) | coroutine runner (LREM when finished, requeue at the deadline), recovery, master | none |
 | ``forkq:slots`` | hash: slot → JSON {identity, threads} | worker at start | recovery | none |
 | ``forkq:recovered:<jid>`` | zset of recovery times | recovery | recovery | 72 h |
 | ``forkq:recovery-lock`` | string | recovery scan | recovery | a few seconds |
