@@ -6,7 +6,6 @@ priorities (cluster mode does not order by priority yet)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -18,7 +17,8 @@ import pytest
 
 from forkq import client as forkq_client
 from forkq.keys import ClusterKeys
-from test_django import PROJECT, ROOT, WORKER_REQUIRE, django_env, finished  # noqa: F401
+from test_django import PROJECT, ROOT, WORKER_REQUIRE, aenqueued_and_awaited, finished
+from test_django import django_env  # noqa: F401 (a fixture: the project set up)
 
 pytestmark = pytest.mark.slow
 
@@ -90,20 +90,10 @@ def test_tasks_enqueue_run_and_give_results_on_a_cluster(cluster_tasks, cluster_
 
 
 def test_aenqueue_and_aget_result_on_a_cluster(cluster_tasks, cluster_worker):
-    from forkq import aio
     from shop.tasks import add
 
-    async def scenario():
-        try:
-            pushed = await add.aenqueue(2, 3)
-            while not (await add.aget_result(pushed.id)).is_finished:
-                await asyncio.sleep(0.05)
-            return await add.aget_result(pushed.id)
-        finally:
-            await aio.aclose()
-
     cluster_worker()
-    assert asyncio.run(asyncio.wait_for(scenario(), 15)).return_value == 5
+    assert aenqueued_and_awaited(add, 2, 3).return_value == 5
 
 
 def test_a_task_with_a_priority_is_refused_naming_cluster_mode(cluster_tasks):

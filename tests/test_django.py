@@ -249,21 +249,27 @@ def _django6():
     return django.VERSION >= (6,)
 
 
-def test_aenqueue_and_aget_result(django_env, redis, start_worker):
+def aenqueued_and_awaited(task, *args):
+    """``task.aenqueue(*args)``, then its ``aget_result`` until it finished, on one loop."""
     from forkq import aio
-    from shop.tasks import add
 
     async def scenario():
         try:
-            pushed = await add.aenqueue(2, 3)
-            while not (await add.aget_result(pushed.id)).is_finished:
+            pushed = await task.aenqueue(*args)
+            while not (await task.aget_result(pushed.id)).is_finished:
                 await asyncio.sleep(0.05)
-            return await add.aget_result(pushed.id)
+            return await task.aget_result(pushed.id)
         finally:
             await aio.aclose()
 
+    return asyncio.run(asyncio.wait_for(scenario(), 15))
+
+
+def test_aenqueue_and_aget_result(django_env, redis, start_worker):
+    from shop.tasks import add
+
     start_worker()
-    assert asyncio.run(asyncio.wait_for(scenario(), 15)).return_value == 5
+    assert aenqueued_and_awaited(add, 2, 3).return_value == 5
 
 
 def test_run_after_goes_through_the_schedule(django_env, redis, start_worker):
