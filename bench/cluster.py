@@ -13,6 +13,7 @@ figures hold the drain alone. Median of ``--runs`` runs, cases alternating.
     python bench/cluster.py                      # 20,000 jobs, 3 runs
     python bench/cluster.py --jobs 5000 --runs 1
     python bench/cluster.py --queues 1           # one queue: no switching between queues
+    python bench/cluster.py --body async         # coroutine jobs (``bench_jobs.AsyncIncr``)
 
 On this 2-core machine the workers and every Redis share two cores: jobs/s is capped by the
 total CPU per job, and a cluster's extra primaries do not add cores here. What carries over to
@@ -85,20 +86,24 @@ def commands(ports: list[int]) -> int:
     return sum(redis_py.Redis(port=p).info("stats")["total_commands_processed"] for p in ports)
 
 
-def stage(client, keys, jobs: int) -> None:
-    """``jobs`` Incr jobs in a staging list beside each queue (same hash slot)."""
+#: the job class of each ``--body``
+BODIES = {"incr": "bench_jobs.Incr", "async": "bench_jobs.AsyncIncr"}
+
+
+def stage(client, keys, jobs: int, body: str) -> None:
+    """``jobs`` jobs of ``body`` in a staging list beside each queue (same hash slot)."""
     for index, name in enumerate(QUEUES):
-        text = ('{"class":"bench_jobs.Incr","args":[0],"queue":"%s","retry":true,'
-                '"jid":"%024x","created_at":1.0,"enqueued_at":1.0}')
+        text = ('{"class":"%s","args":[0],"queue":"%%s","retry":true,'
+                '"jid":"%%024x","created_at":1.0,"enqueued_at":1.0}') % BODIES[body]
         batch = [text % (name, n) for n in range(index, jobs, len(QUEUES))]
         for start in range(0, len(batch), 1000):
             client.lpush(keys.queue(name) + ":staging", *batch[start:start + 1000])
 
 
-def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str) -> dict:
+def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str, body: str) -> dict:
     for port in ports:
         redis_py.Redis(port=port).flushall()
-    stage(client, keys, jobs)
+    stage(client, keys, jobs, body)
     config = {"redis_url": url, "require": ["bench_jobs"], "concurrency": 10,
               "queues": [[name, 1] for name in QUEUES], "loglevel": "warning",
               "heartbeat_interval": 1, "poll_interval": 1, "metrics": {"port": None},
@@ -132,6 +137,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--queues", type=int, default=3, choices=(1, 2, 3))
+    parser.add_argument("--body", default="incr", choices=sorted(BODIES))
     args = parser.parse_args()
     del QUEUES[args.queues:]
     tmp = tempfile.mkdtemp(prefix="forkq-cluster-bench-")
@@ -146,12 +152,13 @@ def main() -> None:
         "default, 1 server": (f"redis://127.0.0.1:{single_port}/0", [single_port],
                               redis_py.Redis(port=single_port, decode_responses=True), Keys())}
     results: dict[str, list[dict]] = {name: [] for name in cases}
-    print(f"{args.jobs:,} jobs, {len(QUEUES)} weighted queue(s), median of {args.runs}, load "
+    print(f"{args.jobs:,} {args.body} jobs, {len(QUEUES)} weighted queue(s), median of {args.runs}, load "
           f"{os.getloadavg()[0]:.2f}")
     try:
         for _ in range(args.runs):
             for name, case in cases.items():
-                results[name].append(drain(*case, args.jobs, os.path.join(tmp, "w")))
+                results[name].append(drain(*case, args.jobs, os.path.join(tmp, "w"),
+                                           args.body))
         for name, runs in results.items():
             per_node = [statistics.median(r["redis_us"][i] for r in runs)
                         for i in range(len(runs[0]["redis_us"]))]
