@@ -152,8 +152,8 @@ def main() -> None:
         "default, 1 server": (f"redis://127.0.0.1:{single_port}/0", [single_port],
                               redis_py.Redis(port=single_port, decode_responses=True), Keys())}
     results: dict[str, list[dict]] = {name: [] for name in cases}
-    print(f"{args.jobs:,} {args.body} jobs, {len(QUEUES)} weighted queue(s), median of {args.runs}, load "
-          f"{os.getloadavg()[0]:.2f}")
+    print(f"{args.jobs:,} {args.body} jobs, {len(QUEUES)} weighted queue(s), median of "
+          f"{args.runs}, load {os.getloadavg()[0]:.2f}")
     try:
         for _ in range(args.runs):
             for name, case in cases.items():

@@ -10,9 +10,10 @@ processors; started at the first coroutine job. Three parts, each with one owner
   out of its private list into the loop's (``forkq:inflight:<slot>:async``; in the cluster
   layout one per queue, in the queue's hash slot with the thread's lists, so that the move
   stays one single-slot call: ``Keys.inflight_async``) with one Lua call, and scheduled on
-  the loop with one wake-up (``flush``): a round trip and a wake-up a batch, not a job. The thread goes on with its batch at once: a coroutine waiting on I/O
-  holds no thread, and the thread's next fetch (which acknowledges its batch by deleting its
-  private list) no longer holds the job. Pending jobs are still the thread's: what it hands
+  the loop with one wake-up (``flush``): a round trip and a wake-up a batch, not a job. The
+  thread goes on with its batch at once: a coroutine waiting on I/O holds no thread, and the
+  thread's next fetch (which acknowledges its batch by deleting its private list) no longer
+  holds the job. Pending jobs are still the thread's: what it hands
   back at shutdown or after an error includes them (``take_pending``).
 - *The loop thread* starts each job once fewer than ``async_concurrency`` run (publishing it
   to the process's ``WorkState``), runs it through the server middleware and awaits it under
@@ -42,6 +43,7 @@ leaves the loop's list to recovery (``recovery.py``), like a thread's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import queue
@@ -362,7 +364,7 @@ class CoroutineRunner:
         for job, end in zip(batch, ends):
             by_list.setdefault(self.list_for(job.fetched.queue), []).append((job, end))
         for list_key, done in by_list.items():
-            self._retrying(lambda: self._acknowledge(redis, list_key, done))
+            self._retrying(functools.partial(self._acknowledge, redis, list_key, done))
         for job, end in zip(batch, ends):
             self.running.pop(job.ident, None)
             self.work_state.finished(job.ident, done=end != "postponed")
