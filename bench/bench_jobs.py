@@ -3,6 +3,7 @@
 import time
 
 import forkq
+from forkq import aio
 
 
 class Empty(forkq.Job):
@@ -13,6 +14,13 @@ class Empty(forkq.Job):
 class Incr(forkq.Job):
     def perform(self, n):
         forkq.redis().incr("bench:counter")
+
+
+class AsyncIncr(forkq.Job):
+    """``Incr`` as a coroutine job, on forkq's asyncio client (``forkq.aio.redis``)."""
+
+    async def perform(self, n):
+        await aio.redis().incr("bench:counter")
 
 
 class Probe(forkq.Job):

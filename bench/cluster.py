@@ -19,6 +19,7 @@ With ``--shards N`` both cases run on the cluster: one queue split into N shards
 (``queues: [[q0, 1, {shards: N}]]``, its jobs staged evenly over the shards) against the same
 queue unsharded, so what the figures compare is how the queue's Redis work spreads over the
 primaries and what the shards cost in calls.
+    python bench/cluster.py --body async         # coroutine jobs (``bench_jobs.AsyncIncr``)
 
 On this 2-core machine the workers and every Redis share two cores: jobs/s is capped by the
 total CPU per job, and a cluster's extra primaries do not add cores here. What carries over to
@@ -92,28 +93,33 @@ def commands(ports: list[int]) -> int:
     return sum(redis_py.Redis(port=p).info("stats")["total_commands_processed"] for p in ports)
 
 
+#: the job class of each ``--body``
+BODIES = {"incr": "bench_jobs.Incr", "async": "bench_jobs.AsyncIncr"}
+
+
 def lists(keys, shards: int) -> list[tuple[str, int, str]]:
     """(queue, shard index, list name) of every list drained: each queue's shards."""
     return [(name, index, shard) for name in QUEUES
             for index, shard in enumerate(shard_names(keys, name, shards))]
 
 
-def stage(client, keys, jobs: int, shards: int) -> None:
-    """``jobs`` Incr jobs in a staging list beside each queue or shard (same hash slot)."""
+def stage(client, keys, jobs: int, shards: int, body: str) -> None:
+    """``jobs`` jobs of ``body`` in a staging list beside each queue or shard (same slot)."""
     drained = lists(keys, shards)
     for position, (name, index, shard) in enumerate(drained):
-        text = ('{"class":"bench_jobs.Incr","args":[0],"queue":"%s","retry":true,'
-                '"jid":"%024x","created_at":1.0,"enqueued_at":1.0' +
+        text = ('{"class":"%s","args":[0],"queue":"%%s","retry":true,'
+                '"jid":"%%024x","created_at":1.0,"enqueued_at":1.0' % BODIES[body] +
                 (f',"shard":{index}}}' if index else '}'))
         batch = [text % (name, n) for n in range(position, jobs, len(drained))]
         for start in range(0, len(batch), 1000):
             client.lpush(keys.queue(shard) + ":staging", *batch[start:start + 1000])
 
 
-def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str, shards: int = 1) -> dict:
+def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str, shards: int,
+          body: str) -> dict:
     for port in ports:
         redis_py.Redis(port=port).flushall()
-    stage(client, keys, jobs, shards)
+    stage(client, keys, jobs, shards, body)
     queues = [[name, 1, {"shards": shards}] if shards > 1 else [name, 1] for name in QUEUES]
     config = {"redis_url": url, "require": ["bench_jobs"], "concurrency": 10,
               "queues": queues, "loglevel": "warning",
@@ -159,6 +165,7 @@ def main() -> None:
     parser.add_argument("--queues", type=int, default=3, choices=(1, 2, 3))
     parser.add_argument("--shards", type=int, default=1,
                         help="one queue in this many shards against 1 shard, both on the cluster")
+    parser.add_argument("--body", default="incr", choices=sorted(BODIES))
     args = parser.parse_args()
     del QUEUES[1 if args.shards > 1 else args.queues:]
     tmp = tempfile.mkdtemp(prefix="forkq-cluster-bench-")
@@ -177,12 +184,13 @@ def main() -> None:
                                        redis_py.Redis(port=single_port, decode_responses=True),
                                        Keys(), 1)}
     results: dict[str, list[dict]] = {name: [] for name in cases}
-    print(f"{args.jobs:,} jobs, {len(QUEUES)} weighted queue(s), median of {args.runs}, load "
-          f"{os.getloadavg()[0]:.2f}")
+    print(f"{args.jobs:,} {args.body} jobs, {len(QUEUES)} weighted queue(s), median of "
+          f"{args.runs}, load {os.getloadavg()[0]:.2f}")
     try:
         for _ in range(args.runs):
             for name, (*case, shards) in cases.items():
-                results[name].append(drain(*case, args.jobs, os.path.join(tmp, "w"), shards))
+                results[name].append(drain(*case, args.jobs, os.path.join(tmp, "w"), shards,
+                                           args.body))
         for name, runs in results.items():
             per_node = [statistics.median(r["redis_us"][i] for r in runs)
                         for i in range(len(runs[0]["redis_us"]))]

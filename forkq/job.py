@@ -37,14 +37,6 @@ def known_names() -> list[str]:
     return sorted(_registry)
 
 
-def registered(modules: Iterable[str]) -> set[type["Job"]]:
-    """The job classes registered by ``modules`` (a config's ``require``) and their
-    submodules."""
-    prefixes = tuple(modules)
-    return {cls for cls in _registry.values() if cls.__module__ in prefixes
-            or cls.__module__.startswith(tuple(name + "." for name in prefixes))}
-
-
 def hooks_of(job_class: type["Job"] | None) -> dict[str, Any]:
     """The hook options a failure of ``job_class`` is decided with (``retry.decide``); none
     for a class this process does not know."""

@@ -21,7 +21,7 @@ tags, one per queue (``ClusterKeys``, docs/redis-cluster.md).
 | ``j|YYMMDD|H:MM`` / ``j|YYMMDD|H:M`` | hash: ``<class>|p``, ``|f``, ``|ms`` | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h / 3 days |
 | ``h|<class>-D-H:M`` | BITFIELD: 26 u16 execution-time buckets | heartbeat (jobmetrics flush) | web, Sidekiq 8 web | 8 h |
 | ``forkq:inflight:<slot>:<thread>[:alt]`` | list | fetch script (a thread's two private lists, used in turn) | recovery, master | none |
-| ``forkq:inflight:<slot>:async`` | list | processor thread (hand-over script moves a coroutine job in) | coroutine runner (LREM when finished, requeue at the deadline), recovery, master | none |
+| ``forkq:inflight:<slot>:async`` | list (the cluster layout has one per queue: ``ClusterKeys.inflight_async``) | processor thread (hand-over script moves a coroutine job in) | coroutine runner (LREM when finished, requeue at the deadline), recovery, master | none |
 | ``forkq:slots`` | hash: slot → JSON {identity, threads} | worker at start | recovery | none |
 | ``forkq:recovered:<jid>`` | zset of recovery times | recovery | recovery | 72 h |
 | ``forkq:recovery-lock`` | string | recovery scan | recovery | a few seconds |
@@ -229,6 +229,11 @@ class Keys:
         return [self.stat("processed"), self.stat("failed"),
                 self.daily_stat("processed", day), self.daily_stat("failed", day)]
 
+    def queue_stat_keys(self, queue: str, day: str) -> list[str]:
+        """``stat_keys`` that the jobs fetched from ``queue`` count in (the same for every
+        queue here; the queue's own in the cluster layout)."""
+        return self.stat_keys(day)
+
     def job_metrics(self, bucket: str) -> str:
         """Sidekiq 8's per-class counts of one minute or ten (``jobmetrics``)."""
         return self._k(f"j|{bucket}")
@@ -244,8 +249,10 @@ class Keys:
     def inflight_pair(self, slot: str, thread: int) -> tuple[str, str]:
         return self.inflight(slot, thread, 0), self.inflight(slot, thread, 1)
 
-    def inflight_async(self, slot: str) -> str:
-        """The private list of a process's event loop: coroutine jobs it runs (``worker/coroutines.py``)."""
+    def inflight_async(self, slot: str, queue: str | None = None) -> str:
+        """The private list of a process's event loop: coroutine jobs it runs
+        (``worker/coroutines.py``); one for every queue here, one per ``queue`` (the queue a
+        job was fetched from) in the cluster layout."""
         return self._k(f"forkq:inflight:{slot}:async")
 
     def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
@@ -374,6 +381,7 @@ class ClusterKeys(Keys):
     | --- | --- | --- |
     | ``forkq:{q:<name>}:jobs`` | list: the queue | queue's |
     | ``forkq:{q:<name>}:inflight:<slot>:<thread>[:alt]`` | list: a thread's private list | queue's |
+    | ``forkq:{q:<name>}:inflight:<slot>:async`` | list: the event loop's private list for the queue's coroutine jobs | queue's |
     | ``forkq:{q:<name>}:schedule`` / ``:retry`` | zset | queue's |
     | ``forkq:{q:<name>}:stat:processed`` / ``:failed`` / ``:<name>:<day>`` | string | queue's |
     | ``forkq:{q:<name>#<i>.<salt>}:...`` | the same keys for shard ``i`` > 0 of a sharded queue (``shard_tag``) | shard's |
@@ -429,6 +437,14 @@ class ClusterKeys(Keys):
         """One of a thread's two private lists for ``queue`` (``worker/clusterfetch.py``)."""
         return self._q(queue, f"inflight:{slot}:{thread}{':alt' if side else ''}")
 
+    def inflight_async(self, slot: str, queue: str | None = None) -> str:
+        """The event loop's private list for ``queue``'s coroutine jobs, in the queue's slot
+        with the threads' lists they are handed over from (``worker/coroutines.py``)."""
+        if queue is None:
+            raise TypeError("the cluster layout has an event loop list per queue: "
+                            "inflight_async(slot, queue)")
+        return self._q(queue, f"inflight:{slot}:async")
+
     # What the layout does not place yet: the features that use these keys are refused at
     # the call, naming the feature, rather than run with keys that cross hash slots.
 
@@ -465,8 +481,10 @@ class ClusterKeys(Keys):
         raise ClusterUnsupported("fair shares (the fair_key option)")
 
     def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
-        return [self.queue_inflight(queue, slot, index, side) for queue in queues
-                for index in range(threads) for side in (0, 1)]
+        return [key for queue in queues for key in [
+            *(self.queue_inflight(queue, slot, index, side)
+              for index in range(threads) for side in (0, 1)),
+            self.inflight_async(slot, queue)]]
 
     def home_queue(self, private_list: str) -> str | None:
         """The queue (or shard, ``shard_queue``) named by the hash tag of a private list

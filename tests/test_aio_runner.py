@@ -306,7 +306,7 @@ def test_a_threads_coroutine_jobs_move_to_the_loop_together_when_it_flushes(
     runner.flush(threading.get_ident())
     assert redis.llen("private:t") == 0
     wait_for(lambda: len(redis.hgetall("async:started")) == 3, 10, message="all three ran")
-    wait_for(lambda: redis.llen(runner.list_key) == 0, 10, message="all acknowledged")
+    wait_for(lambda: redis.llen(runner.list_for("default")) == 0, 10, message="all acknowledged")
     assert runner.stop(time.monotonic() + 5) == 0
 
 
@@ -320,5 +320,6 @@ def test_jobs_set_aside_are_taken_back_with_their_slots(redis, redis_url, make_c
     assert [fetched.text for fetched in taken] == texts
     assert runner.slots._value == 4 + 1, "their slots freed"
     runner.flush(threading.get_ident())  # nothing left to move
-    assert redis.lrange("private:t", 0, -1) == texts and redis.llen(runner.list_key) == 0
+    assert redis.lrange("private:t", 0, -1) == texts
+    assert redis.llen(runner.list_for("default")) == 0
     assert runner.stop(time.monotonic() + 1) == 0

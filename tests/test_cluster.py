@@ -234,13 +234,6 @@ def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config)
     assert forkq_client.default().redis.dbsize() == 0  # nothing half-written
 
 
-def test_a_worker_refuses_coroutine_jobs_at_start(cluster, start_worker):
-    import async_jobs  # noqa: F401 (registers coroutine jobs)
-
-    with pytest.raises(ClusterUnsupported, match=r"coroutine jobs \(async def perform: "):
-        start_worker(redis_url=cluster.url, require=["async_jobs"])
-
-
 def queue_in_slot(client, slot: int) -> str:
     """A queue name whose keys hash to ``slot``."""
     return next(f"m{i}" for i in range(10**6) if client.keyslot(KEYS.queue(f"m{i}")) == slot)

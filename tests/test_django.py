@@ -29,19 +29,29 @@ WORKER_REQUIRE = ["forkq.contrib.django.boot", "shop.jobs"]
 pytestmark = pytest.mark.slow
 
 
+#: the environment this process's Django was set up with: ``django.setup()`` reads the
+#: settings once, so every module that uses the project (``test_cluster_django.py`` too)
+#: must give its workers the same database file
+_SET_UP: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def django_env(redis_server, tmp_path_factory):
-    """The project set up in this process, on the test Redis and a fresh sqlite file."""
-    env = {"DJANGO_SETTINGS_MODULE": "project.settings", "SHOP_REDIS_URL": redis_server.url,
-           "SHOP_DB": str(tmp_path_factory.mktemp("shop") / "shop.sqlite3")}
+    """The project set up in this process, on the test Redis and a fresh sqlite file (the
+    one of the process's first set-up, for the modules after it)."""
+    env = _SET_UP or {"DJANGO_SETTINGS_MODULE": "project.settings",
+                      "SHOP_REDIS_URL": redis_server.url,
+                      "SHOP_DB": str(tmp_path_factory.mktemp("shop") / "shop.sqlite3")}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
-    sys.path.insert(0, PROJECT)
-    import django
-    from django.core.management import call_command
+    if not _SET_UP:
+        sys.path.insert(0, PROJECT)
+        import django
+        from django.core.management import call_command
 
-    django.setup()
-    call_command("migrate", run_syncdb=True, verbosity=0)
+        django.setup()
+        call_command("migrate", run_syncdb=True, verbosity=0)
+        _SET_UP.update(env)
     yield env
     for name, value in saved.items():
         if value is None:
@@ -239,21 +249,27 @@ def _django6():
     return django.VERSION >= (6,)
 
 
-def test_aenqueue_and_aget_result(django_env, redis, start_worker):
+def aenqueued_and_awaited(task, *args):
+    """``task.aenqueue(*args)``, then its ``aget_result`` until it finished, on one loop."""
     from forkq import aio
-    from shop.tasks import add
 
     async def scenario():
         try:
-            pushed = await add.aenqueue(2, 3)
-            while not (await add.aget_result(pushed.id)).is_finished:
+            pushed = await task.aenqueue(*args)
+            while not (await task.aget_result(pushed.id)).is_finished:
                 await asyncio.sleep(0.05)
-            return await add.aget_result(pushed.id)
+            return await task.aget_result(pushed.id)
         finally:
             await aio.aclose()
 
+    return asyncio.run(asyncio.wait_for(scenario(), 15))
+
+
+def test_aenqueue_and_aget_result(django_env, redis, start_worker):
+    from shop.tasks import add
+
     start_worker()
-    assert asyncio.run(asyncio.wait_for(scenario(), 15)).return_value == 5
+    assert aenqueued_and_awaited(add, 2, 3).return_value == 5
 
 
 def test_run_after_goes_through_the_schedule(django_env, redis, start_worker):

@@ -9,6 +9,10 @@ running loop and URL, opened on first use, built from the URL as the synchronous
 (``connection.make_client``); ``send`` makes one round trip of commands (with the URL's
 ``wait_replicas``); ``aclose`` closes the running loop's clients.
 
+On a Redis Cluster URL the client is redis-py's asyncio ``RedisCluster``: each command goes
+to its key's primary, and ``send``'s pipeline is split by node (the push's ``SADD`` into the
+directory of queues, in another slot, goes with every push here).
+
 On a Sentinel URL the connections follow the primary: the asyncio twins of ``sentinel.py``'s,
 for the same reason: redis-py's asyncio ``SentinelManagedConnection`` asks the sentinels for the
 primary only in ``connect()``, which its pool calls when it hands a connection out. A connection
@@ -28,10 +32,12 @@ import asyncio
 import weakref
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncCluster
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
-from . import SOCKET_TIMEOUT, check_wait, sentinel, urls, wait_setting
+from . import SOCKET_TIMEOUT, check_wait, cluster, sentinel, urls, wait_setting
 from .source import default_source
 from .urls import ShowsURL, Target
 
@@ -112,12 +118,24 @@ def _forget_closed_loops() -> None:
 def _make_client(url: str) -> aioredis.Redis:
     """An asyncio client on the URL as ``urls.parse`` reads it (its query parameters,
     ``wait_replicas``), the way ``connection.make_client`` builds the synchronous one; on a
-    Sentinel URL its connections follow the primary (``primary_pool``)."""
+    Sentinel URL its connections follow the primary (``primary_pool``); on a cluster URL it is
+    redis-py's asyncio ``RedisCluster``, as the synchronous one is ``cluster.client``."""
     target = urls.parse(url)
-    settings = dict(socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=5.0,
-                    decode_responses=True, **target.options)
+    options = dict(socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=5.0)
+    if target.cluster is not None:
+        return _cluster_client(target, options)
+    settings = dict(options, decode_responses=True, **target.options)
     found = aioredis.Redis.from_pool(_pool(target, settings))
     found.forkq_wait = wait_setting(target)
+    return found
+
+
+def _cluster_client(target: Target, options: dict) -> AsyncCluster:
+    """Each command to its key's primary; a cluster URL refuses ``wait_replicas``. Its
+    first command finds the slot table."""
+    nodes = [AsyncClusterNode(host, port) for host, port in target.cluster]
+    found = AsyncCluster(startup_nodes=nodes, **cluster.settings(target, options))
+    found.forkq_wait = None
     return found
 
 

@@ -44,21 +44,32 @@ class ClusterClient(RedisCluster):
 def client(target: urls.Target, options: dict) -> ClusterClient:
     """A cluster client from the URL's start nodes; a node that is not in cluster mode is
     refused with ``LayoutError``, naming the URL."""
-    settings = dict(options, decode_responses=True, **target.options)
-    settings.pop("timeout", None)  # the waiting pool's; a cluster client has a pool per node
-    if not settings.pop("ssl"):
-        settings = {k: v for k, v in settings.items() if not k.startswith("ssl_")}
-    else:
-        settings["ssl"] = True
     nodes = [ClusterNode(host, port) for host, port in target.cluster]
     try:
-        return ClusterClient(startup_nodes=nodes, **settings)
+        return ClusterClient(startup_nodes=nodes, **settings(target, options))
     except (redis.RedisError, RedisClusterException) as exc:
-        if "cluster mode is not enabled" in str(exc).lower():
-            raise LayoutError(f"{target.shown}: this Redis is not a cluster node (cluster mode "
-                              f"is off): layout: cluster needs a Redis Cluster; for a single "
-                              f"server use a redis:// URL and the default layout") from None
-        raise redis.ConnectionError(f"{target.shown}: {exc}") from exc
+        raise connect_error(target, exc) from exc
+
+
+def settings(target: urls.Target, options: dict) -> dict:
+    """A cluster client's settings (the synchronous one's, and ``connection.aio``'s): the
+    URL's over forkq's ``options``."""
+    found = dict(options, decode_responses=True, **target.options)
+    found.pop("timeout", None)  # the waiting pool's; a cluster client has a pool per node
+    if not found.pop("ssl"):
+        return {k: v for k, v in found.items() if not k.startswith("ssl_")}
+    found["ssl"] = True
+    return found
+
+
+def connect_error(target: urls.Target, exc: Exception) -> redis.RedisError:
+    """What a cluster client's failure to start means, naming the URL: ``LayoutError`` when
+    the node is not in cluster mode."""
+    if "cluster mode is not enabled" in str(exc).lower():
+        return LayoutError(f"{target.shown}: this Redis is not a cluster node (cluster mode "
+                           f"is off): layout: cluster needs a Redis Cluster; for a single "
+                           f"server use a redis:// URL and the default layout")
+    return redis.ConnectionError(f"{target.shown}: {exc}")
 
 
 def send_commands(cluster: ClusterClient, commands: list[tuple]) -> list:
@@ -100,11 +111,3 @@ def refuse_unsupported(config) -> None:
     if config.periodic:
         raise ClusterUnsupported("periodic jobs (periodic:)", "remove the periodic: entries")
 
-
-def refuse_coroutines(config, job_classes) -> None:
-    """At a worker's start, in the cluster layout: refuse coroutine jobs among the classes
-    its application registered."""
-    coroutines = sorted(c.wire_name() for c in job_classes if c.coroutine)
-    if config.layout == "cluster" and coroutines:
-        raise ClusterUnsupported(f"coroutine jobs (async def perform: {', '.join(coroutines)})",
-                                 "run them on a default-layout Redis")

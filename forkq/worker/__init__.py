@@ -40,7 +40,6 @@ from ..errors import ConfigError, ForkqError
 from ..flow.control import ControlWatch
 from ..flags import add_config_flag, add_worker_flags, config_path, worker_flags
 from ..hooks import Hooks
-from ..job import registered
 from ..log import logger
 from ..signals import SignalQueue
 from ..ident import hostname
@@ -188,7 +187,6 @@ class Worker:
         return self.stop_reason is not None
 
     def start(self) -> None:
-        cluster.refuse_coroutines(self.config, registered(self.config.require))
         probe = self.services.make_redis()
         try:
             check_redis(probe, self.config.layout)

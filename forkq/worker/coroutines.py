@@ -7,11 +7,13 @@ processors; started at the first coroutine job. Three parts, each with one owner
   ``async_concurrency`` + ``concurrency`` hand-over slots, record the result as running (when
   kept), and set the job aside as *pending* for that thread. When the thread's batch ends,
   before it runs a job of its own, and before it waits for a slot, its pending jobs are moved
-  out of its private list into the loop's (``forkq:inflight:<slot>:async``) with one Lua
-  call, and scheduled on the loop with one wake-up (``flush``): a round trip and a wake-up a
-  batch, not a job. The thread goes on with its batch at once: a coroutine waiting on I/O
-  holds no thread, and the thread's next fetch (which acknowledges its batch by deleting its
-  private list) no longer holds the job. Pending jobs are still the thread's: what it hands
+  out of its private list into the loop's (``forkq:inflight:<slot>:async``; in the cluster
+  layout one per queue, in the queue's hash slot with the thread's lists, so that the move
+  stays one single-slot call: ``Keys.inflight_async``) with one Lua call, and scheduled on
+  the loop with one wake-up (``flush``): a round trip and a wake-up a batch, not a job. The
+  thread goes on with its batch at once: a coroutine waiting on I/O holds no thread, and the
+  thread's next fetch (which acknowledges its batch by deleting its private list) no longer
+  holds the job. Pending jobs are still the thread's: what it hands
   back at shutdown or after an error includes them (``take_pending``).
 - *The loop thread* starts each job once fewer than ``async_concurrency`` run (publishing it
   to the process's ``WorkState``), runs it through the server middleware and awaits it under
@@ -22,7 +24,8 @@ processors; started at the first coroutine job. Three parts, each with one owner
   same ``OutcomeWriter`` as the processor threads (``outcome.py``): result record, error
   handlers and retry or dead set, unique lock, metrics; an over-limit job is rescheduled by
   its ``Flow``; then the acknowledgement (``LREM`` from the loop's list, stat counters) of a
-  batch in one call, after which the jobs leave the ``WorkState``. It also
+  batch in one call per loop list (one, or in the cluster layout one per queue, counting into
+  that queue's counters), after which the jobs leave the ``WorkState``. It also
   watches the loop: a loop that has not turned for ``STALL_SECONDS`` is blocked by a job (a
   blocking call in a coroutine is the job's bug); one warning a stall, naming the job and the
   loop thread's stack.
@@ -40,6 +43,7 @@ leaves the loop's list to recovery (``recovery.py``), like a thread's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import queue
@@ -105,8 +109,18 @@ class Pending:
 
     redis: Any
     private_key: str
+    #: the loop's list they move to (``CoroutineRunner.list_for`` their queue)
+    list_key: str
     attempt: Any
     jobs: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoopList:
+    """One of the loop's private lists as a postponed job's source (``Flow.postpone``)."""
+
+    private_key: str
+    reliable: bool
 
 
 @dataclass(eq=False)
@@ -139,9 +153,8 @@ class CoroutineRunner:
         self.services = services
         self.outcome = services.outcome
         self.work_state = services.work_state
-        self.list_key = services.keys.inflight_async(services.slot)
-        #: the loop's list as a postponed job's source (``Flow.postpone``)
-        self.private_key = self.list_key
+        #: queue name -> the loop's private list for its jobs (``list_for``)
+        self._lists: dict[str, str] = {}
         self.reliable = services.fetch_mode is FetchMode.RELIABLE
         limit = services.config.async_concurrency
         #: coroutine jobs running at once, in the loop
@@ -206,7 +219,8 @@ class CoroutineRunner:
             self.outcome.unlock(redis, payload, "start", attempt)
         pending = self.pending.get(ident)
         if pending is None:
-            pending = self.pending[ident] = Pending(redis, private_key, attempt)
+            pending = self.pending[ident] = Pending(redis, private_key,
+                                                    self.list_for(fetched.queue), attempt)
         pending.jobs.append(job)
 
     def flush(self, ident: int) -> None:
@@ -240,11 +254,19 @@ class CoroutineRunner:
             self.slots.release()
         return [job.fetched for job in pending.jobs]
 
+    def list_for(self, queue: str) -> str:
+        """The loop's private list for jobs fetched from ``queue`` (``Keys.inflight_async``)."""
+        key = self._lists.get(queue)
+        if key is None:
+            key = self._lists[queue] = self.services.keys.inflight_async(self.services.slot,
+                                                                          queue)
+        return key
+
     def _move_in(self, pending: Pending, jobs: list[Running]) -> int:
         # The enqueue path's direct send: redis-py's command layers cost more than the call.
         return HAND_OVER.send_by(
             lambda command: connection.send_commands(pending.redis, [command])[0],
-            HAND_OVER.command([pending.private_key, self.list_key],
+            HAND_OVER.command([pending.private_key, pending.list_key],
                               [job.fetched.text for job in jobs]))
 
     # --- the loop thread
@@ -297,13 +319,21 @@ class CoroutineRunner:
     def _finish_forever(self) -> None:
         services = self.services
         redis = services.make_redis()
+        flows: dict[str, Flow] = {}
+
+        def flow_for(list_key: str) -> Flow:
+            """The ``Flow`` of the jobs of one loop list (what a postponed job leaves)."""
+            if list_key not in flows:
+                flows[list_key] = Flow(redis=redis, keys=services.keys,
+                                       observer=services.observer, attempt=self._retrying,
+                                       source=LoopList(list_key, self.reliable))
+            return flows[list_key]
+
         try:
-            flow = Flow(redis=redis, keys=services.keys, observer=services.observer,
-                        attempt=self._retrying, source=self)
             while not (self._closing.is_set() and self.finished.empty()):
                 batch = self._take_finished()
                 if batch:
-                    self._finish(redis, flow, batch)
+                    self._finish(redis, flow_for, batch)
                 self._watch_stall()
         finally:
             redis.close()
@@ -319,45 +349,48 @@ class CoroutineRunner:
             batch.append(self.finished.get())
         return batch
 
-    def _finish(self, redis, flow: Flow, batch: list[Running]) -> None:
+    def _finish(self, redis, flow_for, batch: list[Running]) -> None:
         ends = []
         for job in batch:
             try:
-                ends.append(self._record(redis, flow, job))
+                ends.append(self._record(redis, flow_for, job))
             except Exception as exc:
                 # Not lost with the acknowledgement: the raw job goes to the dead set first.
                 ends.append("failed")
                 logger.error("could not record the end of coroutine job jid=%s",
                              job.payload.get("jid"), exc_info=exc)
                 self.outcome.bury(redis, job.fetched, unhandled_reason(exc), self._retrying)
-        processed, failed = len(ends) - ends.count("postponed"), ends.count("failed")
-        self._retrying(lambda: self._acknowledge(redis, batch, processed, failed))
+        by_list: dict[str, list] = {}
+        for job, end in zip(batch, ends):
+            by_list.setdefault(self.list_for(job.fetched.queue), []).append((job, end))
+        for list_key, done in by_list.items():
+            self._retrying(functools.partial(self._acknowledge, redis, list_key, done))
         for job, end in zip(batch, ends):
             self.running.pop(job.ident, None)
             self.work_state.finished(job.ident, done=end != "postponed")
 
-    def _record(self, redis, flow: Flow, job: Running) -> str:
+    def _record(self, redis, flow_for, job: Running) -> str:
         """Write what a finished job left (``OutcomeWriter``), or reschedule it when over its
         limiter; returns ``"done"``, ``"failed"``, ``"cancelled"`` or ``"postponed"``. The
         error and death handlers it runs log with the job's context, as in a processor
         thread."""
         running = current_job.set(job.context)
         try:
-            return self._write_end(redis, flow, job)
+            return self._write_end(redis, flow_for, job)
         finally:
             current_job.reset(running)
 
-    def _write_end(self, redis, flow: Flow, job: Running) -> str:
+    def _write_end(self, redis, flow_for, job: Running) -> str:
         elapsed, value, exc = job.ending
         payload, queue_name = job.payload, job.fetched.queue
         if isinstance(exc, OverLimit):
-            flow.postpone(job.fetched, payload, exc)
+            flow_for(self.list_for(queue_name)).postpone(job.fetched, payload, exc)
             return "postponed"
         if isinstance(exc, Cancelled):
             self.outcome.cancelled(redis, payload, queue_name, self._retrying, started=job.began)
             return "cancelled"
         if exc is None:
-            ack = (self.list_key, job.fetched.text) if self.reliable else ("", "")
+            ack = (self.list_for(queue_name), job.fetched.text) if self.reliable else ("", "")
             self.outcome.succeeded(redis, payload, value, self._retrying,
                                    keeps_result=job.keeps_result, ack=ack)
         else:
@@ -367,12 +400,15 @@ class CoroutineRunner:
         self.outcome.finished(queue_name, display_class(payload), elapsed, exc is not None)
         return "done" if exc is None else "failed"
 
-    def _acknowledge(self, redis, batch: list[Running], processed: int, failed: int) -> None:
+    def _acknowledge(self, redis, list_key: str, done: list[tuple[Running, str]]) -> None:
+        """Take finished jobs out of ``list_key`` and count them in its queue's counters (all
+        its jobs were fetched from queues that count in the same keys)."""
         day = time.strftime("%Y-%m-%d", time.gmtime())
-        keys = self.services.keys
-        texts = [job.fetched.text for job in batch] if self.reliable else []
-        ACK(redis, keys=[self.list_key, *keys.stat_keys(day)],
-            args=[processed, failed, DAILY_STAT_TTL, *texts])
+        ends = [end for _, end in done]
+        processed, failed = len(ends) - ends.count("postponed"), ends.count("failed")
+        texts = [job.fetched.text for job, _ in done] if self.reliable else []
+        stat_keys = self.services.keys.queue_stat_keys(done[0][0].fetched.queue, day)
+        ACK(redis, keys=[list_key, *stat_keys], args=[processed, failed, DAILY_STAT_TTL, *texts])
 
     def _retrying(self, write) -> Any:
         """Repeat a write while Redis is away, until the shutdown deadline or the process stops
@@ -435,7 +471,8 @@ class CoroutineRunner:
         stuck = self.finisher.is_alive()
         if stuck:
             logger.warning("the coroutine finisher did not end by the shutdown deadline; its "
-                           "unacknowledged jobs stay in %s for recovery", self.list_key)
+                           "unacknowledged jobs stay in %s for recovery",
+                           ", ".join(list(self._lists.values())))
         # Not acknowledged: cancelled, or ended after the finisher stopped (runs again); those
         # a finisher still running holds are left to it and to recovery.
         unfinished = [job for job in list(self.running.values())
@@ -471,16 +508,17 @@ class CoroutineRunner:
             keys = self.services.keys
             pushed = 0
             for job in reversed(jobs):
+                list_key = self.list_for(job.fetched.queue)
                 if self.reliable:
                     place = placement.place_of(job.payload, job.fetched.queue)
-                    pushed += MOVE_ONE(redis, *move_one(keys, self.list_key, place,
+                    pushed += MOVE_ONE(redis, *move_one(keys, list_key, place,
                                                         job.fetched.text))
                 else:  # not in the private list: just put back, at its level
-                    pushed += release(redis, keys, self.list_key, [job.fetched], None, False)
+                    pushed += release(redis, keys, list_key, [job.fetched], None, False)
             return pushed
         except Exception as exc:
             logger.error("could not push back %d coroutine job(s) (%s); they stay in %s and "
-                         "will be recovered", len(jobs), exc, self.list_key)
+                         "will be recovered", len(jobs), exc, ", ".join(list(self._lists.values())))
             return 0
         finally:
             redis.close()

@@ -2,7 +2,7 @@
 
 | key | meaning | default |
 | --- | --- | --- |
-| ``REDIS_URL`` | Redis to push to and read results from | forkq's client (``forkq.configure``, ``REDIS_URL``, ``forkq.yml``) |
+| ``REDIS_URL`` | Redis to push to and read results from (any URL of forkq's ``redis_url``: Sentinel and Redis Cluster too) | forkq's client (``forkq.configure``, ``REDIS_URL``, ``forkq.yml``) |
 | ``NAMESPACE`` | key namespace, as ``namespace`` in ``forkq.yml`` | none |
 | ``CONFIG`` | path of a ``forkq.yml`` whose ``redis_url`` and ``namespace`` to use | none |
 | ``RESULT_TTL`` | seconds a task's result is kept after each change | 86400 |
@@ -22,6 +22,7 @@ from typing import Any
 
 from ... import client as forkq_client
 from ... import hooks
+from ...connection import urls
 from ...connection.source import Source
 from ...errors import ForkqError
 from ...options import check_ttl
@@ -30,7 +31,6 @@ from ...options import check_ttl
 KNOWN = ("REDIS_URL", "NAMESPACE", "CONFIG", "RESULT_TTL", "RETRY")
 #: seconds a result is kept by default
 DEFAULT_RESULT_TTL = 86400
-_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,9 @@ def parse(raw: dict[str, Any], alias: str) -> Options:
             problems.append(f"{where}: unknown key {key!r} (known: {', '.join(KNOWN)})")
     from_file = _from_config(raw.get("CONFIG"), where, problems)
     url = raw.get("REDIS_URL", from_file.get("redis_url"))
-    if url is not None and not (isinstance(url, str) and url.startswith(_URL_SCHEMES)):
-        problems.append(f"{where}['REDIS_URL'] is {url!r}; give a redis://, rediss:// or "
-                        f"unix:// URL")
+    problem = _url_problem(url)
+    if problem:
+        problems.append(f"{where}['REDIS_URL']: {problem}")
         url = None
     ttl = raw.get("RESULT_TTL", DEFAULT_RESULT_TTL)
     try:
@@ -79,6 +79,20 @@ def parse(raw: dict[str, Any], alias: str) -> Options:
     return Options(redis_url=url, namespace=raw.get("NAMESPACE", from_file.get("namespace")),
                    result_ttl=ttl, retry=retry,
                    config_queues=from_file.get("queues"), problems=tuple(problems))
+
+
+def _url_problem(url: Any) -> str | None:
+    """What is wrong with ``REDIS_URL`` (``urls.parse``'s rule: any URL forkq connects to,
+    Sentinel and Redis Cluster included), or None."""
+    if url is None:
+        return None
+    if not isinstance(url, str):
+        return f"{url!r} is not a URL; give a redis:// URL (see forkq's redis_url)"
+    try:
+        urls.parse(url)
+    except urls.RedisURLError as exc:
+        return str(exc)
+    return None
 
 
 def _from_config(path: Any, where: str, problems: list[str]) -> dict[str, Any]:
