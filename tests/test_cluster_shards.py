@@ -10,8 +10,10 @@ import time
 
 import pytest
 
+import async_jobs
 import e2e_jobs
 import jobs  # noqa: F401 (registers the jobs these tests run)
+import forkq
 from forkq import client as forkq_client
 from forkq import config
 from forkq.api import Api
@@ -208,3 +210,29 @@ def test_a_child_killed_mid_drain_of_a_sharded_queue_loses_nothing(cluster_maste
              message="every job run")
     assert master.ready_pids(1)[0] != old
     assert sizes(redis) == [0, 0, 0, 0]
+
+
+@pytest.mark.slow
+def test_coroutine_jobs_of_a_sharded_queue_run_and_go_back_to_their_shards(cluster,
+                                                                            cluster_master):
+    """The event loop's list of a shard is in the shard's slot: the hand-over, the
+    acknowledgement into the shard's counters and the push-back at the stop deadline."""
+    master = cluster_master(processes=1, concurrency=2, timeout=1, queues=SHARDED,
+                            require=["async_jobs"])
+    master.ready_pids(1)
+    redis = forkq_client.default().redis
+    quick = [async_jobs.Nap.set(queue="media", result_ttl=60).perform_async(0.01)
+             for _ in range(8)]
+    for jid in quick:
+        assert forkq.results.get(jid, wait=10).status == "succeeded"
+    counted = [KEYS.queue_stat_keys(shard, "")[0]
+               for shard in shards.shard_names(KEYS, "media", 4)]
+    wait_for(lambda: [redis.get(key) for key in counted] == ["2"] * 4,
+             message="each shard's own counter")
+    slow = [async_jobs.Nap.set(queue="media").perform_async(30) for _ in range(8)]
+    wait_for(lambda: len(redis.hkeys("async:started")) == 16, 10, message="all 8 running")
+    master.send(signal.SIGTERM)
+    assert master.wait_exit(20) == 0
+    assert sizes(redis) == [2, 2, 2, 2]
+    assert sorted(json.loads(text)["jid"] for key in shard_lists() for text in
+                  redis.lrange(key, 0, -1)) == sorted(slow)

@@ -220,7 +220,7 @@ class CoroutineRunner:
         pending = self.pending.get(ident)
         if pending is None:
             pending = self.pending[ident] = Pending(redis, private_key,
-                                                    self.list_for(fetched.queue), attempt)
+                                                    self.list_for(fetched.origin), attempt)
         pending.jobs.append(job)
 
     def flush(self, ident: int) -> None:
@@ -362,7 +362,7 @@ class CoroutineRunner:
                 self.outcome.bury(redis, job.fetched, unhandled_reason(exc), self._retrying)
         by_list: dict[str, list] = {}
         for job, end in zip(batch, ends):
-            by_list.setdefault(self.list_for(job.fetched.queue), []).append((job, end))
+            by_list.setdefault(self.list_for(job.fetched.origin), []).append((job, end))
         for list_key, done in by_list.items():
             self._retrying(functools.partial(self._acknowledge, redis, list_key, done))
         for job, end in zip(batch, ends):
@@ -384,13 +384,15 @@ class CoroutineRunner:
         elapsed, value, exc = job.ending
         payload, queue_name = job.payload, job.fetched.queue
         if isinstance(exc, OverLimit):
-            flow_for(self.list_for(queue_name)).postpone(job.fetched, payload, exc)
+            flow_for(self.list_for(job.fetched.origin)).postpone(job.fetched, payload, exc)
             return "postponed"
         if isinstance(exc, Cancelled):
             self.outcome.cancelled(redis, payload, queue_name, self._retrying, started=job.began)
             return "cancelled"
         if exc is None:
-            ack = (self.list_for(queue_name), job.fetched.text) if self.reliable else ("", "")
+            ack = ("", "")
+            if self.reliable:
+                ack = (self.list_for(job.fetched.origin), job.fetched.text)
             self.outcome.succeeded(redis, payload, value, self._retrying,
                                    keeps_result=job.keeps_result, ack=ack)
         else:
@@ -407,7 +409,7 @@ class CoroutineRunner:
         ends = [end for _, end in done]
         processed, failed = len(ends) - ends.count("postponed"), ends.count("failed")
         texts = [job.fetched.text for job, _ in done] if self.reliable else []
-        stat_keys = self.services.keys.queue_stat_keys(done[0][0].fetched.queue, day)
+        stat_keys = self.services.keys.queue_stat_keys(done[0][0].fetched.origin, day)
         ACK(redis, keys=[list_key, *stat_keys], args=[processed, failed, DAILY_STAT_TTL, *texts])
 
     def _retrying(self, write) -> Any:
@@ -508,9 +510,9 @@ class CoroutineRunner:
             keys = self.services.keys
             pushed = 0
             for job in reversed(jobs):
-                list_key = self.list_for(job.fetched.queue)
+                list_key = self.list_for(job.fetched.origin)
                 if self.reliable:
-                    place = placement.place_of(job.payload, job.fetched.queue)
+                    place = placement.place_of(job.payload, job.fetched.origin)
                     pushed += MOVE_ONE(redis, *move_one(keys, list_key, place,
                                                         job.fetched.text))
                 else:  # not in the private list: just put back, at its level

@@ -311,6 +311,12 @@ class Fetched:
     #: where a put-back returns it
     home: str | None = None
 
+    @property
+    def origin(self) -> str:
+        """The queue or shard whose lists hold it: its private lists, counters and put-backs
+        (one hash slot in the cluster layout)."""
+        return self.home or self.queue
+
 
 def decoded(raw: bytes) -> str | bytes:
     try:
@@ -564,10 +570,10 @@ def release(redis, keys: Keys, private_key: str, unstarted: list[Fetched],
     script_keys, args = [private_key], []
     for job in unstarted:
         front_keys, marks = placement.front(keys, placement.place_of_text(
-            job.text, job.home or job.queue))
+            job.text, job.origin))
         script_keys += front_keys + front_keys[:1] * (3 - len(front_keys))
         args += [job.text, *marks]
-    kept = placement.place_of_text(keep.text, keep.home or keep.queue) if keep \
+    kept = placement.place_of_text(keep.text, keep.origin) if keep \
         else placement.Place("")
     args += [keep.text if keep else "", kept.queue, kept.tenant, keys.root, 1 if reliable else 0]
     return int(RELEASE(redis, script_keys, args))
