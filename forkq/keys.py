@@ -60,6 +60,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redis.crc import key_slot
+
 from .errors import ClusterUnsupported
 
 #: seconds a daily stat key lives (Sidekiq's 5 years)
@@ -188,6 +190,10 @@ class Keys:
         None here: a job goes back to the queue its payload names."""
         return None
 
+    def apart(self, key: str, other: str) -> bool:
+        """Whether one script call cannot touch both keys (another hash slot): never here."""
+        return False
+
     @property
     def slots(self) -> str:
         return self._k("forkq:slots")
@@ -214,7 +220,9 @@ class Keys:
     def periodic_state(self) -> str:
         return self._k("forkq:periodic:state")
 
-    def unique(self, digest: str) -> str:
+    def unique(self, digest: str, queue: str) -> str:
+        """A unique job's lock; ``queue``, the queue its digest names (``unique.lock_queue``),
+        places it in the cluster layout."""
         return self._k(f"forkq:unique:{digest}")
 
     def limiter(self, kind: str, name: str) -> str:
@@ -305,6 +313,7 @@ class ClusterKeys(Keys):
     | ``forkq:{q:<name>}:inflight:<slot>:<thread>[:alt]`` | list: a thread's private list | queue's |
     | ``forkq:{q:<name>}:schedule`` / ``:retry`` | zset | queue's |
     | ``forkq:{q:<name>}:stat:processed`` / ``:failed`` / ``:<name>:<day>`` | string | queue's |
+    | ``forkq:{q:<name>}:unique:<digest>`` | string: a unique job's lock | queue's |
     | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
     """
 
@@ -344,11 +353,13 @@ class ClusterKeys(Keys):
         """One of a thread's two private lists for ``queue`` (``worker/clusterfetch.py``)."""
         return self._q(queue, f"inflight:{slot}:{thread}{':alt' if side else ''}")
 
+    def unique(self, digest: str, queue: str) -> str:
+        """In the queue's slot: the lock and the push of its job are one script call, and a
+        digest names its queue, so uniqueness is per queue in both layouts."""
+        return self._q(queue, f"unique:{digest}")
+
     # What the layout does not place yet: the features that use these keys are refused at
     # the call, naming the feature, rather than run with keys that cross hash slots.
-
-    def unique(self, digest: str) -> str:
-        raise ClusterUnsupported("unique jobs (unique_for)")
 
     def limiter(self, kind: str, name: str) -> str:
         raise ClusterUnsupported("limiters (forkq.limiter)")
@@ -382,6 +393,9 @@ class ClusterKeys(Keys):
     def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
         return [self.queue_inflight(queue, slot, index, side) for queue in queues
                 for index in range(threads) for side in (0, 1)]
+
+    def apart(self, key: str, other: str) -> bool:
+        return key_slot(key.encode()) != key_slot(other.encode())
 
     def home_queue(self, private_list: str) -> str | None:
         """The queue named by the hash tag of a private list (``queue_inflight``)."""

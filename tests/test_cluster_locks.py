@@ -1,0 +1,83 @@
+"""Unique jobs, periodic jobs, limiters and cancelling in the cluster layout, on a real Redis
+Cluster of 3 primaries and 3 replicas (``cluster_nodes.py``) with real workers."""
+
+from __future__ import annotations
+
+import json
+
+import flow_jobs
+import jobs  # noqa: F401 (registers the jobs these tests run)
+from forkq import client as forkq_client
+from forkq.flow import unique
+from forkq.keys import ClusterKeys
+from helpers import wait_for
+
+KEYS = ClusterKeys()
+
+
+def queues_on_two_primaries(client) -> tuple[str, str]:
+    """Two queue names whose slots are on different primaries."""
+    first = client.get_node_from_key(KEYS.queue("u0")).name
+    other = next(f"u{i}" for i in range(1, 100)
+                 if client.get_node_from_key(KEYS.queue(f"u{i}")).name != first)
+    return "u0", other
+
+
+# --- unique jobs
+
+def test_a_unique_lock_lives_in_its_queues_slot(cluster):
+    client = cluster.client()
+    assert client.keyslot(KEYS.unique("d", "mail")) == client.keyslot(KEYS.queue("mail"))
+    moved = unique.moved({"queue": "a", "unique_digest": "d"}, "b")
+    assert moved == {"queue": "b", "unique_queue": "a"}
+    assert unique.lock_queue({"queue": "b", **moved}) == "a"
+    assert unique.moved({"queue": "a"}, "b") == {"queue": "b"}
+
+
+def test_a_duplicate_is_refused_until_the_first_succeeds(cluster, start_worker):
+    one, two = queues_on_two_primaries(cluster.client())
+    redis = forkq_client.default().redis
+    first = flow_jobs.UniqueSuccess.set(queue=one, result_ttl=60).perform_async(1)
+    assert first is not None
+    assert flow_jobs.UniqueSuccess.set(queue=one, result_ttl=60).perform_async(1) is None
+    assert flow_jobs.UniqueSuccess.set(queue=two).perform_async(1) is not None  # per queue
+    assert len(flow_jobs.UniqueSuccess.set(queue=one).perform_bulk([[1], [2], [2]])) == 1
+    assert redis.llen(KEYS.queue(one)) == 2 and redis.llen(KEYS.queue(two)) == 1
+    # the refused duplicate's result record, written in the meta slot ahead of the script,
+    # was taken back: only the first job's stands
+    records = [key for node in cluster.primaries() for key in node.client().keys("*result*")]
+    assert records == [KEYS.result(first)]
+    lock = unique.digest(flow_jobs.UniqueSuccess.wire_name(), one, [1])
+    assert unique.holder(redis, KEYS, lock, one) == first
+    start_worker(redis_url=cluster.url, queues=[one, two])
+    wait_for(lambda: redis.llen("flow:runs") == 3, message="the three unique jobs run")
+    assert redis.lrange("flow:lock_at_start", 0, -1) == ["held"] * 3
+    wait_for(lambda: unique.holder(redis, KEYS, lock, one) is None,
+             message="the lock released at success")
+    assert flow_jobs.UniqueSuccess.set(queue=one).perform_async(1) is not None
+
+
+def test_a_retry_to_another_queue_releases_the_lock_of_the_first(cluster, start_worker):
+    one, two = queues_on_two_primaries(cluster.client())
+    redis = forkq_client.default().redis
+    jid = flow_jobs.FailOnce.set(queue=one, retry_queue=two).perform_async(1)
+    lock = unique.digest(flow_jobs.FailOnce.wire_name(), one, [1])
+    start_worker(redis_url=cluster.url, queues=[one, two], poll_interval=0.05)
+    wait_for(lambda: redis.lrange("flow:runs", 0, -1) == [jid],
+             message="the retry run from the other queue")
+    assert redis.lrange("flow:lock_at_start", 0, -1) == ["held", "held"]
+    wait_for(lambda: unique.holder(redis, KEYS, lock, one) is None,
+             message="the first queue's lock released at success")
+
+
+def test_a_dead_unique_job_releases_its_lock(cluster, start_worker):
+    redis = forkq_client.default().redis
+    flow_jobs.AlwaysFails.set(queue="doomed").perform_async(1)
+    lock = unique.digest(flow_jobs.AlwaysFails.wire_name(), "doomed", [1])
+    assert unique.holder(redis, KEYS, lock, "doomed") is not None
+    start_worker(redis_url=cluster.url, queues=["doomed"])
+    wait_for(lambda: redis.zcard(KEYS.dead) == 1, message="the dead job")
+    dead = json.loads(redis.zrange(KEYS.dead, 0, 0)[0])
+    assert dead["unique_digest"] == lock
+    wait_for(lambda: unique.holder(redis, KEYS, lock, "doomed") is None,
+             message="the lock released at death")
