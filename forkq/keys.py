@@ -375,10 +375,6 @@ class ClusterKeys(Keys):
     def batches(self) -> str:
         raise ClusterUnsupported("workflows (batches, chains, chords)")
 
-    @property
-    def periodic_leader(self) -> str:
-        raise ClusterUnsupported("periodic jobs (periodic:)")
-
     def iteration(self, jid: str) -> str:
         raise ClusterUnsupported("resumable jobs (forkq.flow.iterable)")
 

@@ -96,9 +96,6 @@ def test_start_refuses_features_cluster_mode_does_not_run_yet(cluster, make_conf
     with pytest.raises(ClusterUnsupported, match=r"/metrics exporter \(metrics.port\): cluster "
                                                  r"mode \(layout: cluster\) does not support"):
         preflight(make_config(redis_url=cluster.url))
-    with pytest.raises(ClusterUnsupported, match="periodic jobs"):
-        preflight(make_config(redis_url=cluster.url, metrics={"port": None}, periodic=[
-            {"name": "tick", "class": "jobs.Record", "cron": "* * * * *", "args": [1]}]))
     preflight(make_config(redis_url=cluster.url, metrics={"port": None}))
 
 

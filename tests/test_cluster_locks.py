@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+import e2e_jobs  # noqa: F401 (registers the jobs the periodic entries name)
 import flow_jobs
 import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq import client as forkq_client
 from forkq.flow import unique
 from forkq.keys import ClusterKeys
+from forkq.periodic.leader import master_pid
+from forkq.supervisor.preflight import check_redis as preflight
 from helpers import wait_for
+from test_cluster import cluster_master  # noqa: F401 (the fixture)
 
 KEYS = ClusterKeys()
 
@@ -81,3 +87,40 @@ def test_a_dead_unique_job_releases_its_lock(cluster, start_worker):
     assert dead["unique_digest"] == lock
     wait_for(lambda: unique.holder(redis, KEYS, lock, "doomed") is None,
              message="the lock released at death")
+
+
+# --- periodic jobs
+
+PING = {"name": "ping", "class": "e2e_jobs.Record", "every": 1, "queue": "ticks"}
+
+
+def ticks(redis) -> list[float]:
+    """The ticks enqueued on ``ticks`` (no master consumes it), oldest first."""
+    return [json.loads(text)["periodic"]["tick"]
+            for text in reversed(redis.lrange(KEYS.queue("ticks"), 0, -1))]
+
+
+def test_start_accepts_periodic_entries(cluster, make_config):
+    preflight(make_config(redis_url=cluster.url, metrics={"port": None}, periodic=[PING]))
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_two_masters_enqueue_each_tick_once_across_a_kill_9_of_the_leader(cluster_master):
+    masters = [cluster_master(processes=1, concurrency=1, periodic=[PING], periodic_lease=1)
+               for _ in range(2)]
+    redis = forkq_client.default().redis
+    leader = lambda: master_pid(redis.get(KEYS.periodic_leader))  # noqa: E731
+    first = next(m for m in masters if m.pid == wait_for(leader, 15, message="a leader"))
+    wait_for(lambda: len(ticks(redis)) >= 3, 10, message="3 ticks from the first leader")
+    first.proc.kill()
+    first.proc.wait()
+    survivor = next(master for master in masters if master is not first)
+    wait_for(lambda: leader() == survivor.pid, 10, message="the survivor leading")
+    seen = len(ticks(redis))
+    wait_for(lambda: len(ticks(redis)) >= seen + 3, 10, message="3 ticks from the new leader")
+    stamps = ticks(redis)
+    assert len(set(stamps)) == len(stamps), f"a tick enqueued twice: {stamps}"
+    assert stamps == sorted(stamps) and (stamps[-1] - stamps[0] + 1) - len(stamps) <= 1
+    state = json.loads(redis.hget(KEYS.periodic_state, "ping:last"))
+    assert state["tick"] <= stamps[-1] and redis.hget(KEYS.periodic_cursor, "ping")

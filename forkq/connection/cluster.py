@@ -97,8 +97,6 @@ def refuse_unsupported(config) -> None:
     run yet. Those only code asks for are refused at the call (``keys.ClusterKeys``)."""
     if config.layout != "cluster":
         return
-    if config.periodic:
-        raise ClusterUnsupported("periodic jobs (periodic:)", "remove the periodic: entries")
     if config.metrics.port is not None:
         raise ClusterUnsupported("the /metrics exporter (metrics.port)",
                                  "set metrics: {port: null}")
