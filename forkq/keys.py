@@ -314,6 +314,7 @@ class ClusterKeys(Keys):
     | ``forkq:{q:<name>}:schedule`` / ``:retry`` | zset | queue's |
     | ``forkq:{q:<name>}:stat:processed`` / ``:failed`` / ``:<name>:<day>`` | string | queue's |
     | ``forkq:{q:<name>}:unique:<digest>`` | string: a unique job's lock | queue's |
+    | ``forkq:{l:<name>}:limiter:<kind>`` | a limiter's key, as in ``Keys.limiter`` | the limiter's |
     | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
     """
 
@@ -323,9 +324,12 @@ class ClusterKeys(Keys):
         tagged = "forkq:{meta}:" + name.removeprefix("forkq:")
         return f"{self.namespace}:{tagged}" if self.namespace else tagged
 
-    def _q(self, queue: str, name: str) -> str:
-        tagged = f"forkq:{{q:{queue}}}:{name}"
+    def _tagged(self, tag: str, name: str) -> str:
+        tagged = f"forkq:{{{tag}}}:{name}"
         return f"{self.namespace}:{tagged}" if self.namespace else tagged
+
+    def _q(self, queue: str, name: str) -> str:
+        return self._tagged(f"q:{queue}", name)
 
     def queue(self, name: str) -> str:
         return self._q(name, "jobs")
@@ -353,6 +357,11 @@ class ClusterKeys(Keys):
         """One of a thread's two private lists for ``queue`` (``worker/clusterfetch.py``)."""
         return self._q(queue, f"inflight:{slot}:{thread}{':alt' if side else ''}")
 
+    def limiter(self, kind: str, name: str) -> str:
+        """A tag per limiter name: each script of a limiter touches its one key, and the
+        limiters spread over the primaries."""
+        return self._tagged(f"l:{name}", f"limiter:{kind}")
+
     def unique(self, digest: str, queue: str) -> str:
         """In the queue's slot: the lock and the push of its job are one script call, and a
         digest names its queue, so uniqueness is per queue in both layouts."""
@@ -360,9 +369,6 @@ class ClusterKeys(Keys):
 
     # What the layout does not place yet: the features that use these keys are refused at
     # the call, naming the feature, rather than run with keys that cross hash slots.
-
-    def limiter(self, kind: str, name: str) -> str:
-        raise ClusterUnsupported("limiters (forkq.limiter)")
 
     def batch(self, bid: str) -> str:
         raise ClusterUnsupported("workflows (batches, chains, chords)")

@@ -226,9 +226,6 @@ def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config)
         jobs.Record.set(fair_key="tenant-1").perform_async(1)
     with pytest.raises(ClusterUnsupported, match=r"the web UI"):
         App(make_config(redis_url=cluster.url))
-    with pytest.raises(ClusterUnsupported, match=r"limiters \(forkq.limiter\)"):
-        with forkq.limiter.concurrent("api", 2):
-            pass
     with pytest.raises(ClusterUnsupported, match=r"workflows \(batches, chains, chords\)"):
         with forkq.batch():
             jobs.Record.perform_async("in a batch")

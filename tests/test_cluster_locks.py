@@ -4,6 +4,7 @@ Cluster of 3 primaries and 3 replicas (``cluster_nodes.py``) with real workers."
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -11,11 +12,12 @@ import e2e_jobs  # noqa: F401 (registers the jobs the periodic entries name)
 import flow_jobs
 import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq import client as forkq_client
+from forkq import limiter
 from forkq.flow import unique
 from forkq.keys import ClusterKeys
 from forkq.periodic.leader import master_pid
 from forkq.supervisor.preflight import check_redis as preflight
-from helpers import wait_for
+from helpers import LogLines, wait_for
 from test_cluster import cluster_master  # noqa: F401 (the fixture)
 
 KEYS = ClusterKeys()
@@ -124,3 +126,64 @@ def test_two_masters_enqueue_each_tick_once_across_a_kill_9_of_the_leader(cluste
     assert stamps == sorted(stamps) and (stamps[-1] - stamps[0] + 1) - len(stamps) <= 1
     state = json.loads(redis.hget(KEYS.periodic_state, "ping:last"))
     assert state["tick"] <= stamps[-1] and redis.hget(KEYS.periodic_cursor, "ping")
+
+
+# --- limiters
+
+def test_each_limiter_has_its_own_slot_and_admits_up_to_its_limit(cluster):
+    client = cluster.client()
+    slots = {client.keyslot(KEYS.limiter(kind, "api")) for kind in ("concurrent", "window")}
+    assert slots == {client.keyslot("{l:api}")}
+    owners = {client.get_node_from_key(KEYS.limiter("bucket", f"b{i}")).name for i in range(12)}
+    assert len(owners) == 3  # limiters spread over the primaries
+    tokens = limiter.bucket("cluster-bucket", 1, 60)
+    with tokens:
+        pass
+    with pytest.raises(limiter.OverLimit) as over:
+        with tokens:
+            pass
+    assert 0 < over.value.retry_in <= 60
+    assert client.hget(KEYS.limiter("bucket", "cluster-bucket"), "tokens") is not None
+
+
+def spans(redis) -> list[tuple[float, float]]:
+    return [tuple(map(float, span.split()[1:])) for span in redis.lrange("flow:spans", 0, -1)]
+
+
+@pytest.fixture
+def info_lines():
+    """forkq's log lines at INFO (where over-limit reschedules are logged)."""
+    forkq_logger = logging.getLogger("forkq")
+    level = forkq_logger.level
+    forkq_logger.setLevel(logging.INFO)
+    try:
+        with LogLines() as lines:
+            yield lines
+    finally:
+        forkq_logger.setLevel(level)
+
+
+def test_a_concurrent_limiter_holds_jobs_to_its_limit(cluster, start_worker, info_lines):
+    redis = forkq_client.default().redis
+    jids = flow_jobs.Paired.set(queue="paired").perform_bulk([[i] for i in range(8)])
+    start_worker(redis_url=cluster.url, queues=["paired"], concurrency=4, poll_interval=0.05)
+    wait_for(lambda: sorted(redis.lrange("flow:runs", 0, -1)) == sorted(jids), timeout=20,
+             message="every limited job run")
+    assert any(line.startswith("over limit flow-pair; again in ") for line in info_lines)
+    starts = sorted(spans(redis))
+    for start, _ in starts:  # never more than two inside the limited block at once
+        assert sum(1 for s, f in starts if s <= start < f) <= 2
+    assert redis.zcard(KEYS.retry_for("paired")) == 0 and redis.zcard(KEYS.dead) == 0
+
+
+def test_an_over_limit_job_is_rescheduled_in_its_queues_slot_under_basic_fetch(
+        cluster, start_worker):
+    redis = forkq_client.default().redis
+    jids = [flow_jobs.Windowed.set(queue="windowed").perform_async(i) for i in range(2)]
+    start_worker(redis_url=cluster.url, queues=["windowed"], concurrency=2, fetch="basic",
+                 poll_interval=0.05)
+    wait_for(lambda: sorted(redis.lrange("flow:runs", 0, -1)) == sorted(jids), timeout=10,
+             message="both windowed jobs run")
+    times = sorted(start for start, in spans(redis))
+    assert int(times[1] // 2) == int(times[0] // 2) + 1  # the second in the next window
+    assert redis.zcard(KEYS.retry_for("windowed")) == 0 and redis.zcard(KEYS.dead) == 0
