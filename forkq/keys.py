@@ -381,9 +381,6 @@ class ClusterKeys(Keys):
     def batches(self) -> str:
         raise ClusterUnsupported("workflows (batches, chains, chords)")
 
-    def iteration(self, jid: str) -> str:
-        raise ClusterUnsupported("resumable jobs (forkq.flow.iterable)")
-
     # A job's own list at a level or of a tenant: pushing one is refused; the sets that say
     # which exist stay readable (always empty here), so readers of a queue need no branch.
     def level(self, queue: str, level: int) -> str:

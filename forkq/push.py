@@ -57,7 +57,11 @@ def commands(keys, payloads: list[dict[str, Any]], at: float | None,
         for payload in payloads:
             by_set.setdefault(keys.schedule_for(payload["queue"]), []).extend(
                 (at, dumps(payload)))
-        return recorded + [("ZADD", key, *members) for key, members in by_set.items()]
+        # the cluster layout's sets are per queue: its directory names them, for the pollers,
+        # the API and cancels (Sidekiq's one schedule set needs no entry)
+        listed = [("SADD", keys.queues, *dict.fromkeys(p["queue"] for p in payloads))] \
+            if keys.layout == "cluster" else []
+        return recorded + listed + [("ZADD", key, *members) for key, members in by_set.items()]
     by_place: dict[placement.Place, list[str]] = {}
     for payload in payloads:
         payload["enqueued_at"] = now

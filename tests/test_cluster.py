@@ -218,8 +218,6 @@ def test_a_graceful_stop_puts_unstarted_jobs_back_and_leaves_no_private_list(clu
 
 
 def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config):
-    with pytest.raises(ClusterUnsupported, match=r"cancelling jobs"):
-        forkq.cancel("0" * 24)
     with pytest.raises(ClusterUnsupported, match=r"priority within a queue \(the priority"):
         jobs.Record.set(priority=5).perform_async(1)
     with pytest.raises(ClusterUnsupported, match=r"fair shares \(the fair_key option\)"):

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 
+import control_jobs
 import e2e_jobs  # noqa: F401 (registers the jobs the periodic entries name)
 import flow_jobs
+import forkq
+import iterable_jobs
 import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq import client as forkq_client
 from forkq import limiter
@@ -187,3 +191,68 @@ def test_an_over_limit_job_is_rescheduled_in_its_queues_slot_under_basic_fetch(
     times = sorted(start for start, in spans(redis))
     assert int(times[1] // 2) == int(times[0] // 2) + 1  # the second in the next window
     assert redis.zcard(KEYS.retry_for("windowed")) == 0 and redis.zcard(KEYS.dead) == 0
+
+
+# --- cancelling
+
+def test_queued_scheduled_and_retrying_jobs_are_removed_from_their_queues_slots(cluster):
+    one, two = queues_on_two_primaries(cluster.client())
+    redis = forkq_client.default().redis
+    other = control_jobs.Plain.set(queue=one).perform_async(0)
+    queued = control_jobs.Plain.set(queue=one, unique_for=60, result_ttl=60).perform_async(1)
+    later = control_jobs.Plain.set(queue=two, result_ttl=60).perform_in(600, 2)
+    failed = {"class": "control_jobs.Plain", "args": [3], "jid": "c" * 24, "queue": two,
+              "retry": True, "retry_count": 0, "error_class": "ValueError"}
+    redis.zadd(KEYS.retry_for(two), {json.dumps(failed): time.time() + 600})
+    assert forkq.cancel(queued) == "queued"
+    assert [json.loads(t)["jid"] for t in redis.lrange(KEYS.queue(one), 0, -1)] == [other]
+    lock = unique.digest(control_jobs.Plain.wire_name(), one, [1])
+    assert unique.holder(redis, KEYS, lock, one) is None  # released with the job
+    assert forkq.cancel(later) == "scheduled" and redis.zcard(KEYS.schedule_for(two)) == 0
+    assert forkq.cancel("c" * 24) == "retry" and redis.zcard(KEYS.retry_for(two)) == 0
+    assert forkq.result(queued).status == forkq.result(later).status == "cancelled"
+    assert forkq.cancel("d" * 24) is None
+    assert redis.get(KEYS.cancelled) == "3" and redis.zcard(KEYS.cancels) == 1  # d's mark
+
+
+def test_a_job_pushed_after_its_cancel_is_dropped_before_it_starts(cluster, start_worker):
+    redis = forkq_client.default().redis
+    jid = "e" * 24
+    assert forkq.cancel(jid) is None
+    redis.lpush(KEYS.queue("late"), json.dumps({
+        "class": "control_jobs.Plain", "args": [9], "jid": jid, "queue": "late",
+        "retry": True, "result_ttl": 60}))
+    start_worker(redis_url=cluster.url, queues=["late"])
+    wait_for(lambda: getattr(forkq.result(jid), "status", None) == "cancelled",
+             message="dropped as cancelled")
+    assert redis.lrange("control:runs", 0, -1) == [] and redis.llen(KEYS.queue("late")) == 0
+
+
+@pytest.mark.slow
+def test_a_running_job_is_interrupted_and_acknowledged(cluster, start_worker):
+    redis = forkq_client.default().redis
+    start_worker(redis_url=cluster.url, queues=["sleepy"], concurrency=2)
+    jid = control_jobs.Sleeper.set(queue="sleepy", unique_for=120,
+                                   result_ttl=60).perform_async(60)
+    wait_for(lambda: redis.lrange("control:started", 0, -1) == [jid], message="the job started")
+    assert forkq.cancel(jid) == "running"
+    assert forkq.result(jid, wait=10).status == "cancelled"
+    assert redis.lrange("control:cleaned", 0, -1) == [f"{jid} True"]
+    lock = unique.digest(control_jobs.Sleeper.wire_name(), "sleepy", [60])
+    assert unique.holder(redis, KEYS, lock, "sleepy") is None
+    wait_for(lambda: not [key for node in cluster.primaries()
+                          for key in node.client().keys("*inflight*")
+                          if node.client().llen(key)], message="acknowledged")
+    assert redis.zcard(KEYS.retry_for("sleepy")) == 0 and redis.zcard(KEYS.dead) == 0
+
+
+# --- resumable jobs
+
+def test_a_resumable_job_retried_resumes_from_its_cursor(cluster, start_worker):
+    redis = forkq_client.default().redis
+    jid = iterable_jobs.Export.set(queue="export").perform_async(10, 0, 4)
+    start_worker(redis_url=cluster.url, queues=["export"], poll_interval=0.05)
+    wait_for(lambda: len(redis.lrange("iter:items", 0, -1)) == 10, message="10 items")
+    assert [int(n) for n in redis.lrange("iter:items", 0, -1)] == list(range(10))  # 0-3 once
+    wait_for(lambda: json.loads(redis.get(KEYS.iteration(jid)) or "{}").get("done"),
+             message="the cursor record marked done")
