@@ -1,5 +1,6 @@
-"""Unique jobs, periodic jobs, limiters and cancelling in the cluster layout, on a real Redis
-Cluster of 3 primaries and 3 replicas (``cluster_nodes.py``) with real workers."""
+"""Unique jobs, periodic jobs, limiters, cancelling and resumable jobs in the cluster layout,
+on a real Redis Cluster of 3 primaries and 3 replicas (``cluster_nodes.py``) with real workers
+and ``forkq start`` masters."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ import time
 import pytest
 
 import control_jobs
-import e2e_jobs  # noqa: F401 (registers the jobs the periodic entries name)
 import flow_jobs
 import forkq
 import iterable_jobs
-import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq import client as forkq_client
 from forkq import limiter
 from forkq.flow import unique
@@ -53,6 +52,9 @@ def test_a_duplicate_is_refused_until_the_first_succeeds(cluster, start_worker):
     assert first is not None
     assert flow_jobs.UniqueSuccess.set(queue=one, result_ttl=60).perform_async(1) is None
     assert flow_jobs.UniqueSuccess.set(queue=two).perform_async(1) is not None  # per queue
+    assert flow_jobs.UniqueSuccess.set(queue=two).perform_in(600, 5) is not None
+    assert flow_jobs.UniqueSuccess.set(queue=two).perform_in(600, 5) is None
+    assert redis.zcard(KEYS.schedule_for(two)) == 1 and two in redis.smembers(KEYS.queues)
     assert len(flow_jobs.UniqueSuccess.set(queue=one).perform_bulk([[1], [2], [2]])) == 1
     assert redis.llen(KEYS.queue(one)) == 2 and redis.llen(KEYS.queue(two)) == 1
     # the refused duplicate's result record, written in the meta slot ahead of the script,
