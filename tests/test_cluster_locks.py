@@ -197,6 +197,15 @@ def test_an_over_limit_job_is_rescheduled_in_its_queues_slot_under_basic_fetch(
 
 # --- cancelling
 
+def held_jobs(cluster) -> list[str]:
+    """The private lists that hold a job, on every primary."""
+    held = []
+    for node in cluster.primaries():
+        with node.client() as client:
+            held += [key for key in client.keys("*inflight*") if client.llen(key)]
+    return held
+
+
 def test_queued_scheduled_and_retrying_jobs_are_removed_from_their_queues_slots(cluster):
     one, two = queues_on_two_primaries(cluster.client())
     redis = forkq_client.default().redis
@@ -241,10 +250,10 @@ def test_a_running_job_is_interrupted_and_acknowledged(cluster, start_worker):
     assert forkq.result(jid, wait=10).status == "cancelled"
     assert redis.lrange("control:cleaned", 0, -1) == [f"{jid} True"]
     lock = unique.digest(control_jobs.Sleeper.wire_name(), "sleepy", [60])
-    assert unique.holder(redis, KEYS, lock, "sleepy") is None
-    wait_for(lambda: not [key for node in cluster.primaries()
-                          for key in node.client().keys("*inflight*")
-                          if node.client().llen(key)], message="acknowledged")
+    # released after the result record is written (``cancel.ended_cancelled``)
+    wait_for(lambda: unique.holder(redis, KEYS, lock, "sleepy") is None,
+             message="the lock released")
+    wait_for(lambda: not held_jobs(cluster), message="acknowledged")
     assert redis.zcard(KEYS.retry_for("sleepy")) == 0 and redis.zcard(KEYS.dead) == 0
 
 
@@ -258,3 +267,17 @@ def test_a_resumable_job_retried_resumes_from_its_cursor(cluster, start_worker):
     assert [int(n) for n in redis.lrange("iter:items", 0, -1)] == list(range(10))  # 0-3 once
     wait_for(lambda: json.loads(redis.get(KEYS.iteration(jid)) or "{}").get("done"),
              message="the cursor record marked done")
+
+
+@pytest.mark.slow
+def test_a_job_ignoring_its_cancel_is_ended_as_cancelled_and_its_worker_retired(
+        cluster, start_worker):
+    redis = forkq_client.default().redis
+    jid = control_jobs.Stubborn.set(queue="stubborn", result_ttl=60).perform_async(60)
+    worker = start_worker(redis_url=cluster.url, queues=["stubborn"], concurrency=1)
+    wait_for(lambda: redis.lrange("control:started", 0, -1) == [jid], message="the job started")
+    assert forkq.cancel(jid) == "running"
+    assert forkq.result(jid, wait=15).status == "cancelled"
+    wait_for(lambda: worker.retired, timeout=15, message="the worker retired")
+    assert redis.zcard(KEYS.retry_for("stubborn")) == 0 and redis.zcard(KEYS.dead) == 0
+    assert not held_jobs(cluster)
