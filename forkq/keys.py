@@ -314,7 +314,7 @@ class ClusterKeys(Keys):
     | ``forkq:{q:<name>}:schedule`` / ``:retry`` | zset | queue's |
     | ``forkq:{q:<name>}:stat:processed`` / ``:failed`` / ``:<name>:<day>`` | string | queue's |
     | ``forkq:{q:<name>}:unique:<digest>`` | string: a unique job's lock | queue's |
-    | ``forkq:{l:<name>}:limiter:<kind>`` | a limiter's key, as in ``Keys.limiter`` | the limiter's |
+    | ``forkq:{l:<name>}:limiter:<kind>`` | as in ``Keys.limiter`` | the limiter's |
     | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
     """
 

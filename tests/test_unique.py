@@ -16,7 +16,8 @@ KEYS = Keys()
 
 def take(redis, lock_digest: str, jid: str, ttl: float) -> bool:
     """A lock taken as the client's push script takes it (``SET NX PX``)."""
-    return bool(redis.set(KEYS.unique(lock_digest, "default"), jid, nx=True, px=max(int(ttl * 1000), 1)))
+    return bool(redis.set(KEYS.unique(lock_digest, "default"), jid, nx=True,
+                          px=max(int(ttl * 1000), 1)))
 
 
 def test_the_digest_is_stable_and_ignores_key_order():

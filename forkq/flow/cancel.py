@@ -10,10 +10,11 @@ Its steps:
    ``KEEP`` seconds.
 2. *Remove*: look for the job where it may wait, in the direction jobs move (scheduled, retry,
    then each queue of the directory and of the workers' slot records; in the cluster layout
-   the ``schedule`` and ``retry`` sets of each of those queues), and remove it where found: sorted sets by ``ZSCAN`` with a pattern, lists
-   ``SCAN_COUNT`` entries per script call, so that no call blocks Redis long however long the
-   queue. Candidates are matched by decoding their JSON, not by text alone. A removed job ends
-   as cancelled here (``ended_cancelled``) and its mark is dropped.
+   the ``schedule`` and ``retry`` sets of each of those queues), and remove it where found:
+   sorted sets by ``ZSCAN`` with a pattern, lists ``SCAN_COUNT`` entries per script call, so
+   that no call blocks Redis long however long the queue. Candidates are matched by decoding
+   their JSON, not by text alone. A removed job ends as cancelled here (``ended_cancelled``)
+   and its mark is dropped.
 3. *Running*: otherwise, when a worker's private list (reliable fetch) holds the job, it is
    ``"running"``: the worker learns of the mark within about a second and interrupts it
    (``Cancelled`` in its thread, or its coroutine's task cancelled), or drops it before it
