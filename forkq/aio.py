@@ -50,9 +50,9 @@ async def push_payloads(prepared: list[Prepared], at: float | None = None,
         await send(push.sendable(keys, payloads, at, now), source)
         return payloads
     pushed: list[dict[str, Any]] = []
-    for part, part_locks in push.parts(payloads, locks):
+    for part, part_locks in push.parts(keys, payloads, locks):
         call = push.script_call(keys, part, part_locks, at, now)
-        (reply,) = await push.LOCK_PUSH.send_by_async(lambda command: send([command], source), call)
+        reply = await push.lock_and_push_async(call, lambda sent: send(sent, source))
         pushed += push.pushed(part, part_locks, reply)
     return pushed
 

@@ -197,10 +197,9 @@ class Client:
             connection.send_commands(redis, push.sendable(self.keys, payloads, at, now))
             return payloads
         pushed: list[dict[str, Any]] = []
-        for part, part_locks in push.parts(payloads, locks):
+        for part, part_locks in push.parts(self.keys, payloads, locks):
             call = push.script_call(self.keys, part, part_locks, at, now)
-            reply = push.LOCK_PUSH.send_by(
-                lambda command: connection.send_commands(redis, [command])[0], call)
+            reply = push.lock_and_push(call, lambda sent: connection.send_commands(redis, sent))
             pushed += push.pushed(part, part_locks, reply)
         return pushed
 

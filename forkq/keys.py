@@ -266,6 +266,10 @@ class Keys:
         None here: a job goes back to the queue its payload names."""
         return None
 
+    def apart(self, key: str, other: str) -> bool:
+        """Whether one script call cannot touch both keys (another hash slot): never here."""
+        return False
+
     @property
     def slots(self) -> str:
         return self._k("forkq:slots")
@@ -292,7 +296,9 @@ class Keys:
     def periodic_state(self) -> str:
         return self._k("forkq:periodic:state")
 
-    def unique(self, digest: str) -> str:
+    def unique(self, digest: str, queue: str) -> str:
+        """A unique job's lock; ``queue``, the queue its digest names (``unique.lock_queue``),
+        places it in the cluster layout."""
         return self._k(f"forkq:unique:{digest}")
 
     def limiter(self, kind: str, name: str) -> str:
@@ -386,6 +392,8 @@ class ClusterKeys(Keys):
     | ``forkq:{q:<name>}:stat:processed`` / ``:failed`` / ``:<name>:<day>`` | string | queue's |
     | ``forkq:{q:<name>#<i>.<salt>}:...`` | the same keys for shard ``i`` > 0 of a sharded queue (``shard_tag``) | shard's |
     | ``forkq:{meta}:shards`` / ``:shards-ever`` | hash: queue → shard count, last recorded / highest | meta |
+    | ``forkq:{q:<name>}:unique:<digest>`` | string: a unique job's lock | queue's |
+    | ``forkq:{l:<name>}:limiter:<kind>`` | as in ``Keys.limiter`` | the limiter's |
     | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
     """
 
@@ -395,9 +403,12 @@ class ClusterKeys(Keys):
         tagged = "forkq:{meta}:" + name.removeprefix("forkq:")
         return f"{self.namespace}:{tagged}" if self.namespace else tagged
 
-    def _q(self, queue: str, name: str) -> str:
-        tagged = f"forkq:{{{_tag_of(queue)}}}:{name}"
+    def _tagged(self, tag: str, name: str) -> str:
+        tagged = f"forkq:{{{tag}}}:{name}"
         return f"{self.namespace}:{tagged}" if self.namespace else tagged
+
+    def _q(self, queue: str, name: str) -> str:
+        return self._tagged(_tag_of(queue), name)
 
     def shard_queue(self, queue: str, shard=0) -> str:
         """``<queue>#<index>`` for shards 1 and up (whose keys carry ``shard_tag``), the queue
@@ -445,14 +456,18 @@ class ClusterKeys(Keys):
                             "inflight_async(slot, queue)")
         return self._q(queue, f"inflight:{slot}:async")
 
+    def limiter(self, kind: str, name: str) -> str:
+        """A tag per limiter name: each script of a limiter touches its one key, and the
+        limiters spread over the primaries."""
+        return self._tagged(f"l:{name}", f"limiter:{kind}")
+
+    def unique(self, digest: str, queue: str) -> str:
+        """In the queue's slot: the lock and the push of its job are one script call, and a
+        digest names its queue, so uniqueness is per queue in both layouts."""
+        return self._q(queue, f"unique:{digest}")
+
     # What the layout does not place yet: the features that use these keys are refused at
     # the call, naming the feature, rather than run with keys that cross hash slots.
-
-    def unique(self, digest: str) -> str:
-        raise ClusterUnsupported("unique jobs (unique_for)")
-
-    def limiter(self, kind: str, name: str) -> str:
-        raise ClusterUnsupported("limiters (forkq.limiter)")
 
     def batch(self, bid: str) -> str:
         raise ClusterUnsupported("workflows (batches, chains, chords)")
@@ -464,13 +479,6 @@ class ClusterKeys(Keys):
     @property
     def batches(self) -> str:
         raise ClusterUnsupported("workflows (batches, chains, chords)")
-
-    @property
-    def periodic_leader(self) -> str:
-        raise ClusterUnsupported("periodic jobs (periodic:)")
-
-    def iteration(self, jid: str) -> str:
-        raise ClusterUnsupported("resumable jobs (forkq.flow.iterable)")
 
     # A job's own list at a level or of a tenant: pushing one is refused; the sets that say
     # which exist stay readable (always empty here), so readers of a queue need no branch.
@@ -485,6 +493,9 @@ class ClusterKeys(Keys):
             *(self.queue_inflight(queue, slot, index, side)
               for index in range(threads) for side in (0, 1)),
             self.inflight_async(slot, queue)]]
+
+    def apart(self, key: str, other: str) -> bool:
+        return key_slot(key.encode()) != key_slot(other.encode())
 
     def home_queue(self, private_list: str) -> str | None:
         """The queue (or shard, ``shard_queue``) named by the hash tag of a private list

@@ -1,8 +1,9 @@
 """Rate and concurrency limits shared by every process on forkq's Redis.
 
-Owns the ``forkq:limiter:*`` keys. A limiter is made once, at module level, and used around
-the limited part of a job's ``perform``, in any worker thread, or with ``async with`` in a
-coroutine job::
+Owns the ``forkq:limiter:*`` keys (``forkq:{l:<name>}:limiter:<kind>`` in the cluster layout:
+every script here touches its limiter's one key, so each limiter has a hash tag of its own).
+A limiter is made once, at module level, and used around the limited part of a job's
+``perform``, in any worker thread, or with ``async with`` in a coroutine job::
 
     STRIPE = forkq.limiter.concurrent("stripe", 2, lock_timeout=30)
 

@@ -20,6 +20,13 @@ each command's key in ``KEYS``, its name and other arguments in ``ARGV``; the sc
 as given. Pushed one payload at a time, a batch leaves Redis as one multi-value push would:
 the same keys, members and list order.
 
+In the cluster layout a script's keys must share one hash slot: each call is of one queue
+(``parts``), whose slot holds the jobs' locks (``keys.ClusterKeys.unique``) and their
+``LPUSH`` or ``ZADD``; the commands in the meta slot (``SADD`` into the directory, a ``queued``
+result record) are sent just before the call, and the record of a job whose lock was refused
+is deleted after it (``lock_and_push``). A producer killed between the two leaves a record
+until its TTL, never a lock without its job.
+
 Failure: a push command that fails (``WRONGTYPE`` on a queue key) makes the script delete the
 lock it just took for that payload and return the error, which the client raises; payloads
 before it in the call are pushed and hold their locks, those after it are not run, and what
@@ -30,11 +37,11 @@ a retried call then finds the job's lock (a duplicate).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable, NamedTuple
 
 from . import results
 from .connection.scripts import Script
-from .flow import placement
+from .flow import placement, unique
 from .log import logger
 from .payload import dumps, home_named
 
@@ -50,7 +57,11 @@ def commands(keys, payloads: list[dict[str, Any]], at: float | None,
         for payload in payloads:
             by_set.setdefault(keys.schedule_for(home_named(keys, payload)), []).extend(
                 (at, dumps(payload)))
-        return recorded + [("ZADD", key, *members) for key, members in by_set.items()]
+        # the cluster layout's sets are per queue: its directory names them, for the pollers,
+        # the API and cancels (Sidekiq's one schedule set needs no entry)
+        listed = [("SADD", keys.queues, *dict.fromkeys(p["queue"] for p in payloads))] \
+            if keys.layout == "cluster" else []
+        return recorded + listed + [("ZADD", key, *members) for key, members in by_set.items()]
     by_place: dict[placement.Place, list[str]] = {}
     for payload in payloads:
         payload["enqueued_at"] = now
@@ -111,27 +122,83 @@ LOCK_PUSH = Script(LOCK_PUSH_SCRIPT)
 SCRIPT_BATCH = 1000
 
 
-def parts(payloads: list[dict[str, Any]], locks: list):
-    """``(payloads, locks)`` in slices of at most ``SCRIPT_BATCH``, one script call each."""
-    for start in range(0, len(payloads), SCRIPT_BATCH):
-        yield payloads[start:start + SCRIPT_BATCH], locks[start:start + SCRIPT_BATCH]
+class LockCall(NamedTuple):
+    """One script call of a locked push, and what goes around it where its payloads' commands
+    are not all in one hash slot (the cluster layout)."""
+
+    #: commands on keys outside the script's slot, sent before it: the ``queued`` result
+    #: records and the directory's ``SADD`` (none on one server)
+    before: list[tuple]
+    #: the ``EVALSHA`` that locks and pushes
+    command: tuple
+    #: per payload: the commands that take back its share of ``before`` if it is refused
+    undo: list[list[tuple]]
+
+
+def parts(keys, payloads: list[dict[str, Any]], locks: list):
+    """``(payloads, locks)`` in slices of at most ``SCRIPT_BATCH``, one script call each; in
+    the cluster layout each slice is of one queue, whose slot holds its locks and its list."""
+    groups: dict[str, tuple[list, list]] = {}
+    for payload, lock in zip(payloads, locks):
+        group = "" if keys.layout != "cluster" else home_named(keys, payload)
+        groups.setdefault(group, ([], []))
+        groups[group][0].append(payload)
+        groups[group][1].append(lock)
+    for group, group_locks in groups.values():
+        for start in range(0, len(group), SCRIPT_BATCH):
+            yield group[start:start + SCRIPT_BATCH], group_locks[start:start + SCRIPT_BATCH]
 
 
 def script_call(keys, payloads: list[dict[str, Any]], locks: list, at: float | None,
-                now: float) -> tuple:
-    """The ``EVALSHA`` that locks and pushes ``payloads``; ``locks[i]`` is payload i's
-    ``(digest, ttl seconds)``, or None for a payload without a lock."""
+                now: float) -> LockCall:
+    """The call that locks and pushes ``payloads`` (one ``parts`` slice); ``locks[i]`` is
+    payload i's ``(digest, ttl seconds)``, or None for a payload without a lock."""
+    anchor = keys.queue(home_named(keys, payloads[0]))
+    before: list[tuple] = []
+    undo: list[list[tuple]] = []
     script_keys: list[str] = []
     script_args: list = []
     for payload, lock in zip(payloads, locks):
         pushed_by = commands(keys, [payload], at, now)
+        outside = [command for command in pushed_by if keys.apart(command[1], anchor)]
+        inside = [command for command in pushed_by if command not in outside]
+        before += outside
+        undo.append([("DEL", key) for name, key, *_ in outside if name == "SET"])
         if lock is not None:
-            script_keys.append(keys.unique(lock[0]))
-        script_args += [payload["jid"], lock_ms(lock) if lock is not None else 0, len(pushed_by)]
-        for name, key, *rest in pushed_by:
+            script_keys.append(keys.unique(lock[0], unique.lock_queue(payload)))
+        script_args += [payload["jid"], lock_ms(lock) if lock is not None else 0, len(inside)]
+        for name, key, *rest in inside:
             script_keys.append(key)
             script_args += [name, len(rest), *rest]
-    return LOCK_PUSH.command(script_keys, script_args)
+    return LockCall(before, LOCK_PUSH.command(script_keys, script_args), undo)
+
+
+def lock_and_push(call: LockCall, send: Callable[[list[tuple]], list]) -> list:
+    """Send ``call`` with ``send`` (``connection.send_commands`` on a client); its reply."""
+    if call.before:
+        send(call.before)
+    reply = LOCK_PUSH.send_by(lambda command: send([command])[0], call.command)
+    taken_back = refused_undo(call, reply)
+    if taken_back:
+        send(taken_back)
+    return reply
+
+
+async def lock_and_push_async(call: LockCall, send: Callable[[list[tuple]], Awaitable]) -> list:
+    """``lock_and_push`` with an asyncio ``send``."""
+    if call.before:
+        await send(call.before)
+    (reply,) = await LOCK_PUSH.send_by_async(lambda command: send([command]), call.command)
+    taken_back = refused_undo(call, reply)
+    if taken_back:
+        await send(taken_back)
+    return reply
+
+
+def refused_undo(call: LockCall, reply: list) -> list[tuple]:
+    """What takes back the ``before`` commands of the payloads the script refused."""
+    return [command for undo, was_pushed in zip(call.undo, reply) if not was_pushed
+            for command in undo]
 
 
 def lock_ms(lock: tuple[str, float]) -> int:

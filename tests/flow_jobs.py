@@ -20,14 +20,16 @@ import time
 
 import forkq
 from forkq import SoftTimeLimitExceeded, limiter
+from forkq.flow import unique
 
 PAIR = limiter.concurrent("flow-pair", 2, lock_timeout=30, retry_wait=(0.05, 0.2))
 WINDOW = limiter.window("flow-window", 1, 2)
 
 
 def _lock_state(job) -> None:
-    digest = job.payload["unique_digest"]
-    held = forkq.redis().exists(forkq.client.default().keys.unique(digest))
+    keys = forkq.client.default().keys
+    held = forkq.redis().exists(keys.unique(job.payload["unique_digest"],
+                                            unique.lock_queue(job.payload)))
     forkq.redis().rpush("flow:lock_at_start", "held" if held else "free")
 
 

@@ -20,8 +20,7 @@ import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq import client as forkq_client
 from forkq import config
 from forkq.api import Api
-from forkq.connection import cluster as cluster_connection
-from forkq.connection import make_client, urls
+from forkq.connection import urls
 from forkq.errors import ClusterUnsupported, ConfigError, ForkqError
 from forkq.keys import ClusterKeys
 from forkq.supervisor.preflight import check_redis as preflight
@@ -91,11 +90,9 @@ def test_start_refuses_the_cluster_layout_on_a_single_server(tmp_path, make_conf
         single.stop()
 
 
-def test_start_refuses_features_cluster_mode_does_not_run_yet(cluster, make_config):
-    with pytest.raises(ClusterUnsupported, match="periodic jobs"):
-        preflight(make_config(redis_url=cluster.url, metrics={"port": None}, periodic=[
-            {"name": "tick", "class": "jobs.Record", "cron": "* * * * *", "args": [1]}]))
-    preflight(make_config(redis_url=cluster.url))  # the /metrics exporter included
+def test_start_takes_periodic_jobs_and_the_exporter_on_a_cluster(cluster, make_config):
+    preflight(make_config(redis_url=cluster.url, periodic=[
+        {"name": "tick", "class": "jobs.Record", "cron": "* * * * *", "args": [1]}]))
 
 
 # --- the push and the fetch
@@ -217,17 +214,10 @@ def test_a_graceful_stop_puts_unstarted_jobs_back_and_leaves_no_private_list(clu
 
 
 def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config):
-    with pytest.raises(ClusterUnsupported, match=r"unique jobs \(unique_for\): cluster mode"):
-        jobs.Record.set(unique_for=60).perform_async(1)
-    with pytest.raises(ClusterUnsupported, match=r"cancelling jobs"):
-        forkq.cancel("0" * 24)
     with pytest.raises(ClusterUnsupported, match=r"priority within a queue \(the priority"):
         jobs.Record.set(priority=5).perform_async(1)
     with pytest.raises(ClusterUnsupported, match=r"fair shares \(the fair_key option\)"):
         jobs.Record.set(fair_key="tenant-1").perform_async(1)
-    with pytest.raises(ClusterUnsupported, match=r"limiters \(forkq.limiter\)"):
-        with forkq.limiter.concurrent("api", 2):
-            pass
     with pytest.raises(ClusterUnsupported, match=r"workflows \(batches, chains, chords\)"):
         with forkq.batch():
             jobs.Record.perform_async("in a batch")

@@ -16,7 +16,8 @@ KEYS = Keys()
 
 def take(redis, lock_digest: str, jid: str, ttl: float) -> bool:
     """A lock taken as the client's push script takes it (``SET NX PX``)."""
-    return bool(redis.set(KEYS.unique(lock_digest), jid, nx=True, px=max(int(ttl * 1000), 1)))
+    return bool(redis.set(KEYS.unique(lock_digest, "default"), jid, nx=True,
+                          px=max(int(ttl * 1000), 1)))
 
 
 def test_the_digest_is_stable_and_ignores_key_order():
@@ -102,19 +103,19 @@ def test_release_points(until, event, released):
 def test_release_only_frees_the_holders_lock(redis):
     assert take(redis, "d", "jid1", 60)
     assert not take(redis, "d", "jid2", 60)
-    assert not unique.release(redis, KEYS, "d", "jid2")
-    assert unique.holder(redis, KEYS, "d") == "jid1"
-    assert unique.release(redis, KEYS, "d", "jid1")
+    assert not unique.release(redis, KEYS, "d", "default", "jid2")
+    assert unique.holder(redis, KEYS, "d", "default") == "jid1"
+    assert unique.release(redis, KEYS, "d", "default", "jid1")
     assert take(redis, "d", "jid2", 60)
 
 
 def test_a_lock_expires_by_itself(redis):
     assert take(redis, "d", "jid1", 0.1)
-    assert 0 < redis.pttl(KEYS.unique("d")) <= 100
+    assert 0 < redis.pttl(KEYS.unique("d", "default")) <= 100
     wait_for(lambda: take(redis, "d", "jid2", 60), timeout=3,
              message="the lock to expire")
-    assert not unique.release(redis, KEYS, "d", "jid1")
-    assert unique.holder(redis, KEYS, "d") == "jid2"
+    assert not unique.release(redis, KEYS, "d", "default", "jid1")
+    assert unique.holder(redis, KEYS, "d", "default") == "jid2"
 
 
 class Racing(forkq.Job):
@@ -137,4 +138,4 @@ def test_two_hundred_threads_pushing_one_unique_job_push_it_once(redis):
     pushed = [jid for jid in jids if jid is not None]
     assert len(jids) == 200 and len(pushed) == 1 and redis.llen("queue:default") == 1
     lock_digest = unique.digest(Racing.wire_name(), "default", [1])
-    assert unique.holder(redis, KEYS, lock_digest) == pushed[0]
+    assert unique.holder(redis, KEYS, lock_digest, "default") == pushed[0]

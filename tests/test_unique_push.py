@@ -151,7 +151,8 @@ def test_wait_replicas_follows_the_script_in_the_same_write(redis, redis_url, si
 
 def test_the_script_runs_the_commands_push_commands_builds():
     payload = {"class": "app.Job", "args": [1], "queue": "low", "jid": "j1", "created_at": 5.0}
-    call = push.script_call(Keys(), [payload], [("d", 1.5)], None, 7.0)
+    before, call, undo = push.script_call(Keys(), [payload], [("d", 1.5)], None, 7.0)
+    assert before == [] and undo == [[]]  # one server: every command in the script
     (sadd, lpush) = push.commands(Keys(), [dict(payload)], None, 7.0)
     assert call[:5] == ("EVALSHA", push.LOCK_PUSH.sha, 3, "forkq:unique:d", sadd[1])
     assert call[5:] == (lpush[1], "j1", 1500, 2, "SADD", 1, "low", "LPUSH", 1, lpush[2])

@@ -21,7 +21,6 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 
 from . import urls
-from ..errors import ClusterUnsupported
 from ..keys import CLUSTER_QUEUES
 
 
@@ -101,13 +100,3 @@ def check_layout(client, layout: str, shown: str) -> None:
         raise LayoutError(f"{shown} is a Redis Cluster node: the default layout (Sidekiq's "
                           f"keys) cannot run on a cluster; use layout: cluster with a "
                           f"redis+cluster://host:port[,host:port...] URL")
-
-
-def refuse_unsupported(config) -> None:
-    """At ``forkq start``, in the cluster layout: refuse the configured features it does not
-    run yet. Those only code asks for are refused at the call (``keys.ClusterKeys``)."""
-    if config.layout != "cluster":
-        return
-    if config.periodic:
-        raise ClusterUnsupported("periodic jobs (periodic:)", "remove the periodic: entries")
-

@@ -9,14 +9,20 @@ Its steps:
    match and a ``ZSCORE`` per job). A mark goes when its job ends as cancelled, else after
    ``KEEP`` seconds.
 2. *Remove*: look for the job where it may wait, in the direction jobs move (scheduled, retry,
-   then each queue), and remove it where found: sorted sets by ``ZSCAN`` with a pattern, lists
-   ``SCAN_COUNT`` entries per script call, so that no call blocks Redis long however long the
-   queue. Candidates are matched by decoding their JSON, not by text alone. A removed job ends
-   as cancelled here (``ended_cancelled``) and its mark is dropped.
+   then each queue of the directory and of the workers' slot records; in the cluster layout
+   the ``schedule`` and ``retry`` sets of each of those queues), and remove it where found:
+   sorted sets by ``ZSCAN`` with a pattern, lists ``SCAN_COUNT`` entries per script call, so
+   that no call blocks Redis long however long the queue. Candidates are matched by decoding
+   their JSON, not by text alone. A removed job ends as cancelled here (``ended_cancelled``)
+   and its mark is dropped.
 3. *Running*: otherwise, when a worker's private list (reliable fetch) holds the job, it is
    ``"running"``: the worker learns of the mark within about a second and interrupts it
    (``Cancelled`` in its thread, or its coroutine's task cancelled), or drops it before it
-   starts (a batch's later job, or a job fetched after the mark: the fetch flags it).
+   starts (a batch's later job, or a job fetched after the mark: the fetch flags it). In the
+   cluster layout the fetch flags nothing (its call is per queue, the marks are in the meta
+   slot): the processor checks the process's copy of the marks before each job, so a job
+   fetched before the watch's next look (about half a second) starts, and is interrupted
+   as a running one.
 
 A job found nowhere (``None``: finished, unknown, or moving between two places as the search
 passed) is still caught by its mark if it is fetched within ``KEEP`` seconds; when its result
@@ -40,7 +46,6 @@ from typing import Any, Callable
 from . import chain, placement, unique
 from ..connection.scripts import Script
 from ..connection.source import default_source
-from ..errors import ClusterUnsupported
 from ..results import FINAL, ResultRecorder
 
 #: seconds a cancel's mark is kept: a job in motion when it was cancelled (between two places,
@@ -98,20 +103,22 @@ def cancel(jid: str, source=None) -> str | None:
                         f"quotes or backslashes), not {jid!r}")
     source = source or default_source()
     redis, keys = source.redis, source.keys
-    if keys.layout == "cluster":
-        raise ClusterUnsupported("cancelling jobs (forkq.cancel)")
     MARK(redis, [keys.cancels], [jid, KEEP])
-    for where, key in (("scheduled", keys.schedule), ("retry", keys.retry)):
-        text = _take_from_set(redis, key, jid)
-        if text is not None:
-            return _removed(redis, keys, jid, text, where)
-    names = sorted(redis.smembers(keys.queues))
+    slots = _slot_records(redis, keys)
+    names = sorted(set(redis.smembers(keys.queues)).union(
+        *(queues for _, queues in slots.values())))
+    for where, key_of in (("scheduled", keys.schedule_for), ("retry", keys.retry_for)):
+        # one set in the default layout, one per queue in the cluster layout
+        for key in dict.fromkeys([key_of(name) for name in names] or [key_of("default")]):
+            text = _take_from_set(redis, key, jid)
+            if text is not None:
+                return _removed(redis, keys, jid, text, where)
     for name, lists in placement.waiting_lists(redis, keys, names).items():
         for key in lists:
             text = _take_from_list(redis, key, jid)
             if text is not None:
                 return _removed(redis, keys, jid, text, "queued")
-    if FIND_IN_LISTS(redis, _private_lists(redis, keys), [jid]):
+    if _running(redis, keys, slots, jid):
         return "running"
     _found_nowhere(redis, keys, jid)
     return None
@@ -134,18 +141,27 @@ def _take_from_list(redis, key: str, jid: str) -> str | None:
     return None
 
 
-def _private_lists(redis, keys) -> list[str]:
-    """Every private list of every slot known (``forkq:slots``: two per thread, one for the
-    slot's event loop)."""
-    lists = []
+def _slot_records(redis, keys) -> dict[str, tuple[int, list[str]]]:
+    """Every slot known (``forkq:slots``) → its thread count and queue names."""
+    slots = {}
     for slot, record in redis.hgetall(keys.slots).items():
         try:
-            threads = int(json.loads(record).get("threads", 0))
+            fields = json.loads(record)
+            threads, queues = int(fields.get("threads", 0)), fields.get("queues") or []
         except (ValueError, AttributeError, TypeError):
             continue
-        lists += [k for index in range(threads) for k in keys.inflight_pair(slot, index)]
-        lists.append(keys.inflight_async(slot))
-    return lists
+        slots[slot] = threads, [name for name in queues if isinstance(name, str)]
+    return slots
+
+
+def _running(redis, keys, slots: dict[str, tuple[int, list[str]]], jid: str) -> bool:
+    """Whether a private list of a slot holds the job: one script call per hash slot (one in
+    the default layout, one per queue in the cluster layout, where the lists are per queue)."""
+    by_queue: dict[str | None, list[str]] = {}
+    for slot, (threads, queues) in slots.items():
+        for key in keys.private_lists(slot, threads, queues):
+            by_queue.setdefault(keys.home_queue(key), []).append(key)
+    return any(FIND_IN_LISTS(redis, lists, [jid]) for lists in by_queue.values())
 
 
 def _removed(redis, keys, jid: str, text: str, where: str) -> str:

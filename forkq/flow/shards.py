@@ -106,16 +106,24 @@ class ShardCounts:
         return next(turns) % count
 
     def assign(self, redis, keys, payloads: list[dict[str, Any]]) -> None:
-        """Write a ``shard`` into each payload that has none, for its queue's count."""
+        """Write a ``shard`` into each payload that has none, for its queue's count; a unique
+        job's lock goes with it (``unique_queue``: the shard, whose slot holds lock and job)."""
         for payload in payloads:
             if "shard" in payload:
                 continue
             count = self.count(redis, keys, payload["queue"])
             if count > 1:
                 payload["shard"] = self.pick(payload, count)
+                if "unique_digest" in payload and payload["shard"]:
+                    payload["unique_queue"] = keys.shard_queue(payload["queue"],
+                                                               payload["shard"])
 
     def pick(self, payload: dict[str, Any], count: int) -> int:
+        """The ``shard_key``'s shard; a unique job's digest's when it has none, so that its
+        duplicates meet its lock; else the next in turn."""
         key = payload.get("shard_key")
+        if not isinstance(key, str):
+            key = payload.get("unique_digest")
         return shard_of_key(key, count) if isinstance(key, str) else self.turn(
             payload["queue"], count)
 

@@ -1,7 +1,8 @@
 """Unique-job locks: one job per digest of (class, queue, args) until it starts or succeeds.
 
 Owns the lock key ``forkq:unique:<digest>`` (a string holding the jid that took it, always with a
-TTL) and the rules around it. The client takes the lock in the script that pushes the job
+TTL; ``forkq:{q:<queue>}:unique:<digest>`` in the cluster layout, in the slot of the queue the
+digest names) and the rules around it. The client takes the lock in the script that pushes the job
 (``push.py``: a refused lock means a duplicate, and the push returns None); the
 processor releases it (``release`` when the job starts, for ``unique_until: start``, or when it
 succeeds or dies, for ``success``; a retry keeps the lock). The digest and the release point travel in the payload (``payload_fields``), so a
@@ -100,14 +101,28 @@ def releases_at(payload: dict[str, Any], event: str) -> bool:
     return until == "success" and event in ("success", "dead")
 
 
-def release(redis: redis_py.Redis, keys: Keys, lock_digest: str, jid: str) -> bool:
-    """Free the lock if ``jid`` still holds it (a lock re-taken by another job stays)."""
-    return RELEASE(redis, [keys.unique(lock_digest)], [jid]) == 1
+def lock_queue(payload: dict[str, Any]) -> str:
+    """The queue the payload's digest names: where its lock lives in the cluster layout. A
+    retry to another queue (``retry_queue``) keeps the first one in ``unique_queue``."""
+    return str(payload.get("unique_queue") or payload.get("queue"))
 
 
-def holder(redis: redis_py.Redis, keys: Keys, lock_digest: str) -> str | None:
+def moved(payload: dict[str, Any], queue: str) -> dict[str, Any]:
+    """Fields of a unique job's copy sent to ``queue``: the lock's queue is kept."""
+    if "unique_digest" not in payload or queue == lock_queue(payload):
+        return {"queue": queue}
+    return {"queue": queue, "unique_queue": lock_queue(payload)}
+
+
+def release(redis: redis_py.Redis, keys: Keys, lock_digest: str, queue: str, jid: str) -> bool:
+    """Free the lock of ``queue``'s digest if ``jid`` still holds it (a lock re-taken by
+    another job stays)."""
+    return RELEASE(redis, [keys.unique(lock_digest, queue)], [jid]) == 1
+
+
+def holder(redis: redis_py.Redis, keys: Keys, lock_digest: str, queue: str) -> str | None:
     """The jid holding the lock, if any (for inspection: a shell, tests)."""
-    return redis.get(keys.unique(lock_digest))
+    return redis.get(keys.unique(lock_digest, queue))
 
 
 def release_at(redis: redis_py.Redis, keys: Keys, payload: dict[str, Any], event: str) -> bool:
@@ -116,4 +131,4 @@ def release_at(redis: redis_py.Redis, keys: Keys, payload: dict[str, Any], event
     lock_digest = payload.get("unique_digest")
     if not isinstance(lock_digest, str) or not releases_at(payload, event):
         return False
-    return release(redis, keys, lock_digest, str(payload.get("jid")))
+    return release(redis, keys, lock_digest, lock_queue(payload), str(payload.get("jid")))

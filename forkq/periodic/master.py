@@ -34,7 +34,7 @@ from ..errors import ConfigError, ForkqError
 from ..ident import hostname
 from ..job import resolve
 from ..options import Arity
-from ..keys import Keys
+from ..keys import keys_for
 from ..log import logger
 from . import Entry, check_classes, merge, periodic_fields, registered
 from .leader import PeriodicScheduler, tick_text
@@ -66,7 +66,8 @@ class MasterPeriodic:
 
     def __init__(self, config, entries: list[Entry], identity: str) -> None:
         self.url = connection.resolve_url(config.redis_url, config.data_dir)
-        self.scheduler = PeriodicScheduler(entries, Keys(config.namespace), identity,
+        self.scheduler = PeriodicScheduler(entries, keys_for(config.layout, config.namespace),
+                                           identity,
                                            self._enqueue, lease_ttl=config.periodic_lease)
         #: seconds between calls: the lease is renewed at least three times per TTL
         self.every = min(1.0, config.periodic_lease / 3)

@@ -19,9 +19,8 @@ def check_redis(config) -> None:
     """Connect, PING and close; one ``ForkqError`` line naming the URL (passwords hidden) when
     Redis does not answer. The connection is closed here: the master must hold no Redis socket
     when it forks (the children would share it). A server of the wrong kind for the
-    ``layout`` (a cluster node for the default one, a single server for ``cluster``) and a
-    feature the cluster layout does not run yet are refused the same way."""
-    cluster.refuse_unsupported(config)
+    ``layout`` (a cluster node for the default one, a single server for ``cluster``) is
+    refused the same way."""
     url = connection.resolve_url(config.redis_url, config.data_dir)
     shown = redact(url) if config.redis_url else f"the embedded server under {config.data_dir}"
     client = None

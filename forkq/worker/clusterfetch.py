@@ -22,8 +22,9 @@ from a shard is named by its queue (``Fetched.queue``) and put back into its sha
 (``Fetched.home``).
 
 Paused queues are skipped in Python, from the process's view of ``forkq:paused`` (twice a
-second): a queue paused between two looks may give one more batch. Cancel marks are not
-checked by the fetch (cancelling is refused in cluster mode).
+second): a queue paused between two looks may give one more batch. Cancel marks (in the meta
+slot) are not checked by the fetch: the processor checks its process's copy of them before
+each job (``flow/cancel.py``).
 
 Connection: the busy path's call goes on a connection of the queue's primary that the thread
 keeps (taken from that node's pool in redis-py's ``RedisCluster``, which knows the slot

@@ -185,7 +185,7 @@ def with_error(payload: dict[str, Any], exc: BaseException, now: float,
         failed["failed_at"] = now
     retry_queue, _ = queue_to_retry_in(payload)
     if retry_queue is not None and retry_queue != failed.get("queue"):
-        failed["queue"] = retry_queue
+        failed.update(unique.moved(payload, retry_queue))
         failed.pop("shard", None)  # the shard was the old queue's (``flow/shards.py``)
     backtrace = payload.get("backtrace", default_backtrace)
     if backtrace is True or (type(backtrace) is int and backtrace > 0):
@@ -212,8 +212,8 @@ class Outcome:
     text: str
     score: float
     bury: bool
-    #: (digest, jid) of the unique lock the job's death releases, if any
-    unlock: tuple[str, str] | None = None
+    #: (digest, queue, jid) of the unique lock the job's death releases, if any
+    unlock: tuple[str, str, str] | None = None
 
     @property
     def summary(self) -> str:
@@ -291,9 +291,9 @@ class RetryWriter:
             unique.release(redis, self.keys, *outcome.unlock)
 
 
-def death_unlock(payload: dict[str, Any]) -> tuple[str, str] | None:
+def death_unlock(payload: dict[str, Any]) -> tuple[str, str, str] | None:
     """The unique lock a job's death (dead, dropped or discarded) releases, if any."""
     lock_digest = payload.get("unique_digest")
     if isinstance(lock_digest, str) and unique.releases_at(payload, "dead"):
-        return lock_digest, str(payload.get("jid"))
+        return lock_digest, unique.lock_queue(payload), str(payload.get("jid"))
     return None
