@@ -236,3 +236,17 @@ def test_coroutine_jobs_of_a_sharded_queue_run_and_go_back_to_their_shards(clust
     assert sizes(redis) == [2, 2, 2, 2]
     assert sorted(json.loads(text)["jid"] for key in shard_lists() for text in
                   redis.lrange(key, 0, -1)) == sorted(slow)
+
+
+def test_a_unique_job_on_a_sharded_queue_meets_its_duplicates_on_one_shard(cluster,
+                                                                            start_worker):
+    redis = forkq_client.default().redis
+    pause.pause(redis, KEYS, "media")
+    start_worker(redis_url=cluster.url, queues=SHARDED, concurrency=1)
+    unique = jobs.Record.set(queue="media", unique_for=60)
+    assert unique.perform_async("once") is not None
+    assert [unique.perform_async("once") for _ in range(6)] == [None] * 6
+    assert sorted(sizes(redis)) == [0, 0, 0, 1]
+    pause.resume(redis, KEYS, "media")
+    wait_for(lambda: redis.lrange("ran", 0, -1) == ["once"], message="the one job to run")
+    wait_for(lambda: unique.perform_async("once") is not None, message="its lock released")
