@@ -44,8 +44,7 @@ def test_a_cluster_url_lists_start_nodes_and_takes_no_db():
     assert target.options["ssl"] and target.options["password"] == "s@cret"
     with pytest.raises(urls.RedisURLError, match="only database 0"):
         urls.parse("redis+cluster://h:7000/3")
-    with pytest.raises(urls.RedisURLError, match="wait_replicas is not supported in cluster"):
-        urls.parse("redis+cluster://h:7000?wait_replicas=1")
+    assert urls.parse("redis+cluster://h:7000?wait_replicas=1").wait_replicas == 1
     with pytest.raises(urls.RedisURLError, match="cluster node address 'h' is not host:port"):
         urls.parse("redis+cluster://h")
     for bad in ("h:0", "h:65536", "h:99999"):

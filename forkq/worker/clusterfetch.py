@@ -23,6 +23,9 @@ keeps (taken from that node's pool in redis-py's ``RedisCluster``, which knows t
 table): the cluster client's own routing costs about twice the round trip. When the slot has
 moved (``MOVED``, ``ASK``) the call goes again through ``RedisCluster``, which follows the
 redirection and refreshes its table; the idle wait and the rest go through it directly.
+With ``wait_replicas`` the busy path's call is followed by ``WAIT`` on that same connection
+(``connection.call_replicated``, a shortfall logged as in the default layout); a call sent
+again after a redirection has none, and the next call's ``WAIT`` on that primary covers it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .fetch import IDLE_TIMEOUT, Fetched, Fetcher, decoded, next_batch
-from ..connection import call_replicated
+from ..connection import call_replicated, cluster
 from ..connection.scripts import Script
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 
@@ -104,7 +107,7 @@ class ClusterFetcher(Fetcher):
         slot moved: ``MOVED``, ``ASK``, ``TRYAGAIN``) or a cluster that is down means the node
         did not run it: ``fallback()`` sends it again through the cluster client, which
         follows the redirection and learns the new slot table. A node that does not answer makes the
-        cluster client read the slot table again (``_relearn``) before the error is raised."""
+        cluster client read the slot table again (``cluster.relearn``) before the error is raised."""
         node = self.redis.get_node_from_key(key)
         connection = self._connections.get(node.name)
         if connection is None:
@@ -119,17 +122,8 @@ class ClusterFetcher(Fetcher):
         except (RedisConnectionError, RedisTimeoutError):
             connection[1].disconnect()
             self._drop(node.name)
-            self._relearn()
+            cluster.relearn(self.redis)
             raise
-
-    def _relearn(self) -> None:
-        """After a node stopped answering (a failover may be under way): have the cluster
-        client read the slot table again, so that the next try goes to the new primary. A
-        cluster still failing over may not answer yet: the next failure tries again."""
-        try:
-            self.redis.nodes_manager.initialize()
-        except Exception:  # the caller's retry (with back-off) comes back here
-            pass
 
     def _drop(self, name: str) -> None:
         pool, connection = self._connections.pop(name)
