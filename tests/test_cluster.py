@@ -224,10 +224,6 @@ def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config)
         jobs.Record.set(unique_for=60).perform_async(1)
     with pytest.raises(ClusterUnsupported, match=r"cancelling jobs"):
         forkq.cancel("0" * 24)
-    with pytest.raises(ClusterUnsupported, match=r"priority within a queue \(the priority"):
-        jobs.Record.set(priority=5).perform_async(1)
-    with pytest.raises(ClusterUnsupported, match=r"fair shares \(the fair_key option\)"):
-        jobs.Record.set(fair_key="tenant-1").perform_async(1)
     with pytest.raises(ClusterUnsupported, match=r"the web UI"):
         App(make_config(redis_url=cluster.url))
     with pytest.raises(ClusterUnsupported, match=r"limiters \(forkq.limiter\)"):

@@ -10,7 +10,8 @@ that: one hash tag per queue).
 
 ``send_commands`` keeps the push at one round trip: the ``SADD`` of a queue's name into the
 directory of queues (another slot) is sent only the first time this client pushes to that
-queue; the directory is not part of the delivery path. The other commands go to their nodes,
+queue; the directory is not part of the delivery path. The same holds for the directories of
+queues that had a priority level or a tenant (``keys.CLUSTER_DIRECTORIES``). The other commands go to their nodes,
 one after the other when they are on several.
 
 With ``wait_replicas`` in the URL, a write and its ``WAIT`` must share a connection (a
@@ -31,7 +32,7 @@ from redis.exceptions import (AskError, ClusterDownError, MovedError, RedisClust
 from . import urls
 from .replication import check_wait, wait_setting
 from ..errors import ClusterUnsupported
-from ..keys import CLUSTER_QUEUES
+from ..keys import CLUSTER_DIRECTORIES, CLUSTER_QUEUES
 
 #: a node's reply saying it ran nothing: the slot moved or is moving (``MovedError`` is an
 #: ``AskError``), or the cluster is failing over
@@ -49,14 +50,15 @@ class LayoutError(redis.RedisError):
 
 class ClusterClient(RedisCluster):
     """A ``RedisCluster`` with what forkq's senders look for: the URL's ``WAIT`` setting, and
-    the queue names whose ``SADD`` this client already sent."""
+    the names whose ``SADD`` into a directory this client already sent."""
 
     #: (replicas, timeout in ms) every write waits for, or None
     forkq_wait: tuple[int, int] | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.known_queues: set[str] = set()
+        #: (directory, name) pairs whose ``SADD`` this client already sent
+        self.known: set[tuple[str, str]] = set()
 
 
 def client(target: urls.Target, options: dict) -> ClusterClient:
@@ -83,16 +85,17 @@ def client(target: urls.Target, options: dict) -> ClusterClient:
 
 def send_commands(cluster: ClusterClient, commands: list[tuple]) -> list:
     """``connection.send_commands`` for a cluster: each command (or ``MULTI`` ... ``EXEC``
-    block) to its key's node, with a ``WAIT`` after it when the URL asks (``send_on_node``); a
-    queue's ``SADD`` into the directory only once per client (its reply is then 0)."""
+    block, cut per slot by ``_units``) to its key's node, with a ``WAIT`` after it when the
+    URL asks (``send_on_node``); an ``SADD`` into a directory only once per client (its reply
+    is then 0)."""
     replies: list = []
-    for unit in _units(commands):
+    for unit in _units(cluster, commands):
         command = unit[0]
-        if command[0] == "SADD" and command[1].endswith(CLUSTER_QUEUES):
-            names = [name for name in command[2:] if name not in cluster.known_queues]
+        if command[0] == "SADD" and command[1].endswith(CLUSTER_DIRECTORIES):
+            names = [name for name in command[2:] if (command[1], name) not in cluster.known]
             if names:
                 replies.append(cluster.execute_command("SADD", command[1], *names))
-                cluster.known_queues.update(names)
+                cluster.known.update((command[1], name) for name in names)
             else:
                 replies.append(0)
         elif len(unit) == 1 and cluster.forkq_wait is None:
@@ -102,21 +105,36 @@ def send_commands(cluster: ClusterClient, commands: list[tuple]) -> list:
     return replies
 
 
-def _units(commands: list[tuple]) -> list[list[tuple]]:
-    """``commands`` cut into what goes to one node at once: a command, or a MULTI ... EXEC."""
+def _units(cluster: ClusterClient, commands: list[tuple]) -> list[list[tuple]]:
+    """``commands`` cut into what goes to one node at once: a command, or a MULTI ... EXEC
+    block. A block over several slots (a push to a queue's level and the directories of the
+    meta slot) becomes one per slot, the meta slot's first: what a block keeps together is a
+    job's list and its sorted set, which share their queue's tag."""
     units: list[list[tuple]] = []
     block: list[tuple] | None = None
     for command in commands:
         if command[0] == "MULTI":
-            block = [command]
+            block = []
+        elif command[0] == "EXEC" and block is not None:
+            units += _per_slot(cluster, block)
+            block = None
         elif block is not None:
             block.append(command)
-            if command[0] == "EXEC":
-                units.append(block)
-                block = None
         else:
             units.append([command])
     return units
+
+
+def _per_slot(cluster: ClusterClient, block: list[tuple]) -> list[list[tuple]]:
+    directories = [[c] for c in block if c[0] == "SADD" and c[1].endswith(CLUSTER_DIRECTORIES)]
+    by_slot: dict[int, list[tuple]] = {}
+    for command in block:
+        if [command] not in directories:
+            by_slot.setdefault(cluster.keyslot(_key_of([command])), []).append(command)
+    meta = cluster.keyslot(CLUSTER_QUEUES)
+    ordered = sorted(by_slot.items(), key=lambda item: item[0] != meta)
+    return directories + [[("MULTI",), *group, ("EXEC",)] if len(group) > 1 else group
+                          for _, group in ordered]
 
 
 def send_on_node(cluster: ClusterClient, unit: list[tuple], short=check_wait) -> list:

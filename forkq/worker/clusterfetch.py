@@ -12,7 +12,13 @@ weighted at random), one call each, until one yields jobs. So a busy thread whos
 has jobs makes one call per batch, as in the default layout; each empty queue ahead of the one
 that has jobs costs a round trip more (strict order with an empty first queue: two calls a
 batch). When the thread moves to another queue, the private list of its finished batch (in
-the old queue's slot) is acknowledged first by a ``DEL`` of its own.
+the old queue's slot) is acknowledged first by a call of its own (``ACKNOWLEDGE``: the list's
+``DEL`` and the give-back of its ``fair_limit`` counts).
+
+Priority levels and fair shares (``flow/placement.py``): a queue's levels, tenants and turns
+carry its hash tag, and the script takes from them by the same Lua as the default layout's
+(``fetch.TAKE_LUA``), looking for them itself (two ``EXISTS`` a call) rather than through the
+meta slot's guard sets.
 
 Paused queues are skipped in Python, from the process's view of ``forkq:paused`` (twice a
 second): a queue paused between two looks may give one more batch. Cancel marks are not
@@ -35,23 +41,45 @@ from redis.exceptions import AskError, ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .fetch import IDLE_TIMEOUT, Fetched, Fetcher, decoded, next_batch
+from .fetch import IDLE_TIMEOUT, TAKE_LUA, Fetched, Fetcher, decoded, next_batch
 from ..connection import call_replicated, cluster
 from ..connection.scripts import Script
+from ..flow.fairlimit import FAIR_LIMIT_LUA
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 
-CLUSTER_FETCH_SCRIPT = STATS_LUA + """
+CLUSTER_FETCH_SCRIPT = STATS_LUA + FAIR_LIMIT_LUA + """
 -- KEYS: private list to acknowledge, private list to fill, the queue's 4 stat keys, the queue
 -- (all in the queue's hash slot). ARGV: max jobs, processed delta, failed delta, daily TTL,
--- reliable (1/0). Returns the jobs taken.
-if ARGV[5] == '1' then redis.call('DEL', KEYS[1]) end
+-- reliable (1/0), Keys.root, the queue's name. Returns pairs (0, job), as fetch.py's script.
+local reliable = ARGV[5] == '1'
+if reliable then redis.call('DEL', KEYS[1]) end
+local root, name = ARGV[6], ARGV[7]
+give_back(KEYS[1] .. ':fair', root)
+local record = (reliable and KEYS[2] or KEYS[1]) .. ':fair'
 count_stats(3, ARGV[2], ARGV[3], ARGV[4])
-local jobs = redis.call('RPOP', KEYS[7], ARGV[1])
-if not jobs then return {} end
-if ARGV[5] == '1' then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
-return jobs
+local cancels = false
+local want = tonumber(ARGV[1])
+local out = {}
+""" + TAKE_LUA + """
+-- The queue's levels and tenants' turns are looked for here, in its own slot, rather than
+-- through the guard sets of fetch.py's script (in the meta slot): two EXISTS a call.
+local leveled = redis.call('EXISTS', queue_key(root, name, 'levels')) == 1
+local fair = redis.call('EXISTS', queue_key(root, name, 'turns')) == 1
+if leveled then
+  take_levels(KEYS[7], name, 0, fair)
+elseif fair then
+  take_fair(KEYS[7], name, 0)
+else
+  take(KEYS[7], 0)
+end
+return out
 """
 CLUSTER_FETCH = Script(CLUSTER_FETCH_SCRIPT)
+#: KEYS: a private list of finished jobs. ARGV: Keys.root. Deletes it, gives back its counts.
+ACKNOWLEDGE = Script(FAIR_LIMIT_LUA + """
+redis.call('DEL', KEYS[1])
+give_back(KEYS[1] .. ':fair', ARGV[1])
+""")
 
 
 class ClusterFetcher(Fetcher):
@@ -64,6 +92,9 @@ class ClusterFetcher(Fetcher):
         self.home: str | None = None
         #: whether ``lists[side]`` may hold a finished batch not yet acknowledged
         self.holding = False
+        #: whether a job taken from ``home`` had a ``fair_limit``: its record's counts must go
+        #: back when the thread moves to another queue, in basic mode too
+        self.counted = False
         self._day_keys: dict[str, tuple[str, list[str]]] = {}
         #: node name → (its pool, a connection of it) for the busy path (``_call``)
         self._connections: dict[str, tuple] = {}
@@ -87,11 +118,13 @@ class ClusterFetcher(Fetcher):
         if self.reliable:
             self.unknown, self.side = True, 1 - self.side
         raw = self._call(keys, (self.batch, counters.processed, counters.failed,
-                                DAILY_STAT_TTL, 1 if self.reliable else 0))
+                                DAILY_STAT_TTL, 1 if self.reliable else 0, self.keys.root, name))
         counters.processed = counters.failed = 0  # only now: see fetch.py's docstring
-        jobs = [Fetched(name, decoded(text)) for text in raw]
+        jobs = [Fetched(name, decoded(text)) for text in raw[1::2]]
         self.batch = next_batch(self.batch, len(jobs), self.seconds_per_job)
         self.holding = bool(jobs)
+        self.counted = self.counted or any(
+            isinstance(job.text, str) and '"fair_limit"' in job.text for job in jobs)
         self.unknown = False
         return jobs
 
@@ -134,11 +167,12 @@ class ClusterFetcher(Fetcher):
         in another queue's list first (another slot: a call of its own)."""
         if name == self.home:
             return
-        if self.holding and self.reliable:
-            finished = self.lists[self.side]
-            self._on_node(finished, lambda send: send(("DEL", finished)),
-                          lambda: self.redis.delete(finished))
-        self.holding = False
+        if (self.holding and self.reliable) or self.counted:
+            finished, root = self.lists[self.side], self.keys.root
+            command = ACKNOWLEDGE.command([finished], [root])
+            self._on_node(finished, lambda send: ACKNOWLEDGE.send_by(send, command),
+                          lambda: ACKNOWLEDGE(self.redis, [finished], [root]))
+        self.holding = self.counted = False
         self.home = name
         self.lists = (self.keys.queue_inflight(name, self.slot, self.thread_index, 0),
                       self.keys.queue_inflight(name, self.slot, self.thread_index, 1))
