@@ -11,8 +11,9 @@ import pytest
 
 import priority_jobs
 from forkq import client as forkq_client
-from forkq.flow import fairlimit
+from forkq.flow import fairlimit, placement
 from forkq.keys import ClusterKeys
+from forkq.worker import fetch, recovery
 from forkq.worker.poller import Poller
 from forkq.worker.services import Services
 from helpers import most_at_once, wait_for
@@ -42,6 +43,28 @@ def test_a_queues_levels_tenants_turns_and_bell_share_its_slot(cluster, make_con
     assert redis.llen(KEYS.level("default", 3)) == 2
     assert redis.zrange(KEYS.turns("default"), 0, -1) == ["t1", "t2"]
     assert redis.smembers(KEYS.prioritized) == {"default"} == redis.smembers(KEYS.fair)
+
+
+def test_put_backs_go_to_the_front_of_the_level_or_tenant_in_the_queues_slot(cluster):
+    """A release (graceful stop) and a recovery (kill -9) of placed jobs: in one slot, the
+    guard sets (meta slot) left alone."""
+    push([4, 4])
+    Record.set(fair_key="t1").perform_async("t1:0")
+    redis = forkq_client.default().redis
+    private = KEYS.queue_inflight("default", "h:1:0", 0)
+    level, tenant = KEYS.level("default", 4), KEYS.tenant("default", "t1")
+    first, fair = redis.rpop(level), redis.rpop(tenant)
+    redis.rpush(private, first, fair)
+    redis.delete(KEYS.levels("default"), KEYS.turns("default"))
+    assert recovery.MOVE_ONE(redis, *recovery.move_one(
+        KEYS, private, placement.place_of_text(fair, "default"), fair)) == 1
+    assert redis.lrange(tenant, 0, -1) == [fair] and redis.zrange(KEYS.turns("default"), 0,
+                                                                  -1) == ["t1"]
+    assert fetch.release(redis, KEYS, private, [fetch.Fetched("default", first)], None,
+                         True) == 1
+    assert redis.lrange(level, -1, -1) == [first] and redis.zrange(KEYS.levels("default"), 0,
+                                                                   -1) == ["4"]
+    assert redis.llen(private) == 0
 
 
 @pytest.mark.slow

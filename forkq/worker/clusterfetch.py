@@ -17,8 +17,8 @@ the old queue's slot) is acknowledged first by a call of its own (``ACKNOWLEDGE`
 
 Priority levels and fair shares (``flow/placement.py``): a queue's levels, tenants and turns
 carry its hash tag, and the script takes from them by the same Lua as the default layout's
-(``fetch.TAKE_LUA``), looking for them itself (two ``EXISTS`` a call) rather than through the
-meta slot's guard sets.
+(``fetch.TAKE_LUA``), looking for them itself (one ``EXISTS`` a call on a plain queue) rather
+than through the meta slot's guard sets.
 
 Paused queues are skipped in Python, from the process's view of ``forkq:paused`` (twice a
 second): a queue paused between two looks may give one more batch. Cancel marks are not
@@ -47,32 +47,43 @@ from ..connection.scripts import Script
 from ..flow.fairlimit import FAIR_LIMIT_LUA
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 
-CLUSTER_FETCH_SCRIPT = STATS_LUA + FAIR_LIMIT_LUA + """
--- KEYS: private list to acknowledge, private list to fill, the queue's 4 stat keys, the queue
--- (all in the queue's hash slot). ARGV: max jobs, processed delta, failed delta, daily TTL,
--- reliable (1/0), Keys.root, the queue's name. Returns pairs (0, job), as fetch.py's script.
+CLUSTER_FETCH_SCRIPT = STATS_LUA + """
+-- KEYS: private list to acknowledge, private list to fill, the queue's 4 stat keys, the
+-- queue, its levels, its tenants' turns, its fair_limit counts (all in the queue's hash
+-- slot). ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0), Keys.root,
+-- the queue's name. Returns the jobs taken.
 local reliable = ARGV[5] == '1'
 if reliable then redis.call('DEL', KEYS[1]) end
+count_stats(3, ARGV[2], ARGV[3], ARGV[4])
+local want = tonumber(ARGV[1])
+-- A queue's levels, tenants' turns and fair_limit counts are looked for here, in its own
+-- slot, rather than through the guard sets of fetch.py's script (in the meta slot). Without
+-- any, one RPOP with a count (Redis 7 seeks from the tail; 6.2 walks a long list from its
+-- head, see fetch.py's take), and the placement Lua below is not even defined.
+if redis.call('EXISTS', KEYS[8], KEYS[9], KEYS[10]) == 0 then
+  local jobs = redis.call('RPOP', KEYS[7], want)
+  if not jobs then return {} end
+  if reliable then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
+  return jobs
+end
+""" + FAIR_LIMIT_LUA + """
 local root, name = ARGV[6], ARGV[7]
 give_back(KEYS[1] .. ':fair', root)
 local record = (reliable and KEYS[2] or KEYS[1]) .. ':fair'
-count_stats(3, ARGV[2], ARGV[3], ARGV[4])
-local cancels = false
-local want = tonumber(ARGV[1])
+local cancels, pop_count = false, true
 local out = {}
 """ + TAKE_LUA + """
--- The queue's levels and tenants' turns are looked for here, in its own slot, rather than
--- through the guard sets of fetch.py's script (in the meta slot): two EXISTS a call.
-local leveled = redis.call('EXISTS', queue_key(root, name, 'levels')) == 1
-local fair = redis.call('EXISTS', queue_key(root, name, 'turns')) == 1
-if leveled then
+local fair = redis.call('EXISTS', KEYS[9]) == 1
+if redis.call('EXISTS', KEYS[8]) == 1 then
   take_levels(KEYS[7], name, 0, fair)
 elseif fair then
   take_fair(KEYS[7], name, 0)
 else
   take(KEYS[7], 0)
 end
-return out
+local jobs = {}
+for i = 2, #out, 2 do jobs[#jobs + 1] = out[i] end
+return jobs
 """
 CLUSTER_FETCH = Script(CLUSTER_FETCH_SCRIPT)
 #: KEYS: a private list of finished jobs. ARGV: Keys.root. Deletes it, gives back its counts.
@@ -96,6 +107,8 @@ class ClusterFetcher(Fetcher):
         #: back when the thread moves to another queue, in basic mode too
         self.counted = False
         self._day_keys: dict[str, tuple[str, list[str]]] = {}
+        #: queue → the keys of its levels, turns and fair_limit counts (``_place_keys_of``)
+        self._place_keys: dict[str, tuple[str, str, str]] = {}
         #: node name → (its pool, a connection of it) for the busy path (``_call``)
         self._connections: dict[str, tuple] = {}
 
@@ -114,13 +127,14 @@ class ClusterFetcher(Fetcher):
         self._settle(name)
         counters = self.counters
         ack, fill = self.lists[self.side], self.lists[1 - self.side]
-        keys = [ack, fill, *self._queue_stat_keys(name), self._queue_keys[name]]
+        keys = [ack, fill, *self._queue_stat_keys(name), self._queue_keys[name],
+                *self._place_keys_of(name)]
         if self.reliable:
             self.unknown, self.side = True, 1 - self.side
         raw = self._call(keys, (self.batch, counters.processed, counters.failed,
                                 DAILY_STAT_TTL, 1 if self.reliable else 0, self.keys.root, name))
         counters.processed = counters.failed = 0  # only now: see fetch.py's docstring
-        jobs = [Fetched(name, decoded(text)) for text in raw[1::2]]
+        jobs = [Fetched(name, decoded(text)) for text in raw]
         self.batch = next_batch(self.batch, len(jobs), self.seconds_per_job)
         self.holding = bool(jobs)
         self.counted = self.counted or any(
@@ -176,6 +190,13 @@ class ClusterFetcher(Fetcher):
         self.home = name
         self.lists = (self.keys.queue_inflight(name, self.slot, self.thread_index, 0),
                       self.keys.queue_inflight(name, self.slot, self.thread_index, 1))
+
+    def _place_keys_of(self, name: str) -> tuple[str, str, str]:
+        keys = self._place_keys.get(name)
+        if keys is None:
+            keys = self._place_keys[name] = (self.keys.levels(name), self.keys.turns(name),
+                                             self.keys.fair_running(name))
+        return keys
 
     def _queue_stat_keys(self, name: str) -> list[str]:
         self._stat_keys()  # keeps ``_day`` on today (UTC)

@@ -88,17 +88,22 @@ IDLE_TIMEOUT = 1.0
 #: queue's places (``flow/placement.py``). The including script defines first: ``reliable``,
 #: ``want`` (jobs still wanted), ``out`` (the reply: pairs of queue index and job), ``cancels``
 #: (whether to look for cancel marks in ``KEYS[8]``), ``record`` (the ``fair_limit`` counts'
-#: record) and ``root`` (``Keys.root``); ``KEYS[2]`` is the private list to fill.
+#: record), ``root`` (``Keys.root``) and ``pop_count`` (pop a list's jobs with one ``RPOP``
+#: and a count, for servers that seek from the tail); ``KEYS[2]`` is the private list to fill.
 TAKE_LUA = f"local LOOK_AHEAD = {LOOK_AHEAD}\n" + """
--- Pop up to want jobs from the right of list key; returns how many it took. One RPOP a job,
--- not RPOP with a count: Redis 6.2 walks the list from its head for a count, 450 us a call on
--- a queue of 1,000,000 jobs against 2 (7.0 seeks from the tail).
+-- Pop up to want jobs from the right of list key; returns how many it took. Unless
+-- pop_count, one RPOP a job, not RPOP with a count: Redis 6.2 walks the list from its head
+-- for a count, 450 us a call on a queue of 1,000,000 jobs against 2 (7.0 seeks from the tail).
 local function take(key, index)
   local jobs = {}
-  for _ = 1, want do
-    local job = redis.call('RPOP', key)
-    if not job then break end
-    jobs[#jobs + 1] = job
+  if pop_count then
+    jobs = redis.call('RPOP', key, want) or jobs
+  else
+    for _ = 1, want do
+      local job = redis.call('RPOP', key)
+      if not job then break end
+      jobs[#jobs + 1] = job
+    end
   end
   if #jobs == 0 then return 0 end
   if reliable then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
@@ -222,6 +227,7 @@ end
 local prefix = tonumber(ARGV[6])
 local want = tonumber(ARGV[1])
 local out = {}
+local pop_count = false
 
 """ + TAKE_LUA + """
 for i = 9, #KEYS do
