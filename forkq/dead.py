@@ -100,7 +100,7 @@ class DeadWriter:
         for member, text in pairs:
             args += [member, text]
         keys = [self.keys.dead, source] if source else [self.keys.dead]
-        if self.keys.layout == "cluster":
+        if getattr(redis, "forkq_wait", None) and self.keys.layout == "cluster":
             return int(BURY.send_by(lambda command: connection.cluster.send_on_node(
                 redis, [command], _logged)[0], BURY.command(keys, args)))
         return int(BURY(redis, keys, args))

@@ -94,13 +94,13 @@ CLUSTER_DIRECTORIES = (CLUSTER_QUEUES, "forkq:{meta}:prioritized", "forkq:{meta}
 
 #: Lua: the names of a queue's placement keys (``flow/placement.py``: levels, tenants, turns,
 #: the fair-running counts, the bell) from ``root`` (``Keys.root``) and the queue's name, as
-#: ``Keys`` and ``ClusterKeys`` make them: the cluster layout's root ends with ``{q:``, which
-#: the queue's name completes into the queue's hash tag. ``queue_key(root, name, part)`` is
+#: ``Keys`` and ``ClusterKeys`` make them: the cluster layout's root ends with ``forkq:{q:``,
+#: which the queue's name completes into the queue's hash tag. ``queue_key(root, name, part)`` is
 #: ``<root>forkq:<part>:<name>`` in the default layout; ``guard_key`` gives the set of queue
 #: names a place marks, or, in the cluster layout (where that set is in another slot and the
 #: client marks it), the sorted set ``zset`` itself, which ``placement.MARK_LUA`` then skips.
 QUEUE_KEYS_LUA = """
-local function clustered(root) return string.sub(root, -3) == '{q:' end
+local function clustered(root) return string.sub(root, -9) == 'forkq:{q:' end
 local function queue_key(root, name, part)
   if clustered(root) then return root .. name .. '}:' .. part end
   return root .. 'forkq:' .. part .. ':' .. name

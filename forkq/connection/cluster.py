@@ -11,8 +11,9 @@ that: one hash tag per queue).
 ``send_commands`` keeps the push at one round trip: the ``SADD`` of a queue's name into the
 directory of queues (another slot) is sent only the first time this client pushes to that
 queue; the directory is not part of the delivery path. The same holds for the directories of
-queues that had a priority level or a tenant (``keys.CLUSTER_DIRECTORIES``). The other commands go to their nodes,
-one after the other when they are on several.
+queues that had a priority level or a tenant (``keys.CLUSTER_DIRECTORIES``). The other
+commands go to their nodes, one after the other when they are on several; a ``MULTI`` block,
+one per slot.
 
 With ``wait_replicas`` in the URL, a write and its ``WAIT`` must share a connection (a
 ``WAIT`` counts the confirmations of its own connection's writes), which ``RedisCluster``'s
