@@ -11,6 +11,7 @@ import pytest
 
 import priority_jobs
 from forkq import client as forkq_client
+from forkq.api import Api
 from forkq.flow import fairlimit, placement
 from forkq.keys import ClusterKeys
 from forkq.worker import fetch, recovery
@@ -43,6 +44,8 @@ def test_a_queues_levels_tenants_turns_and_bell_share_its_slot(cluster, make_con
     assert redis.llen(KEYS.level("default", 3)) == 2
     assert redis.zrange(KEYS.turns("default"), 0, -1) == ["t1", "t2"]
     assert redis.smembers(KEYS.prioritized) == {"default"} == redis.smembers(KEYS.fair)
+    queue = Api(forkq_client.default().redis, KEYS).queue("default")
+    assert queue.size == 7 and queue.levels[3] == 2 and queue.tenants(5)[0] == 2
 
 
 def test_put_backs_go_to_the_front_of_the_level_or_tenant_in_the_queues_slot(cluster):
