@@ -89,13 +89,14 @@ def test_two_workers_start_jobs_by_priority_fifo_within_a_level(cluster, start_w
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fetch", ["reliable", "basic"])
 def test_two_worker_processes_run_at_most_the_limit_of_a_tenant_while_others_proceed(
-        cluster, tmp_path):
+        cluster, tmp_path, fetch):
     Span.set(fair_key="A", fair_limit=2).perform_bulk([[f"A{i}"] for i in range(10)])
     Span.set(fair_key="B").perform_bulk([[f"B{i}"] for i in range(10)])
     redis = forkq_client.default().redis
     workers = [spawn(tmp_path, cluster.url, f"w{i}.log", require=["priority_jobs"],
-                     concurrency=3, queues=["other", "default"]) for i in range(2)]
+                     concurrency=3, queues=["other", "default"], fetch=fetch) for i in range(2)]
     try:
         wait_for(lambda: len(spans(redis)) == 20, timeout=30, message="every job ended")
         wait_for(lambda: fairlimit.running(redis, KEYS, "default") == {}, timeout=5,
