@@ -127,9 +127,13 @@ def start(server, tmp: str, variant: str) -> list:
 
 
 def pin(pid: int, cpu: int) -> None:
-    """Pin every thread of ``pid`` to ``cpu`` (a process's affinity is its threads')."""
+    """Pin every thread of ``pid`` to ``cpu``: on Linux each thread has its own affinity,
+    and only threads started later inherit their creator's."""
     for task in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(task), {cpu})
+        try:
+            os.sched_setaffinity(int(task), {cpu})
+        except ProcessLookupError:
+            continue  # a thread that ended meanwhile
 
 
 def stop(workers: list) -> None:
