@@ -223,7 +223,8 @@ def test_the_replicas_confirm_a_push_with_wait_replicas(group):
     client = connection.make_client(group.url + "?wait_replicas=2")
     connection.send_commands(client, [("LPUSH", "queue:x", "job")])
     refused = connection.make_client(group.url + "?wait_replicas=3&wait_timeout=0.2")
-    with pytest.raises(connection.ReplicaTimeoutError, match="confirmed by 2 of 3 replica"):
+    # two replicas: never 3; a loaded machine's replica may also miss the 200 ms
+    with pytest.raises(connection.ReplicaTimeoutError, match=r"confirmed by [0-2] of 3 replica"):
         connection.send_commands(refused, [("LPUSH", "queue:x", "job")])
     held = client.connection_pool.get_connection()
     assert connection.call_replicated(client, held, "LLEN", "queue:x") == 2
@@ -249,7 +250,7 @@ def test_the_asyncio_client_follows_the_new_primary(group, redis):
     """kill -9 the primary under a running event loop: the next push reaches the promoted
     replica through the same asyncio client, and so does a connection held out of its pool."""
     forkq.configure(redis_url=group.url + "?wait_replicas=3&wait_timeout=0.2")
-    with pytest.raises(connection.ReplicaTimeoutError, match="confirmed by 2 of 3 replica"):
+    with pytest.raises(connection.ReplicaTimeoutError, match=r"confirmed by [0-2] of 3 replica"):
         asyncio.run(push_and_close(aio.perform_async(Record, "too few replicas")))
     forkq.configure(redis_url=group.url)
 
