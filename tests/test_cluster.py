@@ -218,9 +218,6 @@ def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config)
         jobs.Record.set(priority=5).perform_async(1)
     with pytest.raises(ClusterUnsupported, match=r"fair shares \(the fair_key option\)"):
         jobs.Record.set(fair_key="tenant-1").perform_async(1)
-    with pytest.raises(ClusterUnsupported, match=r"workflows \(batches, chains, chords\)"):
-        with forkq.batch():
-            jobs.Record.perform_async("in a batch")
     assert forkq_client.default().redis.dbsize() == 0  # nothing half-written
 
 
