@@ -66,7 +66,6 @@ from itertools import count
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from .errors import ClusterUnsupported
 
 #: seconds a daily stat key lives (Sidekiq's 5 years)
 DAILY_STAT_TTL = 5 * 365 * 86400
@@ -134,6 +133,33 @@ def shard_index(value) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value < MAX_SHARDS:
         return value
     return 0
+#: the tails of the cluster layout's directories: sets of queue names, in the meta slot, that
+#: a push adds to once per client (``connection/cluster.py``): the queues, and those that ever
+#: had a priority level or a tenant (``ClusterKeys.prioritized``, ``.fair``)
+CLUSTER_DIRECTORIES = (CLUSTER_QUEUES, "forkq:{meta}:prioritized", "forkq:{meta}:fair")
+
+#: Lua: the names of a queue's placement keys (``flow/placement.py``: levels, tenants, turns,
+#: the fair-running counts, the bell) from ``root`` (``Keys.root``) and the queue's name, as
+#: ``Keys`` and ``ClusterKeys`` make them: the cluster layout's root ends with ``forkq:{q:``,
+#: which the queue's name completes into the queue's hash tag. ``queue_key(root, name, part)`` is
+#: ``<root>forkq:<part>:<name>`` in the default layout; ``guard_key`` gives the set of queue
+#: names a place marks, or, in the cluster layout (where that set is in another slot and the
+#: client marks it), the sorted set ``zset`` itself, which ``placement.MARK_LUA`` then skips.
+QUEUE_KEYS_LUA = """
+local function clustered(root) return string.sub(root, -9) == 'forkq:{q:' end
+local function queue_key(root, name, part)
+  if clustered(root) then return root .. name .. '}:' .. part end
+  return root .. 'forkq:' .. part .. ':' .. name
+end
+local function tenant_key(root, name, tenant)
+  if clustered(root) then return root .. name .. '}:tenant:' .. tenant end
+  return root .. 'forkq:tenant:' .. name .. ',' .. tenant
+end
+local function guard_key(root, which, zset)
+  if clustered(root) then return zset end
+  return root .. 'forkq:' .. which
+end
+"""
 
 
 @dataclass(frozen=True)
@@ -150,6 +176,10 @@ class Keys:
         """What every key starts with: the namespace and its colon, or nothing (for scripts
         that make a queue's level keys from its name)."""
         return self._k("")
+
+    def lua_name(self, queue: str) -> str:
+        """What completes ``root`` into ``queue``'s keys in ``QUEUE_KEYS_LUA``: its name."""
+        return queue
 
     @property
     def queues(self) -> str:
@@ -395,6 +425,8 @@ class ClusterKeys(Keys):
     | ``forkq:{q:<name>}:unique:<digest>`` | string: a unique job's lock | queue's |
     | ``forkq:{l:<name>}:limiter:<kind>`` | as in ``Keys.limiter`` | the limiter's |
     | ``forkq:{b:<root bid>}:batch:<bid>`` (+ ``:pending``...) | as in ``Keys.batch``, a tag per batch tree | the tree's |
+    | ``forkq:{q:<name>}:level:<p>``, ``:levels``, ``:tenant:<t>``, ``:turns``, ``:turn``, ``:fair-running``, ``:bell`` | as ``Keys``' ``forkq:level:<p>:<name>``... | queue's |
+    | ``forkq:{q:<name>}:inflight:<slot>:<thread>[:alt]:fair`` | hash: a private list's ``fair_limit`` counts | queue's |
     | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
     """
 
@@ -457,6 +489,39 @@ class ClusterKeys(Keys):
                             "inflight_async(slot, queue)")
         return self._q(queue, f"inflight:{slot}:async")
 
+    @property
+    def root(self) -> str:
+        """The start of a queue's keys up to its name (``QUEUE_KEYS_LUA``)."""
+        return self._q("", "")[:-2]
+
+    def lua_name(self, queue: str) -> str:
+        """A shard's tag completes ``root`` (``shard_tag``), a queue's its name."""
+        return _tag_of(queue).removeprefix("q:")
+
+    # A queue's placement keys (flow/placement.py) share its tag, so that the fetch, the push
+    # and every put-back stay in one slot; the sets of names that ever had a level or a tenant
+    # (``prioritized``, ``fair``) are directories in the meta slot, marked by the client.
+    def level(self, queue: str, level: int) -> str:
+        return self._q(queue, f"level:{level}")
+
+    def levels(self, queue: str) -> str:
+        return self._q(queue, "levels")
+
+    def tenant(self, queue: str, tenant: str) -> str:
+        return self._q(queue, f"tenant:{tenant}")
+
+    def turns(self, queue: str) -> str:
+        return self._q(queue, "turns")
+
+    def turn(self, queue: str) -> str:
+        return self._q(queue, "turn")
+
+    def fair_running(self, queue: str) -> str:
+        return self._q(queue, "fair-running")
+
+    def bell(self, queue: str) -> str:
+        return self._q(queue, "bell")
+
     def limiter(self, kind: str, name: str) -> str:
         """A tag per limiter name: each script of a limiter touches its one key, and the
         limiters spread over the primaries."""
@@ -475,17 +540,6 @@ class ClusterKeys(Keys):
 
     def batch_prefix(self, bid: str) -> str:
         return self._tagged(f"b:{bid.split('.', 1)[0]}", "batch:")
-
-    # What the layout does not place yet: the features that use these keys are refused at
-    # the call, naming the feature, rather than run with keys that cross hash slots.
-
-    # A job's own list at a level or of a tenant: pushing one is refused; the sets that say
-    # which exist stay readable (always empty here), so readers of a queue need no branch.
-    def level(self, queue: str, level: int) -> str:
-        raise ClusterUnsupported("priority within a queue (the priority option)")
-
-    def tenant(self, queue: str, tenant: str) -> str:
-        raise ClusterUnsupported("fair shares (the fair_key option)")
 
     def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
         return [key for queue in queues for key in [
