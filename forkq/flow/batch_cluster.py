@@ -11,8 +11,8 @@ A member's end (success, retry, death, expiry, cancel), in the worker:
 2. count, in the tree's slot (``COUNT_SUCCESS``, ``COUNT_END``): by jid in sets, so a second
    count of the same end changes nothing. An event that becomes due is marked
    ``fired_<event>`` and ``firing_<event>`` = the member's jid; the call returns the callbacks
-   still marked with that jid (this call's, or those of an earlier call of the same member
-   that crashed before step 3).
+   still marked with that jid (this call's, or those of an earlier run of the same member
+   whose process died before step 4).
 3. push a chain's next step and the due callbacks (their jids fixed at the commit); a
    succeeded batch leaves the index ``forkq:{meta}:batches``.
 4. the job's own transition: the acknowledgement (``LREM`` from the private list), the retry's
@@ -27,8 +27,10 @@ twice.
 The commit, in the producer (``batch.Batch``): the record unsealed with its jids
 (``WRITE``), then the members pushed (one push per queue), then ``SEAL``, which lets events
 fire (members that ended meanwhile were counted, and fire nothing while unsealed) and fires
-what is already due; then the index entry. A producer killed mid-commit leaves an unsealed
-record that never fires and expires with its ``expires_in``.
+what is already due; then the index entry. A producer killed mid-commit leaves a batch that
+never fires: unsealed (it expires with its ``expires_in``), or sealed with callbacks marked
+fired that nobody pushes (those the seal fired: an empty batch, or one whose members all
+ended before the seal).
 """
 
 from __future__ import annotations
@@ -47,17 +49,19 @@ from .batch_lua import BATCH_LUA
 DUE_LUA = BATCH_LUA + """
 local function due_from(prefix, bid)
   local out = {}
+  local events = {'death', 'complete', 'success'}
   while bid do
     local rec = prefix .. bid
-    for _, event in ipairs({'death', 'complete', 'success'}) do
-      if redis.call('HGET', rec, 'firing_' .. event) == firer then
-        local q = redis.call('HMGET', rec, 'cb_queue', 'cb_queue_key')
-        for _, v in ipairs({bid, event, callback_of(rec, event) or '', q[1] or '', q[2] or ''}) do
+    local f = redis.call('HMGET', rec, 'firing_death', 'firing_complete', 'firing_success',
+                         'parent', 'cb_queue', 'cb_queue_key')
+    for i, event in ipairs(events) do
+      if f[i] == firer then
+        for _, v in ipairs({bid, event, callback_of(rec, event) or '', f[5] or '', f[6] or ''}) do
           out[#out + 1] = v
         end
       end
     end
-    bid = redis.call('HGET', rec, 'parent')
+    bid = f[4]
   end
   return out
 end
