@@ -121,6 +121,36 @@ def test_a_member_that_crashed_after_its_count_pushes_the_callback_when_it_runs_
     assert redis.hget(KEYS.batch(b.bid), "firing_success") is None
 
 
+def test_a_member_no_longer_held_counts_nothing_and_a_poison_member_is_buried(cluster):
+    """Steps 1 and 4 of a member's end (``batch_cluster.py``), called as the worker calls
+    them: a job taken back from its private list counts nothing; a poison job leaves its
+    private list for the dead set in two steps, counted as dead, death and complete fired."""
+    from forkq.flow import batch_scripts
+    from forkq.worker.retry import Decision, Outcome
+
+    redis = forkq_client.default().redis
+    with forkq.batch(on_death=Callback, on_complete=Callback, on_success=Callback) as b:
+        Record.perform_async(1)
+    (text,) = redis.lrange(KEYS.queue("default"), 0, -1)
+    payload, private = json.loads(text), KEYS.queue_inflight("default", "h:3:0", 0)
+    assert batch_scripts.succeeded(redis, KEYS, payload, (private, text)) == 0
+    assert forkq.batch_status(b.bid).pending == 1
+    redis.delete(KEYS.queue("default"))
+    redis.rpush(private, text)
+    buried = json.dumps({**payload, "error_class": "PoisonJobError", "error_message": "x"})
+    outcome = Outcome(Decision("dead"), buried, 2.0, bury=True)
+    assert batch_scripts.failed(redis, KEYS, payload, outcome, [2.0, 0.0, 100],
+                                source=(private, text)) == 1
+    assert redis.zrange(KEYS.dead, 0, -1) == [buried] and redis.llen(private) == 0
+    status = forkq.batch_status(b.bid)
+    assert status.dead_jids == [payload["jid"]] and status.complete and not status.success
+    assert sorted(json.loads(t)["args"][1] for t in redis.lrange(KEYS.queue("default"), 0, -1)) \
+        == ["complete", "death"]
+    assert batch_scripts.failed(redis, KEYS, payload, outcome, [2.0, 0.0, 100],
+                                source=(private, text)) == 0  # gone: nothing again
+    assert redis.llen(KEYS.queue("default")) == 2 and redis.zcard(KEYS.dead) == 1
+
+
 @pytest.mark.slow
 @pytest.mark.fault
 def test_a_child_killed_mid_batch_loses_no_callback(cluster, cluster_master):  # noqa: F811

@@ -40,7 +40,7 @@ from typing import Any
 
 from ..connection import send_commands
 from ..connection.scripts import Script
-from ..dead import BURY
+from ..dead import DeadWriter
 from ..payload import dumps, home_named
 from .batch_lua import BATCH_LUA
 
@@ -149,21 +149,26 @@ def succeeded(redis, keys, payload: dict[str, Any], ack: tuple[str, str], value_
 
 def ended(redis, keys, payload: dict[str, Any], action: str, write: tuple[str, float, bool],
           trim_args: list, error: str, source: tuple[str, str]) -> int:
-    """``batch_scripts.ended`` in steps: ``write`` is the job's (text, score, bury); a
-    ``source`` (list, text) is a poison job's private list, which it leaves after its burial
-    (``dead.DeadWriter``'s two steps); 0 when it was no longer there."""
+    """``batch_scripts.ended`` in steps: ``write`` is the job's (text, score, bury), buried
+    by ``dead.DeadWriter`` with the limits of ``trim_args`` (``DeadWriter.trim_args``); a
+    ``source`` (list, text) is the private list a poison or expired job leaves after its
+    burial (the writer's two steps); 0 when it was no longer there."""
     if source[1] and redis.lpos(source[0], source[1]) is None:
         return 0
     due = _count(redis, keys, COUNT_END, payload.get("bid") or "", payload.get("jid", ""),
                  [action, error])
     send_commands(redis, _pushes(keys, due))
     text, score, bury = write
+    now, cutoff, max_jobs = trim_args
+    dead = DeadWriter(keys, int(max_jobs), float(now) - float(cutoff))
     if action == "retry":
         redis.zadd(keys.retry_for(home_named(keys, payload)), {text: score})
+    elif bury and source[1]:
+        dead.move_from_list(redis, source[0], [(source[1], text)], score)
     elif bury:
-        BURY(redis, [keys.dead], [*trim_args, "none", text, text])
-    if source[1] and not redis.lrem(source[0], 1, source[1]) and bury:
-        redis.zrem(keys.dead, text)  # another process moved it meanwhile: its copy stands
+        dead.add(redis, [text], score)
+    if source[1] and not bury:
+        redis.lrem(source[0], 1, source[1])
     _settled(redis, keys, due)
     return 1
 
