@@ -33,12 +33,12 @@ tags, one per queue (``ClusterKeys``, docs/redis-cluster.md).
 | ``forkq:limiter:concurrent:<name>`` | zset: holder → lease expiry | limiter | limiter | lock_timeout after last use |
 | ``forkq:limiter:window:<name>`` | hash: window (index since the epoch), count | limiter | limiter | to the window's end |
 | ``forkq:limiter:bucket:<name>`` | hash: tokens, at | limiter | limiter | time to refill |
-| ``forkq:batch:<bid>`` | hash: the batch record (``flow/batch.py``: counts, callbacks, parent, events fired) | client at the batch's commit; worker scripts at each member's end | ``flow/batch.py``, api, web | ``expires_in`` (30 days) from commit; ``keep`` (24 h) from success |
-| ``forkq:batch:<bid>:pending`` / ``:unrun`` | set: jids not yet succeeded / not yet run once | client at commit and reopen; worker scripts (``flow/batch_lua.py``) | same | as the record |
+| ``forkq:batch:<bid>`` (cluster layout: ``forkq:{b:<root bid>}:batch:<bid>``, a tag per batch tree) | hash: the batch record (``flow/batch.py``: counts, callbacks, parent, events fired; in the cluster layout ``firing_<event>`` until its callback is pushed, ``flow/batch_cluster.py``) | client at the batch's commit; worker scripts at each member's end | ``flow/batch.py``, api, web | ``expires_in`` (30 days) from commit; ``keep`` (24 h) from success |
+| ``forkq:batch:<bid>:pending`` / ``:unrun`` | set: jids not yet succeeded / not yet run once | client at commit and reopen; worker scripts (``flow/batch_scripts.py``) | same | as the record |
 | ``forkq:batch:<bid>:failed`` / ``:dead`` | hash jid → error / set of dead jids | worker scripts at a retry or death | api, web | as the record |
 | ``forkq:batch:<bid>:results`` | hash: header index → JSON value (chords) | worker success script | worker success script (the chord's callback) | as the record |
 | ``forkq:iteration:<jid>`` | string: JSON ``{cursor, at}`` or ``{done: true}`` | a resumable job (``flow/iterable.py``) after its items | the same job when it runs again | ``cursor_ttl`` (30 days) from each save |
-| ``forkq:batches`` | zset: bid → created_at, batches not yet succeeded | client at commit; worker success script (ZREM) | api, metrics gauge (pruned of expired records) | none |
+| ``forkq:batches`` | zset: bid → created_at, batches not yet succeeded | client at commit; worker success script (ZREM; the cluster layout: a step after it) | api, metrics gauge (pruned of expired records) | none |
 | ``forkq:result:<jid>`` | string: JSON result (status, value, errors, times) | client at enqueue, processor (or a job class owning its results) | ``forkq.results``, Django backend | the job's ``result_ttl`` from each write |
 | ``forkq:done:<jid>`` | list of one item: the job reached a final status | result writer, in the script call of the final record (`results.FINISH`) | ``results.get(jid, wait=)`` (BLMOVE onto itself) | ``results.DONE_TTL`` at most |
 | ``forkq:paused`` | set of paused queue names | ``flow.pause`` (api, forkqctl, web) | fetch script, control watch, api, metrics | none |
@@ -66,7 +66,6 @@ from itertools import count
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from .errors import ClusterUnsupported
 
 #: seconds a daily stat key lives (Sidekiq's 5 years)
 DAILY_STAT_TTL = 5 * 365 * 86400
@@ -342,9 +341,9 @@ class Keys:
         """A batch's record; its sets are this key plus ``:pending`` etc. (``flow/batch.py``)."""
         return self._k(f"forkq:batch:{bid}")
 
-    @property
-    def batch_prefix(self) -> str:
-        """What a batch's record key is made of with its bid (the worker scripts' parents)."""
+    def batch_prefix(self, bid: str) -> str:
+        """What a batch's record key is made of with its bid (the worker scripts walk up to
+        the parents of ``bid`` with it: the same prefix for a whole batch tree)."""
         return self._k("forkq:batch:")
 
     @property
@@ -425,6 +424,7 @@ class ClusterKeys(Keys):
     | ``forkq:{meta}:shards`` / ``:shards-ever`` | hash: queue → shard count, last recorded / highest | meta |
     | ``forkq:{q:<name>}:unique:<digest>`` | string: a unique job's lock | queue's |
     | ``forkq:{l:<name>}:limiter:<kind>`` | as in ``Keys.limiter`` | the limiter's |
+    | ``forkq:{b:<root bid>}:batch:<bid>`` (+ ``:pending``...) | as in ``Keys.batch``, a tag per batch tree | the tree's |
     | ``forkq:{q:<name>}:level:<p>``, ``:levels``, ``:tenant:<t>``, ``:turns``, ``:turn``, ``:fair-running``, ``:bell`` | as ``Keys``' ``forkq:level:<p>:<name>``... | queue's |
     | ``forkq:{q:<name>}:inflight:<slot>:<thread>[:alt]:fair`` | hash: a private list's ``fair_limit`` counts | queue's |
     | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
@@ -532,19 +532,14 @@ class ClusterKeys(Keys):
         digest names its queue, so uniqueness is per queue in both layouts."""
         return self._q(queue, f"unique:{digest}")
 
-    # What the layout does not place yet: the features that use these keys are refused at
-    # the call, naming the feature, rather than run with keys that cross hash slots.
-
     def batch(self, bid: str) -> str:
-        raise ClusterUnsupported("workflows (batches, chains, chords)")
+        """A tag per batch tree, its root's bid: a child's bid starts with its root's
+        (``<root>.<jid>``, ``flow/batch.py``), so a member's count and the walk up to its
+        parents stay in one slot."""
+        return self.batch_prefix(bid) + bid
 
-    @property
-    def batch_prefix(self) -> str:
-        raise ClusterUnsupported("workflows (batches, chains, chords)")
-
-    @property
-    def batches(self) -> str:
-        raise ClusterUnsupported("workflows (batches, chains, chords)")
+    def batch_prefix(self, bid: str) -> str:
+        return self._tagged(f"b:{bid.split('.', 1)[0]}", "batch:")
 
     def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
         return [key for queue in queues for key in [
