@@ -202,3 +202,17 @@ def test_the_batches_page_gauge_and_an_asyncio_commit(cluster, make_config):
     facts = collector.RedisReader(config).read()
     assert [family.samples[0].value for family in collector._redis_series(facts)
             if family.name == "forkq_batches_open"] == [1]
+
+
+def test_members_with_a_priority_or_a_fair_key_wait_in_their_places_and_count(cluster,
+                                                                                start_worker):
+    redis = forkq_client.default().redis
+    one, two = queues_on_two_primaries(redis)
+    with forkq.batch(on_success=Callback) as b:
+        Record.set(queue=one, priority=5).perform_async("urgent")
+        Record.set(queue=two, fair_key="tenant-1").perform_async("fair")
+        Record.set(queue=one).perform_async("plain")
+    assert redis.llen(KEYS.level(one, 5)) == 1 and redis.llen(KEYS.tenant(two, "tenant-1")) == 1
+    start_worker(redis_url=cluster.url, queues=[one, two])
+    wait_for(lambda: events(redis, b.bid) == ["success"], 10, message="the success callback")
+    assert forkq.batch_status(b.bid).total == 3
