@@ -139,8 +139,8 @@ def test_a_coroutine_jobs_lines_carry_its_own_jid_while_others_run(start_master,
         push(redis, "Overlapping", [word, len(words)], f"{index:024x}")
     push(redis, "FailingCoroutine", [], "f" * 24)
     wait_for(lambda: master.log().count(" INFO: after w") == len(words) and
-             "reported: the coroutine failed" in master.log(), 15,
-             message="every coroutine job's last line, the error handler's")
+             "WARNING: fail: ValueError: the coroutine failed" in master.log(), 15,
+             message="every coroutine job's last line, the failure's (after its handler's)")
 
     lines = master.log().splitlines()
     before = [index for index, line in enumerate(lines) if " INFO: before w" in line]
