@@ -347,6 +347,13 @@ def decode_record(jid: str, record: Any) -> Result:
     problem = _record_problem(record)
     if problem:
         raise ResultRecordError(f"result record of job {jid} is not a result: {problem}")
+    return result_of(jid, record)
+
+
+def result_of(jid: str, record: dict[str, Any]) -> Result:
+    """A ``Result`` from a record known to be one, unchecked: one that ``ResultRecorder``
+    returned to this thread (built here, or read and checked by ``_parsed``). A record read
+    from Redis goes through ``decode_record``: anyone may have written it."""
     errors = record.get("errors") or []
     worker_ids = record.get("worker_ids") or []
     return Result(jid=jid, status=record["status"], class_name=record.get("class"),
