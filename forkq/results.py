@@ -125,9 +125,14 @@ def queued_commands(keys, payload: dict[str, Any], now: float) -> list[tuple]:
     ttl = ttl_of(payload)
     if ttl is None:
         return []
-    record = {"status": QUEUED, "enqueued_at": now, "class": payload["class"],
-              "args": payload["args"]}
-    return [("SET", keys.result(payload["jid"]), dumps(record), "EX", ttl)]
+    return [("SET", keys.result(payload["jid"]), dumps(queued_record(payload, now)), "EX", ttl)]
+
+
+def queued_record(payload: dict[str, Any], now: float) -> dict[str, Any]:
+    """The record of a payload pushed at ``now``: the one rule for the push's record and the
+    first start's guess of it (``ResultRecorder._first_start``)."""
+    return {"status": QUEUED, "enqueued_at": now, "class": payload["class"],
+            "args": payload["args"]}
 
 
 class ResultRecorder:
@@ -216,16 +221,18 @@ class ResultRecorder:
         """``started`` of a first run in one round trip, where ``_update`` takes two: what is
         stored is almost always the ``queued`` record of the push (``queued_commands``, whose
         time the Django backend takes from ``created_at``), so the running record is built on
-        that guess and swapped in with ``SET ... GET``. When the record it replaced was
-        another (a run recovered after its worker died, a record expired, a plain job pushed
-        a moment after ``created_at``), the record built on it is written right after: for
-        that moment a reader sees the run without the earlier history."""
+        that guess and swapped in with ``SET ... GET``. What it replaced is read only when
+        it is not, byte for byte, the push's text (the payload came through JSON, so its
+        encoding is the push's): when it was another record (a run recovered after its
+        worker died, a record expired, a plain job pushed a moment after ``created_at``),
+        the record built on it is written right after: for that moment a reader sees the
+        run without the earlier history."""
         ttl = ttl_of(payload)
         if ttl is None:
             return None
         key = self.keys.result(payload["jid"])
-        guessed = {"status": QUEUED, "enqueued_at": payload["created_at"],
-                   "class": payload["class"], "args": payload["args"]}
+        guessed = queued_record(payload, payload["created_at"])
+        pushed = dumps(guessed)
         change(guessed)
         text = _encode(guessed, payload)
         try:
@@ -234,6 +241,8 @@ class ResultRecorder:
             if not refused_for_data(exc):
                 raise  # Redis is busy or failing over: the caller's ``attempt`` waits
             return self._update(redis, payload, change)  # not a string: written anew
+        if replaced == pushed:
+            return guessed
         record = _parsed(key, replaced)
         change(record)
         if record != guessed:
