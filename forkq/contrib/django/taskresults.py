@@ -9,7 +9,7 @@ definition), ``last_attempted_at`` that of the last.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from datetime import datetime, timezone
 
 from django.conf import settings
@@ -48,7 +48,9 @@ def finished_result(started: TaskResult, record: dict) -> TaskResult:
     wrote, JSON-read values) says, from the one ``started`` that its start made: a copy, its
     status, ``finished_at``, return value and new errors changed, as Django's own backends
     change theirs; the rest (arguments, times, workers) is the start's, not built again."""
-    made = copy.copy(started)
+    made = object.__new__(TaskResult)  # copy.copy's reduce protocol costs 4x this
+    for name in _FIELDS:
+        object.__setattr__(made, name, getattr(started, name))
     new_errors = (record.get("errors") or [])[len(started.errors):]
     for name, value in (("status", STATUSES[record["status"]]),
                         ("finished_at", when(record.get("finished_at"))),
@@ -57,6 +59,10 @@ def finished_result(started: TaskResult, record: dict) -> TaskResult:
                         ("_return_value", record.get("value"))):
         object.__setattr__(made, name, value)  # a frozen dataclass, as Django sets its own
     return made
+
+
+#: ``TaskResult``'s fields, ``_return_value`` included, for ``finished_result``'s copy
+_FIELDS = tuple(each.name for each in dataclasses.fields(TaskResult))
 
 
 class RecordedError(TaskError):
