@@ -49,6 +49,7 @@ from typing import Any
 
 import redis as redis_py
 
+from . import connection
 from .connection.health import refused_for_data
 from .connection.scripts import Script
 from .connection.source import default_source
@@ -212,9 +213,11 @@ class ResultRecorder:
         text = _encode(record, payload)
         written = json.loads(text)
         if written["status"] not in FINAL:
-            redis.set(key, text, ex=ttl)
+            connection.call(redis, "SET", key, text, "EX", ttl)
             return written
-        FINISH(redis, [key, self.keys.done(payload["jid"])], [text, ttl, min(ttl, DONE_TTL)])
+        FINISH.send_by(lambda command: connection.call(redis, *command),
+                       FINISH.command([key, self.keys.done(payload["jid"])],
+                                      [text, ttl, min(ttl, DONE_TTL)]))
         return written
 
     def _first_start(self, redis, payload: dict[str, Any], change) -> dict | None:
@@ -236,7 +239,7 @@ class ResultRecorder:
         change(guessed)
         text = _encode(guessed, payload)
         try:
-            replaced = redis.set(key, text, ex=ttl, get=True)
+            replaced = connection.call(redis, "SET", key, text, "EX", ttl, "GET")
         except redis_py.ResponseError as exc:
             if not refused_for_data(exc):
                 raise  # Redis is busy or failing over: the caller's ``attempt`` waits
@@ -246,7 +249,7 @@ class ResultRecorder:
         record = _parsed(key, replaced)
         change(record)
         if record != guessed:
-            redis.set(key, _encode(record, payload), ex=ttl)
+            connection.call(redis, "SET", key, _encode(record, payload), "EX", ttl)
         return record  # as written: its values came from JSON (the payload, the record)
 
 
@@ -263,7 +266,7 @@ def _readable(redis, key: str) -> dict[str, Any]:
     """The record stored at ``key`` to update, or a new one when what is there is not a record
     as ``decode_record`` reads one (``_parsed``)."""
     try:
-        text = redis.get(key)
+        text = connection.call(redis, "GET", key)
     except redis_py.ResponseError as exc:
         if not refused_for_data(exc):
             raise  # Redis is busy or failing over: the caller's ``attempt`` waits
@@ -427,8 +430,6 @@ def get(jid: str, source=None, wait: float | None = None) -> Result | None:
     key = source.keys.result(jid)
     if not slices:
         return decode(jid, source.redis.get(key))
-    from . import connection
-
     blocker = connection.make_client(source.url(), single_connection_client=True)
     try:
         found = decode(jid, blocker.get(key))
