@@ -211,7 +211,9 @@ class ResultRecorder:
             record = _readable(redis, key)
         change(record)
         text = _encode(record, payload)
-        written = json.loads(text)
+        # As a reader will read it: only a value can read back other than it was given (a
+        # tuple, an int key); the rest came from JSON or is made of str, int and float here.
+        written = record if type(record.get("value")) in _READ_AS_GIVEN else json.loads(text)
         if written["status"] not in FINAL:
             connection.call(redis, "SET", key, text, "EX", ttl)
             return written
@@ -252,6 +254,10 @@ class ResultRecorder:
             connection.call(redis, "SET", key, _encode(record, payload), "EX", ttl)
         return record  # as written: its values came from JSON (the payload, the record)
 
+
+#: types of a value that JSON reads back as it was given (a float that JSON cannot carry makes
+#: the record's error in ``_encode``, and leaves it)
+_READ_AS_GIVEN = (type(None), str, int, float, bool)
 
 #: a final record and its done list, in one call (as a MULTI would, in one command)
 FINISH = Script("""
