@@ -20,6 +20,11 @@ With ``--shards N`` both cases run on the cluster: one queue split into N shards
 queue unsharded, so what the figures compare is how the queue's Redis work spreads over the
 primaries and what the shards cost in calls.
     python bench/cluster.py --body async         # coroutine jobs (``bench_jobs.AsyncIncr``)
+    python bench/cluster.py --batch              # plain jobs beside batch members, both layouts
+
+With ``--batch`` each target drains the jobs twice, as plain jobs and as the members of one
+batch (its record written before the drain, no callback), so the figures say what counting a
+member's end costs in each layout (``flow/batch_cluster.py``'s steps against one script).
 
 On this 2-core machine the workers and every Redis share two cores: jobs/s is capped by the
 total CPU per job, and a cluster's extra primaries do not add cores here. What carries over to
@@ -44,6 +49,8 @@ sys.path[:0] = [ROOT, HERE]
 import redis as redis_py  # noqa: E402
 from redis.cluster import RedisCluster  # noqa: E402
 
+from forkq.connection import make_client  # noqa: E402
+from forkq.flow import batch_cluster, batch_scripts  # noqa: E402
 from forkq.flow.shards import shard_names  # noqa: E402
 from forkq.keys import ClusterKeys, Keys  # noqa: E402
 from harness import free_port, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
@@ -103,23 +110,43 @@ def lists(keys, shards: int) -> list[tuple[str, int, str]]:
             for index, shard in enumerate(shard_names(keys, name, shards))]
 
 
-def stage(client, keys, jobs: int, shards: int, body: str) -> None:
-    """``jobs`` jobs of ``body`` in a staging list beside each queue or shard (same slot)."""
+#: the bid of the batch whose members ``--batch`` drains
+BID = "b" * 24
+
+
+def stage(client, keys, jobs: int, shards: int, body: str, batch=None) -> None:
+    """``jobs`` jobs of ``body`` in a staging list beside each queue or shard (same slot); with
+    ``batch`` (forkq's client of the target), as the members of batch ``BID``, whose record is
+    written here."""
     drained = lists(keys, shards)
+    member = f',"bid":"{BID}"' if batch else ""
     for position, (name, index, shard) in enumerate(drained):
         text = ('{"class":"%s","args":[0],"queue":"%%s","retry":true,'
-                '"jid":"%%024x","created_at":1.0,"enqueued_at":1.0' % BODIES[body] +
+                '"jid":"%%024x","created_at":1.0,"enqueued_at":1.0' % BODIES[body] + member +
                 (f',"shard":{index}}}' if index else '}'))
-        batch = [text % (name, n) for n in range(position, jobs, len(drained))]
-        for start in range(0, len(batch), 1000):
-            client.lpush(keys.queue(shard) + ":staging", *batch[start:start + 1000])
+        texts = [text % (name, n) for n in range(position, jobs, len(drained))]
+        for start in range(0, len(texts), 1000):
+            client.lpush(keys.queue(shard) + ":staging", *texts[start:start + 1000])
+    if batch is not None:
+        open_batch(batch, keys, [f"{n:024x}" for n in range(jobs)])
+
+
+def open_batch(client, keys, jids: list[str]) -> None:
+    """Batch ``BID``'s record with ``jids``, as a commit writes it (its jobs pushed apart)."""
+    if keys.layout == "cluster":
+        batch_cluster.write_record(client, keys, BID, jids, {}, reopen=False, expires_in=3600)
+        batch_cluster.seal(client, keys, BID, parent="", created_at=time.time(), children=0,
+                           counted=False)
+    else:
+        client.execute_command(*batch_scripts.open_command(
+            keys, BID, jids, {}, [], expires_in=3600, created_at=time.time()))
 
 
 def drain(url: str, ports: list[int], client, keys, jobs: int, tmp: str, shards: int,
-          body: str) -> dict:
+          body: str, batch: bool = False) -> dict:
     for port in ports:
         redis_py.Redis(port=port).flushall()
-    stage(client, keys, jobs, shards, body)
+    stage(client, keys, jobs, shards, body, make_client(url) if batch else None)
     queues = [[name, 1, {"shards": shards}] if shards > 1 else [name, 1] for name in QUEUES]
     config = {"redis_url": url, "require": ["bench_jobs"], "concurrency": 10,
               "queues": queues, "loglevel": "warning",
@@ -166,6 +193,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=1,
                         help="one queue in this many shards against 1 shard, both on the cluster")
     parser.add_argument("--body", default="incr", choices=sorted(BODIES))
+    parser.add_argument("--batch", action="store_true",
+                        help="plain jobs beside the members of one batch, in both layouts")
     args = parser.parse_args()
     del QUEUES[1 if args.shards > 1 else args.queues:]
     tmp = tempfile.mkdtemp(prefix="forkq-cluster-bench-")
@@ -183,14 +212,19 @@ def main() -> None:
                  "default, 1 server": (f"redis://127.0.0.1:{single_port}/0", [single_port],
                                        redis_py.Redis(port=single_port, decode_responses=True),
                                        Keys(), 1)}
+    if args.batch:
+        cases = {f"{name}{kind}": (*case, kind != "") for name, case in cases.items()
+                 for kind in ("", ", batch members")}
+    else:
+        cases = {name: (*case, False) for name, case in cases.items()}
     results: dict[str, list[dict]] = {name: [] for name in cases}
     print(f"{args.jobs:,} {args.body} jobs, {len(QUEUES)} weighted queue(s), median of "
           f"{args.runs}, load {os.getloadavg()[0]:.2f}")
     try:
         for _ in range(args.runs):
-            for name, (*case, shards) in cases.items():
+            for name, (*case, shards, batch) in cases.items():
                 results[name].append(drain(*case, args.jobs, os.path.join(tmp, "w"), shards,
-                                           args.body))
+                                           args.body, batch))
         for name, runs in results.items():
             per_node = [statistics.median(r["redis_us"][i] for r in runs)
                         for i in range(len(runs[0]["redis_us"]))]

@@ -15,9 +15,11 @@ intervals stretched (heartbeat and poller every 60 s instead of 10 and 5, contro
 5 s instead of 0.5, idle fetches blocking 5 s instead of 1); 10 with
 ``sys.setswitchinterval`` at 1, 20 and 100 ms instead of Python's 5 (set by the required
 module ``threads_worker.py``, as an application module preloaded before the fork could); two
-processes of 1 and of 10 threads. A CPU-bound body (``threads_worker.BenchSpin``: about 1 ms
-of pure Python, then the ``INCR``) runs with 1 and 10 threads and with 2 processes of each.
-Per job: worker CPU (user and system), context switches of all its threads, Redis CPU. Then
+processes of 1 and of 10 threads; 10 threads pinned to one CPU, and two processes of 10 each
+pinned to a CPU of its own (``PINNED``). A CPU-bound body (``threads_worker.BenchSpin``: about
+1 ms of pure Python, then the ``INCR``) runs with 1 and 10 threads (and 10 pinned) and with 2
+processes of each. Per job: worker CPU (user and system), context switches and moves between
+CPUs of all its threads, Redis CPU. Then
 a worker's CPU per second while idle (no job), default and stretched: what the service
 threads and the idle processors' wake-ups cost with nothing to do.
 """
@@ -51,11 +53,18 @@ VARIANTS = {
     "10 threads: switch interval 1 ms": (1, 10, {}, {"BENCH_SWITCH_INTERVAL": "0.001"}),
     "10 threads: switch interval 20 ms": (1, 10, {}, {"BENCH_SWITCH_INTERVAL": "0.02"}),
     "10 threads: switch interval 100 ms": (1, 10, {}, {"BENCH_SWITCH_INTERVAL": "0.1"}),
+    "10 threads: pinned to one CPU": (1, 10, {}, {}),
     "2 processes × 1 thread": (2, 1, {}, {}),
     "2 processes × 10 threads": (2, 10, {}, {}),
+    "2 processes × 10 threads: each pinned to a CPU of its own": (2, 10, {}, {}),
 }
+#: variants whose worker processes are pinned, every thread, to one CPU each (the n-th
+#: process to the n-th CPU the harness may use), as ``taskset`` would pin them
+PINNED = {"10 threads: pinned to one CPU",
+          "2 processes × 10 threads: each pinned to a CPU of its own"}
 #: the CPU-bound body's variants: how threads and processes share a CPU-bound job
-CPU_VARIANTS = ["1 thread", "10 threads", "2 processes × 1 thread", "2 processes × 10 threads"]
+CPU_VARIANTS = ["1 thread", "10 threads", "10 threads: pinned to one CPU",
+                "2 processes × 1 thread", "2 processes × 10 threads"]
 #: body → (job class name in the workers, jobs a drain as a share of ``--jobs``)
 BODIES = {"INCR": ("BenchIncr", 1), "1 ms of pure Python, then INCR": ("BenchSpin", 0.05)}
 
@@ -70,6 +79,20 @@ def context_switches(pid: int) -> int:
                              if line.startswith(("voluntary_ctxt", "nonvoluntary_ctxt")))
         except FileNotFoundError:
             continue  # a thread that ended meanwhile
+    return total
+
+
+def migrations(pid: int) -> int:
+    """Moves from one CPU to another of every thread of ``pid`` (0 where the kernel does not
+    say: ``/proc/PID/task/TID/sched`` needs its scheduler statistics)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/sched") as handle:
+                total += sum(int(line.split(":")[1]) for line in handle
+                             if line.startswith("se.nr_migrations"))
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile, or no scheduler statistics
     return total
 
 
@@ -95,8 +118,22 @@ def start(server, tmp: str, variant: str) -> list:
         workers.append(spawn_worker({**config, "data_dir": home}, home, [ROOT, HERE]))
     wait_until(lambda: int(server.client.info("clients")["blocked_clients"])
                >= processes * concurrency, timeout=60, what=f"{variant}: threads blocked")
+    if variant in PINNED:
+        cpus = sorted(os.sched_getaffinity(0))
+        for number, worker in enumerate(workers):
+            pin(worker.pid, cpus[number % len(cpus)])
     time.sleep(1.0)  # past start-up: first heartbeat, recovery
     return workers
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Pin every thread of ``pid`` to ``cpu``: on Linux each thread has its own affinity,
+    and only threads started later inherit their creator's."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), {cpu})
+        except ProcessLookupError:
+            continue  # a thread that ended meanwhile
 
 
 def stop(workers: list) -> None:
@@ -109,7 +146,8 @@ def stop(workers: list) -> None:
 def sample(server, pids: list[int]) -> tuple:
     times = [user_system(pid) for pid in pids]
     return (sum(user for user, _ in times), sum(system for _, system in times),
-            sum(context_switches(pid) for pid in pids), server_cpu_seconds(server.client))
+            sum(context_switches(pid) for pid in pids), sum(migrations(pid) for pid in pids),
+            server_cpu_seconds(server.client))
 
 
 def drain(server, variant: str, body: str, jobs: int) -> dict:
@@ -131,10 +169,10 @@ def drain(server, variant: str, body: str, jobs: int) -> dict:
             seconds, after = time.perf_counter() - started, sample(server, pids)
         finally:
             stop(workers)
-    user, system, switches, redis_cpu = (b - a for a, b in zip(before, after))
+    user, system, switches, moves, redis_cpu = (b - a for a, b in zip(before, after))
     return {"rate": jobs / seconds, "cpu_us": (user + system) / jobs * 1e6,
             "user_us": user / jobs * 1e6, "system_us": system / jobs * 1e6,
-            "switches": switches / jobs, "redis_us": redis_cpu / jobs * 1e6}
+            "switches": switches / jobs, "moves": moves / jobs, "redis_us": redis_cpu / jobs * 1e6}
 
 
 def _spin_class():
@@ -154,7 +192,7 @@ def idle(server, variant: str, seconds: float) -> dict:
             after = sample(server, pids)
         finally:
             stop(workers)
-    user, system, switches, redis_cpu = (b - a for a, b in zip(before, after))
+    user, system, switches, _, redis_cpu = (b - a for a, b in zip(before, after))
     return {"cpu_ms_per_s": (user + system) / seconds * 1e3, "switches_per_s": switches / seconds,
             "redis_ms_per_s": redis_cpu / seconds * 1e3}
 
@@ -204,13 +242,13 @@ def main() -> None:
     for body in plan:
         print(f"\nbody: {body}\n")
         print("| variant | jobs/s | worker CPU per job | of which user | of which system | "
-              "context switches per job | Redis CPU per job |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+              "context switches per job | moves between CPUs per job | Redis CPU per job |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for variant in plan[body]:
             print(line(variant, drains[body, variant],
                        [("rate", "{:,.0f}"), ("cpu_us", "{:,.0f} µs"), ("user_us", "{:,.0f} µs"),
                         ("system_us", "{:,.0f} µs"), ("switches", "{:.2f}"),
-                        ("redis_us", "{:.0f} µs")]))
+                        ("moves", "{:.3f}"), ("redis_us", "{:.0f} µs")]))
     print("\n| idle worker, 10 threads | CPU per second | context switches per second | "
           "Redis CPU per second |")
     print("| --- | --- | --- | --- |")

@@ -103,6 +103,8 @@ class Config:
     #: who configures the root logger in forkq's processes: ``forkq`` or ``application``
     log_root: str = "forkq"
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: each worker child keeps to one CPU (its slot's, ``supervisor/child.keep_to_one_cpu``)
+    cpu_affinity: bool = False
     pidfile: str | None = None
     max_memory_mb: int | None = None
     max_jobs: int | None = None
@@ -268,6 +270,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "log_format": _one_of(*LOG_FORMATS),
     "log_root": _one_of(*LOG_ROOT_OWNERS),
     "processes": integer(1, 256, ": each is a forked copy of the application"),
+    "cpu_affinity": boolean,
     "pidfile": optional(path),
     "max_memory_mb": optional(integer(1, 1_048_576)),
     "max_jobs": optional(integer(1, 10**9)),

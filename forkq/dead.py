@@ -8,7 +8,11 @@ Sidekiq's ``DeadSet#kill`` does.
 A move into ``dead`` takes the member out of its source (a sorted set or a list) and adds it in
 one script call, so a job is never in neither place; when the member has already left the
 source (another process moved it), nothing is added. In the cluster layout the source is in
-another hash slot, and the move is two idempotent steps instead (``_bury_in_two_steps``).
+another hash slot, and the move is two idempotent steps instead (``_bury_in_two_steps``); there
+each add is followed by a ``WAIT`` on its own connection when the URL has ``wait_replicas``
+(``dead`` is on another node than the job's source, so the source's own ``WAIT`` does not
+cover it), so that a failover of the dead set's primary cannot undo a burial whose source
+already let go. Too few confirmations are logged, as for the fetch acknowledgement.
 
 Scripts elsewhere that must bury inside their own atomic step prepend ``DEAD_LUA`` and call
 ``dead_add`` per member and ``dead_trim`` once; ``DeadWriter.trim_args`` gives the trim's values.
@@ -20,6 +24,7 @@ import base64
 import time
 from typing import Sequence
 
+from . import connection
 from .connection.scripts import Script
 from .payload import dumps
 
@@ -94,7 +99,11 @@ class DeadWriter:
         args = self.trim_args(now) + [kind]
         for member, text in pairs:
             args += [member, text]
-        return int(BURY(redis, [self.keys.dead, source] if source else [self.keys.dead], args))
+        keys = [self.keys.dead, source] if source else [self.keys.dead]
+        if getattr(redis, "forkq_wait", None) and self.keys.layout == "cluster":
+            return int(BURY.send_by(lambda command: connection.cluster.send_on_node(
+                redis, [command], _logged)[0], BURY.command(keys, args)))
+        return int(BURY(redis, keys, args))
 
     def _bury_in_two_steps(self, redis, source: str, kind: str, pairs, now: float) -> int:
         """The cluster layout's move into ``dead`` from another hash slot: add to ``dead``
@@ -113,6 +122,10 @@ class DeadWriter:
             else:
                 redis.zrem(self.keys.dead, text)
         return buried
+
+
+def _logged(confirmed: int, wait: tuple[int, int]) -> None:
+    connection.replicas.confirmed(confirmed, wait[0])
 
 
 def envelope(raw: str | bytes, reason: str, queue: str | None, jid: str,

@@ -33,12 +33,12 @@ tags, one per queue (``ClusterKeys``, docs/redis-cluster.md).
 | ``forkq:limiter:concurrent:<name>`` | zset: holder → lease expiry | limiter | limiter | lock_timeout after last use |
 | ``forkq:limiter:window:<name>`` | hash: window (index since the epoch), count | limiter | limiter | to the window's end |
 | ``forkq:limiter:bucket:<name>`` | hash: tokens, at | limiter | limiter | time to refill |
-| ``forkq:batch:<bid>`` | hash: the batch record (``flow/batch.py``: counts, callbacks, parent, events fired) | client at the batch's commit; worker scripts at each member's end | ``flow/batch.py``, api, web | ``expires_in`` (30 days) from commit; ``keep`` (24 h) from success |
-| ``forkq:batch:<bid>:pending`` / ``:unrun`` | set: jids not yet succeeded / not yet run once | client at commit and reopen; worker scripts (``flow/batch_lua.py``) | same | as the record |
+| ``forkq:batch:<bid>`` (cluster layout: ``forkq:{b:<root bid>}:batch:<bid>``, a tag per batch tree) | hash: the batch record (``flow/batch.py``: counts, callbacks, parent, events fired; in the cluster layout ``firing_<event>`` until its callback is pushed, ``flow/batch_cluster.py``) | client at the batch's commit; worker scripts at each member's end | ``flow/batch.py``, api, web | ``expires_in`` (30 days) from commit; ``keep`` (24 h) from success |
+| ``forkq:batch:<bid>:pending`` / ``:unrun`` | set: jids not yet succeeded / not yet run once | client at commit and reopen; worker scripts (``flow/batch_scripts.py``) | same | as the record |
 | ``forkq:batch:<bid>:failed`` / ``:dead`` | hash jid → error / set of dead jids | worker scripts at a retry or death | api, web | as the record |
 | ``forkq:batch:<bid>:results`` | hash: header index → JSON value (chords) | worker success script | worker success script (the chord's callback) | as the record |
 | ``forkq:iteration:<jid>`` | string: JSON ``{cursor, at}`` or ``{done: true}`` | a resumable job (``flow/iterable.py``) after its items | the same job when it runs again | ``cursor_ttl`` (30 days) from each save |
-| ``forkq:batches`` | zset: bid → created_at, batches not yet succeeded | client at commit; worker success script (ZREM) | api, metrics gauge (pruned of expired records) | none |
+| ``forkq:batches`` | zset: bid → created_at, batches not yet succeeded | client at commit; worker success script (ZREM; the cluster layout: a step after it) | api, metrics gauge (pruned of expired records) | none |
 | ``forkq:result:<jid>`` | string: JSON result (status, value, errors, times) | client at enqueue, processor (or a job class owning its results) | ``forkq.results``, Django backend | the job's ``result_ttl`` from each write |
 | ``forkq:done:<jid>`` | list of one item: the job reached a final status | result writer, in the script call of the final record (`results.FINISH`) | ``results.get(jid, wait=)`` (BLMOVE onto itself) | ``results.DONE_TTL`` at most |
 | ``forkq:paused`` | set of paused queue names | ``flow.pause`` (api, forkqctl, web) | fetch script, control watch, api, metrics | none |
@@ -66,7 +66,6 @@ from itertools import count
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from .errors import ClusterUnsupported
 
 #: seconds a daily stat key lives (Sidekiq's 5 years)
 DAILY_STAT_TTL = 5 * 365 * 86400
@@ -134,6 +133,33 @@ def shard_index(value) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value < MAX_SHARDS:
         return value
     return 0
+#: the tails of the cluster layout's directories: sets of queue names, in the meta slot, that
+#: a push adds to once per client (``connection/cluster.py``): the queues, and those that ever
+#: had a priority level or a tenant (``ClusterKeys.prioritized``, ``.fair``)
+CLUSTER_DIRECTORIES = (CLUSTER_QUEUES, "forkq:{meta}:prioritized", "forkq:{meta}:fair")
+
+#: Lua: the names of a queue's placement keys (``flow/placement.py``: levels, tenants, turns,
+#: the fair-running counts, the bell) from ``root`` (``Keys.root``) and the queue's name, as
+#: ``Keys`` and ``ClusterKeys`` make them: the cluster layout's root ends with ``forkq:{q:``,
+#: which the queue's name completes into the queue's hash tag. ``queue_key(root, name, part)`` is
+#: ``<root>forkq:<part>:<name>`` in the default layout; ``guard_key`` gives the set of queue
+#: names a place marks, or, in the cluster layout (where that set is in another slot and the
+#: client marks it), the sorted set ``zset`` itself, which ``placement.MARK_LUA`` then skips.
+QUEUE_KEYS_LUA = """
+local function clustered(root) return string.sub(root, -9) == 'forkq:{q:' end
+local function queue_key(root, name, part)
+  if clustered(root) then return root .. name .. '}:' .. part end
+  return root .. 'forkq:' .. part .. ':' .. name
+end
+local function tenant_key(root, name, tenant)
+  if clustered(root) then return root .. name .. '}:tenant:' .. tenant end
+  return root .. 'forkq:tenant:' .. name .. ',' .. tenant
+end
+local function guard_key(root, which, zset)
+  if clustered(root) then return zset end
+  return root .. 'forkq:' .. which
+end
+"""
 
 
 @dataclass(frozen=True)
@@ -150,6 +176,10 @@ class Keys:
         """What every key starts with: the namespace and its colon, or nothing (for scripts
         that make a queue's level keys from its name)."""
         return self._k("")
+
+    def lua_name(self, queue: str) -> str:
+        """What completes ``root`` into ``queue``'s keys in ``QUEUE_KEYS_LUA``: its name."""
+        return queue
 
     @property
     def queues(self) -> str:
@@ -311,9 +341,9 @@ class Keys:
         """A batch's record; its sets are this key plus ``:pending`` etc. (``flow/batch.py``)."""
         return self._k(f"forkq:batch:{bid}")
 
-    @property
-    def batch_prefix(self) -> str:
-        """What a batch's record key is made of with its bid (the worker scripts' parents)."""
+    def batch_prefix(self, bid: str) -> str:
+        """What a batch's record key is made of with its bid (the worker scripts walk up to
+        the parents of ``bid`` with it: the same prefix for a whole batch tree)."""
         return self._k("forkq:batch:")
 
     @property
@@ -394,6 +424,9 @@ class ClusterKeys(Keys):
     | ``forkq:{meta}:shards`` / ``:shards-ever`` | hash: queue → shard count, last recorded / highest | meta |
     | ``forkq:{q:<name>}:unique:<digest>`` | string: a unique job's lock | queue's |
     | ``forkq:{l:<name>}:limiter:<kind>`` | as in ``Keys.limiter`` | the limiter's |
+    | ``forkq:{b:<root bid>}:batch:<bid>`` (+ ``:pending``...) | as in ``Keys.batch``, a tag per batch tree | the tree's |
+    | ``forkq:{q:<name>}:level:<p>``, ``:levels``, ``:tenant:<t>``, ``:turns``, ``:turn``, ``:fair-running``, ``:bell`` | as ``Keys``' ``forkq:level:<p>:<name>``... | queue's |
+    | ``forkq:{q:<name>}:inflight:<slot>:<thread>[:alt]:fair`` | hash: a private list's ``fair_limit`` counts | queue's |
     | ``forkq:{meta}:<any other key of Keys>`` | as in ``Keys`` | meta |
     """
 
@@ -456,6 +489,39 @@ class ClusterKeys(Keys):
                             "inflight_async(slot, queue)")
         return self._q(queue, f"inflight:{slot}:async")
 
+    @property
+    def root(self) -> str:
+        """The start of a queue's keys up to its name (``QUEUE_KEYS_LUA``)."""
+        return self._q("", "")[:-2]
+
+    def lua_name(self, queue: str) -> str:
+        """A shard's tag completes ``root`` (``shard_tag``), a queue's its name."""
+        return _tag_of(queue).removeprefix("q:")
+
+    # A queue's placement keys (flow/placement.py) share its tag, so that the fetch, the push
+    # and every put-back stay in one slot; the sets of names that ever had a level or a tenant
+    # (``prioritized``, ``fair``) are directories in the meta slot, marked by the client.
+    def level(self, queue: str, level: int) -> str:
+        return self._q(queue, f"level:{level}")
+
+    def levels(self, queue: str) -> str:
+        return self._q(queue, "levels")
+
+    def tenant(self, queue: str, tenant: str) -> str:
+        return self._q(queue, f"tenant:{tenant}")
+
+    def turns(self, queue: str) -> str:
+        return self._q(queue, "turns")
+
+    def turn(self, queue: str) -> str:
+        return self._q(queue, "turn")
+
+    def fair_running(self, queue: str) -> str:
+        return self._q(queue, "fair-running")
+
+    def bell(self, queue: str) -> str:
+        return self._q(queue, "bell")
+
     def limiter(self, kind: str, name: str) -> str:
         """A tag per limiter name: each script of a limiter touches its one key, and the
         limiters spread over the primaries."""
@@ -466,27 +532,14 @@ class ClusterKeys(Keys):
         digest names its queue, so uniqueness is per queue in both layouts."""
         return self._q(queue, f"unique:{digest}")
 
-    # What the layout does not place yet: the features that use these keys are refused at
-    # the call, naming the feature, rather than run with keys that cross hash slots.
-
     def batch(self, bid: str) -> str:
-        raise ClusterUnsupported("workflows (batches, chains, chords)")
+        """A tag per batch tree, its root's bid: a child's bid starts with its root's
+        (``<root>.<jid>``, ``flow/batch.py``), so a member's count and the walk up to its
+        parents stay in one slot."""
+        return self.batch_prefix(bid) + bid
 
-    @property
-    def batch_prefix(self) -> str:
-        raise ClusterUnsupported("workflows (batches, chains, chords)")
-
-    @property
-    def batches(self) -> str:
-        raise ClusterUnsupported("workflows (batches, chains, chords)")
-
-    # A job's own list at a level or of a tenant: pushing one is refused; the sets that say
-    # which exist stay readable (always empty here), so readers of a queue need no branch.
-    def level(self, queue: str, level: int) -> str:
-        raise ClusterUnsupported("priority within a queue (the priority option)")
-
-    def tenant(self, queue: str, tenant: str) -> str:
-        raise ClusterUnsupported("fair shares (the fair_key option)")
+    def batch_prefix(self, bid: str) -> str:
+        return self._tagged(f"b:{bid.split('.', 1)[0]}", "batch:")
 
     def private_lists(self, slot: str, threads: int, queues=()) -> list[str]:
         return [key for queue in queues for key in [

@@ -79,8 +79,10 @@ def sendable(keys, payloads: list[dict[str, Any]], at: float | None,
     member of the sorted set are written together (``flow/placement.py``), else a cut
     connection could leave a job where no fetch looks. A plain push needs none."""
     sent = commands(keys, payloads, at, now)
+    # a payload naming neither a priority nor a tenant is plain without working out its place
     if (at is not None and at > now) or all(
-            placement.place_of(p, p["queue"]).plain for p in payloads):
+            ("priority" not in p and "fair_key" not in p)
+            or placement.place_of(p, p["queue"]).plain for p in payloads):
         return sent
     return [("MULTI",), *sent, ("EXEC",)]
 

@@ -53,7 +53,8 @@ def test_compare_refuses_a_table_without_its_headline():
 
 def test_threads_cost_runs_both_bodies():
     out = run_bench("threads_cost.py", "--jobs", "200", "--runs", "1", "--variants",
-                    "1 thread", "--idle-seconds", "0.5")
+                    "1 thread,10 threads: pinned to one CPU", "--idle-seconds", "0.5")
     assert "body: INCR" in out and "body: 1 ms of pure Python, then INCR" in out
     assert out.count("| 1 thread |") == 2
+    assert out.count("| 10 threads: pinned to one CPU |") == 2
     assert "| service threads stretched |" in out

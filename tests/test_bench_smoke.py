@@ -48,6 +48,9 @@ RUNS = {
     "cluster": (["cluster.py", "--jobs", "200", "--runs", "1", "--queues", "1"], "load after"),
     "cluster_shards": (["cluster.py", "--jobs", "200", "--runs", "1", "--shards", "3"],
                        "1 queue in 3 shards"),
+    "cluster_batch": (["cluster.py", "--jobs", "200", "--runs", "1", "--queues", "1", "--batch"],
+                      "cluster, 3 primaries, batch members"),
+    "cluster_admin": (["cluster_admin.py", "--queues", "3", "--runs", "1"], "queue_summaries"),
 }
 #: the same for the runs beside Ruby Sidekiq; compare.py drains 2,000 jobs, since fewer can
 #: all finish before its first sample

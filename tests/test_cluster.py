@@ -21,7 +21,7 @@ from forkq import client as forkq_client
 from forkq import config
 from forkq.api import Api
 from forkq.connection import urls
-from forkq.errors import ClusterUnsupported, ConfigError, ForkqError
+from forkq.errors import ConfigError, ForkqError
 from forkq.keys import ClusterKeys
 from forkq.supervisor.preflight import check_redis as preflight
 from forkq.worker.poller import Poller
@@ -42,8 +42,7 @@ def test_a_cluster_url_lists_start_nodes_and_takes_no_db():
     assert target.options["ssl"] and target.options["password"] == "s@cret"
     with pytest.raises(urls.RedisURLError, match="only database 0"):
         urls.parse("redis+cluster://h:7000/3")
-    with pytest.raises(urls.RedisURLError, match="wait_replicas is not supported in cluster"):
-        urls.parse("redis+cluster://h:7000?wait_replicas=1")
+    assert urls.parse("redis+cluster://h:7000?wait_replicas=1").wait_replicas == 1
     with pytest.raises(urls.RedisURLError, match="cluster node address 'h' is not host:port"):
         urls.parse("redis+cluster://h")
     for bad in ("h:0", "h:65536", "h:99999"):
@@ -211,17 +210,6 @@ def test_a_graceful_stop_puts_unstarted_jobs_back_and_leaves_no_private_list(clu
     ran = redis.hlen("e2e:runs")
     assert redis.llen(KEYS.queue("alpha")) + ran == len(jids)
     assert not [key for node in cluster.primaries() for key in node.client().keys("*inflight*")]
-
-
-def test_code_features_are_refused_at_the_call_naming_them(cluster, make_config):
-    with pytest.raises(ClusterUnsupported, match=r"priority within a queue \(the priority"):
-        jobs.Record.set(priority=5).perform_async(1)
-    with pytest.raises(ClusterUnsupported, match=r"fair shares \(the fair_key option\)"):
-        jobs.Record.set(fair_key="tenant-1").perform_async(1)
-    with pytest.raises(ClusterUnsupported, match=r"workflows \(batches, chains, chords\)"):
-        with forkq.batch():
-            jobs.Record.perform_async("in a batch")
-    assert forkq_client.default().redis.dbsize() == 0  # nothing half-written
 
 
 def queue_in_slot(client, slot: int) -> str:

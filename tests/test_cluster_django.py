@@ -96,14 +96,14 @@ def test_aenqueue_and_aget_result_on_a_cluster(cluster_tasks, cluster_worker):
     assert aenqueued_and_awaited(add, 2, 3).return_value == 5
 
 
-def test_a_task_with_a_priority_is_refused_naming_cluster_mode(cluster_tasks):
-    from forkq.contrib.django.compat import InvalidTask
+def test_a_task_with_a_priority_waits_at_its_level_and_runs_on_a_cluster(cluster_tasks,
+                                                                        cluster_worker):
     from shop.tasks import add
 
-    assert add.get_backend().supports_priority is False
-    with pytest.raises(InvalidTask, match=r"task 'add' has priority 3, and this backend's Redis "
-                                          r"cannot order tasks by priority: priority within a "
-                                          r"queue .*cluster mode \(layout: cluster\)"):
-        add.using(priority=3)
-    assert add.using(priority=0).enqueue(1, 2).id
-    assert forkq_client.default().redis.llen(KEYS.queue("default")) == 1
+    assert add.get_backend().supports_priority is True
+    urgent = add.using(priority=3).enqueue(1, 2)
+    redis = forkq_client.default().redis
+    assert redis.llen(KEYS.level("default", 3)) == 1 and redis.llen(KEYS.queue("default")) == 0
+    cluster_worker()
+    done = finished(urgent)
+    assert (done.return_value, done.task.priority) == (3, 3)

@@ -278,7 +278,7 @@ def runtime_dependencies() -> set[str]:
 FORMER_README = {
     "New to forkq?": "goes from a module of your own jobs to a running worker",
     "Two commands": "On a fresh Debian/Ubuntu machine with Python 3.11+, from",
-    "What forkq does not do yet": "Redis Cluster runs a core of forkq (push, fetch, retries,",
+    "What forkq does not do yet": "Windows: the supervisor forks its workers; forkq is tested",
     "Usage": "Arguments must survive a JSON round trip unchanged.",
     "Coroutine jobs": "A job whose `perform` is `async def`, or `@forkq.job`",
     "Results": "With the `result_ttl` option (seconds; off by default) a",

@@ -7,7 +7,6 @@ import contextlib
 import json
 import re
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ import forkq
 from forkq import aio, connection
 from forkq import client as forkq_client
 from forkq.web.app import App
+from failover_jobs import Producer
 from helpers import wait_for
 from jobs import Record
 from redis_nodes import SentinelGroup
@@ -56,31 +56,6 @@ def runs_file(tmp_path, monkeypatch, redis, redis_url):
 def note_payload(value: str) -> str:
     return json.dumps({"class": "failover_jobs.note", "args": [value], "jid": value.rjust(24, "0"),
                        "queue": "default", "retry": True, "enqueued_at": time.time()})
-
-
-class Producer(threading.Thread):
-    """Pushes ``count`` jobs one at a time, as an application would: a push that raised is
-    pushed again after a pause; ``acknowledged`` holds those that returned."""
-
-    def __init__(self, count: int) -> None:
-        super().__init__(daemon=True)
-        self.count = count
-        self.acknowledged: list[str] = []
-        self.errors = 0
-
-    def run(self) -> None:
-        import failover_jobs
-
-        for index in range(self.count):
-            while True:
-                try:
-                    failover_jobs.note.perform_async(f"p{index}")
-                    break
-                except redis_py.RedisError:
-                    self.errors += 1
-                    time.sleep(0.05)
-            self.acknowledged.append(f"p{index}")
-            time.sleep(0.01)
 
 
 @dataclass
@@ -248,7 +223,8 @@ def test_the_replicas_confirm_a_push_with_wait_replicas(group):
     client = connection.make_client(group.url + "?wait_replicas=2")
     connection.send_commands(client, [("LPUSH", "queue:x", "job")])
     refused = connection.make_client(group.url + "?wait_replicas=3&wait_timeout=0.2")
-    with pytest.raises(connection.ReplicaTimeoutError, match="confirmed by 2 of 3 replica"):
+    # two replicas: never 3; a loaded machine's replica may also miss the 200 ms
+    with pytest.raises(connection.ReplicaTimeoutError, match=r"confirmed by [0-2] of 3 replica"):
         connection.send_commands(refused, [("LPUSH", "queue:x", "job")])
     held = client.connection_pool.get_connection()
     assert connection.call_replicated(client, held, "LLEN", "queue:x") == 2
@@ -274,7 +250,7 @@ def test_the_asyncio_client_follows_the_new_primary(group, redis):
     """kill -9 the primary under a running event loop: the next push reaches the promoted
     replica through the same asyncio client, and so does a connection held out of its pool."""
     forkq.configure(redis_url=group.url + "?wait_replicas=3&wait_timeout=0.2")
-    with pytest.raises(connection.ReplicaTimeoutError, match="confirmed by 2 of 3 replica"):
+    with pytest.raises(connection.ReplicaTimeoutError, match=r"confirmed by [0-2] of 3 replica"):
         asyncio.run(push_and_close(aio.perform_async(Record, "too few replicas")))
     forkq.configure(redis_url=group.url)
 

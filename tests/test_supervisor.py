@@ -128,6 +128,22 @@ def test_children_start_process_jobs_and_stop_cleanly(start_master, redis, tmp_p
 
 
 @pytest.mark.slow
+def test_with_cpu_affinity_each_child_keeps_to_its_slots_cpu(start_master, redis):
+    allowed = sorted(os.sched_getaffinity(0))
+    master = start_master(cpu_affinity=True)
+    pids = master.ready_pids(2)
+    slots = {child["pid"]: child["slot"] for child in master.status()["children"]}
+    for pid in pids:
+        assert psutil.Process(pid).cpu_affinity() == [allowed[slots[pid] % len(allowed)]]
+        assert f"slot {slots[pid]} keeps to CPU {allowed[slots[pid] % len(allowed)]}" \
+            in master.log()
+    assert len(psutil.Process(master.pid).cpu_affinity()) == len(allowed), "the master's stay"
+    jids = e2e_jobs.Record.perform_bulk([[i] for i in range(20)])
+    wait_for(lambda: redis.hlen("e2e:runs") == 20, 10, message="20 jobs run")
+    assert set(redis.hkeys("e2e:runs")) == set(jids)
+
+
+@pytest.mark.slow
 def test_a_child_killed_mid_job_is_replaced_and_its_job_recovered_at_once(start_master, redis):
     # A long heartbeat TTL: only the replacement's boot recovery can bring the job back in time.
     master = start_master(processes=1, heartbeat_ttl=60)

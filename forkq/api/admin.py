@@ -13,7 +13,6 @@ from typing import Any
 from redis.exceptions import NoPermissionError
 
 from ..connection.source import default_source
-from ..errors import ClusterUnsupported
 from ..flow import cancel as cancelling
 from ..flow import pause as pausing
 from ..flow import placement, shards
@@ -132,8 +131,7 @@ class Api(Store):
         works = [parse_work(p.identity, thread, text)
                  for p, threads in zip(processes, pipe.execute(raise_on_error=False))
                  if not wrong_type(threads) for thread, text in threads.items()]
-        if self.keys.layout != "cluster":  # resumable jobs, refused there, have no cursor
-            self._add_cursors(works)
+        self._add_cursors(works)
         return sorted(works, key=lambda w: w.run_at or 0.0)
 
     def _add_cursors(self, works: list[Work]) -> None:
@@ -241,11 +239,7 @@ class Api(Store):
         wrote them (``api.periodic.report``, which names what it could not read)."""
         from .periodic import report  # imports cronsim: only when this is asked
 
-        try:
-            return report(self.redis, self.keys)
-        except ClusterUnsupported:  # refused at start there: no master leads
-            return {"leader": {"identity": None, "master_pid": None}, "entries": [],
-                    "problem": None}
+        return report(self.redis, self.keys)
 
     def redis_info(self) -> dict[str, Any]:
         """Server facts from INFO; "?" where a Redis user may not run INFO (not a read)."""

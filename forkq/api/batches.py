@@ -3,7 +3,9 @@ status (``flow/batch.py``).
 
 Runs in whatever process reads (web UI, ``forkqctl``, tests). The index ``forkq:batches``
 holds each batch until it succeeds; a batch that never succeeds (a job died) stays there until
-its record expires (``expires_in``), and a listing drops such members (unless read-only).
+its record expires (``expires_in``), and a listing drops such members (unless read-only). In
+the cluster layout the entry leaves the index in a step of its own after the success (or a
+commit's last step may add it after a fast success): a listing drops succeeded batches too.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ class Batches:
         found, gone = [], []
         for bid in bids:
             batch = self.get(bid)
-            (found if batch is not None else gone).append(batch or bid)
+            # succeeded: the cluster layout's index entry may outlive it (batch_cluster.py)
+            listed = batch is not None and not batch.success
+            (found if listed else gone).append(batch if listed else bid)
         if gone and not self.store.read_only:
             redis.zrem(keys.batches, *gone)
         return found

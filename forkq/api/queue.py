@@ -160,25 +160,27 @@ class Queue:
         return pausing.resume(self.api.redis, self.api.keys, self.name)
 
     def clear(self) -> None:
-        """Delete every waiting job, at every level and of every tenant, and forget the
-        queue. A job pushed to a level or tenant that appears during the clear (between its
-        read of the members and its MULTI) stays in its list, unseen until that member is
-        marked again by the next push there. In the cluster layout the list is dropped, then
-        its name leaves the directory, in two commands (two slots); a client that pushed to
-        the queue before does not send the name again (``connection/cluster.py``), so the
-        queue is listed again once a live process fetches from it or a new client pushes."""
+        """Delete every waiting job, at every level, of every tenant and in every shard, and
+        forget the queue. A job pushed to a level or tenant that appears during the clear
+        (between its read of the members and the deletes) stays in its list, unseen until that
+        member is marked again by the next push there. In the cluster layout the deletes are
+        not one ``MULTI``: the queue's keys, each shard's and the directories are in several
+        slots; a client that pushed to the queue before does not send its name to the
+        directory again (``connection/cluster.py``), so the queue is listed again once a live
+        process fetches from it or a new client pushes."""
         keys, name = self.api.keys, wire(self.name)
-        if keys.layout == "cluster":  # no levels or tenants there; the list and the directory
-            self.api.redis.unlink(self.key)  # are in two slots: two commands
-            self.api.redis.srem(keys.queues, name)
-            return
-        pipe = self.api.redis.pipeline()
-        pipe.unlink(self.key, *self._level_keys().values(), *self._tenant_keys().values(),
-                    keys.levels(self.name), keys.turns(self.name), keys.turn(self.name),
-                    keys.bell(self.name))
-        pipe.srem(keys.queues, name)
-        pipe.srem(keys.prioritized, name)
-        pipe.srem(keys.fair, name)
+        waiting = [self.key, *self._level_keys().values(), *self._tenant_keys().values(),
+                   *self._shard_keys(), keys.levels(self.name), keys.turns(self.name),
+                   keys.turn(self.name), keys.bell(self.name)]
+        cluster = keys.layout == "cluster"
+        pipe = self.api.redis.pipeline(transaction=not cluster)
+        if cluster:  # a command a slot
+            for key in waiting:
+                pipe.unlink(key)
+        else:
+            pipe.unlink(*waiting)
+        for directory in (keys.queues, keys.prioritized, keys.fair):
+            pipe.srem(directory, name)
         pipe.execute()
 
     def __repr__(self) -> str:

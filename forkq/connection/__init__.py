@@ -30,6 +30,7 @@ from redis.connection import Connection, SSLConnection, UnixDomainSocketConnecti
 from redis.sentinel import SentinelConnectionPool
 
 from . import cluster, embedded, urls as redis_url, sentinel
+from .replication import ReplicaTimeoutError, check_wait, wait_setting  # noqa: F401 (API)
 from ..errors import RedisUnavailableError
 from ..log import logger
 
@@ -141,10 +142,6 @@ class SentinelWaitingPool(SentinelConnectionPool, WaitingPool):
     """A ``WaitingPool`` whose connections follow a Sentinel-managed primary."""
 
 
-class ReplicaTimeoutError(redis.RedisError):
-    """A write reached the primary, but fewer replicas than ``wait_replicas`` confirmed it."""
-
-
 class ShownConnection(redis_url.ShowsURL, Connection):
     pass
 
@@ -212,12 +209,6 @@ def _client(pool, target: redis_url.Target, single_connection_client: bool) -> r
     #: (replicas, timeout in ms) every write waits for, or None
     client.forkq_wait = wait_setting(target)
     return client
-
-
-def wait_setting(target: redis_url.Target) -> tuple[int, int] | None:
-    """(replicas, timeout in ms) every write waits for, or None."""
-    return ((target.wait_replicas, int(target.wait_timeout * 1000))
-            if target.wait_replicas else None)
 
 
 class LazyClient:
@@ -293,15 +284,6 @@ def call(client: redis.Redis, *command) -> Any:
     if isinstance(client, cluster.ClusterClient):
         return client.execute_command(*command)
     return _send(client, [command])[0]
-
-
-def check_wait(confirmed: int, wait: tuple[int, int]) -> None:
-    """Raise ``ReplicaTimeoutError`` when a write's ``WAIT`` got too few confirmations."""
-    if confirmed < wait[0]:
-        raise ReplicaTimeoutError(
-            f"written to the Redis primary but confirmed by {confirmed} of {wait[0]} "
-            f"replica(s) within {wait[1]} ms (wait_replicas, wait_timeout): a failover now "
-            f"would lose it")
 
 
 def call_replicated(client: redis.Redis, connection, *command, disable_decoding=False):

@@ -39,6 +39,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelMan
 
 from . import SOCKET_TIMEOUT, check_wait, cluster, sentinel, urls, wait_setting
 from .source import default_source
+from ..errors import ClusterUnsupported
 from .urls import ShowsURL, Target
 
 
@@ -131,8 +132,13 @@ def _make_client(url: str) -> aioredis.Redis:
 
 
 def _cluster_client(target: Target, options: dict) -> AsyncCluster:
-    """Each command to its key's primary; a cluster URL refuses ``wait_replicas``. Its
-    first command finds the slot table."""
+    """Each command to its key's primary; its first command finds the slot table. A
+    ``wait_replicas`` is refused: its ``WAIT`` must follow the push on the key's node
+    (``cluster.send_on_node``), which only the synchronous client does."""
+    if wait_setting(target) is not None:
+        raise ClusterUnsupported("wait_replicas with the asyncio client (forkq.aio)",
+                                 "push with the synchronous client (perform_async) where a "
+                                 "replica must confirm the push")
     nodes = [AsyncClusterNode(host, port) for host, port in target.cluster]
     found = AsyncCluster(startup_nodes=nodes, **cluster.settings(target, options))
     found.forkq_wait = None

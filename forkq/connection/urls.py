@@ -162,10 +162,8 @@ def parse(url: str) -> Target:
                                 "(/service_name/db), not as db= in the query")
         options, sentinels = _sentinel_target(url, scheme, query)
     elif scheme in CLUSTER_SCHEMES:
-        if replicas:
-            raise RedisURLError(url, "wait_replicas is not supported in cluster mode yet")
         options, nodes = _cluster_target(url, scheme, query)
-        return Target(url, options, None, 0, timeout, nodes)
+        return Target(url, options, None, replicas, timeout, nodes)
     else:
         if set(query) & set(_SENTINEL_LOGIN):
             raise RedisURLError(url, "sentinel_* parameters need a "

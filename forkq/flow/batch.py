@@ -16,7 +16,9 @@ the batch record and pushes every job: all or nothing. A block that raises pushe
 opened inside an open block, or inside a running batch job, is that batch's child (the parent
 succeeds only after it); a child opened inside an open block is committed with its parent, in
 one ``MULTI``, after the parent, which counts it. ``async with`` commits on the asyncio
-connection. Under ``forkq.testing`` the jobs go to its sink and no record is written.
+connection. Under ``forkq.testing`` the jobs go to its sink and no record is written. In the
+cluster layout the commit is ordered steps instead (``batch_cluster.py``: record, pushes,
+seal), and a child's bid starts with its tree's root bid, the tree's hash tag.
 
 A running job adds jobs to its own batch with ``forkq.batch.reopen(bid)`` (``self.batch``): the
 jobs are counted and pushed when that block ends, before the running job ends, so the batch
@@ -39,6 +41,7 @@ which a batch's all-or-nothing commit cannot express.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +51,7 @@ from ..client import build_payload, default, new_jid
 from ..connection import send_commands
 from ..payload import check_args, dumps
 from ..values import positive_seconds
-from . import batch_scripts
+from . import batch_cluster, batch_scripts
 from .context import _open, _running
 
 #: seconds a batch's record lives after its commit, unless it succeeds first
@@ -63,7 +66,7 @@ class Batch:
     def __init__(self, *, description: str | None = None, on_success=None, on_complete=None,
                  on_death=None, callback_queue: str | None = None, data: Any = None,
                  keep: float = KEEP, expires_in: float = EXPIRES_IN) -> None:
-        self.bid = new_jid()
+        self.bid = tree_bid(_parent_now())
         self.description = description
         self.callbacks = {"success": on_success, "complete": on_complete, "death": on_death}
         self.callback_queue = callback_queue
@@ -78,6 +81,8 @@ class Batch:
         #: which counts them) and how many children they write
         self.children: list[tuple] = []
         self.child_count = 0
+        #: the cluster layout's: child batches committed inside this block, after this one
+        self.child_batches: list[Batch] = []
         #: a chord's callback: (head, tail, size) of its JSON text around the results;
         #: (text, "", -1) for an immutable callback
         self.chord: tuple[str, str, int] | None = None
@@ -132,6 +137,9 @@ class Batch:
     def commit(self) -> None:
         """Write the record and push the jobs in one ``MULTI`` (or hand the commands to the
         enclosing batch block, whose commit sends them)."""
+        if default().keys.layout == "cluster":
+            self._commit_in_steps()
+            return
         commands = self._to_send()
         if commands:
             _raise_any(send_commands(default().redis, commands))
@@ -140,6 +148,9 @@ class Batch:
         """``commit`` on the asyncio connection (``forkq.aio``)."""
         from ..connection import aio  # imports redis.asyncio: only for applications using it
 
+        if default().keys.layout == "cluster":
+            await asyncio.to_thread(self._commit_in_steps)
+            return
         commands = self._to_send()
         if commands:
             _raise_any(await aio.send(commands, default().source))
@@ -157,18 +168,50 @@ class Batch:
             return []
         return commands if len(commands) == 1 else [("MULTI",), *commands, ("EXEC",)]
 
-    def _commands(self, keys) -> list[tuple]:
+    def _commit_in_steps(self) -> None:
+        """The cluster layout's commit (``batch_cluster.py``): the record, the pushes, the
+        seal, batch by batch, a parent before the children committed in its block."""
+        client = default()
+        if client.sink is not None:
+            return
+        if self._outer is not None and not self.reopened:
+            self._outer.child_batches.append(self)
+            self._outer.child_count += 1
+            return
+        self._send_steps(client.redis, client.keys, counted=False)
+
+    def _send_steps(self, redis, keys, counted: bool) -> None:
         now = time.time()
-        parent = "" if self.reopened else (self._outer.bid if self._outer else _running.get())
+        batch_cluster.write_record(
+            redis, keys, self.bid, self.jids, {} if self.reopened else self._fields(keys, now),
+            reopen=self.reopened, expires_in=self.expires_in)
+        for commands in self._pushes(keys, now):
+            send_commands(redis, commands)
+        if not self.reopened:
+            batch_cluster.seal(redis, keys, self.bid, parent=self._parent(),
+                               created_at=now, children=self.child_count, counted=counted)
+        for child in self.child_batches:
+            child._send_steps(redis, keys, counted=True)
+
+    def _parent(self) -> str:
+        if self.reopened:
+            return ""
+        return (self._outer.bid if self._outer else _running.get()) or ""
+
+    def _pushes(self, keys, now: float) -> list[list[tuple]]:
+        """The push commands (``push.commands``) of the jobs, one list per time they run at."""
         by_time: dict[float | None, list[dict[str, Any]]] = {}
         for payload, at in self.jobs:
             by_time.setdefault(at, []).append(payload)
-        pushes: list[tuple] = []
-        for at, payloads in by_time.items():
-            pushes += push_layout.commands(keys, payloads, at, now)
+        return [push_layout.commands(keys, payloads, at, now)
+                for at, payloads in by_time.items()]
+
+    def _commands(self, keys) -> list[tuple]:
+        now = time.time()
+        pushes = [command for commands in self._pushes(keys, now) for command in commands]
         return [batch_scripts.open_command(
             keys, self.bid, self.jids, {} if self.reopened else self._fields(keys, now),
-            pushes, parent=parent or "", expires_in=self.expires_in, created_at=now,
+            pushes, parent=self._parent(), expires_in=self.expires_in, created_at=now,
             reopen=self.reopened, children=self.child_count,
             counted=self._outer is not None)]
 
@@ -188,6 +231,21 @@ class Batch:
             fields.update(chord_head=self.chord[0], chord_tail=self.chord[1],
                           chord_size=self.chord[2])
         return fields
+
+
+def _parent_now() -> str | None:
+    """The bid of the batch a batch opened here would belong to: the open block's, or the
+    running batch job's."""
+    outer = _open.get()
+    return outer.bid if outer is not None else _running.get()
+
+
+def tree_bid(parent: str | None) -> str:
+    """A new bid; in the cluster layout a child's starts with its tree's root bid, the hash
+    tag of the whole tree (``ClusterKeys.batch``)."""
+    if parent and default().keys.layout == "cluster":
+        return f"{parent.split('.', 1)[0]}.{new_jid()}"
+    return new_jid()
 
 
 def _raise_any(replies: list) -> None:

@@ -21,6 +21,10 @@ due, each event at most once (``HSETNX fired_<event>``), then walks up to the pa
 when a child completed or succeeded. A callback is pushed by the same call, its JSON text
 built at the commit, ``enqueued_at`` spliced in here (never decoded and re-encoded).
 
+The Lua pieces are ``batch_lua.py``'s. In the cluster layout the keys of one call would cross
+hash slots: ``succeeded`` and ``ended`` hand over to ``batch_cluster.py``, which runs the same
+counts as ordered, idempotent steps.
+
 Runs in the worker's processor threads and coroutine finisher; the commit in the producer.
 """
 
@@ -33,71 +37,8 @@ from ..connection import send_commands
 from ..connection.scripts import Script
 from ..dead import DEAD_LUA
 from ..payload import dumps
-
-BATCH_LUA = """
-local function now_text()
-  local t = redis.call('TIME')
-  return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-end
--- push a job's JSON text (without enqueued_at) to the front of its queue
-local function push_text(queues_key, queue_name, queue_key, text, now)
-  redis.call('SADD', queues_key, queue_name)
-  redis.call('LPUSH', queue_key, string.sub(text, 1, -2) .. ',"enqueued_at":' .. now .. '}')
-end
--- a hash written after the commit lives as long as the record
-local function same_ttl(rec, key)
-  local ttl = redis.call('PTTL', rec)
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-end
--- a chord's callback: its header's results, in header order, spliced in as the first argument
-local function chord_text(rec)
-  local f = redis.call('HMGET', rec, 'chord_head', 'chord_tail', 'chord_size')
-  local values = {}
-  local results = rec .. ':results'
-  for i = 0, tonumber(f[3]) - 1 do
-    values[#values + 1] = redis.call('HGET', results, tostring(i)) or 'null'
-  end
-  return f[1] .. '[' .. table.concat(values, ',') .. ']' .. f[2]
-end
-local function fire(rec, queues_key, event, now)
-  if redis.call('HSETNX', rec, 'fired_' .. event, now) == 0 then return end
-  local text = redis.call('HGET', rec, 'cb_' .. event)
-  if event == 'success' and redis.call('HEXISTS', rec, 'chord_head') == 1 then
-    text = chord_text(rec)
-  end
-  if text then
-    local q = redis.call('HMGET', rec, 'cb_queue', 'cb_queue_key')
-    push_text(queues_key, q[1], q[2], text, now)
-  end
-end
--- fire what became due in batch bid, then in its parents while a child's state changed
-local function settle_up(prefix, queues_key, batches_key, bid, now)
-  while bid do
-    local rec = prefix .. bid
-    local f = redis.call('HMGET', rec, 'sealed', 'kids_open', 'kids_unok', 'parent', 'keep',
-                         'fired_complete', 'fired_success')
-    if not f[1] then return end
-    local parent, up, complete = f[4], false, f[6]
-    if not complete and tonumber(f[2] or '0') <= 0
-        and redis.call('SCARD', rec .. ':unrun') == 0 then
-      fire(rec, queues_key, 'complete', now)
-      complete = true
-      if parent then redis.call('HINCRBY', prefix .. parent, 'kids_open', -1); up = true end
-    end
-    if complete and not f[7] and tonumber(f[3] or '0') <= 0
-        and redis.call('SCARD', rec .. ':pending') == 0 then
-      fire(rec, queues_key, 'success', now)
-      redis.call('ZREM', batches_key, bid)
-      for _, suffix in ipairs({'', ':pending', ':unrun', ':failed', ':dead', ':results'}) do
-        redis.call('EXPIRE', rec .. suffix, f[5] or '86400')
-      end
-      if parent then redis.call('HINCRBY', prefix .. parent, 'kids_unok', -1); up = true end
-    end
-    if not up then return end
-    bid = parent
-  end
-end
-"""
+from . import batch_cluster
+from .batch_lua import BATCH_LUA
 
 # KEYS: queues, batches. ARGV: prefix, bid, parent ('' none), expires_in, created_at,
 # reopen (1/0), children committed with it (counted here, before they are written), whether
@@ -111,42 +52,17 @@ local rec = prefix .. bid
 if ARGV[6] == '1' and redis.call('HEXISTS', rec, 'sealed') == 0 then
   return redis.error_reply('no batch ' .. bid .. ' (unknown, or its record expired)')
 end
-local n, i = tonumber(ARGV[9]), 10
-for _ = 1, n do
-  redis.call('HSET', rec, ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-local m = tonumber(ARGV[i])
-local first, last = i + 1, i + m
-redis.call('HINCRBY', rec, 'total', m)
-for j = first, last, 500 do
-  local upto = math.min(j + 499, last)
-  redis.call('SADD', rec .. ':pending', unpack(ARGV, j, upto))
-  redis.call('SADD', rec .. ':unrun', unpack(ARGV, j, upto))
-end
-i = last + 1
+local i = write_record(rec, 9)
 while i <= #ARGV do
   local count = tonumber(ARGV[i + 2])
   redis.call(ARGV[i], ARGV[i + 1], unpack(ARGV, i + 3, i + 2 + count))
   i = i + 3 + count
 end
 if ARGV[6] == '0' then
-  redis.call('HSET', rec, 'sealed', '1', 'kids_open', ARGV[7], 'kids_unok', ARGV[7])
+  seal(prefix, bid, parent, ARGV[7], ARGV[8] == '1')
   redis.call('ZADD', KEYS[2], ARGV[5], bid)
-  -- a parent whose record expired gets no child (its record would be rewritten without TTL)
-  if parent ~= '' and (ARGV[8] == '1' or redis.call('EXISTS', prefix .. parent) == 1) then
-    redis.call('HSET', rec, 'parent', parent)
-    if ARGV[8] == '0' then
-      redis.call('HINCRBY', prefix .. parent, 'kids_open', 1)
-      redis.call('HINCRBY', prefix .. parent, 'kids_unok', 1)
-    end
-  end
-  for _, suffix in ipairs({'', ':pending', ':unrun'}) do
-    redis.call('EXPIRE', rec .. suffix, ARGV[4])
-  end
-else
-  for _, suffix in ipairs({':pending', ':unrun'}) do same_ttl(rec, rec .. suffix) end
 end
+record_ttl(rec, ARGV[6] == '1', ARGV[4])
 settle_up(prefix, KEYS[1], KEYS[2], bid, now_text())
 return 1
 """
@@ -158,25 +74,10 @@ return 1
 SUCCEEDED_SCRIPT = BATCH_LUA + """
 if ARGV[4] ~= '' and redis.call('LREM', KEYS[3], 1, ARGV[4]) == 0 then return 0 end
 local now, prefix, bid = now_text(), ARGV[1], ARGV[2]
-local rec = prefix .. bid
-local member = bid ~= '' and redis.call('EXISTS', rec) == 1
-if ARGV[7] ~= '' then
-  if member then  -- the next step joins the batch before this one leaves it
-    redis.call('SADD', rec .. ':pending', ARGV[9])
-    redis.call('SADD', rec .. ':unrun', ARGV[9])
-    redis.call('HINCRBY', rec, 'total', 1)
-  end
-  push_text(KEYS[1], ARGV[8], KEYS[4], ARGV[7], now)
-end
-if member then
-  if ARGV[5] ~= '' then
-    redis.call('HSET', rec .. ':results', ARGV[5], ARGV[6])
-    same_ttl(rec, rec .. ':results')
-  end
-  redis.call('SREM', rec .. ':pending', ARGV[3])
-  redis.call('SREM', rec .. ':unrun', ARGV[3])
-  redis.call('HDEL', rec .. ':failed', ARGV[3])
-  settle_up(prefix, KEYS[1], KEYS[2], bid, now)
+if ARGV[7] ~= '' then push_text(KEYS[1], ARGV[8], KEYS[4], ARGV[7], now) end
+if bid ~= '' and redis.call('EXISTS', prefix .. bid) == 1 then
+  count_success(prefix, bid, ARGV[3], ARGV[5], ARGV[6], ARGV[7] ~= '' and ARGV[9] or '',
+                KEYS[1], KEYS[2], now)
 end
 return 1
 """
@@ -194,18 +95,8 @@ elseif ARGV[7] == '1' then
   dead_add(KEYS[4], ARGV[6], ARGV[5])
   dead_trim(KEYS[4], ARGV[9], ARGV[10])
 end
-local rec = prefix .. bid
-if bid == '' or redis.call('EXISTS', rec) == 0 then return 1 end
-local now = now_text()
-redis.call('SREM', rec .. ':unrun', jid)
-redis.call('HSET', rec .. ':failed', jid, ARGV[11])
-same_ttl(rec, rec .. ':failed')
-if action ~= 'retry' and action ~= 'cancel' then
-  redis.call('SADD', rec .. ':dead', jid)
-  same_ttl(rec, rec .. ':dead')
-  fire(rec, KEYS[1], 'death', now)
-end
-settle_up(prefix, KEYS[1], KEYS[2], bid, now)
+if bid == '' or redis.call('EXISTS', prefix .. bid) == 0 then return 1 end
+count_end(prefix, bid, jid, action, ARGV[11], KEYS[1], KEYS[2], now_text())
 return 1
 """
 
@@ -220,7 +111,7 @@ def open_command(keys, bid: str, jids: list[str], fields: dict[str, Any],
     written; ``children``: child batches committed after it in the same ``MULTI``, which are
     ``counted`` by it. An ``EVAL`` carrying its text: in a ``MULTI`` a NOSCRIPT could not be
     answered by a second send."""
-    args: list = [keys.batch_prefix, bid, parent, int(expires_in), repr(created_at),
+    args: list = [keys.batch_prefix(bid), bid, parent, int(expires_in), repr(created_at),
                   1 if reopen else 0, children, 1 if counted else 0, len(fields)]
     for name, value in fields.items():
         args += [name, value if isinstance(value, str) else dumps(value)]
@@ -252,12 +143,14 @@ def succeeded(redis, keys, payload: dict[str, Any], ack: tuple[str, str],
     """Count a member's success, atomically with its acknowledgement ``ack`` (private list,
     job text; text '' without a private list) and the push of ``after`` (queue, text, jid),
     a chain's next step; 0 when the job was no longer held (nothing done)."""
+    if keys.layout == "cluster":
+        return batch_cluster.succeeded(redis, keys, payload, ack, value_json, after)
     queue, text, next_jid = after or ("", "", "")
-    index = payload.get("chord_index")
+    bid, index = payload.get("bid") or "", payload.get("chord_index")
     command = SUCCEEDED.command(
         [keys.queues, keys.batches, ack[0] or keys.batches,
          keys.queue(queue) if queue else keys.batches],
-        [keys.batch_prefix, payload.get("bid") or "", payload.get("jid", ""), ack[1],
+        [keys.batch_prefix(bid), bid, payload.get("jid", ""), ack[1],
          "" if index is None else str(index), value_json or "null", text, queue, next_jid])
     # the enqueue path's direct send: redis-py's command layers cost more than the call
     return int(SUCCEEDED.send_by(lambda sent: send_commands(redis, [sent])[0], command))
@@ -289,8 +182,11 @@ def cancelled(redis, keys, payload: dict[str, Any]) -> int:
 
 def ended(redis, keys, payload: dict[str, Any], action: str, text: str, score: float,
           bury: bool, trim_args: list, error: str, source: tuple[str, str]) -> int:
+    if keys.layout == "cluster":
+        return batch_cluster.ended(redis, keys, payload, action, (text, score, bury),
+                                   trim_args, error, source)
+    bid = payload.get("bid") or ""
     return int(FAILED(redis, [keys.queues, keys.batches, keys.retry, keys.dead,
                               source[0] or keys.dead],
-                      [keys.batch_prefix, payload.get("bid") or "", payload.get("jid", ""),
-                       action, text, repr(score), 1 if bury else 0, *trim_args, error,
-                       source[1]]))
+                      [keys.batch_prefix(bid), bid, payload.get("jid", ""), action, text,
+                       repr(score), 1 if bury else 0, *trim_args, error, source[1]]))

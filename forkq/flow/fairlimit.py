@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..connection.scripts import Script
+from ..keys import QUEUE_KEYS_LUA
 
 #: the largest ``fair_limit`` accepted
 MOST = 10_000
@@ -32,8 +33,8 @@ MOST = 10_000
 #: queue's tenants until one of their jobs ends
 LOOK_AHEAD = 16
 
-#: Lua: read, count and give back; ``root`` is the namespace prefix (``Keys.root``)
-FAIR_LIMIT_LUA = """
+#: Lua: read, count and give back; ``root`` is ``Keys.root`` (``keys.QUEUE_KEYS_LUA``)
+FAIR_LIMIT_LUA = QUEUE_KEYS_LUA + """
 -- The fair_limit of a job's text, or nil (a payload written by other code with a value that
 -- is not a whole number from 1 is not limited, as an invalid priority is ignored).
 local function limit_of(job)
@@ -47,7 +48,7 @@ end
 
 local function count_held(record, root, queue, tenant, n)
   redis.call('HINCRBY', record, queue .. ',' .. tenant, n)
-  redis.call('HINCRBY', root .. 'forkq:fair-running:' .. queue, tenant, n)
+  redis.call('HINCRBY', queue_key(root, queue, 'fair-running'), tenant, n)
 end
 
 -- Give back every count of a private list's record (the list was acknowledged or emptied).
@@ -55,7 +56,7 @@ local function give_back(record, root)
   local held = redis.call('HGETALL', record)
   for i = 1, #held, 2 do
     local queue, tenant = string.match(held[i], '^([^,]*),(.*)$')
-    local running = root .. 'forkq:fair-running:' .. queue
+    local running = queue_key(root, queue, 'fair-running')
     if redis.call('HINCRBY', running, tenant, -tonumber(held[i + 1])) <= 0 then
       redis.call('HDEL', running, tenant)
     end

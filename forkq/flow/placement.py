@@ -27,6 +27,12 @@ higher first, default 0) and its ``fair_key`` (a tenant: fair shares within the 
 
 Every writer adds the job to its list *before* its level or tenant to the sorted set, in one
 atomic step (a script or a MULTI); the fetch removes a member only when its list is empty.
+
+In the cluster layout (``keys.ClusterKeys``) every one of a queue's keys above carries the
+queue's hash tag, so each of these steps stays in one slot; ``forkq:prioritized`` and
+``forkq:fair`` are directories in the meta slot, which the client adds a queue to before its
+first such push (``connection/cluster.py``), and which only tell idle threads which bells to
+wait on: the cluster's fetch looks for a queue's levels and turns itself.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..keys import QUEUE_KEYS_LUA
 from ..values import name_problem
 
 #: the range of ``priority`` (Django's): higher runs first
@@ -43,26 +50,30 @@ LOWEST, HIGHEST = -100, 100
 BELL_TOKENS = 16
 
 #: Lua: record that ``member`` of queue ``name`` may hold jobs (after the job is in its
-#: list): ``ZADD NX`` keeps a waiting tenant's turn and a level's score
+#: list): ``ZADD NX`` keeps a waiting tenant's turn and a level's score. ``names`` is the set
+#: of queue names to mark, or ``zset`` itself where that set is in another hash slot (the
+#: cluster layout: ``front``, ``keys.QUEUE_KEYS_LUA``' ``guard_key``): the client marks it.
 MARK_LUA = """
 local function mark(zset, names, score, member, name)
   redis.call('ZADD', zset, 'NX', score, member)
-  redis.call('SADD', names, name)
+  if names ~= zset then redis.call('SADD', names, name) end
 end
 """
 #: Lua: push ``text`` to the place of queue ``name`` at ``level`` for ``tenant`` ('' none),
 #: not ``queue:<name>``, mark it and ring the bell. The key names are ``keys.py``'s, made from
-#: ``root`` (``Keys.root``) as the fetch script makes them.
-PUSH_LUA = MARK_LUA + f"""
+#: ``root`` (``Keys.root``) as the fetch script makes them (``QUEUE_KEYS_LUA``).
+PUSH_LUA = QUEUE_KEYS_LUA + MARK_LUA + f"""
 local function push_placed(root, name, level, tenant, text)
   if tenant ~= '' then
-    redis.call('LPUSH', root .. 'forkq:tenant:' .. name .. ',' .. tenant, text)
-    mark(root .. 'forkq:turns:' .. name, root .. 'forkq:fair', 0, tenant, name)
+    redis.call('LPUSH', tenant_key(root, name, tenant), text)
+    local turns = queue_key(root, name, 'turns')
+    mark(turns, guard_key(root, 'fair', turns), 0, tenant, name)
   else
-    redis.call('LPUSH', root .. 'forkq:level:' .. level .. ':' .. name, text)
-    mark(root .. 'forkq:levels:' .. name, root .. 'forkq:prioritized', level, level, name)
+    redis.call('LPUSH', queue_key(root, name, 'level:' .. level), text)
+    local levels = queue_key(root, name, 'levels')
+    mark(levels, guard_key(root, 'prioritized', levels), level, level, name)
   end
-  local bell = root .. 'forkq:bell:' .. name
+  local bell = queue_key(root, name, 'bell')
   redis.call('LPUSH', bell, '1')
   redis.call('LTRIM', bell, 0, {BELL_TOKENS - 1})
 end
@@ -144,7 +155,8 @@ def front(keys, place: Place) -> tuple[list[str], list]:
     if place.plain:
         return [keys.queue(place.queue)], ["", "", ""]
     zset, _, score, member = _member(keys, place)
-    return [place_list(keys, place), zset, _names(keys, place)[0]], [score, member, place.queue]
+    names = zset if keys.layout == "cluster" else _names(keys, place)[0]  # see MARK_LUA
+    return [place_list(keys, place), zset, names], [score, member, place.queue]
 
 
 def _member(keys, place: Place) -> tuple:

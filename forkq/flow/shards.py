@@ -26,6 +26,7 @@ import zlib
 from typing import Any
 
 from ..connection.scripts import Script
+from . import placement
 from ..keys import cluster_name_problem
 
 #: seconds a client keeps the shard counts it read
@@ -109,8 +110,8 @@ class ShardCounts:
         """Write a ``shard`` into each payload that has none, for its queue's count; a unique
         job's lock goes with it (``unique_queue``: the shard, whose slot holds lock and job)."""
         for payload in payloads:
-            if "shard" in payload:
-                continue
+            if "shard" in payload or not placement.place_of(payload, payload["queue"]).plain:
+                continue  # a job with a priority or a fair key waits in shard 0's places
             count = self.count(redis, keys, payload["queue"])
             if count > 1:
                 payload["shard"] = self.pick(payload, count)

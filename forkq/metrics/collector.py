@@ -10,7 +10,7 @@ Redis answering, not Redis down: heartbeats are read by ``api.processes.read_pro
 each bad record is counted in ``forkq_bad_records{kind}`` and otherwise left out. In the cluster
 layout (``layout: cluster``) the scheduled and retry sizes are summed over the sets of every
 queue the directory or the config names (``Keys.schedule_sets``), read in the pipeline of the
-queues' sizes; the open batches count 0 (workflows are refused there).
+queues' sizes; the open batches are the index in the meta slot, as in the default layout.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ..api import latency, wire
 from ..api.entry import as_int
 from ..api.processes import read_processes
 from ..api.records import wrong_type
-from ..errors import ClusterUnsupported, ForkqError
+from ..errors import ForkqError
 from ..flow import placement, shards
 from ..ident import hostname
 from ..keys import keys_for
@@ -117,9 +117,8 @@ class RedisReader:
         pipe.zcard(keys.dead)
         pipe.smembers(keys.paused)
         pipe.get(keys.cancelled)
-        if self._batches:
-            pipe.zcard(self._batches)
-        identities, queue_set, dead, paused, cancelled, *batches = pipe.execute(
+        pipe.zcard(keys.batches)
+        identities, queue_set, dead, paused, cancelled, batches = pipe.execute(
             raise_on_error=False)
         queues = sorted(_members(queue_set) | set(self.config.queue_names) | _members(paused))
         tenants = placement.tenant_lists(redis, keys, queues)
@@ -141,7 +140,7 @@ class RedisReader:
         tail, now = iter(pipe.execute(raise_on_error=False)), time.time()
         # the cluster layout's schedule and retry are a set per queue: summed, each counted
         set_sizes = [[next(tail) for _ in sets] for sets in waiting_sets] + [[dead],
-                                                                             batches or [0]]
+                                                                             [batches]]
         sizes, shares = {}, {}
         for name in queues:
             ends = [(next(tail), next(tail)) for _ in lists[name]]
@@ -162,14 +161,6 @@ class RedisReader:
                                                  set_sizes)},
                           shares, {_label(name) for name in _members(paused)},
                           as_int(cancelled))
-
-    @property
-    def _batches(self) -> str | None:
-        """The index of open batches; None where workflows are refused (cluster layout)."""
-        try:
-            return self.keys.batches
-        except ClusterUnsupported:
-            return None
 
     def _beats(self, processes) -> dict[int, dict]:
         """This host's sound heartbeats by pid."""

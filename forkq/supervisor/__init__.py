@@ -48,7 +48,7 @@ from typing import Callable
 from setproctitle import setproctitle
 
 from .. import __version__, client, connection, log, worker
-from .child import ChildTick, die_with_master, exit_child, title
+from .child import ChildTick, die_with_master, exit_child, keep_to_one_cpu, title
 from .children import GRACE, Child, Helper, Slots, WorkerSlot, describe_exit, restart_delay
 from .files import MasterFiles
 from .preflight import check_redis
@@ -389,6 +389,9 @@ class Supervisor:
         max_jobs = jittered(config.max_jobs, random)
 
         def main(pipe: int) -> None:
+            if config.cpu_affinity:
+                logger.info("slot %d keeps to CPU %s (cpu_affinity)", slot.index,
+                            keep_to_one_cpu(slot.index))
             tick = ChildTick(pipe, self.master_pid, max_jobs, config.tag)
             exit_child(lambda: worker.run(config, slot.name, parent=tick,
                                           observer=self.child_observer()))

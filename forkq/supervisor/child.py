@@ -81,6 +81,19 @@ class ChildTick:
             pass  # a master that does not read is busy or gone; the check above handles gone
 
 
+def keep_to_one_cpu(index: int) -> int | None:
+    """Bind this process to one CPU of those it may use (``cpu_affinity``): slot ``index``
+    modulo their count, so a master's children spread over the CPUs. Its threads then hand
+    the GIL over on one core instead of moving between cores. The CPU, or None where Linux's
+    affinity call is missing."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[index % len(allowed)]
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
 def die_with_master() -> None:
     """Ask Linux to TERM this process when the master dies (helper children only)."""
     try:

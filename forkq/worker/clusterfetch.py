@@ -12,7 +12,13 @@ weighted at random), one call each, until one yields jobs. So a busy thread whos
 has jobs makes one call per batch, as in the default layout; each empty queue ahead of the one
 that has jobs costs a round trip more (strict order with an empty first queue: two calls a
 batch). When the thread moves to another queue, the private list of its finished batch (in
-the old queue's slot) is acknowledged first by a ``DEL`` of its own.
+the old queue's slot) is acknowledged first by a call of its own (``ACKNOWLEDGE``: the list's
+``DEL`` and the give-back of its ``fair_limit`` counts).
+
+Priority levels and fair shares (``flow/placement.py``): a queue's levels, tenants and turns
+carry its hash tag, and the script takes from them by the same Lua as the default layout's
+(``fetch.TAKE_LUA``), looking for them itself (one ``EXISTS`` a call on a plain queue) rather
+than through the meta slot's guard sets.
 
 Sharded queues (``flow/shards.py``): each shard is a list of its own slot, tried at its queue's
 place in the order (the queue's weight covers all its shards), from the shard the thread is on:
@@ -31,6 +37,9 @@ keeps (taken from that node's pool in redis-py's ``RedisCluster``, which knows t
 table): the cluster client's own routing costs about twice the round trip. When the slot has
 moved (``MOVED``, ``ASK``) the call goes again through ``RedisCluster``, which follows the
 redirection and refreshes its table; the idle wait and the rest go through it directly.
+With ``wait_replicas`` the busy path's call is followed by ``WAIT`` on that same connection
+(``connection.call_replicated``, a shortfall logged as in the default layout); a call sent
+again after a redirection has none, and the next call's ``WAIT`` on that primary covers it.
 """
 
 from __future__ import annotations
@@ -42,25 +51,58 @@ from redis.exceptions import AskError, ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .fetch import IDLE_TIMEOUT, Fetched, Fetcher, decoded, idle_round, next_batch
-from ..connection import call_replicated
+from .fetch import IDLE_TIMEOUT, TAKE_LUA, Fetched, Fetcher, decoded, idle_round, next_batch
+from ..connection import call_replicated, cluster
 from ..connection.scripts import Script
+from ..flow.fairlimit import FAIR_LIMIT_LUA
 from ..keys import DAILY_STAT_TTL, STATS_LUA
 
 CLUSTER_FETCH_SCRIPT = STATS_LUA + """
--- KEYS: private list to acknowledge, private list to fill, the queue's 4 stat keys, the queue
--- (all in the queue's hash slot). ARGV: max jobs, processed delta, failed delta, daily TTL,
--- reliable (1/0). Returns the jobs taken.
-if ARGV[5] == '1' then redis.call('DEL', KEYS[1]) end
+-- KEYS: private list to acknowledge, private list to fill, the queue's 4 stat keys, the
+-- queue, its levels, its tenants' turns, its fair_limit counts (all in the queue's hash
+-- slot). ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0), Keys.root,
+-- the queue's name. Returns the jobs taken.
+local reliable = ARGV[5] == '1'
+if reliable then redis.call('DEL', KEYS[1]) end
 count_stats(3, ARGV[2], ARGV[3], ARGV[4])
-local jobs = redis.call('RPOP', KEYS[7], ARGV[1])
-if not jobs then return {} end
-if ARGV[5] == '1' then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
+local want = tonumber(ARGV[1])
+-- A queue's levels, tenants' turns and fair_limit counts are looked for here, in its own
+-- slot, rather than through the guard sets of fetch.py's script (in the meta slot). Without
+-- any, one RPOP with a count (Redis 7 seeks from the tail; 6.2 walks a long list from its
+-- head, see fetch.py's take), and the placement Lua below is not even defined.
+if redis.call('EXISTS', KEYS[8], KEYS[9], KEYS[10]) == 0 then
+  local jobs = redis.call('RPOP', KEYS[7], want)
+  if not jobs then return {} end
+  if reliable then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
+  return jobs
+end
+""" + FAIR_LIMIT_LUA + """
+local root, name = ARGV[6], ARGV[7]
+give_back(KEYS[1] .. ':fair', root)
+local record = (reliable and KEYS[2] or KEYS[1]) .. ':fair'
+local cancels, pop_count = false, true
+local out = {}
+""" + TAKE_LUA + """
+local fair = redis.call('EXISTS', KEYS[9]) == 1
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  take_levels(KEYS[7], name, 0, fair)
+elseif fair then
+  take_fair(KEYS[7], name, 0)
+else
+  take(KEYS[7], 0)
+end
+local jobs = {}
+for i = 2, #out, 2 do jobs[#jobs + 1] = out[i] end
 return jobs
 """
 CLUSTER_FETCH = Script(CLUSTER_FETCH_SCRIPT)
 #: calls in a row a thread starts at the same shard of a sharded queue (``_turned``)
 STAY = 16
+#: KEYS: a private list of finished jobs. ARGV: Keys.root. Deletes it, gives back its counts.
+ACKNOWLEDGE = Script(FAIR_LIMIT_LUA + """
+redis.call('DEL', KEYS[1])
+give_back(KEYS[1] .. ':fair', ARGV[1])
+""")
 
 
 class ClusterFetcher(Fetcher):
@@ -77,7 +119,12 @@ class ClusterFetcher(Fetcher):
         self.home_queue: str | None = None
         #: whether ``lists[side]`` may hold a finished batch not yet acknowledged
         self.holding = False
+        #: whether a job taken from ``home`` had a ``fair_limit``: its record's counts must go
+        #: back when the thread moves to another queue, in basic mode too
+        self.counted = False
         self._day_keys: dict[str, tuple[str, list[str]]] = {}
+        #: queue → the keys of its levels, turns and fair_limit counts (``_place_keys_of``)
+        self._place_keys: dict[str, tuple[str, str, str]] = {}
         #: node name → (its pool, a connection of it) for the busy path (``_call``)
         self._connections: dict[str, tuple] = {}
         #: per sharded queue: the shard index a fetch starts at, and the calls in a row the
@@ -128,15 +175,19 @@ class ClusterFetcher(Fetcher):
         self._settle(name, home)
         counters = self.counters
         ack, fill = self.lists[self.side], self.lists[1 - self.side]
-        keys = [ack, fill, *self._queue_stat_keys(home), self._list(home)]
+        keys = [ack, fill, *self._queue_stat_keys(home), self._list(home),
+                *self._place_keys_of(home)]
         if self.reliable:
             self.unknown, self.side = True, 1 - self.side
         raw = self._call(keys, (self.batch, counters.processed, counters.failed,
-                                DAILY_STAT_TTL, 1 if self.reliable else 0))
+                                DAILY_STAT_TTL, 1 if self.reliable else 0, self.keys.root,
+                                self.keys.lua_name(home)))
         counters.processed = counters.failed = 0  # only now: see fetch.py's docstring
         jobs = [self._fetched(decoded(text)) for text in raw]
         self.batch = next_batch(self.batch, len(jobs), self.seconds_per_job)
         self.holding = bool(jobs)
+        self.counted = self.counted or any(
+            isinstance(job.text, str) and '"fair_limit"' in job.text for job in jobs)
         self.unknown = False
         return jobs
 
@@ -163,7 +214,7 @@ class ClusterFetcher(Fetcher):
         slot moved: ``MOVED``, ``ASK``, ``TRYAGAIN``) or a cluster that is down means the node
         did not run it: ``fallback()`` sends it again through the cluster client, which
         follows the redirection and learns the new slot table. A node that does not answer makes the
-        cluster client read the slot table again (``_relearn``) before the error is raised."""
+        cluster client read the slot table again (``cluster.relearn``) before the error is raised."""
         node = self.redis.get_node_from_key(key)
         connection = self._connections.get(node.name)
         if connection is None:
@@ -178,17 +229,8 @@ class ClusterFetcher(Fetcher):
         except (RedisConnectionError, RedisTimeoutError):
             connection[1].disconnect()
             self._drop(node.name)
-            self._relearn()
+            cluster.relearn(self.redis)
             raise
-
-    def _relearn(self) -> None:
-        """After a node stopped answering (a failover may be under way): have the cluster
-        client read the slot table again, so that the next try goes to the new primary. A
-        cluster still failing over may not answer yet: the next failure tries again."""
-        try:
-            self.redis.nodes_manager.initialize()
-        except Exception:  # the caller's retry (with back-off) comes back here
-            pass
 
     def _drop(self, name: str) -> None:
         pool, connection = self._connections.pop(name)
@@ -200,14 +242,22 @@ class ClusterFetcher(Fetcher):
         of its own)."""
         if home == self.home:
             return
-        if self.holding and self.reliable:
-            finished = self.lists[self.side]
-            self._on_node(finished, lambda send: send(("DEL", finished)),
-                          lambda: self.redis.delete(finished))
-        self.holding = False
+        if (self.holding and self.reliable) or self.counted:
+            finished, root = self.lists[self.side], self.keys.root
+            command = ACKNOWLEDGE.command([finished], [root])
+            self._on_node(finished, lambda send: ACKNOWLEDGE.send_by(send, command),
+                          lambda: ACKNOWLEDGE(self.redis, [finished], [root]))
+        self.holding = self.counted = False
         self.home, self.home_queue = home, name
         self.lists = (self.keys.queue_inflight(home, self.slot, self.thread_index, 0),
                       self.keys.queue_inflight(home, self.slot, self.thread_index, 1))
+
+    def _place_keys_of(self, name: str) -> tuple[str, str, str]:
+        keys = self._place_keys.get(name)
+        if keys is None:
+            keys = self._place_keys[name] = (self.keys.levels(name), self.keys.turns(name),
+                                             self.keys.fair_running(name))
+        return keys
 
     def _queue_stat_keys(self, name: str) -> list[str]:
         self._stat_keys()  # keeps ``_day`` on today (UTC)

@@ -84,44 +84,26 @@ HOARD_SECONDS = 0.02
 #: seconds an idle thread blocks on a queue before it looks at all queues again
 IDLE_TIMEOUT = 1.0
 
-FETCH_SCRIPT = STATS_LUA + FAIR_LIMIT_LUA + f"local LOOK_AHEAD = {LOOK_AHEAD}\n" + """
--- KEYS: private list to acknowledge, private list to fill, stat:processed, stat:failed,
---       daily processed, daily failed, paused set, cancels zset, queues...
--- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0), length of the
---       queue keys' prefix (a queue key minus it is the name the paused set holds), check
---       (1/0: the process knows of a paused queue or a cancel mark; see Fetcher.fetch),
---       places ('' when no queue of the process ever had a priority level or a tenant, else
---       a digit per queue key: +1 look at its levels, +2 at its tenants' turns), the
---       namespace prefix of forkq's keys
--- Returns pairs (queue index, job); the index is -1 - index for a job that may have been
--- cancelled (a "jid": "..." in its text is in the cancels zset): the processor checks.
-local reliable = ARGV[5] == '1'
-if reliable then redis.call('DEL', KEYS[1]) end
-local places, root = ARGV[8], ARGV[9]
--- the counts of the acknowledged list go back (in basic mode the thread's one list: what it
--- took last time has ended); a process none of whose queues has tenants counted nothing
-if places ~= '' then give_back(KEYS[1] .. ':fair', root) end
--- where this call's counts go: the list it fills (basic mode: the one it gives back next call)
-local record = (reliable and KEYS[2] or KEYS[1]) .. ':fair'
-count_stats(3, ARGV[2], ARGV[3], ARGV[4])
-local paused, cancels = false, false
-if ARGV[7] == '1' and redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
-  paused = redis.call('EXISTS', KEYS[7]) == 1
-  cancels = redis.call('EXISTS', KEYS[8]) == 1
-end
-local prefix = tonumber(ARGV[6])
-local want = tonumber(ARGV[1])
-local out = {}
-
--- Pop up to want jobs from the right of list key; returns how many it took. One RPOP a job,
--- not RPOP with a count: Redis 6.2 walks the list from its head for a count, 450 us a call on
--- a queue of 1,000,000 jobs against 2 (7.0 seeks from the tail).
+#: Lua: how the fetch scripts (this module's and ``clusterfetch.py``'s) take jobs from a
+#: queue's places (``flow/placement.py``). The including script defines first: ``reliable``,
+#: ``want`` (jobs still wanted), ``out`` (the reply: pairs of queue index and job), ``cancels``
+#: (whether to look for cancel marks in ``KEYS[8]``), ``record`` (the ``fair_limit`` counts'
+#: record), ``root`` (``Keys.root``) and ``pop_count`` (pop a list's jobs with one ``RPOP``
+#: and a count, for servers that seek from the tail); ``KEYS[2]`` is the private list to fill.
+TAKE_LUA = f"local LOOK_AHEAD = {LOOK_AHEAD}\n" + """
+-- Pop up to want jobs from the right of list key; returns how many it took. Unless
+-- pop_count, one RPOP a job, not RPOP with a count: Redis 6.2 walks the list from its head
+-- for a count, 450 us a call on a queue of 1,000,000 jobs against 2 (7.0 seeks from the tail).
 local function take(key, index)
   local jobs = {}
-  for _ = 1, want do
-    local job = redis.call('RPOP', key)
-    if not job then break end
-    jobs[#jobs + 1] = job
+  if pop_count then
+    jobs = redis.call('RPOP', key, want) or jobs
+  else
+    for _ = 1, want do
+      local job = redis.call('RPOP', key)
+      if not job then break end
+      jobs[#jobs + 1] = job
+    end
   end
   if #jobs == 0 then return 0 end
   if reliable then redis.call('RPUSH', KEYS[2], unpack(jobs)) end
@@ -159,7 +141,7 @@ local function next_tenant(key, name, turns, running)
   local others = heads[2] ~= nil
   for pass = 1, 2 do
     for _, tenant in ipairs(heads) do
-      local list = tenant == '' and key or root .. 'forkq:tenant:' .. name .. ',' .. tenant
+      local list = tenant == '' and key or tenant_key(root, name, tenant)
       local free = room(list, tenant, running)
       if free == nil or free > 0 then return tenant, list, free, others end
     end
@@ -173,8 +155,8 @@ end
 -- turn as the tenant ''. A few commands a job, whatever the number of tenants; a tenant at
 -- its fair_limit (flow/fairlimit.py) is passed over, up to LOOK_AHEAD of them.
 local function take_fair(key, name, index)
-  local turns = root .. 'forkq:turns:' .. name
-  local running = root .. 'forkq:fair-running:' .. name
+  local turns = queue_key(root, name, 'turns')
+  local running = queue_key(root, name, 'fair-running')
   if redis.call('EXISTS', key) == 1 then redis.call('ZADD', turns, 'NX', 0, '') end
   while want > 0 do
     local tenant, list, free, others = next_tenant(key, name, turns, running)
@@ -189,7 +171,7 @@ local function take_fair(key, name, index)
     if got == 0 or redis.call('EXISTS', list) == 0 then
       redis.call('ZREM', turns, tenant)
     else
-      redis.call('ZADD', turns, 'XX', redis.call('INCR', root .. 'forkq:turn:' .. name), tenant)
+      redis.call('ZADD', turns, 'XX', redis.call('INCR', queue_key(root, name, 'turn')), tenant)
     end
   end
 end
@@ -198,7 +180,7 @@ end
 -- turns) between the levels above 0 and those below. A level found empty leaves the sorted
 -- set, so each call looks at a few levels at most.
 local function take_levels(key, name, index, fair)
-  local levels_key = root .. 'forkq:levels:' .. name
+  local levels_key = queue_key(root, name, 'levels')
   local plain = true
   while want > 0 do
     local top = redis.call('ZREVRANGE', levels_key, 0, 0)[1]
@@ -209,13 +191,45 @@ local function take_levels(key, name, index, fair)
       return
     else
       local asked = want
-      if take(root .. 'forkq:level:' .. top .. ':' .. name, index) < asked then
+      if take(queue_key(root, name, 'level:' .. top), index) < asked then
         redis.call('ZREM', levels_key, top)
       end
     end
   end
 end
+"""
 
+FETCH_SCRIPT = STATS_LUA + FAIR_LIMIT_LUA + """
+-- KEYS: private list to acknowledge, private list to fill, stat:processed, stat:failed,
+--       daily processed, daily failed, paused set, cancels zset, queues...
+-- ARGV: max jobs, processed delta, failed delta, daily TTL, reliable (1/0), length of the
+--       queue keys' prefix (a queue key minus it is the name the paused set holds), check
+--       (1/0: the process knows of a paused queue or a cancel mark; see Fetcher.fetch),
+--       places ('' when no queue of the process ever had a priority level or a tenant, else
+--       a digit per queue key: +1 look at its levels, +2 at its tenants' turns), the
+--       namespace prefix of forkq's keys
+-- Returns pairs (queue index, job); the index is -1 - index for a job that may have been
+-- cancelled (a "jid": "..." in its text is in the cancels zset): the processor checks.
+local reliable = ARGV[5] == '1'
+if reliable then redis.call('DEL', KEYS[1]) end
+local places, root = ARGV[8], ARGV[9]
+-- the counts of the acknowledged list go back (in basic mode the thread's one list: what it
+-- took last time has ended); a process none of whose queues has tenants counted nothing
+if places ~= '' then give_back(KEYS[1] .. ':fair', root) end
+-- where this call's counts go: the list it fills (basic mode: the one it gives back next call)
+local record = (reliable and KEYS[2] or KEYS[1]) .. ':fair'
+count_stats(3, ARGV[2], ARGV[3], ARGV[4])
+local paused, cancels = false, false
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
+  paused = redis.call('EXISTS', KEYS[7]) == 1
+  cancels = redis.call('EXISTS', KEYS[8]) == 1
+end
+local prefix = tonumber(ARGV[6])
+local want = tonumber(ARGV[1])
+local out = {}
+local pop_count = false
+
+""" + TAKE_LUA + """
 for i = 9, #KEYS do
   local place = places ~= '' and string.byte(places, i - 8) - 48 or 0
   local name = (paused or place > 0) and string.sub(KEYS[i], prefix + 1)

@@ -95,16 +95,20 @@ return moved
 """
 ENQUEUE_DUE = Script(ENQUEUE_DUE_SCRIPT)
 
-CLUSTER_ENQUEUE_DUE_SCRIPT = ENQUEUED_AT_LUA + r"""
--- The cluster layout's move (one queue's sorted set to that queue, one hash slot).
--- KEYS: sorted set, queue. ARGV as ENQUEUE_DUE's (the prefix, the root and each entry's
--- queue and place unused: the cluster layout refuses levels and tenants).
+CLUSTER_ENQUEUE_DUE_SCRIPT = ENQUEUED_AT_LUA + PUSH_LUA + r"""
+-- The cluster layout's move (one queue's sorted set to that queue's places, one hash slot).
+-- KEYS: sorted set, queue. ARGV as ENQUEUE_DUE's, but the queue's name for the prefix (each
+-- entry's own queue unused: the set is its queue's).
 local moved = 0
 for i = 4, #ARGV, 5 do
-  local text = ARGV[i]
+  local text, level, tenant = ARGV[i], ARGV[i + 3], ARGV[i + 4]
   local ok, spliced = pcall(with_enqueued_at, text, ARGV[i + 2], ARGV[1])
   if redis.call('ZREM', KEYS[1], text) == 1 then
-    redis.call('LPUSH', KEYS[2], ok and spliced or text)
+    if level == '0' and tenant == '' then
+      redis.call('LPUSH', KEYS[2], ok and spliced or text)
+    else
+      push_placed(ARGV[3], ARGV[2], level, tenant, ok and spliced or text)
+    end
     moved = moved + 1
   end
 end
@@ -202,7 +206,8 @@ class Poller(threading.Thread):
                                      [stamp, keys.queue(""), keys.root] + good, raw=True)
             elif good:
                 moved += CLUSTER_ENQUEUE_DUE(self.redis, [sorted_set, keys.queue(queue)],
-                                             [stamp, "", ""] + good, raw=True)
+                                             [stamp, keys.lua_name(queue), keys.root] + good,
+                                             raw=True)
             if bad:
                 self._bury(sorted_set, bad)
             if len(due) < MOVE_BATCH:

@@ -109,6 +109,8 @@ class Processor(CancelHandling, threading.Thread):
                          watchdog=services.watchdog)
         #: the time-limit watch of the running job, if it has limits
         self.limited = None
+        #: a coroutine job was handed over since the last flush (which then has work to do)
+        self.set_aside = False
         #: the job in perform now, and the watch of its cancel (once a job; under ``lock``)
         self.performing: Started | None = None
         self.cancel_watch = None
@@ -288,8 +290,11 @@ class Processor(CancelHandling, threading.Thread):
             self.coroutines.hand_over(fetched, payload, job_class, redis=self.redis,
                                       private_key=self.fetcher.private_key,
                                       attempt=self._attempt, abandoned=lambda: self.abandoned)
+            self.set_aside = True
             return None
-        self.coroutines.flush(self.ident)  # coroutine jobs set aside don't wait for this one
+        if self.set_aside:  # coroutine jobs set aside don't wait for this one
+            self.set_aside = False
+            self.coroutines.flush(self.ident)
         # log.job_context's tuple, built here without the call: a tenth of a µs a job
         context = (display_class(payload), payload.get("jid"), fetched.queue)
         job = Started(fetched, payload, job_class,

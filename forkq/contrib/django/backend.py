@@ -16,11 +16,8 @@ whose arguments carry the task's ``using()`` settings (``records.py``).
 - ``run_after`` puts the job in forkq's ``schedule`` (it runs once due, as ``perform_at``).
 - A task's priority (-100..100, Django's range) is the job's ``priority`` option
   (``flow/placement.py``): within its queue, a task of higher priority starts before any of
-  lower priority, in push order within one priority. ``get_result`` shows it. Where the
-  layout does not place priorities (cluster mode, for now: ``keys.ClusterKeys.level``),
-  ``supports_priority`` is false and a task with a priority is refused as Django refuses it
-  for any such backend (``InvalidTask``, at the task's definition or ``using()``), naming
-  cluster mode: never run silently at another priority.
+  lower priority, in push order within one priority, in both layouts. ``get_result`` shows
+  it.
 - The ``TaskResult`` that ``enqueue`` returns equals ``get_result(id)`` until the job starts:
   ``enqueued_at`` is the push's one clock read, which the ``queued`` record also holds.
 - Results are kept ``RESULT_TTL`` seconds (``forkq.results``) and read by ``get_result``.
@@ -39,12 +36,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ... import aio, results
 from ... import client as forkq_client
-from ...errors import ClusterUnsupported
 from ...payload import check_args, check_value
 
 from . import options, records, registry
-from .compat import (DEFAULT_TASK_QUEUE_NAME, BaseTaskBackend, InvalidTask, TaskResult,
-                     TaskResultDoesNotExist, TaskResultStatus, task_enqueued)
+from .compat import (BaseTaskBackend, InvalidTask, TaskResult, TaskResultDoesNotExist,
+                     TaskResultStatus, task_enqueued)
 from .jobs import RESULTS_UNDER_TEST, RunTask
 from .taskresults import to_task_result
 
@@ -71,32 +67,12 @@ class ForkqBackend(BaseTaskBackend):
     def worker_queues(self) -> list[str]:
         return worker_queues(self.queues)
 
-    @property
-    def supports_priority(self) -> bool:
-        """Django's flag, from the layout of the backend's Redis (a backend whose OPTIONS
-        are wrong says true: ``check()`` and ``enqueue`` report them)."""
-        return self._priority_refusal() is None
-
-    def _priority_refusal(self) -> str | None:
-        """Why the layout cannot order tasks by priority, or None: the one rule is the
-        layout's key of a priority level (``keys.ClusterKeys.level`` refuses it)."""
-        if self.settings.problems:
-            return None
-        try:
-            self.settings.client().keys.level(DEFAULT_TASK_QUEUE_NAME, 1)
-        except ClusterUnsupported as exc:
-            return str(exc)
-        return None
+    #: every layout orders a queue by priority (``flow/placement.py``)
+    supports_priority = True
 
     # --- definition
 
     def validate_task(self, task) -> None:
-        refusal = self._priority_refusal() if task.priority else None
-        if refusal:
-            raise InvalidTask(f"task {task.name!r} has priority {task.priority}, and this "
-                              f"backend's Redis cannot order tasks by priority: {refusal}; "
-                              f"leave the priority at 0, or use a single Redis server (or "
-                              f"Sentinel) for these tasks")
         super().validate_task(task)
         if task.func.__module__ == "__main__":
             raise InvalidTask(f"task {task.name!r} is defined in __main__, which a worker cannot "
