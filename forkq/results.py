@@ -49,6 +49,7 @@ from typing import Any
 
 import redis as redis_py
 
+from . import connection
 from .connection.health import refused_for_data
 from .connection.scripts import Script
 from .connection.source import default_source
@@ -125,9 +126,14 @@ def queued_commands(keys, payload: dict[str, Any], now: float) -> list[tuple]:
     ttl = ttl_of(payload)
     if ttl is None:
         return []
-    record = {"status": QUEUED, "enqueued_at": now, "class": payload["class"],
-              "args": payload["args"]}
-    return [("SET", keys.result(payload["jid"]), dumps(record), "EX", ttl)]
+    return [("SET", keys.result(payload["jid"]), dumps(queued_record(payload, now)), "EX", ttl)]
+
+
+def queued_record(payload: dict[str, Any], now: float) -> dict[str, Any]:
+    """The record of a payload pushed at ``now``: the one rule for the push's record and the
+    first start's guess of it (``ResultRecorder._first_start``)."""
+    return {"status": QUEUED, "enqueued_at": now, "class": payload["class"],
+            "args": payload["args"]}
 
 
 class ResultRecorder:
@@ -205,41 +211,53 @@ class ResultRecorder:
             record = _readable(redis, key)
         change(record)
         text = _encode(record, payload)
-        written = json.loads(text)
+        # As a reader will read it: only a value can read back other than it was given (a
+        # tuple, an int key); the rest came from JSON or is made of str, int and float here.
+        written = record if type(record.get("value")) in _READ_AS_GIVEN else json.loads(text)
         if written["status"] not in FINAL:
-            redis.set(key, text, ex=ttl)
+            connection.call(redis, "SET", key, text, "EX", ttl)
             return written
-        FINISH(redis, [key, self.keys.done(payload["jid"])], [text, ttl, min(ttl, DONE_TTL)])
+        FINISH.send_by(lambda command: connection.call(redis, *command),
+                       FINISH.command([key, self.keys.done(payload["jid"])],
+                                      [text, ttl, min(ttl, DONE_TTL)]))
         return written
 
     def _first_start(self, redis, payload: dict[str, Any], change) -> dict | None:
         """``started`` of a first run in one round trip, where ``_update`` takes two: what is
         stored is almost always the ``queued`` record of the push (``queued_commands``, whose
         time the Django backend takes from ``created_at``), so the running record is built on
-        that guess and swapped in with ``SET ... GET``. When the record it replaced was
-        another (a run recovered after its worker died, a record expired, a plain job pushed
-        a moment after ``created_at``), the record built on it is written right after: for
-        that moment a reader sees the run without the earlier history."""
+        that guess and swapped in with ``SET ... GET``. What it replaced is read only when
+        it is not, byte for byte, the push's text (the payload came through JSON, so its
+        encoding is the push's): when it was another record (a run recovered after its
+        worker died, a record expired, a plain job pushed a moment after ``created_at``),
+        the record built on it is written right after: for that moment a reader sees the
+        run without the earlier history."""
         ttl = ttl_of(payload)
         if ttl is None:
             return None
         key = self.keys.result(payload["jid"])
-        guessed = {"status": QUEUED, "enqueued_at": payload["created_at"],
-                   "class": payload["class"], "args": payload["args"]}
+        guessed = queued_record(payload, payload["created_at"])
+        pushed = dumps(guessed)
         change(guessed)
         text = _encode(guessed, payload)
         try:
-            replaced = redis.set(key, text, ex=ttl, get=True)
+            replaced = connection.call(redis, "SET", key, text, "EX", ttl, "GET")
         except redis_py.ResponseError as exc:
             if not refused_for_data(exc):
                 raise  # Redis is busy or failing over: the caller's ``attempt`` waits
             return self._update(redis, payload, change)  # not a string: written anew
+        if replaced == pushed:
+            return guessed
         record = _parsed(key, replaced)
         change(record)
         if record != guessed:
-            redis.set(key, _encode(record, payload), ex=ttl)
+            connection.call(redis, "SET", key, _encode(record, payload), "EX", ttl)
         return record  # as written: its values came from JSON (the payload, the record)
 
+
+#: types of a value that JSON reads back as it was given (a float that JSON cannot carry makes
+#: the record's error in ``_encode``, and leaves it)
+_READ_AS_GIVEN = (type(None), str, int, float, bool)
 
 #: a final record and its done list, in one call (as a MULTI would, in one command)
 FINISH = Script("""
@@ -254,7 +272,7 @@ def _readable(redis, key: str) -> dict[str, Any]:
     """The record stored at ``key`` to update, or a new one when what is there is not a record
     as ``decode_record`` reads one (``_parsed``)."""
     try:
-        text = redis.get(key)
+        text = connection.call(redis, "GET", key)
     except redis_py.ResponseError as exc:
         if not refused_for_data(exc):
             raise  # Redis is busy or failing over: the caller's ``attempt`` waits
@@ -347,6 +365,13 @@ def decode_record(jid: str, record: Any) -> Result:
     problem = _record_problem(record)
     if problem:
         raise ResultRecordError(f"result record of job {jid} is not a result: {problem}")
+    return result_of(jid, record)
+
+
+def result_of(jid: str, record: dict[str, Any]) -> Result:
+    """A ``Result`` from a record known to be one, unchecked: one that ``ResultRecorder``
+    returned to this thread (built here, or read and checked by ``_parsed``). A record read
+    from Redis goes through ``decode_record``: anyone may have written it."""
     errors = record.get("errors") or []
     worker_ids = record.get("worker_ids") or []
     return Result(jid=jid, status=record["status"], class_name=record.get("class"),
@@ -411,8 +436,6 @@ def get(jid: str, source=None, wait: float | None = None) -> Result | None:
     key = source.keys.result(jid)
     if not slices:
         return decode(jid, source.redis.get(key))
-    from . import connection
-
     blocker = connection.make_client(source.url(), single_connection_client=True)
     try:
         found = decode(jid, blocker.get(key))

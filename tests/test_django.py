@@ -512,6 +512,60 @@ def test_inline_and_fake_run_django_tasks(django_env, redis):
     assert redis.llen("queue:default") == 0 and redis.keys("forkq:result:*") == []
 
 
+def test_the_run_protocol_sends_what_get_result_reads(django_env, redis):
+    """The worker's run protocol (``jobs.task_protocol``), run here on tasks the backend
+    pushed: ``task_started`` and ``task_finished`` each send what ``get_result`` reads from
+    Redis at that moment (a value, a failure retried or not, a value JSON cannot carry; a
+    run after a retry, with its history), and the finish leaves the start's result as sent."""
+    from forkq.contrib.django.compat import TaskResultStatus, task_finished, task_started
+    from forkq.contrib.django.jobs import RunTask, task_protocol
+    from forkq.payload import parse
+    from shop.tasks import add, explode, returns_a_set, whoami
+
+    sent = []
+
+    def compare(sender, task_result, **kwargs):
+        stored = task_result.task.get_backend().get_result(task_result.id)
+        sent.append((task_result, task_result.status, stored))
+
+    def run_pushed(payload=None):
+        payload = payload or parse(redis.rpop("queue:default"))
+        job = RunTask()
+        job.jid, job.payload = payload["jid"], payload
+        return task_protocol(job, payload, "default", lambda: job.perform(*payload["args"]))
+
+    task_started.connect(compare)
+    task_finished.connect(compare)
+    try:
+        for enqueued in (add.enqueue(2, 3), whoami.enqueue("me"), returns_a_set.enqueue()):
+            run_pushed()
+        retried = explode.using(backend="retrying").enqueue("again")
+        failed = explode.enqueue("boom")
+        first_run = parse(redis.lindex("queue:default", -1))
+        for _ in range(2):
+            with pytest.raises(ValueError):
+                run_pushed()
+        with pytest.raises(ValueError):  # its retry: the record's history is read, not guessed
+            run_pushed(dict(first_run, retry_count=0, error_class="ValueError"))
+    finally:
+        task_started.disconnect(compare)
+        task_finished.disconnect(compare)
+    for task_result, status_when_sent, stored in sent:
+        assert task_result == stored and task_result.status == status_when_sent
+    statuses = [(result.task.name, result.status) for result, _, _ in sent]
+    assert statuses == [("add", "RUNNING"), ("add", "SUCCESSFUL"), ("whoami", "RUNNING"),
+                        ("whoami", "SUCCESSFUL"), ("returns_a_set", "RUNNING"),
+                        ("returns_a_set", "FAILED"), ("explode", "RUNNING"), ("explode", "READY"),
+                        ("explode", "RUNNING"), ("explode", "FAILED"), ("explode", "RUNNING"),
+                        ("explode", "FAILED")]
+    assert sent[1][0].return_value == 5 and sent[3][0].return_value["label"] == "me"
+    assert "returned a builtins.set" in sent[5][0].errors[0].traceback
+    last = sent[-1][0]
+    assert last.id == retried.id and last.attempts == 2 and len(last.errors) == 2
+    assert sent[-2][0].errors == last.errors[:1] and sent[9][0].id == failed.id
+    assert returns_a_set.get_result(enqueued.id).status == TaskResultStatus.FAILED
+
+
 def test_tasks_go_through_client_middleware_like_any_job(django_env, redis):
     from forkq import aio
     from forkq.contrib.django.compat import task_enqueued

@@ -108,6 +108,16 @@ def test_a_value_json_cannot_store_is_an_error_on_the_result(redis, recorder):
     assert "jobs.Record returned a builtins.set" in result.error["message"]
 
 
+@pytest.mark.parametrize("value", [7, "text", 2.5, None, True, (1, {2: "x"}), {1, 2}, float("nan")])
+def test_the_record_a_write_returns_is_the_one_a_reader_reads(redis, recorder, value):
+    """What ``succeeded`` returns to the worker (the Django backend builds ``task_finished``'s
+    result from it) is what a reader decodes, whatever the value became in JSON."""
+    job = payload(created_at=100.0)
+    push_recorded(job)
+    written = recorder.succeeded(redis, job, value, recorder.started(redis, job, "w1"))
+    assert written == json.loads(redis.get(f"forkq:result:{job['jid']}"))
+
+
 @pytest.mark.parametrize("value", [float("nan"), [1.0, float("inf")], {"x": (float("-inf"),)}])
 def test_a_value_holding_nan_or_infinity_is_an_error_on_the_result(redis, recorder, value):
     job = payload()

@@ -33,7 +33,7 @@ from ...job import hooks_of
 
 from . import records
 from .compat import TaskContext, task_finished, task_started
-from .taskresults import to_task_result
+from .taskresults import finished_result, to_task_result
 
 
 class RunTask(Job):
@@ -102,16 +102,23 @@ def task_protocol(job, payload: dict[str, Any], queue: str, call_next) -> Any:
     except BaseException as exc:
         retried = _will_retry(job, payload, exc, source.settings.max_retries)
         written = recorder.failed(redis, payload, exc, retried, written)
-        task_finished.send(sender, task_result=_task_result(task, job.jid, written, record))
+        task_finished.send(sender, task_result=_ended(job.task_result, written))
         raise
     written = recorder.succeeded(redis, payload, value, written)
-    task_finished.send(sender, task_result=_task_result(task, job.jid, written, record))
+    task_finished.send(sender, task_result=_ended(job.task_result, written))
     return value
 
 
 def _task_result(task, jid: str, written: dict | None, record: records.Record):
-    result = results.decode_record(jid, written) if written is not None else None
+    # ``written`` is the recorder's own record (built or checked by it): not checked again
+    result = results.result_of(jid, written) if written is not None else None
     return to_task_result(task, jid, result, record.args, record.kwargs)
+
+
+def _ended(started, written: dict | None):
+    """The ``TaskResult`` ``task_finished`` sends: the run's start's, ended as ``written``
+    says (a task keeping no result: as it started)."""
+    return finished_result(started, written) if written is not None else started
 
 
 def _will_retry(job, payload: dict[str, Any], exc: BaseException, max_retries: int) -> bool:

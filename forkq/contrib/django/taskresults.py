@@ -9,6 +9,7 @@ definition), ``last_attempted_at`` that of the last.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 
 from django.conf import settings
@@ -30,7 +31,8 @@ def to_task_result(task, jid: str, result: results.Result | None, args: list,
     yet (a task just pushed)."""
     result = result or results.Result(jid=jid, status=results.QUEUED)
     last = when(result.started_at)
-    first = when(result.first_started_at) if result.first_started_at is not None else last
+    first = (last if result.first_started_at in (None, result.started_at)
+             else when(result.first_started_at))
     made = TaskResult(task=task, id=jid, status=STATUSES[result.status],
                       enqueued_at=when(result.enqueued_at), started_at=first,
                       finished_at=when(result.finished_at), last_attempted_at=last,
@@ -39,6 +41,28 @@ def to_task_result(task, jid: str, result: results.Result | None, args: list,
                       worker_ids=list(result.worker_ids))
     object.__setattr__(made, "_return_value", result.value)
     return made
+
+
+def finished_result(started: TaskResult, record: dict) -> TaskResult:
+    """The ``TaskResult`` of a run that ended as ``record`` (the final record the worker
+    wrote, JSON-read values) says, from the one ``started`` that its start made: a copy, its
+    status, ``finished_at``, return value and new errors changed, as Django's own backends
+    change theirs; the rest (arguments, times, workers) is the start's, not built again."""
+    made = object.__new__(TaskResult)  # copy.copy's reduce protocol costs 4x this
+    for name in _FIELDS:
+        object.__setattr__(made, name, getattr(started, name))
+    new_errors = (record.get("errors") or [])[len(started.errors):]
+    for name, value in (("status", STATUSES[record["status"]]),
+                        ("finished_at", when(record.get("finished_at"))),
+                        ("errors", [*started.errors, *map(task_error, new_errors)]),
+                        ("worker_ids", list(started.worker_ids)),
+                        ("_return_value", record.get("value"))):
+        object.__setattr__(made, name, value)  # a frozen dataclass, as Django sets its own
+    return made
+
+
+#: ``TaskResult``'s fields, ``_return_value`` included, for ``finished_result``'s copy
+_FIELDS = tuple(each.name for each in dataclasses.fields(TaskResult))
 
 
 class RecordedError(TaskError):
