@@ -1,26 +1,27 @@
 """The cluster layout against the default one, side by side in one run: jobs/s, Redis CPU per
 job on each primary and in total, worker CPU per job.
 
-Not a test: it prints figures. Two targets, started here on loopback TCP with Debian's
-``redis-server`` (persistence off): a Redis Cluster of 3 primaries (no replicas, so that
-replication does not share the two cores) and one plain server. On each, 2 worker processes
-(``python -m forkq.worker``, 10 threads, reliable fetch) drain ``--jobs`` jobs spread over three
-weighted queues, each job's body one ``INCR`` through forkq's client (in the cluster that key
-sits on one primary, as an application's key would). The jobs are pushed first into a staging
-list in each queue's hash slot and renamed into the queues once the workers idle, so the
-figures hold the drain alone. Median of ``--runs`` runs, cases alternating.
+Not a test: it prints figures. Three targets, started here on loopback TCP with Debian's
+``redis-server`` (persistence off): a Redis Cluster of 3 primaries and one of 1 primary (no
+replicas, so that replication does not share the two cores), and one plain server. On each, 2
+worker processes (``python -m forkq.worker``, 10 threads, reliable fetch) drain ``--jobs`` jobs
+spread over three weighted queues, each job's body one ``INCR`` through forkq's client (in the
+cluster that key sits on one primary, as an application's key would). The jobs are pushed
+first into a staging list in each queue's hash slot and renamed into the queues once the
+workers idle, so the figures hold the drain alone. Median of ``--runs`` runs, cases
+alternating.
 
     python bench/cluster.py                      # 20,000 jobs, 3 runs
     python bench/cluster.py --jobs 5000 --runs 1
     python bench/cluster.py --queues 1           # one queue: no switching between queues
     python bench/cluster.py --shards 8           # one queue in 8 shards against 1 shard
+    python bench/cluster.py --body async         # coroutine jobs (``bench_jobs.AsyncIncr``)
+    python bench/cluster.py --batch              # plain jobs beside batch members, both layouts
 
-With ``--shards N`` both cases run on the cluster: one queue split into N shards
+With ``--shards N`` both cases run on the 3-primary cluster: one queue split into N shards
 (``queues: [[q0, 1, {shards: N}]]``, its jobs staged evenly over the shards) against the same
 queue unsharded, so what the figures compare is how the queue's Redis work spreads over the
 primaries and what the shards cost in calls.
-    python bench/cluster.py --body async         # coroutine jobs (``bench_jobs.AsyncIncr``)
-    python bench/cluster.py --batch              # plain jobs beside batch members, both layouts
 
 With ``--batch`` each target drains the jobs twice, as plain jobs and as the members of one
 batch (its record written before the drain, no callback), so the figures say what counting a
@@ -79,12 +80,17 @@ def _answers(client) -> bool:
         return False
 
 
-def start_cluster(directory: str) -> tuple[list[subprocess.Popen], list[int]]:
+def start_cluster(directory: str, primaries: int = 3) -> tuple[list[subprocess.Popen], list[int]]:
+    """A cluster of ``primaries`` (3, made by ``redis-cli --cluster create``, or 1, which
+    takes every slot itself: ``redis-cli`` wants 3)."""
     nodes = [start_node(os.path.join(directory, f"n{i}"), "--cluster-enabled", "yes")
-             for i in range(3) if not os.makedirs(os.path.join(directory, f"n{i}"))]
+             for i in range(primaries) if not os.makedirs(os.path.join(directory, f"n{i}"))]
     ports = [port for _, port in nodes]
-    subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-                    "--cluster-yes"], check=True, stdout=subprocess.DEVNULL)
+    if primaries == 1:
+        redis_py.Redis(port=ports[0]).execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+    else:
+        subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                        "--cluster-yes"], check=True, stdout=subprocess.DEVNULL)
     wait_until(lambda: all(redis_py.Redis(port=p).cluster("info")["cluster_state"] == "ok"
                            for p in ports), timeout=30, what="cluster_state:ok")
     return [process for process, _ in nodes], ports
@@ -207,8 +213,12 @@ def main() -> None:
                  "cluster, 1 queue, 1 shard": (*cluster, 1)}
     else:
         single, single_port = start_node(tmp)
-        processes.append(single)
+        one, (one_port,) = start_cluster(os.path.join(tmp, "one"), primaries=1)
+        processes += [single, *one]
         cases = {"cluster, 3 primaries": (*cluster, 1),
+                 "cluster, 1 primary": (f"redis+cluster://127.0.0.1:{one_port}", [one_port],
+                                        RedisCluster(host="127.0.0.1", port=one_port,
+                                                     decode_responses=True), ClusterKeys(), 1),
                  "default, 1 server": (f"redis://127.0.0.1:{single_port}/0", [single_port],
                                        redis_py.Redis(port=single_port, decode_responses=True),
                                        Keys(), 1)}
