@@ -4,12 +4,14 @@ Each records its start in Redis through ``forkq.redis()``:
 
 | key | type | written by |
 | --- | --- | --- |
-| ``prio:started`` | list of "label time" (``time.time()`` at the start) | ``Record`` |
+| ``prio:started`` | list of "label time runner" (``time.time()`` at the start; the runner is the process and thread that ran it) | ``Record`` |
 | ``prio:spans`` | list of "label start end" (``time.time()`` at the start and the end) | ``Span`` |
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import forkq
@@ -20,7 +22,8 @@ class Record(forkq.Job):
     fetch takes one job: see ``worker/fetch.py``'s batch rule)."""
 
     def perform(self, label, seconds=0.03):
-        forkq.redis().rpush("prio:started", f"{label} {time.time()!r}")
+        runner = f"{os.getpid()}-{threading.get_ident()}"
+        forkq.redis().rpush("prio:started", f"{label} {time.time()!r} {runner}")
         time.sleep(seconds)
 
 

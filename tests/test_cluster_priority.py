@@ -19,7 +19,7 @@ from forkq.worker.poller import Poller
 from forkq.worker.services import Services
 from helpers import most_at_once, wait_for
 from test_fairlimit import spans
-from test_priority import push, starts
+from test_priority import assert_each_runner_started_by_priority, push
 from test_worker import spawn, stop_all
 
 KEYS = ClusterKeys()
@@ -80,12 +80,7 @@ def test_two_workers_start_jobs_by_priority_fifo_within_a_level(cluster, start_w
         start_worker(redis_url=cluster.url, concurrency=1, fetch=fetch)
     wait_for(lambda: redis.llen("prio:started") == len(levels), timeout=30,
              message="every job started")
-    order = starts(redis)
-    ranks = [(-int(label.split(":")[0]), int(label.split(":")[1])) for label in order]
-    # Two workers take one job each at a time: a job may start just before the one the other
-    # worker fetched first, never before one fetched two places earlier.
-    late = [(a, b) for i, a in enumerate(ranks) for b in ranks[i + 2:] if a > b]
-    assert not late, order
+    assert_each_runner_started_by_priority(redis)
 
 
 @pytest.mark.slow
