@@ -250,3 +250,17 @@ def test_a_unique_job_on_a_sharded_queue_meets_its_duplicates_on_one_shard(clust
     pause.resume(redis, KEYS, "media")
     wait_for(lambda: redis.lrange("ran", 0, -1) == ["once"], message="the one job to run")
     wait_for(lambda: unique.perform_async("once") is not None, message="its lock released")
+
+
+def test_a_job_with_a_priority_or_a_fair_key_waits_in_shard_zeros_places(cluster,
+                                                                          start_worker):
+    redis = forkq_client.default().redis
+    pause.pause(redis, KEYS, "media")
+    start_worker(redis_url=cluster.url, queues=SHARDED, concurrency=1)
+    for index in range(3):
+        jobs.Record.set(queue="media", priority=5).perform_async(f"urgent-{index}")
+        jobs.Record.set(queue="media", fair_key="t1").perform_async(f"fair-{index}")
+    assert redis.llen(KEYS.level("media", 5)) == 3 and redis.llen(KEYS.tenant("media", "t1")) == 3
+    assert sizes(redis) == [0, 0, 0, 0]
+    pause.resume(redis, KEYS, "media")
+    wait_for(lambda: redis.llen("ran") == 6, message="the six jobs to run")
