@@ -90,6 +90,9 @@ def test_stop_sigkills_a_master_that_outlives_the_timeout_and_exits_1(capsys, tm
     # A stopped process named forkq: TSTP and TERM stay pending, only SIGKILL ends it.
     stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "forkq"])
     try:
+        # stopped before its exec, it would still be a copy of this process, not named forkq
+        wait_for(lambda: "forkq" in psutil.Process(stuck.pid).cmdline(), 10,
+                 message="the child's exec")
         stuck.send_signal(signal.SIGSTOP)
         path = tmp_path / "forkq.pid"
         path.write_text(record_of(stuck))
