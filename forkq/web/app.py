@@ -25,7 +25,6 @@ from markupsafe import Markup, escape
 from .. import __version__
 from ..api import Api, as_date
 from ..config import Config
-from ..errors import ClusterUnsupported
 from ..log import escape_controls
 from . import security, views
 from .http import MAX_FORM_BYTES, Request, Response, queue_path, segment
@@ -107,8 +106,6 @@ class App:
         except redis_py.RedisError as exc:
             log.warning("web request %s failed: Redis error: %s", request.path, exc)
             response = self.error(request, 503, f"Redis is unavailable: {exc}")
-        except ClusterUnsupported as exc:  # a page or action of a feature the layout refuses
-            response = self.error(request, 501, str(exc))
         if request.cookies.get(security.CSRF_COOKIE) != request.csrf:
             response.set_cookie(security.CSRF_COOKIE, request.csrf,
                                 request.script_name or "/", request.secure)
