@@ -1,6 +1,6 @@
 """forkq side by side with Ruby Sidekiq 6.4: the same job body, on the same Redis, in one run.
 
-    python bench/compare.py                       # 20,000 jobs, median of 3 runs, 3 setups
+    python bench/compare.py                       # 20,000 jobs, median of 3 runs, 4 setups
     python bench/compare.py --jobs 3000 --runs 1  # a quick check
     python bench/compare.py --json results.json   # also keep every run's raw figures
     python bench/report.py a.json b.json          # one table over several such records
@@ -22,7 +22,10 @@ headline, gives Ruby's body a pool of 10 connections behind ``Redis.new``'s inte
 redis-py's client checks a connection out of its pool for each call) and both systems log two
 lines per job at INFO; ``shared`` gives Ruby's ten threads one ``Redis.new`` to take turns on;
 ``quiet`` is ``pooled`` with no per-job log lines (Sidekiq's logger at WARN, forkq's
-``loglevel: warning``). forkq's side of ``shared`` is its ``pooled`` run.
+``loglevel: warning``); ``pinned`` is ``quiet`` with each process of both systems kept to one
+CPU (forkq's ``cpu_affinity: true``; ``taskset -c`` for each Sidekiq process, the same CPU for
+the same process index), so that ten threads hand their lock over on one core instead of
+moving between cores. forkq's side of ``shared`` is its ``pooled`` run.
 
 Steady drain: ``--jobs`` jobs are pushed with forkq's bulk push (the same payloads for both
 systems) and set aside; once every thread of the system blocks on Redis, they become
@@ -190,25 +193,33 @@ def drain_floor(server, processes: int, jobs: int) -> dict:
     return drain_once(server, start, processes, jobs, release)
 
 
-#: the columns of the table: the Ruby body's client and both systems' log level. ``pooled``
-#: is the headline (redis-py's client is a pool too); ``shared`` gives Ruby's ten threads one
-#: ``Redis.new``; ``quiet`` logs no line per job on either side. forkq's side of ``shared`` is
-#: its ``pooled`` run: nothing on forkq's side differs.
-SETUPS = {"pooled": ("pool", "info"), "shared": ("shared", "info"), "quiet": ("pool", "warn")}
+#: the columns of the table: the Ruby body's client, both systems' log level, and whether each
+#: process keeps to one CPU. ``pooled`` is the headline (redis-py's client is a pool too);
+#: ``shared`` gives Ruby's ten threads one ``Redis.new``; ``quiet`` logs no line per job on
+#: either side; ``pinned`` is ``quiet`` with every process of both systems kept to one CPU
+#: (forkq's ``cpu_affinity: true``, ``taskset`` for Sidekiq). forkq's side of ``shared`` is its
+#: ``pooled`` run: nothing on forkq's side differs.
+SETUPS = {"pooled": ("pool", "info", False), "shared": ("shared", "info", False),
+          "quiet": ("pool", "warn", False), "pinned": ("pool", "warn", True)}
+
+
+def forkq_runs(setups: list[str]) -> dict[str, tuple[str, bool]]:
+    """forkq's drains the setups need, by their name in the record: its log level, pinned."""
+    return {report.forkq_of(setup): SETUPS[setup][1:] for setup in setups}
 
 
 def drains(server, processes: int, jobs: int, setups: list[str], basic: bool) -> dict:
     url = server.url
     found = {}
     for setup in setups:
-        client, level = SETUPS[setup]
+        client, level, pinned = SETUPS[setup]
         found[f"sidekiq-{setup}-{processes}"] = drain_jobs(
-            server, lambda d: systems.start_sidekiq(url, processes, d, client, level),
-            processes, jobs)
-    for level in sorted({SETUPS[setup][1] for setup in setups}):
-        found[f"forkq-{level}-{processes}"] = drain_jobs(
-            server, lambda d: systems.start_forkq(url, processes, "reliable", d, level),
-            processes, jobs)
+            server, lambda d: systems.start_sidekiq(url, processes, d, client, level,
+                                                    pinned=pinned), processes, jobs)
+    for name, (level, pinned) in forkq_runs(setups).items():
+        found[f"{name}-{processes}"] = drain_jobs(
+            server, lambda d: systems.start_forkq(url, processes, "reliable", d, level,
+                                                  pinned=pinned), processes, jobs)
     if basic:
         found[f"forkq-basic-{processes}"] = drain_jobs(
             server, lambda d: systems.start_forkq(url, processes, "basic", d), processes, jobs)
@@ -274,12 +285,12 @@ def one_run(server, args) -> dict:
         run["drain"].update(drains(server, processes, args.jobs, args.setups, args.basic_fetch))
     # One job at a time: the Ruby body's client makes no difference, the log lines may.
     for setup in [s for s in args.setups if s != "shared"]:
-        client, level = SETUPS[setup]
+        client, level, pinned = SETUPS[setup]
         run["latency"][setup] = {
-            "sidekiq": latency_once(server, lambda d: systems.start_sidekiq(url, 1, d, client,
-                                                                            level), args.samples),
-            "forkq": latency_once(server, lambda d: systems.start_forkq(url, 1, "reliable", d,
-                                                                        level), args.samples)}
+            "sidekiq": latency_once(server, lambda d: systems.start_sidekiq(
+                url, 1, d, client, level, pinned=pinned), args.samples),
+            "forkq": latency_once(server, lambda d: systems.start_forkq(
+                url, 1, "reliable", d, level, pinned=pinned), args.samples)}
     single_jobs = max(2000, args.jobs // 10)
     run["enqueue"] = {"sidekiq": sidekiq_enqueue(server, args.jobs, single_jobs),
                       "forkq": forkq_enqueue(server, args.jobs, single_jobs)}
@@ -319,7 +330,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="comma-separated columns of the table, from: pooled (the headline: "
                         "Ruby's body on a pool of 10 connections, both at INFO), shared (Ruby's "
                         "body on one Redis.new), quiet (pooled, no log line per job on either "
-                        "side); default: all three")
+                        "side), pinned (quiet, each process of both systems kept to one CPU); "
+                        "default: all four")
     parser.add_argument("--processes", default=[1, 2],
                         type=lambda text: [int(count) for count in text.split(",")],
                         help="comma-separated process counts of the drains (default: 1,2)")
@@ -331,7 +343,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--jobs must be at least 100, --runs at least 1, --samples at least 2")
     unknown = [setup for setup in args.setups if setup not in SETUPS]
     if unknown or "pooled" not in args.setups:
-        parser.error(f"--setups takes pooled (always) and any of shared, quiet; got "
+        parser.error(f"--setups takes pooled (always) and any of shared, quiet, pinned; got "
                      f"{','.join(args.setups)}")
     return args
 

@@ -4,9 +4,9 @@
 
 (each file written by ``compare.py --json`` with the same setups and process counts).
 
-A row holds, for each setup (column group: ``pooled``, the headline, ``shared`` and ``quiet``,
-see ``compare.SETUPS``), every run's value for each system and every run's ratio, so the table
-shows medians with their min–max and the JSON record keeps the raw values. Ratios are oriented
+A row holds, for each setup (column group: ``pooled``, the headline, ``shared``, ``quiet`` and
+``pinned``, see ``compare.SETUPS``), every run's value for each system and every run's ratio,
+so the table shows medians with their min–max and the JSON record keeps the raw values. Ratios are oriented
 so that > 1 favours forkq (forkq/Sidekiq for rates, Sidekiq/forkq for costs); targets are
 those of DESIGN.md §8 and issue 19 in the same orientation.
 """
@@ -28,13 +28,14 @@ FORMATS = {
 }
 #: setup → its columns' heading
 HEADINGS = {"pooled": "both pooled, INFO", "shared": "Ruby on one shared connection, INFO",
-            "quiet": "both pooled, no per-job log lines"}
+            "quiet": "both pooled, no per-job log lines",
+            "pinned": "both pooled, no per-job lines, each process on one CPU"}
 #: figure → setup → target (ratio, > 1 favours forkq); 0.8× Sidekiq's CPU is a ratio of 1.25
 TARGETS = {
-    "drain": {"pooled": "≥ 1.5", "quiet": "≥ 1.2"},
-    "cpu": {"pooled": "≥ 1.25", "quiet": "≥ 1.0"},
-    "redis": {"pooled": "≥ 1", "quiet": "≥ 1"},
-    "latency": {"pooled": "≥ 1", "quiet": "≥ 1"},
+    "drain": {"pooled": "≥ 1.5", "quiet": "≥ 1.2", "pinned": "≥ 1.2"},
+    "cpu": {"pooled": "≥ 1.25", "quiet": "≥ 1.0", "pinned": "≥ 1.0"},
+    "redis": {"pooled": "≥ 1", "quiet": "≥ 1", "pinned": "≥ 1"},
+    "latency": {"pooled": "≥ 1", "quiet": "≥ 1", "pinned": "≥ 1"},
 }
 
 
@@ -63,12 +64,14 @@ def label(processes: int) -> str:
     return f"{processes} process{'es' if processes > 1 else ''}"
 
 
+def forkq_of(setup: str) -> str:
+    """The name of forkq's drain a setup's column shows (``shared`` shows ``pooled``'s)."""
+    return {"quiet": "forkq-warn", "pinned": "forkq-warn-pinned"}.get(setup, "forkq-info")
+
+
 def drain_rows(runs: list[dict], processes: int, setups: list[str], basic: bool) -> list[dict]:
     def values(system: str, field: str) -> list[float]:
         return [run["drain"][f"{system}-{processes}"][field] for run in runs]
-
-    def forkq_of(setup: str) -> str:
-        return "forkq-warn" if setup == "quiet" else "forkq-info"
 
     def cells(field: str, higher: bool, target: str | None) -> dict:
         return {setup: cell(values(f"sidekiq-{setup}", field), values(forkq_of(setup), field),

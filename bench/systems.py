@@ -34,26 +34,37 @@ def blocked(processes: int) -> int:
     return THREADS * processes
 
 
+def pinned_to_one_cpu(index: int, command: list[str]) -> list[str]:
+    """``command`` under ``taskset``, kept to one CPU: process ``index`` gets the CPU that
+    forkq's ``cpu_affinity: true`` gives its slot ``index`` (modulo the CPUs allowed here)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return ["taskset", "-c", str(allowed[index % len(allowed)])] + command
+
+
 def start_sidekiq(redis_url: str, processes: int, workdir: str, ruby_client: str = "pool",
-                  loglevel: str = "info", queues=("default",)) -> Group:
+                  loglevel: str = "info", queues=("default",), pinned: bool = False) -> Group:
     """``processes`` independent ``sidekiq`` processes, as Sidekiq (without Enterprise) runs;
     the body's client and the log level as ``environment`` says; ``queues`` as forkq's config
-    has them (names, or ``[name, weight]`` pairs)."""
+    has them (names, or ``[name, weight]`` pairs); ``pinned``: each process kept to one CPU
+    with ``taskset`` (Sidekiq has no setting of its own for it)."""
     command = ["sidekiq", "-r", os.path.join(HERE, "compare_jobs.rb"), "-c", str(THREADS),
                "-t", "5"]
     for queue in queues:
         command += ["-q", queue if isinstance(queue, str) else f"{queue[0]},{queue[1]}"]
-    return Group(f"sidekiq-{ruby_client}-{loglevel}-{processes}", [command] * processes,
-                 environment(redis_url, ruby_client, loglevel), workdir)
+    commands = [pinned_to_one_cpu(index, command) if pinned else command
+                for index in range(processes)]
+    name = f"sidekiq-{ruby_client}-{loglevel}{'-pinned' if pinned else ''}-{processes}"
+    return Group(name, commands, environment(redis_url, ruby_client, loglevel), workdir)
 
 
 def start_forkq(redis_url: str, processes: int, fetch: str, workdir: str,
-                loglevel: str = "info", queues=("default",)) -> Group:
+                loglevel: str = "info", queues=("default",), pinned: bool = False) -> Group:
     """``forkq start``: the master and its ``processes`` children, as forkq is deployed; at
-    ``warn`` no line is logged per job."""
-    name = f"forkq-{fetch}-{loglevel}-{processes}"
+    ``warn`` no line is logged per job; ``pinned``: ``cpu_affinity: true``."""
+    name = f"forkq-{fetch}-{loglevel}{'-pinned' if pinned else ''}-{processes}"
     config = {"redis_url": redis_url, "require": ["compare_jobs"], "concurrency": THREADS,
               "processes": processes, "fetch": fetch, "queues": list(queues),
+              "cpu_affinity": pinned,
               "logfile": os.path.join(workdir, f"{name}-worker.log"), "loglevel": loglevel,
               "metrics": {"port": None}, "data_dir": os.path.join(workdir, "data")}
     path = os.path.join(workdir, f"{name}.yml")

@@ -33,13 +33,15 @@ def test_compare_runs_every_setup_side_by_side(tmp_path):
     out = run_bench("compare.py", "--jobs", "2000", "--runs", "1", "--samples", "2",
                     "--processes", "1", "--json", str(path))
     record = json.loads(path.read_text())
-    assert record["meta"]["setups"] == ["pooled", "shared", "quiet"]
+    assert record["meta"]["setups"] == ["pooled", "shared", "quiet", "pinned"]
     drain = record["table"][0]
     assert drain["figure"] == "1 process: steady drain, jobs/s"
-    for setup in ("pooled", "shared", "quiet"):
+    for setup in ("pooled", "shared", "quiet", "pinned"):
         ratio = drain["cells"][setup]["ratio"]
         assert len(ratio) == 1 and ratio[0] > 0
     assert "| figure | both pooled, INFO | Ruby on one shared connection, INFO |" in out
+    assert "| both pooled, no per-job lines, each process on one CPU |" in out
+    assert record["runs"][0]["latency"]["pinned"]["forkq"]["p50"] > 0
     merged = run_bench("report.py", str(path), str(path))
     assert "| figure | both pooled, INFO | Ruby on one shared connection, INFO |" in merged
 
