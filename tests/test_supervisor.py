@@ -54,6 +54,22 @@ def _version() -> str:
     return forkq.__version__
 
 
+def test_a_master_without_periodic_jobs_loads_no_periodic_code():
+    """Only the config's ``periodic:`` and ``forkq.periodic(...)`` declare periodic jobs, and
+    both load ``forkq.periodic``: without them the master leaves it, cronsim and zoneinfo out
+    of the memory its children share (``test_periodic_master.py`` runs the other cases)."""
+    script = ("import sys, forkq.cli, forkq.supervisor as s\n"
+              "from forkq.config import Config\n"
+              "assert s.periodic_scheduler(Config(), 1) is None\n"
+              "print(' '.join(m for m in sys.modules if m.startswith(('forkq.periodic', "
+              "'cronsim', 'zoneinfo'))))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, env=dict(os.environ, PYTHONPATH=root))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []
+
+
 def test_master_title():
     assert files.master_title("", 2) == "forkq master [2 children]"
     assert files.master_title("app", 4) == "forkq master app [4 children]"
