@@ -95,9 +95,9 @@ def metrics_module(config):
 
 def periodic_scheduler(config, master_pid: int) -> MasterPeriodic | None:
     """The master's periodic scheduler; None when no periodic job is declared. Entries come
-    from the config's ``periodic:`` or from ``forkq.periodic(...)`` calls, whose registry lives
-    in ``forkq.periodic``: without either, that module was never loaded, and the master leaves
-    it (and cronsim, zoneinfo) unloaded too."""
+    from the config's ``periodic:`` or from ``forkq.register_periodic(...)``, whose registry
+    lives in ``forkq.periodic``: without either, that module was never loaded, and the master
+    leaves it (and cronsim, zoneinfo) unloaded too."""
     if not config.periodic and "forkq.periodic" not in sys.modules:
         return None
     from ..periodic.master import MasterPeriodic
