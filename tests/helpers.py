@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from typing import Any, Callable
+
+#: the repository's root, on the path of the fresh interpreters below
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
@@ -19,6 +25,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
             raise AssertionError(f"timed out after {timeout} s waiting for "
                                  f"{message or getattr(predicate, '__name__', 'condition')}")
         time.sleep(interval)
+
+
+def modules_loaded_by(script: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules starting with one of ``prefixes`` that ``script`` leaves loaded in a fresh
+    interpreter (nothing imported before it)."""
+    shown = f"\nprint(' '.join(m for m in sys.modules if m.startswith({prefixes!r})))"
+    result = subprocess.run([sys.executable, "-c", "import sys\n" + script + shown],
+                            capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
 
 
 def most_at_once(spans) -> int:

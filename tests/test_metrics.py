@@ -26,7 +26,7 @@ from forkq import metrics
 from forkq.ident import hostname
 from forkq.metrics import store
 
-from helpers import wait_for
+from helpers import modules_loaded_by, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -639,14 +639,8 @@ def test_prometheus_scrapes_the_exporter(redis, make_config, exporter, directory
 
 
 def test_the_exporter_loads_no_worker_code():
-    script = ("import sys, forkq.metrics.exporter, forkq.metrics.collector\n"
-              "print(' '.join(m for m in sys.modules if m.startswith(('forkq.worker', "
-              "'forkq.supervisor'))))")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60, env=dict(os.environ, PYTHONPATH=root))
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == []
+    assert modules_loaded_by("import forkq.metrics.exporter, forkq.metrics.collector",
+                             ("forkq.worker", "forkq.supervisor")) == []
 
 
 def test_bad_records_are_not_redis_down(redis, make_config, exporter, children):

@@ -19,7 +19,7 @@ from forkq import supervisor
 from forkq.errors import ForkqError
 from forkq.api import Api
 from forkq.keys import Keys
-from helpers import wait_for
+from helpers import modules_loaded_by, wait_for
 from masters import Master, gone, inflight_keys, started_by, title
 
 # --- pure helpers
@@ -52,6 +52,17 @@ def _version() -> str:
     import forkq
 
     return forkq.__version__
+
+
+def test_a_master_without_periodic_jobs_loads_no_periodic_code():
+    """Only the config's ``periodic:`` and ``forkq.register_periodic(...)`` declare periodic
+    jobs, and both load ``forkq.periodic``: without them the master leaves it, cronsim and
+    zoneinfo out of the memory its children share (``test_periodic_master.py`` runs the
+    other cases)."""
+    script = ("import forkq.cli, forkq.supervisor as s\n"
+              "from forkq.config import Config\n"
+              "assert s.periodic_scheduler(Config(), 1) is None")
+    assert modules_loaded_by(script, ("forkq.periodic", "cronsim", "zoneinfo")) == []
 
 
 def test_master_title():

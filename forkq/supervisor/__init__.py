@@ -43,7 +43,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from setproctitle import setproctitle
 
@@ -57,10 +57,12 @@ from ..worker.heartbeat import hostname
 from ..keys import keys_for
 from ..log import logger
 from . import notify as systemd
-from ..periodic.master import MasterPeriodic
 from ..worker.recovery import requeue_slots
 from ..signals import SignalQueue
 from ..status import master_status
+
+if TYPE_CHECKING:
+    from ..periodic.master import MasterPeriodic
 
 #: signals the master acts on in its loop; a child resets them after the fork
 MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGUSR2,
@@ -89,6 +91,18 @@ def metrics_module(config):
     from .. import metrics
 
     return metrics
+
+
+def periodic_scheduler(config, master_pid: int) -> MasterPeriodic | None:
+    """The master's periodic scheduler; None when no periodic job is declared. Entries come
+    from the config's ``periodic:`` or from ``forkq.register_periodic(...)``, whose registry
+    lives in ``forkq.periodic``: without either, that module was never loaded, and the master
+    leaves it (and cronsim, zoneinfo) unloaded too."""
+    if not config.periodic and "forkq.periodic" not in sys.modules:
+        return None
+    from ..periodic.master import MasterPeriodic
+
+    return MasterPeriodic.from_config(config, master_pid)
 
 
 def run_exporter(metrics, config) -> None:
@@ -188,7 +202,7 @@ class Supervisor:
         # A module that enqueued at import opened the client's connection: close it, so that
         # no Redis socket is shared with the children.
         client.default().close()
-        self.periodic = MasterPeriodic.from_config(config, self.master_pid)
+        self.periodic = periodic_scheduler(config, self.master_pid)
         self.signals = SignalQueue()
         self.signals.install(MASTER_SIGNALS)
         if threading.active_count() > 1:
