@@ -210,7 +210,7 @@ class ResultRecorder:
         else:
             record = _readable(redis, key)
         change(record)
-        text = _encode(record, payload)
+        text = _encode(record, payload, getattr(record, "pushed", None))
         # As a reader will read it: only a value can read back other than it was given (a
         # tuple, an int key); the rest came from JSON or is made of str, int and float here.
         written = record if type(record.get("value")) in _READ_AS_GIVEN else json.loads(text)
@@ -236,10 +236,10 @@ class ResultRecorder:
         if ttl is None:
             return None
         key = self.keys.result(payload["jid"])
-        guessed = queued_record(payload, payload["created_at"])
-        pushed = dumps(guessed)
+        guessed = _FirstRun(queued_record(payload, payload["created_at"]))
+        pushed = guessed.pushed = dumps(guessed)
         change(guessed)
-        text = _encode(guessed, payload)
+        text = _encode(guessed, payload, pushed)
         try:
             replaced = connection.call(redis, "SET", key, text, "EX", ttl, "GET")
         except redis_py.ResponseError as exc:
@@ -253,6 +253,51 @@ class ResultRecorder:
         if record != guessed:
             connection.call(redis, "SET", key, _encode(record, payload), "EX", ttl)
         return record  # as written: its values came from JSON (the payload, the record)
+
+
+#: a first run's record as ``started`` leaves the push's: the push's fields, then its own
+_FIRST_RUN_FIELDS = ("status", "enqueued_at", "class", "args", "started_at", "finished_at",
+                     "attempts", "worker_id", "first_started_at", "worker_ids")
+#: how the push's record text starts (``queued_record`` puts the status first)
+_PUSHED_HEAD = '{"status":"queued"'
+
+
+class _FirstRun(dict):
+    """A first run's record built on the push's, with the push's text (``pushed``): its
+    writes copy the arguments' JSON from that text (``_first_run_text``)."""
+
+    __slots__ = ("pushed",)
+
+
+def _first_run_text(pushed: str, record: dict[str, Any]) -> str | None:
+    """``dumps(record)`` for a first run's record built on the push's (its text ``pushed``),
+    running or succeeded, written around that text so that the arguments are not encoded
+    again; None for a record of another shape (the encoder writes it)."""
+    fields = tuple(record)
+    if fields == _FIRST_RUN_FIELDS:
+        value = ""
+    elif fields == _SUCCEEDED_FIELDS:
+        value = f',"value":{dumps(record["value"])}'
+    else:
+        return None
+    worker_id, finished_at = record["worker_id"], record["finished_at"]
+    if not (record["status"] in _WRITTEN_AROUND and type(record["started_at"]) is float
+            and type(record["first_started_at"]) is float and type(record["attempts"]) is int
+            and (finished_at is None or type(finished_at) is float)
+            and type(worker_id) is str and record["worker_ids"] == [worker_id]):
+        return None
+    worker, finished = dumps(worker_id), "null" if finished_at is None else repr(finished_at)
+    return (f'{{"status":"{record["status"]}"{pushed[len(_PUSHED_HEAD):-1]},'
+            f'"started_at":{record["started_at"]!r},"finished_at":{finished},'
+            f'"attempts":{record["attempts"]},"worker_id":{worker},'
+            f'"first_started_at":{record["first_started_at"]!r},"worker_ids":[{worker}]'
+            f'{value}}}')
+
+
+#: ... and once it succeeded (``succeeded`` adds the value)
+_SUCCEEDED_FIELDS = (*_FIRST_RUN_FIELDS, "value")
+#: the statuses ``_first_run_text`` writes (their JSON is the bare word)
+_WRITTEN_AROUND = (RUNNING, SUCCEEDED)
 
 
 #: types of a value that JSON reads back as it was given (a float that JSON cannot carry makes
@@ -308,11 +353,12 @@ def _append(record: dict[str, Any], name: str, item: Any) -> None:
     record[name].append(item)
 
 
-def _encode(record: dict[str, Any], payload: dict[str, Any]) -> str:
-    """The record as JSON; a value JSON cannot carry becomes the record's error."""
+def _encode(record: dict[str, Any], payload: dict[str, Any], pushed: str | None = None) -> str:
+    """The record as JSON; a value JSON cannot carry becomes the record's error. ``pushed``:
+    the push's record text, when ``record`` was built on it (``_FirstRun``)."""
     try:
         _refuse_non_finite(record.get("value"))
-        return dumps(record)
+        return (pushed and _first_run_text(pushed, record)) or dumps(record)
     except (TypeError, ValueError) as exc:
         value = record.pop("value", None)
         problem = TypeError(f"{payload.get('class')} returned a {type(value).__module__}."

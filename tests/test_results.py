@@ -118,6 +118,24 @@ def test_the_record_a_write_returns_is_the_one_a_reader_reads(redis, recorder, v
     assert written == json.loads(redis.get(f"forkq:result:{job['jid']}"))
 
 
+@pytest.mark.parametrize("args, worker, value", [
+    ([], "host:1:ab", None),
+    (["é \u2028\n\"", {"finished_at": None, "status": "queued"}], 'hôst:"2":ab', "ü"),
+    ([1e300, 10**30, [2.5, None]], "host:3:ab", (1, {"k": 2.5})),
+])
+def test_a_first_runs_records_are_the_encoders_text(redis, recorder, args, worker, value):
+    """A first run's records are written around the push's text, not encoded again: what is
+    stored is, byte for byte, what the encoder writes of the record read back."""
+    job = payload(args=args, created_at=100.0)
+    push_recorded(job)
+    key = f"forkq:result:{job['jid']}"
+    written = recorder.started(redis, job, worker)
+    assert redis.get(key) == forkq.payload.dumps(written)
+    written = recorder.succeeded(redis, job, value, written)
+    assert redis.get(key) == forkq.payload.dumps(written)
+    assert written["args"] == args and written["worker_ids"] == [worker]
+
+
 @pytest.mark.parametrize("value", [float("nan"), [1.0, float("inf")], {"x": (float("-inf"),)}])
 def test_a_value_holding_nan_or_infinity_is_an_error_on_the_result(redis, recorder, value):
     job = payload()

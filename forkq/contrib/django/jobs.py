@@ -33,7 +33,7 @@ from ...job import hooks_of
 
 from . import records
 from .compat import TaskContext, task_finished, task_started
-from .taskresults import finished_result, to_task_result
+from .taskresults import finished_result, record_task_result, to_task_result
 
 
 class RunTask(Job):
@@ -111,8 +111,9 @@ def task_protocol(job, payload: dict[str, Any], queue: str, call_next) -> Any:
 
 def _task_result(task, jid: str, written: dict | None, record: records.Record):
     # ``written`` is the recorder's own record (built or checked by it): not checked again
-    result = results.result_of(jid, written) if written is not None else None
-    return to_task_result(task, jid, result, record.args, record.kwargs)
+    if written is None:
+        return to_task_result(task, jid, None, record.args, record.kwargs)
+    return record_task_result(task, jid, written, record.args, record.kwargs)
 
 
 def _ended(started, written: dict | None):

@@ -30,16 +30,33 @@ def to_task_result(task, jid: str, result: results.Result | None, args: list,
     """The ``TaskResult`` of task ``task`` run as job ``jid``; ``result`` None means none kept
     yet (a task just pushed)."""
     result = result or results.Result(jid=jid, status=results.QUEUED)
-    last = when(result.started_at)
-    first = (last if result.first_started_at in (None, result.started_at)
-             else when(result.first_started_at))
-    made = TaskResult(task=task, id=jid, status=STATUSES[result.status],
-                      enqueued_at=when(result.enqueued_at), started_at=first,
-                      finished_at=when(result.finished_at), last_attempted_at=last,
+    return _made(task, jid, args, kwargs, result.status, result.enqueued_at, result.started_at,
+                 result.first_started_at, result.finished_at, result.errors, result.worker_ids,
+                 result.value)
+
+
+def record_task_result(task, jid: str, record: dict, args: list, kwargs: dict) -> TaskResult:
+    """``to_task_result`` of the record a worker's thread just wrote (``ResultRecorder``'s, so
+    checked or built by it), read as ``results.result_of`` reads it, without its ``Result``."""
+    return _made(task, jid, args, kwargs, record["status"], record.get("enqueued_at"),
+                 record.get("started_at"), record.get("first_started_at"),
+                 record.get("finished_at"), record.get("errors") or [],
+                 record.get("worker_ids") or [], record.get("value"))
+
+
+def _made(task, jid: str, args: list, kwargs: dict, status: str, enqueued_at, started_at,
+          first_started_at, finished_at, errors: list, worker_ids: list, value) -> TaskResult:
+    aware = settings.USE_TZ  # read once: each read goes through Django's lazy settings
+    last = when(started_at, aware)
+    first = (last if first_started_at in (None, started_at)
+             else when(first_started_at, aware))
+    made = TaskResult(task=task, id=jid, status=STATUSES[status],
+                      enqueued_at=when(enqueued_at, aware), started_at=first,
+                      finished_at=when(finished_at, aware), last_attempted_at=last,
                       args=args, kwargs=kwargs, backend=task.backend,
-                      errors=[task_error(error) for error in result.errors],
-                      worker_ids=list(result.worker_ids))
-    object.__setattr__(made, "_return_value", result.value)
+                      errors=[task_error(error) for error in errors],
+                      worker_ids=list(worker_ids))
+    object.__setattr__(made, "_return_value", value)
     return made
 
 
@@ -49,7 +66,7 @@ def finished_result(started: TaskResult, record: dict) -> TaskResult:
     status, ``finished_at``, return value and new errors changed, as Django's own backends
     change theirs; the rest (arguments, times, workers) is the start's, not built again."""
     made = object.__new__(TaskResult)  # copy.copy's reduce protocol costs 4x this
-    for name in _FIELDS:
+    for name in _KEPT:
         object.__setattr__(made, name, getattr(started, name))
     new_errors = (record.get("errors") or [])[len(started.errors):]
     for name, value in (("status", STATUSES[record["status"]]),
@@ -61,8 +78,9 @@ def finished_result(started: TaskResult, record: dict) -> TaskResult:
     return made
 
 
-#: ``TaskResult``'s fields, ``_return_value`` included, for ``finished_result``'s copy
-_FIELDS = tuple(each.name for each in dataclasses.fields(TaskResult))
+#: what ``finished_result`` sets anew; the other fields of ``TaskResult`` are copied
+_CHANGED = ("status", "finished_at", "errors", "worker_ids", "_return_value")
+_KEPT = tuple(each.name for each in dataclasses.fields(TaskResult) if each.name not in _CHANGED)
 
 
 class RecordedError(TaskError):
@@ -83,10 +101,11 @@ def task_error(error: dict[str, str]) -> TaskError:
     return RecordedError(exception_class_path=path, traceback=error["traceback"])
 
 
-def when(timestamp: float | None) -> datetime | None:
-    """Epoch seconds as Django's datetimes: aware (UTC) with ``USE_TZ``, else naive local."""
+def when(timestamp: float | None, aware: bool | None = None) -> datetime | None:
+    """Epoch seconds as Django's datetimes: aware (UTC) with ``USE_TZ`` (or ``aware``, when
+    the caller read it), else naive local."""
     if timestamp is None:
         return None
-    if settings.USE_TZ:
+    if settings.USE_TZ if aware is None else aware:
         return datetime.fromtimestamp(timestamp, tz=timezone.utc)
     return datetime.fromtimestamp(timestamp)
