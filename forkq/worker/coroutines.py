@@ -102,6 +102,7 @@ return 1
 """
 HAND_OVER, ACK = Script(HAND_OVER_SCRIPT), Script(ACK_SCRIPT)
 
+
 def _send(redis, script: Script, keys: list, args: list) -> Any:
     """``script``'s reply, sent as the enqueue path sends (``connection.send_commands``):
     redis-py's command layers cost more than the call."""
