@@ -365,3 +365,22 @@ def test_a_thread_waiting_for_a_slot_is_woken_once_a_refill_is_free():
     assert slots.take() and not slots.wait(0.01), "none free: it gives up at its timeout"
     slots.give()
     assert slots.wait(0.01), "fewer than a refill free: taken after the timeout"
+
+
+def test_a_job_cancelled_before_its_task_first_ran_still_ends_as_cancelled(
+        redis, redis_url, make_config):
+    import threading
+    import time
+
+    runner = _live_runner(make_config, redis_url)
+    _hand_over(runner, redis, "private:t", 1)
+    held = threading.Event()
+    runner.loop.call_soon_threadsafe(held.wait, 10)  # the loop takes both calls in one turn
+    runner.flush(threading.get_ident())
+    runner.cancel_if_running({"j0"})
+    held.set()
+    wait_for(lambda: not runner.running, 10, message="its end written")
+    assert runner.slots.free == 4 + 1, "its slot freed"
+    assert redis.get(runner.services.keys.cancelled) == "1", "written as cancelled"
+    assert redis.llen(runner.list_for("default")) == 0
+    assert runner.stop(time.monotonic() + 1) == 0

@@ -253,10 +253,11 @@ class CoroutineRunner:
                 job.cancel_requested = True
                 self.loop.call_soon_threadsafe(self._cancel_task, job)
 
-    @staticmethod
-    def _cancel_task(job: Running) -> None:
+    def _cancel_task(self, job: Running) -> None:
+        # A turn later: a task cancelled before its first step never enters _run, whose end
+        # frees its slot and writes it as cancelled (its first step is already queued).
         if job.task is not None:
-            job.task.cancel()
+            self.loop.call_soon(job.task.cancel)
 
     # --- processor threads
 
