@@ -277,9 +277,9 @@ def _live_runner(make_config, redis_url):
         make_config(async_concurrency=4, concurrency=1), redis_url, "t:1:0"))
 
 
-def _hand_over(runner, redis, private, count):
+def _hand_over(runner, redis, private, count, attempt=lambda write: write()):
     """Put ``count`` Nap jobs in the ``private`` list and hand each to ``runner``, as a
-    processor thread does with the jobs of its batch."""
+    processor thread does with the jobs of its batch (its writes going through ``attempt``)."""
     from forkq.worker.fetch import Fetched
 
     payloads = [{"class": Nap.wire_name(), "args": [0.0], "jid": f"j{i}", "queue": "default"}
@@ -289,8 +289,7 @@ def _hand_over(runner, redis, private, count):
     connection = runner.services.make_redis()
     for text, payload in zip(texts, payloads):
         runner.hand_over(Fetched("default", text), payload, Nap, redis=connection,
-                         private_key=private, attempt=lambda write: write(),
-                         abandoned=lambda: False)
+                         private_key=private, attempt=attempt, abandoned=lambda: False)
     return texts
 
 
@@ -318,8 +317,70 @@ def test_jobs_set_aside_are_taken_back_with_their_slots(redis, redis_url, make_c
     texts = _hand_over(runner, redis, "private:t", 2)
     taken = runner.take_pending(threading.get_ident())
     assert [fetched.text for fetched in taken] == texts
-    assert runner.slots._value == 4 + 1, "their slots freed"
+    assert runner.slots.free == 4 + 1, "their slots freed"
     runner.flush(threading.get_ident())  # nothing left to move
     assert redis.lrange("private:t", 0, -1) == texts
+    assert redis.llen(runner.list_for("default")) == 0
+    assert runner.stop(time.monotonic() + 1) == 0
+
+
+def test_a_job_that_ends_before_its_move_is_acknowledged_only_once_it_moved(
+        redis, redis_url, make_config):
+    import threading
+    import time
+
+    runner = _live_runner(make_config, redis_url)
+
+    def slow_move(write):
+        """The move's reply comes after the job ended (it started at the flush)."""
+        wait_for(lambda: all(job.ended for job in runner.running.values()), 10,
+                 message="the job ended before its move")
+        return write()
+
+    _hand_over(runner, redis, "private:t", 1, attempt=slow_move)
+    runner.flush(threading.get_ident())
+    assert redis.hgetall("async:started") == {"j0": "1"}
+    assert redis.llen("private:t") == 0
+    wait_for(lambda: not runner.running, 10, message="its end written")
+    assert redis.llen(runner.list_for("default")) == 0, "acknowledged after it moved"
+    assert stats()["processed"] == 1
+    assert runner.stop(time.monotonic() + 1) == 0
+
+
+def test_a_thread_waiting_for_a_slot_is_woken_once_a_refill_is_free():
+    import threading
+
+    from forkq.worker.coroutines import Slots
+
+    slots = Slots(2, refill=2)
+    assert slots.take() and slots.take() and not slots.take()
+    taken = []
+    waiter = threading.Thread(target=lambda: taken.append(slots.wait(60)))
+    waiter.start()
+    wait_for(lambda: slots._waiting == 1, 10, message="the thread waits")
+    slots.give()
+    slots.give()
+    waiter.join(10)
+    assert taken == [True] and slots.free == 1, "woken long before its 60 s"
+    assert slots.take() and not slots.wait(0.01), "none free: it gives up at its timeout"
+    slots.give()
+    assert slots.wait(0.01), "fewer than a refill free: taken after the timeout"
+
+
+def test_a_job_cancelled_before_its_task_first_ran_still_ends_as_cancelled(
+        redis, redis_url, make_config):
+    import threading
+    import time
+
+    runner = _live_runner(make_config, redis_url)
+    _hand_over(runner, redis, "private:t", 1)
+    held = threading.Event()
+    runner.loop.call_soon_threadsafe(held.wait, 10)  # the loop takes both calls in one turn
+    runner.flush(threading.get_ident())
+    runner.cancel_if_running({"j0"})
+    held.set()
+    wait_for(lambda: not runner.running, 10, message="its end written")
+    assert runner.slots.free == 4 + 1, "its slot freed"
+    assert redis.get(runner.services.keys.cancelled) == "1", "written as cancelled"
     assert redis.llen(runner.list_for("default")) == 0
     assert runner.stop(time.monotonic() + 1) == 0

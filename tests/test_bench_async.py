@@ -51,3 +51,13 @@ def test_the_table_rates_forkq_against_the_best_peer(record):
     rate = next(row for row in record["rows"] if row["figure"] == "incr: jobs/s")
     assert rate["best_peer"] in ran and not rate["best_peer"].startswith("forkq")
     assert len(rate["ratio"]) == 1
+
+
+def test_the_coroutine_body_alone_runs_beside_its_synchronous_twin():
+    """``aio_body_alone.py``: both loops run and print their cost per call."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "aio_body_alone.py"), "--calls", "30",
+         "--at-once", "5"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "await redis.incr() (5 at once)" in done.stdout and "ratio" in done.stdout

@@ -3,18 +3,22 @@
 Owned by the manager, which builds it with the process's ``Services`` and gives it to the
 processors; started at the first coroutine job. Three parts, each with one owner:
 
-- *Hand-over*, in the processor thread that fetched the job: wait for one of
-  ``async_concurrency`` + ``concurrency`` hand-over slots, record the result as running (when
-  kept), and set the job aside as *pending* for that thread. When the thread's batch ends,
-  before it runs a job of its own, and before it waits for a slot, its pending jobs are moved
-  out of its private list into the loop's (``forkq:inflight:<slot>:async``; in the cluster
-  layout one per queue, in the queue's hash slot with the thread's lists, so that the move
-  stays one single-slot call: ``Keys.inflight_async``) with one Lua call, and scheduled on
-  the loop with one wake-up (``flush``): a round trip and a wake-up a batch, not a job. The
-  thread goes on with its batch at once: a coroutine waiting on I/O holds no thread, and the
-  thread's next fetch (which acknowledges its batch by deleting its private list) no longer
-  holds the job. Pending jobs are still the thread's: what it hands
-  back at shutdown or after an error includes them (``take_pending``).
+- *Hand-over*, in the processor thread that fetched the job: take one of
+  ``async_concurrency`` + ``concurrency`` hand-over slots (``Slots``; with none free, wait
+  until half as many slots as threads are free, so that a full loop wakes a thread once a
+  few jobs, not once a job), record the result as running (when kept), and set the job aside
+  as *pending* for that thread. When the thread's batch ends, before it runs a job of its
+  own, and before it waits for a slot, its pending jobs are scheduled on the loop with one
+  wake-up and moved out of its private list into the loop's (``forkq:inflight:<slot>:async``;
+  in the cluster layout one per queue, in the queue's hash slot with the thread's lists, so
+  that the move stays one single-slot call: ``Keys.inflight_async``) with one Lua call
+  (``flush``): a round trip and a wake-up a batch, not a job. They start while the move's
+  reply is on its way: each job is in the thread's list or the loop's all along, and its end
+  is acknowledged only once it moved (``_settle``, ``_ended``). The thread goes on with its
+  batch at once: a coroutine waiting on I/O holds no thread, and the thread's next fetch
+  (which acknowledges its batch by deleting its private list) no longer holds the job.
+  Pending jobs are still the thread's: what it hands back at shutdown or after an error
+  includes them (``take_pending``; a job whose move failed may then run twice).
 - *The loop thread* starts each job once fewer than ``async_concurrency`` run (publishing it
   to the process's ``WorkState``), runs it through the server middleware and awaits it under
   its time limits (``flow.within_limits``), and frees its slot when it ends. It logs the
@@ -98,6 +102,14 @@ return 1
 """
 HAND_OVER, ACK = Script(HAND_OVER_SCRIPT), Script(ACK_SCRIPT)
 
+
+def _send(redis, script: Script, keys: list, args: list) -> Any:
+    """``script``'s reply, sent as the enqueue path sends (``connection.send_commands``):
+    redis-py's command layers cost more than the call."""
+    return script.send_by(lambda command: connection.send_commands(redis, [command])[0],
+                          script.command(keys, args))
+
+
 #: tags of coroutine jobs in the ``WorkState`` (threads are tagged with their ident)
 _tags = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
 
@@ -135,6 +147,12 @@ class Running:
     keeps_result: bool
     ident: int = field(default_factory=lambda: next(_tags))
     task: asyncio.Task | None = None
+    #: scheduled on the loop (by the ``flush`` that moves it, before the move's reply)
+    scheduled: bool = False
+    #: out of the thread's private list (or put back by it): its end may be acknowledged
+    moved: bool = False
+    #: it ended (its ``ending`` is set, or it was cancelled at the stop)
+    ended: bool = False
     #: it was cancelled (``forkq.cancel``): however it ends, it ends as cancelled
     cancel_requested: bool = False
     #: it started (a running slot was free) before it ended
@@ -146,6 +164,46 @@ class Running:
 
     def __post_init__(self) -> None:
         self.context = job_context(self.payload, self.fetched.queue)
+
+
+class Slots:
+    """The loop's hand-over slots: taken by processor threads, freed by the loop's thread as
+    jobs end. A thread that finds none waits until ``refill`` are free, not until the next
+    job ends: while the loop is full, one wake-up (and one hand-over round trip) brings it
+    several jobs, and the loop's thread wakes a thread once a refill, not once a job."""
+
+    def __init__(self, size: int, refill: int) -> None:
+        self.free = size
+        self.refill = refill
+        self._changed = threading.Condition(threading.Lock())
+        self._waiting = 0
+
+    def take(self) -> bool:
+        with self._changed:
+            if self.free:
+                self.free -= 1
+                return True
+            return False
+
+    def wait(self, timeout: float) -> bool:
+        """Take a slot once ``refill`` are free, or any free after ``timeout`` seconds."""
+        with self._changed:
+            if self.free < self.refill:
+                self._waiting += 1
+                self._changed.wait(timeout)
+                self._waiting -= 1
+            if not self.free:
+                return False
+            self.free -= 1
+            if self._waiting and self.free >= self.refill:
+                self._changed.notify()  # enough left for the next waiter too
+            return True
+
+    def give(self, count: int = 1) -> None:
+        with self._changed:
+            self.free += count
+            if self._waiting and self.free - count < self.refill <= self.free:
+                self._changed.notify()
 
 
 class CoroutineRunner:
@@ -160,8 +218,13 @@ class CoroutineRunner:
         #: coroutine jobs running at once, in the loop
         self.running_limit = asyncio.Semaphore(limit)
         #: jobs handed over at once: the running ones, plus one waiting per processor thread,
-        #: so that a job ending lets the next start within the loop, without a thread's turn
-        self.slots = threading.BoundedSemaphore(limit + services.config.concurrency)
+        #: so that a job ending lets the next start within the loop, without a thread's turn;
+        #: a thread waits for half as many as there are threads (the loop still has jobs
+        #: waiting to start meanwhile)
+        threads = services.config.concurrency
+        self.slots = Slots(limit + threads, max(1, threads // 2))
+        #: guards the meeting of a job's end (loop thread) and its move (processor thread)
+        self._handoff = threading.Lock()
         #: jobs handed over and not yet acknowledged (written by hand-over and finisher)
         self.running: dict[int, Running] = {}
         #: processor thread ident -> its jobs set aside, not yet moved (each thread its own)
@@ -190,10 +253,11 @@ class CoroutineRunner:
                 job.cancel_requested = True
                 self.loop.call_soon_threadsafe(self._cancel_task, job)
 
-    @staticmethod
-    def _cancel_task(job: Running) -> None:
+    def _cancel_task(self, job: Running) -> None:
+        # A turn later: a task cancelled before its first step never enters _run, whose end
+        # frees its slot and writes it as cancelled (its first step is already queued).
         if job.task is not None:
-            job.task.cancel()
+            self.loop.call_soon(job.task.cancel)
 
     # --- processor threads
 
@@ -207,9 +271,9 @@ class CoroutineRunner:
         among what the thread handed to the manager, or already in the loop's list."""
         self._ensure_started()
         ident = threading.get_ident()
-        if not self.slots.acquire(blocking=False):
+        if not self.slots.take():
             self.flush(ident)  # what it set aside frees slots once it runs
-            while not self.slots.acquire(timeout=TICK_SECONDS):
+            while not self.slots.wait(TICK_SECONDS):
                 if abandoned():
                     return
         job = Running(fetched, payload, job_class, self.outcome.keeps_result(job_class, payload))
@@ -224,35 +288,63 @@ class CoroutineRunner:
         pending.jobs.append(job)
 
     def flush(self, ident: int) -> None:
-        """Move the jobs thread ``ident`` set aside to the loop's list in one call and schedule
-        them with one wake-up of the loop; called by that thread."""
+        """Schedule the jobs thread ``ident`` set aside with one wake-up of the loop, and move
+        them to the loop's list in one call; called by that thread.
+
+        They start while the move's reply is on its way (a job is in the thread's list or the
+        loop's all along, and the thread fetches again only after the move): its end is
+        acknowledged only once it moved (``_settle``)."""
         pending = self.pending.pop(ident, None)
         if pending is None:
             return
         jobs = pending.jobs
+        fresh = [job for job in jobs if not job.scheduled]
+        for job in fresh:
+            job.scheduled = True
+            self.running[job.ident] = job
+        if fresh:
+            self.loop.call_soon_threadsafe(self._start, fresh)
         try:
-            moved = not self.reliable or pending.attempt(
-                lambda: self._move_in(pending, jobs)) is not None
+            # None: given up at the stop (Redis away); they stay in the thread's list for
+            # recovery, and so does their acknowledgement
+            if self.reliable:
+                pending.attempt(lambda: self._move_in(pending, jobs))
         except BaseException:
             self.pending[ident] = pending  # still the thread's, to put back (take_pending)
             raise
-        if not moved:  # given up at the stop: left in the thread's list for recovery
-            for _ in jobs:
-                self.slots.release()
-            return
-        for job in jobs:
-            self.running[job.ident] = job
-        self.loop.call_soon_threadsafe(self._start, jobs)
+        self._settle(jobs)
 
     def take_pending(self, ident: int) -> list[Fetched]:
-        """The jobs thread ``ident`` set aside and did not move (still in its private list),
-        taken back with their slots: for the thread to put back with its unstarted jobs."""
+        """The jobs thread ``ident`` set aside and did not move (still in its private list):
+        for the thread to put back with its unstarted jobs. Those not scheduled give back
+        their slots; those scheduled (their move failed) run on, and may run again."""
         pending = self.pending.pop(ident, None)
         if pending is None:
             return []
-        for _ in pending.jobs:
-            self.slots.release()
+        unscheduled = sum(not job.scheduled for job in pending.jobs)
+        if unscheduled:
+            self.slots.give(unscheduled)
+        self._settle([job for job in pending.jobs if job.scheduled])
         return [job.fetched for job in pending.jobs]
+
+    def _settle(self, jobs: list[Running]) -> None:
+        """``jobs`` left the thread's list: those that ended already go to the finisher."""
+        with self._handoff:
+            for job in jobs:
+                job.moved = True
+            ended = [job for job in jobs if job.ended]
+        for job in ended:
+            self.finished.put(job)
+
+    def _ended(self, job: Running, finish: bool) -> None:
+        """The loop is done with ``job``: its slot frees; when ``finish``, its end goes to the
+        finisher once it moved."""
+        self.slots.give()
+        with self._handoff:
+            job.ended = finish
+            ready = finish and job.moved
+        if ready:
+            self.finished.put(job)
 
     def list_for(self, queue: str) -> str:
         """The loop's private list for jobs fetched from ``queue`` (``Keys.inflight_async``)."""
@@ -263,11 +355,8 @@ class CoroutineRunner:
         return key
 
     def _move_in(self, pending: Pending, jobs: list[Running]) -> int:
-        # The enqueue path's direct send: redis-py's command layers cost more than the call.
-        return HAND_OVER.send_by(
-            lambda command: connection.send_commands(pending.redis, [command])[0],
-            HAND_OVER.command([pending.private_key, pending.list_key],
-                              [job.fetched.text for job in jobs]))
+        return _send(pending.redis, HAND_OVER, [pending.private_key, pending.list_key],
+                     [job.fetched.text for job in jobs])
 
     # --- the loop thread
 
@@ -291,7 +380,8 @@ class CoroutineRunner:
                         job.job_class, job.payload, job.fetched.queue), job.payload)
                 except asyncio.CancelledError:
                     if self._closing.is_set():
-                        return  # stop() pushes it back
+                        self._ended(job, False)  # stop() pushes it back
+                        return
                     job.ending = (time.perf_counter() - started, None, asyncio.CancelledError(
                         "the coroutine job was cancelled"))
                 except BaseException as exc:
@@ -302,13 +392,12 @@ class CoroutineRunner:
                         job_log.write(self.tid, job.context, "done", job.ending[0])
         except asyncio.CancelledError:
             if self._closing.is_set() or not job.cancel_requested:
-                return  # cancelled before it started, at stop(): pushed back
-        finally:
-            self.slots.release()
+                self._ended(job, False)  # cancelled before it started, at stop(): pushed back
+                return
         if job.cancel_requested:  # however it ended, even by swallowing the cancellation
             job.ending = (time.perf_counter() - started, None, Cancelled(
                 f"cancelled (jid={job.payload.get('jid')})"))
-        self.finished.put(job)
+        self._ended(job, True)
 
     def _tick(self) -> None:
         self._last_tick = time.monotonic()
@@ -410,7 +499,7 @@ class CoroutineRunner:
         processed, failed = len(ends) - ends.count("postponed"), ends.count("failed")
         texts = [job.fetched.text for job, _ in done] if self.reliable else []
         stat_keys = self.services.keys.queue_stat_keys(done[0][0].fetched.origin, day)
-        ACK(redis, keys=[list_key, *stat_keys], args=[processed, failed, DAILY_STAT_TTL, *texts])
+        _send(redis, ACK, [list_key, *stat_keys], [processed, failed, DAILY_STAT_TTL, *texts])
 
     def _retrying(self, write) -> Any:
         """Repeat a write while Redis is away, until the shutdown deadline or the process stops
