@@ -277,12 +277,12 @@ def _live_runner(make_config, redis_url):
         make_config(async_concurrency=4, concurrency=1), redis_url, "t:1:0"))
 
 
-def _hand_over(runner, redis, private, count, attempt=lambda write: write()):
+def _hand_over(runner, redis, private, count, attempt=lambda write: write(), seconds=0.0):
     """Put ``count`` Nap jobs in the ``private`` list and hand each to ``runner``, as a
     processor thread does with the jobs of its batch (its writes going through ``attempt``)."""
     from forkq.worker.fetch import Fetched
 
-    payloads = [{"class": Nap.wire_name(), "args": [0.0], "jid": f"j{i}", "queue": "default"}
+    payloads = [{"class": Nap.wire_name(), "args": [seconds], "jid": f"j{i}", "queue": "default"}
                 for i in range(count)]
     texts = [json.dumps(payload) for payload in payloads]
     redis.rpush(private, *texts)
@@ -384,3 +384,30 @@ def test_a_job_cancelled_before_its_task_first_ran_still_ends_as_cancelled(
     assert redis.get(runner.services.keys.cancelled) == "1", "written as cancelled"
     assert redis.llen(runner.list_for("default")) == 0
     assert runner.stop(time.monotonic() + 1) == 0
+
+
+def test_a_thread_abandoned_while_its_move_is_on_its_way_loses_no_job(
+        redis, redis_url, make_config):
+    import threading
+    import time
+
+    from forkq.worker.fetch import release
+
+    runner = _live_runner(make_config, redis_url)
+    ident = threading.get_ident()
+    taken = []
+
+    def abandoned_mid_move(write):
+        """The manager abandons the thread at the shutdown deadline while the move is on its
+        way: it puts back what it takes from the thread and clears the thread's list."""
+        taken.extend(runner.take_pending(ident))
+        release(redis, runner.services.keys, "private:t", taken, None, True)
+        return write()
+
+    texts = _hand_over(runner, redis, "private:t", 1, attempt=abandoned_mid_move, seconds=30)
+    runner.flush(ident)
+    assert [fetched.text for fetched in taken] == texts, "the manager took the moving job back"
+    wait_for(lambda: redis.hgetall("async:started") == {"j0": "1"}, 10, message="it started")
+    assert runner.stop(time.monotonic() + 0.5) == 0, "not in the loop's list: not pushed twice"
+    assert redis.lrange("queue:default", 0, -1) == texts, "back in its queue, once"
+    assert redis.llen("private:t") == 0 and redis.llen(runner.list_for("default")) == 0

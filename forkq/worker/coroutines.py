@@ -293,8 +293,11 @@ class CoroutineRunner:
 
         They start while the move's reply is on its way (a job is in the thread's list or the
         loop's all along, and the thread fetches again only after the move): its end is
-        acknowledged only once it moved (``_settle``)."""
-        pending = self.pending.pop(ident, None)
+        acknowledged only once it moved (``_settle``). They stay among the thread's pending
+        jobs until the move's reply: a manager that abandons the thread meanwhile takes them
+        back (``take_pending``) and puts back whichever its release still finds in the
+        thread's list, and a move that raises leaves them for the thread to put back."""
+        pending = self.pending.get(ident)
         if pending is None:
             return
         jobs = pending.jobs
@@ -304,20 +307,19 @@ class CoroutineRunner:
             self.running[job.ident] = job
         if fresh:
             self.loop.call_soon_threadsafe(self._start, fresh)
-        try:
-            # None: given up at the stop (Redis away); they stay in the thread's list for
-            # recovery, and so does their acknowledgement
-            if self.reliable:
-                pending.attempt(lambda: self._move_in(pending, jobs))
-        except BaseException:
-            self.pending[ident] = pending  # still the thread's, to put back (take_pending)
-            raise
+        # None: given up at the stop (Redis away); they stay in the thread's list for
+        # recovery, and so does their acknowledgement
+        if self.reliable:
+            pending.attempt(lambda: self._move_in(pending, jobs))
+        self.pending.pop(ident, None)
         self._settle(jobs)
 
     def take_pending(self, ident: int) -> list[Fetched]:
-        """The jobs thread ``ident`` set aside and did not move (still in its private list):
-        for the thread to put back with its unstarted jobs. Those not scheduled give back
-        their slots; those scheduled (their move failed) run on, and may run again."""
+        """The jobs thread ``ident`` set aside and did not move, or whose move is on its way
+        (a reliable release puts back only those still in its private list): for the thread,
+        or the manager that abandons it, to put back with its unstarted jobs. Those not
+        scheduled give back their slots; those scheduled (their move failed or is on its way)
+        run on, and may run again."""
         pending = self.pending.pop(ident, None)
         if pending is None:
             return []
@@ -328,11 +330,12 @@ class CoroutineRunner:
         return [job.fetched for job in pending.jobs]
 
     def _settle(self, jobs: list[Running]) -> None:
-        """``jobs`` left the thread's list: those that ended already go to the finisher."""
+        """``jobs`` left the thread's list: those that ended already go to the finisher, once
+        (a thread and the manager that abandoned it may both settle them)."""
         with self._handoff:
+            ended = [job for job in jobs if job.ended and not job.moved]
             for job in jobs:
                 job.moved = True
-            ended = [job for job in jobs if job.ended]
         for job in ended:
             self.finished.put(job)
 
