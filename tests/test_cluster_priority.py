@@ -74,7 +74,8 @@ def test_put_backs_go_to_the_front_of_the_level_or_tenant_in_the_queues_slot(clu
 @pytest.mark.parametrize("fetch", ["reliable", "basic"])
 def test_two_workers_start_jobs_by_priority_fifo_within_a_level(cluster, start_worker, fetch):
     levels = [0, 2, -5, 2, 7, 0, -5, 7, 2, 0] * 2
-    push(levels)
+    # 3 s of work in all: the first worker must not drain them all before the second starts
+    push(levels, 0.15)
     redis = forkq_client.default().redis
     for _ in range(2):
         start_worker(redis_url=cluster.url, concurrency=1, fetch=fetch)

@@ -34,9 +34,10 @@ def fetcher(redis_url, mode=FetchMode.RELIABLE, keys=Keys()):
     return take
 
 
-def push(levels):
-    """One job per level given, labelled ``<level>:<index>``, in that order."""
-    return [Record.set(priority=level).perform_async(f"{level}:{i}")
+def push(levels, *seconds):
+    """One job per level given, labelled ``<level>:<index>``, in that order (working
+    ``seconds`` when given, else ``Record``'s default)."""
+    return [Record.set(priority=level).perform_async(f"{level}:{i}", *seconds)
             for i, level in enumerate(levels)]
 
 

@@ -252,8 +252,13 @@ class PeriodicScheduler:
             self._failing.discard(entry.name)
             logger.info("periodic %r: enqueue works again (tick %s)", entry.name,
                         tick_text(tick))
-        redis.hset(self.keys.periodic_state, f"{entry.name}:last",
-                   dumps({"tick": tick, "jid": jid, "at": now}))
+        # The last run and the next tick in one write: a reader (forkqctl status, the web UI)
+        # never sees the new last run beside the old next tick.
+        upcoming = next_tick(entry, now)
+        redis.hset(self.keys.periodic_state, mapping={
+            f"{entry.name}:last": dumps({"tick": tick, "jid": jid, "at": now}),
+            f"{entry.name}:next": next_text(upcoming)})
+        self._next_written[entry.name] = upcoming
         enqueued.append((entry, tick, jid))
         return True
 
@@ -265,9 +270,13 @@ class PeriodicScheduler:
     def _write_next(self, redis, entry: Entry, now: float) -> None:
         upcoming = next_tick(entry, now)
         if self._next_written.get(entry.name, -1.0) != upcoming:
-            redis.hset(self.keys.periodic_state, f"{entry.name}:next",
-                       "" if upcoming is None else tick_text(upcoming))
+            redis.hset(self.keys.periodic_state, f"{entry.name}:next", next_text(upcoming))
             self._next_written[entry.name] = upcoming
+
+
+def next_text(upcoming: float | None) -> str:
+    """The state hash's ``next`` field: the tick, or empty when none is coming."""
+    return "" if upcoming is None else tick_text(upcoming)
 
 
 def master_pid(identity: str | None) -> int | None:
