@@ -66,6 +66,9 @@ class OutcomeWriter:
         self.middleware = middleware
         self.error_handlers = error_handlers
         self.results = results
+        #: ``keeps_result(job_class, payload)``, whether the worker records the job's result:
+        #: the recorder's own rule, bound once (``ResultRecorder.keeps``)
+        self.keeps_result = results.keeps
         self.retry_writer = retry_writer
         self.dead_set = dead_set
         self.observer = observer
@@ -135,9 +138,6 @@ class OutcomeWriter:
         return instance
 
     # --- what it left
-
-    def keeps_result(self, job_class, payload: dict[str, Any]) -> bool:
-        return self.results.keeps(job_class, payload)
 
     def started(self, redis, payload: dict[str, Any], attempt: Attempt) -> dict | None:
         """Write the result record as running; returns it, for the end's write."""

@@ -74,17 +74,14 @@ class Started:
     verbose: bool
     #: what its log lines carry (``log.job_context``)
     context: tuple
+    #: the name its metrics count it under
+    class_name: str
     #: the result record as written at start (saves a read at the end)
     record: dict | None = None
     #: ``perf_counter`` when perform began
     began: float = 0.0
     #: its time-limit watch, if it has limits
     limited: Any = None
-
-    @property
-    def class_name(self) -> str:
-        # context[0] is display_class(payload), computed once at start
-        return self.context[0] if self.job_class else "unknown"
 
 
 class Processor(CancelHandling, threading.Thread):
@@ -322,11 +319,12 @@ class Processor(CancelHandling, threading.Thread):
             self.set_aside = False
             self.coroutines.flush(self.ident)
         # log.job_context's tuple, built here without the call: a tenth of a µs a job
-        context = (display_class(payload), payload.get("jid"), fetched.queue)
+        shown = display_class(payload)
+        context = (shown, payload.get("jid"), fetched.queue)
         keeps_result = self.outcome.keeps_result(job_class, payload)
         job = Started(fetched, payload, job_class, keeps_result,
                       self.outcome.writes_at_success(payload, keeps_result), job_log.enabled,
-                      context)
+                      context, shown if job_class else "unknown")
         if job.verbose:
             job_log.write(self.tid, job.context, "start")
         if job.keeps_result:
