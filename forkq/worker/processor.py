@@ -13,7 +13,9 @@ out of this thread's private list first. The batch is acknowledged by the next f
 is three steps: ``_start`` (parse, resolve, expiry, hand-over, start records), ``_run``
 (perform under its time limits), then ``_succeeded`` or ``_failed``. The job running now is
 published to the process's ``WorkState`` (``workstate.py``), where the heartbeat, the manager
-and the worker's tick read it, instead of reading this thread's fields.
+and the worker's tick read it, instead of reading this thread's fields; what the batch's ended
+jobs leave for them (the jobs done, the job metrics) is published once, when it ends
+(``_publish``).
 
 The batch is a unit of work with one owner, this thread: no other thread reads or clears it.
 Whatever goes wrong while handling one job (a bug, a payload that breaks the retry writer)
