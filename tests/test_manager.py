@@ -109,3 +109,38 @@ def test_at_the_deadline_a_running_coroutine_job_goes_back_to_its_queue(redis, m
     assert requeued == 1
     assert [entry.jid for entry in api.Queue("default").jobs()] == [jid]
     assert private_jobs(redis) == [] and workers.services.work_state.busy == 0
+
+
+def counted(services) -> int:
+    """Jobs the process's per-class metrics counted (taken: the count starts again)."""
+    return sum(each.processed for each in services.job_metrics.take().values())
+
+
+def test_a_batchs_jobs_are_counted_once_it_ends(redis, manager):
+    workers = manager(concurrency=1)
+    (processor,) = workers.processors
+    processor.fetcher.batch = 3
+    for value in ("a", "b", "c"):
+        jobs.Record.perform_async(value)
+    workers.start()
+    services = workers.services
+    wait_for(lambda: services.work_state.jobs_done == 3, message="the batch counted as done")
+    assert values(redis, "ran") == ["a", "b", "c"]
+    assert services.work_state.busy == 0 and counted(services) == 3
+
+
+def test_jobs_ended_before_the_deadline_are_counted_when_their_batch_is_taken_back(
+        redis, manager):
+    workers = manager(concurrency=1)
+    (processor,) = workers.processors
+    processor.fetcher.batch = 3  # two quick jobs, then one that runs past the deadline
+    jobs.Record.perform_async("a")
+    jobs.Record.perform_async("b")
+    jobs.wait_for_gate.perform_async("running")
+    workers.start()
+    wait_for(lambda: values(redis, "started") == ["running"])
+    services = workers.services
+    assert services.work_state.busy == 1
+    assert workers.stop(time.monotonic() + 0.5) == 1
+    assert services.work_state.jobs_done == 2 and counted(services) == 2
+    assert services.work_state.busy == 0 and queued_args() == [["running"]]

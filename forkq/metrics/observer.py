@@ -82,15 +82,19 @@ class JobObserver:
         atexit.register(self.close)
 
     def job_finished(self, queue: str, class_name: str, seconds: float, failed: bool) -> None:
-        bucket = bisect_left(DURATION_BUCKETS, seconds)
+        self.jobs_finished([(queue, class_name, seconds, failed)])
+
+    def jobs_finished(self, ended: list[tuple[str, str, float, bool]]) -> None:
+        """Count jobs that ended, each ``(queue, class_name, seconds, failed)``."""
         with self._lock:
-            series = self._series.get((queue, class_name))
-            if series is None:
-                series = self._series[(queue, class_name)] = _Series()
-            series.processed += 1
-            series.failed += failed
-            series.seconds += seconds
-            series.buckets[bucket] += 1
+            for queue, class_name, seconds, failed in ended:
+                series = self._series.get((queue, class_name))
+                if series is None:
+                    series = self._series[(queue, class_name)] = _Series()
+                series.processed += 1
+                series.failed += failed
+                series.seconds += seconds
+                series.buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1
 
     def jobs_recovered(self, count: int) -> None:
         with self._lock:

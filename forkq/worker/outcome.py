@@ -18,7 +18,8 @@ Redis is away (the caller decides until when). Steps:
   unique lock, counter; never retried, never dead.
 - ``bury``: a payload forkq cannot run, or a job it failed to handle, goes to the dead set
   raw, with the reason.
-- ``finished``: the observer (metrics) counts the job.
+- ``finished`` / ``finished_many``: the observer (metrics) counts the job, or a processor
+  thread's batch of them.
 - ``write_time_limited`` / ``write_cancel_stuck``: a job whose thread was taken from it (past
   its hard time limit, or ignoring its cancel) is written, and what its thread held put back.
 """
@@ -65,6 +66,9 @@ class OutcomeWriter:
         self.middleware = middleware
         self.error_handlers = error_handlers
         self.results = results
+        #: ``keeps_result(job_class, payload)``, whether the worker records the job's result:
+        #: the recorder's own rule, bound once (``ResultRecorder.keeps``)
+        self.keeps_result = results.keeps
         self.retry_writer = retry_writer
         self.dead_set = dead_set
         self.observer = observer
@@ -135,13 +139,16 @@ class OutcomeWriter:
 
     # --- what it left
 
-    def keeps_result(self, job_class, payload: dict[str, Any]) -> bool:
-        return self.results.keeps(job_class, payload)
-
     def started(self, redis, payload: dict[str, Any], attempt: Attempt) -> dict | None:
         """Write the result record as running; returns it, for the end's write."""
         return self._record(payload, attempt,
                             lambda: self.results.started(redis, payload, self.identity))
+
+    @staticmethod
+    def writes_at_success(payload: dict[str, Any], keeps_result: bool) -> bool:
+        """Whether ``succeeded`` has anything to write for the job (its steps' conditions),
+        asked once at its start: most jobs have nothing, and skip the call."""
+        return keeps_result or "unique_digest" in payload or workflow.member(payload)
 
     def succeeded(self, redis, payload: dict[str, Any], value: Any, attempt: Attempt, *,
                   keeps_result: bool, record: dict | None = None,
@@ -227,6 +234,11 @@ class OutcomeWriter:
 
     def finished(self, queue: str, class_name: str, seconds: float, failed: bool) -> None:
         self.observer.job_finished(queue, class_name, seconds, failed)
+
+    def finished_many(self, ended: list[tuple[str, str, float, bool]]) -> None:
+        """``finished`` for each ``(queue, class_name, seconds, failed)``: a processor
+        thread's batch, counted at its end."""
+        self.observer.jobs_finished(ended)
 
 
 def write_cancel_stuck(services, held: Held, payload, queue: str) -> str:

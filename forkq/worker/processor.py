@@ -13,7 +13,9 @@ out of this thread's private list first. The batch is acknowledged by the next f
 is three steps: ``_start`` (parse, resolve, expiry, hand-over, start records), ``_run``
 (perform under its time limits), then ``_succeeded`` or ``_failed``. The job running now is
 published to the process's ``WorkState`` (``workstate.py``), where the heartbeat, the manager
-and the worker's tick read it, instead of reading this thread's fields.
+and the worker's tick read it, instead of reading this thread's fields; what the batch's ended
+jobs leave for them (the jobs done, the job metrics) is published once, when it ends
+(``_publish``).
 
 The batch is a unit of work with one owner, this thread: no other thread reads or clears it.
 Whatever goes wrong while handling one job (a bug, a payload that breaks the retry writer)
@@ -69,20 +71,19 @@ class Started:
     payload: dict[str, Any]
     job_class: type | None
     keeps_result: bool
+    #: whether its success writes anything (``OutcomeWriter.writes_at_success``)
+    writes_at_success: bool
     verbose: bool
     #: what its log lines carry (``log.job_context``)
     context: tuple
+    #: the name its metrics count it under
+    class_name: str
     #: the result record as written at start (saves a read at the end)
     record: dict | None = None
     #: ``perf_counter`` when perform began
     began: float = 0.0
     #: its time-limit watch, if it has limits
     limited: Any = None
-
-    @property
-    def class_name(self) -> str:
-        # context[0] is display_class(payload), computed once at start
-        return self.context[0] if self.job_class else "unknown"
 
 
 class Processor(CancelHandling, threading.Thread):
@@ -97,6 +98,12 @@ class Processor(CancelHandling, threading.Thread):
         self.lock = threading.Lock()
         #: the job running now (this thread's; published to ``work_state`` for the others)
         self.current: Fetched | None = None
+        #: this thread's tag in ``work_state`` (its ident, read once: a property call a job)
+        self.work_tag = 0
+        #: what the jobs ended in this batch leave for the watchers, published at its end
+        #: (``_publish``): how many count as done, and each one's metrics record
+        self.done = 0
+        self.ended: list[tuple[str, str, float, bool]] = []
         self.run_at = 0.0
         #: the batch being run and the index of its first job not yet started
         self.batch: list[Fetched] = []
@@ -121,6 +128,7 @@ class Processor(CancelHandling, threading.Thread):
     def run(self) -> None:
         quiet = self.services.quiet
         self.tid = thread_tag()
+        self.work_tag = self.ident
         try:
             while not quiet.is_set() and not self.abandoned:
                 try:
@@ -170,6 +178,9 @@ class Processor(CancelHandling, threading.Thread):
                     return
             self.batch = []
         finally:
+            with self.lock:
+                if not self.abandoned:
+                    self._publish()
             self.coroutines.flush(self.ident)
             self.fetcher.seconds_per_job = (time.perf_counter() - started) / len(jobs)
 
@@ -181,7 +192,8 @@ class Processor(CancelHandling, threading.Thread):
                 return False
             self.current, self.next_index = fetched, position + 1
             self.run_at = time.time()
-            self.work_state.started(self.ident, fetched.queue, fetched.text, self.run_at)
+            # replaces the entry of the batch's previous job, if any (``_publish``)
+            self.work_state.started(self.work_tag, fetched.queue, fetched.text, self.run_at)
         return True
 
     def _end(self, done: bool) -> bool:
@@ -191,8 +203,21 @@ class Processor(CancelHandling, threading.Thread):
             if self.abandoned:
                 return False
             self.current = None
-            self.work_state.finished(self.ident, done)
+            self.done += done
         return True
+
+    def _publish(self) -> None:
+        """Tell the watchers what the batch's ended jobs left, once a batch rather than once a
+        job (the caller holds ``lock``): the thread runs nothing now (its ``work_state`` entry,
+        kept between the batch's jobs, goes), the jobs done, their metrics. Their readers (the
+        heartbeat, the worker's tick, the metrics flushes) look every second or more, and a
+        batch holds about ``fetch.HOARD_SECONDS`` of work at the thread's recent pace; only
+        a slow job after fast ones in one batch holds back their counts until it ends."""
+        self.work_state.finished(self.work_tag, self.done)
+        self.done = 0
+        if self.ended:
+            ended, self.ended = self.ended, []
+            self.outcome.finished_many(ended)
 
     def _isolate(self, fetched: Fetched) -> None:
         """A job recovered from a crashed batch runs alone, so a second crash is charged to it."""
@@ -213,7 +238,7 @@ class Processor(CancelHandling, threading.Thread):
         jobs = (self.coroutines.take_pending(self.ident) + ([self.current] if self.current else [])
                 + self.batch[self.next_index:])
         self.batch, self.current = [], None
-        self.work_state.finished(self.ident)
+        self._publish()
         return jobs
 
     def _finish(self) -> None:
@@ -296,9 +321,12 @@ class Processor(CancelHandling, threading.Thread):
             self.set_aside = False
             self.coroutines.flush(self.ident)
         # log.job_context's tuple, built here without the call: a tenth of a µs a job
-        context = (display_class(payload), payload.get("jid"), fetched.queue)
-        job = Started(fetched, payload, job_class,
-                      self.outcome.keeps_result(job_class, payload), job_log.enabled, context)
+        shown = display_class(payload)
+        context = (shown, payload.get("jid"), fetched.queue)
+        keeps_result = self.outcome.keeps_result(job_class, payload)
+        job = Started(fetched, payload, job_class, keeps_result,
+                      self.outcome.writes_at_success(payload, keeps_result), job_log.enabled,
+                      context, shown if job_class else "unknown")
         if job.verbose:
             job_log.write(self.tid, job.context, "start")
         if job.keeps_result:
@@ -356,10 +384,12 @@ class Processor(CancelHandling, threading.Thread):
         elapsed = time.perf_counter() - job.began
         if job.verbose and not self.abandoned:  # abandoned: logged as failed at its limit
             job_log.write(self.tid, job.context, "done", elapsed)
-        ack = (self.fetcher.private_key, job.fetched.text) if self.fetcher.reliable else ("", "")
-        self.outcome.succeeded(self.redis, job.payload, value, self._attempt,
-                               keeps_result=job.keeps_result, record=job.record,
-                               owned=self._owned, ack=ack)
+        if job.writes_at_success:
+            ack = (self.fetcher.private_key, job.fetched.text) if self.fetcher.reliable \
+                else ("", "")
+            self.outcome.succeeded(self.redis, job.payload, value, self._attempt,
+                                   keeps_result=job.keeps_result, record=job.record,
+                                   owned=self._owned, ack=ack)
         return self._finished(job, elapsed, failed=False)
 
     def _cancelled(self, job: Started) -> bool:
@@ -375,7 +405,7 @@ class Processor(CancelHandling, threading.Thread):
         if self.abandoned:
             return False
         self._count(failed)
-        self.outcome.finished(job.fetched.queue, job.class_name, elapsed, failed)
+        self.ended.append((job.fetched.queue, job.class_name, elapsed, failed))
         return True
 
     def _owned(self) -> bool:

@@ -43,6 +43,9 @@ class NullObserver:
     def job_finished(self, queue: str, class_name: str, seconds: float, failed: bool) -> None:
         pass
 
+    def jobs_finished(self, ended: list[tuple[str, str, float, bool]]) -> None:
+        """``job_finished`` for each ``(queue, class_name, seconds, failed)``."""
+
     def jobs_recovered(self, count: int) -> None:
         pass
 

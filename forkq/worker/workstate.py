@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 @dataclass(slots=True)
 class Work:
-    """One running job as the watchers see it; never changed once made (not ``frozen``: a
-    frozen dataclass's ``__init__`` costs twice as much, and one is made for every job)."""
+    """One running job as the watchers see it; never changed once made."""
 
     queue: str
     #: the job's JSON text; the raw ``bytes`` when they are not valid UTF-8
@@ -31,13 +30,16 @@ class Work:
 class WorkState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        #: tag of the runner (a thread's ident, a coroutine job's tag) -> its running job
-        self._work: dict[int, Work] = {}
+        #: tag of the runner (a thread's ident, a coroutine job's tag) -> its running job,
+        #: as ``Work``'s fields
+        self._work: dict[int, tuple[str, str | bytes, float]] = {}
         self._jobs_done = 0
 
     def started(self, tag: int, queue: str, text: str | bytes,
                 run_at: float | None = None) -> None:
-        work = Work(queue, text, time.time() if run_at is None else run_at)
+        # A plain tuple, made a ``Work`` only when read: a job starts far more often than a
+        # watcher looks (the heartbeat, every few seconds).
+        work = (queue, text, time.time() if run_at is None else run_at)
         with self._lock:
             self._work[tag] = work
 
@@ -51,7 +53,8 @@ class WorkState:
     def running(self) -> dict[int, Work]:
         """A copy: runner tag -> the job it runs."""
         with self._lock:
-            return dict(self._work)
+            work = list(self._work.items())
+        return {tag: Work(*entry) for tag, entry in work}
 
     def runs(self, tag: int) -> bool:
         with self._lock:
