@@ -12,9 +12,10 @@ All times are UTC. Sidekiq 7 used other names (``j|YYYYMMDD|H:M``, ``<class>-DD-
 are neither written nor read here.
 
 ``JobMetrics`` runs in a worker child: processor threads call ``jobs_finished`` once per
-batch of jobs (a few dict additions a job under one lock; a job alone, as the coroutine runner
-ends them, 1.2-1.7 µs measured on this project's 2-core test machine), and the heartbeat thread calls ``flush`` once per beat, which writes everything
-counted since the last flush in one MULTI, stamped with the minute of the flush, as Sidekiq
+batch of jobs (a few dict additions a job under one lock; a job alone, as the coroutine
+runner ends them, 1.2-1.7 µs measured on this project's 2-core test machine), and the
+heartbeat thread calls ``flush`` once per beat, which writes everything counted since the
+last flush in one MULTI, stamped with the minute of the flush, as Sidekiq
 does. A flush that fails puts its counts back for the next one. ``WithJobMetrics`` puts it in
 front of the worker's other observer (Prometheus' ``JobObserver``, else ``NullObserver``).
 

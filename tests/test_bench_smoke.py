@@ -44,6 +44,7 @@ RUNS = {
     "scale": (["scale.py", "--tiny", "--no-sidekiq", "--sections", "queues,sets,web"],
               "### Web UI page times"),
     "placement_cost": (["placement_cost.py", "--jobs", "200", "--runs", "1"], "Worker drain"),
+    "floor_thread": (["floor_thread.py", "--jobs", "200", "--runs", "1"], "× the floor's"),
     # a Redis Cluster of Debian's redis-server and redis-cli (tests/run installs both)
     "cluster": (["cluster.py", "--jobs", "200", "--runs", "1", "--queues", "1"], "load after"),
     "cluster_shards": (["cluster.py", "--jobs", "200", "--runs", "1", "--shards", "3"],
