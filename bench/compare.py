@@ -341,6 +341,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.jobs < 100 or args.runs < 1 or args.samples < 2:
         parser.error("--jobs must be at least 100, --runs at least 1, --samples at least 2")
+    if "pinned" in args.setups and not shutil.which("taskset"):
+        parser.error("--setups pinned keeps each Sidekiq process to one CPU with taskset, "
+                     "which is not on PATH: apt-get install util-linux, or leave pinned out")
     unknown = [setup for setup in args.setups if setup not in SETUPS]
     if unknown or "pooled" not in args.setups:
         parser.error(f"--setups takes pooled (always) and any of shared, quiet, pinned; got "

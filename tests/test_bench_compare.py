@@ -53,6 +53,14 @@ def test_compare_refuses_a_table_without_its_headline():
     assert "--setups takes pooled (always)" in result.stderr
 
 
+def test_compare_refuses_the_pinned_setup_without_taskset():
+    result = subprocess.run([sys.executable, os.path.join(BENCH, "compare.py"), "--setups",
+                             "pooled,pinned"], capture_output=True, text=True, timeout=60,
+                            cwd=ROOT, env=dict(os.environ, PATH="/nonexistent"))
+    assert result.returncode == 2
+    assert "taskset, which is not on PATH" in result.stderr
+
+
 def test_threads_cost_runs_both_bodies():
     out = run_bench("threads_cost.py", "--jobs", "200", "--runs", "1", "--variants",
                     "1 thread,10 threads: pinned to one CPU", "--idle-seconds", "0.5")

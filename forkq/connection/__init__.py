@@ -277,6 +277,14 @@ def send_commands(client: redis.Redis, commands: list[tuple]) -> list:
     return replies
 
 
+def run_script(client: redis.Redis, script, keys: list, args: list) -> Any:
+    """``script``'s reply (a ``scripts.Script``, reloaded after NOSCRIPT), sent as
+    ``send_commands`` sends: for the hot paths, where redis-py's command layers cost more than
+    the call."""
+    return script.send_by(lambda command: send_commands(client, [command])[0],
+                          script.command(keys, args))
+
+
 def call(client: redis.Redis, *command) -> Any:
     """One command's reply, sent as ``send_commands`` sends (a connection of the client
     directly: about half the CPU of redis-py's ``execute_command``) but without its ``WAIT``:

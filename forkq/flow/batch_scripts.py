@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..connection import send_commands
+from ..connection import run_script
 from ..connection.scripts import Script
 from ..dead import DEAD_LUA
 from ..payload import dumps
@@ -147,13 +147,12 @@ def succeeded(redis, keys, payload: dict[str, Any], ack: tuple[str, str],
         return batch_cluster.succeeded(redis, keys, payload, ack, value_json, after)
     queue, text, next_jid = after or ("", "", "")
     bid, index = payload.get("bid") or "", payload.get("chord_index")
-    command = SUCCEEDED.command(
+    return int(run_script(
+        redis, SUCCEEDED,
         [keys.queues, keys.batches, ack[0] or keys.batches,
          keys.queue(queue) if queue else keys.batches],
         [keys.batch_prefix(bid), bid, payload.get("jid", ""), ack[1],
-         "" if index is None else str(index), value_json or "null", text, queue, next_jid])
-    # the enqueue path's direct send: redis-py's command layers cost more than the call
-    return int(SUCCEEDED.send_by(lambda sent: send_commands(redis, [sent])[0], command))
+         "" if index is None else str(index), value_json or "null", text, queue, next_jid]))
 
 
 def failed(redis, keys, payload: dict[str, Any], outcome, trim_args: list,

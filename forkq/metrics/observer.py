@@ -1,7 +1,8 @@
 """Job metrics of one worker child: counted in memory, written to its files once a second.
 
-Runs in a worker child (constructed after the fork); processor threads call ``job_finished``
-once per job, so that call is kept to a dict lookup and a few additions under one lock.
+Runs in a worker child (constructed after the fork); processor threads call ``jobs_finished``
+once per batch and the coroutine runner ``job_finished`` once per job, so counting a job is
+kept to a dict lookup and a few additions under one lock.
 prometheus_client's own multiprocess values write the mmap file on every increment: measured
 here at 5.7 µs a job (counter + histogram, 7.5 µs with ``labels()``), a fifth of the 33 µs a job
 has at the 30,000 jobs/s target. Counting in memory costs 0.7-0.8 µs a call (the worker's

@@ -103,13 +103,6 @@ return 1
 HAND_OVER, ACK = Script(HAND_OVER_SCRIPT), Script(ACK_SCRIPT)
 
 
-def _send(redis, script: Script, keys: list, args: list) -> Any:
-    """``script``'s reply, sent as the enqueue path sends (``connection.send_commands``):
-    redis-py's command layers cost more than the call."""
-    return script.send_by(lambda command: connection.send_commands(redis, [command])[0],
-                          script.command(keys, args))
-
-
 #: tags of coroutine jobs in the ``WorkState`` (threads are tagged with their ident)
 _tags = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
 
@@ -358,7 +351,8 @@ class CoroutineRunner:
         return key
 
     def _move_in(self, pending: Pending, jobs: list[Running]) -> int:
-        return _send(pending.redis, HAND_OVER, [pending.private_key, pending.list_key],
+        return connection.run_script(pending.redis, HAND_OVER,
+                                     [pending.private_key, pending.list_key],
                      [job.fetched.text for job in jobs])
 
     # --- the loop thread
@@ -502,7 +496,8 @@ class CoroutineRunner:
         processed, failed = len(ends) - ends.count("postponed"), ends.count("failed")
         texts = [job.fetched.text for job, _ in done] if self.reliable else []
         stat_keys = self.services.keys.queue_stat_keys(done[0][0].fetched.origin, day)
-        _send(redis, ACK, [list_key, *stat_keys], [processed, failed, DAILY_STAT_TTL, *texts])
+        connection.run_script(redis, ACK, [list_key, *stat_keys],
+                              [processed, failed, DAILY_STAT_TTL, *texts])
 
     def _retrying(self, write) -> Any:
         """Repeat a write while Redis is away, until the shutdown deadline or the process stops

@@ -157,7 +157,10 @@ class OutcomeWriter:
         """The result record, then the unique lock released at success unless the job is no
         longer ``owned`` (pushed back at the shutdown deadline: it will run again). A batch or
         chain member's success is counted with its acknowledgement ``ack`` (private list, job
-        text; ``("", "")`` without a private list), in one script (``flow/chain.py``)."""
+        text; ``("", "")`` without a private list), in one script (``flow/chain.py``).
+
+        Its steps' conditions are also ``writes_at_success``'s, by which a processor thread
+        skips this call: a step added here is added there."""
         if workflow.member(payload):
             attempt(lambda: workflow.succeeded(redis, self.keys, payload, value, ack))
         if keeps_result:

@@ -86,6 +86,12 @@ class Started:
     limited: Any = None
 
 
+def metrics_class(shown: str, job_class) -> str:
+    """The name a job's metrics count it under: its ``display_class`` (``shown``), or
+    "unknown" when its class did not resolve."""
+    return shown if job_class else "unknown"
+
+
 class Processor(CancelHandling, threading.Thread):
     def __init__(self, *, index: int, services, coroutines) -> None:
         super().__init__(name=f"processor-{index}", daemon=True)
@@ -326,7 +332,7 @@ class Processor(CancelHandling, threading.Thread):
         keeps_result = self.outcome.keeps_result(job_class, payload)
         job = Started(fetched, payload, job_class, keeps_result,
                       self.outcome.writes_at_success(payload, keeps_result), job_log.enabled,
-                      context, shown if job_class else "unknown")
+                      context, metrics_class(shown, job_class))
         if job.verbose:
             job_log.write(self.tid, job.context, "start")
         if job.keeps_result:
@@ -438,7 +444,7 @@ class Processor(CancelHandling, threading.Thread):
         exc = time_limit_error(payload, limit)
         self.outcome.tell_error_handlers(exc, payload, fetched.queue)
         summary = write_time_limited(self.services, held, payload, job_class, exc)
-        self.outcome.finished(fetched.queue, display_class(payload) if job_class else "unknown",
+        self.outcome.finished(fetched.queue, metrics_class(display_class(payload), job_class),
                               time.time() - self.run_at, True)
         logger.error("fail: %s: %s; %s", error_class_name(exc), exc, summary,
                      extra=job_extra(job_context(payload, fetched.queue)))
