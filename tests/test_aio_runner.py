@@ -53,6 +53,21 @@ def test_async_concurrency_bounds_the_jobs_running_at_once(redis, start_worker, 
     assert int(redis.get("async:peak")) == 3
 
 
+def test_a_thread_fetches_no_job_while_the_loop_is_full(redis, start_worker):
+    # One job runs and two wait for it (two hand-over slots per thread): the thread whose
+    # batches handed them over waits for room before its next fetch, holding nothing, and the
+    # other seven stay in the queue for any process to run.
+    for _ in range(10):
+        Nap.perform_async(30.0)
+    worker = start_worker(concurrency=1, async_concurrency=1, timeout=0.5)
+    runner = worker.manager.coroutines
+    wait_for(lambda: runner.slots.free == 0 and runner.slots._waiting == 1, 10,
+             message="the thread waiting for room")
+    assert api.Queue("default").size == 7
+    assert [key for key in inflight_keys(redis) if not key.endswith(":async")] == []
+    assert redis.llen(worker.services.keys.inflight_async(worker.services.slot)) == 3
+
+
 def test_a_failing_coroutine_job_is_retried_and_keeps_its_result(redis, start_worker):
     jid = Flaky.set(result_ttl=60).perform_async("v")
     start_worker(concurrency=1)
@@ -227,7 +242,8 @@ def test_stop_gives_up_on_redis_at_the_deadline_instead_of_hanging(make_config):
     runner = _runner_on_dead_redis(make_config)
     runner._ensure_started()
     job = Running(Fetched("default", '{"class":"X","args":[],"jid":"j1"}'),
-                  {"class": "X", "args": [], "jid": "j1"}, object, False)
+                  {"class": "X", "args": [], "jid": "j1"}, object, False,
+                  runner.list_for("default"))
     job.ending = (0.0, None, None)
     runner.running[job.ident] = job
     runner.finished.put(job)
@@ -243,7 +259,7 @@ def test_a_coroutine_job_whose_end_cannot_be_recorded_goes_to_the_dead_set(
         redis, start_worker, monkeypatch):
     from forkq.worker.coroutines import CoroutineRunner
 
-    def broken(self, redis_, flow, job):
+    def broken(self, redis_, flow, job, ended):
         raise ValueError("cannot record")
 
     monkeypatch.setattr(CoroutineRunner, "_record", broken)
@@ -261,7 +277,7 @@ def test_a_coroutine_job_whose_end_cannot_be_recorded_goes_to_the_dead_set(
 def test_postponed_coroutine_jobs_are_not_counted_as_done(redis, start_worker, monkeypatch):
     from forkq.worker.coroutines import CoroutineRunner
 
-    monkeypatch.setattr(CoroutineRunner, "_record", lambda self, redis_, flow, job: "postponed")
+    monkeypatch.setattr(CoroutineRunner, "_record", lambda self, redis_, flow, job, ended: "postponed")
     Nap.perform_async(0.0)
     worker = start_worker(concurrency=1)
     wait_for(lambda: redis.hlen("async:runs") == 1, 10, message="the job ran")
@@ -317,7 +333,7 @@ def test_jobs_set_aside_are_taken_back_with_their_slots(redis, redis_url, make_c
     texts = _hand_over(runner, redis, "private:t", 2)
     taken = runner.take_pending(threading.get_ident())
     assert [fetched.text for fetched in taken] == texts
-    assert runner.slots.free == 4 + 1, "their slots freed"
+    assert runner.slots.free == 4 + 2 * 1, "their slots freed"
     runner.flush(threading.get_ident())  # nothing left to move
     assert redis.lrange("private:t", 0, -1) == texts
     assert redis.llen(runner.list_for("default")) == 0
@@ -380,7 +396,7 @@ def test_a_job_cancelled_before_its_task_first_ran_still_ends_as_cancelled(
     runner.cancel_if_running({"j0"})
     held.set()
     wait_for(lambda: not runner.running, 10, message="its end written")
-    assert runner.slots.free == 4 + 1, "its slot freed"
+    assert runner.slots.free == 4 + 2 * 1, "its slot freed"
     assert redis.get(runner.services.keys.cancelled) == "1", "written as cancelled"
     assert redis.llen(runner.list_for("default")) == 0
     assert runner.stop(time.monotonic() + 1) == 0

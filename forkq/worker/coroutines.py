@@ -4,10 +4,14 @@ Owned by the manager, which builds it with the process's ``Services`` and gives 
 processors; started at the first coroutine job. Three parts, each with one owner:
 
 - *Hand-over*, in the processor thread that fetched the job: take one of
-  ``async_concurrency`` + ``concurrency`` hand-over slots (``Slots``; with none free, wait
-  until half as many slots as threads are free, so that a full loop wakes a thread once a
-  few jobs, not once a job), record the result as running (when kept), and set the job aside
-  as *pending* for that thread. When the thread's batch ends, before it runs a job of its
+  ``async_concurrency`` + 2 × ``concurrency`` hand-over slots (``Slots``), record the result
+  as running (when kept), and set the job aside as *pending* for that thread. A thread whose
+  batch handed jobs over fetches again only once as many slots as threads are free, and then
+  no more jobs than there are free slots (``room``): while the loop is full it holds no job
+  (the queue keeps them for any process), a full loop wakes one thread once that many jobs
+  ended, not once a job, and its next batch is handed over without a wait (with none free
+  anyway, another thread having taken them, it waits likewise, after moving what it set
+  aside). When the thread's batch ends, before it runs a job of its
   own, and before it waits for a slot, its pending jobs are scheduled on the loop with one
   wake-up and moved out of its private list into the loop's (``forkq:inflight:<slot>:async``;
   in the cluster layout one per queue, in the queue's hash slot with the thread's lists, so
@@ -20,16 +24,19 @@ processors; started at the first coroutine job. Three parts, each with one owner
   Pending jobs are still the thread's: what it hands back at shutdown or after an error
   includes them (``take_pending``; a job whose move failed may then run twice).
 - *The loop thread* starts each job once fewer than ``async_concurrency`` run (publishing it
-  to the process's ``WorkState``), runs it through the server middleware and awaits it under
+  to the process's ``WorkState``), runs it through the server middleware (without any, and
+  outside a workflow, it awaits the job's own coroutine: ``OutcomeWriter.coroutine``) under
   its time limits (``flow.within_limits``), and frees its slot when it ends. It logs the
   job's ``start`` and ``done`` lines as a processor thread does; each job is its own asyncio
-  task, whose copy of ``log.current_job`` gives the lines logged while it runs its context.
+  task, made when it starts (a job waiting for a running slot costs no task step), whose
+  copy of ``log.current_job`` gives the lines logged while it runs its context.
 - *The finisher thread* does the synchronous writes of finished jobs, in order, through the
   same ``OutcomeWriter`` as the processor threads (``outcome.py``): result record, error
   handlers and retry or dead set, unique lock, metrics; an over-limit job is rescheduled by
   its ``Flow``; then the acknowledgement (``LREM`` from the loop's list, stat counters) of a
   batch in one call per loop list (one, or in the cluster layout one per queue, counting into
-  that queue's counters), after which the jobs leave the ``WorkState``. It also
+  that queue's counters), after which the jobs leave the ``WorkState``; a success with
+  nothing to write costs no call but its metrics record, counted once a batch. It also
   watches the loop: a loop that has not turned for ``STALL_SECONDS`` is blocked by a job (a
   blocking call in a coroutine is the job's bug); one warning a stall, naming the job and the
   loop thread's stack.
@@ -47,6 +54,7 @@ leaves the loop's list to recovery (``recovery.py``), like a thread's.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import itertools
 import os
@@ -138,6 +146,8 @@ class Running:
     payload: dict[str, Any]
     job_class: type
     keeps_result: bool
+    #: the loop's list it moves to (``CoroutineRunner.list_for`` its queue)
+    list_key: str
     ident: int = field(default_factory=lambda: next(_tags))
     task: asyncio.Task | None = None
     #: scheduled on the loop (by the ``flush`` that moves it, before the move's reply)
@@ -192,6 +202,18 @@ class Slots:
                 self._changed.notify()  # enough left for the next waiter too
             return True
 
+    def room(self, timeout: float) -> int:
+        """How many slots are free once ``refill`` are, or after ``timeout`` seconds, taking
+        none (``CoroutineRunner.room``)."""
+        with self._changed:
+            if self.free < self.refill:
+                self._waiting += 1
+                self._changed.wait(timeout)
+                self._waiting -= 1
+            if self._waiting and self.free >= 2 * self.refill:
+                self._changed.notify()  # room for the next waiter's batch too
+            return self.free
+
     def give(self, count: int = 1) -> None:
         with self._changed:
             self.free += count
@@ -208,14 +230,16 @@ class CoroutineRunner:
         self._lists: dict[str, str] = {}
         self.reliable = services.fetch_mode is FetchMode.RELIABLE
         limit = services.config.async_concurrency
-        #: coroutine jobs running at once, in the loop
-        self.running_limit = asyncio.Semaphore(limit)
-        #: jobs handed over at once: the running ones, plus one waiting per processor thread,
+        #: coroutine jobs running at once, in the loop, at most; those running (the loop's
+        #: thread's), and those handed over waiting to start, in order
+        self.limit, self.active = limit, 0
+        self.waiting: collections.deque[Running] = collections.deque()
+        #: jobs handed over at once: the running ones, plus two waiting per processor thread,
         #: so that a job ending lets the next start within the loop, without a thread's turn;
-        #: a thread waits for half as many as there are threads (the loop still has jobs
-        #: waiting to start meanwhile)
+        #: a thread waits for as many as there are threads (the loop still has as many jobs
+        #: waiting to start meanwhile), then fetches and hands over that many in one batch
         threads = services.config.concurrency
-        self.slots = Slots(limit + threads, max(1, threads // 2))
+        self.slots = Slots(limit + 2 * threads, threads)
         #: guards the meeting of a job's end (loop thread) and its move (processor thread)
         self._handoff = threading.Lock()
         #: jobs handed over and not yet acknowledged (written by hand-over and finisher)
@@ -251,8 +275,23 @@ class CoroutineRunner:
         # frees its slot and writes it as cancelled (its first step is already queued).
         if job.task is not None:
             self.loop.call_soon(job.task.cancel)
+        elif job in self.waiting:
+            self.waiting.remove(job)
+            self._drop_cancelled(job)
+        # else not started yet: ``_start_waiting`` drops it
 
     # --- processor threads
+
+    def room(self, stop) -> int:
+        """Before a fetch by a processor thread whose last batch handed jobs over: wait until
+        ``refill`` hand-over slots are free (or ``stop()``), and return how many are, the most
+        jobs it should fetch. It then hands them over without waiting for a slot, so it holds
+        no job while the loop is full, and its batch's pace (``fetch.next_batch``) is that of
+        the hand-over, not of the loop."""
+        while True:
+            free = self.slots.room(TICK_SECONDS)
+            if free >= self.slots.refill or stop():
+                return max(1, free)
 
     def hand_over(self, fetched: Fetched, payload: dict[str, Any], job_class, *, redis,
                   private_key: str, attempt, abandoned) -> None:
@@ -269,15 +308,16 @@ class CoroutineRunner:
             while not self.slots.wait(TICK_SECONDS):
                 if abandoned():
                     return
-        job = Running(fetched, payload, job_class, self.outcome.keeps_result(job_class, payload))
-        if job.keeps_result:
-            self.outcome.started(redis, payload, attempt)
-        if "unique_digest" in payload:
-            self.outcome.unlock(redis, payload, "start", attempt)
         pending = self.pending.get(ident)
         if pending is None:
             pending = self.pending[ident] = Pending(redis, private_key,
                                                     self.list_for(fetched.origin), attempt)
+        job = Running(fetched, payload, job_class, self.outcome.keeps_result(job_class, payload),
+                      pending.list_key)
+        if job.keeps_result:
+            self.outcome.started(redis, payload, attempt)
+        if "unique_digest" in payload:
+            self.outcome.unlock(redis, payload, "start", attempt)
         pending.jobs.append(job)
 
     def flush(self, ident: int) -> None:
@@ -358,43 +398,61 @@ class CoroutineRunner:
     # --- the loop thread
 
     def _start(self, jobs: list[Running]) -> None:
-        for job in jobs:
+        self.waiting.extend(jobs)
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """Start waiting jobs while fewer than ``async_concurrency`` run, each as its own task,
+        made only then: a job waiting for a running slot costs no task step."""
+        while self.waiting and self.active < self.limit and not self._closing.is_set():
+            job = self.waiting.popleft()
+            if job.cancel_requested:
+                self._drop_cancelled(job)
+                continue
+            self.active += 1
             job.task = self.loop.create_task(self._run(job))
+
+    def _drop_cancelled(self, job: Running) -> None:
+        """End a job cancelled (``forkq.cancel``) before it started."""
+        job.ending = (0.0, None, Cancelled(f"cancelled (jid={job.payload.get('jid')})"))
+        self._ended(job, True)
 
     async def _run(self, job: Running) -> None:
         # The task's own copy of the context: the job's lines carry its jid, not another's.
         current_job.set(job.context)
+        self.work_state.started(job.ident, job.fetched.queue, job.fetched.text)
         verbose = job_log.enabled
-        started = time.perf_counter()
+        if verbose:
+            job_log.write(self.tid, job.context, "start")
+        job.began, started = True, time.perf_counter()
         try:
-            async with self.running_limit:
-                self.work_state.started(job.ident, job.fetched.queue, job.fetched.text)
-                if verbose:
-                    job_log.write(self.tid, job.context, "start")
-                job.began, started = True, time.perf_counter()
-                try:
-                    value = await within_limits(self.outcome.perform_coroutine(
-                        job.job_class, job.payload, job.fetched.queue), job.payload)
-                except asyncio.CancelledError:
-                    if self._closing.is_set():
-                        self._ended(job, False)  # stop() pushes it back
-                        return
-                    job.ending = (time.perf_counter() - started, None, asyncio.CancelledError(
-                        "the coroutine job was cancelled"))
-                except BaseException as exc:
-                    job.ending = (time.perf_counter() - started, None, exc)
-                else:
-                    job.ending = (time.perf_counter() - started, value, None)
-                    if verbose:
-                        job_log.write(self.tid, job.context, "done", job.ending[0])
+            payload = job.payload
+            awaited = self.outcome.coroutine(job.job_class, payload, job.fetched.queue)
+            if "time_limit" in payload or "soft_time_limit" in payload:
+                awaited = within_limits(awaited, payload)
+            value = await awaited
         except asyncio.CancelledError:
-            if self._closing.is_set() or not job.cancel_requested:
-                self._ended(job, False)  # cancelled before it started, at stop(): pushed back
+            if self._closing.is_set():
+                self._left(job, False)  # stop() pushes it back
                 return
+            job.ending = (time.perf_counter() - started, None, asyncio.CancelledError(
+                "the coroutine job was cancelled"))
+        except BaseException as exc:
+            job.ending = (time.perf_counter() - started, None, exc)
+        else:
+            job.ending = (time.perf_counter() - started, value, None)
+            if verbose:
+                job_log.write(self.tid, job.context, "done", job.ending[0])
         if job.cancel_requested:  # however it ended, even by swallowing the cancellation
             job.ending = (time.perf_counter() - started, None, Cancelled(
                 f"cancelled (jid={job.payload.get('jid')})"))
-        self._ended(job, True)
+        self._left(job, True)
+
+    def _left(self, job: Running, finish: bool) -> None:
+        """A started job's task ends (``_ended``): the next waiting job takes its place."""
+        self.active -= 1
+        self._ended(job, finish)
+        self._start_waiting()
 
     def _tick(self) -> None:
         self._last_tick = time.monotonic()
@@ -436,56 +494,61 @@ class CoroutineRunner:
         return batch
 
     def _finish(self, redis, flow_for, batch: list[Running]) -> None:
-        ends = []
+        ends, ended = [], []
         for job in batch:
             try:
-                ends.append(self._record(redis, flow_for, job))
+                ends.append(self._record(redis, flow_for, job, ended))
             except Exception as exc:
                 # Not lost with the acknowledgement: the raw job goes to the dead set first.
                 ends.append("failed")
                 logger.error("could not record the end of coroutine job jid=%s",
                              job.payload.get("jid"), exc_info=exc)
                 self.outcome.bury(redis, job.fetched, unhandled_reason(exc), self._retrying)
+        if ended:
+            self.outcome.finished_many(ended)
         by_list: dict[str, list] = {}
         for job, end in zip(batch, ends):
-            by_list.setdefault(self.list_for(job.fetched.origin), []).append((job, end))
+            by_list.setdefault(job.list_key, []).append((job, end))
         for list_key, done in by_list.items():
             self._retrying(functools.partial(self._acknowledge, redis, list_key, done))
-        for job, end in zip(batch, ends):
+        for job in batch:
             self.running.pop(job.ident, None)
-            self.work_state.finished(job.ident, done=end != "postponed")
+        self.work_state.finished_many([job.ident for job in batch],
+                                      len(ends) - ends.count("postponed"))
 
-    def _record(self, redis, flow_for, job: Running) -> str:
+    def _record(self, redis, flow_for, job: Running, ended: list) -> str:
         """Write what a finished job left (``OutcomeWriter``), or reschedule it when over its
-        limiter; returns ``"done"``, ``"failed"``, ``"cancelled"`` or ``"postponed"``. The
-        error and death handlers it runs log with the job's context, as in a processor
-        thread."""
+        limiter, adding its metrics record to ``ended`` (``OutcomeWriter.finished_many``);
+        returns ``"done"``, ``"failed"``, ``"cancelled"`` or ``"postponed"``. The error and
+        death handlers it runs log with the job's context, as in a processor thread."""
+        elapsed, _, exc = job.ending
+        if exc is None and not self.outcome.writes_at_success(job.payload, job.keeps_result):
+            ended.append((job.fetched.queue, job.context[0], elapsed, False))
+            return "done"  # nothing to write, nothing to log
         running = current_job.set(job.context)
         try:
-            return self._write_end(redis, flow_for, job)
+            return self._write_end(redis, flow_for, job, ended)
         finally:
             current_job.reset(running)
 
-    def _write_end(self, redis, flow_for, job: Running) -> str:
+    def _write_end(self, redis, flow_for, job: Running, ended: list) -> str:
         elapsed, value, exc = job.ending
         payload, queue_name = job.payload, job.fetched.queue
         if isinstance(exc, OverLimit):
-            flow_for(self.list_for(job.fetched.origin)).postpone(job.fetched, payload, exc)
+            flow_for(job.list_key).postpone(job.fetched, payload, exc)
             return "postponed"
         if isinstance(exc, Cancelled):
             self.outcome.cancelled(redis, payload, queue_name, self._retrying, started=job.began)
             return "cancelled"
         if exc is None:
-            ack = ("", "")
-            if self.reliable:
-                ack = (self.list_for(job.fetched.origin), job.fetched.text)
+            ack = (job.list_key, job.fetched.text) if self.reliable else ("", "")
             self.outcome.succeeded(redis, payload, value, self._retrying,
                                    keeps_result=job.keeps_result, ack=ack)
         else:
             self.outcome.failed(redis, job.job_class, payload, queue_name, exc,
                                 job_extra(job.context, elapsed), self._retrying,
                                 keeps_result=job.keeps_result)
-        self.outcome.finished(queue_name, display_class(payload), elapsed, exc is not None)
+        ended.append((queue_name, job.context[0], elapsed, exc is not None))
         return "done" if exc is None else "failed"
 
     def _acknowledge(self, redis, list_key: str, done: list[tuple[Running, str]]) -> None:
@@ -597,7 +660,7 @@ class CoroutineRunner:
             keys = self.services.keys
             pushed = 0
             for job in reversed(jobs):
-                list_key = self.list_for(job.fetched.origin)
+                list_key = job.list_key
                 if self.reliable:
                     place = placement.place_of(job.payload, job.fetched.origin)
                     pushed += MOVE_ONE(redis, *move_one(keys, list_key, place,

@@ -98,6 +98,14 @@ class OutcomeWriter:
         chain.invoke_server(instance, payload, queue, run)
         return returned[0] if returned else None
 
+    def coroutine(self, job_class, payload: dict[str, Any], queue: str):
+        """The awaitable of a coroutine job (``perform_coroutine``'s, in the event loop's
+        thread): without server middleware and outside a workflow, the job's own coroutine,
+        one frame fewer at each of its resumptions."""
+        if self.middleware.server or workflow.member(payload):
+            return self.perform_coroutine(job_class, payload, queue)
+        return self._instance(job_class, payload).perform(*payload["args"])
+
     async def perform_coroutine(self, job_class, payload: dict[str, Any], queue: str) -> Any:
         """Await a coroutine job through the server middleware (in the event loop's thread)."""
         instance = self._instance(job_class, payload)

@@ -124,6 +124,8 @@ class Processor(CancelHandling, threading.Thread):
         self.limited = None
         #: a coroutine job was handed over since the last flush (which then has work to do)
         self.set_aside = False
+        #: its batch handed a job over: the next fetch waits for room in the loop first
+        self.handed_over = False
         #: the job in perform now, and the watch of its cancel (once a job; under ``lock``)
         self.performing: Started | None = None
         self.cancel_watch = None
@@ -150,6 +152,10 @@ class Processor(CancelHandling, threading.Thread):
             self._finish()
 
     def _step(self) -> None:
+        if self.handed_over:
+            self.handed_over = False
+            room = self.coroutines.room(lambda: self.services.quiet.is_set() or self.abandoned)
+            self.fetcher.batch = min(self.fetcher.batch, room)
         # A fetch refused for its data (a queue key a producer made a string) has no job to
         # fail: it is waited out, logged once, until the key is fixed.
         jobs = self._retrying(self.fetcher.fetch, refusals="fetch")
@@ -321,7 +327,7 @@ class Processor(CancelHandling, threading.Thread):
             self.coroutines.hand_over(fetched, payload, job_class, redis=self.redis,
                                       private_key=self.fetcher.private_key,
                                       attempt=self._attempt, abandoned=lambda: self.abandoned)
-            self.set_aside = True
+            self.set_aside = self.handed_over = True
             return None
         if self.set_aside:  # coroutine jobs set aside don't wait for this one
             self.set_aside = False

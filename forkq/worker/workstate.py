@@ -50,6 +50,14 @@ class WorkState:
             self._work.pop(tag, None)
             self._jobs_done += done
 
+    def finished_many(self, tags: list[int], done: int) -> None:
+        """``finished`` for each of ``tags`` (coroutine jobs acknowledged together), ``done``
+        of which count."""
+        with self._lock:
+            for tag in tags:
+                self._work.pop(tag, None)
+            self._jobs_done += done
+
     def running(self) -> dict[int, Work]:
         """A copy: runner tag -> the job it runs."""
         with self._lock:
