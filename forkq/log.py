@@ -235,19 +235,28 @@ class LineBuffer(threading.Thread):
         self.format_job = format_job or format_job_line
         self.lines: collections.deque = collections.deque()
         self.pending = threading.Event()
+        #: ``pending`` as ``put`` last saw it or set it: two threads write it, but the order
+        #: of ``run``'s steps keeps it from hiding a line (see ``run``). An attribute, because
+        #: ``Event.is_set`` is a Python call, twice a job at INFO
+        self.woken = False
         self.flushing = threading.Lock()
         self.pid = os.getpid()
 
     def put(self, line) -> None:
         self.lines.append(line)
-        if not self.pending.is_set():
+        if not self.woken:
+            self.woken = True
             self.pending.set()
 
     def run(self) -> None:
         while True:
             self.pending.wait()
             time.sleep(FLUSH_DELAY)
+            # ``woken`` is cleared after ``pending`` and before the flush takes the lines:
+            # a line that saw it still set was appended before the flush, which writes it;
+            # one appended later sees it cleared and sets ``pending`` again.
             self.pending.clear()
+            self.woken = False
             self.flush()
 
     def flush(self) -> None:

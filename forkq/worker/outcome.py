@@ -82,6 +82,8 @@ class OutcomeWriter:
         instance = self._instance(job_class, payload)
         if workflow.member(payload):
             return workflow.checked(payload, lambda: self._perform(instance, payload, queue))
+        if not self.middleware.server:  # ``_perform``'s first step, inline: most jobs, once each
+            return instance.perform(*payload["args"])
         return self._perform(instance, payload, queue)
 
     def _perform(self, instance, payload: dict[str, Any], queue: str) -> Any:

@@ -14,8 +14,8 @@ is three steps: ``_start`` (parse, resolve, expiry, hand-over, start records), `
 (perform under its time limits), then ``_succeeded`` or ``_failed``. The job running now is
 published to the process's ``WorkState`` (``workstate.py``), where the heartbeat, the manager
 and the worker's tick read it, instead of reading this thread's fields; what the batch's ended
-jobs leave for them (the jobs done, the job metrics) is published once, when it ends
-(``_publish``).
+jobs leave for them (the jobs done, the stat counters, the job metrics) is published once,
+when it ends (``_publish``).
 
 The batch is a unit of work with one owner, this thread: no other thread reads or clears it.
 Whatever goes wrong while handling one job (a bug, a payload that breaks the retry writer)
@@ -45,6 +45,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Callable
 
 from ..connection.health import retrying
@@ -106,9 +107,8 @@ class Processor(CancelHandling, threading.Thread):
         self.current: Fetched | None = None
         #: this thread's tag in ``work_state`` (its ident, read once: a property call a job)
         self.work_tag = 0
-        #: what the jobs ended in this batch leave for the watchers, published at its end
-        #: (``_publish``): how many count as done, and each one's metrics record
-        self.done = 0
+        #: the metrics record of each job of this batch that ended (counts as done and in
+        #: the stat counters), published at the batch's end (``_publish``)
         self.ended: list[tuple[str, str, float, bool]] = []
         self.run_at = 0.0
         #: the batch being run and the index of its first job not yet started
@@ -126,7 +126,8 @@ class Processor(CancelHandling, threading.Thread):
         self.set_aside = False
         #: its batch handed a job over: the next fetch waits for room in the loop first
         self.handed_over = False
-        #: the job in perform now, and the watch of its cancel (once a job; under ``lock``)
+        #: the job in perform now, and the watch of its cancel (once a job; ended under ``lock``,
+        #: see ``_run``)
         self.performing: Started | None = None
         self.cancel_watch = None
         services.cancels.listen(self.cancel_if_running)
@@ -176,17 +177,16 @@ class Processor(CancelHandling, threading.Thread):
                     _ISOLATE_MARK in fetched.text
                 if isolated:
                     self._isolate(fetched)
-                done = False
                 try:
-                    done = self._process(fetched)
+                    self._process(fetched)
                 except Shutdown:
                     raise
                 except BaseException as exc:
                     logger.error("could not handle a job of queue %s", fetched.queue,
                                  exc_info=exc)
                     self.outcome.bury(self.redis, fetched, unhandled_reason(exc), self._attempt)
-                    self._count(failed=True)
-                if not self._end(done) or isolated:
+                    self._count(failed=1)
+                if not self._end() or isolated:
                     return
             self.batch = []
         finally:
@@ -204,31 +204,34 @@ class Processor(CancelHandling, threading.Thread):
                 return False
             self.current, self.next_index = fetched, position + 1
             self.run_at = time.time()
-            # replaces the entry of the batch's previous job, if any (``_publish``)
-            self.work_state.started(self.work_tag, fetched.queue, fetched.text, self.run_at)
+            if position:  # the entry of the batch's previous job, kept for it (``_publish``)
+                self.work_state.replaced(self.work_tag, fetched.queue, fetched.text, self.run_at)
+            else:
+                self.work_state.started(self.work_tag, fetched.queue, fetched.text, self.run_at)
         return True
 
-    def _end(self, done: bool) -> bool:
-        """The running job ended (``done``: it counts, see ``WorkState.finished``); False
-        when the thread was abandoned meanwhile."""
-        with self.lock:
-            if self.abandoned:
-                return False
-            self.current = None
-            self.done += done
-        return True
+    def _end(self) -> bool:
+        """The running job ended; False when the thread was abandoned meanwhile.
+
+        Without ``lock`` (a lock costs as much as a few Python calls, and this runs once a
+        job): each is one read or write, and ``abandon`` (which holds the lock) either reads
+        ``current`` before the write, and pushes the ended job back, which then runs again as
+        a job abandoned just before its end would, or after it, and leaves it."""
+        self.current = None
+        return not self.abandoned
 
     def _publish(self) -> None:
         """Tell the watchers what the batch's ended jobs left, once a batch rather than once a
         job (the caller holds ``lock``): the thread runs nothing now (its ``work_state`` entry,
-        kept between the batch's jobs, goes), the jobs done, their metrics. Their readers (the
+        kept between the batch's jobs, goes), the jobs done, their stat counts (sent by the
+        next fetch, which comes after the batch anyway) and their metrics. Their readers (the
         heartbeat, the worker's tick, the metrics flushes) look every second or more, and a
         batch holds about ``fetch.HOARD_SECONDS`` of work at the thread's recent pace; only
         a slow job after fast ones in one batch holds back their counts until it ends."""
-        self.work_state.finished(self.work_tag, self.done)
-        self.done = 0
-        if self.ended:
-            ended, self.ended = self.ended, []
+        ended, self.ended = self.ended, []
+        self.work_state.finished(self.work_tag, len(ended))
+        if ended:
+            self._count(len(ended), sum(map(itemgetter(3), ended)))  # (the failed flags)
             self.outcome.finished_many(ended)
 
     def _isolate(self, fetched: Fetched) -> None:
@@ -283,27 +286,26 @@ class Processor(CancelHandling, threading.Thread):
 
     # --- one job: start, run, finish
 
-    def _process(self, fetched: Fetched) -> bool:
-        """Run one job to its end; True when it counts as done. While it runs, the lines
-        logged in this thread carry its context (``log.current_job``)."""
+    def _process(self, fetched: Fetched) -> None:
+        """Run one job to its end. While it runs, the lines logged in this thread carry its
+        context (``log.current_job``)."""
         job = self._start(fetched)
         if job is None:
-            return False
+            return
         running = current_job.set(job.context)
         try:
             value = self._run(job)
         except Shutdown:
             raise
         except Cancelled:
-            return self._cancelled(job)
+            self._cancelled(job)
         except OverLimit as over:
             if not self.abandoned:
                 self.flow.postpone(fetched, job.payload, over)
-            return False
         except BaseException as exc:
-            return self._failed(job, exc)
+            self._failed(job, exc)
         else:
-            return self._succeeded(job, value)
+            self._succeeded(job, value)
         finally:
             current_job.reset(running)
 
@@ -314,7 +316,7 @@ class Processor(CancelHandling, threading.Thread):
             payload = parse(fetched.text)
         except MalformedJobError as exc:
             self.outcome.bury(self.redis, fetched, str(exc), self._attempt)
-            self._count(failed=True)
+            self._count(failed=1)
             return None
         if self._cancel_requested(fetched, payload):
             self.outcome.cancelled(self.redis, payload, fetched.queue, self._attempt,
@@ -355,9 +357,11 @@ class Processor(CancelHandling, threading.Thread):
             limited = self.flow.watch(payload, self.soft_limit_hit, lambda limit, entry: (
                 self.time_limit_hit(job.fetched, payload, job.job_class, limit, entry)))
         job.began = time.perf_counter()
+        # Written without ``lock``, which its readers (``cancel_if_running``, ``cancel_stuck``)
+        # hold: one write, seen or not; a ``Cancelled`` raised before the ``try`` below is
+        # handled by ``_process`` as any cancel. Only the end must be atomic (``_stop_performing``).
         self.limited = job.limited = limited
-        with self.lock:
-            self.performing = job
+        self.performing = job
         try:
             return self.outcome.perform(job.job_class, payload, job.fetched.queue)
         finally:
@@ -381,18 +385,19 @@ class Processor(CancelHandling, threading.Thread):
         clear_pending(self.ident)
         return True
 
-    def _failed(self, job: Started, exc: BaseException) -> bool:
+    def _failed(self, job: Started, exc: BaseException) -> None:
         elapsed = time.perf_counter() - job.began
         if self.abandoned:
-            return False
+            return
         if self.services.cancels.requested(job.payload.get("jid")):
-            return self._cancelled(job)  # it failed once cancelled: not retried
+            self._cancelled(job)  # it failed once cancelled: not retried
+            return
         self.outcome.failed(self.redis, job.job_class, job.payload, job.fetched.queue, exc,
                             job_extra(job.context, elapsed), self._attempt,
                             keeps_result=job.keeps_result, record=job.record)
-        return self._finished(job, elapsed, failed=True)
+        self._finished(job, elapsed, failed=True)
 
-    def _succeeded(self, job: Started, value: Any) -> bool:
+    def _succeeded(self, job: Started, value: Any) -> None:
         elapsed = time.perf_counter() - job.began
         if job.verbose and not self.abandoned:  # abandoned: logged as failed at its limit
             job_log.write(self.tid, job.context, "done", elapsed)
@@ -402,31 +407,32 @@ class Processor(CancelHandling, threading.Thread):
             self.outcome.succeeded(self.redis, job.payload, value, self._attempt,
                                    keeps_result=job.keeps_result, record=job.record,
                                    owned=self._owned, ack=ack)
-        return self._finished(job, elapsed, failed=False)
+        self._finished(job, elapsed, failed=False)
 
-    def _cancelled(self, job: Started) -> bool:
+    def _cancelled(self, job: Started) -> None:
         self._stop_performing(job)
         elapsed = time.perf_counter() - job.began
         if self.abandoned:
-            return False
+            return
         self.outcome.cancelled(self.redis, job.payload, job.fetched.queue, self._attempt,
                                started=True, record=job.record)
-        return self._finished(job, elapsed, failed=False)
+        self._finished(job, elapsed, failed=False)
 
-    def _finished(self, job: Started, elapsed: float, failed: bool) -> bool:
-        if self.abandoned:
-            return False
-        self._count(failed)
-        self.ended.append((job.fetched.queue, job.class_name, elapsed, failed))
-        return True
+    def _finished(self, job: Started, elapsed: float, failed: bool) -> None:
+        """The job ran to its end (not rescheduled, expired or pushed back): its record is
+        kept for ``_publish``, which counts it (as done for ``max_jobs``, in the stat counters
+        and the job metrics) when the batch ends."""
+        if not self.abandoned:
+            self.ended.append((job.fetched.queue, job.class_name, elapsed, failed))
 
     def _owned(self) -> bool:
         """Whether the running job is still this thread's (not pushed back at the deadline)."""
         return not self.abandoned
 
-    def _count(self, failed: bool) -> None:
+    def _count(self, processed: int = 1, failed: int = 0) -> None:
+        """Add to the stat counters, which the next fetch sends (``fetch.py``)."""
         counters = self.fetcher.counters
-        counters.processed += 1
+        counters.processed += processed
         counters.failed += failed
 
     # --- time limits: called by the watchdog thread (``timelimit.py``)

@@ -43,6 +43,14 @@ class WorkState:
         with self._lock:
             self._work[tag] = work
 
+    def replaced(self, tag: int, queue: str, text: str | bytes, run_at: float) -> None:
+        """``started`` for a runner whose entry exists and which no other thread ends
+        meanwhile (a processor thread between the jobs of a batch: it and ``finished`` run
+        under its own lock). Without this lock, which costs as much as a few Python calls: a
+        value replaced in place is one store, and neither resizes the dict nor breaks a copy
+        being made."""
+        self._work[tag] = (queue, text, run_at)
+
     def finished(self, tag: int, done: bool = False) -> None:
         """The runner ``tag`` runs nothing now; ``done`` counts a job that ran to its end (not
         rescheduled, expired or pushed back), as ``max_jobs`` counts them."""
