@@ -191,10 +191,7 @@ class Slots:
     def wait(self, timeout: float) -> bool:
         """Take a slot once ``refill`` are free, or any free after ``timeout`` seconds."""
         with self._changed:
-            if self.free < self.refill:
-                self._waiting += 1
-                self._changed.wait(timeout)
-                self._waiting -= 1
+            self._wait_for_refill(timeout)
             if not self.free:
                 return False
             self.free -= 1
@@ -206,13 +203,17 @@ class Slots:
         """How many slots are free once ``refill`` are, or after ``timeout`` seconds, taking
         none (``CoroutineRunner.room``)."""
         with self._changed:
-            if self.free < self.refill:
-                self._waiting += 1
-                self._changed.wait(timeout)
-                self._waiting -= 1
+            self._wait_for_refill(timeout)
             if self._waiting and self.free >= 2 * self.refill:
                 self._changed.notify()  # room for the next waiter's batch too
             return self.free
+
+    def _wait_for_refill(self, timeout: float) -> None:
+        # The caller holds ``_changed``; ``give`` wakes one waiter as ``refill`` become free.
+        if self.free < self.refill:
+            self._waiting += 1
+            self._changed.wait(timeout)
+            self._waiting -= 1
 
     def give(self, count: int = 1) -> None:
         with self._changed:

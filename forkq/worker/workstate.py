@@ -51,14 +51,12 @@ class WorkState:
         being made."""
         self._work[tag] = (queue, text, run_at)
 
-    def finished(self, tag: int, done: bool = False) -> None:
-        """The runner ``tag`` runs nothing now; ``done`` counts a job that ran to its end (not
-        rescheduled, expired or pushed back), as ``max_jobs`` counts them."""
-        with self._lock:
-            self._work.pop(tag, None)
-            self._jobs_done += done
+    def finished(self, tag: int, done: int = 0) -> None:
+        """The runner ``tag`` runs nothing now; ``done`` counts the jobs it ran to their end
+        (not rescheduled, expired or pushed back), as ``max_jobs`` counts them."""
+        self.finished_many((tag,), done)
 
-    def finished_many(self, tags: list[int], done: int) -> None:
+    def finished_many(self, tags, done: int) -> None:
         """``finished`` for each of ``tags`` (coroutine jobs acknowledged together), ``done``
         of which count."""
         with self._lock:
