@@ -9,6 +9,7 @@ Each records in Redis what it did, through forkq's client (a worker points it at
 | ``async:started`` | hash jid → times the job started | ``Nap``, ``Flaky`` |
 | ``async:peak`` | string: most ``Nap`` jobs running at once in one process | ``Nap`` |
 | ``async:single`` | list of "jid start end holders" while holding ``SINGLE`` | ``Single`` |
+| ``async:gate`` | string: set by a test to let ``Gated`` and ``GatedThreaded`` jobs end | the test |
 """
 
 from __future__ import annotations
@@ -43,6 +44,32 @@ class Nap(Job):
             _running -= 1
         redis.hincrby("async:runs", self.jid, 1)
         return f"slept {seconds}"
+
+
+#: seconds between a gated job's looks at ``async:gate``
+GATE_POLL = 0.05
+
+
+class Gated(Job):
+    """Runs until the test sets ``async:gate``, waiting on the loop's client (no thread held)."""
+    options = {"retry": 0}
+
+    async def perform(self) -> None:
+        redis = aio.redis()
+        while not await redis.exists("async:gate"):
+            await asyncio.sleep(GATE_POLL)
+        await redis.hincrby("async:runs", self.jid, 1)
+
+
+class GatedThreaded(Job):
+    """``Gated`` as a threaded job: holds its processor thread until the gate opens."""
+    options = {"retry": 0}
+
+    def perform(self) -> None:
+        redis = _redis()
+        while not redis.exists("async:gate"):
+            time.sleep(GATE_POLL)
+        redis.hincrby("async:runs", self.jid, 1)
 
 
 class Flaky(Job):

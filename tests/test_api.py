@@ -178,6 +178,7 @@ def test_processes_workers_and_prune(api, redis):
     assert [p.identity for p in processes] == [identity]
     assert processes[0].busy == 1 and processes[0].rss_kb == 51200 and not processes[0].quiet
     assert processes[0].tag == "app" and processes[0].concurrency == 10
+    assert processes[0].coroutines is None and processes[0].threads_busy == 1  # as Sidekiq wrote it
     assert redis.smembers(api.keys.processes) == {identity}, "expired identity pruned"
     [work] = api.workers()
     assert work.thread == "t1" and work.job.jid == "w1" and work.queue == "default"

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -15,6 +16,7 @@ import e2e_jobs
 from forkq import ctl
 from forkq.supervisor import pidfile
 from forkq.api import Api
+from forkq.api.processes import parse_process
 from forkq.keys import Keys
 from helpers import wait_for
 from masters import tail_forkq_log  # noqa: F401 (a fixture)
@@ -256,3 +258,20 @@ def test_status_into_a_closed_pipe_exits_quietly(tmp_path, redis_url):
     finally:
         os.close(write_end)
     assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_status_counts_coroutine_jobs_apart_from_the_threads():
+    now = time.time()
+    info = json.dumps({"hostname": "h", "pid": 1, "concurrency": 10, "async_concurrency": 100})
+
+    def line(identity, busy, coroutines):
+        fields = [info, busy, str(now), "false", "2048", "0", None, coroutines]
+        report = ctl.process_report(parse_process(identity, fields), now)
+        return report, ctl.process_line(report)
+
+    report, text = line("h:1:a", "103", "100")
+    assert (report["busy"], report["coroutines"], report["async_concurrency"]) == (103, 100, 100)
+    assert " busy=3/10 coroutines=100/100 rss=" in text
+    assert " busy=3/10 rss=" in line("h:2:b", "3", "0")[1]
+    report, text = line("h:3:c", "12", None)  # Sidekiq's record: no coroutines field
+    assert report["coroutines"] is None and " busy=12/10 rss=" in text

@@ -5,6 +5,7 @@ import logging
 import time
 
 import jobs
+from async_jobs import Gated, GatedThreaded
 from helpers import wait_for
 
 
@@ -22,6 +23,7 @@ def test_first_beat_is_written_at_start(redis, start_worker):
                                             "weights": {"a": 2, "b": 1}}}
     assert entry["concurrency"] == "3"  # Sidekiq 8.1.2+ reads only this one
     assert entry["busy"] == "0" and entry["quiet"] == "false" and int(entry["rss"]) > 1000
+    assert entry["coroutines"] == "0" and info["async_concurrency"] == 100
     assert float(entry["beat"]) > time.time() - 5 and int(entry["rtt_us"]) > 0
     assert 0 < redis.ttl(identity) <= 60
 
@@ -53,6 +55,24 @@ def test_busy_and_work_show_running_jobs(redis, start_worker):
         jobs.gate.set()
     wait_for(lambda: redis.hget(identity, "busy") == "0")
     assert redis.hlen(f"{identity}:work") == 0
+
+
+def test_busy_counts_every_running_job_and_coroutines_the_coroutine_ones(redis, start_worker):
+    for _ in range(4):
+        Gated.perform_async()
+    worker = start_worker(concurrency=2, async_concurrency=3, heartbeat_interval=0.2)
+    identity = worker.services.identity
+    wait_for(lambda: redis.hget(identity, "coroutines") == "3", 10,
+             message="three coroutine jobs running, one waiting for a running slot")
+    GatedThreaded.perform_async()
+    wait_for(lambda: redis.hmget(identity, "busy", "coroutines") == ["4", "3"], 10,
+             message="the thread job counted in busy, not in coroutines")
+    assert redis.hlen(f"{identity}:work") == 4
+    snapshot = worker.snapshot()
+    assert (snapshot.busy, snapshot.coroutines, snapshot.async_concurrency) == (4, 3, 3)
+    redis.set("async:gate", 1)
+    wait_for(lambda: redis.hlen("async:runs") == 5, 10, message="every gated job ended")
+    wait_for(lambda: redis.hmget(identity, "busy", "coroutines") == ["0", "0"], 10)
 
 
 class Collect(logging.Handler):

@@ -68,18 +68,19 @@ def http_get(url: str) -> tuple[int, str]:
 
 
 def beat(redis, pid: int, busy: int = 0, concurrency: int = 10, host: str | None = None,
-         when: float | None = None) -> float:
+         when: float | None = None, coroutines: int = 0) -> float:
     """Write a heartbeat as forkq.worker.heartbeat.Heartbeat.beat does; returns its time."""
     host = host or hostname()
     identity = f"{host}:{pid}:{os.urandom(6).hex()}"
     when = when or time.time()
     info = {"hostname": host, "started_at": when, "pid": pid, "tag": "", "labels": [],
-            "concurrency": concurrency, "queues": ["default"], "identity": identity,
+            "concurrency": concurrency, "async_concurrency": 100, "queues": ["default"],
+            "identity": identity,
             "version": "0.1.0", "embedded": False}
     redis.sadd("processes", identity)
     redis.hset(identity, mapping={"info": json.dumps(info), "concurrency": concurrency,
-                                  "busy": busy, "beat": when, "quiet": "false", "rss": 1000,
-                                  "rtt_us": 100})
+                                  "busy": busy, "coroutines": coroutines, "beat": when,
+                                  "quiet": "false", "rss": 1000, "rtt_us": 100})
     redis.expire(identity, 60)
     return when
 
@@ -359,7 +360,7 @@ def test_metrics_report_children(redis, make_config, exporter, children):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     write_status(config, [{"pid": alive.pid, "restarts": 2}, {"pid": gone.pid}])
-    beat_time = beat(redis, alive.pid, busy=3, concurrency=7)
+    beat_time = beat(redis, alive.pid, busy=43, concurrency=7, coroutines=40)
     served = exporter(concurrency=7, max_memory_mb=300)
 
     found = served.scrape()
@@ -370,8 +371,10 @@ def test_metrics_report_children(redis, make_config, exporter, children):
     assert found[("forkq_child_restarts_total", live)] == 2
     assert found[("forkq_child_restarts_total", dead)] == 0
     assert found[("forkq_child_heartbeat_timestamp_seconds", live)] == pytest.approx(beat_time)
-    assert found[("forkq_child_busy_threads", live)] == 3
+    assert found[("forkq_child_busy_threads", live)] == 3  # the coroutine jobs apart
     assert found[("forkq_child_concurrency", live)] == 7
+    assert found[("forkq_child_busy_coroutines", live)] == 40
+    assert found[("forkq_child_async_concurrency", live)] == 100
     rss = psutil.Process(alive.pid).memory_info().rss
     assert found[("forkq_child_resident_memory_bytes", live)] == pytest.approx(rss, rel=0.2)
     cpu = psutil.Process(alive.pid).cpu_times()

@@ -80,6 +80,9 @@ def test_process_hashes_of_each_version(redis, api, version, concurrency, queues
     (process,) = api.processes()
     assert process.concurrency == concurrency and process.queues == queues
     assert process.quiet is quiet and process.version == version
+    # no forkq coroutines field: every busy job counts against the threads, as before
+    assert process.coroutines is None and process.threads_busy == process.busy
+    assert process.problem is None
 
 
 def test_queues_come_from_capsules_when_info_has_none(redis, api):

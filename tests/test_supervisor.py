@@ -39,13 +39,16 @@ def test_max_jobs_is_jittered_within_ten_percent():
     assert supervisor.jittered(1, rng) == 1
 
 
-@pytest.mark.parametrize("tag, busy, stopping, title", [
-    ("", 0, False, "forkq {v} [0 of 10 busy]"),
-    ("app", 3, False, "forkq {v} app [3 of 10 busy]"),
-    ("app", 1, True, "forkq {v} app [1 of 10 busy] stopping"),
+@pytest.mark.parametrize("tag, busy, coroutines, stopping, title", [
+    ("", 0, 0, False, "forkq {v} [0 of 10 busy]"),
+    ("app", 3, 0, False, "forkq {v} app [3 of 10 busy]"),
+    ("app", 1, 0, True, "forkq {v} app [1 of 10 busy] stopping"),
+    ("app", 3, 100, False, "forkq {v} app [3 of 10 busy, 100 of 100 coroutines]"),
+    ("", 0, 7, True, "forkq {v} [0 of 10 busy, 7 of 100 coroutines] stopping"),
 ])
-def test_child_title(tag, busy, stopping, title):
-    assert child_module.child_title(tag, busy, 10, stopping) == title.format(v=_version())
+def test_child_title(tag, busy, coroutines, stopping, title):
+    assert (child_module.child_title(tag, busy, 10, coroutines, 100, stopping)
+            == title.format(v=_version()))
 
 
 def _version() -> str:

@@ -23,6 +23,7 @@ from forkq.errors import ConfigError
 from forkq.web import charts, security, server
 from forkq.web.app import App
 from forkq.web.throttle import LoginThrottle
+from helpers import wait_for
 
 XSS = "<script>alert(1)</script>"
 
@@ -630,3 +631,70 @@ def test_queues_a_worker_listens_to_show_before_anything_was_pushed(browser, red
     assert "critical" in page and "default" in page
     assert [q["name"] for q in ctl.collect(api)["queues"]] == ["critical", "default"]
     assert api.all_queues() == []  # Sidekiq's list: the queues pushed to
+
+
+def busy_cell(page: str, identity: str) -> str:
+    """The Busy column of one process's row on the Busy page, tags and all."""
+    at = page.index(identity)
+    row = page[page.rindex("<tr>", 0, at):page.index("</tr>", at)]
+    return re.search(r'data-label="Busy" class="num">(.*?)</td>', row, re.S).group(1)
+
+
+def test_the_busy_column_counts_coroutine_jobs_apart_and_reads_old_records_as_before(
+        browser, redis, api):
+    info = {"hostname": "host", "pid": 1, "concurrency": 10}
+    records = {  # identity -> the hash's fields besides info and beat
+        "sidekiq:1:a": {"busy": 12},  # Sidekiq's or an older forkq's: no coroutines field
+        "split:2:b": {"busy": 103, "coroutines": 100},
+        "idle:3:c": {"busy": 2, "coroutines": 0},
+        "text:4:d": {"busy": 5, "coroutines": "many"},
+        "over:5:e": {"busy": 2, "coroutines": 7},
+    }
+    for identity, fields in records.items():
+        redis.sadd(api.keys.processes, identity)
+        redis.hset(api.keys.process(identity), mapping={
+            "info": json.dumps({**info, "async_concurrency": 100}), "beat": time.time(),
+            **fields})
+    page = browser.get("/busy").text
+    cells = {identity: busy_cell(page, identity) for identity in records}
+    assert cells == {
+        "sidekiq:1:a": "12 / 10",
+        "split:2:b": '3 / 10<div class="small">100 / 100 coroutines</div>',
+        "idle:3:c": "2 / 10",
+        "text:4:d": "5 / 10",
+        "over:5:e": "2 / 10"}
+    assert unescape(page).count("bad record") == 2
+    assert "coroutines is not an integer ('many')" in unescape(page)
+    assert "coroutines (7) is more than busy (2)" in page
+    assert api.stats()["busy"] == 12 + 103 + 2 + 5 + 2, "busy stays Sidekiq's total"
+
+
+@pytest.mark.slow
+def test_a_child_running_coroutine_jobs_shows_them_apart_from_its_threads(
+        start_master, redis, browser):
+    """Title and Busy page of a real child with blocked coroutine and thread jobs."""
+    from async_jobs import Gated, GatedThreaded
+    from masters import title
+
+    master = start_master(processes=1, concurrency=3, async_concurrency=10, tag="split",
+                          require=["async_jobs"])
+    [pid] = master.ready_pids(1)
+    jids = [Gated.perform_async() for _ in range(12)]
+    prefix = f"forkq {forkq.__version__} split"
+    wait_for(lambda: title(pid) == f"{prefix} [0 of 3 busy, 10 of 10 coroutines]", 10,
+             message="ten coroutine jobs in the title")
+    # Pushed once the coroutine jobs run: no batch holds it together with them.
+    jids.append(GatedThreaded.perform_async())
+    wait_for(lambda: title(pid) == f"{prefix} [1 of 3 busy, 10 of 10 coroutines]", 10,
+             message="the thread job beside them in the title")
+    [process] = Api(redis).processes()
+
+    def cell():
+        return busy_cell(browser.get("/busy").text, process.identity)
+
+    wait_for(lambda: cell() == '1 / 3<div class="small">10 / 10 coroutines</div>', 10,
+             message="the split counts on the Busy page")
+    redis.set("async:gate", 1)
+    wait_for(lambda: redis.hlen("async:runs") == 13, 10, message="every gated job ended")
+    wait_for(lambda: title(pid) == f"{prefix} [0 of 3 busy]", 10, message="an idle title")
+    wait_for(lambda: cell() == "0 / 3", 10, message="an idle Busy column")

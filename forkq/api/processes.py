@@ -17,7 +17,7 @@ from .entry import Entry, as_date, as_int, seconds
 from .records import count, json_object, wrong_type
 
 #: the fields of an ``<identity>`` hash read for a ``Process``, in ``parse_process``'s order
-PROCESS_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency")
+PROCESS_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency", "coroutines")
 
 @dataclass
 class Process:
@@ -25,7 +25,11 @@ class Process:
 
     identity: str
     info: dict[str, Any]
+    #: jobs running, thread and coroutine jobs alike (what Sidekiq counts and shows)
     busy: int = 0
+    #: coroutine jobs among ``busy`` (forkq's ``coroutines`` field); None in a record without
+    #: it (Sidekiq's, an older forkq's), whose ``busy`` all counts against the threads
+    coroutines: int | None = None
     beat: float | None = None
     #: ``beat`` as stored, shown when it is no date
     raw_beat: str | None = None
@@ -66,6 +70,16 @@ class Process:
         if "concurrency" in self.info:
             return as_int(self.info.get("concurrency"))
         return sum(as_int(c.get("concurrency")) for c in self._capsules().values())
+
+    @property
+    def threads_busy(self) -> int:
+        """Jobs running on the threads: ``busy`` less the coroutine jobs."""
+        return self.busy - (self.coroutines or 0)
+
+    @property
+    def async_concurrency(self) -> int:
+        """Coroutine jobs the process runs at once at most (``info``'s; 0 when absent)."""
+        return as_int(self.info.get("async_concurrency"))
 
     @property
     def queues(self) -> list[str]:
@@ -132,19 +146,25 @@ def _process(identity: str, fields) -> Process | None:
 def parse_process(identity: str, fields: list[str | None]) -> Process:
     """A process from the values of its hash's ``PROCESS_FIELDS``, whatever a writer stored;
     what cannot be read counts 0 and is named in ``problem``."""
-    info_text, busy, beat, quiet, rss, rtt_us, concurrency = fields
+    info_text, busy, beat, quiet, rss, rtt_us, concurrency, coroutines = fields
     info, problem = json_object(info_text, "info")
     problems = [problem] if problem else []
     counts = {}
     for name, text in (("busy", busy), ("rss", rss), ("rtt_us", rtt_us),
-                       ("concurrency", concurrency)):
+                       ("concurrency", concurrency), ("coroutines", coroutines)):
         counts[name], problem = count(text, name)
         problems += [problem] if problem else []
+    if counts["coroutines"] > counts["busy"]:
+        problems.append(f"coroutines ({counts['coroutines']}) is more than busy "
+                        f"({counts['busy']})")
+        counts["coroutines"] = 0
     try:
         beat_at = as_date(float(beat)) if beat else None
     except ValueError:
         beat_at = None
-    return Process(identity, info, busy=counts["busy"], beat=beat_at, raw_beat=beat,
+    return Process(identity, info, busy=counts["busy"],
+                   coroutines=None if coroutines is None else counts["coroutines"],
+                   beat=beat_at, raw_beat=beat,
                    quiet=quiet == "true", rss_kb=counts["rss"], rtt_us=counts["rtt_us"],
                    raw_concurrency=None if concurrency is None else str(counts["concurrency"]),
                    problem="; ".join(problems) or None)

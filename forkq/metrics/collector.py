@@ -163,9 +163,12 @@ class RedisReader:
                           as_int(cancelled))
 
     def _beats(self, processes) -> dict[int, dict]:
-        """This host's sound heartbeats by pid."""
-        return {p.pid: {"busy": float(p.busy), "beat": p.beat or 0.0,
-                        "concurrency": float(p.concurrency)}
+        """This host's sound heartbeats by pid: thread jobs and coroutine jobs apart, each
+        beside its capacity."""
+        return {p.pid: {"busy": float(p.threads_busy), "beat": p.beat or 0.0,
+                        "concurrency": float(p.concurrency),
+                        "coroutines": float(p.coroutines or 0),
+                        "async_concurrency": float(p.async_concurrency)}
                 for p in processes
                 if p.problem is None and p.info.get("hostname") == self.host}
 
@@ -248,10 +251,17 @@ def _children(status: dict, facts: RedisFacts):
                                 labels=_CHILD),
         "beat": GaugeMetricFamily("forkq_child_heartbeat_timestamp_seconds",
                                   "Time of the child's last heartbeat.", labels=_CHILD),
-        "busy": GaugeMetricFamily("forkq_child_busy_threads", "Jobs running in the child.",
+        "busy": GaugeMetricFamily("forkq_child_busy_threads",
+                                  "Jobs running on the child's processor threads.",
                                   labels=_CHILD),
         "concurrency": GaugeMetricFamily("forkq_child_concurrency",
                                          "Processor threads of the child.", labels=_CHILD),
+        "coroutines": GaugeMetricFamily("forkq_child_busy_coroutines",
+                                        "Coroutine jobs running on the child's event loop.",
+                                        labels=_CHILD),
+        "async_concurrency": GaugeMetricFamily(
+            "forkq_child_async_concurrency", "Coroutine jobs the child runs at once at most.",
+            labels=_CHILD),
         "cpu": CounterMetricFamily("forkq_child_cpu_seconds", "CPU (user + system) of the child.",
                                    labels=_CHILD),
         "rss": GaugeMetricFamily("forkq_child_resident_memory_bytes",
@@ -276,8 +286,8 @@ def _add_child(families: dict, child: dict, master_pid, facts: RedisFacts) -> No
     beat = facts.beats.get(pid)
     if beat:
         families["beat"].add_metric(labels, beat["beat"])
-        families["busy"].add_metric(labels, beat["busy"])
-        families["concurrency"].add_metric(labels, beat["concurrency"])
+        for name in ("busy", "concurrency", "coroutines", "async_concurrency"):
+            families[name].add_metric(labels, beat[name])
 
 
 def _usage(pid: int, master_pid) -> tuple[float, int] | None:

@@ -33,9 +33,14 @@ def title(*parts: str) -> str:
     return " ".join(part for part in parts if part)
 
 
-def child_title(tag: str, busy: int, concurrency: int, stopping: bool) -> str:
-    return title("forkq", __version__, tag, f"[{busy} of {concurrency} busy]",
-                 "stopping" if stopping else "")
+def child_title(tag: str, threads_busy: int, concurrency: int, coroutines: int,
+                async_concurrency: int, stopping: bool) -> str:
+    """Thread jobs against threads; coroutine jobs, only while some run, against their own
+    limit: busy never reads above capacity."""
+    load = f"{threads_busy} of {concurrency} busy"
+    if coroutines:
+        load += f", {coroutines} of {async_concurrency} coroutines"
+    return title("forkq", __version__, tag, f"[{load}]", "stopping" if stopping else "")
 
 
 class ChildTick:
@@ -56,7 +61,8 @@ class ChildTick:
         reason = None if state.stopping else self.stop_reason(state)
         stopping = state.stopping or reason is not None
         self.report(b"S" if stopping else b"R" if self.retirement_requested else b".")
-        setproctitle(child_title(self.tag, state.busy, state.concurrency, stopping))
+        setproctitle(child_title(self.tag, state.busy - state.coroutines, state.concurrency,
+                                 state.coroutines, state.async_concurrency, stopping))
         return reason
 
     def request_retirement(self) -> None:

@@ -6,9 +6,10 @@ touches the process (signal dispositions, Redis connections, random seed) is set
 after any fork; what the threads share is built once, before they start (``services.py``).
 
 The protocol with a parent: the worker's loop calls ``parent.tick(snapshot)`` at start and at
-least once a second with a ``Snapshot`` (busy, jobs done, stopping), and stops when it returns
-a reason; ``parent.request_retirement()`` asks it for a successor (any thread). Others ask the
-worker, never reach into it: ``snapshot()``, ``request_stop(reason)``.
+least once a second with a ``Snapshot`` (jobs running, how many of them are coroutine jobs,
+the two capacities, jobs done, stopping), and stops when it returns a reason;
+``parent.request_retirement()`` asks it for a successor (any thread). Others ask the worker,
+never reach into it: ``snapshot()``, ``request_stop(reason)``.
 
 Steps: connect and check Redis (warn unless ``maxmemory-policy`` is ``noeviction``); write the
 first heartbeat; read the paused queues and cancels (``flow/control.py``, a thread that
@@ -61,8 +62,12 @@ RETIRE_TIMEOUT = 5.0
 class Snapshot:
     """What a worker's parent is told at each tick."""
 
+    #: jobs running, thread and coroutine jobs alike (the heartbeat's ``busy``)
     busy: int
     concurrency: int
+    #: coroutine jobs among ``busy``, which run on the event loop, not on the threads
+    coroutines: int
+    async_concurrency: int
     #: jobs run to their end since the process started (``max_jobs`` counts them)
     jobs_done: int
     stopping: bool
@@ -171,8 +176,8 @@ class Worker:
         self.heartbeat = Heartbeat(
             redis=services.make_redis(), config=config, keys=services.keys,
             identity=services.identity, quiet=services.quiet, health=services.health,
-            work_state=services.work_state, job_metrics=services.job_metrics,
-            on_signal=self.signals.push)
+            work_state=services.work_state, coroutines_among=self.manager.coroutines_among,
+            job_metrics=services.job_metrics, on_signal=self.signals.push)
         self.control = ControlWatch(redis=services.make_redis(), keys=services.keys,
                                     paused=services.paused, cancels=services.cancels,
                                     placement=services.placement)
@@ -219,7 +224,10 @@ class Worker:
 
     def snapshot(self) -> Snapshot:
         work_state = self.services.work_state
-        return Snapshot(busy=work_state.busy, concurrency=self.config.concurrency,
+        running = work_state.running().keys()
+        return Snapshot(busy=len(running), concurrency=self.config.concurrency,
+                        coroutines=self.manager.coroutines_among(running),
+                        async_concurrency=self.config.async_concurrency,
                         jobs_done=work_state.jobs_done, stopping=self.stopping)
 
     def request_stop(self, reason: str) -> None:

@@ -2,12 +2,14 @@
 
 A thread of the worker child. The first beat is written synchronously at start, then every
 ``heartbeat_interval``. One MULTI writes the ``<identity>`` hash (``info`` JSON and Sidekiq's
-top-level fields), ``<identity>:work`` (Sidekiq 7+) and ``<identity>:workers`` (6.x), all with
-a TTL of ``heartbeat_ttl``, and pops ``<identity>-signals`` (``signals.REMOTE_SIGNALS`` pushed by the web
-UI, ``forkqctl`` or Sidekiq's own UI), which are handed to the worker's signal loop. Then it
-flushes the per-class job metrics counted since the last beat (``jobmetrics``), as Sidekiq 8
-does on each beat, and once more at stop. The busy jobs are read from the process's
-``WorkState`` (``workstate.py``), where the processors and the coroutine runner publish them.
+top-level fields, whose ``busy`` counts every running job; plus ``coroutines``, how many of
+those are coroutine jobs, a field Sidekiq ignores), ``<identity>:work`` (Sidekiq 7+) and
+``<identity>:workers`` (6.x), all with a TTL of ``heartbeat_ttl``, and pops
+``<identity>-signals`` (``signals.REMOTE_SIGNALS`` pushed by the web UI, ``forkqctl`` or
+Sidekiq's own UI), which are handed to the worker's signal loop. Then it flushes the
+per-class job metrics counted since the last beat (``jobmetrics``), as Sidekiq 8 does on each
+beat, and once more at stop. The busy jobs are read from the process's ``WorkState``
+(``workstate.py``), where the processors and the coroutine runner publish them.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def process_info(config, identity: str, started_at: float) -> dict:
     """The ``info`` JSON of this process's ``<identity>`` hash, in Sidekiq's fields."""
     info = {"hostname": hostname(), "started_at": started_at, "pid": os.getpid(),
             "tag": config.tag, "concurrency": config.concurrency,
+            "async_concurrency": config.async_concurrency,
             "queues": list(config.queue_names), "labels": list(config.labels),
             "identity": identity, "version": __version__, "embedded": False}
     default = capsule(config)
@@ -65,7 +68,8 @@ def capsule(config) -> dict:
 
 class Heartbeat(threading.Thread):
     def __init__(self, *, redis, config, keys, identity: str, quiet: threading.Event,
-                 health, work_state: WorkState, job_metrics: JobMetrics, on_signal) -> None:
+                 health, work_state: WorkState, coroutines_among, job_metrics: JobMetrics,
+                 on_signal) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.redis = redis
         self.config = config
@@ -74,6 +78,8 @@ class Heartbeat(threading.Thread):
         self.quiet = quiet
         self.health = health
         self.work_state = work_state
+        #: how many of some ``WorkState`` tags are coroutine jobs (``Manager.coroutines_among``)
+        self.coroutines_among = coroutines_among
         #: per-class job counts, which the process's observer fills
         self.job_metrics = job_metrics
         self.on_signal = on_signal
@@ -97,9 +103,11 @@ class Heartbeat(threading.Thread):
     def beat(self) -> None:
         keys, identity = self.keys, self.identity
         ttl = int(max(1, round(self.config.heartbeat_ttl)))
+        running = {tag: w for tag, w in self.work_state.running().items()
+                   if type(w.text) is str}
         work = {thread_key(tag): json.dumps({"queue": w.queue, "payload": w.text,
                                              "run_at": int(w.run_at)})
-                for tag, w in self.work_state.running().items() if type(w.text) is str}
+                for tag, w in running.items()}
         started = time.perf_counter()
         self.redis.ping()
         self.rtt_us = int((time.perf_counter() - started) * 1e6)
@@ -107,7 +115,8 @@ class Heartbeat(threading.Thread):
         pipe.sadd(keys.processes, identity)
         pipe.hset(keys.process(identity), mapping={
             "info": self.info_json, "concurrency": self.config.concurrency,
-            "busy": len(work), "beat": time.time(),
+            "busy": len(running), "coroutines": self.coroutines_among(running),
+            "beat": time.time(),
             "quiet": "true" if self.quiet.is_set() else "false",
             "rss": rss_kb(), "rtt_us": self.rtt_us})
         pipe.expire(keys.process(identity), ttl)

@@ -10,7 +10,8 @@ thread hands it a job while it pushes back its own. It is worse to lose a job th
 twice.
 
 Which threads run a job is read from the process's ``WorkState`` (``workstate.py``), where
-the processors publish it, not from their fields.
+the processors publish it, not from their fields; so is how many of its running jobs are
+coroutine jobs (``coroutines_among``), for the process title and the heartbeat.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ class Manager:
     def start(self) -> None:
         for processor in self.processors:
             processor.start()
+
+    def coroutines_among(self, tags) -> int:
+        """How many of ``tags`` (runners in the ``WorkState``) are coroutine jobs: those that
+        are no processor thread's ident. Counted from one copy of the ``WorkState``, so thread
+        jobs (the rest) never read above ``concurrency``."""
+        threads = {processor.ident for processor in self.processors}
+        return sum(1 for tag in tags if tag not in threads)
 
     def quiet(self) -> None:
         if not self.services.quiet.is_set():
