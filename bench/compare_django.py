@@ -5,6 +5,7 @@
     python bench/compare_django.py --rq-tasks 300         # rq's forking worker: fewer tasks
     python bench/compare_django.py --tasks 200 --runs 1   # a quick check
     python bench/compare_django.py --json django.json     # keep every run's figures elsewhere
+    python bench/compare_django.py --concurrency 1        # forkq's workers with 1 thread each
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``); a peer whose package is absent is
 left out, with the reason printed. Not a test: nothing here asserts on speed.
