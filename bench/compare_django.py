@@ -5,6 +5,7 @@
     python bench/compare_django.py --rq-tasks 300         # rq's forking worker: fewer tasks
     python bench/compare_django.py --tasks 200 --runs 1   # a quick check
     python bench/compare_django.py --json django.json     # keep every run's figures elsewhere
+    python bench/compare_django.py --concurrency 1        # forkq's workers with 1 thread each
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``); a peer whose package is absent is
 left out, with the reason printed. Not a test: nothing here asserts on speed.
@@ -99,13 +100,16 @@ def migrated_template(server: Server, workdir: str) -> str:
     return path
 
 
-def start_workers(system: str, processes: int, env: dict, workdir: str) -> Group:
+def start_workers(system: str, processes: int, env: dict, workdir: str,
+                  concurrency: int | None = None) -> Group:
     manage = [sys.executable, os.path.join(SITE, "manage.py")]
     if system in ("forkq", "plain"):
         config = {"redis_url": env["BENCH_REDIS_URL"], "processes": processes,
                   "require": ["benchtasks.jobs"],
                   "logfile": os.path.join(workdir, "forkq-worker.log"),
                   "metrics": {"port": None}, "data_dir": os.path.join(workdir, "data")}
+        if concurrency is not None:
+            config["concurrency"] = concurrency
         path = os.path.join(workdir, "forkq.yml")
         with open(path, "w") as handle:
             json.dump(config, handle)  # JSON is YAML
@@ -159,7 +163,7 @@ def drain(group: Group, completed: Completed, server: Server, tasks: int) -> dic
 
 
 def measure(server: Server, system: str, processes: int, body: str, tasks: int,
-            workdir: str, template: str) -> dict:
+            workdir: str, template: str, concurrency: int | None = None) -> dict:
     server.client.flushall()
     db = os.path.join(workdir, "bench.sqlite3")
     shutil.copyfile(template, db)
@@ -168,7 +172,8 @@ def measure(server: Server, system: str, processes: int, body: str, tasks: int,
                            str(tasks)], env=env, cwd=workdir, check=True, capture_output=True,
                           text=True)
     enqueue = json.loads(sent.stdout.strip().splitlines()[-1])
-    group, completed = start_workers(system, processes, env, workdir), Completed(body, server, db)
+    group = start_workers(system, processes, env, workdir, concurrency)
+    completed = Completed(body, server, db)
     try:
         figures = drain(group, completed, server, tasks)
     finally:
@@ -248,7 +253,7 @@ def header(args: argparse.Namespace, systems: list[str]) -> dict:
 
     return {"forkq": forkq.__version__, "django": django.__version__,
             "python": sys.version.split()[0], "tasks": args.tasks, "rq_tasks": args.rq_tasks,
-            "runs": args.runs,
+            "runs": args.runs, "concurrency": args.concurrency,
             "systems": systems, "cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
 
 
@@ -263,6 +268,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bodies", nargs="+", choices=BODIES, default=list(BODIES))
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
                         help="forkq, plain forkq jobs, the peers (default: all)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="threads a forkq worker process (default: forkq's, 10)")
     parser.add_argument("--json", default="compare_django.json",
                         help="where to keep every run's figures (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -288,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
             for _ in range(args.runs):
                 runs.append({f"{system}-{body}-{count}": measure(
                     server, system, count, body, args.rq_tasks if system == "rq" else args.tasks,
-                    workdir, template)
+                    workdir, template, args.concurrency)
                     for body in args.bodies for count in args.processes for system in systems})
     finally:
         server.stop()

@@ -306,6 +306,16 @@ class _Handler(logging.Handler):
         super().__init__()
         self.sink = sink
 
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+        """``logging.Handler.handle`` without the handler's lock: the formatters keep no
+        state between records and the sinks are safe from any thread (the line buffer's
+        deque, ``Output``'s own lock), and a worker's threads queue on that lock behind the
+        GIL (a Django task's framework lines, two a task, each waiting its turn)."""
+        kept = self.filter(record)
+        if kept:
+            self.emit(kept if isinstance(kept, logging.LogRecord) else record)
+        return kept
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.sink(self.format(record) + "\n")

@@ -134,6 +134,22 @@ def test_a_view_enqueues_and_a_worker_runs_the_task(django_env, redis, start_wor
                                                    "finished:receipt:SUCCESSFUL"]
 
 
+@pytest.mark.fault
+def test_task_started_is_sent_once_redis_has_the_run_even_while_writes_are_held(
+        django_env, redis, start_worker):
+    """Django's order of events: a receiver of ``task_started`` reading the result on a
+    connection of its own sees ``RUNNING``, even when Redis holds writes back as a failover
+    does (``CLIENT PAUSE WRITE``) as the run starts, and serves reads meanwhile: the signal
+    waits for Redis' answer to the ``RUNNING`` write, not only for the write to be sent."""
+    from forkq.contrib.django.compat import TaskResultStatus
+    from shop.tasks import watched
+
+    result = watched.enqueue()
+    start_worker(concurrency=1)
+    assert finished(result).status == TaskResultStatus.SUCCESSFUL
+    assert redis.lrange("shop:seen", 0, -1) == ["running"]
+
+
 def test_enqueue_on_commit_waits_for_the_commit(django_env, redis, start_worker):
     from django.db import transaction
     from django.test import Client

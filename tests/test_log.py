@@ -164,6 +164,48 @@ def test_two_threads_flushing_at_once_write_every_line_once(tmp_path):
 
 
 @pytest.mark.parametrize("buffered", [False, True])
+def test_threads_log_without_queueing_on_the_handlers_lock(logfile, buffered):
+    """A worker's threads log (a Django task's framework lines, two a task) without taking
+    the handler's lock, on which they would queue behind the GIL: lines from many threads get
+    written, whole and once each, while another thread holds that lock."""
+    import sys
+    import threading
+
+    log.setup("INFO", str(logfile), buffered=buffered)
+    handler, held, release = log._state["handler"], threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with handler.lock:
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    writers = [threading.Thread(target=lambda n=n: [log.logger.info("line %d-%d", n, index)
+                                                    for index in range(500)])
+               for n in range(8)]
+    try:
+        for thread in writers:
+            thread.start()
+        wait_for(lambda: not any(thread.is_alive() for thread in writers), timeout=10,
+                 message="the writers, while another thread holds the handler's lock")
+    finally:
+        sys.setswitchinterval(interval)
+        release.set()
+        holder.join(10)
+        for thread in writers:
+            thread.join(10)
+    log.flush()
+    written = [line for line in logfile.read_text().splitlines() if " INFO: line " in line]
+    assert all(RECORD_START.match(line) for line in written)
+    messages = [line.split(" INFO: ")[1] for line in written]
+    assert len(messages) == 4000 and len(set(messages)) == 4000
+
+
+@pytest.mark.parametrize("buffered", [False, True])
 def test_json_lines_escape_what_payloads_hold_and_parse_back(logfile, buffered):
     log.setup("INFO", str(logfile), buffered=buffered, log_format="json")
     context = (NASTY, f"jid{NASTY}", f"queue{NASTY}")

@@ -1,6 +1,9 @@
 """The test project's tasks; each leaves a trace in Redis that the tests read."""
 
 import asyncio
+import json
+
+from django.conf import settings
 
 import forkq
 from forkq.contrib.django.compat import task, task_finished, task_started
@@ -52,6 +55,46 @@ def returns_a_set():
     return {1, 2}
 
 
+@task
+def watched():
+    return "ran"
+
+
+@forkq.server_middleware
+def pause_writes_before_watched(job, payload, queue, call_next):
+    """Around ``watched`` only, before the tasks' run protocol (added earlier, so outside it):
+    Redis holds every write back for a moment, as a ``FAILOVER`` does (``CLIENT PAUSE
+    WRITE``), so the protocol's ``RUNNING`` write waits, and reads on other connections go on."""
+    if payload["args"][:1] == [watched.module_path]:
+        forkq.redis().execute_command("CLIENT", "PAUSE", WRITE_PAUSE_MS, "WRITE")
+    return call_next()
+
+
+#: how long ``pause_writes_before_watched`` holds writes back
+WRITE_PAUSE_MS = 500
+
+
+def read_elsewhere(sender, task_result, **kwargs):
+    """``task_started``'s receiver for ``watched``: the stored result's status, read on a
+    connection of its own, as another process would read it. Connected before ``trace``'s
+    receivers, whose writes on the thread's connection would wait out the pause first."""
+    if task_result.task.module_path != watched.module_path:
+        return
+    import redis
+
+    from forkq.connection.source import default_source
+
+    elsewhere = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    try:
+        stored = elsewhere.get(default_source().keys.result(task_result.id))
+    finally:
+        elsewhere.close()
+    forkq.redis().rpush("shop:seen", json.loads(stored)["status"] if stored else "none")
+
+
+task_started.connect(read_elsewhere, weak=False, dispatch_uid="shop-read-elsewhere")
+
+
 def trace(signal_name):
     def receiver(sender, task_result, **kwargs):
         forkq.redis().rpush("shop:signals",
@@ -61,3 +104,4 @@ def trace(signal_name):
 
 task_started.connect(trace("started"), weak=False, dispatch_uid="shop-started")
 task_finished.connect(trace("finished"), weak=False, dispatch_uid="shop-finished")
+
