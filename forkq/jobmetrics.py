@@ -98,10 +98,11 @@ class JobMetrics:
         """Count jobs that ended, each ``(queue, class_name, seconds, failed)``."""
         # Like Sidekiq, time is kept for successful jobs only: failures end at random points.
         with self._lock:
+            found = self._counts
             for _, class_name, seconds, failed in ended:
-                counts = self._counts.get(class_name)
+                counts = found.get(class_name)
                 if counts is None:
-                    counts = self._counts[class_name] = _ClassCounts()
+                    counts = found[class_name] = _ClassCounts()
                 counts.processed += 1
                 if failed:
                     counts.failed += 1

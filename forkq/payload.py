@@ -101,8 +101,12 @@ def display_class(payload: dict[str, Any]) -> str:
     """The name a job is shown under (log ``class=``, metrics labels, the web UI): the
     ``wrapped`` class of a wrapper job (Sidekiq's rule for ActiveJob; forkq's Django tasks),
     else ``class``."""
-    wrapped = payload.get("wrapped")
-    return wrapped if isinstance(wrapped, str) and wrapped else str(payload.get("class"))
+    if "wrapped" in payload:  # (once a job: the common case pays one lookup)
+        wrapped = payload["wrapped"]
+        if isinstance(wrapped, str) and wrapped:
+            return wrapped
+    name = payload.get("class")
+    return name if type(name) is str else str(name)
 
 
 def error_class_name(exc: BaseException) -> str:
