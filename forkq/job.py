@@ -28,9 +28,9 @@ from .options import HOOK_OPTIONS, check_run_at, finite, validate_options, valid
 _registry: dict[str, type["Job"]] = {}
 
 
-def resolve(wire_name: str) -> type["Job"] | None:
-    """The job class a payload names, or None when this process does not know it."""
-    return _registry.get(wire_name)
+#: ``resolve(wire_name)``: the job class a payload names, or None when this process does not
+#: know it (the registry's own ``get``: a C call, once a job)
+resolve = _registry.get
 
 
 def known_names() -> list[str]:

@@ -27,6 +27,7 @@ here.
 from __future__ import annotations
 
 import datetime
+import functools
 import threading
 from bisect import bisect_right
 
@@ -41,11 +42,9 @@ MID_TTL = 3 * 24 * 3600
 COUNTER_MAX = 65535
 
 
-def bucket_index(ms: int) -> int:
-    """The histogram bucket of a run of ``ms`` milliseconds: the first bound above it."""
-    if ms < BUCKET_MS[0]:  # most jobs: skip the search
-        return 0
-    return min(bisect_right(BUCKET_MS, ms), len(BUCKET_MS) - 1)
+#: ``bucket_index(ms)``: the histogram bucket of a run of ``ms`` milliseconds, the first bound
+#: above it (the last bucket takes the rest); a C call, as it runs once a job
+bucket_index = functools.partial(bisect_right, BUCKET_MS[:-1])
 
 
 def minute_bucket(moment: datetime.datetime) -> str:
@@ -99,10 +98,11 @@ class JobMetrics:
         """Count jobs that ended, each ``(queue, class_name, seconds, failed)``."""
         # Like Sidekiq, time is kept for successful jobs only: failures end at random points.
         with self._lock:
+            found = self._counts
             for _, class_name, seconds, failed in ended:
-                counts = self._counts.get(class_name)
+                counts = found.get(class_name)
                 if counts is None:
-                    counts = self._counts[class_name] = _ClassCounts()
+                    counts = found[class_name] = _ClassCounts()
                 counts.processed += 1
                 if failed:
                     counts.failed += 1

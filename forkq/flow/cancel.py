@@ -215,6 +215,9 @@ class CancelView:
         self._listeners: list[Callable[[set[str]], None]] = []
         #: whether Redis held any mark at the last look (the fetch checks jobs then)
         self.marked = False
+        #: whether this process knows of any mark: else ``requested`` is False for every jid,
+        #: and a processor thread skips asking it (a Python call a job)
+        self.known = False
 
     def requested(self, jid: Any) -> bool:
         """Whether ``jid`` was cancelled (as of the last look, at most about a second ago); a
@@ -243,6 +246,7 @@ class CancelView:
             old = [jid for jid, at in self._marks.items() if at < now - KEEP]
             for jid in old:
                 del self._marks[jid]
+            self.known = bool(self._marks)
             listeners = list(self._listeners)
         if new:
             for callback in listeners:

@@ -99,6 +99,7 @@ class Processor(CancelHandling, threading.Thread):
         self.services = services
         self.outcome = services.outcome
         self.work_state = services.work_state
+        self.cancels = services.cancels
         #: the event loop of coroutine jobs, which this thread hands them to
         self.coroutines = coroutines
         #: guards the unit of work against ``abandon`` (the only call from another thread)
@@ -130,7 +131,7 @@ class Processor(CancelHandling, threading.Thread):
         #: see ``_run``)
         self.performing: Started | None = None
         self.cancel_watch = None
-        services.cancels.listen(self.cancel_if_running)
+        self.cancels.listen(self.cancel_if_running)
 
     # --- the loop
 
@@ -186,7 +187,12 @@ class Processor(CancelHandling, threading.Thread):
                                  exc_info=exc)
                     self.outcome.bury(self.redis, fetched, unhandled_reason(exc), self._attempt)
                     self._count(failed=1)
-                if not self._end() or isolated:
+                # Without ``lock`` (a lock costs as much as a few Python calls, once a job):
+                # ``abandon`` (which holds it) reads ``current`` before this write, and pushes
+                # the ended job back, which then runs again as a job abandoned just before its
+                # end would, or after it, and leaves it.
+                self.current = None
+                if self.abandoned or isolated:
                     return
             self.batch = []
         finally:
@@ -209,16 +215,6 @@ class Processor(CancelHandling, threading.Thread):
             else:
                 self.work_state.started(self.work_tag, fetched.queue, fetched.text, self.run_at)
         return True
-
-    def _end(self) -> bool:
-        """The running job ended; False when the thread was abandoned meanwhile.
-
-        Without ``lock`` (a lock costs as much as a few Python calls, and this runs once a
-        job): each is one read or write, and ``abandon`` (which holds the lock) either reads
-        ``current`` before the write, and pushes the ended job back, which then runs again as
-        a job abandoned just before its end would, or after it, and leaves it."""
-        self.current = None
-        return not self.abandoned
 
     def _publish(self) -> None:
         """Tell the watchers what the batch's ended jobs left, once a batch rather than once a
@@ -318,7 +314,9 @@ class Processor(CancelHandling, threading.Thread):
             self.outcome.bury(self.redis, fetched, str(exc), self._attempt)
             self._count(failed=1)
             return None
-        if self._cancel_requested(fetched, payload):
+        # (the first two: what ``_cancel_requested`` looks at, without its two calls a job)
+        if (self.cancels.known or fetched.maybe_cancelled) and \
+                self._cancel_requested(fetched, payload):
             self.outcome.cancelled(self.redis, payload, fetched.queue, self._attempt,
                                    started=False)
             return None
@@ -389,7 +387,7 @@ class Processor(CancelHandling, threading.Thread):
         elapsed = time.perf_counter() - job.began
         if self.abandoned:
             return
-        if self.services.cancels.requested(job.payload.get("jid")):
+        if self.cancels.requested(job.payload.get("jid")):
             self._cancelled(job)  # it failed once cancelled: not retried
             return
         self.outcome.failed(self.redis, job.job_class, job.payload, job.fetched.queue, exc,
