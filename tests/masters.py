@@ -150,7 +150,11 @@ def started_by(redis, jid: str) -> int | None:
 
 
 def gone(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    """Exited: no such process, or a zombie (one that may also vanish as it is looked at)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def title(pid: int) -> str:

@@ -145,7 +145,7 @@ def test_task_started_is_sent_once_redis_has_the_run_even_while_writes_are_held(
     from shop.tasks import watched
 
     result = watched.enqueue()
-    start_worker(concurrency=1)
+    start_worker(concurrency=1, SHOP_PAUSE_WATCHED="1")
     assert finished(result).status == TaskResultStatus.SUCCESSFUL
     assert redis.lrange("shop:seen", 0, -1) == ["running"]
 

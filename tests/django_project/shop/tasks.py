@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 
 from django.conf import settings
 
@@ -60,14 +61,19 @@ def watched():
     return "ran"
 
 
-@forkq.server_middleware
 def pause_writes_before_watched(job, payload, queue, call_next):
     """Around ``watched`` only, before the tasks' run protocol (added earlier, so outside it):
     Redis holds every write back for a moment, as a ``FAILOVER`` does (``CLIENT PAUSE
-    WRITE``), so the protocol's ``RUNNING`` write waits, and reads on other connections go on."""
+    WRITE``), so the protocol's ``RUNNING`` write waits, and reads on other connections go on.
+    Registered only in a worker started with ``SHOP_PAUSE_WATCHED`` set, so that the test
+    process's own middleware chain stays as other tests expect it."""
     if payload["args"][:1] == [watched.module_path]:
         forkq.redis().execute_command("CLIENT", "PAUSE", WRITE_PAUSE_MS, "WRITE")
     return call_next()
+
+
+if os.environ.get("SHOP_PAUSE_WATCHED"):
+    forkq.server_middleware(pause_writes_before_watched)
 
 
 #: how long ``pause_writes_before_watched`` holds writes back
