@@ -22,6 +22,9 @@ def test_a_concurrent_limit_of_two_holds_across_two_worker_processes(redis, redi
     workers = [spawn(tmp_path, redis_url, f"worker{i}.log", require=["flow_jobs"],
                      concurrency=3, poll_interval=0.1) for i in range(2)]
     try:
+        # Both up (a worker's first heartbeat follows its signal handlers) before any job, so
+        # that the limit is shared by two processes, not met by the first one alone.
+        wait_for(lambda: redis.scard("processes") == 2, timeout=30, message="both workers up")
         jids = [flow_jobs.Paired.perform_async(i) for i in range(20)]
         wait_for(lambda: len(runs(redis)) >= 20, timeout=30, message="20 runs")
         spans = [tuple(map(float, line.split()[1:]))
