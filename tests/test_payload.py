@@ -17,6 +17,10 @@ GOOD = '{"class":"app.Report","args":[1],"jid":"a","queue":"default"}'
     ('{"class":"A","args":[]', "payload is not valid JSON (Expecting ',' delimiter"),
     ("[" * 100_000 + "]" * 100_000, "payload nests JSON deeper than the JSON reader allows"),
     ('{"class":"A","args":[' + "9" * 5000 + "]}", "payload is not valid JSON (Exceeds the limit"),
+    # (text that is not one bare JSON value goes to ``json.loads``, which says why)
+    ('\ufeff{"class":"A","args":[]}', "payload is not valid JSON (Unexpected UTF-8 BOM"),
+    ('{"class":"A","args":[]} x', "payload is not valid JSON (Extra data: line 1 column 25"),
+    ('{"class":"A","args":[]}{}', "payload is not valid JSON (Extra data: line 1 column 24"),
     ("[1]", "payload is a JSON list, not an object"),
     ('"job"', "payload is a JSON string, not an object"),
     ("3", "payload is a JSON int, not an object"),
@@ -41,6 +45,7 @@ def test_parse_names_what_is_wrong_with_a_malformed_payload(text, reason):
     GOOD, GOOD.encode(), '{"class":"A","args":[]}', '{"class":"A","args":[],"jid":null}',
     '{"class":"A","args":[],"retry":"yes","backtrace":"lots"}',  # read leniently on failure
     '{"class":"A","args":[],"enqueued_at":NaN,"retry":1e400}',
+    ' {"class":"A","args":[]}', '{"class":"A","args":[]}\n',  # white space around one value
 ])
 def test_parse_takes_every_runnable_payload(text):
     parsed = payload.parse(text)
