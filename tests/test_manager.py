@@ -63,7 +63,7 @@ def test_quiet_stops_fetching_and_running_jobs_finish(redis, manager):
     wait_for(lambda: not any(p.is_alive() for p in workers.processors),
              message="every thread stopped")
     assert queued_args() == [["pushed after the quiet"]]
-    assert workers.services.work_state.busy == 0 and private_jobs(redis) == []
+    assert len(workers.services.work_state.running()) == 0 and private_jobs(redis) == []
 
 
 def test_stop_lets_running_jobs_finish_before_the_deadline(redis, manager):
@@ -96,7 +96,7 @@ def test_at_the_deadline_running_and_prefetched_jobs_go_back_to_the_front(redis,
     assert requeued == 3
     assert queued_args() == [["running"], ["prefetched 1"], ["prefetched 2"], ["pushed later"]]
     assert values(redis, "ran") == [] and private_jobs(redis) == []
-    assert workers.services.work_state.busy == 0
+    assert len(workers.services.work_state.running()) == 0
 
 
 def test_at_the_deadline_a_running_coroutine_job_goes_back_to_its_queue(redis, manager):
@@ -104,11 +104,12 @@ def test_at_the_deadline_a_running_coroutine_job_goes_back_to_its_queue(redis, m
     workers.start()
     jid = Nap.perform_async(30)
     wait_for(lambda: redis.hget("async:started", jid) == "1", message="the coroutine job running")
-    wait_for(lambda: workers.services.work_state.busy == 1, message="published as running")
+    wait_for(lambda: len(workers.services.work_state.running()) == 1,
+             message="published as running")
     requeued = workers.stop(time.monotonic() + 0.5)
     assert requeued == 1
     assert [entry.jid for entry in api.Queue("default").jobs()] == [jid]
-    assert private_jobs(redis) == [] and workers.services.work_state.busy == 0
+    assert private_jobs(redis) == [] and len(workers.services.work_state.running()) == 0
 
 
 def counted(services) -> int:
@@ -126,7 +127,7 @@ def test_a_batchs_jobs_are_counted_once_it_ends(redis, manager):
     services = workers.services
     wait_for(lambda: services.work_state.jobs_done == 3, message="the batch counted as done")
     assert values(redis, "ran") == ["a", "b", "c"]
-    assert services.work_state.busy == 0 and counted(services) == 3
+    assert len(services.work_state.running()) == 0 and counted(services) == 3
 
 
 def test_jobs_ended_before_the_deadline_are_counted_when_their_batch_is_taken_back(
@@ -140,7 +141,7 @@ def test_jobs_ended_before_the_deadline_are_counted_when_their_batch_is_taken_ba
     workers.start()
     wait_for(lambda: values(redis, "started") == ["running"])
     services = workers.services
-    assert services.work_state.busy == 1
+    assert len(services.work_state.running()) == 1
     assert workers.stop(time.monotonic() + 0.5) == 1
     assert services.work_state.jobs_done == 2 and counted(services) == 2
-    assert services.work_state.busy == 0 and queued_args() == [["running"]]
+    assert len(services.work_state.running()) == 0 and queued_args() == [["running"]]

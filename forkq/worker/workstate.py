@@ -75,11 +75,6 @@ class WorkState:
             return tag in self._work
 
     @property
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._work)
-
-    @property
     def jobs_done(self) -> int:
         with self._lock:
             return self._jobs_done
