@@ -24,10 +24,9 @@ from ..errors import ForkqError
 DEFAULT_NAME = "master.pid"
 #: Linux's PID_MAX_LIMIT: no process has a larger pid
 PID_MAX = 4_194_304
-#: seconds two readings of one process's start time may differ: the boot time they are
-#: counted from is rounded to the second and may be adjusted by a second, and a record keeps
-#: hundredths, so one adjustment alone can come to just over 1 s
-START_SLACK = 1.5
+#: seconds two readings of one process's start time may differ (the boot time they are
+#: counted from is itself rounded to the second and may be adjusted by a second)
+START_SLACK = 1.0
 #: bytes read from a pidfile: more than any pidfile this module writes
 READ_LIMIT = 4096
 
