@@ -54,23 +54,34 @@ from forkq.connection import make_client  # noqa: E402
 from forkq.flow import batch_cluster, batch_scripts  # noqa: E402
 from forkq.flow.shards import shard_names  # noqa: E402
 from forkq.keys import ClusterKeys, Keys  # noqa: E402
-from harness import free_port, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
+from harness import cluster_port, spawn_worker, tree_cpu_seconds, wait_until  # noqa: E402
 
 SERVER = shutil.which("redis-server") or "redis-server"
 #: the queues drained (``--queues`` of them; in the cluster, q0 to q2 are on three primaries)
 QUEUES = ["q0", "q1", "q2"]
+#: times a node is started on fresh ports before the run gives up
+START_ATTEMPTS = 5
 
 
 def start_node(directory: str, *args: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    while port > 55535:  # the cluster bus listens 10,000 above
-        port = free_port()
-    process = subprocess.Popen([SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", directory, *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis_py.Redis(port=port)
-    wait_until(lambda: _answers(client), timeout=10, what=f"redis-server on {port}")
-    return process, port
+    """A redis-server on a free port below the kernel's ephemeral range (32768 up), its cluster
+    bus port (10,000 above) too, so that no client connection takes either. Another program may
+    still bind one first: a server that exits at start is started again on other ports."""
+    log = os.path.join(directory, "redis.log")
+    for _ in range(START_ATTEMPTS):
+        port = cluster_port()
+        process = subprocess.Popen([SERVER, "--port", str(port), "--bind", "127.0.0.1",
+                                    "--save", "", "--appendonly", "no", "--dir", directory,
+                                    "--logfile", log, *args],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis_py.Redis(port=port)
+        wait_until(lambda: process.poll() is not None or _answers(client), timeout=10,
+                   what=f"redis-server on {port}")
+        if process.poll() is None:
+            return process, port
+    with open(log, errors="replace") as handle:
+        raise RuntimeError(f"redis-server exited at start {START_ATTEMPTS} times; its log ends:"
+                           f"\n{handle.read()[-1500:]}")
 
 
 def _answers(client) -> bool:

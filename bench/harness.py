@@ -1,5 +1,5 @@
-"""What every benchmark here stands on: a private redis-server, waiting, percentiles, and the
-processes of one system under test with the CPU they used.
+"""What every benchmark here stands on: a private redis-server, free ports for cluster nodes,
+waiting, percentiles, and the processes of one system under test with the CPU they used.
 
 Runs in the benchmark's own process. The server listens on a free loopback TCP port with
 persistence off, and belongs to one benchmark run: started here, stopped here.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -33,6 +34,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def cluster_port() -> int:
+    """A free port for a cluster node, below the kernel's ephemeral range (32768 up), whose
+    cluster bus port (10,000 above) is free and below that range too: no client connection
+    takes either. Another program may still bind one before the node does."""
+    while True:
+        port = random.randrange(10000, 22000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class Server:

@@ -8,15 +8,14 @@ Started once per test session (``redis_cluster``), emptied before each test that
 
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 
 import pytest
 import redis as redis_py
 from redis.cluster import RedisCluster
 
+from harness import cluster_port
 from helpers import wait_for
 from redis_nodes import Node, server_binary
 
@@ -36,23 +35,6 @@ def cli_binary() -> str:
         pytest.skip("needs redis-cli (Debian's redis-tools, which redis-server brings; "
                     "tests/run installs it)")
     return path
-
-
-def cluster_port() -> int:
-    """A free port whose cluster bus port (10,000 above it, so at most 55535) is free too."""
-    while True:
-        port = random.randrange(20000, 45000)
-        if _free(port) and _free(port + 10000):
-            return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 class Cluster:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
             raise AssertionError(f"timed out after {timeout} s waiting for "
                                  f"{message or getattr(predicate, '__name__', 'condition')}")
         time.sleep(interval)
+
+
+def stop_process(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until it is stopped. Before that, a signal sent next may be
+    taken first: the kernel takes pending signals lowest number first, TERM (15) before STOP
+    (19), and a TERM taken ends the process or starts its shutdown."""
+    import psutil
+
+    os.kill(pid, signal.SIGSTOP)
+    wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, 10,
+             message=f"pid {pid} stopped")
 
 
 def modules_loaded_by(script: str, prefixes: tuple[str, ...]) -> list[str]:

@@ -19,7 +19,7 @@ from forkq import connection
 from forkq import aio
 from forkq.errors import ClusterUnsupported
 from forkq.keys import ClusterKeys
-from helpers import wait_for
+from helpers import stop_process, wait_for
 
 KEYS = ClusterKeys()
 #: jobs queued (and replicated) before the primary dies
@@ -107,7 +107,7 @@ def test_kill_9_of_a_queues_primary_with_wait_replicas_loses_nothing(
     try:
         wait_for(lambda: len(ran()) >= PRELOADED // 10, message="the drain under way")
         producer.start()
-        replica.process.send_signal(signal.SIGSTOP)
+        stop_process(replica.process.pid)
         try:
             with primary.client() as direct:  # what the kernel holds for the replica goes too
                 direct.client_kill_filter(_type="replica")

@@ -18,7 +18,7 @@ from forkq.supervisor import pidfile
 from forkq.api import Api
 from forkq.api.processes import parse_process
 from forkq.keys import Keys
-from helpers import wait_for
+from helpers import stop_process, wait_for
 from masters import tail_forkq_log  # noqa: F401 (a fixture)
 
 
@@ -95,7 +95,7 @@ def test_stop_sigkills_a_master_that_outlives_the_timeout_and_exits_1(capsys, tm
         # stopped before its exec, it would still be a copy of this process, not named forkq
         wait_for(lambda: "forkq" in psutil.Process(stuck.pid).cmdline(), 10,
                  message="the child's exec")
-        stuck.send_signal(signal.SIGSTOP)
+        stop_process(stuck.pid)
         path = tmp_path / "forkq.pid"
         path.write_text(record_of(stuck))
         code, out, _ = run_ctl(capsys, "stop", "--timeout", "0.5", "--pidfile", str(path))

@@ -18,7 +18,7 @@ from forkq import aio, connection
 from forkq import client as forkq_client
 from forkq.web.app import App
 from failover_jobs import Producer
-from helpers import wait_for
+from helpers import stop_process, wait_for
 from jobs import Record
 from redis_nodes import SentinelGroup
 from test_web import Browser
@@ -105,7 +105,7 @@ def kill_primary_while_replicas_lag(group, runs_file) -> tuple[float, float]:
     resume the replicas, and wait for the promotion. Returns the time of the kill and the
     seconds until the promotion."""
     for replica in group.replicas:
-        replica.process.send_signal(signal.SIGSTOP)
+        stop_process(replica.process.pid)
     try:
         group.primary.client().client_kill_filter(_type="replica")
         ran = len(read_runs(runs_file))

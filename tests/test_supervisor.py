@@ -19,7 +19,7 @@ from forkq import supervisor
 from forkq.errors import ForkqError
 from forkq.api import Api
 from forkq.keys import Keys
-from helpers import modules_loaded_by, wait_for
+from helpers import modules_loaded_by, stop_process, wait_for
 from masters import Master, gone, inflight_keys, started_by, title
 
 # --- pure helpers
@@ -237,7 +237,7 @@ def test_a_child_that_ignores_term_is_killed_after_the_grace_and_the_master_requ
     pid = master.ready_pids(1)[0]
     jid = e2e_jobs.Sleep.perform_async(30)
     wait_for(lambda: started_by(redis, jid) == pid, 10, message="job started")
-    os.kill(pid, signal.SIGSTOP)
+    stop_process(pid)
     master.send(signal.SIGTERM)
     assert master.wait_exit(1 + supervisor.GRACE + 3) == 0
     assert gone(pid)
@@ -335,7 +335,7 @@ def test_a_child_reaching_max_jobs_recycles_itself(start_master, redis):
 def test_a_child_whose_loop_stops_reporting_is_killed_and_replaced(start_master, redis):
     master = start_master(processes=1, liveness_timeout=1.5)
     old = master.ready_pids(1)[0]
-    os.kill(old, signal.SIGSTOP)
+    stop_process(old)
     wait_for(lambda: master.child(0)["pid"] not in (old, None) and master.child(0)["ready"], 10,
              message="a replacement")
     assert gone(old)
