@@ -344,7 +344,8 @@ def process_report(process, now: float) -> dict:
     """One heartbeat, any field of which another program (or an attacker) may have written."""
     return {"identity": process.identity, "hostname": process.hostname, "pid": process.pid,
             "tag": process.tag, "labels": process.labels, "queues": process.queues,
-            "busy": process.busy, "concurrency": max(0, process.concurrency),
+            "busy": process.busy, "threads_busy": process.threads_busy,
+            "concurrency": max(0, process.concurrency),
             "coroutines": process.coroutines,
             "async_concurrency": max(0, process.async_concurrency),
             "rss_kb": process.rss_kb, "beat_age": _age(process.beat, now),
@@ -411,10 +412,9 @@ def process_line(p: dict) -> str:
     beat = "?" if p["beat_age"] is None else f"{p['beat_age']:.1f} s ago"
     labels = f" labels={','.join(p['labels'])}" if p["labels"] else ""
     # thread jobs against threads; coroutine jobs, while some run, against their own limit
-    coroutines = p["coroutines"] or 0
-    load = f"busy={p['busy'] - coroutines}/{p['concurrency']}"
-    if coroutines:
-        load += f" coroutines={coroutines}/{p['async_concurrency']}"
+    load = f"busy={p['threads_busy']}/{p['concurrency']}"
+    if p["coroutines"]:
+        load += f" coroutines={p['coroutines']}/{p['async_concurrency']}"
     return (f"  {p['identity']}  host={p['hostname']} tag={p['tag'] or '-'} pid={p['pid']} "
             f"{load} rss={p['rss_kb'] / 1024:.1f} MB "
             f"beat={beat} queues={','.join(p['queues'])}{labels}{' QUIET' if p['quiet'] else ''}"

@@ -270,7 +270,8 @@ def test_status_counts_coroutine_jobs_apart_from_the_threads():
         return report, ctl.process_line(report)
 
     report, text = line("h:1:a", "103", "100")
-    assert (report["busy"], report["coroutines"], report["async_concurrency"]) == (103, 100, 100)
+    assert (report["busy"], report["threads_busy"], report["coroutines"],
+            report["async_concurrency"]) == (103, 3, 100, 100)
     assert " busy=3/10 coroutines=100/100 rss=" in text
     assert " busy=3/10 rss=" in line("h:2:b", "3", "0")[1]
     report, text = line("h:3:c", "12", None)  # Sidekiq's record: no coroutines field

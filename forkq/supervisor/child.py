@@ -61,7 +61,7 @@ class ChildTick:
         reason = None if state.stopping else self.stop_reason(state)
         stopping = state.stopping or reason is not None
         self.report(b"S" if stopping else b"R" if self.retirement_requested else b".")
-        setproctitle(child_title(self.tag, state.busy - state.coroutines, state.concurrency,
+        setproctitle(child_title(self.tag, state.threads_busy, state.concurrency,
                                  state.coroutines, state.async_concurrency, stopping))
         return reason
 

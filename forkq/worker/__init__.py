@@ -72,6 +72,10 @@ class Snapshot:
     jobs_done: int
     stopping: bool
 
+    @property
+    def threads_busy(self) -> int:
+        return self.busy - self.coroutines
+
 
 class Parent(Protocol):
     """The one a worker reports to (``supervisor.child.ChildTick`` in a supervised child)."""
