@@ -23,6 +23,7 @@ from . import config as config_module
 from .errors import ForkqError
 from .flags import add_config_flag, add_worker_flags, closed_pipe, config_path, worker_flags
 from .payload import check_args
+from .signals import Interrupted, exit_interrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     except ForkqError as exc:
         print(f"forkq: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as stop:
+        exit_interrupted(stop, "forkq")
     except BrokenPipeError:
         return closed_pipe()
 

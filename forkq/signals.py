@@ -3,6 +3,11 @@
 A self-pipe wakes the loop from ``select`` at once, so a signal is handled within
 microseconds, not at the next timeout. Used by the worker's and the supervisor's main loops.
 
+Before its loop takes the signals, a process is still starting (its embedded Redis up, the
+application being imported): ``stop_while_starting`` makes TERM and INT raise ``Interrupted``
+there, so that the ``finally`` blocks on the way out stop what was started, and
+``exit_interrupted`` then ends the process as the signal would have, with one line.
+
 ``REMOTE_SIGNALS`` is the one list of signals a running worker takes through Redis
 (``<identity>-signals``): the admin API (``api.Api.signal``, the web UI, ``forkqctl``) refuses
 any other, and the heartbeat hands these to the worker's loop as if they had arrived. USR2 is
@@ -15,10 +20,45 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sys
+from typing import NoReturn
 
 #: signals a worker takes from ``<identity>-signals`` (pushed by ``api``), by name
 REMOTE_SIGNALS = {"TSTP": signal.SIGTSTP, "TERM": signal.SIGTERM, "TTIN": signal.SIGTTIN,
                   "USR2": signal.SIGUSR2}
+
+
+#: the signals that stop a process that is still starting
+STARTUP_STOPS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Interrupted(BaseException):
+    """TERM or INT arrived while the process was starting (``stop_while_starting``)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def stop_while_starting() -> None:
+    """Until a loop installs its own handlers, TERM and INT raise ``Interrupted``. A signal
+    that the parent had ignored (INT for a shell's background job) stays ignored."""
+    for signum in STARTUP_STOPS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _interrupt)
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+def exit_interrupted(stop: Interrupted, what: str) -> NoReturn:
+    """Say what ``stop`` ended, then end the process by its signal (as the parent expects of a
+    process it signalled: ``-15``, not an exit code)."""
+    print(f"{what}: stopped by {stop} while starting", file=sys.stderr, flush=True)
+    signal.signal(stop.signum, signal.SIG_DFL)
+    os.kill(os.getpid(), stop.signum)
+    raise SystemExit(128 + stop.signum)  # not reached: the signal ends the process
 
 
 class SignalQueue:

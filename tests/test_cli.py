@@ -496,6 +496,38 @@ def test_enqueue_starts_the_embedded_redis_when_none_runs_and_the_job_stays(tmp_
         server.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+@pytest.mark.parametrize("command", [["-m", "forkq.worker"], ["-m", "forkq.cli", "start"]],
+                         ids=["worker", "start"])
+def test_a_stop_signal_while_the_application_imports_stops_the_embedded_redis(
+        tmp_path, command, signum):
+    from forkq.connection.embedded import is_running
+
+    data, marker = tmp_path / "data", tmp_path / "importing"
+    (tmp_path / "slowapp.py").write_text(f"import pathlib, time\n"
+                                         f"pathlib.Path({str(marker)!r}).touch()\n"
+                                         f"time.sleep(60)\n")
+    (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\nrequire: [slowapp]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
+    env["PYTHONPATH"] = ROOT
+    # INT as a terminal sends it: not ignored, as it is in a shell's background job
+    process = subprocess.Popen([sys.executable, *command, "-c", "forkq.yml"], cwd=str(tmp_path),
+                               env=env, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        wait_for(marker.exists, 30, message="the application's import")
+        assert is_running(str(data))
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signum
+    assert err.splitlines()[-1:] == [f"forkq: stopped by {signum.name} while starting"], err
+    assert not is_running(str(data)) and not (data / "master.pid").exists()
+
+
 def server_client(server):
     import redis as redis_py
 

@@ -58,7 +58,7 @@ from ..keys import keys_for
 from ..log import logger
 from . import notify as systemd
 from ..worker.recovery import requeue_slots
-from ..signals import SignalQueue
+from ..signals import SignalQueue, stop_while_starting
 from ..status import master_status
 
 if TYPE_CHECKING:
@@ -181,6 +181,7 @@ class Supervisor:
 
     def start(self) -> None:
         config = self.config
+        stop_while_starting()  # until the loop's handlers: ``cleanup`` runs on TERM or INT
         log.setup_from(config)
         self.master_pid = os.getpid()
         self.slots = Slots(f"{hostname()}:{self.master_pid}")

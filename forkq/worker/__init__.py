@@ -42,7 +42,7 @@ from ..flow.control import ControlWatch
 from ..flags import add_config_flag, add_worker_flags, config_path, worker_flags
 from ..hooks import Hooks
 from ..log import logger
-from ..signals import SignalQueue
+from ..signals import Interrupted, SignalQueue, exit_interrupted, stop_while_starting
 from ..ident import hostname
 from .heartbeat import Heartbeat
 from .manager import Manager
@@ -355,12 +355,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m forkq.worker") ->
     except ForkqError as exc:
         print(f"forkq: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as stop:
+        exit_interrupted(stop, "forkq")
 
 
 def _run_standalone(config) -> int:
     from ..connection.embedded import EmbeddedRedis
 
     server = None
+    stop_while_starting()  # until ``run``'s handlers: the server stops on TERM or INT
     if not config.redis_url:
         server = EmbeddedRedis(config.data_dir).start()
     try:
