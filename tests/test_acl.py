@@ -13,8 +13,9 @@ import redis as redis_py
 from forkq import client as forkq_client
 from forkq import connection
 from forkq.web.app import App
+from harness import free_port
 from helpers import wait_for
-from redis_nodes import Node, free_port
+from redis_nodes import Node
 from test_web import PAGES, Browser
 from test_worker import log_text, spawn
 

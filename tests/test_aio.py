@@ -13,7 +13,7 @@ import forkq
 from forkq import aio, client, connection
 from forkq.connection import aio as aio_connection
 from jobs import Record, Shared, add
-from redis_nodes import free_port
+from harness import free_port
 
 
 def run(coroutine):

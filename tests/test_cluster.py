@@ -26,9 +26,10 @@ from forkq.keys import ClusterKeys
 from forkq.supervisor.preflight import check_redis as preflight
 from forkq.worker.poller import Poller
 from forkq.worker.services import Services
+from harness import free_port
 from helpers import wait_for
 from masters import Master, started_by
-from redis_nodes import Node, free_port
+from redis_nodes import Node
 
 KEYS = ClusterKeys()
 

@@ -21,8 +21,8 @@ from forkq import client as forkq_client
 from forkq.api import Api
 from forkq.payload import dumps
 from forkq.web.app import App
+from harness import free_port
 from helpers import wait_for
-from redis_nodes import free_port
 from test_cluster import KEYS, cluster_master  # noqa: F401 (a fixture)
 from test_web import Browser
 

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from datetime import timedelta
 
 import pytest
 
+from harness import free_port
 from helpers import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -399,7 +399,7 @@ def test_mail_is_sent_by_the_worker_through_smtp(django_env, redis, start_worker
             return "250 OK"
 
     inbox = Inbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -418,12 +418,6 @@ def test_mail_is_sent_by_the_worker_through_smtp(django_env, redis, start_worker
     text = envelope.content.decode()
     assert "Subject: Your receipt" in text and "<p>Thanks!</p>" in text
     assert "receipt.bin" in text and "audit@example.com" not in text.split("\n\n")[0]
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_get_result_of_an_unknown_id_raises(django_env, redis):

@@ -26,6 +26,7 @@ from forkq import metrics
 from forkq.ident import hostname
 from forkq.metrics import store
 
+from harness import free_port
 from helpers import modules_loaded_by, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,12 +36,6 @@ PROMTOOL = "/usr/bin/promtool"
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def samples(families) -> dict:
     """{(sample name, frozenset of labels): value} of metric families."""

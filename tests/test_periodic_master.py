@@ -20,8 +20,9 @@ import e2e_jobs  # noqa: F401 (registers the jobs the entries name)
 from forkq.periodic import leader as periodic_leader, master as periodic_master
 from forkq.keys import Keys
 from forkq.metrics.periodic import periodic_series
+from harness import free_port
 from helpers import wait_for
-from test_supervisor import free_port, scrape
+from test_supervisor import scrape
 
 #: the queue periodic test jobs go to: no test master consumes it, so it counts enqueues
 TICKS = "ticks"

@@ -19,6 +19,7 @@ from forkq import supervisor
 from forkq.errors import ForkqError
 from forkq.api import Api
 from forkq.keys import Keys
+from harness import free_port
 from helpers import modules_loaded_by, stop_process, wait_for
 from masters import Master, gone, inflight_keys, started_by, title
 
@@ -361,12 +362,6 @@ def test_hup_replaces_children_one_at_a_time_with_the_new_config(start_master, r
     api = Api(redis, Keys())
     wait_for(lambda: sorted(p.concurrency for p in api.processes() if p.pid not in old) == [4, 4],
              5, message="heartbeats of the new children")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def scrape(port: int) -> str | None:

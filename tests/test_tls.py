@@ -11,8 +11,9 @@ import redis as redis_py
 
 from forkq import client as forkq_client
 from forkq import connection
+from harness import free_port
 from helpers import wait_for
-from redis_nodes import SERVICE, Node, free_port, make_certificates
+from redis_nodes import SERVICE, Node, make_certificates
 from test_worker import ROOT, TESTS
 
 PASSWORD = "tls-s3cret/pw"
