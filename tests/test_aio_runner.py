@@ -68,6 +68,20 @@ def test_a_thread_fetches_no_job_while_the_loop_is_full(redis, start_worker):
     assert redis.llen(worker.services.keys.inflight_async(worker.services.slot)) == 3
 
 
+def test_a_thread_quieted_while_it_waits_for_room_fetches_nothing_more(redis, start_worker):
+    for _ in range(10):
+        Nap.perform_async(30.0)
+    worker = start_worker(concurrency=1, async_concurrency=1, timeout=0.5)
+    runner, [processor] = worker.manager.coroutines, worker.manager.processors
+    wait_for(lambda: runner.slots._waiting == 1, 10, message="the thread waiting for room")
+    fetches = []
+    fetch = processor.fetcher.fetch
+    processor.fetcher.fetch = lambda: fetches.append(1) or fetch()
+    worker.signals.push(signal.SIGTSTP)
+    wait_for(lambda: not processor.is_alive(), 10, message="the quieted thread's end")
+    assert fetches == [] and api.Queue("default").size == 7
+
+
 def test_a_failing_coroutine_job_is_retried_and_keeps_its_result(redis, start_worker):
     jid = Flaky.set(result_ttl=60).perform_async("v")
     start_worker(concurrency=1)

@@ -156,7 +156,9 @@ class Processor(CancelHandling, threading.Thread):
     def _step(self) -> None:
         if self.handed_over:
             self.handed_over = False
-            room = self.coroutines.room(lambda: self.services.quiet.is_set() or self.abandoned)
+            room = self.coroutines.room(self._stopping)
+            if self._stopping():  # jobs fetched now would only go back to their queues
+                return
             self.fetcher.batch = min(self.fetcher.batch, room)
         # A fetch refused for its data (a queue key a producer made a string) has no job to
         # fail: it is waited out, logged once, until the key is fixed.
@@ -166,6 +168,9 @@ class Processor(CancelHandling, threading.Thread):
                                   refusals="fetch")
         if jobs:
             self._run_batch(jobs)
+
+    def _stopping(self) -> bool:
+        return self.services.quiet.is_set() or self.abandoned
 
     def _run_batch(self, jobs: list[Fetched]) -> None:
         self.batch, self.next_index = jobs, 0
