@@ -65,6 +65,26 @@ def test_a_dead_member_fires_death_and_complete_never_success(cluster, start_wor
     assert listed.bid == b.bid and listed.dead_jids == [dead]
 
 
+def test_a_death_callback_is_pushed_once_its_member_is_in_the_dead_set(cluster, start_worker,
+                                                                        monkeypatch):
+    redis = forkq_client.default().redis
+    one, two = queues_on_two_primaries(redis)
+    dead_at_push = []
+    push = batch_cluster.send_commands
+
+    def watched(client, commands):
+        if any(command[0] == "LPUSH" for command in commands):
+            dead_at_push.append(client.zcard(KEYS.dead))
+        return push(client, commands)
+
+    monkeypatch.setattr(batch_cluster, "send_commands", watched)
+    with forkq.batch(on_death=Callback, callback_queue=one) as b:
+        Doomed.set(queue=two).perform_async()
+    start_worker(redis_url=cluster.url, queues=[one, two])
+    wait_for(lambda: events(redis, b.bid) == ["death"], 10, message="the death callback")
+    assert dead_at_push == [1]
+
+
 def test_a_chain_runs_in_order_across_queues(cluster, start_worker):
     redis = forkq_client.default().redis
     one, two = queues_on_two_primaries(redis)
@@ -126,7 +146,7 @@ def test_a_member_that_crashed_after_its_count_pushes_the_callback_when_it_runs_
 
 
 def test_a_member_no_longer_held_counts_nothing_and_a_poison_member_is_buried(cluster):
-    """Steps 1 and 4 of a member's end (``batch_cluster.py``), called as the worker calls
+    """Steps 1 and 5 of a member's end (``batch_cluster.py``), called as the worker calls
     them: a job taken back from its private list counts nothing; a poison job leaves its
     private list for the dead set in two steps, counted as dead, death and complete fired."""
     from forkq.flow import batch_scripts

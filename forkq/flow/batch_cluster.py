@@ -12,17 +12,21 @@ A member's end (success, retry, death, expiry, cancel), in the worker:
    count of the same end changes nothing. An event that becomes due is marked
    ``fired_<event>`` and ``firing_<event>`` = the member's jid; the call returns the callbacks
    still marked with that jid (this call's, or those of an earlier run of the same member
-   whose process died before step 4).
-3. push a chain's next step and the due callbacks (their jids fixed at the commit); a
+   whose process died before step 5).
+3. the retry's ``ZADD``, or the burial in ``dead`` of a job that stays in its private list
+   until its acknowledgement: before the pushes, so that a callback sees its member where it
+   went, as in the one-script layout.
+4. push a chain's next step and the due callbacks (their jids fixed at the commit); a
    succeeded batch leaves the index ``forkq:{meta}:batches``.
-4. the job's own transition: the acknowledgement (``LREM`` from the private list), the retry's
-   ``ZADD`` or the burial in ``dead``.
-5. clear ``firing_<event>``.
+5. the job leaves its private list: the acknowledgement (``LREM``), or the burial of a job
+   moved from it (a poison or expired job), which comes after the pushes because it ends
+   what recovery could count again.
+6. clear ``firing_<event>``.
 
-A crash before step 4 leaves the job in its private list: it is recovered, runs again, and its
+A crash before step 5 leaves the job in its private list: it is recovered, runs again, and its
 end repeats the steps; step 2 counts nothing new and hands back the callbacks its first call
-marked, so they are pushed (perhaps a second time). A chain's next step may likewise be pushed
-twice.
+marked, so they are pushed (perhaps a second time), and its retry or burial of step 3 may be
+written twice. A chain's next step may likewise be pushed twice.
 
 The commit, in the producer (``batch.Batch``): the record unsealed with its jids
 (``WRITE``), then the members pushed (one push per queue), then ``SEAL``, which lets events
@@ -157,17 +161,17 @@ def ended(redis, keys, payload: dict[str, Any], action: str, write: tuple[str, f
         return 0
     due = _count(redis, keys, COUNT_END, payload.get("bid") or "", payload.get("jid", ""),
                  [action, error])
-    send_commands(redis, _pushes(keys, due))
     text, score, bury = write
     now, cutoff, max_jobs = trim_args
     dead = DeadWriter(keys, int(max_jobs), float(now) - float(cutoff))
     if action == "retry":
         redis.zadd(keys.retry_for(home_named(keys, payload)), {text: score})
-    elif bury and source[1]:
-        dead.move_from_list(redis, source[0], [(source[1], text)], score)
-    elif bury:
+    elif bury and not source[1]:
         dead.add(redis, [text], score)
-    if source[1] and not bury:
+    send_commands(redis, _pushes(keys, due))
+    if bury and source[1]:
+        dead.move_from_list(redis, source[0], [(source[1], text)], score)
+    elif source[1]:
         redis.lrem(source[0], 1, source[1])
     _settled(redis, keys, due)
     return 1
@@ -197,7 +201,7 @@ def _enqueued(text: str) -> str:
 
 
 def _settled(redis, keys, due: list[list[str]]) -> None:
-    """Step 5: the pushes are done; a later count of the same member hands back nothing."""
+    """Step 6: the pushes are done; a later count of the same member hands back nothing."""
     if due:
         send_commands(redis, [("HDEL", keys.batch(bid), f"firing_{event}")
                               for bid, event, *_ in due])
