@@ -174,6 +174,27 @@ def test_embedded_redis_is_started_found_by_clients_and_stopped(tmp_path):
     assert not embedded.is_running(str(data))
 
 
+def test_a_stop_signal_while_the_embedded_redis_starts_stops_it(tmp_path, monkeypatch):
+    from forkq.signals import Interrupted
+
+    server = EmbeddedRedis(str(tmp_path / "data"))
+    started = []
+
+    def interrupted_wait():  # TERM while the new server is waited for, as the handler raises it
+        started.append(server.process)
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(server, "_wait_until_ready", interrupted_wait)
+    with pytest.raises(Interrupted):
+        server.start()
+    (process,) = started
+    stopped = process.poll() is not None
+    if not stopped:
+        process.kill()
+        process.wait()
+    assert stopped and server.process is None
+
+
 class Parent:
     """A worker's parent that asks it to stop once it has run ``max_jobs`` jobs."""
 

@@ -100,7 +100,11 @@ class EmbeddedRedis:
              "--daemonize", "no", "--logfile", os.path.join(self.data_dir, "redis.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True)
-        self._wait_until_ready()
+        try:
+            self._wait_until_ready()
+        except BaseException:  # not answering, or a stop signal while starting (``signals``)
+            self.stop()
+            raise
         return self
 
     def _wait_until_ready(self) -> None:
@@ -114,7 +118,6 @@ class EmbeddedRedis:
             if is_running(self.data_dir):
                 return
             time.sleep(0.02)
-        self.stop()
         raise RedisUnavailableError(f"embedded redis-server under {self.data_dir} did not answer "
                                     f"within {START_TIMEOUT:.0f} s")
 
