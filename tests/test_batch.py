@@ -54,6 +54,25 @@ def test_jobs_join_the_batch_and_are_pushed_with_its_record_at_the_blocks_end(re
     assert sorted(b.jids) == sorted([jid, *bulk, later])
 
 
+def test_a_members_result_is_written_before_its_success_pushes_the_callbacks(
+        redis, start_worker, monkeypatch):
+    from forkq.flow import chain
+
+    status_at_count = []
+    count = chain.succeeded
+
+    def watched(client, keys, payload, value, ack):
+        status_at_count.append(forkq.result(payload["jid"]).status)
+        return count(client, keys, payload, value, ack)
+
+    monkeypatch.setattr(chain, "succeeded", watched)
+    with forkq.batch(on_success=Callback):
+        jid = Record.set(result_ttl=60).perform_async("kept")
+    start_worker(concurrency=1)
+    wait_for(lambda: len(callbacks(redis)) == 1, 10, message="the success callback")
+    assert status_at_count == ["succeeded"] and forkq.result(jid).status == "succeeded"
+
+
 def test_a_batch_of_ten_thousand_jobs_commits_in_one_script(redis):
     with forkq.batch() as b:
         jids = Record.perform_bulk([[i] for i in range(10_000)])

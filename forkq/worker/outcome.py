@@ -164,18 +164,20 @@ class OutcomeWriter:
                   keeps_result: bool, record: dict | None = None,
                   owned: Callable[[], bool] = lambda: True,
                   ack: tuple[str, str] = ("", "")) -> None:
-        """The result record, then the unique lock released at success unless the job is no
-        longer ``owned`` (pushed back at the shutdown deadline: it will run again). A batch or
-        chain member's success is counted with its acknowledgement ``ack`` (private list, job
-        text; ``("", "")`` without a private list), in one script (``flow/chain.py``).
+        """The result record; then a batch or chain member's success, counted with its
+        acknowledgement ``ack`` (private list, job text; ``("", "")`` without a private list)
+        in one script (``flow/chain.py``), after the record so that the callbacks and next
+        step it pushes find the member's result written; then the unique lock released at
+        success unless the job is no longer ``owned`` (pushed back at the shutdown deadline:
+        it will run again).
 
         Its steps' conditions are also ``writes_at_success``'s, by which a processor thread
         skips this call: a step added here is added there."""
-        if workflow.member(payload):
-            attempt(lambda: workflow.succeeded(redis, self.keys, payload, value, ack))
         if keeps_result:
             self._record(payload, attempt,
                          lambda: self.results.succeeded(redis, payload, value, record))
+        if workflow.member(payload):
+            attempt(lambda: workflow.succeeded(redis, self.keys, payload, value, ack))
         if "unique_digest" in payload and owned():
             self.unlock(redis, payload, "success", attempt)
 
