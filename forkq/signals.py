@@ -58,7 +58,7 @@ def exit_interrupted(stop: Interrupted, what: str) -> NoReturn:
     print(f"{what}: stopped by {stop} while starting", file=sys.stderr, flush=True)
     signal.signal(stop.signum, signal.SIG_DFL)
     os.kill(os.getpid(), stop.signum)
-    raise SystemExit(128 + stop.signum)  # not reached: the signal ends the process
+    raise SystemExit(128 + stop.signum)  # reached only while the signal is blocked
 
 
 class SignalQueue:
