@@ -192,9 +192,7 @@ def run_web(args: argparse.Namespace) -> int:
 
 
 def run_redis(args: argparse.Namespace) -> int:
-    import signal
-
-    from .connection.embedded import EmbeddedRedis, is_running
+    from .connection.embedded import is_running, serving
 
     config = config_module.load(config_path(args))
     if config.redis_url:
@@ -202,17 +200,13 @@ def run_redis(args: argparse.Namespace) -> int:
                          "no embedded server to run")
     if is_running(config.data_dir):
         raise ForkqError(f"redis: an embedded server already runs under {config.data_dir}")
-    server = EmbeddedRedis(config.data_dir).start()
-    # TERM ends the wait as Ctrl-C does, so that the server is stopped, not orphaned.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    print(f"forkq: embedded Redis at {server.url} (data in {server.data_dir}); Ctrl-C stops it",
-          file=sys.stderr, flush=True)
     try:
-        server.process.wait()
+        with serving(None, config.data_dir) as server:
+            print(f"forkq: embedded Redis at {server.url} (data in {server.data_dir}); Ctrl-C "
+                  f"stops it", file=sys.stderr, flush=True)
+            server.process.wait()
     except KeyboardInterrupt:
         pass
-    finally:
-        server.stop()
     return 0
 
 

@@ -497,6 +497,27 @@ def test_enqueue_starts_the_embedded_redis_when_none_runs_and_the_job_stays(tmp_
 
 
 @pytest.mark.slow
+def test_forkq_web_stops_the_embedded_redis_it_started_when_terminated(tmp_path):
+    from forkq.connection.embedded import is_running
+
+    data = str(tmp_path / "data")
+    (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
+    env["PYTHONPATH"] = ROOT
+    web = subprocess.Popen([sys.executable, "-m", "forkq.cli", "web", "--bind", "127.0.0.1:0"],
+                           cwd=str(tmp_path), env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert web.stderr.readline().startswith("forkq web: listening on http://127.0.0.1:")
+        assert is_running(data)
+        web.send_signal(signal.SIGTERM)
+        assert web.wait(15) == 0
+    finally:
+        web.kill()
+        web.wait()
+    assert not is_running(data)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 @pytest.mark.parametrize("command", [["-m", "forkq.worker"], ["-m", "forkq.cli", "start"]],
                          ids=["worker", "start"])

@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -67,13 +68,22 @@ def is_running(data_dir: str) -> bool:
 def serving(redis_url: str | None, data_dir: str):
     """For the duration: nothing when a Redis URL is configured; else the embedded server
     under ``data_dir``, the one that runs or one started here and stopped at the end (its
-    append-only file keeps what was written, for the next server in the same directory)."""
-    server = None if redis_url else EmbeddedRedis(data_dir).start()
+    append-only file keeps what was written, for the next server in the same directory).
+
+    Meanwhile TERM stops the command as Ctrl-C does (a ``KeyboardInterrupt``), so that a server
+    started here is stopped, not orphaned; the caller's handler is put back at the end."""
+    if redis_url:
+        yield None
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        yield server
-    finally:
-        if server is not None:
+        server = EmbeddedRedis(data_dir).start()
+        try:
+            yield server
+        finally:
             server.stop()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class EmbeddedRedis:
