@@ -19,6 +19,13 @@ from helpers import wait_for
 from masters import ROOT, TESTS
 
 
+def own_env() -> dict:
+    """This environment without a Redis URL or forkq settings of its own, forkq importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
+    env["PYTHONPATH"] = ROOT
+    return env
+
+
 def run_forkq(*args: str, cwd: str, timeout: float = 20) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS])
@@ -64,8 +71,7 @@ def test_every_command_reports_a_bad_config_in_one_line(tmp_path, module, args, 
         path.write_bytes(content)
     fill = {"dir": str(tmp_path), "file": str(path)}
     args = [a.format(**fill) for a in args]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
-    env["PYTHONPATH"] = ROOT
+    env = own_env()
     result = subprocess.run([sys.executable, "-m", module, *args], cwd=str(tmp_path), env=env,
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 1, result.stderr
@@ -181,7 +187,7 @@ def test_the_bin_shims_run_the_commands(tmp_path):
 def enqueue(*args: str, cwd: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``forkq enqueue`` as an operator runs it: a subprocess, the config found from ``cwd``."""
     if env is None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
+        env = own_env()
     env = dict(env, PYTHONPATH=os.pathsep.join([ROOT, TESTS]))
     return subprocess.run([sys.executable, "-m", "forkq.cli", "enqueue", *args], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=20)
@@ -502,8 +508,7 @@ def test_forkq_web_stops_the_embedded_redis_it_started_when_terminated(tmp_path)
 
     data = str(tmp_path / "data")
     (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
-    env["PYTHONPATH"] = ROOT
+    env = own_env()
     web = subprocess.Popen([sys.executable, "-m", "forkq.cli", "web", "--bind", "127.0.0.1:0"],
                            cwd=str(tmp_path), env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -530,8 +535,7 @@ def test_a_stop_signal_while_the_application_imports_stops_the_embedded_redis(
                                          f"pathlib.Path({str(marker)!r}).touch()\n"
                                          f"time.sleep(60)\n")
     (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\nrequire: [slowapp]\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
-    env["PYTHONPATH"] = ROOT
+    env = own_env()
     # INT as a terminal sends it: not ignored, as it is in a shell's background job
     process = subprocess.Popen([sys.executable, *command, "-c", "forkq.yml"], cwd=str(tmp_path),
                                env=env, stderr=subprocess.PIPE, text=True,
@@ -574,8 +578,7 @@ def test_forkq_redis_keeps_the_embedded_server_until_terminated(tmp_path):
 
     data = str(tmp_path / "data")
     (tmp_path / "forkq.yml").write_text(f"data_dir: {data}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FORKQ_"))}
-    env["PYTHONPATH"] = ROOT
+    env = own_env()
     server = subprocess.Popen([sys.executable, "-m", "forkq.cli", "redis"], cwd=str(tmp_path),
                               env=env, stderr=subprocess.PIPE, text=True)
     try:
