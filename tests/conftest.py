@@ -9,7 +9,7 @@ import pytest
 import redis as redis_py
 
 sys.path.insert(0, os.path.dirname(__file__))
-# the benchmarks' harness, for what the tests share with it (a cluster node's ports)
+# the benchmarks' harness, for what the tests share with it (free ports, a cluster node's ports)
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
 
 from forkq import client as forkq_client  # noqa: E402
