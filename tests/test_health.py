@@ -130,3 +130,25 @@ def test_retrying_raises_a_command_refused_for_its_data_at_once(redis):
         health.retrying(lambda: redis.zadd("retry", {"job": 1}), health.RedisHealth(),
                         lambda delay: waits.append(delay))
     assert waits == []
+
+
+def test_a_refusal_sent_before_the_last_acceptance_is_stale(caplog, clocked):
+    """Threads fetch at once: a fetch sent while the key was still wrong may be answered after
+    another thread's fetch was accepted. That old refusal is not the key going wrong again,
+    and neither is an old acceptance the key being fixed."""
+    state, clock = clocked
+    refusal = ValueError("WRONGTYPE")
+    with caplog.at_level(logging.INFO, logger="forkq"):
+        state.refused("fetch", refusal, started=clock[0])
+        old_call = clock[0] + 1
+        clock[0] += 2
+        state.accepted("fetch", started=clock[0])
+        clock[0] += 1
+        state.refused("fetch", refusal, started=old_call)
+        state.refused("fetch", refusal, started=clock[0])
+        state.accepted("fetch", started=old_call)
+        clock[0] += 1
+        state.accepted("fetch", started=clock[0])
+    assert messages(caplog) == ["Redis refuses the fetch", "Redis accepts the fetch again",
+                                "Redis refuses the fetch", "Redis accepts the fetch again"]
+    assert state.refusing == set()

@@ -7,7 +7,9 @@ an ACL being fixed) is retried the same way, since giving up would drop the job 
 but is logged as what it is. A command refused for its data (a key of the wrong type, a TTL out
 of range: ``refused_for_data``) would be refused for ever: it is raised to the caller, which
 fails or buries that one job instead of holding its thread; a fetch, which holds no job to
-fail, waits it out instead, logged once when it starts and once when it ends.
+fail, waits it out instead, logged once when it starts and once when it ends. Threads fetch
+at once, so a reply may arrive after a newer one: a refusal or acceptance from a call that
+started before the last change between the two is stale and not logged.
 Right after a recovery, each thread's pooled connection from before the outage fails once
 (broken pipe) and reconnects: failures within ``STALE_GRACE`` of a recovery are logged only
 if they go on past it. Failures are an outage only once they have gone on for
@@ -51,6 +53,8 @@ class RedisHealth:
         self.recovered_at = float("-inf")
         #: what Redis refuses for its data, where nothing can be failed (``refused``)
         self.refusing: set[str] = set()
+        #: when each name last changed between refused and accepted (monotonic)
+        self._turned_at: dict[str, float] = {}
 
     def failed(self, exc: BaseException) -> None:
         with self._lock:
@@ -69,22 +73,31 @@ class RedisHealth:
                 logger.error("Redis unavailable (%s: %s); retrying with backoff, no job is "
                              "dropped", type(exc).__name__, exc)
 
-    def refused(self, what: str, exc: BaseException) -> None:
+    def refused(self, what: str, exc: BaseException, started: float) -> None:
         """Redis refuses ``what`` (a fetch) for its data, and there is no job to fail: logged
-        once, by the first thread, until ``accepted``."""
+        once, by the first thread, until ``accepted``. ``started`` is when the refused call was
+        sent (monotonic)."""
         with self._lock:
-            if what in self.refusing:
+            if what in self.refusing or not self._turns(what, started):
                 return
             self.refusing.add(what)
         logger.error("Redis refuses the %s (%s: %s); retrying with backoff until the key is "
                      "fixed, no job is dropped", what, type(exc).__name__, exc)
 
-    def accepted(self, what: str) -> None:
+    def accepted(self, what: str, started: float) -> None:
         with self._lock:
-            if what not in self.refusing:
+            if what not in self.refusing or not self._turns(what, started):
                 return
             self.refusing.discard(what)
         logger.warning("Redis accepts the %s again", what)
+
+    def _turns(self, what: str, started: float) -> bool:
+        """Whether a reply to a call sent at ``started`` may change ``what``'s state: not if
+        the state last changed after it was sent, on a reply Redis may have sent later."""
+        if started < self._turned_at.get(what, float("-inf")):
+            return False
+        self._turned_at[what] = time.monotonic()
+        return True
 
     def succeeded(self) -> None:
         if self.down_since is None:
@@ -124,17 +137,18 @@ def retrying(call: Callable[[], Any], health: RedisHealth,
     logged once (``RedisHealth.refused``) until it is accepted again."""
     delay = 0.0
     while True:
+        started = time.monotonic()
         try:
             result = call()
             health.succeeded()
             if refusals and health.refusing:
-                health.accepted(refusals)
+                health.accepted(refusals, started)
             return result
         except redis.RedisError as exc:
             if not refused_for_data(exc):
                 health.failed(exc)
             elif refusals:
-                health.refused(refusals, exc)
+                health.refused(refusals, exc, started)
             else:
                 health.succeeded()  # Redis answered: it is up
                 raise
