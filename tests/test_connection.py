@@ -3,6 +3,7 @@ the URL without its password, and ``wait_replicas`` on a server without replicas
 
 import logging
 import os
+import signal
 import threading
 import time
 
@@ -11,9 +12,11 @@ import redis as redis_py
 
 from forkq import config, connection
 from forkq.connection import urls as redis_url
+from forkq.connection.embedded import EmbeddedRedis
 from forkq.errors import ConfigError
 
-from helpers import wait_for
+import harness
+from helpers import stop_process, wait_for
 
 PARSED = [
     ("redis://localhost:6380/2", {"host": "localhost", "port": 6380, "db": 2, "ssl": False}),
@@ -216,6 +219,53 @@ def test_a_timeout_in_the_url_wins_over_forkqs_default():
     assert client.connection_pool.connection_kwargs["socket_timeout"] == 2.5
     assert connection.make_client("redis://127.0.0.1:1/0").connection_pool.connection_kwargs[
         "socket_timeout"] == connection.SOCKET_TIMEOUT
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def own_server(request, tmp_path):
+    """A redis-server of the test's own, on loopback TCP or a Unix socket: ``(url, pid)``."""
+    if request.param == "tcp":
+        server = harness.Server()
+        yield server.url, server.process.pid
+    else:
+        server = EmbeddedRedis(str(tmp_path)).start()
+        yield server.url, server.process.pid
+    os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+@pytest.mark.fault
+def test_a_redis_that_stops_answering_times_out_and_is_reconnected_after(own_server):
+    """The timeout is kept by the kernel, not by a poll before each call: a Redis stopped
+    mid-run still ends the wait as ``TimeoutError`` within ``socket_timeout``, and the
+    connection is dropped, so the next command after it answers again runs on a fresh one."""
+    url, pid = own_server
+    client = connection.make_client(url + "?socket_timeout=0.3")
+    assert client.ping()
+    held = client.connection_pool.get_connection()
+    assert held.kernel_timeout == 0.3 and held._sock.gettimeout() is None
+    client.connection_pool.release(held)
+    stop_process(pid)
+    started = time.monotonic()
+    with pytest.raises(redis_py.TimeoutError, match="^Timeout reading from "):
+        client.ping()
+    assert 0.25 < time.monotonic() - started < 5
+    os.kill(pid, signal.SIGCONT)
+    assert client.ping()
+    client.close()
+
+
+@pytest.mark.fault
+def test_a_send_that_a_stopped_redis_never_takes_times_out(own_server):
+    url, pid = own_server
+    client = connection.make_client(url + "?socket_timeout=0.3")
+    assert client.ping()
+    stop_process(pid)
+    started = time.monotonic()
+    with pytest.raises(redis_py.TimeoutError, match="^Timeout writing to "):
+        client.set("big", b"x" * 64 * 1024 * 1024)  # far more than a socket's buffers hold
+    assert time.monotonic() - started < 5
+    client.close()
 
 
 def test_forkqctl_status_shows_where_it_looked_without_passwords():

@@ -30,6 +30,7 @@ from redis.connection import Connection, SSLConnection, UnixDomainSocketConnecti
 from redis.sentinel import SentinelConnectionPool
 
 from . import cluster, embedded, urls as redis_url, sentinel
+from .timeouts import KernelTimeouts
 from .replication import ReplicaTimeoutError, check_wait, wait_setting  # noqa: F401 (API)
 from ..errors import RedisUnavailableError
 from ..log import logger
@@ -142,7 +143,7 @@ class SentinelWaitingPool(SentinelConnectionPool, WaitingPool):
     """A ``WaitingPool`` whose connections follow a Sentinel-managed primary."""
 
 
-class ShownConnection(redis_url.ShowsURL, Connection):
+class ShownConnection(redis_url.ShowsURL, KernelTimeouts, Connection):
     pass
 
 
@@ -150,7 +151,7 @@ class ShownSSLConnection(redis_url.ShowsURL, SSLConnection):
     pass
 
 
-class ShownUnixConnection(redis_url.ShowsURL, UnixDomainSocketConnection):
+class ShownUnixConnection(redis_url.ShowsURL, KernelTimeouts, UnixDomainSocketConnection):
     pass
 
 
