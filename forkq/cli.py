@@ -5,7 +5,8 @@ server in the foreground).
 Runs in the foreground and never daemonizes: systemd, Heroku or a container runtime owns the
 process (see ``deploy/``). Flags override the config file and the environment. A configuration
 error (a bad file, key, value or ``--bind``) or a bad value given to ``enqueue`` prints one line,
-``forkq: <message>``, and exits 1; a flag argparse cannot parse exits 2 with its usage line.
+``forkq: <message>``, and exits 1; a flag argparse cannot parse exits 2 with its usage line;
+Ctrl-C prints ``forkq: interrupted`` and exits 130.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 
 from . import config as config_module
 from .errors import ForkqError
-from .flags import add_config_flag, add_worker_flags, closed_pipe, config_path, worker_flags
+from .flags import (add_config_flag, add_worker_flags, closed_pipe, config_path, interrupted,
+                    worker_flags)
 from .payload import check_args
 from .signals import Interrupted, exit_interrupted
 
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Interrupted as stop:
         exit_interrupted(stop, "forkq")
+    except KeyboardInterrupt:
+        return interrupted("forkq")
     except BrokenPipeError:
         return closed_pipe()
 

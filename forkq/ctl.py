@@ -45,7 +45,7 @@ class CtlError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .flags import closed_pipe
+    from .flags import closed_pipe, interrupted
 
     args = build_parser().parse_args(argv)
     try:
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CtlError, ForkqError) as exc:
         print(f"forkqctl: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return interrupted("forkqctl")
     except BrokenPipeError:
         return closed_pipe()
 

@@ -47,6 +47,15 @@ def worker_flags(args: argparse.Namespace) -> dict:
             "loglevel": "debug" if args.verbose else args.loglevel}
 
 
+def interrupted(prog: str) -> int:
+    """The exit code of a command stopped by Ctrl-C (or TERM where ``embedded.serving`` makes
+    it one): one line instead of a traceback, and the shell's code for an interrupt (130). The
+    ``finally`` blocks on the way out have already run (an embedded Redis started for the
+    command is stopped)."""
+    print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+    return 128 + signal.SIGINT
+
+
 def closed_pipe() -> int:
     """The exit code when the reader of standard output went away (``forkqctl status | head``).
 

@@ -596,3 +596,28 @@ def test_forkq_redis_keeps_the_embedded_server_until_terminated(tmp_path):
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.mark.fault
+def test_ctrl_c_while_enqueue_waits_on_redis_says_interrupted_without_a_traceback(tmp_path):
+    import psutil
+
+    import harness
+    from helpers import stop_process
+
+    server = harness.Server()
+    try:
+        stop_process(server.process.pid)
+        command = subprocess.Popen(
+            [sys.executable, "-m", "forkq.cli", "enqueue", "--no-check", "X", "[]"],
+            cwd=str(tmp_path), env=dict(own_env(), REDIS_URL=server.url),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: any(c.raddr and c.raddr.port == server.port
+                             for c in psutil.Process(command.pid).net_connections()), 15,
+                 message="enqueue connected to the stopped Redis")
+        command.send_signal(signal.SIGINT)
+        _, err = command.communicate(timeout=15)
+        assert command.returncode == 130 and err == "forkq: interrupted\n"
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        server.stop()

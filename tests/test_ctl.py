@@ -106,6 +106,36 @@ def test_stop_sigkills_a_master_that_outlives_the_timeout_and_exits_1(capsys, tm
         stuck.wait()
 
 
+def test_ctrl_c_while_stop_waits_for_the_master_says_interrupted_without_a_traceback(
+        tmp_path):
+    stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "forkq"])
+    try:
+        wait_for(lambda: "forkq" in psutil.Process(stuck.pid).cmdline(), 10,
+                 message="the child's exec")
+        stop_process(stuck.pid)
+        path = tmp_path / "forkq.pid"
+        path.write_text(record_of(stuck))
+        command = subprocess.Popen(
+            [sys.executable, "-m", "forkq.ctl", "stop", "--timeout", "30", "--pidfile",
+             str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # the stopped master holds the TERM pending: forkqctl is then waiting for it to exit
+        wait_for(lambda: pending_signals(stuck.pid) & (1 << (signal.SIGTERM - 1)), 15,
+                 message="TERM sent to the master")
+        command.send_signal(signal.SIGINT)
+        _, err = command.communicate(timeout=15)
+        assert command.returncode == 130 and err == "forkqctl: interrupted\n"
+    finally:
+        stuck.kill()
+        stuck.wait()
+
+
+def pending_signals(pid: int) -> int:
+    """The signals pending for the whole process ``pid``, as a bit mask (``/proc``)."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("ShdPnd:"))
+    return int(line.split()[1], 16)
+
+
 @pytest.mark.slow
 def test_stop_exits_0_when_jobs_are_requeued_at_the_deadline(capsys, start_master, redis,
                                                               tmp_path):
