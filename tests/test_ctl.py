@@ -86,10 +86,10 @@ def test_status_says_when_redis_is_unreachable(capsys, tmp_path):
     assert "secret" not in err and len(err.splitlines()) == 1
 
 
-def test_stop_sigkills_a_master_that_outlives_the_timeout_and_exits_1(capsys, tmp_path,
-                                                                       monkeypatch):
-    monkeypatch.setattr(ctl, "STOP_MARGIN", 0.5)
-    # A stopped process named forkq: TSTP and TERM stay pending, only SIGKILL ends it.
+@pytest.fixture
+def stuck_master(tmp_path):
+    """A stopped process named forkq, in a pidfile: ``(process, pidfile path)``. TSTP and TERM
+    stay pending, only SIGKILL ends it."""
     stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "forkq"])
     try:
         # stopped before its exec, it would still be a copy of this process, not named forkq
@@ -98,26 +98,28 @@ def test_stop_sigkills_a_master_that_outlives_the_timeout_and_exits_1(capsys, tm
         stop_process(stuck.pid)
         path = tmp_path / "forkq.pid"
         path.write_text(record_of(stuck))
-        code, out, _ = run_ctl(capsys, "stop", "--timeout", "0.5", "--pidfile", str(path))
-        assert code == 1 and "sent SIGKILL" in out
-        assert stuck.wait(5) == -signal.SIGKILL
+        yield stuck, str(path)
     finally:
         stuck.kill()
         stuck.wait()
 
 
+def test_stop_sigkills_a_master_that_outlives_the_timeout_and_exits_1(capsys, stuck_master,
+                                                                       monkeypatch):
+    monkeypatch.setattr(ctl, "STOP_MARGIN", 0.5)
+    stuck, path = stuck_master
+    code, out, _ = run_ctl(capsys, "stop", "--timeout", "0.5", "--pidfile", path)
+    assert code == 1 and "sent SIGKILL" in out
+    assert stuck.wait(5) == -signal.SIGKILL
+
+
 def test_ctrl_c_while_stop_waits_for_the_master_says_interrupted_without_a_traceback(
-        tmp_path):
-    stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "forkq"])
+        stuck_master):
+    stuck, path = stuck_master
+    command = subprocess.Popen(
+        [sys.executable, "-m", "forkq.ctl", "stop", "--timeout", "30", "--pidfile", path],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: "forkq" in psutil.Process(stuck.pid).cmdline(), 10,
-                 message="the child's exec")
-        stop_process(stuck.pid)
-        path = tmp_path / "forkq.pid"
-        path.write_text(record_of(stuck))
-        command = subprocess.Popen(
-            [sys.executable, "-m", "forkq.ctl", "stop", "--timeout", "30", "--pidfile",
-             str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # the stopped master holds the TERM pending: forkqctl is then waiting for it to exit
         wait_for(lambda: pending_signals(stuck.pid) & (1 << (signal.SIGTERM - 1)), 15,
                  message="TERM sent to the master")
@@ -125,8 +127,8 @@ def test_ctrl_c_while_stop_waits_for_the_master_says_interrupted_without_a_trace
         _, err = command.communicate(timeout=15)
         assert command.returncode == 130 and err == "forkqctl: interrupted\n"
     finally:
-        stuck.kill()
-        stuck.wait()
+        command.kill()
+        command.wait()
 
 
 def pending_signals(pid: int) -> int:
