@@ -219,6 +219,23 @@ def test_a_connection_taken_out_of_the_pool_follows_the_new_primary(group):
     client.close()
 
 
+@pytest.mark.fault
+def test_a_primary_that_stops_answering_times_out_and_is_followed_again(group):
+    """A connection that follows the primary keeps its timeout in the kernel too: a primary
+    stopped mid-command ends the wait as ``TimeoutError``, and the next command reconnects."""
+    client = connection.make_client(group.url + "?socket_timeout=0.3")
+    assert client.ping()
+    stop_process(group.primary.process.pid)
+    try:
+        with pytest.raises(redis_py.TimeoutError):
+            client.ping()
+    finally:
+        group.primary.process.send_signal(signal.SIGCONT)
+    wait_for(lambda: succeeds(client.ping), timeout=30, message="the primary, or its successor")
+    assert client.connection_pool.get_connection().kernel_timeout == 0.3
+    client.close()
+
+
 def test_the_replicas_confirm_a_push_with_wait_replicas(group):
     client = connection.make_client(group.url + "?wait_replicas=2")
     connection.send_commands(client, [("LPUSH", "queue:x", "job")])

@@ -22,6 +22,7 @@ from redis.connection import SSLConnection
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from ..log import logger
+from .timeouts import KernelTimeouts
 from .urls import ShowsURL, Target
 
 #: the last primary seen, by the URL (passwords hidden) that names the sentinels and service
@@ -38,8 +39,9 @@ def _new_lock_in_child() -> None:
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
-class FollowingConnection(ShowsURL, SentinelManagedConnection):
-    """A connection to the current primary of its service, looked up at each (re)connect."""
+class FollowsPrimary:
+    """A ``SentinelManagedConnection`` mixin: the current primary of its service is looked up
+    at each (re)connect."""
 
     def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True):
         if self._sock:
@@ -55,8 +57,12 @@ class FollowingConnection(ShowsURL, SentinelManagedConnection):
                                   retry_socket_connect=False)
 
 
-class FollowingSSLConnection(FollowingConnection, SSLConnection):
-    pass
+class FollowingConnection(ShowsURL, FollowsPrimary, KernelTimeouts, SentinelManagedConnection):
+    """A plain TCP connection that follows the primary, its timeout kept by the kernel."""
+
+
+class FollowingSSLConnection(ShowsURL, FollowsPrimary, SentinelManagedConnection, SSLConnection):
+    """A TLS connection that follows the primary, with Python's socket timeout."""
 
 
 def note_primary(deployment: str, service: str, address: tuple[str, int]) -> None:
