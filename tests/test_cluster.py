@@ -18,7 +18,7 @@ import e2e_jobs
 import forkq
 import jobs  # noqa: F401 (registers the jobs these tests run)
 from forkq import client as forkq_client
-from forkq import config
+from forkq import config, connection
 from forkq.api import Api
 from forkq.connection import urls
 from forkq.errors import ConfigError, ForkqError
@@ -73,6 +73,18 @@ def test_each_queue_keeps_its_keys_in_one_slot_and_queues_spread(cluster):
 
 
 # --- refused at start, naming the thing at fault
+
+def test_node_connections_keep_their_timeout_in_the_kernel(cluster):
+    client = connection.make_client(cluster.url + "?socket_timeout=2.5")
+    try:
+        assert client.set("timeouts", "kernel")
+        node = client.get_node_from_key("timeouts")
+        held = node.redis_connection.connection_pool.get_connection()
+        assert held.kernel_timeout == 2.5 and held._sock.gettimeout() is None
+        node.redis_connection.connection_pool.release(held)
+    finally:
+        client.close()
+
 
 def test_start_refuses_the_default_layout_on_a_cluster_node(cluster, make_config):
     node = f"redis://127.0.0.1:{cluster.nodes[0].port}/0"

@@ -32,6 +32,7 @@ from redis.exceptions import (AskError, ClusterDownError, MovedError, RedisClust
 
 from . import urls
 from .replication import check_wait, wait_setting
+from .timeouts import KernelTimeouts
 from ..keys import CLUSTER_DIRECTORIES, CLUSTER_QUEUES
 
 #: a node's reply saying it ran nothing: the slot moved or is moving (``MovedError`` is an
@@ -46,6 +47,11 @@ NODE_PAUSE = 0.25
 class LayoutError(redis.RedisError):
     """The server is not what the layout needs: a cluster for ``layout: cluster``, a single
     server (or Sentinel) for the default layout. One layout per fleet."""
+
+
+class NodeConnection(KernelTimeouts, redis.Connection):
+    """A plain TCP connection to a node, its timeout kept by the kernel (TLS ones keep
+    redis-py's ``SSLConnection``)."""
 
 
 class ClusterClient(RedisCluster):
@@ -65,8 +71,11 @@ def client(target: urls.Target, options: dict) -> ClusterClient:
     """A cluster client from the URL's start nodes; a node that is not in cluster mode is
     refused with ``LayoutError``, naming the URL."""
     nodes = [ClusterNode(host, port) for host, port in target.cluster]
+    found = settings(target, options)
+    if not found.get("ssl"):
+        found["connection_class"] = NodeConnection
     try:
-        made = ClusterClient(startup_nodes=nodes, **settings(target, options))
+        made = ClusterClient(startup_nodes=nodes, **found)
     except (redis.RedisError, RedisClusterException) as exc:
         raise connect_error(target, exc) from exc
     made.forkq_wait = wait_setting(target)
