@@ -75,8 +75,15 @@ def start_node(directory: str, *args: str) -> tuple[subprocess.Popen, int]:
                                     "--logfile", log, *args],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis_py.Redis(port=port)
-        wait_until(lambda: process.poll() is not None or _answers(client), timeout=10,
-                   what=f"redis-server on {port}")
+        try:
+            wait_until(lambda: process.poll() is not None or _answers(client), timeout=10,
+                       what=f"redis-server on {port}")
+        except BaseException:  # alive but silent, or the benchmark stopped: not left behind
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            client.close()
         if process.poll() is None:
             return process, port
     with open(log, errors="replace") as handle:
