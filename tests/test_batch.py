@@ -73,6 +73,24 @@ def test_a_members_result_is_written_before_its_success_pushes_the_callbacks(
     assert status_at_count == ["succeeded"] and forkq.result(jid).status == "succeeded"
 
 
+def test_a_dead_members_result_is_written_before_its_death_pushes_the_callbacks(
+        redis, start_worker, monkeypatch):
+    status_at_count = []
+    count = batch_scripts.failed
+
+    def watched(client, keys, payload, outcome, trim):
+        status_at_count.append(forkq.result(payload["jid"]).status)
+        return count(client, keys, payload, outcome, trim)
+
+    monkeypatch.setattr(batch_scripts, "failed", watched)
+    with forkq.batch(on_death=Callback):
+        jid = Doomed.set(result_ttl=60).perform_async()
+    start_worker(concurrency=1)
+    wait_for(lambda: len(callbacks(redis)) == 1, 10, message="the death callback")
+    assert status_at_count == ["failed"] and forkq.result(jid).status == "failed"
+    assert redis.zcard("dead") == 1
+
+
 def test_a_batch_of_ten_thousand_jobs_commits_in_one_script(redis):
     with forkq.batch() as b:
         jids = Record.perform_bulk([[i] for i in range(10_000)])

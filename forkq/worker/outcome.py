@@ -10,10 +10,11 @@ Redis is away (the caller decides until when). Steps:
   synchronous: for a coroutine job ``call_next()`` returns the job's coroutine, awaited once
   the chain has returned).
 - ``started``: the result record, when the payload keeps one (``results.py``).
-- ``succeeded``: a batch or chain member's count and next step (``flow/chain.py``), the
-  result record, then the unique lock released at success.
-- ``failed``: the error handlers, the retry writer's retry or death (``retry.py``), one log
-  line saying what happens next, the result record.
+- ``succeeded``: the result record, then a batch or chain member's count and next step
+  (``flow/chain.py``), then the unique lock released at success.
+- ``failed``: the error handlers, the result record of a job that will not be retried, the
+  retry writer's retry or death (``retry.py``), one log line saying what happens next, and
+  the result record of a job that will be retried.
 - ``cancelled``: a job cancelled before or while it ran (``flow/cancel.py``): result record,
   unique lock, counter; never retried, never dead.
 - ``bury``: a payload forkq cannot run, or a job it failed to handle, goes to the dead set
@@ -206,23 +207,32 @@ class OutcomeWriter:
                about: dict, attempt: Attempt, *, keeps_result: bool,
                record: dict | None = None) -> None:
         """A job raised: run the error handlers, schedule its retry or bury it, log it (with
-        ``about``, ``log.job_extra``), write the result record."""
+        ``about``, ``log.job_extra``), write the result record: before the burial of a job
+        that will not be retried, as at a success, since the burial may push a batch's
+        callbacks, which then find the record final."""
+        def record_result(will_retry: bool) -> None:
+            if keeps_result:
+                self._record(payload, attempt, lambda: self.results.failed(
+                    redis, payload, exc, will_retry, record))
+
         self.tell_error_handlers(exc, payload, queue)
-        decided = self.retry_or_bury(redis, job_class, payload, exc, attempt)
+        decided = self.retry_or_bury(redis, job_class, payload, exc, attempt,
+                                     before_death=lambda: record_result(False))
         logger.warning("fail: %s: %s; %s", error_class_name(exc), error_message(exc),
                        decided.summary, exc_info=exc, extra=about)
-        if decided.decision.action != "retry" and workflow.member(payload):
+        if decided.decision.action == "retry":
+            record_result(True)
+        elif workflow.member(payload):
             attempt(lambda: workflow.stopped(redis, self.keys, payload, exc))
-        if keeps_result:
-            will_retry = decided.decision.action == "retry"
-            self._record(payload, attempt,
-                         lambda: self.results.failed(redis, payload, exc, will_retry, record))
 
     def retry_or_bury(self, redis, job_class, payload: dict[str, Any], exc: BaseException,
-                      attempt: Attempt = lambda write: write()):
-        """Schedule the job's retry or kill it (``retry.py``); returns the retry writer's
-        ``Outcome``, which says what happens next."""
-        return self.retry_writer.handle(redis, payload, exc, hooks_of(job_class), attempt=attempt)
+                      attempt: Attempt = lambda write: write(),
+                      before_death: Callable[[], None] = lambda: None):
+        """Schedule the job's retry or kill it (``retry.py``), calling ``before_death`` first
+        when it will not be retried; returns the retry writer's ``Outcome``, which says what
+        happens next."""
+        return self.retry_writer.handle(redis, payload, exc, hooks_of(job_class),
+                                        attempt=attempt, before_death=before_death)
 
     def tell_error_handlers(self, exc: BaseException, payload: dict[str, Any],
                             queue: str) -> None:

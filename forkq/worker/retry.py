@@ -236,9 +236,12 @@ class RetryWriter:
         self.default_backtrace = default_backtrace
 
     def handle(self, redis, payload: dict[str, Any], exc: BaseException,
-               hooks: dict[str, Any], attempt: Callable = lambda write: write()) -> Outcome:
+               hooks: dict[str, Any], attempt: Callable = lambda write: write(),
+               before_death: Callable[[], None] = lambda: None) -> Outcome:
         """Decide, run the hooks once, then write through ``attempt`` (which may repeat the
-        write while Redis is away; the text written is the same every time)."""
+        write while Redis is away; the text written is the same every time). A job that will
+        not be retried calls ``before_death`` first: its burial may push a batch's callbacks,
+        which must find what the caller writes there (the result record)."""
         decision = decide(payload, exc, hooks, self.max_retries)
         now = time.time()
         failed = with_error(payload, exc, now, self.default_backtrace)
@@ -247,17 +250,20 @@ class RetryWriter:
                           death_unlock(payload) if decision.action != "retry" else None)
         if decision.action in ("dead", "drop"):
             self._run_death_hooks(decision, failed, exc, hooks)
+            before_death()
         try:
             attempt(lambda: self.write(redis, outcome, payload))
         except redis_py.ResponseError as refused:
             # only a refusal for the data gets past ``attempt``: it would be refused again
             if decision.action != "retry":
                 raise
-            return self._bury_refused(redis, payload, failed, exc, refused, attempt)
+            return self._bury_refused(redis, payload, failed, exc, refused, attempt,
+                                      before_death)
         return outcome
 
     def _bury_refused(self, redis, payload: dict[str, Any], failed: dict[str, Any],
-                      exc: BaseException, refused: Exception, attempt: Callable) -> Outcome:
+                      exc: BaseException, refused: Exception, attempt: Callable,
+                      before_death: Callable[[], None]) -> Outcome:
         """The retry could not be written (``retry`` is not a sorted set...): the job goes to
         the dead set instead, its error message saying why, rather than hold its thread."""
         reason = f"Redis refused its retry: {refused}"
@@ -265,6 +271,7 @@ class RetryWriter:
         outcome = Outcome(Decision("dead", reason=reason, summary=f"dead: {reason}"),
                           dumps(failed), time.time(), True, death_unlock(failed))
         run_death_handlers(self.death_handlers, failed, exc)
+        before_death()
         attempt(lambda: self.write(redis, outcome, payload))
         return outcome
 
