@@ -54,41 +54,29 @@ def test_jobs_join_the_batch_and_are_pushed_with_its_record_at_the_blocks_end(re
     assert sorted(b.jids) == sorted([jid, *bulk, later])
 
 
-def test_a_members_result_is_written_before_its_success_pushes_the_callbacks(
-        redis, start_worker, monkeypatch):
-    from forkq.flow import chain
+@pytest.mark.parametrize("end, job, counted_by", [
+    ("succeeded", Record, "forkq.flow.chain.succeeded"),
+    ("failed", Doomed, "forkq.flow.batch_scripts.failed")], ids=["success", "death"])
+def test_a_members_final_result_is_written_before_its_end_pushes_the_callbacks(
+        redis, start_worker, monkeypatch, end, job, counted_by):
+    """The callback a member's end fires, run at once by another thread, must find the
+    member's result final: the record is written before the count that pushes it."""
+    import importlib
 
-    status_at_count = []
-    count = chain.succeeded
+    module_name, name = counted_by.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    count, status_at_count = getattr(module, name), []
 
-    def watched(client, keys, payload, value, ack):
+    def watched(client, keys, payload, *args):
         status_at_count.append(forkq.result(payload["jid"]).status)
-        return count(client, keys, payload, value, ack)
+        return count(client, keys, payload, *args)
 
-    monkeypatch.setattr(chain, "succeeded", watched)
-    with forkq.batch(on_success=Callback):
-        jid = Record.set(result_ttl=60).perform_async("kept")
+    monkeypatch.setattr(module, name, watched)
+    with forkq.batch(on_complete=Callback):
+        jid = job.set(result_ttl=60).perform_async("kept")
     start_worker(concurrency=1)
-    wait_for(lambda: len(callbacks(redis)) == 1, 10, message="the success callback")
-    assert status_at_count == ["succeeded"] and forkq.result(jid).status == "succeeded"
-
-
-def test_a_dead_members_result_is_written_before_its_death_pushes_the_callbacks(
-        redis, start_worker, monkeypatch):
-    status_at_count = []
-    count = batch_scripts.failed
-
-    def watched(client, keys, payload, outcome, trim):
-        status_at_count.append(forkq.result(payload["jid"]).status)
-        return count(client, keys, payload, outcome, trim)
-
-    monkeypatch.setattr(batch_scripts, "failed", watched)
-    with forkq.batch(on_death=Callback):
-        jid = Doomed.set(result_ttl=60).perform_async()
-    start_worker(concurrency=1)
-    wait_for(lambda: len(callbacks(redis)) == 1, 10, message="the death callback")
-    assert status_at_count == ["failed"] and forkq.result(jid).status == "failed"
-    assert redis.zcard("dead") == 1
+    wait_for(lambda: len(callbacks(redis)) == 1, 10, message="the complete callback")
+    assert status_at_count == [end] and forkq.result(jid).status == end
 
 
 def test_a_batch_of_ten_thousand_jobs_commits_in_one_script(redis):
