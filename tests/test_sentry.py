@@ -109,13 +109,17 @@ def test_without_the_integration_the_hooks_pass_through(redis, sent, start_worke
     assert sent.items("transaction") == [] and sent.items("event") == []
 
 
-def test_without_the_extra_the_import_says_what_to_install():
-    script = "import sys; sys.modules['sentry_sdk'] = None\nimport forkq.contrib.sentry"
+@pytest.mark.parametrize("setup, says", [
+    ("import sys; sys.modules['sentry_sdk'] = None", "needs sentry-sdk (import of sentry_sdk"),
+    ("import sentry_sdk; sentry_sdk.VERSION = '3.0.0'", "needs sentry-sdk 2.x, not 3.0.0")],
+    ids=["absent", "3.x"])
+def test_without_a_sentry_sdk_2_the_import_says_what_to_install(setup, says):
+    script = f"{setup}\nimport forkq.contrib.sentry"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].endswith(
-        "install it with pip install 'forkq[sentry]'")
+    last = result.stderr.strip().splitlines()[-1]
+    assert says in last and last.endswith("install it with pip install 'forkq[sentry]'")
 
 
 WORKER_SETUP = """

@@ -34,6 +34,10 @@ try:
 except ImportError as missing:
     raise ImportError(f"forkq.contrib.sentry needs sentry-sdk ({missing}); install it with "
                       f"pip install 'forkq[sentry]'") from missing
+if not sentry_sdk.VERSION.startswith("2."):
+    # 3.0 replaced the transactions this integration builds on with a new span API
+    raise ImportError(f"forkq.contrib.sentry needs sentry-sdk 2.x, not {sentry_sdk.VERSION}; "
+                      f"install it with pip install 'forkq[sentry]'")
 from sentry_sdk.api import continue_trace, get_baggage, get_traceparent
 from sentry_sdk.consts import OP, SPANDATA, SPANSTATUS
 from sentry_sdk.integrations import Integration
