@@ -255,6 +255,27 @@ def test_a_redis_that_stops_answering_times_out_and_is_reconnected_after(own_ser
     client.close()
 
 
+def test_a_maintenance_relaxation_undone_leaves_the_timeout_to_the_kernel():
+    """A server's maintenance notice makes redis-py relax a TCP connection's timeout in
+    Python for a while, then restore the original: that original is the kernel's."""
+    server = harness.Server()
+    try:
+        client = connection.make_client(server.url)
+        held = client.connection_pool.get_connection()
+        held.set_tmp_settings(tmp_relaxed_timeout=30)
+        held.update_current_socket_timeout(30)
+        held.reset_tmp_settings(reset_relaxed_timeout=True)
+        held.update_current_socket_timeout(-1)
+        held.disconnect()
+        held.connect()
+        assert held._sock.gettimeout() is None
+        assert held.kernel_timeout == connection.SOCKET_TIMEOUT
+        client.connection_pool.release(held)
+        client.close()
+    finally:
+        server.stop()
+
+
 @pytest.mark.fault
 def test_a_send_that_a_stopped_redis_never_takes_times_out(own_server):
     url, pid = own_server

@@ -27,6 +27,9 @@ class KernelTimeouts:
         self.kernel_timeout = None
         if self.socket_timeout is not None and self.socket_timeout > 0:
             self.kernel_timeout, self.socket_timeout = self.socket_timeout, None
+            if hasattr(self, "orig_socket_timeout"):
+                # what redis-py restores after a server's maintenance notice relaxed it
+                self.orig_socket_timeout = None
 
     def _connect(self):
         sock = super()._connect()
