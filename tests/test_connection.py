@@ -66,6 +66,11 @@ REFUSED = [
     ("redis://:pw@host/x", "the db in the path must be a number"),
     ("rediss://h:1/0?ssl_cert_reqs=bogus", "ssl_cert_reqs='bogus' is not valid"),
     ("redis://h:1?socket_timeout=soon", "socket_timeout='soon' is not valid"),
+    ("redis://h:1?socket_timeout=0", "socket_timeout='0' is not a positive number of seconds"),
+    ("redis://h:1?socket_timeout=inf", "socket_timeout='inf' is not a positive number"),
+    ("redis://h:1?socket_timeout=nan", "socket_timeout='nan' is not a positive number"),
+    ("unix:///r.sock?socket_timeout=-1", "socket_timeout='-1' is not a positive number"),
+    ("redis://h:1?socket_connect_timeout=0", "socket_connect_timeout='0' is not a positive"),
 ]
 
 

@@ -31,6 +31,8 @@ from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 from ..log import logger
 from ..values import is_positive_seconds
 
+#: query parameters that are seconds: a socket timeout of 0 would make the socket non-blocking
+_SECONDS = frozenset({"socket_timeout", "socket_connect_timeout"})
 #: seconds ``wait_replicas`` waits for the replicas when ``wait_timeout`` is not given
 DEFAULT_WAIT_TIMEOUT = 1.0
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -283,9 +285,12 @@ def _convert(url: str, key: str, value: str):
     if parser is None:
         return value
     try:
-        return parser(value)
+        converted = parser(value)
     except (TypeError, ValueError):
         raise RedisURLError(url, f"{key}={value!r} is not valid") from None
+    if key in _SECONDS and not is_positive_seconds(converted):
+        raise RedisURLError(url, f"{key}={value!r} is not a positive number of seconds")
+    return converted
 
 
 def _wait_settings(url: str, replicas: str | None, timeout: str | None) -> tuple[int, float]:
