@@ -71,6 +71,7 @@ REFUSED = [
     ("redis://h:1?socket_timeout=nan", "socket_timeout='nan' is not a positive number"),
     ("unix:///r.sock?socket_timeout=-1", "socket_timeout='-1' is not a positive number"),
     ("redis://h:1?socket_connect_timeout=0", "socket_connect_timeout='0' is not a positive"),
+    ("redis://h:1?socket_timeout=1e12", "is not a positive number of seconds up to 3153600000"),
 ]
 
 
@@ -229,12 +230,8 @@ def test_a_timeout_in_the_url_wins_over_forkqs_default():
 @pytest.fixture(params=["tcp", "unix"])
 def own_server(request, tmp_path):
     """A redis-server of the test's own, on loopback TCP or a Unix socket: ``(url, pid)``."""
-    if request.param == "tcp":
-        server = harness.Server()
-        yield server.url, server.process.pid
-    else:
-        server = EmbeddedRedis(str(tmp_path)).start()
-        yield server.url, server.process.pid
+    server = harness.Server() if request.param == "tcp" else EmbeddedRedis(str(tmp_path)).start()
+    yield server.url, server.process.pid
     os.kill(server.process.pid, signal.SIGCONT)
     server.stop()
 

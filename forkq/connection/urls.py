@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 
 from ..log import logger
-from ..values import is_positive_seconds
+from ..values import is_positive_seconds, too_long
 
 #: query parameters that are seconds: a socket timeout of 0 would make the socket non-blocking
 _SECONDS = frozenset({"socket_timeout", "socket_connect_timeout"})
@@ -289,7 +289,8 @@ def _convert(url: str, key: str, value: str):
     except (TypeError, ValueError):
         raise RedisURLError(url, f"{key}={value!r} is not valid") from None
     if key in _SECONDS and not is_positive_seconds(converted):
-        raise RedisURLError(url, f"{key}={value!r} is not a positive number of seconds")
+        raise RedisURLError(url, f"{key}={value!r} is not a positive number of seconds"
+                                 f"{too_long(converted)}")
     return converted
 
 
