@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from opentelemetry import trace
@@ -124,6 +125,28 @@ def test_a_run_is_a_consumer_span_child_of_the_enqueue_and_a_retry_too(redis, sp
     assert event.attributes["exception.message"] == "the first run fails"
     assert retry.status.status_code is StatusCode.UNSET
     assert retry.attributes["messaging.forkq.job.retry_count"] == 0
+
+
+@pytest.mark.parametrize("fields", [
+    {"traceparent": 5}, {"baggage": 7},
+    {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": 9}],
+    ids=["traceparent", "baggage", "tracestate"])
+def test_another_producers_trace_fields_that_are_not_text_start_a_trace_of_its_own(
+        redis, spans, start_worker, fields):
+    """Before, the propagator raised on them (``object of type 'int' has no len()``) and the
+    job failed at every run; a text ``traceparent`` beside a bad ``tracestate`` is followed."""
+    now = time.time()
+    redis.lpush("queue:default", json.dumps({
+        "class": Traced.wire_name(), "args": [1], "jid": "hostile", "queue": "default",
+        "retry": True, "created_at": now, "enqueued_at": now, **fields}))
+    start_worker()
+    wait_for(lambda: redis.lrange("obs:runs", 0, -1) == ["hostile"], 15, message="the run")
+    (run,) = wait_for(lambda: named(spans, "process default"), 5, message="the process span")
+    assert run.status.status_code is StatusCode.UNSET
+    followed = isinstance(fields.get("traceparent"), str)
+    assert (run.parent is not None) is followed
+    if followed:
+        assert f"{run.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
 
 
 def test_a_coroutine_job_is_traced_the_same_way(redis, spans, start_worker):

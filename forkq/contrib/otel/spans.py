@@ -29,6 +29,7 @@ import inspect
 from typing import Any, Callable
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from ...errors import Shutdown
@@ -126,7 +127,7 @@ class Tracing:
     def _processing(self, payload: dict, queue: str):
         """The started ``process`` span, and the context the job runs in (the span, in the
         creation context, whose baggage the job sees)."""
-        created = propagate.extract(payload)
+        created = propagate.extract(payload, getter=TEXT_FIELDS)
         creation = trace.get_current_span(created).get_span_context()
         attributes = _attributes("process", queue)
         if "jid" in payload:
@@ -138,6 +139,23 @@ class Tracing:
             f"process {queue}", context=created, kind=SpanKind.CONSUMER, attributes=attributes,
             links=[Link(creation)] if creation.is_valid else None)
         return span, trace.set_span_in_context(span, created)
+
+
+class _TextFields(Getter):
+    """The payload's fields as a propagator reads a carrier, text ones only: another
+    producer's ``traceparent`` or ``baggage`` that is not a string (a number, a list) is
+    absent, and the run starts a trace of its own, where the propagator would raise on it
+    and fail the job."""
+
+    def get(self, carrier: dict, key: str) -> list[str] | None:
+        value = carrier.get(key)
+        return [value] if isinstance(value, str) else None
+
+    def keys(self, carrier: dict) -> list[str]:
+        return [key for key, value in carrier.items() if isinstance(value, str)]
+
+
+TEXT_FIELDS = _TextFields()
 
 
 def _sent(span, jids: list[str]) -> None:
