@@ -15,7 +15,9 @@ A payload that fails ``parse`` is *malformed*: it goes to the dead set at once a
 its raw text and the reason (``dead.envelope``), and is never run. Malformed means forkq cannot
 run it or name it safely: not UTF-8, not JSON (or nested deeper than the JSON reader allows, or
 a number of more than 4,300 digits), not an object, no ``class`` string, ``args`` not a list,
-``jid`` or ``queue`` present but not a string.
+``jid`` or ``queue`` present but not a string; or a workflow's field that the worker could not
+act on at the job's end (``bid`` not a string, ``chord_index`` not a position, ``chain`` not a
+list of steps each holding a payload with ``class``, ``args``, ``jid`` and ``queue``).
 
 Fields read only when a job fails (``retry``, ``retry_count``, ``backtrace``, ``retry_queue``)
 are not checked here: a job with a bad one still runs, and ``retry.py`` reads them leniently.
@@ -72,7 +74,34 @@ def parse(text: str | bytes) -> dict[str, Any]:
     queue = payload.get("queue")
     if queue is not None and (type(queue) is not str or not queue):
         raise MalformedJobError(f"payload's 'queue' is {_kind(queue)}, not a queue name")
+    if "bid" in payload or "chain" in payload or "chord_index" in payload:
+        _check_workflow(payload)
     return payload
+
+
+def _check_workflow(payload: dict[str, Any]) -> None:
+    """A batch's, chain's or chord's fields as ``flow/`` writes them: the worker acts on them
+    when the job ends, so a job whose fields it could not act on is not run."""
+    bid = payload.get("bid")
+    if bid is not None and type(bid) is not str:
+        raise MalformedJobError(f"payload's 'bid' is {_kind(bid)}, not a batch id")
+    index = payload.get("chord_index")
+    if index is not None and (type(index) is not int or index < 0):
+        raise MalformedJobError(f"payload's 'chord_index' is {_shown(index)}, not a "
+                                f"position in its chord")
+    steps = payload.get("chain")
+    if steps is None:
+        return
+    if type(steps) is not list:
+        raise MalformedJobError(f"payload's 'chain' is {_kind(steps)}, not a list of steps")
+    for number, step in enumerate(steps, 1):
+        job = step.get("job") if type(step) is dict else None
+        if type(job) is not dict or not (
+                type(job.get("class")) is str and job["class"] and
+                type(job.get("args")) is list and type(job.get("jid")) is str and
+                type(job.get("queue")) is str and job["queue"]):
+            raise MalformedJobError(f"payload's 'chain' step {number} is not a step "
+                                    f"({{\"job\": a payload with class, args, jid and queue}})")
 
 
 #: the JSON reader's own scanner (``json.loads`` calls it after three Python calls of checks

@@ -37,6 +37,8 @@ MALFORMED = [
     ('{"class":"e2e_jobs.Record","args":[],"jid":123}', "'jid' is int"),
     ('{"class":"e2e_jobs.Record","args":[],"queue":[]}', "'queue' is list"),
     ('{"class":"e2e_jobs.Record","args":[],"queue":""}', "'queue' is an empty string"),
+    ('{"class":"e2e_jobs.Record","args":[],"chain":"e2e_jobs.Record"}', "'chain' is string"),
+    ('{"class":"e2e_jobs.Record","args":[],"bid":["b"]}', "'bid' is list"),
     ('{"class":"e2e_jobs.Record","args":[1', "not valid JSON"),
     ('{"class":"e2e_jobs.Record","args":[]} trailing', "not valid JSON"),
     ("\ufeff" + '{"class":"e2e_jobs.Record","args":[]}', "not valid JSON"),

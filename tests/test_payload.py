@@ -9,6 +9,8 @@ from forkq import payload
 from forkq.errors import MalformedJobError, UnknownJobError
 
 GOOD = '{"class":"app.Report","args":[1],"jid":"a","queue":"default"}'
+#: a chain's step as ``flow/chain.py`` writes it
+STEP = '{"job":{"class":"B","args":[],"jid":"j","queue":"q"},"pass":true}'
 
 
 @pytest.mark.parametrize("text, reason", [
@@ -34,6 +36,18 @@ GOOD = '{"class":"app.Report","args":[1],"jid":"a","queue":"default"}'
     ('{"class":"A","args":[],"jid":5}', "payload's 'jid' is int, not a string"),
     ('{"class":"A","args":[],"queue":true}', "payload's 'queue' is boolean, not a queue name"),
     ('{"class":"A","args":[],"queue":""}', "payload's 'queue' is an empty string, not a queue name"),
+    # a workflow's fields, acted on at the job's end: refused before it runs
+    ('{"class":"A","args":[],"bid":["b"]}', "payload's 'bid' is list, not a batch id"),
+    ('{"class":"A","args":[],"chord_index":"1"}', "payload's 'chord_index' is '1', not a position"),
+    ('{"class":"A","args":[],"chord_index":-1}', "payload's 'chord_index' is -1, not a position"),
+    ('{"class":"A","args":[],"chord_index":true}', "payload's 'chord_index' is True, not a"),
+    ('{"class":"A","args":[],"chain":"B"}', "payload's 'chain' is string, not a list of steps"),
+    ('{"class":"A","args":[],"chain":{"job":{}}}', "payload's 'chain' is dict, not a list"),
+    ('{"class":"A","args":[],"chain":[' + STEP + ',[1,2]]}', "payload's 'chain' step 2 is not a"),
+    ('{"class":"A","args":[],"chain":[{"job":{"class":"B","args":[],"jid":"j"}}]}',
+     "payload's 'chain' step 1 is not a step"),
+    ('{"class":"A","args":[],"chain":[{"job":{"class":"B","args":{},"jid":"j","queue":"q"}}]}',
+     "payload's 'chain' step 1 is not a step"),
 ])
 def test_parse_names_what_is_wrong_with_a_malformed_payload(text, reason):
     with pytest.raises(MalformedJobError) as caught:
@@ -46,6 +60,8 @@ def test_parse_names_what_is_wrong_with_a_malformed_payload(text, reason):
     '{"class":"A","args":[],"retry":"yes","backtrace":"lots"}',  # read leniently on failure
     '{"class":"A","args":[],"enqueued_at":NaN,"retry":1e400}',
     ' {"class":"A","args":[]}', '{"class":"A","args":[]}\n',  # white space around one value
+    '{"class":"A","args":[],"bid":"b1","chord_index":0,"chain":[' + STEP + "," + STEP + "]}",
+    '{"class":"A","args":[],"chain":[]}',
 ])
 def test_parse_takes_every_runnable_payload(text):
     parsed = payload.parse(text)
