@@ -177,10 +177,14 @@ class ResultRecorder:
         return self._update(redis, payload, change, previous)
 
     def failed(self, redis, payload: dict[str, Any], exc: BaseException,
-               will_retry: bool, previous: dict | None = None) -> dict | None:
+               will_retry: bool, previous: dict | None = None,
+               counted: bool = False) -> dict | None:
+        """``counted``: ``previous`` holds this failure already (written as a retry that
+        Redis then refused); only its status changes."""
         def change(record: dict[str, Any]) -> None:
             record.update(status=QUEUED if will_retry else FAILED, finished_at=time.time())
-            _append(record, "errors", error_of(exc))
+            if not counted:
+                _append(record, "errors", error_of(exc))
 
         return self._update(redis, payload, change, previous)
 

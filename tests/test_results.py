@@ -228,6 +228,51 @@ def test_a_retried_failure_shows_queued_with_its_error(redis, start_worker, name
     assert redis.zcard("retry") == 1
 
 
+def test_a_retry_that_runs_at_once_finds_its_failure_in_the_record(redis, start_worker):
+    """The failing thread is held at its failure's log line (after the retry is scheduled)
+    until the retry has started in another thread: the record must already hold the failure,
+    so that the retry's start keeps it. Before, the failure was recorded after the log line,
+    over the retry's running record, and the retry's success then wrote its own record,
+    without the error. (A coroutine job's failure is written by the same ``outcome.failed``;
+    its retry's start reads the record again, so holding its finisher thread shows nothing.)"""
+    import logging
+
+    import async_jobs
+
+    jid = async_jobs.FlakyThreaded.set(result_ttl=60).perform_async(3)
+
+    class HoldTheFailure(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("fail:"):
+                wait_for(lambda: redis.hget("async:started", jid) == "2", 15,
+                         message="the retry's start, in another thread")
+
+    hold = HoldTheFailure()
+    logging.getLogger("forkq").addHandler(hold)
+    try:
+        start_worker(concurrency=2)
+        done = wait_finished(jid)
+    finally:
+        logging.getLogger("forkq").removeHandler(hold)
+    assert (done.status, done.value, done.attempts) == ("succeeded", 3, 2)
+    assert [error["message"] for error in done.errors] == ["first run of 3"]
+
+
+def test_a_retry_redis_refuses_leaves_the_record_failed_with_its_one_error(redis,
+                                                                          start_worker):
+    """The record is written as a retry first; when Redis refuses the retry (``retry`` is a
+    list here) the job is dead, and the record says so, its error not counted twice."""
+    import async_jobs
+
+    redis.lpush("retry", "not a sorted set")
+    jid = async_jobs.FlakyThreaded.set(result_ttl=60).perform_async(3)
+    start_worker(concurrency=1)
+    failed = wait_finished(jid)
+    assert failed.status == "failed" and failed.attempts == 1
+    assert [error["message"] for error in failed.errors] == ["first run of 3"]
+    assert "[not retried: Redis refused its retry" in redis.zrange("dead", 0, -1)[0]
+
+
 def test_bulk_pushes_record_every_job_and_own_results_are_left_alone(redis, start_worker):
     from async_jobs import OwnResult, Square
     from forkq import api

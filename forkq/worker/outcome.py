@@ -206,33 +206,38 @@ class OutcomeWriter:
     def failed(self, redis, job_class, payload: dict[str, Any], queue: str, exc: BaseException,
                about: dict, attempt: Attempt, *, keeps_result: bool,
                record: dict | None = None) -> None:
-        """A job raised: run the error handlers, schedule its retry or bury it, log it (with
-        ``about``, ``log.job_extra``), write the result record: before the burial of a job
-        that will not be retried, as at a success, since the burial may push a batch's
-        callbacks, which then find the record final."""
+        """A job raised: run the error handlers, write the result record, schedule its retry
+        or bury it, log it (with ``about``, ``log.job_extra``). The record comes first: a
+        retry due at once may run in another thread before this one goes on, and its start
+        must find this failure in the record; a burial may push a batch's callbacks, which
+        then find the record final."""
+        written: list[dict | None] = []
+
         def record_result(will_retry: bool) -> None:
-            if keeps_result:
-                self._record(payload, attempt, lambda: self.results.failed(
-                    redis, payload, exc, will_retry, record))
+            if not keeps_result:
+                return
+            # called again when Redis refused the retry: the same failure, now final
+            again = bool(written)
+            previous = written[-1] if again and written[-1] is not None else record
+            written.append(self._record(payload, attempt, lambda: self.results.failed(
+                redis, payload, exc, will_retry, previous, counted=again)))
 
         self.tell_error_handlers(exc, payload, queue)
         decided = self.retry_or_bury(redis, job_class, payload, exc, attempt,
-                                     before_death=lambda: record_result(False))
+                                     before_write=record_result)
         logger.warning("fail: %s: %s; %s", error_class_name(exc), error_message(exc),
                        decided.summary, exc_info=exc, extra=about)
-        if decided.decision.action == "retry":
-            record_result(True)
-        elif workflow.member(payload):
+        if decided.decision.action != "retry" and workflow.member(payload):
             attempt(lambda: workflow.stopped(redis, self.keys, payload, exc))
 
     def retry_or_bury(self, redis, job_class, payload: dict[str, Any], exc: BaseException,
                       attempt: Attempt = lambda write: write(),
-                      before_death: Callable[[], None] = lambda: None):
-        """Schedule the job's retry or kill it (``retry.py``), calling ``before_death`` first
-        when it will not be retried; returns the retry writer's ``Outcome``, which says what
-        happens next."""
+                      before_write: Callable[[bool], None] = lambda will_retry: None):
+        """Schedule the job's retry or kill it (``retry.py``), calling ``before_write`` first
+        with whether it will be retried; returns the retry writer's ``Outcome``, which says
+        what happens next."""
         return self.retry_writer.handle(redis, payload, exc, hooks_of(job_class),
-                                        attempt=attempt, before_death=before_death)
+                                        attempt=attempt, before_write=before_write)
 
     def tell_error_handlers(self, exc: BaseException, payload: dict[str, Any],
                             queue: str) -> None:

@@ -237,11 +237,13 @@ class RetryWriter:
 
     def handle(self, redis, payload: dict[str, Any], exc: BaseException,
                hooks: dict[str, Any], attempt: Callable = lambda write: write(),
-               before_death: Callable[[], None] = lambda: None) -> Outcome:
+               before_write: Callable[[bool], None] = lambda will_retry: None) -> Outcome:
         """Decide, run the hooks once, then write through ``attempt`` (which may repeat the
-        write while Redis is away; the text written is the same every time). A job that will
-        not be retried calls ``before_death`` first: its burial may push a batch's callbacks,
-        which must find what the caller writes there (the result record)."""
+        write while Redis is away; the text written is the same every time). ``before_write``
+        is called first, told whether the job will be retried: what it writes (the result
+        record) must be there before the retry can run, or before a burial pushes a batch's
+        callbacks, which read it. A retry that Redis refuses becomes a death, and
+        ``before_write`` is told so again."""
         decision = decide(payload, exc, hooks, self.max_retries)
         now = time.time()
         failed = with_error(payload, exc, now, self.default_backtrace)
@@ -250,7 +252,7 @@ class RetryWriter:
                           death_unlock(payload) if decision.action != "retry" else None)
         if decision.action in ("dead", "drop"):
             self._run_death_hooks(decision, failed, exc, hooks)
-            before_death()
+        before_write(decision.action == "retry")
         try:
             attempt(lambda: self.write(redis, outcome, payload))
         except redis_py.ResponseError as refused:
@@ -258,12 +260,12 @@ class RetryWriter:
             if decision.action != "retry":
                 raise
             return self._bury_refused(redis, payload, failed, exc, refused, attempt,
-                                      before_death)
+                                      before_write)
         return outcome
 
     def _bury_refused(self, redis, payload: dict[str, Any], failed: dict[str, Any],
                       exc: BaseException, refused: Exception, attempt: Callable,
-                      before_death: Callable[[], None]) -> Outcome:
+                      before_write: Callable[[bool], None]) -> Outcome:
         """The retry could not be written (``retry`` is not a sorted set...): the job goes to
         the dead set instead, its error message saying why, rather than hold its thread."""
         reason = f"Redis refused its retry: {refused}"
@@ -271,7 +273,7 @@ class RetryWriter:
         outcome = Outcome(Decision("dead", reason=reason, summary=f"dead: {reason}"),
                           dumps(failed), time.time(), True, death_unlock(failed))
         run_death_handlers(self.death_handlers, failed, exc)
-        before_death()
+        before_write(False)
         attempt(lambda: self.write(redis, outcome, payload))
         return outcome
 
