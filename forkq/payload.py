@@ -104,6 +104,21 @@ def _check_workflow(payload: dict[str, Any]) -> None:
                                     f"({{\"job\": a payload with class, args, jid and queue}})")
 
 
+def batch_member(text: str | bytes) -> dict[str, str] | None:
+    """What a malformed payload still says of its batch: its ``bid`` and ``jid``, when it is a
+    JSON object holding both as strings, so that its burial counts in that batch; else None."""
+    try:
+        found = json.loads(text)
+    except (ValueError, RecursionError):  # not UTF-8 (a ValueError too), not JSON, too deep
+        return None
+    if type(found) is not dict:
+        return None
+    bid, jid = found.get("bid"), found.get("jid")
+    if type(bid) is str and bid and type(jid) is str and jid:
+        return {"bid": bid, "jid": jid}
+    return None
+
+
 #: the JSON reader's own scanner (``json.loads`` calls it after three Python calls of checks
 #: and whitespace matching, 1 µs a job here): one JSON value at an index -> (value, its end)
 _scan = json.JSONDecoder().scan_once

@@ -328,6 +328,30 @@ def test_an_expired_member_counts_as_dead(redis, start_worker):
     wait_for(lambda: not any(redis.lrange(k, 0, -1) for k in redis.keys("forkq:inflight*")), 5)
 
 
+def test_a_malformed_member_is_buried_and_counted_dead_in_its_batch(redis, start_worker):
+    """A member a producer spoiled (its args made a dict) cannot run: buried raw, as any
+    malformed payload, and counted dead in its batch in the same call, which then completes
+    rather than wait for it."""
+    with forkq.batch(on_complete=Callback, on_death=Callback, on_success=Callback) as b:
+        spoiled = Record.perform_async(1)
+        Record.perform_async(2)
+    texts = redis.lrange("queue:default", 0, -1)
+    redis.delete("queue:default")
+    for text in texts:
+        job = json.loads(text)
+        if job["jid"] == spoiled:
+            job["args"] = {"n": 1}
+        redis.rpush("queue:default", json.dumps(job))
+    start_worker()
+    wait_for(lambda: events(redis, b.bid) == ["complete", "death"], 10)
+    status = forkq.batch_status(b.bid)
+    assert status.dead_jids == [spoiled] and status.pending == 1 and not status.success
+    assert "'args' is dict, not a list" in status.failed_jids[spoiled]
+    (buried,) = [json.loads(text) for text in redis.zrange("dead", 0, -1)]
+    assert buried["class"] == "forkq.MalformedJob" and json.loads(buried["raw"])["jid"] == spoiled
+    assert redis.llen("batch:ran") == 1
+
+
 def test_a_limiters_reschedule_counts_nothing(redis, start_worker):
     from batch_jobs import OverOnce
 

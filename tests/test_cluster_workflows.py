@@ -65,6 +65,23 @@ def test_a_dead_member_fires_death_and_complete_never_success(cluster, start_wor
     assert listed.bid == b.bid and listed.dead_jids == [dead]
 
 
+def test_a_malformed_member_is_buried_and_counted_dead(cluster, start_worker):
+    redis = forkq_client.default().redis
+    one, two = queues_on_two_primaries(redis)
+    with forkq.batch(on_success=Callback, on_complete=Callback, on_death=Callback) as b:
+        Record.set(queue=one).perform_async(1)
+        spoiled = Record.set(queue=two).perform_async(2)
+    job = json.loads(redis.lpop(KEYS.queue(two)))
+    redis.rpush(KEYS.queue(two), json.dumps({**job, "args": "2"}))  # a producer's slip
+    start_worker(redis_url=cluster.url, queues=[one, two])
+    wait_for(lambda: events(redis, b.bid) == ["complete", "death"], 10, message="callbacks")
+    status = forkq.batch_status(b.bid)
+    assert status.dead_jids == [spoiled] and not status.success
+    assert "'args' is string, not a list" in status.failed_jids[spoiled]
+    (buried,) = [json.loads(text) for text in redis.zrange(KEYS.dead, 0, -1)]
+    assert buried["class"] == "forkq.MalformedJob"
+
+
 def test_a_death_callback_is_pushed_once_its_member_is_in_the_dead_set(cluster, start_worker,
                                                                         monkeypatch):
     redis = forkq_client.default().redis

@@ -35,13 +35,14 @@ import redis as redis_py
 
 from ..client import new_jid
 from ..dead import envelope
-from ..errors import UnknownJobError
+from ..errors import MalformedJobError, UnknownJobError
+from ..flow import batch_scripts
 from ..flow import chain as workflow
 from ..flow import unique
 from ..flow.cancel import ended_cancelled
 from ..job import hooks_of
 from ..log import job_context, job_extra, logger
-from ..payload import error_class_name
+from ..payload import batch_member, error_class_name
 from .fetch import Fetched, Held, bulk_requeue
 from .retry import error_message
 
@@ -257,10 +258,19 @@ class OutcomeWriter:
         attempt(lambda: ended_cancelled(redis, self.keys, payload, record))
 
     def bury(self, redis, fetched: Fetched, reason: str, attempt: Attempt) -> None:
-        """Send a payload forkq cannot run to the dead set, raw, with the reason."""
+        """Send a payload forkq cannot run to the dead set, raw, with the reason; one that
+        names its batch (``payload.batch_member``) is counted there as dead in the same call,
+        so that the batch completes instead of waiting for it."""
         logger.error("job in queue %s: dead: %s", fetched.queue, reason)
-        text = envelope(fetched.text, reason, fetched.queue, new_jid(), time.time())
-        attempt(lambda: self.dead_set.add(redis, [text]))
+        now = time.time()
+        text = envelope(fetched.text, reason, fetched.queue, new_jid(), now)
+        member = batch_member(fetched.text)
+        if member is None:
+            attempt(lambda: self.dead_set.add(redis, [text], now))
+            return
+        error = f"{error_class_name(MalformedJobError(reason))}: {reason}"
+        attempt(lambda: batch_scripts.ended(redis, self.keys, member, "dead", text, now, True,
+                                            self.dead_set.trim_args(now), error, ("", "")))
 
     def finished(self, queue: str, class_name: str, seconds: float, failed: bool) -> None:
         self.observer.job_finished(queue, class_name, seconds, failed)
