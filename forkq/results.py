@@ -188,6 +188,16 @@ class ResultRecorder:
 
         return self._update(redis, payload, change, previous)
 
+    def postponed(self, redis, payload: dict[str, Any],
+                  previous: dict | None = None) -> dict | None:
+        """Back to ``queued``: the run was put back in ``schedule`` over a limiter's limit
+        (``flow/postpone.py``) and runs again from the start; written before it is put back,
+        so that the next run's start comes after it."""
+        def change(record: dict[str, Any]) -> None:
+            record.update(status=QUEUED, finished_at=None)
+
+        return self._update(redis, payload, change, previous)
+
     def cancelled(self, redis, payload: dict[str, Any],
                   previous: dict | None = None) -> dict | None:
         def change(record: dict[str, Any]) -> None:

@@ -179,3 +179,12 @@ class Single(Job):
             holders = await redis.zcard(client.default().keys.limiter("concurrent",
                                                                       "async-single"))
             await redis.rpush("async:single", f"{self.jid} {started!r} {time.time()!r} {holders}")
+
+
+class SingleThreaded(Job):
+    """``Single``'s limiter in a thread job (``with SINGLE``); records its jid."""
+    options = {"retry": 0}
+
+    def perform(self):
+        with SINGLE:
+            _redis().rpush("async:single", self.jid)

@@ -337,6 +337,54 @@ def test_retries_show_in_errors_and_attempts(django_env, redis, start_worker):
     assert result.started_at == first_start < result.last_attempted_at
 
 
+def test_a_task_over_a_limiters_limit_is_ready_until_it_runs_and_ends_once(
+        django_env, redis, start_worker):
+    """Put back in the schedule by a forkq limiter, a task is no failure: ``READY`` with no
+    error while it waits, no ``task_finished`` until the run that ends it. Before, each
+    postponement recorded it ``FAILED`` with an ``OverLimit`` error and sent
+    ``task_finished``."""
+    from forkq.contrib.django.compat import TaskResultStatus
+    from shop.tasks import SINGLE, limited
+
+    with SINGLE:  # the test holds the only slot
+        result = limited.enqueue("a")
+        start_worker()
+
+        def waiting_again():
+            result.refresh()
+            return result.status == TaskResultStatus.READY and redis.zcard("schedule")
+
+        wait_for(waiting_again, 10, message="the task put back, READY")
+        assert result.errors == [] and result.finished_at is None
+    result = finished(result)
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == "a"
+    assert result.errors == [] and redis.lrange("shop:limited", 0, -1) == ["a"]
+    signals = redis.lrange("shop:signals", 0, -1)
+    assert signals[-1] == "finished:limited:SUCCESSFUL"
+    assert set(signals[:-1]) == {"started:limited:RUNNING"} and len(signals) >= 3
+
+
+def test_a_task_cancelled_while_running_ends_failed_with_one_finish(django_env, redis,
+                                                                    start_worker):
+    """Django's tasks have no cancelled status: ``FAILED``, without an error, and one
+    ``task_finished``. Before, the run was first recorded ``READY`` with a ``Cancelled`` error
+    (as a failure to retry) and ``task_finished`` sent with it."""
+    import forkq
+    from forkq.contrib.django.compat import TaskResultStatus
+    from shop.tasks import waits_for_cancel
+
+    result = waits_for_cancel.enqueue("shop:cancel")
+    start_worker()
+    wait_for(lambda: redis.lrange("shop:cancel", 0, -1) == ["started"], 10,
+             message="the task running")
+    assert forkq.cancel(result.id) == "running"
+    result = finished(result)
+    assert result.status == TaskResultStatus.FAILED and result.errors == []
+    wait_for(lambda: redis.llen("shop:signals") == 2, 5, message="the finish sent")
+    assert redis.lrange("shop:signals", 0, -1) == ["started:waits_for_cancel:RUNNING",
+                                                   "finished:waits_for_cancel:FAILED"]
+
+
 def test_retry_true_follows_the_workers_max_retries(django_env, redis, start_worker):
     """A worker with ``max_retries: 0`` sends a ``RETRY: true`` task to the dead set at its
     first failure; its result says so (FAILED), not READY ("will retry")."""

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import flow_jobs
+import forkq
 from forkq import metrics
 from forkq.metrics import store
 from forkq.flow.postpone import postponed
@@ -92,6 +93,24 @@ def test_over_limit_jobs_are_rescheduled_to_the_next_window_not_failed(redis, st
     assert redis.get("stat:failed") is None
     assert any(line.startswith("over limit flow-window; again in ") and line.endswith(" s")
                for line in lines), lines
+
+
+@pytest.mark.parametrize("name", ["SingleThreaded", "Single"])
+def test_a_postponed_job_keeping_a_result_is_queued_until_it_runs_again(redis, start_worker,
+                                                                        name):
+    """Put back in ``schedule`` over its limiter's limit, a job's result record is ``queued``
+    while it waits, written before it is put back. Before, it stayed ``running``."""
+    import async_jobs
+
+    with async_jobs.SINGLE:  # the test holds the only slot
+        jid = getattr(async_jobs, name).set(result_ttl=60).perform_async()
+        start_worker()
+        wait_for(lambda: redis.zcard("schedule") and forkq.result(jid).status == "queued", 10,
+                 message="the job put back, queued")
+        waiting = forkq.result(jid)
+        assert waiting.errors == [] and waiting.finished_at is None and waiting.started_at
+    done = forkq.result(jid, wait=10)
+    assert done.status == "succeeded" and done.errors == [] and done.attempts == 1
 
 
 def test_the_rescheduled_payload_counts_its_reschedules():

@@ -536,6 +536,7 @@ class CoroutineRunner:
         elapsed, value, exc = job.ending
         payload, queue_name = job.payload, job.fetched.queue
         if isinstance(exc, OverLimit):
+            self.outcome.postponed(redis, payload, self._retrying, keeps_result=job.keeps_result)
             flow_for(job.list_key).postpone(job.fetched, payload, exc)
             return "postponed"
         if isinstance(exc, Cancelled):

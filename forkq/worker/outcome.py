@@ -183,6 +183,14 @@ class OutcomeWriter:
         if "unique_digest" in payload and owned():
             self.unlock(redis, payload, "success", attempt)
 
+    def postponed(self, redis, payload: dict[str, Any], attempt: Attempt, *,
+                  keeps_result: bool, record: dict | None = None) -> None:
+        """The result record back to ``queued`` before a limiter's postponement puts the job
+        back in ``schedule`` (``Flow.postpone``)."""
+        if keeps_result:
+            self._record(payload, attempt,
+                         lambda: self.results.postponed(redis, payload, record))
+
     @staticmethod
     def _record(payload: dict[str, Any], attempt: Attempt, write: Callable[[], Any]) -> Any:
         """A result record's write; one Redis refuses for its data (its TTL, a key a producer

@@ -302,6 +302,8 @@ class Processor(CancelHandling, threading.Thread):
             self._cancelled(job)
         except OverLimit as over:
             if not self.abandoned:
+                self.outcome.postponed(self.redis, job.payload, self._attempt,
+                                       keeps_result=job.keeps_result, record=job.record)
                 self.flow.postpone(fetched, job.payload, over)
         except BaseException as exc:
             self._failed(job, exc)

@@ -15,6 +15,10 @@ The protocol writes the task's results (the backend owns its tasks' results). A 
 ``READY`` when forkq will retry it, else ``FAILED``: decided here with the inputs the worker's
 retry writer uses (``retry.decide``): the payload's ``retry``, ``RunTask``'s hook options and the
 worker's ``max_retries``, which the worker's config gives the process's source (``use_config``).
+A run that did not end is no failure: one over a forkq limiter's limit goes back to ``READY``
+(no ``task_finished``: it runs again); one stopped at the shutdown deadline stays ``RUNNING``
+until it starts again; one cancelled while running ends ``FAILED`` (Django's tasks have no
+cancelled status), with ``task_finished`` and no error.
 Under ``forkq.testing`` the job runs the task itself (``run_under_test``), results in memory.
 """
 
@@ -27,9 +31,10 @@ from typing import Any
 
 from ... import Job, results
 from ...connection.source import default_source
-from ...errors import ConfigError, Shutdown
+from ...errors import Cancelled, ConfigError, Shutdown
 from ...ident import identity
 from ...job import hooks_of
+from ...limiter import OverLimit
 
 from . import records
 from .compat import TaskContext, task_finished, task_started
@@ -98,6 +103,13 @@ def task_protocol(job, payload: dict[str, Any], queue: str, call_next) -> Any:
     try:
         value = call_next()
     except Shutdown:
+        raise  # pushed back to its queue: it starts again
+    except OverLimit:
+        recorder.postponed(redis, payload, written)  # not an end: READY until it runs again
+        raise
+    except Cancelled:
+        written = recorder.cancelled(redis, payload, written)
+        task_finished.send(sender, task_result=_ended(job.task_result, written))
         raise
     except BaseException as exc:
         retried = _will_retry(job, payload, exc, source.settings.max_retries)

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import time
 
 from django.conf import settings
 
@@ -111,3 +112,21 @@ def trace(signal_name):
 task_started.connect(trace("started"), weak=False, dispatch_uid="shop-started")
 task_finished.connect(trace("finished"), weak=False, dispatch_uid="shop-finished")
 
+
+#: one ``limited`` run at a time across the system; one over it is put back for 0.1–0.2 s
+SINGLE = forkq.limiter.concurrent("shop-single", 1, lock_timeout=30, retry_wait=(0.1, 0.2))
+
+
+@task
+def limited(label):
+    with SINGLE:
+        forkq.redis().rpush("shop:limited", label)
+    return label
+
+
+@task
+def waits_for_cancel(key):
+    """Runs until it is cancelled (``forkq.cancel``): a cancel stops it at its next bytecode."""
+    forkq.redis().rpush(key, "started")
+    while True:
+        time.sleep(0.01)
