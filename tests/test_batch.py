@@ -352,6 +352,20 @@ def test_a_malformed_member_is_buried_and_counted_dead_in_its_batch(redis, start
     assert redis.llen("batch:ran") == 1
 
 
+def test_a_malformed_member_the_poller_buries_is_counted_dead_too(redis, start_worker):
+    """The same member spoiled in the schedule: the poller buries it and then counts it."""
+    with forkq.batch(on_complete=Callback, on_death=Callback) as b:
+        spoiled = Record.perform_async(1)
+    job = json.loads(redis.rpop("queue:default"))
+    redis.zadd("schedule", {json.dumps({**job, "args": "1"}): 0})
+    start_worker()
+    wait_for(lambda: events(redis, b.bid) == ["complete", "death"], 10)
+    status = forkq.batch_status(b.bid)
+    assert status.dead_jids == [spoiled]
+    assert "in schedule: payload's 'args' is string" in status.failed_jids[spoiled]
+    assert redis.zcard("dead") == 1 and redis.zcard("schedule") == 0
+
+
 def test_a_limiters_reschedule_counts_nothing(redis, start_worker):
     from batch_jobs import OverOnce
 

@@ -36,7 +36,8 @@ from typing import Any
 from ..connection import run_script
 from ..connection.scripts import Script
 from ..dead import DEAD_LUA
-from ..payload import dumps
+from ..errors import MalformedJobError
+from ..payload import dumps, error_class_name
 from . import batch_cluster
 from .batch_lua import BATCH_LUA
 
@@ -163,6 +164,17 @@ def failed(redis, keys, payload: dict[str, Any], outcome, trim_args: list,
     error = f"{failed_job.get('error_class')}: {failed_job.get('error_message')}"
     return ended(redis, keys, payload, outcome.decision.action, outcome.text, outcome.score,
                  outcome.bury, trim_args, error, source)
+
+
+def malformed(redis, keys, member: dict[str, str], reason: str,
+              burial: tuple[str, float, list] | None = None) -> int:
+    """A malformed member (``payload.batch_member``: its bid and jid) counted dead in its
+    batch; with ``burial`` (its dead-set text, score and ``DeadWriter.trim_args``) buried in
+    the same call."""
+    error = f"{error_class_name(MalformedJobError(reason))}: {reason}"
+    text, score, trim_args = burial or ("", 0.0, [0, 0, 0])
+    return ended(redis, keys, member, "dead", text, score, burial is not None, trim_args, error,
+                 ("", ""))
 
 
 def expired(redis, keys, payload: dict[str, Any], source: tuple[str, str]) -> int:

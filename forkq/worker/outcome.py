@@ -35,7 +35,7 @@ import redis as redis_py
 
 from ..client import new_jid
 from ..dead import envelope
-from ..errors import MalformedJobError, UnknownJobError
+from ..errors import UnknownJobError
 from ..flow import batch_scripts
 from ..flow import chain as workflow
 from ..flow import unique
@@ -276,9 +276,8 @@ class OutcomeWriter:
         if member is None:
             attempt(lambda: self.dead_set.add(redis, [text], now))
             return
-        error = f"{error_class_name(MalformedJobError(reason))}: {reason}"
-        attempt(lambda: batch_scripts.ended(redis, self.keys, member, "dead", text, now, True,
-                                            self.dead_set.trim_args(now), error, ("", "")))
+        attempt(lambda: batch_scripts.malformed(redis, self.keys, member, reason,
+                                                (text, now, self.dead_set.trim_args(now))))
 
     def finished(self, queue: str, class_name: str, seconds: float, failed: bool) -> None:
         self.observer.job_finished(queue, class_name, seconds, failed)

@@ -43,11 +43,11 @@ from ..connection.health import refused_for_data
 from ..connection.scripts import Script
 from ..dead import envelope
 from ..errors import MalformedJobError
-from ..flow import placement, shards
+from ..flow import batch_scripts, placement, shards
 from ..flow.placement import PUSH_LUA
 from .fetch import queue_of
 from ..log import logger
-from ..payload import parse
+from ..payload import batch_member, parse
 
 #: due entries read per round; the poller repeats while rounds come back full
 MOVE_BATCH = 100
@@ -231,6 +231,17 @@ class Poller(threading.Thread):
         if self.context.dead_set.move_from_zset(self.redis, sorted_set, pairs, now):
             for _, reason in bad:
                 logger.error("entry in %s: dead: %s", sorted_set, reason)
+            self._count_in_batches(sorted_set, bad)
+
+    def _count_in_batches(self, sorted_set: str, bad: list[tuple[bytes, str]]) -> None:
+        """Buried entries that still name their batch are counted dead there, after their
+        burial (a process killed in between leaves the batch waiting for them); counting a
+        jid twice, as two pollers may, counts it once."""
+        for entry, reason in bad:
+            member = batch_member(entry)
+            if member is not None:
+                batch_scripts.malformed(self.redis, self.context.keys, member,
+                                        f"in {sorted_set}: {reason}")
 
     def stop(self) -> None:
         self._halt.set()
