@@ -359,8 +359,9 @@ def test_a_task_over_a_limiters_limit_is_ready_until_it_runs_and_ends_once(
     result = finished(result)
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == "a"
     assert result.errors == [] and redis.lrange("shop:limited", 0, -1) == ["a"]
-    signals = redis.lrange("shop:signals", 0, -1)
-    assert signals[-1] == "finished:limited:SUCCESSFUL"
+    # task_finished is sent once the final record is written
+    signals = wait_for(lambda: (sent := redis.lrange("shop:signals", 0, -1))[-1:] == [
+        "finished:limited:SUCCESSFUL"] and sent, 5, message="the finish sent")
     assert set(signals[:-1]) == {"started:limited:RUNNING"} and len(signals) >= 3
 
 
