@@ -73,6 +73,28 @@ def held(client) -> int:
                                               for key in client.keys("forkq:inflight:*"))
 
 
+def where(client, jids: set[str]) -> dict[str, list[str]]:
+    """Which of ``jids`` the retry, schedule and dead sets hold (jids never run are in no
+    queue or private list once the test looks), with the dead entries' reasons."""
+    found = {}
+    for name in ("retry", "schedule", "dead"):
+        for member in client.zrange(name, 0, -1):
+            job = json.loads(member)
+            if job.get("jid") in jids:
+                found.setdefault(name, []).append(
+                    f"{job['jid']}: {job.get('error_class')}: {job.get('error_message')}")
+    return found
+
+
+def worker_trouble(tmp_path) -> str:
+    """The warnings, errors and tracebacks the workers logged, for a failure's message."""
+    lines = []
+    for log in sorted(tmp_path.glob("w*/worker.log")):
+        lines += [f"{log.parent.name}: {line}" for line in log.read_text().splitlines()
+                  if " WARN" in line or " ERROR" in line or line.startswith(("Traceback", "  "))]
+    return "\n".join(lines[-200:])
+
+
 @pytest.fixture
 def server(tmp_path):
     """The durable server; the process current at teardown (the test restarts it) is killed
@@ -110,10 +132,14 @@ def test_jobs_survive_repeated_redis_kills(server, tmp_path, capsys):
         client = server.client()
         # A job's run is on file before it is acknowledged: once Redis holds none, all ran.
         wait_for(lambda: held(client) == 0, timeout=30, message="nothing left in Redis")
+        missing = set(jids) - set(runs(runs_file))
+        found = where(client, missing) if missing else {}
     finally:
         stop_all(workers, 20)
     counted = runs(runs_file)
-    assert set(counted) == set(jids), f"{len(set(jids) - set(counted))} job(s) never ran"
+    assert set(counted) == set(jids), (
+        f"{len(set(jids) - set(counted))} job(s) never ran; of those, in Redis's sets: "
+        f"{found}; the workers' warnings and errors:\n{worker_trouble(tmp_path)}")
     twice = sum(1 for n in counted.values() if n > 1)
     with capsys.disabled():
         print(f"\n{len(jids)} jobs, {CYCLES} kill -9 of Redis: none lost, {twice} ran twice")
