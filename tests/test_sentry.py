@@ -206,7 +206,7 @@ def test_without_the_integration_the_hooks_pass_through(redis, sent, start_worke
     ("import sys; sys.modules['sentry_sdk'] = None", "needs sentry-sdk (import of sentry_sdk"),
     ("import sentry_sdk; sentry_sdk.VERSION = '4.0.0'", "needs sentry-sdk 2.x or 3.x, not 4.0.0")],
     ids=["absent", "4.x"])
-def test_without_a_sentry_sdk_it_knows_the_import_says_what_to_install(setup, says):
+def test_without_a_supported_sentry_sdk_the_import_says_what_to_install(setup, says):
     script = f"{setup}\nimport forkq.contrib.sentry"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": ROOT})
