@@ -150,6 +150,20 @@ def fail_next_call(client, ran: bool):
                     setattr(client, "execute_command", execute))
 
 
+def test_an_idle_wait_that_lost_its_reply_is_adopted_when_called_again(redis, redis_url):
+    push(redis, "high", "moved", "next")
+    take = fetcher(redis_url, idle_plan=("high",))
+    restore = fail_next_call(take.redis, ran=True)
+    with pytest.raises(redis_py.ConnectionError):
+        take.wait(threading.Event())
+    restore()
+    # the processor calls the wait again once Redis answers (``processor._retrying``)
+    (adopted,) = take.wait(threading.Event())
+    assert json.loads(adopted.text)["v"] == "moved"
+    assert held(redis) == {take.private_key: [adopted.text]}
+    assert [json.loads(t)["v"] for t in redis.lrange("queue:high", 0, -1)] == ["next"]
+
+
 @pytest.mark.parametrize("ran", [True, False])
 def test_a_release_that_lost_its_reply_loses_no_job(redis, redis_url, ran):
     redis.lpush("queue:high", *[json.dumps({"v": v, "queue": "high"}) for v in "abc"])

@@ -513,7 +513,14 @@ class Fetcher:
 
     def wait(self, quiet) -> list[Fetched]:
         """Block on one queue until a job arrives or ``IDLE_TIMEOUT`` passes; with every queue
-        paused, just wait (on the ``quiet`` event, which ends the wait at shutdown)."""
+        paused, just wait (on the ``quiet`` event, which ends the wait at shutdown).
+
+        Called again after a wait that lost its reply (the processor retries the call), returns
+        instead the job that wait may have moved (``adopt``): a new ``BLMOVE`` would add a
+        second job to the private list and return only that one, and the next fetch would
+        acknowledge the first unrun."""
+        if self.unknown:
+            return self.adopt()
         paused = self.paused.names
         plan = tuple(q for q in self.idle_plan if q not in paused) if paused else self.idle_plan
         if not plan:
