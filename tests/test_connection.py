@@ -361,3 +361,43 @@ def test_closing_the_idle_connections_closes_the_ready_ones_too(redis, redis_url
         assert connection.send_commands(shared, [("PING",)]) == ["PONG"]
     finally:
         shared.close()
+
+
+def _cut_inside_last_transaction(data_dir: str) -> None:
+    """Leave the append-only file as a crash while writing the last transaction (a script's
+    effects) would: its ``MULTI`` and first commands whole, the next one cut short."""
+    folder = os.path.join(data_dir, "appendonlydir")
+    if os.path.isdir(folder):  # Redis 7: the last incremental file
+        path = os.path.join(folder, sorted(f for f in os.listdir(folder) if ".incr." in f)[-1])
+    else:
+        path = os.path.join(data_dir, "appendonly.aof")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    second_command = data.index(b"*", data.index(b"RPOP", data.rindex(b"MULTI")) + 1)
+    with open(path, "wb") as handle:
+        handle.write(data[:second_command + 3])
+
+
+@pytest.mark.fault
+def test_an_embedded_redis_killed_mid_transaction_keeps_the_writes_of_its_next_life(tmp_path):
+    data_dir = str(tmp_path)
+    server = EmbeddedRedis(data_dir).start()
+    client = redis_py.Redis.from_url(server.url, decode_responses=True)
+    client.rpush("queue", "a", "b", "c")
+    client.eval("redis.call('RPOP', KEYS[1]); redis.call('RPOP', KEYS[1]); "
+                "redis.call('RPUSH', KEYS[2], 'c', 'b')", 2, "queue", "held")
+    server.process.kill()
+    server.process.wait()
+    _cut_inside_last_transaction(data_dir)
+    server = EmbeddedRedis(data_dir).start()  # cuts the half command, rewrites the file
+    client.rpush("queue", "d")
+    server.process.kill()
+    server.process.wait()
+    server = EmbeddedRedis(data_dir).start()
+    try:
+        # Without the rewrite, this start drops "d" with the unfinished transaction.
+        assert client.lrange("queue", 0, -1) == ["a", "b", "c", "d"]
+        assert client.exists("held") == 0
+    finally:
+        client.close()
+        server.stop()
