@@ -123,6 +123,9 @@ def test_jobs_survive_repeated_redis_kills(server, tmp_path, capsys):
                              heartbeat_ttl=30, timeout=5))
     jids = []
     try:
+        # a worker whose start-up check meets Redis killed exits (``cannot reach Redis``)
+        watcher = server.client()
+        wait_for(lambda: watcher.scard("processes") == 2, timeout=30, message="both workers up")
         for cycle in range(CYCLES):
             batch = [f"{cycle:04d}{i:020d}" for i in range(JOBS_PER_CYCLE)]
             jids += batch
