@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -24,6 +25,13 @@ from forkq.connection import urls
 from forkq.errors import ConfigError, ForkqError
 from forkq.keys import ClusterKeys
 from forkq.supervisor.preflight import check_redis as preflight
+from forkq.flow.cancel import CancelView
+from forkq.flow.pause import PausedView
+from forkq.flow.placement import PlacementView
+from forkq.flow.shards import ShardPlan
+from forkq.worker.clusterfetch import ClusterFetcher
+from forkq.worker.fetch import FetchMode
+from forkq.worker.ordering import QueueOrder
 from forkq.worker.poller import Poller
 from forkq.worker.services import Services
 from harness import free_port
@@ -125,6 +133,42 @@ def test_pushed_jobs_run_from_queues_on_every_primary(cluster, start_worker, fet
     api = Api(redis, KEYS)
     wait_for(lambda: api.stats()["processed"] == 56, message="the stats flushed")
     assert api.history(1)[-1].processed == 56
+
+
+def lose_next_reply_on_node(redis, key: str) -> None:
+    """The next command on the node of ``key`` runs, but its reply is lost (as when the node
+    is killed between the two): the connection its pool hands out next raises instead."""
+    pool = redis.get_node_from_key(key).redis_connection.connection_pool
+    connection = pool.get_connection()
+    read = connection.read_response
+
+    def read_then_lose(*args, **kwargs):
+        read(*args, **kwargs)
+        connection.read_response = read
+        connection.disconnect()
+        raise redis_py.ConnectionError("connection lost before the reply")
+    connection.read_response = read_then_lose
+    pool.release(connection)
+
+
+def test_an_idle_wait_that_lost_its_reply_is_adopted_not_repeated_by_the_cluster_client(
+        cluster):
+    queues = [config.Queue("default")]
+    redis = connection.make_client(cluster.url)
+    take = ClusterFetcher(redis, KEYS, slot="h:1:0", shards=ShardPlan(KEYS, queues),
+                          queues=QueueOrder(tuple(queues), strict=True),
+                          mode=FetchMode.RELIABLE, thread_index=0, idle_plan=("default",),
+                          paused=PausedView(), cancels=CancelView(), placement=PlacementView())
+    queue = KEYS.queue("default")
+    redis.lpush(queue, *[json.dumps({"jid": name, "queue": "default"})
+                         for name in ("moved", "next")])
+    lose_next_reply_on_node(redis, queue)
+    with pytest.raises(redis_py.ConnectionError):
+        take.wait(threading.Event())
+    (adopted,) = take.wait(threading.Event())  # as the processor calls it again
+    assert json.loads(adopted.text)["jid"] == "moved"
+    assert [json.loads(text)["jid"] for text in redis.lrange(queue, 0, -1)] == ["next"]
+    assert redis.lrange(take.private_key, 0, -1) == [adopted.text]
 
 
 def test_a_scheduled_job_moves_to_its_queue_and_runs(cluster, start_worker):

@@ -54,9 +54,15 @@ class Script:
         except NoScriptError:
             return await send(self.fallback(command))
 
-    def __call__(self, client, keys: Sequence, args: Sequence = (), raw: bool = False) -> Any:
-        """The script's reply on ``client``; with ``raw``, strings in it stay bytes."""
-        options = _RAW if raw else {}
+    def __call__(self, client, keys: Sequence, args: Sequence = (), raw: bool = False,
+                 node=None) -> Any:
+        """The script's reply on ``client``; with ``raw``, strings in it stay bytes. ``node``:
+        a cluster client sends it to that node, following a redirection but not repeating a
+        call whose reply was lost, as it otherwise does up to ten times: the caller, which
+        knows what a repeat of its script would do, decides (``clusterfetch.py``)."""
+        options = dict(_RAW) if raw else {}
+        if node is not None:
+            options["target_nodes"] = node
         return self.send_by(lambda command: client.execute_command(*command, **options),
                             self.command(keys, args))
 

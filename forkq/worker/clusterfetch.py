@@ -206,15 +206,18 @@ class ClusterFetcher(Fetcher):
         """The fetch script on the queue's primary (``_on_node``)."""
         command = CLUSTER_FETCH.command(keys, args)
         return self._on_node(keys[-1], lambda send: CLUSTER_FETCH.send_by(send, command),
-                             lambda: CLUSTER_FETCH(self.redis, keys, args, raw=True))
+                             lambda node: CLUSTER_FETCH(self.redis, keys, args, raw=True,
+                                                        node=node))
 
     def _on_node(self, key: str, send_with, fallback):
         """``send_with(send)`` on a connection of ``key``'s primary, kept for the next call:
         ``RedisCluster``'s routing layers cost more than the round trip. A redirection (the
         slot moved: ``MOVED``, ``ASK``, ``TRYAGAIN``) or a cluster that is down means the node
-        did not run it: ``fallback()`` sends it again through the cluster client, which
-        follows the redirection and learns the new slot table. A node that does not answer makes the
-        cluster client read the slot table again (``cluster.relearn``) before the error is raised."""
+        did not run it: ``fallback(node)`` sends it again through the cluster client, to that
+        node, which follows the redirection and learns the new slot table but raises a lost
+        reply rather than sending the call again (``Script``'s ``node``). A node that does not
+        answer makes the cluster client read the slot table again (``cluster.relearn``) before
+        the error is raised."""
         node = self.redis.get_node_from_key(key)
         connection = self._connections.get(node.name)
         if connection is None:
@@ -225,7 +228,7 @@ class ClusterFetcher(Fetcher):
                 self.redis, connection[1], *command, disable_decoding=True))
         except (AskError, TryAgainError, ClusterDownError):
             self._drop(node.name)
-            return fallback()
+            return fallback(node)
         except (RedisConnectionError, RedisTimeoutError):
             connection[1].disconnect()
             self._drop(node.name)
@@ -246,7 +249,7 @@ class ClusterFetcher(Fetcher):
             finished, root = self.lists[self.side], self.keys.root
             command = ACKNOWLEDGE.command([finished], [root])
             self._on_node(finished, lambda send: ACKNOWLEDGE.send_by(send, command),
-                          lambda: ACKNOWLEDGE(self.redis, [finished], [root]))
+                          lambda node: ACKNOWLEDGE(self.redis, [finished], [root], node=node))
         self.holding = self.counted = False
         self.home, self.home_queue = home, name
         self.lists = (self.keys.queue_inflight(home, self.slot, self.thread_index, 0),
@@ -286,8 +289,12 @@ class ClusterFetcher(Fetcher):
                                                 **{NEVER_DECODE: True})
             return [self._fetched(decoded(popped[1]))] if popped else []
         self.unknown = True
+        # To the queue's node: the cluster client would repeat a BLMOVE whose reply was lost,
+        # moving a second job into the private list and returning only that one; the
+        # processor calls ``wait`` again instead, which adopts the list.
         raw = self.redis.execute_command("BLMOVE", source, self.private_key, "RIGHT", "RIGHT",
-                                         IDLE_TIMEOUT, **{NEVER_DECODE: True})
+                                         IDLE_TIMEOUT, target_nodes=self.redis.get_node_from_key(
+                                             source), **{NEVER_DECODE: True})
         self.unknown = False
         self.holding = raw is not None
         return [self._fetched(decoded(raw))] if raw is not None else []
