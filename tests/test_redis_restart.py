@@ -1,4 +1,5 @@
-"""Redis killed with -9 and restarted while jobs drain: every job runs, none is lost.
+"""Redis killed with -9 and restarted while jobs drain: every job runs, none is lost, for
+thread jobs and for coroutine jobs (handed from the fetching thread to the event loop).
 
 Redis runs with ``appendfsync always`` on a TCP port, so everything it acknowledged survives a
 kill; what can go missing is a reply, which is exactly what the private lists must survive.
@@ -18,6 +19,7 @@ import redis as redis_py
 
 from forkq.connection.embedded import log_size, server_binary, settle_truncated_aof
 from helpers import wait_for
+from masters import Master
 from test_worker import spawn, stop_all
 
 CYCLES = 5
@@ -95,7 +97,7 @@ def where(client, jids: set[str]) -> dict[str, list[str]]:
 def worker_trouble(tmp_path) -> str:
     """The warnings, errors and tracebacks the workers logged, for a failure's message."""
     lines = []
-    for log in sorted(tmp_path.glob("w*/worker.log")):
+    for log in sorted([*tmp_path.glob("w*/worker.log"), *tmp_path.glob("master/forkq.log")]):
         lines += [f"{log.parent.name}: {line}" for line in log.read_text().splitlines()
                   if " WARN" in line or " ERROR" in line or line.startswith(("Traceback", "  "))]
     return "\n".join(lines[-200:])
@@ -112,15 +114,41 @@ def server(tmp_path):
         server.kill()
 
 
-@pytest.mark.fault
-def test_jobs_survive_repeated_redis_kills(server, tmp_path, capsys):
-    runs_file = str(tmp_path / "runs.txt")
-    workers = []
-    for index in range(2):
-        directory = tmp_path / f"w{index}"
+class LoneWorkers:
+    """Two ``python -m forkq.worker`` processes of 5 threads."""
+
+    def __init__(self, tmp_path, url: str) -> None:
+        self.workers = []
+        for index in range(2):
+            directory = tmp_path / f"w{index}"
+            directory.mkdir()
+            self.workers.append(spawn(directory, url, require=["fault_jobs"], concurrency=5,
+                                      heartbeat_ttl=30, timeout=5))
+
+    def stop(self) -> None:
+        stop_all(self.workers, 20)
+
+
+class Supervised:
+    """``forkq start`` with two children of 5 threads."""
+
+    def __init__(self, tmp_path, url: str) -> None:
+        directory = tmp_path / "master"
         directory.mkdir()
-        workers.append(spawn(directory, server.url, require=["fault_jobs"], concurrency=5,
-                             heartbeat_ttl=30, timeout=5))
+        self.master = Master(directory, redis_url=url, require=["fault_jobs"], processes=2,
+                             concurrency=5, heartbeat_ttl=30, timeout=5).start()
+
+    def stop(self) -> None:
+        self.master.send(signal.SIGTERM)
+        assert self.master.wait_exit(20) == 0, self.master.log()
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("job_class", ["fault_jobs.Append", "fault_jobs.AppendAsync"])
+@pytest.mark.parametrize("runner", [LoneWorkers, Supervised])
+def test_jobs_survive_repeated_redis_kills(server, tmp_path, capsys, job_class, runner):
+    runs_file = str(tmp_path / "runs.txt")
+    processes = runner(tmp_path, server.url)
     jids = []
     try:
         # a worker whose start-up check meets Redis killed exits (``cannot reach Redis``)
@@ -131,7 +159,7 @@ def test_jobs_survive_repeated_redis_kills(server, tmp_path, capsys):
             jids += batch
             client = server.client()
             client.lpush("queue:default", *[json.dumps(
-                {"class": "fault_jobs.Append", "args": [runs_file], "jid": jid,
+                {"class": job_class, "args": [runs_file], "jid": jid,
                  "queue": "default", "retry": True}) for jid in batch])
             started = len(jids) - JOBS_PER_CYCLE + JOBS_PER_CYCLE // 4
             wait_for(lambda: sum(runs(runs_file).values()) >= started, timeout=20,
@@ -144,11 +172,12 @@ def test_jobs_survive_repeated_redis_kills(server, tmp_path, capsys):
         missing = set(jids) - set(runs(runs_file))
         found = where(client, missing) if missing else {}
     finally:
-        stop_all(workers, 20)
+        processes.stop()
     counted = runs(runs_file)
     assert set(counted) == set(jids), (
         f"{len(set(jids) - set(counted))} job(s) never ran; of those, in Redis's sets: "
         f"{found}; the workers' warnings and errors:\n{worker_trouble(tmp_path)}")
     twice = sum(1 for n in counted.values() if n > 1)
     with capsys.disabled():
-        print(f"\n{len(jids)} jobs, {CYCLES} kill -9 of Redis: none lost, {twice} ran twice")
+        print(f"\n{len(jids)} {job_class} jobs on {runner.__name__}, {CYCLES} kill -9 of "
+              f"Redis: none lost, {twice} ran twice")
