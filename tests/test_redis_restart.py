@@ -1,8 +1,10 @@
-"""Redis killed with -9 and restarted while jobs drain: every job runs, none is lost, for
-thread jobs and for coroutine jobs (handed from the fetching thread to the event loop).
+"""Redis killed with -9 and restarted, or stalled past the workers' socket timeout, while jobs
+drain: every job runs, none is lost, for thread jobs and for coroutine jobs (handed from the
+fetching thread to the event loop), on lone workers and under ``forkq start``.
 
 Redis runs with ``appendfsync always`` on a TCP port, so everything it acknowledged survives a
-kill; what can go missing is a reply, which is exactly what the private lists must survive.
+kill; what can go missing is a reply, which is exactly what the private lists must survive. A
+stall loses replies too, and the calls the workers gave up on still run once Redis resumes.
 """
 
 from __future__ import annotations
@@ -94,10 +96,15 @@ def where(client, jids: set[str]) -> dict[str, list[str]]:
     return found
 
 
+def worker_logs(tmp_path) -> list:
+    """The log files of the workers (lone ones) or of the master and its children."""
+    return sorted([*tmp_path.glob("w*/worker.log"), *tmp_path.glob("master/forkq.log")])
+
+
 def worker_trouble(tmp_path) -> str:
     """The warnings, errors and tracebacks the workers logged, for a failure's message."""
     lines = []
-    for log in sorted([*tmp_path.glob("w*/worker.log"), *tmp_path.glob("master/forkq.log")]):
+    for log in worker_logs(tmp_path):
         lines += [f"{log.parent.name}: {line}" for line in log.read_text().splitlines()
                   if " WARN" in line or " ERROR" in line or line.startswith(("Traceback", "  "))]
     return "\n".join(lines[-200:])
@@ -112,6 +119,10 @@ def server(tmp_path):
         yield server.start()
     finally:
         server.kill()
+
+
+#: the workers' socket timeout in the stall cases: a stall past it cuts their calls off
+STALL_TIMEOUT = 0.3
 
 
 class LoneWorkers:
@@ -143,12 +154,40 @@ class Supervised:
         assert self.master.wait_exit(20) == 0, self.master.log()
 
 
+def kill(server: DurableRedis, tmp_path) -> None:
+    server.kill()
+    server.start()
+
+
+def stall(server: DurableRedis, tmp_path) -> None:
+    """Stop Redis (SIGSTOP) until a worker's call has timed out, then let it go on."""
+    before = logged(tmp_path, "Redis unavailable")
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: logged(tmp_path, "Redis unavailable") > before, timeout=15,
+                 message="a worker's call to the stopped Redis timing out")
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+
+
+def logged(tmp_path, text: str) -> int:
+    """Lines of the workers' logs that hold ``text``."""
+    return sum(log.read_text().count(text) for log in worker_logs(tmp_path))
+
+
 @pytest.mark.fault
-@pytest.mark.parametrize("job_class", ["fault_jobs.Append", "fault_jobs.AppendAsync"])
-@pytest.mark.parametrize("runner", [LoneWorkers, Supervised])
-def test_jobs_survive_repeated_redis_kills(server, tmp_path, capsys, job_class, runner):
+@pytest.mark.parametrize("runner, job_class, fault", [
+    (LoneWorkers, "fault_jobs.Append", kill),
+    (LoneWorkers, "fault_jobs.AppendAsync", kill),
+    (Supervised, "fault_jobs.Append", kill),
+    (Supervised, "fault_jobs.AppendAsync", kill),
+    (LoneWorkers, "fault_jobs.Append", stall),
+    (Supervised, "fault_jobs.AppendAsync", stall),
+], ids=lambda value: getattr(value, "__name__", value))
+def test_jobs_survive_repeated_redis_faults(server, tmp_path, capsys, runner, job_class, fault):
     runs_file = str(tmp_path / "runs.txt")
-    processes = runner(tmp_path, server.url)
+    url = server.url + (f"?socket_timeout={STALL_TIMEOUT}" if fault is stall else "")
+    processes = runner(tmp_path, url)
     jids = []
     try:
         # a worker whose start-up check meets Redis killed exits (``cannot reach Redis``)
@@ -164,8 +203,7 @@ def test_jobs_survive_repeated_redis_kills(server, tmp_path, capsys, job_class, 
             started = len(jids) - JOBS_PER_CYCLE + JOBS_PER_CYCLE // 4
             wait_for(lambda: sum(runs(runs_file).values()) >= started, timeout=20,
                      message=f"cycle {cycle} draining")
-            server.kill()
-            server.start()
+            fault(server, tmp_path)
         client = server.client()
         # A job's run is on file before it is acknowledged: once Redis holds none, all ran.
         wait_for(lambda: held(client) == 0, timeout=30, message="nothing left in Redis")
@@ -179,5 +217,5 @@ def test_jobs_survive_repeated_redis_kills(server, tmp_path, capsys, job_class, 
         f"{found}; the workers' warnings and errors:\n{worker_trouble(tmp_path)}")
     twice = sum(1 for n in counted.values() if n > 1)
     with capsys.disabled():
-        print(f"\n{len(jids)} {job_class} jobs on {runner.__name__}, {CYCLES} kill -9 of "
-              f"Redis: none lost, {twice} ran twice")
+        print(f"\n{len(jids)} {job_class} jobs on {runner.__name__}, {CYCLES} times Redis "
+              f"{fault.__name__}ed: none lost, {twice} ran twice")
