@@ -12,6 +12,7 @@ import redis as redis_py
 
 from forkq import config, connection
 from forkq.connection import urls as redis_url
+from forkq.connection import embedded
 from forkq.connection.embedded import EmbeddedRedis
 from forkq.errors import ConfigError
 
@@ -398,6 +399,26 @@ def test_an_embedded_redis_killed_mid_transaction_keeps_the_writes_of_its_next_l
         # Without the rewrite, this start drops "d" with the unfinished transaction.
         assert client.lrange("queue", 0, -1) == ["a", "b", "c", "d"]
         assert client.exists("held") == 0
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_a_truncated_file_being_rewritten_already_is_waited_for_not_refused(tmp_path):
+    server = EmbeddedRedis(str(tmp_path)).start()
+    client = redis_py.Redis.from_url(server.url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for index in range(200):  # a rewrite long enough to be running at the next call
+            pipe.set(f"key{index}", "v" * 100_000)
+        pipe.execute()
+        log_path = str(tmp_path / "redis.log")
+        since = embedded.log_size(log_path)
+        with open(log_path, "a") as log:  # as a start that cut a half command off would log
+            log.write(f"{embedded.TRUNCATED_AOF} at offset 144 !!!\n")
+        client.bgrewriteaof()
+        assert embedded.settle_truncated_aof(client, log_path, since)
+        assert client.info("persistence")["aof_rewrite_in_progress"] == 0
     finally:
         client.close()
         server.stop()

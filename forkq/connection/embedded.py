@@ -106,7 +106,14 @@ def settle_truncated_aof(client, log_path: str, since: int) -> bool:
         return False
     if not truncated:
         return False
-    client.bgrewriteaof()
+    import redis
+
+    try:
+        client.bgrewriteaof()
+    except redis.ResponseError as exc:
+        # a rewrite already running writes the same sound file: wait for it
+        if "already in progress" not in str(exc):
+            raise
     deadline = time.monotonic() + REWRITE_TIMEOUT
     while True:
         state = client.info("persistence")
