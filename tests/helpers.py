@@ -78,3 +78,19 @@ class LogLines(logging.Handler):
 
     def __exit__(self, *exc_info) -> None:
         self.logger.removeHandler(self)
+
+
+def lose_next_reply(connection) -> None:
+    """The next command on this redis-py ``connection`` runs in Redis, but its reply never
+    reaches the caller (as when Redis is killed between the two): the reply is read, the
+    connection dropped, and ``ConnectionError`` raised instead."""
+    import redis
+
+    read = connection.read_response
+
+    def read_then_lose(*args, **kwargs):
+        read(*args, **kwargs)
+        connection.read_response = read
+        connection.disconnect()
+        raise redis.ConnectionError("connection lost before the reply")
+    connection.read_response = read_then_lose

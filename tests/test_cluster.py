@@ -35,7 +35,7 @@ from forkq.worker.ordering import QueueOrder
 from forkq.worker.poller import Poller
 from forkq.worker.services import Services
 from harness import free_port
-from helpers import wait_for
+from helpers import lose_next_reply, wait_for
 from masters import Master, started_by
 from redis_nodes import Node
 
@@ -140,14 +140,7 @@ def lose_next_reply_on_node(redis, key: str) -> None:
     is killed between the two): the connection its pool hands out next raises instead."""
     pool = redis.get_node_from_key(key).redis_connection.connection_pool
     connection = pool.get_connection()
-    read = connection.read_response
-
-    def read_then_lose(*args, **kwargs):
-        read(*args, **kwargs)
-        connection.read_response = read
-        connection.disconnect()
-        raise redis_py.ConnectionError("connection lost before the reply")
-    connection.read_response = read_then_lose
+    lose_next_reply(connection)
     pool.release(connection)
 
 

@@ -15,6 +15,7 @@ from forkq.keys import Keys
 from forkq.flow.cancel import CancelView
 from forkq.flow.pause import PausedView
 from forkq.flow.placement import PlacementView
+from helpers import lose_next_reply
 
 LISTS = Keys().inflight_pair("h:1:0", 0)
 
@@ -93,17 +94,10 @@ def test_a_payload_that_is_not_utf8_spoils_only_itself(redis, redis_url):
     assert [j.text for j in take.wait(threading.Event())] == [bad]
 
 
-def lose_next_reply(take):
-    """The next fetch runs in Redis, but its reply never reaches the thread (as when Redis is
-    killed between the two)."""
-    connection = take._connection = take.redis.connection_pool.get_connection()
-    read = connection.read_response
-
-    def read_then_lose(*args, **kwargs):
-        read(*args, **kwargs)
-        connection.read_response = read
-        raise redis_py.ConnectionError("connection lost before the reply")
-    connection.read_response = read_then_lose
+def lose_next_fetch_reply(take):
+    """The next fetch runs in Redis, but its reply never reaches the thread."""
+    take._connection = take.redis.connection_pool.get_connection()
+    lose_next_reply(take._connection)
 
 
 def test_a_fetch_whose_reply_was_lost_is_adopted_not_deleted(redis, redis_url):
@@ -111,7 +105,7 @@ def test_a_fetch_whose_reply_was_lost_is_adopted_not_deleted(redis, redis_url):
     take = fetcher(redis_url)
     take.batch = 2
     first = take.fetch()
-    lose_next_reply(take)
+    lose_next_fetch_reply(take)
     with pytest.raises(redis_py.ConnectionError):
         take.fetch()
     assert redis.llen("queue:high") == 0, "the fetch ran although its reply was lost"

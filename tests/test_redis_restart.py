@@ -43,7 +43,7 @@ class DurableRedis:
     def start(self) -> "DurableRedis":
         """Start the server; when it cut a half-written transaction off its file, rewrite the
         file first, as an operator must (``embedded.settle_truncated_aof``, the Redis fault
-        it works around: without it this test lost jobs in 2 runs of 350)."""
+        it works around: without it this test lost jobs in 2 runs of 346)."""
         log_path = os.path.join(self.dir, "redis.log")
         since = log_size(log_path)
         self.process = subprocess.Popen(

@@ -60,9 +60,9 @@ class Script:
         a cluster client sends it to that node, following a redirection but not repeating a
         call whose reply was lost, as it otherwise does up to ten times: the caller, which
         knows what a repeat of its script would do, decides (``clusterfetch.py``)."""
-        options = dict(_RAW) if raw else {}
+        options = _RAW if raw else {}
         if node is not None:
-            options["target_nodes"] = node
+            options = {**options, "target_nodes": node}
         return self.send_by(lambda command: client.execute_command(*command, **options),
                             self.command(keys, args))
 
