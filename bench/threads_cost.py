@@ -10,7 +10,9 @@ of the machine's speed hits them all alike.
     python bench/threads_cost.py                  # 20,000 jobs a drain, median of 3 runs
     python bench/threads_cost.py --jobs 5000 --runs 1
 
-Variants: ``concurrency`` 1, 2, 5 and 10 at the defaults; 10 with the service threads'
+Variants: ``concurrency`` 1, 2, 5 and 10 at the defaults (``adaptive_concurrency`` on: fewer
+threads take jobs while the process is bound by its interpreter); 10, and two processes of 10,
+with it off (every thread takes jobs); 10 with the service threads'
 intervals stretched (heartbeat and poller every 60 s instead of 10 and 5, control watch every
 5 s instead of 0.5, idle fetches blocking 5 s instead of 1); 10 with
 ``sys.setswitchinterval`` at 1, 20 and 100 ms instead of Python's 5 (set by the required
@@ -49,6 +51,7 @@ VARIANTS = {
     "2 threads": (1, 2, {}, {}),
     "5 threads": (1, 5, {}, {}),
     "10 threads": (1, 10, {}, {}),
+    "10 threads: adaptive_concurrency off": (1, 10, {"adaptive_concurrency": False}, {}),
     "10 threads: service threads stretched": (1, 10, STRETCHED, STRETCHED_TUNING),
     "10 threads: switch interval 1 ms": (1, 10, {}, {"BENCH_SWITCH_INTERVAL": "0.001"}),
     "10 threads: switch interval 20 ms": (1, 10, {}, {"BENCH_SWITCH_INTERVAL": "0.02"}),
@@ -56,6 +59,8 @@ VARIANTS = {
     "10 threads: pinned to one CPU": (1, 10, {}, {}),
     "2 processes × 1 thread": (2, 1, {}, {}),
     "2 processes × 10 threads": (2, 10, {}, {}),
+    "2 processes × 10 threads: adaptive_concurrency off": (2, 10, {"adaptive_concurrency": False},
+                                                          {}),
     "2 processes × 10 threads: each pinned to a CPU of its own": (2, 10, {}, {}),
 }
 #: variants whose worker processes are pinned, every thread, to one CPU each (the n-th
@@ -63,10 +68,11 @@ VARIANTS = {
 PINNED = {"10 threads: pinned to one CPU",
           "2 processes × 10 threads: each pinned to a CPU of its own"}
 #: the CPU-bound body's variants: how threads and processes share a CPU-bound job
-CPU_VARIANTS = ["1 thread", "10 threads", "10 threads: pinned to one CPU",
-                "2 processes × 1 thread", "2 processes × 10 threads"]
+CPU_VARIANTS = ["1 thread", "10 threads", "10 threads: adaptive_concurrency off",
+                "10 threads: pinned to one CPU", "2 processes × 1 thread",
+                "2 processes × 10 threads"]
 #: body → (job class name in the workers, jobs a drain as a share of ``--jobs``)
-BODIES = {"INCR": ("BenchIncr", 1), "1 ms of pure Python, then INCR": ("BenchSpin", 0.05)}
+BODIES = {"INCR": ("BenchIncr", 1), "1 ms of pure Python, then INCR": ("BenchSpin", 0.25)}
 
 
 def context_switches(pid: int) -> int:
@@ -211,7 +217,7 @@ def line(name: str, values: list[dict], fields: list[tuple[str, str]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=20_000,
-                        help="INCR jobs a drain (the CPU-bound body drains a twentieth)")
+                        help="INCR jobs a drain (the CPU-bound body drains a quarter as many)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--idle-seconds", type=float, default=10.0,
                         help="seconds an idle worker is watched")

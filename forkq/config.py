@@ -77,6 +77,9 @@ class Config:
     data_dir: str = ".forkq"
     require: tuple[str, ...] = ()
     concurrency: int = 10
+    #: fewer of the ``concurrency`` threads take work while the process is bound by its
+    #: interpreter (``worker/admission.py``)
+    adaptive_concurrency: bool = True
     #: coroutine jobs one worker process runs at once on its event loop (``worker/coroutines.py``)
     async_concurrency: int = 100
     queues: tuple[Queue, ...] = (Queue("default"),)
@@ -251,6 +254,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "require": modules,
     "concurrency": integer(1, 1000, ": each thread holds a Redis connection and a stack; "
                                  "past a few hundred the GIL gains nothing, add processes instead"),
+    "adaptive_concurrency": boolean,
     "async_concurrency": integer(1, 10_000, ": coroutine jobs share one event loop thread; "
                                          "past a few thousand add processes instead"),
     "queues": parse_queues,

@@ -72,12 +72,15 @@ def start_worker(make_config):
 
     running = []
 
-    def start(**values):
+    def start(before_start=None, **values):
+        """``before_start(worker)`` sees the worker built, its threads not started."""
         values.setdefault("heartbeat_interval", 0.2)
         values.setdefault("poll_interval", 0.1)
         values.setdefault("concurrency", 3)
         config = make_config(**values)
         worker = worker_module.Worker(config, config.redis_url, f"test:{len(running)}:0")
+        if before_start is not None:
+            before_start(worker)
         worker.start()
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()

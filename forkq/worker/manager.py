@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 
+from .admission import Admission
 from .coroutines import CoroutineRunner
 from .fetch import IDLE_TIMEOUT, Held, bulk_requeue
 from ..log import logger
@@ -29,8 +30,12 @@ class Manager:
         self.services = services
         #: the event loop of coroutine jobs, which processors hand them to
         self.coroutines = CoroutineRunner(services=services)
-        self.processors = [Processor(index=i, services=services, coroutines=self.coroutines)
-                           for i in range(services.config.concurrency)]
+        config = services.config
+        #: how many processors take work at once (``admission.py``)
+        self.admission = Admission(config.concurrency, config.adaptive_concurrency)
+        self.processors = [Processor(index=i, services=services, coroutines=self.coroutines,
+                                     admission=self.admission)
+                           for i in range(config.concurrency)]
 
     def start(self) -> None:
         for processor in self.processors:

@@ -94,7 +94,7 @@ def metrics_class(shown: str, job_class) -> str:
 
 
 class Processor(CancelHandling, threading.Thread):
-    def __init__(self, *, index: int, services, coroutines) -> None:
+    def __init__(self, *, index: int, services, coroutines, admission) -> None:
         super().__init__(name=f"processor-{index}", daemon=True)
         self.services = services
         self.outcome = services.outcome
@@ -102,6 +102,8 @@ class Processor(CancelHandling, threading.Thread):
         self.cancels = services.cancels
         #: the event loop of coroutine jobs, which this thread hands them to
         self.coroutines = coroutines
+        #: the gate its fetches wait at while other threads keep the interpreter busy
+        self.admission = admission
         #: guards the unit of work against ``abandon`` (the only call from another thread)
         self.lock = threading.Lock()
         #: the job running now (this thread's; published to ``work_state`` for the others)
@@ -154,11 +156,21 @@ class Processor(CancelHandling, threading.Thread):
             self._finish()
 
     def _step(self) -> None:
+        if not self.admission.enter(self._stopping):
+            return
+        taken = 0
+        try:
+            taken = self._take_turn()
+        finally:
+            self.admission.leave(taken)
+
+    def _take_turn(self) -> int:
+        """Fetch (or wait for) a batch and run it; how many jobs it held."""
         if self.handed_over:
             self.handed_over = False
             room = self.coroutines.room(self._stopping)
             if self._stopping():  # jobs fetched now would only go back to their queues
-                return
+                return 0
             self.fetcher.batch = min(self.fetcher.batch, room)
         # A fetch refused for its data (a queue key a producer made a string) has no job to
         # fail: it is waited out, logged once, until the key is fixed.
@@ -166,8 +178,10 @@ class Processor(CancelHandling, threading.Thread):
         if not jobs and not self.services.quiet.is_set():
             jobs = self._retrying(lambda: self.fetcher.wait(self.services.quiet),
                                   refusals="fetch")
-        if jobs:
-            self._run_batch(jobs)
+        if not jobs:
+            return 0
+        self._run_batch(jobs)
+        return len(jobs)
 
     def _stopping(self) -> bool:
         return self.services.quiet.is_set() or self.abandoned
