@@ -222,6 +222,12 @@ def drains(server, processes: int, jobs: int, setups: list[str], basic: bool) ->
         found[f"{name}-{processes}"] = drain_jobs(
             server, lambda d: systems.start_forkq(url, processes, "reliable", d, level,
                                                   pinned=pinned), processes, jobs)
+    # Beside the body alone and the minimal loop, whose ten threads all take jobs, forkq's own
+    # CPU per job is weighed with every thread of its taking jobs too.
+    for name, level in report.fixed_runs(setups).items():
+        found[f"{name}-{processes}"] = drain_jobs(
+            server, lambda d: systems.start_forkq(url, processes, "reliable", d, level,
+                                                  adaptive=False), processes, jobs)
     if basic:
         found[f"forkq-basic-{processes}"] = drain_jobs(
             server, lambda d: systems.start_forkq(url, processes, "basic", d), processes, jobs)

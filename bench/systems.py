@@ -58,13 +58,16 @@ def start_sidekiq(redis_url: str, processes: int, workdir: str, ruby_client: str
 
 
 def start_forkq(redis_url: str, processes: int, fetch: str, workdir: str,
-                loglevel: str = "info", queues=("default",), pinned: bool = False) -> Group:
+                loglevel: str = "info", queues=("default",), pinned: bool = False,
+                adaptive: bool = True) -> Group:
     """``forkq start``: the master and its ``processes`` children, as forkq is deployed; at
-    ``warn`` no line is logged per job; ``pinned``: ``cpu_affinity: true``."""
-    name = f"forkq-{fetch}-{loglevel}{'-pinned' if pinned else ''}-{processes}"
+    ``warn`` no line is logged per job; ``pinned``: ``cpu_affinity: true``; not ``adaptive``:
+    ``adaptive_concurrency: false`` (every thread takes jobs)."""
+    name = (f"forkq-{fetch}-{loglevel}{'-pinned' if pinned else ''}"
+            f"{'' if adaptive else '-fixed'}-{processes}")
     config = {"redis_url": redis_url, "require": ["compare_jobs"], "concurrency": THREADS,
               "processes": processes, "fetch": fetch, "queues": list(queues),
-              "cpu_affinity": pinned,
+              "cpu_affinity": pinned, "adaptive_concurrency": adaptive,
               "logfile": os.path.join(workdir, f"{name}-worker.log"), "loglevel": loglevel,
               "metrics": {"port": None}, "data_dir": os.path.join(workdir, "data")}
     path = os.path.join(workdir, f"{name}.yml")

@@ -42,6 +42,9 @@ def test_compare_runs_every_setup_side_by_side(tmp_path):
     assert "| figure | both pooled, INFO | Ruby on one shared connection, INFO |" in out
     assert "| both pooled, no per-job lines, each process on one CPU |" in out
     assert record["runs"][0]["latency"]["pinned"]["forkq"]["p50"] > 0
+    drains = record["runs"][0]["drain"]  # what forkq's own CPU above the body is taken from
+    assert drains["forkq-info-fixed-1"]["cpu_us"] > 0
+    assert drains["forkq-warn-fixed-1"]["cpu_us"] > 0
     merged = run_bench("report.py", str(path), str(path))
     assert "| figure | both pooled, INFO | Ruby on one shared connection, INFO |" in merged
 
