@@ -7,8 +7,8 @@ import threading
 import pytest
 
 import jobs
-from forkq.worker.admission import (BUSY, HOLD, SEVERAL, SPARE, STALLED, WINDOW, WORSE,
-                                    Admission)
+from forkq.worker.admission import (BUSY, HOLD, LONGEST_WINDOW, MARGIN, SEVERAL, SPARE,
+                                    STALLED, WINDOW, WINDOW_JOBS, Admission)
 from helpers import wait_for
 
 
@@ -20,9 +20,9 @@ class Process:
         self.used = 0.0
 
     def window(self, cpus: float) -> None:
-        """One ``WINDOW`` passes, ``cpus`` of a CPU busy."""
-        self.now += WINDOW
-        self.used += WINDOW * cpus
+        """One ``WINDOW`` passes (a hair more, against rounding), ``cpus`` of a CPU busy."""
+        self.now += WINDOW * 1.001
+        self.used += WINDOW * 1.001 * cpus
 
 
 @pytest.fixture
@@ -35,14 +35,16 @@ def gate(process, most=10, adaptive=True):
 
 
 def turn(admission, jobs_taken):
-    assert admission.enter(lambda: False)
+    """A turn's end, as a thread's that took ``jobs_taken`` jobs (its start is no measure)."""
     admission.leave(jobs_taken)
 
 
 def window(admission, process, cpus, jobs_a_second):
     """A window in which the process kept ``cpus`` busy and ran ``jobs_a_second``."""
     process.window(cpus)
-    turn(admission, int(jobs_a_second * WINDOW))
+    jobs_taken = round(jobs_a_second * WINDOW)
+    assert jobs_taken >= WINDOW_JOBS, "a window the gate would not judge yet"
+    turn(admission, jobs_taken)
 
 
 def waiter(admission, stopping=lambda: False):
@@ -60,57 +62,100 @@ def waiter(admission, stopping=lambda: False):
     return thread
 
 
+def run(admission, process, cpus, rate_at, windows):
+    """``windows`` windows, each running ``rate_at(limit)`` jobs a second at the limit then;
+    the limits seen, in turn."""
+    seen = [admission.limit]
+    for _ in range(windows):
+        window(admission, process, cpus, rate_at(admission.limit))
+        if admission.limit != seen[-1]:
+            seen.append(admission.limit)
+    return seen
+
+
+def to_one(admission, process):
+    """Windows of a process bound by its interpreter, each lower limit running more jobs,
+    until the limit is 1."""
+    seen = run(admission, process, 1.0, lambda limit: 20000 - 500 * limit, 30)
+    assert seen[-1] == 1 and admission.trial is None, seen
+
+
 def test_a_process_bound_by_its_interpreter_halves_its_limit_while_jobs_go_faster(process):
     admission = gate(process)
-    for limit, rate in [(5, 1000), (2, 1500), (1, 1600)]:
-        window(admission, process, BUSY + 0.05, rate)
-        assert admission.limit == limit
-    window(admission, process, BUSY + 0.05, 1700)
-    assert admission.limit == 1
+    rates = {10: 10000, 5: 14000, 2: 17000, 1: 17500}
+    assert run(admission, process, BUSY + 0.05, rates.get, 20) == [10, 5, 2, 1]
+
+
+def test_no_trial_is_made_while_a_burst_is_starting(process):
+    """The first windows of a burst run fewer jobs while its threads start: against them,
+    fewer threads would look no slower."""
+    admission = gate(process)
+    for rate in (2000, 5000, 12000, 25000):
+        window(admission, process, 1.0, rate)
+    assert admission.limit == 10
+    window(admission, process, 1.0, 26000)
+    assert admission.limit == 5, "two steady windows: fewer threads on trial"
 
 
 def test_a_trial_that_runs_fewer_jobs_puts_the_limit_back_and_holds_it(process):
     admission = gate(process)
-    window(admission, process, 1.0, 1000)
-    assert admission.limit == 5
-    window(admission, process, 1.0, 1000 * (1 - WORSE) - 50)  # threads were helping
-    assert admission.limit == 10
-    for _ in range(HOLD - 1):
-        window(admission, process, 1.0, 1000)
+    rates = {10: 10000, 5: 10000 * (1 - MARGIN) - 200}  # threads were helping
+    assert run(admission, process, 1.0, rates.get, 8) == [10, 5, 10]
+    assert 0 < admission.hold < HOLD
+    while admission.hold > 1:
+        window(admission, process, 1.0, 10000)
         assert admission.limit == 10, "no new trial while held"
-    window(admission, process, 1.0, 1000)
-    assert admission.limit == 5
+    assert run(admission, process, 1.0, rates.get, 1) == [10, 5]
 
 
 def test_a_process_on_several_cpus_at_once_keeps_its_threads(process):
     """Jobs running code outside the interpreter lock (NumPy, compression) on several CPUs."""
     admission = gate(process)
-    for _ in range(3):
-        window(admission, process, SEVERAL + 0.25, 1000)
-    assert admission.limit == 10
+    assert run(admission, process, SEVERAL + 0.25, lambda limit: 10000, 10) == [10]
+
+
+def at_one_with_a_thread_outside(process):
+    """A gate whose limit came down to 1, one thread inside and one waiting outside."""
+    admission = gate(process, most=4)
+    to_one(admission, process)
+    inside, outside = waiter(admission), waiter(admission)
+    assert inside.entered.wait(5) and wait_for(lambda: admission.waiting == 1)
+    return admission, outside
+
+
+@pytest.mark.parametrize("gain, kept", [(MARGIN + 0.02, True), (MARGIN - 0.02, False)])
+def test_more_threads_are_kept_only_when_they_run_more_jobs(process, gain, kept):
+    admission, outside = at_one_with_a_thread_outside(process)
+    between = (SPARE + BUSY) / 2  # CPU to spare, but not idle: more threads may or may not help
+    rates = {1: 20000, 2: 20000 * (1 + gain)}
+    assert run(admission, process, between, rates.get, 1) == [1, 2]
+    assert outside.entered.wait(5), "let in at once"
+    seen = run(admission, process, between, rates.get, 2)
+    assert admission.trial is None
+    assert seen == ([2] if kept else [2, 1])
+    assert bool(admission.hold) is not kept
 
 
 def test_threads_waiting_on_io_get_the_limit_back_while_others_stand_outside(process):
     admission = gate(process, most=4)
-    window(admission, process, 1.0, 1000)
-    window(admission, process, 1.0, 1100)
-    assert admission.limit == 1
+    to_one(admission, process)
     inside = waiter(admission)
     assert inside.entered.wait(5)
     outside = waiter(admission)
     assert wait_for(lambda: admission.waiting == 1)
     assert not outside.entered.is_set()
     process.window(SPARE / 2)
-    admission.leave(1)  # the thread inside ends a turn: the window shows CPU to spare
-    assert admission.limit == 2
+    admission.leave(1)
+    assert admission.limit == 1, "one job is too few to judge a window by"
+    process.now += LONGEST_WINDOW
+    admission.leave(1)  # a window as long as they get, with CPU to spare: no trial needed
+    assert admission.limit == 2 and admission.trial is None
     assert outside.entered.wait(5), "the waiting thread was let in when the limit grew"
 
 
 def test_a_thread_inside_past_stalled_does_not_keep_the_others_out(process):
     admission = gate(process)
-    for _ in range(4):
-        window(admission, process, 1.0, 1000 * (_ + 1))
-    assert admission.limit == 1
+    to_one(admission, process)
     long_job = waiter(admission)
     assert long_job.entered.wait(5)
     other = waiter(admission)
@@ -122,8 +167,7 @@ def test_a_thread_inside_past_stalled_does_not_keep_the_others_out(process):
 
 def test_a_waiting_thread_is_let_go_when_the_worker_stops(process):
     admission = gate(process)
-    for _ in range(4):
-        window(admission, process, 1.0, 1000 * (_ + 1))
+    to_one(admission, process)
     assert waiter(admission).entered.wait(5)
     stop = threading.Event()
     outside = waiter(admission, stop.is_set)
@@ -135,8 +179,8 @@ def test_a_waiting_thread_is_let_go_when_the_worker_stops(process):
 
 def test_without_adaptive_concurrency_every_thread_is_admitted(process):
     admission = gate(process, adaptive=False)
-    for _ in range(5):
-        window(admission, process, 1.0, 1000 * (_ + 1))
+    for _ in range(8):
+        window(admission, process, 1.0, 10000 * (_ + 1))
     assert admission.limit == 10
     threads = [waiter(admission) for _ in range(12)]
     assert all(thread.entered.wait(5) for thread in threads)

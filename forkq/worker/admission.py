@@ -7,14 +7,23 @@ about twice the CPU a job of one thread, and drains slower (docs/reference/perfo
 "Threads and the GIL"). So a processor enters here before it fetches and leaves after its
 batch, and at most ``limit`` threads are inside at once.
 
-The limit follows what the process does, measured over windows of ``WINDOW`` seconds. While
-it keeps from ``BUSY`` to ``SEVERAL`` CPUs busy (one CPU's worth of Python, and the hand-overs'
-own system time), the limit is halved (down to 1) on trial: if the next window runs ``WORSE``
-fewer jobs a second, the jobs were gaining from the threads (code outside the interpreter
-lock, NumPy or compression, on several CPUs at once), the limit goes back, and no trial is
-made for ``HOLD`` windows. Above ``SEVERAL`` the jobs evidently run on several CPUs at once,
-and no trial is made. Below ``SPARE`` of a CPU the threads wait on something else (Redis,
-HTTP, a database): while some stand outside, the limit doubles (up to ``concurrency``).
+The limit follows what the process does, measured over windows of ``WINDOW`` seconds (longer
+while they hold fewer than ``WINDOW_JOBS`` jobs, up to ``LONGEST_WINDOW``); the first window
+after a change is left out, since threads above the new limit are still ending their turns.
+Each change but one is a trial, kept only if the jobs go no slower:
+
+- while the process keeps from ``BUSY`` to ``SEVERAL`` CPUs busy (one CPU's worth of Python,
+  and the hand-overs' own system time), the limit is halved (down to 1), and kept unless the
+  next window runs ``MARGIN`` fewer jobs a second than the best window before it: then the jobs
+  were gaining from the threads (code outside the interpreter lock, NumPy or compression, on
+  several CPUs at once);
+- while threads wait outside and the process keeps less than ``BUSY`` busy, the limit is
+  doubled (up to ``concurrency``), and kept only if the next window runs ``MARGIN`` more.
+
+A trial that fails puts the limit back, and no trial is made for ``HOLD`` windows. The one
+change made without a trial: below ``SPARE`` of a CPU, with threads waiting outside, the
+limit doubles, since the threads then wait on something else (Redis, HTTP, a database). Above
+``SEVERAL`` the jobs evidently run on several CPUs at once, and no trial is made.
 
 A thread inside for longer than ``STALLED`` seconds (a long job, an idle fetch waiting for
 work) does not count against the limit, so a slow or stuck job never keeps the others out,
@@ -30,19 +39,27 @@ from typing import Callable
 
 from ..log import logger
 
-#: seconds of measurement behind each change of the limit
-WINDOW = 0.25
+#: seconds of measurement behind each change of the limit, once it holds ``WINDOW_JOBS``
+#: jobs (a rate of a few jobs is noise), and at most ``LONGEST_WINDOW``
+WINDOW = 0.1
+WINDOW_JOBS = 50
+LONGEST_WINDOW = 1.0
 #: CPUs of use from which fewer threads are tried
 BUSY = 0.85
 #: CPUs of use above which no fewer threads are tried (10 threads handing the lock over
 #: between two CPUs keep about 1.2 busy)
 SEVERAL = 1.5
-#: share of jobs a second lost on a trial that puts the limit back
-WORSE = 0.1
+#: share of jobs a second a lower limit on trial may not lose, and a higher one must gain
+MARGIN = 0.05
 #: windows without a trial after one put the limit back
-HOLD = 40
+HOLD = 100
 #: CPUs of use below which more threads may help
 SPARE = 0.5
+#: windows at a limit (the first left out) before a trial from it, and how far apart the
+#: jobs a second of the last two may be: a burst's first windows run fewer jobs while its
+#: threads start, and a trial measured against them would keep a limit that slows the rest
+SETTLED = 3
+STEADY = 0.15
 #: seconds inside after which a thread no longer counts against the limit
 STALLED = 0.1
 
@@ -67,8 +84,11 @@ class Admission:
         self.waiting = 0
         #: the window being measured: when it began, the process's CPU seconds then, its jobs
         self.window_at, self.window_cpu, self.jobs = clock(), cpu(), 0
-        #: (the limit before, the jobs a second then) while a lower limit is on trial
+        #: windows measured at this limit, the most jobs a second one of them ran, the last's
+        self.windows, self.best, self.last = 0, 0.0, 0.0
+        #: (the limit before, its best jobs a second) while a new limit is on trial
         self.trial: tuple[int, float] | None = None
+        #: windows left without a trial, after one that put its limit back
         self.hold = 0
 
     def enter(self, stopping: Callable[[], bool]) -> bool:
@@ -96,7 +116,8 @@ class Admission:
             self.inside.pop(threading.get_ident(), None)
             self.jobs += jobs
             now = self.clock()
-            if now - self.window_at >= WINDOW:
+            elapsed = now - self.window_at
+            if elapsed >= WINDOW and (self.jobs >= WINDOW_JOBS or elapsed >= LONGEST_WINDOW):
                 self._adjust(now)
 
     def _room(self) -> bool:
@@ -110,22 +131,44 @@ class Admission:
         share, rate = (used - self.window_cpu) / seconds, self.jobs / seconds
         self.window_at, self.window_cpu, self.jobs = now, used, 0
         self.hold = max(0, self.hold - 1)
-        if self.trial is not None:
-            before, before_rate = self.trial
-            self.trial = None
-            if rate < before_rate * (1 - WORSE):
-                self._set(before, f"{rate:.0f} jobs/s against {before_rate:.0f} with it")
-                self.hold = HOLD
-                return
-        if BUSY <= share <= SEVERAL and self.limit > 1 and not self.hold:
-            self.trial = (self.limit, rate)
-            self._set(max(1, self.limit // 2), f"{share:.2f} CPUs busy, on trial")
-        elif share < SPARE and self.waiting:
-            self._set(min(self.most, self.limit * 2), f"{share:.2f} CPUs busy")
+        self.windows += 1
+        if self.windows == 1:
+            return  # threads above a new limit were still ending their turns: not a measure
+        if self.trial is not None and not self._judge(rate):
+            return
+        steady = abs(rate - self.last) <= STEADY * max(rate, self.last)
+        self.best, self.last = max(self.best, rate), rate
+        wanted = self.waiting and self.limit < self.most
+        grown, why = min(self.most, self.limit * 2), f"{share:.2f} CPUs busy"
+        if wanted and share < SPARE:
+            self._set(grown, why)
+        elif self.windows < SETTLED or not steady or self.hold:
+            return
+        elif BUSY <= share <= SEVERAL and self.limit > 1:
+            self._try(max(1, self.limit // 2), why)
+        elif wanted and share < BUSY:
+            self._try(grown, why)
+
+    def _try(self, limit: int, why: str) -> None:
+        self.trial = (self.limit, self.best)
+        self._set(limit, f"{why}, on trial")
+
+    def _judge(self, rate: float) -> bool:
+        """Keep the limit on trial, or put the one before back (and make no trial for
+        ``HOLD`` windows): a lower limit stays unless it runs ``MARGIN`` fewer jobs a second
+        than the best window before it, a higher one only if it runs ``MARGIN`` more."""
+        before, before_rate = self.trial
+        self.trial = None
+        wanted = before_rate * (1 - MARGIN if self.limit < before else 1 + MARGIN)
+        if rate >= wanted:
+            return True
+        self._set(before, f"{rate:.0f} jobs/s on trial against {before_rate:.0f}")
+        self.best, self.hold = before_rate, HOLD
+        return False
 
     def _set(self, limit: int, why: str) -> None:
         if limit > self.limit:
             self.condition.notify_all()
-        self.limit = limit
+        self.limit, self.windows, self.best, self.last = limit, 0, 0.0, 0.0
         logger.debug("adaptive_concurrency: %d of %d threads take jobs (%s)", limit, self.most,
                      why)
