@@ -225,7 +225,8 @@ def test_a_retried_failure_shows_queued_with_its_error(redis, start_worker, name
     start_worker(concurrency=1, poll_interval=60)  # the retry waits in the retry set
     between = wait_for(lambda: (r := forkq.result(jid)) and r.errors and r, 10)
     assert between.status == "queued" and between.error["message"] == "first run of 3"
-    assert redis.zcard("retry") == 1
+    # The record is written before the retry is scheduled (``OutcomeWriter.failed``).
+    assert wait_for(lambda: redis.zcard("retry") == 1)
 
 
 def test_a_retry_that_runs_at_once_finds_its_failure_in_the_record(redis, start_worker):
