@@ -159,8 +159,8 @@ class Admission:
         than the best window before it, a higher one only if it runs ``MARGIN`` more."""
         before, before_rate = self.trial
         self.trial = None
-        wanted = before_rate * (1 - MARGIN if self.limit < before else 1 + MARGIN)
-        if rate >= wanted:
+        needed = before_rate * (1 - MARGIN if self.limit < before else 1 + MARGIN)
+        if rate >= needed:
             return True
         self._set(before, f"{rate:.0f} jobs/s on trial against {before_rate:.0f}")
         self.best, self.hold = before_rate, HOLD
