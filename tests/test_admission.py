@@ -136,6 +136,16 @@ def test_more_threads_are_kept_only_when_they_run_more_jobs(process, gain, kept)
     assert bool(admission.hold) is not kept
 
 
+def test_jobs_that_turn_to_several_cpus_get_their_threads_back_on_trial(process):
+    """After a stretch bound by Python, short jobs running outside the interpreter lock."""
+    admission, outside = at_one_with_a_thread_outside(process)
+    rates = {1: 20000, 2: 40000}
+    assert run(admission, process, SEVERAL + 0.25, rates.get, 1) == [1, 2]
+    assert outside.entered.wait(5)
+    assert run(admission, process, SEVERAL + 0.25, rates.get, 2) == [2]
+    assert admission.trial is None
+
+
 def test_threads_waiting_on_io_get_the_limit_back_while_others_stand_outside(process):
     admission = gate(process, most=4)
     to_one(admission, process)

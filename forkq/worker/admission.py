@@ -17,13 +17,15 @@ Each change but one is a trial, kept only if the jobs go no slower:
   next window runs ``MARGIN`` fewer jobs a second than the best window before it: then the jobs
   were gaining from the threads (code outside the interpreter lock, NumPy or compression, on
   several CPUs at once);
-- while threads wait outside and the process keeps less than ``BUSY`` busy, the limit is
-  doubled (up to ``concurrency``), and kept only if the next window runs ``MARGIN`` more.
+- while threads wait outside and the process keeps less than ``BUSY`` busy (or more than
+  ``SEVERAL``), the limit is doubled (up to ``concurrency``), and kept only if the next window
+  runs ``MARGIN`` more.
 
 A trial that fails puts the limit back, and no trial is made for ``HOLD`` windows. The one
 change made without a trial: below ``SPARE`` of a CPU, with threads waiting outside, the
 limit doubles, since the threads then wait on something else (Redis, HTTP, a database). Above
-``SEVERAL`` the jobs evidently run on several CPUs at once, and no trial is made.
+``SEVERAL`` the jobs evidently run on several CPUs at once: no lower limit is tried, and
+while threads wait outside a higher one is, as below ``BUSY``.
 
 A thread inside for longer than ``STALLED`` seconds (a long job, an idle fetch waiting for
 work) does not count against the limit, so a slow or stuck job never keeps the others out,
@@ -146,7 +148,7 @@ class Admission:
             return
         elif BUSY <= share <= SEVERAL and self.limit > 1:
             self._try(max(1, self.limit // 2), why)
-        elif wanted and share < BUSY:
+        elif wanted and not BUSY <= share <= SEVERAL:
             self._try(grown, why)
 
     def _try(self, limit: int, why: str) -> None:
