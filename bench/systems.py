@@ -67,7 +67,7 @@ def start_forkq(redis_url: str, processes: int, fetch: str, workdir: str,
             f"{'' if adaptive else '-fixed'}-{processes}")
     config = {"redis_url": redis_url, "require": ["compare_jobs"], "concurrency": THREADS,
               "processes": processes, "fetch": fetch, "queues": list(queues),
-              "cpu_affinity": pinned, "adaptive_concurrency": adaptive,
+              "cpu_affinity": True if pinned else "auto", "adaptive_concurrency": adaptive,
               "logfile": os.path.join(workdir, f"{name}-worker.log"), "loglevel": loglevel,
               "metrics": {"port": None}, "data_dir": os.path.join(workdir, "data")}
     path = os.path.join(workdir, f"{name}.yml")

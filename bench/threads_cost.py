@@ -11,16 +11,18 @@ of the machine's speed hits them all alike.
     python bench/threads_cost.py --jobs 5000 --runs 1
 
 Variants: ``concurrency`` 1, 2, 5 and 10 at the defaults (``adaptive_concurrency`` on: fewer
-threads take jobs while the process is bound by its interpreter); 10, and two processes of 10,
-with it off (every thread takes jobs); 10 with the service threads'
+threads take jobs while the process is bound by its interpreter, and ``cpu_affinity: auto``:
+its threads keep to one CPU while that makes its jobs faster); 10, and two processes of 10,
+with ``cpu_affinity: false`` (threads on any CPU) and with ``adaptive_concurrency`` off (every
+thread takes jobs, on any CPU); 10 with the service threads'
 intervals stretched (heartbeat and poller every 60 s instead of 10 and 5, control watch every
 5 s instead of 0.5, idle fetches blocking 5 s instead of 1); 10 with
 ``sys.setswitchinterval`` at 1, 20 and 100 ms instead of Python's 5 (set by the required
 module ``threads_worker.py``, as an application module preloaded before the fork could); two
 processes of 1 and of 10 threads; 10 threads pinned to one CPU, and two processes of 10 each
 pinned to a CPU of its own (``PINNED``). A CPU-bound body (``threads_worker.BenchSpin``: about
-1 ms of pure Python, then the ``INCR``) runs with 1 and 10 threads (and 10 pinned) and with 2
-processes of each. Per job: worker CPU (user and system), context switches and moves between
+1 ms of pure Python, then the ``INCR``) runs with 1 and 10 threads (10 also with
+``cpu_affinity: false``, with the gate off, and pinned) and with 2 processes of each. Per job: worker CPU (user and system), context switches and moves between
 CPUs of all its threads, Redis CPU. Then
 a worker's CPU per second while idle (no job), default and stretched: what the service
 threads and the idle processors' wake-ups cost with nothing to do.
@@ -51,6 +53,7 @@ VARIANTS = {
     "2 threads": (1, 2, {}, {}),
     "5 threads": (1, 5, {}, {}),
     "10 threads": (1, 10, {}, {}),
+    "10 threads: cpu_affinity false": (1, 10, {"cpu_affinity": False}, {}),
     "10 threads: adaptive_concurrency off": (1, 10, {"adaptive_concurrency": False}, {}),
     "10 threads: service threads stretched": (1, 10, STRETCHED, STRETCHED_TUNING),
     "10 threads: switch interval 1 ms": (1, 10, {}, {"BENCH_SWITCH_INTERVAL": "0.001"}),
@@ -59,6 +62,7 @@ VARIANTS = {
     "10 threads: pinned to one CPU": (1, 10, {}, {}),
     "2 processes × 1 thread": (2, 1, {}, {}),
     "2 processes × 10 threads": (2, 10, {}, {}),
+    "2 processes × 10 threads: cpu_affinity false": (2, 10, {"cpu_affinity": False}, {}),
     "2 processes × 10 threads: adaptive_concurrency off": (2, 10, {"adaptive_concurrency": False},
                                                           {}),
     "2 processes × 10 threads: each pinned to a CPU of its own": (2, 10, {}, {}),
@@ -68,7 +72,8 @@ VARIANTS = {
 PINNED = {"10 threads: pinned to one CPU",
           "2 processes × 10 threads: each pinned to a CPU of its own"}
 #: the CPU-bound body's variants: how threads and processes share a CPU-bound job
-CPU_VARIANTS = ["1 thread", "10 threads", "10 threads: adaptive_concurrency off",
+CPU_VARIANTS = ["1 thread", "10 threads", "10 threads: cpu_affinity false",
+                "10 threads: adaptive_concurrency off",
                 "10 threads: pinned to one CPU", "2 processes × 1 thread",
                 "2 processes × 10 threads"]
 #: body → (job class name in the workers, jobs a drain as a share of ``--jobs``)

@@ -106,8 +106,9 @@ class Config:
     #: who configures the root logger in forkq's processes: ``forkq`` or ``application``
     log_root: str = "forkq"
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
-    #: each worker child keeps to one CPU (its slot's, ``supervisor/child.keep_to_one_cpu``)
-    cpu_affinity: bool = False
+    #: True: each worker child keeps to one CPU (its slot's, ``supervisor/child.keep_to_one_cpu``);
+    #: ``"auto"``: its threads keep to one while that makes its jobs faster (``worker/affinity.py``)
+    cpu_affinity: bool | str = "auto"
     pidfile: str | None = None
     max_memory_mb: int | None = None
     max_jobs: int | None = None
@@ -161,6 +162,15 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
             raise ValueError("expected " + " or ".join(repr(choice) for choice in choices))
         return value
     return parse
+
+
+def _auto_or_boolean(value: Any) -> bool | str:
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    try:
+        return boolean(value)
+    except ValueError:
+        raise ValueError("expected true, false or auto") from None
 
 
 def _loglevel(value: Any) -> str:
@@ -274,7 +284,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "log_format": _one_of(*LOG_FORMATS),
     "log_root": _one_of(*LOG_ROOT_OWNERS),
     "processes": integer(1, 256, ": each is a forked copy of the application"),
-    "cpu_affinity": boolean,
+    "cpu_affinity": _auto_or_boolean,
     "pidfile": optional(path),
     "max_memory_mb": optional(integer(1, 1_048_576)),
     "max_jobs": optional(integer(1, 10**9)),

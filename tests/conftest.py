@@ -73,7 +73,10 @@ def start_worker(make_config):
     running = []
 
     def start(before_start=None, **values):
-        """``before_start(worker)`` sees the worker built, its threads not started."""
+        """``before_start(worker)`` sees the worker built, its threads not started. Its
+        threads stay on any CPU unless ``cpu_affinity`` says otherwise: they are this test
+        process's threads, and a mask would outlive the worker."""
+        values.setdefault("cpu_affinity", False)
         values.setdefault("heartbeat_interval", 0.2)
         values.setdefault("poll_interval", 0.1)
         values.setdefault("concurrency", 3)

@@ -2,13 +2,16 @@
 worker take work at once, on real threads; the process's clock and CPU time are given, so a
 test says what the process did in each window."""
 
+import logging
+import os
 import threading
 
 import pytest
 
 import jobs
-from forkq.worker.admission import (BUSY, HOLD, LONGEST_WINDOW, MARGIN, SEVERAL, SPARE,
-                                    STALLED, WINDOW, WINDOW_JOBS, Admission)
+from forkq.worker.admission import (BUSY, HOLD, LONGEST_WINDOW, MARGIN, PIN_HOLD, SEVERAL,
+                                    SPARE, STALLED, WINDOW, WINDOW_JOBS, Admission)
+from forkq.worker.affinity import TASKS, Affinity, current_cpu, move_threads
 from helpers import wait_for
 
 
@@ -30,8 +33,9 @@ def process():
     return Process()
 
 
-def gate(process, most=10, adaptive=True):
-    return Admission(most, adaptive, clock=lambda: process.now, cpu=lambda: process.used)
+def gate(process, most=10, adaptive=True, affinity=None):
+    return Admission(most, adaptive, affinity=affinity, clock=lambda: process.now,
+                     cpu=lambda: process.used)
 
 
 def turn(admission, jobs_taken):
@@ -214,3 +218,139 @@ def test_a_worker_at_a_limit_of_one_still_runs_jobs_that_wait_all_at_once(
     finally:
         jobs.gate.set()
     assert wait_for(lambda: redis.llen("ran") == 4)
+
+
+# --- the threads' CPU mask (cpu_affinity: auto), set for real on this test process's threads
+
+
+@pytest.fixture
+def cpus():
+    """The CPUs this process may use, put back on every thread after the test."""
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        pytest.skip("one CPU: nothing to keep the threads to")
+    yield allowed
+    move_threads(allowed)
+
+
+@pytest.fixture
+def parked_threads():
+    """Three threads that wait, started before the test: the process's other threads."""
+    release = threading.Event()
+    threads = [threading.Thread(target=release.wait, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    yield threads
+    release.set()
+
+
+def masks() -> set:
+    """The distinct CPU masks of this process's threads."""
+    found = set()
+    for name in os.listdir(TASKS):
+        try:
+            found.add(frozenset(os.sched_getaffinity(int(name))))
+        except OSError:
+            pass  # ended since the listing
+    return found
+
+
+def pinned_run(admission, process, cpus_busy, rate_at, windows):
+    """``windows`` windows, each running ``rate_at(cpu kept to or None, limit)`` jobs a
+    second; the CPU masks (None: any CPU) seen, in turn."""
+    seen = [admission.affinity.cpu]
+    for _ in range(windows):
+        window(admission, process, cpus_busy, rate_at(admission.affinity.cpu, admission.limit))
+        if admission.affinity.cpu != seen[-1]:
+            seen.append(admission.affinity.cpu)
+    return seen
+
+
+def faster_on_one_cpu(cpu, limit):
+    return 10000 if cpu is None else 16000
+
+
+def test_current_cpu_is_the_cpu_the_thread_runs_on(cpus):
+    for cpu in sorted(cpus):
+        os.sched_setaffinity(0, {cpu})
+        assert current_cpu() == cpu
+
+
+def test_a_process_bound_by_python_keeps_its_threads_to_one_cpu_when_jobs_go_faster(
+        process, cpus, parked_threads):
+    admission = gate(process, affinity=Affinity())
+    seen = pinned_run(admission, process, 1.0, faster_on_one_cpu, 5)
+    cpu = admission.affinity.cpu
+    assert seen == [None, cpu] and cpu in cpus, "kept to one CPU before any lower limit"
+    assert admission.trial is None and admission.limit == 10
+    assert masks() == {frozenset({cpu})}, "every thread of the process"
+    later = threading.Thread(target=lambda: None)
+    later.start()
+    assert masks() == {frozenset({cpu})}, "a thread started later inherits the mask"
+    later.join()
+    pinned_run(admission, process, 1.0, faster_on_one_cpu, 6)
+    assert admission.limit < 10, "then lower limits are tried, as before"
+
+
+def test_one_cpu_that_does_not_make_jobs_faster_is_let_go_and_held(process, cpus):
+    admission = gate(process, affinity=Affinity())
+    seen = pinned_run(admission, process, 1.0, lambda cpu, limit: 10000, 5)
+    assert seen[0] is None and seen[-1] is None and len(seen) == 3, seen
+    assert masks() == {frozenset(cpus)}
+    assert admission.hold and admission.pin_wait, "no trial for a while"
+
+
+def kept_to_one_cpu(process, cpus):
+    admission = gate(process, affinity=Affinity())
+    pinned_run(admission, process, 1.0, faster_on_one_cpu, 5)
+    assert admission.affinity.cpu is not None
+    return admission
+
+
+def test_threads_kept_to_one_cpu_are_let_go_when_it_is_no_longer_busy(
+        process, cpus, parked_threads):
+    """Its jobs now wait on something else, or another process shares the CPU."""
+    admission = kept_to_one_cpu(process, cpus)
+    between = (SPARE + BUSY) / 2
+    assert pinned_run(admission, process, between, lambda cpu, limit: 9000, 4)[-1] is None
+    assert admission.trial is None, "not slower: stays let go"
+    assert masks() == {frozenset(cpus)}
+
+
+def test_threads_kept_to_one_cpu_are_let_go_on_trial_every_so_often(process, cpus):
+    """Jobs that turned to running outside the interpreter lock cannot show it on one CPU."""
+    admission = kept_to_one_cpu(process, cpus)
+    cpu = admission.affinity.cpu
+    numpy_like = {None: 30000, cpu: 16000}
+    seen = pinned_run(admission, process, 1.0, lambda kept, limit: numpy_like[kept],
+                      PIN_HOLD + 10)
+    assert seen == [cpu, None] and admission.trial is None
+    assert masks() == {frozenset(cpus)}
+
+
+def test_cpu_affinity_false_leaves_the_threads_on_any_cpu(process, cpus):
+    admission = gate(process)
+    run(admission, process, 1.0, lambda limit: 20000 - 500 * limit, 20)
+    assert admission.affinity is None and masks() == {frozenset(cpus)}
+
+
+def test_a_mask_linux_refuses_is_named_and_no_mask_is_tried_again(process, cpus, caplog):
+    """A cpuset that changed under the process: the CPUs to go back to are no longer allowed."""
+    admission = kept_to_one_cpu(process, cpus)
+    admission.affinity.allowed = frozenset({max(cpus) + 4096})  # no such CPU
+    with caplog.at_level(logging.WARNING, logger="forkq"):
+        for _ in range(4):
+            window(admission, process, (SPARE + BUSY) / 2, 9000)
+    assert admission.affinity is None
+    assert [record.getMessage() for record in caplog.records] == [
+        "cpu_affinity: auto: the worker's threads stay on the CPUs they have, since Linux "
+        "refused a change of them ([Errno 22] Invalid argument)"]
+    run(admission, process, 1.0, lambda limit: 20000 - 500 * limit, 10)  # limits, as before
+
+
+@pytest.mark.parametrize("setting, tried", [("auto", True), (False, False), (True, False)])
+def test_a_worker_tries_cpu_masks_only_with_cpu_affinity_auto(start_worker, cpus, setting,
+                                                              tried):
+    """``true`` is the supervisor's: each child kept to its slot's CPU from its start."""
+    worker = start_worker(cpu_affinity=setting)
+    assert (worker.manager.admission.affinity is not None) is tried

@@ -46,6 +46,8 @@ def test_queue_forms(queues, expected, strict):
     ("log_format: xml\n", "key 'log_format' has invalid value 'xml': expected 'text' or 'json'"),
     ("log_root: app\n", "key 'log_root' has invalid value 'app': expected 'forkq' or "
                         "'application'"),
+    ("cpu_affinity: sometimes\n", "key 'cpu_affinity' has invalid value 'sometimes': expected "
+                                   "true, false or auto"),
     ("metrics: {prot: 1}\n", "unknown key 'prot'"),
     ("- a\n- b\n", "expected a mapping"),
     ("a: [\n", "not valid YAML"),
@@ -67,6 +69,13 @@ def test_missing_file_is_named(tmp_path):
                                          ("INFO", "INFO"), ("fatal", "CRITICAL")])
 def test_loglevel_accepts_sidekiq_and_python_names(name, level):
     assert config.from_mapping({"loglevel": name}).loglevel == level
+
+
+@pytest.mark.parametrize("value, parsed", [(None, "auto"), ("auto", "auto"), ("AUTO", "auto"),
+                                           (True, True), ("false", False), ("off", False)])
+def test_cpu_affinity_is_true_false_or_auto(value, parsed):
+    given = {} if value is None else {"cpu_affinity": value}
+    assert config.from_mapping(given).cpu_affinity == parsed
 
 
 def test_precedence_defaults_file_environment_flags(tmp_path):

@@ -404,7 +404,7 @@ class Supervisor:
         max_jobs = jittered(config.max_jobs, random)
 
         def main(pipe: int) -> None:
-            if config.cpu_affinity:
+            if config.cpu_affinity is True:
                 logger.info("slot %d keeps to CPU %s (cpu_affinity)", slot.index,
                             keep_to_one_cpu(slot.index))
             tick = ChildTick(pipe, self.master_pid, max_jobs, config.tag)

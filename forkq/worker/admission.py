@@ -27,6 +27,14 @@ limit doubles, since the threads then wait on something else (Redis, HTTP, a dat
 ``SEVERAL`` the jobs evidently run on several CPUs at once: no lower limit is tried, and
 while threads wait outside a higher one is, as below ``BUSY``.
 
+With ``cpu_affinity: auto`` (the default) the threads' CPU mask is tried the same way
+(``affinity.py``). While the process keeps one CPU's worth busy, its threads are kept to the
+CPU it runs on, before any lower limit is tried, and stay kept only if the jobs go ``MARGIN``
+faster. Kept to one CPU, they are let go on trial once the process no longer keeps that CPU
+busy (its jobs wait on something else, or another process shares the CPU), and every
+``PIN_HOLD`` windows (jobs that now run outside the interpreter lock cannot show it on one
+CPU); let go, they stay so unless the jobs lose ``MARGIN``.
+
 A thread inside for longer than ``STALLED`` seconds (a long job, an idle fetch waiting for
 work) does not count against the limit, so a slow or stuck job never keeps the others out,
 and an idle worker has every thread waiting on Redis as before. With
@@ -40,6 +48,7 @@ import time
 from typing import Callable
 
 from ..log import logger
+from .affinity import Affinity
 
 #: seconds of measurement behind each change of the limit, once it holds ``WINDOW_JOBS``
 #: jobs (a rate of a few jobs is noise), and at most ``LONGEST_WINDOW``
@@ -64,6 +73,10 @@ SETTLED = 3
 STEADY = 0.15
 #: seconds inside after which a thread no longer counts against the limit
 STALLED = 0.1
+#: windows from one trial of the threads' CPU mask (``cpu_affinity: auto``) to the next:
+#: kept to one CPU, the threads are let go on trial this often, since jobs that turned to
+#: running on several CPUs cannot show it while they have one
+PIN_HOLD = 300
 
 
 class Admission:
@@ -73,11 +86,13 @@ class Admission:
     ``STALLED`` seconds, and at once when the limit grows; a thread leaving wakes no one, since
     it takes its next turn itself and its connection is the warm one."""
 
-    def __init__(self, most: int, adaptive: bool = True, *,
+    def __init__(self, most: int, adaptive: bool = True, *, affinity: Affinity | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  cpu: Callable[[], float] = time.process_time) -> None:
         self.most = most
         self.adaptive = adaptive and most > 1
+        #: the threads' CPU mask, tried like the limit (``cpu_affinity: auto``), or None
+        self.affinity = affinity if self.adaptive and Affinity.possible() else None
         self.limit = most
         self.clock, self.cpu = clock, cpu
         self.condition = threading.Condition()
@@ -88,10 +103,13 @@ class Admission:
         self.window_at, self.window_cpu, self.jobs = clock(), cpu(), 0
         #: windows measured at this limit, the most jobs a second one of them ran, the last's
         self.windows, self.best, self.last = 0, 0.0, 0.0
-        #: (the limit before, its best jobs a second) while a new limit is on trial
-        self.trial: tuple[int, float] | None = None
-        #: windows left without a trial, after one that put its limit back
+        #: while a setting is on trial: what puts the one before back, the best jobs a second
+        #: before, and the share of that rate that keeps the new one
+        self.trial: tuple[Callable[[str], None], float, float] | None = None
+        #: windows left without a trial, after one that put its setting back
         self.hold = 0
+        #: windows left before the CPU mask may be tried again
+        self.pin_wait = 0
 
     def enter(self, stopping: Callable[[], bool]) -> bool:
         """Wait for a turn; False when ``stopping()`` became true meanwhile."""
@@ -133,6 +151,7 @@ class Admission:
         share, rate = (used - self.window_cpu) / seconds, self.jobs / seconds
         self.window_at, self.window_cpu, self.jobs = now, used, 0
         self.hold = max(0, self.hold - 1)
+        self.pin_wait = max(0, self.pin_wait - 1)
         self.windows += 1
         if self.windows == 1:
             return  # threads above a new limit were still ending their turns: not a measure
@@ -142,35 +161,97 @@ class Admission:
         self.best, self.last = max(self.best, rate), rate
         wanted = self.waiting and self.limit < self.most
         grown, why = min(self.most, self.limit * 2), f"{share:.2f} CPUs busy"
+        bound = BUSY <= share <= SEVERAL
         if wanted and share < SPARE:
             self._set(grown, why)
         elif self.windows < SETTLED or not steady or self.hold:
             return
-        elif BUSY <= share <= SEVERAL and self.limit > 1:
-            self._try(max(1, self.limit // 2), why)
-        elif wanted and not BUSY <= share <= SEVERAL:
-            self._try(grown, why)
+        elif self._pin_due(bound):
+            self._try_pin(why)
+        elif bound and self.limit > 1:
+            self._try_limit(max(1, self.limit // 2), why)
+        elif wanted and not bound:
+            self._try_limit(grown, why)
 
-    def _try(self, limit: int, why: str) -> None:
-        self.trial = (self.limit, self.best)
-        self._set(limit, f"{why}, on trial")
+    def _pin_due(self, bound: bool) -> bool:
+        """Threads on any CPU and the process bound by Python: keep them to one, unless a
+        change of the mask was tried less than ``PIN_HOLD`` windows ago. Kept to one: let
+        them go once the process no longer keeps that CPU busy, or ``PIN_HOLD`` windows on."""
+        if self.affinity is None:
+            return False
+        if self.affinity.cpu is None:
+            return bound and not self.pin_wait
+        return not bound or not self.pin_wait
+
+    def _try_pin(self, why: str) -> None:
+        """Kept to one CPU on trial the jobs must gain ``MARGIN``; let go, they may not lose
+        that much. Both against the last window, not the best at this setting: a change of
+        what the process does (its share of a CPU) calls for the trial, and the windows before
+        that change ran other work."""
+        self.pin_wait, self.best = PIN_HOLD, self.last
+        if self.affinity.cpu is None:
+            if self._mask(self.affinity.keep):
+                self._start_trial(self._release, 1 + MARGIN,
+                                  f"threads kept to CPU {self.affinity.cpu}", why)
+        elif self._mask(self.affinity.release):
+            self._start_trial(self._keep, 1 - MARGIN, "threads on any CPU", why)
+
+    def _keep(self, why: str) -> None:
+        if self._mask(self.affinity.keep):
+            self._anew(f"threads kept to CPU {self.affinity.cpu}", why)
+
+    def _release(self, why: str) -> None:
+        if self._mask(self.affinity.release):
+            self._anew("threads on any CPU", why)
+
+    def _mask(self, change: Callable[[], object]) -> bool:
+        """Make a change of the threads' CPU mask; if Linux refuses it, say so and try no
+        mask again."""
+        try:
+            change()
+            return True
+        except OSError as exc:
+            logger.warning("cpu_affinity: auto: the worker's threads stay on the CPUs they "
+                           "have, since Linux refused a change of them (%s)", exc)
+            self.affinity = None
+            return False
+
+    def _try_limit(self, limit: int, why: str) -> None:
+        """A lower limit on trial may not lose ``MARGIN``, a higher one must gain that much."""
+        before = self.limit
+        self._limit_to(limit)
+        self._start_trial(lambda undo_why: self._set(before, undo_why),
+                          1 - MARGIN if limit < before else 1 + MARGIN, self._taking(), why)
+
+    def _start_trial(self, undo: Callable[[str], None], keep_at: float, what: str,
+                     why: str) -> None:
+        self.trial = (undo, self.best, keep_at)
+        self._anew(what, f"{why}, on trial")
 
     def _judge(self, rate: float) -> bool:
-        """Keep the limit on trial, or put the one before back (and make no trial for
-        ``HOLD`` windows): a lower limit stays unless it runs ``MARGIN`` fewer jobs a second
-        than the best window before it, a higher one only if it runs ``MARGIN`` more."""
-        before, before_rate = self.trial
+        """Keep the setting on trial if the window ran ``keep_at`` times the best jobs a second
+        before it; else put the one before back, and make no trial for ``HOLD`` windows."""
+        undo, before_rate, keep_at = self.trial
         self.trial = None
-        needed = before_rate * (1 - MARGIN if self.limit < before else 1 + MARGIN)
-        if rate >= needed:
+        if rate >= before_rate * keep_at:
             return True
-        self._set(before, f"{rate:.0f} jobs/s on trial against {before_rate:.0f}")
+        undo(f"{rate:.0f} jobs/s on trial against {before_rate:.0f}")
         self.best, self.hold = before_rate, HOLD
         return False
 
     def _set(self, limit: int, why: str) -> None:
+        self._limit_to(limit)
+        self._anew(self._taking(), why)
+
+    def _limit_to(self, limit: int) -> None:
         if limit > self.limit:
             self.condition.notify_all()
-        self.limit, self.windows, self.best, self.last = limit, 0, 0.0, 0.0
-        logger.debug("adaptive_concurrency: %d of %d threads take jobs (%s)", limit, self.most,
-                     why)
+        self.limit = limit
+
+    def _taking(self) -> str:
+        return f"{self.limit} of {self.most} threads take jobs"
+
+    def _anew(self, what: str, why: str) -> None:
+        """Start measuring a new setting."""
+        self.windows, self.best, self.last = 0, 0.0, 0.0
+        logger.debug("adaptive_concurrency: %s (%s)", what, why)

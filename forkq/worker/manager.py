@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 
 from .admission import Admission
+from .affinity import Affinity
 from .coroutines import CoroutineRunner
 from .fetch import IDLE_TIMEOUT, Held, bulk_requeue
 from ..log import logger
@@ -32,7 +33,9 @@ class Manager:
         self.coroutines = CoroutineRunner(services=services)
         config = services.config
         #: how many processors take work at once (``admission.py``)
-        self.admission = Admission(config.concurrency, config.adaptive_concurrency)
+        self.admission = Admission(
+            config.concurrency, config.adaptive_concurrency,
+            affinity=Affinity() if config.cpu_affinity == "auto" else None)
         self.processors = [Processor(index=i, services=services, coroutines=self.coroutines,
                                      admission=self.admission)
                            for i in range(config.concurrency)]
