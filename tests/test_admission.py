@@ -317,6 +317,17 @@ def test_threads_kept_to_one_cpu_are_let_go_when_it_is_no_longer_busy(
     assert masks() == {frozenset(cpus)}
 
 
+def test_an_idle_spell_leaves_the_threads_where_they_are(process, cpus):
+    """Windows of a few jobs (fetches that wait for work) say nothing of the CPU."""
+    admission = kept_to_one_cpu(process, cpus)
+    cpu = admission.affinity.cpu
+    for _ in range(PIN_HOLD + 10):
+        process.now += LONGEST_WINDOW
+        process.used += LONGEST_WINDOW * SPARE / 10
+        admission.leave(1)
+    assert admission.affinity.cpu == cpu and masks() == {frozenset({cpu})}
+
+
 def test_threads_kept_to_one_cpu_are_let_go_on_trial_every_so_often(process, cpus):
     """Jobs that turned to running outside the interpreter lock cannot show it on one CPU."""
     admission = kept_to_one_cpu(process, cpus)

@@ -149,6 +149,7 @@ class Admission:
     def _adjust(self, now: float) -> None:
         used, seconds = self.cpu(), now - self.window_at
         share, rate = (used - self.window_cpu) / seconds, self.jobs / seconds
+        full = self.jobs >= WINDOW_JOBS
         self.window_at, self.window_cpu, self.jobs = now, used, 0
         self.hold = max(0, self.hold - 1)
         self.pin_wait = max(0, self.pin_wait - 1)
@@ -166,7 +167,7 @@ class Admission:
             self._set(grown, why)
         elif self.windows < SETTLED or not steady or self.hold:
             return
-        elif self._pin_due(bound):
+        elif full and self._pin_due(bound):
             self._try_pin(why)
         elif bound and self.limit > 1:
             self._try_limit(max(1, self.limit // 2), why)
@@ -176,7 +177,9 @@ class Admission:
     def _pin_due(self, bound: bool) -> bool:
         """Threads on any CPU and the process bound by Python: keep them to one, unless a
         change of the mask was tried less than ``PIN_HOLD`` windows ago. Kept to one: let
-        them go once the process no longer keeps that CPU busy, or ``PIN_HOLD`` windows on."""
+        them go once the process no longer keeps that CPU busy, or ``PIN_HOLD`` windows on.
+        Asked only after a window of ``WINDOW_JOBS`` jobs or more: an idle process's mask
+        costs nothing, and the next burst finds its threads where the last one left them."""
         if self.affinity is None:
             return False
         if self.affinity.cpu is None:
