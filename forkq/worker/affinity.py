@@ -44,16 +44,15 @@ class Affinity:
         return (hasattr(os, "sched_setaffinity") and os.path.isdir(TASKS)
                 and len(os.sched_getaffinity(0)) > 1)
 
-    def keep(self) -> int:
-        """Keep every thread to the CPU the caller runs on: the scheduler put it where there
-        was room, and other busy processes are likelier on the other CPUs."""
+    def keep(self) -> None:
+        """Keep every thread to the CPU the caller runs on (then ``cpu``): the scheduler put it
+        where there was room, and other busy processes are likelier on the other CPUs."""
         self.allowed = frozenset(os.sched_getaffinity(0))
         cpu = current_cpu()
         if cpu not in self.allowed:
             cpu = min(self.allowed)
         self.cpu = cpu
         move_threads({cpu})
-        return cpu
 
     def release(self) -> None:
         self.cpu = None
