@@ -9,8 +9,9 @@ import threading
 import pytest
 
 import jobs
-from forkq.worker.admission import (BUSY, HOLD, LONGEST_WINDOW, MARGIN, PIN_HOLD, SEVERAL,
-                                    SPARE, STALLED, WINDOW, WINDOW_JOBS, Admission)
+from forkq.worker.admission import (BUSY, HOLD, LONGEST_WINDOW, MARGIN, PIN_HOLD, SETTLED,
+                                    SEVERAL, SPARE, STALLED, TRIAL_WINDOWS, WINDOW, WINDOW_JOBS,
+                                    Admission)
 from forkq.worker.affinity import TASKS, Affinity, current_cpu, move_threads
 from helpers import wait_for
 
@@ -26,6 +27,10 @@ class Process:
         """One ``WINDOW`` passes (a hair more, against rounding), ``cpus`` of a CPU busy."""
         self.now += WINDOW * 1.001
         self.used += WINDOW * 1.001 * cpus
+
+
+#: windows from a change on trial to its verdict: the first is left out
+JUDGED = 1 + TRIAL_WINDOWS
 
 
 @pytest.fixture
@@ -131,10 +136,10 @@ def at_one_with_a_thread_outside(process):
 def test_more_threads_are_kept_only_when_they_run_more_jobs(process, gain, kept):
     admission, outside = at_one_with_a_thread_outside(process)
     between = (SPARE + BUSY) / 2  # CPU to spare, but not idle: more threads may or may not help
-    rates = {1: 20000, 2: 20000 * (1 + gain)}
+    rates = {1: 19500, 2: 19500 * (1 + gain)}  # at 1 as in ``to_one``
     assert run(admission, process, between, rates.get, 1) == [1, 2]
     assert outside.entered.wait(5), "let in at once"
-    seen = run(admission, process, between, rates.get, 2)
+    seen = run(admission, process, between, rates.get, JUDGED)
     assert admission.trial is None
     assert seen == ([2] if kept else [2, 1])
     assert bool(admission.hold) is not kept
@@ -146,7 +151,7 @@ def test_jobs_that_turn_to_several_cpus_get_their_threads_back_on_trial(process)
     rates = {1: 20000, 2: 40000}
     assert run(admission, process, SEVERAL + 0.25, rates.get, 1) == [1, 2]
     assert outside.entered.wait(5)
-    assert run(admission, process, SEVERAL + 0.25, rates.get, 2) == [2]
+    assert run(admission, process, SEVERAL + 0.25, rates.get, JUDGED) == [2]
     assert admission.trial is None
 
 
@@ -279,7 +284,7 @@ def test_current_cpu_is_the_cpu_the_thread_runs_on(cpus):
 def test_a_process_bound_by_python_keeps_its_threads_to_one_cpu_when_jobs_go_faster(
         process, cpus, parked_threads):
     admission = gate(process, affinity=Affinity())
-    seen = pinned_run(admission, process, 1.0, faster_on_one_cpu, 5)
+    seen = pinned_run(admission, process, 1.0, faster_on_one_cpu, SETTLED + JUDGED)
     cpu = admission.affinity.cpu
     assert seen == [None, cpu] and cpu in cpus, "kept to one CPU before any lower limit"
     assert admission.trial is None and admission.limit == 10
@@ -292,18 +297,24 @@ def test_a_process_bound_by_python_keeps_its_threads_to_one_cpu_when_jobs_go_fas
     assert admission.limit < 10, "then lower limits are tried, as before"
 
 
-def test_one_cpu_that_does_not_make_jobs_faster_is_let_go_and_held(process, cpus):
+def test_one_cpu_that_does_not_make_jobs_faster_is_let_go_then_fewer_threads_are_tried(
+        process, cpus):
+    """Jobs taking turns on a database lock: one CPU gains nothing, fewer threads cost less
+    CPU a job at the same speed."""
     admission = gate(process, affinity=Affinity())
-    seen = pinned_run(admission, process, 1.0, lambda cpu, limit: 10000, 5)
+    seen = pinned_run(admission, process, 1.0, lambda cpu, limit: 10000, SETTLED + JUDGED)
     assert seen[0] is None and seen[-1] is None and len(seen) == 3, seen
     assert masks() == {frozenset(cpus)}
-    assert admission.hold and admission.pin_wait, "no trial for a while"
+    assert admission.pin_wait and not admission.hold, "the mask waits, the limit does not"
+    assert pinned_run(admission, process, 1.0, lambda cpu, limit: 10000,
+                      SETTLED + JUDGED) == [None]
+    assert admission.limit == 5 and admission.trial is None, "as fast: the lower limit kept"
 
 
 def kept_to_one_cpu(process, cpus):
     admission = gate(process, affinity=Affinity())
-    pinned_run(admission, process, 1.0, faster_on_one_cpu, 5)
-    assert admission.affinity.cpu is not None
+    pinned_run(admission, process, 1.0, faster_on_one_cpu, SETTLED + JUDGED)
+    assert admission.affinity.cpu is not None and admission.trial is None
     return admission
 
 
@@ -312,7 +323,8 @@ def test_threads_kept_to_one_cpu_are_let_go_when_it_is_no_longer_busy(
     """Its jobs now wait on something else, or another process shares the CPU."""
     admission = kept_to_one_cpu(process, cpus)
     between = (SPARE + BUSY) / 2
-    assert pinned_run(admission, process, between, lambda cpu, limit: 9000, 4)[-1] is None
+    assert pinned_run(admission, process, between, lambda cpu, limit: 9000,
+                      2 + JUDGED)[-1] is None
     assert admission.trial is None, "not slower: stays let go"
     assert masks() == {frozenset(cpus)}
 

@@ -14,12 +14,17 @@ Each change but one is a trial, kept only if the jobs go no slower:
 
 - while the process keeps from ``BUSY`` to ``SEVERAL`` CPUs busy (one CPU's worth of Python,
   and the hand-overs' own system time), the limit is halved (down to 1), and kept unless the
-  next window runs ``MARGIN`` fewer jobs a second than the best window before it: then the jobs
-  were gaining from the threads (code outside the interpreter lock, NumPy or compression, on
-  several CPUs at once);
+  next ``TRIAL_WINDOWS`` windows run ``MARGIN`` fewer jobs a second than the windows before
+  them (means of both): then the jobs were gaining from the threads (code outside the
+  interpreter lock, NumPy or compression, on several CPUs at once). Jobs that go as fast with
+  fewer threads keep the lower limit, which costs less CPU a job;
 - while threads wait outside and the process keeps less than ``BUSY`` busy (or more than
-  ``SEVERAL``), the limit is doubled (up to ``concurrency``), and kept only if the next window
-  runs ``MARGIN`` more.
+  ``SEVERAL``), the limit is doubled (up to ``concurrency``), and kept only if the next
+  windows run ``MARGIN`` more.
+
+Means, not the best window: windows of a tenth of a second scatter by 10 % and more (jobs that
+take turns on a database lock), and a trial held to the best of several would put back a
+limit that costs nothing in speed.
 
 A trial that fails puts the limit back, and no trial is made for ``HOLD`` windows. The one
 change made without a trial: below ``SPARE`` of a CPU, with threads waiting outside, the
@@ -33,7 +38,10 @@ CPU it runs on, before any lower limit is tried, and stay kept only if the jobs 
 faster. Kept to one CPU, they are let go on trial once the process no longer keeps that CPU
 busy (its jobs wait on something else, or another process shares the CPU), and every
 ``PIN_HOLD`` windows (jobs that now run outside the interpreter lock cannot show it on one
-CPU); let go, they stay so unless the jobs lose ``MARGIN``.
+CPU); let go, they stay so unless the jobs lose ``MARGIN``. A mask that fails its trial
+holds back only the next mask trial (``PIN_HOLD``), not the limit's: a process whose threads
+gain nothing from one CPU may still gain from fewer threads (jobs that wait on a database
+lock, where each thread more only adds hand-overs).
 
 A thread inside for longer than ``STALLED`` seconds (a long job, an idle fetch waiting for
 work) does not count against the limit, so a slow or stuck job never keeps the others out,
@@ -62,6 +70,8 @@ BUSY = 0.85
 SEVERAL = 1.5
 #: share of jobs a second a lower limit on trial may not lose, and a higher one must gain
 MARGIN = 0.05
+#: windows measured (after the one left out) before a trial is judged, on their mean
+TRIAL_WINDOWS = 2
 #: windows without a trial after one put the limit back
 HOLD = 100
 #: CPUs of use below which more threads may help
@@ -101,11 +111,13 @@ class Admission:
         self.waiting = 0
         #: the window being measured: when it began, the process's CPU seconds then, its jobs
         self.window_at, self.window_cpu, self.jobs = clock(), cpu(), 0
-        #: windows measured at this limit, the most jobs a second one of them ran, the last's
-        self.windows, self.best, self.last = 0, 0.0, 0.0
-        #: while a setting is on trial: what puts the one before back, the best jobs a second
-        #: before, and the share of that rate that keeps the new one
-        self.trial: tuple[Callable[[str], None], float, float] | None = None
+        #: windows at this setting (the first left out of the rest), the jobs a second of those
+        #: measured, summed and counted, and the last one's
+        self.windows, self.summed, self.counted, self.last = 0, 0.0, 0, 0.0
+        #: while a setting is on trial: what puts the one before back, the jobs a second
+        #: before, the share of that rate that keeps the new one, and the windows without a
+        #: trial after one that fails
+        self.trial: tuple[Callable[[str], None], float, float, int] | None = None
         #: windows left without a trial, after one that put its setting back
         self.hold = 0
         #: windows left before the CPU mask may be tried again
@@ -156,10 +168,12 @@ class Admission:
         self.windows += 1
         if self.windows == 1:
             return  # threads above a new limit were still ending their turns: not a measure
-        if self.trial is not None and not self._judge(rate):
-            return
         steady = abs(rate - self.last) <= STEADY * max(rate, self.last)
-        self.best, self.last = max(self.best, rate), rate
+        self.summed, self.counted, self.last = self.summed + rate, self.counted + 1, rate
+        if self.trial is not None:
+            if self.counted >= TRIAL_WINDOWS:
+                self._judge()
+            return  # the next change comes a window after the verdict, as after any change
         wanted = self.waiting and self.limit < self.most
         grown, why = min(self.most, self.limit * 2), f"{share:.2f} CPUs busy"
         bound = BUSY <= share <= SEVERAL
@@ -188,16 +202,16 @@ class Admission:
 
     def _try_pin(self, why: str) -> None:
         """Kept to one CPU on trial the jobs must gain ``MARGIN``; let go, they may not lose
-        that much. Both against the last window, not the best at this setting: a change of
+        that much. Both against the last window, not the mean at this setting: a change of
         what the process does (its share of a CPU) calls for the trial, and the windows before
         that change ran other work."""
-        self.pin_wait, self.best = PIN_HOLD, self.last
+        self.pin_wait, before = PIN_HOLD, self.last
         if self.affinity.cpu is None:
             if self._mask(self.affinity.keep):
-                self._start_trial(self._release, 1 + MARGIN,
-                                  f"threads kept to CPU {self.affinity.cpu}", why)
+                self._start_trial(self._release, before, 1 + MARGIN,
+                                  f"threads kept to CPU {self.affinity.cpu}", why, hold=0)
         elif self._mask(self.affinity.release):
-            self._start_trial(self._keep, 1 - MARGIN, "threads on any CPU", why)
+            self._start_trial(self._keep, before, 1 - MARGIN, "threads on any CPU", why, hold=0)
 
     def _keep(self, why: str) -> None:
         if self._mask(self.affinity.keep):
@@ -221,26 +235,25 @@ class Admission:
 
     def _try_limit(self, limit: int, why: str) -> None:
         """A lower limit on trial may not lose ``MARGIN``, a higher one must gain that much."""
-        before = self.limit
+        before, rate = self.limit, self.summed / self.counted
         self._limit_to(limit)
-        self._start_trial(lambda undo_why: self._set(before, undo_why),
+        self._start_trial(lambda undo_why: self._set(before, undo_why), rate,
                           1 - MARGIN if limit < before else 1 + MARGIN, self._taking(), why)
 
-    def _start_trial(self, undo: Callable[[str], None], keep_at: float, what: str,
-                     why: str) -> None:
-        self.trial = (undo, self.best, keep_at)
+    def _start_trial(self, undo: Callable[[str], None], before: float, keep_at: float,
+                     what: str, why: str, hold: int = HOLD) -> None:
+        self.trial = (undo, before, keep_at, hold)
         self._anew(what, f"{why}, on trial")
 
-    def _judge(self, rate: float) -> bool:
-        """Keep the setting on trial if the window ran ``keep_at`` times the best jobs a second
-        before it; else put the one before back, and make no trial for ``HOLD`` windows."""
-        undo, before_rate, keep_at = self.trial
-        self.trial = None
-        if rate >= before_rate * keep_at:
-            return True
-        undo(f"{rate:.0f} jobs/s on trial against {before_rate:.0f}")
-        self.best, self.hold = before_rate, HOLD
-        return False
+    def _judge(self) -> None:
+        """Keep the setting on trial if its windows ran ``keep_at`` times the jobs a second
+        before it; else put the one before back, and make no trial for the trial's ``hold``
+        windows."""
+        undo, before_rate, keep_at, hold = self.trial
+        self.trial, rate = None, self.summed / self.counted
+        if rate < before_rate * keep_at:
+            undo(f"{rate:.0f} jobs/s on trial against {before_rate:.0f}")
+            self.summed, self.counted, self.hold = before_rate, 1, hold
 
     def _set(self, limit: int, why: str) -> None:
         self._limit_to(limit)
@@ -256,5 +269,5 @@ class Admission:
 
     def _anew(self, what: str, why: str) -> None:
         """Start measuring a new setting."""
-        self.windows, self.best, self.last = 0, 0.0, 0.0
+        self.windows, self.summed, self.counted, self.last = 0, 0.0, 0, 0.0
         logger.debug("adaptive_concurrency: %s (%s)", what, why)
