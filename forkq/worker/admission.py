@@ -14,17 +14,18 @@ Each change but one is a trial, kept only if the jobs go no slower:
 
 - while the process keeps from ``BUSY`` to ``SEVERAL`` CPUs busy (one CPU's worth of Python,
   and the hand-overs' own system time), the limit is halved (down to 1), and kept unless the
-  next ``TRIAL_WINDOWS`` windows run ``MARGIN`` fewer jobs a second than the windows before
-  them (means of both): then the jobs were gaining from the threads (code outside the
-  interpreter lock, NumPy or compression, on several CPUs at once). Jobs that go as fast with
-  fewer threads keep the lower limit, which costs less CPU a job;
+  jobs a second on trial fall ``MARGIN`` below the mean of the windows before: then the jobs
+  were gaining from the threads (code outside the interpreter lock, NumPy or compression, on
+  several CPUs at once). Jobs that go as fast with fewer threads keep the lower limit, which
+  costs less CPU a job;
 - while threads wait outside and the process keeps less than ``BUSY`` busy (or more than
-  ``SEVERAL``), the limit is doubled (up to ``concurrency``), and kept only if the next
-  windows run ``MARGIN`` more.
+  ``SEVERAL``), the limit is doubled (up to ``concurrency``), and kept only if the jobs go
+  ``MARGIN`` faster.
 
-Means, not the best window: windows of a tenth of a second scatter by 10 % and more (jobs that
-take turns on a database lock), and a trial held to the best of several would put back a
-limit that costs nothing in speed.
+A trial is judged on its first window measured when that window is ``MARGIN`` clear of the
+rate that keeps it, either way, else on the mean of its first ``TRIAL_WINDOWS``: windows of a
+tenth of a second scatter by 10 % and more (jobs that take turns on a database lock), and one
+of them against the best of several would put back a limit that costs nothing in speed.
 
 A trial that fails puts the limit back, and no trial is made for ``HOLD`` windows. The one
 change made without a trial: below ``SPARE`` of a CPU, with threads waiting outside, the
@@ -171,7 +172,7 @@ class Admission:
         steady = abs(rate - self.last) <= STEADY * max(rate, self.last)
         self.summed, self.counted, self.last = self.summed + rate, self.counted + 1, rate
         if self.trial is not None:
-            if self.counted >= TRIAL_WINDOWS:
+            if self.counted >= TRIAL_WINDOWS or self._clear(rate):
                 self._judge()
             return  # the next change comes a window after the verdict, as after any change
         wanted = self.waiting and self.limit < self.most
@@ -244,6 +245,12 @@ class Admission:
                      what: str, why: str, hold: int = HOLD) -> None:
         self.trial = (undo, before, keep_at, hold)
         self._anew(what, f"{why}, on trial")
+
+    def _clear(self, rate: float) -> bool:
+        """Whether one window decides the trial: ``MARGIN`` beyond the rate that keeps it,
+        either way (fewer threads running jobs much faster, or much slower)."""
+        _, before_rate, keep_at, _ = self.trial
+        return not (keep_at - MARGIN) * before_rate <= rate < (keep_at + MARGIN) * before_rate
 
     def _judge(self) -> None:
         """Keep the setting on trial if its windows ran ``keep_at`` times the jobs a second
