@@ -2,6 +2,7 @@
 
     python bench/django_protocol.py                  # 2,000 tasks, the least of 7 batches
     python bench/django_protocol.py --calls          # function calls a task (cProfile)
+    python bench/django_protocol.py --floor          # what Django's order of events costs
     valgrind --tool=callgrind python bench/django_protocol.py --tasks 200 --batches 1
     valgrind --tool=callgrind python bench/django_protocol.py --tasks 200 --batches 2
 
@@ -14,6 +15,13 @@ thread CPU a task over the batches and, with ``--calls``, the function calls a t
 than a worker's drain on a shared machine. Under callgrind, the instruction counts of two runs
 that differ by one batch, their difference divided by ``--tasks``, are the instructions a task
 (the same on a busy machine as on a quiet one).
+
+``--floor`` also prints what any backend that keeps Django's order of events pays a task, with
+no job system around it (the least of the batches, ``--tasks`` calls each): one ``TaskResult``
+built by Django's constructor, ``task_started`` and ``task_finished`` sent to the framework's
+receivers (a log line each at INFO, through forkq's log as in a worker), and the two writes
+that must reach the backend before them (the ``RUNNING`` status, the result), here a ``SET``
+round trip each on the same per-thread client.
 """
 
 from __future__ import annotations
@@ -61,12 +69,58 @@ def run_batch(payloads: list[dict], records: dict, client) -> float:
     return (time.thread_time() - began) / len(payloads)
 
 
+def least_cpu(action, calls: int, batches: int) -> float:
+    """The least thread CPU seconds a call of ``action`` over ``batches`` of ``calls``."""
+    action()
+    spent = []
+    for _ in range(batches):
+        began = time.thread_time()
+        for _ in range(calls):
+            action()
+        spent.append((time.thread_time() - began) / calls)
+    return min(spent)
+
+
+def print_floor(task, calls: int, batches: int) -> None:
+    """What Django's order of events costs a task, whatever the backend (see the notes)."""
+    from datetime import datetime, timezone
+
+    from forkq.connection.source import default_source
+    from forkq.contrib.django.compat import (TaskResult, TaskResultStatus, task_finished,
+                                             task_started)
+
+    sender, now = type(task.get_backend()), datetime.now(timezone.utc)
+    redis = default_source().redis
+
+    def build() -> TaskResult:
+        return TaskResult(task=task, id="floor", status=TaskResultStatus.RUNNING,
+                          enqueued_at=now, started_at=now, finished_at=None,
+                          last_attempted_at=now, args=[], kwargs={}, backend=task.backend,
+                          errors=[], worker_ids=["floor"])
+
+    built = build()
+
+    def signals() -> None:
+        task_started.send(sender, task_result=built)
+        task_finished.send(sender, task_result=built)
+
+    parts = {"one TaskResult built": least_cpu(build, calls, batches),
+             "task_started and task_finished sent": least_cpu(signals, calls, batches),
+             "two SET round trips": 2 * least_cpu(lambda: redis.set("floor", "x"), calls,
+                                                   batches)}
+    for name, seconds in parts.items():
+        print(f"floor: {name}: {seconds * 1e6:.0f} µs")
+    print(f"floor: in all {sum(parts.values()) * 1e6:.0f} µs of thread CPU a task")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--batches", type=int, default=7)
     parser.add_argument("--calls", action="store_true",
                         help="also count the function calls a task (cProfile)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time what Django's order of events costs any backend")
     args = parser.parse_args()
     import tempfile
 
@@ -96,6 +150,8 @@ def main() -> None:
                 calls = pstats.Stats(profile).total_calls
                 print(f"{calls / args.tasks:.1f} function calls a task")
             print(f"{int(client.get(tasks.COUNTER) or 0):,} bodies ran")
+            if args.floor:
+                print_floor(tasks.incr, args.tasks, args.batches)
     finally:
         server.stop()
 

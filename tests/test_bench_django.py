@@ -36,9 +36,10 @@ def test_the_django_comparison_runs_every_system_on_both_bodies(tmp_path):
 @pytest.mark.slow
 def test_the_run_protocol_bench_runs_its_tasks_and_counts_their_calls(tmp_path):
     script = os.path.join(ROOT, "bench", "django_protocol.py")
-    done = subprocess.run([sys.executable, script, "--tasks", "5", "--batches", "2", "--calls"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run([sys.executable, script, "--tasks", "5", "--batches", "2", "--calls",
+                           "--floor"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5 tasks, least of 2 batches:" in done.stdout
     assert "function calls a task" in done.stdout
     assert "15 bodies ran" in done.stdout  # two batches and the counted one, of 5 tasks each
+    assert "floor: in all" in done.stdout and "floor: two SET round trips" in done.stdout
