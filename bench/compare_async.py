@@ -9,7 +9,9 @@ bodies' ``INCR``). Worker CPU is user + system of all the worker's processes (fo
 taskiq's master and child) over that window, Redis CPU comes from ``INFO`` deltas, memory is
 the worker's processes' RSS (and PSS, which counts pages shared after fork once) when the drain
 ends. Then, on that idle worker, ``--probes`` jobs pushed one at a time 10 ms apart give the
-enqueue-to-start latency. Every system logs warnings only (no per-job lines).
+enqueue-to-start latency. Every system logs warnings only (no per-job lines). A drain in which
+no job completes for ``STALL`` seconds (a worker that stops short of its jobs) is named under
+the table and left out of that system's figures; the other drains run on.
 
 Not a test: prints a Markdown table of medians (min–max over the runs) and the ratio of forkq
 to the best peer on each figure (> 1 favours forkq), and keeps the raw figures as JSON.
@@ -63,6 +65,12 @@ BODIES = ("incr", "sleep")
 PROBE_GAP = 0.01
 #: seconds between polls of the completion counter
 POLL = 0.002
+#: seconds without a completion after which a drain counts as stalled
+STALL = 30.0
+
+
+class Stalled(Exception):
+    """A system's drain stopped short of its jobs: none completed for ``STALL`` seconds."""
 
 
 def redis_7() -> str | None:
@@ -139,11 +147,23 @@ def drain(server: Server, group: Group, jobs: int, spawned: float, redis_before:
     cpu, redis_cpu = group.cpu_seconds(), server_cpu_seconds(client)
     if done >= jobs:
         started, done, cpu, redis_cpu = spawned, 0, 0.0, redis_before
-    wait_until(lambda: count() >= jobs, timeout=600, interval=POLL, what="the drain's end")
+    wait_for_the_end(count, jobs)
     elapsed = time.perf_counter() - started
     ran = jobs - done
     return {"rate": ran / elapsed, "cpu_us": (group.cpu_seconds() - cpu) / ran * 1e6,
             "redis_us": (server_cpu_seconds(client) - redis_cpu) / ran * 1e6, **memory(group)}
+
+
+def wait_for_the_end(count, jobs: int) -> None:
+    """Until ``count()`` reaches ``jobs``; ``Stalled`` once it stays put ``STALL`` seconds."""
+    last, moved = count(), time.monotonic()
+    while last < jobs:
+        time.sleep(POLL)
+        now = count()
+        if now != last:
+            last, moved = now, time.monotonic()
+        elif time.monotonic() - moved > STALL:
+            raise Stalled(f"{last:,} of {jobs:,} jobs completed, then none for {STALL:.0f} s")
 
 
 async def latency(server: Server, module, probes: int) -> dict:
@@ -177,6 +197,9 @@ async def measure(server: Server, name: str, args: argparse.Namespace) -> dict:
                                                             spawned, redis_before)
                     if body == "incr" and args.probes:
                         figures["latency"] = await latency(server, module, args.probes)
+                except Stalled as exc:  # a peer's worker that stops short: the rest run on
+                    figures[body] = {"stalled": str(exc)}
+                    print(f"{name}, {body}: stalled ({exc})", file=sys.stderr, flush=True)
                 finally:
                     group.stop()
         finally:
@@ -202,8 +225,8 @@ def table(runs: list[dict], names: list[str]) -> list[dict]:
     forkq against that peer in the same run; > 1 favours forkq)."""
     rows = []
     for label, (section, field), kind, higher in ROWS:
-        values = {name: [run[name][section][field] for run in runs if section in run[name]]
-                  for name in names}
+        values = {name: [run[name][section][field] for run in runs
+                         if field in run[name].get(section, {})] for name in names}
         entry = {"figure": label, "kind": kind, "values": values, "best_peer": None,
                  "ratio": None}
         # without a peer in the run, forkq's coroutine jobs are rated against its thread jobs
@@ -213,8 +236,10 @@ def table(runs: list[dict], names: list[str]) -> list[dict]:
             pick = max if higher else min
             best = pick(peers, key=lambda name: median(values[name]))
             entry["best_peer"] = best
-            entry["ratio"] = [_ratio(f, p) if higher else _ratio(p, f)
-                              for f, p in zip(values["forkq"], values[best])]
+            paired = [(run["forkq"][section][field], run[best][section][field])
+                      for run in runs if field in run["forkq"].get(section, {})
+                      and field in run[best].get(section, {})]
+            entry["ratio"] = [_ratio(f, p) if higher else _ratio(p, f) for f, p in paired]
         rows.append(entry)
     return rows
 
@@ -239,6 +264,13 @@ def markdown(meta: dict, rows: list[dict], names: list[str]) -> str:
                  if entry["ratio"] else "–")
         lines.append(f"| {entry['figure']} | " + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(lines)
+
+
+def stalled(runs: list[dict]) -> list[str]:
+    """A line for each drain that stalled, which its system's figures leave out."""
+    return [f"stalled, left out: {name}, {body}, run {index}: {figures['stalled']}"
+            for index, run in enumerate(runs, 1) for name, bodies in run.items()
+            for body, figures in bodies.items() if "stalled" in figures]
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -278,6 +310,8 @@ def main(argv=None) -> dict:
     meta["load_after"] = os.getloadavg()[0]
     rows = table(runs, names)
     print(markdown(meta, rows, names))
+    for note in stalled(runs):
+        print(note)
     record = {"meta": meta, "runs": runs, "rows": rows}
     if args.json:
         with open(args.json, "w") as handle:

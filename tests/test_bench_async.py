@@ -37,6 +37,9 @@ def test_each_system_drains_both_bodies_and_answers_the_probes(record, system):
         pytest.skip(record["meta"]["skipped"][system])
     figures = record["runs"][0][system]
     for body in ("incr", "sleep"):
+        if system not in ("forkq", "forkq-threads") and "stalled" in figures[body]:
+            pytest.skip(f"{system}'s worker stalled, which the benchmark reports and runs on: "
+                        f"{figures[body]['stalled']}")
         # CPU times tick in 10 ms: a 20-job drain may show none
         assert figures[body]["rate"] > 0 and figures[body]["cpu_us"] >= 0, (body, figures)
         assert figures[body]["rss_mb"] > 0
@@ -51,6 +54,37 @@ def test_the_table_rates_forkq_against_the_best_peer(record):
     rate = next(row for row in record["rows"] if row["figure"] == "incr: jobs/s")
     assert rate["best_peer"] in ran and not rate["best_peer"].startswith("forkq")
     assert len(rate["ratio"]) == 1
+
+
+@pytest.fixture
+def compare_async(monkeypatch):
+    """The benchmark's module, its stall deadline shortened."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import compare_async
+
+    monkeypatch.setattr(compare_async, "STALL", 0.2)
+    return compare_async
+
+
+def test_a_drain_that_stops_short_is_stalled_and_one_that_ends_is_not(compare_async):
+    counts = iter([0, 1, 2, 3])
+    compare_async.wait_for_the_end(lambda: next(counts, 3), 3)
+    with pytest.raises(compare_async.Stalled, match="4 of 5 jobs completed, then none"):
+        compare_async.wait_for_the_end(lambda: 4, 5)
+
+
+def test_a_stalled_drain_is_left_out_of_its_figures_and_named(compare_async):
+    def ran(rate):
+        return {"incr": {"rate": rate}, "sleep": {"rate": rate}}
+
+    runs = [{"forkq": ran(100.0), "taskiq": ran(40.0)},
+            {"forkq": ran(90.0), "taskiq": {**ran(45.0), "incr": {"stalled": "9 of 10"}}},
+            {"forkq": ran(80.0), "taskiq": ran(50.0)}]
+    rate = next(row for row in compare_async.table(runs, ["forkq", "taskiq"])
+                if row["figure"] == "incr: jobs/s")
+    assert rate["values"]["taskiq"] == [40.0, 50.0]
+    assert rate["ratio"] == [2.5, 1.6], "each run's forkq against the same run's peer"
+    assert compare_async.stalled(runs) == ["stalled, left out: taskiq, incr, run 2: 9 of 10"]
 
 
 def test_the_coroutine_body_alone_runs_beside_its_synchronous_twin():
