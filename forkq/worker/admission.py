@@ -27,7 +27,7 @@ rate that keeps it, either way, else on the mean of its first ``TRIAL_WINDOWS``:
 tenth of a second scatter by 10 % and more (jobs that take turns on a database lock), and one
 of them against the best of several would put back a limit that costs nothing in speed.
 
-A trial that fails puts the limit back, and no trial is made for ``HOLD`` windows. The one
+A trial of the limit that fails puts it back, and no trial is made for ``HOLD`` windows. The one
 change made without a trial: below ``SPARE`` of a CPU, with threads waiting outside, the
 limit doubles, since the threads then wait on something else (Redis, HTTP, a database). Above
 ``SEVERAL`` the jobs evidently run on several CPUs at once: no lower limit is tried, and
@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..log import logger
 from .affinity import Affinity
@@ -90,6 +90,19 @@ STALLED = 0.1
 PIN_HOLD = 300
 
 
+class Trial(NamedTuple):
+    """A setting on trial."""
+
+    #: puts the setting before back (given why)
+    undo: Callable[[str], None]
+    #: jobs a second before the trial
+    before: float
+    #: the share of ``before`` that keeps the setting on trial
+    keep_at: float
+    #: windows without a trial after one that fails
+    hold: int
+
+
 class Admission:
     """The gate before a processor's fetch. ``enter`` blocks while ``limit`` threads that
     entered less than ``STALLED`` seconds ago are inside; ``leave`` ends a thread's turn and,
@@ -115,10 +128,8 @@ class Admission:
         #: windows at this setting (the first left out of the rest), the jobs a second of those
         #: measured, summed and counted, and the last one's
         self.windows, self.summed, self.counted, self.last = 0, 0.0, 0, 0.0
-        #: while a setting is on trial: what puts the one before back, the jobs a second
-        #: before, the share of that rate that keeps the new one, and the windows without a
-        #: trial after one that fails
-        self.trial: tuple[Callable[[str], None], float, float, int] | None = None
+        #: the setting on trial, if any
+        self.trial: Trial | None = None
         #: windows left without a trial, after one that put its setting back
         self.hold = 0
         #: windows left before the CPU mask may be tried again
@@ -243,24 +254,24 @@ class Admission:
 
     def _start_trial(self, undo: Callable[[str], None], before: float, keep_at: float,
                      what: str, why: str, hold: int = HOLD) -> None:
-        self.trial = (undo, before, keep_at, hold)
+        self.trial = Trial(undo, before, keep_at, hold)
         self._anew(what, f"{why}, on trial")
 
     def _clear(self, rate: float) -> bool:
         """Whether one window decides the trial: ``MARGIN`` beyond the rate that keeps it,
         either way (fewer threads running jobs much faster, or much slower)."""
-        _, before_rate, keep_at, _ = self.trial
-        return not (keep_at - MARGIN) * before_rate <= rate < (keep_at + MARGIN) * before_rate
+        keeps, band = self.trial.before * self.trial.keep_at, self.trial.before * MARGIN
+        return not keeps - band <= rate < keeps + band
 
     def _judge(self) -> None:
         """Keep the setting on trial if its windows ran ``keep_at`` times the jobs a second
         before it; else put the one before back, and make no trial for the trial's ``hold``
         windows."""
-        undo, before_rate, keep_at, hold = self.trial
-        self.trial, rate = None, self.summed / self.counted
-        if rate < before_rate * keep_at:
-            undo(f"{rate:.0f} jobs/s on trial against {before_rate:.0f}")
-            self.summed, self.counted, self.hold = before_rate, 1, hold
+        trial, rate = self.trial, self.summed / self.counted
+        self.trial = None
+        if rate < trial.before * trial.keep_at:
+            trial.undo(f"{rate:.0f} jobs/s on trial against {trial.before:.0f}")
+            self.summed, self.counted, self.hold = trial.before, 1, trial.hold
 
     def _set(self, limit: int, why: str) -> None:
         self._limit_to(limit)
