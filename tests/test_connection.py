@@ -364,14 +364,25 @@ def test_closing_the_idle_connections_closes_the_ready_ones_too(redis, redis_url
         shared.close()
 
 
+def _aof_path(data_dir: str) -> str:
+    folder = os.path.join(data_dir, "appendonlydir")
+    if os.path.isdir(folder):  # Redis 7: the last incremental file
+        return os.path.join(folder, sorted(f for f in os.listdir(folder) if ".incr." in f)[-1])
+    return os.path.join(data_dir, "appendonly.aof")
+
+
+def _script_written(data_dir: str) -> bool:
+    """Whether the append-only file holds the script's transaction: with ``everysec``, Redis
+    may answer before it writes the file, while its last fsync is still running."""
+    with open(_aof_path(data_dir), "rb") as handle:
+        data = handle.read()
+    return b"MULTI" in data and b"RPOP" in data[data.rindex(b"MULTI"):]
+
+
 def _cut_inside_last_transaction(data_dir: str) -> None:
     """Leave the append-only file as a crash while writing the last transaction (a script's
     effects) would: its ``MULTI`` and first commands whole, the next one cut short."""
-    folder = os.path.join(data_dir, "appendonlydir")
-    if os.path.isdir(folder):  # Redis 7: the last incremental file
-        path = os.path.join(folder, sorted(f for f in os.listdir(folder) if ".incr." in f)[-1])
-    else:
-        path = os.path.join(data_dir, "appendonly.aof")
+    path = _aof_path(data_dir)
     with open(path, "rb") as handle:
         data = handle.read()
     second_command = data.index(b"*", data.index(b"RPOP", data.rindex(b"MULTI")) + 1)
@@ -387,6 +398,7 @@ def test_an_embedded_redis_killed_mid_transaction_keeps_the_writes_of_its_next_l
     client.rpush("queue", "a", "b", "c")
     client.eval("redis.call('RPOP', KEYS[1]); redis.call('RPOP', KEYS[1]); "
                 "redis.call('RPUSH', KEYS[2], 'c', 'b')", 2, "queue", "held")
+    wait_for(lambda: _script_written(data_dir), 10, message="the script in the append-only file")
     server.process.kill()
     server.process.wait()
     _cut_inside_last_transaction(data_dir)
